@@ -1,0 +1,46 @@
+/** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ImageService } from '../core/image-service.js';
+import type { Manifest } from '../core/manifest.js';
+import type { BlobStore } from '../core/ports.js';
+import type { HashPool } from '../ingest/hashing/index.js';
+import type { UploadSettings } from '../ingest/receive-upload.js';
+import { tokenChecker } from './auth.js';
+import { handleError, sendError } from './error-handler.js';
+import { imageDataRoutes } from './routes/image-data.js';
+import { imageRoutes } from './routes/images.js';
+import { versionRoutes } from './routes/versions.js';
+
+export interface AppDeps {
+  images: ImageService;
+  manifest: Manifest;
+  blobs: BlobStore;
+  hashes: HashPool;
+  upload: UploadSettings;
+  adminToken: string;
+  log: Logger;
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024, // JSON bodies only; image data is streamed past the body parser
+    requestIdHeader: 'x-openstack-request-id',
+    genReqId: () => `req-${crypto.randomUUID()}`,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+  });
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-openstack-request-id', request.id);
+  });
+  await app.register(versionRoutes);
+  const checkToken = tokenChecker(deps.adminToken);
+  await app.register(async (v2) => {
+    v2.addHook('onRequest', checkToken);
+    await imageRoutes(v2, deps.images);
+    await imageDataRoutes(v2, deps);
+  });
+  return app;
+}

@@ -1,0 +1,43 @@
+/** The one place that maps errors to HTTP responses. Every body says what was wrong and what to do. */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { PirError, type ErrorKind } from '../core/errors.js';
+
+const STATUS: Record<ErrorKind, number> = {
+  bad_request: 400, unauthorized: 401, forbidden: 403, not_found: 404, conflict: 409, gone: 410,
+  too_large: 413, unsupported_media_type: 415, unavailable: 503, internal: 500,
+};
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
+  410: 'Gone', 413: 'Request Entity Too Large', 415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable',
+  500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+export function errorBody(status: number, code: string, message: string) {
+  // OpenStack's shape: one object whose value holds the message (glanceclient reads each value's
+  // "message"), with a stable machine-readable error code beside it.
+  return { error: { code: status, title: TITLES[status] ?? 'Error', message, error_code: code } };
+}
+
+export function sendError(reply: FastifyReply, status: number, code: string, message: string) {
+  // A refused upload body is not read to its end: close the connection instead of draining it.
+  if (status === 413) reply.header('Connection', 'close');
+  return reply.code(status).type('application/json').send(errorBody(status, code, message));
+}
+
+export function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
+  if (error instanceof PirError) {
+    const status = STATUS[error.kind];
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendError(reply, status, error.code, error.message);
+  }
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) {
+    return sendError(reply, 400, 'invalid_request', `Invalid request: ${fastifyError.message}.`);
+  }
+  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500) {
+    return sendError(reply, fastifyError.statusCode, fastifyError.code ?? 'bad_request', fastifyError.message);
+  }
+  request.log.error({ err: error }, 'unexpected error');
+  return sendError(reply, 500, 'internal_error', 'PIR failed to handle this request; the operator can find the reason in the logs under this request id: ' + request.id);
+}

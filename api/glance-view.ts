@@ -1,0 +1,71 @@
+/** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
+import type { ImageDoc } from '../schemas/image.js';
+
+export function imageView(doc: ImageDoc): Record<string, unknown> {
+  const pipeline = doc.pipeline;
+  return {
+    ...doc.properties,
+    id: doc.id,
+    name: doc.name,
+    status: doc.status,
+    visibility: doc.visibility,
+    protected: doc.protected,
+    os_hidden: doc.os_hidden,
+    owner: doc.owner,
+    container_format: doc.container_format,
+    disk_format: doc.disk_format,
+    min_disk: doc.min_disk,
+    min_ram: doc.min_ram,
+    size: doc.size,
+    virtual_size: doc.virtual_size,
+    checksum: doc.checksum,
+    os_hash_algo: doc.os_hash_algo,
+    os_hash_value: doc.os_hash_value,
+    tags: doc.tags,
+    created_at: stripMillis(doc.created_at),
+    updated_at: stripMillis(doc.updated_at),
+    self: `/v2/images/${doc.id}`,
+    file: `/v2/images/${doc.id}/file`,
+    schema: '/v2/schemas/image',
+    pir_stage: doc.status === 'importing' && pipeline ? pipeline.stage : null,
+    pir_pipeline: pipeline
+      ? { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: pipeline.inspection?.findings ?? [] }
+      : null,
+    pir_failure: doc.failure,
+  };
+}
+
+/** Glance prints timestamps without fractions of a second ("2026-11-22T11:30:00Z"). */
+function stripMillis(iso: string): string {
+  return iso.replace(/\.\d+Z$/, 'Z');
+}
+
+/** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */
+export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
+  const pipeline = doc.pipeline;
+  if (!pipeline) return doc.failure ? [failureTask(doc)] : [];
+  const status = doc.status === 'active' ? 'success' : doc.status === 'killed' ? 'failure' : 'processing';
+  return [{
+    id: `${doc.id}.${pipeline.run}`,
+    type: 'api_image_import',
+    status,
+    owner: doc.owner,
+    image_id: doc.id,
+    input: { method: pipeline.method },
+    result: status === 'success' ? { image_id: doc.id } : null,
+    message: doc.failure ? `${doc.failure.stage}: ${doc.failure.message}` : '',
+    created_at: stripMillis(pipeline.started_at),
+    updated_at: stripMillis(doc.updated_at),
+    pir_stage: pipeline.stage,
+    pir_stages: pipeline.stages,
+    pir_failure: doc.failure,
+  }];
+}
+
+function failureTask(doc: ImageDoc): Record<string, unknown> {
+  return {
+    id: `${doc.id}.0`, type: 'api_image_import', status: 'failure', owner: doc.owner, image_id: doc.id,
+    input: {}, result: null, message: `${doc.failure!.stage}: ${doc.failure!.message}`,
+    created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at), pir_failure: doc.failure,
+  };
+}

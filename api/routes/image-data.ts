@@ -1,0 +1,116 @@
+/** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { PirError, badRequest } from '../../core/errors.js';
+import type { ImageService } from '../../core/image-service.js';
+import type { Manifest } from '../../core/manifest.js';
+import type { BlobStore } from '../../core/ports.js';
+import type { HashPool } from '../../ingest/hashing/index.js';
+import { parseContentMd5, receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
+import { sendError } from '../error-handler.js';
+import { waitForSettled } from '../wait-for-settled.js';
+
+/** Failures of the image itself answer 400; failures of PIR answer 500. */
+const PIR_FAULT_CODES = new Set(['internal_error', 'deadline_exceeded', 'staged_data_lost', 'manifest_contention']);
+
+export interface DataRouteDeps {
+  images: ImageService;
+  manifest: Manifest;
+  blobs: BlobStore;
+  hashes: HashPool;
+  upload: UploadSettings;
+}
+
+export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps): Promise<void> {
+  // Image bytes are never parsed or buffered: the handler streams the raw request.
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+
+  app.put('/v2/images/:id/file', async (request, reply) => {
+    const id = (request.params as { id: string }).id;
+    await receive(request, deps, id, 'upload');
+    if (wantsAsync(request)) return reply.code(202).send();
+    const abort = new AbortController();
+    request.raw.socket.once('close', () => abort.abort());
+    const settled = await waitForSettled(deps.manifest, id, abort.signal);
+    if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
+    if (settled.status === 'killed' && settled.failure) {
+      const { code, message, stage } = settled.failure;
+      return sendError(reply, PIR_FAULT_CODES.has(code) ? 500 : 400, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
+    }
+    return reply.code(204).send();
+  });
+
+  app.put('/v2/images/:id/stage', async (request, reply) => {
+    await receive(request, deps, (request.params as { id: string }).id, 'stage');
+    return reply.code(204).send();
+  });
+
+  app.get('/v2/images/:id/file', async (request, reply) => {
+    const id = (request.params as { id: string }).id;
+    const doc = await deps.images.get(id);
+    if (doc.status === 'deactivated') throw new PirError('forbidden', 'image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
+    if (doc.status !== 'active' || doc.size === null) return reply.code(204).send();
+    const size = (await deps.blobs.storedSize(id)) ?? -1;
+    if (size !== doc.size) {
+      request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
+      throw new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
+    }
+    reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
+    const rangeHeader = request.headers.range;
+    if (rangeHeader) {
+      const range = parseRange(rangeHeader, size);
+      if (!range) {
+        reply.header('Content-Range', `bytes */${size}`);
+        return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
+      }
+      reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
+      return reply.send(deps.blobs.openRead(id, range));
+    }
+    if (doc.checksum) reply.header('Content-MD5', doc.checksum);
+    reply.header('Content-Length', size);
+    return reply.send(deps.blobs.openRead(id));
+  });
+}
+
+async function receive(request: FastifyRequest, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
+  const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/octet-stream') {
+    throw new PirError('unsupported_media_type', 'bad_content_type', `Send image data as Content-Type: application/octet-stream (got '${type || 'none'}').`);
+  }
+  const body = request.body as NodeJS.ReadableStream | undefined;
+  if (!body) throw badRequest('no_body', 'The request has no image data.');
+  return receiveUpload(deps.images, id, kind, {
+    body,
+    contentLength: headerInt(request, 'content-length'),
+    declaredSize: headerInt(request, 'x-openstack-image-size'),
+    contentMd5: parseContentMd5(request.headers['content-md5'] as string | undefined),
+  }, deps.upload, deps.hashes);
+}
+
+function wantsAsync(request: FastifyRequest): boolean {
+  const prefer = request.headers.prefer;
+  return typeof prefer === 'string' && prefer.split(',').some((p) => p.trim().toLowerCase() === 'respond-async');
+}
+
+function headerInt(request: FastifyRequest, name: string): number | null {
+  const value = request.headers[name];
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || !/^\d{1,16}$/.test(value)) throw badRequest('bad_header', `${name} must be a whole number of bytes.`);
+  return Number(value);
+}
+
+/** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */
+export function parseRange(header: string, size: number): { start: number; end: number } | null {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '') || size === 0) return null;
+  let start: number;
+  let end: number;
+  if (match[1] === '') {
+    start = Math.max(0, size - Number(match[2]));
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+  }
+  return start <= end && start < size ? { start, end } : null;
+}
+

@@ -1,0 +1,152 @@
+/** Glance's image metadata calls: create, list, show, delete, import, tasks, schemas. */
+import type { FastifyInstance } from 'fastify';
+import { CONTAINER_FORMATS, DISK_FORMATS, READ_ONLY_FIELDS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
+import { badRequest, forbidden } from '../../core/errors.js';
+import type { CreateImageInput, ImageService } from '../../core/image-service.js';
+import type { ListQuery, SortKey } from '../../core/ports.js';
+import { imageView, taskViews } from '../glance-view.js';
+import { imageSchema, imagesSchema } from '../image-schema.js';
+
+const BASE_FIELDS = new Set(['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags', 'os_hash_algo', 'os_hash_value']);
+const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
+const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
+const IMPORT_METHODS = ['glance-direct'];
+
+const createBody = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' },
+    name: { type: ['string', 'null'], maxLength: 255 },
+    disk_format: { type: ['string', 'null'], enum: [null, ...DISK_FORMATS] },
+    container_format: { type: ['string', 'null'], enum: [null, ...CONTAINER_FORMATS] },
+    visibility: { type: 'string', enum: [...VISIBILITIES] },
+    protected: { type: 'boolean' },
+    os_hidden: { type: 'boolean' },
+    min_disk: { type: 'integer', minimum: 0 },
+    min_ram: { type: 'integer', minimum: 0 },
+    tags: { type: 'array', maxItems: 128, items: { type: 'string', minLength: 1, maxLength: 255 } },
+    os_hash_algo: { type: 'string', enum: ['sha512'] },
+    os_hash_value: { type: 'string', pattern: '^[0-9a-fA-F]{128}$' },
+  },
+  // Glance's extra properties are strings; read-only and reserved names are refused below.
+  additionalProperties: { type: 'string', maxLength: 65535 },
+  maxProperties: 256,
+} as const;
+
+export async function imageRoutes(app: FastifyInstance, images: ImageService): Promise<void> {
+  app.get('/v2/schemas/image', async () => imageSchema);
+  app.get('/v2/schemas/images', async () => imagesSchema);
+  app.get('/v2/info/import', async () => ({
+    'import-methods': { description: 'Import methods available.', type: 'array', value: IMPORT_METHODS },
+  }));
+
+  app.post('/v2/images', { schema: { body: createBody } }, async (request, reply) => {
+    const body = request.body as Record<string, unknown>;
+    const input: CreateImageInput = { properties: {} };
+    for (const [key, value] of Object.entries(body)) {
+      if (key.startsWith('os_glance_')) throw forbidden('reserved_property', `Property '${key}' is reserved (os_glance_*); choose another name.`);
+      if (BASE_FIELDS.has(key)) continue;
+      if (READ_ONLY_FIELDS.has(key) || key === 'owner' || key.startsWith('pir_')) {
+        throw forbidden('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
+      }
+      if (key.length > 255) throw badRequest('property_name_too_long', 'Property names are at most 255 characters.');
+      input.properties![key] = value as string;
+    }
+    Object.assign(input, pick(body, ['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags']));
+    if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
+    const doc = await images.create(input, request.identity.project).catch((error: unknown) => {
+      if ((error as Error).name === 'ManifestConflictError') throw Object.assign(new Error(`An image with id ${String(input.id)} already exists.`), { statusCode: 409, code: 'duplicate_id' });
+      throw error;
+    });
+    reply.header('Location', `/v2/images/${doc.id}`);
+    reply.header('OpenStack-image-import-methods', IMPORT_METHODS.join(','));
+    return reply.code(201).send(imageView(doc));
+  });
+
+  app.get('/v2/images', async (request) => {
+    const query = request.query as Record<string, string | string[] | undefined>;
+    const listQuery = await parseListQuery(query, images);
+    const docs = await images.list(listQuery);
+    const page = docs.filter((d) => d.status !== 'deleted');
+    const result: Record<string, unknown> = { images: page.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
+    if (docs.length === listQuery.limit) {
+      const params = new URLSearchParams();
+      for (const [key, value] of Object.entries(query)) {
+        if (key === 'marker' || value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
+      }
+      params.set('marker', docs[docs.length - 1].id);
+      result.next = `/v2/images?${params.toString()}`;
+    }
+    return result;
+  });
+
+  app.get('/v2/images/:id', async (request) => imageView(await images.get(idOf(request.params))));
+  app.get('/v2/images/:id/tasks', async (request) => ({ tasks: taskViews(await images.get(idOf(request.params))) }));
+
+  app.delete('/v2/images/:id', async (request, reply) => {
+    await images.remove(idOf(request.params));
+    return reply.code(204).send();
+  });
+
+  app.post('/v2/images/:id/import', {
+    schema: { body: { type: 'object', required: ['method'], properties: { method: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } } },
+  }, async (request, reply) => {
+    const id = idOf(request.params);
+    const method = (request.body as { method: { name: string } }).method.name;
+    if (!IMPORT_METHODS.includes(method)) {
+      throw badRequest('unsupported_import_method', `Import method '${method}' is not available here; use one of: ${IMPORT_METHODS.join(', ')}.`);
+    }
+    await images.importStaged(id);
+    return reply.code(202).send();
+  });
+}
+
+function idOf(params: unknown): string {
+  return (params as { id: string }).id;
+}
+
+function pick(body: Record<string, unknown>, keys: string[]): Partial<CreateImageInput> {
+  return Object.fromEntries(keys.filter((k) => k in body).map((k) => [k, body[k]])) as Partial<CreateImageInput>;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[value.length - 1] : value;
+}
+
+async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService): Promise<ListQuery> {
+  const limitText = single(query.limit);
+  const limit = limitText === undefined ? 25 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 0) throw badRequest('bad_limit', 'limit must be a non-negative whole number.');
+  let sortKey: SortKey = 'created_at';
+  let sortDir: 'asc' | 'desc' = 'desc';
+  const sort = single(query.sort);
+  if (sort) {
+    const [key, dir] = sort.split(',')[0].split(':');
+    sortKey = key as SortKey;
+    if (dir) sortDir = dir as 'asc' | 'desc';
+  } else {
+    if (single(query.sort_key)) sortKey = single(query.sort_key) as SortKey;
+    if (single(query.sort_dir)) sortDir = single(query.sort_dir) as 'asc' | 'desc';
+  }
+  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Cannot sort by '${sortKey}'; use one of ${[...SORT_KEYS].join(', ')}.`);
+  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
+  const where: ListQuery['where'] = {};
+  for (const field of FILTERS) {
+    const value = single(query[field]);
+    if (value === undefined) continue;
+    where[field] = value.startsWith('in:') ? value.slice(3).split(',').map((v) => v.replace(/^"|"$/g, '')) : value;
+  }
+  const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
+  const marker = single(query.marker);
+  if (marker) {
+    const doc = await images.get(marker).catch(() => null);
+    if (!doc) throw badRequest('bad_marker', `marker ${marker} is not an image id that can be listed.`);
+    listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
+  }
+  return listQuery;
+}
+
+function sortValue(doc: ImageDoc, key: SortKey): string | number | null {
+  return doc[key] as string | number | null;
+}

@@ -1,0 +1,131 @@
+/**
+ * The ingest hot path: writeHashedFile (write + fdatasync, md5 + sha512 on worker threads) on
+ * 2 GiB from an in-memory source in socket-sized chunks, beside this machine's limits taken in
+ * the same run. Target: ≥ 85% of min(sha512 on one core, sequential write with fdatasync).
+ * Memory: peak RSS of a whole process doing a 4 GiB upload, in a child process.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { HashPool, hashFile, writeHashedFile } from '../ingest/hashing/index.js';
+import { GiB, MiB, md5OneCore, sequentialWriteWithFsync, sha512OneCore } from './limits.js';
+import { median, spread, type Bench, type Figure } from './report.js';
+
+const SIZE = 2 * GiB;
+const ROUNDS = 3;
+const RSS_SIZE = 4 * GiB;
+const CHUNK = 64 * 1024; // what an HTTP request body arrives in
+
+/** `total` bytes in CHUNK-sized views of a 16 MiB random buffer, as a socket would deliver them. */
+async function* memorySource(total: number, data: Buffer): AsyncGenerator<Uint8Array> {
+  for (let off = 0; off < total; off += CHUNK) {
+    const p = off % data.length;
+    yield data.subarray(p, p + Math.min(CHUNK, total - off));
+  }
+}
+
+async function timedUpload(path: string, bytes: number, data: Buffer, pool: HashPool): Promise<number> {
+  const t0 = performance.now();
+  const r = await writeHashedFile(memorySource(bytes, data), path, { maxBytes: bytes, pool });
+  const ms = performance.now() - t0;
+  if (r.size !== bytes) throw new Error(`wrote ${r.size} of ${bytes} bytes`);
+  return bytes / MiB / (ms / 1000);
+}
+
+/** Runs in a child process: one 4 GiB upload, then prints its peak RSS. */
+async function rssChild(dir: string): Promise<void> {
+  const data = randomBytes(16 * MiB);
+  const path = join(dir, `rss-${process.pid}.img`);
+  try {
+    const rate = await timedUpload(path, RSS_SIZE, data, HashPool.shared());
+    process.stdout.write(JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024, rate }) + '\n');
+  } finally {
+    rmSync(path, { force: true });
+    await HashPool.shared().close();
+  }
+}
+
+function rssInChild(dir: string): Promise<{ maxRssMiB: number; rate: number }> {
+  const self = fileURLToPath(import.meta.url);
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [...process.execArgv, self, '--rss-child', dir], (err, stdout, stderr) => {
+      if (err) return reject(new Error(`rss child failed: ${err.message}\n${stderr}`));
+      resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { maxRssMiB: number; rate: number });
+    }),
+  );
+}
+
+const bench: Bench = {
+  name: 'hashing: writeHashedFile',
+  async run(ctx) {
+    const dir = join(ctx.dir, 'hashing');
+    mkdirSync(dir, { recursive: true });
+    const data = randomBytes(16 * MiB);
+    const pool = new HashPool();
+    try {
+      ctx.log('limits: sha512, md5 on one core');
+      const sha512 = await sha512OneCore();
+      const md5 = await md5OneCore();
+
+      const writes: number[] = [];
+      const uploads: number[] = [];
+      const rereads: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        ctx.log(`round ${r + 1}/${ROUNDS}: sequential write + fdatasync, then writeHashedFile, ${SIZE / GiB} GiB each`);
+        writes.push(await sequentialWriteWithFsync(dir, SIZE));
+        const path = join(dir, `upload-${r}.img`);
+        try {
+          uploads.push(await timedUpload(path, SIZE, data, pool));
+          const t0 = performance.now();
+          await hashFile(path, pool);
+          rereads.push(SIZE / MiB / ((performance.now() - t0) / 1000));
+        } finally {
+          rmSync(path, { force: true });
+        }
+      }
+      ctx.log(`peak RSS: ${RSS_SIZE / GiB} GiB upload in a child process`);
+      const rss = await rssInChild(dir);
+
+      const write = median(writes);
+      const upload = median(uploads);
+      const figures: Figure[] = [
+        { name: 'limit: sha512, one core', value: sha512, unit: 'MiB/s' },
+        { name: 'limit: md5, one core', value: md5, unit: 'MiB/s' },
+        { name: `limit: write ${SIZE / GiB} GiB + fdatasync`, value: write, unit: 'MiB/s', note: `median of ${ROUNDS}, ${spread(writes)}` },
+        {
+          name: `writeHashedFile ${SIZE / GiB} GiB`,
+          value: upload,
+          unit: 'MiB/s',
+          limit: Math.min(sha512, write),
+          targetRatio: 0.85,
+          note: `median of ${ROUNDS}, ${spread(uploads)}; limit = min(sha512, write)`,
+        },
+        {
+          name: `hashFile ${SIZE / GiB} GiB (page cache)`,
+          value: median(rereads),
+          unit: 'MiB/s',
+          limit: Math.min(sha512, md5),
+          note: `median of ${ROUNDS}, ${spread(rereads)}; limit = min(sha512, md5)`,
+        },
+        {
+          name: `peak RSS, ${RSS_SIZE / GiB} GiB upload`,
+          value: rss.maxRssMiB,
+          unit: 'MiB',
+          atMost: 250,
+          note: `whole child process; it ran at ${rss.rate.toFixed(0)} MiB/s`,
+        },
+      ];
+      return figures;
+    } finally {
+      await pool.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
+export default bench;
+
+if (process.argv[2] === '--rss-child' && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await rssChild(process.argv[3]!);
+}

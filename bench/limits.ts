@@ -1,0 +1,116 @@
+/**
+ * This machine's physical limits, measured in the same run as a benchmark (the machines are
+ * shared and noisy: compare a figure only with limits taken beside it). Each returns MiB/s.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+const mibPerSec = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+
+function hashRate(algorithm: string, seconds: number): number {
+  const block = randomBytes(MiB);
+  const warm = createHash(algorithm);
+  for (let i = 0; i < 16; i++) warm.update(block);
+  warm.digest();
+  const h = createHash(algorithm);
+  let n = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < seconds * 1000) {
+    for (let i = 0; i < 8; i++) h.update(block);
+    n += 8;
+    t = performance.now();
+  }
+  h.digest();
+  return mibPerSec(n * MiB, t - t0);
+}
+
+/** sha512 on one core: node:crypto (OpenSSL), 1 MiB updates, for `seconds`. */
+export async function sha512OneCore(seconds = 1.5): Promise<number> {
+  return hashRate('sha512', seconds);
+}
+
+/** md5 on one core: node:crypto (OpenSSL), 1 MiB updates, for `seconds`. */
+export async function md5OneCore(seconds = 1.5): Promise<number> {
+  return hashRate('md5', seconds);
+}
+
+/** Writes `bytes` to a new file in `dir` with 1 MiB writes, then fdatasync; the rate includes the sync. */
+export async function sequentialWriteWithFsync(dir: string, bytes = GiB): Promise<number> {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `limit-write-${process.pid}-${Date.now()}.tmp`);
+  const block = randomBytes(MiB);
+  const fd = openSync(path, 'wx', 0o600);
+  try {
+    const t0 = performance.now();
+    for (let done = 0; done < bytes; ) {
+      const n = Math.min(MiB, bytes - done);
+      done += writeSync(fd, block, 0, n);
+    }
+    fdatasyncSync(fd);
+    return mibPerSec(bytes, performance.now() - t0);
+  } finally {
+    closeSync(fd);
+    rmSync(path, { force: true });
+  }
+}
+
+// The server runs on its own thread (as curl and the server were separate processes in the
+// reference measurement); it discards the body and answers with the byte count.
+const SERVER = `
+const { parentPort } = require('node:worker_threads');
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  let n = 0;
+  req.on('data', (c) => { n += c.length; });
+  req.on('end', () => res.end(String(n)));
+});
+server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));
+`;
+
+/** A client streaming `bytes` (1 MiB writes, with backpressure) to a discarding Node server over 127.0.0.1. */
+export async function loopbackHttp(bytes = GiB): Promise<number> {
+  const server = new Worker(SERVER, { eval: true });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('message', resolve);
+      server.once('error', reject);
+    });
+    const block = randomBytes(MiB);
+    const t0 = performance.now();
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method: 'PUT', path: '/', headers: { 'content-length': String(bytes) } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(Number(body)));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < bytes) {
+          const n = Math.min(MiB, bytes - sent);
+          sent += n;
+          if (!req.write(n === MiB ? block : block.subarray(0, n))) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+    const ms = performance.now() - t0;
+    if (received !== bytes) throw new Error(`loopback server received ${received} of ${bytes} bytes`);
+    return mibPerSec(bytes, ms);
+  } finally {
+    await server.terminate();
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Typed domain errors. The API maps them to HTTP codes in one place (api/error-handler.ts);
+ * the stage runner uses `retryable` to choose between a retry and a terminal refusal.
+ */
+export type ErrorKind = 'bad_request' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict'
+  | 'too_large' | 'unsupported_media_type' | 'gone' | 'unavailable' | 'internal';
+
+export class PirError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    readonly code: string,
+    message: string,
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = 'PirError';
+  }
+}
+
+export const notFound = (what: string) => new PirError('not_found', 'not_found', `${what} was not found. Check the id, or list images with GET /v2/images.`);
+export const badRequest = (code: string, message: string) => new PirError('bad_request', code, message);
+export const conflict = (code: string, message: string) => new PirError('conflict', code, message);
+export const forbidden = (code: string, message: string) => new PirError('forbidden', code, message);
+
+/** A stage refused the image: the user's input is at fault, so retrying cannot help. */
+export class RefusedError extends PirError {
+  constructor(code: string, message: string) {
+    super('bad_request', code, message, false);
+    this.name = 'RefusedError';
+  }
+}
+
+/** Something outside the image failed (disk, network, a service): worth retrying. */
+export class TransientError extends PirError {
+  constructor(code: string, message: string) {
+    super('unavailable', code, message, true);
+    this.name = 'TransientError';
+  }
+}
+
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof PirError) return error.retryable;
+  return true; // an unexpected error (I/O, a bug) gets the retries; the last attempt ends the image.
+}

@@ -1,0 +1,85 @@
+/**
+ * Every change to an image goes through `Manifest.update`: read, change a copy, write it back
+ * with compare-and-set on the revision, with the change's events in the same write. A lost race
+ * re-reads and re-applies the change, so changes are written as functions of the current state.
+ */
+import { EventEmitter } from 'node:events';
+import type { ImageDoc } from '../schemas/image.js';
+import { canTransition } from '../schemas/state-machine.js';
+import type { ImageStatus } from '../schemas/image.js';
+import { TransientError, conflict, notFound } from './errors.js';
+import { materialize, type NewEvent } from './events.js';
+import type { OutboxRelay } from './outbox-relay.js';
+import type { ManifestStore } from './ports.js';
+import type { FaultHooks } from './fault-hooks.js';
+
+/** What a change function returns: the events to emit, or null to leave the document as it is. */
+export type ChangeResult = NewEvent[] | null;
+export type Change = (draft: ImageDoc) => ChangeResult;
+
+const MAX_CAS_ATTEMPTS = 100;
+
+export class Manifest {
+  /** Local notifications of writes made by this process (waiters use them to wake early). */
+  readonly changes = new EventEmitter();
+
+  constructor(
+    readonly store: ManifestStore,
+    private readonly relay: OutboxRelay,
+    private readonly faults: FaultHooks,
+  ) {
+    this.changes.setMaxListeners(0);
+  }
+
+  async create(doc: ImageDoc, events: NewEvent[]): Promise<ImageDoc> {
+    doc.outbox = events.map((e) => materialize(doc.id, e, doc.created_at));
+    await this.store.create(doc);
+    this.afterWrite(doc);
+    return doc;
+  }
+
+  get(id: string): Promise<ImageDoc | null> {
+    return this.store.get(id);
+  }
+
+  async require(id: string): Promise<ImageDoc> {
+    const doc = await this.store.get(id);
+    if (!doc || doc.status === 'deleted') throw notFound(`Image ${id}`);
+    return doc;
+  }
+
+  /** Applies `change` with compare-and-set; returns the document as written (or as found, if unchanged). */
+  async update(id: string, change: Change): Promise<{ doc: ImageDoc; changed: boolean }> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const current = await this.store.get(id);
+      if (!current) throw notFound(`Image ${id}`);
+      const draft = structuredClone(current);
+      const events = change(draft);
+      if (events === null) return { doc: current, changed: false };
+      const now = new Date().toISOString();
+      draft.revision = current.revision + 1;
+      draft.updated_at = now;
+      draft.outbox = [...current.outbox, ...events.map((e) => materialize(id, e, now))];
+      if (await this.store.replace(draft, current.revision)) {
+        this.afterWrite(draft, events);
+        return { doc: draft, changed: true };
+      }
+    }
+    throw new TransientError('manifest_contention', `Image ${id} is being changed by many writers at once; try again.`);
+  }
+
+  private afterWrite(doc: ImageDoc, events: NewEvent[] = []): void {
+    this.faults.afterManifestWrite(events.map((e) => e.type));
+    void this.relay.flush(doc);
+    this.changes.emit(doc.id, doc);
+  }
+}
+
+/** Moves `draft` to `to`, refusing a move the state machine does not allow. */
+export function transition(draft: ImageDoc, to: ImageStatus): void {
+  if (draft.status === to) return;
+  if (!canTransition(draft.status, to)) {
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it cannot become ${to}.`);
+  }
+  draft.status = to;
+}

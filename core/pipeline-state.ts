@@ -1,0 +1,32 @@
+import { STAGES, type ImageDoc, type PipelineRun, type StageName, type StageProgress } from '../schemas/image.js';
+
+export function newRun(run: number, method: PipelineRun['method'], deadlineSeconds: number, now = new Date()): PipelineRun {
+  const pending = (): StageProgress => ({ status: 'pending', attempts: 0, started_at: null, ended_at: null, duration_ms: null });
+  return {
+    run,
+    method,
+    stage: STAGES[0],
+    stages: Object.fromEntries(STAGES.map((s) => [s, pending()])) as Record<StageName, StageProgress>,
+    started_at: now.toISOString(),
+    deadline_at: new Date(now.getTime() + deadlineSeconds * 1000).toISOString(),
+    resumes: 0,
+    unpacked: null,
+    inspection: null,
+  };
+}
+
+export function nextStage(stage: StageName): StageName | 'done' {
+  const i = STAGES.indexOf(stage);
+  return i + 1 < STAGES.length ? STAGES[i + 1] : 'done';
+}
+
+/** The stages still to run, from the current one on. */
+export function remainingStages(run: PipelineRun): StageName[] {
+  if (run.stage === 'done') return [];
+  return STAGES.slice(STAGES.indexOf(run.stage));
+}
+
+/** The next run number of an image: each upload or import attempt gets its own. */
+export function nextRunNumber(doc: ImageDoc): number {
+  return Math.max(doc.pipeline?.run ?? 0, doc.upload?.run ?? 0) + 1;
+}

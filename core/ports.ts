@@ -1,0 +1,131 @@
+/**
+ * The ports the pipeline and the API depend on. Adapters live in infra/: embedded ones
+ * (SQLite, in-process) and distributed ones (MongoDB, Kafka, BullMQ on Redis). Every adapter
+ * passes the same contract tests (test/contract/).
+ */
+import type { Readable } from 'node:stream';
+import type { ImageDoc, ImageStatus, StageName } from '../schemas/image.js';
+import type { PirEvent } from '../schemas/events.js';
+
+// ---------------------------------------------------------------- manifest
+
+export type SortKey = 'created_at' | 'updated_at' | 'name' | 'status' | 'size' | 'id' | 'disk_format' | 'container_format';
+
+export interface ListQuery {
+  /** Equality filters on top-level fields; an array value means "any of". */
+  where: Partial<Record<'status' | 'name' | 'owner' | 'visibility' | 'disk_format' | 'container_format' | 'id', string | string[]>>;
+  sortKey: SortKey;
+  sortDir: 'asc' | 'desc';
+  limit: number;
+  /** Keyset pagination: return only documents after this (sort value, id) pair. */
+  after?: { value: string | number | null; id: string };
+}
+
+export interface ManifestStore {
+  /** Inserts a new document; rejects with ManifestConflictError when the id exists. */
+  create(doc: ImageDoc): Promise<void>;
+  get(id: string): Promise<ImageDoc | null>;
+  list(query: ListQuery): Promise<ImageDoc[]>;
+  /**
+   * Compare-and-set: writes `doc` (whose revision the caller has already bumped) only if the
+   * stored revision is still `expectedRevision`. Returns false when someone else wrote first.
+   * The state change and its outbox events are one atomic document write.
+   */
+  replace(doc: ImageDoc, expectedRevision: number): Promise<boolean>;
+  /** Removes relayed events from the outbox without touching the revision. */
+  ackEvents(id: string, eventIds: string[]): Promise<void>;
+  /** Documents whose outbox still holds events and which were last written before `updatedBefore` (ISO). */
+  withPendingEvents(updatedBefore: string, limit: number): Promise<ImageDoc[]>;
+  /** Documents in one of `statuses` last written before `updatedBefore` (ISO): the sweepers' work list. */
+  findStale(statuses: ImageStatus[], updatedBefore: string, limit: number): Promise<ImageDoc[]>;
+  /** Physically removes a document (after its image.deleted event was relayed). */
+  purge(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class ManifestConflictError extends Error {
+  constructor(id: string) {
+    super(`image ${id} already exists`);
+    this.name = 'ManifestConflictError';
+  }
+}
+
+// ---------------------------------------------------------------- events
+
+export type EventHandler = (event: PirEvent) => Promise<void>;
+
+export interface EventBus {
+  /** Publishes in order per image (the key). Resolves once the bus has the events durably. */
+  publish(events: PirEvent[]): Promise<void>;
+  /**
+   * Delivers every event published after the group first subscribed, at least once, in order per
+   * image, to one member of the consumer group. A handler that throws gets the event again later.
+   */
+  subscribe(group: string, handler: EventHandler): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- jobs
+
+export interface StageJob {
+  imageId: string;
+  run: number;
+  stage: StageName;
+  traceparent?: string;
+}
+
+export interface JobContext {
+  /** 1 for the first try. */
+  attempt: number;
+  maxAttempts: number;
+  reportProgress(percent: number): Promise<void>;
+}
+
+export type StageHandler = (job: StageJob, ctx: JobContext) => Promise<void>;
+
+export interface RetryPolicy {
+  attempts: number;
+  /** First retry delay; doubled at each further attempt. */
+  backoffMs: number;
+}
+
+export interface JobQueue {
+  /**
+   * Enqueues `jobs` as one chain: each job runs only after the one before it completed.
+   * Job ids are `${imageId}.${run}.${stage}`, so enqueueing the same chain again is a no-op.
+   * A handler that throws is retried with exponential backoff up to the policy's attempts;
+   * when the last attempt throws, the rest of the chain does not run.
+   */
+  enqueueChain(jobs: StageJob[]): Promise<void>;
+  /** Starts a pool of `concurrency` workers for one stage in this process. */
+  process(stage: StageName, concurrency: number, handler: StageHandler): Promise<void>;
+  /** Stops taking jobs, waits for running ones (up to graceMs), then closes. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function stageJobId(job: Pick<StageJob, 'imageId' | 'run' | 'stage'>): string {
+  return `${job.imageId}.${job.run}.${job.stage}`;
+}
+
+// ---------------------------------------------------------------- blobs
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+export interface BlobStore {
+  /** A path in staging for one file of an image's run; staging shares the store's filesystem. */
+  stagingPath(imageId: string, run: number, kind: 'upload' | 'unpacked'): string;
+  /** Removes every staging file of the image. */
+  removeStaging(imageId: string): Promise<void>;
+  /** Makes `stagingFile` the image's stored bytes, all at once: never a partial file in the store. */
+  promote(stagingFile: string, imageId: string): Promise<void>;
+  /** Size of the stored bytes, or null if none are stored. */
+  storedSize(imageId: string): Promise<number | null>;
+  openRead(imageId: string, range?: ByteRange): Readable;
+  remove(imageId: string): Promise<void>;
+  /** Lists image ids that have stored bytes (for audits and tests). */
+  listStored(): Promise<string[]>;
+}

@@ -1,0 +1,107 @@
+import type { Inspector, ProbeResult } from './inspector.js';
+import { inspectRaw } from './raw.js';
+import { ReadBudgetExceeded, ReadContext, ReaderIOError } from './read-context.js';
+import { INSPECTORS } from './registry.js';
+import type { DetectedFormat, Finding, FormatReport, RandomAccessReader } from './types.js';
+import { KiB, refuse } from './util.js';
+
+/** Nearly every signature lives in the first 64 KiB (ISO's at 32 KiB), so fetch it in one call. */
+const HEAD = 64 * KiB;
+
+const PARTITION_TABLES: ReadonlySet<DetectedFormat> = new Set(['gpt', 'mbr']);
+/** Containers whose payload starts at byte 0 as a plain disk, so a partition table there is expected. */
+const MAY_CONTAIN_PARTITIONS: ReadonlySet<DetectedFormat> = new Set(['raw', 'iso', 'vhd']);
+
+interface Match {
+  format: DetectedFormat;
+  result: ProbeResult;
+}
+
+/** Our own limits and bugs become refusals; only the caller's reader failures propagate. */
+function failure(err: unknown, insp: Inspector): Finding {
+  if (err instanceof ReaderIOError) throw err.original;
+  if (err instanceof ReadBudgetExceeded) {
+    return refuse('inspection_limit',
+      `${insp.format} inspection needed to read more header data than PIR allows (${err.message}); the image is probably malformed. Re-export it and upload again.`);
+  }
+  const why = err instanceof Error ? err.message : String(err);
+  return refuse('corrupt_header',
+    `${insp.format} image header could not be parsed (${why}). Check that the upload was complete, or re-export the image, and upload it again.`);
+}
+
+async function runInspector(ctx: ReadContext, insp: Inspector): Promise<Match | null> {
+  let matched: boolean;
+  try {
+    matched = await insp.matches(ctx);
+  } catch (err) {
+    return { format: insp.format, result: { virtualSize: null, findings: [failure(err, insp)], details: {} } };
+  }
+  if (!matched) return null;
+  try {
+    const result = await insp.inspect(ctx);
+    return { format: result.format ?? insp.format, result };
+  } catch (err) {
+    return { format: insp.format, result: { virtualSize: null, findings: [failure(err, insp)], details: {} } };
+  }
+}
+
+/**
+ * Detect and inspect an image, reading only the headers each format needs.
+ * Never throws for malformed content (problems become findings); only errors
+ * thrown by the reader itself propagate.
+ */
+export async function detectFormat(reader: RandomAccessReader): Promise<FormatReport> {
+  const ctx = new ReadContext(reader);
+  try {
+    await ctx.read(0, HEAD);
+  } catch (err) {
+    if (err instanceof ReaderIOError) throw err.original;
+    throw err;
+  }
+
+  const matches: Match[] = [];
+  for (const insp of INSPECTORS) {
+    const m = await runInspector(ctx, insp);
+    if (m) matches.push(m);
+  }
+
+  const containers = matches.filter((m) => !PARTITION_TABLES.has(m.format));
+  const partitions = matches.filter((m) => PARTITION_TABLES.has(m.format));
+  const primary: Match = containers[0] ?? { format: 'raw', result: inspectRaw(ctx) };
+  const others = matches.filter((m) => m !== primary);
+
+  const findings: Finding[] = [...primary.result.findings];
+  const details: Record<string, unknown> = { ...primary.result.details };
+
+  for (const m of partitions) {
+    details[m.format] = m.result.details;
+    if (MAY_CONTAIN_PARTITIONS.has(primary.format) && primary.format !== 'raw') {
+      // A hybrid ISO or fixed VHD carries the disk's own partition table; its quirks are not the container's problem.
+      findings.push(...m.result.findings.map((f) => ({ ...f, severity: 'info' as const })));
+    } else {
+      findings.push(...m.result.findings);
+    }
+  }
+  for (const m of containers.slice(1)) {
+    details[m.format] = m.result.details;
+    findings.push(...m.result.findings);
+  }
+
+  // Several signatures at once can hide one format inside another: only partition tables inside
+  // raw/ISO/VHD payloads are legitimate overlaps.
+  const conflicting = others.filter((m) => !(PARTITION_TABLES.has(m.format) && MAY_CONTAIN_PARTITIONS.has(primary.format)));
+  if (conflicting.length > 0) {
+    const names = [primary.format, ...conflicting.map((m) => m.format)].join(', ');
+    findings.unshift(refuse('multiple_formats',
+      `The image matches several disk formats at once (${names}), which can be used to hide one format inside another. Convert it to a single format with \`qemu-img convert\` and upload again.`));
+  }
+
+  return {
+    format: primary.format,
+    virtualSize: primary.result.virtualSize,
+    findings,
+    details,
+    bytesRead: ctx.bytesRead,
+    alsoMatches: others.map((m) => m.format),
+  };
+}

@@ -1,0 +1,9 @@
+// Safe disk-image format detection and inspection (Glance-compatible semantics).
+export type {
+  DetectedFormat, Finding, FormatReport, RandomAccessReader, Verdict, VerdictPolicy,
+} from './types.js';
+export { detectFormat } from './detect.js';
+export { judge } from './judge.js';
+export { BufferReader } from './buffer-reader.js';
+export { CountingReader } from './counting-reader.js';
+export { READ_BUDGET } from './read-context.js';

@@ -1,0 +1,73 @@
+import type { DetectedFormat, Finding, FormatReport, Verdict, VerdictPolicy } from './types.js';
+
+/** Glance disk_format values → the format the content must be detected as. */
+const DECLARED: Readonly<Record<string, DetectedFormat>> = {
+  raw: 'raw',
+  // Kernel, ramdisk and machine images are raw bytes to an inspector.
+  ami: 'raw', aki: 'raw', ari: 'raw',
+  qcow2: 'qcow2', qed: 'qed', vmdk: 'vmdk', vhd: 'vhd', vpc: 'vhd', vhdx: 'vhdx', vdi: 'vdi',
+  iso: 'iso', luks: 'luks', ploop: 'ploop', parallels: 'ploop',
+};
+
+/** Codes a policy may waive; every other refusal is unconditional. */
+function waived(f: Finding, policy: VerdictPolicy): boolean {
+  return f.code === 'encrypted' && policy.allowEncrypted;
+}
+
+/** Partition tables describe raw disks, so they satisfy a raw declaration. */
+function effective(format: DetectedFormat): DetectedFormat {
+  return format === 'gpt' || format === 'mbr' ? 'raw' : format;
+}
+
+function describe(format: DetectedFormat): string {
+  return format === 'raw' ? 'not a recognised disk format (raw)' : format;
+}
+
+function no(code: string, message: string, findings: Finding[]): Verdict {
+  return { ok: false, code, message, findings };
+}
+
+/**
+ * Decide whether an inspected image may be stored, following Glance's
+ * 2024.2+ defaults: the content must be what the user declared, self-contained,
+ * unencrypted (unless allowed) and within the size limit.
+ */
+export function judge(report: FormatReport, declaredDiskFormat: string | null, policy: VerdictPolicy): Verdict {
+  const findings = report.findings;
+
+  const blocking = findings.find((f) => f.severity === 'refuse' && !waived(f, policy));
+  if (blocking) return no(blocking.code, blocking.message, findings);
+
+  const detected = effective(report.format);
+  if (declaredDiskFormat === null) {
+    // Without a declaration we can only accept content we positively recognise.
+    if (detected === 'raw') {
+      return no('format_unknown',
+        'The image content is not a recognised disk format and no disk_format was declared. Set disk_format to raw if this is a plain disk image, then upload again.', findings);
+    }
+  } else {
+    const declared = DECLARED[declaredDiskFormat.trim().toLowerCase()];
+    if (declared === undefined) {
+      return no('unsupported_disk_format',
+        `The declared disk_format '${declaredDiskFormat.slice(0, 40)}' is not one PIR can verify. Use one of raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, qed or luks.`, findings);
+    }
+    if (declared !== detected) {
+      const fix = detected === 'raw'
+        ? `convert the image to ${declared} (e.g. \`qemu-img convert -O ${declared === 'vhd' ? 'vpc' : declared} in.img out.img\`)`
+        : `set disk_format to '${detected}' or convert it with \`qemu-img convert -O ${declared === 'vhd' ? 'vpc' : declared}\``;
+      return no('format_mismatch',
+        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected)}. Either ${fix}, then upload again.`, findings);
+    }
+  }
+
+  if (report.virtualSize === null) {
+    return no('virtual_size_unknown',
+      `PIR could not determine the virtual size of this ${report.format} image from its header. Re-export the image and upload it again.`, findings);
+  }
+  if (report.virtualSize > policy.maxVirtualSize) {
+    return no('virtual_size_too_large',
+      `The ${report.format} image has a virtual size of ${report.virtualSize} bytes, above this cloud's limit of ${policy.maxVirtualSize} bytes. Shrink the disk (e.g. \`qemu-img resize --shrink\`) or ask an administrator to raise the limit.`, findings);
+  }
+
+  return { ok: true, format: detected, virtualSize: report.virtualSize, findings };
+}

@@ -1,0 +1,258 @@
+// qcow2 (QEMU copy-on-write v2/v3), big-endian header at offset 0.
+// We only trust images that are self-contained: no backing file, no external
+// data file, and no incompatible feature we do not understand.
+import type { Inspector, ProbeResult } from './inspector.js';
+import type { ReadContext } from './read-context.js';
+import type { Finding } from './types.js';
+import { alignUp, bigToNumber, convertAdvice, corrupt, hex, info, quote, refuse, truncated } from './util.js';
+
+const MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]); // "QFI\xfb"
+const FLATTEN = 'Flatten it into a self-contained image with `qemu-img convert -O qcow2 in.qcow2 out.qcow2` and upload again.';
+
+// Incompatible feature bits (header offset 72).
+const INCOMPAT_DIRTY = 0n;
+const INCOMPAT_CORRUPT = 1n;
+const INCOMPAT_DATA_FILE = 2n;
+const INCOMPAT_COMPRESSION = 3n;
+const INCOMPAT_EXTL2 = 4n;
+const KNOWN_INCOMPAT_MASK = (1n << 5n) - 1n;
+
+// Header extension types.
+const EXT_END = 0x00000000;
+const EXT_BACKING_FORMAT = 0xe2792aca;
+const EXT_FEATURE_NAMES = 0x6803f857;
+const EXT_BITMAPS = 0x23852875;
+const EXT_CRYPTO = 0x0537be77;
+const EXT_DATA_FILE = 0x44415441;
+
+const MAX_NAME = 1023; // spec limit for backing file names; also caps what we read
+const MAX_EXTENSIONS = 1024; // far more than any real image; stops pathological loops
+const MAX_L1_BYTES = 32 * 1024 * 1024; // QEMU refuses larger L1 tables
+
+const bit = (v: bigint, n: bigint): boolean => ((v >> n) & 1n) === 1n;
+
+interface Extensions {
+  backingFormat?: string;
+  dataFile?: string;
+  hasCryptoHeader: boolean;
+  hasBitmaps: boolean;
+  featureNames: Map<string, string>; // "type:bit" -> name
+  unknown: number[];
+}
+
+async function readExtensions(ctx: ReadContext, start: number, end: number, findings: Finding[]): Promise<Extensions | null> {
+  const ext: Extensions = { hasCryptoHeader: false, hasBitmaps: false, featureNames: new Map(), unknown: [] };
+  let off = start;
+  for (let i = 0; off + 8 <= end; i++) {
+    if (i >= MAX_EXTENSIONS) {
+      findings.push(corrupt('qcow2', `more than ${MAX_EXTENSIONS} header extensions`));
+      return null;
+    }
+    const h = await ctx.read(off, 8);
+    if (h.length < 8) {
+      findings.push(truncated('qcow2', `header extension at offset ${off}`, 8, h.length));
+      return null;
+    }
+    const type = h.readUInt32BE(0);
+    const len = h.readUInt32BE(4);
+    if (type === EXT_END) return ext;
+    if (len > end - off - 8) {
+      findings.push(corrupt('qcow2', `header extension ${hex(type)} at offset ${off} claims ${len} bytes, past the end of the first cluster`));
+      return null;
+    }
+    const body = await ctx.read(off + 8, Math.min(len, 64 * 1024));
+    if (body.length < Math.min(len, 64 * 1024)) {
+      findings.push(truncated('qcow2', `header extension ${hex(type)}`, len, body.length));
+      return null;
+    }
+    switch (type) {
+      case EXT_BACKING_FORMAT:
+        ext.backingFormat = body.subarray(0, MAX_NAME).toString('utf8');
+        break;
+      case EXT_DATA_FILE:
+        ext.dataFile = body.subarray(0, MAX_NAME).toString('utf8');
+        break;
+      case EXT_CRYPTO:
+        ext.hasCryptoHeader = true;
+        break;
+      case EXT_BITMAPS:
+        ext.hasBitmaps = true;
+        break;
+      case EXT_FEATURE_NAMES:
+        // 48-byte entries: type, bit number, 46-byte name. Used only to name unknown bits in messages.
+        for (let p = 0; p + 48 <= body.length; p += 48) {
+          const name = body.subarray(p + 2, p + 48);
+          const nul = name.indexOf(0);
+          ext.featureNames.set(`${body[p]}:${body[p + 1]}`, name.subarray(0, nul === -1 ? 46 : nul).toString('latin1'));
+        }
+        break;
+      default:
+        ext.unknown.push(type); // unknown extensions are safe to ignore per spec
+    }
+    off += 8 + alignUp(len, 8);
+  }
+  return ext;
+}
+
+async function inspect(ctx: ReadContext): Promise<ProbeResult> {
+  const findings: Finding[] = [];
+  const details: Record<string, unknown> = {};
+  const done = (virtualSize: number | null): ProbeResult => ({ virtualSize, findings, details });
+
+  const hdr = await ctx.read(0, 112);
+  if (hdr.length < 8) {
+    findings.push(truncated('qcow2', 'header', 72, hdr.length));
+    return done(null);
+  }
+  const version = hdr.readUInt32BE(4);
+  details.version = version;
+  if (version !== 2 && version !== 3) {
+    findings.push(refuse('qcow2_unsupported_version',
+      `qcow2 header field 'version' is ${version}; PIR accepts qcow2 versions 2 and 3 only. ${convertAdvice('qcow2')}`));
+    return done(null);
+  }
+  const minLen = version === 2 ? 72 : 104;
+  if (hdr.length < minLen) {
+    findings.push(truncated('qcow2', `version ${version} header`, minLen, hdr.length));
+    return done(null);
+  }
+
+  const backingOffset = hdr.readBigUInt64BE(8);
+  const backingSize = hdr.readUInt32BE(16);
+  const clusterBits = hdr.readUInt32BE(20);
+  const size = hdr.readBigUInt64BE(24);
+  const cryptMethod = hdr.readUInt32BE(32);
+  const l1Size = hdr.readUInt32BE(36);
+  const l1Offset = hdr.readBigUInt64BE(40);
+  const refcountOffset = hdr.readBigUInt64BE(48);
+  details.nbSnapshots = hdr.readUInt32BE(60);
+  const virtualSize = bigToNumber(size);
+  Object.assign(details, { clusterBits, cryptMethod, l1Size });
+
+  let incompat = 0n;
+  let headerLength = 72;
+  let compressionType = 0;
+  if (version === 3) {
+    incompat = hdr.readBigUInt64BE(72);
+    details.compatibleFeatures = hex(hdr.readBigUInt64BE(80));
+    details.autoclearFeatures = hex(hdr.readBigUInt64BE(88));
+    const refcountOrder = hdr.readUInt32BE(96);
+    headerLength = hdr.readUInt32BE(100);
+    details.refcountOrder = refcountOrder;
+    if (refcountOrder > 6) findings.push(corrupt('qcow2', `field 'refcount_order' is ${refcountOrder} (maximum 6)`));
+    if (headerLength < 104 || headerLength % 8 !== 0) {
+      findings.push(corrupt('qcow2', `field 'header_length' is ${headerLength} (must be at least 104 and a multiple of 8)`));
+      return done(virtualSize);
+    }
+    if (headerLength > 104 && hdr.length > 104) compressionType = hdr[104]!;
+  }
+  details.headerLength = headerLength;
+  details.incompatibleFeatures = hex(incompat);
+
+  if (clusterBits < 9 || clusterBits > 21) {
+    findings.push(corrupt('qcow2', `field 'cluster_bits' is ${clusterBits} (valid range 9 to 21)`));
+    return done(virtualSize);
+  }
+  const clusterSize = 2 ** clusterBits;
+  details.clusterSize = clusterSize;
+  if (headerLength > clusterSize) {
+    findings.push(corrupt('qcow2', `field 'header_length' (${headerLength}) is larger than one cluster (${clusterSize})`));
+    return done(virtualSize);
+  }
+
+  // Header extensions sit between the header and the backing file name (or the end of cluster 0).
+  const bo = backingOffset > 0n && backingOffset < BigInt(clusterSize) ? Number(backingOffset) : clusterSize;
+  const ext = await readExtensions(ctx, headerLength, bo, findings);
+  if (ext) {
+    if (ext.backingFormat !== undefined) details.backingFormat = ext.backingFormat;
+    if (ext.dataFile !== undefined) details.dataFile = ext.dataFile;
+    if (ext.unknown.length) details.unknownExtensions = ext.unknown.map(hex);
+    details.hasBitmaps = ext.hasBitmaps;
+  }
+
+  // Backing file: the image depends on another file, possibly a host path.
+  if (backingOffset !== 0n) {
+    const n = Math.min(backingSize, MAX_NAME);
+    const name = n > 0 ? (await ctx.read(backingOffset, n)).toString('utf8') : '';
+    details.backingFile = name;
+    const shown = name ? ` (${quote(name)})` : '';
+    findings.push(refuse('qcow2_backing_file',
+      `qcow2 image names a backing file${shown} in header field 'backing_file_offset'; PIR refuses images that depend on other files. ${FLATTEN}`));
+  }
+
+  // External data file (CVE-2024-32498): guest data would be read from a host path.
+  const dataFileBit = bit(incompat, INCOMPAT_DATA_FILE);
+  details.externalDataFile = dataFileBit;
+  if (dataFileBit || ext?.dataFile !== undefined) {
+    const shown = ext?.dataFile ? ` (${quote(ext.dataFile)})` : '';
+    findings.push(refuse('qcow2_data_file',
+      `qcow2 image uses an external data file${shown} (incompatible_features bit 2 / data-file header extension); PIR refuses images whose data lives in other files. ${FLATTEN}`));
+  }
+
+  const unknownBits = incompat & ~KNOWN_INCOMPAT_MASK;
+  if (unknownBits !== 0n) {
+    const bits: string[] = [];
+    for (let b = 0n; b < 64n; b++) {
+      if (!bit(unknownBits, b)) continue;
+      const name = ext?.featureNames.get(`0:${b}`);
+      bits.push(name ? `${b} (${quote(name, 46)})` : `${b}`);
+    }
+    findings.push(refuse('qcow2_unknown_features',
+      `qcow2 header field 'incompatible_features' sets bit(s) ${bits.join(', ')} that PIR does not understand, so the image cannot be read safely. ${convertAdvice('qcow2')}`));
+  }
+  if (bit(incompat, INCOMPAT_CORRUPT)) {
+    details.corrupt = true;
+    findings.push(refuse('qcow2_corrupt',
+      "qcow2 header has the 'corrupt' flag set (incompatible_features bit 1), so its metadata cannot be trusted. Repair it with `qemu-img check -r all in.qcow2` (or re-create it) and upload again."));
+  }
+  if (bit(incompat, INCOMPAT_DIRTY)) {
+    details.dirty = true;
+    findings.push(info('qcow2_dirty',
+      "qcow2 header has the 'dirty' flag set (incompatible_features bit 0): the image was not closed cleanly and its refcounts may need `qemu-img check -r all`."));
+  }
+  details.extendedL2 = bit(incompat, INCOMPAT_EXTL2);
+
+  // Compression type must agree with its feature bit; unknown algorithms cannot be decoded.
+  const compressionBit = bit(incompat, INCOMPAT_COMPRESSION);
+  if (compressionBit && compressionType === 0) {
+    findings.push(corrupt('qcow2', "incompatible_features bit 3 (compression type) is set but field 'compression_type' is absent or zlib"));
+  } else if (!compressionBit && compressionType !== 0) {
+    findings.push(corrupt('qcow2', `field 'compression_type' is ${compressionType} but incompatible_features bit 3 is not set`));
+  } else if (compressionType > 1) {
+    findings.push(refuse('qcow2_compression_type',
+      `qcow2 header field 'compression_type' is ${compressionType}, which PIR does not know (only zlib and zstd). ${convertAdvice('qcow2')}`));
+  }
+  details.compressionType = compressionType === 0 ? 'zlib' : compressionType === 1 ? 'zstd' : compressionType;
+
+  if (cryptMethod === 1 || cryptMethod === 2) {
+    details.encrypted = cryptMethod === 1 ? 'aes' : 'luks';
+    findings.push(refuse('encrypted',
+      `qcow2 image is encrypted (header field 'crypt_method' is ${cryptMethod === 1 ? 'AES' : 'LUKS'}); PIR cannot inspect or boot encrypted images unless encrypted uploads are enabled. Decrypt it with \`qemu-img convert\` and upload again.`));
+  } else if (cryptMethod !== 0) {
+    findings.push(corrupt('qcow2', `field 'crypt_method' is ${cryptMethod} (known values are 0, 1 and 2)`));
+  }
+
+  // Structural sanity: tables must be cluster aligned and the L1 table must cover the disk.
+  const cs = BigInt(clusterSize);
+  if (l1Offset % cs !== 0n) findings.push(corrupt('qcow2', `field 'l1_table_offset' (${l1Offset}) is not cluster aligned`));
+  if (refcountOffset % cs !== 0n) findings.push(corrupt('qcow2', `field 'refcount_table_offset' (${refcountOffset}) is not cluster aligned`));
+  if (l1Size * 8 > MAX_L1_BYTES) {
+    findings.push(corrupt('qcow2', `field 'l1_size' (${l1Size}) exceeds the 32 MiB L1 table limit`));
+  } else {
+    const l2Entries = cs / (details.extendedL2 ? 16n : 8n);
+    if (BigInt(l1Size) * l2Entries * cs < size) {
+      findings.push(corrupt('qcow2', `field 'l1_size' (${l1Size}) is too small for the virtual size ${size}`));
+    }
+  }
+
+  return done(virtualSize);
+}
+
+export const qcow2Inspector: Inspector = {
+  format: 'qcow2',
+  async matches(ctx) {
+    const h = await ctx.read(0, 4);
+    return h.length === 4 && h.equals(MAGIC);
+  },
+  inspect,
+};

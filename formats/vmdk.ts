@@ -1,0 +1,205 @@
+// VMDK: hosted sparse extents ('KDMV' header + embedded descriptor), stream-optimized
+// images, and bare text descriptor files. Only self-contained monolithicSparse and
+// streamOptimized images are acceptable; anything that points qemu at other files
+// (flat extents, paths, parents) is refused — see CVE-2022-47951.
+import type { Inspector, ProbeResult } from './inspector.js';
+import type { ReadContext } from './read-context.js';
+import type { Finding } from './types.js';
+import { bigToNumber, corrupt, isPowerOfTwo, MiB, quote, refuse, truncated } from './util.js';
+import { decodeDescriptor, namesPath, parseDescriptor } from './vmdk-descriptor.js';
+import type { VmdkDescriptor } from './vmdk-descriptor.js';
+
+const KDMV = Buffer.from('KDMV', 'latin1');
+const COWD = Buffer.from('COWD', 'latin1');
+const GD_AT_END = 0xffffffffffffffffn;
+const MAX_DESCRIPTOR = 1 * MiB; // qemu's own limit on descriptor size
+const TEXT_PROBE = 4096;
+export const ALLOWED_CREATE_TYPES = ['monolithicSparse', 'streamOptimized'];
+
+const CONVERT = 'Convert it to a single self-contained file with `qemu-img convert -O vmdk -o subformat=streamOptimized in.vmdk out.vmdk` and upload again.';
+
+/** Text descriptor heuristics, at least as eager as qemu's probe (first setting line is version=N). */
+function looksLikeTextDescriptor(head: Buffer): boolean {
+  if (head.length === 0 || head.includes(0)) return false;
+  const text = head.toString('latin1');
+  if (/^\s*#\s*Disk DescriptorFile/i.test(text)) return true;
+  if (/^\s*createType\s*=/im.test(text)) return true;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    return /^version\s*=\s*[123]$/.test(line);
+  }
+  return false;
+}
+
+function sizeOf(d: VmdkDescriptor): bigint {
+  return d.extents.reduce((sum, e) => sum + e.sectors, 0n) * 512n;
+}
+
+/** Checks shared by embedded and standalone descriptors. */
+function checkDescriptor(d: VmdkDescriptor, embedded: boolean, capacitySectors: bigint | null, findings: Finding[]): void {
+  const keys = Object.keys(d.fields).map((k) => k.toLowerCase());
+  if (d.extents.length === 0) {
+    findings.push(refuse('vmdk_descriptor_invalid', `VMDK descriptor lists no extents, so the disk has no data. ${CONVERT}`));
+  }
+  // Extents outside this file: any named path, any non-sparse extent, or a standalone descriptor at all.
+  const external = d.extents.filter((e) => !embedded ? e.fileName !== null : namesPath(e) || e.type !== 'SPARSE');
+  if (external.length > 0) {
+    const e = external[0]!;
+    const what = e.fileName !== null ? `names the file ${quote(e.fileName)}` : `is of type ${e.type}`;
+    findings.push(refuse('vmdk_external_extent',
+      `VMDK descriptor extent on line ${e.line} ${what}; PIR only accepts VMDK images whose data is inside the uploaded file. ${CONVERT}`));
+  } else if (embedded && d.extents.length > 1) {
+    findings.push(refuse('vmdk_external_extent',
+      `VMDK descriptor lists ${d.extents.length} extents, but a single-file VMDK has exactly one; the others would be read from other files. ${CONVERT}`));
+  } else if (embedded && capacitySectors === 0n && d.extents.length > 0) {
+    // qemu treats a zero-capacity sparse header as a pointer to the descriptor's extents, i.e. other files.
+    findings.push(refuse('vmdk_external_extent',
+      `VMDK sparse header field 'capacity' is 0, which makes qemu open the descriptor's extents as separate files. ${CONVERT}`));
+  }
+  if (keys.includes('parentfilenamehint')) {
+    findings.push(refuse('vmdk_parent',
+      `VMDK descriptor sets 'parentFileNameHint', so the image depends on a parent disk; PIR refuses images that depend on other files. ${CONVERT}`));
+  }
+  if (d.createType === null) {
+    findings.push(refuse('vmdk_descriptor_invalid', `VMDK descriptor has no 'createType' setting. ${CONVERT}`));
+  } else if (!ALLOWED_CREATE_TYPES.includes(d.createType)) {
+    findings.push(refuse('vmdk_create_type',
+      `VMDK descriptor field 'createType' is ${quote(d.createType, 40)}; PIR accepts only ${ALLOWED_CREATE_TYPES.join(' and ')}. ${CONVERT}`));
+  }
+  if (embedded && capacitySectors !== null && capacitySectors !== 0n && sizeOf(d) !== capacitySectors * 512n) {
+    findings.push(corrupt('VMDK',
+      `the descriptor's extents total ${sizeOf(d) / 512n} sectors but header field 'capacity' says ${capacitySectors}`));
+  }
+}
+
+function describe(d: VmdkDescriptor): Record<string, unknown> {
+  return {
+    createType: d.createType,
+    cid: d.fields.CID,
+    parentCID: d.fields.parentCID,
+    extents: d.extents.map((e) => ({ access: e.access, sectors: bigToNumber(e.sectors), type: e.type, fileName: e.fileName })),
+  };
+}
+
+async function inspectText(ctx: ReadContext): Promise<ProbeResult> {
+  const findings: Finding[] = [];
+  if (ctx.size > MAX_DESCRIPTOR) {
+    findings.push(refuse('vmdk_descriptor_invalid',
+      `The file starts like a VMDK text descriptor but is ${ctx.size} bytes long, more than a descriptor can be. ${CONVERT}`));
+    return { virtualSize: null, findings, details: { variant: 'descriptor' } };
+  }
+  const text = decodeDescriptor(await ctx.read(0, ctx.size));
+  const parsed = text === null ? null : parseDescriptor(text);
+  if (!parsed || !parsed.ok) {
+    const why = parsed ? `line ${parsed.line} has ${parsed.reason}` : 'it is not plain text';
+    findings.push(refuse('vmdk_descriptor_invalid', `VMDK text descriptor could not be parsed: ${why}. ${CONVERT}`));
+    return { virtualSize: null, findings, details: { variant: 'descriptor' } };
+  }
+  const d = parsed.descriptor;
+  checkDescriptor(d, false, null, findings);
+  if (!findings.some((f) => f.code === 'vmdk_external_extent')) {
+    // Even an extent-less or ZERO-only descriptor is not a disk we can store by itself.
+    findings.unshift(refuse('vmdk_external_extent',
+      `The upload is a bare VMDK descriptor file; its data would live in other files. ${CONVERT}`));
+  }
+  return { virtualSize: bigToNumber(sizeOf(d)), findings, details: { variant: 'descriptor', ...describe(d) } };
+}
+
+async function inspectSparse(ctx: ReadContext): Promise<ProbeResult> {
+  const findings: Finding[] = [];
+  const details: Record<string, unknown> = { variant: 'sparse' };
+  const done = (v: number | null): ProbeResult => ({ virtualSize: v, findings, details });
+
+  let hdr = await ctx.read(0, 512);
+  if (hdr.length < 80) {
+    findings.push(truncated('VMDK', 'sparse extent header', 80, hdr.length));
+    return done(null);
+  }
+  const version = hdr.readUInt32LE(4);
+  details.version = version;
+  if (version < 1 || version > 3) {
+    findings.push(corrupt('VMDK', `sparse header field 'version' is ${version} (expected 1 to 3)`));
+    return done(null);
+  }
+  // Stream-optimized images may defer the real header to a footer near EOF.
+  const gdAtEnd = hdr.readBigUInt64LE(56) === GD_AT_END;
+  details.gdAtEnd = gdAtEnd;
+  if (gdAtEnd) {
+    const footer = ctx.size >= 1536 ? await ctx.read(ctx.size - 1024, 512) : Buffer.alloc(0);
+    if (footer.length < 80 || !footer.subarray(0, 4).equals(KDMV)) {
+      findings.push(corrupt('VMDK', "header field 'gdOffset' says the grain directory is at the end, but no valid footer was found"));
+      return done(null);
+    }
+    hdr = footer;
+  }
+  const flags = hdr.readUInt32LE(8);
+  const capacity = hdr.readBigUInt64LE(12);
+  const grain = hdr.readBigUInt64LE(20);
+  const descOffset = hdr.readBigUInt64LE(28);
+  const descSize = hdr.readBigUInt64LE(36);
+  const gtes = hdr.readUInt32LE(44);
+  Object.assign(details, {
+    flags, capacitySectors: bigToNumber(capacity), grainSectors: bigToNumber(grain),
+    compressed: (flags & 0x10000) !== 0, markers: (flags & 0x20000) !== 0,
+  });
+  const virtualSize = bigToNumber(capacity * 512n);
+
+  if (capacity !== 0n) {
+    if (grain === 0n || grain > 0x200000n || !isPowerOfTwo(Number(grain))) {
+      findings.push(corrupt('VMDK', `sparse header field 'grainSize' is ${grain} sectors (must be a power of two up to 2097152)`));
+    }
+    if (gtes === 0 || gtes > 512) {
+      findings.push(corrupt('VMDK', `sparse header field 'numGTEsPerGT' is ${gtes} (must be 1 to 512)`));
+    }
+  }
+
+  if (descOffset === 0n || descSize === 0n) {
+    findings.push(refuse('vmdk_descriptor_invalid',
+      `VMDK sparse header has no embedded descriptor (fields 'descriptorOffset'/'descriptorSize' are 0), so its layout cannot be checked. ${CONVERT}`));
+    return done(virtualSize);
+  }
+  const start = descOffset * 512n;
+  const want = descSize * 512n > BigInt(MAX_DESCRIPTOR) ? MAX_DESCRIPTOR : Number(descSize * 512n);
+  const raw = await ctx.read(start, want);
+  if (raw.length === 0) {
+    findings.push(corrupt('VMDK', `header field 'descriptorOffset' (${descOffset}) points past the end of the file`));
+    return done(virtualSize);
+  }
+  const text = decodeDescriptor(raw);
+  const parsed = text === null ? null : parseDescriptor(text);
+  if (!parsed || !parsed.ok) {
+    const why = parsed ? `line ${parsed.line} has ${parsed.reason}` : 'it is not plain text';
+    findings.push(refuse('vmdk_descriptor_invalid', `VMDK embedded descriptor could not be parsed: ${why}. ${CONVERT}`));
+    return done(virtualSize);
+  }
+  checkDescriptor(parsed.descriptor, true, capacity, findings);
+  Object.assign(details, describe(parsed.descriptor));
+  return done(virtualSize === 0 ? bigToNumber(sizeOf(parsed.descriptor)) : virtualSize);
+}
+
+async function inspectCowd(ctx: ReadContext): Promise<ProbeResult> {
+  const hdr = await ctx.read(0, 16);
+  const sectors = hdr.length >= 16 ? hdr.readUInt32LE(12) : null;
+  return {
+    virtualSize: sectors === null ? null : sectors * 512,
+    findings: [refuse('vmdk_create_type',
+      `The image is a legacy VMDK3 ('COWD') sparse disk; PIR accepts only monolithicSparse and streamOptimized VMDK. ${CONVERT}`)],
+    details: { variant: 'cowd' },
+  };
+}
+
+export const vmdkInspector: Inspector = {
+  format: 'vmdk',
+  async matches(ctx) {
+    const head = await ctx.read(0, TEXT_PROBE);
+    const magic = head.subarray(0, 4);
+    return magic.equals(KDMV) || magic.equals(COWD) || looksLikeTextDescriptor(head);
+  },
+  async inspect(ctx) {
+    const magic = await ctx.read(0, 4);
+    if (magic.equals(KDMV)) return inspectSparse(ctx);
+    if (magic.equals(COWD)) return inspectCowd(ctx);
+    return inspectText(ctx);
+  },
+};

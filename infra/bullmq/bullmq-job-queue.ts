@@ -1,0 +1,187 @@
+/**
+ * JobQueue on BullMQ (Redis, through ioredis).
+ *
+ * - One queue per stage: `pir-unpack`, `pir-inspect`, `pir-checksum`, `pir-promote`, under the
+ *   key prefix (default 'pir').
+ * - enqueueChain() adds one flow: the last job is the root parent and each earlier job is the
+ *   only child of the next one, so BullMQ runs them first to last. Every job has its
+ *   deterministic id (stageJobId), so adding the same chain again is a no-op (BullMQ ignores an
+ *   id it already has, whatever its state, while it is kept: `keepSeconds`, default 24 h).
+ *   Children carry failParentOnFailure: when a job fails for good, its parent fails too, and so
+ *   on up the chain: the rest of the chain never runs.
+ * - attempts/backoff come from the RetryPolicy (exponential: backoffMs * 2^(attempt-1)).
+ * - process() starts a Worker with that concurrency. A worker that dies (SIGKILL) leaves its
+ *   job locked; the lock lapses after lockDurationMs and the stalled-job checker of any live
+ *   worker (every stalledIntervalMs) puts the job back: recovered in about lock + interval.
+ * - close(graceMs) stops taking jobs and waits for the running ones; past the grace it drops the
+ *   connections: the unfinished jobs' locks lapse and another worker picks them up.
+ */
+import { FlowProducer, Worker } from 'bullmq';
+import type { FlowJob, Job, JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import type { StageName } from '../../schemas/image.js';
+import { stageJobId } from '../../core/ports.js';
+import type { JobContext, JobQueue, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
+
+export interface BullmqJobQueueOptions {
+  redisUrl: string;
+  /** Redis key prefix (default 'pir'). */
+  prefix?: string;
+  retry: RetryPolicy;
+  /** Job lock lifetime, renewed while the job runs (default 10 000 ms). */
+  lockDurationMs?: number;
+  /** How often workers look for jobs whose lock lapsed (default 5000 ms). */
+  stalledIntervalMs?: number;
+  /** How many times a job may stall (its worker died) before it fails (default 1, BullMQ's). */
+  maxStalledCount?: number;
+  /** How long finished jobs (and so their ids, for deduplication) are kept (default 86 400 s). */
+  keepSeconds?: number;
+  /** At most this many finished jobs are kept per queue and outcome (default 100 000). */
+  keepCount?: number;
+  logger?: Logger;
+}
+
+export function stageQueueName(stage: StageName): string {
+  return `pir-${stage}`;
+}
+
+const DEFAULT_GRACE_MS = 30_000;
+
+interface RunningWorker {
+  stage: StageName;
+  worker: Worker<StageJob>;
+  connection: Redis;
+}
+
+export class BullmqJobQueue implements JobQueue {
+  private readonly prefix: string;
+  private readonly retry: RetryPolicy;
+  private readonly logger: Logger;
+  private readonly connection: Redis;
+  private readonly flow: FlowProducer;
+  private readonly workers: RunningWorker[] = [];
+  private readonly jobOpts: JobsOptions;
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly opts: BullmqJobQueueOptions) {
+    if (!(opts.retry.attempts >= 1)) throw new Error('retry.attempts must be at least 1');
+    this.prefix = opts.prefix ?? 'pir';
+    this.retry = opts.retry;
+    this.logger = opts.logger ?? pino({ name: 'pir-bullmq', level: 'warn' });
+    this.connection = this.redis('producer');
+    this.flow = new FlowProducer({ connection: this.connection, prefix: this.prefix });
+    this.flow.on('error', (err) => this.logger.error({ err }, 'bullmq flow producer error'));
+    const keep = { age: opts.keepSeconds ?? 86_400, count: opts.keepCount ?? 100_000 };
+    this.jobOpts = {
+      attempts: Math.floor(opts.retry.attempts),
+      backoff: { type: 'exponential', delay: Math.max(0, opts.retry.backoffMs) },
+      removeOnComplete: keep,
+      removeOnFail: keep,
+    };
+  }
+
+  async enqueueChain(jobs: StageJob[]): Promise<void> {
+    if (this.closing) throw new Error('job queue is closed');
+    if (jobs.length === 0) return;
+    const ids = jobs.map((j) => stageJobId(j));
+    if (new Set(ids).size !== ids.length) throw new Error(`enqueueChain: repeated job id in chain ${ids.join(', ')}`);
+    for (const id of ids) {
+      // BullMQ's rules for custom ids.
+      if (id.includes(':')) throw new Error(`job id ${id} must not contain ':'`);
+      if (/^\d+$/.test(id)) throw new Error(`job id ${id} must not be an integer`);
+    }
+    let node: FlowJob | undefined;
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      const last = i === jobs.length - 1;
+      const data: StageJob = { imageId: job.imageId, run: job.run, stage: job.stage, ...(job.traceparent ? { traceparent: job.traceparent } : {}) };
+      const next: FlowJob = {
+        name: job.stage,
+        queueName: stageQueueName(job.stage),
+        data,
+        opts: { ...this.jobOpts, jobId: ids[i]!, ...(last ? {} : { failParentOnFailure: true }) },
+        ...(node ? { children: [node] } : {}),
+      } as FlowJob;
+      node = next;
+    }
+    await this.flow.add(node!);
+  }
+
+  async process(stage: StageName, concurrency: number, handler: StageHandler): Promise<void> {
+    if (this.closing) throw new Error('job queue is closed');
+    if (!(concurrency >= 1)) throw new Error('concurrency must be at least 1');
+    const connection = this.redis(`worker-${stage}`);
+    const maxAttempts = Math.floor(this.retry.attempts);
+    const worker = new Worker<StageJob>(
+      stageQueueName(stage),
+      async (job: Job<StageJob>) => {
+        const ctx: JobContext = {
+          attempt: job.attemptsMade + 1,
+          maxAttempts: job.opts.attempts ?? maxAttempts,
+          reportProgress: async (percent: number) => {
+            await job.updateProgress(Math.max(0, Math.min(100, percent)));
+          },
+        };
+        await handler({ ...job.data }, ctx);
+      },
+      {
+        connection,
+        prefix: this.prefix,
+        concurrency: Math.floor(concurrency),
+        lockDuration: this.opts.lockDurationMs ?? 10_000,
+        stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
+        maxStalledCount: this.opts.maxStalledCount ?? 1,
+      },
+    );
+    worker.on('error', (err) => {
+      if (!this.closing) this.logger.error({ err, stage }, 'bullmq worker error');
+    });
+    worker.on('failed', (job, err) => {
+      if (!job) return;
+      const fields = { err, job_id: job.id, image_id: job.data.imageId, stage, attempt: job.attemptsMade, max_attempts: job.opts.attempts };
+      if (job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.error(fields, 'stage job failed for good; the rest of its chain is dropped');
+      else this.logger.warn(fields, 'stage job failed; retrying');
+    });
+    this.workers.push({ stage, worker, connection });
+    await worker.waitUntilReady();
+  }
+
+  close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
+    this.closing ??= (async () => {
+      const closing = this.workers.map(async ({ stage, worker, connection }) => {
+        const closed = worker.close().then(() => true, (err: unknown) => {
+          this.logger.warn({ err, stage }, 'bullmq worker close failed');
+          return true;
+        });
+        let timer: NodeJS.Timeout | undefined;
+        const inTime = await Promise.race([closed, new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); })]);
+        clearTimeout(timer);
+        if (!inTime) {
+          this.logger.warn({ stage, grace_ms: graceMs }, 'stage jobs still running after the grace period; dropping them (their locks lapse and another worker takes them)');
+          worker.cancelAllJobs('shutdown');
+          connection.disconnect();
+          return;
+        }
+        await connection.quit().catch(() => connection.disconnect());
+      });
+      await Promise.all(closing);
+      await this.flow.close().catch((err: unknown) => this.logger.warn({ err }, 'bullmq flow producer close failed'));
+      await this.connection.quit().catch(() => this.connection.disconnect());
+    })();
+    return this.closing;
+  }
+
+  private redis(role: string): Redis {
+    const r = new Redis(this.opts.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, connectionName: `pir-${role}` });
+    let last = 0;
+    r.on('error', (err: Error) => {
+      const now = Date.now();
+      if (this.closing || now - last < 5000) return; // ioredis repeats while reconnecting
+      last = now;
+      this.logger.error({ err, role }, 'redis connection error');
+    });
+    return r;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The one place that reads the environment. Every PIR_* variable is parsed and validated here
+ * at start-up; a bad value stops the process with a message naming the variable.
+ */
+import { resolve } from 'node:path';
+
+export interface StageConcurrency { unpack: number; inspect: number; checksum: number; promote: number }
+
+export interface PirConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Null: generate one at start and keep it in <dataDir>/admin-token. */
+  adminToken: string | null;
+  maxImageSize: number;
+  maxVirtualSize: number;
+  allowEncryptedImages: boolean;
+  /** Unpack limits: the largest unpacked output and the largest output/input ratio. */
+  maxUnpackedSize: number;
+  maxExpansionRatio: number;
+  kafkaBrokers: string[] | null;
+  kafkaTopic: string;
+  redisUrl: string | null;
+  /** Prefix of PIR's Redis keys, so several PIRs (or test runs) can share one Redis. */
+  redisPrefix: string;
+  mongodbUrl: string | null;
+  concurrency: StageConcurrency;
+  stageAttempts: number;
+  stageBackoffMs: number;
+  /** A run with no stage progress for this long is stuck: it is resumed, then killed. */
+  stageDeadlineSeconds: number;
+  /** An upload whose receiving process stopped heartbeating for this long is abandoned. */
+  uploadStallSeconds: number;
+  logLevel: string;
+  /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
+  testFaults: string[];
+}
+
+export type DistributedUrls = { kafkaBrokers: string[]; redisUrl: string; mongodbUrl: string };
+
+export class ConfigError extends Error {
+  constructor(variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40 };
+
+/** Parses "1099511627776", "512MiB", "1 TiB", "4g" into bytes. */
+export function parseSize(variable: string, text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw new ConfigError(variable, `"${text}" is not a size (examples: 1073741824, 512MiB, 1TiB)`);
+  return Math.floor(Number(match[1]) * unit);
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(name, `"${raw}" must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function size(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  return raw === undefined || raw === '' ? fallback : parseSize(name, raw);
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(name, `"${env[name]}" must be true or false`);
+}
+
+function name(env: Env, variable: string, fallback: string): string {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(raw)) throw new ConfigError(variable, `"${raw}" may hold only letters, digits, '.', '_' and '-'`);
+  return raw;
+}
+
+function optionalUrl(env: Env, name: string, protocols: string[]): string | null {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return null;
+  let url: URL;
+  try { url = new URL(raw); } catch { throw new ConfigError(name, `"${raw}" is not a URL`); }
+  if (!protocols.includes(url.protocol)) throw new ConfigError(name, `"${raw}" must start with ${protocols.join(' or ')}//`);
+  return raw;
+}
+
+function brokers(env: Env): string[] | null {
+  const raw = env.PIR_KAFKA_BROKERS;
+  if (raw === undefined || raw === '') return null;
+  const list = raw.split(',').map((b) => b.trim()).filter(Boolean);
+  for (const broker of list) {
+    if (!/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(broker)) throw new ConfigError('PIR_KAFKA_BROKERS', `"${broker}" is not host:port`);
+  }
+  return list;
+}
+
+export function loadConfig(env: Env = process.env): PirConfig {
+  const host = env.PIR_HOST || '127.0.0.1';
+  const config: PirConfig = {
+    host,
+    port: int(env, 'PIR_PORT', 9292, 0, 65535),
+    dataDir: resolve(env.PIR_DATA_DIR || './data'),
+    adminToken: env.PIR_ADMIN_TOKEN || null,
+    maxImageSize: size(env, 'PIR_MAX_IMAGE_SIZE', 2 ** 40),
+    maxVirtualSize: size(env, 'PIR_MAX_VIRTUAL_SIZE', 64 * 2 ** 40),
+    allowEncryptedImages: bool(env, 'PIR_ALLOW_ENCRYPTED_IMAGES', false),
+    maxUnpackedSize: size(env, 'PIR_MAX_UNPACKED_SIZE', 2 ** 40),
+    maxExpansionRatio: int(env, 'PIR_MAX_EXPANSION_RATIO', 1000, 1, 1_000_000),
+    kafkaBrokers: brokers(env),
+    kafkaTopic: name(env, 'PIR_KAFKA_TOPIC', 'pir.image-events'),
+    redisUrl: optionalUrl(env, 'PIR_REDIS_URL', ['redis:', 'rediss:']),
+    redisPrefix: name(env, 'PIR_REDIS_PREFIX', 'pir'),
+    mongodbUrl: optionalUrl(env, 'PIR_MONGODB_URL', ['mongodb:', 'mongodb+srv:']),
+    concurrency: {
+      unpack: int(env, 'PIR_UNPACK_CONCURRENCY', 2, 1, 256),
+      inspect: int(env, 'PIR_INSPECT_CONCURRENCY', 8, 1, 256),
+      checksum: int(env, 'PIR_CHECKSUM_CONCURRENCY', 8, 1, 256),
+      promote: int(env, 'PIR_PROMOTE_CONCURRENCY', 8, 1, 256),
+    },
+    stageAttempts: int(env, 'PIR_STAGE_ATTEMPTS', 5, 1, 100),
+    stageBackoffMs: int(env, 'PIR_STAGE_BACKOFF_MS', 500, 1, 3_600_000),
+    stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
+    uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
+    logLevel: env.PIR_LOG_LEVEL || 'info',
+    testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
+  };
+  const set = [config.kafkaBrokers, config.redisUrl, config.mongodbUrl].filter((v) => v !== null).length;
+  if (set !== 0 && set !== 3) {
+    throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');
+  }
+  return config;
+}
+
+export function distributedUrls(config: PirConfig): DistributedUrls | null {
+  if (!config.kafkaBrokers || !config.redisUrl || !config.mongodbUrl) return null;
+  return { kafkaBrokers: config.kafkaBrokers, redisUrl: config.redisUrl, mongodbUrl: config.mongodbUrl };
+}

@@ -1,0 +1,32 @@
+/** Distributed mode: manifest in MongoDB, events on Kafka, jobs in BullMQ on Redis. */
+import type { Logger } from 'pino';
+import type { RetryPolicy } from '../core/ports.js';
+import { BullmqJobQueue } from './bullmq/bullmq-job-queue.js';
+import type { DistributedUrls, PirConfig } from './config.js';
+import { KafkaEventBus } from './kafka/kafka-event-bus.js';
+import { MongoManifestStore } from './mongo/mongo-manifest-store.js';
+import type { Adapters } from './runtime.js';
+
+/** The database named in the URL's path, or "pir". */
+export function mongoDbName(url: string): string {
+  const path = new URL(url).pathname.replace(/^\//, '');
+  return path || 'pir';
+}
+
+export async function openDistributedAdapters(urls: DistributedUrls, config: PirConfig, retry: RetryPolicy, log: Logger): Promise<Adapters> {
+  const store = new MongoManifestStore({ url: urls.mongodbUrl, dbName: mongoDbName(urls.mongodbUrl) });
+  await store.start();
+  const bus = new KafkaEventBus({ brokers: urls.kafkaBrokers, topic: config.kafkaTopic, clientId: `pir-${process.pid}`, logger: log });
+  await bus.start();
+  const queue = new BullmqJobQueue({ redisUrl: urls.redisUrl, prefix: config.redisPrefix, retry, logger: log });
+  return {
+    mode: 'distributed',
+    store,
+    bus,
+    queue,
+    async close() {
+      await bus.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * EventBus on Kafka (kafkajs): one topic, key = image id, so each image's events stay in one
+ * partition and in order.
+ *
+ * - start() makes sure the topic exists (createTopics; an existing topic is fine).
+ * - publish(): one send with acks=all on an idempotent producer; it resolves once every
+ *   in-sync replica has the batch.
+ * - subscribe(group): one consumer per call (members of one group split the partitions),
+ *   reading from the beginning when the group has no committed offset. eachMessage awaits the
+ *   handler; only then is the offset resolved (and committed). A handler that throws gets the
+ *   same message again after a backoff (100 ms doubling, capped at 5 s), in the consumer,
+ *   heartbeating meanwhile: the offset never moves past an unhandled event, other partitions
+ *   keep flowing, and a poison message never crashes the consumer (it is logged, louder after
+ *   `loudAfterFailures`). A rebalance while retrying hands the message to the partition's new
+ *   owner. Undecodable messages (not JSON, not a PirEvent) can never succeed: logged and skipped.
+ * - kafkajs's own logs go to the given pino logger at WARN and above; rebalance chatter that
+ *   kafkajs reports as errors is downgraded to info.
+ */
+import { Kafka, Partitioners, logLevel as KafkaLogLevel } from 'kafkajs';
+import type { Admin, Consumer, LogEntry, Producer, IHeaders } from 'kafkajs';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import { isPirEvent } from '../../schemas/events.js';
+import type { PirEvent } from '../../schemas/events.js';
+import type { EventBus, EventHandler } from '../../core/ports.js';
+
+export interface KafkaEventBusOptions {
+  brokers: string[];
+  /** Default 'pir.image-events'. */
+  topic?: string;
+  clientId?: string;
+  /** Partitions when this bus creates the topic (default 6). */
+  partitions?: number;
+  /** Replication factor when this bus creates the topic (default: the broker's default). */
+  replicationFactor?: number;
+  /** Consumer session timeout (default 10 000 ms): how soon a dead member's partitions move. */
+  sessionTimeoutMs?: number;
+  /** Default 500 ms: also how soon a member learns of a rebalance. */
+  heartbeatIntervalMs?: number;
+  /** How long the broker waits for members to rejoin a rebalance (default 10 000 ms). */
+  rebalanceTimeoutMs?: number;
+  /** Longest a fetch waits for data on an idle partition (default 100 ms). */
+  maxWaitTimeMs?: number;
+  /** Idempotent producer (default true). */
+  idempotent?: boolean;
+  /** First redelivery delay after a handler throws (default 100 ms), doubling, capped at retryMaxMs. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** After this many failures of one message, each further failure is logged as an error (default 10). */
+  loudAfterFailures?: number;
+  logger?: Logger;
+}
+
+class BusClosingError extends Error {
+  constructor() {
+    super('event bus closing: message left uncommitted, it will be delivered again');
+    this.name = 'BusClosingError';
+  }
+}
+
+const REBALANCE_CHATTER = /rebalanc|REBALANCE_IN_PROGRESS|NOT_COORDINATOR|not the correct coordinator|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|coordinator is loading/i;
+
+function kafkaLogCreator(logger: Logger) {
+  return (_level: KafkaLogLevel) => (entry: LogEntry) => {
+    const { message, timestamp: _ts, logger: _l, ...extra } = entry.log;
+    void _ts; void _l;
+    const fields = { kafka_ns: entry.namespace, ...extra };
+    const msg = `kafkajs: ${message}`;
+    const chatter = REBALANCE_CHATTER.test(message) || REBALANCE_CHATTER.test(String((extra as { error?: unknown }).error ?? ''));
+    switch (entry.level) {
+      case KafkaLogLevel.ERROR:
+      case KafkaLogLevel.NOTHING:
+        if (chatter) logger.info(fields, msg);
+        else logger.error(fields, msg);
+        break;
+      case KafkaLogLevel.WARN:
+        if (chatter) logger.info(fields, msg);
+        else logger.warn(fields, msg);
+        break;
+      case KafkaLogLevel.INFO:
+        logger.info(fields, msg);
+        break;
+      default:
+        logger.debug(fields, msg);
+    }
+  };
+}
+
+export class KafkaEventBus implements EventBus {
+  readonly topic: string;
+  private readonly kafka: Kafka;
+  private readonly logger: Logger;
+  private readonly consumers = new Set<Consumer>();
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private readonly o: Required<Omit<KafkaEventBusOptions, 'logger' | 'replicationFactor' | 'clientId' | 'topic'>> & { replicationFactor?: number };
+  private started: Promise<void> | null = null;
+  private closing = false;
+  /** Wakes backoff sleeps when the bus closes. */
+  private readonly sleepers = new Set<() => void>();
+
+  constructor(opts: KafkaEventBusOptions) {
+    this.topic = opts.topic ?? 'pir.image-events';
+    this.logger = opts.logger ?? pino({ name: 'pir-kafka-bus', level: 'warn' });
+    this.o = {
+      brokers: opts.brokers,
+      partitions: opts.partitions ?? 6,
+      sessionTimeoutMs: opts.sessionTimeoutMs ?? 10_000,
+      heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 500,
+      rebalanceTimeoutMs: opts.rebalanceTimeoutMs ?? 10_000,
+      maxWaitTimeMs: opts.maxWaitTimeMs ?? 100,
+      idempotent: opts.idempotent ?? true,
+      retryBaseMs: opts.retryBaseMs ?? 100,
+      retryMaxMs: opts.retryMaxMs ?? 5000,
+      loudAfterFailures: opts.loudAfterFailures ?? 10,
+      ...(opts.replicationFactor !== undefined ? { replicationFactor: opts.replicationFactor } : {}),
+    };
+    this.kafka = new Kafka({
+      clientId: opts.clientId ?? 'pir',
+      brokers: opts.brokers,
+      logLevel: KafkaLogLevel.WARN,
+      logCreator: kafkaLogCreator(this.logger),
+      connectionTimeout: 3000,
+      retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 8 },
+    });
+    this.producer = this.kafka.producer({
+      idempotent: this.o.idempotent,
+      ...(this.o.idempotent ? { maxInFlightRequests: 1 } : {}),
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    this.admin = this.kafka.admin();
+  }
+
+  /** Creates the topic if needed and connects the producer; publish/subscribe call it. */
+  async start(): Promise<void> {
+    if (this.closing) throw new Error('event bus is closed');
+    if (!this.started) {
+      this.started = (async () => {
+        await this.admin.connect();
+        try {
+          await this.admin.createTopics({
+            waitForLeaders: true,
+            topics: [{
+              topic: this.topic,
+              numPartitions: this.o.partitions,
+              ...(this.o.replicationFactor !== undefined ? { replicationFactor: this.o.replicationFactor } : {}),
+            }],
+          });
+        } catch (err) {
+          if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
+        }
+        await this.producer.connect();
+      })();
+      this.started.catch(() => { this.started = null; });
+    }
+    return this.started;
+  }
+
+  async publish(events: PirEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.start();
+    await this.producer.send({
+      topic: this.topic,
+      acks: -1,
+      messages: events.map((e) => {
+        const headers: IHeaders = {};
+        if (e.traceparent) headers.traceparent = e.traceparent;
+        return { key: e.image_id, value: JSON.stringify(e), headers };
+      }),
+    });
+  }
+
+  async subscribe(group: string, handler: EventHandler): Promise<void> {
+    await this.start();
+    const consumer = this.kafka.consumer({
+      groupId: group,
+      sessionTimeout: this.o.sessionTimeoutMs,
+      heartbeatInterval: this.o.heartbeatIntervalMs,
+      rebalanceTimeout: this.o.rebalanceTimeoutMs,
+      maxWaitTimeInMs: this.o.maxWaitTimeMs,
+      allowAutoTopicCreation: false,
+      retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 8, restartOnFailure: async () => !this.closing },
+    });
+    this.consumers.add(consumer);
+    let joined!: () => void;
+    const joinedP = new Promise<void>((resolve) => { joined = resolve; });
+    const offJoin = consumer.on(consumer.events.GROUP_JOIN, () => joined());
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.logger.error({ err: e.payload.error, group, restart: e.payload.restart }, 'kafka consumer crashed');
+    });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+      await consumer.run({
+        partitionsConsumedConcurrently: this.o.partitions,
+        eachMessage: async ({ partition, message, heartbeat }) => {
+          const raw = message.value?.toString('utf8') ?? '';
+          let event: unknown;
+          try {
+            event = JSON.parse(raw);
+          } catch {
+            event = undefined;
+          }
+          if (!isPirEvent(event)) {
+            this.logger.error({ group, topic: this.topic, partition, offset: message.offset, value: raw.slice(0, 200) }, 'undecodable message on the event topic; skipped');
+            return;
+          }
+          await this.deliver(group, handler, event, heartbeat, partition, message.offset);
+        },
+      });
+      // run() returns once the member joined; wait for the join event too in case it crashed first.
+      let timer: NodeJS.Timeout | undefined;
+      const ok = await Promise.race([
+        joinedP.then(() => true),
+        new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), this.o.sessionTimeoutMs * 3); }),
+      ]);
+      clearTimeout(timer);
+      if (!ok) this.logger.warn({ group }, 'kafka consumer has not joined its group yet; it keeps trying');
+    } catch (err) {
+      this.consumers.delete(consumer);
+      await consumer.disconnect().catch(() => undefined);
+      throw err;
+    } finally {
+      offJoin();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const wake of this.sleepers) wake();
+    const consumers = [...this.consumers];
+    this.consumers.clear();
+    await Promise.allSettled(consumers.map((c) => c.disconnect()));
+    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
+  }
+
+  private async deliver(group: string, handler: EventHandler, event: PirEvent, heartbeat: () => Promise<void>, partition: number, offset: string): Promise<void> {
+    for (let failures = 0; ; ) {
+      if (this.closing) throw new BusClosingError();
+      try {
+        await handler(event);
+        return;
+      } catch (err) {
+        failures++;
+        const delay = Math.min(this.o.retryBaseMs * 2 ** Math.min(failures - 1, 30), this.o.retryMaxMs);
+        const fields = { err, group, partition, offset, image_id: event.image_id, event_id: event.id, event_type: event.type, failures, retry_in_ms: delay };
+        if (failures >= this.o.loudAfterFailures) this.logger.error(fields, 'event handler keeps failing; redelivering (this partition waits)');
+        else this.logger.warn(fields, 'event handler failed; redelivering');
+        await this.sleep(delay);
+        // Throws on rebalance: kafkajs rejoins and the partition's new owner gets this message.
+        await heartbeat();
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API).
+#
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|tools]
+#   infra/local/services.sh start   [all|redis|kafka|ferretdb]
+#   infra/local/services.sh stop    [all|redis|kafka|ferretdb]
+#   infra/local/services.sh status  [all|redis|kafka|ferretdb]
+#   infra/local/services.sh env
+#
+# See infra/local/README.md for versions, ports, logs and environment knobs.
+set -euo pipefail
+
+# shellcheck source=lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+# shellcheck source=redis.sh
+source "$PIR_INFRA_DIR/redis.sh"
+# shellcheck source=kafka.sh
+source "$PIR_INFRA_DIR/kafka.sh"
+# shellcheck source=ferretdb.sh
+source "$PIR_INFRA_DIR/ferretdb.sh"
+
+SERVICES=(redis kafka ferretdb)
+TOOLS_PACKAGES=(qemu-utils python3-glanceclient zstd xz-utils bzip2)
+
+usage() {
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+tools_install() {
+  pir_apt_install "${TOOLS_PACKAGES[@]}"
+  local c missing=()
+  for c in qemu-img glance zstd xz bzip2; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  ((${#missing[@]} == 0)) || pir_die "tools: commands missing after install: ${missing[*]}"
+  pir_log "tools: $(qemu-img --version | head -1); glance $(glance --version 2>&1 | tail -1); $(zstd --version | head -1)"
+}
+
+# targets KIND ARG -> list of services (KIND=install also allows "tools").
+targets() {
+  local kind="$1" arg="${2:-all}"
+  case "$arg" in
+    all)
+      if [[ "$kind" == install ]]; then echo tools "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
+    redis | kafka | ferretdb) echo "$arg" ;;
+    tools) [[ "$kind" == install ]] && echo tools || usage ;;
+    *) usage ;;
+  esac
+}
+
+print_env() {
+  cat <<EOF
+export PIR_REDIS_URL=redis://127.0.0.1:$PIR_REDIS_PORT
+export PIR_KAFKA_BROKERS=127.0.0.1:$PIR_KAFKA_PORT
+export PIR_MONGODB_URL=mongodb://127.0.0.1:$PIR_FERRETDB_PORT/pir
+EOF
+}
+
+main() {
+  local cmd="${1:-}" s rc=0 t0
+  [[ $# -le 2 ]] || usage
+  t0="$(pir_now)"
+  case "$cmd" in
+    install)
+      for s in $(targets install "${2:-all}"); do "${s}_install"; done
+      pir_log "install done in $(($(pir_now) - t0))s (cache: $PIR_CACHE_DIR)"
+      ;;
+    start)
+      # Install everything first so the slow parts are visible as such.
+      for s in $(targets start "${2:-all}"); do "${s}_installed" || "${s}_install"; done
+      for s in $(targets start "${2:-all}"); do "${s}_start"; done
+      pir_log "start done in $(($(pir_now) - t0))s; state and logs under $PIR_LOCAL_DIR/<service>/"
+      ;;
+    stop)
+      local list
+      list="$(targets stop "${2:-all}")"
+      # Reverse order: ferretdb, kafka, redis.
+      for s in $(echo "$list" | tr ' ' '\n' | tac); do "${s}_stop"; done
+      ;;
+    status)
+      for s in $(targets status "${2:-all}"); do "${s}_status" || rc=1; done
+      return "$rc"
+      ;;
+    env) print_env ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,117 @@
+/**
+ * Composition root: picks the adapter set (embedded or distributed) from the config, and starts
+ * the roles a process runs (api, worker, or both). Same pipeline code in both modes.
+ */
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApp } from '../api/app.js';
+import { FaultHooks } from '../core/fault-hooks.js';
+import { ImageService } from '../core/image-service.js';
+import { Manifest } from '../core/manifest.js';
+import { OutboxRelay } from '../core/outbox-relay.js';
+import type { EventBus, JobQueue, ManifestStore } from '../core/ports.js';
+import { HashPool } from '../ingest/hashing/index.js';
+import { STAGES } from '../schemas/image.js';
+import { startDispatcher } from '../workers/dispatcher.js';
+import { StageRunner } from '../workers/stage-runner.js';
+import { pipelineStages } from '../workers/stages/index.js';
+import { Sweepers } from '../workers/sweepers.js';
+import { resolveAdminToken } from './admin-token.js';
+import { distributedUrls, type PirConfig } from './config.js';
+import { openDistributedAdapters } from './distributed-adapters.js';
+import { openEmbeddedAdapters } from './embedded-adapters.js';
+import { FsBlobStore } from './storage/fs-blob-store.js';
+
+export interface Adapters {
+  mode: 'embedded' | 'distributed';
+  store: ManifestStore;
+  bus: EventBus;
+  queue: JobQueue;
+  close(): Promise<void>;
+}
+
+export interface Roles {
+  api: boolean;
+  worker: boolean;
+}
+
+export interface RunningPir {
+  mode: Adapters['mode'];
+  app: FastifyInstance | null;
+  url: string | null;
+  adminToken: string;
+  stop(): Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 30_000;
+
+export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
+  const urls = distributedUrls(config);
+  const blobs = new FsBlobStore(config.dataDir);
+  await blobs.init();
+  const retry = { attempts: config.stageAttempts, backoffMs: config.stageBackoffMs };
+  const adapters = urls
+    ? await openDistributedAdapters(urls, config, retry, log)
+    : await openEmbeddedAdapters(join(config.dataDir, 'manifest.sqlite'), retry, log);
+  const relay = new OutboxRelay(adapters.store, adapters.bus, log);
+  const manifest = new Manifest(adapters.store, relay, new FaultHooks(config.testFaults));
+  const images = new ImageService(manifest, blobs, { stageDeadlineSeconds: config.stageDeadlineSeconds });
+  const sweepers = new Sweepers(manifest, images, relay, blobs, {
+    stageDeadlineSeconds: config.stageDeadlineSeconds,
+    uploadStallSeconds: config.uploadStallSeconds,
+    maxResumes: 3,
+    outboxGraceMs: 2000,
+  }, log);
+  const hashes = HashPool.shared();
+  const token = await resolveAdminToken(config.adminToken, config.dataDir);
+
+  if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
+
+  if (roles.worker) {
+    const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
+      { maxOutputBytes: config.maxUnpackedSize, maxRatio: config.maxExpansionRatio },
+      { maxVirtualSize: config.maxVirtualSize, allowEncrypted: config.allowEncryptedImages },
+    ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
+    for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
+    await startDispatcher(adapters.bus, manifest, adapters.queue, log);
+  }
+  // Every process relays its leftovers; workers (or the single embedded process) also sweep stale images.
+  sweepers.start(1000, roles.worker ? 5000 : 3_600_000);
+
+  let app: FastifyInstance | null = null;
+  let url: string | null = null;
+  if (roles.api) {
+    app = await buildApp({
+      images, manifest, blobs, hashes, log, adminToken: token.token,
+      upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) },
+    });
+    url = await app.listen({ host: config.host, port: config.port });
+  }
+  if (token.generated) {
+    process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
+  }
+  log.info({ mode: adapters.mode, roles, url, data_dir: config.dataDir }, 'PIR started');
+
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('stopping: no new work; finishing what is running');
+      const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
+      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS)]);
+      await sweepers.stop();
+      await relay.drain();
+      await adapters.close();
+      await hashes.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  return { mode: adapters.mode, app, url, adminToken: token.token, stop };
+}
+
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,296 @@
+/**
+ * The ingest hot path: stream bytes into a new file while md5 and sha512 are computed on the
+ * hash pool's threads, in the same pass, over the very same shared-memory slots the file write
+ * reads. The main thread only copies incoming chunks into slots and posts messages.
+ */
+import { close, constants, fdatasync, open, read, unlink, write } from 'node:fs';
+import { HashPool, type HashSession, type Slot } from './pool.js';
+
+export interface HashedFile {
+  size: number;
+  /** hex */
+  md5: string;
+  /** hex */
+  sha512: string;
+}
+
+export class SizeLimitError extends Error {
+  readonly code = 'size_limit';
+  constructor(readonly limit: number) {
+    super(`upload exceeds the size limit of ${limit} bytes; send a smaller image or raise the limit`);
+    this.name = 'SizeLimitError';
+  }
+}
+
+export interface WriteHashedFileOptions {
+  /** More bytes than this → SizeLimitError (and no file). */
+  maxBytes: number;
+  pool?: HashPool;
+  signal?: AbortSignal;
+  /**
+   * Start writeback every this many bytes (an fdatasync in the background, never more than one
+   * at a time) so the disk works while bytes still arrive and the final fdatasync is short.
+   * 0 = only the final one. Default 64 MiB.
+   */
+  flushEveryBytes?: number;
+}
+
+const MiB = 1024 * 1024;
+const DEFAULT_FLUSH_EVERY = 64 * MiB;
+
+// ---------------------------------------------------------------- small promise wrappers on raw fds
+
+function openExclusive(path: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600, (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
+}
+function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
+}
+function syncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+function removeQuietly(path: string): Promise<void> {
+  return new Promise((resolve) => unlink(path, () => resolve()));
+}
+
+/** Writes all of view[0, n) at `position`, retrying short writes; calls back once. */
+function writeFully(fd: number, view: Uint8Array, n: number, position: number, cb: (err: Error | null) => void): void {
+  let done = 0;
+  const step = (): void =>
+    write(fd, view, done, n - done, position + done, (err, written) => {
+      if (err) return cb(err);
+      done += written;
+      if (done < n) return written > 0 ? step() : cb(new Error('write made no progress'));
+      cb(null);
+    });
+  step();
+}
+
+// ---------------------------------------------------------------- source iteration
+
+type Source = AsyncIterable<Uint8Array> | NodeJS.ReadableStream;
+
+function iteratorOf(source: Source): AsyncIterator<unknown> {
+  // A stream.Readable: stop reading on return() without destroying it, so the caller can still
+  // answer the request (e.g. 413) and decides what happens to the connection.
+  const r = source as { iterator?: (o: { destroyOnReturn: boolean }) => AsyncIterator<unknown>; pipe?: unknown };
+  if (typeof r.iterator === 'function' && typeof r.pipe === 'function') return r.iterator({ destroyOnReturn: false });
+  return (source as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+}
+
+function stopQuietly(it: AsyncIterator<unknown>): void {
+  // Not awaited: an async generator suspended in an await only returns after that await settles.
+  try {
+    void Promise.resolve(it.return?.()).catch(() => {});
+  } catch {
+    /* the iterator's own problem; the caller gets the original error */
+  }
+}
+
+/** it.next(), rejecting as soon as `signal` aborts (one listener for the whole upload). */
+class AbortableNext {
+  private rejectPending: ((e: unknown) => void) | null = null;
+  private readonly onAbort = (): void => {
+    const r = this.rejectPending;
+    this.rejectPending = null;
+    r?.(this.signal!.reason);
+  };
+
+  constructor(
+    private readonly it: AsyncIterator<unknown>,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  next(): Promise<IteratorResult<unknown>> {
+    if (!this.signal) return this.it.next();
+    if (this.signal.aborted) return Promise.reject(this.signal.reason);
+    return new Promise((resolve, reject) => {
+      this.rejectPending = reject;
+      this.it.next().then(
+        (v) => {
+          this.rejectPending = null;
+          resolve(v);
+        },
+        (e) => {
+          this.rejectPending = null;
+          reject(e);
+        },
+      );
+    });
+  }
+
+  dispose(): void {
+    this.signal?.removeEventListener('abort', this.onAbort);
+  }
+}
+
+function asBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  throw new TypeError(`upload source yielded ${typeof chunk === 'string' ? 'a string' : typeof chunk}; expected bytes (Uint8Array/Buffer) — do not set an encoding on the stream`);
+}
+
+// ---------------------------------------------------------------- writeHashedFile
+
+/**
+ * Streams `source` into `destPath` (created exclusively, mode 0600) and returns its size, md5 and
+ * sha512, computed over exactly the bytes written. Durable on return (fdatasync). On any
+ * failure — size limit, abort, source/disk/hash error — the partial file is removed and the
+ * error rethrown.
+ */
+export async function writeHashedFile(source: Source, destPath: string, opts: WriteHashedFileOptions): Promise<HashedFile> {
+  const { maxBytes, signal } = opts;
+  const flushEvery = opts.flushEveryBytes ?? DEFAULT_FLUSH_EVERY;
+  signal?.throwIfAborted();
+  const pool = opts.pool ?? HashPool.shared();
+
+  const fd = await openExclusive(destPath);
+  let fdOpen = true;
+  let session: HashSession | null = null;
+  let it: AsyncIterator<unknown> | null = null;
+  let nexter: AbortableNext | null = null;
+  let current: Slot | null = null; // acquired, being filled, not yet submitted
+
+  let failure: Error | null = null; // first write/flush error
+  let flushing: Promise<void> | null = null;
+  let flushedTo = 0;
+  let position = 0; // bytes submitted so far = file offset of the next slot
+
+  const flush = (): void => {
+    flushedTo = position;
+    flushing = syncFd(fd).then(
+      () => {
+        flushing = null;
+      },
+      (err: Error) => {
+        failure ??= err;
+        flushing = null;
+      },
+    );
+  };
+
+  try {
+    session = pool.open();
+    const s = session;
+    const slotBytes = s.slotBytes;
+    // One closure per upload, not per slot: the write completes the slot it was given.
+    const dispatch = (slot: Slot, n: number): void => {
+      s.submit(slot, n, 1);
+      writeFully(fd, slot.view, n, position, (err) => {
+        if (err) failure ??= err;
+        s.complete(slot);
+      });
+      position += n;
+      if (flushEvery > 0 && flushing === null && position - flushedTo >= flushEvery) flush();
+    };
+
+    it = iteratorOf(source);
+    nexter = new AbortableNext(it, signal);
+    current = s.tryAcquire() ?? (await s.acquire());
+    let fill = 0;
+    let total = 0;
+
+    for (;;) {
+      const r = await nexter.next();
+      if (r.done) break;
+      const chunk = asBytes(r.value);
+      const len = chunk.length;
+      if (len === 0) continue;
+      total += len;
+      if (total > maxBytes) throw new SizeLimitError(maxBytes);
+      if (failure) throw failure;
+      if (s.error) throw s.error;
+
+      let off = 0;
+      while (off < len) {
+        const slot: Slot = current;
+        const n = Math.min(slotBytes - fill, len - off);
+        slot.view.set(off === 0 && n === len ? chunk : chunk.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+        if (fill === slotBytes) {
+          current = null;
+          dispatch(slot, fill);
+          fill = 0;
+          current = s.tryAcquire() ?? (await s.acquire());
+          if (failure) throw failure;
+        }
+      }
+    }
+    it = null; // finished normally: nothing to stop
+
+    const last: Slot = current;
+    current = null;
+    if (fill > 0) dispatch(last, fill);
+    else s.release(last);
+
+    await s.idle();
+    await flushing;
+    if (failure) throw failure;
+    if (s.error) throw s.error;
+    signal?.throwIfAborted();
+    const ending = s;
+    session = null; // ends now
+    const [{ md5, sha512 }] = await Promise.all([ending.digests(), syncFd(fd)]);
+    fdOpen = false;
+    await closeFd(fd);
+    signal?.throwIfAborted(); // nothing returned yet: an abort still means "no file"
+    return { size: position, md5, sha512 };
+  } catch (err) {
+    if (it) stopQuietly(it);
+    if (session) {
+      if (current) session.release(current);
+      session.abort();
+      await session.idle(); // every write and hash done with the slots before the fd goes
+    }
+    await flushing;
+    if (fdOpen) await closeFd(fd).catch(() => {});
+    await removeQuietly(destPath);
+    throw err;
+  } finally {
+    nexter?.dispose();
+  }
+}
+
+// ---------------------------------------------------------------- hashFile
+
+/** md5 and sha512 of an existing file, read in slot-sized chunks straight into shared memory. */
+export async function hashFile(path: string, pool: HashPool = HashPool.shared()): Promise<HashedFile> {
+  const fd = await new Promise<number>((resolve, reject) => open(path, constants.O_RDONLY, (err, fd) => (err ? reject(err) : resolve(fd))));
+  const s = pool.open();
+  let ended = false;
+  try {
+    let position = 0;
+    for (;;) {
+      const slot = s.tryAcquire() ?? (await s.acquire());
+      let n: number;
+      try {
+        n = await new Promise<number>((resolve, reject) =>
+          read(fd, slot.view, 0, slot.view.length, position, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+        );
+      } catch (err) {
+        s.release(slot);
+        throw err;
+      }
+      if (n === 0) {
+        s.release(slot);
+        break;
+      }
+      s.submit(slot, n);
+      position += n;
+      if (s.error) throw s.error;
+    }
+    ended = true;
+    const { md5, sha512 } = await s.digests();
+    return { size: position, md5, sha512 };
+  } catch (err) {
+    if (!ended) s.abort();
+    throw err;
+  } finally {
+    await s.idle();
+    await closeFd(fd);
+  }
+}

@@ -1,0 +1,118 @@
+/** The image manifest: the one document that holds the truth about an image. */
+
+export const IMAGE_STATUSES = [
+  'queued', 'saving', 'uploading', 'importing', 'active',
+  'killed', 'deactivated', 'deleted', 'pending_delete',
+] as const;
+export type ImageStatus = (typeof IMAGE_STATUSES)[number];
+
+export const DISK_FORMATS = ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'] as const;
+export type DiskFormat = (typeof DISK_FORMATS)[number];
+export const CONTAINER_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker', 'compressed'] as const;
+export type ContainerFormat = (typeof CONTAINER_FORMATS)[number];
+export const VISIBILITIES = ['public', 'community', 'shared', 'private'] as const;
+export type Visibility = (typeof VISIBILITIES)[number];
+
+export const STAGES = ['unpack', 'inspect', 'checksum', 'promote'] as const;
+export type StageName = (typeof STAGES)[number];
+
+export type StageStatus = 'pending' | 'running' | 'done' | 'failed';
+
+export interface StageProgress {
+  status: StageStatus;
+  attempts: number;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_ms: number | null;
+}
+
+/** Bytes as received or produced, with the digests computed while they streamed. */
+export interface HashedBlob {
+  path: string;
+  size: number;
+  md5: string;
+  sha512: string;
+}
+
+export interface ImportFailure {
+  stage: StageName | 'upload' | 'import';
+  code: string;
+  message: string;
+  at: string;
+}
+
+/** One run of the pipeline over a staged upload. A new import starts a new run. */
+export interface PipelineRun {
+  run: number;
+  method: 'glance-direct' | 'upload';
+  /** The stage being worked on, or 'done' once the image is active. */
+  stage: StageName | 'done';
+  stages: Record<StageName, StageProgress>;
+  started_at: string;
+  /** When this run is considered stuck unless a stage moved it on. */
+  deadline_at: string;
+  /** How many times a stuck run was resumed by the sweeper. */
+  resumes: number;
+  /** Output of the unpack stage: the disk image the later stages work on. */
+  unpacked: HashedBlob | null;
+  /** Findings of the inspect stage. */
+  inspection: { format: string; virtual_size: number | null; findings: InspectionFinding[] } | null;
+}
+
+export interface InspectionFinding {
+  code: string;
+  severity: 'info' | 'refuse';
+  message: string;
+}
+
+export interface OutboxEvent {
+  id: string;
+  type: string;
+  version: number;
+  image_id: string;
+  occurred_at: string;
+  data: Record<string, unknown>;
+  traceparent?: string;
+}
+
+export interface ImageDoc {
+  id: string;
+  /** Bumped by every state change: the compare-and-set token. */
+  revision: number;
+  name: string | null;
+  owner: string | null;
+  status: ImageStatus;
+  visibility: Visibility;
+  protected: boolean;
+  os_hidden: boolean;
+  disk_format: DiskFormat | null;
+  container_format: ContainerFormat | null;
+  min_disk: number;
+  min_ram: number;
+  size: number | null;
+  virtual_size: number | null;
+  checksum: string | null;
+  os_hash_algo: string | null;
+  os_hash_value: string | null;
+  tags: string[];
+  /** Glance's extra properties: free-form string key/values. */
+  properties: Record<string, string>;
+  created_at: string;
+  updated_at: string;
+  /** Digests the client promised (verified by the checksum stage). */
+  expected: { md5?: string; sha512?: string };
+  /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
+  upload: { run: number; kind: 'upload' | 'stage'; started_at: string } | null;
+  /** The bytes in staging, once an upload or stage call has received them all. */
+  staging: (HashedBlob & { received_at: string }) | null;
+  pipeline: PipelineRun | null;
+  failure: ImportFailure | null;
+  /** Events written with the state change that caused them, relayed to the bus afterwards. */
+  outbox: OutboxEvent[];
+}
+
+/** The fields a client may never set. */
+export const READ_ONLY_FIELDS = new Set([
+  'id', 'status', 'checksum', 'size', 'virtual_size', 'os_hash_algo', 'os_hash_value',
+  'created_at', 'updated_at', 'self', 'file', 'schema', 'direct_url', 'locations', 'owner_specified',
+]);

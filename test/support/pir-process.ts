@@ -1,0 +1,74 @@
+/** Starts real `pir` processes (serve, api, worker) for the e2e tests, and stops or kills them. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+
+export interface PirProcess {
+  role: string;
+  child: ChildProcess;
+  /** Everything the process printed so far. */
+  output(): string;
+  stop(): Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export async function startPirProcess(role: 'serve' | 'api' | 'worker', env: Record<string, string>, logDir: string, name = role): Promise<PirProcess> {
+  await mkdir(logDir, { recursive: true });
+  const log: WriteStream = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+  let output = '';
+  const child = spawn(process.execPath, [CLI, role], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PIR_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const collect = (chunk: Buffer) => { output += chunk.toString(); log.write(chunk); };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const exited = once(child, 'exit');
+  const started = await Promise.race([
+    waitFor(() => output.includes('"msg":"PIR started"'), 60_000).then(() => true),
+    exited.then(() => false),
+  ]);
+  if (!started) throw new Error(`pir ${role} exited before starting:\n${output.slice(-4000)}`);
+  return {
+    role,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const [code] = await exited;
+      log.end();
+      return code as number | null;
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+      log.end();
+    },
+  };
+}
+
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Real services for contract and e2e tests: their URLs (from the environment, with the loopback
+ * defaults of infra/local/services.sh) and a guard that skips a test visibly when a service is
+ * not running, or fails it when CI is set.
+ */
+import { connect } from 'node:net';
+import type { TestContext } from 'node:test';
+
+export type ServiceName = 'redis' | 'kafka' | 'mongodb';
+
+const env = process.env;
+
+export const services = {
+  redisUrl: env.PIR_TEST_REDIS_URL || 'redis://127.0.0.1:6379',
+  kafkaBrokers: (env.PIR_TEST_KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim()).filter(Boolean),
+  mongodbUrl: env.PIR_TEST_MONGODB_URL || 'mongodb://127.0.0.1:27017',
+} as const;
+
+/** True when a missing service must fail the test instead of skipping it. */
+export const inCI = Boolean(env.CI);
+
+const START_HINT = 'start it with bash infra/local/services.sh start';
+
+function endpoints(name: ServiceName): { host: string; port: number; label: string }[] {
+  switch (name) {
+    case 'redis': {
+      const u = new URL(services.redisUrl);
+      return [{ host: u.hostname || '127.0.0.1', port: Number(u.port || 6379), label: services.redisUrl }];
+    }
+    case 'mongodb': {
+      // mongodb://[user:pass@]host[:port][,host2...]/db — probe the first host.
+      const hosts = services.mongodbUrl.replace(/^mongodb(\+srv)?:\/\//, '').replace(/^[^@]*@/, '').split('/')[0]!.split(',');
+      return hosts.map((h) => {
+        const [host, port] = splitHostPort(h, 27017);
+        return { host, port, label: services.mongodbUrl };
+      });
+    }
+    case 'kafka':
+      return services.kafkaBrokers.map((b) => {
+        const [host, port] = splitHostPort(b, 9092);
+        return { host, port, label: b };
+      });
+  }
+}
+
+function splitHostPort(s: string, defaultPort: number): [string, number] {
+  const m = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(s.trim());
+  return [m?.[1] || '127.0.0.1', Number(m?.[2] || defaultPort)];
+}
+
+function tcpProbe(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Whether any endpoint of the service accepts TCP connections (no caching: services restart). */
+export async function serviceUp(name: ServiceName, timeoutMs = 1000): Promise<{ up: boolean; where: string }> {
+  const eps = endpoints(name);
+  const results = await Promise.all(eps.map((e) => tcpProbe(e.host, e.port, timeoutMs)));
+  return { up: results.some(Boolean), where: eps.map((e) => e.label).filter((v, i, a) => a.indexOf(v) === i).join(', ') };
+}
+
+/**
+ * Probes the services a test needs. All up: returns true. One missing: with CI set, fails the
+ * test (throws) naming the service; otherwise marks the test skipped with the reason and
+ * returns false, so the caller returns: `if (!(await requireServices(t, ['redis']))) return;`
+ */
+export async function requireServices(t: TestContext, names: readonly ServiceName[]): Promise<boolean> {
+  const missing: string[] = [];
+  for (const name of names) {
+    const { up, where } = await serviceUp(name);
+    if (!up) missing.push(`${name} (${where})`);
+  }
+  if (missing.length === 0) return true;
+  const what = `${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not running`;
+  if (inCI) throw new Error(`${what}; CI is set, so this test fails instead of skipping: ${START_HINT}`);
+  t.skip(`${what}: ${START_HINT}`);
+  return false;
+}
+
+/** A name unique to this test run, for databases, topics, key prefixes. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}

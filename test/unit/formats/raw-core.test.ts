@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BufferReader, CountingReader, detectFormat, judge } from '../../../formats/index.js';
+import type { RandomAccessReader } from '../../../formats/index.js';
+import { ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
+import { assertAccepted, assertRefused, codes, detectBuf, detectFile, GiB, POLICY } from './helpers.js';
+
+describe('raw detection and core behaviour', () => {
+  let dir = '';
+  before(async () => {
+    ensureQemuImg();
+    dir = await makeTempDir();
+  });
+  after(() => removeDir(dir));
+
+  it('detects a qemu-img raw image as raw with the file size as virtual size', async () => {
+    const p = await makeImage(dir, 'raw', { size: '64M' });
+    const r = await detectFile(p);
+    const q = await qemuInfo(p);
+    assert.equal(r.format, 'raw');
+    assert.equal(q.format, 'raw');
+    assert.equal(r.virtualSize, q['virtual-size']);
+    assert.deepEqual(r.alsoMatches, []);
+    assert.deepEqual(codes(r, 'refuse'), []);
+    assertAccepted(r, 'raw');
+  });
+
+  it('handles zero- and one-byte inputs without throwing', async () => {
+    for (const buf of [Buffer.alloc(0), Buffer.from([0x51]), Buffer.from([0])]) {
+      const r = await detectBuf(buf);
+      assert.equal(r.format, 'raw');
+      assert.equal(r.virtualSize, buf.length);
+      assert.ok(r.bytesRead <= buf.length);
+    }
+  });
+
+  it('detects a bare qcow2 magic (4 bytes) as a truncated qcow2, not raw', async () => {
+    const r = await detectBuf(Buffer.from([0x51, 0x46, 0x49, 0xfb]));
+    assert.equal(r.format, 'qcow2');
+    assertRefused(r, 'qcow2', 'corrupt_header');
+    assertRefused(r, 'raw', 'corrupt_header');
+  });
+
+  it('accepts unknown content only when declared raw', async () => {
+    const r = await detectBuf(Buffer.alloc(1 << 20, 7));
+    assertAccepted(r, 'raw');
+    assertAccepted(r, 'ami');
+    assertRefused(r, 'qcow2', 'format_mismatch');
+    assertRefused(r, 'vmdk', 'format_mismatch');
+    assertRefused(r, null, 'format_unknown');
+    assertRefused(r, 'floppy', 'unsupported_disk_format');
+  });
+
+  it('refuses raw images over the size policy', async () => {
+    const r = await detectBuf(Buffer.alloc(4096));
+    assertRefused(r, 'raw', 'virtual_size_too_large', { maxVirtualSize: 1024, allowEncrypted: false });
+    assertAccepted(r, 'raw', { maxVirtualSize: 4096, allowEncrypted: false });
+  });
+
+  it('propagates reader I/O errors instead of turning them into findings', async () => {
+    const failing: RandomAccessReader = { size: 1 << 20, read: async () => { throw new Error('EIO boom'); } };
+    await assert.rejects(detectFormat(failing), /EIO boom/);
+  });
+
+  it('survives readers that lie about size or return short/odd buffers', async () => {
+    const liar: RandomAccessReader = { size: 10 * GiB, read: async () => Buffer.alloc(3) };
+    const r = await detectFormat(liar);
+    assert.equal(r.format, 'raw');
+    const nan: RandomAccessReader = { size: Number.NaN, read: async () => Buffer.alloc(0) };
+    assert.equal((await detectFormat(nan)).format, 'raw');
+    const long: RandomAccessReader = { size: 100, read: async (_o, l) => Buffer.alloc(l + 1000) };
+    assert.equal((await detectFormat(long)).format, 'raw');
+  });
+
+  it('reports bytesRead equal to what went through the reader', async () => {
+    const counting = new CountingReader(new BufferReader(Buffer.alloc(8 << 20)));
+    const r = await detectFormat(counting);
+    assert.equal(r.bytesRead, counting.bytesRead);
+    assert.ok(r.bytesRead < 1 << 20, `read ${r.bytesRead}`);
+  });
+
+  it('reads only a bounded amount from an 8 GiB sparse raw image', async () => {
+    const p = await makeImage(dir, 'raw', { size: '8G' });
+    const r = await detectFile(p);
+    assert.equal(r.format, 'raw');
+    assert.equal(r.virtualSize, 8 * GiB);
+    assert.ok(r.bytesRead < 4 << 20, `read ${r.bytesRead}`);
+  });
+
+  it('judge treats gpt/mbr as raw', () => {
+    const base = { virtualSize: 1024, findings: [], details: {}, bytesRead: 0, alsoMatches: [] };
+    assert.equal(judge({ ...base, format: 'gpt' }, 'raw', POLICY).ok, true);
+    assert.equal(judge({ ...base, format: 'mbr' }, 'raw', POLICY).ok, true);
+    assert.equal(judge({ ...base, format: 'gpt' }, 'qcow2', POLICY).ok, false);
+  });
+});

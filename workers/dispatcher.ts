@@ -1,0 +1,23 @@
+/**
+ * The dispatcher turns `image.import.started` events into a chain of stage jobs. Events come at
+ * least once and job ids are deterministic, so a repeated event enqueues nothing new.
+ */
+import type { Logger } from 'pino';
+import type { PirEvent } from '../schemas/events.js';
+import type { Manifest } from '../core/manifest.js';
+import { remainingStages } from '../core/pipeline-state.js';
+import type { EventBus, JobQueue } from '../core/ports.js';
+
+export const DISPATCHER_GROUP = 'pir-dispatcher';
+
+export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger): Promise<void> {
+  await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
+    if (e.type !== 'image.import.started') return;
+    const { run } = e.data as { run: number };
+    const doc = await manifest.get(e.image_id);
+    if (!doc || doc.status !== 'importing' || doc.pipeline?.run !== run) return; // superseded or gone
+    const stages = remainingStages(doc.pipeline);
+    await queue.enqueueChain(stages.map((stage) => ({ imageId: doc.id, run, stage, ...(e.traceparent ? { traceparent: e.traceparent } : {}) })));
+    log.debug({ image_id: doc.id, run, stages }, 'pipeline enqueued');
+  });
+}

@@ -1,0 +1,139 @@
+/**
+ * Runs one pipeline stage for one job, idempotently: the start and the completion of a stage are
+ * compare-and-set writes guarded by (status, run, stage), so a repeated or stale job is a no-op
+ * and a stage's effect is recorded exactly once however often the job is delivered.
+ */
+import type { Logger } from 'pino';
+import type { ImageDoc, StageName } from '../schemas/image.js';
+import { PirError, isRetryable } from '../core/errors.js';
+import { event, type NewEvent } from '../core/events.js';
+import { Manifest, transition } from '../core/manifest.js';
+import { nextStage } from '../core/pipeline-state.js';
+import type { BlobStore, JobContext, StageJob } from '../core/ports.js';
+
+/** A stage's work. It returns how to record its outcome on the image (applied at completion). */
+export type StageWork = (doc: ImageDoc, ctx: JobContext) => Promise<(draft: ImageDoc) => void>;
+
+export interface RunnerSettings {
+  stageDeadlineSeconds: number;
+}
+
+export class StageRunner {
+  constructor(
+    private readonly manifest: Manifest,
+    private readonly blobs: BlobStore,
+    private readonly stages: Record<StageName, StageWork>,
+    private readonly settings: RunnerSettings,
+    private readonly log: Logger,
+  ) {}
+
+  /** The JobQueue handler. Throws only to ask for a retry. */
+  readonly handle = async (job: StageJob, ctx: JobContext): Promise<void> => {
+    const log = this.log.child({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt });
+    const doc = await this.start(job, ctx.attempt);
+    if (!doc) {
+      log.debug('stale or repeated job: nothing to do');
+      return;
+    }
+    const startedAt = performance.now();
+    let record: (draft: ImageDoc) => void;
+    try {
+      record = await this.stages[job.stage](doc, ctx);
+    } catch (error) {
+      await this.fail(job, ctx, error, log);
+      return;
+    }
+    await this.complete(job, record, Math.round(performance.now() - startedAt), log);
+  };
+
+  private isCurrent(draft: ImageDoc, job: StageJob): boolean {
+    return draft.status === 'importing' && draft.pipeline?.run === job.run && draft.pipeline.stage === job.stage;
+  }
+
+  private async start(job: StageJob, attempt: number): Promise<ImageDoc | null> {
+    let current = false;
+    const { doc } = await this.manifest.update(job.imageId, (draft) => {
+      if (!this.isCurrent(draft, job)) return null;
+      current = true;
+      const now = new Date();
+      const progress = draft.pipeline!.stages[job.stage];
+      progress.status = 'running';
+      progress.attempts = attempt;
+      progress.started_at = now.toISOString();
+      progress.ended_at = null;
+      progress.duration_ms = null;
+      draft.pipeline!.deadline_at = new Date(now.getTime() + this.settings.stageDeadlineSeconds * 1000).toISOString();
+      return [event('image.stage.started', { run: job.run, stage: job.stage, attempt })];
+    }).catch((error: unknown) => {
+      if (error instanceof PirError && error.kind === 'not_found') return { doc: null };
+      throw error;
+    });
+    return current ? doc : null;
+  }
+
+  private async complete(job: StageJob, record: (draft: ImageDoc) => void, durationMs: number, log: Logger): Promise<void> {
+    const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
+      if (!this.isCurrent(draft, job)) return null;
+      record(draft);
+      const pipeline = draft.pipeline!;
+      const progress = pipeline.stages[job.stage];
+      progress.status = 'done';
+      progress.ended_at = new Date().toISOString();
+      progress.duration_ms = durationMs;
+      pipeline.stage = nextStage(job.stage);
+      const events: NewEvent[] = [event('image.stage.completed', { run: job.run, stage: job.stage, duration_ms: durationMs })];
+      if (pipeline.stage === 'done') {
+        transition(draft, 'active');
+        draft.staging = null;
+        events.push(event('image.active', {
+          run: job.run,
+          size: draft.size!,
+          virtual_size: draft.virtual_size,
+          checksum: draft.checksum!,
+          os_hash_algo: draft.os_hash_algo!,
+          os_hash_value: draft.os_hash_value!,
+        }));
+      }
+      return events;
+    });
+    if (changed && doc.status === 'active') {
+      log.info({ duration_ms: durationMs }, 'image active');
+      await this.blobs.removeStaging(job.imageId);
+    } else if (!changed && job.stage === 'promote') {
+      // The image moved on without us (deleted, or superseded by a resumed run): don't leave bytes behind.
+      const latest = await this.manifest.get(job.imageId);
+      if (!latest || latest.status === 'deleted' || latest.status === 'killed') await this.blobs.remove(job.imageId);
+    } else {
+      log.debug({ duration_ms: durationMs }, 'stage done');
+    }
+  }
+
+  private async fail(job: StageJob, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
+    const retry = isRetryable(error) && ctx.attempt < ctx.maxAttempts;
+    const code = error instanceof PirError ? error.code : 'internal_error';
+    const message = error instanceof PirError
+      ? error.message
+      : `The ${job.stage} stage failed after ${ctx.attempt} attempt(s): ${(error as Error)?.message ?? String(error)}`;
+    log[retry ? 'warn' : 'error']({ err: error, code }, retry ? 'stage failed; will retry' : 'stage failed for good');
+    const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
+      if (!this.isCurrent(draft, job)) return null;
+      const progress = draft.pipeline!.stages[job.stage];
+      progress.status = retry ? 'pending' : 'failed';
+      progress.ended_at = new Date().toISOString();
+      const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code, message, retryable: retry, attempt: ctx.attempt })];
+      if (!retry) events.push(...killImage(draft, job.stage, code, message));
+      return events;
+    });
+    if (changed && doc.status === 'killed') await this.blobs.removeStaging(job.imageId);
+    if (retry) throw error;
+  }
+}
+
+/** Ends an image's pipeline for good, recording why. */
+export function killImage(draft: ImageDoc, stage: string, code: string, message: string): NewEvent[] {
+  transition(draft, 'killed');
+  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString() };
+  draft.upload = null;
+  draft.staging = null;
+  return [event('image.killed', { run: draft.pipeline?.run ?? null, stage, code, message })];
+}

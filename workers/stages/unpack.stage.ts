@@ -1,0 +1,33 @@
+/** Unpack: turn the uploaded artifact into the disk image to store (decompress, extract from OVA). */
+import { RefusedError, TransientError } from '../../core/errors.js';
+import type { BlobStore } from '../../core/ports.js';
+import type { StageWork } from '../stage-runner.js';
+import { unpack, UnpackRefusedError, type UnpackLimits } from '../unpack/unpack.js';
+
+export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
+  return async (doc) => {
+    const staged = doc.staging;
+    if (!staged) throw new TransientError('staging_missing', `Image ${doc.id} has no staged data to unpack.`);
+    const run = doc.pipeline!.run;
+    try {
+      const result = await unpack(staged.path, blobs.stagingPath(doc.id, run, 'unpacked'), {
+        containerFormat: doc.container_format,
+        limits,
+      });
+      return (draft) => {
+        draft.pipeline!.unpacked = result.output ?? { path: staged.path, size: staged.size, md5: staged.md5, sha512: staged.sha512 };
+        if (result.output) {
+          // The stored disk differs from the uploaded artifact: keep the artifact's digest too.
+          draft.properties.pir_uploaded_sha512 = staged.sha512;
+          draft.properties.pir_uploaded_codec = result.codec;
+        }
+        for (const [key, value] of Object.entries(result.properties)) {
+          if (!(key in draft.properties)) draft.properties[key] = value;
+        }
+      };
+    } catch (error) {
+      if (error instanceof UnpackRefusedError) throw new RefusedError(error.code, error.message);
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * Recovery: nothing stays stuck. The outbox sweeper relays events a crash left behind; the
+ * stale sweeper resumes runs that stopped moving (a new run number, so the old jobs become
+ * no-ops) and gives up on uploads whose receiving process went away.
+ */
+import type { Logger } from 'pino';
+import type { ImageDoc } from '../schemas/image.js';
+import { event } from '../core/events.js';
+import { Manifest, transition } from '../core/manifest.js';
+import type { ImageService } from '../core/image-service.js';
+import { nextRunNumber } from '../core/pipeline-state.js';
+import type { OutboxRelay } from '../core/outbox-relay.js';
+import type { BlobStore } from '../core/ports.js';
+import { killImage } from './stage-runner.js';
+
+export interface SweeperSettings {
+  stageDeadlineSeconds: number;
+  uploadStallSeconds: number;
+  /** How many times a stuck run is resumed before the image is killed. */
+  maxResumes: number;
+  outboxGraceMs: number;
+}
+
+export class Sweepers {
+  private timers: NodeJS.Timeout[] = [];
+  private running = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly manifest: Manifest,
+    private readonly images: ImageService,
+    private readonly relay: OutboxRelay,
+    private readonly blobs: BlobStore,
+    private readonly settings: SweeperSettings,
+    private readonly log: Logger,
+  ) {}
+
+  start(outboxEveryMs = 1000, staleEveryMs = 5000): void {
+    this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs));
+    this.every(staleEveryMs, () => this.sweepStale());
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    await Promise.allSettled([...this.running]);
+  }
+
+  /** One pass over images that stopped moving. */
+  async sweepStale(now = Date.now()): Promise<void> {
+    const stalledUploads = await this.manifest.store.findStale(['saving', 'uploading'], new Date(now - this.settings.uploadStallSeconds * 1000).toISOString(), 200);
+    for (const doc of stalledUploads) {
+      if (doc.upload) await this.images.abortUpload(doc.id, doc.upload.run, 'the upload stopped arriving (its client or server went away)');
+    }
+    const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
+    for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
+  }
+
+  /**
+   * After a restart of the single embedded process, nothing else can be working on an image:
+   * abandoned uploads go back to queued and every import resumes at once.
+   */
+  async recoverAfterRestart(): Promise<void> {
+    const longAgo = new Date(Date.now() + 1000).toISOString();
+    for (const doc of await this.manifest.store.findStale(['saving', 'uploading'], longAgo, 100_000)) {
+      if (doc.upload) await this.images.abortUpload(doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
+    }
+    for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {
+      await this.resume(doc, 'PIR restarted during the import', false);
+    }
+    await this.relay.sweep(0, 100_000);
+  }
+
+  /** Starts the run again from its current stage, under a new run number. */
+  private async resume(stuck: ImageDoc, why: string, countsAsResume = true): Promise<void> {
+    const { doc, changed } = await this.manifest.update(stuck.id, (draft) => {
+      if (draft.status !== 'importing' || !draft.pipeline || draft.revision !== stuck.revision) return null;
+      const pipeline = draft.pipeline;
+      if (countsAsResume && pipeline.resumes >= this.settings.maxResumes) {
+        return killImage(draft, pipeline.stage, 'deadline_exceeded', `The import stopped making progress (${why}) and was resumed ${pipeline.resumes} times without success. Upload the image again; if this repeats, tell the operator.`);
+      }
+      if (countsAsResume) pipeline.resumes += 1;
+      const run = nextRunNumber(draft);
+      pipeline.run = run;
+      pipeline.deadline_at = new Date(Date.now() + this.settings.stageDeadlineSeconds * 1000).toISOString();
+      if (pipeline.stage === 'done') {
+        transition(draft, 'active');
+        return [];
+      }
+      const stage = pipeline.stage;
+      pipeline.stages[stage].status = 'pending';
+      return [event('image.import.started', { run, method: pipeline.method, first_stage: stage })];
+    });
+    if (!changed) return;
+    if (doc.status === 'killed') await this.blobs.removeStaging(doc.id);
+    this.log.warn({ image_id: doc.id, status: doc.status, run: doc.pipeline?.run, why }, doc.status === 'killed' ? 'stuck import killed' : 'stuck import resumed');
+  }
+
+  private every(ms: number, task: () => Promise<unknown>): void {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      const p = task()
+        .catch((error: unknown) => this.log.warn({ err: error }, 'sweeper pass failed'))
+        .finally(() => { busy = false; this.running.delete(p); });
+      this.running.add(p);
+    }, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+}

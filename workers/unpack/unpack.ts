@@ -1,0 +1,212 @@
+/**
+ * The unpack stage: turn the staged upload into the disk image to store, in one streaming pass.
+ *
+ * Rules:
+ * - Input starting with a gzip / xz / zstd / bzip2 magic is always decompressed (one layer),
+ *   whatever container_format says.
+ * - container_format 'ova' — or 'ovf' when the (decompressed) data is a tar — extracts the disk
+ *   the OVF descriptor references (see ova.ts). 'ova' data that is not a tar is refused.
+ * - Anything else uncompressed is passed through: `output` is null and no byte is copied.
+ *
+ * The output file is written by writeHashedFile, so its size, md5 and sha512 come out of the same
+ * pass. Limits (`maxOutputBytes`, `maxRatio` = output bytes / uploaded bytes) are enforced while
+ * streaming. Errors: `UnpackRefusedError` = the upload's fault, not retryable; anything else
+ * (I/O, missing tool, killed process, abort) = retryable. On any failure the output file is removed.
+ */
+import { createReadStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { writeHashedFile } from '../../ingest/hashing/index.js';
+import { CountingSource, decompress, tooLargeError } from './decompress.js';
+import { detectCodec, isCompression, readHead, SNIFF_BYTES, type CompressionCodec, type SniffedCodec } from './detect-codec.js';
+import { UnpackRefusedError } from './errors.js';
+import { extractOva, type Finding } from './ova.js';
+
+export { UnpackRefusedError, type UnpackRefusalCode } from './errors.js';
+
+export interface UnpackLimits {
+  /** Largest disk image (decompressed / extracted) accepted, in bytes. */
+  maxOutputBytes: number;
+  /** Largest accepted output/input byte ratio, checked continuously after the first MiB of output. */
+  maxRatio: number;
+}
+
+export interface UnpackResult {
+  codec: 'none' | CompressionCodec;
+  container: 'bare' | 'ova' | 'ovf';
+  /** null = pass-through: the input is the disk as is. */
+  output: { path: string; size: number; md5: string; sha512: string } | null;
+  properties: Record<string, string>;
+  findings: Finding[];
+}
+
+export interface UnpackOptions {
+  containerFormat: string | null;
+  limits: UnpackLimits;
+  signal?: AbortSignal;
+}
+
+const READ_CHUNK_BYTES = 256 * 1024;
+
+/** Yields the first `n` bytes (or fewer at end of stream) and the whole stream, head included. */
+async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Uint8Array; stream: AsyncGenerator<Uint8Array, void, undefined> }> {
+  const it = source[Symbol.asyncIterator]();
+  const buffered: Uint8Array[] = [];
+  let have = 0;
+  let ended = false;
+  try {
+    while (have < n) {
+      const r = await it.next();
+      if (r.done) {
+        ended = true;
+        break;
+      }
+      buffered.push(r.value);
+      have += r.value.length;
+    }
+  } catch (error) {
+    await it.return?.().catch(() => {});
+    throw error;
+  }
+  const head = Buffer.concat(buffered).subarray(0, n);
+  async function* stream(): AsyncGenerator<Uint8Array, void, undefined> {
+    try {
+      for (const chunk of buffered) yield chunk;
+      buffered.length = 0;
+      if (ended) return;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value;
+      }
+    } finally {
+      if (!ended) await it.return?.();
+    }
+  }
+  return { head, stream: stream() };
+}
+
+/**
+ * Wraps the stream handed to writeHashedFile: remembers the first error our side raised (so it is
+ * rethrown as is even if the writer wraps it), and lets unpack close the chain itself.
+ */
+class Tap {
+  error: unknown = undefined;
+  failed = false;
+  constructor(private readonly source: AsyncIterable<Uint8Array>) {}
+  async *stream(): AsyncGenerator<Uint8Array, void, undefined> {
+    try {
+      yield* this.source;
+    } catch (error) {
+      if (!this.failed) {
+        this.failed = true;
+        this.error = error;
+      }
+      throw error;
+    }
+  }
+}
+
+function containerOf(format: string): 'bare' | 'ova' | 'ovf' {
+  return format === 'ova' || format === 'ovf' ? format : 'bare';
+}
+
+function notAnOva(codec: 'none' | CompressionCodec, sniffed: SniffedCodec): UnpackRefusedError {
+  const what = codec === 'none' ? 'The upload' : `The upload, once ${codec}-decompressed,`;
+  const nested = isCompression(sniffed) ? ` (it is ${sniffed}-compressed data: compress the .ova only once)` : '';
+  return new UnpackRefusedError(
+    'not_an_ova',
+    `container_format is "ova", but ${what.charAt(0).toLowerCase()}${what.slice(1)} is not a tar archive${nested}. ` +
+      'Upload the .ova file itself, or set container_format to "bare" for a plain disk image.',
+  );
+}
+
+function checkLimits(limits: UnpackLimits): void {
+  if (!limits || !(limits.maxOutputBytes > 0) || !Number.isFinite(limits.maxOutputBytes)) throw new TypeError('unpack: limits.maxOutputBytes must be a positive finite number');
+  if (!(limits.maxRatio > 0)) throw new TypeError('unpack: limits.maxRatio must be a positive number');
+}
+
+export async function unpack(inputPath: string, outputPath: string, opts: UnpackOptions): Promise<UnpackResult> {
+  checkLimits(opts.limits);
+  const { limits, signal } = opts;
+  signal?.throwIfAborted();
+  const format = (opts.containerFormat ?? 'bare').trim().toLowerCase();
+  const wantsOvf = format === 'ova' || format === 'ovf';
+  const findings: Finding[] = [];
+
+  const inputSize = (await stat(inputPath)).size;
+  const sniffed = detectCodec(await readHead(inputPath, SNIFF_BYTES));
+  const codec: 'none' | CompressionCodec = isCompression(sniffed) ? sniffed : 'none';
+
+  if (codec === 'none' && !(wantsOvf && sniffed === 'tar')) {
+    if (format === 'ova') throw notAnOva('none', sniffed);
+    if (format === 'ovf') findings.push({ code: 'ovf_not_a_package', severity: 'info', message: 'container_format is "ovf" but the upload is not a tar package; it was stored as is.' });
+    return { codec: 'none', container: containerOf(format), output: null, properties: {}, findings };
+  }
+
+  // From here on we write `outputPath`. A file left there by a crashed earlier attempt would make
+  // the exclusive create fail forever, so clear it first (the path is this stage's own scratch file).
+  await rm(outputPath, { force: true });
+
+  const readStream = createReadStream(inputPath, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+  const file = new CountingSource(readStream);
+  const inputBytes = () => file.bytes;
+  const chainOpts = { ...limits, inputBytes, ...(signal ? { signal } : {}) };
+  let chain: AsyncGenerator<Uint8Array, void, undefined> | undefined;
+  let tap: Tap | undefined;
+  let container = containerOf(format);
+  let properties: Record<string, string> = {};
+  let output: UnpackResult['output'] = null;
+
+  const write = async (data: AsyncIterable<Uint8Array>) => {
+    tap = new Tap(data);
+    const written = await writeHashedFile(tap.stream(), outputPath, { maxBytes: limits.maxOutputBytes, ...(signal ? { signal } : {}) });
+    output = { path: outputPath, ...written };
+  };
+
+  try {
+    let stream: AsyncGenerator<Uint8Array, void, undefined>;
+    let inner: SniffedCodec;
+    if (codec === 'none') {
+      stream = file[Symbol.asyncIterator]();
+      inner = sniffed;
+    } else {
+      const onWarning = (message: string) => findings.push({ code: 'decompressor_warning', severity: 'info', message });
+      const peeked = await peek(decompress(file, codec, { ...chainOpts, onWarning }), SNIFF_BYTES);
+      stream = peeked.stream;
+      inner = detectCodec(peeked.head);
+    }
+    chain = stream;
+
+    if (wantsOvf && inner === 'tar') {
+      const extraction = await extractOva(stream, write, {
+        limits,
+        inputBytes,
+        ...(codec === 'none' ? { totalSize: inputSize } : {}),
+        ...(signal ? { signal } : {}),
+      });
+      properties = extraction.properties;
+      findings.push(...extraction.findings);
+      if (extraction.disk.compression) findings.push({ code: 'ovf_disk_gzip', severity: 'info', message: `The OVA disk "${extraction.disk.name}" was gzip-compressed (ovf:compression) and was decompressed.` });
+    } else {
+      if (format === 'ova') throw notAnOva(codec, inner);
+      if (format === 'ovf') container = 'bare';
+      if (isCompression(inner)) findings.push({ code: 'nested_compression', severity: 'info', message: `After ${codec} decompression the data is ${inner}-compressed again; only one layer is unpacked.` });
+      if (inner === 'tar') findings.push({ code: 'decompressed_tar', severity: 'info', message: `The ${codec}-decompressed data is a tar archive, stored as is (container_format "${format}"); set container_format to "ova" to extract an OVA.` });
+      await write(stream);
+    }
+    if (!output) throw new Error('unpack: no output was written');
+    return { codec, container, output, properties, findings };
+  } catch (error) {
+    await rm(outputPath, { force: true }).catch(() => {});
+    if (signal?.aborted) throw signal.reason;
+    // Prefer our own error over however the writer reported it.
+    const ours = tap?.failed ? tap.error : error;
+    if (ours instanceof UnpackRefusedError) throw ours;
+    if ((ours as { code?: unknown } | null)?.code === 'size_limit') throw tooLargeError('the upload', limits.maxOutputBytes);
+    throw ours;
+  } finally {
+    // Close the chain ourselves (kills a decompressor child, closes the file) before returning.
+    await chain?.return(undefined).catch(() => {});
+    readStream.destroy();
+  }
+}
