@@ -3,8 +3,9 @@
  * shared and noisy: compare a figure only with limits taken beside it). Each returns MiB/s.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fdatasyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { request } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -113,4 +114,57 @@ export async function loopbackHttp(bytes = GiB): Promise<number> {
   } finally {
     await server.terminate();
   }
+}
+
+// ---------------------------------------------------------------- background load
+
+function procStat(): { idle: number; total: number } | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return { idle: f[3]! + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null; // not Linux
+  }
+}
+
+export interface CpuShare {
+  /** Fraction of all cores busy. */
+  machine: number;
+  /** Fraction of all cores this process used (all its threads). */
+  own: number;
+  /** What other processes used: the noise in this measurement. */
+  others: number;
+}
+
+/** Starts measuring CPU use; the returned function stops and reports (null where /proc/stat is missing). */
+export function cpuProbe(): () => CpuShare | null {
+  const s0 = procStat();
+  const u0 = process.cpuUsage();
+  const t0 = performance.now();
+  return () => {
+    const s1 = procStat();
+    if (!s0 || !s1 || s1.total === s0.total) return null;
+    const u = process.cpuUsage(u0);
+    const machine = 1 - (s1.idle - s0.idle) / (s1.total - s0.total);
+    const own = Math.min(machine, (u.user + u.system) / 1000 / (performance.now() - t0) / availableParallelism());
+    return { machine, own, others: Math.max(0, machine - own) };
+  };
+}
+
+/**
+ * Waits (up to `maxWaitMs`) until other processes leave the machine mostly idle — these machines
+ * are shared — and returns the busy fraction last seen (0 where it cannot be measured).
+ */
+export async function waitForQuiet(maxWaitMs = 30_000, busyBelow = 0.1): Promise<number> {
+  const until = Date.now() + maxWaitMs;
+  let busy = 0;
+  do {
+    const stop = cpuProbe();
+    await new Promise((r) => setTimeout(r, 1000));
+    const s = stop();
+    if (!s) return 0;
+    busy = s.others;
+    if (busy < busyBelow) return busy;
+  } while (Date.now() < until);
+  return busy;
 }

@@ -9,12 +9,19 @@ import { KiB, refuse } from './util.js';
 const HEAD = 64 * KiB;
 
 const PARTITION_TABLES: ReadonlySet<DetectedFormat> = new Set(['gpt', 'mbr']);
-/** Containers whose payload starts at byte 0 as a plain disk, so a partition table there is expected. */
-const MAY_CONTAIN_PARTITIONS: ReadonlySet<DetectedFormat> = new Set(['raw', 'iso', 'vhd']);
 
 interface Match {
   format: DetectedFormat;
   result: ProbeResult;
+}
+
+/**
+ * Formats whose payload starts at byte 0 as a plain disk, so a partition table there is
+ * expected: raw, (hybrid) ISO, and fixed VHD. A dynamic VHD keeps a footer copy at 0, so
+ * an MBR there would be a second format hiding in the first.
+ */
+function mayContainPartitions(m: Match): boolean {
+  return m.format === 'raw' || m.format === 'iso' || (m.format === 'vhd' && m.result.details.footerCopyAtStart === false);
 }
 
 /** Our own limits and bugs become refusals; only the caller's reader failures propagate. */
@@ -75,7 +82,7 @@ export async function detectFormat(reader: RandomAccessReader): Promise<FormatRe
 
   for (const m of partitions) {
     details[m.format] = m.result.details;
-    if (MAY_CONTAIN_PARTITIONS.has(primary.format) && primary.format !== 'raw') {
+    if (mayContainPartitions(primary) && primary.format !== 'raw') {
       // A hybrid ISO or fixed VHD carries the disk's own partition table; its quirks are not the container's problem.
       findings.push(...m.result.findings.map((f) => ({ ...f, severity: 'info' as const })));
     } else {
@@ -89,7 +96,7 @@ export async function detectFormat(reader: RandomAccessReader): Promise<FormatRe
 
   // Several signatures at once can hide one format inside another: only partition tables inside
   // raw/ISO/VHD payloads are legitimate overlaps.
-  const conflicting = others.filter((m) => !(PARTITION_TABLES.has(m.format) && MAY_CONTAIN_PARTITIONS.has(primary.format)));
+  const conflicting = others.filter((m) => !(PARTITION_TABLES.has(m.format) && mayContainPartitions(primary)));
   if (conflicting.length > 0) {
     const names = [primary.format, ...conflicting.map((m) => m.format)].join(', ');
     findings.unshift(refuse('multiple_formats',

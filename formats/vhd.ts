@@ -66,7 +66,11 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const head = await footerAt(ctx, 0);
   const tail = ctx.size >= FOOTER ? await footerAt(ctx, ctx.size - FOOTER) : null;
   // qemu trusts the copy at offset 0 when present, so do we.
-  const footer = head ?? tail!;
+  const footer = head ?? tail;
+  if (!footer) {
+    findings.push(corrupt('VHD', "no 'conectix' footer at the start or end of the file"));
+    return { virtualSize: null, findings, details };
+  }
   details.footerCopyAtStart = head !== null;
   details.footerAtEnd = tail !== null;
   if (footer.length < FOOTER) {

@@ -30,11 +30,12 @@ export class StageRunner {
   /** The JobQueue handler. Throws only to ask for a retry. */
   readonly handle = async (job: StageJob, ctx: JobContext): Promise<void> => {
     const log = this.log.child({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt });
-    const doc = await this.start(job, ctx.attempt);
+    const doc = await this.start(job);
     if (!doc) {
       log.debug('stale or repeated job: nothing to do');
       return;
     }
+    log.info('stage started');
     const startedAt = performance.now();
     let record: (draft: ImageDoc) => void;
     try {
@@ -50,7 +51,7 @@ export class StageRunner {
     return draft.status === 'importing' && draft.pipeline?.run === job.run && draft.pipeline.stage === job.stage;
   }
 
-  private async start(job: StageJob, attempt: number): Promise<ImageDoc | null> {
+  private async start(job: StageJob): Promise<ImageDoc | null> {
     let current = false;
     const { doc } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
@@ -58,12 +59,14 @@ export class StageRunner {
       const now = new Date();
       const progress = draft.pipeline!.stages[job.stage];
       progress.status = 'running';
-      progress.attempts = attempt;
+      // Count starts, not the queue's attempt number: a stage re-run after its worker died
+      // (a stalled job) is not a new attempt to the queue, but it is a new start.
+      progress.attempts += 1;
       progress.started_at = now.toISOString();
       progress.ended_at = null;
       progress.duration_ms = null;
       draft.pipeline!.deadline_at = new Date(now.getTime() + this.settings.stageDeadlineSeconds * 1000).toISOString();
-      return [event('image.stage.started', { run: job.run, stage: job.stage, attempt })];
+      return [event('image.stage.started', { run: job.run, stage: job.stage, attempt: progress.attempts })];
     }).catch((error: unknown) => {
       if (error instanceof PirError && error.kind === 'not_found') return { doc: null };
       throw error;
@@ -104,7 +107,7 @@ export class StageRunner {
       const latest = await this.manifest.get(job.imageId);
       if (!latest || latest.status === 'deleted' || latest.status === 'killed') await this.blobs.remove(job.imageId);
     } else {
-      log.debug({ duration_ms: durationMs }, 'stage done');
+      log.info({ duration_ms: durationMs }, 'stage done');
     }
   }
 

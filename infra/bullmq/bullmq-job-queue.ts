@@ -70,7 +70,9 @@ export class BullmqJobQueue implements JobQueue {
     this.prefix = opts.prefix ?? 'pir';
     this.retry = opts.retry;
     this.logger = opts.logger ?? pino({ name: 'pir-bullmq', level: 'warn' });
-    this.connection = this.redis('producer');
+    // Enqueueing fails after a few reconnect attempts instead of waiting for Redis forever: the
+    // caller (the dispatcher's event handler) then fails and the event is delivered again.
+    this.connection = this.redis('producer', 5);
     this.flow = new FlowProducer({ connection: this.connection, prefix: this.prefix });
     this.flow.on('error', (err) => this.logger.error({ err }, 'bullmq flow producer error'));
     const keep = { age: opts.keepSeconds ?? 86_400, count: opts.keepCount ?? 100_000 };
@@ -173,8 +175,9 @@ export class BullmqJobQueue implements JobQueue {
     return this.closing;
   }
 
-  private redis(role: string): Redis {
-    const r = new Redis(this.opts.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true, connectionName: `pir-${role}` });
+  /** Workers need maxRetriesPerRequest: null (their blocking commands wait across reconnects). */
+  private redis(role: string, maxRetriesPerRequest: number | null = null): Redis {
+    const r = new Redis(this.opts.redisUrl, { maxRetriesPerRequest, enableReadyCheck: true, connectionName: `pir-${role}` });
     let last = 0;
     r.on('error', (err: Error) => {
       const now = Date.now();

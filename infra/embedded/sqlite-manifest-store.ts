@@ -233,6 +233,14 @@ export class SqliteManifestStore implements ManifestStore {
     if (this.db.open) this.db.close();
   }
 
+  /** The durability settings of this connection (for tests and diagnostics). */
+  durability(): { journalMode: string; synchronous: number } {
+    return {
+      journalMode: String(this.db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
+    };
+  }
+
   private prepared(sql: string): Database.Statement<unknown[], Row> {
     let stmt = this.listCache.get(sql);
     if (!stmt) {

@@ -58,6 +58,8 @@ class BusClosingError extends Error {
   }
 }
 
+/** Expected with a bounded retry count: publish fails (and the outbox keeps the events) instead of hanging. */
+const EXPECTED_WARNINGS = /Limiting retries for the idempotent producer/;
 const REBALANCE_CHATTER = /rebalanc|REBALANCE_IN_PROGRESS|NOT_COORDINATOR|not the correct coordinator|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|coordinator is loading/i;
 
 function kafkaLogCreator(logger: Logger) {
@@ -66,7 +68,8 @@ function kafkaLogCreator(logger: Logger) {
     void _ts; void _l;
     const fields = { kafka_ns: entry.namespace, ...extra };
     const msg = `kafkajs: ${message}`;
-    const chatter = REBALANCE_CHATTER.test(message) || REBALANCE_CHATTER.test(String((extra as { error?: unknown }).error ?? ''));
+    const error = String((extra as { error?: unknown }).error ?? '');
+    const chatter = EXPECTED_WARNINGS.test(message) || REBALANCE_CHATTER.test(message) || REBALANCE_CHATTER.test(error) || error.includes('BusClosingError');
     switch (entry.level) {
       case KafkaLogLevel.ERROR:
       case KafkaLogLevel.NOTHING:
@@ -149,6 +152,8 @@ export class KafkaEventBus implements EventBus {
           });
         } catch (err) {
           if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
+        } finally {
+          await this.admin.disconnect(); // only needed once
         }
         await this.producer.connect();
       })();
@@ -187,7 +192,8 @@ export class KafkaEventBus implements EventBus {
     const joinedP = new Promise<void>((resolve) => { joined = resolve; });
     const offJoin = consumer.on(consumer.events.GROUP_JOIN, () => joined());
     consumer.on(consumer.events.CRASH, (e) => {
-      this.logger.error({ err: e.payload.error, group, restart: e.payload.restart }, 'kafka consumer crashed');
+      if (this.closing) this.logger.debug({ err: e.payload.error, group }, 'kafka consumer stopped while closing');
+      else this.logger.error({ err: e.payload.error, group, restart: e.payload.restart }, 'kafka consumer crashed');
     });
     try {
       await consumer.connect();

@@ -23,6 +23,7 @@ ferretdb_install() {
   [[ -x "$PIR_GO" ]] || command -v "$PIR_GO" >/dev/null 2>&1 ||
     { pir_cache_unlock; pir_die "ferretdb: Go toolchain not found (set PIR_GO; expected /usr/local/go/bin/go)"; }
 
+  local t0; t0="$(pir_now)"
   local root="$PIR_CACHE_DIR/ferretdb/$PIR_FERRETDB_VERSION"
   local src="$root/src" buildlog="$root/build.log"
   mkdir -p "$root"
@@ -62,10 +63,11 @@ ferretdb_install() {
   fi
   mkdir -p "$(dirname "$FERRETDB_BIN")"
   mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
-  # Keep the downloaded modules (for a rebuild) but not the 350 MB build cache.
-  rm -rf "$src" "$PIR_CACHE_DIR/go/build"
+  # The binary is all we need: drop the source copy and the ~1 GB of Go
+  # module/build caches (a version bump rebuilds from scratch).
+  rm -rf "$src" "$PIR_CACHE_DIR/go"
   pir_cache_unlock
-  pir_log "ferretdb: installed $("$FERRETDB_BIN" --version 2>&1 | head -1) at $FERRETDB_BIN"
+  pir_log "ferretdb: installed $("$FERRETDB_BIN" --version 2>&1 | head -1) at $FERRETDB_BIN in $(($(pir_now) - t0))s"
 }
 
 ferretdb_healthy() { pir_python mongo "$PIR_FERRETDB_PORT"; }
@@ -87,16 +89,21 @@ ferretdb_start() {
     pir_die "ferretdb: port 127.0.0.1:$PIR_FERRETDB_PORT is already in use by another process (not ours; see: ss -ltnp 'sport = :$PIR_FERRETDB_PORT'). Stop it or set PIR_FERRETDB_PORT."
   fi
   pir_log "ferretdb: starting $PIR_FERRETDB_VERSION (sqlite) on 127.0.0.1:$PIR_FERRETDB_PORT"
+  # _txlock=immediate: writers take SQLite's write lock when their transaction begins, so a busy
+  # database waits (busy_timeout) instead of failing at once with SQLITE_BUSY when a read lock
+  # cannot be upgraded, which concurrent writers hit otherwise.
   pir_spawn "$FERRETDB_PIDFILE" "$FERRETDB_LOG" "$FERRETDB_BIN" \
     --handler=sqlite \
-    --sqlite-url="file:$FERRETDB_DATA/" \
+    --sqlite-url="file:$FERRETDB_DATA/?_txlock=immediate" \
     "$FERRETDB_PATTERN" \
     --debug-addr="$PIR_FERRETDB_DEBUG_ADDR" \
     --state-dir="$FERRETDB_STATE" \
     --telemetry=disable \
     --log-level="$PIR_FERRETDB_LOG_LEVEL"
-  pir_wait ferretdb "$PIR_START_TIMEOUT" "$FERRETDB_LOG" "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN" ferretdb_healthy ||
-    pir_die "ferretdb: failed to start"
+  if ! pir_wait ferretdb "$PIR_START_TIMEOUT" "$FERRETDB_LOG" "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN" ferretdb_healthy; then
+    pir_stop_pid ferretdb "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN" 20
+    pir_die "ferretdb: failed to start (full log: $FERRETDB_LOG)"
+  fi
   pir_log "ferretdb: running (pid $(cat "$FERRETDB_PIDFILE")) on 127.0.0.1:$PIR_FERRETDB_PORT, log: $FERRETDB_LOG"
   pir_unlock
 }
@@ -119,4 +126,10 @@ ferretdb_status() {
   fi
   echo "ferretdb  stopped                       mongodb://127.0.0.1:$PIR_FERRETDB_PORT  log=$FERRETDB_LOG"
   return 1
+}
+
+ferretdb_clean() {
+  ferretdb_stop
+  rm -rf "$FERRETDB_DIR"
+  pir_log "ferretdb: removed $FERRETDB_DIR"
 }

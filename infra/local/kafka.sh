@@ -13,7 +13,7 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 # Cache key: Kafka version + hash of the pom, so editing the pom re-resolves.
 _kafka_libdir() {
   local h
-  h="$(cat "$PIR_INFRA_DIR/kafka/pom.xml" | sha256sum | cut -c1-12)"
+  h="$(sha256sum <"$PIR_INFRA_DIR/kafka/pom.xml" | cut -c1-12)"
   echo "$PIR_CACHE_DIR/kafka/${PIR_KAFKA_VERSION}_${PIR_SCALA_BINARY}-$h/libs"
 }
 KAFKA_LIBDIR="$(_kafka_libdir)"
@@ -42,6 +42,7 @@ kafka_install() {
   fi
   pir_cache_lock kafka
   if [[ -f "$KAFKA_LIBDIR/.complete" ]]; then pir_cache_unlock; return 0; fi
+  local t0; t0="$(pir_now)"
   command -v mvn >/dev/null 2>&1 || pir_apt_install maven
   local build
   build="$(dirname "$KAFKA_LIBDIR")/build"
@@ -64,7 +65,7 @@ kafka_install() {
   mv "$KAFKA_LIBDIR.tmp" "$KAFKA_LIBDIR"
   touch "$KAFKA_LIBDIR/.complete"
   pir_cache_unlock
-  pir_log "kafka: $PIR_KAFKA_VERSION installed: $(find "$KAFKA_LIBDIR" -name '*.jar' | wc -l) jars in $KAFKA_LIBDIR"
+  pir_log "kafka: $PIR_KAFKA_VERSION installed: $(find "$KAFKA_LIBDIR" -name '*.jar' | wc -l) jars in $KAFKA_LIBDIR in $(($(pir_now) - t0))s"
 }
 
 _kafka_write_props() {
@@ -147,8 +148,10 @@ kafka_start() {
   fi
   pir_log "kafka: starting $PIR_KAFKA_VERSION on 127.0.0.1:$PIR_KAFKA_PORT (controller 127.0.0.1:$PIR_KAFKA_CONTROLLER_PORT)"
   pir_spawn "$KAFKA_PIDFILE" "$KAFKA_LOG" "$java" "${opts[@]}" -cp "$KAFKA_LIBDIR/*" kafka.Kafka "$KAFKA_PROPS"
-  pir_wait kafka "$PIR_START_TIMEOUT" "$KAFKA_LOG" "$KAFKA_PIDFILE" "$KAFKA_PATTERN" kafka_healthy ||
-    pir_die "kafka: failed to start"
+  if ! pir_wait kafka "$PIR_START_TIMEOUT" "$KAFKA_LOG" "$KAFKA_PIDFILE" "$KAFKA_PATTERN" kafka_healthy; then
+    pir_stop_pid kafka "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 60
+    pir_die "kafka: failed to start (full log: $KAFKA_LOG)"
+  fi
   pir_log "kafka: running (pid $(cat "$KAFKA_PIDFILE")) on 127.0.0.1:$PIR_KAFKA_PORT, log: $KAFKA_LOG"
   pir_unlock
 }
@@ -172,4 +175,10 @@ kafka_status() {
   fi
   echo "kafka     stopped                       127.0.0.1:$PIR_KAFKA_PORT  log=$KAFKA_LOG"
   return 1
+}
+
+kafka_clean() {
+  kafka_stop
+  rm -rf "$KAFKA_DIR"
+  pir_log "kafka: removed $KAFKA_DIR"
 }

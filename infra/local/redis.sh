@@ -54,8 +54,10 @@ redis_start() {
     --daemonize no --supervised no --logfile '' \
     --dir "$REDIS_DIR/data" --save '' --appendonly no \
     --maxmemory-policy noeviction --databases 16
-  pir_wait redis "$PIR_START_TIMEOUT" "$REDIS_LOG" "$REDIS_PIDFILE" "$REDIS_PATTERN" redis_healthy ||
-    pir_die "redis: failed to start"
+  if ! pir_wait redis "$PIR_START_TIMEOUT" "$REDIS_LOG" "$REDIS_PIDFILE" "$REDIS_PATTERN" redis_healthy; then
+    pir_stop_pid redis "$REDIS_PIDFILE" "$REDIS_PATTERN" 10
+    pir_die "redis: failed to start (full log: $REDIS_LOG)"
+  fi
   pir_log "redis: running (pid $(cat "$REDIS_PIDFILE")) on 127.0.0.1:$PIR_REDIS_PORT, log: $REDIS_LOG"
   pir_unlock
 }
@@ -78,4 +80,10 @@ redis_status() {
   fi
   echo "redis     stopped                       redis://127.0.0.1:$PIR_REDIS_PORT  log=$REDIS_LOG"
   return 1
+}
+
+redis_clean() {
+  redis_stop
+  rm -rf "$REDIS_DIR"
+  pir_log "redis: removed $REDIS_DIR"
 }

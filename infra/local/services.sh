@@ -6,6 +6,7 @@
 #   infra/local/services.sh stop    [all|redis|kafka|ferretdb]
 #   infra/local/services.sh status  [all|redis|kafka|ferretdb]
 #   infra/local/services.sh env
+#   infra/local/services.sh clean   [all|redis|kafka|ferretdb]   (stop + delete data/logs)
 #
 # See infra/local/README.md for versions, ports, logs and environment knobs.
 set -euo pipefail
@@ -23,7 +24,7 @@ SERVICES=(redis kafka ferretdb)
 TOOLS_PACKAGES=(qemu-utils python3-glanceclient zstd xz-utils bzip2)
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -42,7 +43,7 @@ targets() {
     all)
       if [[ "$kind" == install ]]; then echo tools "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
     redis | kafka | ferretdb) echo "$arg" ;;
-    tools) [[ "$kind" == install ]] && echo tools || usage ;;
+    tools) if [[ "$kind" == install ]]; then echo tools; else usage; fi ;;
     *) usage ;;
   esac
 }
@@ -56,33 +57,37 @@ EOF
 }
 
 main() {
-  local cmd="${1:-}" s rc=0 t0
+  local cmd="${1:-}" s rc=0 t0 list=""
   [[ $# -le 2 ]] || usage
+  case "$cmd" in
+    install | start | stop | status | clean) list="$(targets "$cmd" "${2:-all}")" || exit 2 ;;
+    env) [[ $# -eq 1 ]] || usage ;;
+    *) usage ;;
+  esac
   t0="$(pir_now)"
   case "$cmd" in
     install)
-      for s in $(targets install "${2:-all}"); do "${s}_install"; done
+      for s in $list; do "${s}_install"; done
       pir_log "install done in $(($(pir_now) - t0))s (cache: $PIR_CACHE_DIR)"
       ;;
     start)
       # Install everything first so the slow parts are visible as such.
-      for s in $(targets start "${2:-all}"); do "${s}_installed" || "${s}_install"; done
-      for s in $(targets start "${2:-all}"); do "${s}_start"; done
+      for s in $list; do "${s}_installed" || "${s}_install"; done
+      for s in $list; do "${s}_start"; done
       pir_log "start done in $(($(pir_now) - t0))s; state and logs under $PIR_LOCAL_DIR/<service>/"
       ;;
     stop)
-      local list
-      list="$(targets stop "${2:-all}")"
       # Reverse order: ferretdb, kafka, redis.
-      for s in $(echo "$list" | tr ' ' '\n' | tac); do "${s}_stop"; done
+      for s in $(tr ' ' '\n' <<<"$list" | tac); do "${s}_stop"; done
+      ;;
+    clean)
+      for s in $(tr ' ' '\n' <<<"$list" | tac); do "${s}_clean"; done
       ;;
     status)
-      for s in $(targets status "${2:-all}"); do "${s}_status" || rc=1; done
+      for s in $list; do "${s}_status" || rc=1; done
       return "$rc"
       ;;
     env) print_env ;;
-    -h | --help | help) usage ;;
-    *) usage ;;
   esac
 }
 

@@ -1,25 +1,46 @@
 /**
- * ManifestStore on MongoDB (official driver); also runs on FerretDB v1, whose subset it keeps to:
- * no transactions, no aggregation-pipeline updates, and no query conditions inside arrays
- * (FerretDB 1.24 ignores `$pull` with a condition and matches nothing with `$elemMatch`).
+ * ManifestStore on MongoDB (official driver) that is also correct on FerretDB v1.
  *
- * Stored shape: the ImageDoc with `_id` = image id, plus two bookkeeping fields the port never
- * sees: `pir_pending` (true while the outbox holds events; what withPendingEvents queries) and
- * `pir_ack` (a counter bumped by each ackEvents, so acks that race each other or a replace()
- * retry instead of overwriting one another). Every write is a single-document write, which both
- * servers apply atomically.
+ * Why not `replaceOne({_id, revision: expected})`: FerretDB 1.x evaluates the filter of every
+ * update, replace and findAndModify in a query, then writes the matched documents back by _id,
+ * without holding anything in between. Two concurrent compare-and-sets on the same revision
+ * both "match" and both write (measured: 5 of 8 concurrent writers won). The one operation it
+ * makes atomic is an insert's unique-_id check (an SQLite UNIQUE constraint). So every write
+ * goes through a journal in which the insert is the compare-and-set:
+ *
+ * - Each image document (collection `<collection>`, `_id` = image id) carries `pir_seq`, the
+ *   number of writes applied to it, and `pir_inc`, a token drawn when it was created.
+ * - A write (replace, or ackEvents) reads the current state at seq `s`, then inserts the journal
+ *   entry `<id>:<inc>:<s>` holding the whole new document (seq s+1). The insert succeeds for
+ *   exactly one writer of state `s`; the others get a duplicate key, read again and retry (an
+ *   ack) or report the conflict (a replace whose expected revision is gone). Only then does the
+ *   winner write the image document, unconditionally by _id.
+ * - The image document may trail the journal for a moment (or, if the winner crashed between
+ *   the two writes, until the next read repairs it). Reads that must be exact (get, replace,
+ *   ackEvents, and the rows withPendingEvents/findStale return) follow the journal from the
+ *   document's seq to the newest entry. list() reads the image documents as they are.
+ * - Journal entries are never reused; an entry's document is dropped once KEEP_DOCS newer
+ *   entries exist (the entry itself stays, ~100 bytes, so no slot can be taken twice) and all
+ *   entries of an image go with purge().
+ *
+ * Also worked around (FerretDB 1.24, SQLite handler): `$pull` with a condition and
+ * `$elemMatch` silently match nothing; only a filter that is exactly `{_id: <string>}` uses an
+ * index, everything else scans the collection in Go (so hot paths here look up by _id only).
+ * `pir_pending` is a top-level flag (true while the outbox holds events) for withPendingEvents.
  */
+import { randomBytes } from 'node:crypto';
 import { MongoClient, MongoServerError } from 'mongodb';
-import type { Collection, Filter, Sort, WriteConcernSettings } from 'mongodb';
+import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings } from 'mongodb';
 import type { ImageDoc, ImageStatus } from '../../schemas/image.js';
 import { ManifestConflictError } from '../../core/ports.js';
 import type { ListQuery, ManifestStore } from '../../core/ports.js';
 
 export interface MongoManifestStoreOptions {
-  /** mongodb:// URL (a database name in the path is ignored: dbName decides). */
+  /** mongodb:// URL. */
   url: string;
-  dbName: string;
-  /** Collection name (default 'images'). */
+  /** Database (default: the one named in the URL's path, else 'pir'). */
+  dbName?: string;
+  /** Collection of image documents (default 'images'); the journal is `<collection>_journal`. */
   collection?: string;
   /** How long to wait for a reachable server before an operation fails (default 5000 ms). */
   serverSelectionTimeoutMs?: number;
@@ -27,38 +48,102 @@ export interface MongoManifestStoreOptions {
   writeConcern?: WriteConcernSettings;
 }
 
-type Stored = Omit<ImageDoc, 'id'> & { _id: string; id: string; pir_pending: boolean; pir_ack: number };
+type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string };
 
-/** How often ackEvents retries when another writer got in between (each retry re-reads). */
-const ACK_RETRIES = 20;
+interface JournalEntry {
+  /** `<image id>:<inc>:<seq it moved from>` */
+  _id: string;
+  image_id: string;
+  seq: number;
+  at: string;
+  /** The document after this write (seq + 1); dropped once KEEP_DOCS newer entries exist. */
+  doc?: Stored;
+}
 
-function toStored(doc: ImageDoc): Stored {
-  return { ...doc, _id: doc.id, pir_pending: doc.outbox.length > 0, pir_ack: 0 };
+/** Journal entries that keep their document behind the newest one. */
+const KEEP_DOCS = 4;
+/** An image document trailing its journal for longer than this is repaired by readers. */
+const REPAIR_AFTER_MS = 2000;
+const WRITE_RETRIES = 100;
+/** Lookups in flight at once when withPendingEvents/findStale bring their rows up to date. */
+const FRESH_PARALLEL = 16;
+
+/** `mongodb://h1,h2/db?opts` → `db` (the URL class cannot parse multi-host URLs). */
+function dbNameFromUrl(url: string): string | null {
+  const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(url);
+  return m?.[1] ? decodeURIComponent(m[1]) : null;
+}
+
+function journalId(id: string, inc: string, seq: number): string {
+  return `${id}:${inc}:${seq}`;
 }
 
 function fromStored(stored: Stored): ImageDoc {
-  const { _id, pir_pending, pir_ack, ...doc } = stored;
-  void _id; void pir_pending; void pir_ack;
+  const { _id, pir_pending, pir_seq, pir_inc, ...doc } = stored;
+  void _id; void pir_pending; void pir_seq; void pir_inc;
   return doc as ImageDoc;
+}
+
+/**
+ * Creates the indexes that do not exist yet. FerretDB 1.24 drops the connection (a server-side
+ * panic) when createIndexes names indexes that already exist, as every process start after the
+ * first would; asking first avoids it, and is harmless on MongoDB.
+ */
+async function ensureIndexes(collection: Collection<any>, specs: IndexDescription[]): Promise<void> {
+  const existing = new Set((await collection.listIndexes().toArray().catch(() => [])).map((i) => i.name as string));
+  const missing = specs.filter((spec) => !existing.has(spec.name!));
+  if (missing.length > 0) await collection.createIndexes(missing);
+}
+
+/**
+ * FerretDB's SQLite backend answers SQLITE_BUSY when the database stays locked past its busy
+ * timeout. Its transactions begin IMMEDIATE (infra/local), so a busy error means nothing was
+ * written: trying again is safe. Any other error (even a dropped connection, where the write may
+ * have happened) is passed on.
+ */
+async function whenNotBusy<T>(write: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (err) {
+      if (attempt >= attempts || !(err instanceof MongoServerError) || !err.message.includes('SQLITE_BUSY')) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
+}
+
+function isDuplicateKey(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === 11000;
 }
 
 function field(key: string): string {
   return key === 'id' ? '_id' : key;
 }
 
+interface Resolved {
+  /** The newest state: the image document, or the journal's newest entry beyond it. */
+  head: Stored;
+  /** When the newest journal entry the image document has not caught up with was written. */
+  trailingSince: string | null;
+}
+
 export class MongoManifestStore implements ManifestStore {
   private readonly client: MongoClient;
   private readonly col: Collection<Stored>;
+  private readonly journal: Collection<JournalEntry>;
   private ready: Promise<void> | null = null;
   private closed = false;
 
-  constructor(private readonly opts: MongoManifestStoreOptions) {
+  constructor(opts: MongoManifestStoreOptions) {
     this.client = new MongoClient(opts.url, {
       serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 5000,
       ignoreUndefined: true,
       writeConcern: opts.writeConcern ?? { w: 'majority', journal: true },
     });
-    this.col = this.client.db(opts.dbName).collection<Stored>(opts.collection ?? 'images');
+    const db = this.client.db(opts.dbName ?? dbNameFromUrl(opts.url) ?? 'pir');
+    const name = opts.collection ?? 'images';
+    this.col = db.collection<Stored>(name);
+    this.journal = db.collection<JournalEntry>(`${name}_journal`);
   }
 
   /** Connects and creates the indexes; every operation calls it, so calling it is optional. */
@@ -67,7 +152,7 @@ export class MongoManifestStore implements ManifestStore {
     if (!this.ready) {
       this.ready = (async () => {
         await this.client.connect();
-        await this.col.createIndexes([
+        await ensureIndexes(this.col, [
           { key: { pir_pending: 1, updated_at: 1 }, name: 'pending_updated' },
           { key: { status: 1, updated_at: 1 }, name: 'status_updated' },
           { key: { created_at: 1, _id: 1 }, name: 'created' },
@@ -76,6 +161,7 @@ export class MongoManifestStore implements ManifestStore {
           { key: { name: 1 }, name: 'name' },
           { key: { visibility: 1 }, name: 'visibility' },
         ]);
+        await ensureIndexes(this.journal, [{ key: { image_id: 1, seq: 1 }, name: 'image_seq' }]);
       })();
       this.ready.catch(() => { this.ready = null; }); // let the next call try again
     }
@@ -84,18 +170,19 @@ export class MongoManifestStore implements ManifestStore {
 
   async create(doc: ImageDoc): Promise<void> {
     await this.start();
+    const stored: Stored = { ...doc, _id: doc.id, pir_pending: doc.outbox.length > 0, pir_seq: 0, pir_inc: randomBytes(6).toString('hex') };
     try {
-      await this.col.insertOne(toStored(doc));
+      await whenNotBusy(() => this.col.insertOne(stored));
     } catch (err) {
-      if (err instanceof MongoServerError && err.code === 11000) throw new ManifestConflictError(doc.id);
+      if (isDuplicateKey(err)) throw new ManifestConflictError(doc.id);
       throw err;
     }
   }
 
   async get(id: string): Promise<ImageDoc | null> {
     await this.start();
-    const stored = await this.col.findOne({ _id: id });
-    return stored ? fromStored(stored) : null;
+    const r = await this.resolve(id);
+    return r ? fromStored(r.head) : null;
   }
 
   async list(query: ListQuery): Promise<ImageDoc[]> {
@@ -111,50 +198,38 @@ export class MongoManifestStore implements ManifestStore {
       // Order: nulls first ascending, last descending (MongoDB's and SQLite's default), ties by _id.
       const { value, id } = query.after;
       const idAfter = { _id: desc ? { $lt: id } : { $gt: id } };
-      let keyset: Filter<Stored>;
-      if (k === '_id') keyset = idAfter as Filter<Stored>;
-      else if (value === null) {
-        keyset = (desc
-          ? { [k]: null, ...idAfter }
-          : { $or: [{ [k]: null, ...idAfter }, { [k]: { $ne: null } }] }) as Filter<Stored>;
-      } else {
+      let keyset: object;
+      if (k === '_id') keyset = idAfter;
+      else if (value === null) keyset = desc ? { [k]: null, ...idAfter } : { $or: [{ [k]: null, ...idAfter }, { [k]: { $ne: null } }] };
+      else {
         const ors: object[] = [{ [k]: desc ? { $lt: value } : { $gt: value } }, { [k]: value, ...idAfter }];
         if (desc) ors.push({ [k]: null });
-        keyset = { $or: ors } as Filter<Stored>;
+        keyset = { $or: ors };
       }
-      and.push(keyset);
+      and.push(keyset as Filter<Stored>);
     }
+    const limit = Math.max(0, Math.floor(query.limit));
+    if (limit === 0) return []; // limit(0) means "no limit" to MongoDB
     const filter: Filter<Stored> = and.length === 0 ? {} : and.length === 1 ? and[0]! : { $and: and };
     const dir = desc ? -1 : 1;
     const sort: Sort = k === '_id' ? { _id: dir } : { [k]: dir, _id: dir };
-    const limit = Math.max(0, Math.floor(query.limit));
-    if (limit === 0) return [];
     const docs = await this.col.find(filter).sort(sort).limit(limit).toArray();
     return docs.map(fromStored);
   }
 
   async replace(doc: ImageDoc, expectedRevision: number): Promise<boolean> {
     await this.start();
-    const res = await this.col.replaceOne({ _id: doc.id, revision: expectedRevision }, toStored(doc));
-    return res.matchedCount === 1;
+    return this.write(doc.id, (head) => (head.revision === expectedRevision ? doc : null));
   }
 
   async ackEvents(id: string, eventIds: string[]): Promise<void> {
     if (eventIds.length === 0) return;
     await this.start();
     const drop = new Set(eventIds);
-    for (let i = 0; i < ACK_RETRIES; i++) {
-      const cur = await this.col.findOne({ _id: id }, { projection: { outbox: 1, revision: 1, pir_ack: 1 } });
-      if (!cur) return;
-      const outbox = (cur.outbox ?? []).filter((e) => !drop.has(e.id));
-      if (outbox.length === (cur.outbox ?? []).length) return;
-      const res = await this.col.updateOne(
-        { _id: id, revision: cur.revision, pir_ack: cur.pir_ack ?? 0 },
-        { $set: { outbox, pir_pending: outbox.length > 0 }, $inc: { pir_ack: 1 } },
-      );
-      if (res.matchedCount === 1) return;
-    }
-    throw new Error(`ackEvents(${id}): the document kept changing; giving up after ${ACK_RETRIES} tries (the events stay pending and will be relayed again)`);
+    await this.write(id, (head) => {
+      const outbox = head.outbox.filter((e) => !drop.has(e.id));
+      return outbox.length === head.outbox.length ? null : { ...fromStored(head), outbox };
+    });
   }
 
   async withPendingEvents(updatedBefore: string, limit: number): Promise<ImageDoc[]> {
@@ -162,7 +237,7 @@ export class MongoManifestStore implements ManifestStore {
     const n = Math.max(0, Math.floor(limit));
     if (n === 0) return [];
     const docs = await this.col.find({ pir_pending: true, updated_at: { $lt: updatedBefore } }).sort({ updated_at: 1, _id: 1 }).limit(n).toArray();
-    return docs.map(fromStored);
+    return this.fresh(docs, (d) => d.outbox.length > 0 && d.updated_at < updatedBefore);
   }
 
   async findStale(statuses: ImageStatus[], updatedBefore: string, limit: number): Promise<ImageDoc[]> {
@@ -170,16 +245,102 @@ export class MongoManifestStore implements ManifestStore {
     const n = Math.max(0, Math.floor(limit));
     if (n === 0 || statuses.length === 0) return [];
     const docs = await this.col.find({ status: { $in: statuses }, updated_at: { $lt: updatedBefore } }).sort({ updated_at: 1, _id: 1 }).limit(n).toArray();
-    return docs.map(fromStored);
+    return this.fresh(docs, (d) => statuses.includes(d.status) && d.updated_at < updatedBefore);
   }
 
   async purge(id: string): Promise<void> {
     await this.start();
+    await this.journal.deleteMany({ image_id: id });
     await this.col.deleteOne({ _id: id });
+    await this.journal.deleteMany({ image_id: id }); // entries a racing writer added meanwhile
   }
 
   async close(): Promise<void> {
     this.closed = true;
     await this.client.close();
+  }
+
+  /**
+   * The compare-and-set loop. `next` returns the new document for the current head, or null to
+   * write nothing. Returns whether this call's write won.
+   */
+  private async write(id: string, next: (head: Stored) => ImageDoc | null): Promise<boolean> {
+    for (let attempt = 0; attempt < WRITE_RETRIES; attempt++) {
+      const r = await this.resolve(id);
+      if (!r) return false;
+      const doc = next(r.head);
+      if (!doc) return false;
+      const { head } = r;
+      const stored: Stored = { ...doc, _id: id, pir_pending: doc.outbox.length > 0, pir_seq: head.pir_seq + 1, pir_inc: head.pir_inc };
+      try {
+        await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), doc: stored }));
+      } catch (err) {
+        if (isDuplicateKey(err)) continue; // someone else wrote state `seq` first: look again
+        throw err;
+      }
+      const compact = head.pir_seq - KEEP_DOCS;
+      await Promise.all([
+        this.col.replaceOne({ _id: id }, stored),
+        compact >= 0 ? this.journal.updateOne({ _id: journalId(id, head.pir_inc, compact) }, { $unset: { doc: '' } }) : null,
+      ]);
+      return true;
+    }
+    throw new Error(`manifest ${id}: gave up after ${WRITE_RETRIES} contended writes`);
+  }
+
+  /** The newest state of an image: its document, followed through the journal. */
+  private async resolve(id: string): Promise<Resolved | null> {
+    for (let pass = 0; pass < 3; pass++) {
+      const main = await this.col.findOne({ _id: id });
+      if (!main) return null;
+      let head = main;
+      let trailingSince: string | null = null;
+      let compacted = false;
+      for (;;) {
+        const entry = await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) });
+        if (!entry) break;
+        if (!entry.doc) {
+          compacted = true; // our read of the image document is older than its compaction: read again
+          break;
+        }
+        head = entry.doc;
+        trailingSince = entry.at;
+      }
+      if (compacted) continue;
+      if (trailingSince !== null && Date.now() - Date.parse(trailingSince) > REPAIR_AFTER_MS) {
+        // The writer of that entry died before it updated the image document: finish its work.
+        await whenNotBusy(() => this.col.replaceOne({ _id: id }, head));
+      }
+      return { head, trailingSince };
+    }
+    return this.rebuild(id);
+  }
+
+  /**
+   * Last resort: the image document is older than every journal entry that still holds a
+   * document (it was overwritten by a writer delayed across KEEP_DOCS later writes). The newest
+   * journal entry with a document is the truth; follow it and rewrite the image document.
+   */
+  private async rebuild(id: string): Promise<Resolved | null> {
+    const main = await this.col.findOne({ _id: id });
+    if (!main) return null;
+    const newest = await this.journal.find({ image_id: id, doc: { $exists: true } }).sort({ seq: -1 }).limit(1).next();
+    let head = newest?.doc && newest.doc.pir_inc === main.pir_inc && newest.doc.pir_seq > main.pir_seq ? newest.doc : main;
+    for (;;) {
+      const entry = await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) });
+      if (!entry?.doc) break;
+      head = entry.doc;
+    }
+    if (head !== main) await whenNotBusy(() => this.col.replaceOne({ _id: id }, head));
+    return { head, trailingSince: null };
+  }
+
+  /** Replaces query results by their newest state, dropping those that no longer qualify. */
+  private async fresh(docs: Stored[], stillMatches: (d: ImageDoc) => boolean): Promise<ImageDoc[]> {
+    const heads: (Resolved | null)[] = [];
+    for (let i = 0; i < docs.length; i += FRESH_PARALLEL) {
+      heads.push(...await Promise.all(docs.slice(i, i + FRESH_PARALLEL).map((d) => this.resolve(d._id))));
+    }
+    return heads.filter((r): r is Resolved => r !== null).map((r) => fromStored(r.head)).filter(stillMatches);
   }
 }

@@ -41,7 +41,7 @@ export interface HashPoolOptions {
   slotBytes?: number;
   /** Most slots one upload may have in flight (filling, hashing or writing). Default 8. */
   slotsPerStream?: number;
-  /** Pool-wide bytes of slots beyond each upload's first two. Default 64 MiB. */
+  /** Pool-wide bytes of slots beyond each upload's first two, and of slabs kept when idle. Default 64 MiB. */
   memoryBudgetBytes?: number;
 }
 
@@ -113,9 +113,51 @@ class HashThread {
 /** A shared-memory buffer one upload fills, then hands to both hash threads and the file write. */
 export interface Slot {
   readonly sab: SharedArrayBuffer;
+  /** Where this slot starts in `sab`. */
+  readonly offset: number;
+  /** The slot's bytes: `sab[offset, offset + slotBytes)`. */
   readonly view: Uint8Array;
+  /** Page-aligned (usable for O_DIRECT writes). */
+  readonly aligned: boolean;
   /** Readers still using it (hash threads, writes); the slot is free again at 0. */
   pending: number;
+  readonly slab: Slab;
+}
+
+interface Slab {
+  readonly slots: Slot[];
+  inUse: number;
+}
+
+const WASM_PAGE = 64 * 1024;
+const SLAB_SLOTS = 16;
+
+/**
+ * Slots come in slabs. A slab is a shared WebAssembly.Memory when it can be: its buffer is a
+ * SharedArrayBuffer whose memory is page-aligned (mmap'd by V8), so the file write can use
+ * O_DIRECT straight from the slot — a plain SharedArrayBuffer is only 16-byte aligned.
+ */
+function newSlab(slotBytes: number, count: number): Slab {
+  let sab: SharedArrayBuffer;
+  let aligned = false;
+  const bytes = slotBytes * count;
+  if (bytes % WASM_PAGE === 0) {
+    try {
+      const pages = bytes / WASM_PAGE;
+      sab = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer as unknown as SharedArrayBuffer;
+      aligned = true;
+    } catch {
+      sab = new SharedArrayBuffer(bytes); // address space for wasm memories exhausted: still works, buffered
+    }
+  } else {
+    sab = new SharedArrayBuffer(bytes);
+  }
+  const slab: Slab = { slots: [], inUse: 0 };
+  for (let i = 0; i < count; i++) {
+    const offset = i * slotBytes;
+    slab.slots.push({ sab, offset, view: new Uint8Array(sab, offset, slotBytes), aligned, pending: 0, slab });
+  }
+  return slab;
 }
 
 export class HashPool {
@@ -134,6 +176,7 @@ export class HashPool {
   private readonly threads: (HashThread | null)[];
   private readonly freeSlots: Slot[] = [];
   private slotsInUse = 0;
+  private slabs = 0;
   private nextStream = 1;
   private rotate = 0;
   private closed = false;
@@ -143,13 +186,13 @@ export class HashPool {
     this.slotBytes = opts.slotBytes ?? MiB;
     this.slotsPerStream = Math.max(2, opts.slotsPerStream ?? 8);
     this.budgetSlots = Math.max(0, Math.floor((opts.memoryBudgetBytes ?? 64 * MiB) / this.slotBytes));
-    if (!Number.isInteger(this.slotBytes) || this.slotBytes < 4096) throw new RangeError('slotBytes must be an integer >= 4096');
+    if (!Number.isInteger(this.slotBytes) || this.slotBytes < 4096 || this.slotBytes % 4096 !== 0) throw new RangeError('slotBytes must be a multiple of 4096');
     this.threads = new Array<HashThread | null>(this.threadCount).fill(null);
   }
 
   /** Bytes of shared slots allocated right now (in use and cached). */
   get slotMemoryBytes(): number {
-    return (this.slotsInUse + this.freeSlots.length) * this.slotBytes;
+    return this.slabs * SLAB_SLOTS * this.slotBytes;
   }
 
   /** Starts md5 and sha512 of one byte stream, on two different threads. */
@@ -172,6 +215,7 @@ export class HashPool {
     const threads = this.threads.filter((t): t is HashThread => t !== null);
     this.threads.fill(null);
     this.freeSlots.length = 0;
+    this.slabs = 0;
     await Promise.all(threads.map((t) => t.terminate()));
   }
 
@@ -188,16 +232,32 @@ export class HashPool {
   /** @internal */
   takeSlot(): Slot {
     this.slotsInUse++;
-    const s = this.freeSlots.pop();
-    if (s) return s;
-    const sab = new SharedArrayBuffer(this.slotBytes);
-    return { sab, view: new Uint8Array(sab), pending: 0 };
+    let s = this.freeSlots.pop();
+    if (!s) {
+      const slab = newSlab(this.slotBytes, SLAB_SLOTS);
+      this.slabs++;
+      s = slab.slots.pop()!;
+      // reversed, so pop() hands out ascending offsets
+      for (let i = slab.slots.length - 1; i >= 0; i--) this.freeSlots.push(slab.slots[i]!);
+      slab.slots.push(s);
+    }
+    s.slab.inUse++;
+    return s;
   }
 
   /** @internal */
   returnSlot(s: Slot): void {
     this.slotsInUse--;
-    if (!this.closed && this.slotsInUse + this.freeSlots.length < this.budgetSlots) this.freeSlots.push(s);
+    s.slab.inUse--;
+    this.freeSlots.push(s);
+    // Over budget and this slab is entirely free: drop it (the GC frees its memory).
+    if (s.slab.inUse === 0 && this.slabs * SLAB_SLOTS > this.budgetSlots) {
+      const slab = s.slab;
+      const keep = this.freeSlots.filter((x) => x.slab !== slab);
+      this.freeSlots.length = 0;
+      this.freeSlots.push(...keep);
+      this.slabs--;
+    }
   }
 }
 
@@ -285,8 +345,8 @@ export class HashSession {
       if (err) this.fail(err);
       this.complete(slot);
     };
-    this.sha.request({ t: 'u', s: this.shaId, b: slot.sab, o: 0, n }, done);
-    this.md5.request({ t: 'u', s: this.md5Id, b: slot.sab, o: 0, n }, done);
+    this.sha.request({ t: 'u', s: this.shaId, b: slot.sab, o: slot.offset, n }, done);
+    this.md5.request({ t: 'u', s: this.md5Id, b: slot.sab, o: slot.offset, n }, done);
   }
 
   complete(slot: Slot): void {

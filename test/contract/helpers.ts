@@ -16,6 +16,19 @@ export async function waitFor(what: string, check: () => boolean, timeoutMs = 10
   }
 }
 
+/** Resolves with the promise's value, or rejects after `ms` (and leaves no timer behind). */
+export async function within<T>(what: string, promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function iso(msSinceEpoch: number): string {
   return new Date(msSinceEpoch).toISOString();
 }
@@ -57,6 +70,7 @@ export function makeDoc(overrides: Partial<ImageDoc> = {}): ImageDoc {
     created_at: now,
     updated_at: now,
     expected: {},
+    upload: null,
     staging: null,
     pipeline: null,
     failure: null,

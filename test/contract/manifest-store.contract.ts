@@ -102,6 +102,34 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       }
     });
 
+    await t.test('no lost update: concurrent read-modify-write loops and acks', async () => {
+      const store = await fresh();
+      const doc = makeDoc({ properties: {} });
+      await store.create(doc);
+      const writers = 4;
+      const perWriter = 8;
+      const writer = async (w: number) => {
+        for (let i = 0; i < perWriter; i++) {
+          for (;;) {
+            const cur = (await store.get(doc.id))!;
+            const ev = outboxEvent(doc.id, 'image.stage.completed');
+            const next = { ...cur, revision: cur.revision + 1, properties: { ...cur.properties, [`w${w}-${i}`]: 'x' }, outbox: [...cur.outbox, ev] };
+            if (await store.replace(next, cur.revision)) break;
+          }
+        }
+      };
+      const acker = async () => {
+        for (let i = 0; i < 10; i++) {
+          const cur = await store.get(doc.id);
+          if (cur && cur.outbox.length > 0) await store.ackEvents(doc.id, cur.outbox.slice(0, 1).map((e) => e.id));
+        }
+      };
+      await Promise.all([...Array.from({ length: writers }, (_, w) => writer(w)), acker()]);
+      const final = (await store.get(doc.id))!;
+      assert.equal(final.revision, 1 + writers * perWriter);
+      assert.equal(Object.keys(final.properties).length, writers * perWriter, 'every write is in the final document');
+    });
+
     await t.test('ackEvents removes only the named events, keeps revision and updated_at', async () => {
       const store = await fresh();
       const id = makeDoc().id;

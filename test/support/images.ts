@@ -70,8 +70,16 @@ export async function makeImage(dir: string, format: string, opts: MakeImageOpti
   if (o.length) args.push('-o', o.join(','));
   args.push(path);
   if (opts.size !== undefined || !opts.backing) args.push(String(opts.size ?? '64M'));
-  await run('qemu-img', args);
-  return path;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('qemu-img', args);
+      return path;
+    } catch (err) {
+      // LUKS key derivation benchmarks CPU time; on a busy or coarse clock it can measure
+      // nothing and fail ("Unable to get accurate CPU usage"). That is transient: retry.
+      if (attempt >= 5 || !String((err as { stderr?: string }).stderr ?? err).includes('accurate CPU usage')) throw err;
+    }
+  }
 }
 
 /** Shortcut for a luks image: qemu-img needs a secret object to create one. */
@@ -80,7 +88,7 @@ export async function makeLuksImage(dir: string, size: string | number = '64M', 
     size,
     name: name ?? `img-luks-${++counter}.luks`,
     objects: ['secret,id=sec0,data=pir-test-passphrase'],
-    options: { 'key-secret': 'sec0', 'iter-time': 10 },
+    options: { 'key-secret': 'sec0', 'iter-time': 50 },
   });
 }
 

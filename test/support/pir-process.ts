@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,6 +19,11 @@ export interface PirProcess {
   kill(): Promise<void>;
 }
 
+/** Where e2e process logs go; kept after the run so a failure can be read (CI prints the path). */
+export function testLogDir(suite: string): string {
+  return join(process.env.PIR_TEST_LOG_DIR || join(tmpdir(), 'pir-test-logs'), `${suite}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
@@ -28,7 +34,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startPirProcess(role: 'serve' | 'api' | 'worker', env: Record<string, string>, logDir: string, name = role): Promise<PirProcess> {
+export async function startPirProcess(role: 'serve' | 'api' | 'worker', env: Record<string, string>, logDir: string, name: string = role): Promise<PirProcess> {
   await mkdir(logDir, { recursive: true });
   const log: WriteStream = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
   let output = '';

@@ -16,6 +16,9 @@ export const services = {
   mongodbUrl: env.PIR_TEST_MONGODB_URL || 'mongodb://127.0.0.1:27017',
 } as const;
 
+/** Log level for adapters under test (PIR_TEST_LOG_LEVEL; default silent). */
+export const testLogLevel = env.PIR_TEST_LOG_LEVEL || 'silent';
+
 /** True when a missing service must fail the test instead of skipping it. */
 export const inCI = Boolean(env.CI);
 

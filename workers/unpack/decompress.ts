@@ -59,15 +59,30 @@ export class CountingSource implements AsyncIterable<Uint8Array> {
   constructor(private readonly source: AsyncIterable<Uint8Array>) {}
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
+    // Only errors of the source's next() are recorded: a consumer may also throw *into* us
+    // (Readable.from does iterator.throw(err) when its pipeline fails), which is not the source's fault.
+    const it = this.source[Symbol.asyncIterator]();
+    let finished = false;
     try {
-      for await (const chunk of this.source) {
-        this.bytes += chunk.length;
-        yield chunk;
+      for (;;) {
+        let r: IteratorResult<Uint8Array>;
+        try {
+          r = await it.next();
+        } catch (error) {
+          finished = true;
+          this.failed = true;
+          this.error = error;
+          throw error;
+        }
+        if (r.done) {
+          finished = true;
+          return;
+        }
+        this.bytes += r.value.length;
+        yield r.value;
       }
-    } catch (error) {
-      this.failed = true;
-      this.error = error;
-      throw error;
+    } finally {
+      if (!finished) await it.return?.();
     }
   }
 }

@@ -33,7 +33,11 @@ export interface TarEntry {
 export interface TarReaderOptions {
   /** Total byte length of the tar stream, when known (an uncompressed file): enables the early size check. */
   totalSize?: number;
+  /** Most headers (members, pax and long-name records) accepted; bounds memory for the duplicate check. Default 10,000. */
+  maxHeaders?: number;
 }
+
+export const DEFAULT_MAX_TAR_HEADERS = 10_000;
 
 function unsafe(message: string): UnpackRefusedError {
   return new UnpackRefusedError('unsafe_archive', `${message} The archive was refused without extracting anything; rebuild it with plain relative file names and regular files only.`);
@@ -181,6 +185,8 @@ const TYPE_NAMES: Record<string, string> = {
 export class TarReader {
   private readonly reader: ByteReader;
   private readonly totalSize: number | undefined;
+  private readonly maxHeaders: number;
+  private headers = 0;
   private readonly seen = new Set<string>();
   /** End offset (data + padding) of the current entry's body; where the next header starts. */
   private nextHeaderAt = 0;
@@ -196,6 +202,7 @@ export class TarReader {
   constructor(source: AsyncIterable<Uint8Array>, opts: TarReaderOptions = {}) {
     this.reader = new ByteReader(source);
     this.totalSize = opts.totalSize;
+    this.maxHeaders = opts.maxHeaders ?? DEFAULT_MAX_TAR_HEADERS;
   }
 
   /** Bytes of the tar stream consumed so far. */
@@ -266,6 +273,7 @@ export class TarReader {
         return this.finish();
       }
       if (!headerChecksumOk(block)) throw corruptTar(`bad header checksum at offset ${this.reader.position - BLOCK}`);
+      if (++this.headers > this.maxHeaders) throw unsupportedTar(`The tar archive has more than ${this.maxHeaders} members; an OVA holds a handful.`);
       const magic = block.subarray(257, 265);
       const posix = magic[5] === 0 && magic[6] === 0x30 && magic[7] === 0x30 && isUstar(magic);
       const gnu = magic[5] === 0x20 && magic[6] === 0x20 && magic[7] === 0 && isUstar(magic);

@@ -31,7 +31,9 @@ export interface UnpackLimits {
 }
 
 export interface UnpackResult {
+  /** Compression of the upload itself ('none' also for an OVA whose disk member was gzip-compressed). */
   codec: 'none' | CompressionCodec;
+  /** 'ova' / 'ovf' when a disk was extracted from a package, 'bare' otherwise. */
   container: 'bare' | 'ova' | 'ovf';
   /** null = pass-through: the input is the disk as is. */
   output: { path: string; size: number; md5: string; sha512: string } | null;
@@ -47,8 +49,15 @@ export interface UnpackOptions {
 
 const READ_CHUNK_BYTES = 256 * 1024;
 
-/** Yields the first `n` bytes (or fewer at end of stream) and the whole stream, head included. */
-async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ head: Uint8Array; stream: AsyncGenerator<Uint8Array, void, undefined> }> {
+/**
+ * Reads the first `n` bytes (or fewer at end of stream) and returns them with the whole stream,
+ * head included. `close()` ends the source even if `stream` was never started (a generator that
+ * never ran ignores return()).
+ */
+async function peek(
+  source: AsyncIterable<Uint8Array>,
+  n: number,
+): Promise<{ head: Uint8Array; stream: AsyncGenerator<Uint8Array, void, undefined>; close: () => Promise<void> }> {
   const it = source[Symbol.asyncIterator]();
   const buffered: Uint8Array[] = [];
   let have = 0;
@@ -79,10 +88,16 @@ async function peek(source: AsyncIterable<Uint8Array>, n: number): Promise<{ hea
         yield r.value;
       }
     } finally {
-      if (!ended) await it.return?.();
+      await close();
     }
   }
-  return { head, stream: stream() };
+  const close = async () => {
+    if (!ended) {
+      ended = true;
+      await it.return?.();
+    }
+  };
+  return { head, stream: stream(), close };
 }
 
 /**
@@ -94,21 +109,36 @@ class Tap {
   failed = false;
   constructor(private readonly source: AsyncIterable<Uint8Array>) {}
   async *stream(): AsyncGenerator<Uint8Array, void, undefined> {
+    const it = this.source[Symbol.asyncIterator]();
+    let finished = false;
     try {
-      yield* this.source;
-    } catch (error) {
-      if (!this.failed) {
-        this.failed = true;
-        this.error = error;
+      for (;;) {
+        let r: IteratorResult<Uint8Array>;
+        try {
+          r = await it.next();
+        } catch (error) {
+          finished = true;
+          this.failed = true;
+          this.error = error;
+          throw error;
+        }
+        if (r.done) {
+          finished = true;
+          return;
+        }
+        yield r.value;
       }
-      throw error;
+    } finally {
+      if (!finished) await it.return?.();
     }
   }
 }
 
-function containerOf(format: string): 'bare' | 'ova' | 'ovf' {
-  return format === 'ova' || format === 'ovf' ? format : 'bare';
-}
+const ovfNotAPackage: Finding = {
+  code: 'ovf_not_a_package',
+  severity: 'info',
+  message: 'container_format is "ovf" but the data is not a tar package; it was stored as a plain disk image.',
+};
 
 function notAnOva(codec: 'none' | CompressionCodec, sniffed: SniffedCodec): UnpackRefusedError {
   const what = codec === 'none' ? 'The upload' : `The upload, once ${codec}-decompressed,`;
@@ -139,8 +169,8 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
 
   if (codec === 'none' && !(wantsOvf && sniffed === 'tar')) {
     if (format === 'ova') throw notAnOva('none', sniffed);
-    if (format === 'ovf') findings.push({ code: 'ovf_not_a_package', severity: 'info', message: 'container_format is "ovf" but the upload is not a tar package; it was stored as is.' });
-    return { codec: 'none', container: containerOf(format), output: null, properties: {}, findings };
+    if (format === 'ovf') findings.push(ovfNotAPackage);
+    return { codec: 'none', container: 'bare', output: null, properties: {}, findings };
   }
 
   // From here on we write `outputPath`. A file left there by a crashed earlier attempt would make
@@ -152,8 +182,10 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
   const inputBytes = () => file.bytes;
   const chainOpts = { ...limits, inputBytes, ...(signal ? { signal } : {}) };
   let chain: AsyncGenerator<Uint8Array, void, undefined> | undefined;
+  let closeDecoder: (() => Promise<void>) | undefined;
   let tap: Tap | undefined;
-  let container = containerOf(format);
+  /** What the upload was treated as: 'ova'/'ovf' when a package was extracted, else 'bare'. */
+  let container: UnpackResult['container'] = format === 'ova' || format === 'ovf' ? format : 'bare';
   let properties: Record<string, string> = {};
   let output: UnpackResult['output'] = null;
 
@@ -173,6 +205,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
       const onWarning = (message: string) => findings.push({ code: 'decompressor_warning', severity: 'info', message });
       const peeked = await peek(decompress(file, codec, { ...chainOpts, onWarning }), SNIFF_BYTES);
       stream = peeked.stream;
+      closeDecoder = peeked.close;
       inner = detectCodec(peeked.head);
     }
     chain = stream;
@@ -189,7 +222,8 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
       if (extraction.disk.compression) findings.push({ code: 'ovf_disk_gzip', severity: 'info', message: `The OVA disk "${extraction.disk.name}" was gzip-compressed (ovf:compression) and was decompressed.` });
     } else {
       if (format === 'ova') throw notAnOva(codec, inner);
-      if (format === 'ovf') container = 'bare';
+      if (format === 'ovf') findings.push(ovfNotAPackage);
+      container = 'bare';
       if (isCompression(inner)) findings.push({ code: 'nested_compression', severity: 'info', message: `After ${codec} decompression the data is ${inner}-compressed again; only one layer is unpacked.` });
       if (inner === 'tar') findings.push({ code: 'decompressed_tar', severity: 'info', message: `The ${codec}-decompressed data is a tar archive, stored as is (container_format "${format}"); set container_format to "ova" to extract an OVA.` });
       await write(stream);
@@ -207,6 +241,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
   } finally {
     // Close the chain ourselves (kills a decompressor child, closes the file) before returning.
     await chain?.return(undefined).catch(() => {});
+    await closeDecoder?.().catch(() => {});
     readStream.destroy();
   }
 }

@@ -1,6 +1,6 @@
 // Shared helpers for the format unit tests.
 import assert from 'node:assert/strict';
-import { BufferReader, detectFormat, judge } from '../../../formats/index.js';
+import { BufferReader, detectFormat, FINDING_CODES, judge, VERDICT_CODES } from '../../../formats/index.js';
 import type { FormatReport, Verdict, VerdictPolicy } from '../../../formats/index.js';
 import { withFileReader } from '../../support/images.js';
 
@@ -26,6 +26,7 @@ export function assertRefused(report: FormatReport, declared: string | null, cod
   if (!v.ok) {
     assert.equal(v.code, code, `expected ${code}, got ${v.code}: ${v.message}`);
     assert.ok(v.message.length > 20, 'message should be a sentence');
+    assert.ok(v.code in FINDING_CODES || v.code in VERDICT_CODES, `undocumented code ${v.code}`);
   }
   return v;
 }

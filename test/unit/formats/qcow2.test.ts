@@ -124,7 +124,7 @@ describe('qcow2', () => {
   it('refuses encrypted images unless the policy allows them', async () => {
     const p = await makeImage(dir, 'qcow2', {
       objects: ['secret,id=sec0,data=pir-test'],
-      options: { 'encrypt.format': 'luks', 'encrypt.key-secret': 'sec0', 'encrypt.iter-time': 10 },
+      options: { 'encrypt.format': 'luks', 'encrypt.key-secret': 'sec0', 'encrypt.iter-time': 50 },
     });
     const r = await detectFile(p);
     assert.equal(r.details.encrypted, 'luks');

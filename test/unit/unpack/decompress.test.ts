@@ -189,3 +189,14 @@ test('invalid limits are a programming error', async () => {
   await assert.rejects(collect(decompress(chunksOf(Buffer.alloc(1)), 'gzip', { maxOutputBytes: 0, maxRatio: 1 })), TypeError);
   await assert.rejects(collect(decompress(chunksOf(Buffer.alloc(1)), 'gzip', { maxOutputBytes: 1, maxRatio: Number.NaN })), TypeError);
 });
+
+test('a missing decoder tool is an environment error (retryable), not a refusal', async () => {
+  const packed = compressCli('xz', Buffer.from('x'));
+  const saved = process.env.PATH;
+  process.env.PATH = '/nonexistent';
+  try {
+    await assert.rejects(collect(decompress(chunksOf(packed), 'xz', roomy)), (e: unknown) => !(e instanceof UnpackRefusedError) && /apt-get install -y xz-utils/.test((e as Error).message));
+  } finally {
+    process.env.PATH = saved;
+  }
+});

@@ -19,10 +19,11 @@ export function digests(data: Uint8Array): { size: number; md5: string; sha512: 
   };
 }
 
-/** Compress with the Debian CLI tool (gzip, xz, zstd, bzip2). */
+/** Compress with the Debian CLI tool (gzip, xz, zstd, bzip2). xz defaults to -1 here: -6 is slow. */
 export function compressCli(codec: 'gzip' | 'xz' | 'zstd' | 'bzip2', data: Uint8Array, level?: number): Buffer {
   const args = ['-c'];
-  if (level !== undefined) args.push(`-${level}`);
+  const lvl = level ?? (codec === 'xz' ? 1 : undefined);
+  if (lvl !== undefined) args.push(`-${lvl}`);
   if (codec === 'zstd') args.push('-q');
   return execFileSync(codec, args, { input: data, maxBuffer: 1 << 30 });
 }
@@ -30,8 +31,8 @@ export function compressCli(codec: 'gzip' | 'xz' | 'zstd' | 'bzip2', data: Uint8
 /** Somewhat compressible, deterministic-enough test data: random words over a small alphabet plus runs. */
 export function sampleDisk(bytes: number): Buffer {
   const out = Buffer.alloc(bytes);
-  const noise = randomBytes(Math.min(bytes, 64 * 1024));
-  for (let i = 0; i < bytes; i++) out[i] = i % 4096 < 1024 ? 0 : 0x41 + (noise[i % noise.length]! % 16);
+  const noise = randomBytes(bytes);
+  for (let i = 0; i < bytes; i++) out[i] = i % 4096 < 1024 ? 0 : 0x41 + (noise[i]! % 16);
   return out;
 }
 

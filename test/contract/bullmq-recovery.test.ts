@@ -1,0 +1,57 @@
+/**
+ * BullMQ-specific: a worker killed with SIGKILL mid-job leaves the job locked; the stalled-job
+ * checker of a live worker puts it back once the lock lapses, and the chain goes on.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { BullmqJobQueue } from '../../infra/bullmq/bullmq-job-queue.js';
+import { requireServices, services, uniqueName } from '../support/services.js';
+import { waitFor, within } from './helpers.js';
+
+const LOCK_MS = 2000;
+const STALLED_INTERVAL_MS = 1000;
+
+test('BullMQ: the job of a SIGKILLed worker is recovered by stalled-job detection', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['redis']))) return;
+  const prefix = uniqueName('pir-contract-stall');
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/bullmq-hang-worker.ts', import.meta.url)), services.redisUrl, prefix, String(LOCK_MS), String(STALLED_INTERVAL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const queue = new BullmqJobQueue({ redisUrl: services.redisUrl, prefix, retry: { attempts: 3, backoffMs: 100 }, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS, logger: pino({ level: 'silent' }) });
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await queue.close(1000);
+    const redis = new Redis(services.redisUrl, { maxRetriesPerRequest: 1 });
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+  });
+
+  await waitFor('the child worker', () => out.includes('ready'), 20_000);
+  const img = randomUUID();
+  await queue.enqueueChain([{ imageId: img, run: 1, stage: 'unpack' }, { imageId: img, run: 1, stage: 'inspect' }]);
+  await waitFor('the child to take the job', () => out.includes(`started ${img}`), 10_000);
+  child.kill('SIGKILL');
+  await within('the child to die', exited, 5000);
+  const killedAt = performance.now();
+
+  const seen: { stage: string; attempt: number; at: number }[] = [];
+  const handler = async (job: { stage: string }, ctx: { attempt: number }) => { seen.push({ stage: job.stage, attempt: ctx.attempt, at: performance.now() }); };
+  await queue.process('unpack', 1, handler);
+  await queue.process('inspect', 1, handler);
+  await waitFor('the chain to finish after recovery', () => seen.length === 2, LOCK_MS + STALLED_INTERVAL_MS * 3 + 10_000);
+  const recoveredAfter = seen[0]!.at - killedAt;
+  assert.deepEqual(seen.map((s) => s.stage), ['unpack', 'inspect']);
+  assert.ok(recoveredAfter <= LOCK_MS + STALLED_INTERVAL_MS * 2 + 1500, `recovered after ${recoveredAfter.toFixed(0)} ms`);
+  console.log(`# bullmq: job of a SIGKILLed worker re-run after ${recoveredAfter.toFixed(0)} ms (lock ${LOCK_MS} ms, stalled check every ${STALLED_INTERVAL_MS} ms)`);
+});

@@ -1,0 +1,113 @@
+/** Kafka-specific behaviour of the event bus, beyond the shared contract. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import pino from 'pino';
+import { KafkaEventBus } from '../../infra/kafka/kafka-event-bus.js';
+import type { PirEvent } from '../../schemas/events.js';
+import { requireServices, services, uniqueName } from '../support/services.js';
+import { makeEvent, waitFor, within } from './helpers.js';
+
+const quiet = pino({ level: 'silent' });
+const brokers = [...services.kafkaBrokers];
+
+async function deleteTopic(topic: string): Promise<void> {
+  const admin = new Kafka({ clientId: 'pir-contract-cleanup', brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic], timeout: 5000 }).catch(() => undefined);
+  await admin.disconnect();
+}
+
+test('Kafka: key is the image id, value the JSON event, traceparent a header', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['kafka']))) return;
+  const topic = uniqueName('pir-contract-wire');
+  const bus = new KafkaEventBus({ brokers, topic, logger: quiet });
+  const consumer = new Kafka({ clientId: 'pir-contract-raw', brokers, logLevel: logLevel.NOTHING }).consumer({ groupId: `${topic}-raw`, maxWaitTimeInMs: 100 });
+  t.after(async () => {
+    await consumer.disconnect();
+    await bus.close();
+    await deleteTopic(topic);
+  });
+  await bus.start();
+  const raw: { key: string; value: string; traceparent: string | undefined; partition: number }[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => {
+      raw.push({ key: message.key!.toString(), value: message.value!.toString(), traceparent: message.headers?.traceparent?.toString(), partition });
+    },
+  });
+  const img = randomUUID();
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const events = [makeEvent(img, 0, 'image.created', { traceparent: tp }), makeEvent(img, 1)];
+  await bus.publish(events);
+  await waitFor('two raw messages', () => raw.length === 2, 15_000);
+  assert.deepEqual(raw.map((r) => r.key), [img, img]);
+  assert.deepEqual(raw.map((r) => JSON.parse(r.value) as PirEvent), events);
+  assert.deepEqual(raw.map((r) => r.traceparent), [tp, undefined]);
+  assert.equal(raw[0]!.partition, raw[1]!.partition);
+  const meta = await (async () => {
+    const admin = new Kafka({ clientId: 'pir-contract-meta', brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try { return await admin.fetchTopicMetadata({ topics: [topic] }); } finally { await admin.disconnect(); }
+  })();
+  assert.equal(meta.topics[0]!.partitions.length, 6, 'created with 6 partitions');
+});
+
+test('Kafka: a poison event is retried in place without killing the consumer; the rest follows', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['kafka']))) return;
+  const topic = uniqueName('pir-contract-poison');
+  const bus = new KafkaEventBus({ brokers, topic, logger: quiet, retryBaseMs: 10, retryMaxMs: 40, loudAfterFailures: 3 });
+  t.after(async () => {
+    await bus.close();
+    await deleteTopic(topic);
+  });
+  const img = randomUUID();
+  let failures = 0;
+  const got: PirEvent[] = [];
+  await bus.subscribe('g-poison', async (e) => {
+    if (e.image_id === img && (e.data as { attempt: number }).attempt === 0 && failures < 25) {
+      failures++;
+      throw new Error('poison');
+    }
+    got.push(e);
+  });
+  const others = Array.from({ length: 12 }, () => makeEvent(randomUUID()));
+  await bus.publish([makeEvent(img, 0), makeEvent(img, 1), ...others]);
+  await waitFor('the poison event to pass and everything after it', () => got.length === 14, 20_000);
+  assert.equal(failures, 25);
+  assert.deepEqual(got.filter((e) => e.image_id === img).map((e) => (e.data as { attempt: number }).attempt), [0, 1]);
+});
+
+test('Kafka: an event whose consumer died mid-handler is delivered again to the group', { timeout: 90_000 }, async (t) => {
+  if (!(await requireServices(t, ['kafka']))) return;
+  const topic = uniqueName('pir-contract-kill');
+  const group = `${topic}-g`;
+  const sessionTimeoutMs = 6000; // the broker's minimum by default
+  const bus = new KafkaEventBus({ brokers, topic, logger: quiet, sessionTimeoutMs });
+  await bus.start();
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/kafka-hang-consumer.ts', import.meta.url)), brokers.join(','), topic, group, String(sessionTimeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await bus.close();
+    await deleteTopic(topic);
+  });
+  await waitFor('the child consumer', () => out.includes('ready'), 30_000);
+  const event = makeEvent(randomUUID());
+  await bus.publish([event]);
+  await waitFor('the child to get the event', () => out.includes(`got ${event.id}`), 15_000);
+  child.kill('SIGKILL');
+  await within('the child to die', exited, 5000);
+  const killedAt = performance.now();
+  const got: PirEvent[] = [];
+  await bus.subscribe(group, async (e) => { got.push(e); });
+  await waitFor('redelivery', () => got.length >= 1, sessionTimeoutMs * 3 + 10_000);
+  assert.equal(got[0]!.id, event.id);
+  console.log(`# kafka: event of a SIGKILLed consumer redelivered after ${(performance.now() - killedAt).toFixed(0)} ms (session timeout ${sessionTimeoutMs} ms)`);
+});

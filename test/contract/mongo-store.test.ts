@@ -1,0 +1,107 @@
+/**
+ * MongoDB/FerretDB store specifics: the journal that makes compare-and-set safe on FerretDB v1
+ * heals an image document left behind by a writer that died, or overwritten by a late writer.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MongoClient } from 'mongodb';
+import { MongoManifestStore } from '../../infra/mongo/mongo-manifest-store.js';
+import { requireServices, services, uniqueName } from '../support/services.js';
+import { iso, makeDoc, outboxEvent, sleep } from './helpers.js';
+
+test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_journal').replace(/-/g, '_');
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  await client.connect();
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  t.after(async () => {
+    await store.close();
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+  const images = client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images');
+  const journal = client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images_journal');
+
+  await t.test('a writer that died between its journal entry and the image document', async () => {
+    const doc = makeDoc({ status: 'importing', updated_at: iso(Date.parse('2024-01-01T00:00:00Z')) });
+    await store.create(doc);
+    const main = (await images.findOne({ _id: doc.id }))!;
+    // What a writer leaves behind when it dies right after winning: only the journal entry.
+    const next = { ...main, revision: 2, status: 'active', outbox: [outboxEvent(doc.id, 'image.active')], pir_seq: 1, pir_pending: true };
+    await journal.insertOne({ _id: `${doc.id}:${main.pir_inc}:0`, image_id: doc.id, seq: 0, at: new Date(Date.now() - 10_000).toISOString(), doc: next });
+    const got = await store.get(doc.id);
+    assert.equal(got?.revision, 2);
+    assert.equal(got?.status, 'active');
+    // The read repaired the image document: queries see the new state.
+    assert.equal((await images.findOne({ _id: doc.id }))?.status, 'active');
+    const cutoff = iso(Date.parse('2024-01-02T00:00:00Z'));
+    assert.deepEqual((await store.findStale(['importing'], cutoff, 10)).map((d) => d.id), []);
+    assert.deepEqual((await store.withPendingEvents(cutoff, 10)).map((d) => d.id), [doc.id]);
+    // And the compare-and-set continues from there.
+    assert.equal(await store.replace({ ...got!, revision: 3, outbox: [] }, 1), false);
+    assert.equal(await store.replace({ ...got!, revision: 3, outbox: [] }, 2), true);
+  });
+
+  await t.test('withPendingEvents and findStale report the newest state, not a trailing document', async () => {
+    const doc = makeDoc({ status: 'importing', updated_at: iso(Date.parse('2024-01-01T00:00:00Z')), outbox: [] });
+    await store.create(doc);
+    const main = (await images.findOne({ _id: doc.id }))!;
+    // A writer still in flight (entry written just now): readers follow it without repairing.
+    const next = { ...main, revision: 2, status: 'killed', pir_seq: 1 };
+    await journal.insertOne({ _id: `${doc.id}:${main.pir_inc}:0`, image_id: doc.id, seq: 0, at: new Date().toISOString(), doc: next });
+    const cutoff = iso(Date.parse('2024-01-02T00:00:00Z'));
+    assert.ok(!(await store.findStale(['importing'], cutoff, 10)).some((d) => d.id === doc.id));
+    assert.ok((await store.findStale(['killed'], cutoff, 10)).length === 0, 'the image document itself is not rewritten yet');
+    assert.equal((await store.get(doc.id))?.status, 'killed');
+  });
+
+  await t.test('an image document overwritten with an old state by a late writer', async () => {
+    const doc = makeDoc({ properties: {} });
+    await store.create(doc);
+    const early = (await images.findOne({ _id: doc.id }))!;
+    let cur = (await store.get(doc.id))!;
+    for (let i = 0; i < 10; i++) {
+      const next = { ...cur, revision: cur.revision + 1, properties: { ...cur.properties, [`k${i}`]: 'v' } };
+      assert.equal(await store.replace(next, cur.revision), true);
+      cur = next;
+    }
+    await images.replaceOne({ _id: doc.id }, early); // seq 0: its journal entries' documents are long compacted
+    await sleep(10);
+    const got = await store.get(doc.id);
+    assert.equal(got?.revision, 11);
+    assert.equal(Object.keys(got!.properties).length, 10);
+    assert.equal((await images.findOne({ _id: doc.id }))?.revision, 11, 'rebuilt');
+    assert.equal(await store.replace({ ...got!, revision: 12 }, 11), true);
+  });
+
+  await t.test('purge removes the journal too', async () => {
+    const doc = makeDoc();
+    await store.create(doc);
+    await store.replace({ ...doc, revision: 2 }, 1);
+    await store.purge(doc.id);
+    assert.equal(await journal.countDocuments({ image_id: doc.id }), 0);
+    assert.equal(await store.get(doc.id), null);
+  });
+});
+
+test('Mongo store: a second process starting on an existing database', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_restart').replace(/-/g, '_');
+  const first = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  await first.start();
+  await first.create(makeDoc({}));
+  // FerretDB 1.24 drops the connection when createIndexes repeats existing indexes: every
+  // process after the first would fail to start unless the store creates only missing ones.
+  const second = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  const third = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  await Promise.all([second.start(), third.start()]);
+  assert.equal((await second.list({ where: {}, sortKey: 'created_at', sortDir: 'desc', limit: 10 })).length, 1);
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  t.after(async () => {
+    await Promise.all([first.close(), second.close(), third.close()]);
+    await client.connect();
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * Embedded mode end to end: a real `pir serve` process, real images made with qemu-img,
+ * driven over HTTP (and by the real glance CLI in glance-cli.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readdir, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ensureQemuImg, makeImage, makeTempDir, removeDir } from '../support/images.js';
+import { PirClient } from '../support/pir-client.js';
+import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
+
+const logDir = testLogDir('embedded');
+import { assertActiveAsExpected, buildMatrix, type Fixture } from './upload-matrix.js';
+
+const TOKEN = 'e2e-admin-token';
+
+async function startServe(dataDir: string, extraEnv: Record<string, string> = {}): Promise<{ pir: PirProcess; client: PirClient }> {
+  const port = await freePort();
+  const pir = await startPirProcess('serve', { PIR_DATA_DIR: dataDir, PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, ...extraEnv }, logDir, `serve-${port}`);
+  return { pir, client: new PirClient(`http://127.0.0.1:${port}`, TOKEN) };
+}
+
+describe('embedded mode (pir serve)', () => {
+  let dir: string;
+  let pir: PirProcess;
+  let client: PirClient;
+  let matrix: Fixture[];
+
+  before(async () => {
+    ensureQemuImg();
+    dir = await makeTempDir('pir-e2e-embedded-');
+    matrix = await buildMatrix(dir, 6);
+    ({ pir, client } = await startServe(join(dir, 'data'), { PIR_MAX_IMAGE_SIZE: '64MiB' }));
+  });
+  after(async () => {
+    await pir?.stop();
+    await removeDir(dir);
+  });
+
+  it('answers GET / with 300 and GET /versions with 200, and needs a token for /v2', async () => {
+    const root = await fetch(`${client.baseUrl}/`);
+    assert.equal(root.status, 300);
+    const versions = await (await fetch(`${client.baseUrl}/versions`)).json() as { versions: { status: string }[] };
+    assert.ok(versions.versions.some((v) => v.status === 'CURRENT'));
+    const anonymous = await fetch(`${client.baseUrl}/v2/images`);
+    assert.equal(anonymous.status, 401);
+    const wrong = await fetch(`${client.baseUrl}/v2/images`, { headers: { 'x-auth-token': 'nope' } });
+    assert.equal(wrong.status, 401);
+  });
+
+  it('takes the upload matrix concurrently to active with the right checksums and virtual sizes', async () => {
+    const ids = await Promise.all(matrix.map(async (fixture) => {
+      const image = await client.createImage({ name: fixture.label, disk_format: fixture.disk_format, container_format: fixture.container_format });
+      assert.equal(image.status, 'queued');
+      const response = await client.putData(image.id, fixture.path);
+      assert.equal(response.status, 204, `${fixture.label}: ${JSON.stringify(response.body)}`);
+      return image.id as string;
+    }));
+    for (const [i, id] of ids.entries()) await assertActiveAsExpected(client, id, matrix[i]);
+    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), [], 'staging is emptied once images are active');
+  });
+
+  it('answers 202 at once with Prefer: respond-async, and the image becomes active', async () => {
+    const fixture = matrix[1];
+    const image = await client.createImage({ name: 'async', disk_format: fixture.disk_format, container_format: fixture.container_format });
+    const response = await client.putData(image.id, fixture.path, 'file', { prefer: 'respond-async' });
+    assert.equal(response.status, 202);
+    await client.waitSettled(image.id);
+    await assertActiveAsExpected(client, image.id, fixture);
+  });
+
+  it('imports a staged image with glance-direct', async () => {
+    const fixture = matrix[2];
+    const image = await client.createImage({ name: 'staged', disk_format: fixture.disk_format, container_format: fixture.container_format });
+    assert.equal((await client.putData(image.id, fixture.path, 'stage')).status, 204);
+    assert.equal((await client.getImage(image.id)).body.status, 'uploading');
+    const imported = await client.call('POST', `/v2/images/${image.id}/import`, { method: { name: 'glance-direct' } });
+    assert.equal(imported.status, 202);
+    await client.waitSettled(image.id);
+    await assertActiveAsExpected(client, image.id, fixture);
+    const tasks = await client.call('GET', `/v2/images/${image.id}/tasks`);
+    assert.equal(tasks.body.tasks[0].status, 'success');
+  });
+
+  it('refuses a qcow2 with a backing file, with the reason, and stores nothing', async () => {
+    const evil = await makeImage(dir, 'qcow2', { backing: '/etc/passwd', backingFormat: 'raw', unsafe: true, size: '1G' });
+    const image = await client.createImage({ name: 'evil', disk_format: 'qcow2', container_format: 'bare' });
+    const response = await client.putData(image.id, evil);
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error.error_code, 'qcow2_backing_file');
+    assert.match(response.body.error.message, /backing file/);
+    const shown = (await client.getImage(image.id)).body;
+    assert.equal(shown.status, 'killed');
+    assert.deepEqual({ stage: shown.pir_failure.stage, code: shown.pir_failure.code }, { stage: 'inspect', code: 'qcow2_backing_file' });
+    const tasks = (await client.call('GET', `/v2/images/${image.id}/tasks`)).body.tasks;
+    assert.equal(tasks[0].status, 'failure');
+    assert.match(tasks[0].message, /backing file/);
+    assert.ok(!(await readdir(join(dir, 'data', 'images'))).includes(image.id));
+    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+  });
+
+  it('refuses a qcow2 declared as raw, and a Content-MD5 or os_hash_value that does not match', async () => {
+    const qcow2 = matrix[1];
+    const mismatch = await client.createImage({ name: 'mismatch', disk_format: 'raw', container_format: 'bare' });
+    const refused = await client.putData(mismatch.id, qcow2.path);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error.error_code, 'format_mismatch');
+
+    const md5 = await client.createImage({ name: 'md5', disk_format: 'qcow2', container_format: 'bare' });
+    const wrongMd5 = createHash('md5').update('something else').digest('base64');
+    const badMd5 = await client.putData(md5.id, qcow2.path, 'file', { 'content-md5': wrongMd5 });
+    assert.equal(badMd5.status, 400);
+    assert.equal(badMd5.body.error.error_code, 'checksum_mismatch');
+
+    const goodMd5 = await client.createImage({ name: 'md5-ok', disk_format: 'qcow2', container_format: 'bare' });
+    const rightMd5 = Buffer.from(qcow2.expected.md5, 'hex').toString('base64');
+    assert.equal((await client.putData(goodMd5.id, qcow2.path, 'file', { 'content-md5': rightMd5 })).status, 204);
+
+    const hash = await client.createImage({ name: 'hash', disk_format: 'qcow2', container_format: 'bare', os_hash_algo: 'sha512', os_hash_value: 'ab'.repeat(64) });
+    const badHash = await client.putData(hash.id, qcow2.path);
+    assert.equal(badHash.status, 400);
+    assert.equal(badHash.body.error.error_code, 'checksum_mismatch');
+    assert.equal((await client.getImage(hash.id)).body.status, 'killed');
+  });
+
+  it('cuts off an upload over PIR_MAX_IMAGE_SIZE with 413 and puts the image back in queued', async () => {
+    const big = join(dir, 'big.raw');
+    await writeFile(big, Buffer.alloc(65 * 2 ** 20, 1));
+    const image = await client.createImage({ name: 'big', disk_format: 'raw', container_format: 'bare' });
+    const response = await client.putData(image.id, big).catch((error: Error) => ({ status: 0, body: error.message, headers: {} }));
+    // The server answers 413 and closes; a client still sending may see the reset instead.
+    assert.ok(response.status === 413 || response.status === 0, `status ${response.status}`);
+    await waitFor(async () => (await client.getImage(image.id)).body.status === 'queued', 10_000, 'image back in queued');
+    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+    const declared = await client.createImage({ name: 'declared-big', disk_format: 'raw', container_format: 'bare' });
+    const early = await client.call('PUT', `/v2/images/${declared.id}/file`, undefined, { 'content-type': 'application/octet-stream', 'x-openstack-image-size': String(2 ** 40) });
+    assert.equal(early.status, 413);
+    assert.equal(early.body.error.error_code, 'image_too_large');
+  });
+
+  it('puts an image back in queued, with no staging file, when the client disconnects mid-upload', async () => {
+    const image = await client.createImage({ name: 'vanishing', disk_format: 'raw', container_format: 'bare' });
+    const url = new URL(`${client.baseUrl}/v2/images/${image.id}/file`);
+    const req = request(url, { method: 'PUT', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream', 'content-length': String(32 * 2 ** 20) } });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(4 * 2 ** 20, 7));
+    await waitFor(async () => (await client.getImage(image.id)).body.status === 'saving', 10_000, 'saving');
+    req.destroy();
+    await waitFor(async () => (await client.getImage(image.id)).body.status === 'queued', 10_000, 'queued after the disconnect');
+    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+    // And the image can be uploaded again.
+    assert.equal((await client.putData(image.id, matrix[0].path)).status, 204);
+  });
+
+  it('refuses a second upload to an active image, serves ranges, and deletes bytes with the image', async () => {
+    const fixture = matrix[0];
+    const image = await client.createImage({ name: 'ranges', disk_format: 'raw', container_format: 'bare' });
+    assert.equal((await client.putData(image.id, fixture.path)).status, 204);
+    assert.equal((await client.putData(image.id, fixture.path)).status, 409);
+    const part = await fetch(`${client.baseUrl}/v2/images/${image.id}/file`, { headers: { 'x-auth-token': TOKEN, range: 'bytes=65536-65545' } });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get('content-range'), `bytes 65536-65545/${fixture.expected.size}`);
+    assert.equal((await part.arrayBuffer()).byteLength, 10);
+    const bad = await fetch(`${client.baseUrl}/v2/images/${image.id}/file`, { headers: { 'x-auth-token': TOKEN, range: `bytes=${fixture.expected.size + 5}-` } });
+    assert.equal(bad.status, 416);
+    assert.equal((await client.call('DELETE', `/v2/images/${image.id}`)).status, 204);
+    assert.equal((await client.getImage(image.id)).status, 404);
+    assert.ok(!(await readdir(join(dir, 'data', 'images'))).includes(image.id));
+  });
+
+  it('lists images with limit and marker paging', async () => {
+    const first = await client.call('GET', '/v2/images?limit=2');
+    assert.equal(first.body.images.length, 2);
+    assert.ok(first.body.next);
+    const second = await client.call('GET', first.body.next);
+    assert.equal(second.body.images.length, 2);
+    const seen = new Set([...first.body.images, ...second.body.images].map((i: { id: string }) => i.id));
+    assert.equal(seen.size, 4);
+  });
+});
+
+describe('embedded mode: a restart in the middle of an import', () => {
+  it('resumes the import after the process was killed, and the image becomes active once', async () => {
+    ensureQemuImg();
+    const dir = await makeTempDir('pir-e2e-restart-');
+    const dataDir = join(dir, 'data');
+    // 1 GiB of zeros, gzip'd to ~1 MiB: unpacking takes long enough to be interrupted.
+    const gz = join(dir, 'zeros.raw.gz');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('bash', ['-c', `head -c ${2 ** 30} /dev/zero | gzip -1 > ${gz}`]);
+    const env = { PIR_MAX_EXPANSION_RATIO: '1000000' };
+    let { pir, client } = await startServe(dataDir, env);
+    try {
+      const image = await client.createImage({ name: 'restart', disk_format: 'raw', container_format: 'compressed' });
+      assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
+      await waitFor(async () => (await client.getImage(image.id)).body.pir_pipeline?.stages.unpack.status === 'running', 20_000, 'unpack running');
+      await pir.kill();
+      ({ pir, client } = await startServe(dataDir, env));
+      const settled = await client.waitSettled(image.id, 120_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      assert.equal(settled.size, 2 ** 30);
+      assert.equal(settled.pir_pipeline.run, 2, 'the import resumed under a new run');
+      const zeros = createHash('md5');
+      const block = Buffer.alloc(2 ** 20);
+      for (let i = 0; i < 1024; i++) zeros.update(block);
+      assert.equal(settled.checksum, zeros.digest('hex'));
+      assert.deepEqual(await readdir(join(dataDir, 'images')), [image.id]);
+      assert.deepEqual(await readdir(join(dataDir, 'staging')), []);
+    } finally {
+      await pir.stop();
+      await removeDir(dir);
+    }
+  });
+});

@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, distributedUrls, loadConfig, parseSize } from '../../../infra/config.js';
+
+describe('config', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.port, 9292);
+    assert.equal(config.maxImageSize, 2 ** 40);
+    assert.equal(config.adminToken, null);
+    assert.equal(distributedUrls(config), null);
+  });
+  it('parses sizes with units', () => {
+    assert.equal(parseSize('X', '1073741824'), 2 ** 30);
+    assert.equal(parseSize('X', '512MiB'), 512 * 2 ** 20);
+    assert.equal(parseSize('X', '1 TiB'), 2 ** 40);
+    assert.equal(parseSize('X', '4g'), 4 * 2 ** 30);
+    assert.throws(() => parseSize('PIR_MAX_IMAGE_SIZE', 'lots'), /PIR_MAX_IMAGE_SIZE: "lots" is not a size/);
+  });
+  it('names the variable in every refusal', () => {
+    assert.throws(() => loadConfig({ PIR_PORT: '99999' }), (e: Error) => e instanceof ConfigError && /PIR_PORT/.test(e.message));
+    assert.throws(() => loadConfig({ PIR_REDIS_URL: 'http://x' }), /PIR_REDIS_URL/);
+    assert.throws(() => loadConfig({ PIR_KAFKA_BROKERS: 'no-port' }), /PIR_KAFKA_BROKERS/);
+    assert.throws(() => loadConfig({ PIR_ALLOW_ENCRYPTED_IMAGES: 'maybe' }), /PIR_ALLOW_ENCRYPTED_IMAGES/);
+    assert.throws(() => loadConfig({ PIR_KAFKA_TOPIC: 'a b' }), /PIR_KAFKA_TOPIC/);
+  });
+  it('needs all three service URLs for distributed mode', () => {
+    assert.throws(() => loadConfig({ PIR_REDIS_URL: 'redis://127.0.0.1:6379' }), /distributed mode needs all three/);
+    const config = loadConfig({ PIR_REDIS_URL: 'redis://r:6379', PIR_KAFKA_BROKERS: 'k1:9092,k2:9092', PIR_MONGODB_URL: 'mongodb://m/pir' });
+    assert.deepEqual(distributedUrls(config), { redisUrl: 'redis://r:6379', kafkaBrokers: ['k1:9092', 'k2:9092'], mongodbUrl: 'mongodb://m/pir' });
+  });
+});

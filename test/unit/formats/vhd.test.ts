@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
+import { gptDisk } from './craft.js';
+import { assertAccepted, assertRefused, codes, detectBuf, detectFile } from './helpers.js';
+
+/** Recompute the footer checksum (ones' complement of the byte sum, skipping the field). */
+function fixChecksum(footer: Buffer): void {
+  let sum = 0;
+  for (let i = 0; i < 512; i++) if (i < 64 || i > 67) sum += footer[i]!;
+  footer.writeUInt32BE(~sum >>> 0, 64);
+}
+
+/** Apply an edit to every footer copy in a VHD buffer and keep checksums valid. */
+function editFooters(img: Buffer, edit: (f: Buffer) => void): Buffer {
+  const out = Buffer.from(img);
+  for (const off of [0, out.length - 512]) {
+    const f = out.subarray(off, off + 512);
+    if (f.toString('latin1', 0, 8) !== 'conectix') continue;
+    edit(f);
+    fixChecksum(f);
+  }
+  return out;
+}
+
+describe('vhd (vpc)', () => {
+  let dir = '';
+  let dynamic: Buffer;
+  before(async () => {
+    ensureQemuImg();
+    dir = await makeTempDir();
+    dynamic = await readFile(await makeImage(dir, 'vpc', { size: '64M' }));
+  });
+  after(() => removeDir(dir));
+
+  const variants: Array<[string, Record<string, string>]> = [
+    ['dynamic', {}],
+    ['fixed', { subformat: 'fixed' }],
+    ['dynamic force_size', { force_size: 'on' }],
+    ['fixed force_size', { subformat: 'fixed', force_size: 'on' }],
+  ];
+  for (const [label, options] of variants) {
+    it(`matches qemu-img info -f vpc for ${label}`, async () => {
+      const p = await makeImage(dir, 'vpc', { size: '64M', options });
+      const [r, q] = await Promise.all([detectFile(p), qemuInfo(p, 'vpc')]);
+      assert.equal(r.format, 'vhd');
+      assert.equal(r.virtualSize, q['virtual-size']);
+      assert.equal(r.details.diskType, options.subformat ?? 'dynamic');
+      assert.deepEqual(codes(r, 'refuse'), []);
+      assertAccepted(r, 'vhd');
+      assertAccepted(r, 'vpc');
+      assertRefused(r, 'raw', 'format_mismatch');
+    });
+  }
+
+  it('reads little of an 8 GiB dynamic or fixed image', async () => {
+    for (const options of [{}, { subformat: 'fixed' }] as Array<Record<string, string>>) {
+      const r = await detectFile(await makeImage(dir, 'vpc', { size: '8G', options }));
+      assert.equal(r.format, 'vhd');
+      assert.ok((r.virtualSize ?? 0) > 8.5e9);
+      assert.ok(r.bytesRead < 4 << 20, `read ${r.bytesRead}`);
+    }
+  });
+
+  it('refuses a differencing disk and names its parent', async () => {
+    const img = editFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
+    const dataOffset = Number(img.readBigUInt64BE(16));
+    const name = Buffer.from('C:\\base\\parent.vhd', 'utf16le').swap16();
+    name.copy(img, dataOffset + 64);
+    img.writeUInt32BE(0x57326b75, dataOffset + 576); // 'W2ku' locator
+    const r = await detectBuf(img);
+    assert.equal(r.details.diskType, 'differencing');
+    const v = assertRefused(r, 'vhd', 'vhd_differencing');
+    assert.ok(codes(r).filter((c) => c === 'vhd_differencing').length >= 1);
+    assert.ok(r.findings.some((f) => f.message.includes('parent.vhd')), JSON.stringify(r.findings));
+    assert.ok(!v.ok);
+  });
+
+  it('refuses a "dynamic" disk whose header carries a parent locator', async () => {
+    const img = Buffer.from(dynamic);
+    img.writeUInt32BE(0x57326b75, Number(img.readBigUInt64BE(16)) + 576);
+    assertRefused(await detectBuf(img), 'vhd', 'vhd_differencing');
+  });
+
+  it('refuses a differencing footer that exists only at the end of the file', async () => {
+    const img = editFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
+    img.fill(0, 0, 512);
+    assertRefused(await detectBuf(img), 'vhd', 'vhd_differencing');
+  });
+
+  it('refuses damaged footers and dynamic headers', async () => {
+    assertRefused(await detectBuf(editFooters(dynamic, (f) => f.writeUInt32BE(9, 60))), 'vhd', 'corrupt_header');
+    assertRefused(await detectBuf(dynamic.subarray(0, 600)), 'vhd', 'corrupt_header');
+    assertRefused(await detectBuf(dynamic.subarray(0, 100)), 'vhd', 'corrupt_header');
+    assertRefused(await detectBuf(editFooters(dynamic, (f) => f.writeBigUInt64BE(1n << 50n, 16))), 'vhd', 'corrupt_header');
+    const badBlock = Buffer.from(dynamic);
+    badBlock.writeUInt32BE(1000, Number(badBlock.readBigUInt64BE(16)) + 32);
+    assertRefused(await detectBuf(badBlock), 'vhd', 'corrupt_header');
+    const fewEntries = Buffer.from(dynamic);
+    fewEntries.writeUInt32BE(1, Number(fewEntries.readBigUInt64BE(16)) + 28);
+    assertRefused(await detectBuf(fewEntries), 'vhd', 'corrupt_header');
+  });
+
+  it('refuses a fixed disk shorter than its declared size', async () => {
+    const footer = Buffer.from(dynamic.subarray(0, 512));
+    footer.writeUInt32BE(2, 60);
+    footer.writeBigUInt64BE(0xffffffffffffffffn, 16);
+    footer.writeBigUInt64BE(1n << 30n, 48);
+    fixChecksum(footer);
+    const img = Buffer.concat([Buffer.alloc(4096), footer]);
+    assertRefused(await detectBuf(img), 'vhd', 'corrupt_header');
+  });
+
+  it('only notes a bad checksum', async () => {
+    const img = Buffer.from(dynamic);
+    img[70] = img[70]! ^ 0xff; // unique id byte, covered by the checksum
+    const r = await detectBuf(img);
+    assert.ok(codes(r, 'info').includes('vhd_checksum'));
+    assertAccepted(r, 'vhd');
+  });
+
+  it('refuses a virtual size over the policy', async () => {
+    const img = editFooters(dynamic, (f) => {
+      f.writeBigUInt64BE(1n << 45n, 48);
+      f.write('win ', 28, 'latin1');
+    });
+    const dataOffset = Number(img.readBigUInt64BE(16));
+    img.writeUInt32BE(1 << 24, dataOffset + 28); // enough BAT entries to cover it
+    img.writeUInt32BE(1 << 21, dataOffset + 32);
+    const r = await detectBuf(img);
+    assert.equal(r.virtualSize, 2 ** 45);
+    assertRefused(r, 'vhd', 'virtual_size_too_large');
+  });
+
+  it('accepts a fixed VHD whose payload is a GPT disk', async () => {
+    const disk = gptDisk();
+    const footer = Buffer.from(dynamic.subarray(0, 512));
+    footer.writeUInt32BE(2, 60);
+    footer.writeBigUInt64BE(0xffffffffffffffffn, 16);
+    footer.writeBigUInt64BE(BigInt(disk.length), 48);
+    footer.write('win ', 28, 'latin1');
+    fixChecksum(footer);
+    const r = await detectBuf(Buffer.concat([disk, footer]));
+    assert.equal(r.format, 'vhd');
+    assert.deepEqual(r.alsoMatches, ['gpt']);
+    assert.equal(r.virtualSize, disk.length);
+    assertAccepted(r, 'vhd');
+  });
+});
