@@ -1,30 +1,31 @@
 /**
- * Waits until an image leaves the in-flight statuses. Writes made in this process wake the
- * waiter at once; writes by other processes (workers) are seen by polling with a short backoff.
+ * Waits until an image leaves the in-flight statuses. It re-reads the image when woken by a
+ * signal for it (a write by this process, or an event from the bus), and otherwise polls with a
+ * backoff, so a lost signal only costs time.
  */
 import type { ImageDoc } from '../schemas/image.js';
 import type { Manifest } from '../core/manifest.js';
 
 const SETTLED = new Set(['active', 'killed', 'deleted', 'queued', 'deactivated']);
+const MAX_POLL_MS = 1000;
 
 export async function waitForSettled(manifest: Manifest, id: string, signal: AbortSignal): Promise<ImageDoc | null> {
   let wake: () => void = () => {};
-  const onChange = (doc: ImageDoc) => { if (SETTLED.has(doc.status)) wake(); };
-  manifest.changes.on(id, onChange);
+  const onSignal = () => wake();
+  manifest.changes.on(id, onSignal);
   try {
-    let delay = 5;
+    let delay = 10;
     for (;;) {
       const doc = await manifest.get(id);
-      if (!doc || SETTLED.has(doc.status)) return doc;
-      if (signal.aborted) return doc;
+      if (!doc || SETTLED.has(doc.status) || signal.aborted) return doc;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         wake = () => { clearTimeout(timer); resolve(); };
         signal.addEventListener('abort', wake, { once: true });
       });
-      delay = Math.min(delay * 2, 100);
+      delay = Math.min(delay * 2, MAX_POLL_MS);
     }
   } finally {
-    manifest.changes.off(id, onChange);
+    manifest.changes.off(id, onSignal);
   }
 }

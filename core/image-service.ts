@@ -3,7 +3,7 @@
  * drive the pipeline stages (workers/stage-runner.ts); both change images only through Manifest.
  */
 import { randomUUID } from 'node:crypto';
-import type { ContainerFormat, DiskFormat, HashedBlob, ImageDoc, Visibility } from '../schemas/image.js';
+import { IMAGE_STATUSES, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type Visibility } from '../schemas/image.js';
 import { badRequest, conflict, forbidden } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import { Manifest, transition } from './manifest.js';
@@ -82,8 +82,12 @@ export class ImageService {
     return this.manifest.require(id);
   }
 
+  /** Lists images; deleted ones (kept until their last event is relayed) are never shown. */
   async list(query: ListQuery): Promise<ImageDoc[]> {
-    return this.manifest.store.list(query);
+    const requested = query.where.status === undefined ? IMAGE_STATUSES : [query.where.status].flat();
+    const visible = requested.filter((s) => s !== 'deleted');
+    if (visible.length === 0 || query.limit === 0) return [];
+    return this.manifest.store.list({ ...query, where: { ...query.where, status: visible } });
   }
 
   async remove(id: string): Promise<void> {

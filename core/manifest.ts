@@ -59,8 +59,12 @@ export class Manifest {
       const now = new Date().toISOString();
       draft.revision = current.revision + 1;
       draft.updated_at = now;
-      draft.outbox = [...current.outbox, ...events.map((e) => materialize(id, e, now))];
+      // Events this process already published leave the outbox with this write: that is their ack.
+      const published = this.relay.publishedEvents(id);
+      const dropped = current.outbox.filter((e) => published.has(e.id)).map((e) => e.id);
+      draft.outbox = [...current.outbox.filter((e) => !published.has(e.id)), ...events.map((e) => materialize(id, e, now))];
       if (await this.store.replace(draft, current.revision)) {
+        this.relay.acknowledgedByWrite(id, dropped);
         this.afterWrite(draft, events);
         return { doc: draft, changed: true };
       }

@@ -62,6 +62,11 @@ export interface EventBus {
    * image, to one member of the consumer group. A handler that throws gets the event again later.
    */
   subscribe(group: string, handler: EventHandler): Promise<void>;
+  /**
+   * Every event published from now on, in this process, whoever else watches: best effort and
+   * not durable, for waking waiters (never for work that must happen). Returns a stop function.
+   */
+  watch(handler: EventHandler): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 

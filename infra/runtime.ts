@@ -81,7 +81,10 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
+  let stopWatching: () => Promise<void> = async () => {};
   if (roles.api) {
+    // Wake upload requests waiting for their image as soon as a worker's event says it moved on.
+    stopWatching = await adapters.bus.watch(async (e) => { manifest.changes.emit(e.image_id); });
     app = await buildApp({
       images, manifest, blobs, hashes, log, adminToken: token.token,
       upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) },
@@ -99,6 +102,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       log.info('stopping: no new work; finishing what is running');
       const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
       await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS)]);
+      await stopWatching();
       await sweepers.stop();
       await relay.drain();
       await adapters.close();

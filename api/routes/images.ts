@@ -67,8 +67,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
     const query = request.query as Record<string, string | string[] | undefined>;
     const listQuery = await parseListQuery(query, images);
     const docs = await images.list(listQuery);
-    const page = docs.filter((d) => d.status !== 'deleted');
-    const result: Record<string, unknown> = { images: page.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
+    const result: Record<string, unknown> = { images: docs.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
     if (docs.length === listQuery.limit) {
       const params = new URLSearchParams();
       for (const [key, value] of Object.entries(query)) {

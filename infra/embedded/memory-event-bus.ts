@@ -60,6 +60,7 @@ function hash(s: string): number {
 }
 
 export class MemoryEventBus implements EventBus {
+  private readonly watchers = new Set<EventHandler>();
   private readonly log: Entry[] = [];
   private readonly groups = new Map<string, Group>();
   private readonly inflight = new Set<Promise<void>>();
@@ -87,6 +88,17 @@ export class MemoryEventBus implements EventBus {
       for (const group of this.groups.values()) this.enqueue(group, entry);
     }
     if (this.log.length > this.retain) this.log.splice(0, this.log.length - this.retain);
+    if (this.watchers.size > 0) {
+      const copies = entries.map((e) => JSON.parse(e.json) as PirEvent);
+      queueMicrotask(() => {
+        for (const watcher of this.watchers) for (const event of copies) watcher(event).catch(() => {});
+      });
+    }
+  }
+
+  async watch(handler: EventHandler): Promise<() => Promise<void>> {
+    this.watchers.add(handler);
+    return async () => { this.watchers.delete(handler); };
   }
 
   async subscribe(group: string, handler: EventHandler): Promise<void> {

@@ -16,6 +16,8 @@
  * - kafkajs's own logs go to the given pino logger at WARN and above; rebalance chatter that
  *   kafkajs reports as errors is downgraded to info.
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Kafka, Partitioners, logLevel as KafkaLogLevel } from 'kafkajs';
 import type { Admin, Consumer, LogEntry, Producer, IHeaders } from 'kafkajs';
 import pino from 'pino';
@@ -177,6 +179,32 @@ export class KafkaEventBus implements EventBus {
   }
 
   async subscribe(group: string, handler: EventHandler): Promise<void> {
+    await this.consume(group, handler, { fromBeginning: true, commit: true });
+  }
+
+  /**
+   * A consumer of its own (a group per process), from the newest offset on, committing nothing:
+   * the broker forgets the group once it leaves.
+   */
+  async watch(handler: EventHandler): Promise<() => Promise<void>> {
+    const group = `pir-watch-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    // "Latest" is resolved lazily at the first fetch, after events published meanwhile: start from
+    // the high watermarks read now instead, so nothing published after watch() returns is missed.
+    await this.start();
+    const admin = this.kafka.admin();
+    await admin.connect();
+    const highWatermarks = await admin.fetchTopicOffsets(this.topic).finally(() => admin.disconnect());
+    const consumer = await this.consume(group, async (event) => {
+      await handler(event).catch((err: unknown) => this.logger.debug({ err, group }, 'watcher failed; ignored'));
+    }, { fromBeginning: false, commit: false });
+    for (const { partition, high } of highWatermarks) consumer.seek({ topic: this.topic, partition, offset: high });
+    return async () => {
+      this.consumers.delete(consumer);
+      await consumer.disconnect().catch(() => undefined);
+    };
+  }
+
+  private async consume(group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<Consumer> {
     await this.start();
     const consumer = this.kafka.consumer({
       groupId: group,
@@ -197,8 +225,9 @@ export class KafkaEventBus implements EventBus {
     });
     try {
       await consumer.connect();
-      await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+      await consumer.subscribe({ topics: [this.topic], fromBeginning: options.fromBeginning });
       await consumer.run({
+        autoCommit: options.commit,
         partitionsConsumedConcurrently: this.o.partitions,
         eachMessage: async ({ partition, message, heartbeat }) => {
           const raw = message.value?.toString('utf8') ?? '';
@@ -223,6 +252,7 @@ export class KafkaEventBus implements EventBus {
       ]);
       clearTimeout(timer);
       if (!ok) this.logger.warn({ group }, 'kafka consumer has not joined its group yet; it keeps trying');
+      return consumer;
     } catch (err) {
       this.consumers.delete(consumer);
       await consumer.disconnect().catch(() => undefined);

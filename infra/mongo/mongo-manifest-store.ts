@@ -65,6 +65,7 @@ const KEEP_DOCS = 4;
 /** An image document trailing its journal for longer than this is repaired by readers. */
 const REPAIR_AFTER_MS = 2000;
 const WRITE_RETRIES = 100;
+const HEAD_CACHE_SIZE = 10_000;
 /** Lookups in flight at once when withPendingEvents/findStale bring their rows up to date. */
 const FRESH_PARALLEL = 16;
 
@@ -132,6 +133,8 @@ export class MongoManifestStore implements ManifestStore {
   private readonly col: Collection<Stored>;
   private readonly journal: Collection<JournalEntry>;
   private ready: Promise<void> | null = null;
+  /** The newest head this process has seen per image (bounded): a hint for the next write. */
+  private readonly heads = new Map<string, Stored>();
   private closed = false;
 
   constructor(opts: MongoManifestStoreOptions) {
@@ -249,6 +252,7 @@ export class MongoManifestStore implements ManifestStore {
   }
 
   async purge(id: string): Promise<void> {
+    this.heads.delete(id);
     await this.start();
     await this.journal.deleteMany({ image_id: id });
     await this.col.deleteOne({ _id: id });
@@ -265,12 +269,25 @@ export class MongoManifestStore implements ManifestStore {
    * write nothing. Returns whether this call's write won.
    */
   private async write(id: string, next: (head: Stored) => ImageDoc | null): Promise<boolean> {
+    // First try the head this process saw last: its journal slot is free only if nobody wrote
+    // since, so the insert itself checks that, and a hit saves the two reads of resolve().
+    let known: Stored | undefined = this.heads.get(id);
     for (let attempt = 0; attempt < WRITE_RETRIES; attempt++) {
-      const r = await this.resolve(id);
-      if (!r) return false;
-      const doc = next(r.head);
-      if (!doc) return false;
-      const { head } = r;
+      let head: Stored;
+      const fromCache = known !== undefined;
+      if (known) {
+        head = known;
+        known = undefined;
+      } else {
+        const r = await this.resolve(id);
+        if (!r) return false;
+        head = r.head;
+      }
+      const doc = next(head);
+      if (!doc) {
+        if (fromCache) continue; // the remembered head may be stale: look again
+        return false;
+      }
       const stored: Stored = { ...doc, _id: id, pir_pending: doc.outbox.length > 0, pir_seq: head.pir_seq + 1, pir_inc: head.pir_inc };
       try {
         await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), doc: stored }));
@@ -278,15 +295,23 @@ export class MongoManifestStore implements ManifestStore {
         if (isDuplicateKey(err)) continue; // someone else wrote state `seq` first: look again
         throw err;
       }
+      this.remember(stored);
       const compact = head.pir_seq - KEEP_DOCS;
       await Promise.all([
-        this.col.replaceOne({ _id: id }, stored),
-        compact >= 0 ? this.journal.updateOne({ _id: journalId(id, head.pir_inc, compact) }, { $unset: { doc: '' } }) : null,
+        whenNotBusy(() => this.col.replaceOne({ _id: id }, stored)),
+        compact >= 0 ? whenNotBusy(() => this.journal.updateOne({ _id: journalId(id, head.pir_inc, compact) }, { $unset: { doc: '' } })) : null,
       ]);
       return true;
     }
     throw new Error(`manifest ${id}: gave up after ${WRITE_RETRIES} contended writes`);
   }
+
+  private remember(head: Stored): void {
+    this.heads.delete(head._id);
+    this.heads.set(head._id, head);
+    if (this.heads.size > HEAD_CACHE_SIZE) this.heads.delete(this.heads.keys().next().value!);
+  }
+
 
   /** The newest state of an image: its document, followed through the journal. */
   private async resolve(id: string): Promise<Resolved | null> {
@@ -311,6 +336,7 @@ export class MongoManifestStore implements ManifestStore {
         // The writer of that entry died before it updated the image document: finish its work.
         await whenNotBusy(() => this.col.replaceOne({ _id: id }, head));
       }
+      this.remember(head);
       return { head, trailingSince };
     }
     return this.rebuild(id);

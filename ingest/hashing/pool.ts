@@ -67,6 +67,7 @@ class HashThread {
     this.worker.unref(); // idle threads never keep the process alive; ref'd while a job is pending
     this.worker.on('message', (r: WorkerReply) => {
       if (typeof r === 'number') this.settle(r, null);
+      else if (Array.isArray(r)) for (const j of r) this.settle(j, null);
       else if ('d' in r) this.settle(r.j, null, r.d);
       else this.settle(r.j, new Error(`hash worker: ${r.e}`));
     });
@@ -117,6 +118,8 @@ export interface Slot {
   readonly offset: number;
   /** The slot's bytes: `sab[offset, offset + slotBytes)`. */
   readonly view: Uint8Array;
+  /** The same bytes as a Buffer: Buffer#copy into it is a plain memmove (TypedArray#set into shared memory is not). */
+  readonly buf: Buffer;
   /** Page-aligned (usable for O_DIRECT writes). */
   readonly aligned: boolean;
   /** Readers still using it (hash threads, writes); the slot is free again at 0. */
@@ -155,7 +158,15 @@ function newSlab(slotBytes: number, count: number): Slab {
   const slab: Slab = { slots: [], inUse: 0 };
   for (let i = 0; i < count; i++) {
     const offset = i * slotBytes;
-    slab.slots.push({ sab, offset, view: new Uint8Array(sab, offset, slotBytes), aligned, pending: 0, slab });
+    slab.slots.push({
+      sab,
+      offset,
+      view: new Uint8Array(sab, offset, slotBytes),
+      buf: Buffer.from(sab, offset, slotBytes),
+      aligned,
+      pending: 0,
+      slab,
+    });
   }
   return slab;
 }

@@ -12,5 +12,5 @@ export type WorkerRequest =
   /** drop stream `s` */
   | { t: 'x'; j: number; s: number };
 
-/** A bare job id means "done"; `d` carries a digest, `e` an error message. */
-export type WorkerReply = number | { j: number; d: string } | { j: number; e: string };
+/** Job ids (one or several) mean "done"; `d` carries a digest, `e` an error message. */
+export type WorkerReply = number | number[] | { j: number; d: string } | { j: number; e: string };

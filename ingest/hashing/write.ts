@@ -3,7 +3,7 @@
  * hash pool's threads, in the same pass, over the very same shared-memory slots the file write
  * reads. The main thread only copies incoming chunks into slots and posts messages.
  */
-import { close, constants, fdatasync, fstat, open, read, unlink, write } from 'node:fs';
+import { close, constants, fdatasync, fstat, open, read, unlink, writev } from 'node:fs';
 import { HashPool, type HashSession, type Slot } from './pool.js';
 
 export interface HashedFile {
@@ -83,17 +83,84 @@ function removeQuietly(path: string): Promise<void> {
   return new Promise((resolve) => unlink(path, () => resolve()));
 }
 
-/** Writes all of view[0, n) at `position`, retrying short writes; calls back once. */
-function writeFully(fd: number, view: Uint8Array, n: number, position: number, cb: (err: Error | null) => void): void {
-  let done = 0;
-  const step = (): void =>
-    write(fd, view, done, n - done, position + done, (err, written) => {
-      if (err) return cb(err);
-      done += written;
-      if (done < n) return written > 0 ? step() : cb(new Error('write made no progress'));
-      cb(null);
+/** Writes all of `views` at `position` with writev, continuing after short writes; calls back once. */
+function writevAll(fd: number, views: Uint8Array[], position: number, cb: (err: NodeJS.ErrnoException | null) => void): void {
+  writev(fd, views, position, (err, written) => {
+    if (err) return cb(err);
+    let i = 0;
+    let w = written;
+    while (i < views.length && w >= views[i]!.length) w -= views[i++]!.length;
+    if (i === views.length) return cb(null);
+    if (written === 0) return cb(new Error('write made no progress'));
+    writevAll(fd, [views[i]!.subarray(w), ...views.slice(i + 1)], position + written, cb);
+  });
+}
+
+/** Most slots one writev takes. */
+const MAX_BATCH = 8;
+const COPY_SET = process.env.PIR_COPY === 'set';
+const bufferCopy = Buffer.prototype.copy;
+
+/**
+ * Writes slots to the file in order, one write in flight at a time (concurrent writes to one
+ * file only contend for its inode lock); slots queued meanwhile go out together in one writev.
+ * Full, page-aligned slots go through the O_DIRECT descriptor when there is one.
+ */
+class SlotWriter {
+  failure: NodeJS.ErrnoException | null = null;
+  private readonly queue: { slot: Slot; n: number }[] = [];
+  private busy = false;
+  private position = 0;
+  private directOk: boolean;
+
+  constructor(
+    private readonly fd: number,
+    private readonly directFd: number,
+    /** a slot is written (or abandoned after a failure) */
+    private readonly done: (slot: Slot) => void,
+    /** bytes up to `end` have been written through the page cache */
+    private readonly buffered: (end: number) => void,
+  ) {
+    this.directOk = directFd >= 0;
+  }
+
+  push(slot: Slot, n: number): void {
+    this.queue.push({ slot, n });
+    if (!this.busy) this.pump();
+  }
+
+  private isDirect(slot: Slot, n: number): boolean {
+    return this.directOk && slot.aligned && n % DIRECT_ALIGN === 0;
+  }
+
+  private pump(): void {
+    if (this.failure) {
+      for (const q of this.queue.splice(0)) this.done(q.slot);
+      return;
+    }
+    const direct = this.isDirect(this.queue[0]!.slot, this.queue[0]!.n);
+    let k = 1;
+    while (k < this.queue.length && k < MAX_BATCH && this.isDirect(this.queue[k]!.slot, this.queue[k]!.n) === direct) k++;
+    const batch = this.queue.splice(0, k);
+    const views = batch.map((q) => (q.n === q.slot.view.length ? q.slot.view : q.slot.view.subarray(0, q.n)));
+    const at = this.position;
+    const bytes = batch.reduce((a, q) => a + q.n, 0);
+    this.busy = true;
+    const finish = (err: NodeJS.ErrnoException | null): void => {
+      this.busy = false;
+      this.position = at + bytes;
+      if (err) this.failure ??= err;
+      else if (!direct) this.buffered(this.position);
+      for (const q of batch) this.done(q.slot);
+      if (this.queue.length) this.pump();
+    };
+    writevAll(direct ? this.directFd : this.fd, views, at, (err) => {
+      if (err?.code === 'EINVAL' && direct) {
+        this.directOk = false; // the file system wants another alignment: buffered from now on
+        writevAll(this.fd, views, at, finish);
+      } else finish(err);
     });
-  step();
+  }
 }
 
 // ---------------------------------------------------------------- source iteration
@@ -183,13 +250,13 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
   let nexter: AbortableNext | null = null;
   let current: Slot | null = null; // acquired, being filled, not yet submitted
 
-  let failure: Error | null = null; // first write/flush error
+  let failure: Error | null = null; // first background flush error
   let flushing: Promise<void> | null = null;
   let flushedTo = 0;
   let position = 0; // bytes submitted so far = file offset of the next slot
 
-  const flush = (): void => {
-    flushedTo = position;
+  const flush = (end: number): void => {
+    flushedTo = end;
     flushing = syncFd(fd).then(
       () => {
         flushing = null;
@@ -203,30 +270,23 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
 
   try {
     if (opts.direct ?? true) directFd = await openDirect(destPath, fd);
-    let directOk = directFd >= 0;
     session = pool.open();
     const s = session;
     const slotBytes = s.slotBytes;
+    const writer = new SlotWriter(
+      fd,
+      directFd,
+      (slot) => s.complete(slot),
+      (end) => {
+        if (flushEvery > 0 && flushing === null && end - flushedTo >= flushEvery) flush(end);
+      },
+    );
     const dispatch = (slot: Slot, n: number): void => {
       s.submit(slot, n, 1);
-      const pos = position;
+      writer.push(slot, n);
       position += n;
-      const done = (err: Error | null): void => {
-        if (err) failure ??= err;
-        s.complete(slot);
-      };
-      if (directOk && slot.aligned && n % DIRECT_ALIGN === 0) {
-        writeFully(directFd, slot.view, n, pos, (err) => {
-          if (err && (err as NodeJS.ErrnoException).code === 'EINVAL') {
-            directOk = false; // this file system wants another alignment: buffered from now on
-            writeFully(fd, slot.view, n, pos, done);
-          } else done(err);
-        });
-      } else {
-        writeFully(fd, slot.view, n, pos, done);
-        if (flushEvery > 0 && flushing === null && position - flushedTo >= flushEvery) flush();
-      }
     };
+    const failed = (): Error | null => writer.failure ?? failure;
 
     it = iteratorOf(source);
     nexter = new AbortableNext(it, signal);
@@ -242,14 +302,15 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
       if (len === 0) continue;
       total += len;
       if (total > maxBytes) throw new SizeLimitError(maxBytes);
-      if (failure) throw failure;
-      if (s.error) throw s.error;
+      const f = failed() ?? s.error;
+      if (f) throw f;
 
       let off = 0;
       while (off < len) {
         const slot: Slot = current;
         const n = Math.min(slotBytes - fill, len - off);
-        slot.view.set(off === 0 && n === len ? chunk : chunk.subarray(off, off + n), fill);
+        if (COPY_SET) slot.view.set(off === 0 && n === len ? chunk : chunk.subarray(off, off + n), fill);
+        else bufferCopy.call(chunk, slot.buf, fill, off, off + n);
         fill += n;
         off += n;
         if (fill === slotBytes) {
@@ -257,7 +318,8 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
           dispatch(slot, fill);
           fill = 0;
           current = s.tryAcquire() ?? (await s.acquire());
-          if (failure) throw failure;
+          const f = failed();
+          if (f) throw f;
         }
       }
     }
@@ -270,8 +332,8 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
 
     await s.idle();
     await flushing;
-    if (failure) throw failure;
-    if (s.error) throw s.error;
+    const f = failed() ?? s.error;
+    if (f) throw f;
     signal?.throwIfAborted();
     const ending = s;
     session = null; // ends now

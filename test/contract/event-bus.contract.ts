@@ -144,6 +144,29 @@ export function eventBusContract(name: string, makeBus: MakeBus, opts: EventBusC
       assertPerImageOrder(b, images, 6, true);
     });
 
+    await t.test('every watcher sees the events published after it started watching, until it stops', async () => {
+      const bus = await fresh();
+      const before = makeEvent(randomUUID(), 0);
+      await bus.publish([before]);
+      const first: PirEvent[] = [];
+      const second: PirEvent[] = [];
+      const stopFirst = await bus.watch(async (event) => { first.push(event); });
+      const stopSecond = await bus.watch(async (event) => { second.push(event); });
+      const image = randomUUID();
+      await bus.publish([makeEvent(image, 1), makeEvent(image, 2)]);
+      await waitFor('both watchers to see both events', () => first.length >= 2 && second.length >= 2, timeout);
+      for (const seen of [first, second]) {
+        assert.deepEqual(seen.filter((e) => e.image_id === image).map(seqOf), [1, 2]);
+        assert.ok(!seen.some((e) => e.id === before.id), 'nothing from before the watch began');
+      }
+      await stopFirst();
+      await bus.publish([makeEvent(image, 3)]);
+      await waitFor('the remaining watcher to see the next event', () => second.length >= 3, timeout);
+      await sleep(300);
+      assert.equal(first.length, 2, 'a stopped watcher gets nothing more');
+      await stopSecond();
+    });
+
     await t.test('two members of one group split the events without loss or duplication', async () => {
       const bus = await fresh();
       const got: Delivery[] = [];

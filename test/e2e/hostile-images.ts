@@ -1,0 +1,384 @@
+/**
+ * Fixtures for the formats-pipeline e2e suite: an image of every format PIR knows, generated at
+ * test time with qemu-img (hand-built where qemu-img cannot make one: ISO, GPT, MBR), and hostile
+ * images built from them. Each fixture carries the verdict the whole pipeline must reach:
+ * active (with the digests of the bytes to store and qemu-img info's virtual size) or killed
+ * (stage, error code, and what the message must name).
+ *
+ * Reuses the unit tests' builders: qemu-img wrappers (test/support/images.ts), ISO/GPT/MBR
+ * crafting (test/unit/formats/craft.ts), tar/OVF/OVA writers and CLI compression
+ * (test/unit/unpack/helpers.ts).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { open, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import zlib from 'node:zlib';
+import { guidToBytes } from '../../formats/guid.js';
+import { convertImage, makeImage, makeLuksImage, qemuInfo } from '../support/images.js';
+import { gptDisk, isoImage, mbrSector } from '../unit/formats/craft.js';
+import { compressCli, makeOva, makeOvf, makeTar, type TarMember } from '../unit/unpack/helpers.js';
+
+export const MiB = 2 ** 20;
+export const TiB = 2 ** 40;
+
+/** Limits the suite's `pir serve` runs with; the hostile fixtures are sized against them. */
+export const LIMITS = {
+  maxVirtualSize: TiB,
+  maxUnpackedSize: 128 * MiB,
+  maxExpansionRatio: 100,
+} as const;
+
+export interface ActiveExpectation {
+  status: 'active';
+  /** The bytes the store must hold (the file itself, or the unpacked disk). */
+  size: number;
+  md5: string;
+  sha512: string;
+  /** The virtual size PIR must report: qemu-img info's, unless `qemu.note` says why not. */
+  virtualSize: number;
+  /**
+   * qemu-img's name for the format (`-f`), what `qemu-img info` probes the file as, and the
+   * virtual size `qemu-img info -f <format>` reports.
+   */
+  qemu: { format: string; probed: string; virtualSize: number; note?: string };
+  /** sha512 of the uploaded artifact, when it differs from the stored disk (compressed, OVA). */
+  uploadedSha512?: string;
+  /** Properties the image must carry once active (e.g. from an OVF). */
+  properties?: Record<string, string>;
+}
+
+export interface KilledExpectation {
+  status: 'killed';
+  stage: 'unpack' | 'inspect';
+  code: string;
+  /** What the message (API error and pir_failure) must name. */
+  message: RegExp;
+}
+
+export interface Fixture {
+  label: string;
+  path: string;
+  disk_format: string;
+  container_format: string;
+  expect: ActiveExpectation | KilledExpectation;
+}
+
+async function digests(path: string): Promise<{ size: number; md5: string; sha512: string }> {
+  const data = await readFile(path);
+  return { size: data.length, md5: createHash('md5').update(data).digest('hex'), sha512: createHash('sha512').update(data).digest('hex') };
+}
+
+/** A 16 MiB sparse raw disk with random data in a few places, the source every image is converted from. */
+async function makeSourceDisk(path: string): Promise<void> {
+  const handle = await open(path, 'w');
+  try {
+    await handle.truncate(16 * MiB);
+    for (const at of [0, 1, 5, 11, 15]) await handle.write(randomBytes(64 * 1024), 0, 64 * 1024, at * MiB + 4096);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function active(label: string, path: string, disk_format: string, qemuFormat: string, note?: string): Promise<Fixture> {
+  const [d, info, probed] = await Promise.all([digests(path), qemuInfo(path, qemuFormat), qemuInfo(path)]);
+  const qemu = { format: qemuFormat, probed: probed.format, virtualSize: info['virtual-size'], ...(note ? { note } : {}) };
+  // Where qemu-img differs (see note), PIR reports what Glance's own inspector does: the file size.
+  const virtualSize = note ? d.size : info['virtual-size'];
+  return { label, path, disk_format, container_format: 'bare', expect: { status: 'active', ...d, virtualSize, qemu } };
+}
+
+function killed(label: string, path: string, disk_format: string, stage: KilledExpectation['stage'], code: string, message: RegExp, container_format = 'bare'): Fixture {
+  return { label, path, disk_format, container_format, expect: { status: 'killed', stage, code, message } };
+}
+
+/** Every format PIR accepts, generated with qemu-img from one source disk (ISO/GPT/MBR hand-built). */
+export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixture[]; streamVmdk: string; qcow2: string }> {
+  const source = join(dir, 'source.raw');
+  await makeSourceDisk(source);
+  const conv = (name: string, format: string, options: Record<string, string> = {}) => convertImage(source, join(dir, name), format, options);
+  const [qcow2, qcow2v2, qcow2zstd, vmdkSparse, streamVmdk, vhdDyn, vhdFixed, vhdxDyn, vhdxFixed, vdiDyn, vdiStatic, ploop] = await Promise.all([
+    conv('good-v3.qcow2', 'qcow2', { compat: '1.1' }),
+    conv('good-v2.qcow2', 'qcow2', { compat: '0.10' }),
+    conv('good-zstd.qcow2', 'qcow2', { compression_type: 'zstd' }),
+    conv('good-sparse.vmdk', 'vmdk'),
+    conv('good-stream.vmdk', 'vmdk', { subformat: 'streamOptimized' }),
+    conv('good-dynamic.vhd', 'vpc'),
+    conv('good-fixed.vhd', 'vpc', { subformat: 'fixed' }),
+    conv('good-dynamic.vhdx', 'vhdx'),
+    conv('good-fixed.vhdx', 'vhdx', { subformat: 'fixed' }),
+    conv('good-dynamic.vdi', 'vdi'),
+    conv('good-static.vdi', 'vdi', { static: 'on' }),
+    conv('good.ploop', 'parallels'),
+  ]);
+  const iso = join(dir, 'good.iso');
+  await writeFile(iso, isoImage({ blocks: 256 }));
+  const gpt = join(dir, 'good-gpt.raw');
+  await writeFile(gpt, gptDisk({ size: 4 * MiB }));
+  const mbr = join(dir, 'good-mbr.raw');
+  const mbrDisk = Buffer.alloc(4 * MiB);
+  mbrSector([{ status: 0x80, type: 0x83, lba: 2048, sectors: 4 * 2048 }], mbrDisk.subarray(0, 512));
+  await writeFile(mbr, mbrDisk);
+  const empty = join(dir, 'zero-bytes.raw');
+  await writeFile(empty, Buffer.alloc(0));
+  const oneByte = join(dir, 'one-byte.raw');
+  await writeFile(oneByte, Buffer.from([0x51]));
+
+  const fixtures = await Promise.all([
+    active('raw (sparse, 16 MiB)', source, 'raw', 'raw'),
+    active('qcow2 v3', qcow2, 'qcow2', 'qcow2'),
+    active('qcow2 v2 (compat=0.10)', qcow2v2, 'qcow2', 'qcow2'),
+    active('qcow2 zstd compression_type', qcow2zstd, 'qcow2', 'qcow2'),
+    active('vmdk monolithicSparse', vmdkSparse, 'vmdk', 'vmdk'),
+    active('vmdk streamOptimized', streamVmdk, 'vmdk', 'vmdk'),
+    active('vhd dynamic', vhdDyn, 'vhd', 'vpc'),
+    active('vhd fixed', vhdFixed, 'vhd', 'vpc'),
+    active('vhdx dynamic', vhdxDyn, 'vhdx', 'vhdx'),
+    active('vhdx fixed', vhdxFixed, 'vhdx', 'vhdx'),
+    active('vdi dynamic', vdiDyn, 'vdi', 'vdi'),
+    active('vdi static', vdiStatic, 'vdi', 'vdi'),
+    active('ploop (parallels)', ploop, 'ploop', 'parallels'),
+    active('iso 9660 (hand-built)', iso, 'iso', 'raw'),
+    active('raw with GPT (hand-built)', gpt, 'raw', 'raw'),
+    active('raw with MBR (hand-built)', mbr, 'raw', 'raw'),
+    active('zero-byte file as raw', empty, 'raw', 'raw'),
+    active('one-byte file as raw', oneByte, 'raw', 'raw', 'qemu-img rounds a raw file up to whole 512-byte sectors; PIR, like Glance, reports the byte size'),
+  ]);
+  return { fixtures, streamVmdk, qcow2 };
+}
+
+/** A qcow2 compressed with each codec (container_format compressed): stored as the qcow2 itself. */
+export async function buildCompressedFixtures(dir: string, qcow2: string): Promise<Fixture[]> {
+  const data = await readFile(qcow2);
+  const base = await active('qcow2', qcow2, 'qcow2', 'qcow2');
+  const out: Fixture[] = [];
+  for (const codec of ['gzip', 'xz', 'zstd', 'bzip2'] as const) {
+    const path = join(dir, `compressed.qcow2.${codec}`);
+    const packed = compressCli(codec, data);
+    await writeFile(path, packed);
+    out.push({
+      label: `${codec}-compressed qcow2`,
+      path,
+      disk_format: 'qcow2',
+      container_format: 'compressed',
+      expect: { ...(base.expect as ActiveExpectation), uploadedSha512: createHash('sha512').update(packed).digest('hex'), properties: { pir_uploaded_codec: codec } },
+    });
+  }
+  return out;
+}
+
+const OVF_SPEC = { osId: 94, vmwOsType: 'ubuntu64Guest', osDescription: 'Ubuntu Linux (64-bit)', cpus: 2, memory: { quantity: 2048 } };
+
+/** A well-formed OVA: descriptor, SHA256 manifest, streamOptimized VMDK. */
+export async function buildGoodOva(dir: string, streamVmdk: string): Promise<Fixture> {
+  const disk = await readFile(streamVmdk);
+  const ova = makeOva({ ovf: makeOvf({ disks: [{ href: 'disk1.vmdk', size: disk.length }], ...OVF_SPEC }), files: { 'disk1.vmdk': disk }, manifest: 'auto' });
+  const path = join(dir, 'good.ova');
+  await writeFile(path, ova);
+  const base = await active('vmdk', streamVmdk, 'vmdk', 'vmdk');
+  return {
+    label: 'OVA (ovf + mf + streamOptimized vmdk)',
+    path,
+    disk_format: 'vmdk',
+    container_format: 'ova',
+    expect: {
+      ...(base.expect as ActiveExpectation),
+      uploadedSha512: createHash('sha512').update(ova).digest('hex'),
+      properties: { os_type: 'linux', os_distro: 'ubuntu', ovf_os_id: '94', ovf_os_vmw_type: 'ubuntu64Guest', ovf_vcpus: '2', ovf_memory_mb: '2048' },
+    },
+  };
+}
+
+// ------------------------------------------------------------------ hostile images
+
+/** Ones' complement of the byte sum, skipping the checksum field (VHD footer). */
+function vhdFooterChecksum(footer: Buffer): void {
+  let sum = 0;
+  for (let i = 0; i < 512; i++) if (i < 64 || i > 67) sum += footer[i]!;
+  footer.writeUInt32BE(~sum >>> 0, 64);
+}
+
+/** Edits every VHD footer copy (offset 0 and the last 512 bytes), keeping their checksums valid. */
+function editVhdFooters(img: Buffer, edit: (footer: Buffer) => void): Buffer {
+  const out = Buffer.from(img);
+  for (const off of [0, out.length - 512]) {
+    const f = out.subarray(off, off + 512);
+    if (f.toString('latin1', 0, 8) !== 'conectix') continue;
+    edit(f);
+    vhdFooterChecksum(f);
+  }
+  return out;
+}
+
+/** A dynamic VHD turned into a differencing disk: type 4, a parent name and a W2ku parent locator. */
+export function differencingVhd(dynamic: Buffer, parent: string): Buffer {
+  const img = editVhdFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
+  const dyn = Number(img.readBigUInt64BE(16));
+  Buffer.from(parent, 'utf16le').swap16().copy(img, dyn + 64);
+  img.writeUInt32BE(0x57326b75, dyn + 576); // 'W2ku'
+  return img;
+}
+
+const KiB = 1024;
+const VHDX_METADATA_REGION = guidToBytes('8B7CA206-4790-4B9A-B8FE-575F050F886E');
+const VHDX_FILE_PARAMS = guidToBytes('CAA16737-FA36-4D43-B3B6-33F0AA44E76B');
+const VHDX_PARENT_LOCATOR = guidToBytes('A8D35F2D-B30B-454D-ABF7-D3D84834AB0C');
+const VHDX_LOCATOR_TYPE = guidToBytes('B04AEFB7-D19E-4A81-B789-25B8E9445913');
+
+function vhdxMetadataOffset(img: Buffer): number {
+  const n = img.readUInt32LE(192 * KiB + 8);
+  for (let i = 0; i < n; i++) {
+    const e = 192 * KiB + 16 + i * 32;
+    if (img.subarray(e, e + 16).equals(VHDX_METADATA_REGION)) return Number(img.readBigUInt64LE(e + 16));
+  }
+  throw new Error('vhdx: no metadata region');
+}
+
+/** The parent locator a differencing VHDX carries (MS-VHDX 2.6.2.6): linkage GUID and a Windows path. */
+function vhdxParentLocator(path: string): Buffer {
+  const kv: Array<[string, string]> = [['parent_linkage', '{00000000-0000-0000-0000-000000000001}'], ['absolute_win32_path', path]];
+  const head = 20 + kv.length * 12;
+  const entries = Buffer.alloc(head);
+  VHDX_LOCATOR_TYPE.copy(entries, 0);
+  entries.writeUInt16LE(kv.length, 18);
+  const chunks: Buffer[] = [];
+  let off = head;
+  kv.forEach(([k, v], i) => {
+    const kb = Buffer.from(k, 'utf16le');
+    const vb = Buffer.from(v, 'utf16le');
+    entries.writeUInt32LE(off, 20 + i * 12);
+    entries.writeUInt32LE(off + kb.length, 20 + i * 12 + 4);
+    entries.writeUInt16LE(kb.length, 20 + i * 12 + 8);
+    entries.writeUInt16LE(vb.length, 20 + i * 12 + 10);
+    chunks.push(kb, vb);
+    off += kb.length + vb.length;
+  });
+  return Buffer.concat([entries, ...chunks]);
+}
+
+/** A dynamic VHDX turned into a differencing disk: HasParent set and a parent locator item added. */
+export function differencingVhdx(base: Buffer, parent: string): Buffer {
+  const img = Buffer.from(base);
+  const m = vhdxMetadataOffset(img);
+  const n = img.readUInt16LE(m + 10);
+  for (let i = 0; i < n; i++) {
+    const e = m + 32 + i * 32;
+    if (img.subarray(e, e + 16).equals(VHDX_FILE_PARAMS)) {
+      const data = m + img.readUInt32LE(e + 16);
+      img.writeUInt32LE(img.readUInt32LE(data + 4) | 2, data + 4); // HasParent
+    }
+  }
+  const entry = m + 32 + n * 32;
+  const locator = vhdxParentLocator(parent);
+  VHDX_PARENT_LOCATOR.copy(img, entry);
+  img.writeUInt32LE(512 * KiB, entry + 16);
+  img.writeUInt32LE(locator.length, entry + 20);
+  img.writeUInt32LE(0x6, entry + 24); // IsRequired | IsVirtualDisk
+  img.writeUInt16LE(n + 1, m + 10);
+  locator.copy(img, m + 512 * KiB);
+  return img;
+}
+
+/** A copy of `buf` with `edit` applied to the bytes from `offset` on. */
+function patched(buf: Buffer, offset: number, edit: (b: Buffer) => void): Buffer {
+  const out = Buffer.from(buf);
+  edit(out.subarray(offset));
+  return out;
+}
+
+/**
+ * Concatenated gzip members, each `member` expanding to `memberBytes`: zeros only (the classic
+ * bomb, ~1000:1), or zeros with `noiseBytes` of random data per member to keep the ratio under
+ * the limit so that only the output size stops it.
+ */
+function gzipBomb(members: number, memberBytes: number, noiseBytes = 0): Buffer {
+  const plain = Buffer.alloc(memberBytes);
+  if (noiseBytes) randomBytes(noiseBytes).copy(plain, 0);
+  const member = zlib.gzipSync(plain, { level: 9 });
+  return Buffer.concat(Array.from({ length: members }, () => member));
+}
+
+export async function buildHostileFixtures(dir: string, streamVmdk: string): Promise<Fixture[]> {
+  const file = async (name: string, data: Buffer | string): Promise<string> => {
+    const path = join(dir, name);
+    await writeFile(path, data);
+    return path;
+  };
+  const out: Fixture[] = [];
+  const I = 'inspect';
+  const U = 'unpack';
+
+  // --- qcow2: backing file, external data file, unknown incompatible feature, huge virtual size
+  const backing = await makeImage(dir, 'qcow2', { name: 'backing.qcow2', size: '16M', backing: '/etc/passwd', backingFormat: 'raw', unsafe: true });
+  out.push(killed('qcow2 with backing file /etc/passwd', backing, 'qcow2', I, 'qcow2_backing_file', /backing file.*\/etc\/passwd/));
+  const dataFile = join(dir, 'external-data.raw');
+  const withData = await makeImage(dir, 'qcow2', { name: 'data-file.qcow2', size: '16M', options: { data_file: dataFile } });
+  out.push(killed('qcow2 with external data file', withData, 'qcow2', I, 'qcow2_data_file', new RegExp(`data file.*${dataFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`)));
+  const clean = await readFile(await makeImage(dir, 'qcow2', { name: 'clean.qcow2', size: '16M', options: { compat: '1.1' } }));
+  out.push(killed('qcow2 with unknown incompatible feature bit', await file('unknown-feature.qcow2', patched(clean, 79, (b) => { b[0]! |= 0x20; })), 'qcow2', I, 'qcow2_unknown_features', /incompatible feature/));
+  const huge = await makeImage(dir, 'qcow2', { name: 'huge.qcow2', size: '2T' });
+  out.push(killed('qcow2 with 2 TiB virtual size (limit 1 TiB)', huge, 'qcow2', I, 'virtual_size_too_large', /2199023255552 bytes.*limit of 1099511627776/));
+
+  // --- vmdk: descriptor naming /etc/passwd, monolithicFlat descriptor without its extent
+  const passwdDescriptor = '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\n# Extent description\nRW 2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n';
+  out.push(killed('vmdk descriptor with extent /etc/passwd', await file('passwd.vmdk', passwdDescriptor), 'vmdk', I, 'vmdk_external_extent', /\/etc\/passwd/));
+  const flat = await makeImage(dir, 'vmdk', { name: 'flat.vmdk', size: '16M', options: { subformat: 'monolithicFlat' } });
+  out.push(killed('monolithicFlat vmdk descriptor alone', flat, 'vmdk', I, 'vmdk_external_extent', /flat-flat\.vmdk/));
+
+  // --- differencing VHD and VHDX
+  const vhd = await readFile(await makeImage(dir, 'vpc', { name: 'base.vhd', size: '16M' }));
+  out.push(killed('differencing vhd', await file('differencing.vhd', differencingVhd(vhd, 'C:\\VMs\\parent.vhd')), 'vhd', I, 'vhd_differencing', /parent.*parent\.vhd/));
+  const vhdx = await readFile(await makeImage(dir, 'vhdx', { name: 'base.vhdx', size: '16M' }));
+  out.push(killed('differencing vhdx', await file('differencing.vhdx', differencingVhdx(vhdx, 'C:\\VMs\\parent.vhdx')), 'vhdx', I, 'vhdx_parent', /parent\.vhdx/));
+
+  // --- formats without a Glance disk_format: qed (only declarable as something it is not), luks
+  const qed = await readFile(await makeImage(dir, 'qed', { name: 'good.qed', size: '16M' }));
+  out.push(killed('qed declared raw', await file('as-raw.qed', qed), 'raw', I, 'format_mismatch', /content is qed/));
+  out.push(killed('qed declared qcow2', await file('as-qcow2.qed', qed), 'qcow2', I, 'format_mismatch', /content is qed/));
+  const luks = await readFile(await makeLuksImage(dir, '16M', 'good.luks'));
+  out.push(killed('luks declared raw', await file('as-raw.luks', luks), 'raw', I, 'encrypted', /encrypted|LUKS/i));
+
+  // --- truncated and corrupted headers of every format
+  const vmdk = await readFile(await makeImage(dir, 'vmdk', { name: 'base.vmdk', size: '16M' }));
+  const vdi = await readFile(await makeImage(dir, 'vdi', { name: 'base.vdi', size: '16M' }));
+  const ploop = await readFile(await makeImage(dir, 'parallels', { name: 'base.ploop', size: '16M' }));
+  const iso = isoImage({ blocks: 64 });
+  const headers: Array<{ fmt: string; declared: string; data: Buffer; cut: number; corrupt: Buffer; what: string; corruptCode?: string; truncCode?: string; name: RegExp }> = [
+    { fmt: 'qcow2', declared: 'qcow2', data: clean, cut: 50, corrupt: patched(clean, 20, (b) => b.writeUInt32BE(40)), what: 'cluster_bits 40', name: /qcow2/ },
+    { fmt: 'qed', declared: 'raw', data: qed, cut: 40, corrupt: patched(qed, 4, (b) => b.writeUInt32LE(1000)), what: 'cluster size 1000', name: /QED/ },
+    { fmt: 'vmdk', declared: 'vmdk', data: vmdk, cut: 50, corrupt: patched(vmdk, 4, (b) => b.writeUInt32LE(9)), what: 'version 9', name: /VMDK/ },
+    { fmt: 'vhd', declared: 'vhd', data: vhd, cut: 600, corrupt: editVhdFooters(vhd, (f) => f.writeUInt32BE(9, 60)), what: 'disk type 9', name: /VHD/ },
+    { fmt: 'vhdx', declared: 'vhdx', data: vhdx, cut: 200 * KiB, corrupt: patched(patched(vhdx, 64 * KiB, (b) => b.write('xxxx', 'latin1')), 128 * KiB, (b) => b.write('xxxx', 'latin1')), what: 'both headers', name: /VHDX/ },
+    { fmt: 'vdi', declared: 'vdi', data: vdi, cut: 0x100, corrupt: patched(vdi, 0x178, (b) => b.writeUInt32LE(4096)), what: 'block size 4096', name: /VDI/ },
+    { fmt: 'ploop', declared: 'ploop', data: ploop, cut: 40, corrupt: patched(ploop, 28, (b) => b.writeUInt32LE(0)), what: 'zero cluster size', name: /ploop/i },
+    { fmt: 'luks', declared: 'raw', data: luks, cut: 300, corrupt: patched(luks, 104, (b) => b.writeUInt32BE(0xffffffff)), what: 'payload offset', name: /LUKS/ },
+    { fmt: 'iso', declared: 'iso', data: iso, cut: 32 * KiB + 100, corrupt: isoImage({ blocks: 64, beBlocks: 65 }), what: 'volume size LE/BE disagree', name: /ISO/ },
+  ];
+  for (const h of headers) {
+    out.push(killed(`${h.fmt} truncated to ${h.cut} bytes`, await file(`truncated.${h.fmt}`, h.data.subarray(0, h.cut)), h.declared, I, h.truncCode ?? 'corrupt_header', h.name));
+    out.push(killed(`${h.fmt} corrupted header (${h.what})`, await file(`corrupted.${h.fmt}`, h.corrupt), h.declared, I, h.corruptCode ?? 'corrupt_header', h.name));
+  }
+  const gptBad = gptDisk({ size: 4 * MiB });
+  gptBad[512 + 60] ^= 1; // inside the primary header: its CRC no longer matches
+  out.push(killed('raw with a corrupted GPT header (bad CRC)', await file('corrupted-gpt.raw', gptBad), 'raw', I, 'gpt_invalid', /GPT/));
+
+  // --- zero- and one-byte files declared as something they cannot be
+  out.push(killed('zero-byte file as qcow2', await file('zero-bytes.qcow2', Buffer.alloc(0)), 'qcow2', I, 'format_mismatch', /declared as disk_format 'qcow2'/));
+  out.push(killed('one-byte file as vmdk', await file('one-byte.vmdk', Buffer.from([0x4b])), 'vmdk', I, 'format_mismatch', /declared as disk_format 'vmdk'/));
+
+  // --- hostile OVAs
+  const disk = await readFile(streamVmdk);
+  const ovf = makeOvf({ disks: [{ href: 'disk1.vmdk' }] });
+  const ova = async (name: string, members: TarMember[]) => file(name, makeTar(members));
+  out.push(killed('OVA with path traversal (../../etc/cron.d/pir)', await ova('traversal.ova', [{ name: 'vm.ovf', data: ovf }, { name: 'disk1.vmdk', data: disk }, { name: '../../etc/cron.d/pir', data: '* * * * * root sh\n' }]), 'vmdk', U, 'unsafe_archive', /traversal/, 'ova'));
+  out.push(killed('OVA with an absolute path (/etc/cron.d/pir)', await ova('absolute.ova', [{ name: 'vm.ovf', data: ovf }, { name: '/etc/cron.d/pir', data: 'x' }, { name: 'disk1.vmdk', data: disk }]), 'vmdk', U, 'unsafe_archive', /absolute/, 'ova'));
+  out.push(killed('OVA whose disk is a symlink to /etc/shadow', await ova('symlink.ova', [{ name: 'vm.ovf', data: ovf }, { name: 'disk1.vmdk', type: '2', linkname: '/etc/shadow' }]), 'vmdk', U, 'unsafe_archive', /symbolic link/, 'ova'));
+  out.push(killed('OVA descriptor referencing ../disk1.vmdk', await ova('href-traversal.ova', [{ name: 'vm.ovf', data: makeOvf({ disks: [{ href: '../disk1.vmdk' }] }) }, { name: 'disk1.vmdk', data: disk }]), 'vmdk', U, 'unsafe_archive', /\.\./, 'ova'));
+
+  // --- decompression bombs
+  const bomb = gzipBomb(64, 64 * MiB); // 4 GiB of zeros in ~4 MiB (~1030:1)
+  out.push(killed(`gzip bomb (4 GiB of zeros in ${(bomb.length / MiB).toFixed(1)} MiB)`, await file('bomb.qcow2.gz', bomb), 'qcow2', U, 'expansion_ratio', new RegExp(`${LIMITS.maxExpansionRatio}:1`), 'compressed'));
+  const wide = gzipBomb(160, MiB, 16 * KiB); // 160 MiB at ~60:1: under the ratio limit, over the size limit
+  out.push(killed(`gzip stream over PIR_MAX_UNPACKED_SIZE (160 MiB in ${(wide.length / MiB).toFixed(1)} MiB)`, await file('wide.raw.gz', wide), 'raw', U, 'decompressed_too_large', new RegExp(`${LIMITS.maxUnpackedSize / MiB} MiB`), 'compressed'));
+
+  return out;
+}
