@@ -29,7 +29,7 @@ export function imageView(doc: ImageDoc): Record<string, unknown> {
     schema: '/v2/schemas/image',
     pir_stage: doc.status === 'importing' && pipeline ? pipeline.stage : null,
     pir_pipeline: pipeline
-      ? { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: pipeline.inspection?.findings ?? [] }
+      ? { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] }
       : null,
     pir_failure: doc.failure,
   };

@@ -11,6 +11,7 @@ export function newRun(run: number, method: PipelineRun['method'], deadlineSecon
     deadline_at: new Date(now.getTime() + deadlineSeconds * 1000).toISOString(),
     resumes: 0,
     unpacked: null,
+    unpack: null,
     inspection: null,
   };
 }

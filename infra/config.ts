@@ -117,7 +117,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     maxVirtualSize: size(env, 'PIR_MAX_VIRTUAL_SIZE', 64 * 2 ** 40),
     allowEncryptedImages: bool(env, 'PIR_ALLOW_ENCRYPTED_IMAGES', false),
     maxUnpackedSize: size(env, 'PIR_MAX_UNPACKED_SIZE', 2 ** 40),
-    maxExpansionRatio: int(env, 'PIR_MAX_EXPANSION_RATIO', 1000, 1, 1_000_000),
+    maxExpansionRatio: int(env, 'PIR_MAX_EXPANSION_RATIO', 200, 1, 1_000_000),
     kafkaBrokers: brokers(env),
     kafkaTopic: name(env, 'PIR_KAFKA_TOPIC', 'pir.image-events'),
     redisUrl: optionalUrl(env, 'PIR_REDIS_URL', ['redis:', 'rediss:']),

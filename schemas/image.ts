@@ -55,6 +55,8 @@ export interface PipelineRun {
   resumes: number;
   /** Output of the unpack stage: the disk image the later stages work on. */
   unpacked: HashedBlob | null;
+  /** What the unpack stage found: the codec and container it took apart, and its notes. */
+  unpack: { codec: string; container: string; findings: InspectionFinding[] } | null;
   /** Findings of the inspect stage. */
   inspection: { format: string; virtual_size: number | null; findings: InspectionFinding[] } | null;
 }

@@ -118,8 +118,6 @@ export interface Slot {
   readonly offset: number;
   /** The slot's bytes: `sab[offset, offset + slotBytes)`. */
   readonly view: Uint8Array;
-  /** The same bytes as a Buffer: Buffer#copy into it is a plain memmove (TypedArray#set into shared memory is not). */
-  readonly buf: Buffer;
   /** Page-aligned (usable for O_DIRECT writes). */
   readonly aligned: boolean;
   /** Readers still using it (hash threads, writes); the slot is free again at 0. */
@@ -162,7 +160,6 @@ function newSlab(slotBytes: number, count: number): Slab {
       sab,
       offset,
       view: new Uint8Array(sab, offset, slotBytes),
-      buf: Buffer.from(sab, offset, slotBytes),
       aligned,
       pending: 0,
       slab,

@@ -58,11 +58,11 @@ function openExclusive(path: string): Promise<number> {
  * A second descriptor on the file `fd` just created, with O_DIRECT; -1 when the file system
  * refuses O_DIRECT or the path no longer names the same file.
  */
-function openDirect(path: string, fd: number): Promise<number> {
+function openDirect(path: string, fd: number, access: number): Promise<number> {
   const O_DIRECT = constants.O_DIRECT;
   if (!O_DIRECT) return Promise.resolve(-1);
   return new Promise((resolve) =>
-    open(path, constants.O_WRONLY | O_DIRECT, (err, dfd) => {
+    open(path, access | O_DIRECT, (err, dfd) => {
       if (err) return resolve(-1);
       fstat(fd, (e1, a) =>
         fstat(dfd, (e2, b) => {
@@ -98,8 +98,6 @@ function writevAll(fd: number, views: Uint8Array[], position: number, cb: (err: 
 
 /** Most slots one writev takes. */
 const MAX_BATCH = 8;
-const COPY_SET = process.env.PIR_COPY === 'set';
-const bufferCopy = Buffer.prototype.copy;
 
 /**
  * Writes slots to the file in order, one write in flight at a time (concurrent writes to one
@@ -269,7 +267,7 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
   };
 
   try {
-    if (opts.direct ?? true) directFd = await openDirect(destPath, fd);
+    if (opts.direct ?? true) directFd = await openDirect(destPath, fd, constants.O_WRONLY);
     session = pool.open();
     const s = session;
     const slotBytes = s.slotBytes;
@@ -309,8 +307,7 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
       while (off < len) {
         const slot: Slot = current;
         const n = Math.min(slotBytes - fill, len - off);
-        if (COPY_SET) slot.view.set(off === 0 && n === len ? chunk : chunk.subarray(off, off + n), fill);
-        else bufferCopy.call(chunk, slot.buf, fill, off, off + n);
+        slot.view.set(off === 0 && n === len ? chunk : chunk.subarray(off, off + n), fill);
         fill += n;
         off += n;
         if (fill === slotBytes) {
@@ -364,16 +361,30 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
 
 // ---------------------------------------------------------------- hashFile
 
-/** md5 and sha512 of an existing file, read in slot-sized chunks straight into shared memory. */
-export async function hashFile(path: string, pool: HashPool = HashPool.shared()): Promise<HashedFile> {
+function readAt(fd: number, slot: Slot, position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    read(fd, slot.view, 0, slot.view.length, position, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+  );
+}
+
+/**
+ * md5 and sha512 of an existing file, read in slot-sized chunks straight into shared memory
+ * (with O_DIRECT where possible: no page-cache copy), hashed on the pool's threads while the
+ * next chunk is read.
+ */
+export async function hashFile(path: string, pool: HashPool = HashPool.shared(), opts: { direct?: boolean } = {}): Promise<HashedFile> {
   const fd = await new Promise<number>((resolve, reject) => open(path, constants.O_RDONLY, (err, fd) => (err ? reject(err) : resolve(fd))));
+  let directFd = -1;
   let s: HashSession;
   try {
+    if (opts.direct ?? true) directFd = await openDirect(path, fd, constants.O_RDONLY);
     s = pool.open();
   } catch (err) {
+    if (directFd >= 0) await closeFd(directFd).catch(() => {});
     await closeFd(fd).catch(() => {});
     throw err;
   }
+  let directOk = directFd >= 0;
   let ended = false;
   try {
     let position = 0;
@@ -381,9 +392,14 @@ export async function hashFile(path: string, pool: HashPool = HashPool.shared())
       const slot = s.tryAcquire() ?? (await s.acquire());
       let n: number;
       try {
-        n = await new Promise<number>((resolve, reject) =>
-          read(fd, slot.view, 0, slot.view.length, position, (err, bytes) => (err ? reject(err) : resolve(bytes))),
-        );
+        const direct = directOk && slot.aligned && position % DIRECT_ALIGN === 0;
+        try {
+          n = await readAt(direct ? directFd : fd, slot, position);
+        } catch (err) {
+          if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+          directOk = false; // the file system wants another alignment: buffered from now on
+          n = await readAt(fd, slot, position);
+        }
       } catch (err) {
         s.release(slot);
         throw err;
@@ -404,6 +420,7 @@ export async function hashFile(path: string, pool: HashPool = HashPool.shared())
     throw err;
   } finally {
     await s.idle();
+    if (directFd >= 0) await closeFd(directFd).catch(() => {});
     await closeFd(fd);
   }
 }

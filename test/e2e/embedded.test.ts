@@ -215,3 +215,30 @@ describe('embedded mode: a restart in the middle of an import', () => {
     }
   });
 });
+
+describe('embedded mode: graceful shutdown', () => {
+  it('finishes the stage that is running when SIGTERM comes, exits 0, and the image is active after a restart', async () => {
+    const dir = await makeTempDir('pir-e2e-sigterm-');
+    const dataDir = join(dir, 'data');
+    const gz = join(dir, 'zeros.raw.gz');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('bash', ['-c', `head -c ${2 ** 30} /dev/zero | gzip -1 > ${gz}`]);
+    const env = { PIR_MAX_EXPANSION_RATIO: '1000000' };
+    let { pir, client } = await startServe(dataDir, env);
+    try {
+      const image = await client.createImage({ name: 'sigterm', disk_format: 'raw', container_format: 'compressed' });
+      assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
+      await waitFor(async () => (await client.getImage(image.id)).body.pir_pipeline?.stages.unpack.status === 'running', 20_000, 'unpack running');
+      const code = await pir.stop(); // SIGTERM, and wait for the exit
+      assert.equal(code, 0, pir.output().slice(-2000));
+      assert.match(pir.output(), /"msg":"stopped"/);
+      ({ pir, client } = await startServe(dataDir, env));
+      const settled = await client.waitSettled(image.id, 60_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      assert.equal(settled.pir_pipeline.stages.unpack.attempts, 1, 'the unpack stage was finished, not started again');
+    } finally {
+      await pir.stop();
+      await removeDir(dir);
+    }
+  });
+});

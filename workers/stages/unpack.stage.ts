@@ -16,6 +16,7 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
       });
       return (draft) => {
         draft.pipeline!.unpacked = result.output ?? { path: staged.path, size: staged.size, md5: staged.md5, sha512: staged.sha512 };
+        draft.pipeline!.unpack = { codec: result.codec, container: result.container, findings: result.findings };
         if (result.output) {
           // The stored disk differs from the uploaded artifact: keep the artifact's digest too.
           draft.properties.pir_uploaded_sha512 = staged.sha512;
