@@ -45,6 +45,11 @@ export interface RunningPir {
 }
 
 const SHUTDOWN_GRACE_MS = 30_000;
+/** Events after which an image is no longer in flight (what upload waiters wait for). */
+const SETTLING_EVENTS = new Set(['image.active', 'image.killed', 'image.deleted', 'image.upload.aborted']);
+const OUTBOX_SWEEP_MS = 5_000;
+const OUTBOX_GRACE_MS = 5_000;
+const STALE_SWEEP_MS = 10_000;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
   const urls = distributedUrls(config);
@@ -61,7 +66,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     stageDeadlineSeconds: config.stageDeadlineSeconds,
     uploadStallSeconds: config.uploadStallSeconds,
     maxResumes: 3,
-    outboxGraceMs: 2000,
+    outboxGraceMs: OUTBOX_GRACE_MS,
   }, log);
   const hashes = HashPool.shared();
   const token = await resolveAdminToken(config.adminToken, config.dataDir);
@@ -76,15 +81,19 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
     await startDispatcher(adapters.bus, manifest, adapters.queue, log);
   }
-  // Every process relays its leftovers; workers (or the single embedded process) also sweep stale images.
-  sweepers.start(1000, roles.worker ? 5000 : 3_600_000);
+  // The relay publishes every write at once; the sweepers only catch what a crash left behind,
+  // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
+  // leftovers; workers (or the single embedded process) also look for stuck images.
+  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null);
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
   let stopWatching: () => Promise<void> = async () => {};
   if (roles.api) {
-    // Wake upload requests waiting for their image as soon as a worker's event says it moved on.
-    stopWatching = await adapters.bus.watch(async (e) => { manifest.changes.emit(e.image_id); });
+    // Wake upload requests waiting for their image as soon as a worker's event says it settled.
+    stopWatching = await adapters.bus.watch(async (e) => {
+      if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
+    });
     app = await buildApp({
       images, manifest, blobs, hashes, log, adminToken: token.token,
       upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) },

@@ -34,9 +34,10 @@ export class Sweepers {
     private readonly log: Logger,
   ) {}
 
-  start(outboxEveryMs = 1000, staleEveryMs = 5000): void {
+  /** Runs the outbox sweeper, and the stale-image sweeper unless `staleEveryMs` is null. */
+  start(outboxEveryMs: number, staleEveryMs: number | null): void {
     this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs));
-    this.every(staleEveryMs, () => this.sweepStale());
+    if (staleEveryMs !== null) this.every(staleEveryMs, () => this.sweepStale());
   }
 
   async stop(): Promise<void> {
