@@ -47,21 +47,32 @@ async function main(): Promise<number> {
   );
 
   let misses = 0;
+  const failed: string[] = [];
   try {
     for (const file of files) {
-      const mod = (await import(pathToFileURL(join(dirname(here), file)).href)) as { default?: Bench };
-      const bench = mod.default;
-      if (!bench || typeof bench.run !== 'function') throw new Error(`${file}: default export is not a Bench`);
-      const t0 = performance.now();
-      const figures = await bench.run({ dir, log: (m) => process.stderr.write(`[${bench.name}] ${m}\n`) });
-      printTable(`${bench.name} (${file}, ${((performance.now() - t0) / 1000).toFixed(0)} s)`, figures);
-      misses += figures.filter((f) => verdict(f) === 'MISS').length;
+      // One benchmark failing does not hide the others' figures.
+      try {
+        const mod = (await import(pathToFileURL(join(dirname(here), file)).href)) as { default?: Bench };
+        const bench = mod.default;
+        if (!bench || typeof bench.run !== 'function') throw new Error(`${file}: default export is not a Bench`);
+        const t0 = performance.now();
+        const figures = await bench.run({ dir, log: (m) => process.stderr.write(`[${bench.name}] ${m}\n`) });
+        printTable(`${bench.name} (${file}, ${((performance.now() - t0) / 1000).toFixed(0)} s)`, figures);
+        misses += figures.filter((f) => verdict(f) === 'MISS').length;
+      } catch (err) {
+        failed.push(file);
+        process.stdout.write(`== ${file}: FAILED\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n\n`);
+      }
     }
   } finally {
     if (created) rmSync(dir, { recursive: true, force: true });
   }
-  process.stdout.write(misses ? `${misses} figure(s) missed their target\n` : 'all targets met\n');
-  return misses ? 1 : 0;
+  const summary = [
+    failed.length ? `${failed.length} benchmark(s) failed: ${failed.join(', ')}` : '',
+    misses ? `${misses} figure(s) missed their target` : '',
+  ].filter(Boolean);
+  process.stdout.write((summary.length ? summary.join('; ') : 'all targets met') + '\n');
+  return failed.length || misses ? 1 : 0;
 }
 
 process.exitCode = await main();

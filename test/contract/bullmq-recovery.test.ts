@@ -2,11 +2,11 @@
  * BullMQ-specific: a worker killed with SIGKILL mid-job leaves the job locked; the stalled-job
  * checker of a live worker puts it back once the lock lapses, and the chain goes on.
  */
+import { scriptArgs } from '../support/child-script.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { BullmqJobQueue } from '../../infra/bullmq/bullmq-job-queue.js';
@@ -19,7 +19,7 @@ const STALLED_INTERVAL_MS = 1000;
 test('BullMQ: the job of a SIGKILLed worker is recovered by stalled-job detection', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['redis']))) return;
   const prefix = uniqueName('pir-contract-stall');
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/bullmq-hang-worker.ts', import.meta.url)), services.redisUrl, prefix, String(LOCK_MS), String(STALLED_INTERVAL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...scriptArgs('./fixtures/bullmq-hang-worker', import.meta.url), services.redisUrl, prefix, String(LOCK_MS), String(STALLED_INTERVAL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

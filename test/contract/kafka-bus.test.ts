@@ -1,9 +1,9 @@
 /** Kafka-specific behaviour of the event bus, beyond the shared contract. */
+import { scriptArgs } from '../support/child-script.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import pino from 'pino';
 import { KafkaEventBus } from '../../infra/kafka/kafka-event-bus.js';
@@ -89,7 +89,7 @@ test('Kafka: an event whose consumer died mid-handler is delivered again to the 
   const sessionTimeoutMs = 6000; // the broker's minimum by default
   const bus = new KafkaEventBus({ brokers, topic, logger: quiet, sessionTimeoutMs });
   await bus.start();
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./fixtures/kafka-hang-consumer.ts', import.meta.url)), brokers.join(','), topic, group, String(sessionTimeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...scriptArgs('./fixtures/kafka-hang-consumer', import.meta.url), brokers.join(','), topic, group, String(sessionTimeoutMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -3,7 +3,6 @@
  * server): one `pir api` and two `pir worker` processes sharing a data directory.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +13,7 @@ import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from 
 
 const logDir = testLogDir('distributed');
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
-import { assertActiveAsExpected, buildMatrix, type Fixture } from './upload-matrix.js';
+import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
 
 const TOKEN = 'e2e-distributed-token';
 const needed = ['redis', 'kafka', 'mongodb'] as const;
@@ -54,7 +53,7 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
       PIR_MONGODB_URL: mongo.toString(),
       PIR_KAFKA_TOPIC: `pir.${run}`,
       PIR_REDIS_PREFIX: run,
-      PIR_MAX_EXPANSION_RATIO: '1000000',
+      ...SLOW_GZIP_ENV,
     };
     api = await startPirProcess('api', { ...env, PIR_PORT: String(port) }, logDir, 'api');
     await startWorker('worker-1');
@@ -86,8 +85,7 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
   });
 
   it('finishes an image exactly once after the worker running its stage is killed with SIGKILL', async () => {
-    const gz = join(dir, 'zeros.raw.gz');
-    execFileSync('bash', ['-c', `head -c ${2 ** 30} /dev/zero | gzip -1 > ${gz}`]);
+    const gz = makeSlowGzip(dir);
     const image = await client.createImage({ name: 'victim', disk_format: 'raw', container_format: 'compressed' });
     assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
     const runsUnpack = (line: string) => line.includes(image.id) && line.includes('"stage":"unpack"') && line.includes('"msg":"stage started"');
@@ -99,7 +97,7 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
     await startWorker('worker-3');
     const settled = await client.waitSettled(image.id, 180_000);
     assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
-    assert.equal(settled.size, 2 ** 30);
+    assert.equal(settled.size, SLOW_GZIP_SIZE);
     assert.ok(settled.pir_pipeline.stages.unpack.attempts >= 2, 'the unpack stage ran again');
     const stored = await readdir(join(dir, 'data', 'images'));
     assert.equal(stored.filter((n) => n.startsWith(image.id)).length, 1, `one stored file, no partial or duplicate: ${stored.join(', ')}`);

@@ -13,7 +13,7 @@ import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 
 const logDir = testLogDir('embedded');
-import { assertActiveAsExpected, buildMatrix, type Fixture } from './upload-matrix.js';
+import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
 
 const TOKEN = 'e2e-admin-token';
 
@@ -182,32 +182,33 @@ describe('embedded mode (pir serve)', () => {
   });
 });
 
+/** A `pir serve` caught in the middle of unpacking an image that takes seconds to unpack. */
+async function serveWithImportInUnpack(prefix: string) {
+  const dir = await makeTempDir(prefix);
+  const dataDir = join(dir, 'data');
+  const gz = makeSlowGzip(dir);
+  const { pir, client } = await startServe(dataDir, SLOW_GZIP_ENV);
+  const image = await client.createImage({ name: prefix, disk_format: 'raw', container_format: 'compressed' });
+  assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
+  await waitFor(async () => (await client.getImage(image.id)).body.pir_pipeline?.stages.unpack.status === 'running', 20_000, 'unpack running');
+  return { dir, dataDir, pir, imageId: image.id as string };
+}
+
 describe('embedded mode: a restart in the middle of an import', () => {
   it('resumes the import after the process was killed, and the image becomes active once', async () => {
-    ensureQemuImg();
-    const dir = await makeTempDir('pir-e2e-restart-');
-    const dataDir = join(dir, 'data');
-    // 1 GiB of zeros, gzip'd to ~1 MiB: unpacking takes long enough to be interrupted.
-    const gz = join(dir, 'zeros.raw.gz');
-    const { execFileSync } = await import('node:child_process');
-    execFileSync('bash', ['-c', `head -c ${2 ** 30} /dev/zero | gzip -1 > ${gz}`]);
-    const env = { PIR_MAX_EXPANSION_RATIO: '1000000' };
-    let { pir, client } = await startServe(dataDir, env);
+    const { dir, dataDir, pir: killed, imageId } = await serveWithImportInUnpack('pir-e2e-restart-');
+    await killed.kill();
+    const { pir, client } = await startServe(dataDir, SLOW_GZIP_ENV);
     try {
-      const image = await client.createImage({ name: 'restart', disk_format: 'raw', container_format: 'compressed' });
-      assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
-      await waitFor(async () => (await client.getImage(image.id)).body.pir_pipeline?.stages.unpack.status === 'running', 20_000, 'unpack running');
-      await pir.kill();
-      ({ pir, client } = await startServe(dataDir, env));
-      const settled = await client.waitSettled(image.id, 120_000);
+      const settled = await client.waitSettled(imageId, 120_000);
       assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
-      assert.equal(settled.size, 2 ** 30);
+      assert.equal(settled.size, SLOW_GZIP_SIZE);
       assert.equal(settled.pir_pipeline.run, 2, 'the import resumed under a new run');
       const zeros = createHash('md5');
       const block = Buffer.alloc(2 ** 20);
-      for (let i = 0; i < 1024; i++) zeros.update(block);
+      for (let i = 0; i < SLOW_GZIP_SIZE / block.length; i++) zeros.update(block);
       assert.equal(settled.checksum, zeros.digest('hex'));
-      assert.deepEqual(await readdir(join(dataDir, 'images')), [image.id]);
+      assert.deepEqual(await readdir(join(dataDir, 'images')), [imageId]);
       assert.deepEqual(await readdir(join(dataDir, 'staging')), []);
     } finally {
       await pir.stop();
@@ -218,22 +219,13 @@ describe('embedded mode: a restart in the middle of an import', () => {
 
 describe('embedded mode: graceful shutdown', () => {
   it('finishes the stage that is running when SIGTERM comes, exits 0, and the image is active after a restart', async () => {
-    const dir = await makeTempDir('pir-e2e-sigterm-');
-    const dataDir = join(dir, 'data');
-    const gz = join(dir, 'zeros.raw.gz');
-    const { execFileSync } = await import('node:child_process');
-    execFileSync('bash', ['-c', `head -c ${2 ** 30} /dev/zero | gzip -1 > ${gz}`]);
-    const env = { PIR_MAX_EXPANSION_RATIO: '1000000' };
-    let { pir, client } = await startServe(dataDir, env);
+    const { dir, dataDir, pir: stopped, imageId } = await serveWithImportInUnpack('pir-e2e-sigterm-');
+    const code = await stopped.stop(); // SIGTERM, and wait for the exit
+    assert.equal(code, 0, stopped.output().slice(-2000));
+    assert.match(stopped.output(), /"msg":"stopped"/);
+    const { pir, client } = await startServe(dataDir, SLOW_GZIP_ENV);
     try {
-      const image = await client.createImage({ name: 'sigterm', disk_format: 'raw', container_format: 'compressed' });
-      assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
-      await waitFor(async () => (await client.getImage(image.id)).body.pir_pipeline?.stages.unpack.status === 'running', 20_000, 'unpack running');
-      const code = await pir.stop(); // SIGTERM, and wait for the exit
-      assert.equal(code, 0, pir.output().slice(-2000));
-      assert.match(pir.output(), /"msg":"stopped"/);
-      ({ pir, client } = await startServe(dataDir, env));
-      const settled = await client.waitSettled(image.id, 60_000);
+      const settled = await client.waitSettled(imageId, 60_000);
       assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
       assert.equal(settled.pir_pipeline.stages.unpack.attempts, 1, 'the unpack stage was finished, not started again');
     } finally {

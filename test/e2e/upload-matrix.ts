@@ -3,6 +3,7 @@
  * with what PIR must report for it once active (digests of the stored bytes, qemu-img's virtual size).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -60,6 +61,19 @@ export async function buildMatrix(dir: string, count: number): Promise<Fixture[]
   }
   return fixtures;
 }
+
+/**
+ * 1 GiB of zeros, gzip'd to ~1 MiB: an image whose unpack stage takes seconds, long enough to
+ * kill or stop a process in the middle of it. Needs PIR_MAX_EXPANSION_RATIO above ~1030.
+ */
+export function makeSlowGzip(dir: string): string {
+  const gz = join(dir, 'zeros.raw.gz');
+  execFileSync('bash', ['-c', `head -c ${2 ** 30} /dev/zero | gzip -1 > '${gz}'`]);
+  return gz;
+}
+
+export const SLOW_GZIP_SIZE = 2 ** 30;
+export const SLOW_GZIP_ENV = { PIR_MAX_EXPANSION_RATIO: '1000000' };
 
 /** Checks an active image against its fixture: manifest fields and the downloaded bytes. */
 export async function assertActiveAsExpected(client: PirClient, id: string, fixture: Fixture): Promise<void> {

@@ -75,7 +75,7 @@ describe('writeHashedFile', () => {
         assert.equal(written.length, size);
         assert.ok(written.equals(bytes), 'file content equals the source');
         assert.equal(statSync(path).mode & 0o777, 0o600);
-        assert.deepEqual(await hashFile(path, pool), r);
+        assert.deepEqual(await hashFile(path, pool, { direct }), r);
       });
     }
   }
