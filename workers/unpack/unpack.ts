@@ -100,40 +100,6 @@ async function peek(
   return { head, stream: stream(), close };
 }
 
-/**
- * Wraps the stream handed to writeHashedFile: remembers the first error our side raised (so it is
- * rethrown as is even if the writer wraps it), and lets unpack close the chain itself.
- */
-class Tap {
-  error: unknown = undefined;
-  failed = false;
-  constructor(private readonly source: AsyncIterable<Uint8Array>) {}
-  async *stream(): AsyncGenerator<Uint8Array, void, undefined> {
-    const it = this.source[Symbol.asyncIterator]();
-    let finished = false;
-    try {
-      for (;;) {
-        let r: IteratorResult<Uint8Array>;
-        try {
-          r = await it.next();
-        } catch (error) {
-          finished = true;
-          this.failed = true;
-          this.error = error;
-          throw error;
-        }
-        if (r.done) {
-          finished = true;
-          return;
-        }
-        yield r.value;
-      }
-    } finally {
-      if (!finished) await it.return?.();
-    }
-  }
-}
-
 const ovfNotAPackage: Finding = {
   code: 'ovf_not_a_package',
   severity: 'info',
@@ -178,20 +144,25 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
   await rm(outputPath, { force: true });
 
   const readStream = createReadStream(inputPath, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+  // An abort can destroy the stream before anything iterates it (while a decoder starts); an
+  // 'error' event with no listener would then crash the process. The iteration still sees the
+  // error: an errored stream throws it to whoever reads it.
+  readStream.on('error', () => {});
   const file = new CountingSource(readStream);
   const inputBytes = () => file.bytes;
   const chainOpts = { ...limits, inputBytes, ...(signal ? { signal } : {}) };
   let chain: AsyncGenerator<Uint8Array, void, undefined> | undefined;
   let closeDecoder: (() => Promise<void>) | undefined;
-  let tap: Tap | undefined;
+  /** Wraps the stream handed to writeHashedFile, to rethrow our own error as is if the writer wraps it. */
+  let tap: CountingSource | undefined;
   /** What the upload was treated as: 'ova'/'ovf' when a package was extracted, else 'bare'. */
   let container: UnpackResult['container'] = format === 'ova' || format === 'ovf' ? format : 'bare';
   let properties: Record<string, string> = {};
   let output: UnpackResult['output'] = null;
 
   const write = async (data: AsyncIterable<Uint8Array>) => {
-    tap = new Tap(data);
-    const written = await writeHashedFile(tap.stream(), outputPath, { maxBytes: limits.maxOutputBytes, ...(signal ? { signal } : {}) });
+    tap = new CountingSource(data);
+    const written = await writeHashedFile(tap, outputPath, { maxBytes: limits.maxOutputBytes, ...(signal ? { signal } : {}) });
     output = { path: outputPath, ...written };
   };
 
