@@ -6,18 +6,18 @@
  * (stage, error code, and what the message must name).
  *
  * Reuses the unit tests' builders: qemu-img wrappers (test/support/images.ts), ISO/GPT/MBR
- * crafting (test/unit/formats/craft.ts), tar/OVF/OVA writers and CLI compression
- * (test/unit/unpack/helpers.ts).
+ * crafting and differencing VHD/VHDX edits (test/unit/formats/craft.ts), tar/OVF/OVA writers and
+ * CLI compression (test/unit/unpack/helpers.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
-import { guidToBytes } from '../../formats/guid.js';
 import { convertImage, makeImage, makeLuksImage, qemuInfo } from '../support/images.js';
-import { gptDisk, isoImage, mbrSector } from '../unit/formats/craft.js';
+import { differencingVhd, differencingVhdx, editVhdFooters, gptDisk, isoImage, mbrSector, patched } from '../unit/formats/craft.js';
 import { compressCli, makeOva, makeOvf, makeTar, type TarMember } from '../unit/unpack/helpers.js';
 
+const KiB = 1024;
 export const MiB = 2 ** 20;
 export const TiB = 2 ** 40;
 
@@ -191,101 +191,6 @@ export async function buildGoodOva(dir: string, streamVmdk: string): Promise<Fix
 }
 
 // ------------------------------------------------------------------ hostile images
-
-/** Ones' complement of the byte sum, skipping the checksum field (VHD footer). */
-function vhdFooterChecksum(footer: Buffer): void {
-  let sum = 0;
-  for (let i = 0; i < 512; i++) if (i < 64 || i > 67) sum += footer[i]!;
-  footer.writeUInt32BE(~sum >>> 0, 64);
-}
-
-/** Edits every VHD footer copy (offset 0 and the last 512 bytes), keeping their checksums valid. */
-function editVhdFooters(img: Buffer, edit: (footer: Buffer) => void): Buffer {
-  const out = Buffer.from(img);
-  for (const off of [0, out.length - 512]) {
-    const f = out.subarray(off, off + 512);
-    if (f.toString('latin1', 0, 8) !== 'conectix') continue;
-    edit(f);
-    vhdFooterChecksum(f);
-  }
-  return out;
-}
-
-/** A dynamic VHD turned into a differencing disk: type 4, a parent name and a W2ku parent locator. */
-export function differencingVhd(dynamic: Buffer, parent: string): Buffer {
-  const img = editVhdFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
-  const dyn = Number(img.readBigUInt64BE(16));
-  Buffer.from(parent, 'utf16le').swap16().copy(img, dyn + 64);
-  img.writeUInt32BE(0x57326b75, dyn + 576); // 'W2ku'
-  return img;
-}
-
-const KiB = 1024;
-const VHDX_METADATA_REGION = guidToBytes('8B7CA206-4790-4B9A-B8FE-575F050F886E');
-const VHDX_FILE_PARAMS = guidToBytes('CAA16737-FA36-4D43-B3B6-33F0AA44E76B');
-const VHDX_PARENT_LOCATOR = guidToBytes('A8D35F2D-B30B-454D-ABF7-D3D84834AB0C');
-const VHDX_LOCATOR_TYPE = guidToBytes('B04AEFB7-D19E-4A81-B789-25B8E9445913');
-
-function vhdxMetadataOffset(img: Buffer): number {
-  const n = img.readUInt32LE(192 * KiB + 8);
-  for (let i = 0; i < n; i++) {
-    const e = 192 * KiB + 16 + i * 32;
-    if (img.subarray(e, e + 16).equals(VHDX_METADATA_REGION)) return Number(img.readBigUInt64LE(e + 16));
-  }
-  throw new Error('vhdx: no metadata region');
-}
-
-/** The parent locator a differencing VHDX carries (MS-VHDX 2.6.2.6): linkage GUID and a Windows path. */
-function vhdxParentLocator(path: string): Buffer {
-  const kv: Array<[string, string]> = [['parent_linkage', '{00000000-0000-0000-0000-000000000001}'], ['absolute_win32_path', path]];
-  const head = 20 + kv.length * 12;
-  const entries = Buffer.alloc(head);
-  VHDX_LOCATOR_TYPE.copy(entries, 0);
-  entries.writeUInt16LE(kv.length, 18);
-  const chunks: Buffer[] = [];
-  let off = head;
-  kv.forEach(([k, v], i) => {
-    const kb = Buffer.from(k, 'utf16le');
-    const vb = Buffer.from(v, 'utf16le');
-    entries.writeUInt32LE(off, 20 + i * 12);
-    entries.writeUInt32LE(off + kb.length, 20 + i * 12 + 4);
-    entries.writeUInt16LE(kb.length, 20 + i * 12 + 8);
-    entries.writeUInt16LE(vb.length, 20 + i * 12 + 10);
-    chunks.push(kb, vb);
-    off += kb.length + vb.length;
-  });
-  return Buffer.concat([entries, ...chunks]);
-}
-
-/** A dynamic VHDX turned into a differencing disk: HasParent set and a parent locator item added. */
-export function differencingVhdx(base: Buffer, parent: string): Buffer {
-  const img = Buffer.from(base);
-  const m = vhdxMetadataOffset(img);
-  const n = img.readUInt16LE(m + 10);
-  for (let i = 0; i < n; i++) {
-    const e = m + 32 + i * 32;
-    if (img.subarray(e, e + 16).equals(VHDX_FILE_PARAMS)) {
-      const data = m + img.readUInt32LE(e + 16);
-      img.writeUInt32LE(img.readUInt32LE(data + 4) | 2, data + 4); // HasParent
-    }
-  }
-  const entry = m + 32 + n * 32;
-  const locator = vhdxParentLocator(parent);
-  VHDX_PARENT_LOCATOR.copy(img, entry);
-  img.writeUInt32LE(512 * KiB, entry + 16);
-  img.writeUInt32LE(locator.length, entry + 20);
-  img.writeUInt32LE(0x6, entry + 24); // IsRequired | IsVirtualDisk
-  img.writeUInt16LE(n + 1, m + 10);
-  locator.copy(img, m + 512 * KiB);
-  return img;
-}
-
-/** A copy of `buf` with `edit` applied to the bytes from `offset` on. */
-function patched(buf: Buffer, offset: number, edit: (b: Buffer) => void): Buffer {
-  const out = Buffer.from(buf);
-  edit(out.subarray(offset));
-  return out;
-}
 
 /**
  * Concatenated gzip members, each `member` expanding to `memberBytes`: zeros only (the classic

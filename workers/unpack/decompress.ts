@@ -51,7 +51,11 @@ export const DEFAULT_DECODER_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024;
 const GZIP_CHUNK_BYTES = 128 * 1024;
 const STDERR_KEEP_CHARS = 16 * 1024;
 
-/** Counts the bytes pulled through it and remembers an error the underlying source threw. */
+/**
+ * Counts the bytes pulled through it and remembers the first error the underlying source threw
+ * (so a consumer that wraps or replaces that error — a pipeline, writeHashedFile — can be
+ * overruled). Closes the source when iteration stops early.
+ */
 export class CountingSource implements AsyncIterable<Uint8Array> {
   bytes = 0;
   error: unknown = undefined;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { ensureQemuImg, makeImage, makeLuksImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
+import { patched } from './craft.js';
 import { assertAccepted, assertRefused, codes, detectBuf, detectFile, POLICY } from './helpers.js';
 
 describe('vdi', () => {
@@ -26,11 +27,7 @@ describe('vdi', () => {
   }
 
   it('refuses differencing, unsupported types and damaged headers', async () => {
-    const edit = (off: number, f: (b: Buffer) => void): Buffer => {
-      const b = Buffer.from(img);
-      f(b.subarray(off));
-      return b;
-    };
+    const edit = (off: number, f: (b: Buffer) => void): Buffer => patched(img, off, f);
     assertRefused(await detectBuf(edit(0x4c, (b) => b.writeUInt32LE(4))), 'vdi', 'vdi_differencing');
     assertRefused(await detectBuf(edit(0x1a8, (b) => b.fill(0x11, 0, 16))), 'vdi', 'vdi_differencing');
     assertRefused(await detectBuf(edit(0x4c, (b) => b.writeUInt32LE(3))), 'vdi', 'vdi_unsupported_type');
@@ -79,11 +76,7 @@ describe('qed', () => {
 
   it('refuses unknown features and damaged headers', async () => {
     const img = await readFile(await makeImage(dir, 'qed', { size: '64M' }));
-    const edit = (off: number, f: (b: Buffer) => void): Buffer => {
-      const b = Buffer.from(img);
-      f(b.subarray(off));
-      return b;
-    };
+    const edit = (off: number, f: (b: Buffer) => void): Buffer => patched(img, off, f);
     assertRefused(await detectBuf(edit(16, (b) => b.writeBigUInt64LE(0x100n))), 'qed', 'qed_unknown_features');
     assertRefused(await detectBuf(edit(4, (b) => b.writeUInt32LE(1000))), 'qed', 'corrupt_header');
     assertRefused(await detectBuf(edit(8, (b) => b.writeUInt32LE(64))), 'qed', 'corrupt_header');
@@ -144,11 +137,7 @@ describe('ploop (parallels)', () => {
 
   it('refuses damaged headers', async () => {
     const img = await readFile(await makeImage(dir, 'parallels', { size: '64M' }));
-    const edit = (off: number, f: (b: Buffer) => void): Buffer => {
-      const b = Buffer.from(img);
-      f(b.subarray(off));
-      return b;
-    };
+    const edit = (off: number, f: (b: Buffer) => void): Buffer => patched(img, off, f);
     assertRefused(await detectBuf(edit(16, (b) => b.writeUInt32LE(7))), 'ploop', 'ploop_unsupported_version');
     assertRefused(await detectBuf(edit(28, (b) => b.writeUInt32LE(0))), 'ploop', 'corrupt_header');
     assertRefused(await detectBuf(edit(36, (b) => b.writeBigUInt64LE(1n << 40n))), 'ploop', 'corrupt_header');

@@ -2,27 +2,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
-import { gptDisk } from './craft.js';
+import { differencingVhd, editVhdFooters, gptDisk, vhdFooterChecksum } from './craft.js';
 import { assertAccepted, assertRefused, codes, detectBuf, detectFile } from './helpers.js';
-
-/** Recompute the footer checksum (ones' complement of the byte sum, skipping the field). */
-function fixChecksum(footer: Buffer): void {
-  let sum = 0;
-  for (let i = 0; i < 512; i++) if (i < 64 || i > 67) sum += footer[i]!;
-  footer.writeUInt32BE(~sum >>> 0, 64);
-}
-
-/** Apply an edit to every footer copy in a VHD buffer and keep checksums valid. */
-function editFooters(img: Buffer, edit: (f: Buffer) => void): Buffer {
-  const out = Buffer.from(img);
-  for (const off of [0, out.length - 512]) {
-    const f = out.subarray(off, off + 512);
-    if (f.toString('latin1', 0, 8) !== 'conectix') continue;
-    edit(f);
-    fixChecksum(f);
-  }
-  return out;
-}
 
 describe('vhd (vpc)', () => {
   let dir = '';
@@ -64,11 +45,7 @@ describe('vhd (vpc)', () => {
   });
 
   it('refuses a differencing disk and names its parent', async () => {
-    const img = editFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
-    const dataOffset = Number(img.readBigUInt64BE(16));
-    const name = Buffer.from('C:\\base\\parent.vhd', 'utf16le').swap16();
-    name.copy(img, dataOffset + 64);
-    img.writeUInt32BE(0x57326b75, dataOffset + 576); // 'W2ku' locator
+    const img = differencingVhd(dynamic, 'C:\\base\\parent.vhd');
     const r = await detectBuf(img);
     assert.equal(r.details.diskType, 'differencing');
     const v = assertRefused(r, 'vhd', 'vhd_differencing');
@@ -84,16 +61,16 @@ describe('vhd (vpc)', () => {
   });
 
   it('refuses a differencing footer that exists only at the end of the file', async () => {
-    const img = editFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
+    const img = editVhdFooters(dynamic, (f) => f.writeUInt32BE(4, 60));
     img.fill(0, 0, 512);
     assertRefused(await detectBuf(img), 'vhd', 'vhd_differencing');
   });
 
   it('refuses damaged footers and dynamic headers', async () => {
-    assertRefused(await detectBuf(editFooters(dynamic, (f) => f.writeUInt32BE(9, 60))), 'vhd', 'corrupt_header');
+    assertRefused(await detectBuf(editVhdFooters(dynamic, (f) => f.writeUInt32BE(9, 60))), 'vhd', 'corrupt_header');
     assertRefused(await detectBuf(dynamic.subarray(0, 600)), 'vhd', 'corrupt_header');
     assertRefused(await detectBuf(dynamic.subarray(0, 100)), 'vhd', 'corrupt_header');
-    assertRefused(await detectBuf(editFooters(dynamic, (f) => f.writeBigUInt64BE(1n << 50n, 16))), 'vhd', 'corrupt_header');
+    assertRefused(await detectBuf(editVhdFooters(dynamic, (f) => f.writeBigUInt64BE(1n << 50n, 16))), 'vhd', 'corrupt_header');
     const badBlock = Buffer.from(dynamic);
     badBlock.writeUInt32BE(1000, Number(badBlock.readBigUInt64BE(16)) + 32);
     assertRefused(await detectBuf(badBlock), 'vhd', 'corrupt_header');
@@ -107,7 +84,7 @@ describe('vhd (vpc)', () => {
     footer.writeUInt32BE(2, 60);
     footer.writeBigUInt64BE(0xffffffffffffffffn, 16);
     footer.writeBigUInt64BE(1n << 30n, 48);
-    fixChecksum(footer);
+    vhdFooterChecksum(footer);
     const img = Buffer.concat([Buffer.alloc(4096), footer]);
     assertRefused(await detectBuf(img), 'vhd', 'corrupt_header');
   });
@@ -121,7 +98,7 @@ describe('vhd (vpc)', () => {
   });
 
   it('refuses a virtual size over the policy', async () => {
-    const img = editFooters(dynamic, (f) => {
+    const img = editVhdFooters(dynamic, (f) => {
       f.writeBigUInt64BE(1n << 45n, 48);
       f.write('win ', 28, 'latin1');
     });
@@ -140,7 +117,7 @@ describe('vhd (vpc)', () => {
     footer.writeBigUInt64BE(0xffffffffffffffffn, 16);
     footer.writeBigUInt64BE(BigInt(disk.length), 48);
     footer.write('win ', 28, 'latin1');
-    fixChecksum(footer);
+    vhdFooterChecksum(footer);
     const r = await detectBuf(Buffer.concat([disk, footer]));
     assert.equal(r.format, 'vhd');
     assert.deepEqual(r.alsoMatches, ['gpt']);
