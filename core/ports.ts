@@ -133,4 +133,6 @@ export interface BlobStore {
   remove(imageId: string): Promise<void>;
   /** Lists image ids that have stored bytes (for audits and tests). */
   listStored(): Promise<string[]>;
+  /** Staging files: which image each belongs to and when it was last written (ms since epoch). */
+  listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]>;
 }

@@ -3,6 +3,7 @@
  * stale sweeper resumes runs that stopped moving (a new run number, so the old jobs become
  * no-ops) and gives up on uploads whose receiving process went away.
  */
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
 import { event } from '../core/events.js';
@@ -12,6 +13,9 @@ import { nextRunNumber } from '../core/pipeline-state.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { BlobStore } from '../core/ports.js';
 import { killImage } from './stage-runner.js';
+
+/** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
+const STAGING_GRACE_MS = 60_000;
 
 export interface SweeperSettings {
   stageDeadlineSeconds: number;
@@ -54,6 +58,27 @@ export class Sweepers {
     }
     const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
     for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
+    await this.removeOrphanStaging(now);
+  }
+
+  /**
+   * Staging files outlive their image's pipeline only when a process died between the manifest
+   * write that ended it and the removal: remove those of images no longer receiving or importing.
+   */
+  async removeOrphanStaging(now = Date.now()): Promise<void> {
+    const settledBefore = now - STAGING_GRACE_MS;
+    const owners = new Map<string, boolean>();
+    for (const file of await this.blobs.listStaging()) {
+      if (file.modifiedAt > settledBefore) continue;
+      if (!owners.has(file.imageId)) {
+        const doc = await this.manifest.get(file.imageId);
+        owners.set(file.imageId, doc !== null && (doc.upload !== null || doc.status === 'importing' || (doc.status === 'uploading' && doc.staging !== null)));
+      }
+      if (!owners.get(file.imageId)) {
+        await rm(file.path, { force: true });
+        this.log.info({ image_id: file.imageId, path: file.path }, 'removed an orphaned staging file');
+      }
+    }
   }
 
   /**

@@ -73,6 +73,16 @@ export class FsBlobStore implements BlobStore {
     return (await readdir(this.imagesDir)).filter((n) => !n.startsWith('.'));
   }
 
+  async listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]> {
+    const names = await readdir(this.stagingDir).catch(() => [] as string[]);
+    const files = await Promise.all(names.map(async (name) => {
+      const path = join(this.stagingDir, name);
+      const info = await stat(path).catch(() => null);
+      return info ? { imageId: name.split('.')[0], path, modifiedAt: info.mtimeMs } : null;
+    }));
+    return files.filter((f): f is NonNullable<typeof f> => f !== null);
+  }
+
   imagePath(imageId: string): string {
     return join(this.imagesDir, safeId(imageId));
   }

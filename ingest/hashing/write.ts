@@ -35,9 +35,9 @@ export interface WriteHashedFileOptions {
    */
   direct?: boolean;
   /**
-   * Buffered writes only: start writeback every this many bytes (an fdatasync in the background, never more than one
-   * at a time) so the disk works while bytes still arrive and the final fdatasync is short.
-   * 0 = only the final one. Default 64 MiB.
+   * Buffered writes only (no O_DIRECT): start writeback every this many bytes — an fdatasync
+   * in the background, never more than one at a time — so the disk works while bytes still
+   * arrive and the final fdatasync is short. 0 = only the final one. Default 64 MiB.
    */
   flushEveryBytes?: number;
 }

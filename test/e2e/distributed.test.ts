@@ -13,7 +13,7 @@ import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from 
 
 const logDir = testLogDir('distributed');
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
-import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
+import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, waitForEmptyStaging, type Fixture } from './upload-matrix.js';
 
 const TOKEN = 'e2e-distributed-token';
 const needed = ['redis', 'kafka', 'mongodb'] as const;
@@ -81,7 +81,7 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
     for (const [i, id] of ids.entries()) await assertActiveAsExpected(client, id, matrix[i]);
     // Both workers took part.
     for (const worker of workers) assert.match(worker.output(), /"msg":"stage done"/);
-    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+    await waitForEmptyStaging(join(dir, 'data'));
   });
 
   it('finishes an image exactly once after the worker running its stage is killed with SIGKILL', async () => {
@@ -101,7 +101,7 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
     assert.ok(settled.pir_pipeline.stages.unpack.attempts >= 2, 'the unpack stage ran again');
     const stored = await readdir(join(dir, 'data', 'images'));
     assert.equal(stored.filter((n) => n.startsWith(image.id)).length, 1, `one stored file, no partial or duplicate: ${stored.join(', ')}`);
-    assert.deepEqual((await readdir(join(dir, 'data', 'staging'))).filter((n) => n.startsWith(image.id)), []);
+    await waitForEmptyStaging(join(dir, 'data'), image.id);
     // The effect happened once: one image.active event (by id) on the topic, however often it was delivered.
     await waitFor(() => recorder.idsOf(image.id, 'image.active').size > 0, 30_000, 'image.active on the topic');
     await new Promise((r) => setTimeout(r, 3000)); // room for a duplicate to show up, if there were one

@@ -13,7 +13,7 @@ import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 
 const logDir = testLogDir('embedded');
-import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
+import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, waitForEmptyStaging, type Fixture } from './upload-matrix.js';
 
 const TOKEN = 'e2e-admin-token';
 
@@ -60,7 +60,7 @@ describe('embedded mode (pir serve)', () => {
       return image.id as string;
     }));
     for (const [i, id] of ids.entries()) await assertActiveAsExpected(client, id, matrix[i]);
-    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), [], 'staging is emptied once images are active');
+    await waitForEmptyStaging(join(dir, 'data'));
   });
 
   it('answers 202 at once with Prefer: respond-async, and the image becomes active', async () => {
@@ -99,7 +99,7 @@ describe('embedded mode (pir serve)', () => {
     assert.equal(tasks[0].status, 'failure');
     assert.match(tasks[0].message, /backing file/);
     assert.ok(!(await readdir(join(dir, 'data', 'images'))).includes(image.id));
-    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+    await waitForEmptyStaging(join(dir, 'data'));
   });
 
   it('refuses a qcow2 declared as raw, and a Content-MD5 or os_hash_value that does not match', async () => {
@@ -134,7 +134,7 @@ describe('embedded mode (pir serve)', () => {
     // The server answers 413 and closes; a client still sending may see the reset instead.
     assert.ok(response.status === 413 || response.status === 0, `status ${response.status}`);
     await waitFor(async () => (await client.getImage(image.id)).body.status === 'queued', 10_000, 'image back in queued');
-    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+    await waitForEmptyStaging(join(dir, 'data'));
     const declared = await client.createImage({ name: 'declared-big', disk_format: 'raw', container_format: 'bare' });
     const early = await client.call('PUT', `/v2/images/${declared.id}/file`, undefined, { 'content-type': 'application/octet-stream', 'x-openstack-image-size': String(2 ** 40) });
     assert.equal(early.status, 413);
@@ -150,7 +150,7 @@ describe('embedded mode (pir serve)', () => {
     await waitFor(async () => (await client.getImage(image.id)).body.status === 'saving', 10_000, 'saving');
     req.destroy();
     await waitFor(async () => (await client.getImage(image.id)).body.status === 'queued', 10_000, 'queued after the disconnect');
-    assert.deepEqual(await readdir(join(dir, 'data', 'staging')), []);
+    await waitForEmptyStaging(join(dir, 'data'));
     // And the image can be uploaded again.
     assert.equal((await client.putData(image.id, matrix[0].path)).status, 204);
   });
@@ -209,7 +209,7 @@ describe('embedded mode: a restart in the middle of an import', () => {
       for (let i = 0; i < SLOW_GZIP_SIZE / block.length; i++) zeros.update(block);
       assert.equal(settled.checksum, zeros.digest('hex'));
       assert.deepEqual(await readdir(join(dataDir, 'images')), [imageId]);
-      assert.deepEqual(await readdir(join(dataDir, 'staging')), []);
+      await waitForEmptyStaging(dataDir);
     } finally {
       await pir.stop();
       await removeDir(dir);

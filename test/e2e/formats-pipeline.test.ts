@@ -11,6 +11,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { ensureQemuImg, makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { waitForEmptyStaging } from './upload-matrix.js';
 import {
   buildCompressedFixtures, buildGoodFixtures, buildGoodOva, buildHostileFixtures, LIMITS, MiB,
   type ActiveExpectation, type Fixture, type KilledExpectation,
@@ -145,7 +146,7 @@ describe('formats through the whole pipeline (pir serve)', () => {
   });
 
   it('leaves staging empty and the store holding exactly the active images', async () => {
-    assert.deepEqual(await readdir(join(dataDir, 'staging')), []);
+    await waitForEmptyStaging(dataDir);
     assert.deepEqual((await stored()).sort(), [...activeIds].sort());
     assert.equal(activeIds.size, good.length + compressed.length + 1);
   });

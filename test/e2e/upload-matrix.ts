@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { convertImage, qemuInfo } from '../support/images.js';
 import { fileDigests, type PirClient } from '../support/pir-client.js';
+import { waitFor } from '../support/pir-process.js';
 
 export interface Fixture {
   label: string;
@@ -74,6 +75,17 @@ export function makeSlowGzip(dir: string): string {
 
 export const SLOW_GZIP_SIZE = 2 ** 30;
 export const SLOW_GZIP_ENV = { PIR_MAX_EXPANSION_RATIO: '1000000' };
+
+/**
+ * Waits (bounded) until no staging file of `imageId` (or none at all) is left: the process that
+ * ends a pipeline removes them right after the manifest write that other processes already see.
+ */
+export async function waitForEmptyStaging(dataDir: string, imageId?: string): Promise<void> {
+  const left = async () => (await readdir(join(dataDir, 'staging'))).filter((n) => imageId === undefined || n.startsWith(imageId));
+  await waitFor(async () => (await left()).length === 0, 10_000, 'staging emptied').catch(async (error: Error) => {
+    throw new Error(`${error.message}; still there: ${(await left()).join(', ')}`);
+  });
+}
 
 /** Checks an active image against its fixture: manifest fields and the downloaded bytes. */
 export async function assertActiveAsExpected(client: PirClient, id: string, fixture: Fixture): Promise<void> {

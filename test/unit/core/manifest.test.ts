@@ -60,6 +60,7 @@ describe('Manifest (compare-and-set with a transactional outbox)', () => {
     await d.relay.drain(); // the other relay acknowledges what it published (the template image)
     assert.equal((await d.store.get(image.id))!.outbox.length, 1, 'kept for later');
     down = false;
+    await new Promise((r) => setTimeout(r, 5)); // the sweep takes documents written strictly before now
     assert.equal(await relay.sweep(0), 1);
     await waitFor(() => d.published.some((e) => e.image_id === image.id), 2000, 'relayed by the sweeper');
     await relay.drain(); // acknowledgements are delayed a little, to be folded into later writes

@@ -1,0 +1,31 @@
+import assert from 'node:assert/strict';
+import { access, utimes, writeFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { Sweepers } from '../../../workers/sweepers.js';
+import { domain, silent } from './fixtures.js';
+
+const settings = { stageDeadlineSeconds: 60, uploadStallSeconds: 30, maxResumes: 1, outboxGraceMs: 0 };
+const exists = (path: string) => access(path).then(() => true, () => false);
+
+describe('staging janitor', () => {
+  it('removes staging files of images that no longer need them, once they are old, and keeps the rest', async () => {
+    const d = await domain();
+    const sweepers = new Sweepers(d.manifest, d.images, d.relay, d.blobs, settings, silent);
+    const receiving = await d.images.create({ name: 'receiving', disk_format: 'raw', container_format: 'bare' }, 'p');
+    const ticket = await d.images.beginUpload(receiving.id, 'upload');
+    const done = await d.images.create({ name: 'queued again' }, 'p');
+    const orphan = d.blobs.stagingPath(done.id, 1, 'upload');
+    const unknown = d.blobs.stagingPath('00000000-0000-4000-8000-00000000dead', 1, 'unpacked');
+    const fresh = d.blobs.stagingPath(done.id, 2, 'unpacked');
+    for (const path of [ticket.stagingPath, orphan, unknown, fresh]) await writeFile(path, 'x');
+    const old = new Date(Date.now() - 120_000);
+    for (const path of [ticket.stagingPath, orphan, unknown]) await utimes(path, old, old);
+
+    await sweepers.removeOrphanStaging();
+    assert.equal(await exists(ticket.stagingPath), true, 'an upload still receiving keeps its file');
+    assert.equal(await exists(orphan), false, 'a queued image needs no staging file');
+    assert.equal(await exists(unknown), false, 'nor does an image that no longer exists');
+    assert.equal(await exists(fresh), true, 'a recent file is left alone (its writer may not have recorded it yet)');
+    await d.close();
+  });
+});
