@@ -105,3 +105,43 @@ test('Mongo store: a second process starting on an existing database', { timeout
     await client.close();
   });
 });
+
+test('Mongo store: the journal is pruned, and a stale remembered head cannot win a pruned slot', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_prune').replace(/-/g, '_');
+  const journalOpts = { keepMs: 400, headMaxAgeMs: 200, pruneEveryWrites: 5 };
+  const a = new MongoManifestStore({ url: services.mongodbUrl, dbName, journal: journalOpts });
+  const b = new MongoManifestStore({ url: services.mongodbUrl, dbName, journal: journalOpts });
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  await client.connect();
+  t.after(async () => {
+    await Promise.all([a.close(), b.close()]);
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+  const doc = makeDoc({});
+  await a.create(doc);
+  // A remembers the head after its write; then B writes many times, long enough for pruning.
+  const atA = { ...(await a.get(doc.id))!, revision: 2, name: 'written by a' };
+  assert.equal(await a.replace(atA, 1), true);
+  let current = atA;
+  for (let i = 0; i < 12; i++) {
+    const next = { ...current, revision: current.revision + 1, name: `b${i}` };
+    assert.equal(await b.replace(next, current.revision), true);
+    current = next;
+    await sleep(60);
+  }
+  await sleep(200);
+  const journal = client.db(dbName).collection('images_journal');
+  await b.replace({ ...current, revision: current.revision + 1, name: 'last' }, current.revision); // triggers a prune
+  current = { ...current, revision: current.revision + 1, name: 'last' };
+  await sleep(200);
+  assert.ok((await journal.countDocuments({ image_id: doc.id })) < 12, 'old journal entries were deleted');
+  // A's remembered head (revision 2) is stale and its slot may be free again: the write must lose.
+  assert.equal(await a.replace({ ...atA, revision: 3, name: 'stale' }, 2), false);
+  assert.equal((await a.get(doc.id))?.name, 'last');
+  assert.equal((await b.get(doc.id))?.revision, current.revision);
+  // And a correct write from A still works.
+  assert.equal(await a.replace({ ...current, revision: current.revision + 1, name: 'a again' }, current.revision), true);
+  assert.equal((await b.get(doc.id))?.name, 'a again');
+});
