@@ -7,14 +7,8 @@ import { KafkaEventBus } from './kafka/kafka-event-bus.js';
 import { MongoManifestStore } from './mongo/mongo-manifest-store.js';
 import type { Adapters } from './runtime.js';
 
-/** The database named in the URL's path, or "pir". */
-export function mongoDbName(url: string): string {
-  const path = new URL(url).pathname.replace(/^\//, '');
-  return path || 'pir';
-}
-
 export async function openDistributedAdapters(urls: DistributedUrls, config: PirConfig, retry: RetryPolicy, log: Logger): Promise<Adapters> {
-  const store = new MongoManifestStore({ url: urls.mongodbUrl, dbName: mongoDbName(urls.mongodbUrl) });
+  const store = new MongoManifestStore({ url: urls.mongodbUrl }); // the database named in the URL, or "pir"
   await store.start();
   const bus = new KafkaEventBus({ brokers: urls.kafkaBrokers, topic: config.kafkaTopic, clientId: `pir-${process.pid}`, logger: log });
   await bus.start();

@@ -23,6 +23,3 @@ export function canTransition(from: ImageStatus, to: ImageStatus): boolean {
 export function allowedTargets(from: ImageStatus): readonly ImageStatus[] {
   return TRANSITIONS[from];
 }
-
-/** Statuses in which work is under way and a deadline applies. */
-export const IN_FLIGHT_STATUSES: readonly ImageStatus[] = ['saving', 'uploading', 'importing'];

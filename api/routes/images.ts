@@ -1,9 +1,9 @@
 /** Glance's image metadata calls: create, list, show, delete, import, tasks, schemas. */
 import type { FastifyInstance } from 'fastify';
 import { CONTAINER_FORMATS, DISK_FORMATS, READ_ONLY_FIELDS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
-import { badRequest, forbidden } from '../../core/errors.js';
+import { badRequest, conflict, forbidden } from '../../core/errors.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
-import type { ListQuery, SortKey } from '../../core/ports.js';
+import { ManifestConflictError, type ListQuery, type SortKey } from '../../core/ports.js';
 import { imageView, taskViews } from '../glance-view.js';
 import { imageSchema, imagesSchema } from '../image-schema.js';
 
@@ -55,7 +55,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
     Object.assign(input, pick(body, ['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags']));
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
     const doc = await images.create(input, request.identity.project).catch((error: unknown) => {
-      if ((error as Error).name === 'ManifestConflictError') throw Object.assign(new Error(`An image with id ${String(input.id)} already exists.`), { statusCode: 409, code: 'duplicate_id' });
+      if (error instanceof ManifestConflictError) throw conflict('duplicate_id', `An image with id ${String(input.id)} already exists; leave id out to get a new one.`);
       throw error;
     });
     reply.header('Location', `/v2/images/${doc.id}`);
