@@ -3,14 +3,12 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { PirError } from '../core/errors.js';
 
-export interface Identity {
-  project: string;
-  isAdmin: boolean;
-}
+import type { Caller } from '../core/caller.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    identity: Identity;
+    /** The authenticated caller; every /v2 route passes it to the services. */
+    caller: Caller;
   }
 }
 
@@ -27,6 +25,6 @@ export function tokenChecker(adminToken: string) {
     if (!timingSafeEqual(digest(token), expected)) {
       throw new PirError('unauthorized', 'token_invalid', 'The X-Auth-Token is not valid for this PIR.');
     }
-    request.identity = { project: 'admin', isAdmin: true };
+    request.caller = { project_id: 'admin', user_id: 'admin', roles: ['admin'] };
   };
 }

@@ -64,6 +64,7 @@ export class ImageService {
       os_hash_value: null,
       tags: [...new Set(input.tags ?? [])],
       properties: input.properties ?? {},
+      members: [],
       created_at: now,
       updated_at: now,
       expected: input.expected_sha512 ? { sha512: input.expected_sha512.toLowerCase() } : {},

@@ -77,6 +77,17 @@ export interface OutboxEvent {
   traceparent?: string;
 }
 
+export const MEMBER_STATUSES = ['pending', 'accepted', 'rejected'] as const;
+export type MemberStatus = (typeof MEMBER_STATUSES)[number];
+
+/** A project an image is shared with (Glance's image members); only `shared` images have them. */
+export interface ImageMember {
+  member_id: string;
+  status: MemberStatus;
+  created_at: string;
+  updated_at: string;
+}
+
 export interface ImageDoc {
   id: string;
   /** Bumped by every state change: the compare-and-set token. */
@@ -99,6 +110,8 @@ export interface ImageDoc {
   tags: string[];
   /** Glance's extra properties: free-form string key/values. */
   properties: Record<string, string>;
+  /** Projects the image is shared with. Absent on documents written before members existed: read as []. */
+  members?: ImageMember[];
   created_at: string;
   updated_at: string;
   /** Digests the client promised (verified by the checksum stage). */

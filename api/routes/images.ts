@@ -54,7 +54,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
     }
     Object.assign(input, pick(body, ['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags']));
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
-    const doc = await images.create(input, request.identity.project).catch((error: unknown) => {
+    const doc = await images.create(input, request.caller.project_id).catch((error: unknown) => {
       if (error instanceof ManifestConflictError) throw conflict('duplicate_id', `An image with id ${String(input.id)} already exists; leave id out to get a new one.`);
       throw error;
     });

@@ -1,0 +1,18 @@
+/**
+ * Who is asking: the caller context every service method takes. Built by the identity adapters
+ * (infra/identity: tokens file, Keystone) and passed down from the API; the domain's policy
+ * module (core/policy.ts) decides what the caller may do. Routes never decide who may.
+ */
+export interface Caller {
+  project_id: string;
+  user_id: string;
+  /** Role names as the identity source gives them (Glance's defaults know admin, member, reader). */
+  roles: string[];
+}
+
+export function isAdmin(caller: Caller): boolean {
+  return caller.roles.includes('admin');
+}
+
+/** The caller the pipeline acts as (workers, sweepers): sees and may change every image. */
+export const SYSTEM_CALLER: Caller = Object.freeze({ project_id: 'admin', user_id: 'pir-system', roles: ['admin'] }) as Caller;
