@@ -242,7 +242,7 @@ describe('cross-tenant matrix: project B against project A\'s images, readers ag
       const problems: string[] = [];
       for (const f of included) if (!images.has(f)) problems.push(`${f} not set up`); else if (!listed.has(images.get(f)!)) problems.push(`${f} missing`);
       for (const f of excluded) if (images.has(f) && listed.has(images.get(f)!)) problems.push(`${f} listed but must not be`);
-      assert.deepEqual(problems, []);
+      assert.deepEqual(problems, [], `GET /v2/images${query ? `?${query}` : ''} as ${who}`);
     });
   }
 
