@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { makeTempDir, removeDir } from './images.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from './pir-process.js';
-import { inCI } from './services.js';
+import { inCI, services, uniqueName } from './services.js';
 
 /** The checkout's root (the directory holding package.json), from dist/test/support or test/support. */
 export const repoRoot: string = (() => {
@@ -91,21 +91,48 @@ export function makeIdentities() {
 }
 export type Identities = ReturnType<typeof makeIdentities>;
 
-export interface TenantPir { pir: PirProcess; url: string; tokensFile: string }
+export type PirMode = 'embedded' | 'distributed';
 
-/** `pir serve` (embedded) with PIR_TOKENS_FILE holding the identities. */
-export async function startTenantPir(dir: string, identities: Record<string, Identity>, logDir: string, env: Record<string, string> = {}): Promise<TenantPir> {
+export interface TenantPir { url: string; tokensFile: string; processes: PirProcess[]; stop(): Promise<void> }
+
+/**
+ * PIR with PIR_TOKENS_FILE holding the identities: `pir serve` (embedded), or `pir api` and one
+ * `pir worker` on the real Kafka, Redis and FerretDB with names unique to this run (distributed;
+ * the caller checks the services first, see requireServices).
+ */
+export async function startTenantPir(dir: string, identities: Record<string, Identity>, logDir: string, mode: PirMode = 'embedded'): Promise<TenantPir> {
   const tokensFile = join(dir, 'tokens.json');
   await writeFile(tokensFile, JSON.stringify({ tokens: Object.values(identities) }, null, 2), { mode: 0o600 });
   const port = await freePort();
-  const pir = await startPirProcess('serve', {
+  const env: Record<string, string> = {
     PIR_DATA_DIR: join(dir, 'data'),
-    PIR_PORT: String(port),
     PIR_TOKENS_FILE: tokensFile,
     PIR_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
-    ...env,
-  }, logDir);
-  return { pir, url: `http://127.0.0.1:${port}`, tokensFile };
+  };
+  const processes: PirProcess[] = [];
+  const stop = async () => { for (const p of processes.reverse()) await p.stop(); };
+  try {
+    if (mode === 'embedded') {
+      processes.push(await startPirProcess('serve', { ...env, PIR_PORT: String(port) }, logDir));
+    } else {
+      const run = uniqueName('xt').replace(/[^A-Za-z0-9]/g, '');
+      const mongo = new URL(services.mongodbUrl);
+      mongo.pathname = `/${run}`;
+      Object.assign(env, {
+        PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
+        PIR_REDIS_URL: services.redisUrl,
+        PIR_MONGODB_URL: mongo.toString(),
+        PIR_KAFKA_TOPIC: `pir.${run}`,
+        PIR_REDIS_PREFIX: run,
+      });
+      processes.push(await startPirProcess('api', { ...env, PIR_PORT: String(port) }, logDir, 'api'));
+      processes.push(await startPirProcess('worker', env, logDir, 'worker'));
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url: `http://127.0.0.1:${port}`, tokensFile, processes, stop };
 }
 
 /**
@@ -194,7 +221,7 @@ export function clientFlowSuite(label: string, client: InstalledClient, invocati
       for (const result of run.steps.values()) console.log(`# ${label} ${result.ok ? 'ok ' : 'FAIL'} ${result.step}: ${result.detail.slice(0, 300)}`);
     });
     after(async () => {
-      await tenant?.pir.stop();
+      await tenant?.stop();
       if (dir) await removeDir(dir);
     });
 
