@@ -265,6 +265,8 @@ for (const mode of ['embedded', 'distributed'] as const) {
       const seenByB = await as('B').call('GET', `/v2/images/${id}/members`);
       assert.equal(seenByB.status, 200);
       assert.deepEqual(seenByB.body.members.map((m: { member_id: string }) => m.member_id), [ids.B.project_id]);
+      const otherShownToB = await as('B').call('GET', `/v2/images/${id}/members/${stranger}`);
+      assert.equal(otherShownToB.status, 404, `B shows another project's membership: ${otherShownToB.status}`);
       const seenByA = await as('A').call('GET', `/v2/images/${id}/members`);
       assert.deepEqual(seenByA.body.members.map((m: { member_id: string }) => m.member_id).sort(), [ids.B.project_id, stranger].sort());
       await expectStatus('A removes the second member', await as('A').call('DELETE', `/v2/images/${id}/members/${stranger}`), 204);
