@@ -34,6 +34,7 @@ export interface IngestDeps {
 
 /** Quota is held in steps of this many bytes while a body of unknown size streams in. */
 const QUOTA_STEP = 64 * 1024 * 1024;
+const NEAR_LIMIT_STEP = 1024 * 1024;
 
 export function tooLarge(limit: number): PirError {
   return new PirError('too_large', 'image_too_large', `The image is larger than this PIR accepts (${limit} bytes, PIR_MAX_IMAGE_SIZE). Ask the operator for a higher limit.`);
@@ -89,7 +90,8 @@ export async function streamToStaging(
   heartbeat.unref();
   try {
     const source = quotas.enabled && project !== null ? metered(body, held, async (received) => {
-      // Hold the next step; if that does not fit, hold exactly what is left, if the bytes so far fit in it.
+      // Hold the next step ahead; near the limit, hold only a little ahead (what is left, at
+      // most NEAR_LIMIT_STEP), so one upload of unknown size does not take all the room.
       const want = Math.min(received + QUOTA_STEP, Math.max(received, settings.maxImageSize));
       try {
         await quotas.reserveFlight(project, imageId, want);
@@ -97,8 +99,9 @@ export async function streamToStaging(
       } catch (error) {
         const room = await quotas.flightRoom(project, imageId);
         if (room < received) throw error;
-        await quotas.reserveFlight(project, imageId, room);
-        return room;
+        const near = Math.min(room, received + NEAR_LIMIT_STEP);
+        await quotas.reserveFlight(project, imageId, near);
+        return near;
       }
     }) : body;
     return await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes });
