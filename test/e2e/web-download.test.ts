@@ -4,16 +4,22 @@
  * message: at the import call (400) when the URL alone shows it, else as the image's failure.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../support/images.js';
 import { PirClient, fileDigests } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { inCI } from '../support/services.js';
+
+const run = promisify(execFile);
+const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
 
 const TOKEN = 'e2e-web-download-token';
 const logDir = testLogDir('web-download');
@@ -160,6 +166,20 @@ describe('web-download (pir serve, local server allow-listed)', () => {
     const big = await waitDone(client, huge.id);
     assert.equal(big.status, 'killed');
     assert.equal(big.pir_failure.code, 'image_too_large');
+  });
+
+  it('imports with the real glance CLI: image-create-via-import --import-method web-download', { skip: !haveGlance && !inCI ? 'no glance command (python3-glanceclient)' : false }, async () => {
+    const home = join(dir, 'glance-home'); // the CLI caches the image schema under ~/.glanceclient
+    await mkdir(home, { recursive: true });
+    // stdin closed (<&-): the CLI refuses web-download when stdin could carry data.
+    const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', client.baseUrl, '--os-auth-token', TOKEN, 'image-create-via-import',
+      '--name', 'cli-webdl', '--disk-format', 'qcow2', '--container-format', 'bare', '--import-method', 'web-download', '--uri', `${base}/disk.qcow2`],
+    { env: { PATH: process.env.PATH ?? '', HOME: home } });
+    const id = /^\|\s*id\s*\|\s*([0-9a-f-]{36})\s*\|$/m.exec(stdout)?.[1];
+    assert.ok(id, stdout);
+    const done = await waitDone(client, id);
+    assert.equal(done.status, 'active', JSON.stringify(done.pir_failure));
+    assert.equal(done.checksum, expected.md5);
   });
 
   it("answers Glance's preconditions: 409 unless queued with both formats, 400 without a URI or for an unknown method", async () => {
