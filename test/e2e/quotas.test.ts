@@ -5,12 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
+import { once } from 'node:events';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeTempDir, removeDir } from '../support/images.js';
 import { PirClient, type Response } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
 
 const TOKEN = 'e2e-quota-token';
 const MiB = 1024 * 1024;
@@ -138,5 +141,74 @@ describe('quotas (pir serve, PIR_QUOTAS)', () => {
     assert.equal((await client.call('DELETE', `/v2/images/${created[0].body.id}`)).status, 204);
     assert.equal((await client.call('POST', '/v2/images', { name: 'one more' })).status, 201);
     assert.equal((await client.call('POST', '/v2/images', { name: 'one too many' })).status, 413);
+  });
+});
+
+const needed = ['redis', 'kafka', 'mongodb'] as const;
+const missing = (await Promise.all(needed.map(async (name) => ({ name, ...(await serviceUp(name)) })))).filter((s) => !s.up);
+const missingText = missing.map((s) => `${s.name} (${s.where})`).join(', ');
+
+describe('quotas and web-download in distributed mode (pir api + pir worker, FerretDB ledger)', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+  let dir: string;
+  const running: PirProcess[] = [];
+  let client: PirClient;
+  let server: ReturnType<typeof createServer>;
+  let base: string;
+  const data = randomBytes(MiB);
+
+  before(async () => {
+    if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}`);
+    dir = await makeTempDir('pir-e2e-quotas-dist-');
+    server = createServer((req, res) => {
+      if (req.url === '/disk.raw') return res.writeHead(200, { 'content-length': String(data.length) }).end(data);
+      res.writeHead(404).end();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const serverPort = (server.address() as AddressInfo).port;
+    base = `http://127.0.0.1:${serverPort}`;
+    const run = uniqueName('quota').replace(/[^A-Za-z0-9]/g, '');
+    const mongo = new URL(services.mongodbUrl);
+    mongo.pathname = `/${run}`;
+    const port = await freePort();
+    const env = {
+      PIR_DATA_DIR: join(dir, 'data'), PIR_ADMIN_TOKEN: TOKEN,
+      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','), PIR_REDIS_URL: services.redisUrl, PIR_MONGODB_URL: mongo.toString(),
+      PIR_KAFKA_TOPIC: `pir.${run}`, PIR_REDIS_PREFIX: run,
+      PIR_QUOTAS: JSON.stringify({ default: { image_count_uploading: 3 } }),
+      PIR_EGRESS_ALLOWLIST: `127.0.0.1:${serverPort}`,
+    };
+    running.push(await startPirProcess('api', { ...env, PIR_PORT: String(port) }, logDir, 'dist-api'));
+    running.push(await startPirProcess('worker', env, logDir, 'dist-worker'));
+    client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+  });
+  after(async () => {
+    for (const p of running) await p.stop();
+    server?.close();
+    if (dir) await removeDir(dir);
+  });
+
+  it('16 concurrent uploads: exactly 3 in flight; the worker gives the slots back through Kafka; web-download counts too', async () => {
+    const images = await Promise.all(Array.from({ length: 16 }, (_, i) => client.createImage({ name: `d${i}`, disk_format: 'raw', container_format: 'bare' })));
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    const settled: Response[] = [];
+    const uploads = images.map((image) => gatedUpload(client, image.id, data, gate).then((r) => { settled.push(r); return r; }));
+    await waitFor(async () => settled.length >= 13, 60_000);
+    // All 3 slots are taken: a web-download is refused too.
+    const extra = await client.createImage({ name: 'webdl', disk_format: 'raw', container_format: 'bare' });
+    const refusedImport = await client.call('POST', `/v2/images/${extra.id}/import`, { method: { name: 'web-download', uri: `${base}/disk.raw` } });
+    assert.equal(refusedImport.status, 413);
+    assert.equal((await client.getImage(extra.id)).body.status, 'queued');
+    open();
+    const results = await Promise.all(uploads);
+    assert.equal(results.filter((r) => r.status === 204).length, 3, JSON.stringify(results.map((r) => r.status)));
+    assert.equal(results.filter((r) => r.status === 413).length, 13);
+    // The worker made them active; its quota consumer (group pir-quota) gave the slots back.
+    await waitFor(async () => (await client.call('GET', '/v2/info/usage')).body.usage.image_count_uploading.usage === 0, 60_000);
+    assert.equal((await client.call('POST', `/v2/images/${extra.id}/import`, { method: { name: 'web-download', uri: `${base}/disk.raw` } })).status, 202);
+    await waitFor(async () => (await client.getImage(extra.id)).body.status === 'active', 60_000);
+    await waitFor(async () => (await client.call('GET', '/v2/info/usage')).body.usage.image_count_uploading.usage === 0, 60_000);
+    assert.deepEqual((await client.call('GET', '/v2/info/usage')).body.usage.image_size_total, { limit: -1, usage: 4 });
   });
 });
