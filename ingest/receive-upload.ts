@@ -63,7 +63,8 @@ export async function receiveUpload(
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
     await images.abortUpload(imageId, ticket.run, reason);
-    await quotas.settle(imageId, () => images.get(imageId).catch(() => null)); // give the hold back now, not when the event arrives
+    // Give the hold back now, not only when the event arrives (which does it again, durably).
+    await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
     throw error;
   }

@@ -47,7 +47,7 @@ export class WebDownloads {
       await quotas.reserveFlight(project, imageId, 0);
     } catch (error) {
       await images.abortUpload(imageId, ticket.run, (error as Error).message);
-      await quotas.settle(imageId, () => images.get(imageId).catch(() => null));
+      await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
       throw error;
     }
     const run = this.download(imageId, project, ticket, uri).finally(() => this.running.delete(run));

@@ -119,9 +119,9 @@ function portRefused(port: number, settings: EgressSettings): EgressError {
   return new EgressError('uri_refused', `Port ${port} is refused; PIR downloads only from port ${settings.ports.join(' or ')}. (An operator can allow a host:port with PIR_EGRESS_ALLOWLIST.)`);
 }
 
-/** Resolves the host and checks every address; returns the one to connect to. */
-export async function resolveChecked(target: CheckedUrl, settings: EgressSettings, resolver: Resolver = systemResolver): Promise<LookupAddress> {
-  if (target.literal) return { address: target.host, family: isIP(target.host) };
+/** Resolves the host and checks every address; returns them (all checked), to connect to no other. */
+export async function resolveChecked(target: CheckedUrl, settings: EgressSettings, resolver: Resolver = systemResolver): Promise<LookupAddress[]> {
+  if (target.literal) return [{ address: target.host, family: isIP(target.host) }];
   let addresses: LookupAddress[];
   try {
     addresses = await resolver(target.host);
@@ -138,7 +138,7 @@ export async function resolveChecked(target: CheckedUrl, settings: EgressSetting
     if (why) throw new EgressError('address_refused', `${target.host} resolves to ${address}, ${why}; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
   }
   if (!settings.ports.includes(target.port) && !target.allowedByName && !allExemptByCidr) throw portRefused(target.port, settings);
-  return addresses[0];
+  return addresses;
 }
 
 export interface EgressResponse {
@@ -177,8 +177,8 @@ export class EgressClient {
     let current = text;
     for (let hop = 0; ; hop++) {
       const target = checkUrl(current, this.settings);
-      const address = await resolveChecked(target, this.settings, this.resolver);
-      const response = await this.open(target, address, signal);
+      const addresses = await resolveChecked(target, this.settings, this.resolver);
+      const { response, failure } = await this.open(target, addresses, signal);
       const status = response.statusCode ?? 0;
       if (REDIRECTS.has(status)) {
         response.destroy();
@@ -198,20 +198,25 @@ export class EgressClient {
         response.destroy();
         throw new EgressError('too_large', `The image at the URL is ${contentLength} bytes, more than the ${options.maxBytes} this PIR accepts.`);
       }
-      return { url: target.url.toString(), status, contentLength, body: this.limited(response, options.maxBytes, signal) };
+      return { url: target.url.toString(), status, contentLength, body: this.limited(response, options.maxBytes, signal, failure) };
     }
   }
 
-  /** One request to a checked URL, connected to the checked address and no other. */
-  private open(target: CheckedUrl, pinned: LookupAddress, signal: AbortSignal): Promise<IncomingMessage> {
-    // The connection asks this `lookup` for the host's address: it always gets the checked one.
+  /**
+   * One request to a checked URL, connected to the checked addresses and no others. `failure`
+   * tells, once the body is streaming, whether a timeout of ours ended it.
+   */
+  private open(target: CheckedUrl, pinned: LookupAddress[], signal: AbortSignal): Promise<{ response: IncomingMessage; failure: () => EgressError | null }> {
+    // The connection asks this `lookup` for the host's addresses: it only ever gets the checked
+    // ones (all of them when it asks for all, to try each family in turn).
     const lookup: LookupFunction = (_host, opts, callback) => {
-      if ((opts as { all?: boolean }).all) (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, [pinned]);
-      else callback(null, pinned.address, pinned.family);
+      if ((opts as { all?: boolean }).all) (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, pinned);
+      else callback(null, pinned[0].address, pinned[0].family);
     };
     const requestFn = target.url.protocol === 'https:' ? httpsRequest : httpRequest;
+    let failure: EgressError | null = null;
     return new Promise((resolve, reject) => {
-      const fail = (error: EgressError) => { req.destroy(); reject(error); };
+      const fail = (error: EgressError) => { failure = error; req.destroy(); reject(error); };
       const req = requestFn(target.url, {
         method: 'GET',
         lookup,
@@ -228,7 +233,7 @@ export class EgressClient {
       req.setTimeout(this.settings.idleTimeoutMs, () => fail(new EgressError('timeout', `${target.url.host} sent nothing for ${this.settings.idleTimeoutMs} ms.`)));
       req.once('response', (response) => {
         clearTimeout(connectTimer);
-        resolve(response);
+        resolve({ response, failure: () => failure });
       });
       req.once('error', (error) => {
         clearTimeout(connectTimer);
@@ -240,7 +245,7 @@ export class EgressClient {
   }
 
   /** The body, failing past maxBytes and when the total deadline passes. */
-  private limited(response: IncomingMessage, maxBytes: number, signal: AbortSignal): Readable {
+  private limited(response: IncomingMessage, maxBytes: number, signal: AbortSignal, failure: () => EgressError | null): Readable {
     let received = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
@@ -251,8 +256,8 @@ export class EgressClient {
     });
     const onAbort = () => counter.destroy(new EgressError('timeout', `The download did not finish within ${this.settings.totalTimeoutMs} ms, or was cancelled.`));
     signal.addEventListener('abort', onAbort, { once: true });
-    response.once('error', (error) => counter.destroy(error instanceof EgressError ? error : new EgressError('connection_failed', `The download broke off: ${error.message}.`)));
-    response.once('aborted', () => counter.destroy(new EgressError('connection_failed', 'The server closed the connection before the whole image arrived.')));
+    response.once('error', (error) => counter.destroy(failure() ?? (error instanceof EgressError ? error : new EgressError('connection_failed', `The download broke off: ${error.message}.`))));
+    response.once('aborted', () => counter.destroy(failure() ?? new EgressError('connection_failed', 'The server closed the connection before the whole image arrived.')));
     counter.once('close', () => {
       signal.removeEventListener('abort', onAbort);
       response.destroy();

@@ -111,7 +111,7 @@ describe('egress: DNS answers', () => {
     await assert.rejects(resolveChecked(checkUrl('http://meta.example/x', s), s, resolveTo('169.254.169.254')), /metadata/);
     await assert.rejects(resolveChecked(checkUrl('http://mapped.example/x', s), s, resolveTo('::ffff:127.0.0.1')), /loopback/);
     const ok = await resolveChecked(checkUrl('http://public.example/x', s), s, resolveTo('93.184.216.34', '2606:2800:220:1::1'));
-    assert.equal(ok.address, '93.184.216.34');
+    assert.deepEqual(ok.map((a) => a.address), ['93.184.216.34', '2606:2800:220:1::1']);
   });
   it('a name that does not resolve is a clear failure', async () => {
     await assert.rejects(resolveChecked(checkUrl('http://no-such-host.invalid/x', s), s), refusedWith('dns_failed', /could not be resolved/));
@@ -119,7 +119,7 @@ describe('egress: DNS answers', () => {
   it('with a CIDR allow-list, a non-standard port is allowed only when every address is in it', async () => {
     const c = settings('127.0.0.0/8');
     const target = checkUrl('http://name.test:8080/x', c);
-    assert.equal((await resolveChecked(target, c, resolveTo('127.0.0.1'))).address, '127.0.0.1');
+    assert.equal((await resolveChecked(target, c, resolveTo('127.0.0.1')))[0].address, '127.0.0.1');
     await assert.rejects(resolveChecked(target, c, resolveTo('93.184.216.34')), /Port 8080 is refused/);
   });
 });
@@ -140,6 +140,7 @@ describe('egress: requests', () => {
       if (path.startsWith('/loop')) return res.writeHead(302, { location: `/loop${Number(path.slice(5) || 0) + 1}` }).end();
       if (path === '/big') return res.writeHead(200, { 'content-length': '100' }).end(Buffer.alloc(100));
       if (path === '/big-chunked') { res.write(Buffer.alloc(60)); res.end(Buffer.alloc(60)); return; }
+      if (path === '/stall') { res.writeHead(200, { 'content-length': '100' }); res.write(Buffer.alloc(10)); return; }
       if (path === '/short') { res.writeHead(200, { 'content-length': '100' }); res.write(Buffer.alloc(10)); setTimeout(() => res.destroy(), 20); return; }
       res.writeHead(404).end('nope');
     });
@@ -190,6 +191,11 @@ describe('egress: requests', () => {
     await assert.rejects(client.get(`http://127.0.0.1:${port}/big`, { maxBytes: 50 }), refusedWith('too_large', /100 bytes, more than the 50/));
     const response = await client.get(`http://127.0.0.1:${port}/big-chunked`, { maxBytes: 100 });
     await assert.rejects(read(response.body), refusedWith('too_large', /larger than the 100 bytes/));
+  });
+  it('fails a body that stops arriving with the idle timeout', async () => {
+    const client = new EgressClient(settings(`127.0.0.1:${port}`, { idleTimeoutMs: 200 }));
+    const response = await client.get(`http://127.0.0.1:${port}/stall`, { maxBytes: 1000 });
+    await assert.rejects(read(response.body), refusedWith('timeout', /sent nothing for 200 ms/));
   });
   it('reports HTTP errors and bodies that break off', async () => {
     const client = new EgressClient(settings(`127.0.0.1:${port}`));
