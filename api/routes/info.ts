@@ -2,8 +2,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Quotas } from '../../core/quota.js';
 
-/** PIR has one store: the filesystem under the data directory. */
-const STORES = { stores: [{ id: 'local', description: 'Local filesystem store under the PIR data directory', default: true }] };
+/** PIR has one store: the filesystem under the data directory. Glance writes `default` as the string "true". */
+const STORES = { stores: [{ id: 'local', description: 'Local filesystem store under the PIR data directory', default: 'true' }] };
 
 export async function infoRoutes(app: FastifyInstance, quotas: Quotas): Promise<void> {
   app.get('/v2/info/stores', async () => STORES);

@@ -92,7 +92,7 @@ describe('web-download (pir serve, local server allow-listed)', () => {
     assert.equal(created.headers['openstack-image-import-methods'], 'glance-direct,web-download');
     const stores = await client.call('GET', '/v2/info/stores');
     assert.equal(stores.status, 200);
-    assert.deepEqual(stores.body.stores.map((s: any) => [s.id, s.default]), [['local', true]]);
+    assert.deepEqual(stores.body.stores.map((s: any) => [s.id, s.default]), [['local', 'true']]); // a string, as Glance's
     const usage = await client.call('GET', '/v2/info/usage');
     assert.deepEqual(usage.body, { usage: {} }); // quotas off, as Glance without unified limits
   });
