@@ -157,6 +157,18 @@ export interface GetOptions {
   signal?: AbortSignal;
 }
 
+/** Beyond GET (for webhook deliveries and the like): same checks, same pinning. */
+export interface RequestOptions extends GetOptions {
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  headers?: Record<string, string>;
+  /** A small request body, sent whole. */
+  body?: Buffer;
+  /** Follow redirects (default true); false returns the 3xx response. */
+  followRedirects?: boolean;
+  /** Return non-2xx responses instead of failing with 'upstream_status'. */
+  anyStatus?: boolean;
+}
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export class EgressClient {
@@ -171,24 +183,36 @@ export class EgressClient {
   }
 
   /** GET that follows redirects (each checked again) and answers once a 2xx response starts. */
-  async get(text: string, options: GetOptions): Promise<EgressResponse> {
+  get(text: string, options: GetOptions): Promise<EgressResponse> {
+    return this.request(text, { ...options, method: 'GET' });
+  }
+
+  /** Any request, with every check of the class comment applied to each hop. */
+  async request(text: string, options: RequestOptions): Promise<EgressResponse> {
     const deadline = AbortSignal.timeout(this.settings.totalTimeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     let current = text;
+    let method = options.method ?? 'GET';
+    let body = options.body;
     for (let hop = 0; ; hop++) {
       const target = checkUrl(current, this.settings);
       const addresses = await resolveChecked(target, this.settings, this.resolver);
-      const { response, failure } = await this.open(target, addresses, signal);
+      const { response, failure } = await this.open(target, addresses, signal, method, options.headers ?? {}, body);
       const status = response.statusCode ?? 0;
-      if (REDIRECTS.has(status)) {
+      if (REDIRECTS.has(status) && options.followRedirects !== false) {
         response.destroy();
         const location = response.headers.location;
         if (!location) throw new EgressError('upstream_status', `${target.url.host} answered ${status} without a Location.`);
-        if (hop >= this.settings.maxRedirects) throw new EgressError('too_many_redirects', `More than ${this.settings.maxRedirects} redirects; give the image's final URL.`);
+        if (hop >= this.settings.maxRedirects) throw new EgressError('too_many_redirects', `More than ${this.settings.maxRedirects} redirects; give the final URL.`);
         current = new URL(location, target.url).toString();
+        // As browsers do: 303 (and 301/302 after a POST) continue as GET without the body.
+        if (status === 303 || ((status === 301 || status === 302) && method === 'POST')) {
+          method = 'GET';
+          body = undefined;
+        }
         continue;
       }
-      if (status < 200 || status > 299) {
+      if ((status < 200 || status > 299) && !options.anyStatus) {
         response.destroy();
         throw new EgressError('upstream_status', `${target.url.host} answered ${status} ${response.statusMessage ?? ''}`.trim() + '; check the URL.');
       }
@@ -196,7 +220,7 @@ export class EgressClient {
       const contentLength = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
       if (contentLength !== null && contentLength > options.maxBytes) {
         response.destroy();
-        throw new EgressError('too_large', `The image at the URL is ${contentLength} bytes, more than the ${options.maxBytes} this PIR accepts.`);
+        throw new EgressError('too_large', `The body at the URL is ${contentLength} bytes, more than the ${options.maxBytes} this PIR accepts.`);
       }
       return { url: target.url.toString(), status, contentLength, body: this.limited(response, options.maxBytes, signal, failure) };
     }
@@ -206,7 +230,7 @@ export class EgressClient {
    * One request to a checked URL, connected to the checked addresses and no others. `failure`
    * tells, once the body is streaming, whether a timeout of ours ended it.
    */
-  private open(target: CheckedUrl, pinned: LookupAddress[], signal: AbortSignal): Promise<{ response: IncomingMessage; failure: () => EgressError | null }> {
+  private open(target: CheckedUrl, pinned: LookupAddress[], signal: AbortSignal, method: string, headers: Record<string, string>, body: Buffer | undefined): Promise<{ response: IncomingMessage; failure: () => EgressError | null }> {
     // The connection asks this `lookup` for the host's addresses: it only ever gets the checked
     // ones (all of them when it asks for all, to try each family in turn).
     const lookup: LookupFunction = (_host, opts, callback) => {
@@ -218,10 +242,10 @@ export class EgressClient {
     return new Promise((resolve, reject) => {
       const fail = (error: EgressError) => { failure = error; req.destroy(); reject(error); };
       const req = requestFn(target.url, {
-        method: 'GET',
+        method,
         lookup,
         agent: false, // a fresh connection: never one pooled to another address
-        headers: { 'user-agent': 'PIR web-download', accept: '*/*', 'accept-encoding': 'identity' },
+        headers: { 'user-agent': 'PIR', accept: '*/*', 'accept-encoding': 'identity', ...headers, ...(body ? { 'content-length': String(body.length) } : {}) },
         signal,
       });
       const connectTimer = setTimeout(() => fail(new EgressError('timeout', `${target.url.host} did not accept a connection within ${this.settings.connectTimeoutMs} ms.`)), this.settings.connectTimeoutMs);
@@ -240,7 +264,7 @@ export class EgressClient {
         if (signal.aborted) reject(new EgressError('timeout', `The download did not finish within ${this.settings.totalTimeoutMs} ms, or was cancelled.`));
         else reject(new EgressError('connection_failed', `Could not download from ${target.url.host}: ${error.message}.`));
       });
-      req.end();
+      req.end(body);
     });
   }
 

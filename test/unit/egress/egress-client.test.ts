@@ -133,6 +133,9 @@ describe('egress: requests', () => {
       lastHost = req.headers.host ?? '';
       const path = req.url ?? '/';
       if (path === '/ok') return res.end('hello');
+      if (path === '/echo') { const parts: Buffer[] = []; req.on('data', (c) => parts.push(c)); req.on('end', () => res.end(`${req.method} ${Buffer.concat(parts).toString()}`)); return; }
+      if (path === '/post-303') return res.writeHead(303, { location: '/echo' }).end();
+      if (path === '/post-307') return res.writeHead(307, { location: '/echo' }).end();
       if (path === '/redirect-loopback') return res.writeHead(302, { location: 'http://127.0.0.1/secret' }).end();
       if (path === '/redirect-localhost') return res.writeHead(302, { location: 'http://localhost/ok' }).end();
       if (path === '/redirect-metadata') return res.writeHead(307, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
@@ -173,6 +176,18 @@ describe('egress: requests', () => {
     await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-loopback`, { maxBytes: 1000 }), refusedWith('address_refused', /127\.0\.0\.1 is a loopback address/));
     await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-localhost`, { maxBytes: 1000 }), refusedWith('address_refused', /localhost resolves to .*loopback/));
     await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-metadata`, { maxBytes: 1000 }), refusedWith('address_refused', /metadata/));
+  });
+  it('sends other methods with a body (webhooks), re-checking redirects the way browsers follow them', async () => {
+    const client = new EgressClient(settings(`127.0.0.1:${port}`));
+    const body = Buffer.from('{"event":"image.active"}');
+    const direct = await client.request(`http://127.0.0.1:${port}/echo`, { method: 'POST', body, maxBytes: 1000, headers: { 'content-type': 'application/json' } });
+    assert.equal(await read(direct.body), 'POST {"event":"image.active"}');
+    assert.equal(await read((await client.request(`http://127.0.0.1:${port}/post-307`, { method: 'POST', body, maxBytes: 1000 })).body), 'POST {"event":"image.active"}');
+    assert.equal(await read((await client.request(`http://127.0.0.1:${port}/post-303`, { method: 'POST', body, maxBytes: 1000 })).body), 'GET ');
+    const unfollowed = await client.request(`http://127.0.0.1:${port}/redirect-loopback`, { method: 'POST', body, maxBytes: 1000, followRedirects: false, anyStatus: true });
+    assert.equal(unfollowed.status, 302);
+    unfollowed.body.destroy();
+    await assert.rejects(client.request('http://127.0.0.1/hook', { method: 'POST', body, maxBytes: 10 }), refusedWith('address_refused', /loopback/));
   });
   it('stops after 5 redirects', async () => {
     const client = new EgressClient(settings(`127.0.0.1:${port}`));
