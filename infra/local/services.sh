@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API).
+# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone.
 #
-#   infra/local/services.sh install [all|redis|kafka|ferretdb|tools]
-#   infra/local/services.sh start   [all|redis|kafka|ferretdb]
-#   infra/local/services.sh stop    [all|redis|kafka|ferretdb]
-#   infra/local/services.sh status  [all|redis|kafka|ferretdb]
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|tools]
+#   infra/local/services.sh start   [all|redis|kafka|ferretdb|keystone]
+#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|keystone]
+#   infra/local/services.sh status  [all|redis|kafka|ferretdb|keystone]
 #   infra/local/services.sh env
-#   infra/local/services.sh clean   [all|redis|kafka|ferretdb]   (stop + delete data/logs)
+#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|keystone]   (stop + delete data/logs)
 #
 # See infra/local/README.md for versions, ports, logs and environment knobs.
 set -euo pipefail
@@ -19,8 +19,10 @@ source "$PIR_INFRA_DIR/redis.sh"
 source "$PIR_INFRA_DIR/kafka.sh"
 # shellcheck source=ferretdb.sh
 source "$PIR_INFRA_DIR/ferretdb.sh"
+# shellcheck source=keystone.sh
+source "$PIR_INFRA_DIR/keystone.sh"
 
-SERVICES=(redis kafka ferretdb)
+SERVICES=(redis kafka ferretdb keystone)
 TOOLS_PACKAGES=(qemu-utils python3-glanceclient zstd xz-utils bzip2)
 
 usage() {
@@ -42,7 +44,7 @@ targets() {
   case "$arg" in
     all)
       if [[ "$kind" == install ]]; then echo tools "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
-    redis | kafka | ferretdb) echo "$arg" ;;
+    redis | kafka | ferretdb | keystone) echo "$arg" ;;
     tools) if [[ "$kind" == install ]]; then echo tools; else usage; fi ;;
     *) usage ;;
   esac
@@ -53,6 +55,12 @@ print_env() {
 export PIR_REDIS_URL=redis://127.0.0.1:$PIR_REDIS_PORT
 export PIR_KAFKA_BROKERS=127.0.0.1:$PIR_KAFKA_PORT
 export PIR_MONGODB_URL=mongodb://127.0.0.1:$PIR_FERRETDB_PORT/pir
+# Keystone: PIR's service user, and the openstack/glance CLIs as the demo user (member of demo)
+export PIR_KEYSTONE_URL=$KEYSTONE_URL
+export PIR_KEYSTONE_USERNAME=pir PIR_KEYSTONE_PASSWORD=pir-pass PIR_KEYSTONE_PROJECT=service
+export OS_AUTH_URL=$KEYSTONE_URL OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
+export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+export OS_USERNAME=demo OS_PASSWORD=demo-pass OS_PROJECT_NAME=demo
 EOF
 }
 
@@ -77,7 +85,7 @@ main() {
       pir_log "start done in $(($(pir_now) - t0))s; state and logs under $PIR_LOCAL_DIR/<service>/"
       ;;
     stop)
-      # Reverse order: ferretdb, kafka, redis.
+      # Reverse order: keystone, ferretdb, kafka, redis.
       for s in $(tr ' ' '\n' <<<"$list" | tac); do "${s}_stop"; done
       ;;
     clean)
