@@ -36,6 +36,8 @@ export interface KeystoneStats { validations: number; cacheHits: number; service
 const SERVICE_TOKEN_MARGIN_MS = 120_000;
 /** Fernet tokens are ~180-250 characters; anything far longer is not worth sending on. */
 const MAX_TOKEN_LENGTH = 8192;
+/** Keystone's tokens are visible ASCII; anything else (tabs, Latin-1) is refused here, not sent on. */
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
 
 interface ServiceToken { token: string; expiresAt: number }
 
@@ -46,6 +48,7 @@ export class KeystoneAuthenticator implements Authenticator {
   private readonly inFlight = new Map<string, Promise<Caller>>();
   private serviceToken: ServiceToken | null = null;
   private serviceLogin: Promise<ServiceToken> | null = null;
+  private lastProblem = { message: '', at: 0 };
 
   constructor(private readonly settings: KeystoneSettings, private readonly log: Logger, private readonly now: () => number = Date.now) {
     this.cache = new ExpiringLru(settings.cacheSize, now);
@@ -55,6 +58,7 @@ export class KeystoneAuthenticator implements Authenticator {
 
   async authenticate(token: string): Promise<Caller> {
     if (token.length > MAX_TOKEN_LENGTH) throw tokenInvalid(`The X-Auth-Token is longer than ${MAX_TOKEN_LENGTH} characters; no Keystone token is.`);
+    if (!TOKEN_CHARS.test(token)) throw tokenInvalid('The X-Auth-Token holds characters no Keystone token has (spaces, control or non-ASCII characters).');
     const key = tokenDigest(token);
     const cached = this.cache.get(key);
     if (cached !== undefined) {
@@ -171,7 +175,12 @@ export class KeystoneAuthenticator implements Authenticator {
   }
 
   private unavailable(message: string): PirError {
-    this.log.error({ keystone: this.settings.url, problem: message }, 'keystone: cannot validate tokens');
+    // During an outage every request fails the same way: one error line per problem every 10 s.
+    const now = Date.now();
+    if (message !== this.lastProblem.message || now - this.lastProblem.at >= 10_000) {
+      this.lastProblem = { message, at: now };
+      this.log.error({ keystone: this.settings.url, problem: message }, 'keystone: cannot validate tokens');
+    }
     return new PirError('unavailable', 'identity_unavailable', message);
   }
 }

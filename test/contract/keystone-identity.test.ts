@@ -112,7 +112,10 @@ describe('Keystone identity adapter (real Keystone)', () => {
     await assert.rejects(auth.authenticate(bogus), isPirError('unauthorized', 'token_invalid'));
     assert.equal(auth.stats.validations, 2);
     await assert.rejects(auth.authenticate('x'.repeat(9000)), isPirError('unauthorized', 'token_invalid'));
-    assert.equal(auth.stats.validations, 2, 'an oversized token is refused without asking Keystone');
+    for (const odd of [`${demo.token} `, `${demo.token}\t`, 'caf\u00e9', 'a b']) {
+      await assert.rejects(auth.authenticate(odd), isPirError('unauthorized', 'token_invalid'));
+    }
+    assert.equal(auth.stats.validations, 2, 'oversized and odd tokens are refused without asking Keystone');
   });
 
   it('sees a revocation once the cached validation runs out', async (t) => {
