@@ -112,6 +112,26 @@ describe('the openstack CLI through Keystone against pir serve', { skip: missing
     assert.equal((await fetch(`${pirUrl}/v2/images`, { headers: { 'X-Auth-Token': stale.token } })).status, 401);
   });
 
+  it('answers 503 with a clear message, not 401, while Keystone is unreachable', async () => {
+    const port = await freePort();
+    const deadKeystone = `http://127.0.0.1:${await freePort()}/v3`;
+    const lonely = await startPirProcess('serve', {
+      PIR_DATA_DIR: join(dir, 'data-lonely'), PIR_PORT: String(port),
+      PIR_KEYSTONE_URL: deadKeystone, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'pir-pass',
+    }, logDir, 'serve-no-keystone');
+    try {
+      const demo = await issueToken('demo', 'demo');
+      const response = await fetch(`http://127.0.0.1:${port}/v2/images`, { headers: { 'X-Auth-Token': demo.token } });
+      assert.equal(response.status, 503);
+      assert.equal(response.headers.get('www-authenticate'), null);
+      const body = await response.json() as { error: { code: number; message: string; error_code: string } };
+      assert.equal(body.error.error_code, 'identity_unavailable');
+      assert.ok(body.error.message.startsWith(`Keystone at ${deadKeystone} is unreachable (ECONNREFUSED)`), body.error.message);
+    } finally {
+      await lonely.stop();
+    }
+  });
+
   it('does not show one project\'s private image to another project', { todo: 'needs the visibility policy (issue 7 point 2); on main when that lands' }, async () => {
     const disk = join(dir, 'private.raw');
     await writeFile(disk, Buffer.alloc(2 ** 20, 'x'));
