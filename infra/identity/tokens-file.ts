@@ -103,6 +103,10 @@ export class TokensFileAuthenticator implements Authenticator {
       const { callers, signature } = await auth.load(options.path);
       auth.install(callers, signature);
       auth.watch(options.path);
+      // Like ssh with a private key: the tokens are secrets, say so when anyone may read them.
+      if (((await stat(options.path)).mode & 0o007) !== 0) {
+        options.log.warn({ path: options.path }, 'tokens file: other users may read or write it; chmod 600 it (or 640 for a group)');
+      }
     }
     return auth;
   }
