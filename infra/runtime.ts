@@ -25,6 +25,7 @@ import { distributedUrls, type PirConfig } from './config.js';
 import { openDistributedAdapters } from './distributed-adapters.js';
 import { EgressClient } from './egress/egress-client.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
+import { openAuthenticator } from './identity/index.js';
 import { openQuotaStore } from './quota-store.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 
@@ -45,7 +46,8 @@ export interface RunningPir {
   mode: Adapters['mode'];
   app: FastifyInstance | null;
   url: string | null;
-  adminToken: string;
+  /** Null with Keystone: then only Keystone tokens are accepted. */
+  adminToken: string | null;
   stop(): Promise<void>;
 }
 
@@ -57,6 +59,9 @@ const OUTBOX_GRACE_MS = 5_000;
 const STALE_SWEEP_MS = 10_000;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
+  // Identity first: a bad tokens file stops start-up before anything else is opened.
+  const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
+  const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.init();
@@ -76,7 +81,6 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const hashes = HashPool.shared();
   const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
-  const token = await resolveAdminToken(config.adminToken, config.dataDir);
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
 
@@ -105,10 +109,10 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, adminToken: token.token, upload, quotas, webDownloads });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads });
     url = await app.listen({ host: config.host, port: config.port });
   }
-  if (token.generated) {
+  if (token?.generated) {
     process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
   }
   log.info({ mode: adapters.mode, roles, url, data_dir: config.dataDir }, 'PIR started');
@@ -125,11 +129,12 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await adapters.close();
       await quotaStore?.close();
       await hashes.close();
+      await authenticator?.close();
       log.info('stopped');
     })();
     return stopping;
   };
-  return { mode: adapters.mode, app, url, adminToken: token.token, stop };
+  return { mode: adapters.mode, app, url, adminToken: token?.token ?? null, stop };
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {

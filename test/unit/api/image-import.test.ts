@@ -7,6 +7,8 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../api/app.js';
+import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import type { Caller } from '../../../core/caller.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
 import { WebDownloads } from '../../../ingest/web-download.js';
@@ -16,14 +18,24 @@ import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js'
 import { domain, silent } from '../core/fixtures.js';
 
 const TOKEN = 'inject-token';
+const OTHER = 'other-project-token';
+const callers: Record<string, Caller> = {
+  [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] },
+  [OTHER]: { project_id: 'p2', user_id: 'u2', roles: ['member', 'reader'] },
+};
+const authenticator: Authenticator = {
+  challenge: null,
+  async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
+  async close() {},
+};
 
 describe('import and info routes (inject)', () => {
   let app: FastifyInstance;
   let d: Awaited<ReturnType<typeof domain>>;
   let webDownloads: WebDownloads;
   const hashes = new HashPool();
-  const call = (method: 'GET' | 'POST', url: string, payload?: object) =>
-    app.inject({ method, url, payload, headers: { 'x-auth-token': TOKEN } });
+  const call = (method: 'GET' | 'POST', url: string, payload?: object, token = TOKEN) =>
+    app.inject({ method, url, payload, headers: { 'x-auth-token': token } });
   const create = async (body: object = { disk_format: 'raw', container_format: 'bare' }) => (await call('POST', '/v2/images', body)).json().id as string;
 
   before(async () => {
@@ -32,7 +44,7 @@ describe('import and info routes (inject)', () => {
     const upload = { maxImageSize: 1 << 20, heartbeatMs: 60_000 };
     // The "remote" server is never reached: these tests stop at the checks and preconditions.
     webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
-    app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, upload, quotas, webDownloads, adminToken: TOKEN, log: silent });
+    app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, upload, quotas, webDownloads, authenticator, log: silent });
   });
   after(async () => {
     await webDownloads.close();
@@ -58,6 +70,8 @@ describe('import and info routes (inject)', () => {
     assert.deepEqual(Object.keys(usage).sort(), ['image_count_total', 'image_count_uploading', 'image_size_total', 'image_stage_total']);
     assert.deepEqual(usage.image_count_total, { limit: 50, usage: before.image_count_total.usage + 1 });
     assert.deepEqual(usage.image_size_total, { limit: -1, usage: 0 });
+    // Another project's usage is its own.
+    assert.deepEqual((await call('GET', '/v2/info/usage', undefined, OTHER)).json().usage.image_count_total, { limit: 50, usage: 0 });
   });
 
   it('refuses SSRF targets with 400 at the call, leaving the image queued', async () => {
@@ -89,6 +103,7 @@ describe('import and info routes (inject)', () => {
     const refused = await call('POST', '/v2/images', { name: 'one too many' });
     assert.equal(refused.statusCode, 413);
     assert.equal(refused.json().error.error_code, 'quota_exceeded');
-    assert.match(refused.json().error.message, /image_count_total is over limit of 50 due to current usage 50 and delta 1/);
+    assert.match(refused.json().error.message, /Project p1 is over a limit for \[Resource image_count_total is over limit of 50 due to current usage 50 and delta 1\]/);
+    assert.equal((await call('POST', '/v2/images', { name: 'another project' }, OTHER)).statusCode, 201);
   });
 });
