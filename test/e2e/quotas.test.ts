@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,10 +20,10 @@ const TOKEN = 'e2e-quota-token';
 const MiB = 1024 * 1024;
 const logDir = testLogDir('quotas');
 
-async function startServe(dir: string, quotas: object): Promise<{ pir: PirProcess; client: PirClient }> {
+async function startServe(dir: string, quotas: object, extraEnv: Record<string, string> = {}): Promise<{ pir: PirProcess; client: PirClient }> {
   const port = await freePort();
   const pir = await startPirProcess('serve', {
-    PIR_DATA_DIR: join(dir, `data-${port}`), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_QUOTAS: JSON.stringify(quotas),
+    PIR_DATA_DIR: join(dir, `data-${port}`), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_QUOTAS: JSON.stringify(quotas), ...extraEnv,
   }, logDir, `serve-${port}`);
   return { pir, client: new PirClient(`http://127.0.0.1:${port}`, TOKEN) };
 }
@@ -141,6 +142,25 @@ describe('quotas (pir serve, PIR_QUOTAS)', () => {
     assert.equal((await client.call('DELETE', `/v2/images/${created[0].body.id}`)).status, 204);
     assert.equal((await client.call('POST', '/v2/images', { name: 'one more' })).status, 201);
     assert.equal((await client.call('POST', '/v2/images', { name: 'one too many' })).status, 413);
+  });
+
+  it('limits are per project: each project of the tokens file has its own limits and usage', async () => {
+    const tokens = join(dir, 'tokens.json');
+    await writeFile(tokens, JSON.stringify({ tokens: [
+      { token: 'quota-token-small', project_id: 'small', user_id: 'sam', roles: ['member'] },
+      { token: 'quota-token-big', project_id: 'big', user_id: 'bea', roles: ['member'] },
+    ] }), { mode: 0o600 });
+    const { pir, client } = await startServe(dir, { default: { image_count_total: 2 }, projects: { big: { image_count_total: 10 } } }, { PIR_TOKENS_FILE: tokens });
+    running.push(pir);
+    const small = new PirClient(client.baseUrl, 'quota-token-small');
+    const big = new PirClient(client.baseUrl, 'quota-token-big');
+    const smallResults = await Promise.all(Array.from({ length: 16 }, (_, i) => small.call('POST', '/v2/images', { name: `small${i}` })));
+    const bigResults = await Promise.all(Array.from({ length: 16 }, (_, i) => big.call('POST', '/v2/images', { name: `big${i}` })));
+    assert.equal(smallResults.filter((r) => r.status === 201).length, 2);
+    assert.equal(bigResults.filter((r) => r.status === 201).length, 10);
+    assert.match(smallResults.find((r) => r.status === 413)!.body.error.message, /^Project small is over a limit/);
+    assert.deepEqual((await small.call('GET', '/v2/info/usage')).body.usage.image_count_total, { limit: 2, usage: 2 });
+    assert.deepEqual((await big.call('GET', '/v2/info/usage')).body.usage.image_count_total, { limit: 10, usage: 10 });
   });
 });
 
