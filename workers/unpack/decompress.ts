@@ -13,7 +13,8 @@
  * - `maxRatio`: decompressed bytes / compressed bytes consumed so far, once the output passed a
  *   small grace (`ratioGraceBytes`, 1 MiB) so tiny inputs are not refused for a high ratio.
  * Both refusals stop the decompressor at once, so a gzip bomb (10 MiB → 10 GiB of zeros) costs
- * a few hundred KiB of reading and a few MiB of output.
+ * the reading and output up to the grace (the unpack stage's ratio floor, 1 GiB by default,
+ * written as holes) and no more.
  */
 import { spawn } from 'node:child_process';
 import { pipeline, Readable } from 'node:stream';
