@@ -50,7 +50,12 @@ export async function downloadImage(transport: Transport, id: string, file: stri
   if (have > 0) {
     opts.onResume?.(have);
     // Re-hash what is already there, so the final digests cover every byte of the file.
-    await pipeline(createReadStream(part, { end: have - 1, highWaterMark: 1 << 20 }), hashing([md5, sha512], (n) => opts.onProgress?.(n, expect.size)));
+    let n = 0;
+    for await (const chunk of createReadStream(part, { end: have - 1, highWaterMark: 1 << 20 })) {
+      md5.update(chunk as Buffer);
+      sha512.update(chunk as Buffer);
+      opts.onProgress?.((n += (chunk as Buffer).length), expect.size);
+    }
   }
   const resumedFrom = have;
   if (expect.size === null || have < expect.size) {
