@@ -9,10 +9,17 @@ import { collect, keyValue, positiveInt, seconds, sha512Hex } from './args.js';
 import { batchCommand } from './batch.js';
 import { contextOf } from './context.js';
 import { UsageError } from './exit-codes.js';
-import { followImage } from './follow.js';
-import { humanBytes, printList, printRecord } from './output.js';
+import { followImage, stageLine } from './follow.js';
+import { humanBytes, printList, printRecord, type Format } from './output.js';
 import { createProgress, summary } from './progress.js';
 import { uploadAndSettle } from './upload-flow.js';
+
+/** An image for printing: in a table, the pipeline as its stage line rather than raw JSON. */
+export function printImage(image: Image, format: Format): void {
+  if (format !== 'table' || !image.pir_pipeline) return printRecord(image, format);
+  const p = image.pir_pipeline;
+  printRecord({ ...image, pir_pipeline: `run ${p.run} (${p.method}): ${stageLine(image, true) || 'not started'}` }, format);
+}
 
 export const LIST_COLUMNS = ['id', 'name', 'status', 'disk_format', 'size', 'visibility'];
 
@@ -24,7 +31,7 @@ export function imageCommand(): Command {
     .argument('<id>', 'image id')
     .action(async (id: string, _o, cmd: Command) => {
       const { client, format } = await contextOf(cmd);
-      printRecord(await client.getImage(id), format);
+      printImage(await client.getImage(id), format);
     }));
   image.addCommand(updateCommand());
   image.addCommand(new Command('delete').description('delete images (and their data)')
@@ -42,7 +49,7 @@ export function imageCommand(): Command {
     .option('--timeout <seconds>', 'give up after this long (exit 1)', seconds, 3600)
     .action(async (id: string, o: { timeout: number }, cmd: Command) => {
       const { client, format } = await contextOf(cmd);
-      printRecord(await followImage(client, id, { timeoutMs: o.timeout * 1000 }), format);
+      printImage(await followImage(client, id, { timeoutMs: o.timeout * 1000 }), format);
     }));
   image.addCommand(batchCommand());
   return image;
@@ -106,7 +113,7 @@ image and exits 1. Without --wait, the upload returns when the image is active (
       const created = await client.createImage(fields);
       process.stderr.write(`created image ${created.id} (${o.name})\n`);
       const image = await uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, timeoutMs: o.timeout * 1000 });
-      printRecord(image, format);
+      printImage(image, format);
     });
 }
 
@@ -166,7 +173,7 @@ function updateCommand(): Command {
       if (o.protected) patch.push(set('protected', true));
       if (o.unprotected) patch.push(set('protected', false));
       if (patch.length === 0) throw new UsageError('nothing to change: give --name, --property, --remove-property, --visibility, --protected or --unprotected');
-      printRecord(await client.updateImage(id, patch), format);
+      printImage(await client.updateImage(id, patch), format);
     });
 }
 
