@@ -2,7 +2,7 @@
  * The `pir` command's exit codes, and the one place that turns an error into a message that
  * says what to do and the code a script can branch on.
  */
-import { AuthError, ChecksumMismatchError, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
+import { AuthError, ChecksumMismatchError, DownloadInterruptedError, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
 
@@ -35,9 +35,10 @@ export function describeError(error: unknown, url?: string): { code: number; mes
   }
   if (error instanceof PirApiError) return { code: EXIT.failure, message: `${error.message} (HTTP ${error.status}, ${error.errorCode})` };
   if (error instanceof TransportError) {
+    if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };
     return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${url ? ` (now ${url})` : ''}.` };
   }
-  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError) return { code: EXIT.failure, message: error.message };
+  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError || error instanceof DownloadInterruptedError) return { code: EXIT.failure, message: error.message };
   const e = error as NodeJS.ErrnoException;
   if (e?.code === 'ENOENT' && e.path) return { code: EXIT.usage, message: `${e.path}: no such file` };
   if (e?.code === 'EACCES' && e.path) return { code: EXIT.failure, message: `${e.path}: permission denied` };

@@ -8,7 +8,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, stat, truncate, unlink } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ChecksumMismatchError, PirApiError } from './errors.js';
+import { ChecksumMismatchError, DownloadInterruptedError, PirApiError } from './errors.js';
 import { readResponse, type Transport } from './http.js';
 
 export interface DownloadExpectation {
@@ -78,7 +78,11 @@ export async function downloadImage(transport: Transport, id: string, file: stri
       throw PirApiError.from(body.status, body.body, 'GET', path);
     }
     let done = have;
-    await pipeline(res, hashing([md5, sha512], (n) => opts.onProgress?.((done = have + n), expect.size)), createWriteStream(part, { flags: have > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }));
+    try {
+      await pipeline(res, hashing([md5, sha512], (n) => opts.onProgress?.((done = have + n), expect.size)), createWriteStream(part, { flags: have > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }));
+    } catch (error) {
+      throw new DownloadInterruptedError(part, (await sizeOf(part)), error as Error);
+    }
     have = done;
   }
   const result = { size: have, md5: md5.digest('hex'), sha512: sha512.digest('hex'), resumedFrom, verified: { md5: false, sha512: false } };

@@ -77,11 +77,29 @@ export class TransportError extends Error {
     readonly url: string,
     override readonly cause: Error,
   ) {
-    super(`cannot reach ${url}: ${(cause as NodeJS.ErrnoException).code ?? cause.message}`);
+    const code = (cause as NodeJS.ErrnoException).code ?? cause.message;
+    super(TransportError.unreachable(cause) ? `cannot reach ${url}: ${code}` : `the connection to ${url} broke (${code})`);
+  }
+
+  /** Nothing answered at all (as opposed to a connection that broke). */
+  static unreachable(cause: Error): boolean {
+    return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes((cause as NodeJS.ErrnoException).code ?? '');
   }
 }
 
 /** Waiting for an image took longer than the caller allowed. */
 export class WaitTimeoutError extends Error {
   override name = 'WaitTimeoutError';
+}
+
+/** A download stopped part way; the bytes so far are kept for a resume. */
+export class DownloadInterruptedError extends Error {
+  override name = 'DownloadInterruptedError';
+  constructor(
+    readonly partFile: string,
+    readonly bytes: number,
+    override readonly cause: Error,
+  ) {
+    super(`the download was cut after ${bytes} bytes (${(cause as NodeJS.ErrnoException).code ?? cause.message}); ${partFile} keeps them: run the same command again to resume`);
+  }
 }
