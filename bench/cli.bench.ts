@@ -1,0 +1,81 @@
+/**
+ * `pir image create` of a 2 GiB raw image end to end (process start → exit: create, upload with
+ * md5 + sha512 computed locally in the same pass, PIR's pipeline to active, the digest check)
+ * against `curl -T` of the same file to the same `pir serve` (PUT start → 204 active, no local
+ * hashing), runs alternating. Target: pir ≥ 90% of curl's throughput.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { PirClient } from '../client/index.js';
+import { freePort, startPirProcess } from '../test/support/pir-process.js';
+import { GiB, MiB } from './limits.js';
+import { median, type Bench, type Figure } from './report.js';
+
+const run = promisify(execFile);
+const TOKEN = 'bench-cli-token';
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const SIZE = 2 * GiB;
+const RUNS = 3;
+
+async function writeRandomFile(path: string, size: number): Promise<void> {
+  const block = randomBytes(64 * MiB);
+  const handle = await open(path, 'w');
+  try {
+    for (let at = 0; at < size; at += block.length) await handle.write(block, 0, Math.min(block.length, size - at), at);
+  } finally {
+    await handle.close();
+  }
+}
+
+const bench: Bench = {
+  name: 'pir image create vs curl -T (2 GiB raw, pir serve)',
+  async run(ctx) {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const dataDir = join(ctx.dir, 'data-cli');
+    const file = join(ctx.dir, 'cli-2g.raw');
+    const server = await startPirProcess('serve', { PIR_DATA_DIR: dataDir, PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_LOG_LEVEL: 'info' }, join(ctx.dir, 'logs'), 'cli-serve');
+    const client = new PirClient(url, TOKEN);
+    try {
+      ctx.log('writing a 2 GiB random file');
+      await writeRandomFile(file, SIZE);
+      const curlRates: number[] = [];
+      const pirRates: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        ctx.log(`run ${i + 1}/${RUNS}: curl -T`);
+        const image = await client.createImage({ name: `curl-${i}`, disk_format: 'raw', container_format: 'bare' });
+        let t0 = performance.now();
+        const { stdout } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-T', file, '-H', `x-auth-token: ${TOKEN}`, '-H', 'content-type: application/octet-stream', `${url}/v2/images/${image.id}/file`]);
+        const curlMs = performance.now() - t0;
+        if (stdout.trim() !== '204') throw new Error(`curl upload answered ${stdout}`);
+        curlRates.push(SIZE / MiB / (curlMs / 1000));
+        await client.deleteImage(image.id);
+
+        ctx.log(`run ${i + 1}/${RUNS}: pir image create`);
+        t0 = performance.now();
+        const out = await run(process.execPath, [CLI, 'image', 'create', '--name', `pir-${i}`, '--disk-format', 'raw', '--file', file, '--format', 'json'], { env: { PATH: process.env.PATH ?? '', PIR_URL: url, PIR_TOKEN: TOKEN }, maxBuffer: 1 << 20 });
+        const pirMs = performance.now() - t0;
+        const created = JSON.parse(out.stdout) as { id: string; status: string };
+        if (created.status !== 'active') throw new Error(`pir image create ended ${created.status}`);
+        pirRates.push(SIZE / MiB / (pirMs / 1000));
+        await client.deleteImage(created.id);
+      }
+      const curl = median(curlRates);
+      const figures: Figure[] = [
+        { name: 'curl -T, PUT start → active (no local hashing)', value: curl, unit: 'MiB/s', note: `runs ${curlRates.map((r) => r.toFixed(0)).join(', ')}` },
+        { name: 'pir image create, process start → exit (md5 + sha512 locally)', value: median(pirRates), unit: 'MiB/s', limit: curl, targetRatio: 0.9, note: `runs ${pirRates.map((r) => r.toFixed(0)).join(', ')}; limit = curl's median` },
+      ];
+      return figures;
+    } finally {
+      await server.stop();
+      await rm(file, { force: true });
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  },
+};
+
+export default bench;
