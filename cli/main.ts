@@ -49,7 +49,9 @@ export function buildProgram(): Command {
 
 /** Commander's own exits: help and version are success; everything else it refuses is usage. */
 function commanderExit(error: CommanderError): number {
-  if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
+  if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+  // `pir help` asked for help (0); `pir image` without a subcommand is shown help as an error.
+  if (error.code === 'commander.help') return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   if (error.code === 'commander.executeSubCommandAsync') return error.exitCode;
   return EXIT.usage;
 }

@@ -7,6 +7,7 @@
 import { open } from 'node:fs/promises';
 import { once } from 'node:events';
 import { HashPool, type Digests } from '../ingest/hashing/index.js';
+import { TransportError } from './errors.js';
 import { readResponse, type Headers, type RawResponse, type Transport } from './http.js';
 
 export interface SendFileOptions {
@@ -27,6 +28,8 @@ export interface SentFile {
   digests: Digests | null;
 }
 
+const SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END']);
+
 export async function sendFile(transport: Transport, method: string, path: string, file: string, opts: SendFileOptions = {}): Promise<SentFile> {
   const handle = await open(file, 'r');
   try {
@@ -37,7 +40,7 @@ export async function sendFile(transport: Transport, method: string, path: strin
       headers['content-length'] = String(size);
       headers['x-openstack-image-size'] ??= String(size);
     }
-    const { req, response } = transport.open(method, path, headers);
+    const { req, response, url } = transport.open(method, path, headers);
     let answered = false;
     let failed: Error | null = null;
     response.then(() => { answered = true; }, (error: Error) => { failed = error; });
@@ -78,6 +81,8 @@ export async function sendFile(transport: Transport, method: string, path: strin
     } catch (error) {
       session?.abort();
       req.destroy();
+      // A socket error seen by a write or 'drain' rather than by the response: same meaning.
+      if (SOCKET_ERRORS.has((error as NodeJS.ErrnoException).code ?? '')) throw new TransportError(url.origin, error as Error);
       throw error;
     }
   } finally {
