@@ -158,23 +158,37 @@ function updateCommand(): Command {
     .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
     .addOption(new Option('--protected', 'protect the image from deletion').conflicts('unprotected'))
     .option('--unprotected', 'allow deleting the image again')
-    .action(async (id: string, o: { name?: string; property: string[]; removeProperty: string[]; visibility?: string; protected?: boolean; unprotected?: boolean }, cmd: Command) => {
+    .action(async (id: string, o: UpdateOptions, cmd: Command) => {
+      if (buildPatch({}, o).length === 0) throw new UsageError('nothing to change: give --name, --property, --remove-property, --visibility, --protected or --unprotected');
       const { client, format } = await contextOf(cmd);
-      const current = await client.getImage(id);
-      const set = (key: string, value: unknown): JsonPatchOp => ({ op: key in current && current[key] !== null ? 'replace' : 'add', path: `/${pointer(key)}`, value });
-      const patch: JsonPatchOp[] = [];
-      if (o.name !== undefined) patch.push(set('name', o.name));
-      for (const p of o.property) {
-        const [key, value] = keyValue(p, '--property');
-        patch.push(set(key, value));
-      }
-      for (const key of o.removeProperty) patch.push({ op: 'remove', path: `/${pointer(key)}` });
-      if (o.visibility) patch.push(set('visibility', o.visibility));
-      if (o.protected) patch.push(set('protected', true));
-      if (o.unprotected) patch.push(set('protected', false));
-      if (patch.length === 0) throw new UsageError('nothing to change: give --name, --property, --remove-property, --visibility, --protected or --unprotected');
+      const patch = buildPatch(await client.getImage(id), o);
       printImage(await client.updateImage(id, patch), format);
     });
+}
+
+export interface UpdateOptions {
+  name?: string;
+  property: string[];
+  removeProperty: string[];
+  visibility?: string;
+  protected?: boolean;
+  unprotected?: boolean;
+}
+
+/** The JSON patch for `pir image update`: `replace` for what the image has, `add` for what it lacks. */
+export function buildPatch(current: Record<string, unknown>, o: UpdateOptions): JsonPatchOp[] {
+  const set = (key: string, value: unknown): JsonPatchOp => ({ op: key in current && current[key] !== null ? 'replace' : 'add', path: `/${pointer(key)}`, value });
+  const patch: JsonPatchOp[] = [];
+  if (o.name !== undefined) patch.push(set('name', o.name));
+  for (const p of o.property) {
+    const [key, value] = keyValue(p, '--property');
+    patch.push(set(key, value));
+  }
+  for (const key of o.removeProperty) patch.push({ op: 'remove', path: `/${pointer(key)}` });
+  if (o.visibility) patch.push(set('visibility', o.visibility));
+  if (o.protected) patch.push(set('protected', true));
+  if (o.unprotected) patch.push(set('protected', false));
+  return patch;
 }
 
 /** JSON pointer escaping of one key. */

@@ -42,3 +42,22 @@ describe('pir output', () => {
     assert.equal(stageLine(running, false), 'unpack ✓ 1 ms');
   });
 });
+
+describe('pir image update', () => {
+  it('builds a JSON patch: replace what exists, add what does not, remove, escape pointers', async () => {
+    const { buildPatch } = await import('../../../cli/image-commands.js');
+    const current = { name: 'old', os_distro: 'debian', visibility: 'private', protected: false, missing: null };
+    assert.deepEqual(buildPatch(current, { name: 'new', property: ['os_distro=ubuntu', 'a/b=1', 'missing=x', 'eq=a=b'], removeProperty: ['gone~1'], visibility: 'public', protected: true }), [
+      { op: 'replace', path: '/name', value: 'new' },
+      { op: 'replace', path: '/os_distro', value: 'ubuntu' },
+      { op: 'add', path: '/a~1b', value: '1' },
+      { op: 'add', path: '/missing', value: 'x' },
+      { op: 'add', path: '/eq', value: 'a=b' },
+      { op: 'remove', path: '/gone~01' },
+      { op: 'replace', path: '/visibility', value: 'public' },
+      { op: 'replace', path: '/protected', value: true },
+    ]);
+    assert.deepEqual(buildPatch(current, { property: [], removeProperty: [], unprotected: true }), [{ op: 'replace', path: '/protected', value: false }]);
+    assert.throws(() => buildPatch(current, { property: ['novalue'], removeProperty: [] }), /--property takes key=value/);
+  });
+});
