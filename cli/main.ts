@@ -41,7 +41,7 @@ export function buildProgram(): Command {
   for (const command of serverCommands()) program.addCommand(command);
   program.addCommand(imageCommand());
   program.addCommand(new Command('completion')
-    .description('print a shell completion script: source <(pir completion bash), or add it to ~/.zshrc for zsh')
+    .description('print a shell completion script: source <(pir completion bash); for zsh, source <(pir completion zsh) in ~/.zshrc')
     .addArgument(new Command().createArgument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
     .action((shell: 'bash' | 'zsh') => { process.stdout.write(completionScript(program, shell)); }));
   return program;
