@@ -21,6 +21,18 @@ const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const SIZE = 2 * GiB;
 const RUNS = 3;
 
+/** Runs a command under bash and reads its CPU time (user + system) from bash's `times`. */
+async function timed(command: string[], env: Record<string, string> = { PATH: process.env.PATH ?? '' }): Promise<{ ms: number; cpuSeconds: number; stdout: string }> {
+  const t0 = performance.now();
+  const { stdout, stderr } = await run('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', ...command], { env, maxBuffer: 1 << 20 });
+  const ms = performance.now() - t0;
+  const children = stderr.trim().split('\n').pop()!.split(/\s+/).map((t) => {
+    const m = /^(\d+)m([\d.]+)s$/.exec(t);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : NaN;
+  });
+  return { ms, cpuSeconds: children[0]! + children[1]!, stdout };
+}
+
 async function writeRandomFile(path: string, size: number): Promise<void> {
   const block = randomBytes(64 * MiB);
   const handle = await open(path, 'w');
@@ -46,31 +58,34 @@ const bench: Bench = {
       const curlRates: number[] = [];
       const pirRates: number[] = [];
       const bareRates: number[] = [];
+      const cpu = { curl: [] as number[], pir: [] as number[], bare: [] as number[] };
+      const perGiB = (seconds: number) => seconds / (SIZE / GiB);
       for (let i = 0; i < RUNS; i++) {
         ctx.log(`run ${i + 1}/${RUNS}: curl -T`);
         const image = await client.createImage({ name: `curl-${i}`, disk_format: 'raw', container_format: 'bare' });
-        let t0 = performance.now();
-        const { stdout } = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-T', file, '-H', `x-auth-token: ${TOKEN}`, '-H', 'content-type: application/octet-stream', `${url}/v2/images/${image.id}/file`]);
-        const curlMs = performance.now() - t0;
-        if (stdout.trim() !== '204') throw new Error(`curl upload answered ${stdout}`);
-        curlRates.push(SIZE / MiB / (curlMs / 1000));
+        const curlRun = await timed(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-T', file, '-H', `x-auth-token: ${TOKEN}`, '-H', 'content-type: application/octet-stream', `${url}/v2/images/${image.id}/file`]);
+        if (curlRun.stdout.trim() !== '204') throw new Error(`curl upload answered ${curlRun.stdout}`);
+        curlRates.push(SIZE / MiB / (curlRun.ms / 1000));
+        cpu.curl.push(perGiB(curlRun.cpuSeconds));
         await client.deleteImage(image.id);
 
         ctx.log(`run ${i + 1}/${RUNS}: pir image create`);
-        t0 = performance.now();
-        const out = await run(process.execPath, [CLI, 'image', 'create', '--name', `pir-${i}`, '--disk-format', 'raw', '--file', file, '--format', 'json'], { env: { PATH: process.env.PATH ?? '', PIR_URL: url, PIR_TOKEN: TOKEN }, maxBuffer: 1 << 20 });
-        const pirMs = performance.now() - t0;
-        const created = JSON.parse(out.stdout) as { id: string; status: string };
+        const pirRun = await timed([process.execPath, CLI, 'image', 'create', '--name', `pir-${i}`, '--disk-format', 'raw', '--file', file, '--format', 'json'], { PATH: process.env.PATH ?? '', PIR_URL: url, PIR_TOKEN: TOKEN });
+        const created = JSON.parse(pirRun.stdout) as { id: string; status: string };
         if (created.status !== 'active') throw new Error(`pir image create ended ${created.status}`);
-        pirRates.push(SIZE / MiB / (pirMs / 1000));
+        pirRates.push(SIZE / MiB / (pirRun.ms / 1000));
+        cpu.pir.push(perGiB(pirRun.cpuSeconds));
         await client.deleteImage(created.id);
 
         // The same client path with hashing off: what the local md5 + sha512 cost on this machine.
         ctx.log(`run ${i + 1}/${RUNS}: client library, hashing off`);
         const bare = await client.createImage({ name: `bare-${i}`, disk_format: 'raw', container_format: 'bare' });
-        t0 = performance.now();
+        const t0 = performance.now();
+        const cpu0 = process.cpuUsage();
         await client.uploadFile(bare.id, file, { hash: false });
         bareRates.push(SIZE / MiB / ((performance.now() - t0) / 1000));
+        const used = process.cpuUsage(cpu0);
+        cpu.bare.push(perGiB((used.user + used.system) / 1e6));
         await client.deleteImage(bare.id);
       }
       const curl = median(curlRates);
@@ -78,6 +93,9 @@ const bench: Bench = {
         { name: 'curl -T, PUT start → active (no local hashing)', value: curl, unit: 'MiB/s', note: `runs ${curlRates.map((r) => r.toFixed(0)).join(', ')}` },
         { name: 'pir image create, process start → exit (md5 + sha512 locally)', value: median(pirRates), unit: 'MiB/s', limit: curl, targetRatio: 0.9, note: `runs ${pirRates.map((r) => r.toFixed(0)).join(', ')}; limit = curl's median` },
         { name: 'client library upload, hashing off (PUT start → active)', value: median(bareRates), unit: 'MiB/s', limit: curl, note: `runs ${bareRates.map((r) => r.toFixed(0)).join(', ')}; the same path without local hashing` },
+        { name: 'client CPU per GiB: curl -T', value: median(cpu.curl), unit: 's/GiB', note: 'user + system, from bash times' },
+        { name: 'client CPU per GiB: pir image create (md5 + sha512)', value: median(cpu.pir), unit: 's/GiB', note: `runs ${cpu.pir.map((c) => c.toFixed(2)).join(', ')}; includes node start-up` },
+        { name: 'client CPU per GiB: client library, hashing off', value: median(cpu.bare), unit: 's/GiB', note: 'in-process, process.cpuUsage' },
       ];
       return figures;
     } finally {
