@@ -51,9 +51,11 @@ export async function sendFile(transport: Transport, method: string, path: strin
       while (!answered && !failed) {
         const slot = session ? await session.acquire() : null;
         const view = slot ? slot.view : Buffer.allocUnsafe(1 << 20);
-        const { bytesRead } = await handle.read(view, 0, view.length, position);
+        const want = Math.min(view.length, size - position); // never more than Content-Length promised
+        const { bytesRead } = want > 0 ? await handle.read(view, 0, want, position) : { bytesRead: 0 };
         if (bytesRead === 0) {
           if (slot) session!.release(slot);
+          if (position < size) throw new Error(`${file} shrank while it was being sent (${position} of ${size} bytes); send it again once nothing writes to it`);
           break;
         }
         position += bytesRead;
@@ -65,7 +67,8 @@ export async function sendFile(transport: Transport, method: string, path: strin
           opts.onProgress?.(sent, size);
         });
         if (!drained && !answered && !failed) {
-          await Promise.race([once(req, 'drain'), response.catch(() => {})]);
+          // A socket error rejects `response` (and sets `failed`); this wait only needs to end.
+          await Promise.race([once(req, 'drain').catch(() => {}), response.catch(() => {})]);
         }
         if (session?.error) throw session.error;
       }
