@@ -1,5 +1,5 @@
 /** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ImageService } from '../core/image-service.js';
 import type { Manifest } from '../core/manifest.js';
@@ -8,7 +8,12 @@ import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
 import { tokenChecker } from './auth.js';
 import { handleError, sendError } from './error-handler.js';
+import { LIMITS } from '../core/limits.js';
 import { imageDataRoutes } from './routes/image-data.js';
+import { imageMemberRoutes } from './routes/image-members.js';
+import { imageTagRoutes } from './routes/image-tags.js';
+import { schemaRoutes } from './routes/schemas.js';
+import { taskRoutes } from './routes/tasks.js';
 import { imageRoutes } from './routes/images.js';
 import { versionRoutes } from './routes/versions.js';
 
@@ -20,12 +25,14 @@ export interface AppDeps {
   upload: UploadSettings;
   adminToken: string;
   log: Logger;
+  /** Replaces the token check (tests build callers of several projects with it). */
+  authenticate?: (request: FastifyRequest) => Promise<void>;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    bodyLimit: 1024 * 1024, // JSON bodies only; image data is streamed past the body parser
+    bodyLimit: LIMITS.jsonBodyBytes, // JSON bodies only; image data is streamed past the body parser
     requestIdHeader: 'x-openstack-request-id',
     genReqId: () => `req-${crypto.randomUUID()}`,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
@@ -36,10 +43,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-openstack-request-id', request.id);
   });
   await app.register(versionRoutes);
-  const checkToken = tokenChecker(deps.adminToken);
+  const checkToken = deps.authenticate ?? tokenChecker(deps.adminToken);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
+    await schemaRoutes(v2);
     await imageRoutes(v2, deps.images);
+    await imageTagRoutes(v2, deps.images);
+    await imageMemberRoutes(v2, deps.images);
+    await taskRoutes(v2, deps.images);
     await imageDataRoutes(v2, deps);
   });
   return app;

@@ -4,6 +4,7 @@
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
 import { PirError, badRequest } from '../core/errors.js';
+import type { Caller } from '../core/caller.js';
 import type { ImageService } from '../core/image-service.js';
 import type { ImageDoc } from '../schemas/image.js';
 import { SizeLimitError, writeHashedFile, type HashPool } from './hashing/index.js';
@@ -28,6 +29,7 @@ export function tooLarge(limit: number): PirError {
 }
 
 export async function receiveUpload(
+  caller: Caller,
   images: ImageService,
   imageId: string,
   kind: 'upload' | 'stage',
@@ -37,9 +39,9 @@ export async function receiveUpload(
 ): Promise<ImageDoc> {
   const announced = request.declaredSize ?? request.contentLength;
   if (announced !== null && announced > settings.maxImageSize) throw tooLarge(settings.maxImageSize);
-  const ticket = await images.beginUpload(imageId, kind);
+  const ticket = await images.beginUpload(caller, imageId, kind);
   const heartbeat = setInterval(() => {
-    images.heartbeat(imageId, ticket.run).catch(() => {});
+    images.heartbeat(caller, imageId, ticket.run).catch(() => {});
   }, settings.heartbeatMs);
   heartbeat.unref();
   let blob;
@@ -52,13 +54,13 @@ export async function receiveUpload(
     const reason = error instanceof SizeLimitError ? 'over the size limit'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
-    await images.abortUpload(imageId, ticket.run, reason);
+    await images.abortUpload(caller, imageId, ticket.run, reason);
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
     throw error;
   } finally {
     clearInterval(heartbeat);
   }
-  return images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
+  return images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
 }
 
 /** Content-MD5 is base64 per RFC 1864; some clients send hex. Returns hex, or throws 400. */

@@ -15,6 +15,13 @@ export interface EventPayloads {
   'image.killed': { run: number | null; stage: string; code: string; message: string };
   'image.upload.aborted': { reason: string };
   'image.deleted': Record<string, never>;
+  /** Metadata changed (PATCH, tags, visibility): the names of the fields and properties that changed. */
+  'image.updated': { changes: string[] };
+  'image.deactivated': Record<string, never>;
+  'image.reactivated': Record<string, never>;
+  'image.member.created': { member_id: string; status: 'pending' };
+  'image.member.updated': { member_id: string; status: 'pending' | 'accepted' | 'rejected' };
+  'image.member.deleted': { member_id: string };
 }
 export type EventType = keyof EventPayloads;
 

@@ -1,5 +1,6 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { errorSpec } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { Manifest } from '../../core/manifest.js';
@@ -9,8 +10,6 @@ import { parseContentMd5, receiveUpload, type UploadSettings } from '../../inges
 import { sendError } from '../error-handler.js';
 import { waitForSettled } from '../wait-for-settled.js';
 
-/** Failures of the image itself answer 400; failures of PIR answer 500. */
-const PIR_FAULT_CODES = new Set(['internal_error', 'deadline_exceeded', 'staged_data_lost', 'manifest_contention']);
 
 export interface DataRouteDeps {
   images: ImageService;
@@ -34,7 +33,8 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
     if (settled.status === 'killed' && settled.failure) {
       const { code, message, stage } = settled.failure;
-      return sendError(reply, PIR_FAULT_CODES.has(code) ? 500 : 400, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
+      // Failures of the image itself answer 400; failures of PIR answer 500 (the catalog says which).
+      return sendError(reply, errorSpec(code)?.class === 'refusal' ? 400 : 500, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
     }
     return reply.code(204).send();
   });
@@ -46,8 +46,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
 
   app.get('/v2/images/:id/file', async (request, reply) => {
     const id = (request.params as { id: string }).id;
-    const doc = await deps.images.get(id);
-    if (doc.status === 'deactivated') throw new PirError('forbidden', 'image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
+    const doc = await deps.images.forDownload(request.caller, id);
     if (doc.status !== 'active' || doc.size === null) return reply.code(204).send();
     const size = (await deps.blobs.storedSize(id)) ?? -1;
     if (size !== doc.size) {
@@ -78,7 +77,7 @@ async function receive(request: FastifyRequest, deps: DataRouteDeps, id: string,
   }
   const body = request.body as NodeJS.ReadableStream | undefined;
   if (!body) throw badRequest('no_body', 'The request has no image data.');
-  return receiveUpload(deps.images, id, kind, {
+  return receiveUpload(request.caller, deps.images, id, kind, {
     body,
     contentLength: headerInt(request, 'content-length'),
     declaredSize: headerInt(request, 'x-openstack-image-size'),
