@@ -34,6 +34,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: LIMITS.jsonBodyBytes, // JSON bodies only; image data is streamed past the body parser
     requestIdHeader: 'x-openstack-request-id',
+    // A path segment (tag, member id) longer than this answers 414; shorter ones reach the domain's own limits.
+    routerOptions: { maxParamLength: 1024 },
+    // Errors the router raises before any route (a bad URL, an over-long segment), in PIR's shape.
+    frameworkErrors: (error, request, reply) => {
+      if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') return sendError(reply, 414, 'uri_too_long', 'A path segment is longer than 1024 characters; tags and names are at most 255.');
+      return sendError(reply, 400, 'bad_url', `The URL could not be read (${error.message}); percent-encode it properly.`);
+    },
     genReqId: () => `req-${crypto.randomUUID()}`,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });

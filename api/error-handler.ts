@@ -14,7 +14,7 @@ const STATUS_OF_KIND: Record<ErrorKind, number> = {
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-  410: 'Gone', 413: 'Request Entity Too Large', 415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable',
+  410: 'Gone', 413: 'Request Entity Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable',
   500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 

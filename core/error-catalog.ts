@@ -28,7 +28,8 @@ export const API_ERRORS = {
   token_missing: refusal(401, 'No X-Auth-Token header.'),
   token_invalid: refusal(401, 'The token is not valid here.'),
   no_route: refusal(404, 'No such method and path in the Image API v2.'),
-  method_not_allowed: refusal(405, 'The path exists, but not with this method.'),
+  bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),
+  uri_too_long: refusal(414, 'A path segment is longer than 1024 characters.'),
   // request shape
   invalid_request: refusal(400, 'The body or a parameter does not match the request schema.'),
   invalid_json: refusal(400, 'The body is not valid JSON.'),
@@ -123,7 +124,7 @@ export function errorSpec(code: string): ErrorSpec | undefined {
 
 const KIND_OF_STATUS: Record<number, ErrorKind> = {
   400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'bad_request', 409: 'conflict', 410: 'gone',
-  413: 'too_large', 415: 'unsupported_media_type', 416: 'bad_request', 500: 'internal', 503: 'unavailable',
+  413: 'too_large', 414: 'bad_request', 415: 'unsupported_media_type', 416: 'bad_request', 500: 'internal', 503: 'unavailable',
 };
 
 /** A domain error whose status and class come from the catalog. */

@@ -32,7 +32,7 @@ export interface TestApp {
   app: FastifyInstance;
   d: Awaited<ReturnType<typeof domain>>;
   call(token: Token, method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse>;
-  /** Creates an image as `token` and returns its id (asserts 201). */
+  /** Creates a raw/bare image as `token` with `body`'s fields and returns its id (throws unless 201). */
   create(token: Token, body?: Record<string, unknown>): Promise<string>;
   /** Uploads `bytes` of zeros as a raw image and waits until it is active. */
   activate(token: Token, id: string, bytes?: number): Promise<void>;
@@ -63,8 +63,8 @@ export async function testApp(): Promise<TestApp> {
   });
   return {
     app, d, call,
-    async create(token, body = { name: 'img', disk_format: 'raw', container_format: 'bare' }) {
-      const res = await call(token, 'POST', '/v2/images', body);
+    async create(token, body = {}) {
+      const res = await call(token, 'POST', '/v2/images', { name: 'img', disk_format: 'raw', container_format: 'bare', ...body });
       if (res.statusCode !== 201) throw new Error(`create answered ${res.statusCode}: ${res.body}`);
       return res.json().id as string;
     },
