@@ -36,6 +36,7 @@ export const API_ERRORS = {
   body_too_large: refusal(413, 'The JSON body is larger than PIR accepts.'),
   bad_content_type: refusal(415, 'The Content-Type is not the one this call takes.'),
   bad_header: refusal(400, 'A header has a malformed value.'),
+  bad_content_md5: refusal(400, 'Content-MD5 is neither base64 (RFC 1864) nor hex of 16 bytes.'),
   no_body: refusal(400, 'The call needs a body and none was sent.'),
   bad_request: refusal(400, 'A malformed request the router refused.'),
   // policy and visibility
