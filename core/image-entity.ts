@@ -155,6 +155,8 @@ export const isWritableField = (key: string): key is WritableField => (WRITABLE_
 
 /** Refuses names a client may not set as base attribute or extra property: 403, as Glance. */
 export function checkSettable(key: string): void {
+  // JSON parsers treat this name specially (prototype poisoning): never a property name.
+  if (key === '__proto__') throw fail('reserved_property', "Attribute '__proto__' is reserved. Choose another name.");
   if (key.startsWith('os_glance_')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance_ prefix belongs to Glance itself. Choose another name.`);
   if (RESERVED_ATTRIBUTES.has(key)) throw fail('reserved_property', `Attribute '${key}' is reserved. Choose another name.`);
   if (READ_ONLY_ATTRIBUTES.has(key) || key.startsWith('pir_')) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
