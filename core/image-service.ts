@@ -244,20 +244,20 @@ export class ImageService {
     enforce(caller, 'tasks_api_access', { owner: null });
   }
 
-  /** Images that have a task (a pipeline run or a recorded failure), newest change first. */
-  async imagesWithTasks(caller: Caller, limit: number, after?: ListQuery['after'], matches: (doc: ImageDoc) => boolean = () => true): Promise<ImageDoc[]> {
+  /**
+   * Every image that has a task (a pipeline run or a recorded failure). Tasks are derived from
+   * the images, so the admin-only tasks list reads them all and sorts in memory.
+   */
+  async imagesWithTasks(caller: Caller): Promise<ImageDoc[]> {
     this.assertTasksAccess(caller);
     const found: ImageDoc[] = [];
-    let cursor = after;
+    let cursor: ListQuery['after'];
     for (;;) {
-      const page = await this.manifest.store.list({ where: {}, sortKey: 'updated_at', sortDir: 'desc', limit: LIST_CHUNK, after: cursor });
-      for (const doc of page) {
-        if (doc.status !== 'deleted' && (doc.pipeline || doc.failure) && matches(doc)) found.push(doc);
-        if (found.length === limit) return found;
-      }
-      if (page.length < LIST_CHUNK) return found;
-      const last = page[page.length - 1];
-      cursor = { value: last.updated_at, id: last.id };
+      const docs = await this.manifest.store.list({ where: {}, sortKey: 'created_at', sortDir: 'asc', limit: LIST_CHUNK, after: cursor });
+      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure)) found.push(doc);
+      if (docs.length < LIST_CHUNK) return found;
+      const last = docs[docs.length - 1];
+      cursor = { value: last.created_at, id: last.id };
     }
   }
 

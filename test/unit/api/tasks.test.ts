@@ -53,7 +53,10 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.notEqual(rest.tasks[0].id, page.tasks[0].id);
     assert.equal((await t.call('admin', 'GET', '/v2/tasks?status=failure')).json().tasks.length, 0);
     assert.equal((await t.call('admin', 'GET', '/v2/tasks?status=success')).json().tasks.length, 2);
-    for (const q of ['bogus=1', 'limit=-1', 'limit=abc', 'status=odd', 'marker=nope']) {
+    const oldestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=asc')).json().tasks.map((x: { id: string }) => x.id);
+    const newestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=desc')).json().tasks.map((x: { id: string }) => x.id);
+    assert.deepEqual(oldestFirst, [...newestFirst].reverse());
+    for (const q of ['bogus=1', 'limit=-1', 'limit=abc', 'status=odd', 'marker=nope', 'sort_key=owner', 'marker=' + 'f'.repeat(8), 'sort_dir=up']) {
       assert.equal((await t.call('admin', 'GET', `/v2/tasks?${q}`)).statusCode, 400, q);
     }
   });
