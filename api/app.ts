@@ -1,20 +1,25 @@
 /** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Authenticator } from '../core/authenticator.js';
 import type { ImageService } from '../core/image-service.js';
 import type { Manifest } from '../core/manifest.js';
+import type { Quotas } from '../core/quota.js';
 import type { BlobStore } from '../core/ports.js';
 import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
-import { tokenChecker } from './auth.js';
+import type { WebDownloads } from '../ingest/web-download.js';
+import { authHook } from './auth.js';
 import { handleError, sendError } from './error-handler.js';
 import { LIMITS } from '../core/limits.js';
 import { imageDataRoutes } from './routes/image-data.js';
+import { imageImportRoutes } from './routes/image-import.js';
 import { imageMemberRoutes } from './routes/image-members.js';
 import { imageTagRoutes } from './routes/image-tags.js';
 import { schemaRoutes } from './routes/schemas.js';
 import { taskRoutes } from './routes/tasks.js';
 import { imageRoutes } from './routes/images.js';
+import { infoRoutes } from './routes/info.js';
 import { versionRoutes } from './routes/versions.js';
 
 export interface AppDeps {
@@ -23,10 +28,10 @@ export interface AppDeps {
   blobs: BlobStore;
   hashes: HashPool;
   upload: UploadSettings;
-  adminToken: string;
+  quotas: Quotas;
+  webDownloads: WebDownloads;
+  authenticator: Authenticator;
   log: Logger;
-  /** Replaces the token check (tests build callers of several projects with it). */
-  authenticate?: (request: FastifyRequest) => Promise<void>;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -50,14 +55,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-openstack-request-id', request.id);
   });
   await app.register(versionRoutes);
-  const checkToken = deps.authenticate ?? tokenChecker(deps.adminToken);
+  const checkToken = authHook(deps.authenticator);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2);
-    await imageRoutes(v2, deps.images);
+    await imageRoutes(v2, deps.images, deps.quotas);
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);
     await taskRoutes(v2, deps.images);
+    await imageImportRoutes(v2, deps.images, deps.webDownloads);
+    await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
   });
   return app;

@@ -26,7 +26,9 @@ const fault = (status: number, meaning: string): ErrorSpec => ({ status, class: 
 export const API_ERRORS = {
   // identity and routing
   token_missing: refusal(401, 'No X-Auth-Token header.'),
-  token_invalid: refusal(401, 'The token is not valid here.'),
+  token_invalid: refusal(401, 'The token is not valid here (unknown, expired or revoked).'),
+  token_unscoped: refusal(401, 'A Keystone token without a project; get a project-scoped token.'),
+  identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
   no_route: refusal(404, 'No such method and path in the Image API v2.'),
   bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),
   uri_too_long: refusal(414, 'A path segment is longer than 1024 characters.'),
@@ -62,7 +64,8 @@ export const API_ERRORS = {
   cannot_deactivate: refusal(403, 'Only an active image can be deactivated.'),
   cannot_reactivate: refusal(403, 'Only a deactivated image can be reactivated.'),
   image_deactivated: refusal(403, 'The image is deactivated; only an administrator can download it.'),
-  formats_required: refusal(400, 'disk_format and container_format must be set before upload or import.'),
+  formats_required: refusal(400, 'disk_format and container_format must be set before upload or glance-direct import.'),
+  import_formats_required: refusal(409, 'web-download needs disk_format and container_format set first (Glance answers 409).'),
   not_staged: refusal(409, 'glance-direct import needs staged data first.'),
   upload_superseded: refusal(409, 'The image changed while its data was arriving.'),
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
@@ -73,6 +76,11 @@ export const API_ERRORS = {
   member_not_found: refusal(404, 'The project is not a member of the image (or the caller may not see that membership).'),
   too_many_members: refusal(413, 'The image would have more than 128 members.'),
   member_status_by_member_only: refusal(403, "Only the member project (or an administrator) sets a membership's status."),
+  // quotas (Glance's unified-limit names)
+  quota_exceeded: refusal(413, "The project's image_count_total, image_count_uploading, image_size_total or image_stage_total would be exceeded."),
+  // web-download: URLs the egress checks refuse at once
+  uri_refused: refusal(400, 'The web-download URI is missing, too long, not http(s), carries credentials or uses a refused port or address form.'),
+  address_refused: refusal(400, 'The URI (or a redirect) leads to a loopback, private, link-local, multicast or metadata address.'),
   // data
   image_too_large: refusal(413, 'The upload is larger than PIR_MAX_IMAGE_SIZE.'),
   size_mismatch: refusal(400, 'x-openstack-image-size does not match the bytes sent.'),
@@ -103,6 +111,13 @@ export const PIPELINE_ERRORS = {
   invalid_ovf: refusal(400, 'The OVF descriptor is missing, malformed or unusable.'),
   ovf_disk_missing: refusal(400, 'The disk the OVF names is not in the archive.'),
   manifest_mismatch: refusal(400, "The OVA manifest's digest of a file does not match it."),
+  // web-download failures (pir_failure.stage 'import')
+  dns_failed: refusal(400, "The URI's host name does not resolve."),
+  too_many_redirects: refusal(400, 'The URI redirects too many times.'),
+  upstream_status: refusal(400, 'The server behind the URI answered with an error status.'),
+  timeout: refusal(400, 'The server behind the URI stopped sending.'),
+  connection_failed: refusal(400, 'The connection to the server behind the URI failed or broke off.'),
+  download_failed: fault(500, 'The web-download failed for a reason of PIR\'s own.'),
   staging_missing: fault(500, 'The staged upload disappeared before unpack.'),
   unpacked_missing: fault(500, 'The unpacked disk disappeared between stages.'),
   staged_data_lost: fault(500, 'The disk to promote disappeared.'),

@@ -41,13 +41,26 @@ export function beginReceiving(draft: ImageDoc, kind: 'upload' | 'stage', run: n
   return [event('image.upload.started', { run })];
 }
 
+/** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
+export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
+  if (draft.status !== 'queued') {
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
+  }
+  if (!draft.container_format) throw fail('import_formats_required', "'container_format' needs to be set before import; set it with PATCH first.");
+  if (!draft.disk_format) throw fail('import_formats_required', "'disk_format' needs to be set before import; set it with PATCH first.");
+  transition(draft, 'uploading');
+  draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
+  draft.failure = null;
+  return [event('image.upload.started', { run })];
+}
+
 /** All bytes are in staging. The status stays (saving goes on to import, uploading waits for POST …/import). */
 export function staged(draft: ImageDoc, run: number, blob: HashedBlob, contentMd5: string | null): NewEvent[] {
   const kind = draft.upload!.kind;
   draft.upload = null;
   draft.staging = { ...blob, received_at: new Date().toISOString() };
   if (contentMd5) draft.expected.md5 = contentMd5;
-  return [event('image.staged', { run, size: blob.size, method: kind === 'upload' ? 'upload' : 'glance-direct' })];
+  return [event('image.staged', { run, size: blob.size, method: kind === 'stage' ? 'glance-direct' : kind })];
 }
 
 /** The bytes never all arrived: back to queued, the staging forgotten. */
@@ -133,7 +146,8 @@ export function markDeleted(draft: ImageDoc): NewEvent[] | null {
   transition(draft, 'deleted');
   draft.upload = null;
   draft.staging = null;
-  return [event('image.deleted', {})];
+  // The owner rides along: the quota it counted against, after the document is purged.
+  return [event('image.deleted', { owner: draft.owner })];
 }
 
 // ------------------------------------------------------------------ fields

@@ -292,7 +292,8 @@ export class ImageService {
       }
       const kind = draft.upload.kind;
       const events: NewEvent[] = entity.staged(draft, run, blob, contentMd5);
-      if (kind === 'upload') events.push(...entity.beginImport(draft, run, 'upload', this.settings.stageDeadlineSeconds));
+      // A staged image waits for POST …/import; an upload or a web-download goes straight on.
+      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds));
       return events;
     });
     return doc;
@@ -302,6 +303,32 @@ export class ImageService {
   async abortUpload(_caller: Caller, id: string, run: number, reason: string): Promise<void> {
     try {
       await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason) : null));
+    } finally {
+      await this.blobs.removeStaging(id);
+    }
+  }
+
+  /**
+   * POST …/import with web-download: Glance's preconditions (a queued image with both formats
+   * set, else 409), then the image is `uploading` while the URL's body streams into staging.
+   */
+  async beginWebDownload(caller: Caller, id: string): Promise<UploadTicket> {
+    let run = 0;
+    await this.change(caller, id, 'upload_image', (draft) => {
+      run = nextRunNumber(draft);
+      return entity.beginWebDownload(draft, run);
+    });
+    return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
+  }
+
+  /**
+   * A web-download that failed (refused address, HTTP error, too large, broken off) kills the
+   * image with the reason: terminal and explicit, as every failed PIR import (Glance would put
+   * the image back in `queued`, where pollers wait forever). Continues what beginWebDownload authorized.
+   */
+  async failWebDownload(_caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {
+    try {
+      await this.manifest.update(id, (draft) => (draft.upload?.run === run && draft.upload.kind === 'web-download' ? entity.kill(draft, 'import', code, message) : null));
     } finally {
       await this.blobs.removeStaging(id);
     }

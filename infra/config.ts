@@ -2,7 +2,12 @@
  * The one place that reads the environment. Every PIR_* variable is parsed and validated here
  * at start-up; a bad value stops the process with a message naming the variable.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseQuotaConfig, type QuotaConfig } from '../core/quota.js';
+import { parseAllowList } from './egress/address-policy.js';
+import { DEFAULT_EGRESS, type EgressSettings } from './egress/egress-client.js';
+import type { KeystoneSettings } from './identity/keystone.js';
 
 export interface StageConcurrency { unpack: number; inspect: number; checksum: number; promote: number }
 
@@ -12,6 +17,9 @@ export interface PirConfig {
   dataDir: string;
   /** Null: generate one at start and keep it in <dataDir>/admin-token. */
   adminToken: string | null;
+  /** Identity: Keystone when PIR_KEYSTONE_URL is set, else the tokens file (and the admin token). */
+  tokensFile: string | null;
+  keystone: KeystoneSettings | null;
   maxImageSize: number;
   maxVirtualSize: number;
   allowEncryptedImages: boolean;
@@ -34,6 +42,10 @@ export interface PirConfig {
   logLevel: string;
   /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
   testFaults: string[];
+  /** Outgoing requests to user-given URLs (web-download): allow-list, ports, timeouts. */
+  egress: EgressSettings;
+  /** Quotas per project (PIR_QUOTAS or PIR_QUOTAS_FILE); null = off. */
+  quotas: QuotaConfig | null;
 }
 
 export type DistributedUrls = { kafkaBrokers: string[]; redisUrl: string; mongodbUrl: string };
@@ -106,6 +118,32 @@ function brokers(env: Env): string[] | null {
   return list;
 }
 
+function required(env: Env, name: string, why: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === '') throw new ConfigError(name, `must be set ${why}`);
+  return raw;
+}
+
+/** Keystone's identity v3 URL from PIR_KEYSTONE_URL, given with or without the /v3. */
+function keystone(env: Env): KeystoneSettings | null {
+  const raw = optionalUrl(env, 'PIR_KEYSTONE_URL', ['http:', 'https:']);
+  if (raw === null) return null;
+  const trimmed = raw.replace(/\/+$/, '');
+  const why = 'when PIR_KEYSTONE_URL is (PIR logs in to Keystone as this service user to validate tokens)';
+  return {
+    url: /\/v3$/.test(trimmed) ? trimmed : `${trimmed}/v3`,
+    username: required(env, 'PIR_KEYSTONE_USERNAME', why),
+    password: required(env, 'PIR_KEYSTONE_PASSWORD', why),
+    projectName: env.PIR_KEYSTONE_PROJECT || 'service',
+    userDomainName: env.PIR_KEYSTONE_USER_DOMAIN_NAME || 'Default',
+    projectDomainName: env.PIR_KEYSTONE_PROJECT_DOMAIN_NAME || 'Default',
+    cacheSize: int(env, 'PIR_KEYSTONE_CACHE_SIZE', 10_000, 1, 10_000_000),
+    cacheSeconds: int(env, 'PIR_KEYSTONE_CACHE_SECONDS', 300, 1, 86400),
+    negativeCacheSeconds: int(env, 'PIR_KEYSTONE_NEGATIVE_CACHE_SECONDS', 10, 0, 3600),
+    timeoutSeconds: int(env, 'PIR_KEYSTONE_TIMEOUT_SECONDS', 10, 1, 300),
+  };
+}
+
 export function loadConfig(env: Env = process.env): PirConfig {
   const host = env.PIR_HOST || '127.0.0.1';
   const config: PirConfig = {
@@ -113,6 +151,8 @@ export function loadConfig(env: Env = process.env): PirConfig {
     port: int(env, 'PIR_PORT', 9292, 0, 65535),
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
     adminToken: env.PIR_ADMIN_TOKEN || null,
+    tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,
+    keystone: keystone(env),
     maxImageSize: size(env, 'PIR_MAX_IMAGE_SIZE', 2 ** 40),
     maxVirtualSize: size(env, 'PIR_MAX_VIRTUAL_SIZE', 64 * 2 ** 40),
     allowEncryptedImages: bool(env, 'PIR_ALLOW_ENCRYPTED_IMAGES', false),
@@ -135,12 +175,55 @@ export function loadConfig(env: Env = process.env): PirConfig {
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
     logLevel: env.PIR_LOG_LEVEL || 'info',
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
+    egress: egress(env),
+    quotas: quotas(env),
   };
+  if (config.keystone && config.tokensFile) {
+    throw new ConfigError('PIR_TOKENS_FILE, PIR_KEYSTONE_URL', 'choose one identity source: a tokens file or Keystone, not both');
+  }
   const set = [config.kafkaBrokers, config.redisUrl, config.mongodbUrl].filter((v) => v !== null).length;
   if (set !== 0 && set !== 3) {
     throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');
   }
   return config;
+}
+
+function egress(env: Env): EgressSettings {
+  let allowList;
+  try {
+    allowList = parseAllowList(env.PIR_EGRESS_ALLOWLIST ?? '');
+  } catch (error) {
+    throw new ConfigError('PIR_EGRESS_ALLOWLIST', (error as Error).message);
+  }
+  const totalSeconds = int(env, 'PIR_EGRESS_TIMEOUT_SECONDS', DEFAULT_EGRESS.totalTimeoutMs / 1000, 1, 7 * 86400);
+  return {
+    ...DEFAULT_EGRESS,
+    allowList,
+    connectTimeoutMs: int(env, 'PIR_EGRESS_CONNECT_TIMEOUT_SECONDS', DEFAULT_EGRESS.connectTimeoutMs / 1000, 1, 3600) * 1000,
+    idleTimeoutMs: Math.min(DEFAULT_EGRESS.idleTimeoutMs, totalSeconds * 1000),
+    totalTimeoutMs: totalSeconds * 1000,
+  };
+}
+
+function quotas(env: Env): QuotaConfig | null {
+  const inline = env.PIR_QUOTAS;
+  const file = env.PIR_QUOTAS_FILE;
+  if (inline && file) throw new ConfigError('PIR_QUOTAS, PIR_QUOTAS_FILE', 'set one of them, not both');
+  const [variable, text] = inline ? ['PIR_QUOTAS', inline] : file ? ['PIR_QUOTAS_FILE', readQuotaFile(file)] : [null, null];
+  if (variable === null || text === null) return null;
+  try {
+    return parseQuotaConfig(text);
+  } catch (error) {
+    throw new ConfigError(variable, (error as Error).message);
+  }
+}
+
+function readQuotaFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError('PIR_QUOTAS_FILE', `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
 }
 
 export function distributedUrls(config: PirConfig): DistributedUrls | null {

@@ -1,28 +1,26 @@
-/** Glance's image calls (glance/api/v2/images.py): create, list, show, update, delete, deactivate, reactivate, import. */
+/** Glance's image calls (glance/api/v2/images.py): create, list, show, update, delete, deactivate, reactivate (import: image-import.ts). */
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ImageDoc } from '../../schemas/image.js';
-import type { Caller } from '../../core/caller.js';
+import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
 import { badRequest } from '../../core/errors.js';
 import { checkSettable, WRITABLE_FIELDS } from '../../core/image-entity.js';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/image-patch.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
 import type { ListQuery, SortKey } from '../../core/ports.js';
+import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
+import { IMPORT_METHODS } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 
 const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
 const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
-const IMPORT_METHODS = ['glance-direct'];
 const CREATE_FIELDS = new Set(['id', 'os_hash_algo', 'os_hash_value', ...WRITABLE_FIELDS]);
 
-export async function imageRoutes(app: FastifyInstance, images: ImageService): Promise<void> {
+export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas): Promise<void> {
   // Glance's JSON-patch media types are JSON, parsed with Fastify's own (prototype-poisoning-safe) parser.
   app.addContentTypeParser([...PATCH_MEDIA_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
-  app.get('/v2/info/import', async () => ({
-    'import-methods': { description: 'Import methods available.', type: 'array', value: IMPORT_METHODS },
-  }));
-
   app.post('/v2/images', {
     schema: { body: CreateImageBody },
     // Glance refuses read-only and reserved names (403) before it validates the values (400).
@@ -39,7 +37,15 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
       else input.properties![key] = value as string;
     }
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
-    const doc = await images.create(request.caller, input);
+    input.id ??= randomUUID();
+    // The image counts against its owner's quota (an admin may create for another project).
+    const owner = typeof input.owner === 'string' ? input.owner : request.caller.project_id;
+    await quotas.reserveImage(owner, input.id);
+    const doc = await images.create(request.caller, input).catch(async (error: unknown) => {
+      // Give the hold back, unless it is the existing image's (a duplicate id).
+      if (!(await images.get(SYSTEM_CALLER, input.id!).catch(() => null))) await quotas.cancelImage(owner, input.id!);
+      throw error;
+    });
     reply.header('Location', `/v2/images/${doc.id}`);
     reply.header('OpenStack-image-import-methods', IMPORT_METHODS.join(','));
     return reply.code(201).send(imageView(doc));
@@ -74,7 +80,10 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
   });
 
   app.delete('/v2/images/:id', async (request, reply) => {
-    await images.remove(request.caller, idOf(request.params));
+    const id = idOf(request.params);
+    const { owner } = await images.get(request.caller, id);
+    await images.remove(request.caller, id);
+    await quotas.releaseAll(owner, id); // at once; the image.deleted event does it again, durably
     return reply.code(204).send();
   });
 
@@ -86,18 +95,6 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
   app.post('/v2/images/:id/actions/reactivate', async (request, reply) => {
     await images.reactivate(request.caller, idOf(request.params));
     return reply.code(204).send();
-  });
-
-  app.post('/v2/images/:id/import', {
-    schema: { body: { type: 'object', required: ['method'], properties: { method: { type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 255 } } } } } },
-  }, async (request, reply) => {
-    const id = idOf(request.params);
-    const method = (request.body as { method: { name: string } }).method.name;
-    if (!IMPORT_METHODS.includes(method)) {
-      throw badRequest('unsupported_import_method', `Import method '${method}' is not available here; use one of: ${IMPORT_METHODS.join(', ')}.`);
-    }
-    await images.importStaged(request.caller, id);
-    return reply.code(202).send();
   });
 }
 

@@ -3,11 +3,16 @@
  * memory, in-process bus and queue), the real pipeline stages, and callers of several projects
  * chosen by token, so tests can act as project A or B with any role.
  */
-import type { FastifyInstance, FastifyRequest, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../../api/app.js';
+import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
 import type { Caller } from '../../../core/caller.js';
-import { PirError } from '../../../core/errors.js';
+import { Quotas, UNLIMITED } from '../../../core/quota.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
+import { WebDownloads } from '../../../ingest/web-download.js';
+import { parseAllowList } from '../../../infra/egress/address-policy.js';
+import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
+import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js';
 import { MemoryJobQueue } from '../../../infra/embedded/memory-job-queue.js';
 import { STAGES } from '../../../schemas/image.js';
 import { startDispatcher } from '../../../workers/dispatcher.js';
@@ -47,15 +52,20 @@ export async function testApp(): Promise<TestApp> {
     { maxOutputBytes: 2 ** 30, maxRatio: 200 }, { maxVirtualSize: 2 ** 40, allowEncrypted: false }), { stageDeadlineSeconds: 60 }, silent);
   for (const stage of STAGES) await queue.process(stage, 1, runner.handle);
   await startDispatcher(d.bus, d.manifest, queue, silent);
-  const app = await buildApp({
-    images: d.images, manifest: d.manifest, blobs: d.blobs, hashes: HashPool.shared(), log: silent, adminToken: 'unused',
-    upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000 },
-    authenticate: async (request: FastifyRequest) => {
-      const caller = CALLERS[String(request.headers['x-auth-token'])];
-      if (!caller) throw new PirError('unauthorized', 'token_invalid', 'The X-Auth-Token is not valid for this PIR.');
-      request.caller = caller;
+  const upload = { maxImageSize: 2 ** 30, heartbeatMs: 60_000 };
+  const hashes = HashPool.shared();
+  const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
+  const webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+  const authenticator: Authenticator = {
+    challenge: null,
+    async authenticate(token) {
+      const caller = CALLERS[token];
+      if (!caller) throw tokenInvalid();
+      return caller;
     },
-  });
+    async close() {},
+  };
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: silent, upload, quotas, webDownloads, authenticator });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -75,6 +85,7 @@ export async function testApp(): Promise<TestApp> {
     patch: (token, id, ops) => call(token, 'PATCH', `/v2/images/${id}`, ops, { 'content-type': PATCH_TYPE }),
     async close() {
       await app.close();
+      await webDownloads.close();
       await queue.close(1000);
       await d.relay.drain();
       await d.close();

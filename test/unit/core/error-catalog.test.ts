@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { API_ERRORS, ERROR_CATALOG, PIPELINE_ERRORS, errorSpec } from '../../../core/error-catalog.js';
 import { FINDING_CODES, VERDICT_CODES } from '../../../formats/codes.js';
+import type { EgressRefusalCode } from '../../../infra/egress/egress-client.js';
 
 const ROOT = new URL('../../../../', import.meta.url).pathname;
 const SOURCE_DIRS = ['api', 'core', 'ingest', 'workers', 'infra', 'formats', 'cli'];
@@ -40,6 +41,7 @@ const RAISERS: { pattern: RegExp; status: (m: RegExpExecArray) => number | null 
   { pattern: /sendError\(\s*reply,\s*(\d{3}),\s*'([a-z_0-9]+)'/g, status: (m) => Number(m[1]) },
   { pattern: /\bkill\(\s*draft,\s*[^,]+,\s*'([a-z_0-9]+)'/g, status: () => null },
   { pattern: /code: '([a-z_0-9]+)', message: \(/g, status: () => null }, // api/error-handler.ts's Fastify mapping
+  { pattern: /return \{ code: '([a-z_0-9]+)'/g, status: () => null }, // ingest/web-download.ts's failure codes
 ];
 
 async function usedCodes(): Promise<Map<string, { status: number | null; where: string }[]>> {
@@ -67,11 +69,21 @@ describe('the error catalog', () => {
     }
   });
 
+  it("declares the egress client's codes (raised by name from EgressError: web-download refusals and failures)", () => {
+    // A Record over the union type: the compiler makes this list complete.
+    const egress: Record<EgressRefusalCode, string> = {
+      uri_refused: 'uri_refused', address_refused: 'address_refused', dns_failed: 'dns_failed', too_many_redirects: 'too_many_redirects',
+      upstream_status: 'upstream_status', too_large: 'image_too_large', timeout: 'timeout', connection_failed: 'connection_failed',
+    };
+    for (const code of Object.values(egress)) assert.ok(errorSpec(code), code);
+  });
+
   it('has no code that nothing raises', async () => {
     const used = await usedCodes();
     const declared = [...Object.keys(API_ERRORS), ...Object.keys(PIPELINE_ERRORS)];
-    // Raised with a computed status or name: Fastify's validation (invalid_request), its other 4xx (bad_request), a stage's unexpected failure (internal_error).
-    const unused = declared.filter((code) => !used.has(code) && !['invalid_request', 'bad_request', 'internal_error'].includes(code));
+    // Raised with a computed status or name: Fastify's validation (invalid_request), its other 4xx (bad_request), a stage's unexpected failure (internal_error), EgressError's codes.
+    const byName = ['invalid_request', 'bad_request', 'internal_error', 'address_refused', 'dns_failed', 'too_many_redirects', 'upstream_status', 'timeout', 'connection_failed'];
+    const unused = declared.filter((code) => !used.has(code) && !byName.includes(code));
     assert.deepEqual(unused, []);
   });
 
