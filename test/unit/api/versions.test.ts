@@ -17,7 +17,7 @@ describe('GET / and /versions', () => {
   it('asks for a token on /v2 and answers unknown paths with a JSON 404', async () => {
     const noToken = await t.app.inject({ method: 'GET', url: '/v2/images' });
     assert.equal(noToken.statusCode, 401);
-    assert.equal(noToken.json().error.error_code, 'token_invalid');
+    assert.equal(noToken.json().error.error_code, 'token_missing');
     const missing = await t.call('a-member', 'GET', '/v2/nothing-here');
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.json().error.error_code, 'no_route');
