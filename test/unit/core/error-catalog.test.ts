@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { API_ERRORS, ERROR_CATALOG, PIPELINE_ERRORS, errorSpec } from '../../../core/error-catalog.js';
 import { FINDING_CODES, VERDICT_CODES } from '../../../formats/codes.js';
 import type { EgressRefusalCode } from '../../../infra/egress/egress-client.js';
+import type { UnpackRefusalCode } from '../../../workers/unpack/errors.js';
 
 const ROOT = new URL('../../../../', import.meta.url).pathname;
 const SOURCE_DIRS = ['api', 'core', 'ingest', 'workers', 'infra', 'formats', 'cli'];
@@ -76,6 +77,14 @@ describe('the error catalog', () => {
       upstream_status: 'upstream_status', too_large: 'image_too_large', timeout: 'timeout', connection_failed: 'connection_failed',
     };
     for (const code of Object.values(egress)) assert.ok(errorSpec(code), code);
+  });
+
+  it("declares unpack's refusal codes (a new one fails to compile here until it is listed)", () => {
+    const unpack: Record<UnpackRefusalCode, true> = {
+      decompressed_too_large: true, expansion_ratio: true, corrupt_archive: true, unsupported_archive: true, unsafe_archive: true,
+      format_mismatch: true, not_an_ova: true, invalid_ovf: true, ovf_disk_missing: true, manifest_mismatch: true,
+    };
+    for (const code of Object.keys(unpack)) assert.equal(errorSpec(code)?.status, 400, code);
   });
 
   it('has no code that nothing raises', async () => {
