@@ -56,13 +56,24 @@ export class ImageService {
 
   // ---------------------------------------------------------------- metadata
 
-  async create(caller: Caller, input: CreateImageInput): Promise<ImageDoc> {
+  /**
+   * Who may create this image (Glance's add_image, and publicize/communitize for its
+   * visibility): checked by create, and by the route before it holds quota for the image.
+   * Returns the owner the image will have.
+   */
+  authorizeCreate(caller: Caller, input: Pick<CreateImageInput, 'owner' | 'visibility'>): string | null {
     const owner = input.owner === undefined ? caller.project_id : input.owner;
     // Glance's add_image: admin, or a member creating an image its own project owns.
     enforce(caller, 'add_image', { owner: owner ?? null });
     if (input.owner !== undefined && owner !== caller.project_id && !isAdminCaller(caller)) {
       throw fail('policy_denied', `Only an administrator may create an image owned by another project (owner ${String(owner)}); leave owner out.`);
     }
+    if (input.visibility !== undefined) this.enforceVisibility(caller, input.visibility as Visibility, 'shared', owner);
+    return owner;
+  }
+
+  async create(caller: Caller, input: CreateImageInput): Promise<ImageDoc> {
+    const owner = this.authorizeCreate(caller, input);
     const now = new Date().toISOString();
     const doc: ImageDoc = {
       id: input.id ?? randomUUID(),
@@ -98,7 +109,6 @@ export class ImageService {
       if (key !== 'owner' && input[key] !== undefined) entity.setField(doc, key, input[key]);
     }
     for (const [key, value] of Object.entries(input.properties ?? {})) entity.setProperty(doc, key, value);
-    this.enforceVisibility(caller, doc.visibility, 'shared', owner);
     try {
       return await this.manifest.create(doc, [
         event('image.created', { name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format }),

@@ -38,8 +38,8 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     }
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
     input.id ??= randomUUID();
-    // The image counts against its owner's quota (an admin may create for another project).
-    const owner = typeof input.owner === 'string' ? input.owner : request.caller.project_id;
+    // Policy first (403 before 413), then the image counts against its owner's quota.
+    const owner = images.authorizeCreate(request.caller, input) ?? request.caller.project_id;
     await quotas.reserveImage(owner, input.id);
     const doc = await images.create(request.caller, input).catch(async (error: unknown) => {
       // Give the hold back, unless it is the existing image's (a duplicate id).
