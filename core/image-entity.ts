@@ -205,9 +205,8 @@ function checkBoolean(key: string, value: unknown): boolean {
 
 /** Validates one tag (Glance: a non-empty string of at most 255 characters). */
 export function checkTag(tag: unknown): string {
-  if (typeof tag !== 'string' || tag.length === 0 || tag.length > LIMITS.tagLength) {
-    throw invalid(`A tag is a string of 1 to ${LIMITS.tagLength} characters.`);
-  }
+  if (typeof tag !== 'string' || tag.length === 0) throw invalid('A tag is a non-empty string.');
+  if (tag.length > LIMITS.tagLength) throw fail('tag_too_long', `Tags are at most ${LIMITS.tagLength} characters (got ${tag.length}).`);
   return tag;
 }
 
@@ -244,7 +243,7 @@ export function setProperty(draft: ImageDoc, key: string, value: unknown): void 
   checkSettable(key);
   if (key.length === 0 || key.length > LIMITS.propertyKeyLength) throw fail('property_name_too_long', `A property name is 1 to ${LIMITS.propertyKeyLength} characters ('${key.slice(0, 40)}…' is ${key.length}).`);
   if (typeof value !== 'string') throw invalid(`Extra property '${key}' must be a string (Glance's schema types every extra property as a string).`);
-  if (value.length > LIMITS.propertyValueLength) throw invalid(`Extra property '${key}' is at most ${LIMITS.propertyValueLength} characters.`);
+  if (value.length > LIMITS.propertyValueLength) throw fail('property_value_too_long', `Property '${key}' is longer than ${LIMITS.propertyValueLength} characters.`);
   draft.properties[key] = value;
   checkPropertyQuota(draft);
 }
@@ -254,9 +253,9 @@ export function checkPropertyQuota(draft: ImageDoc): void {
   if (entries.length > LIMITS.imageProperties) {
     throw fail('too_many_properties', `An image has at most ${LIMITS.imageProperties} extra properties (Glance's image_property_quota); this change makes ${entries.length}. Remove some first.`);
   }
-  const total = entries.reduce((n, [k, v]) => n + k.length + v.length, 0);
-  if (total > LIMITS.propertiesTotalLength) {
-    throw fail('too_many_properties', `An image's extra properties are at most ${LIMITS.propertiesTotalLength} characters together (keys and values); this change makes ${total}.`);
+  const total = entries.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  if (total > LIMITS.propertiesTotalBytes) {
+    throw fail('properties_too_large', `An image's extra properties hold at most ${LIMITS.propertiesTotalBytes} bytes in all (names and values, UTF-8); this change makes ${total}. Keep large data out of image properties.`);
   }
 }
 

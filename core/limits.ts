@@ -18,8 +18,8 @@ export const LIMITS = Object.freeze({
   memberIdLength: 255,
   /** One extra property's value (Glance stores them as TEXT, 65535 bytes). */
   propertyValueLength: 65535,
-  /** All extra properties of an image together: keys and values, in characters. */
-  propertiesTotalLength: 256 * 1024,
+  /** All extra properties of an image together: names and values, UTF-8 bytes (Glance leaves this to its database). */
+  propertiesTotalBytes: 64 * 1024,
   /** A JSON request body (image data is streamed past the body parser). */
   jsonBodyBytes: 1024 * 1024,
   /** Operations in one PATCH request. */

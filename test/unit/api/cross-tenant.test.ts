@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CALLERS, testApp, type TestApp, type Token } from './app-fixture.js';
+import { CALLERS, testApp, type TestApp, type Token } from './tenant-app.js';
 
 type Kind = 'private' | 'shared' | 'shared-pending' | 'shared-accepted' | 'community' | 'public';
 const KINDS: Kind[] = ['private', 'shared', 'shared-pending', 'shared-accepted', 'community', 'public'];

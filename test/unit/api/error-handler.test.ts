@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { errorSpec } from '../../../core/error-catalog.js';
-import { PATCH_TYPE, testApp, type TestApp } from './app-fixture.js';
+import { PATCH_TYPE, testApp, type TestApp } from './tenant-app.js';
 
 describe('errors', () => {
   let t: TestApp;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { testApp, type TestApp } from './app-fixture.js';
+import { testApp, type TestApp } from './tenant-app.js';
 
 const OCTETS = { 'content-type': 'application/octet-stream' };
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { testApp, type TestApp } from './app-fixture.js';
+import { testApp, type TestApp } from './tenant-app.js';
 
 const code = (res: { json(): unknown }) => (res.json() as { error: { error_code: string } }).error.error_code;
 

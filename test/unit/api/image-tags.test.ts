@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { testApp, type TestApp } from './app-fixture.js';
+import { testApp, type TestApp } from './tenant-app.js';
 
 describe('PUT and DELETE /v2/images/{id}/tags/{tag}', () => {
   let t: TestApp;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { testApp, PATCH_TYPE, type TestApp } from './app-fixture.js';
+import { testApp, PATCH_TYPE, type TestApp } from './tenant-app.js';
 
 const errorCode = (res: { json(): unknown }) => (res.json() as { error: { error_code: string } }).error.error_code;
 
@@ -67,6 +67,11 @@ describe('POST /v2/images', () => {
     assert.equal(errorCode(res), 'too_many_properties');
     const tags = await t.call('a-member', 'POST', '/v2/images', { tags: Array.from({ length: 129 }, (_, i) => `t${i}`) });
     assert.ok([400, 413].includes(tags.statusCode), tags.body);
+    const big = await t.call('a-member', 'POST', '/v2/images', { a: 'x'.repeat(40_000), b: 'y'.repeat(40_000) });
+    assert.equal(big.statusCode, 413);
+    assert.equal(errorCode(big), 'properties_too_large');
+    const long = await t.call('a-member', 'POST', '/v2/images', { a: 'x'.repeat(65_536) });
+    assert.equal(long.statusCode, 400);
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Ajv } from 'ajv';
-import { testApp, type TestApp } from './app-fixture.js';
+import { testApp, type TestApp } from './tenant-app.js';
 
 /** The published schemas describe what the server returns: responses validate against them, as glanceclient does. */
 describe('GET /v2/schemas/*', () => {
