@@ -27,6 +27,7 @@ type Fixture = (typeof FIXTURES)[number];
 type Expect = Partial<Record<Fixture, number>>;
 
 const JSON_PATCH = 'application/openstack-images-v2.1-json-patch';
+const FIXTURE_TIMEOUT_MS = 90_000;
 const FIXTURE_TAG = 'fixture';
 /** Image data for the upload and stage attempts (a string: fetch's body types take it as is). */
 const PAYLOAD = randomBytes(2048).toString('hex');
@@ -155,17 +156,33 @@ for (const mode of ['embedded', 'distributed'] as const) {
     let taskId: string | undefined;
     const as = (who: Who) => new PirClient(tenant!.url, ids[who].token);
     const stranger = randomUUID().replace(/-/g, '');
+    const logDir = testLogDir(`cross-tenant-${mode}`);
 
     /** Runs one setup call and names the fixture it was for when it fails. */
     async function expectStatus(what: string, response: { status: number; body: unknown }, status: number): Promise<void> {
       if (response.status !== status) throw new Error(`${what}: expected ${status}, got ${response.status} ${JSON.stringify(response.body).slice(0, 300)}`);
     }
 
+    /** Builds one image; a pipeline that never settles fails the fixture (and the ones after it) instead of hanging. */
+    let setupStuck = false;
     async function fixture(key: Fixture | 'deact', build: () => Promise<string>): Promise<void> {
+      if (setupStuck) {
+        setupErrors.set(key, 'not attempted: an earlier image never settled');
+        return;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          setupStuck = true;
+          reject(new Error(`not active after ${FIXTURE_TIMEOUT_MS / 1000} s (see the pir logs under ${logDir})`));
+        }, FIXTURE_TIMEOUT_MS);
+      });
       try {
-        images.set(key, await build());
+        images.set(key, await Promise.race([build(), timeout]));
       } catch (error) {
         setupErrors.set(key, (error as Error).message);
+      } finally {
+        clearTimeout(timer);
       }
     }
 
@@ -189,7 +206,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
       if (mode === 'distributed' && missing.length) throw new Error(`CI is set but these services are not running: ${missingText}. Start them with bash infra/local/services.sh start`);
       dir = await makeTempDir('pir-e2e-xtenant-');
       ids = makeIdentities();
-      tenant = await startTenantPir(dir, ids, testLogDir(`cross-tenant-${mode}`), mode);
+      tenant = await startTenantPir(dir, ids, logDir, mode);
       refused = await identitiesAccepted(tenant.url, ids);
       const file = join(dir, 'disk.raw');
       await makeRawImage(file, 256 << 10);

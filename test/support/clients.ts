@@ -110,7 +110,15 @@ export async function startTenantPir(dir: string, identities: Record<string, Ide
     PIR_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
   };
   const processes: PirProcess[] = [];
-  const stop = async () => { for (const p of processes.reverse()) await p.stop(); };
+  // SIGTERM lets PIR drain; one that does not exit within 30 s (a request stuck) is killed.
+  const stop = async () => {
+    for (const p of processes.reverse()) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), 30_000); });
+      if ((await Promise.race([p.stop(), late])) === 'late') await p.kill();
+      clearTimeout(timer);
+    }
+  };
   try {
     if (mode === 'embedded') {
       processes.push(await startPirProcess('serve', { ...env, PIR_PORT: String(port) }, logDir));
