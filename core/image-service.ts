@@ -8,7 +8,9 @@ import { badRequest, conflict, forbidden } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import { Manifest, transition } from './manifest.js';
 import { newRun, nextRunNumber } from './pipeline-state.js';
-import type { BlobStore, ListQuery } from './ports.js';
+import type { BlobStore, ListQuery, ListRequest, ListScope } from './ports.js';
+import { isAdmin, type Caller } from './caller.js';
+import { markerVisible, sortValues } from './list-access.js';
 
 export interface CreateImageInput {
   id?: string;
@@ -83,12 +85,26 @@ export class ImageService {
     return this.manifest.require(id);
   }
 
-  /** Lists images; deleted ones (kept until their last event is relayed) are never shown. */
-  async list(query: ListQuery): Promise<ImageDoc[]> {
-    const requested = query.where.status === undefined ? IMAGE_STATUSES : [query.where.status].flat();
-    const visible = requested.filter((s) => s !== 'deleted');
-    if (visible.length === 0 || query.limit === 0) return [];
-    return this.manifest.store.list({ ...query, where: { ...query.where, status: visible } });
+  /**
+   * Lists the images the caller may see (core/list-access.ts: Glance's rules), filtered and
+   * sorted as asked, after the marker. Deleted images (kept until their last event is relayed)
+   * are never shown. A marker that is no image, a deleted one, or one the caller cannot see is
+   * refused alike, so a marker cannot probe for other projects' images.
+   */
+  async list(caller: Caller, request: ListRequest): Promise<ImageDoc[]> {
+    const scope: ListScope = { project_id: caller.project_id, admin: isAdmin(caller) };
+    const requested = request.query.where.status ?? IMAGE_STATUSES;
+    const status = requested.filter((s) => s !== 'deleted');
+    const query: ListQuery = { ...request.query, scope, where: { ...request.query.where, status } };
+    if (request.marker !== undefined) {
+      const marker = await this.manifest.store.get(request.marker);
+      if (!marker || marker.status === 'deleted' || !markerVisible(scope, marker)) {
+        throw badRequest('bad_marker', `marker ${request.marker.slice(0, 64)} is not the id of an image you can list; start again without marker.`);
+      }
+      query.after = sortValues(marker, query.sort);
+    }
+    if (status.length === 0 || query.limit === 0) return [];
+    return this.manifest.store.list(query);
   }
 
   async remove(id: string): Promise<void> {

@@ -1,15 +1,14 @@
 /** Glance's image metadata calls: create, list, show, delete, import, tasks, schemas. */
 import type { FastifyInstance } from 'fastify';
-import { CONTAINER_FORMATS, DISK_FORMATS, READ_ONLY_FIELDS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
+import { CONTAINER_FORMATS, DISK_FORMATS, READ_ONLY_FIELDS, VISIBILITIES } from '../../schemas/image.js';
 import { badRequest, conflict, forbidden } from '../../core/errors.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
-import { ManifestConflictError, type ListQuery, type SortKey } from '../../core/ports.js';
+import { ManifestConflictError } from '../../core/ports.js';
+import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
 import { imageView, taskViews } from '../glance-view.js';
 import { imageSchema, imagesSchema } from '../image-schema.js';
 
 const BASE_FIELDS = new Set(['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags', 'os_hash_algo', 'os_hash_value']);
-const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
-const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
 const IMPORT_METHODS = ['glance-direct'];
 
 const createBody = {
@@ -64,19 +63,13 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
   });
 
   app.get('/v2/images', async (request) => {
-    const query = request.query as Record<string, string | string[] | undefined>;
-    const listQuery = await parseListQuery(query, images);
-    const docs = await images.list(listQuery);
-    const result: Record<string, unknown> = { images: docs.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
-    if (docs.length === listQuery.limit) {
-      const params = new URLSearchParams();
-      for (const [key, value] of Object.entries(query)) {
-        if (key === 'marker' || value === undefined) continue;
-        for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-      }
-      params.set('marker', docs[docs.length - 1].id);
-      result.next = `/v2/images?${params.toString()}`;
-    }
+    const raw = request.query as RawQuery;
+    const listRequest = parseListQuery(raw);
+    const docs = await images.list(request.caller, listRequest);
+    const query = linkQuery(raw);
+    const result: Record<string, unknown> = { images: docs.map(imageView), first: query ? `/v2/images?${query}` : '/v2/images', schema: '/v2/schemas/images' };
+    // As Glance: a full page has a next link (which may turn out empty).
+    if (docs.length > 0 && docs.length === listRequest.query.limit) result.next = `/v2/images?${linkQuery(raw, docs[docs.length - 1]!.id)}`;
     return result;
   });
 
@@ -107,45 +100,4 @@ function idOf(params: unknown): string {
 
 function pick(body: Record<string, unknown>, keys: string[]): Partial<CreateImageInput> {
   return Object.fromEntries(keys.filter((k) => k in body).map((k) => [k, body[k]])) as Partial<CreateImageInput>;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[value.length - 1] : value;
-}
-
-async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService): Promise<ListQuery> {
-  const limitText = single(query.limit);
-  const limit = limitText === undefined ? 25 : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 0) throw badRequest('bad_limit', 'limit must be a non-negative whole number.');
-  let sortKey: SortKey = 'created_at';
-  let sortDir: 'asc' | 'desc' = 'desc';
-  const sort = single(query.sort);
-  if (sort) {
-    const [key, dir] = sort.split(',')[0].split(':');
-    sortKey = key as SortKey;
-    if (dir) sortDir = dir as 'asc' | 'desc';
-  } else {
-    if (single(query.sort_key)) sortKey = single(query.sort_key) as SortKey;
-    if (single(query.sort_dir)) sortDir = single(query.sort_dir) as 'asc' | 'desc';
-  }
-  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Cannot sort by '${sortKey}'; use one of ${[...SORT_KEYS].join(', ')}.`);
-  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
-  const where: ListQuery['where'] = {};
-  for (const field of FILTERS) {
-    const value = single(query[field]);
-    if (value === undefined) continue;
-    where[field] = value.startsWith('in:') ? value.slice(3).split(',').map((v) => v.replace(/^"|"$/g, '')) : value;
-  }
-  const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
-  const marker = single(query.marker);
-  if (marker) {
-    const doc = await images.get(marker).catch(() => null);
-    if (!doc) throw badRequest('bad_marker', `marker ${marker} is not an image id that can be listed.`);
-    listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
-  }
-  return listQuery;
-}
-
-function sortValue(doc: ImageDoc, key: SortKey): string | number | null {
-  return doc[key] as string | number | null;
 }

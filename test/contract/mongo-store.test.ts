@@ -96,7 +96,7 @@ test('Mongo store: a second process starting on an existing database', { timeout
   const second = new MongoManifestStore({ url: services.mongodbUrl, dbName });
   const third = new MongoManifestStore({ url: services.mongodbUrl, dbName });
   await Promise.all([second.start(), third.start()]);
-  assert.equal((await second.list({ where: {}, sortKey: 'created_at', sortDir: 'desc', limit: 10 })).length, 1);
+  assert.equal((await second.list({ scope: { project_id: 'admin', admin: true }, visibility: 'all', memberStatus: 'accepted', where: {}, sort: [{ key: 'created_at', dir: 'desc' }], limit: 10 })).length, 1);
   const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
   t.after(async () => {
     await Promise.all([first.close(), second.close(), third.close()]);
