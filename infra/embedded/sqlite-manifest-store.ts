@@ -49,6 +49,13 @@ const WHERE_COLUMNS: Record<keyof ListQuery['where'], string> = {
   os_hash_value: 'os_hash_value',
 };
 
+/** A filter matching at most this many rows drives the list query (see listSql). */
+const DRIVE_MAX = 4000;
+
+function marks(values: readonly unknown[]): string {
+  return values.map(() => '?').join(', ');
+}
+
 /** Bumped when the schema gains columns or side tables; opening an older file migrates it. */
 const SCHEMA_VERSION = 2;
 
@@ -76,14 +83,16 @@ CREATE INDEX IF NOT EXISTS images_status_updated ON images (status, updated_at);
 CREATE INDEX IF NOT EXISTS images_pending_updated ON images (updated_at) WHERE has_pending = 1;
 CREATE INDEX IF NOT EXISTS images_created ON images (created_at, id);
 CREATE INDEX IF NOT EXISTS images_updated ON images (updated_at, id);
-CREATE INDEX IF NOT EXISTS images_owner ON images (owner);
 CREATE INDEX IF NOT EXISTS images_name ON images (name);
 CREATE INDEX IF NOT EXISTS images_visibility ON images (visibility);
 `;
 
 /** Created after the migration has added the columns they name. */
 const LIST_SCHEMA = `
-CREATE INDEX IF NOT EXISTS images_list_created ON images (created_at, id, owner, visibility, status, os_hidden);
+CREATE INDEX IF NOT EXISTS images_list_created ON images (created_at, id, owner, visibility, status, os_hidden, protected, size, name, updated_at, disk_format, container_format);
+DROP INDEX IF EXISTS images_owner;
+CREATE INDEX IF NOT EXISTS images_owner_visibility ON images (owner, visibility, id);
+CREATE INDEX IF NOT EXISTS images_list_id ON images (id, created_at, owner, visibility, status, os_hidden, protected, size, name, updated_at, disk_format, container_format);
 CREATE TABLE IF NOT EXISTS image_properties (
   image_id TEXT NOT NULL,
   key      TEXT NOT NULL,
@@ -279,14 +288,14 @@ export class SqliteManifestStore implements ManifestStore {
   async list(query: ListQuery): Promise<ImageDoc[]> {
     const limit = Math.max(0, Math.floor(query.limit));
     if (limit === 0) return [];
-    const { sql, params } = listSql(query);
+    const { sql, params } = this.listSql(query);
     params.push(limit);
     return this.prepared(sql).all(...params).map((r) => JSON.parse(r.doc) as ImageDoc);
   }
 
   /** The query plan of list(query), for tests and diagnostics (are the indexes used?). */
   explainList(query: ListQuery): string[] {
-    const { sql, params } = listSql(query);
+    const { sql, params } = this.listSql(query);
     const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params, Math.max(1, query.limit)) as { detail: string }[];
     return rows.map((r) => r.detail);
   }
@@ -363,6 +372,127 @@ export class SqliteManifestStore implements ManifestStore {
     }).immediate();
   }
 
+  /**
+   * SQL for list(), shaped so SQLite never sorts whole documents: an inner query picks the page's
+   * ids from the covering index images_list_created (newest first by default: a walk down the
+   * index that stops at the limit), and only those rows' documents are read. Filters on the
+   * side tables are index probes per row (EXISTS); when one of them, or the caller's own and
+   * shared images, is a small set, the walk starts from that set instead (CROSS JOIN fixes the
+   * join order), so a rare tag costs its few rows, not a walk through every image. Columns
+   * prefixed with `+` are kept off their single-column indexes on purpose: used to drive, they
+   * would make SQLite sort the whole matching set. LIMIT is the last parameter.
+   */
+  private listSql(query: ListQuery): { sql: string; params: unknown[] } {
+    const access = listAccess(query);
+    let driver: { from: string; params: unknown[]; rows: number } | null = null;
+    const consider = (from: string, params: unknown[]) => {
+      const rows = this.boundedCount(from, params);
+      if (rows <= DRIVE_MAX && (!driver || rows < driver.rows)) driver = { from, params, rows };
+    };
+    for (const tag of query.tags ?? []) consider('SELECT image_id AS did FROM image_tags WHERE tag = ?', [tag]);
+    for (const [key, value] of Object.entries(query.properties ?? {})) consider('SELECT image_id AS did FROM image_properties WHERE key = ? AND value = ?', [key, value]);
+    if (access.anyOf && access.anyOf.length > 0 && access.anyOf.every((t) => t.kind !== 'visibility')) {
+      const parts: string[] = [];
+      const params: unknown[] = [];
+      for (const term of access.anyOf) {
+        if (term.kind === 'owner') {
+          const vis = access.visibilityIn;
+          parts.push(`SELECT id AS did FROM images WHERE owner = ?${vis ? ` AND visibility IN (${marks(vis)})` : ''}`);
+          params.push(term.owner, ...(vis ?? []));
+        } else if (term.kind === 'member') {
+          parts.push(`SELECT image_id AS did FROM image_members WHERE member_id = ? AND status IN (${marks(term.statuses)})`);
+          params.push(term.member, ...term.statuses);
+        }
+      }
+      consider(parts.join(' UNION '), params);
+    }
+
+    const clauses: string[] = [];
+    const params: unknown[] = [];
+    if (access.visibilityIn) {
+      clauses.push(`+images.visibility IN (${marks(access.visibilityIn)})`);
+      params.push(...access.visibilityIn);
+    }
+    if (access.anyOf) {
+      const ors = access.anyOf.map((term) => {
+        switch (term.kind) {
+          case 'owner':
+            params.push(term.owner);
+            return '+images.owner = ?';
+          case 'visibility':
+            params.push(...term.visibilities);
+            return `+images.visibility IN (${marks(term.visibilities)})`;
+          case 'member':
+            params.push(term.member, ...term.statuses);
+            return `(+images.visibility = 'shared' AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id AND m.member_id = ? AND m.status IN (${marks(term.statuses)})))`;
+        }
+      });
+      clauses.push(ors.length ? `(${ors.join(' OR ')})` : '0');
+    }
+    for (const [field, value] of Object.entries(query.where) as [keyof ListQuery['where'], unknown][]) {
+      if (value === undefined) continue;
+      const column = WHERE_COLUMNS[field];
+      if (!column) throw new Error(`list: cannot filter on ${field}`);
+      // Ids and names are selective: let their indexes serve them.
+      const col = field === 'id' || field === 'name' ? `images.${column}` : `+images.${column}`;
+      if (Array.isArray(value)) {
+        clauses.push(value.length === 0 ? '0' : `${col} IN (${marks(value)})`);
+        params.push(...value);
+      } else {
+        clauses.push(`${col} = ?`);
+        params.push(typeof value === 'boolean' ? (value ? 1 : 0) : value);
+      }
+    }
+    if (query.sizeMin !== undefined) {
+      clauses.push('+images.size >= ?');
+      params.push(query.sizeMin);
+    }
+    if (query.sizeMax !== undefined) {
+      clauses.push('+images.size <= ?');
+      params.push(query.sizeMax);
+    }
+    for (const t of query.times ?? []) {
+      const col = t.field === 'created_at' ? 'images.created_at' : '+images.updated_at';
+      const parts: string[] = [];
+      if (t.gte !== undefined) {
+        parts.push(`${col} >= ?`);
+        params.push(t.gte);
+      }
+      if (t.lt !== undefined) {
+        parts.push(`${col} < ?`);
+        params.push(t.lt);
+      }
+      const range = parts.length ? parts.join(' AND ') : '1';
+      clauses.push(t.negate ? `NOT (${range})` : `(${range})`);
+    }
+    for (const [key, value] of Object.entries(query.properties ?? {})) {
+      clauses.push('EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = images.id AND p.key = ? AND p.value = ?)');
+      params.push(key, value);
+    }
+    for (const tag of query.tags ?? []) {
+      clauses.push('EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ?)');
+      params.push(tag);
+    }
+    const sort = normalizeSort(query.sort);
+    if (query.after) {
+      const { clause, values } = keysetSql(sort, query.after);
+      clauses.push(clause);
+      params.push(...values);
+    }
+    const d = driver as { from: string; params: unknown[] } | null;
+    const source = d ? `(${d.from}) AS d CROSS JOIN images INDEXED BY images_list_id ON images.id = d.did` : 'images';
+    const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
+    const order = (prefix: string) => sort.map((s) => `${prefix}${SORT_COLUMNS[s.key]} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
+    const inner = `SELECT images.id FROM ${source} ${where} ORDER BY ${order('images.')} LIMIT ?`;
+    return { sql: `SELECT doc FROM images WHERE id IN (${inner}) ORDER BY ${order('')}`, params: [...(d ? d.params : []), ...params] };
+  }
+
+  /** min(rows of `sql`, DRIVE_MAX + 1): how big a candidate driving set is, at the cost of at most that many index entries. */
+  private boundedCount(sql: string, params: unknown[]): number {
+    const row = this.prepared(`SELECT count(*) AS n FROM (${sql} LIMIT ${DRIVE_MAX + 1})`).get(...params) as unknown as { n: number };
+    return row.n;
+  }
+
   private prepared(sql: string): Database.Statement<unknown[], Row> {
     let stmt = this.listCache.get(sql);
     if (!stmt) {
@@ -374,87 +504,6 @@ export class SqliteManifestStore implements ManifestStore {
   }
 }
 
-/** SQL for list(): the access predicate, the filters, the keyset, the order; LIMIT is the last parameter. */
-function listSql(query: ListQuery): { sql: string; params: unknown[] } {
-  const clauses: string[] = [];
-  const params: unknown[] = [];
-  const access = listAccess(query);
-  if (access.visibilityIn) {
-    clauses.push(`visibility IN (${access.visibilityIn.map(() => '?').join(', ')})`);
-    params.push(...access.visibilityIn);
-  }
-  if (access.anyOf) {
-    const ors = access.anyOf.map((term) => {
-      switch (term.kind) {
-        case 'owner':
-          params.push(term.owner);
-          return 'owner = ?';
-        case 'visibility':
-          params.push(...term.visibilities);
-          return `visibility IN (${term.visibilities.map(() => '?').join(', ')})`;
-        case 'member':
-          params.push(term.member, ...term.statuses);
-          return `(visibility = 'shared' AND id IN (SELECT image_id FROM image_members WHERE member_id = ? AND status IN (${term.statuses.map(() => '?').join(', ')})))`;
-      }
-    });
-    clauses.push(ors.length ? `(${ors.join(' OR ')})` : '0');
-  }
-  for (const [field, value] of Object.entries(query.where) as [keyof ListQuery['where'], unknown][]) {
-    if (value === undefined) continue;
-    const col = WHERE_COLUMNS[field];
-    if (!col) throw new Error(`list: cannot filter on ${field}`);
-    if (Array.isArray(value)) {
-      if (value.length === 0) {
-        clauses.push('0');
-      } else {
-        clauses.push(`${col} IN (${value.map(() => '?').join(', ')})`);
-        params.push(...value);
-      }
-    } else {
-      clauses.push(`${col} = ?`);
-      params.push(typeof value === 'boolean' ? (value ? 1 : 0) : value);
-    }
-  }
-  if (query.sizeMin !== undefined) {
-    clauses.push('size >= ?');
-    params.push(query.sizeMin);
-  }
-  if (query.sizeMax !== undefined) {
-    clauses.push('size <= ?');
-    params.push(query.sizeMax);
-  }
-  for (const t of query.times ?? []) {
-    const parts: string[] = [];
-    if (t.gte !== undefined) {
-      parts.push(`${t.field} >= ?`);
-      params.push(t.gte);
-    }
-    if (t.lt !== undefined) {
-      parts.push(`${t.field} < ?`);
-      params.push(t.lt);
-    }
-    const range = parts.length ? parts.join(' AND ') : '1';
-    clauses.push(t.negate ? `NOT (${range})` : `(${range})`);
-  }
-  for (const [key, value] of Object.entries(query.properties ?? {})) {
-    clauses.push('id IN (SELECT image_id FROM image_properties WHERE key = ? AND value = ?)');
-    params.push(key, value);
-  }
-  for (const tag of query.tags ?? []) {
-    clauses.push('id IN (SELECT image_id FROM image_tags WHERE tag = ?)');
-    params.push(tag);
-  }
-  const sort = normalizeSort(query.sort);
-  if (query.after) {
-    const { clause, values } = keysetSql(sort, query.after);
-    clauses.push(clause);
-    params.push(...values);
-  }
-  const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-  const order = sort.map((s) => `${SORT_COLUMNS[s.key]} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
-  return { sql: `SELECT doc FROM images ${where} ORDER BY ${order} LIMIT ?`, params };
-}
-
 /**
  * "Strictly after this row" in the order of `sort` (NULLs first ascending, last descending):
  * the usual lexicographic expansion, (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
@@ -464,13 +513,13 @@ function keysetSql(sort: SortSpec[], after: SortValue[]): { clause: string; valu
   const values: unknown[] = [];
   const ors: string[] = [];
   for (let i = 0; i < sort.length; i++) {
-    const col = SORT_COLUMNS[sort[i]!.key];
+    const col = `images.${SORT_COLUMNS[sort[i]!.key]}`;
     const v = after[i];
     const desc = sort[i]!.dir === 'desc';
     if (v === null && desc) continue; // nothing sorts after a NULL descending
     const ands: string[] = [];
     for (let j = 0; j < i; j++) {
-      const prev = SORT_COLUMNS[sort[j]!.key];
+      const prev = `images.${SORT_COLUMNS[sort[j]!.key]}`;
       if (after[j] === null) ands.push(`${prev} IS NULL`);
       else {
         ands.push(`${prev} = ?`);

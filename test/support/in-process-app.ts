@@ -25,7 +25,13 @@ export interface InProcessApp {
   close(): Promise<void>;
 }
 
-export async function inProcessApp(store: ManifestStore, opts: { token?: string } = {}): Promise<InProcessApp> {
+export interface InProcessAppOptions {
+  token?: string;
+  /** Runs before the app is ready (to add hooks). */
+  setup?: (app: FastifyInstance) => void;
+}
+
+export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptions = {}): Promise<InProcessApp> {
   const dir = mkdtempSync(join(tmpdir(), 'pir-app-'));
   const log = pino({ level: 'silent' });
   const blobs = new FsBlobStore(dir);
@@ -36,6 +42,7 @@ export async function inProcessApp(store: ManifestStore, opts: { token?: string 
   const hashes = new HashPool();
   const token = opts.token ?? 'test-token';
   const app = await buildApp({ images, manifest, blobs, hashes, upload: { maxImageSize: 1 << 30, heartbeatMs: 30_000 }, adminToken: token, log });
+  opts.setup?.(app);
   await app.ready();
   return {
     app, images, manifest, token,
