@@ -11,8 +11,7 @@
  * Targets (issue 7): embedded p99 ≤ 20 ms at limit 25, p50 ≤ 60 ms at limit 1000. FerretDB
  * has none here: it is measured and reported as it is.
  *
- * Callers other than the admin token are set by a hook of this benchmark (X-Bench-Project),
- * until the identity adapters give real tokens; the list itself runs the production code.
+ * The member's requests carry a project token served by the tokens-file identity adapter.
  * PIR_BENCH_LIST_IMAGES changes the image count; PIR_BENCH_MODES=embedded skips FerretDB.
  */
 import { randomUUID } from 'node:crypto';
@@ -131,11 +130,7 @@ interface Served {
 async function serve(store: ManifestStore): Promise<Served> {
   const pir = await inProcessApp(store, {
     token: 'bench-token',
-    // The benchmark's stand-in for a project's token (see the header comment).
-    setup: (app) => app.addHook('preHandler', async (req) => {
-      const project = req.headers['x-bench-project'];
-      if (typeof project === 'string') req.caller = { project_id: project, user_id: `${project}-user`, roles: ['member', 'reader'] };
-    }),
+    tokens: { [`${MEMBER}-token`]: { project_id: MEMBER, user_id: `${MEMBER}-user`, roles: ['member', 'reader'] } },
   });
   await pir.app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = pir.app.server.address() as AddressInfo;
@@ -146,8 +141,7 @@ const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
 function httpGet(url: string, as?: string): Promise<{ status: number; bytes: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { 'x-auth-token': 'bench-token' };
-    if (as) headers['x-bench-project'] = as;
+    const headers: Record<string, string> = { 'x-auth-token': as ? `${as}-token` : 'bench-token' };
     request(url, { agent, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

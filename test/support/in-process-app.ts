@@ -2,7 +2,7 @@
  * The real Fastify app over a given ManifestStore, for in-process route tests (app.inject) and
  * benchmarks: the same ImageService, Manifest and routes as `pir serve`, no listening socket.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -13,6 +13,8 @@ import { ImageService } from '../../core/image-service.js';
 import { Manifest } from '../../core/manifest.js';
 import { OutboxRelay } from '../../core/outbox-relay.js';
 import type { ManifestStore } from '../../core/ports.js';
+import type { Caller } from '../../core/caller.js';
+import { TokensFileAuthenticator } from '../../infra/identity/tokens-file.js';
 import { MemoryEventBus } from '../../infra/embedded/memory-event-bus.js';
 import { FsBlobStore } from '../../infra/storage/fs-blob-store.js';
 import { HashPool } from '../../ingest/hashing/index.js';
@@ -26,7 +28,10 @@ export interface InProcessApp {
 }
 
 export interface InProcessAppOptions {
+  /** The admin token (project admin, role admin). */
   token?: string;
+  /** More tokens and the callers they stand for, served by the real tokens-file adapter. */
+  tokens?: Record<string, Omit<Caller, 'roles'> & { roles: string[] }>;
   /** Runs before the app is ready (to add hooks). */
   setup?: (app: FastifyInstance) => void;
 }
@@ -41,13 +46,20 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
   const images = new ImageService(manifest, blobs, { stageDeadlineSeconds: 900 });
   const hashes = new HashPool();
   const token = opts.token ?? 'test-token';
-  const app = await buildApp({ images, manifest, blobs, hashes, upload: { maxImageSize: 1 << 30, heartbeatMs: 30_000 }, adminToken: token, log });
+  let tokensFile: string | null = null;
+  if (opts.tokens) {
+    tokensFile = join(dir, 'tokens.json');
+    writeFileSync(tokensFile, JSON.stringify({ tokens: Object.entries(opts.tokens).map(([t, caller]) => ({ token: t, ...caller })) }), { mode: 0o600 });
+  }
+  const authenticator = await TokensFileAuthenticator.open({ path: tokensFile, adminToken: token, log });
+  const app = await buildApp({ images, manifest, blobs, hashes, upload: { maxImageSize: 1 << 30, heartbeatMs: 30_000 }, authenticator, log });
   opts.setup?.(app);
   await app.ready();
   return {
     app, images, manifest, token,
     async close() {
       await app.close();
+      await authenticator.close();
       await hashes.close();
       await bus.close();
       rmSync(dir, { recursive: true, force: true });

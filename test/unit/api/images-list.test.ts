@@ -27,7 +27,12 @@ describe('GET /v2/images', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'pir-list-api-'));
     store = new SqliteManifestStore({ path: join(dir, 'manifest.sqlite') });
-    pir = await inProcessApp(store);
+    pir = await inProcessApp(store, {
+      tokens: {
+        'p9-token': { project_id: 'p9', user_id: 'u9', roles: ['member', 'reader'] },
+        'p1-token': { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] },
+      },
+    });
     // 40 images: created a second apart (with milliseconds), owners admin/p1/p2, mixed fields.
     for (let i = 0; i < 40; i++) {
       docs.push(makeDoc({
@@ -57,8 +62,8 @@ describe('GET /v2/images', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const get = async (query: string) => {
-    const res = await pir.app.inject({ method: 'GET', url: `/v2/images${query}`, headers: { 'x-auth-token': pir.token } });
+  const get = async (query: string, token = pir.token) => {
+    const res = await pir.app.inject({ method: 'GET', url: `/v2/images${query}`, headers: { 'x-auth-token': token } });
     return { status: res.statusCode, body: res.json() as { images: Record<string, unknown>[]; next?: string; first?: string; error?: { message: string; error_code: string } } };
   };
   const names = async (query: string) => {
@@ -196,6 +201,25 @@ describe('GET /v2/images', () => {
       assert.ok(r.body.error!.message.includes(param), `"${r.body.error!.message}" names ${param}`);
     });
   }
+
+  it("lists a project's view: own images, public ones, and shared ones by member_status", async () => {
+    const ids = async (query: string, token: string) => {
+      const r = await get(query, token);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body.images.map((i) => i.id as string).sort();
+    };
+    const visible = (pick: (d: ImageDoc) => boolean) => docs.filter((d) => !d.os_hidden && pick(d)).map((d) => d.id).sort();
+    const memberOf = (d: ImageDoc, status?: string) => d.visibility === 'shared' && d.members!.some((m) => m.member_id === 'p9' && (!status || m.status === status));
+    assert.deepEqual(await ids('?limit=1000', 'p9-token'), visible((d) => d.visibility === 'public' || memberOf(d, 'accepted')));
+    assert.deepEqual(await ids('?limit=1000&member_status=pending', 'p9-token'), visible((d) => d.visibility === 'public' || memberOf(d, 'pending')));
+    assert.deepEqual(await ids('?limit=1000&visibility=shared&member_status=all', 'p9-token'), visible((d) => memberOf(d)));
+    assert.deepEqual(await ids('?limit=1000&visibility=community', 'p9-token'), visible((d) => d.visibility === 'community'));
+    assert.deepEqual(await ids('?limit=1000', 'p1-token'), visible((d) => d.visibility === 'public' || d.owner === 'p1'));
+    assert.deepEqual(await ids('?limit=1000&visibility=private&owner=p2', 'p1-token'), [], "another project's private images never show");
+    const privateOfP2 = docs.find((d) => d.owner === 'p2' && d.visibility === 'private')!;
+    assert.equal((await get(`?marker=${privateOfP2.id}`, 'p1-token')).status, 400, "another project's private image is no marker");
+    assert.equal((await get(`?marker=${privateOfP2.id}`)).status, 200, 'the admin may use it');
+  });
 
   it('refuses a marker the caller cannot see exactly like an unknown one', async () => {
     const privateOfP1 = docs.find((d) => d.owner === 'p1' && d.visibility === 'private')!;
