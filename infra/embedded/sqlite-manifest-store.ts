@@ -362,7 +362,7 @@ export class SqliteManifestStore implements ManifestStore {
     if (version >= SCHEMA_VERSION) return;
     this.db.transaction(() => {
       const update = this.db.prepare('UPDATE images SET protected = @protected, os_hidden = @os_hidden, checksum = @checksum, os_hash_value = @os_hash_value WHERE id = @id');
-      for (const row of this.db.prepare('SELECT doc FROM images').iterate() as IterableIterator<Row>) {
+      for (const row of this.db.prepare('SELECT doc FROM images').all() as Row[]) {
         const doc = JSON.parse(row.doc) as ImageDoc;
         const p = toParams(doc);
         update.run({ id: p.id, protected: p.protected, os_hidden: p.os_hidden, checksum: p.checksum, os_hash_value: p.os_hash_value });
