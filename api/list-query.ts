@@ -111,7 +111,8 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   const tags = takeAll('tag').map((t) => bounded('tag', t.trim()));
   if (tags.length) query.tags = [...new Set(tags)];
 
-  const properties: Record<string, string> = {};
+  // No prototype: a property named __proto__ (or constructor) is a filter like any other.
+  const properties: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [key, values] of params) {
     const why = UNSUPPORTED.get(key);
     if (why) throw badRequest('unsupported_filter', `Cannot filter on '${key}'. ${why}`);

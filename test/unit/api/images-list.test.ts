@@ -120,6 +120,8 @@ describe('GET /v2/images', () => {
     assert.deepEqual(await all('?os_distro=debian&tag=x86&owner=p2'), expected((d) => byDefault(d) && d.properties.os_distro === 'debian' && d.tags.includes('x86') && d.owner === 'p2'));
     assert.deepEqual(await all(`?${encodeURIComponent('with:colon')}=${encodeURIComponent('v:1')}`), expected(byDefault), 'property values are taken whole, colons included');
     assert.deepEqual(await all('?os_distro=nothing'), []);
+    assert.deepEqual(await all('?__proto__=x'), [], 'a property named __proto__ is a filter, not ignored');
+    assert.deepEqual(await all('?constructor=x'), []);
   });
 
   it('filters created_at and updated_at with gt, gte, eq, neq, lt, lte on the shown (whole-second) times', async () => {
