@@ -290,7 +290,14 @@ export class SqliteManifestStore implements ManifestStore {
     if (limit === 0) return [];
     const { sql, params } = this.listSql(query);
     params.push(limit);
-    return this.prepared(sql).all(...params).map((r) => JSON.parse(r.doc) as ImageDoc);
+    // The page's ids in order, then each document by primary key: SQLite never sorts documents.
+    const ids = this.prepared(sql).all(...params) as unknown as { id: string }[];
+    const docs: ImageDoc[] = [];
+    for (const { id } of ids) {
+      const row = this.stmts.get.get(id);
+      if (row) docs.push(JSON.parse(row.doc) as ImageDoc);
+    }
+    return docs;
   }
 
   /** The query plan of list(query), for tests and diagnostics (are the indexes used?). */
@@ -373,9 +380,9 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   /**
-   * SQL for list(), shaped so SQLite never sorts whole documents: an inner query picks the page's
-   * ids from the covering index images_list_created (newest first by default: a walk down the
-   * index that stops at the limit), and only those rows' documents are read. Filters on the
+   * SQL for list(): the page's ids, shaped so SQLite never sorts whole documents: the ids come
+   * from the covering index images_list_created (newest first by default: a walk down the
+   * index that stops at the limit), and list() then reads only those rows' documents. Filters on the
    * side tables are index probes per row (EXISTS); when one of them, or the caller's own and
    * shared images, is a small set, the walk starts from that set instead (CROSS JOIN fixes the
    * join order), so a rare tag costs its few rows, not a walk through every image. Columns
@@ -484,7 +491,7 @@ export class SqliteManifestStore implements ManifestStore {
     const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
     const order = (prefix: string) => sort.map((s) => `${prefix}${SORT_COLUMNS[s.key]} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
     const inner = `SELECT images.id FROM ${source} ${where} ORDER BY ${order('images.')} LIMIT ?`;
-    return { sql: `SELECT doc FROM images WHERE id IN (${inner}) ORDER BY ${order('')}`, params: [...(d ? d.params : []), ...params] };
+    return { sql: inner, params: [...(d ? d.params : []), ...params] };
   }
 
   /** min(rows of `sql`, DRIVE_MAX + 1): how big a candidate driving set is, at the cost of at most that many index entries. */
