@@ -18,6 +18,9 @@ import { TokensFileAuthenticator } from '../../infra/identity/tokens-file.js';
 import { MemoryEventBus } from '../../infra/embedded/memory-event-bus.js';
 import { FsBlobStore } from '../../infra/storage/fs-blob-store.js';
 import { HashPool } from '../../ingest/hashing/index.js';
+import { WebDownloads } from '../../ingest/web-download.js';
+import { Quotas, UNLIMITED } from '../../core/quota.js';
+import { DEFAULT_EGRESS, EgressClient } from '../../infra/egress/egress-client.js';
 
 export interface InProcessApp {
   app: FastifyInstance;
@@ -52,13 +55,17 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
     writeFileSync(tokensFile, JSON.stringify({ tokens: Object.entries(opts.tokens).map(([t, caller]) => ({ token: t, ...caller })) }), { mode: 0o600 });
   }
   const authenticator = await TokensFileAuthenticator.open({ path: tokensFile, adminToken: token, log });
-  const app = await buildApp({ images, manifest, blobs, hashes, upload: { maxImageSize: 1 << 30, heartbeatMs: 30_000 }, authenticator, log });
+  const upload = { maxImageSize: 1 << 30, heartbeatMs: 30_000 };
+  const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
+  const webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(DEFAULT_EGRESS), log });
+  const app = await buildApp({ images, manifest, blobs, hashes, upload, quotas, webDownloads, authenticator, log });
   opts.setup?.(app);
   await app.ready();
   return {
     app, images, manifest, token,
     async close() {
       await app.close();
+      await webDownloads.close();
       await authenticator.close();
       await hashes.close();
       await bus.close();
