@@ -6,7 +6,7 @@
  * parameters below is an extra-property filter, as in Glance; a malformed value of a known
  * parameter is a 400 that names it. Nothing is silently ignored.
  */
-import { badRequest } from '../core/errors.js';
+import { fail } from '../core/error-catalog.js';
 import { SORT_KEYS, type ListQuery, type ListRequest, type SortDir, type SortKey, type TimeRange } from '../core/ports.js';
 import { MEMBER_STATUSES, VISIBILITIES, type MemberStatus, type Visibility } from '../schemas/image.js';
 
@@ -52,7 +52,7 @@ export function parseListQuery(raw: RawQuery): ListRequest {
     if (value === undefined) continue;
     const values = Array.isArray(value) ? value : [value];
     if (values.length > 1 && !REPEATABLE.has(key)) {
-      throw badRequest('bad_list_parameter', `Query parameter '${key}' was given ${values.length} times; give it once.`);
+      throw fail('bad_list_parameter', `Query parameter '${key}' was given ${values.length} times; give it once.`);
     }
     params.set(key, values);
   }
@@ -76,13 +76,17 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   const request: ListRequest = { query };
   const marker = take('marker');
   if (marker !== undefined) {
-    if (marker === '') throw badRequest('bad_marker', "marker is empty; give the id of the last image of the previous page (the 'next' link carries it).");
+    if (marker === '') throw fail('bad_marker', "marker is empty; give the id of the last image of the previous page (the 'next' link carries it).");
     request.marker = marker;
   }
   query.sort = parseSort(take('sort'), takeAll('sort_key'), takeAll('sort_dir'));
 
   const visibility = take('visibility');
-  if (visibility !== undefined) query.visibility = oneOf('visibility', visibility, [...VISIBILITIES, 'all'], 'bad_visibility') as Visibility | 'all';
+  if (visibility !== undefined) {
+    const allowed = [...VISIBILITIES, 'all'];
+    if (!allowed.includes(visibility)) throw fail('bad_visibility', notOneOf('visibility', visibility, allowed));
+    query.visibility = visibility as Visibility | 'all';
+  }
 
   for (const field of IN_FILTERS) {
     const value = take(field);
@@ -115,12 +119,12 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   const properties: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [key, values] of params) {
     const why = UNSUPPORTED.get(key);
-    if (why) throw badRequest('unsupported_filter', `Cannot filter on '${key}'. ${why}`);
-    if (key.length === 0 || key.length > MAX_KEY) throw badRequest('bad_property_filter', `Property filter names are 1 to ${MAX_KEY} characters; '${key.slice(0, 40)}…' is not.`);
+    if (why) throw fail('unsupported_filter', `Cannot filter on '${key}'. ${why}`);
+    if (key.length === 0 || key.length > MAX_KEY) throw fail('bad_property_filter', `Property filter names are 1 to ${MAX_KEY} characters; '${key.slice(0, 40)}…' is not.`);
     properties[key] = bounded(key, values[0]!);
   }
   if (Object.keys(properties).length > MAX_PROPERTY_FILTERS) {
-    throw badRequest('bad_property_filter', `At most ${MAX_PROPERTY_FILTERS} property filters per request.`);
+    throw fail('bad_property_filter', `At most ${MAX_PROPERTY_FILTERS} property filters per request.`);
   }
   if (Object.keys(properties).length) query.properties = properties;
   return request;
@@ -128,13 +132,15 @@ export function parseListQuery(raw: RawQuery): ListRequest {
 
 function parseLimit(text: string | undefined): number {
   if (text === undefined) return DEFAULT_LIMIT;
-  if (!/^\d+$/.test(text.trim())) throw badRequest('bad_limit', `limit must be a whole number from 0 to ${MAX_LIMIT} (larger values are taken as ${MAX_LIMIT}); got '${text.slice(0, 40)}'.`);
+  if (!/^\d+$/.test(text.trim())) throw fail('bad_limit', `limit must be a whole number from 0 to ${MAX_LIMIT} (larger values are taken as ${MAX_LIMIT}); got '${text.slice(0, 40)}'.`);
   return Math.min(Number(text.trim()), MAX_LIMIT);
 }
 
 function parseMemberStatus(text: string | undefined): MemberStatus | 'all' {
   if (text === undefined) return 'accepted';
-  return oneOf('member_status', text, [...MEMBER_STATUSES, 'all'], 'bad_member_status') as MemberStatus | 'all';
+  const allowed = [...MEMBER_STATUSES, 'all'];
+  if (!allowed.includes(text)) throw fail('bad_member_status', notOneOf('member_status', text, allowed));
+  return text as MemberStatus | 'all';
 }
 
 /** Glance's two syntaxes: `sort=k1:dir,k2` or `sort_key=…&sort_dir=…` pairs; then created_at and id as tie-breaks. */
@@ -142,7 +148,7 @@ function parseSort(sort: string | undefined, keys: string[], dirs: string[]): Li
   let sortKeys: SortKey[] = [];
   let sortDirs: SortDir[] = [];
   if (sort !== undefined) {
-    if (keys.length || dirs.length) throw badRequest('bad_sort', 'Give either sort=key:dir,… or sort_key/sort_dir, not both (Glance: old and new sorting syntax cannot be combined).');
+    if (keys.length || dirs.length) throw fail('bad_sort', 'Give either sort=key:dir,… or sort_key/sort_dir, not both (Glance: old and new sorting syntax cannot be combined).');
     for (const part of sort.trim().split(',')) {
       const [key, dir] = splitOnce(part, ':');
       sortKeys.push(sortKey('sort', key.trim()));
@@ -152,7 +158,7 @@ function parseSort(sort: string | undefined, keys: string[], dirs: string[]): Li
     sortKeys = keys.map((k) => sortKey('sort_key', k.trim()));
     sortDirs = dirs.map((d) => sortDir('sort_dir', d.trim()));
     if (sortDirs.length > 1 && sortDirs.length !== sortKeys.length) {
-      throw badRequest('bad_sort_dir', `There are ${sortDirs.length} sort_dir values for ${sortKeys.length} sort_key values; give one sort_dir per sort_key, or a single one for all.`);
+      throw fail('bad_sort_dir', `There are ${sortDirs.length} sort_dir values for ${sortKeys.length} sort_key values; give one sort_dir per sort_key, or a single one for all.`);
     }
   }
   if (!sortKeys.length) sortKeys = [DEFAULT_SORT.key];
@@ -171,13 +177,13 @@ function parseSort(sort: string | undefined, keys: string[], dirs: string[]): Li
 
 function sortKey(param: string, key: string): SortKey {
   if (!(SORT_KEYS as readonly string[]).includes(key)) {
-    throw badRequest('bad_sort_key', `Invalid ${param} key '${key.slice(0, 40)}': sort by one of ${SORT_KEYS.join(', ')}.`);
+    throw fail('bad_sort_key', `Invalid ${param} key '${key.slice(0, 40)}': sort by one of ${SORT_KEYS.join(', ')}.`);
   }
   return key as SortKey;
 }
 
 function sortDir(param: string, dir: string): SortDir {
-  if (dir !== 'asc' && dir !== 'desc') throw badRequest('bad_sort_dir', `Invalid sort direction '${dir.slice(0, 40)}' in ${param}: use asc or desc.`);
+  if (dir !== 'asc' && dir !== 'desc') throw fail('bad_sort_dir', `Invalid sort direction '${dir.slice(0, 40)}' in ${param}: use asc or desc.`);
   return dir;
 }
 
@@ -187,10 +193,10 @@ function parseInFilter(field: string, expression: string): string[] {
   if (op === 'eq') return [bounded(field, value)];
   if (op === 'in') {
     const values = splitQuoted(field, value).map((v) => bounded(field, v));
-    if (values.length > MAX_IN_VALUES) throw badRequest('bad_filter', `${field}=in: takes at most ${MAX_IN_VALUES} values.`);
+    if (values.length > MAX_IN_VALUES) throw fail('bad_filter', `${field}=in: takes at most ${MAX_IN_VALUES} values.`);
     return values;
   }
-  throw badRequest('bad_filter_operator', `Unknown operator '${op.slice(0, 20)}' in ${field}=${expression.slice(0, 60)}: use ${field}=<value>, ${field}=eq:<value> or ${field}=in:<a>,<b> (a value with ':' needs eq:).`);
+  throw fail('bad_filter_operator', `Unknown operator '${op.slice(0, 20)}' in ${field}=${expression.slice(0, 60)}: use ${field}=<value>, ${field}=eq:<value> or ${field}=in:<a>,<b> (a value with ':' needs eq:).`);
 }
 
 /** Glance's split_filter_op: `op:value`, unless the whole expression is an ISO 8601 time (then eq). */
@@ -208,11 +214,11 @@ export function splitQuoted(field: string, value: string): string[] {
   let open = false;
   for (let i = 0; i < value.length; i++) {
     if (value[i] !== '"' || (i > 0 && value[i - 1] === '\\')) continue;
-    if (!open && i > 0 && value[i - 1] !== ',') throw badRequest('bad_filter', `Invalid ${field} filter value: no comma before the opening quotation mark at ${i}.`);
-    if (open && i + 1 !== value.length && value[i + 1] !== ',') throw badRequest('bad_filter', `Invalid ${field} filter value: no comma after the closing quotation mark at ${i}.`);
+    if (!open && i > 0 && value[i - 1] !== ',') throw fail('bad_filter', `Invalid ${field} filter value: no comma before the opening quotation mark at ${i}.`);
+    if (open && i + 1 !== value.length && value[i + 1] !== ',') throw fail('bad_filter', `Invalid ${field} filter value: no comma after the closing quotation mark at ${i}.`);
     open = !open;
   }
-  if (open) throw badRequest('bad_filter', `Invalid ${field} filter value: a quotation mark is not closed.`);
+  if (open) throw fail('bad_filter', `Invalid ${field} filter value: a quotation mark is not closed.`);
   const out: string[] = [];
   for (const m of value.matchAll(/"([^"\\]*(?:\\.[^"\\]*)*)",?|([^,]+),?|,/g)) out.push(m[1] ?? m[2] ?? '');
   return out;
@@ -226,10 +232,10 @@ export function splitQuoted(field: string, value: string): string[] {
 function parseTimeFilter(field: (typeof TIME_FILTERS)[number], expression: string): TimeRange {
   const [op, text] = splitFilterOp(expression);
   if (!(TIME_OPS as readonly string[]).includes(op)) {
-    throw badRequest('bad_filter_operator', `Unknown operator '${op.slice(0, 20)}' in ${field}: use one of ${TIME_OPS.join(', ')} followed by ':' and an ISO 8601 time.`);
+    throw fail('bad_filter_operator', `Unknown operator '${op.slice(0, 20)}' in ${field}: use one of ${TIME_OPS.join(', ')} followed by ':' and an ISO 8601 time.`);
   }
   const ms = parseIsoTime(text);
-  if (ms === null) throw badRequest('bad_filter', `Bad "${field}" query filter format: use ISO 8601 date-time notation (e.g. 2024-05-01T12:00:00Z).`);
+  if (ms === null) throw fail('bad_filter', `Bad "${field}" query filter format: use ISO 8601 date-time notation (e.g. 2024-05-01T12:00:00Z).`);
   const floor = Math.floor(ms / 1000) * 1000;
   const ceil = Math.ceil(ms / 1000) * 1000;
   const iso = (t: number) => new Date(t).toISOString();
@@ -270,25 +276,24 @@ export function parseIsoTime(text: string): number | null {
 
 function parseBoolean(field: string, value: string): boolean {
   const v = value.toLowerCase();
-  if (v !== 'true' && v !== 'false') throw badRequest('bad_filter', `Invalid value '${value.slice(0, 40)}' for '${field}' filter: valid values are 'true' or 'false'.`);
+  if (v !== 'true' && v !== 'false') throw fail('bad_filter', `Invalid value '${value.slice(0, 40)}' for '${field}' filter: valid values are 'true' or 'false'.`);
   return v === 'true';
 }
 
 function parseInteger(field: string, value: string): number {
   const n = Number(value.trim());
   if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
-    throw badRequest('bad_filter', `${field} must be a whole number of bytes; got '${value.slice(0, 40)}'.`);
+    throw fail('bad_filter', `${field} must be a whole number of bytes; got '${value.slice(0, 40)}'.`);
   }
   return n;
 }
 
-function oneOf(field: string, value: string, allowed: readonly string[], code: string): string {
-  if (!allowed.includes(value)) throw badRequest(code, `Invalid ${field} '${value.slice(0, 40)}': use one of ${allowed.join(', ')}.`);
-  return value;
+function notOneOf(field: string, value: string, allowed: readonly string[]): string {
+  return `Invalid ${field} '${value.slice(0, 40)}': use one of ${allowed.join(', ')}.`;
 }
 
 function bounded(field: string, value: string): string {
-  if (value.length > MAX_VALUE) throw badRequest('bad_filter', `The value of '${field.slice(0, 40)}' is longer than ${MAX_VALUE} characters.`);
+  if (value.length > MAX_VALUE) throw fail('bad_filter', `The value of '${field.slice(0, 40)}' is longer than ${MAX_VALUE} characters.`);
   return value;
 }
 

@@ -11,7 +11,7 @@
  */
 import type { MemberStatus, Visibility } from '../schemas/image.js';
 import type { ImageDoc } from '../schemas/image.js';
-import type { ListQuery, ListScope, SortSpec, SortValue } from './ports.js';
+import type { ListQuery, SortSpec, SortValue } from './ports.js';
 
 export type AccessTerm =
   | { kind: 'owner'; owner: string }
@@ -62,17 +62,6 @@ export function accessAllows(access: Access, doc: ImageDoc): boolean {
       case 'member': return doc.visibility === 'shared' && (doc.members ?? []).some((m) => m.member_id === term.member && term.statuses.includes(m.status));
     }
   });
-}
-
-/**
- * Whether a caller may use an image as a list marker: Glance's is_image_visible (admins see
- * everything; otherwise images without owner, public and community ones, one's own, and shared
- * ones one is a member of, whatever the membership's status).
- */
-export function markerVisible(scope: ListScope, doc: ImageDoc): boolean {
-  if (scope.admin || doc.owner === null || doc.owner === scope.project_id) return true;
-  if (doc.visibility === 'public' || doc.visibility === 'community') return true;
-  return doc.visibility === 'shared' && (doc.members ?? []).some((m) => m.member_id === scope.project_id);
 }
 
 /**
