@@ -7,7 +7,8 @@ import type { BlobStore } from '../core/ports.js';
 import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
 import { tokenChecker } from './auth.js';
-import { handleError, sendError } from './error-handler.js';
+import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
+import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageRoutes } from './routes/images.js';
 import { versionRoutes } from './routes/versions.js';
@@ -20,22 +21,53 @@ export interface AppDeps {
   upload: UploadSettings;
   adminToken: string;
   log: Logger;
+  /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
+  publicUrl?: string | null;
 }
+
+/**
+ * Server timeouts. No limit on a whole request (a multi-hour upload that keeps moving is fine):
+ * a silent upload body is caught by PIR_UPLOAD_IDLE_SECONDS, a silent connection by the idle
+ * socket timeout, slow headers by the headers timeout.
+ */
+export const HTTP_TIMEOUTS = {
+  headersMs: 30_000,
+  /** Longer than the usual 60 s of load balancers in front, so PIR is not the one closing first. */
+  keepAliveMs: 65_000,
+  /** No byte either way on a connection for this long: it is closed. */
+  socketIdleMs: 300_000,
+};
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: 1024 * 1024, // JSON bodies only; image data is streamed past the body parser
-    requestIdHeader: 'x-openstack-request-id',
-    genReqId: () => `req-${crypto.randomUUID()}`,
+    genReqId: requestIdOf,
+    childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestLogView } }),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    requestTimeout: 0,
+    keepAliveTimeout: HTTP_TIMEOUTS.keepAliveMs,
+    connectionTimeout: HTTP_TIMEOUTS.socketIdleMs,
+    frameworkErrors: handleFrameworkError,
+    clientErrorHandler(error, socket) {
+      const answered = writeClientError(socket, error as NodeJS.ErrnoException);
+      if (answered) deps.log.info({ status: answered.status, error_code: answered.code, reason: (error as NodeJS.ErrnoException).code }, 'refused a request the HTTP parser could not read');
+    },
   });
+  app.server.headersTimeout = HTTP_TIMEOUTS.headersMs;
+  deferContinue(app.server);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
+  // A body nobody wants (image data) is said "continue" to by its route, once it will read it.
+  app.addHook('preParsing', async (request, reply) => {
+    if (!(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/octet-stream')) sendContinue(request.raw, reply.raw);
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-openstack-request-id', request.id);
+    // A body left unread (a refusal before the data was wanted) is not drained: the connection closes.
+    if (!bodyConsumed(request.raw)) reply.header('Connection', 'close');
   });
-  await app.register(versionRoutes);
+  await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
   const checkToken = tokenChecker(deps.adminToken);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);

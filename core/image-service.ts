@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { IMAGE_STATUSES, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type Visibility } from '../schemas/image.js';
 import { badRequest, conflict, forbidden } from './errors.js';
 import { event, type NewEvent } from './events.js';
+import { assertMetadataBounds } from './image-limits.js';
 import { Manifest, transition } from './manifest.js';
 import { newRun, nextRunNumber } from './pipeline-state.js';
 import type { BlobStore, ListQuery } from './ports.js';
@@ -43,6 +44,7 @@ export class ImageService {
   ) {}
 
   async create(input: CreateImageInput, owner: string | null): Promise<ImageDoc> {
+    assertMetadataBounds(input.properties ?? {}, input.tags ?? []);
     const now = new Date().toISOString();
     const doc: ImageDoc = {
       id: input.id ?? randomUUID(),
@@ -91,20 +93,27 @@ export class ImageService {
     return this.manifest.store.list({ ...query, where: { ...query.where, status: visible } });
   }
 
-  async remove(id: string): Promise<void> {
+  /**
+   * Marks the image deleted, then removes its bytes. The manifest write comes first (an image
+   * that still shows must keep its bytes); if the process dies between the two, or a removal
+   * fails, the store janitor (workers/sweepers.ts) removes the bytes of the deleted image later.
+   */
+  async remove(id: string, onBytesLeft: (error: unknown) => void = () => {}): Promise<void> {
     const current = await this.manifest.require(id);
     if (current.protected) {
       throw forbidden('protected_image', `Image ${id} is protected; set protected=false before deleting it.`);
     }
     await this.manifest.update(id, (draft) => {
       if (draft.status === 'deleted') return null;
+      if (draft.protected) throw forbidden('protected_image', `Image ${id} is protected; set protected=false before deleting it.`);
       transition(draft, 'deleted');
       draft.upload = null;
       draft.staging = null;
       return [event('image.deleted', {})];
     });
-    await this.blobs.remove(id);
-    await this.blobs.removeStaging(id);
+    // The image is gone for the client whatever happens next: a failure here is the janitor's job.
+    const results = await Promise.allSettled([this.blobs.remove(id), this.blobs.removeStaging(id)]);
+    for (const r of results) if (r.status === 'rejected') onBytesLeft(r.reason);
   }
 
   /** Claims the image for receiving bytes: `upload` (PUT …/file) or `stage` (PUT …/stage). */

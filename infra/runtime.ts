@@ -50,6 +50,7 @@ const SETTLING_EVENTS = new Set(['image.active', 'image.killed', 'image.deleted'
 const OUTBOX_SWEEP_MS = 5_000;
 const OUTBOX_GRACE_MS = 5_000;
 const STALE_SWEEP_MS = 10_000;
+const STORE_SWEEP_MS = 5 * 60_000;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
   const urls = distributedUrls(config);
@@ -84,7 +85,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
   // leftovers; workers (or the single embedded process) also look for stuck images.
-  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null);
+  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? STORE_SWEEP_MS : null);
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
@@ -96,7 +97,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     app = await buildApp({
       images, manifest, blobs, hashes, log, adminToken: token.token,
-      upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) },
+      upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 },
+      publicUrl: config.publicUrl,
     });
     url = await app.listen({ host: config.host, port: config.port });
   }

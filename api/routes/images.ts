@@ -1,11 +1,13 @@
 /** Glance's image metadata calls: create, list, show, delete, import, tasks, schemas. */
 import type { FastifyInstance } from 'fastify';
-import { CONTAINER_FORMATS, DISK_FORMATS, READ_ONLY_FIELDS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
-import { badRequest, conflict, forbidden } from '../../core/errors.js';
+import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
+import { badRequest, conflict } from '../../core/errors.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
 import { ManifestConflictError, type ListQuery, type SortKey } from '../../core/ports.js';
 import { imageView, taskViews } from '../glance-view.js';
 import { imageSchema, imagesSchema } from '../image-schema.js';
+import { collectPage } from '../list-page.js';
+import { refusalForProperty } from '../reserved-properties.js';
 
 const BASE_FIELDS = new Set(['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags', 'os_hash_algo', 'os_hash_value']);
 const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
@@ -29,8 +31,8 @@ const createBody = {
     os_hash_value: { type: 'string', pattern: '^[0-9a-fA-F]{128}$' },
   },
   // Glance's extra properties are strings; read-only and reserved names are refused below.
+  // Bounds on count, names and total size are the domain's (core/image-limits.ts).
   additionalProperties: { type: 'string', maxLength: 65535 },
-  maxProperties: 256,
 } as const;
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService): Promise<void> {
@@ -40,17 +42,22 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
     'import-methods': { description: 'Import methods available.', type: 'array', value: IMPORT_METHODS },
   }));
 
-  app.post('/v2/images', { schema: { body: createBody } }, async (request, reply) => {
+  app.post('/v2/images', {
+    schema: { body: createBody },
+    // Read-only and reserved names are refused (403) whatever their value, before the schema's 400.
+    preValidation: async (request) => {
+      const body = request.body;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
+      for (const key of Object.keys(body)) {
+        const refusal = BASE_FIELDS.has(key) ? null : refusalForProperty(key);
+        if (refusal) throw refusal;
+      }
+    },
+  }, async (request, reply) => {
     const body = request.body as Record<string, unknown>;
     const input: CreateImageInput = { properties: {} };
     for (const [key, value] of Object.entries(body)) {
-      if (key.startsWith('os_glance_')) throw forbidden('reserved_property', `Property '${key}' is reserved (os_glance_*); choose another name.`);
-      if (BASE_FIELDS.has(key)) continue;
-      if (READ_ONLY_FIELDS.has(key) || key === 'owner' || key.startsWith('pir_')) {
-        throw forbidden('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
-      }
-      if (key.length > 255) throw badRequest('property_name_too_long', 'Property names are at most 255 characters.');
-      input.properties![key] = value as string;
+      if (!BASE_FIELDS.has(key)) input.properties![key] = value as string;
     }
     Object.assign(input, pick(body, ['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags']));
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
@@ -63,28 +70,31 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
     return reply.code(201).send(imageView(doc));
   });
 
-  app.get('/v2/images', async (request) => {
+  app.get('/v2/images', async (request, reply) => {
     const query = request.query as Record<string, string | string[] | undefined>;
     const listQuery = await parseListQuery(query, images);
-    const docs = await images.list(listQuery);
-    const result: Record<string, unknown> = { images: docs.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
-    if (docs.length === listQuery.limit) {
+    // Serialized image by image, so a page never holds more than its byte budget (a full page
+    // of large images is cut short, with a `next` link to the rest).
+    const page = await collectPage((q) => images.list(q), listQuery, (doc) => JSON.stringify(imageView(doc)), (doc) => ({ value: sortValue(doc, listQuery.sortKey), id: doc.id }));
+    let next = '';
+    if (page.lastId !== null && (page.count === listQuery.limit || page.cut)) {
       const params = new URLSearchParams();
       for (const [key, value] of Object.entries(query)) {
         if (key === 'marker' || value === undefined) continue;
         for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
       }
-      params.set('marker', docs[docs.length - 1].id);
-      result.next = `/v2/images?${params.toString()}`;
+      params.set('marker', page.lastId);
+      next = `,"next":${JSON.stringify(`/v2/images?${params.toString()}`)}`;
     }
-    return result;
+    return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":"/v2/images","schema":"/v2/schemas/images"${next}}`);
   });
 
   app.get('/v2/images/:id', async (request) => imageView(await images.get(idOf(request.params))));
   app.get('/v2/images/:id/tasks', async (request) => ({ tasks: taskViews(await images.get(idOf(request.params))) }));
 
   app.delete('/v2/images/:id', async (request, reply) => {
-    await images.remove(idOf(request.params));
+    const id = idOf(request.params);
+    await images.remove(id, (error) => request.log.warn({ err: error, image_id: id }, 'image deleted but its bytes could not be removed yet; the store janitor will'));
     return reply.code(204).send();
   });
 
@@ -115,21 +125,28 @@ function single(value: string | string[] | undefined): string | undefined {
 
 async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService): Promise<ListQuery> {
   const limitText = single(query.limit);
+  if (limitText !== undefined && !/^\d{1,9}$/.test(limitText)) {
+    throw badRequest('bad_limit', `Query parameter 'limit' must be a whole number, 0 or more (a page holds at most 1000 images; got '${clip(limitText)}').`);
+  }
   const limit = limitText === undefined ? 25 : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 0) throw badRequest('bad_limit', 'limit must be a non-negative whole number.');
   let sortKey: SortKey = 'created_at';
   let sortDir: 'asc' | 'desc' = 'desc';
   const sort = single(query.sort);
-  if (sort) {
-    const [key, dir] = sort.split(',')[0].split(':');
+  if (sort !== undefined) {
+    if (query.sort_key !== undefined || query.sort_dir !== undefined) {
+      throw badRequest('bad_sort', "Query parameter 'sort' cannot be combined with 'sort_key' or 'sort_dir'; use one syntax.");
+    }
+    const [key, dir] = sort.split(',')[0].split(':').map((part) => part.trim());
+    if (!key) throw badRequest('bad_sort', `Query parameter 'sort' must be key[:asc|desc] (got '${clip(sort)}').`);
     sortKey = key as SortKey;
-    if (dir) sortDir = dir as 'asc' | 'desc';
+    if (dir !== undefined) sortDir = dir as 'asc' | 'desc';
   } else {
-    if (single(query.sort_key)) sortKey = single(query.sort_key) as SortKey;
-    if (single(query.sort_dir)) sortDir = single(query.sort_dir) as 'asc' | 'desc';
+    if (query.sort_key !== undefined) sortKey = (single(query.sort_key) ?? '').trim() as SortKey;
+    if (query.sort_dir !== undefined) sortDir = (single(query.sort_dir) ?? '').trim() as 'asc' | 'desc';
   }
-  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Cannot sort by '${sortKey}'; use one of ${[...SORT_KEYS].join(', ')}.`);
-  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
+  const sortParam = sort !== undefined ? 'sort' : 'sort_key';
+  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Query parameter '${sortParam}': cannot sort by '${clip(sortKey)}'; use one of ${[...SORT_KEYS].join(', ')}.`);
+  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', `Query parameter '${sort !== undefined ? 'sort' : 'sort_dir'}': the direction must be asc or desc (got '${clip(sortDir)}').`);
   const where: ListQuery['where'] = {};
   for (const field of FILTERS) {
     const value = single(query[field]);
@@ -138,12 +155,17 @@ async function parseListQuery(query: Record<string, string | string[] | undefine
   }
   const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
   const marker = single(query.marker);
-  if (marker) {
-    const doc = await images.get(marker).catch(() => null);
-    if (!doc) throw badRequest('bad_marker', `marker ${marker} is not an image id that can be listed.`);
+  if (marker !== undefined) {
+    const doc = marker === '' ? null : await images.get(marker).catch(() => null);
+    if (!doc) throw badRequest('bad_marker', `Query parameter 'marker' must be the id of an image that can be listed (got '${clip(marker)}').`);
     listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
   }
   return listQuery;
+}
+
+/** A client's text quoted back in an error, cut short. */
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }
 
 function sortValue(doc: ImageDoc, key: SortKey): string | number | null {

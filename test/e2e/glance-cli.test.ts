@@ -14,7 +14,7 @@ import { freePort, startPirProcess, testLogDir, type PirProcess } from '../suppo
 import { inCI } from '../support/services.js';
 
 const run = promisify(execFile);
-const TOKEN = 'e2e-glance-cli-token';
+const TOKEN = 'e2e-glance-cli-token-0123456789abcd';
 const logDir = testLogDir('glance-cli');
 const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
 if (!haveGlance && !inCI) console.log('# glance CLI e2e skipped: no `glance` command; install it with bash infra/local/services.sh install tools');
