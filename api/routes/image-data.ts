@@ -56,7 +56,8 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     return reply.code(204).send();
   });
 
-  app.get('/v2/images/:id/file', async (request, reply) => {
+  // HEAD has its own route: Fastify's automatic one would run GET and drain the file.
+  const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const id = (request.params as { id: string }).id;
     const doc = await deps.images.get(id);
     if (doc.status === 'deactivated') throw new PirError('forbidden', 'image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
@@ -86,7 +87,9 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     if (doc.checksum) reply.header('Content-MD5', doc.checksum);
     reply.header('Content-Length', size);
     return reply.send(deps.blobs.openRead(id));
-  });
+  };
+  app.head('/v2/images/:id/file', download);
+  app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
 }
 
 async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
