@@ -29,7 +29,8 @@ export async function appFixture(options: { idleMs?: number; publicUrl?: string 
     upload: { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000 },
     publicUrl: options.publicUrl ?? null,
   });
-  return { app, d, logs, close: async () => { await app.close(); await d.close(); } };
+  // Closing drops every connection: a test that failed must not leave a stuck upload holding the app open.
+  return { app, d, logs, close: async () => { app.server.closeAllConnections(); await app.close(); await d.close(); } };
 }
 
 /** Listens on a free loopback port; returns the port. */
