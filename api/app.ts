@@ -1,12 +1,13 @@
 /** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Authenticator } from '../core/authenticator.js';
 import type { ImageService } from '../core/image-service.js';
 import type { Manifest } from '../core/manifest.js';
 import type { BlobStore } from '../core/ports.js';
 import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
-import { tokenChecker } from './auth.js';
+import { authHook } from './auth.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
 import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
 import { imageDataRoutes } from './routes/image-data.js';
@@ -19,7 +20,7 @@ export interface AppDeps {
   blobs: BlobStore;
   hashes: HashPool;
   upload: UploadSettings;
-  adminToken: string;
+  authenticator: Authenticator;
   log: Logger;
   /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
   publicUrl?: string | null;
@@ -68,7 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (!bodyConsumed(request.raw)) reply.header('Connection', 'close');
   });
   await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
-  const checkToken = tokenChecker(deps.adminToken);
+  const checkToken = authHook(deps.authenticator);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await imageRoutes(v2, deps.images);

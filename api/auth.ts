@@ -1,9 +1,12 @@
-/** Token check: every /v2 request carries X-Auth-Token. Multi-tenant identity comes later. */
-import { timingSafeEqual, createHash } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
-import { PirError } from '../core/errors.js';
-
+/**
+ * The authentication hook: every /v2 request carries X-Auth-Token, which the Authenticator port
+ * (infra/identity: tokens file or Keystone) turns into request.caller. The token itself is
+ * never logged; the request's log lines carry project_id and user_id instead.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Authenticator } from '../core/authenticator.js';
 import type { Caller } from '../core/caller.js';
+import { PirError } from '../core/errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -12,19 +15,24 @@ declare module 'fastify' {
   }
 }
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
-
-export function tokenChecker(adminToken: string) {
-  const expected = digest(adminToken);
-  return async (request: FastifyRequest): Promise<void> => {
+export function authHook(authenticator: Authenticator) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const token = request.headers['x-auth-token'];
-    if (typeof token !== 'string' || token.length === 0) {
-      throw new PirError('unauthorized', 'token_missing', 'This request needs an X-Auth-Token header carrying a valid token.');
+    try {
+      if (typeof token !== 'string' || token.length === 0) {
+        throw new PirError('unauthorized', 'token_missing', 'This request needs an X-Auth-Token header carrying a valid token.');
+      }
+      request.caller = await authenticator.authenticate(token);
+    } catch (error) {
+      // As keystonemiddleware does: tell the client where to get a token.
+      if (error instanceof PirError && error.kind === 'unauthorized' && authenticator.challenge) {
+        reply.header('www-authenticate', authenticator.challenge);
+      }
+      throw error;
     }
-    // Compare digests, so neither length nor content leaks through timing.
-    if (!timingSafeEqual(digest(token), expected)) {
-      throw new PirError('unauthorized', 'token_invalid', 'The X-Auth-Token is not valid for this PIR.');
-    }
-    request.caller = { project_id: 'admin', user_id: 'admin', roles: ['admin'] };
+    // Every later line of this request (including "request completed") names who asked.
+    const log = request.log.child({ project_id: request.caller.project_id, user_id: request.caller.user_id });
+    request.log = log;
+    reply.log = log;
   };
 }

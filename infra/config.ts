@@ -3,6 +3,7 @@
  * at start-up; a bad value stops the process with a message naming the variable.
  */
 import { resolve } from 'node:path';
+import type { KeystoneSettings } from './identity/keystone.js';
 
 export interface StageConcurrency { unpack: number; inspect: number; checksum: number; promote: number }
 
@@ -17,6 +18,9 @@ export interface PirConfig {
    * null: http://<the address PIR listens on>.
    */
   publicUrl: string | null;
+  /** Identity: Keystone when PIR_KEYSTONE_URL is set, else the tokens file (and the admin token). */
+  tokensFile: string | null;
+  keystone: KeystoneSettings | null;
   maxImageSize: number;
   maxVirtualSize: number;
   allowEncryptedImages: boolean;
@@ -137,6 +141,32 @@ function publicUrl(env: Env): string | null {
   return url.href.replace(/\/+$/, '');
 }
 
+function required(env: Env, name: string, why: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === '') throw new ConfigError(name, `must be set ${why}`);
+  return raw;
+}
+
+/** Keystone's identity v3 URL from PIR_KEYSTONE_URL, given with or without the /v3. */
+function keystone(env: Env): KeystoneSettings | null {
+  const raw = optionalUrl(env, 'PIR_KEYSTONE_URL', ['http:', 'https:']);
+  if (raw === null) return null;
+  const trimmed = raw.replace(/\/+$/, '');
+  const why = 'when PIR_KEYSTONE_URL is (PIR logs in to Keystone as this service user to validate tokens)';
+  return {
+    url: /\/v3$/.test(trimmed) ? trimmed : `${trimmed}/v3`,
+    username: required(env, 'PIR_KEYSTONE_USERNAME', why),
+    password: required(env, 'PIR_KEYSTONE_PASSWORD', why),
+    projectName: env.PIR_KEYSTONE_PROJECT || 'service',
+    userDomainName: env.PIR_KEYSTONE_USER_DOMAIN_NAME || 'Default',
+    projectDomainName: env.PIR_KEYSTONE_PROJECT_DOMAIN_NAME || 'Default',
+    cacheSize: int(env, 'PIR_KEYSTONE_CACHE_SIZE', 10_000, 1, 10_000_000),
+    cacheSeconds: int(env, 'PIR_KEYSTONE_CACHE_SECONDS', 300, 1, 86400),
+    negativeCacheSeconds: int(env, 'PIR_KEYSTONE_NEGATIVE_CACHE_SECONDS', 10, 0, 3600),
+    timeoutSeconds: int(env, 'PIR_KEYSTONE_TIMEOUT_SECONDS', 10, 1, 300),
+  };
+}
+
 export function loadConfig(env: Env = process.env): PirConfig {
   const host = env.PIR_HOST || '127.0.0.1';
   const config: PirConfig = {
@@ -145,6 +175,8 @@ export function loadConfig(env: Env = process.env): PirConfig {
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
     adminToken: adminToken(env),
     publicUrl: publicUrl(env),
+    tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,
+    keystone: keystone(env),
     maxImageSize: size(env, 'PIR_MAX_IMAGE_SIZE', 2 ** 40),
     maxVirtualSize: size(env, 'PIR_MAX_VIRTUAL_SIZE', 64 * 2 ** 40),
     allowEncryptedImages: bool(env, 'PIR_ALLOW_ENCRYPTED_IMAGES', false),
@@ -169,6 +201,9 @@ export function loadConfig(env: Env = process.env): PirConfig {
     logLevel: env.PIR_LOG_LEVEL || 'info',
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
   };
+  if (config.keystone && config.tokensFile) {
+    throw new ConfigError('PIR_TOKENS_FILE, PIR_KEYSTONE_URL', 'choose one identity source: a tokens file or Keystone, not both');
+  }
   const set = [config.kafkaBrokers, config.redisUrl, config.mongodbUrl].filter((v) => v !== null).length;
   if (set !== 0 && set !== 3) {
     throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');

@@ -21,6 +21,7 @@ import { resolveAdminToken } from './admin-token.js';
 import { distributedUrls, type PirConfig } from './config.js';
 import { openDistributedAdapters } from './distributed-adapters.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
+import { openAuthenticator } from './identity/index.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 
 export interface Adapters {
@@ -40,7 +41,8 @@ export interface RunningPir {
   mode: Adapters['mode'];
   app: FastifyInstance | null;
   url: string | null;
-  adminToken: string;
+  /** Null with Keystone: then only Keystone tokens are accepted. */
+  adminToken: string | null;
   stop(): Promise<void>;
 }
 
@@ -53,6 +55,9 @@ const STALE_SWEEP_MS = 10_000;
 const STORE_SWEEP_MS = 5 * 60_000;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
+  // Identity first: a bad tokens file stops start-up before anything else is opened.
+  const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
+  const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.init();
@@ -70,7 +75,6 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     outboxGraceMs: OUTBOX_GRACE_MS,
   }, log);
   const hashes = HashPool.shared();
-  const token = await resolveAdminToken(config.adminToken, config.dataDir);
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
 
@@ -96,13 +100,13 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
     });
     app = await buildApp({
-      images, manifest, blobs, hashes, log, adminToken: token.token,
+      images, manifest, blobs, hashes, log, authenticator: authenticator!,
       upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 },
       publicUrl: config.publicUrl,
     });
     url = await app.listen({ host: config.host, port: config.port });
   }
-  if (token.generated) {
+  if (token?.generated) {
     process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
   }
   log.info({ mode: adapters.mode, roles, url, data_dir: config.dataDir }, 'PIR started');
@@ -118,11 +122,12 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await relay.drain();
       await adapters.close();
       await hashes.close();
+      await authenticator?.close();
       log.info('stopped');
     })();
     return stopping;
   };
-  return { mode: adapters.mode, app, url, adminToken: token.token, stop };
+  return { mode: adapters.mode, app, url, adminToken: token?.token ?? null, stop };
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {

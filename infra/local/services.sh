@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API).
+# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone.
 #
-#   infra/local/services.sh install [all|redis|kafka|ferretdb|tools]
-#   infra/local/services.sh start   [all|redis|kafka|ferretdb]
-#   infra/local/services.sh stop    [all|redis|kafka|ferretdb]
-#   infra/local/services.sh status  [all|redis|kafka|ferretdb]
-#   infra/local/services.sh env
-#   infra/local/services.sh clean   [all|redis|kafka|ferretdb]   (stop + delete data/logs)
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|tools]
+#   infra/local/services.sh start   [all|redis|kafka|ferretdb|keystone]
+#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|keystone]
+#   infra/local/services.sh status  [all|redis|kafka|ferretdb|keystone]
+#   infra/local/services.sh env     [all|keystone]   (keystone: PIR_KEYSTONE_* instead of the service URLs)
+#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|keystone]   (stop + delete data/logs)
 #
 # See infra/local/README.md for versions, ports, logs and environment knobs.
 set -euo pipefail
@@ -19,9 +19,11 @@ source "$PIR_INFRA_DIR/redis.sh"
 source "$PIR_INFRA_DIR/kafka.sh"
 # shellcheck source=ferretdb.sh
 source "$PIR_INFRA_DIR/ferretdb.sh"
+# shellcheck source=keystone.sh
+source "$PIR_INFRA_DIR/keystone.sh"
 
-SERVICES=(redis kafka ferretdb)
-TOOLS_PACKAGES=(qemu-utils python3-glanceclient zstd xz-utils bzip2)
+SERVICES=(redis kafka ferretdb keystone)
+TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2)
 
 usage() {
   sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -31,7 +33,7 @@ usage() {
 tools_install() {
   pir_apt_install "${TOOLS_PACKAGES[@]}"
   local c missing=()
-  for c in qemu-img glance zstd xz bzip2; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  for c in qemu-img glance openstack zstd xz bzip2; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
   ((${#missing[@]} == 0)) || pir_die "tools: commands missing after install: ${missing[*]}"
   pir_log "tools: $(qemu-img --version | head -1); glance $(glance --version 2>&1 | tail -1); $(zstd --version | head -1)"
 }
@@ -42,17 +44,35 @@ targets() {
   case "$arg" in
     all)
       if [[ "$kind" == install ]]; then echo tools "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
-    redis | kafka | ferretdb) echo "$arg" ;;
+    redis | kafka | ferretdb | keystone) echo "$arg" ;;
     tools) if [[ "$kind" == install ]]; then echo tools; else usage; fi ;;
     *) usage ;;
   esac
 }
 
+# print_env [all|keystone]: export lines. OS_* (the demo user of the local Keystone) do not
+# change PIR; PIR_KEYSTONE_* switch PIR to Keystone, so only `env keystone` prints them.
 print_env() {
-  cat <<EOF
+  case "${1:-all}" in
+    all)
+      cat <<EOF
 export PIR_REDIS_URL=redis://127.0.0.1:$PIR_REDIS_PORT
 export PIR_KAFKA_BROKERS=127.0.0.1:$PIR_KAFKA_PORT
 export PIR_MONGODB_URL=mongodb://127.0.0.1:$PIR_FERRETDB_PORT/pir
+EOF
+      ;;
+    keystone)
+      cat <<EOF
+export PIR_KEYSTONE_URL=$KEYSTONE_URL
+export PIR_KEYSTONE_USERNAME=pir PIR_KEYSTONE_PASSWORD=pir-pass PIR_KEYSTONE_PROJECT=service
+EOF
+      ;;
+    *) usage ;;
+  esac
+  cat <<EOF
+export OS_AUTH_URL=$KEYSTONE_URL OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne
+export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+export OS_USERNAME=demo OS_PASSWORD=demo-pass OS_PROJECT_NAME=demo
 EOF
 }
 
@@ -61,7 +81,7 @@ main() {
   [[ $# -le 2 ]] || usage
   case "$cmd" in
     install | start | stop | status | clean) list="$(targets "$cmd" "${2:-all}")" || exit 2 ;;
-    env) [[ $# -eq 1 ]] || usage ;;
+    env) ;;
     *) usage ;;
   esac
   t0="$(pir_now)"
@@ -77,7 +97,7 @@ main() {
       pir_log "start done in $(($(pir_now) - t0))s; state and logs under $PIR_LOCAL_DIR/<service>/"
       ;;
     stop)
-      # Reverse order: ferretdb, kafka, redis.
+      # Reverse order: keystone, ferretdb, kafka, redis.
       for s in $(tr ' ' '\n' <<<"$list" | tac); do "${s}_stop"; done
       ;;
     clean)
@@ -87,7 +107,7 @@ main() {
       for s in $list; do "${s}_status" || rc=1; done
       return "$rc"
       ;;
-    env) print_env ;;
+    env) print_env "${2:-all}" ;;
   esac
 }
 

@@ -6,7 +6,7 @@
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
 
-export type ServiceName = 'redis' | 'kafka' | 'mongodb';
+export type ServiceName = 'redis' | 'kafka' | 'mongodb' | 'keystone';
 
 const env = process.env;
 
@@ -14,6 +14,8 @@ export const services = {
   redisUrl: env.PIR_TEST_REDIS_URL || 'redis://127.0.0.1:6379',
   kafkaBrokers: (env.PIR_TEST_KAFKA_BROKERS || '127.0.0.1:9092').split(',').map((s) => s.trim()).filter(Boolean),
   mongodbUrl: env.PIR_TEST_MONGODB_URL || 'mongodb://127.0.0.1:27017',
+  /** The local Keystone's identity v3 URL (infra/local/keystone.sh), seeded as its README says. */
+  keystoneUrl: (env.PIR_TEST_KEYSTONE_URL || 'http://127.0.0.1:15000/v3').replace(/\/+$/, ''),
 } as const;
 
 /** Log level for adapters under test (PIR_TEST_LOG_LEVEL; default silent). */
@@ -37,6 +39,10 @@ function endpoints(name: ServiceName): { host: string; port: number; label: stri
         const [host, port] = splitHostPort(h, 27017);
         return { host, port, label: services.mongodbUrl };
       });
+    }
+    case 'keystone': {
+      const u = new URL(services.keystoneUrl);
+      return [{ host: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), label: services.keystoneUrl }];
     }
     case 'kafka':
       return services.kafkaBrokers.map((b) => {

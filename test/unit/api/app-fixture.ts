@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { buildApp } from '../../../api/app.js';
 import { transition } from '../../../core/manifest.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
+import { TokensFileAuthenticator } from '../../../infra/identity/tokens-file.js';
 import { domain } from '../core/fixtures.js';
 
 export const TOKEN = 'unit-test-token-0123456789abcdefghij';
@@ -24,13 +25,14 @@ export async function appFixture(options: { idleMs?: number; publicUrl?: string 
   const d = await domain();
   const logs: Record<string, any>[] = [];
   const log = pino({ level: options.logLevel ?? 'info' }, { write: (line: string) => { logs.push(JSON.parse(line)); } });
+  const authenticator = await TokensFileAuthenticator.open({ path: null, adminToken: TOKEN, log });
   const app = await buildApp({
-    images: d.images, manifest: d.manifest, blobs: d.blobs, hashes: HashPool.shared(), log, adminToken: TOKEN,
+    images: d.images, manifest: d.manifest, blobs: d.blobs, hashes: HashPool.shared(), log, authenticator,
     upload: { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000 },
     publicUrl: options.publicUrl ?? null,
   });
   // Closing drops every connection: a test that failed must not leave a stuck upload holding the app open.
-  return { app, d, logs, close: async () => { app.server.closeAllConnections(); await app.close(); await d.close(); } };
+  return { app, d, logs, close: async () => { app.server.closeAllConnections(); await app.close(); await authenticator.close(); await d.close(); } };
 }
 
 /** Listens on a free loopback port; returns the port. */
