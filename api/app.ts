@@ -50,6 +50,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     keepAliveTimeout: HTTP_TIMEOUTS.keepAliveMs,
     connectionTimeout: HTTP_TIMEOUTS.socketIdleMs,
     frameworkErrors: handleFrameworkError,
+    // Requests arriving while PIR shuts down get the 503 below, in PIR's error shape.
+    return503OnClosing: false,
     clientErrorHandler(error, socket) {
       const answered = writeClientError(socket, error as NodeJS.ErrnoException);
       if (answered) deps.log.info({ status: answered.status, error_code: answered.code, reason: (error as NodeJS.ErrnoException).code }, 'refused a request the HTTP parser could not read');
@@ -58,6 +60,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.server.headersTimeout = HTTP_TIMEOUTS.headersMs;
   deferContinue(app.server);
   app.setErrorHandler(handleError);
+  let closing = false;
+  app.addHook('preClose', async () => { closing = true; });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!closing) return;
+    reply.header('Connection', 'close');
+    return sendError(reply, 503, 'shutting_down', 'PIR is shutting down; retry in a moment (or on another PIR).');
+  });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
   // A body nobody wants (image data) is said "continue" to by its route, once it will read it.
   app.addHook('preParsing', async (request, reply) => {

@@ -280,3 +280,26 @@ describe('HTTP layer: uploads and their connections', () => {
     } finally { await f.close(); }
   });
 });
+
+describe('HTTP layer: shutting down', () => {
+  it('answers a request that arrives while PIR closes with a 503 in the JSON error shape', async () => {
+    const f = await appFixture();
+    const port = await listen(f.app);
+    const c = new RawConnection(port);
+    try {
+      await c.write('GET /versions HTTP/1.1\r\nHost: x\r\n'); // headers not finished: the connection is busy
+      await new Promise((r) => setTimeout(r, 100));
+      const closing = f.app.close();
+      await new Promise((r) => setTimeout(r, 100));
+      await c.write('\r\n');
+      await c.waitFor(() => c.firstResponse() !== null);
+      const r = c.firstResponse()!;
+      assert.equal(r.status, 503);
+      assertErrorShape(r.body, 503, 'shutting_down');
+      await closing;
+    } finally {
+      c.destroy();
+      await f.close().catch(() => {});
+    }
+  });
+});
