@@ -4,14 +4,18 @@ import type { Logger } from 'pino';
 import type { Authenticator } from '../core/authenticator.js';
 import type { ImageService } from '../core/image-service.js';
 import type { Manifest } from '../core/manifest.js';
+import type { Quotas } from '../core/quota.js';
 import type { BlobStore } from '../core/ports.js';
 import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
+import type { WebDownloads } from '../ingest/web-download.js';
 import { authHook } from './auth.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
 import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
 import { imageDataRoutes } from './routes/image-data.js';
+import { imageImportRoutes } from './routes/image-import.js';
 import { imageRoutes } from './routes/images.js';
+import { infoRoutes } from './routes/info.js';
 import { versionRoutes } from './routes/versions.js';
 
 export interface AppDeps {
@@ -20,6 +24,8 @@ export interface AppDeps {
   blobs: BlobStore;
   hashes: HashPool;
   upload: UploadSettings;
+  quotas: Quotas;
+  webDownloads: WebDownloads;
   authenticator: Authenticator;
   log: Logger;
   /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
@@ -81,7 +87,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const checkToken = authHook(deps.authenticator);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
-    await imageRoutes(v2, deps.images);
+    await imageRoutes(v2, deps.images, deps.quotas);
+    await imageImportRoutes(v2, deps.images, deps.webDownloads);
+    await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
   });
   return app;

@@ -109,7 +109,7 @@ export class ImageService {
       transition(draft, 'deleted');
       draft.upload = null;
       draft.staging = null;
-      return [event('image.deleted', {})];
+      return [event('image.deleted', { owner: draft.owner })];
     });
     // The image is gone for the client whatever happens next: a failure here is the janitor's job.
     const results = await Promise.allSettled([this.blobs.remove(id), this.blobs.removeStaging(id)]);
@@ -154,8 +154,10 @@ export class ImageService {
       draft.upload = null;
       draft.staging = { ...blob, received_at: new Date().toISOString() };
       if (contentMd5) draft.expected.md5 = contentMd5;
-      const events: NewEvent[] = [event('image.staged', { run, size: blob.size, method: kind === 'upload' ? 'upload' : 'glance-direct' })];
-      if (kind === 'upload') events.push(...this.beginImport(draft, run, 'upload'));
+      const method = kind === 'stage' ? 'glance-direct' : kind;
+      const events: NewEvent[] = [event('image.staged', { run, size: blob.size, method })];
+      // A staged image waits for POST …/import; an upload or a web-download goes straight on.
+      if (kind !== 'stage') events.push(...this.beginImport(draft, run, method));
       return events;
     });
     return doc;
@@ -190,7 +192,48 @@ export class ImageService {
     return doc;
   }
 
-  private beginImport(draft: ImageDoc, run: number, method: 'upload' | 'glance-direct'): NewEvent[] {
+  /**
+   * POST …/import with web-download: Glance's preconditions (a queued image with both formats
+   * set, else 409), then the image is `uploading` while the URL's body streams into staging.
+   */
+  async beginWebDownload(id: string): Promise<UploadTicket> {
+    let run = 0;
+    await this.manifest.update(id, (draft) => {
+      if (draft.status !== 'queued') {
+        throw conflict('invalid_status', `Image ${id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
+      }
+      if (!draft.container_format) throw conflict('formats_required', "'container_format' needs to be set before import; set it with PATCH first.");
+      if (!draft.disk_format) throw conflict('formats_required', "'disk_format' needs to be set before import; set it with PATCH first.");
+      run = nextRunNumber(draft);
+      transition(draft, 'uploading');
+      draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
+      draft.failure = null;
+      return [event('image.upload.started', { run })];
+    });
+    return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
+  }
+
+  /**
+   * A web-download that failed (refused address, HTTP error, too large, broken off) kills the
+   * image with the reason: terminal and explicit, as every failed PIR import (Glance would put
+   * the image back in `queued`, where pollers wait forever).
+   */
+  async failWebDownload(id: string, run: number, code: string, message: string): Promise<void> {
+    try {
+      await this.manifest.update(id, (draft) => {
+        if (draft.upload?.run !== run || draft.upload.kind !== 'web-download') return null;
+        transition(draft, 'killed');
+        draft.failure = { stage: 'import', code, message, at: new Date().toISOString() };
+        draft.upload = null;
+        draft.staging = null;
+        return [event('image.killed', { run, stage: 'import', code, message })];
+      });
+    } finally {
+      await this.blobs.removeStaging(id);
+    }
+  }
+
+  private beginImport(draft: ImageDoc, run: number, method: 'upload' | 'glance-direct' | 'web-download'): NewEvent[] {
     transition(draft, 'importing');
     draft.pipeline = newRun(run, method, this.settings.stageDeadlineSeconds);
     return [event('image.import.started', { run, method, first_stage: draft.pipeline.stage as 'unpack' })];

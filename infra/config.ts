@@ -2,7 +2,11 @@
  * The one place that reads the environment. Every PIR_* variable is parsed and validated here
  * at start-up; a bad value stops the process with a message naming the variable.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseQuotaConfig, type QuotaConfig } from '../core/quota.js';
+import { parseAllowList } from './egress/address-policy.js';
+import { DEFAULT_EGRESS, type EgressSettings } from './egress/egress-client.js';
 import type { KeystoneSettings } from './identity/keystone.js';
 
 export interface StageConcurrency { unpack: number; inspect: number; checksum: number; promote: number }
@@ -45,6 +49,10 @@ export interface PirConfig {
   logLevel: string;
   /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
   testFaults: string[];
+  /** Outgoing requests to user-given URLs (web-download): allow-list, ports, timeouts. */
+  egress: EgressSettings;
+  /** Quotas per project (PIR_QUOTAS or PIR_QUOTAS_FILE); null = off. */
+  quotas: QuotaConfig | null;
 }
 
 export type DistributedUrls = { kafkaBrokers: string[]; redisUrl: string; mongodbUrl: string };
@@ -200,6 +208,8 @@ export function loadConfig(env: Env = process.env): PirConfig {
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
     logLevel: env.PIR_LOG_LEVEL || 'info',
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
+    egress: egress(env),
+    quotas: quotas(env),
   };
   if (config.keystone && config.tokensFile) {
     throw new ConfigError('PIR_TOKENS_FILE, PIR_KEYSTONE_URL', 'choose one identity source: a tokens file or Keystone, not both');
@@ -209,6 +219,44 @@ export function loadConfig(env: Env = process.env): PirConfig {
     throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');
   }
   return config;
+}
+
+function egress(env: Env): EgressSettings {
+  let allowList;
+  try {
+    allowList = parseAllowList(env.PIR_EGRESS_ALLOWLIST ?? '');
+  } catch (error) {
+    throw new ConfigError('PIR_EGRESS_ALLOWLIST', (error as Error).message);
+  }
+  const totalSeconds = int(env, 'PIR_EGRESS_TIMEOUT_SECONDS', DEFAULT_EGRESS.totalTimeoutMs / 1000, 1, 7 * 86400);
+  return {
+    ...DEFAULT_EGRESS,
+    allowList,
+    connectTimeoutMs: int(env, 'PIR_EGRESS_CONNECT_TIMEOUT_SECONDS', DEFAULT_EGRESS.connectTimeoutMs / 1000, 1, 3600) * 1000,
+    idleTimeoutMs: Math.min(DEFAULT_EGRESS.idleTimeoutMs, totalSeconds * 1000),
+    totalTimeoutMs: totalSeconds * 1000,
+  };
+}
+
+function quotas(env: Env): QuotaConfig | null {
+  const inline = env.PIR_QUOTAS;
+  const file = env.PIR_QUOTAS_FILE;
+  if (inline && file) throw new ConfigError('PIR_QUOTAS, PIR_QUOTAS_FILE', 'set one of them, not both');
+  const [variable, text] = inline ? ['PIR_QUOTAS', inline] : file ? ['PIR_QUOTAS_FILE', readQuotaFile(file)] : [null, null];
+  if (variable === null || text === null) return null;
+  try {
+    return parseQuotaConfig(text);
+  } catch (error) {
+    throw new ConfigError(variable, (error as Error).message);
+  }
+}
+
+function readQuotaFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError('PIR_QUOTAS_FILE', `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
 }
 
 export function distributedUrls(config: PirConfig): DistributedUrls | null {

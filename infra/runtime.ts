@@ -10,18 +10,23 @@ import { FaultHooks } from '../core/fault-hooks.js';
 import { ImageService } from '../core/image-service.js';
 import { Manifest } from '../core/manifest.js';
 import { OutboxRelay } from '../core/outbox-relay.js';
+import { Quotas, UNLIMITED } from '../core/quota.js';
 import type { EventBus, JobQueue, ManifestStore } from '../core/ports.js';
 import { HashPool } from '../ingest/hashing/index.js';
+import { WebDownloads } from '../ingest/web-download.js';
 import { STAGES } from '../schemas/image.js';
 import { startDispatcher } from '../workers/dispatcher.js';
+import { startQuotaSettler } from '../workers/quota-settler.js';
 import { StageRunner } from '../workers/stage-runner.js';
 import { pipelineStages } from '../workers/stages/index.js';
 import { Sweepers } from '../workers/sweepers.js';
 import { resolveAdminToken } from './admin-token.js';
 import { distributedUrls, type PirConfig } from './config.js';
 import { openDistributedAdapters } from './distributed-adapters.js';
+import { EgressClient } from './egress/egress-client.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
 import { openAuthenticator } from './identity/index.js';
+import { openQuotaStore } from './quota-store.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
 
 export interface Adapters {
@@ -75,6 +80,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     outboxGraceMs: OUTBOX_GRACE_MS,
   }, log);
   const hashes = HashPool.shared();
+  const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
+  const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
 
@@ -85,6 +92,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
     await startDispatcher(adapters.bus, manifest, adapters.queue, log);
+    if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
@@ -93,17 +101,16 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
+  let webDownloads: WebDownloads | null = null;
   let stopWatching: () => Promise<void> = async () => {};
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.
     stopWatching = await adapters.bus.watch(async (e) => {
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
     });
-    app = await buildApp({
-      images, manifest, blobs, hashes, log, authenticator: authenticator!,
-      upload: { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 },
-      publicUrl: config.publicUrl,
-    });
+    const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
+    webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl });
     url = await app.listen({ host: config.host, port: config.port });
   }
   if (token?.generated) {
@@ -116,11 +123,12 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     stopping ??= (async () => {
       log.info('stopping: no new work; finishing what is running');
       const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
-      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS)]);
+      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close()]);
       await stopWatching();
       await sweepers.stop();
       await relay.drain();
       await adapters.close();
+      await quotaStore?.close();
       await hashes.close();
       await authenticator?.close();
       log.info('stopped');

@@ -4,9 +4,10 @@
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
 import { PirError, badRequest, insufficientStorage, requestTimeout } from '../core/errors.js';
-import type { ImageService } from '../core/image-service.js';
+import type { ImageService, UploadTicket } from '../core/image-service.js';
+import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
-import { SizeLimitError, SourceIdleError, writeHashedFile, type HashPool } from './hashing/index.js';
+import { SizeLimitError, SourceIdleError, writeHashedFile, type HashPool, type HashedFile } from './hashing/index.js';
 
 export interface UploadRequest {
   body: NodeJS.ReadableStream;
@@ -32,29 +33,38 @@ const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT']);
 
 export const STORAGE_FULL_MESSAGE = 'PIR ran out of disk space while writing the image data (ENOSPC); nothing was kept and the image is back in queued. The operator must free space in PIR_DATA_DIR (or raise its quota); then upload again.';
 
+/** What receiving bytes needs besides the image service. */
+export interface IngestDeps {
+  images: ImageService;
+  quotas: Quotas;
+  hashes: HashPool;
+  upload: UploadSettings;
+}
+
+/** Quota is held in steps of this many bytes while a body of unknown size streams in. */
+const QUOTA_STEP = 64 * 1024 * 1024;
+const NEAR_LIMIT_STEP = 1024 * 1024;
+
 export function tooLarge(limit: number): PirError {
   return new PirError('too_large', 'image_too_large', `The image is larger than this PIR accepts (${limit} bytes, PIR_MAX_IMAGE_SIZE). Ask the operator for a higher limit.`);
 }
 
 export async function receiveUpload(
-  images: ImageService,
+  deps: IngestDeps,
   imageId: string,
   kind: 'upload' | 'stage',
   request: UploadRequest,
-  settings: UploadSettings,
-  hashes: HashPool,
 ): Promise<ImageDoc> {
+  const { images, quotas, upload: settings } = deps;
   const announced = request.declaredSize ?? request.contentLength;
   if (announced !== null && announced > settings.maxImageSize) throw tooLarge(settings.maxImageSize);
+  const project = quotas.enabled ? (await images.get(imageId)).owner : null;
   const ticket = await images.beginUpload(imageId, kind);
-  request.onClaimed?.();
-  const heartbeat = setInterval(() => {
-    images.heartbeat(imageId, ticket.run).catch(() => {});
-  }, settings.heartbeatMs);
-  heartbeat.unref();
   let blob;
   try {
-    blob = await writeHashedFile(request.body, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
+    await quotas.reserveFlight(project, imageId, announced ?? 0);
+    request.onClaimed?.();
+    blob = await streamToStaging(deps, imageId, project, ticket, request.body, announced ?? 0);
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
@@ -66,16 +76,69 @@ export async function receiveUpload(
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
     await images.abortUpload(imageId, ticket.run, reason);
+    // Give the hold back now, not only when the event arrives (which does it again, durably).
+    await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
     if (error instanceof SourceIdleError) {
       throw requestTimeout('upload_idle', `No image data arrived for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS), so the upload was abandoned and the image is back in queued; upload again.`);
     }
     if (storageFull) throw insufficientStorage('insufficient_storage', STORAGE_FULL_MESSAGE);
     throw error;
+  }
+  return images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
+}
+
+/**
+ * The shared ingest path (upload, stage, web-download): streams `body` into the ticket's staging
+ * file while md5 and sha512 are computed, keeps the upload heartbeat going, and holds quota for
+ * the bytes as they arrive (`held` bytes are already held). Leaves no file when it throws.
+ */
+export async function streamToStaging(
+  deps: IngestDeps,
+  imageId: string,
+  project: string | null,
+  ticket: UploadTicket,
+  body: NodeJS.ReadableStream,
+  held: number,
+): Promise<HashedFile> {
+  const { images, quotas, hashes, upload: settings } = deps;
+  const heartbeat = setInterval(() => {
+    images.heartbeat(imageId, ticket.run).catch(() => {});
+  }, settings.heartbeatMs);
+  heartbeat.unref();
+  try {
+    const source = quotas.enabled && project !== null ? metered(body, held, async (received) => {
+      // Hold the next step ahead; near the limit, hold only a little ahead (what is left, at
+      // most NEAR_LIMIT_STEP), so one upload of unknown size does not take all the room.
+      const want = Math.min(received + QUOTA_STEP, Math.max(received, settings.maxImageSize));
+      try {
+        await quotas.reserveFlight(project, imageId, want);
+        return want;
+      } catch (error) {
+        const room = await quotas.flightRoom(project, imageId);
+        if (room < received) throw error;
+        const near = Math.min(room, received + NEAR_LIMIT_STEP);
+        await quotas.reserveFlight(project, imageId, near);
+        return near;
+      }
+    }) : body;
+    return await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
   } finally {
     clearInterval(heartbeat);
   }
-  return images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
+}
+
+/** The body's chunks, with quota held ahead of them: `grow(received)` returns the new amount held. */
+async function* metered(body: NodeJS.ReadableStream, held: number, grow: (received: number) => Promise<number>): AsyncGenerator<Uint8Array> {
+  // Like writeHashedFile: stop reading without destroying the request, so a 413 can still be sent.
+  const readable = body as unknown as { iterator?: (o: { destroyOnReturn: boolean }) => AsyncIterable<Uint8Array> };
+  const chunks: AsyncIterable<Uint8Array> = typeof readable.iterator === 'function' ? readable.iterator({ destroyOnReturn: false }) : (body as unknown as AsyncIterable<Uint8Array>);
+  let received = 0;
+  for await (const chunk of chunks) {
+    received += chunk.length;
+    if (received > held) held = await grow(received);
+    yield chunk;
+  }
 }
 
 /** Content-MD5 is base64 per RFC 1864; some clients send hex. Returns hex, or throws 400. */

@@ -6,15 +6,16 @@ export const EVENT_VERSION = 1;
 export interface EventPayloads {
   'image.created': { name: string | null; disk_format: string | null; container_format: string | null };
   'image.upload.started': { run: number };
-  'image.staged': { run: number; size: number; method: 'upload' | 'glance-direct' };
-  'image.import.started': { run: number; method: 'upload' | 'glance-direct'; first_stage: StageName };
+  'image.staged': { run: number; size: number; method: 'upload' | 'glance-direct' | 'web-download' };
+  'image.import.started': { run: number; method: 'upload' | 'glance-direct' | 'web-download'; first_stage: StageName };
   'image.stage.started': { run: number; stage: StageName; attempt: number };
   'image.stage.completed': { run: number; stage: StageName; duration_ms: number };
   'image.stage.failed': { run: number; stage: StageName; code: string; message: string; retryable: boolean; attempt: number };
   'image.active': { run: number; size: number; virtual_size: number | null; checksum: string; os_hash_algo: string; os_hash_value: string };
   'image.killed': { run: number | null; stage: string; code: string; message: string };
   'image.upload.aborted': { reason: string };
-  'image.deleted': Record<string, never>;
+  /** `owner`: the project whose quota the image counted against (the document may be purged by the time a consumer reads it). */
+  'image.deleted': { owner?: string | null };
 }
 export type EventType = keyof EventPayloads;
 

@@ -44,7 +44,7 @@ export interface ImportFailure {
 /** One run of the pipeline over a staged upload. A new import starts a new run. */
 export interface PipelineRun {
   run: number;
-  method: 'glance-direct' | 'upload';
+  method: 'glance-direct' | 'upload' | 'web-download';
   /** The stage being worked on, or 'done' once the image is active. */
   stage: StageName | 'done';
   stages: Record<StageName, StageProgress>;
@@ -117,7 +117,7 @@ export interface ImageDoc {
   /** Digests the client promised (verified by the checksum stage). */
   expected: { md5?: string; sha512?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
-  upload: { run: number; kind: 'upload' | 'stage'; started_at: string } | null;
+  upload: { run: number; kind: 'upload' | 'stage' | 'web-download'; started_at: string } | null;
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;

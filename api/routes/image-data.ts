@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PirError, badRequest } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
+import type { Quotas } from '../../core/quota.js';
 import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
@@ -19,6 +20,7 @@ export interface DataRouteDeps {
   blobs: BlobStore;
   hashes: HashPool;
   upload: UploadSettings;
+  quotas: Quotas;
 }
 
 export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps): Promise<void> {
@@ -99,13 +101,13 @@ async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataR
   }
   const body = request.body as NodeJS.ReadableStream | undefined;
   if (!body) throw badRequest('no_body', 'The request has no image data.');
-  return receiveUpload(deps.images, id, kind, {
+  return receiveUpload(deps, id, kind, {
     body,
     contentLength: headerInt(request, 'content-length'),
     declaredSize: headerInt(request, 'x-openstack-image-size'),
     contentMd5: parseContentMd5(request.headers['content-md5'] as string | undefined),
     onClaimed: () => sendContinue(request.raw, reply.raw),
-  }, deps.upload, deps.hashes);
+  });
 }
 
 function wantsAsync(request: FastifyRequest): boolean {

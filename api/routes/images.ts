@@ -1,18 +1,20 @@
-/** Glance's image metadata calls: create, list, show, delete, import, tasks, schemas. */
+/** Glance's image metadata calls: create, list, show, delete, tasks, schemas (import: image-import.ts). */
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
 import { badRequest, conflict } from '../../core/errors.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
 import { ManifestConflictError, type ListQuery, type SortKey } from '../../core/ports.js';
+import type { Quotas } from '../../core/quota.js';
 import { imageView, taskViews } from '../glance-view.js';
 import { imageSchema, imagesSchema } from '../image-schema.js';
 import { collectPage } from '../list-page.js';
 import { refusalForProperty } from '../reserved-properties.js';
+import { IMPORT_METHODS } from './image-import.js';
 
 const BASE_FIELDS = new Set(['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags', 'os_hash_algo', 'os_hash_value']);
 const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
 const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
-const IMPORT_METHODS = ['glance-direct'];
 
 const createBody = {
   type: 'object',
@@ -35,12 +37,9 @@ const createBody = {
   additionalProperties: { type: 'string', maxLength: 65535 },
 } as const;
 
-export async function imageRoutes(app: FastifyInstance, images: ImageService): Promise<void> {
+export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas): Promise<void> {
   app.get('/v2/schemas/image', async () => imageSchema);
   app.get('/v2/schemas/images', async () => imagesSchema);
-  app.get('/v2/info/import', async () => ({
-    'import-methods': { description: 'Import methods available.', type: 'array', value: IMPORT_METHODS },
-  }));
 
   app.post('/v2/images', {
     schema: { body: createBody },
@@ -61,7 +60,12 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
     }
     Object.assign(input, pick(body, ['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags']));
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
-    const doc = await images.create(input, request.caller.project_id).catch((error: unknown) => {
+    input.id ??= randomUUID();
+    const owner = request.caller.project_id;
+    await quotas.reserveImage(owner, input.id);
+    const doc = await images.create(input, owner).catch(async (error: unknown) => {
+      // Give the hold back, unless it is the existing image's (a duplicate id).
+      if (!(await images.get(input.id!).catch(() => null))) await quotas.cancelImage(owner, input.id!);
       if (error instanceof ManifestConflictError) throw conflict('duplicate_id', `An image with id ${String(input.id)} already exists; leave id out to get a new one.`);
       throw error;
     });
@@ -94,20 +98,10 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService): P
 
   app.delete('/v2/images/:id', async (request, reply) => {
     const id = idOf(request.params);
+    const { owner } = await images.get(id);
     await images.remove(id, (error) => request.log.warn({ err: error, image_id: id }, 'image deleted but its bytes could not be removed yet; the store janitor will'));
+    await quotas.releaseAll(owner, id); // at once; the image.deleted event does it again, durably
     return reply.code(204).send();
-  });
-
-  app.post('/v2/images/:id/import', {
-    schema: { body: { type: 'object', required: ['method'], properties: { method: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } } },
-  }, async (request, reply) => {
-    const id = idOf(request.params);
-    const method = (request.body as { method: { name: string } }).method.name;
-    if (!IMPORT_METHODS.includes(method)) {
-      throw badRequest('unsupported_import_method', `Import method '${method}' is not available here; use one of: ${IMPORT_METHODS.join(', ')}.`);
-    }
-    await images.importStaged(id);
-    return reply.code(202).send();
   });
 }
 

@@ -9,6 +9,11 @@ import { buildApp } from '../../../api/app.js';
 import { transition } from '../../../core/manifest.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
 import { TokensFileAuthenticator } from '../../../infra/identity/tokens-file.js';
+import { Quotas, UNLIMITED } from '../../../core/quota.js';
+import { WebDownloads } from '../../../ingest/web-download.js';
+import { parseAllowList } from '../../../infra/egress/address-policy.js';
+import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
+import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js';
 import { domain } from '../core/fixtures.js';
 
 export const TOKEN = 'unit-test-token-0123456789abcdefghij';
@@ -26,13 +31,16 @@ export async function appFixture(options: { idleMs?: number; publicUrl?: string 
   const logs: Record<string, any>[] = [];
   const log = pino({ level: options.logLevel ?? 'info' }, { write: (line: string) => { logs.push(JSON.parse(line)); } });
   const authenticator = await TokensFileAuthenticator.open({ path: null, adminToken: TOKEN, log });
+  const hashes = HashPool.shared();
+  const upload = { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000 };
+  const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
+  const webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log });
   const app = await buildApp({
-    images: d.images, manifest: d.manifest, blobs: d.blobs, hashes: HashPool.shared(), log, authenticator,
-    upload: { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000 },
+    images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log, authenticator, upload, quotas, webDownloads,
     publicUrl: options.publicUrl ?? null,
   });
   // Closing drops every connection: a test that failed must not leave a stuck upload holding the app open.
-  return { app, d, logs, close: async () => { app.server.closeAllConnections(); await app.close(); await authenticator.close(); await d.close(); } };
+  return { app, d, logs, close: async () => { app.server.closeAllConnections(); await app.close(); await webDownloads.close(); await authenticator.close(); await d.close(); } };
 }
 
 /** Listens on a free loopback port; returns the port. */

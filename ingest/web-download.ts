@@ -1,0 +1,108 @@
+/**
+ * Glance's web-download import: POST …/import {"method": {"name": "web-download", "uri": …}}.
+ * The URL is checked at once (scheme, credentials, port, address literals: 400), the image is
+ * claimed (`uploading`), and the request answers 202; the download then runs in this process,
+ * in the background, through the SSRF-safe egress client, into staging on the same streaming
+ * and hashing path as an upload, with the upload heartbeat (so if this process dies, the
+ * sweeper returns the image to `queued` after PIR_UPLOAD_STALL_SECONDS). When all bytes are in,
+ * the normal pipeline runs (importing → active). A failed download kills the image with
+ * `pir_failure = {stage: 'import', code, message}`.
+ */
+import type { Logger } from 'pino';
+import { PirError, badRequest } from '../core/errors.js';
+import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
+import { SizeLimitError } from './hashing/index.js';
+import { streamToStaging, tooLarge, type IngestDeps } from './receive-upload.js';
+
+export interface WebDownloadDeps extends IngestDeps {
+  egress: EgressClient;
+  log: Logger;
+}
+
+/** Longest URL accepted (a URL is not a place for data). */
+const MAX_URI_LENGTH = 4096;
+
+export class WebDownloads {
+  private readonly running = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+
+  constructor(private readonly deps: WebDownloadDeps) {}
+
+  /** Checks the request and claims the image; the download goes on after this returns. */
+  async start(imageId: string, uri: unknown): Promise<void> {
+    if (typeof uri !== 'string' || uri.length === 0) {
+      throw badRequest('uri_refused', "web-download needs the image's URL in method.uri, e.g. {\"method\": {\"name\": \"web-download\", \"uri\": \"https://example.org/disk.qcow2\"}}.");
+    }
+    if (uri.length > MAX_URI_LENGTH) throw badRequest('uri_refused', `The URI is longer than ${MAX_URI_LENGTH} characters.`);
+    try {
+      this.deps.egress.check(uri);
+    } catch (error) {
+      if (error instanceof EgressError) throw badRequest(error.code, `URI for web-download does not pass filtering: ${error.message}`);
+      throw error;
+    }
+    const { images, quotas } = this.deps;
+    const project = quotas.enabled ? (await images.get(imageId)).owner : null;
+    const ticket = await images.beginWebDownload(imageId);
+    try {
+      await quotas.reserveFlight(project, imageId, 0);
+    } catch (error) {
+      await images.abortUpload(imageId, ticket.run, (error as Error).message);
+      await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
+      throw error;
+    }
+    const run = this.download(imageId, project, ticket, uri).finally(() => this.running.delete(run));
+    this.running.add(run);
+  }
+
+  /** Stops running downloads (their images are returned to `queued` by the sweeper's stall rule, or killed here). */
+  async close(): Promise<void> {
+    this.abort.abort();
+    await Promise.allSettled([...this.running]);
+  }
+
+  private async download(imageId: string, project: string | null, ticket: { run: number; stagingPath: string }, uri: string): Promise<void> {
+    const { images, quotas, upload, log } = this.deps;
+    const started = Date.now();
+    try {
+      const response = await this.deps.egress.get(uri, { maxBytes: upload.maxImageSize, signal: this.abort.signal });
+      if (response.contentLength !== null) await quotas.reserveFlight(project, imageId, response.contentLength);
+      const blob = await streamToStaging(this.deps, imageId, project, ticket, response.body, response.contentLength ?? 0);
+      if (response.contentLength !== null && blob.size !== response.contentLength) {
+        throw new EgressError('connection_failed', `The server announced ${response.contentLength} bytes but sent ${blob.size}.`);
+      }
+      await images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, null);
+      log.info({ image_id: imageId, run: ticket.run, url: response.url, bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
+    } catch (error) {
+      if (this.abort.signal.aborted) {
+        // PIR is stopping: not the URL's fault. Back to queued, so the import can be tried again.
+        await images.abortUpload(imageId, ticket.run, 'PIR stopped during the web-download').catch(() => {});
+        return;
+      }
+      const { code, message } = describe(error, upload.maxImageSize);
+      log.warn({ image_id: imageId, run: ticket.run, code, reason: message }, 'web-download failed');
+      try {
+        await images.failWebDownload(imageId, ticket.run, code, `web-download of ${redact(uri)} failed: ${message}`);
+      } catch (failError) {
+        log.error({ image_id: imageId, err: failError }, 'could not record the web-download failure');
+      }
+      await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
+    }
+  }
+}
+
+function describe(error: unknown, maxImageSize: number): { code: string; message: string } {
+  if (error instanceof EgressError) return { code: error.code === 'too_large' ? 'image_too_large' : error.code, message: error.message };
+  if (error instanceof SizeLimitError) return { code: 'image_too_large', message: tooLarge(maxImageSize).message };
+  if (error instanceof PirError) return { code: error.code, message: error.message };
+  return { code: 'download_failed', message: (error as Error).message };
+}
+
+/** The URL without its query (which may carry a signature) for messages and logs. */
+function redact(uri: string): string {
+  try {
+    const url = new URL(uri);
+    return `${url.origin}${url.pathname}${url.search ? '?…' : ''}`;
+  } catch {
+    return '(the URL)';
+  }
+}

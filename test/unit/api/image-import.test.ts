@@ -1,0 +1,109 @@
+/**
+ * Routes of api/routes/image-import.ts and api/routes/info.ts, in process with Fastify's
+ * inject(): import methods, web-download's checks and Glance's preconditions, stores, usage.
+ */
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../../api/app.js';
+import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import type { Caller } from '../../../core/caller.js';
+import { Quotas, UNLIMITED } from '../../../core/quota.js';
+import { HashPool } from '../../../ingest/hashing/index.js';
+import { WebDownloads } from '../../../ingest/web-download.js';
+import { parseAllowList } from '../../../infra/egress/address-policy.js';
+import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
+import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js';
+import { domain, silent } from '../core/fixtures.js';
+
+const TOKEN = 'inject-token';
+const OTHER = 'other-project-token';
+const callers: Record<string, Caller> = {
+  [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] },
+  [OTHER]: { project_id: 'p2', user_id: 'u2', roles: ['member', 'reader'] },
+};
+const authenticator: Authenticator = {
+  challenge: null,
+  async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
+  async close() {},
+};
+
+describe('import and info routes (inject)', () => {
+  let app: FastifyInstance;
+  let d: Awaited<ReturnType<typeof domain>>;
+  let webDownloads: WebDownloads;
+  const hashes = new HashPool();
+  const call = (method: 'GET' | 'POST', url: string, payload?: object, token = TOKEN) =>
+    app.inject({ method, url, payload, headers: { 'x-auth-token': token } });
+  const create = async (body: object = { disk_format: 'raw', container_format: 'bare' }) => (await call('POST', '/v2/images', body)).json().id as string;
+
+  before(async () => {
+    d = await domain();
+    const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: { ...UNLIMITED, image_count_total: 50 }, projects: {} });
+    const upload = { maxImageSize: 1 << 20, heartbeatMs: 60_000, idleMs: 60_000 };
+    // The "remote" server is never reached: these tests stop at the checks and preconditions.
+    webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+    app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, upload, quotas, webDownloads, authenticator, log: silent });
+  });
+  after(async () => {
+    await webDownloads.close();
+    await app.close();
+    await d.close();
+    await hashes.close();
+    await rm(d.dir, { recursive: true, force: true });
+  });
+
+  it('GET /v2/info/import lists glance-direct and web-download', async () => {
+    const response = await call('GET', '/v2/info/import');
+    assert.deepEqual(response.json(), { 'import-methods': { description: 'Import methods available.', type: 'array', value: ['glance-direct', 'web-download'] } });
+  });
+
+  it('GET /v2/info/stores answers Glance\'s shape with one default store', async () => {
+    assert.deepEqual(JSON.parse((await call('GET', '/v2/info/stores')).body), { stores: [{ id: 'local', description: 'Local filesystem store under the PIR data directory', default: 'true' }] });
+  });
+
+  it('GET /v2/info/usage answers the caller\'s project, sizes in MiB', async () => {
+    const before = (await call('GET', '/v2/info/usage')).json().usage;
+    await create();
+    const usage = (await call('GET', '/v2/info/usage')).json().usage;
+    assert.deepEqual(Object.keys(usage).sort(), ['image_count_total', 'image_count_uploading', 'image_size_total', 'image_stage_total']);
+    assert.deepEqual(usage.image_count_total, { limit: 50, usage: before.image_count_total.usage + 1 });
+    assert.deepEqual(usage.image_size_total, { limit: -1, usage: 0 });
+    // Another project's usage is its own.
+    assert.deepEqual((await call('GET', '/v2/info/usage', undefined, OTHER)).json().usage.image_count_total, { limit: 50, usage: 0 });
+  });
+
+  it('refuses SSRF targets with 400 at the call, leaving the image queued', async () => {
+    for (const uri of ['http://127.0.0.1/x', 'http://169.254.169.254/', 'http://0x7f000001/', 'http://127.1/', 'http://[::1]/', 'ftp://example.org/x', 'http://a:b@example.org/', 'http://example.org:8080/']) {
+      const id = await create();
+      const response = await call('POST', `/v2/images/${id}/import`, { method: { name: 'web-download', uri } });
+      assert.equal(response.statusCode, 400, uri);
+      assert.match(response.json().error.message, /^URI for web-download does not pass filtering: /);
+      assert.equal((await d.images.get(id)).status, 'queued');
+    }
+  });
+
+  it("answers Glance's preconditions and request mistakes", async () => {
+    const noFormats = await create({});
+    assert.equal((await call('POST', `/v2/images/${noFormats}/import`, { method: { name: 'web-download', uri: 'https://example.org/x' } })).statusCode, 409);
+    const id = await create();
+    assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'web-download' } })).statusCode, 400);
+    assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'web-download', uri: 42 } })).statusCode, 400);
+    assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' } })).statusCode, 400);
+    assert.equal((await call('POST', `/v2/images/${id}/import`, {})).statusCode, 400);
+    assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'web-download', uri: 'https://example.org/x' }, all_stores: 'yes' })).statusCode, 400);
+    assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' } })).statusCode, 409); // nothing staged
+    assert.equal((await call('POST', '/v2/images/00000000-0000-0000-0000-000000000000/import', { method: { name: 'glance-direct' } })).statusCode, 404);
+  });
+
+  it('refuses creates over image_count_total with 413 in PIR\'s error shape', async () => {
+    const usage = (await call('GET', '/v2/info/usage')).json().usage.image_count_total;
+    for (let i = usage.usage; i < 50; i++) await create();
+    const refused = await call('POST', '/v2/images', { name: 'one too many' });
+    assert.equal(refused.statusCode, 413);
+    assert.equal(refused.json().error.error_code, 'quota_exceeded');
+    assert.match(refused.json().error.message, /Project p1 is over a limit for \[Resource image_count_total is over limit of 50 due to current usage 50 and delta 1\]/);
+    assert.equal((await call('POST', '/v2/images', { name: 'another project' }, OTHER)).statusCode, 201);
+  });
+});
