@@ -30,6 +30,8 @@ export interface AppDeps {
   log: Logger;
   /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
   publicUrl?: string | null;
+  /** Tests shorten the HTTP timeouts. */
+  httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
 }
 
 /**
@@ -46,6 +48,7 @@ export const HTTP_TIMEOUTS = {
 };
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const timeouts = { ...HTTP_TIMEOUTS, ...deps.httpTimeouts };
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: 1024 * 1024, // JSON bodies only; image data is streamed past the body parser
@@ -53,8 +56,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestLogView } }),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     requestTimeout: 0,
-    keepAliveTimeout: HTTP_TIMEOUTS.keepAliveMs,
-    connectionTimeout: HTTP_TIMEOUTS.socketIdleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    connectionTimeout: timeouts.socketIdleMs,
     frameworkErrors: handleFrameworkError,
     // Requests arriving while PIR shuts down get the 503 below, in PIR's error shape.
     return503OnClosing: false,
@@ -63,7 +66,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (answered) deps.log.info({ status: answered.status, error_code: answered.code, reason: (error as NodeJS.ErrnoException).code }, 'refused a request the HTTP parser could not read');
     },
   });
-  app.server.headersTimeout = HTTP_TIMEOUTS.headersMs;
+  app.server.headersTimeout = timeouts.headersMs;
   deferContinue(app.server);
   app.setErrorHandler(handleError);
   let closing = false;

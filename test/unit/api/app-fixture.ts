@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { buildApp } from '../../../api/app.js';
+import { buildApp, type AppDeps } from '../../../api/app.js';
 import { transition } from '../../../core/manifest.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
 import { TokensFileAuthenticator } from '../../../infra/identity/tokens-file.js';
@@ -26,7 +26,7 @@ export interface AppFixture {
   close(): Promise<void>;
 }
 
-export async function appFixture(options: { idleMs?: number; publicUrl?: string | null; logLevel?: string } = {}): Promise<AppFixture> {
+export async function appFixture(options: { idleMs?: number; publicUrl?: string | null; logLevel?: string; httpTimeouts?: AppDeps['httpTimeouts'] } = {}): Promise<AppFixture> {
   const d = await domain();
   const logs: Record<string, any>[] = [];
   const log = pino({ level: options.logLevel ?? 'info' }, { write: (line: string) => { logs.push(JSON.parse(line)); } });
@@ -38,6 +38,7 @@ export async function appFixture(options: { idleMs?: number; publicUrl?: string 
   const app = await buildApp({
     images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log, authenticator, upload, quotas, webDownloads,
     publicUrl: options.publicUrl ?? null,
+    httpTimeouts: options.httpTimeouts,
   });
   // Closing drops every connection: a test that failed must not leave a stuck upload holding the app open.
   return { app, d, logs, close: async () => { app.server.closeAllConnections(); await app.close(); await webDownloads.close(); await authenticator.close(); await d.close(); } };

@@ -281,6 +281,47 @@ describe('HTTP layer: uploads and their connections', () => {
   });
 });
 
+describe('HTTP layer: timeouts', () => {
+  it('has a headers timeout, keep-alive and idle timeouts, and no limit on a whole request', async () => {
+    const f = await appFixture();
+    try {
+      assert.equal(f.app.server.headersTimeout, 30_000);
+      assert.equal(f.app.server.keepAliveTimeout, 65_000);
+      assert.equal(f.app.server.requestTimeout, 0, 'a multi-hour upload that keeps moving is never cut');
+      assert.equal(f.app.server.timeout, 300_000);
+    } finally { await f.close(); }
+  });
+
+  it('closes a silent connection, but not one whose upload waits for its import', async () => {
+    const f = await appFixture({ httpTimeouts: { socketIdleMs: 300 } });
+    try {
+      const port = await listen(f.app);
+      const silent = new RawConnection(port);
+      const started = Date.now();
+      await silent.closed;
+      assert.ok(Date.now() - started < 3000, 'a connection that sends nothing is closed');
+      const id = await queuedImage(f);
+      // The import "takes" 1.2 s (four idle periods) with nothing on the wire, then is refused.
+      f.d.manifest.changes.on(id, function settle(doc: { status: string }) {
+        if (doc.status !== 'importing') return;
+        f.d.manifest.changes.off(id, settle);
+        setTimeout(() => void f.d.manifest.update(id, (draft) => {
+          transition(draft, 'killed');
+          draft.failure = { stage: 'inspect', code: 'test_refusal', message: 'refused by the test', at: new Date().toISOString() };
+          return [];
+        }), 1200);
+      });
+      const c = new RawConnection(port);
+      await c.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1024\r\n\r\n`);
+      await c.write(Buffer.alloc(1024, 1));
+      await c.waitFor(() => c.firstResponse() !== null, 5000);
+      assert.equal(c.firstResponse()!.status, 400);
+      assert.equal(c.firstResponse()!.body.error.error_code, 'test_refusal');
+      c.destroy();
+    } finally { await f.close(); }
+  });
+});
+
 describe('HTTP layer: shutting down', () => {
   it('answers a request that arrives while PIR closes with a 503 in the JSON error shape', async () => {
     const f = await appFixture();
