@@ -6,6 +6,7 @@ export const FINDING_CODES = {
   inspection_limit: 'Inspection would have read more than READ_BUDGET bytes.',
   multiple_formats: 'The content matches several formats at once (polyglot).',
   encrypted: 'The image is encrypted (waived when policy.allowEncrypted).',
+  image_truncated: 'A table or data block the headers point to lies past the end of the file (a truncated upload).',
   // qcow2
   qcow2_unsupported_version: 'qcow2 version other than 2 or 3.',
   qcow2_backing_file: 'qcow2 names a backing file.',
@@ -49,6 +50,8 @@ export const FINDING_CODES = {
 export const VERDICT_CODES = {
   format_mismatch: 'Detected format differs from the declared disk_format.',
   format_unknown: 'No disk_format declared and the content is not a recognised format.',
+  empty_image: 'The image has no bytes at all.',
+  raw_partial_sector: 'A raw disk image is not a whole number of 512-byte sectors.',
   unsupported_disk_format: 'The declared disk_format is not one PIR can verify.',
   virtual_size_unknown: 'The virtual size could not be determined.',
   virtual_size_too_large: 'Virtual size exceeds policy.maxVirtualSize.',

@@ -108,6 +108,7 @@ export async function detectFormat(reader: RandomAccessReader): Promise<FormatRe
     virtualSize: primary.result.virtualSize,
     findings,
     details,
+    fileSize: ctx.size,
     bytesRead: ctx.bytesRead,
     alsoMatches: others.map((m) => m.format),
   };

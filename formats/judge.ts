@@ -19,6 +19,10 @@ function effective(format: DetectedFormat): DetectedFormat {
   return format === 'gpt' || format === 'mbr' ? 'raw' : format;
 }
 
+/** Declarations whose content is a raw *disk* (kernels and ramdisks, aki/ari, are any length). */
+const RAW_DISKS: ReadonlySet<string> = new Set(['raw', 'ami']);
+const SECTOR = 512;
+
 function describe(format: DetectedFormat): string {
   return format === 'raw' ? 'not a recognised disk format (raw)' : format;
 }
@@ -34,6 +38,11 @@ function no(code: string, message: string, findings: Finding[]): Verdict {
  */
 export function judge(report: FormatReport, declaredDiskFormat: string | null, policy: VerdictPolicy): Verdict {
   const findings = report.findings;
+
+  if (report.fileSize === 0) {
+    return no('empty_image',
+      'The image has no data: the upload (or what it decompressed to) is 0 bytes long. Upload the disk image file itself.', findings);
+  }
 
   const blocking = findings.find((f) => f.severity === 'refuse' && !waived(f, policy));
   if (blocking) return no(blocking.code, blocking.message, findings);
@@ -58,6 +67,13 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
       return no('format_mismatch',
         `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected)}. Either ${fix}, then upload again.`, findings);
     }
+  }
+
+  const declaredRaw = declaredDiskFormat !== null && RAW_DISKS.has(declaredDiskFormat.trim().toLowerCase());
+  if (declaredRaw && detected === 'raw' && report.fileSize % SECTOR !== 0) {
+    return no('raw_partial_sector',
+      `The image is ${report.fileSize} bytes long, which is not a whole number of 512-byte sectors, so it cannot be a raw disk (${Math.floor(report.fileSize / SECTOR)} sectors and ${report.fileSize % SECTOR} bytes). ` +
+      'Check that the upload was complete, or pad the disk to a sector boundary (e.g. `qemu-img resize -f raw disk.img <size rounded up to 512>`), and upload it again.', findings);
   }
 
   if (report.virtualSize === null) {

@@ -2,12 +2,37 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { corrupt, info, refuse, truncated } from './util.js';
+import { readTable } from './tables.js';
+import { corrupt, info, pastEnd, refuse, truncated, within } from './util.js';
 
 const MAGIC_OLD = 'WithoutFreeSpace';
 const MAGIC_EXT = 'WithouFreSpacExt';
 const HEADER = 64;
 const IN_USE = 0x746f6e59; // "Ynot": image was not closed cleanly
+
+/**
+ * The BAT (right after the header) and every cluster it lists must lie inside the file. Entries
+ * count clusters in the extended format and sectors in the legacy one (qemu's off_multiplier).
+ */
+async function checkBat(ctx: ReadContext, ext: boolean, tracks: number, batEntries: number, findings: Finding[], details: Record<string, unknown>): Promise<void> {
+  const size = ctx.size;
+  const cluster = tracks * 512;
+  if (!within(HEADER, batEntries * 4, size)) {
+    findings.push(pastEnd('ploop', 'block allocation table', HEADER, batEntries * 4, size));
+    return;
+  }
+  const bat = await readTable(ctx, HEADER, batEntries, 4);
+  const unit = ext ? cluster : 512;
+  for (let i = 0; i < bat.entries; i++) {
+    const entry = bat.buf.readUInt32LE(i * 4);
+    if (entry === 0) continue;
+    if (!within(entry * unit, cluster, size)) {
+      findings.push(pastEnd('ploop', `cluster ${i} (BAT entry)`, entry * unit, cluster, size));
+      return;
+    }
+  }
+  details.boundsChecked = { batEntries: bat.entries, batComplete: bat.complete };
+}
 
 async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const findings: Finding[] = [];
@@ -36,6 +61,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
     findings.push(corrupt('ploop', `field 'bat_entries' (${batEntries}) cannot cover ${sectors} sectors`));
   }
   if (batEntries > 0x7fffffff / 4) findings.push(corrupt('ploop', `field 'bat_entries' (${batEntries}) is too large`));
+  if (!findings.some((f) => f.code === 'corrupt_header')) await checkBat(ctx, ext, tracks, batEntries, findings, details);
   if (inUse === IN_USE) findings.push(info('ploop_in_use', "ploop header field 'inuse' is set: the image was not closed cleanly."));
   return { virtualSize, findings, details };
 }

@@ -2,6 +2,7 @@
 // We only trust images that are self-contained: no backing file, no external
 // data file, and no incompatible feature we do not understand.
 import type { Inspector, ProbeResult } from './inspector.js';
+import { checkQcow2Tables } from './qcow2-tables.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
 import { alignUp, bigToNumber, convertAdvice, corrupt, hex, info, quote, refuse, truncated } from './util.js';
@@ -125,7 +126,10 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const l1Size = hdr.readUInt32BE(36);
   const l1Offset = hdr.readBigUInt64BE(40);
   const refcountOffset = hdr.readBigUInt64BE(48);
-  details.nbSnapshots = hdr.readUInt32BE(60);
+  const refcountClusters = hdr.readUInt32BE(56);
+  const nbSnapshots = hdr.readUInt32BE(60);
+  const snapshotsOffset = hdr.readBigUInt64BE(64);
+  details.nbSnapshots = nbSnapshots;
   const virtualSize = bigToNumber(size);
   Object.assign(details, { clusterBits, cryptMethod, l1Size });
 
@@ -234,6 +238,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
 
   // Structural sanity: tables must be cluster aligned and the L1 table must cover the disk.
   const cs = BigInt(clusterSize);
+  const before = findings.length;
   if (l1Offset % cs !== 0n) findings.push(corrupt('qcow2', `field 'l1_table_offset' (${l1Offset}) is not cluster aligned`));
   if (refcountOffset % cs !== 0n) findings.push(corrupt('qcow2', `field 'refcount_table_offset' (${refcountOffset}) is not cluster aligned`));
   if (l1Size * 8 > MAX_L1_BYTES) {
@@ -243,6 +248,12 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
     if (BigInt(l1Size) * l2Entries * cs < size) {
       findings.push(corrupt('qcow2', `field 'l1_size' (${l1Size}) is too small for the virtual size ${size}`));
     }
+  }
+  // Only a header that holds together is worth following into the file.
+  if (findings.length === before) {
+    await checkQcow2Tables(ctx, {
+      clusterBits, extendedL2: details.extendedL2 === true, l1Size, l1Offset, refcountOffset, refcountClusters, nbSnapshots, snapshotsOffset,
+    }, findings, details);
   }
 
   return done(virtualSize);

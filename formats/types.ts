@@ -27,6 +27,8 @@ export interface FormatReport {
   virtualSize: number | null;
   findings: Finding[];
   details: Record<string, unknown>;
+  /** Size of the image file in bytes (the reader's size). */
+  fileSize: number;
   /** Total bytes read through the caller's reader for this detection. */
   bytesRead: number;
   /** Other formats whose signatures also matched (e.g. 'gpt' for a raw disk, 'mbr' for a hybrid ISO). */

@@ -30,6 +30,29 @@ export function truncated(formatLabel: string, structure: string, need: number, 
 }
 
 /**
+ * A refusal for a structure that a header points to and that lies (partly) past the end of the
+ * file: the upload was cut short, or the header lies about where its data is.
+ */
+export function pastEnd(formatLabel: string, structure: string, offset: number | bigint, length: number | bigint, fileSize: number): Finding {
+  return refuse('image_truncated',
+    `${formatLabel} image is truncated: the ${structure} at offset ${offset} (${length} bytes) lies past the end of the file (${fileSize} bytes). ` +
+    'Check that the upload was complete (compare its size and checksum with the original) and upload it again.');
+}
+
+/** True when [offset, offset + length) lies inside a file of `fileSize` bytes. */
+export function within(offset: number | bigint, length: number | bigint, fileSize: number): boolean {
+  return BigInt(offset) >= 0n && BigInt(offset) + BigInt(length) <= BigInt(fileSize);
+}
+
+/**
+ * How much of one pointer table (L1, BAT, grain directory, block map) an inspector reads to check
+ * where its entries point, and how much of the second-level tables (L2, grain tables) it reads
+ * to check data clusters. Both stay well inside READ_BUDGET; what is beyond them is not checked.
+ */
+export const TABLE_READ_LIMIT = 1 * MiB;
+export const SECOND_LEVEL_READ_LIMIT = 1 * MiB;
+
+/**
  * u64 → number for sizes. Values past 2^53 lose precision but stay huge, which is
  * all the size policy needs to refuse them.
  */

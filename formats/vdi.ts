@@ -3,12 +3,36 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { bigToNumber, corrupt, MiB, refuse, truncated } from './util.js';
+import { readTable } from './tables.js';
+import { bigToNumber, corrupt, MiB, pastEnd, refuse, truncated, within } from './util.js';
 
 const SIGNATURE = 0xbeda107f;
 const HEADER = 0x1c8; // end of the v1.1 header fields we read
 const TYPES: Record<number, string> = { 1: 'dynamic', 2: 'fixed', 3: 'undo', 4: 'differencing' };
 const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vdi in.vdi out.vdi` (or VBoxManage clonemedium) and upload again.';
+
+const BLOCK_FREE = 0xffffffff;
+const BLOCK_ZERO = 0xfffffffe;
+
+/** The block map, and every block it lists, must lie inside the file (blocks are written whole). */
+async function checkBlockMap(ctx: ReadContext, offsetBmap: number, offsetData: number, blocks: number, blockSize: number, findings: Finding[], details: Record<string, unknown>): Promise<void> {
+  const size = ctx.size;
+  if (!within(offsetBmap, blocks * 4, size)) {
+    findings.push(pastEnd('VDI', 'block map', offsetBmap, blocks * 4, size));
+    return;
+  }
+  const map = await readTable(ctx, offsetBmap, blocks, 4);
+  for (let i = 0; i < map.entries; i++) {
+    const index = map.buf.readUInt32LE(i * 4);
+    if (index === BLOCK_FREE || index === BLOCK_ZERO) continue;
+    const at = offsetData + index * blockSize;
+    if (!within(at, blockSize, size)) {
+      findings.push(pastEnd('VDI', `block ${i} (stored as block ${index})`, at, blockSize, size));
+      return;
+    }
+  }
+  details.boundsChecked = { mapEntries: map.entries, mapComplete: map.complete };
+}
 
 async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const findings: Finding[] = [];
@@ -51,6 +75,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   if (offsetBmap % 512 !== 0 || offsetData % 512 !== 0) {
     findings.push(corrupt('VDI', `fields 'offset blocks'/'offset data' (${offsetBmap}/${offsetData}) are not sector aligned`));
   }
+  if (!findings.some((f) => f.code === 'corrupt_header')) await checkBlockMap(ctx, offsetBmap, offsetData, blocks, blockSize, findings, details);
   return { virtualSize, findings, details };
 }
 

@@ -4,7 +4,8 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { bigToNumber, corrupt, info, isPowerOfTwo, quote, refuse, truncated } from './util.js';
+import { readTable } from './tables.js';
+import { alignUp, bigToNumber, corrupt, info, isPowerOfTwo, pastEnd, quote, refuse, truncated, within } from './util.js';
 
 const COOKIE = Buffer.from('conectix', 'latin1');
 const SPARSE_COOKIE = Buffer.from('cxsparse', 'latin1');
@@ -28,6 +29,29 @@ async function footerAt(ctx: ReadContext, offset: number): Promise<Buffer | null
   return b.length >= 8 && b.subarray(0, 8).equals(COOKIE) ? b : null;
 }
 
+/**
+ * The block allocation table, and every block it lists (its sector bitmap and data), must lie
+ * inside the file: a dynamic disk grows a whole block at a time.
+ */
+async function checkBlockTable(ctx: ReadContext, tableOffset: bigint, entries: number, blockSize: number, findings: Finding[], details: Record<string, unknown>): Promise<void> {
+  const size = ctx.size;
+  if (!within(tableOffset, entries * 4, size)) {
+    findings.push(pastEnd('VHD', 'block allocation table', tableOffset, entries * 4, size));
+    return;
+  }
+  const blockBytes = alignUp(blockSize / 512 / 8, 512) + blockSize;
+  const bat = await readTable(ctx, tableOffset, entries, 4);
+  for (let i = 0; i < bat.entries; i++) {
+    const sector = bat.buf.readUInt32BE(i * 4);
+    if (sector === 0xffffffff) continue;
+    if (!within(sector * 512, blockBytes, size)) {
+      findings.push(pastEnd('VHD', `block ${i} (bitmap and data)`, sector * 512, blockBytes, size));
+      return;
+    }
+  }
+  details.boundsChecked = { batEntries: bat.entries, batComplete: bat.complete };
+}
+
 /** Checks the dynamic header of dynamic/differencing disks; returns parent info if any. */
 async function dynamicHeader(ctx: ReadContext, dataOffset: bigint, currentSize: bigint, findings: Finding[], details: Record<string, unknown>): Promise<void> {
   const h = await ctx.read(dataOffset, DYN_HEADER);
@@ -37,6 +61,7 @@ async function dynamicHeader(ctx: ReadContext, dataOffset: bigint, currentSize: 
       : corrupt('VHD', `no valid 'cxsparse' dynamic disk header at offset ${dataOffset}`));
     return;
   }
+  const tableOffset = h.readBigUInt64BE(16);
   const maxEntries = h.readUInt32BE(28);
   const blockSize = h.readUInt32BE(32);
   details.blockSize = blockSize;
@@ -45,6 +70,8 @@ async function dynamicHeader(ctx: ReadContext, dataOffset: bigint, currentSize: 
     findings.push(corrupt('VHD', `dynamic header field 'block size' is ${blockSize} (must be a power of two of at least 512)`));
   } else if (BigInt(maxEntries) * BigInt(blockSize) < currentSize) {
     findings.push(corrupt('VHD', `dynamic header field 'max table entries' (${maxEntries}) cannot cover the disk size ${currentSize}`));
+  } else {
+    await checkBlockTable(ctx, tableOffset, maxEntries, blockSize, findings, details);
   }
   // UTF-16BE; copy before swapping because read buffers are shared with the cache.
   const parentName = Buffer.from(h.subarray(64, 576)).swap16().toString('utf16le');

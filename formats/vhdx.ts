@@ -6,7 +6,8 @@ import { bytesToGuid, guidToBytes } from './guid.js';
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { bigToNumber, corrupt, KiB, quote, refuse } from './util.js';
+import { readTable } from './tables.js';
+import { bigToNumber, corrupt, isPowerOfTwo, KiB, MiB, pastEnd, quote, refuse, within } from './util.js';
 
 const SIGNATURE = Buffer.from('vhdxfile', 'latin1');
 const HEADER_OFFSETS = [64 * KiB, 128 * KiB];
@@ -29,6 +30,39 @@ const ITEM = {
 };
 const KNOWN_ITEMS = Object.values(ITEM);
 const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vhdx in.vhdx out.vhdx` and upload again.';
+
+const PAYLOAD_FULLY_PRESENT = 6;
+const PAYLOAD_PARTIALLY_PRESENT = 7;
+const SB_BLOCK_PRESENT = 6;
+const SECTOR_BITMAP_BLOCK = 1 * MiB;
+
+/**
+ * Every block the BAT lists as present (payload blocks and sector bitmap blocks) must lie inside
+ * the file: VHDX grows a whole block at a time. The BAT interleaves one sector bitmap entry after
+ * every `chunkRatio` payload entries.
+ */
+async function checkBat(ctx: ReadContext, bat: { offset: bigint; length: number }, virtualSize: bigint, blockSize: number, logicalSectorSize: number, findings: Finding[], details: Record<string, unknown>): Promise<void> {
+  const size = ctx.size;
+  const chunkRatio = (2 ** 23 * logicalSectorSize) / blockSize;
+  // Only the entries the disk uses: its payload blocks and their sector bitmap entries.
+  const dataBlocks = Number((virtualSize + BigInt(blockSize) - 1n) / BigInt(blockSize));
+  const used = Math.min(Math.floor(bat.length / 8), dataBlocks + Math.ceil(dataBlocks / chunkRatio));
+  const table = await readTable(ctx, bat.offset, used, 8);
+  for (let i = 0; i < table.entries; i++) {
+    const entry = table.buf.readBigUInt64LE(i * 8);
+    const state = Number(entry & 7n);
+    const at = (entry >> 20n) * BigInt(MiB);
+    const bitmap = (i + 1) % (chunkRatio + 1) === 0;
+    const present = bitmap ? state === SB_BLOCK_PRESENT : state === PAYLOAD_FULLY_PRESENT || state === PAYLOAD_PARTIALLY_PRESENT;
+    if (!present) continue;
+    const length = bitmap ? SECTOR_BITMAP_BLOCK : blockSize;
+    if (!within(at, length, size)) {
+      findings.push(pastEnd('VHDX', `${bitmap ? 'sector bitmap block' : 'payload block'} (BAT entry ${i})`, at, length, size));
+      return;
+    }
+  }
+  details.boundsChecked = { batEntries: table.entries, batComplete: table.complete };
+}
 
 interface MetaEntry { id: Buffer; offset: number; length: number; required: boolean }
 
@@ -107,6 +141,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
     return done(null);
   }
   let meta: { offset: bigint; length: number } | null = null;
+  let bat: { offset: bigint; length: number } | null = null;
   for (let i = 0; i < regionCount; i++) {
     const e = 16 + i * 32;
     const id = table.subarray(e, e + 16);
@@ -114,6 +149,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
     const length = table.readUInt32LE(e + 24);
     const required = (table.readUInt32LE(e + 28) & 1) === 1;
     if (id.equals(METADATA_REGION)) meta = { offset, length };
+    else if (id.equals(BAT_REGION)) bat = { offset, length };
     else if (!id.equals(BAT_REGION) && required) {
       findings.push(refuse('vhdx_unknown_required',
         `VHDX region table marks an unknown region {${bytesToGuid(id)}} as required, so PIR cannot read the image safely. ${CONVERT}`));
@@ -122,6 +158,12 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   if (!meta) {
     findings.push(corrupt('VHDX', 'the region table has no metadata region'));
     return done(null);
+  }
+  for (const [name, region] of [['metadata region', meta], ['BAT region', bat]] as const) {
+    if (region && !within(region.offset, region.length, ctx.size)) {
+      findings.push(pastEnd('VHDX', name, region.offset, region.length, ctx.size));
+      return done(null);
+    }
   }
 
   const mt = await ctx.read(meta.offset, Math.min(METADATA_TABLE_SIZE, meta.length));
@@ -184,6 +226,13 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   if (!vds) {
     if (!findings.some((f) => f.code === 'corrupt_header')) findings.push(corrupt('VHDX', 'the metadata has no Virtual Disk Size item'));
     return done(null);
+  }
+  const blockSize = params ? params.readUInt32LE(0) : 0;
+  const sectorSize = lss ? lss.readUInt32LE(0) : 0;
+  if (!bat) {
+    findings.push(corrupt('VHDX', 'the region table has no BAT region'));
+  } else if (isPowerOfTwo(blockSize) && blockSize >= MiB && blockSize <= 256 * MiB && (sectorSize === 512 || sectorSize === 4096)) {
+    await checkBat(ctx, bat, vds.readBigUInt64LE(0), blockSize, sectorSize, findings, details);
   }
   return done(bigToNumber(vds.readBigUInt64LE(0)));
 }

@@ -5,7 +5,8 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { bigToNumber, corrupt, isPowerOfTwo, MiB, quote, refuse, truncated } from './util.js';
+import { highestFirst, readTable } from './tables.js';
+import { bigToNumber, corrupt, isPowerOfTwo, MiB, pastEnd, quote, refuse, SECOND_LEVEL_READ_LIMIT, truncated, within } from './util.js';
 import { decodeDescriptor, namesPath, parseDescriptor } from './vmdk-descriptor.js';
 import type { VmdkDescriptor } from './vmdk-descriptor.js';
 
@@ -82,6 +83,65 @@ function describe(d: VmdkDescriptor): Record<string, unknown> {
   };
 }
 
+const FLAG_REDUNDANT_GD = 0x2;
+const FLAG_COMPRESSED = 0x10000;
+
+/**
+ * The grain directories (primary, and redundant when flagged), the grain tables they point to,
+ * and the grains of the grain tables nearest the end of the file must lie wholly inside the file.
+ * Compressed grains (stream-optimized) must start in it, and the last one's marker says how long
+ * it is, so that one must end in it too.
+ */
+async function checkGrainTables(ctx: ReadContext, hdr: Buffer, capacity: bigint, grain: bigint, gtes: number, findings: Finding[], details: Record<string, unknown>): Promise<void> {
+  const size = ctx.size;
+  const flags = hdr.readUInt32LE(8);
+  const rgdOffset = hdr.readBigUInt64LE(48) * 512n;
+  const gdOffset = hdr.readBigUInt64LE(56) * 512n;
+  const grainBytes = Number(grain) * 512;
+  const gdEntries = Number((capacity + grain * BigInt(gtes) - 1n) / (grain * BigInt(gtes)));
+  const gtBytes = gtes * 4;
+  const compressed = (flags & FLAG_COMPRESSED) !== 0;
+  const fail = (structure: string, offset: bigint, length: number): void => {
+    findings.push(pastEnd('VMDK', structure, offset, length, size));
+  };
+  if (!within(gdOffset, gdEntries * 4, size)) return fail('grain directory', gdOffset, gdEntries * 4);
+  if ((flags & FLAG_REDUNDANT_GD) !== 0 && !within(rgdOffset, gdEntries * 4, size)) return fail('redundant grain directory', rgdOffset, gdEntries * 4);
+  const gd = await readTable(ctx, gdOffset, gdEntries, 4);
+  const tables: bigint[] = [];
+  for (let i = 0; i < gd.entries; i++) {
+    const at = BigInt(gd.buf.readUInt32LE(i * 4)) * 512n;
+    if (at === 0n) continue;
+    if (!within(at, gtBytes, size)) return fail(`grain table (grain directory entry ${i})`, at, gtBytes);
+    tables.push(at);
+  }
+  let budget = SECOND_LEVEL_READ_LIMIT;
+  let read = 0;
+  let lastCompressed = -1n;
+  const ordered = highestFirst(tables);
+  for (const at of ordered) {
+    if (budget < gtBytes) break;
+    const gt = await readTable(ctx, at, gtes, 4, gtBytes);
+    budget -= gtBytes;
+    read++;
+    for (let i = 0; i < gt.entries; i++) {
+      const sector = gt.buf.readUInt32LE(i * 4);
+      if (sector <= 1) continue; // 0 unallocated, 1 zeroed grain
+      const off = BigInt(sector) * 512n;
+      if (compressed ? off >= BigInt(size) : !within(off, grainBytes, size)) {
+        return fail(`${compressed ? 'compressed ' : ''}grain (grain table at ${at}, entry ${i})`, off, compressed ? 1 : grainBytes);
+      }
+      if (compressed && off > lastCompressed) lastCompressed = off;
+    }
+  }
+  if (lastCompressed >= 0n) {
+    // Grain marker: u64 LBA, u32 compressed size, then the data.
+    const marker = await ctx.read(lastCompressed, 12);
+    const length = marker.length === 12 ? 12 + marker.readUInt32LE(8) : 12;
+    if (!within(lastCompressed, length, size)) return fail('last compressed grain', lastCompressed, length);
+  }
+  details.boundsChecked = { gdEntries: gd.entries, gdComplete: gd.complete, grainTables: ordered.length, grainTablesRead: read };
+}
+
 async function inspectText(ctx: ReadContext): Promise<ProbeResult> {
   const findings: Finding[] = [];
   if (ctx.size > MAX_DESCRIPTOR) {
@@ -145,13 +205,16 @@ async function inspectSparse(ctx: ReadContext): Promise<ProbeResult> {
   });
   const virtualSize = bigToNumber(capacity * 512n);
 
+  let tables = false; // header fields sound enough to follow into the grain tables
   if (capacity !== 0n) {
+    const before = findings.length;
     if (grain === 0n || grain > 0x200000n || !isPowerOfTwo(Number(grain))) {
       findings.push(corrupt('VMDK', `sparse header field 'grainSize' is ${grain} sectors (must be a power of two up to 2097152)`));
     }
     if (gtes === 0 || gtes > 512) {
       findings.push(corrupt('VMDK', `sparse header field 'numGTEsPerGT' is ${gtes} (must be 1 to 512)`));
     }
+    if (findings.length === before) tables = true;
   }
 
   if (descOffset === 0n || descSize === 0n) {
@@ -175,6 +238,7 @@ async function inspectSparse(ctx: ReadContext): Promise<ProbeResult> {
   }
   checkDescriptor(parsed.descriptor, true, capacity, findings);
   Object.assign(details, describe(parsed.descriptor));
+  if (tables) await checkGrainTables(ctx, hdr, capacity, grain, gtes, findings, details);
   return done(virtualSize === 0 ? bigToNumber(sizeOf(parsed.descriptor)) : virtualSize);
 }
 

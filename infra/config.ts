@@ -31,6 +31,8 @@ export interface PirConfig {
   /** Unpack limits: the largest unpacked output and the largest output/input ratio. */
   maxUnpackedSize: number;
   maxExpansionRatio: number;
+  /** Unpacked output below which the expansion ratio is not enforced (mostly-empty disks). */
+  unpackRatioFloor: number;
   kafkaBrokers: string[] | null;
   kafkaTopic: string;
   redisUrl: string | null;
@@ -190,6 +192,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     allowEncryptedImages: bool(env, 'PIR_ALLOW_ENCRYPTED_IMAGES', false),
     maxUnpackedSize: size(env, 'PIR_MAX_UNPACKED_SIZE', 2 ** 40),
     maxExpansionRatio: int(env, 'PIR_MAX_EXPANSION_RATIO', 200, 1, 1_000_000),
+    unpackRatioFloor: size(env, 'PIR_UNPACK_RATIO_FLOOR', 2 ** 30),
     kafkaBrokers: brokers(env),
     kafkaTopic: name(env, 'PIR_KAFKA_TOPIC', 'pir.image-events'),
     redisUrl: optionalUrl(env, 'PIR_REDIS_URL', ['redis:', 'rediss:']),

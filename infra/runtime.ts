@@ -87,7 +87,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
-      { maxOutputBytes: config.maxUnpackedSize, maxRatio: config.maxExpansionRatio },
+      { maxOutputBytes: config.maxUnpackedSize, maxRatio: config.maxExpansionRatio, ratioFloorBytes: config.unpackRatioFloor },
       { maxVirtualSize: config.maxVirtualSize, allowEncrypted: config.allowEncryptedImages },
     ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);

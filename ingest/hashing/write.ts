@@ -3,7 +3,7 @@
  * hash pool's threads, in the same pass, over the very same shared-memory slots the file write
  * reads. The main thread only copies incoming chunks into slots and posts messages.
  */
-import { close, constants, fdatasync, fstat, open, read, unlink, writev } from 'node:fs';
+import { close, constants, fdatasync, fstat, ftruncate, open, read, unlink, writev } from 'node:fs';
 import { HashPool, type HashSession, type Slot } from './pool.js';
 
 export interface HashedFile {
@@ -54,12 +54,21 @@ export interface WriteHashedFileOptions {
    * arrive and the final fdatasync is short. 0 = only the final one. Default 64 MiB.
    */
   flushEveryBytes?: number;
+  /**
+   * Leave all-zero blocks (`SPARSE_BLOCK`, aligned in the file) unwritten and set the final size
+   * with ftruncate, so runs of zeros become holes and cost no disk. The digests still cover every
+   * byte (zeros included). For outputs that are often mostly empty, e.g. decompressed raw disks.
+   */
+  sparse?: boolean;
 }
 
 const MiB = 1024 * 1024;
 const DEFAULT_FLUSH_EVERY = 64 * MiB;
 /** O_DIRECT offset/length/address alignment that satisfies 512 B and 4 KiB logical blocks. */
 const DIRECT_ALIGN = 4096;
+/** Granularity of hole detection in sparse mode; a multiple of DIRECT_ALIGN and of common fs blocks. */
+export const SPARSE_BLOCK = 64 * 1024;
+const ZEROS = Buffer.alloc(SPARSE_BLOCK);
 
 // ---------------------------------------------------------------- small promise wrappers on raw fds
 
@@ -93,6 +102,9 @@ function closeFd(fd: number): Promise<void> {
 function syncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
+function truncateFd(fd: number, size: number): Promise<void> {
+  return new Promise((resolve, reject) => ftruncate(fd, size, (err) => (err ? reject(err) : resolve())));
+}
 function removeQuietly(path: string): Promise<void> {
   return new Promise((resolve) => unlink(path, () => resolve()));
 }
@@ -113,16 +125,30 @@ function writevAll(fd: number, views: Uint8Array[], position: number, cb: (err: 
 /** Most slots one writev takes. */
 const MAX_BATCH = 8;
 
+/** Bytes of a slot to write at file offset `at`; `last` = the slot's final piece (then it is done). */
+interface Piece {
+  slot: Slot;
+  view: Uint8Array;
+  at: number;
+  last: boolean;
+}
+
+/** True when `view` (at most SPARSE_BLOCK bytes) holds only zeros; memcmp stops at the first non-zero byte. */
+function isZeroBlock(view: Uint8Array): boolean {
+  return Buffer.from(view.buffer, view.byteOffset, view.byteLength).equals(view.byteLength === SPARSE_BLOCK ? ZEROS : ZEROS.subarray(0, view.byteLength));
+}
+
 /**
  * Writes slots to the file in order, one write in flight at a time (concurrent writes to one
- * file only contend for its inode lock); slots queued meanwhile go out together in one writev.
- * Full, page-aligned slots go through the O_DIRECT descriptor when there is one.
+ * file only contend for its inode lock); pieces queued meanwhile that continue one another go
+ * out together in one writev. Full, page-aligned pieces go through the O_DIRECT descriptor when
+ * there is one. In sparse mode a slot is cut into its non-zero SPARSE_BLOCK runs and all-zero
+ * blocks are skipped (left as holes).
  */
 class SlotWriter {
   failure: NodeJS.ErrnoException | null = null;
-  private readonly queue: { slot: Slot; n: number }[] = [];
+  private readonly queue: Piece[] = [];
   private busy = false;
-  private position = 0;
   private directOk: boolean;
 
   constructor(
@@ -132,38 +158,75 @@ class SlotWriter {
     private readonly done: (slot: Slot) => void,
     /** bytes up to `end` have been written through the page cache */
     private readonly buffered: (end: number) => void,
+    private readonly sparse: boolean,
   ) {
     this.directOk = directFd >= 0;
   }
 
-  push(slot: Slot, n: number): void {
-    this.queue.push({ slot, n });
+  /** Queues the first `n` bytes of `slot`, which belong at file offset `at`. */
+  push(slot: Slot, n: number, at: number): void {
+    if (!this.sparse) {
+      this.queue.push({ slot, view: n === slot.view.length ? slot.view : slot.view.subarray(0, n), at, last: true });
+    } else {
+      const pieces = this.dataRuns(slot, n, at);
+      if (pieces.length === 0) {
+        this.done(slot); // all zeros: nothing to write
+        return;
+      }
+      pieces[pieces.length - 1]!.last = true;
+      this.queue.push(...pieces);
+    }
     if (!this.busy) this.pump();
   }
 
-  private isDirect(slot: Slot, n: number): boolean {
-    return this.directOk && slot.aligned && n % DIRECT_ALIGN === 0;
+  /** The runs of `slot` that are not all zeros, in SPARSE_BLOCK units aligned to the file offset. */
+  private dataRuns(slot: Slot, n: number, at: number): Piece[] {
+    const pieces: Piece[] = [];
+    let runStart = -1;
+    let off = 0;
+    while (off < n) {
+      // Blocks are aligned in the file, so a hole always covers whole file-system blocks.
+      const end = Math.min(n, off + SPARSE_BLOCK - ((at + off) % SPARSE_BLOCK));
+      const zero = isZeroBlock(slot.view.subarray(off, end));
+      if (!zero && runStart < 0) runStart = off;
+      if (zero && runStart >= 0) {
+        pieces.push({ slot, view: slot.view.subarray(runStart, off), at: at + runStart, last: false });
+        runStart = -1;
+      }
+      off = end;
+    }
+    if (runStart >= 0) pieces.push({ slot, view: slot.view.subarray(runStart, n), at: at + runStart, last: false });
+    return pieces;
+  }
+
+  private isDirect(p: Piece): boolean {
+    return this.directOk && p.slot.aligned && p.at % DIRECT_ALIGN === 0 && p.view.byteLength % DIRECT_ALIGN === 0
+      && (p.view.byteOffset - p.slot.view.byteOffset) % DIRECT_ALIGN === 0;
   }
 
   private pump(): void {
     if (this.failure) {
-      for (const q of this.queue.splice(0)) this.done(q.slot);
+      for (const q of this.queue.splice(0)) if (q.last) this.done(q.slot);
       return;
     }
-    const direct = this.isDirect(this.queue[0]!.slot, this.queue[0]!.n);
+    const first = this.queue[0]!;
+    const direct = this.isDirect(first);
     let k = 1;
-    while (k < this.queue.length && k < MAX_BATCH && this.isDirect(this.queue[k]!.slot, this.queue[k]!.n) === direct) k++;
+    let next = first.at + first.view.byteLength;
+    while (k < this.queue.length && k < MAX_BATCH && this.queue[k]!.at === next && this.isDirect(this.queue[k]!) === direct) {
+      next += this.queue[k]!.view.byteLength;
+      k++;
+    }
     const batch = this.queue.splice(0, k);
-    const views = batch.map((q) => (q.n === q.slot.view.length ? q.slot.view : q.slot.view.subarray(0, q.n)));
-    const at = this.position;
-    const bytes = batch.reduce((a, q) => a + q.n, 0);
+    const views = batch.map((q) => q.view);
+    const at = first.at;
+    const end = next;
     this.busy = true;
     const finish = (err: NodeJS.ErrnoException | null): void => {
       this.busy = false;
-      this.position = at + bytes;
       if (err) this.failure ??= err;
-      else if (!direct) this.buffered(this.position);
-      for (const q of batch) this.done(q.slot);
+      else if (!direct) this.buffered(end);
+      for (const q of batch) if (q.last) this.done(q.slot);
       if (this.queue.length) this.pump();
     };
     writevAll(direct ? this.directFd : this.fd, views, at, (err) => {
@@ -300,10 +363,11 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
       (end) => {
         if (flushEvery > 0 && flushing === null && end - flushedTo >= flushEvery) flush(end);
       },
+      opts.sparse ?? false,
     );
     const dispatch = (slot: Slot, n: number): void => {
       s.submit(slot, n, 1);
-      writer.push(slot, n);
+      writer.push(slot, n, position);
       position += n;
     };
     const failed = (): Error | null => writer.failure ?? failure;
@@ -354,6 +418,8 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
     const f = failed() ?? s.error;
     if (f) throw f;
     signal?.throwIfAborted();
+    // Skipped zeros at the end leave the file short: its size is what was submitted.
+    if (opts.sparse) await truncateFd(fd, position);
     const ending = s;
     session = null; // ends now
     const [{ md5, sha512 }] = await Promise.all([ending.digests(), syncFd(fd)]);

@@ -13,7 +13,7 @@ import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
 import { waitForEmptyStaging } from './upload-matrix.js';
 import {
-  buildCompressedFixtures, buildGoodFixtures, buildGoodOva, buildHostileFixtures, LIMITS, MiB,
+  buildCompressedFixtures, buildGoodFixtures, buildGoodOva, buildHostileFixtures, buildMostlyEmptyFixtures, LIMITS, MiB,
   type ActiveExpectation, type Fixture, type KilledExpectation,
 } from './hostile-images.js';
 
@@ -44,12 +44,13 @@ describe('formats through the whole pipeline (pir serve)', () => {
       PIR_MAX_VIRTUAL_SIZE: `${LIMITS.maxVirtualSize / 2 ** 40}TiB`,
       PIR_MAX_UNPACKED_SIZE: `${LIMITS.maxUnpackedSize / MiB}MiB`,
       PIR_MAX_EXPANSION_RATIO: String(LIMITS.maxExpansionRatio),
+      PIR_UNPACK_RATIO_FLOOR: `${LIMITS.unpackRatioFloor / MiB}MiB`,
     }, testLogDir('formats-pipeline'), `serve-${port}`);
     const fixtures = dir;
     const built = (async () => {
       const g = await buildGoodFixtures(fixtures);
-      const [c, o, h] = await Promise.all([buildCompressedFixtures(fixtures, g.qcow2), buildGoodOva(fixtures, g.streamVmdk), buildHostileFixtures(fixtures, g.streamVmdk)]);
-      return { g: g.fixtures, c, o, h };
+      const [c, e, o, h] = await Promise.all([buildCompressedFixtures(fixtures, g.qcow2), buildMostlyEmptyFixtures(fixtures), buildGoodOva(fixtures, g.streamVmdk), buildHostileFixtures(fixtures, g.streamVmdk, g.qcow2)]);
+      return { g: g.fixtures, c: [...c, ...e], o, h };
     })();
     const [server, sets] = await Promise.allSettled([started, built]);
     if (server.status === 'fulfilled') pir = server.value;
@@ -105,8 +106,10 @@ describe('formats through the whole pipeline (pir serve)', () => {
   async function expectKilled(f: Fixture): Promise<void> {
     const e = f.expect as KilledExpectation;
     const created = await client.createImage({ name: f.label, disk_format: f.disk_format, container_format: f.container_format });
+    const started = Date.now();
     const response = await client.putData(created.id, f.path);
     assert.equal(response.status, 400, `${f.label}: ${response.status} ${JSON.stringify(response.body)}`);
+    if (e.withinSeconds) assert.ok(Date.now() - started < e.withinSeconds * 1000, `refused after ${Date.now() - started} ms`);
     const error = response.body.error;
     assert.deepEqual({ code: error.code, error_code: error.error_code }, { code: 400, error_code: e.code }, error.message);
     assert.match(error.message, e.message);
@@ -133,7 +136,7 @@ describe('formats through the whole pipeline (pir serve)', () => {
     await each(t, good, expectActive);
   });
 
-  it('unpacks gzip, xz, zstd and bzip2-compressed qcow2 (container_format compressed)', { concurrency: true }, async (t) => {
+  it('unpacks gzip, xz, zstd and bzip2-compressed qcow2, and mostly-empty raw disks as gzip, xz, zstd, multi-member gzip and zip (container_format compressed)', { concurrency: true }, async (t) => {
     await each(t, compressed, expectActive);
   });
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { convertImage, makeImage, makeLuksImage, qemuInfo } from '../support/images.js';
 import { differencingVhd, differencingVhdx, editVhdFooters, gptDisk, isoImage, mbrSector, patched } from '../unit/formats/craft.js';
-import { compressCli, makeOva, makeOvf, makeTar, type TarMember } from '../unit/unpack/helpers.js';
+import { compressCli, makeOva, makeOvf, makeTar, makeZip, mostlyEmptyDisk, type TarMember } from '../unit/unpack/helpers.js';
 
 const KiB = 1024;
 export const MiB = 2 ** 20;
@@ -26,6 +26,8 @@ export const LIMITS = {
   maxVirtualSize: TiB,
   maxUnpackedSize: 128 * MiB,
   maxExpansionRatio: 100,
+  /** PIR_UNPACK_RATIO_FLOOR: below PIR_MAX_UNPACKED_SIZE, so bombs meet the ratio before the size limit. */
+  unpackRatioFloor: 64 * MiB,
 } as const;
 
 export interface ActiveExpectation {
@@ -53,6 +55,8 @@ export interface KilledExpectation {
   code: string;
   /** What the message (API error and pir_failure) must name. */
   message: RegExp;
+  /** The upload must be answered (refused) within this many seconds. */
+  withinSeconds?: number;
 }
 
 export interface Fixture {
@@ -119,10 +123,6 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
   const mbrDisk = Buffer.alloc(4 * MiB);
   mbrSector([{ status: 0x80, type: 0x83, lba: 2048, sectors: 4 * 2048 }], mbrDisk.subarray(0, 512));
   await writeFile(mbr, mbrDisk);
-  const empty = join(dir, 'zero-bytes.raw');
-  await writeFile(empty, Buffer.alloc(0));
-  const oneByte = join(dir, 'one-byte.raw');
-  await writeFile(oneByte, Buffer.from([0x51]));
 
   const fixtures = await Promise.all([
     active('raw (sparse, 16 MiB)', source, 'raw', 'raw'),
@@ -142,8 +142,6 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
     active('iso 9660 (hand-built)', iso, 'iso', 'raw'),
     active('raw with GPT (hand-built)', gpt, 'raw', 'raw'),
     active('raw with MBR (hand-built)', mbr, 'raw', 'raw'),
-    active('zero-byte file as raw', empty, 'raw', 'raw'),
-    active('one-byte file as raw', oneByte, 'raw', 'raw', { note: 'qemu-img rounds a raw file up to whole 512-byte sectors; PIR, like Glance, reports the byte size' }),
   ]);
   return { fixtures, streamVmdk, qcow2 };
 }
@@ -163,6 +161,39 @@ export async function buildCompressedFixtures(dir: string, qcow2: string): Promi
       disk_format: 'qcow2',
       container_format: 'compressed',
       expect: { ...(base.expect as ActiveExpectation), uploadedSha512: createHash('sha512').update(packed).digest('hex'), properties: { pir_uploaded_codec: codec } },
+    });
+  }
+  return out;
+}
+
+/**
+ * A 16 MiB raw disk holding an MBR and little else (a fresh cloud image), compressed to ~16 KiB
+ * with gzip, xz, zstd, as a multi-member gzip and as a single-member zip: far past any ratio
+ * limit, but under the ratio floor, so each becomes active as the raw disk.
+ */
+export async function buildMostlyEmptyFixtures(dir: string): Promise<Fixture[]> {
+  const disk = mostlyEmptyDisk(16 * MiB);
+  const raw = join(dir, 'mostly-empty.raw');
+  await writeFile(raw, disk);
+  const base = (await active('raw', raw, 'raw', 'raw')).expect as ActiveExpectation;
+  const quarter = disk.length / 4;
+  const packs: Array<[string, string, Buffer]> = [
+    ['gzip', 'gzip', compressCli('gzip', disk)],
+    ['xz', 'xz', compressCli('xz', disk)],
+    ['zstd', 'zstd', compressCli('zstd', disk)],
+    ['multi-member gzip', 'gzip', Buffer.concat([0, 1, 2, 3].map((i) => zlib.gzipSync(disk.subarray(i * quarter, (i + 1) * quarter))))],
+    ['single-member zip', 'zip', makeZip([{ name: 'disk.raw', data: disk }])],
+  ];
+  const out: Fixture[] = [];
+  for (const [label, codec, packed] of packs) {
+    const path = join(dir, `mostly-empty.raw.${label.replace(/\W+/g, '-')}`);
+    await writeFile(path, packed);
+    out.push({
+      label: `16 MiB mostly-empty raw disk, ${label} (${(packed.length / KiB).toFixed(1)} KiB)`,
+      path,
+      disk_format: 'raw',
+      container_format: 'compressed',
+      expect: { ...base, uploadedSha512: createHash('sha512').update(packed).digest('hex'), properties: { pir_uploaded_codec: codec } },
     });
   }
   return out;
@@ -204,7 +235,7 @@ function gzipBomb(members: number, memberBytes: number, noiseBytes = 0): Buffer 
   return Buffer.concat(Array.from({ length: members }, () => member));
 }
 
-export async function buildHostileFixtures(dir: string, streamVmdk: string): Promise<Fixture[]> {
+export async function buildHostileFixtures(dir: string, streamVmdk: string, qcow2: string): Promise<Fixture[]> {
   const file = async (name: string, data: Buffer | string): Promise<string> => {
     const path = join(dir, name);
     await writeFile(path, data);
@@ -218,8 +249,8 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string): Pro
   const backing = await makeImage(dir, 'qcow2', { name: 'backing.qcow2', size: '16M', backing: '/etc/passwd', backingFormat: 'raw', unsafe: true });
   out.push(killed('qcow2 with backing file /etc/passwd', backing, 'qcow2', I, 'qcow2_backing_file', /backing file.*\/etc\/passwd/));
   const dataFile = join(dir, 'external-data.raw');
-  const withData = await makeImage(dir, 'qcow2', { name: 'data-file.qcow2', size: '16M', options: { data_file: dataFile } });
-  out.push(killed('qcow2 with external data file', withData, 'qcow2', I, 'qcow2_data_file', new RegExp(`data file.*${dataFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`)));
+  const withDataFile = await makeImage(dir, 'qcow2', { name: 'data-file.qcow2', size: '16M', options: { data_file: dataFile } });
+  out.push(killed('qcow2 with external data file', withDataFile, 'qcow2', I, 'qcow2_data_file', new RegExp(`data file.*${dataFile.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`)));
   const clean = await readFile(await makeImage(dir, 'qcow2', { name: 'clean.qcow2', size: '16M', options: { compat: '1.1' } }));
   out.push(killed('qcow2 with unknown incompatible feature bit', await file('unknown-feature.qcow2', patched(clean, 79, (b) => { b[0]! |= 0x20; })), 'qcow2', I, 'qcow2_unknown_features', /incompatible_features.*bit\(s\) 5/));
   const huge = await makeImage(dir, 'qcow2', { name: 'huge.qcow2', size: '2T' });
@@ -269,8 +300,16 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string): Pro
   out.push(killed('raw with a corrupted GPT header (bad CRC)', await file('corrupted-gpt.raw', gptBad), 'raw', I, 'gpt_invalid', /GPT/));
 
   // --- zero- and one-byte files declared as something they cannot be
-  out.push(killed('zero-byte file as qcow2', await file('zero-bytes.qcow2', Buffer.alloc(0)), 'qcow2', I, 'format_mismatch', /declared as disk_format 'qcow2'/));
+  out.push(killed('zero-byte file as qcow2', await file('zero-bytes.qcow2', Buffer.alloc(0)), 'qcow2', I, 'empty_image', /0 bytes/));
+  out.push(killed('zero-byte file as raw', await file('zero-bytes.raw', Buffer.alloc(0)), 'raw', I, 'empty_image', /0 bytes/));
+  out.push(killed('zero-byte upload, container compressed', await file('zero-bytes.gz', Buffer.alloc(0)), 'raw', I, 'empty_image', /0 bytes/, 'compressed'));
+  out.push(killed('1000-byte file as raw (not whole sectors)', await file('1000-bytes.raw', Buffer.alloc(1000, 0x51)), 'raw', I, 'raw_partial_sector', /1000 bytes long, which is not a whole number of 512-byte sectors/));
   out.push(killed('one-byte file as vmdk', await file('one-byte.vmdk', Buffer.from([0x4b])), 'vmdk', I, 'format_mismatch', /declared as disk_format 'vmdk'/));
+
+  // --- truncated images: tables or data past the end of the file
+  const withData = await readFile(qcow2);
+  out.push(killed('qcow2 cut in half (data clusters past the end)', await file('half.qcow2', withData.subarray(0, withData.length >> 1)), 'qcow2', I, 'image_truncated', /truncated: the data cluster .* lies past the end of the file/));
+  out.push(killed('qcow2 cut after its header (L1 table past the end)', await file('header-only.qcow2', withData.subarray(0, 4096)), 'qcow2', I, 'image_truncated', /L1 table/));
 
   // --- hostile OVAs
   const disk = await readFile(streamVmdk);
@@ -284,6 +323,12 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string): Pro
   // --- decompression bombs
   const bomb = gzipBomb(64, 64 * MiB); // 4 GiB of zeros in ~4 MiB (~1030:1)
   out.push(killed(`gzip bomb (4 GiB of zeros in ${(bomb.length / MiB).toFixed(1)} MiB)`, await file('bomb.qcow2.gz', bomb), 'qcow2', U, 'expansion_ratio', new RegExp(`${LIMITS.maxExpansionRatio}:1`), 'compressed'));
+  const bomb12 = gzipBomb(192, 64 * MiB); // 12 GiB of zeros in ~12 MiB
+  out.push({ ...killed(`gzip of 12 GiB of zeros (${(bomb12.length / MiB).toFixed(1)} MiB)`, await file('bomb12.raw.gz', bomb12), 'raw', U, 'expansion_ratio', /beyond the first 64 MiB/, 'compressed'), expect: { status: 'killed', stage: U, code: 'expansion_ratio', message: /beyond the first 64 MiB/, withinSeconds: 30 } });
+  const zstdFrame = compressCli('zstd', Buffer.alloc(64 * MiB));
+  const zstdBomb = Buffer.concat(Array.from({ length: 192 }, () => zstdFrame)); // 12 GiB of zeros in ~400 KiB
+  out.push({ ...killed(`zstd of 12 GiB of zeros (${(zstdBomb.length / KiB).toFixed(0)} KiB)`, await file('bomb12.raw.zst', zstdBomb), 'raw', U, 'expansion_ratio', /beyond the first 64 MiB/, 'compressed'), expect: { status: 'killed', stage: U, code: 'expansion_ratio', message: /beyond the first 64 MiB/, withinSeconds: 30 } });
+  out.push(killed('gzip inside gzip', await file('nested.raw.gz.gz', zlib.gzipSync(zlib.gzipSync(withData))), 'qcow2', U, 'format_mismatch', /gzip-compressed again/, 'compressed'));
   const wide = gzipBomb(160, MiB, 16 * KiB); // 160 MiB at ~60:1: under the ratio limit, over the size limit
   out.push(killed(`gzip stream over PIR_MAX_UNPACKED_SIZE (160 MiB in ${(wide.length / MiB).toFixed(1)} MiB)`, await file('wide.raw.gz', wide), 'raw', U, 'decompressed_too_large', new RegExp(`${LIMITS.maxUnpackedSize / MiB} MiB`), 'compressed'));
 

@@ -13,12 +13,13 @@
  * - `maxRatio`: decompressed bytes / compressed bytes consumed so far, once the output passed a
  *   small grace (`ratioGraceBytes`, 1 MiB) so tiny inputs are not refused for a high ratio.
  * Both refusals stop the decompressor at once, so a gzip bomb (10 MiB → 10 GiB of zeros) costs
- * a few hundred KiB of reading and a few MiB of output.
+ * the reading and output up to the grace (the unpack stage's ratio floor, 1 GiB by default,
+ * written as holes) and no more.
  */
 import { spawn } from 'node:child_process';
 import { pipeline, Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import type { CompressionCodec } from './detect-codec.js';
+import type { StreamCodec } from './detect-codec.js';
 import { formatBytes, sanitizeForMessage, UnpackRefusedError } from './errors.js';
 
 export interface DecompressLimits {
@@ -29,7 +30,11 @@ export interface DecompressLimits {
 }
 
 export interface DecompressOptions extends DecompressLimits {
-  /** Output allowed before the ratio is enforced. Default 1 MiB. */
+  /**
+   * Output allowed before the ratio is enforced (the "ratio floor"). Default 1 MiB here; the
+   * unpack stage passes its configured floor (PIR_UNPACK_RATIO_FLOOR, 1 GiB by default), so a
+   * mostly-empty disk smaller than the floor is never taken for a bomb.
+   */
   ratioGraceBytes?: number;
   /**
    * The denominator of the ratio: defaults to the bytes this decompressor pulled from `source`.
@@ -48,7 +53,7 @@ export interface DecompressOptions extends DecompressLimits {
 
 export const DEFAULT_RATIO_GRACE_BYTES = 1024 * 1024;
 export const DEFAULT_DECODER_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024;
-const GZIP_CHUNK_BYTES = 128 * 1024;
+const ZLIB_CHUNK_BYTES = 128 * 1024;
 const STDERR_KEEP_CHARS = 16 * 1024;
 
 /**
@@ -109,15 +114,40 @@ export function tooLargeError(what: string, limit: number): UnpackRefusedError {
   );
 }
 
-function ratioError(what: string, maxRatio: number, out: number, input: number): UnpackRefusedError {
+function ratioError(what: string, maxRatio: number, out: number, input: number, floor: number): UnpackRefusedError {
   return new UnpackRefusedError(
     'expansion_ratio',
     `Unpacking ${what} was stopped: it expanded to ${formatBytes(out)} from only ${formatBytes(input)} of upload, ` +
-      `more than the allowed ${maxRatio}:1 ratio, which is how decompression bombs look. ` +
+      `more than the allowed ${maxRatio}:1 ratio beyond the first ${formatBytes(floor)}, which is how decompression bombs look. ` +
       'If this is a genuine but mostly empty disk, convert it to a sparse-aware format ' +
       '(`qemu-img convert -O qcow2 disk.raw disk.qcow2`) and upload that uncompressed, ' +
-      'or ask the operator to raise the expansion-ratio limit.',
+      'or ask the operator to raise the expansion-ratio limit or its floor (PIR_MAX_EXPANSION_RATIO, PIR_UNPACK_RATIO_FLOOR).',
   );
+}
+
+/**
+ * Passes `raw` on, refusing once the output exceeds `maxOutputBytes`, or `maxRatio` × the input
+ * consumed so far after the first `ratioGraceBytes` of output. Checked before each chunk is
+ * handed on, so a bomb is stopped before its excess reaches the consumer.
+ */
+export async function* limitOutput(
+  raw: AsyncIterable<Uint8Array>,
+  opts: DecompressOptions,
+  inputBytes: () => number,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const what = opts.what ?? 'the upload';
+  const grace = opts.ratioGraceBytes ?? DEFAULT_RATIO_GRACE_BYTES;
+  let out = 0;
+  for await (const chunk of raw) {
+    out += chunk.length;
+    if (out > opts.maxOutputBytes) throw tooLargeError(what, opts.maxOutputBytes);
+    if (out > grace) {
+      const input = Math.max(1, inputBytes());
+      if (out > opts.maxRatio * input) throw ratioError(what, opts.maxRatio, out, input, grace);
+    }
+    opts.signal?.throwIfAborted();
+    yield chunk;
+  }
 }
 
 /**
@@ -127,27 +157,24 @@ function ratioError(what: string, maxRatio: number, out: number, input: number):
  */
 export async function* decompress(
   source: AsyncIterable<Uint8Array>,
-  codec: CompressionCodec,
+  codec: StreamCodec,
   opts: DecompressOptions,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   checkLimits(opts);
   opts.signal?.throwIfAborted();
   const what = opts.what ?? 'the upload';
-  const grace = opts.ratioGraceBytes ?? DEFAULT_RATIO_GRACE_BYTES;
   const counted = new CountingSource(source);
-  const inputBytes = opts.inputBytes ?? (() => counted.bytes);
-  const raw = codec === 'gzip' ? gunzip(counted, opts, what) : viaTool(codec, counted, opts, what);
-  let out = 0;
-  for await (const chunk of raw) {
-    out += chunk.length;
-    if (out > opts.maxOutputBytes) throw tooLargeError(what, opts.maxOutputBytes);
-    if (out > grace) {
-      const input = Math.max(1, inputBytes());
-      if (out > opts.maxRatio * input) throw ratioError(what, opts.maxRatio, out, input);
-    }
-    opts.signal?.throwIfAborted();
-    yield chunk;
-  }
+  const raw = codec === 'gzip' ? viaZlib(zlib.createGunzip({ chunkSize: ZLIB_CHUNK_BYTES }), 'gzip', counted, opts, what) : viaTool(codec, counted, opts, what);
+  yield* limitOutput(raw, opts, opts.inputBytes ?? (() => counted.bytes));
+}
+
+/** Raw deflate (a zip member's data), with the same limits as decompress(). */
+export async function* inflateRaw(source: AsyncIterable<Uint8Array>, opts: DecompressOptions): AsyncGenerator<Uint8Array, void, undefined> {
+  checkLimits(opts);
+  opts.signal?.throwIfAborted();
+  const counted = new CountingSource(source);
+  const raw = viaZlib(zlib.createInflateRaw({ chunkSize: ZLIB_CHUNK_BYTES }), 'zip', counted, opts, opts.what ?? 'the upload');
+  yield* limitOutput(raw, opts, opts.inputBytes ?? (() => counted.bytes));
 }
 
 function corrupt(codec: string, what: string, detail: string): UnpackRefusedError {
@@ -155,7 +182,7 @@ function corrupt(codec: string, what: string, detail: string): UnpackRefusedErro
     'corrupt_archive',
     `The ${codec} data of ${what} is corrupt or truncated (${sanitizeForMessage(detail) || 'no detail'}). ` +
       'Check that the upload completed and that the file decompresses locally (e.g. `' +
-      `${codec === 'gzip' ? 'gzip -t' : `${codec} -t`} FILE\`), then upload it again.`,
+      `${codec === 'zip' ? 'unzip -t' : `${codec} -t`} FILE\`), then upload it again.`,
   );
 }
 
@@ -164,8 +191,7 @@ function isZlibDataError(error: unknown): error is Error & { code: string } {
   return typeof code === 'string' && code.startsWith('Z_') && code !== 'Z_MEM_ERROR';
 }
 
-async function* gunzip(src: CountingSource, opts: DecompressOptions, what: string): AsyncGenerator<Uint8Array, void, undefined> {
-  const z = zlib.createGunzip({ chunkSize: GZIP_CHUNK_BYTES });
+async function* viaZlib(z: zlib.Gunzip | zlib.InflateRaw, codec: string, src: CountingSource, opts: DecompressOptions, what: string): AsyncGenerator<Uint8Array, void, undefined> {
   const input = Readable.from(src, { highWaterMark: 1 });
   const onAbort = () => {
     const reason: unknown = opts.signal?.reason;
@@ -180,7 +206,7 @@ async function* gunzip(src: CountingSource, opts: DecompressOptions, what: strin
   } catch (error) {
     if (src.failed) throw src.error;
     if (opts.signal?.aborted) throw opts.signal.reason;
-    if (isZlibDataError(error)) throw corrupt('gzip', what, error.message);
+    if (isZlibDataError(error)) throw corrupt(codec, what, error.message);
     throw error;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
@@ -191,7 +217,7 @@ async function* gunzip(src: CountingSource, opts: DecompressOptions, what: strin
   opts.signal?.throwIfAborted();
 }
 
-function toolCommand(codec: Exclude<CompressionCodec, 'gzip'>, memLimit: number): [string, string[]] {
+function toolCommand(codec: Exclude<StreamCodec, 'gzip'>, memLimit: number): [string, string[]] {
   const mib = Math.max(1, Math.floor(memLimit / (1024 * 1024)));
   switch (codec) {
     case 'xz':
@@ -207,7 +233,7 @@ const MEMORY_LIMIT_PATTERNS = [/memory usage limit/i, /requires too much memory/
 const OUT_OF_MEMORY_PATTERNS = [/cannot allocate memory/i, /out of memory/i, /memory allocation failed/i];
 
 async function* viaTool(
-  codec: Exclude<CompressionCodec, 'gzip'>,
+  codec: Exclude<StreamCodec, 'gzip'>,
   src: CountingSource,
   opts: DecompressOptions,
   what: string,

@@ -5,13 +5,17 @@
  * - xz:    fd 37 7a 58 5a 00
  * - zstd:  28 b5 2f fd
  * - bzip2: 'BZh' followed by the block-size digit '1'..'9'
+ * - zip:   'PK\x03\x04' (a local file header) or 'PK\x05\x06' (the end record of an empty zip)
  * - tar:   'ustar' at offset 257 (POSIX "ustar\0" + "00", or GNU "ustar  \0")
  * - anything else: 'none' (a disk image, or something the later inspect stage will judge)
  */
 import { open } from 'node:fs/promises';
 
-export type SniffedCodec = 'none' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'tar';
-export type CompressionCodec = 'gzip' | 'xz' | 'zstd' | 'bzip2';
+export type SniffedCodec = 'none' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'zip' | 'tar';
+/** Single-stream codecs: decompress() decodes these front to back. */
+export type StreamCodec = 'gzip' | 'xz' | 'zstd' | 'bzip2';
+/** Everything unpack undoes as one layer; a zip is read through its central directory (zip.ts). */
+export type CompressionCodec = StreamCodec | 'zip';
 
 /** How many leading bytes `detectCodec` needs to see (a full tar header). */
 export const SNIFF_BYTES = 512;
@@ -19,6 +23,8 @@ export const SNIFF_BYTES = 512;
 const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72]; // "ustar"
+const ZIP_LOCAL = [0x50, 0x4b, 0x03, 0x04];
+const ZIP_EMPTY = [0x50, 0x4b, 0x05, 0x06];
 
 function startsWith(head: Uint8Array, magic: readonly number[], offset = 0): boolean {
   if (head.length < offset + magic.length) return false;
@@ -43,12 +49,13 @@ export function detectCodec(head: Uint8Array): SniffedCodec {
   if (head.length >= 4 && head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68 && head[3]! >= 0x31 && head[3]! <= 0x39) {
     return 'bzip2';
   }
+  if (startsWith(head, ZIP_LOCAL) || startsWith(head, ZIP_EMPTY)) return 'zip';
   if (looksLikeTar(head)) return 'tar';
   return 'none';
 }
 
 export function isCompression(codec: SniffedCodec): codec is CompressionCodec {
-  return codec === 'gzip' || codec === 'xz' || codec === 'zstd' || codec === 'bzip2';
+  return codec === 'gzip' || codec === 'xz' || codec === 'zstd' || codec === 'bzip2' || codec === 'zip';
 }
 
 /** Read up to `SNIFF_BYTES` from the start of a file. */

@@ -14,10 +14,12 @@ export type UnpackRefusalCode =
   | 'expansion_ratio'
   /** a compressed stream or tar archive is corrupt or truncated */
   | 'corrupt_archive'
-  /** a well-formed archive using a feature we do not accept (sparse tar, chunked OVF file, huge decoder window…) */
+  /** a well-formed archive using a feature we do not accept (sparse tar, chunked OVF file, huge decoder window, zip with several members or encryption…) */
   | 'unsupported_archive'
   /** a tar member that could be dangerous if extracted: traversal, absolute path, link, device, duplicate… */
   | 'unsafe_archive'
+  /** after one layer of decompression the data is compressed again (gzip in gzip…), not a disk */
+  | 'format_mismatch'
   /** container_format says ova but the data is not a tar archive */
   | 'not_an_ova'
   /** the OVF descriptor is missing, malformed, too large, has a DOCTYPE/entities, or references nothing usable */

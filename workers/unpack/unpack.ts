@@ -2,15 +2,18 @@
  * The unpack stage: turn the staged upload into the disk image to store, in one streaming pass.
  *
  * Rules:
- * - Input starting with a gzip / xz / zstd / bzip2 magic is always decompressed (one layer),
- *   whatever container_format says.
+ * - Input starting with a gzip / xz / zstd / bzip2 / zip magic is always decompressed (one layer),
+ *   whatever container_format says. A zip must hold exactly one file (zip.ts). Data that is
+ *   compressed again after that layer is refused (`format_mismatch`): nested layers multiply a
+ *   bomb's ratio, and what is left must be the disk itself.
  * - container_format 'ova' — or 'ovf' when the (decompressed) data is a tar — extracts the disk
  *   the OVF descriptor references (see ova.ts). 'ova' data that is not a tar is refused.
  * - Anything else uncompressed is passed through: `output` is null and no byte is copied.
  *
  * The output file is written by writeHashedFile, so its size, md5 and sha512 come out of the same
- * pass. Limits (`maxOutputBytes`, `maxRatio` = output bytes / uploaded bytes) are enforced while
- * streaming. Errors: `UnpackRefusedError` = the upload's fault, not retryable; anything else
+ * pass, and all-zero blocks are left as holes (sparse), so a mostly-empty disk costs only its data
+ * on disk. Limits (`maxOutputBytes`, `maxRatio` = output bytes / uploaded bytes beyond the first
+ * `ratioFloorBytes` of output) are enforced while streaming. Errors: `UnpackRefusedError` = the upload's fault, not retryable; anything else
  * (I/O, missing tool, killed process, abort) = retryable. On any failure the output file is removed.
  */
 import { createReadStream } from 'node:fs';
@@ -20,15 +23,24 @@ import { CountingSource, decompress, tooLargeError } from './decompress.js';
 import { detectCodec, isCompression, readHead, SNIFF_BYTES, type CompressionCodec, type SniffedCodec } from './detect-codec.js';
 import { UnpackRefusedError } from './errors.js';
 import { extractOva, type Finding } from './ova.js';
+import { readZipMember, unzipMember } from './zip.js';
 
 export { UnpackRefusedError, type UnpackRefusalCode } from './errors.js';
 
 export interface UnpackLimits {
   /** Largest disk image (decompressed / extracted) accepted, in bytes. */
   maxOutputBytes: number;
-  /** Largest accepted output/input byte ratio, checked continuously after the first MiB of output. */
+  /** Largest accepted output/input byte ratio, checked continuously once the output passed `ratioFloorBytes`. */
   maxRatio: number;
+  /**
+   * Output below which the ratio is not enforced (default 1 GiB, PIR_UNPACK_RATIO_FLOOR): a
+   * mostly-empty disk compresses far better than any ratio limit, and below the floor its zeros
+   * cost neither disk (holes) nor much time; a bomb is stopped once it passes the floor.
+   */
+  ratioFloorBytes?: number;
 }
+
+export const DEFAULT_RATIO_FLOOR_BYTES = 1024 ** 3;
 
 export interface UnpackResult {
   /** Compression of the upload itself ('none' also for an OVA whose disk member was gzip-compressed). */
@@ -119,6 +131,15 @@ function notAnOva(codec: 'none' | CompressionCodec, sniffed: SniffedCodec): Unpa
 function checkLimits(limits: UnpackLimits): void {
   if (!limits || !(limits.maxOutputBytes > 0) || !Number.isFinite(limits.maxOutputBytes)) throw new TypeError('unpack: limits.maxOutputBytes must be a positive finite number');
   if (!(limits.maxRatio > 0)) throw new TypeError('unpack: limits.maxRatio must be a positive number');
+  if (limits.ratioFloorBytes !== undefined && !(limits.ratioFloorBytes >= 0)) throw new TypeError('unpack: limits.ratioFloorBytes must be a number ≥ 0');
+}
+
+function nestedCompression(codec: CompressionCodec, inner: CompressionCodec): UnpackRefusedError {
+  return new UnpackRefusedError(
+    'format_mismatch',
+    `After ${codec} decompression the upload is ${inner}-compressed again, not a disk image. PIR unpacks one layer of compression only ` +
+      '(nested layers multiply the reach of a decompression bomb): decompress it down to the disk image, compress that once, and upload it again.',
+  );
 }
 
 export async function unpack(inputPath: string, outputPath: string, opts: UnpackOptions): Promise<UnpackResult> {
@@ -143,14 +164,24 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
   // the exclusive create fail forever, so clear it first (the path is this stage's own scratch file).
   await rm(outputPath, { force: true });
 
-  const readStream = createReadStream(inputPath, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
-  // An abort can destroy the stream before anything iterates it (while a decoder starts); an
-  // 'error' event with no listener would then crash the process. The iteration still sees the
-  // error: an errored stream throws it to whoever reads it.
-  readStream.on('error', () => {});
-  const file = new CountingSource(readStream);
+  const ratioGraceBytes = limits.ratioFloorBytes ?? DEFAULT_RATIO_FLOOR_BYTES;
+  let readStream: ReturnType<typeof createReadStream> | undefined;
+  let file: CountingSource;
+  let unzipped: AsyncGenerator<Uint8Array, void, undefined> | undefined;
+  if (codec === 'zip') {
+    // A zip is read through its central directory; only its one member's bytes are streamed.
+    const member = await readZipMember(inputPath, inputSize);
+    ({ file, stream: unzipped } = unzipMember(inputPath, member, { ...limits, ratioGraceBytes, ...(signal ? { signal } : {}) }));
+  } else {
+    readStream = createReadStream(inputPath, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+    // An abort can destroy the stream before anything iterates it (while a decoder starts); an
+    // 'error' event with no listener would then crash the process. The iteration still sees the
+    // error: an errored stream throws it to whoever reads it.
+    readStream.on('error', () => {});
+    file = new CountingSource(readStream);
+  }
   const inputBytes = () => file.bytes;
-  const chainOpts = { ...limits, inputBytes, ...(signal ? { signal } : {}) };
+  const chainOpts = { ...limits, ratioGraceBytes, inputBytes, ...(signal ? { signal } : {}) };
   let chain: AsyncGenerator<Uint8Array, void, undefined> | undefined;
   let closeDecoder: (() => Promise<void>) | undefined;
   /** Wraps the stream handed to writeHashedFile, to rethrow our own error as is if the writer wraps it. */
@@ -162,7 +193,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
 
   const write = async (data: AsyncIterable<Uint8Array>) => {
     tap = new CountingSource(data);
-    const written = await writeHashedFile(tap, outputPath, { maxBytes: limits.maxOutputBytes, ...(signal ? { signal } : {}) });
+    const written = await writeHashedFile(tap, outputPath, { maxBytes: limits.maxOutputBytes, sparse: true, ...(signal ? { signal } : {}) });
     output = { path: outputPath, ...written };
   };
 
@@ -174,7 +205,8 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
       inner = sniffed;
     } else {
       const onWarning = (message: string) => findings.push({ code: 'decompressor_warning', severity: 'info', message });
-      const peeked = await peek(decompress(file, codec, { ...chainOpts, onWarning }), SNIFF_BYTES);
+      const decoded = unzipped ?? decompress(file, codec as Exclude<CompressionCodec, 'zip'>, { ...chainOpts, onWarning });
+      const peeked = await peek(decoded, SNIFF_BYTES);
       stream = peeked.stream;
       closeDecoder = peeked.close;
       inner = detectCodec(peeked.head);
@@ -185,6 +217,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
       const extraction = await extractOva(stream, write, {
         limits,
         inputBytes,
+        ratioGraceBytes,
         ...(codec === 'none' ? { totalSize: inputSize } : {}),
         ...(signal ? { signal } : {}),
       });
@@ -195,7 +228,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
       if (format === 'ova') throw notAnOva(codec, inner);
       if (format === 'ovf') findings.push(ovfNotAPackage);
       container = 'bare';
-      if (isCompression(inner)) findings.push({ code: 'nested_compression', severity: 'info', message: `After ${codec} decompression the data is ${inner}-compressed again; only one layer is unpacked.` });
+      if (isCompression(inner) && codec !== 'none') throw nestedCompression(codec, inner);
       if (inner === 'tar') findings.push({ code: 'decompressed_tar', severity: 'info', message: `The ${codec}-decompressed data is a tar archive, stored as is (container_format "${format}"); set container_format to "ova" to extract an OVA.` });
       await write(stream);
     }
@@ -213,6 +246,6 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
     // Close the chain ourselves (kills a decompressor child, closes the file) before returning.
     await chain?.return(undefined).catch(() => {});
     await closeDecoder?.().catch(() => {});
-    readStream.destroy();
+    readStream?.destroy();
   }
 }

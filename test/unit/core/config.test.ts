@@ -9,7 +9,13 @@ describe('config', () => {
     assert.equal(config.port, 9292);
     assert.equal(config.maxImageSize, 2 ** 40);
     assert.equal(config.adminToken, null);
+    assert.equal(config.unpackRatioFloor, 2 ** 30);
     assert.equal(distributedUrls(config), null);
+  });
+  it('reads the unpack ratio floor as a size', () => {
+    assert.equal(loadConfig({ PIR_UNPACK_RATIO_FLOOR: '256MiB' }).unpackRatioFloor, 256 * 2 ** 20);
+    assert.equal(loadConfig({ PIR_UNPACK_RATIO_FLOOR: '0' }).unpackRatioFloor, 0);
+    assert.throws(() => loadConfig({ PIR_UNPACK_RATIO_FLOOR: '-1' }), /PIR_UNPACK_RATIO_FLOOR: "-1" is not a size/);
   });
   it('parses sizes with units', () => {
     assert.equal(parseSize('X', '1073741824'), 2 ** 30);

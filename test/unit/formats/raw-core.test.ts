@@ -88,7 +88,7 @@ describe('raw detection and core behaviour', () => {
   });
 
   it('judge treats gpt/mbr as raw', () => {
-    const base = { virtualSize: 1024, findings: [], details: {}, bytesRead: 0, alsoMatches: [] };
+    const base = { virtualSize: 1024, findings: [], details: {}, fileSize: 1024, bytesRead: 0, alsoMatches: [] };
     assert.equal(judge({ ...base, format: 'gpt' }, 'raw', POLICY).ok, true);
     assert.equal(judge({ ...base, format: 'mbr' }, 'raw', POLICY).ok, true);
     assert.equal(judge({ ...base, format: 'gpt' }, 'qcow2', POLICY).ok, false);

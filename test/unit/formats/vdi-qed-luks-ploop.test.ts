@@ -40,9 +40,14 @@ describe('vdi', () => {
   });
 
   it('refuses a huge (but consistent) disk size by policy', async () => {
-    const b = Buffer.from(img);
+    // The block map (4 Mi entries) must be in the file, all free.
+    const map = Buffer.alloc(4 * (1 << 22), 0xff);
+    const b = Buffer.concat([img.subarray(0, 0x200), map]);
+    b.writeUInt32LE(0x200, 0x154);
+    b.writeUInt32LE(0x200 + map.length, 0x158);
     b.writeBigUInt64LE(1n << 42n, 0x170);
     b.writeUInt32LE(1 << 22, 0x180);
+    b.writeUInt32LE(0, 0x184);
     const r = await detectBuf(b);
     assert.deepEqual(codes(r, 'refuse'), []);
     assertRefused(r, 'vdi', 'virtual_size_too_large');

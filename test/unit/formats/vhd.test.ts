@@ -103,9 +103,11 @@ describe('vhd (vpc)', () => {
       f.write('win ', 28, 'latin1');
     });
     const dataOffset = Number(img.readBigUInt64BE(16));
-    img.writeUInt32BE(1 << 24, dataOffset + 28); // enough BAT entries to cover it
+    img.writeUInt32BE(1 << 24, dataOffset + 28); // enough BAT entries to cover it (64 MiB of them, in the file)
     img.writeUInt32BE(1 << 21, dataOffset + 32);
-    const r = await detectBuf(img);
+    const bat = Number(img.readBigUInt64BE(dataOffset + 16));
+    const big = Buffer.concat([img.subarray(0, bat), Buffer.alloc(4 * (1 << 24), 0xff), img.subarray(img.length - 512)]);
+    const r = await detectBuf(big);
     assert.equal(r.virtualSize, 2 ** 45);
     assertRefused(r, 'vhd', 'virtual_size_too_large');
   });

@@ -80,6 +80,39 @@ describe('writeHashedFile', () => {
     }
   }
 
+  /** A mostly-empty disk: data at the start, in the middle (unaligned), and in the last bytes. */
+  function mostlyZeros(size: number): Buffer {
+    const b = Buffer.alloc(size);
+    data.copy(b, 0, 0, 512);
+    data.copy(b, 5 * MiB + 12345, 0, 100_000);
+    if (size > 16 * MiB) data.copy(b, size - 3, 0, 3);
+    return b;
+  }
+
+  for (const direct of [true, false]) {
+    for (const size of [0, 100, 16 * MiB, 16 * MiB + 7, 40 * MiB]) {
+      it(`sparse, ${size} B (${direct ? 'O_DIRECT where possible' : 'buffered'}): zero blocks are holes, digests cover every byte`, async () => {
+        const bytes = mostlyZeros(size);
+        const path = nextPath();
+        const r = await writeHashedFile(chunked(bytes, size + 3), path, { maxBytes: 64 * MiB, pool, direct, sparse: true });
+        assert.deepEqual(r, { size, md5: md5(bytes), sha512: sha512(bytes) });
+        assert.ok(readFileSync(path).equals(bytes), 'file content equals the source');
+        // Only the blocks holding data were written: a few 64 KiB blocks, not the whole size.
+        const allocated = statSync(path).blocks * 512;
+        assert.ok(allocated <= 512 * 1024, `${allocated} bytes allocated for ${size} bytes of mostly zeros`);
+      });
+    }
+  }
+
+  it('sparse with random data writes everything, like the dense path', async () => {
+    const bytes = data.subarray(0, 9 * MiB + 5);
+    const path = nextPath();
+    const r = await writeHashedFile(chunked(bytes), path, { maxBytes: 64 * MiB, pool, sparse: true });
+    assert.deepEqual(r, { size: bytes.length, md5: md5(bytes), sha512: sha512(bytes) });
+    assert.ok(readFileSync(path).equals(bytes));
+    assert.ok(statSync(path).blocks * 512 >= bytes.length);
+  });
+
   it('accepts a node Readable and the shared pool', async () => {
     const bytes = data.subarray(0, 3 * MiB + 17);
     const path = nextPath();

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import zlib from 'node:zlib';
 
 export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'pir-unpack-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -315,4 +316,137 @@ export async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer
 
 export async function* chunksOf(data: Uint8Array, size = 64 * 1024): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < data.length; i += size) yield data.subarray(i, Math.min(data.length, i + size));
+}
+
+// ------------------------------------------------------------------ zip writer
+
+export interface ZipEntry {
+  name: string;
+  data: Uint8Array;
+  /** 8 = deflate (default), 0 = stored, anything else is written as is (data stays raw) */
+  method?: number;
+  /** extra general-purpose flag bits (1 = encrypted) */
+  flags?: number;
+  /** write sizes/CRC in a data descriptor after the data (bit 3), with its optional signature */
+  descriptor?: boolean;
+  /** zip64 sizes and offset in the central directory (and a zip64 end record) */
+  zip64?: boolean;
+  /** override the CRC-32 written */
+  crc?: number;
+}
+
+/**
+ * A zip archive as `zip`/Python's zipfile write it: local headers, central directory, end record
+ * (zip64 records when any entry asks). `prefix` is put before the first local header.
+ */
+export function makeZip(entries: ZipEntry[], opts: { prefix?: Uint8Array; comment?: string } = {}): Buffer {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  const push = (b: Buffer) => {
+    parts.push(b);
+    offset += b.length;
+  };
+  if (opts.prefix) push(Buffer.from(opts.prefix));
+  let anyZip64 = false;
+  for (const e of entries) {
+    const method = e.method ?? 8;
+    const body = method === 8 ? zlib.deflateRawSync(e.data) : Buffer.from(e.data);
+    const crc = e.crc ?? zlib.crc32(e.data);
+    const flags = (e.flags ?? 0) | (e.descriptor ? 0x08 : 0);
+    const name = Buffer.from(e.name, 'utf8');
+    const localOffset = offset;
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(flags, 6);
+    local.writeUInt16LE(method, 8);
+    local.writeUInt32LE(e.descriptor ? 0 : crc, 14);
+    local.writeUInt32LE(e.descriptor ? 0 : body.length, 18);
+    local.writeUInt32LE(e.descriptor ? 0 : e.data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    push(Buffer.concat([local, name]));
+    push(body);
+    if (e.descriptor) {
+      const d = Buffer.alloc(16);
+      d.writeUInt32LE(0x08074b50, 0);
+      d.writeUInt32LE(crc, 4);
+      d.writeUInt32LE(body.length, 8);
+      d.writeUInt32LE(e.data.length, 12);
+      push(d);
+    }
+    const c = Buffer.alloc(46);
+    c.writeUInt32LE(0x02014b50, 0);
+    c.writeUInt16LE(0x031e, 4);
+    c.writeUInt16LE(e.zip64 ? 45 : 20, 6);
+    c.writeUInt16LE(flags, 8);
+    c.writeUInt16LE(method, 10);
+    c.writeUInt32LE(crc, 16);
+    let extra = Buffer.alloc(0);
+    if (e.zip64) {
+      anyZip64 = true;
+      c.writeUInt32LE(0xffffffff, 20);
+      c.writeUInt32LE(0xffffffff, 24);
+      c.writeUInt32LE(0xffffffff, 42);
+      extra = Buffer.alloc(28);
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(e.data.length), 4);
+      extra.writeBigUInt64LE(BigInt(body.length), 12);
+      extra.writeBigUInt64LE(BigInt(localOffset), 20);
+    } else {
+      c.writeUInt32LE(body.length, 20);
+      c.writeUInt32LE(e.data.length, 24);
+      c.writeUInt32LE(localOffset, 42);
+    }
+    c.writeUInt16LE(name.length, 28);
+    c.writeUInt16LE(extra.length, 30);
+    central.push(Buffer.concat([c, name, extra]));
+  }
+  const cdOffset = offset;
+  const cd = Buffer.concat(central);
+  push(cd);
+  if (anyZip64) {
+    const recPos = offset;
+    const rec = Buffer.alloc(56);
+    rec.writeUInt32LE(0x06064b50, 0);
+    rec.writeBigUInt64LE(44n, 4);
+    rec.writeUInt16LE(45, 12);
+    rec.writeUInt16LE(45, 14);
+    rec.writeBigUInt64LE(BigInt(entries.length), 24);
+    rec.writeBigUInt64LE(BigInt(entries.length), 32);
+    rec.writeBigUInt64LE(BigInt(cd.length), 40);
+    rec.writeBigUInt64LE(BigInt(cdOffset), 48);
+    push(rec);
+    const loc = Buffer.alloc(20);
+    loc.writeUInt32LE(0x07064b50, 0);
+    loc.writeBigUInt64LE(BigInt(recPos), 8);
+    loc.writeUInt32LE(1, 16);
+    push(loc);
+  }
+  const comment = Buffer.from(opts.comment ?? '', 'utf8');
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(anyZip64 ? 0xffff : entries.length, 8);
+  end.writeUInt16LE(anyZip64 ? 0xffff : entries.length, 10);
+  end.writeUInt32LE(anyZip64 ? 0xffffffff : cd.length, 12);
+  end.writeUInt32LE(anyZip64 ? 0xffffffff : cdOffset, 16);
+  end.writeUInt16LE(comment.length, 20);
+  push(Buffer.concat([end, comment]));
+  return Buffer.concat(parts);
+}
+
+/** A raw disk of `size` bytes that is all zeros but for an MBR with one partition (a fresh cloud disk). */
+export function mostlyEmptyDisk(size: number): Buffer {
+  const disk = Buffer.alloc(size);
+  randomBytes(440).copy(disk, 0); // boot code
+  const p = disk.subarray(446, 462);
+  p[0] = 0x80;
+  p[4] = 0x83;
+  p.writeUInt32LE(2048, 8);
+  p.writeUInt32LE(size / 512 - 2048, 12);
+  disk[510] = 0x55;
+  disk[511] = 0xaa;
+  randomBytes(4096).copy(disk, 1024 * 1024); // a superblock's worth of data in the partition
+  return disk;
 }

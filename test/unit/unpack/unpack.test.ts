@@ -104,14 +104,19 @@ test('a compressed tar with container_format bare is decompressed but not extrac
   assert.ok(result.findings.some((f) => f.code === 'decompressed_tar'));
 });
 
-test('gzip bomb through unpack: 10 GiB of zeros in 10 MiB is refused within seconds', async (t) => {
+test('gzip bomb through unpack: 10 GiB of zeros in 10 MiB is refused once past the ratio floor, within seconds', async (t) => {
   const s = setup(t);
   const member = zlib.gzipSync(Buffer.alloc(64 * MiB), { level: 9 });
   const input = s.input(Buffer.concat(Array.from({ length: 160 }, () => member)));
-  const started = Date.now();
-  const error = await refusedUnpack(input, s.out(), 'bare', 'expansion_ratio', /200:1/, { maxOutputBytes: 64 * GiB, maxRatio: 200 });
-  assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+  let started = Date.now();
+  // The default floor (1 GiB): decoded up to the floor (as holes, no disk), then refused.
+  let error = await refusedUnpack(input, s.out(), 'bare', 'expansion_ratio', /200:1 ratio beyond the first 1 GiB/, { maxOutputBytes: 64 * GiB, maxRatio: 200 });
+  assert.ok(Date.now() - started < 20_000, `took ${Date.now() - started} ms`);
   assert.match(error.message, /qemu-img convert/);
+  assert.match(error.message, /expanded to 1 GiB \(\d+ bytes\) from only 1(\.\d)? MiB/);
+  started = Date.now();
+  error = await refusedUnpack(input, s.out(), 'bare', 'expansion_ratio', /200:1 ratio beyond the first 1 MiB/, { maxOutputBytes: 64 * GiB, maxRatio: 200, ratioFloorBytes: MiB });
+  assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
   // with a lax ratio, the output limit stops it
   await refusedUnpack(input, s.out(), 'bare', 'decompressed_too_large', /256 MiB/, { maxOutputBytes: 256 * MiB, maxRatio: 1e6 });
 });
@@ -262,7 +267,7 @@ test('OVA: a gzip bomb as the disk is refused by the upload-relative ratio', asy
   const s = setup(t);
   const bomb = zlib.gzipSync(Buffer.alloc(256 * MiB), { level: 9 });
   const ova = makeTar([{ name: 'a.ovf', data: makeOvf({ disks: [{ href: 'disk.vmdk', compression: 'gzip' }] }) }, { name: 'disk.vmdk', data: bomb }]);
-  await refusedUnpack(s.input(ova), s.out(), 'ova', 'expansion_ratio');
+  await refusedUnpack(s.input(ova), s.out(), 'ova', 'expansion_ratio', /beyond the first 1 MiB/, { ...limits, ratioFloorBytes: MiB });
 });
 
 test('environment failures are not refusals; a stale output is replaced; abort cleans up', async (t) => {

@@ -1,0 +1,82 @@
+// qcow2 bounds checks: every table the header points to, and the clusters reachable from the L1
+// table, must lie inside the file. Like `qemu-img check`, the file is taken to end at the next
+// cluster boundary (a last cluster may be partly written); compressed clusters need only start in
+// the file. Reads are bounded (see formats/README.md for what is and is not checked).
+import type { ReadContext } from './read-context.js';
+import { highestFirst, readTable } from './tables.js';
+import type { Finding } from './types.js';
+import { alignUp, pastEnd, SECOND_LEVEL_READ_LIMIT, within } from './util.js';
+
+const L1_OFFSET_MASK = 0x00fffffffffffe00n;
+const L2_OFFSET_MASK = 0x00fffffffffffe00n;
+const REFCOUNT_OFFSET_MASK = 0xfffffffffffffe00n;
+const COMPRESSED = 1n << 62n;
+/** Refcount block pointers are only checked for position; the table is usually one cluster. */
+const REFCOUNT_TABLE_READ_LIMIT = 256 * 1024;
+
+export interface Qcow2Layout {
+  clusterBits: number;
+  extendedL2: boolean;
+  l1Size: number;
+  l1Offset: bigint;
+  refcountOffset: bigint;
+  refcountClusters: number;
+  nbSnapshots: number;
+  snapshotsOffset: bigint;
+}
+
+export async function checkQcow2Tables(ctx: ReadContext, h: Qcow2Layout, findings: Finding[], details: Record<string, unknown>): Promise<void> {
+  const size = ctx.size;
+  const cs = 2 ** h.clusterBits;
+  const end = alignUp(size, cs);
+  const csBig = BigInt(cs);
+  const fail = (structure: string, offset: bigint, length: number | bigint): void => {
+    findings.push(pastEnd('qcow2', structure, offset, length, size));
+  };
+
+  if (h.l1Size > 0 && !within(h.l1Offset, h.l1Size * 8, end)) return fail('L1 table', h.l1Offset, h.l1Size * 8);
+  const refcountBytes = BigInt(h.refcountClusters) * csBig;
+  if (!within(h.refcountOffset, refcountBytes, end)) return fail('refcount table', h.refcountOffset, refcountBytes);
+  if (h.nbSnapshots > 0 && !within(h.snapshotsOffset, 1, size)) return fail('snapshot table', h.snapshotsOffset, 1);
+
+  const refcounts = await readTable(ctx, h.refcountOffset, Number(refcountBytes / 8n), 8, REFCOUNT_TABLE_READ_LIMIT);
+  for (let i = 0; i < refcounts.entries; i++) {
+    const at = refcounts.buf.readBigUInt64BE(i * 8) & REFCOUNT_OFFSET_MASK;
+    if (at !== 0n && !within(at, cs, end)) return fail(`refcount block (refcount table entry ${i})`, at, cs);
+  }
+
+  const l1 = await readTable(ctx, h.l1Offset, h.l1Size, 8);
+  const l2Offsets: bigint[] = [];
+  for (let i = 0; i < l1.entries; i++) {
+    const at = l1.buf.readBigUInt64BE(i * 8) & L1_OFFSET_MASK;
+    if (at === 0n) continue;
+    if (!within(at, cs, end)) return fail(`L2 table (L1 entry ${i})`, at, cs);
+    l2Offsets.push(at);
+  }
+
+  // Data clusters: the L2 tables nearest the end of the file first, where a cut shows.
+  const entryBytes = h.extendedL2 ? 16 : 8;
+  const compressedBits = BigInt(62 - (h.clusterBits - 8));
+  const compressedMask = (1n << compressedBits) - 1n;
+  const tables = highestFirst(l2Offsets);
+  let budget = SECOND_LEVEL_READ_LIMIT;
+  let read = 0;
+  for (const at of tables) {
+    if (budget <= 0) break;
+    const l2 = await readTable(ctx, at, cs / entryBytes, entryBytes, Math.min(cs, budget));
+    budget -= l2.buf.length;
+    read++;
+    for (let i = 0; i < l2.entries; i++) {
+      const entry = l2.buf.readBigUInt64BE(i * entryBytes);
+      if (entry === 0n) continue;
+      if ((entry & COMPRESSED) !== 0n) {
+        const host = entry & compressedMask;
+        if (host >= BigInt(size)) return fail(`compressed cluster (L2 table at ${at}, entry ${i})`, host, 1);
+      } else {
+        const host = entry & L2_OFFSET_MASK;
+        if (host !== 0n && !within(host, cs, end)) return fail(`data cluster (L2 table at ${at}, entry ${i})`, host, cs);
+      }
+    }
+  }
+  details.boundsChecked = { l1Entries: l1.entries, l1Complete: l1.complete, l2Tables: tables.length, l2TablesRead: read };
+}
