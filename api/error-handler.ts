@@ -2,7 +2,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { PirError, type ErrorKind } from '../core/errors.js';
+import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
 
 const STATUS: Record<ErrorKind, number> = {
   bad_request: 400, unauthorized: 401, forbidden: 403, not_found: 404, conflict: 409, gone: 410,
@@ -17,8 +17,6 @@ const TITLES: Record<number, string> = {
   500: 'Internal Server Error', 503: 'Service Unavailable', 507: 'Insufficient Storage',
 };
 
-/** The disk (staging or store) is full or over quota. */
-const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT']);
 /** The client went away mid-request: nothing to answer, nothing PIR did wrong. */
 const CLIENT_GONE = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'FST_ERR_REQ_ABORTED']);
 
@@ -31,11 +29,6 @@ export function errorBody(status: number, code: string, message: string) {
 export function sendError(reply: FastifyReply, status: number, code: string, message: string) {
   return reply.code(status).type('application/json').send(errorBody(status, code, message));
 }
-
-export function storageFull(error: unknown): boolean {
-  return STORAGE_FULL.has((error as NodeJS.ErrnoException)?.code ?? '');
-}
-
 
 /** True when the error only means that the client disconnected before PIR answered. */
 export function isClientAbort(error: unknown, request: FastifyRequest): boolean {
@@ -56,7 +49,7 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
     request.log.info({ reason: (error as NodeJS.ErrnoException).code ?? error.message }, 'client aborted the request');
     return sendError(reply, 400, 'client_aborted', 'The client closed the connection before the request was complete.');
   }
-  if (storageFull(error)) {
+  if (isStorageFull(error)) {
     request.log.error({ err: error }, 'disk full');
     return sendError(reply, 507, 'insufficient_storage', 'PIR ran out of disk space (ENOSPC); the operator must free space in PIR_DATA_DIR (or raise its quota). Try again later.');
   }

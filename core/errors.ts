@@ -44,6 +44,12 @@ export class TransientError extends PirError {
   }
 }
 
+/** The disk is full or over its quota (ENOSPC, EDQUOT): the operator must act; not the image's fault. */
+export function isStorageFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 export function isRetryable(error: unknown): boolean {
   if (error instanceof PirError) return error.retryable;
   return true; // an unexpected error (I/O, a bug) gets the retries; the last attempt ends the image.

@@ -3,7 +3,7 @@
  * staging while hashing it, and hands the result to the image service. A body that breaks off
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
-import { PirError, badRequest, insufficientStorage, requestTimeout } from '../core/errors.js';
+import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
@@ -27,9 +27,6 @@ export interface UploadSettings {
   /** PIR_UPLOAD_IDLE_SECONDS in ms: a body that brings no byte for this long is abandoned. */
   idleMs: number;
 }
-
-/** The disk is full or over quota: the operator must act, the image is not at fault. */
-const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT']);
 
 export const STORAGE_FULL_MESSAGE = 'PIR ran out of disk space while writing the image data (ENOSPC); nothing was kept and the image is back in queued. The operator must free space in PIR_DATA_DIR (or raise its quota); then upload again.';
 
@@ -69,7 +66,7 @@ export async function receiveUpload(
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
   } catch (error) {
-    const storageFull = STORAGE_FULL.has((error as NodeJS.ErrnoException).code ?? '');
+    const storageFull = isStorageFull(error);
     const reason = error instanceof SizeLimitError ? 'over the size limit'
       : error instanceof SourceIdleError ? `the client sent nothing for ${error.idleMs / 1000} s`
       : storageFull ? 'the disk is full'
