@@ -1,60 +1,86 @@
-/** The `pir` command. */
-import { ConfigError, distributedUrls, loadConfig } from '../infra/config.js';
-import { createLogger } from '../infra/logger.js';
-import { startPir, type Roles } from '../infra/runtime.js';
+/** The `pir` command: PIR's server roles and its command-line client. */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { completionScript } from './completion.js';
+import { currentUrl, markFinished } from './context.js';
+import { describeError, EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+import { imageCommand } from './image-commands.js';
+import { FORMATS } from './output.js';
+import { serverCommands } from './server-commands.js';
+import { CONFIG_HELP, DEFAULT_URL } from './settings.js';
 
-const USAGE = `Usage: pir <command>
-
-Commands:
-  serve    run PIR: API and workers in one process (embedded mode unless the
-           PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL are set)
-  api      run only the API role (distributed mode)
-  worker   run only the worker role: pipeline stages, dispatcher, sweepers (distributed mode)
-  help     show this text
-
-Configuration comes from PIR_* environment variables; see README.md.`;
-
-async function main(argv: string[]): Promise<number> {
-  const command = argv[0] ?? 'help';
-  const roles: Record<string, Roles> = {
-    serve: { api: true, worker: true },
-    api: { api: true, worker: false },
-    worker: { api: false, worker: true },
-  };
-  if (command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE + '\n');
-    return 0;
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
   }
-  if (!(command in roles)) {
-    process.stderr.write(`pir: unknown command '${command}'\n\n${USAGE}\n`);
-    return 2;
-  }
-  const config = loadConfig();
-  if (command !== 'serve' && !distributedUrls(config)) {
-    process.stderr.write(`pir ${command}: the ${command} role runs on its own only in distributed mode; set PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL, or use 'pir serve'.\n`);
-    return 2;
-  }
-  const log = createLogger(config.logLevel, command);
-  const pir = await startPir(config, roles[command], log);
-  const onSignal = (signal: string) => {
-    log.info({ signal }, 'signal received');
-    pir.stop().then(() => process.exit(0), (error: unknown) => {
-      log.error({ err: error }, 'shutdown failed');
-      process.exit(1);
-    });
-  };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
-  return -1; // keep running
 }
 
-main(process.argv.slice(2)).then((code) => {
-  if (code >= 0) process.exit(code);
-}, (error: unknown) => {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`pir: configuration error: ${error.message}\n`);
-    process.exit(2);
+export function buildProgram(): Command {
+  const program = new Command('pir')
+    .description('PIR (Pappaya Image Repository): run the servers, or manage images on one')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
+    .configureOutput({ outputError: (text, write) => write(text.startsWith('error:') ? `pir: ${text}` : text) })
+    .option('--url <url>', `PIR's address (PIR_URL; default ${DEFAULT_URL})`)
+    .option('--token <token>', 'the X-Auth-Token (PIR_TOKEN)')
+    .option('--profile <name>', 'a profile of the config file (PIR_PROFILE)')
+    .option('--os-auth-url <url>', 'Keystone v3 URL for a password login (OS_AUTH_URL)')
+    .option('--os-username <name>', 'Keystone user (OS_USERNAME)')
+    .option('--os-password <password>', 'Keystone password (OS_PASSWORD)')
+    .option('--os-project-name <name>', 'Keystone project to scope the token to (OS_PROJECT_NAME)')
+    .option('--os-project-id <id>', 'Keystone project id, instead of its name (OS_PROJECT_ID)')
+    .option('--os-user-domain-name <name>', "the user's domain (OS_USER_DOMAIN_NAME; default Default)")
+    .option('--os-project-domain-name <name>', "the project's domain (OS_PROJECT_DOMAIN_NAME; default Default)")
+    .option('--os-interface <interface>', 'catalog interface of the image endpoint (OS_INTERFACE; default public)')
+    .option('--os-region-name <region>', 'catalog region (OS_REGION_NAME)')
+    .addOption(new Option('--format <format>', 'output: table for people, json or yaml for scripts').choices(FORMATS).default('table'))
+    .addHelpText('after', `\n${CONFIG_HELP}\n\n${EXIT_CODES_HELP}\n\nExamples:\n  pir serve\n  pir image create --name debian-12 --disk-format qcow2 --file debian-12.qcow2 --wait\n  pir image list --filter disk_format=qcow2 --all --format json\n  pir image download <id> --file out.qcow2\n  pir image batch ./images --pattern '*.qcow2' --parallel 4\n  source <(pir completion bash)`);
+  for (const command of serverCommands()) program.addCommand(command);
+  program.addCommand(imageCommand());
+  program.addCommand(new Command('completion')
+    .description('print a shell completion script: source <(pir completion bash); for zsh, source <(pir completion zsh) in ~/.zshrc')
+    .addArgument(new Command().createArgument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+    .action((shell: 'bash' | 'zsh') => { process.stdout.write(completionScript(program, shell)); }));
+  return program;
+}
+
+/** Commander's own exits: help and version are success; everything else it refuses is usage. */
+function commanderExit(error: CommanderError): number {
+  if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+  // `pir help` asked for help (0); `pir image` without a subcommand is shown help as an error.
+  if (error.code === 'commander.help') return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  if (error.code === 'commander.executeSubCommandAsync') return error.exitCode;
+  return EXIT.usage;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  // Every subcommand inherits exitOverride and the output settings from its parent at creation;
+  // the ones built before were added with addCommand, so apply them down the tree.
+  const apply = (c: Command) => {
+    c.exitOverride().showHelpAfterError('(add --help for usage)').configureOutput(program.configureOutput());
+    c.commands.forEach(apply);
+  };
+  program.commands.forEach(apply);
+  if (argv.length === 0) {
+    program.outputHelp();
+    return EXIT.ok;
   }
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) return commanderExit(error);
+    const { code, message } = describeError(error, currentUrl);
+    process.stderr.write(`pir: ${message}\n`);
+    return code;
+  }
+}
+
+main(process.argv.slice(2)).finally(markFinished).then((code) => process.exit(code), (error: unknown) => {
   process.stderr.write(`pir: ${(error as Error)?.stack ?? String(error)}\n`);
-  process.exit(1);
+  process.exit(EXIT.failure);
 });

@@ -23,7 +23,7 @@ source "$PIR_INFRA_DIR/ferretdb.sh"
 source "$PIR_INFRA_DIR/keystone.sh"
 
 SERVICES=(redis kafka ferretdb keystone)
-TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2)
+TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl)
 
 usage() {
   sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -33,7 +33,7 @@ usage() {
 tools_install() {
   pir_apt_install "${TOOLS_PACKAGES[@]}"
   local c missing=()
-  for c in qemu-img glance openstack zstd xz bzip2; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  for c in qemu-img glance openstack zstd xz bzip2 tmux curl; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
   ((${#missing[@]} == 0)) || pir_die "tools: commands missing after install: ${missing[*]}"
   pir_log "tools: $(qemu-img --version | head -1); glance $(glance --version 2>&1 | tail -1); $(zstd --version | head -1)"
 }

@@ -1,0 +1,46 @@
+/**
+ * The `pir` command's exit codes, and the one place that turns an error into a message that
+ * says what to do and the code a script can branch on.
+ */
+import { AuthError, ChecksumMismatchError, DownloadInterruptedError, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
+
+export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
+
+export const EXIT_CODES_HELP = `Exit codes:
+  0  success
+  1  failure (server error, network, checksum mismatch, timeout)
+  2  usage or configuration error
+  3  image refused by PIR's pipeline (status killed; the reason is printed)
+  4  image (or other resource) not found
+  5  authentication or authorization refused (bad or missing token, Keystone login failed)`;
+
+/** An error found before any request: bad flags, bad configuration. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Missing or refused credentials, found before any request. */
+export class CredentialsError extends Error {
+  override name = 'CredentialsError';
+}
+
+export function describeError(error: unknown, url?: string): { code: number; message: string } {
+  if (error instanceof UsageError) return { code: EXIT.usage, message: error.message };
+  if (error instanceof CredentialsError) return { code: EXIT.auth, message: error.message };
+  if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };
+  if (error instanceof NotFoundError) return { code: EXIT.notFound, message: error.message };
+  if (error instanceof AuthError) {
+    const hint = error.status === 401 ? ' Check the token (--token, PIR_TOKEN or the profile\'s "token"), or log in with --os-auth-url.' : '';
+    return { code: EXIT.auth, message: `${error.message}${hint}` };
+  }
+  if (error instanceof PirApiError) return { code: EXIT.failure, message: `${error.message} (HTTP ${error.status}, ${error.errorCode})` };
+  if (error instanceof TransportError) {
+    if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };
+    return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${url ? ` (now ${url})` : ''}.` };
+  }
+  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError || error instanceof DownloadInterruptedError) return { code: EXIT.failure, message: error.message };
+  const e = error as NodeJS.ErrnoException;
+  if (e?.code === 'ENOENT' && e.path) return { code: EXIT.usage, message: `${e.path}: no such file` };
+  if (e?.code === 'EACCES' && e.path) return { code: EXIT.failure, message: `${e.path}: permission denied` };
+  return { code: EXIT.failure, message: e?.stack ?? String(error) };
+}

@@ -1,0 +1,228 @@
+/** `pir image …`: create, list, show, update, delete, download, wait (batch lives in batch.ts). */
+import { Command, Option } from 'commander';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { Image, JsonPatchOp } from '../client/index.js';
+import { hashFile } from '../ingest/hashing/index.js';
+import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from '../schemas/image.js';
+import { collect, keyValue, positiveInt, seconds, sha512Hex } from './args.js';
+import { batchCommand } from './batch.js';
+import { contextOf } from './context.js';
+import { UsageError } from './exit-codes.js';
+import { followImage, stageLine } from './follow.js';
+import { humanBytes, printList, printRecord, type Format } from './output.js';
+import { createProgress, summary } from './progress.js';
+import { uploadAndSettle } from './upload-flow.js';
+
+/** An image for printing: in a table, the pipeline as its stage line rather than raw JSON. */
+export function printImage(image: Image, format: Format): void {
+  if (format !== 'table' || !image.pir_pipeline) return printRecord(image, format);
+  const p = image.pir_pipeline;
+  printRecord({ ...image, pir_pipeline: `run ${p.run} (${p.method}): ${stageLine(image, true) || 'not started'}` }, format);
+}
+
+export const LIST_COLUMNS = ['id', 'name', 'status', 'disk_format', 'size', 'visibility'];
+
+export function imageCommand(): Command {
+  const image = new Command('image').description('manage images: create (upload), list, show, update, delete, download, wait, batch');
+  image.addCommand(createCommand());
+  image.addCommand(listCommand());
+  image.addCommand(new Command('show').description('show one image, with its pipeline progress (pir_pipeline) and refusal reason (pir_failure)')
+    .argument('<id>', 'image id')
+    .action(async (id: string, _o, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      printImage(await client.getImage(id), format);
+    }));
+  image.addCommand(updateCommand());
+  image.addCommand(new Command('delete').description('delete images (and their data)')
+    .argument('<id...>', 'image ids')
+    .action(async (ids: string[], _o, cmd: Command) => {
+      const { client } = await contextOf(cmd);
+      for (const id of ids) {
+        await client.deleteImage(id);
+        process.stderr.write(`deleted ${id}\n`);
+      }
+    }));
+  image.addCommand(downloadCommand());
+  image.addCommand(new Command('wait').description('follow an image through the pipeline until it is active (exit 0) or killed (exit 3, with the reason)')
+    .argument('<id>', 'image id')
+    .option('--timeout <seconds>', 'give up after this long (exit 1)', seconds, 3600)
+    .action(async (id: string, o: { timeout: number }, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      printImage(await followImage(client, id, { timeoutMs: o.timeout * 1000 }), format);
+    }));
+  image.addCommand(batchCommand());
+  return image;
+}
+
+interface CreateOptions {
+  name: string;
+  diskFormat: string;
+  containerFormat: string;
+  file: string;
+  property: string[];
+  tag: string[];
+  visibility?: string;
+  wait?: boolean;
+  import?: boolean;
+  sha512?: string;
+  verifyFirst?: boolean;
+  timeout: number;
+}
+
+function createCommand(): Command {
+  return new Command('create')
+    .description('create an image and upload its file, hashing it (md5 + sha512) as it is sent')
+    .requiredOption('--name <name>', 'image name')
+    .addOption(new Option('--disk-format <format>', 'disk format').choices([...DISK_FORMATS]).makeOptionMandatory())
+    .addOption(new Option('--container-format <format>', 'container format').choices([...CONTAINER_FORMATS]).default('bare'))
+    .requiredOption('--file <path>', 'the image file to upload')
+    .option('--property <key=value>', 'an extra property (repeatable)', collect, [])
+    .option('--tag <tag>', 'a tag (repeatable)', collect, [])
+    .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
+    .option('--wait', 'upload asynchronously, then follow the pipeline stage by stage until active or killed')
+    .option('--import', "use the interoperable import: stage the bytes, then import with glance-direct")
+    .option('--sha512 <hex>', 'the sha512 the file must have (e.g. from a SHA512SUMS file): sent at create so PIR refuses other bytes', sha512Hex)
+    .option('--verify-first', 'hash the file before creating the image, so PIR verifies both md5 (Content-MD5) and sha512 (one more read of the file)')
+    .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
+    .addHelpText('after', `
+Without --sha512 or --verify-first, the hashes computed while sending are compared with the ones
+PIR computed once the image is active (when it stored the bytes as sent); a difference deletes the
+image and exits 1. Without --wait, the upload returns when the image is active (or refused: exit 3).`)
+    .action(async (o: CreateOptions, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      const size = (await stat(o.file).catch(() => { throw new UsageError(`--file ${o.file}: no such file`); })).size;
+      const fields: Record<string, unknown> = { name: o.name, disk_format: o.diskFormat, container_format: o.containerFormat };
+      for (const p of o.property) {
+        const [key, value] = keyValue(p, '--property');
+        fields[key] = value;
+      }
+      if (o.tag.length) fields.tags = o.tag;
+      if (o.visibility) fields.visibility = o.visibility;
+      let md5: string | undefined;
+      let sha512 = o.sha512;
+      if (o.verifyFirst) {
+        const t0 = performance.now();
+        const hashed = await hashFile(o.file);
+        md5 = hashed.md5;
+        if (sha512 && sha512 !== hashed.sha512) throw new UsageError(`${o.file} has sha512 ${hashed.sha512}, not the --sha512 given`);
+        sha512 = hashed.sha512;
+        process.stderr.write(`hashed ${o.file}: ${summary(size, (performance.now() - t0) / 1000)}\n`);
+      }
+      if (sha512) fields.os_hash_value = sha512;
+      const created = await client.createImage(fields);
+      process.stderr.write(`created image ${created.id} (${o.name})\n`);
+      const image = await uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, timeoutMs: o.timeout * 1000 });
+      printImage(image, format);
+    });
+}
+
+function listCommand(): Command {
+  return new Command('list')
+    .description("list images, with the server's filters")
+    .option('--filter <key=value>', 'any filter the server takes, e.g. name=debian, disk_format=qcow2, id=in:a,b, size_min=1 (repeatable)', collect, [])
+    .option('--tag <tag>', 'only images with this tag (repeatable)', collect, [])
+    .option('--status <status>', 'only images with this status')
+    .option('--visibility <visibility>', 'only images with this visibility')
+    .option('--sort <key:dir>', 'sort, e.g. name:asc or created_at:desc')
+    .option('--limit <n>', 'images per page (the server caps it at 1000)', positiveInt)
+    .option('--marker <id>', 'start after this image')
+    .option('--all', 'follow the next links through every page')
+    .action(async (o: { filter: string[]; tag: string[]; status?: string; visibility?: string; sort?: string; limit?: number; marker?: string; all?: boolean }, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      const query: Record<string, string | string[] | number | undefined> = { status: o.status, visibility: o.visibility, sort: o.sort, limit: o.limit, marker: o.marker };
+      for (const f of o.filter) {
+        const [key, value] = keyValue(f, '--filter');
+        query[key] = value;
+      }
+      if (o.tag.length) query.tag = o.tag;
+      const images: Image[] = [];
+      if (o.all) {
+        for await (const image of client.allImages(query)) images.push(image);
+      } else {
+        const page = await client.listImages(query);
+        images.push(...page.images);
+        if (page.next && format === 'table') process.stderr.write(`(more images: add --all, or --marker ${images[images.length - 1]!.id})\n`);
+      }
+      printList(images, LIST_COLUMNS, format);
+    });
+}
+
+function updateCommand(): Command {
+  return new Command('update')
+    .description('change an image (JSON patch): name, properties, visibility, protection')
+    .argument('<id>', 'image id')
+    .option('--name <name>', 'new name')
+    .option('--property <key=value>', 'set a property (repeatable)', collect, [])
+    .option('--remove-property <key>', 'remove a property (repeatable)', collect, [])
+    .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
+    .addOption(new Option('--protected', 'protect the image from deletion').conflicts('unprotected'))
+    .option('--unprotected', 'allow deleting the image again')
+    .action(async (id: string, o: UpdateOptions, cmd: Command) => {
+      if (buildPatch({}, o).length === 0) throw new UsageError('nothing to change: give --name, --property, --remove-property, --visibility, --protected or --unprotected');
+      const { client, format } = await contextOf(cmd);
+      const patch = buildPatch(await client.getImage(id), o);
+      printImage(await client.updateImage(id, patch), format);
+    });
+}
+
+export interface UpdateOptions {
+  name?: string;
+  property: string[];
+  removeProperty: string[];
+  visibility?: string;
+  protected?: boolean;
+  unprotected?: boolean;
+}
+
+/** The JSON patch for `pir image update`: `replace` for what the image has, `add` for what it lacks. */
+export function buildPatch(current: Record<string, unknown>, o: UpdateOptions): JsonPatchOp[] {
+  const set = (key: string, value: unknown): JsonPatchOp => ({ op: key in current && current[key] !== null ? 'replace' : 'add', path: `/${pointer(key)}`, value });
+  const patch: JsonPatchOp[] = [];
+  if (o.name !== undefined) patch.push(set('name', o.name));
+  for (const p of o.property) {
+    const [key, value] = keyValue(p, '--property');
+    patch.push(set(key, value));
+  }
+  for (const key of o.removeProperty) patch.push({ op: 'remove', path: `/${pointer(key)}` });
+  if (o.visibility) patch.push(set('visibility', o.visibility));
+  if (o.protected) patch.push(set('protected', true));
+  if (o.unprotected) patch.push(set('protected', false));
+  return patch;
+}
+
+/** JSON pointer escaping of one key. */
+function pointer(key: string): string {
+  return key.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+function downloadCommand(): Command {
+  return new Command('download')
+    .description("download an image's data, verifying its sha512 (os_hash_value) and md5 (checksum); resumes an interrupted download (FILE.part)")
+    .argument('<id>', 'image id')
+    .requiredOption('--file <path>', 'where to write the image')
+    .option('--no-resume', 'start over even when FILE.part exists')
+    .action(async (id: string, o: { file: string; resume: boolean }, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      let progress: ReturnType<typeof createProgress> | null = null;
+      let total: number | null = null;
+      const t0 = performance.now();
+      const result = await client.download(id, o.file, {
+        resume: o.resume,
+        onResume: (bytes) => process.stderr.write(`resuming: re-hashing the ${humanBytes(bytes)} already in ${o.file}.part\n`),
+        onProgress: (done, size) => {
+          total = size;
+          progress ??= createProgress({ label: `downloading ${basename(o.file)}`, total: size });
+          progress.update(done);
+        },
+      }).catch((error: unknown) => {
+        (progress as ReturnType<typeof createProgress> | null)?.stop();
+        throw error;
+      });
+      const fetched = result.size - result.resumedFrom;
+      (progress as ReturnType<typeof createProgress> | null)?.finish();
+      process.stderr.write(`downloaded ${id} to ${o.file}: ${summary(fetched, (performance.now() - t0) / 1000)}${result.resumedFrom ? `, resumed at byte ${result.resumedFrom}` : ''}; sha512 ${result.verified.sha512 ? 'verified' : 'not published by the server'}, md5 ${result.verified.md5 ? 'verified' : 'not published by the server'}\n`);
+      void total;
+      printRecord({ id, file: o.file, size: result.size, md5: result.md5, sha512: result.sha512, resumed_from: result.resumedFrom, verified: result.verified }, format);
+    });
+}

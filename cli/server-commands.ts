@@ -1,0 +1,52 @@
+/** `pir serve | api | worker`: PIR's server roles (configured by PIR_* variables, infra/config.ts). */
+import { Command } from 'commander';
+import { EXIT } from './exit-codes.js';
+
+const ROLES = {
+  serve: { roles: { api: true, worker: true }, about: 'run PIR: API and workers in one process (embedded mode unless PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL are set)' },
+  api: { roles: { api: true, worker: false }, about: 'run only the API role (distributed mode)' },
+  worker: { roles: { api: false, worker: true }, about: 'run only the worker role: pipeline stages, dispatcher, sweepers (distributed mode)' },
+} as const;
+
+export function serverCommands(): Command[] {
+  return (Object.keys(ROLES) as (keyof typeof ROLES)[]).map((name) =>
+    new Command(name)
+      .description(ROLES[name].about)
+      .addHelpText('after', '\nConfiguration comes from PIR_* environment variables; see README.md ("Modes and configuration").')
+      .action(() => runRole(name)));
+}
+
+/** Starts the role and keeps the process running until SIGTERM or SIGINT. */
+async function runRole(name: keyof typeof ROLES): Promise<void> {
+  // Loaded here, not at the top: client commands start without the server's dependencies.
+  const { ConfigError, distributedUrls, loadConfig } = await import('../infra/config.js');
+  const { createLogger } = await import('../infra/logger.js');
+  const { startPir } = await import('../infra/runtime.js');
+  const configFailure = (error: unknown): never => {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`pir: configuration error: ${error.message}\n`);
+    process.exit(EXIT.usage);
+  };
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    configFailure(error);
+  }
+  if (name !== 'serve' && !distributedUrls(config!)) {
+    process.stderr.write(`pir ${name}: the ${name} role runs on its own only in distributed mode; set PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL, or use 'pir serve'.\n`);
+    process.exit(EXIT.usage);
+  }
+  const log = createLogger(config!.logLevel, name);
+  const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);
+  const onSignal = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    pir.stop().then(() => process.exit(0), (error: unknown) => {
+      log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  await new Promise<never>(() => {}); // runs until a signal ends the process
+}

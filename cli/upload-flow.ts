@@ -1,0 +1,49 @@
+/** Sending an image's bytes and seeing it through: direct upload or stage + import, then the checks. */
+import { basename } from 'node:path';
+import { ChecksumMismatchError, type Image, type PirClient, type SentFile } from '../client/index.js';
+import { followImage } from './follow.js';
+import { createProgress, summary } from './progress.js';
+
+/** Uploads (direct or staged), waits as asked, and checks the digests sent against PIR's. */
+export async function uploadAndSettle(client: PirClient, id: string, file: string, size: number,
+  o: { md5?: string; wait?: boolean; import?: boolean; timeoutMs?: number; quiet?: boolean; onProgress?: (sent: number) => void }): Promise<Image> {
+  const progress = o.quiet ? null : createProgress({ label: `uploading ${basename(file)}`, total: size });
+  const t0 = performance.now();
+  let sentAt = 0;
+  const onProgress = (sent: number) => {
+    progress?.update(sent);
+    o.onProgress?.(sent);
+    if (sent === size) sentAt = performance.now();
+  };
+  let sent: SentFile;
+  try {
+    if (o.import) {
+      sent = await client.stageFile(id, file, { md5: o.md5, onProgress });
+      await client.importImage(id);
+    } else {
+      sent = await client.uploadFile(id, file, { md5: o.md5, async: o.wait, onProgress });
+    }
+  } catch (error) {
+    progress?.stop();
+    throw error;
+  }
+  const digests = sent.digests;
+  progress?.finish(`sent ${summary(size, ((sentAt || performance.now()) - t0) / 1000)}${digests ? `; md5 ${digests.md5}, sha512 ${digests.sha512.slice(0, 16)}…` : ''}`);
+  const image = o.wait ? await followImage(client, id, { timeoutMs: o.timeoutMs, show: !o.quiet }) : await client.getImage(id);
+  if (image.status === 'active' && digests) await checkStoredDigests(client, image, digests, sent.size);
+  return image;
+}
+
+/**
+ * PIR's os_hash_value and checksum describe the stored disk. When it stored the bytes as sent
+ * (same size: nothing was decompressed), they must equal the digests computed while sending.
+ */
+async function checkStoredDigests(client: PirClient, image: Image, digests: { md5: string; sha512: string }, size: number): Promise<void> {
+  if (image.size !== size) return; // unpacked (e.g. gzip): PIR's digests are of the unpacked disk
+  const bad = image.os_hash_value !== digests.sha512 ? ['sha512', digests.sha512, image.os_hash_value] as const
+    : image.checksum !== digests.md5 ? ['md5', digests.md5, image.checksum] as const : null;
+  if (!bad) return;
+  await client.deleteImage(image.id).catch(() => {});
+  throw new ChecksumMismatchError(bad[0], bad[1], bad[2] ?? '', `PIR stored different bytes than were sent (${bad[0]} sent ${bad[1]}, stored ${bad[2]}); image ${image.id} was deleted. Upload again.`);
+}
+

@@ -1,0 +1,133 @@
+/**
+ * Streams an image's bytes to a file with md5 + sha512 computed on the way, into `<file>.part`
+ * first: an interrupted download resumes with a Range request after re-hashing the bytes the
+ * .part already holds, and the file gets its final name only once both digests match.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, stat, truncate, unlink } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ChecksumMismatchError, DownloadInterruptedError, PirApiError } from './errors.js';
+import { readResponse, type Transport } from './http.js';
+
+export interface DownloadExpectation {
+  size: number | null;
+  /** sha512 hex (the image's os_hash_value) */
+  sha512: string | null;
+  /** md5 hex (the image's checksum) */
+  md5: string | null;
+}
+
+export interface DownloadOptions {
+  /** Continue from an existing .part file (default true). */
+  resume?: boolean;
+  /** Called with the bytes on disk so far and the total. */
+  onProgress?: (done: number, total: number | null) => void;
+  /** Told when the bytes of an existing .part are being checked (before the request). */
+  onResume?: (bytes: number) => void;
+}
+
+export interface DownloadResult {
+  size: number;
+  md5: string;
+  sha512: string;
+  /** Bytes that came from an earlier, interrupted download. */
+  resumedFrom: number;
+  verified: { md5: boolean; sha512: boolean };
+}
+
+export function partPath(file: string): string {
+  return file + '.part';
+}
+
+export async function downloadImage(transport: Transport, id: string, file: string, expect: DownloadExpectation, opts: DownloadOptions = {}): Promise<DownloadResult> {
+  const part = partPath(file);
+  const md5 = createHash('md5');
+  const sha512 = createHash('sha512');
+  let have = opts.resume === false ? 0 : await sizeOf(part);
+  if (expect.size !== null && have > expect.size) have = 0; // longer than the image: not ours
+  if (have > 0) {
+    opts.onResume?.(have);
+    // Re-hash what is already there, so the final digests cover every byte of the file.
+    let n = 0;
+    for await (const chunk of createReadStream(part, { end: have - 1, highWaterMark: 1 << 20 })) {
+      md5.update(chunk as Buffer);
+      sha512.update(chunk as Buffer);
+      opts.onProgress?.((n += (chunk as Buffer).length), expect.size);
+    }
+  }
+  const resumedFrom = have;
+  if (expect.size === null || have < expect.size) {
+    const path = `/v2/images/${encodeURIComponent(id)}/file`;
+    const { req, response } = transport.open('GET', path, have > 0 ? { range: `bytes=${have}-` } : {});
+    req.end();
+    const res = await response;
+    if (res.statusCode === 200 && have > 0) {
+      // The server ignored the range: start over from byte 0.
+      res.destroy();
+      await truncate(part, 0);
+      return restart();
+    }
+    if (res.statusCode === 204) {
+      res.resume();
+      throw new PirApiError(204, 'no_data', `Image ${id} has no data yet; wait until it is active (pir image wait ${id}).`, 'GET', path, null);
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 206) {
+      const body = await readResponse(res);
+      throw PirApiError.from(body.status, body.body, 'GET', path);
+    }
+    let done = have;
+    try {
+      await pipeline(res, hashing([md5, sha512], (n) => opts.onProgress?.((done = have + n), expect.size)), createWriteStream(part, { flags: have > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }));
+    } catch (error) {
+      throw new DownloadInterruptedError(part, (await sizeOf(part)), error as Error);
+    }
+    have = done;
+  }
+  const result = { size: have, md5: md5.digest('hex'), sha512: sha512.digest('hex'), resumedFrom, verified: { md5: false, sha512: false } };
+  const resumedNote = resumedFrom > 0 ? ` (${resumedFrom} bytes came from an earlier interrupted download)` : '';
+  const fail = async (algorithm: 'md5' | 'sha512', wanted: string, got: string) => {
+    await unlink(part).catch(() => {});
+    throw new ChecksumMismatchError(algorithm, wanted, got,
+      `The downloaded data has ${algorithm} ${got}, but the image's ${algorithm === 'sha512' ? 'os_hash_value' : 'checksum'} is ${wanted}${resumedNote}; the bytes were corrupted on disk or on the way. ${part} was removed: run the download again.`);
+  };
+  if (expect.size !== null && result.size !== expect.size) await fail('sha512', `${expect.size} bytes`, `${result.size} bytes`);
+  if (expect.sha512) {
+    if (expect.sha512.toLowerCase() !== result.sha512) await fail('sha512', expect.sha512, result.sha512);
+    result.verified.sha512 = true;
+  }
+  if (expect.md5) {
+    if (expect.md5.toLowerCase() !== result.md5) await fail('md5', expect.md5, result.md5);
+    result.verified.md5 = true;
+  }
+  await rename(part, file);
+  return result;
+
+  function restart(): Promise<DownloadResult> {
+    return downloadImage(transport, id, file, expect, { ...opts, resume: false });
+  }
+}
+
+/** A pass-through that feeds every chunk to the hashes and reports the running byte count. */
+function hashing(hashes: Hash[], onBytes: (n: number) => void): Transform {
+  let n = 0;
+  return new Transform({
+    highWaterMark: 1 << 20,
+    transform(chunk: Buffer, _encoding, callback) {
+      for (const h of hashes) h.update(chunk);
+      n += chunk.length;
+      onBytes(n);
+      callback(null, chunk);
+    },
+  });
+}
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * What the client throws. An HTTP error carries PIR's error body (`error_code`, `message`) so a
+ * caller can branch on the code and show the server's own advice.
+ */
+
+/** PIR answered with an error status. */
+export class PirApiError extends Error {
+  constructor(
+    readonly status: number,
+    /** PIR's stable machine-readable code (`error.error_code`), or `http_<status>`. */
+    readonly errorCode: string,
+    message: string,
+    readonly method: string,
+    readonly path: string,
+    /** The parsed response body, as sent. */
+    readonly body: unknown,
+  ) {
+    super(message);
+    this.name = 'PirApiError';
+  }
+
+  /** Builds the right subclass from a response. */
+  static from(status: number, body: unknown, method: string, path: string): PirApiError {
+    const error = (body as { error?: { error_code?: unknown; message?: unknown } } | null)?.error;
+    const code = typeof error?.error_code === 'string' ? error.error_code : `http_${status}`;
+    const text = typeof error?.message === 'string' ? error.message
+      : typeof body === 'string' && body ? body.slice(0, 500) : `HTTP ${status}`;
+    const Kind = status === 401 || status === 403 ? AuthError
+      : status === 404 ? NotFoundError
+        : status === 409 ? ConflictError
+          : PirApiError;
+    return new Kind(status, code, text, method, path, body);
+  }
+}
+
+/** 401 (no or bad token) or 403 (not allowed). */
+export class AuthError extends PirApiError {
+  override name = 'AuthError';
+}
+
+export class NotFoundError extends PirApiError {
+  override name = 'NotFoundError';
+}
+
+export class ConflictError extends PirApiError {
+  override name = 'ConflictError';
+}
+
+/** The pipeline refused the image (status `killed`), or a synchronous upload answered with the refusal. */
+export class ImageRefusedError extends Error {
+  override name = 'ImageRefusedError';
+  constructor(
+    readonly imageId: string,
+    readonly failure: { stage: string; code: string; message: string },
+  ) {
+    super(`image ${imageId} was refused at the ${failure.stage} stage (${failure.code}): ${failure.message}`);
+  }
+}
+
+/** Bytes did not hash to what the server (or the caller) said they should. */
+export class ChecksumMismatchError extends Error {
+  override name = 'ChecksumMismatchError';
+  constructor(
+    readonly algorithm: 'md5' | 'sha512',
+    readonly expected: string,
+    readonly actual: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** PIR could not be reached or the connection broke (no HTTP answer). */
+export class TransportError extends Error {
+  override name = 'TransportError';
+  constructor(
+    readonly url: string,
+    override readonly cause: Error,
+  ) {
+    const code = (cause as NodeJS.ErrnoException).code ?? cause.message;
+    super(TransportError.unreachable(cause) ? `cannot reach ${url}: ${code}` : `the connection to ${url} broke (${code})`);
+  }
+
+  /** Nothing answered at all (as opposed to a connection that broke). */
+  static unreachable(cause: Error): boolean {
+    return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH'].includes((cause as NodeJS.ErrnoException).code ?? '');
+  }
+}
+
+/** Waiting for an image took longer than the caller allowed. */
+export class WaitTimeoutError extends Error {
+  override name = 'WaitTimeoutError';
+}
+
+/** A download stopped part way; the bytes so far are kept for a resume. */
+export class DownloadInterruptedError extends Error {
+  override name = 'DownloadInterruptedError';
+  constructor(
+    readonly partFile: string,
+    readonly bytes: number,
+    override readonly cause: Error,
+  ) {
+    super(`the download was cut after ${bytes} bytes (${(cause as NodeJS.ErrnoException).code ?? cause.message}); ${partFile} keeps them: run the same command again to resume`);
+  }
+}

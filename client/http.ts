@@ -1,0 +1,73 @@
+/**
+ * The HTTP layer: node:http(s) with a keep-alive agent, JSON calls that return the status and
+ * the parsed body (never throwing on an HTTP status), and raw streaming requests for image bytes.
+ */
+import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import { TransportError } from './errors.js';
+
+export interface RawResponse<T = any> {
+  status: number;
+  headers: Record<string, string>;
+  body: T;
+}
+
+export type Headers = Record<string, string>;
+
+const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
+
+export class Transport {
+  readonly baseUrl: string;
+
+  constructor(baseUrl: string, readonly token: string | null) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+
+  /** A path (`/v2/...`) or an absolute URL the server handed back. */
+  url(path: string): URL {
+    return /^https?:\/\//.test(path) ? new URL(path) : new URL(this.baseUrl + path);
+  }
+
+  /** Starts a request; the caller writes (or ends) it and gets the response from `response`. */
+  open(method: string, path: string, headers: Headers = {}): { req: http.ClientRequest; response: Promise<IncomingMessage>; url: URL } {
+    const url = this.url(path);
+    const lib = url.protocol === 'https:' ? https : http;
+    const all: OutgoingHttpHeaders = { ...(this.token ? { 'x-auth-token': this.token } : {}), ...headers };
+    const req = lib.request(url, { method, headers: all, agent: agents[url.protocol as 'http:' | 'https:'] });
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve);
+      req.once('error', (error) => reject(new TransportError(url.origin, error)));
+    });
+    response.catch(() => {}); // callers that never await it (a write failed first) must not crash the process
+    return { req, response, url };
+  }
+
+  /** A JSON (or empty) request; resolves with whatever status the server answered. */
+  async call<T = any>(method: string, path: string, body?: unknown, headers: Headers = {}): Promise<RawResponse<T>> {
+    const hasBody = body !== undefined;
+    const payload = hasBody ? Buffer.from(JSON.stringify(body)) : null;
+    const { req, response } = this.open(method, path, {
+      accept: 'application/json',
+      ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
+      ...headers,
+    });
+    req.end(payload ?? undefined);
+    return readResponse<T>(await response);
+  }
+}
+
+/** Reads a (small) response body: JSON when it parses, else text. */
+export async function readResponse<T = any>(res: IncomingMessage): Promise<RawResponse<T>> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  let body: unknown = text;
+  try { body = text ? JSON.parse(text) : null; } catch { /* not JSON: keep the text */ }
+  return { status: res.statusCode ?? 0, headers: flatHeaders(res), body: body as T };
+}
+
+export function flatHeaders(res: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(res.headers)) if (value !== undefined) out[key] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
+}
