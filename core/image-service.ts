@@ -152,10 +152,16 @@ export class ImageService {
     }
   }
 
-  async remove(caller: Caller, id: string): Promise<void> {
+  /**
+   * Marks the image deleted, then removes its bytes. The manifest write comes first (an image
+   * that still shows must keep its bytes); if the process dies between the two, or a removal
+   * fails, the store janitor (workers/sweepers.ts) removes the bytes of the deleted image later.
+   */
+  async remove(caller: Caller, id: string, onBytesLeft: (error: unknown) => void = () => {}): Promise<void> {
     await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
-    await this.blobs.remove(id);
-    await this.blobs.removeStaging(id);
+    // The image is gone for the client whatever happens next: a failure here is the janitor's job.
+    const results = await Promise.allSettled([this.blobs.remove(id), this.blobs.removeStaging(id)]);
+    for (const r of results) if (r.status === 'rejected') onBytesLeft(r.reason);
   }
 
   /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */

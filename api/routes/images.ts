@@ -11,6 +11,7 @@ import type { CreateImageInput, ImageService } from '../../core/image-service.js
 import type { ListQuery, SortKey } from '../../core/ports.js';
 import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
+import { collectPage } from '../list-page.js';
 import { IMPORT_METHODS } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 
@@ -51,21 +52,23 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     return reply.code(201).send(imageView(doc));
   });
 
-  app.get('/v2/images', async (request) => {
+  app.get('/v2/images', async (request, reply) => {
     const query = request.query as Record<string, string | string[] | undefined>;
     const listQuery = await parseListQuery(query, images, request.caller);
-    const docs = await images.list(request.caller, listQuery);
-    const result: Record<string, unknown> = { images: docs.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
-    if (docs.length === listQuery.limit) {
+    // Serialized image by image, so a page never holds more than its byte budget (a full page
+    // of large images is cut short, with a `next` link to the rest).
+    const page = await collectPage((q) => images.list(request.caller, q), listQuery, (doc) => JSON.stringify(imageView(doc)), (doc) => ({ value: sortValue(doc, listQuery.sortKey), id: doc.id }));
+    let next = '';
+    if (page.lastId !== null && (page.count === listQuery.limit || page.cut)) {
       const params = new URLSearchParams();
       for (const [key, value] of Object.entries(query)) {
         if (key === 'marker' || value === undefined) continue;
         for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
       }
-      params.set('marker', docs[docs.length - 1].id);
-      result.next = `/v2/images?${params.toString()}`;
+      params.set('marker', page.lastId);
+      next = `,"next":${JSON.stringify(`/v2/images?${params.toString()}`)}`;
     }
-    return result;
+    return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":"/v2/images","schema":"/v2/schemas/images"${next}}`);
   });
 
   app.get('/v2/images/:id', async (request) => imageView(await images.get(request.caller, idOf(request.params))));
@@ -82,7 +85,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   app.delete('/v2/images/:id', async (request, reply) => {
     const id = idOf(request.params);
     const { owner } = await images.get(request.caller, id);
-    await images.remove(request.caller, id);
+    await images.remove(request.caller, id, (error) => request.log.warn({ err: error, image_id: id }, 'image deleted but its bytes could not be removed yet; the store janitor will'));
     await quotas.releaseAll(owner, id); // at once; the image.deleted event does it again, durably
     return reply.code(204).send();
   });
@@ -115,21 +118,28 @@ function single(value: string | string[] | undefined): string | undefined {
 
 async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService, caller: Caller): Promise<ListQuery> {
   const limitText = single(query.limit);
+  if (limitText !== undefined && !/^\d{1,9}$/.test(limitText)) {
+    throw badRequest('bad_limit', `Query parameter 'limit' must be a whole number, 0 or more (a page holds at most 1000 images; got '${clip(limitText)}').`);
+  }
   const limit = limitText === undefined ? 25 : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 0) throw badRequest('bad_limit', 'limit must be a non-negative whole number.');
   let sortKey: SortKey = 'created_at';
   let sortDir: 'asc' | 'desc' = 'desc';
   const sort = single(query.sort);
-  if (sort) {
-    const [key, dir] = sort.split(',')[0].split(':');
+  if (sort !== undefined) {
+    if (query.sort_key !== undefined || query.sort_dir !== undefined) {
+      throw badRequest('bad_sort', "Query parameter 'sort' cannot be combined with 'sort_key' or 'sort_dir'; use one syntax.");
+    }
+    const [key, dir] = sort.split(',')[0].split(':').map((part) => part.trim());
+    if (!key) throw badRequest('bad_sort', `Query parameter 'sort' must be key[:asc|desc] (got '${clip(sort)}').`);
     sortKey = key as SortKey;
-    if (dir) sortDir = dir as 'asc' | 'desc';
+    if (dir !== undefined) sortDir = dir as 'asc' | 'desc';
   } else {
-    if (single(query.sort_key)) sortKey = single(query.sort_key) as SortKey;
-    if (single(query.sort_dir)) sortDir = single(query.sort_dir) as 'asc' | 'desc';
+    if (query.sort_key !== undefined) sortKey = (single(query.sort_key) ?? '').trim() as SortKey;
+    if (query.sort_dir !== undefined) sortDir = (single(query.sort_dir) ?? '').trim() as 'asc' | 'desc';
   }
-  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Cannot sort by '${sortKey}'; use one of ${[...SORT_KEYS].join(', ')}.`);
-  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
+  const sortParam = sort !== undefined ? 'sort' : 'sort_key';
+  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Query parameter '${sortParam}': cannot sort by '${clip(sortKey)}'; use one of ${[...SORT_KEYS].join(', ')}.`);
+  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', `Query parameter '${sort !== undefined ? 'sort' : 'sort_dir'}': the direction must be asc or desc (got '${clip(sortDir)}').`);
   const where: ListQuery['where'] = {};
   for (const field of FILTERS) {
     const value = single(query[field]);
@@ -138,12 +148,17 @@ async function parseListQuery(query: Record<string, string | string[] | undefine
   }
   const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
   const marker = single(query.marker);
-  if (marker) {
-    const doc = await images.get(caller, marker).catch(() => null);
-    if (!doc) throw badRequest('bad_marker', `marker ${marker} is not an image id that can be listed.`);
+  if (marker !== undefined) {
+    const doc = marker === '' ? null : await images.get(caller, marker).catch(() => null);
+    if (!doc) throw badRequest('bad_marker', `Query parameter 'marker' must be the id of an image that can be listed (got '${clip(marker)}').`);
     listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
   }
   return listQuery;
+}
+
+/** A client's text quoted back in an error, cut short. */
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }
 
 function sortValue(doc: ImageDoc, key: SortKey): string | number | null {
