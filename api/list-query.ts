@@ -76,7 +76,7 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   const request: ListRequest = { query };
   const marker = take('marker');
   if (marker !== undefined) {
-    if (marker === '') throw fail('bad_marker', "marker is empty; give the id of the last image of the previous page (the 'next' link carries it).");
+    if (marker === '') throw fail('bad_marker', "Query parameter 'marker' is empty; give the id of the last image of the previous page (the 'next' link carries it).");
     request.marker = marker;
   }
   query.sort = parseSort(take('sort'), takeAll('sort_key'), takeAll('sort_dir'));
@@ -132,7 +132,7 @@ export function parseListQuery(raw: RawQuery): ListRequest {
 
 function parseLimit(text: string | undefined): number {
   if (text === undefined) return DEFAULT_LIMIT;
-  if (!/^\d+$/.test(text.trim())) throw fail('bad_limit', `limit must be a whole number from 0 to ${MAX_LIMIT} (larger values are taken as ${MAX_LIMIT}); got '${text.slice(0, 40)}'.`);
+  if (!/^\d+$/.test(text.trim())) throw fail('bad_limit', `Query parameter 'limit' must be a whole number, 0 or more (a page holds at most ${MAX_LIMIT} images); got '${text.slice(0, 40)}'.`);
   return Math.min(Number(text.trim()), MAX_LIMIT);
 }
 
@@ -148,9 +148,10 @@ function parseSort(sort: string | undefined, keys: string[], dirs: string[]): Li
   let sortKeys: SortKey[] = [];
   let sortDirs: SortDir[] = [];
   if (sort !== undefined) {
-    if (keys.length || dirs.length) throw fail('bad_sort', 'Give either sort=key:dir,… or sort_key/sort_dir, not both (Glance: old and new sorting syntax cannot be combined).');
+    if (keys.length || dirs.length) throw fail('bad_sort', "Query parameter 'sort' cannot be combined with 'sort_key' or 'sort_dir'; use one syntax.");
     for (const part of sort.trim().split(',')) {
       const [key, dir] = splitOnce(part, ':');
+      if (key.trim() === '') throw fail('bad_sort', `Query parameter 'sort' must be key[:asc|desc],… (got '${sort.slice(0, 40)}').`);
       sortKeys.push(sortKey('sort', key.trim()));
       sortDirs.push(sortDir('sort', dir === undefined || dir.trim() === '' ? DEFAULT_SORT.dir : dir.trim()));
     }
@@ -158,7 +159,7 @@ function parseSort(sort: string | undefined, keys: string[], dirs: string[]): Li
     sortKeys = keys.map((k) => sortKey('sort_key', k.trim()));
     sortDirs = dirs.map((d) => sortDir('sort_dir', d.trim()));
     if (sortDirs.length > 1 && sortDirs.length !== sortKeys.length) {
-      throw fail('bad_sort_dir', `There are ${sortDirs.length} sort_dir values for ${sortKeys.length} sort_key values; give one sort_dir per sort_key, or a single one for all.`);
+      throw fail('bad_sort_dir', `There are ${sortDirs.length} 'sort_dir' values for ${sortKeys.length} 'sort_key' values; give one sort_dir per sort_key, or a single one for all.`);
     }
   }
   if (!sortKeys.length) sortKeys = [DEFAULT_SORT.key];
@@ -177,13 +178,13 @@ function parseSort(sort: string | undefined, keys: string[], dirs: string[]): Li
 
 function sortKey(param: string, key: string): SortKey {
   if (!(SORT_KEYS as readonly string[]).includes(key)) {
-    throw fail('bad_sort_key', `Invalid ${param} key '${key.slice(0, 40)}': sort by one of ${SORT_KEYS.join(', ')}.`);
+    throw fail('bad_sort_key', `Query parameter '${param}': cannot sort by '${key.slice(0, 40)}'; use one of ${SORT_KEYS.join(', ')}.`);
   }
   return key as SortKey;
 }
 
 function sortDir(param: string, dir: string): SortDir {
-  if (dir !== 'asc' && dir !== 'desc') throw fail('bad_sort_dir', `Invalid sort direction '${dir.slice(0, 40)}' in ${param}: use asc or desc.`);
+  if (dir !== 'asc' && dir !== 'desc') throw fail('bad_sort_dir', `Query parameter '${param}': the direction must be asc or desc (got '${dir.slice(0, 40)}').`);
   return dir;
 }
 
@@ -289,7 +290,7 @@ function parseInteger(field: string, value: string): number {
 }
 
 function notOneOf(field: string, value: string, allowed: readonly string[]): string {
-  return `Invalid ${field} '${value.slice(0, 40)}': use one of ${allowed.join(', ')}.`;
+  return `Query parameter '${field}' cannot be '${value.slice(0, 40)}': use one of ${allowed.join(', ')}.`;
 }
 
 function bounded(field: string, value: string): string {

@@ -146,10 +146,12 @@ export class ImageService {
     const requested = request.query.where.status ?? IMAGE_STATUSES;
     const status = requested.filter((s) => s !== 'deleted');
     const query: ListQuery = { ...request.query, scope, where: { ...request.query.where, status } };
-    if (request.marker !== undefined) {
+    if (request.after) {
+      query.after = request.after;
+    } else if (request.marker !== undefined) {
       const marker = await this.manifest.store.get(request.marker);
       if (!marker || marker.status === 'deleted' || !canSee(caller, marker)) {
-        throw fail('bad_marker', `marker ${request.marker.slice(0, 64)} is not the id of an image you can list; start again without marker.`);
+        throw fail('bad_marker', `Query parameter 'marker' must be the id of an image you can list (got '${request.marker.slice(0, 64)}'); start again without it.`);
       }
       query.after = sortValues(marker, query.sort);
     }
@@ -157,10 +159,16 @@ export class ImageService {
     return this.manifest.store.list(query);
   }
 
-  async remove(caller: Caller, id: string): Promise<void> {
+  /**
+   * Marks the image deleted, then removes its bytes. The manifest write comes first (an image
+   * that still shows must keep its bytes); if the process dies between the two, or a removal
+   * fails, the store janitor (workers/sweepers.ts) removes the bytes of the deleted image later.
+   */
+  async remove(caller: Caller, id: string, onBytesLeft: (error: unknown) => void = () => {}): Promise<void> {
     await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
-    await this.blobs.remove(id);
-    await this.blobs.removeStaging(id);
+    // The image is gone for the client whatever happens next: a failure here is the janitor's job.
+    const results = await Promise.allSettled([this.blobs.remove(id), this.blobs.removeStaging(id)]);
+    for (const r of results) if (r.status === 'rejected') onBytesLeft(r.reason);
   }
 
   /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */

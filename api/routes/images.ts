@@ -10,7 +10,9 @@ import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/i
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
+import { collectPage } from '../list-page.js';
 import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
+import { sortValues } from '../../core/list-access.js';
 import { IMPORT_METHODS } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 
@@ -49,15 +51,24 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     return reply.code(201).send(imageView(doc));
   });
 
-  app.get('/v2/images', async (request) => {
+  app.get('/v2/images', async (request, reply) => {
     const raw = request.query as RawQuery;
     const listRequest = parseListQuery(raw);
-    const docs = await images.list(request.caller, listRequest);
+    const { limit, sort } = listRequest.query;
+    // Serialized image by image, so a page never holds more than its byte budget (a full page
+    // of large images is cut short, with a `next` link to the rest). The first batch starts
+    // after the marker; the next ones continue from the keyset of the last image.
+    const page = await collectPage(
+      (batch, after) => images.list(request.caller, after ? { query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
+      limit,
+      (doc) => JSON.stringify(imageView(doc)),
+      (doc) => sortValues(doc, sort),
+    );
     const query = linkQuery(raw);
-    const result: Record<string, unknown> = { images: docs.map(imageView), first: query ? `/v2/images?${query}` : '/v2/images', schema: '/v2/schemas/images' };
+    const first = query ? `/v2/images?${query}` : '/v2/images';
     // As Glance: a full page has a next link (which may turn out empty).
-    if (docs.length > 0 && docs.length === listRequest.query.limit) result.next = `/v2/images?${linkQuery(raw, docs[docs.length - 1]!.id)}`;
-    return result;
+    const next = page.lastId !== null && (page.count === limit || page.cut) ? `,"next":${JSON.stringify(`/v2/images?${linkQuery(raw, page.lastId)}`)}` : '';
+    return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":${JSON.stringify(first)},"schema":"/v2/schemas/images"${next}}`);
   });
 
   app.get('/v2/images/:id', async (request) => imageView(await images.get(request.caller, idOf(request.params))));
@@ -74,7 +85,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   app.delete('/v2/images/:id', async (request, reply) => {
     const id = idOf(request.params);
     const { owner } = await images.get(request.caller, id);
-    await images.remove(request.caller, id);
+    await images.remove(request.caller, id, (error) => request.log.warn({ err: error, image_id: id }, 'image deleted but its bytes could not be removed yet; the store janitor will'));
     await quotas.releaseAll(owner, id); // at once; the image.deleted event does it again, durably
     return reply.code(204).send();
   });

@@ -55,7 +55,7 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
     writeFileSync(tokensFile, JSON.stringify({ tokens: Object.entries(opts.tokens).map(([t, caller]) => ({ token: t, ...caller })) }), { mode: 0o600 });
   }
   const authenticator = await TokensFileAuthenticator.open({ path: tokensFile, adminToken: token, log });
-  const upload = { maxImageSize: 1 << 30, heartbeatMs: 30_000 };
+  const upload = { maxImageSize: 1 << 30, heartbeatMs: 30_000, idleMs: 300_000 };
   const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
   const webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(DEFAULT_EGRESS), log });
   const app = await buildApp({ images, manifest, blobs, hashes, upload, quotas, webDownloads, authenticator, log });
