@@ -9,12 +9,16 @@ import type { BlobStore } from '../core/ports.js';
 import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
 import type { WebDownloads } from '../ingest/web-download.js';
+import type { DependencyCheck } from '../infra/telemetry/health.js';
+import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
 import { handleError, sendError } from './error-handler.js';
+import { healthRoutes } from './routes/health.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageImportRoutes } from './routes/image-import.js';
 import { imageRoutes } from './routes/images.js';
 import { infoRoutes } from './routes/info.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 
 export interface AppDeps {
@@ -27,6 +31,8 @@ export interface AppDeps {
   webDownloads: WebDownloads;
   authenticator: Authenticator;
   log: Logger;
+  /** What /readyz checks (none: it answers ready). */
+  health?: DependencyCheck[];
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -42,8 +48,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-openstack-request-id', request.id);
   });
+  // Latency by route pattern (never the raw URL: ids would make every image its own series).
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
   await app.register(versionRoutes);
   const checkToken = authHook(deps.authenticator);
+  await healthRoutes(app, deps.health ?? []);
+  await metricsRoutes(app, checkToken);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await imageRoutes(v2, deps.images, deps.quotas);

@@ -14,6 +14,8 @@ export interface StageConcurrency { unpack: number; inspect: number; checksum: n
 export interface PirConfig {
   host: string;
   port: number;
+  /** PIR_METRICS_PORT: /metrics without a token on a port of its own; null = off. */
+  metricsPort: number | null;
   dataDir: string;
   /** Null: generate one at start and keep it in <dataDir>/admin-token. */
   adminToken: string | null;
@@ -151,6 +153,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
   const config: PirConfig = {
     host,
     port: int(env, 'PIR_PORT', 9292, 0, 65535),
+    metricsPort: env.PIR_METRICS_PORT ? int(env, 'PIR_METRICS_PORT', 0, 0, 65535) : null,
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
     adminToken: env.PIR_ADMIN_TOKEN || null,
     tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,
@@ -176,7 +179,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageBackoffMs: int(env, 'PIR_STAGE_BACKOFF_MS', 500, 1, 3_600_000),
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
-    logLevel: env.PIR_LOG_LEVEL || 'info',
+    logLevel: logLevel(env),
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),
     quotas: quotas(env),
@@ -189,6 +192,15 @@ export function loadConfig(env: Env = process.env): PirConfig {
     throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');
   }
   return config;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(env: Env): string {
+  const raw = env.PIR_LOG_LEVEL;
+  if (raw === undefined || raw === '') return 'info';
+  if (!LOG_LEVELS.includes(raw)) throw new ConfigError('PIR_LOG_LEVEL', `"${raw}" must be one of ${LOG_LEVELS.join(', ')}`);
+  return raw;
 }
 
 function egress(env: Env): EgressSettings {

@@ -10,6 +10,7 @@ import { event, type NewEvent } from '../core/events.js';
 import { Manifest, transition } from '../core/manifest.js';
 import { nextStage } from '../core/pipeline-state.js';
 import type { BlobStore, JobContext, StageJob } from '../core/ports.js';
+import { stageDuration } from '../infra/telemetry/metrics.js';
 
 /** A stage's work. It returns how to record its outcome on the image (applied at completion). */
 export type StageWork = (doc: ImageDoc, ctx: JobContext) => Promise<(draft: ImageDoc) => void>;
@@ -38,12 +39,15 @@ export class StageRunner {
     log.info('stage started');
     const startedAt = performance.now();
     let record: (draft: ImageDoc) => void;
+    const seconds = () => (performance.now() - startedAt) / 1000;
     try {
       record = await this.stages[job.stage](doc, ctx);
     } catch (error) {
+      stageDuration.observe({ stage: job.stage, outcome: willRetry(error, ctx) ? 'retry' : 'failed' }, seconds());
       await this.fail(job, ctx, error, log);
       return;
     }
+    stageDuration.observe({ stage: job.stage, outcome: 'done' }, seconds());
     await this.complete(job, record, Math.round(performance.now() - startedAt), log);
   };
 
@@ -112,7 +116,7 @@ export class StageRunner {
   }
 
   private async fail(job: StageJob, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
-    const retry = isRetryable(error) && ctx.attempt < ctx.maxAttempts;
+    const retry = willRetry(error, ctx);
     const code = error instanceof PirError ? error.code : 'internal_error';
     const message = error instanceof PirError
       ? error.message
@@ -130,6 +134,10 @@ export class StageRunner {
     if (changed && doc.status === 'killed') await this.blobs.removeStaging(job.imageId);
     if (retry) throw error;
   }
+}
+
+function willRetry(error: unknown, ctx: JobContext): boolean {
+  return isRetryable(error) && ctx.attempt < ctx.maxAttempts;
 }
 
 /** Ends an image's pipeline for good, recording why. */
