@@ -9,11 +9,21 @@ const ROLES = {
 } as const;
 
 export function serverCommands(): Command[] {
-  return (Object.keys(ROLES) as (keyof typeof ROLES)[]).map((name) =>
+  const roles = (Object.keys(ROLES) as (keyof typeof ROLES)[]).map((name) =>
     new Command(name)
       .description(ROLES[name].about)
       .addHelpText('after', '\nConfiguration comes from PIR_* environment variables; see README.md ("Modes and configuration").')
       .action(() => runRole(name)));
+  const doctor = new Command('doctor')
+    .description('check the configuration (PIR_* variables) and every dependency PIR needs; says what is wrong and how to fix it (exit 1 on a problem)')
+    .action(async (_options: unknown, command: Command) => {
+      const { runDoctor, formatFindings } = await import('../infra/telemetry/doctor.js');
+      const findings = await runDoctor();
+      const format = (command.optsWithGlobals() as { format?: string }).format;
+      process.stdout.write(format === 'json' || format === 'yaml' ? `${JSON.stringify({ ok: findings.every((f) => f.level !== 'problem'), findings }, null, 2)}\n` : formatFindings(findings));
+      process.exitCode = findings.some((f) => f.level === 'problem') ? EXIT.failure : EXIT.ok;
+    });
+  return [...roles, doctor];
 }
 
 /** Starts the role and keeps the process running until SIGTERM or SIGINT. */
