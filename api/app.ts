@@ -12,6 +12,7 @@ import type { WebDownloads } from '../ingest/web-download.js';
 import type { DependencyCheck } from '../infra/telemetry/health.js';
 import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
+import { traceRequests } from './trace-hook.js';
 import { handleError, sendError } from './error-handler.js';
 import { healthRoutes } from './routes/health.js';
 import { imageDataRoutes } from './routes/image-data.js';
@@ -43,6 +44,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: () => `req-${crypto.randomUUID()}`,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
+  traceRequests(app);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
   app.addHook('onSend', async (request, reply) => {

@@ -47,11 +47,14 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
     process.stderr.write(`pir ${name}: the ${name} role runs on its own only in distributed mode; set PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL, or use 'pir serve'.\n`);
     process.exit(EXIT.usage);
   }
+  const { startTracing } = await import('../infra/telemetry/tracing.js');
+  const stopTracing = startTracing(name);
   const log = createLogger(config!.logLevel, name);
   const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);
+  if (stopTracing) log.info({ exporter: process.env.OTEL_TRACES_EXPORTER ?? 'otlp' }, 'tracing on');
   const onSignal = (signal: string) => {
     log.info({ signal }, 'signal received');
-    pir.stop().then(() => process.exit(0), (error: unknown) => {
+    pir.stop().then(() => stopTracing?.()).then(() => process.exit(0), (error: unknown) => {
       log.error({ err: error }, 'shutdown failed');
       process.exit(1);
     });
