@@ -81,6 +81,13 @@ describe('tracing across processes (distributed)', () => {
       assert.equal(s.attributes['pir.outcome'], 'done');
       assert.ok(s.end_ms >= s.start_ms);
     }
+    // The api's /metrics in distributed mode: Mongo counts, BullMQ queues, Kafka consumer lag.
+    await waitFor(async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { 'x-auth-token': TOKEN } })).text();
+      return /^pir_images\{status="active"\} 1$/m.test(text) && /^pir_kafka_consumer_lag\{group="pir-dispatcher"\} 0$/m.test(text)
+        && /^pir_queue_depth\{queue="promote"\} 0$/m.test(text) && /^pir_ingested_bytes_total 524288$/m.test(text);
+    }, 15_000, 'distributed metrics: 1 active image, no lag, empty queues, bytes ingested');
+
     const started = worker.output().split('\n').filter((l) => l.includes('"msg":"stage started"')).map((l) => JSON.parse(l));
     assert.equal(started.length, 4);
     for (const line of started) {
