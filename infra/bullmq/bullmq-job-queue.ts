@@ -173,10 +173,28 @@ export class BullmqJobQueue implements JobQueue {
     }));
   }
 
-  /** Fails at once while the connection is down, instead of waiting for ioredis to reconnect. */
+  /**
+   * Fails at once while the connection is down, instead of waiting for ioredis to reconnect; a
+   * connection being made is given up to 2 s (its error, if it fails, is the answer).
+   */
   async ping(): Promise<void> {
-    if (this.connection.status !== 'ready') throw new Error(`not connected to Redis (connection ${this.connection.status})`);
-    await this.connection.ping();
+    const c = this.connection;
+    if (c.status === 'connecting' || c.status === 'connect') {
+      await new Promise<void>((resolve, reject) => {
+        const done = (error?: Error) => {
+          clearTimeout(timer);
+          c.off('ready', onReady);
+          c.off('error', done);
+          if (error) reject(error); else resolve();
+        };
+        const onReady = () => done();
+        const timer = setTimeout(() => done(new Error('Redis did not answer within 2000 ms')), 2000);
+        c.once('ready', onReady);
+        c.once('error', done);
+      });
+    }
+    if (c.status !== 'ready') throw new Error(`not connected to Redis (connection ${c.status})`);
+    await c.ping();
   }
 
   close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
