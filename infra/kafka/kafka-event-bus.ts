@@ -207,7 +207,7 @@ export class KafkaEventBus implements EventBus {
   private async consume(group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<Consumer> {
     await this.start();
     const consumer = this.kafka.consumer({
-      groupId: group,
+      groupId: this.groupId(group),
       sessionTimeout: this.o.sessionTimeoutMs,
       heartbeatInterval: this.o.heartbeatIntervalMs,
       rebalanceTimeout: this.o.rebalanceTimeoutMs,
@@ -262,6 +262,16 @@ export class KafkaEventBus implements EventBus {
     }
   }
 
+  /**
+   * The Kafka group id of a PIR group: named after the topic too, because group ids are global to
+   * the cluster. Two PIRs (or test runs) sharing a cluster with their own topics would otherwise
+   * join one group, whose partitions of one topic can land on a member of the other: measured,
+   * a worker of one run held only the other run's partitions and never saw its own events.
+   */
+  private groupId(group: string): string {
+    return `${group}.${this.topic}`;
+  }
+
   /** Asks the cluster for its brokers on a short-lived admin connection. */
   async ping(): Promise<void> {
     const admin = this.kafka.admin({ retry: { retries: 0 } });
@@ -283,7 +293,7 @@ export class KafkaEventBus implements EventBus {
       await admin.connect();
       const high = await admin.fetchTopicOffsets(this.topic);
       return await Promise.all(groups.map(async (group) => {
-        const [committed] = await admin.fetchOffsets({ groupId: group, topics: [this.topic] });
+        const [committed] = await admin.fetchOffsets({ groupId: this.groupId(group), topics: [this.topic] });
         let lag = 0;
         for (const { partition, high: end, low } of high) {
           const c = committed?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
