@@ -13,10 +13,16 @@ import type { DependencyCheck } from '../infra/telemetry/health.js';
 import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
 import { traceRequests } from './trace-hook.js';
-import { handleError, sendError } from './error-handler.js';
 import { healthRoutes } from './routes/health.js';
+import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
+import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
+import { LIMITS } from '../core/limits.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageImportRoutes } from './routes/image-import.js';
+import { imageMemberRoutes } from './routes/image-members.js';
+import { imageTagRoutes } from './routes/image-tags.js';
+import { schemaRoutes } from './routes/schemas.js';
+import { taskRoutes } from './routes/tasks.js';
 import { imageRoutes } from './routes/images.js';
 import { infoRoutes } from './routes/info.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -34,34 +40,83 @@ export interface AppDeps {
   log: Logger;
   /** What /readyz checks (none: it answers ready). */
   health?: DependencyCheck[];
+  /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
+  publicUrl?: string | null;
+  /** Tests shorten the HTTP timeouts. */
+  httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
 }
 
+/**
+ * Server timeouts. No limit on a whole request (a multi-hour upload that keeps moving is fine):
+ * a silent upload body is caught by PIR_UPLOAD_IDLE_SECONDS, a silent connection by the idle
+ * socket timeout, slow headers by the headers timeout.
+ */
+export const HTTP_TIMEOUTS = {
+  headersMs: 30_000,
+  /** Longer than the usual 60 s of load balancers in front, so PIR is not the one closing first. */
+  keepAliveMs: 65_000,
+  /** No byte either way on a connection for this long: it is closed. */
+  socketIdleMs: 300_000,
+};
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const timeouts = { ...HTTP_TIMEOUTS, ...deps.httpTimeouts };
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    bodyLimit: 1024 * 1024, // JSON bodies only; image data is streamed past the body parser
-    requestIdHeader: 'x-openstack-request-id',
-    genReqId: () => `req-${crypto.randomUUID()}`,
+    bodyLimit: LIMITS.jsonBodyBytes, // JSON bodies only; image data is streamed past the body parser
+    genReqId: requestIdOf,
+    childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestLogView } }),
+    // A path segment (tag, member id) longer than this answers 414; shorter ones reach the domain's own limits.
+    routerOptions: { maxParamLength: 1024 },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    requestTimeout: 0,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    connectionTimeout: timeouts.socketIdleMs,
+    frameworkErrors: handleFrameworkError,
+    // Requests arriving while PIR shuts down get the 503 below, in PIR's error shape.
+    return503OnClosing: false,
+    clientErrorHandler(error, socket) {
+      const answered = writeClientError(socket, error as NodeJS.ErrnoException);
+      if (answered) deps.log.info({ status: answered.status, error_code: answered.code, reason: (error as NodeJS.ErrnoException).code }, 'refused a request the HTTP parser could not read');
+    },
   });
+  app.server.headersTimeout = timeouts.headersMs;
+  deferContinue(app.server);
   traceRequests(app);
   app.setErrorHandler(handleError);
+  let closing = false;
+  app.addHook('preClose', async () => { closing = true; });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!closing) return;
+    reply.header('Connection', 'close');
+    return sendError(reply, 503, 'shutting_down', 'PIR is shutting down; retry in a moment (or on another PIR).');
+  });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
+  // A body nobody wants (image data) is said "continue" to by its route, once it will read it.
+  app.addHook('preParsing', async (request, reply) => {
+    if (!(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/octet-stream')) sendContinue(request.raw, reply.raw);
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-openstack-request-id', request.id);
+    // A body left unread (a refusal before the data was wanted) is not drained: the connection closes.
+    if (!bodyConsumed(request.raw)) reply.header('Connection', 'close');
   });
   // Latency by route pattern (never the raw URL: ids would make every image its own series).
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
-  await app.register(versionRoutes);
+  await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
   const checkToken = authHook(deps.authenticator);
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
+    await schemaRoutes(v2);
     await imageRoutes(v2, deps.images, deps.quotas);
+    await imageTagRoutes(v2, deps.images);
+    await imageMemberRoutes(v2, deps.images);
+    await taskRoutes(v2, deps.images);
     await imageImportRoutes(v2, deps.images, deps.webDownloads);
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);

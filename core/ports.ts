@@ -154,6 +154,13 @@ export interface BlobStore {
   remove(imageId: string): Promise<void>;
   /** Lists image ids that have stored bytes (for audits and tests). */
   listStored(): Promise<string[]>;
+  /**
+   * Files in the store: the image each belongs to, when it was last written or renamed into place
+   * (ms since epoch), and whether it is a copy still being made (not yet the image's bytes).
+   */
+  listStoredFiles(): Promise<{ imageId: string; path: string; modifiedAt: number; partial: boolean }[]>;
+  /** Removes one file listed by listStoredFiles or listStaging. */
+  removeFile(path: string): Promise<void>;
   /** Staging files: which image each belongs to and when it was last written (ms since epoch). */
   listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]>;
 }

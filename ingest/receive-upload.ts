@@ -4,11 +4,12 @@
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
 import { ingestedBytes } from '../infra/telemetry/metrics.js';
-import { PirError, badRequest } from '../core/errors.js';
+import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
+import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
-import { SizeLimitError, writeHashedFile, type HashPool, type HashedFile } from './hashing/index.js';
+import { SizeLimitError, SourceIdleError, writeHashedFile, type HashPool, type HashedFile } from './hashing/index.js';
 
 export interface UploadRequest {
   body: NodeJS.ReadableStream;
@@ -18,12 +19,18 @@ export interface UploadRequest {
   declaredSize: number | null;
   /** Content-MD5 as hex, already decoded from base64 if needed. */
   contentMd5: string | null;
+  /** Called once the image is claimed, before the body is read (answers Expect: 100-continue). */
+  onClaimed?: () => void;
 }
 
 export interface UploadSettings {
   maxImageSize: number;
   heartbeatMs: number;
+  /** PIR_UPLOAD_IDLE_SECONDS in ms: a body that brings no byte for this long is abandoned. */
+  idleMs: number;
 }
+
+export const STORAGE_FULL_MESSAGE = 'PIR ran out of disk space while writing the image data (ENOSPC); nothing was kept and the image is back in queued. The operator must free space in PIR_DATA_DIR (or raise its quota); then upload again.';
 
 /** What receiving bytes needs besides the image service. */
 export interface IngestDeps {
@@ -42,6 +49,7 @@ export function tooLarge(limit: number): PirError {
 }
 
 export async function receiveUpload(
+  caller: Caller,
   deps: IngestDeps,
   imageId: string,
   kind: 'upload' | 'stage',
@@ -50,26 +58,34 @@ export async function receiveUpload(
   const { images, quotas, upload: settings } = deps;
   const announced = request.declaredSize ?? request.contentLength;
   if (announced !== null && announced > settings.maxImageSize) throw tooLarge(settings.maxImageSize);
-  const project = quotas.enabled ? (await images.get(imageId)).owner : null;
-  const ticket = await images.beginUpload(imageId, kind);
+  const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
+  const ticket = await images.beginUpload(caller, imageId, kind);
   let blob;
   try {
     await quotas.reserveFlight(project, imageId, announced ?? 0);
-    blob = await streamToStaging(deps, imageId, project, ticket, request.body, announced ?? 0);
+    request.onClaimed?.();
+    blob = await streamToStaging(caller, deps, imageId, project, ticket, request.body, announced ?? 0);
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
   } catch (error) {
+    const storageFull = isStorageFull(error);
     const reason = error instanceof SizeLimitError ? 'over the size limit'
+      : error instanceof SourceIdleError ? `the client sent nothing for ${error.idleMs / 1000} s`
+      : storageFull ? 'the disk is full'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
-    await images.abortUpload(imageId, ticket.run, reason);
+    await images.abortUpload(caller, imageId, ticket.run, reason);
     // Give the hold back now, not only when the event arrives (which does it again, durably).
-    await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
+    await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
+    if (error instanceof SourceIdleError) {
+      throw requestTimeout('upload_idle', `No image data arrived for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS), so the upload was abandoned and the image is back in queued; upload again.`);
+    }
+    if (storageFull) throw insufficientStorage('insufficient_storage', STORAGE_FULL_MESSAGE);
     throw error;
   }
-  return images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
+  return images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
 }
 
 /**
@@ -78,6 +94,7 @@ export async function receiveUpload(
  * the bytes as they arrive (`held` bytes are already held). Leaves no file when it throws.
  */
 export async function streamToStaging(
+  caller: Caller,
   deps: IngestDeps,
   imageId: string,
   project: string | null,
@@ -87,7 +104,7 @@ export async function streamToStaging(
 ): Promise<HashedFile> {
   const { images, quotas, hashes, upload: settings } = deps;
   const heartbeat = setInterval(() => {
-    images.heartbeat(imageId, ticket.run).catch(() => {});
+    images.heartbeat(caller, imageId, ticket.run).catch(() => {});
   }, settings.heartbeatMs);
   heartbeat.unref();
   try {
@@ -106,7 +123,7 @@ export async function streamToStaging(
         return near;
       }
     }) : body;
-    const file = await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes });
+    const file = await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
     ingestedBytes.inc(file.size);
     return file;
   } finally {

@@ -6,16 +6,20 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
-import { event } from '../core/events.js';
-import { Manifest, transition } from '../core/manifest.js';
+import { SYSTEM_CALLER } from '../core/caller.js';
+import { kill, resumeImport } from '../core/image-entity.js';
+import { Manifest } from '../core/manifest.js';
 import type { ImageService } from '../core/image-service.js';
 import { nextRunNumber } from '../core/pipeline-state.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { BlobStore } from '../core/ports.js';
-import { killImage } from './stage-runner.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
 const STAGING_GRACE_MS = 60_000;
+/** Stored bytes written or promoted this recently are never removed, whatever the manifest says. */
+export const STORE_GRACE_MS = 10 * 60_000;
+/** Statuses whose image owns no stored bytes: what the store janitor may reclaim. */
+const BYTES_UNOWNED = new Set(['deleted', 'killed']);
 
 export interface SweeperSettings {
   stageDeadlineSeconds: number;
@@ -38,10 +42,14 @@ export class Sweepers {
     private readonly log: Logger,
   ) {}
 
-  /** Runs the outbox sweeper, and the stale-image sweeper unless `staleEveryMs` is null. */
-  start(outboxEveryMs: number, staleEveryMs: number | null): void {
+  /**
+   * Runs the outbox sweeper, and (unless null) the stale-image sweeper and the store janitor.
+   * The janitor lists the whole store, so it runs seldom.
+   */
+  start(outboxEveryMs: number, staleEveryMs: number | null, storeEveryMs: number | null = null): void {
     this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs));
     if (staleEveryMs !== null) this.every(staleEveryMs, () => this.sweepStale());
+    if (storeEveryMs !== null) this.every(storeEveryMs, () => this.removeOrphanBytes());
   }
 
   async stop(): Promise<void> {
@@ -54,7 +62,7 @@ export class Sweepers {
   async sweepStale(now = Date.now()): Promise<void> {
     const stalledUploads = await this.manifest.store.findStale(['saving', 'uploading'], new Date(now - this.settings.uploadStallSeconds * 1000).toISOString(), 200);
     for (const doc of stalledUploads) {
-      if (doc.upload) await this.images.abortUpload(doc.id, doc.upload.run, 'the upload stopped arriving (its client or server went away)');
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'the upload stopped arriving (its client or server went away)');
     }
     const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
     for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
@@ -82,18 +90,46 @@ export class Sweepers {
   }
 
   /**
+   * The store janitor: removes stored bytes that belong to no live image — those of images
+   * deleted (or killed) when the process died before removing them, or whose document is gone —
+   * and copies left half-made by a promotion that died. A file is never touched within
+   * STORE_GRACE_MS of being written or promoted, nor while its image is importing (promotion may
+   * be renaming it into place), nor while its image is in any other status that may own bytes.
+   */
+  async removeOrphanBytes(now = Date.now(), graceMs = STORE_GRACE_MS): Promise<number> {
+    let removed = 0;
+    for (const file of await this.blobs.listStoredFiles()) {
+      if (file.modifiedAt > now - graceMs) continue;
+      if (!(await this.isOrphan(file))) continue;
+      // Read again just before removing: the window for a change in between stays tiny.
+      if (!(await this.isOrphan(file))) continue;
+      await this.blobs.removeFile(file.path);
+      removed += 1;
+      this.log.info({ image_id: file.imageId, path: file.path, partial: file.partial }, 'store janitor removed bytes of no live image');
+    }
+    return removed;
+  }
+
+  private async isOrphan(file: { imageId: string; partial: boolean }): Promise<boolean> {
+    const doc = await this.manifest.get(file.imageId);
+    if (file.partial) return doc === null || doc.status !== 'importing';
+    return doc === null || BYTES_UNOWNED.has(doc.status);
+  }
+
+  /**
    * After a restart of the single embedded process, nothing else can be working on an image:
    * abandoned uploads go back to queued and every import resumes at once.
    */
   async recoverAfterRestart(): Promise<void> {
     const longAgo = new Date(Date.now() + 1000).toISOString();
     for (const doc of await this.manifest.store.findStale(['saving', 'uploading'], longAgo, 100_000)) {
-      if (doc.upload) await this.images.abortUpload(doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
     }
     for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {
       await this.resume(doc, 'PIR restarted during the import', false);
     }
     await this.relay.sweep(0, 100_000);
+    await this.removeOrphanBytes();
   }
 
   /** Starts the run again from its current stage, under a new run number. */
@@ -102,19 +138,11 @@ export class Sweepers {
       if (draft.status !== 'importing' || !draft.pipeline || draft.revision !== stuck.revision) return null;
       const pipeline = draft.pipeline;
       if (countsAsResume && pipeline.resumes >= this.settings.maxResumes) {
-        return killImage(draft, pipeline.stage, 'deadline_exceeded', `The import stopped making progress (${why}) and was resumed ${pipeline.resumes} times without success. Upload the image again; if this repeats, tell the operator.`);
+        return kill(draft, pipeline.stage, 'deadline_exceeded', `The import stopped making progress (${why}) and was resumed ${pipeline.resumes} times without success. Upload the image again; if this repeats, tell the operator.`);
       }
       if (countsAsResume) pipeline.resumes += 1;
-      const run = nextRunNumber(draft);
-      pipeline.run = run;
-      pipeline.deadline_at = new Date(Date.now() + this.settings.stageDeadlineSeconds * 1000).toISOString();
-      if (pipeline.stage === 'done') {
-        transition(draft, 'active');
-        return [];
-      }
-      const stage = pipeline.stage;
-      pipeline.stages[stage].status = 'pending';
-      return [event('image.import.started', { run, method: pipeline.method, first_stage: stage })];
+      // A run whose stages all finished but which never became active ends here, with its image.active event.
+      return resumeImport(draft, nextRunNumber(draft), this.settings.stageDeadlineSeconds);
     });
     if (!changed) return;
     if (doc.status === 'killed') await this.blobs.removeStaging(doc.id);

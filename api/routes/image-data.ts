@@ -1,6 +1,7 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
 import { countServed } from '../../infra/telemetry/served-bytes.js';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { errorSpec } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
@@ -9,10 +10,9 @@ import type { BlobStore } from '../../core/ports.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { parseContentMd5, receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
 import { sendError } from '../error-handler.js';
+import { sendContinue } from '../http-hygiene.js';
 import { waitForSettled } from '../wait-for-settled.js';
 
-/** Failures of the image itself answer 400; failures of PIR answer 500. */
-const PIR_FAULT_CODES = new Set(['internal_error', 'deadline_exceeded', 'staged_data_lost', 'manifest_contention']);
 
 export interface DataRouteDeps {
   images: ImageService;
@@ -29,29 +29,48 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
 
   app.put('/v2/images/:id/file', async (request, reply) => {
     const id = (request.params as { id: string }).id;
-    await receive(request, deps, id, 'upload');
+    await receive(request, reply, deps, id, 'upload');
     if (wantsAsync(request)) return reply.code(202).send();
+    // The body is in; the pipeline may take long with nothing on the wire: no idle cut meanwhile
+    // (Node arms the keep-alive timeout again after the answer).
+    const socket = request.raw.socket;
+    socket.setTimeout?.(0); // (absent on inject()'s simulated socket)
     const abort = new AbortController();
-    request.raw.socket.once('close', () => abort.abort());
-    const settled = await waitForSettled(deps.manifest, id, abort.signal);
+    const onClose = () => abort.abort();
+    // One listener per upload, removed when it is done: a keep-alive connection carries many.
+    socket.once('close', onClose);
+    let settled;
+    try {
+      settled = await waitForSettled(deps.manifest, id, abort.signal);
+    } finally {
+      socket.off('close', onClose);
+    }
     if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
     if (settled.status === 'killed' && settled.failure) {
       const { code, message, stage } = settled.failure;
-      return sendError(reply, PIR_FAULT_CODES.has(code) ? 500 : 400, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
+      // Failures of the image itself answer 400; failures of PIR answer 500 (the catalog says which).
+      return sendError(reply, errorSpec(code)?.class === 'refusal' ? 400 : 500, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
     }
     return reply.code(204).send();
   });
 
   app.put('/v2/images/:id/stage', async (request, reply) => {
-    await receive(request, deps, (request.params as { id: string }).id, 'stage');
+    await receive(request, reply, deps, (request.params as { id: string }).id, 'stage');
     return reply.code(204).send();
   });
 
-  app.get('/v2/images/:id/file', async (request, reply) => {
+  // HEAD has its own route: Fastify's automatic one would run GET and drain the file.
+  const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const id = (request.params as { id: string }).id;
-    const doc = await deps.images.get(id);
-    if (doc.status === 'deactivated') throw new PirError('forbidden', 'image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
-    if (doc.status !== 'active' || doc.size === null) return reply.code(204).send();
+    const doc = await deps.images.forDownload(request.caller, id);
+    // forDownload let through a deactivated image only for an administrator.
+    if ((doc.status !== 'active' && doc.status !== 'deactivated') || doc.size === null) return reply.code(204).send();
+    if (request.method === 'HEAD') {
+      // From the image's metadata alone: no file is opened (Fastify would read a stream to its end).
+      reply.header('Accept-Ranges', 'bytes').header('Content-Length', doc.size).type('application/octet-stream');
+      if (doc.checksum) reply.header('Content-MD5', doc.checksum);
+      return reply.code(200).send();
+    }
     const size = (await deps.blobs.storedSize(id)) ?? -1;
     if (size !== doc.size) {
       request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
@@ -71,21 +90,24 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     if (doc.checksum) reply.header('Content-MD5', doc.checksum);
     reply.header('Content-Length', size);
     return reply.send(countServed(deps.blobs.openRead(id)));
-  });
+  };
+  app.head('/v2/images/:id/file', download);
+  app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
 }
 
-async function receive(request: FastifyRequest, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
+async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
   const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/octet-stream') {
     throw new PirError('unsupported_media_type', 'bad_content_type', `Send image data as Content-Type: application/octet-stream (got '${type || 'none'}').`);
   }
   const body = request.body as NodeJS.ReadableStream | undefined;
   if (!body) throw badRequest('no_body', 'The request has no image data.');
-  return receiveUpload(deps, id, kind, {
+  return receiveUpload(request.caller, deps, id, kind, {
     body,
     contentLength: headerInt(request, 'content-length'),
     declaredSize: headerInt(request, 'x-openstack-image-size'),
     contentMd5: parseContentMd5(request.headers['content-md5'] as string | undefined),
+    onClaimed: () => sendContinue(request.raw, reply.raw),
   });
 }
 
