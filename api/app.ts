@@ -14,6 +14,7 @@ import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
 import { traceRequests } from './trace-hook.js';
 import { healthRoutes } from './routes/health.js';
+import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
 import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
@@ -40,6 +41,8 @@ export interface AppDeps {
   log: Logger;
   /** What /readyz checks (none: it answers ready). */
   health?: DependencyCheck[];
+  /** The ops dashboard's data sources (none: no /ops). */
+  ops?: OpsDeps;
   /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
   publicUrl?: string | null;
   /** Tests shorten the HTTP timeouts. */
@@ -110,6 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const checkToken = authHook(deps.authenticator);
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
+  if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2);

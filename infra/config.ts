@@ -16,6 +16,8 @@ export interface PirConfig {
   port: number;
   /** PIR_METRICS_PORT: /metrics without a token on a port of its own; null = off. */
   metricsPort: number | null;
+  /** PIR_TRACE_UI_URL: the trace UI (Jaeger) the ops page links images' traces to; null = no links. */
+  traceUiUrl: string | null;
   dataDir: string;
   /** Null: generate one at start and keep it in <dataDir>/admin-token. At least 32 characters. */
   adminToken: string | null;
@@ -185,6 +187,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     host,
     port: int(env, 'PIR_PORT', 9292, 0, 65535),
     metricsPort: env.PIR_METRICS_PORT ? int(env, 'PIR_METRICS_PORT', 0, 0, 65535) : null,
+    traceUiUrl: optionalUrl(env, 'PIR_TRACE_UI_URL', ['http:', 'https:'])?.replace(/\/+$/, '') ?? null,
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
     adminToken: adminToken(env),
     publicUrl: publicUrl(env),

@@ -31,6 +31,7 @@ import { FsBlobStore } from './storage/fs-blob-store.js';
 import { startMetricsServer, type MetricsServer } from './telemetry/metrics-server.js';
 import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
+import { ProcessRegistry } from './telemetry/process-registry.js';
 
 export interface Adapters {
   mode: 'embedded' | 'distributed';
@@ -92,6 +93,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
   const health = readinessChecks(adapters, config, [{ name: 'blob_store', dir: blobs.imagesDir }, { name: 'blob_staging', dir: blobs.stagingDir }]);
+  const processes = new ProcessRegistry(config.dataDir, roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker');
+  await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
 
   if (roles.worker) {
@@ -119,7 +122,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
+      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl } });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
@@ -135,6 +139,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
       await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), metricsServer?.close()]);
       setMetricSources(null);
+      await processes.stop();
       await stopWatching();
       await sweepers.stop();
       await relay.drain();

@@ -9,7 +9,7 @@ type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 export async function metricsRoutes(app: FastifyInstance, checkToken: Hook): Promise<void> {
   app.get('/metrics', {
     onRequest: [checkToken, async (request) => {
-      if (!isAdmin(request.caller)) throw forbidden('admin_only', 'GET /metrics needs a token with the admin role (or scrape PIR_METRICS_PORT, which needs none).');
+      if (!isAdmin(request.caller)) throw forbidden('policy_denied', 'GET /metrics needs a token with the admin role (or scrape PIR_METRICS_PORT, which needs none).');
     }],
   }, async (_request, reply) => {
     return reply.type(registry.contentType).header('cache-control', 'no-store').send(await registry.metrics());

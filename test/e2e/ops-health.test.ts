@@ -29,7 +29,7 @@ describe('readiness and pir doctor with a dependency down (distributed)', () => 
     mongo.pathname = `/${run}`;
     return {
       PIR_DATA_DIR: join(dir, run),
-      PIR_ADMIN_TOKEN: 'e2e-ops-token',
+      PIR_ADMIN_TOKEN: 'e2e-ops-token-0123456789abcdef0123456789',
       PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
       PIR_REDIS_URL: redisUrl,
       PIR_MONGODB_URL: mongo.toString(),

@@ -18,7 +18,7 @@ import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from 
 import { requireServices, services, uniqueName } from '../support/services.js';
 
 const logDir = testLogDir('ops-tracing');
-const TOKEN = 'e2e-tracing-token';
+const TOKEN = 'e2e-tracing-token-0123456789abcdef0123456789';
 
 async function spans(path: string): Promise<SpanRecord[]> {
   const text = await readFile(path, 'utf8').catch(() => '');

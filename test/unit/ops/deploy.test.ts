@@ -66,7 +66,7 @@ describe('docker-compose.yml and infra/deploy', () => {
   it("every PIR service's environment passes PIR's config validation (distributed, metrics port, tracing on)", () => {
     assert.ok(pirServices.length >= 3);
     for (const [name, s] of pirServices) {
-      const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(v, { PIR_ADMIN_TOKEN: 'an-operator-chosen-admin-token' })]));
+      const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(v, { PIR_ADMIN_TOKEN: 'an-operator-chosen-admin-token-of-44-characters' })]));
       const config = loadConfig(env);
       assert.ok(distributedUrls(config), `${name}: distributed`);
       assert.equal(config.metricsPort, 9464, `${name}: metrics port`);

@@ -93,6 +93,54 @@ describe('health and metrics (embedded)', () => {
   });
 });
 
+describe('ops dashboard routes (embedded)', () => {
+  let dir: string;
+  let pir: RunningPir;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'pir-ops-page-'));
+    pir = await startPir(loadConfig({ PIR_DATA_DIR: dir, PIR_PORT: '0', PIR_ADMIN_TOKEN: ADMIN, PIR_TRACE_UI_URL: 'http://jaeger.example:16686/' }), { api: true, worker: true }, pino({ level: 'silent' }));
+  });
+  after(async () => {
+    await pir.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves the page and its bundled assets (no CDN), with a strict content security policy', async () => {
+    const page = await pir.app!.inject({ url: '/ops' });
+    assert.equal(page.statusCode, 200);
+    assert.match(page.headers['content-security-policy'] as string, /default-src 'self'/);
+    assert.match(page.body, /"traceUiUrl": "http:\/\/jaeger.example:16686"/);
+    assert.doesNotMatch(page.body, /https?:\/\/(?!jaeger\.example)/, 'nothing loaded from elsewhere');
+    for (const asset of ['app.js', 'app.css', 'uplot.js', 'uplot.css']) {
+      const res = await pir.app!.inject({ url: `/ops/assets/${asset}` });
+      assert.equal(res.statusCode, 200, asset);
+      assert.ok(res.body.length > 100, asset);
+    }
+    assert.equal((await pir.app!.inject({ url: '/ops/assets/..%2F..%2Fpackage.json' })).statusCode, 404);
+    assert.equal((await pir.app!.inject({ url: '/ops/assets/constructor' })).statusCode, 404);
+  });
+
+  it('streams snapshots to an admin only: statuses, queues, this process, recent images with their stages', async () => {
+    assert.equal((await fetch(`${pir.url}/ops/api/stream`)).status, 401);
+    const controller = new AbortController();
+    const res = await fetch(`${pir.url}/ops/api/stream`, { headers: { 'x-auth-token': ADMIN }, signal: controller.signal });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type')!, /^text\/event-stream/);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes('\n\n')) text += (await reader.read()).value ?? '';
+    controller.abort();
+    assert.match(text, /^event: snapshot\ndata: /);
+    const snapshot = JSON.parse(text.split('\n')[1]!.slice('data: '.length));
+    assert.equal(typeof snapshot.statuses.active, 'number');
+    assert.deepEqual(snapshot.queues.map((q: { stage: string }) => q.stage), ['unpack', 'inspect', 'checksum', 'promote']);
+    assert.equal(snapshot.processes.length, 1);
+    assert.equal(snapshot.processes[0].role, 'serve');
+    assert.equal(snapshot.processes[0].pid, process.pid);
+    assert.ok(Array.isArray(snapshot.recent) && Array.isArray(snapshot.failed));
+  });
+});
+
 describe('dependency checks', () => {
   it('a failing or hanging check makes the answer not ready, names it, and hides credentials', async () => {
     const r = await runChecks([
