@@ -23,6 +23,7 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
+COPY --from=build /app/api/ops-assets ./api/ops-assets
 COPY package.json ./
 ENV PIR_HOST=0.0.0.0 PIR_DATA_DIR=/data
 VOLUME /data

@@ -31,7 +31,8 @@
       age: chart($('chart-age'), STAGES),
       latency: new uPlot({
         width: Math.max(300, $('chart-latency').clientWidth || 500), height: 160,
-        series: [{}, { label: 'p50 ms', stroke: COLORS[0], paths: uPlot.paths.bars({ size: [0.3] }), fill: COLORS[0] + '88' }, { label: 'p95 ms', stroke: COLORS[3], paths: uPlot.paths.bars({ size: [0.3] }), fill: COLORS[3] + '88' }],
+        // p95 first, p50 drawn over it: the taller bar stays visible behind the shorter.
+        series: [{}, { label: 'p95 ms', stroke: COLORS[3], paths: uPlot.paths.bars({ size: [0.4] }), fill: COLORS[3] + '66' }, { label: 'p50 ms', stroke: COLORS[0], paths: uPlot.paths.bars({ size: [0.4] }), fill: COLORS[0] + 'cc' }],
         scales: { x: { time: false, range: [-0.5, 3.5] } },
         axes: [{ values: (_u, ticks) => ticks.map((t) => STAGES[t] ?? '') , splits: () => [0, 1, 2, 3] }, { size: 50 }],
       }, [[0, 1, 2, 3], [0, 0, 0, 0], [0, 0, 0, 0]], $('chart-latency')),
@@ -59,7 +60,7 @@
     charts.throughput.setData([history.t, history.activePerMin, history.mibPerS]);
     charts.depth.setData([history.t, ...STAGES.map((st) => history.depth[st])]);
     charts.age.setData([history.t, ...STAGES.map((st) => history.age[st])]);
-    charts.latency.setData([[0, 1, 2, 3], STAGES.map((st) => s.stage_latency_ms[st].p50 ?? 0), STAGES.map((st) => s.stage_latency_ms[st].p95 ?? 0)]);
+    charts.latency.setData([[0, 1, 2, 3], STAGES.map((st) => s.stage_latency_ms[st].p95 ?? 0), STAGES.map((st) => s.stage_latency_ms[st].p50 ?? 0)]);
     renderCards(s);
     renderTables(s);
     if (selected) {
