@@ -25,6 +25,36 @@ async function spans(path: string): Promise<SpanRecord[]> {
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as SpanRecord);
 }
 
+describe('tracing in embedded mode (pir serve)', () => {
+  let pir: PirProcess | undefined;
+  let dir = '';
+  after(async () => {
+    await pir?.stop();
+    if (dir) await removeDir(dir);
+  });
+
+  it('traces the same way: request → dispatcher → every stage, one trace', async () => {
+    dir = await makeTempDir('pir-e2e-trace-embedded-');
+    const spansFile = join(dir, 'spans.jsonl');
+    const port = await freePort();
+    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, 'serve');
+    const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+    const image = await client.createImage({ name: 'traced-embedded', disk_format: 'raw', container_format: 'bare' });
+    const file = join(dir, 'x.raw');
+    await writeFile(file, randomBytes(64 * 1024));
+    assert.equal((await client.putData(image.id, file)).status, 204);
+    await waitFor(async () => (await spans(spansFile)).filter((s) => s.name.startsWith('stage ')).length >= 4, 10_000, 'four stage spans');
+    const all = await spans(spansFile);
+    const request = all.find((s) => s.name === 'PUT /v2/images/:id/file')!;
+    const dispatch = all.find((s) => s.name === 'process image.import.started')!;
+    assert.equal(dispatch.parent_span_id, request.span_id);
+    const stages = all.filter((s) => s.name.startsWith('stage '));
+    assert.deepEqual(stages.map((s) => [s.name, s.trace_id, s.parent_span_id, s.attributes['pir.outcome']]),
+      ['unpack', 'inspect', 'checksum', 'promote'].map((st) => [`stage ${st}`, request.trace_id, dispatch.span_id, 'done']));
+    assert.equal(stages[0]!.service, 'pir-serve');
+  });
+});
+
 describe('tracing across processes (distributed)', () => {
   const processes: PirProcess[] = [];
   let dir = '';
