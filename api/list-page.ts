@@ -4,7 +4,7 @@
  * once its JSON would pass the budget (it always holds at least one image).
  */
 import type { ImageDoc } from '../schemas/image.js';
-import type { ListQuery } from '../core/ports.js';
+import type { SortValue } from '../core/ports.js';
 
 export const PAGE_LIMITS = {
   /** JSON characters of the images of one page (a page holds at least one image, whatever its size). */
@@ -24,18 +24,22 @@ export interface Page {
   cut: boolean;
 }
 
+/**
+ * `fetch(batch, after)` reads the next `batch` images: after the page's marker when `after` is
+ * undefined, else after the image whose sort keyset (cursorOf) that is.
+ */
 export async function collectPage(
-  fetch: (query: ListQuery) => Promise<ImageDoc[]>,
-  query: ListQuery,
+  fetch: (batch: number, after: SortValue[] | undefined) => Promise<ImageDoc[]>,
+  limit: number,
   serialize: (doc: ImageDoc) => string,
-  cursorOf: (doc: ImageDoc) => NonNullable<ListQuery['after']>,
+  cursorOf: (doc: ImageDoc) => SortValue[],
   limits = PAGE_LIMITS,
 ): Promise<Page> {
   const page: Page = { items: [], count: 0, bytes: 0, lastId: null, cut: false };
-  let after = query.after;
-  while (page.count < query.limit) {
-    const want = Math.min(limits.batch, query.limit - page.count);
-    const docs = await fetch({ ...query, limit: want, ...(after ? { after } : {}) });
+  let after: SortValue[] | undefined;
+  while (page.count < limit) {
+    const want = Math.min(limits.batch, limit - page.count);
+    const docs = await fetch(want, after);
     for (const doc of docs) {
       const json = serialize(doc);
       if (page.count > 0 && page.bytes + json.length > limits.budgetBytes) {

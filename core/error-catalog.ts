@@ -100,6 +100,13 @@ export const API_ERRORS = {
   bad_sort_key: refusal(400, 'The sort key is not one PIR sorts by.'),
   bad_sort_dir: refusal(400, 'sort_dir is not asc or desc.'),
   bad_marker: refusal(400, 'marker is not an image the caller can list.'),
+  bad_visibility: refusal(400, 'visibility is not public, private, shared, community or all.'),
+  bad_member_status: refusal(400, 'member_status is not pending, accepted, rejected or all.'),
+  bad_filter: refusal(400, 'A filter value is malformed (a boolean, a number, an ISO 8601 time, in: quoting, a length).'),
+  bad_filter_operator: refusal(400, 'A filter uses an operator it does not take (eq/in for names and ids; gt, gte, eq, neq, lt, lte for times).'),
+  unsupported_filter: refusal(400, 'A list parameter PIR does not filter on (size, min_disk, changes-since …).'),
+  bad_list_parameter: refusal(400, 'A list parameter that takes one value was given more than once.'),
+  bad_property_filter: refusal(400, 'A property filter name is empty or longer than 255 characters, or there are more than 128.'),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),

@@ -8,15 +8,14 @@ import { badRequest } from '../../core/errors.js';
 import { checkSettable, WRITABLE_FIELDS } from '../../core/image-entity.js';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/image-patch.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
-import type { ListQuery, SortKey } from '../../core/ports.js';
 import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
 import { collectPage } from '../list-page.js';
+import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
+import { sortValues } from '../../core/list-access.js';
 import { IMPORT_METHODS } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 
-const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
-const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
 const CREATE_FIELDS = new Set(['id', 'os_hash_algo', 'os_hash_value', ...WRITABLE_FIELDS]);
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas): Promise<void> {
@@ -53,22 +52,23 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   });
 
   app.get('/v2/images', async (request, reply) => {
-    const query = request.query as Record<string, string | string[] | undefined>;
-    const listQuery = await parseListQuery(query, images, request.caller);
+    const raw = request.query as RawQuery;
+    const listRequest = parseListQuery(raw);
+    const { limit, sort } = listRequest.query;
     // Serialized image by image, so a page never holds more than its byte budget (a full page
-    // of large images is cut short, with a `next` link to the rest).
-    const page = await collectPage((q) => images.list(request.caller, q), listQuery, (doc) => JSON.stringify(imageView(doc)), (doc) => ({ value: sortValue(doc, listQuery.sortKey), id: doc.id }));
-    let next = '';
-    if (page.lastId !== null && (page.count === listQuery.limit || page.cut)) {
-      const params = new URLSearchParams();
-      for (const [key, value] of Object.entries(query)) {
-        if (key === 'marker' || value === undefined) continue;
-        for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-      }
-      params.set('marker', page.lastId);
-      next = `,"next":${JSON.stringify(`/v2/images?${params.toString()}`)}`;
-    }
-    return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":"/v2/images","schema":"/v2/schemas/images"${next}}`);
+    // of large images is cut short, with a `next` link to the rest). The first batch starts
+    // after the marker; the next ones continue from the keyset of the last image.
+    const page = await collectPage(
+      (batch, after) => images.list(request.caller, after ? { query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
+      limit,
+      (doc) => JSON.stringify(imageView(doc)),
+      (doc) => sortValues(doc, sort),
+    );
+    const query = linkQuery(raw);
+    const first = query ? `/v2/images?${query}` : '/v2/images';
+    // As Glance: a full page has a next link (which may turn out empty).
+    const next = page.lastId !== null && (page.count === limit || page.cut) ? `,"next":${JSON.stringify(`/v2/images?${linkQuery(raw, page.lastId)}`)}` : '';
+    return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":${JSON.stringify(first)},"schema":"/v2/schemas/images"${next}}`);
   });
 
   app.get('/v2/images/:id', async (request) => imageView(await images.get(request.caller, idOf(request.params))));
@@ -110,57 +110,4 @@ function patchMediaType(header: string | undefined): PatchMediaType {
 
 function idOf(params: unknown): string {
   return (params as { id: string }).id;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[value.length - 1] : value;
-}
-
-async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService, caller: Caller): Promise<ListQuery> {
-  const limitText = single(query.limit);
-  if (limitText !== undefined && !/^\d{1,9}$/.test(limitText)) {
-    throw badRequest('bad_limit', `Query parameter 'limit' must be a whole number, 0 or more (a page holds at most 1000 images; got '${clip(limitText)}').`);
-  }
-  const limit = limitText === undefined ? 25 : Number(limitText);
-  let sortKey: SortKey = 'created_at';
-  let sortDir: 'asc' | 'desc' = 'desc';
-  const sort = single(query.sort);
-  if (sort !== undefined) {
-    if (query.sort_key !== undefined || query.sort_dir !== undefined) {
-      throw badRequest('bad_sort', "Query parameter 'sort' cannot be combined with 'sort_key' or 'sort_dir'; use one syntax.");
-    }
-    const [key, dir] = sort.split(',')[0].split(':').map((part) => part.trim());
-    if (!key) throw badRequest('bad_sort', `Query parameter 'sort' must be key[:asc|desc] (got '${clip(sort)}').`);
-    sortKey = key as SortKey;
-    if (dir !== undefined) sortDir = dir as 'asc' | 'desc';
-  } else {
-    if (query.sort_key !== undefined) sortKey = (single(query.sort_key) ?? '').trim() as SortKey;
-    if (query.sort_dir !== undefined) sortDir = (single(query.sort_dir) ?? '').trim() as 'asc' | 'desc';
-  }
-  const sortParam = sort !== undefined ? 'sort' : 'sort_key';
-  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Query parameter '${sortParam}': cannot sort by '${clip(sortKey)}'; use one of ${[...SORT_KEYS].join(', ')}.`);
-  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', `Query parameter '${sort !== undefined ? 'sort' : 'sort_dir'}': the direction must be asc or desc (got '${clip(sortDir)}').`);
-  const where: ListQuery['where'] = {};
-  for (const field of FILTERS) {
-    const value = single(query[field]);
-    if (value === undefined) continue;
-    where[field] = value.startsWith('in:') ? value.slice(3).split(',').map((v) => v.replace(/^"|"$/g, '')) : value;
-  }
-  const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
-  const marker = single(query.marker);
-  if (marker !== undefined) {
-    const doc = marker === '' ? null : await images.get(caller, marker).catch(() => null);
-    if (!doc) throw badRequest('bad_marker', `Query parameter 'marker' must be the id of an image that can be listed (got '${clip(marker)}').`);
-    listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
-  }
-  return listQuery;
-}
-
-/** A client's text quoted back in an error, cut short. */
-function clip(text: string): string {
-  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
-}
-
-function sortValue(doc: ImageDoc, key: SortKey): string | number | null {
-  return doc[key] as string | number | null;
 }

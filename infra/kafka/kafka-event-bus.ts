@@ -26,6 +26,18 @@ import { isPirEvent } from '../../schemas/events.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { EventBus, EventHandler } from '../../core/ports.js';
 
+const DEFAULT_TOPIC = 'pir.image-events';
+
+/**
+ * Kafka consumer groups are cluster-wide, not per topic: two PIRs (or test runs) on one cluster
+ * with different topics but the same group name would be handed each other's partitions, and
+ * neither would read its own. So a group is qualified by its topic, except on the default topic,
+ * where the bare name is kept so existing deployments keep their committed offsets.
+ */
+export function groupIdFor(group: string, topic: string): string {
+  return topic === DEFAULT_TOPIC ? group : `${group}.${topic}`;
+}
+
 export interface KafkaEventBusOptions {
   brokers: string[];
   /** Default 'pir.image-events'. */
@@ -207,7 +219,7 @@ export class KafkaEventBus implements EventBus {
   private async consume(group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<Consumer> {
     await this.start();
     const consumer = this.kafka.consumer({
-      groupId: this.groupId(group),
+      groupId: groupIdFor(group, this.topic),
       sessionTimeout: this.o.sessionTimeoutMs,
       heartbeatInterval: this.o.heartbeatIntervalMs,
       rebalanceTimeout: this.o.rebalanceTimeoutMs,
@@ -262,16 +274,6 @@ export class KafkaEventBus implements EventBus {
     }
   }
 
-  /**
-   * The Kafka group id of a PIR group: named after the topic too, because group ids are global to
-   * the cluster. Two PIRs (or test runs) sharing a cluster with their own topics would otherwise
-   * join one group, whose partitions of one topic can land on a member of the other: measured,
-   * a worker of one run held only the other run's partitions and never saw its own events.
-   */
-  private groupId(group: string): string {
-    return `${group}.${this.topic}`;
-  }
-
   /** Asks the cluster for its brokers on a short-lived admin connection. */
   async ping(): Promise<void> {
     const admin = this.kafka.admin({ retry: { retries: 0 } });
@@ -293,7 +295,7 @@ export class KafkaEventBus implements EventBus {
       await admin.connect();
       const high = await admin.fetchTopicOffsets(this.topic);
       return await Promise.all(groups.map(async (group) => {
-        const [committed] = await admin.fetchOffsets({ groupId: this.groupId(group), topics: [this.topic] });
+        const [committed] = await admin.fetchOffsets({ groupId: groupIdFor(group, this.topic), topics: [this.topic] });
         let lag = 0;
         for (const { partition, high: end, low } of high) {
           const c = committed?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';

@@ -3,7 +3,7 @@
  * deployment): images by status, queues, live processes, recent and failed images with their
  * per-stage timeline, and stage latency percentiles over recent imports.
  */
-import type { JobQueue, ManifestStore, QueueStats } from '../../core/ports.js';
+import type { JobQueue, ListQuery, ManifestStore, QueueStats } from '../../core/ports.js';
 import { STAGES, type ImageDoc, type ImageStatus, type StageName, type StageProgress } from '../../schemas/image.js';
 import { ingestedBytes, servedBytes } from './metrics.js';
 import type { ProcessInfo, ProcessRegistry } from './process-registry.js';
@@ -41,8 +41,8 @@ export async function opsSnapshot(store: ManifestStore, queue: JobQueue, registr
     store.countByStatus(),
     queue.stats().catch(() => [] as QueueStats[]),
     registry?.alive() ?? Promise.resolve([]),
-    store.list({ where: {}, sortKey: 'updated_at', sortDir: 'desc', limit: SAMPLE }),
-    store.list({ where: { status: 'killed' }, sortKey: 'updated_at', sortDir: 'desc', limit: RECENT }),
+    store.list(everything({}, SAMPLE)),
+    store.list(everything({ status: ['killed'] }, RECENT)),
     ingestedBytes.get(),
     servedBytes.get(),
   ]);
@@ -56,6 +56,11 @@ export async function opsSnapshot(store: ManifestStore, queue: JobQueue, registr
     recent: recent.slice(0, RECENT).map(summary),
     failed: failed.map(summary),
   };
+}
+
+/** Every project's images, newest change first (the dashboard is admin only). */
+function everything(where: ListQuery['where'], limit: number): ListQuery {
+  return { scope: { project_id: 'admin', admin: true }, visibility: 'all', memberStatus: 'all', where, sort: [{ key: 'updated_at', dir: 'desc' }], limit };
 }
 
 export function summary(doc: ImageDoc): ImageSummary {
