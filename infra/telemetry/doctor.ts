@@ -104,10 +104,12 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
       const body = { auth: { identity: { methods: ['password'], password: { user: { name: ks.username, password: ks.password, domain: { name: ks.userDomainName } } } }, scope: { project: { name: ks.projectName, domain: { name: ks.projectDomainName } } } } };
       const response = await fetch(`${ks.url}/auth/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(TIMEOUT_MS) });
       await response.body?.cancel();
-      if (response.status === 401) throw new Error(`Keystone refused PIR's service user ${ks.username} (401): check PIR_KEYSTONE_USERNAME, PIR_KEYSTONE_PASSWORD, PIR_KEYSTONE_PROJECT and their domains`);
+      if (response.status === 401) throw new Error(`Keystone refused PIR's service user ${ks.username} (401)`);
       if (response.status !== 201) throw new Error(`Keystone answered ${response.status} to the service login`);
       return `${shown(ks.url)} accepts PIR's service user ${ks.username}`;
-    }, (e) => `${e}. Is Keystone running at ${shown(ks.url)}? PIR_KEYSTONE_URL is its identity endpoint (…/v3).`));
+    }, (e) => (e.includes('refused PIR')
+      ? 'Correct PIR_KEYSTONE_USERNAME and PIR_KEYSTONE_PASSWORD (PIR\'s service user), and PIR_KEYSTONE_PROJECT and the domain variables if the user is not in project "service" of domain "Default".'
+      : `Start Keystone, or correct PIR_KEYSTONE_URL (its identity endpoint, e.g. http://keystone:5000/v3; now ${shown(ks.url)}).`)));
   }
   if (!config.keystone && !config.adminToken) {
     findings.push({ what: 'admin token', level: 'ok', detail: `PIR_ADMIN_TOKEN is not set: PIR generates one at first start and keeps it in ${join(config.dataDir, 'admin-token')}` });

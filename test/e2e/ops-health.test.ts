@@ -82,4 +82,18 @@ describe('readiness and pir doctor with a dependency down (distributed)', () => 
     assert.equal(report.ok, true);
     assert.deepEqual(report.findings.filter((f) => f.level !== 'ok'), []);
   });
+
+  it('doctor checks Keystone with PIR\'s service user: a wrong password is named, the right one passes', async (t) => {
+    if (!(await requireServices(t, ['keystone']))) return;
+    dir ||= await makeTempDir('pir-e2e-ops-');
+    const env = { PIR_DATA_DIR: join(dir, 'keystone'), PIR_KEYSTONE_URL: services.keystoneUrl, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PROJECT: 'service' };
+    const wrong = await runCli(['doctor'], { ...env, PIR_KEYSTONE_PASSWORD: 'not-the-password' });
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stdout, /PROBLEM +Keystone: Keystone refused PIR's service user pir \(401\)/);
+    assert.match(wrong.stdout, /fix: Correct PIR_KEYSTONE_USERNAME and PIR_KEYSTONE_PASSWORD/);
+    assert.doesNotMatch(wrong.stdout, /not-the-password/);
+    const right = await runCli(['doctor'], { ...env, PIR_KEYSTONE_PASSWORD: 'pir-pass' });
+    assert.equal(right.code, 0, right.stdout);
+    assert.match(right.stdout, /ok +Keystone: .* accepts PIR's service user pir/);
+  });
 });
