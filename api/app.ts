@@ -9,7 +9,12 @@ import type { BlobStore } from '../core/ports.js';
 import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
 import type { WebDownloads } from '../ingest/web-download.js';
+import type { DependencyCheck } from '../infra/telemetry/health.js';
+import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
+import { traceRequests } from './trace-hook.js';
+import { healthRoutes } from './routes/health.js';
+import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
 import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
@@ -21,6 +26,7 @@ import { schemaRoutes } from './routes/schemas.js';
 import { taskRoutes } from './routes/tasks.js';
 import { imageRoutes } from './routes/images.js';
 import { infoRoutes } from './routes/info.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 
 export interface AppDeps {
@@ -33,6 +39,10 @@ export interface AppDeps {
   webDownloads: WebDownloads;
   authenticator: Authenticator;
   log: Logger;
+  /** What /readyz checks (none: it answers ready). */
+  health?: DependencyCheck[];
+  /** The ops dashboard's data sources (none: no /ops). */
+  ops?: OpsDeps;
   /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
   publicUrl?: string | null;
   /** Tests shorten the HTTP timeouts. */
@@ -75,6 +85,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.server.headersTimeout = timeouts.headersMs;
   deferContinue(app.server);
+  traceRequests(app);
   app.setErrorHandler(handleError);
   let closing = false;
   app.addHook('preClose', async () => { closing = true; });
@@ -93,8 +104,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // A body left unread (a refusal before the data was wanted) is not drained: the connection closes.
     if (!bodyConsumed(request.raw)) reply.header('Connection', 'close');
   });
+  // Latency by route pattern (never the raw URL: ids would make every image its own series).
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
   await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
   const checkToken = authHook(deps.authenticator);
+  await healthRoutes(app, deps.health ?? []);
+  await metricsRoutes(app, checkToken);
+  if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2);

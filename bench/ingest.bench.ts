@@ -20,7 +20,7 @@ import { serviceUp, services } from '../test/support/services.js';
 import { GiB, MiB, loopbackHttp, sequentialWriteWithFsync, sha512OneCore } from './limits.js';
 import { median, type Bench, type BenchContext, type Figure } from './report.js';
 
-const TOKEN = 'bench-token-0123456789abcdefghijklmn';
+export const TOKEN = 'bench-token-0123456789abcdefghijklmn';
 const CHUNK = 1 * MiB;
 
 interface Cluster {
@@ -90,7 +90,7 @@ async function newImage(client: PirClient): Promise<string> {
   return (await client.createImage({ name: 'bench', disk_format: 'raw', container_format: 'bare' })).id;
 }
 
-async function uploadOne(client: PirClient, size: number, data: Buffer) {
+export async function uploadOne(client: PirClient, size: number, data: Buffer) {
   const result = await upload(client, await newImage(client), size, data);
   if (result.status !== 204) throw new Error(`upload of ${size} bytes answered ${result.status}`);
   return result;
@@ -109,7 +109,7 @@ function percentile(values: number[], p: number): number {
 }
 
 /** 8 clients each create + upload 1 MiB images until 200 are done or 60 s have passed. */
-async function smallImages(client: PirClient, data: Buffer, clients = 8, perClient = 25, maxSeconds = 60): Promise<{ perSecond: number; p50: number; p99: number; count: number }> {
+export async function smallImages(client: PirClient, data: Buffer, clients = 8, perClient = 25, maxSeconds = 60): Promise<{ perSecond: number; p50: number; p99: number; count: number }> {
   const latencies: number[] = [];
   const t0 = performance.now();
   await Promise.all(Array.from({ length: clients }, async () => {

@@ -9,11 +9,21 @@ const ROLES = {
 } as const;
 
 export function serverCommands(): Command[] {
-  return (Object.keys(ROLES) as (keyof typeof ROLES)[]).map((name) =>
+  const roles = (Object.keys(ROLES) as (keyof typeof ROLES)[]).map((name) =>
     new Command(name)
       .description(ROLES[name].about)
       .addHelpText('after', '\nConfiguration comes from PIR_* environment variables; see README.md ("Modes and configuration").')
       .action(() => runRole(name)));
+  const doctor = new Command('doctor')
+    .description('check the configuration (PIR_* variables) and every dependency PIR needs; says what is wrong and how to fix it (exit 1 on a problem)')
+    .action(async (_options: unknown, command: Command) => {
+      const { runDoctor, formatFindings } = await import('../infra/telemetry/doctor.js');
+      const findings = await runDoctor();
+      const format = (command.optsWithGlobals() as { format?: string }).format;
+      process.stdout.write(format === 'json' || format === 'yaml' ? `${JSON.stringify({ ok: findings.every((f) => f.level !== 'problem'), findings }, null, 2)}\n` : formatFindings(findings));
+      process.exitCode = findings.some((f) => f.level === 'problem') ? EXIT.failure : EXIT.ok;
+    });
+  return [...roles, doctor];
 }
 
 /** Starts the role and keeps the process running until SIGTERM or SIGINT. */
@@ -37,11 +47,14 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
     process.stderr.write(`pir ${name}: the ${name} role runs on its own only in distributed mode; set PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL, or use 'pir serve'.\n`);
     process.exit(EXIT.usage);
   }
+  const { startTracing } = await import('../infra/telemetry/tracing.js');
+  const stopTracing = startTracing(name);
   const log = createLogger(config!.logLevel, name);
   const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);
+  if (stopTracing) log.info({ exporter: process.env.OTEL_TRACES_EXPORTER ?? 'otlp' }, 'tracing on');
   const onSignal = (signal: string) => {
     log.info({ signal }, 'signal received');
-    pir.stop().then(() => process.exit(0), (error: unknown) => {
+    pir.stop().then(() => stopTracing?.()).then(() => process.exit(0), (error: unknown) => {
       log.error({ err: error }, 'shutdown failed');
       process.exit(1);
     });

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { ImageDoc } from '../schemas/image.js';
 import { TransientError, notFound } from './errors.js';
 import { materialize, type NewEvent } from './events.js';
+import { currentTraceparent } from './trace-context.js';
 import type { OutboxRelay } from './outbox-relay.js';
 import type { ManifestStore } from './ports.js';
 import type { FaultHooks } from './fault-hooks.js';
@@ -31,7 +32,7 @@ export class Manifest {
   }
 
   async create(doc: ImageDoc, events: NewEvent[]): Promise<ImageDoc> {
-    doc.outbox = events.map((e) => materialize(doc.id, e, doc.created_at));
+    doc.outbox = events.map((e) => materialize(doc.id, e, doc.created_at, currentTraceparent()));
     await this.store.create(doc);
     this.afterWrite(doc);
     return doc;
@@ -61,7 +62,7 @@ export class Manifest {
       // Events this process already published leave the outbox with this write: that is their ack.
       const published = this.relay.publishedEvents(id);
       const dropped = current.outbox.filter((e) => published.has(e.id)).map((e) => e.id);
-      draft.outbox = [...current.outbox.filter((e) => !published.has(e.id)), ...events.map((e) => materialize(id, e, now))];
+      draft.outbox = [...current.outbox.filter((e) => !published.has(e.id)), ...events.map((e) => materialize(id, e, now, currentTraceparent()))];
       if (await this.store.replace(draft, current.revision)) {
         this.relay.acknowledgedByWrite(id, dropped);
         this.afterWrite(draft, events);

@@ -101,6 +101,12 @@ export interface ManifestStore {
   findStale(statuses: ImageStatus[], updatedBefore: string, limit: number): Promise<ImageDoc[]>;
   /** Physically removes a document (after its image.deleted event was relayed). */
   purge(id: string): Promise<void>;
+  /** How many images are in each status (for metrics; one count query per status). */
+  countByStatus(): Promise<Record<ImageStatus, number>>;
+  /** How many documents still hold unpublished outbox events (for metrics). */
+  countPendingEvents(): Promise<number>;
+  /** Resolves when the store answers a trivial query (readiness checks); rejects otherwise. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -128,6 +134,8 @@ export interface EventBus {
    * not durable, for waking waiters (never for work that must happen). Returns a stop function.
    */
   watch(handler: EventHandler): Promise<() => Promise<void>>;
+  /** Resolves when the bus's broker answers (readiness checks); rejects otherwise. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -165,8 +173,21 @@ export interface JobQueue {
   enqueueChain(jobs: StageJob[]): Promise<void>;
   /** Starts a pool of `concurrency` workers for one stage in this process. */
   process(stage: StageName, concurrency: number, handler: StageHandler): Promise<void>;
+  /** Per stage: jobs waiting to run (depth), running, and how long the oldest waiting one has waited. */
+  stats(): Promise<QueueStats[]>;
+  /** Resolves when the queue's backend answers (readiness checks); rejects otherwise. */
+  ping(): Promise<void>;
   /** Stops taking jobs, waits for running ones (up to graceMs), then closes. */
   close(graceMs?: number): Promise<void>;
+}
+
+export interface QueueStats {
+  stage: StageName;
+  /** Jobs ready to run or waiting for a retry (not those waiting for an earlier stage). */
+  waiting: number;
+  active: number;
+  /** Age of the oldest job ready to run, in seconds; 0 when none waits. */
+  oldestWaitingSeconds: number;
 }
 
 export function stageJobId(job: Pick<StageJob, 'imageId' | 'run' | 'stage'>): string {

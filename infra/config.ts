@@ -14,6 +14,10 @@ export interface StageConcurrency { unpack: number; inspect: number; checksum: n
 export interface PirConfig {
   host: string;
   port: number;
+  /** PIR_METRICS_PORT: /metrics without a token on a port of its own; null = off. */
+  metricsPort: number | null;
+  /** PIR_TRACE_UI_URL: the trace UI (Jaeger) the ops page links images' traces to; null = no links. */
+  traceUiUrl: string | null;
   dataDir: string;
   /** Null: generate one at start and keep it in <dataDir>/admin-token. At least 32 characters. */
   adminToken: string | null;
@@ -182,6 +186,8 @@ export function loadConfig(env: Env = process.env): PirConfig {
   const config: PirConfig = {
     host,
     port: int(env, 'PIR_PORT', 9292, 0, 65535),
+    metricsPort: env.PIR_METRICS_PORT ? int(env, 'PIR_METRICS_PORT', 0, 0, 65535) : null,
+    traceUiUrl: optionalUrl(env, 'PIR_TRACE_UI_URL', ['http:', 'https:'])?.replace(/\/+$/, '') ?? null,
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
     adminToken: adminToken(env),
     publicUrl: publicUrl(env),
@@ -209,7 +215,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
-    logLevel: env.PIR_LOG_LEVEL || 'info',
+    logLevel: logLevel(env),
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),
     quotas: quotas(env),
@@ -222,6 +228,15 @@ export function loadConfig(env: Env = process.env): PirConfig {
     throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');
   }
   return config;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(env: Env): string {
+  const raw = env.PIR_LOG_LEVEL;
+  if (raw === undefined || raw === '') return 'info';
+  if (!LOG_LEVELS.includes(raw)) throw new ConfigError('PIR_LOG_LEVEL', `"${raw}" must be one of ${LOG_LEVELS.join(', ')}`);
+  return raw;
 }
 
 function egress(env: Env): EgressSettings {

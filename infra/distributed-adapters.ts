@@ -5,6 +5,8 @@ import { BullmqJobQueue } from './bullmq/bullmq-job-queue.js';
 import type { DistributedUrls, PirConfig } from './config.js';
 import { KafkaEventBus } from './kafka/kafka-event-bus.js';
 import { MongoManifestStore } from './mongo/mongo-manifest-store.js';
+import { DISPATCHER_GROUP } from '../workers/dispatcher.js';
+import { QUOTA_SETTLER_GROUP } from '../workers/quota-settler.js';
 import type { Adapters } from './runtime.js';
 
 export async function openDistributedAdapters(urls: DistributedUrls, config: PirConfig, retry: RetryPolicy, log: Logger): Promise<Adapters> {
@@ -18,6 +20,8 @@ export async function openDistributedAdapters(urls: DistributedUrls, config: Pir
     store,
     bus,
     queue,
+    // The groups this deployment runs (a group that never committed would count the whole topic).
+    consumerLag: () => bus.consumerLag([DISPATCHER_GROUP, ...(config.quotas ? [QUOTA_SETTLER_GROUP] : [])]),
     async close() {
       await bus.close();
       await store.close();

@@ -28,12 +28,18 @@ import { openEmbeddedAdapters } from './embedded-adapters.js';
 import { openAuthenticator } from './identity/index.js';
 import { openQuotaStore } from './quota-store.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
+import { startMetricsServer, type MetricsServer } from './telemetry/metrics-server.js';
+import { setMetricSources } from './telemetry/metrics.js';
+import { readinessChecks } from './telemetry/readiness.js';
+import { ProcessRegistry } from './telemetry/process-registry.js';
 
 export interface Adapters {
   mode: 'embedded' | 'distributed';
   store: ManifestStore;
   bus: EventBus;
   queue: JobQueue;
+  /** Distributed mode: how far PIR's consumer groups trail the event topic. */
+  consumerLag?: () => Promise<{ group: string; lag: number }[]>;
   close(): Promise<void>;
 }
 
@@ -46,6 +52,8 @@ export interface RunningPir {
   mode: Adapters['mode'];
   app: FastifyInstance | null;
   url: string | null;
+  /** PIR_METRICS_PORT's server, when set. */
+  metricsUrl: string | null;
   /** Null with Keystone: then only Keystone tokens are accepted. */
   adminToken: string | null;
   stop(): Promise<void>;
@@ -84,6 +92,10 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
+  const health = readinessChecks(adapters, config, [{ name: 'blob_store', dir: blobs.imagesDir }, { name: 'blob_staging', dir: blobs.stagingDir }]);
+  const processes = new ProcessRegistry(config.dataDir, roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker');
+  await processes.start();
+  setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
@@ -110,20 +122,24 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
+      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl } });
     url = await app.listen({ host: config.host, port: config.port });
   }
+  const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
   if (token?.generated) {
     process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
   }
-  log.info({ mode: adapters.mode, roles, url, data_dir: config.dataDir }, 'PIR started');
+  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir }, 'PIR started');
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
       log.info('stopping: no new work; finishing what is running');
       const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
-      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close()]);
+      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), metricsServer?.close()]);
+      setMetricSources(null);
+      await processes.stop();
       await stopWatching();
       await sweepers.stop();
       await relay.drain();
@@ -135,7 +151,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     })();
     return stopping;
   };
-  return { mode: adapters.mode, app, url, adminToken: token?.token ?? null, stop };
+  return { mode: adapters.mode, app, url, metricsUrl: metricsServer?.url ?? null, adminToken: token?.token ?? null, stop };
 }
 
 async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {

@@ -3,6 +3,7 @@
  * staging while hashing it, and hands the result to the image service. A body that breaks off
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
+import { ingestedBytes } from '../infra/telemetry/metrics.js';
 import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
@@ -122,7 +123,9 @@ export async function streamToStaging(
         return near;
       }
     }) : body;
-    return await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
+    const file = await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
+    ingestedBytes.inc(file.size);
+    return file;
   } finally {
     clearInterval(heartbeat);
   }

@@ -7,17 +7,29 @@ import type { PirEvent } from '../schemas/events.js';
 import type { Manifest } from '../core/manifest.js';
 import { remainingStages } from '../core/pipeline-state.js';
 import type { EventBus, JobQueue } from '../core/ports.js';
+import { currentTraceparent, inConsumerSpan } from '../core/trace-context.js';
 
 export const DISPATCHER_GROUP = 'pir-dispatcher';
 
 export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger): Promise<void> {
   await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
     if (e.type !== 'image.import.started') return;
+    await inConsumerSpan(`process ${e.type}`, e.traceparent, {
+      'messaging.operation.name': 'process',
+      'messaging.consumer.group.name': DISPATCHER_GROUP,
+      'messaging.message.id': e.id,
+      'pir.image.id': e.image_id,
+    }, () => dispatch(e));
+  });
+
+  async function dispatch(e: PirEvent): Promise<void> {
     const { run } = e.data as { run: number };
     const doc = await manifest.get(e.image_id);
     if (!doc || doc.status !== 'importing' || doc.pipeline?.run !== run) return; // superseded or gone
     const stages = remainingStages(doc.pipeline);
-    await queue.enqueueChain(stages.map((stage) => ({ imageId: doc.id, run, stage, ...(e.traceparent ? { traceparent: e.traceparent } : {}) })));
-    log.debug({ image_id: doc.id, run, stages }, 'pipeline enqueued');
-  });
+    // The jobs continue this dispatch's span (itself the child of the request that started the import).
+    const traceparent = currentTraceparent() ?? e.traceparent;
+    await queue.enqueueChain(stages.map((stage) => ({ imageId: doc.id, run, stage, ...(traceparent ? { traceparent } : {}) })));
+    log.debug({ image_id: doc.id, project_id: doc.owner, run, stages }, 'pipeline enqueued');
+  }
 }

@@ -11,8 +11,10 @@ import type { PirEvent } from '../schemas/events.js';
 
 const SETTLING = new Set(['image.active', 'image.killed', 'image.upload.aborted']);
 
+export const QUOTA_SETTLER_GROUP = 'pir-quota';
+
 export async function startQuotaSettler(bus: EventBus, manifest: Manifest, quotas: Quotas, log: Logger): Promise<void> {
-  await bus.subscribe('pir-quota', async (event: PirEvent) => {
+  await bus.subscribe(QUOTA_SETTLER_GROUP, async (event: PirEvent) => {
     if (event.type === 'image.deleted') {
       // The document may already be purged: the event names the project.
       const owner = (event as PirEvent<'image.deleted'>).data.owner;

@@ -11,6 +11,9 @@ import { activate, kill } from '../core/image-entity.js';
 import { Manifest } from '../core/manifest.js';
 import { nextStage } from '../core/pipeline-state.js';
 import type { BlobStore, JobContext, StageJob } from '../core/ports.js';
+import { stageDuration } from '../infra/telemetry/metrics.js';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
+import { inConsumerSpan } from '../core/trace-context.js';
 
 /** A stage's work. It returns how to record its outcome on the image (applied at completion). */
 export type StageWork = (doc: ImageDoc, ctx: JobContext) => Promise<(draft: ImageDoc) => void>;
@@ -29,24 +32,46 @@ export class StageRunner {
   ) {}
 
   /** The JobQueue handler. Throws only to ask for a retry. */
-  readonly handle = async (job: StageJob, ctx: JobContext): Promise<void> => {
-    const log = this.log.child({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt });
+  readonly handle = (job: StageJob, ctx: JobContext): Promise<void> => inConsumerSpan(`stage ${job.stage}`, job.traceparent, {
+    'messaging.operation.name': 'process',
+    'pir.image.id': job.imageId,
+    'pir.stage': job.stage,
+    'pir.run': job.run,
+    'pir.attempt': ctx.attempt,
+  }, (span) => this.run(job, ctx, span));
+
+  private async run(job: StageJob, ctx: JobContext, span: Span): Promise<void> {
+    let log = this.log.child({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt });
     const doc = await this.start(job);
     if (!doc) {
+      span.setAttribute('pir.outcome', 'skipped');
       log.debug('stale or repeated job: nothing to do');
       return;
     }
+    log = log.child({ project_id: doc.owner });
+    span.setAttributes({
+      'pir.project.id': doc.owner ?? '',
+      'pir.image.disk_format': doc.disk_format ?? '',
+      'pir.image.bytes': doc.staging?.size ?? doc.size ?? 0,
+    });
     log.info('stage started');
     const startedAt = performance.now();
     let record: (draft: ImageDoc) => void;
+    const seconds = () => (performance.now() - startedAt) / 1000;
     try {
       record = await this.stages[job.stage](doc, ctx);
     } catch (error) {
+      const outcome = willRetry(error, ctx) ? 'retry' : 'failed';
+      stageDuration.observe({ stage: job.stage, outcome }, seconds());
+      span.setAttributes({ 'pir.outcome': outcome, 'pir.error.code': error instanceof PirError ? error.code : 'internal_error' });
+      if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
       await this.fail(job, ctx, error, log);
       return;
     }
+    stageDuration.observe({ stage: job.stage, outcome: 'done' }, seconds());
+    span.setAttribute('pir.outcome', 'done');
     await this.complete(job, record, Math.round(performance.now() - startedAt), log);
-  };
+  }
 
   private isCurrent(draft: ImageDoc, job: StageJob): boolean {
     return draft.status === 'importing' && draft.pipeline?.run === job.run && draft.pipeline.stage === job.stage;
@@ -102,7 +127,7 @@ export class StageRunner {
   }
 
   private async fail(job: StageJob, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
-    const retry = isRetryable(error) && ctx.attempt < ctx.maxAttempts;
+    const retry = willRetry(error, ctx);
     const code = error instanceof PirError ? error.code : 'internal_error';
     const message = error instanceof PirError
       ? error.message
@@ -120,4 +145,8 @@ export class StageRunner {
     if (changed && doc.status === 'killed') await this.blobs.removeStaging(job.imageId);
     if (retry) throw error;
   }
+}
+
+function willRetry(error: unknown, ctx: JobContext): boolean {
+  return isRetryable(error) && ctx.attempt < ctx.maxAttempts;
 }

@@ -1,4 +1,5 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
+import { countServed } from '../../infra/telemetry/served-bytes.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
@@ -84,11 +85,11 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
         return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
       }
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
-      return reply.send(deps.blobs.openRead(id, range));
+      return reply.send(countServed(deps.blobs.openRead(id, range)));
     }
     if (doc.checksum) reply.header('Content-MD5', doc.checksum);
     reply.header('Content-Length', size);
-    return reply.send(deps.blobs.openRead(id));
+    return reply.send(countServed(deps.blobs.openRead(id)));
   };
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);

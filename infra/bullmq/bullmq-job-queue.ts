@@ -16,14 +16,14 @@
  * - close(graceMs) stops taking jobs and waits for the running ones; past the grace it drops the
  *   connections: the unfinished jobs' locks lapse and another worker picks them up.
  */
-import { FlowProducer, Worker } from 'bullmq';
+import { FlowProducer, Queue, Worker } from 'bullmq';
 import type { FlowJob, Job, JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import type { Logger } from 'pino';
-import type { StageName } from '../../schemas/image.js';
+import { STAGES, type StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
-import type { JobContext, JobQueue, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
+import type { JobContext, JobQueue, QueueStats, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
 
 export interface BullmqJobQueueOptions {
   redisUrl: string;
@@ -64,6 +64,8 @@ export class BullmqJobQueue implements JobQueue {
   private readonly workers: RunningWorker[] = [];
   private readonly jobOpts: JobsOptions;
   private closing: Promise<void> | null = null;
+  /** Queue handles for stats(), made on first use; they share the producer's connection. */
+  private statQueues: Map<StageName, Queue> | null = null;
 
   constructor(private readonly opts: BullmqJobQueueOptions) {
     if (!(opts.retry.attempts >= 1)) throw new Error('retry.attempts must be at least 1');
@@ -150,6 +152,51 @@ export class BullmqJobQueue implements JobQueue {
     await worker.waitUntilReady();
   }
 
+  /**
+   * Counts from Redis. The oldest waiting job's age counts from when its job was created: for a
+   * stage after the first, that is when its chain was enqueued (BullMQ keeps no "ready since").
+   */
+  async stats(): Promise<QueueStats[]> {
+    await this.ping();
+    this.statQueues ??= new Map(STAGES.map((stage) => [stage, new Queue(stageQueueName(stage), { connection: this.connection, prefix: this.prefix })]));
+    const now = Date.now();
+    return Promise.all(STAGES.map(async (stage) => {
+      const queue = this.statQueues!.get(stage)!;
+      const counts = await queue.getJobCounts('wait', 'prioritized', 'delayed', 'active');
+      const [oldest] = await queue.getJobs(['wait'], 0, 0, true);
+      return {
+        stage,
+        waiting: (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),
+        active: counts.active ?? 0,
+        oldestWaitingSeconds: oldest ? Math.max(0, now - oldest.timestamp) / 1000 : 0,
+      };
+    }));
+  }
+
+  /**
+   * Fails at once while the connection is down, instead of waiting for ioredis to reconnect; a
+   * connection being made is given up to 2 s (its error, if it fails, is the answer).
+   */
+  async ping(): Promise<void> {
+    const c = this.connection;
+    if (c.status === 'connecting' || c.status === 'connect') {
+      await new Promise<void>((resolve, reject) => {
+        const done = (error?: Error) => {
+          clearTimeout(timer);
+          c.off('ready', onReady);
+          c.off('error', done);
+          if (error) reject(error); else resolve();
+        };
+        const onReady = () => done();
+        const timer = setTimeout(() => done(new Error('Redis did not answer within 2000 ms')), 2000);
+        c.once('ready', onReady);
+        c.once('error', done);
+      });
+    }
+    if (c.status !== 'ready') throw new Error(`not connected to Redis (connection ${c.status})`);
+    await c.ping();
+  }
+
   close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
     this.closing ??= (async () => {
       const closing = this.workers.map(async ({ stage, worker, connection }) => {
@@ -169,6 +216,7 @@ export class BullmqJobQueue implements JobQueue {
         await connection.quit().catch(() => connection.disconnect());
       });
       await Promise.all(closing);
+      await Promise.all([...(this.statQueues?.values() ?? [])].map((q) => q.close().catch(() => undefined)));
       await this.flow.close().catch((err: unknown) => this.logger.warn({ err }, 'bullmq flow producer close failed'));
       await this.connection.quit().catch(() => this.connection.disconnect());
     })();

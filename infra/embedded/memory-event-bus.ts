@@ -114,6 +114,11 @@ export class MemoryEventBus implements EventBus {
     g.members.push(handler);
   }
 
+  /** In this process: up while open. */
+  async ping(): Promise<void> {
+    if (this.closed) throw new Error('event bus is closed');
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -12,9 +12,9 @@
  */
 import pino from 'pino';
 import type { Logger } from 'pino';
-import type { StageName } from '../../schemas/image.js';
+import { STAGES, type StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
-import type { JobContext, JobQueue, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
+import type { JobContext, JobQueue, QueueStats, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
 
 export interface MemoryJobQueueOptions {
   retry: RetryPolicy;
@@ -33,6 +33,8 @@ interface Entry {
   /** Attempts that have ended (failed); the running attempt is attemptsMade + 1. */
   attemptsMade: number;
   progress: number;
+  /** When the job last became ready to run (ms since epoch), for the oldest-waiting age. */
+  waitingSince: number;
   dependents: Entry[];
   timer: NodeJS.Timeout | null;
 }
@@ -80,7 +82,7 @@ export class MemoryJobQueue implements JobQueue {
         prev = known;
         continue;
       }
-      const entry: Entry = { id, job: { ...jobs[i]! }, state: 'waiting-children', attemptsMade: 0, progress: 0, dependents: [], timer: null };
+      const entry: Entry = { id, job: { ...jobs[i]! }, state: 'waiting-children', attemptsMade: 0, progress: 0, waitingSince: 0, dependents: [], timer: null };
       this.live.set(id, entry);
       if (prev === 'failed') {
         this.fail(entry);
@@ -117,6 +119,27 @@ export class MemoryJobQueue implements JobQueue {
     }
   }
 
+  async stats(): Promise<QueueStats[]> {
+    const now = Date.now();
+    return STAGES.map((stage) => {
+      const s = this.stages.get(stage);
+      const oldest = s?.waiting[0]?.waitingSince;
+      let delayed = 0;
+      for (const entry of this.live.values()) if (entry.job.stage === stage && entry.state === 'delayed') delayed++;
+      return {
+        stage,
+        waiting: (s?.waiting.length ?? 0) + delayed,
+        active: s?.pools.reduce((n, p) => n + p.active, 0) ?? 0,
+        oldestWaitingSeconds: oldest ? (now - oldest) / 1000 : 0,
+      };
+    });
+  }
+
+  /** In this process: up while open. */
+  async ping(): Promise<void> {
+    if (this.closed) throw new Error('job queue is closed');
+  }
+
   /** For tests and diagnostics: the state of a job id, or null if unknown. */
   stateOf(id: string): State | Finished | null {
     return this.live.get(id)?.state ?? this.finished.get(id) ?? null;
@@ -133,6 +156,7 @@ export class MemoryJobQueue implements JobQueue {
 
   private makeWaiting(entry: Entry): void {
     entry.state = 'waiting';
+    entry.waitingSince = Date.now();
     this.stage(entry.job.stage).waiting.push(entry);
     this.drain(entry.job.stage);
   }

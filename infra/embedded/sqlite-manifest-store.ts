@@ -11,7 +11,7 @@
  * file cannot interleave.
  */
 import Database from 'better-sqlite3';
-import type { ImageDoc, ImageStatus } from '../../schemas/image.js';
+import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
 import type { ListQuery, ManifestStore, SortKey, SortSpec, SortValue } from '../../core/ports.js';
@@ -260,6 +260,21 @@ export class SqliteManifestStore implements ManifestStore {
       if (isPrimaryKeyViolation(err)) throw new ManifestConflictError(doc.id);
       throw err;
     }
+  }
+
+  async countByStatus(): Promise<Record<ImageStatus, number>> {
+    const counts = Object.fromEntries(IMAGE_STATUSES.map((s) => [s, 0])) as Record<ImageStatus, number>;
+    const rows = this.db.prepare('SELECT status, COUNT(*) AS n FROM images GROUP BY status').all() as { status: ImageStatus; n: number }[];
+    for (const row of rows) counts[row.status] = row.n;
+    return counts;
+  }
+
+  async countPendingEvents(): Promise<number> {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM images WHERE has_pending = 1').get() as { n: number }).n;
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
   }
 
   /**

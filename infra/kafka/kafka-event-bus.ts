@@ -274,6 +274,41 @@ export class KafkaEventBus implements EventBus {
     }
   }
 
+  /** Asks the cluster for its brokers on a short-lived admin connection. */
+  async ping(): Promise<void> {
+    const admin = this.kafka.admin({ retry: { retries: 0 } });
+    try {
+      await admin.connect();
+      await admin.describeCluster();
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
+  /**
+   * How many events each consumer group has yet to read: the topic's high watermarks minus the
+   * group's committed offsets, summed over partitions (a partition never committed counts whole).
+   */
+  async consumerLag(groups: string[]): Promise<{ group: string; lag: number }[]> {
+    const admin = this.kafka.admin({ retry: { retries: 0 } });
+    try {
+      await admin.connect();
+      const high = await admin.fetchTopicOffsets(this.topic);
+      return await Promise.all(groups.map(async (group) => {
+        const [committed] = await admin.fetchOffsets({ groupId: groupIdFor(group, this.topic), topics: [this.topic] });
+        let lag = 0;
+        for (const { partition, high: end, low } of high) {
+          const c = committed?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
+          const from = Number(c) >= 0 ? Number(c) : Number(low);
+          lag += Math.max(0, Number(end) - from);
+        }
+        return { group, lag };
+      }));
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;

@@ -32,7 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { MongoClient, MongoServerError } from 'mongodb';
 import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings } from 'mongodb';
-import type { ImageDoc, ImageStatus } from '../../schemas/image.js';
+import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
@@ -371,6 +371,23 @@ export class MongoManifestStore implements ManifestStore {
     if (n === 0 || statuses.length === 0) return [];
     const docs = await this.col.find({ status: { $in: statuses }, updated_at: { $lt: updatedBefore } }).sort({ updated_at: 1, _id: 1 }).limit(n).toArray();
     return this.fresh(docs, (d) => statuses.includes(d.status) && d.updated_at < updatedBefore);
+  }
+
+  /** One count per status on the status index (the image documents as they are, like list()). */
+  async countByStatus(): Promise<Record<ImageStatus, number>> {
+    await this.start();
+    const counts = await Promise.all(IMAGE_STATUSES.map(async (status) => [status, await this.col.countDocuments({ status })] as const));
+    return Object.fromEntries(counts) as Record<ImageStatus, number>;
+  }
+
+  async countPendingEvents(): Promise<number> {
+    await this.start();
+    return this.col.countDocuments({ pir_pending: true });
+  }
+
+  async ping(): Promise<void> {
+    await this.start();
+    await this.client.db('admin').command({ ping: 1 });
   }
 
   async purge(id: string): Promise<void> {

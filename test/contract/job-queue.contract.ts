@@ -94,6 +94,28 @@ export function jobQueueContract(name: string, makeQueue: MakeQueue, opts: JobQu
       assert.deepEqual(runs.map((r) => [r.attempt, r.maxAttempts]), STAGES.map(() => [1, 3]));
     });
 
+    await t.test('stats: depth and oldest waiting age per stage; ping answers', async () => {
+      const q = await fresh();
+      await q.ping();
+      const idle = await q.stats();
+      assert.deepEqual(idle.map((x) => x.stage), [...STAGES]);
+      // Nobody processes unpack yet: two chains wait in its queue.
+      const imgs = [randomUUID(), randomUUID()];
+      for (const img of imgs) await q.enqueueChain(chain(img));
+      await sleep(300);
+      const waiting = await q.stats();
+      const unpack = waiting.find((x) => x.stage === 'unpack')!;
+      assert.equal(unpack.waiting, 2);
+      assert.equal(unpack.active, 0);
+      assert.ok(unpack.oldestWaitingSeconds >= 0.25 && unpack.oldestWaitingSeconds < 30, `oldest ${unpack.oldestWaitingSeconds}`);
+      assert.equal(waiting.find((x) => x.stage === 'inspect')!.waiting, 0, 'later stages wait for their chain, not in the queue');
+      const rec = new Recorder();
+      await processAll(q, rec);
+      await waitFor('both chains', () => rec.runs.filter((r) => r.ok).length === 2 * STAGES.length, 20_000);
+      const done = await q.stats();
+      for (const x of done) assert.deepEqual([x.waiting, x.oldestWaitingSeconds], [0, 0], x.stage);
+    });
+
     await t.test('enqueue→process latency (diagnostic)', async () => {
       const q = await fresh();
       const rec = new Recorder();

@@ -63,6 +63,26 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       await opts.teardown?.();
     });
 
+    await t.test('countByStatus counts every status; countPendingEvents the documents with an outbox; ping answers', async () => {
+      const store = await fresh();
+      await store.ping();
+      const empty = await store.countByStatus();
+      assert.equal(Object.values(empty).reduce((a, b) => a + b, 0), 0);
+      assert.equal(empty.active, 0);
+      await store.create(makeDoc({ status: 'active', outbox: [] }));
+      await store.create(makeDoc({ status: 'active', outbox: [] }));
+      const queued = makeDoc({ status: 'queued' });
+      queued.outbox = [outboxEvent(queued.id)];
+      await store.create(queued);
+      const counts = await store.countByStatus();
+      assert.equal(counts.active, 2);
+      assert.equal(counts.queued, 1);
+      assert.equal(counts.killed, 0);
+      assert.equal(await store.countPendingEvents(), 1);
+      await store.ackEvents(queued.id, queued.outbox.map((e) => e.id));
+      assert.equal(await store.countPendingEvents(), 0);
+    });
+
     await t.test('create then get returns the document as written; unknown id is null', async () => {
       const store = await fresh();
       const doc = makeDoc({ outbox: [], size: 3_000_000_000, pipeline: null, expected: { md5: 'abc' } });

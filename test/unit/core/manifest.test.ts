@@ -51,6 +51,7 @@ describe('Manifest (compare-and-set with a transactional outbox)', () => {
       publish: async (events) => { if (down) throw new Error('broker down'); await d.bus.publish(events); },
       subscribe: (g, h) => d.bus.subscribe(g, h),
       watch: (h) => d.bus.watch(h),
+      ping: async () => {},
       close: async () => {},
     };
     const relay = new OutboxRelay(d.store, flaky, silent);

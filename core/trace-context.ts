@@ -1,0 +1,50 @@
+/**
+ * W3C trace context for events and jobs, through the OpenTelemetry API only (a no-op until the
+ * SDK is started by infra/telemetry/tracing.ts): the pipeline carries `traceparent` strings
+ * from the request that caused an event to every stage the event sets off.
+ */
+import { context, propagation, ROOT_CONTEXT, trace, type Context, type Link, type Span, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+
+export const tracer = () => trace.getTracer('pir');
+
+/** The traceparent of the active span, if any is recording. */
+export function currentTraceparent(): string | undefined {
+  if (!trace.getSpan(context.active())?.spanContext()) return undefined;
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent;
+}
+
+/** The context a traceparent names (root when none). */
+export function contextFrom(traceparent: string | undefined): Context {
+  return traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
+}
+
+/**
+ * Runs `work` in a consumer span for a message created in `traceparent`'s context: the span is
+ * the producer's child (one message processed at a time, which the messaging conventions
+ * allow) and also links to it, as the conventions ask of consumers.
+ */
+export async function inConsumerSpan<T>(name: string, traceparent: string | undefined, attributes: Record<string, string | number | boolean>, work: (span: Span) => Promise<T>): Promise<T> {
+  const parent = contextFrom(traceparent);
+  const producer = trace.getSpanContext(parent);
+  const links: Link[] = producer ? [{ context: producer }] : [];
+  return tracer().startActiveSpan(name, { kind: SpanKind.CONSUMER, attributes, links }, parent, async (span) => {
+    try {
+      return await work(span);
+    } catch (error) {
+      span.recordException(error as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/** trace_id and span_id of the active span, for log lines (empty when not tracing). */
+export function traceFields(): { trace_id?: string; span_id?: string } {
+  const sc = trace.getSpan(context.active())?.spanContext();
+  if (!sc || !trace.isSpanContextValid(sc)) return {};
+  return { trace_id: sc.traceId, span_id: sc.spanId };
+}

@@ -1,0 +1,81 @@
+/**
+ * Tracing, configured by the standard OTEL_* variables and off unless OTEL_TRACES_EXPORTER or
+ * OTEL_EXPORTER_OTLP_ENDPOINT is set (then the OpenTelemetry Node SDK exports as they say:
+ * otlp by default, OTEL_EXPORTER_OTLP_* for where and how). OTEL_TRACES_EXPORTER=pir-test-file
+ * writes finished spans as JSON lines to PIR_TEST_SPANS_FILE (tests read them across processes).
+ */
+import { appendFileSync } from 'node:fs';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { SimpleSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
+
+type Env = Record<string, string | undefined>;
+
+export function tracingWanted(env: Env = process.env): boolean {
+  const exporter = env.OTEL_TRACES_EXPORTER;
+  if (exporter === 'none' || env.OTEL_SDK_DISABLED === 'true') return false;
+  return Boolean(exporter || env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+}
+
+/** Starts the SDK when configured; returns its shutdown (which flushes), or null when off. */
+export function startTracing(role: string, env: Env = process.env): (() => Promise<void>) | null {
+  if (!tracingWanted(env)) return null;
+  // Only traces: PIR's metrics are Prometheus (/metrics), its logs pino on stdout.
+  env.OTEL_METRICS_EXPORTER ??= 'none';
+  env.OTEL_LOGS_EXPORTER ??= 'none';
+  const testFile = env.OTEL_TRACES_EXPORTER === 'pir-test-file' ? env.PIR_TEST_SPANS_FILE : undefined;
+  if (env.OTEL_TRACES_EXPORTER === 'pir-test-file' && !testFile) throw new Error('OTEL_TRACES_EXPORTER=pir-test-file needs PIR_TEST_SPANS_FILE');
+  const sdk = new NodeSDK({
+    serviceName: env.OTEL_SERVICE_NAME || `pir-${role}`,
+    instrumentations: [],
+    ...(testFile ? { spanProcessors: [new SimpleSpanProcessor({ exporter: new JsonLinesExporter(testFile) })] } : {}),
+  });
+  sdk.start();
+  return () => sdk.shutdown();
+}
+
+/** Test exporter: one JSON object per finished span, appended to a file. */
+class JsonLinesExporter implements SpanExporter {
+  constructor(private readonly path: string) {}
+
+  export(spans: ReadableSpan[], done: (result: { code: 0 | 1; error?: Error }) => void): void {
+    try {
+      appendFileSync(this.path, spans.map((s) => `${JSON.stringify(toJson(s))}\n`).join(''));
+      done({ code: 0 });
+    } catch (error) {
+      done({ code: 1, error: error as Error });
+    }
+  }
+
+  async shutdown(): Promise<void> {}
+}
+
+export interface SpanRecord {
+  name: string;
+  service: string;
+  trace_id: string;
+  span_id: string;
+  parent_span_id: string | null;
+  kind: number;
+  status: number;
+  attributes: Record<string, unknown>;
+  links: { trace_id: string; span_id: string }[];
+  start_ms: number;
+  end_ms: number;
+}
+
+function toJson(s: ReadableSpan): SpanRecord {
+  const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
+  return {
+    name: s.name,
+    service: String(s.resource.attributes['service.name'] ?? ''),
+    trace_id: s.spanContext().traceId,
+    span_id: s.spanContext().spanId,
+    parent_span_id: s.parentSpanContext?.spanId ?? null,
+    kind: s.kind,
+    status: s.status.code,
+    attributes: s.attributes,
+    links: s.links.map((l) => ({ trace_id: l.context.traceId, span_id: l.context.spanId })),
+    start_ms: ms(s.startTime),
+    end_ms: ms(s.endTime),
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * One connected trace per image across processes (distributed): `pir api` and `pir worker` export
+ * spans to JSON-lines files (OTEL_TRACES_EXPORTER=pir-test-file); one upload must read as one
+ * trace: the PUT request (api) → the dispatcher's consumer span (worker, child of and linked to
+ * the request's context, carried by the outbox event's Kafka header) → a span per stage (carried
+ * in the BullMQ job) with image id, format, bytes and outcome. Job log lines carry trace_id,
+ * span_id, image_id and project_id.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { SpanRecord } from '../../infra/telemetry/tracing.js';
+import { makeTempDir, removeDir } from '../support/images.js';
+import { PirClient } from '../support/pir-client.js';
+import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
+import { requireServices, services, uniqueName } from '../support/services.js';
+
+const logDir = testLogDir('ops-tracing');
+const TOKEN = 'e2e-tracing-token-0123456789abcdef0123456789';
+
+async function spans(path: string): Promise<SpanRecord[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as SpanRecord);
+}
+
+describe('tracing in embedded mode (pir serve)', () => {
+  let pir: PirProcess | undefined;
+  let dir = '';
+  after(async () => {
+    await pir?.stop();
+    if (dir) await removeDir(dir);
+  });
+
+  it('traces the same way: request → dispatcher → every stage, one trace', async () => {
+    dir = await makeTempDir('pir-e2e-trace-embedded-');
+    const spansFile = join(dir, 'spans.jsonl');
+    const port = await freePort();
+    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, 'serve');
+    const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+    const image = await client.createImage({ name: 'traced-embedded', disk_format: 'raw', container_format: 'bare' });
+    const file = join(dir, 'x.raw');
+    await writeFile(file, randomBytes(64 * 1024));
+    assert.equal((await client.putData(image.id, file)).status, 204);
+    await waitFor(async () => (await spans(spansFile)).filter((s) => s.name.startsWith('stage ')).length >= 4, 10_000, 'four stage spans');
+    const all = await spans(spansFile);
+    const request = all.find((s) => s.name === 'PUT /v2/images/:id/file')!;
+    const dispatch = all.find((s) => s.name === 'process image.import.started')!;
+    assert.equal(dispatch.parent_span_id, request.span_id);
+    const stages = all.filter((s) => s.name.startsWith('stage '));
+    assert.deepEqual(stages.map((s) => [s.name, s.trace_id, s.parent_span_id, s.attributes['pir.outcome']]),
+      ['unpack', 'inspect', 'checksum', 'promote'].map((st) => [`stage ${st}`, request.trace_id, dispatch.span_id, 'done']));
+    assert.equal(stages[0]!.service, 'pir-serve');
+  });
+});
+
+describe('tracing across processes (distributed)', () => {
+  const processes: PirProcess[] = [];
+  let dir = '';
+  after(async () => {
+    await Promise.all(processes.map((p) => p.stop()));
+    if (dir) await removeDir(dir);
+  });
+
+  it('one upload is one connected trace from the request through every stage', async (t) => {
+    if (!(await requireServices(t, ['kafka', 'mongodb', 'redis']))) return;
+    dir = await makeTempDir('pir-e2e-trace-');
+    const run = uniqueName('trace').replace(/[^A-Za-z0-9]/g, '');
+    const mongo = new URL(services.mongodbUrl);
+    mongo.pathname = `/${run}`;
+    const env = {
+      PIR_DATA_DIR: join(dir, 'data'),
+      PIR_ADMIN_TOKEN: TOKEN,
+      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
+      PIR_REDIS_URL: services.redisUrl,
+      PIR_MONGODB_URL: mongo.toString(),
+      PIR_KAFKA_TOPIC: `pir.${run}`,
+      PIR_REDIS_PREFIX: run,
+      OTEL_TRACES_EXPORTER: 'pir-test-file',
+    };
+    const apiSpans = join(dir, 'api-spans.jsonl');
+    const workerSpans = join(dir, 'worker-spans.jsonl');
+    const port = await freePort();
+    processes.push(await startPirProcess('api', { ...env, PIR_PORT: String(port), PIR_TEST_SPANS_FILE: apiSpans }, logDir, 'api'));
+    const worker = await startPirProcess('worker', { ...env, PIR_TEST_SPANS_FILE: workerSpans }, logDir, 'worker');
+    processes.push(worker);
+    const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+    const image = await client.createImage({ name: 'traced', disk_format: 'raw', container_format: 'bare' });
+    const file = join(dir, 'traced.raw');
+    await writeFile(file, randomBytes(512 * 1024));
+    const put = await client.putData(image.id, file);
+    assert.equal(put.status, 204);
+
+    await waitFor(async () => (await spans(workerSpans)).filter((s) => s.name.startsWith('stage ')).length >= 4, 10_000, 'four stage spans');
+    const request = (await spans(apiSpans)).find((s) => s.name === 'PUT /v2/images/:id/file');
+    assert.ok(request, 'the upload request has a server span');
+    assert.equal(request.attributes['http.response.status_code'], 204);
+    const inWorker = (await spans(workerSpans)).filter((s) => s.trace_id === request.trace_id);
+    const dispatch = inWorker.find((s) => s.name === 'process image.import.started');
+    assert.ok(dispatch, `the dispatcher span is in the request's trace: ${JSON.stringify(inWorker.map((s) => s.name))}`);
+    assert.equal(dispatch.parent_span_id, request.span_id, 'the dispatcher continues the request (event traceparent → Kafka header)');
+    assert.deepEqual(dispatch.links, [{ trace_id: request.trace_id, span_id: request.span_id }], 'and links to the producer context');
+    const stages = inWorker.filter((s) => s.name.startsWith('stage '));
+    assert.deepEqual(stages.map((s) => s.name), ['stage unpack', 'stage inspect', 'stage checksum', 'stage promote']);
+    for (const s of stages) {
+      assert.equal(s.parent_span_id, dispatch.span_id, `${s.name} continues the dispatch (traceparent in the BullMQ job)`);
+      assert.equal(s.attributes['pir.image.id'], image.id);
+      assert.equal(s.attributes['pir.image.disk_format'], 'raw');
+      assert.equal(s.attributes['pir.image.bytes'], 512 * 1024);
+      assert.equal(s.attributes['pir.outcome'], 'done');
+      assert.ok(s.end_ms >= s.start_ms);
+    }
+    // The api's /metrics in distributed mode: Mongo counts, BullMQ queues, Kafka consumer lag.
+    await waitFor(async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { 'x-auth-token': TOKEN } })).text();
+      return /^pir_images\{status="active"\} 1$/m.test(text) && /^pir_kafka_consumer_lag\{group="pir-dispatcher"\} 0$/m.test(text)
+        && /^pir_queue_depth\{queue="promote"\} 0$/m.test(text) && /^pir_ingested_bytes_total 524288$/m.test(text);
+    }, 15_000, 'distributed metrics: 1 active image, no lag, empty queues, bytes ingested');
+
+    const started = worker.output().split('\n').filter((l) => l.includes('"msg":"stage started"')).map((l) => JSON.parse(l));
+    assert.equal(started.length, 4);
+    for (const line of started) {
+      assert.equal(line.trace_id, request.trace_id);
+      assert.match(line.span_id, /^[0-9a-f]{16}$/);
+      assert.equal(line.image_id, image.id);
+      assert.equal(line.project_id, 'admin');
+    }
+  });
+});
