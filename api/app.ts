@@ -16,6 +16,8 @@ import { imageImportRoutes } from './routes/image-import.js';
 import { imageRoutes } from './routes/images.js';
 import { infoRoutes } from './routes/info.js';
 import { versionRoutes } from './routes/versions.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import type { WebhookService } from '../core/webhooks/service.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -27,6 +29,8 @@ export interface AppDeps {
   webDownloads: WebDownloads;
   authenticator: Authenticator;
   log: Logger;
+  /** The webhooks extension; absent: /v2/webhooks is not served. */
+  webhooks?: WebhookService;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -50,6 +54,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageImportRoutes(v2, deps.images, deps.webDownloads);
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
+    if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
   });
   return app;
 }

@@ -51,6 +51,17 @@ export class RetryLaterError extends Error {
   }
 }
 
+/**
+ * Not an attempt: run this job again after `delayMs` without counting it against the attempts
+ * (a per-endpoint concurrency limit that is full, say). BullMQ: moveToDelayed + DelayedError.
+ */
+export class DeferJobError extends Error {
+  constructor(readonly delayMs: number) {
+    super(`deferred by ${delayMs} ms`);
+    this.name = 'DeferJobError';
+  }
+}
+
 /** The delay a kind's policy asks for, with RetryLaterError's own delay taking precedence. */
 export function retryDelay(kind: JobKind<unknown>, attemptsMade: number, error: unknown): number {
   if (error instanceof RetryLaterError) return Math.max(0, error.delayMs);

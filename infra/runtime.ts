@@ -28,6 +28,8 @@ import { openEmbeddedAdapters } from './embedded-adapters.js';
 import { openAuthenticator } from './identity/index.js';
 import { openQuotaStore } from './quota-store.js';
 import { FsBlobStore } from './storage/fs-blob-store.js';
+import { openWebhooks } from './webhooks.js';
+import { checkJobKinds } from '../core/jobs.js';
 
 export interface Adapters {
   mode: 'embedded' | 'distributed';
@@ -83,6 +85,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
+  const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
+  checkJobKinds([webhooks.kind], STAGES);
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
@@ -92,6 +96,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
     await startDispatcher(adapters.bus, manifest, adapters.queue, log);
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
+    await webhooks.startWorker(adapters.bus);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
@@ -109,7 +114,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, webhooks: webhooks.service });
     url = await app.listen({ host: config.host, port: config.port });
   }
   if (token?.generated) {
@@ -127,6 +132,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await sweepers.stop();
       await relay.drain();
       await adapters.close();
+      await webhooks.close();
       await quotaStore?.close();
       await hashes.close();
       await authenticator?.close();

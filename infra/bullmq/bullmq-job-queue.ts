@@ -19,7 +19,7 @@
  *   is a custom backoff strategy of its workers (so RetryLaterError's own delay is honoured);
  *   PermanentJobError becomes BullMQ's UnrecoverableError: the job shows as failed at once.
  */
-import { FlowProducer, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, FlowProducer, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { FlowJob, Job, JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
@@ -27,7 +27,7 @@ import type { Logger } from 'pino';
 import type { StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
 import type { JobContext, JobQueue, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
-import { PermanentJobError, checkJobId, retryDelay, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
+import { DeferJobError, PermanentJobError, checkJobId, retryDelay, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
 
 export interface BullmqJobQueueOptions {
   redisUrl: string;
@@ -184,12 +184,16 @@ export class BullmqJobQueue implements JobQueue {
     const connection = this.redis(`worker-${kind.name}`);
     const worker = new Worker<T>(
       kindQueueName(kind as JobKind<unknown>),
-      async (job: Job<T>) => {
+      async (job: Job<T>, token?: string) => {
         const ctx: JobContext = { attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? kind.retry.attempts, reportProgress: async (p) => { await job.updateProgress(p); } };
         try {
           await handler(job.data, ctx);
         } catch (err) {
           if (err instanceof PermanentJobError) throw new UnrecoverableError(err.message);
+          if (err instanceof DeferJobError) {
+            await job.moveToDelayed(Date.now() + err.delayMs, token);
+            throw new DelayedError();
+          }
           throw err;
         }
       },

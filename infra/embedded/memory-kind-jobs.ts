@@ -5,7 +5,7 @@
  * when they finish, so the jobs pending at a crash or a restart run again once work() starts.
  */
 import type { Logger } from 'pino';
-import { PermanentJobError, checkJobId, retryDelay, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
+import { DeferJobError, PermanentJobError, checkJobId, retryDelay, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
 import type { JobContext } from '../../core/ports.js';
 import type { JobJournal } from './sqlite-job-journal.js';
 
@@ -119,6 +119,11 @@ export class MemoryKindJobs {
   }
 
   private attemptFailed(entry: Entry, err: unknown): void {
+    if (err instanceof DeferJobError) {
+      if (entry.kind.durable) this.journal?.reschedule(entry.id, entry.attemptsMade, Date.now() + err.delayMs);
+      if (!this.closed) this.schedule(entry, err.delayMs);
+      return;
+    }
     entry.attemptsMade++;
     const log = { err, job_id: entry.id, kind: entry.kind.name, attempt: entry.attemptsMade, max_attempts: entry.kind.retry.attempts };
     if (!(err instanceof PermanentJobError) && entry.attemptsMade < entry.kind.retry.attempts) {
