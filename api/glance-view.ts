@@ -1,5 +1,5 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
-import type { ImageDoc } from '../schemas/image.js';
+import type { ImageDoc, ImageMember } from '../schemas/image.js';
 
 export function imageView(doc: ImageDoc): Record<string, unknown> {
   const pipeline = doc.pipeline;
@@ -46,11 +46,8 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
   if (!pipeline) return doc.failure ? [failureTask(doc)] : [];
   const status = doc.status === 'active' ? 'success' : doc.status === 'killed' ? 'failure' : 'processing';
   return [{
-    id: `${doc.id}.${pipeline.run}`,
-    type: 'api_image_import',
+    ...taskBase(`${doc.id}.${pipeline.run}`, doc),
     status,
-    owner: doc.owner,
-    image_id: doc.id,
     input: { method: pipeline.method },
     result: status === 'success' ? { image_id: doc.id } : null,
     message: doc.failure ? `${doc.failure.stage}: ${doc.failure.message}` : '',
@@ -64,8 +61,27 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
 
 function failureTask(doc: ImageDoc): Record<string, unknown> {
   return {
-    id: `${doc.id}.0`, type: 'api_image_import', status: 'failure', owner: doc.owner, image_id: doc.id,
+    ...taskBase(`${doc.id}.0`, doc), status: 'failure',
     input: {}, result: null, message: `${doc.failure!.stage}: ${doc.failure!.message}`,
     created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at), pir_failure: doc.failure,
+  };
+}
+
+function taskBase(id: string, doc: ImageDoc) {
+  return {
+    id, type: 'api_image_import', owner: doc.owner, image_id: doc.id, request_id: null, user_id: null, expires_at: null,
+    self: `/v2/tasks/${id}`, schema: '/v2/schemas/task',
+  };
+}
+
+/** Glance's image member view. */
+export function memberView(imageId: string, member: ImageMember): Record<string, unknown> {
+  return {
+    image_id: imageId,
+    member_id: member.member_id,
+    status: member.status,
+    created_at: stripMillis(member.created_at),
+    updated_at: stripMillis(member.updated_at),
+    schema: '/v2/schemas/member',
   };
 }

@@ -1,51 +1,75 @@
 /**
- * The JSON Schema of an image, served at /v2/schemas/image. Glance's clients build their
- * options and validate responses from it, so every field PIR shows is declared with its type.
- * (No `stores` property: it clashes with the glance CLI's own --stores option.)
+ * Request and response shapes, declared once with TypeBox: they validate request bodies
+ * (Fastify's ajv) and are published at /v2/schemas/* (Glance's clients build their options and
+ * validate responses from them, so every field PIR shows is declared with its type).
+ * No `stores` property: it clashes with the glance CLI's own --stores option.
  */
-import { CONTAINER_FORMATS, DISK_FORMATS, IMAGE_STATUSES, VISIBILITIES } from '../schemas/image.js';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { CONTAINER_FORMATS, DISK_FORMATS, IMAGE_STATUSES, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
+import { LIMITS } from '../core/limits.js';
 
-const nullableString = (description: string, maxLength?: number) => ({
-  type: ['null', 'string'], description, ...(maxLength ? { maxLength } : {}),
-});
+const UUID_PATTERN = '^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$';
+
+/** `type: ['null', T]`, as Glance writes nullable fields (glanceclient reads `type` to build CLI options). */
+const Nullable = (schema: Record<string, unknown>) => Type.Unsafe<unknown>({ ...schema, type: ['null', schema.type] });
+const ReadOnly = <T extends TSchema>(schema: T) => ({ ...schema, readOnly: true }) as T;
+const Enum = (values: readonly string[], description: string) => Type.Unsafe<string>({ type: 'string', enum: [...values], description });
+const NullableEnum = (values: readonly string[], description: string) => Type.Unsafe<string | null>({ type: ['null', 'string'], enum: [null, ...values], description });
+
+/** Base attributes a client may set (at create, and with PATCH). */
+const writable = {
+  name: Nullable({ type: 'string', maxLength: LIMITS.nameLength, description: 'Descriptive name for the image' }),
+  visibility: Enum(VISIBILITIES, 'Scope of image accessibility'),
+  protected: Type.Boolean({ description: 'If true, image will not be deletable.' }),
+  os_hidden: Type.Boolean({ description: 'If true, image will not appear in default image list response.' }),
+  owner: Nullable({ type: 'string', maxLength: LIMITS.memberIdLength, description: 'Owner of the image' }),
+  container_format: NullableEnum(CONTAINER_FORMATS, 'Format of the container'),
+  disk_format: NullableEnum(DISK_FORMATS, 'Format of the disk'),
+  tags: Type.Array(Type.String({ minLength: 1, maxLength: LIMITS.tagLength }), { maxItems: LIMITS.imageTags, description: 'List of strings related to the image' }),
+  min_ram: Type.Integer({ minimum: 0, maximum: LIMITS.minDiskOrRam, description: 'Amount of ram (in MB) required to boot image.' }),
+  min_disk: Type.Integer({ minimum: 0, maximum: LIMITS.minDiskOrRam, description: 'Amount of disk space (in GB) required to boot image.' }),
+};
+
+const extraProperty = Type.String({ maxLength: LIMITS.propertyValueLength });
+
+/** POST /v2/images. Read-only and reserved names are refused with 403 before this runs (as Glance). */
+export const CreateImageBody = Type.Object({
+  id: Type.String({ pattern: UUID_PATTERN, description: 'An identifier for the image' }),
+  ...writable,
+  os_hash_algo: Type.Unsafe<string>({ type: 'string', enum: ['sha512'] }),
+  os_hash_value: Type.String({ pattern: '^[0-9a-fA-F]{128}$' }),
+}, { additionalProperties: extraProperty, maxProperties: LIMITS.imageProperties + 16 });
+delete (CreateImageBody as { required?: string[] }).required; // every field is optional at create
 
 export const imageSchema = {
   name: 'image',
-  additionalProperties: { type: 'string' },
+  ...Type.Object({
+    id: Type.String({ pattern: UUID_PATTERN, description: 'An identifier for the image' }),
+    ...writable,
+    status: ReadOnly(Enum(IMAGE_STATUSES, 'Status of the image')),
+    checksum: ReadOnly(Nullable({ type: 'string', maxLength: 32, description: 'md5 hash of image contents.' })),
+    os_hash_algo: ReadOnly(Nullable({ type: 'string', maxLength: 64, description: 'Algorithm to calculate the os_hash_value' })),
+    os_hash_value: ReadOnly(Nullable({ type: 'string', maxLength: 128, description: 'Hexdigest of the image contents using the algorithm specified by os_hash_algo' })),
+    size: ReadOnly(Nullable({ type: 'integer', description: 'Size of image file in bytes' })),
+    virtual_size: ReadOnly(Nullable({ type: 'integer', description: 'Virtual size of image in bytes' })),
+    created_at: ReadOnly(Type.String({ description: 'Date and time of image registration' })),
+    updated_at: ReadOnly(Type.String({ description: 'Date and time of the last image modification' })),
+    direct_url: ReadOnly(Type.String({ description: 'URL to access the image file kept in external store' })),
+    self: ReadOnly(Type.String({ description: 'An image self url' })),
+    file: ReadOnly(Type.String({ description: 'An image file url' })),
+    schema: ReadOnly(Type.String({ description: 'An image schema url' })),
+    pir_stage: ReadOnly(Nullable({ type: 'string', description: 'PIR: the pipeline stage an importing image is in' })),
+    pir_pipeline: ReadOnly(Nullable({ type: 'object', description: 'PIR: the import pipeline run, with per-stage status and timings' })),
+    pir_failure: ReadOnly(Nullable({ type: 'object', description: 'PIR: why the image was killed: stage, code and message' })),
+  }, { additionalProperties: Type.String() }),
   links: [
     { rel: 'self', href: '{self}' },
     { rel: 'enclosure', href: '{file}' },
     { rel: 'describedby', href: '{schema}' },
   ],
-  properties: {
-    id: { type: 'string', description: 'An identifier for the image', pattern: '^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$' },
-    name: nullableString('Descriptive name for the image', 255),
-    status: { type: 'string', readOnly: true, description: 'Status of the image', enum: [...IMAGE_STATUSES] },
-    visibility: { type: 'string', description: 'Scope of image accessibility', enum: [...VISIBILITIES] },
-    protected: { type: 'boolean', description: 'If true, image will not be deletable.' },
-    os_hidden: { type: 'boolean', description: 'If true, image will not appear in default image list response.' },
-    checksum: { ...nullableString('md5 hash of image contents.', 32), readOnly: true },
-    os_hash_algo: { ...nullableString('Algorithm to calculate the os_hash_value', 64), readOnly: true },
-    os_hash_value: { ...nullableString('Hexdigest of the image contents using the algorithm specified by os_hash_algo', 128), readOnly: true },
-    owner: nullableString('Owner of the image', 255),
-    size: { type: ['null', 'integer'], readOnly: true, description: 'Size of image file in bytes' },
-    virtual_size: { type: ['null', 'integer'], readOnly: true, description: 'Virtual size of image in bytes' },
-    container_format: { type: ['null', 'string'], description: 'Format of the container', enum: [null, ...CONTAINER_FORMATS] },
-    disk_format: { type: ['null', 'string'], description: 'Format of the disk', enum: [null, ...DISK_FORMATS] },
-    created_at: { type: 'string', readOnly: true, description: 'Date and time of image registration' },
-    updated_at: { type: 'string', readOnly: true, description: 'Date and time of the last image modification' },
-    tags: { type: 'array', description: 'List of strings related to the image', items: { type: 'string', maxLength: 255 } },
-    direct_url: { type: 'string', readOnly: true, description: 'URL to access the image file kept in external store' },
-    min_ram: { type: 'integer', description: 'Amount of ram (in MB) required to boot image.' },
-    min_disk: { type: 'integer', description: 'Amount of disk space (in GB) required to boot image.' },
-    self: { type: 'string', readOnly: true, description: 'An image self url' },
-    file: { type: 'string', readOnly: true, description: 'An image file url' },
-    schema: { type: 'string', readOnly: true, description: 'An image schema url' },
-    pir_stage: { ...nullableString('PIR: the pipeline stage an importing image is in'), readOnly: true },
-    pir_pipeline: { type: ['null', 'object'], readOnly: true, description: 'PIR: the import pipeline run, with per-stage status and timings' },
-    pir_failure: { type: ['null', 'object'], readOnly: true, description: 'PIR: why the image was killed: stage, code and message' },
-  },
-} as const;
+} as Record<string, unknown>;
+delete imageSchema.required;
+delete imageSchema.type;
 
 export const imagesSchema = {
   name: 'images',
@@ -60,4 +84,60 @@ export const imagesSchema = {
     { rel: 'next', href: '{next}' },
     { rel: 'describedby', href: '{schema}' },
   ],
+};
+
+// ------------------------------------------------------------------ members
+
+export const CreateMemberBody = Type.Object({
+  member: Type.String({ minLength: 1, maxLength: LIMITS.memberIdLength, description: 'The project id to share the image with' }),
+}, { additionalProperties: false });
+
+export const UpdateMemberBody = Type.Object({
+  status: Enum(MEMBER_STATUSES, 'The status of this image member'),
+}, { additionalProperties: false });
+
+const member = Type.Object({
+  image_id: Type.String({ pattern: UUID_PATTERN, description: 'An identifier for the image' }),
+  member_id: Type.String({ description: 'An identifier for the image member (tenantId)' }),
+  status: Enum(MEMBER_STATUSES, 'The status of this image member'),
+  created_at: Type.String({ description: 'Date and time of image member creation' }),
+  updated_at: Type.String({ description: 'Date and time of last modification of image member' }),
+  schema: ReadOnly(Type.String()),
+});
+
+export const memberSchema = { name: 'member', ...member };
+
+export const membersSchema = {
+  name: 'members',
+  properties: { members: { type: 'array', items: memberSchema }, schema: { type: 'string' } },
+  links: [{ rel: 'self', href: '{self}' }, { rel: 'describedby', href: '{schema}' }],
+};
+
+// ------------------------------------------------------------------ tasks
+
+const task = Type.Object({
+  id: Type.String({ description: 'An identifier for the task (PIR: <image id>.<run>)' }),
+  type: Enum(['import', 'api_image_import'], 'The type of task represented by this content'),
+  status: Enum(['pending', 'processing', 'success', 'failure'], 'The current status of this task'),
+  input: Nullable({ type: 'object', description: 'The parameters required by task, JSON blob' }),
+  result: Nullable({ type: 'object', description: 'The result of current task, JSON blob' }),
+  owner: Nullable({ type: 'string', description: 'An identifier for the owner of this task' }),
+  message: Type.String({ description: 'Human-readable informative message only included when appropriate (usually on failure)' }),
+  image_id: Type.String({ description: 'Image associated with the task' }),
+  request_id: Nullable({ type: 'string', description: 'Human-readable informative request-id' }),
+  user_id: Nullable({ type: 'string', description: 'User associated with the task' }),
+  expires_at: Nullable({ type: 'string', description: 'Datetime when this resource would be subject to removal' }),
+  created_at: Type.String({ description: 'Datetime when this resource was created' }),
+  updated_at: Type.String({ description: 'Datetime when this resource was updated' }),
+  self: Type.String(),
+  schema: Type.String(),
+}, { additionalProperties: true });
+
+export const taskSchema = { name: 'task', ...task, links: [{ rel: 'self', href: '{self}' }, { rel: 'describedby', href: '{schema}' }] } as Record<string, unknown>;
+delete taskSchema.required;
+
+export const tasksSchema = {
+  name: 'tasks',
+  properties: { tasks: { type: 'array', items: taskSchema }, schema: { type: 'string' }, first: { type: 'string' }, next: { type: 'string' } },
+  links: [{ rel: 'first', href: '{first}' }, { rel: 'next', href: '{next}' }, { rel: 'describedby', href: '{schema}' }],
 };

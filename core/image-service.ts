@@ -1,18 +1,27 @@
 /**
- * The image lifecycle as the API drives it: create, receive bytes, import, delete. Workers
- * drive the pipeline stages (workers/stage-runner.ts); both change images only through Manifest.
+ * The image API's use cases, each on behalf of a caller: the request context Glance's gateway
+ * layers policy on (glance/gateway.py). Every method first finds the image as the caller may
+ * see it (404 otherwise), then asks the policy (core/policy.ts, 403), then changes the image
+ * through the entity (core/image-entity.ts) inside one compare-and-set write with its events.
+ * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type Visibility } from '../schemas/image.js';
-import { badRequest, conflict, forbidden } from './errors.js';
+import { IMAGE_STATUSES, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
+import type { Caller } from './caller.js';
+import { fail } from './error-catalog.js';
+import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
-import { Manifest, transition } from './manifest.js';
-import { newRun, nextRunNumber } from './pipeline-state.js';
-import type { BlobStore, ListQuery } from './ports.js';
+import * as entity from './image-entity.js';
+import { applyPatch, type PatchOp } from './image-patch.js';
+import { Manifest } from './manifest.js';
+import { nextRunNumber } from './pipeline-state.js';
+import { canSee, enforce, isAdminCaller, listedByDefault, membershipOf, requireVisible } from './policy.js';
+import { ManifestConflictError, type BlobStore, type ListQuery } from './ports.js';
 
 export interface CreateImageInput {
   id?: string;
   name?: string | null;
+  owner?: string | null;
   disk_format?: DiskFormat | null;
   container_format?: ContainerFormat | null;
   visibility?: Visibility;
@@ -35,6 +44,9 @@ export interface ServiceSettings {
   stageDeadlineSeconds: number;
 }
 
+/** How far the list fallback reads past `limit` per round while it filters out what the caller may not see. */
+const LIST_CHUNK = 200;
+
 export class ImageService {
   constructor(
     private readonly manifest: Manifest,
@@ -42,28 +54,47 @@ export class ImageService {
     private readonly settings: ServiceSettings,
   ) {}
 
-  async create(input: CreateImageInput, owner: string | null): Promise<ImageDoc> {
+  // ---------------------------------------------------------------- metadata
+
+  /**
+   * Who may create this image (Glance's add_image, and publicize/communitize for its
+   * visibility): checked by create, and by the route before it holds quota for the image.
+   * Returns the owner the image will have.
+   */
+  authorizeCreate(caller: Caller, input: Pick<CreateImageInput, 'owner' | 'visibility'>): string | null {
+    const owner = input.owner === undefined ? caller.project_id : input.owner;
+    // Glance's add_image: admin, or a member creating an image its own project owns.
+    enforce(caller, 'add_image', { owner: owner ?? null });
+    if (input.owner !== undefined && owner !== caller.project_id && !isAdminCaller(caller)) {
+      throw fail('policy_denied', `Only an administrator may create an image owned by another project (owner ${String(owner)}); leave owner out.`);
+    }
+    if (input.visibility !== undefined) this.enforceVisibility(caller, input.visibility as Visibility, 'shared', owner);
+    return owner;
+  }
+
+  async create(caller: Caller, input: CreateImageInput): Promise<ImageDoc> {
+    const owner = this.authorizeCreate(caller, input);
     const now = new Date().toISOString();
     const doc: ImageDoc = {
       id: input.id ?? randomUUID(),
       revision: 1,
-      name: input.name ?? null,
+      name: null,
       owner,
       status: 'queued',
-      visibility: input.visibility ?? 'shared',
-      protected: input.protected ?? false,
-      os_hidden: input.os_hidden ?? false,
-      disk_format: input.disk_format ?? null,
-      container_format: input.container_format ?? null,
-      min_disk: input.min_disk ?? 0,
-      min_ram: input.min_ram ?? 0,
+      visibility: 'shared',
+      protected: false,
+      os_hidden: false,
+      disk_format: null,
+      container_format: null,
+      min_disk: 0,
+      min_ram: 0,
       size: null,
       virtual_size: null,
       checksum: null,
       os_hash_algo: null,
       os_hash_value: null,
-      tags: [...new Set(input.tags ?? [])],
-      properties: input.properties ?? {},
+      tags: [],
+      properties: {},
       members: [],
       created_at: now,
       updated_at: now,
@@ -74,61 +105,189 @@ export class ImageService {
       failure: null,
       outbox: [],
     };
-    return this.manifest.create(doc, [
-      event('image.created', { name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format }),
-    ]);
-  }
-
-  get(id: string): Promise<ImageDoc> {
-    return this.manifest.require(id);
-  }
-
-  /** Lists images; deleted ones (kept until their last event is relayed) are never shown. */
-  async list(query: ListQuery): Promise<ImageDoc[]> {
-    const requested = query.where.status === undefined ? IMAGE_STATUSES : [query.where.status].flat();
-    const visible = requested.filter((s) => s !== 'deleted');
-    if (visible.length === 0 || query.limit === 0) return [];
-    return this.manifest.store.list({ ...query, where: { ...query.where, status: visible } });
-  }
-
-  async remove(id: string): Promise<void> {
-    const current = await this.manifest.require(id);
-    if (current.protected) {
-      throw forbidden('protected_image', `Image ${id} is protected; set protected=false before deleting it.`);
+    for (const key of entity.WRITABLE_FIELDS) {
+      if (key !== 'owner' && input[key] !== undefined) entity.setField(doc, key, input[key]);
     }
-    await this.manifest.update(id, (draft) => {
-      if (draft.status === 'deleted') return null;
-      transition(draft, 'deleted');
-      draft.upload = null;
-      draft.staging = null;
-      return [event('image.deleted', { owner: draft.owner })];
-    });
+    for (const [key, value] of Object.entries(input.properties ?? {})) entity.setProperty(doc, key, value);
+    try {
+      return await this.manifest.create(doc, [
+        event('image.created', { name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format }),
+      ]);
+    } catch (error) {
+      if (error instanceof ManifestConflictError) throw fail('duplicate_id', `An image with id ${doc.id} already exists; leave id out to get a new one.`);
+      throw error;
+    }
+  }
+
+  /** The image, as the caller may see it (404 when it may not). */
+  async get(caller: Caller, id: string): Promise<ImageDoc> {
+    const doc = requireVisible(caller, await this.manifest.get(id), id);
+    enforce(caller, 'get_image', { owner: doc.owner });
+    return doc;
+  }
+
+  /**
+   * Lists images the caller may see, Glance's default view unless a visibility filter is given
+   * (deleted images, kept until their last event is relayed, are never shown). The scoping is a
+   * filter over the store's pages here; the store will do it in its query.
+   */
+  async list(caller: Caller, query: ListQuery): Promise<ImageDoc[]> {
+    enforce(caller, 'get_images', { owner: caller.project_id });
+    const requested = query.where.status === undefined ? IMAGE_STATUSES : [query.where.status].flat();
+    const statuses = requested.filter((s) => s !== 'deleted');
+    if (statuses.length === 0 || query.limit === 0) return [];
+    const visibilityGiven = query.where.visibility !== undefined;
+    const keep = (doc: ImageDoc) => (visibilityGiven ? canSee(caller, doc) : listedByDefault(caller, doc));
+    const found: ImageDoc[] = [];
+    let after = query.after;
+    for (;;) {
+      const page = await this.manifest.store.list({ ...query, where: { ...query.where, status: statuses }, after, limit: query.limit + LIST_CHUNK });
+      for (const doc of page) {
+        if (keep(doc)) found.push(doc);
+        if (found.length === query.limit) return found;
+      }
+      if (page.length < query.limit + LIST_CHUNK) return found;
+      const last = page[page.length - 1];
+      after = { value: last[query.sortKey] as string | number | null, id: last.id };
+    }
+  }
+
+  async remove(caller: Caller, id: string): Promise<void> {
+    await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
     await this.blobs.remove(id);
     await this.blobs.removeStaging(id);
   }
 
+  /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */
+  async update(caller: Caller, id: string, ops: PatchOp[]): Promise<ImageDoc> {
+    return this.change(caller, id, 'modify_image', (draft, before) => {
+      applyPatch(draft, ops);
+      this.enforceVisibility(caller, draft.visibility, before.visibility, before.owner);
+      if (draft.owner !== before.owner && !isAdminCaller(caller)) {
+        throw fail('policy_denied', "Owner can't be updated by non admin: only an administrator may give an image to another project.");
+      }
+      return entity.updated(before, draft);
+    });
+  }
+
+  async addTag(caller: Caller, id: string, tag: string): Promise<ImageDoc> {
+    entity.checkTag(tag);
+    return this.change(caller, id, 'modify_image', (draft, before) => {
+      if (draft.tags.includes(tag)) return null;
+      draft.tags.push(tag);
+      entity.checkTagCount(draft);
+      return entity.updated(before, draft);
+    });
+  }
+
+  async removeTag(caller: Caller, id: string, tag: string): Promise<ImageDoc> {
+    return this.change(caller, id, 'modify_image', (draft, before) => {
+      if (!draft.tags.includes(tag)) throw fail('tag_not_found', `Image ${id} has no tag '${tag.slice(0, 255)}'.`);
+      draft.tags = draft.tags.filter((t) => t !== tag);
+      return entity.updated(before, draft);
+    });
+  }
+
+  async deactivate(caller: Caller, id: string): Promise<ImageDoc> {
+    return this.change(caller, id, 'deactivate', (draft) => entity.deactivate(draft));
+  }
+
+  async reactivate(caller: Caller, id: string): Promise<ImageDoc> {
+    return this.change(caller, id, 'reactivate', (draft) => entity.reactivate(draft));
+  }
+
+  /** The image for GET …/file: a deactivated image is downloadable by administrators only, as Glance. */
+  async forDownload(caller: Caller, id: string): Promise<ImageDoc> {
+    const doc = requireVisible(caller, await this.manifest.get(id), id);
+    enforce(caller, 'download_image', { owner: doc.owner });
+    if (doc.status === 'deactivated' && !isAdminCaller(caller)) {
+      throw fail('image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
+    }
+    return doc;
+  }
+
+  // ---------------------------------------------------------------- members
+
+  async addMember(caller: Caller, id: string, memberId: string): Promise<ImageMember> {
+    const doc = await this.change(caller, id, 'add_member', (draft) => entity.addMember(draft, memberId));
+    return entity.membersOf(doc).find((m) => m.member_id === memberId)!;
+  }
+
+  /** The members the caller may see: all of them for the owner (and admins), its own record for a member. */
+  async listMembers(caller: Caller, id: string): Promise<ImageMember[]> {
+    const doc = this.requireShared(await this.get(caller, id));
+    if (isAdminCaller(caller) || doc.owner === caller.project_id) {
+      enforce(caller, 'get_members', { owner: doc.owner });
+      return entity.membersOf(doc);
+    }
+    enforce(caller, 'get_members', { owner: doc.owner, member_id: caller.project_id });
+    const own = membershipOf(caller, doc);
+    return own ? [own] : [];
+  }
+
+  async getMember(caller: Caller, id: string, memberId: string): Promise<ImageMember> {
+    const doc = this.requireShared(await this.get(caller, id));
+    const member = entity.membersOf(doc).find((m) => m.member_id === memberId);
+    const mayLook = isAdminCaller(caller) || doc.owner === caller.project_id || memberId === caller.project_id;
+    if (!member || !mayLook) throw fail('member_not_found', `Project ${memberId} is not a member of image ${id}.`);
+    enforce(caller, 'get_member', { owner: doc.owner, member_id: memberId });
+    return member;
+  }
+
+  /** Accept, reject or reconsider an invitation: only the member project itself (or an admin). */
+  async updateMember(caller: Caller, id: string, memberId: string, status: unknown): Promise<ImageMember> {
+    const doc = await this.answerInvitation(caller, id, memberId, (draft) => entity.setMemberStatus(draft, memberId, status));
+    return entity.membersOf(doc).find((m) => m.member_id === memberId)!;
+  }
+
+  async removeMember(caller: Caller, id: string, memberId: string): Promise<void> {
+    await this.change(caller, id, 'delete_member', (draft) => {
+      this.requireShared(draft);
+      return entity.removeMember(draft, memberId);
+    });
+  }
+
+  // ---------------------------------------------------------------- tasks
+
+  /** Tasks API access (GET /v2/tasks…): administrators only, as Glance's tasks_api_access. */
+  assertTasksAccess(caller: Caller): void {
+    enforce(caller, 'tasks_api_access', { owner: null });
+  }
+
+  /**
+   * Every image that has a task (a pipeline run or a recorded failure). Tasks are derived from
+   * the images, so the admin-only tasks list reads them all and sorts in memory.
+   */
+  async imagesWithTasks(caller: Caller): Promise<ImageDoc[]> {
+    this.assertTasksAccess(caller);
+    const found: ImageDoc[] = [];
+    let cursor: ListQuery['after'];
+    for (;;) {
+      const docs = await this.manifest.store.list({ where: {}, sortKey: 'created_at', sortDir: 'asc', limit: LIST_CHUNK, after: cursor });
+      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure)) found.push(doc);
+      if (docs.length < LIST_CHUNK) return found;
+      const last = docs[docs.length - 1];
+      cursor = { value: last.created_at, id: last.id };
+    }
+  }
+
+  // ---------------------------------------------------------------- data
+
   /** Claims the image for receiving bytes: `upload` (PUT …/file) or `stage` (PUT …/stage). */
-  async beginUpload(id: string, kind: 'upload' | 'stage'): Promise<UploadTicket> {
+  async beginUpload(caller: Caller, id: string, kind: 'upload' | 'stage'): Promise<UploadTicket> {
     let run = 0;
-    await this.manifest.update(id, (draft) => {
-      if (draft.status === 'deleted') throw conflict('invalid_status', `Image ${id} is deleted.`);
-      if (draft.status !== 'queued') {
-        throw conflict('invalid_status', `Image ${id} is ${draft.status}; bytes can be uploaded only to a queued image. Create a new image to upload again.`);
-      }
-      if (kind === 'upload' && (!draft.disk_format || !draft.container_format)) {
-        throw badRequest('formats_required', 'Set disk_format and container_format on the image (PATCH or at create) before uploading its data.');
-      }
+    await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
-      transition(draft, kind === 'upload' ? 'saving' : 'uploading');
-      draft.upload = { run, kind, started_at: new Date().toISOString() };
-      draft.failure = null;
-      return [event('image.upload.started', { run })];
+      return entity.beginReceiving(draft, kind, run);
     });
     return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
   }
 
-  /** Keeps a long upload from looking abandoned to the sweeper. */
-  async heartbeat(id: string, run: number): Promise<void> {
+  /**
+   * Keeps a long upload from looking abandoned to the sweeper. This and the two calls below
+   * continue an upload `beginUpload` authorized: the run number is the ticket.
+   */
+  async heartbeat(_caller: Caller, id: string, run: number): Promise<void> {
     await this.manifest.update(id, (draft) => (draft.upload?.run === run ? [] : null));
   }
 
@@ -136,70 +295,38 @@ export class ImageService {
    * All bytes are in staging. An upload goes straight on to import; a staged image waits in
    * `uploading` for POST …/import.
    */
-  async completeUpload(id: string, run: number, blob: HashedBlob, contentMd5: string | null): Promise<ImageDoc> {
+  async completeUpload(_caller: Caller, id: string, run: number, blob: HashedBlob, contentMd5: string | null): Promise<ImageDoc> {
     const { doc } = await this.manifest.update(id, (draft) => {
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
       }
       const kind = draft.upload.kind;
-      draft.upload = null;
-      draft.staging = { ...blob, received_at: new Date().toISOString() };
-      if (contentMd5) draft.expected.md5 = contentMd5;
-      const method = kind === 'stage' ? 'glance-direct' : kind;
-      const events: NewEvent[] = [event('image.staged', { run, size: blob.size, method })];
+      const events: NewEvent[] = entity.staged(draft, run, blob, contentMd5);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
-      if (kind !== 'stage') events.push(...this.beginImport(draft, run, method));
+      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds));
       return events;
     });
     return doc;
   }
 
   /** The bytes never all arrived: back to queued, staging removed. */
-  async abortUpload(id: string, run: number, reason: string): Promise<void> {
+  async abortUpload(_caller: Caller, id: string, run: number, reason: string): Promise<void> {
     try {
-      await this.manifest.update(id, (draft) => {
-        if (draft.upload?.run !== run) return null;
-        draft.upload = null;
-        draft.staging = null;
-        if (draft.status === 'saving' || draft.status === 'uploading') transition(draft, 'queued');
-        return [event('image.upload.aborted', { reason })];
-      });
+      await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason) : null));
     } finally {
       await this.blobs.removeStaging(id);
     }
-  }
-
-  /** POST …/import with glance-direct: a staged image starts the pipeline. */
-  async importStaged(id: string): Promise<ImageDoc> {
-    const { doc } = await this.manifest.update(id, (draft) => {
-      if (draft.status !== 'uploading' || !draft.staging) {
-        throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
-      }
-      if (!draft.disk_format || !draft.container_format) {
-        throw badRequest('formats_required', 'Set disk_format and container_format on the image before importing it.');
-      }
-      return this.beginImport(draft, nextRunNumber(draft), 'glance-direct');
-    });
-    return doc;
   }
 
   /**
    * POST …/import with web-download: Glance's preconditions (a queued image with both formats
    * set, else 409), then the image is `uploading` while the URL's body streams into staging.
    */
-  async beginWebDownload(id: string): Promise<UploadTicket> {
+  async beginWebDownload(caller: Caller, id: string): Promise<UploadTicket> {
     let run = 0;
-    await this.manifest.update(id, (draft) => {
-      if (draft.status !== 'queued') {
-        throw conflict('invalid_status', `Image ${id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
-      }
-      if (!draft.container_format) throw conflict('formats_required', "'container_format' needs to be set before import; set it with PATCH first.");
-      if (!draft.disk_format) throw conflict('formats_required', "'disk_format' needs to be set before import; set it with PATCH first.");
+    await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
-      transition(draft, 'uploading');
-      draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
-      draft.failure = null;
-      return [event('image.upload.started', { run })];
+      return entity.beginWebDownload(draft, run);
     });
     return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
   }
@@ -207,26 +334,78 @@ export class ImageService {
   /**
    * A web-download that failed (refused address, HTTP error, too large, broken off) kills the
    * image with the reason: terminal and explicit, as every failed PIR import (Glance would put
-   * the image back in `queued`, where pollers wait forever).
+   * the image back in `queued`, where pollers wait forever). Continues what beginWebDownload authorized.
    */
-  async failWebDownload(id: string, run: number, code: string, message: string): Promise<void> {
+  async failWebDownload(_caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {
     try {
-      await this.manifest.update(id, (draft) => {
-        if (draft.upload?.run !== run || draft.upload.kind !== 'web-download') return null;
-        transition(draft, 'killed');
-        draft.failure = { stage: 'import', code, message, at: new Date().toISOString() };
-        draft.upload = null;
-        draft.staging = null;
-        return [event('image.killed', { run, stage: 'import', code, message })];
-      });
+      await this.manifest.update(id, (draft) => (draft.upload?.run === run && draft.upload.kind === 'web-download' ? entity.kill(draft, 'import', code, message) : null));
     } finally {
       await this.blobs.removeStaging(id);
     }
   }
 
-  private beginImport(draft: ImageDoc, run: number, method: 'upload' | 'glance-direct' | 'web-download'): NewEvent[] {
-    transition(draft, 'importing');
-    draft.pipeline = newRun(run, method, this.settings.stageDeadlineSeconds);
-    return [event('image.import.started', { run, method, first_stage: draft.pipeline.stage as 'unpack' })];
+  /** POST …/import with glance-direct: a staged image starts the pipeline. */
+  async importStaged(caller: Caller, id: string): Promise<ImageDoc> {
+    return this.change(caller, id, 'modify_image', (draft) => {
+      if (draft.status !== 'uploading' || !draft.staging) {
+        throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
+      }
+      if (!draft.disk_format || !draft.container_format) {
+        throw fail('formats_required', 'Set disk_format and container_format on the image before importing it.');
+      }
+      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds);
+    });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /**
+   * One authorized change: the image as the caller sees it (404), the policy for `action` (403),
+   * then `apply` on a draft (with the image as it was, for diffs) in one compare-and-set write.
+   * The visibility and policy checks run again on every compare-and-set retry, on fresh data.
+   */
+  private async change(
+    caller: Caller,
+    id: string,
+    action: 'delete_image' | 'modify_image' | 'upload_image' | 'deactivate' | 'reactivate' | 'add_member' | 'delete_member',
+    apply: (draft: ImageDoc, before: ImageDoc) => NewEvent[] | null,
+  ): Promise<ImageDoc> {
+    const { doc } = await this.manifest.update(id, (draft) => {
+      const before = requireVisible(caller, structuredClone(draft), id);
+      enforce(caller, action, { owner: before.owner });
+      return apply(draft, before);
+    });
+    return doc;
+  }
+
+  /** Member status changes: the member itself (or an admin) decides, the owner gets 403. */
+  private async answerInvitation(caller: Caller, id: string, memberId: string, apply: (draft: ImageDoc) => NewEvent[] | null): Promise<ImageDoc> {
+    const { doc } = await this.manifest.update(id, (draft) => {
+      const image = this.requireShared(requireVisible(caller, draft, id));
+      enforce(caller, 'get_image', { owner: image.owner });
+      if (!isAdminCaller(caller) && memberId !== caller.project_id) {
+        if (image.owner === caller.project_id) {
+          throw fail('member_status_by_member_only', `Only project ${memberId} can accept or reject its membership of image ${id}; the owner may add or remove members.`);
+        }
+        throw fail('member_not_found', `Project ${memberId} is not a member of image ${id}.`);
+      }
+      enforce(caller, 'modify_member', { owner: image.owner, member_id: memberId });
+      return apply(draft);
+    });
+    return doc;
+  }
+
+  private requireShared(doc: ImageDoc): ImageDoc {
+    if (doc.visibility !== 'shared') {
+      throw fail('members_only_shared', `Image ${doc.id} is ${doc.visibility}; only images with visibility 'shared' have members.`);
+    }
+    return doc;
+  }
+
+  /** publicize_image for a move to public, communitize_image for a move to community. */
+  private enforceVisibility(caller: Caller, to: Visibility, from: Visibility, owner: string | null): void {
+    if (to === from) return;
+    if (to === 'public') enforce(caller, 'publicize_image', { owner });
+    if (to === 'community') enforce(caller, 'communitize_image', { owner });
   }
 }

@@ -2,12 +2,11 @@
  * Every change to an image goes through `Manifest.update`: read, change a copy, write it back
  * with compare-and-set on the revision, with the change's events in the same write. A lost race
  * re-reads and re-applies the change, so changes are written as functions of the current state.
+ * Status changes and their events come from the image entity (core/image-entity.ts).
  */
 import { EventEmitter } from 'node:events';
 import type { ImageDoc } from '../schemas/image.js';
-import { canTransition } from '../schemas/state-machine.js';
-import type { ImageStatus } from '../schemas/image.js';
-import { TransientError, conflict, notFound } from './errors.js';
+import { TransientError, notFound } from './errors.js';
 import { materialize, type NewEvent } from './events.js';
 import type { OutboxRelay } from './outbox-relay.js';
 import type { ManifestStore } from './ports.js';
@@ -77,13 +76,4 @@ export class Manifest {
     void this.relay.flush(doc);
     this.changes.emit(doc.id, doc);
   }
-}
-
-/** Moves `draft` to `to`, refusing a move the state machine does not allow. */
-export function transition(draft: ImageDoc, to: ImageStatus): void {
-  if (draft.status === to) return;
-  if (!canTransition(draft.status, to)) {
-    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it cannot become ${to}.`);
-  }
-  draft.status = to;
 }

@@ -4,6 +4,7 @@
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
 import { PirError, badRequest } from '../core/errors.js';
+import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
@@ -41,6 +42,7 @@ export function tooLarge(limit: number): PirError {
 }
 
 export async function receiveUpload(
+  caller: Caller,
   deps: IngestDeps,
   imageId: string,
   kind: 'upload' | 'stage',
@@ -49,12 +51,12 @@ export async function receiveUpload(
   const { images, quotas, upload: settings } = deps;
   const announced = request.declaredSize ?? request.contentLength;
   if (announced !== null && announced > settings.maxImageSize) throw tooLarge(settings.maxImageSize);
-  const project = quotas.enabled ? (await images.get(imageId)).owner : null;
-  const ticket = await images.beginUpload(imageId, kind);
+  const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
+  const ticket = await images.beginUpload(caller, imageId, kind);
   let blob;
   try {
     await quotas.reserveFlight(project, imageId, announced ?? 0);
-    blob = await streamToStaging(deps, imageId, project, ticket, request.body, announced ?? 0);
+    blob = await streamToStaging(caller, deps, imageId, project, ticket, request.body, announced ?? 0);
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
@@ -62,13 +64,13 @@ export async function receiveUpload(
     const reason = error instanceof SizeLimitError ? 'over the size limit'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
-    await images.abortUpload(imageId, ticket.run, reason);
+    await images.abortUpload(caller, imageId, ticket.run, reason);
     // Give the hold back now, not only when the event arrives (which does it again, durably).
-    await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
+    await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
     throw error;
   }
-  return images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
+  return images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
 }
 
 /**
@@ -77,6 +79,7 @@ export async function receiveUpload(
  * the bytes as they arrive (`held` bytes are already held). Leaves no file when it throws.
  */
 export async function streamToStaging(
+  caller: Caller,
   deps: IngestDeps,
   imageId: string,
   project: string | null,
@@ -86,7 +89,7 @@ export async function streamToStaging(
 ): Promise<HashedFile> {
   const { images, quotas, hashes, upload: settings } = deps;
   const heartbeat = setInterval(() => {
-    images.heartbeat(imageId, ticket.run).catch(() => {});
+    images.heartbeat(caller, imageId, ticket.run).catch(() => {});
   }, settings.heartbeatMs);
   heartbeat.unref();
   try {

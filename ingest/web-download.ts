@@ -9,6 +9,7 @@
  * `pir_failure = {stage: 'import', code, message}`.
  */
 import type { Logger } from 'pino';
+import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import { PirError, badRequest } from '../core/errors.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
 import { SizeLimitError } from './hashing/index.js';
@@ -29,7 +30,7 @@ export class WebDownloads {
   constructor(private readonly deps: WebDownloadDeps) {}
 
   /** Checks the request and claims the image; the download goes on after this returns. */
-  async start(imageId: string, uri: unknown): Promise<void> {
+  async start(caller: Caller, imageId: string, uri: unknown): Promise<void> {
     if (typeof uri !== 'string' || uri.length === 0) {
       throw badRequest('uri_refused', "web-download needs the image's URL in method.uri, e.g. {\"method\": {\"name\": \"web-download\", \"uri\": \"https://example.org/disk.qcow2\"}}.");
     }
@@ -41,16 +42,16 @@ export class WebDownloads {
       throw error;
     }
     const { images, quotas } = this.deps;
-    const project = quotas.enabled ? (await images.get(imageId)).owner : null;
-    const ticket = await images.beginWebDownload(imageId);
+    const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
+    const ticket = await images.beginWebDownload(caller, imageId);
     try {
       await quotas.reserveFlight(project, imageId, 0);
     } catch (error) {
-      await images.abortUpload(imageId, ticket.run, (error as Error).message);
-      await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch(() => {});
+      await images.abortUpload(caller, imageId, ticket.run, (error as Error).message);
+      await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
       throw error;
     }
-    const run = this.download(imageId, project, ticket, uri).finally(() => this.running.delete(run));
+    const run = this.download(caller, imageId, project, ticket, uri).finally(() => this.running.delete(run));
     this.running.add(run);
   }
 
@@ -60,32 +61,32 @@ export class WebDownloads {
     await Promise.allSettled([...this.running]);
   }
 
-  private async download(imageId: string, project: string | null, ticket: { run: number; stagingPath: string }, uri: string): Promise<void> {
+  private async download(caller: Caller, imageId: string, project: string | null, ticket: { run: number; stagingPath: string }, uri: string): Promise<void> {
     const { images, quotas, upload, log } = this.deps;
     const started = Date.now();
     try {
       const response = await this.deps.egress.get(uri, { maxBytes: upload.maxImageSize, signal: this.abort.signal });
       if (response.contentLength !== null) await quotas.reserveFlight(project, imageId, response.contentLength);
-      const blob = await streamToStaging(this.deps, imageId, project, ticket, response.body, response.contentLength ?? 0);
+      const blob = await streamToStaging(caller, this.deps, imageId, project, ticket, response.body, response.contentLength ?? 0);
       if (response.contentLength !== null && blob.size !== response.contentLength) {
         throw new EgressError('connection_failed', `The server announced ${response.contentLength} bytes but sent ${blob.size}.`);
       }
-      await images.completeUpload(imageId, ticket.run, { path: ticket.stagingPath, ...blob }, null);
+      await images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob }, null);
       log.info({ image_id: imageId, run: ticket.run, url: response.url, bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
     } catch (error) {
       if (this.abort.signal.aborted) {
         // PIR is stopping: not the URL's fault. Back to queued, so the import can be tried again.
-        await images.abortUpload(imageId, ticket.run, 'PIR stopped during the web-download').catch(() => {});
+        await images.abortUpload(caller, imageId, ticket.run, 'PIR stopped during the web-download').catch(() => {});
         return;
       }
       const { code, message } = describe(error, upload.maxImageSize);
       log.warn({ image_id: imageId, run: ticket.run, code, reason: message }, 'web-download failed');
       try {
-        await images.failWebDownload(imageId, ticket.run, code, `web-download of ${redact(uri)} failed: ${message}`);
+        await images.failWebDownload(caller, imageId, ticket.run, code, `web-download of ${redact(uri)} failed: ${message}`);
       } catch (failError) {
         log.error({ image_id: imageId, err: failError }, 'could not record the web-download failure');
       }
-      await quotas.settle(imageId, () => images.get(imageId).catch(() => null)).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
+      await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
     }
   }
 }

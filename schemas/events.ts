@@ -16,6 +16,13 @@ export interface EventPayloads {
   'image.upload.aborted': { reason: string };
   /** `owner`: the project whose quota the image counted against (the document may be purged by the time a consumer reads it). */
   'image.deleted': { owner?: string | null };
+  /** Metadata changed (PATCH, tags, visibility): the names of the fields and properties that changed. */
+  'image.updated': { changes: string[] };
+  'image.deactivated': Record<string, never>;
+  'image.reactivated': Record<string, never>;
+  'image.member.created': { member_id: string; status: 'pending' };
+  'image.member.updated': { member_id: string; status: 'pending' | 'accepted' | 'rejected' };
+  'image.member.deleted': { member_id: string };
 }
 export type EventType = keyof EventPayloads;
 

@@ -125,9 +125,3 @@ export interface ImageDoc {
   /** Events written with the state change that caused them, relayed to the bus afterwards. */
   outbox: OutboxEvent[];
 }
-
-/** The fields a client may never set. */
-export const READ_ONLY_FIELDS = new Set([
-  'id', 'status', 'checksum', 'size', 'virtual_size', 'os_hash_algo', 'os_hash_value',
-  'created_at', 'updated_at', 'self', 'file', 'schema', 'direct_url', 'locations', 'owner_specified',
-]);

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import type { ImageDoc, StageName } from '../schemas/image.js';
 import { PirError, isRetryable } from '../core/errors.js';
 import { event, type NewEvent } from '../core/events.js';
-import { Manifest, transition } from '../core/manifest.js';
+import { activate, kill } from '../core/image-entity.js';
+import { Manifest } from '../core/manifest.js';
 import { nextStage } from '../core/pipeline-state.js';
 import type { BlobStore, JobContext, StageJob } from '../core/ports.js';
 
@@ -85,18 +86,7 @@ export class StageRunner {
       progress.duration_ms = durationMs;
       pipeline.stage = nextStage(job.stage);
       const events: NewEvent[] = [event('image.stage.completed', { run: job.run, stage: job.stage, duration_ms: durationMs })];
-      if (pipeline.stage === 'done') {
-        transition(draft, 'active');
-        draft.staging = null;
-        events.push(event('image.active', {
-          run: job.run,
-          size: draft.size!,
-          virtual_size: draft.virtual_size,
-          checksum: draft.checksum!,
-          os_hash_algo: draft.os_hash_algo!,
-          os_hash_value: draft.os_hash_value!,
-        }));
-      }
+      if (pipeline.stage === 'done') events.push(...activate(draft, job.run));
       return events;
     });
     if (changed && doc.status === 'active') {
@@ -124,19 +114,10 @@ export class StageRunner {
       progress.status = retry ? 'pending' : 'failed';
       progress.ended_at = new Date().toISOString();
       const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code, message, retryable: retry, attempt: ctx.attempt })];
-      if (!retry) events.push(...killImage(draft, job.stage, code, message));
+      if (!retry) events.push(...kill(draft, job.stage, code, message));
       return events;
     });
     if (changed && doc.status === 'killed') await this.blobs.removeStaging(job.imageId);
     if (retry) throw error;
   }
-}
-
-/** Ends an image's pipeline for good, recording why. */
-export function killImage(draft: ImageDoc, stage: string, code: string, message: string): NewEvent[] {
-  transition(draft, 'killed');
-  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString() };
-  draft.upload = null;
-  draft.staging = null;
-  return [event('image.killed', { run: draft.pipeline?.run ?? null, stage, code, message })];
 }

@@ -6,13 +6,13 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
-import { event } from '../core/events.js';
-import { Manifest, transition } from '../core/manifest.js';
+import { SYSTEM_CALLER } from '../core/caller.js';
+import { kill, resumeImport } from '../core/image-entity.js';
+import { Manifest } from '../core/manifest.js';
 import type { ImageService } from '../core/image-service.js';
 import { nextRunNumber } from '../core/pipeline-state.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { BlobStore } from '../core/ports.js';
-import { killImage } from './stage-runner.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
 const STAGING_GRACE_MS = 60_000;
@@ -54,7 +54,7 @@ export class Sweepers {
   async sweepStale(now = Date.now()): Promise<void> {
     const stalledUploads = await this.manifest.store.findStale(['saving', 'uploading'], new Date(now - this.settings.uploadStallSeconds * 1000).toISOString(), 200);
     for (const doc of stalledUploads) {
-      if (doc.upload) await this.images.abortUpload(doc.id, doc.upload.run, 'the upload stopped arriving (its client or server went away)');
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'the upload stopped arriving (its client or server went away)');
     }
     const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
     for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
@@ -88,7 +88,7 @@ export class Sweepers {
   async recoverAfterRestart(): Promise<void> {
     const longAgo = new Date(Date.now() + 1000).toISOString();
     for (const doc of await this.manifest.store.findStale(['saving', 'uploading'], longAgo, 100_000)) {
-      if (doc.upload) await this.images.abortUpload(doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
     }
     for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {
       await this.resume(doc, 'PIR restarted during the import', false);
@@ -102,19 +102,11 @@ export class Sweepers {
       if (draft.status !== 'importing' || !draft.pipeline || draft.revision !== stuck.revision) return null;
       const pipeline = draft.pipeline;
       if (countsAsResume && pipeline.resumes >= this.settings.maxResumes) {
-        return killImage(draft, pipeline.stage, 'deadline_exceeded', `The import stopped making progress (${why}) and was resumed ${pipeline.resumes} times without success. Upload the image again; if this repeats, tell the operator.`);
+        return kill(draft, pipeline.stage, 'deadline_exceeded', `The import stopped making progress (${why}) and was resumed ${pipeline.resumes} times without success. Upload the image again; if this repeats, tell the operator.`);
       }
       if (countsAsResume) pipeline.resumes += 1;
-      const run = nextRunNumber(draft);
-      pipeline.run = run;
-      pipeline.deadline_at = new Date(Date.now() + this.settings.stageDeadlineSeconds * 1000).toISOString();
-      if (pipeline.stage === 'done') {
-        transition(draft, 'active');
-        return [];
-      }
-      const stage = pipeline.stage;
-      pipeline.stages[stage].status = 'pending';
-      return [event('image.import.started', { run, method: pipeline.method, first_stage: stage })];
+      // A run whose stages all finished but which never became active ends here, with its image.active event.
+      return resumeImport(draft, nextRunNumber(draft), this.settings.stageDeadlineSeconds);
     });
     if (!changed) return;
     if (doc.status === 'killed') await this.blobs.removeStaging(doc.id);

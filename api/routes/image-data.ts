@@ -1,5 +1,6 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { errorSpec } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
@@ -10,8 +11,6 @@ import { parseContentMd5, receiveUpload, type UploadSettings } from '../../inges
 import { sendError } from '../error-handler.js';
 import { waitForSettled } from '../wait-for-settled.js';
 
-/** Failures of the image itself answer 400; failures of PIR answer 500. */
-const PIR_FAULT_CODES = new Set(['internal_error', 'deadline_exceeded', 'staged_data_lost', 'manifest_contention']);
 
 export interface DataRouteDeps {
   images: ImageService;
@@ -36,7 +35,8 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
     if (settled.status === 'killed' && settled.failure) {
       const { code, message, stage } = settled.failure;
-      return sendError(reply, PIR_FAULT_CODES.has(code) ? 500 : 400, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
+      // Failures of the image itself answer 400; failures of PIR answer 500 (the catalog says which).
+      return sendError(reply, errorSpec(code)?.class === 'refusal' ? 400 : 500, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
     }
     return reply.code(204).send();
   });
@@ -48,9 +48,9 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
 
   app.get('/v2/images/:id/file', async (request, reply) => {
     const id = (request.params as { id: string }).id;
-    const doc = await deps.images.get(id);
-    if (doc.status === 'deactivated') throw new PirError('forbidden', 'image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
-    if (doc.status !== 'active' || doc.size === null) return reply.code(204).send();
+    const doc = await deps.images.forDownload(request.caller, id);
+    // forDownload let through a deactivated image only for an administrator.
+    if ((doc.status !== 'active' && doc.status !== 'deactivated') || doc.size === null) return reply.code(204).send();
     const size = (await deps.blobs.storedSize(id)) ?? -1;
     if (size !== doc.size) {
       request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
@@ -80,7 +80,7 @@ async function receive(request: FastifyRequest, deps: DataRouteDeps, id: string,
   }
   const body = request.body as NodeJS.ReadableStream | undefined;
   if (!body) throw badRequest('no_body', 'The request has no image data.');
-  return receiveUpload(deps, id, kind, {
+  return receiveUpload(request.caller, deps, id, kind, {
     body,
     contentLength: headerInt(request, 'content-length'),
     declaredSize: headerInt(request, 'x-openstack-image-size'),

@@ -33,8 +33,8 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
     if (!IMPORT_METHODS.includes(method.name)) {
       throw badRequest('unsupported_import_method', `Unknown import method name '${method.name}'; use one of: ${IMPORT_METHODS.join(', ')}.`);
     }
-    if (method.name === 'web-download') await webDownloads.start(id, method.uri);
-    else await images.importStaged(id);
+    if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri);
+    else await images.importStaged(request.caller, id);
     return reply.code(202).send();
   });
 }

@@ -1,65 +1,49 @@
-/** Glance's image metadata calls: create, list, show, delete, tasks, schemas (import: image-import.ts). */
+/** Glance's image calls (glance/api/v2/images.py): create, list, show, update, delete, deactivate, reactivate (import: image-import.ts). */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { CONTAINER_FORMATS, DISK_FORMATS, READ_ONLY_FIELDS, VISIBILITIES, type ImageDoc } from '../../schemas/image.js';
-import { badRequest, conflict, forbidden } from '../../core/errors.js';
+import type { ImageDoc } from '../../schemas/image.js';
+import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
+import { fail } from '../../core/error-catalog.js';
+import { badRequest } from '../../core/errors.js';
+import { checkSettable, WRITABLE_FIELDS } from '../../core/image-entity.js';
+import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/image-patch.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
-import { ManifestConflictError, type ListQuery, type SortKey } from '../../core/ports.js';
+import type { ListQuery, SortKey } from '../../core/ports.js';
 import type { Quotas } from '../../core/quota.js';
-import { imageView, taskViews } from '../glance-view.js';
-import { imageSchema, imagesSchema } from '../image-schema.js';
+import { imageView } from '../glance-view.js';
 import { IMPORT_METHODS } from './image-import.js';
+import { CreateImageBody } from '../image-schema.js';
 
-const BASE_FIELDS = new Set(['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags', 'os_hash_algo', 'os_hash_value']);
 const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
 const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
-
-const createBody = {
-  type: 'object',
-  properties: {
-    id: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' },
-    name: { type: ['string', 'null'], maxLength: 255 },
-    disk_format: { type: ['string', 'null'], enum: [null, ...DISK_FORMATS] },
-    container_format: { type: ['string', 'null'], enum: [null, ...CONTAINER_FORMATS] },
-    visibility: { type: 'string', enum: [...VISIBILITIES] },
-    protected: { type: 'boolean' },
-    os_hidden: { type: 'boolean' },
-    min_disk: { type: 'integer', minimum: 0 },
-    min_ram: { type: 'integer', minimum: 0 },
-    tags: { type: 'array', maxItems: 128, items: { type: 'string', minLength: 1, maxLength: 255 } },
-    os_hash_algo: { type: 'string', enum: ['sha512'] },
-    os_hash_value: { type: 'string', pattern: '^[0-9a-fA-F]{128}$' },
-  },
-  // Glance's extra properties are strings; read-only and reserved names are refused below.
-  additionalProperties: { type: 'string', maxLength: 65535 },
-  maxProperties: 256,
-} as const;
+const CREATE_FIELDS = new Set(['id', 'os_hash_algo', 'os_hash_value', ...WRITABLE_FIELDS]);
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas): Promise<void> {
-  app.get('/v2/schemas/image', async () => imageSchema);
-  app.get('/v2/schemas/images', async () => imagesSchema);
-
-  app.post('/v2/images', { schema: { body: createBody } }, async (request, reply) => {
+  // Glance's JSON-patch media types are JSON, parsed with Fastify's own (prototype-poisoning-safe) parser.
+  app.addContentTypeParser([...PATCH_MEDIA_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.post('/v2/images', {
+    schema: { body: CreateImageBody },
+    // Glance refuses read-only and reserved names (403) before it validates the values (400).
+    preValidation: async (request) => {
+      const body = request.body;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('invalid_request', 'The body must be a JSON object of image attributes, e.g. {"name": "demo", "disk_format": "qcow2", "container_format": "bare"}.');
+      for (const key of Object.keys(body)) if (!CREATE_FIELDS.has(key)) checkSettable(key);
+    },
+  }, async (request, reply) => {
     const body = request.body as Record<string, unknown>;
     const input: CreateImageInput = { properties: {} };
     for (const [key, value] of Object.entries(body)) {
-      if (key.startsWith('os_glance_')) throw forbidden('reserved_property', `Property '${key}' is reserved (os_glance_*); choose another name.`);
-      if (BASE_FIELDS.has(key)) continue;
-      if (READ_ONLY_FIELDS.has(key) || key === 'owner' || key.startsWith('pir_')) {
-        throw forbidden('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
-      }
-      if (key.length > 255) throw badRequest('property_name_too_long', 'Property names are at most 255 characters.');
-      input.properties![key] = value as string;
+      if (CREATE_FIELDS.has(key)) (input as Record<string, unknown>)[key] = value;
+      else input.properties![key] = value as string;
     }
-    Object.assign(input, pick(body, ['id', 'name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags']));
     if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
     input.id ??= randomUUID();
-    const owner = request.caller.project_id;
+    // Policy first (403 before 413), then the image counts against its owner's quota.
+    const owner = images.authorizeCreate(request.caller, input) ?? request.caller.project_id;
     await quotas.reserveImage(owner, input.id);
-    const doc = await images.create(input, owner).catch(async (error: unknown) => {
+    const doc = await images.create(request.caller, input).catch(async (error: unknown) => {
       // Give the hold back, unless it is the existing image's (a duplicate id).
-      if (!(await images.get(input.id!).catch(() => null))) await quotas.cancelImage(owner, input.id!);
-      if (error instanceof ManifestConflictError) throw conflict('duplicate_id', `An image with id ${String(input.id)} already exists; leave id out to get a new one.`);
+      if (!(await images.get(SYSTEM_CALLER, input.id!).catch(() => null))) await quotas.cancelImage(owner, input.id!);
       throw error;
     });
     reply.header('Location', `/v2/images/${doc.id}`);
@@ -69,8 +53,8 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
 
   app.get('/v2/images', async (request) => {
     const query = request.query as Record<string, string | string[] | undefined>;
-    const listQuery = await parseListQuery(query, images);
-    const docs = await images.list(listQuery);
+    const listQuery = await parseListQuery(query, images, request.caller);
+    const docs = await images.list(request.caller, listQuery);
     const result: Record<string, unknown> = { images: docs.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
     if (docs.length === listQuery.limit) {
       const params = new URLSearchParams();
@@ -84,31 +68,52 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     return result;
   });
 
-  app.get('/v2/images/:id', async (request) => imageView(await images.get(idOf(request.params))));
-  app.get('/v2/images/:id/tasks', async (request) => ({ tasks: taskViews(await images.get(idOf(request.params))) }));
+  app.get('/v2/images/:id', async (request) => imageView(await images.get(request.caller, idOf(request.params))));
+
+  app.patch('/v2/images/:id', {
+    // The media type is checked before the body is parsed: anything but Glance's JSON-patch is 415.
+    onRequest: async (request) => { patchMediaType(request.headers['content-type']); },
+  }, async (request) => {
+    const mediaType = patchMediaType(request.headers['content-type']);
+    const ops = parsePatch(request.body, mediaType);
+    return imageView(await images.update(request.caller, idOf(request.params), ops));
+  });
 
   app.delete('/v2/images/:id', async (request, reply) => {
     const id = idOf(request.params);
-    const { owner } = await images.get(id);
-    await images.remove(id);
+    const { owner } = await images.get(request.caller, id);
+    await images.remove(request.caller, id);
     await quotas.releaseAll(owner, id); // at once; the image.deleted event does it again, durably
     return reply.code(204).send();
   });
+
+  app.post('/v2/images/:id/actions/deactivate', async (request, reply) => {
+    await images.deactivate(request.caller, idOf(request.params));
+    return reply.code(204).send();
+  });
+
+  app.post('/v2/images/:id/actions/reactivate', async (request, reply) => {
+    await images.reactivate(request.caller, idOf(request.params));
+    return reply.code(204).send();
+  });
+}
+
+/** The PATCH media type, or 415 naming the one to send. */
+function patchMediaType(header: string | undefined): PatchMediaType {
+  const type = (header ?? '').split(';')[0].trim().toLowerCase();
+  if ((PATCH_MEDIA_TYPES as readonly string[]).includes(type)) return type as PatchMediaType;
+  throw fail('patch_media_type', `PATCH /v2/images/{id} takes Content-Type: ${PATCH_MEDIA_TYPES[0]} (got '${type.slice(0, 100) || 'none'}'), a JSON list like [{"op": "replace", "path": "/name", "value": "new name"}].`);
 }
 
 function idOf(params: unknown): string {
   return (params as { id: string }).id;
 }
 
-function pick(body: Record<string, unknown>, keys: string[]): Partial<CreateImageInput> {
-  return Object.fromEntries(keys.filter((k) => k in body).map((k) => [k, body[k]])) as Partial<CreateImageInput>;
-}
-
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[value.length - 1] : value;
 }
 
-async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService): Promise<ListQuery> {
+async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService, caller: Caller): Promise<ListQuery> {
   const limitText = single(query.limit);
   const limit = limitText === undefined ? 25 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 0) throw badRequest('bad_limit', 'limit must be a non-negative whole number.');
@@ -134,7 +139,7 @@ async function parseListQuery(query: Record<string, string | string[] | undefine
   const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
   const marker = single(query.marker);
   if (marker) {
-    const doc = await images.get(marker).catch(() => null);
+    const doc = await images.get(caller, marker).catch(() => null);
     if (!doc) throw badRequest('bad_marker', `marker ${marker} is not an image id that can be listed.`);
     listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
   }

@@ -1,10 +1,12 @@
 /**
  * The real `glance` CLI (Debian's python3-glanceclient) against `pir serve`: create with a
- * file, create via glance-direct import, show, list, download, delete, and a refused image.
+ * file, create via glance-direct import, show, list, download, delete, a refused image, and
+ * the metadata calls: image-update, tags, protected, deactivate/reactivate, members between
+ * two projects (tokens from PIR_TOKENS_FILE), tasks.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -15,6 +17,9 @@ import { inCI } from '../support/services.js';
 
 const run = promisify(execFile);
 const TOKEN = 'e2e-glance-cli-token';
+/** Two projects' member tokens, from the tokens file. */
+const ALICE = 'e2e-glance-alice-0123456789';
+const BOB = 'e2e-glance-bob-0123456789';
 const logDir = testLogDir('glance-cli');
 const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
 if (!haveGlance && !inCI) console.log('# glance CLI e2e skipped: no `glance` command; install it with bash infra/local/services.sh install tools');
@@ -23,22 +28,29 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
   let dir: string;
   let pir: PirProcess;
   let glance: (...args: string[]) => Promise<string>;
+  let glanceAs: (token: string, ...args: string[]) => Promise<string>;
 
   before(async () => {
     if (!haveGlance) throw new Error('CI is set but the glance command is missing: bash infra/local/services.sh install tools');
     ensureQemuImg();
     dir = await makeTempDir('pir-e2e-glance-');
     const port = await freePort();
-    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN }, logDir);
+    const tokensFile = join(dir, 'tokens.json');
+    await writeFile(tokensFile, JSON.stringify({ tokens: [
+      { token: ALICE, project_id: 'project-a', user_id: 'alice', roles: ['member'] },
+      { token: BOB, project_id: 'project-b', user_id: 'bob', roles: ['member'] },
+    ] }), { mode: 0o600 });
+    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_TOKENS_FILE: tokensFile }, logDir);
     const home = join(dir, 'home'); // the CLI caches the image schema under ~/.glanceclient
     await mkdir(home);
-    glance = async (...args: string[]) => {
+    glanceAs = async (token: string, ...args: string[]) => {
       // stdin closed (<&-): with --file, the CLI refuses a stdin that is not a terminal.
-      const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', `http://127.0.0.1:${port}`, '--os-auth-token', TOKEN, ...args], {
+      const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', `http://127.0.0.1:${port}`, '--os-auth-token', token, ...args], {
         env: { PATH: process.env.PATH ?? '', HOME: home },
       });
       return stdout;
     };
+    glance = (...args: string[]) => glanceAs(TOKEN, ...args);
   });
   after(async () => {
     await pir?.stop();
@@ -85,5 +97,88 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
       glance('image-create', '--name', 'cli-evil', '--disk-format', 'qcow2', '--container-format', 'bare', '--file', evil),
       (error: Error & { stderr?: string }) => /backing file/.test(String(error.stderr)),
     );
+  });
+
+  it('updates metadata with image-update: name, properties, visibility, protected', async () => {
+    const disk = await makeImage(dir, 'raw', { size: '4M' });
+    const id = field(await glance('image-create', '--name', 'cli-meta', '--disk-format', 'raw', '--container-format', 'bare', '--file', disk), 'id')!;
+    let shown = await glance('image-update', '--name', 'cli-meta-renamed', '--property', 'os_distro=debian', '--min-ram', '512', '--visibility', 'community', id);
+    assert.equal(field(shown, 'name'), 'cli-meta-renamed');
+    assert.equal(field(shown, 'os_distro'), 'debian');
+    assert.equal(field(shown, 'min_ram'), '512');
+    assert.equal(field(shown, 'visibility'), 'community');
+    shown = await glance('image-update', '--remove-property', 'os_distro', id);
+    assert.equal(field(shown, 'os_distro'), undefined);
+    await assert.rejects(glance('image-update', '--disk-format', 'qcow2', id), (e: Error & { stderr?: string }) => /403|queued/i.test(String(e.stderr)));
+    await glance('image-update', '--protected', 'True', id);
+    // glanceclient prints its own sentence for a 403 on delete
+    await assert.rejects(glance('image-delete', id), (e: Error & { stderr?: string }) => /protected|not permitted/i.test(String(e.stderr)));
+    await glance('image-update', '--protected', 'False', id);
+    await glance('image-delete', id);
+  });
+
+  it('adds and removes tags with image-tag-update and image-tag-delete', async () => {
+    const id = field(await glance('image-create', '--name', 'cli-tags', '--disk-format', 'raw', '--container-format', 'bare'), 'id')!;
+    await glance('image-tag-update', id, 'golden');
+    await glance('image-tag-update', id, 'debian');
+    assert.match(field(await glance('image-show', id), 'tags') ?? '', /debian.*golden|golden.*debian/);
+    await glance('image-tag-delete', id, 'golden');
+    assert.equal(field(await glance('image-show', id), 'tags'), '["debian"]');
+    await assert.rejects(glance('image-tag-delete', id, 'golden'), (e: Error & { stderr?: string }) => /404|not found|no tag/i.test(String(e.stderr)));
+  });
+
+  it('deactivates and reactivates an image (admin token)', async () => {
+    const disk = await makeImage(dir, 'raw', { size: '4M' });
+    const id = field(await glance('image-create', '--name', 'cli-deact', '--disk-format', 'raw', '--container-format', 'bare', '--file', disk), 'id')!;
+    await glance('image-deactivate', id);
+    assert.equal(field(await glance('image-show', id), 'status'), 'deactivated');
+    await glance('image-reactivate', id);
+    assert.equal(field(await glance('image-show', id), 'status'), 'active');
+  });
+
+  it('shares an image between two projects: member-create, member-update by the member, member-list, member-delete', async () => {
+    const asA = (...args: string[]) => glanceAs(ALICE, ...args);
+    const asB = (...args: string[]) => glanceAs(BOB, ...args);
+    const stderrMatches = (re: RegExp) => (e: Error & { stderr?: string }) => re.test(String(e.stderr));
+    const id = field(await asA('image-create', '--name', 'cli-members', '--disk-format', 'raw', '--container-format', 'bare', '--visibility', 'shared'), 'id')!;
+    assert.equal(field(await asA('image-show', id), 'owner'), 'project-a');
+    await assert.rejects(asB('image-show', id), stderrMatches(/not found|404/i));
+    assert.match(await asA('member-create', id, 'project-b'), /project-b\s*\|\s*pending/);
+    await assert.rejects(asA('member-create', id, 'project-b'), stderrMatches(/409|already/i));
+    // pending: B sees the image by id, not in its list
+    assert.equal(field(await asB('image-show', id), 'name'), 'cli-members');
+    assert.doesNotMatch(await asB('image-list'), new RegExp(id));
+    // only the member answers the invitation
+    await assert.rejects(asA('member-update', id, 'project-b', 'accepted'), stderrMatches(/403|forbidden|only project/i));
+    assert.match(await asB('member-update', id, 'project-b', 'accepted'), /project-b\s*\|\s*accepted/);
+    assert.match(await asB('image-list'), new RegExp(id));
+    assert.match(await asA('member-list', '--image-id', id), /project-b\s*\|\s*accepted/);
+    assert.match(await asB('member-get', id, 'project-b'), /accepted/);
+    // B may not change A's image, nor share it further
+    await assert.rejects(asB('image-update', '--name', 'hijacked', id), stderrMatches(/Policy does not allow/));
+    await assert.rejects(asB('member-create', id, 'project-c'), stderrMatches(/Policy does not allow/));
+    await asA('member-delete', id, 'project-b');
+    assert.doesNotMatch(await asA('member-list', '--image-id', id), /project-b/);
+    await assert.rejects(asB('image-show', id), stderrMatches(/not found|404/i));
+    const priv = field(await asA('image-create', '--name', 'cli-private', '--visibility', 'private'), 'id')!;
+    await assert.rejects(asA('member-create', priv, 'project-b'), stderrMatches(/shared/i));
+    await assert.rejects(asB('image-delete', priv), stderrMatches(/not found|404|No image/i));
+  });
+
+  it('keeps deactivate for administrators', async () => {
+    const disk = await makeImage(dir, 'raw', { size: '4M' });
+    const id = field(await glanceAs(ALICE, 'image-create', '--name', 'cli-deact-a', '--disk-format', 'raw', '--container-format', 'bare', '--file', disk), 'id')!;
+    await assert.rejects(glanceAs(ALICE, 'image-deactivate', id), (e: Error & { stderr?: string }) => /403|forbidden|administrator/i.test(String(e.stderr)));
+    await glance('image-deactivate', id);
+    await assert.rejects(glanceAs(ALICE, 'image-download', '--file', join(dir, 'deact.raw'), id), (e: Error & { stderr?: string }) => /403|forbidden|deactivated/i.test(String(e.stderr)));
+    await glance('image-reactivate', id);
+    await glanceAs(ALICE, 'image-download', '--file', join(dir, 'deact.raw'), id);
+  });
+
+  it('lists and shows tasks', async () => {
+    const list = await glance('task-list');
+    const taskId = /([0-9a-f-]{36}\.\d+)/.exec(list)?.[1];
+    assert.ok(taskId, list);
+    assert.match(await glance('task-show', taskId), /api_image_import/);
   });
 });

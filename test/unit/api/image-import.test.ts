@@ -80,7 +80,7 @@ describe('import and info routes (inject)', () => {
       const response = await call('POST', `/v2/images/${id}/import`, { method: { name: 'web-download', uri } });
       assert.equal(response.statusCode, 400, uri);
       assert.match(response.json().error.message, /^URI for web-download does not pass filtering: /);
-      assert.equal((await d.images.get(id)).status, 'queued');
+      assert.equal((await d.images.get(callers[TOKEN], id)).status, 'queued');
     }
   });
 

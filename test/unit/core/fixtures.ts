@@ -3,6 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import type { Caller } from '../../../core/caller.js';
 import { FaultHooks } from '../../../core/fault-hooks.js';
 import { ImageService } from '../../../core/image-service.js';
 import { Manifest } from '../../../core/manifest.js';
@@ -13,6 +14,10 @@ import { SqliteManifestStore } from '../../../infra/embedded/sqlite-manifest-sto
 import { FsBlobStore } from '../../../infra/storage/fs-blob-store.js';
 
 export const silent = pino({ level: 'silent' });
+
+/** A caller of project `p` with the member role: the owner of the images unit tests create. */
+export const P: Caller = { project_id: 'p', user_id: 'u', roles: ['member'] };
+
 
 export async function domain() {
   const dir = await mkdtemp(join(tmpdir(), 'pir-unit-'));

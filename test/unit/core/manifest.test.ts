@@ -6,12 +6,12 @@ import { OutboxRelay } from '../../../core/outbox-relay.js';
 import { FaultHooks } from '../../../core/fault-hooks.js';
 import type { EventBus } from '../../../core/ports.js';
 import { waitFor } from '../../support/pir-process.js';
-import { domain, silent } from './fixtures.js';
+import { P, domain, silent } from './fixtures.js';
 
 describe('Manifest (compare-and-set with a transactional outbox)', () => {
   it('lets a later write of the image acknowledge events this process already published', async () => {
     const d = await domain();
-    const image = await d.images.create({ name: 'n' }, 'p');
+    const image = await d.images.create(P, { name: 'n' });
     await waitFor(() => d.published.length === 1, 2000, 'image.created published');
     // Before the delayed ack fires, the next write drops the published event itself.
     const { doc } = await d.manifest.update(image.id, (draft) => { draft.tags.push('x'); return []; });
@@ -22,7 +22,7 @@ describe('Manifest (compare-and-set with a transactional outbox)', () => {
 
   it('applies concurrent changes one after the other, none lost', async () => {
     const d = await domain();
-    const image = await d.images.create({ name: 'n' }, 'p');
+    const image = await d.images.create(P, { name: 'n' });
     await Promise.all(Array.from({ length: 20 }, (_, i) => d.manifest.update(image.id, (draft) => {
       draft.tags.push(`t${i}`);
       return [];
@@ -35,7 +35,7 @@ describe('Manifest (compare-and-set with a transactional outbox)', () => {
 
   it('writes events with the change and relays them in order, then empties the outbox', async () => {
     const d = await domain();
-    const image = await d.images.create({ name: 'n' }, 'p');
+    const image = await d.images.create(P, { name: 'n' });
     await d.manifest.update(image.id, () => [event('image.deleted', {})]);
     await waitFor(() => d.published.length === 2, 2000, 'two events');
     assert.deepEqual(d.published.map((e) => e.type), ['image.created', 'image.deleted']);
@@ -55,7 +55,7 @@ describe('Manifest (compare-and-set with a transactional outbox)', () => {
     };
     const relay = new OutboxRelay(d.store, flaky, silent);
     const manifest = new Manifest(d.store, relay, FaultHooks.none());
-    const image = await manifest.create({ ...(await d.images.create({}, 'p')), id: '00000000-0000-4000-8000-000000000001', outbox: [] }, [event('image.created', { name: null, disk_format: null, container_format: null })]);
+    const image = await manifest.create({ ...(await d.images.create(P, {})), id: '00000000-0000-4000-8000-000000000001', outbox: [] }, [event('image.created', { name: null, disk_format: null, container_format: null })]);
     await relay.drain();
     await d.relay.drain(); // the other relay acknowledges what it published (the template image)
     assert.equal((await d.store.get(image.id))!.outbox.length, 1, 'kept for later');
@@ -70,8 +70,8 @@ describe('Manifest (compare-and-set with a transactional outbox)', () => {
 
   it('refuses a status change the state machine does not allow, and writes nothing', async () => {
     const d = await domain();
-    const image = await d.images.create({ name: 'n', disk_format: 'raw', container_format: 'bare' }, 'p');
-    await assert.rejects(d.images.importStaged(image.id), /glance-direct import needs data staged/);
+    const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
+    await assert.rejects(d.images.importStaged(P, image.id), /glance-direct import needs data staged/);
     assert.equal((await d.manifest.get(image.id))!.revision, 1);
     await d.close();
   });

@@ -6,17 +6,17 @@ import type { JobContext, StageJob } from '../../../core/ports.js';
 import type { StageName } from '../../../schemas/image.js';
 import { StageRunner, type StageWork } from '../../../workers/stage-runner.js';
 import { Sweepers } from '../../../workers/sweepers.js';
-import { domain, silent } from './fixtures.js';
+import { P, domain, silent } from './fixtures.js';
 
 const ctx = (attempt: number, maxAttempts = 3): JobContext => ({ attempt, maxAttempts, reportProgress: async () => {} });
 const noop: StageWork = async () => () => {};
 
 async function importingImage(d: Awaited<ReturnType<typeof domain>>) {
-  const image = await d.images.create({ name: 'n', disk_format: 'raw', container_format: 'bare' }, 'p');
-  const ticket = await d.images.beginUpload(image.id, 'upload');
+  const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
+  const ticket = await d.images.beginUpload(P, image.id, 'upload');
   await writeFile(ticket.stagingPath, 'data');
   const blob = { path: ticket.stagingPath, size: 4, md5: 'm', sha512: 's' };
-  await d.images.completeUpload(image.id, ticket.run, blob, null);
+  await d.images.completeUpload(P, image.id, ticket.run, blob, null);
   return { id: image.id, run: ticket.run };
 }
 
@@ -115,8 +115,8 @@ describe('Sweepers', () => {
 
   it('returns an abandoned upload to queued and removes its staging file', async () => {
     const d = await domain();
-    const image = await d.images.create({ name: 'n', disk_format: 'raw', container_format: 'bare' }, 'p');
-    const ticket = await d.images.beginUpload(image.id, 'upload');
+    const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
+    const ticket = await d.images.beginUpload(P, image.id, 'upload');
     await writeFile(ticket.stagingPath, 'partial');
     const sweepers = new Sweepers(d.manifest, d.images, d.relay, d.blobs, settings, silent);
     await sweepers.sweepStale(Date.now() + 10_000);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { access, utimes, writeFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { Sweepers } from '../../../workers/sweepers.js';
-import { domain, silent } from './fixtures.js';
+import { P, domain, silent } from './fixtures.js';
 
 const settings = { stageDeadlineSeconds: 60, uploadStallSeconds: 30, maxResumes: 1, outboxGraceMs: 0 };
 const exists = (path: string) => access(path).then(() => true, () => false);
@@ -11,9 +11,9 @@ describe('staging janitor', () => {
   it('removes staging files of images that no longer need them, once they are old, and keeps the rest', async () => {
     const d = await domain();
     const sweepers = new Sweepers(d.manifest, d.images, d.relay, d.blobs, settings, silent);
-    const receiving = await d.images.create({ name: 'receiving', disk_format: 'raw', container_format: 'bare' }, 'p');
-    const ticket = await d.images.beginUpload(receiving.id, 'upload');
-    const done = await d.images.create({ name: 'queued again' }, 'p');
+    const receiving = await d.images.create(P, { name: 'receiving', disk_format: 'raw', container_format: 'bare' });
+    const ticket = await d.images.beginUpload(P, receiving.id, 'upload');
+    const done = await d.images.create(P, { name: 'queued again' });
     const orphan = d.blobs.stagingPath(done.id, 1, 'upload');
     const unknown = d.blobs.stagingPath('00000000-0000-4000-8000-00000000dead', 1, 'unpacked');
     const fresh = d.blobs.stagingPath(done.id, 2, 'unpacked');

@@ -1,0 +1,14 @@
+/** The JSON schemas Glance's clients read (/v2/schemas/*), generated from the TypeBox shapes in api/image-schema.ts. */
+import type { FastifyInstance } from 'fastify';
+import { imageSchema, imagesSchema, memberSchema, membersSchema, taskSchema, tasksSchema } from '../image-schema.js';
+
+/** Serialized once: the schemas never change while PIR runs. */
+const PUBLISHED: Record<string, string> = Object.fromEntries(Object.entries({
+  image: imageSchema, images: imagesSchema, member: memberSchema, members: membersSchema, task: taskSchema, tasks: tasksSchema,
+}).map(([name, schema]) => [name, JSON.stringify(schema)]));
+
+export async function schemaRoutes(app: FastifyInstance): Promise<void> {
+  for (const [name, body] of Object.entries(PUBLISHED)) {
+    app.get(`/v2/schemas/${name}`, async (_request, reply) => reply.type('application/json').send(body));
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Glance's tasks (glance/api/v2/tasks.py) and an image's tasks (GET /v2/images/{id}/tasks).
+ * PIR keeps no separate task records: each image's pipeline run is its task, id `<image>.<run>`.
+ * The tasks API is for administrators (Glance's tasks_api_access); an image's own tasks are
+ * shown to whoever may see the image.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ImageDoc } from '../../schemas/image.js';
+import { badRequest, notFound } from '../../core/errors.js';
+import type { ImageService } from '../../core/image-service.js';
+import { taskViews } from '../glance-view.js';
+
+const TASK_ID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.(\d{1,9})$/;
+const TASK_STATUSES = new Set(['pending', 'processing', 'success', 'failure']);
+const TASK_QUERY = new Set(['limit', 'marker', 'status', 'type', 'sort_key', 'sort_dir']);
+/** Glance's task sort keys. */
+const TASK_SORT_KEYS = new Set(['created_at', 'updated_at', 'id', 'type', 'status']);
+
+const compare = (a: unknown, b: unknown) => String(a ?? '').localeCompare(String(b ?? ''));
+
+export async function taskRoutes(app: FastifyInstance, images: ImageService): Promise<void> {
+  app.get('/v2/images/:id/tasks', async (request) => ({ tasks: taskViews(await images.get(request.caller, (request.params as { id: string }).id)) }));
+
+  app.get('/v2/tasks', async (request) => {
+    images.assertTasksAccess(request.caller);
+    const query = request.query as Record<string, unknown>;
+    for (const key of Object.keys(query)) {
+      if (!TASK_QUERY.has(key)) throw badRequest('invalid_request', `GET /v2/tasks has no parameter '${key.slice(0, 60)}'; use limit, marker, status, type, sort_key or sort_dir.`);
+      if (typeof query[key] !== 'string') throw badRequest('invalid_request', `Give '${key}' once.`);
+    }
+    const limitText = query.limit as string | undefined;
+    const limit = limitText === undefined ? 25 : Number(limitText);
+    if (!/^\d{1,4}$/.test(limitText ?? '0') || limit > 1000) throw badRequest('bad_limit', 'limit must be a whole number from 0 to 1000.');
+    const status = query.status as string | undefined;
+    if (status !== undefined && !TASK_STATUSES.has(status)) throw badRequest('invalid_request', `status must be one of ${[...TASK_STATUSES].join(', ')}.`);
+    const type = query.type as string | undefined;
+    const sortKey = (query.sort_key ?? 'created_at') as string;
+    if (!TASK_SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Tasks sort by ${[...TASK_SORT_KEYS].join(', ')} (not '${sortKey.slice(0, 40)}').`);
+    const sortDir = (query.sort_dir ?? 'desc') as string;
+    if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
+    const sign = sortDir === 'asc' ? 1 : -1;
+    const all = (await images.imagesWithTasks(request.caller)).flatMap(taskViews)
+      .filter((t) => (!status || t.status === status) && (!type || t.type === type))
+      .sort((a, b) => sign * (compare(a[sortKey], b[sortKey]) || compare(a.id, b.id)));
+    let start = 0;
+    if (query.marker !== undefined) {
+      start = all.findIndex((t) => t.id === query.marker) + 1;
+      if (start === 0) throw badRequest('bad_marker', `marker ${String(query.marker).slice(0, 80)} is not a task id from this list.`);
+    }
+    // Glance's list view omits input and result.
+    const tasks = all.slice(start, start + limit).map(({ input: _input, result: _result, ...rest }) => rest);
+    const result: Record<string, unknown> = { tasks, first: '/v2/tasks', schema: '/v2/schemas/tasks' };
+    if (tasks.length === limit && limit > 0 && start + limit < all.length) {
+      const params = new URLSearchParams(query as Record<string, string>);
+      params.set('marker', String(tasks[tasks.length - 1].id));
+      result.next = `/v2/tasks?${params.toString()}`;
+    }
+    return result;
+  });
+
+  app.get('/v2/tasks/:task_id', async (request) => {
+    images.assertTasksAccess(request.caller);
+    const taskId = (request.params as { task_id: string }).task_id;
+    const task = taskViews(await taskImage(images, request.caller, taskId)).find((t) => t.id === taskId);
+    if (!task) throw notFound(`Task ${taskId}`);
+    return task;
+  });
+}
+
+/** The image a task id names (`<image id>.<run>`), or 404. */
+async function taskImage(images: ImageService, caller: Parameters<ImageService['get']>[0], taskId: string): Promise<ImageDoc> {
+  const match = TASK_ID.exec(taskId);
+  if (!match) throw notFound(`Task ${taskId.slice(0, 80)}`);
+  return images.get(caller, match[1]).catch(() => { throw notFound(`Task ${taskId}`); });
+}

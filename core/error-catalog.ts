@@ -1,0 +1,153 @@
+/**
+ * Every error code PIR answers with, declared once: its HTTP status, and whether it is a
+ * refusal (the client's input is at fault: fix the request) or a fault (PIR's side: retry, or
+ * tell the operator). The API maps errors through this table (api/error-handler.ts); the
+ * upload path uses it to tell a refused image (400) from a failed one (500).
+ *
+ * test/unit/core/error-catalog.test.ts checks that the catalog, the code (every code used is
+ * declared here, every code declared is used) and README's error table agree. Codes are stable
+ * API: never rename one, add a new one.
+ */
+import { FINDING_CODES, VERDICT_CODES } from '../formats/codes.js';
+import { PirError, type ErrorKind } from './errors.js';
+
+export type ErrorClass = 'refusal' | 'fault';
+
+export interface ErrorSpec {
+  status: number;
+  class: ErrorClass;
+  meaning: string;
+}
+
+const refusal = (status: number, meaning: string): ErrorSpec => ({ status, class: 'refusal', meaning });
+const fault = (status: number, meaning: string): ErrorSpec => ({ status, class: 'fault', meaning });
+
+/** Errors of the HTTP API and the domain. */
+export const API_ERRORS = {
+  // identity and routing
+  token_missing: refusal(401, 'No X-Auth-Token header.'),
+  token_invalid: refusal(401, 'The token is not valid here (unknown, expired or revoked).'),
+  token_unscoped: refusal(401, 'A Keystone token without a project; get a project-scoped token.'),
+  identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
+  no_route: refusal(404, 'No such method and path in the Image API v2.'),
+  bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),
+  uri_too_long: refusal(414, 'A path segment is longer than 1024 characters.'),
+  // request shape
+  invalid_request: refusal(400, 'The body or a parameter does not match the request schema.'),
+  invalid_json: refusal(400, 'The body is not valid JSON.'),
+  body_too_large: refusal(413, 'The JSON body is larger than PIR accepts.'),
+  bad_content_type: refusal(415, 'The Content-Type is not the one this call takes.'),
+  bad_header: refusal(400, 'A header has a malformed value.'),
+  bad_content_md5: refusal(400, 'Content-MD5 is neither base64 (RFC 1864) nor hex of 16 bytes.'),
+  no_body: refusal(400, 'The call needs a body and none was sent.'),
+  bad_request: refusal(400, 'A malformed request the router refused.'),
+  // policy and visibility
+  not_found: refusal(404, 'No such image (or not visible to the caller: Glance answers 404, never 403, for what you cannot see).'),
+  policy_denied: refusal(403, "The caller's roles or project do not allow this action (Glance's default policies)."),
+  // image fields
+  duplicate_id: refusal(409, 'An image with the requested id exists.'),
+  reserved_property: refusal(403, 'The property name is reserved (os_glance_*, location, deleted, deleted_at).'),
+  read_only_property: refusal(403, 'The attribute is read-only (set by PIR).'),
+  property_name_too_long: refusal(400, 'A property name is longer than 255 characters.'),
+  invalid_value: refusal(400, 'A field has a value of the wrong type, out of range, or too long.'),
+  property_value_too_long: refusal(400, 'An extra property value is longer than 65535 characters.'),
+  too_many_properties: refusal(413, 'The image would have more than 128 extra properties.'),
+  properties_too_large: refusal(413, "The image's extra properties would hold more than 64 KiB (names and values, UTF-8)."),
+  too_many_tags: refusal(413, 'The image would have more than 128 tags.'),
+  tag_too_long: refusal(400, 'A tag is longer than 255 characters.'),
+  field_frozen: refusal(403, 'disk_format and container_format can only change while the image is queued.'),
+  base_property_not_removable: refusal(403, 'A base attribute cannot be removed (replace it instead).'),
+  property_missing: refusal(409, 'PATCH replace/remove of an extra property the image does not have.'),
+  invalid_patch: refusal(400, 'The JSON-patch document is malformed.'),
+  patch_media_type: refusal(415, 'PATCH needs Content-Type application/openstack-images-v2.1-json-patch.'),
+  tag_not_found: refusal(404, 'DELETE of a tag the image does not have.'),
+  // lifecycle
+  protected_image: refusal(403, 'The image is protected; set protected=false first.'),
+  invalid_status: refusal(409, "The image's status does not allow this."),
+  cannot_deactivate: refusal(403, 'Only an active image can be deactivated.'),
+  cannot_reactivate: refusal(403, 'Only a deactivated image can be reactivated.'),
+  image_deactivated: refusal(403, 'The image is deactivated; only an administrator can download it.'),
+  formats_required: refusal(400, 'disk_format and container_format must be set before upload or glance-direct import.'),
+  import_formats_required: refusal(409, 'web-download needs disk_format and container_format set first (Glance answers 409).'),
+  not_staged: refusal(409, 'glance-direct import needs staged data first.'),
+  upload_superseded: refusal(409, 'The image changed while its data was arriving.'),
+  unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
+  image_deleted: refusal(410, 'The image was deleted while it was being imported.'),
+  // members
+  members_only_shared: refusal(403, "Only images with visibility 'shared' take members."),
+  member_exists: refusal(409, 'The project is already a member of the image.'),
+  member_not_found: refusal(404, 'The project is not a member of the image (or the caller may not see that membership).'),
+  too_many_members: refusal(413, 'The image would have more than 128 members.'),
+  member_status_by_member_only: refusal(403, "Only the member project (or an administrator) sets a membership's status."),
+  // quotas (Glance's unified-limit names)
+  quota_exceeded: refusal(413, "The project's image_count_total, image_count_uploading, image_size_total or image_stage_total would be exceeded."),
+  // web-download: URLs the egress checks refuse at once
+  uri_refused: refusal(400, 'The web-download URI is missing, too long, not http(s), carries credentials or uses a refused port or address form.'),
+  address_refused: refusal(400, 'The URI (or a redirect) leads to a loopback, private, link-local, multicast or metadata address.'),
+  // data
+  image_too_large: refusal(413, 'The upload is larger than PIR_MAX_IMAGE_SIZE.'),
+  size_mismatch: refusal(400, 'x-openstack-image-size does not match the bytes sent.'),
+  bad_range: refusal(416, 'The Range header does not fit the image.'),
+  // list
+  bad_limit: refusal(400, 'limit is not a non-negative whole number.'),
+  bad_sort_key: refusal(400, 'The sort key is not one PIR sorts by.'),
+  bad_sort_dir: refusal(400, 'sort_dir is not asc or desc.'),
+  bad_marker: refusal(400, 'marker is not an image the caller can list.'),
+  // PIR's side
+  data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
+  manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
+  internal_error: fault(500, 'An unexpected error; the logs have it under the request id.'),
+} as const satisfies Record<string, ErrorSpec>;
+
+/**
+ * Why a pipeline stage ended an image (pir_failure.code, and the 400/500 answer of a waiting
+ * upload). Refusals are the image's fault and are never retried; faults were retried first.
+ */
+export const PIPELINE_ERRORS = {
+  checksum_mismatch: refusal(400, "The data's digest differs from Content-MD5 or the os_hash_value given at create."),
+  decompressed_too_large: refusal(400, 'The unpacked disk would exceed PIR_MAX_UNPACKED_SIZE.'),
+  expansion_ratio: refusal(400, 'The data expands more than PIR_MAX_EXPANSION_RATIO (a decompression bomb).'),
+  corrupt_archive: refusal(400, 'A compressed stream or tar archive is corrupt or truncated.'),
+  unsupported_archive: refusal(400, 'The archive uses a feature PIR does not accept.'),
+  unsafe_archive: refusal(400, 'A tar member could be dangerous if extracted (traversal, link, device).'),
+  not_an_ova: refusal(400, 'container_format is ova but the data is not a tar archive.'),
+  invalid_ovf: refusal(400, 'The OVF descriptor is missing, malformed or unusable.'),
+  ovf_disk_missing: refusal(400, 'The disk the OVF names is not in the archive.'),
+  manifest_mismatch: refusal(400, "The OVA manifest's digest of a file does not match it."),
+  // web-download failures (pir_failure.stage 'import')
+  dns_failed: refusal(400, "The URI's host name does not resolve."),
+  too_many_redirects: refusal(400, 'The URI redirects too many times.'),
+  upstream_status: refusal(400, 'The server behind the URI answered with an error status.'),
+  timeout: refusal(400, 'The server behind the URI stopped sending.'),
+  connection_failed: refusal(400, 'The connection to the server behind the URI failed or broke off.'),
+  download_failed: fault(500, 'The web-download failed for a reason of PIR\'s own.'),
+  staging_missing: fault(500, 'The staged upload disappeared before unpack.'),
+  unpacked_missing: fault(500, 'The unpacked disk disappeared between stages.'),
+  staged_data_lost: fault(500, 'The disk to promote disappeared.'),
+  deadline_exceeded: fault(500, 'The import stopped making progress and was resumed without success.'),
+} as const satisfies Record<string, ErrorSpec>;
+
+/** The disk-format inspectors' refusals (formats/codes.ts declares and documents them). */
+const FORMAT_ERRORS: Record<string, ErrorSpec> = Object.fromEntries(
+  Object.entries({ ...FINDING_CODES, ...VERDICT_CODES }).map(([code, meaning]) => [code, refusal(400, meaning)]),
+);
+
+export type ErrorCode = keyof typeof API_ERRORS | keyof typeof PIPELINE_ERRORS;
+
+export const ERROR_CATALOG: Readonly<Record<string, ErrorSpec>> = Object.freeze({ ...FORMAT_ERRORS, ...PIPELINE_ERRORS, ...API_ERRORS });
+
+/** The catalog entry of `code`, or undefined for a code nobody declared (a bug the catalog test catches). */
+export function errorSpec(code: string): ErrorSpec | undefined {
+  return Object.hasOwn(ERROR_CATALOG, code) ? ERROR_CATALOG[code] : undefined;
+}
+
+const KIND_OF_STATUS: Record<number, ErrorKind> = {
+  400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'bad_request', 409: 'conflict', 410: 'gone',
+  413: 'too_large', 414: 'bad_request', 415: 'unsupported_media_type', 416: 'bad_request', 500: 'internal', 503: 'unavailable',
+};
+
+/** A domain error whose status and class come from the catalog. */
+export function fail(code: ErrorCode, message: string): PirError {
+  const spec = ERROR_CATALOG[code];
+  return new PirError(KIND_OF_STATUS[spec.status] ?? 'internal', code, message, spec.status === 503);
+}

@@ -1,0 +1,323 @@
+/**
+ * The image entity: every status change of an image, with the event it causes, and the rules
+ * for its fields (modelled on Glance's glance/domain/__init__.py `Image`). Nothing else sets
+ * `status`: the API (core/image-service.ts), the stage runner and the sweepers call these
+ * functions on a draft inside `Manifest.update`, so a change and its event are written together
+ * (test/unit/core/image-entity.test.ts checks no other module assigns a status).
+ *
+ * Each function changes the draft and returns the events to write with it.
+ */
+import type { HashedBlob, ImageDoc, ImageMember, ImageStatus, MemberStatus, PipelineRun, StageName } from '../schemas/image.js';
+import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
+import { canTransition } from '../schemas/state-machine.js';
+import { fail } from './error-catalog.js';
+import { conflict } from './errors.js';
+import { event, type NewEvent } from './events.js';
+import { LIMITS } from './limits.js';
+import { newRun } from './pipeline-state.js';
+
+/** Moves `draft` to `to`, refusing a move the state machine does not allow. Private to the entity. */
+function transition(draft: ImageDoc, to: ImageStatus): void {
+  if (draft.status === to) return;
+  if (!canTransition(draft.status, to)) {
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it cannot become ${to}.`);
+  }
+  draft.status = to;
+}
+
+// ------------------------------------------------------------------ data and pipeline
+
+/** Bytes start arriving (PUT …/file → saving, PUT …/stage → uploading). */
+export function beginReceiving(draft: ImageDoc, kind: 'upload' | 'stage', run: number): NewEvent[] {
+  if (draft.status !== 'queued') {
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; bytes can be uploaded only to a queued image. Create a new image to upload again.`);
+  }
+  if (kind === 'upload' && (!draft.disk_format || !draft.container_format)) {
+    throw fail('formats_required', 'Set disk_format and container_format on the image (PATCH or at create) before uploading its data.');
+  }
+  transition(draft, kind === 'upload' ? 'saving' : 'uploading');
+  draft.upload = { run, kind, started_at: new Date().toISOString() };
+  draft.failure = null;
+  return [event('image.upload.started', { run })];
+}
+
+/** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
+export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
+  if (draft.status !== 'queued') {
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
+  }
+  if (!draft.container_format) throw fail('import_formats_required', "'container_format' needs to be set before import; set it with PATCH first.");
+  if (!draft.disk_format) throw fail('import_formats_required', "'disk_format' needs to be set before import; set it with PATCH first.");
+  transition(draft, 'uploading');
+  draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
+  draft.failure = null;
+  return [event('image.upload.started', { run })];
+}
+
+/** All bytes are in staging. The status stays (saving goes on to import, uploading waits for POST …/import). */
+export function staged(draft: ImageDoc, run: number, blob: HashedBlob, contentMd5: string | null): NewEvent[] {
+  const kind = draft.upload!.kind;
+  draft.upload = null;
+  draft.staging = { ...blob, received_at: new Date().toISOString() };
+  if (contentMd5) draft.expected.md5 = contentMd5;
+  return [event('image.staged', { run, size: blob.size, method: kind === 'stage' ? 'glance-direct' : kind })];
+}
+
+/** The bytes never all arrived: back to queued, the staging forgotten. */
+export function abortReceiving(draft: ImageDoc, reason: string): NewEvent[] {
+  draft.upload = null;
+  draft.staging = null;
+  if (draft.status === 'saving' || draft.status === 'uploading') transition(draft, 'queued');
+  return [event('image.upload.aborted', { reason })];
+}
+
+/** The pipeline starts on staged data, under run number `run`. */
+export function beginImport(draft: ImageDoc, run: number, method: PipelineRun['method'], deadlineSeconds: number): NewEvent[] {
+  transition(draft, 'importing');
+  draft.pipeline = newRun(run, method, deadlineSeconds);
+  return [event('image.import.started', { run, method, first_stage: draft.pipeline.stage as StageName })];
+}
+
+/**
+ * A stuck run starts again from its current stage under a new run number (late jobs of the old
+ * run become no-ops). A run whose stages were all done but which never became active is
+ * finished here, with its image.active event.
+ */
+export function resumeImport(draft: ImageDoc, run: number, deadlineSeconds: number): NewEvent[] {
+  const pipeline = draft.pipeline!;
+  pipeline.run = run;
+  pipeline.deadline_at = new Date(Date.now() + deadlineSeconds * 1000).toISOString();
+  if (pipeline.stage === 'done') return activate(draft, run);
+  const stage = pipeline.stage;
+  pipeline.stages[stage].status = 'pending';
+  return [event('image.import.started', { run, method: pipeline.method, first_stage: stage })];
+}
+
+/** The last stage is done: the image is available. */
+export function activate(draft: ImageDoc, run: number): NewEvent[] {
+  transition(draft, 'active');
+  draft.staging = null;
+  return [event('image.active', {
+    run,
+    size: draft.size!,
+    virtual_size: draft.virtual_size,
+    checksum: draft.checksum!,
+    os_hash_algo: draft.os_hash_algo!,
+    os_hash_value: draft.os_hash_value!,
+  })];
+}
+
+/** Ends an image's pipeline for good, recording why. */
+export function kill(draft: ImageDoc, stage: string, code: string, message: string): NewEvent[] {
+  transition(draft, 'killed');
+  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString() };
+  draft.upload = null;
+  draft.staging = null;
+  return [event('image.killed', { run: draft.pipeline?.run ?? null, stage, code, message })];
+}
+
+// ------------------------------------------------------------------ administrative states
+
+/** Glance: only an active image can be deactivated; deactivating a deactivated one is a no-op. */
+export function deactivate(draft: ImageDoc): NewEvent[] | null {
+  if (draft.status === 'deactivated') return null;
+  if (draft.status !== 'active') {
+    throw fail('cannot_deactivate', `Image ${draft.id} is ${draft.status}; only an active image can be deactivated.`);
+  }
+  transition(draft, 'deactivated');
+  return [event('image.deactivated', {})];
+}
+
+/** Glance: only a deactivated image can be reactivated; reactivating an active one is a no-op. */
+export function reactivate(draft: ImageDoc): NewEvent[] | null {
+  if (draft.status === 'active') return null;
+  if (draft.status !== 'deactivated') {
+    throw fail('cannot_reactivate', `Image ${draft.id} is ${draft.status}; only a deactivated image can be reactivated.`);
+  }
+  transition(draft, 'active');
+  return [event('image.reactivated', {})];
+}
+
+export function markDeleted(draft: ImageDoc): NewEvent[] | null {
+  if (draft.status === 'deleted') return null;
+  if (draft.protected) {
+    throw fail('protected_image', `Image ${draft.id} is protected; set protected=false (PATCH) before deleting it.`);
+  }
+  transition(draft, 'deleted');
+  draft.upload = null;
+  draft.staging = null;
+  // The owner rides along: the quota it counted against, after the document is purged.
+  return [event('image.deleted', { owner: draft.owner })];
+}
+
+// ------------------------------------------------------------------ fields
+
+/** Base attributes a client may set (create or PATCH). */
+export const WRITABLE_FIELDS = ['name', 'disk_format', 'container_format', 'visibility', 'protected', 'os_hidden', 'min_disk', 'min_ram', 'tags', 'owner'] as const;
+export type WritableField = (typeof WRITABLE_FIELDS)[number];
+
+/** Attributes PIR sets (Glance's _readonly_properties, plus PIR's own view fields). */
+export const READ_ONLY_ATTRIBUTES = new Set([
+  'id', 'status', 'checksum', 'size', 'virtual_size', 'os_hash_algo', 'os_hash_value', 'created_at', 'updated_at',
+  'self', 'file', 'schema', 'direct_url', 'locations', 'owner_specified', 'stores', 'members',
+  'pir_stage', 'pir_pipeline', 'pir_failure',
+]);
+/** Glance's _reserved_properties. */
+export const RESERVED_ATTRIBUTES = new Set(['location', 'deleted', 'deleted_at']);
+
+export const isWritableField = (key: string): key is WritableField => (WRITABLE_FIELDS as readonly string[]).includes(key);
+
+/** Refuses names a client may not set as base attribute or extra property: 403, as Glance. */
+export function checkSettable(key: string): void {
+  // JSON parsers treat this name specially (prototype poisoning): never a property name.
+  if (key === '__proto__') throw fail('reserved_property', "Attribute '__proto__' is reserved. Choose another name.");
+  if (key.startsWith('os_glance_')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance_ prefix belongs to Glance itself. Choose another name.`);
+  if (RESERVED_ATTRIBUTES.has(key)) throw fail('reserved_property', `Attribute '${key}' is reserved. Choose another name.`);
+  if (READ_ONLY_ATTRIBUTES.has(key) || key.startsWith('pir_')) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
+}
+
+const invalid = (message: string) => fail('invalid_value', message);
+
+function checkString(key: string, value: unknown, max: number, nullable: boolean): string | null {
+  if (value === null && nullable) return null;
+  if (typeof value !== 'string') throw invalid(`'${key}' must be a string${nullable ? ' or null' : ''}.`);
+  if (value.length > max) throw invalid(`'${key}' is at most ${max} characters (got ${value.length}).`);
+  return value;
+}
+
+function checkEnum<T extends string>(key: string, value: unknown, allowed: readonly T[], nullable: boolean): T | null {
+  if (value === null && nullable) return null;
+  if (typeof value !== 'string' || !allowed.includes(value as T)) throw invalid(`'${key}' must be one of ${allowed.join(', ')}${nullable ? ' or null' : ''}.`);
+  return value as T;
+}
+
+function checkInteger(key: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > LIMITS.minDiskOrRam) {
+    throw invalid(`'${key}' must be a whole number from 0 to ${LIMITS.minDiskOrRam}.`);
+  }
+  return value;
+}
+
+function checkBoolean(key: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalid(`'${key}' must be true or false.`);
+  return value;
+}
+
+/** Validates one tag (Glance: a non-empty string of at most 255 characters). */
+export function checkTag(tag: unknown): string {
+  if (typeof tag !== 'string' || tag.length === 0) throw invalid('A tag is a non-empty string.');
+  if (tag.length > LIMITS.tagLength) throw fail('tag_too_long', `Tags are at most ${LIMITS.tagLength} characters (got ${tag.length}).`);
+  return tag;
+}
+
+/** Sets a base attribute with Glance's field rules. Policy (who may) was checked by the caller. */
+export function setField(draft: ImageDoc, key: WritableField, value: unknown): void {
+  switch (key) {
+    case 'name': draft.name = checkString(key, value, LIMITS.nameLength, true); break;
+    case 'owner': draft.owner = checkString(key, value, LIMITS.memberIdLength, true); break;
+    case 'disk_format':
+    case 'container_format': {
+      const next = key === 'disk_format' ? checkEnum(key, value, DISK_FORMATS, true) : checkEnum(key, value, CONTAINER_FORMATS, true);
+      if (draft[key] !== next && draft.status !== 'queued') {
+        throw fail('field_frozen', `Attribute ${key} can be only replaced for a queued image (image ${draft.id} is ${draft.status}).`);
+      }
+      (draft as unknown as Record<string, unknown>)[key] = next;
+      break;
+    }
+    case 'visibility': draft.visibility = checkEnum(key, value, VISIBILITIES, false)!; break;
+    case 'protected': draft.protected = checkBoolean(key, value); break;
+    case 'os_hidden': draft.os_hidden = checkBoolean(key, value); break;
+    case 'min_disk': draft.min_disk = checkInteger(key, value); break;
+    case 'min_ram': draft.min_ram = checkInteger(key, value); break;
+    case 'tags': {
+      if (!Array.isArray(value)) throw invalid("'tags' must be a list of strings.");
+      draft.tags = [...new Set(value.map(checkTag))];
+      checkTagCount(draft);
+      break;
+    }
+  }
+}
+
+/** Sets an extra property (a string, as Glance's schema says). */
+export function setProperty(draft: ImageDoc, key: string, value: unknown): void {
+  checkSettable(key);
+  if (key.length === 0 || key.length > LIMITS.propertyKeyLength) throw fail('property_name_too_long', `A property name is 1 to ${LIMITS.propertyKeyLength} characters ('${key.slice(0, 40)}…' is ${key.length}).`);
+  if (typeof value !== 'string') throw invalid(`Extra property '${key}' must be a string (Glance's schema types every extra property as a string).`);
+  if (value.length > LIMITS.propertyValueLength) throw fail('property_value_too_long', `Property '${key}' is longer than ${LIMITS.propertyValueLength} characters.`);
+  draft.properties[key] = value;
+  checkPropertyQuota(draft);
+}
+
+export function checkPropertyQuota(draft: ImageDoc): void {
+  const entries = Object.entries(draft.properties);
+  if (entries.length > LIMITS.imageProperties) {
+    throw fail('too_many_properties', `An image has at most ${LIMITS.imageProperties} extra properties (Glance's image_property_quota); this change makes ${entries.length}. Remove some first.`);
+  }
+  const total = entries.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  if (total > LIMITS.propertiesTotalBytes) {
+    throw fail('properties_too_large', `An image's extra properties hold at most ${LIMITS.propertiesTotalBytes} bytes in all (names and values, UTF-8); this change makes ${total}. Keep large data out of image properties.`);
+  }
+}
+
+export function checkTagCount(draft: ImageDoc): void {
+  if (draft.tags.length > LIMITS.imageTags) {
+    throw fail('too_many_tags', `An image has at most ${LIMITS.imageTags} tags (Glance's image_tag_quota); this change makes ${draft.tags.length}. Remove some first.`);
+  }
+}
+
+/** The fields that differ between two versions of an image, for image.updated. */
+export function changedFields(before: ImageDoc, after: ImageDoc): string[] {
+  const changed: string[] = [];
+  for (const key of WRITABLE_FIELDS) {
+    if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) changed.push(key);
+  }
+  const keys = new Set([...Object.keys(before.properties), ...Object.keys(after.properties)]);
+  for (const key of keys) if (before.properties[key] !== after.properties[key]) changed.push(key);
+  return changed;
+}
+
+/** image.updated for what changed, or null when nothing did (a no-op write is skipped). */
+export function updated(before: ImageDoc, after: ImageDoc): NewEvent[] | null {
+  const changes = changedFields(before, after);
+  return changes.length ? [event('image.updated', { changes })] : null;
+}
+
+// ------------------------------------------------------------------ members
+
+export const membersOf = (doc: ImageDoc): ImageMember[] => doc.members ?? [];
+
+export function addMember(draft: ImageDoc, memberId: string): NewEvent[] {
+  if (draft.visibility !== 'shared') {
+    throw fail('members_only_shared', `Image ${draft.id} is ${draft.visibility}; only images with visibility 'shared' can have members. PATCH visibility to shared first.`);
+  }
+  if (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > LIMITS.memberIdLength) {
+    throw invalid(`member is a project id of 1 to ${LIMITS.memberIdLength} characters.`);
+  }
+  const members = membersOf(draft);
+  if (members.some((m) => m.member_id === memberId)) throw fail('member_exists', `Project ${memberId} is already a member of image ${draft.id}.`);
+  if (members.length >= LIMITS.imageMembers) {
+    throw fail('too_many_members', `An image has at most ${LIMITS.imageMembers} members (Glance's image_member_quota); remove one first.`);
+  }
+  const now = new Date().toISOString();
+  draft.members = [...members, { member_id: memberId, status: 'pending', created_at: now, updated_at: now }];
+  return [event('image.member.created', { member_id: memberId, status: 'pending' })];
+}
+
+export function setMemberStatus(draft: ImageDoc, memberId: string, status: unknown): NewEvent[] | null {
+  if (typeof status !== 'string' || !(MEMBER_STATUSES as readonly string[]).includes(status)) {
+    throw invalid(`status must be one of ${MEMBER_STATUSES.join(', ')}.`);
+  }
+  const member = membersOf(draft).find((m) => m.member_id === memberId);
+  if (!member) throw fail('member_not_found', `Project ${memberId} is not a member of image ${draft.id}.`);
+  if (member.status === status) return null;
+  member.status = status as MemberStatus;
+  member.updated_at = new Date().toISOString();
+  return [event('image.member.updated', { member_id: memberId, status: member.status })];
+}
+
+export function removeMember(draft: ImageDoc, memberId: string): NewEvent[] {
+  const members = membersOf(draft);
+  if (!members.some((m) => m.member_id === memberId)) throw fail('member_not_found', `Project ${memberId} is not a member of image ${draft.id}.`);
+  draft.members = members.filter((m) => m.member_id !== memberId);
+  return [event('image.member.deleted', { member_id: memberId })];
+}

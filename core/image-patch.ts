@@ -1,0 +1,86 @@
+/**
+ * PATCH /v2/images/{id}: Glance's JSON-patch dialects, parsed and applied to an image draft.
+ *
+ * application/openstack-images-v2.1-json-patch (what clients send):
+ *   [{"op": "add"|"replace"|"remove", "path": "/<attribute or property>", "value": …}]
+ * application/openstack-images-v2.0-json-patch (the older form): [{"replace": "/name", "value": …}]
+ *
+ * Semantics as glance/api/v2/images.py: `add` sets a base attribute or adds/overwrites an extra
+ * property; `replace` of a missing extra property is 409; `remove` of a base attribute is 403,
+ * of a missing property 409; read-only and reserved names are 403; paths are one level deep
+ * (`/tags` replaces the whole list). Who may change visibility and owner is the policy's
+ * business (core/image-service.ts looks at what changed).
+ */
+import type { ImageDoc } from '../schemas/image.js';
+import { fail } from './error-catalog.js';
+import { checkSettable, isWritableField, setField, setProperty } from './image-entity.js';
+import { LIMITS } from './limits.js';
+
+export const PATCH_MEDIA_TYPES = ['application/openstack-images-v2.1-json-patch', 'application/openstack-images-v2.0-json-patch'] as const;
+export type PatchMediaType = (typeof PATCH_MEDIA_TYPES)[number];
+
+export interface PatchOp {
+  op: 'add' | 'replace' | 'remove';
+  /** The attribute or property name (the decoded path's single segment). */
+  name: string;
+  value?: unknown;
+}
+
+const OPS = new Set(['add', 'replace', 'remove']);
+const invalid = (message: string) => fail('invalid_patch', `${message} A PATCH body is a JSON list like [{"op": "replace", "path": "/name", "value": "new name"}].`);
+
+/** Decodes a JSON pointer of one segment ("/os_distro", "/a~1b" → "a/b"). */
+function pathName(path: unknown): string {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw invalid(`Each operation needs a "path" that starts with '/' (got ${JSON.stringify(path)?.slice(0, 80)}).`);
+  const segments = path.slice(1).split('/');
+  if (segments.length !== 1) throw invalid(`Nested paths are not allowed ('${path.slice(0, 80)}'): name the attribute or property itself, e.g. /tags for the whole tag list.`);
+  const name = segments[0].replace(/~1/g, '/').replace(/~0/g, '~');
+  if (name.length === 0) throw invalid('A path names an attribute or property: /name, /os_distro, /tags.');
+  return name;
+}
+
+export function parsePatch(body: unknown, mediaType: PatchMediaType): PatchOp[] {
+  if (!Array.isArray(body)) throw invalid('The body must be a JSON list of operations.');
+  if (body.length > LIMITS.patchOperations) throw invalid(`At most ${LIMITS.patchOperations} operations per PATCH.`);
+  return body.map((raw): PatchOp => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('Each operation must be a JSON object.');
+    const entry = raw as Record<string, unknown>;
+    let op: string;
+    let path: unknown;
+    if (mediaType === 'application/openstack-images-v2.0-json-patch') {
+      const ops = Object.keys(entry).filter((k) => OPS.has(k));
+      if (ops.length !== 1) throw invalid('Each v2.0 operation has exactly one of "add", "replace", "remove" naming its path.');
+      op = ops[0];
+      path = entry[op];
+    } else {
+      if (typeof entry.op !== 'string') throw invalid('Each operation needs an "op": add, replace or remove.');
+      op = entry.op;
+      path = entry.path;
+    }
+    if (!OPS.has(op)) throw invalid(`Operation '${op.slice(0, 40)}' is not supported; use add, replace or remove.`);
+    const name = pathName(path);
+    if (op !== 'remove' && !('value' in entry)) throw invalid(`Operation '${op}' on ${path as string} needs a "value".`);
+    return { op: op as PatchOp['op'], name, ...(op !== 'remove' ? { value: entry.value } : {}) };
+  });
+}
+
+/** Applies the operations in order; the first that fails stops the whole PATCH (nothing is written). */
+export function applyPatch(draft: ImageDoc, ops: PatchOp[]): void {
+  for (const { op, name, value } of ops) {
+    if (isWritableField(name)) {
+      if (op === 'remove') throw fail('base_property_not_removable', `Property ${name} may not be removed; replace it instead.`);
+      setField(draft, name, value);
+      continue;
+    }
+    checkSettable(name);
+    const exists = Object.hasOwn(draft.properties, name);
+    if (op === 'remove' || op === 'replace') {
+      if (!exists) throw fail('property_missing', `Property ${name} does not exist on image ${draft.id}; use "add" to create it.`);
+      if (op === 'remove') {
+        delete draft.properties[name];
+        continue;
+      }
+    }
+    setProperty(draft, name, value);
+  }
+}

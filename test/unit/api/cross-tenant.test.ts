@@ -1,0 +1,157 @@
+/**
+ * The cross-tenant matrix: every endpoint PIR's policy guards, for each kind of image project A
+ * owns (private, shared without members, shared with B pending, shared with B accepted,
+ * community, public) and each caller (A and B as member and reader, an admin). Project B can
+ * neither see nor change what Glance's rules keep from it: invisible → 404, visible but not
+ * allowed → 403.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CALLERS, testApp, type TestApp, type Token } from './tenant-app.js';
+
+type Kind = 'private' | 'shared' | 'shared-pending' | 'shared-accepted' | 'community' | 'public';
+const KINDS: Kind[] = ['private', 'shared', 'shared-pending', 'shared-accepted', 'community', 'public'];
+const TOKENS: Token[] = ['a-member', 'a-reader', 'b-member', 'b-reader', 'admin'];
+
+const isAdmin = (token: Token) => token === 'admin';
+const ofA = (token: Token) => CALLERS[token].project_id === 'A';
+const isMember = (token: Token) => token.endsWith('-member') || isAdmin(token);
+const isShared = (kind: Kind) => kind.startsWith('shared');
+const bIsMember = (kind: Kind) => kind === 'shared-pending' || kind === 'shared-accepted';
+/** Glance's is_image_visible. */
+const sees = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'community' || kind === 'public' || bIsMember(kind);
+/** Glance's default list. */
+const listsByDefault = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'public' || kind === 'shared-accepted';
+/** An owner-only write (modify_image, delete_image, upload_image, add/delete_member). */
+const ownerWrite = (token: Token, kind: Kind, ok: number) => (!sees(token, kind) ? 404 : isAdmin(token) || (ofA(token) && isMember(token)) ? ok : 403);
+
+interface Endpoint {
+  name: string;
+  /** Needs an active image. */
+  active?: boolean;
+  /** Changes the image: each cell gets its own. */
+  mutates?: boolean;
+  run(t: TestApp, token: Token, id: string): Promise<number>;
+  expect(token: Token, kind: Kind): number;
+}
+
+const ENDPOINTS: Endpoint[] = [
+  { name: 'GET image', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  { name: 'GET image tasks', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/tasks`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  {
+    name: 'GET image list (default view)',
+    run: async (t, k, id) => ((await t.call(k, 'GET', '/v2/images?limit=1000')).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0),
+    expect: (k, kind) => (listsByDefault(k, kind) ? 1 : 0),
+  },
+  {
+    name: 'GET image list (?visibility=<its visibility>)',
+    run: async (t, k, id) => {
+      const doc = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
+      return (await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+    },
+    expect: (k, kind) => (sees(k, kind) ? 1 : 0),
+  },
+  { name: 'GET file', active: true, run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/file`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isMember(k) ? 200 : 403) },
+  { name: 'PATCH', mutates: true, run: async (t, k, id) => (await t.patch(k, id, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, expect: (k, kind) => ownerWrite(k, kind, 200) },
+  { name: 'DELETE image', mutates: true, run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}`)).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },
+  { name: 'PUT tag', mutates: true, run: async (t, k, id) => (await t.call(k, 'PUT', `/v2/images/${id}/tags/new`)).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },
+  { name: 'DELETE tag', mutates: true, run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}/tags/old`)).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },
+  {
+    name: 'PUT file', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'PUT', `/v2/images/${id}/file`, Buffer.alloc(1024), { 'content-type': 'application/octet-stream', prefer: 'respond-async' })).statusCode,
+    expect: (k, kind) => ownerWrite(k, kind, 202),
+  },
+  { name: 'PUT stage', mutates: true, run: async (t, k, id) => (await t.call(k, 'PUT', `/v2/images/${id}/stage`, Buffer.alloc(1024), { 'content-type': 'application/octet-stream' })).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },
+  { name: 'POST import (nothing staged)', run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' } })).statusCode, expect: (k, kind) => ownerWrite(k, kind, 409) },
+  {
+    name: 'POST member', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/members`, { member: 'C' })).statusCode,
+    expect: (k, kind) => { const s = ownerWrite(k, kind, 200); return s === 200 && !isShared(kind) ? 403 : s; },
+  },
+  {
+    name: 'GET members',
+    run: async (t, k, id) => {
+      const res = await t.call(k, 'GET', `/v2/images/${id}/members`);
+      return res.statusCode === 200 ? 200 + res.json().members.length : res.statusCode; // 200 + how many it sees
+    },
+    expect: (k, kind) => {
+      if (!sees(k, kind)) return 404;
+      if (!isShared(kind)) return 403;
+      if (ofA(k) || isAdmin(k)) return 200 + (bIsMember(kind) ? 1 : 0);
+      return 201; // B sees its own record only
+    },
+  },
+  {
+    name: 'GET member B',
+    run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/members/B`)).statusCode,
+    expect: (k, kind) => (!sees(k, kind) ? 404 : !isShared(kind) ? 403 : bIsMember(kind) ? 200 : 404),
+  },
+  {
+    name: 'PUT member B (accept)', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' })).statusCode,
+    expect: (k, kind) => {
+      if (!sees(k, kind)) return 404;
+      if (!isShared(kind)) return 403;
+      if (ofA(k)) return 403; // the owner never answers for the member
+      if (!bIsMember(kind)) return 404;
+      return isMember(k) ? 200 : 403;
+    },
+  },
+  {
+    name: 'DELETE member B', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}/members/B`)).statusCode,
+    expect: (k, kind) => { const s = ownerWrite(k, kind, 204); return s === 204 && !isShared(kind) ? 403 : s === 204 && !bIsMember(kind) ? 404 : s; },
+  },
+  {
+    name: 'POST deactivate', active: true, mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode,
+    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 204 : 403),
+  },
+  {
+    name: 'POST reactivate', active: true,
+    run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/actions/reactivate`)).statusCode,
+    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 204 : 403),
+  },
+];
+
+describe('cross-tenant matrix', () => {
+  let t: TestApp;
+  const shared = new Map<string, string>(); // kind + active → an image for endpoints that change nothing
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  /** An image project A owns, of `kind`, created by the admin (only it may make one public). */
+  async function image(kind: Kind, active: boolean): Promise<string> {
+    const visibility = isShared(kind) ? 'shared' : kind;
+    const id = await t.create('admin', { owner: 'A', visibility, tags: ['old'] });
+    if (active) await t.activate('admin', id);
+    if (bIsMember(kind)) assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'B' })).statusCode, 200);
+    if (kind === 'shared-accepted') assert.equal((await t.call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' })).statusCode, 200);
+    return id;
+  }
+
+  for (const endpoint of ENDPOINTS) {
+    it(endpoint.name, async () => {
+      const failures: string[] = [];
+      for (const kind of KINDS) {
+        for (const token of TOKENS) {
+          let id: string;
+          if (endpoint.mutates) id = await image(kind, !!endpoint.active);
+          else {
+            const key = `${kind}:${endpoint.active ? 'active' : 'queued'}`;
+            if (!shared.has(key)) shared.set(key, await image(kind, !!endpoint.active));
+            id = shared.get(key)!;
+          }
+          const got = await endpoint.run(t, token, id);
+          const want = endpoint.expect(token, kind);
+          if (got !== want) failures.push(`${token} on ${kind}: got ${got}, want ${want}`);
+        }
+      }
+      assert.deepEqual(failures, []);
+    });
+  }
+
+  it('hides the tasks API from everyone but admins', async () => {
+    for (const token of TOKENS) assert.equal((await t.call(token, 'GET', '/v2/tasks')).statusCode, isAdmin(token) ? 200 : 403, token);
+  });
+});

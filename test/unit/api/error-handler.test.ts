@@ -1,0 +1,69 @@
+/** api/error-handler.ts: every client mistake is a 4xx with PIR's JSON error body, never a 500. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { errorSpec } from '../../../core/error-catalog.js';
+import { PATCH_TYPE, testApp, type TestApp } from './tenant-app.js';
+
+describe('errors', () => {
+  let t: TestApp;
+  let id: string;
+  before(async () => { t = await testApp(); id = await t.create('a-member', { visibility: 'shared' }); });
+  after(async () => { await t.close(); });
+
+  const assertClientError = (res: { statusCode: number; body: string }, what: string) => {
+    assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${what}: ${res.statusCode} ${res.body}`);
+    const body = JSON.parse(res.body);
+    assert.equal(body.error.code, res.statusCode, what);
+    assert.ok(errorSpec(body.error.error_code), `${what}: ${body.error.error_code} is not in the catalog`);
+    assert.ok(body.error.message.length > 15, what);
+  };
+
+  it('maps malformed, oversized, empty and mistyped bodies to catalog codes', async () => {
+    const cases: [string, string, string | Buffer, Record<string, string>, string][] = [
+      ['POST', '/v2/images', '{"name": ', {}, 'invalid_json'],
+      ['POST', '/v2/images', '', {}, 'no_body'],
+      ['POST', '/v2/images', JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }), {}, 'body_too_large'],
+      ['POST', '/v2/images', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }, 'bad_content_type'],
+      ['POST', '/v2/images', '{"__proto__": {"x": 1}}', {}, 'invalid_json'],
+      ['PATCH', `/v2/images/${id}`, '[]', { 'content-type': 'text/plain' }, 'patch_media_type'],
+      ['POST', `/v2/images/${id}/members`, '{"member": ["B"]}', {}, 'invalid_request'],
+      ['PUT', `/v2/images/${id}/members/B`, '"accepted"', {}, 'invalid_request'],
+    ];
+    for (const [method, url, payload, headers, code] of cases) {
+      const res = await t.call('a-member', method, url, payload, { 'content-type': 'application/json', ...headers });
+      assertClientError(res, `${method} ${url} ${String(payload).slice(0, 30)}`);
+      assert.equal(res.json().error.error_code, code, `${method} ${url} ${String(payload).slice(0, 30)}`);
+    }
+  });
+
+  it('never answers 500 to hostile input on any endpoint', async () => {
+    const bodies: unknown[] = [null, 0, 'x', [], {}, [null], [{}], { member: null }, { status: null }, { name: { $gt: '' } },
+      [{ op: 'add', path: '/__proto__', value: 'x' }], [{ op: 'add', path: '/constructor', value: 'x' }], [{ op: 'replace', path: '/', value: 1 }],
+      [{ op: 'add', path: `/${'k'.repeat(300)}`, value: 'v' }], [{ op: 'add', path: '/tags', value: [1, 2] }], { tags: 'notalist' }];
+    const urls = [`/v2/images`, `/v2/images/${id}`, `/v2/images/${id}/members`, `/v2/images/${id}/members/B`, `/v2/images/${id}/tags/x`,
+      `/v2/images/${id}/import`, `/v2/images/not-an-id`, `/v2/images/%E0%A4%A`, '/v2/tasks/..%2F..', `/v2/images/${id}/actions/deactivate`];
+    for (const url of urls) {
+      for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']) {
+        for (const body of bodies) {
+          const res = await t.call('b-member', method, url, JSON.stringify(body), { 'content-type': method === 'PATCH' ? PATCH_TYPE : 'application/json' });
+          assert.ok(res.statusCode < 500, `${method} ${url} ${JSON.stringify(body)}: ${res.statusCode} ${res.body}`);
+          if (res.statusCode >= 400) assertClientError(res, `${method} ${url}`);
+        }
+      }
+    }
+    // The image is unchanged by all of that (B is no member of it).
+    const doc = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
+    assert.equal(doc.name, 'img');
+    assert.equal(Object.getPrototypeOf(doc), Object.prototype);
+  });
+
+  it('survives prototype-named properties from the owner', async () => {
+    const proto = await t.patch('a-member', id, [{ op: 'add', path: '/__proto__', value: 'x' }]);
+    assert.equal(proto.statusCode, 403);
+    assert.equal(proto.json().error.error_code, 'reserved_property');
+    assert.equal((await t.patch('a-member', id, [{ op: 'add', path: '/constructor', value: 'y' }, { op: 'add', path: '/toString', value: 'z' }])).statusCode, 200);
+    const doc = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
+    assert.deepEqual([doc.constructor, doc.toString], ['y', 'z']);
+    assert.equal((await t.patch('a-member', id, [{ op: 'replace', path: '/hasOwnProperty', value: 'v' }])).statusCode, 409);
+  });
+});

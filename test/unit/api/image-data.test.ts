@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { testApp, type TestApp } from './tenant-app.js';
+
+const OCTETS = { 'content-type': 'application/octet-stream' };
+
+describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
+  let t: TestApp;
+  let id: string;
+  const size = 64 * 1024;
+  before(async () => {
+    t = await testApp();
+    id = await t.create('a-member');
+    await t.activate('a-member', id, size);
+  });
+  after(async () => { await t.close(); });
+
+  it('downloads whole (Content-MD5) and by range (206), and refuses a bad range (416)', async () => {
+    const whole = await t.call('a-member', 'GET', `/v2/images/${id}/file`);
+    assert.equal(whole.statusCode, 200);
+    assert.equal(whole.rawPayload.length, size);
+    assert.equal(whole.headers['content-md5'], createHash('md5').update(Buffer.alloc(size)).digest('hex'));
+    const part = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: 'bytes=10-19' });
+    assert.equal(part.statusCode, 206);
+    assert.equal(part.headers['content-range'], `bytes 10-19/${size}`);
+    assert.equal(part.rawPayload.length, 10);
+    const bad = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: `bytes=${size}-` });
+    assert.equal(bad.statusCode, 416);
+    assert.equal(bad.json().error.error_code, 'bad_range');
+  });
+
+  it('answers 204 for an image without data, and 403 to readers (download needs the member role)', async () => {
+    const empty = await t.create('a-member');
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${empty}/file`)).statusCode, 204);
+    assert.equal((await t.call('a-reader', 'GET', `/v2/images/${id}/file`)).statusCode, 403);
+  });
+
+  it('checks x-openstack-image-size, Content-Type and the upload policy', async () => {
+    const img = await t.create('a-member');
+    const mismatch = await t.call('a-member', 'PUT', `/v2/images/${img}/file`, Buffer.alloc(100), { ...OCTETS, 'x-openstack-image-size': '99' });
+    assert.equal(mismatch.statusCode, 400);
+    assert.equal(mismatch.json().error.error_code, 'size_mismatch');
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).json().status, 'queued');
+    const wrongType = await t.call('a-member', 'PUT', `/v2/images/${img}/file`, 'abc', { 'content-type': 'text/plain' });
+    assert.equal(wrongType.statusCode, 415);
+    assert.equal((await t.call('a-reader', 'PUT', `/v2/images/${img}/file`, Buffer.alloc(10), OCTETS)).statusCode, 403);
+    assert.equal((await t.call('a-member', 'PUT', `/v2/images/${id}/file`, Buffer.alloc(10), OCTETS)).statusCode, 409); // already active
+  });
+
+  it('stages and imports with glance-direct', async () => {
+    const img = await t.create('a-member');
+    assert.equal((await t.call('a-member', 'PUT', `/v2/images/${img}/stage`, Buffer.alloc(4096), OCTETS)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${img}/import`, { method: { name: 'web-download-nope' } })).statusCode, 400);
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${img}/import`, { method: { name: 'glance-direct' } })).statusCode, 202);
+    let status = '';
+    for (let i = 0; i < 100 && status !== 'active'; i++) {
+      status = (await t.call('a-member', 'GET', `/v2/images/${img}`)).json().status;
+      if (status !== 'active') await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(status, 'active');
+  });
+});

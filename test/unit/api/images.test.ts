@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testApp, PATCH_TYPE, type TestApp } from './tenant-app.js';
+
+const errorCode = (res: { json(): unknown }) => (res.json() as { error: { error_code: string } }).error.error_code;
+
+describe('POST /v2/images', () => {
+  let t: TestApp;
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  it('creates with every base field, a client-chosen id and extra properties', async () => {
+    const id = '0b5e3a36-2c1f-4d0e-9a51-6d0c4b0e9f11';
+    const res = await t.call('a-member', 'POST', '/v2/images', {
+      id, name: 'full', disk_format: 'qcow2', container_format: 'bare', visibility: 'private', protected: true,
+      os_hidden: true, min_disk: 2, min_ram: 512, tags: ['a', 'b', 'a'], os_distro: 'debian',
+    });
+    assert.equal(res.statusCode, 201, res.body);
+    const body = res.json();
+    assert.equal(res.headers.location, `/v2/images/${id}`);
+    assert.deepEqual([body.id, body.name, body.owner, body.visibility, body.protected, body.os_hidden, body.min_disk, body.min_ram, body.os_distro, body.status],
+      [id, 'full', 'A', 'private', true, true, 2, 512, 'debian', 'queued']);
+    assert.deepEqual(body.tags, ['a', 'b']);
+    const dup = await t.call('a-member', 'POST', '/v2/images', { id });
+    assert.equal(dup.statusCode, 409);
+    assert.equal(errorCode(dup), 'duplicate_id');
+  });
+
+  it('defaults to shared visibility and the caller project as owner', async () => {
+    const body = (await t.call('b-member', 'POST', '/v2/images', {})).json();
+    assert.equal(body.visibility, 'shared');
+    assert.equal(body.owner, 'B');
+  });
+
+  it('refuses read-only (403), reserved (403) and badly typed (400) fields', async () => {
+    for (const [field, value, code] of [
+      ['status', 'active', 'read_only_property'], ['size', 5, 'read_only_property'], ['checksum', 'x', 'read_only_property'],
+      ['created_at', 'x', 'read_only_property'], ['pir_failure', 'x', 'read_only_property'], ['locations', [], 'read_only_property'],
+      ['os_glance_import_task', 'x', 'reserved_property'], ['deleted', 'x', 'reserved_property'], ['location', 'x', 'reserved_property'],
+    ] as const) {
+      const res = await t.call('a-member', 'POST', '/v2/images', { [field]: value });
+      assert.equal(res.statusCode, 403, `${field}: ${res.body}`);
+      assert.equal(errorCode(res), code, field);
+    }
+    for (const body of [{ min_disk: -1 }, { min_ram: 1.5 }, { name: 'x'.repeat(256) }, { visibility: 'everyone' }, { disk_format: 'exe' },
+      { tags: [''] }, { protected: 'yes' }, { os_distro: 5 }, { id: 'not-a-uuid' }, [1, 2], 'text']) {
+      const res = await t.call('a-member', 'POST', '/v2/images', body);
+      assert.equal(res.statusCode, 400, `${JSON.stringify(body)}: ${res.body}`);
+      assert.ok(res.json().error.message.length > 10);
+    }
+  });
+
+  it('follows Glance policy: readers cannot create; only admins publicize or create for another project', async () => {
+    assert.equal((await t.call('a-reader', 'POST', '/v2/images', {})).statusCode, 403);
+    assert.equal((await t.call('a-member', 'POST', '/v2/images', { visibility: 'public' })).statusCode, 403);
+    assert.equal((await t.call('a-member', 'POST', '/v2/images', { owner: 'B' })).statusCode, 403);
+    assert.equal((await t.call('a-member', 'POST', '/v2/images', { owner: 'A', visibility: 'community' })).statusCode, 201);
+    const admin = await t.call('admin', 'POST', '/v2/images', { owner: 'B', visibility: 'public' });
+    assert.equal(admin.statusCode, 201);
+    assert.equal(admin.json().owner, 'B');
+  });
+
+  it('bounds properties (128) and tags (128) with 413', async () => {
+    const props = Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`p${i}`, 'v']));
+    const res = await t.call('a-member', 'POST', '/v2/images', props);
+    assert.equal(res.statusCode, 413, res.body);
+    assert.equal(errorCode(res), 'too_many_properties');
+    const tags = await t.call('a-member', 'POST', '/v2/images', { tags: Array.from({ length: 129 }, (_, i) => `t${i}`) });
+    assert.ok([400, 413].includes(tags.statusCode), tags.body);
+    const big = await t.call('a-member', 'POST', '/v2/images', { a: 'x'.repeat(40_000), b: 'y'.repeat(40_000) });
+    assert.equal(big.statusCode, 413);
+    assert.equal(errorCode(big), 'properties_too_large');
+    const long = await t.call('a-member', 'POST', '/v2/images', { a: 'x'.repeat(65_536) });
+    assert.equal(long.statusCode, 400);
+  });
+});
+
+describe('GET and DELETE /v2/images/{id}', () => {
+  let t: TestApp;
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  it("answers 404 for another project's private image, to readers and members alike", async () => {
+    const id = await t.create('a-member', { visibility: 'private' });
+    assert.equal((await t.call('a-reader', 'GET', `/v2/images/${id}`)).statusCode, 200);
+    assert.equal((await t.call('b-member', 'GET', `/v2/images/${id}`)).statusCode, 404);
+    assert.equal((await t.call('b-member', 'DELETE', `/v2/images/${id}`)).statusCode, 404);
+    assert.equal((await t.call('admin', 'GET', `/v2/images/${id}`)).statusCode, 200);
+  });
+
+  it('refuses to delete a protected image until PATCH unprotects it', async () => {
+    const id = await t.create('a-member', { protected: true });
+    const refused = await t.call('a-member', 'DELETE', `/v2/images/${id}`);
+    assert.equal(refused.statusCode, 403);
+    assert.equal(errorCode(refused), 'protected_image');
+    assert.equal((await t.patch('a-member', id, [{ op: 'replace', path: '/protected', value: false }])).statusCode, 200);
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}`)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}`)).statusCode, 404);
+  });
+
+  it('lets readers read but not delete', async () => {
+    const id = await t.create('a-member');
+    const res = await t.call('a-reader', 'DELETE', `/v2/images/${id}`);
+    assert.equal(res.statusCode, 403);
+    assert.equal(errorCode(res), 'policy_denied');
+  });
+});
+
+describe('PATCH /v2/images/{id}', () => {
+  let t: TestApp;
+  let id: string;
+  before(async () => { t = await testApp(); id = await t.create('a-member', { name: 'p', os_distro: 'debian' }); });
+  after(async () => { await t.close(); });
+
+  it('adds, replaces and removes base fields, extra properties and tags', async () => {
+    const res = await t.patch('a-member', id, [
+      { op: 'replace', path: '/name', value: 'renamed' },
+      { op: 'add', path: '/os_version', value: '12' },
+      { op: 'replace', path: '/os_distro', value: 'ubuntu' },
+      { op: 'replace', path: '/tags', value: ['x', 'y'] },
+      { op: 'add', path: '/min_ram', value: 1024 },
+      { op: 'add', path: '/a~1b', value: 'slash' },
+    ]);
+    assert.equal(res.statusCode, 200, res.body);
+    const body = res.json();
+    assert.deepEqual([body.name, body.os_version, body.os_distro, body.min_ram, body['a/b']], ['renamed', '12', 'ubuntu', 1024, 'slash']);
+    assert.deepEqual(body.tags, ['x', 'y']);
+    const removed = (await t.patch('a-member', id, [{ op: 'remove', path: '/os_version' }])).json();
+    assert.equal(removed.os_version, undefined);
+  });
+
+  it('emits image.updated naming what changed', async () => {
+    await t.patch('a-member', id, [{ op: 'replace', path: '/name', value: 'evented' }]);
+    await t.d.relay.drain();
+    const updated = t.d.published.filter((e) => e.image_id === id && e.type === 'image.updated');
+    assert.ok(updated.some((e) => (e.data as { changes: string[] }).changes.includes('name')));
+  });
+
+  it('answers as Glance: 403 read-only/reserved/base removal, 409 missing property, 400 malformed, 415 media type', async () => {
+    const cases: [unknown, number, string][] = [
+      [[{ op: 'replace', path: '/status', value: 'active' }], 403, 'read_only_property'],
+      [[{ op: 'add', path: '/os_glance_x', value: '1' }], 403, 'reserved_property'],
+      [[{ op: 'replace', path: '/checksum', value: 'x' }], 403, 'read_only_property'],
+      [[{ op: 'remove', path: '/name' }], 403, 'base_property_not_removable'],
+      [[{ op: 'replace', path: '/nope', value: 'x' }], 409, 'property_missing'],
+      [[{ op: 'remove', path: '/nope' }], 409, 'property_missing'],
+      [[{ op: 'move', from: '/a', path: '/b' }], 400, 'invalid_patch'],
+      [[{ op: 'replace', path: '/tags/0', value: 'x' }], 400, 'invalid_patch'],
+      [[{ op: 'replace', path: 'name', value: 'x' }], 400, 'invalid_patch'],
+      [[{ op: 'replace', path: '/name' }], 400, 'invalid_patch'],
+      [{ op: 'replace' }, 400, 'invalid_patch'],
+      [[{ op: 'replace', path: '/min_disk', value: 'big' }], 400, 'invalid_value'],
+      [[{ op: 'replace', path: '/visibility', value: 'world' }], 400, 'invalid_value'],
+      [[{ op: 'add', path: '/prop', value: 7 }], 400, 'invalid_value'],
+      [[{ op: 'replace', path: '/owner', value: 'B' }], 403, 'policy_denied'],
+      [[{ op: 'replace', path: '/visibility', value: 'public' }], 403, 'policy_denied'],
+    ];
+    for (const [ops, status, code] of cases) {
+      const res = await t.patch('a-member', id, ops);
+      assert.equal(res.statusCode, status, `${JSON.stringify(ops)}: ${res.body}`);
+      assert.equal(errorCode(res), code, JSON.stringify(ops));
+    }
+    const json = await t.call('a-member', 'PATCH', `/v2/images/${id}`, [{ op: 'replace', path: '/name', value: 'x' }]);
+    assert.equal(json.statusCode, 415);
+    assert.equal(errorCode(json), 'patch_media_type');
+    const broken = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '[{"op": ', { 'content-type': PATCH_TYPE });
+    assert.equal(broken.statusCode, 400);
+    const unchanged = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
+    assert.notEqual(unchanged.owner, 'B');
+  });
+
+  it('lets members communitize, only admins publicize, and only admins give an image away', async () => {
+    assert.equal((await t.patch('a-member', id, [{ op: 'replace', path: '/visibility', value: 'community' }])).json().visibility, 'community');
+    assert.equal((await t.patch('admin', id, [{ op: 'replace', path: '/visibility', value: 'public' }])).json().visibility, 'public');
+    assert.equal((await t.patch('admin', id, [{ op: 'replace', path: '/owner', value: 'C' }])).json().owner, 'C');
+  });
+
+  it("refuses other projects (404 when they cannot see it, 403 when they can) and readers (403)", async () => {
+    const priv = await t.create('a-member', { visibility: 'private' });
+    assert.equal((await t.patch('b-member', priv, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, 404);
+    const pub = await t.create('admin', { visibility: 'public' });
+    assert.equal((await t.patch('b-member', pub, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, 403);
+    assert.equal((await t.patch('a-reader', priv, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, 403);
+  });
+
+  it('freezes disk_format and container_format once the image has data', async () => {
+    const img = await t.create('a-member');
+    await t.activate('a-member', img);
+    const res = await t.patch('a-member', img, [{ op: 'replace', path: '/disk_format', value: 'qcow2' }]);
+    assert.equal(res.statusCode, 403, res.body);
+    assert.equal(errorCode(res), 'field_frozen');
+    assert.equal((await t.patch('a-member', img, [{ op: 'replace', path: '/name', value: 'fine' }])).statusCode, 200);
+  });
+
+  it('holds the property quota on PATCH (413)', async () => {
+    const img = await t.create('a-member', {});
+    const ops = Array.from({ length: 129 }, (_, i) => ({ op: 'add', path: `/k${i}`, value: 'v' }));
+    const res = await t.patch('a-member', img, ops);
+    assert.equal(res.statusCode, 413);
+    assert.equal(errorCode(res), 'too_many_properties');
+  });
+});
+
+describe('POST /v2/images/{id}/actions/deactivate and reactivate', () => {
+  let t: TestApp;
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  it('is for admins; a deactivated image downloads for admins only; events are emitted', async () => {
+    const id = await t.create('a-member');
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode, 403); // still queued
+    await t.activate('a-member', id);
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode, 403);
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode, 204);
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}`)).json().status, 'deactivated');
+    const refused = await t.call('a-member', 'GET', `/v2/images/${id}/file`);
+    assert.equal(refused.statusCode, 403);
+    assert.equal(errorCode(refused), 'image_deactivated');
+    assert.equal((await t.call('admin', 'GET', `/v2/images/${id}/file`)).statusCode, 200);
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/actions/reactivate`)).statusCode, 403);
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/reactivate`)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}/file`)).statusCode, 200);
+    await t.d.relay.drain();
+    const types = t.d.published.filter((e) => e.image_id === id).map((e) => e.type);
+    assert.ok(types.includes('image.deactivated') && types.includes('image.reactivated'), types.join());
+    const hidden = await t.create('a-member', { visibility: 'private' });
+    assert.equal((await t.call('b-member', 'POST', `/v2/images/${hidden}/actions/reactivate`)).statusCode, 404);
+  });
+});

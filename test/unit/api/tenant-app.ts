@@ -1,0 +1,94 @@
+/**
+ * The whole API in process for route tests (Fastify inject()): embedded adapters (SQLite in
+ * memory, in-process bus and queue), the real pipeline stages, and callers of several projects
+ * chosen by token, so tests can act as project A or B with any role.
+ */
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../../../api/app.js';
+import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import type { Caller } from '../../../core/caller.js';
+import { Quotas, UNLIMITED } from '../../../core/quota.js';
+import { HashPool } from '../../../ingest/hashing/index.js';
+import { WebDownloads } from '../../../ingest/web-download.js';
+import { parseAllowList } from '../../../infra/egress/address-policy.js';
+import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
+import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js';
+import { MemoryJobQueue } from '../../../infra/embedded/memory-job-queue.js';
+import { STAGES } from '../../../schemas/image.js';
+import { startDispatcher } from '../../../workers/dispatcher.js';
+import { StageRunner } from '../../../workers/stage-runner.js';
+import { pipelineStages } from '../../../workers/stages/index.js';
+import { domain, silent } from '../core/fixtures.js';
+
+/** Token → caller. Projects A and B with each role, a third project C, and an admin. */
+export const CALLERS: Record<string, Caller> = {
+  admin: { project_id: 'admin-project', user_id: 'admin-user', roles: ['admin'] },
+  'a-member': { project_id: 'A', user_id: 'a1', roles: ['member'] },
+  'a-reader': { project_id: 'A', user_id: 'a2', roles: ['reader'] },
+  'b-member': { project_id: 'B', user_id: 'b1', roles: ['member'] },
+  'b-reader': { project_id: 'B', user_id: 'b2', roles: ['reader'] },
+  'c-member': { project_id: 'C', user_id: 'c1', roles: ['member'] },
+};
+export type Token = keyof typeof CALLERS;
+
+export const PATCH_TYPE = 'application/openstack-images-v2.1-json-patch';
+
+export interface TestApp {
+  app: FastifyInstance;
+  d: Awaited<ReturnType<typeof domain>>;
+  call(token: Token, method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse>;
+  /** Creates a raw/bare image as `token` with `body`'s fields and returns its id (throws unless 201). */
+  create(token: Token, body?: Record<string, unknown>): Promise<string>;
+  /** Uploads `bytes` of zeros as a raw image and waits until it is active. */
+  activate(token: Token, id: string, bytes?: number): Promise<void>;
+  patch(token: Token, id: string, ops: unknown): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export async function testApp(): Promise<TestApp> {
+  const d = await domain();
+  const queue = new MemoryJobQueue({ retry: { attempts: 2, backoffMs: 10 }, logger: silent });
+  const runner = new StageRunner(d.manifest, d.blobs, pipelineStages(d.blobs,
+    { maxOutputBytes: 2 ** 30, maxRatio: 200 }, { maxVirtualSize: 2 ** 40, allowEncrypted: false }), { stageDeadlineSeconds: 60 }, silent);
+  for (const stage of STAGES) await queue.process(stage, 1, runner.handle);
+  await startDispatcher(d.bus, d.manifest, queue, silent);
+  const upload = { maxImageSize: 2 ** 30, heartbeatMs: 60_000 };
+  const hashes = HashPool.shared();
+  const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
+  const webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+  const authenticator: Authenticator = {
+    challenge: null,
+    async authenticate(token) {
+      const caller = CALLERS[token];
+      if (!caller) throw tokenInvalid();
+      return caller;
+    },
+    async close() {},
+  };
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: silent, upload, quotas, webDownloads, authenticator });
+  const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
+    method: method as 'GET', url,
+    headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
+    ...(body !== undefined ? { payload: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
+  });
+  return {
+    app, d, call,
+    async create(token, body = {}) {
+      const res = await call(token, 'POST', '/v2/images', { name: 'img', disk_format: 'raw', container_format: 'bare', ...body });
+      if (res.statusCode !== 201) throw new Error(`create answered ${res.statusCode}: ${res.body}`);
+      return res.json().id as string;
+    },
+    async activate(token, id, bytes = 64 * 1024) {
+      const res = await call(token, 'PUT', `/v2/images/${id}/file`, Buffer.alloc(bytes), { 'content-type': 'application/octet-stream' });
+      if (res.statusCode !== 204) throw new Error(`upload answered ${res.statusCode}: ${res.body}`);
+    },
+    patch: (token, id, ops) => call(token, 'PATCH', `/v2/images/${id}`, ops, { 'content-type': PATCH_TYPE }),
+    async close() {
+      await app.close();
+      await webDownloads.close();
+      await queue.close(1000);
+      await d.relay.drain();
+      await d.close();
+    },
+  };
+}

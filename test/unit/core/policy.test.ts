@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Caller } from '../../../core/caller.js';
+import { allowed, canSee, hasRole, listedByDefault, RULES } from '../../../core/policy.js';
+import type { ImageDoc, ImageMember } from '../../../schemas/image.js';
+
+const caller = (project: string, ...roles: string[]): Caller => ({ project_id: project, user_id: 'u', roles });
+const member = (id: string, status: ImageMember['status']): ImageMember => ({ member_id: id, status, created_at: '', updated_at: '' });
+const image = (owner: string | null, visibility: ImageDoc['visibility'], members: ImageMember[] = []) => ({ owner, visibility, members, status: 'active' }) as unknown as ImageDoc;
+
+describe('policy', () => {
+  it('implies roles as Keystone does: admin ⊃ member ⊃ reader, whatever the case', () => {
+    assert.ok(hasRole(caller('p', 'admin'), 'reader'));
+    assert.ok(hasRole(caller('p', 'Member'), 'reader'));
+    assert.ok(!hasRole(caller('p', 'reader'), 'member'));
+    assert.ok(!hasRole(caller('p', 'observer'), 'reader'));
+    assert.ok(!hasRole(caller('p'), 'reader'));
+  });
+
+  it("sees as Glance's is_image_visible, lists as Glance's default list", () => {
+    const b = caller('B', 'member');
+    const cases: [ImageDoc, boolean, boolean][] = [
+      [image('A', 'private'), false, false],
+      [image('A', 'shared'), false, false],
+      [image('A', 'shared', [member('B', 'pending')]), true, false],
+      [image('A', 'shared', [member('B', 'rejected')]), true, false],
+      [image('A', 'shared', [member('B', 'accepted')]), true, true],
+      [image('A', 'private', [member('B', 'accepted')]), false, false], // members count only while shared
+      [image('A', 'community'), true, false],
+      [image('A', 'public'), true, true],
+      [image(null, 'private'), true, true],
+      [image('B', 'private'), true, true],
+    ];
+    for (const [doc, sees, lists] of cases) {
+      assert.equal(canSee(b, doc), sees, JSON.stringify(doc));
+      assert.equal(listedByDefault(b, doc), lists, JSON.stringify(doc));
+    }
+    assert.ok(canSee(caller('X', 'admin'), image('A', 'private')));
+  });
+
+  it('keeps writes to the owner project, publicize and deactivate to admins', () => {
+    const target = { owner: 'A' };
+    for (const action of ['modify_image', 'delete_image', 'upload_image', 'add_member', 'delete_member', 'communitize_image'] as const) {
+      assert.ok(allowed(caller('A', 'member'), action, target), action);
+      assert.ok(!allowed(caller('A', 'reader'), action, target), action);
+      assert.ok(!allowed(caller('B', 'member'), action, target), action);
+      assert.ok(allowed(caller('B', 'admin'), action, target), action);
+    }
+    for (const action of ['publicize_image', 'deactivate', 'reactivate', 'tasks_api_access'] as const) {
+      assert.ok(!allowed(caller('A', 'member'), action, target), action);
+      assert.ok(allowed(caller('Z', 'admin'), action, target), action);
+    }
+    assert.ok(allowed(caller('B', 'member'), 'modify_member', { owner: 'A', member_id: 'B' }));
+    assert.ok(!allowed(caller('A', 'member'), 'modify_member', { owner: 'A', member_id: 'B' }));
+    assert.ok(!allowed(caller('B', 'reader'), 'modify_member', { owner: 'A', member_id: 'B' }));
+    assert.ok(!allowed(caller('B', 'reader'), 'download_image', target));
+    assert.ok(allowed(caller('B', 'member'), 'download_image', target));
+    assert.equal(Object.keys(RULES).length, 17);
+  });
+});
