@@ -93,6 +93,14 @@ export const API_ERRORS = {
   bad_sort_key: refusal(400, 'The sort key is not one PIR sorts by.'),
   bad_sort_dir: refusal(400, 'sort_dir is not asc or desc.'),
   bad_marker: refusal(400, 'marker is not an image the caller can list.'),
+  // webhooks
+  webhook_invalid: refusal(400, "A webhook needs a url and at least one event type (image.active, image.*, …)."),
+  webhook_url_refused: refusal(400, "The webhook URL is not https (and not allow-listed), or the egress checks refuse its host, port or address."),
+  webhook_all_projects_admin_only: refusal(403, "Only an administrator may subscribe to every project's images (all_projects)."),
+  webhook_not_found: refusal(404, "No such webhook in the caller's project."),
+  delivery_not_found: refusal(404, "No such delivery of this webhook."),
+  webhook_disabled: refusal(409, "The webhook is disabled (see disabled_reason); enable it with PATCH enabled: true first."),
+  delivery_pending: refusal(409, "The delivery is still being attempted; redeliver it once it has failed or succeeded."),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { badRequest } from '../core/errors.js';
+import { fail } from '../core/error-catalog.js';
 import type { JobKind } from '../core/jobs.js';
 import type { Manifest } from '../core/manifest.js';
 import type { EventBus, JobQueue } from '../core/ports.js';
@@ -57,7 +57,7 @@ export function webhookUrlCheck(egress: EgressClient): UrlCheck {
       const exempt = checked.allowedByName || (checked.literal && allowedByAddress(egress.settings.allowList, checked.host));
       if (checked.url.protocol !== 'https:' && !exempt) throw new EgressError('uri_refused', 'Webhook URLs must be https (an operator can allow an http destination with PIR_EGRESS_ALLOWLIST).');
     } catch (error) {
-      if (error instanceof EgressError) throw badRequest('webhook_url_refused', error.message.replace('PIR does not download from it', 'PIR does not deliver to it'));
+      if (error instanceof EgressError) throw fail('webhook_url_refused', error.message.replace('PIR does not download from it', 'PIR does not deliver to it'));
       throw error;
     }
   };

@@ -1,6 +1,6 @@
 /** The webhooks extension: /v2/webhooks (see README, Webhooks). Every decision is in WebhookService. */
 import type { FastifyInstance } from 'fastify';
-import { badRequest } from '../../core/errors.js';
+import { fail } from '../../core/error-catalog.js';
 import type { Delivery, Subscription } from '../../core/webhooks/model.js';
 import type { WebhookInput, WebhookService } from '../../core/webhooks/service.js';
 import { createWebhookBody, updateWebhookBody, webhookSchema, webhooksSchema } from '../webhook-schema.js';
@@ -45,10 +45,10 @@ function paging(query: unknown): { limit: number; marker?: string } {
   const q = (query ?? {}) as Record<string, unknown>;
   let limit = DEFAULT_LIMIT;
   if (q.limit !== undefined) {
-    if (typeof q.limit !== 'string' || !/^\d{1,6}$/.test(q.limit) || Number(q.limit) < 1) throw badRequest('invalid_limit', 'limit must be a positive integer.');
+    if (typeof q.limit !== 'string' || !/^\d{1,6}$/.test(q.limit) || Number(q.limit) < 1) throw fail('bad_limit', 'limit must be a positive whole number.');
     limit = Math.min(MAX_LIMIT, Number(q.limit));
   }
-  if (q.marker !== undefined && (typeof q.marker !== 'string' || q.marker.length > 128)) throw badRequest('invalid_marker', 'marker must be one id from the previous page.');
+  if (q.marker !== undefined && (typeof q.marker !== 'string' || q.marker.length > 128)) throw fail('bad_marker', 'marker must be one id from the previous page.');
   return { limit, ...(q.marker ? { marker: q.marker as string } : {}) };
 }
 

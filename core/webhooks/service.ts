@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isAdmin, type Caller } from '../caller.js';
-import { PirError, badRequest, forbidden } from '../errors.js';
+import { fail } from '../error-catalog.js';
 import type { JobKind } from '../jobs.js';
 import type { JobQueue } from '../ports.js';
 import type { DeliveryJob } from './jobs.js';
@@ -26,7 +26,7 @@ export interface WebhookInput {
 /** Checks a URL for the webhooks (egress rules, https unless allow-listed); throws a PirError. */
 export type UrlCheck = (url: string) => void;
 
-export const webhookNotFound = (id: string) => new PirError('not_found', 'webhook_not_found', `Webhook ${id} was not found. List your project's webhooks with GET /v2/webhooks.`);
+export const webhookNotFound = (id: string) => fail('webhook_not_found', `Webhook ${id} was not found. List your project's webhooks with GET /v2/webhooks.`);
 
 export class WebhookService {
   constructor(
@@ -39,11 +39,11 @@ export class WebhookService {
   ) {}
 
   async create(caller: Caller, input: WebhookInput): Promise<{ sub: Subscription; secret: string }> {
-    if (!input.url) throw badRequest('webhook_invalid', 'A webhook needs a url.');
-    if (!input.events?.length) throw badRequest('webhook_invalid', 'A webhook needs events, e.g. ["image.active"] or ["image.*"].');
+    if (!input.url) throw fail('webhook_invalid', 'A webhook needs a url.');
+    if (!input.events?.length) throw fail('webhook_invalid', 'A webhook needs events, e.g. ["image.active"] or ["image.*"].');
     this.checkUrl(input.url);
     checkEvents(input.events);
-    if (input.all_projects && !isAdmin(caller)) throw forbidden('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
+    if (input.all_projects && !isAdmin(caller)) throw fail('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
     const now = new Date().toISOString();
     const id = randomUUID();
     const { secret, stored } = sealNewSecret(this.box, id, now);
@@ -71,10 +71,10 @@ export class WebhookService {
     const sub = await this.get(caller, id);
     if (input.url !== undefined) this.checkUrl(input.url);
     if (input.events !== undefined) {
-      if (!input.events.length) throw badRequest('webhook_invalid', 'events may not be empty; delete the webhook or disable it instead.');
+      if (!input.events.length) throw fail('webhook_invalid', 'events may not be empty; delete the webhook or disable it instead.');
       checkEvents(input.events);
     }
-    if (input.all_projects && !isAdmin(caller)) throw forbidden('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
+    if (input.all_projects && !isAdmin(caller)) throw fail('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
     const next: Subscription = {
       ...sub,
       ...(input.url !== undefined ? { url: input.url } : {}),
@@ -107,7 +107,7 @@ export class WebhookService {
   /** Sends a `webhook.ping` event to the endpoint (even when disabled it is refused: enable first). */
   async ping(caller: Caller, id: string): Promise<Delivery> {
     const sub = await this.get(caller, id);
-    if (!sub.enabled) throw new PirError('conflict', 'webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
+    if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
     const now = new Date().toISOString();
     const eventId = randomUUID();
     const delivery: Delivery = {
@@ -129,9 +129,9 @@ export class WebhookService {
   async redeliver(caller: Caller, id: string, deliveryId: string): Promise<Delivery> {
     const sub = await this.get(caller, id);
     const delivery = await this.store.getDelivery(deliveryId);
-    if (!delivery || delivery.subscription_id !== id) throw new PirError('not_found', 'delivery_not_found', `Delivery ${deliveryId} of webhook ${id} was not found; list them with GET /v2/webhooks/${id}/deliveries.`);
-    if (!sub.enabled) throw new PirError('conflict', 'webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
-    if (delivery.status === 'pending') throw new PirError('conflict', 'delivery_pending', `Delivery ${deliveryId} is still being attempted; see its next_attempt_at.`);
+    if (!delivery || delivery.subscription_id !== id) throw fail('delivery_not_found', `Delivery ${deliveryId} of webhook ${id} was not found; list them with GET /v2/webhooks/${id}/deliveries.`);
+    if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
+    if (delivery.status === 'pending') throw fail('delivery_pending', `Delivery ${deliveryId} is still being attempted; see its next_attempt_at.`);
     const n = await this.store.restartDelivery(deliveryId);
     await this.queue.enqueue(this.kind, `${deliveryId}.r${n}`, { delivery_id: deliveryId });
     return (await this.store.getDelivery(deliveryId))!;
@@ -140,7 +140,7 @@ export class WebhookService {
 
 function checkEvents(events: string[]): void {
   for (const e of events) {
-    if (!EVENT_PATTERN.test(e)) throw badRequest('webhook_invalid', `'${e}' is not an event type; use e.g. image.active, image.killed, image.member.* or image.*.`);
+    if (!EVENT_PATTERN.test(e)) throw fail('webhook_invalid', `'${e}' is not an event type; use e.g. image.active, image.killed, image.member.* or image.*.`);
   }
 }
 
