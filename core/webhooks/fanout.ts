@@ -50,6 +50,9 @@ export class WebhookFanout {
     const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
     const body = eventBody(event, doc);
     for (const sub of subs) {
+      // A new consumer group reads the log from its beginning: a subscription gets only events
+      // that happened after it was created.
+      if (event.occurred_at < sub.created_at) continue;
       if (!subscriptionWants(sub, event.type, doc, event.image_id, owner)) continue;
       const delivery: Delivery = {
         id: deliveryId(sub.id, event.id), subscription_id: sub.id, event_id: event.id, event_type: event.type,

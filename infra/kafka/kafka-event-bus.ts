@@ -26,6 +26,18 @@ import { isPirEvent } from '../../schemas/events.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { EventBus, EventHandler } from '../../core/ports.js';
 
+const DEFAULT_TOPIC = 'pir.image-events';
+
+/**
+ * Kafka consumer groups are cluster-wide, not per topic: two PIRs (or test runs) on one cluster
+ * with different topics but the same group name would be handed each other's partitions, and
+ * neither would read its own. So a group is qualified by its topic, except on the default topic,
+ * where the bare name is kept so existing deployments keep their committed offsets.
+ */
+export function groupIdFor(group: string, topic: string): string {
+  return topic === DEFAULT_TOPIC ? group : `${group}.${topic}`;
+}
+
 export interface KafkaEventBusOptions {
   brokers: string[];
   /** Default 'pir.image-events'. */
@@ -207,7 +219,7 @@ export class KafkaEventBus implements EventBus {
   private async consume(group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<Consumer> {
     await this.start();
     const consumer = this.kafka.consumer({
-      groupId: group,
+      groupId: groupIdFor(group, this.topic),
       sessionTimeout: this.o.sessionTimeoutMs,
       heartbeatInterval: this.o.heartbeatIntervalMs,
       rebalanceTimeout: this.o.rebalanceTimeoutMs,
