@@ -82,7 +82,7 @@ export class WebhookDeliverer {
     const fields = { webhook: sub.id, delivery_id: delivery.id, event: delivery.event_type, attempt: ctx.attempt, status: outcome.status, error: outcome.error, latency_ms: outcome.latencyMs };
     if (outcome.status !== null && outcome.status >= 200 && outcome.status <= 299) {
       await this.store.recordAttempt(delivery.id, attemptRecord(ctx.attempt, outcome.status, null, outcome.latencyMs, null), 'delivered');
-      await this.store.recordSuccess(sub.id);
+      if (sub.consecutive_failures > 0) await this.store.recordSuccess(sub.id);
       this.log.debug(fields, 'webhook delivered');
       return;
     }

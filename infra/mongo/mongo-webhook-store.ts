@@ -99,9 +99,8 @@ export class MongoWebhookStore implements WebhookStore {
   }
 
   async recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void> {
-    const d = await this.deliveries.findOne({ _id: id });
-    if (!d) return;
-    await this.deliveries.replaceOne({ _id: id }, { ...d, attempts: [...d.attempts, attempt], status });
+    // One update ($push and $set on one document: FerretDB v1 has both).
+    await this.deliveries.updateOne({ _id: id }, { $push: { attempts: attempt }, $set: { status } });
   }
 
   async restartDelivery(id: string): Promise<number> {
