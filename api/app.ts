@@ -10,7 +10,8 @@ import type { HashPool } from '../ingest/hashing/index.js';
 import type { UploadSettings } from '../ingest/receive-upload.js';
 import type { WebDownloads } from '../ingest/web-download.js';
 import { authHook } from './auth.js';
-import { handleError, sendError } from './error-handler.js';
+import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
+import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageImportRoutes } from './routes/image-import.js';
@@ -34,31 +35,69 @@ export interface AppDeps {
   webDownloads: WebDownloads;
   authenticator: Authenticator;
   log: Logger;
+  /** PIR_PUBLIC_URL; when unset, links are built from the address the server listens on. */
+  publicUrl?: string | null;
+  /** Tests shorten the HTTP timeouts. */
+  httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
 }
 
+/**
+ * Server timeouts. No limit on a whole request (a multi-hour upload that keeps moving is fine):
+ * a silent upload body is caught by PIR_UPLOAD_IDLE_SECONDS, a silent connection by the idle
+ * socket timeout, slow headers by the headers timeout.
+ */
+export const HTTP_TIMEOUTS = {
+  headersMs: 30_000,
+  /** Longer than the usual 60 s of load balancers in front, so PIR is not the one closing first. */
+  keepAliveMs: 65_000,
+  /** No byte either way on a connection for this long: it is closed. */
+  socketIdleMs: 300_000,
+};
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const timeouts = { ...HTTP_TIMEOUTS, ...deps.httpTimeouts };
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: LIMITS.jsonBodyBytes, // JSON bodies only; image data is streamed past the body parser
-    requestIdHeader: 'x-openstack-request-id',
+    genReqId: requestIdOf,
+    childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestLogView } }),
     // A path segment (tag, member id) longer than this answers 414; shorter ones reach the domain's own limits.
     routerOptions: { maxParamLength: 1024 },
-    // Errors the router raises before any route (a bad URL, an over-long segment), in PIR's shape.
-    frameworkErrors: (error, request, reply) => {
-      if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') return sendError(reply, 414, 'uri_too_long', 'A path segment is longer than 1024 characters; tags and names are at most 255.');
-      return sendError(reply, 400, 'bad_url', `The URL could not be read (${error.message}); percent-encode it properly.`);
-    },
-    genReqId: () => `req-${crypto.randomUUID()}`,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    requestTimeout: 0,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    connectionTimeout: timeouts.socketIdleMs,
+    frameworkErrors: handleFrameworkError,
+    // Requests arriving while PIR shuts down get the 503 below, in PIR's error shape.
+    return503OnClosing: false,
+    clientErrorHandler(error, socket) {
+      const answered = writeClientError(socket, error as NodeJS.ErrnoException);
+      if (answered) deps.log.info({ status: answered.status, error_code: answered.code, reason: (error as NodeJS.ErrnoException).code }, 'refused a request the HTTP parser could not read');
+    },
   });
+  app.server.headersTimeout = timeouts.headersMs;
+  deferContinue(app.server);
   app.setErrorHandler(handleError);
+  let closing = false;
+  app.addHook('preClose', async () => { closing = true; });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!closing) return;
+    reply.header('Connection', 'close');
+    return sendError(reply, 503, 'shutting_down', 'PIR is shutting down; retry in a moment (or on another PIR).');
+  });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
+  // A body nobody wants (image data) is said "continue" to by its route, once it will read it.
+  app.addHook('preParsing', async (request, reply) => {
+    if (!(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/octet-stream')) sendContinue(request.raw, reply.raw);
+  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-openstack-request-id', request.id);
+    // A body left unread (a refusal before the data was wanted) is not drained: the connection closes.
+    if (!bodyConsumed(request.raw)) reply.header('Connection', 'close');
   });
-  await app.register(versionRoutes);
+  await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
   const checkToken = authHook(deps.authenticator);
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);

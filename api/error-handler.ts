@@ -2,20 +2,24 @@
  * The one place that maps errors to HTTP responses, through the error catalog
  * (core/error-catalog.ts). Every body says what was wrong and what to do.
  */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../core/error-catalog.js';
-import { PirError, type ErrorKind } from '../core/errors.js';
+import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
 
 /** For a code nobody declared (the catalog test fails on those): the status its kind implies. */
 const STATUS_OF_KIND: Record<ErrorKind, number> = {
   bad_request: 400, unauthorized: 401, forbidden: 403, not_found: 404, conflict: 409, gone: 410,
   too_large: 413, unsupported_media_type: 415, unavailable: 503, internal: 500,
+  timeout: 408, insufficient_storage: 507,
 };
 
 const TITLES: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-  410: 'Gone', 413: 'Request Entity Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Requested Range Not Satisfiable',
-  500: 'Internal Server Error', 503: 'Service Unavailable',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
+  409: 'Conflict', 410: 'Gone', 413: 'Request Entity Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type',
+  416: 'Requested Range Not Satisfiable', 417: 'Expectation Failed', 431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error', 503: 'Service Unavailable', 507: 'Insufficient Storage',
 };
 
 /** Fastify's own request errors, as catalog codes with a message that says what to do. */
@@ -27,16 +31,26 @@ const FASTIFY_CODES: Record<string, { code: string; message: (e: FastifyError) =
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'bad_header', message: () => 'Content-Length does not match the body sent.' },
 };
 
+/** The client went away mid-request: nothing to answer, nothing PIR did wrong. */
+const CLIENT_GONE = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'FST_ERR_REQ_ABORTED']);
+
 export function errorBody(status: number, code: string, message: string) {
   // OpenStack's shape: one object whose value holds the message (glanceclient reads each value's
   // "message"), with a stable machine-readable error code beside it.
-  return { error: { code: status, title: TITLES[status] ?? 'Error', message, error_code: code } };
+  return { error: { code: status, title: TITLES[status] ?? STATUS_CODES[status] ?? 'Error', message, error_code: code } };
 }
 
 export function sendError(reply: FastifyReply, status: number, code: string, message: string) {
-  // A refused upload body is not read to its end: close the connection instead of draining it.
-  if (status === 413) reply.header('Connection', 'close');
   return reply.code(status).type('application/json').send(errorBody(status, code, message));
+}
+
+/** True when the error only means that the client disconnected before PIR answered. */
+export function isClientAbort(error: unknown, request: FastifyRequest): boolean {
+  if (error instanceof PirError) return false;
+  const code = (error as NodeJS.ErrnoException)?.code ?? '';
+  if (CLIENT_GONE.has(code)) return true;
+  // Node names an upload that broke off "aborted" (the request stream, not a syscall, failed).
+  return (error as Error)?.message === 'aborted' || (request.raw.destroyed && request.raw.socket?.destroyed === true);
 }
 
 export function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
@@ -44,6 +58,14 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
     const status = errorSpec(error.code)?.status ?? STATUS_OF_KIND[error.kind];
     if (status >= 500) request.log.error({ err: error }, 'request failed');
     return sendError(reply, status, error.code, error.message);
+  }
+  if (isClientAbort(error, request)) {
+    request.log.info({ reason: (error as NodeJS.ErrnoException).code ?? error.message }, 'client aborted the request');
+    return sendError(reply, 400, 'client_aborted', 'The client closed the connection before the request was complete.');
+  }
+  if (isStorageFull(error)) {
+    request.log.error({ err: error }, 'disk full');
+    return sendError(reply, 507, 'insufficient_storage', 'PIR ran out of disk space (ENOSPC); the operator must free space in PIR_DATA_DIR (or raise its quota). Try again later.');
   }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
@@ -59,4 +81,45 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
   }
   request.log.error({ err: error }, 'unexpected error');
   return sendError(reply, 500, 'internal_error', 'PIR failed to handle this request; the operator can find the reason in the logs under this request id: ' + request.id);
+}
+
+/** Errors Fastify's router raises before any route runs (a bad %-escape, a too-long path segment). */
+export function handleFrameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return sendError(reply, 414, 'uri_too_long', 'A path segment is longer than 1024 characters; ids are 36, tags and names at most 255.');
+  }
+  if (error.code === 'FST_ERR_BAD_URL') {
+    return sendError(reply, 400, 'bad_url', 'The URL holds a malformed %-escape.');
+  }
+  return sendError(reply, 400, 'bad_request', `The request could not be routed (${error.code}).`);
+}
+
+/**
+ * Errors of the HTTP parser itself (Node's 'clientError': huge headers, a malformed request line,
+ * a headers timeout): no request object exists, so the answer is written to the socket directly,
+ * in the same JSON shape, and the connection is closed.
+ */
+export function clientErrorResponse(error: NodeJS.ErrnoException): { status: number; code: string; message: string } {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, code: 'headers_too_large', message: 'The request line and headers are larger than this PIR accepts (16 KiB in all); send fewer or shorter headers, or a shorter URL.' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_HEADERS_TIMEOUT':
+      return { status: 408, code: 'request_timeout', message: 'The request headers did not all arrive in time.' };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { status: 413, code: 'chunk_extensions_too_large', message: 'The chunk extensions of the body are too large.' };
+    default:
+      return { status: 400, code: 'malformed_request', message: `The request is not valid HTTP/1.1 (${error.code ?? 'parse error'}).` };
+  }
+}
+
+export function writeClientError(socket: Socket, error: NodeJS.ErrnoException): { status: number; code: string } | null {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return null;
+  const { status, code, message } = clientErrorResponse(error);
+  if (socket.writable) {
+    const body = JSON.stringify(errorBody(status, code, message));
+    socket.write(`HTTP/1.1 ${status} ${TITLES[status] ?? STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+  return { status, code };
 }

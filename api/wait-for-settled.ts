@@ -19,9 +19,11 @@ export async function waitForSettled(manifest: Manifest, id: string, signal: Abo
       const doc = await manifest.get(id);
       if (!doc || SETTLED.has(doc.status) || signal.aborted) return doc;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        wake = () => { clearTimeout(timer); resolve(); };
-        signal.addEventListener('abort', wake, { once: true });
+        // One abort listener at a time, removed after each wait: a long wait polls many times.
+        const done = () => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve(); };
+        const timer = setTimeout(done, delay);
+        wake = done;
+        signal.addEventListener('abort', done, { once: true });
       });
       delay = Math.min(delay * 2, MAX_POLL_MS);
     }

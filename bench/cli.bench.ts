@@ -16,7 +16,7 @@ import { GiB, MiB } from './limits.js';
 import { median, type Bench, type Figure } from './report.js';
 
 const run = promisify(execFile);
-const TOKEN = 'bench-cli-token';
+const TOKEN = 'bench-cli-token-0123456789abcdefghij';
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const SIZE = 2 * GiB;
 const RUNS = 3;

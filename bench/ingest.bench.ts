@@ -20,7 +20,7 @@ import { serviceUp, services } from '../test/support/services.js';
 import { GiB, MiB, loopbackHttp, sequentialWriteWithFsync, sha512OneCore } from './limits.js';
 import { median, type Bench, type BenchContext, type Figure } from './report.js';
 
-const TOKEN = 'bench-token';
+const TOKEN = 'bench-token-0123456789abcdefghijklmn';
 const CHUNK = 1 * MiB;
 
 interface Cluster {

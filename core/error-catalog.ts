@@ -41,6 +41,11 @@ export const API_ERRORS = {
   bad_content_md5: refusal(400, 'Content-MD5 is neither base64 (RFC 1864) nor hex of 16 bytes.'),
   no_body: refusal(400, 'The call needs a body and none was sent.'),
   bad_request: refusal(400, 'A malformed request the router refused.'),
+  headers_too_large: refusal(431, 'The request line and headers are larger than 16 KiB.'),
+  malformed_request: refusal(400, 'The request is not valid HTTP/1.1.'),
+  request_timeout: refusal(408, 'The request headers did not all arrive in time.'),
+  chunk_extensions_too_large: refusal(413, 'The chunk extensions of the body are too large.'),
+  client_aborted: refusal(400, 'The client closed the connection before the request was complete (logged; never reaches a client).'),
   // policy and visibility
   not_found: refusal(404, 'No such image (or not visible to the caller: Glance answers 404, never 403, for what you cannot see).'),
   policy_denied: refusal(403, "The caller's roles or project do not allow this action (Glance's default policies)."),
@@ -88,11 +93,20 @@ export const API_ERRORS = {
   image_too_large: refusal(413, 'The upload is larger than PIR_MAX_IMAGE_SIZE.'),
   size_mismatch: refusal(400, 'x-openstack-image-size does not match the bytes sent.'),
   bad_range: refusal(416, 'The Range header does not fit the image.'),
+  upload_idle: refusal(408, 'No image data arrived for PIR_UPLOAD_IDLE_SECONDS; the upload was abandoned and the image is queued again.'),
   // list
   bad_limit: refusal(400, 'limit is not a non-negative whole number.'),
+  bad_sort: refusal(400, 'sort is malformed, or given together with sort_key/sort_dir.'),
   bad_sort_key: refusal(400, 'The sort key is not one PIR sorts by.'),
   bad_sort_dir: refusal(400, 'sort_dir is not asc or desc.'),
   bad_marker: refusal(400, 'marker is not an image the caller can list.'),
+  bad_visibility: refusal(400, 'visibility is not public, private, shared, community or all.'),
+  bad_member_status: refusal(400, 'member_status is not pending, accepted, rejected or all.'),
+  bad_filter: refusal(400, 'A filter value is malformed (a boolean, a number, an ISO 8601 time, in: quoting, a length).'),
+  bad_filter_operator: refusal(400, 'A filter uses an operator it does not take (eq/in for names and ids; gt, gte, eq, neq, lt, lte for times).'),
+  unsupported_filter: refusal(400, 'A list parameter PIR does not filter on (size, min_disk, changes-since …).'),
+  bad_list_parameter: refusal(400, 'A list parameter that takes one value was given more than once.'),
+  bad_property_filter: refusal(400, 'A property filter name is empty or longer than 255 characters, or there are more than 128.'),
   // webhooks
   webhook_invalid: refusal(400, "A webhook needs a url and at least one event type (image.active, image.*, …)."),
   webhook_url_refused: refusal(400, "The webhook URL is not https (and not allow-listed), or the egress checks refuse its host, port or address."),
@@ -104,6 +118,8 @@ export const API_ERRORS = {
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
+  insufficient_storage: fault(507, "PIR's disk is full (ENOSPC); the operator must free space in PIR_DATA_DIR."),
+  shutting_down: fault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),
   internal_error: fault(500, 'An unexpected error; the logs have it under the request id.'),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -3,7 +3,11 @@
  * the stage runner uses `retryable` to choose between a retry and a terminal refusal.
  */
 export type ErrorKind = 'bad_request' | 'unauthorized' | 'forbidden' | 'not_found' | 'conflict'
-  | 'too_large' | 'unsupported_media_type' | 'gone' | 'unavailable' | 'internal';
+  | 'too_large' | 'unsupported_media_type' | 'gone' | 'unavailable' | 'internal'
+  /** The client stopped sending (408). */
+  | 'timeout'
+  /** PIR's disk is full (507): the operator's problem, not the image's. */
+  | 'insufficient_storage';
 
 export class PirError extends Error {
   constructor(
@@ -21,6 +25,8 @@ export const notFound = (what: string) => new PirError('not_found', 'not_found',
 export const badRequest = (code: string, message: string) => new PirError('bad_request', code, message);
 export const conflict = (code: string, message: string) => new PirError('conflict', code, message);
 export const forbidden = (code: string, message: string) => new PirError('forbidden', code, message);
+export const requestTimeout = (code: string, message: string) => new PirError('timeout', code, message);
+export const insufficientStorage = (code: string, message: string) => new PirError('insufficient_storage', code, message);
 
 /** A stage refused the image: the user's input is at fault, so retrying cannot help. */
 export class RefusedError extends PirError {
@@ -36,6 +42,12 @@ export class TransientError extends PirError {
     super('unavailable', code, message, true);
     this.name = 'TransientError';
   }
+}
+
+/** The disk is full or over its quota (ENOSPC, EDQUOT): the operator must act; not the image's fault. */
+export function isStorageFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 export function isRetryable(error: unknown): boolean {

@@ -171,7 +171,8 @@ export const isWritableField = (key: string): key is WritableField => (WRITABLE_
 export function checkSettable(key: string): void {
   // JSON parsers treat this name specially (prototype poisoning): never a property name.
   if (key === '__proto__') throw fail('reserved_property', "Attribute '__proto__' is reserved. Choose another name.");
-  if (key.startsWith('os_glance_')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance_ prefix belongs to Glance itself. Choose another name.`);
+  // Glance reserves the whole os_glance namespace (glance/api/v2/images.py), not only os_glance_*.
+  if (key.startsWith('os_glance')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance prefix belongs to Glance itself. Choose another name.`);
   if (RESERVED_ATTRIBUTES.has(key)) throw fail('reserved_property', `Attribute '${key}' is reserved. Choose another name.`);
   if (READ_ONLY_ATTRIBUTES.has(key) || key.startsWith('pir_')) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
 }

@@ -13,10 +13,11 @@ import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import * as entity from './image-entity.js';
 import { applyPatch, type PatchOp } from './image-patch.js';
+import { sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
-import { canSee, enforce, isAdminCaller, listedByDefault, membershipOf, requireVisible } from './policy.js';
-import { ManifestConflictError, type BlobStore, type ListQuery } from './ports.js';
+import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
+import { ManifestConflictError, type BlobStore, type ListQuery, type ListRequest, type ListScope } from './ports.js';
 
 export interface CreateImageInput {
   id?: string;
@@ -131,31 +132,43 @@ export class ImageService {
    * (deleted images, kept until their last event is relayed, are never shown). The scoping is a
    * filter over the store's pages here; the store will do it in its query.
    */
-  async list(caller: Caller, query: ListQuery): Promise<ImageDoc[]> {
+  /**
+   * Lists the images the caller may see, filtered and sorted as asked, after the marker. Who
+   * sees what (Glance's list rules, core/list-access.ts) is part of the store's query, so a page
+   * costs one indexed query whatever the caller sees. Deleted images (kept until their last
+   * event is relayed) are never shown. A marker that is no image, a deleted one, or one the
+   * caller cannot see (policy canSee: Glance's is_image_visible) is refused alike, so a marker
+   * cannot probe for other projects' images.
+   */
+  async list(caller: Caller, request: ListRequest): Promise<ImageDoc[]> {
     enforce(caller, 'get_images', { owner: caller.project_id });
-    const requested = query.where.status === undefined ? IMAGE_STATUSES : [query.where.status].flat();
-    const statuses = requested.filter((s) => s !== 'deleted');
-    if (statuses.length === 0 || query.limit === 0) return [];
-    const visibilityGiven = query.where.visibility !== undefined;
-    const keep = (doc: ImageDoc) => (visibilityGiven ? canSee(caller, doc) : listedByDefault(caller, doc));
-    const found: ImageDoc[] = [];
-    let after = query.after;
-    for (;;) {
-      const page = await this.manifest.store.list({ ...query, where: { ...query.where, status: statuses }, after, limit: query.limit + LIST_CHUNK });
-      for (const doc of page) {
-        if (keep(doc)) found.push(doc);
-        if (found.length === query.limit) return found;
+    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller) };
+    const requested = request.query.where.status ?? IMAGE_STATUSES;
+    const status = requested.filter((s) => s !== 'deleted');
+    const query: ListQuery = { ...request.query, scope, where: { ...request.query.where, status } };
+    if (request.after) {
+      query.after = request.after;
+    } else if (request.marker !== undefined) {
+      const marker = await this.manifest.store.get(request.marker);
+      if (!marker || marker.status === 'deleted' || !canSee(caller, marker)) {
+        throw fail('bad_marker', `Query parameter 'marker' must be the id of an image you can list (got '${request.marker.slice(0, 64)}'); start again without it.`);
       }
-      if (page.length < query.limit + LIST_CHUNK) return found;
-      const last = page[page.length - 1];
-      after = { value: last[query.sortKey] as string | number | null, id: last.id };
+      query.after = sortValues(marker, query.sort);
     }
+    if (status.length === 0 || query.limit === 0) return [];
+    return this.manifest.store.list(query);
   }
 
-  async remove(caller: Caller, id: string): Promise<void> {
+  /**
+   * Marks the image deleted, then removes its bytes. The manifest write comes first (an image
+   * that still shows must keep its bytes); if the process dies between the two, or a removal
+   * fails, the store janitor (workers/sweepers.ts) removes the bytes of the deleted image later.
+   */
+  async remove(caller: Caller, id: string, onBytesLeft: (error: unknown) => void = () => {}): Promise<void> {
     await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
-    await this.blobs.remove(id);
-    await this.blobs.removeStaging(id);
+    // The image is gone for the client whatever happens next: a failure here is the janitor's job.
+    const results = await Promise.allSettled([this.blobs.remove(id), this.blobs.removeStaging(id)]);
+    for (const r of results) if (r.status === 'rejected') onBytesLeft(r.reason);
   }
 
   /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */
@@ -261,13 +274,15 @@ export class ImageService {
   async imagesWithTasks(caller: Caller): Promise<ImageDoc[]> {
     this.assertTasksAccess(caller);
     const found: ImageDoc[] = [];
+    const sort: ListQuery['sort'] = [{ key: 'created_at', dir: 'asc' }];
     let cursor: ListQuery['after'];
     for (;;) {
-      const docs = await this.manifest.store.list({ where: {}, sortKey: 'created_at', sortDir: 'asc', limit: LIST_CHUNK, after: cursor });
+      const docs = await this.manifest.store.list({
+        scope: { project_id: caller.project_id, admin: true }, visibility: 'all', memberStatus: 'all', where: {}, sort, limit: LIST_CHUNK, ...(cursor ? { after: cursor } : {}),
+      });
       for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure)) found.push(doc);
       if (docs.length < LIST_CHUNK) return found;
-      const last = docs[docs.length - 1];
-      cursor = { value: last.created_at, id: last.id };
+      cursor = sortValues(docs[docs.length - 1]!, sort);
     }
   }
 

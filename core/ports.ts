@@ -4,22 +4,83 @@
  * passes the same contract tests (test/contract/).
  */
 import type { Readable } from 'node:stream';
-import type { ImageDoc, ImageStatus, StageName } from '../schemas/image.js';
+import type { ImageDoc, ImageStatus, MemberStatus, StageName, Visibility } from '../schemas/image.js';
 import type { PirEvent } from '../schemas/events.js';
 import type { EnqueueOptions, JobHandler, JobKind } from './jobs.js';
 
 // ---------------------------------------------------------------- manifest
 
-export type SortKey = 'created_at' | 'updated_at' | 'name' | 'status' | 'size' | 'id' | 'disk_format' | 'container_format';
+export const SORT_KEYS = ['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format'] as const;
+export type SortKey = (typeof SORT_KEYS)[number];
+export type SortDir = 'asc' | 'desc';
+export type SortValue = string | number | null;
+export interface SortSpec {
+  key: SortKey;
+  dir: SortDir;
+}
+
+/** Who lists: Glance's request context as far as listing needs it. */
+export interface ListScope {
+  project_id: string;
+  admin: boolean;
+}
+
+/** A range on an ISO-8601 timestamp column (`gte` inclusive, `lt` exclusive); `negate` selects the complement. */
+export interface TimeRange {
+  field: 'created_at' | 'updated_at';
+  gte?: string;
+  lt?: string;
+  negate?: boolean;
+}
 
 export interface ListQuery {
-  /** Equality filters on top-level fields; an array value means "any of". */
-  where: Partial<Record<'status' | 'name' | 'owner' | 'visibility' | 'disk_format' | 'container_format' | 'id', string | string[]>>;
-  sortKey: SortKey;
-  sortDir: 'asc' | 'desc';
+  /** The caller: which images it may list at all (core/list-access.ts applies Glance's rules). */
+  scope: ListScope;
+  /** Glance's `visibility` filter; undefined means Glance's default view (no community images but one's own). */
+  visibility?: Visibility | 'all';
+  /** Which of the caller's memberships count for shared images (Glance's default: accepted). */
+  memberStatus: MemberStatus | 'all';
+  /** Equality filters on top-level fields; an array value means "any of" (an empty array matches nothing). */
+  where: {
+    id?: string[];
+    name?: string[];
+    status?: string[];
+    disk_format?: string[];
+    container_format?: string[];
+    owner?: string;
+    protected?: boolean;
+    os_hidden?: boolean;
+    checksum?: string;
+    os_hash_value?: string;
+  };
+  sizeMin?: number;
+  sizeMax?: number;
+  times?: TimeRange[];
+  /** Extra properties that must all be present with exactly these values. */
+  properties?: Record<string, string>;
+  /** Tags that must all be present. */
+  tags?: string[];
+  /**
+   * Sort keys in order. Stores apply normalizeSort (core/list-access.ts): repeated keys and keys
+   * after `id` are dropped, and `id` (in the last key's direction) breaks any remaining tie.
+   */
+  sort: SortSpec[];
   limit: number;
-  /** Keyset pagination: return only documents after this (sort value, id) pair. */
-  after?: { value: string | number | null; id: string };
+  /**
+   * Keyset pagination: only documents strictly after the one with these sort values, one per
+   * key of normalizeSort(sort) (the last is the id). Order: NULLs first ascending, last
+   * descending (SQLite's and MongoDB's default).
+   */
+  after?: SortValue[];
+}
+
+/** A list as a caller asks for it (ImageService.list adds the caller's scope and the marker's keyset). */
+export interface ListRequest {
+  query: Omit<ListQuery, 'scope' | 'after'>;
+  /** Id of the last image of the previous page. */
+  marker?: string;
+  /** Instead of a marker: the sort keyset of the last image already listed (continuing a page in batches). */
+  after?: SortValue[];
 }
 
 export interface ManifestStore {
@@ -138,6 +199,13 @@ export interface BlobStore {
   remove(imageId: string): Promise<void>;
   /** Lists image ids that have stored bytes (for audits and tests). */
   listStored(): Promise<string[]>;
+  /**
+   * Files in the store: the image each belongs to, when it was last written or renamed into place
+   * (ms since epoch), and whether it is a copy still being made (not yet the image's bytes).
+   */
+  listStoredFiles(): Promise<{ imageId: string; path: string; modifiedAt: number; partial: boolean }[]>;
+  /** Removes one file listed by listStoredFiles or listStaging. */
+  removeFile(path: string): Promise<void>;
   /** Staging files: which image each belongs to and when it was last written (ms since epoch). */
   listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]>;
 }

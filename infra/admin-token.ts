@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MIN_ADMIN_TOKEN_LENGTH } from './config.js';
 
 export async function resolveAdminToken(configured: string | null, dataDir: string): Promise<{ token: string; generated: boolean; path: string }> {
   const path = join(dataDir, 'admin-token');
@@ -17,7 +18,7 @@ export async function resolveAdminToken(configured: string | null, dataDir: stri
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     const existing = (await readFile(path, 'utf8')).trim();
-    if (!existing) throw new Error(`${path} is empty; delete it to generate a new admin token, or set PIR_ADMIN_TOKEN.`);
+    if (existing.length < MIN_ADMIN_TOKEN_LENGTH) throw new Error(`${path} holds a token shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; delete it to generate a new admin token, or set PIR_ADMIN_TOKEN.`);
     return { token: existing, generated: false, path };
   }
 }

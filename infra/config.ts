@@ -16,8 +16,13 @@ export interface PirConfig {
   host: string;
   port: number;
   dataDir: string;
-  /** Null: generate one at start and keep it in <dataDir>/admin-token. */
+  /** Null: generate one at start and keep it in <dataDir>/admin-token. At least 32 characters. */
   adminToken: string | null;
+  /**
+   * The base URL clients reach PIR at (Glance's public_endpoint), for the links /versions answers;
+   * null: http://<the address PIR listens on>.
+   */
+  publicUrl: string | null;
   /** Identity: Keystone when PIR_KEYSTONE_URL is set, else the tokens file (and the admin token). */
   tokensFile: string | null;
   keystone: KeystoneSettings | null;
@@ -42,6 +47,8 @@ export interface PirConfig {
   stageDeadlineSeconds: number;
   /** An upload whose receiving process stopped heartbeating for this long is abandoned. */
   uploadStallSeconds: number;
+  /** An upload whose body brings no byte for this long is aborted (the client went silent). */
+  uploadIdleSeconds: number;
   logLevel: string;
   /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
   testFaults: string[];
@@ -140,6 +147,30 @@ function brokers(env: Env): string[] | null {
   return list;
 }
 
+/** Shorter tokens can be guessed or brute-forced; the generated one has 32 characters (24 random bytes). */
+export const MIN_ADMIN_TOKEN_LENGTH = 32;
+
+function adminToken(env: Env): string | null {
+  const raw = env.PIR_ADMIN_TOKEN;
+  if (raw === undefined || raw === '') return null;
+  if (raw.length < MIN_ADMIN_TOKEN_LENGTH) {
+    throw new ConfigError('PIR_ADMIN_TOKEN', `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters (it has ${raw.length}); use e.g. \`openssl rand -base64 32\`, or leave it unset to have one generated`);
+  }
+  if (!/^[\x21-\x7e]+$/.test(raw)) throw new ConfigError('PIR_ADMIN_TOKEN', 'may hold only printable ASCII characters without spaces (it is sent as an HTTP header)');
+  return raw;
+}
+
+/** PIR_PUBLIC_URL, without a trailing slash. */
+function publicUrl(env: Env): string | null {
+  const raw = env.PIR_PUBLIC_URL;
+  if (raw === undefined || raw === '') return null;
+  let url: URL;
+  try { url = new URL(raw); } catch { throw new ConfigError('PIR_PUBLIC_URL', `"${raw}" is not a URL`); }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('PIR_PUBLIC_URL', `"${raw}" must start with http:// or https://`);
+  if (url.search || url.hash || url.username || url.password) throw new ConfigError('PIR_PUBLIC_URL', `"${raw}" must be a plain base URL (no query, fragment or credentials)`);
+  return url.href.replace(/\/+$/, '');
+}
+
 function required(env: Env, name: string, why: string): string {
   const raw = env[name];
   if (raw === undefined || raw === '') throw new ConfigError(name, `must be set ${why}`);
@@ -172,7 +203,8 @@ export function loadConfig(env: Env = process.env): PirConfig {
     host,
     port: int(env, 'PIR_PORT', 9292, 0, 65535),
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
-    adminToken: env.PIR_ADMIN_TOKEN || null,
+    adminToken: adminToken(env),
+    publicUrl: publicUrl(env),
     tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,
     keystone: keystone(env),
     maxImageSize: size(env, 'PIR_MAX_IMAGE_SIZE', 2 ** 40),
@@ -196,6 +228,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageBackoffMs: int(env, 'PIR_STAGE_BACKOFF_MS', 500, 1, 3_600_000),
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
+    uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
     logLevel: env.PIR_LOG_LEVEL || 'info',
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),

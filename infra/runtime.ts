@@ -59,6 +59,7 @@ const SETTLING_EVENTS = new Set(['image.active', 'image.killed', 'image.deleted'
 const OUTBOX_SWEEP_MS = 5_000;
 const OUTBOX_GRACE_MS = 5_000;
 const STALE_SWEEP_MS = 10_000;
+const STORE_SWEEP_MS = 5 * 60_000;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
   // Identity first: a bad tokens file stops start-up before anything else is opened.
@@ -101,7 +102,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
   // leftovers; workers (or the single embedded process) also look for stuck images.
-  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null);
+  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? STORE_SWEEP_MS : null);
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
@@ -112,9 +113,9 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     stopWatching = await adapters.bus.watch(async (e) => {
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
     });
-    const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4) };
+    const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, webhooks: webhooks.service });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, webhooks: webhooks.service });
     url = await app.listen({ host: config.host, port: config.port });
   }
   if (token?.generated) {

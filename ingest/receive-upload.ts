@@ -3,12 +3,12 @@
  * staging while hashing it, and hands the result to the image service. A body that breaks off
  * or runs over the size limit leaves no staging file and puts the image back in `queued`.
  */
-import { PirError, badRequest } from '../core/errors.js';
+import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
-import { SizeLimitError, writeHashedFile, type HashPool, type HashedFile } from './hashing/index.js';
+import { SizeLimitError, SourceIdleError, writeHashedFile, type HashPool, type HashedFile } from './hashing/index.js';
 
 export interface UploadRequest {
   body: NodeJS.ReadableStream;
@@ -18,12 +18,18 @@ export interface UploadRequest {
   declaredSize: number | null;
   /** Content-MD5 as hex, already decoded from base64 if needed. */
   contentMd5: string | null;
+  /** Called once the image is claimed, before the body is read (answers Expect: 100-continue). */
+  onClaimed?: () => void;
 }
 
 export interface UploadSettings {
   maxImageSize: number;
   heartbeatMs: number;
+  /** PIR_UPLOAD_IDLE_SECONDS in ms: a body that brings no byte for this long is abandoned. */
+  idleMs: number;
 }
+
+export const STORAGE_FULL_MESSAGE = 'PIR ran out of disk space while writing the image data (ENOSPC); nothing was kept and the image is back in queued. The operator must free space in PIR_DATA_DIR (or raise its quota); then upload again.';
 
 /** What receiving bytes needs besides the image service. */
 export interface IngestDeps {
@@ -56,18 +62,26 @@ export async function receiveUpload(
   let blob;
   try {
     await quotas.reserveFlight(project, imageId, announced ?? 0);
+    request.onClaimed?.();
     blob = await streamToStaging(caller, deps, imageId, project, ticket, request.body, announced ?? 0);
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
   } catch (error) {
+    const storageFull = isStorageFull(error);
     const reason = error instanceof SizeLimitError ? 'over the size limit'
+      : error instanceof SourceIdleError ? `the client sent nothing for ${error.idleMs / 1000} s`
+      : storageFull ? 'the disk is full'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
     await images.abortUpload(caller, imageId, ticket.run, reason);
     // Give the hold back now, not only when the event arrives (which does it again, durably).
     await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
+    if (error instanceof SourceIdleError) {
+      throw requestTimeout('upload_idle', `No image data arrived for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS), so the upload was abandoned and the image is back in queued; upload again.`);
+    }
+    if (storageFull) throw insufficientStorage('insufficient_storage', STORAGE_FULL_MESSAGE);
     throw error;
   }
   return images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob }, request.contentMd5);
@@ -108,7 +122,7 @@ export async function streamToStaging(
         return near;
       }
     }) : body;
-    return await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes });
+    return await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
   } finally {
     clearInterval(heartbeat);
   }

@@ -16,6 +16,10 @@ import type { BlobStore } from '../core/ports.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
 const STAGING_GRACE_MS = 60_000;
+/** Stored bytes written or promoted this recently are never removed, whatever the manifest says. */
+export const STORE_GRACE_MS = 10 * 60_000;
+/** Statuses whose image owns no stored bytes: what the store janitor may reclaim. */
+const BYTES_UNOWNED = new Set(['deleted', 'killed']);
 
 export interface SweeperSettings {
   stageDeadlineSeconds: number;
@@ -38,10 +42,14 @@ export class Sweepers {
     private readonly log: Logger,
   ) {}
 
-  /** Runs the outbox sweeper, and the stale-image sweeper unless `staleEveryMs` is null. */
-  start(outboxEveryMs: number, staleEveryMs: number | null): void {
+  /**
+   * Runs the outbox sweeper, and (unless null) the stale-image sweeper and the store janitor.
+   * The janitor lists the whole store, so it runs seldom.
+   */
+  start(outboxEveryMs: number, staleEveryMs: number | null, storeEveryMs: number | null = null): void {
     this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs));
     if (staleEveryMs !== null) this.every(staleEveryMs, () => this.sweepStale());
+    if (storeEveryMs !== null) this.every(storeEveryMs, () => this.removeOrphanBytes());
   }
 
   async stop(): Promise<void> {
@@ -82,6 +90,33 @@ export class Sweepers {
   }
 
   /**
+   * The store janitor: removes stored bytes that belong to no live image — those of images
+   * deleted (or killed) when the process died before removing them, or whose document is gone —
+   * and copies left half-made by a promotion that died. A file is never touched within
+   * STORE_GRACE_MS of being written or promoted, nor while its image is importing (promotion may
+   * be renaming it into place), nor while its image is in any other status that may own bytes.
+   */
+  async removeOrphanBytes(now = Date.now(), graceMs = STORE_GRACE_MS): Promise<number> {
+    let removed = 0;
+    for (const file of await this.blobs.listStoredFiles()) {
+      if (file.modifiedAt > now - graceMs) continue;
+      if (!(await this.isOrphan(file))) continue;
+      // Read again just before removing: the window for a change in between stays tiny.
+      if (!(await this.isOrphan(file))) continue;
+      await this.blobs.removeFile(file.path);
+      removed += 1;
+      this.log.info({ image_id: file.imageId, path: file.path, partial: file.partial }, 'store janitor removed bytes of no live image');
+    }
+    return removed;
+  }
+
+  private async isOrphan(file: { imageId: string; partial: boolean }): Promise<boolean> {
+    const doc = await this.manifest.get(file.imageId);
+    if (file.partial) return doc === null || doc.status !== 'importing';
+    return doc === null || BYTES_UNOWNED.has(doc.status);
+  }
+
+  /**
    * After a restart of the single embedded process, nothing else can be working on an image:
    * abandoned uploads go back to queued and every import resumes at once.
    */
@@ -94,6 +129,7 @@ export class Sweepers {
       await this.resume(doc, 'PIR restarted during the import', false);
     }
     await this.relay.sweep(0, 100_000);
+    await this.removeOrphanBytes();
   }
 
   /** Starts the run again from its current stage, under a new run number. */

@@ -1,5 +1,5 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
@@ -9,6 +9,7 @@ import type { BlobStore } from '../../core/ports.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { parseContentMd5, receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
 import { sendError } from '../error-handler.js';
+import { sendContinue } from '../http-hygiene.js';
 import { waitForSettled } from '../wait-for-settled.js';
 
 
@@ -27,11 +28,22 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
 
   app.put('/v2/images/:id/file', async (request, reply) => {
     const id = (request.params as { id: string }).id;
-    await receive(request, deps, id, 'upload');
+    await receive(request, reply, deps, id, 'upload');
     if (wantsAsync(request)) return reply.code(202).send();
+    // The body is in; the pipeline may take long with nothing on the wire: no idle cut meanwhile
+    // (Node arms the keep-alive timeout again after the answer).
+    const socket = request.raw.socket;
+    socket.setTimeout?.(0); // (absent on inject()'s simulated socket)
     const abort = new AbortController();
-    request.raw.socket.once('close', () => abort.abort());
-    const settled = await waitForSettled(deps.manifest, id, abort.signal);
+    const onClose = () => abort.abort();
+    // One listener per upload, removed when it is done: a keep-alive connection carries many.
+    socket.once('close', onClose);
+    let settled;
+    try {
+      settled = await waitForSettled(deps.manifest, id, abort.signal);
+    } finally {
+      socket.off('close', onClose);
+    }
     if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
     if (settled.status === 'killed' && settled.failure) {
       const { code, message, stage } = settled.failure;
@@ -42,15 +54,22 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
   });
 
   app.put('/v2/images/:id/stage', async (request, reply) => {
-    await receive(request, deps, (request.params as { id: string }).id, 'stage');
+    await receive(request, reply, deps, (request.params as { id: string }).id, 'stage');
     return reply.code(204).send();
   });
 
-  app.get('/v2/images/:id/file', async (request, reply) => {
+  // HEAD has its own route: Fastify's automatic one would run GET and drain the file.
+  const download = async (request: FastifyRequest, reply: FastifyReply) => {
     const id = (request.params as { id: string }).id;
     const doc = await deps.images.forDownload(request.caller, id);
     // forDownload let through a deactivated image only for an administrator.
     if ((doc.status !== 'active' && doc.status !== 'deactivated') || doc.size === null) return reply.code(204).send();
+    if (request.method === 'HEAD') {
+      // From the image's metadata alone: no file is opened (Fastify would read a stream to its end).
+      reply.header('Accept-Ranges', 'bytes').header('Content-Length', doc.size).type('application/octet-stream');
+      if (doc.checksum) reply.header('Content-MD5', doc.checksum);
+      return reply.code(200).send();
+    }
     const size = (await deps.blobs.storedSize(id)) ?? -1;
     if (size !== doc.size) {
       request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
@@ -70,10 +89,12 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     if (doc.checksum) reply.header('Content-MD5', doc.checksum);
     reply.header('Content-Length', size);
     return reply.send(deps.blobs.openRead(id));
-  });
+  };
+  app.head('/v2/images/:id/file', download);
+  app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
 }
 
-async function receive(request: FastifyRequest, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
+async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
   const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/octet-stream') {
     throw new PirError('unsupported_media_type', 'bad_content_type', `Send image data as Content-Type: application/octet-stream (got '${type || 'none'}').`);
@@ -85,6 +106,7 @@ async function receive(request: FastifyRequest, deps: DataRouteDeps, id: string,
     contentLength: headerInt(request, 'content-length'),
     declaredSize: headerInt(request, 'x-openstack-image-size'),
     contentMd5: parseContentMd5(request.headers['content-md5'] as string | undefined),
+    onClaimed: () => sendContinue(request.raw, reply.raw),
   });
 }
 

@@ -8,14 +8,14 @@ import { badRequest } from '../../core/errors.js';
 import { checkSettable, WRITABLE_FIELDS } from '../../core/image-entity.js';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/image-patch.js';
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
-import type { ListQuery, SortKey } from '../../core/ports.js';
 import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
+import { collectPage } from '../list-page.js';
+import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
+import { sortValues } from '../../core/list-access.js';
 import { IMPORT_METHODS } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 
-const SORT_KEYS = new Set<SortKey>(['created_at', 'updated_at', 'name', 'status', 'size', 'id', 'disk_format', 'container_format']);
-const FILTERS = ['name', 'status', 'visibility', 'disk_format', 'container_format', 'owner', 'id'] as const;
 const CREATE_FIELDS = new Set(['id', 'os_hash_algo', 'os_hash_value', ...WRITABLE_FIELDS]);
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas): Promise<void> {
@@ -51,21 +51,24 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     return reply.code(201).send(imageView(doc));
   });
 
-  app.get('/v2/images', async (request) => {
-    const query = request.query as Record<string, string | string[] | undefined>;
-    const listQuery = await parseListQuery(query, images, request.caller);
-    const docs = await images.list(request.caller, listQuery);
-    const result: Record<string, unknown> = { images: docs.map(imageView), first: '/v2/images', schema: '/v2/schemas/images' };
-    if (docs.length === listQuery.limit) {
-      const params = new URLSearchParams();
-      for (const [key, value] of Object.entries(query)) {
-        if (key === 'marker' || value === undefined) continue;
-        for (const v of Array.isArray(value) ? value : [value]) params.append(key, v);
-      }
-      params.set('marker', docs[docs.length - 1].id);
-      result.next = `/v2/images?${params.toString()}`;
-    }
-    return result;
+  app.get('/v2/images', async (request, reply) => {
+    const raw = request.query as RawQuery;
+    const listRequest = parseListQuery(raw);
+    const { limit, sort } = listRequest.query;
+    // Serialized image by image, so a page never holds more than its byte budget (a full page
+    // of large images is cut short, with a `next` link to the rest). The first batch starts
+    // after the marker; the next ones continue from the keyset of the last image.
+    const page = await collectPage(
+      (batch, after) => images.list(request.caller, after ? { query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
+      limit,
+      (doc) => JSON.stringify(imageView(doc)),
+      (doc) => sortValues(doc, sort),
+    );
+    const query = linkQuery(raw);
+    const first = query ? `/v2/images?${query}` : '/v2/images';
+    // As Glance: a full page has a next link (which may turn out empty).
+    const next = page.lastId !== null && (page.count === limit || page.cut) ? `,"next":${JSON.stringify(`/v2/images?${linkQuery(raw, page.lastId)}`)}` : '';
+    return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":${JSON.stringify(first)},"schema":"/v2/schemas/images"${next}}`);
   });
 
   app.get('/v2/images/:id', async (request) => imageView(await images.get(request.caller, idOf(request.params))));
@@ -82,7 +85,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   app.delete('/v2/images/:id', async (request, reply) => {
     const id = idOf(request.params);
     const { owner } = await images.get(request.caller, id);
-    await images.remove(request.caller, id);
+    await images.remove(request.caller, id, (error) => request.log.warn({ err: error, image_id: id }, 'image deleted but its bytes could not be removed yet; the store janitor will'));
     await quotas.releaseAll(owner, id); // at once; the image.deleted event does it again, durably
     return reply.code(204).send();
   });
@@ -107,45 +110,4 @@ function patchMediaType(header: string | undefined): PatchMediaType {
 
 function idOf(params: unknown): string {
   return (params as { id: string }).id;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[value.length - 1] : value;
-}
-
-async function parseListQuery(query: Record<string, string | string[] | undefined>, images: ImageService, caller: Caller): Promise<ListQuery> {
-  const limitText = single(query.limit);
-  const limit = limitText === undefined ? 25 : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 0) throw badRequest('bad_limit', 'limit must be a non-negative whole number.');
-  let sortKey: SortKey = 'created_at';
-  let sortDir: 'asc' | 'desc' = 'desc';
-  const sort = single(query.sort);
-  if (sort) {
-    const [key, dir] = sort.split(',')[0].split(':');
-    sortKey = key as SortKey;
-    if (dir) sortDir = dir as 'asc' | 'desc';
-  } else {
-    if (single(query.sort_key)) sortKey = single(query.sort_key) as SortKey;
-    if (single(query.sort_dir)) sortDir = single(query.sort_dir) as 'asc' | 'desc';
-  }
-  if (!SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Cannot sort by '${sortKey}'; use one of ${[...SORT_KEYS].join(', ')}.`);
-  if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
-  const where: ListQuery['where'] = {};
-  for (const field of FILTERS) {
-    const value = single(query[field]);
-    if (value === undefined) continue;
-    where[field] = value.startsWith('in:') ? value.slice(3).split(',').map((v) => v.replace(/^"|"$/g, '')) : value;
-  }
-  const listQuery: ListQuery = { where, sortKey, sortDir, limit: Math.min(limit, 1000) };
-  const marker = single(query.marker);
-  if (marker) {
-    const doc = await images.get(caller, marker).catch(() => null);
-    if (!doc) throw badRequest('bad_marker', `marker ${marker} is not an image id that can be listed.`);
-    listQuery.after = { value: sortValue(doc, sortKey), id: doc.id };
-  }
-  return listQuery;
-}
-
-function sortValue(doc: ImageDoc, key: SortKey): string | number | null {
-  return doc[key] as string | number | null;
 }

@@ -2,16 +2,19 @@
  * ManifestStore on SQLite (better-sqlite3): the embedded mode's manifest.
  *
  * One row per image. The JSON document is the truth; the other columns are copies of the
- * fields the store filters and sorts on, rewritten from the document on every write so they
- * never drift. WAL + synchronous=FULL: a write that returned survives a crash or power loss.
+ * fields the store filters and sorts on, and three side tables hold what GET /v2/images filters
+ * on inside the document (image_properties, image_tags, image_members). All of them are
+ * rewritten from the document in the same transaction as every write, so they never drift, and
+ * property, tag and membership filters are index lookups. WAL + synchronous=FULL: a write that returned survives a crash or power loss.
  * better-sqlite3 is synchronous, so each call runs to completion on the event loop; writes
  * that read first (ackEvents) run in an IMMEDIATE transaction so another process sharing the
  * file cannot interleave.
  */
 import Database from 'better-sqlite3';
 import type { ImageDoc, ImageStatus } from '../../schemas/image.js';
+import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
-import type { ListQuery, ManifestStore, SortKey } from '../../core/ports.js';
+import type { ListQuery, ManifestStore, SortKey, SortSpec, SortValue } from '../../core/ports.js';
 
 export interface SqliteManifestStoreOptions {
   /** Database file path, or ':memory:' (tests only: nothing survives the process). */
@@ -20,19 +23,41 @@ export interface SqliteManifestStoreOptions {
   busyTimeoutMs?: number;
 }
 
-/** Columns the store filters or sorts on, besides the document. Keys are ListQuery names. */
-const COLUMNS: Record<SortKey | 'owner' | 'visibility', string> = {
+/** Columns the store sorts on (ListQuery sort keys → column). */
+const SORT_COLUMNS: Record<SortKey, string> = {
   id: 'id',
   status: 'status',
-  owner: 'owner',
   name: 'name',
-  visibility: 'visibility',
   disk_format: 'disk_format',
   container_format: 'container_format',
   size: 'size',
   created_at: 'created_at',
   updated_at: 'updated_at',
 };
+
+/** Equality / any-of filters (ListQuery.where keys) → column. */
+const WHERE_COLUMNS: Record<keyof ListQuery['where'], string> = {
+  id: 'id',
+  name: 'name',
+  status: 'status',
+  disk_format: 'disk_format',
+  container_format: 'container_format',
+  owner: 'owner',
+  protected: 'protected',
+  os_hidden: 'os_hidden',
+  checksum: 'checksum',
+  os_hash_value: 'os_hash_value',
+};
+
+/** A filter matching at most this many rows drives the list query (see listSql). */
+const DRIVE_MAX = 4000;
+
+function marks(values: readonly unknown[]): string {
+  return values.map(() => '?').join(', ');
+}
+
+/** Bumped when the schema gains columns or side tables; opening an older file migrates it. */
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS images (
@@ -48,16 +73,55 @@ CREATE TABLE IF NOT EXISTS images (
   created_at       TEXT    NOT NULL,
   updated_at       TEXT    NOT NULL,
   has_pending      INTEGER NOT NULL DEFAULT 0,
-  doc              TEXT    NOT NULL
+  doc              TEXT    NOT NULL,
+  protected        INTEGER NOT NULL DEFAULT 0,
+  os_hidden        INTEGER NOT NULL DEFAULT 0,
+  checksum         TEXT,
+  os_hash_value    TEXT
 );
 CREATE INDEX IF NOT EXISTS images_status_updated ON images (status, updated_at);
 CREATE INDEX IF NOT EXISTS images_pending_updated ON images (updated_at) WHERE has_pending = 1;
 CREATE INDEX IF NOT EXISTS images_created ON images (created_at, id);
 CREATE INDEX IF NOT EXISTS images_updated ON images (updated_at, id);
-CREATE INDEX IF NOT EXISTS images_owner ON images (owner);
 CREATE INDEX IF NOT EXISTS images_name ON images (name);
 CREATE INDEX IF NOT EXISTS images_visibility ON images (visibility);
 `;
+
+/** Created after the migration has added the columns they name. */
+const LIST_SCHEMA = `
+CREATE INDEX IF NOT EXISTS images_list_created ON images (created_at, id, owner, visibility, status, os_hidden, protected, size, name, updated_at, disk_format, container_format);
+DROP INDEX IF EXISTS images_owner;
+CREATE INDEX IF NOT EXISTS images_owner_visibility ON images (owner, visibility, id);
+CREATE INDEX IF NOT EXISTS images_list_id ON images (id, created_at, owner, visibility, status, os_hidden, protected, size, name, updated_at, disk_format, container_format);
+CREATE TABLE IF NOT EXISTS image_properties (
+  image_id TEXT NOT NULL,
+  key      TEXT NOT NULL,
+  value    TEXT NOT NULL,
+  PRIMARY KEY (image_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_properties_key_value ON image_properties (key, value, image_id);
+CREATE TABLE IF NOT EXISTS image_tags (
+  image_id TEXT NOT NULL,
+  tag      TEXT NOT NULL,
+  PRIMARY KEY (image_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_tags_tag ON image_tags (tag, image_id);
+CREATE TABLE IF NOT EXISTS image_members (
+  image_id  TEXT NOT NULL,
+  member_id TEXT NOT NULL,
+  status    TEXT NOT NULL,
+  PRIMARY KEY (image_id, member_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_members_member ON image_members (member_id, status, image_id);
+`;
+
+/** Columns added by schema version 2 (ALTERed into older files). */
+const V2_COLUMNS: [string, string][] = [
+  ['protected', 'INTEGER NOT NULL DEFAULT 0'],
+  ['os_hidden', 'INTEGER NOT NULL DEFAULT 0'],
+  ['checksum', 'TEXT'],
+  ['os_hash_value', 'TEXT'],
+];
 
 interface Row {
   doc: string;
@@ -77,6 +141,10 @@ type RowParams = {
   updated_at: string;
   has_pending: number;
   doc: string;
+  protected: number;
+  os_hidden: number;
+  checksum: string | null;
+  os_hash_value: string | null;
 };
 
 function toParams(doc: ImageDoc): RowParams {
@@ -94,6 +162,10 @@ function toParams(doc: ImageDoc): RowParams {
     updated_at: doc.updated_at,
     has_pending: doc.outbox.length > 0 ? 1 : 0,
     doc: JSON.stringify(doc),
+    protected: doc.protected ? 1 : 0,
+    os_hidden: doc.os_hidden ? 1 : 0,
+    checksum: doc.checksum ?? null,
+    os_hash_value: doc.os_hash_value ?? null,
   };
 }
 
@@ -111,9 +183,18 @@ export class SqliteManifestStore implements ManifestStore {
     writeOutbox: Database.Statement<{ id: string; doc: string; has_pending: number }>;
     pending: Database.Statement<[string, number], Row>;
     purge: Database.Statement<[string]>;
+    deleteProperties: Database.Statement<[string]>;
+    deleteTags: Database.Statement<[string]>;
+    deleteMembers: Database.Statement<[string]>;
+    insertProperty: Database.Statement<[string, string, string]>;
+    insertTag: Database.Statement<[string, string]>;
+    insertMember: Database.Statement<[string, string, string]>;
   };
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
   private readonly ackTx: (id: string, eventIds: string[]) => void;
+  private readonly createTx: (doc: ImageDoc) => void;
+  private readonly replaceTx: (doc: ImageDoc, expected: number) => boolean;
+  private readonly purgeTx: (id: string) => void;
 
   constructor(opts: SqliteManifestStoreOptions) {
     this.db = new Database(opts.path);
@@ -121,17 +202,26 @@ export class SqliteManifestStore implements ManifestStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
-    const cols = 'id, revision, status, owner, name, visibility, disk_format, container_format, size, created_at, updated_at, has_pending, doc';
+    this.addMissingColumns();
+    this.db.exec(LIST_SCHEMA);
+    const cols = 'id, revision, status, owner, name, visibility, disk_format, container_format, size, created_at, updated_at, has_pending, doc, protected, os_hidden, checksum, os_hash_value';
     this.stmts = {
-      insert: this.db.prepare(`INSERT INTO images (${cols}) VALUES (@id, @revision, @status, @owner, @name, @visibility, @disk_format, @container_format, @size, @created_at, @updated_at, @has_pending, @doc)`),
+      insert: this.db.prepare(`INSERT INTO images (${cols}) VALUES (@id, @revision, @status, @owner, @name, @visibility, @disk_format, @container_format, @size, @created_at, @updated_at, @has_pending, @doc, @protected, @os_hidden, @checksum, @os_hash_value)`),
       get: this.db.prepare('SELECT doc FROM images WHERE id = ?'),
       replace: this.db.prepare(`UPDATE images SET revision = @revision, status = @status, owner = @owner, name = @name,
         visibility = @visibility, disk_format = @disk_format, container_format = @container_format, size = @size,
-        created_at = @created_at, updated_at = @updated_at, has_pending = @has_pending, doc = @doc
+        created_at = @created_at, updated_at = @updated_at, has_pending = @has_pending, doc = @doc,
+        protected = @protected, os_hidden = @os_hidden, checksum = @checksum, os_hash_value = @os_hash_value
         WHERE id = @id AND revision = @expected`),
       writeOutbox: this.db.prepare('UPDATE images SET doc = @doc, has_pending = @has_pending WHERE id = @id'),
       pending: this.db.prepare('SELECT doc FROM images WHERE has_pending = 1 AND updated_at < ? ORDER BY updated_at, id LIMIT ?'),
       purge: this.db.prepare('DELETE FROM images WHERE id = ?'),
+      deleteProperties: this.db.prepare('DELETE FROM image_properties WHERE image_id = ?'),
+      deleteTags: this.db.prepare('DELETE FROM image_tags WHERE image_id = ?'),
+      deleteMembers: this.db.prepare('DELETE FROM image_members WHERE image_id = ?'),
+      insertProperty: this.db.prepare('INSERT OR REPLACE INTO image_properties (image_id, key, value) VALUES (?, ?, ?)'),
+      insertTag: this.db.prepare('INSERT OR IGNORE INTO image_tags (image_id, tag) VALUES (?, ?)'),
+      insertMember: this.db.prepare('INSERT OR REPLACE INTO image_members (image_id, member_id, status) VALUES (?, ?, ?)'),
     };
     const ack = this.db.transaction((id: string, eventIds: string[]) => {
       const row = this.stmts.get.get(id);
@@ -144,13 +234,48 @@ export class SqliteManifestStore implements ManifestStore {
       this.stmts.writeOutbox.run({ id, doc: JSON.stringify(doc), has_pending: outbox.length > 0 ? 1 : 0 });
     });
     this.ackTx = (id, eventIds) => ack.immediate(id, eventIds);
+    const create = this.db.transaction((doc: ImageDoc) => {
+      this.stmts.insert.run(toParams(doc));
+      this.writeSideRows(doc, false);
+    });
+    this.createTx = (doc) => create.immediate(doc);
+    const replace = this.db.transaction((doc: ImageDoc, expected: number) => {
+      if (this.stmts.replace.run({ ...toParams(doc), expected }).changes !== 1) return false;
+      this.writeSideRows(doc, true);
+      return true;
+    });
+    this.replaceTx = (doc, expected) => replace.immediate(doc, expected);
+    const purge = this.db.transaction((id: string) => {
+      this.stmts.purge.run(id);
+      this.deleteSideRows(id);
+    });
+    this.purgeTx = (id) => purge.immediate(id);
+    this.migrate();
   }
 
   async create(doc: ImageDoc): Promise<void> {
     try {
-      this.stmts.insert.run(toParams(doc));
+      this.createTx(doc);
     } catch (err) {
       if (isPrimaryKeyViolation(err)) throw new ManifestConflictError(doc.id);
+      throw err;
+    }
+  }
+
+  /**
+   * Inserts many documents in one transaction (benchmarks and imports: the same rows and side
+   * rows as create(), without a commit per document). Rejects, writing nothing, on a duplicate id.
+   */
+  async createMany(docs: ImageDoc[]): Promise<void> {
+    try {
+      this.db.transaction((all: ImageDoc[]) => {
+        for (const doc of all) {
+          this.stmts.insert.run(toParams(doc));
+          this.writeSideRows(doc, false);
+        }
+      }).immediate(docs);
+    } catch (err) {
+      if (isPrimaryKeyViolation(err)) throw new ManifestConflictError('one of the documents');
       throw err;
     }
   }
@@ -161,53 +286,29 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   async list(query: ListQuery): Promise<ImageDoc[]> {
-    const clauses: string[] = [];
-    const params: unknown[] = [];
-    for (const [field, value] of Object.entries(query.where)) {
-      if (value === undefined) continue;
-      const col = COLUMNS[field as keyof typeof COLUMNS];
-      if (!col) throw new Error(`list: cannot filter on ${field}`);
-      if (Array.isArray(value)) {
-        if (value.length === 0) {
-          clauses.push('0');
-        } else {
-          clauses.push(`${col} IN (${value.map(() => '?').join(', ')})`);
-          params.push(...value);
-        }
-      } else {
-        clauses.push(`${col} = ?`);
-        params.push(value);
-      }
+    const limit = Math.max(0, Math.floor(query.limit));
+    if (limit === 0) return [];
+    const { sql, params } = this.listSql(query);
+    params.push(limit);
+    // The page's ids in order, then each document by primary key: SQLite never sorts documents.
+    const ids = this.prepared(sql).all(...params) as unknown as { id: string }[];
+    const docs: ImageDoc[] = [];
+    for (const { id } of ids) {
+      const row = this.stmts.get.get(id);
+      if (row) docs.push(JSON.parse(row.doc) as ImageDoc);
     }
-    const sortCol = COLUMNS[query.sortKey];
-    if (!sortCol) throw new Error(`list: cannot sort on ${query.sortKey}`);
-    const desc = query.sortDir === 'desc';
-    const dir = desc ? 'DESC' : 'ASC';
-    if (query.after) {
-      // Order: NULLs first ascending, last descending (SQLite's and MongoDB's default), ties by id.
-      const { value, id } = query.after;
-      const idCmp = desc ? '<' : '>';
-      if (sortCol === 'id') {
-        clauses.push(`id ${idCmp} ?`);
-        params.push(id);
-      } else if (value === null) {
-        clauses.push(desc ? `(${sortCol} IS NULL AND id < ?)` : `((${sortCol} IS NULL AND id > ?) OR ${sortCol} IS NOT NULL)`);
-        params.push(id);
-      } else {
-        const cmp = desc ? '<' : '>';
-        clauses.push(`(${sortCol} ${cmp} ? OR (${sortCol} = ? AND id ${idCmp} ?)${desc ? ` OR ${sortCol} IS NULL` : ''})`);
-        params.push(value, value, id);
-      }
-    }
-    const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
-    const order = sortCol === 'id' ? `id ${dir}` : `${sortCol} ${dir}, id ${dir}`;
-    const sql = `SELECT doc FROM images ${where} ORDER BY ${order} LIMIT ?`;
-    params.push(Math.max(0, Math.floor(query.limit)));
-    return this.prepared(sql).all(...params).map((r) => JSON.parse(r.doc) as ImageDoc);
+    return docs;
+  }
+
+  /** The query plan of list(query), for tests and diagnostics (are the indexes used?). */
+  explainList(query: ListQuery): string[] {
+    const { sql, params } = this.listSql(query);
+    const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params, Math.max(1, query.limit)) as { detail: string }[];
+    return rows.map((r) => r.detail);
   }
 
   async replace(doc: ImageDoc, expectedRevision: number): Promise<boolean> {
-    return this.stmts.replace.run({ ...toParams(doc), expected: expectedRevision }).changes === 1;
+    return this.replaceTx(doc, expectedRevision);
   }
 
   async ackEvents(id: string, eventIds: string[]): Promise<void> {
@@ -226,7 +327,7 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   async purge(id: string): Promise<void> {
-    this.stmts.purge.run(id);
+    this.purgeTx(id);
   }
 
   async close(): Promise<void> {
@@ -241,6 +342,164 @@ export class SqliteManifestStore implements ManifestStore {
     };
   }
 
+  private writeSideRows(doc: ImageDoc, replacing: boolean): void {
+    if (replacing) this.deleteSideRows(doc.id);
+    for (const [key, value] of Object.entries(doc.properties)) this.stmts.insertProperty.run(doc.id, key, value);
+    for (const tag of doc.tags) this.stmts.insertTag.run(doc.id, tag);
+    for (const m of doc.members ?? []) this.stmts.insertMember.run(doc.id, m.member_id, m.status);
+  }
+
+  private deleteSideRows(id: string): void {
+    this.stmts.deleteProperties.run(id);
+    this.stmts.deleteTags.run(id);
+    this.stmts.deleteMembers.run(id);
+  }
+
+  /** Files written before schema version 2 lack the list columns. */
+  private addMissingColumns(): void {
+    const have = new Set((this.db.prepare('PRAGMA table_info(images)').all() as { name: string }[]).map((c) => c.name));
+    for (const [name, type] of V2_COLUMNS) {
+      if (!have.has(name)) this.db.exec(`ALTER TABLE images ADD COLUMN ${name} ${type}`);
+    }
+  }
+
+  /** Fills the new columns and side tables of an older file from its documents, once. */
+  private migrate(): void {
+    const version = Number(this.db.pragma('user_version', { simple: true }));
+    if (version >= SCHEMA_VERSION) return;
+    this.db.transaction(() => {
+      const update = this.db.prepare('UPDATE images SET protected = @protected, os_hidden = @os_hidden, checksum = @checksum, os_hash_value = @os_hash_value WHERE id = @id');
+      for (const row of this.db.prepare('SELECT doc FROM images').all() as Row[]) {
+        const doc = JSON.parse(row.doc) as ImageDoc;
+        const p = toParams(doc);
+        update.run({ id: p.id, protected: p.protected, os_hidden: p.os_hidden, checksum: p.checksum, os_hash_value: p.os_hash_value });
+        this.writeSideRows(doc, true);
+      }
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    }).immediate();
+  }
+
+  /**
+   * SQL for list(): the page's ids, shaped so SQLite never sorts whole documents: the ids come
+   * from the covering index images_list_created (newest first by default: a walk down the
+   * index that stops at the limit), and list() then reads only those rows' documents. Filters on the
+   * side tables are index probes per row (EXISTS); when one of them, or the caller's own and
+   * shared images, is a small set, the walk starts from that set instead (CROSS JOIN fixes the
+   * join order), so a rare tag costs its few rows, not a walk through every image. Columns
+   * prefixed with `+` are kept off their single-column indexes on purpose: used to drive, they
+   * would make SQLite sort the whole matching set. LIMIT is the last parameter.
+   */
+  private listSql(query: ListQuery): { sql: string; params: unknown[] } {
+    const access = listAccess(query);
+    let driver: { from: string; params: unknown[]; rows: number } | null = null;
+    const consider = (from: string, params: unknown[]) => {
+      const rows = this.boundedCount(from, params);
+      if (rows <= DRIVE_MAX && (!driver || rows < driver.rows)) driver = { from, params, rows };
+    };
+    for (const tag of query.tags ?? []) consider('SELECT image_id AS did FROM image_tags WHERE tag = ?', [tag]);
+    for (const [key, value] of Object.entries(query.properties ?? {})) consider('SELECT image_id AS did FROM image_properties WHERE key = ? AND value = ?', [key, value]);
+    if (access.anyOf && access.anyOf.length > 0 && access.anyOf.every((t) => t.kind !== 'visibility')) {
+      const parts: string[] = [];
+      const params: unknown[] = [];
+      for (const term of access.anyOf) {
+        if (term.kind === 'owner') {
+          const vis = access.visibilityIn;
+          parts.push(`SELECT id AS did FROM images WHERE owner = ?${vis ? ` AND visibility IN (${marks(vis)})` : ''}`);
+          params.push(term.owner, ...(vis ?? []));
+        } else if (term.kind === 'member') {
+          parts.push(`SELECT image_id AS did FROM image_members WHERE member_id = ? AND status IN (${marks(term.statuses)})`);
+          params.push(term.member, ...term.statuses);
+        }
+      }
+      consider(parts.join(' UNION '), params);
+    }
+
+    const clauses: string[] = [];
+    const params: unknown[] = [];
+    if (access.visibilityIn) {
+      clauses.push(`+images.visibility IN (${marks(access.visibilityIn)})`);
+      params.push(...access.visibilityIn);
+    }
+    if (access.anyOf) {
+      const ors = access.anyOf.map((term) => {
+        switch (term.kind) {
+          case 'owner':
+            params.push(term.owner);
+            return '+images.owner = ?';
+          case 'visibility':
+            params.push(...term.visibilities);
+            return `+images.visibility IN (${marks(term.visibilities)})`;
+          case 'member':
+            params.push(term.member, ...term.statuses);
+            return `(+images.visibility = 'shared' AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id AND m.member_id = ? AND m.status IN (${marks(term.statuses)})))`;
+        }
+      });
+      clauses.push(ors.length ? `(${ors.join(' OR ')})` : '0');
+    }
+    for (const [field, value] of Object.entries(query.where) as [keyof ListQuery['where'], unknown][]) {
+      if (value === undefined) continue;
+      const column = WHERE_COLUMNS[field];
+      if (!column) throw new Error(`list: cannot filter on ${field}`);
+      // Ids and names are selective: let their indexes serve them.
+      const col = field === 'id' || field === 'name' ? `images.${column}` : `+images.${column}`;
+      if (Array.isArray(value)) {
+        clauses.push(value.length === 0 ? '0' : `${col} IN (${marks(value)})`);
+        params.push(...value);
+      } else {
+        clauses.push(`${col} = ?`);
+        params.push(typeof value === 'boolean' ? (value ? 1 : 0) : value);
+      }
+    }
+    if (query.sizeMin !== undefined) {
+      clauses.push('+images.size >= ?');
+      params.push(query.sizeMin);
+    }
+    if (query.sizeMax !== undefined) {
+      clauses.push('+images.size <= ?');
+      params.push(query.sizeMax);
+    }
+    for (const t of query.times ?? []) {
+      const col = t.field === 'created_at' ? 'images.created_at' : '+images.updated_at';
+      const parts: string[] = [];
+      if (t.gte !== undefined) {
+        parts.push(`${col} >= ?`);
+        params.push(t.gte);
+      }
+      if (t.lt !== undefined) {
+        parts.push(`${col} < ?`);
+        params.push(t.lt);
+      }
+      const range = parts.length ? parts.join(' AND ') : '1';
+      clauses.push(t.negate ? `NOT (${range})` : `(${range})`);
+    }
+    for (const [key, value] of Object.entries(query.properties ?? {})) {
+      clauses.push('EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = images.id AND p.key = ? AND p.value = ?)');
+      params.push(key, value);
+    }
+    for (const tag of query.tags ?? []) {
+      clauses.push('EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ?)');
+      params.push(tag);
+    }
+    const sort = normalizeSort(query.sort);
+    if (query.after) {
+      const { clause, values } = keysetSql(sort, query.after);
+      clauses.push(clause);
+      params.push(...values);
+    }
+    const d = driver as { from: string; params: unknown[] } | null;
+    const source = d ? `(${d.from}) AS d CROSS JOIN images INDEXED BY images_list_id ON images.id = d.did` : 'images';
+    const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
+    const order = (prefix: string) => sort.map((s) => `${prefix}${SORT_COLUMNS[s.key]} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
+    const inner = `SELECT images.id FROM ${source} ${where} ORDER BY ${order('images.')} LIMIT ?`;
+    return { sql: inner, params: [...(d ? d.params : []), ...params] };
+  }
+
+  /** min(rows of `sql`, DRIVE_MAX + 1): how big a candidate driving set is, at the cost of at most that many index entries. */
+  private boundedCount(sql: string, params: unknown[]): number {
+    const row = this.prepared(`SELECT count(*) AS n FROM (${sql} LIMIT ${DRIVE_MAX + 1})`).get(...params) as unknown as { n: number };
+    return row.n;
+  }
+
   private prepared(sql: string): Database.Statement<unknown[], Row> {
     let stmt = this.listCache.get(sql);
     if (!stmt) {
@@ -250,4 +509,36 @@ export class SqliteManifestStore implements ManifestStore {
     }
     return stmt;
   }
+}
+
+/**
+ * "Strictly after this row" in the order of `sort` (NULLs first ascending, last descending):
+ * the usual lexicographic expansion, (k1 after v1) OR (k1 = v1 AND k2 after v2) OR …
+ */
+function keysetSql(sort: SortSpec[], after: SortValue[]): { clause: string; values: unknown[] } {
+  if (after.length !== sort.length) throw new Error(`list: the keyset has ${after.length} values for ${sort.length} sort keys`);
+  const values: unknown[] = [];
+  const ors: string[] = [];
+  for (let i = 0; i < sort.length; i++) {
+    const col = `images.${SORT_COLUMNS[sort[i]!.key]}`;
+    const v = after[i];
+    const desc = sort[i]!.dir === 'desc';
+    if (v === null && desc) continue; // nothing sorts after a NULL descending
+    const ands: string[] = [];
+    for (let j = 0; j < i; j++) {
+      const prev = `images.${SORT_COLUMNS[sort[j]!.key]}`;
+      if (after[j] === null) ands.push(`${prev} IS NULL`);
+      else {
+        ands.push(`${prev} = ?`);
+        values.push(after[j]);
+      }
+    }
+    if (v === null) ands.push(`${col} IS NOT NULL`);
+    else {
+      ands.push(desc ? `(${col} < ? OR ${col} IS NULL)` : `${col} > ?`);
+      values.push(v);
+    }
+    ors.push(`(${ands.join(' AND ')})`);
+  }
+  return { clause: ors.length ? `(${ors.join(' OR ')})` : '0', values };
 }

@@ -33,8 +33,9 @@ import { randomBytes } from 'node:crypto';
 import { MongoClient, MongoServerError } from 'mongodb';
 import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings } from 'mongodb';
 import type { ImageDoc, ImageStatus } from '../../schemas/image.js';
+import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
-import type { ListQuery, ManifestStore } from '../../core/ports.js';
+import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 
 export interface MongoManifestStoreOptions {
   /** mongodb:// URL. */
@@ -51,7 +52,34 @@ export interface MongoManifestStoreOptions {
   journal?: { keepMs?: number; headMaxAgeMs?: number; pruneEveryWrites?: number };
 }
 
-type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string };
+/**
+ * The image document as stored: the ImageDoc, its journal bookkeeping, and copies of what
+ * GET /v2/images filters on inside the document, in shapes an ordinary (multikey) index serves:
+ * `pir_props` holds each extra property as the JSON text `["key","value"]`, `pir_members` each
+ * membership as `["member_id","status"]` (JSON, so no key or value can forge another pair).
+ */
+type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[] };
+
+function propertyKey(key: string, value: string): string {
+  return JSON.stringify([key, value]);
+}
+
+function memberKey(member: string, status: string): string {
+  return JSON.stringify([member, status]);
+}
+
+/** The stored form of a document (the derived fields are rewritten with every write). */
+function toStored(doc: ImageDoc, seq: number, inc: string): Stored {
+  return {
+    ...doc,
+    _id: doc.id,
+    pir_pending: doc.outbox.length > 0,
+    pir_seq: seq,
+    pir_inc: inc,
+    pir_props: Object.entries(doc.properties).map(([k, v]) => propertyKey(k, v)),
+    pir_members: (doc.members ?? []).map((m) => memberKey(m.member_id, m.status)),
+  };
+}
 
 interface JournalEntry {
   /** `<image id>:<inc>:<seq it moved from>` */
@@ -95,8 +123,8 @@ function journalId(id: string, inc: string, seq: number): string {
 }
 
 function fromStored(stored: Stored): ImageDoc {
-  const { _id, pir_pending, pir_seq, pir_inc, ...doc } = stored;
-  void _id; void pir_pending; void pir_seq; void pir_inc;
+  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, ...doc } = stored;
+  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members;
   return doc as ImageDoc;
 }
 
@@ -134,6 +162,78 @@ function isDuplicateKey(err: unknown): boolean {
 
 function field(key: string): string {
   return key === 'id' ? '_id' : key;
+}
+
+/**
+ * The find() filter and sort of list(): plain equality, $in, ranges, $or and $and on top-level
+ * fields and on the derived arrays (no $elemMatch, $text or aggregation: FerretDB v1 runs these).
+ */
+export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: Sort } {
+  const and: object[] = [];
+  const access = listAccess(query);
+  if (access.visibilityIn) and.push({ visibility: { $in: access.visibilityIn } });
+  if (access.anyOf) {
+    and.push({
+      $or: access.anyOf.map((term) => {
+        switch (term.kind) {
+          case 'owner': return { owner: term.owner };
+          case 'visibility': return { visibility: { $in: term.visibilities } };
+          case 'member': return { visibility: 'shared', pir_members: { $in: term.statuses.map((st) => memberKey(term.member, st)) } };
+        }
+      }),
+    });
+  }
+  for (const [key, value] of Object.entries(query.where)) {
+    if (value === undefined) continue;
+    and.push({ [field(key)]: Array.isArray(value) ? { $in: value } : value });
+  }
+  if (query.sizeMin !== undefined) and.push({ size: { $gte: query.sizeMin } });
+  if (query.sizeMax !== undefined) and.push({ size: { $lte: query.sizeMax } });
+  for (const t of query.times ?? []) {
+    const range: Record<string, string> = {};
+    if (t.gte !== undefined) range.$gte = t.gte;
+    if (t.lt !== undefined) range.$lt = t.lt;
+    if (!t.negate) {
+      if (Object.keys(range).length) and.push({ [t.field]: range });
+    }
+    else {
+      const outside: object[] = [];
+      if (t.gte !== undefined) outside.push({ [t.field]: { $lt: t.gte } });
+      if (t.lt !== undefined) outside.push({ [t.field]: { $gte: t.lt } });
+      and.push(outside.length ? { $or: outside } : { _id: { $in: [] } });
+    }
+  }
+  for (const [k, v] of Object.entries(query.properties ?? {})) and.push({ pir_props: propertyKey(k, v) });
+  for (const tag of query.tags ?? []) and.push({ tags: tag });
+  const sort = normalizeSort(query.sort);
+  if (query.after) and.push(keysetFilter(sort, query.after));
+  const filter = (and.length === 0 ? {} : and.length === 1 ? and[0]! : { $and: and }) as Filter<Stored>;
+  const order: Record<string, 1 | -1> = {};
+  for (const s of sort) order[field(s.key)] = s.dir === 'desc' ? -1 : 1;
+  return { filter, sort: order };
+}
+
+/** "Strictly after this row" in the order of `sort` (nulls first ascending, last descending). */
+function keysetFilter(sort: SortSpec[], after: SortValue[]): object {
+  if (after.length !== sort.length) throw new Error(`list: the keyset has ${after.length} values for ${sort.length} sort keys`);
+  const ors: object[] = [];
+  for (let i = 0; i < sort.length; i++) {
+    const ands: object[] = [];
+    for (let j = 0; j < i; j++) ands.push({ [field(sort[j]!.key)]: after[j] ?? null });
+    const k = field(sort[i]!.key);
+    const v = after[i] ?? null;
+    const desc = sort[i]!.dir === 'desc';
+    if (v === null) {
+      if (desc) continue; // nothing sorts after a null descending
+      ands.push({ [k]: { $ne: null } });
+    } else if (desc) {
+      ands.push({ $or: [{ [k]: { $lt: v } }, { [k]: null }] });
+    } else {
+      ands.push({ [k]: { $gt: v } });
+    }
+    ors.push(ands.length === 1 ? ands[0]! : { $and: ands });
+  }
+  return ors.length ? { $or: ors } : { _id: { $in: [] } };
 }
 
 interface Resolved {
@@ -186,8 +286,13 @@ export class MongoManifestStore implements ManifestStore {
           { key: { owner: 1 }, name: 'owner' },
           { key: { name: 1 }, name: 'name' },
           { key: { visibility: 1 }, name: 'visibility' },
+          // GET /v2/images filters (README "MongoDB, and FerretDB"): multikey indexes on the derived arrays.
+          { key: { pir_props: 1 }, name: 'list_props' },
+          { key: { tags: 1 }, name: 'list_tags' },
+          { key: { pir_members: 1 }, name: 'list_members' },
         ]);
         await ensureIndexes(this.journal, [{ key: { image_id: 1, seq: 1 }, name: 'image_seq' }]);
+        await this.addDerivedFields();
       })();
       this.ready.catch(() => { this.ready = null; }); // let the next call try again
     }
@@ -196,12 +301,29 @@ export class MongoManifestStore implements ManifestStore {
 
   async create(doc: ImageDoc): Promise<void> {
     await this.start();
-    const stored: Stored = { ...doc, _id: doc.id, pir_pending: doc.outbox.length > 0, pir_seq: 0, pir_inc: randomBytes(6).toString('hex') };
+    const stored = toStored(doc, 0, randomBytes(6).toString('hex'));
     try {
       await whenNotBusy(() => this.col.insertOne(stored));
     } catch (err) {
       if (isDuplicateKey(err)) throw new ManifestConflictError(doc.id);
       throw err;
+    }
+  }
+
+  /**
+   * Inserts many new documents at once (benchmarks and imports: the same stored form as
+   * create(), in batches). Rejects on a duplicate id; documents before it are written.
+   */
+  async createMany(docs: ImageDoc[]): Promise<void> {
+    await this.start();
+    for (let i = 0; i < docs.length; i += 1000) {
+      const batch = docs.slice(i, i + 1000).map((d) => toStored(d, 0, randomBytes(6).toString('hex')));
+      try {
+        await whenNotBusy(() => this.col.insertMany(batch, { ordered: true }));
+      } catch (err) {
+        if (isDuplicateKey(err)) throw new ManifestConflictError('one of the documents');
+        throw err;
+      }
     }
   }
 
@@ -213,32 +335,9 @@ export class MongoManifestStore implements ManifestStore {
 
   async list(query: ListQuery): Promise<ImageDoc[]> {
     await this.start();
-    const and: Filter<Stored>[] = [];
-    for (const [key, value] of Object.entries(query.where)) {
-      if (value === undefined) continue;
-      and.push({ [field(key)]: Array.isArray(value) ? { $in: value } : value } as Filter<Stored>);
-    }
-    const k = field(query.sortKey);
-    const desc = query.sortDir === 'desc';
-    if (query.after) {
-      // Order: nulls first ascending, last descending (MongoDB's and SQLite's default), ties by _id.
-      const { value, id } = query.after;
-      const idAfter = { _id: desc ? { $lt: id } : { $gt: id } };
-      let keyset: object;
-      if (k === '_id') keyset = idAfter;
-      else if (value === null) keyset = desc ? { [k]: null, ...idAfter } : { $or: [{ [k]: null, ...idAfter }, { [k]: { $ne: null } }] };
-      else {
-        const ors: object[] = [{ [k]: desc ? { $lt: value } : { $gt: value } }, { [k]: value, ...idAfter }];
-        if (desc) ors.push({ [k]: null });
-        keyset = { $or: ors };
-      }
-      and.push(keyset as Filter<Stored>);
-    }
     const limit = Math.max(0, Math.floor(query.limit));
     if (limit === 0) return []; // limit(0) means "no limit" to MongoDB
-    const filter: Filter<Stored> = and.length === 0 ? {} : and.length === 1 ? and[0]! : { $and: and };
-    const dir = desc ? -1 : 1;
-    const sort: Sort = k === '_id' ? { _id: dir } : { [k]: dir, _id: dir };
+    const { filter, sort } = listFilter(query);
     const docs = await this.col.find(filter).sort(sort).limit(limit).toArray();
     return docs.map(fromStored);
   }
@@ -312,7 +411,7 @@ export class MongoManifestStore implements ManifestStore {
         if (fromCache) continue; // the remembered head may be stale: look again
         return false;
       }
-      const stored: Stored = { ...doc, _id: id, pir_pending: doc.outbox.length > 0, pir_seq: head.pir_seq + 1, pir_inc: head.pir_inc };
+      const stored = toStored({ ...doc, id }, head.pir_seq + 1, head.pir_inc);
       try {
         await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), doc: stored }));
       } catch (err) {
@@ -329,6 +428,15 @@ export class MongoManifestStore implements ManifestStore {
       return true;
     }
     throw new Error(`manifest ${id}: gave up after ${WRITE_RETRIES} contended writes`);
+  }
+
+  /**
+   * Documents written before the list fields existed get them, once, through an ordinary
+   * compare-and-set write of the same document (so a concurrent writer is never overwritten).
+   */
+  private async addDerivedFields(): Promise<void> {
+    const old = await this.col.find({ pir_props: { $exists: false } }, { projection: { _id: 1 } }).toArray();
+    for (const { _id } of old) await this.write(_id, (head) => fromStored(head));
   }
 
   /** Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes (a scan on FerretDB). */

@@ -73,6 +73,21 @@ export class FsBlobStore implements BlobStore {
     return (await readdir(this.imagesDir)).filter((n) => !n.startsWith('.'));
   }
 
+  async listStoredFiles(): Promise<{ imageId: string; path: string; modifiedAt: number; partial: boolean }[]> {
+    const names = await readdir(this.imagesDir).catch(() => [] as string[]);
+    const files = await Promise.all(names.map(async (name) => {
+      const path = join(this.imagesDir, name);
+      const info = await stat(path).catch(() => null);
+      // ctime too: a rename (promotion) keeps the staging file's mtime but sets the ctime.
+      return info?.isFile() ? { imageId: name.split('.')[0], path, modifiedAt: Math.max(info.mtimeMs, info.ctimeMs), partial: name.includes('.partial-') } : null;
+    }));
+    return files.filter((f): f is NonNullable<typeof f> => f !== null && f.imageId !== '');
+  }
+
+  async removeFile(path: string): Promise<void> {
+    await rm(path, { force: true });
+  }
+
   async listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]> {
     const names = await readdir(this.stagingDir).catch(() => [] as string[]);
     const files = await Promise.all(names.map(async (name) => {

@@ -22,9 +22,23 @@ export class SizeLimitError extends Error {
   }
 }
 
+/** The source brought no byte for `idleMs` while it was waited for. */
+export class SourceIdleError extends Error {
+  readonly code = 'source_idle';
+  constructor(readonly idleMs: number) {
+    super(`no data arrived for ${Math.round(idleMs / 1000)} s`);
+    this.name = 'SourceIdleError';
+  }
+}
+
 export interface WriteHashedFileOptions {
   /** More bytes than this → SizeLimitError (and no file). */
   maxBytes: number;
+  /**
+   * Waiting this long for the source's next chunk → SourceIdleError (and no file). Only time spent
+   * waiting on the source counts, never time PIR spends writing or hashing. 0/absent: no limit.
+   */
+  idleMs?: number;
   pool?: HashPool;
   signal?: AbortSignal;
   /**
@@ -257,21 +271,29 @@ class AbortableNext {
   constructor(
     private readonly it: AsyncIterator<unknown>,
     private readonly signal: AbortSignal | undefined,
+    private readonly idleMs = 0,
   ) {
     signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
   next(): Promise<IteratorResult<unknown>> {
-    if (!this.signal) return this.it.next();
-    if (this.signal.aborted) return Promise.reject(this.signal.reason);
+    if (!this.signal && !this.idleMs) return this.it.next();
+    if (this.signal?.aborted) return Promise.reject(this.signal.reason);
     return new Promise((resolve, reject) => {
       this.rejectPending = reject;
+      const idle = this.idleMs > 0 ? setTimeout(() => {
+        if (this.rejectPending !== reject) return;
+        this.rejectPending = null;
+        reject(new SourceIdleError(this.idleMs));
+      }, this.idleMs) : null;
       this.it.next().then(
         (v) => {
+          if (idle) clearTimeout(idle);
           this.rejectPending = null;
           resolve(v);
         },
         (e) => {
+          if (idle) clearTimeout(idle);
           this.rejectPending = null;
           reject(e);
         },
@@ -351,7 +373,7 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
     const failed = (): Error | null => writer.failure ?? failure;
 
     it = iteratorOf(source);
-    nexter = new AbortableNext(it, signal);
+    nexter = new AbortableNext(it, signal, opts.idleMs ?? 0);
     current = s.tryAcquire() ?? (await s.acquire());
     let fill = 0;
     let total = 0;

@@ -2,7 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManifestConflictError } from '../../core/ports.js';
-import type { ListQuery, ManifestStore, SortKey } from '../../core/ports.js';
+import type { ListQuery, ManifestStore, SortKey, SortSpec } from '../../core/ports.js';
+import { compareDocs, sortValues } from '../../core/list-access.js';
+import { referenceList } from './list-reference.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import { requireServices } from '../support/services.js';
 import type { ServiceName } from '../support/services.js';
@@ -20,21 +22,31 @@ export type MakeStore = () => ManifestStore | Promise<ManifestStore>;
 
 const BASE = Date.parse('2024-05-01T00:00:00.000Z');
 
-/** The order the port promises: nulls first ascending (last descending), ties broken by id. */
-function reference(docs: ImageDoc[], key: SortKey, dir: 'asc' | 'desc'): string[] {
-  const value = (d: ImageDoc) => (d as unknown as Record<string, string | number | null>)[key] ?? null;
-  const sorted = [...docs].sort((a, b) => {
-    const va = value(a);
-    const vb = value(b);
-    if (va !== vb) {
-      if (va === null) return -1;
-      if (vb === null) return 1;
-      return va < vb ? -1 : 1;
-    }
-    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-  });
-  if (dir === 'desc') sorted.reverse();
-  return sorted.map((d) => d.id);
+/** A ListQuery with an admin scope that sees everything, for tests that are not about the scope. */
+function listQuery(partial: Partial<ListQuery> = {}): ListQuery {
+  return {
+    scope: { project_id: 'admin', admin: true },
+    visibility: 'all',
+    memberStatus: 'accepted',
+    where: {},
+    sort: [{ key: 'created_at', dir: 'desc' }],
+    limit: 100,
+    ...partial,
+  };
+}
+
+/** Follows the keyset from page to page, as ImageService does with a marker. */
+async function allPages(store: ManifestStore, query: ListQuery): Promise<string[]> {
+  const seen: string[] = [];
+  let after: ListQuery['after'];
+  for (let page = 0; page < 200; page++) {
+    const got = await store.list({ ...query, ...(after ? { after } : {}) });
+    assert.ok(got.length <= query.limit);
+    seen.push(...got.map((d) => d.id));
+    if (got.length < query.limit) return seen;
+    after = sortValues(got[got.length - 1]!, query.sort);
+  }
+  throw new Error('more than 200 pages');
 }
 
 export function manifestStoreContract(name: string, makeStore: MakeStore, opts: ContractOptions = {}): void {
@@ -208,28 +220,33 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
     await t.test('list: equality and any-of filters', async () => {
       const store = await fresh();
       const docs = [
-        makeDoc({ owner: 'o1', status: 'active', name: 'a', visibility: 'public', disk_format: 'raw', container_format: 'bare' }),
-        makeDoc({ owner: 'o1', status: 'queued', name: 'b', visibility: 'private', disk_format: 'qcow2', container_format: 'ovf' }),
-        makeDoc({ owner: 'o2', status: 'active', name: null, visibility: 'shared', disk_format: null, container_format: null }),
+        makeDoc({ owner: 'o1', status: 'active', name: 'a', visibility: 'public', disk_format: 'raw', container_format: 'bare', checksum: 'c1' }),
+        makeDoc({ owner: 'o1', status: 'queued', name: 'b', visibility: 'private', disk_format: 'qcow2', container_format: 'ovf', protected: true }),
+        makeDoc({ owner: 'o2', status: 'active', name: null, visibility: 'shared', disk_format: null, container_format: null, os_hidden: true, os_hash_value: 'h2' }),
         makeDoc({ owner: null, status: 'killed', name: 'a', visibility: 'community', disk_format: 'iso', container_format: 'bare' }),
       ];
       for (const d of docs) await store.create(d);
-      const q = (where: ListQuery['where']) => store.list({ where, sortKey: 'id', sortDir: 'asc', limit: 100 }).then((r) => r.map((d) => d.id).sort());
+      const q = (where: ListQuery['where']) => store.list(listQuery({ where })).then((r) => r.map((d) => d.id).sort());
       const ids = (...i: number[]) => i.map((n) => docs[n]!.id).sort();
       assert.deepEqual(await q({}), ids(0, 1, 2, 3));
       assert.deepEqual(await q({ owner: 'o1' }), ids(0, 1));
       assert.deepEqual(await q({ status: ['active', 'killed'] }), ids(0, 2, 3));
-      assert.deepEqual(await q({ status: 'active', owner: 'o2' }), ids(2));
-      assert.deepEqual(await q({ name: 'a' }), ids(0, 3));
-      assert.deepEqual(await q({ visibility: ['public', 'community'] }), ids(0, 3));
-      assert.deepEqual(await q({ disk_format: 'qcow2' }), ids(1));
+      assert.deepEqual(await q({ status: ['active'], owner: 'o2' }), ids(2));
+      assert.deepEqual(await q({ name: ['a'] }), ids(0, 3));
+      assert.deepEqual(await q({ disk_format: ['qcow2'] }), ids(1));
       assert.deepEqual(await q({ container_format: ['bare'] }), ids(0, 3));
       assert.deepEqual(await q({ id: [docs[1]!.id, docs[2]!.id, 'nope'] }), ids(1, 2));
-      assert.deepEqual(await q({ id: docs[3]!.id }), ids(3));
+      assert.deepEqual(await q({ id: [docs[3]!.id] }), ids(3));
+      assert.deepEqual(await q({ protected: true }), ids(1));
+      assert.deepEqual(await q({ protected: false }), ids(0, 2, 3));
+      assert.deepEqual(await q({ os_hidden: true }), ids(2));
+      assert.deepEqual(await q({ os_hidden: false, owner: 'o2' }), []);
+      assert.deepEqual(await q({ checksum: 'c1' }), ids(0));
+      assert.deepEqual(await q({ os_hash_value: 'h2' }), ids(2));
       assert.deepEqual(await q({ status: [] }), []);
       assert.deepEqual(await q({ owner: 'nobody' }), []);
-      assert.deepEqual(await store.list({ where: {}, sortKey: 'id', sortDir: 'asc', limit: 0 }), []);
-      const full = await store.list({ where: { owner: 'o2' }, sortKey: 'created_at', sortDir: 'desc', limit: 5 });
+      assert.deepEqual(await store.list(listQuery({ limit: 0 })), []);
+      const full = await store.list(listQuery({ where: { owner: 'o2' }, limit: 5 }));
       assert.deepEqual(full, [docs[2]], 'listed documents are whole ImageDocs');
     });
 
@@ -247,32 +264,168 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
         updated_at: iso(BASE + ((i * 7) % 5) * 1000),
       }));
       for (const d of docs) await store.create(d);
-      const keys: SortKey[] = ['created_at', 'updated_at', 'name', 'size', 'status', 'id', 'disk_format'];
-      for (const sortKey of keys) {
-        for (const sortDir of ['asc', 'desc'] as const) {
-          const expected = reference(docs, sortKey, sortDir);
-          for (const limit of [4, 5]) {
-            const seen: string[] = [];
-            let after: ListQuery['after'];
-            for (let page = 0; page < 20; page++) {
-              const got = await store.list({ where: {}, sortKey, sortDir, limit, ...(after ? { after } : {}) });
-              assert.ok(got.length <= limit);
-              seen.push(...got.map((d) => d.id));
-              if (got.length < limit) break;
-              const last = got[got.length - 1]!;
-              after = { value: (last as unknown as Record<string, string | number | null>)[sortKey] ?? null, id: last.id };
-            }
-            assert.deepEqual(seen, expected, `sort ${sortKey} ${sortDir}, pages of ${limit}`);
-          }
+      const single: SortKey[] = ['created_at', 'updated_at', 'name', 'size', 'status', 'id', 'disk_format'];
+      const sorts: SortSpec[][] = [];
+      for (const key of single) for (const dir of ['asc', 'desc'] as const) sorts.push([{ key, dir }]);
+      sorts.push(
+        [{ key: 'name', dir: 'asc' }, { key: 'size', dir: 'desc' }],
+        [{ key: 'disk_format', dir: 'desc' }, { key: 'name', dir: 'asc' }, { key: 'created_at', dir: 'desc' }],
+        [{ key: 'size', dir: 'asc' }, { key: 'status', dir: 'asc' }, { key: 'id', dir: 'desc' }, { key: 'name', dir: 'asc' }],
+        [{ key: 'status', dir: 'desc' }, { key: 'updated_at', dir: 'asc' }, { key: 'name', dir: 'desc' }, { key: 'id', dir: 'asc' }],
+        [{ key: 'name', dir: 'desc' }, { key: 'name', dir: 'asc' }, { key: 'size', dir: 'asc' }],
+      );
+      for (const sort of sorts) {
+        const expected = [...docs].sort((a, b) => compareDocs(a, b, sort)).map((d) => d.id);
+        for (const limit of [1, 4, 5]) {
+          const seen = await allPages(store, listQuery({ sort, limit }));
+          assert.deepEqual(seen, expected, `sort ${JSON.stringify(sort)}, pages of ${limit}`);
         }
       }
       // Filters and keyset together.
-      const active = docs.filter((d) => d.status === 'active');
-      const expected = reference(active, 'name', 'asc');
-      const first = await store.list({ where: { status: 'active' }, sortKey: 'name', sortDir: 'asc', limit: 2 });
-      const last = first[1]!;
-      const rest = await store.list({ where: { status: 'active' }, sortKey: 'name', sortDir: 'asc', limit: 100, after: { value: last.name, id: last.id } });
-      assert.deepEqual([...first, ...rest].map((d) => d.id), expected);
+      const query = listQuery({ where: { status: ['active'] }, sort: [{ key: 'name', dir: 'asc' }], limit: 2 });
+      assert.deepEqual(await allPages(store, query), referenceList(query, docs));
+    });
+
+    await t.test('list: extra properties, tags, size and time ranges, alone and combined', async () => {
+      const store = await fresh();
+      const distros = ['debian', 'ubuntu', 'debian', 'fedora', undefined];
+      const docs = Array.from({ length: 30 }, (_, i) => makeDoc({
+        owner: `p${i % 3}`,
+        name: `img-${i % 7}`,
+        size: i % 6 === 0 ? null : i * 100,
+        status: (['active', 'queued', 'killed'] as const)[i % 3]!,
+        properties: {
+          ...(distros[i % 5] ? { os_distro: distros[i % 5]! } : {}),
+          ...(i % 4 === 0 ? { hw_disk_bus: 'virtio' } : {}),
+          ...(i % 9 === 0 ? { 'a=b': 'c' } : { a: 'b=c' }), // a key holding '=' is not another key's value
+          'unicode-é': i % 2 ? 'ünï' : 'x',
+        },
+        tags: [...(i % 2 ? ['x86'] : []), ...(i % 3 === 0 ? ['64bit'] : []), ...(i % 5 === 0 ? ['gpu', 'x86'] : [])].filter((t, j, a) => a.indexOf(t) === j),
+        created_at: iso(BASE + i * 500),
+        updated_at: iso(BASE + (30 - i) * 700 + 123),
+      }));
+      for (const d of docs) await store.create(d);
+      const queries: Partial<ListQuery>[] = [
+        { properties: { os_distro: 'debian' } },
+        { properties: { os_distro: 'debian', hw_disk_bus: 'virtio' } },
+        { properties: { a: 'b=c' } },
+        { properties: { 'a=b': 'c' } },
+        { properties: { 'unicode-é': 'ünï' } },
+        { properties: { os_distro: 'nothing' } },
+        { tags: ['x86'] },
+        { tags: ['x86', '64bit'] },
+        { tags: ['gpu', 'x86'] },
+        { tags: ['missing'] },
+        { tags: ['x86'], properties: { os_distro: 'debian' }, where: { owner: 'p1', os_hidden: false } },
+        { sizeMin: 500 },
+        { sizeMax: 1200 },
+        { sizeMin: 500, sizeMax: 1200, tags: ['x86'] },
+        { sizeMin: 0 },
+        { times: [{ field: 'created_at', gte: iso(BASE + 5000) }] },
+        { times: [{ field: 'created_at', lt: iso(BASE + 5000) }] },
+        { times: [{ field: 'created_at', gte: iso(BASE + 2000), lt: iso(BASE + 3000) }] },
+        { times: [{ field: 'created_at', gte: iso(BASE + 2000), lt: iso(BASE + 3000), negate: true }] },
+        { times: [{ field: 'updated_at', gte: iso(BASE + 7000) }, { field: 'created_at', lt: iso(BASE + 12_000) }] },
+        { times: [{ field: 'updated_at', gte: iso(BASE + 7000), negate: true }], properties: { os_distro: 'ubuntu' } },
+        { where: { name: ['img-1', 'img-3'], status: ['active', 'killed'] }, sizeMax: 2500 },
+      ];
+      for (const partial of queries) {
+        for (const sort of [[{ key: 'created_at', dir: 'desc' }], [{ key: 'size', dir: 'asc' }, { key: 'name', dir: 'desc' }]] as SortSpec[][]) {
+          const query = listQuery({ ...partial, sort, limit: 4 });
+          const expected = referenceList(query, docs);
+          assert.deepEqual(await allPages(store, query), expected, `query ${JSON.stringify(partial)} sort ${JSON.stringify(sort)}`);
+        }
+      }
+      assert.ok(referenceList(listQuery({ properties: { os_distro: 'debian' } }), docs).length > 0, 'the fixture exercises the filters');
+      // A replace rewrites what property and tag filters see.
+      const changed = docs[1]!;
+      await store.replace({ ...changed, revision: 2, properties: { os_distro: 'debian' }, tags: ['new'] }, 1);
+      assert.ok((await store.list(listQuery({ properties: { os_distro: 'debian' }, limit: 100 }))).some((d) => d.id === changed.id));
+      assert.ok(!(await store.list(listQuery({ tags: ['x86'], limit: 100 }))).some((d) => d.id === changed.id));
+      assert.deepEqual((await store.list(listQuery({ tags: ['new'], limit: 100 }))).map((d) => d.id), [changed.id]);
+      await store.purge(changed.id);
+      assert.deepEqual(await store.list(listQuery({ tags: ['new'], limit: 100 })), []);
+    });
+
+    await t.test('list: visibility scope for admin, owner, members by status, other projects, community', async () => {
+      const store = await fresh();
+      const member = (member_id: string, status: 'pending' | 'accepted' | 'rejected') => ({ member_id, status, created_at: iso(BASE), updated_at: iso(BASE) });
+      const spec: [string, string, Partial<ImageDoc>][] = [
+        ['a-private', 'A', { visibility: 'private' }],
+        ['a-public', 'A', { visibility: 'public' }],
+        ['a-community', 'A', { visibility: 'community' }],
+        ['a-shared-none', 'A', { visibility: 'shared' }],
+        ['a-shared-b-acc', 'A', { visibility: 'shared', members: [member('B', 'accepted'), member('C', 'pending')] }],
+        ['a-shared-b-pen', 'A', { visibility: 'shared', members: [member('B', 'pending')] }],
+        ['a-shared-b-rej', 'A', { visibility: 'shared', members: [member('B', 'rejected'), member('C', 'accepted')] }],
+        ['a-private-b-acc', 'A', { visibility: 'private', members: [member('B', 'accepted')] }], // members of a non-shared image give nothing
+        ['b-private', 'B', { visibility: 'private' }],
+        ['b-community', 'B', { visibility: 'community' }],
+        ['b-shared', 'B', { visibility: 'shared' }],
+        ['admin-private', 'admin', { visibility: 'private' }],
+        ['c-public-hidden', 'C', { visibility: 'public', os_hidden: true }],
+        ['none-community', null as unknown as string, { visibility: 'community' }],
+      ];
+      const byName = new Map<string, ImageDoc>();
+      for (const [name, owner, extra] of spec) {
+        const doc = makeDoc({ name, owner, ...extra });
+        byName.set(name, doc);
+        await store.create(doc);
+      }
+      const docs = [...byName.values()];
+      const names = async (partial: Partial<ListQuery>) => {
+        const query = listQuery({ visibility: undefined, ...partial, sort: [{ key: 'name', dir: 'asc' }], limit: 3 });
+        const got = await allPages(store, query);
+        assert.deepEqual(got, referenceList(query, docs), `store and reference agree on ${JSON.stringify(partial)}`);
+        return got.map((id) => docs.find((d) => d.id === id)!.name);
+      };
+      const admin = { project_id: 'admin', admin: true };
+      const a = { project_id: 'A', admin: false };
+      const b = { project_id: 'B', admin: false };
+      const c = { project_id: 'C', admin: false };
+      const d = { project_id: 'D', admin: false };
+      // Admin: everything but other projects' community images by default.
+      assert.deepEqual(await names({ scope: admin, visibility: undefined }), ['a-private', 'a-private-b-acc', 'a-public', 'a-shared-b-acc', 'a-shared-b-pen', 'a-shared-b-rej', 'a-shared-none', 'admin-private', 'b-private', 'b-shared', 'c-public-hidden']);
+      assert.equal((await names({ scope: admin, visibility: 'all' })).length, spec.length);
+      assert.deepEqual(await names({ scope: admin, visibility: 'community' }), ['a-community', 'b-community', 'none-community']);
+      // The owner: its own images (its community ones too), and public ones.
+      assert.deepEqual(await names({ scope: a, visibility: undefined }), ['a-community', 'a-private', 'a-private-b-acc', 'a-public', 'a-shared-b-acc', 'a-shared-b-pen', 'a-shared-b-rej', 'a-shared-none', 'c-public-hidden']);
+      // A member: shared images by member_status (default accepted); never private ones.
+      assert.deepEqual(await names({ scope: b, visibility: undefined }), ['a-public', 'a-shared-b-acc', 'b-community', 'b-private', 'b-shared', 'c-public-hidden']);
+      assert.deepEqual(await names({ scope: b, memberStatus: 'pending' }), ['a-public', 'a-shared-b-pen', 'b-community', 'b-private', 'b-shared', 'c-public-hidden']);
+      assert.deepEqual(await names({ scope: b, memberStatus: 'rejected' }), ['a-public', 'a-shared-b-rej', 'b-community', 'b-private', 'b-shared', 'c-public-hidden']);
+      assert.deepEqual(await names({ scope: b, memberStatus: 'all', visibility: 'shared' }), ['a-shared-b-acc', 'a-shared-b-pen', 'a-shared-b-rej', 'b-shared']);
+      assert.deepEqual(await names({ scope: c, visibility: 'shared' }), ['a-shared-b-rej']);
+      assert.deepEqual(await names({ scope: c, visibility: 'shared', memberStatus: 'pending' }), ['a-shared-b-acc']);
+      // Another project: public images only, community ones when asked for.
+      assert.deepEqual(await names({ scope: d, visibility: undefined }), ['a-public', 'c-public-hidden']);
+      assert.deepEqual(await names({ scope: d, visibility: 'community' }), ['a-community', 'b-community', 'none-community']);
+      assert.deepEqual(await names({ scope: d, visibility: 'all' }), ['a-community', 'a-public', 'b-community', 'c-public-hidden', 'none-community']);
+      assert.deepEqual(await names({ scope: d, visibility: 'private' }), []);
+      assert.deepEqual(await names({ scope: b, visibility: 'private' }), ['b-private']);
+      assert.deepEqual(await names({ scope: d, visibility: 'public', where: { os_hidden: false } }), ['a-public']);
+      // Scope and filters together: the owner filter cannot reach past the scope.
+      assert.deepEqual(await names({ scope: d, where: { owner: 'A' } }), ['a-public']);
+      assert.deepEqual(await names({ scope: b, where: { owner: 'A' }, visibility: 'all', memberStatus: 'all' }), ['a-community', 'a-public', 'a-shared-b-acc', 'a-shared-b-pen', 'a-shared-b-rej']);
+      // Membership changes are seen at once.
+      const pending = byName.get('a-shared-b-pen')!;
+      const accepted = { ...pending, revision: 2, members: [member('B', 'accepted')] };
+      await store.replace(accepted, 1);
+      docs[docs.indexOf(pending)] = accepted;
+      assert.ok((await names({ scope: b })).includes('a-shared-b-pen'));
+    });
+
+    await t.test('list: paging is stable across pages with ties on every sort key', async () => {
+      const store = await fresh();
+      // 23 documents sharing created_at, name and size two by two: only the id orders them.
+      const docs = Array.from({ length: 23 }, (_, i) => makeDoc({ name: `n${i % 2}`, size: 7, created_at: iso(BASE + (i % 2) * 1000), updated_at: iso(BASE) }));
+      for (const d of docs) await store.create(d);
+      for (const sort of [[{ key: 'created_at', dir: 'desc' }], [{ key: 'name', dir: 'asc' }, { key: 'size', dir: 'desc' }]] as SortSpec[][]) {
+        const query = listQuery({ sort, limit: 5 });
+        const pages = await allPages(store, query);
+        assert.equal(new Set(pages).size, 23, 'no document twice, none missing');
+        assert.deepEqual(pages, referenceList(query, docs));
+      }
     });
 
     await t.test('purge removes the document; purging a missing id is a no-op', async () => {

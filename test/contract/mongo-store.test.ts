@@ -96,7 +96,7 @@ test('Mongo store: a second process starting on an existing database', { timeout
   const second = new MongoManifestStore({ url: services.mongodbUrl, dbName });
   const third = new MongoManifestStore({ url: services.mongodbUrl, dbName });
   await Promise.all([second.start(), third.start()]);
-  assert.equal((await second.list({ where: {}, sortKey: 'created_at', sortDir: 'desc', limit: 10 })).length, 1);
+  assert.equal((await second.list({ scope: { project_id: 'admin', admin: true }, visibility: 'all', memberStatus: 'accepted', where: {}, sort: [{ key: 'created_at', dir: 'desc' }], limit: 10 })).length, 1);
   const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
   t.after(async () => {
     await Promise.all([first.close(), second.close(), third.close()]);
@@ -145,3 +145,26 @@ test('Mongo store: the journal is pruned, and a stale remembered head cannot win
   assert.equal(await a.replace({ ...current, revision: current.revision + 1, name: 'a again' }, current.revision), true);
   assert.equal((await b.get(doc.id))?.name, 'a again');
 });
+
+test('Mongo store: documents written before the list fields get them at start', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_backfill').replace(/-/g, '_');
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  await client.connect();
+  t.after(async () => {
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+  const doc = makeDoc({ owner: 'p1', visibility: 'shared', tags: ['t1'], properties: { os_distro: 'debian' }, members: [{ member_id: 'p2', status: 'accepted', created_at: 'x', updated_at: 'x' }] });
+  // As the previous version stored it: no pir_props, no pir_members.
+  await client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images').insertOne({ ...doc, _id: doc.id, pir_pending: false, pir_seq: 0, pir_inc: 'old1' });
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  t.after(() => store.close());
+  const base = { scope: { project_id: 'p2', admin: false }, memberStatus: 'accepted' as const, where: {}, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10 };
+  assert.deepEqual((await store.list({ ...base, properties: { os_distro: 'debian' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual(await store.get(doc.id), doc, 'the document itself is unchanged');
+  const raw = await client.db(dbName).collection('images').findOne({ _id: doc.id as never });
+  assert.deepEqual(raw?.pir_props, ['["os_distro","debian"]']);
+  assert.deepEqual(raw?.pir_members, ['["p2","accepted"]']);
+});
+

@@ -18,7 +18,7 @@ import { fileDigests } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 import { inCI } from '../support/services.js';
 
-const TOKEN = 'e2e-cli-token';
+const TOKEN = 'e2e-cli-token-0123456789abcdefghijkl';
 const logDir = testLogDir('cli');
 const MiB = 2 ** 20;
 const STAGE_LINE = /^unpack ✓ \d+ ms · inspect ✓ \d+ ms · checksum ✓ \d+ ms · promote ✓ \d+ ms → active$/m;

@@ -15,7 +15,7 @@ const logDir = testLogDir('distributed');
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
 import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, waitForEmptyStaging, type Fixture } from './upload-matrix.js';
 
-const TOKEN = 'e2e-distributed-token';
+const TOKEN = 'e2e-distributed-token-0123456789abc';
 const needed = ['redis', 'kafka', 'mongodb'] as const;
 const missing = (await Promise.all(needed.map(async (name) => ({ name, ...(await serviceUp(name)) })))).filter((s) => !s.up);
 const missingText = missing.map((s) => `${s.name} (${s.where})`).join(', ');

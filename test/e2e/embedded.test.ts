@@ -15,7 +15,7 @@ import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from 
 const logDir = testLogDir('embedded');
 import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, waitForEmptyStaging, type Fixture } from './upload-matrix.js';
 
-const TOKEN = 'e2e-admin-token';
+const TOKEN = 'e2e-admin-token-0123456789abcdefgh';
 
 async function startServe(dataDir: string, extraEnv: Record<string, string> = {}): Promise<{ pir: PirProcess; client: PirClient }> {
   const port = await freePort();

@@ -17,7 +17,7 @@ import {
   type ActiveExpectation, type Fixture, type KilledExpectation,
 } from './hostile-images.js';
 
-const TOKEN = 'e2e-formats-token';
+const TOKEN = 'e2e-formats-token-0123456789abcdef';
 const STAGES = ['unpack', 'inspect', 'checksum', 'promote'] as const;
 
 describe('formats through the whole pipeline (pir serve)', () => {

@@ -16,7 +16,7 @@ import { freePort, startPirProcess, testLogDir, type PirProcess } from '../suppo
 import { inCI } from '../support/services.js';
 
 const run = promisify(execFile);
-const TOKEN = 'e2e-glance-cli-token';
+const TOKEN = 'e2e-glance-cli-token-0123456789abcd';
 /** Two projects' member tokens, from the tokens file. */
 const ALICE = 'e2e-glance-alice-0123456789';
 const BOB = 'e2e-glance-bob-0123456789';

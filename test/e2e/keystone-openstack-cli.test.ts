@@ -132,7 +132,7 @@ describe('the openstack CLI through Keystone against pir serve', { skip: missing
     }
   });
 
-  it('does not show one project\'s private image to another project', { todo: 'needs the visibility policy (issue 7 point 2); on main when that lands' }, async () => {
+  it('does not show one project\'s private image to another project', async () => {
     const disk = join(dir, 'private.raw');
     await writeFile(disk, Buffer.alloc(2 ** 20, 'x'));
     const created = json(await openstack('demo', 'demo', 'image', 'create', '--file', disk, '--disk-format', 'raw', '--container-format', 'bare', '--private', 'e2e-private', '-f', 'json'));

@@ -16,7 +16,7 @@ import { PirClient, type Response } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
 
-const TOKEN = 'e2e-quota-token';
+const TOKEN = 'e2e-quota-token-0123456789abcdefghij';
 const MiB = 1024 * 1024;
 const logDir = testLogDir('quotas');
 

@@ -14,7 +14,7 @@ import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from 
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
-const ADMIN = 'e2e-tokens-admin';
+const ADMIN = 'e2e-tokens-admin-0123456789abcdefg';
 const ALICE = 'e2e-tokens-alice-0123456789';
 const BOB = 'e2e-tokens-bob-9876543210';
 const tokens = (...entries: [string, string, string, string[]][]) =>

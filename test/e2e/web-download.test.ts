@@ -21,7 +21,7 @@ import { inCI } from '../support/services.js';
 const run = promisify(execFile);
 const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
 
-const TOKEN = 'e2e-web-download-token';
+const TOKEN = 'e2e-web-download-token-0123456789abc';
 const logDir = testLogDir('web-download');
 
 /** Polls until the image is active or killed. */

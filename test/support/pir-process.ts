@@ -34,11 +34,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startPirProcess(role: 'serve' | 'api' | 'worker', env: Record<string, string>, logDir: string, name: string = role): Promise<PirProcess> {
+/** `launcher`: a command that runs the rest of its arguments (e.g. unshare … to give PIR a small disk). */
+export async function startPirProcess(role: 'serve' | 'api' | 'worker', env: Record<string, string>, logDir: string, name: string = role, launcher: string[] = []): Promise<PirProcess> {
   await mkdir(logDir, { recursive: true });
   const log: WriteStream = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
   let output = '';
-  const child = spawn(process.execPath, [CLI, role], {
+  const command = [...launcher, process.execPath, CLI, role];
+  const child = spawn(command[0]!, command.slice(1), {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PIR_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -20,8 +20,14 @@ const isShared = (kind: Kind) => kind.startsWith('shared');
 const bIsMember = (kind: Kind) => kind === 'shared-pending' || kind === 'shared-accepted';
 /** Glance's is_image_visible. */
 const sees = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'community' || kind === 'public' || bIsMember(kind);
-/** Glance's default list. */
-const listsByDefault = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'public' || kind === 'shared-accepted';
+/**
+ * Glance's default list (glance/db/sqlalchemy/api.py _image_get_all): without a visibility
+ * filter, community images only for their owner's project, administrators included.
+ */
+const listsByDefault = (token: Token, kind: Kind) => (isAdmin(token) && kind !== 'community') || ofA(token) || kind === 'public' || kind === 'shared-accepted';
+/** Glance's list with ?visibility=<the image's>: shared images by member_status (default accepted). */
+const listsByVisibility = (token: Token, kind: Kind, memberStatus: 'accepted' | 'all') =>
+  isAdmin(token) || ofA(token) || kind === 'public' || kind === 'community' || kind === 'shared-accepted' || (memberStatus === 'all' && kind === 'shared-pending');
 /** An owner-only write (modify_image, delete_image, upload_image, add/delete_member). */
 const ownerWrite = (token: Token, kind: Kind, ok: number) => (!sees(token, kind) ? 404 : isAdmin(token) || (ofA(token) && isMember(token)) ? ok : 403);
 
@@ -49,7 +55,15 @@ const ENDPOINTS: Endpoint[] = [
       const doc = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
       return (await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
     },
-    expect: (k, kind) => (sees(k, kind) ? 1 : 0),
+    expect: (k, kind) => (listsByVisibility(k, kind, 'accepted') ? 1 : 0),
+  },
+  {
+    name: 'GET image list (?visibility=<its visibility>&member_status=all)',
+    run: async (t, k, id) => {
+      const doc = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
+      return (await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}&member_status=all`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+    },
+    expect: (k, kind) => (listsByVisibility(k, kind, 'all') ? 1 : 0),
   },
   { name: 'GET file', active: true, run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/file`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isMember(k) ? 200 : 403) },
   { name: 'PATCH', mutates: true, run: async (t, k, id) => (await t.patch(k, id, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, expect: (k, kind) => ownerWrite(k, kind, 200) },

@@ -3,6 +3,7 @@
  * memory, in-process bus and queue), the real pipeline stages, and callers of several projects
  * chosen by token, so tests can act as project A or B with any role.
  */
+import { pino } from 'pino';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../../api/app.js';
 import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
@@ -61,7 +62,7 @@ export async function testApp(): Promise<TestApp> {
     { maxOutputBytes: 2 ** 30, maxRatio: 200 }, { maxVirtualSize: 2 ** 40, allowEncrypted: false }), { stageDeadlineSeconds: 60 }, silent);
   for (const stage of STAGES) await queue.process(stage, 1, runner.handle);
   await startDispatcher(d.bus, d.manifest, queue, silent);
-  const upload = { maxImageSize: 2 ** 30, heartbeatMs: 60_000 };
+  const upload = { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 };
   const hashes = HashPool.shared();
   const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
   const webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
@@ -79,7 +80,7 @@ export async function testApp(): Promise<TestApp> {
   const webhooks = new WebhookService(webhookStore, new SecretBox(randomBytes(32)), queue, kind,
     webhookUrlCheck(new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('hooks.test:8080') })), 60);
   await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent).start(d.bus);
-  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: silent, upload, quotas, webDownloads, authenticator, webhooks });
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },

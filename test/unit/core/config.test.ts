@@ -37,3 +37,22 @@ describe('config', () => {
     assert.deepEqual(distributedUrls(config), { redisUrl: 'redis://r:6379', kafkaBrokers: ['k1:9092', 'k2:9092'], mongodbUrl: 'mongodb://m/pir' });
   });
 });
+
+describe('config (issue 6)', () => {
+  it('refuses an admin token shorter than 32 characters, naming the variable', () => {
+    assert.throws(() => loadConfig({ PIR_ADMIN_TOKEN: 'a' }), /PIR_ADMIN_TOKEN: must be at least 32 characters \(it has 1\)/);
+    assert.throws(() => loadConfig({ PIR_ADMIN_TOKEN: 'x'.repeat(31) }), /PIR_ADMIN_TOKEN/);
+    assert.throws(() => loadConfig({ PIR_ADMIN_TOKEN: `${'x'.repeat(31)} y` }), /PIR_ADMIN_TOKEN: may hold only printable/);
+    assert.equal(loadConfig({ PIR_ADMIN_TOKEN: 'x'.repeat(32) }).adminToken, 'x'.repeat(32));
+  });
+  it('reads PIR_PUBLIC_URL as a base URL, and PIR_UPLOAD_IDLE_SECONDS', () => {
+    assert.equal(loadConfig({}).publicUrl, null);
+    assert.equal(loadConfig({ PIR_PUBLIC_URL: 'https://images.example.com/pir/' }).publicUrl, 'https://images.example.com/pir');
+    assert.throws(() => loadConfig({ PIR_PUBLIC_URL: 'ftp://x' }), /PIR_PUBLIC_URL/);
+    assert.throws(() => loadConfig({ PIR_PUBLIC_URL: 'https://x/?a=b' }), /PIR_PUBLIC_URL/);
+    assert.throws(() => loadConfig({ PIR_PUBLIC_URL: 'not a url' }), /PIR_PUBLIC_URL/);
+    assert.equal(loadConfig({}).uploadIdleSeconds, 60);
+    assert.equal(loadConfig({ PIR_UPLOAD_IDLE_SECONDS: '5' }).uploadIdleSeconds, 5);
+    assert.throws(() => loadConfig({ PIR_UPLOAD_IDLE_SECONDS: '0' }), /PIR_UPLOAD_IDLE_SECONDS/);
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * What PIR does at the HTTP layer before and around the routes: which request ids it trusts,
+ * what it writes to the logs about a URL, and how it answers `Expect: 100-continue`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+
+/** Glance's request id form; anything else a client sends is replaced, never echoed or logged. */
+const REQUEST_ID = /^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-openstack-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given.toLowerCase() : `req-${randomUUID()}`;
+}
+
+/** Query parameters whose values are secrets (a token put in the URL must not reach the logs). */
+const SECRET_PARAM = /token|auth|passw|secret|key|signature|credential|session/i;
+
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const redacted = url.slice(q + 1).split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    let decoded = name;
+    try { decoded = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { /* logged as sent */ }
+    return eq >= 0 && SECRET_PARAM.test(decoded) ? `${name}=[REDACTED]` : pair;
+  });
+  return `${url.slice(0, q)}?${redacted.join('&')}`;
+}
+
+/** The `req` log serializer: Fastify's fields, with secrets in the query string redacted. */
+export function requestLogView(req: { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } }) {
+  return { method: req.method, url: redactUrl(req.url ?? ''), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+}
+
+const EXPECTS_CONTINUE = Symbol('pir.expectsContinue');
+type MaybeExpecting = IncomingMessage & { [EXPECTS_CONTINUE]?: boolean };
+
+/**
+ * Node answers `Expect: 100-continue` with `100 Continue` before any route has looked at the
+ * request. With this listener the request runs its checks first (token, state); only a route that
+ * will read the body says "continue" (sendContinue), and a refusal goes out as the final answer.
+ */
+export function deferContinue(server: { on(event: 'checkContinue', l: (req: IncomingMessage, res: ServerResponse) => void): unknown; emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean }): void {
+  server.on('checkContinue', (req, res) => {
+    (req as MaybeExpecting)[EXPECTS_CONTINUE] = true;
+    server.emit('request', req, res);
+  });
+}
+
+/** Tells a client waiting on `Expect: 100-continue` to send the body (once). */
+export function sendContinue(req: IncomingMessage, res: ServerResponse): void {
+  const r = req as MaybeExpecting;
+  if (!r[EXPECTS_CONTINUE]) return;
+  r[EXPECTS_CONTINUE] = false;
+  if (!res.headersSent && !res.writableEnded) res.writeContinue();
+}
+
+/** Whether the request's body (if any) has been read to its end. */
+export function bodyConsumed(req: IncomingMessage): boolean {
+  return req.complete || req.readableEnded;
+}

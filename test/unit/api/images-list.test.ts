@@ -1,0 +1,260 @@
+/**
+ * GET /v2/images in process (Fastify inject over the real app and an SQLite store): each filter,
+ * sorting, paging links, and every malformed parameter answered with a 400 that names it.
+ * The visibility scope per caller is covered store by store in test/contract (manifest-store).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SqliteManifestStore } from '../../../infra/embedded/sqlite-manifest-store.js';
+import type { ImageDoc } from '../../../schemas/image.js';
+import { inProcessApp, type InProcessApp } from '../../support/in-process-app.js';
+import { makeDoc } from '../../contract/helpers.js';
+import { parseIsoTime, splitQuoted } from '../../../api/list-query.js';
+
+const BASE = Date.parse('2024-05-01T00:00:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+describe('GET /v2/images', () => {
+  let dir: string;
+  let store: SqliteManifestStore;
+  let pir: InProcessApp;
+  const docs: ImageDoc[] = [];
+  const member = (member_id: string, status: 'pending' | 'accepted' | 'rejected') => ({ member_id, status, created_at: iso(BASE), updated_at: iso(BASE) });
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pir-list-api-'));
+    store = new SqliteManifestStore({ path: join(dir, 'manifest.sqlite') });
+    pir = await inProcessApp(store, {
+      tokens: {
+        'p9-token': { project_id: 'p9', user_id: 'u9', roles: ['member', 'reader'] },
+        'p1-token': { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] },
+      },
+    });
+    // 40 images: created a second apart (with milliseconds), owners admin/p1/p2, mixed fields.
+    for (let i = 0; i < 40; i++) {
+      docs.push(makeDoc({
+        name: i === 7 ? 'a,b' : `img-${i % 4}`,
+        owner: ['admin', 'p1', 'p2'][i % 3]!,
+        status: (['active', 'queued', 'killed', 'active'] as const)[i % 4]!,
+        visibility: (['public', 'private', 'shared', 'community'] as const)[i % 4]!,
+        disk_format: (['qcow2', 'raw', 'iso'] as const)[i % 3]!,
+        container_format: i % 2 ? 'bare' : 'ovf',
+        size: i % 5 === 0 ? null : i * 1000,
+        protected: i % 6 === 0,
+        os_hidden: i % 10 === 9,
+        tags: [...(i % 2 ? ['x86'] : []), ...(i % 3 ? [] : ['64bit'])],
+        properties: { ...(i % 4 === 1 ? { os_distro: 'debian' } : {}), 'with:colon': 'v:1' },
+        members: i % 4 === 2 ? [member('p9', i % 8 === 2 ? 'accepted' : 'pending')] : [],
+        created_at: iso(BASE + i * 1000 + 250),
+        updated_at: iso(BASE + (40 - i) * 1000 + 999),
+      }));
+    }
+    await store.createMany(docs);
+    // A deleted image is never listed.
+    await store.create(makeDoc({ name: 'gone', status: 'deleted', owner: 'admin', visibility: 'public' }));
+  });
+  after(async () => {
+    await pir.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = async (query: string, token = pir.token) => {
+    const res = await pir.app.inject({ method: 'GET', url: `/v2/images${query}`, headers: { 'x-auth-token': token } });
+    return { status: res.statusCode, body: res.json() as { images: Record<string, unknown>[]; next?: string; first?: string; error?: { message: string; error_code: string } } };
+  };
+  const names = async (query: string) => {
+    const r = await get(query);
+    assert.equal(r.status, 200, `${query}: ${JSON.stringify(r.body)}`);
+    return r.body.images.map((i) => i.name as string);
+  };
+  /** Ids the admin lists by default (Glance: all but other projects' community images, hidden ones hidden), newest first. */
+  const expected = (pick: (d: ImageDoc, i: number) => boolean) =>
+    docs.map((d, i) => [d, i] as const).filter(([d, i]) => pick(d, i)).sort((a, b) => (a[0].created_at < b[0].created_at ? 1 : -1)).map(([d]) => d.name);
+  const byDefault = (d: ImageDoc) => !d.os_hidden && (d.visibility !== 'community' || d.owner === 'admin');
+  const all = (query: string) => names(`${query}${query.includes('?') ? '&' : '?'}limit=1000`);
+
+  it('lists 25 newest first by default, with first and next links', async () => {
+    const r = await get('');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.images.length, 25);
+    assert.deepEqual(r.body.images.map((i) => i.name), expected(byDefault).slice(0, 25));
+    assert.equal(r.body.first, '/v2/images');
+    assert.match(r.body.next!, /^\/v2\/images\?marker=[0-9a-f-]{36}$/);
+    const rest = await get(r.body.next!.slice('/v2/images'.length));
+    assert.deepEqual([...r.body.images, ...rest.body.images].map((i) => i.name), expected(byDefault));
+    assert.equal(rest.body.next, undefined, 'a page shorter than the limit has no next link');
+  });
+
+  it('filters by name, id, status, formats with eq and in: (quoted values with commas)', async () => {
+    assert.deepEqual(await all('?name=img-1'), expected((d) => byDefault(d) && d.name === 'img-1'));
+    assert.deepEqual(await all('?name=eq:img-1'), expected((d) => byDefault(d) && d.name === 'img-1'));
+    assert.deepEqual(await all(`?name=${encodeURIComponent('in:img-2,"a,b",nothing')}`), expected((d) => byDefault(d) && (d.name === 'img-2' || d.name === 'a,b')));
+    assert.ok((await all(`?visibility=all&name=${encodeURIComponent('in:"a,b"')}`)).length === 1, 'a quoted value keeps its comma');
+    assert.deepEqual(await all(`?name=${encodeURIComponent('in:img-2,img-3')}`), expected((d) => byDefault(d) && ['img-2', 'img-3'].includes(d.name!)));
+    assert.deepEqual(await all(`?id=in:${docs[3]!.id},${docs[4]!.id}`), expected((d) => byDefault(d) && [docs[3]!.id, docs[4]!.id].includes(d.id)));
+    assert.deepEqual(await all(`?id=${docs[4]!.id}`), [docs[4]!.name]);
+    assert.deepEqual(await all('?status=killed'), expected((d) => byDefault(d) && d.status === 'killed'));
+    assert.deepEqual(await all('?status=in:queued,killed'), expected((d) => byDefault(d) && ['queued', 'killed'].includes(d.status)));
+    assert.deepEqual(await all('?status=deleted'), [], 'deleted images are never listed');
+    assert.deepEqual(await all('?disk_format=iso&container_format=bare'), expected((d) => byDefault(d) && d.disk_format === 'iso' && d.container_format === 'bare'));
+    assert.deepEqual(await all('?disk_format=in:raw,iso'), expected((d) => byDefault(d) && d.disk_format !== 'qcow2'));
+  });
+
+  it('filters by visibility, owner, protected, os_hidden, sizes, tags and extra properties', async () => {
+    assert.deepEqual(await all('?visibility=community'), expected((d) => !d.os_hidden && d.visibility === 'community'));
+    assert.deepEqual(await all('?visibility=all'), expected((d) => !d.os_hidden));
+    assert.deepEqual(await all('?visibility=shared&member_status=all'), expected((d) => !d.os_hidden && d.visibility === 'shared'));
+    assert.deepEqual(await all('?owner=p1'), expected((d) => byDefault(d) && d.owner === 'p1'));
+    assert.deepEqual(await all('?protected=true'), expected((d) => byDefault(d) && d.protected));
+    assert.deepEqual(await all('?protected=false&visibility=all'), expected((d) => !d.os_hidden && !d.protected));
+    assert.deepEqual(await all('?os_hidden=true&visibility=all'), expected((d) => d.os_hidden));
+    assert.deepEqual(await all('?os_hidden=FALSE'), expected(byDefault));
+    assert.deepEqual(await all('?size_min=10000&size_max=20000'), expected((d) => byDefault(d) && d.size !== null && d.size >= 10000 && d.size <= 20000));
+    assert.deepEqual(await all('?tag=x86'), expected((d) => byDefault(d) && d.tags.includes('x86')));
+    assert.deepEqual(await all('?tag=x86&tag=64bit'), expected((d) => byDefault(d) && d.tags.includes('x86') && d.tags.includes('64bit')));
+    assert.deepEqual(await all('?os_distro=debian'), expected((d) => byDefault(d) && d.properties.os_distro === 'debian'));
+    assert.deepEqual(await all('?os_distro=debian&tag=x86&owner=p2'), expected((d) => byDefault(d) && d.properties.os_distro === 'debian' && d.tags.includes('x86') && d.owner === 'p2'));
+    assert.deepEqual(await all(`?${encodeURIComponent('with:colon')}=${encodeURIComponent('v:1')}`), expected(byDefault), 'property values are taken whole, colons included');
+    assert.deepEqual(await all('?os_distro=nothing'), []);
+    assert.deepEqual(await all('?__proto__=x'), [], 'a property named __proto__ is a filter, not ignored');
+    assert.deepEqual(await all('?constructor=x'), []);
+  });
+
+  it('filters created_at and updated_at with gt, gte, eq, neq, lt, lte on the shown (whole-second) times', async () => {
+    const t = (i: number) => iso(BASE + i * 1000).replace('.000Z', 'Z'); // image i shows as t(i)
+    const created = (op: string, i: number) => all(`?created_at=${op}:${encodeURIComponent(t(i))}`);
+    assert.deepEqual(await created('gt', 30), expected((d, i) => byDefault(d) && i > 30));
+    assert.deepEqual(await created('gte', 30), expected((d, i) => byDefault(d) && i >= 30));
+    assert.deepEqual(await created('lt', 3), expected((d, i) => byDefault(d) && i < 3));
+    assert.deepEqual(await created('lte', 3), expected((d, i) => byDefault(d) && i <= 3));
+    assert.deepEqual(await created('eq', 4), expected((d, i) => byDefault(d) && i === 4));
+    assert.deepEqual(await created('neq', 4), expected((d, i) => byDefault(d) && i !== 4));
+    assert.deepEqual(await all(`?created_at=${encodeURIComponent(t(4))}`), [docs[4]!.name], 'a bare time is eq');
+    assert.deepEqual(await all(`?created_at=gte:${encodeURIComponent('2024-05-01T02:00:10+02:00')}&created_at=lt:${encodeURIComponent(t(12))}`), expected((d, i) => byDefault(d) && i >= 10 && i < 12), 'offsets, and two ranges together');
+    assert.deepEqual(await all(`?updated_at=lte:${encodeURIComponent(t(5))}`), expected((d, i) => byDefault(d) && 40 - i <= 5));
+  });
+
+  it('sorts by sort=k:dir,k2 and by sort_key/sort_dir pairs, with created_at and id as tie-breaks', async () => {
+    const sorted = (cmp: (a: ImageDoc, b: ImageDoc) => number) => docs.filter(byDefault).sort(cmp).map((d) => d.id);
+    const ids = async (q: string) => (await get(`${q}&limit=1000`)).body.images.map((i) => i.id as string);
+    const byNameThenCreatedAsc = (a: ImageDoc, b: ImageDoc) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.created_at < b.created_at ? -1 : 1);
+    assert.deepEqual(await ids('?sort=name:asc'), sorted(byNameThenCreatedAsc));
+    assert.deepEqual(await ids('?sort_key=name&sort_dir=asc'), sorted(byNameThenCreatedAsc));
+    const sizeNulls = (s: number | null) => (s === null ? -1 : s);
+    // Two directions: the tie-breaks (created_at, id) are descending.
+    const byStatusDescSizeAsc = (a: ImageDoc, b: ImageDoc) => (a.status !== b.status ? (a.status < b.status ? 1 : -1) : sizeNulls(a.size) !== sizeNulls(b.size) ? sizeNulls(a.size) - sizeNulls(b.size) : a.created_at < b.created_at ? 1 : -1);
+    assert.deepEqual(await ids('?sort=status:desc,size:asc'), sorted(byStatusDescSizeAsc));
+    assert.deepEqual(await ids('?sort_key=status&sort_dir=desc&sort_key=size&sort_dir=asc'), sorted(byStatusDescSizeAsc));
+    assert.deepEqual(await ids('?sort=status'), sorted((a, b) => (a.status !== b.status ? (a.status < b.status ? 1 : -1) : a.created_at < b.created_at ? 1 : -1)), 'sort= without a direction is desc');
+  });
+
+  it('pages with marker through ties, and next links keep every parameter', async () => {
+    const query = '?sort=status:asc&tag=x86&limit=3&visibility=all';
+    const seen: string[] = [];
+    let url: string | undefined = query;
+    let first: string | undefined;
+    for (let pages = 0; url && pages < 50; pages++) {
+      const r = await get(url);
+      assert.equal(r.status, 200);
+      first ??= r.body.first;
+      seen.push(...r.body.images.map((i) => i.id as string));
+      if (r.body.next) {
+        const next = new URL(r.body.next, 'http://x');
+        assert.deepEqual(next.searchParams.getAll('tag'), ['x86']);
+        assert.equal(next.searchParams.get('sort'), 'status:asc');
+        assert.equal(next.searchParams.get('visibility'), 'all');
+      }
+      url = r.body.next?.slice('/v2/images'.length);
+    }
+    assert.equal(first, '/v2/images?sort=status%3Aasc&tag=x86&limit=3&visibility=all');
+    const whole = (await get('?sort=status:asc&tag=x86&limit=1000&visibility=all')).body.images.map((i) => i.id as string);
+    assert.deepEqual(seen, whole);
+    assert.equal(new Set(seen).size, seen.length);
+  });
+
+  it('takes limit 0 as an empty page, clamps to 1000 and defaults to 25', async () => {
+    const zero = await get('?limit=0');
+    assert.deepEqual(zero.body.images, []);
+    assert.equal(zero.body.next, undefined);
+    assert.equal((await get('?limit=5000&visibility=all&os_hidden=false')).body.images.length, docs.filter((d) => !d.os_hidden).length);
+    assert.equal((await get('?limit=7')).body.images.length, 7);
+  });
+
+  for (const [query, param] of [
+    ['?limit=abc', 'limit'], ['?limit=', 'limit'], ['?limit=-1', 'limit'], ['?limit=1.5', 'limit'],
+    ['?marker=', 'marker'], ['?marker=00000000-0000-0000-0000-000000000000', 'marker'], ['?marker=not-an-id', 'marker'],
+    ['?sort_key=bogus', 'sort_key'], ['?sort_dir=up', 'sort_dir'], ['?sort=name:up', 'sort'], ['?sort=bogus', 'sort'], ['?sort=', 'sort'],
+    ['?sort=name&sort_key=size', 'sort'], ['?sort_key=name&sort_key=size&sort_key=id&sort_dir=asc&sort_dir=desc', 'sort_dir'],
+    ['?visibility=bogus', 'visibility'], ['?member_status=maybe', 'member_status'],
+    ['?protected=maybe', 'protected'], ['?os_hidden=yes', 'os_hidden'],
+    ['?size_min=abc', 'size_min'], ['?size_max=1e3', 'size_max'],
+    ['?created_at=gt:yesterday', 'created_at'], ['?created_at=since:2024-01-01T00:00:00Z', 'created_at'], ['?updated_at=2024-02-30T00:00:00Z', 'updated_at'],
+    ['?name=foo:bar', 'name'], ['?status=gt:active', 'status'], [`?id=${encodeURIComponent('in:"a')}`, 'id'], [`?name=${encodeURIComponent('in:a"b"')}`, 'name'],
+    ['?changes-since=2024-01-01T00:00:00Z', 'changes-since'], ['?size=5', 'size'], ['?min_ram=5', 'min_ram'],
+    ['?name=a&name=b', 'name'], ['?owner=a&owner=b', 'owner'],
+  ] as const) {
+    it(`refuses ${decodeURIComponent(query)} with a 400 naming ${param}`, async () => {
+      const r = await get(query);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.ok(r.body.error!.message.includes(param), `"${r.body.error!.message}" names ${param}`);
+    });
+  }
+
+  it("lists a project's view: own images, public ones, and shared ones by member_status", async () => {
+    const ids = async (query: string, token: string) => {
+      const r = await get(query, token);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body.images.map((i) => i.id as string).sort();
+    };
+    const visible = (pick: (d: ImageDoc) => boolean) => docs.filter((d) => !d.os_hidden && pick(d)).map((d) => d.id).sort();
+    const memberOf = (d: ImageDoc, status?: string) => d.visibility === 'shared' && d.members!.some((m) => m.member_id === 'p9' && (!status || m.status === status));
+    assert.deepEqual(await ids('?limit=1000', 'p9-token'), visible((d) => d.visibility === 'public' || memberOf(d, 'accepted')));
+    assert.deepEqual(await ids('?limit=1000&member_status=pending', 'p9-token'), visible((d) => d.visibility === 'public' || memberOf(d, 'pending')));
+    assert.deepEqual(await ids('?limit=1000&visibility=shared&member_status=all', 'p9-token'), visible((d) => memberOf(d)));
+    assert.deepEqual(await ids('?limit=1000&visibility=community', 'p9-token'), visible((d) => d.visibility === 'community'));
+    assert.deepEqual(await ids('?limit=1000', 'p1-token'), visible((d) => d.visibility === 'public' || d.owner === 'p1'));
+    assert.deepEqual(await ids('?limit=1000&visibility=private&owner=p2', 'p1-token'), [], "another project's private images never show");
+    const privateOfP2 = docs.find((d) => d.owner === 'p2' && d.visibility === 'private')!;
+    assert.equal((await get(`?marker=${privateOfP2.id}`, 'p1-token')).status, 400, "another project's private image is no marker");
+    assert.equal((await get(`?marker=${privateOfP2.id}`)).status, 200, 'the admin may use it');
+  });
+
+  it('refuses a marker the caller cannot see exactly like an unknown one', async () => {
+    const privateOfP1 = docs.find((d) => d.owner === 'p1' && d.visibility === 'private')!;
+    const caller = { project_id: 'p2', user_id: 'u', roles: ['member'] };
+    const request = { query: { where: {}, memberStatus: 'accepted' as const, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 5 } };
+    const invisible = await pir.images.list(caller, { ...request, marker: privateOfP1.id }).catch((e: Error) => e);
+    const unknown = await pir.images.list(caller, { ...request, marker: '00000000-0000-0000-0000-000000000000' }).catch((e: Error) => e);
+    assert.ok(invisible instanceof Error && unknown instanceof Error);
+    assert.equal(invisible.message.replace(privateOfP1.id, 'X'), unknown.message.replace('00000000-0000-0000-0000-000000000000', 'X'));
+    // A public image of another project is a valid marker, and a member sees its accepted shares.
+    const publicOfP1 = docs.find((d) => d.owner === 'p1' && d.visibility === 'public')!;
+    assert.ok(Array.isArray(await pir.images.list(caller, { ...request, marker: publicOfP1.id })));
+    const p9 = { project_id: 'p9', user_id: 'u', roles: ['member'] };
+    const shared = await pir.images.list(p9, { query: { ...request.query, limit: 1000 } });
+    assert.deepEqual(shared.map((d) => d.id).sort(), docs.filter((d) => !d.os_hidden && (d.visibility === 'public' || (d.visibility === 'shared' && d.members!.some((m) => m.member_id === 'p9' && m.status === 'accepted')))).map((d) => d.id).sort());
+  });
+});
+
+describe('list query helpers', () => {
+  it("splits in: values as Glance's split_filter_value_for_quotes", () => {
+    assert.deepEqual(splitQuoted('name', 'a,b'), ['a', 'b']);
+    assert.deepEqual(splitQuoted('name', '"a,b",c'), ['a,b', 'c']);
+    assert.deepEqual(splitQuoted('name', 'a,,b'), ['a', '', 'b']);
+    assert.deepEqual(splitQuoted('name', '"a\\"b"'), ['a\\"b']);
+    assert.throws(() => splitQuoted('name', 'a"b"'), /no comma before/);
+    assert.throws(() => splitQuoted('name', '"a"b'), /no comma after/);
+    assert.throws(() => splitQuoted('name', '"ab'), /not closed/);
+  });
+  it('parses ISO 8601 times, with zones and fractions, and refuses impossible dates', () => {
+    assert.equal(parseIsoTime('2024-05-01T00:00:00Z'), Date.parse('2024-05-01T00:00:00Z'));
+    assert.equal(parseIsoTime('2024-05-01T02:00:00+02:00'), Date.parse('2024-05-01T00:00:00Z'));
+    assert.equal(parseIsoTime('2024-05-01T00:00:00.5'), Date.parse('2024-05-01T00:00:00.500Z'));
+    assert.equal(parseIsoTime('2024-05-01'), Date.parse('2024-05-01T00:00:00Z'));
+    for (const bad of ['2024-02-30T00:00:00Z', '2024-13-01', 'yesterday', '2024-05-01T25:00:00Z', '']) assert.equal(parseIsoTime(bad), null, bad);
+  });
+});
