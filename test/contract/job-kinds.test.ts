@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { PermanentJobError, RetryLaterError, type JobKind } from '../../core/jobs.js';
+import { DeferJobError, PermanentJobError, RetryLaterError, type JobKind } from '../../core/jobs.js';
 import type { JobQueue } from '../../core/ports.js';
 import { BullmqJobQueue } from '../../infra/bullmq/bullmq-job-queue.js';
 import { MemoryJobQueue } from '../../infra/embedded/memory-job-queue.js';
@@ -44,13 +44,17 @@ async function suite(label: string, make: () => Promise<JobQueue & { stateOf(...
         if (data.mode === 'flaky' && ctx.attempt < 3) throw new Error('not yet');
         if (data.mode === 'later' && ctx.attempt === 1) throw new RetryLaterError('retry after', 300);
         if (data.mode === 'never') throw new PermanentJobError('refused for good');
+        if (data.mode === 'defer' && calls.filter((c) => c.id === data.n).length < 3) throw new DeferJobError(50);
       });
       await q.enqueue(k, 'job-flaky', { n: 1, mode: 'flaky' });
       await q.enqueue(k, 'job-flaky', { n: 99, mode: 'flaky' }); // same id: no-op
       await q.enqueue(k, 'job-later', { n: 2, mode: 'later' });
       await q.enqueue(k, 'job-never', { n: 3, mode: 'never' });
+      await q.enqueue(k, 'job-defer', { n: 4, mode: 'defer' });
       await waitFor(async () => (await stateOf(q as never, k, 'job-flaky')) === 'completed' && (await stateOf(q as never, k, 'job-later')) === 'completed', 10_000);
       await waitFor(async () => (await stateOf(q as never, k, 'job-never')) === 'failed', 10_000);
+      await waitFor(async () => (await stateOf(q as never, k, 'job-defer')) === 'completed', 10_000);
+      assert.deepEqual(calls.filter((c) => c.id === 4).map((c) => c.attempt), [1, 1, 1], 'a deferred run is not an attempt');
       assert.deepEqual(calls.filter((c) => c.id === 1).map((c) => c.attempt), [1, 2, 3]);
       assert.equal(calls.filter((c) => c.id === 99).length, 0, 'the repeated id never ran');
       const later = calls.filter((c) => c.id === 2);
