@@ -18,7 +18,7 @@ import { startPir, type RunningPir } from '../infra/runtime.js';
 import { serviceUp, services } from '../test/support/services.js';
 import type { Bench, Figure } from './report.js';
 
-const TOKEN = 'bench-admin-token';
+const TOKEN = 'bench-webhooks-admin-token-0123456789abcdef';
 const IMAGES_ONE = 40;
 const IMAGES_MANY = 10;
 const SUBSCRIBERS = 100;

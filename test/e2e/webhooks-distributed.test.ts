@@ -14,7 +14,7 @@ import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
 import { WebhookReceiver, verify } from '../support/webhook-receiver.js';
 
 const logDir = testLogDir('webhooks-distributed');
-const TOKEN = 'e2e-webhooks-token';
+const TOKEN = 'e2e-webhooks-admin-token-0123456789abcdef';
 const needed = ['redis', 'kafka', 'mongodb'] as const;
 const missing = (await Promise.all(needed.map(async (name) => ({ name, ...(await serviceUp(name)) })))).filter((s) => !s.up);
 const missingText = missing.map((s) => `${s.name} (${s.where})`).join(', ');

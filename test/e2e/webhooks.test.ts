@@ -19,9 +19,9 @@ import { freePort } from '../support/pir-process.js';
 import { testLogLevel } from '../support/services.js';
 import { WebhookReceiver, verify } from '../support/webhook-receiver.js';
 
-const ALICE = 'alice-token-0123456789';
-const BOB = 'bob-token-0123456789';
-const ADMIN = 'admin-token-0123456789';
+const ALICE = 'alice-token-0123456789-abcdefghijklmnop';
+const BOB = 'bob-token-0123456789-abcdefghijklmnopqrs';
+const ADMIN = 'admin-token-0123456789-abcdefghijklmno';
 const SCHEDULE = '200ms,200ms,200ms';
 
 describe('webhooks (embedded, real receivers)', () => {
