@@ -26,12 +26,14 @@ export function imageView(doc: ImageDoc): Record<string, unknown> {
     self: `/v2/images/${doc.id}`,
     file: `/v2/images/${doc.id}/file`,
     schema: '/v2/schemas/image',
-    pir_stage: doc.status === 'importing' && pipeline ? pipeline.stage : null,
-    pir_pipeline: pipeline
-      ? { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] }
-      : null,
-    pir_failure: doc.failure,
   };
+  // PIR's own fields only when they say something: SDKs that diff an image to build a PATCH
+  // (openstacksdk) turn a null extra field into a `remove` of a read-only attribute.
+  if (doc.status === 'importing' && pipeline) view.pir_stage = pipeline.stage;
+  if (pipeline) {
+    view.pir_pipeline = { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] };
+  }
+  if (doc.failure) view.pir_failure = doc.failure;
   // Extra properties go in after the fixed fields, which win a clash (as in Glance). Spreading
   // them in first instead costs ~100 µs per image (V8 turns each view into a slow dictionary
   // object): 100 ms of a 1000-image list.

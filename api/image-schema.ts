@@ -92,9 +92,10 @@ export const CreateMemberBody = Type.Object({
   member: Type.String({ minLength: 1, maxLength: LIMITS.memberIdLength, description: 'The project id to share the image with' }),
 }, { additionalProperties: false });
 
+// Glance reads only `status` and ignores other keys (openstacksdk sends the member id beside it).
 export const UpdateMemberBody = Type.Object({
   status: Enum(MEMBER_STATUSES, 'The status of this image member'),
-}, { additionalProperties: false });
+}, { additionalProperties: true });
 
 const member = Type.Object({
   image_id: Type.String({ pattern: UUID_PATTERN, description: 'An identifier for the image' }),

@@ -39,6 +39,9 @@ function pathName(path: unknown): string {
   return name;
 }
 
+/** Fields of PIR's image view that are no image attributes (api/glance-view.ts). */
+const VIEW_ONLY_FIELDS = new Set(['pir_stage', 'pir_pipeline', 'pir_failure']);
+
 export function parsePatch(body: unknown, mediaType: PatchMediaType): PatchOp[] {
   if (!Array.isArray(body)) throw invalid('The body must be a JSON list of operations.');
   if (body.length > LIMITS.patchOperations) throw invalid(`At most ${LIMITS.patchOperations} operations per PATCH.`);
@@ -67,6 +70,9 @@ export function parsePatch(body: unknown, mediaType: PatchMediaType): PatchOp[] 
 /** Applies the operations in order; the first that fails stops the whole PATCH (nothing is written). */
 export function applyPatch(draft: ImageDoc, ops: PatchOp[]): void {
   for (const { op, name, value } of ops) {
+    // PIR's progress fields are shown beside the image but are no attributes of it: SDKs that
+    // diff the whole view to build a PATCH (openstacksdk) name them, so they are passed over.
+    if (VIEW_ONLY_FIELDS.has(name)) continue;
     if (isWritableField(name)) {
       if (op === 'remove') throw fail('base_property_not_removable', `Property ${name} may not be removed; replace it instead.`);
       setField(draft, name, value);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone.
 #
-#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|tools]
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|tools|clients]
 #   infra/local/services.sh start   [all|redis|kafka|ferretdb|keystone]
 #   infra/local/services.sh stop    [all|redis|kafka|ferretdb|keystone]
 #   infra/local/services.sh status  [all|redis|kafka|ferretdb|keystone]
@@ -21,6 +21,8 @@ source "$PIR_INFRA_DIR/kafka.sh"
 source "$PIR_INFRA_DIR/ferretdb.sh"
 # shellcheck source=keystone.sh
 source "$PIR_INFRA_DIR/keystone.sh"
+# shellcheck source=clients.sh
+source "$PIR_INFRA_DIR/clients.sh"
 
 SERVICES=(redis kafka ferretdb keystone)
 TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl)
@@ -38,14 +40,14 @@ tools_install() {
   pir_log "tools: $(qemu-img --version | head -1); glance $(glance --version 2>&1 | tail -1); $(zstd --version | head -1)"
 }
 
-# targets KIND ARG -> list of services (KIND=install also allows "tools").
+# targets KIND ARG -> list of services (KIND=install also allows "tools" and "clients").
 targets() {
   local kind="$1" arg="${2:-all}"
   case "$arg" in
     all)
-      if [[ "$kind" == install ]]; then echo tools "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
+      if [[ "$kind" == install ]]; then echo tools clients "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
     redis | kafka | ferretdb | keystone) echo "$arg" ;;
-    tools) if [[ "$kind" == install ]]; then echo tools; else usage; fi ;;
+    tools | clients) if [[ "$kind" == install ]]; then echo "$arg"; else usage; fi ;;
     *) usage ;;
   esac
 }
@@ -60,6 +62,7 @@ export PIR_REDIS_URL=redis://127.0.0.1:$PIR_REDIS_PORT
 export PIR_KAFKA_BROKERS=127.0.0.1:$PIR_KAFKA_PORT
 export PIR_MONGODB_URL=mongodb://127.0.0.1:$PIR_FERRETDB_PORT/pir
 EOF
+      clients_env
       ;;
     keystone)
       cat <<EOF

@@ -129,6 +129,16 @@ describe('PATCH /v2/images/{id}', () => {
     assert.equal(removed.os_version, undefined);
   });
 
+  it("passes over PIR's view-only fields, as openstacksdk's whole-view diffs name them", async () => {
+    const res = await t.patch('a-member', id, [
+      { op: 'remove', path: '/pir_failure' }, { op: 'replace', path: '/pir_pipeline', value: {} },
+      { op: 'replace', path: '/name', value: 'sdk-renamed' },
+    ]);
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().name, 'sdk-renamed');
+    assert.equal((await t.patch('a-member', id, [{ op: 'remove', path: '/pir_other' }])).statusCode, 403, 'other pir_* names stay read-only');
+  });
+
   it('emits image.updated naming what changed', async () => {
     await t.patch('a-member', id, [{ op: 'replace', path: '/name', value: 'evented' }]);
     await t.d.relay.drain();
