@@ -163,8 +163,9 @@ describe('webhooks (embedded, real receivers)', () => {
     const [d] = await deliveries(ALICE, s.id);
     assert.equal(d.attempts.length, 4, 'first attempt + 3 retries');
     assert.ok(d.attempts.every((a: any) => a.status === null && /^connection_failed/.test(a.error)), JSON.stringify(d.attempts));
-    const r = await receiver();
-    await r.start(port).catch(async () => { await r.stop(); await r.start(port); });
+    const r = new WebhookReceiver();
+    receivers.push(r);
+    await r.start(port); // the port the failed attempts went to
     const again = await call(ALICE, 'POST', `/v2/webhooks/${s.id}/deliveries/${d.id}/redeliver`);
     assert.equal(again.status, 202, JSON.stringify(again.body));
     const [got] = await r.waitFor(1);

@@ -19,6 +19,7 @@ export class WebhookReceiver {
   constructor(public answer: Answer = (_n, _r, res) => { res.writeHead(200).end('ok'); }) {}
 
   async start(port = 0): Promise<this> {
+    if (this.server) throw new Error("receiver already started");
     this.server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
