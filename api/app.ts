@@ -28,6 +28,8 @@ import { imageRoutes } from './routes/images.js';
 import { infoRoutes } from './routes/info.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import type { WebhookService } from '../core/webhooks/service.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -47,6 +49,8 @@ export interface AppDeps {
   publicUrl?: string | null;
   /** Tests shorten the HTTP timeouts. */
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
+  /** The webhooks extension; absent: /v2/webhooks is not served. */
+  webhooks?: WebhookService;
 }
 
 /**
@@ -124,6 +128,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageImportRoutes(v2, deps.images, deps.webDownloads);
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
+    if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
   });
   return app;
 }

@@ -107,6 +107,14 @@ export const API_ERRORS = {
   unsupported_filter: refusal(400, 'A list parameter PIR does not filter on (size, min_disk, changes-since …).'),
   bad_list_parameter: refusal(400, 'A list parameter that takes one value was given more than once.'),
   bad_property_filter: refusal(400, 'A property filter name is empty or longer than 255 characters, or there are more than 128.'),
+  // webhooks
+  webhook_invalid: refusal(400, "A webhook needs a url and at least one event type (image.active, image.*, …)."),
+  webhook_url_refused: refusal(400, "The webhook URL is not https (and not allow-listed), or the egress checks refuse its host, port or address."),
+  webhook_all_projects_admin_only: refusal(403, "Only an administrator may subscribe to every project's images (all_projects)."),
+  webhook_not_found: refusal(404, "No such webhook in the caller's project."),
+  delivery_not_found: refusal(404, "No such delivery of this webhook."),
+  webhook_disabled: refusal(409, "The webhook is disabled (see disabled_reason); enable it with PATCH enabled: true first."),
+  delivery_pending: refusal(409, "The delivery is still being attempted; redeliver it once it has failed or succeeded."),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),

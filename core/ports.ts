@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import type { ImageDoc, ImageStatus, MemberStatus, StageName, Visibility } from '../schemas/image.js';
 import type { PirEvent } from '../schemas/events.js';
+import type { EnqueueOptions, JobHandler, JobKind } from './jobs.js';
 
 // ---------------------------------------------------------------- manifest
 
@@ -177,6 +178,10 @@ export interface JobQueue {
   stats(): Promise<QueueStats[]>;
   /** Resolves when the queue's backend answers (readiness checks); rejects otherwise. */
   ping(): Promise<void>;
+  /** Enqueues one job of a declared kind (core/jobs.ts); an id the queue still knows is a no-op. */
+  enqueue<T>(kind: JobKind<T>, id: string, data: T, options?: EnqueueOptions): Promise<void>;
+  /** Starts a pool of `concurrency` workers for one job kind in this process. */
+  work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>): Promise<void>;
   /** Stops taking jobs, waits for running ones (up to graceMs), then closes. */
   close(graceMs?: number): Promise<void>;
 }

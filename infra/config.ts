@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseQuotaConfig, type QuotaConfig } from '../core/quota.js';
+import { parseSecretKey } from '../core/webhooks/secret-box.js';
 import { parseAllowList } from './egress/address-policy.js';
 import { DEFAULT_EGRESS, type EgressSettings } from './egress/egress-client.js';
 import type { KeystoneSettings } from './identity/keystone.js';
@@ -59,6 +60,25 @@ export interface PirConfig {
   egress: EgressSettings;
   /** Quotas per project (PIR_QUOTAS or PIR_QUOTAS_FILE); null = off. */
   quotas: QuotaConfig | null;
+  webhooks: WebhookSettings;
+}
+
+export interface WebhookSettings {
+  /** PIR_WEBHOOK_SECRET_KEY (32 bytes); null: generated into <dataDir>/webhook-secret-key. */
+  secretKey: Buffer | null;
+  /** Delay before each retry (ms); attempts = length + 1. */
+  retrySchedule: number[];
+  /** Deliveries failed for good in a row (no success between) after which the endpoint is disabled. */
+  disableAfterFailures: number;
+  connectTimeoutMs: number;
+  /** The whole attempt: connect, send, answer, response body. */
+  timeoutMs: number;
+  /** Deliveries in flight to one endpoint from one worker process. */
+  perEndpointConcurrency: number;
+  /** Delivery jobs in flight per worker process. */
+  concurrency: number;
+  /** After a rotation, the old secret keeps signing this long. */
+  rotationGraceSeconds: number;
 }
 
 export type DistributedUrls = { kafkaBrokers: string[]; redisUrl: string; mongodbUrl: string };
@@ -219,6 +239,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),
     quotas: quotas(env),
+    webhooks: webhooks(env),
   };
   if (config.keystone && config.tokensFile) {
     throw new ConfigError('PIR_TOKENS_FILE, PIR_KEYSTONE_URL', 'choose one identity source: a tokens file or Keystone, not both');
@@ -253,6 +274,41 @@ function egress(env: Env): EgressSettings {
     connectTimeoutMs: int(env, 'PIR_EGRESS_CONNECT_TIMEOUT_SECONDS', DEFAULT_EGRESS.connectTimeoutMs / 1000, 1, 3600) * 1000,
     idleTimeoutMs: Math.min(DEFAULT_EGRESS.idleTimeoutMs, totalSeconds * 1000),
     totalTimeoutMs: totalSeconds * 1000,
+  };
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "5s,5m,30m,2h" → [5000, 300000, …]; a bare number is seconds. */
+export function parseSchedule(variable: string, text: string): number[] {
+  const delays = text.split(',').map((part) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(part);
+    if (!m) throw new ConfigError(variable, `'${part.trim()}' is not a duration (e.g. 500ms, 5s, 5m, 2h, 1d)`);
+    return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
+  });
+  if (delays.length > 50) throw new ConfigError(variable, 'at most 50 retries');
+  if (delays.some((d) => d > 7 * 86_400_000)) throw new ConfigError(variable, 'a retry delay is at most 7 days');
+  return delays;
+}
+
+function webhooks(env: Env): WebhookSettings {
+  let secretKey: Buffer | null = null;
+  if (env.PIR_WEBHOOK_SECRET_KEY) {
+    try {
+      secretKey = parseSecretKey(env.PIR_WEBHOOK_SECRET_KEY);
+    } catch (error) {
+      throw new ConfigError('PIR_WEBHOOK_SECRET_KEY', (error as Error).message);
+    }
+  }
+  return {
+    secretKey,
+    retrySchedule: parseSchedule('PIR_WEBHOOK_RETRY_SCHEDULE', env.PIR_WEBHOOK_RETRY_SCHEDULE || '5s,5m,30m,2h,5h,10h,10h'),
+    disableAfterFailures: int(env, 'PIR_WEBHOOK_DISABLE_AFTER_FAILURES', 5, 1, 10_000),
+    connectTimeoutMs: int(env, 'PIR_WEBHOOK_CONNECT_TIMEOUT_SECONDS', 5, 1, 300) * 1000,
+    timeoutMs: int(env, 'PIR_WEBHOOK_TIMEOUT_SECONDS', 15, 1, 300) * 1000,
+    perEndpointConcurrency: int(env, 'PIR_WEBHOOK_ENDPOINT_CONCURRENCY', 4, 1, 1000),
+    concurrency: int(env, 'PIR_WEBHOOK_CONCURRENCY', 64, 1, 10_000),
+    rotationGraceSeconds: int(env, 'PIR_WEBHOOK_ROTATION_GRACE_SECONDS', 86_400, 0, 30 * 86_400),
   };
 }
 

@@ -1,4 +1,5 @@
 /** Distributed mode: manifest in MongoDB, events on Kafka, jobs in BullMQ on Redis. */
+import { WEBHOOKS_GROUP } from '../core/webhooks/fanout.js';
 import type { Logger } from 'pino';
 import type { RetryPolicy } from '../core/ports.js';
 import { BullmqJobQueue } from './bullmq/bullmq-job-queue.js';
@@ -21,7 +22,7 @@ export async function openDistributedAdapters(urls: DistributedUrls, config: Pir
     bus,
     queue,
     // The groups this deployment runs (a group that never committed would count the whole topic).
-    consumerLag: () => bus.consumerLag([DISPATCHER_GROUP, ...(config.quotas ? [QUOTA_SETTLER_GROUP] : [])]),
+    consumerLag: () => bus.consumerLag([DISPATCHER_GROUP, WEBHOOKS_GROUP, ...(config.quotas ? [QUOTA_SETTLER_GROUP] : [])]),
     async close() {
       await bus.close();
       await store.close();

@@ -2,14 +2,18 @@
 import type { Logger } from 'pino';
 import type { RetryPolicy } from '../core/ports.js';
 import { MemoryEventBus } from './embedded/memory-event-bus.js';
+import { dirname, join } from 'node:path';
 import { MemoryJobQueue } from './embedded/memory-job-queue.js';
+import { SqliteJobJournal } from './embedded/sqlite-job-journal.js';
 import { SqliteManifestStore } from './embedded/sqlite-manifest-store.js';
 import type { Adapters } from './runtime.js';
 
 export async function openEmbeddedAdapters(manifestPath: string, retry: RetryPolicy, log: Logger): Promise<Adapters> {
   const store = new SqliteManifestStore({ path: manifestPath });
   const bus = new MemoryEventBus();
-  const queue = new MemoryJobQueue({ retry, logger: log });
+  // Jobs of durable kinds (webhook deliveries) wait in SQLite beside the manifest until they finish.
+  const journal = new SqliteJobJournal(join(dirname(manifestPath), 'jobs.sqlite'));
+  const queue = new MemoryJobQueue({ retry, logger: log, journal });
   return {
     mode: 'embedded',
     store,
@@ -18,6 +22,7 @@ export async function openEmbeddedAdapters(manifestPath: string, retry: RetryPol
     async close() {
       await bus.close();
       await store.close();
+      journal.close();
     },
   };
 }

@@ -32,6 +32,8 @@ import { startMetricsServer, type MetricsServer } from './telemetry/metrics-serv
 import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
 import { ProcessRegistry } from './telemetry/process-registry.js';
+import { openWebhooks } from './webhooks.js';
+import { checkJobKinds } from '../core/jobs.js';
 
 export interface Adapters {
   mode: 'embedded' | 'distributed';
@@ -96,6 +98,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const processes = new ProcessRegistry(config.dataDir, roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker');
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
+  const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
+  checkJobKinds([webhooks.kind], STAGES);
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
@@ -105,6 +109,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
     await startDispatcher(adapters.bus, manifest, adapters.queue, log);
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
+    await webhooks.startWorker(adapters.bus);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
@@ -123,7 +128,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
-      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl } });
+      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
@@ -144,6 +149,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await sweepers.stop();
       await relay.drain();
       await adapters.close();
+      await webhooks.close();
       await quotaStore?.close();
       await hashes.close();
       await authenticator?.close();

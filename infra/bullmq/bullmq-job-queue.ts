@@ -15,8 +15,11 @@
  *   worker (every stalledIntervalMs) puts the job back: recovered in about lock + interval.
  * - close(graceMs) stops taking jobs and waits for the running ones; past the grace it drops the
  *   connections: the unfinished jobs' locks lapse and another worker picks them up.
+ * - Declared job kinds (core/jobs.ts): one queue per kind, `pir-<name>`; the kind's retry policy
+ *   is a custom backoff strategy of its workers (so RetryLaterError's own delay is honoured);
+ *   PermanentJobError becomes BullMQ's UnrecoverableError: the job shows as failed at once.
  */
-import { FlowProducer, Queue, Worker } from 'bullmq';
+import { DelayedError, FlowProducer, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { FlowJob, Job, JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
@@ -24,6 +27,7 @@ import type { Logger } from 'pino';
 import { STAGES, type StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
 import type { JobContext, JobQueue, QueueStats, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
+import { DeferJobError, PermanentJobError, checkJobId, retryDelay, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
 
 export interface BullmqJobQueueOptions {
   redisUrl: string;
@@ -49,9 +53,13 @@ export function stageQueueName(stage: StageName): string {
 
 const DEFAULT_GRACE_MS = 30_000;
 
+export function kindQueueName(kind: JobKind<unknown>): string {
+  return `pir-${kind.name}`;
+}
+
 interface RunningWorker {
-  stage: StageName;
-  worker: Worker<StageJob>;
+  stage: string;
+  worker: Worker;
   connection: Redis;
 }
 
@@ -63,6 +71,7 @@ export class BullmqJobQueue implements JobQueue {
   private readonly flow: FlowProducer;
   private readonly workers: RunningWorker[] = [];
   private readonly jobOpts: JobsOptions;
+  private readonly queues = new Map<string, Queue>();
   private closing: Promise<void> | null = null;
   /** Queue handles for stats(), made on first use; they share the producer's connection. */
   private statQueues: Map<StageName, Queue> | null = null;
@@ -197,6 +206,74 @@ export class BullmqJobQueue implements JobQueue {
     await c.ping();
   }
 
+  async enqueue<T>(kind: JobKind<T>, id: string, data: T, options: EnqueueOptions = {}): Promise<void> {
+    if (this.closing) throw new Error('job queue is closed');
+    checkJobId(id);
+    let queue = this.queues.get(kind.name);
+    if (!queue) {
+      queue = new Queue(kindQueueName(kind as JobKind<unknown>), { connection: this.connection, prefix: this.prefix });
+      queue.on('error', (err) => this.logger.error({ err, kind: kind.name }, 'bullmq queue error'));
+      this.queues.set(kind.name, queue);
+    }
+    await queue.add(kind.name, data, {
+      jobId: id,
+      attempts: Math.floor(kind.retry.attempts),
+      backoff: { type: 'pir-kind' },
+      delay: Math.max(0, options.delayMs ?? 0),
+      removeOnComplete: this.jobOpts.removeOnComplete,
+      removeOnFail: this.jobOpts.removeOnFail,
+    });
+  }
+
+  async work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>): Promise<void> {
+    if (this.closing) throw new Error('job queue is closed');
+    if (!(concurrency >= 1)) throw new Error('concurrency must be at least 1');
+    const connection = this.redis(`worker-${kind.name}`);
+    const worker = new Worker<T>(
+      kindQueueName(kind as JobKind<unknown>),
+      async (job: Job<T>, token?: string) => {
+        const ctx: JobContext = { attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? kind.retry.attempts, reportProgress: async (p) => { await job.updateProgress(p); } };
+        try {
+          await handler(job.data, ctx);
+        } catch (err) {
+          if (err instanceof PermanentJobError) throw new UnrecoverableError(err.message);
+          if (err instanceof DeferJobError) {
+            await job.moveToDelayed(Date.now() + err.delayMs, token);
+            throw new DelayedError();
+          }
+          throw err;
+        }
+      },
+      {
+        connection,
+        prefix: this.prefix,
+        concurrency: Math.floor(concurrency),
+        lockDuration: this.opts.lockDurationMs ?? 10_000,
+        stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
+        maxStalledCount: this.opts.maxStalledCount ?? 1,
+        settings: { backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => retryDelay(kind as JobKind<unknown>, attemptsMade, err) },
+      },
+    );
+    worker.on('error', (err) => {
+      if (!this.closing) this.logger.error({ err, kind: kind.name }, 'bullmq worker error');
+    });
+    worker.on('failed', (job, err) => {
+      if (!job) return;
+      const fields = { err, job_id: job.id, kind: kind.name, attempt: job.attemptsMade, max_attempts: job.opts.attempts };
+      if (err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.warn(fields, 'job failed for good');
+      else this.logger.debug(fields, 'job failed; retrying');
+    });
+    this.workers.push({ stage: kind.name, worker: worker as Worker, connection });
+    await worker.waitUntilReady();
+  }
+
+  /** For tests and diagnostics: the BullMQ state of a job of a kind ('completed', 'failed', …). */
+  async stateOf(kind: JobKind<unknown>, id: string): Promise<string> {
+    const queue = this.queues.get(kind.name) ?? new Queue(kindQueueName(kind), { connection: this.connection, prefix: this.prefix });
+    this.queues.set(kind.name, queue);
+    return queue.getJobState(id);
+  }
+
   close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
     this.closing ??= (async () => {
       const closing = this.workers.map(async ({ stage, worker, connection }) => {
@@ -217,6 +294,7 @@ export class BullmqJobQueue implements JobQueue {
       });
       await Promise.all(closing);
       await Promise.all([...(this.statQueues?.values() ?? [])].map((q) => q.close().catch(() => undefined)));
+      await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
       await this.flow.close().catch((err: unknown) => this.logger.warn({ err }, 'bullmq flow producer close failed'));
       await this.connection.quit().catch(() => this.connection.disconnect());
     })();

@@ -17,7 +17,7 @@
  * address and port rules, for private networks and tests.
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
@@ -147,6 +147,8 @@ export interface EgressResponse {
   status: number;
   /** Content-Length, when the server sent one. */
   contentLength: number | null;
+  /** The answer's headers (webhooks read Retry-After). */
+  headers: IncomingHttpHeaders;
   /** The body; errors with EgressError('too_large') past maxBytes, or 'timeout'. */
   body: Readable;
 }
@@ -222,7 +224,7 @@ export class EgressClient {
         response.destroy();
         throw new EgressError('too_large', `The body at the URL is ${contentLength} bytes, more than the ${options.maxBytes} this PIR accepts.`);
       }
-      return { url: target.url.toString(), status, contentLength, body: this.limited(response, options.maxBytes, signal, failure) };
+      return { url: target.url.toString(), status, contentLength, headers: response.headers, body: this.limited(response, options.maxBytes, signal, failure) };
     }
   }
 

@@ -9,18 +9,25 @@
  *   failed is a no-op (ids of finished jobs are remembered, up to `rememberFinished`, in LRU
  *   order); a new job that follows a known one waits for it, or starts at once if it completed;
  * - a handler that throws is retried after backoffMs * 2^(attempt-1) up to policy.attempts.
+ *
+ * Jobs of declared kinds (enqueue/work, core/jobs.ts) are run by MemoryKindJobs.
  */
 import pino from 'pino';
 import type { Logger } from 'pino';
 import { STAGES, type StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
 import type { JobContext, JobQueue, QueueStats, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
+import type { EnqueueOptions, JobHandler, JobKind } from '../../core/jobs.js';
+import { MemoryKindJobs } from './memory-kind-jobs.js';
+import type { JobJournal } from './sqlite-job-journal.js';
 
 export interface MemoryJobQueueOptions {
   retry: RetryPolicy;
   /** How many finished job ids are remembered for deduplication (default 100 000). */
   rememberFinished?: number;
   logger?: Logger;
+  /** Where jobs of durable kinds are kept until they finish (embedded mode: SQLite). */
+  journal?: JobJournal;
 }
 
 type State = 'waiting-children' | 'waiting' | 'delayed' | 'active';
@@ -61,6 +68,7 @@ export class MemoryJobQueue implements JobQueue {
   private readonly retry: RetryPolicy;
   private readonly rememberFinished: number;
   private readonly logger: Logger;
+  private readonly kinds: MemoryKindJobs;
   private closed = false;
 
   constructor(opts: MemoryJobQueueOptions) {
@@ -68,6 +76,15 @@ export class MemoryJobQueue implements JobQueue {
     this.retry = { attempts: Math.floor(opts.retry.attempts), backoffMs: Math.max(0, opts.retry.backoffMs) };
     this.rememberFinished = opts.rememberFinished ?? 100_000;
     this.logger = opts.logger ?? pino({ name: 'pir-memory-queue', level: 'warn' });
+    this.kinds = new MemoryKindJobs(this.logger, opts.journal ?? null, this.rememberFinished);
+  }
+
+  enqueue<T>(kind: JobKind<T>, id: string, data: T, options?: EnqueueOptions): Promise<void> {
+    return this.kinds.enqueue(kind, id, data, options);
+  }
+
+  work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>): Promise<void> {
+    return this.kinds.work(kind, concurrency, handler);
   }
 
   async enqueueChain(jobs: StageJob[]): Promise<void> {
@@ -104,14 +121,16 @@ export class MemoryJobQueue implements JobQueue {
   async close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.kinds.close();
     for (const entry of this.live.values()) {
       if (entry.timer) clearTimeout(entry.timer);
       entry.timer = null;
     }
-    if (this.running.size > 0) {
+    const running = [...this.running, ...this.kinds.running];
+    if (running.length > 0) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
-        Promise.allSettled([...this.running]).then(() => false),
+        Promise.allSettled(running).then(() => false),
         new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), graceMs); }),
       ]);
       clearTimeout(timer);
@@ -141,8 +160,8 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   /** For tests and diagnostics: the state of a job id, or null if unknown. */
-  stateOf(id: string): State | Finished | null {
-    return this.live.get(id)?.state ?? this.finished.get(id) ?? null;
+  stateOf(id: string): string | null {
+    return this.live.get(id)?.state ?? this.finished.get(id) ?? this.kinds.stateOf(id);
   }
 
   private stage(stage: StageName): StageState {

@@ -27,6 +27,7 @@ import type { PirEvent } from '../../schemas/events.js';
 import type { EventBus, EventHandler } from '../../core/ports.js';
 
 const DEFAULT_TOPIC = 'pir.image-events';
+const HANDLER_HEARTBEAT_MS = 120_000;
 
 /**
  * Kafka consumer groups are cluster-wide, not per topic: two PIRs (or test runs) on one cluster
@@ -322,6 +323,15 @@ export class KafkaEventBus implements EventBus {
   private async deliver(group: string, handler: EventHandler, event: PirEvent, heartbeat: () => Promise<void>, partition: number, offset: string): Promise<void> {
     for (let failures = 0; ; ) {
       if (this.closing) throw new BusClosingError();
+      // A long handler (a webhook fan-out to many subscriptions) keeps the member alive: kafkajs
+      // heartbeats only between messages, and a session that lapses mid-handler costs a rebalance.
+      // Only for HANDLER_HEARTBEAT_MS: a handler stuck longer lets the session lapse, so the
+      // partition moves to another member as before.
+      const stopAt = Date.now() + HANDLER_HEARTBEAT_MS;
+      const beat = setInterval(() => {
+        if (Date.now() > stopAt) clearInterval(beat);
+        else heartbeat().catch(() => undefined);
+      }, this.o.heartbeatIntervalMs);
       try {
         await handler(event);
         return;
@@ -334,6 +344,8 @@ export class KafkaEventBus implements EventBus {
         await this.sleep(delay);
         // Throws on rebalance: kafkajs rejoins and the partition's new owner gets this message.
         await heartbeat();
+      } finally {
+        clearInterval(beat);
       }
     }
   }

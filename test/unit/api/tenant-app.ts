@@ -20,6 +20,13 @@ import { startDispatcher } from '../../../workers/dispatcher.js';
 import { StageRunner } from '../../../workers/stage-runner.js';
 import { pipelineStages } from '../../../workers/stages/index.js';
 import { domain, silent } from '../core/fixtures.js';
+import { WebhookFanout } from '../../../core/webhooks/fanout.js';
+import { webhookDeliveryKind } from '../../../core/webhooks/jobs.js';
+import { SecretBox } from '../../../core/webhooks/secret-box.js';
+import { WebhookService } from '../../../core/webhooks/service.js';
+import { SqliteWebhookStore } from '../../../infra/embedded/sqlite-webhook-store.js';
+import { webhookUrlCheck } from '../../../infra/webhooks.js';
+import { randomBytes } from 'node:crypto';
 
 /** Token → caller. Projects A and B with each role, a third project C, and an admin. */
 export const CALLERS: Record<string, Caller> = {
@@ -43,6 +50,8 @@ export interface TestApp {
   /** Uploads `bytes` of zeros as a raw image and waits until it is active. */
   activate(token: Token, id: string, bytes?: number): Promise<void>;
   patch(token: Token, id: string, ops: unknown): Promise<LightMyRequestResponse>;
+  /** The webhooks extension: its store, and the fan-out (fed by the bus; deliveries are enqueued, no worker runs them). */
+  webhookStore: SqliteWebhookStore;
   close(): Promise<void>;
 }
 
@@ -66,14 +75,19 @@ export async function testApp(): Promise<TestApp> {
     },
     async close() {},
   };
-  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator });
+  const webhookStore = new SqliteWebhookStore({ path: ':memory:' });
+  const kind = webhookDeliveryKind([10]);
+  const webhooks = new WebhookService(webhookStore, new SecretBox(randomBytes(32)), queue, kind,
+    webhookUrlCheck(new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('hooks.test:8080') })), 60);
+  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent).start(d.bus);
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
     ...(body !== undefined ? { payload: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
   });
   return {
-    app, d, call,
+    app, d, call, webhookStore,
     async create(token, body = {}) {
       const res = await call(token, 'POST', '/v2/images', { name: 'img', disk_format: 'raw', container_format: 'bare', ...body });
       if (res.statusCode !== 201) throw new Error(`create answered ${res.statusCode}: ${res.body}`);
@@ -90,6 +104,7 @@ export async function testApp(): Promise<TestApp> {
       await queue.close(1000);
       await d.relay.drain();
       await d.close();
+      await webhookStore.close();
     },
   };
 }

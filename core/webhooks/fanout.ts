@@ -1,0 +1,76 @@
+/**
+ * Fan-out: the event log's `pir-webhooks` consumer group turns each image event into one
+ * delivery per subscription that wants it, recorded in the store (with the exact body every
+ * attempt will send) and enqueued as a durable job. Events come at least once: the delivery id
+ * is derived from (subscription, event), so a repeated event creates and enqueues nothing new.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { imageView } from '../../api/glance-view.js';
+import type { Manifest } from '../manifest.js';
+import type { EventBus, JobQueue } from '../ports.js';
+import type { JobKind } from '../jobs.js';
+import type { PirEvent } from '../../schemas/events.js';
+import type { ImageDoc } from '../../schemas/image.js';
+import type { DeliveryJob } from './jobs.js';
+import { subscriptionWants } from './matching.js';
+import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
+
+export const WEBHOOKS_GROUP = 'pir-webhooks';
+const TYPES = new Set<string>(WEBHOOK_EVENTS);
+const FANOUT_PARALLEL = 16;
+
+export function deliveryId(subscriptionId: string, eventId: string): string {
+  return `msg_${createHash('sha256').update(`${subscriptionId}/${eventId}`).digest('hex').slice(0, 32)}`;
+}
+
+/** The body: {type, timestamp, data}, data being the image as the API shows it. */
+export function eventBody(event: PirEvent, doc: ImageDoc | null): string {
+  const data = doc ? imageView(doc) : { id: event.image_id, status: 'deleted', owner: (event.data as { owner?: string | null }).owner ?? null };
+  return JSON.stringify({ type: event.type, timestamp: event.occurred_at, data });
+}
+
+export class WebhookFanout {
+  constructor(
+    private readonly store: WebhookStore,
+    private readonly manifest: Manifest,
+    private readonly queue: JobQueue,
+    private readonly kind: JobKind<DeliveryJob>,
+    private readonly log: Logger,
+  ) {}
+
+  async start(bus: EventBus): Promise<void> {
+    await bus.subscribe(WEBHOOKS_GROUP, (e) => this.handle(e));
+  }
+
+  async handle(event: PirEvent): Promise<void> {
+    if (!TYPES.has(event.type)) return;
+    const subs = await this.store.enabledSubscriptions();
+    if (subs.length === 0) return;
+    const doc = await this.manifest.get(event.image_id);
+    const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
+    const body = eventBody(event, doc);
+    const wanted = subs.filter((sub) => event.occurred_at >= sub.created_at // a new group reads the log from its start: only events after the subscription
+      && subscriptionWants(sub, event.type, doc, event.image_id, owner));
+    // Several at a time: one event may fan out to many subscriptions, and the bus waits for the
+    // handler (a slow one holds the partition and, on Kafka, the group's heartbeat).
+    for (let i = 0; i < wanted.length; i += FANOUT_PARALLEL) {
+      await Promise.all(wanted.slice(i, i + FANOUT_PARALLEL).map((sub) => this.deliverTo(sub, event, body)));
+    }
+  }
+
+  private async deliverTo(sub: Subscription, event: PirEvent, body: string): Promise<void> {
+    const delivery: Delivery = {
+      id: deliveryId(sub.id, event.id), subscription_id: sub.id, event_id: event.id, event_type: event.type,
+      payload: body, traceparent: event.traceparent ?? null, created_at: new Date().toISOString(),
+      status: 'pending', redeliveries: 0, attempts: [],
+    };
+    const added = await this.store.addDelivery(delivery);
+    // Enqueued again when the delivery exists but never ran (the previous try died in between).
+    const existing = added ? delivery : await this.store.getDelivery(delivery.id);
+    if (existing && existing.status === 'pending' && existing.attempts.length === 0 && existing.redeliveries === 0) {
+      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id });
+    }
+    this.log.debug({ image_id: event.image_id, event: event.type, webhook: sub.id, delivery_id: delivery.id }, 'webhook delivery enqueued');
+  }
+}

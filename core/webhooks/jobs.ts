@@ -1,0 +1,20 @@
+/** The webhook delivery job kind: one job per delivery (and per redelivery), retried on the configured schedule. */
+import type { JobKind } from '../jobs.js';
+
+export interface DeliveryJob {
+  delivery_id: string;
+}
+
+/** Schedule entry for the retry after `attemptsMade` failed attempts, with ±10% jitter. */
+export function scheduledDelay(schedule: number[], attemptsMade: number, random = Math.random): number {
+  const base = schedule[Math.min(attemptsMade, schedule.length) - 1] ?? 0;
+  return Math.round(base * (0.9 + 0.2 * random()));
+}
+
+export function webhookDeliveryKind(schedule: number[]): JobKind<DeliveryJob> {
+  return {
+    name: 'webhook-delivery',
+    durable: true,
+    retry: { attempts: schedule.length + 1, delayMs: (made) => scheduledDelay(schedule, made) },
+  };
+}

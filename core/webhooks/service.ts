@@ -1,0 +1,149 @@
+/**
+ * What the /v2/webhooks API does, scoped to the caller's project: a subscription belongs to the
+ * project that created it; another project's is "not found". Admins see every project's and may
+ * subscribe to every image (all_projects). Secrets are returned only by create and rotate.
+ */
+import { randomUUID } from 'node:crypto';
+import { isAdmin, type Caller } from '../caller.js';
+import { fail } from '../error-catalog.js';
+import type { JobKind } from '../jobs.js';
+import type { JobQueue } from '../ports.js';
+import type { DeliveryJob } from './jobs.js';
+import type { Delivery, Subscription, WebhookFilters, WebhookStore } from './model.js';
+import { EVENT_PATTERN } from './model.js';
+import type { SecretBox } from './secret-box.js';
+import { rotateSecrets, sealNewSecret } from './secrets.js';
+
+export interface WebhookInput {
+  url?: string;
+  events?: string[];
+  description?: string;
+  filters?: WebhookFilters;
+  enabled?: boolean;
+  all_projects?: boolean;
+}
+
+/** Checks a URL for the webhooks (egress rules, https unless allow-listed); throws a PirError. */
+export type UrlCheck = (url: string) => void;
+
+export const webhookNotFound = (id: string) => fail('webhook_not_found', `Webhook ${id} was not found. List your project's webhooks with GET /v2/webhooks.`);
+
+export class WebhookService {
+  constructor(
+    private readonly store: WebhookStore,
+    private readonly box: SecretBox,
+    private readonly queue: JobQueue,
+    private readonly kind: JobKind<DeliveryJob>,
+    private readonly checkUrl: UrlCheck,
+    private readonly rotationGraceSeconds: number,
+  ) {}
+
+  async create(caller: Caller, input: WebhookInput): Promise<{ sub: Subscription; secret: string }> {
+    if (!input.url) throw fail('webhook_invalid', 'A webhook needs a url.');
+    if (!input.events?.length) throw fail('webhook_invalid', 'A webhook needs events, e.g. ["image.active"] or ["image.*"].');
+    this.checkUrl(input.url);
+    checkEvents(input.events);
+    if (input.all_projects && !isAdmin(caller)) throw fail('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
+    const now = new Date().toISOString();
+    const id = randomUUID();
+    const { secret, stored } = sealNewSecret(this.box, id, now);
+    const sub: Subscription = {
+      id, project_id: caller.project_id, user_id: caller.user_id, all_projects: Boolean(input.all_projects),
+      url: input.url, events: dedupe(input.events), description: input.description ?? '', filters: input.filters ?? {},
+      enabled: input.enabled ?? true, disabled_reason: null, disabled_at: null, consecutive_failures: 0,
+      secrets: [stored], created_at: now, updated_at: now,
+    };
+    await this.store.createSubscription(sub);
+    return { sub, secret };
+  }
+
+  async list(caller: Caller, limit: number, marker?: string): Promise<Subscription[]> {
+    return this.store.listSubscriptions(isAdmin(caller) ? null : caller.project_id, limit, marker);
+  }
+
+  async get(caller: Caller, id: string): Promise<Subscription> {
+    const sub = await this.store.getSubscription(id);
+    if (!sub || (!isAdmin(caller) && sub.project_id !== caller.project_id)) throw webhookNotFound(id);
+    return sub;
+  }
+
+  async update(caller: Caller, id: string, input: WebhookInput): Promise<Subscription> {
+    const sub = await this.get(caller, id);
+    if (input.url !== undefined) this.checkUrl(input.url);
+    if (input.events !== undefined) {
+      if (!input.events.length) throw fail('webhook_invalid', 'events may not be empty; delete the webhook or disable it instead.');
+      checkEvents(input.events);
+    }
+    if (input.all_projects && !isAdmin(caller)) throw fail('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
+    const next: Subscription = {
+      ...sub,
+      ...(input.url !== undefined ? { url: input.url } : {}),
+      ...(input.events !== undefined ? { events: dedupe(input.events) } : {}),
+      ...(input.description !== undefined ? { description: input.description } : {}),
+      ...(input.filters !== undefined ? { filters: input.filters } : {}),
+      ...(input.all_projects !== undefined ? { all_projects: input.all_projects } : {}),
+      updated_at: new Date().toISOString(),
+    };
+    if (input.enabled === true && !sub.enabled) Object.assign(next, { enabled: true, disabled_reason: null, disabled_at: null, consecutive_failures: 0 });
+    if (input.enabled === false && sub.enabled) Object.assign(next, { enabled: false, disabled_reason: 'Disabled by its owner.', disabled_at: next.updated_at });
+    await this.store.replaceSubscription(next);
+    return next;
+  }
+
+  async remove(caller: Caller, id: string): Promise<void> {
+    await this.get(caller, id);
+    await this.store.deleteSubscription(id);
+  }
+
+  async rotate(caller: Caller, id: string): Promise<{ sub: Subscription; secret: string }> {
+    const sub = await this.get(caller, id);
+    const now = new Date().toISOString();
+    const { secret, stored } = sealNewSecret(this.box, id, now);
+    const next = { ...sub, secrets: rotateSecrets(sub.secrets, stored, this.rotationGraceSeconds), updated_at: now };
+    await this.store.replaceSubscription(next);
+    return { sub: next, secret };
+  }
+
+  /** Sends a `webhook.ping` event to the endpoint (even when disabled it is refused: enable first). */
+  async ping(caller: Caller, id: string): Promise<Delivery> {
+    const sub = await this.get(caller, id);
+    if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
+    const now = new Date().toISOString();
+    const eventId = randomUUID();
+    const delivery: Delivery = {
+      id: `msg_${eventId.replace(/-/g, '')}`, subscription_id: id, event_id: eventId, event_type: 'webhook.ping',
+      payload: JSON.stringify({ type: 'webhook.ping', timestamp: now, data: { webhook_id: id } }),
+      traceparent: null, created_at: now, status: 'pending', redeliveries: 0, attempts: [],
+    };
+    await this.store.addDelivery(delivery);
+    await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id });
+    return delivery;
+  }
+
+  async deliveries(caller: Caller, id: string, limit: number, marker?: string): Promise<Delivery[]> {
+    await this.get(caller, id);
+    return this.store.listDeliveries(id, limit, marker);
+  }
+
+  /** Sends a delivery again (same webhook-id, fresh timestamp and signatures), on a new run of the schedule. */
+  async redeliver(caller: Caller, id: string, deliveryId: string): Promise<Delivery> {
+    const sub = await this.get(caller, id);
+    const delivery = await this.store.getDelivery(deliveryId);
+    if (!delivery || delivery.subscription_id !== id) throw fail('delivery_not_found', `Delivery ${deliveryId} of webhook ${id} was not found; list them with GET /v2/webhooks/${id}/deliveries.`);
+    if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
+    if (delivery.status === 'pending') throw fail('delivery_pending', `Delivery ${deliveryId} is still being attempted; see its next_attempt_at.`);
+    const n = await this.store.restartDelivery(deliveryId);
+    await this.queue.enqueue(this.kind, `${deliveryId}.r${n}`, { delivery_id: deliveryId });
+    return (await this.store.getDelivery(deliveryId))!;
+  }
+}
+
+function checkEvents(events: string[]): void {
+  for (const e of events) {
+    if (!EVENT_PATTERN.test(e)) throw fail('webhook_invalid', `'${e}' is not an event type; use e.g. image.active, image.killed, image.member.* or image.*.`);
+  }
+}
+
+function dedupe(values: string[]): string[] {
+  return [...new Set(values)];
+}

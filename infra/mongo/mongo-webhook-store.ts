@@ -1,0 +1,126 @@
+/**
+ * WebhookStore on MongoDB, within FerretDB v1's limits (README, MongoDB section): inserts with a
+ * unique _id, finds, replaceOne by _id, deleteMany. Counters are read-modify-replace: two workers
+ * failing deliveries to one endpoint at the same instant may count one failure once instead of
+ * twice (disabling one failure later), never disable an endpoint that succeeded.
+ */
+import { MongoClient, MongoServerError, type Collection } from 'mongodb';
+import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
+
+type SubDoc = Omit<Subscription, 'id'> & { _id: string };
+type DeliveryDoc = Omit<Delivery, 'id'> & { _id: string };
+
+const toSub = ({ _id, ...rest }: SubDoc): Subscription => ({ id: _id, ...rest });
+const toDelivery = ({ _id, ...rest }: DeliveryDoc): Delivery => ({ id: _id, ...rest });
+
+export class MongoWebhookStore implements WebhookStore {
+  private readonly client: MongoClient;
+  private readonly subs: Collection<SubDoc>;
+  private readonly deliveries: Collection<DeliveryDoc>;
+
+  constructor(opts: { url: string; dbName?: string }) {
+    this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true } });
+    const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(opts.url);
+    const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
+    this.subs = db.collection<SubDoc>('webhook_subscriptions');
+    this.deliveries = db.collection<DeliveryDoc>('webhook_deliveries');
+  }
+
+  async start(): Promise<void> {
+    await this.client.connect();
+    await this.deliveries.createIndex({ subscription_id: 1, created_at: -1 }).catch(() => undefined);
+  }
+
+  async createSubscription(sub: Subscription): Promise<void> {
+    const { id, ...rest } = sub;
+    await this.subs.insertOne({ _id: id, ...rest });
+  }
+
+  async getSubscription(id: string): Promise<Subscription | null> {
+    const doc = await this.subs.findOne({ _id: id });
+    return doc ? toSub(doc) : null;
+  }
+
+  async listSubscriptions(projectId: string | null, limit: number, after?: string): Promise<Subscription[]> {
+    const filter: Record<string, unknown> = {};
+    if (projectId !== null) filter.project_id = projectId;
+    if (after) filter._id = { $gt: after };
+    return (await this.subs.find(filter).sort({ _id: 1 }).limit(limit).toArray()).map(toSub);
+  }
+
+  async enabledSubscriptions(): Promise<Subscription[]> {
+    return (await this.subs.find({ enabled: true }).toArray()).map(toSub);
+  }
+
+  async replaceSubscription(sub: Subscription): Promise<void> {
+    const { id, ...rest } = sub;
+    await this.subs.replaceOne({ _id: id }, rest);
+  }
+
+  async deleteSubscription(id: string): Promise<boolean> {
+    await this.deliveries.deleteMany({ subscription_id: id });
+    return (await this.subs.deleteMany({ _id: id })).deletedCount === 1;
+  }
+
+  async recordSuccess(id: string): Promise<void> {
+    const sub = await this.getSubscription(id);
+    if (sub && sub.consecutive_failures !== 0) await this.replaceSubscription({ ...sub, consecutive_failures: 0 });
+  }
+
+  async recordFailure(id: string, disableAfter: number, reason: string, at: string): Promise<boolean> {
+    const sub = await this.getSubscription(id);
+    if (!sub) return false;
+    sub.consecutive_failures++;
+    const disable = sub.enabled && sub.consecutive_failures >= disableAfter;
+    if (disable) Object.assign(sub, { enabled: false, disabled_reason: reason, disabled_at: at });
+    await this.replaceSubscription(sub);
+    return disable;
+  }
+
+  async disable(id: string, reason: string, at: string): Promise<void> {
+    const sub = await this.getSubscription(id);
+    if (sub) await this.replaceSubscription({ ...sub, enabled: false, disabled_reason: reason, disabled_at: at });
+  }
+
+  async addDelivery(d: Delivery): Promise<boolean> {
+    const { id, ...rest } = d;
+    try {
+      await this.deliveries.insertOne({ _id: id, ...rest });
+      return true;
+    } catch (error) {
+      if (error instanceof MongoServerError && error.code === 11000) return false;
+      throw error;
+    }
+  }
+
+  async getDelivery(id: string): Promise<Delivery | null> {
+    const doc = await this.deliveries.findOne({ _id: id });
+    return doc ? toDelivery(doc) : null;
+  }
+
+  async recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void> {
+    // One update ($push and $set on one document: FerretDB v1 has both).
+    await this.deliveries.updateOne({ _id: id }, { $push: { attempts: attempt }, $set: { status } });
+  }
+
+  async restartDelivery(id: string): Promise<number> {
+    const d = await this.deliveries.findOne({ _id: id });
+    if (!d) return 0;
+    const redeliveries = d.redeliveries + 1;
+    await this.deliveries.replaceOne({ _id: id }, { ...d, redeliveries, status: 'pending' });
+    return redeliveries;
+  }
+
+  async listDeliveries(subscriptionId: string, limit: number, after?: string): Promise<Delivery[]> {
+    const filter: Record<string, unknown> = { subscription_id: subscriptionId };
+    if (after) {
+      const marker = await this.deliveries.findOne({ _id: after, subscription_id: subscriptionId });
+      if (marker) filter.$or = [{ created_at: { $lt: marker.created_at } }, { created_at: marker.created_at, _id: { $lt: after } }];
+    }
+    return (await this.deliveries.find(filter).sort({ created_at: -1, _id: -1 }).limit(limit).toArray()).map(toDelivery);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

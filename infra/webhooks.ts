@@ -1,0 +1,92 @@
+/**
+ * Wiring of the webhooks extension: the store (SQLite beside the manifest, or MongoDB), the
+ * secret key (PIR_WEBHOOK_SECRET_KEY, or one generated into <data dir>/webhook-secret-key like
+ * the admin token, so processes sharing the data dir agree), the delivery job kind, and the
+ * egress client deliveries go through (webhook timeouts; the operator's allow-list).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { fail } from '../core/error-catalog.js';
+import type { JobKind } from '../core/jobs.js';
+import type { Manifest } from '../core/manifest.js';
+import type { EventBus, JobQueue } from '../core/ports.js';
+import { WebhookDeliverer } from '../core/webhooks/deliver.js';
+import { WebhookFanout } from '../core/webhooks/fanout.js';
+import { webhookDeliveryKind, type DeliveryJob } from '../core/webhooks/jobs.js';
+import type { WebhookStore } from '../core/webhooks/model.js';
+import { SecretBox, parseSecretKey } from '../core/webhooks/secret-box.js';
+import { WebhookService, type UrlCheck } from '../core/webhooks/service.js';
+import type { DistributedUrls, PirConfig } from './config.js';
+import { allowedByAddress } from './egress/address-policy.js';
+import { EgressClient, EgressError } from './egress/egress-client.js';
+import { SqliteWebhookStore } from './embedded/sqlite-webhook-store.js';
+import { MongoWebhookStore } from './mongo/mongo-webhook-store.js';
+
+export interface Webhooks {
+  store: WebhookStore;
+  kind: JobKind<DeliveryJob>;
+  service: WebhookService;
+  /** Worker role: fan-out in its own consumer group, and the delivery workers. */
+  startWorker(bus: EventBus): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function resolveWebhookKey(configured: Buffer | null, dataDir: string): Promise<Buffer> {
+  if (configured) return configured;
+  const path = join(dataDir, 'webhook-secret-key');
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    await writeFile(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  try {
+    return parseSecretKey(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`${path}: ${(error as Error).message}; set PIR_WEBHOOK_SECRET_KEY or restore the file (deleting it makes every stored webhook secret unreadable).`);
+  }
+}
+
+/** The API's check of a subscription URL: the egress rules, and https unless the allow-list names the destination. */
+export function webhookUrlCheck(egress: EgressClient): UrlCheck {
+  return (url) => {
+    try {
+      const checked = egress.check(url);
+      const exempt = checked.allowedByName || (checked.literal && allowedByAddress(egress.settings.allowList, checked.host));
+      if (checked.url.protocol !== 'https:' && !exempt) throw new EgressError('uri_refused', 'Webhook URLs must be https (an operator can allow an http destination with PIR_EGRESS_ALLOWLIST).');
+    } catch (error) {
+      if (error instanceof EgressError) throw fail('webhook_url_refused', error.message.replace('PIR does not download from it', 'PIR does not deliver to it'));
+      throw error;
+    }
+  };
+}
+
+export async function openWebhooks(config: PirConfig, urls: DistributedUrls | null, queue: JobQueue, manifest: Manifest, log: Logger): Promise<Webhooks> {
+  const settings = config.webhooks;
+  const box = new SecretBox(await resolveWebhookKey(settings.secretKey, config.dataDir));
+  let store: WebhookStore;
+  if (urls) {
+    const mongo = new MongoWebhookStore({ url: urls.mongodbUrl });
+    await mongo.start();
+    store = mongo;
+  } else {
+    store = new SqliteWebhookStore({ path: join(config.dataDir, 'webhooks.sqlite') });
+  }
+  const kind = webhookDeliveryKind(settings.retrySchedule);
+  const egress = new EgressClient({ ...config.egress, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: settings.timeoutMs, totalTimeoutMs: settings.timeoutMs });
+  const service = new WebhookService(store, box, queue, kind, webhookUrlCheck(egress), settings.rotationGraceSeconds);
+  const wlog = log.child({ component: 'webhooks' });
+  return {
+    store,
+    kind,
+    service,
+    async startWorker(bus) {
+      const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog);
+      await queue.work(kind, settings.concurrency, deliverer.handle);
+      await new WebhookFanout(store, manifest, queue, kind, wlog).start(bus);
+    },
+    close: () => store.close(),
+  };
+}

@@ -1,0 +1,76 @@
+/** WebhookStore contract: the SQLite and MongoDB (FerretDB in the tests) adapters behave alike. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Delivery, Subscription, WebhookStore } from '../../core/webhooks/model.js';
+import { SqliteWebhookStore } from '../../infra/embedded/sqlite-webhook-store.js';
+import { MongoWebhookStore } from '../../infra/mongo/mongo-webhook-store.js';
+import { requireServices, services, uniqueName } from '../support/services.js';
+import { MongoClient } from 'mongodb';
+
+const sub = (id: string, project: string, extra: Partial<Subscription> = {}): Subscription => ({
+  id, project_id: project, user_id: 'u', all_projects: false, url: 'https://example.com/hook', events: ['image.active'], description: '',
+  filters: {}, enabled: true, disabled_reason: null, disabled_at: null, consecutive_failures: 0,
+  secrets: [{ enc: 'v1.a.b.c', created_at: '2026-01-01T00:00:00.000Z', expires_at: null }], created_at: '2026-01-01T00:00:00.000Z', updated_at: '2026-01-01T00:00:00.000Z', ...extra,
+});
+const delivery = (id: string, subId: string, createdAt: string): Delivery => ({
+  id, subscription_id: subId, event_id: `e-${id}`, event_type: 'image.active', payload: '{}', traceparent: null, created_at: createdAt, status: 'pending', redeliveries: 0, attempts: [],
+});
+
+function contract(label: string, open: () => Promise<WebhookStore>, cleanup: () => Promise<void> = async () => {}, needsMongo = false) {
+  test(`${label}: subscriptions are scoped, counted and disabled; deliveries dedupe, record attempts and page newest first`, async (t) => {
+    if (needsMongo && !(await requireServices(t, ['mongodb']))) return;
+    const store = await open();
+    try {
+      await store.createSubscription(sub('a1', 'p1'));
+      await store.createSubscription(sub('a2', 'p1', { enabled: false }));
+      await store.createSubscription(sub('b1', 'p2'));
+      assert.deepEqual((await store.listSubscriptions('p1', 10)).map((s) => s.id), ['a1', 'a2']);
+      assert.deepEqual((await store.listSubscriptions(null, 2)).map((s) => s.id), ['a1', 'a2']);
+      assert.deepEqual((await store.listSubscriptions(null, 10, 'a2')).map((s) => s.id), ['b1']);
+      assert.deepEqual((await store.enabledSubscriptions()).map((s) => s.id).sort(), ['a1', 'b1']);
+      assert.equal(await store.recordFailure('a1', 2, 'why', 'now'), false);
+      assert.equal((await store.getSubscription('a1'))!.consecutive_failures, 1);
+      await store.recordSuccess('a1');
+      assert.equal((await store.getSubscription('a1'))!.consecutive_failures, 0);
+      assert.equal(await store.recordFailure('a1', 2, 'why', 'now'), false);
+      assert.equal(await store.recordFailure('a1', 2, 'why', 'now'), true);
+      const disabled = (await store.getSubscription('a1'))!;
+      assert.equal(disabled.enabled, false);
+      assert.equal(disabled.disabled_reason, 'why');
+      assert.deepEqual((await store.enabledSubscriptions()).map((s) => s.id), ['b1']);
+
+      assert.equal(await store.addDelivery(delivery('d1', 'b1', '2026-01-01T00:00:01.000Z')), true);
+      assert.equal(await store.addDelivery(delivery('d1', 'b1', '2026-01-01T00:00:01.000Z')), false, 'same id: not added twice');
+      await store.addDelivery(delivery('d2', 'b1', '2026-01-01T00:00:02.000Z'));
+      await store.addDelivery(delivery('d3', 'b1', '2026-01-01T00:00:02.000Z'));
+      await store.recordAttempt('d1', { attempt: 1, at: 'x', status: 500, error: null, latency_ms: 3, next_attempt_at: 'y' }, 'pending');
+      await store.recordAttempt('d1', { attempt: 2, at: 'x', status: 200, error: null, latency_ms: 3, next_attempt_at: null }, 'delivered');
+      const d1 = (await store.getDelivery('d1'))!;
+      assert.deepEqual(d1.attempts.map((a) => a.status), [500, 200]);
+      assert.equal(d1.status, 'delivered');
+      assert.equal(await store.restartDelivery('d1'), 1);
+      assert.equal((await store.getDelivery('d1'))!.status, 'pending');
+      const page1 = await store.listDeliveries('b1', 2);
+      assert.deepEqual(page1.map((d) => d.id), ['d3', 'd2']);
+      assert.deepEqual((await store.listDeliveries('b1', 2, 'd2')).map((d) => d.id), ['d1']);
+      assert.equal(await store.deleteSubscription('b1'), true);
+      assert.equal(await store.getDelivery('d1'), null, 'deliveries go with their subscription');
+      assert.equal(await store.deleteSubscription('b1'), false);
+    } finally {
+      await store.close();
+      await cleanup();
+    }
+  });
+}
+
+contract('sqlite', async () => new SqliteWebhookStore({ path: ':memory:' }));
+
+const db = uniqueName('pir_webhooks').replace(/[^A-Za-z0-9_]/g, '_');
+contract('mongo', async () => {
+  const s = new MongoWebhookStore({ url: services.mongodbUrl, dbName: db });
+  await s.start();
+  return s;
+}, async () => {
+  const c = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  try { await c.connect(); await c.db(db).dropDatabase(); } catch { /* not reachable */ } finally { await c.close(); }
+}, true);
