@@ -25,7 +25,8 @@ source "$PIR_INFRA_DIR/keystone.sh"
 source "$PIR_INFRA_DIR/clients.sh"
 
 SERVICES=(redis kafka ferretdb keystone)
-TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl)
+# chromium: the ops dashboard's browser test drives Debian's Chromium (playwright-core brings no browser).
+TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl chromium)
 
 usage() {
   sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
