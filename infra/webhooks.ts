@@ -4,6 +4,7 @@
  * the admin token, so processes sharing the data dir agree), the delivery job kind, and the
  * egress client deliveries go through (webhook timeouts; the operator's allow-list).
  */
+import { imageView } from '../api/glance-view.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -85,7 +86,7 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
     async startWorker(bus) {
       const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog);
       await queue.work(kind, settings.concurrency, deliverer.handle);
-      await new WebhookFanout(store, manifest, queue, kind, wlog).start(bus);
+      await new WebhookFanout(store, manifest, queue, kind, wlog, imageView).start(bus);
     },
     close: () => store.close(),
   };

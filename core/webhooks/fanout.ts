@@ -6,7 +6,6 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { imageView } from '../../api/glance-view.js';
 import type { Manifest } from '../manifest.js';
 import type { EventBus, JobQueue } from '../ports.js';
 import type { JobKind } from '../jobs.js';
@@ -25,8 +24,11 @@ export function deliveryId(subscriptionId: string, eventId: string): string {
 }
 
 /** The body: {type, timestamp, data}, data being the image as the API shows it. */
-export function eventBody(event: PirEvent, doc: ImageDoc | null): string {
-  const data = doc ? imageView(doc) : { id: event.image_id, status: 'deleted', owner: (event.data as { owner?: string | null }).owner ?? null };
+/** How an image is shown to subscribers: the API's image view, given by the composition root (core imports no API code). */
+export type ImageViewFn = (doc: ImageDoc) => Record<string, unknown>;
+
+export function eventBody(event: PirEvent, doc: ImageDoc | null, view: ImageViewFn): string {
+  const data = doc ? view(doc) : { id: event.image_id, status: 'deleted', owner: (event.data as { owner?: string | null }).owner ?? null };
   return JSON.stringify({ type: event.type, timestamp: event.occurred_at, data });
 }
 
@@ -37,6 +39,7 @@ export class WebhookFanout {
     private readonly queue: JobQueue,
     private readonly kind: JobKind<DeliveryJob>,
     private readonly log: Logger,
+    private readonly view: ImageViewFn,
   ) {}
 
   async start(bus: EventBus): Promise<void> {
@@ -49,7 +52,7 @@ export class WebhookFanout {
     if (subs.length === 0) return;
     const doc = await this.manifest.get(event.image_id);
     const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
-    const body = eventBody(event, doc);
+    const body = eventBody(event, doc, this.view);
     const wanted = subs.filter((sub) => event.occurred_at >= sub.created_at // a new group reads the log from its start: only events after the subscription
       && subscriptionWants(sub, event.type, doc, event.image_id, owner));
     // Several at a time: one event may fan out to many subscriptions, and the bus waits for the

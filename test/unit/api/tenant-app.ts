@@ -3,6 +3,7 @@
  * memory, in-process bus and queue), the real pipeline stages, and callers of several projects
  * chosen by token, so tests can act as project A or B with any role.
  */
+import { imageView } from '../../../api/glance-view.js';
 import { pino } from 'pino';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../../api/app.js';
@@ -79,7 +80,7 @@ export async function testApp(): Promise<TestApp> {
   const kind = webhookDeliveryKind([10]);
   const webhooks = new WebhookService(webhookStore, new SecretBox(randomBytes(32)), queue, kind,
     webhookUrlCheck(new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('hooks.test:8080') })), 60);
-  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent).start(d.bus);
+  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView).start(d.bus);
   const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
