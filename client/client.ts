@@ -34,9 +34,10 @@ export interface Image {
   owner: string | null;
   created_at: string;
   updated_at: string;
-  pir_stage: string | null;
-  pir_pipeline: { run: number; method: string; stage: string | null; stages: Record<string, StageTiming>; findings: unknown[] } | null;
-  pir_failure: { stage: string; code: string; message: string } | null;
+  /** PIR's progress fields appear only when they apply (an importing image, a run, a refusal). */
+  pir_stage?: string;
+  pir_pipeline?: { run: number; method: string; stage: string | null; stages: Record<string, StageTiming>; findings: unknown[] };
+  pir_failure?: { stage: string; code: string; message: string };
   [property: string]: unknown;
 }
 

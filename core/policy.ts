@@ -46,18 +46,6 @@ export function canSee(caller: Caller, doc: ImageDoc): boolean {
   return doc.visibility === 'shared' && membershipOf(caller, doc) !== undefined;
 }
 
-/**
- * Glance's default image list (no visibility filter): public images, the caller's own, and
- * shared images whose membership the caller accepted; community images only when asked for
- * (?visibility=community) or owned. Administrators list everything.
- */
-export function listedByDefault(caller: Caller, doc: ImageDoc): boolean {
-  if (isAdminCaller(caller)) return true;
-  if (doc.owner === caller.project_id || doc.owner === null) return true;
-  if (doc.visibility === 'public') return true;
-  return doc.visibility === 'shared' && membershipOf(caller, doc)?.status === 'accepted';
-}
-
 /** The actions Glance's policy file names, and PIR's rule for each. */
 export type Action =
   | 'add_image' | 'get_image' | 'get_images' | 'modify_image' | 'delete_image' | 'upload_image' | 'download_image'

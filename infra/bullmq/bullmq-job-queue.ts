@@ -139,14 +139,7 @@ export class BullmqJobQueue implements JobQueue {
         };
         await handler({ ...job.data }, ctx);
       },
-      {
-        connection,
-        prefix: this.prefix,
-        concurrency: Math.floor(concurrency),
-        lockDuration: this.opts.lockDurationMs ?? 10_000,
-        stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
-        maxStalledCount: this.opts.maxStalledCount ?? 1,
-      },
+      this.workerOptions(connection, concurrency),
     );
     worker.on('error', (err) => {
       if (!this.closing) this.logger.error({ err, stage }, 'bullmq worker error');
@@ -245,12 +238,7 @@ export class BullmqJobQueue implements JobQueue {
         }
       },
       {
-        connection,
-        prefix: this.prefix,
-        concurrency: Math.floor(concurrency),
-        lockDuration: this.opts.lockDurationMs ?? 10_000,
-        stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
-        maxStalledCount: this.opts.maxStalledCount ?? 1,
+        ...this.workerOptions(connection, concurrency),
         settings: { backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => retryDelay(kind as JobKind<unknown>, attemptsMade, err) },
       },
     );
@@ -272,6 +260,18 @@ export class BullmqJobQueue implements JobQueue {
     const queue = this.queues.get(kind.name) ?? new Queue(kindQueueName(kind), { connection: this.connection, prefix: this.prefix });
     this.queues.set(kind.name, queue);
     return queue.getJobState(id);
+  }
+
+  /** Worker settings shared by stage and job-kind workers: locks and stall recovery as the header says. */
+  private workerOptions(connection: Redis, concurrency: number) {
+    return {
+      connection,
+      prefix: this.prefix,
+      concurrency: Math.floor(concurrency),
+      lockDuration: this.opts.lockDurationMs ?? 10_000,
+      stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
+      maxStalledCount: this.opts.maxStalledCount ?? 1,
+    };
   }
 
   close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
