@@ -33,14 +33,15 @@ export function serverCommands(): Command[] {
 
 /** `pir cache`: the cache role (cache/), which needs none of PIR's stores. */
 async function runCache(upstreamOption: string | undefined): Promise<void> {
-  const { ConfigError, loadConfig } = await import('../infra/config.js');
+  const { ConfigError, brokers, loadConfig } = await import('../infra/config.js');
   const { createLogger } = await import('../infra/logger.js');
   const { loadCacheConfig } = await import('../cache/cache-config.js');
   const { startCache } = await import('../cache/run-cache.js');
   let pirConfig;
   let cacheConfig;
   try {
-    pirConfig = loadConfig();
+    // The cache uses Kafka (events) without Redis or MongoDB: the distributed-mode rule does not apply.
+    pirConfig = { ...loadConfig({ ...process.env, PIR_KAFKA_BROKERS: '', PIR_REDIS_URL: '', PIR_MONGODB_URL: '' }), kafkaBrokers: brokers(process.env) };
     cacheConfig = loadCacheConfig(process.env, upstreamOption);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
