@@ -45,7 +45,10 @@ const bench: Bench = {
     const logs = join(dir, 'logs');
     await mkdir(dir, { recursive: true });
     const upstream = await startUpstream(dir, logs);
-    const node = await startCacheNode(upstream.url, join(dir, 'cache'), logs, 'cache', { PIR_CACHE_MAX_SIZE: '4GiB', PIR_LOG_LEVEL: 'warn' });
+    const node = await startCacheNode(upstream.url, join(dir, 'cache'), logs, 'cache', { PIR_CACHE_MAX_SIZE: '4GiB' }).catch(async (error: Error) => {
+      await upstream.process.stop();
+      throw error;
+    });
     try {
       ctx.log(`making a ${SIZE / MiB} MiB raw image`);
       const big = await makeActiveRawImage(upstream.url, ALICE, dir, SIZE, 'bench-big');

@@ -90,7 +90,15 @@ describe('pir cache', () => {
     assert.deepEqual(await viaCache.json(), await direct.json());
     const created = await fetch(`${nodeA.url}/v2/images`, { method: 'POST', headers: { 'x-auth-token': BOB, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'via-cache', disk_format: 'raw', container_format: 'bare' }) });
     assert.equal(created.status, 201);
-    assert.equal((await created.json() as { owner: string }).owner, 'bob-project');
+    const bobImage = await created.json() as { id: string; owner: string };
+    assert.equal(bobImage.owner, 'bob-project');
+    // An upload through the cache: the body streams to the upstream.
+    const bytes = Buffer.alloc(2 ** 20, 7);
+    const put = await fetch(`${nodeA.url}/v2/images/${bobImage.id}/file`, { method: 'PUT', headers: { 'x-auth-token': BOB, 'content-type': 'application/octet-stream' }, body: bytes });
+    assert.equal(put.status, 204);
+    await waitFor(async () => (await (await fetch(`${upstream.url}/v2/images/${bobImage.id}`, { headers: { 'x-auth-token': BOB } })).json() as { status: string }).status === 'active', 30_000, 'upload to go active');
+    const back = await download(nodeA.url, bobImage.id, BOB);
+    assert.equal(back.bytes, bytes.length);
   });
 
   it('shares one upstream read among concurrent cold downloads', async () => {
