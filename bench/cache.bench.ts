@@ -55,24 +55,32 @@ const bench: Bench = {
       const cold = await timedGet(node.url, big.id);
       if (cold.cache !== 'miss' || cold.bytes !== SIZE) throw new Error(`cold download: ${cold.cache}, ${cold.bytes} bytes`);
       await new Promise((r) => setTimeout(r, 200));
+      // Interleaved with the limit, round by round: this machine is shared and its load moves.
       const hits: number[] = [];
+      const loopbacks: number[] = [];
       for (let i = 0; i < 3; i++) {
+        loopbacks.push(await loopbackHttp(SIZE));
         const hit = await timedGet(node.url, big.id);
         if (hit.cache !== 'hit') throw new Error(`expected a hit, got ${hit.cache}`);
         hits.push(SIZE / MiB / (hit.totalMs / 1000));
       }
-      const loopback = await loopbackHttp(SIZE);
+      const loopback = median(loopbacks);
 
       ctx.log('time to first byte');
       const hitTtfb: number[] = [];
+      const warmTtfb: number[] = [];
       const missTtfb: number[] = [];
       const directTtfb: number[] = [];
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < 3; i++) {
         const small = await makeActiveRawImage(upstream.url, ALICE, dir, SMALL, `bench-ttfb-${i}`);
         directTtfb.push((await timedGet(upstream.url, small.id)).ttfbMs);
         const miss = await timedGet(node.url, small.id);
         if (miss.cache !== 'miss') throw new Error(`expected a miss, got ${miss.cache}`);
         missTtfb.push(miss.ttfbMs);
+        await new Promise((r) => setTimeout(r, 100));
+        const warm = await timedGet(node.url, small.id);
+        if (warm.cache !== 'hit') throw new Error(`expected a hit, got ${warm.cache}`);
+        warmTtfb.push(warm.ttfbMs);
         await new Promise((r) => setTimeout(r, 6000)); // past the authorization cache's TTL: a hit asks the upstream again
         const hit = await timedGet(node.url, small.id);
         if (hit.cache !== 'hit') throw new Error(`expected a hit, got ${hit.cache}`);
@@ -88,8 +96,9 @@ const bench: Bench = {
 
       const directMedian = median(directTtfb);
       return [
-        { name: 'cached download (hit), 512 MiB', value: median(hits), unit: 'MiB/s', limit: loopback, targetRatio: 0.8, note: `loopback HTTP ${loopback.toFixed(0)} MiB/s in this run; median of 3` },
+        { name: 'cached download (hit), 512 MiB', value: median(hits), unit: 'MiB/s', limit: loopback, targetRatio: 0.8, note: `median of 3, each beside a loopback HTTP run (${loopbacks.map((l) => l.toFixed(0)).join(', ')} MiB/s)` },
         { name: 'cold download (miss), 512 MiB', value: SIZE / MiB / (cold.totalMs / 1000), unit: 'MiB/s', limit: loopback, note: 'upstream read, hashed and written while served' },
+        { name: 'time to first byte, hit, authorization cached', value: median(warmTtfb), unit: 'ms', limit: directMedian, note: 'within PIR_CACHE_AUTH_TTL_SECONDS of the last check: no upstream call' },
         { name: 'time to first byte, hit (8 MiB)', value: median(hitTtfb), unit: 'ms', limit: directMedian, note: `limit: the upstream's own TTFB (${directMedian.toFixed(1)} ms); a hit still asks the upstream (HEAD + GET) once its authorization expired` },
         { name: 'time to first byte, miss (8 MiB)', value: median(missTtfb), unit: 'ms', limit: directMedian, note: 'authorization (HEAD + GET upstream) + the upstream fetch starting' },
         { name: `upstream reads for ${CONCURRENT} concurrent cold downloads`, value: upstreamImages, unit: 'images', atLeast: 1, atMost: 1, note: 'the upstream\'s pir_served_bytes_total ÷ image size' },

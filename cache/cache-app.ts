@@ -126,11 +126,16 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
   const token = request.headers['x-auth-token'];
   if (typeof token !== 'string' || token.length === 0 || !CACHEABLE_ID.test(id)) return proxy(request, reply);
   // Authorized upstream with the caller's own token; anything but "active and yours to read" gets the upstream's own answer.
-  const facts = await deps.upstream.downloadable(token, id).catch((error: Error) => {
+  const decision = await deps.upstream.downloadable(token, id).catch((error: Error) => {
     request.log.warn({ image_id: id, err: error.message }, 'upstream did not answer the authorization check');
     return null;
   });
-  if (!facts) return proxy(request, reply);
+  const facts = decision?.facts ?? null;
+  if (!facts) {
+    // The upstream showed the image as not active (deactivated, deleted …): its entry goes, events or not.
+    if (decision?.status && decision.status !== 'active') void deps.store.drop(id, decision.status);
+    return proxy(request, reply);
+  }
   const rangeHeader = request.headers.range;
   const range = rangeHeader ? parseRange(rangeHeader, facts.size) : { start: 0, end: facts.size - 1 };
   if (!range) return proxy(request, reply); // the upstream's own 416

@@ -47,7 +47,7 @@ export class PrefetchQueue {
         if (next.done) break;
         const [imageId, token] = next.value;
         try {
-          const facts = await this.upstream.downloadable(token, imageId);
+          const { facts } = await this.upstream.downloadable(token, imageId);
           if (!facts) {
             this.log.warn({ image_id: imageId }, 'queued image not cached: the upstream says it is not downloadable and active');
           } else {

@@ -59,13 +59,27 @@ export async function startCache(pir: PirConfig, config: CacheConfig, log: Logge
   const metricsServer = pir.metricsPort === null ? null : await startMetricsServer(pir.host, pir.metricsPort, [], cacheRegistry);
 
   let stopEvents: (() => Promise<void>) | null = null;
+  let stopped = false;
+  let retryTimer: NodeJS.Timeout | null = null;
   if (config.events === 'kafka') {
     const nodeId = await nodeIdOf(dir);
     stopEvents = await followKafka(pir.kafkaBrokers!, pir.kafkaTopic, `pir-cache-${nodeId}`, log, onEvent);
   } else if (config.events === 'webhook') {
     if (!config.upstreamToken) throw new Error('webhook events need an upstream admin token: set PIR_CACHE_UPSTREAM_TOKEN (or PIR_ADMIN_TOKEN)');
     const callback = `${config.publicUrl}${WEBHOOK_PATH}`;
-    webhookSecret = await registerWebhook(upstream, config.upstreamToken, callback, join(dir, 'webhook.json'), log);
+    const token = config.upstreamToken;
+    // An upstream not reachable yet (hosts often start before it) is retried in the background;
+    // meanwhile every request is still checked against the upstream.
+    const register = async (delayMs: number): Promise<void> => {
+      try {
+        webhookSecret = await registerWebhook(upstream, token, callback, join(dir, 'webhook.json'), log);
+      } catch (error) {
+        if (stopped) return;
+        log.error({ err: (error as Error).message, retry_in_ms: delayMs }, 'could not register the cache\'s webhook upstream; retrying');
+        retryTimer = setTimeout(() => void register(Math.min(delayMs * 2, 60_000)), delayMs);
+      }
+    };
+    await register(1000);
   } else {
     log.warn('cache follows no image events (PIR_CACHE_EVENTS=off): entries are checked against the upstream on each request only');
   }
@@ -74,6 +88,8 @@ export async function startCache(pir: PirConfig, config: CacheConfig, log: Logge
   return {
     url,
     async stop() {
+      stopped = true;
+      if (retryTimer) clearTimeout(retryTimer);
       queue.stop();
       await app.close();
       await metricsServer?.close();

@@ -17,6 +17,13 @@ export interface ImageFacts {
   checksum: string | null;
 }
 
+/** The upstream's answer for one token and image: the facts when downloadable from the cache; the status it showed, if any. */
+export interface Decision {
+  facts: ImageFacts | null;
+  /** The image's status as GET /v2/images/{id} showed it to this token; null when it did not. */
+  status: string | null;
+}
+
 export interface UpstreamOptions {
   /** Upstream base URL, without a trailing slash. */
   base: string;
@@ -30,7 +37,7 @@ const HASH_ALGOS = new Set(['sha512', 'sha384', 'sha256', 'sha1', 'md5']);
 export class Upstream {
   private readonly decisions: LRUCache<string, ImageFacts>;
   private readonly admins: LRUCache<string, boolean>;
-  private readonly inFlight = new Map<string, Promise<ImageFacts | null>>();
+  private readonly inFlight = new Map<string, Promise<Decision>>();
   /** Bumped per image by forget(): an answer that was in flight across a forget is not kept. */
   private readonly generations = new Map<string, number>();
 
@@ -43,17 +50,17 @@ export class Upstream {
     return this.o.base;
   }
 
-  /** The image's facts if `token` may download it and it is active with a hash; else null. */
-  async downloadable(token: string, imageId: string): Promise<ImageFacts | null> {
+  /** The image's facts if `token` may download it and it is active with a hash (facts null otherwise). */
+  async downloadable(token: string, imageId: string): Promise<Decision> {
     const key = `${tokenKey(token)}:${imageId}`;
     const known = this.decisions.get(key);
-    if (known) return known;
+    if (known) return { facts: known, status: 'active' };
     const pending = this.inFlight.get(key);
     if (pending) return pending;
     const generation = this.generations.get(imageId) ?? 0;
-    const asking = this.ask(token, imageId).then((facts) => {
-      if (facts && (this.generations.get(imageId) ?? 0) === generation) this.decisions.set(key, facts);
-      return facts;
+    const asking = this.ask(token, imageId).then((decision) => {
+      if (decision.facts && (this.generations.get(imageId) ?? 0) === generation) this.decisions.set(key, decision.facts);
+      return decision;
     }).finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, asking);
     return asking;
@@ -92,15 +99,20 @@ export class Upstream {
     });
   }
 
-  private async ask(token: string, imageId: string): Promise<ImageFacts | null> {
+  private async ask(token: string, imageId: string): Promise<Decision> {
     const path = `/v2/images/${encodeURIComponent(imageId)}`;
     const [head, get] = await Promise.all([this.call('HEAD', `${path}/file`, token), this.call('GET', path, token)]);
     await head.body?.cancel().catch(() => {});
-    if (head.status !== 200 || get.status !== 200) {
+    if (get.status !== 200) {
       await get.body?.cancel().catch(() => {});
-      return null;
+      return { facts: null, status: null };
     }
     const image = await get.json() as Record<string, unknown>;
+    const status = typeof image.status === 'string' ? image.status : null;
+    return { facts: head.status === 200 ? this.facts(imageId, image, head) : null, status };
+  }
+
+  private facts(imageId: string, image: Record<string, unknown>, head: Response): ImageFacts | null {
     const size = image.size;
     const algo = image.os_hash_algo;
     const hash = image.os_hash_value;

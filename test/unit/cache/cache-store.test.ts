@@ -41,6 +41,15 @@ function newStore(dir: string, maxSize: number) {
   return { store, counts };
 }
 
+/** Waits until the store lists the entry (it is recorded just after its fill resolves). */
+async function recorded(store: CacheStore, id: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!store.list().entries.some((e) => e.imageId === id)) {
+    if (Date.now() > deadline) throw new Error(`${id} never recorded`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const read = (found: Lookup, start = 0, end?: number) => {
   if (found.kind === 'hit') throw new Error('expected a fill');
   return buffer(new GrowingFileReader(found.fill, start, end ?? found.fill.target.size - 1));
@@ -64,7 +73,7 @@ describe('cache store', () => {
     for (const body of bodies) assert.ok(body.equals(data));
     assert.equal(fetches, 1);
     assert.equal(counts.upstream, data.length);
-    await new Promise((r) => setTimeout(r, 20)); // the entry is recorded after the fill resolves
+    await recorded(store, target.imageId);
     const hit = await store.lookup(target, fetchBody);
     assert.equal(hit?.kind, 'hit');
     assert.equal(fetches, 1);
@@ -109,7 +118,7 @@ describe('cache store', () => {
       const found = await store.lookup(images[i].target, async () => slowResponse(images[i].data, 2 ** 20, 0));
       if (found?.kind === 'fill') {
         await found.fill.done;
-        await new Promise((r) => setTimeout(r, 20)); // the entry is recorded after the fill resolves
+        await recorded(store, images[i].target.imageId);
       }
       return found;
     };
@@ -137,8 +146,8 @@ describe('cache store', () => {
       const found = await first.store.lookup({ imageId: id, size: data.length, algo: 'sha512', hash: sha512(data) }, async () => slowResponse(data));
       assert.ok(found?.kind === 'fill');
       await found.fill.done;
+      await recorded(first.store, id);
     }
-    await new Promise((r) => setTimeout(r, 20));
     await first.store.flush();
     await writeFile(join(cacheDir, 'entries', 'img-bad.data'), randomBytes(2 ** 20));
     await writeFile(join(cacheDir, 'tmp', 'leftover'), 'partial');
@@ -163,7 +172,7 @@ describe('cache store', () => {
     const v2 = randomBytes(2 ** 20);
     const first = await store.lookup({ imageId: 'img-r', size: v1.length, algo: 'sha512', hash: sha512(v1) }, async () => slowResponse(v1));
     if (first?.kind === 'fill') await first.fill.done;
-    await new Promise((r) => setTimeout(r, 20));
+    await recorded(store, 'img-r');
     const second = await store.lookup({ imageId: 'img-r', size: v2.length, algo: 'sha512', hash: sha512(v2) }, async () => slowResponse(v2));
     assert.equal(second?.kind, 'fill');
     assert.ok((await read(second!)).equals(v2));
