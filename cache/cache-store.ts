@@ -13,7 +13,7 @@ import { mkdir, readdir, readFile, rm, stat, unlink, writeFile, rename } from 'n
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { Fill, type FillTarget } from './fill.js';
+import { Fill, type FetchBody, type FillTarget } from './fill.js';
 
 export interface Entry extends FillTarget {
   path: string;
@@ -119,7 +119,7 @@ export class CacheStore {
    * What serves `target` now. `fetchBody` starts the upstream read if a new fill is needed.
    * Null: not cacheable (too large, or no room): the caller streams from upstream instead.
    */
-  async lookup(target: FillTarget, fetchBody: (signal: AbortSignal) => Promise<Response>): Promise<Lookup | null> {
+  async lookup(target: FillTarget, fetchBody: FetchBody): Promise<Lookup | null> {
     const entry = this.entries.get(target.imageId);
     if (entry) {
       if (entry.hash !== target.hash || entry.algo !== target.algo || entry.size !== target.size) {

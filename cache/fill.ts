@@ -7,8 +7,15 @@
  */
 import { createHash } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Readable } from 'node:stream';
+
+/** The upstream's answer to GET …/file: its status and its body as a Node stream (no web streams on the hot path). */
+export interface UpstreamBody {
+  status: number;
+  body: Readable;
+}
+
+export type FetchBody = (signal: AbortSignal) => Promise<UpstreamBody>;
 
 export interface FillTarget {
   imageId: string;
@@ -38,7 +45,7 @@ export class Fill {
     readonly target: FillTarget,
     readonly tempPath: string,
     readonly finalPath: string,
-    private readonly fetchBody: (signal: AbortSignal) => Promise<Response>,
+    private readonly fetchBody: FetchBody,
     private readonly onUpstreamBytes: (n: number) => void,
   ) {
     this.ready = new Promise((resolve) => { this.markReady = resolve; });
@@ -72,12 +79,12 @@ export class Fill {
     try {
       file = await open(this.tempPath, 'w', 0o600).finally(() => this.markReady());
       const response = await this.fetchBody(this.abortController.signal);
-      if (response.status !== 200 || !response.body) {
-        await response.body?.cancel().catch(() => {});
+      if (response.status !== 200) {
+        response.body.destroy();
         throw new Error(`upstream answered ${response.status} for image ${imageId}'s data`);
       }
       const hasher = createHash(algo);
-      for await (const chunk of Readable.fromWeb(response.body as WebReadableStream<Uint8Array>, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
         if (this.written + chunk.length > size) throw new Error(`upstream sent more than the image's ${size} bytes`);
         await file.write(chunk, 0, chunk.length, this.written);
         hasher.update(chunk);

@@ -7,7 +7,10 @@
  * upstream as it came, so the caller gets exactly the upstream's answer.
  */
 import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { LRUCache } from 'lru-cache';
+import type { UpstreamBody } from './fill.js';
 
 export interface ImageFacts {
   id: string;
@@ -86,9 +89,18 @@ export class Upstream {
     return admin;
   }
 
-  /** GET …/file upstream with `token`: the body of a cache fill or a pass-through. */
-  fetchFile(token: string, imageId: string, signal?: AbortSignal): Promise<Response> {
-    return fetch(`${this.o.base}/v2/images/${encodeURIComponent(imageId)}/file`, { headers: { 'x-auth-token': token }, signal });
+  /** GET …/file upstream with `token`, for a cache fill: node:http, whose streams are much faster than fetch's. */
+  fetchFile(token: string, imageId: string, signal?: AbortSignal): Promise<UpstreamBody> {
+    const url = new URL(`${this.o.base}/v2/images/${encodeURIComponent(imageId)}/file`);
+    return new Promise((resolve, reject) => {
+      const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { 'x-auth-token': token }, signal }, (response) => {
+        // An upstream silent this long mid-body fails the fill (and its readers).
+        response.setTimeout(this.o.timeoutMs * 10, () => response.destroy(new Error('upstream went silent during the image\'s data')));
+        resolve({ status: response.statusCode ?? 0, body: response });
+      });
+      request.once('error', reject);
+      request.end();
+    });
   }
 
   call(method: string, path: string, token: string, body?: unknown): Promise<Response> {

@@ -9,8 +9,10 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
+import { Readable } from 'node:stream';
 import pino from 'pino';
 import { CacheStore, type Lookup } from '../../../cache/cache-store.js';
+import type { UpstreamBody } from '../../../cache/fill.js';
 import { GrowingFileReader } from '../../../cache/growing-file-reader.js';
 import { makeTempDir, removeDir } from '../../support/images.js';
 
@@ -18,17 +20,14 @@ const log = pino({ level: 'silent' });
 const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex');
 
 /** An upstream answer that sends `data` in chunks, waiting `delayMs` between them. */
-function slowResponse(data: Buffer, chunk = 64 * 1024, delayMs = 2): Response {
-  let offset = 0;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (offset >= data.length) return controller.close();
+function slowResponse(data: Buffer, chunk = 64 * 1024, delayMs = 2): UpstreamBody {
+  async function* chunks() {
+    for (let offset = 0; offset < data.length; offset += chunk) {
       await new Promise((r) => setTimeout(r, delayMs));
-      controller.enqueue(new Uint8Array(data.subarray(offset, offset + chunk)));
-      offset += chunk;
-    },
-  });
-  return new Response(body, { status: 200 });
+      yield data.subarray(offset, offset + chunk);
+    }
+  }
+  return { status: 200, body: Readable.from(chunks()) };
 }
 
 function newStore(dir: string, maxSize: number) {
