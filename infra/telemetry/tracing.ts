@@ -52,6 +52,9 @@ export async function startTracing(role: string, env: Env = process.env): Promis
     instrumentations: [
       new FastifyOtelInstrumentation({
         registerOnInitialization: true,
+        // One span per request and one for its handler; a span for each Fastify hook (auth,
+        // quotas, 100-continue…) tripled the spans of a request for no operator value.
+        instrumentHooks: false,
         ignorePaths: (route) => route.url === '/healthz' || route.url === '/readyz' || route.url === '/metrics' || route.url.startsWith('/ops'),
         // Named by method and route pattern (never the URL), as PIR's own server span was.
         requestHook: (span, request) => span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`),
