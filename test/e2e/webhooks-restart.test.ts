@@ -64,8 +64,21 @@ describe('webhooks, distributed: nothing is lost across a service restart (priva
       PIR_EGRESS_ALLOWLIST: '127.0.0.1/32', PIR_WEBHOOK_RETRY_SCHEDULE: '500ms,1s,2s,2s,2s,2s,2s,2s', PIR_WEBHOOK_TIMEOUT_SECONDS: '30',
       PIR_WEBHOOK_DISABLE_AFTER_FAILURES: '1000', PIR_WEBHOOK_SECRET_KEY: randomBytes(32).toString('hex'),
     };
-    api = await startPirProcess('api', { ...env, PIR_PORT: String(port) }, logDir, 'api');
-    worker = await startPirProcess('worker', env, logDir, 'worker');
+    // A broker started a moment ago may still be electing leaders of the new topic (slow on a
+    // loaded machine), and PIR refuses to start on a broker that is not ready: start again, as a
+    // supervisor would.
+    const startRole = async (role: 'api' | 'worker', roleEnv: Record<string, string>) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await startPirProcess(role, roleEnv, logDir, `${role}-${attempt}`);
+        } catch (error) {
+          if (attempt >= 4) throw error;
+          await new Promise((r) => setTimeout(r, 3000));
+        }
+      }
+    };
+    api = await startRole('api', { ...env, PIR_PORT: String(port) });
+    worker = await startRole('worker', env);
     base = `http://127.0.0.1:${port}`;
   });
 
