@@ -12,7 +12,6 @@ import type { WebDownloads } from '../ingest/web-download.js';
 import type { DependencyCheck } from '../infra/telemetry/health.js';
 import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
-import { traceRequests } from './trace-hook.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
@@ -89,7 +88,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.server.headersTimeout = timeouts.headersMs;
   deferContinue(app.server);
-  traceRequests(app);
   app.setErrorHandler(handleError);
   let closing = false;
   app.addHook('preClose', async () => { closing = true; });

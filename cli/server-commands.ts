@@ -70,7 +70,6 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   // Loaded here, not at the top: client commands start without the server's dependencies.
   const { ConfigError, distributedUrls, loadConfig } = await import('../infra/config.js');
   const { createLogger } = await import('../infra/logger.js');
-  const { startPir } = await import('../infra/runtime.js');
   const configFailure = (error: unknown): never => {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`pir: configuration error: ${error.message}\n`);
@@ -86,8 +85,11 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
     process.stderr.write(`pir ${name}: the ${name} role runs on its own only in distributed mode; set PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL, or use 'pir serve'.\n`);
     process.exit(EXIT.usage);
   }
+  // Tracing starts before the runtime (fastify, kafkajs, ioredis, mongodb, BullMQ) is imported:
+  // its ESM loader hook patches those modules only as they are first loaded.
   const { startTracing } = await import('../infra/telemetry/tracing.js');
-  const stopTracing = startTracing(name);
+  const stopTracing = await startTracing(name);
+  const { startPir } = await import('../infra/runtime.js');
   const log = createLogger(config!.logLevel, name);
   const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);
   if (stopTracing) log.info({ exporter: process.env.OTEL_TRACES_EXPORTER ?? 'otlp' }, 'tracing on');
