@@ -35,12 +35,17 @@ export function wordsOf(text: string): string[] {
 /** Where a word was found: the name weighs most, then tags, then property values (sort=relevance). */
 export const WEIGHTS = { name: 4, tag: 2, property: 1 } as const;
 
+/** The property values searched: the user's, not PIR's own (pir_gallery_id holds an id, no word). */
+function searchedValues(doc: Pick<ImageDoc, 'properties'>): string[] {
+  return Object.entries(doc.properties).filter(([k]) => !k.startsWith('pir_')).map(([, v]) => v);
+}
+
 /** The distinct words an image is found by. */
 export function imageWords(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>): string[] {
   const words = new Set<string>();
   for (const w of wordsOf(doc.name ?? '')) words.add(w);
   for (const tag of doc.tags) for (const w of wordsOf(tag)) words.add(w);
-  for (const value of Object.values(doc.properties)) for (const w of wordsOf(value)) words.add(w);
+  for (const value of searchedValues(doc)) for (const w of wordsOf(value)) words.add(w);
   return [...words];
 }
 
@@ -73,7 +78,7 @@ export function relevance(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>, s
   const places: [number, string[]][] = [
     [WEIGHTS.name, wordsOf(doc.name ?? '')],
     [WEIGHTS.tag, doc.tags.flatMap(wordsOf)],
-    [WEIGHTS.property, Object.values(doc.properties).flatMap(wordsOf)],
+    [WEIGHTS.property, searchedValues(doc).flatMap(wordsOf)],
   ];
   const terms: [string, boolean][] = [...search.words.map((w): [string, boolean] => [w, false]), [search.prefix, true]];
   let score = 0;
