@@ -197,7 +197,10 @@ export class CatalogService {
    */
   async restore(caller: Caller, imageId: string, n: number): Promise<ImageDoc> {
     const target = (await this.revision(caller, imageId, n)).metadata as unknown as ImageMetadata;
-    const current = metadataOf(await this.images.get(caller, imageId));
+    const image = await this.images.get(caller, imageId);
+    // A restore is a PATCH: refused to those who may not modify the image, even when it would change nothing.
+    enforce(caller, 'modify_image', { owner: image.owner });
+    const current = metadataOf(image);
     const ops: PatchOp[] = [];
     for (const key of METADATA_FIELDS) {
       if (key === 'owner') continue;
