@@ -176,7 +176,7 @@ export class ImageService {
       if (!this.catalog) throw fail('bad_gallery', 'Galleries are not served here.');
       query.galleryIn = await this.catalog.galleryFilter(caller, request.gallery.id, request.gallery.recursive);
     }
-    if (request.relevance && query.search) return this.ranked(caller, query, request);
+    if (request.relevance && query.search) return this.ranked(query, request);
     if (request.after) {
       query.after = request.after;
     } else if (request.marker !== undefined) {
@@ -195,7 +195,7 @@ export class ImageService {
    * (ties: the list's order), then the page after the marker (or after the id that ends the
    * `after` keyset, as the page builder continues). Matches beyond the window are not ranked.
    */
-  private async ranked(caller: Caller, query: ListQuery, request: ListRequest): Promise<ImageDoc[]> {
+  private async ranked(query: ListQuery, request: ListRequest): Promise<ImageDoc[]> {
     const search = query.search!;
     const candidates = await this.manifest.store.list({ ...query, limit: RELEVANCE_WINDOW, after: undefined });
     const scored = candidates.map((doc, i) => ({ doc, i, score: relevance(doc, search) }));
@@ -209,7 +209,6 @@ export class ImageService {
       }
       start = at + 1;
     }
-    void caller;
     return scored.slice(start, start + query.limit).map((s) => s.doc);
   }
 
