@@ -29,6 +29,8 @@ import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookService } from '../core/webhooks/service.js';
+import type { CatalogService } from '../core/catalog.js';
+import { catalogRoutes } from './routes/catalog.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -50,6 +52,8 @@ export interface AppDeps {
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
+  /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
+  catalog?: CatalogService;
 }
 
 /**
@@ -127,6 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
+    if (deps.catalog) await catalogRoutes(v2, deps.catalog);
   });
   return app;
 }

@@ -6,6 +6,7 @@ import { currentUrl, markFinished } from './context.js';
 import { describeError, EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { imageCommand } from './image-commands.js';
 import { jobCommand } from './job-commands.js';
+import { galleryCommand } from './gallery-commands.js';
 import { FORMATS } from './output.js';
 import { serverCommands } from './server-commands.js';
 import { webhookCommand } from './webhook-commands.js';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   program.addCommand(imageCommand());
   program.addCommand(webhookCommand());
   program.addCommand(jobCommand());
+  program.addCommand(galleryCommand());
   program.addCommand(new Command('completion')
     .description('print a shell completion script: source <(pir completion bash); for zsh, source <(pir completion zsh) in ~/.zshrc')
     .addArgument(new Command().createArgument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
