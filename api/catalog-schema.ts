@@ -1,4 +1,4 @@
-/** JSON schemas of the catalog extension, published at /v2/schemas/{gallery,galleries,revision,revisions,metafile}. */
+/** JSON schemas of the catalog extension, published at /v2/schemas/{gallery,galleries,gallery-member,gallery-members,revision,revisions,metafile}. */
 const nullableString = { type: ['null', 'string'] };
 
 export const gallerySchema = {
@@ -10,6 +10,8 @@ export const gallerySchema = {
     parent_id: { ...nullableString, description: 'PIR: the parent gallery, or null at the root' },
     path: { type: 'string', readOnly: true, description: 'PIR: names from the root, e.g. linux/debian/12' },
     owner: { type: 'string', readOnly: true },
+    visibility: { type: 'string', enum: ['private', 'shared'], description: "PIR: 'shared' (default): its members see it, the galleries below it and their images, as if each image were shared; 'private': they do not" },
+    member_status: { type: 'string', enum: ['pending', 'accepted', 'rejected'], readOnly: true, description: 'PIR: GET /v2/galleries?shared=true only: your project\'s answer' },
     image_count: { type: 'integer', readOnly: true, description: 'PIR: images the caller may list in it (recursive=true: and below it)' },
     gallery_count: { type: 'integer', readOnly: true },
     created_at: { type: 'string', readOnly: true },
@@ -19,6 +21,21 @@ export const gallerySchema = {
 };
 
 export const galleriesSchema = { name: 'galleries', type: 'object', properties: { galleries: { type: 'array', items: gallerySchema } } };
+
+export const galleryMemberSchema = {
+  name: 'gallery-member',
+  type: 'object',
+  properties: {
+    gallery_id: { type: 'string', readOnly: true },
+    member_id: { type: 'string', description: 'PIR: the project the gallery (and all below it) is shared with' },
+    status: { type: 'string', enum: ['pending', 'accepted', 'rejected'], description: 'Set by the member project only (PUT …/members/{member} {"status": …})' },
+    created_at: { type: 'string', readOnly: true },
+    updated_at: { type: 'string', readOnly: true },
+    schema: { type: 'string', readOnly: true },
+  },
+};
+
+export const galleryMembersSchema = { name: 'gallery-members', type: 'object', properties: { members: { type: 'array', items: galleryMemberSchema }, schema: { type: 'string' } } };
 
 export const revisionSchema = {
   name: 'revision',

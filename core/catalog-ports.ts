@@ -10,6 +10,23 @@ export interface Gallery {
   owner: string;
   name: string;
   parent_id: string | null;
+  /**
+   * Glance's visibility, for what the gallery shares: `shared` (the default, as a new Glance
+   * image) lets its members see the images in it and below it; `private` suspends them (kept).
+   * Missing on galleries written before gallery sharing: read as `shared` (no members yet).
+   */
+  visibility?: GalleryVisibility;
+  created_at: string;
+  updated_at: string;
+}
+
+export type GalleryVisibility = 'private' | 'shared';
+
+/** A project a gallery is shared with, and its answer (as a Glance image member). */
+export interface GalleryMember {
+  gallery_id: string;
+  member_id: string;
+  status: 'pending' | 'accepted' | 'rejected';
   created_at: string;
   updated_at: string;
 }
@@ -52,7 +69,15 @@ export interface CatalogStore {
   galleriesOf(owner: string): Promise<Gallery[]>;
   /** Rewrites name, parent and updated_at; GalleryNameTakenError when the new place holds that name. Returns false if gone. */
   updateGallery(gallery: Gallery): Promise<boolean>;
+  /** Deletes the gallery and its members. */
   deleteGallery(id: string): Promise<boolean>;
+
+  /** Inserts or replaces the membership (gallery_id, member_id). */
+  putGalleryMember(member: GalleryMember): Promise<void>;
+  galleryMembers(galleryId: string): Promise<GalleryMember[]>;
+  deleteGalleryMember(galleryId: string, memberId: string): Promise<boolean>;
+  /** Every gallery membership of a project (what it was offered, whatever its answer). */
+  galleryMembershipsOf(memberId: string): Promise<GalleryMember[]>;
 
   /**
    * Appends the image's next revision: `revision.n` is ignored and the store assigns the next

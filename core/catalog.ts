@@ -5,18 +5,21 @@
  * them exactly as for the Image API (an image the caller cannot see is 404 here too).
  *
  * Galleries belong to one project: its readers see them, its members change them, and
- * administrators see and change every project's. Another project learns nothing of them
- * (404, whether the gallery exists or not).
+ * administrators see and change every project's. A `shared` gallery's member projects see it
+ * and every gallery below it, read-only, and the images in them as if each image were shared
+ * with them (core/list-access.ts `gallery` term, policy canSee). Any other project learns
+ * nothing of them (404, whether the gallery exists or not).
  */
 import { randomUUID } from 'node:crypto';
 import type { ImageDoc } from '../schemas/image.js';
 import type { Caller } from './caller.js';
-import { GalleryNameTakenError, type CatalogStore, type Gallery, type Revision } from './catalog-ports.js';
+import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type GalleryVisibility, type Revision } from './catalog-ports.js';
 import { fail } from './error-catalog.js';
 import { GALLERY_LIMITS, GALLERY_PROPERTY, checkGalleryName, childrenOf, depthOf, heightOf, pathOf, subtreeOf } from './gallery-rules.js';
 import type { CatalogHooks, ImageService } from './image-service.js';
 import type { PatchOp } from './image-patch.js';
-import type { ListRequest } from './ports.js';
+import type { GalleryGrant, ListRequest } from './ports.js';
+import { MEMBER_STATUSES } from '../schemas/image.js';
 import { enforce, isAdminCaller } from './policy.js';
 import { diffMetadata, metadataOf, METADATA_FIELDS, type ImageMetadata } from './revisions.js';
 
@@ -31,9 +34,14 @@ export interface GalleryView {
   parent_id: string | null;
   path: string;
   owner: string;
+  visibility: GalleryVisibility;
   created_at: string;
   updated_at: string;
 }
+
+/** Members per gallery, as Glance's image_member_quota for an image. */
+const GALLERY_MEMBERS_MAX = 128;
+const MEMBER_ID_MAX = 255;
 
 export interface GalleryCounts {
   /** Images the caller may list in the gallery (and, recursively, below it). */
@@ -74,13 +82,14 @@ export class CatalogService {
       gallery: (id) => this.store.getGallery(id),
       changed: (caller, action, before, after) => this.record(caller, action, before, after),
       galleryFilter: (caller, id, recursive) => this.galleryFilter(caller, id, recursive),
+      grants: (caller) => this.grants(caller),
     };
   }
 
   // ---------------------------------------------------------------- galleries
 
   async createGallery(caller: Caller, body: unknown): Promise<GalleryView> {
-    const input = objectBody(body, ['name', 'parent_id']);
+    const input = objectBody(body, ['name', 'parent_id', 'visibility']);
     const owner = caller.project_id;
     enforce(caller, 'modify_image', { owner });
     const name = checkGalleryName(input.name);
@@ -94,7 +103,8 @@ export class CatalogService {
       if (depthOf(byId, parent) + 1 > GALLERY_LIMITS.depth) throw fail('gallery_limit', `Galleries nest at most ${GALLERY_LIMITS.depth} deep.`);
     }
     const now = new Date().toISOString();
-    const gallery: Gallery = { id: randomUUID(), owner, name, parent_id: parentId, created_at: now, updated_at: now };
+    const visibility = 'visibility' in input ? visibilityOf(input.visibility) : 'shared';
+    const gallery: Gallery = { id: randomUUID(), owner, name, parent_id: parentId, visibility, created_at: now, updated_at: now };
     await this.named(this.store.createGallery(gallery), name);
     byId.set(gallery.id, gallery);
     return view(byId, gallery);
@@ -139,11 +149,12 @@ export class CatalogService {
 
   /** Rename and/or move (parent_id: null moves to the root). */
   async updateGallery(caller: Caller, id: string, body: unknown): Promise<GalleryView> {
-    const input = objectBody(body, ['name', 'parent_id']);
+    const input = objectBody(body, ['name', 'parent_id', 'visibility']);
     const { gallery, all, byId } = await this.visibleGallery(caller, id);
     enforce(caller, 'modify_image', { owner: gallery.owner });
     const next: Gallery = { ...gallery, updated_at: new Date().toISOString() };
     if ('name' in input) next.name = checkGalleryName(input.name);
+    if ('visibility' in input) next.visibility = visibilityOf(input.visibility);
     if ('parent_id' in input) {
       const parentId = parentIdOf(input.parent_id);
       if (parentId !== null) {
@@ -174,6 +185,100 @@ export class CatalogService {
   async galleryFilter(caller: Caller, id: string, recursive: boolean): Promise<string[]> {
     const { all } = await this.visibleGallery(caller, id);
     return recursive ? subtreeOf(all, id) : [id];
+  }
+
+  // ---------------------------------------------------------------- gallery members
+
+  /** Shares the gallery (and everything below it) with a project: pending until that project accepts, as a Glance image member. */
+  async addGalleryMember(caller: Caller, id: string, body: unknown): Promise<GalleryMember> {
+    const input = objectBody(body, ['member']);
+    const { gallery } = await this.visibleGallery(caller, id);
+    enforce(caller, 'add_member', { owner: gallery.owner });
+    if (visibilityOfGallery(gallery) !== 'shared') throw fail('members_only_shared', `Gallery ${gallery.name} is private; PATCH its visibility to shared before adding members.`);
+    const memberId = input.member;
+    if (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > MEMBER_ID_MAX) throw fail('bad_gallery', `'member' is a project id of 1 to ${MEMBER_ID_MAX} characters.`);
+    const members = await this.store.galleryMembers(id);
+    if (members.some((m) => m.member_id === memberId)) throw fail('member_exists', `Project ${memberId} is already a member of gallery ${gallery.name}.`);
+    if (members.length >= GALLERY_MEMBERS_MAX) throw fail('too_many_members', `A gallery has at most ${GALLERY_MEMBERS_MAX} members; remove one first.`);
+    const now = new Date().toISOString();
+    const member: GalleryMember = { gallery_id: id, member_id: memberId, status: 'pending', created_at: now, updated_at: now };
+    await this.store.putGalleryMember(member);
+    return member;
+  }
+
+  /** The owner's readers (and admins) see every member; a member project sees its own record. */
+  async listGalleryMembers(caller: Caller, id: string): Promise<GalleryMember[]> {
+    const { gallery } = await this.visibleGallery(caller, id);
+    const members = await this.store.galleryMembers(id);
+    if (isAdminCaller(caller) || gallery.owner === caller.project_id) {
+      enforce(caller, 'get_members', { owner: gallery.owner });
+      return members;
+    }
+    enforce(caller, 'get_members', { owner: gallery.owner, member_id: caller.project_id });
+    return members.filter((m) => m.member_id === caller.project_id);
+  }
+
+  async getGalleryMember(caller: Caller, id: string, memberId: string): Promise<GalleryMember> {
+    const { gallery } = await this.visibleGallery(caller, id);
+    const mayLook = isAdminCaller(caller) || gallery.owner === caller.project_id || memberId === caller.project_id;
+    const member = mayLook ? (await this.store.galleryMembers(id)).find((m) => m.member_id === memberId) : undefined;
+    if (!member) throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${id.slice(0, 64)}.`);
+    enforce(caller, 'get_member', { owner: gallery.owner, member_id: memberId });
+    return member;
+  }
+
+  /** Accept, reject or reconsider: only the member project itself (or an admin). */
+  async updateGalleryMember(caller: Caller, id: string, memberId: string, body: unknown): Promise<GalleryMember> {
+    const input = objectBody(body, ['status']);
+    const { gallery } = await this.visibleGallery(caller, id);
+    const member = (await this.store.galleryMembers(id)).find((m) => m.member_id === memberId);
+    if (!isAdminCaller(caller) && memberId !== caller.project_id) {
+      if (gallery.owner === caller.project_id) throw fail('member_status_by_member_only', `Only project ${memberId.slice(0, 64)} can accept or reject its membership of gallery ${gallery.name}; the owner may add or remove members.`);
+      throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${id.slice(0, 64)}.`);
+    }
+    if (!member) throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${id.slice(0, 64)}.`);
+    enforce(caller, 'modify_member', { owner: gallery.owner, member_id: memberId });
+    const status = input.status;
+    if (typeof status !== 'string' || !(MEMBER_STATUSES as readonly string[]).includes(status)) throw fail('bad_gallery', `'status' is one of ${MEMBER_STATUSES.join(', ')}.`);
+    if (member.status === status) return member;
+    const next: GalleryMember = { ...member, status: status as GalleryMember['status'], updated_at: new Date().toISOString() };
+    await this.store.putGalleryMember(next);
+    return next;
+  }
+
+  async removeGalleryMember(caller: Caller, id: string, memberId: string): Promise<void> {
+    const { gallery } = await this.visibleGallery(caller, id);
+    enforce(caller, 'delete_member', { owner: gallery.owner });
+    if (!(await this.store.deleteGalleryMember(id, memberId))) throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${gallery.name}.`);
+  }
+
+  /** Galleries shared with the caller's project whose owner still shares them: each with all below it, and the project's answer. */
+  async grants(caller: Caller): Promise<GalleryGrant[]> {
+    const memberships = await this.store.galleryMembershipsOf(caller.project_id);
+    if (memberships.length === 0) return [];
+    const trees = new Map<string, Gallery[]>();
+    const out: GalleryGrant[] = [];
+    for (const m of memberships) {
+      const gallery = await this.store.getGallery(m.gallery_id);
+      if (!gallery || visibilityOfGallery(gallery) !== 'shared' || gallery.owner === caller.project_id) continue;
+      let tree = trees.get(gallery.owner);
+      if (!tree) trees.set(gallery.owner, (tree = await this.store.galleriesOf(gallery.owner)));
+      for (const id of subtreeOf(tree, gallery.id)) out.push({ gallery_id: id, status: m.status });
+    }
+    return out;
+  }
+
+  /** The galleries shared with the caller's project directly (its invitations, with their answer). */
+  async sharedWithMe(caller: Caller): Promise<(GalleryView & { member_status: string })[]> {
+    enforce(caller, 'get_images', { owner: caller.project_id });
+    const out: (GalleryView & { member_status: string })[] = [];
+    for (const m of await this.store.galleryMembershipsOf(caller.project_id)) {
+      const gallery = await this.store.getGallery(m.gallery_id);
+      if (!gallery || visibilityOfGallery(gallery) !== 'shared') continue;
+      const tree = await this.store.galleriesOf(gallery.owner);
+      out.push({ ...view(new Map(tree.map((g) => [g.id, g])), gallery), member_status: m.status });
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------- revisions
@@ -279,7 +384,11 @@ export class CatalogService {
   /** The gallery if the caller may see it (its project's readers, and admins); 404 otherwise. */
   private async visibleGallery(caller: Caller, id: string): Promise<{ gallery: Gallery; all: Gallery[]; byId: Map<string, Gallery> }> {
     const gallery = await this.store.getGallery(id);
-    if (!gallery || (gallery.owner !== caller.project_id && !isAdminCaller(caller))) throw notFoundGallery(id);
+    if (!gallery) throw notFoundGallery(id);
+    if (gallery.owner !== caller.project_id && !isAdminCaller(caller)) {
+      // A member project of a shared gallery (or one above it) sees it, read-only.
+      if (!(await this.grants(caller)).some((g) => g.gallery_id === id)) throw notFoundGallery(id);
+    }
     enforce(caller, 'get_images', { owner: gallery.owner });
     const all = await this.store.galleriesOf(gallery.owner);
     return { gallery, all, byId: new Map(all.map((g) => [g.id, g])) };
@@ -296,7 +405,17 @@ export class CatalogService {
 }
 
 function view(byId: Map<string, Gallery>, g: Gallery): GalleryView {
-  return { id: g.id, name: g.name, parent_id: g.parent_id, path: pathOf(byId, g), owner: g.owner, created_at: g.created_at, updated_at: g.updated_at };
+  return { id: g.id, name: g.name, parent_id: g.parent_id, path: pathOf(byId, g), owner: g.owner, visibility: visibilityOfGallery(g), created_at: g.created_at, updated_at: g.updated_at };
+}
+
+/** Galleries written before gallery sharing have no visibility: `shared`, with no members yet. */
+function visibilityOfGallery(g: Gallery): GalleryVisibility {
+  return g.visibility ?? 'shared';
+}
+
+function visibilityOf(value: unknown): GalleryVisibility {
+  if (value !== 'private' && value !== 'shared') throw fail('bad_gallery', "A gallery's 'visibility' is 'shared' (its members see its images) or 'private' (they do not).");
+  return value;
 }
 
 /** A list query of every image in these galleries (counts: no status filter beyond "not deleted"). */

@@ -80,7 +80,7 @@ export const API_ERRORS = {
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
   image_deleted: refusal(410, 'The image was deleted while it was being imported.'),
   // members
-  members_only_shared: refusal(403, "Only images with visibility 'shared' take members."),
+  members_only_shared: refusal(403, "Only images (and galleries) with visibility 'shared' take members."),
   member_exists: refusal(409, 'The project is already a member of the image.'),
   member_not_found: refusal(404, 'The project is not a member of the image (or the caller may not see that membership).'),
   too_many_members: refusal(413, 'The image would have more than 128 members.'),

@@ -20,7 +20,7 @@ import { sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
-import { ManifestConflictError, type BlobStore, type ListQuery, type ListRequest, type ListScope } from './ports.js';
+import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope } from './ports.js';
 
 export interface CreateImageInput {
   id?: string;
@@ -58,6 +58,8 @@ export interface CatalogHooks {
   changed(caller: Caller, action: string, before: ImageDoc | null, after: ImageDoc): Promise<void>;
   /** The gallery ids ?gallery=…&recursive=… selects; 404 for a gallery the caller cannot see. */
   galleryFilter(caller: Caller, id: string, recursive: boolean): Promise<string[]>;
+  /** The galleries shared with the caller's project (each shared gallery and all below it), with its answer. */
+  grants(caller: Caller): Promise<GalleryGrant[]>;
 }
 
 /** sort=relevance ranks this many of the newest matches (README "Keyword search"). */
@@ -148,7 +150,7 @@ export class ImageService {
 
   /** The image, as the caller may see it (404 when it may not). */
   async get(caller: Caller, id: string): Promise<ImageDoc> {
-    const doc = requireVisible(caller, await this.manifest.get(id), id);
+    const doc = await this.visible(caller, await this.manifest.get(id), id);
     enforce(caller, 'get_image', { owner: doc.owner });
     return doc;
   }
@@ -168,7 +170,8 @@ export class ImageService {
    */
   async list(caller: Caller, request: ListRequest): Promise<ImageDoc[]> {
     enforce(caller, 'get_images', { owner: caller.project_id });
-    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller) };
+    const grants = await this.grants(caller);
+    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: grants };
     const requested = request.query.where.status ?? IMAGE_STATUSES;
     const status = requested.filter((s) => s !== 'deleted');
     const query: ListQuery = { ...request.query, scope, where: { ...request.query.where, status } };
@@ -181,7 +184,7 @@ export class ImageService {
       query.after = request.after;
     } else if (request.marker !== undefined) {
       const marker = await this.manifest.store.get(request.marker);
-      if (!marker || marker.status === 'deleted' || !canSee(caller, marker)) {
+      if (!marker || marker.status === 'deleted' || !canSee(caller, marker, new Set(grants.map((g) => g.gallery_id)))) {
         throw fail('bad_marker', `Query parameter 'marker' must be the id of an image you can list (got '${request.marker.slice(0, 64)}'); start again without it.`);
       }
       query.after = sortValues(marker, query.sort);
@@ -247,7 +250,7 @@ export class ImageService {
   /** How many images the caller may list match the query (gallery counts). */
   async count(caller: Caller, query: ListRequest['query']): Promise<number> {
     enforce(caller, 'get_images', { owner: caller.project_id });
-    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller) };
+    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: await this.grants(caller) };
     const status = (query.where.status ?? IMAGE_STATUSES).filter((s) => s !== 'deleted');
     if (status.length === 0) return 0;
     return this.manifest.store.count({ ...query, scope, where: { ...query.where, status } });
@@ -281,7 +284,7 @@ export class ImageService {
 
   /** The image for GET …/file: a deactivated image is downloadable by administrators only, as Glance. */
   async forDownload(caller: Caller, id: string): Promise<ImageDoc> {
-    const doc = requireVisible(caller, await this.manifest.get(id), id);
+    const doc = await this.visible(caller, await this.manifest.get(id), id);
     enforce(caller, 'download_image', { owner: doc.owner });
     if (doc.status === 'deactivated' && !isAdminCaller(caller)) {
       throw fail('image_deactivated', `Image ${id} is deactivated; an administrator must reactivate it before it can be downloaded.`);
@@ -457,8 +460,9 @@ export class ImageService {
     recordAs = action as string,
   ): Promise<ImageDoc> {
     let before: ImageDoc | null = null;
+    const via = await this.viaGalleries(caller);
     const { doc, changed } = await this.manifest.update(id, (draft) => {
-      before = requireVisible(caller, structuredClone(draft), id);
+      before = requireVisible(caller, structuredClone(draft), id, via);
       enforce(caller, action, { owner: before.owner });
       return apply(draft, before);
     });
@@ -469,9 +473,10 @@ export class ImageService {
   /** Member status changes: the member itself (or an admin) decides, the owner gets 403. */
   private async answerInvitation(caller: Caller, id: string, memberId: string, apply: (draft: ImageDoc) => NewEvent[] | null): Promise<ImageDoc> {
     let before: ImageDoc | null = null;
+    const via = await this.viaGalleries(caller);
     const { doc, changed } = await this.manifest.update(id, (draft) => {
       before = structuredClone(draft);
-      const image = this.requireShared(requireVisible(caller, draft, id));
+      const image = this.requireShared(requireVisible(caller, draft, id, via));
       enforce(caller, 'get_image', { owner: image.owner });
       if (!isAdminCaller(caller) && memberId !== caller.project_id) {
         if (image.owner === caller.project_id) {
@@ -484,6 +489,24 @@ export class ImageService {
     });
     if (changed && before) await this.catalog?.changed(caller, 'members', before, doc);
     return doc;
+  }
+
+  /** Galleries shared with the caller's project (none for admins, who see everything anyway). */
+  private async grants(caller: Caller): Promise<GalleryGrant[]> {
+    if (!this.catalog || isAdminCaller(caller)) return [];
+    return this.catalog.grants(caller);
+  }
+
+  private async viaGalleries(caller: Caller): Promise<Set<string>> {
+    return new Set((await this.grants(caller)).map((g) => g.gallery_id));
+  }
+
+  /** requireVisible, asking the catalog only for an image the caller would not see otherwise and that sits in a gallery. */
+  private async visible(caller: Caller, doc: ImageDoc | null, id: string): Promise<ImageDoc> {
+    if (doc && doc.status !== 'deleted' && !canSee(caller, doc) && doc.properties[GALLERY_PROPERTY] !== undefined) {
+      return requireVisible(caller, doc, id, await this.viaGalleries(caller));
+    }
+    return requireVisible(caller, doc, id);
   }
 
   private requireShared(doc: ImageDoc): ImageDoc {

@@ -11,13 +11,16 @@
  */
 import type { MemberStatus, Visibility } from '../schemas/image.js';
 import type { ImageDoc } from '../schemas/image.js';
+import { GALLERY_PROPERTY } from './gallery-rules.js';
 import type { ListQuery, SortSpec, SortValue } from './ports.js';
 
 export type AccessTerm =
   | { kind: 'owner'; owner: string }
   | { kind: 'visibility'; visibilities: Visibility[] }
   /** Shared images the project is a member of, with one of these member statuses. */
-  | { kind: 'member'; member: string; statuses: MemberStatus[] };
+  | { kind: 'member'; member: string; statuses: MemberStatus[] }
+  /** Images in one of these galleries (shared with the project: README "Gallery sharing"), whatever their own visibility. */
+  | { kind: 'gallery'; galleries: string[] };
 
 export interface Access {
   /** The image must match at least one term; null: no restriction. */
@@ -41,13 +44,18 @@ export function listAccess(query: Pick<ListQuery, 'scope' | 'visibility' | 'memb
     member: scope.project_id,
     statuses: memberStatus === 'all' ? MEMBER_STATUSES_ALL : [memberStatus],
   };
+  // A shared gallery's images count as shared with the project (a `visibility` filter still
+  // filters on each image's own visibility).
+  const statuses = member.statuses;
+  const galleryIds = [...new Set((scope.galleries ?? []).filter((g) => statuses.includes(g.status)).map((g) => g.gallery_id))].sort();
+  const viaGallery: AccessTerm[] = galleryIds.length ? [{ kind: 'gallery', galleries: galleryIds }] : [];
   switch (visibility) {
-    case undefined: return { anyOf: [own, { kind: 'visibility', visibilities: ['public'] }, member], visibilityIn: null };
-    case 'all': return { anyOf: [own, { kind: 'visibility', visibilities: ['public', 'community'] }, member], visibilityIn: null };
+    case undefined: return { anyOf: [own, { kind: 'visibility', visibilities: ['public'] }, member, ...viaGallery], visibilityIn: null };
+    case 'all': return { anyOf: [own, { kind: 'visibility', visibilities: ['public', 'community'] }, member, ...viaGallery], visibilityIn: null };
     case 'public':
     case 'community': return { anyOf: null, visibilityIn: [visibility] };
     case 'private': return { anyOf: [own], visibilityIn: ['private'] };
-    case 'shared': return { anyOf: [own, member], visibilityIn: ['shared'] };
+    case 'shared': return { anyOf: [own, member, ...viaGallery], visibilityIn: ['shared'] };
   }
 }
 
@@ -60,6 +68,7 @@ export function accessAllows(access: Access, doc: ImageDoc): boolean {
       case 'owner': return doc.owner === term.owner;
       case 'visibility': return term.visibilities.includes(doc.visibility);
       case 'member': return doc.visibility === 'shared' && (doc.members ?? []).some((m) => m.member_id === term.member && term.statuses.includes(m.status));
+      case 'gallery': return doc.properties[GALLERY_PROPERTY] !== undefined && term.galleries.includes(doc.properties[GALLERY_PROPERTY]!);
     }
   });
 }

@@ -15,6 +15,7 @@ import type { ImageDoc, ImageMember } from '../schemas/image.js';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { notFound } from './errors.js';
+import { GALLERY_PROPERTY } from './gallery-rules.js';
 
 export type Role = 'admin' | 'member' | 'reader';
 
@@ -38,12 +39,15 @@ export function membershipOf(caller: Caller, doc: ImageDoc): ImageMember | undef
  * does every member project (pending, accepted or rejected: Glance shows the image by id to
  * each; only the default list hides non-accepted ones).
  */
-export function canSee(caller: Caller, doc: ImageDoc): boolean {
+export function canSee(caller: Caller, doc: ImageDoc, viaGalleries?: ReadonlySet<string>): boolean {
   if (isAdminCaller(caller)) return true;
   if (doc.owner === null) return true;
   if (doc.visibility === 'public' || doc.visibility === 'community') return true;
   if (doc.owner === caller.project_id) return true;
-  return doc.visibility === 'shared' && membershipOf(caller, doc) !== undefined;
+  if (doc.visibility === 'shared' && membershipOf(caller, doc) !== undefined) return true;
+  // In a gallery shared with the caller's project (any answer, as an image member): README "Gallery sharing".
+  const gallery = doc.properties[GALLERY_PROPERTY];
+  return gallery !== undefined && viaGalleries?.has(gallery) === true;
 }
 
 /** The actions Glance's policy file names, and PIR's rule for each. */
@@ -118,7 +122,7 @@ export function enforce(caller: Caller, action: Action, target: Target): void {
 }
 
 /** The image, if the caller may see it; otherwise 404, exactly as for an image that does not exist. */
-export function requireVisible(caller: Caller, doc: ImageDoc | null, id: string): ImageDoc {
-  if (!doc || doc.status === 'deleted' || !canSee(caller, doc)) throw notFound(`Image ${id}`);
+export function requireVisible(caller: Caller, doc: ImageDoc | null, id: string, viaGalleries?: ReadonlySet<string>): ImageDoc {
+  if (!doc || doc.status === 'deleted' || !canSee(caller, doc, viaGalleries)) throw notFound(`Image ${id}`);
   return doc;
 }

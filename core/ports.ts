@@ -24,6 +24,16 @@ export interface SortSpec {
 export interface ListScope {
   project_id: string;
   admin: boolean;
+  /**
+   * Galleries shared with the project (core/catalog.ts `grants`: each shared gallery and every
+   * gallery below it, with the project's answer): their images list as if each were shared.
+   */
+  galleries?: GalleryGrant[];
+}
+
+export interface GalleryGrant {
+  gallery_id: string;
+  status: MemberStatus;
 }
 
 /** A range on an ISO-8601 timestamp column (`gte` inclusive, `lt` exclusive); `negate` selects the complement. */

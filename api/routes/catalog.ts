@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { CatalogService } from '../../core/catalog.js';
-import type { Revision } from '../../core/catalog-ports.js';
+import type { GalleryMember, Revision } from '../../core/catalog-ports.js';
 import { fail } from '../../core/error-catalog.js';
 import { imageView } from '../glance-view.js';
 
@@ -15,7 +15,7 @@ type Query = Record<string, string | string[] | undefined>;
 
 function one(query: unknown, key: string): string | undefined {
   const value = (query as Query | undefined)?.[key];
-  if (Array.isArray(value)) throw fail(key === 'recursive' || key === 'parent_id' || key === 'owner' ? 'bad_gallery' : 'bad_revision', `Query parameter '${key}' was given ${value.length} times; give it once.`);
+  if (Array.isArray(value)) throw fail(key === 'recursive' || key === 'parent_id' || key === 'owner' || key === 'shared' ? 'bad_gallery' : 'bad_revision', `Query parameter '${key}' was given ${value.length} times; give it once.`);
   return value;
 }
 
@@ -60,6 +60,7 @@ export async function catalogRoutes(app: FastifyInstance, catalog: CatalogServic
   });
 
   app.get('/v2/galleries', async (request) => {
+    if (one(request.query, 'shared') === 'true') return { galleries: await catalog.sharedWithMe(request.caller) };
     const owner = one(request.query, 'owner');
     const parent = one(request.query, 'parent_id');
     const galleries = await catalog.listGalleries(request.caller, {
@@ -82,6 +83,34 @@ export async function catalogRoutes(app: FastifyInstance, catalog: CatalogServic
   app.patch('/v2/galleries/:id', async (request) => {
     const { id } = request.params as { id: string };
     return catalog.updateGallery(request.caller, id, request.body);
+  });
+
+  // Gallery members, as Glance's image members (README "Gallery sharing").
+  const memberView = (m: GalleryMember) => ({ ...m, schema: '/v2/schemas/gallery-member' });
+  app.post('/v2/galleries/:id/members', async (request) => {
+    const { id } = request.params as { id: string };
+    return memberView(await catalog.addGalleryMember(request.caller, id, request.body));
+  });
+
+  app.get('/v2/galleries/:id/members', async (request) => {
+    const { id } = request.params as { id: string };
+    return { members: (await catalog.listGalleryMembers(request.caller, id)).map(memberView), schema: '/v2/schemas/gallery-members' };
+  });
+
+  app.get('/v2/galleries/:id/members/:member', async (request) => {
+    const { id, member } = request.params as { id: string; member: string };
+    return memberView(await catalog.getGalleryMember(request.caller, id, member));
+  });
+
+  app.put('/v2/galleries/:id/members/:member', async (request) => {
+    const { id, member } = request.params as { id: string; member: string };
+    return memberView(await catalog.updateGalleryMember(request.caller, id, member, request.body));
+  });
+
+  app.delete('/v2/galleries/:id/members/:member', async (request, reply) => {
+    const { id, member } = request.params as { id: string; member: string };
+    await catalog.removeGalleryMember(request.caller, id, member);
+    return reply.code(204).send();
   });
 
   app.delete('/v2/galleries/:id', async (request, reply) => {

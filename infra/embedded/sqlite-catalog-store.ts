@@ -5,7 +5,7 @@
  * revision, so they keep growing after old revisions are pruned.
  */
 import Database from 'better-sqlite3';
-import { GalleryNameTakenError, type CatalogStore, type Gallery, type Revision } from '../../core/catalog-ports.js';
+import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS galleries (
@@ -16,6 +16,13 @@ CREATE TABLE IF NOT EXISTS galleries (
   doc        TEXT NOT NULL,
   UNIQUE (owner, parent_key, name)
 );
+CREATE TABLE IF NOT EXISTS gallery_members (
+  gallery_id TEXT NOT NULL,
+  member_id  TEXT NOT NULL,
+  doc        TEXT NOT NULL,
+  PRIMARY KEY (gallery_id, member_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS gallery_members_by_member ON gallery_members (member_id);
 CREATE TABLE IF NOT EXISTS revisions (
   image_id TEXT    NOT NULL,
   n        INTEGER NOT NULL,
@@ -86,7 +93,27 @@ export class SqliteCatalogStore implements CatalogStore {
   }
 
   async deleteGallery(id: string): Promise<boolean> {
-    return this.db.prepare('DELETE FROM galleries WHERE id = ?').run(id).changes === 1;
+    return this.db.transaction(() => {
+      this.db.prepare('DELETE FROM gallery_members WHERE gallery_id = ?').run(id);
+      return this.db.prepare('DELETE FROM galleries WHERE id = ?').run(id).changes === 1;
+    }).immediate();
+  }
+
+  async putGalleryMember(member: GalleryMember): Promise<void> {
+    this.db.prepare('INSERT INTO gallery_members (gallery_id, member_id, doc) VALUES (?, ?, ?) ON CONFLICT (gallery_id, member_id) DO UPDATE SET doc = excluded.doc')
+      .run(member.gallery_id, member.member_id, JSON.stringify(member));
+  }
+
+  async galleryMembers(galleryId: string): Promise<GalleryMember[]> {
+    return this.db.prepare<[string], { doc: string }>('SELECT doc FROM gallery_members WHERE gallery_id = ? ORDER BY member_id').all(galleryId).map((r) => JSON.parse(r.doc) as GalleryMember);
+  }
+
+  async deleteGalleryMember(galleryId: string, memberId: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM gallery_members WHERE gallery_id = ? AND member_id = ?').run(galleryId, memberId).changes === 1;
+  }
+
+  async galleryMembershipsOf(memberId: string): Promise<GalleryMember[]> {
+    return this.db.prepare<[string], { doc: string }>('SELECT doc FROM gallery_members WHERE member_id = ? ORDER BY gallery_id').all(memberId).map((r) => JSON.parse(r.doc) as GalleryMember);
   }
 
   async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {

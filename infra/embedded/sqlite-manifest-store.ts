@@ -450,6 +450,9 @@ export class SqliteManifestStore implements ManifestStore {
         } else if (term.kind === 'member') {
           parts.push(`SELECT image_id AS did FROM image_members WHERE member_id = ? AND status IN (${marks(term.statuses)})`);
           params.push(term.member, ...term.statuses);
+        } else if (term.kind === 'gallery') {
+          parts.push(`SELECT image_id AS did FROM image_properties WHERE key = ? AND value IN (${marks(term.galleries)})`);
+          params.push(GALLERY_PROPERTY, ...term.galleries);
         }
       }
       consider(parts.join(' UNION '), params);
@@ -473,6 +476,9 @@ export class SqliteManifestStore implements ManifestStore {
           case 'member':
             params.push(term.member, ...term.statuses);
             return `(+images.visibility = 'shared' AND EXISTS (SELECT 1 FROM image_members m WHERE m.image_id = images.id AND m.member_id = ? AND m.status IN (${marks(term.statuses)})))`;
+          case 'gallery':
+            params.push(GALLERY_PROPERTY, ...term.galleries);
+            return `EXISTS (SELECT 1 FROM image_properties gs WHERE gs.image_id = images.id AND gs.key = ? AND gs.value IN (${marks(term.galleries)}))`;
         }
       });
       clauses.push(ors.length ? `(${ors.join(' OR ')})` : '0');

@@ -8,15 +8,18 @@
  *   for n takes n + 1.
  */
 import { MongoClient, MongoServerError, type Collection } from 'mongodb';
-import { GalleryNameTakenError, type CatalogStore, type Gallery, type Revision } from '../../core/catalog-ports.js';
+import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
 type RevisionDoc = Revision & { _id: string };
+type MemberDoc = GalleryMember & { _id: string };
 
 const toGallery = ({ _id, ...rest }: GalleryDoc): Gallery => ({ id: _id, ...rest });
 const nameKey = (g: Pick<Gallery, 'owner' | 'parent_id' | 'name'>) => JSON.stringify([g.owner, g.parent_id ?? '', g.name]);
 const revisionId = (imageId: string, n: number) => `${imageId}:${String(n).padStart(10, '0')}`;
+const memberId = (galleryId: string, member: string) => JSON.stringify([galleryId, member]);
+const toMember = ({ _id, ...rest }: MemberDoc): GalleryMember => (void _id, rest);
 const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
 const APPEND_RETRIES = 100;
 
@@ -31,6 +34,7 @@ export class MongoCatalogStore implements CatalogStore {
   private readonly galleries: Collection<GalleryDoc>;
   private readonly names: Collection<NameDoc>;
   private readonly revs: Collection<RevisionDoc>;
+  private readonly members: Collection<MemberDoc>;
   /** The last revision number this process wrote or saw per image (a hint: the insert decides). */
   private readonly lastSeen = new Map<string, number>();
 
@@ -42,12 +46,15 @@ export class MongoCatalogStore implements CatalogStore {
     this.galleries = db.collection<GalleryDoc>(`${prefix}galleries`);
     this.names = db.collection<NameDoc>(`${prefix}gallery_names`);
     this.revs = db.collection<RevisionDoc>(`${prefix}image_revisions`);
+    this.members = db.collection<MemberDoc>(`${prefix}gallery_members`);
   }
 
   async start(): Promise<void> {
     await this.client.connect();
     await this.galleries.createIndex({ owner: 1 }).catch(() => undefined);
     await this.revs.createIndex({ image_id: 1, n: 1 }).catch(() => undefined);
+    await this.members.createIndex({ member_id: 1 }).catch(() => undefined);
+    await this.members.createIndex({ gallery_id: 1 }).catch(() => undefined);
   }
 
   async createGallery(gallery: Gallery): Promise<void> {
@@ -81,7 +88,25 @@ export class MongoCatalogStore implements CatalogStore {
     if (!old) return false;
     const { deletedCount } = await this.galleries.deleteOne({ _id: id });
     await this.names.deleteOne({ _id: nameKey(old) });
+    await this.members.deleteMany({ gallery_id: id });
     return deletedCount === 1;
+  }
+
+  async putGalleryMember(member: GalleryMember): Promise<void> {
+    const _id = memberId(member.gallery_id, member.member_id);
+    await this.members.replaceOne({ _id }, { ...member }, { upsert: true });
+  }
+
+  async galleryMembers(galleryId: string): Promise<GalleryMember[]> {
+    return (await this.members.find({ gallery_id: galleryId }).sort({ member_id: 1 }).toArray()).map(toMember);
+  }
+
+  async deleteGalleryMember(galleryId: string, member: string): Promise<boolean> {
+    return (await this.members.deleteOne({ _id: memberId(galleryId, member) })).deletedCount === 1;
+  }
+
+  async galleryMembershipsOf(member: string): Promise<GalleryMember[]> {
+    return (await this.members.find({ member_id: member }).sort({ gallery_id: 1 }).toArray()).map(toMember);
   }
 
   async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {

@@ -183,6 +183,7 @@ export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: So
           case 'owner': return { owner: term.owner };
           case 'visibility': return { visibility: { $in: term.visibilities } };
           case 'member': return { visibility: 'shared', pir_members: { $in: term.statuses.map((st) => memberKey(term.member, st)) } };
+          case 'gallery': return { pir_props: { $in: term.galleries.map((g) => propertyKey(GALLERY_PROPERTY, g)) } };
         }
       }),
     });

@@ -363,6 +363,68 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.deepEqual(problems, []);
     });
 
+    it('galleries: a private gallery is A\'s alone; a shared one shows B its galleries and images read-only, as if each image were shared', async () => {
+      const file = join(dir!, 'disk.raw');
+      const gallery = async (name: string, parent?: string) => {
+        const res = await as('A').call('POST', '/v2/galleries', { name, ...(parent ? { parent_id: parent } : {}) });
+        await expectStatus(`A creates gallery ${name}`, res, 201);
+        return res.body.id as string;
+      };
+      const place = async (image: string, g: string) => expectStatus('A places an image', await as('A').call('PATCH', `/v2/images/${image}`, [{ op: 'add', path: '/pir_gallery_id', value: g }], { 'content-type': JSON_PATCH }), 200);
+      const lone = await gallery(`xt-lone-${mode}`);
+      const top = await gallery(`xt-shared-${mode}`);
+      const below = await gallery('below', top);
+      const loneImage = await activeImage('private', file);
+      const topImage = await activeImage('private', file);
+      const deepImage = await activeImage('private', file);
+      await place(loneImage, lone);
+      await place(topImage, top);
+      await place(deepImage, below);
+      await expectStatus('A shares the gallery with B', await as('A').call('POST', `/v2/galleries/${top}/members`, { member: ids.B.project_id }), 200);
+      await expectStatus('B accepts', await as('B').call('PUT', `/v2/galleries/${top}/members/${ids.B.project_id}`, { status: 'accepted' }), 200);
+
+      // [method, path, body, expected status for the lone gallery's side, for the shared side], per caller.
+      type Row = [string, (g: string, img: string) => string, unknown, Partial<Record<Who, [number, number]>>];
+      const patchName = [{ op: 'add', path: '/xtenant', value: 'changed' }];
+      const rows: Row[] = [
+        ['GET', (g) => `/v2/galleries/${g}`, undefined, { B: [404, 200], Br: [404, 200], Ar: [200, 200], admin: [200, 200] }],
+        ['GET', (g) => `/v2/galleries/${g}/galleries?recursive=true`, undefined, { B: [404, 200], Br: [404, 200] }],
+        ['GET', (g) => `/v2/galleries/${g}/members`, undefined, { B: [404, 200], Br: [404, 200] }],
+        ['GET', (_g, img) => `/v2/images/${img}`, undefined, { B: [404, 200], Br: [404, 200], Ar: [200, 200] }],
+        ['GET', (_g, img) => `/v2/images/${img}/file`, undefined, { B: [404, 200], Br: [404, 403], Ar: [403, 403], A: [200, 200] }],
+        ['GET', (_g, img) => `/v2/images/${img}/metafile`, undefined, { B: [404, 200], Br: [404, 200] }],
+        ['PATCH', (_g, img) => `/v2/images/${img}`, patchName, { B: [404, 403], Br: [404, 403], Ar: [403, 403] }],
+        ['PATCH', (g) => `/v2/galleries/${g}`, { name: 'taken-over' }, { B: [404, 403], Br: [404, 403], Ar: [403, 403] }],
+        ['POST', (g) => `/v2/galleries/${g}/members`, { member: stranger }, { B: [404, 403], Br: [404, 403], Ar: [403, 403] }],
+        ['DELETE', (g) => `/v2/galleries/${g}`, undefined, { B: [404, 403], Br: [404, 403] }],
+      ];
+      const problems: string[] = [];
+      for (const [method, path, body, expect] of rows) {
+        for (const [who, [onLone, onShared]] of Object.entries(expect) as [Who, [number, number]][]) {
+          for (const [side, g, img, want] of [['lone', lone, loneImage, onLone], ['shared', top, topImage, onShared]] as const) {
+            const res = await as(who).call(method, path(g, img), body, method === 'PATCH' && path(g, img).startsWith('/v2/images') ? { 'content-type': JSON_PATCH } : {});
+            if (res.status !== want) problems.push(`${method} ${path('{g}', '{img}')} as ${who} on ${side}: expected ${want}, got ${res.status}`);
+          }
+        }
+      }
+      // Lists: B finds the shared gallery's images (and those below it), never the lone one's.
+      for (const [who, query] of [['B', ''], ['B', '&visibility=all&member_status=all'], ['Br', `&gallery=${top}&recursive=true`], ['B', `&q=xt`]] as [Who, string][]) {
+        const res = await as(who).call('GET', `/v2/images?limit=1000${query}`);
+        const listed = new Set((res.body?.images ?? []).map((i: { id: string }) => i.id));
+        if (!listed.has(topImage) || !listed.has(deepImage)) problems.push(`list ${query} as ${who}: shared gallery's images missing`);
+        if (listed.has(loneImage)) problems.push(`list ${query} as ${who}: lone gallery's image listed`);
+      }
+      const probe = await as('B').call('GET', `/v2/images?gallery=${lone}`);
+      if (probe.status !== 404) problems.push(`?gallery=<lone> as B: ${probe.status}`);
+      // B's membership ends: B learns nothing any more.
+      await expectStatus('A removes B', await as('A').call('DELETE', `/v2/galleries/${top}/members/${ids.B.project_id}`), 204);
+      for (const url of [`/v2/galleries/${top}`, `/v2/images/${topImage}`, `/v2/images/${deepImage}/file`]) {
+        const res = await as('B').call('GET', url);
+        if (res.status !== 404) problems.push(`after removal GET ${url} as B: ${res.status}`);
+      }
+      assert.deepEqual(problems, []);
+    });
+
     it('after all the refusals, A\'s images are exactly as A left them', async () => {
       const problems: string[] = [];
       for (const f of FIXTURES) {

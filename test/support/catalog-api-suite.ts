@@ -19,6 +19,7 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
       'a-member': { project_id: 'A', user_id: 'alice', roles: ['member', 'reader'] },
       'a-reader': { project_id: 'A', user_id: 'arthur', roles: ['reader'] },
       'b-member': { project_id: 'B', user_id: 'bob', roles: ['member', 'reader'] },
+      'c-member': { project_id: 'C', user_id: 'carol', roles: ['member', 'reader'] },
     },
   });
   t.after(() => h.close());
@@ -102,6 +103,93 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     const bImg = await create('b-member', { name: 'b image' });
     assert.equal((await patch('b-member', bImg, [{ op: 'add', path: '/pir_gallery_id', value: debian.id }])).status, 400);
     assert.equal((await patch('b-member', bImg, [{ op: 'add', path: '/pir_gallery_id', value: 'no-such' }])).status, 400);
+  });
+
+  await t.test('gallery sharing: members see the gallery, those below it and their images as if each were shared; others learn nothing', async () => {
+    const top = (await call('a-member', 'POST', '/v2/galleries', { name: 'shared-top' })).body;
+    assert.equal(top.visibility, 'shared');
+    const below = (await call('a-member', 'POST', '/v2/galleries', { name: 'below', parent_id: top.id })).body;
+    const aside = (await call('a-member', 'POST', '/v2/galleries', { name: 'aside' })).body;
+    const inTop = await create('a-member', { name: 'gs top', visibility: 'private' });
+    const inBelow = await create('a-member', { name: 'gs below' });
+    const inAside = await create('a-member', { name: 'gs aside', visibility: 'private' });
+    for (const [img, g] of [[inTop, top.id], [inBelow, below.id], [inAside, aside.id]]) {
+      assert.equal((await patch('a-member', img!, [{ op: 'add', path: '/pir_gallery_id', value: g }])).status, 200);
+    }
+    const listed = async (token: string, query = '') => new Set(ids(await call(token, 'GET', `/v2/images?limit=1000${query}`)));
+
+    // Before sharing: B sees nothing of it.
+    assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}`)).status, 404);
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}`)).status, 404);
+
+    // Only the owner's members share; the owner cannot answer for B.
+    assert.equal((await call('a-reader', 'POST', `/v2/galleries/${top.id}/members`, { member: 'B' })).status, 403);
+    const added = await call('a-member', 'POST', `/v2/galleries/${top.id}/members`, { member: 'B' });
+    assert.equal(added.status, 200, JSON.stringify(added.body));
+    assert.deepEqual([added.body.member_id, added.body.status, added.body.gallery_id], ['B', 'pending', top.id]);
+    assert.equal((await call('a-member', 'POST', `/v2/galleries/${top.id}/members`, { member: 'B' })).status, 409);
+    assert.equal((await call('a-member', 'PUT', `/v2/galleries/${top.id}/members/B`, { status: 'accepted' })).status, 403);
+
+    // Pending: B sees the gallery and its images by id (as a Glance member), not in its default list.
+    assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}`)).status, 200);
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}`)).status, 200);
+    assert.equal((await listed('b-member')).has(inTop), false);
+    assert.ok((await listed('b-member', '&member_status=pending')).has(inTop));
+    assert.deepEqual((await call('b-member', 'GET', '/v2/galleries?shared=true')).body.galleries.map((g: { id: string; member_status: string }) => [g.id, g.member_status]), [[top.id, 'pending']]);
+
+    const accepted = await call('b-member', 'PUT', `/v2/galleries/${top.id}/members/B`, { status: 'accepted' });
+    assert.equal(accepted.body.status, 'accepted');
+    const bList = await listed('b-member');
+    assert.ok(bList.has(inTop) && bList.has(inBelow), 'the gallery and the galleries below it');
+    assert.equal(bList.has(inAside), false);
+    assert.deepEqual(new Set(ids(await call('b-member', 'GET', `/v2/images?gallery=${top.id}&recursive=true`))), new Set([inTop, inBelow]));
+    assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}?recursive=true`)).body.image_count, 2);
+    assert.equal((await call('b-member', 'GET', `/v2/galleries/${below.id}`)).status, 200);
+    assert.notEqual((await call('b-member', 'GET', `/v2/images/${inTop}/file`)).status, 404, 'a member may download');
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}/revisions`)).status, 200);
+    // Read-only: B changes neither the gallery nor its images.
+    assert.equal((await call('b-member', 'PATCH', `/v2/galleries/${top.id}`, { name: 'mine' })).status, 403);
+    assert.equal((await call('b-member', 'DELETE', `/v2/galleries/${below.id}`)).status, 403);
+    assert.equal((await call('b-member', 'POST', `/v2/galleries/${top.id}/members`, { member: 'C' })).status, 403);
+    assert.equal((await patch('b-member', inTop, [{ op: 'replace', path: '/name', value: 'x' }])).status, 403);
+    // B sees its own membership only; A sees all.
+    await call('a-member', 'POST', `/v2/galleries/${top.id}/members`, { member: 'D' });
+    assert.deepEqual((await call('b-member', 'GET', `/v2/galleries/${top.id}/members`)).body.members.map((m: { member_id: string }) => m.member_id), ['B']);
+    assert.deepEqual((await call('a-reader', 'GET', `/v2/galleries/${top.id}/members`)).body.members.map((m: { member_id: string }) => m.member_id), ['B', 'D']);
+    assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}/members/D`)).status, 404);
+
+    // C, never invited, learns nothing: gallery, members, images, lists, search.
+    for (const url of [`/v2/galleries/${top.id}`, `/v2/galleries/${below.id}`, `/v2/galleries/${top.id}/members`, `/v2/galleries/${top.id}/members/B`, `/v2/images/${inTop}`, `/v2/images/${inTop}/file`, `/v2/images?gallery=${top.id}`]) {
+      assert.equal((await call('c-member', 'GET', url)).status, 404, url);
+    }
+    assert.equal((await listed('c-member', '&visibility=all&member_status=all')).has(inTop), false);
+    assert.deepEqual(ids(await call('c-member', 'GET', '/v2/images?q=gs')), []);
+
+    // An image moved out is no longer shared; moved in, it is.
+    await patch('a-member', inAside, [{ op: 'replace', path: '/pir_gallery_id', value: below.id }]);
+    assert.ok((await listed('b-member')).has(inAside));
+    await patch('a-member', inAside, [{ op: 'remove', path: '/pir_gallery_id' }]);
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inAside}`)).status, 404);
+
+    // Private suspends the members; shared brings them back; removing the member ends it.
+    assert.equal((await call('a-member', 'PATCH', `/v2/galleries/${top.id}`, { visibility: 'private' })).body.visibility, 'private');
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}`)).status, 404);
+    assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}`)).status, 404);
+    assert.equal((await call('a-member', 'POST', `/v2/galleries/${top.id}/members`, { member: 'E' })).status, 403);
+    await call('a-member', 'PATCH', `/v2/galleries/${top.id}`, { visibility: 'shared' });
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}`)).status, 200);
+    assert.equal((await call('a-member', 'DELETE', `/v2/galleries/${top.id}/members/B`)).status, 204);
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}`)).status, 404);
+    assert.equal((await call('a-member', 'DELETE', `/v2/galleries/${top.id}/members/B`)).status, 404);
+
+    // Hostile member calls.
+    for (const [m, u, b] of [['POST', `/v2/galleries/${top.id}/members`, {}], ['POST', `/v2/galleries/${top.id}/members`, { member: '' }], ['POST', `/v2/galleries/${top.id}/members`, { member: 7 }],
+      ['POST', `/v2/galleries/${top.id}/members`, { member: 'x'.repeat(300) }], ['POST', `/v2/galleries/${top.id}/members`, { member: 'F', x: 1 }], ['PUT', `/v2/galleries/${top.id}/members/D`, { status: 'maybe' }],
+      ['PATCH', `/v2/galleries/${top.id}`, { visibility: 'public' }], ['POST', '/v2/galleries', { name: 'v', visibility: 3 }]] as [string, string, unknown][]) {
+      const res = await call(m === 'PUT' ? h.token : 'a-member', m, u, b);
+      assert.ok(res.status >= 400 && res.status < 500, `${m} ${u} ${JSON.stringify(b)} → ${res.status}`);
+      assert.equal(typeof res.body.error?.error_code, 'string');
+    }
   });
 
   await t.test('galleries: hostile input is a 4xx in the JSON error shape', async () => {

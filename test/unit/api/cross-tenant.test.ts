@@ -230,3 +230,84 @@ describe('cross-tenant matrix', () => {
     for (const token of TOKENS) assert.equal((await t.call(token, 'GET', '/v2/tasks')).statusCode, isAdmin(token) ? 200 : 403, token);
   });
 });
+
+/**
+ * The same matrix through galleries (README "Gallery sharing"): a private image of A's in a
+ * gallery of A's (private, shared with B pending, accepted, or shared with B but then made
+ * private), or in a gallery below it. B sees what a member of each image would see, read-only;
+ * without a live membership B learns nothing (404).
+ */
+type GalleryKind = 'no-members' | 'b-pending' | 'b-accepted' | 'b-suspended';
+const GALLERY_KINDS: GalleryKind[] = ['no-members', 'b-pending', 'b-accepted', 'b-suspended'];
+const bInGallery = (kind: GalleryKind) => kind === 'b-pending' || kind === 'b-accepted';
+const seesViaGallery = (k: Token, kind: GalleryKind) => isAdmin(k) || ofA(k) || bInGallery(kind);
+
+interface GalleryCell { top: string; below: string; image: string; deep: string; word: string }
+interface GalleryEndpoint { name: string; mutates?: boolean; run(t: TestApp, k: Token, c: GalleryCell): Promise<number>; expect(k: Token, kind: GalleryKind): number }
+
+const inList = async (t: TestApp, k: Token, query: string, id: string) => {
+  const res = await t.call(k, 'GET', `/v2/images?limit=1000${query}`);
+  return res.statusCode === 200 ? (res.json().images.some((i: { id: string }) => i.id === id) ? 1 : 0) : res.statusCode;
+};
+const galleryWrite = (k: Token, kind: GalleryKind, ok: number) => (!seesViaGallery(k, kind) ? 404 : isAdmin(k) || (ofA(k) && isMember(k)) ? ok : 403);
+
+const GALLERY_ENDPOINTS: GalleryEndpoint[] = [
+  { name: 'GET gallery', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET gallery below it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.below}?recursive=true`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET gallery sub-galleries', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}/galleries`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET gallery members', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}/members`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET image in it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET image below it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.deep}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET image file', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/file`)).statusCode, expect: (k, kind) => (!seesViaGallery(k, kind) ? 404 : isMember(k) ? 200 : 403) },
+  { name: 'GET image revisions', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/revisions`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET image list (default)', run: (t, k, c) => inList(t, k, '', c.deep), expect: (k, kind) => (isAdmin(k) || ofA(k) || kind === 'b-accepted' ? 1 : 0) },
+  { name: 'GET image list (member_status=all&visibility=all)', run: (t, k, c) => inList(t, k, '&member_status=all&visibility=all', c.image), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 0) },
+  { name: 'GET image list (?q=…)', run: (t, k, c) => inList(t, k, `&q=${c.word}&member_status=all`, c.image), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 0) },
+  { name: 'GET image list (?gallery=…&recursive=true)', run: (t, k, c) => inList(t, k, `&gallery=${c.top}&recursive=true&member_status=all`, c.deep), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 404) },
+  { name: 'PATCH image in it', mutates: true, run: async (t, k, c) => (await t.patch(k, c.image, [{ op: 'replace', path: '/name', value: 'changed' }])).statusCode, expect: (k, kind) => galleryWrite(k, kind, 200) },
+  { name: 'PATCH gallery', mutates: true, run: async (t, k, c) => (await t.call(k, 'PATCH', `/v2/galleries/${c.below}`, { name: 'renamed' })).statusCode, expect: (k, kind) => galleryWrite(k, kind, 200) },
+  { name: 'POST gallery member', mutates: true, run: async (t, k, c) => (await t.call(k, 'POST', `/v2/galleries/${c.top}/members`, { member: 'Z' })).statusCode, expect: (k, kind) => (kind === 'b-suspended' && (isAdmin(k) || (ofA(k) && isMember(k))) ? 403 : galleryWrite(k, kind, 200)) },
+];
+
+describe('cross-tenant matrix through gallery sharing', () => {
+  let t: TestApp;
+  const cells = new Map<GalleryKind, GalleryCell>();
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  async function cell(kind: GalleryKind): Promise<GalleryCell> {
+    const name = `g-${kind}-${++serial}`;
+    const top = (await t.call('a-member', 'POST', '/v2/galleries', { name })).json().id as string;
+    const below = (await t.call('a-member', 'POST', '/v2/galleries', { name: 'below', parent_id: top })).json().id as string;
+    const word = `gword${String(serial).padStart(6, '0')}x`;
+    const image = await t.create('a-member', { visibility: 'private', name: `gallery image ${word}` });
+    await t.activate('admin', image);
+    const deep = await t.create('a-member', { visibility: 'private', name: 'deep image' });
+    assert.equal((await t.patch('a-member', image, [{ op: 'add', path: '/pir_gallery_id', value: top }])).statusCode, 200);
+    assert.equal((await t.patch('a-member', deep, [{ op: 'add', path: '/pir_gallery_id', value: below }])).statusCode, 200);
+    if (kind !== 'no-members') assert.equal((await t.call('a-member', 'POST', `/v2/galleries/${top}/members`, { member: 'B' })).statusCode, 200);
+    if (kind === 'b-accepted' || kind === 'b-suspended') assert.equal((await t.call('b-member', 'PUT', `/v2/galleries/${top}/members/B`, { status: 'accepted' })).statusCode, 200);
+    if (kind === 'b-suspended') assert.equal((await t.call('a-member', 'PATCH', `/v2/galleries/${top}`, { visibility: 'private' })).statusCode, 200);
+    return { top, below, image, deep, word };
+  }
+
+  for (const endpoint of GALLERY_ENDPOINTS) {
+    it(endpoint.name, async () => {
+      const failures: string[] = [];
+      for (const kind of GALLERY_KINDS) {
+        for (const token of TOKENS) {
+          let c: GalleryCell;
+          if (endpoint.mutates) c = await cell(kind);
+          else {
+            if (!cells.has(kind)) cells.set(kind, await cell(kind));
+            c = cells.get(kind)!;
+          }
+          const got = await endpoint.run(t, token, c);
+          const want = endpoint.expect(token, kind);
+          if (got !== want) failures.push(`${token} on ${kind}: got ${got}, want ${want}`);
+        }
+      }
+      assert.deepEqual(failures, []);
+    });
+  }
+});
