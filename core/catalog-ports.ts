@@ -87,6 +87,8 @@ export interface CatalogStore {
   /** Revisions of an image, oldest first, with n > after, at most `limit`. */
   revisions(imageId: string, after: number, limit: number): Promise<Revision[]>;
   getRevision(imageId: string, n: number): Promise<Revision | null>;
+  /** The image's newest revision (null: none). */
+  latestRevision(imageId: string): Promise<Revision | null>;
   /** Drops all but the newest `keep` revisions of the image. */
   pruneRevisions(imageId: string, keep: number): Promise<void>;
   /** Drops every revision of the image (it was purged). */

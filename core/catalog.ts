@@ -11,8 +11,9 @@
  * nothing of them (404, whether the gallery exists or not).
  */
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
-import type { Caller } from './caller.js';
+import { SYSTEM_CALLER, type Caller } from './caller.js';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type GalleryVisibility, type Revision } from './catalog-ports.js';
 import { fail } from './error-catalog.js';
 import { GALLERY_LIMITS, GALLERY_PROPERTY, checkGalleryName, childrenOf, depthOf, heightOf, pathOf, subtreeOf } from './gallery-rules.js';
@@ -26,6 +27,8 @@ import { diffMetadata, metadataOf, METADATA_FIELDS, type ImageMetadata } from '.
 export interface CatalogSettings {
   /** Revisions kept per image (PIR_REVISIONS_KEEP); older ones are pruned. */
   revisionsKeep: number;
+  /** Where a revision that could not be written is reported (the next read of the history repairs it). */
+  log?: Pick<Logger, 'warn'>;
 }
 
 export interface GalleryView {
@@ -284,12 +287,12 @@ export class CatalogService {
   // ---------------------------------------------------------------- revisions
 
   async revisions(caller: Caller, imageId: string, after: number, limit: number): Promise<Revision[]> {
-    await this.images.get(caller, imageId);
+    await this.repair(await this.images.get(caller, imageId));
     return this.store.revisions(imageId, after, limit);
   }
 
   async revision(caller: Caller, imageId: string, n: number): Promise<Revision> {
-    await this.images.get(caller, imageId);
+    await this.repair(await this.images.get(caller, imageId));
     const revision = await this.store.getRevision(imageId, n);
     if (!revision) throw fail('revision_not_found', `Image ${imageId} has no revision ${n} (kept: the newest ${this.settings.revisionsKeep}); list them with GET /v2/images/${imageId}/revisions.`);
     return revision;
@@ -337,7 +340,8 @@ export class CatalogService {
       const g = byId.get(gid);
       if (g) gallery = pathOf(byId, g);
     }
-    const [newest] = await this.newestRevision(imageId);
+    await this.repair(doc);
+    const newest = await this.store.latestRevision(imageId);
     return {
       name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format, visibility: doc.visibility,
       protected: doc.protected, min_disk: doc.min_disk, min_ram: doc.min_ram, tags: [...doc.tags], properties, gallery, revision: newest?.n ?? null,
@@ -356,27 +360,40 @@ export class CatalogService {
 
   // ---------------------------------------------------------------- helpers
 
-  private async newestRevision(imageId: string): Promise<Revision[]> {
-    // Pages forward from the oldest kept; retention bounds how far.
-    let last: Revision[] = [];
-    let after = 0;
-    for (;;) {
-      const page = await this.store.revisions(imageId, after, 200);
-      if (page.length === 0) return last;
-      last = [page[page.length - 1]!];
-      after = last[0]!.n;
-      if (page.length < 200) return last;
+  /**
+   * Records a revision when the image's metadata changed, then prunes beyond the retention. The
+   * image's write is already made (another store: no transaction spans both), so a failure here
+   * does not fail the request: it is logged, and the next read of the history repairs the gap.
+   */
+  private async record(caller: Caller, action: string, before: ImageDoc | null, after: ImageDoc): Promise<void> {
+    try {
+      await this.append(caller, action, before ? metadataOf(before) : null, after);
+    } catch (error) {
+      this.settings.log?.warn({ err: error, image_id: after.id, action }, 'metadata revision not written; the next read of the image history records it as a repair');
     }
   }
 
-  /** Records a revision when the image's metadata changed, then prunes beyond the retention. */
-  private async record(caller: Caller, action: string, before: ImageDoc | null, after: ImageDoc): Promise<void> {
-    const was = before ? metadataOf(before) : null;
+  /**
+   * Read repair: when the newest revision is not the image's metadata (a revision write failed,
+   * the process died between the two writes, or the pipeline changed metadata), one `repair`
+   * revision by PIR brings the history up to date before it is shown.
+   */
+  private async repair(image: ImageDoc): Promise<void> {
+    const latest = await this.store.latestRevision(image.id);
+    const now = metadataOf(image);
+    if (latest && diffMetadata(latest.metadata as unknown as ImageMetadata, now).length === 0) return;
+    await this.append(SYSTEM_CALLER, 'repair', latest ? (latest.metadata as unknown as ImageMetadata) : null, image);
+  }
+
+  private async append(who: Pick<Caller, 'project_id' | 'user_id'>, action: string, was: ImageMetadata | null, after: ImageDoc): Promise<void> {
     const now = metadataOf(after);
     const patch = diffMetadata(was, now);
     if (patch.length === 0) return;
+    // A repair that raced this write may have recorded this very metadata already.
+    const latest = await this.store.latestRevision(after.id);
+    if (latest && diffMetadata(latest.metadata as unknown as ImageMetadata, now).length === 0) return;
     const revision = await this.store.appendRevision({
-      image_id: after.id, at: after.updated_at, project_id: caller.project_id, user_id: caller.user_id, action, patch, metadata: now as unknown as Record<string, unknown>,
+      image_id: after.id, at: after.updated_at, project_id: who.project_id, user_id: who.user_id, action, patch, metadata: now as unknown as Record<string, unknown>,
     });
     if (revision.n > this.settings.revisionsKeep) await this.store.pruneRevisions(after.id, this.settings.revisionsKeep);
   }

@@ -17,6 +17,8 @@ export class OutboxRelay {
   private readonly chains = new Map<string, Promise<void>>();
   /** Published but not yet acknowledged event ids, per image, with the timer that will ack them. */
   private readonly unacked = new Map<string, { ids: Set<string>; timer: NodeJS.Timeout | null; purge: boolean }>();
+  /** What else goes with a purged image (its metadata revisions: core/catalog.ts). */
+  private purgeHooks: ((imageId: string) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: ManifestStore,
@@ -33,6 +35,11 @@ export class OutboxRelay {
       await this.bus.publish(pending);
       this.scheduleAck(doc.id, pending.map((e) => e.id), doc.status === 'deleted');
     });
+  }
+
+  /** Runs `hook` just before an image's document is purged; a failing hook is logged and does not keep the document. */
+  onPurge(hook: (imageId: string) => Promise<void>): void {
+    this.purgeHooks.push(hook);
   }
 
   /** Event ids of this image that are published and may be dropped from its outbox by any write. */
@@ -86,7 +93,12 @@ export class OutboxRelay {
       this.unacked.delete(imageId);
       if (entry.timer) clearTimeout(entry.timer);
       if (entry.ids.size > 0) await this.store.ackEvents(imageId, [...entry.ids]);
-      if (entry.purge) await this.store.purge(imageId);
+      if (entry.purge) {
+        for (const hook of this.purgeHooks) {
+          await hook(imageId).catch((error: unknown) => this.log.warn({ err: error, image_id: imageId }, 'purge hook failed; the image is purged anyway'));
+        }
+        await this.store.purge(imageId);
+      }
     });
   }
 

@@ -3,6 +3,8 @@
  * the manifest, or MongoDB) and the hooks ImageService calls on every metadata change.
  */
 import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { OutboxRelay } from '../core/outbox-relay.js';
 import { CatalogService } from '../core/catalog.js';
 import type { CatalogStore } from '../core/catalog-ports.js';
 import type { ImageService } from '../core/image-service.js';
@@ -16,7 +18,8 @@ export interface Catalog {
   close(): Promise<void>;
 }
 
-export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisionsKeep'>, urls: DistributedUrls | null, images: ImageService): Promise<Catalog> {
+/** With `relay`, a purged image's revisions go with it; with `log`, a revision that could not be written is reported. */
+export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisionsKeep'>, urls: DistributedUrls | null, images: ImageService, wiring: { relay?: OutboxRelay; log?: Logger } = {}): Promise<Catalog> {
   let store: CatalogStore;
   if (urls) {
     const mongo = new MongoCatalogStore({ url: urls.mongodbUrl });
@@ -25,7 +28,8 @@ export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisions
   } else {
     store = new SqliteCatalogStore({ path: join(config.dataDir, 'catalog.sqlite') });
   }
-  const service = new CatalogService(store, images, { revisionsKeep: config.revisionsKeep });
+  const service = new CatalogService(store, images, { revisionsKeep: config.revisionsKeep, ...(wiring.log ? { log: wiring.log } : {}) });
+  wiring.relay?.onPurge((imageId) => store.dropRevisions(imageId));
   images.attachCatalog(service.hooks());
   return { store, service, close: () => store.close() };
 }

@@ -100,7 +100,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
-  const catalog = await openCatalog(config, urls, images);
+  const catalog = await openCatalog(config, urls, images, { relay, log });
   checkJobKinds([webhooks.kind], STAGES);
 
   if (roles.worker) {

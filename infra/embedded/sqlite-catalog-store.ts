@@ -130,6 +130,11 @@ export class SqliteCatalogStore implements CatalogStore {
     return row ? (JSON.parse(row.doc) as Revision) : null;
   }
 
+  async latestRevision(imageId: string): Promise<Revision | null> {
+    const row = this.db.prepare<[string], { doc: string }>('SELECT doc FROM revisions WHERE image_id = ? ORDER BY n DESC LIMIT 1').get(imageId);
+    return row ? (JSON.parse(row.doc) as Revision) : null;
+  }
+
   async pruneRevisions(imageId: string, keep: number): Promise<void> {
     this.db.prepare('DELETE FROM revisions WHERE image_id = ? AND n <= (SELECT last FROM revision_heads WHERE image_id = ?) - ?').run(imageId, imageId, Math.max(1, Math.floor(keep)));
   }

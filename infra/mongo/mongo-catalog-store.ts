@@ -136,6 +136,11 @@ export class MongoCatalogStore implements CatalogStore {
     return doc ? toRevision(doc) : null;
   }
 
+  async latestRevision(imageId: string): Promise<Revision | null> {
+    const [doc] = await this.revs.find({ image_id: imageId }).sort({ n: -1 }).limit(1).toArray();
+    return doc ? toRevision(doc) : null;
+  }
+
   async pruneRevisions(imageId: string, keep: number): Promise<void> {
     const newest = await this.newest(imageId);
     await this.revs.deleteMany({ image_id: imageId, n: { $lte: newest - Math.max(1, Math.floor(keep)) } });

@@ -296,6 +296,43 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     assert.equal((await call('b-member', 'POST', `/v2/images/${priv}/revisions/1/restore`)).status, 404);
   });
 
+  await t.test('revisions: a failed revision write does not fail the change; the next history read records it as a repair', async () => {
+    const id = await create('a-member', { name: 'rep1' });
+    const original = catalogStore.appendRevision;
+    let failures = 0;
+    catalogStore.appendRevision = async () => { failures++; throw new Error('revision store down (test)'); };
+    let res;
+    try {
+      res = await patch('a-member', id, [{ op: 'replace', path: '/name', value: 'rep2' }]);
+    } finally {
+      catalogStore.appendRevision = original;
+    }
+    assert.equal(failures, 1);
+    assert.equal(res.status, 200, 'the change is made and answered');
+    assert.equal(res.body.name, 'rep2');
+    const revs = (await call('a-reader', 'GET', `/v2/images/${id}/revisions`)).body.revisions;
+    assert.deepEqual(revs.map((r: { n: number; action: string }) => [r.n, r.action]), [[1, 'create'], [2, 'repair']]);
+    assert.deepEqual(revs[1].patch, [{ op: 'replace', path: '/name', value: 'rep2' }]);
+    assert.equal(revs[1].user_id, 'pir-system');
+    // Repaired once: reading again adds nothing; the next change numbers on.
+    assert.equal((await call('a-reader', 'GET', `/v2/images/${id}/revisions`)).body.revisions.length, 2);
+    await patch('a-member', id, [{ op: 'replace', path: '/name', value: 'rep3' }]);
+    assert.deepEqual((await call('a-reader', 'GET', `/v2/images/${id}/revisions`)).body.revisions.map((r: { action: string }) => r.action), ['create', 'repair', 'update']);
+    assert.equal((await call('a-reader', 'GET', `/v2/images/${id}/metafile`)).body.revision, 3);
+  });
+
+  await t.test('revisions: a purged image\'s revisions are deleted with it', async () => {
+    const id = await create('a-member', { name: 'doomed' });
+    await patch('a-member', id, [{ op: 'replace', path: '/name', value: 'doomed 2' }]);
+    assert.equal((await catalogStore.latestRevision(id))?.n, 2);
+    assert.equal((await call('a-member', 'DELETE', `/v2/images/${id}`)).status, 204);
+    const deadline = Date.now() + 15_000;
+    while ((await store.get(id)) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await store.get(id), null, 'the image was purged');
+    assert.equal(await catalogStore.latestRevision(id), null);
+    assert.deepEqual(await catalogStore.revisions(id, 0, 10), []);
+  });
+
   await t.test('metafile: name, formats, visibility, tags, properties and the gallery path, versioned by the newest revision', async () => {
     const g = (await call('a-member', 'POST', '/v2/galleries', { name: 'meta' })).body;
     const sub = (await call('a-member', 'POST', '/v2/galleries', { name: 'sub', parent_id: g.id })).body;

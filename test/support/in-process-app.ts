@@ -54,7 +54,8 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
   const blobs = new FsBlobStore(dir);
   await blobs.init();
   const bus = new MemoryEventBus();
-  const manifest = new Manifest(store, new OutboxRelay(store, bus, log), new FaultHooks([]));
+  const relay = new OutboxRelay(store, bus, log);
+  const manifest = new Manifest(store, relay, new FaultHooks([]));
   const images = new ImageService(manifest, blobs, { stageDeadlineSeconds: 900 });
   const hashes = new HashPool();
   const token = opts.token ?? 'test-token';
@@ -68,7 +69,8 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
   const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
   const webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(DEFAULT_EGRESS), log });
   const catalogStore = opts.catalogStore ?? new SqliteCatalogStore({ path: join(dir, 'catalog.sqlite') });
-  const catalog = new CatalogService(catalogStore, images, { revisionsKeep: opts.revisionsKeep ?? 100 });
+  const catalog = new CatalogService(catalogStore, images, { revisionsKeep: opts.revisionsKeep ?? 100, log });
+  relay.onPurge((imageId) => catalogStore.dropRevisions(imageId));
   images.attachCatalog(catalog.hooks());
   const app = await buildApp({ images, manifest, blobs, hashes, upload, quotas, webDownloads, authenticator, log, catalog });
   opts.setup?.(app);
