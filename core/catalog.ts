@@ -179,9 +179,19 @@ export class CatalogService {
     enforce(caller, 'modify_image', { owner: gallery.owner });
     if (childrenOf(all, id).length > 0) throw fail('gallery_not_empty', `Gallery ${gallery.name} holds galleries; move or delete them first.`);
     // Counted as an administrator: images the caller cannot list still keep the gallery.
-    const held = await this.images.count({ project_id: gallery.owner, user_id: caller.user_id, roles: ['admin'] }, { ...imageQuery([id]), visibility: 'all', memberStatus: 'all' });
+    const asOwnerAdmin: Caller = { project_id: gallery.owner, user_id: caller.user_id, roles: ['admin'] };
+    const held = await this.images.count(asOwnerAdmin, { ...imageQuery([id]), visibility: 'all', memberStatus: 'all' });
     if (held > 0) throw fail('gallery_not_empty', `Gallery ${gallery.name} holds ${held} image(s); move them out (PATCH pir_gallery_id) or delete them first.`);
+    const members = await this.store.galleryMembers(id);
     if (!(await this.store.deleteGallery(id))) throw notFoundGallery(id);
+    // An image may have moved in between the count and the delete (ImageService re-checks after
+    // its write, which closes the other order): count again, and put the gallery back if so.
+    const movedIn = await this.images.count(asOwnerAdmin, { ...imageQuery([id]), visibility: 'all', memberStatus: 'all' });
+    if (movedIn > 0) {
+      await this.named(this.store.createGallery(gallery), gallery.name);
+      for (const m of members) await this.store.putGalleryMember(m);
+      throw fail('gallery_not_empty', `An image moved into gallery ${gallery.name} while it was being deleted; it is kept.`);
+    }
   }
 
   /** The gallery ids GET /v2/images?gallery=…[&recursive=true] selects (404 for a gallery the caller cannot see). */

@@ -234,7 +234,7 @@ export class ImageService {
       const gallery = await this.catalog?.gallery(gid);
       if (gallery) galleries.set(gid, gallery);
     }
-    return this.change(caller, id, 'modify_image', (draft, before) => {
+    const doc = await this.change(caller, id, 'modify_image', (draft, before) => {
       applyPatch(draft, ops, galleries);
       // An image given to another project leaves its old owner's gallery.
       const gid = draft.properties[GALLERY_PROPERTY];
@@ -245,6 +245,24 @@ export class ImageService {
       }
       return entity.updated(before, draft);
     }, ops.some((o) => o.name === GALLERY_PROPERTY) && ops.length === 1 ? 'gallery' : action);
+    return this.placedInLiveGallery(caller, doc, galleries);
+  }
+
+  /**
+   * The gallery an image was just put in may have been deleted between its lookup and the
+   * image's write (CatalogService.deleteGallery checks again after its delete, which closes the
+   * other order). Looked up again after the write: if it is gone, the image leaves it (one more
+   * write, only if it still points there) and the PATCH answers 400 invalid_gallery.
+   */
+  private async placedInLiveGallery(caller: Caller, doc: ImageDoc, galleries: Map<string, Gallery>): Promise<ImageDoc> {
+    const gid = doc.properties[GALLERY_PROPERTY];
+    if (gid === undefined || !galleries.has(gid) || !this.catalog || (await this.catalog.gallery(gid))) return doc;
+    await this.change(caller, doc.id, 'modify_image', (draft, before) => {
+      if (draft.properties[GALLERY_PROPERTY] !== gid) return null;
+      delete draft.properties[GALLERY_PROPERTY];
+      return entity.updated(before, draft);
+    }, 'gallery');
+    throw fail('invalid_gallery', `Gallery ${gid.slice(0, 64)} was deleted while image ${doc.id} moved into it; the image is in no gallery now.`);
   }
 
   /** How many images the caller may list match the query (gallery counts). */

@@ -192,6 +192,55 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     }
   });
 
+  await t.test('galleries: a delete racing an image moving in never leaves the image in a deleted gallery', async () => {
+    // 1. The delete runs whole between the PATCH's gallery lookup and its write: the PATCH takes the image out again, 400.
+    const g1 = (await call('a-member', 'POST', '/v2/galleries', { name: 'race-1' })).body.id as string;
+    const img1 = await create('a-member', { name: 'racer one' });
+    const getGallery = catalogStore.getGallery;
+    let deleted: { status: number } | undefined;
+    catalogStore.getGallery = async function (this: CatalogStore, gid: string) {
+      const found = await getGallery.call(this, gid);
+      if (gid === g1 && !deleted) {
+        deleted = { status: 0 };
+        deleted = await call('a-member', 'DELETE', `/v2/galleries/${g1}`);
+      }
+      return found;
+    };
+    let moved;
+    try {
+      moved = await patch('a-member', img1, [{ op: 'add', path: '/pir_gallery_id', value: g1 }]);
+    } finally {
+      catalogStore.getGallery = getGallery;
+    }
+    assert.equal(deleted?.status, 204);
+    assert.equal(moved.status, 400, JSON.stringify(moved.body));
+    assert.equal(moved.body.error.error_code, 'invalid_gallery');
+    assert.equal((await call('a-member', 'GET', `/v2/images/${img1}`)).body.pir_gallery_id, undefined);
+
+    // 2. The PATCH runs whole between the delete's count and its delete: the gallery comes back (with its members), 409.
+    const g2 = (await call('a-member', 'POST', '/v2/galleries', { name: 'race-2' })).body.id as string;
+    await call('a-member', 'POST', `/v2/galleries/${g2}/members`, { member: 'B' });
+    const img2 = await create('a-member', { name: 'racer two' });
+    const deleteGallery = catalogStore.deleteGallery;
+    let placed: { status: number } | undefined;
+    catalogStore.deleteGallery = async function (this: CatalogStore, gid: string) {
+      if (gid === g2 && !placed) placed = await patch('a-member', img2, [{ op: 'add', path: '/pir_gallery_id', value: g2 }]);
+      return deleteGallery.call(this, gid);
+    };
+    let refused;
+    try {
+      refused = await call('a-member', 'DELETE', `/v2/galleries/${g2}`);
+    } finally {
+      catalogStore.deleteGallery = deleteGallery;
+    }
+    assert.equal(placed?.status, 200);
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.error_code, 'gallery_not_empty');
+    assert.equal((await call('a-member', 'GET', `/v2/galleries/${g2}`)).body.image_count, 1);
+    assert.deepEqual(ids(await call('a-member', 'GET', `/v2/images?gallery=${g2}`)), [img2]);
+    assert.deepEqual((await call('a-member', 'GET', `/v2/galleries/${g2}/members`)).body.members.map((m: { member_id: string }) => m.member_id), ['B']);
+  });
+
   await t.test('galleries: hostile input is a 4xx in the JSON error shape', async () => {
     const bad: [string, string, unknown][] = [
       ['POST', '/v2/galleries', {}],
