@@ -298,7 +298,7 @@ function registerCommand(): Command {
     .addOption(new Option('--container-format <format>', 'container format').choices([...CONTAINER_FORMATS]))
     .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
     .option('--gallery <gallery>', 'the gallery (id or path; wins over the metafile\'s)')
-    .option('--image <id>', 'the image to register again (default: the one image of that name you can list, if any)')
+    .option('--image <id>', 'the image to register again (default: the one image of that name your project owns, if any)')
     .option('--file <path>', 'upload this file to a newly registered image')
     .option('--wait', 'with --file: follow the pipeline until active or killed')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
@@ -318,7 +318,9 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
       const galleryId = await galleryIdOf(client, reg.gallery);
       let target: Image | null = o.image ? await client.getImage(o.image) : null;
       if (!target) {
-        const same = (await client.listImages({ name: `eq:${reg.name}`, limit: 2 })).images;
+        // Only an image of the caller's own project is registered again: never another project's public or shared one.
+        const owner = (await client.request<{ project_id: string }>('GET', '/v2/info/caller')).project_id;
+        const same = (await client.listImages({ name: `eq:${reg.name}`, owner, visibility: 'all', limit: 2 })).images;
         if (same.length > 1) throw new UsageError(`several images are named '${reg.name}': say which to register again with --image ID`);
         target = same[0] ?? null;
       }

@@ -12,12 +12,15 @@ import { runCli, type CliResult } from '../support/pir-cli.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
 
 const TOKEN = 'e2e-cli-catalog-token-0123456789abcdef';
+/** A member of another project than the admin's (register must not pick the admin's public image). */
+const USER_TOKEN = 'e2e-cli-catalog-user-0123456789abcdef';
 const logDir = testLogDir('cli-catalog');
 
 describe('pir gallery, pir image register/metafile/history against pir serve', () => {
   let dir: string;
   let pir: PirProcess;
   let cli: (args: string[]) => Promise<CliResult>;
+  let userCli: (args: string[]) => Promise<CliResult>;
   let disk: string;
 
   before(async () => {
@@ -26,8 +29,11 @@ describe('pir gallery, pir image register/metafile/history against pir serve', (
     await mkdir(home);
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_REVISIONS_KEEP: '50' }, logDir, 'cli-catalog-serve');
+    const tokensFile = join(dir, 'tokens.json');
+    await writeFile(tokensFile, JSON.stringify({ tokens: [{ token: USER_TOKEN, project_id: 'user-project', user_id: 'uma', roles: ['member', 'reader'] }] }), { mode: 0o600 });
+    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_TOKENS_FILE: tokensFile, PIR_REVISIONS_KEEP: '50' }, logDir, 'cli-catalog-serve');
     cli = (args) => runCli(args, { HOME: home, PIR_URL: url, PIR_TOKEN: TOKEN });
+    userCli = (args) => runCli(args, { HOME: home, PIR_URL: url, PIR_TOKEN: USER_TOKEN });
     disk = join(dir, 'disk.raw');
     await writeFile(disk, Buffer.alloc(64 * 1024));
   });
@@ -103,6 +109,21 @@ describe('pir gallery, pir image register/metafile/history against pir serve', (
     await writeFile(join(dir, 'bad.json'), '{"tags": "x"}');
     assert.equal((await cli(['image', 'register', 'x', '--metafile', join(dir, 'bad.json')])).code, 2);
     assert.equal((await cli(['image', 'register', 'x', '--metafile', join(dir, 'none.json')])).code, 2);
+  });
+
+  it('register without --image picks only an image of the caller\'s own project, never another project\'s public one', async () => {
+    const golden = json(ok(await cli(['--format', 'json', 'image', 'create', '--name', 'golden', '--disk-format', 'raw', '--visibility', 'public', '--file', disk])));
+    assert.equal(golden.visibility, 'public');
+    // The user sees the admin's public "golden" in its list, but registers its own.
+    const mine = json(ok(await userCli(['--format', 'json', 'image', 'register', 'golden', '--disk-format', 'qcow2', '--tag', 'mine'])));
+    assert.notEqual(mine.id, golden.id);
+    assert.equal(mine.owner, 'user-project');
+    // Registering again finds the user's own one (its only one of that name), not the public one.
+    const again = json(ok(await userCli(['--format', 'json', 'image', 'register', 'golden', '--disk-format', 'qcow2', '--tag', 'again'])));
+    assert.equal(again.id, mine.id);
+    assert.deepEqual(again.tags, ['again']);
+    const untouched = json(ok(await cli(['--format', 'json', 'image', 'show', golden.id])));
+    assert.deepEqual([untouched.tags, untouched.disk_format], [[], 'raw']);
   });
 
   it('batch --metafile: every image gets the metafile metadata and gallery', async () => {
