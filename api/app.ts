@@ -30,6 +30,10 @@ import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookService } from '../core/webhooks/service.js';
+import type { LiveEvents } from '../core/live-events.js';
+import { consoleRoutes } from './routes/console.js';
+import { eventRoutes } from './routes/events.js';
+import { tokenExchangeRoutes, type TokenExchangeSettings } from './routes/token-exchange.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -51,6 +55,10 @@ export interface AppDeps {
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
+  /** Live image events for GET /v2/events; absent: the event stream is not served. */
+  live?: LiveEvents;
+  /** Keystone, when PIR runs behind it: POST /auth/tokens exchanges a password for a token (the web console's sign-in). */
+  keystone?: TokenExchangeSettings | null;
 }
 
 /**
@@ -118,6 +126,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
+  await consoleRoutes(app);
+  if (deps.keystone) await app.register(async (root) => tokenExchangeRoutes(root, deps.keystone!));
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2);
@@ -129,6 +139,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
+    if (deps.live) await eventRoutes(v2, deps.live);
   });
   return app;
 }
