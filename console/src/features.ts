@@ -1,7 +1,7 @@
 /**
  * What this PIR offers beyond Glance, found out from the public API instead of assumed: an
  * extension is on when /v2/schemas declares it (or, for keyword search, when the list accepts
- * ?q=). The console runs on a PIR without them and lights the panels up when they land.
+ * ?q=…&sort=relevance). The console runs on a PIR without them and lights the panels up when they land.
  */
 import { api, ApiError } from './api';
 
@@ -31,10 +31,12 @@ async function routeExists(path: string): Promise<boolean> {
 
 async function acceptsQuery(): Promise<boolean> {
   try {
-    await api('/v2/images?q=pir&limit=1');
+    await api('/v2/images?q=pir&sort=relevance&limit=1');
     return true;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 400) return false; // "unsupported parameter q"
+    // Without search, ?q= would be an extra-property filter (200): sort=relevance, which only
+    // keyword search defines, is what a PIR without it refuses (400).
+    if (e instanceof ApiError && e.status === 400) return false;
     throw e;
   }
 }

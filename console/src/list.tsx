@@ -21,7 +21,7 @@ const NO_FILTERS: Filters = { q: '', status: '', visibility: '', disk_format: ''
 
 function listUrl(f: Filters, sort: string, features: Features): string {
   const p = new URLSearchParams({ limit: String(PAGE), sort });
-  if (f.q && features.search) p.set('q', f.q);
+  if (f.q && features.search) { p.set('q', f.q); p.set('sort', 'relevance'); }
   if (f.status) p.set('status', f.status);
   if (f.visibility) p.set('visibility', f.visibility);
   if (f.disk_format) p.set('disk_format', f.disk_format);
