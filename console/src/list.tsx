@@ -1,9 +1,10 @@
 /**
  * The images list: the API's filters and sort (sort=key:dir), keyword search (?q=) and the gallery
  * tree when this PIR has them, paging by Glance's `next` links. Rows are plain links (keyboard:
- * Tab, Enter); long lists stay smooth because off-screen rows skip layout (content-visibility).
+ * Tab, Enter, and the arrow keys between rows); long lists stay smooth because only the rows near
+ * the screen are in the page (a window over the loaded rows, with spacers for the rest).
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { getJson, type Image } from './api';
 import { bytes, when } from './format';
 import type { Features } from './features';
@@ -15,6 +16,16 @@ const COLUMNS: [key: string, label: string][] = [
   ['visibility', 'Visibility'], ['owner', 'Owner'], ['updated_at', 'Updated'],
 ];
 const PAGE = 200;
+/** Every row is this tall (style.css: .row.item), so the window is plain arithmetic. */
+const ROW_PX = 40;
+/** Rows kept in the page above and below the screen. */
+const OVERSCAN = 15;
+
+/** Which rows [first, last) are near the screen, for a list whose top is at `top` (viewport px). */
+function windowOf(top: number, total: number): [number, number] {
+  const first = Math.max(0, Math.floor(-top / ROW_PX) - OVERSCAN);
+  return [first, Math.min(total, first + Math.ceil(innerHeight / ROW_PX) + 2 * OVERSCAN)];
+}
 
 interface Filters { q: string; status: string; visibility: string; disk_format: string; tag: string; gallery: string }
 const NO_FILTERS: Filters = { q: '', status: '', visibility: '', disk_format: '', tag: '', gallery: '' };
@@ -73,6 +84,39 @@ export function ImageList({ features, live }: { features: Features; live: LiveBu
   };
   const [sortKey, sortDir] = sort.split(':');
 
+  // The window over the rows follows the page's scroll (one computation per frame at most).
+  const rowsRef = useRef<HTMLDivElement>(null);
+  const [range, setRange] = useState<[number, number]>([0, 60]);
+  const focusNext = useRef<number | null>(null);
+  useLayoutEffect(() => {
+    let queued = false;
+    const update = () => {
+      queued = false;
+      const el = rowsRef.current;
+      if (!el) return;
+      const [a, b] = windowOf(el.getBoundingClientRect().top, images.length);
+      setRange((old) => (old[0] === a && old[1] === b ? old : [a, b]));
+    };
+    const onScroll = () => { if (!queued) { queued = true; requestAnimationFrame(update); } };
+    update();
+    addEventListener('scroll', onScroll, { passive: true });
+    addEventListener('resize', onScroll);
+    return () => { removeEventListener('scroll', onScroll); removeEventListener('resize', onScroll); };
+  }, [images.length]);
+  useEffect(() => {
+    if (focusNext.current === null) return;
+    const el = rowsRef.current?.querySelector<HTMLElement>(`[data-index="${focusNext.current}"]`);
+    if (el) { el.focus(); focusNext.current = null; }
+  });
+  const onRowKey = (e: KeyboardEvent) => {
+    const at = Number((e.target as HTMLElement).dataset.index);
+    if (Number.isNaN(at) || (e.key !== 'ArrowDown' && e.key !== 'ArrowUp')) return;
+    e.preventDefault();
+    const to = Math.max(0, Math.min(images.length - 1, at + (e.key === 'ArrowDown' ? 1 : -1)));
+    const el = rowsRef.current?.querySelector<HTMLElement>(`[data-index="${to}"]`);
+    if (el) { el.focus(); el.scrollIntoView({ block: 'nearest' }); } else focusNext.current = to;
+  };
+
   return (
     <section class={`images ${features.galleries ? 'with-tree' : ''}`} aria-label="Images">
       {features.galleries && <GalleryTree selected={filters.gallery} onSelect={(gallery) => setFilters({ ...filters, gallery })} />}
@@ -98,8 +142,9 @@ export function ImageList({ features, live }: { features: Features; live: LiveBu
               </span>
             ))}
           </div>
-          {images.map((image) => (
-            <a class="row" href={`#/images/${encodeURIComponent(image.id)}`} data-id={image.id} data-status={image.status} key={image.id}>
+          <div class="rows" ref={rowsRef} onKeyDown={onRowKey} style={{ paddingTop: `${range[0] * ROW_PX}px`, paddingBottom: `${Math.max(0, images.length - range[1]) * ROW_PX}px` }}>
+          {images.slice(range[0], range[1]).map((image, k) => (
+            <a class="row item" href={`#/images/${encodeURIComponent(image.id)}`} data-id={image.id} data-status={image.status} data-index={range[0] + k} key={image.id}>
               <span class="c-name">{image.name || <em>(no name)</em>}</span>
               <span class="c-status"><span class={`badge s-${image.status}`}>{image.status}</span></span>
               <span class="c-disk_format">{image.disk_format ?? '—'}</span>
@@ -110,6 +155,7 @@ export function ImageList({ features, live }: { features: Features; live: LiveBu
               <span class="c-updated_at">{when(image.updated_at)}</span>
             </a>
           ))}
+          </div>
         </div>
         <p class="list-foot">
           <span id="images-count">{images.length} image{images.length === 1 ? '' : 's'} shown</span>

@@ -40,7 +40,9 @@ export function UploadPanel({ queue, features }: { queue: UploadQueue; features:
               <li class="upload-item" data-phase={item.phase} data-image={item.imageId ?? ''} key={item.key}>
                 <span class="u-name">{item.imageId ? <a href={`#/images/${item.imageId}`}>{item.name}</a> : item.name}</span>
                 <progress max={100} value={pct} aria-label={`${item.name} upload progress`} />
-                <span class="u-stats">{pct}% · {bytes(item.sent)} of {bytes(item.total)} · {bytes(item.rate)}/s · ETA {eta(item.etaSeconds)}</span>
+                <span class="u-stats">{item.phase === 'uploading'
+                  ? `${pct}% · ${bytes(item.sent)} of ${bytes(item.total)} · ${bytes(item.rate)}/s · ETA ${eta(item.etaSeconds)}`
+                  : `${pct}% of ${bytes(item.total)}`}</span>
                 <span class={`u-phase p-${item.phase}`}>{phaseWords(item.phase)}{item.error ? `: ${item.error}` : ''}</span>
               </li>
             );

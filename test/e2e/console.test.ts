@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -18,8 +18,9 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { makeIdentities, startTenantPir, type Identities, type TenantPir } from '../support/clients.js';
 import { ensureQemuImg, makeImage, makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
-import { testLogDir } from '../support/pir-process.js';
-import { inCI } from '../support/services.js';
+import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { inCI, serviceUp } from '../support/services.js';
+import { issueToken, KEYSTONE } from '../support/keystone.js';
 
 const logDir = testLogDir('console');
 const CHROMIUM = process.env.PIR_TEST_CHROMIUM || '/usr/bin/chromium';
@@ -86,11 +87,20 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     assert.match(js.headers.get('cache-control') ?? '', /immutable/);
     assert.ok(!/https?:\/\/(?!127\.0\.0\.1)/.test(html), 'no external URL (CDN) in the page');
 
+    // Each load in a fresh context (an empty cache); the browser itself already running, as a user's is.
+    const paints: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const context = await browser!.newContext();
+      const fresh = await context.newPage();
+      await fresh.goto(`${base}/console`);
+      await fresh.waitForSelector('#signin-token');
+      paints.push(await fresh.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1));
+      await context.close();
+    }
+    console.log(`# first contentful paint, 3 cold loads: ${paints.map((p) => p.toFixed(0)).join(', ')} ms`);
+    assert.ok(Math.min(...paints) > 0 && Math.min(...paints) < 1000, `first paint ${paints.join(', ')} ms`);
     await page.goto(`${base}/console`);
     await page.waitForSelector('#signin-token');
-    const fcp = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1);
-    console.log(`# first contentful paint: ${fcp.toFixed(0)} ms`);
-    assert.ok(fcp > 0 && fcp < 1000, `first paint ${fcp} ms`);
   });
 
   it('signs in with a token (a wrong one is refused) and keeps it in sessionStorage only', async () => {
@@ -179,6 +189,70 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     assert.match(await page.textContent('#image-error') ?? '', /No such image/);
   });
 
+  it('is keyboard-usable and fits a narrow screen (screenshots)', async () => {
+    await page.evaluate(() => { location.hash = '#/'; });
+    await page.waitForSelector(`#images-list .row[data-id="${goodId}"]`);
+    await page.focus(`#images-list .row[data-id="${goodId}"]`);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((id) => location.hash === `#/images/${id}`, goodId);
+    await page.keyboard.press('Tab');
+    assert.notEqual(await page.evaluate(() => document.activeElement?.tagName), 'BODY', 'Tab moves the focus');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForSelector('#timeline');
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth + 1), 'the image page scrolls sideways on a phone');
+    await page.screenshot({ path: join(logDir, 'console-image-page-narrow.png'), fullPage: true });
+    await page.evaluate(() => { location.hash = '#/'; });
+    await page.waitForSelector(`#images-list .row[data-id="${goodId}"]`);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth + 1), 'the list page scrolls sideways on a phone (the table scrolls inside its box)');
+    await page.screenshot({ path: join(logDir, 'console-list-narrow.png') });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('lists 1,000 images and scrolls them smoothly', async () => {
+    const a = new PirClient(base, ids.A.token);
+    const started = Date.now();
+    for (let i = 0; i < 1000; i += 25) {
+      await Promise.all(Array.from({ length: 25 }, (_, j) => a.createImage({ name: `bulk-${String(i + j).padStart(4, '0')}`, disk_format: 'raw', container_format: 'bare', tags: ['bulk'] })));
+    }
+    console.log(`# 1000 images created in ${Date.now() - started} ms`);
+    await page.evaluate(() => { location.hash = '#/'; });
+    await page.reload();
+    await page.waitForSelector('#images-list a.row');
+    const loadStart = Date.now();
+    const shown = async () => Number(/^(\d+)/.exec(await page.textContent('#images-count') ?? '')?.[1] ?? 0);
+    while ((await shown()) < 1000) {
+      await page.click('#more');
+      await page.waitForFunction(() => !document.querySelector('.list-foot')?.textContent?.includes('loading'), undefined, { timeout: 15_000 });
+    }
+    const total = await shown();
+    assert.ok(total >= 1000, `${total} rows loaded`);
+    assert.ok((await page.locator('#images-list a.row').count()) < 150, 'only the rows near the screen are in the page');
+    console.log(`# 1000+ rows loaded (5 pages) in ${Date.now() - loadStart} ms`);
+    // Scroll from top to bottom one step per frame and measure the frames.
+    const frames = await page.evaluate(async () => {
+      const gaps: number[] = [];
+      let last = performance.now();
+      const end = document.documentElement.scrollHeight - innerHeight;
+      for (let y = 0; y <= end; y += 400) {
+        scrollTo(0, y);
+        await new Promise(requestAnimationFrame);
+        const now = performance.now();
+        gaps.push(now - last);
+        last = now;
+      }
+      return gaps.sort((x, y) => x - y);
+    });
+    const p95 = frames[Math.floor(frames.length * 0.95)]!;
+    const median = frames[Math.floor(frames.length / 2)]!;
+    console.log(`# scroll over ${frames.length} frames: median ${median.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${frames[frames.length - 1]!.toFixed(1)} ms`);
+    assert.ok(frames.length > 50, 'a long page');
+    await page.waitForSelector(`#images-list a.row[data-index="${total - 1}"]`); // the last row is there at the bottom
+    await page.evaluate(() => scrollTo(0, 0));
+    // On a quiet laptop frames are ~16 ms; the bound leaves room for a shared CI machine (p95 is
+    // reported, not asserted: it measures the machine's load more than the page).
+    assert.ok(median < 100, `median frame ${median} ms`);
+  });
+
   it('searches by keyword (when declared by this PIR)', async (t) => {
     if (!features.search) return t.skip('this PIR refuses ?q=…&sort=relevance (no keyword search)');
     await page.evaluate(() => { location.hash = '#/'; });
@@ -235,5 +309,47 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     await page.reload();
     await page.waitForSelector('#signin-token');
+    const log = await readFile(join(logDir, 'serve.log'), 'utf8');
+    assert.ok(log.length > 0 && !log.includes(ids.A.token), 'the token never reaches the log');
+  });
+});
+
+const keystoneUp = (await serviceUp('keystone')).up;
+describe('web console sign-in through Keystone', { skip: (missing || !keystoneUp) && !inCI ? `no Chromium or no Keystone at ${KEYSTONE}` : false }, () => {
+  let pir: PirProcess | undefined;
+  let browser: Browser | undefined;
+  let dir = '';
+  after(async () => {
+    await browser?.close();
+    await pir?.stop();
+    if (dir) await removeDir(dir);
+  });
+
+  it('exchanges a username, password and project for a token through PIR (POST /auth/tokens); a wrong password is refused', async () => {
+    if (missing) throw new Error(`CI is set but Chromium is missing at ${CHROMIUM}`);
+    if (!keystoneUp) throw new Error(`CI is set but Keystone is not running at ${KEYSTONE}`);
+    dir = await makeTempDir('pir-e2e-console-ks-');
+    const port = await freePort();
+    pir = await startPirProcess('serve', {
+      PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port),
+      PIR_KEYSTONE_URL: KEYSTONE, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'pir-pass', PIR_KEYSTONE_PROJECT: 'service',
+    }, logDir, 'console-keystone-serve');
+    const demo = await issueToken('demo', 'demo');
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${port}/console`);
+    await page.waitForSelector('#signin-keystone');
+    await page.fill('#signin-user', 'demo');
+    await page.fill('#signin-password', 'wrong-password');
+    await page.fill('#signin-project', 'demo');
+    await page.click('#signin-keystone button[type=submit]');
+    await page.waitForSelector('#signin-error:not(:empty)');
+    assert.match(await page.textContent('#signin-error') ?? '', /Keystone refused/);
+    await page.fill('#signin-password', 'demo-pass');
+    await page.click('#signin-keystone button[type=submit]');
+    await page.waitForSelector('#live-state.on', { timeout: 15_000 });
+    assert.equal(await page.textContent('#who'), `project ${demo.projectId}`);
+    const log = await readFile(join(logDir, 'console-keystone-serve.log'), 'utf8').catch(() => '');
+    assert.ok(!log.includes('demo-pass') && !log.includes('wrong-password'), 'no password in the log');
   });
 });
