@@ -296,11 +296,18 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     await page.evaluate(() => { location.hash = '#/'; });
     await page.setInputFiles('#file-input', [file]);
     await page.waitForFunction(() => ((document.querySelector('.upload-item[data-phase="uploading"] progress') as HTMLProgressElement | null)?.value ?? 0) > 30, undefined, { timeout: 30_000 });
+    const imageId = await page.getAttribute('.upload-item[data-phase="uploading"]', 'data-image');
     await page.reload(); // cuts the upload mid-way
     await page.waitForSelector('#pending-uploads');
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await page.setInputFiles('#file-input', [file]);
-    await page.waitForSelector('.upload-item[data-phase="done"]', { timeout: 60_000 });
+    // Resumed, not restarted: the first progress after the reload is already past the cut.
+    await page.waitForFunction(() => ((document.querySelector('.upload-item progress') as HTMLProgressElement | null)?.value ?? 0) > 0);
+    assert.ok(await page.evaluate(() => (document.querySelector('.upload-item progress') as HTMLProgressElement).value) >= 25, 'resumed from the last offset');
+    await page.waitForSelector(`.upload-item[data-phase="done"][data-image="${imageId}"]`, { timeout: 60_000 });
+    const image = await new PirClient(base, ids.A.token).getImage(imageId!);
+    assert.equal(image.body.status, 'active');
+    assert.equal(image.body.size, 24 << 20);
   });
 
   it('signs out and forgets the token', async () => {

@@ -298,6 +298,8 @@ for (const mode of ['embedded', 'distributed'] as const) {
         assert.deepEqual(told.sort(), ['community', 'public', 'sharedAccepted'].sort(), 'fixtures B\'s event stream told of');
         const leaked = streamB.messages.filter((m) => m.data?.data?.owner === ids.A.project_id && !['community', 'public', 'sharedAccepted'].some((f) => images.get(f as Fixture) === m.data.data.id));
         assert.deepEqual(leaked.map((m) => `${m.event} ${m.data.data.id}`), [], 'events of A\'s images B may not be told of');
+        // A takes its tag off again: the last test checks A's images are as A left them.
+        for (const f of FIXTURES) if (images.has(f)) await expectStatus(`A untags ${f}`, await as('A').call('DELETE', `/v2/images/${images.get(f)}/tags/${tag}`), 204);
       } finally {
         streamA.close();
         streamB.close();
