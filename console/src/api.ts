@@ -22,7 +22,7 @@ export interface Member { member_id: string; image_id: string; status: string; c
 let token = '';
 let onUnauthorized: () => void = () => {};
 
-export function useToken(t: string, unauthorized: () => void): void {
+export function setApiToken(t: string, unauthorized: () => void): void {
   token = t;
   onUnauthorized = unauthorized;
 }

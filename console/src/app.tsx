@@ -1,6 +1,6 @@
 /** The console's shell: sign-in, the live event stream, and the hash routes (#/, #/images/<id>). */
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { useToken, type Image } from './api';
+import { setApiToken, type Image } from './api';
 import { detectFeatures, type Features } from './features';
 import { watchEvents, type Hello } from './live';
 import { forgetSession, loadSession, type Session } from './session';
@@ -25,7 +25,7 @@ export function App() {
 
   const signOut = () => {
     forgetSession();
-    useToken('', () => {});
+    setApiToken('', () => {});
     setSession(null); setFeatures(null); setCaller(null);
   };
 
@@ -37,7 +37,7 @@ export function App() {
 
   useEffect(() => {
     if (!session) return;
-    useToken(session.token, () => { signOut(); setProblem('Your token is no longer valid; sign in again.'); });
+    setApiToken(session.token, () => { signOut(); setProblem('Your token is no longer valid; sign in again.'); });
     detectFeatures().then(setFeatures, (e: Error) => setProblem(e.message));
   }, [session]);
 
