@@ -141,7 +141,8 @@ function optionalUrl(env: Env, name: string, protocols: string[]): string | null
   return raw;
 }
 
-function brokers(env: Env): string[] | null {
+/** PIR_KAFKA_BROKERS alone (the cache role reads events without PIR's other stores). */
+export function brokers(env: Env): string[] | null {
   const raw = env.PIR_KAFKA_BROKERS;
   if (raw === undefined || raw === '') return null;
   const list = raw.split(',').map((b) => b.trim()).filter(Boolean);
