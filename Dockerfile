@@ -15,6 +15,7 @@ COPY schemas ./schemas
 COPY workers ./workers
 COPY test ./test
 COPY bench ./bench
+COPY console ./console
 RUN npm ci && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

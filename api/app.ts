@@ -31,6 +31,10 @@ import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookService } from '../core/webhooks/service.js';
 import type { CatalogService } from '../core/catalog.js';
 import { catalogRoutes } from './routes/catalog.js';
+import type { LiveEvents } from '../core/live-events.js';
+import { consoleRoutes } from './routes/console.js';
+import { eventRoutes } from './routes/events.js';
+import { tokenExchangeRoutes, type TokenExchangeSettings } from './routes/token-exchange.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -54,6 +58,10 @@ export interface AppDeps {
   webhooks?: WebhookService;
   /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
   catalog?: CatalogService;
+  /** Live image events for GET /v2/events; absent: the event stream is not served. */
+  live?: LiveEvents;
+  /** Keystone, when PIR runs behind it: POST /auth/tokens exchanges a password for a token (the web console's sign-in). */
+  keystone?: TokenExchangeSettings | null;
 }
 
 /**
@@ -120,6 +128,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
+  await consoleRoutes(app);
+  if (deps.keystone) await app.register(async (root) => tokenExchangeRoutes(root, deps.keystone!));
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2);
@@ -132,6 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageDataRoutes(v2, deps);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
     if (deps.catalog) await catalogRoutes(v2, deps.catalog);
+    if (deps.live) await eventRoutes(v2, deps.live);
   });
   return app;
 }

@@ -28,6 +28,7 @@ export const API_ERRORS = {
   token_missing: refusal(401, 'No X-Auth-Token header.'),
   token_invalid: refusal(401, 'The token is not valid here (unknown, expired or revoked).'),
   token_unscoped: refusal(401, 'A Keystone token without a project; get a project-scoped token.'),
+  credentials_refused: refusal(401, 'Keystone refused the username, password and project of a sign-in (POST /auth/tokens).'),
   identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
   no_route: refusal(404, 'No such method and path in the Image API v2.'),
   bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),

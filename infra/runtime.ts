@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from '../api/app.js';
+import { LiveEvents } from '../core/live-events.js';
 import { FaultHooks } from '../core/fault-hooks.js';
 import { ImageService } from '../core/image-service.js';
 import { Manifest } from '../core/manifest.js';
@@ -124,13 +125,17 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   let stopWatching: () => Promise<void> = async () => {};
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.
+    // The same watcher feeds the console's live event streams (GET /v2/events).
+    const live = new LiveEvents((id) => manifest.get(id));
     stopWatching = await adapters.bus.watch(async (e) => {
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
+      live.publish(e);
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
-      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service });
+      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
+      live, keystone: config.keystone });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;

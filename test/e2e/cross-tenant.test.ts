@@ -19,6 +19,7 @@ import { identitiesAccepted, makeIdentities, makeRawImage, startTenantPir, type 
 import { makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { testLogDir } from '../support/pir-process.js';
+import { openEventStream, type StreamMessage } from '../support/event-stream.js';
 import { inCI, serviceUp } from '../support/services.js';
 
 type Who = keyof Identities;
@@ -292,6 +293,36 @@ for (const mode of ['embedded', 'distributed'] as const) {
         assert.deepEqual(problems, [], `GET /v2/images${query ? `?${query}` : ''} as ${who}`);
       });
     }
+
+    it('GET /v2/events: B is told of A\'s accepted shared, public and community images only; A of all its own', async () => {
+      const streamA = await openEventStream(tenant!.url, ids.A.token);
+      const streamB = await openEventStream(tenant!.url, ids.B.token);
+      try {
+        assert.equal((await streamB.hello).data.project_id, ids.B.project_id);
+        await streamA.hello;
+        const tag = `live-${randomBytes(4).toString('hex')}`;
+        const tagged = (m: StreamMessage, id: string) => m.event === 'image.updated' && m.data?.data?.id === id && (m.data.data.tags as string[]).includes(tag);
+        const problems: string[] = [];
+        for (const f of FIXTURES) {
+          const id = images.get(f);
+          if (!id) { problems.push(`${f} not set up`); continue; }
+          await expectStatus(`A tags ${f}`, await as('A').call('PUT', `/v2/images/${id}/tags/${tag}`), 204);
+        }
+        // A (the owner) hears of every one: once it has, B has had its chance too.
+        for (const f of FIXTURES) if (images.has(f)) await streamA.waitFor((m) => tagged(m, images.get(f)!), 20_000, `A's event for ${f}`);
+        await new Promise((r) => setTimeout(r, 500));
+        const told = FIXTURES.filter((f) => images.has(f) && streamB.messages.some((m) => tagged(m, images.get(f)!)));
+        assert.deepEqual(problems, []);
+        assert.deepEqual(told.sort(), ['community', 'public', 'sharedAccepted'].sort(), 'fixtures B\'s event stream told of');
+        const leaked = streamB.messages.filter((m) => m.data?.data?.owner === ids.A.project_id && !['community', 'public', 'sharedAccepted'].some((f) => images.get(f as Fixture) === m.data.data.id));
+        assert.deepEqual(leaked.map((m) => `${m.event} ${m.data.data.id}`), [], 'events of A\'s images B may not be told of');
+        // A takes its tag off again: the last test checks A's images are as A left them.
+        for (const f of FIXTURES) if (images.has(f)) await expectStatus(`A untags ${f}`, await as('A').call('DELETE', `/v2/images/${images.get(f)}/tags/${tag}`), 204);
+      } finally {
+        streamA.close();
+        streamB.close();
+      }
+    });
 
     it('a member sees only its own membership in the members list', async () => {
       const id = images.get('sharedAccepted');

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CALLERS, testApp, type TestApp, type Token } from './tenant-app.js';
+import { mayReceive } from '../../../api/routes/events.js';
 
 type Kind = 'private' | 'shared' | 'shared-pending' | 'shared-accepted' | 'community' | 'public';
 const KINDS: Kind[] = ['private', 'shared', 'shared-pending', 'shared-accepted', 'community', 'public'];
@@ -56,7 +57,28 @@ async function galleryOf(t: TestApp, token: Token): Promise<string> {
 
 let serial = 0;
 
+/** The webhooks' visibility rule, which GET /v2/events applies: shared images to accepted members only. */
+const toldOf = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'community' || kind === 'public' || kind === 'shared-accepted';
+
+/** Whether the caller's event stream carries an event of image `id` (the admin tags it meanwhile). */
+async function streamCarries(t: TestApp, token: Token, id: string): Promise<number> {
+  let seen = 0;
+  const tag = `live-${Math.random().toString(36).slice(2, 8)}`;
+  const arrived = new Promise<void>((resolve) => {
+    const stop = t.live.listen((event, doc) => {
+      if (event.image_id !== id || event.type !== 'image.updated') return;
+      if (mayReceive(CALLERS[token]!, event, doc)) seen = 1;
+      stop();
+      resolve();
+    });
+  });
+  assert.equal((await t.call('admin', 'PUT', `/v2/images/${id}/tags/${tag}`)).statusCode, 204);
+  await Promise.race([arrived, new Promise((r) => setTimeout(r, 3000))]);
+  return seen;
+}
+
 const ENDPOINTS: Endpoint[] = [
+  { name: 'GET /v2/events (an event of the image reaches the stream)', mutates: true, run: streamCarries, expect: (k, kind) => (toldOf(k, kind) ? 1 : 0) },
   { name: 'GET image', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
   { name: 'GET image tasks', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/tasks`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
   {

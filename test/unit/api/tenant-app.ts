@@ -7,6 +7,7 @@ import { imageView } from '../../../api/glance-view.js';
 import { pino } from 'pino';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../../api/app.js';
+import { LiveEvents } from '../../../core/live-events.js';
 import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
 import type { Caller } from '../../../core/caller.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
@@ -55,6 +56,8 @@ export interface TestApp {
   patch(token: Token, id: string, ops: unknown): Promise<LightMyRequestResponse>;
   /** The webhooks extension: its store, and the fan-out (fed by the bus; deliveries are enqueued, no worker runs them). */
   webhookStore: SqliteWebhookStore;
+  /** The live events behind GET /v2/events, fed by the bus as the runtime feeds them. */
+  live: LiveEvents;
   close(): Promise<void>;
 }
 
@@ -86,14 +89,16 @@ export async function testApp(): Promise<TestApp> {
   const catalogStore = new SqliteCatalogStore({ path: ':memory:' });
   const catalog = new CatalogService(catalogStore, d.images, { revisionsKeep: 100 });
   d.images.attachCatalog(catalog.hooks());
-  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks, catalog });
+  const live = new LiveEvents((id) => d.manifest.get(id));
+  const stopLive = await d.bus.watch(async (e) => live.publish(e));
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks, catalog, live });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
     ...(body !== undefined ? { payload: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
   });
   return {
-    app, d, call, webhookStore,
+    app, d, call, webhookStore, live,
     async create(token, body = {}) {
       const res = await call(token, 'POST', '/v2/images', { name: 'img', disk_format: 'raw', container_format: 'bare', ...body });
       if (res.statusCode !== 201) throw new Error(`create answered ${res.statusCode}: ${res.body}`);
@@ -106,6 +111,7 @@ export async function testApp(): Promise<TestApp> {
     patch: (token, id, ops) => call(token, 'PATCH', `/v2/images/${id}`, ops, { 'content-type': PATCH_TYPE }),
     async close() {
       await app.close();
+      await stopLive();
       await webDownloads.close();
       await queue.close(1000);
       await d.relay.drain();

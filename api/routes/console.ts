@@ -1,0 +1,55 @@
+/**
+ * The web console: /console serves the single page built by Vite from console/ (npm run build
+ * puts it in dist/console-app), its hashed assets under /console/assets/ with a year of
+ * immutable caching. The page is static (no data, no token in it) under a strict
+ * Content-Security-Policy: scripts and styles from PIR only, no inline script, requests only to
+ * PIR itself. Everything it shows comes from the public API with the token the user signs in with.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+
+const BUILT = fileURLToPath(new URL('../../console-app/', import.meta.url));
+
+export const CONSOLE_HEADERS = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-opener-policy': 'same-origin',
+};
+
+const TYPES: Record<string, string> = {
+  js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml', png: 'image/png', woff2: 'font/woff2', map: 'application/json',
+};
+
+/** The built files, read once at start (a few hundred KiB): names are content hashes, so they never change while PIR runs. */
+async function loadBuild(): Promise<{ index: string; assets: Map<string, Buffer> } | null> {
+  try {
+    const index = await readFile(`${BUILT}index.html`, 'utf8');
+    const assets = new Map<string, Buffer>();
+    for (const name of await readdir(`${BUILT}assets`)) assets.set(name, await readFile(`${BUILT}assets/${name}`));
+    return { index, assets };
+  } catch {
+    return null;
+  }
+}
+
+export async function consoleRoutes(app: FastifyInstance): Promise<void> {
+  const build = await loadBuild();
+  const page = async (_request: unknown, reply: import('fastify').FastifyReply) => {
+    if (!build) {
+      return reply.code(503).type('text/plain; charset=utf-8').header('cache-control', 'no-store')
+        .send('The web console is not built: run `npm run build` (it builds console/ into dist/console-app).\n');
+    }
+    return reply.headers(CONSOLE_HEADERS).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(build.index);
+  };
+  app.get('/console', page);
+  app.get('/console/', page);
+  app.get<{ Params: { name: string } }>('/console/assets/:name', async (request, reply) => {
+    const body = build?.assets.get(request.params.name);
+    if (!body) return reply.code(404).headers(CONSOLE_HEADERS).type('text/plain').send('no such asset\n');
+    const ext = request.params.name.slice(request.params.name.lastIndexOf('.') + 1);
+    return reply.headers(CONSOLE_HEADERS).type(TYPES[ext] ?? 'application/octet-stream')
+      .header('cache-control', 'public, max-age=31536000, immutable').send(body);
+  });
+}

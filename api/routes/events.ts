@@ -1,0 +1,69 @@
+/**
+ * GET /v2/events: the caller's image events as server-sent events, for the web console and any
+ * client that wants to watch without polling. Each message is the webhook body ({type,
+ * timestamp, data: the image as the API shows it}) and goes only to callers the webhooks'
+ * visibility rule lets see the image (core/webhooks/visibility.ts); a deleted image's last
+ * event goes to its owner project (and admins) only. The token comes in X-Auth-Token as on every
+ * /v2 route (EventSource cannot send it: clients read the stream with fetch).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Caller } from '../../core/caller.js';
+import type { LiveEvents } from '../../core/live-events.js';
+import { isAdminCaller } from '../../core/policy.js';
+import { canSeeImage } from '../../core/webhooks/visibility.js';
+import { eventBody } from '../../core/webhooks/fanout.js';
+import type { PirEvent } from '../../schemas/events.js';
+import type { ImageDoc } from '../../schemas/image.js';
+import { imageView } from '../glance-view.js';
+
+/** A comment line this often keeps proxies and load balancers from closing a quiet stream. */
+const KEEPALIVE_MS = 25_000;
+/** What a client waits before reconnecting after the stream drops. */
+const RETRY_MS = 3000;
+
+export const eventsSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  name: 'events',
+  description: 'GET /v2/events: text/event-stream of the image events the caller may see. The first message is `event: pir.hello` with data {project_id, user_id, roles} (the caller); then each event: `id` (the event id), `event` (its type), `data` (this JSON object).',
+  type: 'object',
+  properties: {
+    type: { type: 'string', description: 'image.created, image.upload.started, image.staged, image.import.started, image.stage.started, image.stage.completed, image.stage.failed, image.active, image.killed, image.updated, image.deleted, image.deactivated, image.reactivated, image.member.*' },
+    timestamp: { type: 'string', format: 'date-time' },
+    data: { type: 'object', description: 'The image as GET /v2/images/{id} shows it now; for image.deleted only {id, status: "deleted", owner}.' },
+  },
+  required: ['type', 'timestamp', 'data'],
+};
+
+export function mayReceive(caller: Caller, event: PirEvent, doc: ImageDoc | null): boolean {
+  if (doc) return canSeeImage(caller, doc);
+  const owner = (event.data as { owner?: string | null }).owner ?? null;
+  return isAdminCaller(caller) || (owner !== null && owner === caller.project_id);
+}
+
+export async function eventRoutes(app: FastifyInstance, live: LiveEvents): Promise<void> {
+  const streams = new Set<() => void>();
+  app.addHook('preClose', async () => { for (const end of streams) end(); });
+  app.get('/v2/schemas/events', async () => eventsSchema);
+
+  app.get('/v2/events', async (request, reply) => {
+    const caller = request.caller;
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store',
+      'x-openstack-request-id': request.id, 'x-accel-buffering': 'no', 'x-content-type-options': 'nosniff',
+    });
+    // First message: who the stream is for, so a client knows its own project and roles (which
+    // images it may edit) without another call. It is the caller's own identity, nothing more.
+    const hello = { project_id: caller.project_id, user_id: caller.user_id, roles: caller.roles };
+    raw.write(`retry: ${RETRY_MS}\nevent: pir.hello\ndata: ${JSON.stringify(hello)}\n\n`);
+    const stopListening = live.listen((event, doc) => {
+      if (!mayReceive(caller, event, doc)) return;
+      raw.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${eventBody(event, doc, imageView)}\n\n`);
+    });
+    const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
+    const end = () => { raw.end(); };
+    streams.add(end);
+    raw.on('close', () => { clearInterval(keepalive); stopListening(); streams.delete(end); });
+  });
+}

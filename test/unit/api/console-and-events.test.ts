@@ -1,0 +1,116 @@
+/**
+ * The console's server side over real HTTP: /console and its hashed assets (strict CSP, immutable
+ * caching, nothing else served from the build directory), GET /v2/events (token required, the
+ * pir.hello first message, the caller's image events in order, nothing of another project's
+ * private image, each message the webhook body), /v2/schemas/events, and POST /auth/tokens'
+ * input checks (absent without Keystone; hostile bodies are 400s).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
+import { testApp, type TestApp } from './tenant-app.js';
+import { openEventStream } from '../../support/event-stream.js';
+import { tokenExchangeRoutes } from '../../../api/routes/token-exchange.js';
+import { handleError } from '../../../api/error-handler.js';
+
+describe('console and event stream (HTTP)', () => {
+  let t: TestApp;
+  let url = '';
+  before(async () => {
+    t = await testApp();
+    url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  after(async () => { await t.close(); });
+
+  it('serves the built page with a strict CSP and no token or data in it', async () => {
+    const page = await fetch(`${url}/console`);
+    const html = await page.text();
+    assert.equal(page.status, 200, 'the console is built by npm run build (dist/console-app)');
+    const csp = page.headers.get('content-security-policy') ?? '';
+    for (const directive of ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "form-action 'none'"]) assert.ok(csp.includes(directive), directive);
+    assert.ok(!/unsafe/.test(csp));
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
+    assert.equal(page.headers.get('set-cookie'), null);
+    assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/);
+    const assets = [...html.matchAll(/(?:src|href)="(\/console\/assets\/[^"]+)"/g)].map((m) => m[1]!);
+    assert.ok(assets.length >= 2, 'a script and a stylesheet');
+    for (const asset of assets) {
+      assert.match(asset, /-[A-Za-z0-9_-]{8}\.(js|css)$/, 'content-hashed name');
+      const r = await fetch(`${url}${asset}`);
+      await r.arrayBuffer();
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    }
+    assert.equal((await fetch(`${url}/console/`)).status, 200);
+  });
+
+  it('serves nothing else from the build directory', async () => {
+    for (const path of ['/console/assets/nope.js', '/console/assets/..%2Findex.html', '/console/assets/%2e%2e%2f%2e%2e%2fpackage.json', '/console/index.html']) {
+      const r = await fetch(`${url}${path}`);
+      await r.arrayBuffer();
+      assert.equal(r.status, 404, path);
+    }
+  });
+
+  it('GET /v2/events needs a token, in the header', async () => {
+    const r = await fetch(`${url}/v2/events`);
+    assert.equal(r.status, 401);
+    assert.equal((await r.json()).error.error_code, 'token_missing');
+    assert.equal((await t.call('a-member', 'GET', '/v2/schemas/events')).json().name, 'events');
+  });
+
+  it('streams the caller\'s image events, never another project\'s private image', async () => {
+    const a = await openEventStream(url, 'a-member');
+    const b = await openEventStream(url, 'b-member');
+    try {
+      assert.equal((await a.hello).data.project_id, 'A');
+      assert.equal((await b.hello).data.project_id, 'B');
+      const mine = await t.create('a-member', { name: 'live-a', visibility: 'private' });
+      await t.activate('a-member', mine);
+      const active = await a.waitFor((m) => m.event === 'image.active' && m.data.data.id === mine, 10_000, 'image.active');
+      assert.equal(active.data.type, 'image.active');
+      assert.equal(active.data.data.status, 'active');
+      assert.match(active.id, /^[0-9a-f-]{36}$/);
+      const order = a.messages.filter((m) => m.data?.data?.id === mine).map((m) => m.event);
+      assert.equal(order[0], 'image.created');
+      assert.ok(order.indexOf('image.staged') < order.indexOf('image.active'));
+      assert.ok(order.includes('image.stage.completed'), 'stage by stage');
+      assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${mine}`)).statusCode, 204);
+      await a.waitFor((m) => m.event === 'image.deleted' && m.data.data.id === mine, 10_000, 'image.deleted');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(b.messages.filter((m) => m.data?.data?.id === mine), [], 'B heard of A\'s private image');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+describe('POST /auth/tokens input', () => {
+  it('is not served without Keystone', async () => {
+    const t = await testApp();
+    try {
+      assert.equal((await t.app.inject({ method: 'POST', url: '/auth/tokens', payload: { username: 'u', password: 'p', project: 'x' } })).statusCode, 404);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('refuses hostile bodies with 400 before asking Keystone', async () => {
+    const app = Fastify({ ajv: { customOptions: { coerceTypes: false, removeAdditional: false } } }); // as api/app.ts
+    app.setErrorHandler(handleError);
+    // An unroutable Keystone: any request that got through would answer 503, not 400.
+    await app.register(async (root) => tokenExchangeRoutes(root, { url: 'http://127.0.0.1:9/v3', timeoutSeconds: 1 }));
+    const bodies: unknown[] = [{}, { username: 'u' }, { username: 'u', password: '', project: 'p' }, { username: 'u', password: 'p', project: 'p', extra: 1 },
+      { username: 'x'.repeat(256), password: 'p', project: 'p' }, { username: 1, password: 'p', project: 'p' }, 'not json'];
+    for (const payload of bodies) {
+      const r = await app.inject({ method: 'POST', url: '/auth/tokens', payload: payload as string, headers: { 'content-type': 'application/json' } });
+      assert.equal(r.statusCode, 400, JSON.stringify(payload));
+      assert.ok(r.json().error, 'PIR error shape');
+    }
+    const unreachable = await app.inject({ method: 'POST', url: '/auth/tokens', payload: { username: 'u', password: 'p', project: 'p' } });
+    assert.equal(unreachable.statusCode, 503);
+    assert.equal(unreachable.json().error.error_code, 'identity_unavailable');
+    await app.close();
+  });
+});
