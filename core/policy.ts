@@ -46,8 +46,9 @@ export function canSee(caller: Caller, doc: ImageDoc, viaGalleries?: ReadonlySet
   if (doc.owner === caller.project_id) return true;
   if (doc.visibility === 'shared' && membershipOf(caller, doc) !== undefined) return true;
   // In a gallery shared with the caller's project (any answer, as an image member): README "Gallery sharing".
-  const gallery = doc.properties[GALLERY_PROPERTY];
-  return gallery !== undefined && viaGalleries?.has(gallery) === true;
+  if (!viaGalleries || viaGalleries.size === 0) return false;
+  const gallery = doc.properties?.[GALLERY_PROPERTY];
+  return gallery !== undefined && viaGalleries.has(gallery);
 }
 
 /** The actions Glance's policy file names, and PIR's rule for each. */

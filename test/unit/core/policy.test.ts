@@ -36,6 +36,18 @@ describe('policy', () => {
     assert.ok(canSee(caller('X', 'admin'), image('A', 'private')));
   });
 
+  it('sees an image in a gallery shared with the project, whatever its own visibility (README "Gallery sharing")', () => {
+    const b = caller('B', 'reader');
+    const inGallery = (g: string, visibility: ImageDoc['visibility']) => ({ ...image('A', visibility), properties: { pir_gallery_id: g } }) as unknown as ImageDoc;
+    const via = new Set(['g1', 'g1-child']);
+    assert.ok(canSee(b, inGallery('g1', 'private'), via));
+    assert.ok(canSee(b, inGallery('g1-child', 'shared'), via));
+    assert.ok(!canSee(b, inGallery('g2', 'private'), via), 'another gallery');
+    assert.ok(!canSee(b, inGallery('g1', 'private')), 'no grants');
+    assert.ok(!canSee(b, inGallery('g1', 'private'), new Set()));
+    assert.ok(!canSee(b, { ...image('A', 'private'), properties: {} } as unknown as ImageDoc, via), 'in no gallery');
+  });
+
   it('keeps writes to the owner project, publicize and deactivate to admins', () => {
     const target = { owner: 'A' };
     for (const action of ['modify_image', 'delete_image', 'upload_image', 'add_member', 'delete_member', 'communitize_image'] as const) {
