@@ -91,8 +91,31 @@ export function catalogStoreContract(name: string, makeStore: MakeCatalogStore, 
       assert.deepEqual((await store.revisions('img', 0, 100)).map((r) => r.n), [5, 6]);
       assert.equal(await store.getRevision('img', 1), null);
       assert.equal((await store.appendRevision(revision('img'))).n, 7);
+      assert.equal((await store.latestRevision('img'))?.n, 7);
       await store.dropRevisions('img');
       assert.deepEqual(await store.revisions('img', 0, 100), []);
+      assert.equal(await store.latestRevision('img'), null);
+    });
+
+    await t.test('gallery members: put (insert or replace), list by gallery and by member, delete; deleting the gallery drops them', async () => {
+      const store = await fresh();
+      const shared = gallery('p1', 'shared');
+      const other = gallery('p1', 'other');
+      await store.createGallery(shared);
+      await store.createGallery(other);
+      const m = (g: string, member: string, status: 'pending' | 'accepted' | 'rejected') => ({ gallery_id: g, member_id: member, status, created_at: 't', updated_at: 't' });
+      await store.putGalleryMember(m(shared.id, 'p2', 'pending'));
+      await store.putGalleryMember(m(shared.id, 'p3', 'pending'));
+      await store.putGalleryMember(m(other.id, 'p2', 'accepted'));
+      await store.putGalleryMember(m(shared.id, 'p2', 'accepted')); // replaces
+      assert.deepEqual((await store.galleryMembers(shared.id)).map((x) => `${x.member_id}:${x.status}`), ['p2:accepted', 'p3:pending']);
+      assert.deepEqual((await store.galleryMembershipsOf('p2')).map((x) => x.gallery_id).sort(), [shared.id, other.id].sort());
+      assert.deepEqual(await store.galleryMembershipsOf('nobody'), []);
+      assert.equal(await store.deleteGalleryMember(shared.id, 'p3'), true);
+      assert.equal(await store.deleteGalleryMember(shared.id, 'p3'), false);
+      assert.equal(await store.deleteGallery(shared.id), true);
+      assert.deepEqual(await store.galleryMembers(shared.id), []);
+      assert.deepEqual((await store.galleryMembershipsOf('p2')).map((x) => x.gallery_id), [other.id]);
     });
   });
 }
