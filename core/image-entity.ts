@@ -7,7 +7,7 @@
  *
  * Each function changes the draft and returns the events to write with it.
  */
-import type { HashedBlob, ImageDoc, ImageMember, ImageStatus, MemberStatus, PipelineRun, StageName } from '../schemas/image.js';
+import type { HashedBlob, ImageDoc, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { canTransition } from '../schemas/state-machine.js';
 import { fail } from './error-catalog.js';
@@ -39,6 +39,13 @@ export function beginReceiving(draft: ImageDoc, kind: 'upload' | 'stage', run: n
   draft.upload = { run, kind, started_at: new Date().toISOString() };
   draft.failure = null;
   return [event('image.upload.started', { run })];
+}
+
+/** A tus upload is created: the image is claimed as by PUT …/file, its bytes then come in many PATCHes. */
+export function beginResumable(draft: ImageDoc, run: number, resumable: ResumableUpload): NewEvent[] {
+  const events = beginReceiving(draft, 'upload', run);
+  draft.upload!.resumable = resumable;
+  return events;
 }
 
 /** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
@@ -125,6 +132,9 @@ export function deactivate(draft: ImageDoc): NewEvent[] | null {
     throw fail('cannot_deactivate', `Image ${draft.id} is ${draft.status}; only an active image can be deactivated.`);
   }
   transition(draft, 'deactivated');
+  // Share links die with the deactivation: reactivating does not bring them back.
+  delete draft.share_links;
+  delete draft.share_link_uses;
   return [event('image.deactivated', {})];
 }
 
@@ -144,6 +154,8 @@ export function markDeleted(draft: ImageDoc): NewEvent[] | null {
     throw fail('protected_image', `Image ${draft.id} is protected; set protected=false (PATCH) before deleting it.`);
   }
   transition(draft, 'deleted');
+  delete draft.share_links;
+  delete draft.share_link_uses;
   draft.upload = null;
   draft.staging = null;
   // The owner rides along: the quota it counted against, after the document is purged.
