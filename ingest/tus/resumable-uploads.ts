@@ -6,6 +6,7 @@
  * PUT does: the pipeline starts on the staged bytes with md5 and sha512 computed once over them.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
 import { isStorageFull, insufficientStorage } from '../../core/errors.js';
@@ -20,6 +21,7 @@ export interface ResumableDeps extends IngestDeps {
   staging: TusStaging;
   /** How long an upload may take from creation before the sweepers abandon it. */
   expirySeconds: number;
+  log?: Pick<Logger, 'info'>;
 }
 
 export interface PatchRequest {
@@ -153,6 +155,7 @@ export class ResumableUploads {
     const rebuilt = await RunningDigests.rebuild(offset > 0 ? this.deps.staging.readBack(imageId, run, offset) : null, offset);
     rebuildStats.uploads += 1;
     rebuildStats.bytes += offset;
+    this.deps.log?.info({ image_id: imageId, run, bytes: offset }, 'rebuilt a resumable upload\'s hash state from its staged bytes');
     this.digests.set(key, rebuilt);
     return rebuilt;
   }
