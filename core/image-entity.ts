@@ -174,6 +174,26 @@ export const READ_ONLY_ATTRIBUTES = new Set([
   'self', 'file', 'schema', 'direct_url', 'locations', 'owner_specified', 'stores', 'members',
   'pir_stage', 'pir_pipeline', 'pir_failure',
 ]);
+/** Properties the inspect stage fills from the image's own headers (formats/embedded/). */
+export const DETECTED_PREFIX = 'pir_detected_';
+
+/**
+ * Adds detected properties the image does not have yet (a property the user set wins), as many
+ * as the property limits leave room for: detection never makes an image fail.
+ */
+export function addDetectedProperties(draft: ImageDoc, detected: Record<string, string>): void {
+  let count = Object.keys(draft.properties).length;
+  let bytes = Object.entries(draft.properties).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  for (const [key, value] of Object.entries(detected)) {
+    if (key in draft.properties) continue;
+    const cost = Buffer.byteLength(key) + Buffer.byteLength(value);
+    if (count + 1 > LIMITS.imageProperties || bytes + cost > LIMITS.propertiesTotalBytes || value.length > 255 || key.length > LIMITS.propertyKeyLength) continue;
+    draft.properties[key] = value;
+    count += 1;
+    bytes += cost;
+  }
+}
+
 /** Glance's _reserved_properties. */
 export const RESERVED_ATTRIBUTES = new Set(['location', 'deleted', 'deleted_at']);
 
@@ -186,7 +206,8 @@ export function checkSettable(key: string): void {
   // Glance reserves the whole os_glance namespace (glance/api/v2/images.py), not only os_glance_*.
   if (key.startsWith('os_glance')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance prefix belongs to Glance itself. Choose another name.`);
   if (RESERVED_ATTRIBUTES.has(key)) throw fail('reserved_property', `Attribute '${key}' is reserved. Choose another name.`);
-  if (READ_ONLY_ATTRIBUTES.has(key) || key.startsWith('pir_')) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
+  // pir_detected_* (what the image says of itself) may be set by its owner, whose value wins.
+  if (READ_ONLY_ATTRIBUTES.has(key) || (key.startsWith('pir_') && !key.startsWith(DETECTED_PREFIX))) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
 }
 
 const invalid = (message: string) => fail('invalid_value', message);
