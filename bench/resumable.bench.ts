@@ -36,7 +36,7 @@ const bench: Bench = {
     const file = join(dir, 'tus-bench.raw');
     await writeRandomFile(file, size);
     const port = await freePort();
-    const env = { PIR_DATA_DIR: join(dir, 'tus-data'), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_LOG_LEVEL: 'warn' };
+    const env = { PIR_DATA_DIR: join(dir, 'tus-data'), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_LOG_LEVEL: 'info' };
     let serve: PirProcess = await startPirProcess('serve', env, join(dir, 'logs'), 'tus-serve');
     const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
     const create = async (name: string) => (await client.createImage({ name, disk_format: 'raw', container_format: 'bare' })).id;
