@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tus from 'tus-js-client';
@@ -147,6 +149,21 @@ for (const mode of MODES) {
       assert.equal(doc.status, 'active', JSON.stringify(doc.pir_failure));
       assert.equal(doc.os_hash_value, sha512(data));
       assert.equal(doc.checksum, createHash('md5').update(data).digest('hex'));
+    });
+
+    it('shows what the disk says of itself (pir_detected_*) after a tus upload', async () => {
+      const path = join(dir, 'labelled.raw');
+      await writeFile(path, Buffer.alloc(8 * MiB));
+      execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'e2e-root', path], { stdio: 'ignore' });
+      const data = await readFile(path);
+      const id = await createImage();
+      await new Promise<void>((resolve, reject) => {
+        new tus.Upload(data, { endpoint: `${base}/v2/images/${id}/uploads`, headers: { 'X-Auth-Token': TOKEN }, uploadSize: data.length, onError: reject, onSuccess: () => resolve() }).start();
+      });
+      const doc = await settled(id);
+      assert.equal(doc.status, 'active', JSON.stringify(doc.pir_failure));
+      assert.equal(doc.pir_detected_fs, 'ext4');
+      assert.equal(doc.pir_detected_fs_label, 'e2e-root');
     });
 
     it('serves an image through a share link without a token, counts the uses, and stops after revocation', async () => {
