@@ -12,7 +12,6 @@ import type { WebDownloads } from '../ingest/web-download.js';
 import type { DependencyCheck } from '../infra/telemetry/health.js';
 import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
-import { traceRequests } from './trace-hook.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
@@ -34,6 +33,8 @@ import { shareLinkRoutes, sharedDownloadRoutes } from './routes/share-links.js';
 import { ResumableUploads } from '../ingest/tus/resumable-uploads.js';
 import { FileTusStaging } from '../ingest/tus/staging.js';
 import type { WebhookService } from '../core/webhooks/service.js';
+import type { CatalogService } from '../core/catalog.js';
+import { catalogRoutes } from './routes/catalog.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -57,6 +58,8 @@ export interface AppDeps {
   tusExpirySeconds?: number;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
+  /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
+  catalog?: CatalogService;
 }
 
 /**
@@ -95,7 +98,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.server.headersTimeout = timeouts.headersMs;
   deferContinue(app.server);
-  traceRequests(app);
   app.setErrorHandler(handleError);
   let closing = false;
   app.addHook('preClose', async () => { closing = true; });
@@ -140,6 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageUploadRoutes(v2, { uploads: resumable, maxImageSize: deps.upload.maxImageSize, publicUrl: deps.publicUrl ?? null });
     await shareLinkRoutes(v2, deps.images, deps.publicUrl ?? null);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
+    if (deps.catalog) await catalogRoutes(v2, deps.catalog);
   });
   return app;
 }

@@ -64,6 +64,11 @@ const OPS = {
   share_list: { method: 'GET', path: (id) => `/v2/images/${id}/share-links` },
   share_revoke: { method: 'DELETE', path: (id) => `/v2/images/${id}/share-links/00000000-0000-4000-8000-000000000000` },
   tus_create: { method: 'POST', path: (id) => `/v2/images/${id}/uploads`, headers: { 'tus-resumable': '1.0.0', 'upload-length': '2048' } },
+  // The catalog extension: revisions and metafiles follow the image's visibility and policy.
+  revisions: { method: 'GET', path: (id) => `/v2/images/${id}/revisions` },
+  revision_1: { method: 'GET', path: (id) => `/v2/images/${id}/revisions/1` },
+  restore_1: { method: 'POST', path: (id) => `/v2/images/${id}/revisions/1/restore` },
+  metafile: { method: 'GET', path: (id) => `/v2/images/${id}/metafile` },
   delete: { method: 'DELETE', path: (id) => `/v2/images/${id}` },
 } satisfies Record<string, Op>;
 
@@ -129,6 +134,14 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['reactivate', 'B', WRITE_B],
   ['reactivate', 'Ar', every(403)],
   // Only the owner (or admin) removes a member; the member cannot remove itself.
+  ['revisions', 'B', READ_B],
+  ['revisions', 'Br', READ_B],
+  ['revisions', 'Ar', every(200)],
+  ['revision_1', 'B', READ_B],
+  ['metafile', 'B', READ_B],
+  ['metafile', 'Ar', every(200)],
+  ['restore_1', 'B', WRITE_B],
+  ['restore_1', 'Ar', every(403)],
   ['member_delete', 'B', { priv: 404, sharedAccepted: 403, sharedPending: 403, sharedOther: 404 }],
   ['member_delete', 'Ar', { sharedAccepted: 403, sharedPending: 403 }],
   ['delete', 'B', WRITE_B],
@@ -150,6 +163,11 @@ const LISTS: [Who, string, Fixture[], Fixture[]][] = [
   ['A', '', ['priv', 'sharedAccepted', 'sharedPending', 'sharedOther', 'public', 'community'], []],
   ['Ar', '', ['priv', 'sharedAccepted', 'sharedPending', 'sharedOther', 'public', 'community'], []],
   ['admin', '', ['priv', 'sharedOther', 'public'], []],
+  // Keyword search (the fixtures' tag is a word of theirs) never finds more than the list shows.
+  ['B', `q=${FIXTURE_TAG}`, ['sharedAccepted', 'public'], ['priv', 'sharedPending', 'sharedOther', 'community']],
+  ['B', `q=${FIXTURE_TAG.slice(0, 4)}&visibility=all&member_status=all&sort=relevance`, ['sharedAccepted', 'sharedPending', 'public', 'community'], ['priv', 'sharedOther']],
+  ['Br', `q=${FIXTURE_TAG}&visibility=private`, [], [...FIXTURES]],
+  ['A', `q=${FIXTURE_TAG}`, ['priv', 'sharedAccepted', 'sharedPending', 'sharedOther', 'public', 'community'], []],
 ];
 
 // Visibility is decided in the stores' queries too: the matrix runs on both (embedded: SQLite;
