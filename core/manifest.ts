@@ -48,8 +48,11 @@ export class Manifest {
     return doc;
   }
 
-  /** Applies `change` with compare-and-set; returns the document as written (or as found, if unchanged). */
-  async update(id: string, change: Change): Promise<{ doc: ImageDoc; changed: boolean }> {
+  /**
+   * Applies `change` with compare-and-set; returns the document as written (or as found, if
+   * unchanged). `touch: false` keeps updated_at (bookkeeping no client should see as a change).
+   */
+  async update(id: string, change: Change, options: { touch?: boolean } = {}): Promise<{ doc: ImageDoc; changed: boolean }> {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const current = await this.store.get(id);
       if (!current) throw notFound(`Image ${id}`);
@@ -58,7 +61,7 @@ export class Manifest {
       if (events === null) return { doc: current, changed: false };
       const now = new Date().toISOString();
       draft.revision = current.revision + 1;
-      draft.updated_at = now;
+      if (options.touch !== false) draft.updated_at = now;
       // Events this process already published leave the outbox with this write: that is their ack.
       const published = this.relay.publishedEvents(id);
       const dropped = current.outbox.filter((e) => published.has(e.id)).map((e) => e.id);
