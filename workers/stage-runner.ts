@@ -78,10 +78,8 @@ export class StageRunner {
   }
 
   private async start(job: StageJob): Promise<ImageDoc | null> {
-    let current = false;
-    const { doc } = await this.manifest.update(job.imageId, (draft) => {
+    const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
-      current = true;
       const now = new Date();
       const progress = draft.pipeline!.stages[job.stage];
       progress.status = 'running';
@@ -94,10 +92,11 @@ export class StageRunner {
       draft.pipeline!.deadline_at = new Date(now.getTime() + this.settings.stageDeadlineSeconds * 1000).toISOString();
       return [event('image.stage.started', { run: job.run, stage: job.stage, attempt: progress.attempts })];
     }).catch((error: unknown) => {
-      if (error instanceof PirError && error.kind === 'not_found') return { doc: null };
+      if (error instanceof PirError && error.kind === 'not_found') return { doc: null, changed: false };
       throw error;
     });
-    return current ? doc : null;
+    // Only the run of the change that was written counts (an earlier run may have lost a race).
+    return changed ? doc : null;
   }
 
   private async complete(job: StageJob, record: (draft: ImageDoc) => void, durationMs: number, log: Logger): Promise<void> {
