@@ -11,7 +11,7 @@ const SETTLED = new Set(['active', 'killed', 'deleted', 'queued', 'deactivated']
  * The fallback polls: woken waiters re-read at once, so polls only cover a lost signal. Each
  * poll is a read (two commands on the MongoDB-wire store), and many uploads wait at once.
  */
-const FIRST_POLL_MS = 50;
+const FIRST_POLL_MS = 250;
 const MAX_POLL_MS = 4000;
 
 export async function waitForSettled(manifest: Manifest, id: string, signal: AbortSignal): Promise<ImageDoc | null> {

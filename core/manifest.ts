@@ -47,6 +47,11 @@ export class Manifest {
     return this.store.get(id);
   }
 
+  /** The document as this process last saw it (it may be stale), else as read now. */
+  async peekOrGet(id: string): Promise<ImageDoc | null> {
+    return this.store.peek?.(id) ?? this.store.get(id);
+  }
+
   async require(id: string): Promise<ImageDoc> {
     const doc = await this.store.get(id);
     if (!doc || doc.status === 'deleted') throw notFound(`Image ${id}`);

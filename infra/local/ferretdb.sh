@@ -5,8 +5,8 @@
 # chose the default. Sourced by services.sh.
 
 case "$PIR_FERRETDB_BACKEND" in
-  sqlite) FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb" ;;
-  postgresql) FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb-pg" ;;
+  sqlite) FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb" FERRETDB_OTHER_DIR="$PIR_LOCAL_DIR/ferretdb-pg" ;;
+  postgresql) FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb-pg" FERRETDB_OTHER_DIR="$PIR_LOCAL_DIR/ferretdb" ;;
   *) pir_die "PIR_FERRETDB_BACKEND must be sqlite or postgresql (got '$PIR_FERRETDB_BACKEND')" ;;
 esac
 FERRETDB_PIDFILE="$FERRETDB_DIR/ferretdb.pid"
@@ -95,6 +95,13 @@ ferretdb_start() {
     fi
     pir_die "ferretdb: pid $pid is running but unhealthy; run: $0 stop ferretdb"
   fi
+  # The other backend's instance already serves this port (started before the backend was
+  # switched): keep it, so `start all` stays idempotent on a running machine.
+  if pid="$(pir_pid_alive "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN")" && ferretdb_healthy >/dev/null 2>&1; then
+    pir_log "ferretdb: the other backend's instance (pid $pid, $FERRETDB_OTHER_DIR) already runs on 127.0.0.1:$PIR_FERRETDB_PORT; keeping it (stop it first to switch to $PIR_FERRETDB_BACKEND)"
+    pir_unlock
+    return 0
+  fi
   if pir_port_open "$PIR_FERRETDB_PORT"; then
     pir_die "ferretdb: port 127.0.0.1:$PIR_FERRETDB_PORT is already in use by another process (not ours; see: ss -ltnp 'sport = :$PIR_FERRETDB_PORT'). Stop it or set PIR_FERRETDB_PORT."
   fi
@@ -126,14 +133,24 @@ ferretdb_start() {
 ferretdb_stop() {
   pir_lock ferretdb
   pir_stop_pid ferretdb "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN" 20
+  # And the other backend's instance on this port, if one was left from before a switch.
+  if pir_pid_alive "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN" >/dev/null; then
+    pir_stop_pid ferretdb "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN" 20
+  fi
   pir_unlock
 }
 
 ferretdb_status() {
-  local pid
-  if pid="$(pir_pid_alive "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN")"; then
+  local pid backend="$PIR_FERRETDB_BACKEND" log="$FERRETDB_LOG"
+  if ! pid="$(pir_pid_alive "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN")" &&
+    pid="$(pir_pid_alive "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN")"; then
+    # The other backend's instance, kept by start (see ferretdb_start).
+    backend="$([[ "$PIR_FERRETDB_BACKEND" == sqlite ]] && echo postgresql || echo sqlite) (not $PIR_FERRETDB_BACKEND: stop and start to switch)"
+    log="$FERRETDB_OTHER_DIR/ferretdb.log"
+  fi
+  if [[ -n "$pid" ]]; then
     if ferretdb_healthy >/dev/null 2>&1; then
-      echo "ferretdb  running  healthy    pid=$pid  mongodb://127.0.0.1:$PIR_FERRETDB_PORT  backend=$PIR_FERRETDB_BACKEND  log=$FERRETDB_LOG"
+      echo "ferretdb  running  healthy    pid=$pid  mongodb://127.0.0.1:$PIR_FERRETDB_PORT  backend=$backend  log=$log"
       return 0
     fi
     echo "ferretdb  running  UNHEALTHY  pid=$pid  mongodb://127.0.0.1:$PIR_FERRETDB_PORT  log=$FERRETDB_LOG"
