@@ -16,7 +16,7 @@ async function importingImage(d: Awaited<ReturnType<typeof domain>>) {
   const ticket = await d.images.beginUpload(P, image.id, 'upload');
   await writeFile(ticket.stagingPath, 'data');
   const blob = { path: ticket.stagingPath, size: 4, md5: 'm', sha512: 's' };
-  await d.images.completeUpload(P, image.id, ticket.run, blob, null);
+  await d.images.completeUpload(P, image.id, ticket.run, blob);
   return { id: image.id, run: ticket.run };
 }
 
