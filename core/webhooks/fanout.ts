@@ -17,8 +17,7 @@ import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } f
 
 export const WEBHOOKS_GROUP = 'pir-webhooks';
 const TYPES = new Set<string>(WEBHOOK_EVENTS);
-/** Deliveries recorded and enqueued at once per event (the store batches concurrent writes). */
-const FANOUT_PARALLEL = 256;
+const FANOUT_PARALLEL = 16;
 
 export function deliveryId(subscriptionId: string, eventId: string): string {
   return `msg_${createHash('sha256').update(`${subscriptionId}/${eventId}`).digest('hex').slice(0, 32)}`;

@@ -6,11 +6,6 @@
  */
 import { MongoClient, MongoServerError, type Collection } from 'mongodb';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
-import { GroupCommit, GroupRead } from './group-commit.js';
-
-function isDuplicateKey(error: unknown): boolean {
-  return (error instanceof MongoServerError || (typeof error === 'object' && error !== null && 'code' in error)) && (error as { code?: unknown }).code === 11000;
-}
 
 type SubDoc = Omit<Subscription, 'id'> & { _id: string };
 type DeliveryDoc = Omit<Delivery, 'id'> & { _id: string };
@@ -22,11 +17,6 @@ export class MongoWebhookStore implements WebhookStore {
   private readonly client: MongoClient;
   private readonly subs: Collection<SubDoc>;
   private readonly deliveries: Collection<DeliveryDoc>;
-  /** Delivery inserts and attempt records from many concurrent jobs go to the server in batches (each still awaited). */
-  private readonly deliveryWrites: GroupCommit<DeliveryDoc>;
-  /** The delivery jobs' lookups, batched the same way (one query per batch: on FerretDB each query scans). */
-  private readonly deliveryReads: GroupRead<DeliveryDoc>;
-  private readonly subReads: GroupRead<SubDoc>;
 
   constructor(opts: { url: string; dbName?: string }) {
     this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true } });
@@ -34,9 +24,6 @@ export class MongoWebhookStore implements WebhookStore {
     const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
     this.subs = db.collection<SubDoc>('webhook_subscriptions');
     this.deliveries = db.collection<DeliveryDoc>('webhook_deliveries');
-    this.deliveryWrites = new GroupCommit(this.deliveries);
-    this.deliveryReads = new GroupRead(this.deliveries);
-    this.subReads = new GroupRead(this.subs);
   }
 
   async start(): Promise<void> {
@@ -50,7 +37,7 @@ export class MongoWebhookStore implements WebhookStore {
   }
 
   async getSubscription(id: string): Promise<Subscription | null> {
-    const doc = await this.subReads.get(id);
+    const doc = await this.subs.findOne({ _id: id });
     return doc ? toSub(doc) : null;
   }
 
@@ -98,22 +85,22 @@ export class MongoWebhookStore implements WebhookStore {
   async addDelivery(d: Delivery): Promise<boolean> {
     const { id, ...rest } = d;
     try {
-      await this.deliveryWrites.write({ insertOne: { document: { _id: id, ...rest } } });
+      await this.deliveries.insertOne({ _id: id, ...rest });
       return true;
     } catch (error) {
-      if (isDuplicateKey(error)) return false;
+      if (error instanceof MongoServerError && error.code === 11000) return false;
       throw error;
     }
   }
 
   async getDelivery(id: string): Promise<Delivery | null> {
-    const doc = await this.deliveryReads.get(id);
+    const doc = await this.deliveries.findOne({ _id: id });
     return doc ? toDelivery(doc) : null;
   }
 
   async recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void> {
     // One update ($push and $set on one document: FerretDB v1 has both).
-    await this.deliveryWrites.write({ updateOne: { filter: { _id: id }, update: { $push: { attempts: attempt }, $set: { status } } } });
+    await this.deliveries.updateOne({ _id: id }, { $push: { attempts: attempt }, $set: { status } });
   }
 
   async restartDelivery(id: string): Promise<number> {
