@@ -12,7 +12,6 @@ import type { WebDownloads } from '../ingest/web-download.js';
 import type { DependencyCheck } from '../infra/telemetry/health.js';
 import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
-import { traceRequests } from './trace-hook.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
@@ -30,6 +29,8 @@ import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookService } from '../core/webhooks/service.js';
+import type { CatalogService } from '../core/catalog.js';
+import { catalogRoutes } from './routes/catalog.js';
 
 export interface AppDeps {
   images: ImageService;
@@ -51,6 +52,8 @@ export interface AppDeps {
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
+  /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
+  catalog?: CatalogService;
 }
 
 /**
@@ -89,7 +92,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.server.headersTimeout = timeouts.headersMs;
   deferContinue(app.server);
-  traceRequests(app);
   app.setErrorHandler(handleError);
   let closing = false;
   app.addHook('preClose', async () => { closing = true; });
@@ -129,6 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
+    if (deps.catalog) await catalogRoutes(v2, deps.catalog);
   });
   return app;
 }

@@ -61,6 +61,7 @@ export const imageSchema = {
     pir_stage: ReadOnly(Nullable({ type: 'string', description: 'PIR: the pipeline stage an importing image is in' })),
     pir_pipeline: ReadOnly(Nullable({ type: 'object', description: 'PIR: the import pipeline run, with per-stage status and timings' })),
     pir_failure: ReadOnly(Nullable({ type: 'object', description: 'PIR: why the image was killed: stage, code and message' })),
+    pir_gallery_id: Type.String({ maxLength: 64, description: "PIR: the owner's gallery the image is in (GET /v2/galleries); remove it to take the image out" }),
   }, { additionalProperties: Type.String() }),
   links: [
     { rel: 'self', href: '{self}' },

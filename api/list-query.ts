@@ -9,6 +9,7 @@
 import { fail } from '../core/error-catalog.js';
 import { SORT_KEYS, type ListQuery, type ListRequest, type SortDir, type SortKey, type TimeRange } from '../core/ports.js';
 import { MEMBER_STATUSES, VISIBILITIES, type MemberStatus, type Visibility } from '../schemas/image.js';
+import { parseSearch } from '../core/search.js';
 
 
 export type RawQuery = Record<string, string | string[] | undefined>;
@@ -79,7 +80,24 @@ export function parseListQuery(raw: RawQuery): ListRequest {
     if (marker === '') throw fail('bad_marker', "Query parameter 'marker' is empty; give the id of the last image of the previous page (the 'next' link carries it).");
     request.marker = marker;
   }
-  query.sort = parseSort(take('sort'), takeAll('sort_key'), takeAll('sort_dir'));
+  // PIR's catalog extensions: keyword search (q, sort=relevance) and galleries (gallery, recursive).
+  let sort = take('sort');
+  const q = take('q');
+  if (q !== undefined) query.search = parseSearch(q);
+  if (sort !== undefined && /^relevance(:desc)?$/.test(sort.trim())) {
+    if (!query.search) throw fail('bad_search', "sort=relevance ranks the results of a keyword search: give q as well (e.g. q=debian&sort=relevance).");
+    request.relevance = true;
+    sort = undefined;
+  }
+  const gallery = take('gallery');
+  const recursive = take('recursive');
+  if (gallery !== undefined) {
+    if (gallery.length === 0 || gallery.length > 64) throw fail('bad_gallery', "Query parameter 'gallery' is a gallery id (see GET /v2/galleries).");
+    request.gallery = { id: gallery, recursive: recursive === undefined ? false : parseBoolean('recursive', recursive) };
+  } else if (recursive !== undefined) {
+    throw fail('bad_gallery', "Query parameter 'recursive' goes with 'gallery' (list a gallery and the galleries below it).");
+  }
+  query.sort = parseSort(sort, takeAll('sort_key'), takeAll('sort_dir'));
 
   const visibility = take('visibility');
   if (visibility !== undefined) {

@@ -19,6 +19,7 @@ import { fileFormat } from './disk-format.js';
 import { humanBytes, printList } from './output.js';
 import { isTerminal, summary } from './progress.js';
 import { uploadAndSettle } from './upload-flow.js';
+import { galleryIdOf, readMetafile } from './metafile.js';
 
 /** The property that remembers which file an image came from. */
 export const SOURCE_PROPERTY = 'source_sha512';
@@ -30,6 +31,7 @@ interface BatchOptions {
   tag: string[];
   visibility?: string;
   import?: boolean;
+  metafile?: string;
 }
 
 export interface BatchRow {
@@ -52,6 +54,7 @@ export function batchCommand(): Command {
     .option('--tag <tag>', 'a tag for every image (repeatable)', collect, [])
     .option('--visibility <visibility>', `visibility of every image (${VISIBILITIES.join(', ')})`)
     .option('--import', 'use stage + glance-direct import instead of a direct upload')
+    .option('--metafile <file>', "a metafile (pir image metafile ID > FILE) whose visibility, tags, properties and gallery every image gets; the command line's win")
     .addHelpText('after', `
 Disk formats come from the extension (.qcow2 .raw .vmdk .vhd .vhdx .vdi .iso; .gz .xz .zst as
 container "compressed"; .ova), otherwise from the file's magic bytes. The image name is the file name.
@@ -96,7 +99,13 @@ async function alreadyActive(client: PirClient, sha512: string): Promise<Image |
 
 export async function runBatch(client: PirClient, dir: string, o: BatchOptions): Promise<BatchRow[]> {
   const files = await listFiles(dir, o.pattern);
+  // The metafile's metadata first, the command line on top (names and formats come from each file).
+  const meta = o.metafile ? await readMetafile(o.metafile) : {};
   const extra: Record<string, string> = {};
+  for (const [k, v] of Object.entries(meta.properties ?? {})) if (!k.startsWith('pir_')) extra[k] = v;
+  const tags = o.tag.length ? o.tag : (meta.tags ?? []);
+  const visibility = o.visibility ?? meta.visibility ?? undefined;
+  const galleryId = await galleryIdOf(client, meta.gallery ?? null);
   for (const p of o.property) {
     const [key, value] = keyValue(p, '--property');
     extra[key] = value;
@@ -124,9 +133,10 @@ export async function runBatch(client: PirClient, dir: string, o: BatchOptions):
           const created = await client.createImage({
             name: file.name, disk_format: fmt.disk_format, container_format: fmt.container_format,
             os_hash_value: hashed.sha512, [SOURCE_PROPERTY]: hashed.sha512, ...extra,
-            ...(o.tag.length ? { tags: o.tag } : {}), ...(o.visibility ? { visibility: o.visibility } : {}),
+            ...(tags.length ? { tags } : {}), ...(visibility ? { visibility } : {}),
           });
           row.image = created.id;
+          if (galleryId) await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]);
           const image = await uploadAndSettle(client, created.id, file.path, file.size, { md5: hashed.md5, import: o.import, wait: o.import, quiet: true, onProgress: count });
           row.status = image.status === 'active' ? 'active' : 'failed';
           row.note = image.status === 'active' ? `${fmt.disk_format} by ${fmt.by}` : `ended ${image.status}`;

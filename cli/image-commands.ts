@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { Image, JsonPatchOp } from '../client/index.js';
+import { CatalogClient, type Image, type JsonPatchOp } from '../client/index.js';
+import { galleryIdOf, mergeRegistration, readMetafile, registrationPatch } from './metafile.js';
 import { hashFile } from '../ingest/hashing/index.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from '../schemas/image.js';
 import { collect, keyValue, positiveInt, seconds, sha512Hex } from './args.js';
@@ -24,7 +25,7 @@ export function printImage(image: Image, format: Format): void {
 export const LIST_COLUMNS = ['id', 'name', 'status', 'disk_format', 'size', 'visibility'];
 
 export function imageCommand(): Command {
-  const image = new Command('image').description('manage images: create (upload), list, show, update, delete, download, wait, batch');
+  const image = new Command('image').description('manage images: create (upload), list, show, update, delete, download, wait, batch, history, restore, metafile, register');
   image.addCommand(createCommand());
   image.addCommand(listCommand());
   image.addCommand(new Command('show').description('show one image, with its pipeline progress (pir_pipeline) and refusal reason (pir_failure)')
@@ -52,6 +53,20 @@ export function imageCommand(): Command {
       printImage(await followImage(client, id, { timeoutMs: o.timeout * 1000 }), format);
     }));
   image.addCommand(batchCommand());
+  image.addCommand(historyCommand());
+  image.addCommand(new Command('restore').description("bring an image's metadata back to revision N (one new revision)")
+    .argument('<id>', 'image id').argument('<n>', 'revision number', positiveInt)
+    .action(async (id: string, n: number, _o, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      printImage(await new CatalogClient(client).restore(id, n) as unknown as Image, format);
+    }));
+  image.addCommand(new Command('metafile').description("print the image's metafile (JSON: name, formats, visibility, tags, properties, gallery): pir image metafile ID > FILE")
+    .argument('<id>', 'image id')
+    .action(async (id: string, _o, cmd: Command) => {
+      const { client } = await contextOf(cmd);
+      process.stdout.write(JSON.stringify(await new CatalogClient(client).metafile(id), null, 2) + '\n');
+    }));
+  image.addCommand(registerCommand());
   return image;
 }
 
@@ -68,6 +83,7 @@ interface CreateOptions {
   sha512?: string;
   verifyFirst?: boolean;
   timeout: number;
+  gallery?: string;
 }
 
 function createCommand(): Command {
@@ -85,6 +101,7 @@ function createCommand(): Command {
     .option('--sha512 <hex>', 'the sha512 the file must have (e.g. from a SHA512SUMS file): sent at create so PIR refuses other bytes', sha512Hex)
     .option('--verify-first', 'hash the file before creating the image, so PIR verifies both md5 (Content-MD5) and sha512 (one more read of the file)')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
+    .option('--gallery <gallery>', 'put the image in this gallery of your project (id or path, e.g. linux/debian)')
     .addHelpText('after', `
 Without --sha512 or --verify-first, the hashes computed while sending are compared with the ones
 PIR computed once the image is active (when it stored the bytes as sent); a difference deletes the
@@ -110,8 +127,11 @@ image and exits 1. Without --wait, the upload returns when the image is active (
         process.stderr.write(`hashed ${o.file}: ${summary(size, (performance.now() - t0) / 1000)}\n`);
       }
       if (sha512) fields.os_hash_value = sha512;
+      // The gallery is looked up before anything is created: a wrong one is a clean failure.
+      const galleryId = await galleryIdOf(client, o.gallery ?? null);
       const created = await client.createImage(fields);
       process.stderr.write(`created image ${created.id} (${o.name})\n`);
+      if (galleryId) await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]);
       const image = await uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, timeoutMs: o.timeout * 1000 });
       printImage(image, format);
     });
@@ -128,9 +148,16 @@ function listCommand(): Command {
     .option('--limit <n>', 'images per page (the server caps it at 1000)', positiveInt)
     .option('--marker <id>', 'start after this image')
     .option('--all', 'follow the next links through every page')
-    .action(async (o: { filter: string[]; tag: string[]; status?: string; visibility?: string; sort?: string; limit?: number; marker?: string; all?: boolean }, cmd: Command) => {
+    .option('-q, --query <words>', 'keyword search over name, tags and property values (last word: a prefix); --sort relevance ranks the matches')
+    .option('--gallery <gallery>', 'only images of this gallery (id or path)')
+    .option('-r, --recursive', 'with --gallery: and of the galleries below it')
+    .action(async (o: { filter: string[]; tag: string[]; status?: string; visibility?: string; sort?: string; limit?: number; marker?: string; all?: boolean; query?: string; gallery?: string; recursive?: boolean }, cmd: Command) => {
       const { client, format } = await contextOf(cmd);
-      const query: Record<string, string | string[] | number | undefined> = { status: o.status, visibility: o.visibility, sort: o.sort, limit: o.limit, marker: o.marker };
+      if (o.recursive && !o.gallery) throw new UsageError('--recursive goes with --gallery');
+      const gallery = o.gallery ? (await new CatalogClient(client).resolveGallery(o.gallery)).id : undefined;
+      const query: Record<string, string | string[] | number | undefined> = {
+        status: o.status, visibility: o.visibility, sort: o.sort, limit: o.limit, marker: o.marker, q: o.query, gallery, recursive: o.recursive ? 'true' : undefined,
+      };
       for (const f of o.filter) {
         const [key, value] = keyValue(f, '--filter');
         query[key] = value;
@@ -224,5 +251,92 @@ function downloadCommand(): Command {
       process.stderr.write(`downloaded ${id} to ${o.file}: ${summary(fetched, (performance.now() - t0) / 1000)}${result.resumedFrom ? `, resumed at byte ${result.resumedFrom}` : ''}; sha512 ${result.verified.sha512 ? 'verified' : 'not published by the server'}, md5 ${result.verified.md5 ? 'verified' : 'not published by the server'}\n`);
       void total;
       printRecord({ id, file: o.file, size: result.size, md5: result.md5, sha512: result.sha512, resumed_from: result.resumedFrom, verified: result.verified }, format);
+    });
+}
+
+function historyCommand(): Command {
+  return new Command('history')
+    .description("an image's metadata revisions: who changed what, when (the JSON Patch of each); --show N prints the whole metadata of one")
+    .argument('<id>', 'image id')
+    .option('--show <n>', 'print revision N with the whole metadata as it was then', positiveInt)
+    .action(async (id: string, o: { show?: number }, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      const catalog = new CatalogClient(client);
+      if (o.show !== undefined) return printRecord(await catalog.revision(id, o.show) as unknown as Record<string, unknown>, format);
+      const rows: Record<string, unknown>[] = [];
+      for await (const r of catalog.revisions(id)) {
+        rows.push(format === 'table'
+          ? { n: r.n, at: r.at, who: `${r.user_id}@${r.project_id}`, action: r.action, changes: r.patch.map((p) => `${p.op} ${p.path || '/'}`).join(', ') }
+          : (r as unknown as Record<string, unknown>));
+      }
+      printList(rows, ['n', 'at', 'who', 'action', 'changes'], format);
+    });
+}
+
+interface RegisterOptions {
+  metafile?: string;
+  property: string[];
+  tag: string[];
+  diskFormat?: string;
+  containerFormat?: string;
+  visibility?: string;
+  gallery?: string;
+  image?: string;
+  file?: string;
+  wait?: boolean;
+  timeout: number;
+}
+
+function registerCommand(): Command {
+  return new Command('register')
+    .description('register an image from a metafile (kamaki style): the command line wins over the metafile; registering again replaces the metadata')
+    .argument('[name]', 'the image name (default: the metafile\'s)')
+    .option('--metafile <file>', 'a metafile, as pir image metafile ID writes it')
+    .option('--property <key=value>', 'a property (repeatable; wins over the metafile\'s)', collect, [])
+    .option('--tag <tag>', 'the tags (repeatable; replaces the metafile\'s)', collect, [])
+    .addOption(new Option('--disk-format <format>', 'disk format').choices([...DISK_FORMATS]))
+    .addOption(new Option('--container-format <format>', 'container format').choices([...CONTAINER_FORMATS]))
+    .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
+    .option('--gallery <gallery>', 'the gallery (id or path; wins over the metafile\'s)')
+    .option('--image <id>', 'the image to register again (default: the one image of that name you can list, if any)')
+    .option('--file <path>', 'upload this file to a newly registered image')
+    .option('--wait', 'with --file: follow the pipeline until active or killed')
+    .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
+    .addHelpText('after', `
+Registering a name that exists again (or --image ID) replaces that image's metadata with the
+metafile plus the command line: properties and tags it does not name are removed, in one PATCH,
+which is one new revision (pir image history ID). Otherwise a new image is created.`)
+    .action(async (name: string | undefined, o: RegisterOptions, cmd: Command) => {
+      const { client, format } = await contextOf(cmd);
+      const meta = o.metafile ? await readMetafile(o.metafile) : {};
+      const properties: Record<string, string> = {};
+      for (const p of o.property) {
+        const [key, value] = keyValue(p, '--property');
+        properties[key] = value;
+      }
+      const reg = mergeRegistration(meta, { name, diskFormat: o.diskFormat, containerFormat: o.containerFormat, visibility: o.visibility, tag: o.tag, properties, gallery: o.gallery });
+      const galleryId = await galleryIdOf(client, reg.gallery);
+      let target: Image | null = o.image ? await client.getImage(o.image) : null;
+      if (!target) {
+        const same = (await client.listImages({ name: `eq:${reg.name}`, limit: 2 })).images;
+        if (same.length > 1) throw new UsageError(`several images are named '${reg.name}': say which to register again with --image ID`);
+        target = same[0] ?? null;
+      }
+      if (target) {
+        const patch = registrationPatch(target, reg, galleryId);
+        const updated = patch.length ? await client.updateImage(target.id, patch) : target;
+        process.stderr.write(`registered again: image ${target.id} (${patch.length} change${patch.length === 1 ? '' : 's'})\n`);
+        return printImage(updated, format);
+      }
+      const fields: Record<string, unknown> = { name: reg.name, tags: reg.tags, ...reg.properties };
+      for (const k of ['disk_format', 'container_format', 'visibility', 'protected', 'min_disk', 'min_ram'] as const) if (reg[k] !== undefined) fields[k] = reg[k];
+      const created = await client.createImage(fields);
+      process.stderr.write(`registered image ${created.id} (${reg.name})\n`);
+      let image = galleryId ? await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]) : created;
+      if (o.file) {
+        const size = (await stat(o.file).catch(() => { throw new UsageError(`--file ${o.file}: no such file`); })).size;
+        image = await uploadAndSettle(client, created.id, o.file, size, { wait: o.wait, timeoutMs: o.timeout * 1000 });
+      }
+      printImage(image, format);
     });
 }

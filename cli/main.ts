@@ -5,8 +5,11 @@ import { completionScript } from './completion.js';
 import { currentUrl, markFinished } from './context.js';
 import { describeError, EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { imageCommand } from './image-commands.js';
+import { jobCommand } from './job-commands.js';
+import { galleryCommand } from './gallery-commands.js';
 import { FORMATS } from './output.js';
 import { serverCommands } from './server-commands.js';
+import { webhookCommand } from './webhook-commands.js';
 import { CONFIG_HELP, DEFAULT_URL } from './settings.js';
 
 function version(): string {
@@ -40,6 +43,9 @@ export function buildProgram(): Command {
     .addHelpText('after', `\n${CONFIG_HELP}\n\n${EXIT_CODES_HELP}\n\nExamples:\n  pir serve\n  pir image create --name debian-12 --disk-format qcow2 --file debian-12.qcow2 --wait\n  pir image list --filter disk_format=qcow2 --all --format json\n  pir image download <id> --file out.qcow2\n  pir image batch ./images --pattern '*.qcow2' --parallel 4\n  source <(pir completion bash)`);
   for (const command of serverCommands()) program.addCommand(command);
   program.addCommand(imageCommand());
+  program.addCommand(webhookCommand());
+  program.addCommand(jobCommand());
+  program.addCommand(galleryCommand());
   program.addCommand(new Command('completion')
     .description('print a shell completion script: source <(pir completion bash); for zsh, source <(pir completion zsh) in ~/.zshrc')
     .addArgument(new Command().createArgument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))

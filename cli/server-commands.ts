@@ -23,7 +23,46 @@ export function serverCommands(): Command[] {
       process.stdout.write(format === 'json' || format === 'yaml' ? `${JSON.stringify({ ok: findings.every((f) => f.level !== 'problem'), findings }, null, 2)}\n` : formatFindings(findings));
       process.exitCode = findings.some((f) => f.level === 'problem') ? EXIT.failure : EXIT.ok;
     });
-  return [...roles, doctor];
+  const cache = new Command('cache')
+    .description('run a read-through image cache near the consumers: downloads from a local verified copy, every other call passed to the upstream PIR')
+    .option('--upstream <url>', 'the upstream PIR (or PIR_CACHE_UPSTREAM)')
+    .addHelpText('after', '\nConfiguration: PIR_HOST, PIR_PORT, PIR_DATA_DIR and PIR_CACHE_* variables; see README.md ("Cache role").')
+    .action((options: { upstream?: string }) => runCache(options.upstream));
+  return [...roles, cache, doctor];
+}
+
+/** `pir cache`: the cache role (cache/), which needs none of PIR's stores. */
+async function runCache(upstreamOption: string | undefined): Promise<void> {
+  const { ConfigError, brokers, loadConfig } = await import('../infra/config.js');
+  const { createLogger } = await import('../infra/logger.js');
+  const { loadCacheConfig } = await import('../cache/cache-config.js');
+  const { startCache } = await import('../cache/run-cache.js');
+  let pirConfig;
+  let cacheConfig;
+  try {
+    // The cache uses Kafka (events) without Redis or MongoDB: the distributed-mode rule does not apply.
+    pirConfig = { ...loadConfig({ ...process.env, PIR_KAFKA_BROKERS: '', PIR_REDIS_URL: '', PIR_MONGODB_URL: '' }), kafkaBrokers: brokers(process.env) };
+    cacheConfig = loadCacheConfig(process.env, upstreamOption);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`pir: configuration error: ${error.message}\n`);
+    process.exit(EXIT.usage);
+  }
+  const log = createLogger(pirConfig.logLevel, 'cache');
+  const cache = await startCache(pirConfig, cacheConfig, log).catch((error: Error) => {
+    process.stderr.write(`pir cache: ${error.message}\n`);
+    process.exit(EXIT.failure);
+  });
+  const onSignal = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    cache.stop().then(() => process.exit(0), (error: unknown) => {
+      log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  await new Promise<never>(() => {});
 }
 
 /** Starts the role and keeps the process running until SIGTERM or SIGINT. */
@@ -31,7 +70,6 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   // Loaded here, not at the top: client commands start without the server's dependencies.
   const { ConfigError, distributedUrls, loadConfig } = await import('../infra/config.js');
   const { createLogger } = await import('../infra/logger.js');
-  const { startPir } = await import('../infra/runtime.js');
   const configFailure = (error: unknown): never => {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`pir: configuration error: ${error.message}\n`);
@@ -47,8 +85,11 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
     process.stderr.write(`pir ${name}: the ${name} role runs on its own only in distributed mode; set PIR_KAFKA_BROKERS, PIR_REDIS_URL and PIR_MONGODB_URL, or use 'pir serve'.\n`);
     process.exit(EXIT.usage);
   }
+  // Tracing starts before the runtime (fastify, kafkajs, ioredis, mongodb, BullMQ) is imported:
+  // its ESM loader hook patches those modules only as they are first loaded.
   const { startTracing } = await import('../infra/telemetry/tracing.js');
-  const stopTracing = startTracing(name);
+  const stopTracing = await startTracing(name);
+  const { startPir } = await import('../infra/runtime.js');
   const log = createLogger(config!.logLevel, name);
   const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);
   if (stopTracing) log.info({ exporter: process.env.OTEL_TRACES_EXPORTER ?? 'otlp' }, 'tracing on');

@@ -116,11 +116,28 @@ export const API_ERRORS = {
   delivery_not_found: refusal(404, "No such delivery of this webhook."),
   webhook_disabled: refusal(409, "The webhook is disabled (see disabled_reason); enable it with PATCH enabled: true first."),
   delivery_pending: refusal(409, "The delivery is still being attempted; redeliver it once it has failed or succeeded."),
+  // the cache role (pir cache)
+  bad_image_id: refusal(400, 'An image id in the cache API has 1 to 64 letters, digits and dashes.'),
+  bad_clear_target: refusal(400, 'x-image-cache-clear-target is "cache" or "queue" (or absent: both).'),
+  bad_signature: refusal(401, "A webhook delivery to the cache whose signature or timestamp is not valid."),
+  not_cached: refusal(404, 'The image is neither cached nor queued on this cache node.'),
+  // catalog: search, galleries, revisions
+  bad_search: refusal(400, 'q holds no word, more than 16 words or more than 1024 characters, or sort=relevance was asked without q.'),
+  bad_gallery: refusal(400, 'A gallery body or parameter is malformed (name, parent_id, recursive).'),
+  invalid_gallery: refusal(400, "pir_gallery_id names no gallery of the image's owner."),
+  gallery_not_found: refusal(404, 'No such gallery (or not one of the caller\'s project).'),
+  gallery_name_taken: refusal(409, 'The parent gallery already holds a gallery of that name.'),
+  gallery_not_empty: refusal(409, 'A gallery is deleted only when it holds no image and no gallery.'),
+  gallery_cycle: refusal(409, 'A gallery cannot move under itself or one of its own galleries.'),
+  gallery_limit: refusal(409, 'The project would have more than 10,000 galleries, or a tree deeper than 32.'),
+  bad_revision: refusal(400, 'A revision number or revisions paging parameter is malformed.'),
+  revision_not_found: refusal(404, 'No such revision of the image (never written, or older than the retention).'),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
   insufficient_storage: fault(507, "PIR's disk is full (ENOSPC); the operator must free space in PIR_DATA_DIR."),
   shutting_down: fault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),
+  cache_busy: fault(503, "The cache entry changed twice while being opened (dropped meanwhile); retry."),
   internal_error: fault(500, 'An unexpected error; the logs have it under the request id.'),
 } as const satisfies Record<string, ErrorSpec>;
 

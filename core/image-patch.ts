@@ -15,6 +15,8 @@ import type { ImageDoc } from '../schemas/image.js';
 import { fail } from './error-catalog.js';
 import { checkSettable, isWritableField, setField, setProperty } from './image-entity.js';
 import { LIMITS } from './limits.js';
+import type { Gallery } from './catalog-ports.js';
+import { GALLERY_PROPERTY } from './gallery-rules.js';
 
 export const PATCH_MEDIA_TYPES = ['application/openstack-images-v2.1-json-patch', 'application/openstack-images-v2.0-json-patch'] as const;
 export type PatchMediaType = (typeof PATCH_MEDIA_TYPES)[number];
@@ -67,9 +69,21 @@ export function parsePatch(body: unknown, mediaType: PatchMediaType): PatchOp[] 
   });
 }
 
-/** Applies the operations in order; the first that fails stops the whole PATCH (nothing is written). */
-export function applyPatch(draft: ImageDoc, ops: PatchOp[]): void {
+/** The gallery ids a PATCH places the image in (the service looks them up before applying it). */
+export function galleriesNamed(ops: PatchOp[]): string[] {
+  return ops.filter((o) => o.name === GALLERY_PROPERTY && typeof o.value === 'string').map((o) => o.value as string);
+}
+
+/**
+ * Applies the operations in order; the first that fails stops the whole PATCH (nothing is written).
+ * `galleries` holds the galleries galleriesNamed(ops) found (an image joins only one of its owner's).
+ */
+export function applyPatch(draft: ImageDoc, ops: PatchOp[], galleries: Map<string, Gallery> = new Map()): void {
   for (const { op, name, value } of ops) {
+    if (name === GALLERY_PROPERTY) {
+      setGallery(draft, op === 'remove' ? null : value, galleries);
+      continue;
+    }
     // PIR's progress fields are shown beside the image but are no attributes of it: SDKs that
     // diff the whole view to build a PATCH (openstacksdk) name them, so they are passed over.
     if (VIEW_ONLY_FIELDS.has(name)) continue;
@@ -89,4 +103,22 @@ export function applyPatch(draft: ImageDoc, ops: PatchOp[]): void {
     }
     setProperty(draft, name, value);
   }
+}
+
+/**
+ * Puts the image in a gallery of its owner (a string id), or in none (null, or op remove).
+ * Galleries are looked up by the caller; one the owner does not have is refused alike whether it
+ * exists elsewhere or not, so a PATCH cannot probe for other projects' galleries.
+ */
+export function setGallery(draft: ImageDoc, value: unknown, galleries: Map<string, Gallery>): void {
+  if (value === null) {
+    delete draft.properties[GALLERY_PROPERTY];
+    return;
+  }
+  if (typeof value !== 'string') throw fail('invalid_gallery', `'${GALLERY_PROPERTY}' is a gallery id (a string), or null for no gallery.`);
+  const gallery = galleries.get(value);
+  if (!gallery || gallery.owner !== draft.owner) {
+    throw fail('invalid_gallery', `'${value.slice(0, 64)}' is not a gallery of the image's owner (${draft.owner ?? 'none'}); see GET /v2/galleries.`);
+  }
+  draft.properties[GALLERY_PROPERTY] = gallery.id;
 }

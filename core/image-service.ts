@@ -12,7 +12,10 @@ import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import * as entity from './image-entity.js';
-import { applyPatch, type PatchOp } from './image-patch.js';
+import { applyPatch, galleriesNamed, type PatchOp } from './image-patch.js';
+import type { Gallery } from './catalog-ports.js';
+import { GALLERY_PROPERTY } from './gallery-rules.js';
+import { relevance } from './search.js';
 import { sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
@@ -45,6 +48,21 @@ export interface ServiceSettings {
   stageDeadlineSeconds: number;
 }
 
+/**
+ * The catalog extension's hooks into the image use cases (core/catalog.ts provides them):
+ * gallery lookups for PATCHes that place an image, and the record of every metadata change.
+ */
+export interface CatalogHooks {
+  gallery(id: string): Promise<Gallery | null>;
+  /** After a write that changed the image (before: null for a create); records a revision when its metadata changed. */
+  changed(caller: Caller, action: string, before: ImageDoc | null, after: ImageDoc): Promise<void>;
+  /** The gallery ids ?gallery=…&recursive=… selects; 404 for a gallery the caller cannot see. */
+  galleryFilter(caller: Caller, id: string, recursive: boolean): Promise<string[]>;
+}
+
+/** sort=relevance ranks this many of the newest matches (README "Keyword search"). */
+export const RELEVANCE_WINDOW = 1000;
+
 /** How far the list fallback reads past `limit` per round while it filters out what the caller may not see. */
 const LIST_CHUNK = 200;
 
@@ -53,7 +71,13 @@ export class ImageService {
     private readonly manifest: Manifest,
     private readonly blobs: BlobStore,
     private readonly settings: ServiceSettings,
+    private catalog: CatalogHooks | null = null,
   ) {}
+
+  /** Wires the catalog extension (galleries, revisions) in after construction. */
+  attachCatalog(catalog: CatalogHooks): void {
+    this.catalog = catalog;
+  }
 
   // ---------------------------------------------------------------- metadata
 
@@ -111,9 +135,11 @@ export class ImageService {
     }
     for (const [key, value] of Object.entries(input.properties ?? {})) entity.setProperty(doc, key, value);
     try {
-      return await this.manifest.create(doc, [
+      const created = await this.manifest.create(doc, [
         event('image.created', { name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format }),
       ]);
+      await this.catalog?.changed(caller, 'create', null, created);
+      return created;
     } catch (error) {
       if (error instanceof ManifestConflictError) throw fail('duplicate_id', `An image with id ${doc.id} already exists; leave id out to get a new one.`);
       throw error;
@@ -146,6 +172,11 @@ export class ImageService {
     const requested = request.query.where.status ?? IMAGE_STATUSES;
     const status = requested.filter((s) => s !== 'deleted');
     const query: ListQuery = { ...request.query, scope, where: { ...request.query.where, status } };
+    if (request.gallery) {
+      if (!this.catalog) throw fail('bad_gallery', 'Galleries are not served here.');
+      query.galleryIn = await this.catalog.galleryFilter(caller, request.gallery.id, request.gallery.recursive);
+    }
+    if (request.relevance && query.search) return this.ranked(query, request);
     if (request.after) {
       query.after = request.after;
     } else if (request.marker !== undefined) {
@@ -157,6 +188,28 @@ export class ImageService {
     }
     if (status.length === 0 || query.limit === 0) return [];
     return this.manifest.store.list(query);
+  }
+
+  /**
+   * sort=relevance: the newest RELEVANCE_WINDOW matches, ranked by core/search.ts `relevance`
+   * (ties: the list's order), then the page after the marker (or after the id that ends the
+   * `after` keyset, as the page builder continues). Matches beyond the window are not ranked.
+   */
+  private async ranked(query: ListQuery, request: ListRequest): Promise<ImageDoc[]> {
+    const search = query.search!;
+    const candidates = await this.manifest.store.list({ ...query, limit: RELEVANCE_WINDOW, after: undefined });
+    const scored = candidates.map((doc, i) => ({ doc, i, score: relevance(doc, search) }));
+    scored.sort((a, b) => b.score - a.score || a.i - b.i);
+    const lastId = request.after ? String(request.after[request.after.length - 1]) : request.marker;
+    let start = 0;
+    if (lastId !== undefined) {
+      const at = scored.findIndex((s) => s.doc.id === lastId);
+      if (at < 0) {
+        throw fail('bad_marker', `Query parameter 'marker' must be the id of an image among this search's ranked results (got '${lastId.slice(0, 64)}'); start again without it.`);
+      }
+      start = at + 1;
+    }
+    return scored.slice(start, start + query.limit).map((s) => s.doc);
   }
 
   /**
@@ -172,15 +225,32 @@ export class ImageService {
   }
 
   /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */
-  async update(caller: Caller, id: string, ops: PatchOp[]): Promise<ImageDoc> {
+  async update(caller: Caller, id: string, ops: PatchOp[], action = 'update'): Promise<ImageDoc> {
+    const galleries = new Map<string, Gallery>();
+    for (const gid of galleriesNamed(ops)) {
+      const gallery = await this.catalog?.gallery(gid);
+      if (gallery) galleries.set(gid, gallery);
+    }
     return this.change(caller, id, 'modify_image', (draft, before) => {
-      applyPatch(draft, ops);
+      applyPatch(draft, ops, galleries);
+      // An image given to another project leaves its old owner's gallery.
+      const gid = draft.properties[GALLERY_PROPERTY];
+      if (draft.owner !== before.owner && gid !== undefined && galleries.get(gid)?.owner !== draft.owner) delete draft.properties[GALLERY_PROPERTY];
       this.enforceVisibility(caller, draft.visibility, before.visibility, before.owner);
       if (draft.owner !== before.owner && !isAdminCaller(caller)) {
         throw fail('policy_denied', "Owner can't be updated by non admin: only an administrator may give an image to another project.");
       }
       return entity.updated(before, draft);
-    });
+    }, ops.some((o) => o.name === GALLERY_PROPERTY) && ops.length === 1 ? 'gallery' : action);
+  }
+
+  /** How many images the caller may list match the query (gallery counts). */
+  async count(caller: Caller, query: ListRequest['query']): Promise<number> {
+    enforce(caller, 'get_images', { owner: caller.project_id });
+    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller) };
+    const status = (query.where.status ?? IMAGE_STATUSES).filter((s) => s !== 'deleted');
+    if (status.length === 0) return 0;
+    return this.manifest.store.count({ ...query, scope, where: { ...query.where, status } });
   }
 
   async addTag(caller: Caller, id: string, tag: string): Promise<ImageDoc> {
@@ -190,7 +260,7 @@ export class ImageService {
       draft.tags.push(tag);
       entity.checkTagCount(draft);
       return entity.updated(before, draft);
-    });
+    }, 'tags');
   }
 
   async removeTag(caller: Caller, id: string, tag: string): Promise<ImageDoc> {
@@ -198,7 +268,7 @@ export class ImageService {
       if (!draft.tags.includes(tag)) throw fail('tag_not_found', `Image ${id} has no tag '${tag.slice(0, 255)}'.`);
       draft.tags = draft.tags.filter((t) => t !== tag);
       return entity.updated(before, draft);
-    });
+    }, 'tags');
   }
 
   async deactivate(caller: Caller, id: string): Promise<ImageDoc> {
@@ -222,7 +292,7 @@ export class ImageService {
   // ---------------------------------------------------------------- members
 
   async addMember(caller: Caller, id: string, memberId: string): Promise<ImageMember> {
-    const doc = await this.change(caller, id, 'add_member', (draft) => entity.addMember(draft, memberId));
+    const doc = await this.change(caller, id, 'add_member', (draft) => entity.addMember(draft, memberId), 'members');
     return entity.membersOf(doc).find((m) => m.member_id === memberId)!;
   }
 
@@ -257,7 +327,7 @@ export class ImageService {
     await this.change(caller, id, 'delete_member', (draft) => {
       this.requireShared(draft);
       return entity.removeMember(draft, memberId);
-    });
+    }, 'members');
   }
 
   // ---------------------------------------------------------------- tasks
@@ -384,18 +454,23 @@ export class ImageService {
     id: string,
     action: 'delete_image' | 'modify_image' | 'upload_image' | 'deactivate' | 'reactivate' | 'add_member' | 'delete_member',
     apply: (draft: ImageDoc, before: ImageDoc) => NewEvent[] | null,
+    recordAs = action as string,
   ): Promise<ImageDoc> {
-    const { doc } = await this.manifest.update(id, (draft) => {
-      const before = requireVisible(caller, structuredClone(draft), id);
+    let before: ImageDoc | null = null;
+    const { doc, changed } = await this.manifest.update(id, (draft) => {
+      before = requireVisible(caller, structuredClone(draft), id);
       enforce(caller, action, { owner: before.owner });
       return apply(draft, before);
     });
+    if (changed && before) await this.catalog?.changed(caller, recordAs, before, doc);
     return doc;
   }
 
   /** Member status changes: the member itself (or an admin) decides, the owner gets 403. */
   private async answerInvitation(caller: Caller, id: string, memberId: string, apply: (draft: ImageDoc) => NewEvent[] | null): Promise<ImageDoc> {
-    const { doc } = await this.manifest.update(id, (draft) => {
+    let before: ImageDoc | null = null;
+    const { doc, changed } = await this.manifest.update(id, (draft) => {
+      before = structuredClone(draft);
       const image = this.requireShared(requireVisible(caller, draft, id));
       enforce(caller, 'get_image', { owner: image.owner });
       if (!isAdminCaller(caller) && memberId !== caller.project_id) {
@@ -407,6 +482,7 @@ export class ImageService {
       enforce(caller, 'modify_member', { owner: image.owner, member_id: memberId });
       return apply(draft);
     });
+    if (changed && before) await this.catalog?.changed(caller, 'members', before, doc);
     return doc;
   }
 

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import type { ImageDoc, ImageStatus, MemberStatus, StageName, Visibility } from '../schemas/image.js';
 import type { PirEvent } from '../schemas/events.js';
 import type { EnqueueOptions, JobHandler, JobKind } from './jobs.js';
+import type { Search } from './search.js';
 
 // ---------------------------------------------------------------- manifest
 
@@ -60,6 +61,10 @@ export interface ListQuery {
   properties?: Record<string, string>;
   /** Tags that must all be present. */
   tags?: string[];
+  /** Keyword search (core/search.ts): every word, and a word starting with the prefix, among the image's words. */
+  search?: Search;
+  /** The image's gallery (its `pir_gallery_id` property) must be one of these (an empty array matches nothing). */
+  galleryIn?: string[];
   /**
    * Sort keys in order. Stores apply normalizeSort (core/list-access.ts): repeated keys and keys
    * after `id` are dropped, and `id` (in the last key's direction) breaks any remaining tie.
@@ -81,6 +86,10 @@ export interface ListRequest {
   marker?: string;
   /** Instead of a marker: the sort keyset of the last image already listed (continuing a page in batches). */
   after?: SortValue[];
+  /** Rank the keyword search's matches (query.search) best first (sort=relevance). */
+  relevance?: boolean;
+  /** Only images of this gallery (and, recursive, of the galleries below it): resolved by the catalog. */
+  gallery?: { id: string; recursive: boolean };
 }
 
 export interface ManifestStore {
@@ -88,6 +97,8 @@ export interface ManifestStore {
   create(doc: ImageDoc): Promise<void>;
   get(id: string): Promise<ImageDoc | null>;
   list(query: ListQuery): Promise<ImageDoc[]>;
+  /** How many documents list(query) would return without limit and keyset (`limit`, `after` and `sort` are ignored). */
+  count(query: ListQuery): Promise<number>;
   /**
    * Compare-and-set: writes `doc` (whose revision the caller has already bumped) only if the
    * stored revision is still `expectedRevision`. Returns false when someone else wrote first.

@@ -53,6 +53,8 @@ export interface PirConfig {
   uploadStallSeconds: number;
   /** An upload whose body brings no byte for this long is aborted (the client went silent). */
   uploadIdleSeconds: number;
+  /** Metadata revisions kept per image (PIR_REVISIONS_KEEP); older ones are pruned. */
+  revisionsKeep: number;
   logLevel: string;
   /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
   testFaults: string[];
@@ -141,7 +143,8 @@ function optionalUrl(env: Env, name: string, protocols: string[]): string | null
   return raw;
 }
 
-function brokers(env: Env): string[] | null {
+/** PIR_KAFKA_BROKERS alone (the cache role reads events without PIR's other stores). */
+export function brokers(env: Env): string[] | null {
   const raw = env.PIR_KAFKA_BROKERS;
   if (raw === undefined || raw === '') return null;
   const list = raw.split(',').map((b) => b.trim()).filter(Boolean);
@@ -235,6 +238,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
+    revisionsKeep: int(env, 'PIR_REVISIONS_KEEP', 100, 1, 1_000_000),
     logLevel: logLevel(env),
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),

@@ -33,6 +33,7 @@ import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
 import { ProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
+import { openCatalog } from './catalog.js';
 import { checkJobKinds } from '../core/jobs.js';
 
 export interface Adapters {
@@ -105,6 +106,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
+  const catalog = await openCatalog(config, urls, images);
   checkJobKinds([webhooks.kind], STAGES);
 
   if (roles.worker) {
@@ -134,7 +136,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
-      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service });
+      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
@@ -156,6 +158,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await relay.drain();
       await adapters.close();
       await webhooks.close();
+      await catalog.close();
       await quotaStore?.close();
       await hashes.close();
       await authenticator?.close();

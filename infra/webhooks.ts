@@ -14,6 +14,8 @@ import type { JobKind } from '../core/jobs.js';
 import type { Manifest } from '../core/manifest.js';
 import type { EventBus, JobQueue } from '../core/ports.js';
 import { WebhookDeliverer } from '../core/webhooks/deliver.js';
+import { InProcessEndpointLimiter, type EndpointLimiter } from '../core/webhooks/endpoint-limiter.js';
+import { RedisEndpointLimiter } from './bullmq/redis-endpoint-limiter.js';
 import { WebhookFanout } from '../core/webhooks/fanout.js';
 import { webhookDeliveryKind, type DeliveryJob } from '../core/webhooks/jobs.js';
 import type { WebhookStore } from '../core/webhooks/model.js';
@@ -79,15 +81,21 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
   const egress = new EgressClient({ ...config.egress, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: settings.timeoutMs, totalTimeoutMs: settings.timeoutMs });
   const service = new WebhookService(store, box, queue, kind, webhookUrlCheck(egress), settings.rotationGraceSeconds);
   const wlog = log.child({ component: 'webhooks' });
+  let limiter: EndpointLimiter | null = null;
   return {
     store,
     kind,
     service,
     async startWorker(bus) {
-      const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog);
+      // Distributed: the per-endpoint limit holds across every worker process.
+      limiter = urls ? new RedisEndpointLimiter({ redisUrl: urls.redisUrl, prefix: config.redisPrefix }, wlog) : new InProcessEndpointLimiter();
+      const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog, limiter);
       await queue.work(kind, settings.concurrency, deliverer.handle);
       await new WebhookFanout(store, manifest, queue, kind, wlog, imageView).start(bus);
     },
-    close: () => store.close(),
+    async close() {
+      await limiter?.close();
+      await store.close();
+    },
   };
 }

@@ -11,7 +11,8 @@
  * - any other answer (3xx, 4xx) or a refused address: failed for good at once.
  * A delivery that failed for good counts toward disabling the endpoint.
  *
- * Per-endpoint limit: at most N deliveries in flight to one subscription from this process; a
+ * Per-endpoint limit: at most N deliveries in flight to one subscription (counted by the
+ * EndpointLimiter: in the process when embedded, across every worker in distributed mode); a
  * job that finds it full is deferred (not an attempt), so one slow receiver never holds the
  * workers the others need.
  */
@@ -20,6 +21,7 @@ import { DeferJobError, PermanentJobError, RetryLaterError } from '../jobs.js';
 import type { JobContext } from '../ports.js';
 import type { EgressClient } from '../../infra/egress/egress-client.js';
 import { EgressError } from '../../infra/egress/egress-client.js';
+import type { EndpointLimiter } from './endpoint-limiter.js';
 import type { DeliveryJob } from './jobs.js';
 import { scheduledDelay } from './jobs.js';
 import type { Attempt, Delivery, Subscription, WebhookStore } from './model.js';
@@ -45,14 +47,13 @@ interface Outcome {
 }
 
 export class WebhookDeliverer {
-  private readonly inFlight = new Map<string, number>();
-
   constructor(
     private readonly store: WebhookStore,
     private readonly box: SecretBox,
     private readonly egress: EgressClient,
     private readonly settings: DeliverySettings,
     private readonly log: Logger,
+    private readonly limiter: EndpointLimiter,
   ) {}
 
   handle = async (job: DeliveryJob, ctx: JobContext): Promise<void> => {
@@ -64,15 +65,12 @@ export class WebhookDeliverer {
       await this.store.recordAttempt(delivery.id, attemptRecord(ctx.attempt, null, `not sent: the webhook is disabled (${sub.disabled_reason ?? 'by its owner'})`, 0, null), 'failed');
       throw new PermanentJobError(`webhook ${sub.id} is disabled`);
     }
-    const running = this.inFlight.get(sub.id) ?? 0;
-    if (running >= this.settings.perEndpointConcurrency) throw new DeferJobError(100 + Math.floor(Math.random() * 400));
-    this.inFlight.set(sub.id, running + 1);
+    const lease = await this.limiter.tryAcquire(sub.id, this.settings.perEndpointConcurrency);
+    if (!lease) throw new DeferJobError(100 + Math.floor(Math.random() * 400));
     try {
       await this.attempt(delivery, sub, ctx);
     } finally {
-      const left = (this.inFlight.get(sub.id) ?? 1) - 1;
-      if (left <= 0) this.inFlight.delete(sub.id);
-      else this.inFlight.set(sub.id, left);
+      await lease.release();
     }
   };
 

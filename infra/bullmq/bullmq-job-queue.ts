@@ -22,6 +22,7 @@
 import { DelayedError, FlowProducer, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { FlowJob, Job, JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
+import { bullmqTelemetryOption } from '../telemetry/bullmq-telemetry.js';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import { STAGES, type StageName } from '../../schemas/image.js';
@@ -84,7 +85,7 @@ export class BullmqJobQueue implements JobQueue {
     // Enqueueing fails after a few reconnect attempts instead of waiting for Redis forever: the
     // caller (the dispatcher's event handler) then fails and the event is delivered again.
     this.connection = this.redis('producer', 5);
-    this.flow = new FlowProducer({ connection: this.connection, prefix: this.prefix });
+    this.flow = new FlowProducer({ connection: this.connection, prefix: this.prefix, ...bullmqTelemetryOption() });
     this.flow.on('error', (err) => this.logger.error({ err }, 'bullmq flow producer error'));
     const keep = { age: opts.keepSeconds ?? 86_400, count: opts.keepCount ?? 100_000 };
     this.jobOpts = {
@@ -160,7 +161,7 @@ export class BullmqJobQueue implements JobQueue {
    */
   async stats(): Promise<QueueStats[]> {
     await this.ping();
-    this.statQueues ??= new Map(STAGES.map((stage) => [stage, new Queue(stageQueueName(stage), { connection: this.connection, prefix: this.prefix })]));
+    this.statQueues ??= new Map(STAGES.map((stage) => [stage, new Queue(stageQueueName(stage), { connection: this.connection, prefix: this.prefix, ...bullmqTelemetryOption() })]));
     const now = Date.now();
     return Promise.all(STAGES.map(async (stage) => {
       const queue = this.statQueues!.get(stage)!;
@@ -204,7 +205,7 @@ export class BullmqJobQueue implements JobQueue {
     checkJobId(id);
     let queue = this.queues.get(kind.name);
     if (!queue) {
-      queue = new Queue(kindQueueName(kind as JobKind<unknown>), { connection: this.connection, prefix: this.prefix });
+      queue = new Queue(kindQueueName(kind as JobKind<unknown>), { connection: this.connection, prefix: this.prefix, ...bullmqTelemetryOption() });
       queue.on('error', (err) => this.logger.error({ err, kind: kind.name }, 'bullmq queue error'));
       this.queues.set(kind.name, queue);
     }
@@ -257,7 +258,7 @@ export class BullmqJobQueue implements JobQueue {
 
   /** For tests and diagnostics: the BullMQ state of a job of a kind ('completed', 'failed', …). */
   async stateOf(kind: JobKind<unknown>, id: string): Promise<string> {
-    const queue = this.queues.get(kind.name) ?? new Queue(kindQueueName(kind), { connection: this.connection, prefix: this.prefix });
+    const queue = this.queues.get(kind.name) ?? new Queue(kindQueueName(kind), { connection: this.connection, prefix: this.prefix, ...bullmqTelemetryOption() });
     this.queues.set(kind.name, queue);
     return queue.getJobState(id);
   }
@@ -267,6 +268,7 @@ export class BullmqJobQueue implements JobQueue {
     return {
       connection,
       prefix: this.prefix,
+      ...bullmqTelemetryOption(),
       concurrency: Math.floor(concurrency),
       lockDuration: this.opts.lockDurationMs ?? 10_000,
       stalledInterval: this.opts.stalledIntervalMs ?? 5_000,

@@ -14,6 +14,8 @@ import Database from 'better-sqlite3';
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
+import { imageWords, prefixEnd } from '../../core/search.js';
+import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortKey, SortSpec, SortValue } from '../../core/ports.js';
 
 export interface SqliteManifestStoreOptions {
@@ -57,7 +59,7 @@ function marks(values: readonly unknown[]): string {
 }
 
 /** Bumped when the schema gains columns or side tables; opening an older file migrates it. */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS images (
@@ -113,6 +115,12 @@ CREATE TABLE IF NOT EXISTS image_members (
   PRIMARY KEY (image_id, member_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS image_members_member ON image_members (member_id, status, image_id);
+CREATE TABLE IF NOT EXISTS image_words (
+  image_id TEXT NOT NULL,
+  word     TEXT NOT NULL,
+  PRIMARY KEY (image_id, word)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS image_words_word ON image_words (word, image_id);
 `;
 
 /** Columns added by schema version 2 (ALTERed into older files). */
@@ -189,6 +197,8 @@ export class SqliteManifestStore implements ManifestStore {
     insertProperty: Database.Statement<[string, string, string]>;
     insertTag: Database.Statement<[string, string]>;
     insertMember: Database.Statement<[string, string, string]>;
+    deleteWords: Database.Statement<[string]>;
+    insertWord: Database.Statement<[string, string]>;
   };
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
   private readonly ackTx: (id: string, eventIds: string[]) => void;
@@ -222,6 +232,8 @@ export class SqliteManifestStore implements ManifestStore {
       insertProperty: this.db.prepare('INSERT OR REPLACE INTO image_properties (image_id, key, value) VALUES (?, ?, ?)'),
       insertTag: this.db.prepare('INSERT OR IGNORE INTO image_tags (image_id, tag) VALUES (?, ?)'),
       insertMember: this.db.prepare('INSERT OR REPLACE INTO image_members (image_id, member_id, status) VALUES (?, ?, ?)'),
+      deleteWords: this.db.prepare('DELETE FROM image_words WHERE image_id = ?'),
+      insertWord: this.db.prepare('INSERT OR IGNORE INTO image_words (image_id, word) VALUES (?, ?)'),
     };
     const ack = this.db.transaction((id: string, eventIds: string[]) => {
       const row = this.stmts.get.get(id);
@@ -315,6 +327,11 @@ export class SqliteManifestStore implements ManifestStore {
     return docs;
   }
 
+  async count(query: ListQuery): Promise<number> {
+    const { sql, params } = this.listSql({ ...query, after: undefined }, true);
+    return (this.prepared(sql).get(...params) as unknown as { n: number }).n;
+  }
+
   /** The query plan of list(query), for tests and diagnostics (are the indexes used?). */
   explainList(query: ListQuery): string[] {
     const { sql, params } = this.listSql(query);
@@ -362,12 +379,14 @@ export class SqliteManifestStore implements ManifestStore {
     for (const [key, value] of Object.entries(doc.properties)) this.stmts.insertProperty.run(doc.id, key, value);
     for (const tag of doc.tags) this.stmts.insertTag.run(doc.id, tag);
     for (const m of doc.members ?? []) this.stmts.insertMember.run(doc.id, m.member_id, m.status);
+    for (const word of imageWords(doc)) this.stmts.insertWord.run(doc.id, word);
   }
 
   private deleteSideRows(id: string): void {
     this.stmts.deleteProperties.run(id);
     this.stmts.deleteTags.run(id);
     this.stmts.deleteMembers.run(id);
+    this.stmts.deleteWords.run(id);
   }
 
   /** Files written before schema version 2 lack the list columns. */
@@ -404,7 +423,7 @@ export class SqliteManifestStore implements ManifestStore {
    * prefixed with `+` are kept off their single-column indexes on purpose: used to drive, they
    * would make SQLite sort the whole matching set. LIMIT is the last parameter.
    */
-  private listSql(query: ListQuery): { sql: string; params: unknown[] } {
+  private listSql(query: ListQuery, count = false): { sql: string; params: unknown[] } {
     const access = listAccess(query);
     let driver: { from: string; params: unknown[]; rows: number } | null = null;
     const consider = (from: string, params: unknown[]) => {
@@ -413,6 +432,13 @@ export class SqliteManifestStore implements ManifestStore {
     };
     for (const tag of query.tags ?? []) consider('SELECT image_id AS did FROM image_tags WHERE tag = ?', [tag]);
     for (const [key, value] of Object.entries(query.properties ?? {})) consider('SELECT image_id AS did FROM image_properties WHERE key = ? AND value = ?', [key, value]);
+    if (query.search) {
+      for (const word of query.search.words) consider('SELECT image_id AS did FROM image_words WHERE word = ?', [word]);
+      consider('SELECT DISTINCT image_id AS did FROM image_words WHERE word >= ? AND word < ?', [query.search.prefix, prefixEnd(query.search.prefix)]);
+    }
+    if (query.galleryIn && query.galleryIn.length > 0) {
+      consider(`SELECT image_id AS did FROM image_properties WHERE key = ? AND value IN (${marks(query.galleryIn)})`, [GALLERY_PROPERTY, ...query.galleryIn]);
+    }
     if (access.anyOf && access.anyOf.length > 0 && access.anyOf.every((t) => t.kind !== 'visibility')) {
       const parts: string[] = [];
       const params: unknown[] = [];
@@ -495,6 +521,21 @@ export class SqliteManifestStore implements ManifestStore {
       clauses.push('EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ?)');
       params.push(tag);
     }
+    if (query.search) {
+      for (const word of query.search.words) {
+        clauses.push('EXISTS (SELECT 1 FROM image_words w WHERE w.image_id = images.id AND w.word = ?)');
+        params.push(word);
+      }
+      clauses.push('EXISTS (SELECT 1 FROM image_words w WHERE w.image_id = images.id AND w.word >= ? AND w.word < ?)');
+      params.push(query.search.prefix, prefixEnd(query.search.prefix));
+    }
+    if (query.galleryIn) {
+      if (query.galleryIn.length === 0) clauses.push('0');
+      else {
+        clauses.push(`EXISTS (SELECT 1 FROM image_properties g WHERE g.image_id = images.id AND g.key = ? AND g.value IN (${marks(query.galleryIn)}))`);
+        params.push(GALLERY_PROPERTY, ...query.galleryIn);
+      }
+    }
     const sort = normalizeSort(query.sort);
     if (query.after) {
       const { clause, values } = keysetSql(sort, query.after);
@@ -505,7 +546,7 @@ export class SqliteManifestStore implements ManifestStore {
     const source = d ? `(${d.from}) AS d CROSS JOIN images INDEXED BY images_list_id ON images.id = d.did` : 'images';
     const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
     const order = (prefix: string) => sort.map((s) => `${prefix}${SORT_COLUMNS[s.key]} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
-    const inner = `SELECT images.id FROM ${source} ${where} ORDER BY ${order('images.')} LIMIT ?`;
+    const inner = count ? `SELECT count(*) AS n FROM ${source} ${where}` : `SELECT images.id FROM ${source} ${where} ORDER BY ${order('images.')} LIMIT ?`;
     return { sql: inner, params: [...(d ? d.params : []), ...params] };
   }
 

@@ -47,12 +47,13 @@ redis_start() {
     pir_die "redis: port 127.0.0.1:$PIR_REDIS_PORT is already in use by another process (not ours; see: ss -ltnp 'sport = :$PIR_REDIS_PORT'). Stop it or set PIR_REDIS_PORT."
   fi
   pir_log "redis: starting on 127.0.0.1:$PIR_REDIS_PORT"
-  # No config file: everything on the command line. No persistence, and
-  # noeviction because BullMQ requires it.
+  # No config file: everything on the command line. No persistence unless
+  # PIR_REDIS_APPENDONLY=yes (the restart tests' private instance: a production
+  # Redis under BullMQ needs it), and noeviction because BullMQ requires it.
   pir_spawn "$REDIS_PIDFILE" "$REDIS_LOG" redis-server \
     --bind 127.0.0.1 --port "$PIR_REDIS_PORT" --protected-mode yes \
     --daemonize no --supervised no --logfile '' \
-    --dir "$REDIS_DIR/data" --save '' --appendonly no \
+    --dir "$REDIS_DIR/data" --save '' --appendonly "${PIR_REDIS_APPENDONLY:-no}" \
     --maxmemory-policy noeviction --databases 16
   if ! pir_wait redis "$PIR_START_TIMEOUT" "$REDIS_LOG" "$REDIS_PIDFILE" "$REDIS_PATTERN" redis_healthy; then
     pir_stop_pid redis "$REDIS_PIDFILE" "$REDIS_PATTERN" 10

@@ -36,6 +36,8 @@ import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings }
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
+import { imageWords } from '../../core/search.js';
+import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
 
@@ -60,7 +62,7 @@ export interface MongoManifestStoreOptions {
  * `pir_props` holds each extra property as the JSON text `["key","value"]`, `pir_members` each
  * membership as `["member_id","status"]` (JSON, so no key or value can forge another pair).
  */
-type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[] };
+type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[] };
 
 function propertyKey(key: string, value: string): string {
   return JSON.stringify([key, value]);
@@ -80,6 +82,8 @@ function toStored(doc: ImageDoc, seq: number, inc: string): Stored {
     pir_inc: inc,
     pir_props: Object.entries(doc.properties).map(([k, v]) => propertyKey(k, v)),
     pir_members: (doc.members ?? []).map((m) => memberKey(m.member_id, m.status)),
+    // Keyword search (core/search.ts): the image's words, lowercased, under a multikey index.
+    pir_words: imageWords(doc),
   };
 }
 
@@ -125,8 +129,8 @@ function journalId(id: string, inc: string, seq: number): string {
 }
 
 function fromStored(stored: Stored): ImageDoc {
-  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, ...doc } = stored;
-  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members;
+  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, ...doc } = stored;
+  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members; void pir_words;
   return doc as ImageDoc;
 }
 
@@ -207,12 +211,21 @@ export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: So
   }
   for (const [k, v] of Object.entries(query.properties ?? {})) and.push({ pir_props: propertyKey(k, v) });
   for (const tag of query.tags ?? []) and.push({ tags: tag });
+  if (query.search) {
+    for (const word of query.search.words) and.push({ pir_words: word });
+    and.push({ pir_words: { $regex: `^${escapeRegex(query.search.prefix)}` } });
+  }
+  if (query.galleryIn) and.push({ pir_props: { $in: query.galleryIn.map((g) => propertyKey(GALLERY_PROPERTY, g)) } });
   const sort = normalizeSort(query.sort);
   if (query.after) and.push(keysetFilter(sort, query.after));
   const filter = (and.length === 0 ? {} : and.length === 1 ? and[0]! : { $and: and }) as Filter<Stored>;
   const order: Record<string, 1 | -1> = {};
   for (const s of sort) order[field(s.key)] = s.dir === 'desc' ? -1 : 1;
   return { filter, sort: order };
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** "Strictly after this row" in the order of `sort` (nulls first ascending, last descending). */
@@ -297,6 +310,7 @@ export class MongoManifestStore implements ManifestStore {
           { key: { pir_props: 1 }, name: 'list_props' },
           { key: { tags: 1 }, name: 'list_tags' },
           { key: { pir_members: 1 }, name: 'list_members' },
+          { key: { pir_words: 1 }, name: 'list_words' },
         ]);
         await ensureIndexes(this.journal, [{ key: { image_id: 1, seq: 1 }, name: 'image_seq' }]);
         await this.addDerivedFields();
@@ -354,6 +368,12 @@ export class MongoManifestStore implements ManifestStore {
     const { filter, sort } = listFilter(query);
     const docs = await this.col.find(filter).sort(sort).limit(limit).toArray();
     return docs.map(fromStored);
+  }
+
+  async count(query: ListQuery): Promise<number> {
+    await this.start();
+    const { filter } = listFilter({ ...query, after: undefined });
+    return this.col.countDocuments(filter);
   }
 
   async replace(doc: ImageDoc, expectedRevision: number): Promise<boolean> {
@@ -476,7 +496,7 @@ export class MongoManifestStore implements ManifestStore {
    * compare-and-set write of the same document (so a concurrent writer is never overwritten).
    */
   private async addDerivedFields(): Promise<void> {
-    const old = await this.col.find({ pir_props: { $exists: false } }, { projection: { _id: 1 } }).toArray();
+    const old = await this.col.find({ $or: [{ pir_props: { $exists: false } }, { pir_words: { $exists: false } }] }, { projection: { _id: 1 } }).toArray();
     for (const { _id } of old) await this.write(_id, 'upgrade', (head) => fromStored(head));
   }
 

@@ -5,12 +5,13 @@
  */
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
+import type { Registry } from 'prom-client';
 import { registry } from './metrics.js';
 import { runChecks, type DependencyCheck } from './health.js';
 
 export interface MetricsServer { url: string; close(): Promise<void> }
 
-export async function startMetricsServer(host: string, port: number, checks: DependencyCheck[]): Promise<MetricsServer> {
+export async function startMetricsServer(host: string, port: number, checks: DependencyCheck[], metrics: Registry = registry): Promise<MetricsServer> {
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     const send = (status: number, type: string, body: string) => {
@@ -18,7 +19,7 @@ export async function startMetricsServer(host: string, port: number, checks: Dep
     };
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(405, 'text/plain', 'only GET\n');
     if (path === '/metrics') {
-      registry.metrics().then((text) => send(200, registry.contentType, text), (err: Error) => send(500, 'text/plain', `metrics failed: ${err.message}\n`));
+      metrics.metrics().then((text) => send(200, metrics.contentType, text), (err: Error) => send(500, 'text/plain', `metrics failed: ${err.message}\n`));
     } else if (path === '/healthz') {
       send(200, 'application/json', JSON.stringify({ status: 'ok' }));
     } else if (path === '/readyz') {

@@ -3,12 +3,30 @@
  * OTEL_EXPORTER_OTLP_ENDPOINT is set (then the OpenTelemetry Node SDK exports as they say:
  * otlp by default, OTEL_EXPORTER_OTLP_* for where and how). OTEL_TRACES_EXPORTER=pir-test-file
  * writes finished spans as JSON lines to PIR_TEST_SPANS_FILE (tests read them across processes).
+ *
+ * Besides PIR's own spans (dispatcher, stages), the auto-instrumentations: HTTP server spans by
+ * @fastify/otel, kafkajs produce/process spans, ioredis and mongodb client spans, and BullMQ's
+ * own telemetry (bullmq-otel, handed to the job queue through bullmq-telemetry.ts). PIR is ESM, so
+ * the modules are patched by import-in-the-middle's loader hook: `startTracing` registers it
+ * (for those modules only) and must run before they are first imported; the server roles
+ * import the runtime only afterwards (cli/server-commands.ts).
  */
 import { appendFileSync } from 'node:fs';
+import { register } from 'node:module';
+import { createAddHookMessageChannel } from 'import-in-the-middle';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { SimpleSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { FastifyOtelInstrumentation } from '@fastify/otel';
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { KafkaJsInstrumentation } from '@opentelemetry/instrumentation-kafkajs';
+import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
+import { BullMQOtel } from 'bullmq-otel';
+import { setBullmqTelemetry } from './bullmq-telemetry.js';
 
 type Env = Record<string, string | undefined>;
+
+/** The packages the instrumentations patch: the loader hook wraps these and nothing else. */
+const INSTRUMENTED = ['fastify', 'kafkajs', 'ioredis', 'mongodb'];
 
 export function tracingWanted(env: Env = process.env): boolean {
   const exporter = env.OTEL_TRACES_EXPORTER;
@@ -16,20 +34,41 @@ export function tracingWanted(env: Env = process.env): boolean {
   return Boolean(exporter || env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
 }
 
-/** Starts the SDK when configured; returns its shutdown (which flushes), or null when off. */
-export function startTracing(role: string, env: Env = process.env): (() => Promise<void>) | null {
+/**
+ * Starts the SDK when configured, before the instrumented modules are imported; returns its
+ * shutdown (which flushes), or null when off.
+ */
+export async function startTracing(role: string, env: Env = process.env): Promise<(() => Promise<void>) | null> {
   if (!tracingWanted(env)) return null;
   // Only traces: PIR's metrics are Prometheus (/metrics), its logs pino on stdout.
   env.OTEL_METRICS_EXPORTER ??= 'none';
   env.OTEL_LOGS_EXPORTER ??= 'none';
   const testFile = env.OTEL_TRACES_EXPORTER === 'pir-test-file' ? env.PIR_TEST_SPANS_FILE : undefined;
   if (env.OTEL_TRACES_EXPORTER === 'pir-test-file' && !testFile) throw new Error('OTEL_TRACES_EXPORTER=pir-test-file needs PIR_TEST_SPANS_FILE');
+  const { registerOptions, waitForAllMessagesAcknowledged } = createAddHookMessageChannel();
+  register('import-in-the-middle/hook.mjs', import.meta.url, { ...registerOptions, data: { ...registerOptions.data, include: INSTRUMENTED } } as typeof registerOptions);
   const sdk = new NodeSDK({
     serviceName: env.OTEL_SERVICE_NAME || `pir-${role}`,
-    instrumentations: [],
+    instrumentations: [
+      new FastifyOtelInstrumentation({
+        registerOnInitialization: true,
+        // One span per request and one for its handler; a span for each Fastify hook (auth,
+        // quotas, 100-continue…) tripled the spans of a request for no operator value.
+        instrumentHooks: false,
+        ignorePaths: (route) => route.url === '/healthz' || route.url === '/readyz' || route.url === '/metrics' || route.url.startsWith('/ops'),
+        // Named by method and route pattern (never the URL), as PIR's own server span was.
+        requestHook: (span, request) => span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`),
+      }),
+      new KafkaJsInstrumentation(),
+      // Only calls made inside a trace: BullMQ's and the relay's idle polling would be noise.
+      new IORedisInstrumentation({ requireParentSpan: true }),
+      new MongoDBInstrumentation({ requireParentSpan: true }),
+    ],
     ...(testFile ? { spanProcessors: [new SimpleSpanProcessor({ exporter: new JsonLinesExporter(testFile) })] } : {}),
   });
   sdk.start();
+  await waitForAllMessagesAcknowledged();
+  setBullmqTelemetry(new BullMQOtel({ tracerName: 'bullmq' }));
   return () => sdk.shutdown();
 }
 
@@ -51,6 +90,8 @@ class JsonLinesExporter implements SpanExporter {
 
 export interface SpanRecord {
   name: string;
+  /** The instrumentation that made the span ('pir', '@fastify/otel', …). */
+  scope: string;
   service: string;
   trace_id: string;
   span_id: string;
@@ -67,6 +108,7 @@ function toJson(s: ReadableSpan): SpanRecord {
   const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
   return {
     name: s.name,
+    scope: s.instrumentationScope.name,
     service: String(s.resource.attributes['service.name'] ?? ''),
     trace_id: s.spanContext().traceId,
     span_id: s.spanContext().spanId,

@@ -6,6 +6,8 @@
 import { accessAllows, compareDocs, listAccess, normalizeSort } from '../../core/list-access.js';
 import type { ListQuery } from '../../core/ports.js';
 import type { ImageDoc } from '../../schemas/image.js';
+import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
+import { searchMatches } from '../../core/search.js';
 
 export function referenceMatches(query: ListQuery, doc: ImageDoc): boolean {
   if (!accessAllows(listAccess(query), doc)) return false;
@@ -23,6 +25,8 @@ export function referenceMatches(query: ListQuery, doc: ImageDoc): boolean {
   }
   for (const [k, v] of Object.entries(query.properties ?? {})) if (doc.properties[k] !== v) return false;
   for (const tag of query.tags ?? []) if (!doc.tags.includes(tag)) return false;
+  if (query.search && !searchMatches(doc, query.search)) return false;
+  if (query.galleryIn && !query.galleryIn.includes(doc.properties[GALLERY_PROPERTY] as string)) return false;
   return true;
 }
 

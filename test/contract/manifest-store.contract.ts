@@ -416,6 +416,61 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       assert.deepEqual(await store.list(listQuery({ tags: ['new'], limit: 100 })), []);
     });
 
+    await t.test('list and count: keyword search (words ANDed, last word a prefix, case-insensitive) and galleries, with other filters and scopes', async () => {
+      const store = await fresh();
+      const names = ['Debian 12 Bookworm', 'debian-11 bullseye', 'Ubuntu 24.04 Noble', 'Fedora CoreOS', null, 'Debian GNU/Linux testing', 'Windows Server 2022'];
+      const docs = Array.from({ length: 42 }, (_, i) => makeDoc({
+        owner: `p${i % 3}`,
+        name: names[i % names.length]!,
+        visibility: (['private', 'public', 'shared'] as const)[i % 3]!,
+        tags: [...(i % 2 ? ['Cloud-Init'] : []), ...(i % 5 === 0 ? ['GPU', 'x86_64'] : [])],
+        properties: {
+          ...(i % 4 === 0 ? { description: `Minimal DEBIAN image build ${i}` } : {}),
+          ...(i % 6 === 0 ? { os_distro: 'ubuntu' } : {}),
+          ...(i % 7 < 3 ? { pir_gallery_id: `g${i % 7}` } : {}),
+        },
+        members: i % 3 === 2 && i % 2 === 0 ? [{ member_id: 'p1', status: 'accepted', created_at: 'x', updated_at: 'x' }] : [],
+        created_at: iso(BASE + i * 1000),
+      }));
+      for (const d of docs) await store.create(d);
+      const searches = [
+        { words: [], prefix: 'debian' }, { words: [], prefix: 'deb' }, { words: ['debian'], prefix: '12' }, { words: ['debian'], prefix: 'b' },
+        { words: ['cloud'], prefix: 'init' }, { words: [], prefix: 'gpu' }, { words: ['minimal'], prefix: 'debian' }, { words: [], prefix: 'ubuntu' },
+        { words: ['nothing'], prefix: 'debian' }, { words: [], prefix: 'zz' }, { words: ['x86'], prefix: '64' }, { words: [], prefix: '2' },
+      ];
+      const scopes: Partial<ListQuery>[] = [
+        {},
+        { scope: { project_id: 'p1', admin: false }, visibility: undefined },
+        { scope: { project_id: 'p2', admin: false }, visibility: 'all', memberStatus: 'all' },
+      ];
+      let nonEmpty = 0;
+      for (const search of searches) {
+        for (const scope of scopes) {
+          for (const extra of [{}, { tags: ['Cloud-Init'] }, { where: { owner: 'p0' } }, { galleryIn: ['g1', 'g2'] }] as Partial<ListQuery>[]) {
+            const query = listQuery({ ...scope, ...extra, search, limit: 3 });
+            const expected = referenceList(query, docs);
+            if (expected.length) nonEmpty++;
+            assert.deepEqual(await allPages(store, query), expected, `search ${JSON.stringify(search)} ${JSON.stringify(scope)} ${JSON.stringify(extra)}`);
+            assert.equal(await store.count(query), expected.length, `count of search ${JSON.stringify(search)} ${JSON.stringify(scope)} ${JSON.stringify(extra)}`);
+          }
+        }
+      }
+      assert.ok(nonEmpty > 40, `the fixture exercises the search (${nonEmpty} non-empty answers)`);
+      for (const galleryIn of [['g0'], ['g1', 'g2'], [], ['none']]) {
+        const query = listQuery({ galleryIn, limit: 5 });
+        assert.deepEqual(await allPages(store, query), referenceList(query, docs), `gallery ${galleryIn.join(',')}`);
+        assert.equal(await store.count(query), referenceList(query, docs).length);
+      }
+      // A replace rewrites the words and the gallery: the old ones no longer find the image.
+      const changed = docs[0]!;
+      await store.replace({ ...changed, revision: 2, name: 'Arch Linux', properties: { pir_gallery_id: 'g9' }, tags: [] }, 1);
+      assert.deepEqual((await store.list(listQuery({ search: { words: ['arch'], prefix: 'lin' } }))).map((d) => d.id), [changed.id]);
+      assert.ok(!(await store.list(listQuery({ search: { words: [], prefix: 'debian' } }))).some((d) => d.id === changed.id));
+      assert.deepEqual((await store.list(listQuery({ galleryIn: ['g9'] }))).map((d) => d.id), [changed.id]);
+      await store.purge(changed.id);
+      assert.deepEqual(await store.list(listQuery({ search: { words: ['arch'], prefix: 'linux' } })), []);
+    });
+
     await t.test('list: visibility scope for admin, owner, members by status, other projects, community', async () => {
       const store = await fresh();
       const member = (member_id: string, status: 'pending' | 'accepted' | 'rejected') => ({ member_id, status, created_at: iso(BASE), updated_at: iso(BASE) });

@@ -59,6 +59,11 @@ const OPS = {
   deactivate: { method: 'POST', path: (id) => `/v2/images/${id}/actions/deactivate` },
   reactivate: { method: 'POST', path: (id) => `/v2/images/${id}/actions/reactivate` },
   member_delete: { method: 'DELETE', path: (id, c) => `/v2/images/${id}/members/${c.member}` },
+  // The catalog extension: revisions and metafiles follow the image's visibility and policy.
+  revisions: { method: 'GET', path: (id) => `/v2/images/${id}/revisions` },
+  revision_1: { method: 'GET', path: (id) => `/v2/images/${id}/revisions/1` },
+  restore_1: { method: 'POST', path: (id) => `/v2/images/${id}/revisions/1/restore` },
+  metafile: { method: 'GET', path: (id) => `/v2/images/${id}/metafile` },
   delete: { method: 'DELETE', path: (id) => `/v2/images/${id}` },
 } satisfies Record<string, Op>;
 
@@ -113,6 +118,14 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['reactivate', 'B', WRITE_B],
   ['reactivate', 'Ar', every(403)],
   // Only the owner (or admin) removes a member; the member cannot remove itself.
+  ['revisions', 'B', READ_B],
+  ['revisions', 'Br', READ_B],
+  ['revisions', 'Ar', every(200)],
+  ['revision_1', 'B', READ_B],
+  ['metafile', 'B', READ_B],
+  ['metafile', 'Ar', every(200)],
+  ['restore_1', 'B', WRITE_B],
+  ['restore_1', 'Ar', every(403)],
   ['member_delete', 'B', { priv: 404, sharedAccepted: 403, sharedPending: 403, sharedOther: 404 }],
   ['member_delete', 'Ar', { sharedAccepted: 403, sharedPending: 403 }],
   ['delete', 'B', WRITE_B],
@@ -134,6 +147,11 @@ const LISTS: [Who, string, Fixture[], Fixture[]][] = [
   ['A', '', ['priv', 'sharedAccepted', 'sharedPending', 'sharedOther', 'public', 'community'], []],
   ['Ar', '', ['priv', 'sharedAccepted', 'sharedPending', 'sharedOther', 'public', 'community'], []],
   ['admin', '', ['priv', 'sharedOther', 'public'], []],
+  // Keyword search (the fixtures' tag is a word of theirs) never finds more than the list shows.
+  ['B', `q=${FIXTURE_TAG}`, ['sharedAccepted', 'public'], ['priv', 'sharedPending', 'sharedOther', 'community']],
+  ['B', `q=${FIXTURE_TAG.slice(0, 4)}&visibility=all&member_status=all&sort=relevance`, ['sharedAccepted', 'sharedPending', 'public', 'community'], ['priv', 'sharedOther']],
+  ['Br', `q=${FIXTURE_TAG}&visibility=private`, [], [...FIXTURES]],
+  ['A', `q=${FIXTURE_TAG}`, ['priv', 'sharedAccepted', 'sharedPending', 'sharedOther', 'public', 'community'], []],
 ];
 
 // Visibility is decided in the stores' queries too: the matrix runs on both (embedded: SQLite;

@@ -2,7 +2,8 @@
  * The real `glance` CLI (Debian's python3-glanceclient) against `pir serve`: create with a
  * file, create via glance-direct import, show, list, download, delete, a refused image, and
  * the metadata calls: image-update, tags, protected, deactivate/reactivate, members between
- * two projects (tokens from PIR_TOKENS_FILE), tasks.
+ * two projects (tokens from PIR_TOKENS_FILE), tasks, and webhooks: `glance image-update
+ * --visibility public` reaching other projects' matching subscriptions (issue 8 point 6).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,12 +15,14 @@ import { ensureQemuImg, makeImage, makeTempDir, removeDir } from '../support/ima
 import { fileDigests } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
 import { inCI } from '../support/services.js';
+import { WebhookReceiver, verify } from '../support/webhook-receiver.js';
 
 const run = promisify(execFile);
 const TOKEN = 'e2e-glance-cli-token-0123456789abcd';
 /** Two projects' member tokens, from the tokens file. */
 const ALICE = 'e2e-glance-alice-0123456789';
 const BOB = 'e2e-glance-bob-0123456789';
+const CAROL = 'e2e-glance-carol-0123456789';
 const logDir = testLogDir('glance-cli');
 const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
 if (!haveGlance && !inCI) console.log('# glance CLI e2e skipped: no `glance` command; install it with bash infra/local/services.sh install tools');
@@ -29,6 +32,8 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
   let pir: PirProcess;
   let glance: (...args: string[]) => Promise<string>;
   let glanceAs: (token: string, ...args: string[]) => Promise<string>;
+  let apiUrl: string;
+  const receivers: WebhookReceiver[] = [];
 
   before(async () => {
     if (!haveGlance) throw new Error('CI is set but the glance command is missing: bash infra/local/services.sh install tools');
@@ -39,8 +44,14 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     await writeFile(tokensFile, JSON.stringify({ tokens: [
       { token: ALICE, project_id: 'project-a', user_id: 'alice', roles: ['member'] },
       { token: BOB, project_id: 'project-b', user_id: 'bob', roles: ['member'] },
+      { token: CAROL, project_id: 'project-c', user_id: 'carol', roles: ['member'] },
     ] }), { mode: 0o600 });
-    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_TOKENS_FILE: tokensFile }, logDir);
+    pir = await startPirProcess('serve', {
+      PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_TOKENS_FILE: tokensFile,
+      // webhook receivers started by the tests listen on loopback
+      PIR_EGRESS_ALLOWLIST: '127.0.0.1/32', PIR_WEBHOOK_RETRY_SCHEDULE: '200ms,200ms',
+    }, logDir);
+    apiUrl = `http://127.0.0.1:${port}`;
     const home = join(dir, 'home'); // the CLI caches the image schema under ~/.glanceclient
     await mkdir(home);
     glanceAs = async (token: string, ...args: string[]) => {
@@ -53,6 +64,7 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     glance = (...args: string[]) => glanceAs(TOKEN, ...args);
   });
   after(async () => {
+    for (const r of receivers) await r.stop();
     await pir?.stop();
     if (dir) await removeDir(dir);
   });
@@ -180,5 +192,38 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     const taskId = /([0-9a-f-]{36}\.\d+)/.exec(list)?.[1];
     assert.ok(taskId, list);
     assert.match(await glance('task-show', taskId), /api_image_import/);
+  });
+
+  it('glance image-update --visibility public: other projects\' matching subscriptions get image.updated, signed; a non-matching one gets nothing', async () => {
+    const subscribe = async (token: string, body: Record<string, unknown>) => {
+      const res = await fetch(`${apiUrl}/v2/webhooks`, { method: 'POST', headers: { 'x-auth-token': token, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      assert.equal(res.status, 201, await res.clone().text());
+      return await res.json() as { id: string; secret: string };
+    };
+    const receiver = async () => { const r = await new WebhookReceiver().start(); receivers.push(r); return r; };
+    const disk = await makeImage(dir, 'raw', { size: '4M' });
+    const id = field(await glanceAs(ALICE, 'image-create', '--name', 'cli-hook', '--disk-format', 'raw', '--container-format', 'bare', '--file', disk), 'id')!;
+    const [bobById, bobPublic, carol] = [await receiver(), await receiver(), await receiver()];
+    const subById = await subscribe(BOB, { url: bobById.url, events: ['image.updated'], filters: { image_ids: [id] } });
+    const subPublic = await subscribe(BOB, { url: bobPublic.url, events: ['image.*'], filters: { visibility: ['public'], name_prefix: 'cli-hook' } });
+    await subscribe(CAROL, { url: carol.url, events: ['image.updated'], filters: { tags: ['no-such-tag'] } }); // does not match
+    // while the image is private, bob's project may not see it: an update reaches nobody
+    await glanceAs(ALICE, 'image-update', '--property', 'stage=private', id);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(bobById.received.length + bobPublic.received.length, 0, 'no delivery for an image bob cannot see');
+    // the real CLI makes it public (publicize_image is admin-only)
+    assert.equal(field(await glance('image-update', '--visibility', 'public', id), 'visibility'), 'public');
+    for (const [r, sub] of [[bobById, subById], [bobPublic, subPublic]] as const) {
+      const [got] = await r.waitFor(1);
+      const body = verify(sub.secret, got!);
+      assert.equal(body.type, 'image.updated');
+      assert.equal(body.data.id, id);
+      assert.equal(body.data.visibility, 'public');
+      assert.equal(body.data.owner, 'project-a');
+      assert.match(String(got!.headers['webhook-id']), /^msg_/);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(carol.received.length, 0, 'the non-matching subscription gets nothing');
+    assert.equal(bobById.received.length, 1, 'exactly one delivery');
   });
 });

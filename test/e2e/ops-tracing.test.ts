@@ -47,7 +47,11 @@ describe('tracing in embedded mode (pir serve)', () => {
     const all = await spans(spansFile);
     const request = all.find((s) => s.name === 'PUT /v2/images/:id/file')!;
     const dispatch = all.find((s) => s.name === 'process image.import.started')!;
-    assert.equal(dispatch.parent_span_id, request.span_id);
+    assert.equal(request.scope, '@fastify/otel');
+    const byId = new Map(all.map((s) => [s.span_id, s]));
+    let p = dispatch.parent_span_id;
+    while (p && p !== request.span_id) p = byId.get(p)?.parent_span_id ?? null;
+    assert.equal(p, request.span_id, 'the dispatcher continues the request');
     const stages = all.filter((s) => s.name.startsWith('stage '));
     assert.deepEqual(stages.map((s) => [s.name, s.trace_id, s.parent_span_id, s.attributes['pir.outcome']]),
       ['unpack', 'inspect', 'checksum', 'promote'].map((st) => [`stage ${st}`, request.trace_id, dispatch.span_id, 'done']));
@@ -95,12 +99,32 @@ describe('tracing across processes (distributed)', () => {
     await waitFor(async () => (await spans(workerSpans)).filter((s) => s.name.startsWith('stage ')).length >= 4, 10_000, 'four stage spans');
     const request = (await spans(apiSpans)).find((s) => s.name === 'PUT /v2/images/:id/file');
     assert.ok(request, 'the upload request has a server span');
+    assert.equal(request.scope, '@fastify/otel', 'the HTTP server span comes from @fastify/otel');
+    assert.equal(request.kind, 1, 'SERVER');
+    assert.equal(request.parent_span_id, null, 'the upload starts the trace');
     assert.equal(request.attributes['http.response.status_code'], 204);
     const inWorker = (await spans(workerSpans)).filter((s) => s.trace_id === request.trace_id);
+    const inApi = (await spans(apiSpans)).filter((s) => s.trace_id === request.trace_id);
+    const byId = new Map([...inApi, ...inWorker].map((s) => [s.span_id, s]));
+    /** Whether `span`'s parent chain reaches `ancestor` through spans of this trace. */
+    const descends = (span: SpanRecord, ancestor: SpanRecord) => {
+      for (let p = span.parent_span_id; p; p = byId.get(p)?.parent_span_id ?? null) if (p === ancestor.span_id) return true;
+      return false;
+    };
     const dispatch = inWorker.find((s) => s.name === 'process image.import.started');
     assert.ok(dispatch, `the dispatcher span is in the request's trace: ${JSON.stringify(inWorker.map((s) => s.name))}`);
-    assert.equal(dispatch.parent_span_id, request.span_id, 'the dispatcher continues the request (event traceparent → Kafka header)');
-    assert.deepEqual(dispatch.links, [{ trace_id: request.trace_id, span_id: request.span_id }], 'and links to the producer context');
+    assert.ok(descends(dispatch, request), 'the dispatcher continues the request (event traceparent → Kafka)');
+    assert.deepEqual(dispatch.links, [{ trace_id: request.trace_id, span_id: dispatch.parent_span_id }], 'and links to the producer context');
+    // The auto-instrumentations, all in the same trace: Kafka produce (api) and consume (worker),
+    // MongoDB in both, ioredis and BullMQ's own spans in the worker.
+    const has = (service: string, scope: string, kind?: number) => [...inApi, ...inWorker].some((s) => s.service === service && s.scope === scope && (kind === undefined || s.kind === kind));
+    assert.ok(has('pir-api', '@opentelemetry/instrumentation-kafkajs', 3), 'kafkajs produce span in the api');
+    assert.ok(has('pir-worker', '@opentelemetry/instrumentation-kafkajs', 4), 'kafkajs consume span in the worker');
+    assert.ok(has('pir-api', '@opentelemetry/instrumentation-mongodb', 2) && has('pir-worker', '@opentelemetry/instrumentation-mongodb', 2), 'mongodb spans in both');
+    assert.ok(has('pir-worker', '@opentelemetry/instrumentation-ioredis', 2), 'ioredis spans in the worker');
+    assert.ok(inWorker.some((s) => s.scope === 'bullmq' && s.name === 'process pir-unpack'), 'BullMQ\'s own process span');
+    const orphans = [...inApi, ...inWorker].filter((s) => s.span_id !== request.span_id && !descends(s, request));
+    assert.deepEqual(orphans.map((s) => `${s.service} ${s.scope} ${s.name}`), [], 'every span of the trace hangs from the upload request');
     const stages = inWorker.filter((s) => s.name.startsWith('stage '));
     assert.deepEqual(stages.map((s) => s.name), ['stage unpack', 'stage inspect', 'stage checksum', 'stage promote']);
     for (const s of stages) {

@@ -21,12 +21,17 @@ import { HashPool } from '../../ingest/hashing/index.js';
 import { WebDownloads } from '../../ingest/web-download.js';
 import { Quotas, UNLIMITED } from '../../core/quota.js';
 import { DEFAULT_EGRESS, EgressClient } from '../../infra/egress/egress-client.js';
+import { CatalogService } from '../../core/catalog.js';
+import type { CatalogStore } from '../../core/catalog-ports.js';
+import { SqliteCatalogStore } from '../../infra/embedded/sqlite-catalog-store.js';
 
 export interface InProcessApp {
   app: FastifyInstance;
   images: ImageService;
   manifest: Manifest;
   token: string;
+  catalog: CatalogService;
+  catalogStore: CatalogStore;
   close(): Promise<void>;
 }
 
@@ -35,6 +40,10 @@ export interface InProcessAppOptions {
   token?: string;
   /** More tokens and the callers they stand for, served by the real tokens-file adapter. */
   tokens?: Record<string, Omit<Caller, 'roles'> & { roles: string[] }>;
+  /** The catalog's store (galleries, revisions); default: SQLite in the app's temporary directory. */
+  catalogStore?: CatalogStore;
+  /** Revisions kept per image (default 100). */
+  revisionsKeep?: number;
   /** Runs before the app is ready (to add hooks). */
   setup?: (app: FastifyInstance) => void;
 }
@@ -58,13 +67,17 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
   const upload = { maxImageSize: 1 << 30, heartbeatMs: 30_000, idleMs: 300_000 };
   const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
   const webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(DEFAULT_EGRESS), log });
-  const app = await buildApp({ images, manifest, blobs, hashes, upload, quotas, webDownloads, authenticator, log });
+  const catalogStore = opts.catalogStore ?? new SqliteCatalogStore({ path: join(dir, 'catalog.sqlite') });
+  const catalog = new CatalogService(catalogStore, images, { revisionsKeep: opts.revisionsKeep ?? 100 });
+  images.attachCatalog(catalog.hooks());
+  const app = await buildApp({ images, manifest, blobs, hashes, upload, quotas, webDownloads, authenticator, log, catalog });
   opts.setup?.(app);
   await app.ready();
   return {
-    app, images, manifest, token,
+    app, images, manifest, token, catalog, catalogStore,
     async close() {
       await app.close();
+      if (!opts.catalogStore) await catalogStore.close();
       await webDownloads.close();
       await authenticator.close();
       await hashes.close();

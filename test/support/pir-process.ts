@@ -35,7 +35,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** `launcher`: a command that runs the rest of its arguments (e.g. unshare … to give PIR a small disk). */
-export async function startPirProcess(role: 'serve' | 'api' | 'worker', env: Record<string, string>, logDir: string, name: string = role, launcher: string[] = []): Promise<PirProcess> {
+export async function startPirProcess(role: 'serve' | 'api' | 'worker' | 'cache', env: Record<string, string>, logDir: string, name: string = role, launcher: string[] = []): Promise<PirProcess> {
   await mkdir(logDir, { recursive: true });
   const log: WriteStream = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
   let output = '';

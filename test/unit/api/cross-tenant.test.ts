@@ -41,6 +41,21 @@ interface Endpoint {
   expect(token: Token, kind: Kind): number;
 }
 
+const galleries = new WeakMap<TestApp, string>();
+/** One gallery of project A, made once per app. */
+async function galleryOf(t: TestApp, token: Token): Promise<string> {
+  let id = galleries.get(t);
+  if (!id) {
+    const res = await t.call(token, 'POST', '/v2/galleries', { name: 'matrix' });
+    assert.equal(res.statusCode, 201, res.body);
+    id = res.json().id as string;
+    galleries.set(t, id);
+  }
+  return id;
+}
+
+let serial = 0;
+
 const ENDPOINTS: Endpoint[] = [
   { name: 'GET image', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
   { name: 'GET image tasks', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/tasks`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
@@ -116,6 +131,52 @@ const ENDPOINTS: Endpoint[] = [
     run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}/members/B`)).statusCode,
     expect: (k, kind) => { const s = ownerWrite(k, kind, 204); return s === 204 && !isShared(kind) ? 403 : s === 204 && !bIsMember(kind) ? 404 : s; },
   },
+  // The catalog extension: revisions and metafiles follow the image's visibility (404 when unseen).
+  { name: 'GET revisions', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  { name: 'GET revision 1', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions/1`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  {
+    name: 'POST revision 1 restore', mutates: true,
+    run: async (t, k, id) => {
+      await t.patch('admin', id, [{ op: 'replace', path: '/name', value: 'renamed' }]);
+      return (await t.call(k, 'POST', `/v2/images/${id}/revisions/1/restore`)).statusCode;
+    },
+    expect: (k, kind) => ownerWrite(k, kind, 200),
+  },
+  { name: 'GET metafile', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/metafile`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  {
+    name: 'GET image list (?q=<its unique word>)',
+    run: async (t, k, id) => {
+      const { name } = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
+      const word = String(name).split(' ')[1];
+      return (await t.call(k, 'GET', `/v2/images?limit=1000&q=${word}`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+    },
+    expect: (k, kind) => (listsByDefault(k, kind) ? 1 : 0),
+  },
+  {
+    name: 'GET image list (?q=…&visibility=all&member_status=all&sort=relevance)',
+    run: async (t, k, id) => {
+      const { name } = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
+      const word = String(name).split(' ')[1]!.slice(0, 6);
+      return (await t.call(k, 'GET', `/v2/images?limit=1000&q=${word}&visibility=all&member_status=all&sort=relevance`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+    },
+    expect: (k, kind) => (isAdmin(k) || ofA(k) || kind === 'public' || kind === 'community' || bIsMember(kind) ? 1 : 0),
+  },
+  {
+    name: 'PATCH pir_gallery_id (A\'s gallery)', mutates: true,
+    run: async (t, k, id) => (await t.patch(k, id, [{ op: 'add', path: '/pir_gallery_id', value: await galleryOf(t, 'a-member') }])).statusCode,
+    expect: (k, kind) => ownerWrite(k, kind, 200),
+  },
+  {
+    name: 'GET image list (?gallery=<A\'s gallery holding it>)',
+    run: async (t, k, id) => {
+      const gallery = await galleryOf(t, 'a-member');
+      assert.equal((await t.patch('admin', id, [{ op: 'add', path: '/pir_gallery_id', value: gallery }])).statusCode, 200);
+      const res = await t.call(k, 'GET', `/v2/images?limit=1000&gallery=${gallery}&visibility=all&member_status=all`);
+      return res.statusCode === 200 ? (res.json().images.some((i: { id: string }) => i.id === id) ? 1 : 0) : res.statusCode;
+    },
+    // Only A's own project (and admins) see A's galleries; everyone else gets 404, whatever the image's visibility.
+    expect: (k) => (isAdmin(k) || ofA(k) ? 1 : 404),
+  },
   {
     name: 'POST deactivate', active: true, mutates: true,
     run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode,
@@ -137,7 +198,7 @@ describe('cross-tenant matrix', () => {
   /** An image project A owns, of `kind`, created by the admin (only it may make one public). */
   async function image(kind: Kind, active: boolean): Promise<string> {
     const visibility = isShared(kind) ? 'shared' : kind;
-    const id = await t.create('admin', { owner: 'A', visibility, tags: ['old'] });
+    const id = await t.create('admin', { owner: 'A', visibility, tags: ['old'], name: `img word${String(++serial).padStart(6, '0')}x` });
     if (active) await t.activate('admin', id);
     if (bIsMember(kind)) assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'B' })).statusCode, 200);
     if (kind === 'shared-accepted') assert.equal((await t.call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' })).statusCode, 200);

@@ -28,6 +28,8 @@ import { WebhookService } from '../../../core/webhooks/service.js';
 import { SqliteWebhookStore } from '../../../infra/embedded/sqlite-webhook-store.js';
 import { webhookUrlCheck } from '../../../infra/webhooks.js';
 import { randomBytes } from 'node:crypto';
+import { CatalogService } from '../../../core/catalog.js';
+import { SqliteCatalogStore } from '../../../infra/embedded/sqlite-catalog-store.js';
 
 /** Token → caller. Projects A and B with each role, a third project C, and an admin. */
 export const CALLERS: Record<string, Caller> = {
@@ -81,7 +83,10 @@ export async function testApp(): Promise<TestApp> {
   const webhooks = new WebhookService(webhookStore, new SecretBox(randomBytes(32)), queue, kind,
     webhookUrlCheck(new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('hooks.test:8080') })), 60);
   await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView).start(d.bus);
-  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks });
+  const catalogStore = new SqliteCatalogStore({ path: ':memory:' });
+  const catalog = new CatalogService(catalogStore, d.images, { revisionsKeep: 100 });
+  d.images.attachCatalog(catalog.hooks());
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks, catalog });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -106,6 +111,7 @@ export async function testApp(): Promise<TestApp> {
       await d.relay.drain();
       await d.close();
       await webhookStore.close();
+      await catalogStore.close();
     },
   };
 }

@@ -14,7 +14,7 @@ import type { EgressRefusalCode } from '../../../infra/egress/egress-client.js';
 import type { UnpackRefusalCode } from '../../../workers/unpack/errors.js';
 
 const ROOT = new URL('../../../../', import.meta.url).pathname;
-const SOURCE_DIRS = ['api', 'core', 'ingest', 'workers', 'infra', 'formats', 'cli'];
+const SOURCE_DIRS = ['api', 'core', 'ingest', 'workers', 'infra', 'formats', 'cli', 'cache'];
 
 async function sources(): Promise<{ path: string; text: string }[]> {
   const out: { path: string; text: string }[] = [];

@@ -1,0 +1,191 @@
+/**
+ * The cache role's HTTP surface: GET/HEAD /v2/images/{id}/file answered from the cache, Glance's
+ * /v2/cache API and /metrics for administrators, the webhook receiver, and every other request
+ * passed to the upstream unchanged (method, path, headers, streamed body) by @fastify/reply-from.
+ */
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import replyFrom from '@fastify/reply-from';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { handleError, sendError } from '../api/error-handler.js';
+import { parseRange } from '../api/routes/image-data.js';
+import { CACHEABLE_ID, type CacheStore, type Entry } from './cache-store.js';
+import { verifiedDelivery } from './event-follower.js';
+import { GrowingFileReader } from './growing-file-reader.js';
+import { cacheMetrics, cacheRegistry } from './metrics.js';
+import type { PrefetchQueue } from './prefetch-queue.js';
+import type { ImageFacts, Upstream } from './upstream.js';
+
+export const WEBHOOK_PATH = '/_pir-cache/events';
+
+export interface CacheAppDeps {
+  log: Logger;
+  store: CacheStore;
+  upstream: Upstream;
+  queue: PrefetchQueue;
+  /** The cache's own admin token (PIR_ADMIN_TOKEN or generated); upstream admins are admins too. */
+  adminToken: string;
+  /** The signing secret of this node's webhook upstream; null: no webhook receiver. */
+  webhookSecret: () => string | null;
+  onEvent: (type: string, imageId: string, data: Record<string, unknown>) => Promise<void>;
+}
+
+export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, requestTimeout: 0, keepAliveTimeout: 65_000, routerOptions: { maxParamLength: 1024 } });
+  app.setErrorHandler(handleError);
+  await app.register(replyFrom, {
+    base: deps.upstream.base,
+    // Uploads and pass-through downloads are long: only an upstream silent this long fails.
+    undici: { headersTimeout: 120_000, bodyTimeout: 300_000 },
+  });
+  const proxy = (request: FastifyRequest, reply: FastifyReply) => reply.from(request.url);
+
+  // Bodies pass through as streams (never parsed, never buffered), except in the scopes below.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  app.all('/', proxy);
+  app.all('/*', proxy);
+
+  const download = (request: FastifyRequest, reply: FastifyReply) => serveFile(request, reply, deps, proxy);
+  app.head('/v2/images/:id/file', download);
+  app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
+
+  await app.register(async (admin) => {
+    admin.addHook('onRequest', async (request, reply) => {
+      const token = request.headers['x-auth-token'];
+      if (typeof token !== 'string' || token.length === 0) return sendError(reply, 401, 'token_missing', 'This request needs an X-Auth-Token header carrying a valid token.');
+      if (token === deps.adminToken) return;
+      const admin = await deps.upstream.isAdmin(token).catch(() => false);
+      if (!admin) return sendError(reply, 403, 'policy_denied', 'The cache API and /metrics need an administrator\'s token.');
+    });
+    admin.get('/metrics', async (_request, reply) => reply.type(cacheRegistry.contentType).header('cache-control', 'no-store').send(await cacheRegistry.metrics()));
+    cacheApiRoutes(admin, deps);
+  });
+
+  await app.register(async (hooks) => {
+    hooks.removeAllContentTypeParsers();
+    hooks.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 1 << 20 }, (_request, body, done) => done(null, body));
+    hooks.post(WEBHOOK_PATH, async (request, reply) => {
+      const secret = deps.webhookSecret();
+      if (!secret) return sendError(reply, 404, 'no_route', 'This cache receives no webhooks.');
+      const event = verifiedDelivery(secret, request.headers, typeof request.body === 'string' ? request.body : '');
+      if (!event) return sendError(reply, 401, 'bad_signature', 'The webhook signature or timestamp is not valid.');
+      if (event.imageId) await deps.onEvent(event.type, event.imageId, event.data);
+      return reply.code(204).send();
+    });
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  return app;
+}
+
+function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
+  const { store, queue } = deps;
+  app.get('/v2/cache', async () => {
+    const { entries, filling } = store.list();
+    const queued = new Set([...queue.ids(), ...filling.map((f) => f.target.imageId)]);
+    return {
+      cached_images: entries.map((e: Entry) => ({
+        image_id: e.imageId, hits: e.hits, size: e.size, last_accessed: e.lastAccessed, last_modified: e.lastModified,
+        os_hash_algo: e.algo, os_hash_value: e.hash, readers: e.readers,
+      })),
+      queued_images: [...queued],
+    };
+  });
+  app.put('/v2/cache/:image_id', async (request, reply) => {
+    const id = (request.params as { image_id: string }).image_id;
+    if (!CACHEABLE_ID.test(id)) return sendError(reply, 400, 'bad_image_id', 'An image id has 1 to 64 letters, digits and dashes.');
+    queue.add(id, request.headers['x-auth-token'] as string);
+    return reply.code(202).send();
+  });
+  app.delete('/v2/cache/queue', async (_request, reply) => {
+    queue.clear();
+    return reply.code(204).send();
+  });
+  app.delete('/v2/cache/:image_id', async (request, reply) => {
+    const id = (request.params as { image_id: string }).image_id;
+    if (!CACHEABLE_ID.test(id)) return sendError(reply, 400, 'bad_image_id', 'An image id has 1 to 64 letters, digits and dashes.');
+    const removed = queue.remove(id);
+    if (!(await store.drop(id, 'admin')) && !removed) return sendError(reply, 404, 'not_cached', `Image ${id} is neither cached nor queued.`);
+    return reply.code(204).send();
+  });
+  // Glance: x-image-cache-clear-target says what to clear (cache, queue; both when absent).
+  app.delete('/v2/cache', async (request, reply) => {
+    const target = String(request.headers['x-image-cache-clear-target'] ?? '').toLowerCase();
+    if (target && target !== 'cache' && target !== 'queue') return sendError(reply, 400, 'bad_clear_target', 'x-image-cache-clear-target is "cache" or "queue" (or absent: both).');
+    if (target !== 'cache') queue.clear();
+    if (target !== 'queue') await store.dropAll('admin');
+    return reply.code(204).send();
+  });
+}
+
+/** GET/HEAD …/file: from a verified entry, a fill (joined or started), or the upstream as-is. */
+async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: CacheAppDeps, proxy: (request: FastifyRequest, reply: FastifyReply) => unknown) {
+  const id = (request.params as { id: string }).id;
+  const token = request.headers['x-auth-token'];
+  if (typeof token !== 'string' || token.length === 0 || !CACHEABLE_ID.test(id)) return proxy(request, reply);
+  // Authorized upstream with the caller's own token; anything but "active and yours to read" gets the upstream's own answer.
+  const decision = await deps.upstream.downloadable(token, id).catch((error: Error) => {
+    request.log.warn({ image_id: id, err: error.message }, 'upstream did not answer the authorization check');
+    return null;
+  });
+  const facts = decision?.facts ?? null;
+  if (!facts) {
+    // The upstream showed the image as not active (deactivated, deleted …): its entry goes, events or not.
+    if (decision?.status && decision.status !== 'active') void deps.store.drop(id, decision.status);
+    return proxy(request, reply);
+  }
+  const rangeHeader = request.headers.range;
+  const range = rangeHeader ? parseRange(rangeHeader, facts.size) : { start: 0, end: facts.size - 1 };
+  if (!range) return proxy(request, reply); // the upstream's own 416
+  describe(reply, facts, rangeHeader ? range : null);
+  if (request.method === 'HEAD') return reply.code(rangeHeader ? 206 : 200).send();
+
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    const found = await deps.store.lookup({ imageId: id, size: facts.size, algo: facts.algo, hash: facts.hash }, (signal) => deps.upstream.fetchFile(token, id, signal));
+    if (!found) {
+      cacheMetrics.misses.inc({ kind: 'pass-through' });
+      reply.header('x-pir-cache', 'pass');
+      return proxy(request, reply);
+    }
+    if (facts.size === 0 && found.kind === 'fill') await found.fill.done.catch(() => {});
+    if (found.kind === 'hit') {
+      const release = deps.store.claim(found.entry);
+      // Opened before answering: an entry dropped meanwhile is a miss, not a broken response.
+      const file = await open(found.entry.path, 'r').catch(() => null);
+      if (!file) {
+        release();
+        continue;
+      }
+      cacheMetrics.hits.inc();
+      reply.header('x-pir-cache', 'hit');
+      const stream = file.createReadStream({ start: range.start, end: Math.max(range.start, range.end), highWaterMark: 1 << 20 });
+      return reply.send(counted(stream, release, (n) => cacheMetrics.bytesFromCache.inc(n)));
+    }
+    cacheMetrics.misses.inc({ kind: found.started ? 'fill' : 'joined' });
+    reply.header('x-pir-cache', 'miss');
+    const release = deps.store.claimFill(found.fill);
+    return reply.send(counted(new GrowingFileReader(found.fill, range.start, range.end), release, (n) => cacheMetrics.bytesFromFill.inc(n)));
+  }
+  return sendError(reply, 503, 'cache_busy', 'The cache entry changed twice while being opened; retry.');
+}
+
+function describe(reply: FastifyReply, facts: ImageFacts, range: { start: number; end: number } | null): void {
+  reply.header('accept-ranges', 'bytes').type('application/octet-stream');
+  if (range) {
+    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${facts.size}`).header('content-length', range.end - range.start + 1);
+  } else {
+    if (facts.checksum) reply.header('content-md5', facts.checksum);
+    reply.header('content-length', facts.size);
+  }
+}
+
+/** Releases the entry and counts the bytes when the stream closes (ended or cut short). */
+function counted<T extends Readable & { bytesRead?: number }>(stream: T, release: () => void, count: (n: number) => void): T {
+  stream.once('close', () => {
+    release();
+    if (stream.bytesRead) count(stream.bytesRead);
+  });
+  return stream;
+}

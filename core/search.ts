@@ -1,0 +1,99 @@
+/**
+ * Keyword search (GET /v2/images?q=…): one tokenizer for the words an image is found by and
+ * for the words of a query, so every store matches the same way.
+ *
+ * An image's words are the lowercased letter-and-digit runs of its name, its tags and the
+ * values of its extra properties (a Glance `description` is one of them). Property keys are
+ * left out: `os` would otherwise match every image with an `os_distro`. A query's words are
+ * ANDed; every word but the last must be a whole word of the image, the last may be the start
+ * of one (so `deb` finds `debian` while typing). Stores keep the words as a derived, indexed
+ * field (SQLite: the image_words side table; MongoDB: the pir_words array): no `$text`, which
+ * FerretDB v1 lacks.
+ */
+import type { ImageDoc } from '../schemas/image.js';
+import { fail } from './error-catalog.js';
+
+/** A parsed `q`: exact words, and the last word as a prefix. */
+export interface Search {
+  words: string[];
+  prefix: string;
+}
+
+/** Longest word kept (longer runs are cut: a 64 KiB property value is not one word). */
+export const MAX_WORD = 64;
+/** Most words a query may hold. */
+export const MAX_QUERY_WORDS = 16;
+const MAX_QUERY_CHARS = 1024;
+
+/** Lowercased letter-and-digit runs, each cut to MAX_WORD characters. */
+export function wordsOf(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.toLowerCase().matchAll(/[\p{L}\p{N}]+/gu)) out.push(m[0].slice(0, MAX_WORD));
+  return out;
+}
+
+/** Where a word was found: the name weighs most, then tags, then property values (sort=relevance). */
+export const WEIGHTS = { name: 4, tag: 2, property: 1 } as const;
+
+/** The property values searched: the user's, not PIR's own (pir_gallery_id holds an id, no word). */
+function searchedValues(doc: Pick<ImageDoc, 'properties'>): string[] {
+  return Object.entries(doc.properties).filter(([k]) => !k.startsWith('pir_')).map(([, v]) => v);
+}
+
+/** The distinct words an image is found by. */
+export function imageWords(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>): string[] {
+  const words = new Set<string>();
+  for (const w of wordsOf(doc.name ?? '')) words.add(w);
+  for (const tag of doc.tags) for (const w of wordsOf(tag)) words.add(w);
+  for (const value of searchedValues(doc)) for (const w of wordsOf(value)) words.add(w);
+  return [...words];
+}
+
+/** `q` → the search it asks for; 400 when it holds no word or too many. */
+export function parseSearch(q: string): Search {
+  if (q.length > MAX_QUERY_CHARS) throw fail('bad_search', `Query parameter 'q' is at most ${MAX_QUERY_CHARS} characters.`);
+  const words = [...new Set(wordsOf(q))];
+  if (words.length === 0) throw fail('bad_search', "Query parameter 'q' holds no word: give letters or digits, e.g. q=debian 12.");
+  if (words.length > MAX_QUERY_WORDS) throw fail('bad_search', `Query parameter 'q' holds ${words.length} words; give at most ${MAX_QUERY_WORDS}.`);
+  const prefix = words.pop()!;
+  return { words, prefix };
+}
+
+function matchesTerm(words: Iterable<string>, term: string, prefix: boolean): boolean {
+  for (const w of words) if (prefix ? w.startsWith(term) : w === term) return true;
+  return false;
+}
+
+/** Whether the image matches (the reference every store's query must agree with). */
+export function searchMatches(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>, search: Search): boolean {
+  const words = imageWords(doc);
+  return search.words.every((w) => words.includes(w)) && matchesTerm(words, search.prefix, true);
+}
+
+/**
+ * How well the image matches: for each query word, the weight of the best place it was found
+ * (name > tags > properties), summed. Equal scores keep the list's usual order.
+ */
+export function relevance(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>, search: Search): number {
+  const places: [number, string[]][] = [
+    [WEIGHTS.name, wordsOf(doc.name ?? '')],
+    [WEIGHTS.tag, doc.tags.flatMap(wordsOf)],
+    [WEIGHTS.property, searchedValues(doc).flatMap(wordsOf)],
+  ];
+  const terms: [string, boolean][] = [...search.words.map((w): [string, boolean] => [w, false]), [search.prefix, true]];
+  let score = 0;
+  for (const [term, prefix] of terms) {
+    for (const [weight, words] of places) {
+      if (matchesTerm(words, term, prefix)) {
+        score += weight;
+        break;
+      }
+    }
+  }
+  return score;
+}
+
+/** The exclusive upper bound of the words starting with `prefix` (for index range scans). */
+export function prefixEnd(prefix: string): string {
+  return prefix + '\u{10FFFF}';
+}

@@ -1,0 +1,84 @@
+/**
+ * The webhook per-endpoint limit shared by every worker process (distributed mode): a counting
+ * semaphore in Redis made of leases. Each endpoint has a sorted set of lease ids scored by their
+ * expiry (Redis's clock, so workers' clocks need not agree). Acquiring drops expired leases and
+ * adds one if fewer than N remain, in one script; a holder renews its lease while its delivery
+ * runs, and removes it when done. A worker that dies holding a lease frees its slot when the
+ * lease expires (15 s after its last renewal), so a crash never shrinks the limit for good.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { EndpointLease, EndpointLimiter } from '../../core/webhooks/endpoint-limiter.js';
+
+/** KEYS[1] the endpoint's set; ARGV: limit, lease id, ttl ms. Returns 1 when the lease was taken. */
+const ACQUIRE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+return 1`;
+
+/** KEYS[1] the set; ARGV: lease id, ttl ms. Extends a lease that still exists (XX). */
+const RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return n`;
+
+export interface RedisEndpointLimiterOptions {
+  redisUrl: string;
+  prefix: string;
+  /** How long a lease outlives its last renewal (a dead worker's slot comes back after this). */
+  leaseMs?: number;
+}
+
+export class RedisEndpointLimiter implements EndpointLimiter {
+  private readonly redis: Redis;
+  private readonly leaseMs: number;
+  private readonly renewals = new Set<NodeJS.Timeout>();
+
+  constructor(private readonly opts: RedisEndpointLimiterOptions, private readonly log: Logger) {
+    this.leaseMs = opts.leaseMs ?? 15_000;
+    this.redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, connectionName: 'pir-webhook-limiter' });
+    this.redis.on('error', () => undefined); // ioredis reconnects; failures surface on the calls
+    this.redis.defineCommand('pirLeaseAcquire', { numberOfKeys: 1, lua: ACQUIRE });
+    this.redis.defineCommand('pirLeaseRenew', { numberOfKeys: 1, lua: RENEW });
+  }
+
+  private key(endpoint: string): string {
+    return `${this.opts.prefix}:webhook-endpoint-slots:${endpoint}`;
+  }
+
+  async tryAcquire(endpoint: string, limit: number): Promise<EndpointLease | null> {
+    const key = this.key(endpoint);
+    const id = randomUUID();
+    const r = this.redis as Redis & { pirLeaseAcquire(k: string, limit: number, id: string, ttl: number): Promise<number>; pirLeaseRenew(k: string, id: string, ttl: number): Promise<number> };
+    if ((await r.pirLeaseAcquire(key, limit, id, this.leaseMs)) !== 1) return null;
+    const renew = setInterval(() => {
+      r.pirLeaseRenew(key, id, this.leaseMs).catch((err: Error) => this.log.warn({ err, endpoint }, 'webhook endpoint lease renewal failed'));
+    }, Math.max(100, Math.floor(this.leaseMs / 3)));
+    renew.unref();
+    this.renewals.add(renew);
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        clearInterval(renew);
+        this.renewals.delete(renew);
+        // A lost release only keeps the slot until the lease expires.
+        await this.redis.zrem(key, id).catch((err: Error) => this.log.warn({ err, endpoint }, 'webhook endpoint lease release failed; it expires on its own'));
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.renewals) clearInterval(timer);
+    this.renewals.clear();
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

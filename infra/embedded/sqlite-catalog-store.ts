@@ -1,0 +1,120 @@
+/**
+ * CatalogStore on SQLite (embedded mode): galleries and image revisions, one JSON document per
+ * row plus the columns queries need. Sibling gallery names are unique by a UNIQUE constraint;
+ * revision numbers come from a per-image counter written in the same transaction as the
+ * revision, so they keep growing after old revisions are pruned.
+ */
+import Database from 'better-sqlite3';
+import { GalleryNameTakenError, type CatalogStore, type Gallery, type Revision } from '../../core/catalog-ports.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS galleries (
+  id         TEXT PRIMARY KEY,
+  owner      TEXT NOT NULL,
+  parent_key TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  doc        TEXT NOT NULL,
+  UNIQUE (owner, parent_key, name)
+);
+CREATE TABLE IF NOT EXISTS revisions (
+  image_id TEXT    NOT NULL,
+  n        INTEGER NOT NULL,
+  doc      TEXT    NOT NULL,
+  PRIMARY KEY (image_id, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revision_heads (
+  image_id TEXT PRIMARY KEY,
+  last     INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+export class SqliteCatalogStore implements CatalogStore {
+  private readonly db: Database.Database;
+  private readonly appendTx: (revision: Omit<Revision, 'n'>) => Revision;
+
+  constructor(opts: { path: string }) {
+    this.db = new Database(opts.path);
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.exec(SCHEMA);
+    const head = this.db.prepare<[string], { last: number }>('SELECT last FROM revision_heads WHERE image_id = ?');
+    const setHead = this.db.prepare('INSERT INTO revision_heads (image_id, last) VALUES (?, ?) ON CONFLICT (image_id) DO UPDATE SET last = excluded.last');
+    const insert = this.db.prepare('INSERT INTO revisions (image_id, n, doc) VALUES (?, ?, ?)');
+    const append = this.db.transaction((revision: Omit<Revision, 'n'>): Revision => {
+      const n = (head.get(revision.image_id)?.last ?? 0) + 1;
+      const full: Revision = { ...revision, n };
+      insert.run(revision.image_id, n, JSON.stringify(full));
+      setHead.run(revision.image_id, n);
+      return full;
+    });
+    this.appendTx = (revision) => append.immediate(revision);
+  }
+
+  async createGallery(gallery: Gallery): Promise<void> {
+    try {
+      this.db.prepare('INSERT INTO galleries (id, owner, parent_key, name, doc) VALUES (?, ?, ?, ?, ?)')
+        .run(gallery.id, gallery.owner, gallery.parent_id ?? '', gallery.name, JSON.stringify(gallery));
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new GalleryNameTakenError(gallery.name);
+      throw err;
+    }
+  }
+
+  async getGallery(id: string): Promise<Gallery | null> {
+    const row = this.db.prepare<[string], { doc: string }>('SELECT doc FROM galleries WHERE id = ?').get(id);
+    return row ? (JSON.parse(row.doc) as Gallery) : null;
+  }
+
+  async galleriesOf(owner: string): Promise<Gallery[]> {
+    return this.db.prepare<[string], { doc: string }>('SELECT doc FROM galleries WHERE owner = ? ORDER BY name, id').all(owner).map((r) => JSON.parse(r.doc) as Gallery);
+  }
+
+  async updateGallery(gallery: Gallery): Promise<boolean> {
+    try {
+      return this.db.prepare('UPDATE galleries SET parent_key = ?, name = ?, doc = ? WHERE id = ?')
+        .run(gallery.parent_id ?? '', gallery.name, JSON.stringify(gallery), gallery.id).changes === 1;
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new GalleryNameTakenError(gallery.name);
+      throw err;
+    }
+  }
+
+  async deleteGallery(id: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM galleries WHERE id = ?').run(id).changes === 1;
+  }
+
+  async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {
+    return this.appendTx(revision);
+  }
+
+  async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {
+    return this.db.prepare<[string, number, number], { doc: string }>('SELECT doc FROM revisions WHERE image_id = ? AND n > ? ORDER BY n LIMIT ?')
+      .all(imageId, after, Math.max(0, Math.floor(limit))).map((r) => JSON.parse(r.doc) as Revision);
+  }
+
+  async getRevision(imageId: string, n: number): Promise<Revision | null> {
+    const row = this.db.prepare<[string, number], { doc: string }>('SELECT doc FROM revisions WHERE image_id = ? AND n = ?').get(imageId, n);
+    return row ? (JSON.parse(row.doc) as Revision) : null;
+  }
+
+  async pruneRevisions(imageId: string, keep: number): Promise<void> {
+    this.db.prepare('DELETE FROM revisions WHERE image_id = ? AND n <= (SELECT last FROM revision_heads WHERE image_id = ?) - ?').run(imageId, imageId, Math.max(1, Math.floor(keep)));
+  }
+
+  async dropRevisions(imageId: string): Promise<void> {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM revisions WHERE image_id = ?').run(imageId);
+      this.db.prepare('DELETE FROM revision_heads WHERE image_id = ?').run(imageId);
+    }).immediate();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

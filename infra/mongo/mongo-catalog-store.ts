@@ -1,0 +1,141 @@
+/**
+ * CatalogStore on MongoDB, within FerretDB v1's limits: the one atomic check FerretDB 1.x makes
+ * is an insert's unique _id (see mongo-manifest-store.ts), so that is what every uniqueness
+ * rests on:
+ * - a sibling name is claimed by inserting `gallery_names` {_id: [owner, parent, name]}; a rename
+ *   or move claims the new name before releasing the old one;
+ * - revision n of an image is the insert of {_id: "<image>:<n>"}; a writer that loses the race
+ *   for n takes n + 1.
+ */
+import { MongoClient, MongoServerError, type Collection } from 'mongodb';
+import { GalleryNameTakenError, type CatalogStore, type Gallery, type Revision } from '../../core/catalog-ports.js';
+
+type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
+type NameDoc = { _id: string; gallery_id: string };
+type RevisionDoc = Revision & { _id: string };
+
+const toGallery = ({ _id, ...rest }: GalleryDoc): Gallery => ({ id: _id, ...rest });
+const nameKey = (g: Pick<Gallery, 'owner' | 'parent_id' | 'name'>) => JSON.stringify([g.owner, g.parent_id ?? '', g.name]);
+const revisionId = (imageId: string, n: number) => `${imageId}:${String(n).padStart(10, '0')}`;
+const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
+const APPEND_RETRIES = 100;
+
+function toRevision(doc: RevisionDoc): Revision {
+  const { _id, ...rest } = doc;
+  void _id;
+  return rest;
+}
+
+export class MongoCatalogStore implements CatalogStore {
+  private readonly client: MongoClient;
+  private readonly galleries: Collection<GalleryDoc>;
+  private readonly names: Collection<NameDoc>;
+  private readonly revs: Collection<RevisionDoc>;
+  /** The last revision number this process wrote or saw per image (a hint: the insert decides). */
+  private readonly lastSeen = new Map<string, number>();
+
+  constructor(opts: { url: string; dbName?: string; prefix?: string }) {
+    this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true } });
+    const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(opts.url);
+    const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
+    const prefix = opts.prefix ?? '';
+    this.galleries = db.collection<GalleryDoc>(`${prefix}galleries`);
+    this.names = db.collection<NameDoc>(`${prefix}gallery_names`);
+    this.revs = db.collection<RevisionDoc>(`${prefix}image_revisions`);
+  }
+
+  async start(): Promise<void> {
+    await this.client.connect();
+    await this.galleries.createIndex({ owner: 1 }).catch(() => undefined);
+    await this.revs.createIndex({ image_id: 1, n: 1 }).catch(() => undefined);
+  }
+
+  async createGallery(gallery: Gallery): Promise<void> {
+    await this.claim(gallery);
+    const { id, ...rest } = gallery;
+    await this.galleries.insertOne({ _id: id, ...rest });
+  }
+
+  async getGallery(id: string): Promise<Gallery | null> {
+    const doc = await this.galleries.findOne({ _id: id });
+    return doc ? toGallery(doc) : null;
+  }
+
+  async galleriesOf(owner: string): Promise<Gallery[]> {
+    return (await this.galleries.find({ owner }).sort({ name: 1, _id: 1 }).toArray()).map(toGallery);
+  }
+
+  async updateGallery(gallery: Gallery): Promise<boolean> {
+    const old = await this.getGallery(gallery.id);
+    if (!old) return false;
+    const moved = nameKey(old) !== nameKey(gallery);
+    if (moved) await this.claim(gallery);
+    const { id, ...rest } = gallery;
+    const { matchedCount } = await this.galleries.replaceOne({ _id: id }, rest);
+    if (moved) await this.names.deleteOne({ _id: matchedCount === 1 ? nameKey(old) : nameKey(gallery) });
+    return matchedCount === 1;
+  }
+
+  async deleteGallery(id: string): Promise<boolean> {
+    const old = await this.getGallery(id);
+    if (!old) return false;
+    const { deletedCount } = await this.galleries.deleteOne({ _id: id });
+    await this.names.deleteOne({ _id: nameKey(old) });
+    return deletedCount === 1;
+  }
+
+  async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {
+    let n = (this.lastSeen.get(revision.image_id) ?? (await this.newest(revision.image_id))) + 1;
+    for (let attempt = 0; attempt < APPEND_RETRIES; attempt++, n++) {
+      const full: Revision = { ...revision, n };
+      try {
+        await this.revs.insertOne({ _id: revisionId(revision.image_id, n), ...full });
+        this.lastSeen.set(revision.image_id, n);
+        return full;
+      } catch (err) {
+        if (!isDuplicate(err)) throw err;
+        // Someone else wrote n: read the newest again rather than step one by one.
+        if (attempt > 2) n = (await this.newest(revision.image_id));
+      }
+    }
+    throw new Error(`could not number a revision of image ${revision.image_id} after ${APPEND_RETRIES} attempts`);
+  }
+
+  async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {
+    const docs = await this.revs.find({ image_id: imageId, n: { $gt: after } }).sort({ n: 1 }).limit(Math.max(1, Math.floor(limit))).toArray();
+    return docs.slice(0, Math.max(0, Math.floor(limit))).map(toRevision);
+  }
+
+  async getRevision(imageId: string, n: number): Promise<Revision | null> {
+    const doc = await this.revs.findOne({ _id: revisionId(imageId, n) });
+    return doc ? toRevision(doc) : null;
+  }
+
+  async pruneRevisions(imageId: string, keep: number): Promise<void> {
+    const newest = await this.newest(imageId);
+    await this.revs.deleteMany({ image_id: imageId, n: { $lte: newest - Math.max(1, Math.floor(keep)) } });
+  }
+
+  async dropRevisions(imageId: string): Promise<void> {
+    await this.revs.deleteMany({ image_id: imageId });
+    this.lastSeen.delete(imageId);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  private async newest(imageId: string): Promise<number> {
+    const [doc] = await this.revs.find({ image_id: imageId }).sort({ n: -1 }).limit(1).toArray();
+    return doc?.n ?? 0;
+  }
+
+  private async claim(gallery: Gallery): Promise<void> {
+    try {
+      await this.names.insertOne({ _id: nameKey(gallery), gallery_id: gallery.id });
+    } catch (err) {
+      if (isDuplicate(err)) throw new GalleryNameTakenError(gallery.name);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,98 @@
+/** The CatalogStore contract (galleries and revisions): every adapter passes the same suite. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { GalleryNameTakenError, type CatalogStore, type Gallery, type Revision } from '../../core/catalog-ports.js';
+import { requireServices, type ServiceName } from '../support/services.js';
+
+export type MakeCatalogStore = () => CatalogStore | Promise<CatalogStore>;
+
+function gallery(owner: string, name: string, parent_id: string | null = null): Gallery {
+  const now = new Date().toISOString();
+  return { id: randomUUID(), owner, name, parent_id, created_at: now, updated_at: now };
+}
+
+function revision(imageId: string, action = 'update'): Omit<Revision, 'n'> {
+  return { image_id: imageId, at: new Date().toISOString(), project_id: 'p1', user_id: 'u1', action, patch: [{ op: 'replace', path: '/name', value: action }], metadata: { name: action } };
+}
+
+export function catalogStoreContract(name: string, makeStore: MakeCatalogStore, opts: { services?: ServiceName[]; teardown?: () => Promise<void> } = {}): void {
+  test(`CatalogStore contract: ${name}`, { timeout: 120_000 }, async (t) => {
+    if (!(await requireServices(t, opts.services ?? []))) return;
+    const opened: CatalogStore[] = [];
+    const fresh = async () => {
+      const store = await makeStore();
+      opened.push(store);
+      return store;
+    };
+    t.after(async () => {
+      for (const s of opened) await s.close();
+      await opts.teardown?.();
+    });
+
+    await t.test('galleries: create, get, list by owner; sibling names are unique per parent and owner', async () => {
+      const store = await fresh();
+      const linux = gallery('p1', 'linux');
+      await store.createGallery(linux);
+      const debian = gallery('p1', 'debian', linux.id);
+      await store.createGallery(debian);
+      await store.createGallery(gallery('p2', 'linux')); // another project may use the name
+      await store.createGallery(gallery('p1', 'debian')); // so may another parent
+      await assert.rejects(store.createGallery(gallery('p1', 'linux')), GalleryNameTakenError);
+      await assert.rejects(store.createGallery(gallery('p1', 'debian', linux.id)), GalleryNameTakenError);
+      assert.deepEqual(await store.getGallery(debian.id), debian);
+      assert.equal(await store.getGallery('missing'), null);
+      assert.deepEqual((await store.galleriesOf('p1')).map((g) => g.name).sort(), ['debian', 'debian', 'linux']);
+      assert.deepEqual(await store.galleriesOf('nobody'), []);
+    });
+
+    await t.test('galleries: rename and move keep names unique, free the old name, and delete', async () => {
+      const store = await fresh();
+      const a = gallery('p1', 'a');
+      const b = gallery('p1', 'b');
+      await store.createGallery(a);
+      await store.createGallery(b);
+      await assert.rejects(store.updateGallery({ ...b, name: 'a' }), GalleryNameTakenError);
+      assert.equal((await store.getGallery(b.id))?.name, 'b', 'a refused rename changes nothing');
+      assert.equal(await store.updateGallery({ ...b, name: 'c' }), true);
+      await store.createGallery(gallery('p1', 'b')); // the old name is free again
+      assert.equal(await store.updateGallery({ ...a, parent_id: b.id }), true);
+      assert.equal((await store.getGallery(a.id))?.parent_id, b.id);
+      await store.createGallery(gallery('p1', 'a')); // free at the root now
+      assert.equal(await store.updateGallery({ ...gallery('p1', 'x'), id: 'missing' }), false);
+      assert.equal(await store.deleteGallery(a.id), true);
+      assert.equal(await store.deleteGallery(a.id), false);
+      assert.equal(await store.getGallery(a.id), null);
+      await store.createGallery(gallery('p1', 'a', b.id)); // its name is free under b
+    });
+
+    await t.test('revisions: numbered 1, 2, 3 per image, paged, and concurrent appends each get their own number', async () => {
+      const store = await fresh();
+      const first = await store.appendRevision(revision('img-1', 'create'));
+      assert.equal(first.n, 1);
+      assert.equal((await store.appendRevision(revision('img-1'))).n, 2);
+      assert.equal((await store.appendRevision(revision('img-2', 'create'))).n, 1);
+      const many = await Promise.all(Array.from({ length: 8 }, () => store.appendRevision(revision('img-1'))));
+      assert.deepEqual(many.map((r) => r.n).sort((x, y) => x - y), [3, 4, 5, 6, 7, 8, 9, 10]);
+      const all = await store.revisions('img-1', 0, 100);
+      assert.deepEqual(all.map((r) => r.n), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(all[0], first);
+      assert.deepEqual((await store.revisions('img-1', 4, 3)).map((r) => r.n), [5, 6, 7]);
+      assert.deepEqual(await store.revisions('img-1', 10, 5), []);
+      assert.deepEqual(await store.revisions('img-1', 0, 0), []);
+      assert.deepEqual(await store.getRevision('img-1', 2), { ...revision('img-1'), n: 2, at: (await store.getRevision('img-1', 2))!.at });
+      assert.equal(await store.getRevision('img-1', 11), null);
+    });
+
+    await t.test('revisions: pruning keeps the newest and numbering goes on; drop removes all', async () => {
+      const store = await fresh();
+      for (let i = 0; i < 6; i++) await store.appendRevision(revision('img'));
+      await store.pruneRevisions('img', 2);
+      assert.deepEqual((await store.revisions('img', 0, 100)).map((r) => r.n), [5, 6]);
+      assert.equal(await store.getRevision('img', 1), null);
+      assert.equal((await store.appendRevision(revision('img'))).n, 7);
+      await store.dropRevisions('img');
+      assert.deepEqual(await store.revisions('img', 0, 100), []);
+    });
+  });
+}

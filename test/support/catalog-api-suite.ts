@@ -1,0 +1,224 @@
+/**
+ * The catalog extension through the HTTP API (app.inject), over a given manifest store and
+ * catalog store: galleries, keyword search, revisions and restore, metafiles, hostile input.
+ * Run on SQLite (test/unit/api/catalog.test.ts) and on FerretDB (test/contract/catalog-api.test.ts).
+ */
+import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
+import type { CatalogStore } from '../../core/catalog-ports.js';
+import type { ManifestStore } from '../../core/ports.js';
+import { inProcessApp, type InProcessApp } from './in-process-app.js';
+
+const PATCH = 'application/openstack-images-v2.1-json-patch';
+
+export async function catalogApiSuite(t: TestContext, store: ManifestStore, catalogStore: CatalogStore): Promise<void> {
+  const h: InProcessApp = await inProcessApp(store, {
+    catalogStore,
+    revisionsKeep: 5,
+    tokens: {
+      'a-member': { project_id: 'A', user_id: 'alice', roles: ['member', 'reader'] },
+      'a-reader': { project_id: 'A', user_id: 'arthur', roles: ['reader'] },
+      'b-member': { project_id: 'B', user_id: 'bob', roles: ['member', 'reader'] },
+    },
+  });
+  t.after(() => h.close());
+  const call = async (token: string, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await h.app.inject({
+      method: method as 'GET', url,
+      headers: { 'x-auth-token': token, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    return { status: res.statusCode, body: res.body ? (res.headers['content-type']?.toString().includes('json') ? res.json() : res.body) : null };
+  };
+  const patch = (token: string, id: string, ops: unknown) => call(token, 'PATCH', `/v2/images/${id}`, ops, { 'content-type': PATCH });
+  const create = async (token: string, body: Record<string, unknown>) => {
+    const res = await call(token, 'POST', '/v2/images', { disk_format: 'raw', container_format: 'bare', ...body });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return res.body.id as string;
+  };
+  const ids = (res: { body: { images: { id: string }[] } }) => res.body.images.map((i) => i.id);
+
+  await t.test('galleries: create a tree, paths, rename, move, counts, delete when empty', async () => {
+    const linux = await call('a-member', 'POST', '/v2/galleries', { name: 'linux' });
+    assert.equal(linux.status, 201);
+    assert.deepEqual({ name: linux.body.name, parent_id: linux.body.parent_id, path: linux.body.path, owner: linux.body.owner }, { name: 'linux', parent_id: null, path: 'linux', owner: 'A' });
+    const debian = (await call('a-member', 'POST', '/v2/galleries', { name: 'debian', parent_id: linux.body.id })).body;
+    const twelve = (await call('a-member', 'POST', '/v2/galleries', { name: '12', parent_id: debian.id })).body;
+    assert.equal(twelve.path, 'linux/debian/12');
+    assert.equal((await call('a-member', 'POST', '/v2/galleries', { name: 'debian', parent_id: linux.body.id })).status, 409);
+
+    const img1 = await create('a-member', { name: 'deb12 a' });
+    const img2 = await create('a-member', { name: 'deb12 b' });
+    const img3 = await create('a-member', { name: 'debian root' });
+    assert.equal((await patch('a-member', img1, [{ op: 'add', path: '/pir_gallery_id', value: twelve.id }])).status, 200);
+    assert.equal((await patch('a-member', img2, [{ op: 'add', path: '/pir_gallery_id', value: twelve.id }])).status, 200);
+    const shown = await patch('a-member', img3, [{ op: 'add', path: '/pir_gallery_id', value: debian.id }]);
+    assert.equal(shown.body.pir_gallery_id, debian.id, 'the image shows its gallery');
+
+    assert.deepEqual(new Set(ids(await call('a-member', 'GET', `/v2/images?gallery=${twelve.id}`))), new Set([img1, img2]));
+    assert.deepEqual(ids(await call('a-member', 'GET', `/v2/images?gallery=${debian.id}`)), [img3]);
+    assert.deepEqual(new Set(ids(await call('a-member', 'GET', `/v2/images?gallery=${linux.body.id}&recursive=true`))), new Set([img1, img2, img3]));
+    assert.deepEqual(ids(await call('a-member', 'GET', `/v2/images?gallery=${linux.body.id}`)), []);
+    assert.deepEqual(ids(await call('a-member', 'GET', `/v2/images?gallery=${linux.body.id}&recursive=true&q=b`)), [img2]);
+
+    const counted = (await call('a-reader', 'GET', `/v2/galleries/${debian.id}`)).body;
+    assert.deepEqual([counted.image_count, counted.gallery_count], [1, 1]);
+    const deep = (await call('a-reader', 'GET', `/v2/galleries/${linux.body.id}?recursive=true`)).body;
+    assert.deepEqual([deep.image_count, deep.gallery_count], [3, 2]);
+    const subs = (await call('a-reader', 'GET', `/v2/galleries/${linux.body.id}/galleries?recursive=true`)).body.galleries;
+    assert.deepEqual(subs.map((g: { path: string; image_count: number }) => [g.path, g.image_count]), [['linux/debian', 1], ['linux/debian/12', 2]]);
+
+    // Moving an image is one call; removing the property takes it out.
+    assert.equal((await patch('a-member', img2, [{ op: 'replace', path: '/pir_gallery_id', value: debian.id }])).status, 200);
+    assert.deepEqual(ids(await call('a-member', 'GET', `/v2/images?gallery=${twelve.id}`)), [img1]);
+    assert.equal((await patch('a-member', img1, [{ op: 'remove', path: '/pir_gallery_id' }])).status, 200);
+
+    // Rename and move: paths follow; no cycles.
+    const renamed = await call('a-member', 'PATCH', `/v2/galleries/${debian.id}`, { name: 'Debian' });
+    assert.equal(renamed.body.path, 'linux/Debian');
+    assert.equal((await call('a-member', 'GET', `/v2/galleries/${twelve.id}`)).body.path, 'linux/Debian/12');
+    assert.equal((await call('a-member', 'PATCH', `/v2/galleries/${linux.body.id}`, { parent_id: twelve.id })).status, 409);
+    const moved = await call('a-member', 'PATCH', `/v2/galleries/${twelve.id}`, { parent_id: null });
+    assert.equal(moved.body.path, '12');
+    assert.deepEqual((await call('a-reader', 'GET', '/v2/galleries')).body.galleries.map((g: { path: string }) => g.path), ['12', 'linux', 'linux/Debian']);
+
+    // Delete only when empty.
+    assert.equal((await call('a-member', 'DELETE', `/v2/galleries/${linux.body.id}`)).status, 409);
+    assert.equal((await call('a-member', 'DELETE', `/v2/galleries/${debian.id}`)).status, 409);
+    assert.equal((await call('a-member', 'DELETE', `/v2/galleries/${twelve.id}`)).status, 204);
+    assert.equal((await call('a-member', 'GET', `/v2/galleries/${twelve.id}`)).status, 404);
+
+    // Readers may look, not change; other projects learn nothing.
+    assert.equal((await call('a-reader', 'POST', '/v2/galleries', { name: 'x' })).status, 403);
+    assert.equal((await call('a-reader', 'PATCH', `/v2/galleries/${debian.id}`, { name: 'x' })).status, 403);
+    for (const [m, u, b] of [['GET', `/v2/galleries/${debian.id}`], ['PATCH', `/v2/galleries/${debian.id}`, { name: 'x' }], ['DELETE', `/v2/galleries/${debian.id}`], ['GET', `/v2/images?gallery=${debian.id}`], ['GET', `/v2/galleries/${debian.id}/galleries`]] as [string, string, unknown?][]) {
+      const res = await call('b-member', m, u, b);
+      assert.equal(res.status, 404, `${m} ${u}`);
+      assert.equal(res.body.error.error_code, 'gallery_not_found');
+    }
+    assert.deepEqual((await call('b-member', 'GET', '/v2/galleries')).body.galleries, []);
+    assert.deepEqual((await call('b-member', 'GET', '/v2/galleries?owner=A')).body.galleries, []);
+    // B cannot put its image in A's gallery (nor learn whether it exists).
+    const bImg = await create('b-member', { name: 'b image' });
+    assert.equal((await patch('b-member', bImg, [{ op: 'add', path: '/pir_gallery_id', value: debian.id }])).status, 400);
+    assert.equal((await patch('b-member', bImg, [{ op: 'add', path: '/pir_gallery_id', value: 'no-such' }])).status, 400);
+  });
+
+  await t.test('galleries: hostile input is a 4xx in the JSON error shape', async () => {
+    const bad: [string, string, unknown][] = [
+      ['POST', '/v2/galleries', {}],
+      ['POST', '/v2/galleries', { name: '' }],
+      ['POST', '/v2/galleries', { name: 'a/b' }],
+      ['POST', '/v2/galleries', { name: '..' }],
+      ['POST', '/v2/galleries', { name: 'x'.repeat(256) }],
+      ['POST', '/v2/galleries', { name: 42 }],
+      ['POST', '/v2/galleries', { name: 'ok', parent_id: 7 }],
+      ['POST', '/v2/galleries', { name: 'ok', parent_id: 'missing' }],
+      ['POST', '/v2/galleries', { name: 'ok', extra: 1 }],
+      ['POST', '/v2/galleries', [1, 2]],
+      ['POST', '/v2/galleries', 'null'],
+      ['POST', '/v2/galleries', '{"name":'],
+      ['GET', '/v2/images?gallery=', undefined],
+      ['GET', '/v2/images?recursive=true', undefined],
+      ['GET', '/v2/images?gallery=x&recursive=maybe', undefined],
+      ['GET', '/v2/images?gallery=a&gallery=b', undefined],
+      ['GET', '/v2/galleries/x?recursive=2', undefined],
+      ['GET', '/v2/images?q=', undefined],
+      ['GET', '/v2/images?q=%20%2C%2C', undefined],
+      ['GET', `/v2/images?q=${Array.from({ length: 20 }, (_, i) => `w${i}`).join('%20')}`, undefined],
+      ['GET', `/v2/images?q=${'a'.repeat(2000)}`, undefined],
+      ['GET', '/v2/images?sort=relevance', undefined],
+      ['GET', '/v2/images?q=a&q=b', undefined],
+    ];
+    for (const [method, url, body] of bad) {
+      const res = await call('a-member', method, url, body);
+      assert.ok(res.status >= 400 && res.status < 500, `${method} ${url} ${JSON.stringify(body)?.slice(0, 40)} → ${res.status} ${JSON.stringify(res.body)}`);
+      assert.equal(typeof res.body.error?.error_code, 'string', `${method} ${url}: a JSON error`);
+    }
+  });
+
+  await t.test('search: words ANDed, last word a prefix, case-insensitive, over name, tags, properties; ranked by relevance', async () => {
+    const inName = await create('a-member', { name: 'Zebra Linux 9', tags: ['other'] });
+    const inTag = await create('a-member', { name: 'plain one', tags: ['ZEBRA-linux'] });
+    const inProp = await create('a-member', { name: 'plain two', description: 'a zebra of linux', os_distro: 'x' } as Record<string, unknown>);
+    const notAll = await create('a-member', { name: 'zebra only' });
+    const q = async (query: string, token = 'a-member') => ids(await call(token, 'GET', `/v2/images?${query}`));
+    assert.deepEqual(new Set(await q('q=zebra%20linux')), new Set([inName, inTag, inProp]));
+    assert.deepEqual(new Set(await q('q=ZEBRA%20lin')), new Set([inName, inTag, inProp]));
+    assert.deepEqual(await q('q=zebr%20linux'), [], 'only the last word is a prefix');
+    assert.deepEqual(await q('q=zebra%20linux&sort=relevance'), [inName, inTag, inProp]);
+    assert.deepEqual(await q('q=zebra%20linux&sort=relevance&limit=1'), [inName]);
+    assert.deepEqual(await q(`q=zebra%20linux&sort=relevance&limit=2&marker=${inName}`), [inTag, inProp]);
+    assert.deepEqual(await q('q=zebra&tag=other'), [inName]);
+    assert.ok((await q('q=zebra')).includes(notAll));
+    assert.deepEqual(await q('q=zebra', 'b-member'), [], "another project's private images are never found");
+    // The next link of a relevance page continues the ranking.
+    const first = await call('a-member', 'GET', '/v2/images?q=zebra%20linux&sort=relevance&limit=2');
+    assert.ok(first.body.next);
+    assert.deepEqual(ids(await call('a-member', 'GET', first.body.next)), [inProp]);
+  });
+
+  await t.test('revisions: every metadata change is recorded with who, when and the JSON Patch; restore is one new revision', async () => {
+    const id = await create('a-member', { name: 'v1', tags: ['t1'], os_distro: 'debian', visibility: 'private' } as Record<string, unknown>);
+    await patch('a-member', id, [{ op: 'replace', path: '/name', value: 'v2' }, { op: 'add', path: '/os_version', value: '12' }]);
+    await call('a-member', 'PUT', `/v2/images/${id}/tags/t2`);
+    await patch('a-member', id, [{ op: 'replace', path: '/visibility', value: 'shared' }]);
+    await call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'B' });
+    await call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' });
+    await patch('a-member', id, [{ op: 'remove', path: '/os_distro' }]);
+    const list = await call('a-reader', 'GET', `/v2/images/${id}/revisions?limit=100`);
+    assert.equal(list.status, 200);
+    // Retention 5: the first two (create, the name change) are pruned.
+    const revs = list.body.revisions;
+    assert.deepEqual(revs.map((r: { n: number; action: string }) => [r.n, r.action]), [[3, 'tags'], [4, 'update'], [5, 'members'], [6, 'members'], [7, 'update']]);
+    assert.deepEqual(revs[0].patch, [{ op: 'replace', path: '/tags', value: ['t1', 't2'] }]);
+    assert.deepEqual(revs[3].patch, [{ op: 'replace', path: '/members', value: [{ member_id: 'B', status: 'accepted' }] }]);
+    assert.equal(revs[3].project_id, 'B');
+    assert.equal(revs[3].user_id, 'bob');
+    assert.deepEqual(revs[4].patch, [{ op: 'remove', path: '/properties/os_distro' }]);
+    assert.equal((await call('a-reader', 'GET', `/v2/images/${id}/revisions/1`)).status, 404);
+    const paged = await call('a-reader', 'GET', `/v2/images/${id}/revisions?limit=2&marker=4`);
+    assert.deepEqual(paged.body.revisions.map((r: { n: number }) => r.n), [5, 6]);
+    assert.ok(paged.body.next);
+
+    const three = (await call('a-reader', 'GET', `/v2/images/${id}/revisions/3`)).body;
+    assert.deepEqual([three.metadata.name, three.metadata.visibility, three.metadata.tags, three.metadata.properties], ['v2', 'private', ['t1', 't2'], { os_distro: 'debian', os_version: '12' }]);
+    // Restore 3: name, visibility and properties come back; members stay (their own calls).
+    assert.equal((await call('a-reader', 'POST', `/v2/images/${id}/revisions/3/restore`)).status, 403);
+    const restored = await call('a-member', 'POST', `/v2/images/${id}/revisions/3/restore`);
+    assert.equal(restored.status, 200, JSON.stringify(restored.body));
+    assert.deepEqual([restored.body.visibility, restored.body.os_distro], ['private', 'debian']);
+    const after = (await call('a-reader', 'GET', `/v2/images/${id}/revisions?marker=7`)).body.revisions;
+    assert.equal(after.length, 1);
+    assert.equal(after[0].action, 'restore:3');
+    assert.deepEqual(after[0].patch.map((o: { path: string }) => o.path).sort(), ['/properties/os_distro', '/visibility']);
+    // Restoring what is already there changes nothing.
+    await call('a-member', 'POST', `/v2/images/${id}/revisions/8/restore`);
+    assert.equal((await call('a-reader', 'GET', `/v2/images/${id}/revisions?marker=8`)).body.revisions.length, 0);
+    // Hostile numbers and paging.
+    for (const url of [`/v2/images/${id}/revisions/0`, `/v2/images/${id}/revisions/-1`, `/v2/images/${id}/revisions/abc`, `/v2/images/${id}/revisions/99999999999`, `/v2/images/${id}/revisions?limit=x`, `/v2/images/${id}/revisions?marker=x`, `/v2/images/${id}/revisions?limit=1&limit=2`]) {
+      const res = await call('a-member', 'GET', url);
+      assert.equal(res.status, 400, url);
+    }
+    assert.equal((await call('a-member', 'POST', `/v2/images/${id}/revisions/999/restore`)).status, 404);
+    // Only those who may see the image see its revisions.
+    const priv = await create('a-member', { name: 'private one' });
+    assert.equal((await call('b-member', 'GET', `/v2/images/${priv}/revisions`)).status, 404);
+    assert.equal((await call('b-member', 'GET', `/v2/images/${priv}/revisions/1`)).status, 404);
+    assert.equal((await call('b-member', 'POST', `/v2/images/${priv}/revisions/1/restore`)).status, 404);
+  });
+
+  await t.test('metafile: name, formats, visibility, tags, properties and the gallery path, versioned by the newest revision', async () => {
+    const g = (await call('a-member', 'POST', '/v2/galleries', { name: 'meta' })).body;
+    const sub = (await call('a-member', 'POST', '/v2/galleries', { name: 'sub', parent_id: g.id })).body;
+    const id = await create('a-member', { name: 'm', tags: ['x'], os_distro: 'debian', min_ram: 512 } as Record<string, unknown>);
+    await patch('a-member', id, [{ op: 'add', path: '/pir_gallery_id', value: sub.id }]);
+    const meta = await call('a-reader', 'GET', `/v2/images/${id}/metafile`);
+    assert.equal(meta.status, 200);
+    assert.deepEqual(meta.body, {
+      name: 'm', disk_format: 'raw', container_format: 'bare', visibility: 'shared', protected: false, min_disk: 0, min_ram: 512,
+      tags: ['x'], properties: { os_distro: 'debian' }, gallery: 'meta/sub', revision: 2,
+    });
+    assert.equal((await call('b-member', 'GET', `/v2/images/${id}/metafile`)).status, 404);
+  });
+}

@@ -1,0 +1,132 @@
+/**
+ * The cache's HTTP app against a fake upstream: a download whose bytes do not match the image's
+ * os_hash_value is cut off (never a complete 200); the webhook receiver takes only signed
+ * deliveries; the cache API refuses non-administrators; other calls pass through.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, get, type Server } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { buildCacheApp, WEBHOOK_PATH } from '../../../cache/cache-app.js';
+import { CacheStore } from '../../../cache/cache-store.js';
+import { PrefetchQueue } from '../../../cache/prefetch-queue.js';
+import { Upstream } from '../../../cache/upstream.js';
+import { signatureHeader } from '../../../core/webhooks/signing.js';
+import { makeTempDir, removeDir } from '../../support/images.js';
+
+const log = pino({ level: 'silent' });
+const ADMIN = 'unit-cache-admin-0123456789abcdefghijkl';
+const USER = 'unit-user-token';
+const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
+const ID = '11111111-2222-4333-8444-555555555555';
+
+describe('cache app', () => {
+  let dir: string;
+  let upstream: Server;
+  let app: FastifyInstance;
+  let base: string;
+  const data = randomBytes(3 * 2 ** 20);
+  let claimedHash = createHash('sha512').update(randomBytes(8)).digest('hex'); // not the data's
+  const events: string[] = [];
+
+  before(async () => {
+    dir = await makeTempDir('pir-cache-app-');
+    upstream = createServer((request, response) => {
+      if (request.headers['x-auth-token'] !== USER && request.headers['x-auth-token'] !== ADMIN) {
+        response.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"nope"}');
+        return;
+      }
+      if (request.url === '/metrics') return void response.writeHead(request.headers['x-auth-token'] === ADMIN ? 200 : 403).end();
+      if (request.url === `/v2/images/${ID}`) {
+        return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: ID, status: 'active', size: data.length, os_hash_algo: 'sha512', os_hash_value: claimedHash, checksum: null }));
+      }
+      if (request.url === `/v2/images/${ID}/file`) {
+        response.writeHead(200, { 'content-length': data.length });
+        if (request.method === 'HEAD') return void response.end();
+        // Slowly, so the client is mid-download when the hash turns out wrong.
+        let offset = 0;
+        const timer = setInterval(() => {
+          response.write(data.subarray(offset, offset + 256 * 1024));
+          offset += 256 * 1024;
+          if (offset >= data.length) { clearInterval(timer); response.end(); }
+        }, 5);
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'yes' }).end(JSON.stringify({ path: request.url, method: request.method }));
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const port = (upstream.address() as { port: number }).port;
+    const store = new CacheStore(join(dir, 'cache'), 2 ** 30, log, { evicted() {}, corrupt() {}, upstreamBytes() {} });
+    await store.open();
+    const client = new Upstream({ base: `http://127.0.0.1:${port}`, decisionTtlMs: 1, maxDecisions: 10, timeoutMs: 5000 });
+    app = await buildCacheApp({
+      log, store, upstream: client, queue: new PrefetchQueue(store, client, log), adminToken: ADMIN,
+      webhookSecret: () => SECRET, onEvent: async (type, imageId) => { events.push(`${type}:${imageId}`); },
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    await app?.close();
+    upstream?.close();
+    if (dir) await removeDir(dir);
+  });
+
+  it('cuts a download off when the bytes do not match os_hash_value, and keeps nothing', async () => {
+    const outcome = await new Promise<{ status: number; bytes: number; complete: boolean; error: string | null }>((resolve) => {
+      get(`${base}/v2/images/${ID}/file`, { headers: { 'x-auth-token': USER } }, (response) => {
+        let bytes = 0;
+        response.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+        response.on('end', () => resolve({ status: response.statusCode!, bytes, complete: response.complete, error: null }));
+        response.on('error', (error) => resolve({ status: response.statusCode!, bytes, complete: false, error: error.message }));
+        response.on('aborted', () => resolve({ status: response.statusCode!, bytes, complete: false, error: 'aborted' }));
+      });
+    });
+    assert.equal(outcome.status, 200);
+    assert.equal(outcome.complete, false, `the client got ${outcome.bytes} bytes declared complete`);
+    assert.ok(outcome.bytes < data.length);
+    const listed = await (await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': ADMIN } })).json() as { cached_images: unknown[] };
+    assert.deepEqual(listed.cached_images, []);
+  });
+
+  it('serves the same image once the upstream\'s hash is right', async () => {
+    claimedHash = createHash('sha512').update(data).digest('hex');
+    const response = await fetch(`${base}/v2/images/${ID}/file`, { headers: { 'x-auth-token': USER } });
+    assert.equal(response.status, 200);
+    assert.ok(Buffer.from(await response.arrayBuffer()).equals(data));
+  });
+
+  it('takes only signed, fresh webhook deliveries', async () => {
+    const body = JSON.stringify({ type: 'image.deleted', timestamp: new Date().toISOString(), data: { id: ID, status: 'deleted' } });
+    const now = Math.floor(Date.now() / 1000);
+    const send = (headers: Record<string, string>) => fetch(`${base}${WEBHOOK_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+    assert.equal((await send({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(now), 'webhook-signature': 'v1,AAAA' })).status, 401);
+    assert.equal((await send({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(now - 3600), 'webhook-signature': signatureHeader([SECRET], 'msg_1', now - 3600, body) })).status, 401);
+    assert.deepEqual(events, []);
+    assert.equal((await send({ 'webhook-id': 'msg_1', 'webhook-timestamp': String(now), 'webhook-signature': signatureHeader([SECRET], 'msg_1', now, body) })).status, 204);
+    assert.deepEqual(events, [`image.deleted:${ID}`]);
+  });
+
+  it('keeps the cache API and /metrics for administrators', async () => {
+    assert.equal((await fetch(`${base}/v2/cache`)).status, 401);
+    assert.equal((await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': USER } })).status, 403);
+    assert.equal((await fetch(`${base}/metrics`, { headers: { 'x-auth-token': USER } })).status, 403);
+    const metrics = await fetch(`${base}/metrics`, { headers: { 'x-auth-token': ADMIN } });
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /pir_cache_hits_total/);
+    assert.equal((await fetch(`${base}/v2/cache/..%2F..%2Fetc`, { method: 'PUT', headers: { 'x-auth-token': ADMIN } })).status, 400);
+    assert.equal((await fetch(`${base}/v2/cache`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN, 'x-image-cache-clear-target': 'everything' } })).status, 400);
+  });
+
+  it('passes other calls through with their method, path, query and body', async () => {
+    const response = await fetch(`${base}/v2/images?limit=2`, { method: 'POST', headers: { 'x-auth-token': USER, 'content-type': 'application/json' }, body: '{"a":1}' });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get('x-upstream'), 'yes');
+    assert.deepEqual(await response.json(), { path: '/v2/images?limit=2', method: 'POST' });
+  });
+});

@@ -1,0 +1,180 @@
+/**
+ * The cache store on its own, with a fake upstream: fills shared and verified, mismatching or
+ * short data never delivered as complete, LRU eviction that spares entries being read, and an
+ * index rebuilt (and re-verified) from disk.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import { after, before, describe, it } from 'node:test';
+import { Readable } from 'node:stream';
+import pino from 'pino';
+import { CacheStore, type Lookup } from '../../../cache/cache-store.js';
+import type { UpstreamBody } from '../../../cache/fill.js';
+import { GrowingFileReader } from '../../../cache/growing-file-reader.js';
+import { makeTempDir, removeDir } from '../../support/images.js';
+
+const log = pino({ level: 'silent' });
+const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex');
+
+/** An upstream answer that sends `data` in chunks, waiting `delayMs` between them. */
+function slowResponse(data: Buffer, chunk = 64 * 1024, delayMs = 2): UpstreamBody {
+  async function* chunks() {
+    for (let offset = 0; offset < data.length; offset += chunk) {
+      await new Promise((r) => setTimeout(r, delayMs));
+      yield data.subarray(offset, offset + chunk);
+    }
+  }
+  return { status: 200, body: Readable.from(chunks()) };
+}
+
+function newStore(dir: string, maxSize: number) {
+  const counts = { upstream: 0, evicted: [] as string[], corrupt: 0 };
+  const store = new CacheStore(dir, maxSize, log, {
+    evicted: (entry, reason) => counts.evicted.push(`${entry.imageId}:${reason}`),
+    corrupt: () => { counts.corrupt += 1; },
+    upstreamBytes: (n) => { counts.upstream += n; },
+  });
+  return { store, counts };
+}
+
+/** Waits until the store lists the entry (it is recorded just after its fill resolves). */
+async function recorded(store: CacheStore, id: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!store.list().entries.some((e) => e.imageId === id)) {
+    if (Date.now() > deadline) throw new Error(`${id} never recorded`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const read = (found: Lookup, start = 0, end?: number) => {
+  if (found.kind === 'hit') throw new Error('expected a fill');
+  return buffer(new GrowingFileReader(found.fill, start, end ?? found.fill.target.size - 1));
+};
+
+describe('cache store', () => {
+  let dir: string;
+  before(async () => { dir = await makeTempDir('pir-cache-unit-'); });
+  after(async () => { await removeDir(dir); });
+
+  it('shares one fill among concurrent readers and serves the entry once verified', async () => {
+    const { store, counts } = newStore(join(dir, 'shared'), 10 * 2 ** 20);
+    await store.open();
+    const data = randomBytes(2 * 2 ** 20 + 100);
+    const target = { imageId: 'img-shared', size: data.length, algo: 'sha512', hash: sha512(data) };
+    let fetches = 0;
+    const fetchBody = async () => { fetches += 1; return slowResponse(data); };
+    const lookups = await Promise.all(Array.from({ length: 5 }, () => store.lookup(target, fetchBody)));
+    assert.deepEqual(lookups.map((l) => l?.kind === 'fill' && l.started), [true, false, false, false, false]);
+    const bodies = await Promise.all(lookups.map((l) => read(l!)));
+    for (const body of bodies) assert.ok(body.equals(data));
+    assert.equal(fetches, 1);
+    assert.equal(counts.upstream, data.length);
+    await recorded(store, target.imageId);
+    const hit = await store.lookup(target, fetchBody);
+    assert.equal(hit?.kind, 'hit');
+    assert.equal(fetches, 1);
+  });
+
+  it('never lets a reader finish on bytes that do not match os_hash_value, and keeps nothing', async () => {
+    const cacheDir = join(dir, 'mismatch');
+    const { store } = newStore(cacheDir, 10 * 2 ** 20);
+    await store.open();
+    const data = randomBytes(2 ** 20);
+    const target = { imageId: 'img-bad', size: data.length, algo: 'sha512', hash: sha512(randomBytes(16)) };
+    const found = await store.lookup(target, async () => slowResponse(data));
+    assert.ok(found && found.kind === 'fill');
+    // A joiner reading the whole image and one reading only the first bytes: both fail.
+    const joiner = await store.lookup(target, async () => { throw new Error('second fetch'); });
+    await assert.rejects(read(found), /hashes to sha512/);
+    await assert.rejects(read(joiner!, 0, 99), /hashes to sha512/);
+    assert.equal(store.list().entries.length, 0);
+    assert.deepEqual(await readdir(join(cacheDir, 'tmp')), []);
+    assert.deepEqual(await readdir(join(cacheDir, 'entries')), []);
+  });
+
+  it('fails readers of a short upstream answer', async () => {
+    const { store } = newStore(join(dir, 'short'), 10 * 2 ** 20);
+    await store.open();
+    const data = randomBytes(2 ** 20);
+    const target = { imageId: 'img-short', size: data.length + 512, algo: 'sha512', hash: sha512(data) };
+    const found = await store.lookup(target, async () => slowResponse(data));
+    await assert.rejects(read(found!), /sent 1048576 of the image's 1049088 bytes/);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(store.has('img-short'), false);
+  });
+
+  it('evicts the least recently used entry, never one being read, and refuses when nothing can go', async () => {
+    const { store, counts } = newStore(join(dir, 'lru'), 3 * 2 ** 20);
+    await store.open();
+    const images = ['a', 'b', 'c', 'd'].map((name) => {
+      const data = randomBytes(2 ** 20);
+      return { data, target: { imageId: `img-${name}`, size: data.length, algo: 'sha512', hash: sha512(data) } };
+    });
+    const cache = async (i: number) => {
+      const found = await store.lookup(images[i].target, async () => slowResponse(images[i].data, 2 ** 20, 0));
+      if (found?.kind === 'fill') {
+        await found.fill.done;
+        await recorded(store, images[i].target.imageId);
+      }
+      return found;
+    };
+    for (const i of [0, 1, 2]) await cache(i);
+    // a is used again: b is now the least recently used.
+    assert.equal((await store.lookup(images[0].target, async () => { throw new Error('no'); }))?.kind, 'hit');
+    await cache(3);
+    assert.deepEqual(counts.evicted, ['img-b:lru']);
+    assert.deepEqual(store.list().entries.map((e) => e.imageId).sort(), ['img-a', 'img-c', 'img-d']);
+    // Every entry being read: no room for a new one.
+    const releases = store.list().entries.map((e) => store.claim(e));
+    assert.equal(await store.lookup(images[1].target, async () => slowResponse(images[1].data)), null);
+    for (const release of releases) release();
+    assert.equal((await cache(1))?.kind, 'fill');
+    assert.equal(counts.evicted.length, 2);
+  });
+
+  it('rebuilds its index from disk and drops an entry whose file changed', async () => {
+    const cacheDir = join(dir, 'restart');
+    const first = newStore(cacheDir, 10 * 2 ** 20);
+    await first.store.open();
+    const good = randomBytes(2 ** 20);
+    const bad = randomBytes(2 ** 20);
+    for (const [id, data] of [['img-good', good], ['img-bad', bad]] as const) {
+      const found = await first.store.lookup({ imageId: id, size: data.length, algo: 'sha512', hash: sha512(data) }, async () => slowResponse(data));
+      assert.ok(found?.kind === 'fill');
+      await found.fill.done;
+      await recorded(first.store, id);
+    }
+    await first.store.flush();
+    await writeFile(join(cacheDir, 'entries', 'img-bad.data'), randomBytes(2 ** 20));
+    await writeFile(join(cacheDir, 'tmp', 'leftover'), 'partial');
+    await writeFile(join(cacheDir, 'entries', 'orphan.data'), 'no sidecar');
+
+    const second = newStore(cacheDir, 10 * 2 ** 20);
+    await second.store.open();
+    assert.deepEqual(second.store.list().entries.map((e) => e.imageId).sort(), ['img-bad', 'img-good']);
+    assert.deepEqual(await readdir(join(cacheDir, 'tmp')), []);
+    await second.store.verifyAll();
+    assert.deepEqual(second.store.list().entries.map((e) => e.imageId), ['img-good']);
+    assert.equal(second.counts.corrupt, 1);
+    assert.deepEqual((await readdir(join(cacheDir, 'entries'))).sort(), ['img-good.data', 'img-good.json']);
+    const hit = await second.store.lookup({ imageId: 'img-good', size: good.length, algo: 'sha512', hash: sha512(good) }, async () => { throw new Error('no'); });
+    assert.equal(hit?.kind, 'hit');
+  });
+
+  it('drops an entry replaced upstream (another hash) and fetches the new bytes', async () => {
+    const { store, counts } = newStore(join(dir, 'replaced'), 10 * 2 ** 20);
+    await store.open();
+    const v1 = randomBytes(2 ** 20);
+    const v2 = randomBytes(2 ** 20);
+    const first = await store.lookup({ imageId: 'img-r', size: v1.length, algo: 'sha512', hash: sha512(v1) }, async () => slowResponse(v1));
+    if (first?.kind === 'fill') await first.fill.done;
+    await recorded(store, 'img-r');
+    const second = await store.lookup({ imageId: 'img-r', size: v2.length, algo: 'sha512', hash: sha512(v2) }, async () => slowResponse(v2));
+    assert.equal(second?.kind, 'fill');
+    assert.ok((await read(second!)).equals(v2));
+    assert.deepEqual(counts.evicted, ['img-r:replaced upstream']);
+  });
+});
