@@ -5,7 +5,9 @@
  *
  * Acknowledging is a write of its own, so it waits a little (`ackDelayMs`): if this process
  * writes the same image meanwhile, that write drops the published events itself (see
- * `publishedEvents`) and no separate acknowledgement is needed.
+ * `publishedEvents`) and no separate acknowledgement is needed. Where writes are costly
+ * (MongoDB-wire) the delay is longer, so the next stage's write usually does it; an ack whose
+ * events a write already dropped finds nothing to do and writes nothing.
  */
 import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
@@ -17,12 +19,15 @@ export class OutboxRelay {
   private readonly chains = new Map<string, Promise<void>>();
   /** Published but not yet acknowledged event ids, per image, with the timer that will ack them. */
   private readonly unacked = new Map<string, { ids: Set<string>; timer: NodeJS.Timeout | null; purge: boolean }>();
+  /** Event ids read back from the bus (published by any process), per image, oldest image first. */
+  private readonly seen = new Map<string, Set<string>>();
 
   constructor(
     private readonly store: ManifestStore,
     private readonly bus: EventBus,
     private readonly log: Logger,
     private readonly ackDelayMs = 200,
+    private readonly inFlightAckDelayMs = ackDelayMs,
   ) {}
 
   /** Publishes the pending events of a document just written; failures are left to the sweeper. */
@@ -31,17 +36,46 @@ export class OutboxRelay {
     if (pending.length === 0) return this.chains.get(doc.id) ?? Promise.resolve();
     return this.chain(doc.id, async () => {
       await this.bus.publish(pending);
-      this.scheduleAck(doc.id, pending.map((e) => e.id), doc.status === 'deleted');
+      this.scheduleAck(doc.id, pending.map((e) => e.id), doc.status === 'deleted', IN_FLIGHT.has(doc.status));
     });
   }
 
-  /** Event ids of this image that are published and may be dropped from its outbox by any write. */
+  /**
+   * Event ids of this image that are published and may be dropped from its outbox by any write:
+   * those this relay published, and those another process published that this one read back
+   * from the bus (notePublished).
+   */
   publishedEvents(imageId: string): ReadonlySet<string> {
-    return this.unacked.get(imageId)?.ids ?? EMPTY;
+    const mine = this.unacked.get(imageId)?.ids;
+    const seen = this.seen.get(imageId);
+    if (!seen) return mine ?? EMPTY;
+    if (!mine) return seen;
+    return new Set([...mine, ...seen]);
+  }
+
+  /**
+   * An event of this image came back from the bus: it is published, wherever it was written.
+   * The next write of the image in this process drops it from the outbox, which saves the
+   * writer's process a separate acknowledgement (in distributed mode, the api's events are
+   * dropped by the worker's next stage write). Bounded: the oldest images are forgotten.
+   */
+  notePublished(imageId: string, eventId: string): void {
+    let ids = this.seen.get(imageId);
+    if (!ids) {
+      ids = new Set();
+      this.seen.set(imageId, ids);
+      if (this.seen.size > SEEN_IMAGES) this.seen.delete(this.seen.keys().next().value!);
+    }
+    ids.add(eventId);
   }
 
   /** A write of the image dropped these published events: they need no acknowledgement now. */
   acknowledgedByWrite(imageId: string, eventIds: Iterable<string>): void {
+    const seen = this.seen.get(imageId);
+    if (seen) {
+      for (const id of eventIds) seen.delete(id);
+      if (seen.size === 0) this.seen.delete(imageId);
+    }
     const entry = this.unacked.get(imageId);
     if (!entry) return;
     for (const id of eventIds) entry.ids.delete(id);
@@ -65,7 +99,8 @@ export class OutboxRelay {
     await Promise.all([...this.unacked.keys()].map((id) => this.ackNow(id)));
   }
 
-  private scheduleAck(imageId: string, ids: string[], purge: boolean): void {
+  /** `inFlight`: the image's pipeline is running, so its next write (which acks) is near: wait longer. */
+  private scheduleAck(imageId: string, ids: string[], purge: boolean, inFlight: boolean): void {
     let entry = this.unacked.get(imageId);
     if (!entry) {
       entry = { ids: new Set(), timer: null, purge: false };
@@ -74,7 +109,7 @@ export class OutboxRelay {
     for (const id of ids) entry.ids.add(id);
     entry.purge ||= purge;
     if (!entry.timer) {
-      entry.timer = setTimeout(() => { void this.ackNow(imageId); }, this.ackDelayMs);
+      entry.timer = setTimeout(() => { void this.ackNow(imageId); }, inFlight ? this.inFlightAckDelayMs : this.ackDelayMs);
       entry.timer.unref();
     }
   }
@@ -104,3 +139,6 @@ export class OutboxRelay {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+const SEEN_IMAGES = 10_000;
+/** Statuses in which the pipeline writes the image again soon (and that write drops published events). */
+const IN_FLIGHT = new Set(['saving', 'uploading', 'importing']);

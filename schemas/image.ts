@@ -53,6 +53,11 @@ export interface PipelineRun {
   deadline_at: string;
   /** How many times a stuck run was resumed by the sweeper. */
   resumes: number;
+  /**
+   * The stage the previous stage's completion already started (marked running, attempt counted,
+   * deadline set) in its own write: its job runs without a start write of its own.
+   */
+  handoff?: StageName | null;
   /** Output of the unpack stage: the disk image the later stages work on. */
   unpacked: HashedBlob | null;
   /** What the unpack stage found: the codec and container it took apart, and its notes. */
