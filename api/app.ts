@@ -28,6 +28,10 @@ import { infoRoutes } from './routes/info.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { imageUploadRoutes } from './routes/image-uploads.js';
+import { shareLinkRoutes, sharedDownloadRoutes } from './routes/share-links.js';
+import { ResumableUploads } from '../ingest/tus/resumable-uploads.js';
+import { FileTusStaging } from '../ingest/tus/staging.js';
 import type { WebhookService } from '../core/webhooks/service.js';
 import type { CatalogService } from '../core/catalog.js';
 import { catalogRoutes } from './routes/catalog.js';
@@ -54,6 +58,8 @@ export interface AppDeps {
   publicUrl?: string | null;
   /** Tests shorten the HTTP timeouts. */
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
+  /** PIR_TUS_EXPIRY_SECONDS: how long a resumable upload may take (default a day). */
+  tusExpirySeconds?: number;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
   /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
@@ -125,6 +131,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
   const checkToken = authHook(deps.authenticator);
+  // Share links answer without a token: the link is the credential.
+  await app.register(async (shared) => sharedDownloadRoutes(shared, deps));
+  const resumable = new ResumableUploads({ ...deps, staging: new FileTusStaging(deps.blobs), expirySeconds: deps.tusExpirySeconds ?? 86_400 });
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
@@ -140,6 +149,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageImportRoutes(v2, deps.images, deps.webDownloads);
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
+    await imageUploadRoutes(v2, { uploads: resumable, maxImageSize: deps.upload.maxImageSize, publicUrl: deps.publicUrl ?? null });
+    await shareLinkRoutes(v2, deps.images, deps.publicUrl ?? null);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
     if (deps.catalog) await catalogRoutes(v2, deps.catalog);
     if (deps.live) await eventRoutes(v2, deps.live);

@@ -16,7 +16,11 @@ export function requestIdOf(req: IncomingMessage): string {
 /** Query parameters whose values are secrets (a token put in the URL must not reach the logs). */
 const SECRET_PARAM = /token|auth|passw|secret|key|signature|credential|session/i;
 
+/** A share link's path carries its secret: /v2/shared/{token}. */
+const SHARED_PATH = /^(\/v2\/shared\/)[^/?#]+/;
+
 export function redactUrl(url: string): string {
+  url = url.replace(SHARED_PATH, '$1[REDACTED]');
   const q = url.indexOf('?');
   if (q < 0) return url;
   const redacted = url.slice(q + 1).split('&').map((pair) => {

@@ -7,14 +7,19 @@ import type { ImageDoc } from '../schemas/image.js';
 import type { Manifest } from '../core/manifest.js';
 
 const SETTLED = new Set(['active', 'killed', 'deleted', 'queued', 'deactivated']);
-const MAX_POLL_MS = 1000;
+/**
+ * The fallback polls: woken waiters re-read at once, so polls only cover a lost signal. Each
+ * poll is a read (two commands on the MongoDB-wire store), and many uploads wait at once.
+ */
+const FIRST_POLL_MS = 250;
+const MAX_POLL_MS = 4000;
 
 export async function waitForSettled(manifest: Manifest, id: string, signal: AbortSignal): Promise<ImageDoc | null> {
   let wake: () => void = () => {};
   const onSignal = () => wake();
   manifest.changes.on(id, onSignal);
   try {
-    let delay = 10;
+    let delay = FIRST_POLL_MS;
     for (;;) {
       const doc = await manifest.get(id);
       if (!doc || SETTLED.has(doc.status) || signal.aborted) return doc;

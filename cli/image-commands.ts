@@ -14,6 +14,7 @@ import { followImage, stageLine } from './follow.js';
 import { humanBytes, printList, printRecord, type Format } from './output.js';
 import { createProgress, summary } from './progress.js';
 import { uploadAndSettle } from './upload-flow.js';
+import { shareCommand } from './share-commands.js';
 
 /** An image for printing: in a table, the pipeline as its stage line rather than raw JSON. */
 export function printImage(image: Image, format: Format): void {
@@ -25,7 +26,7 @@ export function printImage(image: Image, format: Format): void {
 export const LIST_COLUMNS = ['id', 'name', 'status', 'disk_format', 'size', 'visibility'];
 
 export function imageCommand(): Command {
-  const image = new Command('image').description('manage images: create (upload), list, show, update, delete, download, wait, batch, history, restore, metafile, register');
+  const image = new Command('image').description('manage images: create (upload), list, show, update, delete, download, wait, batch, history, restore, metafile, register, share');
   image.addCommand(createCommand());
   image.addCommand(listCommand());
   image.addCommand(new Command('show').description('show one image, with its pipeline progress (pir_pipeline) and refusal reason (pir_failure)')
@@ -53,6 +54,7 @@ export function imageCommand(): Command {
       printImage(await followImage(client, id, { timeoutMs: o.timeout * 1000 }), format);
     }));
   image.addCommand(batchCommand());
+  image.addCommand(shareCommand());
   image.addCommand(historyCommand());
   image.addCommand(new Command('restore').description("bring an image's metadata back to revision N (one new revision)")
     .argument('<id>', 'image id').argument('<n>', 'revision number', positiveInt)
@@ -80,6 +82,7 @@ interface CreateOptions {
   visibility?: string;
   wait?: boolean;
   import?: boolean;
+  resumable?: boolean;
   sha512?: string;
   verifyFirst?: boolean;
   timeout: number;
@@ -98,6 +101,7 @@ function createCommand(): Command {
     .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
     .option('--wait', 'upload asynchronously, then follow the pipeline stage by stage until active or killed')
     .option('--import', "use the interoperable import: stage the bytes, then import with glance-direct")
+    .option('--resumable', 'upload with tus (POST/PATCH …/uploads): a cut connection resumes from the bytes PIR already has')
     .option('--sha512 <hex>', 'the sha512 the file must have (e.g. from a SHA512SUMS file): sent at create so PIR refuses other bytes', sha512Hex)
     .option('--verify-first', 'hash the file before creating the image, so PIR verifies both md5 (Content-MD5) and sha512 (one more read of the file)')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
@@ -107,6 +111,7 @@ Without --sha512 or --verify-first, the hashes computed while sending are compar
 PIR computed once the image is active (when it stored the bytes as sent); a difference deletes the
 image and exits 1. Without --wait, the upload returns when the image is active (or refused: exit 3).`)
     .action(async (o: CreateOptions, cmd: Command) => {
+      if (o.resumable && o.import) throw new UsageError('--resumable and --import are two different upload paths: choose one');
       const { client, format } = await contextOf(cmd);
       const size = (await stat(o.file).catch(() => { throw new UsageError(`--file ${o.file}: no such file`); })).size;
       const fields: Record<string, unknown> = { name: o.name, disk_format: o.diskFormat, container_format: o.containerFormat };
@@ -132,7 +137,7 @@ image and exits 1. Without --wait, the upload returns when the image is active (
       const created = await client.createImage(fields);
       process.stderr.write(`created image ${created.id} (${o.name})\n`);
       if (galleryId) await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]);
-      const image = await uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, timeoutMs: o.timeout * 1000 });
+      const image = await uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, resumable: o.resumable, timeoutMs: o.timeout * 1000 });
       printImage(image, format);
     });
 }

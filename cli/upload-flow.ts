@@ -6,7 +6,7 @@ import { createProgress, summary } from './progress.js';
 
 /** Uploads (direct or staged), waits as asked, and checks the digests sent against PIR's. */
 export async function uploadAndSettle(client: PirClient, id: string, file: string, size: number,
-  o: { md5?: string; wait?: boolean; import?: boolean; timeoutMs?: number; quiet?: boolean; onProgress?: (sent: number) => void }): Promise<Image> {
+  o: { md5?: string; wait?: boolean; import?: boolean; resumable?: boolean; timeoutMs?: number; quiet?: boolean; onProgress?: (sent: number) => void }): Promise<Image> {
   const progress = o.quiet ? null : createProgress({ label: `uploading ${basename(file)}`, total: size });
   const t0 = performance.now();
   let sentAt = 0;
@@ -17,7 +17,15 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
   };
   let sent: SentFile;
   try {
-    if (o.import) {
+    if (o.resumable) {
+      const result = await client.resumableUpload(id, file, {
+        onProgress,
+        onRetry: (error, offset, attempt) => {
+          if (!o.quiet) process.stderr.write(`\nconnection lost (${error.message}); resuming at byte ${offset} (attempt ${attempt})\n`);
+        },
+      });
+      sent = { response: { status: 204, headers: {}, body: null }, sent: result.size, size: result.size, digests: result.digests };
+    } else if (o.import) {
       sent = await client.stageFile(id, file, { md5: o.md5, onProgress });
       await client.importImage(id);
     } else {
@@ -29,7 +37,9 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
   }
   const digests = sent.digests;
   progress?.finish(`sent ${summary(size, ((sentAt || performance.now()) - t0) / 1000)}${digests ? `; md5 ${digests.md5}, sha512 ${digests.sha512.slice(0, 16)}…` : ''}`);
-  const image = o.wait ? await followImage(client, id, { timeoutMs: o.timeoutMs, show: !o.quiet }) : await client.getImage(id);
+  // A tus upload ends when the bytes are in: the pipeline is still to come, so wait for it.
+  const image = o.wait ? await followImage(client, id, { timeoutMs: o.timeoutMs, show: !o.quiet })
+    : o.resumable ? await client.waitForImage(id, { timeoutMs: o.timeoutMs }) : await client.getImage(id);
   if (image.status === 'active' && digests) await checkStoredDigests(client, image, digests, sent.size);
   return image;
 }

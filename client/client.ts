@@ -7,6 +7,16 @@ import { downloadImage, type DownloadOptions, type DownloadResult } from './down
 import { ImageRefusedError, PirApiError, WaitTimeoutError } from './errors.js';
 import { Transport, type Headers, type RawResponse } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
+import { resumableUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
+
+export interface ShareLink {
+  id: string;
+  created_at: string;
+  expires_at: string;
+  created_by: { project_id: string; user_id: string };
+  uses: number;
+  url?: string;
+}
 
 export interface StageTiming {
   status: string;
@@ -142,6 +152,24 @@ export class PirClient {
     return sendFile(this.transport, 'PUT', `${imagePath(id)}/${kind}`, file, opts);
   }
 
+  /** A tus upload (POST …/uploads, then PATCHes) that resumes after a cut connection; resolves when all bytes are in. */
+  resumableUpload(id: string, file: string, opts: ResumableOptions = {}): Promise<ResumableResult> {
+    return resumableUpload(this.transport, imagePath(id), file, opts);
+  }
+
+  /** A download link for someone without an account; `url` is shown only here. */
+  createShareLink(id: string, expiresIn: number): Promise<ShareLink & { url: string }> {
+    return this.request('POST', `${imagePath(id)}/share-links`, { expires_in: expiresIn }, [201]);
+  }
+
+  async listShareLinks(id: string): Promise<ShareLink[]> {
+    return (await this.request<{ share_links: ShareLink[] }>('GET', `${imagePath(id)}/share-links`)).share_links;
+  }
+
+  async revokeShareLink(id: string, linkId: string): Promise<void> {
+    await this.request('DELETE', `${imagePath(id)}/share-links/${encodeURIComponent(linkId)}`, undefined, [204]);
+  }
+
   async importImage(id: string, method = 'glance-direct'): Promise<void> {
     await this.request('POST', `${imagePath(id)}/import`, { method: { name: method } }, [202]);
   }
@@ -197,4 +225,4 @@ export function queryString(query: Query): string {
   return text ? `?${text}` : '';
 }
 
-export type { Digests, SentFile, DownloadResult };
+export type { Digests, SentFile, DownloadResult, ResumableOptions, ResumableResult };

@@ -117,6 +117,17 @@ export const API_ERRORS = {
   delivery_not_found: refusal(404, "No such delivery of this webhook."),
   webhook_disabled: refusal(409, "The webhook is disabled (see disabled_reason); enable it with PATCH enabled: true first."),
   delivery_pending: refusal(409, "The delivery is still being attempted; redeliver it once it has failed or succeeded."),
+  // resumable uploads (tus 1.0, /v2/images/{id}/uploads)
+  tus_version_unsupported: refusal(412, 'Tus-Resumable is missing or not 1.0.0.'),
+  tus_checksum_algorithm: refusal(400, 'Upload-Checksum names an algorithm PIR does not offer (sha1, sha256, md5).'),
+  tus_checksum_mismatch: refusal(460, "The PATCH's bytes do not match its Upload-Checksum; they were discarded."),
+  upload_not_found: refusal(404, 'No such resumable upload in progress for the image (finished, terminated, expired or never created).'),
+  upload_offset_mismatch: refusal(409, 'Upload-Offset is not the number of bytes staged; HEAD the upload and resume from its offset.'),
+  upload_length_exceeded: refusal(413, "A PATCH would go past the upload's Upload-Length."),
+  upload_expired: refusal(410, 'The resumable upload expired (PIR_TUS_EXPIRY_SECONDS); the image is queued again.'),
+  // share links
+  share_link_not_found: refusal(404, 'No such share link (unknown, revoked or expired, or its image is no longer active).'),
+  too_many_share_links: refusal(409, 'The image already has 100 live share links; revoke one first.'),
   // the cache role (pir cache)
   bad_image_id: refusal(400, 'An image id in the cache API has 1 to 64 letters, digits and dashes.'),
   bad_clear_target: refusal(400, 'x-image-cache-clear-target is "cache" or "queue" (or absent: both).'),
@@ -185,8 +196,8 @@ export function errorSpec(code: string): ErrorSpec | undefined {
 }
 
 const KIND_OF_STATUS: Record<number, ErrorKind> = {
-  400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'bad_request', 409: 'conflict', 410: 'gone',
-  413: 'too_large', 414: 'bad_request', 415: 'unsupported_media_type', 416: 'bad_request', 500: 'internal', 503: 'unavailable',
+  400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'bad_request', 408: 'timeout', 409: 'conflict', 410: 'gone', 412: 'bad_request',
+  413: 'too_large', 414: 'bad_request', 415: 'unsupported_media_type', 416: 'bad_request', 460: 'bad_request', 500: 'internal', 503: 'unavailable',
 };
 
 /** A domain error whose status and class come from the catalog. */

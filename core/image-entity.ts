@@ -7,7 +7,7 @@
  *
  * Each function changes the draft and returns the events to write with it.
  */
-import type { HashedBlob, ImageDoc, ImageMember, ImageStatus, MemberStatus, PipelineRun, StageName } from '../schemas/image.js';
+import type { HashedBlob, ImageDoc, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { canTransition } from '../schemas/state-machine.js';
 import { fail } from './error-catalog.js';
@@ -39,6 +39,13 @@ export function beginReceiving(draft: ImageDoc, kind: 'upload' | 'stage', run: n
   draft.upload = { run, kind, started_at: new Date().toISOString() };
   draft.failure = null;
   return [event('image.upload.started', { run })];
+}
+
+/** A tus upload is created: the image is claimed as by PUT …/file, its bytes then come in many PATCHes. */
+export function beginResumable(draft: ImageDoc, run: number, resumable: ResumableUpload): NewEvent[] {
+  const events = beginReceiving(draft, 'upload', run);
+  draft.upload!.resumable = resumable;
+  return events;
 }
 
 /** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
@@ -130,6 +137,9 @@ export function deactivate(draft: ImageDoc): NewEvent[] | null {
     throw fail('cannot_deactivate', `Image ${draft.id} is ${draft.status}; only an active image can be deactivated.`);
   }
   transition(draft, 'deactivated');
+  // Share links die with the deactivation: reactivating does not bring them back.
+  delete draft.share_links;
+  delete draft.share_link_uses;
   return [event('image.deactivated', {})];
 }
 
@@ -149,6 +159,8 @@ export function markDeleted(draft: ImageDoc): NewEvent[] | null {
     throw fail('protected_image', `Image ${draft.id} is protected; set protected=false (PATCH) before deleting it.`);
   }
   transition(draft, 'deleted');
+  delete draft.share_links;
+  delete draft.share_link_uses;
   draft.upload = null;
   draft.staging = null;
   // The owner rides along: the quota it counted against, after the document is purged.
@@ -167,6 +179,26 @@ export const READ_ONLY_ATTRIBUTES = new Set([
   'self', 'file', 'schema', 'direct_url', 'locations', 'owner_specified', 'stores', 'members',
   'pir_stage', 'pir_pipeline', 'pir_failure',
 ]);
+/** Properties the inspect stage fills from the image's own headers (formats/embedded/). */
+export const DETECTED_PREFIX = 'pir_detected_';
+
+/**
+ * Adds detected properties the image does not have yet (a property the user set wins), as many
+ * as the property limits leave room for: detection never makes an image fail.
+ */
+export function addDetectedProperties(draft: ImageDoc, detected: Record<string, string>): void {
+  let count = Object.keys(draft.properties).length;
+  let bytes = Object.entries(draft.properties).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  for (const [key, value] of Object.entries(detected)) {
+    if (key in draft.properties) continue;
+    const cost = Buffer.byteLength(key) + Buffer.byteLength(value);
+    if (count + 1 > LIMITS.imageProperties || bytes + cost > LIMITS.propertiesTotalBytes || value.length > 255 || key.length > LIMITS.propertyKeyLength) continue;
+    draft.properties[key] = value;
+    count += 1;
+    bytes += cost;
+  }
+}
+
 /** Glance's _reserved_properties. */
 export const RESERVED_ATTRIBUTES = new Set(['location', 'deleted', 'deleted_at']);
 
@@ -179,7 +211,8 @@ export function checkSettable(key: string): void {
   // Glance reserves the whole os_glance namespace (glance/api/v2/images.py), not only os_glance_*.
   if (key.startsWith('os_glance')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance prefix belongs to Glance itself. Choose another name.`);
   if (RESERVED_ATTRIBUTES.has(key)) throw fail('reserved_property', `Attribute '${key}' is reserved. Choose another name.`);
-  if (READ_ONLY_ATTRIBUTES.has(key) || key.startsWith('pir_')) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
+  // pir_detected_* (what the image says of itself) may be set by its owner, whose value wins.
+  if (READ_ONLY_ATTRIBUTES.has(key) || (key.startsWith('pir_') && !key.startsWith(DETECTED_PREFIX))) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
 }
 
 const invalid = (message: string) => fail('invalid_value', message);

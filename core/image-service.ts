@@ -6,13 +6,14 @@
  * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
+import { IMAGE_STATUSES, type ResumableUpload, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import * as entity from './image-entity.js';
 import { applyPatch, galleriesNamed, type PatchOp } from './image-patch.js';
+import { LIMITS } from './limits.js';
 import type { Gallery } from './catalog-ports.js';
 import { GALLERY_PROPERTY } from './gallery-rules.js';
 import { relevance } from './search.js';
@@ -389,6 +390,31 @@ export class ImageService {
     return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
   }
 
+  /** Claims the image for a tus upload (same rules as PUT …/file), recording its length and expiry. */
+  async beginResumableUpload(caller: Caller, id: string, resumable: ResumableUpload): Promise<UploadTicket> {
+    let run = 0;
+    await this.change(caller, id, 'upload_image', (draft) => {
+      run = nextRunNumber(draft);
+      return entity.beginResumable(draft, run, resumable);
+    });
+    return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
+  }
+
+  /**
+   * The image and its tus upload `uploadId`, for a caller continuing it (HEAD, PATCH, DELETE):
+   * visibility and the upload_image policy are checked on every request, as for PUT …/file.
+   * A finished, aborted or unknown upload is 404.
+   */
+  async resumableUpload(caller: Caller, id: string, uploadId: string): Promise<{ doc: ImageDoc; run: number; resumable: ResumableUpload }> {
+    const doc = requireVisible(caller, await this.manifest.get(id), id);
+    enforce(caller, 'upload_image', { owner: doc.owner });
+    const resumable = doc.upload?.resumable;
+    if (!doc.upload || !resumable || resumable.id !== uploadId) {
+      throw fail('upload_not_found', `Image ${id} has no resumable upload ${uploadId.slice(0, 64)} in progress (finished, terminated, expired or never created); create one with POST /v2/images/${id}/uploads.`);
+    }
+    return { doc, run: doc.upload.run, resumable };
+  }
+
   /**
    * Keeps a long upload from looking abandoned to the sweeper. This and the two calls below
    * continue an upload `beginUpload` authorized: the run number is the ticket.
@@ -461,6 +487,56 @@ export class ImageService {
       }
       return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds);
     });
+  }
+
+  // ---------------------------------------------------------------- share links
+
+  /** Adds a share link (owner or admin: the modify_image policy on an image the caller owns). */
+  async addShareLink(caller: Caller, id: string, link: ShareLink): Promise<ImageDoc> {
+    return this.change(caller, id, 'modify_image', (draft, before) => {
+      this.requireOwner(caller, before);
+      if (draft.status !== 'active') throw conflict('invalid_status', `Image ${id} is ${draft.status}; only an active image can be shared by link.`);
+      const live = (draft.share_links ?? []).filter((l) => Date.parse(l.expires_at) > Date.now());
+      if (live.length >= LIMITS.shareLinksPerImage) throw fail('too_many_share_links', `Image ${id} already has ${live.length} live share links; revoke one first.`);
+      // Expired links go with this write: the list never grows without bound.
+      draft.share_links = [...live, link];
+      return [];
+    });
+  }
+
+  /** The image's share links with their use counts (owner or admin only). */
+  async listShareLinks(caller: Caller, id: string): Promise<{ doc: ImageDoc; links: ShareLink[] }> {
+    const doc = await this.get(caller, id);
+    enforce(caller, 'modify_image', { owner: doc.owner });
+    this.requireOwner(caller, doc);
+    return { doc, links: doc.share_links ?? [] };
+  }
+
+  async revokeShareLink(caller: Caller, id: string, linkId: string): Promise<void> {
+    await this.change(caller, id, 'modify_image', (draft, before) => {
+      this.requireOwner(caller, before);
+      const links = draft.share_links ?? [];
+      if (!links.some((l) => l.id === linkId)) throw fail('share_link_not_found', `Image ${id} has no share link ${linkId.slice(0, 64)}.`);
+      draft.share_links = links.filter((l) => l.id !== linkId);
+      if (draft.share_link_uses) delete draft.share_link_uses[linkId];
+      return [];
+    });
+  }
+
+  /** Counts one use of a link (no caller: the third party has none); updated_at does not move. */
+  async countShareLinkUse(id: string, linkId: string): Promise<void> {
+    await this.manifest.update(id, (draft) => {
+      if (!(draft.share_links ?? []).some((l) => l.id === linkId)) return null;
+      draft.share_link_uses = { ...draft.share_link_uses, [linkId]: (draft.share_link_uses?.[linkId] ?? 0) + 1 };
+      return [];
+    }, { touch: false });
+  }
+
+  /** Share links are the owner's: a member or a reader of a public image may not mint them. */
+  private requireOwner(caller: Caller, doc: ImageDoc): void {
+    if (!isAdminCaller(caller) && doc.owner !== caller.project_id) {
+      throw fail('policy_denied', `Only the owner of image ${doc.id} (or an administrator) may manage its share links.`);
+    }
   }
 
   // ---------------------------------------------------------------- helpers

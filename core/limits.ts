@@ -26,4 +26,8 @@ export const LIMITS = Object.freeze({
   patchOperations: 256,
   /** Largest min_disk (GiB) and min_ram (MiB): Glance's columns are 32-bit integers. */
   minDiskOrRam: 2 ** 31 - 1,
+  /** Live share links per image (api/routes/share-links.ts). */
+  shareLinksPerImage: 100,
+  /** Longest share link life, in seconds (30 days). */
+  shareLinkMaxSeconds: 30 * 86400,
 });

@@ -31,6 +31,11 @@ export class Manifest {
     this.changes.setMaxListeners(0);
   }
 
+  /** An event this process received from the bus was published: a later write may drop it from the outbox. */
+  notePublished(imageId: string, eventId: string): void {
+    this.relay.notePublished(imageId, eventId);
+  }
+
   async create(doc: ImageDoc, events: NewEvent[]): Promise<ImageDoc> {
     doc.outbox = events.map((e) => materialize(doc.id, e, doc.created_at, currentTraceparent()));
     await this.store.create(doc);
@@ -42,23 +47,53 @@ export class Manifest {
     return this.store.get(id);
   }
 
+  /** The document as this process last saw it (it may be stale), else as read now. */
+  async peekOrGet(id: string): Promise<ImageDoc | null> {
+    return this.store.peek?.(id) ?? this.store.get(id);
+  }
+
   async require(id: string): Promise<ImageDoc> {
     const doc = await this.store.get(id);
     if (!doc || doc.status === 'deleted') throw notFound(`Image ${id}`);
     return doc;
   }
 
-  /** Applies `change` with compare-and-set; returns the document as written (or as found, if unchanged). */
-  async update(id: string, change: Change): Promise<{ doc: ImageDoc; changed: boolean }> {
+  /**
+   * Applies `change` with compare-and-set; returns the document as written (or as found, if
+   * unchanged). `touch: false` keeps updated_at (bookkeeping no client should see as a change).
+   * `change` may run several times (lost races, stale cached reads): only its last run counts,
+   * so callers must not keep what an earlier run decided.
+   */
+  async update(id: string, change: Change, options: { touch?: boolean } = {}): Promise<{ doc: ImageDoc; changed: boolean }> {
+    // A document this process saw last (its own write, or the head a lost compare-and-set read)
+    // saves the read; it may be stale, so whatever the change decides from it that is not a
+    // write (nothing to do, or an error) is decided again on a fresh read.
+    let mayPeek = true;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const current = await this.store.get(id);
+      const peeked = mayPeek ? (this.store.peek?.(id) ?? null) : null;
+      const current = peeked ?? await this.store.get(id);
       if (!current) throw notFound(`Image ${id}`);
       const draft = structuredClone(current);
-      const events = change(draft);
-      if (events === null) return { doc: current, changed: false };
+      let events: ChangeResult;
+      if (peeked) {
+        try {
+          events = change(draft);
+        } catch {
+          mayPeek = false;
+          continue;
+        }
+        if (events === null) {
+          mayPeek = false;
+          continue;
+        }
+      } else {
+        events = change(draft);
+        if (events === null) return { doc: current, changed: false };
+      }
+      mayPeek = true;
       const now = new Date().toISOString();
       draft.revision = current.revision + 1;
-      draft.updated_at = now;
+      if (options.touch !== false) draft.updated_at = now;
       // Events this process already published leave the outbox with this write: that is their ack.
       const published = this.relay.publishedEvents(id);
       const dropped = current.outbox.filter((e) => published.has(e.id)).map((e) => e.id);

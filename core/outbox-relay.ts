@@ -5,7 +5,9 @@
  *
  * Acknowledging is a write of its own, so it waits a little (`ackDelayMs`): if this process
  * writes the same image meanwhile, that write drops the published events itself (see
- * `publishedEvents`) and no separate acknowledgement is needed.
+ * `publishedEvents`) and no separate acknowledgement is needed. Where writes are costly
+ * (MongoDB-wire) the delay is longer, so the next stage's write usually does it; an ack whose
+ * events a write already dropped finds nothing to do and writes nothing.
  */
 import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
@@ -19,12 +21,15 @@ export class OutboxRelay {
   private readonly unacked = new Map<string, { ids: Set<string>; timer: NodeJS.Timeout | null; purge: boolean }>();
   /** What else goes with a purged image (its metadata revisions: core/catalog.ts). */
   private purgeHooks: ((imageId: string) => Promise<void>)[] = [];
+  /** Event ids read back from the bus (published by any process), per image, oldest image first. */
+  private readonly seen = new Map<string, Set<string>>();
 
   constructor(
     private readonly store: ManifestStore,
     private readonly bus: EventBus,
     private readonly log: Logger,
     private readonly ackDelayMs = 200,
+    private readonly inFlightAckDelayMs = ackDelayMs,
   ) {}
 
   /** Publishes the pending events of a document just written; failures are left to the sweeper. */
@@ -33,7 +38,7 @@ export class OutboxRelay {
     if (pending.length === 0) return this.chains.get(doc.id) ?? Promise.resolve();
     return this.chain(doc.id, async () => {
       await this.bus.publish(pending);
-      this.scheduleAck(doc.id, pending.map((e) => e.id), doc.status === 'deleted');
+      this.scheduleAck(doc.id, pending.map((e) => e.id), doc.status === 'deleted', IN_FLIGHT.has(doc.status));
     });
   }
 
@@ -42,13 +47,42 @@ export class OutboxRelay {
     this.purgeHooks.push(hook);
   }
 
-  /** Event ids of this image that are published and may be dropped from its outbox by any write. */
+  /**
+   * Event ids of this image that are published and may be dropped from its outbox by any write:
+   * those this relay published, and those another process published that this one read back
+   * from the bus (notePublished).
+   */
   publishedEvents(imageId: string): ReadonlySet<string> {
-    return this.unacked.get(imageId)?.ids ?? EMPTY;
+    const mine = this.unacked.get(imageId)?.ids;
+    const seen = this.seen.get(imageId);
+    if (!seen) return mine ?? EMPTY;
+    if (!mine) return seen;
+    return new Set([...mine, ...seen]);
+  }
+
+  /**
+   * An event of this image came back from the bus: it is published, wherever it was written.
+   * The next write of the image in this process drops it from the outbox, which saves the
+   * writer's process a separate acknowledgement (in distributed mode, the api's events are
+   * dropped by the worker's next stage write). Bounded: the oldest images are forgotten.
+   */
+  notePublished(imageId: string, eventId: string): void {
+    let ids = this.seen.get(imageId);
+    if (!ids) {
+      ids = new Set();
+      this.seen.set(imageId, ids);
+      if (this.seen.size > SEEN_IMAGES) this.seen.delete(this.seen.keys().next().value!);
+    }
+    ids.add(eventId);
   }
 
   /** A write of the image dropped these published events: they need no acknowledgement now. */
   acknowledgedByWrite(imageId: string, eventIds: Iterable<string>): void {
+    const seen = this.seen.get(imageId);
+    if (seen) {
+      for (const id of eventIds) seen.delete(id);
+      if (seen.size === 0) this.seen.delete(imageId);
+    }
     const entry = this.unacked.get(imageId);
     if (!entry) return;
     for (const id of eventIds) entry.ids.delete(id);
@@ -72,7 +106,8 @@ export class OutboxRelay {
     await Promise.all([...this.unacked.keys()].map((id) => this.ackNow(id)));
   }
 
-  private scheduleAck(imageId: string, ids: string[], purge: boolean): void {
+  /** `inFlight`: the image's pipeline is running, so its next write (which acks) is near: wait longer. */
+  private scheduleAck(imageId: string, ids: string[], purge: boolean, inFlight: boolean): void {
     let entry = this.unacked.get(imageId);
     if (!entry) {
       entry = { ids: new Set(), timer: null, purge: false };
@@ -81,7 +116,7 @@ export class OutboxRelay {
     for (const id of ids) entry.ids.add(id);
     entry.purge ||= purge;
     if (!entry.timer) {
-      entry.timer = setTimeout(() => { void this.ackNow(imageId); }, this.ackDelayMs);
+      entry.timer = setTimeout(() => { void this.ackNow(imageId); }, inFlight ? this.inFlightAckDelayMs : this.ackDelayMs);
       entry.timer.unref();
     }
   }
@@ -116,3 +151,6 @@ export class OutboxRelay {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+const SEEN_IMAGES = 10_000;
+/** Statuses in which the pipeline writes the image again soon (and that write drops published events). */
+const IN_FLIGHT = new Set(['saving', 'uploading', 'importing']);

@@ -115,6 +115,13 @@ export interface ManifestStore {
    * The state change and its outbox events are one atomic document write.
    */
   replace(doc: ImageDoc, expectedRevision: number): Promise<boolean>;
+  /**
+   * Optional: the newest version of the document this process has seen, without asking the
+   * server (null when none is known). It may be stale; a compare-and-set based on a stale one
+   * fails like any lost race. Stores whose reads are costly (MongoDB-wire) offer it so an update
+   * right after this process's own write needs no read.
+   */
+  peek?(id: string): ImageDoc | null;
   /** Removes relayed events from the outbox without touching the revision. */
   ackEvents(id: string, eventIds: string[]): Promise<void>;
   /** Documents whose outbox still holds events and which were last written before `updatedBefore` (ISO). */

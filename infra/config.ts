@@ -53,6 +53,8 @@ export interface PirConfig {
   uploadStallSeconds: number;
   /** An upload whose body brings no byte for this long is aborted (the client went silent). */
   uploadIdleSeconds: number;
+  /** A resumable (tus) upload not finished this long after its creation is abandoned. */
+  tusExpirySeconds: number;
   /** Metadata revisions kept per image (PIR_REVISIONS_KEEP); older ones are pruned. */
   revisionsKeep: number;
   logLevel: string;
@@ -238,6 +240,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
+    tusExpirySeconds: int(env, 'PIR_TUS_EXPIRY_SECONDS', 86400, 60, 30 * 86400),
     revisionsKeep: int(env, 'PIR_REVISIONS_KEEP', 100, 1, 1_000_000),
     logLevel: logLevel(env),
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),

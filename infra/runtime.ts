@@ -68,6 +68,10 @@ const SHUTDOWN_GRACE_MS = 30_000;
 const SETTLING_EVENTS = new Set(['image.active', 'image.killed', 'image.deleted', 'image.upload.aborted']);
 const OUTBOX_SWEEP_MS = 5_000;
 const OUTBOX_GRACE_MS = 5_000;
+/** Below OUTBOX_GRACE_MS, so the sweeper does not republish what is only waiting for its ack. */
+const DISTRIBUTED_ACK_DELAY_MS = 1_500;
+/** While the pipeline runs, its next stage write usually comes first and drops the events itself. */
+const DISTRIBUTED_IN_FLIGHT_ACK_DELAY_MS = 4_000;
 const STALE_SWEEP_MS = 10_000;
 const STORE_SWEEP_MS = 5 * 60_000;
 
@@ -82,7 +86,9 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const adapters = urls
     ? await openDistributedAdapters(urls, config, retry, log)
     : await openEmbeddedAdapters(join(config.dataDir, 'manifest.sqlite'), retry, log);
-  const relay = new OutboxRelay(adapters.store, adapters.bus, log);
+  // A separate acknowledgement costs a whole compare-and-set on the MongoDB-wire server: wait
+  // longer there, so that the image's next write (usually the next stage's) drops the events.
+  const relay = new OutboxRelay(adapters.store, adapters.bus, log, ...(adapters.mode === 'distributed' ? [DISTRIBUTED_ACK_DELAY_MS, DISTRIBUTED_IN_FLIGHT_ACK_DELAY_MS] : []));
   const manifest = new Manifest(adapters.store, relay, new FaultHooks(config.testFaults));
   const images = new ImageService(manifest, blobs, { stageDeadlineSeconds: config.stageDeadlineSeconds });
   const sweepers = new Sweepers(manifest, images, relay, blobs, {
@@ -133,7 +139,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
     webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
       live, keystone: config.keystone });
     url = await app.listen({ host: config.host, port: config.port });

@@ -53,6 +53,11 @@ export interface PipelineRun {
   deadline_at: string;
   /** How many times a stuck run was resumed by the sweeper. */
   resumes: number;
+  /**
+   * The stage the previous stage's completion already started (marked running, attempt counted,
+   * deadline set) in its own write: its job runs without a start write of its own.
+   */
+  handoff?: StageName | null;
   /** Output of the unpack stage: the disk image the later stages work on. */
   unpacked: HashedBlob | null;
   /** What the unpack stage found: the codec and container it took apart, and its notes. */
@@ -88,6 +93,25 @@ export interface ImageMember {
   updated_at: string;
 }
 
+/** A tus upload (ingest/tus/): its bytes arrive over many PATCH requests until `length`. */
+export interface ResumableUpload {
+  /** The upload's id in its URL (/v2/images/{image}/uploads/{id}). */
+  id: string;
+  length: number;
+  /** Past this instant the upload is abandoned by the sweepers (tus expiration extension). */
+  expires_at: string;
+}
+
+/** A download link for a third party without an account (api/routes/share-links.ts). */
+export interface ShareLink {
+  id: string;
+  /** sha256 (hex) of the link's secret: the secret itself is never stored. */
+  token_sha256: string;
+  created_at: string;
+  expires_at: string;
+  created_by: { project_id: string; user_id: string };
+}
+
 export interface ImageDoc {
   id: string;
   /** Bumped by every state change: the compare-and-set token. */
@@ -117,11 +141,15 @@ export interface ImageDoc {
   /** Digests the client promised (verified by the checksum stage). */
   expected: { md5?: string; sha512?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
-  upload: { run: number; kind: 'upload' | 'stage' | 'web-download'; started_at: string } | null;
+  upload: { run: number; kind: 'upload' | 'stage' | 'web-download'; started_at: string; resumable?: ResumableUpload } | null;
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;
   failure: ImportFailure | null;
+  /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
+  share_links?: ShareLink[];
+  /** Uses of each share link, by link id (kept apart so counting never bumps updated_at). */
+  share_link_uses?: Record<string, number>;
   /** Events written with the state change that caused them, relayed to the bus afterwards. */
   outbox: OutboxEvent[];
 }

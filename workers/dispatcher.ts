@@ -13,6 +13,9 @@ export const DISPATCHER_GROUP = 'pir-dispatcher';
 
 export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger): Promise<void> {
   await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
+    // Every event read here is published: this process's next write of the image drops it from
+    // the outbox (no separate acknowledgement by the process that wrote it).
+    manifest.notePublished(e.image_id, e.id);
     if (e.type !== 'image.import.started') return;
     await inConsumerSpan(`process ${e.type}`, e.traceparent, {
       'messaging.operation.name': 'process',

@@ -42,7 +42,7 @@ export class StageRunner {
 
   private async run(job: StageJob, ctx: JobContext, span: Span): Promise<void> {
     let log = this.log.child({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt });
-    const doc = await this.start(job);
+    const doc = await this.start(job, ctx);
     if (!doc) {
       span.setAttribute('pir.outcome', 'skipped');
       log.debug('stale or repeated job: nothing to do');
@@ -77,27 +77,27 @@ export class StageRunner {
     return draft.status === 'importing' && draft.pipeline?.run === job.run && draft.pipeline.stage === job.stage;
   }
 
-  private async start(job: StageJob): Promise<ImageDoc | null> {
-    let current = false;
-    const { doc } = await this.manifest.update(job.imageId, (draft) => {
+  private async start(job: StageJob, ctx: JobContext): Promise<ImageDoc | null> {
+    // Handed off: the previous stage's completion write already started this stage (one
+    // compare-and-set fewer per stage). Only a job's first attempt takes that shortcut; a retry
+    // records its own start. (A re-run after the worker died is still attempt 1 to the queue:
+    // it runs without a new start count, within the deadline the handoff set; past it the
+    // stale sweeper resumes the image.) The document may be this process's cached view: the
+    // completion write is compare-and-set on fresh data anyway.
+    if (ctx.attempt === 1) {
+      const seen = await this.manifest.peekOrGet(job.imageId);
+      if (seen && this.isCurrent(seen, job) && seen.pipeline!.handoff === job.stage && seen.pipeline!.stages[job.stage].status === 'running') return seen;
+    }
+    const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
-      current = true;
-      const now = new Date();
-      const progress = draft.pipeline!.stages[job.stage];
-      progress.status = 'running';
-      // Count starts, not the queue's attempt number: a stage re-run after its worker died
-      // (a stalled job) is not a new attempt to the queue, but it is a new start.
-      progress.attempts += 1;
-      progress.started_at = now.toISOString();
-      progress.ended_at = null;
-      progress.duration_ms = null;
-      draft.pipeline!.deadline_at = new Date(now.getTime() + this.settings.stageDeadlineSeconds * 1000).toISOString();
-      return [event('image.stage.started', { run: job.run, stage: job.stage, attempt: progress.attempts })];
+      draft.pipeline!.handoff = null;
+      return [startStage(draft, job.run, job.stage, this.settings.stageDeadlineSeconds)];
     }).catch((error: unknown) => {
-      if (error instanceof PirError && error.kind === 'not_found') return { doc: null };
+      if (error instanceof PirError && error.kind === 'not_found') return { doc: null, changed: false };
       throw error;
     });
-    return current ? doc : null;
+    // Only the run of the change that was written counts (an earlier run may have lost a race).
+    return changed ? doc : null;
   }
 
   private async complete(job: StageJob, record: (draft: ImageDoc) => void, durationMs: number, log: Logger): Promise<void> {
@@ -110,8 +110,14 @@ export class StageRunner {
       progress.ended_at = new Date().toISOString();
       progress.duration_ms = durationMs;
       pipeline.stage = nextStage(job.stage);
+      pipeline.handoff = null;
       const events: NewEvent[] = [event('image.stage.completed', { run: job.run, stage: job.stage, duration_ms: durationMs })];
       if (pipeline.stage === 'done') events.push(...activate(draft, job.run));
+      else {
+        // The next stage starts in this same write; its job finds it handed off.
+        events.push(startStage(draft, job.run, pipeline.stage, this.settings.stageDeadlineSeconds));
+        pipeline.handoff = pipeline.stage;
+      }
       return events;
     });
     if (changed && doc.status === 'active') {
@@ -136,6 +142,7 @@ export class StageRunner {
     const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
       const progress = draft.pipeline!.stages[job.stage];
+      draft.pipeline!.handoff = null;
       progress.status = retry ? 'pending' : 'failed';
       progress.ended_at = new Date().toISOString();
       const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code, message, retryable: retry, attempt: ctx.attempt })];
@@ -145,6 +152,21 @@ export class StageRunner {
     if (changed && doc.status === 'killed') await this.blobs.removeStaging(job.imageId);
     if (retry) throw error;
   }
+}
+
+/** Marks a stage running (its start counted, the run's deadline moved on); returns its event. */
+function startStage(draft: ImageDoc, run: number, stage: StageName, deadlineSeconds: number): NewEvent {
+  const now = new Date();
+  const progress = draft.pipeline!.stages[stage];
+  progress.status = 'running';
+  // Count starts, not the queue's attempt number: a stage re-run after its worker died
+  // (a stalled job) is not a new attempt to the queue, but it is a new start.
+  progress.attempts += 1;
+  progress.started_at = now.toISOString();
+  progress.ended_at = null;
+  progress.duration_ms = null;
+  draft.pipeline!.deadline_at = new Date(now.getTime() + deadlineSeconds * 1000).toISOString();
+  return event('image.stage.started', { run, stage, attempt: progress.attempts });
 }
 
 function willRetry(error: unknown, ctx: JobContext): boolean {

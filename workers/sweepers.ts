@@ -62,7 +62,9 @@ export class Sweepers {
   async sweepStale(now = Date.now()): Promise<void> {
     const stalledUploads = await this.manifest.store.findStale(['saving', 'uploading'], new Date(now - this.settings.uploadStallSeconds * 1000).toISOString(), 200);
     for (const doc of stalledUploads) {
-      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'the upload stopped arriving (its client or server went away)');
+      // A resumable upload waits for its client to come back, until it expires.
+      if (doc.upload && resumableWaits(doc, now)) continue;
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, doc.upload.resumable ? 'the resumable upload expired' : 'the upload stopped arriving (its client or server went away)');
     }
     const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
     for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
@@ -123,6 +125,8 @@ export class Sweepers {
   async recoverAfterRestart(): Promise<void> {
     const longAgo = new Date(Date.now() + 1000).toISOString();
     for (const doc of await this.manifest.store.findStale(['saving', 'uploading'], longAgo, 100_000)) {
+      // A resumable upload's staged bytes outlive the restart: its client resumes from them.
+      if (doc.upload && resumableWaits(doc, Date.now())) continue;
       if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
     }
     for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {
@@ -162,4 +166,10 @@ export class Sweepers {
     timer.unref();
     this.timers.push(timer);
   }
+}
+
+/** A resumable (tus) upload not yet expired: neither stalled nor abandoned by a restart. */
+function resumableWaits(doc: ImageDoc, now: number): boolean {
+  const resumable = doc.upload?.resumable;
+  return resumable !== undefined && Date.parse(resumable.expires_at) > now;
 }

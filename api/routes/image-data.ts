@@ -7,6 +7,7 @@ import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
 import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
+import type { ImageDoc } from '../../schemas/image.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
@@ -72,25 +73,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
       if (doc.checksum) reply.header('Content-MD5', doc.checksum);
       return reply.code(200).send();
     }
-    const size = (await deps.blobs.storedSize(id)) ?? -1;
-    if (size !== doc.size) {
-      request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
-      throw new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
-    }
-    reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
-    const rangeHeader = request.headers.range;
-    if (rangeHeader) {
-      const range = parseRange(rangeHeader, size);
-      if (!range) {
-        reply.header('Content-Range', `bytes */${size}`);
-        return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
-      }
-      reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
-      return reply.send(countServed(deps.blobs.openRead(id, range)));
-    }
-    if (doc.checksum) reply.header('Content-MD5', doc.checksum);
-    reply.header('Content-Length', size);
-    return reply.send(countServed(deps.blobs.openRead(id)));
+    return sendStoredBytes(request, reply, deps.blobs, doc);
   };
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
@@ -123,6 +106,35 @@ function headerInt(request: FastifyRequest, name: string): number | null {
   if (value === undefined) return null;
   if (typeof value !== 'string' || !/^\d{1,16}$/.test(value)) throw badRequest('bad_header', `${name} must be a whole number of bytes.`);
   return Number(value);
+}
+
+/**
+ * The image's stored bytes, whole or one Range, with its checksums: Content-MD5 on a whole
+ * answer (as Glance), and Repr-Digest (RFC 9530: the sha512 of the whole image, valid on a
+ * partial answer too). Shared by GET …/file and share links.
+ */
+export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, blobs: BlobStore, doc: ImageDoc) {
+  const id = doc.id;
+  const size = (await blobs.storedSize(id)) ?? -1;
+  if (size !== doc.size) {
+    request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
+    throw new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
+  }
+  reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
+  if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
+  const rangeHeader = request.headers.range;
+  if (rangeHeader) {
+    const range = parseRange(rangeHeader, size);
+    if (!range) {
+      reply.header('Content-Range', `bytes */${size}`);
+      return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
+    }
+    reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
+    return reply.send(countServed(blobs.openRead(id, range)));
+  }
+  if (doc.checksum) reply.header('Content-MD5', doc.checksum);
+  reply.header('Content-Length', size);
+  return reply.send(countServed(blobs.openRead(id)));
 }
 
 /** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */

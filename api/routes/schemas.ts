@@ -1,11 +1,13 @@
 /** The JSON schemas Glance's clients read (/v2/schemas/*), generated from the TypeBox shapes in api/image-schema.ts. */
 import type { FastifyInstance } from 'fastify';
+import { shareLinkSchema, shareLinksSchema } from './share-links.js';
 import { imageSchema, imagesSchema, memberSchema, membersSchema, taskSchema, tasksSchema } from '../image-schema.js';
 import { galleriesSchema, galleryMemberSchema, galleryMembersSchema, gallerySchema, metafileSchema, revisionSchema, revisionsSchema } from '../catalog-schema.js';
 
 /** Serialized once: the schemas never change while PIR runs. */
 const PUBLISHED: Record<string, string> = Object.fromEntries(Object.entries({
   image: imageSchema, images: imagesSchema, member: memberSchema, members: membersSchema, task: taskSchema, tasks: tasksSchema,
+  'share-link': shareLinkSchema, 'share-links': shareLinksSchema,
   gallery: gallerySchema, galleries: galleriesSchema, 'gallery-member': galleryMemberSchema, 'gallery-members': galleryMembersSchema, revision: revisionSchema, revisions: revisionsSchema, metafile: metafileSchema,
 }).map(([name, schema]) => [name, JSON.stringify(schema)]));
 

@@ -20,7 +20,8 @@ export async function versionRoutes(app: FastifyInstance, publicUrl: string | nu
   app.get('/versions', async () => versions(base()));
 }
 
-function listeningUrl(address: AddressInfo | string | null): string {
+/** PIR's base URL from the address it listens on (loopback for a wildcard address). */
+export function listeningUrl(address: AddressInfo | string | null): string {
   if (!address || typeof address === 'string') return 'http://127.0.0.1:9292';
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
   return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;

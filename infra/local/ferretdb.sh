@@ -1,8 +1,14 @@
 # shellcheck shell=bash
-# FerretDB v1 (MongoDB wire protocol) with the SQLite backend, built from the
-# Go module proxy source. Sourced by services.sh.
+# FerretDB v1 (MongoDB wire protocol), built from the Go module proxy source, with one of its
+# two backends: PIR_FERRETDB_BACKEND=postgresql (Debian's PostgreSQL, started by postgres.sh
+# first) or sqlite (files under its data dir). See infra/local/README.md for the figures that
+# chose the default. Sourced by services.sh.
 
-FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb"
+case "$PIR_FERRETDB_BACKEND" in
+  sqlite) FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb" FERRETDB_OTHER_DIR="$PIR_LOCAL_DIR/ferretdb-pg" ;;
+  postgresql) FERRETDB_DIR="$PIR_LOCAL_DIR/ferretdb-pg" FERRETDB_OTHER_DIR="$PIR_LOCAL_DIR/ferretdb" ;;
+  *) pir_die "PIR_FERRETDB_BACKEND must be sqlite or postgresql (got '$PIR_FERRETDB_BACKEND')" ;;
+esac
 FERRETDB_PIDFILE="$FERRETDB_DIR/ferretdb.pid"
 FERRETDB_LOG="$FERRETDB_DIR/ferretdb.log"
 FERRETDB_DATA="$FERRETDB_DIR/data"
@@ -11,9 +17,12 @@ FERRETDB_BIN="$PIR_CACHE_DIR/ferretdb/$PIR_FERRETDB_VERSION/bin/ferretdb"
 FERRETDB_PATTERN="--listen-addr=127.0.0.1:$PIR_FERRETDB_PORT"
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
 
-ferretdb_installed() { [[ -x "$FERRETDB_BIN" ]]; }
+ferretdb_installed() {
+  [[ -x "$FERRETDB_BIN" ]] && { [[ "$PIR_FERRETDB_BACKEND" != postgresql ]] || postgres_installed; }
+}
 
 ferretdb_install() {
+  [[ "$PIR_FERRETDB_BACKEND" != postgresql ]] || postgres_install
   if ferretdb_installed; then
     pir_log "ferretdb: $PIR_FERRETDB_VERSION cached at $FERRETDB_BIN"
     return 0
@@ -74,6 +83,7 @@ ferretdb_healthy() { pir_python mongo "$PIR_FERRETDB_PORT"; }
 
 ferretdb_start() {
   ferretdb_installed || ferretdb_install
+  [[ "$PIR_FERRETDB_BACKEND" != postgresql ]] || postgres_start
   pir_lock ferretdb
   mkdir -p "$FERRETDB_DATA" "$FERRETDB_STATE"
   local pid
@@ -85,16 +95,28 @@ ferretdb_start() {
     fi
     pir_die "ferretdb: pid $pid is running but unhealthy; run: $0 stop ferretdb"
   fi
+  # The other backend's instance already serves this port (started before the backend was
+  # switched): keep it, so `start all` stays idempotent on a running machine.
+  if pid="$(pir_pid_alive "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN")" && ferretdb_healthy >/dev/null 2>&1; then
+    pir_log "ferretdb: the other backend's instance (pid $pid, $FERRETDB_OTHER_DIR) already runs on 127.0.0.1:$PIR_FERRETDB_PORT; keeping it (stop it first to switch to $PIR_FERRETDB_BACKEND)"
+    pir_unlock
+    return 0
+  fi
   if pir_port_open "$PIR_FERRETDB_PORT"; then
     pir_die "ferretdb: port 127.0.0.1:$PIR_FERRETDB_PORT is already in use by another process (not ours; see: ss -ltnp 'sport = :$PIR_FERRETDB_PORT'). Stop it or set PIR_FERRETDB_PORT."
   fi
-  pir_log "ferretdb: starting $PIR_FERRETDB_VERSION (sqlite) on 127.0.0.1:$PIR_FERRETDB_PORT"
-  # _txlock=immediate: writers take SQLite's write lock when their transaction begins, so a busy
-  # database waits (busy_timeout) instead of failing at once with SQLITE_BUSY when a read lock
-  # cannot be upgraded, which concurrent writers hit otherwise.
+  pir_log "ferretdb: starting $PIR_FERRETDB_VERSION ($PIR_FERRETDB_BACKEND) on 127.0.0.1:$PIR_FERRETDB_PORT"
+  local backend=()
+  if [[ "$PIR_FERRETDB_BACKEND" == postgresql ]]; then
+    backend=(--handler=postgresql --postgresql-url="$(postgres_url)")
+  else
+    # _txlock=immediate: writers take SQLite's write lock when their transaction begins, so a busy
+    # database waits (busy_timeout) instead of failing at once with SQLITE_BUSY when a read lock
+    # cannot be upgraded, which concurrent writers hit otherwise.
+    backend=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/?_txlock=immediate")
+  fi
   pir_spawn "$FERRETDB_PIDFILE" "$FERRETDB_LOG" "$FERRETDB_BIN" \
-    --handler=sqlite \
-    --sqlite-url="file:$FERRETDB_DATA/?_txlock=immediate" \
+    "${backend[@]}" \
     "$FERRETDB_PATTERN" \
     --debug-addr="$PIR_FERRETDB_DEBUG_ADDR" \
     --state-dir="$FERRETDB_STATE" \
@@ -111,14 +133,24 @@ ferretdb_start() {
 ferretdb_stop() {
   pir_lock ferretdb
   pir_stop_pid ferretdb "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN" 20
+  # And the other backend's instance on this port, if one was left from before a switch.
+  if pir_pid_alive "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN" >/dev/null; then
+    pir_stop_pid ferretdb "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN" 20
+  fi
   pir_unlock
 }
 
 ferretdb_status() {
-  local pid
-  if pid="$(pir_pid_alive "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN")"; then
+  local pid backend="$PIR_FERRETDB_BACKEND" log="$FERRETDB_LOG"
+  if ! pid="$(pir_pid_alive "$FERRETDB_PIDFILE" "$FERRETDB_PATTERN")" &&
+    pid="$(pir_pid_alive "$FERRETDB_OTHER_DIR/ferretdb.pid" "$FERRETDB_PATTERN")"; then
+    # The other backend's instance, kept by start (see ferretdb_start).
+    backend="$([[ "$PIR_FERRETDB_BACKEND" == sqlite ]] && echo postgresql || echo sqlite) (not $PIR_FERRETDB_BACKEND: stop and start to switch)"
+    log="$FERRETDB_OTHER_DIR/ferretdb.log"
+  fi
+  if [[ -n "$pid" ]]; then
     if ferretdb_healthy >/dev/null 2>&1; then
-      echo "ferretdb  running  healthy    pid=$pid  mongodb://127.0.0.1:$PIR_FERRETDB_PORT  log=$FERRETDB_LOG"
+      echo "ferretdb  running  healthy    pid=$pid  mongodb://127.0.0.1:$PIR_FERRETDB_PORT  backend=$backend  log=$log"
       return 0
     fi
     echo "ferretdb  running  UNHEALTHY  pid=$pid  mongodb://127.0.0.1:$PIR_FERRETDB_PORT  log=$FERRETDB_LOG"

@@ -20,11 +20,16 @@ PIR_KEYSTONE_IMAGE_URL="${PIR_KEYSTONE_IMAGE_URL:-http://127.0.0.1:9292}"
 # FerretDB's debug/metrics HTTP listener: "-" = disabled; e.g. 127.0.0.1:8088 to enable.
 PIR_FERRETDB_DEBUG_ADDR="${PIR_FERRETDB_DEBUG_ADDR:--}"
 PIR_FERRETDB_LOG_LEVEL="${PIR_FERRETDB_LOG_LEVEL:-WARN}"
+# FerretDB's backend: sqlite or postgresql (Debian's PostgreSQL, on its own port). README.md: why the default.
+PIR_FERRETDB_BACKEND="${PIR_FERRETDB_BACKEND:-sqlite}"
+PIR_POSTGRES_PORT="${PIR_POSTGRES_PORT:-54329}"
 
 # Pinned versions.
 PIR_KAFKA_VERSION="${PIR_KAFKA_VERSION:-3.9.2}"
 PIR_SCALA_BINARY="${PIR_SCALA_BINARY:-2.13}"
 PIR_FERRETDB_VERSION="${PIR_FERRETDB_VERSION:-v1.24.2}"
+# Debian bookworm's PostgreSQL (the package postgresql-$PIR_POSTGRES_MAJOR).
+PIR_POSTGRES_MAJOR="${PIR_POSTGRES_MAJOR:-15}"
 
 # Timeouts (seconds) for the health waits.
 PIR_START_TIMEOUT="${PIR_START_TIMEOUT:-120}"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone.
 #
-#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|tools|clients]
-#   infra/local/services.sh start   [all|redis|kafka|ferretdb|keystone]
-#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|keystone]
-#   infra/local/services.sh status  [all|redis|kafka|ferretdb|keystone]
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|postgres|keystone|tools|clients]
+#   infra/local/services.sh start   [all|redis|kafka|ferretdb|postgres|keystone]
+#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|postgres|keystone]
+#   infra/local/services.sh status  [all|redis|kafka|ferretdb|postgres|keystone]
 #   infra/local/services.sh env     [all|keystone]   (keystone: PIR_KEYSTONE_* instead of the service URLs)
-#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|keystone]   (stop + delete data/logs)
+#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|postgres|keystone]   (stop + delete data/logs)
 #
 # See infra/local/README.md for versions, ports, logs and environment knobs.
 set -euo pipefail
@@ -17,6 +17,8 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 source "$PIR_INFRA_DIR/redis.sh"
 # shellcheck source=kafka.sh
 source "$PIR_INFRA_DIR/kafka.sh"
+# shellcheck source=postgres.sh
+source "$PIR_INFRA_DIR/postgres.sh"
 # shellcheck source=ferretdb.sh
 source "$PIR_INFRA_DIR/ferretdb.sh"
 # shellcheck source=keystone.sh
@@ -24,7 +26,8 @@ source "$PIR_INFRA_DIR/keystone.sh"
 # shellcheck source=clients.sh
 source "$PIR_INFRA_DIR/clients.sh"
 
-SERVICES=(redis kafka ferretdb keystone)
+# PostgreSQL runs only as FerretDB's backend (PIR_FERRETDB_BACKEND=postgresql); ferretdb_start starts it.
+if [[ "$PIR_FERRETDB_BACKEND" == postgresql ]]; then SERVICES=(redis kafka postgres ferretdb keystone); else SERVICES=(redis kafka ferretdb keystone); fi
 # chromium: the ops dashboard's browser test drives Debian's Chromium (playwright-core brings no browser).
 TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl chromium)
 
@@ -47,7 +50,7 @@ targets() {
   case "$arg" in
     all)
       if [[ "$kind" == install ]]; then echo tools clients "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
-    redis | kafka | ferretdb | keystone) echo "$arg" ;;
+    redis | kafka | ferretdb | keystone | postgres) echo "$arg" ;;
     tools | clients) if [[ "$kind" == install ]]; then echo "$arg"; else usage; fi ;;
     *) usage ;;
   esac
@@ -101,7 +104,7 @@ main() {
       pir_log "start done in $(($(pir_now) - t0))s; state and logs under $PIR_LOCAL_DIR/<service>/"
       ;;
     stop)
-      # Reverse order: keystone, ferretdb, kafka, redis.
+      # Reverse order: keystone, ferretdb, postgres, kafka, redis.
       for s in $(tr ' ' '\n' <<<"$list" | tac); do "${s}_stop"; done
       ;;
     clean)

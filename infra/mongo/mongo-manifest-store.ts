@@ -19,7 +19,8 @@
  *   the two writes, until the next read repairs it). Reads that must be exact (get, replace,
  *   ackEvents, and the rows withPendingEvents/findStale return) follow the journal from the
  *   document's seq to the newest entry. list() reads the image documents as they are.
- * - An entry's document is dropped once KEEP_DOCS newer entries exist; the entry itself stays
+ * - An entry's document is dropped once KEEP_DOCS newer entries exist (KEEP_DOCS entries at a
+ *   time, in one command); the entry itself stays
  *   (so its slot cannot be taken again) until it is older than JOURNAL_KEEP_MS, when no writer
  *   can still hold that head (see below); all entries of an image go with purge().
  *
@@ -38,6 +39,7 @@ import { ManifestConflictError } from '../../core/ports.js';
 import { imageWords } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
+import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
 
 export interface MongoManifestStoreOptions {
   /** mongodb:// URL. */
@@ -279,7 +281,12 @@ export class MongoManifestStore implements ManifestStore {
       serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 5000,
       ignoreUndefined: true,
       writeConcern: opts.writeConcern ?? { w: 'majority', journal: true },
+      monitorCommands: true,
     });
+    // Every command's latency (pir_mongo_command_duration_seconds): where a manifest write's time goes.
+    const observe = (e: { commandName: string; duration: number }) => mongoCommandDuration.observe({ command: e.commandName }, e.duration / 1000);
+    this.client.on('commandSucceeded', observe);
+    this.client.on('commandFailed', observe);
     const db = this.client.db(opts.dbName ?? dbNameFromUrl(opts.url) ?? 'pir');
     const name = opts.collection ?? 'images';
     this.col = db.collection<Stored>(name);
@@ -323,6 +330,7 @@ export class MongoManifestStore implements ManifestStore {
       if (isDuplicateKey(err)) throw new ManifestConflictError(doc.id);
       throw err;
     }
+    this.remember(stored);
   }
 
   /**
@@ -340,6 +348,12 @@ export class MongoManifestStore implements ManifestStore {
         throw err;
       }
     }
+  }
+
+  /** The head this process saw last (its own write or read), while it is young enough to be trusted as a compare-and-set base. */
+  peek(id: string): ImageDoc | null {
+    const remembered = this.heads.get(id);
+    return remembered && Date.now() - remembered.at < this.upkeep.headMaxAgeMs ? fromStored(remembered.head) : null;
   }
 
   async get(id: string): Promise<ImageDoc | null> {
@@ -365,14 +379,14 @@ export class MongoManifestStore implements ManifestStore {
 
   async replace(doc: ImageDoc, expectedRevision: number): Promise<boolean> {
     await this.start();
-    return this.write(doc.id, (head) => (head.revision === expectedRevision ? doc : null));
+    return this.write(doc.id, 'update', (head) => (head.revision === expectedRevision ? doc : null));
   }
 
   async ackEvents(id: string, eventIds: string[]): Promise<void> {
     if (eventIds.length === 0) return;
     await this.start();
     const drop = new Set(eventIds);
-    await this.write(id, (head) => {
+    await this.write(id, 'ack', (head) => {
       const outbox = head.outbox.filter((e) => !drop.has(e.id));
       return outbox.length === head.outbox.length ? null : { ...fromStored(head), outbox };
     });
@@ -428,7 +442,7 @@ export class MongoManifestStore implements ManifestStore {
    * The compare-and-set loop. `next` returns the new document for the current head, or null to
    * write nothing. Returns whether this call's write won.
    */
-  private async write(id: string, next: (head: Stored) => ImageDoc | null): Promise<boolean> {
+  private async write(id: string, kind: 'update' | 'ack' | 'upgrade', next: (head: Stored) => ImageDoc | null): Promise<boolean> {
     // First try the head this process saw last: its journal slot is free only if nobody wrote
     // since, so the insert itself checks that, and a hit saves the two reads of resolve().
     const remembered = this.heads.get(id);
@@ -447,22 +461,32 @@ export class MongoManifestStore implements ManifestStore {
       const doc = next(head);
       if (!doc) {
         if (fromCache) continue; // the remembered head may be stale: look again
+        if (kind === 'update') manifestWrites.inc({ kind, outcome: 'lost' });
         return false;
       }
       const stored = toStored({ ...doc, id }, head.pir_seq + 1, head.pir_inc);
       try {
         await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), doc: stored }));
       } catch (err) {
-        if (isDuplicateKey(err)) continue; // someone else wrote state `seq` first: look again
+        if (isDuplicateKey(err)) {
+          manifestWrites.inc({ kind, outcome: 'lost' });
+          continue; // someone else wrote state `seq` first: look again
+        }
         throw err;
       }
       this.remember(stored);
       this.pruneNowAndThen();
-      const compact = head.pir_seq - KEEP_DOCS;
+      // Drop old entries' documents KEEP_DOCS at a time (one command per KEEP_DOCS writes):
+      // entries head-2K+1 … head-K, each with at least KEEP_DOCS newer entries after it.
+      const compact: string[] = [];
+      if (head.pir_seq % KEEP_DOCS === KEEP_DOCS - 1) {
+        for (let seq = Math.max(0, head.pir_seq - 2 * KEEP_DOCS + 1); seq <= head.pir_seq - KEEP_DOCS; seq++) compact.push(journalId(id, head.pir_inc, seq));
+      }
       await Promise.all([
         whenNotBusy(() => this.col.replaceOne({ _id: id }, stored)),
-        compact >= 0 ? whenNotBusy(() => this.journal.updateOne({ _id: journalId(id, head.pir_inc, compact) }, { $unset: { doc: '' } })) : null,
+        compact.length > 0 ? whenNotBusy(() => this.journal.updateMany({ _id: { $in: compact } }, { $unset: { doc: '' } })) : null,
       ]);
+      manifestWrites.inc({ kind, outcome: 'won' });
       return true;
     }
     throw new Error(`manifest ${id}: gave up after ${WRITE_RETRIES} contended writes`);
@@ -474,7 +498,7 @@ export class MongoManifestStore implements ManifestStore {
    */
   private async addDerivedFields(): Promise<void> {
     const old = await this.col.find({ $or: [{ pir_props: { $exists: false } }, { pir_words: { $exists: false } }] }, { projection: { _id: 1 } }).toArray();
-    for (const { _id } of old) await this.write(_id, (head) => fromStored(head));
+    for (const { _id } of old) await this.write(_id, 'upgrade', (head) => fromStored(head));
   }
 
   /** Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes (a scan on FerretDB). */

@@ -153,3 +153,18 @@ new client.Gauge({
     for (const { group, lag: n } of (await lag.get()) ?? []) this.set({ group }, n);
   },
 });
+
+export const mongoCommandDuration = new client.Histogram({
+  name: 'pir_mongo_command_duration_seconds',
+  help: 'MongoDB-wire commands sent by the manifest store and their latency, by command',
+  labelNames: ['command'] as const,
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+export const manifestWrites = new client.Counter({
+  name: 'pir_manifest_writes_total',
+  help: 'Manifest compare-and-set writes by outcome (won, lost: another writer was first) and kind (update, ack)',
+  labelNames: ['kind', 'outcome'] as const,
+  registers: [registry],
+});

@@ -22,6 +22,7 @@ import { KafkaJsInstrumentation } from '@opentelemetry/instrumentation-kafkajs';
 import { MongoDBInstrumentation } from '@opentelemetry/instrumentation-mongodb';
 import { BullMQOtel } from 'bullmq-otel';
 import { setBullmqTelemetry } from './bullmq-telemetry.js';
+import { redactUrl } from '../../api/http-hygiene.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -57,7 +58,11 @@ export async function startTracing(role: string, env: Env = process.env): Promis
         instrumentHooks: false,
         ignorePaths: (route) => route.url === '/healthz' || route.url === '/readyz' || route.url === '/metrics' || route.url.startsWith('/ops'),
         // Named by method and route pattern (never the URL), as PIR's own server span was.
-        requestHook: (span, request) => span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`),
+        // url.path is recorded as logged: share-link tokens and secret query values redacted.
+        requestHook: (span, request) => {
+          span.updateName(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`);
+          span.setAttribute('url.path', redactUrl(request.url));
+        },
       }),
       new KafkaJsInstrumentation(),
       // Only calls made inside a trace: BullMQ's and the relay's idle polling would be noise.

@@ -15,6 +15,8 @@ export interface ContractOptions {
   services?: ServiceName[];
   /** Runs once after the suite (drop databases, topics, keys). */
   teardown?: () => Promise<void>;
+  /** Another instance on the same data as `store` (as another process would open it). */
+  openSibling?: (store: ManifestStore) => ManifestStore | Promise<ManifestStore>;
 }
 
 /** Each call must return a new, empty store. */
@@ -131,6 +133,53 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
         assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results.join(',')}`);
         const winner = contenders[results.indexOf(true)]!;
         assert.deepEqual(await store.get(doc.id), winner, 'the stored document is the winner\'s, whole');
+      }
+    });
+
+    await t.test('compare-and-set across store instances: exactly one writer wins each revision', { skip: !opts.openSibling }, async () => {
+      const first = await fresh();
+      const instances = [first];
+      for (let i = 1; i < 4; i++) {
+        const sibling = await opts.openSibling!(first);
+        opened.push(sibling);
+        instances.push(sibling);
+      }
+      const doc = makeDoc({ properties: {} });
+      await first.create(doc);
+      // Same expected revision, 12 writers spread over 4 instances, 4 rounds.
+      for (let round = 0; round < 4; round++) {
+        const current = (await instances[round % 4]!.get(doc.id))!;
+        const results = await Promise.all(Array.from({ length: 12 }, (_, i) => instances[i % 4]!.replace(
+          { ...current, revision: current.revision + 1, name: `round-${round}-writer-${i}` }, current.revision)));
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results.join(',')}`);
+        for (const instance of instances) assert.equal((await instance.get(doc.id))?.name, `round-${round}-writer-${results.indexOf(true)}`);
+      }
+      // Read-modify-write loops on every instance, starting from each instance's cached view
+      // (peek, when the store has one: stale on purpose) and falling back to a read, as
+      // Manifest.update does: every revision is won exactly once and no increment is lost.
+      const won: number[] = [];
+      const loop = async (store: ManifestStore, w: number) => {
+        for (let i = 0; i < 6; i++) {
+          let usePeek = true;
+          for (;;) {
+            const cur = (usePeek ? store.peek?.(doc.id) : null) ?? (await store.get(doc.id))!;
+            const next = { ...cur, revision: cur.revision + 1, properties: { ...cur.properties, [`w${w}-${i}`]: 'x' } };
+            if (await store.replace(next, cur.revision)) {
+              won.push(next.revision);
+              break;
+            }
+            usePeek = !usePeek;
+          }
+        }
+      };
+      const base = (await first.get(doc.id))!.revision;
+      await Promise.all(instances.flatMap((store, k) => [loop(store, 2 * k), loop(store, 2 * k + 1)]));
+      const total = instances.length * 2 * 6;
+      assert.deepEqual([...won].sort((a, b) => a - b), Array.from({ length: total }, (_, i) => base + 1 + i), 'each revision won exactly once');
+      for (const instance of instances) {
+        const final = (await instance.get(doc.id))!;
+        assert.equal(final.revision, base + total);
+        assert.equal(Object.keys(final.properties).length, total, 'every increment is in the final document');
       }
     });
 

@@ -10,15 +10,30 @@ import { manifestStoreContract } from './manifest-store.contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pir-contract-sqlite-'));
 let n = 0;
-manifestStoreContract('sqlite', () => new SqliteManifestStore({ path: join(dir, `manifest-${n++}.sqlite`) }), {
+// Where each store keeps its data, so the contract can open more instances on the same data.
+const sqlitePaths = new WeakMap<object, string>();
+manifestStoreContract('sqlite', () => {
+  const path = join(dir, `manifest-${n++}.sqlite`);
+  const store = new SqliteManifestStore({ path });
+  sqlitePaths.set(store, path);
+  return store;
+}, {
   teardown: async () => rmSync(dir, { recursive: true, force: true }),
+  openSibling: (store) => new SqliteManifestStore({ path: sqlitePaths.get(store)! }),
 });
 
 // One database per test run, one collection per store.
 const dbName = uniqueName('pir_contract').replace(/-/g, '_');
 let c = 0;
-manifestStoreContract('mongodb', () => new MongoManifestStore({ url: services.mongodbUrl, dbName, collection: `images_${c++}` }), {
+const collections = new WeakMap<object, string>();
+manifestStoreContract('mongodb', () => {
+  const collection = `images_${c++}`;
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName, collection });
+  collections.set(store, collection);
+  return store;
+}, {
   services: ['mongodb'],
+  openSibling: (store) => new MongoManifestStore({ url: services.mongodbUrl, dbName, collection: collections.get(store)! }),
   teardown: async () => {
     const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 2000 });
     try {

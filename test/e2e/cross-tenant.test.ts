@@ -39,6 +39,7 @@ interface Op {
   path: (id: string, ctx: { member: string }) => string;
   body?: (ctx: { member: string; stranger: string }) => unknown;
   contentType?: string;
+  headers?: Record<string, string>;
 }
 
 const OPS = {
@@ -60,6 +61,10 @@ const OPS = {
   deactivate: { method: 'POST', path: (id) => `/v2/images/${id}/actions/deactivate` },
   reactivate: { method: 'POST', path: (id) => `/v2/images/${id}/actions/reactivate` },
   member_delete: { method: 'DELETE', path: (id, c) => `/v2/images/${id}/members/${c.member}` },
+  share_create: { method: 'POST', path: (id) => `/v2/images/${id}/share-links`, body: () => ({ expires_in: 60 }) },
+  share_list: { method: 'GET', path: (id) => `/v2/images/${id}/share-links` },
+  share_revoke: { method: 'DELETE', path: (id) => `/v2/images/${id}/share-links/00000000-0000-4000-8000-000000000000` },
+  tus_create: { method: 'POST', path: (id) => `/v2/images/${id}/uploads`, headers: { 'tus-resumable': '1.0.0', 'upload-length': '2048' } },
   // The catalog extension: revisions and metafiles follow the image's visibility and policy.
   revisions: { method: 'GET', path: (id) => `/v2/images/${id}/revisions` },
   revision_1: { method: 'GET', path: (id) => `/v2/images/${id}/revisions/1` },
@@ -113,6 +118,17 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['stage', 'Ar', every(403)],
   ['import', 'B', WRITE_B],
   ['import', 'Ar', every(403)],
+  // Share links are the owner's: other tenants can neither create, list nor revoke them.
+  ['share_create', 'B', WRITE_B],
+  ['share_create', 'Br', WRITE_B],
+  ['share_create', 'Ar', every(403)],
+  ['share_list', 'B', WRITE_B],
+  ['share_list', 'Br', WRITE_B],
+  ['share_revoke', 'B', WRITE_B],
+  ['share_revoke', 'Ar', every(403)],
+  // A resumable upload is an upload: the same rules as PUT …/file.
+  ['tus_create', 'B', WRITE_B],
+  ['tus_create', 'Ar', every(403)],
   ['deactivate', 'B', WRITE_B],
   ['deactivate', 'Br', WRITE_B],
   ['deactivate', 'Ar', every(403)],
@@ -483,7 +499,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
 
 /** One request of the matrix: bodies as the operation declares, the token as given (or none). */
 async function send(url: string, token: string, op: Op, id: string, ctx: { member: string; stranger: string }): Promise<{ status: number; text: string }> {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...op.headers };
   if (token) headers['x-auth-token'] = token;
   let body: string | undefined;
   if (op.body) {

@@ -1,6 +1,7 @@
 /** Unpack: turn the uploaded artifact into the disk image to store (decompress, extract from OVA). */
 import { RefusedError, TransientError } from '../../core/errors.js';
 import type { BlobStore } from '../../core/ports.js';
+import { addDetectedProperties, DETECTED_PREFIX } from '../../core/image-entity.js';
 import type { StageWork } from '../stage-runner.js';
 import { unpack, UnpackRefusedError, type UnpackLimits } from '../unpack/unpack.js';
 
@@ -25,6 +26,8 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
         for (const [key, value] of Object.entries(result.properties)) {
           if (!(key in draft.properties)) draft.properties[key] = value;
         }
+        // The OVF descriptor's facts, also under the pir_detected_ prefix every detected fact uses.
+        addDetectedProperties(draft, Object.fromEntries(Object.entries(result.properties).map(([k, v]) => [`${DETECTED_PREFIX}${k}`, v])));
       };
     } catch (error) {
       if (error instanceof UnpackRefusedError) throw new RefusedError(error.code, error.message);

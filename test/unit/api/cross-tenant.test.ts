@@ -153,6 +153,31 @@ const ENDPOINTS: Endpoint[] = [
     run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}/members/B`)).statusCode,
     expect: (k, kind) => { const s = ownerWrite(k, kind, 204); return s === 204 && !isShared(kind) ? 403 : s === 204 && !bIsMember(kind) ? 404 : s; },
   },
+  // Share links (PIR extension): the owner's alone; other tenants neither create, list nor revoke them.
+  { name: 'POST share-link', active: true, mutates: true, run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/share-links`, { expires_in: 60 })).statusCode, expect: (k, kind) => ownerWrite(k, kind, 201) },
+  {
+    name: 'GET share-links', active: true,
+    run: async (t, k, id) => {
+      const res = await t.call(k, 'GET', `/v2/images/${id}/share-links`);
+      // Whoever may not list learns nothing of the links: no list in the answer.
+      if (res.statusCode !== 200) assert.equal(res.json().share_links, undefined);
+      return res.statusCode;
+    },
+    expect: (k, kind) => ownerWrite(k, kind, 200),
+  },
+  {
+    name: 'DELETE share-link', active: true, mutates: true,
+    run: async (t, k, id) => {
+      const link = (await t.call('admin', 'POST', `/v2/images/${id}/share-links`, { expires_in: 60 })).json().id as string;
+      return (await t.call(k, 'DELETE', `/v2/images/${id}/share-links/${link}`)).statusCode;
+    },
+    expect: (k, kind) => ownerWrite(k, kind, 204),
+  },
+  {
+    name: 'POST uploads (tus creation)', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/uploads`, undefined, { 'tus-resumable': '1.0.0', 'upload-length': '1024' })).statusCode,
+    expect: (k, kind) => ownerWrite(k, kind, 201),
+  },
   // The catalog extension: revisions and metafiles follow the image's visibility (404 when unseen).
   { name: 'GET revisions', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
   { name: 'GET revision 1', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions/1`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },

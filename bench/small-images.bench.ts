@@ -1,0 +1,228 @@
+/**
+ * Small images, both modes in one run (issue 10 point 8): 8 clients each create + upload 1 MiB
+ * images until active; images/s and p50/p99 beside their targets (embedded ≥ 150/s; distributed
+ * ≥ 50/s with p99 ≤ 500 ms) and beside this run's limit: the same 8 clients doing only
+ * create + PUT against a discarding loopback server (PIR's HTTP alone can't beat it).
+ *
+ * Distributed mode runs `pir api` + `pir worker` on the real services, once per MongoDB-wire
+ * server listed in PIR_BENCH_MONGODB_URLS (`label=url,label=url`; default: the one the tests
+ * use), so FerretDB's SQLite and PostgreSQL backends are measured side by side. For each run,
+ * where the time went is read from the processes' own metrics (PIR_METRICS_PORT): MongoDB-wire
+ * commands per image and their mean latency by command, manifest compare-and-set writes per
+ * image (won and lost), and stage durations.
+ *
+ * PIR_BENCH_MODES=embedded (or distributed) measures one mode; PIR_BENCH_SMALL_IMAGES sets how
+ * many images (default 200, at most 60 s).
+ */
+import { rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { PirClient } from '../test/support/pir-client.js';
+import { freePort, startPirProcess, type PirProcess } from '../test/support/pir-process.js';
+import { serviceUp, services } from '../test/support/services.js';
+import { MiB } from './limits.js';
+import { smallImages, TOKEN } from './ingest.bench.js';
+import type { Bench, BenchContext, Figure } from './report.js';
+import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
+import { MongoManifestStore } from '../infra/mongo/mongo-manifest-store.js';
+import { STAGES, type ImageDoc } from '../schemas/image.js';
+
+const CLIENTS = 8;
+
+interface Run {
+  label: string;
+  client: PirClient;
+  processes: PirProcess[];
+  metricsUrls: string[];
+  /** The run's MongoDB-wire URL with its database (distributed), to read the manifests afterwards. */
+  mongoUrl: string | null;
+  stop(): Promise<void>;
+}
+
+async function start(label: string, mongoUrl: string | null, dir: string): Promise<Run> {
+  const port = await freePort();
+  const tag = `bsmall${Date.now().toString(36)}`;
+  const data = join(dir, `data-${tag}`);
+  const base: Record<string, string> = { PIR_DATA_DIR: data, PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_LOG_LEVEL: 'info' }; // pir-process waits for the info line "PIR started"
+  const logs = join(dir, 'logs');
+  const processes: PirProcess[] = [];
+  const metricsUrls: string[] = [];
+  const withMetrics = async (role: 'serve' | 'api' | 'worker', env: Record<string, string>) => {
+    const metricsPort = await freePort();
+    processes.push(await startPirProcess(role, { ...env, PIR_METRICS_PORT: String(metricsPort) }, logs, `${tag}-${role}`));
+    metricsUrls.push(`http://127.0.0.1:${metricsPort}/metrics`);
+  };
+  if (mongoUrl === null) {
+    await withMetrics('serve', base);
+  } else {
+    const mongo = new URL(mongoUrl);
+    mongo.pathname = `/${tag}`;
+    const env = { ...base, PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','), PIR_REDIS_URL: services.redisUrl, PIR_MONGODB_URL: mongo.toString(), PIR_KAFKA_TOPIC: `pir.${tag}`, PIR_REDIS_PREFIX: tag };
+    await withMetrics('api', env);
+    await withMetrics('worker', env);
+  }
+  return {
+    label,
+    client: new PirClient(`http://127.0.0.1:${port}`, TOKEN),
+    processes,
+    metricsUrls,
+    mongoUrl: mongoUrl === null ? null : (() => { const u = new URL(mongoUrl); u.pathname = `/${tag}`; return u.toString(); })(),
+    async stop() {
+      for (const p of processes) await p.stop();
+      await rm(data, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Sums of every sample of the Prometheus text, by name + labels (counters and histogram parts). */
+async function scrape(urls: string[]): Promise<Map<string, number>> {
+  const sums = new Map<string, number>();
+  for (const url of urls) {
+    const text = await (await fetch(url)).text();
+    for (const line of text.split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const m = /^(\S+?)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+      if (!m) continue;
+      const key = m[1]! + (m[2] ?? '');
+      sums.set(key, (sums.get(key) ?? 0) + Number(m[3]));
+    }
+  }
+  return sums;
+}
+
+function delta(after: Map<string, number>, before: Map<string, number>, re: RegExp): { labels: string; value: number }[] {
+  const out: { labels: string; value: number }[] = [];
+  for (const [key, v] of after) {
+    const m = re.exec(key);
+    if (m) out.push({ labels: m[1] ?? '', value: v - (before.get(key) ?? 0) });
+  }
+  return out;
+}
+
+/** Where the time went, per image, from the processes' metrics. */
+function breakdown(before: Map<string, number>, after: Map<string, number>, images: number): string {
+  const parts: string[] = [];
+  const counts = delta(after, before, /^pir_mongo_command_duration_seconds_count\{command="([^"]+)"\}$/).filter((c) => c.value > 0);
+  const sums = new Map(delta(after, before, /^pir_mongo_command_duration_seconds_sum\{command="([^"]+)"\}$/).map((s) => [s.labels, s.value]));
+  if (counts.length) {
+    const total = counts.reduce((a, c) => a + c.value, 0);
+    parts.push(`mongo cmds/img ${(total / images).toFixed(1)} (` + counts.sort((a, b) => b.value - a.value)
+      .map((c) => `${c.labels} ${(c.value / images).toFixed(1)}×${(((sums.get(c.labels) ?? 0) / c.value) * 1000).toFixed(1)}ms`).join(', ') + ')');
+  }
+  const writes = delta(after, before, /^pir_manifest_writes_total\{(.*)\}$/).filter((w) => w.value > 0);
+  if (writes.length) parts.push('CAS writes/img ' + writes.map((w) => `${w.labels.replace(/"/g, '')}: ${(w.value / images).toFixed(2)}`).join('; '));
+  const stageCount = delta(after, before, /^pir_stage_duration_seconds_count\{stage="([^"]+)",outcome="done"\}$/);
+  const stageSum = new Map(delta(after, before, /^pir_stage_duration_seconds_sum\{stage="([^"]+)",outcome="done"\}$/).map((s) => [s.labels, s.value]));
+  if (stageCount.length) parts.push('stage work mean ' + stageCount.filter((s) => s.value > 0).map((s) => `${s.labels} ${(((stageSum.get(s.labels) ?? 0) / s.value) * 1000).toFixed(1)}ms`).join(', '));
+  return parts.join(' | ');
+}
+
+/**
+ * The pipeline's timeline, median over the images made since `since` (ISO), from their manifests:
+ * create → import started (upload and its writes), import started → first stage started
+ * (outbox relay, Kafka, dispatcher, BullMQ), each stage's work, and the hops between stages
+ * (the stage's completion write, BullMQ's move to the next queue, the next stage's start write).
+ */
+async function timeline(mongoUrl: string, since: string): Promise<string> {
+  const store = new MongoManifestStore({ url: mongoUrl });
+  try {
+    const docs = (await store.list({ scope: { project_id: '', admin: true }, visibility: 'all', memberStatus: 'all', where: { status: ['active'] }, sort: [{ key: 'created_at', dir: 'asc' }], limit: 100_000 }))
+      .filter((d) => d.created_at >= since && d.pipeline);
+    if (docs.length === 0) return '';
+    const ms = (a: string | null | undefined, b: string | null | undefined) => (a && b ? Date.parse(b) - Date.parse(a) : NaN);
+    const med = (f: (d: ImageDoc) => number) => {
+      const v = docs.map(f).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+      return v.length ? v[Math.floor(v.length / 2)]! : NaN;
+    };
+    const parts = [`create→import ${med((d) => ms(d.created_at, d.pipeline!.started_at)).toFixed(0)}`, `import→${STAGES[0]} start ${med((d) => ms(d.pipeline!.started_at, d.pipeline!.stages[STAGES[0]].started_at)).toFixed(0)}`];
+    for (let i = 0; i < STAGES.length; i++) {
+      const s = STAGES[i]!;
+      parts.push(`${s} ${med((d) => ms(d.pipeline!.stages[s].started_at, d.pipeline!.stages[s].ended_at)).toFixed(0)}`);
+      if (i + 1 < STAGES.length) parts.push(`→ ${med((d) => ms(d.pipeline!.stages[s].ended_at, d.pipeline!.stages[STAGES[i + 1]!].started_at)).toFixed(0)}`);
+    }
+    return `timeline ms (median of ${docs.length}): ${parts.join(', ')}`;
+  } finally {
+    await store.close();
+  }
+}
+
+/** The limit: the same clients doing create + PUT of 1 MiB to a server that discards (loopback HTTP alone). */
+async function httpLimit(data: Buffer, seconds = 5): Promise<number> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(req.method === 'POST' ? 201 : 204, { 'content-type': 'application/json' }).end(req.method === 'POST' ? '{"id":"x"}' : undefined));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  let n = 0;
+  const t0 = performance.now();
+  const one = (method: string, path: string, body: Buffer | null) => fetch(`http://127.0.0.1:${port}${path}`, { method, body: body as unknown as RequestInit['body'], headers: { 'content-type': 'application/octet-stream' } }).then((r) => r.arrayBuffer());
+  await Promise.all(Array.from({ length: CLIENTS }, async () => {
+    while (performance.now() - t0 < seconds * 1000) {
+      await one('POST', '/v2/images', Buffer.from('{}'));
+      await one('PUT', '/v2/images/x/file', data.subarray(0, MiB));
+      n++;
+    }
+  }));
+  const rate = n / ((performance.now() - t0) / 1000);
+  server.close();
+  return rate;
+}
+
+async function measure(label: string, mongoUrl: string | null, ctx: BenchContext, data: Buffer, count: number): Promise<Figure[]> {
+  const run = await start(label, mongoUrl, ctx.dir);
+  try {
+    // Warm up (connections, indexes, JIT), not counted.
+    await smallImages(run.client, data, CLIENTS, 2, 30);
+    const before = await scrape(run.metricsUrls);
+    const since = new Date().toISOString();
+    ctx.log(`${label}: ${count} × 1 MiB, ${CLIENTS} clients`);
+    const r = await smallImages(run.client, data, CLIENTS, Math.ceil(count / CLIENTS), 60);
+    const after = await scrape(run.metricsUrls);
+    const embedded = mongoUrl === null;
+    const steps = run.mongoUrl ? await timeline(run.mongoUrl, since).catch((err: Error) => `timeline failed: ${err.message}`) : '';
+    return [
+      { name: `${label}: 1 MiB images, ${CLIENTS} clients`, value: r.perSecond, unit: 'img/s', atLeast: embedded ? 150 : 50, note: `${r.count} images; load avg ${loadavg()[0]!.toFixed(1)}; ${breakdown(before, after, r.count)}${steps ? ` | ${steps}` : ''}` },
+      { name: `${label}: p50 create → active`, value: r.p50, unit: 'ms' },
+      { name: `${label}: p99 create → active`, value: r.p99, unit: 'ms', ...(embedded ? {} : { atMost: 500 }) },
+    ];
+  } finally {
+    await run.stop();
+  }
+}
+
+/** `sqlite=mongodb://…,pg=mongodb://…` → [[label, url]]; default: the tests' server. */
+function mongoTargets(): [string, string][] {
+  const spec = process.env.PIR_BENCH_MONGODB_URLS;
+  if (!spec) return [['distributed', services.mongodbUrl]];
+  return spec.split(',').map((part) => {
+    const i = part.indexOf('=');
+    return i > 0 ? [`distributed (${part.slice(0, i)})`, part.slice(i + 1)] : ['distributed', part];
+  });
+}
+
+const bench: Bench = {
+  name: 'small images: 1 MiB, 8 clients, create → active (both modes)',
+  async run(ctx) {
+    const data = randomBytes(8 * MiB);
+    const count = Number(process.env.PIR_BENCH_SMALL_IMAGES ?? 200);
+    const modes = (process.env.PIR_BENCH_MODES ?? 'embedded,distributed').split(',');
+    ctx.log('limit: 8 clients, POST + PUT 1 MiB to a discarding loopback server');
+    const figures: Figure[] = [{ name: 'limit: loopback HTTP, POST + PUT 1 MiB, 8 clients', value: await httpLimit(data), unit: 'img/s' }];
+    if (modes.includes('embedded')) figures.push(...(await measure('embedded', null, ctx, data, count)));
+    if (!modes.includes('distributed')) return figures;
+    const missing = [];
+    for (const name of ['redis', 'kafka'] as const) if (!(await serviceUp(name)).up) missing.push(name);
+    if (missing.length) {
+      figures.push({ name: `distributed: not measured (${missing.join(', ')} not running)`, value: NaN, unit: '' });
+      return figures;
+    }
+    for (const [label, url] of mongoTargets()) figures.push(...(await measure(label, url, ctx, data, count)));
+    return figures;
+  },
+};
+
+export default bench;

@@ -1,0 +1,108 @@
+/**
+ * A tus 1.0 upload of a file (PIR's /v2/images/{id}/uploads): created once, then PATCHed from
+ * the offset the server acknowledges. A connection that breaks is retried with backoff: the
+ * client asks the server how far it got (HEAD) and sends only the rest. md5 and sha512 of the
+ * file are computed while sending; bytes sent twice after a cut are hashed once, by advancing
+ * the state at the last acknowledged offset with the file's own bytes up to the new offset.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { PirApiError, TransportError } from './errors.js';
+import { readResponse, type Transport } from './http.js';
+
+export interface ResumableOptions {
+  onProgress?: (acknowledged: number, total: number) => void;
+  /** Told of each cut and resume (for a CLI's log line). */
+  onRetry?: (error: Error, offset: number, attempt: number) => void;
+  /** Consecutive attempts without progress before giving up (default 8). */
+  maxRetries?: number;
+  /** First backoff delay in ms, doubled per attempt up to 10 s (default 250). */
+  backoffMs?: number;
+  /** Bytes per PATCH (default: the rest of the file in one PATCH). */
+  chunkBytes?: number;
+}
+
+export interface ResumableResult {
+  location: string;
+  size: number;
+  digests: { md5: string; sha512: string };
+  /** Connections that broke and were resumed. */
+  resumes: number;
+}
+
+const TUS = { 'tus-resumable': '1.0.0' };
+
+class Digests {
+  constructor(readonly md5: Hash = createHash('md5'), readonly sha512: Hash = createHash('sha512')) {}
+  update(chunk: Buffer): void { this.md5.update(chunk); this.sha512.update(chunk); }
+  copy(): Digests { return new Digests(this.md5.copy(), this.sha512.copy()); }
+}
+
+export async function resumableUpload(transport: Transport, imagePath: string, file: string, opts: ResumableOptions = {}): Promise<ResumableResult> {
+  const size = (await stat(file)).size;
+  const created = await transport.call('POST', `${imagePath}/uploads`, undefined, { ...TUS, 'upload-length': String(size) });
+  if (created.status !== 201 || !created.headers.location) throw PirApiError.from(created.status, created.body, 'POST', `${imagePath}/uploads`);
+  const location = created.headers.location;
+  let acked = new Digests();
+  let offset = 0;
+  let resumes = 0;
+  let failures = 0;
+  const maxRetries = opts.maxRetries ?? 8;
+  while (offset < size) {
+    const end = Math.min(size, offset + (opts.chunkBytes ?? size));
+    const working = acked.copy();
+    try {
+      offset = await patch(transport, location, file, offset, end, working);
+      acked = working;
+      failures = 0;
+      opts.onProgress?.(offset, size);
+    } catch (error) {
+      // Refusals are final; a cut connection, an idle cut (408), an offset that moved (409) or a
+      // server going away (502-504) are resumed from the offset the server tells.
+      if (error instanceof PirApiError && ![408, 409, 502, 503, 504].includes(error.status)) throw error;
+      failures += 1;
+      if (failures > maxRetries) throw error;
+      resumes += 1;
+      await new Promise((r) => setTimeout(r, Math.min(10_000, (opts.backoffMs ?? 250) * 2 ** (failures - 1))));
+      const now = await serverOffset(transport, location).catch(() => offset);
+      opts.onRetry?.(error as Error, now, failures);
+      if (now > offset) {
+        // The server kept part of the cut PATCH: hash those bytes from the file, once.
+        await hashRange(file, offset, now, acked);
+        offset = now;
+        failures = 0;
+        opts.onProgress?.(offset, size);
+      }
+    }
+  }
+  return { location, size, digests: { md5: acked.md5.digest('hex'), sha512: acked.sha512.digest('hex') }, resumes };
+}
+
+/** One PATCH of [start, end); resolves with the server's new offset. */
+async function patch(transport: Transport, location: string, file: string, start: number, end: number, digests: Digests): Promise<number> {
+  const { req, response } = transport.open('PATCH', location, {
+    ...TUS, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(start), 'content-length': String(end - start),
+  });
+  const body = createReadStream(file, { start, end: end - 1, highWaterMark: 1 << 20 });
+  body.on('data', (chunk) => digests.update(chunk as Buffer));
+  const sending = pipeline(body, req).catch((error: Error) => { throw new TransportError(transport.url(location).origin, error); });
+  const [res] = await Promise.all([response, sending]);
+  const answer = await readResponse(res);
+  if (answer.status !== 204) throw PirApiError.from(answer.status, answer.body, 'PATCH', location);
+  const offset = Number(answer.headers['upload-offset']);
+  if (offset !== end) throw new Error(`the server acknowledged offset ${answer.headers['upload-offset']} after a PATCH ending at ${end}`);
+  return offset;
+}
+
+async function serverOffset(transport: Transport, location: string): Promise<number> {
+  const head = await transport.call('HEAD', location, undefined, TUS);
+  if (head.status !== 200) throw PirApiError.from(head.status, head.body, 'HEAD', location);
+  return Number(head.headers['upload-offset']);
+}
+
+async function hashRange(file: string, start: number, end: number, digests: Digests): Promise<void> {
+  await pipeline(createReadStream(file, { start, end: end - 1 }), new Writable({ write(chunk, _e, done) { digests.update(chunk as Buffer); done(); } }));
+}

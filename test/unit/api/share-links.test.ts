@@ -1,0 +1,166 @@
+/** Share links: minted by the owner, served without a token (bytes, Range, checksums), counted, revocable, mortal. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { redactUrl } from '../../../api/http-hygiene.js';
+import { findLink, imageIdOfToken, newShareLink } from '../../../core/share-links.js';
+import { appFixture, activeImage, type AppFixture, TOKEN } from './app-fixture.js';
+import { testApp, type TestApp } from './tenant-app.js';
+
+const SIZE = 64 * 1024;
+const pathOf = (url: string) => new URL(url).pathname;
+
+describe('share links', () => {
+  let t: TestApp;
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  async function activeOf(token: 'a-member' | 'admin' = 'a-member'): Promise<string> {
+    const id = await t.create(token);
+    await t.activate(token, id, SIZE);
+    return id;
+  }
+
+  it('mints an unguessable link that serves the bytes with Range and checksums, without a token, and counts each use', async () => {
+    const id = await activeOf();
+    const res = await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, { expires_in: 3600 });
+    assert.equal(res.statusCode, 201);
+    const link = res.json();
+    assert.match(link.url, /^http:\/\/127\.0\.0\.1:\d+\/v2\/shared\/[A-Za-z0-9_-]{64}$/);
+    assert.ok(Math.abs(Date.parse(link.expires_at) - Date.now() - 3600_000) < 10_000);
+    assert.equal(link.uses, 0);
+    // The secret is stored hashed only.
+    const doc = await t.d.manifest.get(id);
+    const token = pathOf(link.url).split('/').pop()!;
+    assert.ok(!JSON.stringify(doc).includes(token));
+
+    const whole = await t.app.inject({ method: 'GET', url: pathOf(link.url) });
+    assert.equal(whole.statusCode, 200);
+    assert.equal(whole.rawPayload.length, SIZE);
+    assert.equal(whole.headers['content-md5'], createHash('md5').update(Buffer.alloc(SIZE)).digest('hex'));
+    assert.equal(whole.headers['repr-digest'], `sha-512=:${createHash('sha512').update(Buffer.alloc(SIZE)).digest('base64')}:`);
+    const part = await t.app.inject({ method: 'GET', url: pathOf(link.url), headers: { range: 'bytes=100-199' } });
+    assert.equal(part.statusCode, 206);
+    assert.equal(part.headers['content-range'], `bytes 100-199/${SIZE}`);
+    assert.equal(part.rawPayload.length, 100);
+    const bad = await t.app.inject({ method: 'GET', url: pathOf(link.url), headers: { range: `bytes=${SIZE}-` } });
+    assert.equal(bad.statusCode, 416);
+    const head = await t.app.inject({ method: 'HEAD', url: pathOf(link.url) });
+    assert.equal(head.statusCode, 200);
+    assert.equal(head.headers['content-length'], String(SIZE));
+
+    // Counting is asynchronous to the download: wait for the three GETs to be counted.
+    let uses = 0;
+    for (let i = 0; i < 50 && uses < 3; i++) {
+      uses = (await t.call('a-member', 'GET', `/v2/images/${id}/share-links`)).json().share_links[0].uses;
+      if (uses < 3) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(uses, 3, 'two GETs and the 416 are uses; HEAD is not');
+    const listed = (await t.call('a-member', 'GET', `/v2/images/${id}/share-links`)).json().share_links;
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].url, undefined, 'the url (its secret) is shown only at creation');
+    assert.deepEqual(listed[0].created_by, { project_id: 'A', user_id: 'a1' });
+    // Counting a use does not change the image's updated_at.
+    assert.equal((await t.d.manifest.get(id))!.updated_at, doc!.updated_at);
+  });
+
+  it('serves nothing else: other paths, methods and a token of a good shape but wrong secret are 404', async () => {
+    const id = await activeOf();
+    const { url } = (await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, { expires_in: 60 })).json();
+    const token = pathOf(url).split('/').pop()!;
+    const forged = token.slice(0, 30) + (token[30] === 'A' ? 'B' : 'A') + token.slice(31);
+    for (const path of [`/v2/shared/${forged}`, '/v2/shared/short', `/v2/shared/${'x'.repeat(2000)}`, `/v2/shared/${token}x`, '/v2/shared/%ZZ']) {
+      const res = await t.app.inject({ method: 'GET', url: path });
+      assert.ok([400, 404, 414].includes(res.statusCode), `${path.slice(0, 40)} → ${res.statusCode}`);
+      assert.ok(res.json().error.error_code, 'PIR error shape');
+    }
+    assert.equal((await t.app.inject({ method: 'GET', url: `/v2/shared/${forged}` })).json().error.error_code, 'share_link_not_found');
+    assert.equal((await t.app.inject({ method: 'PUT', url: pathOf(url), payload: 'x' })).statusCode, 404);
+    assert.equal((await t.app.inject({ method: 'DELETE', url: pathOf(url) })).statusCode, 404);
+    // The image's metadata is not reachable through the link.
+    assert.equal((await t.app.inject({ method: 'GET', url: `${pathOf(url)}/file` })).statusCode, 404);
+  });
+
+  it('dies when revoked, expired, deactivated (and stays dead after reactivation) or deleted', async () => {
+    const id = await activeOf();
+    const mint = async (expires_in = 600) => (await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, { expires_in })).json();
+    const status = async (url: string) => (await t.app.inject({ method: 'GET', url: pathOf(url) })).statusCode;
+
+    const revoked = await mint();
+    assert.equal(await status(revoked.url), 200);
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}/share-links/${revoked.id}`)).statusCode, 204);
+    assert.equal(await status(revoked.url), 404);
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}/share-links/${revoked.id}`)).json().error.error_code, 'share_link_not_found');
+
+    const short = await mint(1);
+    assert.equal(await status(short.url), 200);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal(await status(short.url), 404, 'expired');
+
+    const live = await mint();
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode, 204);
+    assert.equal(await status(live.url), 404, 'deactivated');
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/reactivate`)).statusCode, 204);
+    assert.equal(await status(live.url), 404, 'links do not come back with reactivation');
+    assert.deepEqual((await t.call('a-member', 'GET', `/v2/images/${id}/share-links`)).json().share_links, []);
+
+    const last = await mint();
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}`)).statusCode, 204);
+    assert.equal(await status(last.url), 404, 'deleted');
+  });
+
+  it('refuses hostile input with 4xx in PIR error shape', async () => {
+    const id = await activeOf();
+    for (const body of [{}, { expires_in: 0 }, { expires_in: -5 }, { expires_in: 'soon' }, { expires_in: 1.5 }, { expires_in: 31 * 86400 }, { expires_in: 60, extra: 1 }, [], 'x']) {
+      const res = await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, body);
+      assert.equal(res.statusCode, 400, JSON.stringify(body));
+      assert.equal(res.json().error.error_code === 'invalid_request' || res.json().error.error_code === 'invalid_json', true);
+    }
+    const queued = await t.create('a-member');
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${queued}/share-links`, { expires_in: 60 })).json().error.error_code, 'invalid_status');
+    assert.equal((await t.call('a-member', 'POST', '/v2/images/00000000-0000-0000-0000-000000000000/share-links', { expires_in: 60 })).statusCode, 404);
+    assert.equal((await t.call('a-member', 'GET', '/v2/images/not-a-uuid/share-links')).statusCode, 404);
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}/share-links/${'z'.repeat(300)}`)).statusCode, 404);
+  });
+
+  it('is declared in /v2/schemas', async () => {
+    for (const name of ['share-link', 'share-links']) {
+      const res = await t.call('a-member', 'GET', `/v2/schemas/${name}`);
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.json().name, name);
+    }
+  });
+});
+
+describe('share link tokens', () => {
+  it('carry the image id and 256 random bits; only a live link with the exact secret opens', () => {
+    const id = '3f1e2d4c-5b6a-4789-8abc-def012345678';
+    const { link, token } = newShareLink(id, 60, { project_id: 'A', user_id: 'u' });
+    assert.equal(token.length, 64);
+    assert.equal(imageIdOfToken(token), id);
+    assert.equal(findLink([link], token)?.id, link.id);
+    assert.equal(findLink([link], token, Date.now() + 61_000), null);
+    const other = newShareLink(id, 60, { project_id: 'A', user_id: 'u' });
+    assert.notEqual(other.token, token);
+    assert.equal(findLink([link], other.token), null);
+    assert.equal(imageIdOfToken('../../etc/passwd'), null);
+  });
+
+  it('never reach the logs', async () => {
+    assert.equal(redactUrl('/v2/shared/abcDEF_-123?x=1'), '/v2/shared/[REDACTED]?x=1');
+    const f: AppFixture = await appFixture();
+    try {
+      const id = await activeImage(f, Buffer.alloc(4096));
+      const res = await f.app.inject({ method: 'POST', url: `/v2/images/${id}/share-links`, headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, payload: '{"expires_in":60}' });
+      assert.equal(res.statusCode, 201);
+      const token = new URL(res.json().url).pathname.split('/').pop()!;
+      assert.equal((await f.app.inject({ method: 'GET', url: `/v2/shared/${token}` })).statusCode, 200);
+      assert.equal((await f.app.inject({ method: 'GET', url: `/v2/shared/${token.slice(0, 63)}Q` })).statusCode, 404);
+      const text = JSON.stringify(f.logs);
+      assert.ok(!text.includes(token.slice(20)), 'no part of the secret in the logs');
+      assert.ok(f.logs.some((l) => l.msg === 'share link used' && l.image_id === id), 'the use is logged');
+    } finally {
+      await f.close();
+    }
+  });
+});

@@ -1,0 +1,286 @@
+/**
+ * Resumable uploads (tus 1.0) at /v2/images/{id}/uploads: the protocol's calls and refusals,
+ * connections cut at random points over raw sockets, the official tus-js-client (also across a
+ * proxy that cuts it), the hash state rebuilt from staged bytes alone, and the sweepers' rules.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import * as tus from 'tus-js-client';
+import { SYSTEM_CALLER } from '../../../core/caller.js';
+import { Quotas, UNLIMITED } from '../../../core/quota.js';
+import { HashPool } from '../../../ingest/hashing/index.js';
+import { rebuildStats } from '../../../ingest/tus/digests.js';
+import { ResumableUploads } from '../../../ingest/tus/resumable-uploads.js';
+import { FileTusStaging } from '../../../ingest/tus/staging.js';
+import { Sweepers } from '../../../workers/sweepers.js';
+import { domain, P, silent } from '../core/fixtures.js';
+import { assertErrorShape, RawConnection } from './app-fixture.js';
+import { testApp, type TestApp } from './tenant-app.js';
+import { cuttingProxy } from '../../support/cutting-proxy.js';
+
+const MiB = 1024 * 1024;
+const TUS = { 'tus-resumable': '1.0.0' };
+const PATCH_TYPE = { 'content-type': 'application/offset+octet-stream' };
+
+/** Deterministic pseudo-random bytes (a raw image: whole sectors; no format magic at 0 by construction). */
+function image(size: number, seed = 1): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i += 4) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    out.writeUInt32LE(x >>> 0, i);
+  }
+  out.fill(0, 0, 512); // a zero first sector: nothing to mistake for a format header
+  return out;
+}
+const sha512 = (b: Buffer) => createHash('sha512').update(b).digest('hex');
+const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+const sha1b64 = (b: Buffer) => createHash('sha1').update(b).digest('base64');
+
+async function settled(t: TestApp, id: string): Promise<{ status: string; checksum: string | null; os_hash_value: string | null; size: number | null }> {
+  for (let i = 0; i < 500; i++) {
+    const doc = (await t.d.manifest.get(id))!;
+    if (doc.status === 'active' || doc.status === 'killed') return doc;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`image ${id} did not settle`);
+}
+
+describe('tus resumable uploads (in process)', () => {
+  let t: TestApp;
+  let port: number;
+  before(async () => {
+    t = await testApp();
+    await t.app.listen({ host: '127.0.0.1', port: 0 });
+    port = (t.app.server.address() as { port: number }).port;
+  });
+  after(async () => { t.app.server.closeAllConnections(); await t.close(); });
+
+  const create = async (length: number, id?: string) => {
+    id ??= await t.create('a-member');
+    const res = await t.call('a-member', 'POST', `/v2/images/${id}/uploads`, undefined, { ...TUS, 'upload-length': String(length) });
+    assert.equal(res.statusCode, 201, res.body);
+    return { id, location: res.headers.location as string, res };
+  };
+  const head = (location: string) => t.call('a-member', 'HEAD', location, undefined, TUS);
+  const patch = (location: string, offset: number, body: Buffer, headers: Record<string, string> = {}) =>
+    t.call('a-member', 'PATCH', location, body, { ...TUS, ...PATCH_TYPE, 'upload-offset': String(offset), ...headers });
+
+  it('answers OPTIONS with the version, extensions, max size and checksum algorithms', async () => {
+    const id = await t.create('a-member');
+    const res = await t.call('a-member', 'OPTIONS', `/v2/images/${id}/uploads`);
+    assert.equal(res.statusCode, 204);
+    assert.equal(res.headers['tus-version'], '1.0.0');
+    assert.equal(res.headers['tus-resumable'], '1.0.0');
+    assert.deepEqual(String(res.headers['tus-extension']).split(','), ['creation', 'termination', 'checksum', 'expiration']);
+    assert.equal(res.headers['tus-max-size'], String(2 ** 30));
+    assert.ok(String(res.headers['tus-checksum-algorithm']).split(',').includes('sha1'));
+  });
+
+  it('takes an image in several checksummed PATCHes; the pipeline starts with the last byte, hashes over the whole image', async () => {
+    const data = image(3 * MiB);
+    const { id, location, res } = await create(data.length);
+    assert.match(location, new RegExp(`^/v2/images/${id}/uploads/[0-9a-f]{32}$`));
+    assert.ok(Date.parse(String(res.headers['upload-expires'])) > Date.now() + 3600_000);
+    assert.equal((await t.d.manifest.get(id))!.status, 'saving');
+    const cuts = [0, MiB, 2 * MiB + 17, data.length];
+    for (let i = 0; i < cuts.length - 1; i++) {
+      const part = data.subarray(cuts[i], cuts[i + 1]);
+      const r = await patch(location, cuts[i]!, part, { 'upload-checksum': `sha1 ${sha1b64(part)}` });
+      assert.equal(r.statusCode, 204, r.body);
+      assert.equal(r.headers['upload-offset'], String(cuts[i + 1]));
+      if (i < cuts.length - 2) {
+        const h = await head(location);
+        assert.equal(h.headers['upload-offset'], String(cuts[i + 1]));
+        assert.equal(h.headers['upload-length'], String(data.length));
+        assert.equal(h.headers['cache-control'], 'no-store');
+      }
+    }
+    const doc = await settled(t, id);
+    assert.equal(doc.status, 'active');
+    assert.equal(doc.size, data.length);
+    assert.equal(doc.checksum, md5(data));
+    assert.equal(doc.os_hash_value, sha512(data));
+    // Finished: the upload is gone.
+    assert.equal((await head(location)).statusCode, 404);
+  });
+
+  it('refuses bad protocol input with 4xx in PIR error shape, keeping the staged bytes', async () => {
+    const id = await t.create('a-member');
+    const post = (headers: Record<string, string>) => t.call('a-member', 'POST', `/v2/images/${id}/uploads`, undefined, headers);
+    assertErrorShape((await post({ 'upload-length': '10' })).json(), 412, 'tus_version_unsupported');
+    assertErrorShape((await post({ 'tus-resumable': '0.2.2', 'upload-length': '10' })).json(), 412, 'tus_version_unsupported');
+    assertErrorShape((await post(TUS)).json(), 400, 'bad_header');
+    assertErrorShape((await post({ ...TUS, 'upload-length': '-1' })).json(), 400, 'bad_header');
+    assertErrorShape((await post({ ...TUS, 'upload-length': '1e9' })).json(), 400, 'bad_header');
+    assertErrorShape((await post({ ...TUS, 'upload-defer-length': '1' })).json(), 400, 'bad_header');
+    assertErrorShape((await post({ ...TUS, 'upload-length': String(2 ** 31) })).json(), 413, 'image_too_large');
+    assert.equal((await t.d.manifest.get(id))!.status, 'queued', 'refused creations claim nothing');
+
+    const data = image(64 * 1024, 7);
+    const { location } = await create(data.length, id);
+    assertErrorShape((await post({ ...TUS, 'upload-length': '10' })).json(), 409, 'invalid_status');
+    assertErrorShape((await patch(location, 1, data.subarray(0, 10))).json(), 409, 'upload_offset_mismatch');
+    assertErrorShape((await t.call('a-member', 'PATCH', location, data, { ...TUS, 'content-type': 'application/octet-stream', 'upload-offset': '0' })).json(), 415, 'bad_content_type');
+    assertErrorShape((await patch(location, 0, data.subarray(0, 10), { 'upload-checksum': 'crc32 AAAA' })).json(), 400, 'tus_checksum_algorithm');
+    assertErrorShape((await patch(location, 0, data.subarray(0, 10), { 'upload-checksum': 'sha1' })).json(), 400, 'bad_header');
+    assertErrorShape((await patch(location, 0, Buffer.concat([data, Buffer.alloc(1)]))).json(), 413, 'upload_length_exceeded');
+    assertErrorShape((await patch(location, 0, data.subarray(0, 10), { 'upload-offset': 'x' })).json(), 400, 'bad_header');
+    assertErrorShape((await t.call('a-member', 'PATCH', location, data, { ...PATCH_TYPE, 'upload-offset': '0' })).json(), 412, 'tus_version_unsupported');
+    // A wrong checksum: 460, and its bytes are not kept.
+    const good = await patch(location, 0, data.subarray(0, 1000), { 'upload-checksum': `sha1 ${sha1b64(data.subarray(0, 1000))}` });
+    assert.equal(good.headers['upload-offset'], '1000');
+    const wrong = await patch(location, 1000, data.subarray(1000, 5000), { 'upload-checksum': `sha1 ${sha1b64(Buffer.from('other'))}` });
+    assertErrorShape(wrong.json(), 460, 'tus_checksum_mismatch');
+    assert.equal((await head(location)).headers['upload-offset'], '1000');
+    // Unknown uploads and other images' upload ids: 404.
+    assertErrorShape((await patch(`/v2/images/${id}/uploads/${'0'.repeat(32)}`, 0, data)).json(), 404, 'upload_not_found');
+    assert.equal((await head(`/v2/images/${id}/uploads/${'0'.repeat(32)}`)).statusCode, 404);
+    assertErrorShape((await patch(`/v2/images/00000000-0000-0000-0000-000000000000/uploads/${'0'.repeat(32)}`, 0, data)).json(), 404, 'not_found');
+    // Other tenants: B sees nothing of A's private image; A's reader may not upload.
+    assert.equal((await t.call('b-member', 'HEAD', location, undefined, TUS)).statusCode, 404);
+    assert.equal((await t.call('b-member', 'PATCH', location, data.subarray(1000), { ...TUS, ...PATCH_TYPE, 'upload-offset': '1000' })).statusCode, 404);
+    assert.equal((await t.call('a-reader', 'PATCH', location, data.subarray(1000), { ...TUS, ...PATCH_TYPE, 'upload-offset': '1000' })).statusCode, 403);
+    assert.equal((await t.call('b-member', 'DELETE', location, undefined, TUS)).statusCode, 404);
+    // The rest completes the image with the right digests.
+    assert.equal((await patch(location, 1000, data.subarray(1000))).statusCode, 204);
+    const doc = await settled(t, id);
+    assert.equal(doc.os_hash_value, sha512(data));
+  });
+
+  it('terminates an upload with DELETE: the image is back in queued, and can be uploaded again', async () => {
+    const data = image(128 * 1024, 3);
+    const { id, location } = await create(data.length);
+    assert.equal((await patch(location, 0, data.subarray(0, 4096))).statusCode, 204);
+    const del = await t.call('a-member', 'DELETE', location, undefined, TUS);
+    assert.equal(del.statusCode, 204);
+    assert.equal(del.headers['tus-resumable'], '1.0.0');
+    assert.equal((await t.d.manifest.get(id))!.status, 'queued');
+    assert.equal((await head(location)).statusCode, 404);
+    const again = await create(data.length, id);
+    assert.equal((await patch(again.location, 0, data)).statusCode, 204);
+    assert.equal((await settled(t, id)).os_hash_value, sha512(data));
+  });
+
+  it('resumes after connections cut at random points (raw sockets), hashing each byte once', async () => {
+    const data = image(4 * MiB, 11);
+    const { id, location } = await create(data.length);
+    let offset = 0;
+    let cuts = 0;
+    let seed = 12345;
+    const random = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31; };
+    while (offset < data.length && cuts < 6) {
+      const remaining = data.length - offset;
+      const send = Math.max(1, Math.floor(random() * remaining * 0.5));
+      const conn = new RawConnection(port);
+      await conn.write(`PATCH ${location} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: a-member\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: ${offset}\r\nContent-Length: ${remaining}\r\n\r\n`);
+      await conn.write(data.subarray(offset, offset + send));
+      await new Promise((r) => setTimeout(r, 30));
+      conn.destroy();
+      cuts += 1;
+      const h = await head(location);
+      assert.equal(h.statusCode, 200, h.body);
+      const now = Number(h.headers['upload-offset']);
+      assert.ok(now >= offset && now <= offset + send, `offset ${now} after sending ${offset}+${send}`);
+      offset = now;
+    }
+    const before = { ...rebuildStats };
+    assert.equal((await patch(location, offset, data.subarray(offset))).statusCode, 204);
+    assert.equal(rebuildStats.bytes, before.bytes, 'the process held the hash state: nothing was read back');
+    const doc = await settled(t, id);
+    assert.equal(doc.status, 'active');
+    assert.equal(doc.checksum, md5(data));
+    assert.equal(doc.os_hash_value, sha512(data));
+  });
+
+  it('works with the official tus-js-client, also when a proxy cuts its connections', async () => {
+    const data = image(3 * MiB, 21);
+    const id = await t.create('a-member');
+    const proxy = await cuttingProxy(port, [300 * 1024, 100 * 1024]);
+    try {
+      const progress: number[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const upload = new tus.Upload(data, {
+          endpoint: `http://127.0.0.1:${proxy.port}/v2/images/${id}/uploads`,
+          headers: { 'X-Auth-Token': 'a-member' },
+          chunkSize: 512 * 1024,
+          retryDelays: [0, 50, 100, 200, 400],
+          uploadSize: data.length,
+          onProgress: (sent) => { progress.push(sent); },
+          onError: reject,
+          onSuccess: () => resolve(),
+        });
+        upload.start();
+      });
+      assert.ok(proxy.cuts() >= 2, `the proxy cut ${proxy.cuts()} connections`);
+      const doc = await settled(t, id);
+      assert.equal(doc.status, 'active');
+      assert.equal(doc.size, data.length);
+      assert.equal(doc.os_hash_value, sha512(data));
+      assert.equal(doc.checksum, md5(data));
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('tus upload state across a restart', () => {
+  it('rebuilds md5/sha512 by reading back only the staged bytes, then hashes the rest once', async () => {
+    const d = await domain();
+    try {
+      const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
+      const deps = { images: d.images, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 };
+      const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
+      const data = image(2 * MiB + 512, 5);
+      const first = new ResumableUploads(deps);
+      const upload = await first.create(P, id, data.length);
+      const half = MiB + 512;
+      await first.patch(P, id, upload.id, { offset: 0, body: streamOf(data.subarray(0, half)), contentLength: half, checksum: null });
+      // "Restart": a new instance knows nothing but the manifest and the staged bytes.
+      const second = new ResumableUploads(deps);
+      assert.equal((await second.state(P, id, upload.id)).offset, half);
+      const before = { ...rebuildStats };
+      const state = await second.patch(P, id, upload.id, { offset: half, body: streamOf(data.subarray(half)), contentLength: data.length - half, checksum: null });
+      assert.equal(rebuildStats.uploads - before.uploads, 1);
+      assert.equal(rebuildStats.bytes - before.bytes, half, 'read back exactly what was staged');
+      assert.equal(state.completed?.status, 'importing');
+      assert.equal(state.completed?.staging?.sha512, sha512(data));
+      assert.equal(state.completed?.staging?.md5, md5(data));
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('is kept by the sweepers until it expires, then abandoned (image queued, staging removed)', async () => {
+    const d = await domain();
+    try {
+      const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
+      const deps = { images: d.images, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 };
+      const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
+      const uploads = new ResumableUploads(deps);
+      const upload = await uploads.create(P, id, 4096);
+      await uploads.patch(P, id, upload.id, { offset: 0, body: streamOf(Buffer.alloc(1024)), contentLength: 1024, checksum: null });
+      const sweepers = new Sweepers(d.manifest, d.images, d.relay, d.blobs, { stageDeadlineSeconds: 60, uploadStallSeconds: 1, maxResumes: 1, outboxGraceMs: 0 }, silent);
+      // Long past the stall limit, not yet expired: kept, also by the restart recovery.
+      await sweepers.sweepStale(Date.now() + 600_000);
+      await sweepers.recoverAfterRestart();
+      assert.equal((await d.manifest.get(id))!.status, 'saving');
+      assert.equal(await deps.staging.offset(id, (await d.manifest.get(id))!.upload!.run), 1024);
+      // Past its expiry: abandoned.
+      await sweepers.sweepStale(Date.now() + 3601_000);
+      const doc = (await d.manifest.get(id))!;
+      assert.equal(doc.status, 'queued');
+      assert.equal(doc.upload, null);
+      await assert.rejects(uploads.state(SYSTEM_CALLER, id, upload.id), (e: Error & { code?: string }) => e.code === 'upload_not_found');
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+function streamOf(buffer: Buffer): NodeJS.ReadableStream {
+  return (async function* () {
+    for (let i = 0; i < buffer.length; i += 256 * 1024) yield buffer.subarray(i, i + 256 * 1024);
+  })() as unknown as NodeJS.ReadableStream;
+}
