@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone.
+# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone, SeaweedFS (S3).
 #
-#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|tools|clients]
-#   infra/local/services.sh start   [all|redis|kafka|ferretdb|keystone]
-#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|keystone]
-#   infra/local/services.sh status  [all|redis|kafka|ferretdb|keystone]
-#   infra/local/services.sh env     [all|keystone]   (keystone: PIR_KEYSTONE_* instead of the service URLs)
-#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|keystone]   (stop + delete data/logs)
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|keystone|s3|tools|clients]
+#   infra/local/services.sh start   [all|redis|kafka|ferretdb|keystone|s3]
+#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|keystone|s3]
+#   infra/local/services.sh status  [all|redis|kafka|ferretdb|keystone|s3]
+#   infra/local/services.sh env     [all|keystone|s3]   (all: service URLs incl. PIR_S3_*; keystone: PIR_KEYSTONE_*; s3: only PIR_S3_*)
+#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|keystone|s3]   (stop + delete data/logs)
 #
 # See infra/local/README.md for versions, ports, logs and environment knobs.
 set -euo pipefail
@@ -21,10 +21,12 @@ source "$PIR_INFRA_DIR/kafka.sh"
 source "$PIR_INFRA_DIR/ferretdb.sh"
 # shellcheck source=keystone.sh
 source "$PIR_INFRA_DIR/keystone.sh"
+# shellcheck source=seaweedfs.sh
+source "$PIR_INFRA_DIR/seaweedfs.sh"
 # shellcheck source=clients.sh
 source "$PIR_INFRA_DIR/clients.sh"
 
-SERVICES=(redis kafka ferretdb keystone)
+SERVICES=(redis kafka ferretdb keystone s3)
 # chromium: the ops dashboard's browser test drives Debian's Chromium (playwright-core brings no browser).
 TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl chromium)
 
@@ -47,7 +49,7 @@ targets() {
   case "$arg" in
     all)
       if [[ "$kind" == install ]]; then echo tools clients "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
-    redis | kafka | ferretdb | keystone) echo "$arg" ;;
+    redis | kafka | ferretdb | keystone | s3) echo "$arg" ;;
     tools | clients) if [[ "$kind" == install ]]; then echo "$arg"; else usage; fi ;;
     *) usage ;;
   esac
@@ -63,7 +65,12 @@ export PIR_REDIS_URL=redis://127.0.0.1:$PIR_REDIS_PORT
 export PIR_KAFKA_BROKERS=127.0.0.1:$PIR_KAFKA_PORT
 export PIR_MONGODB_URL=mongodb://127.0.0.1:$PIR_FERRETDB_PORT/pir
 EOF
+      s3_env
       clients_env
+      ;;
+    s3)
+      s3_env
+      return 0
       ;;
     keystone)
       cat <<EOF
