@@ -27,7 +27,7 @@ import { EgressClient } from './egress/egress-client.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
 import { openAuthenticator } from './identity/index.js';
 import { openQuotaStore } from './quota-store.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
+import { openBlobStore } from './storage/open-blob-store.js';
 import { startMetricsServer, type MetricsServer } from './telemetry/metrics-server.js';
 import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
@@ -74,8 +74,9 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
-  const blobs = new FsBlobStore(config.dataDir);
-  await blobs.init();
+  const hashes = HashPool.shared();
+  const store = await openBlobStore(config, hashes);
+  const blobs = store.blobs;
   const retry = { attempts: config.stageAttempts, backoffMs: config.stageBackoffMs };
   const adapters = urls
     ? await openDistributedAdapters(urls, config, retry, log)
@@ -89,12 +90,11 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     maxResumes: 3,
     outboxGraceMs: OUTBOX_GRACE_MS,
   }, log);
-  const hashes = HashPool.shared();
   const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
-  const health = readinessChecks(adapters, config, [{ name: 'blob_store', dir: blobs.imagesDir }, { name: 'blob_staging', dir: blobs.stagingDir }]);
+  const health = readinessChecks(adapters, config, store.checks);
   const processes = new ProcessRegistry(config.dataDir, roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker');
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
@@ -126,7 +126,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
-    webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
+    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(config.egress), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service });
     url = await app.listen({ host: config.host, port: config.port });
@@ -135,7 +135,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   if (token?.generated) {
     process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
   }
-  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir }, 'PIR started');
+  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir, blob_store: blobs.kind }, 'PIR started');
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -151,6 +151,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await adapters.close();
       await webhooks.close();
       await quotaStore?.close();
+      store.close();
       await hashes.close();
       await authenticator?.close();
       log.info('stopped');

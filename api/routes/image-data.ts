@@ -7,6 +7,7 @@ import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
 import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
+import { storedKeyOf } from '../../core/blob-keys.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { parseContentMd5, receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
 import { sendError } from '../error-handler.js';
@@ -71,7 +72,8 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
       if (doc.checksum) reply.header('Content-MD5', doc.checksum);
       return reply.code(200).send();
     }
-    const size = (await deps.blobs.storedSize(id)) ?? -1;
+    const key = storedKeyOf(doc);
+    const size = (await deps.blobs.stat(key))?.size ?? -1;
     if (size !== doc.size) {
       request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
       throw new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
@@ -85,11 +87,11 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
         return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
       }
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
-      return reply.send(countServed(deps.blobs.openRead(id, range)));
+      return reply.send(countServed(await deps.blobs.read(key, range), range.end - range.start + 1));
     }
     if (doc.checksum) reply.header('Content-MD5', doc.checksum);
     reply.header('Content-Length', size);
-    return reply.send(countServed(deps.blobs.openRead(id)));
+    return reply.send(countServed(await deps.blobs.read(key), size));
   };
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
