@@ -283,6 +283,15 @@ export interface BlobStore {
   ping(): Promise<void>;
 }
 
+/** The store itself failed (an object store unreachable or refusing), not the source of the bytes. */
+export class BlobStoreUnavailableError extends Error {
+  readonly code = 'blob_store_unavailable';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BlobStoreUnavailableError';
+  }
+}
+
 export class BlobNotFoundError extends Error {
   readonly code = 'blob_not_found';
   constructor(key: string) {

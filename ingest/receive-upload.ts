@@ -9,7 +9,7 @@ import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
-import type { BlobStore } from '../core/ports.js';
+import { BlobStoreUnavailableError, type BlobStore } from '../core/ports.js';
 import { SizeLimitError, SourceIdleError, type HashPool, type HashedFile } from './hashing/index.js';
 
 export interface UploadRequest {
@@ -76,6 +76,7 @@ export async function receiveUpload(
     const reason = error instanceof SizeLimitError ? 'over the size limit'
       : error instanceof SourceIdleError ? `the client sent nothing for ${error.idleMs / 1000} s`
       : storageFull ? 'the disk is full'
+      : error instanceof BlobStoreUnavailableError ? 'the image store did not take the bytes'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
     await images.abortUpload(caller, imageId, ticket.run, reason);
@@ -86,6 +87,9 @@ export async function receiveUpload(
       throw requestTimeout('upload_idle', `No image data arrived for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS), so the upload was abandoned and the image is back in queued; upload again.`);
     }
     if (storageFull) throw insufficientStorage('insufficient_storage', STORAGE_FULL_MESSAGE);
+    if (error instanceof BlobStoreUnavailableError) {
+      throw new PirError('unavailable', 'storage_unavailable', 'The image store (the S3 bucket) did not take the data, so nothing was kept and the image is back in queued; upload again. The operator can check the store with pir doctor.');
+    }
     throw error;
   }
   return images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, request.contentMd5);

@@ -73,11 +73,14 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
       return reply.code(200).send();
     }
     const key = storedKeyOf(doc);
-    const size = (await deps.blobs.stat(key))?.size ?? -1;
-    if (size !== doc.size) {
-      request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
-      throw new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
-    }
+    // The store failing (an object store down, a blob gone) is a 503 for the client, logged for the operator.
+    const unavailable = (detail: Record<string, unknown>) => {
+      request.log.error({ image_id: id, ...detail }, 'stored bytes missing, wrong size or unreadable');
+      return new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
+    };
+    const open = (range?: { start: number; end: number }) => deps.blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
+    const size = (await deps.blobs.stat(key).catch((err: unknown) => { throw unavailable({ err }); }))?.size ?? -1;
+    if (size !== doc.size) throw unavailable({ stored: size, expected: doc.size });
     reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
     const rangeHeader = request.headers.range;
     if (rangeHeader) {
@@ -87,11 +90,11 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
         return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
       }
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
-      return reply.send(countServed(await deps.blobs.read(key, range), range.end - range.start + 1));
+      return reply.send(countServed(await open(range), range.end - range.start + 1));
     }
     if (doc.checksum) reply.header('Content-MD5', doc.checksum);
     reply.header('Content-Length', size);
-    return reply.send(countServed(await deps.blobs.read(key), size));
+    return reply.send(countServed(await open(), size));
   };
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);

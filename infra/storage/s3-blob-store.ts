@@ -17,7 +17,7 @@ import {
   ListObjectsV2Command, S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { BlobNotFoundError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
+import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { guardedChunks } from '../../ingest/hashing/index.js';
 
 export interface S3Settings {
@@ -60,7 +60,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   private objectKey(key: string): string {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,400}$/.test(key) || key.includes('..') || key.includes('//')) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,400}$/.test(key) || key.includes('..') || key.includes('//') || key.endsWith('/')) {
       throw new Error(`bad blob key: ${JSON.stringify(key)}`);
     }
     return this.prefix + key;
@@ -102,7 +102,9 @@ export class S3BlobStore implements BlobStore {
     try {
       await upload.done();
     } catch (error) {
-      throw failure ?? (options.signal?.aborted ? options.signal.reason : error);
+      if (failure) throw failure;
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw new BlobStoreUnavailableError(`S3 did not take ${key}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
