@@ -12,7 +12,11 @@ import { readResponse, type Headers, type RawResponse, type Transport } from './
 
 export interface SendFileOptions {
   headers?: Headers;
-  /** Compute md5 + sha512 of the bytes sent (default true). */
+  /**
+   * Compute md5 + sha512 of the bytes sent (default true). The digests go to the server as
+   * trailers (`Repr-Digest: sha-512=…`, `Content-MD5`) of a chunked body, so PIR itself refuses
+   * bytes that differ from what left this machine.
+   */
   hash?: boolean;
   /** Called as bytes are handed to the socket, with the running total. */
   onProgress?: (sent: number, total: number) => void;
@@ -35,16 +39,20 @@ export async function sendFile(transport: Transport, method: string, path: strin
   try {
     const size = (await handle.stat()).size;
     const headers: Headers = { 'content-type': 'application/octet-stream', ...(opts.headers ?? {}) };
-    const chunked = Object.keys(headers).some((k) => k.toLowerCase() === 'transfer-encoding');
-    if (!chunked) {
+    const hashing = opts.hash !== false;
+    const chunked = hashing || Object.keys(headers).some((k) => k.toLowerCase() === 'transfer-encoding');
+    headers['x-openstack-image-size'] ??= String(size);
+    if (hashing) {
+      headers['transfer-encoding'] = 'chunked';
+      headers.trailer = 'Repr-Digest, Content-MD5';
+    } else if (!chunked) {
       headers['content-length'] = String(size);
-      headers['x-openstack-image-size'] ??= String(size);
     }
     const { req, response, url } = transport.open(method, path, headers);
     let answered = false;
     let failed: Error | null = null;
     response.then(() => { answered = true; }, (error: Error) => { failed = error; });
-    const session = opts.hash === false ? null : (opts.pool ?? HashPool.shared()).open();
+    const session = hashing ? (opts.pool ?? HashPool.shared()).open() : null;
     let sent = 0;
     let position = 0;
     try {
@@ -74,11 +82,15 @@ export async function sendFile(transport: Transport, method: string, path: strin
       }
       if (failed) throw failed;
       const complete = !answered && position === size;
+      let digests: Digests | null = null;
+      if (complete && session) {
+        digests = await session.digests();
+        req.addTrailers(digestTrailers(digests));
+      }
       if (!answered) req.end();
       const res = await response;
       const body = await readResponse(res);
       if (!complete) req.destroy(); // the server answered before the whole body: stop sending
-      const digests = session && complete ? await session.digests() : null;
       if (session && !complete) session.abort();
       return { response: body, sent: complete ? size : sent, size, digests };
     } catch (error) {
@@ -91,4 +103,10 @@ export async function sendFile(transport: Transport, method: string, path: strin
   } finally {
     await handle.close();
   }
+}
+
+/** RFC 9530's Repr-Digest (sha-512) and RFC 1864's Content-MD5, both base64. */
+function digestTrailers(digests: Digests): Record<string, string> {
+  const base64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+  return { 'Repr-Digest': `sha-512=:${base64(digests.sha512)}:`, 'Content-MD5': base64(digests.md5) };
 }

@@ -39,6 +39,7 @@ export const API_ERRORS = {
   bad_content_type: refusal(415, 'The Content-Type is not the one this call takes.'),
   bad_header: refusal(400, 'A header has a malformed value.'),
   bad_content_md5: refusal(400, 'Content-MD5 is neither base64 (RFC 1864) nor hex of 16 bytes.'),
+  bad_digest: refusal(400, 'Repr-Digest or Content-Digest (header or trailer) is malformed, or two digests of the upload disagree.'),
   no_body: refusal(400, 'The call needs a body and none was sent.'),
   bad_request: refusal(400, 'A malformed request the router refused.'),
   headers_too_large: refusal(431, 'The request line and headers are larger than 16 KiB.'),

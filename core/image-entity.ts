@@ -55,11 +55,16 @@ export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
 }
 
 /** All bytes are in staging. The status stays (saving goes on to import, uploading waits for POST …/import). */
-export function staged(draft: ImageDoc, run: number, blob: HashedBlob, contentMd5: string | null): NewEvent[] {
+export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): NewEvent[] {
   const kind = draft.upload!.kind;
   draft.upload = null;
   draft.staging = { ...blob, received_at: new Date().toISOString() };
-  if (contentMd5) draft.expected.md5 = contentMd5;
+  for (const key of ['md5', 'sha512'] as const) {
+    const digest = claimed[key];
+    // A digest the client sent with the bytes joins the one given at create; where either
+    // contradicts the bytes, that one is kept, so the checksum stage refuses them.
+    if (digest && (!draft.expected[key] || digest !== blob[key])) draft.expected[key] = digest;
+  }
   return [event('image.staged', { run, size: blob.size, method: kind === 'stage' ? 'glance-direct' : kind })];
 }
 

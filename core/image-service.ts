@@ -311,13 +311,13 @@ export class ImageService {
    * All bytes are in staging. An upload goes straight on to import; a staged image waits in
    * `uploading` for POST …/import.
    */
-  async completeUpload(_caller: Caller, id: string, run: number, blob: HashedBlob, contentMd5: string | null): Promise<ImageDoc> {
+  async completeUpload(_caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): Promise<ImageDoc> {
     const { doc } = await this.manifest.update(id, (draft) => {
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
       }
       const kind = draft.upload.kind;
-      const events: NewEvent[] = entity.staged(draft, run, blob, contentMd5);
+      const events: NewEvent[] = entity.staged(draft, run, blob, claimed);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
       if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds));
       return events;

@@ -10,6 +10,7 @@ import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
 import { BlobStoreUnavailableError, type BlobStore } from '../core/ports.js';
+import { expectedDigests, mergeDigests, type ExpectedDigests } from './digest-fields.js';
 import { SizeLimitError, SourceIdleError, type HashPool, type HashedFile } from './hashing/index.js';
 
 export interface UploadRequest {
@@ -18,8 +19,10 @@ export interface UploadRequest {
   contentLength: number | null;
   /** x-openstack-image-size: the size the client says the image has. */
   declaredSize: number | null;
-  /** Content-MD5 as hex, already decoded from base64 if needed. */
-  contentMd5: string | null;
+  /** Digests the request's headers name (ingest/digest-fields.ts). */
+  expected: ExpectedDigests;
+  /** The request's trailers, once the body has ended (a client that hashes as it sends puts its digests there). */
+  trailers?: () => Record<string, string | undefined>;
   /** Called once the image is claimed, before the body is read (answers Expect: 100-continue). */
   onClaimed?: () => void;
 }
@@ -64,6 +67,7 @@ export async function receiveUpload(
   const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
   const ticket = await images.beginUpload(caller, imageId, kind);
   let blob;
+  let claimed = request.expected;
   try {
     await quotas.reserveFlight(project, imageId, announced ?? 0);
     request.onClaimed?.();
@@ -71,6 +75,7 @@ export async function receiveUpload(
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
+    if (request.trailers) claimed = mergeDigests(claimed, expectedDigests(request.trailers()));
   } catch (error) {
     const storageFull = isStorageFull(error);
     const reason = error instanceof SizeLimitError ? 'over the size limit'
@@ -92,7 +97,7 @@ export async function receiveUpload(
     }
     throw error;
   }
-  return images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, request.contentMd5);
+  return images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, claimed);
 }
 
 /**
@@ -149,14 +154,4 @@ async function* metered(body: NodeJS.ReadableStream, held: number, grow: (receiv
     if (received > held) held = await grow(received);
     yield chunk;
   }
-}
-
-/** Content-MD5 is base64 per RFC 1864; some clients send hex. Returns hex, or throws 400. */
-export function parseContentMd5(header: string | undefined): string | null {
-  if (!header) return null;
-  const value = header.trim();
-  if (/^[0-9a-fA-F]{32}$/.test(value)) return value.toLowerCase();
-  const bytes = Buffer.from(value, 'base64');
-  if (bytes.length === 16 && bytes.toString('base64') === value) return bytes.toString('hex');
-  throw badRequest('bad_content_md5', 'Content-MD5 must be the base64 (or hex) of a 16-byte MD5 digest.');
 }

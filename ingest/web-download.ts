@@ -71,7 +71,7 @@ export class WebDownloads {
       if (response.contentLength !== null && blob.size !== response.contentLength) {
         throw new EgressError('connection_failed', `The server announced ${response.contentLength} bytes but sent ${blob.size}.`);
       }
-      await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, null);
+      await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob });
       log.info({ image_id: imageId, run: ticket.run, url: response.url, bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
     } catch (error) {
       if (this.abort.signal.aborted) {

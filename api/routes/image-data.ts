@@ -9,7 +9,8 @@ import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
 import { storedKeyOf } from '../../core/blob-keys.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
-import { parseContentMd5, receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
+import { expectedDigests } from '../../ingest/digest-fields.js';
+import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
 import { sendError } from '../error-handler.js';
 import { sendContinue } from '../http-hygiene.js';
 import { waitForSettled } from '../wait-for-settled.js';
@@ -111,7 +112,8 @@ async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataR
     body,
     contentLength: headerInt(request, 'content-length'),
     declaredSize: headerInt(request, 'x-openstack-image-size'),
-    contentMd5: parseContentMd5(request.headers['content-md5'] as string | undefined),
+    expected: expectedDigests(request.headers),
+    trailers: () => request.raw.trailers ?? {},
     onClaimed: () => sendContinue(request.raw, reply.raw),
   });
 }

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -126,6 +127,32 @@ describe('embedded mode (pir serve)', () => {
     assert.equal((await client.getImage(hash.id)).body.status, 'killed');
   });
 
+  it('verifies digests sent as trailers of a chunked upload (RFC 9530 Repr-Digest, Content-MD5) and refuses a malformed one', async () => {
+    const qcow2 = matrix[1];
+    const base64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+    const right = { 'Repr-Digest': `sha-512=:${base64(qcow2.expected.sha512)}:`, 'Content-MD5': base64(qcow2.expected.md5) };
+
+    const good = await client.createImage({ name: 'trailer-ok', disk_format: 'qcow2', container_format: 'bare' });
+    assert.equal((await putWithTrailers(client.baseUrl, good.id, qcow2.path, right)).status, 204);
+    assert.equal((await client.getImage(good.id)).body.status, 'active');
+
+    const wrongSha = await client.createImage({ name: 'trailer-sha', disk_format: 'qcow2', container_format: 'bare' });
+    const lying = await putWithTrailers(client.baseUrl, wrongSha.id, qcow2.path, { 'Repr-Digest': `sha-512=:${base64('cd'.repeat(64))}:` });
+    assert.equal(lying.status, 400);
+    assert.equal(lying.body.error.error_code, 'checksum_mismatch');
+    assert.equal((await client.getImage(wrongSha.id)).body.status, 'killed');
+
+    const wrongMd5 = await client.createImage({ name: 'trailer-md5', disk_format: 'qcow2', container_format: 'bare' });
+    const badMd5 = await putWithTrailers(client.baseUrl, wrongMd5.id, qcow2.path, { 'Content-MD5': base64('ef'.repeat(16)) });
+    assert.equal(badMd5.body.error.error_code, 'checksum_mismatch');
+
+    const malformed = await client.createImage({ name: 'trailer-bad', disk_format: 'qcow2', container_format: 'bare' });
+    const garbage = await putWithTrailers(client.baseUrl, malformed.id, qcow2.path, { 'Repr-Digest': 'sha-512=not-base64' });
+    assert.equal(garbage.status, 400);
+    assert.equal(garbage.body.error.error_code, 'bad_digest');
+    assert.equal((await client.getImage(malformed.id)).body.status, 'queued', 'a refused trailer leaves the image to upload again');
+  });
+
   it('cuts off an upload over PIR_MAX_IMAGE_SIZE with 413 and puts the image back in queued', async () => {
     const big = join(dir, 'big.raw');
     await writeFile(big, Buffer.alloc(65 * 2 ** 20, 1));
@@ -234,3 +261,24 @@ describe('embedded mode: graceful shutdown', () => {
     }
   });
 });
+
+/** PUT …/file as a chunked body whose digests follow it as trailers (what `pir image create` sends). */
+async function putWithTrailers(baseUrl: string, id: string, file: string, trailers: Record<string, string>): Promise<{ status: number; body: any }> {
+  const url = new URL(`/v2/images/${id}/file`, baseUrl);
+  const headers = { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked', trailer: Object.keys(trailers).join(', ') };
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'PUT', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null });
+      });
+    });
+    req.on('error', reject);
+    createReadStream(file).on('end', () => {
+      req.addTrailers(trailers);
+      req.end();
+    }).on('error', reject).pipe(req, { end: false });
+  });
+}

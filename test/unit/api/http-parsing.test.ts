@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseRange } from '../../../api/routes/image-data.js';
-import { parseContentMd5 } from '../../../ingest/receive-upload.js';
+import { parseContentMd5 } from '../../../ingest/digest-fields.js';
 
 describe('Range parsing', () => {
   it('reads the three single-range forms', () => {

@@ -13,7 +13,7 @@ describe('client sendFile', () => {
   let data: Buffer;
   let server: http.Server;
   let base: string;
-  const received: { headers: http.IncomingHttpHeaders; sha512: string; bytes: number }[] = [];
+  const received: { headers: http.IncomingHttpHeaders; trailers: NodeJS.Dict<string>; sha512: string; bytes: number }[] = [];
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pir-send-'));
@@ -30,7 +30,7 @@ describe('client sendFile', () => {
       let bytes = 0;
       req.on('data', (c: Buffer) => { hash.update(c); bytes += c.length; });
       req.on('end', () => {
-        received.push({ headers: req.headers, sha512: hash.digest('hex'), bytes });
+        received.push({ headers: req.headers, trailers: req.trailers, sha512: hash.digest('hex'), bytes });
         res.writeHead(204).end();
       });
     });
@@ -44,7 +44,7 @@ describe('client sendFile', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('sends the file with Content-Length and x-openstack-image-size, and hashes what it sent', async () => {
+  it('sends the file chunked with x-openstack-image-size, hashes what it sent and sends the digests as trailers', async () => {
     const progress: number[] = [];
     const sent = await sendFile(new Transport(base, 'tok'), 'PUT', '/v2/images/x/file', file, { onProgress: (n) => progress.push(n) });
     assert.equal(sent.response.status, 204);
@@ -53,14 +53,21 @@ describe('client sendFile', () => {
     const got = received.at(-1)!;
     assert.equal(got.bytes, data.length);
     assert.equal(got.sha512, sent.digests!.sha512);
-    assert.equal(got.headers['content-length'], String(data.length));
+    assert.equal(got.headers['transfer-encoding'], 'chunked');
+    assert.equal(got.headers.trailer, 'Repr-Digest, Content-MD5');
     assert.equal(got.headers['x-openstack-image-size'], String(data.length));
+    const base64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+    assert.equal(got.trailers['repr-digest'], `sha-512=:${base64(sent.digests!.sha512)}:`);
+    assert.equal(got.trailers['content-md5'], base64(sent.digests!.md5));
     assert.equal(got.headers['x-auth-token'], 'tok');
     assert.equal(progress.at(-1), data.length);
     assert.ok(progress.every((n, i) => i === 0 || n > progress[i - 1]!));
   });
 
-  it('sends chunked when asked, without hashing', async () => {
+  it('sends Content-Length without hashing, and chunked when asked', async () => {
+    const plain = await sendFile(new Transport(base, null), 'PUT', '/x', file, { hash: false });
+    assert.equal(plain.response.status, 204);
+    assert.equal(received.at(-1)!.headers['content-length'], String(data.length));
     const sent = await sendFile(new Transport(base, null), 'PUT', '/x', file, { hash: false, headers: { 'transfer-encoding': 'chunked' } });
     assert.equal(sent.response.status, 204);
     assert.equal(sent.digests, null);

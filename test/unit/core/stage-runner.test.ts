@@ -16,7 +16,7 @@ async function importingImage(d: Awaited<ReturnType<typeof domain>>) {
   const ticket = await d.images.beginUpload(P, image.id, 'upload');
   await writeFile(d.blobs.pathOf(ticket.stagingKey), 'data');
   const blob = { key: ticket.stagingKey, size: 4, md5: 'm', sha512: 's' };
-  await d.images.completeUpload(P, image.id, ticket.run, blob, null);
+  await d.images.completeUpload(P, image.id, ticket.run, blob);
   return { id: image.id, run: ticket.run };
 }
 
