@@ -43,7 +43,7 @@ async function countingProxy(target: URL): Promise<{ url: string; getBytes(): nu
 
 async function startServe(dir: string, name: string, extra: Record<string, string>): Promise<{ client: PirClient; process: PirProcess }> {
   const port = await freePort();
-  const env = { PIR_DATA_DIR: join(dir, `data-${name}`), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_LOG_LEVEL: 'warn', ...extra };
+  const env = { PIR_DATA_DIR: join(dir, `data-${name}`), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_LOG_LEVEL: 'info', ...extra };
   const process = await startPirProcess('serve', env, join(dir, 'logs'), name);
   return { client: new PirClient(`http://127.0.0.1:${port}`, TOKEN), process };
 }

@@ -2,6 +2,7 @@
  * Composition root: picks the adapter set (embedded or distributed) from the config, and starts
  * the roles a process runs (api, worker, or both). Same pipeline code in both modes.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -74,6 +75,9 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
+  // The data directory holds more than image bytes (the embedded manifest, the process registry):
+  // it must exist whichever store keeps the images.
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const hashes = HashPool.shared();
   const store = await openBlobStore(config, hashes);
   const blobs = store.blobs;

@@ -175,3 +175,35 @@ describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker
     assert.equal(readFileSync(file).length, bytes.length);
   });
 });
+
+describe('embedded mode on S3 (pir serve with PIR_S3_ENDPOINT)', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+  it('starts with a fresh data directory, stores the image in the bucket and serves it back', async () => {
+    if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}`);
+    const dir = await makeTempDir('pir-e2e-embedded-s3-');
+    const prefix = `${uniqueName('e2es3embedded')}/`;
+    const store = new S3BlobStore({ ...services.s3, prefix });
+    const port = await freePort();
+    const serve = await startPirProcess('serve', {
+      PIR_DATA_DIR: join(dir, 'not-yet-created'), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port),
+      PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_PREFIX: prefix,
+    }, logDir, 'serve-s3');
+    try {
+      const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+      const bytes = randomBytes(3 * MiB);
+      const file = join(dir, 'small.raw');
+      execFileSync('bash', ['-c', `cat > '${file}'`], { input: bytes });
+      const image = await client.createImage({ name: 'embedded-s3', disk_format: 'raw', container_format: 'bare' });
+      assert.equal((await client.putData(image.id, file)).status, 204);
+      const downloaded = await client.downloadDigests(image.id);
+      assert.equal(downloaded.sha512, createHash('sha512').update(bytes).digest('hex'));
+      assert.deepEqual((await store.list(`staging/${image.id}.`)).map((b) => b.key), [`staging/${image.id}.1.upload`]);
+      assert.equal(existsSync(join(dir, 'not-yet-created', 'images')), false, 'no local image directory');
+    } finally {
+      await serve.stop();
+      for (const blob of await store.list('')) await store.delete(blob.key).catch(() => {});
+      store.close();
+      await removeDir(dir);
+    }
+  });
+});
