@@ -133,7 +133,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const checkToken = authHook(deps.authenticator);
   // Share links answer without a token: the link is the credential.
   await app.register(async (shared) => sharedDownloadRoutes(shared, deps));
-  const resumable = new ResumableUploads({ ...deps, staging: new FileTusStaging(deps.blobs), expirySeconds: deps.tusExpirySeconds ?? 86_400 });
+  // tus appends to a staged file in place: offered where blobs are local files (not yet on S3).
+  const resumable = deps.blobs.filePath ? new ResumableUploads({ ...deps, staging: new FileTusStaging(deps.blobs), expirySeconds: deps.tusExpirySeconds ?? 86_400 }) : null;
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
@@ -149,7 +150,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageImportRoutes(v2, deps.images, deps.webDownloads);
     await infoRoutes(v2, deps.quotas);
     await imageDataRoutes(v2, deps);
-    await imageUploadRoutes(v2, { uploads: resumable, maxImageSize: deps.upload.maxImageSize, publicUrl: deps.publicUrl ?? null });
+    if (resumable) await imageUploadRoutes(v2, { uploads: resumable, maxImageSize: deps.upload.maxImageSize, publicUrl: deps.publicUrl ?? null });
     await shareLinkRoutes(v2, deps.images, deps.publicUrl ?? null);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
     if (deps.catalog) await catalogRoutes(v2, deps.catalog);

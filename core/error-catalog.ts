@@ -146,6 +146,7 @@ export const API_ERRORS = {
   revision_not_found: refusal(404, 'No such revision of the image (never written, or older than the retention).'),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
+  storage_unavailable: fault(503, 'The image store (the S3 bucket) did not take the bytes; nothing was kept and the image is back in queued; retry.'),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
   insufficient_storage: fault(507, "PIR's disk is full (ENOSPC); the operator must free space in PIR_DATA_DIR."),
   shutting_down: fault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),

@@ -21,6 +21,7 @@ import { sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
+import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
 import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope } from './ports.js';
 
 export interface CreateImageInput {
@@ -42,7 +43,8 @@ export interface CreateImageInput {
 
 export interface UploadTicket {
   run: number;
-  stagingPath: string;
+  /** Blob key the bytes are written under. */
+  stagingKey: string;
 }
 
 export interface ServiceSettings {
@@ -224,8 +226,7 @@ export class ImageService {
   async remove(caller: Caller, id: string, onBytesLeft: (error: unknown) => void = () => {}): Promise<void> {
     await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
     // The image is gone for the client whatever happens next: a failure here is the janitor's job.
-    const results = await Promise.allSettled([this.blobs.remove(id), this.blobs.removeStaging(id)]);
-    for (const r of results) if (r.status === 'rejected') onBytesLeft(r.reason);
+    await removeImageBytes(this.blobs, id).catch(onBytesLeft);
   }
 
   /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */
@@ -387,7 +388,7 @@ export class ImageService {
       run = nextRunNumber(draft);
       return entity.beginReceiving(draft, kind, run);
     });
-    return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
+    return { run, stagingKey: stagingKey(id, run, 'upload') };
   }
 
   /** Claims the image for a tus upload (same rules as PUT …/file), recording its length and expiry. */
@@ -397,7 +398,7 @@ export class ImageService {
       run = nextRunNumber(draft);
       return entity.beginResumable(draft, run, resumable);
     });
-    return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
+    return { run, stagingKey: stagingKey(id, run, 'upload') };
   }
 
   /**
@@ -446,7 +447,7 @@ export class ImageService {
     try {
       await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason) : null));
     } finally {
-      await this.blobs.removeStaging(id);
+      await this.dropStaging(id);
     }
   }
 
@@ -460,7 +461,7 @@ export class ImageService {
       run = nextRunNumber(draft);
       return entity.beginWebDownload(draft, run);
     });
-    return { run, stagingPath: this.blobs.stagingPath(id, run, 'upload') };
+    return { run, stagingKey: stagingKey(id, run, 'upload') };
   }
 
   /**
@@ -472,8 +473,14 @@ export class ImageService {
     try {
       await this.manifest.update(id, (draft) => (draft.upload?.run === run && draft.upload.kind === 'web-download' ? entity.kill(draft, 'import', code, message) : null));
     } finally {
-      await this.blobs.removeStaging(id);
+      await this.dropStaging(id);
     }
+  }
+
+  /** Removes the image's staging blobs, but never the one an object store holds the image under. */
+  private async dropStaging(id: string): Promise<void> {
+    const doc = await this.manifest.get(id);
+    await removeStaging(this.blobs, id, doc?.blob_key);
   }
 
   /** POST …/import with glance-direct: a staged image starts the pipeline. */

@@ -235,26 +235,100 @@ export interface ByteRange {
   end: number;
 }
 
+/** One stored object. */
+export interface BlobInfo {
+  key: string;
+  size: number;
+  /** When it was last written or moved into place (ms since epoch). */
+  modifiedAt: number;
+}
+
+export interface BlobWriteOptions {
+  /** More bytes than this → SizeLimitError (ingest/hashing) and nothing under the key. */
+  maxBytes: number;
+  /** The source brought no byte for this long → SourceIdleError (0/absent: no limit). */
+  idleMs?: number;
+  signal?: AbortSignal;
+  /** All-zero blocks may become holes (filesystem); object stores store them as written. */
+  sparse?: boolean;
+}
+
+/** What a write stored: the size and the digests computed over exactly those bytes, in the same pass. */
+export interface WrittenBlob {
+  size: number;
+  md5: string;
+  sha512: string;
+}
+
+/** Random access for inspectors: every read is one bounded range. */
+export interface BlobReader {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/**
+ * Image bytes by key (model: immich's StorageBackend). Keys are '/'-separated, chosen by
+ * core/blob-keys.ts (`staging/<id>.<run>.<kind>`, `images/<id>`); no caller sees a path, except
+ * through localFile. Adapters: infra/storage/fs-blob-store.ts, infra/storage/s3-blob-store.ts;
+ * both pass test/contract/blob-store.contract.ts.
+ */
 export interface BlobStore {
-  /** A path in staging for one file of an image's run; staging shares the store's filesystem. */
-  stagingPath(imageId: string, run: number, kind: 'upload' | 'unpacked'): string;
-  /** Removes every staging file of the image. */
-  removeStaging(imageId: string): Promise<void>;
-  /** Makes `stagingFile` the image's stored bytes, all at once: never a partial file in the store. */
-  promote(stagingFile: string, imageId: string): Promise<void>;
-  /** Size of the stored bytes, or null if none are stored. */
-  storedSize(imageId: string): Promise<number | null>;
-  openRead(imageId: string, range?: ByteRange): Readable;
-  remove(imageId: string): Promise<void>;
-  /** Lists image ids that have stored bytes (for audits and tests). */
-  listStored(): Promise<string[]>;
+  /** 'filesystem' or 's3' (logs, /readyz, doctor). */
+  readonly kind: string;
   /**
-   * Files in the store: the image each belongs to, when it was last written or renamed into place
-   * (ms since epoch), and whether it is a copy still being made (not yet the image's bytes).
+   * Streams `source` under `key` while md5 and sha512 are computed in the same pass. The key
+   * holds all of the bytes or none: on any failure nothing is left under it. Overwrites.
    */
-  listStoredFiles(): Promise<{ imageId: string; path: string; modifiedAt: number; partial: boolean }[]>;
-  /** Removes one file listed by listStoredFiles or listStaging. */
-  removeFile(path: string): Promise<void>;
-  /** Staging files: which image each belongs to and when it was last written (ms since epoch). */
-  listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]>;
+  write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob>;
+  /** A stream of the key's bytes, or of one inclusive range; rejects with BlobNotFoundError. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  /** Bounded range reads (inspection reads headers and tables, never the whole image). */
+  openReader(key: string): Promise<BlobReader>;
+  /** Size and time of the key, or null when nothing is stored under it. */
+  stat(key: string): Promise<BlobInfo | null>;
+  /** Removes the key and whatever an unfinished write left under it; no error when it is absent. */
+  delete(key: string): Promise<void>;
+  /**
+   * Every key starting with `prefix`, including writes a dead writer left unfinished (a partial
+   * file; an object store's multipart upload, listed with size 0), so sweepers can delete them.
+   */
+  list(prefix: string): Promise<BlobInfo[]>;
+  /**
+   * A local file holding the key's bytes, for a tool that needs a real file (random access over
+   * an archive). The filesystem adapter gives its own file (no copy); others download a
+   * temporary copy, removed by release().
+   */
+  localFile(key: string): Promise<{ path: string; release(): Promise<void> }>;
+  /**
+   * Only stores whose blobs are local files: the file of `key`, to be written in place (tus
+   * appends to a staged upload at an offset, which an object store cannot do).
+   */
+  filePath?(key: string): string;
+  /**
+   * Makes the blob at `stagedKey` the image's stored bytes, all at once and without copying
+   * them a second time; returns the key they are stored under (record it: core/blob-keys.ts
+   * storedKeyOf). Filesystem: a rename to `images/<id>` (one fsync). Object stores: the staged
+   * key itself (S3 has no rename; a server-side copy would copy the bytes).
+   */
+  promote(stagedKey: string, imageId: string): Promise<string>;
+  /** Resolves when the store answers (readiness, `pir doctor`); rejects otherwise. */
+  ping(): Promise<void>;
+}
+
+/** The store itself failed (an object store unreachable or refusing), not the source of the bytes. */
+export class BlobStoreUnavailableError extends Error {
+  readonly code = 'blob_store_unavailable';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BlobStoreUnavailableError';
+  }
+}
+
+export class BlobNotFoundError extends Error {
+  readonly code = 'blob_not_found';
+  constructor(key: string) {
+    super(`no blob stored under ${key}`);
+    this.name = 'BlobNotFoundError';
+  }
 }

@@ -20,6 +20,8 @@ export interface PirConfig {
   /** PIR_TRACE_UI_URL: the trace UI (Jaeger) the ops page links images' traces to; null = no links. */
   traceUiUrl: string | null;
   dataDir: string;
+  /** The object store for image bytes (PIR_S3_*); null: the filesystem under dataDir. */
+  s3: S3Config | null;
   /** Null: generate one at start and keep it in <dataDir>/admin-token. At least 32 characters. */
   adminToken: string | null;
   /**
@@ -206,6 +208,55 @@ function keystone(env: Env): KeystoneSettings | null {
   };
 }
 
+export interface S3Config {
+  endpoint: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  forcePathStyle: boolean;
+  /** Key prefix inside the bucket ('' or ending in '/'). */
+  prefix: string;
+  /** Multipart part size (S3 allows 10,000 parts: the part size caps one image at 10,000 × it). */
+  partSize: number;
+}
+
+/** PIR_S3_*: with PIR_S3_ENDPOINT set, images live in that bucket (both modes). */
+function s3(env: Env): S3Config | null {
+  const endpoint = optionalUrl(env, 'PIR_S3_ENDPOINT', ['http:', 'https:']);
+  if (endpoint === null) {
+    const stray = ['PIR_S3_BUCKET', 'PIR_S3_ACCESS_KEY_ID', 'PIR_S3_SECRET_ACCESS_KEY', 'PIR_S3_PREFIX'].filter((v) => env[v]);
+    if (stray.length) throw new ConfigError(stray.join(', '), 'set PIR_S3_ENDPOINT too (or unset these): without it images are stored on the filesystem');
+    return null;
+  }
+  const why = 'when PIR_S3_ENDPOINT is';
+  const bucket = required(env, 'PIR_S3_BUCKET', why);
+  // S3's bucket naming rules (3-63 lowercase letters, digits, dots, hyphens).
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('PIR_S3_BUCKET', `"${bucket}" is not a valid bucket name (3-63 lowercase letters, digits, '.', '-')`);
+  const prefix = env.PIR_S3_PREFIX ?? '';
+  if (prefix !== '' && (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/.test(prefix) || prefix.split('/').some((part) => /^\.+$/.test(part)))) {
+    throw new ConfigError('PIR_S3_PREFIX', `"${prefix}" must be path segments of letters, digits, '.', '_', '-' ending in '/' (e.g. pir/)`);
+  }
+  const region = env.PIR_S3_REGION || 'us-east-1';
+  if (!/^[a-z0-9-]{1,40}$/.test(region)) throw new ConfigError('PIR_S3_REGION', `"${region}" is not a region name (e.g. us-east-1)`);
+  return {
+    endpoint: endpoint.replace(/\/+$/, ''),
+    bucket,
+    accessKeyId: required(env, 'PIR_S3_ACCESS_KEY_ID', why),
+    secretAccessKey: required(env, 'PIR_S3_SECRET_ACCESS_KEY', why),
+    region,
+    forcePathStyle: bool(env, 'PIR_S3_FORCE_PATH_STYLE', true),
+    prefix,
+    partSize: s3PartSize(env),
+  };
+}
+
+function s3PartSize(env: Env): number {
+  const partSize = size(env, 'PIR_S3_PART_SIZE', 16 * 2 ** 20);
+  if (partSize < 5 * 2 ** 20 || partSize > 5 * 2 ** 30) throw new ConfigError('PIR_S3_PART_SIZE', 'must be from 5MiB to 5GiB (S3\'s part size limits)');
+  return partSize;
+}
+
 export function loadConfig(env: Env = process.env): PirConfig {
   const host = env.PIR_HOST || '127.0.0.1';
   const config: PirConfig = {
@@ -214,6 +265,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     metricsPort: env.PIR_METRICS_PORT ? int(env, 'PIR_METRICS_PORT', 0, 0, 65535) : null,
     traceUiUrl: optionalUrl(env, 'PIR_TRACE_UI_URL', ['http:', 'https:'])?.replace(/\/+$/, '') ?? null,
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
+    s3: s3(env),
     adminToken: adminToken(env),
     publicUrl: publicUrl(env),
     tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,

@@ -2,6 +2,7 @@
  * Composition root: picks the adapter set (embedded or distributed) from the config, and starts
  * the roles a process runs (api, worker, or both). Same pipeline code in both modes.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -28,7 +29,7 @@ import { EgressClient } from './egress/egress-client.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
 import { openAuthenticator } from './identity/index.js';
 import { openQuotaStore } from './quota-store.js';
-import { FsBlobStore } from './storage/fs-blob-store.js';
+import { openBlobStore } from './storage/open-blob-store.js';
 import { startMetricsServer, type MetricsServer } from './telemetry/metrics-server.js';
 import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
@@ -80,8 +81,12 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
-  const blobs = new FsBlobStore(config.dataDir);
-  await blobs.init();
+  // The data directory holds more than image bytes (the embedded manifest, the process registry):
+  // it must exist whichever store keeps the images.
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const hashes = HashPool.shared();
+  const store = await openBlobStore(config, hashes);
+  const blobs = store.blobs;
   const retry = { attempts: config.stageAttempts, backoffMs: config.stageBackoffMs };
   const adapters = urls
     ? await openDistributedAdapters(urls, config, retry, log)
@@ -97,12 +102,11 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     maxResumes: 3,
     outboxGraceMs: OUTBOX_GRACE_MS,
   }, log);
-  const hashes = HashPool.shared();
   const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
-  const health = readinessChecks(adapters, config, [{ name: 'blob_store', dir: blobs.imagesDir }, { name: 'blob_staging', dir: blobs.stagingDir }]);
+  const health = readinessChecks(adapters, config, store.checks);
   const processes = new ProcessRegistry(config.dataDir, roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker');
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
@@ -138,7 +142,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       live.publish(e);
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
-    webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(config.egress), log });
+    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(config.egress), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
       live, keystone: config.keystone });
@@ -148,7 +152,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   if (token?.generated) {
     process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
   }
-  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir }, 'PIR started');
+  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir, blob_store: blobs.kind }, 'PIR started');
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
@@ -165,6 +169,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await webhooks.close();
       await catalog.close();
       await quotaStore?.close();
+      store.close();
       await hashes.close();
       await authenticator?.close();
       log.info('stopped');

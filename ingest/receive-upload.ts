@@ -1,7 +1,7 @@
 /**
  * Receives an image's bytes (PUT …/file or PUT …/stage): claims the image, streams the body to
- * staging while hashing it, and hands the result to the image service. A body that breaks off
- * or runs over the size limit leaves no staging file and puts the image back in `queued`.
+ * staging (a blob key) while hashing it, and hands the result to the image service. A body that breaks off
+ * or runs over the size limit leaves no staging blob and puts the image back in `queued`.
  */
 import { ingestedBytes } from '../infra/telemetry/metrics.js';
 import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
@@ -9,8 +9,9 @@ import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import type { ImageService, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
+import { BlobStoreUnavailableError, type BlobStore } from '../core/ports.js';
 import { expectedDigests, mergeDigests, type ExpectedDigests } from './digest-fields.js';
-import { SizeLimitError, SourceIdleError, writeHashedFile, type HashPool, type HashedFile } from './hashing/index.js';
+import { SizeLimitError, SourceIdleError, type HashPool, type HashedFile } from './hashing/index.js';
 
 export interface UploadRequest {
   body: NodeJS.ReadableStream;
@@ -39,6 +40,8 @@ export const STORAGE_FULL_MESSAGE = 'PIR ran out of disk space while writing the
 export interface IngestDeps {
   images: ImageService;
   quotas: Quotas;
+  /** Where the bytes go (the store hashes while it writes; the filesystem one on `hashes`). */
+  blobs: BlobStore;
   hashes: HashPool;
   upload: UploadSettings;
 }
@@ -78,6 +81,7 @@ export async function receiveUpload(
     const reason = error instanceof SizeLimitError ? 'over the size limit'
       : error instanceof SourceIdleError ? `the client sent nothing for ${error.idleMs / 1000} s`
       : storageFull ? 'the disk is full'
+      : error instanceof BlobStoreUnavailableError ? 'the image store did not take the bytes'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
     await images.abortUpload(caller, imageId, ticket.run, reason);
@@ -88,15 +92,18 @@ export async function receiveUpload(
       throw requestTimeout('upload_idle', `No image data arrived for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS), so the upload was abandoned and the image is back in queued; upload again.`);
     }
     if (storageFull) throw insufficientStorage('insufficient_storage', STORAGE_FULL_MESSAGE);
+    if (error instanceof BlobStoreUnavailableError) {
+      throw new PirError('unavailable', 'storage_unavailable', 'The image store (the S3 bucket) did not take the data, so nothing was kept and the image is back in queued; upload again. The operator can check the store with pir doctor.');
+    }
     throw error;
   }
-  return images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob }, claimed);
+  return images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, claimed);
 }
 
 /**
  * The shared ingest path (upload, stage, web-download): streams `body` into the ticket's staging
- * file while md5 and sha512 are computed, keeps the upload heartbeat going, and holds quota for
- * the bytes as they arrive (`held` bytes are already held). Leaves no file when it throws.
+ * blob while md5 and sha512 are computed, keeps the upload heartbeat going, and holds quota for
+ * the bytes as they arrive (`held` bytes are already held). Leaves no blob when it throws.
  */
 export async function streamToStaging(
   caller: Caller,
@@ -107,7 +114,7 @@ export async function streamToStaging(
   body: NodeJS.ReadableStream,
   held: number,
 ): Promise<HashedFile> {
-  const { images, quotas, hashes, upload: settings } = deps;
+  const { images, quotas, blobs, upload: settings } = deps;
   const heartbeat = setInterval(() => {
     images.heartbeat(caller, imageId, ticket.run).catch(() => {});
   }, settings.heartbeatMs);
@@ -128,7 +135,7 @@ export async function streamToStaging(
         return near;
       }
     }) : body;
-    const file = await writeHashedFile(source, ticket.stagingPath, { maxBytes: settings.maxImageSize, pool: hashes, idleMs: settings.idleMs });
+    const file = await blobs.write(ticket.stagingKey, source, { maxBytes: settings.maxImageSize, idleMs: settings.idleMs });
     ingestedBytes.inc(file.size);
     return file;
   } finally {

@@ -61,7 +61,7 @@ export class WebDownloads {
     await Promise.allSettled([...this.running]);
   }
 
-  private async download(caller: Caller, imageId: string, project: string | null, ticket: { run: number; stagingPath: string }, uri: string): Promise<void> {
+  private async download(caller: Caller, imageId: string, project: string | null, ticket: { run: number; stagingKey: string }, uri: string): Promise<void> {
     const { images, quotas, upload, log } = this.deps;
     const started = Date.now();
     try {
@@ -71,7 +71,7 @@ export class WebDownloads {
       if (response.contentLength !== null && blob.size !== response.contentLength) {
         throw new EgressError('connection_failed', `The server announced ${response.contentLength} bytes but sent ${blob.size}.`);
       }
-      await images.completeUpload(caller, imageId, ticket.run, { path: ticket.stagingPath, ...blob });
+      await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob });
       log.info({ image_id: imageId, run: ticket.run, url: response.url, bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
     } catch (error) {
       if (this.abort.signal.aborted) {

@@ -28,7 +28,8 @@ export interface StageProgress {
 
 /** Bytes as received or produced, with the digests computed while they streamed. */
 export interface HashedBlob {
-  path: string;
+  /** Blob key in the store (core/blob-keys.ts); never a filesystem path. */
+  key: string;
   size: number;
   md5: string;
   sha512: string;
@@ -145,6 +146,11 @@ export interface ImageDoc {
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;
+  /**
+   * The blob key of the stored bytes when it is not `images/<id>` (an object store keeps the
+   * promoted staging key: no copy). Absent on the filesystem store and on older documents.
+   */
+  blob_key?: string | null;
   failure: ImportFailure | null;
   /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
   share_links?: ShareLink[];

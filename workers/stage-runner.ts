@@ -11,6 +11,7 @@ import { activate, kill } from '../core/image-entity.js';
 import { Manifest } from '../core/manifest.js';
 import { nextStage } from '../core/pipeline-state.js';
 import type { BlobStore, JobContext, StageJob } from '../core/ports.js';
+import { removeImageBytes, removeStaging } from '../core/blob-keys.js';
 import { stageDuration } from '../infra/telemetry/metrics.js';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import { inConsumerSpan } from '../core/trace-context.js';
@@ -122,11 +123,11 @@ export class StageRunner {
     });
     if (changed && doc.status === 'active') {
       log.info({ duration_ms: durationMs }, 'image active');
-      await this.blobs.removeStaging(job.imageId);
+      await removeStaging(this.blobs, job.imageId, doc.blob_key);
     } else if (!changed && job.stage === 'promote') {
       // The image moved on without us (deleted, or superseded by a resumed run): don't leave bytes behind.
       const latest = await this.manifest.get(job.imageId);
-      if (!latest || latest.status === 'deleted' || latest.status === 'killed') await this.blobs.remove(job.imageId);
+      if (!latest || latest.status === 'deleted' || latest.status === 'killed') await removeImageBytes(this.blobs, job.imageId);
     } else {
       log.info({ duration_ms: durationMs }, 'stage done');
     }
@@ -149,7 +150,7 @@ export class StageRunner {
       if (!retry) events.push(...kill(draft, job.stage, code, message));
       return events;
     });
-    if (changed && doc.status === 'killed') await this.blobs.removeStaging(job.imageId);
+    if (changed && doc.status === 'killed') await removeStaging(this.blobs, job.imageId);
     if (retry) throw error;
   }
 }

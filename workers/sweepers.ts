@@ -3,7 +3,6 @@
  * stale sweeper resumes runs that stopped moving (a new run number, so the old jobs become
  * no-ops) and gives up on uploads whose receiving process went away.
  */
-import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ImageDoc } from '../schemas/image.js';
 import { SYSTEM_CALLER } from '../core/caller.js';
@@ -13,6 +12,7 @@ import type { ImageService } from '../core/image-service.js';
 import { nextRunNumber } from '../core/pipeline-state.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { BlobStore } from '../core/ports.js';
+import { imageIdOfKey, isPartialKey, removeStaging } from '../core/blob-keys.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
 const STAGING_GRACE_MS = 60_000;
@@ -77,16 +77,18 @@ export class Sweepers {
    */
   async removeOrphanStaging(now = Date.now()): Promise<void> {
     const settledBefore = now - STAGING_GRACE_MS;
-    const owners = new Map<string, boolean>();
-    for (const file of await this.blobs.listStaging()) {
-      if (file.modifiedAt > settledBefore) continue;
-      if (!owners.has(file.imageId)) {
-        const doc = await this.manifest.get(file.imageId);
-        owners.set(file.imageId, doc !== null && (doc.upload !== null || doc.status === 'importing' || (doc.status === 'uploading' && doc.staging !== null)));
-      }
-      if (!owners.get(file.imageId)) {
-        await rm(file.path, { force: true });
-        this.log.info({ image_id: file.imageId, path: file.path }, 'removed an orphaned staging file');
+    const owners = new Map<string, ImageDoc | null>();
+    for (const blob of await this.blobs.list('staging/')) {
+      if (blob.modifiedAt > settledBefore) continue;
+      const imageId = imageIdOfKey(blob.key);
+      if (!owners.has(imageId)) owners.set(imageId, await this.manifest.get(imageId));
+      const doc = owners.get(imageId)!;
+      const working = doc !== null && (doc.upload !== null || doc.status === 'importing' || (doc.status === 'uploading' && doc.staging !== null));
+      // An object store keeps a promoted image under its staging key: that blob is the image.
+      const stored = doc !== null && !BYTES_UNOWNED.has(doc.status) && doc.blob_key === blob.key;
+      if (!working && !stored) {
+        await this.blobs.delete(blob.key);
+        this.log.info({ image_id: imageId, key: blob.key }, 'removed an orphaned staging blob');
       }
     }
   }
@@ -100,14 +102,16 @@ export class Sweepers {
    */
   async removeOrphanBytes(now = Date.now(), graceMs = STORE_GRACE_MS): Promise<number> {
     let removed = 0;
-    for (const file of await this.blobs.listStoredFiles()) {
-      if (file.modifiedAt > now - graceMs) continue;
+    for (const blob of await this.blobs.list('images/')) {
+      if (blob.modifiedAt > now - graceMs) continue;
+      const file = { imageId: imageIdOfKey(blob.key), partial: isPartialKey(blob.key) };
+      if (file.imageId === '') continue;
       if (!(await this.isOrphan(file))) continue;
       // Read again just before removing: the window for a change in between stays tiny.
       if (!(await this.isOrphan(file))) continue;
-      await this.blobs.removeFile(file.path);
+      await this.blobs.delete(blob.key);
       removed += 1;
-      this.log.info({ image_id: file.imageId, path: file.path, partial: file.partial }, 'store janitor removed bytes of no live image');
+      this.log.info({ image_id: file.imageId, key: blob.key, partial: file.partial }, 'store janitor removed bytes of no live image');
     }
     return removed;
   }
@@ -149,7 +153,7 @@ export class Sweepers {
       return resumeImport(draft, nextRunNumber(draft), this.settings.stageDeadlineSeconds);
     });
     if (!changed) return;
-    if (doc.status === 'killed') await this.blobs.removeStaging(doc.id);
+    if (doc.status === 'killed') await removeStaging(this.blobs, doc.id);
     this.log.warn({ image_id: doc.id, status: doc.status, run: doc.pipeline?.run, why }, doc.status === 'killed' ? 'stuck import killed' : 'stuck import resumed');
   }
 

@@ -8,6 +8,7 @@ import type { Quotas } from '../../core/quota.js';
 import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
 import type { ImageDoc } from '../../schemas/image.js';
+import { storedKeyOf } from '../../core/blob-keys.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
@@ -115,11 +116,15 @@ function headerInt(request: FastifyRequest, name: string): number | null {
  */
 export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, blobs: BlobStore, doc: ImageDoc) {
   const id = doc.id;
-  const size = (await blobs.storedSize(id)) ?? -1;
-  if (size !== doc.size) {
-    request.log.error({ image_id: id, stored: size, expected: doc.size }, 'stored bytes missing or wrong size');
-    throw new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
-  }
+  const key = storedKeyOf(doc);
+  // The store failing (an object store down, a blob gone) is a 503 for the client, logged for the operator.
+  const unavailable = (detail: Record<string, unknown>) => {
+    request.log.error({ image_id: id, ...detail }, 'stored bytes missing, wrong size or unreadable');
+    return new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
+  };
+  const open = (range?: { start: number; end: number }) => blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
+  const size = (await blobs.stat(key).catch((err: unknown) => { throw unavailable({ err }); }))?.size ?? -1;
+  if (size !== doc.size) throw unavailable({ stored: size, expected: doc.size });
   reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
   if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
   const rangeHeader = request.headers.range;
@@ -130,11 +135,11 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
       return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
     }
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
-    return reply.send(countServed(blobs.openRead(id, range)));
+    return reply.send(countServed(await open(range), range.end - range.start + 1));
   }
   if (doc.checksum) reply.header('Content-MD5', doc.checksum);
   reply.header('Content-Length', size);
-  return reply.send(countServed(blobs.openRead(id)));
+  return reply.send(countServed(await open(), size));
 }
 
 /** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */

@@ -4,6 +4,8 @@
   probe.py port PORT            TCP connect to 127.0.0.1:PORT
   probe.py kafka PORT           Kafka Metadata v4 request; ok if >= 1 broker is listed
   probe.py mongo PORT           MongoDB OP_MSG {ping: 1, $db: "admin"}; ok if ok == 1
+  probe.py s3 PORT              S3 gateway answers an anonymous GET / with an S3 XML reply
+  probe.py bucket PORT NAME     SeaweedFS filer on PORT lists /buckets/NAME/ (the bucket exists)
   probe.py kafka-cluster-id     prints a fresh random Kafka cluster id (base64url uuid)
 
 Exit code 0 = healthy, 1 = not healthy (reason on stderr).
@@ -153,14 +155,47 @@ def probe_mongo(port):
     return "ping ok"
 
 
+def http_get(port, path, accept=None):
+    import http.client
+    conn = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path, headers={"Accept": accept} if accept else {})
+        resp = conn.getresponse()
+        return resp.status, resp.read(4096)
+    finally:
+        conn.close()
+
+
+def probe_s3(port):
+    status, body = http_get(port, "/")
+    # Anonymous: 403 AccessDenied (or 200 with a bucket list when anonymous access is open).
+    if status not in (200, 403) or b"<?xml" not in body:
+        raise ValueError("GET / answered %d, not an S3 reply" % status)
+    return "S3 answers (%d)" % status
+
+
+def probe_bucket(port, name):
+    status, _ = http_get(port, "/buckets/%s/" % name, "application/json")
+    if status != 200:
+        raise ValueError("filer has no /buckets/%s/ (%d)" % (name, status))
+    return "bucket %s exists" % name
+
+
 def main(argv):
+    if len(argv) == 3 and argv[0] == "bucket":
+        try:
+            print(probe_bucket(int(argv[1]), argv[2]))
+            return 0
+        except Exception as e:  # noqa: BLE001
+            print("bucket probe on %s:%s failed: %s" % (HOST, argv[1], e), file=sys.stderr)
+            return 1
     if len(argv) >= 1 and argv[0] == "kafka-cluster-id":
         print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         return 0
-    if len(argv) != 2 or argv[0] not in ("port", "kafka", "mongo"):
+    if len(argv) != 2 or argv[0] not in ("port", "kafka", "mongo", "s3"):
         print(__doc__, file=sys.stderr)
         return 2
-    fn = {"port": probe_port, "kafka": probe_kafka, "mongo": probe_mongo}[argv[0]]
+    fn = {"port": probe_port, "kafka": probe_kafka, "mongo": probe_mongo, "s3": probe_s3}[argv[0]]
     try:
         print(fn(int(argv[1])))
         return 0

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone.
+# Local test services for PIR: Redis, Kafka (KRaft), FerretDB (MongoDB API), Keystone, SeaweedFS (S3).
 #
-#   infra/local/services.sh install [all|redis|kafka|ferretdb|postgres|keystone|tools|clients]
-#   infra/local/services.sh start   [all|redis|kafka|ferretdb|postgres|keystone]
-#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|postgres|keystone]
-#   infra/local/services.sh status  [all|redis|kafka|ferretdb|postgres|keystone]
-#   infra/local/services.sh env     [all|keystone]   (keystone: PIR_KEYSTONE_* instead of the service URLs)
-#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|postgres|keystone]   (stop + delete data/logs)
+#   infra/local/services.sh install [all|redis|kafka|ferretdb|postgres|keystone|s3|tools|clients]
+#   infra/local/services.sh start   [all|redis|kafka|ferretdb|postgres|keystone|s3]
+#   infra/local/services.sh stop    [all|redis|kafka|ferretdb|postgres|keystone|s3]
+#   infra/local/services.sh status  [all|redis|kafka|ferretdb|postgres|keystone|s3]
+#   infra/local/services.sh env     [all|keystone|s3]   (all: service URLs incl. PIR_S3_*; keystone: PIR_KEYSTONE_*; s3: only PIR_S3_*)
+#   infra/local/services.sh clean   [all|redis|kafka|ferretdb|postgres|keystone|s3]   (stop + delete data/logs)
 #
 # See infra/local/README.md for versions, ports, logs and environment knobs.
 set -euo pipefail
@@ -23,11 +23,13 @@ source "$PIR_INFRA_DIR/postgres.sh"
 source "$PIR_INFRA_DIR/ferretdb.sh"
 # shellcheck source=keystone.sh
 source "$PIR_INFRA_DIR/keystone.sh"
+# shellcheck source=seaweedfs.sh
+source "$PIR_INFRA_DIR/seaweedfs.sh"
 # shellcheck source=clients.sh
 source "$PIR_INFRA_DIR/clients.sh"
 
 # PostgreSQL runs only as FerretDB's backend (PIR_FERRETDB_BACKEND=postgresql); ferretdb_start starts it.
-if [[ "$PIR_FERRETDB_BACKEND" == postgresql ]]; then SERVICES=(redis kafka postgres ferretdb keystone); else SERVICES=(redis kafka ferretdb keystone); fi
+if [[ "$PIR_FERRETDB_BACKEND" == postgresql ]]; then SERVICES=(redis kafka postgres ferretdb keystone s3); else SERVICES=(redis kafka ferretdb keystone s3); fi
 # chromium: the ops dashboard's browser test drives Debian's Chromium (playwright-core brings no browser).
 TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl chromium)
 
@@ -50,7 +52,7 @@ targets() {
   case "$arg" in
     all)
       if [[ "$kind" == install ]]; then echo tools clients "${SERVICES[@]}"; else echo "${SERVICES[@]}"; fi ;;
-    redis | kafka | ferretdb | keystone | postgres) echo "$arg" ;;
+    redis | kafka | ferretdb | keystone | postgres | s3) echo "$arg" ;;
     tools | clients) if [[ "$kind" == install ]]; then echo "$arg"; else usage; fi ;;
     *) usage ;;
   esac
@@ -66,7 +68,12 @@ export PIR_REDIS_URL=redis://127.0.0.1:$PIR_REDIS_PORT
 export PIR_KAFKA_BROKERS=127.0.0.1:$PIR_KAFKA_PORT
 export PIR_MONGODB_URL=mongodb://127.0.0.1:$PIR_FERRETDB_PORT/pir
 EOF
+      s3_env
       clients_env
+      ;;
+    s3)
+      s3_env
+      return 0
       ;;
     keystone)
       cat <<EOF

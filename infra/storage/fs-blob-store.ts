@@ -1,23 +1,29 @@
 /**
- * Image bytes on a filesystem: <root>/staging for work in progress, <root>/images for stored
- * images. Both live under one root, so promotion is a rename: atomic, and no byte is copied.
- * When they don't share a filesystem (EXDEV) promotion copies to a temporary name, fsyncs and
- * renames, so a partial file is never visible in the store.
+ * Image bytes on a filesystem: key `staging/<name>` is <root>/staging/<name>, `images/<name>` is
+ * <root>/images/<name>. Both live under one root, so promotion is a rename: atomic, and no byte
+ * is copied. When they don't share a filesystem (EXDEV) promotion copies to a temporary name,
+ * fsyncs and renames, so a partial file is never visible in the store. Writes go through
+ * writeHashedFile (hashing on the pool's threads, O_DIRECT, one fdatasync, sparse holes).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BlobStore, ByteRange } from '../../core/ports.js';
+import { PARTIAL_MARK, imageKey } from '../../core/blob-keys.js';
+import { BlobNotFoundError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
+import { HashPool, writeHashedFile } from '../../ingest/hashing/index.js';
+import { FileReader } from './file-reader.js';
 
-const UUID_LIKE = /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/;
+/** One key segment: no separators, no dot files, nothing that climbs out of its directory. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
 
 export class FsBlobStore implements BlobStore {
+  readonly kind = 'filesystem';
   readonly stagingDir: string;
   readonly imagesDir: string;
 
-  constructor(root: string, options: { stagingDir?: string } = {}) {
+  constructor(root: string, private readonly options: { stagingDir?: string; hashes?: HashPool } = {}) {
     this.stagingDir = options.stagingDir ?? join(root, 'staging');
     this.imagesDir = join(root, 'images');
   }
@@ -27,90 +33,112 @@ export class FsBlobStore implements BlobStore {
     await mkdir(this.imagesDir, { recursive: true, mode: 0o700 });
   }
 
-  stagingPath(imageId: string, run: number, kind: 'upload' | 'unpacked'): string {
-    return join(this.stagingDir, `${safeId(imageId)}.${run}.${kind}`);
+  /** The file behind a key; throws for a key outside the two directories. */
+  filePath(key: string): string {
+    return this.pathOf(key);
   }
 
-  async removeStaging(imageId: string): Promise<void> {
-    const prefix = `${safeId(imageId)}.`;
-    const names = await readdir(this.stagingDir).catch(() => [] as string[]);
-    await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => rm(join(this.stagingDir, n), { force: true })));
+  pathOf(key: string): string {
+    const slash = key.indexOf('/');
+    const area = key.slice(0, slash);
+    const name = key.slice(slash + 1);
+    if (slash < 0 || !NAME.test(name) || name.includes('..')) throw new Error(`bad blob key: ${JSON.stringify(key)}`);
+    if (area === 'staging') return join(this.stagingDir, name);
+    if (area === 'images') return join(this.imagesDir, name);
+    throw new Error(`bad blob key: ${JSON.stringify(key)}`);
   }
 
-  async promote(stagingFile: string, imageId: string): Promise<void> {
-    const target = this.imagePath(imageId);
+  async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
+    const path = this.pathOf(key);
+    // writeHashedFile creates exclusively; a file left by a crashed attempt is this key's to replace.
+    await rm(path, { force: true });
+    return writeHashedFile(source as AsyncIterable<Uint8Array>, path, {
+      maxBytes: options.maxBytes,
+      ...(options.idleMs ? { idleMs: options.idleMs } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.sparse ? { sparse: true } : {}),
+      ...(this.options.hashes ? { pool: this.options.hashes } : {}),
+    });
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const path = this.pathOf(key);
+    // Open first, so a missing file rejects here rather than erroring the stream later.
+    const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'ENOENT' ? new BlobNotFoundError(key) : error;
+    });
+    return createReadStream('', {
+      fd: handle,
+      highWaterMark: 1024 * 1024,
+      ...(range ? { start: range.start, end: range.end } : {}),
+    });
+  }
+
+  async openReader(key: string): Promise<BlobReader> {
+    return FileReader.open(this.pathOf(key)).catch((error: NodeJS.ErrnoException) => {
+      throw error.code === 'ENOENT' ? new BlobNotFoundError(key) : error;
+    });
+  }
+
+  async stat(key: string): Promise<BlobInfo | null> {
     try {
-      await rename(stagingFile, target);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
-      await copyDurably(stagingFile, target);
-      await unlink(stagingFile);
-    }
-    await fsyncDir(this.imagesDir);
-  }
-
-  async storedSize(imageId: string): Promise<number | null> {
-    try {
-      return (await stat(this.imagePath(imageId))).size;
+      const info = await stat(this.pathOf(key));
+      // In the store, ctime too: a rename (promotion) keeps the staging file's mtime but sets the
+      // ctime. Nothing is renamed into staging, so there the mtime is the last write.
+      const modifiedAt = key.startsWith('images/') ? Math.max(info.mtimeMs, info.ctimeMs) : info.mtimeMs;
+      return info.isFile() ? { key, size: info.size, modifiedAt } : null;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;
     }
   }
 
-  openRead(imageId: string, range?: ByteRange): Readable {
-    return createReadStream(this.imagePath(imageId), {
-      highWaterMark: 1024 * 1024,
-      ...(range ? { start: range.start, end: range.end } : {}),
-    });
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
   }
 
-  async remove(imageId: string): Promise<void> {
-    await rm(this.imagePath(imageId), { force: true });
+  async list(prefix: string): Promise<BlobInfo[]> {
+    const areas: [string, string][] = [['staging/', this.stagingDir], ['images/', this.imagesDir]];
+    const found: BlobInfo[] = [];
+    for (const [area, dir] of areas) {
+      if (!(area.startsWith(prefix) || prefix.startsWith(area))) continue;
+      const names = await readdir(dir).catch(() => [] as string[]);
+      const infos = await Promise.all(names
+        .filter((name) => !name.startsWith('.') && `${area}${name}`.startsWith(prefix))
+        .map((name) => this.stat(`${area}${name}`).catch(() => null)));
+      for (const info of infos) if (info) found.push(info);
+    }
+    return found;
   }
 
-  async listStored(): Promise<string[]> {
-    return (await readdir(this.imagesDir)).filter((n) => !n.startsWith('.'));
+  async localFile(key: string): Promise<{ path: string; release(): Promise<void> }> {
+    const path = this.pathOf(key);
+    if (!(await this.stat(key))) throw new BlobNotFoundError(key);
+    return { path, release: async () => {} };
   }
 
-  async listStoredFiles(): Promise<{ imageId: string; path: string; modifiedAt: number; partial: boolean }[]> {
-    const names = await readdir(this.imagesDir).catch(() => [] as string[]);
-    const files = await Promise.all(names.map(async (name) => {
-      const path = join(this.imagesDir, name);
-      const info = await stat(path).catch(() => null);
-      // ctime too: a rename (promotion) keeps the staging file's mtime but sets the ctime.
-      return info?.isFile() ? { imageId: name.split('.')[0], path, modifiedAt: Math.max(info.mtimeMs, info.ctimeMs), partial: name.includes('.partial-') } : null;
-    }));
-    return files.filter((f): f is NonNullable<typeof f> => f !== null && f.imageId !== '');
+  async promote(stagedKey: string, imageId: string): Promise<string> {
+    const key = imageKey(imageId);
+    const from = this.pathOf(stagedKey);
+    const target = this.pathOf(key);
+    try {
+      await rename(from, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      await copyDurably(from, target);
+      await unlink(from);
+    }
+    await fsyncDir(this.imagesDir);
+    return key;
   }
 
-  async removeFile(path: string): Promise<void> {
-    await rm(path, { force: true });
+  async ping(): Promise<void> {
+    await Promise.all([stat(this.stagingDir), stat(this.imagesDir)]);
   }
-
-  async listStaging(): Promise<{ imageId: string; path: string; modifiedAt: number }[]> {
-    const names = await readdir(this.stagingDir).catch(() => [] as string[]);
-    const files = await Promise.all(names.map(async (name) => {
-      const path = join(this.stagingDir, name);
-      const info = await stat(path).catch(() => null);
-      return info ? { imageId: name.split('.')[0], path, modifiedAt: info.mtimeMs } : null;
-    }));
-    return files.filter((f): f is NonNullable<typeof f> => f !== null);
-  }
-
-  imagePath(imageId: string): string {
-    return join(this.imagesDir, safeId(imageId));
-  }
-}
-
-/** Image ids become file names: refuse anything that could escape the directory. */
-function safeId(imageId: string): string {
-  if (!UUID_LIKE.test(imageId)) throw new Error(`unsafe image id for a file name: ${JSON.stringify(imageId)}`);
-  return imageId;
 }
 
 async function copyDurably(from: string, to: string): Promise<void> {
-  const temporary = `${to}.partial-${process.pid}`;
+  const temporary = `${to}${PARTIAL_MARK}${process.pid}`;
   try {
     await pipeline(createReadStream(from, { highWaterMark: 1024 * 1024 }), createWriteStream(temporary, { mode: 0o600 }));
     const handle = await open(temporary, 'r+');

@@ -41,7 +41,7 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
   const findings: Finding[] = [{
     what: 'configuration',
     level: 'ok',
-    detail: urls ? 'valid; distributed mode (MongoDB, Kafka, Redis)' : 'valid; embedded mode (SQLite and in-process queues under the data directory)',
+    detail: `${urls ? 'valid; distributed mode (MongoDB, Kafka, Redis)' : 'valid; embedded mode (SQLite and in-process queues under the data directory)'}; images stored ${config.s3 ? 'in S3' : 'on the filesystem'}`,
   }];
   findings.push(await timed('data directory', async () => {
     await mkdir(join(config.dataDir, 'staging'), { recursive: true });
@@ -49,6 +49,20 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
     await writableDirCheck('data', join(config.dataDir, 'staging')).check();
     return `${config.dataDir} is writable`;
   }, (e) => `PIR cannot write to ${config.dataDir} (${e}). Create it and let the user running PIR write to it, or point PIR_DATA_DIR somewhere writable.`));
+  if (config.s3) {
+    const s3 = config.s3;
+    findings.push(await timed('S3 bucket', async () => {
+      const { S3BlobStore } = await import('../storage/s3-blob-store.js');
+      const store = new S3BlobStore(s3);
+      try {
+        await store.ping();
+        await store.list('staging/');
+      } finally {
+        store.close();
+      }
+      return `bucket ${s3.bucket} at ${shown(s3.endpoint)} answers and can be listed${s3.prefix ? ` (prefix ${s3.prefix})` : ''}`;
+    }, (e) => `The S3 bucket ${s3.bucket} at ${shown(s3.endpoint)} cannot be used (${e}). Create the bucket, or correct PIR_S3_ENDPOINT, PIR_S3_BUCKET, PIR_S3_ACCESS_KEY_ID/PIR_S3_SECRET_ACCESS_KEY, PIR_S3_REGION, and PIR_S3_FORCE_PATH_STYLE (true for most self-hosted servers).`));
+  }
   if (config.tokensFile) {
     findings.push(await timed('tokens file', async () => {
       const auth = await TokensFileAuthenticator.open({ path: config.tokensFile, adminToken: 'doctor-placeholder-admin-token', log: pino({ level: 'silent' }) });

@@ -7,15 +7,22 @@ import { servedBytes } from './metrics.js';
  * finished, so the counter has moved by the time the client has every byte; 'close' alone covers
  * a download cut short, which never ends.
  */
-export function countServed<T extends Readable>(stream: T): T {
+export function countServed<T extends Readable>(stream: T, length?: number): T {
   let counted = false;
-  const count = () => {
+  // Streams that don't count their bytes (an object store's HTTP response) count `length` when
+  // they end; a download of theirs cut short is not counted.
+  const count = (ended: boolean) => {
     if (counted) return;
-    counted = true;
     const read = (stream as unknown as { bytesRead?: number }).bytesRead;
-    if (typeof read === 'number' && read > 0) servedBytes.inc(read);
+    if (typeof read === 'number') {
+      counted = true;
+      if (read > 0) servedBytes.inc(read);
+    } else if (ended && length !== undefined) {
+      counted = true;
+      if (length > 0) servedBytes.inc(length);
+    }
   };
-  stream.once('end', count);
-  stream.once('close', count);
+  stream.once('end', () => count(true));
+  stream.once('close', () => count(false));
   return stream;
 }

@@ -512,3 +512,34 @@ export async function hashFile(path: string, pool: HashPool = HashPool.shared(),
     await closeFd(fd);
   }
 }
+
+// ---------------------------------------------------------------- guardedChunks
+
+/**
+ * The source's chunks under writeHashedFile's guards (bytes only, size limit, idle limit, abort),
+ * for writers that are not a local file (the S3 store). A request body is not destroyed when
+ * the limit stops the reading, so the caller can still answer (413).
+ */
+export async function* guardedChunks(source: Source, opts: { maxBytes: number; idleMs?: number; signal?: AbortSignal }): AsyncGenerator<Uint8Array, void, undefined> {
+  opts.signal?.throwIfAborted();
+  const it = iteratorOf(source);
+  const nexter = new AbortableNext(it, opts.signal, opts.idleMs ?? 0);
+  let finished = false;
+  let total = 0;
+  try {
+    for (;;) {
+      const r = await nexter.next();
+      if (r.done) {
+        finished = true;
+        return;
+      }
+      const chunk = asBytes(r.value);
+      total += chunk.length;
+      if (total > opts.maxBytes) throw new SizeLimitError(opts.maxBytes);
+      if (chunk.length > 0) yield chunk;
+    }
+  } finally {
+    nexter.dispose();
+    if (!finished) stopQuietly(it);
+  }
+}

@@ -163,7 +163,7 @@ export class ResumableUploads {
   private async complete(caller: Caller, imageId: string, run: number, digests: RunningDigests, length: number): Promise<ImageDoc> {
     this.digests.delete(`${imageId}.${run}`);
     const { md5, sha512 } = digests.digest();
-    return this.deps.images.completeUpload(caller, imageId, run, { path: this.deps.staging.finish(imageId, run), size: length, md5, sha512 });
+    return this.deps.images.completeUpload(caller, imageId, run, { key: this.deps.staging.finish(imageId, run), size: length, md5, sha512 });
   }
 
   private async abandon(imageId: string, run: number, reason: string): Promise<void> {

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
+import { stagingKey } from '../../core/blob-keys.js';
 import type { BlobStore } from '../../core/ports.js';
 
 export interface TusStaging {
@@ -26,16 +27,21 @@ export interface TusStaging {
   truncate(imageId: string, run: number, offset: number): Promise<void>;
   /** The first `end` staged bytes, to rebuild hash state after a restart. */
   readBack(imageId: string, run: number, end: number): Readable;
-  /** Where the complete bytes are, for the pipeline (today a staging path). */
+  /** The blob key of the complete bytes, for the pipeline. */
   finish(imageId: string, run: number): string;
 }
 
-/** TusStaging over today's staging files (BlobStore.stagingPath). */
+/** TusStaging over the staging files of a store whose blobs are local files (BlobStore.filePath). */
 export class FileTusStaging implements TusStaging {
-  constructor(private readonly blobs: Pick<BlobStore, 'stagingPath'>) {}
+  private readonly filePath: (key: string) => string;
+
+  constructor(blobs: Pick<BlobStore, 'filePath'>) {
+    if (!blobs.filePath) throw new Error('tus staging needs a store whose blobs are local files');
+    this.filePath = blobs.filePath.bind(blobs);
+  }
 
   private path(imageId: string, run: number): string {
-    return this.blobs.stagingPath(imageId, run, 'upload');
+    return this.filePath(stagingKey(imageId, run, 'upload'));
   }
 
   async create(imageId: string, run: number): Promise<void> {
@@ -86,6 +92,6 @@ export class FileTusStaging implements TusStaging {
   }
 
   finish(imageId: string, run: number): string {
-    return this.path(imageId, run);
+    return stagingKey(imageId, run, 'upload');
   }
 }

@@ -67,7 +67,7 @@ export async function inProcessApp(store: ManifestStore, opts: InProcessAppOptio
   const authenticator = await TokensFileAuthenticator.open({ path: tokensFile, adminToken: token, log });
   const upload = { maxImageSize: 1 << 30, heartbeatMs: 30_000, idleMs: 300_000 };
   const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
-  const webDownloads = new WebDownloads({ images, quotas, hashes, upload, egress: new EgressClient(DEFAULT_EGRESS), log });
+  const webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(DEFAULT_EGRESS), log });
   const catalogStore = opts.catalogStore ?? new SqliteCatalogStore({ path: join(dir, 'catalog.sqlite') });
   const catalog = new CatalogService(catalogStore, images, { revisionsKeep: opts.revisionsKeep ?? 100, log });
   relay.onPurge((imageId) => catalogStore.dropRevisions(imageId));

@@ -6,7 +6,7 @@
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
 
-export type ServiceName = 'redis' | 'kafka' | 'mongodb' | 'keystone';
+export type ServiceName = 'redis' | 'kafka' | 'mongodb' | 'keystone' | 's3';
 
 const env = process.env;
 
@@ -16,6 +16,15 @@ export const services = {
   mongodbUrl: env.PIR_TEST_MONGODB_URL || 'mongodb://127.0.0.1:27017',
   /** The local Keystone's identity v3 URL (infra/local/keystone.sh), seeded as its README says. */
   keystoneUrl: (env.PIR_TEST_KEYSTONE_URL || 'http://127.0.0.1:15000/v3').replace(/\/+$/, ''),
+  /** The local SeaweedFS S3 gateway (infra/local/seaweedfs.sh) and its bucket and keys. */
+  s3: {
+    endpoint: (env.PIR_TEST_S3_ENDPOINT || 'http://127.0.0.1:9436').replace(/\/+$/, ''),
+    bucket: env.PIR_TEST_S3_BUCKET || 'pir',
+    accessKeyId: env.PIR_TEST_S3_ACCESS_KEY_ID || 'pir-local-access',
+    secretAccessKey: env.PIR_TEST_S3_SECRET_ACCESS_KEY || 'pir-local-secret-key',
+    region: env.PIR_TEST_S3_REGION || 'us-east-1',
+    forcePathStyle: true,
+  },
 } as const;
 
 /** Log level for adapters under test (PIR_TEST_LOG_LEVEL; default silent). */
@@ -43,6 +52,10 @@ function endpoints(name: ServiceName): { host: string; port: number; label: stri
     case 'keystone': {
       const u = new URL(services.keystoneUrl);
       return [{ host: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), label: services.keystoneUrl }];
+    }
+    case 's3': {
+      const u = new URL(services.s3.endpoint);
+      return [{ host: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), label: services.s3.endpoint }];
     }
     case 'kafka':
       return services.kafkaBrokers.map((b) => {

@@ -11,7 +11,7 @@ import { unpackStage } from './unpack.stage.js';
 export function pipelineStages(blobs: BlobStore, limits: UnpackLimits, policy: VerdictPolicy): Record<StageName, StageWork> {
   return {
     unpack: unpackStage(blobs, limits),
-    inspect: inspectStage(policy),
+    inspect: inspectStage(blobs, policy),
     checksum: checksumStage(),
     promote: promoteStage(blobs),
   };

@@ -1,16 +1,18 @@
 /** Inspect: know the disk format from its headers, and refuse what is unsafe or not as declared. */
 import { detectFormat, judge, type VerdictPolicy } from '../../formats/index.js';
+import { keyOf } from '../../core/blob-keys.js';
 import { RefusedError, TransientError } from '../../core/errors.js';
 import { addDetectedProperties } from '../../core/image-entity.js';
+import type { BlobStore } from '../../core/ports.js';
 import { readEmbeddedMetadata } from '../../formats/embedded/index.js';
-import { FileReader } from '../../infra/storage/file-reader.js';
 import type { StageWork } from '../stage-runner.js';
 
-export function inspectStage(policy: VerdictPolicy): StageWork {
+export function inspectStage(blobs: BlobStore, policy: VerdictPolicy): StageWork {
   return async (doc) => {
     const disk = doc.pipeline!.unpacked;
     if (!disk) throw new TransientError('unpacked_missing', `Image ${doc.id} has no unpacked disk to inspect.`);
-    const reader = await FileReader.open(disk.path);
+    // Bounded range reads of headers and tables: never the whole image.
+    const reader = await blobs.openReader(keyOf(disk));
     let verdict;
     let detected: Record<string, string> = {};
     try {

@@ -1,22 +1,38 @@
 /** Unpack: turn the uploaded artifact into the disk image to store (decompress, extract from OVA). */
+import { keyOf, stagingKey } from '../../core/blob-keys.js';
 import { RefusedError, TransientError } from '../../core/errors.js';
 import type { BlobStore } from '../../core/ports.js';
 import { addDetectedProperties, DETECTED_PREFIX } from '../../core/image-entity.js';
 import type { StageWork } from '../stage-runner.js';
-import { unpack, UnpackRefusedError, type UnpackLimits } from '../unpack/unpack.js';
+import { unpackFrom, UnpackRefusedError, type UnpackLimits, type UnpackSink, type UnpackSource } from '../unpack/unpack.js';
 
 export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
   return async (doc) => {
     const staged = doc.staging;
     if (!staged) throw new TransientError('staging_missing', `Image ${doc.id} has no staged data to unpack.`);
     const run = doc.pipeline!.run;
+    const inputKey = keyOf(staged);
+    const outputKey = stagingKey(doc.id, run, 'unpacked');
+    const info = await blobs.stat(inputKey);
+    if (!info) throw new TransientError('staging_missing', `Image ${doc.id}'s staged data is gone.`);
+    const source: UnpackSource = {
+      size: info.size,
+      // A bounded range read: an upload stored as is (most are) is never read here beyond its head.
+      head: async (bytes) => {
+        const reader = await blobs.openReader(inputKey);
+        try { return await reader.read(0, bytes); } finally { await reader.close(); }
+      },
+      stream: () => blobs.read(inputKey),
+      localFile: () => blobs.localFile(inputKey),
+    };
+    const sink: UnpackSink = {
+      write: (data, o) => blobs.write(outputKey, data, o),
+      discard: () => blobs.delete(outputKey),
+    };
     try {
-      const result = await unpack(staged.path, blobs.stagingPath(doc.id, run, 'unpacked'), {
-        containerFormat: doc.container_format,
-        limits,
-      });
+      const result = await unpackFrom(source, sink, { containerFormat: doc.container_format, limits });
       return (draft) => {
-        draft.pipeline!.unpacked = result.output ?? { path: staged.path, size: staged.size, md5: staged.md5, sha512: staged.sha512 };
+        draft.pipeline!.unpacked = result.output ? { key: outputKey, ...result.output } : { key: inputKey, size: staged.size, md5: staged.md5, sha512: staged.sha512 };
         draft.pipeline!.unpack = { codec: result.codec, container: result.container, findings: result.findings };
         if (result.output) {
           // The stored disk differs from the uploaded artifact: keep the artifact's digest too.

@@ -17,6 +17,7 @@
  * (I/O, missing tool, killed process, abort) = retryable. On any failure the output file is removed.
  */
 import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { rm, stat } from 'node:fs/promises';
 import { writeHashedFile } from '../../ingest/hashing/index.js';
 import { CountingSource, decompress, tooLargeError } from './decompress.js';
@@ -48,7 +49,7 @@ export interface UnpackResult {
   /** 'ova' / 'ovf' when a disk was extracted from a package, 'bare' otherwise. */
   container: 'bare' | 'ova' | 'ovf';
   /** null = pass-through: the input is the disk as is. */
-  output: { path: string; size: number; md5: string; sha512: string } | null;
+  output: { size: number; md5: string; sha512: string } | null;
   properties: Record<string, string>;
   findings: Finding[];
 }
@@ -142,7 +143,42 @@ function nestedCompression(codec: CompressionCodec, inner: CompressionCodec): Un
   );
 }
 
-export async function unpack(inputPath: string, outputPath: string, opts: UnpackOptions): Promise<UnpackResult> {
+/** Where unpack reads the upload from (a blob, or a local file). */
+export interface UnpackSource {
+  size: number;
+  /** The first `bytes` bytes (fewer when the input is shorter). */
+  head(bytes: number): Promise<Uint8Array>;
+  /** All of the input, streamed. */
+  stream(): Promise<Readable>;
+  /** A local file with the input, for random access (a zip's central directory). */
+  localFile(): Promise<{ path: string; release(): Promise<void> }>;
+}
+
+/** Where unpack writes the disk it produced. */
+export interface UnpackSink {
+  /** Writes all of `data` (sparse where the store can), hashing it; leaves nothing when it throws. */
+  write(data: AsyncIterable<Uint8Array>, opts: { maxBytes: number; sparse: boolean; signal?: AbortSignal }): Promise<{ size: number; md5: string; sha512: string }>;
+  /** Removes whatever an earlier or failed write left. */
+  discard(): Promise<void>;
+}
+
+/** unpack() between two local files (tests, benches). */
+export async function unpack(inputPath: string, outputPath: string, opts: UnpackOptions): Promise<UnpackResult & { output: { path: string } | null }> {
+  const source: UnpackSource = {
+    size: (await stat(inputPath)).size,
+    head: (bytes) => readHead(inputPath, bytes),
+    stream: async () => createReadStream(inputPath, { highWaterMark: READ_CHUNK_BYTES, ...(opts.signal ? { signal: opts.signal } : {}) }),
+    localFile: async () => ({ path: inputPath, release: async () => {} }),
+  };
+  const sink: UnpackSink = {
+    write: (data, o) => writeHashedFile(data, outputPath, o),
+    discard: () => rm(outputPath, { force: true }),
+  };
+  const result = await unpackFrom(source, sink, opts);
+  return { ...result, output: result.output ? { path: outputPath, ...result.output } : null };
+}
+
+export async function unpackFrom(source: UnpackSource, sink: UnpackSink, opts: UnpackOptions): Promise<UnpackResult> {
   checkLimits(opts.limits);
   const { limits, signal } = opts;
   signal?.throwIfAborted();
@@ -150,8 +186,8 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
   const wantsOvf = format === 'ova' || format === 'ovf';
   const findings: Finding[] = [];
 
-  const inputSize = (await stat(inputPath)).size;
-  const sniffed = detectCodec(await readHead(inputPath, SNIFF_BYTES));
+  const inputSize = source.size;
+  const sniffed = detectCodec(await source.head(SNIFF_BYTES));
   const codec: 'none' | CompressionCodec = isCompression(sniffed) ? sniffed : 'none';
 
   if (codec === 'none' && !(wantsOvf && sniffed === 'tar')) {
@@ -160,20 +196,34 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
     return { codec: 'none', container: 'bare', output: null, properties: {}, findings };
   }
 
-  // From here on we write `outputPath`. A file left there by a crashed earlier attempt would make
-  // the exclusive create fail forever, so clear it first (the path is this stage's own scratch file).
-  await rm(outputPath, { force: true });
+  // From here on we write the output. What a crashed earlier attempt left there is this stage's
+  // own scratch: clear it first.
+  await sink.discard();
 
   const ratioGraceBytes = limits.ratioFloorBytes ?? DEFAULT_RATIO_FLOOR_BYTES;
-  let readStream: ReturnType<typeof createReadStream> | undefined;
+  let readStream: Awaited<ReturnType<UnpackSource['stream']>> | undefined;
+  let local: { path: string; release(): Promise<void> } | undefined;
   let file: CountingSource;
   let unzipped: AsyncGenerator<Uint8Array, void, undefined> | undefined;
   if (codec === 'zip') {
     // A zip is read through its central directory; only its one member's bytes are streamed.
-    const member = await readZipMember(inputPath, inputSize);
-    ({ file, stream: unzipped } = unzipMember(inputPath, member, { ...limits, ratioGraceBytes, ...(signal ? { signal } : {}) }));
+    // It needs random access: a local file (the filesystem store's own, else a temporary copy).
+    local = await source.localFile();
+    try {
+      const member = await readZipMember(local.path, inputSize);
+      ({ file, stream: unzipped } = unzipMember(local.path, member, { ...limits, ratioGraceBytes, ...(signal ? { signal } : {}) }));
+    } catch (error) {
+      await local.release().catch(() => {});
+      throw error;
+    }
   } else {
-    readStream = createReadStream(inputPath, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+    readStream = await source.stream();
+    if (signal) {
+      const stream = readStream;
+      const stop = () => stream.destroy(signal.reason as Error);
+      if (signal.aborted) stop();
+      else signal.addEventListener('abort', stop, { once: true });
+    }
     // An abort can destroy the stream before anything iterates it (while a decoder starts); an
     // 'error' event with no listener would then crash the process. The iteration still sees the
     // error: an errored stream throws it to whoever reads it.
@@ -193,8 +243,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
 
   const write = async (data: AsyncIterable<Uint8Array>) => {
     tap = new CountingSource(data);
-    const written = await writeHashedFile(tap, outputPath, { maxBytes: limits.maxOutputBytes, sparse: true, ...(signal ? { signal } : {}) });
-    output = { path: outputPath, ...written };
+    output = await sink.write(tap, { maxBytes: limits.maxOutputBytes, sparse: true, ...(signal ? { signal } : {}) });
   };
 
   try {
@@ -235,7 +284,7 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
     if (!output) throw new Error('unpack: no output was written');
     return { codec, container, output, properties, findings };
   } catch (error) {
-    await rm(outputPath, { force: true }).catch(() => {});
+    await sink.discard().catch(() => {});
     if (signal?.aborted) throw signal.reason;
     // Prefer our own error over however the writer reported it.
     const ours = tap?.failed ? tap.error : error;
@@ -247,5 +296,6 @@ export async function unpack(inputPath: string, outputPath: string, opts: Unpack
     await chain?.return(undefined).catch(() => {});
     await closeDecoder?.().catch(() => {});
     readStream?.destroy();
+    await local?.release().catch(() => {});
   }
 }

@@ -1,5 +1,6 @@
 /** An in-process PIR API on the embedded domain (no workers), for inject() and real-socket tests. */
 import { createHash } from 'node:crypto';
+import { stagingKey } from '../../../core/blob-keys.js';
 import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
@@ -33,7 +34,7 @@ export async function appFixture(options: { idleMs?: number; publicUrl?: string 
   const hashes = HashPool.shared();
   const upload = { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000 };
   const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
-  const webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log });
+  const webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log });
   const app = await buildApp({
     images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log, authenticator, upload, quotas, webDownloads,
     publicUrl: options.publicUrl ?? null,
@@ -58,8 +59,8 @@ export async function queuedImage(f: AppFixture, name = 'img'): Promise<string> 
 /** An active image holding `bytes`, as the pipeline would leave it. */
 export async function activeImage(f: AppFixture, bytes: Buffer): Promise<string> {
   const id = await queuedImage(f, 'active');
-  const staged = f.d.blobs.stagingPath(id, 1, 'unpacked');
-  await writeFile(staged, bytes);
+  const staged = stagingKey(id, 1, 'unpacked');
+  await writeFile(f.d.blobs.pathOf(staged), bytes);
   await f.d.blobs.promote(staged, id);
   await f.d.manifest.update(id, (draft) => {
     draft.status = 'active';

@@ -266,8 +266,8 @@ describe('HTTP layer: uploads and their connections', () => {
       const bytes = Buffer.alloc(3 * MiB, 9);
       const id = await activeImage(f, bytes);
       let opened = 0;
-      const openRead = f.d.blobs.openRead.bind(f.d.blobs);
-      f.d.blobs.openRead = (...args: Parameters<typeof openRead>) => { opened += 1; return openRead(...args); };
+      const read = f.d.blobs.read.bind(f.d.blobs);
+      f.d.blobs.read = (...args: Parameters<typeof read>) => { opened += 1; return read(...args); };
       const head = await f.app.inject({ method: 'HEAD', url: `/v2/images/${id}/file`, headers: { 'x-auth-token': TOKEN } });
       assert.equal(head.statusCode, 200);
       assert.equal(head.headers['content-length'], String(bytes.length));

@@ -43,7 +43,7 @@ describe('import and info routes (inject)', () => {
     const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: { ...UNLIMITED, image_count_total: 50 }, projects: {} });
     const upload = { maxImageSize: 1 << 20, heartbeatMs: 60_000, idleMs: 60_000 };
     // The "remote" server is never reached: these tests stop at the checks and preconditions.
-    webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+    webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
     app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, upload, quotas, webDownloads, authenticator, log: silent });
   });
   after(async () => {

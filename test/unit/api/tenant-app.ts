@@ -71,7 +71,7 @@ export async function testApp(): Promise<TestApp> {
   const upload = { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 };
   const hashes = HashPool.shared();
   const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
-  const webDownloads = new WebDownloads({ images: d.images, quotas, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+  const webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
   const authenticator: Authenticator = {
     challenge: null,
     async authenticate(token) {

@@ -230,7 +230,7 @@ describe('tus upload state across a restart', () => {
     const d = await domain();
     try {
       const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
-      const deps = { images: d.images, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 };
+      const deps = { images: d.images, blobs: d.blobs, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 };
       const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
       const data = image(2 * MiB + 512, 5);
       const first = new ResumableUploads(deps);
@@ -256,7 +256,7 @@ describe('tus upload state across a restart', () => {
     const d = await domain();
     try {
       const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
-      const deps = { images: d.images, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 };
+      const deps = { images: d.images, blobs: d.blobs, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 };
       const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
       const uploads = new ResumableUploads(deps);
       const upload = await uploads.create(P, id, 4096);

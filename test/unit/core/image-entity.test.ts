@@ -54,8 +54,8 @@ describe('the image entity', () => {
     const d = await domain();
     const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
     const ticket = await d.images.beginUpload(P, image.id, 'upload');
-    await writeFile(ticket.stagingPath, 'data');
-    await d.images.completeUpload(P, image.id, ticket.run, { path: ticket.stagingPath, size: 4, md5: 'm', sha512: 's' });
+    await writeFile(d.blobs.pathOf(ticket.stagingKey), 'data');
+    await d.images.completeUpload(P, image.id, ticket.run, { key: ticket.stagingKey, size: 4, md5: 'm', sha512: 's' });
     // A worker recorded the last stage, then died before the write that makes the image active.
     await d.manifest.update(image.id, (draft) => {
       draft.pipeline!.stage = 'done';

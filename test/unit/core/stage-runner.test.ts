@@ -14,8 +14,8 @@ const noop: StageWork = async () => () => {};
 async function importingImage(d: Awaited<ReturnType<typeof domain>>) {
   const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
   const ticket = await d.images.beginUpload(P, image.id, 'upload');
-  await writeFile(ticket.stagingPath, 'data');
-  const blob = { path: ticket.stagingPath, size: 4, md5: 'm', sha512: 's' };
+  await writeFile(d.blobs.pathOf(ticket.stagingKey), 'data');
+  const blob = { key: ticket.stagingKey, size: 4, md5: 'm', sha512: 's' };
   await d.images.completeUpload(P, image.id, ticket.run, blob);
   return { id: image.id, run: ticket.run };
 }
@@ -117,7 +117,7 @@ describe('Sweepers', () => {
     const d = await domain();
     const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
     const ticket = await d.images.beginUpload(P, image.id, 'upload');
-    await writeFile(ticket.stagingPath, 'partial');
+    await writeFile(d.blobs.pathOf(ticket.stagingKey), 'partial');
     const sweepers = new Sweepers(d.manifest, d.images, d.relay, d.blobs, settings, silent);
     await sweepers.sweepStale(Date.now() + 10_000);
     assert.equal((await d.manifest.get(image.id))!.status, 'saving', 'not stale yet');
@@ -125,7 +125,7 @@ describe('Sweepers', () => {
     const doc = (await d.manifest.get(image.id))!;
     assert.equal(doc.status, 'queued');
     assert.equal(doc.upload, null);
-    await assert.rejects(access(ticket.stagingPath), { code: 'ENOENT' }, 'staging file removed');
+    await assert.rejects(access(d.blobs.pathOf(ticket.stagingKey)), { code: 'ENOENT' }, 'staging file removed');
     await d.close();
   });
 });

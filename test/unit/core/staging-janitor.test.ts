@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { stagingKey } from '../../../core/blob-keys.js';
 import { access, utimes, writeFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { Sweepers } from '../../../workers/sweepers.js';
@@ -14,15 +15,16 @@ describe('staging janitor', () => {
     const receiving = await d.images.create(P, { name: 'receiving', disk_format: 'raw', container_format: 'bare' });
     const ticket = await d.images.beginUpload(P, receiving.id, 'upload');
     const done = await d.images.create(P, { name: 'queued again' });
-    const orphan = d.blobs.stagingPath(done.id, 1, 'upload');
-    const unknown = d.blobs.stagingPath('00000000-0000-4000-8000-00000000dead', 1, 'unpacked');
-    const fresh = d.blobs.stagingPath(done.id, 2, 'unpacked');
-    for (const path of [ticket.stagingPath, orphan, unknown, fresh]) await writeFile(path, 'x');
+    const orphan = d.blobs.pathOf(stagingKey(done.id, 1, 'upload'));
+    const unknown = d.blobs.pathOf(stagingKey('00000000-0000-4000-8000-00000000dead', 1, 'unpacked'));
+    const fresh = d.blobs.pathOf(stagingKey(done.id, 2, 'unpacked'));
+    const receivingPath = d.blobs.pathOf(ticket.stagingKey);
+    for (const path of [receivingPath, orphan, unknown, fresh]) await writeFile(path, 'x');
     const old = new Date(Date.now() - 120_000);
-    for (const path of [ticket.stagingPath, orphan, unknown]) await utimes(path, old, old);
+    for (const path of [receivingPath, orphan, unknown]) await utimes(path, old, old);
 
     await sweepers.removeOrphanStaging();
-    assert.equal(await exists(ticket.stagingPath), true, 'an upload still receiving keeps its file');
+    assert.equal(await exists(receivingPath), true, 'an upload still receiving keeps its file');
     assert.equal(await exists(orphan), false, 'a queued image needs no staging file');
     assert.equal(await exists(unknown), false, 'nor does an image that no longer exists');
     assert.equal(await exists(fresh), true, 'a recent file is left alone (its writer may not have recorded it yet)');

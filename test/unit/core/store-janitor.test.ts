@@ -27,14 +27,14 @@ describe('store janitor', () => {
     const doc = await d.images.create({ project_id: 'p', user_id: 'u', roles: ['admin'] }, { name: 'to delete' });
     const path = await stored(d, doc.id);
     // The process "dies" right after the manifest write: the byte removals never run.
-    const removeBytes = d.blobs.remove.bind(d.blobs);
-    d.blobs.remove = async () => { throw new Error('killed before the bytes were removed'); };
+    const removeBytes = d.blobs.delete.bind(d.blobs);
+    d.blobs.delete = async () => { throw new Error('killed before the bytes were removed'); };
     const left: unknown[] = [];
     await d.images.remove({ project_id: 'p', user_id: 'u', roles: ['admin'] }, doc.id, (e) => left.push(e));
     assert.equal(left.length, 1, 'the failed removal was reported, not thrown');
     assert.equal((await d.manifest.get(doc.id))?.status, 'deleted');
     assert.equal(await exists(path), true);
-    d.blobs.remove = removeBytes;
+    d.blobs.delete = removeBytes;
 
     assert.equal(await sweepers.removeOrphanBytes(), 0, 'nothing within the grace period');
     assert.equal(await exists(path), true);

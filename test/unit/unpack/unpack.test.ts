@@ -51,7 +51,7 @@ async function refusedUnpack(input: string, output: string, containerFormat: str
   assert.fail(`expected refusal ${code}`);
 }
 
-function assertOutput(result: UnpackResult, expected: Uint8Array): void {
+function assertOutput(result: Awaited<ReturnType<typeof unpack>>, expected: Uint8Array): void {
   assert.ok(result.output, 'expected an output file');
   assert.deepEqual({ size: result.output.size, md5: result.output.md5, sha512: result.output.sha512 }, digests(expected));
   assert.ok(readFileSync(result.output.path).equals(expected));

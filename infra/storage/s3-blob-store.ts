@@ -1,0 +1,277 @@
+/**
+ * Image bytes in an S3-compatible bucket (AWS S3, SeaweedFS, Ceph RGW), under an optional key
+ * prefix. Writes stream as a multipart upload (@aws-sdk/lib-storage: at most `queueSize` parts of
+ * `partSize` bytes in memory) while md5 and sha512 are computed over the same chunks; an object
+ * is visible only once complete, and a failed upload is aborted (no parts left behind).
+ * Promotion is free: the staged object stays where it was written and becomes the stored key.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand,
+  ListObjectsV2Command, S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
+import { guardedChunks } from '../../ingest/hashing/index.js';
+
+export interface S3Settings {
+  endpoint: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  /** Path-style (`endpoint/bucket/key`, most self-hosted servers) or virtual-host (`bucket.endpoint/key`). */
+  forcePathStyle: boolean;
+  /** Prepended to every key ('' or ending in '/'): several PIRs (or test runs) can share a bucket. */
+  prefix?: string;
+  /** Multipart part size in bytes (S3's minimum is 5 MiB). */
+  partSize?: number;
+  /** Parts uploaded at once (each held in memory while it is sent). */
+  queueSize?: number;
+}
+
+const MiB = 1024 * 1024;
+/** Inspection reads come in small pieces (headers, table entries): fetch at least this much per request. */
+const READ_BLOCK = 256 * 1024;
+const CACHED_BLOCKS = 16;
+
+export class S3BlobStore implements BlobStore {
+  readonly kind = 's3';
+  readonly client: S3Client;
+  private readonly prefix: string;
+
+  constructor(readonly settings: S3Settings) {
+    this.client = new S3Client({
+      endpoint: settings.endpoint,
+      region: settings.region,
+      forcePathStyle: settings.forcePathStyle,
+      credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
+      // Checksums on every request cost a pass over the bytes; PIR computes its own digests.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    this.prefix = settings.prefix ?? '';
+  }
+
+  private objectKey(key: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,400}$/.test(key) || key.includes('..') || key.includes('//') || key.endsWith('/')) {
+      throw new Error(`bad blob key: ${JSON.stringify(key)}`);
+    }
+    return this.prefix + key;
+  }
+
+  async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
+    const md5 = createHash('md5');
+    const sha512 = createHash('sha512');
+    let size = 0;
+    // The guards' own error (size limit, idle, abort) wins over however the SDK reports it.
+    let failure: unknown = null;
+    const guarded = guardedChunks(source, {
+      maxBytes: options.maxBytes,
+      ...(options.idleMs ? { idleMs: options.idleMs } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    async function* hashed(): AsyncGenerator<Uint8Array> {
+      try {
+        for await (const chunk of guarded) {
+          md5.update(chunk);
+          sha512.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      } catch (error) {
+        failure = error;
+        throw error;
+      }
+    }
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.settings.bucket, Key: this.objectKey(key), Body: Readable.from(hashed(), { objectMode: false }), ContentType: 'application/octet-stream' },
+      partSize: this.settings.partSize ?? 16 * MiB,
+      queueSize: this.settings.queueSize ?? 4,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => { void upload.abort().catch(() => {}); };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await upload.done();
+    } catch (error) {
+      if (failure) throw failure;
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw new BlobStoreUnavailableError(`S3 did not take ${key}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    if (failure) throw failure;
+    return { size, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({
+        Bucket: this.settings.bucket,
+        Key: this.objectKey(key),
+        ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+      }));
+      return out.Body as Readable;
+    } catch (error) {
+      throw notFound(error) ? new BlobNotFoundError(key) : error;
+    }
+  }
+
+  async openReader(key: string): Promise<BlobReader> {
+    const info = await this.stat(key);
+    if (!info) throw new BlobNotFoundError(key);
+    return new RangeReader(this, key, info.size);
+  }
+
+  /** One bounded range as bytes (at most `length`, fewer at the end). */
+  async readRange(key: string, offset: number, length: number): Promise<Buffer> {
+    const body = await this.read(key, { start: offset, end: offset + length - 1 });
+    const chunks: Buffer[] = [];
+    for await (const chunk of body) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async stat(key: string): Promise<BlobInfo | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.settings.bucket, Key: this.objectKey(key) }));
+      return { key, size: out.ContentLength ?? 0, modifiedAt: out.LastModified?.getTime() ?? 0 };
+    } catch (error) {
+      if (notFound(error)) return null;
+      throw error;
+    }
+  }
+
+  /** Removes the object and any unfinished multipart upload to the key (a writer that died mid-write). */
+  async delete(key: string): Promise<void> {
+    const objectKey = this.objectKey(key);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.settings.bucket, Key: objectKey }));
+    for (const upload of await this.unfinishedUploads(objectKey)) {
+      if (upload.key !== objectKey) continue;
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: upload.key, UploadId: upload.uploadId }))
+        .catch((error: unknown) => { if (!notFound(error)) throw error; });
+    }
+  }
+
+  private async unfinishedUploads(prefix: string): Promise<{ key: string; uploadId: string; initiated: number }[]> {
+    const found: { key: string; uploadId: string; initiated: number }[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const out = await this.client.send(new ListMultipartUploadsCommand({
+        Bucket: this.settings.bucket,
+        Prefix: prefix,
+        ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+        ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
+      }));
+      for (const u of out.Uploads ?? []) {
+        if (u.Key && u.UploadId) found.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated?.getTime() ?? 0 });
+      }
+      const more = out.IsTruncated && (out.NextKeyMarker || out.NextUploadIdMarker);
+      keyMarker = more ? out.NextKeyMarker : undefined;
+      uploadIdMarker = more ? out.NextUploadIdMarker : undefined;
+    } while (keyMarker || uploadIdMarker);
+    return found;
+  }
+
+  async list(prefix: string): Promise<BlobInfo[]> {
+    const found: BlobInfo[] = [];
+    let token: string | undefined;
+    do {
+      const out = await this.client.send(new ListObjectsV2Command({
+        Bucket: this.settings.bucket,
+        Prefix: this.prefix + prefix,
+        ...(token ? { ContinuationToken: token } : {}),
+      }));
+      for (const object of out.Contents ?? []) {
+        if (!object.Key?.startsWith(this.prefix)) continue;
+        found.push({ key: object.Key.slice(this.prefix.length), size: object.Size ?? 0, modifiedAt: object.LastModified?.getTime() ?? 0 });
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+    // Unfinished multipart uploads (their writer died) are listed too, with size 0 and the time
+    // they began, so the sweepers can find and delete them like a partial file.
+    const listed = new Set(found.map((b) => b.key));
+    for (const upload of await this.unfinishedUploads(this.prefix + prefix)) {
+      const key = upload.key.slice(this.prefix.length);
+      if (!upload.key.startsWith(this.prefix) || listed.has(key)) continue;
+      listed.add(key);
+      found.push({ key, size: 0, modifiedAt: upload.initiated });
+    }
+    return found;
+  }
+
+  async localFile(key: string): Promise<{ path: string; release(): Promise<void> }> {
+    const dir = await mkdtemp(join(tmpdir(), 'pir-blob-'));
+    const path = join(dir, 'blob');
+    const release = () => rm(dir, { recursive: true, force: true });
+    try {
+      await pipeline(await this.read(key), createWriteStream(path, { mode: 0o600 }));
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    return { path, release };
+  }
+
+  async promote(stagedKey: string): Promise<string> {
+    // No rename in S3 and a copy would move every byte again: the staged object is the stored one.
+    if (!(await this.stat(stagedKey))) throw new BlobNotFoundError(stagedKey);
+    return stagedKey;
+  }
+
+  async ping(): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }));
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
+
+function notFound(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/** Random access by bounded Range requests, with a few aligned blocks cached (inspectors re-read headers). */
+class RangeReader implements BlobReader {
+  private readonly blocks = new Map<number, Promise<Buffer>>();
+
+  constructor(private readonly store: S3BlobStore, private readonly key: string, readonly size: number) {}
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (offset >= this.size || length <= 0) return Buffer.alloc(0);
+    const end = Math.min(this.size, offset + length);
+    if (end - offset > READ_BLOCK) return this.store.readRange(this.key, offset, end - offset);
+    const first = Math.floor(offset / READ_BLOCK);
+    const last = Math.floor((end - 1) / READ_BLOCK);
+    const parts = await Promise.all(Array.from({ length: last - first + 1 }, (_, i) => this.block(first + i)));
+    const joined = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    const from = offset - first * READ_BLOCK;
+    return joined.subarray(from, from + (end - offset));
+  }
+
+  private block(index: number): Promise<Buffer> {
+    let block = this.blocks.get(index);
+    if (!block) {
+      const start = index * READ_BLOCK;
+      block = this.store.readRange(this.key, start, Math.min(READ_BLOCK, this.size - start));
+      block.catch(() => this.blocks.delete(index));
+      if (this.blocks.size >= CACHED_BLOCKS) this.blocks.delete(this.blocks.keys().next().value!);
+      this.blocks.set(index, block);
+    }
+    return block;
+  }
+
+  async close(): Promise<void> {
+    this.blocks.clear();
+  }
+}

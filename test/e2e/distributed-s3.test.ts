@@ -1,0 +1,209 @@
+/**
+ * Many machines: one `pir api` and two `pir worker` processes that share no filesystem (each has
+ * its own private PIR_DATA_DIR) and keep image bytes in S3 (the local SeaweedFS), on the real
+ * Kafka, Redis and FerretDB. Uploads reach active and download intact; a worker SIGKILLed in the
+ * middle of a stage does not stop its image; an api killed mid-upload leaves the client a retry
+ * against the other api, and its abandoned multipart upload is cleaned up.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
+import { ensureQemuImg, makeTempDir, removeDir } from '../support/images.js';
+import { PirClient } from '../support/pir-client.js';
+import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
+import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
+
+const logDir = testLogDir('distributed-s3');
+const TOKEN = 'e2e-distributed-s3-token-0123456789';
+const MiB = 1024 * 1024;
+const needed = ['redis', 'kafka', 'mongodb', 's3'] as const;
+const missing = (await Promise.all(needed.map(async (name) => ({ name, ...(await serviceUp(name)) })))).filter((s) => !s.up);
+const missingText = missing.map((s) => `${s.name} (${s.where})`).join(', ');
+if (missing.length && !inCI) console.log(`# distributed S3 e2e skipped: not running: ${missingText}; start them with bash infra/local/services.sh start`);
+
+describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker ×2)', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+  let dir: string;
+  let env: Record<string, string>;
+  let api: PirProcess;
+  const processes: PirProcess[] = [];
+  const workers: PirProcess[] = [];
+  let client: PirClient;
+  let matrix: Fixture[];
+  let store: S3BlobStore;
+  const run = uniqueName('e2es3').replace(/[^A-Za-z0-9]/g, '');
+  const prefix = `${run}/`;
+  /** Every process gets a data directory of its own: nothing is shared but the services. */
+  const privateDir = (name: string) => join(dir, `private-${name}`);
+
+  const start = async (role: 'api' | 'worker', name: string, extra: Record<string, string> = {}) => {
+    const p = await startPirProcess(role, { ...env, PIR_DATA_DIR: privateDir(name), ...extra }, logDir, name);
+    processes.push(p);
+    if (role === 'worker') workers.push(p);
+    return p;
+  };
+  const keysOf = async (imageId: string) => (await store.list(`staging/${imageId}.`)).concat(await store.list(`images/${imageId}`)).map((b) => b.key).sort();
+
+  before(async () => {
+    if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}. Start them with bash infra/local/services.sh start`);
+    ensureQemuImg();
+    dir = await makeTempDir('pir-e2e-distributed-s3-');
+    matrix = await buildMatrix(dir, 8);
+    const mongo = new URL(services.mongodbUrl);
+    mongo.pathname = `/${run}`;
+    env = {
+      PIR_ADMIN_TOKEN: TOKEN,
+      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
+      PIR_REDIS_URL: services.redisUrl,
+      PIR_MONGODB_URL: mongo.toString(),
+      PIR_KAFKA_TOPIC: `pir.${run}`,
+      PIR_REDIS_PREFIX: run,
+      PIR_S3_ENDPOINT: services.s3.endpoint,
+      PIR_S3_BUCKET: services.s3.bucket,
+      PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
+      PIR_S3_REGION: services.s3.region,
+      PIR_S3_FORCE_PATH_STYLE: 'true',
+      PIR_S3_PREFIX: prefix,
+      // An upload whose api died is given up after 4 s without a heartbeat (the sweeper runs every 10 s).
+      PIR_UPLOAD_STALL_SECONDS: '4',
+      ...SLOW_GZIP_ENV,
+    };
+    store = new S3BlobStore({ ...services.s3, prefix });
+    const port = await freePort();
+    api = await start('api', 'api', { PIR_PORT: String(port) });
+    await start('worker', 'worker-1');
+    await start('worker', 'worker-2');
+    client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+  });
+
+  after(async () => {
+    await api?.stop();
+    await Promise.all(processes.map((p) => p.stop()));
+    if (store) {
+      for (const blob of await store.list('')) await store.delete(blob.key).catch(() => {});
+      store.close();
+    }
+    if (dir) await removeDir(dir);
+  });
+
+  it('takes concurrent uploads (raw, qcow2, gzip qcow2) to active in S3; they download intact; no process keeps image bytes locally', async () => {
+    const ids = await Promise.all(matrix.map(async (fixture) => {
+      const image = await client.createImage({ name: fixture.label, disk_format: fixture.disk_format, container_format: fixture.container_format });
+      const response = await client.putData(image.id, fixture.path);
+      assert.equal(response.status, 204, `${fixture.label}: ${JSON.stringify(response.body)}`);
+      return image.id as string;
+    }));
+    for (const [i, id] of ids.entries()) await assertActiveAsExpected(client, id, matrix[i]!);
+    for (const worker of workers) assert.match(worker.output(), /"msg":"stage done"/, 'both workers took part');
+    // Each image is one object in the bucket once its run ends (the upload itself, or the unpacked disk).
+    for (const id of ids) await waitFor(async () => (await keysOf(id)).length === 1, 10_000, `one object left for ${id}`);
+    for (const name of ['api', 'worker-1', 'worker-2']) {
+      for (const sub of ['images', 'staging']) assert.equal(existsSync(join(privateDir(name), sub)), false, `${name} has no local ${sub} directory`);
+    }
+  });
+
+  it('finishes an image after the worker running its stage is killed with SIGKILL', async () => {
+    const gz = makeSlowGzip(dir);
+    const image = await client.createImage({ name: 'victim', disk_format: 'raw', container_format: 'compressed' });
+    assert.equal((await client.putData(image.id, gz, 'file', { prefer: 'respond-async' })).status, 202);
+    const runsUnpack = (line: string) => line.includes(image.id) && line.includes('"stage":"unpack"') && line.includes('"msg":"stage started"');
+    const holder = () => workers.find((w) => w.child.exitCode === null && w.child.signalCode === null && w.output().split('\n').some(runsUnpack));
+    await waitFor(() => holder() !== undefined, 30_000, 'a worker running the unpack stage');
+    const victim = holder()!;
+    await new Promise((r) => setTimeout(r, 500)); // inside the stage: writing 1 GiB to S3 takes seconds
+    await victim.kill();
+    await start('worker', 'worker-3');
+    const settled = await client.waitSettled(image.id, 240_000);
+    assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+    assert.equal(settled.size, SLOW_GZIP_SIZE);
+    assert.ok(settled.pir_pipeline.stages.unpack.attempts >= 2, 'the unpack stage ran again');
+    const downloaded = await client.downloadDigests(image.id);
+    assert.equal(downloaded.size, SLOW_GZIP_SIZE);
+    assert.equal(downloaded.md5, settled.checksum);
+    // The killed attempt's multipart upload and the upload itself are gone: one object, the image.
+    await waitFor(async () => (await keysOf(image.id)).length === 1, 20_000, 'one object left for the image');
+    assert.deepEqual(await keysOf(image.id), [`staging/${image.id}.${settled.pir_pipeline.run}.unpacked`]);
+    // Free the bucket for the rest of the run.
+    assert.equal((await client.call('DELETE', `/v2/images/${image.id}`)).status, 204);
+    await waitFor(async () => (await keysOf(image.id)).length === 0, 10_000, 'the deleted image has no objects');
+  });
+
+  it('an api killed mid-upload: the client retries against the other api and succeeds; the abandoned multipart upload is removed', async () => {
+    const port = await freePort();
+    const doomed = await start('api', 'api-doomed', { PIR_PORT: String(port) });
+    const bytes = randomBytes(48 * MiB);
+    const file = join(dir, 'retry.raw');
+    execFileSync('bash', ['-c', `cat > '${file}'`], { input: bytes });
+    const image = await client.createImage({ name: 'retried', disk_format: 'raw', container_format: 'bare' });
+
+    // Send 40 MiB to the doomed api (the first 16 MiB part starts the multipart upload), then hold.
+    const req = request({ host: '127.0.0.1', port, method: 'PUT', path: `/v2/images/${image.id}/file`, headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) } });
+    req.on('error', () => {}); // the api dies under it
+    req.on('response', (res) => res.resume());
+    for (let sent = 0; sent < 40 * MiB; sent += MiB) {
+      if (!req.write(bytes.subarray(sent, sent + MiB))) await new Promise((r) => req.once('drain', r));
+    }
+    await waitFor(async () => (await store.list(`staging/${image.id}.`)).length > 0, 30_000, 'the multipart upload to begin');
+    await doomed.kill();
+    req.destroy();
+    assert.equal((await client.getImage(image.id)).body.status, 'saving', 'the dead api left the image saving');
+
+    // The client's retry against the other api: 409 while the image still looks busy, then 204.
+    let status = 0;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      status = (await client.putData(image.id, file)).status;
+      if (status === 204) break;
+      assert.equal(status, 409, 'only "busy" before the sweeper gives the upload up');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal(status, 204, 'the retry succeeded');
+    const settled = await client.waitSettled(image.id, 60_000);
+    assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+    assert.equal(settled.checksum, createHash('md5').update(bytes).digest('hex'));
+    const downloaded = await client.downloadDigests(image.id);
+    assert.equal(downloaded.sha512, createHash('sha512').update(bytes).digest('hex'));
+    // Nothing of the abandoned attempt is left: one object, the retried upload (raw is stored as uploaded).
+    await waitFor(async () => (await keysOf(image.id)).length === 1, 20_000, 'the abandoned upload removed');
+    assert.deepEqual(await keysOf(image.id), [`staging/${image.id}.${settled.pir_pipeline.run}.upload`]);
+    assert.equal(readFileSync(file).length, bytes.length);
+  });
+});
+
+describe('embedded mode on S3 (pir serve with PIR_S3_ENDPOINT)', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+  it('starts with a fresh data directory, stores the image in the bucket and serves it back', async () => {
+    if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}`);
+    const dir = await makeTempDir('pir-e2e-embedded-s3-');
+    const prefix = `${uniqueName('e2es3embedded')}/`;
+    const store = new S3BlobStore({ ...services.s3, prefix });
+    const port = await freePort();
+    const serve = await startPirProcess('serve', {
+      PIR_DATA_DIR: join(dir, 'not-yet-created'), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port),
+      PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_PREFIX: prefix,
+    }, logDir, 'serve-s3');
+    try {
+      const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+      const bytes = randomBytes(3 * MiB);
+      const file = join(dir, 'small.raw');
+      execFileSync('bash', ['-c', `cat > '${file}'`], { input: bytes });
+      const image = await client.createImage({ name: 'embedded-s3', disk_format: 'raw', container_format: 'bare' });
+      assert.equal((await client.putData(image.id, file)).status, 204);
+      const downloaded = await client.downloadDigests(image.id);
+      assert.equal(downloaded.sha512, createHash('sha512').update(bytes).digest('hex'));
+      assert.deepEqual((await store.list(`staging/${image.id}.`)).map((b) => b.key), [`staging/${image.id}.1.upload`]);
+      assert.equal(existsSync(join(dir, 'not-yet-created', 'images')), false, 'no local image directory');
+    } finally {
+      await serve.stop();
+      for (const blob of await store.list('')) await store.delete(blob.key).catch(() => {});
+      store.close();
+      await removeDir(dir);
+    }
+  });
+});
