@@ -228,7 +228,7 @@ export async function unpackFrom(source: UnpackSource, sink: UnpackSink, opts: U
     // 'error' event with no listener would then crash the process. The iteration still sees the
     // error: an errored stream throws it to whoever reads it.
     readStream.on('error', () => {});
-    file = new CountingSource(readStream);
+    file = new CountingSource(inSlices(readStream, RATIO_ACCOUNTING_SLICE));
   }
   const inputBytes = () => file.bytes;
   const chainOpts = { ...limits, ratioGraceBytes, inputBytes, ...(signal ? { signal } : {}) };
@@ -297,5 +297,18 @@ export async function unpackFrom(source: UnpackSource, sink: UnpackSink, opts: U
     await closeDecoder?.().catch(() => {});
     readStream?.destroy();
     await local?.release().catch(() => {});
+  }
+}
+
+/**
+ * Input is counted as the decoder pulls it, so the expansion ratio is only as precise as the
+ * pieces it pulls: a store that reads 1 MiB (or an object store's larger) chunks would let a
+ * bomb expand that much further before the ratio sees it. Views, not copies.
+ */
+const RATIO_ACCOUNTING_SLICE = 64 * 1024;
+
+async function* inSlices(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<Uint8Array, void, undefined> {
+  for await (const chunk of source) {
+    for (let at = 0; at < chunk.length; at += size) yield chunk.subarray(at, Math.min(at + size, chunk.length));
   }
 }
