@@ -217,6 +217,23 @@ export class KafkaEventBus implements EventBus {
     };
   }
 
+  /** Replaces a consumer kafkajs gave up on, retrying with backoff until it runs or the bus closes. */
+  private async startAgain(dead: Consumer, group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<void> {
+    this.consumers.delete(dead);
+    await dead.disconnect().catch(() => undefined);
+    for (let attempt = 0; !this.closing; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 5000)));
+      if (this.closing) return;
+      try {
+        await this.consume(group, handler, options);
+        this.logger.warn({ group, attempt }, 'kafka consumer started again after a crash');
+        return;
+      } catch (err) {
+        this.logger.warn({ err, group, attempt }, 'kafka consumer could not start again yet; retrying');
+      }
+    }
+  }
+
   private async consume(group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<Consumer> {
     await this.start();
     const consumer = this.kafka.consumer({
@@ -235,6 +252,10 @@ export class KafkaEventBus implements EventBus {
     consumer.on(consumer.events.CRASH, (e) => {
       if (this.closing) this.logger.debug({ err: e.payload.error, group }, 'kafka consumer stopped while closing');
       else this.logger.error({ err: e.payload.error, group, restart: e.payload.restart }, 'kafka consumer crashed');
+      // kafkajs restarts a consumer only after a retriable error; a non-retriable one (no group
+      // coordinator yet while a restarted broker comes back) would end this group's work here
+      // for good. A durable subscription starts again with a new consumer (watchers are best effort).
+      if (!e.payload.restart && !this.closing && options.commit) void this.startAgain(consumer, group, handler, options);
     });
     try {
       await consumer.connect();
