@@ -30,7 +30,7 @@ import { MongoManifestStore } from '../infra/mongo/mongo-manifest-store.js';
 import { STAGES, type ImageDoc, type MemberStatus, type Visibility } from '../schemas/image.js';
 import { inProcessApp } from '../test/support/in-process-app.js';
 import { serviceUp, services } from '../test/support/services.js';
-import { median, type Bench, type BenchContext, type Figure } from './report.js';
+import { median, percentile, sample, type Bench, type BenchContext, type Figure } from './report.js';
 
 const IMAGES = Number(process.env.PIR_BENCH_LIST_IMAGES || 100_000);
 /**
@@ -160,24 +160,6 @@ function httpGet(url: string, as?: string): Promise<{ status: number; bytes: num
       res.on('error', reject);
     }).on('error', reject).end();
   });
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
-/** Times `fn` `n` times after `warm` untimed runs, stopping early past `budgetMs` (after at least 3). */
-async function sample(fn: () => Promise<void>, n: number, warm: number, budgetMs: number): Promise<number[]> {
-  for (let i = 0; i < warm; i++) await fn();
-  const times: number[] = [];
-  const start = performance.now();
-  while (times.length < n && (times.length < 3 || performance.now() - start < budgetMs)) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return times;
 }
 
 interface ModeSetup {

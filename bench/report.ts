@@ -93,6 +93,25 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** Nearest-rank percentile (p in 0–100). */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** Times `fn` `n` times (ms each) after `warm` untimed runs, stopping early past `budgetMs` (after at least 3). */
+export async function sample(fn: () => Promise<void>, n: number, warm: number, budgetMs: number): Promise<number[]> {
+  for (let i = 0; i < warm; i++) await fn();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < n && (times.length < 3 || performance.now() - start < budgetMs)) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  return times;
+}
+
 /** "min–max" of a series, for notes. */
 export function spread(xs: number[]): string {
   return `${num(Math.min(...xs))}–${num(Math.max(...xs))}`;
