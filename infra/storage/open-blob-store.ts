@@ -15,7 +15,7 @@ export interface OpenedBlobStore {
 
 export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3'>, hashes: HashPool): Promise<OpenedBlobStore> {
   if (config.s3) {
-    const blobs = new S3BlobStore(config.s3);
+    const blobs = new S3BlobStore(config.s3, { hashes });
     return { blobs, checks: [{ name: 'blob_store', kind: 's3', check: () => blobs.ping() }], close: () => blobs.close() };
   }
   const blobs = new FsBlobStore(config.dataDir, { hashes });

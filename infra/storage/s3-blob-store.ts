@@ -5,7 +5,6 @@
  * is visible only once complete, and a failed upload is aborted (no parts left behind).
  * Promotion is free: the staged object stays where it was written and becomes the stored key.
  */
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +17,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
-import { guardedChunks } from '../../ingest/hashing/index.js';
+import { HashPool } from '../../ingest/hashing/index.js';
+import { pooledChunks } from '../../ingest/hashing/pooled-chunks.js';
 
 export interface S3Settings {
   endpoint: string;
@@ -34,19 +34,39 @@ export interface S3Settings {
   partSize?: number;
   /** Parts uploaded at once (each held in memory while it is sent). */
   queueSize?: number;
+  /**
+   * Sign each body's sha256 (SigV4 over the payload) rather than sending it as UNSIGNED-PAYLOAD.
+   * Default: only over plain HTTP to another host; HTTPS already protects the bytes and loopback
+   * has no one in between, and the sha256 is a third digest of every byte on the main thread.
+   */
+  signPayload?: boolean;
+}
+
+/** Whether an endpoint's bodies need a signed sha256 by default (see S3Settings.signPayload). */
+export function signsPayloadByDefault(endpoint: string): boolean {
+  const url = new URL(endpoint);
+  if (url.protocol === 'https:') return false;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return !(host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
 }
 
 const MiB = 1024 * 1024;
 /** Inspection reads come in small pieces (headers, table entries): fetch at least this much per request. */
 const READ_BLOCK = 256 * 1024;
 const CACHED_BLOCKS = 16;
+/** The commands that carry image bytes. */
+const UNSIGNED_BODIES = new Set(['UploadPartCommand', 'PutObjectCommand']);
 
 export class S3BlobStore implements BlobStore {
   readonly kind = 's3';
   readonly client: S3Client;
   private readonly prefix: string;
 
-  constructor(readonly settings: S3Settings) {
+  private readonly hashes: HashPool | undefined;
+
+  /** `hashes`: the pool that hashes uploads (default: the process-wide one, as the filesystem store). */
+  constructor(readonly settings: S3Settings, options: { hashes?: HashPool } = {}) {
+    this.hashes = options.hashes;
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
@@ -57,6 +77,14 @@ export class S3BlobStore implements BlobStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
     this.prefix = settings.prefix ?? '';
+    if (!(settings.signPayload ?? signsPayloadByDefault(settings.endpoint))) {
+      // Set before signing: SigV4 then signs the header instead of hashing the body.
+      this.client.middlewareStack.add((next, context) => (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        if (UNSIGNED_BODIES.has(context.commandName ?? '') && request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      }, { step: 'build', name: 'pirUnsignedPayload' });
+    }
   }
 
   private objectKey(key: string): string {
@@ -67,32 +95,27 @@ export class S3BlobStore implements BlobStore {
   }
 
   async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
-    const md5 = createHash('md5');
-    const sha512 = createHash('sha512');
-    let size = 0;
-    // The guards' own error (size limit, idle, abort) wins over however the SDK reports it.
+    // md5 and sha512 on the hash pool's threads, as for the filesystem store; the guards' own
+    // error (size limit, idle, abort) wins over however the SDK reports it.
     let failure: unknown = null;
-    const guarded = guardedChunks(source, {
+    const hashing = pooledChunks(source, {
       maxBytes: options.maxBytes,
       ...(options.idleMs ? { idleMs: options.idleMs } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(this.hashes ? { pool: this.hashes } : {}),
     });
-    async function* hashed(): AsyncGenerator<Uint8Array> {
+    async function* watched(): AsyncGenerator<Uint8Array> {
       try {
-        for await (const chunk of guarded) {
-          md5.update(chunk);
-          sha512.update(chunk);
-          size += chunk.length;
-          yield chunk;
-        }
+        yield* hashing.chunks;
       } catch (error) {
         failure = error;
         throw error;
       }
     }
+    const body = Readable.from(watched(), { objectMode: false });
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.settings.bucket, Key: this.objectKey(key), Body: Readable.from(hashed(), { objectMode: false }), ContentType: 'application/octet-stream' },
+      params: { Bucket: this.settings.bucket, Key: this.objectKey(key), Body: body, ContentType: 'application/octet-stream' },
       partSize: this.settings.partSize ?? 16 * MiB,
       queueSize: this.settings.queueSize ?? 4,
       leavePartsOnError: false,
@@ -102,6 +125,9 @@ export class S3BlobStore implements BlobStore {
     try {
       await upload.done();
     } catch (error) {
+      // Stops the chunks (and ends the hash session) wherever the SDK left them.
+      body.destroy();
+      void hashing.chunks.return().catch(() => {});
       if (failure) throw failure;
       if (options.signal?.aborted) throw options.signal.reason;
       throw new BlobStoreUnavailableError(`S3 did not take ${key}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
@@ -109,7 +135,7 @@ export class S3BlobStore implements BlobStore {
       options.signal?.removeEventListener('abort', onAbort);
     }
     if (failure) throw failure;
-    return { size, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
+    return hashing.result();
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
