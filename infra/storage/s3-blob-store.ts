@@ -1,8 +1,8 @@
 /**
  * Image bytes in an S3-compatible bucket (AWS S3, SeaweedFS, Ceph RGW), under an optional key
- * prefix. Writes stream as a multipart upload (@aws-sdk/lib-storage: at most `queueSize` parts of
- * `partSize` bytes in memory) while md5 and sha512 are computed over the same chunks; an object
- * is visible only once complete, and a failed upload is aborted (no parts left behind).
+ * prefix. Writes stream as a multipart upload (s3-hashed-upload.ts: at most `queueSize` parts of
+ * `partSize` bytes in flight, one more filling) while the hash pool computes md5 and sha512 over
+ * the same buffers; an object is visible only once complete, and a failed upload is aborted.
  * Promotion is free: the staged object stays where it was written and becomes the stored key.
  */
 import { createWriteStream } from 'node:fs';
@@ -15,10 +15,10 @@ import {
   AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand,
   ListObjectsV2Command, S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { HashPool } from '../../ingest/hashing/index.js';
-import { pooledChunks } from '../../ingest/hashing/pooled-chunks.js';
+import { uploadHashed } from './s3-hashed-upload.js';
+import { PartBufferCache } from './s3-part-buffers.js';
 
 export interface S3Settings {
   endpoint: string;
@@ -51,6 +51,8 @@ export function signsPayloadByDefault(endpoint: string): boolean {
 }
 
 const MiB = 1024 * 1024;
+const DEFAULT_PART_SIZE = 16 * MiB;
+const DEFAULT_QUEUE_SIZE = 4;
 /** Inspection reads come in small pieces (headers, table entries): fetch at least this much per request. */
 const READ_BLOCK = 256 * 1024;
 const CACHED_BLOCKS = 16;
@@ -63,10 +65,14 @@ export class S3BlobStore implements BlobStore {
   private readonly prefix: string;
 
   private readonly hashes: HashPool | undefined;
+  private readonly queueSize: number;
+  private readonly partBuffers: PartBufferCache;
 
   /** `hashes`: the pool that hashes uploads (default: the process-wide one, as the filesystem store). */
   constructor(readonly settings: S3Settings, options: { hashes?: HashPool } = {}) {
     this.hashes = options.hashes;
+    this.queueSize = settings.queueSize ?? DEFAULT_QUEUE_SIZE;
+    this.partBuffers = new PartBufferCache(settings.partSize ?? DEFAULT_PART_SIZE, this.queueSize + 1);
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
@@ -95,47 +101,20 @@ export class S3BlobStore implements BlobStore {
   }
 
   async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
-    // md5 and sha512 on the hash pool's threads, as for the filesystem store; the guards' own
-    // error (size limit, idle, abort) wins over however the SDK reports it.
-    let failure: unknown = null;
-    const hashing = pooledChunks(source, {
+    const { size, md5, sha512 } = await uploadHashed({
+      client: this.client,
+      bucket: this.settings.bucket,
+      objectKey: this.objectKey(key),
+      label: key,
+      queueSize: this.queueSize,
+      buffers: this.partBuffers,
+      ...(this.hashes ? { pool: this.hashes } : {}),
+    }, source, {
       maxBytes: options.maxBytes,
       ...(options.idleMs ? { idleMs: options.idleMs } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-      ...(this.hashes ? { pool: this.hashes } : {}),
     });
-    async function* watched(): AsyncGenerator<Uint8Array> {
-      try {
-        yield* hashing.chunks;
-      } catch (error) {
-        failure = error;
-        throw error;
-      }
-    }
-    const body = Readable.from(watched(), { objectMode: false });
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.settings.bucket, Key: this.objectKey(key), Body: body, ContentType: 'application/octet-stream' },
-      partSize: this.settings.partSize ?? 16 * MiB,
-      queueSize: this.settings.queueSize ?? 4,
-      leavePartsOnError: false,
-    });
-    const onAbort = () => { void upload.abort().catch(() => {}); };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await upload.done();
-    } catch (error) {
-      // Stops the chunks (and ends the hash session) wherever the SDK left them.
-      body.destroy();
-      void hashing.chunks.return().catch(() => {});
-      if (failure) throw failure;
-      if (options.signal?.aborted) throw options.signal.reason;
-      throw new BlobStoreUnavailableError(`S3 did not take ${key}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
-    }
-    if (failure) throw failure;
-    return hashing.result();
+    return { size, md5, sha512 };
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
