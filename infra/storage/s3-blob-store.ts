@@ -51,8 +51,9 @@ export function signsPayloadByDefault(endpoint: string): boolean {
 }
 
 const MiB = 1024 * 1024;
-const DEFAULT_PART_SIZE = 16 * MiB;
-const DEFAULT_QUEUE_SIZE = 4;
+const DEFAULT_PART_SIZE = 8 * MiB;
+/** Parts in flight: what is still to send after the last byte arrives is at most this many parts (+ the last). */
+const DEFAULT_QUEUE_SIZE = 2;
 /** Inspection reads come in small pieces (headers, table entries): fetch at least this much per request. */
 const READ_BLOCK = 256 * 1024;
 const CACHED_BLOCKS = 16;

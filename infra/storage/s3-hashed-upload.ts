@@ -21,6 +21,8 @@ import { HashPool, guardedChunks } from '../../ingest/hashing/index.js';
 import type { PartBuffer, PartBufferCache } from './s3-part-buffers.js';
 
 const HASH_WINDOW = 1024 * 1024;
+/** S3 takes at most this many parts in one upload. */
+const MAX_PARTS = 10_000;
 
 export interface HashedUploadTarget {
   client: S3Client;
@@ -114,7 +116,9 @@ export async function uploadHashed(
 
   try {
     part = await lease.take(stop.signal);
-    for await (const chunk of guardedChunks(source, { maxBytes: options.maxBytes, idleMs: options.idleMs ?? 0, signal: stop.signal })) {
+    // Beyond 10,000 parts S3 refuses: say "too big" (413) before sending them, not "store failed" after.
+    const maxBytes = Math.min(options.maxBytes, MAX_PARTS * partSize);
+    for await (const chunk of guardedChunks(source, { maxBytes, idleMs: options.idleMs ?? 0, signal: stop.signal })) {
       let off = 0;
       while (off < chunk.length) {
         const n = Math.min(partSize - fill, chunk.length - off);
