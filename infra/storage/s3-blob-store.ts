@@ -66,14 +66,17 @@ export class S3BlobStore implements BlobStore {
   private readonly prefix: string;
 
   private readonly hashes: HashPool | undefined;
-  private readonly queueSize: number;
+  /** Parts sent at once per upload, and their size (settings or defaults). */
+  readonly queueSize: number;
+  readonly partSize: number;
   private readonly partBuffers: PartBufferCache;
 
   /** `hashes`: the pool that hashes uploads (default: the process-wide one, as the filesystem store). */
   constructor(readonly settings: S3Settings, options: { hashes?: HashPool } = {}) {
     this.hashes = options.hashes;
     this.queueSize = settings.queueSize ?? DEFAULT_QUEUE_SIZE;
-    this.partBuffers = new PartBufferCache(settings.partSize ?? DEFAULT_PART_SIZE, this.queueSize + 1);
+    this.partSize = settings.partSize ?? DEFAULT_PART_SIZE;
+    this.partBuffers = new PartBufferCache(this.partSize, this.queueSize + 1);
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
