@@ -13,9 +13,9 @@
  * Needs the local SeaweedFS (bash infra/local/services.sh start s3); without it, says so.
  */
 import { randomBytes } from 'node:crypto';
-import { request, createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { S3BlobStore } from '../infra/storage/s3-blob-store.js';
+import { countingProxy } from '../test/support/counting-proxy.js';
 import { PirClient } from '../test/support/pir-client.js';
 import { freePort, startPirProcess, type PirProcess } from '../test/support/pir-process.js';
 import { serviceUp, services, uniqueName } from '../test/support/services.js';
@@ -23,28 +23,6 @@ import { TOKEN, uploadOne } from './ingest.bench.js';
 import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPartCommand, type CompletedPart } from '@aws-sdk/client-s3';
 import { GiB, MiB, discardingGet, loopbackHttpDownload, sequentialWriteWithFsync, sha512OneCore } from './limits.js';
 import { median, type Bench, type BenchContext, type Figure } from './report.js';
-
-/** An HTTP proxy to the S3 endpoint that counts the body bytes of GET responses (the Host header is kept, so signatures hold). */
-async function countingProxy(target: URL): Promise<{ url: string; getBytes(): number; reset(): void; close(): Promise<void> }> {
-  let bytes = 0;
-  const server: Server = createServer((req, res) => {
-    const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      if (req.method === 'GET') up.on('data', (c: Buffer) => { bytes += c.length; });
-      up.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    getBytes: () => bytes,
-    reset: () => { bytes = 0; },
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
-  };
-}
 
 async function startServe(dir: string, name: string, extra: Record<string, string>): Promise<{ client: PirClient; process: PirProcess }> {
   const port = await freePort();
@@ -118,14 +96,14 @@ async function measureStore(label: string, ctx: BenchContext, serve: { client: P
 }
 
 /** Bytes PIR reads back from the bucket between the upload and active, through a counting proxy. */
-async function readsAfterUpload(ctx: BenchContext, serve: { client: PirClient }, proxy: { getBytes(): number; reset(): void }, data: Buffer): Promise<Figure[]> {
+async function readsAfterUpload(ctx: BenchContext, serve: { client: PirClient }, proxy: { getBytes(): number; copies(): number; reset(): void }, data: Buffer): Promise<Figure[]> {
   const figures: Figure[] = [];
   for (const [name, size] of [['256 MiB', 256 * MiB], ['2 GiB', 2 * GiB]] as const) {
     ctx.log(`S3 store via counting proxy: reads after a ${name} upload`);
     proxy.reset();
     await uploadOne(serve.client, size, data);
     const read = proxy.getBytes();
-    figures.push({ name: `S3 store: image bytes read back from the bucket until active, ${name}`, value: read / size, unit: '× image', atMost: 2, note: `GET body bytes through a counting proxy: ${(read / 1024).toFixed(0)} KiB` });
+    figures.push({ name: `S3 store: image bytes read back from the bucket until active, ${name}`, value: read / size, unit: '× image', atMost: 2, note: `GET body bytes through a counting proxy: ${(read / 1024).toFixed(0)} KiB; server-side copies: ${proxy.copies()}` });
   }
   return figures;
 }
