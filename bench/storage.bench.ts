@@ -42,7 +42,7 @@ async function downloadRate(client: PirClient, id: string): Promise<number> {
  * The S3 write limit: `bytes` (views of `data`) as one raw multipart upload through the store's
  * own client (same endpoint, signing, part size and parts in flight), with no hashing; MiB/s.
  */
-async function s3RawWrite(store: S3BlobStore, data: Buffer, bytes: number): Promise<number> {
+async function s3RawWriteRead(store: S3BlobStore, data: Buffer, bytes: number): Promise<{ write: number; read: number }> {
   const Bucket = store.settings.bucket;
   const Key = `${store.settings.prefix ?? ''}limit/raw-${Date.now()}`;
   const t0 = performance.now();
@@ -64,9 +64,15 @@ async function s3RawWrite(store: S3BlobStore, data: Buffer, bytes: number): Prom
   }));
   parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
   await store.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
-  const rate = bytes / MiB / ((performance.now() - t0) / 1000);
-  await store.delete(Key.slice((store.settings.prefix ?? '').length));
-  return rate;
+  const write = bytes / MiB / ((performance.now() - t0) / 1000);
+  // The read limit: the same object back through the same client, discarded.
+  const key = Key.slice((store.settings.prefix ?? '').length);
+  const t1 = performance.now();
+  let received = 0;
+  for await (const chunk of await store.read(key)) received += (chunk as Buffer).length;
+  const read = received / MiB / ((performance.now() - t1) / 1000);
+  await store.delete(key);
+  return { write, read };
 }
 
 async function measureStore(label: string, ctx: BenchContext, serve: { client: PirClient }, data: Buffer, ceiling: number, limitNote: string, download: number): Promise<Figure[]> {
@@ -150,9 +156,10 @@ const bench: Bench = {
     // The same client settings as pir serve's store (defaults: part size, parts in flight, signing).
     const store = new S3BlobStore({ ...services.s3, prefix });
     try {
-      ctx.log(`limit: raw S3 multipart upload, 1 GiB (${store.partSize / MiB} MiB parts, ${store.queueSize} in flight)`);
-      const s3write = await s3RawWrite(store, data, GiB);
+      ctx.log(`limit: raw S3 multipart upload and GetObject, 1 GiB (${store.partSize / MiB} MiB parts, ${store.queueSize} in flight)`);
+      const { write: s3write, read: s3read } = await s3RawWriteRead(store, data, GiB);
       figures.push({ name: 'limit: S3 write (raw multipart, same client settings, no hashing)', value: s3write, unit: 'MiB/s' });
+      figures.push({ name: 'limit: S3 read (raw GetObject of it, same client, discarded)', value: s3read, unit: 'MiB/s' });
       const s3 = await startServe(ctx.dir, 's3', s3env(services.s3.endpoint));
       try {
         figures.push(...(await measureStore('S3 store', ctx, s3, data, Math.min(sha512, s3write), 'min(S3 raw write, sha512)', download)));
