@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { convertImage, ensureQemuImg, makeTempDir, qemuInfo, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
+import { runCli } from '../support/pir-cli.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
 import { startRangeServer, type RangeServer } from '../support/range-server.js';
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
@@ -210,6 +211,25 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     const shown = (await as.alice.getImage(id)).body;
     assert.deepEqual(shown.locations, [{ url: `${http.base}/glance.qcow2`, metadata: { note: 'from glance' } }]);
     assert.equal(shown.direct_url, `${http.base}/glance.qcow2`);
+  });
+
+  it('pir image register --location URL --wait registers and follows the image to active; a wrong --sha512 ends in its refusal', { skip: !full ? 'embedded only' : false }, async () => {
+    http.objects.set('/cli.qcow2', { data: qcow2 });
+    const home = join(dir, 'cli-home');
+    await mkdir(home, { recursive: true });
+    const cli = (args: string[]) => runCli(args, { HOME: home, PIR_URL: `http://127.0.0.1:${port}`, PIR_TOKEN: ALICE });
+    const ok = await cli(['--format', 'json', 'image', 'register', 'from-cli', '--location', `${http.base}/cli.qcow2`, '--sha512', digests.sha512, '--disk-format', 'qcow2', '--container-format', 'bare', '--wait']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const image = JSON.parse(ok.stdout);
+    assert.equal(image.status, 'active');
+    assert.equal(image.os_hash_value, digests.sha512);
+    assert.equal(image.pir_pipeline.method, 'location');
+    const bad = await cli(['image', 'register', 'from-cli-bad', '--location', `${http.base}/cli.qcow2`, '--sha512', 'e'.repeat(128), '--disk-format', 'qcow2', '--container-format', 'bare', '--wait']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /location_validation_failed/);
+    const again = await cli(['image', 'register', 'from-cli', '--location', `${http.base}/cli.qcow2`, '--disk-format', 'qcow2', '--container-format', 'bare']);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /exists .*choose another name/);
   });
 
   it('an object changed after registration is not served (size, ETag or Last-Modified differ): 409 location_changed, no URL in the message', async () => {
