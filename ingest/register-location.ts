@@ -88,7 +88,7 @@ export class LocationRegistrations {
     const started = Date.now();
     const heartbeat = setInterval(() => { images.heartbeat(caller, imageId, run).catch(() => {}); }, upload.heartbeatMs);
     try {
-      const fingerprint = await reader.probe(location.url);
+      const fingerprint = await reader.probe(location.url, this.abort.signal);
       if (fingerprint.size > upload.maxImageSize) throw tooLarge(upload.maxImageSize);
       if (fingerprint.size < settings.minSize) {
         throw new LocationUnreadableError('location_too_small', `The object at the location is ${fingerprint.size} bytes; a disk image has at least ${settings.minSize}.`);
@@ -99,17 +99,11 @@ export class LocationRegistrations {
       const md5 = createHash('md5');
       const sha512 = createHash('sha512');
       let size = 0;
-      const body = await reader.read(ref);
-      const onAbort = () => body.destroy(new Error('PIR is stopping'));
-      this.abort.signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        for await (const chunk of body) {
-          md5.update(chunk as Buffer);
-          sha512.update(chunk as Buffer);
-          size += (chunk as Buffer).length;
-        }
-      } finally {
-        this.abort.signal.removeEventListener('abort', onAbort);
+      const body = await reader.read(ref, undefined, this.abort.signal);
+      for await (const chunk of body) {
+        md5.update(chunk as Buffer);
+        sha512.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
       }
       const digests = { md5: md5.digest('hex'), sha512: sha512.digest('hex') };
       const { checksum, os_hash_value } = location.validation_data;

@@ -74,18 +74,18 @@ export class LocationReader {
   }
 
   /** The object as it is now (size, ETag, Last-Modified). */
-  async probe(url: string): Promise<LocationFingerprint> {
+  async probe(url: string, signal?: AbortSignal): Promise<LocationFingerprint> {
     if (url.startsWith('s3://')) {
       const { bucket, key } = this.s3Parts(url);
       try {
-        const head = await this.client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        const head = await this.client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }), signal ? { abortSignal: signal } : {});
         return { size: head.ContentLength ?? 0, etag: head.ETag ?? null, last_modified: head.LastModified?.toUTCString() ?? null };
       } catch (error) {
         throw s3Failure(error);
       }
     }
     // One byte, to learn the size from Content-Range and that ranges are honoured.
-    const response = await this.httpGet(url, { start: 0, end: 0 }, null);
+    const response = await this.httpGet(url, { start: 0, end: 0 }, null, signal);
     response.body.destroy();
     if (response.status === 416) {
       const total = /\*\/(\d+)/.exec(String(response.headers['content-range'] ?? ''))?.[1];
@@ -104,7 +104,7 @@ export class LocationReader {
   }
 
   /** The bytes (or one inclusive range), checked against the registration before the first byte. */
-  async read(ref: LocationRef, range?: ByteRange): Promise<Readable> {
+  async read(ref: LocationRef, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
     const { size } = ref.fingerprint;
     if (range && (range.start < 0 || range.end >= size || range.start > range.end)) throw new RangeError(`range ${range.start}-${range.end} outside 0-${size - 1}`);
     if (ref.url.startsWith('s3://')) {
@@ -115,7 +115,7 @@ export class LocationReader {
           Bucket: bucket, Key: key,
           ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
           ...(ref.fingerprint.etag ? { IfMatch: ref.fingerprint.etag } : {}),
-        }));
+        }), signal ? { abortSignal: signal } : {});
       } catch (error) {
         const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
         if (status === 412) throw new LocationChangedError('the ETag differs');
@@ -132,7 +132,7 @@ export class LocationReader {
       }
       return exactly(body, range ? range.end - range.start + 1 : ref.fingerprint.size);
     }
-    const response = await this.httpGet(ref.url, range ?? null, ref.fingerprint);
+    const response = await this.httpGet(ref.url, range ?? null, ref.fingerprint, signal);
     try {
       if (response.status === 412 || response.status === 416) throw new LocationChangedError(response.status === 412 ? 'the ETag differs' : 'the object is shorter');
       if (range && response.status !== 206) throw response.status === 200 ? new LocationUnreadableError('location_no_ranges', 'The server behind the location stopped honouring range requests.') : statusFailure(response.status);
@@ -172,7 +172,7 @@ export class LocationReader {
   }
 
   /** A GET through the egress client; any status comes back (the caller decides). */
-  private async httpGet(url: string, range: ByteRange | null, registered: LocationFingerprint | null): Promise<EgressResponse> {
+  private async httpGet(url: string, range: ByteRange | null, registered: LocationFingerprint | null, signal?: AbortSignal): Promise<EgressResponse> {
     const headers: Record<string, string> = {};
     if (range) headers.range = `bytes=${range.start}-${range.end}`;
     // The server checks too where it can: a strong ETag must still match.
@@ -180,7 +180,7 @@ export class LocationReader {
     try {
       // No byte limit here: an error body or a server ignoring Range is told apart by status,
       // and read() counts the bytes of a good answer itself (exactly the length expected).
-      return await this.egress.request(url, { method: 'GET', headers, maxBytes: Number.MAX_SAFE_INTEGER, anyStatus: true });
+      return await this.egress.request(url, { method: 'GET', headers, maxBytes: Number.MAX_SAFE_INTEGER, anyStatus: true, ...(signal ? { signal } : {}) });
     } catch (error) {
       if (error instanceof EgressError) throw new LocationUnreadableError(error.code, EGRESS_REASONS[error.code] ?? error.message);
       throw error;
