@@ -498,8 +498,8 @@ export class ImageService {
   }
 
   /**
-   * A web-download that failed (refused address, HTTP error, too large, broken off) kills the
-   * image with the reason: terminal and explicit, as every failed PIR import (Glance would put
+   * A web-download or a location registration that failed (refused address, HTTP error, too
+   * large, broken off, digests not as validation_data said) kills the image with the reason: terminal and explicit, as every failed PIR import (Glance would put
    * the image back in `queued`, where pollers wait forever). Continues what beginWebDownload authorized.
    */
   async failWebDownload(_caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {

@@ -22,7 +22,7 @@ export class LocationAwareBlobStore implements BlobStore {
   }
 
   write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
-    if (isExternalKey(key)) throw new Error('registered locations are read-only');
+    if (isExternalKey(key)) return Promise.reject(new Error('registered locations are read-only'));
     return this.inner.write(key, source, options);
   }
 
@@ -55,7 +55,7 @@ export class LocationAwareBlobStore implements BlobStore {
 
   localFile(key: string): Promise<{ path: string; release(): Promise<void> }> {
     // Only unpack asks for a file (zip input), and registered bytes are never unpacked.
-    if (isExternalKey(key)) throw new Error('registered locations are not copied to local files');
+    if (isExternalKey(key)) return Promise.reject(new Error('registered locations are not copied to local files'));
     return this.inner.localFile(key);
   }
 

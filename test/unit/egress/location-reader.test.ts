@@ -96,7 +96,8 @@ describe('LocationReader (http)', () => {
     await r.close();
     assert.equal(await blobs.promote(key, 'img'), key);
     await blobs.delete(key);
-    assert.throws(() => blobs.write(key, (async function* () {})(), { maxBytes: 1 }));
+    await assert.rejects(blobs.write(key, (async function* () {})(), { maxBytes: 1 }));
+    await assert.rejects(blobs.localFile(key));
     await blobs.delete('images/img');
     assert.deepEqual(calls, ['delete:images/img'], 'only PIR\'s own key reached the inner store');
     assert.equal(server.objects.get('/d')?.data.length, data.length);
