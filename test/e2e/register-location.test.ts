@@ -263,6 +263,23 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     noLeak(s3answer.body.toString(), bucket);
   });
 
+  it('a location that later redirects to a private address, or vanishes, answers 503 location_unreadable naming no host', async () => {
+    http.objects.set('/moving.qcow2', { data: qcow2 });
+    const id = await newImage(as.alice);
+    assert.equal((await addLocation(as.alice, id, { url: `${http.base}/moving.qcow2` })).status, 202);
+    assert.equal((await settled(id)).status, 'active');
+    http.redirects.set('/moving.qcow2', 'http://10.0.0.5/moving.qcow2');
+    const redirected = await download(as.alice, id);
+    assert.equal(redirected.status, 503);
+    assert.equal(JSON.parse(redirected.body.toString()).error.error_code, 'location_unreadable');
+    noLeak(redirected.body.toString(), '10.0.0.5', http.base, '127.0.0.1');
+    http.redirects.delete('/moving.qcow2');
+    http.objects.delete('/moving.qcow2');
+    const gone = await download(as.alice, id, { range: 'bytes=0-9' });
+    assert.equal(gone.status, 503);
+    assert.equal(JSON.parse(gone.body.toString()).error.error_code, 'location_unreadable');
+  });
+
   const killedCases: [string, () => Promise<string>, string][] = [
     ['a redirect to a private address', async () => { http.redirects.set('/to-private', 'http://10.1.2.3/disk.qcow2'); return `${http.base}/to-private`; }, 'address_refused'],
     ['a redirect to loopback on another port', async () => { http.redirects.set('/to-loopback', 'http://127.0.0.1:9/disk.qcow2'); return `${http.base}/to-loopback`; }, 'address_refused'],
