@@ -17,6 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { HashPool } from '../../ingest/hashing/index.js';
+import { RangeReader } from './range-reader.js';
 import { uploadHashed } from './s3-hashed-upload.js';
 import { PartBufferCache } from './s3-part-buffers.js';
 
@@ -54,9 +55,6 @@ const MiB = 1024 * 1024;
 const DEFAULT_PART_SIZE = 8 * MiB;
 /** Parts in flight: what is still to send after the last byte arrives is at most this many parts (+ the last). */
 const DEFAULT_QUEUE_SIZE = 2;
-/** Inspection reads come in small pieces (headers, table entries): fetch at least this much per request. */
-const READ_BLOCK = 256 * 1024;
-const CACHED_BLOCKS = 16;
 /** The commands that carry image bytes. */
 const UNSIGNED_BODIES = new Set(['UploadPartCommand', 'PutObjectCommand']);
 
@@ -137,7 +135,7 @@ export class S3BlobStore implements BlobStore {
   async openReader(key: string): Promise<BlobReader> {
     const info = await this.stat(key);
     if (!info) throw new BlobNotFoundError(key);
-    return new RangeReader(this, key, info.size);
+    return new RangeReader(info.size, (offset, length) => this.readRange(key, offset, length));
   }
 
   /** One bounded range as bytes (at most `length`, fewer at the end). */
@@ -248,39 +246,4 @@ export class S3BlobStore implements BlobStore {
 function notFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
-/** Random access by bounded Range requests, with a few aligned blocks cached (inspectors re-read headers). */
-class RangeReader implements BlobReader {
-  private readonly blocks = new Map<number, Promise<Buffer>>();
-
-  constructor(private readonly store: S3BlobStore, private readonly key: string, readonly size: number) {}
-
-  async read(offset: number, length: number): Promise<Buffer> {
-    if (offset >= this.size || length <= 0) return Buffer.alloc(0);
-    const end = Math.min(this.size, offset + length);
-    if (end - offset > READ_BLOCK) return this.store.readRange(this.key, offset, end - offset);
-    const first = Math.floor(offset / READ_BLOCK);
-    const last = Math.floor((end - 1) / READ_BLOCK);
-    const parts = await Promise.all(Array.from({ length: last - first + 1 }, (_, i) => this.block(first + i)));
-    const joined = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    const from = offset - first * READ_BLOCK;
-    return joined.subarray(from, from + (end - offset));
-  }
-
-  private block(index: number): Promise<Buffer> {
-    let block = this.blocks.get(index);
-    if (!block) {
-      const start = index * READ_BLOCK;
-      block = this.store.readRange(this.key, start, Math.min(READ_BLOCK, this.size - start));
-      block.catch(() => this.blocks.delete(index));
-      if (this.blocks.size >= CACHED_BLOCKS) this.blocks.delete(this.blocks.keys().next().value!);
-      this.blocks.set(index, block);
-    }
-    return block;
-  }
-
-  async close(): Promise<void> {
-    this.blocks.clear();
-  }
 }
