@@ -20,6 +20,7 @@ import { imageWords, prefixEnd } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortKey, SortSpec, SortValue } from '../../core/ports.js';
 import { WalGroupCommit } from './wal-group-commit.js';
+import { manifestWrites } from '../telemetry/metrics.js';
 
 export interface SqliteManifestStoreOptions {
   /** Database file path, or ':memory:' (tests only: nothing survives the process). */
@@ -206,7 +207,8 @@ export class SqliteManifestStore implements ManifestStore {
     insertWord: Database.Statement<[string, string]>;
   };
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
-  private readonly ackTx: (id: string, eventIds: string[]) => void;
+  /** True when it wrote (some of the events were still in the outbox). */
+  private readonly ackTx: (id: string, eventIds: string[]) => boolean;
   private readonly createTx: (doc: ImageDoc) => void;
   private readonly replaceTx: (doc: ImageDoc, expected: number) => boolean;
   private readonly purgeTx: (id: string) => void;
@@ -240,15 +242,16 @@ export class SqliteManifestStore implements ManifestStore {
       deleteWords: this.db.prepare('DELETE FROM image_words WHERE image_id = ?'),
       insertWord: this.db.prepare('INSERT OR IGNORE INTO image_words (image_id, word) VALUES (?, ?)'),
     };
-    const ack = this.db.transaction((id: string, eventIds: string[]) => {
+    const ack = this.db.transaction((id: string, eventIds: string[]): boolean => {
       const row = this.stmts.get.get(id);
-      if (!row) return;
+      if (!row) return false;
       const doc = JSON.parse(row.doc) as ImageDoc;
       const drop = new Set(eventIds);
       const outbox = doc.outbox.filter((e) => !drop.has(e.id));
-      if (outbox.length === doc.outbox.length) return;
+      if (outbox.length === doc.outbox.length) return false;
       doc.outbox = outbox;
       this.stmts.writeOutbox.run({ id, doc: JSON.stringify(doc), has_pending: outbox.length > 0 ? 1 : 0 });
+      return true;
     });
     this.ackTx = (id, eventIds) => ack.immediate(id, eventIds);
     const create = this.db.transaction((doc: ImageDoc) => {
@@ -278,6 +281,7 @@ export class SqliteManifestStore implements ManifestStore {
       if (isPrimaryKeyViolation(err)) throw new ManifestConflictError(doc.id);
       throw err;
     }
+    manifestWrites.inc({ kind: 'create', outcome: 'won' });
     await this.commits.durable();
   }
 
@@ -348,14 +352,18 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   async replace(doc: ImageDoc, expectedRevision: number): Promise<boolean> {
-    if (!this.replaceTx(doc, expectedRevision)) return false;
+    if (!this.replaceTx(doc, expectedRevision)) {
+      manifestWrites.inc({ kind: 'update', outcome: 'lost' });
+      return false;
+    }
+    manifestWrites.inc({ kind: 'update', outcome: 'won' });
     await this.commits.durable();
     return true;
   }
 
   async ackEvents(id: string, eventIds: string[]): Promise<void> {
     if (eventIds.length === 0) return;
-    this.ackTx(id, eventIds);
+    if (this.ackTx(id, eventIds)) manifestWrites.inc({ kind: 'ack', outcome: 'won' });
     await this.commits.durable();
   }
 

@@ -21,10 +21,14 @@
  * and the process must restart (then SQLite's recovery decides what the WAL holds).
  */
 import { closeSync, fdatasync, openSync } from 'node:fs';
+import { basename } from 'node:path';
 import type Database from 'better-sqlite3';
+import { sqliteDurableWrites, sqliteWalSyncs } from '../telemetry/metrics.js';
 
 export class WalGroupCommit {
   private readonly memory: boolean;
+  /** The metrics' label: the database file's name (manifest.sqlite, catalog.sqlite). */
+  private readonly label: { db: string };
   private fd: number | null = null;
   /** Writers whose commit the next fdatasync must cover. */
   private waiting: { resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -39,6 +43,7 @@ export class WalGroupCommit {
   /** Switches `db` (already in WAL mode) to synchronous = NORMAL; its WAL file is `${path}-wal`. */
   constructor(db: Database.Database, private readonly path: string) {
     this.memory = path === ':memory:' || path === '';
+    this.label = { db: basename(path) };
     if (!this.memory) db.pragma('synchronous = NORMAL');
   }
 
@@ -77,6 +82,8 @@ export class WalGroupCommit {
       if (error) return this.fail(batch, error);
       this.syncs++;
       this.writes += batch.length;
+      sqliteWalSyncs.inc(this.label);
+      sqliteDurableWrites.inc(this.label, batch.length);
       this.syncing = false;
       for (const w of batch) w.resolve();
       if (this.waiting.length > 0) this.sync();
