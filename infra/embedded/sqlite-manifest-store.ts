@@ -181,6 +181,14 @@ function toParams(doc: ImageDoc): RowParams {
   };
 }
 
+/** Images whose side rows are remembered (sideRows): the ones being written now, and then some. */
+const SIDE_ROWS_REMEMBERED = 10_000;
+
+/** Everything the side tables are made of, as one comparable string. */
+function sideRowsKey(doc: ImageDoc): string {
+  return JSON.stringify([doc.properties, doc.tags, (doc.members ?? []).map((m) => [m.member_id, m.status]), imageWords(doc)]);
+}
+
 function isPrimaryKeyViolation(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
@@ -207,6 +215,14 @@ export class SqliteManifestStore implements ManifestStore {
     insertWord: Database.Statement<[string, string]>;
   };
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
+  /**
+   * What the side tables hold for an image, as of the revision this connection wrote last
+   * (`key`: its properties, tags, members and words). A replace of that very revision that
+   * changes none of them leaves the side rows alone: most writes (the pipeline's) change only
+   * the status and stages, and rewriting ~10 rows and their index pages each time was most of
+   * a write's cost. Revisions are compare-and-set, so the row at `revision` is this write's.
+   */
+  private readonly sideRows = new Map<string, { revision: number; key: string }>();
   /** True when it wrote (some of the events were still in the outbox). */
   private readonly ackTx: (id: string, eventIds: string[]) => boolean;
   private readonly createTx: (doc: ImageDoc) => void;
@@ -257,17 +273,22 @@ export class SqliteManifestStore implements ManifestStore {
     const create = this.db.transaction((doc: ImageDoc) => {
       this.stmts.insert.run(toParams(doc));
       this.writeSideRows(doc, false);
+      this.rememberSideRows(doc, sideRowsKey(doc));
     });
     this.createTx = (doc) => create.immediate(doc);
     const replace = this.db.transaction((doc: ImageDoc, expected: number) => {
       if (this.stmts.replace.run({ ...toParams(doc), expected }).changes !== 1) return false;
-      this.writeSideRows(doc, true);
+      const key = sideRowsKey(doc);
+      const known = this.sideRows.get(doc.id);
+      if (known?.revision !== expected || known.key !== key) this.writeSideRows(doc, true);
+      this.rememberSideRows(doc, key);
       return true;
     });
     this.replaceTx = (doc, expected) => replace.immediate(doc, expected);
     const purge = this.db.transaction((id: string) => {
       this.stmts.purge.run(id);
       this.deleteSideRows(id);
+      this.sideRows.delete(id);
     });
     this.purgeTx = (id) => purge.immediate(id);
     this.migrate();
@@ -393,6 +414,12 @@ export class SqliteManifestStore implements ManifestStore {
       journalMode: String(this.db.pragma('journal_mode', { simple: true })),
       synchronous: Number(this.db.pragma('synchronous', { simple: true })),
     };
+  }
+
+  private rememberSideRows(doc: ImageDoc, key: string): void {
+    this.sideRows.delete(doc.id); // re-insert: the map's order is least recently written first
+    this.sideRows.set(doc.id, { revision: doc.revision, key });
+    if (this.sideRows.size > SIDE_ROWS_REMEMBERED) this.sideRows.delete(this.sideRows.keys().next().value!);
   }
 
   private writeSideRows(doc: ImageDoc, replacing: boolean): void {
