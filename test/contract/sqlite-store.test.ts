@@ -32,3 +32,35 @@ test('SQLite store: a schema-1 file gets the list columns and side tables from i
   assert.deepEqual(await ids({ scope: { project_id: 'p3', admin: false } }), [], 'the membership came from the document');
   assert.deepEqual(await store.get(doc.id), doc);
 });
+
+test('SQLite store: a replace that changes no property, tag, member or word leaves the side rows alone; one that does, or one after another connection wrote, rewrites them', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-siderows-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const a = new SqliteManifestStore({ path });
+  const b = new SqliteManifestStore({ path });
+  const raw = new Database(path, { readonly: true });
+  t.after(async () => { raw.close(); await a.close(); await b.close(); });
+  const props = (id: string) => raw.prepare('SELECT key, value FROM image_properties WHERE image_id = ? ORDER BY key').all(id);
+  // Count the side-row rewrites of connection a (each starts by deleting the image's properties).
+  let rewrites = 0;
+  const stmts = (a as unknown as { stmts: { deleteProperties: { run: (...args: unknown[]) => unknown } } }).stmts;
+  const run = stmts.deleteProperties.run.bind(stmts.deleteProperties);
+  stmts.deleteProperties = { run: (...args: unknown[]) => { rewrites++; return run(...args); } };
+  const doc = { ...makeDoc(), properties: { os_distro: 'debian' }, tags: ['x'] };
+  await a.create(doc);
+  assert.equal(await a.replace({ ...doc, revision: 2, status: 'saving' }, 1), true);
+  assert.equal(rewrites, 0, 'a status-only change rewrites no side row');
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'debian' }]);
+  // A property change is written.
+  assert.equal(await a.replace({ ...doc, revision: 3, status: 'saving', properties: { os_distro: 'ubuntu' } }, 2), true);
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }]);
+  assert.equal(rewrites, 1);
+  // Another connection changes the properties; this one's next status-only write (from that revision) must keep them.
+  assert.equal(await b.replace({ ...doc, revision: 4, status: 'saving', properties: { os_distro: 'arch' } }, 3), true);
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'arch' }]);
+  assert.equal(await a.replace({ ...doc, revision: 5, status: 'importing', properties: { os_distro: 'ubuntu' } }, 4), true, 'a stale view of the properties, written on purpose');
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }], 'written: the revision it replaced was not this connection\'s');
+  assert.equal(await b.replace({ ...doc, revision: 6, status: 'active', properties: { os_distro: 'ubuntu' } }, 5), true);
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }]);
+});
