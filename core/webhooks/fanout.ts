@@ -75,7 +75,8 @@ export class WebhookFanout {
     // Enqueued again when the delivery exists but never ran (the previous try died in between).
     const current = existed ? await this.store.getDelivery(delivery.id) : delivery;
     if (current && current.status === 'pending' && current.attempts.length === 0 && current.redeliveries === 0) {
-      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id });
+      const { subscription_id, event_type, payload, traceparent } = delivery;
+      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id, snapshot: { subscription_id, event_type, payload, traceparent } });
     }
     this.log.debug({ image_id: event.image_id, event: event.type, webhook: delivery.subscription_id, delivery_id: delivery.id }, 'webhook delivery enqueued');
   }
