@@ -5,17 +5,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { processCpuMs } from './limits.js';
 
 const TICK_MS = 10; // USER_HZ is 100 on every Linux we run on
-
-function statFields(pid: number): string[] | null {
-  try {
-    // Fields after the command name (which may hold spaces), so index 0 is field 3 (state).
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').pop()!.split(' ');
-  } catch {
-    return null;
-  }
-}
 
 function children(pid: number): number[] {
   try {
@@ -25,12 +17,19 @@ function children(pid: number): number[] {
   }
 }
 
-/** User + system CPU in ms of `pid`, its reaped children, and (recursively) its live children; null if gone. */
-export function processCpuMs(pid: number): number | null {
-  const f = statFields(pid);
-  if (!f) return null;
-  const own = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * TICK_MS;
-  return own + children(pid).reduce((sum, child) => sum + (processCpuMs(child) ?? 0), 0);
+/** Reaped children's CPU ms (cutime + cstime): PostgreSQL backends that exited. */
+function reapedCpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[13]) + Number(f[14])) * TICK_MS;
+}
+
+/** CPU ms of `pid` (limits.ts' processCpuMs), its reaped children and, recursively, its live children; null if gone. */
+export function processTreeCpuMs(pid: number): number | null {
+  try {
+    return processCpuMs(pid) + reapedCpuMs(pid) + children(pid).reduce((sum, child) => sum + (processTreeCpuMs(child) ?? 0), 0);
+  } catch {
+    return null;
+  }
 }
 
 /** The pid listening on 127.0.0.1:`port` (or any address), from `ss`; null when unknown. */
@@ -63,7 +62,7 @@ export class CpuMeter {
 
   constructor(private readonly pids: Record<string, number | null | undefined>) {
     for (const [name, pid] of Object.entries(pids)) {
-      const ms = pid ? processCpuMs(pid) : null;
+      const ms = pid ? processTreeCpuMs(pid) : null;
       if (ms !== null) this.start.set(name, ms);
     }
   }
@@ -71,7 +70,7 @@ export class CpuMeter {
   since(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const [name, before] of this.start) {
-      const now = processCpuMs(this.pids[name]!);
+      const now = processTreeCpuMs(this.pids[name]!);
       if (now !== null) out[name] = now - before;
     }
     return out;
