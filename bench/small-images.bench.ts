@@ -31,6 +31,7 @@ import { MongoManifestStore } from '../infra/mongo/mongo-manifest-store.js';
 import { SqliteManifestStore } from '../infra/embedded/sqlite-manifest-store.js';
 import type { ManifestStore } from '../core/ports.js';
 import { STAGES, type ImageDoc } from '../schemas/image.js';
+import { CpuMeter, ferretdbPostgresPid, listenerPid } from './process-cpu.js';
 
 const CLIENTS = 8;
 
@@ -190,13 +191,23 @@ async function measure(label: string, mongoUrl: string | null, ctx: BenchContext
     await smallImages(run.client, data, CLIENTS, 2, 30);
     const before = await scrape(run.metricsUrls);
     const since = new Date().toISOString();
+    // CPU per image of each process on the path (the MongoDB-wire server may be shared with other runs).
+    const pids: Record<string, number | null | undefined> = Object.fromEntries(run.processes.map((p) => [p.role, p.child.pid]));
+    if (mongoUrl) {
+      const wire = listenerPid(Number(new URL(mongoUrl).port || 27017));
+      pids['mongo-wire'] = wire;
+      if (wire) pids.postgres = ferretdbPostgresPid(wire);
+    }
+    const cpu = new CpuMeter(pids);
     ctx.log(`${label}: ${count} × 1 MiB, ${CLIENTS} clients`);
     const r = await smallImages(run.client, data, CLIENTS, Math.ceil(count / CLIENTS), 60);
+    const used = cpu.since();
     const after = await scrape(run.metricsUrls);
+    const cpuNote = 'CPU ms/img ' + Object.entries(used).map(([name, ms]) => `${name} ${(ms / r.count).toFixed(1)}`).join(', ');
     const embedded = mongoUrl === null;
     const steps = await timeline(run.openManifest(), since).catch((err: Error) => `timeline failed: ${err.message}`);
     return [
-      { name: `${label}: 1 MiB images, ${CLIENTS} clients`, value: r.perSecond, unit: 'img/s', atLeast: embedded ? 150 : 50, note: `${r.count} images; load avg ${loadavg()[0]!.toFixed(1)}; ${breakdown(before, after, r.count)}${steps ? ` | ${steps}` : ''}` },
+      { name: `${label}: 1 MiB images, ${CLIENTS} clients`, value: r.perSecond, unit: 'img/s', atLeast: embedded ? 150 : 50, note: `${r.count} images; load avg ${loadavg()[0]!.toFixed(1)}; ${cpuNote} | ${breakdown(before, after, r.count)}${steps ? ` | ${steps}` : ''}` },
       { name: `${label}: p50 create → active`, value: r.p50, unit: 'ms' },
       { name: `${label}: p99 create → active`, value: r.p99, unit: 'ms', ...(embedded ? {} : { atMost: 500 }) },
     ];
