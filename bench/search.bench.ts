@@ -54,7 +54,7 @@ function rng(seed: number): () => number {
   };
 }
 
-function* imageBatches(n: number, batch = 5000): Generator<ImageDoc[]> {
+export function* imageBatches(n: number, batch = 5000): Generator<ImageDoc[]> {
   const random = rng(11);
   const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
   const t0 = Date.parse('2025-01-01T00:00:00Z');
