@@ -59,6 +59,8 @@ const DRIVE_MAX = 4000;
 /** …or this many per row of the page, up to DRIVE_MAX_LONG_PAGE. */
 const DRIVE_PER_ROW = 16;
 const DRIVE_MAX_LONG_PAGE = 20_000;
+/** The FTS5 intersection of a search's words drives up to this many rows per row of the page. */
+const FTS_DRIVE_PER_ROW = 40;
 
 function marks(values: readonly unknown[]): string {
   return values.map(() => '?').join(', ');
@@ -453,9 +455,9 @@ export class SqliteManifestStore implements ManifestStore {
     // set costs its size: a long page (the relevance window of 1,000) is worth a larger set.
     const driveMax = this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, Math.max(DRIVE_MAX, DRIVE_PER_ROW * query.limit));
     let driver: { from: string; params: unknown[]; rows: number; wholeSearch?: boolean } | null = null;
-    const consider = (from: string, params: unknown[], wholeSearch = false) => {
-      const rows = this.boundedCount(from, params, driveMax);
-      if (rows <= driveMax && (!driver || rows < driver.rows)) driver = { from, params, rows, wholeSearch };
+    const consider = (from: string, params: unknown[], wholeSearch = false, max = driveMax) => {
+      const rows = this.boundedCount(from, params, max);
+      if (rows <= max && (!driver || rows < driver.rows)) driver = { from, params, rows, wholeSearch };
     };
     for (const tag of query.tags ?? []) consider('SELECT image_id AS did FROM image_tags WHERE tag = ?', [tag]);
     for (const [key, value] of Object.entries(query.properties ?? {})) consider('SELECT image_id AS did FROM image_properties WHERE key = ? AND value = ?', [key, value]);
@@ -464,8 +466,10 @@ export class SqliteManifestStore implements ManifestStore {
       consider('SELECT DISTINCT image_id AS did FROM image_words WHERE word >= ? AND word < ?', [query.search.prefix, prefixEnd(query.search.prefix)]);
       // Every word alone is common: their intersection (FTS5) may still be small (`debian noble`:
       // none of 16,700 and 5,500). When it holds the prefix too, its rows need no per-word probe.
+      // Counted to a lower bound: a larger intersection is dense enough for the walk, and
+      // counting it costs a merge of the posting lists up to that many matches.
       const fts = driver ? null : this.search.matchExpression(query.search);
-      if (fts) consider(SqliteSearchIndex.matchSql(), [fts.match], fts.complete);
+      if (fts) consider(SqliteSearchIndex.matchSql(), [fts.match], fts.complete, this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, FTS_DRIVE_PER_ROW * query.limit));
     }
     if (query.galleryIn && query.galleryIn.length > 0) {
       consider(`SELECT image_id AS did FROM image_properties WHERE key = ? AND value IN (${marks(query.galleryIn)})`, [GALLERY_PROPERTY, ...query.galleryIn]);
