@@ -12,7 +12,7 @@ import type { JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import type { DeliveryJob } from './jobs.js';
-import { subscriberCaller, subscriptionWants } from './matching.js';
+import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
 import { EventAudience, type GrantsOf } from '../event-audience.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
 
@@ -60,8 +60,13 @@ export class WebhookFanout {
     const wanted: Subscription[] = [];
     for (const sub of subs) {
       if (event.occurred_at < sub.created_at) continue; // a new group reads the log from its start: only events after the subscription
-      // A failed grants lookup fails the event, which the bus delivers again.
-      if (subscriptionWants(sub, event.type, doc, event.image_id, owner, await audience.grantsFor(subscriberCaller(sub)))) wanted.push(sub);
+      if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
+      else if (sub.enabled && eventMatches(sub.events, event.type)) {
+        // Perhaps through a gallery shared with the project: its grants, read only then (a failed
+        // read fails the event, which the bus delivers again).
+        const grants = await audience.grantsFor(subscriberCaller(sub));
+        if (grants.length > 0 && subscriptionWants(sub, event.type, doc, event.image_id, owner, grants)) wanted.push(sub);
+      }
     }
     // Several at a time: one event may fan out to many subscriptions, and the bus waits for the
     // handler (a slow one holds the partition and, on Kafka, the group's heartbeat).
