@@ -400,18 +400,23 @@ export class SqliteManifestStore implements ManifestStore {
     };
   }
 
-  private writeSideRows(doc: ImageDoc, replacing: boolean): void {
-    if (replacing) this.deleteSideRows(doc.id);
+  /** `replacing`: the image had side rows; `rebuild`: rewrite its words even when they look unchanged (migration). */
+  private writeSideRows(doc: ImageDoc, replacing: boolean, rebuild = false): void {
+    if (replacing) this.deleteFilterRows(doc.id);
     for (const [key, value] of Object.entries(doc.properties)) this.stmts.insertProperty.run(doc.id, key, value);
     for (const tag of doc.tags) this.stmts.insertTag.run(doc.id, tag);
     for (const m of doc.members ?? []) this.stmts.insertMember.run(doc.id, m.member_id, m.status);
-    this.search.write(doc, false);
+    this.search.write(doc, rebuild ? 'rebuild' : replacing ? 'replace' : 'new');
   }
 
-  private deleteSideRows(id: string): void {
+  private deleteFilterRows(id: string): void {
     this.stmts.deleteProperties.run(id);
     this.stmts.deleteTags.run(id);
     this.stmts.deleteMembers.run(id);
+  }
+
+  private deleteSideRows(id: string): void {
+    this.deleteFilterRows(id);
     this.search.remove(id);
   }
 
@@ -433,7 +438,7 @@ export class SqliteManifestStore implements ManifestStore {
         const doc = JSON.parse(row.doc) as ImageDoc;
         const p = toParams(doc);
         update.run({ id: p.id, protected: p.protected, os_hidden: p.os_hidden, checksum: p.checksum, os_hash_value: p.os_hash_value });
-        this.writeSideRows(doc, true);
+        this.writeSideRows(doc, true, true);
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     }).immediate();

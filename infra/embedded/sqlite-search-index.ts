@@ -49,6 +49,7 @@ export class SqliteSearchIndex {
       deleteText: db.prepare<[number]>('DELETE FROM image_search WHERE rowid = ?'),
       insertWord: db.prepare<[string, string, number]>('INSERT OR REPLACE INTO image_words (image_id, word, weight) VALUES (?, ?, ?)'),
       deleteWords: db.prepare<[string]>('DELETE FROM image_words WHERE image_id = ?'),
+      wordsOf: db.prepare<[string], { word: string; weight: number }>('SELECT word, weight FROM image_words WHERE image_id = ?'),
       firstWord: db.prepare<[string, string], { word: string }>('SELECT word FROM image_words WHERE word >= ? AND word < ? ORDER BY word LIMIT 1'),
       nextWord: db.prepare<[string, string], { word: string }>('SELECT word FROM image_words WHERE word > ? AND word < ? ORDER BY word LIMIT 1'),
     };
@@ -60,14 +61,24 @@ export class SqliteSearchIndex {
     if (!cols.includes('weight')) db.exec('ALTER TABLE image_words ADD COLUMN weight INTEGER NOT NULL DEFAULT 1');
   }
 
-  /** The image's words, replacing what was indexed before (call inside the write's transaction). */
-  write(doc: ImageDoc, replacing: boolean): void {
-    if (replacing) this.remove(doc.id);
+  /**
+   * The image's words, replacing what was indexed before (call inside the write's transaction).
+   * A replace whose words are unchanged (most writes: status, checksum, outbox) writes nothing;
+   * `rebuild` writes anyway (a migration filling the index).
+   */
+  write(doc: ImageDoc, mode: 'new' | 'replace' | 'rebuild'): void {
     const words = weightedWords(doc);
+    if (mode === 'replace' && this.unchanged(doc.id, words)) return;
+    if (mode !== 'new') this.remove(doc.id);
     for (const [word, weight] of words) this.stmts.insertWord.run(doc.id, word, weight);
     if (words.size === 0) return;
     const { docid } = this.stmts.newDocid.get(doc.id)!;
     this.stmts.insertText.run(docid, [...words.keys()].join(' '));
+  }
+
+  private unchanged(imageId: string, words: Map<string, number>): boolean {
+    const stored = this.stmts.wordsOf.all(imageId);
+    return stored.length === words.size && stored.every((r) => words.get(r.word) === r.weight);
   }
 
   remove(imageId: string): void {
