@@ -12,8 +12,9 @@ import type { JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import type { DeliveryJob } from './jobs.js';
-import { subscriptionWants } from './matching.js';
-import { WEBHOOK_EVENTS, type Delivery, type WebhookStore } from './model.js';
+import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
+import { EventAudience, type GrantsOf } from '../event-audience.js';
+import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
 
 export const WEBHOOKS_GROUP = 'pir-webhooks';
 const TYPES = new Set<string>(WEBHOOK_EVENTS);
@@ -40,6 +41,8 @@ export class WebhookFanout {
     private readonly kind: JobKind<DeliveryJob>,
     private readonly log: Logger,
     private readonly view: ImageViewFn,
+    /** The galleries shared with a project: images in them are delivered as if shared with it. */
+    private readonly grantsOf?: GrantsOf,
   ) {}
 
   async start(bus: EventBus): Promise<void> {
@@ -53,8 +56,18 @@ export class WebhookFanout {
     const doc = await this.manifest.get(event.image_id);
     const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
     const body = eventBody(event, doc, this.view);
-    const wanted = subs.filter((sub) => event.occurred_at >= sub.created_at // a new group reads the log from its start: only events after the subscription
-      && subscriptionWants(sub, event.type, doc, event.image_id, owner));
+    const audience = new EventAudience(doc, this.grantsOf);
+    const wanted: Subscription[] = [];
+    for (const sub of subs) {
+      if (event.occurred_at < sub.created_at) continue; // a new group reads the log from its start: only events after the subscription
+      if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
+      else if (sub.enabled && eventMatches(sub.events, event.type)) {
+        // Perhaps through a gallery shared with the project: its grants, read only then (a failed
+        // read fails the event, which the bus delivers again).
+        const grants = await audience.grantsFor(subscriberCaller(sub));
+        if (grants.length > 0 && subscriptionWants(sub, event.type, doc, event.image_id, owner, grants)) wanted.push(sub);
+      }
+    }
     if (wanted.length === 0) return;
     const now = new Date().toISOString();
     const deliveries = wanted.map((sub): Delivery => ({

@@ -64,3 +64,36 @@ test('SQLite store: a replace that changes no property, tag, member or word leav
   assert.equal(await b.replace({ ...doc, revision: 6, status: 'active', properties: { os_distro: 'ubuntu' } }, 5), true);
   assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }]);
 });
+
+test('SQLite store: a schema-3 file (image_words without weights, no FTS5 index) is searched and ranked after opening', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-sqlite-migrate3-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const docs = [
+    makeDoc({ owner: 'p1', visibility: 'public', name: 'plain', tags: ['debian'], properties: { description: 'noble gpu' }, created_at: '2025-01-01T00:00:02Z' }),
+    makeDoc({ owner: 'p1', visibility: 'public', name: 'Debian noble', tags: [], properties: {}, created_at: '2025-01-01T00:00:01Z' }),
+  ];
+  // Written by this version, then taken back to schema 3: the weight column and the FTS5 tables dropped.
+  const first = new SqliteManifestStore({ path });
+  for (const d of docs) await first.create(d);
+  await first.close();
+  const old = new Database(path);
+  old.exec(`DROP TABLE image_search; DROP TABLE image_docids; DROP TABLE image_words;
+    CREATE TABLE image_words (image_id TEXT NOT NULL, word TEXT NOT NULL, PRIMARY KEY (image_id, word)) WITHOUT ROWID;`);
+  for (const d of docs) for (const w of ['debian', 'noble', ...(d.name === 'plain' ? ['plain', 'gpu'] : [])]) old.prepare('INSERT INTO image_words VALUES (?, ?)').run(d.id, w);
+  old.pragma('user_version = 3');
+  old.close();
+
+  const store = new SqliteManifestStore({ path, driveMax: 0 });
+  t.after(() => store.close());
+  const query = { scope: { project_id: 'p2', admin: false }, memberStatus: 'accepted' as const, where: {}, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10, search: { words: ['debian'], prefix: 'nob' } };
+  assert.deepEqual((await store.list(query)).map((d) => d.id), [docs[0]!.id, docs[1]!.id]);
+  // Ranked by where the words are: both in the name (8) before a tag and a property (3).
+  assert.deepEqual(await store.rankedIds(query, 10), [docs[1]!.id, docs[0]!.id]);
+  assert.deepEqual((await store.list({ ...query, search: { words: ['gpu'], prefix: 'debian' } })).map((d) => d.id), [docs[0]!.id]);
+  // The FTS5 index was filled from the documents.
+  const check = new Database(path, { readonly: true });
+  t.after(() => check.close());
+  assert.equal((check.prepare(`SELECT count(*) AS n FROM image_search WHERE image_search MATCH '"noble" AND "debian"'`).get() as { n: number }).n, 2);
+  assert.equal((check.prepare(`SELECT count(*) AS n FROM image_search WHERE image_search MATCH '"gpu" AND "deb"*'`).get() as { n: number }).n, 1);
+});
