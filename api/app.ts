@@ -25,6 +25,8 @@ import { schemaRoutes } from './routes/schemas.js';
 import { taskRoutes } from './routes/tasks.js';
 import { imageRoutes } from './routes/images.js';
 import { infoRoutes } from './routes/info.js';
+import { storeRoutes } from './routes/stores.js';
+import { StoreOperations } from '../core/store-operations.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -66,6 +68,8 @@ export interface AppDeps {
   catalog?: CatalogService;
   /** Live image events for GET /v2/events; absent: the event stream is not served. */
   live?: LiveEvents;
+  /** Multi-store operations (copy-image, DELETE /v2/stores/…); absent: deletes only, no copy-image. */
+  storeOps?: StoreOperations;
   /** Keystone, when PIR runs behind it: POST /auth/tokens exchanges a password for a token (the web console's sign-in). */
   keystone?: TokenExchangeSettings | null;
 }
@@ -147,8 +151,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);
     await taskRoutes(v2, deps.images);
-    await imageImportRoutes(v2, deps.images, deps.webDownloads);
-    await infoRoutes(v2, deps.quotas);
+    const storeOps = deps.storeOps ?? new StoreOperations(deps.manifest, deps.images.stores, null, deps.log);
+    await imageImportRoutes(v2, deps.images, deps.webDownloads, storeOps.canCopy ? storeOps : null);
+    await infoRoutes(v2, deps.quotas, deps.images.stores);
+    await storeRoutes(v2, storeOps);
     await imageDataRoutes(v2, deps);
     if (resumable) await imageUploadRoutes(v2, { uploads: resumable, maxImageSize: deps.upload.maxImageSize, publicUrl: deps.publicUrl ?? null });
     await shareLinkRoutes(v2, deps.images, deps.publicUrl ?? null);

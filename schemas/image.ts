@@ -113,6 +113,29 @@ export interface ShareLink {
   created_by: { project_id: string; user_id: string };
 }
 
+/**
+ * One copy of the image's bytes in a configured store (multi-store, core/image-stores.ts).
+ * A location registered from outside (s3:// or http) can sit beside these in its own field.
+ */
+export interface StoredCopy {
+  /** The store's id (PIR_STORES; `local` without it). */
+  store: string;
+  /** The blob key in that store. */
+  key: string;
+  /** When the copy was complete. */
+  at: string;
+}
+
+/**
+ * The stores an import or a copy-image is placing the image in: Glance's
+ * os_glance_importing_to_stores and os_glance_failed_import, and all_stores_must_succeed.
+ */
+export interface StoreImport {
+  importing: string[];
+  failed: string[];
+  must_succeed: boolean;
+}
+
 export interface ImageDoc {
   id: string;
   /** Bumped by every state change: the compare-and-set token. */
@@ -152,6 +175,13 @@ export interface ImageDoc {
    */
   blob_key?: string | null;
   failure: ImportFailure | null;
+  /**
+   * The stores holding the image's bytes, default store first when it holds them. Absent (older
+   * documents, single store): one copy in the default store under blob_key / images/<id>.
+   */
+  stores?: StoredCopy[];
+  /** Stores an import or copy-image is still writing, or failed to (absent: none). */
+  store_import?: StoreImport | null;
   /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
   share_links?: ShareLink[];
   /** Uses of each share link, by link id (kept apart so counting never bumps updated_at). */
