@@ -146,7 +146,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.keystone) await app.register(async (root) => tokenExchangeRoutes(root, deps.keystone!));
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
-    await schemaRoutes(v2);
+    await schemaRoutes(v2, { multiStore: deps.images.stores.multi });
     await imageRoutes(v2, deps.images, deps.quotas);
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);
