@@ -2,7 +2,6 @@
  * Where an image's bytes are, store by store (multi-store), and the chores over them: reading
  * the copies a document records, copying between stores with verification, removing every copy.
  */
-import { PirError } from './errors.js';
 import { fail } from './error-catalog.js';
 import { imageKey, storedKeyOf } from './blob-keys.js';
 import type { BlobStore } from './ports.js';
@@ -50,20 +49,4 @@ export async function removeCopies(registry: StoreRegistry, copies: StoredCopy[]
   const results = await Promise.allSettled(copies.filter((c) => registry.has(c.store)).map((c) => registry.get(c.store).delete(c.key)));
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-}
-
-/** The import fields Glance shows on an image, as its comma-separated strings. */
-export function storeFields(doc: ImageDoc, defaultStore: string): Record<string, string> {
-  const fields: Record<string, string> = {};
-  const held = copiesOf(doc, defaultStore).map((c) => c.store);
-  if (held.length) fields.stores = held.join(',');
-  if (doc.store_import) {
-    fields.os_glance_importing_to_stores = doc.store_import.importing.join(',');
-    fields.os_glance_failed_import = doc.store_import.failed.join(',');
-  }
-  return fields;
-}
-
-export function isStoreError(error: unknown): boolean {
-  return error instanceof PirError && (error.code === 'store_copy_mismatch' || error.code === 'store_copy_failed');
 }
