@@ -18,7 +18,7 @@ import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 import { makeIdentities, type Identities, startTenantPir, type TenantPir } from '../support/clients.js';
 import { makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
-import { testLogDir, waitFor } from '../support/pir-process.js';
+import { freePort, startPirProcess, testLogDir, waitFor } from '../support/pir-process.js';
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
 
 const logDir = testLogDir('multistore');
@@ -124,6 +124,14 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal(await s3Sha512(id), sha512, 'the object in the bucket is the image');
       await assert.rejects(stat(fastFile(id)), 'nothing in the default store');
       assert.equal((await as('A').downloadDigests(id)).sha512, sha512);
+      // PUT …/stage with the header: a glance-direct import naming no store goes there.
+      const staged = await create('staged-to-s3');
+      assert.equal((await as('A').putData(staged, file, 'stage', { 'x-image-meta-store': 's3' })).status, 204);
+      assert.equal((await as('A').call('POST', `/v2/images/${staged}/import`, importBody({}))).status, 202);
+      const settled = await as('A').waitSettled(staged, 120_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      assert.equal(settled.stores, 's3');
+      assert.equal(await s3Sha512(staged), sha512);
     });
 
     it('import with stores [fast, s3] places it in both; all_stores with stores, an empty or unknown store → 400', async () => {
@@ -262,3 +270,51 @@ for (const mode of ['embedded', 'distributed'] as const) {
     });
   });
 }
+
+describe('copy-image survives a crash (pir serve SIGKILLed mid-copy, started again)', async () => {
+  const missing = (await serviceUp('s3')).up ? [] : ['s3'];
+  if (missing.length && !inCI) console.log('# multistore restart e2e skipped: s3 not running');
+  it('the durable copy-image job resumes after the restart and the copy is verified', { skip: missing.length && !inCI ? 's3 not running' : false }, async () => {
+    if (missing.length) throw new Error('CI is set but SeaweedFS (s3) is not running');
+    const dir = await makeTempDir('pir-e2e-multistore-restart-');
+    const prefix = `${uniqueName('msrestart').replace(/[^A-Za-z0-9]/g, '')}/`;
+    const s3 = new S3BlobStore({ ...services.s3, prefix: `${prefix}s3/` });
+    const port = await freePort();
+    const token = 'e2e-multistore-restart-token-0123456789';
+    const env = {
+      PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: token,
+      PIR_STORES: `fast=fs:${join(dir, 'fast')},s3=s3`,
+      PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_PREFIX: prefix,
+    };
+    let pir = await startPirProcess('serve', env, logDir, 'restart-1');
+    try {
+      const client = new PirClient(`http://127.0.0.1:${port}`, token);
+      const bytes = randomBytes(256 * MiB);
+      const file = join(dir, 'big.raw');
+      await writeFile(file, bytes);
+      const sha512 = createHash('sha512').update(bytes).digest('hex');
+      const id = (await client.createImage({ name: 'big', disk_format: 'raw', container_format: 'bare' })).id as string;
+      assert.equal((await client.putData(id, file)).status, 204);
+      assert.equal((await client.call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3'] })).status, 202);
+      // Let the copy start, then kill the process while it is still copying.
+      await new Promise((r) => setTimeout(r, 300));
+      const during = (await client.getImage(id)).body;
+      await pir.kill();
+      assert.equal(during.os_glance_importing_to_stores, 's3', 'killed while the copy was running');
+      pir = await startPirProcess('serve', env, logDir, 'restart-2');
+      await waitFor(async () => (await client.getImage(id)).body.os_glance_importing_to_stores === '', 120_000, 'the copy to finish after the restart');
+      const image = (await client.getImage(id)).body;
+      assert.equal(image.stores, 'fast,s3');
+      assert.equal(image.os_glance_failed_import, '');
+      const hash = createHash('sha512');
+      for await (const chunk of await s3.read(`images/${id}`)) hash.update(chunk as Buffer);
+      assert.equal(hash.digest('hex'), sha512);
+    } finally {
+      await pir.stop();
+      for (const blob of await s3.list('')) await s3.delete(blob.key).catch(() => {});
+      s3.close();
+      await removeDir(dir);
+    }
+  });
+});
