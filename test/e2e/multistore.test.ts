@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
-import { makeIdentities, type Identities, startTenantPir, type TenantPir } from '../support/clients.js';
+import { makeIdentities, openstacksdkPython, repoRoot, type Identities, startTenantPir, type TenantPir } from '../support/clients.js';
 import { makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor } from '../support/pir-process.js';
@@ -24,6 +24,7 @@ import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
 const logDir = testLogDir('multistore');
 const run = promisify(execFile);
 const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
+const sdk = await openstacksdkPython();
 const MiB = 1024 * 1024;
 
 for (const mode of ['embedded', 'distributed'] as const) {
@@ -267,6 +268,18 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal((await show(copied)).stores, 'spare');
       await assert.rejects(glance('admin', 'stores-delete', '--store', 'spare', copied), 'the last copy stays');
       assert.equal((await as('A').downloadDigests(copied)).sha512, sha512);
+    });
+
+    it('openstacksdk: image.stores(), import_image with stores, copy-image', { skip: mode === 'distributed' ? 'embedded mode covers the SDK' : !sdk.present && !inCI ? 'no openstacksdk venv (bash infra/local/services.sh install clients)' : false }, async () => {
+      if (!sdk.present) throw new Error('CI is set but the openstacksdk venv is missing: bash infra/local/services.sh install clients');
+      const { stdout } = await run(sdk.path, [join(repoRoot, 'test', 'clients', 'openstacksdk_multistore.py')], {
+        env: { PATH: process.env.PATH ?? '', PIR_ENDPOINT: pir.url, PIR_TOKEN: ids.A.token, PIR_ADMIN_TOKEN: ids.admin.token, PIR_IMAGE_FILE: file },
+      });
+      const seen = JSON.parse(stdout.trim().split('\n').pop()!);
+      assert.deepEqual(seen.stores, ['fast', 's3', 'spare']);
+      assert.deepEqual(seen.imported, { status: 'active', stores: 'fast,s3' });
+      assert.equal(seen.copied.status, 'active');
+      assert.deepEqual(seen.copied.stores.split(',').sort(), ['fast', 's3', 'spare']);
     });
   });
 }
