@@ -1,7 +1,8 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
 import type { ImageDoc, ImageMember } from '../schemas/image.js';
 
-export function imageView(doc: ImageDoc): Record<string, unknown> {
+/** `extra`: fields only some callers see (core/external-location.ts locationFields: locations, direct_url). */
+export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Record<string, unknown> {
   const pipeline = doc.pipeline;
   const view: Record<string, unknown> = {
     id: doc.id,
@@ -40,6 +41,7 @@ export function imageView(doc: ImageDoc): Record<string, unknown> {
     view.os_glance_importing_to_stores = doc.store_import.importing.join(',');
     view.os_glance_failed_import = doc.store_import.failed.join(',');
   }
+  if (extra) Object.assign(view, extra);
   // Extra properties go in after the fixed fields, which win a clash (as in Glance). Spreading
   // them in first instead costs ~100 µs per image (V8 turns each view into a slow dictionary
   // object): 100 ms of a 1000-image list.

@@ -11,6 +11,7 @@ import type { ImageDoc } from '../../schemas/image.js';
 import { copiesOf, readingOrder } from '../../core/image-stores.js';
 import type { StoreRegistry } from '../../core/store-registry.js';
 import { uploadTargets } from '../store-targets.js';
+import { LocationChangedError, LocationUnreadableError } from '../../infra/storage/location-reader.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
@@ -120,12 +121,22 @@ function headerInt(request: FastifyRequest, name: string): number | null {
 export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, stores: StoreRegistry, doc: ImageDoc) {
   const id = doc.id;
   // The store failing (an object store down, a blob gone) is a 503 for the client, logged for the operator.
-  const unavailable = (detail: Record<string, unknown>) => {
+  const unavailable = (detail: { err?: unknown; stored?: number; expected?: number | null }) => {
+    // A registered location that changed is refused as such (409), one that cannot be read is a
+    // 503 of its own; neither message names the location.
+    if (detail.err instanceof LocationChangedError) {
+      request.log.warn({ image_id: id, reason: detail.err.detail }, 'registered location changed; download refused');
+      return detail.err;
+    }
+    if (detail.err instanceof LocationUnreadableError) {
+      request.log.warn({ image_id: id, code: detail.err.code, reason: detail.err.message }, 'registered location unreadable');
+      return new PirError('unavailable', 'location_unreadable', `Image ${id}'s data could not be read from its registered location (${detail.err.message}); retry later or ask the image's owner.`, true);
+    }
     request.log.error({ image_id: id, ...detail }, 'stored bytes missing, wrong size or unreadable');
     return new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
   };
   const source = await readableCopy(request, stores, doc);
-  if (!source) throw unavailable({ stores: copiesOf(doc, stores.defaultId).map((c) => c.store), expected: doc.size });
+  if ('failure' in source) throw unavailable({ err: source.failure.err, stored: source.failure.stored, expected: doc.size });
   const { blobs, key } = source;
   const size = doc.size!;
   const open = (range?: { start: number; end: number }) => blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
@@ -150,19 +161,23 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
  * The first copy of the image that its store answers for with the right size: the default
  * store's first, then the others (a store down or missing the blob is logged and skipped).
  */
-async function readableCopy(request: FastifyRequest, stores: StoreRegistry, doc: ImageDoc): Promise<{ blobs: BlobStore; key: string } | null> {
+async function readableCopy(request: FastifyRequest, stores: StoreRegistry, doc: ImageDoc): Promise<{ blobs: BlobStore; key: string } | { failure: { err?: unknown; stored?: number } }> {
+  // The last store's failure is what the client hears (a registered location's own error included).
+  let failure: { err?: unknown; stored?: number } = {};
   for (const copy of readingOrder(copiesOf(doc, stores.defaultId), stores.defaultId)) {
     if (!stores.has(copy.store)) continue;
     const blobs = stores.get(copy.store);
     try {
       const size = (await blobs.stat(copy.key))?.size ?? -1;
       if (size === doc.size) return { blobs, key: copy.key };
+      failure = { stored: size };
       request.log.error({ image_id: doc.id, store: copy.store, stored: size, expected: doc.size }, 'copy in store missing or the wrong size; trying the next store');
     } catch (err) {
+      failure = { err };
       request.log.error({ image_id: doc.id, store: copy.store, err }, 'store unreadable; trying the next store');
     }
   }
-  return null;
+  return { failure };
 }
 
 /** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */

@@ -1,7 +1,8 @@
 /**
  * The stores the configuration asks for. Without PIR_STORES: one store `local`, S3 when
  * PIR_S3_ENDPOINT is set, else the filesystem under PIR_DATA_DIR. With PIR_STORES: each store
- * as listed (infra/store-config.ts), the default one also holding the staging area.
+ * as listed (infra/store-config.ts), the default one also holding the staging area. The default
+ * store also reads registered locations (`external/…` keys: infra/storage/location-blob-store.ts).
  */
 import type { BlobStore } from '../../core/ports.js';
 import { StoreRegistry, describeKind, type StoreEntry } from '../../core/store-registry.js';
@@ -11,14 +12,19 @@ import type { StoreSpec } from '../store-config.js';
 import { writableDirCheck, type DependencyCheck } from '../telemetry/health.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { S3BlobStore } from './s3-blob-store.js';
+import { EgressClient } from '../egress/egress-client.js';
+import { LocationAwareBlobStore } from './location-blob-store.js';
+import { LocationReader } from './location-reader.js';
 
 export interface OpenedBlobStore {
-  /** The default store (staging and the pipeline work on it). */
+  /** The default store (staging and the pipeline work on it), reading registered locations too. */
   blobs: BlobStore;
   stores: StoreRegistry;
   /** Readiness checks of the stores (/readyz). */
   checks: DependencyCheck[];
   close(): void;
+  /** Reads registered locations (also behind `blobs`, for `external/…` keys). */
+  locations: LocationReader;
 }
 
 interface OpenedOne {
@@ -27,12 +33,15 @@ interface OpenedOne {
   close(): void;
 }
 
-export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3'> & Partial<Pick<PirConfig, 'stores'>>, hashes: HashPool): Promise<OpenedBlobStore> {
+export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3' | 'egress'> & Partial<Pick<PirConfig, 'stores'>>, hashes: HashPool): Promise<OpenedBlobStore> {
   const specs = config.stores?.stores ?? null;
+  const locations = new LocationReader(new EgressClient(config.egress), config.s3);
   if (!specs) {
     const one = await openOne(config.s3 ? { id: 'local', kind: 's3', prefix: config.s3.prefix } : { id: 'local', kind: 'fs', dir: config.dataDir }, config, hashes, '');
-    return { ...one, stores: StoreRegistry.single(one.blobs) };
+    const blobs = new LocationAwareBlobStore(one.blobs, locations);
+    return { blobs, stores: StoreRegistry.single(blobs), checks: one.checks, locations, close: () => { one.close(); locations.close(); } };
   }
+  const defaultId = config.stores!.defaultStore;
   const opened: OpenedOne[] = [];
   const entries: StoreEntry[] = [];
   for (const spec of specs) {
@@ -41,16 +50,18 @@ export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3'> & 
     entries.push({
       id: spec.id,
       description: `${describeKind(one.blobs.kind).replace(/ \(.*\)$| under .*$/, '')} '${spec.id}'`,
-      blobs: one.blobs,
+      // Registered locations are read through the default store, as without PIR_STORES.
+      blobs: spec.id === defaultId ? new LocationAwareBlobStore(one.blobs, locations) : one.blobs,
       properties: spec.kind === 'fs' ? { directory: spec.dir } : { bucket: config.s3!.bucket, prefix: spec.prefix, endpoint: config.s3!.endpoint },
     });
   }
-  const stores = new StoreRegistry(entries, config.stores!.defaultStore, true);
+  const stores = new StoreRegistry(entries, defaultId, true);
   return {
     blobs: stores.defaultStore,
     stores,
     checks: opened.flatMap((o) => o.checks),
-    close: () => opened.forEach((o) => o.close()),
+    locations,
+    close: () => { opened.forEach((o) => o.close()); locations.close(); },
   };
 }
 
