@@ -27,6 +27,8 @@ import { imageRoutes } from './routes/images.js';
 import { imageLocationRoutes } from './routes/image-locations.js';
 import type { LocationRegistrations } from '../ingest/register-location.js';
 import { infoRoutes } from './routes/info.js';
+import { storeRoutes } from './routes/stores.js';
+import { StoreOperations } from '../core/store-operations.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -70,6 +72,8 @@ export interface AppDeps {
   catalog?: CatalogService;
   /** Live image events for GET /v2/events; absent: the event stream is not served. */
   live?: LiveEvents;
+  /** Multi-store operations (copy-image, DELETE /v2/stores/…); absent: deletes only, no copy-image. */
+  storeOps?: StoreOperations;
   /** Keystone, when PIR runs behind it: POST /auth/tokens exchanges a password for a token (the web console's sign-in). */
   keystone?: TokenExchangeSettings | null;
 }
@@ -146,14 +150,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.keystone) await app.register(async (root) => tokenExchangeRoutes(root, deps.keystone!));
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
-    await schemaRoutes(v2);
+    await schemaRoutes(v2, { multiStore: deps.images.stores.multi });
     await imageRoutes(v2, deps.images, deps.quotas, deps.locations);
     if (deps.locations) await imageLocationRoutes(v2, deps.images, deps.locations);
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);
     await taskRoutes(v2, deps.images);
-    await imageImportRoutes(v2, deps.images, deps.webDownloads);
-    await infoRoutes(v2, deps.quotas);
+    const storeOps = deps.storeOps ?? new StoreOperations(deps.manifest, deps.images.stores, null, deps.log);
+    await imageImportRoutes(v2, deps.images, deps.webDownloads, storeOps.canCopy ? storeOps : null);
+    await infoRoutes(v2, deps.quotas, deps.images.stores);
+    await storeRoutes(v2, storeOps);
     await imageDataRoutes(v2, deps);
     if (resumable) await imageUploadRoutes(v2, { uploads: resumable, maxImageSize: deps.upload.maxImageSize, publicUrl: deps.publicUrl ?? null });
     await shareLinkRoutes(v2, deps.images, deps.publicUrl ?? null);

@@ -35,6 +35,12 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
     view.pir_pipeline = { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] };
   }
   if (doc.failure) view.pir_failure = doc.failure;
+  // Multi-store (core/image-stores.ts): which stores hold it, and an import's progress, as Glance's strings.
+  if (doc.stores) view.stores = doc.stores.map((c) => c.store).join(',');
+  if (doc.store_import) {
+    view.os_glance_importing_to_stores = doc.store_import.importing.join(',');
+    view.os_glance_failed_import = doc.store_import.failed.join(',');
+  }
   if (extra) Object.assign(view, extra);
   // Extra properties go in after the fixed fields, which win a clash (as in Glance). Spreading
   // them in first instead costs ~100 µs per image (V8 turns each view into a slow dictionary

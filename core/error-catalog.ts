@@ -80,6 +80,13 @@ export const API_ERRORS = {
   upload_superseded: refusal(409, 'The image changed while its data was arriving.'),
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
   image_deleted: refusal(410, 'The image was deleted while it was being imported.'),
+  // stores (Glance multi-store)
+  unknown_store: refusal(400, 'X-Image-Meta-Store or the import body names a store that is not configured (GET /v2/info/stores).'),
+  bad_stores: refusal(400, 'all_stores is given together with stores or X-Image-Meta-Store, or stores is empty.'),
+  store_not_found: refusal(404, 'The store in the URL path is not configured.'),
+  image_not_in_store: refusal(404, 'The image has no copy in that store.'),
+  last_store: refusal(403, "The store holds the image's last copy; delete the image instead."),
+  already_in_stores: refusal(409, 'copy-image: every store asked for already holds the image (or is copying it).'),
   // members
   members_only_shared: refusal(403, "Only images (and galleries) with visibility 'shared' take members."),
   member_exists: refusal(409, 'The project is already a member of the image.'),
@@ -190,6 +197,8 @@ export const PIPELINE_ERRORS = {
   staging_missing: fault(500, 'The staged upload disappeared before unpack.'),
   unpacked_missing: fault(500, 'The unpacked disk disappeared between stages.'),
   staged_data_lost: fault(500, 'The disk to promote disappeared.'),
+  store_copy_failed: fault(503, 'Writing the image into one of its target stores failed (all_stores_must_succeed), or into every one.'),
+  store_copy_mismatch: fault(500, "A copy into a store did not read back the image's size and os_hash_value; it was removed."),
   deadline_exceeded: fault(500, 'The import stopped making progress and was resumed without success.'),
 } as const satisfies Record<string, ErrorSpec>;
 

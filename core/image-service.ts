@@ -22,6 +22,8 @@ import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
 import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
+import { copiesOf, removeCopies } from './image-stores.js';
+import { StoreRegistry } from './store-registry.js';
 import { enforceAddLocation, enforceListLocations, type ParsedLocation } from './external-location.js';
 import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope } from './ports.js';
 
@@ -50,6 +52,14 @@ export interface UploadTicket {
 
 export interface ServiceSettings {
   stageDeadlineSeconds: number;
+  /** The configured stores (multi-store); default: `blobs` as the one store `local`. */
+  stores?: StoreRegistry;
+}
+
+/** Where an upload or import places the image (X-Image-Meta-Store, the import body's stores). */
+export interface StoreTargets {
+  stores: string[];
+  must_succeed: boolean;
 }
 
 /**
@@ -73,12 +83,16 @@ export const RELEVANCE_WINDOW = 1000;
 const LIST_CHUNK = 200;
 
 export class ImageService {
+  readonly stores: StoreRegistry;
+
   constructor(
     private readonly manifest: Manifest,
     private readonly blobs: BlobStore,
     private readonly settings: ServiceSettings,
     private catalog: CatalogHooks | null = null,
-  ) {}
+  ) {
+    this.stores = settings.stores ?? StoreRegistry.single(blobs);
+  }
 
   /** Wires the catalog extension (galleries, revisions) in after construction. */
   attachCatalog(catalog: CatalogHooks): void {
@@ -238,9 +252,12 @@ export class ImageService {
    * fails, the store janitor (workers/sweepers.ts) removes the bytes of the deleted image later.
    */
   async remove(caller: Caller, id: string, onBytesLeft: (error: unknown) => void = () => {}): Promise<void> {
-    await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
+    const doc = await this.change(caller, id, 'delete_image', (draft) => entity.markDeleted(draft));
     // The image is gone for the client whatever happens next: a failure here is the janitor's job.
     await removeImageBytes(this.blobs, id).catch(onBytesLeft);
+    // Copies in the other stores (multi-store).
+    const elsewhere = copiesOf(doc, this.stores.defaultId).filter((c) => c.store !== this.stores.defaultId);
+    await removeCopies(this.stores, elsewhere).catch(onBytesLeft);
   }
 
   /** PATCH: the operations apply to a draft; visibility and owner changes need their own rules. */
@@ -396,11 +413,13 @@ export class ImageService {
   // ---------------------------------------------------------------- data
 
   /** Claims the image for receiving bytes: `upload` (PUT …/file) or `stage` (PUT …/stage). */
-  async beginUpload(caller: Caller, id: string, kind: 'upload' | 'stage'): Promise<UploadTicket> {
+  async beginUpload(caller: Caller, id: string, kind: 'upload' | 'stage', targets?: StoreTargets): Promise<UploadTicket> {
     let run = 0;
     await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
-      return entity.beginReceiving(draft, kind, run);
+      const events = entity.beginReceiving(draft, kind, run);
+      if (targets || draft.store_import) draft.store_import = importPlan(targets);
+      return events;
     });
     return { run, stagingKey: stagingKey(id, run, 'upload') };
   }
@@ -469,11 +488,13 @@ export class ImageService {
    * POST …/import with web-download: Glance's preconditions (a queued image with both formats
    * set, else 409), then the image is `uploading` while the URL's body streams into staging.
    */
-  async beginWebDownload(caller: Caller, id: string): Promise<UploadTicket> {
+  async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets): Promise<UploadTicket> {
     let run = 0;
     await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
-      return entity.beginWebDownload(draft, run);
+      const events = entity.beginWebDownload(draft, run);
+      if (targets || draft.store_import) draft.store_import = importPlan(targets);
+      return events;
     });
     return { run, stagingKey: stagingKey(id, run, 'upload') };
   }
@@ -530,7 +551,7 @@ export class ImageService {
   }
 
   /** POST …/import with glance-direct: a staged image starts the pipeline. */
-  async importStaged(caller: Caller, id: string): Promise<ImageDoc> {
+  async importStaged(caller: Caller, id: string, targets?: StoreTargets): Promise<ImageDoc> {
     return this.change(caller, id, 'modify_image', (draft) => {
       if (draft.status !== 'uploading' || !draft.staging) {
         throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
@@ -538,6 +559,8 @@ export class ImageService {
       if (!draft.disk_format || !draft.container_format) {
         throw fail('formats_required', 'Set disk_format and container_format on the image before importing it.');
       }
+      // Stores named at import win over the X-Image-Meta-Store of PUT …/stage.
+      if (targets) draft.store_import = importPlan(targets);
       return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds);
     });
   }
@@ -669,4 +692,9 @@ export class ImageService {
     if (to === 'public') enforce(caller, 'publicize_image', { owner });
     if (to === 'community') enforce(caller, 'communitize_image', { owner });
   }
+}
+
+/** The record of an import's target stores; null: the default store alone, as without multi-store. */
+function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import'] {
+  return targets ? { importing: [...targets.stores], failed: [], must_succeed: targets.must_succeed } : null;
 }

@@ -61,7 +61,7 @@ export type Action =
   | 'add_image' | 'get_image' | 'get_images' | 'modify_image' | 'delete_image' | 'upload_image' | 'download_image'
   | 'publicize_image' | 'communitize_image' | 'deactivate' | 'reactivate'
   | 'add_member' | 'get_member' | 'get_members' | 'modify_member' | 'delete_member'
-  | 'tasks_api_access';
+  | 'tasks_api_access' | 'copy_image' | 'delete_image_location' | 'stores_info_detail';
 
 /** What a rule looks at: the caller, the image's owner, and (for member rules) the member id. */
 export interface Target {
@@ -103,6 +103,10 @@ export const RULES: Record<Action, Rule> = {
   // Only the member project (or an admin) answers an invitation.
   modify_member: either(admin, (c, t) => hasRole(c, 'member') && t.member_id === c.project_id),
   tasks_api_access: admin,
+  // Multi-store: Glance's defaults are admin-only for all three (glance/policies/image.py, discovery.py).
+  copy_image: admin,
+  delete_image_location: admin,
+  stores_info_detail: admin,
 };
 
 export function allowed(caller: Caller, action: Action, target: Target): boolean {
@@ -115,6 +119,9 @@ const WHY: Partial<Record<Action, string>> = {
   deactivate: 'Only an administrator can deactivate an image.',
   reactivate: 'Only an administrator can reactivate an image.',
   download_image: 'Downloading needs the member role (readers see metadata only).',
+  copy_image: 'Only an administrator can copy an image into more stores (copy-image).',
+  delete_image_location: "Only an administrator can delete an image's copy from a store.",
+  stores_info_detail: "Only an administrator can see the stores' details; GET /v2/info/stores lists their ids.",
   tasks_api_access: "The tasks API is for administrators (Glance's tasks_api_access); see an image's own tasks at GET /v2/images/{id}/tasks.",
 };
 

@@ -10,6 +10,7 @@ import { parseAllowList } from './egress/address-policy.js';
 import { DEFAULT_EGRESS, type EgressSettings } from './egress/egress-client.js';
 import { DEFAULT_LOCATION_SETTINGS, type LocationSettings } from '../core/external-location.js';
 import type { KeystoneSettings } from './identity/keystone.js';
+import { SINGLE_STORE_ID, StoreConfigError, parseStores, type StoresConfig } from './store-config.js';
 
 export interface StageConcurrency { unpack: number; inspect: number; checksum: number; promote: number }
 
@@ -23,6 +24,8 @@ export interface PirConfig {
   dataDir: string;
   /** The object store for image bytes (PIR_S3_*); null: the filesystem under dataDir. */
   s3: S3Config | null;
+  /** PIR_STORES / PIR_DEFAULT_STORE (infra/store-config.ts): Glance's multi-store. */
+  stores: StoresConfig;
   /** Null: generate one at start and keep it in <dataDir>/admin-token. At least 32 characters. */
   adminToken: string | null;
   /**
@@ -276,6 +279,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     traceUiUrl: optionalUrl(env, 'PIR_TRACE_UI_URL', ['http:', 'https:'])?.replace(/\/+$/, '') ?? null,
     dataDir: resolve(env.PIR_DATA_DIR || './data'),
     s3: s3(env),
+    stores: { stores: null, defaultStore: SINGLE_STORE_ID },
     adminToken: adminToken(env),
     publicUrl: publicUrl(env),
     tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,
@@ -318,6 +322,12 @@ export function loadConfig(env: Env = process.env): PirConfig {
   const set = [config.kafkaBrokers, config.redisUrl, config.mongodbUrl].filter((v) => v !== null).length;
   if (set !== 0 && set !== 3) {
     throw new ConfigError('PIR_KAFKA_BROKERS, PIR_REDIS_URL, PIR_MONGODB_URL', 'distributed mode needs all three set (or none, for embedded mode)');
+  }
+  try {
+    config.stores = parseStores(env, config.s3 ? config.s3.prefix : null);
+  } catch (error) {
+    if (error instanceof StoreConfigError) throw new ConfigError(error.variable, error.message);
+    throw error;
   }
   return config;
 }

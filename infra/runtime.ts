@@ -38,6 +38,7 @@ import { ProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
 import { checkJobKinds } from '../core/jobs.js';
+import { COPY_IMAGE_KIND, StoreOperations } from '../core/store-operations.js';
 
 export interface Adapters {
   mode: 'embedded' | 'distributed';
@@ -76,6 +77,8 @@ const DISTRIBUTED_ACK_DELAY_MS = 1_500;
 const DISTRIBUTED_IN_FLIGHT_ACK_DELAY_MS = 4_000;
 const STALE_SWEEP_MS = 10_000;
 const STORE_SWEEP_MS = 5 * 60_000;
+/** copy-image jobs a worker runs at once (each streams a whole image between stores). */
+const COPY_CONCURRENCY = 2;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
   // Identity first: a bad tokens file stops start-up before anything else is opened.
@@ -96,7 +99,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   // longer there, so that the image's next write (usually the next stage's) drops the events.
   const relay = new OutboxRelay(adapters.store, adapters.bus, log, ...(adapters.mode === 'distributed' ? [DISTRIBUTED_ACK_DELAY_MS, DISTRIBUTED_IN_FLIGHT_ACK_DELAY_MS] : []));
   const manifest = new Manifest(adapters.store, relay, new FaultHooks(config.testFaults));
-  const images = new ImageService(manifest, blobs, { stageDeadlineSeconds: config.stageDeadlineSeconds });
+  const images = new ImageService(manifest, blobs, { stageDeadlineSeconds: config.stageDeadlineSeconds, stores: store.stores });
+  const storeOps = new StoreOperations(manifest, store.stores, adapters.queue, log);
   const sweepers = new Sweepers(manifest, images, relay, blobs, {
     stageDeadlineSeconds: config.stageDeadlineSeconds,
     uploadStallSeconds: config.uploadStallSeconds,
@@ -113,17 +117,19 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
   const catalog = await openCatalog(config, urls, images, { relay, log });
-  checkJobKinds([webhooks.kind], STAGES);
+  checkJobKinds([webhooks.kind, COPY_IMAGE_KIND], STAGES);
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
       { maxOutputBytes: config.maxUnpackedSize, maxRatio: config.maxExpansionRatio, ratioFloorBytes: config.unpackRatioFloor },
       { maxVirtualSize: config.maxVirtualSize, allowEncrypted: config.allowEncryptedImages },
+      store.stores,
     ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
     await startDispatcher(adapters.bus, manifest, adapters.queue, log);
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
     await webhooks.startWorker(adapters.bus, catalog.grantsOf);
+    if (store.stores.multi) await adapters.queue.work(COPY_IMAGE_KIND, COPY_CONCURRENCY, storeOps.handle);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
@@ -149,14 +155,14 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     locations = new LocationRegistrations({ images, reader: store.locations, egress, settings: config.locations, upload, log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
-      live, keystone: config.keystone });
+      live, keystone: config.keystone, storeOps });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
   if (token?.generated) {
     process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
   }
-  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir, blob_store: blobs.kind }, 'PIR started');
+  log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir, blob_store: blobs.kind, stores: store.stores.ids, default_store: store.stores.defaultId }, 'PIR started');
 
   let stopping: Promise<void> | null = null;
   const stop = () => {

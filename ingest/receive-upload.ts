@@ -6,7 +6,7 @@
 import { ingestedBytes } from '../infra/telemetry/metrics.js';
 import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
-import type { ImageService, UploadTicket } from '../core/image-service.js';
+import type { ImageService, StoreTargets, UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
 import { BlobStoreUnavailableError, type BlobStore } from '../core/ports.js';
@@ -25,6 +25,8 @@ export interface UploadRequest {
   trailers?: () => Record<string, string | undefined>;
   /** Called once the image is claimed, before the body is read (answers Expect: 100-continue). */
   onClaimed?: () => void;
+  /** X-Image-Meta-Store: the store the image goes to (multi-store); absent: the default store. */
+  targets?: StoreTargets;
 }
 
 export interface UploadSettings {
@@ -65,7 +67,7 @@ export async function receiveUpload(
   const announced = request.declaredSize ?? request.contentLength;
   if (announced !== null && announced > settings.maxImageSize) throw tooLarge(settings.maxImageSize);
   const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
-  const ticket = await images.beginUpload(caller, imageId, kind);
+  const ticket = await images.beginUpload(caller, imageId, kind, request.targets);
   let blob;
   let claimed = request.expected;
   try {

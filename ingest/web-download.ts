@@ -8,6 +8,7 @@
  * the normal pipeline runs (importing → active). A failed download kills the image with
  * `pir_failure = {stage: 'import', code, message}`.
  */
+import type { StoreTargets } from '../core/image-service.js';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import { PirError, badRequest } from '../core/errors.js';
@@ -30,7 +31,7 @@ export class WebDownloads {
   constructor(private readonly deps: WebDownloadDeps) {}
 
   /** Checks the request and claims the image; the download goes on after this returns. */
-  async start(caller: Caller, imageId: string, uri: unknown): Promise<void> {
+  async start(caller: Caller, imageId: string, uri: unknown, targets?: StoreTargets): Promise<void> {
     if (typeof uri !== 'string' || uri.length === 0) {
       throw badRequest('uri_refused', "web-download needs the image's URL in method.uri, e.g. {\"method\": {\"name\": \"web-download\", \"uri\": \"https://example.org/disk.qcow2\"}}.");
     }
@@ -43,7 +44,7 @@ export class WebDownloads {
     }
     const { images, quotas } = this.deps;
     const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
-    const ticket = await images.beginWebDownload(caller, imageId);
+    const ticket = await images.beginWebDownload(caller, imageId, targets);
     try {
       await quotas.reserveFlight(project, imageId, 0);
     } catch (error) {

@@ -114,6 +114,29 @@ export interface ShareLink {
 }
 
 /**
+ * One copy of the image's bytes in a configured store (multi-store, core/image-stores.ts).
+ * A location registered from outside (s3:// or http) can sit beside these in its own field.
+ */
+export interface StoredCopy {
+  /** The store's id (PIR_STORES; `local` without it). */
+  store: string;
+  /** The blob key in that store. */
+  key: string;
+  /** When the copy was complete. */
+  at: string;
+}
+
+/**
+ * The stores an import or a copy-image is placing the image in: Glance's
+ * os_glance_importing_to_stores and os_glance_failed_import, and all_stores_must_succeed.
+ */
+export interface StoreImport {
+  importing: string[];
+  failed: string[];
+  must_succeed: boolean;
+}
+
+/**
  * Where a registered image's bytes live outside PIR's store (Glance's image location), and what
  * they looked like when registered: a read that finds another size, ETag or Last-Modified fails
  * instead of serving different bytes. Read-only for PIR: it never writes or deletes there.
@@ -181,6 +204,13 @@ export interface ImageDoc {
    */
   location?: ExternalLocation | null;
   failure: ImportFailure | null;
+  /**
+   * The stores holding the image's bytes, default store first when it holds them. Absent (older
+   * documents, single store): one copy in the default store under blob_key / images/<id>.
+   */
+  stores?: StoredCopy[];
+  /** Stores an import or copy-image is still writing, or failed to (absent: none). */
+  store_import?: StoreImport | null;
   /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
   share_links?: ShareLink[];
   /** Uses of each share link, by link id (kept apart so counting never bumps updated_at). */

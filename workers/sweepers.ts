@@ -12,6 +12,7 @@ import type { ImageService } from '../core/image-service.js';
 import { nextRunNumber } from '../core/pipeline-state.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { BlobStore } from '../core/ports.js';
+import { copiesOf } from '../core/image-stores.js';
 import { imageIdOfKey, isPartialKey, removeStaging } from '../core/blob-keys.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
@@ -112,6 +113,35 @@ export class Sweepers {
       await this.blobs.delete(blob.key);
       removed += 1;
       this.log.info({ image_id: file.imageId, key: blob.key, partial: file.partial }, 'store janitor removed bytes of no live image');
+    }
+    return removed + await this.removeUnrecordedCopies(now, graceMs);
+  }
+
+  /**
+   * The other stores (multi-store): a copy is kept while its image is importing (promotion or a
+   * copy-image may be writing it) or records it; anything else under images/ there is removed
+   * (a copy finished after its image was deleted, a copy deleted from the record but not the store).
+   */
+  private async removeUnrecordedCopies(now: number, graceMs: number): Promise<number> {
+    const registry = this.images.stores;
+    let removed = 0;
+    for (const entry of registry.entries) {
+      if (entry.blobs === this.blobs) continue;
+      for (const blob of await entry.blobs.list('images/')) {
+        if (blob.modifiedAt > now - graceMs) continue;
+        const imageId = imageIdOfKey(blob.key);
+        if (imageId === '') continue;
+        const unrecorded = async () => {
+          const doc = await this.manifest.get(imageId);
+          if (!doc) return true;
+          if (doc.status === 'importing' || doc.store_import?.importing.includes(entry.id)) return false;
+          return !copiesOf(doc, registry.defaultId).some((c) => c.store === entry.id && c.key === blob.key);
+        };
+        if (!(await unrecorded()) || !(await unrecorded())) continue;
+        await entry.blobs.delete(blob.key);
+        removed += 1;
+        this.log.info({ image_id: imageId, store: entry.id, key: blob.key }, 'store janitor removed a copy no image records');
+      }
     }
     return removed;
   }

@@ -8,7 +8,9 @@ import type { Quotas } from '../../core/quota.js';
 import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
 import type { ImageDoc } from '../../schemas/image.js';
-import { storedKeyOf } from '../../core/blob-keys.js';
+import { copiesOf, readingOrder } from '../../core/image-stores.js';
+import type { StoreRegistry } from '../../core/store-registry.js';
+import { uploadTargets } from '../store-targets.js';
 import { LocationChangedError, LocationUnreadableError } from '../../infra/storage/location-reader.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
@@ -75,7 +77,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
       if (doc.checksum) reply.header('Content-MD5', doc.checksum);
       return reply.code(200).send();
     }
-    return sendStoredBytes(request, reply, deps.blobs, doc);
+    return sendStoredBytes(request, reply, deps.images.stores, doc);
   };
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
@@ -95,6 +97,7 @@ async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataR
     expected: expectedDigests(request.headers),
     trailers: () => request.raw.trailers ?? {},
     onClaimed: () => sendContinue(request.raw, reply.raw),
+    targets: uploadTargets(request, deps.images.stores),
   });
 }
 
@@ -115,9 +118,8 @@ function headerInt(request: FastifyRequest, name: string): number | null {
  * answer (as Glance), and Repr-Digest (RFC 9530: the sha512 of the whole image, valid on a
  * partial answer too). Shared by GET …/file and share links.
  */
-export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, blobs: BlobStore, doc: ImageDoc) {
+export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, stores: StoreRegistry, doc: ImageDoc) {
   const id = doc.id;
-  const key = storedKeyOf(doc);
   // The store failing (an object store down, a blob gone) is a 503 for the client, logged for the operator.
   const unavailable = (detail: { err?: unknown; stored?: number; expected?: number | null }) => {
     // A registered location that changed is refused as such (409), one that cannot be read is a
@@ -133,9 +135,11 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
     request.log.error({ image_id: id, ...detail }, 'stored bytes missing, wrong size or unreadable');
     return new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
   };
+  const source = await readableCopy(request, stores, doc);
+  if ('failure' in source) throw unavailable({ err: source.failure.err, stored: source.failure.stored, expected: doc.size });
+  const { blobs, key } = source;
+  const size = doc.size!;
   const open = (range?: { start: number; end: number }) => blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
-  const size = (await blobs.stat(key).catch((err: unknown) => { throw unavailable({ err }); }))?.size ?? -1;
-  if (size !== doc.size) throw unavailable({ stored: size, expected: doc.size });
   reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
   if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
   const rangeHeader = request.headers.range;
@@ -151,6 +155,29 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
   if (doc.checksum) reply.header('Content-MD5', doc.checksum);
   reply.header('Content-Length', size);
   return reply.send(countServed(await open(), size));
+}
+
+/**
+ * The first copy of the image that its store answers for with the right size: the default
+ * store's first, then the others (a store down or missing the blob is logged and skipped).
+ */
+async function readableCopy(request: FastifyRequest, stores: StoreRegistry, doc: ImageDoc): Promise<{ blobs: BlobStore; key: string } | { failure: { err?: unknown; stored?: number } }> {
+  // The last store's failure is what the client hears (a registered location's own error included).
+  let failure: { err?: unknown; stored?: number } = {};
+  for (const copy of readingOrder(copiesOf(doc, stores.defaultId), stores.defaultId)) {
+    if (!stores.has(copy.store)) continue;
+    const blobs = stores.get(copy.store);
+    try {
+      const size = (await blobs.stat(copy.key))?.size ?? -1;
+      if (size === doc.size) return { blobs, key: copy.key };
+      failure = { stored: size };
+      request.log.error({ image_id: doc.id, store: copy.store, stored: size, expected: doc.size }, 'copy in store missing or the wrong size; trying the next store');
+    } catch (err) {
+      failure = { err };
+      request.log.error({ image_id: doc.id, store: copy.store, err }, 'store unreadable; trying the next store');
+    }
+  }
+  return { failure };
 }
 
 /** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */

@@ -1,10 +1,18 @@
 /** POST /v2/images/{id}/import and GET /v2/info/import: Glance's interoperable import methods. */
 import type { FastifyInstance } from 'fastify';
 import { badRequest } from '../../core/errors.js';
+import { fail } from '../../core/error-catalog.js';
 import type { ImageService } from '../../core/image-service.js';
+import type { StoreOperations } from '../../core/store-operations.js';
 import type { WebDownloads } from '../../ingest/web-download.js';
+import { importTargets, type ImportStoreFields } from '../store-targets.js';
 
 export const IMPORT_METHODS = ['glance-direct', 'web-download'];
+
+/** The methods offered: copy-image only with several stores (Glance offers it with multi-store). */
+export function importMethods(images: ImageService): string[] {
+  return images.stores.multi ? [...IMPORT_METHODS, 'copy-image'] : IMPORT_METHODS;
+}
 
 const importBody = {
   type: 'object',
@@ -15,26 +23,33 @@ const importBody = {
       required: ['name'],
       properties: { name: { type: 'string', maxLength: 64 }, uri: { type: 'string' } },
     },
-    // Glance's multi-store options: accepted with their types checked (one store here).
+    // Glance's multi-store options (api/store-targets.ts).
     all_stores_must_succeed: { type: 'boolean' },
     all_stores: { type: 'boolean' },
     stores: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 255 } },
   },
 } as const;
 
-export async function imageImportRoutes(app: FastifyInstance, images: ImageService, webDownloads: WebDownloads): Promise<void> {
+export async function imageImportRoutes(app: FastifyInstance, images: ImageService, webDownloads: WebDownloads, storeOps: StoreOperations | null): Promise<void> {
+  const methods = importMethods(images).filter((m) => m !== 'copy-image' || storeOps);
   app.get('/v2/info/import', async () => ({
-    'import-methods': { description: 'Import methods available.', type: 'array', value: IMPORT_METHODS },
+    'import-methods': { description: 'Import methods available.', type: 'array', value: methods },
   }));
 
   app.post('/v2/images/:id/import', { schema: { body: importBody } }, async (request, reply) => {
     const id = (request.params as { id: string }).id;
-    const method = (request.body as { method: { name: string; uri?: unknown } }).method;
-    if (!IMPORT_METHODS.includes(method.name)) {
-      throw badRequest('unsupported_import_method', `Unknown import method name '${method.name}'; use one of: ${IMPORT_METHODS.join(', ')}.`);
+    const body = request.body as { method: { name: string; uri?: unknown } } & ImportStoreFields;
+    const method = body.method;
+    if (!methods.includes(method.name) || (method.name === 'copy-image' && !storeOps)) {
+      throw badRequest('unsupported_import_method', `Unknown import method name '${method.name}'; use one of: ${methods.join(', ')}.`);
     }
-    if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri);
-    else await images.importStaged(request.caller, id);
+    const targets = importTargets(request, body, images.stores);
+    if (method.name === 'copy-image') {
+      // Glance: copy-image needs the target stores named (stores or all_stores).
+      if (!targets) throw fail('bad_stores', 'copy-image needs the stores to copy to: stores (or all_stores: true).');
+      await storeOps!.copyImage(request.caller, id, targets.stores, targets.must_succeed);
+    } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets);
+    else await images.importStaged(request.caller, id, targets);
     return reply.code(202).send();
   });
 }

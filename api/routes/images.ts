@@ -13,7 +13,7 @@ import { imageView } from '../glance-view.js';
 import { collectPage } from '../list-page.js';
 import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
 import { sortValues } from '../../core/list-access.js';
-import { IMPORT_METHODS } from './image-import.js';
+import { importMethods } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 import { locationFields } from '../../core/external-location.js';
 import type { LocationRegistrations } from '../../ingest/register-location.js';
@@ -52,7 +52,9 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
       throw error;
     });
     reply.header('Location', `/v2/images/${doc.id}`);
-    reply.header('OpenStack-image-import-methods', IMPORT_METHODS.join(','));
+    reply.header('OpenStack-image-import-methods', importMethods(images).join(','));
+    // Glance announces its stores on create when it has several.
+    if (images.stores.multi) reply.header('OpenStack-image-store-ids', images.stores.ids.join(','));
     return reply.code(201).send(view(request.caller, doc));
   });
 

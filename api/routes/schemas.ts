@@ -11,8 +11,19 @@ const PUBLISHED: Record<string, string> = Object.fromEntries(Object.entries({
   gallery: gallerySchema, galleries: galleriesSchema, 'gallery-member': galleryMemberSchema, 'gallery-members': galleryMembersSchema, revision: revisionSchema, revisions: revisionsSchema, metafile: metafileSchema,
 }).map(([name, schema]) => [name, JSON.stringify(schema)]));
 
-export async function schemaRoutes(app: FastifyInstance): Promise<void> {
-  for (const [name, body] of Object.entries(PUBLISHED)) {
+/**
+ * Glance's `stores` attribute, listed with multi-store only: python-glanceclient needs it known
+ * to pass `image-create-via-import --stores` (and clashes with it in the option parser when
+ * its cached schema has it: README "Stores").
+ */
+const STORES_PROPERTY = { type: 'string', readOnly: true, description: 'Store in which image data resides. Only present when the operator has enabled multiple stores. May be a comma-separated list of store identifiers.' };
+
+export async function schemaRoutes(app: FastifyInstance, options: { multiStore?: boolean } = {}): Promise<void> {
+  const published = { ...PUBLISHED };
+  if (options.multiStore) {
+    published.image = JSON.stringify({ ...imageSchema, properties: { ...(imageSchema as unknown as { properties: Record<string, unknown> }).properties, stores: STORES_PROPERTY } });
+  }
+  for (const [name, body] of Object.entries(published)) {
     app.get(`/v2/schemas/${name}`, async (_request, reply) => reply.type('application/json').send(body));
   }
 }

@@ -83,7 +83,7 @@ export async function sharedDownloadRoutes(app: FastifyInstance, deps: { manifes
     // Counted when the bytes start going out; a failed count is logged, never the download's failure.
     deps.images.countShareLinkUse(doc.id, link.id).catch((error: unknown) => request.log.warn({ err: error, image_id: doc.id, share_link_id: link.id }, 'could not count a share link use'));
     reply.header('Content-Disposition', `attachment; filename="${doc.id}"`);
-    return sendStoredBytes(request, reply, deps.blobs, doc);
+    return sendStoredBytes(request, reply, deps.images.stores, doc);
   };
   app.head('/v2/shared/:token', serve);
   app.get('/v2/shared/:token', { exposeHeadRoute: false }, serve);

@@ -41,7 +41,7 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
   const findings: Finding[] = [{
     what: 'configuration',
     level: 'ok',
-    detail: `${urls ? 'valid; distributed mode (MongoDB, Kafka, Redis)' : 'valid; embedded mode (SQLite and in-process queues under the data directory)'}; images stored ${config.s3 ? 'in S3' : 'on the filesystem'}`,
+    detail: `${urls ? 'valid; distributed mode (MongoDB, Kafka, Redis)' : 'valid; embedded mode (SQLite and in-process queues under the data directory)'}; images stored ${config.stores.stores ? `in stores ${config.stores.stores.map((st) => `${st.id} (${st.kind})`).join(', ')}, default ${config.stores.defaultStore}` : config.s3 ? 'in S3' : 'on the filesystem'}`,
   }];
   findings.push(await timed('data directory', async () => {
     await mkdir(join(config.dataDir, 'staging'), { recursive: true });

@@ -71,6 +71,9 @@ const OPS = {
   restore_1: { method: 'POST', path: (id) => `/v2/images/${id}/revisions/1/restore` },
   metafile: { method: 'GET', path: (id) => `/v2/images/${id}/metafile` },
   delete: { method: 'DELETE', path: (id) => `/v2/images/${id}` },
+  // Multi-store (the matrix runs with two filesystem stores, main and second).
+  copy_image: { method: 'POST', path: (id) => `/v2/images/${id}/import`, body: () => ({ method: { name: 'copy-image' }, stores: ['second'] }) },
+  store_delete: { method: 'DELETE', path: (id) => `/v2/stores/main/${id}` },
 } satisfies Record<string, Op>;
 
 /** B (a member of project B) reading A's images: only what B may see. */
@@ -143,6 +146,13 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['metafile', 'Ar', every(200)],
   ['restore_1', 'B', WRITE_B],
   ['restore_1', 'Ar', every(403)],
+  // copy-image and deleting from a store are admin-only (Glance's copy_image, delete_image_location): the owner gets 403 too.
+  ['copy_image', 'B', WRITE_B],
+  ['copy_image', 'A', every(403)],
+  ['copy_image', 'Ar', every(403)],
+  ['store_delete', 'B', WRITE_B],
+  ['store_delete', 'A', every(403)],
+  ['store_delete', 'Ar', every(403)],
   ['member_delete', 'B', { priv: 404, sharedAccepted: 403, sharedPending: 403, sharedOther: 404 }],
   ['member_delete', 'Ar', { sharedAccepted: 403, sharedPending: 403 }],
   ['delete', 'B', WRITE_B],
@@ -241,7 +251,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
       if (mode === 'distributed' && missing.length) throw new Error(`CI is set but these services are not running: ${missingText}. Start them with bash infra/local/services.sh start`);
       dir = await makeTempDir('pir-e2e-xtenant-');
       ids = makeIdentities();
-      tenant = await startTenantPir(dir, ids, logDir, mode);
+      tenant = await startTenantPir(dir, ids, logDir, mode, { PIR_STORES: `main=fs:${join(dir, 'main')},second=fs:${join(dir, 'second')}` });
       refused = await identitiesAccepted(tenant.url, ids);
       const file = join(dir, 'disk.raw');
       await makeRawImage(file, 256 << 10);
@@ -361,6 +371,17 @@ for (const mode of ['embedded', 'distributed'] as const) {
         const response = await as(who).call('POST', '/v2/images', { ...body, ...extra });
         if (response.status !== status) problems.push(`${who} POST ${JSON.stringify(extra)}: expected ${status}, got ${response.status}`);
         if (response.status === 201) await as('admin').call('DELETE', `/v2/images/${response.body.id}`);
+      }
+      assert.deepEqual(problems, []);
+    });
+
+    it('stores: every caller lists them; only an administrator sees their details (stores_info_detail)', async () => {
+      const problems: string[] = [];
+      for (const [who, status] of [['A', 403], ['B', 403], ['Ar', 403], ['Br', 403], ['admin', 200]] as const) {
+        const listed = await as(who).call('GET', '/v2/info/stores');
+        if (listed.status !== 200 || listed.body.stores.length !== 2) problems.push(`GET /v2/info/stores as ${who}: ${listed.status}`);
+        const detail = await as(who).call('GET', '/v2/info/stores/detail');
+        if (detail.status !== status) problems.push(`GET /v2/info/stores/detail as ${who}: expected ${status}, got ${detail.status}`);
       }
       assert.deepEqual(problems, []);
     });

@@ -100,7 +100,7 @@ export interface TenantPir { url: string; tokensFile: string; processes: PirProc
  * `pir worker` on the real Kafka, Redis and FerretDB with names unique to this run (distributed;
  * the caller checks the services first, see requireServices).
  */
-export async function startTenantPir(dir: string, identities: Record<string, Identity>, logDir: string, mode: PirMode = 'embedded'): Promise<TenantPir> {
+export async function startTenantPir(dir: string, identities: Record<string, Identity>, logDir: string, mode: PirMode = 'embedded', extraEnv: Record<string, string> = {}): Promise<TenantPir> {
   const tokensFile = join(dir, 'tokens.json');
   await writeFile(tokensFile, JSON.stringify({ tokens: Object.values(identities) }, null, 2), { mode: 0o600 });
   const port = await freePort();
@@ -108,6 +108,7 @@ export async function startTenantPir(dir: string, identities: Record<string, Ide
     PIR_DATA_DIR: join(dir, 'data'),
     PIR_TOKENS_FILE: tokensFile,
     PIR_ADMIN_TOKEN: randomBytes(24).toString('base64url'),
+    ...extraEnv,
   };
   const processes: PirProcess[] = [];
   // SIGTERM lets PIR drain; one that does not exit within 30 s (a request stuck) is killed.

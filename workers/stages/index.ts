@@ -1,5 +1,6 @@
 import type { StageName } from '../../schemas/image.js';
 import type { BlobStore } from '../../core/ports.js';
+import type { StoreRegistry } from '../../core/store-registry.js';
 import type { VerdictPolicy } from '../../formats/index.js';
 import type { StageWork } from '../stage-runner.js';
 import type { UnpackLimits } from '../unpack/unpack.js';
@@ -8,11 +9,11 @@ import { inspectStage } from './inspect.stage.js';
 import { promoteStage } from './promote.stage.js';
 import { unpackStage } from './unpack.stage.js';
 
-export function pipelineStages(blobs: BlobStore, limits: UnpackLimits, policy: VerdictPolicy): Record<StageName, StageWork> {
+export function pipelineStages(blobs: BlobStore, limits: UnpackLimits, policy: VerdictPolicy, stores?: StoreRegistry): Record<StageName, StageWork> {
   return {
     unpack: unpackStage(blobs, limits),
     inspect: inspectStage(blobs, policy),
     checksum: checksumStage(),
-    promote: promoteStage(blobs),
+    promote: promoteStage(blobs, stores),
   };
 }

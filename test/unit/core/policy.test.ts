@@ -56,7 +56,7 @@ describe('policy', () => {
       assert.ok(!allowed(caller('B', 'member'), action, target), action);
       assert.ok(allowed(caller('B', 'admin'), action, target), action);
     }
-    for (const action of ['publicize_image', 'deactivate', 'reactivate', 'tasks_api_access'] as const) {
+    for (const action of ['publicize_image', 'deactivate', 'reactivate', 'tasks_api_access', 'copy_image', 'delete_image_location', 'stores_info_detail'] as const) {
       assert.ok(!allowed(caller('A', 'member'), action, target), action);
       assert.ok(allowed(caller('Z', 'admin'), action, target), action);
     }
@@ -65,6 +65,6 @@ describe('policy', () => {
     assert.ok(!allowed(caller('B', 'reader'), 'modify_member', { owner: 'A', member_id: 'B' }));
     assert.ok(!allowed(caller('B', 'reader'), 'download_image', target));
     assert.ok(allowed(caller('B', 'member'), 'download_image', target));
-    assert.equal(Object.keys(RULES).length, 17);
+    assert.equal(Object.keys(RULES).length, 20);
   });
 });

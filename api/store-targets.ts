@@ -1,0 +1,48 @@
+/**
+ * Which stores an upload or import names (Glance's multi-store request fields): the
+ * X-Image-Meta-Store header, and the import body's `stores`, `all_stores` and
+ * `all_stores_must_succeed`. Unknown stores are 400 unknown_store; contradictions 400 bad_stores.
+ */
+import type { FastifyRequest } from 'fastify';
+import { fail } from '../core/error-catalog.js';
+import type { StoreTargets } from '../core/image-service.js';
+import type { StoreRegistry } from '../core/store-registry.js';
+
+export interface ImportStoreFields {
+  stores?: string[];
+  all_stores?: boolean;
+  all_stores_must_succeed?: boolean;
+}
+
+/** X-Image-Meta-Store (one store id); undefined when absent. */
+export function headerStore(request: FastifyRequest): string | undefined {
+  const raw = request.headers['x-image-meta-store'];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || raw.trim() === '') throw fail('unknown_store', 'X-Image-Meta-Store must name one store (GET /v2/info/stores lists them).');
+  return raw.trim();
+}
+
+/** The targets of PUT …/file or …/stage: the header's store, or undefined (the default store). */
+export function uploadTargets(request: FastifyRequest, stores: StoreRegistry): StoreTargets | undefined {
+  const store = headerStore(request);
+  if (store === undefined) return undefined;
+  return { stores: stores.requireKnown([store]), must_succeed: true };
+}
+
+/** The targets of POST …/import; undefined when the request names none (default store, or the staged header's). */
+export function importTargets(request: FastifyRequest, body: ImportStoreFields, stores: StoreRegistry): StoreTargets | undefined {
+  const header = headerStore(request);
+  const mustSucceed = body.all_stores_must_succeed ?? true;
+  if (body.all_stores) {
+    if (body.stores !== undefined || header !== undefined) {
+      throw fail('bad_stores', 'all_stores cannot be combined with stores or X-Image-Meta-Store; send one of them.');
+    }
+    return { stores: stores.ids, must_succeed: mustSucceed };
+  }
+  if (body.stores !== undefined) {
+    if (body.stores.length === 0) throw fail('bad_stores', 'stores is empty; name at least one store, or leave it out for the default store.');
+    return { stores: stores.requireKnown(body.stores), must_succeed: mustSucceed };
+  }
+  if (header !== undefined) return { stores: stores.requireKnown([header]), must_succeed: mustSucceed };
+  return undefined;
+}

@@ -1,0 +1,175 @@
+/**
+ * Multi-store operations on an active image (Glance's copy-image import method and
+ * DELETE /v2/stores/{store_id}/{image_id}). A copy runs as a durable `copy-image` job, one per
+ * target store, so a crash or restart resumes it; each copy streams from a store holding the
+ * image and is kept only if it matches the image's size and os_hash_value.
+ */
+import type { Logger } from 'pino';
+import type { Caller } from './caller.js';
+import { fail } from './error-catalog.js';
+import { conflict } from './errors.js';
+import { copiesOf, copyKey, copyVerified, readingOrder } from './image-stores.js';
+import type { JobKind } from './jobs.js';
+import type { Manifest } from './manifest.js';
+import { enforce, requireVisible } from './policy.js';
+import type { JobContext, JobQueue } from './ports.js';
+import type { StoreRegistry } from './store-registry.js';
+import type { ImageDoc, StoredCopy } from '../schemas/image.js';
+
+export interface CopyImageJob {
+  image_id: string;
+  store: string;
+}
+
+/** One job per image and target store; retried with backoff (1 s, 2 s, 4 s … capped at a minute). */
+export const COPY_IMAGE_KIND: JobKind<CopyImageJob> = {
+  name: 'copy-image',
+  durable: true,
+  retry: { attempts: 5, delayMs: (made) => Math.min(60_000, 1000 * 2 ** Math.max(0, made - 1)) },
+};
+
+const HOLDS_BYTES = new Set(['active', 'deactivated']);
+
+export class StoreOperations {
+  constructor(
+    private readonly manifest: Manifest,
+    private readonly stores: StoreRegistry,
+    /** Null: this process cannot start copies (copy-image is then not offered). */
+    private readonly queue: Pick<JobQueue, 'enqueue'> | null,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * copy-image: marks the stores as importing (os_glance_importing_to_stores) and enqueues a
+   * copy job for each. Returns the stores being copied to. Stores already holding the image (or
+   * copying it) are left out; if none is left: 409 already_in_stores.
+   */
+  get canCopy(): boolean {
+    return this.queue !== null;
+  }
+
+  async copyImage(caller: Caller, id: string, targets: string[], mustSucceed: boolean): Promise<string[]> {
+    const queue = this.queue;
+    if (!queue) throw new Error('copy-image needs a job queue');
+    const def = this.stores.defaultId;
+    let wanted: string[] = [];
+    const { doc } = await this.manifest.update(id, (draft) => {
+      requireVisible(caller, draft, id);
+      enforce(caller, 'copy_image', { owner: draft.owner });
+      if (draft.status !== 'active') {
+        throw conflict('invalid_status', `Image ${id} is ${draft.status}; copy-image copies active images only.`);
+      }
+      const held = new Set(copiesOf(draft, def).map((c) => c.store));
+      const busy = draft.store_import?.importing ?? [];
+      wanted = targets.filter((s) => !held.has(s) && !busy.includes(s));
+      if (wanted.length === 0) {
+        throw fail('already_in_stores', `Image ${id} is already in (or being copied to) ${targets.join(', ')}; it is in ${[...held].join(', ') || 'no store'}.`);
+      }
+      // From now on the record is explicit, whatever the document held before.
+      draft.stores = copiesOf(draft, def).map((c) => ({ ...c }));
+      draft.store_import = {
+        importing: [...busy, ...wanted],
+        failed: (draft.store_import?.failed ?? []).filter((s) => !wanted.includes(s)),
+        must_succeed: mustSucceed,
+      };
+      return [];
+    });
+    for (const store of wanted) {
+      await queue.enqueue(COPY_IMAGE_KIND, `${id}.copy.${store}.${doc.revision}`, { image_id: id, store });
+    }
+    return wanted;
+  }
+
+  /** The copy-image job: copy, verify, record; on the last failed attempt the store is listed as failed. */
+  handle = async (job: CopyImageJob, ctx: JobContext): Promise<void> => {
+    const { image_id: id, store } = job;
+    const doc = await this.manifest.get(id);
+    if (!doc || !doc.store_import?.importing.includes(store)) return; // finished, or the image is gone
+    if (!HOLDS_BYTES.has(doc.status) || !this.stores.has(store) || doc.size === null || !doc.os_hash_value) {
+      await this.finish(id, store, null);
+      return;
+    }
+    const key = copyKey(id);
+    try {
+      await this.copyFromAnyCopy(doc, store, key);
+    } catch (error) {
+      const last = ctx.attempt >= ctx.maxAttempts;
+      this.log[last ? 'error' : 'warn']({ image_id: id, store, err: error, attempt: ctx.attempt }, last ? 'copy-image failed for good' : 'copy-image failed; will retry');
+      if (!last) throw error;
+      await this.finish(id, store, null);
+      return;
+    }
+    const after = await this.finish(id, store, { store, key, at: new Date().toISOString() });
+    // Deleted (or the copy dropped) while it was being written: no bytes may stay behind.
+    if (!after || !copiesOf(after, this.stores.defaultId).some((c) => c.store === store)) await this.stores.get(store).delete(key);
+    else this.log.info({ image_id: id, store }, 'image copied into store');
+  };
+
+  /** Streams from the first store that still holds a whole copy (default store first). */
+  private async copyFromAnyCopy(doc: ImageDoc, store: string, key: string): Promise<void> {
+    const expected = { size: doc.size!, sha512: doc.os_hash_value! };
+    let lastError: unknown = new Error('no store holds a copy');
+    for (const copy of readingOrder(copiesOf(doc, this.stores.defaultId), this.stores.defaultId)) {
+      if (!this.stores.has(copy.store) || copy.store === store) continue;
+      const from = this.stores.get(copy.store);
+      try {
+        if ((await from.stat(copy.key))?.size !== expected.size) continue;
+        await copyVerified(from, copy.key, this.stores.get(store), key, expected);
+        return;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Takes the store off the importing list: into `stores` with its copy, or into the failed list. */
+  private async finish(id: string, store: string, copy: StoredCopy | null): Promise<ImageDoc | null> {
+    const def = this.stores.defaultId;
+    try {
+      const { doc } = await this.manifest.update(id, (draft) => {
+        const plan = draft.store_import;
+        if (!plan?.importing.includes(store)) return null;
+        plan.importing = plan.importing.filter((s) => s !== store);
+        if (copy && HOLDS_BYTES.has(draft.status)) {
+          draft.stores = [...copiesOf(draft, def).filter((c) => c.store !== store), copy];
+        } else if (!plan.failed.includes(store)) {
+          plan.failed.push(store);
+        }
+        return [];
+      });
+      return doc;
+    } catch (error) {
+      if ((error as { code?: string }).code === 'not_found') return null;
+      throw error;
+    }
+  }
+
+  /**
+   * DELETE /v2/stores/{store_id}/{image_id}: removes the image's copy from one store. The image
+   * must be active and keep at least one other copy (403 last_store).
+   */
+  async deleteFromStore(caller: Caller, id: string, storeId: string): Promise<void> {
+    const target = this.stores.get(storeId); // 404 store_not_found
+    const def = this.stores.defaultId;
+    let removed: StoredCopy | null = null;
+    await this.manifest.update(id, (draft) => {
+      requireVisible(caller, draft, id);
+      enforce(caller, 'delete_image_location', { owner: draft.owner });
+      if (draft.status !== 'active') {
+        throw conflict('invalid_status', `Image ${id} is ${draft.status}; a copy can be deleted from a store only while the image is active.`);
+      }
+      const copies = copiesOf(draft, def);
+      removed = copies.find((c) => c.store === storeId) ?? null;
+      if (!removed) throw fail('image_not_in_store', `Image ${id} has no copy in store ${storeId}; it is in ${copies.map((c) => c.store).join(', ')}.`);
+      if (copies.length === 1) {
+        throw fail('last_store', `Store ${storeId} holds the last copy of image ${id}; delete the image instead (DELETE /v2/images/${id}).`);
+      }
+      draft.stores = copies.filter((c) => c.store !== storeId);
+      if (storeId === def) delete draft.blob_key;
+      return [];
+    });
+    // The record goes first: a failure here leaves bytes the store janitor removes later.
+    await target.delete((removed as StoredCopy | null)!.key).catch((err: unknown) => this.log.warn({ image_id: id, store: storeId, err }, 'copy left in store; the janitor will remove it'));
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Multi-store operations over two filesystem stores (core/store-operations.ts): the copy-image
+ * job (copy, verify against os_hash_value, record; a mismatch retried, then listed as failed),
+ * DELETE from a store (never the last copy), and the store janitor on the non-default store.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ImageService } from '../../../core/image-service.js';
+import { PirError } from '../../../core/errors.js';
+import { COPY_IMAGE_KIND, StoreOperations, type CopyImageJob } from '../../../core/store-operations.js';
+import { StoreRegistry } from '../../../core/store-registry.js';
+import { FsBlobStore } from '../../../infra/storage/fs-blob-store.js';
+import { STORE_GRACE_MS, Sweepers } from '../../../workers/sweepers.js';
+import { domain, silent } from '../core/fixtures.js';
+
+const ADMIN = { project_id: 'admin', user_id: 'root', roles: ['admin'] };
+const OWNER = { project_id: 'p', user_id: 'u', roles: ['member'] };
+const BYTES = Buffer.from('a disk image, or at least its bytes\n'.repeat(100));
+const SHA512 = createHash('sha512').update(BYTES).digest('hex');
+const exists = (path: string) => access(path).then(() => true, () => false);
+const ctx = (attempt: number) => ({ attempt, maxAttempts: COPY_IMAGE_KIND.retry.attempts, reportProgress: async () => {} });
+
+async function setup() {
+  const d = await domain();
+  const other = new FsBlobStore(await mkdtemp(join(tmpdir(), 'pir-unit-store-')));
+  await other.init();
+  const stores = new StoreRegistry([
+    { id: 'fast', description: 'f', blobs: d.blobs, properties: {} },
+    { id: 'cheap', description: 'c', blobs: other, properties: {} },
+  ], 'fast', true);
+  const images = new ImageService(d.manifest, d.blobs, { stageDeadlineSeconds: 60, stores });
+  const jobs: { id: string; data: CopyImageJob }[] = [];
+  const ops = new StoreOperations(d.manifest, stores, { enqueue: async (_kind, id, data) => { jobs.push({ id, data: data as CopyImageJob }); } }, silent);
+  /** An active image of project p whose bytes are in the default store. */
+  const activeImage = async (hash = SHA512) => {
+    const doc = await images.create(OWNER, { name: 'x' });
+    await writeFile(join(d.blobs.imagesDir, doc.id), BYTES);
+    await d.manifest.update(doc.id, (draft) => { Object.assign(draft, { status: 'active', size: BYTES.length, os_hash_algo: 'sha512', os_hash_value: hash }); return []; });
+    return doc.id;
+  };
+  return { d, other, stores, images, ops, jobs, activeImage };
+}
+
+describe('copy-image', () => {
+  it('copies into the store, verified, and records it; only admins; 409 once it is there', async () => {
+    const { d, other, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await assert.rejects(ops.copyImage(OWNER, id, ['cheap'], true), (e: PirError) => e.code === 'policy_denied');
+    await assert.rejects(ops.copyImage({ ...OWNER, project_id: 'q' }, id, ['cheap'], true), (e: PirError) => e.code === 'not_found');
+    assert.deepEqual(await ops.copyImage(ADMIN, id, ['fast', 'cheap'], true), ['cheap'], 'the default store already holds it');
+    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['cheap'], failed: [], must_succeed: true });
+    assert.equal(jobs.length, 1);
+    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores', 'being copied');
+    await ops.handle(jobs[0].data, ctx(1));
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
+    assert.deepEqual(doc.store_import, { importing: [], failed: [], must_succeed: true });
+    assert.deepEqual(await readFile(join(other.imagesDir, id)), BYTES);
+    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores');
+    await d.close();
+  });
+
+  it('a copy that does not match os_hash_value is removed and retried; after the last attempt the store is listed as failed', async () => {
+    const { d, other, ops, jobs, activeImage } = await setup();
+    const id = await activeImage('0'.repeat(128));
+    await ops.copyImage(ADMIN, id, ['cheap'], false);
+    await assert.rejects(ops.handle(jobs[0].data, ctx(1)), (e: PirError) => e.code === 'store_copy_mismatch');
+    assert.equal(await exists(join(other.imagesDir, id)), false, 'the bad copy is gone');
+    assert.deepEqual((await d.manifest.get(id))!.store_import!.importing, ['cheap'], 'still importing while retries remain');
+    await ops.handle(jobs[0].data, ctx(COPY_IMAGE_KIND.retry.attempts));
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false });
+    assert.deepEqual(doc.stores!.map((c) => c.store), ['fast']);
+    await d.close();
+  });
+
+  it('an image deleted while its copy was written keeps no copy', async () => {
+    const { d, other, images, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['cheap'], true);
+    await images.remove(OWNER, id);
+    await ops.handle(jobs[0].data, ctx(1));
+    assert.equal(await exists(join(other.imagesDir, id)), false);
+    await d.close();
+  });
+});
+
+describe('DELETE /v2/stores/{store}/{image}', () => {
+  it('removes one copy, never the last; unknown store 404, not in the store 404; admins only', async () => {
+    const { d, other, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'cheap'), (e: PirError) => e.code === 'image_not_in_store');
+    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'fast'), (e: PirError) => e.code === 'last_store');
+    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'nope'), (e: PirError) => e.code === 'store_not_found');
+    await ops.copyImage(ADMIN, id, ['cheap'], true);
+    await ops.handle(jobs[0].data, ctx(1));
+    await assert.rejects(ops.deleteFromStore(OWNER, id, 'fast'), (e: PirError) => e.code === 'policy_denied');
+    await ops.deleteFromStore(ADMIN, id, 'fast');
+    assert.equal(await exists(join(d.blobs.imagesDir, id)), false);
+    assert.deepEqual((await d.manifest.get(id))!.stores!.map((c) => c.store), ['cheap']);
+    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'cheap'), (e: PirError) => e.code === 'last_store');
+    assert.equal(await exists(join(other.imagesDir, id)), true);
+    await d.close();
+  });
+});
+
+describe('store janitor, other stores', () => {
+  it('removes copies no image records, keeps recorded ones and those being copied', async () => {
+    const { d, other, images, ops, jobs, activeImage } = await setup();
+    const settings = { stageDeadlineSeconds: 60, uploadStallSeconds: 30, maxResumes: 1, outboxGraceMs: 0 };
+    const sweepers = new Sweepers(d.manifest, images, d.relay, d.blobs, settings, silent);
+    const recorded = await activeImage();
+    await ops.copyImage(ADMIN, recorded, ['cheap'], true);
+    await ops.handle(jobs[0].data, ctx(1));
+    const copying = await activeImage();
+    await ops.copyImage(ADMIN, copying, ['cheap'], true);
+    await writeFile(join(other.imagesDir, copying), 'half');
+    const stray = await activeImage();
+    await writeFile(join(other.imagesDir, stray), BYTES);
+    await writeFile(join(other.imagesDir, '00000000-0000-4000-8000-00000000dead'), BYTES);
+    const later = Date.now() + STORE_GRACE_MS + 60_000;
+    assert.equal(await sweepers.removeOrphanBytes(Date.now()), 0, 'nothing within the grace period');
+    assert.equal(await sweepers.removeOrphanBytes(later), 2);
+    assert.equal(await exists(join(other.imagesDir, recorded)), true);
+    assert.equal(await exists(join(other.imagesDir, copying)), true);
+    assert.equal(await exists(join(other.imagesDir, stray)), false);
+    assert.equal(await exists(join(d.blobs.imagesDir, stray)), true, "the default store's copy stays");
+    await d.close();
+  });
+});
