@@ -36,6 +36,7 @@ import { readinessChecks } from './telemetry/readiness.js';
 import { ProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
+import { openTusLeases } from './tus-leases.js';
 import { checkJobKinds } from '../core/jobs.js';
 
 export interface Adapters {
@@ -133,6 +134,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   let url: string | null = null;
   let webDownloads: WebDownloads | null = null;
   let stopWatching: () => Promise<void> = async () => {};
+  const tus = roles.api ? openTusLeases(urls?.redisUrl ?? null, config.redisPrefix) : null;
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.
     // The same watcher feeds the console's live event streams (GET /v2/events).
@@ -145,7 +147,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(config.egress), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
-      live, keystone: config.keystone });
+      live, keystone: config.keystone, ...(tus ? { tusLeases: tus.leases } : {}) });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
@@ -163,6 +165,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       setMetricSources(null);
       await processes.stop();
       await stopWatching();
+      await tus?.close();
       await sweepers.stop();
       await relay.drain();
       await adapters.close();

@@ -66,6 +66,11 @@ export class S3BlobStore implements BlobStore {
     return this.prefix + key;
   }
 
+  /** The bucket key of a blob key (prefix applied, checked), for modules that drive S3 themselves (ingest/tus/s3-staging.ts). */
+  bucketKey(key: string): string {
+    return this.objectKey(key);
+  }
+
   async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
     const md5 = createHash('md5');
     const sha512 = createHash('sha512');
