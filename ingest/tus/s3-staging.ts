@@ -6,9 +6,11 @@
  * - the bytes after the last full part (the tail) are kept as the body of one small "commit"
  *   object, `<staging key>.tus`, whose metadata names the multipart upload, how many parts and
  *   bytes it holds, and the md5/sha512 state over all of them (hash-wasm, saved).
- * Rewriting the commit object is the commit point: one PutObject, atomic in S3. Parts uploaded
- * after it (a process killed mid-part, a PATCH whose checksum failed) are not counted and are
- * overwritten by the next upload of that part number. Any API process can therefore resume:
+ * Rewriting the commit object is the commit point: one PutObject, atomic in S3. A part uploaded
+ * after it (a process killed mid-part, a PATCH whose checksum failed) is not counted, and its
+ * number is never used again: S3 would replace it, but SeaweedFS lists both uploads of a part
+ * number and may complete with the stale one. So the commit lists the committed part numbers (as
+ * ranges, "1-40,42-97"), and an append starts after the highest number S3 lists. Any API process can therefore resume:
  * offset = committed part bytes + tail size, and the hash state is loaded, not rebuilt (the
  * parts of an unfinished multipart upload cannot be read back through the S3 API).
  * Termination, expiry and the sweepers remove the staging key, which aborts the multipart upload.
@@ -27,12 +29,14 @@ const MiB = 1024 * 1024;
 /** S3's smallest part but the last. */
 export const S3_MIN_PART_BYTES = 5 * MiB;
 const S3_MAX_PARTS = 10_000;
+/** Part numbers kept spare for parts that were uploaded but never committed. */
+const SPARE_PART_NUMBERS = 1_000;
 /** Memory held per PATCH in flight, and the most a tail object (rewritten by each PATCH) can hold. */
 const PREFERRED_PART_BYTES = 8 * MiB;
 
 /** The part size of an upload of `length` bytes: fixed at creation so every process cuts the same parts. */
 export function tusPartSize(length: number, preferred = PREFERRED_PART_BYTES): number {
-  return Math.max(S3_MIN_PART_BYTES, preferred, Math.ceil(length / S3_MAX_PARTS / MiB) * MiB);
+  return Math.max(S3_MIN_PART_BYTES, preferred, Math.ceil(length / (S3_MAX_PARTS - SPARE_PART_NUMBERS) / MiB) * MiB);
 }
 
 /** What the commit object's metadata says. */
@@ -40,8 +44,8 @@ interface Commit {
   uploadId: string;
   partSize: number;
   length: number;
-  /** Parts 1..parts are committed, each partSize bytes (the last may be shorter once all bytes are in). */
-  parts: number;
+  /** The committed part numbers, ascending, each partSize bytes (the last may be shorter once all bytes are in). */
+  parts: number[];
   partsBytes: number;
   /** SavableDigests state over partsBytes + the tail. */
   hash: string;
@@ -73,7 +77,7 @@ export class S3TusStaging implements TusStaging {
     })));
     if (!created.UploadId) throw new BlobStoreUnavailableError(`S3 gave no upload id for ${key}`);
     const digests = await SavableDigests.empty();
-    await this.commit(imageId, run, { uploadId: created.UploadId, partSize: this.partSizeFor(length), length, parts: 0, partsBytes: 0, hash: digests.save() }, EMPTY);
+    await this.commit(imageId, run, { uploadId: created.UploadId, partSize: this.partSizeFor(length), length, parts: [], partsBytes: 0, hash: digests.save() }, EMPTY);
   }
 
   async offset(imageId: string, run: number): Promise<number | null> {
@@ -100,15 +104,18 @@ export class S3TusStaging implements TusStaging {
     if (!(digests instanceof SavableDigests)) throw new Error('S3 tus staging needs SavableDigests');
     const staged = await this.read(imageId, run);
     if (!staged) throw new BlobNotFoundError(this.commitKey(imageId, run));
-    const next = { ...staged.commit };
+    const next = { ...staged.commit, parts: [...staged.commit.parts] };
     if (next.partsBytes + staged.tail.length !== offset) throw new Error(`staged size ${next.partsBytes + staged.tail.length} is not the expected offset ${offset}`);
+    let partNumber = await this.nextPartNumber(imageId, run, next);
     // A checksummed PATCH commits nothing until its checksum is known to match.
     const provisional = Boolean(options.verify);
     let pieces: Buffer[] = staged.tail.length > 0 ? [staged.tail] : [];
     let buffered = staged.tail.length;
     const sendPart = async () => {
-      await this.uploadPart(imageId, run, next.uploadId, next.parts + 1, Buffer.concat(pieces, buffered));
-      next.parts += 1;
+      const number = partNumber;
+      partNumber += 1;
+      await this.uploadPart(imageId, run, next.uploadId, number, Buffer.concat(pieces, buffered));
+      next.parts.push(number);
       next.partsBytes += buffered;
       pieces = [];
       buffered = 0;
@@ -160,15 +167,16 @@ export class S3TusStaging implements TusStaging {
     const { commit, tail } = staged;
     if (commit.partsBytes + tail.length !== commit.length) throw new Error(`only ${commit.partsBytes + tail.length} of ${commit.length} bytes are staged`);
     const objectKey = this.store.bucketKey(key);
-    if (commit.parts === 0) {
+    if (commit.parts.length === 0) {
       // Nothing in parts (an empty upload): the tail is the object.
       await s3(`store ${key}`, () => this.store.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: tail, ContentLength: tail.length, ContentType: 'application/octet-stream' })));
       await this.store.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: commit.uploadId })).catch(() => {});
     } else {
-      let parts = commit.parts;
+      const parts = [...commit.parts];
       if (tail.length > 0) {
-        await this.uploadPart(imageId, run, commit.uploadId, parts + 1, tail);
-        parts += 1;
+        const number = await this.nextPartNumber(imageId, run, commit);
+        await this.uploadPart(imageId, run, commit.uploadId, number, tail);
+        parts.push(number);
       }
       const listed = await this.listParts(key, commit.uploadId, parts);
       await s3(`complete the multipart upload of ${key}`, () => this.store.client.send(new CompleteMultipartUploadCommand({
@@ -179,27 +187,44 @@ export class S3TusStaging implements TusStaging {
     return key;
   }
 
-  /** Parts 1..count as S3 lists them (later uploads of a part number replace earlier ones). */
-  private async listParts(key: string, uploadId: string, count: number): Promise<CompletedPart[]> {
+  /** The committed parts as S3 lists them, by number (a number S3 lists twice was uploaded twice with the same bytes). */
+  private async listParts(key: string, uploadId: string, numbers: number[]): Promise<CompletedPart[]> {
+    const wanted = new Set(numbers);
     const found = new Map<number, CompletedPart>();
-    let marker: string | undefined;
+    for (const part of await this.listedParts(key, uploadId, 0)) {
+      if (part.PartNumber && part.ETag && wanted.has(part.PartNumber)) found.set(part.PartNumber, { PartNumber: part.PartNumber, ETag: part.ETag });
+    }
+    return numbers.map((n) => {
+      const part = found.get(n);
+      if (!part) throw new BlobStoreUnavailableError(`S3 lists no part ${n} of the multipart upload of ${key}`);
+      return part;
+    });
+  }
+
+  /** Parts S3 lists after part number `after`. */
+  private async listedParts(key: string, uploadId: string, after: number): Promise<{ PartNumber?: number; ETag?: string }[]> {
+    const parts: { PartNumber?: number; ETag?: string }[] = [];
+    let marker: string | undefined = after > 0 ? String(after) : undefined;
     do {
       const out = await s3(`list the parts of ${key}`, () => this.store.client.send(new ListPartsCommand({
         Bucket: this.bucket, Key: this.store.bucketKey(key), UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}),
       })));
-      for (const part of out.Parts ?? []) {
-        if (part.PartNumber && part.ETag && part.PartNumber <= count) found.set(part.PartNumber, { PartNumber: part.PartNumber, ETag: part.ETag });
-      }
+      parts.push(...(out.Parts ?? []));
       marker = out.IsTruncated ? out.NextPartNumberMarker : undefined;
     } while (marker);
-    const parts = Array.from({ length: count }, (_, i) => found.get(i + 1));
-    const missing = parts.findIndex((p) => !p);
-    if (missing >= 0) throw new BlobStoreUnavailableError(`S3 lists no part ${missing + 1} of the multipart upload of ${key}`);
-    return parts as CompletedPart[];
+    return parts;
+  }
+
+  /** A part number no upload has used: after the committed ones and any uncommitted part S3 lists beyond them. */
+  private async nextPartNumber(imageId: string, run: number, commit: Commit): Promise<number> {
+    const last = commit.parts.at(-1) ?? 0;
+    const beyond = await this.listedParts(this.key(imageId, run), commit.uploadId, last);
+    return Math.max(last, ...beyond.map((p) => p.PartNumber ?? 0)) + 1;
   }
 
   private async uploadPart(imageId: string, run: number, uploadId: string, partNumber: number, body: Buffer): Promise<void> {
     const key = this.key(imageId, run);
+    if (partNumber > S3_MAX_PARTS) throw new BlobStoreUnavailableError(`the multipart upload of ${key} ran out of part numbers (too many interrupted PATCHes); start a new upload`);
     await s3(`upload part ${partNumber} of ${key}`, () => this.store.client.send(new UploadPartCommand({
       Bucket: this.bucket, Key: this.store.bucketKey(key), UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length,
     })));
@@ -213,7 +238,7 @@ export class S3TusStaging implements TusStaging {
         'tus-upload-id': commit.uploadId,
         'tus-part-size': String(commit.partSize),
         'tus-length': String(commit.length),
-        'tus-parts': String(commit.parts),
+        'tus-parts': encodeRanges(commit.parts),
         'tus-parts-bytes': String(commit.partsBytes),
         'tus-hash': commit.hash,
       },
@@ -252,8 +277,34 @@ function parseCommit(metadata: Record<string, string> | undefined): Commit {
   if (!m['tus-upload-id'] || !m['tus-hash']) throw new Error('the tus commit object names no multipart upload or hash state');
   return {
     uploadId: m['tus-upload-id'], hash: m['tus-hash'],
-    partSize: count('tus-part-size'), length: count('tus-length'), parts: count('tus-parts'), partsBytes: count('tus-parts-bytes'),
+    partSize: count('tus-part-size'), length: count('tus-length'), parts: decodeRanges(m['tus-parts'] ?? ''), partsBytes: count('tus-parts-bytes'),
   };
+}
+
+/** Ascending part numbers as ranges: [1,2,3,5] → "1-3,5" (uninterrupted uploads stay one range). */
+export function encodeRanges(numbers: number[]): string {
+  const ranges: string[] = [];
+  for (let i = 0; i < numbers.length;) {
+    let j = i;
+    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j += 1;
+    ranges.push(i === j ? String(numbers[i]) : `${numbers[i]}-${numbers[j]}`);
+    i = j + 1;
+  }
+  return ranges.join(',');
+}
+
+export function decodeRanges(text: string): number[] {
+  if (text === '') return [];
+  const numbers: number[] = [];
+  for (const range of text.split(',')) {
+    const match = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(range);
+    if (!match) throw new Error('the tus commit object has no valid tus-parts');
+    const from = Number(match[1]);
+    const to = Number(match[2] ?? match[1]);
+    if (from < 1 || to < from || to > S3_MAX_PARTS || from <= (numbers.at(-1) ?? 0)) throw new Error('the tus commit object has no valid tus-parts');
+    for (let n = from; n <= to; n++) numbers.push(n);
+  }
+  return numbers;
 }
 
 function notFound(error: unknown): boolean {
