@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { PirClient } from '../client/index.js';
 import { freePort, startPirProcess } from '../test/support/pir-process.js';
-import { GiB, MiB } from './limits.js';
+import { availableParallelism } from 'node:os';
+import { GiB, MiB, processCpuMs } from './limits.js';
 import { median, type Bench, type Figure } from './report.js';
 
 const run = promisify(execFile);
@@ -59,22 +60,29 @@ const bench: Bench = {
       const pirRates: number[] = [];
       const bareRates: number[] = [];
       const cpu = { curl: [] as number[], pir: [] as number[], bare: [] as number[] };
+      // The server's CPU per GiB in each run: with the client's, what the cores allow at best.
+      const serverCpu = { curl: [] as number[], pir: [] as number[] };
+      const serverMs = () => processCpuMs(server.child.pid!);
       const perGiB = (seconds: number) => seconds / (SIZE / GiB);
       for (let i = 0; i < RUNS; i++) {
         ctx.log(`run ${i + 1}/${RUNS}: curl -T`);
         const image = await client.createImage({ name: `curl-${i}`, disk_format: 'raw', container_format: 'bare' });
+        let s0 = serverMs();
         const curlRun = await timed(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-T', file, '-H', `x-auth-token: ${TOKEN}`, '-H', 'content-type: application/octet-stream', `${url}/v2/images/${image.id}/file`]);
         if (curlRun.stdout.trim() !== '204') throw new Error(`curl upload answered ${curlRun.stdout}`);
         curlRates.push(SIZE / MiB / (curlRun.ms / 1000));
         cpu.curl.push(perGiB(curlRun.cpuSeconds));
+        serverCpu.curl.push(perGiB((serverMs() - s0) / 1000));
         await client.deleteImage(image.id);
 
         ctx.log(`run ${i + 1}/${RUNS}: pir image create`);
+        s0 = serverMs();
         const pirRun = await timed([process.execPath, CLI, 'image', 'create', '--name', `pir-${i}`, '--disk-format', 'raw', '--file', file, '--format', 'json'], { PATH: process.env.PATH ?? '', PIR_URL: url, PIR_TOKEN: TOKEN });
         const created = JSON.parse(pirRun.stdout) as { id: string; status: string };
         if (created.status !== 'active') throw new Error(`pir image create ended ${created.status}`);
         pirRates.push(SIZE / MiB / (pirRun.ms / 1000));
         cpu.pir.push(perGiB(pirRun.cpuSeconds));
+        serverCpu.pir.push(perGiB((serverMs() - s0) / 1000));
         await client.deleteImage(created.id);
 
         // The same client path with hashing off: what the local md5 + sha512 cost on this machine.
@@ -89,12 +97,20 @@ const bench: Bench = {
         await client.deleteImage(bare.id);
       }
       const curl = median(curlRates);
+      // Client and server share this machine's cores: at best they are all busy, so the rate can
+      // not exceed cores ÷ (client + server CPU seconds per GiB).
+      const cores = availableParallelism();
+      const ceiling = (client: number[], srv: number[]) => (cores / (median(client) + median(srv))) * 1024;
+      const pirCeiling = ceiling(cpu.pir, serverCpu.pir);
       const figures: Figure[] = [
         { name: 'curl -T, PUT start → active (no local hashing)', value: curl, unit: 'MiB/s', note: `runs ${curlRates.map((r) => r.toFixed(0)).join(', ')}` },
         { name: 'pir image create, process start → exit (md5 + sha512 locally)', value: median(pirRates), unit: 'MiB/s', limit: curl, targetRatio: 0.9, note: `runs ${pirRates.map((r) => r.toFixed(0)).join(', ')}; limit = curl's median` },
+        { name: `pir image create against the CPU ceiling of ${cores} cores`, value: median(pirRates), unit: 'MiB/s', limit: pirCeiling, note: `ceiling = ${cores} cores ÷ (client ${median(cpu.pir).toFixed(2)} + server ${median(serverCpu.pir).toFixed(2)} CPU s/GiB); curl's ceiling is ${ceiling(cpu.curl, serverCpu.curl).toFixed(0)} MiB/s` },
         { name: 'client library upload, hashing off (PUT start → active)', value: median(bareRates), unit: 'MiB/s', limit: curl, note: `runs ${bareRates.map((r) => r.toFixed(0)).join(', ')}; the same path without local hashing` },
         { name: 'client CPU per GiB: curl -T', value: median(cpu.curl), unit: 's/GiB', note: 'user + system, from bash times' },
         { name: 'client CPU per GiB: pir image create (md5 + sha512)', value: median(cpu.pir), unit: 's/GiB', note: `runs ${cpu.pir.map((c) => c.toFixed(2)).join(', ')}; includes node start-up` },
+        { name: 'server CPU per GiB: curl -T upload', value: median(serverCpu.curl), unit: 's/GiB', note: 'pir serve, all threads, from /proc' },
+        { name: 'server CPU per GiB: pir image create upload', value: median(serverCpu.pir), unit: 's/GiB', note: 'pir serve, all threads, from /proc' },
         { name: 'client CPU per GiB: client library, hashing off', value: median(cpu.bare), unit: 's/GiB', note: 'in-process, process.cpuUsage' },
       ];
       return figures;

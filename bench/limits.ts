@@ -175,6 +175,12 @@ function procStat(): { idle: number; total: number } | null {
   }
 }
 
+/** CPU milliseconds another process has used so far (utime + stime, all its threads; Linux). */
+export function processCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms (USER_HZ 100)
+}
+
 export interface CpuShare {
   /** Fraction of all cores busy. */
   machine: number;

@@ -14,7 +14,6 @@
  * which the machine's load does not distort the way it distorts rates.
  * PIR_BENCH_TELEMETRY_ROUNDS (default 8) and PIR_BENCH_TELEMETRY_MIB (default 128) scale it.
  */
-import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -22,18 +21,12 @@ import { randomBytes } from 'node:crypto';
 import { PirClient } from '../test/support/pir-client.js';
 import { freePort, startPirProcess, type PirProcess } from '../test/support/pir-process.js';
 import { smallImages, TOKEN, uploadOne } from './ingest.bench.js';
-import { MiB } from './limits.js';
+import { MiB, processCpuMs as cpuMs } from './limits.js';
 import { median, type Bench, type Figure } from './report.js';
 
 const ROUNDS = Number(process.env.PIR_BENCH_TELEMETRY_ROUNDS || 8);
 const INGEST_MIB = Number(process.env.PIR_BENCH_TELEMETRY_MIB || 128);
 type Mode = 'off' | 'on';
-
-/** CPU milliseconds a process used so far (utime + stime, all its threads). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms (USER_HZ 100)
-}
 
 const bench: Bench = {
   name: 'telemetry cost: tracing + metrics on vs off (pir serve, interleaved)',
