@@ -52,7 +52,7 @@ export class RunningDigests implements UploadDigests {
   }
 }
 
-/** The saved form: `<base64 md5 state>.<base64 sha512 state>` (ASCII, fits S3 user metadata). */
+/** The saved form: `<bytes hashed>.<base64 md5 state>.<base64 sha512 state>` (ASCII, fits S3 user metadata). */
 export class SavableDigests implements UploadDigests {
   private constructor(private readonly md5: IHasher, private readonly sha512: IHasher, public offset: number) {}
 
@@ -63,10 +63,11 @@ export class SavableDigests implements UploadDigests {
     return new SavableDigests(md5, sha512, 0);
   }
 
-  /** The state `save()` wrote after `offset` bytes; throws when it is not one (another hash-wasm build, damage). */
+  /** The state `save()` wrote after `offset` bytes; throws when it is not one (other bytes, another hash-wasm build, damage). */
   static async load(saved: string, offset: number): Promise<SavableDigests> {
-    const [md5State, sha512State] = saved.split('.');
+    const [bytes, md5State, sha512State] = saved.split('.');
     if (!md5State || !sha512State) throw new Error('not a saved hash state');
+    if (bytes !== String(offset)) throw new Error(`the saved hash state covers ${bytes} bytes, not ${offset}`);
     const digests = await SavableDigests.empty();
     digests.md5.load(Buffer.from(md5State, 'base64'));
     digests.sha512.load(Buffer.from(sha512State, 'base64'));
@@ -75,7 +76,7 @@ export class SavableDigests implements UploadDigests {
   }
 
   save(): string {
-    return `${Buffer.from(this.md5.save()).toString('base64')}.${Buffer.from(this.sha512.save()).toString('base64')}`;
+    return `${this.offset}.${Buffer.from(this.md5.save()).toString('base64')}.${Buffer.from(this.sha512.save()).toString('base64')}`;
   }
 
   update(chunk: Uint8Array): void {

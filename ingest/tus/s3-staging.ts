@@ -52,6 +52,16 @@ interface Commit {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Parts uploaded at once by one PATCH while it goes on receiving (each held in memory). */
+const PARTS_IN_FLIGHT = 2;
+
+interface InflightPart {
+  number: number;
+  body: Buffer;
+  /** The saved hash state at the part's end; null when unknown (cut from a restored tail). */
+  hash: string | null;
+  uploaded: Promise<void>;
+}
 
 export class S3TusStaging implements TusStaging {
   constructor(private readonly store: S3BlobStore, private readonly partSizeFor: (length: number) => number = tusPartSize) {}
@@ -109,49 +119,86 @@ export class S3TusStaging implements TusStaging {
     let partNumber = await this.nextPartNumber(imageId, run, next);
     // A checksummed PATCH commits nothing until its checksum is known to match.
     const provisional = Boolean(options.verify);
-    let pieces: Buffer[] = staged.tail.length > 0 ? [staged.tail] : [];
-    let buffered = staged.tail.length;
-    const sendPart = async () => {
+    /** Parts being uploaded, oldest first; each is committed once it and all before it are in. */
+    const inflight: InflightPart[] = [];
+    let pieces: Buffer[] = [];
+    let buffered = 0;
+    const refuseIfLost = () => { if (options.signal?.aborted) throw options.signal.reason; };
+    const commitTail = async () => {
+      refuseIfLost();
+      await this.commit(imageId, run, { ...next, hash: digests.save() }, Buffer.concat([...inflight.map((p) => p.body), ...pieces]));
+    };
+    // The oldest part's upload ended: count it, and commit the state at its end (when known).
+    const settleOldest = async () => {
+      const part = inflight[0]!;
+      await part.uploaded;
+      inflight.shift();
+      next.parts.push(part.number);
+      next.partsBytes += part.body.length;
+      if (!provisional && part.hash !== null) {
+        refuseIfLost();
+        await this.commit(imageId, run, { ...next, hash: part.hash }, EMPTY);
+      }
+    };
+    // Sends the first `size` buffered bytes as the next part. `hash`: the state at the part's
+    // end, or null for a part cut from a restored tail (unknown there: a later commit covers it).
+    // The bytes leave the buffer only once the part is in flight, so a failure never loses them.
+    const startPart = async (size: number, hash: string | null) => {
+      if (inflight.length >= PARTS_IN_FLIGHT) await settleOldest();
+      const joined = Buffer.concat(pieces, buffered);
+      const body = joined.subarray(0, size);
+      pieces = size < joined.length ? [joined.subarray(size)] : [];
+      buffered = joined.length - size;
       const number = partNumber;
       partNumber += 1;
-      await this.uploadPart(imageId, run, next.uploadId, number, Buffer.concat(pieces, buffered));
-      next.parts.push(number);
-      next.partsBytes += buffered;
-      pieces = [];
-      buffered = 0;
+      const uploaded = this.uploadPart(imageId, run, next.uploadId, number, body);
+      uploaded.catch(() => {}); // awaited in order by settleOldest
+      inflight.push({ number, body, hash, uploaded });
     };
-    const commitNow = () => options.signal?.aborted ? Promise.reject(options.signal.reason) : this.commit(imageId, run, { ...next, hash: digests.save() }, Buffer.concat(pieces, buffered));
     try {
-      // A tail left full by a part that failed to upload goes first.
-      if (buffered >= next.partSize) {
-        await sendPart();
-        if (!provisional) await commitNow();
+      if (staged.tail.length > 0) {
+        pieces.push(staged.tail);
+        buffered = staged.tail.length;
       }
+      // A tail left long by failed part uploads: its full parts go first.
+      while (buffered >= next.partSize) await startPart(next.partSize, null);
       for await (const chunk of chunks) {
         const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
         for (let at = 0; at < bytes.length;) {
-          // Cut at the part boundary, so the committed hash state ends exactly where the parts do.
+          // Cut at the part boundary, so each part's saved hash state ends exactly where it does.
           const piece = bytes.subarray(at, at + Math.min(bytes.length - at, next.partSize - buffered));
           at += piece.length;
           pieces.push(piece);
           buffered += piece.length;
           digests.update(piece);
           options.onChunk?.(piece);
-          if (buffered === next.partSize) {
-            await sendPart();
-            if (!provisional) await commitNow();
-          }
+          if (buffered === next.partSize) await startPart(buffered, digests.save());
         }
       }
       options.verify?.();
       // The last bytes go as the (short) last part now, so finishing needs no read of them.
-      if (buffered > 0 && next.partsBytes + buffered === next.length) await sendPart();
+      if (buffered > 0 && next.partsBytes + inflight.reduce((n, p) => n + p.body.length, 0) + buffered === next.length) {
+        await startPart(buffered, digests.save());
+      }
+      while (inflight.length > 0) await settleOldest();
       const end = next.partsBytes + buffered;
-      await commitNow();
+      await commitTail();
       return end;
     } catch (error) {
-      // tus keeps what a cut PATCH brought: the bytes not yet in a part become the tail.
-      if (!provisional) await commitNow().catch(() => {});
+      if (!provisional) {
+        // tus keeps what a cut PATCH brought: the parts that went in, in order, and every byte
+        // after them (a part that failed, those after it, the partial part) as the tail.
+        while (inflight.length > 0) {
+          try {
+            await settleOldest();
+          } catch {
+            break;
+          }
+        }
+        await commitTail().catch(() => {});
+      } else {
+        await Promise.allSettled(inflight.map((p) => p.uploaded));
+      }
       throw error;
     }
   }
@@ -222,7 +269,7 @@ export class S3TusStaging implements TusStaging {
     return Math.max(last, ...beyond.map((p) => p.PartNumber ?? 0)) + 1;
   }
 
-  private async uploadPart(imageId: string, run: number, uploadId: string, partNumber: number, body: Buffer): Promise<void> {
+  protected async uploadPart(imageId: string, run: number, uploadId: string, partNumber: number, body: Buffer): Promise<void> {
     const key = this.key(imageId, run);
     if (partNumber > S3_MAX_PARTS) throw new BlobStoreUnavailableError(`the multipart upload of ${key} ran out of part numbers (too many interrupted PATCHes); start a new upload`);
     await s3(`upload part ${partNumber} of ${key}`, () => this.store.client.send(new UploadPartCommand({

@@ -166,6 +166,42 @@ stagingContract('S3 multipart (SeaweedFS)', async () => {
   s3.close();
 });
 
+describe('tus staging: S3, a part upload that fails', { skip: s3Up ? false : 'S3 (SeaweedFS) is not running' }, () => {
+  it('keeps the parts before it and every byte after it (a tail of several parts), and the next append sends them on', async () => {
+    const blobs = new S3BlobStore({ ...services.s3, prefix: `${uniqueName('tus-failing-part')}/` });
+    after(async () => {
+      for (const blob of await blobs.list('')) await blobs.delete(blob.key).catch(() => {});
+      blobs.close();
+    });
+    /** S3 refuses the 2nd part uploaded (once), while later parts may already be on their way. */
+    class FailingOnce extends S3TusStaging {
+      uploads = 0;
+      protected override async uploadPart(imageId: string, run: number, uploadId: string, partNumber: number, body: Buffer): Promise<void> {
+        this.uploads += 1;
+        if (this.uploads === 2) throw new Error('S3 refused the part');
+        return super.uploadPart(imageId, run, uploadId, partNumber, body);
+      }
+    }
+    const id = `img-${randomBytes(6).toString('hex')}`;
+    const data = randomBytes(5 * S3_MIN_PART_BYTES + MiB);
+    const failing = new FailingOnce(blobs, () => S3_MIN_PART_BYTES);
+    await failing.create(id, 1, data.length);
+    const digests = await failing.newDigests();
+    const taken = 4 * S3_MIN_PART_BYTES + 12345;
+    await assert.rejects(failing.append(id, 1, 0, chunksOf(data.subarray(0, taken), 200_000), digests), /S3 refused the part/);
+    // Part 1 is in; whatever came after it (the refused part, the next, the partial one) is the tail.
+    const offset = await new S3TusStaging(blobs, () => S3_MIN_PART_BYTES).offset(id, 1);
+    assert.ok(offset !== null && offset >= S3_MIN_PART_BYTES && offset <= taken, `offset ${offset}`);
+    // Another process goes on from the committed offset with the saved hash state.
+    const other = new S3TusStaging(blobs, () => S3_MIN_PART_BYTES);
+    const restored = await other.restoreDigests(id, 1, offset!);
+    assert.equal(await other.append(id, 1, offset!, chunksOf(data.subarray(offset!)), restored), data.length);
+    const key = await other.finish(id, 1);
+    assert.equal(restored.digest().sha512, sha512(data));
+    assert.equal(sha512(await readAll(blobs, key)), sha512(data));
+  });
+});
+
 describe('tus upload leases in Redis', { skip: redisUp ? false : 'Redis is not running' }, () => {
   const redis = redisUp ? new Redis(services.redisUrl) : null;
   after(() => redis?.disconnect());
