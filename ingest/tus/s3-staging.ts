@@ -56,11 +56,11 @@ const EMPTY = Buffer.alloc(0);
 const PARTS_IN_FLIGHT = 2;
 
 interface InflightPart {
-  number: number;
   body: Buffer;
-  /** The saved hash state at the part's end; null when unknown (cut from a restored tail). */
-  hash: string | null;
-  uploaded: Promise<void>;
+  /** Counted among the commit's parts (uploaded, and every part before it too). */
+  counted: boolean;
+  /** Resolves once counted (and committed, when its hash state is known). */
+  committed: Promise<void>;
 }
 
 export class S3TusStaging implements TusStaging {
@@ -119,26 +119,24 @@ export class S3TusStaging implements TusStaging {
     let partNumber = await this.nextPartNumber(imageId, run, next);
     // A checksummed PATCH commits nothing until its checksum is known to match.
     const provisional = Boolean(options.verify);
-    /** Parts being uploaded, oldest first; each is committed once it and all before it are in. */
+    /** Parts being uploaded, oldest first; each is committed as soon as it and all before it are in. */
     const inflight: InflightPart[] = [];
+    /** The commits, one after the other in part order; a failed part stops those after it. */
+    let chain: Promise<void> = Promise.resolve();
     let pieces: Buffer[] = [];
     let buffered = 0;
+    /** Bytes of the upload up to the end of the buffer. */
+    let total = offset;
     const refuseIfLost = () => { if (options.signal?.aborted) throw options.signal.reason; };
+    // Every byte after the committed parts (parts not counted, the buffer) is the tail.
     const commitTail = async () => {
       refuseIfLost();
-      await this.commit(imageId, run, { ...next, hash: digests.save() }, Buffer.concat([...inflight.map((p) => p.body), ...pieces]));
+      const rest = [...inflight.filter((p) => !p.counted).map((p) => p.body), ...pieces];
+      await this.commit(imageId, run, { ...next, hash: digests.save() }, Buffer.concat(rest));
     };
-    // The oldest part's upload ended: count it, and commit the state at its end (when known).
     const settleOldest = async () => {
-      const part = inflight[0]!;
-      await part.uploaded;
+      await inflight[0]!.committed;
       inflight.shift();
-      next.parts.push(part.number);
-      next.partsBytes += part.body.length;
-      if (!provisional && part.hash !== null) {
-        refuseIfLost();
-        await this.commit(imageId, run, { ...next, hash: part.hash }, EMPTY);
-      }
     };
     // Sends the first `size` buffered bytes as the next part. `hash`: the state at the part's
     // end, or null for a part cut from a restored tail (unknown there: a later commit covers it).
@@ -152,8 +150,20 @@ export class S3TusStaging implements TusStaging {
       const number = partNumber;
       partNumber += 1;
       const uploaded = this.uploadPart(imageId, run, next.uploadId, number, body);
-      uploaded.catch(() => {}); // awaited in order by settleOldest
-      inflight.push({ number, body, hash, uploaded });
+      const part: InflightPart = { body, counted: false, committed: Promise.resolve() };
+      part.committed = chain.then(() => uploaded).then(async () => {
+        next.parts.push(number);
+        next.partsBytes += body.length;
+        part.counted = true;
+        if (!provisional && hash !== null) {
+          refuseIfLost();
+          await this.commit(imageId, run, { ...next, hash }, EMPTY);
+        }
+      });
+      uploaded.catch(() => {});
+      part.committed.catch(() => {}); // awaited in order by settleOldest
+      chain = part.committed;
+      inflight.push(part);
     };
     try {
       if (staged.tail.length > 0) {
@@ -170,6 +180,7 @@ export class S3TusStaging implements TusStaging {
           at += piece.length;
           pieces.push(piece);
           buffered += piece.length;
+          total += piece.length;
           digests.update(piece);
           options.onChunk?.(piece);
           if (buffered === next.partSize) await startPart(buffered, digests.save());
@@ -177,9 +188,7 @@ export class S3TusStaging implements TusStaging {
       }
       options.verify?.();
       // The last bytes go as the (short) last part now, so finishing needs no read of them.
-      if (buffered > 0 && next.partsBytes + inflight.reduce((n, p) => n + p.body.length, 0) + buffered === next.length) {
-        await startPart(buffered, digests.save());
-      }
+      if (buffered > 0 && total === next.length) await startPart(buffered, digests.save());
       while (inflight.length > 0) await settleOldest();
       const end = next.partsBytes + buffered;
       await commitTail();
@@ -197,7 +206,7 @@ export class S3TusStaging implements TusStaging {
         }
         await commitTail().catch(() => {});
       } else {
-        await Promise.allSettled(inflight.map((p) => p.uploaded));
+        await Promise.allSettled(inflight.map((p) => p.committed));
       }
       throw error;
     }
