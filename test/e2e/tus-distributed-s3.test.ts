@@ -6,7 +6,8 @@
  * - an api SIGKILLed mid-PATCH: the client resumes on the other api from the committed offset,
  *   once the dead holder's lease expired;
  * - two PATCHes racing on two processes: one appends, the other gets 423 (or 409 after it);
- * - termination aborts the multipart upload.
+ * - termination aborts the multipart upload;
+ * - embedded mode (pir serve on S3): random cuts, and a resume after the process was killed.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
@@ -235,5 +236,74 @@ describe('tus on S3 across two api processes (distributed)', { skip: missing.len
     assert.equal((await call(apis[1]!.base, location, { method: 'DELETE', headers: TUS })).status, 204);
     assert.deepEqual(await keysOf(image.id), [], 'nothing left, unfinished multipart upload included');
     assert.equal((await client.getImage(image.id)).body.status, 'queued');
+  });
+});
+
+describe('tus on S3 in embedded mode (pir serve with PIR_S3_ENDPOINT)', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+  it('takes a tus-js-client upload cut at random points, and resumes after pir serve was killed and started again', async () => {
+    if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}`);
+    const dir = await makeTempDir('pir-e2e-tus-embedded-s3-');
+    const prefix = `${uniqueName('e2etusembedded')}/`;
+    const store = new S3BlobStore({ ...services.s3, prefix });
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = {
+      PIR_DATA_DIR: join(dir, 'data'), PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port),
+      PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_FORCE_PATH_STYLE: 'true', PIR_S3_PREFIX: prefix,
+    };
+    let serve = await startPirProcess('serve', env, logDir, 'serve-s3');
+    const call = (path: string, init: RequestInit = {}) => fetch(`${base}${path}`, { ...init, headers: { 'x-auth-token': TOKEN, ...(init.headers as Record<string, string>) } });
+    try {
+      const client = new PirClient(base, TOKEN);
+      // tus-js-client through random cuts.
+      const data = rawImage(18 * MiB + randomInt(2048) * 512);
+      const image = await client.createImage({ name: 'tus-embedded-s3', disk_format: 'raw', container_format: 'bare' });
+      const proxy = await cuttingProxy(port, [randomInt(256 * 1024, 6 * MiB), randomInt(256 * 1024, 6 * MiB)]);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          new tus.Upload(data, {
+            endpoint: `http://127.0.0.1:${proxy.port}/v2/images/${image.id}/uploads`,
+            headers: { 'X-Auth-Token': TOKEN },
+            retryDelays: [0, 200, 500, 1000, 2000],
+            uploadSize: data.length,
+            onError: reject,
+            onSuccess: () => resolve(),
+          }).start();
+        });
+        assert.equal(proxy.cuts(), 2);
+      } finally {
+        await proxy.close();
+      }
+      const settled = await client.waitSettled(image.id, 120_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      assert.equal(settled.os_hash_value, sha512(data));
+
+      // Half, then the process is killed; the new one resumes with the hash state in S3.
+      const data2 = rawImage(20 * MiB);
+      const image2 = await client.createImage({ name: 'tus-embedded-s3-restart', disk_format: 'raw', container_format: 'bare' });
+      const created = await call(`/v2/images/${image2.id}/uploads`, { method: 'POST', headers: { ...TUS, 'upload-length': String(data2.length) } });
+      assert.equal(created.status, 201);
+      const location = created.headers.get('location')!;
+      const half = 9 * MiB + 4096;
+      const first = await call(location, { method: 'PATCH', headers: { ...PATCH_HEADERS, 'upload-offset': '0' }, body: new Uint8Array(data2.subarray(0, half)) });
+      assert.equal(first.status, 204);
+      await serve.kill();
+      serve = await startPirProcess('serve', env, logDir, 'serve-s3-2');
+      const head = await call(location, { method: 'HEAD', headers: TUS });
+      assert.equal(head.headers.get('upload-offset'), String(half));
+      const rest = await call(location, { method: 'PATCH', headers: { ...PATCH_HEADERS, 'upload-offset': String(half) }, body: new Uint8Array(data2.subarray(half)) });
+      assert.equal(rest.status, 204, await rest.text());
+      const settled2 = await client.waitSettled(image2.id, 120_000);
+      assert.equal(settled2.status, 'active', JSON.stringify(settled2.pir_failure));
+      assert.equal(settled2.os_hash_value, sha512(data2));
+      assert.equal(settled2.checksum, md5(data2));
+      assert.deepEqual((await store.list(`staging/${image2.id}.`)).map((b) => b.key), [`staging/${image2.id}.${settled2.pir_pipeline.run}.upload`]);
+    } finally {
+      await serve.stop();
+      for (const blob of await store.list('')) await store.delete(blob.key).catch(() => {});
+      store.close();
+      await removeDir(dir);
+    }
   });
 });
