@@ -1,8 +1,8 @@
 /**
  * tus resumable uploads on S3 across API processes: two `pir api` processes and a `pir worker`
  * that share no filesystem, on the real SeaweedFS, Kafka, Redis and FerretDB.
- * - tus-js-client through a proxy that cuts the connection at random points and sends each new
- *   connection to the other api: every resume lands on the process that did not hold the upload;
+ * - tus-js-client through a proxy that cuts the connection at random points and, after each cut,
+ *   sends the client to the other api: the upload ends on the api that did not create it;
  * - an api SIGKILLed mid-PATCH: the client resumes on the other api from the committed offset,
  *   once the dead holder's lease expired;
  * - two PATCHes racing on two processes: one appends, the other gets 423 (or 409 after it);
