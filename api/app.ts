@@ -24,6 +24,8 @@ import { imageTagRoutes } from './routes/image-tags.js';
 import { schemaRoutes } from './routes/schemas.js';
 import { taskRoutes } from './routes/tasks.js';
 import { imageRoutes } from './routes/images.js';
+import { imageLocationRoutes } from './routes/image-locations.js';
+import type { LocationRegistrations } from '../ingest/register-location.js';
 import { infoRoutes } from './routes/info.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { versionRoutes } from './routes/versions.js';
@@ -49,6 +51,8 @@ export interface AppDeps {
   upload: UploadSettings;
   quotas: Quotas;
   webDownloads: WebDownloads;
+  /** Registering existing bytes (Glance's locations); absent: the locations API is not served. */
+  locations?: LocationRegistrations;
   authenticator: Authenticator;
   log: Logger;
   /** What /readyz checks (none: it answers ready). */
@@ -149,7 +153,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2);
-    await imageRoutes(v2, deps.images, deps.quotas);
+    await imageRoutes(v2, deps.images, deps.quotas, deps.locations);
+    if (deps.locations) await imageLocationRoutes(v2, deps.images, deps.locations);
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);
     await taskRoutes(v2, deps.images);

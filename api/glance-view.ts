@@ -1,7 +1,8 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
 import type { ImageDoc, ImageMember } from '../schemas/image.js';
 
-export function imageView(doc: ImageDoc): Record<string, unknown> {
+/** `extra`: fields only some callers see (core/external-location.ts locationFields: locations, direct_url). */
+export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Record<string, unknown> {
   const pipeline = doc.pipeline;
   const view: Record<string, unknown> = {
     id: doc.id,
@@ -34,6 +35,7 @@ export function imageView(doc: ImageDoc): Record<string, unknown> {
     view.pir_pipeline = { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] };
   }
   if (doc.failure) view.pir_failure = doc.failure;
+  if (extra) Object.assign(view, extra);
   // Extra properties go in after the fixed fields, which win a clash (as in Glance). Spreading
   // them in first instead costs ~100 µs per image (V8 turns each view into a slow dictionary
   // object): 100 ms of a 1000-image list.

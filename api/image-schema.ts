@@ -55,6 +55,12 @@ export const imageSchema = {
     created_at: ReadOnly(Type.String({ description: 'Date and time of image registration' })),
     updated_at: ReadOnly(Type.String({ description: 'Date and time of the last image modification' })),
     direct_url: ReadOnly(Type.String({ description: 'URL to access the image file kept in external store' })),
+    // Shown only to the owner or an admin, and only when the operator enables it (README "Registering existing bytes").
+    locations: Type.Array(Type.Object({
+      url: Type.String({ maxLength: 4096 }),
+      metadata: Type.Object({}),
+      validation_data: Type.Optional(Type.Object({})),
+    }, { additionalProperties: false }), { description: 'A set of URLs to access the image file kept in external store' }),
     self: ReadOnly(Type.String({ description: 'An image self url' })),
     file: ReadOnly(Type.String({ description: 'An image file url' })),
     schema: ReadOnly(Type.String({ description: 'An image schema url' })),

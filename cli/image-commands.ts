@@ -288,6 +288,9 @@ interface RegisterOptions {
   gallery?: string;
   image?: string;
   file?: string;
+  location?: string;
+  sha512?: string;
+  md5?: string;
   wait?: boolean;
   timeout: number;
 }
@@ -305,7 +308,10 @@ function registerCommand(): Command {
     .option('--gallery <gallery>', 'the gallery (id or path; wins over the metafile\'s)')
     .option('--image <id>', 'the image to register again (default: the one image of that name your project owns, if any)')
     .option('--file <path>', 'upload this file to a newly registered image')
-    .option('--wait', 'with --file: follow the pipeline until active or killed')
+    .option('--location <url>', 'register bytes that already exist (s3://bucket/key or an http(s) URL) as a new image, without uploading them')
+    .option('--sha512 <hex>', 'with --location: the sha512 the bytes must have (validation_data)', sha512Hex)
+    .option('--md5 <hex>', 'with --location: the md5 the bytes must have (validation_data)')
+    .option('--wait', 'with --file or --location: follow the pipeline until active or killed')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
     .addHelpText('after', `
 Registering a name that exists again (or --image ID) replaces that image's metadata with the
@@ -313,6 +319,8 @@ metafile plus the command line: properties and tags it does not name are removed
 which is one new revision (pir image history ID). Otherwise a new image is created.`)
     .action(async (name: string | undefined, o: RegisterOptions, cmd: Command) => {
       const { client, format } = await contextOf(cmd);
+      if (o.location && o.file) throw new UsageError('--location and --file both give the image\'s bytes: choose one');
+      if ((o.sha512 || o.md5) && !o.location) throw new UsageError('--sha512 and --md5 check the bytes of a --location');
       const meta = o.metafile ? await readMetafile(o.metafile) : {};
       const properties: Record<string, string> = {};
       for (const p of o.property) {
@@ -329,6 +337,7 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
         if (same.length > 1) throw new UsageError(`several images are named '${reg.name}': say which to register again with --image ID`);
         target = same[0] ?? null;
       }
+      if (target && o.location) throw new UsageError(`an image named '${reg.name}' exists (${target.id}); --location registers bytes to a new image: choose another name`);
       if (target) {
         const patch = registrationPatch(target, reg, galleryId);
         const updated = patch.length ? await client.updateImage(target.id, patch) : target;
@@ -343,6 +352,11 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
       if (o.file) {
         const size = (await stat(o.file).catch(() => { throw new UsageError(`--file ${o.file}: no such file`); })).size;
         image = await uploadAndSettle(client, created.id, o.file, size, { wait: o.wait, timeoutMs: o.timeout * 1000 });
+      }
+      if (o.location) {
+        await client.addLocation(created.id, o.location, { ...(o.md5 ? { checksum: o.md5 } : {}), ...(o.sha512 ? { os_hash_algo: 'sha512' as const, os_hash_value: o.sha512 } : {}) });
+        process.stderr.write(`location added: PIR reads the bytes once for their digests, then inspects them where they are\n`);
+        image = o.wait ? await followImage(client, created.id, { timeoutMs: o.timeout * 1000 }) : await client.getImage(created.id);
       }
       printImage(image, format);
     });

@@ -174,6 +174,11 @@ export class PirClient {
     await this.request('POST', `${imagePath(id)}/import`, { method: { name: method } }, [202]);
   }
 
+  /** Registers bytes that already exist (s3://bucket/key or an http(s) URL) as the image's data: 202, read in the background. */
+  async addLocation(id: string, url: string, validation: { checksum?: string; os_hash_algo?: 'sha512'; os_hash_value?: string } = {}): Promise<void> {
+    await this.request('POST', `${imagePath(id)}/locations`, { url, ...(Object.keys(validation).length ? { validation_data: validation } : {}) }, [202]);
+  }
+
   tasks(id: string): Promise<{ tasks: Record<string, unknown>[] }> {
     return this.request('GET', `${imagePath(id)}/tasks`);
   }

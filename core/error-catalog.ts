@@ -145,6 +145,12 @@ export const API_ERRORS = {
   gallery_limit: refusal(409, 'The project would have more than 10,000 galleries, or a tree deeper than 32.'),
   bad_revision: refusal(400, 'A revision number or revisions paging parameter is malformed.'),
   revision_not_found: refusal(404, 'No such revision of the image (never written, or older than the retention).'),
+  // registered locations (README "Registering existing bytes")
+  location_refused: refusal(400, 'The location is not s3://bucket/key in a bucket the operator allows (never PIR\'s own) nor an http(s) URL, or is malformed or too long.'),
+  location_invalid: refusal(400, "The location's metadata or validation_data is malformed (validation_data: md5 checksum, sha512 os_hash_algo/os_hash_value)."),
+  location_immutable: refusal(403, 'A registered location cannot be replaced or removed, and an image has at most one; delete the image and register again.'),
+  location_changed: refusal(409, 'The bytes at the location changed (size, ETag or Last-Modified) since registration: PIR does not serve or import other bytes.'),
+  location_unreadable: fault(503, 'The location could not be read (the object is gone, refused, or its server unreachable).'),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   storage_unavailable: fault(503, 'The image store (the S3 bucket) did not take the bytes; nothing was kept and the image is back in queued; retry.'),
@@ -177,6 +183,11 @@ export const PIPELINE_ERRORS = {
   timeout: refusal(400, 'The server behind the URI stopped sending.'),
   connection_failed: refusal(400, 'The connection to the server behind the URI failed or broke off.'),
   download_failed: fault(500, 'The web-download failed for a reason of PIR\'s own.'),
+  // location registrations (pir_failure.stage 'import'; egress codes as for web-download)
+  location_no_ranges: refusal(400, 'The HTTP server behind the location ignores range requests, which PIR reads registered bytes by.'),
+  location_too_small: refusal(400, 'The object at the location is smaller than a disk image can be (512 bytes).'),
+  location_validation_failed: refusal(400, "The location's bytes do not have the md5 or sha512 its validation_data gave."),
+  location_not_a_disk: refusal(400, 'The bytes at the location are compressed or an archive: PIR would have to copy the unpacked disk.'),
   staging_missing: fault(500, 'The staged upload disappeared before unpack.'),
   unpacked_missing: fault(500, 'The unpacked disk disappeared between stages.'),
   staged_data_lost: fault(500, 'The disk to promote disappeared.'),

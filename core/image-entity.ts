@@ -7,7 +7,7 @@
  *
  * Each function changes the draft and returns the events to write with it.
  */
-import type { HashedBlob, ImageDoc, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
+import type { ExternalLocation, HashedBlob, ImageDoc, LocationFingerprint, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { canTransition } from '../schemas/state-machine.js';
 import { fail } from './error-catalog.js';
@@ -61,6 +61,30 @@ export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
   return [event('image.upload.started', { run })];
 }
 
+/**
+ * A location is registered (core/external-location.ts): as Glance, only on a queued image with no
+ * data and both formats set. The image is `uploading` while PIR reads the bytes once for their
+ * digests; then the pipeline runs on them where they are.
+ */
+export function beginRegistration(draft: ImageDoc, run: number, location: ExternalLocation): NewEvent[] {
+  if (draft.status !== 'queued' || draft.location) {
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}${draft.location ? ' and has a location' : ''}; a location can be added only to a queued image with no data. Create a new image to register other bytes.`);
+  }
+  if (!draft.container_format) throw fail('import_formats_required', "'container_format' needs to be set before a location is added; set it with PATCH first.");
+  if (!draft.disk_format) throw fail('import_formats_required', "'disk_format' needs to be set before a location is added; set it with PATCH first.");
+  transition(draft, 'uploading');
+  draft.upload = { run, kind: 'location', started_at: new Date().toISOString() };
+  draft.location = location;
+  draft.failure = null;
+  return [event('image.upload.started', { run })];
+}
+
+/** The registered object as first seen (recorded before its bytes are read). */
+export function fingerprinted(draft: ImageDoc, fingerprint: LocationFingerprint): NewEvent[] {
+  draft.location = { ...draft.location!, fingerprint };
+  return [];
+}
+
 /** All bytes are in staging. The status stays (saving goes on to import, uploading waits for POST …/import). */
 export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): NewEvent[] {
   const kind = draft.upload!.kind;
@@ -77,6 +101,8 @@ export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: 
 
 /** The bytes never all arrived: back to queued, the staging forgotten. */
 export function abortReceiving(draft: ImageDoc, reason: string): NewEvent[] {
+  // A registration that never finished leaves no location: the image can be given one again.
+  if (draft.upload?.kind === 'location') draft.location = null;
   draft.upload = null;
   draft.staging = null;
   if (draft.status === 'saving' || draft.status === 'uploading') transition(draft, 'queued');

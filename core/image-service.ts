@@ -6,7 +6,7 @@
  * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ResumableUpload, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
+import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
@@ -22,6 +22,7 @@ import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
 import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
+import { enforceAddLocation, enforceListLocations, type ParsedLocation } from './external-location.js';
 import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope } from './ports.js';
 
 export interface CreateImageInput {
@@ -465,13 +466,45 @@ export class ImageService {
   }
 
   /**
-   * A web-download that failed (refused address, HTTP error, too large, broken off) kills the
-   * image with the reason: terminal and explicit, as every failed PIR import (Glance would put
+   * Adds a registered location to a queued image (POST …/locations, PATCH add /locations/-):
+   * the upload_image policy (owner's member or admin), then who may add which kind of location
+   * (core/external-location.ts enforceAddLocation). Claims the image (`uploading`).
+   */
+  async beginRegistration(caller: Caller, id: string, location: ExternalLocation, kind: ParsedLocation['kind']): Promise<{ run: number }> {
+    let run = 0;
+    await this.change(caller, id, 'upload_image', (draft, before) => {
+      enforceAddLocation(caller, before, kind);
+      run = nextRunNumber(draft);
+      return entity.beginRegistration(draft, run, location);
+    });
+    return { run };
+  }
+
+  /** Records what the registered object looked like before its bytes are read (continues beginRegistration's run). */
+  async recordFingerprint(id: string, run: number, fingerprint: LocationFingerprint): Promise<void> {
+    await this.manifest.update(id, (draft) => {
+      if (draft.upload?.run !== run || draft.upload.kind !== 'location') {
+        throw conflict('upload_superseded', `Image ${id} changed while its location was being registered (${draft.status}).`);
+      }
+      return entity.fingerprinted(draft, fingerprint);
+    });
+  }
+
+  /** The image's registered location, for GET /v2/images/{id}/locations (service users and admins). */
+  async locationOf(caller: Caller, id: string): Promise<ExternalLocation | null> {
+    const doc = await this.get(caller, id);
+    enforceListLocations(caller);
+    return doc.location ?? null;
+  }
+
+  /**
+   * A web-download or a location registration that failed (refused address, HTTP error, too
+   * large, broken off, digests not as validation_data said) kills the image with the reason: terminal and explicit, as every failed PIR import (Glance would put
    * the image back in `queued`, where pollers wait forever). Continues what beginWebDownload authorized.
    */
   async failWebDownload(_caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {
     try {
-      await this.manifest.update(id, (draft) => (draft.upload?.run === run && draft.upload.kind === 'web-download' ? entity.kill(draft, 'import', code, message) : null));
+      await this.manifest.update(id, (draft) => (draft.upload?.run === run && (draft.upload.kind === 'web-download' || draft.upload.kind === 'location') ? entity.kill(draft, 'import', code, message) : null));
     } finally {
       await this.dropStaging(id);
     }

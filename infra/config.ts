@@ -8,6 +8,7 @@ import { parseQuotaConfig, type QuotaConfig } from '../core/quota.js';
 import { parseSecretKey } from '../core/webhooks/secret-box.js';
 import { parseAllowList } from './egress/address-policy.js';
 import { DEFAULT_EGRESS, type EgressSettings } from './egress/egress-client.js';
+import { DEFAULT_LOCATION_SETTINGS, type LocationSettings } from '../core/external-location.js';
 import type { KeystoneSettings } from './identity/keystone.js';
 
 export interface StageConcurrency { unpack: number; inspect: number; checksum: number; promote: number }
@@ -67,6 +68,8 @@ export interface PirConfig {
   /** Quotas per project (PIR_QUOTAS or PIR_QUOTAS_FILE); null = off. */
   quotas: QuotaConfig | null;
   webhooks: WebhookSettings;
+  /** Registering bytes that already exist (README "Registering existing bytes"). */
+  locations: LocationSettings;
 }
 
 export interface WebhookSettings {
@@ -299,7 +302,9 @@ export function loadConfig(env: Env = process.env): PirConfig {
     egress: egress(env),
     quotas: quotas(env),
     webhooks: webhooks(env),
+    locations: DEFAULT_LOCATION_SETTINGS,
   };
+  config.locations = locations(env, config.s3);
   if (config.keystone && config.tokensFile) {
     throw new ConfigError('PIR_TOKENS_FILE, PIR_KEYSTONE_URL', 'choose one identity source: a tokens file or Keystone, not both');
   }
@@ -348,6 +353,23 @@ export function parseSchedule(variable: string, text: string): number[] {
   if (delays.length > 50) throw new ConfigError(variable, 'at most 50 retries');
   if (delays.some((d) => d > 7 * 86_400_000)) throw new ConfigError(variable, 'a retry delay is at most 7 days');
   return delays;
+}
+
+/** PIR_REGISTER_S3_BUCKETS, PIR_SHOW_IMAGE_DIRECT_URL, PIR_SHOW_MULTIPLE_LOCATIONS. */
+function locations(env: Env, s3config: S3Config | null): LocationSettings {
+  const buckets = (env.PIR_REGISTER_S3_BUCKETS ?? '').split(',').map((b) => b.trim()).filter(Boolean);
+  if (buckets.length && !s3config) throw new ConfigError('PIR_REGISTER_S3_BUCKETS', 'needs PIR_S3_ENDPOINT (the buckets are read with the PIR_S3_* credentials)');
+  for (const bucket of buckets) {
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('PIR_REGISTER_S3_BUCKETS', `"${bucket}" is not a valid bucket name`);
+    if (bucket === s3config?.bucket) throw new ConfigError('PIR_REGISTER_S3_BUCKETS', `"${bucket}" is PIR's own bucket (PIR_S3_BUCKET): its objects are other images' bytes`);
+  }
+  return {
+    ...DEFAULT_LOCATION_SETTINGS,
+    s3Buckets: buckets,
+    ownBucket: s3config?.bucket ?? null,
+    showDirectUrl: bool(env, 'PIR_SHOW_IMAGE_DIRECT_URL', false),
+    showLocations: bool(env, 'PIR_SHOW_MULTIPLE_LOCATIONS', false),
+  };
 }
 
 function webhooks(env: Env): WebhookSettings {

@@ -16,6 +16,7 @@ import { Quotas, UNLIMITED } from '../core/quota.js';
 import type { EventBus, JobQueue, ManifestStore } from '../core/ports.js';
 import { HashPool } from '../ingest/hashing/index.js';
 import { WebDownloads } from '../ingest/web-download.js';
+import { LocationRegistrations } from '../ingest/register-location.js';
 import { STAGES } from '../schemas/image.js';
 import { startDispatcher } from '../workers/dispatcher.js';
 import { startQuotaSettler } from '../workers/quota-settler.js';
@@ -133,6 +134,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   let app: FastifyInstance | null = null;
   let url: string | null = null;
   let webDownloads: WebDownloads | null = null;
+  let locations: LocationRegistrations | null = null;
   let stopWatching: () => Promise<void> = async () => {};
   const tus = roles.api ? openTusLeases(urls?.redisUrl ?? null, config.redisPrefix) : null;
   if (roles.api) {
@@ -144,8 +146,10 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       live.publish(e);
     });
     const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
-    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(config.egress), log });
-    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
+    const egress = new EgressClient(config.egress);
+    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress, log });
+    locations = new LocationRegistrations({ images, reader: store.locations, egress, settings: config.locations, upload, log });
+    app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
       live, keystone: config.keystone, ...(tus ? { tusLeases: tus.leases } : {}) });
     url = await app.listen({ host: config.host, port: config.port });
@@ -161,7 +165,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     stopping ??= (async () => {
       log.info('stopping: no new work; finishing what is running');
       const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
-      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), metricsServer?.close()]);
+      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), locations?.close(), metricsServer?.close()]);
       setMetricSources(null);
       await processes.stop();
       await stopWatching();

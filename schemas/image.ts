@@ -45,7 +45,7 @@ export interface ImportFailure {
 /** One run of the pipeline over a staged upload. A new import starts a new run. */
 export interface PipelineRun {
   run: number;
-  method: 'glance-direct' | 'upload' | 'web-download';
+  method: 'glance-direct' | 'upload' | 'web-download' | 'location';
   /** The stage being worked on, or 'done' once the image is active. */
   stage: StageName | 'done';
   stages: Record<StageName, StageProgress>;
@@ -113,6 +113,30 @@ export interface ShareLink {
   created_by: { project_id: string; user_id: string };
 }
 
+/**
+ * Where a registered image's bytes live outside PIR's store (Glance's image location), and what
+ * they looked like when registered: a read that finds another size, ETag or Last-Modified fails
+ * instead of serving different bytes. Read-only for PIR: it never writes or deletes there.
+ */
+export interface ExternalLocation {
+  /** `s3://bucket/key` (a bucket of the configured S3 endpoint the operator allowed) or an http(s) URL. */
+  url: string;
+  /** Glance's free-form location metadata, as given. */
+  metadata: Record<string, unknown>;
+  /** Glance's validation_data: digests the bytes must have (checked before active). */
+  validation_data: { checksum?: string; os_hash_algo?: string; os_hash_value?: string };
+  /** The object as first seen: size, and ETag / Last-Modified when the server gave them. */
+  fingerprint: LocationFingerprint | null;
+  added_at: string;
+  added_by: { project_id: string; user_id: string };
+}
+
+export interface LocationFingerprint {
+  size: number;
+  etag: string | null;
+  last_modified: string | null;
+}
+
 export interface ImageDoc {
   id: string;
   /** Bumped by every state change: the compare-and-set token. */
@@ -142,7 +166,7 @@ export interface ImageDoc {
   /** Digests the client promised (verified by the checksum stage). */
   expected: { md5?: string; sha512?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
-  upload: { run: number; kind: 'upload' | 'stage' | 'web-download'; started_at: string; resumable?: ResumableUpload } | null;
+  upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'location'; started_at: string; resumable?: ResumableUpload } | null;
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;
@@ -151,6 +175,11 @@ export interface ImageDoc {
    * promoted staging key: no copy). Absent on the filesystem store and on older documents.
    */
   blob_key?: string | null;
+  /**
+   * Bytes that already existed elsewhere, registered instead of uploaded (core/external-location.ts):
+   * never shown except by core/location-exposure.ts rules. Absent: the bytes are PIR's own.
+   */
+  location?: ExternalLocation | null;
   failure: ImportFailure | null;
   /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
   share_links?: ShareLink[];

@@ -9,6 +9,7 @@ import type { Manifest } from '../../core/manifest.js';
 import type { BlobStore } from '../../core/ports.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import { storedKeyOf } from '../../core/blob-keys.js';
+import { LocationChangedError, LocationUnreadableError } from '../../infra/storage/location-reader.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
@@ -118,7 +119,17 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
   const id = doc.id;
   const key = storedKeyOf(doc);
   // The store failing (an object store down, a blob gone) is a 503 for the client, logged for the operator.
-  const unavailable = (detail: Record<string, unknown>) => {
+  const unavailable = (detail: { err?: unknown; stored?: number; expected?: number | null }) => {
+    // A registered location that changed is refused as such (409), one that cannot be read is a
+    // 503 of its own; neither message names the location.
+    if (detail.err instanceof LocationChangedError) {
+      request.log.warn({ image_id: id, reason: detail.err.detail }, 'registered location changed; download refused');
+      return detail.err;
+    }
+    if (detail.err instanceof LocationUnreadableError) {
+      request.log.warn({ image_id: id, code: detail.err.code, reason: detail.err.message }, 'registered location unreadable');
+      return new PirError('unavailable', 'location_unreadable', `Image ${id}'s data could not be read from its registered location (${detail.err.message}); retry later or ask the image's owner.`, true);
+    }
     request.log.error({ image_id: id, ...detail }, 'stored bytes missing, wrong size or unreadable');
     return new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
   };

@@ -15,10 +15,15 @@ import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
 import { sortValues } from '../../core/list-access.js';
 import { IMPORT_METHODS } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
+import { locationFields } from '../../core/external-location.js';
+import type { LocationRegistrations } from '../../ingest/register-location.js';
+import { locationPatch, touchesLocations } from './image-locations.js';
 
 const CREATE_FIELDS = new Set(['id', 'os_hash_algo', 'os_hash_value', ...WRITABLE_FIELDS]);
 
-export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas): Promise<void> {
+export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, locations?: LocationRegistrations): Promise<void> {
+  // The image as this caller may see it: locations only by the operator's and Glance's rules.
+  const view = (caller: Caller, doc: ImageDoc) => imageView(doc, locations ? locationFields(caller, doc, locations.settings) : undefined);
   // Glance's JSON-patch media types are JSON, parsed with Fastify's own (prototype-poisoning-safe) parser.
   app.addContentTypeParser([...PATCH_MEDIA_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   app.post('/v2/images', {
@@ -48,7 +53,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     });
     reply.header('Location', `/v2/images/${doc.id}`);
     reply.header('OpenStack-image-import-methods', IMPORT_METHODS.join(','));
-    return reply.code(201).send(imageView(doc));
+    return reply.code(201).send(view(request.caller, doc));
   });
 
   app.get('/v2/images', async (request, reply) => {
@@ -61,7 +66,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     const page = await collectPage(
       (batch, after) => images.list(request.caller, after ? { query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
       limit,
-      (doc) => JSON.stringify(imageView(doc)),
+      (doc) => JSON.stringify(view(request.caller, doc)),
       (doc) => sortValues(doc, sort),
     );
     const query = linkQuery(raw);
@@ -71,15 +76,19 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     return reply.type('application/json').send(`{"images":[${page.items.join(',')}],"first":${JSON.stringify(first)},"schema":"/v2/schemas/images"${next}}`);
   });
 
-  app.get('/v2/images/:id', async (request) => imageView(await images.get(request.caller, idOf(request.params))));
+  app.get('/v2/images/:id', async (request) => view(request.caller, await images.get(request.caller, idOf(request.params))));
 
   app.patch('/v2/images/:id', {
     // The media type is checked before the body is parsed: anything but Glance's JSON-patch is 415.
     onRequest: async (request) => { patchMediaType(request.headers['content-type']); },
   }, async (request) => {
     const mediaType = patchMediaType(request.headers['content-type']);
+    if (locations && touchesLocations(request.body)) {
+      await locationPatch(request.caller, idOf(request.params), request.body as unknown[], locations);
+      return view(request.caller, await images.get(request.caller, idOf(request.params)));
+    }
     const ops = parsePatch(request.body, mediaType);
-    return imageView(await images.update(request.caller, idOf(request.params), ops));
+    return view(request.caller, await images.update(request.caller, idOf(request.params), ops));
   });
 
   app.delete('/v2/images/:id', async (request, reply) => {

@@ -14,7 +14,8 @@ import type { Logger } from 'pino';
 import { tokenInvalid, withImpliedRoles, type Authenticator } from '../../core/authenticator.js';
 import type { Caller } from '../../core/caller.js';
 
-export const FILE_ROLES = ['admin', 'member', 'reader'] as const;
+/** Roles a tokens file may grant: Glance's three, and `service` (service users such as nova and cinder: the locations API). */
+export const FILE_ROLES = ['admin', 'member', 'reader', 'service'] as const;
 const MAX_TOKEN_LENGTH = 4096;
 const MAX_ID_LENGTH = 255;
 /** Visible ASCII only: a token travels in an HTTP header; ids end up in logs and documents. */

@@ -19,6 +19,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { guardedChunks } from '../../ingest/hashing/index.js';
+import { RangeReader } from './range-reader.js';
 
 export interface S3Settings {
   endpoint: string;
@@ -37,9 +38,6 @@ export interface S3Settings {
 }
 
 const MiB = 1024 * 1024;
-/** Inspection reads come in small pieces (headers, table entries): fetch at least this much per request. */
-const READ_BLOCK = 256 * 1024;
-const CACHED_BLOCKS = 16;
 
 export class S3BlobStore implements BlobStore {
   readonly kind = 's3';
@@ -133,7 +131,7 @@ export class S3BlobStore implements BlobStore {
   async openReader(key: string): Promise<BlobReader> {
     const info = await this.stat(key);
     if (!info) throw new BlobNotFoundError(key);
-    return new RangeReader(this, key, info.size);
+    return new RangeReader(info.size, (offset, length) => this.readRange(key, offset, length));
   }
 
   /** One bounded range as bytes (at most `length`, fewer at the end). */
@@ -244,39 +242,4 @@ export class S3BlobStore implements BlobStore {
 function notFound(error: unknown): boolean {
   const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
-/** Random access by bounded Range requests, with a few aligned blocks cached (inspectors re-read headers). */
-class RangeReader implements BlobReader {
-  private readonly blocks = new Map<number, Promise<Buffer>>();
-
-  constructor(private readonly store: S3BlobStore, private readonly key: string, readonly size: number) {}
-
-  async read(offset: number, length: number): Promise<Buffer> {
-    if (offset >= this.size || length <= 0) return Buffer.alloc(0);
-    const end = Math.min(this.size, offset + length);
-    if (end - offset > READ_BLOCK) return this.store.readRange(this.key, offset, end - offset);
-    const first = Math.floor(offset / READ_BLOCK);
-    const last = Math.floor((end - 1) / READ_BLOCK);
-    const parts = await Promise.all(Array.from({ length: last - first + 1 }, (_, i) => this.block(first + i)));
-    const joined = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    const from = offset - first * READ_BLOCK;
-    return joined.subarray(from, from + (end - offset));
-  }
-
-  private block(index: number): Promise<Buffer> {
-    let block = this.blocks.get(index);
-    if (!block) {
-      const start = index * READ_BLOCK;
-      block = this.store.readRange(this.key, start, Math.min(READ_BLOCK, this.size - start));
-      block.catch(() => this.blocks.delete(index));
-      if (this.blocks.size >= CACHED_BLOCKS) this.blocks.delete(this.blocks.keys().next().value!);
-      this.blocks.set(index, block);
-    }
-    return block;
-  }
-
-  async close(): Promise<void> {
-    this.blocks.clear();
-  }
 }

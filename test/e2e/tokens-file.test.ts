@@ -37,7 +37,7 @@ describe('pir serve with a tokens file', () => {
     }).then(() => null, (error: { code: number; stderr: string }) => error);
     assert.ok(failed, 'pir serve started with a bad tokens file');
     assert.equal(failed.code, 2);
-    assert.equal(failed.stderr.trim(), `pir: configuration error: PIR_TOKENS_FILE: ${file}: tokens[0].roles[0] is "owner"; a role is one of admin, member, reader`);
+    assert.equal(failed.stderr.trim(), `pir: configuration error: PIR_TOKENS_FILE: ${file}: tokens[0].roles[0] is "owner"; a role is one of admin, member, reader, service`);
   });
 
   it('grants the file\'s tokens as their projects, and follows edits without a restart', async () => {

@@ -1,5 +1,6 @@
 /** Unpack: turn the uploaded artifact into the disk image to store (decompress, extract from OVA). */
 import { keyOf, stagingKey } from '../../core/blob-keys.js';
+import { isExternalKey } from '../../core/external-location.js';
 import { RefusedError, TransientError } from '../../core/errors.js';
 import type { BlobStore } from '../../core/ports.js';
 import { addDetectedProperties, DETECTED_PREFIX } from '../../core/image-entity.js';
@@ -25,7 +26,10 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
       stream: () => blobs.read(inputKey),
       localFile: () => blobs.localFile(inputKey),
     };
-    const sink: UnpackSink = {
+    // Registered bytes are served from where they are, as they are: an archive or compressed
+    // file there would need its unpacked disk copied into PIR's store, so it is refused instead.
+    const notADisk = () => Promise.reject(new RefusedError('location_not_a_disk', 'The bytes at the location are compressed or an archive; PIR serves registered bytes as they are and does not copy them. Register the disk image itself, or upload the archive instead.'));
+    const sink: UnpackSink = isExternalKey(inputKey) ? { write: notADisk, discard: notADisk } : {
       write: (data, o) => blobs.write(outputKey, data, o),
       discard: () => blobs.delete(outputKey),
     };

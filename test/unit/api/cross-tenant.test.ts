@@ -103,6 +103,36 @@ const ENDPOINTS: Endpoint[] = [
     expect: (k, kind) => (listsByVisibility(k, kind, 'all') ? 1 : 0),
   },
   { name: 'GET file', active: true, run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/file`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isMember(k) ? 200 : 403) },
+  // Registered locations: adding one is an owner write (s3:// for admins and service users only); the
+  // locations API is for service users and admins; the view's locations for the owner project and admins.
+  {
+    name: 'POST locations (http)', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/locations`, { url: 'https://registered.invalid/disk.raw' })).statusCode,
+    expect: (k, kind) => ownerWrite(k, kind, 202),
+  },
+  {
+    name: 'POST locations (s3)', mutates: true,
+    run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/locations`, { url: 's3://golden/disk.raw' })).statusCode,
+    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 202 : 403),
+  },
+  {
+    name: 'PATCH add /locations/-', mutates: true,
+    run: async (t, k, id) => (await t.patch(k, id, [{ op: 'add', path: '/locations/-', value: { url: 'https://registered.invalid/disk.raw', metadata: {} } }])).statusCode,
+    expect: (k, kind) => ownerWrite(k, kind, 200),
+  },
+  { name: 'GET locations', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/locations`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 200 : 403) },
+  {
+    name: 'GET image shows locations and direct_url (operator options on)', mutates: true,
+    run: async (t, k, id) => {
+      assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/locations`, { url: 'https://registered.invalid/disk.raw' })).statusCode, 202);
+      const res = await t.call(k, 'GET', `/v2/images/${id}`);
+      if (res.statusCode !== 200) return res.statusCode;
+      const listed = (await t.call(k, 'GET', '/v2/images?limit=1000&visibility=all&member_status=all')).json().images.find((i: { id: string }) => i.id === id);
+      const shown = [res.json(), listed].filter(Boolean).map((v) => ('locations' in v ? 1 : 0) + ('direct_url' in v ? 1 : 0) + (JSON.stringify(v).includes('registered.invalid') ? 1 : 0));
+      return Math.max(...shown);
+    },
+    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) || ofA(k) ? 3 : 0),
+  },
   { name: 'PATCH', mutates: true, run: async (t, k, id) => (await t.patch(k, id, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, expect: (k, kind) => ownerWrite(k, kind, 200) },
   { name: 'DELETE image', mutates: true, run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}`)).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },
   { name: 'PUT tag', mutates: true, run: async (t, k, id) => (await t.call(k, 'PUT', `/v2/images/${id}/tags/new`)).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },

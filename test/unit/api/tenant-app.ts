@@ -12,6 +12,9 @@ import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js
 import type { Caller } from '../../../core/caller.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
+import { LocationRegistrations } from '../../../ingest/register-location.js';
+import { LocationReader } from '../../../infra/storage/location-reader.js';
+import { DEFAULT_LOCATION_SETTINGS } from '../../../core/external-location.js';
 import { WebDownloads } from '../../../ingest/web-download.js';
 import { parseAllowList } from '../../../infra/egress/address-policy.js';
 import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
@@ -72,6 +75,13 @@ export async function testApp(): Promise<TestApp> {
   const hashes = HashPool.shared();
   const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
   const webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+  // Registered locations with Glance's two view options on (README "Registering existing bytes"): the matrix checks who sees them.
+  const egress = new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') });
+  const locationReader = new LocationReader(egress, null);
+  const locations = new LocationRegistrations({
+    images: d.images, reader: locationReader, egress, upload, log: silent,
+    settings: { ...DEFAULT_LOCATION_SETTINGS, s3Buckets: ['golden'], showDirectUrl: true, showLocations: true },
+  });
   const authenticator: Authenticator = {
     challenge: null,
     async authenticate(token) {
@@ -91,7 +101,7 @@ export async function testApp(): Promise<TestApp> {
   d.images.attachCatalog(catalog.hooks());
   const live = new LiveEvents((id) => d.manifest.get(id));
   const stopLive = await d.bus.watch(async (e) => live.publish(e));
-  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, authenticator, webhooks, catalog, live });
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, locations, authenticator, webhooks, catalog, live });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -113,6 +123,8 @@ export async function testApp(): Promise<TestApp> {
       await app.close();
       await stopLive();
       await webDownloads.close();
+      await locations.close();
+      locationReader.close();
       await queue.close(1000);
       await d.relay.drain();
       await d.close();

@@ -60,7 +60,7 @@ describe('tokens file: parsing', () => {
       [fileText(entry(TOKEN_A, '', 'u', ['member'])), /tokens\[0\]\.project_id must be a non-empty string/],
       [fileText(entry('has space', 'p', 'u', ['member'])), /tokens\[0\]\.token may hold only visible ASCII/],
       [fileText(entry(TOKEN_A, 'p', 'u', [])), /tokens\[0\]\.roles must be a non-empty array of admin, member, reader/],
-      [fileText(entry(TOKEN_A, 'p', 'u', ['member']), entry(TOKEN_B, 'p', 'u', ['owner'])), /tokens\[1\]\.roles\[0\] is "owner"; a role is one of admin, member, reader/],
+      [fileText(entry(TOKEN_A, 'p', 'u', ['member']), entry(TOKEN_B, 'p', 'u', ['owner'])), /tokens\[1\]\.roles\[0\] is "owner"; a role is one of admin, member, reader, service/],
       [fileText(entry(TOKEN_A, 'p', 'u', ['member', 'member'])), /tokens\[0\]\.roles lists "member" twice/],
       [fileText(entry(TOKEN_A, 'p', 'u', ['member']), entry(TOKEN_A, 'q', 'v', ['reader'])), /tokens\[1\]\.token is the same token as tokens\[0\]\.token/],
       [fileText(entry('t'.repeat(4097), 'p', 'u', ['member'])), /tokens\[0\]\.token is longer than 4096/],

@@ -1,0 +1,149 @@
+/**
+ * Registering bytes that already exist (Glance's locations: POST /v2/images/{id}/locations and
+ * PATCH add /locations/-): the request is checked and the image claimed (`uploading`) at once;
+ * then, in this process, in the background, the object is probed (size, ETag, Last-Modified:
+ * the fingerprint every later read is checked against), read ONCE from start to end for md5 and
+ * sha512 (never written anywhere), checked against validation_data, and handed to the normal
+ * pipeline (inspect by bounded ranges, checksum, promote: which keeps it where it is). A failure
+ * kills the image with a reason that never repeats the URL (images are seen by more projects than
+ * may see their location). While the bytes are read, the upload heartbeat runs, so if this
+ * process dies the sweeper returns the image to `queued` (and it may be registered again).
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Caller } from '../core/caller.js';
+import { PirError } from '../core/errors.js';
+import {
+  externalKey, parseLocation, parseLocationMetadata, parseValidationData, type LocationSettings, type ParsedLocation,
+} from '../core/external-location.js';
+import type { ImageService } from '../core/image-service.js';
+import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
+import { LocationUnreadableError, type LocationReader } from '../infra/storage/location-reader.js';
+import type { ExternalLocation } from '../schemas/image.js';
+import { tooLarge, type UploadSettings } from './receive-upload.js';
+import { badRequest } from '../core/errors.js';
+
+export interface LocationDeps {
+  images: ImageService;
+  reader: LocationReader;
+  egress: EgressClient;
+  settings: LocationSettings;
+  upload: UploadSettings;
+  log: Logger;
+}
+
+/** What a client sends: Glance's {url, metadata?, validation_data?}. */
+export interface LocationRequest {
+  url?: unknown;
+  metadata?: unknown;
+  validation_data?: unknown;
+}
+
+export class LocationRegistrations {
+  private readonly running = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+
+  constructor(private readonly deps: LocationDeps) {}
+
+  get settings(): LocationSettings {
+    return this.deps.settings;
+  }
+
+  /** Checks the request, claims the image; the bytes are read after this returns. */
+  async start(caller: Caller, imageId: string, request: LocationRequest): Promise<void> {
+    const parsed = this.check(request.url);
+    const validation = parseValidationData(request.validation_data);
+    const metadata = parseLocationMetadata(request.metadata);
+    const location: ExternalLocation = {
+      url: request.url as string, metadata, validation_data: validation, fingerprint: null,
+      added_at: new Date().toISOString(), added_by: { project_id: caller.project_id, user_id: caller.user_id },
+    };
+    const { run } = await this.deps.images.beginRegistration(caller, imageId, location, parsed.kind);
+    const job = this.register(caller, imageId, run, location).finally(() => this.running.delete(job));
+    this.running.add(job);
+  }
+
+  /** Stops running registrations (their images go back to `queued`). */
+  async close(): Promise<void> {
+    this.abort.abort();
+    await Promise.allSettled([...this.running]);
+  }
+
+  /** The URL's kind; for http(s), the egress checks that need no DNS (400 at once, as web-download). */
+  private check(url: unknown): ParsedLocation {
+    const parsed = parseLocation(url, this.deps.settings);
+    if (parsed.kind === 'http') {
+      try {
+        this.deps.egress.check(parsed.url);
+      } catch (error) {
+        if (error instanceof EgressError) throw badRequest(error.code, `The location does not pass filtering: ${error.message}`);
+        throw error;
+      }
+    }
+    return parsed;
+  }
+
+  private async register(caller: Caller, imageId: string, run: number, location: ExternalLocation): Promise<void> {
+    const { images, reader, upload, settings, log } = this.deps;
+    const started = Date.now();
+    const heartbeat = setInterval(() => { images.heartbeat(caller, imageId, run).catch(() => {}); }, upload.heartbeatMs);
+    try {
+      const fingerprint = await reader.probe(location.url, this.abort.signal);
+      if (fingerprint.size > upload.maxImageSize) throw tooLarge(upload.maxImageSize);
+      if (fingerprint.size < settings.minSize) {
+        throw new LocationUnreadableError('location_too_small', `The object at the location is ${fingerprint.size} bytes; a disk image has at least ${settings.minSize}.`);
+      }
+      await images.recordFingerprint(imageId, run, fingerprint);
+      const ref = { url: location.url, fingerprint };
+      // One streamed pass for the digests; the bytes go nowhere.
+      const md5 = createHash('md5');
+      const sha512 = createHash('sha512');
+      let size = 0;
+      const body = await reader.read(ref, undefined, this.abort.signal);
+      for await (const chunk of body) {
+        md5.update(chunk as Buffer);
+        sha512.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+      const digests = { md5: md5.digest('hex'), sha512: sha512.digest('hex') };
+      const { checksum, os_hash_value } = location.validation_data;
+      if (checksum && checksum !== digests.md5) {
+        throw new LocationUnreadableError('location_validation_failed', `The bytes at the location have md5 ${digests.md5}, but validation_data.checksum said ${checksum}.`);
+      }
+      if (os_hash_value && os_hash_value !== digests.sha512) {
+        throw new LocationUnreadableError('location_validation_failed', `The bytes at the location have sha512 ${digests.sha512}, but validation_data.os_hash_value said ${os_hash_value}.`);
+      }
+      const claimed = { ...(checksum ? { md5: checksum } : {}), ...(os_hash_value ? { sha512: os_hash_value } : {}) };
+      await images.completeUpload(caller, imageId, run, { key: externalKey(ref), size, ...digests }, claimed);
+      log.info({ image_id: imageId, run, location: redact(location.url), bytes: size, ms: Date.now() - started }, 'location registered; pipeline started');
+    } catch (error) {
+      if (this.abort.signal.aborted) {
+        await images.abortUpload(caller, imageId, run, 'PIR stopped while registering the location').catch(() => {});
+        return;
+      }
+      const { code, message } = describe(error);
+      log.warn({ image_id: imageId, run, location: redact(location.url), code, reason: message }, 'location registration failed');
+      await images.failWebDownload(caller, imageId, run, code, `Registering the location failed: ${message}`)
+        .catch((e: unknown) => log.error({ image_id: imageId, err: e }, 'could not record the registration failure'));
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+}
+
+/** A failure's code and message; messages name no part of the URL (LocationUnreadableError scrubs them). */
+function describe(error: unknown): { code: string; message: string } {
+  if (error instanceof PirError) return { code: error.code, message: error.message };
+  return { code: 'location_unreadable', message: 'The location could not be read.' };
+}
+
+/** For logs (the operator's): the URL without its query, which may carry a signature. */
+export function redact(url: string): string {
+  if (url.startsWith('s3://')) return url;
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return '(unparseable URL)';
+  }
+}
