@@ -222,3 +222,64 @@ export async function waitForQuiet(maxWaitMs = 30_000, busyBelow = 0.1): Promise
   } while (Date.now() < until);
   return busy;
 }
+
+// A server on its own thread answering GET with `bytes` bytes (1 MiB writes of one random block,
+// with backpressure), as a store's download would.
+const SENDER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const http = require('node:http');
+const { randomBytes } = require('node:crypto');
+const block = randomBytes(1024 * 1024);
+const server = http.createServer((req, res) => {
+  const bytes = Number(new URL(req.url, 'http://x').searchParams.get('bytes'));
+  res.writeHead(200, { 'content-length': String(bytes), 'content-type': 'application/octet-stream' });
+  let sent = 0;
+  const pump = () => {
+    while (sent < bytes) {
+      const n = Math.min(block.length, bytes - sent);
+      sent += n;
+      if (!res.write(n === block.length ? block : block.subarray(0, n))) { res.once('drain', pump); return; }
+    }
+    res.end();
+  };
+  pump();
+});
+server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));
+`;
+
+/** Reads a GET response to its end, discarding the bytes (no hashing): the client side of a download figure. Returns the byte count. */
+export function discardingGet(url: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`GET ${url} answered ${res.statusCode}`));
+        return;
+      }
+      let n = 0;
+      res.on('data', (c: Buffer) => { n += c.length; });
+      res.on('end', () => resolve(n));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Loopback HTTP download: a Node server sending `bytes` to a discarding client (`discardingGet`), MiB/s. */
+export async function loopbackHttpDownload(bytes = GiB): Promise<number> {
+  const server = new Worker(SENDER, { eval: true });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('message', resolve);
+      server.once('error', reject);
+    });
+    const t0 = performance.now();
+    const received = await discardingGet(`http://127.0.0.1:${port}/?bytes=${bytes}`);
+    const ms = performance.now() - t0;
+    if (received !== bytes) throw new Error(`loopback client received ${received} of ${bytes} bytes`);
+    return mibPerSec(bytes, ms);
+  } finally {
+    await server.terminate();
+  }
+}

@@ -8,8 +8,9 @@
  * server listed in PIR_BENCH_MONGODB_URLS (`label=url,label=url`; default: the one the tests
  * use), so FerretDB's SQLite and PostgreSQL backends are measured side by side. For each run,
  * where the time went is read from the processes' own metrics (PIR_METRICS_PORT): MongoDB-wire
- * commands per image and their mean latency by command, manifest compare-and-set writes per
- * image (won and lost), and stage durations.
+ * commands per image and their mean latency by command, manifest writes per image (won and
+ * lost), stage durations, and in embedded mode the SQLite group commit's fdatasyncs per image;
+ * and the median pipeline timeline is read from the manifests (MongoDB-wire or SQLite).
  *
  * PIR_BENCH_MODES=embedded (or distributed) measures one mode; PIR_BENCH_SMALL_IMAGES sets how
  * many images (default 200, at most 60 s).
@@ -27,7 +28,10 @@ import type { Bench, BenchContext, Figure } from './report.js';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { MongoManifestStore } from '../infra/mongo/mongo-manifest-store.js';
+import { SqliteManifestStore } from '../infra/embedded/sqlite-manifest-store.js';
+import type { ManifestStore } from '../core/ports.js';
 import { STAGES, type ImageDoc } from '../schemas/image.js';
+import { CpuMeter, ferretdbPostgresPid, listenerPid } from './process-cpu.js';
 
 const CLIENTS = 8;
 
@@ -36,8 +40,8 @@ interface Run {
   client: PirClient;
   processes: PirProcess[];
   metricsUrls: string[];
-  /** The run's MongoDB-wire URL with its database (distributed), to read the manifests afterwards. */
-  mongoUrl: string | null;
+  /** Opens the run's manifest store (MongoDB-wire, or the embedded SQLite file) to read the timeline. */
+  openManifest(): ManifestStore;
   stop(): Promise<void>;
 }
 
@@ -68,7 +72,12 @@ async function start(label: string, mongoUrl: string | null, dir: string): Promi
     client: new PirClient(`http://127.0.0.1:${port}`, TOKEN),
     processes,
     metricsUrls,
-    mongoUrl: mongoUrl === null ? null : (() => { const u = new URL(mongoUrl); u.pathname = `/${tag}`; return u.toString(); })(),
+    openManifest() {
+      if (mongoUrl === null) return new SqliteManifestStore({ path: join(data, 'manifest.sqlite') });
+      const u = new URL(mongoUrl);
+      u.pathname = `/${tag}`;
+      return new MongoManifestStore({ url: u.toString() });
+    },
     async stop() {
       for (const p of processes) await p.stop();
       await rm(data, { recursive: true, force: true });
@@ -112,7 +121,11 @@ function breakdown(before: Map<string, number>, after: Map<string, number>, imag
       .map((c) => `${c.labels} ${(c.value / images).toFixed(1)}×${(((sums.get(c.labels) ?? 0) / c.value) * 1000).toFixed(1)}ms`).join(', ') + ')');
   }
   const writes = delta(after, before, /^pir_manifest_writes_total\{(.*)\}$/).filter((w) => w.value > 0);
-  if (writes.length) parts.push('CAS writes/img ' + writes.map((w) => `${w.labels.replace(/"/g, '')}: ${(w.value / images).toFixed(2)}`).join('; '));
+  if (writes.length) parts.push('manifest writes/img ' + writes.map((w) => `${w.labels.replace(/"/g, '')}: ${(w.value / images).toFixed(2)}`).join('; '));
+  // Embedded: the SQLite group commit's fdatasyncs per image, and how many writes each one covered.
+  const syncs = delta(after, before, /^pir_sqlite_wal_syncs_total\{db="([^"]+)"\}$/).filter((w) => w.value > 0);
+  const synced = new Map(delta(after, before, /^pir_sqlite_durable_writes_total\{db="([^"]+)"\}$/).map((w) => [w.labels, w.value]));
+  if (syncs.length) parts.push('WAL fdatasyncs/img ' + syncs.map((w) => `${w.labels} ${(w.value / images).toFixed(2)} (${((synced.get(w.labels) ?? 0) / w.value).toFixed(2)} writes each)`).join(', '));
   const stageCount = delta(after, before, /^pir_stage_duration_seconds_count\{stage="([^"]+)",outcome="done"\}$/);
   const stageSum = new Map(delta(after, before, /^pir_stage_duration_seconds_sum\{stage="([^"]+)",outcome="done"\}$/).map((s) => [s.labels, s.value]));
   if (stageCount.length) parts.push('stage work mean ' + stageCount.filter((s) => s.value > 0).map((s) => `${s.labels} ${(((stageSum.get(s.labels) ?? 0) / s.value) * 1000).toFixed(1)}ms`).join(', '));
@@ -125,8 +138,7 @@ function breakdown(before: Map<string, number>, after: Map<string, number>, imag
  * (outbox relay, Kafka, dispatcher, BullMQ), each stage's work, and the hops between stages
  * (the stage's completion write, BullMQ's move to the next queue, the next stage's start write).
  */
-async function timeline(mongoUrl: string, since: string): Promise<string> {
-  const store = new MongoManifestStore({ url: mongoUrl });
+async function timeline(store: ManifestStore, since: string): Promise<string> {
   try {
     const docs = (await store.list({ scope: { project_id: '', admin: true }, visibility: 'all', memberStatus: 'all', where: { status: ['active'] }, sort: [{ key: 'created_at', dir: 'asc' }], limit: 100_000 }))
       .filter((d) => d.created_at >= since && d.pipeline);
@@ -179,13 +191,23 @@ async function measure(label: string, mongoUrl: string | null, ctx: BenchContext
     await smallImages(run.client, data, CLIENTS, 2, 30);
     const before = await scrape(run.metricsUrls);
     const since = new Date().toISOString();
+    // CPU per image of each process on the path (the MongoDB-wire server may be shared with other runs).
+    const pids: Record<string, number | null | undefined> = Object.fromEntries(run.processes.map((p) => [p.role, p.child.pid]));
+    if (mongoUrl) {
+      const wire = listenerPid(Number(new URL(mongoUrl).port || 27017));
+      pids['mongo-wire'] = wire;
+      if (wire) pids.postgres = ferretdbPostgresPid(wire);
+    }
+    const cpu = new CpuMeter(pids);
     ctx.log(`${label}: ${count} × 1 MiB, ${CLIENTS} clients`);
     const r = await smallImages(run.client, data, CLIENTS, Math.ceil(count / CLIENTS), 60);
+    const used = cpu.since();
     const after = await scrape(run.metricsUrls);
+    const cpuNote = 'CPU ms/img ' + Object.entries(used).map(([name, ms]) => `${name} ${(ms / r.count).toFixed(1)}`).join(', ');
     const embedded = mongoUrl === null;
-    const steps = run.mongoUrl ? await timeline(run.mongoUrl, since).catch((err: Error) => `timeline failed: ${err.message}`) : '';
+    const steps = await timeline(run.openManifest(), since).catch((err: Error) => `timeline failed: ${err.message}`);
     return [
-      { name: `${label}: 1 MiB images, ${CLIENTS} clients`, value: r.perSecond, unit: 'img/s', atLeast: embedded ? 150 : 50, note: `${r.count} images; load avg ${loadavg()[0]!.toFixed(1)}; ${breakdown(before, after, r.count)}${steps ? ` | ${steps}` : ''}` },
+      { name: `${label}: 1 MiB images, ${CLIENTS} clients`, value: r.perSecond, unit: 'img/s', atLeast: embedded ? 150 : 50, note: `${r.count} images; load avg ${loadavg()[0]!.toFixed(1)}; ${cpuNote} | ${breakdown(before, after, r.count)}${steps ? ` | ${steps}` : ''}` },
       { name: `${label}: p50 create → active`, value: r.p50, unit: 'ms' },
       { name: `${label}: p99 create → active`, value: r.p99, unit: 'ms', ...(embedded ? {} : { atMost: 500 }) },
     ];

@@ -12,11 +12,13 @@ import { once } from 'node:events';
 import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import pino from 'pino';
 import { loadConfig } from '../infra/config.js';
 import { startPir, type RunningPir } from '../infra/runtime.js';
 import { serviceUp, services } from '../test/support/services.js';
 import type { Bench, Figure } from './report.js';
+import { CpuMeter, ferretdbPostgresPid, listenerPid } from './process-cpu.js';
 
 const TOKEN = 'bench-webhooks-admin-token-0123456789abcdef';
 const IMAGES_ONE = 40;
@@ -107,10 +109,21 @@ async function scenario(mode: 'embedded' | 'distributed', dir: string, log: (m: 
       await call(pir, 'POST', '/v2/webhooks', { url: r.url, events: ['image.active'] });
     }
     log(`${mode}: ${IMAGES_MANY} images, ${SUBSCRIBERS} subscribers`);
+    // CPU per delivery: PIR (api and worker run in this process), and in distributed mode the
+    // MongoDB-wire server, its PostgreSQL and Redis (servers other runs may share).
+    const pids: Record<string, number | null> = { pir: process.pid };
+    if (mode === 'distributed') {
+      pids['mongo-wire'] = listenerPid(Number(new URL(services.mongodbUrl).port || 27017));
+      if (pids['mongo-wire']) pids.postgres = ferretdbPostgresPid(pids['mongo-wire']);
+      pids.redis = listenerPid(Number(new URL(services.redisUrl).port || 6379));
+    }
+    const cpu = new CpuMeter(pids);
     const t0 = performance.now();
     await activeImages(pir, IMAGES_MANY, data);
     await waitCount(many, IMAGES_MANY * SUBSCRIBERS, 300_000, log);
     const seconds = (performance.now() - t0) / 1000;
+    const used = cpu.since();
+    const cpuNote = 'CPU ms per delivery: ' + Object.entries(used).map(([name, ms]) => `${name} ${(ms / (IMAGES_MANY * SUBSCRIBERS)).toFixed(2)}`).join(', ');
     const all = many.flatMap((r) => r.latencies);
     const target1 = mode === 'embedded' ? 50 : 250;
     return [
@@ -118,7 +131,7 @@ async function scenario(mode: 'embedded' | 'distributed', dir: string, log: (m: 
       { name: `${mode}: active → received, 1 subscriber, p99`, value: pct(one.latencies, 99), unit: 'ms' },
       { name: `${mode}: active → received, ${SUBSCRIBERS} subscribers, p50`, value: pct(all, 50), unit: 'ms' },
       { name: `${mode}: active → received, ${SUBSCRIBERS} subscribers, p99`, value: pct(all, 99), unit: 'ms', atMost: 1000, note: `${all.length} deliveries` },
-      { name: `${mode}: deliveries per second to ${SUBSCRIBERS} receivers`, value: all.length / seconds, unit: '/s', note: 'uploads included in the time: a floor' },
+      { name: `${mode}: deliveries per second to ${SUBSCRIBERS} receivers`, value: all.length / seconds, unit: '/s', note: `uploads included in the time: a floor; ${cpuNote}; load avg ${loadavg()[0]!.toFixed(1)}` },
     ];
   } finally {
     await pir.stop();

@@ -204,19 +204,32 @@ export class ImageService {
    */
   private async ranked(query: ListQuery, request: ListRequest): Promise<ImageDoc[]> {
     const search = query.search!;
-    const candidates = await this.manifest.store.list({ ...query, limit: RELEVANCE_WINDOW, after: undefined });
-    const scored = candidates.map((doc, i) => ({ doc, i, score: relevance(doc, search) }));
-    scored.sort((a, b) => b.score - a.score || a.i - b.i);
+    const store = this.manifest.store;
+    const window = { ...query, limit: RELEVANCE_WINDOW, after: undefined };
+    // A store that ranks in SQL reads only the page's documents; otherwise rank the window's documents here.
+    let ids: string[];
+    let docs: Map<string, ImageDoc> | null = null;
+    if (store.rankedIds) ids = await store.rankedIds(window, RELEVANCE_WINDOW);
+    else {
+      const scored = (await store.list(window)).map((doc, i) => ({ doc, i, score: relevance(doc, search) }));
+      scored.sort((a, b) => b.score - a.score || a.i - b.i);
+      ids = scored.map((s) => s.doc.id);
+      docs = new Map(scored.map((s) => [s.doc.id, s.doc]));
+    }
     const lastId = request.after ? String(request.after[request.after.length - 1]) : request.marker;
     let start = 0;
     if (lastId !== undefined) {
-      const at = scored.findIndex((s) => s.doc.id === lastId);
+      const at = ids.indexOf(lastId);
       if (at < 0) {
         throw fail('bad_marker', `Query parameter 'marker' must be the id of an image among this search's ranked results (got '${lastId.slice(0, 64)}'); start again without it.`);
       }
       start = at + 1;
     }
-    return scored.slice(start, start + query.limit).map((s) => s.doc);
+    const page = ids.slice(start, start + query.limit);
+    if (docs) return page.map((id) => docs.get(id)!);
+    const found = await Promise.all(page.map((id) => store.get(id)));
+    // An image deleted between the ranking and this read is left out (as a list races a delete).
+    return found.filter((d): d is ImageDoc => d !== null && d.status !== 'deleted');
   }
 
   /**

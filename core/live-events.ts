@@ -6,15 +6,18 @@
  */
 import type { PirEvent } from '../schemas/events.js';
 import type { ImageDoc } from '../schemas/image.js';
+import { EventAudience, type GrantsOf } from './event-audience.js';
 
-export type LiveListener = (event: PirEvent, doc: ImageDoc | null) => void;
+/** `audience.doc` is the image now; the listener may wait (on gallery grants): the next event waits for it. */
+export type LiveListener = (event: PirEvent, audience: EventAudience) => void | Promise<void>;
 
 export class LiveEvents {
   private readonly listeners = new Set<LiveListener>();
   /** Events are read one after another so listeners see them in the bus's order. */
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly load: (imageId: string) => Promise<ImageDoc | null>) {}
+  /** `grantsOf`: the galleries shared with a project (streams follow gallery sharing). */
+  constructor(private readonly load: (imageId: string) => Promise<ImageDoc | null>, private readonly grantsOf?: GrantsOf) {}
 
   get listening(): number {
     return this.listeners.size;
@@ -24,7 +27,8 @@ export class LiveEvents {
     if (this.listeners.size === 0) return; // nobody watching: no manifest read
     this.chain = this.chain.then(async () => {
       const doc = await this.load(event.image_id).catch(() => null);
-      for (const listener of this.listeners) listener(event, doc);
+      const audience = new EventAudience(doc, this.grantsOf);
+      await Promise.all([...this.listeners].map(async (listener) => { await listener(event, audience); })).catch(() => undefined);
     });
   }
 

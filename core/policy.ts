@@ -46,9 +46,14 @@ export function canSee(caller: Caller, doc: ImageDoc, viaGalleries?: ReadonlySet
   if (doc.owner === caller.project_id) return true;
   if (doc.visibility === 'shared' && membershipOf(caller, doc) !== undefined) return true;
   // In a gallery shared with the caller's project (any answer, as an image member): README "Gallery sharing".
-  if (!viaGalleries || viaGalleries.size === 0) return false;
+  return inGalleryOf(doc, viaGalleries);
+}
+
+/** Whether the image sits in one of these galleries (those shared with a project: core/catalog.ts grants). */
+export function inGalleryOf(doc: ImageDoc, galleries: ReadonlySet<string> | undefined): boolean {
+  if (!galleries || galleries.size === 0) return false;
   const gallery = doc.properties?.[GALLERY_PROPERTY];
-  return gallery !== undefined && viaGalleries.has(gallery);
+  return gallery !== undefined && galleries.has(gallery);
 }
 
 /** The actions Glance's policy file names, and PIR's rule for each. */

@@ -110,6 +110,12 @@ export interface ManifestStore {
   /** How many documents list(query) would return without limit and keyset (`limit`, `after` and `sort` are ignored). */
   count(query: ListQuery): Promise<number>;
   /**
+   * Optional, sort=relevance in the store's own query language: the ids of the first `window`
+   * matches of query.search in the list's order, ranked by core/search.ts `relevance` (ties
+   * keep that order). Without it ImageService ranks the documents itself.
+   */
+  rankedIds?(query: ListQuery, window: number): Promise<string[]>;
+  /**
    * Compare-and-set: writes `doc` (whose revision the caller has already bumped) only if the
    * stored revision is still `expectedRevision`. Returns false when someone else wrote first.
    * The state change and its outbox events are one atomic document write.

@@ -40,13 +40,24 @@ function searchedValues(doc: Pick<ImageDoc, 'properties'>): string[] {
   return Object.entries(doc.properties).filter(([k]) => !k.startsWith('pir_')).map(([, v]) => v);
 }
 
+/**
+ * The distinct words an image is found by, each with the weight of the best place it is found
+ * in (WEIGHTS): a store keeping the weight beside the word ranks in its own query language.
+ */
+export function weightedWords(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>): Map<string, number> {
+  const words = new Map<string, number>();
+  const add = (text: string, weight: number) => {
+    for (const w of wordsOf(text)) if ((words.get(w) ?? 0) < weight) words.set(w, weight);
+  };
+  add(doc.name ?? '', WEIGHTS.name);
+  for (const tag of doc.tags) add(tag, WEIGHTS.tag);
+  for (const value of searchedValues(doc)) add(value, WEIGHTS.property);
+  return words;
+}
+
 /** The distinct words an image is found by. */
 export function imageWords(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>): string[] {
-  const words = new Set<string>();
-  for (const w of wordsOf(doc.name ?? '')) words.add(w);
-  for (const tag of doc.tags) for (const w of wordsOf(tag)) words.add(w);
-  for (const value of searchedValues(doc)) for (const w of wordsOf(value)) words.add(w);
-  return [...words];
+  return [...weightedWords(doc).keys()];
 }
 
 /** `q` → the search it asks for; 400 when it holds no word or too many. */

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { OutboxRelay } from '../core/outbox-relay.js';
 import { CatalogService } from '../core/catalog.js';
 import type { CatalogStore } from '../core/catalog-ports.js';
+import type { GrantsOf } from '../core/event-audience.js';
 import type { ImageService } from '../core/image-service.js';
 import type { DistributedUrls, PirConfig } from './config.js';
 import { SqliteCatalogStore } from './embedded/sqlite-catalog-store.js';
@@ -15,6 +16,8 @@ import { MongoCatalogStore } from './mongo/mongo-catalog-store.js';
 export interface Catalog {
   store: CatalogStore;
   service: CatalogService;
+  /** The galleries shared with a project (webhooks and GET /v2/events follow gallery sharing). */
+  grantsOf: GrantsOf;
   close(): Promise<void>;
 }
 
@@ -31,5 +34,6 @@ export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisions
   const service = new CatalogService(store, images, { revisionsKeep: config.revisionsKeep, ...(wiring.log ? { log: wiring.log } : {}) });
   wiring.relay?.onPurge((imageId) => store.dropRevisions(imageId));
   images.attachCatalog(service.hooks());
-  return { store, service, close: () => store.close() };
+  const grantsOf: GrantsOf = (projectId) => service.grants({ project_id: projectId, user_id: '', roles: [] });
+  return { store, service, grantsOf, close: () => store.close() };
 }

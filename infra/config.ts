@@ -222,6 +222,10 @@ export interface S3Config {
   prefix: string;
   /** Multipart part size (S3 allows 10,000 parts: the part size caps one image at 10,000 × it). */
   partSize: number;
+  /** Parts sent at once per upload (memory: one more part than this, per upload). */
+  queueSize: number;
+  /** Sign each body's sha256; absent: only over plain HTTP to another host. */
+  signPayload?: boolean;
 }
 
 /** PIR_S3_*: with PIR_S3_ENDPOINT set, images live in that bucket (both modes). */
@@ -251,11 +255,14 @@ function s3(env: Env): S3Config | null {
     forcePathStyle: bool(env, 'PIR_S3_FORCE_PATH_STYLE', true),
     prefix,
     partSize: s3PartSize(env),
+    queueSize: int(env, 'PIR_S3_QUEUE_SIZE', 2, 1, 64),
+    // Unset: signed only over plain HTTP to another host (S3Settings.signPayload).
+    ...(env.PIR_S3_SIGN_PAYLOAD ? { signPayload: bool(env, 'PIR_S3_SIGN_PAYLOAD', false) } : {}),
   };
 }
 
 function s3PartSize(env: Env): number {
-  const partSize = size(env, 'PIR_S3_PART_SIZE', 16 * 2 ** 20);
+  const partSize = size(env, 'PIR_S3_PART_SIZE', 8 * 2 ** 20);
   if (partSize < 5 * 2 ** 20 || partSize > 5 * 2 ** 30) throw new ConfigError('PIR_S3_PART_SIZE', 'must be from 5MiB to 5GiB (S3\'s part size limits)');
   return partSize;
 }

@@ -124,7 +124,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
     await startDispatcher(adapters.bus, manifest, adapters.queue, log);
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
-    await webhooks.startWorker(adapters.bus);
+    await webhooks.startWorker(adapters.bus, catalog.grantsOf);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
@@ -140,7 +140,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.
     // The same watcher feeds the console's live event streams (GET /v2/events).
-    const live = new LiveEvents((id) => manifest.get(id));
+    const live = new LiveEvents((id) => manifest.get(id), catalog.grantsOf);
     stopWatching = await adapters.bus.watch(async (e) => {
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
       live.publish(e);

@@ -17,6 +17,7 @@ import { WebhookDeliverer } from '../core/webhooks/deliver.js';
 import { InProcessEndpointLimiter, type EndpointLimiter } from '../core/webhooks/endpoint-limiter.js';
 import { RedisEndpointLimiter } from './bullmq/redis-endpoint-limiter.js';
 import { WebhookFanout } from '../core/webhooks/fanout.js';
+import type { GrantsOf } from '../core/event-audience.js';
 import { webhookDeliveryKind, type DeliveryJob } from '../core/webhooks/jobs.js';
 import type { WebhookStore } from '../core/webhooks/model.js';
 import { SecretBox, parseSecretKey } from '../core/webhooks/secret-box.js';
@@ -32,7 +33,8 @@ export interface Webhooks {
   kind: JobKind<DeliveryJob>;
   service: WebhookService;
   /** Worker role: fan-out in its own consumer group, and the delivery workers. */
-  startWorker(bus: EventBus): Promise<void>;
+  /** `grantsOf`: the galleries shared with a project, so deliveries follow gallery sharing. */
+  startWorker(bus: EventBus, grantsOf?: GrantsOf): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -86,12 +88,12 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
     store,
     kind,
     service,
-    async startWorker(bus) {
+    async startWorker(bus, grantsOf) {
       // Distributed: the per-endpoint limit holds across every worker process.
       limiter = urls ? new RedisEndpointLimiter({ redisUrl: urls.redisUrl, prefix: config.redisPrefix }, wlog) : new InProcessEndpointLimiter();
       const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog, limiter);
       await queue.work(kind, settings.concurrency, deliverer.handle);
-      await new WebhookFanout(store, manifest, queue, kind, wlog, imageView).start(bus);
+      await new WebhookFanout(store, manifest, queue, kind, wlog, imageView, grantsOf).start(bus);
     },
     async close() {
       await limiter?.close();

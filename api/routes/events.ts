@@ -11,6 +11,7 @@ import type { Caller } from '../../core/caller.js';
 import type { LiveEvents } from '../../core/live-events.js';
 import { isAdminCaller } from '../../core/policy.js';
 import { canSeeImage } from '../../core/webhooks/visibility.js';
+import type { GalleryGrant } from '../../core/ports.js';
 import { eventBody } from '../../core/webhooks/fanout.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
@@ -34,8 +35,9 @@ export const eventsSchema = {
   required: ['type', 'timestamp', 'data'],
 };
 
-export function mayReceive(caller: Caller, event: PirEvent, doc: ImageDoc | null): boolean {
-  if (doc) return canSeeImage(caller, doc);
+/** `grants`: the galleries shared with the caller's project (core/event-audience.ts loads them when they matter). */
+export function mayReceive(caller: Caller, event: PirEvent, doc: ImageDoc | null, grants: readonly GalleryGrant[] = []): boolean {
+  if (doc) return canSeeImage(caller, doc, grants);
   const owner = (event.data as { owner?: string | null }).owner ?? null;
   return isAdminCaller(caller) || (owner !== null && owner === caller.project_id);
 }
@@ -57,9 +59,11 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents): Promi
     // images it may edit) without another call. It is the caller's own identity, nothing more.
     const hello = { project_id: caller.project_id, user_id: caller.user_id, roles: caller.roles };
     raw.write(`retry: ${RETRY_MS}\nevent: pir.hello\ndata: ${JSON.stringify(hello)}\n\n`);
-    const stopListening = live.listen((event, doc) => {
-      if (!mayReceive(caller, event, doc)) return;
-      raw.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${eventBody(event, doc, imageView)}\n\n`);
+    const stopListening = live.listen(async (event, audience) => {
+      // Best effort like the stream itself: grants that cannot be read send nothing.
+      const grants = await audience.grantsFor(caller).catch(() => []);
+      if (!mayReceive(caller, event, audience.doc, grants) || raw.writableEnded) return;
+      raw.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${eventBody(event, audience.doc, imageView)}\n\n`);
     });
     const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
     const end = () => { raw.end(); };

@@ -29,6 +29,9 @@ import type { SecretBox } from './secret-box.js';
 import { liveSecrets } from './secrets.js';
 import { signatureHeader } from './signing.js';
 
+/** What an attempt needs of a delivery. */
+type SentDelivery = Pick<Delivery, 'id' | 'subscription_id' | 'event_type' | 'payload' | 'traceparent'>;
+
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 const MAX_RETRY_AFTER_MS = 86_400_000;
 const RETRYABLE_ERRORS = new Set(['timeout', 'connection_failed', 'dns_failed']);
@@ -57,7 +60,9 @@ export class WebhookDeliverer {
   ) {}
 
   handle = async (job: DeliveryJob, ctx: JobContext): Promise<void> => {
-    const delivery = await this.store.getDelivery(job.delivery_id);
+    // A snapshot's fields never change after fan-out; a delivery record goes only with its
+    // subscription, which is read (fresh) below either way.
+    const delivery: SentDelivery | null = job.snapshot ? { id: job.delivery_id, ...job.snapshot } : await this.store.getDelivery(job.delivery_id);
     if (!delivery) throw new PermanentJobError(`delivery ${job.delivery_id} no longer exists`);
     const sub = await this.store.getSubscription(delivery.subscription_id);
     if (!sub) throw new PermanentJobError(`webhook ${delivery.subscription_id} was deleted`);
@@ -74,7 +79,7 @@ export class WebhookDeliverer {
     }
   };
 
-  private async attempt(delivery: Delivery, sub: Subscription, ctx: JobContext): Promise<void> {
+  private async attempt(delivery: SentDelivery, sub: Subscription, ctx: JobContext): Promise<void> {
     const outcome = await this.send(delivery, sub);
     const at = new Date().toISOString();
     const fields = { webhook: sub.id, delivery_id: delivery.id, event: delivery.event_type, attempt: ctx.attempt, status: outcome.status, error: outcome.error, latency_ms: outcome.latencyMs };
@@ -105,7 +110,7 @@ export class WebhookDeliverer {
     throw new PermanentJobError(`delivery failed for good (${outcome.status ?? outcome.error})`);
   }
 
-  private async send(delivery: Delivery, sub: Subscription): Promise<Outcome> {
+  private async send(delivery: SentDelivery, sub: Subscription): Promise<Outcome> {
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
       'content-type': 'application/json',

@@ -12,7 +12,8 @@ import type { JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import type { DeliveryJob } from './jobs.js';
-import { subscriptionWants } from './matching.js';
+import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
+import { EventAudience, type GrantsOf } from '../event-audience.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
 
 export const WEBHOOKS_GROUP = 'pir-webhooks';
@@ -40,6 +41,8 @@ export class WebhookFanout {
     private readonly kind: JobKind<DeliveryJob>,
     private readonly log: Logger,
     private readonly view: ImageViewFn,
+    /** The galleries shared with a project: images in them are delivered as if shared with it. */
+    private readonly grantsOf?: GrantsOf,
   ) {}
 
   async start(bus: EventBus): Promise<void> {
@@ -53,27 +56,41 @@ export class WebhookFanout {
     const doc = await this.manifest.get(event.image_id);
     const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
     const body = eventBody(event, doc, this.view);
-    const wanted = subs.filter((sub) => event.occurred_at >= sub.created_at // a new group reads the log from its start: only events after the subscription
-      && subscriptionWants(sub, event.type, doc, event.image_id, owner));
+    const audience = new EventAudience(doc, this.grantsOf);
+    const wanted: Subscription[] = [];
+    for (const sub of subs) {
+      if (event.occurred_at < sub.created_at) continue; // a new group reads the log from its start: only events after the subscription
+      if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
+      else if (sub.enabled && eventMatches(sub.events, event.type)) {
+        // Perhaps through a gallery shared with the project: its grants, read only then (a failed
+        // read fails the event, which the bus delivers again).
+        const grants = await audience.grantsFor(subscriberCaller(sub));
+        if (grants.length > 0 && subscriptionWants(sub, event.type, doc, event.image_id, owner, grants)) wanted.push(sub);
+      }
+    }
+    if (wanted.length === 0) return;
+    const now = new Date().toISOString();
+    const deliveries = wanted.map((sub): Delivery => ({
+      id: deliveryId(sub.id, event.id), subscription_id: sub.id, event_id: event.id, event_type: event.type,
+      payload: body, traceparent: event.traceparent ?? null, created_at: now,
+      status: 'pending', redeliveries: 0, attempts: [],
+    }));
+    // One write records every subscriber's delivery (not one per subscriber).
+    const existing = await this.store.addDeliveries(deliveries);
     // Several at a time: one event may fan out to many subscriptions, and the bus waits for the
     // handler (a slow one holds the partition and, on Kafka, the group's heartbeat).
-    for (let i = 0; i < wanted.length; i += FANOUT_PARALLEL) {
-      await Promise.all(wanted.slice(i, i + FANOUT_PARALLEL).map((sub) => this.deliverTo(sub, event, body)));
+    for (let i = 0; i < deliveries.length; i += FANOUT_PARALLEL) {
+      await Promise.all(deliveries.slice(i, i + FANOUT_PARALLEL).map((d) => this.enqueue(d, existing.has(d.id), event)));
     }
   }
 
-  private async deliverTo(sub: Subscription, event: PirEvent, body: string): Promise<void> {
-    const delivery: Delivery = {
-      id: deliveryId(sub.id, event.id), subscription_id: sub.id, event_id: event.id, event_type: event.type,
-      payload: body, traceparent: event.traceparent ?? null, created_at: new Date().toISOString(),
-      status: 'pending', redeliveries: 0, attempts: [],
-    };
-    const added = await this.store.addDelivery(delivery);
+  private async enqueue(delivery: Delivery, existed: boolean, event: PirEvent): Promise<void> {
     // Enqueued again when the delivery exists but never ran (the previous try died in between).
-    const existing = added ? delivery : await this.store.getDelivery(delivery.id);
-    if (existing && existing.status === 'pending' && existing.attempts.length === 0 && existing.redeliveries === 0) {
-      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id });
+    const current = existed ? await this.store.getDelivery(delivery.id) : delivery;
+    if (current && current.status === 'pending' && current.attempts.length === 0 && current.redeliveries === 0) {
+      const { subscription_id, event_type, payload, traceparent } = delivery;
+      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id, snapshot: { subscription_id, event_type, payload, traceparent } });
     }
-    this.log.debug({ image_id: event.image_id, event: event.type, webhook: sub.id, delivery_id: delivery.id }, 'webhook delivery enqueued');
+    this.log.debug({ image_id: event.image_id, event: event.type, webhook: delivery.subscription_id, delivery_id: delivery.id }, 'webhook delivery enqueued');
   }
 }

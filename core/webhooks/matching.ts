@@ -1,6 +1,7 @@
 /** Which subscriptions an event goes to: event type patterns, filters, and visibility. */
 import type { Caller } from '../caller.js';
 import type { ImageDoc } from '../../schemas/image.js';
+import type { GalleryGrant } from '../ports.js';
 import type { Subscription } from './model.js';
 import { canSeeImage } from './visibility.js';
 
@@ -16,13 +17,14 @@ export function subscriberCaller(sub: Subscription): Caller {
 /**
  * Whether `sub` is told about an event of `type` on this image. `doc` null: the image is gone
  * (purged after image.deleted); then only its owner's subscriptions and admin ones are told.
+ * `grants`: the galleries shared with the subscription's project (core/event-audience.ts).
  */
-export function subscriptionWants(sub: Subscription, type: string, doc: ImageDoc | null, imageId: string, owner: string | null): boolean {
+export function subscriptionWants(sub: Subscription, type: string, doc: ImageDoc | null, imageId: string, owner: string | null, grants: readonly GalleryGrant[] = []): boolean {
   if (!sub.enabled || !eventMatches(sub.events, type)) return false;
   const f = sub.filters;
   if (f.image_ids?.length && !f.image_ids.includes(imageId)) return false;
   if (!doc) return (sub.all_projects || (owner !== null && owner === sub.project_id)) && !f.tags?.length && !f.name_prefix && !f.visibility?.length;
-  if (!canSeeImage(subscriberCaller(sub), doc)) return false;
+  if (!canSeeImage(subscriberCaller(sub), doc, grants)) return false;
   if (f.visibility?.length && !f.visibility.includes(doc.visibility)) return false;
   if (f.tags?.length && !f.tags.every((t) => doc.tags.includes(t))) return false;
   if (f.name_prefix && !(doc.name ?? '').startsWith(f.name_prefix)) return false;

@@ -85,6 +85,12 @@ export interface WebhookStore {
   disable(id: string, reason: string, at: string): Promise<void>;
   /** False when a delivery with this id exists already (a repeated event). */
   addDelivery(delivery: Delivery): Promise<boolean>;
+  /**
+   * Adds many deliveries at once (one event's fan-out: one write for all its subscribers rather
+   * than one each); returns the ids that existed already (a repeated event). All-or-nothing is not
+   * promised: on an error, some may have been added (the fan-out runs again and skips those).
+   */
+  addDeliveries(deliveries: Delivery[]): Promise<Set<string>>;
   getDelivery(id: string): Promise<Delivery | null>;
   /** Appends an attempt and sets the status (one worker at a time handles a delivery). */
   recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void>;

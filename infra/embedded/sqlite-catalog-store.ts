@@ -2,10 +2,12 @@
  * CatalogStore on SQLite (embedded mode): galleries and image revisions, one JSON document per
  * row plus the columns queries need. Sibling gallery names are unique by a UNIQUE constraint;
  * revision numbers come from a per-image counter written in the same transaction as the
- * revision, so they keep growing after old revisions are pruned.
+ * revision, so they keep growing after old revisions are pruned. Writes resolve once on disk,
+ * by group commit (wal-group-commit.ts).
  */
 import Database from 'better-sqlite3';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
+import { WalGroupCommit } from './wal-group-commit.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS galleries (
@@ -42,6 +44,7 @@ function isUniqueViolation(err: unknown): boolean {
 
 export class SqliteCatalogStore implements CatalogStore {
   private readonly db: Database.Database;
+  private readonly commits: WalGroupCommit;
   private readonly appendTx: (revision: Omit<Revision, 'n'>) => Revision;
 
   constructor(opts: { path: string }) {
@@ -61,6 +64,13 @@ export class SqliteCatalogStore implements CatalogStore {
       return full;
     });
     this.appendTx = (revision) => append.immediate(revision);
+    this.commits = new WalGroupCommit(this.db, opts.path);
+  }
+
+  /** `value` once the write that produced it is on disk. */
+  private async durable<T>(value: T): Promise<T> {
+    await this.commits.durable();
+    return value;
   }
 
   async createGallery(gallery: Gallery): Promise<void> {
@@ -71,6 +81,7 @@ export class SqliteCatalogStore implements CatalogStore {
       if (isUniqueViolation(err)) throw new GalleryNameTakenError(gallery.name);
       throw err;
     }
+    await this.commits.durable();
   }
 
   async getGallery(id: string): Promise<Gallery | null> {
@@ -83,25 +94,28 @@ export class SqliteCatalogStore implements CatalogStore {
   }
 
   async updateGallery(gallery: Gallery): Promise<boolean> {
+    let changed: boolean;
     try {
-      return this.db.prepare('UPDATE galleries SET parent_key = ?, name = ?, doc = ? WHERE id = ?')
+      changed = this.db.prepare('UPDATE galleries SET parent_key = ?, name = ?, doc = ? WHERE id = ?')
         .run(gallery.parent_id ?? '', gallery.name, JSON.stringify(gallery), gallery.id).changes === 1;
     } catch (err) {
       if (isUniqueViolation(err)) throw new GalleryNameTakenError(gallery.name);
       throw err;
     }
+    return this.durable(changed);
   }
 
   async deleteGallery(id: string): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.durable(this.db.transaction(() => {
       this.db.prepare('DELETE FROM gallery_members WHERE gallery_id = ?').run(id);
       return this.db.prepare('DELETE FROM galleries WHERE id = ?').run(id).changes === 1;
-    }).immediate();
+    }).immediate());
   }
 
   async putGalleryMember(member: GalleryMember): Promise<void> {
     this.db.prepare('INSERT INTO gallery_members (gallery_id, member_id, doc) VALUES (?, ?, ?) ON CONFLICT (gallery_id, member_id) DO UPDATE SET doc = excluded.doc')
       .run(member.gallery_id, member.member_id, JSON.stringify(member));
+    await this.commits.durable();
   }
 
   async galleryMembers(galleryId: string): Promise<GalleryMember[]> {
@@ -109,7 +123,7 @@ export class SqliteCatalogStore implements CatalogStore {
   }
 
   async deleteGalleryMember(galleryId: string, memberId: string): Promise<boolean> {
-    return this.db.prepare('DELETE FROM gallery_members WHERE gallery_id = ? AND member_id = ?').run(galleryId, memberId).changes === 1;
+    return this.durable(this.db.prepare('DELETE FROM gallery_members WHERE gallery_id = ? AND member_id = ?').run(galleryId, memberId).changes === 1);
   }
 
   async galleryMembershipsOf(memberId: string): Promise<GalleryMember[]> {
@@ -117,7 +131,7 @@ export class SqliteCatalogStore implements CatalogStore {
   }
 
   async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {
-    return this.appendTx(revision);
+    return this.durable(this.appendTx(revision));
   }
 
   async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {
@@ -137,6 +151,7 @@ export class SqliteCatalogStore implements CatalogStore {
 
   async pruneRevisions(imageId: string, keep: number): Promise<void> {
     this.db.prepare('DELETE FROM revisions WHERE image_id = ? AND n <= (SELECT last FROM revision_heads WHERE image_id = ?) - ?').run(imageId, imageId, Math.max(1, Math.floor(keep)));
+    await this.commits.durable();
   }
 
   async dropRevisions(imageId: string): Promise<void> {
@@ -144,9 +159,11 @@ export class SqliteCatalogStore implements CatalogStore {
       this.db.prepare('DELETE FROM revisions WHERE image_id = ?').run(imageId);
       this.db.prepare('DELETE FROM revision_heads WHERE image_id = ?').run(imageId);
     }).immediate();
+    await this.commits.durable();
   }
 
   async close(): Promise<void> {
+    await this.commits.close();
     if (this.db.open) this.db.close();
   }
 }

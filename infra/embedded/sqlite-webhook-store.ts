@@ -76,6 +76,15 @@ export class SqliteWebhookStore implements WebhookStore {
     return this.db.prepare('INSERT OR IGNORE INTO webhook_deliveries (id, subscription_id, created_at, doc) VALUES (?, ?, ?, ?)').run(d.id, d.subscription_id, d.created_at, JSON.stringify(d)).changes === 1;
   }
 
+  async addDeliveries(deliveries: Delivery[]): Promise<Set<string>> {
+    const insert = this.db.prepare('INSERT OR IGNORE INTO webhook_deliveries (id, subscription_id, created_at, doc) VALUES (?, ?, ?, ?)');
+    const existing = new Set<string>();
+    this.db.transaction(() => {
+      for (const d of deliveries) if (insert.run(d.id, d.subscription_id, d.created_at, JSON.stringify(d)).changes !== 1) existing.add(d.id);
+    })();
+    return existing;
+  }
+
   async getDelivery(id: string): Promise<Delivery | null> {
     const row = this.db.prepare<[string], { doc: string }>('SELECT doc FROM webhook_deliveries WHERE id = ?').get(id);
     return row ? (JSON.parse(row.doc) as Delivery) : null;

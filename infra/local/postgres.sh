@@ -47,6 +47,16 @@ postgres_healthy() {
 # The URL FerretDB's --postgresql-url takes.
 postgres_url() { echo "postgres://$POSTGRES_USER@127.0.0.1:$PIR_POSTGRES_PORT/$POSTGRES_FERRETDB_DB"; }
 
+# Indexes FerretDB's pushed-down equality filters can use, and custom plans (see the file:
+# without them every lookup, even by _id, scans its collection). Idempotent; FerretDB's
+# connections opened before it keep generic plans until FerretDB restarts.
+postgres_tune() {
+  if ! psql -h 127.0.0.1 -p "$PIR_POSTGRES_PORT" -U "$POSTGRES_USER" -d "$POSTGRES_FERRETDB_DB" -v ON_ERROR_STOP=1 -q \
+    -f "$PIR_INFRA_DIR/postgres-ferretdb.sql" >>"$POSTGRES_LOG" 2>&1; then
+    pir_die "postgres: applying $PIR_INFRA_DIR/postgres-ferretdb.sql failed (log: $POSTGRES_LOG)"
+  fi
+}
+
 postgres_start() {
   postgres_installed || postgres_install
   pir_lock postgres
@@ -54,6 +64,7 @@ postgres_start() {
   if pid="$(pir_pid_alive "$POSTGRES_PIDFILE" "$POSTGRES_PATTERN")"; then
     if pir_wait postgres "$PIR_START_TIMEOUT" "$POSTGRES_LOG" "$POSTGRES_PIDFILE" "$POSTGRES_PATTERN" postgres_healthy; then
       pir_log "postgres: already running (pid $pid) on 127.0.0.1:$PIR_POSTGRES_PORT, log: $POSTGRES_LOG"
+      postgres_tune
       pir_unlock
       return 0
     fi
@@ -99,6 +110,7 @@ postgres_start() {
     pir_stop_pid postgres "$POSTGRES_PIDFILE" "$POSTGRES_PATTERN" 20
     pir_die "postgres: failed to start (full log: $POSTGRES_LOG)"
   fi
+  postgres_tune
   pir_log "postgres: running (pid $(cat "$POSTGRES_PIDFILE")) on 127.0.0.1:$PIR_POSTGRES_PORT, log: $POSTGRES_LOG"
   pir_unlock
 }

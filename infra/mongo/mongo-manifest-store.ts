@@ -93,6 +93,12 @@ interface JournalEntry {
   image_id: string;
   seq: number;
   at: string;
+  /**
+   * The time bucket the entry was written in (ms since the epoch / the bucket length): pruning
+   * deletes whole old buckets by equality, which FerretDB hands to its backend's index, where a
+   * range on `at` would read and decode every entry in FerretDB.
+   */
+  bucket?: number;
   /** The document after this write (seq + 1); dropped once KEEP_DOCS newer entries exist. */
   doc?: Stored;
 }
@@ -267,6 +273,8 @@ export class MongoManifestStore implements ManifestStore {
   /** The newest head this process has seen per image (bounded): a hint for the next write. */
   private readonly heads = new Map<string, { head: Stored; at: number }>();
   private writesSincePrune = 0;
+  /** Journal buckets below this one were pruned by this process (null: not yet). */
+  private prunedBelow: number | null = null;
   private readonly upkeep: { keepMs: number; headMaxAgeMs: number; pruneEveryWrites: number };
   private closed = false;
 
@@ -313,7 +321,7 @@ export class MongoManifestStore implements ManifestStore {
           { key: { pir_members: 1 }, name: 'list_members' },
           { key: { pir_words: 1 }, name: 'list_words' },
         ]);
-        await ensureIndexes(this.journal, [{ key: { image_id: 1, seq: 1 }, name: 'image_seq' }]);
+        await ensureIndexes(this.journal, [{ key: { image_id: 1, seq: 1 }, name: 'image_seq' }, { key: { bucket: 1 }, name: 'bucket' }]);
         await this.addDerivedFields();
       })();
       this.ready.catch(() => { this.ready = null; }); // let the next call try again
@@ -404,7 +412,11 @@ export class MongoManifestStore implements ManifestStore {
     await this.start();
     const n = Math.max(0, Math.floor(limit));
     if (n === 0 || statuses.length === 0) return [];
-    const docs = await this.col.find({ status: { $in: statuses }, updated_at: { $lt: updatedBefore } }).sort({ updated_at: 1, _id: 1 }).limit(n).toArray();
+    // One query per status, merged: plain equality is what FerretDB 1.x hands to its backend's
+    // index; `status: {$in}` scans every image document in FerretDB (the sweepers run this often).
+    const perStatus = await Promise.all([...new Set(statuses)].map((status) =>
+      this.col.find({ status, updated_at: { $lt: updatedBefore } }).sort({ updated_at: 1, _id: 1 }).limit(n).toArray()));
+    const docs = perStatus.flat().sort((a, b) => (a.updated_at < b.updated_at ? -1 : a.updated_at > b.updated_at ? 1 : a._id < b._id ? -1 : a._id > b._id ? 1 : 0)).slice(0, n);
     return this.fresh(docs, (d) => statuses.includes(d.status) && d.updated_at < updatedBefore);
   }
 
@@ -466,7 +478,7 @@ export class MongoManifestStore implements ManifestStore {
       }
       const stored = toStored({ ...doc, id }, head.pir_seq + 1, head.pir_inc);
       try {
-        await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), doc: stored }));
+        await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket: this.bucketOf(Date.now()), doc: stored }));
       } catch (err) {
         if (isDuplicateKey(err)) {
           manifestWrites.inc({ kind, outcome: 'lost' });
@@ -484,12 +496,22 @@ export class MongoManifestStore implements ManifestStore {
       }
       await Promise.all([
         whenNotBusy(() => this.col.replaceOne({ _id: id }, stored)),
-        compact.length > 0 ? whenNotBusy(() => this.journal.updateMany({ _id: { $in: compact } }, { $unset: { doc: '' } })) : null,
+        compact.length > 0 ? whenNotBusy(() => this.compact(compact)) : null,
       ]);
       manifestWrites.inc({ kind, outcome: 'won' });
       return true;
     }
     throw new Error(`manifest ${id}: gave up after ${WRITE_RETRIES} contended writes`);
+  }
+
+  /**
+   * Drops the documents of these journal entries: one update command holding one statement per
+   * entry, each filtered on `_id` alone. Not `updateMany({_id: {$in}})`: FerretDB 1.x pushes only
+   * plain equality down to its backend, so `$in` reads and decodes the whole journal in FerretDB
+   * (measured on PostgreSQL with 500 entries: 65 ms of FerretDB CPU against 3 ms for this).
+   */
+  private async compact(ids: string[]): Promise<void> {
+    await this.journal.bulkWrite(ids.map((_id) => ({ updateOne: { filter: { _id }, update: { $unset: { doc: '' } } } })), { ordered: false });
   }
 
   /**
@@ -501,12 +523,29 @@ export class MongoManifestStore implements ManifestStore {
     for (const { _id } of old) await this.write(_id, 'upgrade', (head) => fromStored(head));
   }
 
-  /** Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes (a scan on FerretDB). */
+  /** Journal buckets are a quarter of the keep time (at most a minute), so an entry lives keepMs to 1.25 × keepMs. */
+  private bucketOf(ms: number): number {
+    return Math.floor(ms / Math.min(60_000, Math.max(1, Math.floor(this.upkeep.keepMs / 4))));
+  }
+
+  /**
+   * Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes:
+   * the whole buckets that ended before then, one equality delete per bucket this process has
+   * not pruned yet. The first pass also deletes by `at` (a scan on FerretDB, once per process):
+   * entries written before buckets existed, or in buckets older than the ones it walks.
+   */
   private pruneNowAndThen(): void {
     if (++this.writesSincePrune < this.upkeep.pruneEveryWrites) return;
     this.writesSincePrune = 0;
-    const before = new Date(Date.now() - this.upkeep.keepMs).toISOString();
-    void this.journal.deleteMany({ at: { $lt: before } }).catch(() => {}); // the next prune tries again
+    const now = Date.now();
+    const before = new Date(now - this.upkeep.keepMs).toISOString();
+    const upTo = this.bucketOf(now - this.upkeep.keepMs); // that bucket still holds young entries
+    const from = this.prunedBelow ?? upTo - 8;
+    if (this.prunedBelow === null) void this.journal.deleteMany({ at: { $lt: before } }).catch(() => {});
+    this.prunedBelow = Math.max(from, upTo);
+    void (async () => {
+      for (let bucket = from; bucket < upTo; bucket++) await this.journal.deleteMany({ bucket });
+    })().catch(() => { this.prunedBelow = Math.min(this.prunedBelow ?? from, from); }); // the next prune tries again
   }
 
   private remember(head: Stored): void {

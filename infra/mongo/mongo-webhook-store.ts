@@ -4,8 +4,12 @@
  * failing deliveries to one endpoint at the same instant may count one failure once instead of
  * twice (disabling one failure later), never disable an endpoint that succeeded.
  */
-import { MongoClient, MongoServerError, type Collection } from 'mongodb';
+import { MongoBulkWriteError, MongoClient, MongoServerError, type Collection } from 'mongodb';
+import { GroupWriter } from './group-writer.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
+
+/** Deliveries per insert command: one event's fan-out to 100 subscribers is one command. */
+const INSERT_BATCH = 200;
 
 type SubDoc = Omit<Subscription, 'id'> & { _id: string };
 type DeliveryDoc = Omit<Delivery, 'id'> & { _id: string };
@@ -17,6 +21,7 @@ export class MongoWebhookStore implements WebhookStore {
   private readonly client: MongoClient;
   private readonly subs: Collection<SubDoc>;
   private readonly deliveries: Collection<DeliveryDoc>;
+  private readonly attempts: GroupWriter<DeliveryDoc>;
 
   constructor(opts: { url: string; dbName?: string }) {
     this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true } });
@@ -24,6 +29,7 @@ export class MongoWebhookStore implements WebhookStore {
     const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
     this.subs = db.collection<SubDoc>('webhook_subscriptions');
     this.deliveries = db.collection<DeliveryDoc>('webhook_deliveries');
+    this.attempts = new GroupWriter(this.deliveries);
   }
 
   async start(): Promise<void> {
@@ -93,14 +99,34 @@ export class MongoWebhookStore implements WebhookStore {
     }
   }
 
+  async addDeliveries(deliveries: Delivery[]): Promise<Set<string>> {
+    const existing = new Set<string>();
+    for (let i = 0; i < deliveries.length; i += INSERT_BATCH) {
+      const batch = deliveries.slice(i, i + INSERT_BATCH);
+      try {
+        await this.deliveries.insertMany(batch.map(({ id, ...rest }) => ({ _id: id, ...rest })), { ordered: false });
+      } catch (error) {
+        // Unordered: every document was tried; the duplicates (a repeated event) are reported one by one.
+        if (!(error instanceof MongoBulkWriteError)) throw error;
+        const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+        for (const e of errors) {
+          if (e.code !== 11000) throw error;
+          existing.add(batch[e.index]!.id);
+        }
+      }
+    }
+    return existing;
+  }
+
   async getDelivery(id: string): Promise<Delivery | null> {
     const doc = await this.deliveries.findOne({ _id: id });
     return doc ? toDelivery(doc) : null;
   }
 
   async recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void> {
-    // One update ($push and $set on one document: FerretDB v1 has both).
-    await this.deliveries.updateOne({ _id: id }, { $push: { attempts: attempt }, $set: { status } });
+    // One statement ($push and $set on one document: FerretDB v1 has both), sent with the
+    // other deliveries' attempts that finish meanwhile (one command for many).
+    await this.attempts.write({ updateOne: { filter: { _id: id }, update: { $push: { attempts: attempt }, $set: { status } } } });
   }
 
   async restartDelivery(id: string): Promise<number> {

@@ -27,7 +27,7 @@ export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3' | '
 
 async function openOwnStore(config: Pick<PirConfig, 'dataDir' | 's3'>, hashes: HashPool): Promise<Omit<OpenedBlobStore, 'locations'>> {
   if (config.s3) {
-    const blobs = new S3BlobStore(config.s3);
+    const blobs = new S3BlobStore(config.s3, { hashes });
     return { blobs, checks: [{ name: 'blob_store', kind: 's3', check: () => blobs.ping() }], close: () => blobs.close() };
   }
   const blobs = new FsBlobStore(config.dataDir, { hashes });

@@ -1,11 +1,10 @@
 /**
  * Image bytes in an S3-compatible bucket (AWS S3, SeaweedFS, Ceph RGW), under an optional key
- * prefix. Writes stream as a multipart upload (@aws-sdk/lib-storage: at most `queueSize` parts of
- * `partSize` bytes in memory) while md5 and sha512 are computed over the same chunks; an object
- * is visible only once complete, and a failed upload is aborted (no parts left behind).
+ * prefix. Writes stream as a multipart upload (s3-hashed-upload.ts: at most `queueSize` parts of
+ * `partSize` bytes in flight, one more filling) while the hash pool computes md5 and sha512 over
+ * the same buffers; an object is visible only once complete, and a failed upload is aborted.
  * Promotion is free: the staged object stays where it was written and becomes the stored key.
  */
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,10 +15,11 @@ import {
   AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand,
   ListObjectsV2Command, S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
-import { guardedChunks } from '../../ingest/hashing/index.js';
+import { HashPool } from '../../ingest/hashing/index.js';
 import { RangeReader } from './range-reader.js';
+import { uploadHashed } from './s3-hashed-upload.js';
+import { PartBufferCache } from './s3-part-buffers.js';
 
 export interface S3Settings {
   endpoint: string;
@@ -35,16 +35,46 @@ export interface S3Settings {
   partSize?: number;
   /** Parts uploaded at once (each held in memory while it is sent). */
   queueSize?: number;
+  /**
+   * Sign each body's sha256 (SigV4 over the payload) rather than sending it as UNSIGNED-PAYLOAD.
+   * Default: only over plain HTTP to another host; HTTPS already protects the bytes and loopback
+   * has no one in between, and the sha256 is a third digest of every byte on the main thread.
+   */
+  signPayload?: boolean;
+}
+
+/** Whether an endpoint's bodies need a signed sha256 by default (see S3Settings.signPayload). */
+export function signsPayloadByDefault(endpoint: string): boolean {
+  const url = new URL(endpoint);
+  if (url.protocol === 'https:') return false;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return !(host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
 }
 
 const MiB = 1024 * 1024;
+const DEFAULT_PART_SIZE = 8 * MiB;
+/** Parts in flight: what is still to send after the last byte arrives is at most this many parts (+ the last). */
+const DEFAULT_QUEUE_SIZE = 2;
+/** The commands that carry image bytes. */
+const UNSIGNED_BODIES = new Set(['UploadPartCommand', 'PutObjectCommand']);
 
 export class S3BlobStore implements BlobStore {
   readonly kind = 's3';
   readonly client: S3Client;
   private readonly prefix: string;
 
-  constructor(readonly settings: S3Settings) {
+  private readonly hashes: HashPool | undefined;
+  /** Parts sent at once per upload, and their size (settings or defaults). */
+  readonly queueSize: number;
+  readonly partSize: number;
+  private readonly partBuffers: PartBufferCache;
+
+  /** `hashes`: the pool that hashes uploads (default: the process-wide one, as the filesystem store). */
+  constructor(readonly settings: S3Settings, options: { hashes?: HashPool } = {}) {
+    this.hashes = options.hashes;
+    this.queueSize = settings.queueSize ?? DEFAULT_QUEUE_SIZE;
+    this.partSize = settings.partSize ?? DEFAULT_PART_SIZE;
+    this.partBuffers = new PartBufferCache(this.partSize, this.queueSize + 1);
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
@@ -55,6 +85,14 @@ export class S3BlobStore implements BlobStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
     this.prefix = settings.prefix ?? '';
+    if (!(settings.signPayload ?? signsPayloadByDefault(settings.endpoint))) {
+      // Set before signing: SigV4 then signs the header instead of hashing the body.
+      this.client.middlewareStack.add((next, context) => (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        if (UNSIGNED_BODIES.has(context.commandName ?? '') && request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      }, { step: 'build', name: 'pirUnsignedPayload' });
+    }
   }
 
   private objectKey(key: string): string {
@@ -70,49 +108,20 @@ export class S3BlobStore implements BlobStore {
   }
 
   async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
-    const md5 = createHash('md5');
-    const sha512 = createHash('sha512');
-    let size = 0;
-    // The guards' own error (size limit, idle, abort) wins over however the SDK reports it.
-    let failure: unknown = null;
-    const guarded = guardedChunks(source, {
+    const { size, md5, sha512 } = await uploadHashed({
+      client: this.client,
+      bucket: this.settings.bucket,
+      objectKey: this.objectKey(key),
+      label: key,
+      queueSize: this.queueSize,
+      buffers: this.partBuffers,
+      ...(this.hashes ? { pool: this.hashes } : {}),
+    }, source, {
       maxBytes: options.maxBytes,
       ...(options.idleMs ? { idleMs: options.idleMs } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    async function* hashed(): AsyncGenerator<Uint8Array> {
-      try {
-        for await (const chunk of guarded) {
-          md5.update(chunk);
-          sha512.update(chunk);
-          size += chunk.length;
-          yield chunk;
-        }
-      } catch (error) {
-        failure = error;
-        throw error;
-      }
-    }
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.settings.bucket, Key: this.objectKey(key), Body: Readable.from(hashed(), { objectMode: false }), ContentType: 'application/octet-stream' },
-      partSize: this.settings.partSize ?? 16 * MiB,
-      queueSize: this.settings.queueSize ?? 4,
-      leavePartsOnError: false,
-    });
-    const onAbort = () => { void upload.abort().catch(() => {}); };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await upload.done();
-    } catch (error) {
-      if (failure) throw failure;
-      if (options.signal?.aborted) throw options.signal.reason;
-      throw new BlobStoreUnavailableError(`S3 did not take ${key}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
-    }
-    if (failure) throw failure;
-    return { size, md5: md5.digest('hex'), sha512: sha512.digest('hex') };
+    return { size, md5, sha512 };
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {

@@ -164,7 +164,21 @@ export const mongoCommandDuration = new client.Histogram({
 
 export const manifestWrites = new client.Counter({
   name: 'pir_manifest_writes_total',
-  help: 'Manifest compare-and-set writes by outcome (won, lost: another writer was first) and kind (update, ack)',
+  help: 'Manifest writes by kind (create, update: compare-and-set, ack: outbox) and outcome (won, lost: another writer was first)',
   labelNames: ['kind', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const sqliteWalSyncs = new client.Counter({
+  name: 'pir_sqlite_wal_syncs_total',
+  help: 'Embedded mode: fdatasyncs of a SQLite database\'s write-ahead log by its group commit, by database file',
+  labelNames: ['db'] as const,
+  registers: [registry],
+});
+
+export const sqliteDurableWrites = new client.Counter({
+  name: 'pir_sqlite_durable_writes_total',
+  help: 'Embedded mode: SQLite writes made durable by the group commit (divided by pir_sqlite_wal_syncs_total: writes per fdatasync), by database file',
+  labelNames: ['db'] as const,
   registers: [registry],
 });

@@ -357,6 +357,23 @@ export class HashSession {
     this.md5.request({ t: 'u', s: this.md5Id, b: slot.sab, o: slot.offset, n }, done);
   }
 
+  /**
+   * Hashes `view`, a view of shared memory the caller owns (e.g. an object store's part buffer,
+   * so its bytes are not copied again into a slot), after everything submitted before it.
+   * `done` runs once both hash threads have read it; until then the bytes must not change.
+   */
+  hashShared(view: Uint8Array, done: () => void): void {
+    if (this.ended) throw new Error('hash session already ended');
+    if (!(view.buffer instanceof SharedArrayBuffer)) throw new TypeError('hashShared needs a view of a SharedArrayBuffer');
+    let left = 2;
+    const cb: Callback = (err) => {
+      if (err) this.fail(err);
+      if (--left === 0) done();
+    };
+    this.sha.request({ t: 'u', s: this.shaId, b: view.buffer, o: view.byteOffset, n: view.byteLength }, cb);
+    this.md5.request({ t: 'u', s: this.md5Id, b: view.buffer, o: view.byteOffset, n: view.byteLength }, cb);
+  }
+
   complete(slot: Slot): void {
     if (--slot.pending === 0) this.release(slot);
   }

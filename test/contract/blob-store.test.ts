@@ -3,10 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { stagingKey } from '../../core/blob-keys.js';
+import { BlobStoreUnavailableError } from '../../core/ports.js';
 import { FsBlobStore } from '../../infra/storage/fs-blob-store.js';
 import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
@@ -51,3 +53,92 @@ test('S3 store: a multipart upload its writer abandoned (a killed api) is listed
   await store.delete(key);
   assert.deepEqual(await store.list('staging/'), [], 'aborted');
 });
+
+test('S3 store: uploads from shared part buffers, hashed on the pool; failures leave no object and no unfinished upload', { timeout: 120_000 }, async (t) => {
+  if (!(await requireServices(t, ['s3']))) return;
+  const MiB = 1024 * 1024;
+  const runPrefix = `${uniqueName('s3write')}/`;
+  const store = new S3BlobStore({ ...services.s3, prefix: runPrefix, partSize: 5 * MiB, queueSize: 2 });
+  const seen: { command: string; payload: string | undefined }[] = [];
+  store.client.middlewareStack.add((next, context) => (args) => {
+    const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+    seen.push({ command: context.commandName ?? '', payload: headers['x-amz-content-sha256'] });
+    return next(args);
+  }, { step: 'finalizeRequest', name: 'testSeeHeaders' });
+  t.after(async () => {
+    for (const blob of await store.list('')) await store.delete(blob.key);
+    store.close();
+  });
+  const leftovers = async () => (await store.list('')).map((b) => b.key);
+
+  await t.test('bodies go as UNSIGNED-PAYLOAD on loopback (no sha256 of every byte); a multipart write is hashed right', async () => {
+    const bytes = randomBytes(12 * MiB + 5);
+    const key = stagingKey(randomUUID(), 1, 'upload');
+    async function* chunks() { for (let at = 0; at < bytes.length; at += 100_000) yield bytes.subarray(at, at + 100_000); }
+    const written = await store.write(key, chunks(), { maxBytes: bytes.length });
+    assert.equal(written.sha512, createHash('sha512').update(bytes).digest('hex'));
+    assert.equal(written.md5, createHash('md5').update(bytes).digest('hex'));
+    const parts = seen.filter((s) => s.command === 'UploadPartCommand');
+    assert.equal(parts.length, 3, '12 MiB in 5 MiB parts');
+    assert.ok(parts.every((p) => p.payload === 'UNSIGNED-PAYLOAD'), JSON.stringify(parts));
+    assert.ok(seen.some((s) => s.command === 'CompleteMultipartUploadCommand'));
+    assert.deepEqual(Buffer.compare(Buffer.concat(await collect(await store.read(key))), bytes), 0);
+  });
+
+  await t.test('with signPayload the body sha256 is signed, and the server accepts it', async () => {
+    const signed = new S3BlobStore({ ...services.s3, prefix: runPrefix, signPayload: true });
+    const headers: (string | undefined)[] = [];
+    signed.client.middlewareStack.add((next) => (args) => {
+      headers.push((args.request as { headers?: Record<string, string> }).headers?.['x-amz-content-sha256']);
+      return next(args);
+    }, { step: 'finalizeRequest', name: 'testSeeHeaders' });
+    const bytes = Buffer.from('signed bytes');
+    const key = stagingKey(randomUUID(), 1, 'upload');
+    await signed.write(key, Readable.from([bytes]), { maxBytes: 100 });
+    signed.close();
+    assert.equal(headers[0], createHash('sha256').update(bytes).digest('hex'));
+  });
+
+  await t.test('a source failing after several parts: its error, nothing stored, the multipart upload aborted', async () => {
+    const before = await leftovers();
+    const key = stagingKey(randomUUID(), 1, 'upload');
+    async function* broken(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 12; i++) yield randomBytes(MiB);
+      throw new Error('client went away');
+    }
+    await assert.rejects(store.write(key, broken(), { maxBytes: 100 * MiB }), /client went away/);
+    assert.equal(await store.stat(key), null);
+    assert.deepEqual(await leftovers(), before, 'no unfinished upload left under the key');
+  });
+
+  await t.test('an abort mid-upload rejects with its reason and leaves nothing', async () => {
+    const before = await leftovers();
+    const key = stagingKey(randomUUID(), 1, 'upload');
+    const abort = new AbortController();
+    async function* endless(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; ; i++) {
+        if (i === 11) abort.abort(new Error('client disconnected'));
+        yield randomBytes(MiB);
+      }
+    }
+    await assert.rejects(store.write(key, endless(), { maxBytes: 100 * MiB, signal: abort.signal }), /client disconnected/);
+    assert.equal(await store.stat(key), null);
+    assert.deepEqual(await leftovers(), before);
+  });
+
+  await t.test('the store refusing (bad credentials): BlobStoreUnavailableError, for one part and for many', async () => {
+    const refused = new S3BlobStore({ ...services.s3, prefix: runPrefix, secretAccessKey: 'wrong-secret', partSize: 5 * MiB });
+    t.after(() => refused.close());
+    const key = stagingKey(randomUUID(), 1, 'upload');
+    await assert.rejects(refused.write(key, Readable.from([Buffer.from('small')]), { maxBytes: 100 }), BlobStoreUnavailableError);
+    async function* big(): AsyncGenerator<Uint8Array> { for (let i = 0; i < 20; i++) yield randomBytes(MiB); }
+    await assert.rejects(refused.write(key, big(), { maxBytes: 100 * MiB }), BlobStoreUnavailableError);
+    assert.equal(await store.stat(key), null);
+  });
+});
+
+async function collect(stream: AsyncIterable<unknown>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of stream) out.push(c as Buffer);
+  return out;
+}

@@ -12,7 +12,7 @@ import { MemoryEventBus } from '../../infra/embedded/memory-event-bus.js';
 import { makeDoc, makeEvent, outboxEvent, waitFor } from './helpers.js';
 import type { PirEvent } from '../../schemas/events.js';
 
-test('SQLite store: WAL, synchronous=FULL, and what was written survives reopening', async (t) => {
+test('SQLite store: WAL with group commit (synchronous=NORMAL plus an fdatasync of the WAL before a write resolves), and what was written survives reopening', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pir-sqlite-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'manifest.sqlite');
@@ -21,7 +21,9 @@ test('SQLite store: WAL, synchronous=FULL, and what was written survives reopeni
   doc.outbox = [outboxEvent(doc.id)];
   await store.create(doc);
   assert.equal(await store.replace({ ...doc, revision: 2, status: 'saving' }, 1), true);
-  assert.deepEqual(store.durability(), { journalMode: 'wal', synchronous: 2 }, 'WAL with synchronous=FULL (2)');
+  assert.deepEqual(store.durability(), { journalMode: 'wal', synchronous: 1 }, 'WAL with synchronous=NORMAL (1): the group commit syncs the WAL');
+  assert.equal(store.commits.writes, 2, 'both writes waited for an fdatasync of the WAL');
+  assert.ok(store.commits.syncs >= 1 && store.commits.syncs <= 2);
   const raw = new Database(path, { readonly: true });
   assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal', 'WAL is a property of the file');
   raw.close();

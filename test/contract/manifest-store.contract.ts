@@ -5,6 +5,7 @@ import { ManifestConflictError } from '../../core/ports.js';
 import type { ListQuery, ManifestStore, SortKey, SortSpec } from '../../core/ports.js';
 import { compareDocs, sortValues } from '../../core/list-access.js';
 import { referenceList } from './list-reference.js';
+import { relevance } from '../../core/search.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import { requireServices } from '../support/services.js';
 import type { ServiceName } from '../support/services.js';
@@ -437,6 +438,8 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
         { words: [], prefix: 'debian' }, { words: [], prefix: 'deb' }, { words: ['debian'], prefix: '12' }, { words: ['debian'], prefix: 'b' },
         { words: ['cloud'], prefix: 'init' }, { words: [], prefix: 'gpu' }, { words: ['minimal'], prefix: 'debian' }, { words: [], prefix: 'ubuntu' },
         { words: ['nothing'], prefix: 'debian' }, { words: [], prefix: 'zz' }, { words: ['x86'], prefix: '64' }, { words: [], prefix: '2' },
+        // Common words with a rare intersection (the SQLite store's FTS5 driving set, with a short and a long prefix).
+        { words: ['gpu', 'windows'], prefix: 'ser' }, { words: ['gpu'], prefix: 'windows' }, { words: ['debian', 'ubuntu'], prefix: 'n' },
       ];
       const scopes: Partial<ListQuery>[] = [
         {},
@@ -452,6 +455,12 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
             if (expected.length) nonEmpty++;
             assert.deepEqual(await allPages(store, query), expected, `search ${JSON.stringify(search)} ${JSON.stringify(scope)} ${JSON.stringify(extra)}`);
             assert.equal(await store.count(query), expected.length, `count of search ${JSON.stringify(search)} ${JSON.stringify(scope)} ${JSON.stringify(extra)}`);
+            if (store.rankedIds) {
+              // sort=relevance in the store's query language agrees with core/search.ts `relevance` (ties: list order).
+              const window = referenceList(query, docs).slice(0, 5).map((id) => docs.find((d) => d.id === id)!);
+              const ranked = window.map((d, i) => ({ id: d.id, i, score: relevance(d, search) })).sort((a, b) => b.score - a.score || a.i - b.i).map((r) => r.id);
+              assert.deepEqual(await store.rankedIds({ ...query, limit: 5 }, 5), ranked, `ranked ${JSON.stringify(search)} ${JSON.stringify(scope)} ${JSON.stringify(extra)}`);
+            }
           }
         }
       }

@@ -22,6 +22,13 @@ manifestStoreContract('sqlite', () => {
   openSibling: (store) => new SqliteManifestStore({ path: sqlitePaths.get(store)! }),
 });
 
+// The same contract with tiny driving sets, so list queries (and keyword searches) take the
+// walk-the-index plans and the FTS5 intersection that the small fixtures would otherwise skip.
+const smallDir = mkdtempSync(join(tmpdir(), 'pir-contract-sqlite-small-'));
+manifestStoreContract('sqlite (driving sets of at most 4 rows)', () => new SqliteManifestStore({ path: join(smallDir, `manifest-${n++}.sqlite`), driveMax: 4 }), {
+  teardown: async () => rmSync(smallDir, { recursive: true, force: true }),
+});
+
 // One database per test run, one collection per store.
 const dbName = uniqueName('pir_contract').replace(/-/g, '_');
 let c = 0;

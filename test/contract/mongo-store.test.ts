@@ -146,6 +146,40 @@ test('Mongo store: the journal is pruned, and a stale remembered head cannot win
   assert.equal((await b.get(doc.id))?.name, 'a again');
 });
 
+test('Mongo store: after its first pass, pruning deletes old journal entries by time bucket (equality deletes), keeping the young ones', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_bucket').replace(/-/g, '_');
+  const keepMs = 400; // buckets of 100 ms
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName, journal: { keepMs, headMaxAgeMs: 200, pruneEveryWrites: 5 } });
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  await client.connect();
+  t.after(async () => {
+    await store.close();
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+  const journal = client.db(dbName).collection<{ at: string; seq: number; bucket?: number }>('images_journal');
+  const doc = makeDoc({});
+  await store.create(doc);
+  let current = (await store.get(doc.id))!;
+  const started = Date.now();
+  for (let i = 0; i < 60; i++) {
+    const next = { ...current, revision: current.revision + 1, name: `w${i}` };
+    assert.equal(await store.replace(next, current.revision), true);
+    current = next;
+    await sleep(40);
+  }
+  await sleep(100); // the last pass's deletes run in the background
+  const entries = await journal.find({}).toArray();
+  assert.ok(entries.every((e) => typeof e.bucket === 'number'), 'every entry carries its bucket');
+  // 60 writes over ≥ 2.4 s; pruning keeps about keepMs to 1.25 × keepMs of them (plus one pass's lag).
+  assert.ok(entries.length < 30, `old entries were deleted by bucket (${entries.length} left of 60, over ${Date.now() - started} ms)`);
+  const oldest = Math.min(...entries.map((e) => Date.parse(e.at)));
+  assert.ok(Date.now() - oldest >= keepMs * 0.9 || entries.length >= 5, 'young entries are kept');
+  assert.ok(entries.some((e) => e.seq === 59), 'the newest entry (the 60th write) is still there');
+  assert.equal((await store.get(doc.id))?.name, 'w59');
+});
+
 test('Mongo store: documents written before the list fields get them at start', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
   const dbName = uniqueName('pir_contract_backfill').replace(/-/g, '_');

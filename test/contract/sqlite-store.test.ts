@@ -32,3 +32,68 @@ test('SQLite store: a schema-1 file gets the list columns and side tables from i
   assert.deepEqual(await ids({ scope: { project_id: 'p3', admin: false } }), [], 'the membership came from the document');
   assert.deepEqual(await store.get(doc.id), doc);
 });
+
+test('SQLite store: a replace that changes no property, tag, member or word leaves the side rows alone; one that does, or one after another connection wrote, rewrites them', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-siderows-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const a = new SqliteManifestStore({ path });
+  const b = new SqliteManifestStore({ path });
+  const raw = new Database(path, { readonly: true });
+  t.after(async () => { raw.close(); await a.close(); await b.close(); });
+  const props = (id: string) => raw.prepare('SELECT key, value FROM image_properties WHERE image_id = ? ORDER BY key').all(id);
+  // Count the side-row rewrites of connection a (each starts by deleting the image's properties).
+  let rewrites = 0;
+  const stmts = (a as unknown as { stmts: { deleteProperties: { run: (...args: unknown[]) => unknown } } }).stmts;
+  const run = stmts.deleteProperties.run.bind(stmts.deleteProperties);
+  stmts.deleteProperties = { run: (...args: unknown[]) => { rewrites++; return run(...args); } };
+  const doc = { ...makeDoc(), properties: { os_distro: 'debian' }, tags: ['x'] };
+  await a.create(doc);
+  assert.equal(await a.replace({ ...doc, revision: 2, status: 'saving' }, 1), true);
+  assert.equal(rewrites, 0, 'a status-only change rewrites no side row');
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'debian' }]);
+  // A property change is written.
+  assert.equal(await a.replace({ ...doc, revision: 3, status: 'saving', properties: { os_distro: 'ubuntu' } }, 2), true);
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }]);
+  assert.equal(rewrites, 1);
+  // Another connection changes the properties; this one's next status-only write (from that revision) must keep them.
+  assert.equal(await b.replace({ ...doc, revision: 4, status: 'saving', properties: { os_distro: 'arch' } }, 3), true);
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'arch' }]);
+  assert.equal(await a.replace({ ...doc, revision: 5, status: 'importing', properties: { os_distro: 'ubuntu' } }, 4), true, 'a stale view of the properties, written on purpose');
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }], 'written: the revision it replaced was not this connection\'s');
+  assert.equal(await b.replace({ ...doc, revision: 6, status: 'active', properties: { os_distro: 'ubuntu' } }, 5), true);
+  assert.deepEqual(props(doc.id), [{ key: 'os_distro', value: 'ubuntu' }]);
+});
+
+test('SQLite store: a schema-3 file (image_words without weights, no FTS5 index) is searched and ranked after opening', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-sqlite-migrate3-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const docs = [
+    makeDoc({ owner: 'p1', visibility: 'public', name: 'plain', tags: ['debian'], properties: { description: 'noble gpu' }, created_at: '2025-01-01T00:00:02Z' }),
+    makeDoc({ owner: 'p1', visibility: 'public', name: 'Debian noble', tags: [], properties: {}, created_at: '2025-01-01T00:00:01Z' }),
+  ];
+  // Written by this version, then taken back to schema 3: the weight column and the FTS5 tables dropped.
+  const first = new SqliteManifestStore({ path });
+  for (const d of docs) await first.create(d);
+  await first.close();
+  const old = new Database(path);
+  old.exec(`DROP TABLE image_search; DROP TABLE image_docids; DROP TABLE image_words;
+    CREATE TABLE image_words (image_id TEXT NOT NULL, word TEXT NOT NULL, PRIMARY KEY (image_id, word)) WITHOUT ROWID;`);
+  for (const d of docs) for (const w of ['debian', 'noble', ...(d.name === 'plain' ? ['plain', 'gpu'] : [])]) old.prepare('INSERT INTO image_words VALUES (?, ?)').run(d.id, w);
+  old.pragma('user_version = 3');
+  old.close();
+
+  const store = new SqliteManifestStore({ path, driveMax: 0 });
+  t.after(() => store.close());
+  const query = { scope: { project_id: 'p2', admin: false }, memberStatus: 'accepted' as const, where: {}, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10, search: { words: ['debian'], prefix: 'nob' } };
+  assert.deepEqual((await store.list(query)).map((d) => d.id), [docs[0]!.id, docs[1]!.id]);
+  // Ranked by where the words are: both in the name (8) before a tag and a property (3).
+  assert.deepEqual(await store.rankedIds(query, 10), [docs[1]!.id, docs[0]!.id]);
+  assert.deepEqual((await store.list({ ...query, search: { words: ['gpu'], prefix: 'debian' } })).map((d) => d.id), [docs[0]!.id]);
+  // The FTS5 index was filled from the documents.
+  const check = new Database(path, { readonly: true });
+  t.after(() => check.close());
+  assert.equal((check.prepare(`SELECT count(*) AS n FROM image_search WHERE image_search MATCH '"noble" AND "debian"'`).get() as { n: number }).n, 2);
+  assert.equal((check.prepare(`SELECT count(*) AS n FROM image_search WHERE image_search MATCH '"gpu" AND "deb"*'`).get() as { n: number }).n, 1);
+});

@@ -61,6 +61,34 @@ function contract(label: string, open: () => Promise<WebhookStore>, cleanup: () 
       await cleanup();
     }
   });
+
+  test(`${label}: addDeliveries records a whole fan-out at once and reports the ones that existed; concurrent attempts are all recorded`, async (t) => {
+    if (needsMongo && !(await requireServices(t, ['mongodb']))) return;
+    const store = await open();
+    try {
+      await store.createSubscription(sub('s1', 'p1'));
+      assert.equal(await store.addDelivery(delivery('f3', 's1', '2026-01-01T00:00:00.000Z')), true);
+      const batch = Array.from({ length: 250 }, (_, i) => delivery(`f${i}`, 's1', '2026-01-01T00:00:01.000Z'));
+      const existed = await store.addDeliveries(batch);
+      assert.deepEqual([...existed], ['f3'], 'only the one added before existed');
+      assert.deepEqual([...(await store.addDeliveries(batch.slice(0, 5)))].sort(), ['f0', 'f1', 'f2', 'f3', 'f4'], 'a repeated fan-out adds nothing');
+      assert.equal((await store.listDeliveries('s1', 1000)).length, 250);
+      assert.equal((await store.getDelivery('f249'))!.payload, '{}');
+      // 100 attempts at once (grouped into few commands on MongoDB): each lands on its own delivery.
+      await Promise.all(batch.slice(0, 100).map((d, i) => store.recordAttempt(d.id, { attempt: 1, at: 'x', status: 200 + (i % 3), error: null, latency_ms: i, next_attempt_at: null }, 'delivered')));
+      for (let i = 0; i < 100; i += 7) {
+        const d = (await store.getDelivery(`f${i}`))!;
+        assert.equal(d.status, 'delivered');
+        assert.deepEqual(d.attempts.map((a) => [a.status, a.latency_ms]), [[200 + (i % 3), i]]);
+      }
+      assert.equal((await store.getDelivery('f100'))!.status, 'pending', 'the others untouched');
+      await store.recordAttempt('f0', { attempt: 2, at: 'y', status: 500, error: null, latency_ms: 1, next_attempt_at: null }, 'failed');
+      assert.deepEqual((await store.getDelivery('f0'))!.attempts.map((a) => a.attempt), [1, 2]);
+    } finally {
+      await store.close();
+      await cleanup();
+    }
+  });
 }
 
 contract('sqlite', async () => new SqliteWebhookStore({ path: ':memory:' }));

@@ -463,8 +463,32 @@ for (const mode of ['embedded', 'distributed'] as const) {
       }
       const probe = await as('B').call('GET', `/v2/images?gallery=${lone}`);
       if (probe.status !== 404) problems.push(`?gallery=<lone> as B: ${probe.status}`);
-      // B's membership ends: B learns nothing any more.
-      await expectStatus('A removes B', await as('A').call('DELETE', `/v2/galleries/${top}/members/${ids.B.project_id}`), 204);
+      // GET /v2/events follows the sharing: B is told of the shared gallery's images, not the lone one's.
+      const streamA = await openEventStream(tenant!.url, ids.A.token);
+      const streamB = await openEventStream(tenant!.url, ids.B.token);
+      /** A tags the three images; which of them B's stream carried (once A's has carried all three). */
+      const toldB = async (step: string) => {
+        const tag = `${step}-${randomBytes(4).toString('hex')}`;
+        const tagged = (m: StreamMessage, id: string) => m.event === 'image.updated' && m.data?.data?.id === id && (m.data.data.tags as string[]).includes(tag);
+        const named: [string, string][] = [['lone', loneImage], ['top', topImage], ['deep', deepImage]];
+        for (const [, id] of named) await expectStatus(`A tags an image (${step})`, await as('A').call('PUT', `/v2/images/${id}/tags/${tag}`), 204);
+        for (const [name, id] of named) await streamA.waitFor((m) => tagged(m, id), 20_000, `A's event for ${name} (${step})`);
+        await new Promise((r) => setTimeout(r, 500));
+        const told = named.filter(([, id]) => streamB.messages.some((m) => tagged(m, id))).map(([name]) => name);
+        for (const [, id] of named) await expectStatus('A untags', await as('A').call('DELETE', `/v2/images/${id}/tags/${tag}`), 204);
+        return told;
+      };
+      try {
+        await streamA.hello;
+        await streamB.hello;
+        assert.deepEqual(await toldB('shared'), ['top', 'deep'], 'B\'s event stream while B is an accepted member of the gallery');
+        // B's membership ends: B learns nothing any more, events included.
+        await expectStatus('A removes B', await as('A').call('DELETE', `/v2/galleries/${top}/members/${ids.B.project_id}`), 204);
+        assert.deepEqual(await toldB('removed'), [], 'B\'s event stream after B was removed from the gallery');
+      } finally {
+        streamA.close();
+        streamB.close();
+      }
       for (const url of [`/v2/galleries/${top}`, `/v2/images/${topImage}`, `/v2/images/${deepImage}/file`]) {
         const res = await as('B').call('GET', url);
         if (res.status !== 404) problems.push(`after removal GET ${url} as B: ${res.status}`);

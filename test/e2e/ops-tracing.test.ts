@@ -56,6 +56,11 @@ describe('tracing in embedded mode (pir serve)', () => {
     assert.deepEqual(stages.map((s) => [s.name, s.trace_id, s.parent_span_id, s.attributes['pir.outcome']]),
       ['unpack', 'inspect', 'checksum', 'promote'].map((st) => [`stage ${st}`, request.trace_id, dispatch.span_id, 'done']));
     assert.equal(stages[0]!.service, 'pir-serve');
+    // Spans cost on small images: the upload's trace is the request, the dispatcher and one per
+    // stage; no span for the route handler or for each Fastify hook.
+    const inTrace = all.filter((s) => s.trace_id === request.trace_id);
+    assert.deepEqual(inTrace.filter((s) => s.scope === '@fastify/otel').map((s) => s.name), ['PUT /v2/images/:id/file']);
+    assert.equal(inTrace.length, 6, inTrace.map((s) => s.name).join(', '));
   });
 });
 

@@ -65,9 +65,10 @@ async function streamCarries(t: TestApp, token: Token, id: string): Promise<numb
   let seen = 0;
   const tag = `live-${Math.random().toString(36).slice(2, 8)}`;
   const arrived = new Promise<void>((resolve) => {
-    const stop = t.live.listen((event, doc) => {
+    const stop = t.live.listen(async (event, audience) => {
       if (event.image_id !== id || event.type !== 'image.updated') return;
-      if (mayReceive(CALLERS[token]!, event, doc)) seen = 1;
+      const caller = CALLERS[token]!;
+      if (mayReceive(caller, event, audience.doc, await audience.grantsFor(caller))) seen = 1;
       stop();
       resolve();
     });

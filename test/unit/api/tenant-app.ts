@@ -95,11 +95,13 @@ export async function testApp(): Promise<TestApp> {
   const kind = webhookDeliveryKind([10]);
   const webhooks = new WebhookService(webhookStore, new SecretBox(randomBytes(32)), queue, kind,
     webhookUrlCheck(new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('hooks.test:8080') })), 60);
-  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView).start(d.bus);
   const catalogStore = new SqliteCatalogStore({ path: ':memory:' });
   const catalog = new CatalogService(catalogStore, d.images, { revisionsKeep: 100 });
   d.images.attachCatalog(catalog.hooks());
-  const live = new LiveEvents((id) => d.manifest.get(id));
+  // As infra/catalog.ts wires it: deliveries and streams follow gallery sharing.
+  const grantsOf = (projectId: string) => catalog.grants({ project_id: projectId, user_id: '', roles: [] });
+  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView, grantsOf).start(d.bus);
+  const live = new LiveEvents((id) => d.manifest.get(id), grantsOf);
   const stopLive = await d.bus.watch(async (e) => live.publish(e));
   const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, locations, authenticator, webhooks, catalog, live });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({

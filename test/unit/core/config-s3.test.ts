@@ -7,17 +7,20 @@ const refuses = (env: Record<string, string>, variable: string) =>
   assert.throws(() => loadConfig(env), (e: Error) => e instanceof ConfigError && e.message.includes(variable), variable);
 
 describe('config: the S3 store (PIR_S3_*)', () => {
-  it('stores on the filesystem without PIR_S3_ENDPOINT, in S3 with it (defaults: us-east-1, path-style, 16 MiB parts)', () => {
+  it('stores on the filesystem without PIR_S3_ENDPOINT, in S3 with it (defaults: us-east-1, path-style, 8 MiB parts, 2 in flight)', () => {
     assert.equal(loadConfig({}).s3, null);
     assert.deepEqual(loadConfig(S3).s3, {
       endpoint: 'http://127.0.0.1:9436', bucket: 'pir', accessKeyId: 'k', secretAccessKey: 's',
-      region: 'us-east-1', forcePathStyle: true, prefix: '', partSize: 16 * 2 ** 20,
+      region: 'us-east-1', forcePathStyle: true, prefix: '', partSize: 8 * 2 ** 20, queueSize: 2,
     });
-    const virtualHost = loadConfig({ ...S3, PIR_S3_FORCE_PATH_STYLE: 'false', PIR_S3_REGION: 'eu-west-3', PIR_S3_PREFIX: 'a/b/', PIR_S3_PART_SIZE: '64MiB' }).s3!;
+    const virtualHost = loadConfig({ ...S3, PIR_S3_FORCE_PATH_STYLE: 'false', PIR_S3_REGION: 'eu-west-3', PIR_S3_PREFIX: 'a/b/', PIR_S3_PART_SIZE: '64MiB', PIR_S3_QUEUE_SIZE: '6', PIR_S3_SIGN_PAYLOAD: 'true' }).s3!;
     assert.equal(virtualHost.forcePathStyle, false);
     assert.equal(virtualHost.region, 'eu-west-3');
     assert.equal(virtualHost.prefix, 'a/b/');
     assert.equal(virtualHost.partSize, 64 * 2 ** 20);
+    assert.equal(virtualHost.queueSize, 6);
+    assert.equal(virtualHost.signPayload, true);
+    assert.equal(loadConfig({ ...S3, PIR_S3_SIGN_PAYLOAD: 'false' }).s3!.signPayload, false);
     // In distributed mode too.
     assert.ok(loadConfig({ ...S3, PIR_KAFKA_BROKERS: 'k:9092', PIR_REDIS_URL: 'redis://r', PIR_MONGODB_URL: 'mongodb://m/pir' }).s3);
   });
@@ -34,6 +37,8 @@ describe('config: the S3 store (PIR_S3_*)', () => {
     refuses({ ...S3, PIR_S3_PREFIX: '../x/' }, 'PIR_S3_PREFIX');
     refuses({ ...S3, PIR_S3_PREFIX: 'no-slash' }, 'PIR_S3_PREFIX');
     refuses({ ...S3, PIR_S3_PART_SIZE: '1MiB' }, 'PIR_S3_PART_SIZE');
+    refuses({ ...S3, PIR_S3_QUEUE_SIZE: '0' }, 'PIR_S3_QUEUE_SIZE');
+    refuses({ ...S3, PIR_S3_SIGN_PAYLOAD: 'perhaps' }, 'PIR_S3_SIGN_PAYLOAD');
     // S3 settings without an endpoint are a mistake, not silently the filesystem.
     refuses({ PIR_S3_BUCKET: 'pir' }, 'PIR_S3_BUCKET');
   });

@@ -1,0 +1,42 @@
+/**
+ * An HTTP proxy in front of an S3 endpoint that counts what passes (the Host header is kept, so
+ * SigV4 signatures still hold): body bytes of GET responses (reads of stored bytes), and the
+ * requests that would copy an object server-side (CopyObject / UploadPartCopy carry
+ * `x-amz-copy-source`).
+ */
+import { createServer, request, type Server } from 'node:http';
+import { freePort } from './pir-process.js';
+
+export interface CountingProxy {
+  url: string;
+  /** GET response body bytes since the last reset. */
+  getBytes(): number;
+  /** Server-side copy requests since the last reset. */
+  copies(): number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export async function countingProxy(target: URL): Promise<CountingProxy> {
+  let bytes = 0;
+  let copies = 0;
+  const server: Server = createServer((req, res) => {
+    if (req.headers['x-amz-copy-source']) copies++;
+    const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      if (req.method === 'GET') up.on('data', (c: Buffer) => { bytes += c.length; });
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    getBytes: () => bytes,
+    copies: () => copies,
+    reset: () => { bytes = 0; copies = 0; },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
