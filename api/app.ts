@@ -35,7 +35,8 @@ import { webhookRoutes } from './routes/webhooks.js';
 import { imageUploadRoutes } from './routes/image-uploads.js';
 import { shareLinkRoutes, sharedDownloadRoutes } from './routes/share-links.js';
 import { ResumableUploads } from '../ingest/tus/resumable-uploads.js';
-import { FileTusStaging } from '../ingest/tus/staging.js';
+import { tusStagingFor } from '../ingest/tus/staging-for.js';
+import type { UploadLeases } from '../ingest/tus/upload-leases.js';
 import type { WebhookService } from '../core/webhooks/service.js';
 import type { CatalogService } from '../core/catalog.js';
 import { catalogRoutes } from './routes/catalog.js';
@@ -66,6 +67,8 @@ export interface AppDeps {
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
   /** PIR_TUS_EXPIRY_SECONDS: how long a resumable upload may take (default a day). */
   tusExpirySeconds?: number;
+  /** Who may append to a tus upload: shared by every API process in distributed mode (default: this process). */
+  tusLeases?: UploadLeases;
   /** The webhooks extension; absent: /v2/webhooks is not served. */
   webhooks?: WebhookService;
   /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
@@ -141,8 +144,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const checkToken = authHook(deps.authenticator);
   // Share links answer without a token: the link is the credential.
   await app.register(async (shared) => sharedDownloadRoutes(shared, deps));
-  // tus appends to a staged file in place: offered where blobs are local files (not yet on S3).
-  const resumable = deps.blobs.filePath ? new ResumableUploads({ ...deps, staging: new FileTusStaging(deps.blobs), expirySeconds: deps.tusExpirySeconds ?? 86_400 }) : null;
+  // tus stages in a local file (filesystem store) or an S3 multipart upload (S3 store).
+  const tusStaging = tusStagingFor(deps.blobs);
+  const resumable = tusStaging ? new ResumableUploads({
+    ...deps, staging: tusStaging, expirySeconds: deps.tusExpirySeconds ?? 86_400, ...(deps.tusLeases ? { leases: deps.tusLeases } : {}),
+  }) : null;
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   if (deps.ops) await opsRoutes(app, deps.ops, checkToken);

@@ -60,9 +60,10 @@ export async function resumableUpload(transport: Transport, imagePath: string, f
       failures = 0;
       opts.onProgress?.(offset, size);
     } catch (error) {
-      // Refusals are final; a cut connection, an idle cut (408), an offset that moved (409) or a
-      // server going away (502-504) are resumed from the offset the server tells.
-      if (error instanceof PirApiError && ![408, 409, 502, 503, 504].includes(error.status)) throw error;
+      // Refusals are final; a cut connection, an idle cut (408), an offset that moved (409), an
+      // upload another request still appends to (423: the cut PATCH's server has not let go yet)
+      // or a server going away (502-504) are resumed from the offset the server tells.
+      if (error instanceof PirApiError && ![408, 409, 423, 502, 503, 504].includes(error.status)) throw error;
       failures += 1;
       if (failures > maxRetries) throw error;
       resumes += 1;

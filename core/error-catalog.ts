@@ -131,6 +131,7 @@ export const API_ERRORS = {
   upload_not_found: refusal(404, 'No such resumable upload in progress for the image (finished, terminated, expired or never created).'),
   upload_offset_mismatch: refusal(409, 'Upload-Offset is not the number of bytes staged; HEAD the upload and resume from its offset.'),
   upload_length_exceeded: refusal(413, "A PATCH would go past the upload's Upload-Length."),
+  upload_locked: refusal(423, 'Another request (perhaps on another API process) is appending to this upload; retry in a moment, after HEAD.'),
   upload_expired: refusal(410, 'The resumable upload expired (PIR_TUS_EXPIRY_SECONDS); the image is queued again.'),
   // share links
   share_link_not_found: refusal(404, 'No such share link (unknown, revoked or expired, or its image is no longer active).'),

@@ -37,6 +37,7 @@ import { readinessChecks } from './telemetry/readiness.js';
 import { ProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
+import { openTusLeases } from './tus-leases.js';
 import { checkJobKinds } from '../core/jobs.js';
 import { COPY_IMAGE_KIND, StoreOperations } from '../core/store-operations.js';
 
@@ -141,6 +142,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   let webDownloads: WebDownloads | null = null;
   let locations: LocationRegistrations | null = null;
   let stopWatching: () => Promise<void> = async () => {};
+  const tus = roles.api ? openTusLeases(urls?.redisUrl ?? null, config.redisPrefix) : null;
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.
     // The same watcher feeds the console's live event streams (GET /v2/events).
@@ -155,7 +157,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     locations = new LocationRegistrations({ images, reader: store.locations, egress, settings: config.locations, upload, log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
-      live, keystone: config.keystone, storeOps });
+      live, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
@@ -173,6 +175,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       setMetricSources(null);
       await processes.stop();
       await stopWatching();
+      await tus?.close();
       await sweepers.stop();
       await relay.drain();
       await adapters.close();

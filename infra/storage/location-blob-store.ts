@@ -21,6 +21,11 @@ export class LocationAwareBlobStore implements BlobStore {
     if (inner.filePath) this.filePath = (key) => inner.filePath!(key);
   }
 
+  /** PIR's own store behind the locations (tus stages in it directly: ingest/tus/staging-for.ts). */
+  get own(): BlobStore {
+    return this.inner;
+  }
+
   write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
     if (isExternalKey(key)) return Promise.reject(new Error('registered locations are read-only'));
     return this.inner.write(key, source, options);

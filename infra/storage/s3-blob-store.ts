@@ -102,6 +102,11 @@ export class S3BlobStore implements BlobStore {
     return this.prefix + key;
   }
 
+  /** The bucket key of a blob key (prefix applied, checked), for modules that drive S3 themselves (ingest/tus/s3-staging.ts). */
+  bucketKey(key: string): string {
+    return this.objectKey(key);
+  }
+
   async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
     const { size, md5, sha512 } = await uploadHashed({
       client: this.client,

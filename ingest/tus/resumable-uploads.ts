@@ -13,14 +13,17 @@ import { isStorageFull, insufficientStorage } from '../../core/errors.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
 import { STORAGE_FULL_MESSAGE, tooLarge, type IngestDeps } from '../receive-upload.js';
-import { RunningDigests, rebuildStats } from './digests.js';
+import type { UploadDigests } from './digests.js';
 import type { TusChecksumAlgorithm } from './protocol.js';
 import type { TusStaging } from './staging.js';
+import { LocalLeases, type Lease, type UploadLeases } from './upload-leases.js';
 
 export interface ResumableDeps extends IngestDeps {
   staging: TusStaging;
   /** How long an upload may take from creation before the sweepers abandon it. */
   expirySeconds: number;
+  /** One appending PATCH per upload across API processes (default: within this process only). */
+  leases?: UploadLeases;
   log?: Pick<Logger, 'info'>;
 }
 
@@ -41,14 +44,18 @@ export interface UploadState {
 
 class LengthExceeded extends Error {}
 class PatchIdle extends Error {}
+class LeaseLost extends Error {}
 
 export class ResumableUploads {
   /** Hash state of uploads this process is receiving, by `${image}.${run}`. */
-  private readonly digests = new Map<string, RunningDigests>();
+  private readonly digests = new Map<string, UploadDigests>();
   /** One request at a time per upload in this process (a HEAD waits for a PATCH still writing). */
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly leases: UploadLeases;
 
-  constructor(private readonly deps: ResumableDeps) {}
+  constructor(private readonly deps: ResumableDeps) {
+    this.leases = deps.leases ?? new LocalLeases();
+  }
 
   async create(caller: Caller, imageId: string, length: number): Promise<{ id: string; expires_at: string; completed?: ImageDoc }> {
     const { images, quotas, staging, upload } = this.deps;
@@ -62,15 +69,16 @@ export class ResumableUploads {
     const ticket = await images.beginResumableUpload(caller, imageId, resumable);
     try {
       await quotas.reserveFlight(project, imageId, length);
-      await staging.create(imageId, ticket.run);
+      await staging.create(imageId, ticket.run, length);
     } catch (error) {
       await this.abandon(imageId, ticket.run, error instanceof Error ? error.message : String(error));
       if (isStorageFull(error)) throw insufficientStorage('insufficient_storage', STORAGE_FULL_MESSAGE);
       throw error;
     }
-    this.digests.set(`${imageId}.${ticket.run}`, RunningDigests.empty());
+    const digests = await staging.newDigests();
+    this.digests.set(`${imageId}.${ticket.run}`, digests);
     // A zero-length upload is complete at once (the pipeline then refuses the empty image).
-    const completed = length === 0 ? await this.complete(caller, imageId, ticket.run, RunningDigests.empty(), 0) : undefined;
+    const completed = length === 0 ? await this.complete(caller, imageId, ticket.run, digests, 0) : undefined;
     return { id: resumable.id, expires_at: resumable.expires_at, ...(completed ? { completed } : {}) };
   }
 
@@ -87,53 +95,82 @@ export class ResumableUploads {
     const { run } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
     const key = `${imageId}.${run}`;
     return this.locked(key, async () => {
-      const { resumable, offset } = await this.live(caller, imageId, uploadId);
-      const { length } = resumable;
-      if (request.offset !== offset) {
-        throw fail('upload_offset_mismatch', `Upload-Offset is ${request.offset} but ${offset} bytes are staged; resume from Upload-Offset: ${offset} (HEAD tells it).`);
-      }
-      if (request.contentLength !== null && offset + request.contentLength > length) {
-        throw fail('upload_length_exceeded', `This PATCH would end at byte ${offset + request.contentLength}, past the upload's Upload-Length of ${length}.`);
-      }
-      const digests = await this.digestsAt(key, imageId, run, offset);
-      const before = request.checksum ? digests.snapshot() : null;
-      const partHash = request.checksum ? createHash(request.checksum.algorithm) : null;
-      let end: number;
+      // Another API process may be appending to the same upload: only the lease holder writes.
+      const lease = await this.leases.acquire(key);
+      if (!lease) throw fail('upload_locked', `Another request is appending to upload ${uploadId} of image ${imageId} (perhaps on another PIR API process); HEAD it in a moment and resume from its Upload-Offset.`);
       try {
-        end = await this.deps.staging.append(imageId, run, offset, bounded(request.body, length - offset, this.deps.upload.idleMs), (chunk) => {
-          digests.update(chunk);
-          partHash?.update(chunk);
-        });
-      } catch (error) {
-        if (before) {
-          // A PATCH with a checksum is all or nothing: what it wrote goes.
-          await this.deps.staging.truncate(imageId, run, offset);
-          this.digests.set(key, before);
-        } else if ((await this.deps.staging.offset(imageId, run)) !== digests.offset) {
-          // The hash state no longer matches the staged bytes: the next PATCH rebuilds it.
-          this.digests.delete(key);
-        }
-        throw mapAppendError(error, length, this.deps.upload.idleMs);
+        return await this.append(caller, imageId, uploadId, run, request, lease);
+      } finally {
+        await lease.release();
       }
-      ingestedBytes.inc(end - offset);
-      if (request.checksum && !timingSafeEqualDigest(partHash!.digest(), request.checksum.digest)) {
-        await this.deps.staging.truncate(imageId, run, offset);
-        this.digests.set(key, before!);
-        throw fail('tus_checksum_mismatch', `The ${request.checksum.algorithm} of this PATCH's ${end - offset} bytes is not the Upload-Checksum sent; they were discarded, resume from Upload-Offset: ${offset}.`);
-      }
-      if (end < length) {
-        await this.deps.images.heartbeat(caller, imageId, run).catch(() => {});
-        return { offset: end, length, expires_at: resumable.expires_at };
-      }
-      const completed = await this.complete(caller, imageId, run, digests, length);
-      return { offset: end, length, expires_at: resumable.expires_at, completed };
     });
+  }
+
+  private async append(caller: Caller, imageId: string, uploadId: string, run: number, request: PatchRequest, lease: Lease): Promise<UploadState> {
+    const key = `${imageId}.${run}`;
+    const { staging } = this.deps;
+    const { resumable, offset } = await this.live(caller, imageId, uploadId);
+    const { length } = resumable;
+    if (request.offset !== offset) {
+      throw fail('upload_offset_mismatch', `Upload-Offset is ${request.offset} but ${offset} bytes are staged; resume from Upload-Offset: ${offset} (HEAD tells it).`);
+    }
+    if (request.contentLength !== null && offset + request.contentLength > length) {
+      throw fail('upload_length_exceeded', `This PATCH would end at byte ${offset + request.contentLength}, past the upload's Upload-Length of ${length}.`);
+    }
+    const digests = await this.digestsAt(key, imageId, run, offset);
+    const { checksum } = request;
+    // A PATCH with a checksum is all or nothing: the staging keeps none of it unless it matches.
+    const before = checksum ? await digests.snapshot() : null;
+    const partHash = checksum ? createHash(checksum.algorithm) : null;
+    let received = 0;
+    let end: number;
+    try {
+      end = await staging.append(imageId, run, offset, bounded(request.body, length - offset, this.deps.upload.idleMs, lease.signal), digests, {
+        signal: lease.signal,
+        onChunk: (chunk) => {
+          received += chunk.length;
+          partHash?.update(chunk);
+        },
+        ...(checksum ? {
+          verify: () => {
+            if (!timingSafeEqualDigest(partHash!.digest(), checksum.digest)) {
+              throw fail('tus_checksum_mismatch', `The ${checksum.algorithm} of this PATCH's ${received} bytes is not the Upload-Checksum sent; they were discarded, resume from Upload-Offset: ${offset}.`);
+            }
+          },
+        } : {}),
+      });
+    } catch (error) {
+      if (before) {
+        this.digests.set(key, before);
+      } else if ((await staging.offset(imageId, run).catch(() => null)) !== digests.offset) {
+        // The hash state no longer matches the staged bytes: the next PATCH restores it.
+        this.digests.delete(key);
+      }
+      throw mapAppendError(error, length, this.deps.upload.idleMs);
+    }
+    ingestedBytes.inc(end - offset);
+    if (end < length) {
+      await this.deps.images.heartbeat(caller, imageId, run).catch(() => {});
+      return { offset: end, length, expires_at: resumable.expires_at };
+    }
+    const completed = await this.complete(caller, imageId, run, digests, length);
+    return { offset: end, length, expires_at: resumable.expires_at, completed };
   }
 
   /** DELETE (termination): the upload ends, its bytes go, the image is back in queued. */
   async terminate(caller: Caller, imageId: string, uploadId: string): Promise<void> {
     const { run } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
-    await this.locked(`${imageId}.${run}`, () => this.abandon(imageId, run, 'the client terminated the resumable upload'));
+    const key = `${imageId}.${run}`;
+    await this.locked(key, async () => {
+      // Not while another process appends: its commit would outlive the removal.
+      const lease = await this.leases.acquire(key);
+      if (!lease) throw fail('upload_locked', `Another request is appending to upload ${uploadId} of image ${imageId}; terminate it in a moment.`);
+      try {
+        await this.abandon(imageId, run, 'the client terminated the resumable upload');
+      } finally {
+        await lease.release();
+      }
+    });
   }
 
   /** The upload as it is now, refused when it expired (the sweepers then clear it). */
@@ -148,22 +185,21 @@ export class ResumableUploads {
     return { resumable, offset };
   }
 
-  /** Hash state at `offset`: the one in memory, or rebuilt from the staged bytes alone. */
-  private async digestsAt(key: string, imageId: string, run: number, offset: number): Promise<RunningDigests> {
+  /** Hash state at `offset`: the one in memory, or restored from what is staged alone. */
+  private async digestsAt(key: string, imageId: string, run: number, offset: number): Promise<UploadDigests> {
     const held = this.digests.get(key);
     if (held && held.offset === offset) return held;
-    const rebuilt = await RunningDigests.rebuild(offset > 0 ? this.deps.staging.readBack(imageId, run, offset) : null, offset);
-    rebuildStats.uploads += 1;
-    rebuildStats.bytes += offset;
-    this.deps.log?.info({ image_id: imageId, run, bytes: offset }, 'rebuilt a resumable upload\'s hash state from its staged bytes');
-    this.digests.set(key, rebuilt);
-    return rebuilt;
+    const restored = await this.deps.staging.restoreDigests(imageId, run, offset);
+    this.deps.log?.info({ image_id: imageId, run, bytes: offset }, 'restored a resumable upload\'s hash state from its staging');
+    this.digests.set(key, restored);
+    return restored;
   }
 
-  private async complete(caller: Caller, imageId: string, run: number, digests: RunningDigests, length: number): Promise<ImageDoc> {
+  private async complete(caller: Caller, imageId: string, run: number, digests: UploadDigests, length: number): Promise<ImageDoc> {
     this.digests.delete(`${imageId}.${run}`);
     const { md5, sha512 } = digests.digest();
-    return this.deps.images.completeUpload(caller, imageId, run, { key: this.deps.staging.finish(imageId, run), size: length, md5, sha512 });
+    const key = await this.deps.staging.finish(imageId, run);
+    return this.deps.images.completeUpload(caller, imageId, run, { key, size: length, md5, sha512 });
   }
 
   private async abandon(imageId: string, run: number, reason: string): Promise<void> {
@@ -188,23 +224,28 @@ export class ResumableUploads {
  * The body's chunks, at most `room` bytes (more → LengthExceeded before the excess is written),
  * and no wait longer than `idleMs` for the next one (→ PatchIdle; the bytes so far are kept).
  */
-async function* bounded(body: NodeJS.ReadableStream, room: number, idleMs: number): AsyncGenerator<Uint8Array> {
+async function* bounded(body: NodeJS.ReadableStream, room: number, idleMs: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
   const readable = body as unknown as { iterator?: (o: { destroyOnReturn: boolean }) => AsyncIterable<Uint8Array> };
   const iterable: AsyncIterable<Uint8Array> = typeof readable.iterator === 'function' ? readable.iterator({ destroyOnReturn: false }) : (body as unknown as AsyncIterable<Uint8Array>);
   const iterator = iterable[Symbol.asyncIterator]();
   let received = 0;
   for (;;) {
     let timer: NodeJS.Timeout | undefined;
+    let onLost: (() => void) | undefined;
     const idle = new Promise<never>((_resolve, reject) => {
       if (idleMs > 0) timer = setTimeout(() => reject(new PatchIdle()), idleMs);
+      onLost = () => reject(new LeaseLost());
+      signal.addEventListener('abort', onLost, { once: true });
     });
     let next: IteratorResult<Uint8Array>;
     try {
       next = await Promise.race([iterator.next(), idle]);
     } finally {
       clearTimeout(timer);
+      signal.removeEventListener('abort', onLost!);
     }
     if (next.done) return;
+    if (signal.aborted) throw new LeaseLost();
     received += next.value.length;
     if (received > room) throw new LengthExceeded();
     yield next.value;
@@ -213,6 +254,7 @@ async function* bounded(body: NodeJS.ReadableStream, room: number, idleMs: numbe
 
 function mapAppendError(error: unknown, length: number, idleMs: number): unknown {
   if (error instanceof LengthExceeded) return fail('upload_length_exceeded', `More bytes arrived than the upload's Upload-Length of ${length}; the excess was not kept.`);
+  if (error instanceof LeaseLost) return fail('upload_locked', 'This PATCH lost its hold on the upload (its lease could not be renewed); the bytes taken before are kept: HEAD for the offset and resume.');
   if (error instanceof PatchIdle) return fail('upload_idle', `No data arrived for ${idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS); the bytes received so far are kept: HEAD for the offset and resume.`);
   if (isStorageFull(error)) return insufficientStorage('insufficient_storage', 'PIR ran out of disk space while writing this PATCH; the bytes already acknowledged are kept. The operator must free space in PIR_DATA_DIR; then resume.');
   return error;

@@ -1,34 +1,48 @@
 /**
- * Where a tus upload's bytes wait: the one module that knows they are a file. Everything else
- * (protocol, hashing, the image lifecycle) sees only create / offset / append-at-offset /
- * truncate / read-back / finish, so the staging can move onto a key-based blob port later
- * (append = write the next part under `${key}.partN`, offset = sum of part sizes) without
- * touching the protocol code.
+ * Where a tus upload's bytes wait. Everything else (protocol, the image lifecycle) sees only
+ * create / offset / append-at-offset / hash state / finish, so the bytes can be a local file
+ * (FileTusStaging, below) or an S3 multipart upload (S3TusStaging, ./s3-staging.ts).
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Readable } from 'node:stream';
 import { stagingKey } from '../../core/blob-keys.js';
 import type { BlobStore } from '../../core/ports.js';
+import { RunningDigests, rebuildStats, type UploadDigests } from './digests.js';
+
+export interface AppendOptions {
+  /** Sees each chunk as it is taken, in order, after `digests` (a PATCH's own Upload-Checksum). */
+  onChunk?: (chunk: Uint8Array) => void;
+  /**
+   * Makes the append all or nothing (tus's checksum extension): called once the body has ended,
+   * before the bytes count as staged; when it throws, or anything else fails, the staged bytes
+   * end at `offset` again and the caller goes back to its own copy of the digests.
+   */
+  verify?: () => void;
+  /** Aborted when the writer lost its lease (another process may write now): nothing more is staged. */
+  signal?: AbortSignal;
+}
 
 export interface TusStaging {
-  /** An empty staging object for the upload (replacing any leftover). */
-  create(imageId: string, run: number): Promise<void>;
+  /** An empty staging for an upload of `length` bytes (replacing any leftover). */
+  create(imageId: string, run: number, length: number): Promise<void>;
   /** Bytes staged so far, or null when nothing is staged (removed, never created). */
   offset(imageId: string, run: number): Promise<number | null>;
+  /** Hash state for a new upload, of the kind restoreDigests gives back. */
+  newDigests(): Promise<UploadDigests>;
   /**
-   * Appends `chunks` at `offset` (which must be the current end). `onWritten` sees each chunk
-   * after it is written, in order. The bytes are durable when it resolves, and also when it
-   * rejects: what was written before the failure stays (tus keeps a cut PATCH's bytes).
+   * Hash state over the first `offset` staged bytes, for a process that does not hold it (a
+   * restart, another API process): rebuilt from what is staged, never from the client.
    */
-  append(imageId: string, run: number, offset: number, chunks: AsyncIterable<Uint8Array>, onWritten: (chunk: Uint8Array) => void): Promise<number>;
-  /** Cuts the staged bytes back to `offset` (a PATCH whose checksum did not match). */
-  truncate(imageId: string, run: number, offset: number): Promise<void>;
-  /** The first `end` staged bytes, to rebuild hash state after a restart. */
-  readBack(imageId: string, run: number, end: number): Readable;
-  /** The blob key of the complete bytes, for the pipeline. */
-  finish(imageId: string, run: number): string;
+  restoreDigests(imageId: string, run: number, offset: number): Promise<UploadDigests>;
+  /**
+   * Appends `chunks` at `offset` (which must be the current end), each hashed into `digests`.
+   * Without `verify`, the bytes are durable when it resolves and also when it rejects: what was
+   * taken before the failure stays as far as the store took it (tus keeps a cut PATCH's bytes).
+   */
+  append(imageId: string, run: number, offset: number, chunks: AsyncIterable<Uint8Array>, digests: UploadDigests, options?: AppendOptions): Promise<number>;
+  /** The blob key of the complete bytes, for the pipeline (all `length` bytes are staged). */
+  finish(imageId: string, run: number): Promise<string>;
 }
 
 /** TusStaging over the staging files of a store whose blobs are local files (BlobStore.filePath). */
@@ -60,38 +74,50 @@ export class FileTusStaging implements TusStaging {
     }
   }
 
-  async append(imageId: string, run: number, offset: number, chunks: AsyncIterable<Uint8Array>, onWritten: (chunk: Uint8Array) => void): Promise<number> {
-    const handle = await open(this.path(imageId, run), 'r+');
+  async newDigests(): Promise<UploadDigests> {
+    return RunningDigests.empty();
+  }
+
+  /** Node's hash state cannot be saved: it is rebuilt by reading back exactly the staged bytes. */
+  async restoreDigests(imageId: string, run: number, offset: number): Promise<UploadDigests> {
+    const staged = offset > 0 ? createReadStream(this.path(imageId, run), { start: 0, end: offset - 1, highWaterMark: 1024 * 1024 }) : null;
+    const rebuilt = await RunningDigests.rebuild(staged, offset);
+    rebuildStats.uploads += 1;
+    rebuildStats.bytes += offset;
+    return rebuilt;
+  }
+
+  async append(imageId: string, run: number, offset: number, chunks: AsyncIterable<Uint8Array>, digests: UploadDigests, options: AppendOptions = {}): Promise<number> {
+    const path = this.path(imageId, run);
+    const handle = await open(path, 'r+');
     let position = offset;
+    let kept = false;
     try {
       const size = (await handle.stat()).size;
       if (size !== offset) throw new Error(`staged size ${size} is not the expected offset ${offset}`);
       for await (const chunk of chunks) {
+        options.signal?.throwIfAborted();
         let done = 0;
         while (done < chunk.length) {
           const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
           done += bytesWritten;
         }
         position += chunk.length;
-        onWritten(chunk);
+        digests.update(chunk);
+        options.onChunk?.(chunk);
       }
+      options.verify?.();
+      kept = true;
       return position;
     } finally {
-      // Whatever happened, what was written is on disk before the offset is reported.
+      // Whatever happened, what is kept is on disk before the offset is reported.
+      if (!kept && options.verify) await handle.truncate(offset).catch(() => truncate(path, offset));
       await handle.datasync().catch(() => {});
       await handle.close();
     }
   }
 
-  async truncate(imageId: string, run: number, offset: number): Promise<void> {
-    await truncate(this.path(imageId, run), offset);
-  }
-
-  readBack(imageId: string, run: number, end: number): Readable {
-    return createReadStream(this.path(imageId, run), { start: 0, end: end - 1, highWaterMark: 1024 * 1024 });
-  }
-
-  finish(imageId: string, run: number): string {
+  async finish(imageId: string, run: number): Promise<string> {
     return stagingKey(imageId, run, 'upload');
   }
 }

@@ -3,14 +3,19 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
  * A TCP proxy to PIR that cuts the connection (both ways) once the client has sent each of the
- * given byte count on it, one cut per threshold; then connections pass untouched.
+ * given byte count on it, one cut per threshold; then connections pass untouched. Given several
+ * target ports, new connections go to the first until the first cut, then to the next one, and so
+ * on round (a client resuming after a cut lands on another API process).
  */
-export async function cuttingProxy(target: number, cutAfter: number[]): Promise<{ port: number; cuts(): number; close(): Promise<void> }> {
+export async function cuttingProxy(target: number | number[], cutAfter: number[]): Promise<{ port: number; cuts(): number; connections(): number; close(): Promise<void> }> {
   const pending = [...cutAfter];
+  const targets = Array.isArray(target) ? target : [target];
   let cuts = 0;
+  let connections = 0;
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
-    const upstream = connect(target, '127.0.0.1');
+    connections += 1;
+    const upstream = connect(targets[cuts % targets.length]!, '127.0.0.1');
     sockets.add(client); sockets.add(upstream);
     let sent = 0;
     client.on('data', (chunk: Buffer) => {
@@ -36,6 +41,7 @@ export async function cuttingProxy(target: number, cutAfter: number[]): Promise<
   return {
     port: (server.address() as { port: number }).port,
     cuts: () => cuts,
+    connections: () => connections,
     close: async () => { for (const s of sockets) s.destroy(); await new Promise((r) => server.close(r)); },
   };
 }

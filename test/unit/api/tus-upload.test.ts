@@ -13,6 +13,7 @@ import { HashPool } from '../../../ingest/hashing/index.js';
 import { rebuildStats } from '../../../ingest/tus/digests.js';
 import { ResumableUploads } from '../../../ingest/tus/resumable-uploads.js';
 import { FileTusStaging } from '../../../ingest/tus/staging.js';
+import { LocalLeases } from '../../../ingest/tus/upload-leases.js';
 import { Sweepers } from '../../../workers/sweepers.js';
 import { domain, P, silent } from '../core/fixtures.js';
 import { assertErrorShape, RawConnection } from './app-fixture.js';
@@ -273,6 +274,40 @@ describe('tus upload state across a restart', () => {
       assert.equal(doc.status, 'queued');
       assert.equal(doc.upload, null);
       await assert.rejects(uploads.state(SYSTEM_CALLER, id, upload.id), (e: Error & { code?: string }) => e.code === 'upload_not_found');
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+describe('tus PATCHes of two API processes sharing one lease store', () => {
+  it('lets one append; the other is refused with 423 upload_locked (a PATCH or a termination) until it ends', async () => {
+    const d = await domain();
+    try {
+      const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
+      const leases = new LocalLeases(); // stands for Redis: shared by both "processes"
+      const deps = { images: d.images, blobs: d.blobs, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600, leases };
+      const [a, b] = [new ResumableUploads(deps), new ResumableUploads(deps)];
+      const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
+      const data = image(MiB, 9);
+      const upload = await a.create(P, id, data.length);
+      // A's PATCH takes 256 KiB, then waits for the rest.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      const slowBody = (async function* () {
+        yield data.subarray(0, 256 * 1024);
+        await gate;
+        yield data.subarray(256 * 1024);
+      })() as unknown as NodeJS.ReadableStream;
+      const first = a.patch(P, id, upload.id, { offset: 0, body: slowBody, contentLength: data.length, checksum: null });
+      await new Promise((r) => setTimeout(r, 50));
+      const locked = (e: Error & { code?: string; status?: number }) => e.code === 'upload_locked';
+      await assert.rejects(b.patch(P, id, upload.id, { offset: 0, body: streamOf(data), contentLength: data.length, checksum: null }), locked);
+      await assert.rejects(b.terminate(P, id, upload.id), locked);
+      release();
+      const done = await first;
+      assert.equal(done.offset, data.length);
+      assert.equal(done.completed?.staging?.sha512, sha512(data), 'only A appended');
     } finally {
       await d.close();
     }
