@@ -195,6 +195,8 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     await page.focus(`#images-list .row[data-id="${goodId}"]`);
     await page.keyboard.press('Enter');
     await page.waitForFunction((id) => location.hash === `#/images/${id}`, goodId);
+    // The image page renders after its fetch: Tab before then would start from an empty page.
+    await page.waitForSelector('#image-status');
     await page.keyboard.press('Tab');
     assert.notEqual(await page.evaluate(() => document.activeElement?.tagName), 'BODY', 'Tab moves the focus');
     await page.setViewportSize({ width: 390, height: 844 });

@@ -196,7 +196,7 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     assert.equal(head.ContentLength, qcow2.length);
   });
 
-  it('glance location-add (PATCH add /locations/-) registers an http location', { skip: !full ? 'embedded only' : !haveGlance && !inCI ? 'no glance command' : false }, async () => {
+  if (full) it('glance location-add (PATCH add /locations/-) registers an http location', { skip: !haveGlance && !inCI ? 'no glance command' : false }, async () => {
     if (!haveGlance) throw new Error('CI is set but the glance command is missing');
     http.objects.set('/glance.qcow2', { data: qcow2 });
     const id = await newImage(as.alice);
@@ -213,7 +213,7 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     assert.equal(shown.direct_url, `${http.base}/glance.qcow2`);
   });
 
-  it('pir image register --location URL --wait registers and follows the image to active; a wrong --sha512 ends in its refusal', { skip: !full ? 'embedded only' : false }, async () => {
+  if (full) it('pir image register --location URL --wait registers and follows the image to active; a wrong --sha512 ends in its refusal', async () => {
     http.objects.set('/cli.qcow2', { data: qcow2 });
     const home = join(dir, 'cli-home');
     await mkdir(home, { recursive: true });
@@ -338,7 +338,7 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     }
   });
 
-  it('cross-tenant: who may add a location, who sees it, and the locations API', { skip: !full ? 'embedded only' : false }, async () => {
+  if (full) it('cross-tenant: who may add a location, who sees it, and the locations API', async () => {
     http.objects.set('/shared.qcow2', { data: qcow2 });
     await put('images/tenant.qcow2', qcow2);
     const url = `${http.base}/shared.qcow2`;
