@@ -49,16 +49,21 @@ export function ImageList({ features, live }: { features: Features; live: LiveBu
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState('');
 
+  // Only the newest request's answer is shown: a page still loading when the filters change
+  // (a scroll's "load more", the first list) must not land on top of the search's result.
+  const newest = useRef(0);
   const load = async (url: string, append: boolean) => {
+    const request = ++newest.current;
     setLoading(true); setError('');
     try {
       const page = await getJson<{ images: Image[]; next?: string }>(url);
+      if (request !== newest.current) return;
       setImages((old) => append ? [...old, ...page.images] : page.images);
       setNext(page.next ?? null);
     } catch (e) {
-      setError((e as Error).message);
+      if (request === newest.current) setError((e as Error).message);
     } finally {
-      setLoading(false);
+      if (request === newest.current) setLoading(false);
     }
   };
   useEffect(() => { void load(listUrl(filters, sort, features), false); }, [filters, sort]);
