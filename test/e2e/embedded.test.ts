@@ -186,7 +186,9 @@ describe('embedded mode (pir serve)', () => {
     const fixture = matrix[0];
     const image = await client.createImage({ name: 'ranges', disk_format: 'raw', container_format: 'bare' });
     assert.equal((await client.putData(image.id, fixture.path)).status, 204);
-    assert.equal((await client.putData(image.id, fixture.path)).status, 409);
+    // A small body: a 409 answered before a large body is read may reach the client as a broken pipe.
+    const again = await fetch(`${client.baseUrl}/v2/images/${image.id}/file`, { method: 'PUT', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream' }, body: new Uint8Array(512) });
+    assert.equal(again.status, 409);
     const part = await fetch(`${client.baseUrl}/v2/images/${image.id}/file`, { headers: { 'x-auth-token': TOKEN, range: 'bytes=65536-65545' } });
     assert.equal(part.status, 206);
     assert.equal(part.headers.get('content-range'), `bytes 65536-65545/${fixture.expected.size}`);
