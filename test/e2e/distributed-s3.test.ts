@@ -17,7 +17,7 @@ import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 import { ensureQemuImg, makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
-import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import { inCI, serviceUp, services, uniqueName, distributedS3Env } from '../support/services.js';
 import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
 
 const logDir = testLogDir('distributed-s3');
@@ -55,22 +55,9 @@ describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker
     ensureQemuImg();
     dir = await makeTempDir('pir-e2e-distributed-s3-');
     matrix = await buildMatrix(dir, 8);
-    const mongo = new URL(services.mongodbUrl);
-    mongo.pathname = `/${run}`;
     env = {
       PIR_ADMIN_TOKEN: TOKEN,
-      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
-      PIR_REDIS_URL: services.redisUrl,
-      PIR_MONGODB_URL: mongo.toString(),
-      PIR_KAFKA_TOPIC: `pir.${run}`,
-      PIR_REDIS_PREFIX: run,
-      PIR_S3_ENDPOINT: services.s3.endpoint,
-      PIR_S3_BUCKET: services.s3.bucket,
-      PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
-      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
-      PIR_S3_REGION: services.s3.region,
-      PIR_S3_FORCE_PATH_STYLE: 'true',
-      PIR_S3_PREFIX: prefix,
+      ...distributedS3Env(run, prefix),
       // An upload whose api died is given up after 4 s without a heartbeat (the sweeper runs every 10 s).
       PIR_UPLOAD_STALL_SECONDS: '4',
       ...SLOW_GZIP_ENV,

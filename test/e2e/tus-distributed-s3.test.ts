@@ -20,7 +20,7 @@ import { cuttingProxy } from '../support/cutting-proxy.js';
 import { makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
-import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import { inCI, serviceUp, services, uniqueName, distributedS3Env } from '../support/services.js';
 
 const logDir = testLogDir('tus-distributed-s3');
 const TOKEN = 'e2e-tus-distributed-s3-token-0123456789';
@@ -84,22 +84,9 @@ describe('tus on S3 across two api processes (distributed)', { skip: missing.len
   before(async () => {
     if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}. Start them with bash infra/local/services.sh start`);
     dir = await makeTempDir('pir-e2e-tus-s3-');
-    const mongo = new URL(services.mongodbUrl);
-    mongo.pathname = `/${run}`;
     env = {
       PIR_ADMIN_TOKEN: TOKEN,
-      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
-      PIR_REDIS_URL: services.redisUrl,
-      PIR_MONGODB_URL: mongo.toString(),
-      PIR_KAFKA_TOPIC: `pir.${run}`,
-      PIR_REDIS_PREFIX: run,
-      PIR_S3_ENDPOINT: services.s3.endpoint,
-      PIR_S3_BUCKET: services.s3.bucket,
-      PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
-      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
-      PIR_S3_REGION: services.s3.region,
-      PIR_S3_FORCE_PATH_STYLE: 'true',
-      PIR_S3_PREFIX: prefix,
+      ...distributedS3Env(run, prefix),
     };
     store = new S3BlobStore({ ...services.s3, prefix });
     await startApi('api-a');

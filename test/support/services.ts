@@ -112,3 +112,23 @@ export async function requireServices(t: TestContext, names: readonly ServiceNam
 export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/** The environment of a distributed PIR on the shared services, isolated by `run` (its database, topic and Redis prefix) and, on S3, by `s3Prefix`. */
+export function distributedS3Env(run: string, s3Prefix: string): Record<string, string> {
+  const mongo = new URL(services.mongodbUrl);
+  mongo.pathname = `/${run}`;
+  return {
+    PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
+    PIR_REDIS_URL: services.redisUrl,
+    PIR_MONGODB_URL: mongo.toString(),
+    PIR_KAFKA_TOPIC: `pir.${run}`,
+    PIR_REDIS_PREFIX: run,
+    PIR_S3_ENDPOINT: services.s3.endpoint,
+    PIR_S3_BUCKET: services.s3.bucket,
+    PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+    PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
+    PIR_S3_REGION: services.s3.region,
+    PIR_S3_FORCE_PATH_STYLE: 'true',
+    PIR_S3_PREFIX: s3Prefix,
+  };
+}
