@@ -190,8 +190,13 @@ def main(argv):
             print("bucket probe on %s:%s failed: %s" % (HOST, argv[1], e), file=sys.stderr)
             return 1
     if len(argv) >= 1 and argv[0] == "kafka-cluster-id":
-        print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
-        return 0
+        # An id starting with "-" would be read as an option by kafka-storage's argument parser
+        # (Kafka's own Uuid.randomUuid() skips those for the same reason).
+        while True:
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            if not cid.startswith("-"):
+                print(cid)
+                return 0
     if len(argv) != 2 or argv[0] not in ("port", "kafka", "mongo", "s3"):
         print(__doc__, file=sys.stderr)
         return 2
