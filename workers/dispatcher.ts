@@ -1,6 +1,8 @@
 /**
- * The dispatcher turns `image.import.started` events into a chain of stage jobs. Events come at
- * least once and job ids are deterministic, so a repeated event enqueues nothing new.
+ * The dispatcher turns `image.import.started` events into a chain of stage jobs, and
+ * `image.active` events of a lenient multi-store import into copy jobs for the stores still
+ * importing (`continueImport`). Events come at least once and job ids are deterministic, so a
+ * repeated event enqueues nothing new.
  */
 import type { Logger } from 'pino';
 import type { PirEvent } from '../schemas/events.js';
@@ -11,11 +13,18 @@ import { currentTraceparent, inConsumerSpan } from '../core/trace-context.js';
 
 export const DISPATCHER_GROUP = 'pir-dispatcher';
 
-export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger): Promise<void> {
+/** Enqueues the copies a lenient import left for after activation (core/store-operations.ts). */
+export type ContinueImport = (imageId: string, run: number) => Promise<unknown>;
+
+export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger, continueImport: ContinueImport | null = null): Promise<void> {
   await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
     // Every event read here is published: this process's next write of the image drops it from
     // the outbox (no separate acknowledgement by the process that wrote it).
     manifest.notePublished(e.image_id, e.id);
+    if (e.type === 'image.active' && continueImport) {
+      await continueImport(e.image_id, (e.data as { run: number }).run);
+      return;
+    }
     if (e.type !== 'image.import.started') return;
     await inConsumerSpan(`process ${e.type}`, e.traceparent, {
       'messaging.operation.name': 'process',
