@@ -77,7 +77,6 @@ const DISTRIBUTED_ACK_DELAY_MS = 1_500;
 /** While the pipeline runs, its next stage write usually comes first and drops the events itself. */
 const DISTRIBUTED_IN_FLIGHT_ACK_DELAY_MS = 4_000;
 const STALE_SWEEP_MS = 10_000;
-const STORE_SWEEP_MS = 5 * 60_000;
 /** copy-image jobs a worker runs at once (each streams a whole image between stores). */
 const COPY_CONCURRENCY = 2;
 
@@ -107,6 +106,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     uploadStallSeconds: config.uploadStallSeconds,
     maxResumes: 3,
     outboxGraceMs: OUTBOX_GRACE_MS,
+    multipartMaxAgeMs: config.multipartAbortAfterSeconds * 1000,
   }, log);
   const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
@@ -135,7 +135,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
   // leftovers; workers (or the single embedded process) also look for stuck images.
-  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? STORE_SWEEP_MS : null);
+  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? config.storeSweepSeconds * 1000 : null);
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
