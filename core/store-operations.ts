@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
+import { event } from './events.js';
 import { copiesOf, copyKey, copyVerified, readingOrder } from './image-stores.js';
 import type { JobKind } from './jobs.js';
 import type { Manifest } from './manifest.js';
@@ -20,6 +21,7 @@ import { enforce, requireVisible } from './policy.js';
 import type { JobContext, JobQueue } from './ports.js';
 import type { StoreRegistry } from './store-registry.js';
 import type { ImageDoc, StoredCopy } from '../schemas/image.js';
+import type { PirEvent } from '../schemas/events.js';
 
 export interface CopyImageJob {
   image_id: string;
@@ -34,6 +36,21 @@ export const COPY_IMAGE_KIND: JobKind<CopyImageJob> = {
 };
 
 const HOLDS_BYTES = new Set(['active', 'deactivated']);
+/** The image.updated change a copy-image records (Glance's field): its event starts the jobs. */
+const IMPORTING_FIELD = 'os_glance_importing_to_stores';
+
+/**
+ * Events after which stores wait for their copy-image jobs: a copy-image recorded
+ * (image.updated of os_glance_importing_to_stores) or a lenient import active in its first store.
+ * Written in the same manifest write as the stores they name, and relayed at least once, so the
+ * jobs are enqueued even if the process that wrote it dies right after (workers/dispatcher.ts).
+ */
+export function startsCopies(e: PirEvent): boolean {
+  return e.type === 'image.active' || (e.type === 'image.updated' && (e.data as { changes: string[] }).changes.includes(IMPORTING_FIELD));
+}
+
+/** One job per image, store and starting event: a repeated event (or the api's direct enqueue) adds none. */
+const copyJobId = (imageId: string, store: string, eventId: string) => `${imageId}.copy.${store}.${eventId}`;
 
 export class StoreOperations {
   constructor(
@@ -82,27 +99,29 @@ export class StoreOperations {
         must_succeed: mustSucceed,
         copied: [],
       };
-      return [];
+      return [event('image.updated', { changes: [IMPORTING_FIELD] })];
     });
-    for (const store of wanted) {
-      await queue.enqueue(COPY_IMAGE_KIND, `${id}.copy.${store}.${doc.revision}`, { image_id: id, store });
+    // Enqueued here at once; the event (the same job ids) enqueues them if this process dies first.
+    const started = [...doc.outbox].reverse().find((e) => e.type === 'image.updated');
+    if (started) {
+      for (const store of wanted) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(id, store, started.id), { image_id: id, store });
     }
     return wanted;
   }
 
   /**
-   * A lenient import became active in its first store (workers/stages/promote.stage.ts): one
-   * copy-image job per store still importing. Called for every image.active event (at least
-   * once); the job ids are deterministic, so a repeated event enqueues nothing new.
+   * One copy-image job per store still importing, for an event of startsCopies(): a copy-image
+   * recorded, or a lenient import active in its first store (workers/stages/promote.stage.ts).
+   * Events come at least once; the job ids are deterministic, so a repeat enqueues nothing new.
    */
-  async continueImport(imageId: string, run: number): Promise<string[]> {
+  async continueImport(imageId: string, eventId: string): Promise<string[]> {
     const queue = this.queue;
     if (!queue) return [];
     const doc = await this.manifest.get(imageId);
     if (!doc || !HOLDS_BYTES.has(doc.status)) return [];
     const stores = doc.store_import?.importing ?? [];
-    for (const store of stores) await queue.enqueue(COPY_IMAGE_KIND, `${imageId}.import.${store}.${run}`, { image_id: imageId, store });
-    if (stores.length) this.log.info({ image_id: imageId, stores }, 'import continues into the remaining stores');
+    for (const store of stores) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(imageId, store, eventId), { image_id: imageId, store });
+    if (stores.length) this.log.debug({ image_id: imageId, stores }, 'copy-image jobs enqueued for the stores still importing');
     return stores;
   }
 

@@ -1,7 +1,7 @@
 /**
- * The dispatcher turns `image.import.started` events into a chain of stage jobs, and
- * `image.active` events of a lenient multi-store import into copy jobs for the stores still
- * importing (`continueImport`). Events come at least once and job ids are deterministic, so a
+ * The dispatcher turns `image.import.started` events into a chain of stage jobs, and the events
+ * after which stores wait for a copy (a copy-image recorded; a lenient multi-store import active
+ * in its first store: core/store-operations.ts startsCopies) into copy-image jobs. Events come at least once and job ids are deterministic, so a
  * repeated event enqueues nothing new.
  */
 import type { Logger } from 'pino';
@@ -9,20 +9,21 @@ import type { PirEvent } from '../schemas/events.js';
 import type { Manifest } from '../core/manifest.js';
 import { remainingStages } from '../core/pipeline-state.js';
 import type { EventBus, JobQueue } from '../core/ports.js';
+import { startsCopies } from '../core/store-operations.js';
 import { currentTraceparent, inConsumerSpan } from '../core/trace-context.js';
 
 export const DISPATCHER_GROUP = 'pir-dispatcher';
 
-/** Enqueues the copies a lenient import left for after activation (core/store-operations.ts). */
-export type ContinueImport = (imageId: string, run: number) => Promise<unknown>;
+/** Enqueues the copy-image jobs of the stores still importing (core/store-operations.ts). */
+export type ContinueImport = (imageId: string, eventId: string) => Promise<unknown>;
 
 export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger, continueImport: ContinueImport | null = null): Promise<void> {
   await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
     // Every event read here is published: this process's next write of the image drops it from
     // the outbox (no separate acknowledgement by the process that wrote it).
     manifest.notePublished(e.image_id, e.id);
-    if (e.type === 'image.active' && continueImport) {
-      await continueImport(e.image_id, (e.data as { run: number }).run);
+    if (continueImport && startsCopies(e)) {
+      await continueImport(e.image_id, e.id);
       return;
     }
     if (e.type !== 'image.import.started') return;

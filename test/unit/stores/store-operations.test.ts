@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ImageService } from '../../../core/image-service.js';
 import { PirError } from '../../../core/errors.js';
-import { COPY_IMAGE_KIND, StoreOperations, type CopyImageJob } from '../../../core/store-operations.js';
+import { COPY_IMAGE_KIND, StoreOperations, startsCopies, type CopyImageJob } from '../../../core/store-operations.js';
 import { StoreRegistry } from '../../../core/store-registry.js';
 import { FsBlobStore } from '../../../infra/storage/fs-blob-store.js';
 import { STORE_GRACE_MS, Sweepers } from '../../../workers/sweepers.js';
@@ -122,17 +122,32 @@ describe('copy-image', () => {
     await d.close();
   });
 
+  it('a copy-image is recorded with an event that enqueues the same jobs again (a crash after the record loses no copy)', async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['cheap'], true);
+    // The event as the bus delivers it (published by the outbox relay).
+    const find = () => d.published.find((e) => e.image_id === id && e.type === 'image.updated');
+    for (let waited = 0; !find() && waited < 10_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    const recorded = find()!;
+    assert.ok(startsCopies(recorded), 'the dispatcher acts on it');
+    assert.deepEqual(recorded.data, { changes: ['os_glance_importing_to_stores'] });
+    await ops.continueImport(id, recorded.id);
+    assert.deepEqual(jobs.map((j) => j.id), [`${id}.copy.cheap.${recorded.id}`, `${id}.copy.cheap.${recorded.id}`], 'one job id: the queue keeps one');
+    await d.close();
+  });
+
   it('continueImport: one job per store a lenient import left, with ids an event repeated twice cannot double', async () => {
     const { d, ops, jobs, activeImage } = await setup();
     const id = await activeImage();
     await d.manifest.update(id, (draft) => { draft.store_import = { importing: ['cheap'], failed: ['broken'], must_succeed: false }; return []; });
-    assert.deepEqual(await ops.continueImport(id, 3), ['cheap']);
-    assert.deepEqual(jobs.map((j) => j.id), [`${id}.import.cheap.3`]);
+    assert.deepEqual(await ops.continueImport(id, 'e1'), ['cheap']);
+    assert.deepEqual(jobs.map((j) => j.id), [`${id}.copy.cheap.e1`]);
     await ops.handle(jobs[0].data, ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
     assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: false });
-    assert.deepEqual(await ops.continueImport(id, 3), [], 'nothing left to place');
+    assert.deepEqual(await ops.continueImport(id, 'e1'), [], 'nothing left to place');
     await d.close();
   });
 
