@@ -4,8 +4,11 @@
  * filesystem store `spare` that a test breaks on purpose. Covers /v2/info/stores(/detail),
  * X-Image-Meta-Store, import `stores`/`all_stores`/`all_stores_must_succeed`, the per-store
  * fields (`stores`, `os_glance_importing_to_stores`, `os_glance_failed_import`), copy-image
- * (a durable job; the copy is verified against os_hash_value), DELETE /v2/stores/{store}/{image}
- * and download falling back to another store when one copy is gone.
+ * (a durable job; the copy is verified against os_hash_value; reverted when it must succeed and
+ * fails), the lenient import (active after its first store, the others by copy-image jobs),
+ * DELETE /v2/stores/{store}/{image} and download falling back to another store when one copy is
+ * gone. Then `pir serve` killed mid-copy into s3 (a copy-image, a lenient import's continuation):
+ * the copy resumes after the restart and the store janitor aborts the killed copy's multipart upload.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -261,6 +264,31 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal((await as('A').call('DELETE', `/v2/images/${id}`)).status, 204);
       assert.equal(await s3.stat(`images/${id}`), null);
       assert.equal((await del('admin', 's3')).status, 404, 'a deleted image');
+    });
+
+    if (mode === 'distributed') it('a worker SIGKILLed mid-copy of a lenient import: another worker finishes the copy; the janitor aborts the dead copy\'s multipart upload', async () => {
+      const big = join(dir, 'big.raw');
+      const bigBytes = randomBytes(128 * MiB);
+      await writeFile(big, bigBytes);
+      const bigSha = createHash('sha512').update(bigBytes).digest('hex');
+      const id = await create('worker-killed');
+      assert.equal((await as('A').putData(id, big, 'stage')).status, 204);
+      assert.equal((await as('A').call('POST', `/v2/images/${id}/import`, importBody({ stores: ['fast', 's3'], all_stores_must_succeed: false }))).status, 202);
+      const settled = await as('A').waitSettled(id, 120_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      await waitFor(async () => (await s3.unfinishedWrites(`images/${id}`)).length > 0, 60_000, 'the copy into s3 to start');
+      const worker = pir.processes.findIndex((p) => p.role === 'worker');
+      await pir.processes[worker]!.kill();
+      assert.equal((await show(id)).os_glance_importing_to_stores, 's3', 'killed while the copy was running');
+      pir.processes[worker] = await startPirProcess('worker', { ...pir.env, PIR_STORE_SWEEP_SECONDS: '1', PIR_MULTIPART_ABORT_AFTER_SECONDS: '1' }, logDir, 'worker-2');
+      // BullMQ hands the dead worker's job to the new one once its lock expires (30 s).
+      await waitFor(async () => (await show(id)).os_glance_importing_to_stores === '', 180_000, 'the copy to finish on the new worker');
+      const image = await show(id);
+      assert.equal(image.stores, 'fast,s3');
+      assert.equal(image.os_glance_failed_import, '');
+      assert.equal(await s3Sha512(id), bigSha);
+      await waitFor(async () => (await s3.unfinishedWrites(`images/${id}`)).length === 0, 30_000, "the janitor to abort the dead copy's multipart upload");
+      await rm(big);
     });
 
     if (mode === 'embedded') it('the real glance CLI: stores-info, image-create --store, image-create-via-import --stores, image-import copy-image, stores-delete', { skip: !haveGlance && !inCI ? 'no glance command' : false }, async () => {
