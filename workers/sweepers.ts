@@ -213,6 +213,8 @@ export class Sweepers {
     for (const doc of await this.manifest.store.findStale(['saving', 'uploading'], longAgo, 100_000)) {
       // A resumable upload's staged bytes outlive the restart: its client resumes from them.
       if (doc.upload && resumableWaits(doc, Date.now())) continue;
+      // A location registration is a durable job that runs again now; if it does not, the stall sweep returns it to queued.
+      if (doc.upload?.kind === 'location') continue;
       if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
     }
     for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {
