@@ -87,6 +87,7 @@ export const API_ERRORS = {
   image_not_in_store: refusal(404, 'The image has no copy in that store.'),
   last_store: refusal(403, "The store holds the image's last copy; delete the image instead."),
   already_in_stores: refusal(409, 'copy-image: every store asked for already holds the image (or is copying it).'),
+  import_in_progress: refusal(409, 'copy-image: the image is still being placed in other stores (an import or copy is running); try again when os_glance_importing_to_stores is empty.'),
   // members
   members_only_shared: refusal(403, "Only images (and galleries) with visibility 'shared' take members."),
   member_exists: refusal(409, 'The project is already a member of the image.'),

@@ -320,6 +320,22 @@ export interface BlobStore {
   promote(stagedKey: string, imageId: string): Promise<string>;
   /** Resolves when the store answers (readiness, `pir doctor`); rejects otherwise. */
   ping(): Promise<void>;
+  /**
+   * Only object stores: the multipart uploads under `prefix` that were started and neither
+   * completed nor aborted, whether a writer is still at work on them or died (the janitor
+   * aborts those no live image owns: workers/sweepers.ts).
+   */
+  unfinishedWrites?(prefix: string): Promise<UnfinishedWrite[]>;
+  /** Aborts one unfinished write (its parts are freed); the key's completed object, if any, stays. */
+  abortUnfinishedWrite?(write: UnfinishedWrite): Promise<void>;
+}
+
+/** A multipart upload in progress (or abandoned) in an object store. */
+export interface UnfinishedWrite {
+  key: string;
+  uploadId: string;
+  /** When it was started (ms since the epoch). */
+  startedAt: number;
 }
 
 /** The store itself failed (an object store unreachable or refusing), not the source of the bytes. */

@@ -2,12 +2,18 @@
  * Multi-store operations on an active image (Glance's copy-image import method and
  * DELETE /v2/stores/{store_id}/{image_id}). A copy runs as a durable `copy-image` job, one per
  * target store, so a crash or restart resumes it; each copy streams from a store holding the
- * image and is kept only if it matches the image's size and os_hash_value.
+ * image and is kept only if it matches the image's size and os_hash_value. The same jobs place
+ * a lenient import's remaining stores once the image is active (continueImport).
+ *
+ * Failure, as Glance: with all_stores_must_succeed false a store that fails for good is listed
+ * in os_glance_failed_import and the others stand; with true, the copies this copy-image made
+ * are removed again (Glance's revert of the copy task), so the image is left as it was.
  */
 import type { Logger } from 'pino';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
+import { event } from './events.js';
 import { copiesOf, copyKey, copyVerified, readingOrder } from './image-stores.js';
 import type { JobKind } from './jobs.js';
 import type { Manifest } from './manifest.js';
@@ -15,6 +21,7 @@ import { enforce, requireVisible } from './policy.js';
 import type { JobContext, JobQueue } from './ports.js';
 import type { StoreRegistry } from './store-registry.js';
 import type { ImageDoc, StoredCopy } from '../schemas/image.js';
+import type { PirEvent } from '../schemas/events.js';
 
 export interface CopyImageJob {
   image_id: string;
@@ -29,6 +36,21 @@ export const COPY_IMAGE_KIND: JobKind<CopyImageJob> = {
 };
 
 const HOLDS_BYTES = new Set(['active', 'deactivated']);
+/** The image.updated change a copy-image records (Glance's field): its event starts the jobs. */
+const IMPORTING_FIELD = 'os_glance_importing_to_stores';
+
+/**
+ * Events after which stores wait for their copy-image jobs: a copy-image recorded
+ * (image.updated of os_glance_importing_to_stores) or a lenient import active in its first store.
+ * Written in the same manifest write as the stores they name, and relayed at least once, so the
+ * jobs are enqueued even if the process that wrote it dies right after (workers/dispatcher.ts).
+ */
+export function startsCopies(e: PirEvent): boolean {
+  return e.type === 'image.active' || (e.type === 'image.updated' && (e.data as { changes: string[] }).changes.includes(IMPORTING_FIELD));
+}
+
+/** One job per image, store and starting event: a repeated event (or the api's direct enqueue) adds none. */
+const copyJobId = (imageId: string, store: string, eventId: string) => `${imageId}.copy.${store}.${eventId}`;
 
 export class StoreOperations {
   constructor(
@@ -65,19 +87,42 @@ export class StoreOperations {
       if (wanted.length === 0) {
         throw fail('already_in_stores', `Image ${id} is already in (or being copied to) ${targets.join(', ')}; it is in ${[...held].join(', ') || 'no store'}.`);
       }
+      // One placement at a time (Glance's import lock): a failure then undoes exactly its own copies.
+      if (busy.length > 0) {
+        throw fail('import_in_progress', `Image ${id} is still being placed in ${busy.join(', ')}; copy it when os_glance_importing_to_stores is empty.`);
+      }
       // From now on the record is explicit, whatever the document held before.
       draft.stores = copiesOf(draft, def).map((c) => ({ ...c }));
       draft.store_import = {
-        importing: [...busy, ...wanted],
+        importing: wanted,
         failed: (draft.store_import?.failed ?? []).filter((s) => !wanted.includes(s)),
         must_succeed: mustSucceed,
+        copied: [],
       };
-      return [];
+      return [event('image.updated', { changes: [IMPORTING_FIELD] })];
     });
-    for (const store of wanted) {
-      await queue.enqueue(COPY_IMAGE_KIND, `${id}.copy.${store}.${doc.revision}`, { image_id: id, store });
+    // Enqueued here at once; the event (the same job ids) enqueues them if this process dies first.
+    const started = [...doc.outbox].reverse().find((e) => e.type === 'image.updated');
+    if (started) {
+      for (const store of wanted) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(id, store, started.id), { image_id: id, store });
     }
     return wanted;
+  }
+
+  /**
+   * One copy-image job per store still importing, for an event of startsCopies(): a copy-image
+   * recorded, or a lenient import active in its first store (workers/stages/promote.stage.ts).
+   * Events come at least once; the job ids are deterministic, so a repeat enqueues nothing new.
+   */
+  async continueImport(imageId: string, eventId: string): Promise<string[]> {
+    const queue = this.queue;
+    if (!queue) return [];
+    const doc = await this.manifest.get(imageId);
+    if (!doc || !HOLDS_BYTES.has(doc.status)) return [];
+    const stores = doc.store_import?.importing ?? [];
+    for (const store of stores) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(imageId, store, eventId), { image_id: imageId, store });
+    if (stores.length) this.log.debug({ image_id: imageId, stores }, 'copy-image jobs enqueued for the stores still importing');
+    return stores;
   }
 
   /** The copy-image job: copy, verify, record; on the last failed attempt the store is listed as failed. */
@@ -96,7 +141,8 @@ export class StoreOperations {
       const last = ctx.attempt >= ctx.maxAttempts;
       this.log[last ? 'error' : 'warn']({ image_id: id, store, err: error, attempt: ctx.attempt }, last ? 'copy-image failed for good' : 'copy-image failed; will retry');
       if (!last) throw error;
-      await this.finish(id, store, null);
+      if (doc.store_import.must_succeed && doc.store_import.copied) await this.revert(id, store);
+      else await this.finish(id, store, null);
       return;
     }
     const after = await this.finish(id, store, { store, key, at: new Date().toISOString() });
@@ -133,6 +179,7 @@ export class StoreOperations {
         plan.importing = plan.importing.filter((s) => s !== store);
         if (copy && HOLDS_BYTES.has(draft.status)) {
           draft.stores = [...copiesOf(draft, def).filter((c) => c.store !== store), copy];
+          if (plan.copied) plan.copied = [...plan.copied.filter((s) => s !== store), store];
         } else if (!plan.failed.includes(store)) {
           plan.failed.push(store);
         }
@@ -142,6 +189,42 @@ export class StoreOperations {
     } catch (error) {
       if ((error as { code?: string }).code === 'not_found') return null;
       throw error;
+    }
+  }
+
+  /**
+   * A copy-image with all_stores_must_succeed lost `store` for good: as Glance reverts the copy
+   * task, the copies it made are removed (record first, then bytes; the janitor removes bytes a
+   * crash leaves), the stores it had not finished are dropped, and `store` is listed as failed.
+   * The image keeps the copies it had before the copy-image.
+   */
+  private async revert(id: string, store: string): Promise<void> {
+    const def = this.stores.defaultId;
+    let undone: StoredCopy[] = [];
+    try {
+      await this.manifest.update(id, (draft) => {
+        const plan = draft.store_import;
+        if (!plan?.importing.includes(store)) return null;
+        const copies = copiesOf(draft, def);
+        const made = new Set(plan.copied ?? []);
+        const kept = copies.filter((c) => !made.has(c.store));
+        // Never below one copy (the copies from before were deleted from their stores meanwhile).
+        if (kept.length > 0) {
+          undone = copies.filter((c) => made.has(c.store));
+          draft.stores = kept;
+          if (undone.some((c) => c.store === def)) delete draft.blob_key;
+        }
+        draft.store_import = { importing: [], failed: [...new Set([...plan.failed, store])], must_succeed: plan.must_succeed, copied: [] };
+        return [];
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'not_found') return;
+      throw error;
+    }
+    this.log.error({ image_id: id, store, removed: undone.map((c) => c.store) }, 'copy-image failed with all_stores_must_succeed: its copies are removed');
+    for (const copy of undone) {
+      if (!this.stores.has(copy.store)) continue;
+      await this.stores.get(copy.store).delete(copy.key).catch((err: unknown) => this.log.warn({ image_id: id, store: copy.store, err }, 'copy left in store; the janitor will remove it'));
     }
   }
 

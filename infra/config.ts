@@ -57,6 +57,10 @@ export interface PirConfig {
   stageDeadlineSeconds: number;
   /** An upload whose receiving process stopped heartbeating for this long is abandoned. */
   uploadStallSeconds: number;
+  /** How often the store janitor runs (orphaned bytes, unrecorded copies, abandoned multipart uploads). */
+  storeSweepSeconds: number;
+  /** An object store's multipart upload older than this that no live image owns is aborted by the janitor. */
+  multipartAbortAfterSeconds: number;
   /** An upload whose body brings no byte for this long is aborted (the client went silent). */
   uploadIdleSeconds: number;
   /** A resumable (tus) upload not finished this long after its creation is abandoned. */
@@ -305,6 +309,8 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageBackoffMs: int(env, 'PIR_STAGE_BACKOFF_MS', 500, 1, 3_600_000),
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
+    storeSweepSeconds: int(env, 'PIR_STORE_SWEEP_SECONDS', 300, 1, 86400),
+    multipartAbortAfterSeconds: int(env, 'PIR_MULTIPART_ABORT_AFTER_SECONDS', 3600, 1, 30 * 86400),
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
     tusExpirySeconds: int(env, 'PIR_TUS_EXPIRY_SECONDS', 86400, 60, 30 * 86400),
     revisionsKeep: int(env, 'PIR_REVISIONS_KEEP', 100, 1, 1_000_000),

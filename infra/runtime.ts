@@ -16,7 +16,7 @@ import { Quotas, UNLIMITED } from '../core/quota.js';
 import type { EventBus, JobQueue, ManifestStore } from '../core/ports.js';
 import { HashPool } from '../ingest/hashing/index.js';
 import { WebDownloads } from '../ingest/web-download.js';
-import { LocationRegistrations } from '../ingest/register-location.js';
+import { LocationRegistrations, REGISTER_LOCATION_KIND } from '../ingest/register-location.js';
 import { STAGES } from '../schemas/image.js';
 import { startDispatcher } from '../workers/dispatcher.js';
 import { startQuotaSettler } from '../workers/quota-settler.js';
@@ -77,9 +77,10 @@ const DISTRIBUTED_ACK_DELAY_MS = 1_500;
 /** While the pipeline runs, its next stage write usually comes first and drops the events itself. */
 const DISTRIBUTED_IN_FLIGHT_ACK_DELAY_MS = 4_000;
 const STALE_SWEEP_MS = 10_000;
-const STORE_SWEEP_MS = 5 * 60_000;
 /** copy-image jobs a worker runs at once (each streams a whole image between stores). */
 const COPY_CONCURRENCY = 2;
+/** register-location jobs a worker runs at once (each reads a whole object once for its digests). */
+const REGISTER_CONCURRENCY = 4;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
   // Identity first: a bad tokens file stops start-up before anything else is opened.
@@ -107,6 +108,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     uploadStallSeconds: config.uploadStallSeconds,
     maxResumes: 3,
     outboxGraceMs: OUTBOX_GRACE_MS,
+    multipartMaxAgeMs: config.multipartAbortAfterSeconds * 1000,
   }, log);
   const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
@@ -118,7 +120,11 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
   const catalog = await openCatalog(config, urls, images, { relay, log });
-  checkJobKinds([webhooks.kind, COPY_IMAGE_KIND], STAGES);
+  checkJobKinds([webhooks.kind, COPY_IMAGE_KIND, REGISTER_LOCATION_KIND], STAGES);
+  const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
+  const egress = new EgressClient(config.egress);
+  // Registrations are durable jobs: the api enqueues them, any worker reads the location.
+  const locations = new LocationRegistrations({ images, reader: store.locations, egress, settings: config.locations, upload, log, queue: adapters.queue });
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,
@@ -127,20 +133,20 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       store.stores,
     ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
-    await startDispatcher(adapters.bus, manifest, adapters.queue, log);
+    await startDispatcher(adapters.bus, manifest, adapters.queue, log, store.stores.multi ? (id, eventId) => storeOps.continueImport(id, eventId) : null);
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
     await webhooks.startWorker(adapters.bus, catalog.grantsOf);
     if (store.stores.multi) await adapters.queue.work(COPY_IMAGE_KIND, COPY_CONCURRENCY, storeOps.handle);
+    await adapters.queue.work(REGISTER_LOCATION_KIND, REGISTER_CONCURRENCY, locations.handle);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash left behind,
   // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
   // leftovers; workers (or the single embedded process) also look for stuck images.
-  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? STORE_SWEEP_MS : null);
+  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? config.storeSweepSeconds * 1000 : null);
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
   let webDownloads: WebDownloads | null = null;
-  let locations: LocationRegistrations | null = null;
   let stopWatching: () => Promise<void> = async () => {};
   const tus = roles.api ? openTusLeases(urls?.redisUrl ?? null, config.redisPrefix) : null;
   if (roles.api) {
@@ -151,10 +157,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
       live.publish(e);
     });
-    const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
-    const egress = new EgressClient(config.egress);
     webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress, log });
-    locations = new LocationRegistrations({ images, reader: store.locations, egress, settings: config.locations, upload, log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
       live, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
@@ -171,7 +174,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     stopping ??= (async () => {
       log.info('stopping: no new work; finishing what is running');
       const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
-      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), locations?.close(), metricsServer?.close()]);
+      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), locations.close(), metricsServer?.close()]);
       setMetricSources(null);
       await processes.stop();
       await stopWatching();

@@ -6,8 +6,15 @@
  * sha512 (never written anywhere), checked against validation_data, and handed to the normal
  * pipeline (inspect by bounded ranges, checksum, promote: which keeps it where it is). A failure
  * kills the image with a reason that never repeats the URL (images are seen by more projects than
- * may see their location). While the bytes are read, the upload heartbeat runs, so if this
- * process dies the sweeper returns the image to `queued` (and it may be registered again).
+ * may see their location).
+ *
+ * With a job queue (PIR's processes) the reading is a durable `register-location` job: any
+ * worker runs it, and if that process dies (or stops) the job runs again — BullMQ hands a dead
+ * worker's job to another, embedded mode resumes it after the restart — from the probe on, as
+ * long as the image still waits for that registration. While the bytes are read the upload
+ * heartbeat runs; a registration no process resumes within PIR_UPLOAD_STALL_SECONDS is returned
+ * to `queued` by the sweeper (and may be registered again). Without a queue (tools, tests) it runs
+ * in the process that accepted it.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -17,6 +24,8 @@ import {
   externalKey, parseLocation, parseLocationMetadata, parseValidationData, type LocationSettings, type ParsedLocation,
 } from '../core/external-location.js';
 import type { ImageService } from '../core/image-service.js';
+import type { JobKind } from '../core/jobs.js';
+import type { JobQueue } from '../core/ports.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
 import { LocationUnreadableError, type LocationReader } from '../infra/storage/location-reader.js';
 import type { ExternalLocation } from '../schemas/image.js';
@@ -30,7 +39,29 @@ export interface LocationDeps {
   settings: LocationSettings;
   upload: UploadSettings;
   log: Logger;
+  /** Where registrations run as durable jobs; null: in this process. */
+  queue?: Pick<JobQueue, 'enqueue'> | null;
 }
+
+/** One registration's reading: the image, the run beginRegistration claimed, and who asked. */
+export interface RegisterLocationJob {
+  image_id: string;
+  run: number;
+  caller: Caller;
+}
+
+/**
+ * The job is retried only when it did not finish: its process died or stopped (a failure of the
+ * location itself kills the image and ends the job). Attempts are spaced so a restart fits in.
+ */
+export const REGISTER_LOCATION_KIND: JobKind<RegisterLocationJob> = {
+  name: 'register-location',
+  durable: true,
+  retry: { attempts: 5, delayMs: (made) => Math.min(60_000, 2000 * 2 ** Math.max(0, made - 1)) },
+};
+
+/** Thrown when the process stops mid-read: the job is tried again (by another process, or after the restart). */
+class RegistrationInterrupted extends Error {}
 
 /** What a client sends: Glance's {url, metadata?, validation_data?}. */
 export interface LocationRequest {
@@ -59,11 +90,37 @@ export class LocationRegistrations {
       added_at: new Date().toISOString(), added_by: { project_id: caller.project_id, user_id: caller.user_id },
     };
     const { run } = await this.deps.images.beginRegistration(caller, imageId, location, parsed.kind);
-    const job = this.register(caller, imageId, run, location).finally(() => this.running.delete(job));
+    const queue = this.deps.queue;
+    if (queue) {
+      const who: Caller = { project_id: caller.project_id, user_id: caller.user_id, roles: [...caller.roles] };
+      await queue.enqueue(REGISTER_LOCATION_KIND, `${imageId}.register.${run}`, { image_id: imageId, run, caller: who }).catch(async (error: unknown) => {
+        await this.deps.images.abortUpload(caller, imageId, run, 'the registration could not be queued').catch(() => {});
+        throw error;
+      });
+      return;
+    }
+    const job = this.register(caller, imageId, run, location).catch(() => {}).finally(() => this.running.delete(job));
     this.running.add(job);
   }
 
-  /** Stops running registrations (their images go back to `queued`). */
+  /**
+   * The register-location job: reads the location if the image still waits for this run's
+   * registration (a repeated or late job finds it done, superseded or deleted, and does nothing).
+   */
+  handle = async (job: RegisterLocationJob): Promise<void> => {
+    const doc = await this.deps.images.get(job.caller, job.image_id).catch(() => null);
+    const upload = doc?.upload;
+    if (!doc || !doc.location || doc.status !== 'uploading' || upload?.run !== job.run || upload.kind !== 'location') return;
+    const run = this.register(job.caller, job.image_id, job.run, doc.location);
+    this.running.add(run);
+    try {
+      await run;
+    } finally {
+      this.running.delete(run);
+    }
+  };
+
+  /** Stops running registrations: queued ones are tried again later; in-process ones go back to `queued`. */
   async close(): Promise<void> {
     this.abort.abort();
     await Promise.allSettled([...this.running]);
@@ -88,6 +145,8 @@ export class LocationRegistrations {
     const started = Date.now();
     const heartbeat = setInterval(() => { images.heartbeat(caller, imageId, run).catch(() => {}); }, upload.heartbeatMs);
     try {
+      // At once too: a job resumed after a crash shows it is alive before the stall sweeper looks.
+      await images.heartbeat(caller, imageId, run);
       const fingerprint = await reader.probe(location.url, this.abort.signal);
       if (fingerprint.size > upload.maxImageSize) throw tooLarge(upload.maxImageSize);
       if (fingerprint.size < settings.minSize) {
@@ -118,6 +177,7 @@ export class LocationRegistrations {
       log.info({ image_id: imageId, run, location: redact(location.url), bytes: size, ms: Date.now() - started }, 'location registered; pipeline started');
     } catch (error) {
       if (this.abort.signal.aborted) {
+        if (this.deps.queue) throw new RegistrationInterrupted('PIR stopped while registering the location; the job runs again');
         await images.abortUpload(caller, imageId, run, 'PIR stopped while registering the location').catch(() => {});
         return;
       }

@@ -134,6 +134,11 @@ export interface StoreImport {
   importing: string[];
   failed: string[];
   must_succeed: boolean;
+  /**
+   * copy-image: the stores this copy placed the image in so far. A store failing for good with
+   * must_succeed removes these copies again (Glance reverts the copies of the failed task).
+   */
+  copied?: string[];
 }
 
 /**

@@ -1,21 +1,31 @@
 /**
- * The dispatcher turns `image.import.started` events into a chain of stage jobs. Events come at
- * least once and job ids are deterministic, so a repeated event enqueues nothing new.
+ * The dispatcher turns `image.import.started` events into a chain of stage jobs, and the events
+ * after which stores wait for a copy (a copy-image recorded; a lenient multi-store import active
+ * in its first store: core/store-operations.ts startsCopies) into copy-image jobs. Events come at least once and job ids are deterministic, so a
+ * repeated event enqueues nothing new.
  */
 import type { Logger } from 'pino';
 import type { PirEvent } from '../schemas/events.js';
 import type { Manifest } from '../core/manifest.js';
 import { remainingStages } from '../core/pipeline-state.js';
 import type { EventBus, JobQueue } from '../core/ports.js';
+import { startsCopies } from '../core/store-operations.js';
 import { currentTraceparent, inConsumerSpan } from '../core/trace-context.js';
 
 export const DISPATCHER_GROUP = 'pir-dispatcher';
 
-export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger): Promise<void> {
+/** Enqueues the copy-image jobs of the stores still importing (core/store-operations.ts). */
+export type ContinueImport = (imageId: string, eventId: string) => Promise<unknown>;
+
+export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger, continueImport: ContinueImport | null = null): Promise<void> {
   await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
     // Every event read here is published: this process's next write of the image drops it from
     // the outbox (no separate acknowledgement by the process that wrote it).
     manifest.notePublished(e.image_id, e.id);
+    if (continueImport && startsCopies(e)) {
+      await continueImport(e.image_id, e.id);
+      return;
+    }
     if (e.type !== 'image.import.started') return;
     await inConsumerSpan(`process ${e.type}`, e.traceparent, {
       'messaging.operation.name': 'process',

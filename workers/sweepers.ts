@@ -28,7 +28,14 @@ export interface SweeperSettings {
   /** How many times a stuck run is resumed before the image is killed. */
   maxResumes: number;
   outboxGraceMs: number;
+  /**
+   * An object store's multipart upload older than this that no live image owns is aborted by the
+   * store janitor (PIR_MULTIPART_ABORT_AFTER_SECONDS; default an hour).
+   */
+  multipartMaxAgeMs?: number;
 }
+
+const MULTIPART_MAX_AGE_MS = 60 * 60_000;
 
 export class Sweepers {
   private timers: NodeJS.Timeout[] = [];
@@ -114,7 +121,52 @@ export class Sweepers {
       removed += 1;
       this.log.info({ image_id: file.imageId, key: blob.key, partial: file.partial }, 'store janitor removed bytes of no live image');
     }
-    return removed + await this.removeUnrecordedCopies(now, graceMs);
+    removed += await this.removeUnrecordedCopies(now, graceMs);
+    await this.abortAbandonedUploads(now);
+    return removed;
+  }
+
+  /**
+   * Object stores: a multipart upload whose writer died (a process killed mid-upload, mid-copy or
+   * mid-promotion) holds its parts forever, invisible to listings of objects; a copy retried
+   * under the same key even completes beside it. Every store's unfinished uploads under
+   * staging/ and images/ older than multipartMaxAgeMs are aborted unless a live image owns them:
+   * a staging key while its upload run is receiving (a tus upload until it expires: its
+   * multipart upload lives across PATCHes) or the image is importing; an images/ key while the
+   * image is importing or being copied into that store. Returns how many were aborted.
+   */
+  async abortAbandonedUploads(now = Date.now()): Promise<number> {
+    const maxAge = this.settings.multipartMaxAgeMs ?? MULTIPART_MAX_AGE_MS;
+    let aborted = 0;
+    for (const entry of this.images.stores.entries) {
+      const store = entry.blobs;
+      if (!store.unfinishedWrites || !store.abortUnfinishedWrite) continue;
+      for (const prefix of ['staging/', 'images/']) {
+        for (const write of await store.unfinishedWrites(prefix)) {
+          if (write.startedAt > now - maxAge) continue;
+          // Read the owner twice, as the janitor does, so a change in between cannot slip past.
+          if (await this.uploadOwned(entry.id, write.key, now) || await this.uploadOwned(entry.id, write.key, now)) continue;
+          await store.abortUnfinishedWrite(write);
+          aborted += 1;
+          this.log.info({ store: entry.id, key: write.key, started_at: new Date(write.startedAt).toISOString() }, 'store janitor aborted a multipart upload no live image owns');
+        }
+      }
+    }
+    return aborted;
+  }
+
+  private async uploadOwned(storeId: string, key: string, now: number): Promise<boolean> {
+    const imageId = imageIdOfKey(key);
+    if (imageId === '') return true; // not a key of PIR's layout: not ours to judge
+    const doc = await this.manifest.get(imageId);
+    if (!doc) return false;
+    if (doc.status === 'importing') return true;
+    if (key.startsWith('staging/')) {
+      const run = Number(key.slice('staging/'.length).split('.')[1]);
+      const upload = doc.upload;
+      return upload !== null && upload.run === run && (!upload.resumable || Date.parse(upload.resumable.expires_at) > now);
+    }
+    return doc.store_import?.importing.includes(storeId) ?? false;
   }
 
   /**
@@ -161,6 +213,8 @@ export class Sweepers {
     for (const doc of await this.manifest.store.findStale(['saving', 'uploading'], longAgo, 100_000)) {
       // A resumable upload's staged bytes outlive the restart: its client resumes from them.
       if (doc.upload && resumableWaits(doc, Date.now())) continue;
+      // A location registration is a durable job that runs again now; if it does not, the stall sweep returns it to queued.
+      if (doc.upload?.kind === 'location') continue;
       if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
     }
     for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {

@@ -72,4 +72,12 @@ export class LocationAwareBlobStore implements BlobStore {
   ping(): Promise<void> {
     return this.inner.ping();
   }
+
+  get unfinishedWrites(): BlobStore['unfinishedWrites'] {
+    return this.inner.unfinishedWrites?.bind(this.inner);
+  }
+
+  get abortUnfinishedWrite(): BlobStore['abortUnfinishedWrite'] {
+    return this.inner.abortUnfinishedWrite?.bind(this.inner);
+  }
 }

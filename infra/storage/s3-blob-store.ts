@@ -15,7 +15,7 @@ import {
   AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand,
   ListObjectsV2Command, S3Client,
 } from '@aws-sdk/client-s3';
-import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
+import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type UnfinishedWrite, type WrittenBlob } from '../../core/ports.js';
 import { HashPool } from '../../ingest/hashing/index.js';
 import { RangeReader } from './range-reader.js';
 import { uploadHashed } from './s3-hashed-upload.js';
@@ -191,6 +191,16 @@ export class S3BlobStore implements BlobStore {
       uploadIdMarker = more ? out.NextUploadIdMarker : undefined;
     } while (keyMarker || uploadIdMarker);
     return found;
+  }
+
+  async unfinishedWrites(prefix: string): Promise<UnfinishedWrite[]> {
+    const uploads = await this.unfinishedUploads(this.prefix + prefix);
+    return uploads.filter((u) => u.key.startsWith(this.prefix)).map((u) => ({ key: u.key.slice(this.prefix.length), uploadId: u.uploadId, startedAt: u.initiated }));
+  }
+
+  async abortUnfinishedWrite(write: UnfinishedWrite): Promise<void> {
+    await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: this.objectKey(write.key), UploadId: write.uploadId }))
+      .catch((error: unknown) => { if (!notFound(error)) throw error; });
   }
 
   async list(prefix: string): Promise<BlobInfo[]> {

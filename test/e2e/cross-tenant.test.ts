@@ -74,6 +74,9 @@ const OPS = {
   // Multi-store (the matrix runs with two filesystem stores, main and second).
   copy_image: { method: 'POST', path: (id) => `/v2/images/${id}/import`, body: () => ({ method: { name: 'copy-image' }, stores: ['second'] }) },
   store_delete: { method: 'DELETE', path: (id) => `/v2/stores/main/${id}` },
+  // A lenient multi-store import (active after its first store, the rest copied by jobs) and a strict copy-image (reverted on failure).
+  import_lenient: { method: 'POST', path: (id) => `/v2/images/${id}/import`, body: () => ({ method: { name: 'glance-direct' }, stores: ['main', 'second'], all_stores_must_succeed: false }) },
+  copy_image_strict: { method: 'POST', path: (id) => `/v2/images/${id}/import`, body: () => ({ method: { name: 'copy-image' }, stores: ['second'], all_stores_must_succeed: true }) },
 } satisfies Record<string, Op>;
 
 /** B (a member of project B) reading A's images: only what B may see. */
@@ -121,6 +124,8 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['stage', 'Ar', every(403)],
   ['import', 'B', WRITE_B],
   ['import', 'Ar', every(403)],
+  ['import_lenient', 'B', WRITE_B],
+  ['import_lenient', 'Ar', every(403)],
   // Share links are the owner's: other tenants can neither create, list nor revoke them.
   ['share_create', 'B', WRITE_B],
   ['share_create', 'Br', WRITE_B],
@@ -150,6 +155,8 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['copy_image', 'B', WRITE_B],
   ['copy_image', 'A', every(403)],
   ['copy_image', 'Ar', every(403)],
+  ['copy_image_strict', 'B', WRITE_B],
+  ['copy_image_strict', 'Ar', every(403)],
   ['store_delete', 'B', WRITE_B],
   ['store_delete', 'A', every(403)],
   ['store_delete', 'Ar', every(403)],

@@ -4,8 +4,11 @@
  * filesystem store `spare` that a test breaks on purpose. Covers /v2/info/stores(/detail),
  * X-Image-Meta-Store, import `stores`/`all_stores`/`all_stores_must_succeed`, the per-store
  * fields (`stores`, `os_glance_importing_to_stores`, `os_glance_failed_import`), copy-image
- * (a durable job; the copy is verified against os_hash_value), DELETE /v2/stores/{store}/{image}
- * and download falling back to another store when one copy is gone.
+ * (a durable job; the copy is verified against os_hash_value; reverted when it must succeed and
+ * fails), the lenient import (active after its first store, the others by copy-image jobs),
+ * DELETE /v2/stores/{store}/{image} and download falling back to another store when one copy is
+ * gone. Then `pir serve` killed mid-copy into s3 (a copy-image, a lenient import's continuation):
+ * the copy resumes after the restart and the store janitor aborts the killed copy's multipart upload.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -161,11 +164,16 @@ for (const mode of ['embedded', 'distributed'] as const) {
       await rm(join(dir, 'spare', 'images'), { recursive: true, force: true });
       await writeFile(join(dir, 'spare', 'images'), 'not a directory');
       try {
-        const lenient = await stageAndImport(await create('lenient'), { stores: ['fast', 'spare'], all_stores_must_succeed: false });
+        // Lenient: active once `fast` holds it; `spare` is left to a copy-image job, which gives up after its attempts.
+        const lenientId = await create('lenient');
+        const lenient = await stageAndImport(lenientId, { stores: ['fast', 'spare'], all_stores_must_succeed: false });
         assert.equal(lenient.status, 'active', JSON.stringify(lenient.pir_failure));
         assert.equal(lenient.stores, 'fast');
-        assert.equal(lenient.os_glance_failed_import, 'spare');
-        assert.equal(lenient.os_glance_importing_to_stores, '');
+        await waitFor(async () => (await show(lenientId)).os_glance_importing_to_stores === '', 90_000, 'the copy job into spare to give up');
+        const given = await show(lenientId);
+        assert.equal(given.status, 'active');
+        assert.equal(given.stores, 'fast');
+        assert.equal(given.os_glance_failed_import, 'spare');
         const strictId = await create('strict');
         const strict = await stageAndImport(strictId, { all_stores: true });
         assert.equal(strict.status, 'killed');
@@ -175,6 +183,35 @@ for (const mode of ['embedded', 'distributed'] as const) {
         await rm(join(dir, 'spare', 'images'), { force: true });
         await mkdir(join(dir, 'spare', 'images'));
       }
+    });
+
+    it('copy-image with all_stores_must_succeed that fails in one store removes the copies it made (Glance\'s revert)', async () => {
+      const id = await create('copy-revert');
+      assert.equal((await as('A').putData(id, file)).status, 204);
+      await rm(join(dir, 'spare', 'images'), { recursive: true, force: true });
+      await writeFile(join(dir, 'spare', 'images'), 'not a directory');
+      try {
+        const started = await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3', 'spare'], all_stores_must_succeed: true });
+        assert.equal(started.status, 202, JSON.stringify(started.body));
+        const second = await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3', 'spare'] });
+        assert.equal(second.status, 409, 'every store named is being copied');
+        await waitFor(async () => (await show(id)).os_glance_importing_to_stores === '', 90_000, 'the copy into spare to fail for good');
+        const image = await show(id);
+        assert.equal(image.status, 'active', 'the image stays active');
+        assert.equal(image.stores, 'fast', 'as it was before the copy-image');
+        assert.equal(image.os_glance_failed_import, 'spare');
+        // The record changes first, then the bytes go.
+        await waitFor(async () => (await s3.stat(`images/${id}`)) === null, 30_000, "the bucket's copy made by the failed copy-image to be removed");
+        assert.equal((await as('A').downloadDigests(id)).sha512, sha512);
+      } finally {
+        await rm(join(dir, 'spare', 'images'), { force: true });
+        await mkdir(join(dir, 'spare', 'images'));
+      }
+      // Once the store works again, the same copy-image succeeds.
+      assert.equal((await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3', 'spare'] })).status, 202);
+      await waitFor(async () => (await show(id)).os_glance_importing_to_stores === '', 60_000, 'the copies to finish');
+      assert.deepEqual((await show(id)).stores.split(',').sort(), ['fast', 's3', 'spare']);
+      assert.equal((await show(id)).os_glance_failed_import, '');
     });
 
     it('copy-image: admins only; copies an active image into more stores as a job, verified; 409 when already there', async () => {
@@ -230,6 +267,31 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal((await del('admin', 's3')).status, 404, 'a deleted image');
     });
 
+    if (mode === 'distributed') it('a worker SIGKILLed mid-copy of a lenient import: another worker finishes the copy; the janitor aborts the dead copy\'s multipart upload', async () => {
+      const big = join(dir, 'big.raw');
+      const bigBytes = randomBytes(128 * MiB);
+      await writeFile(big, bigBytes);
+      const bigSha = createHash('sha512').update(bigBytes).digest('hex');
+      const id = await create('worker-killed');
+      assert.equal((await as('A').putData(id, big, 'stage')).status, 204);
+      assert.equal((await as('A').call('POST', `/v2/images/${id}/import`, importBody({ stores: ['fast', 's3'], all_stores_must_succeed: false }))).status, 202);
+      const settled = await as('A').waitSettled(id, 120_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      await waitFor(async () => (await s3.unfinishedWrites(`images/${id}`)).length > 0, 60_000, 'the copy into s3 to start');
+      const worker = pir.processes.findIndex((p) => p.role === 'worker');
+      await pir.processes[worker]!.kill();
+      assert.equal((await show(id)).os_glance_importing_to_stores, 's3', 'killed while the copy was running');
+      pir.processes[worker] = await startPirProcess('worker', { ...pir.env, PIR_STORE_SWEEP_SECONDS: '1', PIR_MULTIPART_ABORT_AFTER_SECONDS: '1' }, logDir, 'worker-2');
+      // BullMQ hands the dead worker's job to the new one once its lock expires (30 s).
+      await waitFor(async () => (await show(id)).os_glance_importing_to_stores === '', 180_000, 'the copy to finish on the new worker');
+      const image = await show(id);
+      assert.equal(image.stores, 'fast,s3');
+      assert.equal(image.os_glance_failed_import, '');
+      assert.equal(await s3Sha512(id), bigSha);
+      await waitFor(async () => (await s3.unfinishedWrites(`images/${id}`)).length === 0, 30_000, "the janitor to abort the dead copy's multipart upload");
+      await rm(big);
+    });
+
     if (mode === 'embedded') it('the real glance CLI: stores-info, image-create --store, image-create-via-import --stores, image-import copy-image, stores-delete', { skip: !haveGlance && !inCI ? 'no glance command' : false }, async () => {
       if (!haveGlance) throw new Error('CI is set but the glance command is missing: bash infra/local/services.sh install tools');
       const home = join(dir, 'home');
@@ -256,8 +318,10 @@ for (const mode of ['embedded', 'distributed'] as const) {
         '--import-method', 'glance-direct', '--stores', 'fast,s3', '--file', file), 'id')!;
       const settled = await as('A').waitSettled(imported, 120_000);
       assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
-      assert.equal(settled.stores, 'fast,s3');
-      assert.equal(settled.os_glance_failed_import, '');
+      // glanceclient's --allow-failure defaults to true (lenient): active once `fast` holds it, then s3 follows.
+      await waitFor(async () => (await show(imported)).os_glance_importing_to_stores === '', 60_000, 'the copy into s3');
+      assert.equal((await show(imported)).stores, 'fast,s3');
+      assert.equal((await show(imported)).os_glance_failed_import, '');
 
       const copied = field(await glance('A', 'image-create', '--name', 'cli-copy', '--disk-format', 'raw', '--container-format', 'bare', '--file', file), 'id')!;
       await glance('admin', 'image-import', '--import-method', 'copy-image', '--stores', 'spare', copied);
@@ -284,13 +348,21 @@ for (const mode of ['embedded', 'distributed'] as const) {
   });
 }
 
-describe('copy-image survives a crash (pir serve SIGKILLed mid-copy, started again)', async () => {
+describe('multi-store survives a crash (pir serve SIGKILLed mid-copy into s3, started again)', async () => {
   const missing = (await serviceUp('s3')).up ? [] : ['s3'];
   if (missing.length && !inCI) console.log('# multistore restart e2e skipped: s3 not running');
-  it('the durable copy-image job resumes after the restart and the copy is verified', { skip: missing.length && !inCI ? 's3 not running' : false }, async () => {
+  const skip = missing.length && !inCI ? 's3 not running' : false;
+
+  /**
+   * Starts `pir serve` with stores fast (fs, default) and s3, makes an active 256 MiB image with
+   * `place` (which starts the copy into s3), kills the process while the copy's multipart upload
+   * is open, starts it again, and checks the copy finished, verified, and that the store janitor
+   * (every second here, uploads older than a second) aborted the killed copy's multipart upload.
+   */
+  async function killMidCopy(label: string, place: (client: PirClient, id: string, file: string) => Promise<void>): Promise<void> {
     if (missing.length) throw new Error('CI is set but SeaweedFS (s3) is not running');
-    const dir = await makeTempDir('pir-e2e-multistore-restart-');
-    const prefix = `${uniqueName('msrestart').replace(/[^A-Za-z0-9]/g, '')}/`;
+    const dir = await makeTempDir(`pir-e2e-multistore-${label}-`);
+    const prefix = `${uniqueName(`ms${label}`).replace(/[^A-Za-z0-9]/g, '')}/`;
     const s3 = new S3BlobStore({ ...services.s3, prefix: `${prefix}s3/` });
     const port = await freePort();
     const token = 'e2e-multistore-restart-token-0123456789';
@@ -299,8 +371,9 @@ describe('copy-image survives a crash (pir serve SIGKILLed mid-copy, started aga
       PIR_STORES: `fast=fs:${join(dir, 'fast')},s3=s3`,
       PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
       PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_PREFIX: prefix,
+      PIR_STORE_SWEEP_SECONDS: '1', PIR_MULTIPART_ABORT_AFTER_SECONDS: '1',
     };
-    let pir = await startPirProcess('serve', env, logDir, 'restart-1');
+    let pir = await startPirProcess('serve', env, logDir, `${label}-1`);
     try {
       const client = new PirClient(`http://127.0.0.1:${port}`, token);
       const bytes = randomBytes(256 * MiB);
@@ -308,14 +381,14 @@ describe('copy-image survives a crash (pir serve SIGKILLed mid-copy, started aga
       await writeFile(file, bytes);
       const sha512 = createHash('sha512').update(bytes).digest('hex');
       const id = (await client.createImage({ name: 'big', disk_format: 'raw', container_format: 'bare' })).id as string;
-      assert.equal((await client.putData(id, file)).status, 204);
-      assert.equal((await client.call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3'] })).status, 202);
-      // Let the copy start, then kill the process while it is still copying.
-      await new Promise((r) => setTimeout(r, 300));
+      await place(client, id, file);
+      // Kill the process while the copy into s3 is under way: its multipart upload is open.
+      await waitFor(async () => (await s3.unfinishedWrites(`images/${id}`)).length > 0, 60_000, 'the copy into s3 to start');
       const during = (await client.getImage(id)).body;
       await pir.kill();
+      assert.equal(during.status, 'active', 'active before every store has it');
       assert.equal(during.os_glance_importing_to_stores, 's3', 'killed while the copy was running');
-      pir = await startPirProcess('serve', env, logDir, 'restart-2');
+      pir = await startPirProcess('serve', env, logDir, `${label}-2`);
       await waitFor(async () => (await client.getImage(id)).body.os_glance_importing_to_stores === '', 120_000, 'the copy to finish after the restart');
       const image = (await client.getImage(id)).body;
       assert.equal(image.stores, 'fast,s3');
@@ -323,11 +396,31 @@ describe('copy-image survives a crash (pir serve SIGKILLed mid-copy, started aga
       const hash = createHash('sha512');
       for await (const chunk of await s3.read(`images/${id}`)) hash.update(chunk as Buffer);
       assert.equal(hash.digest('hex'), sha512);
+      await waitFor(async () => (await s3.unfinishedWrites('')).length === 0, 30_000, "the store janitor to abort the killed copy's multipart upload");
     } finally {
       await pir.stop();
+      for (const w of await s3.unfinishedWrites('')) await s3.abortUnfinishedWrite(w).catch(() => {});
       for (const blob of await s3.list('')) await s3.delete(blob.key).catch(() => {});
       s3.close();
       await removeDir(dir);
     }
+  }
+
+  it('copy-image: the durable job resumes after the restart and the copy is verified', { skip }, async () => {
+    await killMidCopy('restart', async (client, id, file) => {
+      assert.equal((await client.putData(id, file)).status, 204);
+      assert.equal((await client.call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3'] })).status, 202);
+    });
+  });
+
+  it('lenient import (all_stores_must_succeed: false): active after fast; the copy into s3 resumes after the restart', { skip }, async () => {
+    await killMidCopy('lenient', async (client, id, file) => {
+      assert.equal((await client.putData(id, file, 'stage')).status, 204);
+      const imported = await client.call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' }, stores: ['fast', 's3'], all_stores_must_succeed: false });
+      assert.equal(imported.status, 202, JSON.stringify(imported.body));
+      const settled = await client.waitSettled(id, 120_000);
+      assert.equal(settled.status, 'active', JSON.stringify(settled.pir_failure));
+      assert.equal(settled.stores, 'fast');
+    });
   });
 });

@@ -57,6 +57,8 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
   const prefix = `${uniqueName('reg').replace(/[^A-Za-z0-9]/g, '')}/`;
   const keys: string[] = [];
   let qcow2: Buffer;
+  /** How the processes were started: a test that kills one starts its replacement the same way. */
+  let restart: () => Promise<void>;
   let qcow2Virtual: number;
   let digests: { md5: string; sha512: string };
 
@@ -95,7 +97,12 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
       PIR_REGISTER_S3_BUCKETS: bucket, PIR_SHOW_IMAGE_DIRECT_URL: 'true', PIR_SHOW_MULTIPLE_LOCATIONS: 'true',
     };
     if (mode === 'embedded') {
-      procs.push(await startPirProcess('serve', { ...env, PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port) }, logDir, `serve-${port}`));
+      const serve = { ...env, PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port) };
+      procs.push(await startPirProcess('serve', serve, logDir, `serve-${port}`));
+      restart = async () => {
+        await procs[0]!.kill();
+        procs[0] = await startPirProcess('serve', serve, logDir, `serve-${port}-2`);
+      };
     } else {
       // No shared filesystem: each process has a data directory of its own; the worker reads the locations too.
       const run = uniqueName('reg').replace(/[^A-Za-z0-9]/g, '');
@@ -104,6 +111,10 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
       Object.assign(env, { PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','), PIR_REDIS_URL: services.redisUrl, PIR_MONGODB_URL: mongo.toString(), PIR_KAFKA_TOPIC: `pir.${run}`, PIR_REDIS_PREFIX: run });
       procs.push(await startPirProcess('api', { ...env, PIR_DATA_DIR: join(dir, 'api'), PIR_PORT: String(port) }, logDir, `api-${port}`));
       procs.push(await startPirProcess('worker', { ...env, PIR_DATA_DIR: join(dir, 'worker') }, logDir, `worker-${port}`));
+      restart = async () => {
+        await procs[1]!.kill();
+        procs[1] = await startPirProcess('worker', { ...env, PIR_DATA_DIR: join(dir, 'worker-2') }, logDir, `worker-${port}-2`);
+      };
     }
     const client = (token: string) => new PirClient(`http://127.0.0.1:${port}`, token);
     as = { admin: client(ADMIN), alice: client(ALICE), bob: client(BOB), nova: client(NOVA), reader: client(READER) };
@@ -174,6 +185,23 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     assert.deepEqual(part.body, qcow2.subarray(1000, 2000));
     assert.ok(http.ranges.get('/disk.qcow2')!.slice(before).includes('bytes=1000-1999'), 'the Range went through to the location');
     noLeak(output(), SIGNATURE);
+  });
+
+  it(`${mode === 'embedded' ? 'pir serve' : 'the worker'} SIGKILLed while reading a location: the durable register-location job reads it again and the image becomes active`, async () => {
+    // 8 MiB at 1 MiB/s: the digest pass is under way when the process dies.
+    http.objects.set('/slow.qcow2', { data: qcow2, bytesPerSecond: 2 ** 20 });
+    const id = await newImage(as.alice);
+    const added = await addLocation(as.alice, id, { url: `${http.base}/slow.qcow2`, validation_data: { os_hash_algo: 'sha512', os_hash_value: digests.sha512 } });
+    assert.equal(added.status, 202, JSON.stringify(added.body));
+    for (let i = 0; i < 100 && !(http.ranges.get('/slow.qcow2') ?? []).includes(null); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await as.alice.getImage(id)).body.status, 'uploading', 'killed while the bytes were being read');
+    await restart();
+    const image = await settled(id, 240_000);
+    assert.equal(image.status, 'active', JSON.stringify(image.pir_failure));
+    assert.equal(image.os_hash_value, digests.sha512);
+    const whole = (http.ranges.get('/slow.qcow2') ?? []).filter((r) => r === null).length;
+    assert.ok(whole >= 2, `read again from the start after the kill (${whole} whole reads)`);
   });
 
   it('registers an s3:// object of an allowed bucket (service user), and deleting the image leaves the object', async () => {

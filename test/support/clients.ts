@@ -93,7 +93,8 @@ export type Identities = ReturnType<typeof makeIdentities>;
 
 export type PirMode = 'embedded' | 'distributed';
 
-export interface TenantPir { url: string; tokensFile: string; processes: PirProcess[]; stop(): Promise<void> }
+/** `env`: what the processes were started with (a test that kills one starts its replacement with it). */
+export interface TenantPir { url: string; tokensFile: string; processes: PirProcess[]; env: Record<string, string>; stop(): Promise<void> }
 
 /**
  * PIR with PIR_TOKENS_FILE holding the identities: `pir serve` (embedded), or `pir api` and one
@@ -141,7 +142,7 @@ export async function startTenantPir(dir: string, identities: Record<string, Ide
     await stop();
     throw error;
   }
-  return { url: `http://127.0.0.1:${port}`, tokensFile, processes, stop };
+  return { url: `http://127.0.0.1:${port}`, tokensFile, processes, env, stop };
 }
 
 /**

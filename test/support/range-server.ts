@@ -15,6 +15,8 @@ export interface ServedObject {
   /** Claimed size for Content-Range, when it should differ from data (a huge object never sent). */
   claimedSize?: number;
   lastModified?: string;
+  /** Send a whole-object answer (no Range) in 64 KiB pieces at this rate: a slow read to interrupt. */
+  bytesPerSecond?: number;
 }
 
 export interface RangeServer {
@@ -60,7 +62,18 @@ export async function startRangeServer(): Promise<RangeServer> {
     }
     res.writeHead(200, { ...validators, 'content-length': String(size) });
     count(object.data.length);
-    res.end(object.data);
+    if (!object.bytesPerSecond) return res.end(object.data);
+    const piece = 64 * 1024;
+    let at = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed) return clearInterval(timer);
+      res.write(object.data.subarray(at, at + piece));
+      at += piece;
+      if (at >= object.data.length) {
+        clearInterval(timer);
+        res.end();
+      }
+    }, Math.max(1, Math.round((1000 * piece) / object.bytesPerSecond)));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

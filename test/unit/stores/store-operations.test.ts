@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { access, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ImageService } from '../../../core/image-service.js';
 import { PirError } from '../../../core/errors.js';
-import { COPY_IMAGE_KIND, StoreOperations, type CopyImageJob } from '../../../core/store-operations.js';
+import { COPY_IMAGE_KIND, StoreOperations, startsCopies, type CopyImageJob } from '../../../core/store-operations.js';
 import { StoreRegistry } from '../../../core/store-registry.js';
 import { FsBlobStore } from '../../../infra/storage/fs-blob-store.js';
 import { STORE_GRACE_MS, Sweepers } from '../../../workers/sweepers.js';
@@ -28,9 +28,15 @@ async function setup() {
   const d = await domain();
   const other = new FsBlobStore(await mkdtemp(join(tmpdir(), 'pir-unit-store-')));
   await other.init();
+  const broken = new FsBlobStore(await mkdtemp(join(tmpdir(), 'pir-unit-store-')));
+  await broken.init();
+  // `broken` refuses every write: its images directory is a file.
+  await rm(broken.imagesDir, { recursive: true });
+  await writeFile(broken.imagesDir, 'not a directory');
   const stores = new StoreRegistry([
     { id: 'fast', description: 'f', blobs: d.blobs, properties: {} },
     { id: 'cheap', description: 'c', blobs: other, properties: {} },
+    { id: 'broken', description: 'b', blobs: broken, properties: {} },
   ], 'fast', true);
   const images = new ImageService(d.manifest, d.blobs, { stageDeadlineSeconds: 60, stores });
   const jobs: { id: string; data: CopyImageJob }[] = [];
@@ -52,13 +58,13 @@ describe('copy-image', () => {
     await assert.rejects(ops.copyImage(OWNER, id, ['cheap'], true), (e: PirError) => e.code === 'policy_denied');
     await assert.rejects(ops.copyImage({ ...OWNER, project_id: 'q' }, id, ['cheap'], true), (e: PirError) => e.code === 'not_found');
     assert.deepEqual(await ops.copyImage(ADMIN, id, ['fast', 'cheap'], true), ['cheap'], 'the default store already holds it');
-    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['cheap'], failed: [], must_succeed: true });
+    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['cheap'], failed: [], must_succeed: true, copied: [] });
     assert.equal(jobs.length, 1);
     await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores', 'being copied');
     await ops.handle(jobs[0].data, ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
-    assert.deepEqual(doc.store_import, { importing: [], failed: [], must_succeed: true });
+    assert.deepEqual(doc.store_import, { importing: [], failed: [], must_succeed: true, copied: ['cheap'] });
     assert.deepEqual(await readFile(join(other.imagesDir, id)), BYTES);
     await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores');
     await d.close();
@@ -73,8 +79,75 @@ describe('copy-image', () => {
     assert.deepEqual((await d.manifest.get(id))!.store_import!.importing, ['cheap'], 'still importing while retries remain');
     await ops.handle(jobs[0].data, ctx(COPY_IMAGE_KIND.retry.attempts));
     const doc = (await d.manifest.get(id))!;
-    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false });
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false, copied: [] });
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast']);
+    await d.close();
+  });
+
+  it('all_stores_must_succeed: a store failing for good removes the copies this copy-image made (Glance reverts the task)', async () => {
+    const { d, other, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    assert.deepEqual(await ops.copyImage(ADMIN, id, ['cheap', 'broken'], true), ['cheap', 'broken']);
+    await ops.handle(jobs[0].data, ctx(1));
+    assert.deepEqual((await d.manifest.get(id))!.stores!.map((c) => c.store), ['fast', 'cheap'], 'cheap is copied');
+    await assert.rejects(ops.handle(jobs[1].data, ctx(1)));
+    await ops.handle(jobs[1].data, ctx(COPY_IMAGE_KIND.retry.attempts));
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.stores!.map((c) => c.store), ['fast'], 'the image is left as it was');
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: true, copied: [] });
+    assert.equal(await exists(join(other.imagesDir, id)), false, "cheap's copy is removed");
+    assert.deepEqual(await readFile(join(d.blobs.imagesDir, id)), BYTES, 'the copy from before stays');
+    await d.close();
+  });
+
+  it('all_stores_must_succeed: false keeps the copies that worked and lists the store that failed', async () => {
+    const { d, other, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['broken', 'cheap'], false);
+    await ops.handle(jobs[0].data, ctx(COPY_IMAGE_KIND.retry.attempts));
+    await ops.handle(jobs[1].data, ctx(1));
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: false, copied: ['cheap'] });
+    assert.deepEqual(await readFile(join(other.imagesDir, id)), BYTES);
+    await d.close();
+  });
+
+  it('a copy-image while another is running is 409 import_in_progress (one placement at a time, as Glance\'s import lock)', async () => {
+    const { d, ops, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['cheap'], true);
+    await assert.rejects(ops.copyImage(ADMIN, id, ['broken'], true), (e: PirError) => e.code === 'import_in_progress');
+    assert.deepEqual((await d.manifest.get(id))!.store_import!.importing, ['cheap']);
+    await d.close();
+  });
+
+  it('a copy-image is recorded with an event that enqueues the same jobs again (a crash after the record loses no copy)', async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['cheap'], true);
+    // The event as the bus delivers it (published by the outbox relay).
+    const find = () => d.published.find((e) => e.image_id === id && e.type === 'image.updated');
+    for (let waited = 0; !find() && waited < 10_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+    const recorded = find()!;
+    assert.ok(startsCopies(recorded), 'the dispatcher acts on it');
+    assert.deepEqual(recorded.data, { changes: ['os_glance_importing_to_stores'] });
+    await ops.continueImport(id, recorded.id);
+    assert.deepEqual(jobs.map((j) => j.id), [`${id}.copy.cheap.${recorded.id}`, `${id}.copy.cheap.${recorded.id}`], 'one job id: the queue keeps one');
+    await d.close();
+  });
+
+  it('continueImport: one job per store a lenient import left, with ids an event repeated twice cannot double', async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await d.manifest.update(id, (draft) => { draft.store_import = { importing: ['cheap'], failed: ['broken'], must_succeed: false }; return []; });
+    assert.deepEqual(await ops.continueImport(id, 'e1'), ['cheap']);
+    assert.deepEqual(jobs.map((j) => j.id), [`${id}.copy.cheap.e1`]);
+    await ops.handle(jobs[0].data, ctx(1));
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: false });
+    assert.deepEqual(await ops.continueImport(id, 'e1'), [], 'nothing left to place');
     await d.close();
   });
 
