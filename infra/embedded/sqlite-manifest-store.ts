@@ -16,8 +16,8 @@ import Database from 'better-sqlite3';
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
-import { prefixEnd, weightedWords } from '../../core/search.js';
-import { SEARCH_SCHEMA, SqliteSearchIndex } from './sqlite-search-index.js';
+import { possibleScores, prefixEnd, weightedWords } from '../../core/search.js';
+import { SEARCH_SCHEMA, SqliteSearchIndex, type TermWeights } from './sqlite-search-index.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, RankedAfter, SortKey, SortSpec, SortValue } from '../../core/ports.js';
 import { WalGroupCommit } from './wal-group-commit.js';
@@ -63,6 +63,8 @@ const DRIVE_MAX = 4000;
 /** …or this many per row of the page, up to DRIVE_MAX_LONG_PAGE. */
 const DRIVE_PER_ROW = 16;
 const DRIVE_MAX_LONG_PAGE = 20_000;
+/** A relevance tier's images (SqliteSearchIndex.tierSql) drive up to this many rows per row of the page. */
+const TIER_DRIVE_PER_ROW = 16;
 /** The FTS5 intersection of a search's words drives up to this many rows per row of the page. */
 const FTS_DRIVE_PER_ROW = 40;
 
@@ -70,7 +72,7 @@ const FTS_DRIVE_PER_ROW = 40;
  * How rankedList asks listSql to rank: `best`, the whole candidate set by score (after `from`);
  * `tier`, only the images of one score, in the list's order (walking the list index).
  */
-type Ranking = { best: true; from?: RankedAfter } | { tier: number };
+type Ranking = { best: true; from?: RankedAfter } | { tier: number; terms: TermWeights };
 
 function marks(values: readonly unknown[]): string {
   return values.map(() => '?').join(', ');
@@ -372,8 +374,13 @@ export class SqliteManifestStore implements ManifestStore {
     params.push(limit);
     // The page's ids in order, then each document by primary key: SQLite never sorts documents.
     const ids = this.prepared(sql).all(...params) as unknown as { id: string }[];
+    return this.docsOf(ids.map((r) => r.id));
+  }
+
+  /** The documents of these ids, in this order (an id deleted meanwhile is left out). */
+  private docsOf(ids: string[]): ImageDoc[] {
     const docs: ImageDoc[] = [];
-    for (const { id } of ids) {
+    for (const id of ids) {
       const row = this.stmts.get.get(id);
       if (row) docs.push(JSON.parse(row.doc) as ImageDoc);
     }
@@ -390,10 +397,11 @@ export class SqliteManifestStore implements ManifestStore {
    * query can start from a small set (listSql's driving sets: a rare word, the words'
    * intersection, a tag, the caller's own images…) that set is scored and sorted in one query.
    * Otherwise the matches are many, and the page is read tier by tier: for each score that can
-   * occur (SqliteSearchIndex.possibleScores), best first, the list query walking its index with
-   * "score = s", until the page is full; a dense tier fills a page after a few rows, so the
-   * first page of `debian bookworm` (9,300 matches) reads ~25 rows per tier it visits instead
-   * of scoring every match.
+   * occur (core/search.ts possibleScores), best first, the list query with "score = s" until
+   * the page is full: driven by the tier's images when the word index counts few
+   * (SqliteSearchIndex.tierSql: an empty tier ends there), else walking the list index, where
+   * a dense tier fills a page after a few rows; so the first page of `debian bookworm` (9,300
+   * matches) reads ~25 rows of its best tier instead of scoring every match.
    */
   async rankedList(query: ListQuery, from?: RankedAfter): Promise<ImageDoc[]> {
     const search = query.search;
@@ -405,19 +413,15 @@ export class SqliteManifestStore implements ManifestStore {
     if (whole.driven) ids = this.idsOf(whole, limit);
     else {
       ids = [];
-      for (const score of this.search.possibleScores(search)) {
+      const terms = this.search.termWeights(search);
+      for (const score of possibleScores(terms.perTerm)) {
         if (from && score > from.score) continue;
-        const tier = this.listSql({ ...query, after: from && score === from.score ? from.after : undefined }, false, { tier: score });
+        const tier = this.listSql({ ...query, after: from && score === from.score ? from.after : undefined }, false, { tier: score, terms });
         ids.push(...this.idsOf(tier, limit - ids.length));
         if (ids.length >= limit) break;
       }
     }
-    const docs: ImageDoc[] = [];
-    for (const id of ids) {
-      const row = this.stmts.get.get(id);
-      if (row) docs.push(JSON.parse(row.doc) as ImageDoc);
-    }
-    return docs;
+    return this.docsOf(ids);
   }
 
   private idsOf(plan: { sql: string; params: unknown[] }, limit: number): string[] {
@@ -542,7 +546,7 @@ export class SqliteManifestStore implements ManifestStore {
     const driveMax = this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, Math.max(DRIVE_MAX, DRIVE_PER_ROW * query.limit));
     let driver: { from: string; params: unknown[]; rows: number; wholeSearch?: boolean } | null = null;
     const consider = (from: string, params: unknown[], wholeSearch = false, max = driveMax) => {
-      if (ranking && 'tier' in ranking) return; // rankedList found no small set already: walk
+      if (ranking && 'tier' in ranking) return; // rankedList found no small set already: only the tier's own (below)
       const rows = this.boundedCount(from, params, max);
       if (rows <= max && (!driver || rows < driver.rows)) driver = { from, params, rows, wholeSearch };
     };
@@ -557,6 +561,16 @@ export class SqliteManifestStore implements ManifestStore {
       // counting it costs a merge of the posting lists up to that many matches.
       const fts = driver ? null : this.search.matchExpression(query.search);
       if (fts) consider(SqliteSearchIndex.matchSql(), [fts.match], fts.complete, this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, FTS_DRIVE_PER_ROW * query.limit));
+    }
+    if (ranking && 'tier' in ranking && query.search) {
+      // The tier's images from the word index: a small tier drives the query, an empty one ends
+      // it after that index range; a tier larger than TIER_DRIVE_PER_ROW × limit is dense enough to walk.
+      const tier = SqliteSearchIndex.tierSql(query.search, ranking.terms, ranking.tier);
+      if (tier) {
+        const max = this.driveMax ?? TIER_DRIVE_PER_ROW * Math.max(1, query.limit);
+        const rows = this.boundedCount(tier.sql, tier.params, max);
+        if (rows <= max) driver = { from: tier.sql, params: tier.params, rows };
+      }
     }
     if (query.galleryIn && query.galleryIn.length > 0) {
       consider(`SELECT image_id AS did FROM image_properties WHERE key = ? AND value IN (${marks(query.galleryIn)})`, [GALLERY_PROPERTY, ...query.galleryIn]);

@@ -33,9 +33,17 @@ DROP INDEX IF EXISTS image_words_word;
 CREATE INDEX IF NOT EXISTS image_words_word_weight ON image_words (word, weight, image_id);
 `;
 
+/** The weights each term of a search is found with, and the prefix's completions (null: too many to list). */
+export interface TermWeights {
+  perTerm: number[][];
+  completions: string[] | null;
+}
+
 /** The weights a word can be found with (core/search.ts WEIGHTS), best first. */
 const ALL_WEIGHTS = [4, 2, 1];
 
+/** A tier reached in more ways than this (one weight per term) is walked without an index check. */
+const MAX_TIER_COMBINATIONS = 16;
 /** Prefixes up to this long are served by the FTS5 prefix index (prefix = '1 2 3'). */
 const INDEXED_PREFIX = 3;
 /** A longer prefix joins the FTS5 query when it has at most this many distinct completions. */
@@ -134,21 +142,76 @@ export class SqliteSearchIndex {
    * no image (the words' weights need not meet in one image): its tier is then an empty walk.
    */
   possibleScores(search: Search): number[] {
+    return possibleScores(this.termWeights(search).perTerm);
+  }
+
+  /**
+   * For each term (the words, then the prefix), the weights it is found with (see
+   * possibleScores), and the prefix's completions (null: more than MAX_COMPLETIONS).
+   */
+  termWeights(search: Search): TermWeights {
     const weightsOf = (word: string) => ALL_WEIGHTS.filter((w) => this.stmts.hasWeight.get(word, w) !== undefined);
     const perTerm = search.words.map(weightsOf);
     const found = new Set<number>();
+    let completions: string[] | null = [];
     const end = prefixEnd(search.prefix);
-    let row = this.stmts.firstWord.get(search.prefix, end);
-    for (let n = 0; row && found.size < ALL_WEIGHTS.length; n++) {
-      if (n >= MAX_COMPLETIONS) {
+    for (let row = this.stmts.firstWord.get(search.prefix, end); row; row = this.stmts.nextWord.get(row.word, end)) {
+      if (completions.length >= MAX_COMPLETIONS) {
         for (const w of ALL_WEIGHTS) found.add(w);
+        completions = null;
         break;
       }
+      completions.push(row.word);
       for (const w of weightsOf(row.word)) found.add(w);
-      row = this.stmts.nextWord.get(row.word, end);
     }
     perTerm.push([...found]);
-    return possibleScores(perTerm);
+    return { perTerm, completions };
+  }
+
+  /**
+   * SQL selecting (as `did`) the images whose score is `score`, from the index alone: for each
+   * way of reaching the score (one weight per term), the images holding the first word at its
+   * weight (an index range of image_words_word_weight), each probed for the other terms' exact
+   * weights. Counted to a bound, it proves a tier empty at the cost of that range instead of a
+   * walk of every image, and drives a small tier. Null when there are more than
+   * MAX_TIER_COMBINATIONS ways (many words): the tier is walked.
+   */
+  static tierSql(search: Search, terms: TermWeights, score: number): { sql: string; params: unknown[] } | null {
+    const { perTerm, completions } = terms;
+    const combos: number[][] = [];
+    const pick = (i: number, left: number, chosen: number[]): boolean => {
+      if (i === perTerm.length) {
+        if (left === 0) combos.push(chosen);
+        return combos.length <= MAX_TIER_COMBINATIONS;
+      }
+      for (const w of perTerm[i]!) if (w <= left && !pick(i + 1, left - w, [...chosen, w])) return false;
+      return true;
+    };
+    if (!pick(0, score, [])) return null;
+    const parts: string[] = [];
+    const params: unknown[] = [];
+    const end = prefixEnd(search.prefix);
+    for (const combo of combos) {
+      const prefixWeight = combo[combo.length - 1]!;
+      if (search.words.length === 0) {
+        // A prefix alone: the images with a completion at this weight, one index range a
+        // completion (UNION: an image with two is one row; the score clause keeps those whose best it is).
+        if (!completions) return null;
+        parts.push(completions.map(() => 'SELECT a.image_id AS did FROM image_words a WHERE a.word = ? AND a.weight = ?').join(' UNION '));
+        for (const word of completions) params.push(word, prefixWeight);
+        continue;
+      }
+      const probes: string[] = [];
+      params.push(search.words[0], combo[0]);
+      for (let i = 1; i < search.words.length; i++) {
+        probes.push('(SELECT w.weight FROM image_words w WHERE w.image_id = a.image_id AND w.word = ?) = ?');
+        params.push(search.words[i], combo[i]);
+      }
+      probes.push('(SELECT max(w.weight) FROM image_words w WHERE w.image_id = a.image_id AND w.word >= ? AND w.word < ?) = ?');
+      params.push(search.prefix, end, prefixWeight);
+      parts.push(`SELECT a.image_id AS did FROM image_words a WHERE a.word = ? AND a.weight = ? AND ${probes.join(' AND ')}`);
+    }
+    return combos.length ? { sql: parts.join(' UNION ALL '), params } : null;
   }
 
   /**
