@@ -4,7 +4,7 @@
  * 100,000 images embedded):
  * - q=debian (a word of ~1 image in 6), q=debian 12 (two words ANDed), q=deb (a prefix),
  *   q=gpu cuda (rare words), q=<one image's unique word>, a member's default view with q, and
- *   q=debian bookworm with sort=relevance (the newest 1,000 matches ranked);
+ *   q=debian bookworm with sort=relevance (every match ranked, best score tier first);
  * - ?gallery=<g>, ?gallery=<root>&recursive=true, GET /v2/galleries/{root}?recursive=true
  *   (counts) for one project's tree of galleries among all images;
  * - embedded (SQLite) and on the MongoDB-wire store (FerretDB on :27017; 2,000 images by

@@ -16,8 +16,8 @@ import { applyPatch, galleriesNamed, type PatchOp } from './image-patch.js';
 import { LIMITS } from './limits.js';
 import type { Gallery } from './catalog-ports.js';
 import { GALLERY_PROPERTY } from './gallery-rules.js';
-import { relevance } from './search.js';
-import { sortValues } from './list-access.js';
+import { relevance, searchMatches } from './search.js';
+import { compareDocs, sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
@@ -25,7 +25,7 @@ import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
 import { copiesOf, removeCopies } from './image-stores.js';
 import { StoreRegistry } from './store-registry.js';
 import { enforceAddLocation, enforceListLocations, type ParsedLocation } from './external-location.js';
-import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope } from './ports.js';
+import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope, type SortValue } from './ports.js';
 
 export interface CreateImageInput {
   id?: string;
@@ -76,8 +76,11 @@ export interface CatalogHooks {
   grants(caller: Caller): Promise<GalleryGrant[]>;
 }
 
-/** sort=relevance ranks this many of the newest matches (README "Keyword search"). */
-export const RELEVANCE_WINDOW = 1000;
+/**
+ * sort=relevance on a store without rankedList reads the matches this many at a time (large:
+ * on FerretDB v1 each read is a collection scan whatever its limit).
+ */
+const RANK_SCAN_BATCH = 1000;
 
 /** How far the list fallback reads past `limit` per round while it filters out what the caller may not see. */
 const LIST_CHUNK = 200;
@@ -197,7 +200,7 @@ export class ImageService {
       if (!this.catalog) throw fail('bad_gallery', 'Galleries are not served here.');
       query.galleryIn = await this.catalog.galleryFilter(caller, request.gallery.id, request.gallery.recursive);
     }
-    if (request.relevance && query.search) return this.ranked(query, request);
+    if (request.relevance && query.search) return this.ranked(caller, grants, query, request);
     if (request.after) {
       query.after = request.after;
     } else if (request.marker !== undefined) {
@@ -212,38 +215,55 @@ export class ImageService {
   }
 
   /**
-   * sort=relevance: the newest RELEVANCE_WINDOW matches, ranked by core/search.ts `relevance`
-   * (ties: the list's order), then the page after the marker (or after the id that ends the
-   * `after` keyset, as the page builder continues). Matches beyond the window are not ranked.
+   * sort=relevance: every match ranked by core/search.ts `relevance`, best first, equal scores in
+   * the list's order; the page after the marker (or after the id that ends the `after` keyset,
+   * as the page builder continues). The marker's score and sort values are the position, so a
+   * page costs what its tier costs, however deep the marker.
    */
-  private async ranked(query: ListQuery, request: ListRequest): Promise<ImageDoc[]> {
+  private async ranked(caller: Caller, grants: GalleryGrant[], query: ListQuery, request: ListRequest): Promise<ImageDoc[]> {
     const search = query.search!;
     const store = this.manifest.store;
-    const window = { ...query, limit: RELEVANCE_WINDOW, after: undefined };
-    // A store that ranks in SQL reads only the page's documents; otherwise rank the window's documents here.
-    let ids: string[];
-    let docs: Map<string, ImageDoc> | null = null;
-    if (store.rankedIds) ids = await store.rankedIds(window, RELEVANCE_WINDOW);
-    else {
-      const scored = (await store.list(window)).map((doc, i) => ({ doc, i, score: relevance(doc, search) }));
-      scored.sort((a, b) => b.score - a.score || a.i - b.i);
-      ids = scored.map((s) => s.doc.id);
-      docs = new Map(scored.map((s) => [s.doc.id, s.doc]));
-    }
     const lastId = request.after ? String(request.after[request.after.length - 1]) : request.marker;
-    let start = 0;
+    let marker: ImageDoc | null = null;
     if (lastId !== undefined) {
-      const at = ids.indexOf(lastId);
-      if (at < 0) {
+      marker = await store.get(lastId);
+      if (!marker || marker.status === 'deleted' || !canSee(caller, marker, new Set(grants.map((g) => g.gallery_id))) || !searchMatches(marker, search)) {
         throw fail('bad_marker', `Query parameter 'marker' must be the id of an image among this search's ranked results (got '${lastId.slice(0, 64)}'); start again without it.`);
       }
-      start = at + 1;
     }
-    const page = ids.slice(start, start + query.limit);
-    if (docs) return page.map((id) => docs.get(id)!);
-    const found = await Promise.all(page.map((id) => store.get(id)));
-    // An image deleted between the ranking and this read is left out (as a list races a delete).
-    return found.filter((d): d is ImageDoc => d !== null && d.status !== 'deleted');
+    if (query.where.status?.length === 0 || query.limit === 0) return [];
+    const from = marker ? { score: relevance(marker, search), after: sortValues(marker, query.sort) } : undefined;
+    if (store.rankedList) return store.rankedList({ ...query, after: undefined }, from);
+    return this.rankedByScan(query, marker);
+  }
+
+  /**
+   * sort=relevance for a store that cannot rank: every match read in the list's order, in
+   * batches, keeping only the best `limit` after the marker (memory: one page and one batch).
+   */
+  private async rankedByScan(query: ListQuery, marker: ImageDoc | null): Promise<ImageDoc[]> {
+    const search = query.search!;
+    const markerScore = marker ? relevance(marker, search) : Infinity;
+    const best: { doc: ImageDoc; score: number }[] = [];
+    let after: SortValue[] | undefined;
+    for (;;) {
+      const batch = await this.manifest.store.list({ ...query, limit: RANK_SCAN_BATCH, after });
+      for (const doc of batch) {
+        const score = relevance(doc, search);
+        // Before the marker in the ranking: a better score, or the same score earlier in the list.
+        if (marker && (score > markerScore || (score === markerScore && compareDocs(doc, marker, query.sort) <= 0))) continue;
+        // The batch comes in list order, so a newcomer goes after every kept image of its score.
+        let at = best.length;
+        while (at > 0 && best[at - 1]!.score < score) at--;
+        if (at < query.limit) {
+          best.splice(at, 0, { doc, score });
+          if (best.length > query.limit) best.pop();
+        }
+      }
+      if (batch.length < RANK_SCAN_BATCH) break;
+      after = sortValues(batch[batch.length - 1]!, query.sort);
+    }
+    return best.map((b) => b.doc);
   }
 
   /**

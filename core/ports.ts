@@ -89,6 +89,12 @@ export interface ListQuery {
   after?: SortValue[];
 }
 
+/** A position in a relevance ranking: just after the image with this score and these sort values (sortValues). */
+export interface RankedAfter {
+  score: number;
+  after: SortValue[];
+}
+
 /** A list as a caller asks for it (ImageService.list adds the caller's scope and the marker's keyset). */
 export interface ListRequest {
   query: Omit<ListQuery, 'scope' | 'after'>;
@@ -110,11 +116,12 @@ export interface ManifestStore {
   /** How many documents list(query) would return without limit and keyset (`limit`, `after` and `sort` are ignored). */
   count(query: ListQuery): Promise<number>;
   /**
-   * Optional, sort=relevance in the store's own query language: the ids of the first `window`
-   * matches of query.search in the list's order, ranked by core/search.ts `relevance` (ties
-   * keep that order). Without it ImageService ranks the documents itself.
+   * Optional, sort=relevance in the store's own query language: the first `query.limit` matches
+   * of query.search ranked by core/search.ts `relevance`, best first, equal scores in the list's
+   * order (query.sort), after the position `from` (query.after is ignored). Without it
+   * ImageService reads every match and ranks them itself.
    */
-  rankedIds?(query: ListQuery, window: number): Promise<string[]>;
+  rankedList?(query: ListQuery, from?: RankedAfter): Promise<ImageDoc[]>;
   /**
    * Compare-and-set: writes `doc` (whose revision the caller has already bumped) only if the
    * stored revision is still `expectedRevision`. Returns false when someone else wrote first.

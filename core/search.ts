@@ -104,6 +104,22 @@ export function relevance(doc: Pick<ImageDoc, 'name' | 'tags' | 'properties'>, s
   return score;
 }
 
+/**
+ * The scores an image matching every term can have, best first, given the weights each term is
+ * found with somewhere in the store (one list per term: the words, then the prefix). A store
+ * ranks tier by tier (sort=relevance): all images of the best score in the list's order, then
+ * the next score's, so a page is read from its score's tier alone, never by scoring every match.
+ */
+export function possibleScores(weightsPerTerm: number[][]): number[] {
+  let sums = new Set([0]);
+  for (const weights of weightsPerTerm) {
+    const next = new Set<number>();
+    for (const s of sums) for (const w of weights) next.add(s + w);
+    sums = next;
+  }
+  return [...sums].filter((s) => s > 0).sort((a, b) => b - a);
+}
+
 /** The exclusive upper bound of the words starting with `prefix` (for index range scans). */
 export function prefixEnd(prefix: string): string {
   return prefix + '\u{10FFFF}';

@@ -66,7 +66,8 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     // of large images is cut short, with a `next` link to the rest). The first batch starts
     // after the marker; the next ones continue from the keyset of the last image.
     const page = await collectPage(
-      (batch, after) => images.list(request.caller, after ? { query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
+      // A later batch keeps everything the request asks (relevance ranking, gallery) but the marker.
+      (batch, after) => images.list(request.caller, after ? { ...listRequest, marker: undefined, query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
       limit,
       (doc) => JSON.stringify(view(request.caller, doc)),
       (doc) => sortValues(doc, sort),

@@ -16,10 +16,10 @@ import Database from 'better-sqlite3';
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
-import { prefixEnd, weightedWords } from '../../core/search.js';
-import { SEARCH_SCHEMA, SqliteSearchIndex } from './sqlite-search-index.js';
+import { possibleScores, prefixEnd, weightedWords } from '../../core/search.js';
+import { SEARCH_SCHEMA, SqliteSearchIndex, type TermWeights } from './sqlite-search-index.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
-import type { ListQuery, ManifestStore, SortKey, SortSpec, SortValue } from '../../core/ports.js';
+import type { ListQuery, ManifestStore, RankedAfter, SortKey, SortSpec, SortValue } from '../../core/ports.js';
 import { WalGroupCommit } from './wal-group-commit.js';
 import { manifestWrites } from '../telemetry/metrics.js';
 
@@ -63,8 +63,16 @@ const DRIVE_MAX = 4000;
 /** …or this many per row of the page, up to DRIVE_MAX_LONG_PAGE. */
 const DRIVE_PER_ROW = 16;
 const DRIVE_MAX_LONG_PAGE = 20_000;
+/** A relevance tier's images (SqliteSearchIndex.tierSql) drive up to this many rows per row of the page. */
+const TIER_DRIVE_PER_ROW = 16;
 /** The FTS5 intersection of a search's words drives up to this many rows per row of the page. */
 const FTS_DRIVE_PER_ROW = 40;
+
+/**
+ * How rankedList asks listSql to rank: `best`, the whole candidate set by score (after `from`);
+ * `tier`, only the images of one score, in the list's order (walking the list index).
+ */
+type Ranking = { best: true; from?: RankedAfter } | { tier: number; terms: TermWeights };
 
 function marks(values: readonly unknown[]): string {
   return values.map(() => '?').join(', ');
@@ -133,7 +141,6 @@ CREATE TABLE IF NOT EXISTS image_words (
   weight   INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (image_id, word)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS image_words_word ON image_words (word, image_id);
 `;
 
 /** Columns added by schema version 2 (ALTERed into older files). */
@@ -367,8 +374,13 @@ export class SqliteManifestStore implements ManifestStore {
     params.push(limit);
     // The page's ids in order, then each document by primary key: SQLite never sorts documents.
     const ids = this.prepared(sql).all(...params) as unknown as { id: string }[];
+    return this.docsOf(ids.map((r) => r.id));
+  }
+
+  /** The documents of these ids, in this order (an id deleted meanwhile is left out). */
+  private docsOf(ids: string[]): ImageDoc[] {
     const docs: ImageDoc[] = [];
-    for (const { id } of ids) {
+    for (const id of ids) {
       const row = this.stmts.get.get(id);
       if (row) docs.push(JSON.parse(row.doc) as ImageDoc);
     }
@@ -381,14 +393,39 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   /**
-   * sort=relevance: the ids of the first `window` matches in the list's order, ranked in SQL
-   * (core/search.ts `relevance`, from image_words' weights): no document is read to rank.
+   * sort=relevance, best first, equal scores in the list's order, after `from`. When the list
+   * query can start from a small set (listSql's driving sets: a rare word, the words'
+   * intersection, a tag, the caller's own images…) that set is scored and sorted in one query.
+   * Otherwise the matches are many, and the page is read tier by tier: for each score that can
+   * occur (core/search.ts possibleScores), best first, the list query with "score = s" until
+   * the page is full: driven by the tier's images when the word index counts few
+   * (SqliteSearchIndex.tierSql: an empty tier ends there), else walking the list index, where
+   * a dense tier fills a page after a few rows; so the first page of `debian bookworm` (9,300
+   * matches) reads ~25 rows of its best tier instead of scoring every match.
    */
-  async rankedIds(query: ListQuery, window: number): Promise<string[]> {
-    if (!query.search) throw new Error('rankedIds: the query has no search');
-    const { sql, params } = this.listSql({ ...query, after: undefined });
-    const ids = (this.prepared(sql).all(...params, window) as unknown as { id: string }[]).map((r) => r.id);
-    return this.search.rank(ids, query.search);
+  async rankedList(query: ListQuery, from?: RankedAfter): Promise<ImageDoc[]> {
+    const search = query.search;
+    if (!search) throw new Error('rankedList: the query has no search');
+    const limit = Math.max(0, Math.floor(query.limit));
+    if (limit === 0) return [];
+    const whole = this.listSql({ ...query, after: undefined }, false, { best: true, from });
+    let ids: string[];
+    if (whole.driven) ids = this.idsOf(whole, limit);
+    else {
+      ids = [];
+      const terms = this.search.termWeights(search);
+      for (const score of possibleScores(terms.perTerm)) {
+        if (from && score > from.score) continue;
+        const tier = this.listSql({ ...query, after: from && score === from.score ? from.after : undefined }, false, { tier: score, terms });
+        ids.push(...this.idsOf(tier, limit - ids.length));
+        if (ids.length >= limit) break;
+      }
+    }
+    return this.docsOf(ids);
+  }
+
+  private idsOf(plan: { sql: string; params: unknown[] }, limit: number): string[] {
+    return (this.prepared(plan.sql).all(...plan.params, limit) as unknown as { id: string }[]).map((r) => r.id);
   }
 
   /** The query plan of list(query), for tests and diagnostics (are the indexes used?). */
@@ -502,13 +539,14 @@ export class SqliteManifestStore implements ManifestStore {
    * prefixed with `+` are kept off their single-column indexes on purpose: used to drive, they
    * would make SQLite sort the whole matching set. LIMIT is the last parameter.
    */
-  private listSql(query: ListQuery, count = false): { sql: string; params: unknown[] } {
+  private listSql(query: ListQuery, count = false, ranking?: Ranking): { sql: string; params: unknown[]; driven: boolean } {
     const access = listAccess(query);
     // Walking the index newest first costs about limit × images ÷ matches rows; driving from a
     // set costs its size: a long page (the relevance window of 1,000) is worth a larger set.
     const driveMax = this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, Math.max(DRIVE_MAX, DRIVE_PER_ROW * query.limit));
     let driver: { from: string; params: unknown[]; rows: number; wholeSearch?: boolean } | null = null;
     const consider = (from: string, params: unknown[], wholeSearch = false, max = driveMax) => {
+      if (ranking && 'tier' in ranking) return; // rankedList found no small set already: only the tier's own (below)
       const rows = this.boundedCount(from, params, max);
       if (rows <= max && (!driver || rows < driver.rows)) driver = { from, params, rows, wholeSearch };
     };
@@ -523,6 +561,16 @@ export class SqliteManifestStore implements ManifestStore {
       // counting it costs a merge of the posting lists up to that many matches.
       const fts = driver ? null : this.search.matchExpression(query.search);
       if (fts) consider(SqliteSearchIndex.matchSql(), [fts.match], fts.complete, this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, FTS_DRIVE_PER_ROW * query.limit));
+    }
+    if (ranking && 'tier' in ranking && query.search) {
+      // The tier's images from the word index: a small tier drives the query, an empty one ends
+      // it after that index range; a tier larger than TIER_DRIVE_PER_ROW × limit is dense enough to walk.
+      const tier = SqliteSearchIndex.tierSql(query.search, ranking.terms, ranking.tier);
+      if (tier) {
+        const max = this.driveMax ?? TIER_DRIVE_PER_ROW * Math.max(1, query.limit);
+        const rows = this.boundedCount(tier.sql, tier.params, max);
+        if (rows <= max) driver = { from: tier.sql, params: tier.params, rows };
+      }
     }
     if (query.galleryIn && query.galleryIn.length > 0) {
       consider(`SELECT image_id AS did FROM image_properties WHERE key = ? AND value IN (${marks(query.galleryIn)})`, [GALLERY_PROPERTY, ...query.galleryIn]);
@@ -632,6 +680,17 @@ export class SqliteManifestStore implements ManifestStore {
       }
     }
     const sort = normalizeSort(query.sort);
+    const score = ranking && query.search ? SqliteSearchIndex.scoreSql(query.search) : null;
+    if (score && ranking && 'tier' in ranking) {
+      clauses.push(`${score.expr} = ?`);
+      params.push(...score.params, ranking.tier);
+    }
+    if (score && ranking && 'best' in ranking && ranking.from) {
+      // After `from` in the ranking: a lower score, or the same score after it in the list's order.
+      const { clause, values } = keysetSql(sort, ranking.from.after);
+      clauses.push(`(${score.expr} < ? OR (${score.expr} = ? AND ${clause}))`);
+      params.push(...score.params, ranking.from.score, ...score.params, ranking.from.score, ...values);
+    }
     if (query.after) {
       const { clause, values } = keysetSql(sort, query.after);
       clauses.push(clause);
@@ -641,8 +700,10 @@ export class SqliteManifestStore implements ManifestStore {
     const source = d ? `(${d.from}) AS d CROSS JOIN images INDEXED BY images_list_id ON images.id = d.did` : 'images';
     const where = clauses.length ? `WHERE ${clauses.join(' AND ')}` : '';
     const order = (prefix: string) => sort.map((s) => `${prefix}${SORT_COLUMNS[s.key]} ${s.dir === 'desc' ? 'DESC' : 'ASC'}`).join(', ');
-    const inner = count ? `SELECT count(*) AS n FROM ${source} ${where}` : `SELECT images.id FROM ${source} ${where} ORDER BY ${order('images.')} LIMIT ?`;
-    return { sql: inner, params: [...(d ? d.params : []), ...params] };
+    const best = score && ranking && 'best' in ranking;
+    const orderBy = best ? `${score.expr} DESC, ${order('images.')}` : order('images.');
+    const inner = count ? `SELECT count(*) AS n FROM ${source} ${where}` : `SELECT images.id FROM ${source} ${where} ORDER BY ${orderBy} LIMIT ?`;
+    return { sql: inner, params: [...(d ? d.params : []), ...params, ...(best && !count ? score.params : [])], driven: d !== null };
   }
 
   /** min(rows of `sql`, max + 1): how big a candidate driving set is, at the cost of at most that many index entries. */

@@ -89,7 +89,7 @@ test('SQLite store: a schema-3 file (image_words without weights, no FTS5 index)
   const query = { scope: { project_id: 'p2', admin: false }, memberStatus: 'accepted' as const, where: {}, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10, search: { words: ['debian'], prefix: 'nob' } };
   assert.deepEqual((await store.list(query)).map((d) => d.id), [docs[0]!.id, docs[1]!.id]);
   // Ranked by where the words are: both in the name (8) before a tag and a property (3).
-  assert.deepEqual(await store.rankedIds(query, 10), [docs[1]!.id, docs[0]!.id]);
+  assert.deepEqual((await store.rankedList(query)).map((d) => d.id), [docs[1]!.id, docs[0]!.id]);
   assert.deepEqual((await store.list({ ...query, search: { words: ['gpu'], prefix: 'debian' } })).map((d) => d.id), [docs[0]!.id]);
   // The FTS5 index was filled from the documents.
   const check = new Database(path, { readonly: true });
