@@ -191,6 +191,11 @@ export interface StageJob {
 export interface JobContext {
   /** 1 for the first try. */
   attempt: number;
+  /**
+   * This attempt was started before and never ended (its worker died; BullMQ's stalled-job
+   * recovery put it back): not a new attempt to the queue, but a new start of its work.
+   */
+  redelivered?: boolean;
   maxAttempts: number;
   reportProgress(percent: number): Promise<void>;
 }

@@ -78,13 +78,12 @@ export class StageRunner {
   }
 
   private async start(job: StageJob, ctx: JobContext): Promise<ImageDoc | null> {
-    // Handed off: the previous stage's completion write already started this stage (one
-    // compare-and-set fewer per stage). Only a job's first attempt takes that shortcut; a retry
-    // records its own start. (A re-run after the worker died is still attempt 1 to the queue:
-    // it runs without a new start count, within the deadline the handoff set; past it the
-    // stale sweeper resumes the image.) The document may be this process's cached view: the
-    // completion write is compare-and-set on fresh data anyway.
-    if (ctx.attempt === 1) {
+    // Handed off: the write before (the import's start, or the previous stage's completion)
+    // already started this stage (one compare-and-set fewer per stage). Only a job's first
+    // delivery takes that shortcut; a retry, or a re-run after the worker died (redelivered),
+    // records its own start. The document may be this process's cached view: the completion
+    // write is compare-and-set on fresh data anyway.
+    if (ctx.attempt === 1 && !ctx.redelivered) {
       const seen = await this.manifest.peekOrGet(job.imageId);
       if (seen && this.isCurrent(seen, job) && seen.pipeline!.handoff === job.stage && seen.pipeline!.stages[job.stage].status === 'running') return seen;
     }

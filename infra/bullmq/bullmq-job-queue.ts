@@ -133,6 +133,7 @@ export class BullmqJobQueue implements JobQueue {
       async (job: Job<StageJob>) => {
         const ctx: JobContext = {
           attempt: job.attemptsMade + 1,
+          redelivered: job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0,
           maxAttempts: job.opts.attempts ?? maxAttempts,
           reportProgress: async (percent: number) => {
             await job.updateProgress(Math.max(0, Math.min(100, percent)));
