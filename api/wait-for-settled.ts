@@ -27,8 +27,12 @@ export async function waitForSettled(manifest: Manifest, id: string, signal: Abo
   manifest.changes.on(id, onSignal);
   try {
     let delay = FIRST_POLL_MS;
+    // The first look may be this process's own last write (the upload's, just made): no read.
+    // Were it stale, the image settled before the listener was on, and the first poll sees it.
+    let look: (id: string) => Promise<ImageDoc | null> = (i) => manifest.peekOrGet(i);
     for (;;) {
-      const doc = written ?? await manifest.get(id);
+      const doc = written ?? await look(id);
+      look = (i) => manifest.get(i);
       if (!doc || SETTLED.has(doc.status) || signal.aborted) return doc;
       await new Promise<void>((resolve) => {
         // One abort listener at a time, removed after each wait: a long wait polls many times.
