@@ -192,13 +192,15 @@ export class StageRunner {
         record(working);
         done.push({ stage, record, startedAt, endedAt: new Date(), durationMs });
         stageLog.info({ duration_ms: durationMs }, 'stage done');
-        return true;
+        if (stage !== STAGES[STAGES.length - 1]) return true;
+        // The last stage: the chain's completion, in this stage's span (its events carry its context, as a chain's last write does).
+        const { doc, changed } = await this.recordFused(recorded, done, (draft) => activate(draft, job.run));
+        if (changed) stageLog.info({ stages: done.map((d) => d.stage) }, 'image active');
+        await this.afterLastStage(job.imageId, true, changed, doc);
+        return false;
       });
       if (!next) return;
     }
-    const { doc, changed } = await this.recordFused(recorded, done, (draft) => activate(draft, job.run));
-    if (changed) log.info({ stages: done.map((d) => d.stage) }, 'image active');
-    await this.afterLastStage(job.imageId, true, changed, doc);
   }
 
   /** The stage a fused job goes on from: the manifest's current one, if it is this job's run and not before the job's first stage. */
