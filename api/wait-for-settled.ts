@@ -16,12 +16,23 @@ const MAX_POLL_MS = 4000;
 
 export async function waitForSettled(manifest: Manifest, id: string, signal: AbortSignal): Promise<ImageDoc | null> {
   let wake: () => void = () => {};
-  const onSignal = () => wake();
+  // A write by this process signals with the document as written (and made durable): it is the
+  // answer when settled, and no reason to read when not. A signal without one (a bus event) reads.
+  let written: ImageDoc | null = null;
+  const onSignal = (doc?: ImageDoc) => {
+    if (doc && !SETTLED.has(doc.status)) return;
+    if (doc) written = doc;
+    wake();
+  };
   manifest.changes.on(id, onSignal);
   try {
     let delay = FIRST_POLL_MS;
+    // The first look may be this process's own last write (the upload's, just made): no read.
+    // Were it stale, the image settled before the listener was on, and the first poll sees it.
+    let look: (id: string) => Promise<ImageDoc | null> = (i) => manifest.peekOrGet(i);
     for (;;) {
-      const doc = await manifest.get(id);
+      const doc = written ?? await look(id);
+      look = (i) => manifest.get(i);
       if (!doc || SETTLED.has(doc.status) || signal.aborted) return doc;
       await new Promise<void>((resolve) => {
         // One abort listener at a time, removed after each wait: a long wait polls many times.

@@ -14,7 +14,7 @@ import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import { LIMITS } from './limits.js';
-import { newRun } from './pipeline-state.js';
+import { newRun, startStage } from './pipeline-state.js';
 
 /** Moves `draft` to `to`, refusing a move the state machine does not allow. Private to the entity. */
 function transition(draft: ImageDoc, to: ImageStatus): void {
@@ -113,7 +113,9 @@ export function abortReceiving(draft: ImageDoc, reason: string): NewEvent[] {
 export function beginImport(draft: ImageDoc, run: number, method: PipelineRun['method'], deadlineSeconds: number): NewEvent[] {
   transition(draft, 'importing');
   draft.pipeline = newRun(run, method, deadlineSeconds);
-  return [event('image.import.started', { run, method, first_stage: draft.pipeline.stage as StageName })];
+  const first = draft.pipeline.stage as StageName;
+  // The first stage starts in this same write, handed off to its job (one write fewer per image).
+  return [event('image.import.started', { run, method, first_stage: first }), startStage(draft, first, deadlineSeconds, true)];
 }
 
 /**

@@ -1,4 +1,5 @@
 import { STAGES, type ImageDoc, type PipelineRun, type StageName, type StageProgress } from '../schemas/image.js';
+import { event, type NewEvent } from './events.js';
 
 export function newRun(run: number, method: PipelineRun['method'], deadlineSeconds: number, now = new Date()): PipelineRun {
   const pending = (): StageProgress => ({ status: 'pending', attempts: 0, started_at: null, ended_at: null, duration_ms: null });
@@ -30,4 +31,24 @@ export function remainingStages(run: PipelineRun): StageName[] {
 /** The next run number of an image: each upload or import attempt gets its own. */
 export function nextRunNumber(doc: ImageDoc): number {
   return Math.max(doc.pipeline?.run ?? 0, doc.upload?.run ?? 0) + 1;
+}
+
+/**
+ * Marks a stage running (its start counted, the run's deadline moved on); returns its event.
+ * With `handoff`, the write that makes it also hands the stage to its job (`pipeline.handoff`):
+ * the job's first attempt then runs without a start write of its own.
+ */
+export function startStage(draft: ImageDoc, stage: StageName, deadlineSeconds: number, handoff: boolean, now = new Date()): NewEvent {
+  const pipeline = draft.pipeline!;
+  const progress = pipeline.stages[stage];
+  progress.status = 'running';
+  // Count starts, not the queue's attempt number: a stage re-run after its worker died
+  // (a stalled job) is not a new attempt to the queue, but it is a new start.
+  progress.attempts += 1;
+  progress.started_at = now.toISOString();
+  progress.ended_at = null;
+  progress.duration_ms = null;
+  pipeline.deadline_at = new Date(now.getTime() + deadlineSeconds * 1000).toISOString();
+  pipeline.handoff = handoff ? stage : null;
+  return event('image.stage.started', { run: pipeline.run, stage, attempt: progress.attempts });
 }

@@ -188,11 +188,21 @@ export interface StageJob {
   run: number;
   stage: StageName;
   traceparent?: string;
+  /**
+   * A small image's whole chain in one job: it runs from whichever of its stages the manifest
+   * records as current (this one or a later one) to the end (workers/stage-runner.ts).
+   */
+  fused?: boolean;
 }
 
 export interface JobContext {
   /** 1 for the first try. */
   attempt: number;
+  /**
+   * This attempt was started before and never ended (its worker died; BullMQ's stalled-job
+   * recovery put it back): not a new attempt to the queue, but a new start of its work.
+   */
+  redelivered?: boolean;
   maxAttempts: number;
   reportProgress(percent: number): Promise<void>;
 }
@@ -208,7 +218,7 @@ export interface RetryPolicy {
 export interface JobQueue {
   /**
    * Enqueues `jobs` as one chain: each job runs only after the one before it completed.
-   * Job ids are `${imageId}.${run}.${stage}`, so enqueueing the same chain again is a no-op.
+   * Job ids are stageJobId(job), so enqueueing the same chain again is a no-op.
    * A handler that throws is retried with exponential backoff up to the policy's attempts;
    * when the last attempt throws, the rest of the chain does not run.
    */
@@ -236,8 +246,8 @@ export interface QueueStats {
   oldestWaitingSeconds: number;
 }
 
-export function stageJobId(job: Pick<StageJob, 'imageId' | 'run' | 'stage'>): string {
-  return `${job.imageId}.${job.run}.${job.stage}`;
+export function stageJobId(job: Pick<StageJob, 'imageId' | 'run' | 'stage' | 'fused'>): string {
+  return `${job.imageId}.${job.run}.${job.stage}${job.fused ? '.fused' : ''}`;
 }
 
 // ---------------------------------------------------------------- blobs

@@ -55,6 +55,8 @@ export interface PirConfig {
   stageBackoffMs: number;
   /** A run with no stage progress for this long is stuck: it is resumed, then killed. */
   stageDeadlineSeconds: number;
+  /** Images whose staged bytes are at most this size run all their stages in one job (0: never). */
+  fusedStagesMaxSize: number;
   /** An upload whose receiving process stopped heartbeating for this long is abandoned. */
   uploadStallSeconds: number;
   /** How often the store janitor runs (orphaned bytes, unrecorded copies, abandoned multipart uploads). */
@@ -300,7 +302,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     redisPrefix: name(env, 'PIR_REDIS_PREFIX', 'pir'),
     mongodbUrl: optionalUrl(env, 'PIR_MONGODB_URL', ['mongodb:', 'mongodb+srv:']),
     concurrency: {
-      unpack: int(env, 'PIR_UNPACK_CONCURRENCY', 2, 1, 256),
+      unpack: int(env, 'PIR_UNPACK_CONCURRENCY', 8, 1, 256),
       inspect: int(env, 'PIR_INSPECT_CONCURRENCY', 8, 1, 256),
       checksum: int(env, 'PIR_CHECKSUM_CONCURRENCY', 8, 1, 256),
       promote: int(env, 'PIR_PROMOTE_CONCURRENCY', 8, 1, 256),
@@ -308,6 +310,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     stageAttempts: int(env, 'PIR_STAGE_ATTEMPTS', 5, 1, 100),
     stageBackoffMs: int(env, 'PIR_STAGE_BACKOFF_MS', 500, 1, 3_600_000),
     stageDeadlineSeconds: int(env, 'PIR_STAGE_DEADLINE_SECONDS', 900, 1, 7 * 86400),
+    fusedStagesMaxSize: size(env, 'PIR_FUSED_STAGES_MAX_SIZE', 64 * 2 ** 20),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
     storeSweepSeconds: int(env, 'PIR_STORE_SWEEP_SECONDS', 300, 1, 86400),
     multipartAbortAfterSeconds: int(env, 'PIR_MULTIPART_ABORT_AFTER_SECONDS', 3600, 1, 30 * 86400),

@@ -133,7 +133,10 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       store.stores,
     ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
-    await startDispatcher(adapters.bus, manifest, adapters.queue, log, store.stores.multi ? (id, eventId) => storeOps.continueImport(id, eventId) : null);
+    await startDispatcher(adapters.bus, manifest, adapters.queue, log, {
+      fusedStagesMaxSize: config.fusedStagesMaxSize,
+      continueImport: store.stores.multi ? (id, eventId) => storeOps.continueImport(id, eventId) : null,
+    });
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
     await webhooks.startWorker(adapters.bus, catalog.grantsOf);
     if (store.stores.multi) await adapters.queue.work(COPY_IMAGE_KIND, COPY_CONCURRENCY, storeOps.handle);

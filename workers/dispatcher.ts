@@ -1,8 +1,11 @@
 /**
- * The dispatcher turns `image.import.started` events into a chain of stage jobs, and the events
- * after which stores wait for a copy (a copy-image recorded; a lenient multi-store import active
- * in its first store: core/store-operations.ts startsCopies) into copy-image jobs. Events come at least once and job ids are deterministic, so a
- * repeated event enqueues nothing new.
+ * The dispatcher turns `image.import.started` events into stage jobs: a chain of one job per
+ * stage, or for a small image (staged bytes at most `fusedStagesMaxSize`) one fused job that runs
+ * every stage (workers/stage-runner.ts): a job and its queue round trips per stage cost more
+ * than a small image's stage work. Events come at least once and job ids are deterministic, so
+ * a repeated event enqueues nothing new. It also turns the events after which stores wait for a
+ * copy (a copy-image recorded; a lenient multi-store import active in its first store:
+ * core/store-operations.ts startsCopies) into copy-image jobs.
  */
 import type { Logger } from 'pino';
 import type { PirEvent } from '../schemas/events.js';
@@ -17,7 +20,15 @@ export const DISPATCHER_GROUP = 'pir-dispatcher';
 /** Enqueues the copy-image jobs of the stores still importing (core/store-operations.ts). */
 export type ContinueImport = (imageId: string, eventId: string) => Promise<unknown>;
 
-export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger, continueImport: ContinueImport | null = null): Promise<void> {
+export interface DispatchSettings {
+  /** Images whose staged bytes are at most this size get one fused job (0: never). */
+  fusedStagesMaxSize: number;
+  /** Set with several stores: what continues an import or a copy into the other stores. */
+  continueImport?: ContinueImport | null;
+}
+
+export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: JobQueue, log: Logger, settings: DispatchSettings = { fusedStagesMaxSize: 0 }): Promise<void> {
+  const continueImport = settings.continueImport ?? null;
   await bus.subscribe(DISPATCHER_GROUP, async (e: PirEvent) => {
     // Every event read here is published: this process's next write of the image drops it from
     // the outbox (no separate acknowledgement by the process that wrote it).
@@ -42,7 +53,12 @@ export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: 
     const stages = remainingStages(doc.pipeline);
     // The jobs continue this dispatch's span (itself the child of the request that started the import).
     const traceparent = currentTraceparent() ?? e.traceparent;
-    await queue.enqueueChain(stages.map((stage) => ({ imageId: doc.id, run, stage, ...(traceparent ? { traceparent } : {}) })));
-    log.debug({ image_id: doc.id, project_id: doc.owner, run, stages }, 'pipeline enqueued');
+    const trace = traceparent ? { traceparent } : {};
+    const size = doc.staging?.size;
+    const fused = stages.length > 1 && settings.fusedStagesMaxSize > 0 && size !== undefined && size <= settings.fusedStagesMaxSize;
+    await queue.enqueueChain(fused
+      ? [{ imageId: doc.id, run, stage: stages[0]!, ...trace, fused: true }]
+      : stages.map((stage) => ({ imageId: doc.id, run, stage, ...trace })));
+    log.debug({ image_id: doc.id, project_id: doc.owner, run, stages, fused }, 'pipeline enqueued');
   }
 }

@@ -2,14 +2,21 @@
  * Runs one pipeline stage for one job, idempotently: the start and the completion of a stage are
  * compare-and-set writes guarded by (status, run, stage), so a repeated or stale job is a no-op
  * and a stage's effect is recorded exactly once however often the job is delivered.
+ *
+ * A fused job (a small image's whole chain, workers/dispatcher.ts) runs every stage from the one
+ * the manifest records as current to the end, each in its own span with its own events, timings
+ * and start count, but writes only twice: once before promote (which moves the staged bytes, so
+ * what came before it must be on record first) and once at the end. A crash or a failed attempt
+ * re-runs the chain from the last recorded stage; the stages before promote only read the staged
+ * bytes or write their own output again, so running them twice is harmless.
  */
 import type { Logger } from 'pino';
-import type { ImageDoc, StageName } from '../schemas/image.js';
+import { STAGES, type ImageDoc, type StageName } from '../schemas/image.js';
 import { PirError, isRetryable } from '../core/errors.js';
 import { event, type NewEvent } from '../core/events.js';
 import { activate, kill } from '../core/image-entity.js';
 import { Manifest } from '../core/manifest.js';
-import { nextStage } from '../core/pipeline-state.js';
+import { nextStage, startStage } from '../core/pipeline-state.js';
 import type { BlobStore, JobContext, StageJob } from '../core/ports.js';
 import { removeImageBytes, removeStaging } from '../core/blob-keys.js';
 import { stageDuration } from '../infra/telemetry/metrics.js';
@@ -33,13 +40,9 @@ export class StageRunner {
   ) {}
 
   /** The JobQueue handler. Throws only to ask for a retry. */
-  readonly handle = (job: StageJob, ctx: JobContext): Promise<void> => inConsumerSpan(`stage ${job.stage}`, job.traceparent, {
-    'messaging.operation.name': 'process',
-    'pir.image.id': job.imageId,
-    'pir.stage': job.stage,
-    'pir.run': job.run,
-    'pir.attempt': ctx.attempt,
-  }, (span) => this.run(job, ctx, span));
+  readonly handle = (job: StageJob, ctx: JobContext): Promise<void> => job.fused
+    ? this.runFused(job, ctx)
+    : inConsumerSpan(`stage ${job.stage}`, job.traceparent, spanAttributes(job, job.stage, ctx), (span) => this.run(job, ctx, span));
 
   private async run(job: StageJob, ctx: JobContext, span: Span): Promise<void> {
     let log = this.log.child({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt });
@@ -50,11 +53,7 @@ export class StageRunner {
       return;
     }
     log = log.child({ project_id: doc.owner });
-    span.setAttributes({
-      'pir.project.id': doc.owner ?? '',
-      'pir.image.disk_format': doc.disk_format ?? '',
-      'pir.image.bytes': doc.staging?.size ?? doc.size ?? 0,
-    });
+    span.setAttributes(imageAttributes(doc));
     log.info('stage started');
     const startedAt = performance.now();
     let record: (draft: ImageDoc) => void;
@@ -79,20 +78,18 @@ export class StageRunner {
   }
 
   private async start(job: StageJob, ctx: JobContext): Promise<ImageDoc | null> {
-    // Handed off: the previous stage's completion write already started this stage (one
-    // compare-and-set fewer per stage). Only a job's first attempt takes that shortcut; a retry
-    // records its own start. (A re-run after the worker died is still attempt 1 to the queue:
-    // it runs without a new start count, within the deadline the handoff set; past it the
-    // stale sweeper resumes the image.) The document may be this process's cached view: the
-    // completion write is compare-and-set on fresh data anyway.
-    if (ctx.attempt === 1) {
+    // Handed off: the write before (the import's start, or the previous stage's completion)
+    // already started this stage (one compare-and-set fewer per stage). Only a job's first
+    // delivery takes that shortcut; a retry, or a re-run after the worker died (redelivered),
+    // records its own start. The document may be this process's cached view: the completion
+    // write is compare-and-set on fresh data anyway.
+    if (ctx.attempt === 1 && !ctx.redelivered) {
       const seen = await this.manifest.peekOrGet(job.imageId);
       if (seen && this.isCurrent(seen, job) && seen.pipeline!.handoff === job.stage && seen.pipeline!.stages[job.stage].status === 'running') return seen;
     }
     const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
-      draft.pipeline!.handoff = null;
-      return [startStage(draft, job.run, job.stage, this.settings.stageDeadlineSeconds)];
+      return [startStage(draft, job.stage, this.settings.stageDeadlineSeconds, false)];
     }).catch((error: unknown) => {
       if (error instanceof PirError && error.kind === 'not_found') return { doc: null, changed: false };
       throw error;
@@ -113,32 +110,157 @@ export class StageRunner {
       pipeline.stage = nextStage(job.stage);
       pipeline.handoff = null;
       const events: NewEvent[] = [event('image.stage.completed', { run: job.run, stage: job.stage, duration_ms: durationMs })];
+      // The next stage starts in this same write; its job finds it handed off.
       if (pipeline.stage === 'done') events.push(...activate(draft, job.run));
-      else {
-        // The next stage starts in this same write; its job finds it handed off.
-        events.push(startStage(draft, job.run, pipeline.stage, this.settings.stageDeadlineSeconds));
-        pipeline.handoff = pipeline.stage;
-      }
+      else events.push(startStage(draft, pipeline.stage, this.settings.stageDeadlineSeconds, true));
       return events;
     });
+    if (changed && doc.status === 'active') log.info({ duration_ms: durationMs }, 'image active');
+    else if (changed) log.info({ duration_ms: durationMs }, 'stage done');
+    await this.afterLastStage(job.imageId, job.stage === 'promote', changed, doc);
+  }
+
+  /** After the write that ends a chain: staging goes once active; promoted bytes go if the image moved on without us. */
+  private async afterLastStage(imageId: string, promoted: boolean, changed: boolean, doc: ImageDoc): Promise<void> {
     if (changed && doc.status === 'active') {
-      log.info({ duration_ms: durationMs }, 'image active');
-      await removeStaging(this.blobs, job.imageId, doc.blob_key);
-    } else if (!changed && job.stage === 'promote') {
+      await removeStaging(this.blobs, imageId, doc.blob_key);
+    } else if (!changed && promoted) {
       // The image moved on without us (deleted, or superseded by a resumed run): don't leave bytes behind.
-      const latest = await this.manifest.get(job.imageId);
-      if (!latest || latest.status === 'deleted' || latest.status === 'killed') await removeImageBytes(this.blobs, job.imageId);
-    } else {
-      log.info({ duration_ms: durationMs }, 'stage done');
+      const latest = await this.manifest.get(imageId);
+      if (!latest || latest.status === 'deleted' || latest.status === 'killed') await removeImageBytes(this.blobs, imageId);
     }
+  }
+
+  // ------------------------------------------------------------------ fused chains (small images)
+
+  private async runFused(job: StageJob, ctx: JobContext): Promise<void> {
+    const from = await this.recordedStage(job);
+    if (!from) {
+      await inConsumerSpan(`stage ${job.stage}`, job.traceparent, spanAttributes(job, job.stage, ctx), async (span) => {
+        span.setAttribute('pir.outcome', 'skipped');
+      });
+      this.log.debug({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt }, 'stale or repeated fused job: nothing to do');
+      return;
+    }
+    // `recorded`: the stage the manifest is at (the guard of every write); `working`: the image as
+    // the chain has left it so far (the stages' records applied), which the next stage reads.
+    let recorded: StageJob = { imageId: job.imageId, run: job.run, stage: from };
+    let working: ImageDoc | null = null;
+    const done: DoneStage[] = [];
+    let log = this.log.child({ image_id: job.imageId, run: job.run, attempt: ctx.attempt, fused: true });
+    for (const stage of STAGES.slice(STAGES.indexOf(from))) {
+      const next = await inConsumerSpan(`stage ${stage}`, job.traceparent, spanAttributes(job, stage, ctx), async (span): Promise<boolean> => {
+        if (!working) {
+          const started = await this.start(recorded, ctx);
+          if (!started) {
+            span.setAttribute('pir.outcome', 'skipped');
+            return false;
+          }
+          working = structuredClone(started);
+          log = log.child({ project_id: started.owner });
+        } else if (stage === 'promote') {
+          // Promote moves the staged bytes: what the chain did before it goes on record first
+          // (with promote started and handed off), so a re-run resumes at promote.
+          const { doc, changed } = await this.recordFused(recorded, done, (draft) => [startStage(draft, 'promote', this.settings.stageDeadlineSeconds, true)]);
+          if (!changed) {
+            span.setAttribute('pir.outcome', 'skipped');
+            return false;
+          }
+          recorded = { ...recorded, stage: 'promote' };
+          done.length = 0;
+          working = structuredClone(doc);
+        }
+        span.setAttributes(imageAttributes(working));
+        const stageLog = log.child({ stage });
+        stageLog.info('stage started');
+        const startedAt = new Date();
+        const t0 = performance.now();
+        let record: (draft: ImageDoc) => void;
+        try {
+          record = await this.stages[stage](working, ctx);
+        } catch (error) {
+          const outcome = willRetry(error, ctx) ? 'retry' : 'failed';
+          stageDuration.observe({ stage, outcome }, (performance.now() - t0) / 1000);
+          span.setAttributes({ 'pir.outcome': outcome, 'pir.error.code': error instanceof PirError ? error.code : 'internal_error' });
+          if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+          await this.failFused(recorded, done, stage, ctx, error, stageLog);
+          return false;
+        }
+        const durationMs = Math.round(performance.now() - t0);
+        stageDuration.observe({ stage, outcome: 'done' }, durationMs / 1000);
+        span.setAttribute('pir.outcome', 'done');
+        record(working);
+        done.push({ stage, record, startedAt, endedAt: new Date(), durationMs });
+        stageLog.info({ duration_ms: durationMs }, 'stage done');
+        if (stage !== STAGES[STAGES.length - 1]) return true;
+        // The last stage: the chain's completion, in this stage's span (its events carry its context, as a chain's last write does).
+        const { doc, changed } = await this.recordFused(recorded, done, (draft) => activate(draft, job.run));
+        if (changed) stageLog.info({ stages: done.map((d) => d.stage) }, 'image active');
+        await this.afterLastStage(job.imageId, true, changed, doc);
+        return false;
+      });
+      if (!next) return;
+    }
+  }
+
+  /** The stage a fused job goes on from: the manifest's current one, if it is this job's run and not before the job's first stage. */
+  private async recordedStage(job: StageJob): Promise<StageName | null> {
+    const from = (doc: ImageDoc | null): StageName | null => {
+      const pipeline = doc?.status === 'importing' ? doc.pipeline : null;
+      if (!pipeline || pipeline.run !== job.run || pipeline.stage === 'done') return null;
+      return STAGES.indexOf(pipeline.stage) >= STAGES.indexOf(job.stage) ? pipeline.stage : null;
+    };
+    // The cached view first (no read after this process's own write); a miss is checked on a fresh read.
+    return from(await this.manifest.peekOrGet(job.imageId)) ?? from(await this.manifest.get(job.imageId));
+  }
+
+  /**
+   * One write for the stages a fused chain has done since `recorded`: each one's record, timings,
+   * start (the recorded stage's was written already) and completion, then `then`'s change.
+   */
+  private recordFused(recorded: StageJob, done: DoneStage[], then: (draft: ImageDoc) => NewEvent[]) {
+    return this.manifest.update(recorded.imageId, (draft) => {
+      if (!this.isCurrent(draft, recorded)) return null;
+      const pipeline = draft.pipeline!;
+      const events: NewEvent[] = [];
+      for (const d of done) {
+        if (d.stage !== recorded.stage) events.push(startStage(draft, d.stage, this.settings.stageDeadlineSeconds, false, d.startedAt));
+        d.record(draft);
+        const progress = pipeline.stages[d.stage];
+        progress.status = 'done';
+        progress.ended_at = d.endedAt.toISOString();
+        progress.duration_ms = d.durationMs;
+        events.push(event('image.stage.completed', { run: recorded.run, stage: d.stage, duration_ms: d.durationMs }));
+        pipeline.stage = nextStage(d.stage);
+      }
+      pipeline.handoff = null;
+      events.push(...then(draft));
+      return events;
+    });
+  }
+
+  /** A fused chain's stage failed: the stages done before it and the failure in one write; throws to retry. */
+  private async failFused(recorded: StageJob, done: DoneStage[], stage: StageName, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
+    const retry = willRetry(error, ctx);
+    const { code, message } = failureOf(error, stage, ctx);
+    log[retry ? 'warn' : 'error']({ err: error, code }, retry ? 'stage failed; will retry' : 'stage failed for good');
+    const { doc, changed } = await this.recordFused(recorded, done, (draft) => {
+      const events: NewEvent[] = stage === recorded.stage ? [] : [startStage(draft, stage, this.settings.stageDeadlineSeconds, false)];
+      const progress = draft.pipeline!.stages[stage];
+      // A retry goes on from this stage: its start is recorded again then.
+      progress.status = retry ? 'pending' : 'failed';
+      progress.ended_at = new Date().toISOString();
+      events.push(event('image.stage.failed', { run: recorded.run, stage, code, message, retryable: retry, attempt: ctx.attempt }));
+      if (!retry) events.push(...kill(draft, stage, code, message));
+      return events;
+    });
+    if (changed && doc.status === 'killed') await removeStaging(this.blobs, recorded.imageId);
+    if (retry) throw error;
   }
 
   private async fail(job: StageJob, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
     const retry = willRetry(error, ctx);
-    const code = error instanceof PirError ? error.code : 'internal_error';
-    const message = error instanceof PirError
-      ? error.message
-      : `The ${job.stage} stage failed after ${ctx.attempt} attempt(s): ${(error as Error)?.message ?? String(error)}`;
+    const { code, message } = failureOf(error, job.stage, ctx);
     log[retry ? 'warn' : 'error']({ err: error, code }, retry ? 'stage failed; will retry' : 'stage failed for good');
     const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
@@ -155,19 +277,37 @@ export class StageRunner {
   }
 }
 
-/** Marks a stage running (its start counted, the run's deadline moved on); returns its event. */
-function startStage(draft: ImageDoc, run: number, stage: StageName, deadlineSeconds: number): NewEvent {
-  const now = new Date();
-  const progress = draft.pipeline!.stages[stage];
-  progress.status = 'running';
-  // Count starts, not the queue's attempt number: a stage re-run after its worker died
-  // (a stalled job) is not a new attempt to the queue, but it is a new start.
-  progress.attempts += 1;
-  progress.started_at = now.toISOString();
-  progress.ended_at = null;
-  progress.duration_ms = null;
-  draft.pipeline!.deadline_at = new Date(now.getTime() + deadlineSeconds * 1000).toISOString();
-  return event('image.stage.started', { run, stage, attempt: progress.attempts });
+/** A stage a fused chain has done but not yet written. */
+interface DoneStage {
+  stage: StageName;
+  record: (draft: ImageDoc) => void;
+  startedAt: Date;
+  endedAt: Date;
+  durationMs: number;
+}
+
+function spanAttributes(job: StageJob, stage: StageName, ctx: JobContext): Record<string, string | number | boolean> {
+  return {
+    'messaging.operation.name': 'process',
+    'pir.image.id': job.imageId,
+    'pir.stage': stage,
+    'pir.run': job.run,
+    'pir.attempt': ctx.attempt,
+    ...(job.fused ? { 'pir.fused': true } : {}),
+  };
+}
+
+function imageAttributes(doc: ImageDoc): Record<string, string | number> {
+  return {
+    'pir.project.id': doc.owner ?? '',
+    'pir.image.disk_format': doc.disk_format ?? '',
+    'pir.image.bytes': doc.staging?.size ?? doc.size ?? 0,
+  };
+}
+
+function failureOf(error: unknown, stage: StageName, ctx: JobContext): { code: string; message: string } {
+  if (error instanceof PirError) return { code: error.code, message: error.message };
+  return { code: 'internal_error', message: `The ${stage} stage failed after ${ctx.attempt} attempt(s): ${(error as Error)?.message ?? String(error)}` };
 }
 
 function willRetry(error: unknown, ctx: JobContext): boolean {

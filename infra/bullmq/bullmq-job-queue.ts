@@ -110,7 +110,7 @@ export class BullmqJobQueue implements JobQueue {
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i]!;
       const last = i === jobs.length - 1;
-      const data: StageJob = { imageId: job.imageId, run: job.run, stage: job.stage, ...(job.traceparent ? { traceparent: job.traceparent } : {}) };
+      const data: StageJob = { imageId: job.imageId, run: job.run, stage: job.stage, ...(job.traceparent ? { traceparent: job.traceparent } : {}), ...(job.fused ? { fused: true } : {}) };
       const next: FlowJob = {
         name: job.stage,
         queueName: stageQueueName(job.stage),
@@ -133,6 +133,7 @@ export class BullmqJobQueue implements JobQueue {
       async (job: Job<StageJob>) => {
         const ctx: JobContext = {
           attempt: job.attemptsMade + 1,
+          redelivered: job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0,
           maxAttempts: job.opts.attempts ?? maxAttempts,
           reportProgress: async (percent: number) => {
             await job.updateProgress(Math.max(0, Math.min(100, percent)));

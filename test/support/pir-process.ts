@@ -39,7 +39,9 @@ export async function startPirProcess(role: 'serve' | 'api' | 'worker' | 'cache'
   await mkdir(logDir, { recursive: true });
   const log: WriteStream = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
   let output = '';
-  const command = [...launcher, process.execPath, CLI, role];
+  // PIR_CHILD_NODE_ARGS: node flags for the PIR processes only (e.g. `--cpu-prof --cpu-prof-dir=…` to profile a bench).
+  const nodeArgs = process.env.PIR_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const command = [...launcher, process.execPath, ...nodeArgs, CLI, role];
   const child = spawn(command[0]!, command.slice(1), {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PIR_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

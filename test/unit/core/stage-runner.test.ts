@@ -91,6 +91,135 @@ describe('StageRunner', () => {
   });
 });
 
+const fused = (id: string, run: number, stage: StageName = 'unpack'): StageJob => ({ imageId: id, run, stage, fused: true });
+
+/** Counts the compare-and-set writes the manifest store takes (won or lost). */
+function countWrites(d: Awaited<ReturnType<typeof domain>>): () => number {
+  let writes = 0;
+  const replace = d.store.replace.bind(d.store);
+  d.store.replace = (doc, expected) => { writes++; return replace(doc, expected); };
+  return () => writes;
+}
+
+/** A stage work that never ends: the process running it died mid-stage. */
+const dies = (): StageWork => () => new Promise(() => {});
+
+describe('StageRunner: fused chains (small images)', () => {
+  it('runs every stage in one job with two manifest writes, each stage with its events, timings and start', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    const writes = countWrites(d);
+    await runner(d).handle(fused(id, run), ctx(1));
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'active');
+    assert.equal(writes(), 2, 'one write before promote, one at the end');
+    assert.equal(doc.pipeline!.stage, 'done');
+    assert.equal(doc.virtual_size, 4, "inspect's record applied");
+    assert.equal(doc.os_hash_value, 's', "checksum's record applied");
+    for (const progress of Object.values(doc.pipeline!.stages)) {
+      assert.deepEqual([progress.status, progress.attempts], ['done', 1]);
+      assert.ok(progress.started_at && progress.ended_at && progress.duration_ms !== null);
+    }
+    await d.relay.drain();
+    const types = d.published.filter((e) => e.image_id === id && e.type.startsWith('image.stage.')).map((e) => `${e.type} ${(e.data as { stage: string }).stage}`);
+    assert.deepEqual(types, ['unpack', 'inspect', 'checksum', 'promote'].flatMap((s) => [`image.stage.started ${s}`, `image.stage.completed ${s}`]));
+    assert.equal(d.published.filter((e) => e.image_id === id && e.type === 'image.active').length, 1);
+    // The same job again (at-least-once delivery) does nothing.
+    await runner(d).handle(fused(id, run), ctx(1));
+    assert.equal(writes(), 2);
+    await d.close();
+  });
+
+  it('after its worker dies before promote, the job delivered again re-runs the chain from the first stage', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    let inspections = 0;
+    let inInspect = false;
+    void runner(d, { inspect: (doc, c) => { inInspect = true; return dies()(doc, c); } }).handle(fused(id, run), ctx(1));
+    await waitUntil(async () => inInspect); // the doomed job sits in inspect; nothing was written since the import
+    assert.equal((await d.manifest.get(id))!.pipeline!.stage, 'unpack');
+    assert.equal((await d.manifest.get(id))!.pipeline!.stages.unpack.status, 'running');
+    await runner(d, { inspect: async () => { inspections++; return (draft) => { draft.virtual_size = 4; }; } }).handle(fused(id, run), { ...ctx(1), redelivered: true });
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'active');
+    assert.equal(inspections, 1);
+    assert.equal(doc.pipeline!.stages.unpack.attempts, 2, 'the re-run counts its start');
+    assert.equal(doc.pipeline!.stages.promote.attempts, 1);
+    await d.close();
+  });
+
+  it('after its worker dies in promote, the job delivered again goes on from promote (what came before is on record)', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    let unpacks = 0;
+    const counted: StageWork = async (doc) => { unpacks++; return (draft) => { draft.pipeline!.unpacked = { ...doc.staging! }; }; };
+    void runner(d, { unpack: counted, promote: dies() }).handle(fused(id, run), ctx(1));
+    await waitUntil(async () => (await d.manifest.get(id))!.pipeline!.stage === 'promote');
+    const checkpoint = (await d.manifest.get(id))!;
+    assert.equal(checkpoint.pipeline!.stages.checksum.status, 'done');
+    assert.equal(checkpoint.pipeline!.stages.promote.status, 'running');
+    await runner(d, { unpack: counted }).handle(fused(id, run), { ...ctx(1), redelivered: true });
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'active');
+    assert.equal(unpacks, 1, 'unpack did not run again');
+    assert.equal(doc.pipeline!.stages.promote.attempts, 2);
+    await d.close();
+  });
+
+  it('a transient failure writes what was done; the retry goes on from the failed stage', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    let unpacks = 0;
+    let tries = 0;
+    const r = runner(d, {
+      unpack: async (doc) => { unpacks++; return (draft) => { draft.pipeline!.unpacked = { ...doc.staging! }; }; },
+      inspect: async () => { if (++tries === 1) throw new TransientError('disk_hiccup', 'I/O error'); return (draft) => { draft.virtual_size = 4; }; },
+    });
+    await assert.rejects(r.handle(fused(id, run), ctx(1, 3)), /I\/O error/);
+    let doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'importing');
+    assert.equal(doc.pipeline!.stage, 'inspect');
+    assert.equal(doc.pipeline!.stages.unpack.status, 'done');
+    assert.deepEqual([doc.pipeline!.stages.inspect.status, doc.pipeline!.stages.inspect.attempts], ['pending', 1]);
+    await r.handle(fused(id, run), ctx(2, 3));
+    doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'active');
+    assert.equal(unpacks, 1);
+    assert.equal(doc.pipeline!.stages.inspect.attempts, 2);
+    await d.close();
+  });
+
+  it('a refusal kills the image with the refusing stage as the reason', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    await runner(d, { checksum: async () => { throw new RefusedError('checksum_mismatch', 'Not the bytes promised.'); } }).handle(fused(id, run), ctx(1));
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'killed');
+    assert.deepEqual([doc.failure!.stage, doc.failure!.code], ['checksum', 'checksum_mismatch']);
+    assert.deepEqual([doc.pipeline!.stages.inspect.status, doc.pipeline!.stages.checksum.status, doc.pipeline!.stages.promote.status], ['done', 'failed', 'pending']);
+    await d.close();
+  });
+
+  it('a fused job of an older run, or one behind the recorded stage, does nothing', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    const writes = countWrites(d);
+    await runner(d).handle(fused(id, run - 1), ctx(1));
+    await runner(d).handle(fused(id, run, 'inspect'), ctx(1)); // the manifest is still at unpack
+    assert.equal(writes(), 0);
+    assert.equal((await d.manifest.get(id))!.pipeline!.stage, 'unpack');
+    await d.close();
+  });
+});
+
+async function waitUntil(check: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('Sweepers', () => {
   const settings = { stageDeadlineSeconds: 60, uploadStallSeconds: 30, maxResumes: 1, outboxGraceMs: 0 };
 
