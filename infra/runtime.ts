@@ -118,7 +118,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
   const catalog = await openCatalog(config, urls, images, { relay, log });
-  checkJobKinds([webhooks.kind, COPY_IMAGE_KIND], STAGES);
+  checkJobKinds([...webhooks.kinds, COPY_IMAGE_KIND], STAGES);
 
   if (roles.worker) {
     const runner = new StageRunner(manifest, blobs, pipelineStages(blobs,

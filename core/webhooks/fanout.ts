@@ -1,8 +1,16 @@
 /**
  * Fan-out: the event log's `pir-webhooks` consumer group turns each image event into one
- * delivery per subscription that wants it, recorded in the store (with the exact body every
- * attempt will send) and enqueued as a durable job. Events come at least once: the delivery id
- * is derived from (subscription, event), so a repeated event creates and enqueues nothing new.
+ * fan-out job (durable: BullMQ, or the embedded queue's journal), whose id is derived from the
+ * event's, so an event that comes again adds nothing. The job turns the event into one delivery
+ * per subscription that wants it, recorded in the store in one write (with the exact body every
+ * attempt will send), and makes every delivery's first attempt at once with the subscriptions it
+ * just read (WebhookDeliverer.firstAttempts); only what needs more (retries, full or slow
+ * endpoints) becomes a delivery job of its own.
+ *
+ * At least once: the job finishes only after every delivery was attempted and recorded, or handed
+ * to a delivery job. A job that dies (a worker SIGKILLed) runs again; its deliveries exist then,
+ * and each one still pending goes to a delivery job (the same id, so enqueued once), which sends
+ * it with the same webhook-id: none is sent twice by the fan-out itself, none is lost.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -11,26 +19,36 @@ import type { EventBus, JobQueue } from '../ports.js';
 import type { JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
-import type { DeliveryJob } from './jobs.js';
+import { WEBHOOK_FANOUT_KIND, type DeliveryJob, type FanoutJob } from './jobs.js';
+import type { FollowUp, SentDelivery } from './deliver.js';
 import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
 import { EventAudience, type GrantsOf } from '../event-audience.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
 
 export const WEBHOOKS_GROUP = 'pir-webhooks';
 const TYPES = new Set<string>(WEBHOOK_EVENTS);
-const FANOUT_PARALLEL = 16;
+const RECHECK_PARALLEL = 16;
 
 export function deliveryId(subscriptionId: string, eventId: string): string {
   return `msg_${createHash('sha256').update(`${subscriptionId}/${eventId}`).digest('hex').slice(0, 32)}`;
 }
 
-/** The body: {type, timestamp, data}, data being the image as the API shows it. */
+export function fanoutJobId(eventId: string): string {
+  return `fan_${createHash('sha256').update(eventId).digest('hex').slice(0, 32)}`;
+}
+
 /** How an image is shown to subscribers: the API's image view, given by the composition root (core imports no API code). */
 export type ImageViewFn = (doc: ImageDoc) => Record<string, unknown>;
 
+/** The body: {type, timestamp, data}, data being the image as the API shows it. */
 export function eventBody(event: PirEvent, doc: ImageDoc | null, view: ImageViewFn): string {
   const data = doc ? view(doc) : { id: event.image_id, status: 'deleted', owner: (event.data as { owner?: string | null }).owner ?? null };
   return JSON.stringify({ type: event.type, timestamp: event.occurred_at, data });
+}
+
+/** What the fan-out needs of the deliverer (core/webhooks/deliver.ts). */
+export interface FirstAttempts {
+  firstAttempts(items: { delivery: SentDelivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void>;
 }
 
 export class WebhookFanout {
@@ -41,21 +59,29 @@ export class WebhookFanout {
     private readonly kind: JobKind<DeliveryJob>,
     private readonly log: Logger,
     private readonly view: ImageViewFn,
+    private readonly deliverer: FirstAttempts,
     /** The galleries shared with a project: images in them are delivered as if shared with it. */
     private readonly grantsOf?: GrantsOf,
   ) {}
 
-  async start(bus: EventBus): Promise<void> {
+  /** Consumes the event log and runs the fan-out jobs (`concurrency` at once in this process). */
+  async start(bus: EventBus, concurrency: number): Promise<void> {
+    await this.queue.work(WEBHOOK_FANOUT_KIND, concurrency, this.run);
     await bus.subscribe(WEBHOOKS_GROUP, (e) => this.handle(e));
   }
 
+  /** The bus handler: one durable job per event (a failure here fails the handler: the bus retries). */
   async handle(event: PirEvent): Promise<void> {
     if (!TYPES.has(event.type)) return;
+    await this.queue.enqueue(WEBHOOK_FANOUT_KIND, fanoutJobId(event.id), { event });
+  }
+
+  /** The fan-out job. */
+  run = async ({ event }: FanoutJob): Promise<void> => {
     const subs = await this.store.enabledSubscriptions();
     if (subs.length === 0) return;
     const doc = await this.manifest.get(event.image_id);
     const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
-    const body = eventBody(event, doc, this.view);
     const audience = new EventAudience(doc, this.grantsOf);
     const wanted: Subscription[] = [];
     for (const sub of subs) {
@@ -63,12 +89,13 @@ export class WebhookFanout {
       if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
       else if (sub.enabled && eventMatches(sub.events, event.type)) {
         // Perhaps through a gallery shared with the project: its grants, read only then (a failed
-        // read fails the event, which the bus delivers again).
+        // read fails the job, which runs again).
         const grants = await audience.grantsFor(subscriberCaller(sub));
         if (grants.length > 0 && subscriptionWants(sub, event.type, doc, event.image_id, owner, grants)) wanted.push(sub);
       }
     }
     if (wanted.length === 0) return;
+    const body = eventBody(event, doc, this.view);
     const now = new Date().toISOString();
     const deliveries = wanted.map((sub): Delivery => ({
       id: deliveryId(sub.id, event.id), subscription_id: sub.id, event_id: event.id, event_type: event.type,
@@ -77,20 +104,31 @@ export class WebhookFanout {
     }));
     // One write records every subscriber's delivery (not one per subscriber).
     const existing = await this.store.addDeliveries(deliveries);
-    // Several at a time: one event may fan out to many subscriptions, and the bus waits for the
-    // handler (a slow one holds the partition and, on Kafka, the group's heartbeat).
-    for (let i = 0; i < deliveries.length; i += FANOUT_PARALLEL) {
-      await Promise.all(deliveries.slice(i, i + FANOUT_PARALLEL).map((d) => this.enqueue(d, existing.has(d.id), event)));
-    }
-  }
+    const followUp = (f: FollowUp) => this.queue.enqueue(this.kind, f.job.delivery_id, f.job, { delayMs: f.delayMs });
+    const fresh = deliveries.filter((d) => !existing.has(d.id));
+    const subOf = new Map(wanted.map((s) => [s.id, s]));
+    await Promise.all([
+      this.deliverer.firstAttempts(fresh.map((delivery) => ({ delivery, sub: subOf.get(delivery.subscription_id)! })), followUp),
+      this.resume(deliveries.filter((d) => existing.has(d.id)), followUp),
+    ]);
+    this.log.debug({ image_id: event.image_id, event: event.type, deliveries: deliveries.length, repeated: existing.size }, 'webhook event fanned out');
+  };
 
-  private async enqueue(delivery: Delivery, existed: boolean, event: PirEvent): Promise<void> {
-    // Enqueued again when the delivery exists but never ran (the previous try died in between).
-    const current = existed ? await this.store.getDelivery(delivery.id) : delivery;
-    if (current && current.status === 'pending' && current.attempts.length === 0 && current.redeliveries === 0) {
-      const { subscription_id, event_type, payload, traceparent } = delivery;
-      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id, snapshot: { subscription_id, event_type, payload, traceparent } });
+  /**
+   * Deliveries recorded by an earlier run of this event (a repeated event, or this job again after
+   * its worker died): each one still pending goes to its delivery job, numbered after the attempts
+   * it has (enqueued once: a job it has already is left alone).
+   */
+  private async resume(deliveries: Delivery[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
+    for (let i = 0; i < deliveries.length; i += RECHECK_PARALLEL) {
+      await Promise.all(deliveries.slice(i, i + RECHECK_PARALLEL).map(async (d) => {
+        const current = await this.store.getDelivery(d.id);
+        if (!current || current.status !== 'pending' || current.redeliveries > 0) return; // done, or a redelivery's job has it
+        const { subscription_id, event_type, payload, traceparent } = current;
+        const next = current.attempts.at(-1)?.next_attempt_at;
+        const job: DeliveryJob = { delivery_id: d.id, snapshot: { subscription_id, event_type, payload, traceparent }, ...(current.attempts.length > 0 ? { first_attempt: current.attempts.length + 1 } : {}) };
+        await followUp({ job, delayMs: next ? Math.max(0, Date.parse(next) - Date.now()) : 0 });
+      }));
     }
-    this.log.debug({ image_id: event.image_id, event: event.type, webhook: delivery.subscription_id, delivery_id: delivery.id }, 'webhook delivery enqueued');
   }
 }
