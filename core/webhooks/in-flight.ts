@@ -33,7 +33,12 @@ export class InFlightGate {
 export class SlowEndpoints {
   private readonly slow: LRUCache<string, true>;
 
-  constructor(readonly thresholdMs = 1000, forMs = 60_000) {
+  /**
+   * 5 s: an attempt's time includes this process's own event-loop delays, which under load reach
+   * a second or more with a hundred attempts in flight; marking endpoints slow on those sent
+   * healthy ones through jobs (more work, more delay: a spiral, measured).
+   */
+  constructor(readonly thresholdMs = 5000, forMs = 60_000) {
     this.slow = new LRUCache({ max: 10_000, ttl: forMs });
   }
 

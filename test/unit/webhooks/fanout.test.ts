@@ -143,9 +143,9 @@ describe('webhook fan-out job', () => {
     await store.close();
   });
 
-  it('an endpoint that answered slowly gets its next first attempts through delivery jobs', async () => {
+  it('an endpoint that answered slowly (5 s) gets its next first attempts through delivery jobs', async () => {
     const { store, jobs, fanout, event } = setup();
-    const slow = await start(new WebhookReceiver((_n, _r, res) => { setTimeout(() => res.writeHead(200).end(), 1100); }));
+    const slow = await start(new WebhookReceiver((_n, _r, res) => { setTimeout(() => res.writeHead(200).end(), 5100); }));
     await store.createSubscription(sub('s-slow', 'p1', slow.url).sub);
     await fanout.run({ event: event('ev3') });
     assert.equal(slow.received.length, 1);
