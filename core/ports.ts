@@ -188,6 +188,8 @@ export interface JobContext {
   attempt: number;
   maxAttempts: number;
   reportProgress(percent: number): Promise<void>;
+  /** True when this job ran before: a retry, or a run cut short (its worker died, the process restarted). */
+  resumed?: boolean;
 }
 
 export type StageHandler = (job: StageJob, ctx: JobContext) => Promise<void>;

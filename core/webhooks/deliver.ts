@@ -29,7 +29,7 @@ import type { EndpointLimiter } from './endpoint-limiter.js';
 import type { DeliveryJob } from './jobs.js';
 import { scheduledDelay } from './jobs.js';
 import { InFlightGate, SlowEndpoints } from './in-flight.js';
-import type { Attempt, Delivery, Subscription, WebhookStore } from './model.js';
+import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from './model.js';
 import type { SecretBox } from './secret-box.js';
 import { liveSecrets } from './secrets.js';
 import { signatureHeader } from './signing.js';
@@ -112,37 +112,36 @@ export class WebhookDeliverer {
 
   /**
    * The fan-out's first attempts, all at once: the endpoints' leases in one step, the attempts
-   * concurrently (within this process's limit), each recorded as it ends (the store groups the
-   * writes). What needs more becomes a delivery job, handed to `followUp` as soon as it is known:
-   * a retry (numbered from 2, after the schedule's delay), an endpoint whose slots are all taken
-   * or that was slow lately (a job from the first attempt), an attempt whose outcome could not be
-   * recorded (a job, which sends again with the same webhook-id). `subs` were read for this event.
+   * concurrently (within this process's limit). A delivery's record is written once its first
+   * attempt ended, with that attempt in it (one insert; the store groups those that end together)
+   * rather than written before and updated after. What needs more becomes a delivery job, handed
+   * to `followUp` as soon as it is known, its record written first: a retry (numbered from 2,
+   * after the schedule's delay), an endpoint whose slots are all taken or that was slow lately (a
+   * job from the first attempt), an attempt whose outcome could not be recorded (a job, which
+   * sends again with the same webhook-id). `subs` were read for this event.
    */
-  async firstAttempts(items: { delivery: SentDelivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
-    const asJob = (d: SentDelivery, firstAttempt: number): DeliveryJob => {
-      const { subscription_id, event_type, payload, traceparent } = d;
-      return { delivery_id: d.id, snapshot: { subscription_id, event_type, payload, traceparent }, ...(firstAttempt > 1 ? { first_attempt: firstAttempt } : {}) };
-    };
+  async firstAttempts(items: { delivery: Delivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
     const inline = items.filter((i) => !this.slow.has(i.sub.id));
-    const tasks: Promise<void>[] = items.filter((i) => this.slow.has(i.sub.id)).map((i) => followUp({ job: asJob(i.delivery, 1), delayMs: 0 }));
     const leases = await this.limiter.tryAcquireMany(inline.map((i) => i.sub.id), this.settings.perEndpointConcurrency);
+    // Sent by a job (which waits for a slot): recorded as pending first, together.
+    const deferred = [...items.filter((i) => this.slow.has(i.sub.id)), ...inline.filter((_, n) => !leases[n])].map((i) => i.delivery);
+    const tasks: Promise<void>[] = [];
+    if (deferred.length > 0) tasks.push(this.handOver(deferred, 0, followUp));
     inline.forEach(({ delivery, sub }, n) => {
       const lease = leases[n];
-      if (!lease) {
-        tasks.push(followUp({ job: asJob(delivery, 1), delayMs: 0 })); // the job waits for a slot
-        return;
-      }
+      if (!lease) return;
       tasks.push((async () => {
         let verdict: Verdict;
         try {
-          verdict = await this.gate.run(() => this.attempt(delivery, sub, 1, this.maxAttempts));
+          const record = (attempt: Attempt, status: DeliveryStatus) => this.store.addAttempted({ ...delivery, status, attempts: [attempt] }).then(() => undefined);
+          verdict = await this.gate.run(() => this.attempt(delivery, sub, 1, this.maxAttempts, record));
         } catch (err) {
           await lease.release();
           this.log.warn({ err, webhook: sub.id, delivery_id: delivery.id }, 'webhook first attempt not recorded; a delivery job takes it');
-          return followUp({ job: asJob(delivery, 1), delayMs: scheduledDelay(this.settings.retrySchedule, 1) });
+          return this.handOver([delivery], scheduledDelay(this.settings.retrySchedule, 1), followUp);
         }
         await lease.release();
-        if (verdict.result === 'retry') await followUp({ job: asJob(delivery, 2), delayMs: verdict.delayMs });
+        if (verdict.result === 'retry') await followUp({ job: deliveryJob(delivery, 2), delayMs: verdict.delayMs });
       })());
     });
     const settled = await Promise.allSettled(tasks);
@@ -150,20 +149,29 @@ export class WebhookDeliverer {
     if (failed) throw failed.reason;
   }
 
+  /** Records deliveries as pending (those that exist are kept as they are) and gives each to a delivery job. */
+  private async handOver(deliveries: Delivery[], delayMs: number, followUp: (f: FollowUp) => Promise<void>): Promise<void> {
+    await this.store.addDeliveries(deliveries);
+    await Promise.all(deliveries.map((d) => followUp({ job: deliveryJob(d, 1), delayMs })));
+  }
+
   /** Sends, records the attempt, and applies what its outcome means to the endpoint. */
-  private async attempt(delivery: SentDelivery, sub: Subscription, attempt: number, maxAttempts: number): Promise<Verdict> {
+  private async attempt(
+    delivery: SentDelivery, sub: Subscription, attempt: number, maxAttempts: number,
+    record = (a: Attempt, status: DeliveryStatus) => this.store.recordAttempt(delivery.id, a, status),
+  ): Promise<Verdict> {
     const outcome = await this.send(delivery, sub);
     this.slow.note(sub.id, outcome.latencyMs);
     const at = new Date().toISOString();
     const fields = { webhook: sub.id, delivery_id: delivery.id, event: delivery.event_type, attempt, status: outcome.status, error: outcome.error, latency_ms: outcome.latencyMs };
     if (outcome.status !== null && outcome.status >= 200 && outcome.status <= 299) {
-      await this.store.recordAttempt(delivery.id, attemptRecord(attempt, outcome.status, null, outcome.latencyMs, null), 'delivered');
+      await record(attemptRecord(attempt, outcome.status, null, outcome.latencyMs, null), 'delivered');
       if (sub.consecutive_failures > 0) await this.store.recordSuccess(sub.id);
       this.log.debug(fields, 'webhook delivered');
       return { result: 'delivered' };
     }
     if (outcome.status === 410) {
-      await this.store.recordAttempt(delivery.id, attemptRecord(attempt, 410, null, outcome.latencyMs, null), 'failed');
+      await record(attemptRecord(attempt, 410, null, outcome.latencyMs, null), 'failed');
       await this.store.disable(sub.id, `The endpoint answered 410 Gone at ${at}; update the webhook with enabled: true to resume.`, at);
       this.log.info(fields, 'webhook endpoint answered 410: disabled');
       return { result: 'failed', message: 'the endpoint answered 410 Gone' };
@@ -172,11 +180,11 @@ export class WebhookDeliverer {
     if (retryable && attempt < maxAttempts) {
       const delay = Math.max(scheduledDelay(this.settings.retrySchedule, attempt), outcome.retryAfterMs ?? 0);
       const next = new Date(Date.now() + delay).toISOString();
-      await this.store.recordAttempt(delivery.id, attemptRecord(attempt, outcome.status, outcome.error, outcome.latencyMs, next), 'pending');
+      await record(attemptRecord(attempt, outcome.status, outcome.error, outcome.latencyMs, next), 'pending');
       this.log.debug({ ...fields, retry_in_ms: delay }, 'webhook attempt failed; retrying');
       return { result: 'retry', delayMs: delay, message: `attempt ${attempt} failed (${outcome.status ?? outcome.error})` };
     }
-    await this.store.recordAttempt(delivery.id, attemptRecord(attempt, outcome.status, outcome.error, outcome.latencyMs, null), 'failed');
+    await record(attemptRecord(attempt, outcome.status, outcome.error, outcome.latencyMs, null), 'failed');
     const reason = `${this.settings.disableAfterFailures} deliveries in a row failed; the last (${delivery.id}, ${at}) got ${outcome.status !== null ? `HTTP ${outcome.status}` : outcome.error}. Fix the endpoint, then update the webhook with enabled: true.`;
     const disabled = await this.store.recordFailure(sub.id, this.settings.disableAfterFailures, reason, at);
     this.log.info({ ...fields, disabled }, 'webhook delivery failed for good');
@@ -205,6 +213,12 @@ export class WebhookDeliverer {
       return { status: null, error: text, retryAfterMs: null, latencyMs: Math.round(performance.now() - started) };
     }
   }
+}
+
+/** The job that sends a delivery from attempt `firstAttempt` on, with what it sends (no record read back). */
+export function deliveryJob(d: SentDelivery, firstAttempt: number): DeliveryJob {
+  const { subscription_id, event_type, payload, traceparent } = d;
+  return { delivery_id: d.id, snapshot: { subscription_id, event_type, payload, traceparent }, ...(firstAttempt > 1 ? { first_attempt: firstAttempt } : {}) };
 }
 
 function attemptRecord(attempt: number, status: number | null, error: string | null, latency: number, next: string | null): Attempt {

@@ -1,26 +1,27 @@
 /**
  * Fan-out: the event log's `pir-webhooks` consumer group turns each image event into one
  * fan-out job (durable: BullMQ, or the embedded queue's journal), whose id is derived from the
- * event's, so an event that comes again adds nothing. The job turns the event into one delivery
- * per subscription that wants it, recorded in the store in one write (with the exact body every
- * attempt will send), and makes every delivery's first attempt at once with the subscriptions it
- * just read (WebhookDeliverer.firstAttempts); only what needs more (retries, full or slow
- * endpoints) becomes a delivery job of its own.
+ * event's, so an event that comes again adds nothing. The job finds the subscriptions that want
+ * the event and makes every delivery's first attempt at once with the subscriptions it just read
+ * (WebhookDeliverer.firstAttempts): each delivery's record is written once its first attempt
+ * ended, with it; only what needs more (retries, full or slow endpoints) becomes a delivery job.
  *
- * At least once: the job finishes only after every delivery was attempted and recorded, or handed
- * to a delivery job. A job that dies (a worker SIGKILLed) runs again; its deliveries exist then,
- * and each one still pending goes to a delivery job (the same id, so enqueued once), which sends
- * it with the same webhook-id: none is sent twice by the fan-out itself, none is lost.
+ * At least once: the job finishes only after every delivery was attempted and recorded, or
+ * recorded and handed to a delivery job. A job that dies (a worker SIGKILLed) runs again
+ * (ctx.resumed): a delivery with a record is left to its delivery job if still pending (the same
+ * job id, so enqueued once); one without a record (its attempt was cut short) is attempted again,
+ * with the same webhook-id. A delivery whose record appears only after its first attempt ended
+ * is not listed by GET …/deliveries while that attempt is in flight.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Manifest } from '../manifest.js';
-import type { EventBus, JobQueue } from '../ports.js';
+import type { EventBus, JobContext, JobQueue } from '../ports.js';
 import type { JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import { WEBHOOK_FANOUT_KIND, type DeliveryJob, type FanoutJob } from './jobs.js';
-import type { FollowUp, SentDelivery } from './deliver.js';
+import { deliveryJob, type FollowUp } from './deliver.js';
 import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
 import { EventAudience, type GrantsOf } from '../event-audience.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
@@ -48,7 +49,7 @@ export function eventBody(event: PirEvent, doc: ImageDoc | null, view: ImageView
 
 /** What the fan-out needs of the deliverer (core/webhooks/deliver.ts). */
 export interface FirstAttempts {
-  firstAttempts(items: { delivery: SentDelivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void>;
+  firstAttempts(items: { delivery: Delivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void>;
 }
 
 export class WebhookFanout {
@@ -77,7 +78,7 @@ export class WebhookFanout {
   }
 
   /** The fan-out job. */
-  run = async ({ event }: FanoutJob): Promise<void> => {
+  run = async ({ event }: FanoutJob, ctx?: JobContext): Promise<void> => {
     const subs = await this.store.enabledSubscriptions();
     if (subs.length === 0) return;
     const doc = await this.manifest.get(event.image_id);
@@ -102,33 +103,40 @@ export class WebhookFanout {
       payload: body, traceparent: event.traceparent ?? null, created_at: now,
       status: 'pending', redeliveries: 0, attempts: [],
     }));
-    // One write records every subscriber's delivery (not one per subscriber).
-    const existing = await this.store.addDeliveries(deliveries);
     const followUp = (f: FollowUp) => this.queue.enqueue(this.kind, f.job.delivery_id, f.job, { delayMs: f.delayMs });
+    // This job ran before (its worker died, or it failed): what a delivery still needs is read
+    // from its record, if it has one. Only then: a first run has no record to read.
+    const existing = ctx?.resumed ? await this.recorded(deliveries) : new Map<string, Delivery>();
     const fresh = deliveries.filter((d) => !existing.has(d.id));
     const subOf = new Map(wanted.map((s) => [s.id, s]));
     await Promise.all([
       this.deliverer.firstAttempts(fresh.map((delivery) => ({ delivery, sub: subOf.get(delivery.subscription_id)! })), followUp),
-      this.resume(deliveries.filter((d) => existing.has(d.id)), followUp),
+      this.resume([...existing.values()], followUp),
     ]);
-    this.log.debug({ image_id: event.image_id, event: event.type, deliveries: deliveries.length, repeated: existing.size }, 'webhook event fanned out');
+    this.log.debug({ image_id: event.image_id, event: event.type, deliveries: deliveries.length, resumed: existing.size }, 'webhook event fanned out');
   };
 
-  /**
-   * Deliveries recorded by an earlier run of this event (a repeated event, or this job again after
-   * its worker died): each one still pending goes to its delivery job, numbered after the attempts
-   * it has (enqueued once: a job it has already is left alone).
-   */
-  private async resume(deliveries: Delivery[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
+  /** The records these deliveries have (read one by one: only when a fan-out runs again). */
+  private async recorded(deliveries: Delivery[]): Promise<Map<string, Delivery>> {
+    const found = new Map<string, Delivery>();
     for (let i = 0; i < deliveries.length; i += RECHECK_PARALLEL) {
       await Promise.all(deliveries.slice(i, i + RECHECK_PARALLEL).map(async (d) => {
         const current = await this.store.getDelivery(d.id);
-        if (!current || current.status !== 'pending' || current.redeliveries > 0) return; // done, or a redelivery's job has it
-        const { subscription_id, event_type, payload, traceparent } = current;
-        const next = current.attempts.at(-1)?.next_attempt_at;
-        const job: DeliveryJob = { delivery_id: d.id, snapshot: { subscription_id, event_type, payload, traceparent }, ...(current.attempts.length > 0 ? { first_attempt: current.attempts.length + 1 } : {}) };
-        await followUp({ job, delayMs: next ? Math.max(0, Date.parse(next) - Date.now()) : 0 });
+        if (current) found.set(d.id, current);
       }));
     }
+    return found;
+  }
+
+  /**
+   * Deliveries recorded by an earlier run of this job: each one still pending goes to its delivery
+   * job, numbered after the attempts it has (enqueued once: a job it has already is left alone).
+   */
+  private async resume(records: Delivery[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
+    await Promise.all(records.map(async (current) => {
+      if (current.status !== 'pending' || current.redeliveries > 0) return; // done, or a redelivery's job has it
+      const next = current.attempts.at(-1)?.next_attempt_at;
+      await followUp({ job: deliveryJob(current, current.attempts.length + 1), delayMs: next ? Math.max(0, Date.parse(next) - Date.now()) : 0 });
+    }));
   }
 }

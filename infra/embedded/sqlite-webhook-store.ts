@@ -98,6 +98,13 @@ export class SqliteWebhookStore implements WebhookStore {
     return existing;
   }
 
+  async addAttempted(d: Delivery): Promise<boolean> {
+    const added = this.db.prepare('INSERT OR IGNORE INTO webhook_deliveries (id, subscription_id, created_at, doc) VALUES (?, ?, ?, ?)').run(d.id, d.subscription_id, d.created_at, JSON.stringify(d)).changes === 1;
+    if (!added) this.updateDelivery(d.id, (e) => { e.attempts.push(...d.attempts); e.status = d.status; });
+    await this.commits.durable();
+    return added;
+  }
+
   async getDelivery(id: string): Promise<Delivery | null> {
     const row = this.db.prepare<[string], { doc: string }>('SELECT doc FROM webhook_deliveries WHERE id = ?').get(id);
     return row ? (JSON.parse(row.doc) as Delivery) : null;

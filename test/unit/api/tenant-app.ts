@@ -102,7 +102,12 @@ export async function testApp(): Promise<TestApp> {
   const grantsOf = (projectId: string) => catalog.grants({ project_id: projectId, user_id: '', roles: [] });
   // No receiver here: what is checked is who gets a delivery, so every first attempt is handed to a
   // delivery job, which no worker runs.
-  const queueOnly: FirstAttempts = { firstAttempts: async (items, followUp) => { for (const { delivery } of items) await followUp({ job: { delivery_id: delivery.id }, delayMs: 0 }); } };
+  const queueOnly: FirstAttempts = {
+    firstAttempts: async (items, followUp) => {
+      await webhookStore.addDeliveries(items.map((i) => i.delivery));
+      for (const { delivery } of items) await followUp({ job: { delivery_id: delivery.id }, delayMs: 0 });
+    },
+  };
   await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView, queueOnly, grantsOf).start(d.bus, 4);
   const live = new LiveEvents((id) => d.manifest.get(id), grantsOf);
   const stopLive = await d.bus.watch(async (e) => live.publish(e));

@@ -1,10 +1,10 @@
 /**
- * The fan-out job (issue 8 point 7's fast path): one store write records an event's deliveries,
- * their first attempts are made at once by the fan-out itself (real HTTP receivers, signatures
- * checked with the standardwebhooks package), each recorded; only what needs more becomes a
+ * The fan-out job (issue 8 point 7's fast path): an event's first attempts are made at once by
+ * the fan-out itself (real HTTP receivers, signatures checked with the standardwebhooks
+ * package), each delivery recorded once, with its first attempt; only what needs more becomes a
  * delivery job: a retry numbered from 2 after the schedule's delay, an endpoint whose slots are
- * taken, an endpoint that was slow lately. The job running again (a repeated event, or its worker
- * died) sends nothing itself: each delivery still pending goes to its delivery job.
+ * taken, an endpoint that was slow lately. The job running again (its worker died) sends again
+ * only a delivery with no record; each one still pending goes to its delivery job.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,12 +83,16 @@ describe('webhook fan-out job', () => {
     for (const s of [a, b, c]) await store.createSubscription(s.sub);
     await store.createSubscription(sub('s-other', 'p2', ok.url).sub); // cannot see p1's private image
     const held = await limiter.tryAcquire('s-full', 1); // its only slot is taken
-    const batches: number[] = [];
+    const writes: string[] = [];
     const addDeliveries = store.addDeliveries.bind(store);
-    store.addDeliveries = async (ds) => { batches.push(ds.length); return addDeliveries(ds); };
+    store.addDeliveries = async (ds) => { writes.push(`pending ${ds.length}`); return addDeliveries(ds); };
+    const addAttempted = store.addAttempted.bind(store);
+    store.addAttempted = async (d) => { writes.push(`attempted ${d.status}`); return addAttempted(d); };
+    const recordAttempt = store.recordAttempt.bind(store);
+    store.recordAttempt = async (...args) => { writes.push('update'); return recordAttempt(...args); };
 
     await fanout.run({ event: event('ev1') });
-    assert.deepEqual(batches, [3], 'one store call for the three deliveries');
+    assert.deepEqual(writes.sort(), ['attempted delivered', 'attempted pending', 'pending 1'], 'each record written once: after its first attempt, or as pending before its job');
     assert.equal(ok.received.length, 1);
     const body = verify(a.secret, ok.received[0]!);
     assert.equal(body.data.id, doc.id);
@@ -116,15 +120,25 @@ describe('webhook fan-out job', () => {
     assert.equal((waiting.data as DeliveryJob).first_attempt, undefined, 'a job that makes the first attempt');
     assert.equal(waiting.delayMs, 0);
 
-    // The same event again (or this job after its worker died): nothing is sent by the fan-out,
-    // the pending deliveries go to their jobs again (same ids: the queue keeps one).
+    // This job again after its worker died: nothing is sent by the fan-out, the pending
+    // deliveries go to their jobs again (same ids: the queue keeps one).
     jobs.length = 0;
-    await fanout.run({ event: event('ev1') });
+    await fanout.run({ event: event('ev1') }, { attempt: 1, maxAttempts: 10, reportProgress: async () => {}, resumed: true });
     assert.equal(ok.received.length + failing.received.length + full.received.length, 2, 'nothing sent again');
     assert.deepEqual(jobs.map((j) => j.id).sort(), [deliveryId('s-503', 'ev1'), deliveryId('s-full', 'ev1')].sort());
     assert.equal((jobs.find((j) => j.id === deliveryId('s-503', 'ev1'))!.data as DeliveryJob).first_attempt, 2);
     assert.equal((await store.listDeliveries('s-ok', 10)).length, 1, 'no second record');
+    // Run again with one delivery's record missing (its first attempt was cut short): that one is
+    // attempted again, with the same webhook-id, and recorded.
     await held!.release();
+    jobs.length = 0;
+    await store.deleteSubscription('s-ok');
+    await store.createSubscription(a.sub);
+    await fanout.run({ event: event('ev1') }, { attempt: 1, maxAttempts: 10, reportProgress: async () => {}, resumed: true });
+    assert.equal(ok.received.length, 2);
+    assert.equal(ok.received[1]!.headers['webhook-id'], deliveryId('s-ok', 'ev1'));
+    assert.equal((await store.getDelivery(deliveryId('s-ok', 'ev1')))!.status, 'delivered');
+    assert.equal(failing.received.length + full.received.length, 1, 'the others not sent by the fan-out');
     await store.close();
   });
 
