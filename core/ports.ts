@@ -199,8 +199,9 @@ export interface JobContext {
   /** 1 for the first try. */
   attempt: number;
   /**
-   * This attempt was started before and never ended (its worker died; BullMQ's stalled-job
-   * recovery put it back): not a new attempt to the queue, but a new start of its work.
+   * This attempt was started before and never ended (its worker died and BullMQ's stalled-job
+   * recovery put it back, or the process restarted): not a new attempt to the queue, but a new
+   * start of its work. A job has run before when `attempt > 1 || redelivered`.
    */
   redelivered?: boolean;
   maxAttempts: number;

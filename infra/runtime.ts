@@ -120,7 +120,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
   const catalog = await openCatalog(config, urls, images, { relay, log });
-  checkJobKinds([webhooks.kind, COPY_IMAGE_KIND, REGISTER_LOCATION_KIND], STAGES);
+  checkJobKinds([...webhooks.kinds, COPY_IMAGE_KIND, REGISTER_LOCATION_KIND], STAGES);
   const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
   const egress = new EgressClient(config.egress);
   // Registrations are durable jobs: the api enqueues them, any worker reads the location.

@@ -18,7 +18,7 @@ import { InProcessEndpointLimiter, type EndpointLimiter } from '../core/webhooks
 import { RedisEndpointLimiter } from './bullmq/redis-endpoint-limiter.js';
 import { WebhookFanout } from '../core/webhooks/fanout.js';
 import type { GrantsOf } from '../core/event-audience.js';
-import { webhookDeliveryKind, type DeliveryJob } from '../core/webhooks/jobs.js';
+import { WEBHOOK_FANOUT_KIND, webhookDeliveryKind, type DeliveryJob } from '../core/webhooks/jobs.js';
 import type { WebhookStore } from '../core/webhooks/model.js';
 import { SecretBox, parseSecretKey } from '../core/webhooks/secret-box.js';
 import { WebhookService, type UrlCheck } from '../core/webhooks/service.js';
@@ -28,9 +28,18 @@ import { EgressClient, EgressError } from './egress/egress-client.js';
 import { SqliteWebhookStore } from './embedded/sqlite-webhook-store.js';
 import { MongoWebhookStore } from './mongo/mongo-webhook-store.js';
 
+/**
+ * Fan-out jobs at once per worker process. Each makes its event's first attempts concurrently
+ * (within PIR_WEBHOOK_CONCURRENCY deliveries in flight), so a few suffice; slow endpoints are
+ * sent through delivery jobs, so they do not hold these.
+ */
+const FANOUT_CONCURRENCY = 8;
+
 export interface Webhooks {
   store: WebhookStore;
   kind: JobKind<DeliveryJob>;
+  /** Every job kind the webhooks run (deliveries and fan-outs), for the start-up check. */
+  kinds: JobKind<unknown>[];
   service: WebhookService;
   /** Worker role: fan-out in its own consumer group, and the delivery workers. */
   /** `grantsOf`: the galleries shared with a project, so deliveries follow gallery sharing. */
@@ -87,13 +96,14 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
   return {
     store,
     kind,
+    kinds: [kind as JobKind<unknown>, WEBHOOK_FANOUT_KIND as JobKind<unknown>],
     service,
     async startWorker(bus, grantsOf) {
       // Distributed: the per-endpoint limit holds across every worker process.
       limiter = urls ? new RedisEndpointLimiter({ redisUrl: urls.redisUrl, prefix: config.redisPrefix }, wlog) : new InProcessEndpointLimiter();
       const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog, limiter);
       await queue.work(kind, settings.concurrency, deliverer.handle);
-      await new WebhookFanout(store, manifest, queue, kind, wlog, imageView, grantsOf).start(bus);
+      await new WebhookFanout(store, manifest, queue, kind, wlog, imageView, deliverer, grantsOf).start(bus, FANOUT_CONCURRENCY);
     },
     async close() {
       await limiter?.close();

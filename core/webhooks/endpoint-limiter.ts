@@ -10,6 +10,11 @@ export interface EndpointLease {
 
 export interface EndpointLimiter {
   tryAcquire(endpoint: string, limit: number): Promise<EndpointLease | null>;
+  /**
+   * One lease (or null) per endpoint, in order, taken in one step: a fan-out's first attempts to
+   * many endpoints cost one round trip, not one each.
+   */
+  tryAcquireMany(endpoints: string[], limit: number): Promise<(EndpointLease | null)[]>;
   close(): Promise<void>;
 }
 
@@ -30,6 +35,12 @@ export class InProcessEndpointLimiter implements EndpointLimiter {
         else this.inFlight.set(endpoint, left);
       },
     };
+  }
+
+  async tryAcquireMany(endpoints: string[], limit: number): Promise<(EndpointLease | null)[]> {
+    const leases: (EndpointLease | null)[] = [];
+    for (const endpoint of endpoints) leases.push(await this.tryAcquire(endpoint, limit));
+    return leases;
   }
 
   async close(): Promise<void> {}

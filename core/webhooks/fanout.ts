@@ -1,36 +1,55 @@
 /**
  * Fan-out: the event log's `pir-webhooks` consumer group turns each image event into one
- * delivery per subscription that wants it, recorded in the store (with the exact body every
- * attempt will send) and enqueued as a durable job. Events come at least once: the delivery id
- * is derived from (subscription, event), so a repeated event creates and enqueues nothing new.
+ * fan-out job (durable: BullMQ, or the embedded queue's journal), whose id is derived from the
+ * event's, so an event that comes again adds nothing. The job finds the subscriptions that want
+ * the event and makes every delivery's first attempt at once with the subscriptions it just read
+ * (WebhookDeliverer.firstAttempts): each delivery's record is written once its first attempt
+ * ended, with it; only what needs more (retries, full or slow endpoints) becomes a delivery job.
+ *
+ * At least once: the job finishes only after every delivery was attempted and recorded, or
+ * recorded and handed to a delivery job. A job that dies (a worker SIGKILLed) runs again
+ * (ctx.attempt > 1 or ctx.redelivered): a delivery with a record is left to its delivery job if still pending (the same
+ * job id, so enqueued once); one without a record (its attempt was cut short) is attempted again,
+ * with the same webhook-id. A delivery whose record appears only after its first attempt ended
+ * is not listed by GET …/deliveries while that attempt is in flight.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Manifest } from '../manifest.js';
-import type { EventBus, JobQueue } from '../ports.js';
+import type { EventBus, JobContext, JobQueue } from '../ports.js';
 import type { JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
-import type { DeliveryJob } from './jobs.js';
+import { WEBHOOK_FANOUT_KIND, type DeliveryJob, type FanoutJob } from './jobs.js';
+import { deliveryJob, type FollowUp } from './deliver.js';
 import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
 import { EventAudience, type GrantsOf } from '../event-audience.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
 
 export const WEBHOOKS_GROUP = 'pir-webhooks';
 const TYPES = new Set<string>(WEBHOOK_EVENTS);
-const FANOUT_PARALLEL = 16;
+const RECHECK_PARALLEL = 16;
 
 export function deliveryId(subscriptionId: string, eventId: string): string {
   return `msg_${createHash('sha256').update(`${subscriptionId}/${eventId}`).digest('hex').slice(0, 32)}`;
 }
 
-/** The body: {type, timestamp, data}, data being the image as the API shows it. */
+export function fanoutJobId(eventId: string): string {
+  return `fan_${createHash('sha256').update(eventId).digest('hex').slice(0, 32)}`;
+}
+
 /** How an image is shown to subscribers: the API's image view, given by the composition root (core imports no API code). */
 export type ImageViewFn = (doc: ImageDoc) => Record<string, unknown>;
 
+/** The body: {type, timestamp, data}, data being the image as the API shows it. */
 export function eventBody(event: PirEvent, doc: ImageDoc | null, view: ImageViewFn): string {
   const data = doc ? view(doc) : { id: event.image_id, status: 'deleted', owner: (event.data as { owner?: string | null }).owner ?? null };
   return JSON.stringify({ type: event.type, timestamp: event.occurred_at, data });
+}
+
+/** What the fan-out needs of the deliverer (core/webhooks/deliver.ts). */
+export interface FirstAttempts {
+  firstAttempts(items: { delivery: Delivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void>;
 }
 
 export class WebhookFanout {
@@ -41,21 +60,29 @@ export class WebhookFanout {
     private readonly kind: JobKind<DeliveryJob>,
     private readonly log: Logger,
     private readonly view: ImageViewFn,
+    private readonly deliverer: FirstAttempts,
     /** The galleries shared with a project: images in them are delivered as if shared with it. */
     private readonly grantsOf?: GrantsOf,
   ) {}
 
-  async start(bus: EventBus): Promise<void> {
+  /** Consumes the event log and runs the fan-out jobs (`concurrency` at once in this process). */
+  async start(bus: EventBus, concurrency: number): Promise<void> {
+    await this.queue.work(WEBHOOK_FANOUT_KIND, concurrency, this.run);
     await bus.subscribe(WEBHOOKS_GROUP, (e) => this.handle(e));
   }
 
+  /** The bus handler: one durable job per event (a failure here fails the handler: the bus retries). */
   async handle(event: PirEvent): Promise<void> {
     if (!TYPES.has(event.type)) return;
+    await this.queue.enqueue(WEBHOOK_FANOUT_KIND, fanoutJobId(event.id), { event });
+  }
+
+  /** The fan-out job. */
+  run = async ({ event }: FanoutJob, ctx?: JobContext): Promise<void> => {
     const subs = await this.store.enabledSubscriptions();
     if (subs.length === 0) return;
     const doc = await this.manifest.get(event.image_id);
     const owner = doc?.owner ?? (event.data as { owner?: string | null }).owner ?? null;
-    const body = eventBody(event, doc, this.view);
     const audience = new EventAudience(doc, this.grantsOf);
     const wanted: Subscription[] = [];
     for (const sub of subs) {
@@ -63,34 +90,53 @@ export class WebhookFanout {
       if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
       else if (sub.enabled && eventMatches(sub.events, event.type)) {
         // Perhaps through a gallery shared with the project: its grants, read only then (a failed
-        // read fails the event, which the bus delivers again).
+        // read fails the job, which runs again).
         const grants = await audience.grantsFor(subscriberCaller(sub));
         if (grants.length > 0 && subscriptionWants(sub, event.type, doc, event.image_id, owner, grants)) wanted.push(sub);
       }
     }
     if (wanted.length === 0) return;
+    const body = eventBody(event, doc, this.view);
     const now = new Date().toISOString();
     const deliveries = wanted.map((sub): Delivery => ({
       id: deliveryId(sub.id, event.id), subscription_id: sub.id, event_id: event.id, event_type: event.type,
       payload: body, traceparent: event.traceparent ?? null, created_at: now,
       status: 'pending', redeliveries: 0, attempts: [],
     }));
-    // One write records every subscriber's delivery (not one per subscriber).
-    const existing = await this.store.addDeliveries(deliveries);
-    // Several at a time: one event may fan out to many subscriptions, and the bus waits for the
-    // handler (a slow one holds the partition and, on Kafka, the group's heartbeat).
-    for (let i = 0; i < deliveries.length; i += FANOUT_PARALLEL) {
-      await Promise.all(deliveries.slice(i, i + FANOUT_PARALLEL).map((d) => this.enqueue(d, existing.has(d.id), event)));
+    const followUp = (f: FollowUp) => this.queue.enqueue(this.kind, f.job.delivery_id, f.job, { delayMs: f.delayMs });
+    // This job ran before (its worker died, or it failed): what a delivery still needs is read
+    // from its record, if it has one. Only then: a first run has no record to read.
+    const existing = ctx && (ctx.attempt > 1 || ctx.redelivered) ? await this.recorded(deliveries) : new Map<string, Delivery>();
+    const fresh = deliveries.filter((d) => !existing.has(d.id));
+    const subOf = new Map(wanted.map((s) => [s.id, s]));
+    await Promise.all([
+      this.deliverer.firstAttempts(fresh.map((delivery) => ({ delivery, sub: subOf.get(delivery.subscription_id)! })), followUp),
+      this.resume([...existing.values()], followUp),
+    ]);
+    this.log.debug({ image_id: event.image_id, event: event.type, deliveries: deliveries.length, resumed: existing.size }, 'webhook event fanned out');
+  };
+
+  /** The records these deliveries have (read one by one: only when a fan-out runs again). */
+  private async recorded(deliveries: Delivery[]): Promise<Map<string, Delivery>> {
+    const found = new Map<string, Delivery>();
+    for (let i = 0; i < deliveries.length; i += RECHECK_PARALLEL) {
+      await Promise.all(deliveries.slice(i, i + RECHECK_PARALLEL).map(async (d) => {
+        const current = await this.store.getDelivery(d.id);
+        if (current) found.set(d.id, current);
+      }));
     }
+    return found;
   }
 
-  private async enqueue(delivery: Delivery, existed: boolean, event: PirEvent): Promise<void> {
-    // Enqueued again when the delivery exists but never ran (the previous try died in between).
-    const current = existed ? await this.store.getDelivery(delivery.id) : delivery;
-    if (current && current.status === 'pending' && current.attempts.length === 0 && current.redeliveries === 0) {
-      const { subscription_id, event_type, payload, traceparent } = delivery;
-      await this.queue.enqueue(this.kind, delivery.id, { delivery_id: delivery.id, snapshot: { subscription_id, event_type, payload, traceparent } });
-    }
-    this.log.debug({ image_id: event.image_id, event: event.type, webhook: delivery.subscription_id, delivery_id: delivery.id }, 'webhook delivery enqueued');
+  /**
+   * Deliveries recorded by an earlier run of this job: each one still pending goes to its delivery
+   * job, numbered after the attempts it has (enqueued once: a job it has already is left alone).
+   */
+  private async resume(records: Delivery[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
+    await Promise.all(records.map(async (current) => {
+      if (current.status !== 'pending' || current.redeliveries > 0) return; // done, or a redelivery's job has it
+      const next = current.attempts.at(-1)?.next_attempt_at;
+      await followUp({ job: deliveryJob(current, current.attempts.length + 1), delayMs: next ? Math.max(0, Date.parse(next) - Date.now()) : 0 });
+    }));
   }
 }

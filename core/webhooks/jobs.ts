@@ -1,5 +1,10 @@
-/** The webhook delivery job kind: one job per delivery (and per redelivery), retried on the configured schedule. */
+/**
+ * The webhook job kinds: one fan-out job per event (matching, the deliveries' records and their
+ * first attempts, made together), and one delivery job per delivery that needs more than that
+ * (a retry, an endpoint that was full or slow, a ping, a redelivery), retried on the schedule.
+ */
 import type { JobKind } from '../jobs.js';
+import type { PirEvent } from '../../schemas/events.js';
 import type { Delivery } from './model.js';
 
 /** What an attempt sends: the delivery's fields that never change after fan-out. */
@@ -13,6 +18,16 @@ export interface DeliveryJob {
    * older version) read the record.
    */
   snapshot?: DeliverySnapshot;
+  /**
+   * The number this job's first try has in the delivery's run of the schedule (default 1): a
+   * retry after the fan-out's first attempt starts at 2, so the schedule is not restarted.
+   */
+  first_attempt?: number;
+}
+
+/** One event to fan out; the job id is derived from the event id (a repeated event adds nothing). */
+export interface FanoutJob {
+  event: PirEvent;
 }
 
 /** Schedule entry for the retry after `attemptsMade` failed attempts, with ±10% jitter. */
@@ -28,3 +43,13 @@ export function webhookDeliveryKind(schedule: number[]): JobKind<DeliveryJob> {
     retry: { attempts: schedule.length + 1, delayMs: (made) => scheduledDelay(schedule, made) },
   };
 }
+
+/**
+ * The fan-out kind. A fan-out that fails (the store or the queue unreachable) is retried until it
+ * runs, as the event bus would retry its handler: backoff from 1 s doubling to 30 s, for days.
+ */
+export const WEBHOOK_FANOUT_KIND: JobKind<FanoutJob> = {
+  name: 'webhook-fanout',
+  durable: true,
+  retry: { attempts: 10_000, delayMs: (made) => Math.min(30_000, 1000 * 2 ** Math.min(made - 1, 5)) },
+};

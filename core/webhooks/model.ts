@@ -91,6 +91,12 @@ export interface WebhookStore {
    * promised: on an error, some may have been added (the fan-out runs again and skips those).
    */
   addDeliveries(deliveries: Delivery[]): Promise<Set<string>>;
+  /**
+   * Adds a delivery whose first attempt was made (its status and attempts say how it went); many
+   * such calls at once may go out as one write (group commit), each resolving once its record is
+   * written. False when the delivery existed already: the attempt is appended to it instead.
+   */
+  addAttempted(delivery: Delivery): Promise<boolean>;
   getDelivery(id: string): Promise<Delivery | null>;
   /** Appends an attempt and sets the status (one worker at a time handles a delivery). */
   recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void>;

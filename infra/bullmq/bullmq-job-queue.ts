@@ -227,7 +227,11 @@ export class BullmqJobQueue implements JobQueue {
     const worker = new Worker<T>(
       kindQueueName(kind as JobKind<unknown>),
       async (job: Job<T>, token?: string) => {
-        const ctx: JobContext = { attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? kind.retry.attempts, reportProgress: async (p) => { await job.updateProgress(p); } };
+        const ctx: JobContext = {
+          attempt: job.attemptsMade + 1, maxAttempts: job.opts.attempts ?? kind.retry.attempts, reportProgress: async (p) => { await job.updateProgress(p); },
+          // attemptsStarted counts a run whose worker died (the stalled job taken again) too.
+          redelivered: job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0,
+        };
         try {
           await handler(job.data, ctx);
         } catch (err) {

@@ -18,6 +18,8 @@ interface Entry {
   attemptsMade: number;
   state: 'delayed' | 'waiting' | 'active';
   timer: NodeJS.Timeout | null;
+  /** Left in the journal by an earlier run of the process: it may have started then. */
+  fromJournal?: boolean;
 }
 
 interface Pool {
@@ -56,7 +58,7 @@ export class MemoryKindJobs {
       // Jobs left by the previous run of this process (a restart or a crash).
       for (const row of this.journal.pending(kind.name)) {
         if (this.live.has(row.id)) continue;
-        this.schedule({ id: row.id, kind: kind as JobKind<unknown>, data: row.data, attemptsMade: row.attemptsMade, state: 'delayed', timer: null }, Math.max(0, row.runAt - Date.now()));
+        this.schedule({ id: row.id, kind: kind as JobKind<unknown>, data: row.data, attemptsMade: row.attemptsMade, state: 'delayed', timer: null, fromJournal: true }, Math.max(0, row.runAt - Date.now()));
       }
     }
     this.drain(kind.name);
@@ -105,7 +107,7 @@ export class MemoryKindJobs {
   private start(pool: Pool, entry: Entry): void {
     entry.state = 'active';
     pool.active++;
-    const ctx: JobContext = { attempt: entry.attemptsMade + 1, maxAttempts: entry.kind.retry.attempts, reportProgress: async () => {} };
+    const ctx: JobContext = { attempt: entry.attemptsMade + 1, maxAttempts: entry.kind.retry.attempts, reportProgress: async () => {}, redelivered: entry.fromJournal === true };
     const run = Promise.resolve()
       .then(() => pool.handler(JSON.parse(JSON.stringify(entry.data)) as unknown, ctx))
       .then(() => this.finish(entry, 'completed'), (err: unknown) => this.attemptFailed(entry, err))

@@ -59,10 +59,11 @@ export class GroupWriter<T extends Document> {
       const failed = new Map<number, unknown>();
       if (error instanceof MongoBulkWriteError && error.writeErrors) {
         const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-        for (const e of errors) failed.set(e.index, error);
+        for (const e of errors) failed.set(e.index, e);
       }
+      // Each failed statement is rejected with its own error (its code: 11000 for a duplicate _id).
       const perStatement = failed.size > 0 && error instanceof MongoBulkWriteError && !error.writeConcernError;
-      batch.forEach((p, i) => (!perStatement || failed.has(i) ? p.reject(error) : p.resolve()));
+      batch.forEach((p, i) => (!perStatement ? p.reject(error) : failed.has(i) ? p.reject(failed.get(i)) : p.resolve()));
     } finally {
       this.running = false;
       this.schedule();

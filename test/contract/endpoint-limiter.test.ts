@@ -29,6 +29,16 @@ async function limitHolds(a: EndpointLimiter, b: EndpointLimiter): Promise<void>
   assert.equal(await a.tryAcquire(ep, 2), null);
   await l2.release();
   await l3.release();
+  // Many at once (a fan-out's first attempts): per endpoint in order, the same rule.
+  const busy = [await a.tryAcquire(`${ep}-busy`, 2), await a.tryAcquire(`${ep}-busy`, 2)];
+  assert.ok(busy[0] && busy[1]);
+  const many = await b.tryAcquireMany([`${ep}-m1`, `${ep}-busy`, `${ep}-m1`, `${ep}-m1`], 2);
+  assert.deepEqual(many.map((l) => l !== null), [true, false, true, false], 'the full endpoint refused; the third of a limit of two refused');
+  assert.equal(await a.tryAcquire(`${ep}-m1`, 2), null, 'leases taken together count like any other');
+  await many[0]!.release();
+  assert.ok(await a.tryAcquire(`${ep}-m1`, 2), 'one of them released frees its slot');
+  assert.deepEqual(await b.tryAcquireMany([], 2), []);
+  for (const l of busy) await l!.release();
 }
 
 describe('webhook endpoint limiter', () => {

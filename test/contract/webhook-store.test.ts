@@ -89,6 +89,28 @@ function contract(label: string, open: () => Promise<WebhookStore>, cleanup: () 
       await cleanup();
     }
   });
+
+  test(`${label}: addAttempted writes deliveries with their first attempt, many at once, each its own; an existing one gets the attempt appended`, async (t) => {
+    if (needsMongo && !(await requireServices(t, ['mongodb']))) return;
+    const store = await open();
+    try {
+      await store.createSubscription(sub('s1', 'p1'));
+      const attempt = (i: number) => ({ attempt: 1, at: 'x', status: 200 + (i % 3), error: null, latency_ms: i, next_attempt_at: null });
+      assert.equal(await store.addDelivery(delivery('g7', 's1', '2026-01-01T00:00:00.000Z')), true);
+      // 150 at once (grouped into few insert commands on MongoDB), one of them existing already.
+      const added = await Promise.all(Array.from({ length: 150 }, (_, i) => store.addAttempted({ ...delivery(`g${i}`, 's1', '2026-01-01T00:00:01.000Z'), status: i % 2 ? 'delivered' : 'pending', attempts: [attempt(i)] })));
+      assert.deepEqual(added.flatMap((a, i) => (a ? [] : [i])), [7], 'only the existing one was not added');
+      for (const i of [0, 1, 7, 100, 149]) {
+        const d = (await store.getDelivery(`g${i}`))!;
+        assert.equal(d.status, i % 2 ? 'delivered' : 'pending');
+        assert.deepEqual(d.attempts.map((a) => [a.status, a.latency_ms]), [[200 + (i % 3), i]]);
+      }
+      assert.equal((await store.listDeliveries('s1', 1000)).length, 150);
+    } finally {
+      await store.close();
+      await cleanup();
+    }
+  });
 }
 
 contract('sqlite', async () => new SqliteWebhookStore({ path: ':memory:' }));

@@ -3,6 +3,8 @@
  * `pir worker`. An image going active is delivered, signed; a worker SIGKILLed while its
  * delivery is in flight (the receiver holds the request) leaves the job locked, another worker
  * takes it once the lock lapses, and the receiver gets the event again with the same webhook-id.
+ * The same with five subscribers: the worker dies in the middle of the event's fan-out (its first
+ * attempts), and every subscriber still gets the event, any repeat with the same webhook-id.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -109,5 +111,43 @@ describe('webhooks, distributed (pir api + pir worker on Kafka, Redis, FerretDB)
       await new Promise((res) => setTimeout(res, 100));
     }
     assert.equal(d.status, 'delivered', JSON.stringify(d));
+  });
+
+  it('a worker SIGKILLed mid fan-out to five subscribers: every one gets the event, repeats keep their webhook-id', { timeout: 180_000 }, async () => {
+    const worker = workers.at(-1)!;
+    let killed: Promise<void> | null = null;
+    const rs: WebhookReceiver[] = [];
+    for (let i = 0; i < 5; i++) {
+      rs.push(new WebhookReceiver((n, _req, res) => {
+        if (i === 2 && n === 1) {
+          killed = worker.kill(); // this first attempt stays unanswered; the fan-out's worker dies
+          return;
+        }
+        res.writeHead(204).end();
+      }));
+    }
+    for (const r of rs) receivers.push(await r.start());
+    const image = await activeImage();
+    const subs = [];
+    for (const r of rs) subs.push((await call('POST', '/v2/webhooks', { url: r.url, events: ['image.active'], filters: { image_ids: [image.id] } })).body);
+    await image.upload();
+    await rs[2]!.waitFor(1, 60_000);
+    await killed;
+    workers.push(await startPirProcess('worker', env, logDir, `worker-${workers.length + 1}`));
+    await rs[2]!.waitFor(2, 90_000);
+    for (const [i, r] of rs.entries()) {
+      const got = await r.waitFor(1, 60_000);
+      const ids = new Set(got.map((g) => g.headers['webhook-id']));
+      assert.equal(ids.size, 1, `subscriber ${i}: every request carries one webhook-id (${[...ids].join(', ')})`);
+      for (const g of got) assert.equal(verify(subs[i].secret, g).data.id, image.id);
+    }
+    const end = Date.now() + 30_000;
+    let statuses: string[] = [];
+    while (Date.now() < end) {
+      statuses = await Promise.all(subs.map(async (s) => (await call('GET', `/v2/webhooks/${s.id}/deliveries`)).body.deliveries[0]?.status ?? 'none'));
+      if (statuses.every((x) => x === 'delivered')) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.deepEqual(statuses, subs.map(() => 'delivered'));
   });
 });

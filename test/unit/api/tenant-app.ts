@@ -25,7 +25,7 @@ import { startDispatcher } from '../../../workers/dispatcher.js';
 import { StageRunner } from '../../../workers/stage-runner.js';
 import { pipelineStages } from '../../../workers/stages/index.js';
 import { domain, silent } from '../core/fixtures.js';
-import { WebhookFanout } from '../../../core/webhooks/fanout.js';
+import { WebhookFanout, type FirstAttempts } from '../../../core/webhooks/fanout.js';
 import { webhookDeliveryKind } from '../../../core/webhooks/jobs.js';
 import { SecretBox } from '../../../core/webhooks/secret-box.js';
 import { WebhookService } from '../../../core/webhooks/service.js';
@@ -57,7 +57,7 @@ export interface TestApp {
   /** Uploads `bytes` of zeros as a raw image and waits until it is active. */
   activate(token: Token, id: string, bytes?: number): Promise<void>;
   patch(token: Token, id: string, ops: unknown): Promise<LightMyRequestResponse>;
-  /** The webhooks extension: its store, and the fan-out (fed by the bus; deliveries are enqueued, no worker runs them). */
+  /** The webhooks extension: its store, and the fan-out (fed by the bus; fan-out jobs run; deliveries are enqueued, no worker runs them). */
   webhookStore: SqliteWebhookStore;
   /** The live events behind GET /v2/events, fed by the bus as the runtime feeds them. */
   live: LiveEvents;
@@ -100,7 +100,15 @@ export async function testApp(): Promise<TestApp> {
   d.images.attachCatalog(catalog.hooks());
   // As infra/catalog.ts wires it: deliveries and streams follow gallery sharing.
   const grantsOf = (projectId: string) => catalog.grants({ project_id: projectId, user_id: '', roles: [] });
-  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView, grantsOf).start(d.bus);
+  // No receiver here: what is checked is who gets a delivery, so every first attempt is handed to a
+  // delivery job, which no worker runs.
+  const queueOnly: FirstAttempts = {
+    firstAttempts: async (items, followUp) => {
+      await webhookStore.addDeliveries(items.map((i) => i.delivery));
+      for (const { delivery } of items) await followUp({ job: { delivery_id: delivery.id }, delayMs: 0 });
+    },
+  };
+  await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView, queueOnly, grantsOf).start(d.bus, 4);
   const live = new LiveEvents((id) => d.manifest.get(id), grantsOf);
   const stopLive = await d.bus.watch(async (e) => live.publish(e));
   const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, locations, authenticator, webhooks, catalog, live });
