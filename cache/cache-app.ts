@@ -3,13 +3,13 @@
  * /v2/cache API and /metrics for administrators, the webhook receiver, and every other request
  * passed to the upstream unchanged (method, path, headers, streamed body) by @fastify/reply-from.
  */
-import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { handleError, sendError } from '../api/error-handler.js';
 import { parseRange } from '../api/routes/image-data.js';
+import { openFileStream } from '../infra/storage/file-stream.js';
 import { CACHEABLE_ID, type CacheStore, type Entry } from './cache-store.js';
 import { verifiedDelivery } from './event-follower.js';
 import { GrowingFileReader } from './growing-file-reader.js';
@@ -153,14 +153,13 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
     if (found.kind === 'hit') {
       const release = deps.store.claim(found.entry);
       // Opened before answering: an entry dropped meanwhile is a miss, not a broken response.
-      const file = await open(found.entry.path, 'r').catch(() => null);
-      if (!file) {
+      const stream = await openFileStream(found.entry.path, { start: range.start, end: Math.max(range.start, range.end) }).catch(() => null);
+      if (!stream) {
         release();
         continue;
       }
       cacheMetrics.hits.inc();
       reply.header('x-pir-cache', 'hit');
-      const stream = file.createReadStream({ start: range.start, end: Math.max(range.start, range.end), highWaterMark: 1 << 20 });
       return reply.send(counted(stream, release, (n) => cacheMetrics.bytesFromCache.inc(n)));
     }
     cacheMetrics.misses.inc({ kind: found.started ? 'fill' : 'joined' });

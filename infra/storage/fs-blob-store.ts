@@ -14,6 +14,7 @@ import { PARTIAL_MARK, imageKey } from '../../core/blob-keys.js';
 import { BlobNotFoundError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { HashPool, writeHashedFile } from '../../ingest/hashing/index.js';
 import { FileReader } from './file-reader.js';
+import { openFileStream } from './file-stream.js';
 
 /** One key segment: no separators, no dot files, nothing that climbs out of its directory. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -62,15 +63,8 @@ export class FsBlobStore implements BlobStore {
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
-    const path = this.pathOf(key);
-    // Open first, so a missing file rejects here rather than erroring the stream later.
-    const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
+    return openFileStream(this.pathOf(key), range).catch((error: NodeJS.ErrnoException) => {
       throw error.code === 'ENOENT' ? new BlobNotFoundError(key) : error;
-    });
-    return createReadStream('', {
-      fd: handle,
-      highWaterMark: 1024 * 1024,
-      ...(range ? { start: range.start, end: range.end } : {}),
     });
   }
 
