@@ -62,6 +62,14 @@ export class DeferJobError extends Error {
   }
 }
 
+/**
+ * A retry schedule doubling from `firstMs` (after the first failed attempt) up to `capMs`: the
+ * kinds' delayMs, e.g. 1 s, 2 s, 4 s … capped at a minute.
+ */
+export function exponentialBackoff(firstMs: number, capMs: number): JobRetry['delayMs'] {
+  return (attemptsMade) => Math.min(capMs, firstMs * 2 ** Math.min(30, Math.max(0, attemptsMade - 1)));
+}
+
 /** The delay a kind's policy asks for, with RetryLaterError's own delay taking precedence. */
 export function retryDelay(kind: JobKind<unknown>, attemptsMade: number, error: unknown): number {
   if (error instanceof RetryLaterError) return Math.max(0, error.delayMs);

@@ -15,7 +15,7 @@ import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
 import { event } from './events.js';
 import { copiesOf, copyKey, copyVerified, readingOrder } from './image-stores.js';
-import type { JobKind } from './jobs.js';
+import { exponentialBackoff, type JobKind } from './jobs.js';
 import type { Manifest } from './manifest.js';
 import { enforce, requireVisible } from './policy.js';
 import type { JobContext, JobQueue } from './ports.js';
@@ -32,7 +32,7 @@ export interface CopyImageJob {
 export const COPY_IMAGE_KIND: JobKind<CopyImageJob> = {
   name: 'copy-image',
   durable: true,
-  retry: { attempts: 5, delayMs: (made) => Math.min(60_000, 1000 * 2 ** Math.max(0, made - 1)) },
+  retry: { attempts: 5, delayMs: exponentialBackoff(1000, 60_000) },
 };
 
 const HOLDS_BYTES = new Set(['active', 'deactivated']);

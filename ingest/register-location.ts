@@ -19,18 +19,17 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Caller } from '../core/caller.js';
-import { PirError } from '../core/errors.js';
+import { PirError, badRequest } from '../core/errors.js';
 import {
   externalKey, parseLocation, parseLocationMetadata, parseValidationData, type LocationSettings, type ParsedLocation,
 } from '../core/external-location.js';
 import type { ImageService } from '../core/image-service.js';
-import type { JobKind } from '../core/jobs.js';
+import { exponentialBackoff, type JobKind } from '../core/jobs.js';
 import type { JobQueue } from '../core/ports.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
 import { LocationUnreadableError, type LocationReader } from '../infra/storage/location-reader.js';
 import type { ExternalLocation } from '../schemas/image.js';
 import { tooLarge, type UploadSettings } from './receive-upload.js';
-import { badRequest } from '../core/errors.js';
 
 export interface LocationDeps {
   images: ImageService;
@@ -57,7 +56,7 @@ export interface RegisterLocationJob {
 export const REGISTER_LOCATION_KIND: JobKind<RegisterLocationJob> = {
   name: 'register-location',
   durable: true,
-  retry: { attempts: 5, delayMs: (made) => Math.min(60_000, 2000 * 2 ** Math.max(0, made - 1)) },
+  retry: { attempts: 5, delayMs: exponentialBackoff(2000, 60_000) },
 };
 
 /** Thrown when the process stops mid-read: the job is tried again (by another process, or after the restart). */

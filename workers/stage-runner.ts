@@ -61,10 +61,7 @@ export class StageRunner {
     try {
       record = await this.stages[job.stage](doc, ctx);
     } catch (error) {
-      const outcome = willRetry(error, ctx) ? 'retry' : 'failed';
-      stageDuration.observe({ stage: job.stage, outcome }, seconds());
-      span.setAttributes({ 'pir.outcome': outcome, 'pir.error.code': error instanceof PirError ? error.code : 'internal_error' });
-      if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+      noteFailure(span, job.stage, error, ctx, seconds());
       await this.fail(job, ctx, error, log);
       return;
     }
@@ -179,10 +176,7 @@ export class StageRunner {
         try {
           record = await this.stages[stage](working, ctx);
         } catch (error) {
-          const outcome = willRetry(error, ctx) ? 'retry' : 'failed';
-          stageDuration.observe({ stage, outcome }, (performance.now() - t0) / 1000);
-          span.setAttributes({ 'pir.outcome': outcome, 'pir.error.code': error instanceof PirError ? error.code : 'internal_error' });
-          if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+          noteFailure(span, stage, error, ctx, (performance.now() - t0) / 1000);
           await this.failFused(recorded, done, stage, ctx, error, stageLog);
           return false;
         }
@@ -303,6 +297,14 @@ function imageAttributes(doc: ImageDoc): Record<string, string | number> {
     'pir.image.disk_format': doc.disk_format ?? '',
     'pir.image.bytes': doc.staging?.size ?? doc.size ?? 0,
   };
+}
+
+/** A stage's failure on its metric and span: a retry, or failed for good (an error status). */
+function noteFailure(span: Span, stage: StageName, error: unknown, ctx: JobContext, seconds: number): void {
+  const outcome = willRetry(error, ctx) ? 'retry' : 'failed';
+  stageDuration.observe({ stage, outcome }, seconds);
+  span.setAttributes({ 'pir.outcome': outcome, 'pir.error.code': error instanceof PirError ? error.code : 'internal_error' });
+  if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
 }
 
 function failureOf(error: unknown, stage: StageName, ctx: JobContext): { code: string; message: string } {

@@ -121,10 +121,11 @@ export class WebhookDeliverer {
    * sends again with the same webhook-id). `subs` were read for this event.
    */
   async firstAttempts(items: { delivery: Delivery; sub: Subscription }[], followUp: (f: FollowUp) => Promise<void>): Promise<void> {
-    const inline = items.filter((i) => !this.slow.has(i.sub.id));
+    const slow = items.filter((i) => this.slow.has(i.sub.id));
+    const inline = items.filter((i) => !slow.includes(i));
     const leases = await this.limiter.tryAcquireMany(inline.map((i) => i.sub.id), this.settings.perEndpointConcurrency);
     // Sent by a job (which waits for a slot): recorded as pending first, together.
-    const deferred = [...items.filter((i) => this.slow.has(i.sub.id)), ...inline.filter((_, n) => !leases[n])].map((i) => i.delivery);
+    const deferred = [...slow, ...inline.filter((_, n) => !leases[n])].map((i) => i.delivery);
     const tasks: Promise<void>[] = [];
     if (deferred.length > 0) tasks.push(this.handOver(deferred, 0, followUp));
     inline.forEach(({ delivery, sub }, n) => {

@@ -8,9 +8,9 @@
  *
  * At least once: the job finishes only after every delivery was attempted and recorded, or
  * recorded and handed to a delivery job. A job that dies (a worker SIGKILLed) runs again
- * (ctx.attempt > 1 or ctx.redelivered): a delivery with a record is left to its delivery job if still pending (the same
- * job id, so enqueued once); one without a record (its attempt was cut short) is attempted again,
- * with the same webhook-id. A delivery whose record appears only after its first attempt ended
+ * (ctx.attempt > 1 or ctx.redelivered): a delivery with a record is left to its delivery job if
+ * still pending (the same job id, so enqueued once); one without a record (its attempt was cut
+ * short) is attempted again, with the same webhook-id. A delivery whose record appears only after its first attempt ended
  * is not listed by GET …/deliveries while that attempt is in flight.
  */
 import { createHash } from 'node:crypto';

@@ -1,7 +1,6 @@
 /**
- * Small helpers of the delivery path. Hand-written (a counting semaphore and a TTL set are a few
- * lines each) rather than adding p-limit to a lock file every branch shares; the TTL set is
- * lru-cache, already a dependency.
+ * Small helpers of the delivery path. The counting semaphore is hand-written (a dozen lines, not
+ * worth a dependency); the TTL set is lru-cache, already a dependency.
  */
 import { LRUCache } from 'lru-cache';
 

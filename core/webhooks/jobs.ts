@@ -3,7 +3,7 @@
  * first attempts, made together), and one delivery job per delivery that needs more than that
  * (a retry, an endpoint that was full or slow, a ping, a redelivery), retried on the schedule.
  */
-import type { JobKind } from '../jobs.js';
+import { exponentialBackoff, type JobKind } from '../jobs.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { Delivery } from './model.js';
 
@@ -51,5 +51,5 @@ export function webhookDeliveryKind(schedule: number[]): JobKind<DeliveryJob> {
 export const WEBHOOK_FANOUT_KIND: JobKind<FanoutJob> = {
   name: 'webhook-fanout',
   durable: true,
-  retry: { attempts: 10_000, delayMs: (made) => Math.min(30_000, 1000 * 2 ** Math.min(made - 1, 5)) },
+  retry: { attempts: 10_000, delayMs: exponentialBackoff(1000, 30_000) },
 };
