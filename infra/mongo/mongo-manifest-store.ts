@@ -230,7 +230,7 @@ export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: So
           case 'owner': return { owner: term.owner };
           case 'visibility': return { visibility: oneOf(term.visibilities) };
           case 'member': return { visibility: 'shared', pir_members: { $in: term.statuses.map((st) => memberKey(term.member, st)) } };
-          case 'gallery': return { pir_props: { $in: term.galleries.map((g) => propertyKey(GALLERY_PROPERTY, g)) } };
+          case 'gallery': return { pir_props: oneOf(term.galleries.map((g) => propertyKey(GALLERY_PROPERTY, g))) };
         }
       }),
     });
@@ -257,7 +257,7 @@ export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: So
   }
   for (const [k, v] of Object.entries(query.properties ?? {})) and.push({ pir_props: propertyKey(k, v) });
   for (const tag of query.tags ?? []) and.push({ tags: tag });
-  if (query.galleryIn) and.push({ pir_props: { $in: query.galleryIn.map((g) => propertyKey(GALLERY_PROPERTY, g)) } });
+  if (query.galleryIn) and.push({ pir_props: oneOf(query.galleryIn.map((g) => propertyKey(GALLERY_PROPERTY, g))) });
   const sort = normalizeSort(query.sort);
   if (query.after) and.push(keysetFilter(sort, query.after));
   const filter = hoistEqualities(and);
