@@ -7,9 +7,14 @@
  *   q=debian bookworm with sort=relevance (every match ranked, best score tier first);
  * - ?gallery=<g>, ?gallery=<root>&recursive=true, GET /v2/galleries/{root}?recursive=true
  *   (counts) for one project's tree of galleries among all images;
- * - embedded (SQLite) and on the MongoDB-wire store (FerretDB on :27017; 2,000 images by
- *   default: FerretDB 1.24 scans the collection for every query, see bench/list.bench.ts).
- * PIR_BENCH_SEARCH_IMAGES, PIR_BENCH_SEARCH_FERRET_IMAGES and PIR_BENCH_MODES change the runs.
+ * - embedded (SQLite) and on the MongoDB-wire store (PIR_TEST_MONGODB_URL, default FerretDB on
+ *   :27017; 2,000 images by default: FerretDB 1.24 decodes every document its backend returns,
+ *   see README "Keyword search"). The run prints which server and backend it measured (FerretDB's
+ *   explain: PostgreSQL answers with a plan tree, SQLite with rows) and, when that server runs on
+ *   this machine, its CPU per query (FerretDB and its PostgreSQL), steadier than latency under load.
+ * PIR_BENCH_SEARCH_IMAGES, PIR_BENCH_SEARCH_FERRET_IMAGES and PIR_BENCH_MODES change the runs;
+ * PIR_BENCH_SEARCH_CASES (comma-separated parts of case names) runs only those cases (the
+ * reference always runs): a collection scan at 20,000 images on FerretDB takes ~30 s a query.
  */
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
@@ -26,6 +31,7 @@ import type { ImageDoc, Visibility } from '../schemas/image.js';
 import { inProcessApp } from '../test/support/in-process-app.js';
 import { serviceUp, services } from '../test/support/services.js';
 import { median, percentile, sample, type Bench, type BenchContext, type Figure } from './report.js';
+import { CpuMeter, ferretdbPostgresPid, listenerPid } from './process-cpu.js';
 
 const IMAGES = Number(process.env.PIR_BENCH_SEARCH_IMAGES || 100_000);
 const FERRET_IMAGES = Number(process.env.PIR_BENCH_SEARCH_FERRET_IMAGES || 2_000);
@@ -142,6 +148,8 @@ interface ModeSetup {
   store: ManifestStore & { createMany?(docs: ImageDoc[]): Promise<void> };
   catalogStore?: CatalogStore;
   samples: { n: number; budgetMs: number; warm: number };
+  /** Server processes on this machine whose CPU per query is reported (FerretDB and its PostgreSQL). */
+  serverPids?: Record<string, number | null>;
   targets: boolean;
   close(): Promise<void>;
 }
@@ -172,7 +180,8 @@ async function measure(setup: ModeSetup, log: BenchContext['log']): Promise<Figu
     // The floor in this run: a bare indexed lookup through the same HTTP stack, so a p99 beside
     // the limit can be read against what the machine's load alone costs.
     const reference: Case = { name: 'reference: GET /v2/images/{id} (one indexed lookup)', path: `/v2/images/${someId}` };
-    for (const c of [reference, ...CASES]) {
+    const only = (process.env.PIR_BENCH_SEARCH_CASES || '').split(',').filter(Boolean);
+    for (const c of [reference, ...CASES.filter((k) => only.length === 0 || only.some((part) => k.name.includes(part)))]) {
       const token = c.as ? `${c.as}-token` : 'bench-token';
       let path = c.path;
       if (c.pageTwo) {
@@ -182,22 +191,63 @@ async function measure(setup: ModeSetup, log: BenchContext['log']): Promise<Figu
       const first = await httpGet(base + path, token);
       if (first.status !== 200) throw new Error(`${path}: HTTP ${first.status} ${first.body.toString().slice(0, 200)}`);
       const json = JSON.parse(first.body.toString()) as { images?: unknown[]; image_count?: number; galleries?: unknown[] };
-      const found = json.images ? `${json.images.length} images on the page` : json.image_count !== undefined ? `image_count ${json.image_count}` : `${json.galleries?.length} galleries`;
+      const found = json.images ? `${json.images.length} images on the page` : json.image_count !== undefined ? `image_count ${json.image_count}` : json.galleries ? `${json.galleries.length} galleries` : 'one image';
+      let requests = 0;
+      const meter = setup.serverPids ? new CpuMeter(setup.serverPids) : null;
       const times = await sample(async () => {
+        requests++;
         const r = await httpGet(base + path, token);
         if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status}`);
       }, setup.samples.n, setup.samples.warm, setup.samples.budgetMs);
+      const cpu = meter?.since() ?? {};
+      const cpuNote = Object.entries(cpu).map(([name, ms]) => `${name} ${(ms / requests).toFixed(1)}`).join(', ');
       const label = `${setup.mode}${setup.images !== IMAGES ? ` (${setup.images.toLocaleString('en')} images)` : ''}, ${c.name}`;
       const p99 = percentile(times, 99);
       figures.push({ name: `${label}: p50`, value: median(times), unit: 'ms', note: `${found}, ${times.length} samples` });
       figures.push({ name: `${label}: p99`, value: p99, unit: 'ms', ...(setup.targets && c.search ? { atMost: 50 } : {}) });
-      log(`${label}: p50 ${median(times).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (${found})`);
+      if (cpuNote) figures.push({ name: `${label}: server CPU per query`, value: Object.values(cpu).reduce((a, b) => a + b, 0) / requests, unit: 'ms', note: cpuNote });
+      log(`${label}: p50 ${median(times).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (${found})${cpuNote ? `; server CPU ms per query: ${cpuNote}` : ''}`);
     }
   } finally {
     await pir.close();
   }
   figures.push({ name: `${setup.mode} seeding ${setup.images} images (bulk insert, with search words)`, value: seedS, unit: 's', note: `load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} cores at the end` });
   return figures;
+}
+
+/**
+ * Which server answers `url`, and for FerretDB which backend: buildInfo names FerretDB's version,
+ * and its explain of a find shows a PostgreSQL plan tree or SQLite's EXPLAIN QUERY PLAN rows.
+ */
+async function describeServer(url: string, dbName: string): Promise<string> {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000 });
+  await client.connect();
+  try {
+    const db = client.db(dbName);
+    const info = await db.command({ buildInfo: 1 });
+    if (!info.ferretdbVersion) return `MongoDB ${info.version}`;
+    const explain = await db.command({ explain: { find: 'images', filter: { pir_words: 'debian' } } });
+    const plan = explain.queryPlanner?.Plan;
+    const backend = Array.isArray(plan) ? 'SQLite' : plan ? 'PostgreSQL' : 'an unknown backend';
+    // The indexes the backend chose for a top-level word equality (PostgreSQL: the GIN index beside list_words).
+    const indexes = new Set<string>();
+    const walk = (node: any) => {
+      if (!node || typeof node !== 'object') return;
+      if (typeof node['Index Name'] === 'string') indexes.add(node['Index Name']);
+      for (const child of node.Plans ?? []) walk(child);
+    };
+    walk(plan);
+    return `FerretDB ${info.ferretdbVersion} on ${backend}${indexes.size ? ` ({pir_words: "debian"} served by ${[...indexes].join(', ')})` : ''}`;
+  } finally {
+    await client.close();
+  }
+}
+
+/** FerretDB's process and its PostgreSQL postmaster, when they listen on this machine. */
+function serverPids(url: string): Record<string, number | null> | undefined {
+  const port = Number(/^mongodb:\/\/(?:[^@/]*@)?(?:127\.0\.0\.1|localhost):(\d+)/.exec(url)?.[1] ?? NaN);
+  const ferretdb = Number.isFinite(port) ? listenerPid(port) : null;
+  return ferretdb ? { ferretdb, postgres: ferretdbPostgresPid(ferretdb) } : undefined;
 }
 
 const bench: Bench = {
@@ -224,7 +274,11 @@ const bench: Bench = {
         const catalogStore = new MongoCatalogStore({ url: services.mongodbUrl, dbName });
         await catalogStore.start();
         try {
-          figures.push(...await measure({ mode: 'FerretDB', images: FERRET_IMAGES, store, catalogStore, samples: { n: 30, budgetMs: 20_000, warm: 1 }, targets: false, close: async () => {} }, ctx.log));
+          const pids = serverPids(services.mongodbUrl);
+          const measured = await measure({ mode: 'FerretDB', images: FERRET_IMAGES, store, catalogStore, samples: { n: 30, budgetMs: 20_000, warm: 1 }, targets: false, ...(pids ? { serverPids: pids } : {}), close: async () => {} }, ctx.log);
+          const server = await describeServer(services.mongodbUrl, dbName);
+          ctx.log(`the MongoDB-wire store measured: ${server}`);
+          figures.push(...measured.map((f) => f.name.endsWith('(bulk insert, with search words)') ? { ...f, note: `${f.note}; server: ${server}` } : f));
         } finally {
           await store.close();
           await catalogStore.close();

@@ -120,6 +120,23 @@ export function possibleScores(weightsPerTerm: number[][]): number[] {
   return [...sums].filter((s) => s > 0).sort((a, b) => b - a);
 }
 
+/**
+ * Longest word start kept as its own token (wordStarts): a store that answers equality from an
+ * index but not ranges (FerretDB v1) matches a query's last word by equality on these; a longer
+ * last word is matched on its first PREFIX_TOKEN_MAX characters, then checked whole.
+ */
+export const PREFIX_TOKEN_MAX = 12;
+
+/** Every start of every word, 1 to PREFIX_TOKEN_MAX characters long (the word itself included when it is that short). */
+export function wordStarts(words: Iterable<string>): string[] {
+  const starts = new Set<string>();
+  for (const w of words) {
+    const chars = [...w]; // whole code points: a start never splits a surrogate pair
+    for (let n = 1; n <= Math.min(chars.length, PREFIX_TOKEN_MAX); n++) starts.add(chars.slice(0, n).join(''));
+  }
+  return [...starts];
+}
+
 /** The exclusive upper bound of the words starting with `prefix` (for index range scans). */
 export function prefixEnd(prefix: string): string {
   return prefix + '\u{10FFFF}';

@@ -36,7 +36,7 @@ import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings }
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
-import { imageWords } from '../../core/search.js';
+import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
@@ -60,9 +60,10 @@ export interface MongoManifestStoreOptions {
  * The image document as stored: the ImageDoc, its journal bookkeeping, and copies of what
  * GET /v2/images filters on inside the document, in shapes an ordinary (multikey) index serves:
  * `pir_props` holds each extra property as the JSON text `["key","value"]`, `pir_members` each
- * membership as `["member_id","status"]` (JSON, so no key or value can forge another pair).
+ * membership as `["member_id","status"]` (JSON, so no key or value can forge another pair),
+ * `pir_words` the keyword-search words and `pir_prefixes` their starts (core/search.ts).
  */
-type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[] };
+type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[]; pir_prefixes: string[] };
 
 function propertyKey(key: string, value: string): string {
   return JSON.stringify([key, value]);
@@ -84,6 +85,8 @@ function toStored(doc: ImageDoc, seq: number, inc: string): Stored {
     pir_members: (doc.members ?? []).map((m) => memberKey(m.member_id, m.status)),
     // Keyword search (core/search.ts): the image's words, lowercased, under a multikey index.
     pir_words: imageWords(doc),
+    // And each word's starts, so the last word of a query matches by equality (see listFilter).
+    pir_prefixes: wordStarts(imageWords(doc)),
   };
 }
 
@@ -135,8 +138,8 @@ function journalId(id: string, inc: string, seq: number): string {
 }
 
 function fromStored(stored: Stored): ImageDoc {
-  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, ...doc } = stored;
-  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members; void pir_words;
+  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, pir_prefixes, ...doc } = stored;
+  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members; void pir_words; void pir_prefixes;
   return doc as ImageDoc;
 }
 
@@ -176,29 +179,65 @@ function field(key: string): string {
   return key === 'id' ? '_id' : key;
 }
 
+/** Equality for one value ($in of one value is the same match, and FerretDB v1 hands only equality to its backend). */
+function oneOf(values: readonly unknown[]): unknown {
+  return values.length === 1 ? values[0] : { $in: values };
+}
+
+/**
+ * `{$and: clauses}` with every plain equality it can hold moved to the top level of the filter
+ * (the first clause per field; the rest stay in `$and`). The same match on MongoDB; FerretDB 1.24
+ * hands exactly the top-level equalities on strings and booleans to its backend (PostgreSQL:
+ * `_jsonb->'field' @> value`, served by the GIN index infra/local/postgres-ferretdb.sql adds, an
+ * array field matching when it holds the value) and decodes only the rows those return, where a
+ * filter inside `$and` makes it read and decode every document of the collection.
+ */
+function hoistEqualities(clauses: object[]): Filter<Stored> {
+  const top: Record<string, unknown> = {};
+  const rest: object[] = [];
+  for (const clause of clauses) {
+    const entries = Object.entries(clause);
+    const [key, value] = entries[0] ?? [];
+    if (entries.length === 1 && key !== undefined && !key.startsWith('$') && !(key in top) && (typeof value === 'string' || typeof value === 'boolean')) top[key] = value;
+    else rest.push(clause);
+  }
+  if (rest.length > 0) top.$and = rest;
+  return top as Filter<Stored>;
+}
+
 /**
  * The find() filter and sort of list(): plain equality, $in, ranges, $or and $and on top-level
- * fields and on the derived arrays (no $elemMatch, $text or aggregation: FerretDB v1 runs these).
+ * fields and on the derived arrays (no $elemMatch, $text or aggregation: FerretDB v1 runs these),
+ * with its plain equalities at the top level (hoistEqualities).
  */
 export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: Sort } {
   const and: object[] = [];
   const access = listAccess(query);
-  if (access.visibilityIn) and.push({ visibility: { $in: access.visibilityIn } });
+  // Keyword search first, so its most selective equalities are the ones hoisted: the longest
+  // exact word (likely the rarest) and the last word's start, on two fields the backend intersects.
+  if (query.search) {
+    const { words, prefix } = query.search;
+    for (const word of [...words].sort((a, b) => b.length - a.length)) and.push({ pir_words: word });
+    const start = [...prefix].slice(0, PREFIX_TOKEN_MAX).join('');
+    and.push({ pir_prefixes: start });
+    if (start !== prefix) and.push({ pir_words: { $regex: `^${escapeRegex(prefix)}` } });
+  }
+  if (access.visibilityIn) and.push({ visibility: oneOf(access.visibilityIn) });
   if (access.anyOf) {
     and.push({
       $or: access.anyOf.map((term) => {
         switch (term.kind) {
           case 'owner': return { owner: term.owner };
-          case 'visibility': return { visibility: { $in: term.visibilities } };
+          case 'visibility': return { visibility: oneOf(term.visibilities) };
           case 'member': return { visibility: 'shared', pir_members: { $in: term.statuses.map((st) => memberKey(term.member, st)) } };
-          case 'gallery': return { pir_props: { $in: term.galleries.map((g) => propertyKey(GALLERY_PROPERTY, g)) } };
+          case 'gallery': return { pir_props: oneOf(term.galleries.map((g) => propertyKey(GALLERY_PROPERTY, g))) };
         }
       }),
     });
   }
   for (const [key, value] of Object.entries(query.where)) {
     if (value === undefined) continue;
-    and.push({ [field(key)]: Array.isArray(value) ? { $in: value } : value });
+    and.push({ [field(key)]: Array.isArray(value) ? oneOf(value) : value });
   }
   if (query.sizeMin !== undefined) and.push({ size: { $gte: query.sizeMin } });
   if (query.sizeMax !== undefined) and.push({ size: { $lte: query.sizeMax } });
@@ -218,14 +257,10 @@ export function listFilter(query: ListQuery): { filter: Filter<Stored>; sort: So
   }
   for (const [k, v] of Object.entries(query.properties ?? {})) and.push({ pir_props: propertyKey(k, v) });
   for (const tag of query.tags ?? []) and.push({ tags: tag });
-  if (query.search) {
-    for (const word of query.search.words) and.push({ pir_words: word });
-    and.push({ pir_words: { $regex: `^${escapeRegex(query.search.prefix)}` } });
-  }
-  if (query.galleryIn) and.push({ pir_props: { $in: query.galleryIn.map((g) => propertyKey(GALLERY_PROPERTY, g)) } });
+  if (query.galleryIn) and.push({ pir_props: oneOf(query.galleryIn.map((g) => propertyKey(GALLERY_PROPERTY, g))) });
   const sort = normalizeSort(query.sort);
   if (query.after) and.push(keysetFilter(sort, query.after));
-  const filter = (and.length === 0 ? {} : and.length === 1 ? and[0]! : { $and: and }) as Filter<Stored>;
+  const filter = hoistEqualities(and);
   const order: Record<string, 1 | -1> = {};
   for (const s of sort) order[field(s.key)] = s.dir === 'desc' ? -1 : 1;
   return { filter, sort: order };
@@ -320,6 +355,7 @@ export class MongoManifestStore implements ManifestStore {
           { key: { tags: 1 }, name: 'list_tags' },
           { key: { pir_members: 1 }, name: 'list_members' },
           { key: { pir_words: 1 }, name: 'list_words' },
+          { key: { pir_prefixes: 1 }, name: 'list_prefixes' },
         ]);
         await ensureIndexes(this.journal, [{ key: { image_id: 1, seq: 1 }, name: 'image_seq' }, { key: { bucket: 1 }, name: 'bucket' }]);
         await this.addDerivedFields();
@@ -519,7 +555,7 @@ export class MongoManifestStore implements ManifestStore {
    * compare-and-set write of the same document (so a concurrent writer is never overwritten).
    */
   private async addDerivedFields(): Promise<void> {
-    const old = await this.col.find({ $or: [{ pir_props: { $exists: false } }, { pir_words: { $exists: false } }] }, { projection: { _id: 1 } }).toArray();
+    const old = await this.col.find({ $or: [{ pir_props: { $exists: false } }, { pir_words: { $exists: false } }, { pir_prefixes: { $exists: false } }] }, { projection: { _id: 1 } }).toArray();
     for (const { _id } of old) await this.write(_id, 'upgrade', (head) => fromStored(head));
   }
 

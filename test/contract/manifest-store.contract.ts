@@ -439,7 +439,7 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
         owner: `p${i % 3}`,
         name: names[i % names.length]!,
         visibility: (['private', 'public', 'shared'] as const)[i % 3]!,
-        tags: [...(i % 2 ? ['Cloud-Init'] : []), ...(i % 5 === 0 ? ['GPU', 'x86_64'] : [])],
+        tags: [...(i % 2 ? ['Cloud-Init'] : []), ...(i % 5 === 0 ? ['GPU', 'x86_64'] : []), ...(i % 4 === 1 ? ['Virtualization-Host'] : [])],
         properties: {
           ...(i % 4 === 0 ? { description: `Minimal DEBIAN image build ${i}` } : {}),
           ...(i % 6 === 0 ? { os_distro: 'ubuntu' } : {}),
@@ -455,6 +455,8 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
         { words: ['nothing'], prefix: 'debian' }, { words: [], prefix: 'zz' }, { words: ['x86'], prefix: '64' }, { words: [], prefix: '2' },
         // Common words with a rare intersection (the SQLite store's FTS5 driving set, with a short and a long prefix).
         { words: ['gpu', 'windows'], prefix: 'ser' }, { words: ['gpu'], prefix: 'windows' }, { words: ['debian', 'ubuntu'], prefix: 'n' },
+        // A last word longer than the MongoDB store's start tokens (12 characters): matched on its start, then whole.
+        { words: [], prefix: 'virtualizatio' }, { words: ['host'], prefix: 'virtualization' }, { words: [], prefix: 'virtualizationx' },
       ];
       const scopes: Partial<ListQuery>[] = [
         {},

@@ -202,3 +202,26 @@ test('Mongo store: documents written before the list fields get them at start', 
   assert.deepEqual(raw?.pir_members, ['["p2","accepted"]']);
 });
 
+
+test('Mongo store: documents written before pir_prefixes get it at start, and a prefix search finds them', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_prefixes').replace(/-/g, '_');
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  await client.connect();
+  t.after(async () => {
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+  const doc = makeDoc({ owner: 'p1', name: 'Debian Bookworm', tags: ['cloud-init'] });
+  // As the previous version stored it: the words, no word starts.
+  await client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images').insertOne({
+    ...doc, _id: doc.id, pir_pending: false, pir_seq: 0, pir_inc: 'old2', pir_props: [], pir_members: [], pir_words: ['debian', 'bookworm', 'cloud', 'init'],
+  });
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  t.after(() => store.close());
+  const base = { scope: { project_id: 'p1', admin: false }, memberStatus: 'accepted' as const, where: {}, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10 };
+  assert.deepEqual((await store.list({ ...base, search: { words: ['debian'], prefix: 'book' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual(await store.get(doc.id), doc, 'the document itself is unchanged');
+  const raw = await client.db(dbName).collection('images').findOne({ _id: doc.id as never });
+  assert.ok((raw?.pir_prefixes as string[]).includes('bookw'));
+});
