@@ -23,6 +23,15 @@ function reapedCpuMs(pid: number): number {
   return (Number(f[13]) + Number(f[14])) * TICK_MS;
 }
 
+/**
+ * CPU ms of `pid`'s main thread alone (its JavaScript event loop), without worker threads, libuv's
+ * pool or GC helpers: the thread a Node server saturates first, so the one whose cost sets its rate.
+ */
+export function mainThreadCpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+}
+
 /** CPU ms of `pid` (limits.ts' processCpuMs), its reaped children and, recursively, its live children; null if gone. */
 export function processTreeCpuMs(pid: number): number | null {
   try {
