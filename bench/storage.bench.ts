@@ -250,12 +250,15 @@ const bench: Bench = {
       return figures;
     }
     const prefix = `${uniqueName('bench')}/`;
+    const readClient = process.env.PIR_S3_READ_CLIENT as 'undici' | 'node' | undefined;
     const s3env = (endpoint: string) => ({
       PIR_S3_ENDPOINT: endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
       PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_PREFIX: prefix,
+      // PIR_S3_READ_CLIENT=node measures downloads on the SDK's node:http handler (A/B against undici).
+      ...(readClient ? { PIR_S3_READ_CLIENT: readClient } : {}),
     });
     // The same client settings as pir serve's store (defaults: part size, parts in flight, signing).
-    const store = new S3BlobStore({ ...services.s3, prefix });
+    const store = new S3BlobStore({ ...services.s3, prefix, ...(readClient ? { readClient } : {}) });
     try {
       ctx.log(`limit: raw S3 multipart upload and GetObject, 1 GiB (${store.partSize / MiB} MiB parts, ${store.queueSize} in flight)`);
       const { write: s3write, read: s3read } = await s3RawWriteRead(store, data, GiB);
