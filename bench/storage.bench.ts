@@ -83,7 +83,7 @@ function dropFromPageCache(path: string): boolean {
  * object) back to back, so the limit is taken in the same minutes as the figure on this shared
  * machine; medians of the rounds.
  */
-async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, id: string, source: { file?: string; rawRead?: () => Promise<number> }): Promise<Figure[]> {
+async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, id: string, source: DownloadSourceOf): Promise<Figure[]> {
   const figures: Figure[] = [];
   ctx.log(`${label}: 2 GiB download, first after the upload`);
   const first = await downloadRate(serve, id);
@@ -97,10 +97,14 @@ async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, i
   const downloads: { rate: number; cpu: number }[] = [];
   const raws: number[] = [];
   const loads: number[] = [];
+  const alternates: { rate: number; cpu: number }[] = [];
   for (let round = 0; round < DOWNLOAD_ROUNDS; round++) {
-    ctx.log(`${label}: warm 2 GiB download round ${round + 1}/${DOWNLOAD_ROUNDS} (loopback, PIR${source.rawRead ? ', raw GetObject' : ''})`);
+    ctx.log(`${label}: warm 2 GiB download round ${round + 1}/${DOWNLOAD_ROUNDS} (loopback, PIR${source.alternate ? `, PIR with ${source.alternate.label}` : ''}${source.rawRead ? ', raw GetObject' : ''})`);
     loopbacks.push(await loopbackHttpDownload(2 * GiB));
+    // The alternate first on odd rounds, so neither always follows the loopback run.
+    if (source.alternate && round % 2 === 1) alternates.push(await downloadRate(source.alternate.serve, source.alternate.id));
     downloads.push(await downloadRate(serve, id));
+    if (source.alternate && round % 2 === 0) alternates.push(await downloadRate(source.alternate.serve, source.alternate.id));
     if (source.rawRead) raws.push(await source.rawRead());
     loads.push(loadavg()[0]);
   }
@@ -110,6 +114,14 @@ async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, i
     name: `${label}: 2 GiB download, warm (client discards, no hashing)`, value: median(rates), unit: 'MiB/s', limit: median(loopbacks), targetRatio: 0.7,
     note: `rounds ${rates.map((r) => r.toFixed(0)).join(', ')} beside loopback ${loopbacks.map((r) => r.toFixed(0)).join(', ')}; server CPU ${median(cpus).toFixed(2)} s/GiB (${cpus.map((c) => c.toFixed(2)).join(', ')}); load ${loads.map((l) => l.toFixed(1)).join(', ')}`,
   });
+  if (source.alternate) {
+    const altRates = alternates.map((d) => d.rate);
+    const altCpus = alternates.map((d) => d.cpu);
+    figures.push({
+      name: `${label}: the same download with ${source.alternate.label}`, value: median(altRates), unit: 'MiB/s', limit: median(loopbacks),
+      note: `rounds ${altRates.map((r) => r.toFixed(0)).join(', ')}; server CPU ${median(altCpus).toFixed(2)} s/GiB (${altCpus.map((c) => c.toFixed(2)).join(', ')}) against ${median(cpus).toFixed(2)} above`,
+    });
+  }
   if (raws.length) {
     figures.push({ name: `${label}: the same download against a raw GetObject of its object`, value: median(rates), unit: 'MiB/s', limit: median(raws), note: `raw GetObject (same client settings as the store, discarded) ${raws.map((r) => r.toFixed(0)).join(', ')}` });
   }
@@ -153,7 +165,13 @@ async function s3RawWriteRead(store: S3BlobStore, data: Buffer, bytes: number): 
   return { write, read };
 }
 
-type DownloadSource = (id: string) => Promise<{ file?: string; rawRead?: () => Promise<number> }>;
+/**
+ * What a store's download figures stand beside: the file (filesystem), a raw read of the object
+ * (S3), and an `alternate` pir serve holding the same bytes under other settings, downloaded in
+ * the same rounds (S3: PIR_S3_READ_CLIENT=node, the A/B of the read client).
+ */
+interface DownloadSourceOf { file?: string; rawRead?: () => Promise<number>; alternate?: { label: string; serve: Serve; id: string } }
+type DownloadSource = (id: string) => Promise<DownloadSourceOf>;
 
 async function measureStore(label: string, ctx: BenchContext, serve: Serve, data: Buffer, ceiling: number, limitNote: string, source: DownloadSource): Promise<Figure[]> {
   const figures: Figure[] = [];
@@ -250,23 +268,37 @@ const bench: Bench = {
       return figures;
     }
     const prefix = `${uniqueName('bench')}/`;
+    const readClient = process.env.PIR_S3_READ_CLIENT as 'undici' | 'node' | undefined;
     const s3env = (endpoint: string) => ({
       PIR_S3_ENDPOINT: endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
       PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_PREFIX: prefix,
+      // PIR_S3_READ_CLIENT=node measures downloads on the SDK's node:http handler (A/B against undici).
+      ...(readClient ? { PIR_S3_READ_CLIENT: readClient } : {}),
     });
     // The same client settings as pir serve's store (defaults: part size, parts in flight, signing).
-    const store = new S3BlobStore({ ...services.s3, prefix });
+    const store = new S3BlobStore({ ...services.s3, prefix, ...(readClient ? { readClient } : {}) });
     try {
       ctx.log(`limit: raw S3 multipart upload and GetObject, 1 GiB (${store.partSize / MiB} MiB parts, ${store.queueSize} in flight)`);
       const { write: s3write, read: s3read } = await s3RawWriteRead(store, data, GiB);
       figures.push({ name: 'limit: S3 write (raw multipart, same client settings, no hashing)', value: s3write, unit: 'MiB/s' });
       figures.push({ name: 'limit: S3 read (raw GetObject of it, same client, discarded)', value: s3read, unit: 'MiB/s' });
       const s3 = await startServe(ctx.dir, 's3', s3env(services.s3.endpoint));
+      // Downloads only: a second pir serve on the SDK's node:http read client (its own prefix, so
+      // neither's janitor sees the other's objects) holding the same bytes, for the A/B.
+      const viaNode = DOWNLOADS_ONLY && readClient !== 'node'
+        ? await startServe(ctx.dir, 's3-node', { ...s3env(services.s3.endpoint), PIR_S3_PREFIX: `${prefix}node/`, PIR_S3_READ_CLIENT: 'node' })
+        : null;
       try {
-        const raw = async (id: string) => ({ rawRead: await rawObjectRead(store, id) });
+        const raw = async (id: string): Promise<DownloadSourceOf> => {
+          if (!viaNode) return { rawRead: await rawObjectRead(store, id) };
+          ctx.log('S3 store: the same 2 GiB into a pir serve reading with PIR_S3_READ_CLIENT=node');
+          const other = await timedUpload(viaNode.client, 2 * GiB, data);
+          return { rawRead: await rawObjectRead(store, id), alternate: { label: 'PIR_S3_READ_CLIENT=node', serve: viaNode, id: other.id } };
+        };
         figures.push(...(await measureStore('S3 store', ctx, s3, data, Math.min(sha512, s3write), 'min(S3 raw write, sha512)', raw)));
       } finally {
         await s3.process.stop();
+        await viaNode?.process.stop();
       }
       if (DOWNLOADS_ONLY) return figures;
       const proxy = await countingProxy(new URL(services.s3.endpoint));

@@ -235,6 +235,8 @@ export interface S3Config {
   queueSize: number;
   /** Sign each body's sha256; absent: only over plain HTTP to another host. */
   signPayload?: boolean;
+  /** HTTP client of GetObject (S3Settings.readClient). */
+  readClient: 'undici' | 'node';
 }
 
 /** PIR_S3_*: with PIR_S3_ENDPOINT set, images live in that bucket (both modes). */
@@ -267,7 +269,14 @@ function s3(env: Env): S3Config | null {
     queueSize: int(env, 'PIR_S3_QUEUE_SIZE', 2, 1, 64),
     // Unset: signed only over plain HTTP to another host (S3Settings.signPayload).
     ...(env.PIR_S3_SIGN_PAYLOAD ? { signPayload: bool(env, 'PIR_S3_SIGN_PAYLOAD', false) } : {}),
+    readClient: s3ReadClient(env),
   };
+}
+
+function s3ReadClient(env: Env): 'undici' | 'node' {
+  const value = env.PIR_S3_READ_CLIENT || 'undici';
+  if (value !== 'undici' && value !== 'node') throw new ConfigError('PIR_S3_READ_CLIENT', `"${value}" is not undici or node`);
+  return value;
 }
 
 function s3PartSize(env: Env): number {

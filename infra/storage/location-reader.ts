@@ -10,6 +10,7 @@
  */
 import { Transform, type Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { UndiciHttpHandler } from './undici-http-handler.js';
 import type { LocationFingerprint } from '../../schemas/image.js';
 import { PirError, RefusedError } from '../../core/errors.js';
 import type { ByteRange } from '../../core/ports.js';
@@ -70,6 +71,8 @@ export class LocationReader {
       credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // Only reads here (HEAD and GET): on undici like the S3 store's reads (PIR_S3_READ_CLIENT).
+      ...(s3.readClient === 'node' ? {} : { requestHandler: new UndiciHttpHandler() }),
     }) : null;
   }
 

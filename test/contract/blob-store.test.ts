@@ -11,6 +11,9 @@ import { stagingKey } from '../../core/blob-keys.js';
 import { BlobStoreUnavailableError } from '../../core/ports.js';
 import { FsBlobStore } from '../../infra/storage/fs-blob-store.js';
 import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
+import { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { countingProxy } from '../support/counting-proxy.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
 import { blobStoreContract } from './blob-store.contract.js';
 
@@ -134,6 +137,52 @@ test('S3 store: uploads from shared part buffers, hashed on the pool; failures l
     async function* big(): AsyncGenerator<Uint8Array> { for (let i = 0; i < 20; i++) yield randomBytes(MiB); }
     await assert.rejects(refused.write(key, big(), { maxBytes: 100 * MiB }), BlobStoreUnavailableError);
     assert.equal(await store.stat(key), null);
+  });
+});
+
+test('S3 store: reads go over undici (PIR_S3_READ_CLIENT), hold back when the reader does, and a reader that stops closes the request', { timeout: 120_000 }, async (t) => {
+  if (!(await requireServices(t, ['s3']))) return;
+  const MiB = 1024 * 1024;
+  const runPrefix = `${uniqueName('s3read')}/`;
+  const proxy = await countingProxy(new URL(services.s3.endpoint));
+  // Through the proxy, which sees how much SeaweedFS sent and whether PIR hung up.
+  const store = new S3BlobStore({ ...services.s3, endpoint: proxy.url, prefix: runPrefix });
+  const viaNode = new S3BlobStore({ ...services.s3, endpoint: proxy.url, prefix: runPrefix, readClient: 'node' });
+  t.after(async () => {
+    for (const blob of await store.list('')) await store.delete(blob.key);
+    store.close();
+    viaNode.close();
+    await proxy.close();
+  });
+  const bytes = randomBytes(40 * MiB);
+  const key = stagingKey(randomUUID(), 1, 'upload');
+  await store.write(key, Readable.from([bytes]), { maxBytes: bytes.length });
+
+  await t.test('undici by default, node:http on request: the same bytes, whole and ranged', async () => {
+    const body = await store.read(key);
+    assert.ok(!(body instanceof IncomingMessage), 'not node:http');
+    assert.equal(Buffer.compare(Buffer.concat(await collect(body)), bytes), 0);
+    const nodeBody = await viaNode.read(key, { start: 5, end: 3 * MiB });
+    assert.ok(nodeBody instanceof IncomingMessage);
+    assert.equal(Buffer.compare(Buffer.concat(await collect(nodeBody)), bytes.subarray(5, 3 * MiB + 1)), 0);
+    assert.equal(Buffer.compare(Buffer.concat(await collect(await store.read(key, { start: 5, end: 3 * MiB }))), bytes.subarray(5, 3 * MiB + 1)), 0);
+  });
+
+  await t.test('a reader that stops reading holds the object back (no buffering of the rest); destroying it closes the request', async () => {
+    proxy.reset();
+    const body = await store.read(key);
+    await new Promise<void>((resolve) => body.once('readable', () => resolve()));
+    // Nobody reads: what crosses is bounded by socket buffers and the stream's high-water mark.
+    await sleep(1000);
+    const sent = proxy.getBytes();
+    assert.ok(sent < 16 * MiB, `${(sent / MiB).toFixed(1)} MiB of 40 sent to a reader that is not reading`);
+    body.destroy();
+    const deadline = Date.now() + 5000;
+    while (proxy.cutGets() === 0 && Date.now() < deadline) await sleep(50);
+    assert.equal(proxy.cutGets(), 1, 'the GET was hung up before its end');
+    assert.ok(proxy.getBytes() < 16 * MiB, `${(proxy.getBytes() / MiB).toFixed(1)} MiB read in all`);
+    // The store still reads after the cut (the agent did not keep a broken connection).
+    assert.equal(Buffer.compare(Buffer.concat(await collect(await store.read(key, { start: 0, end: 9 }))), bytes.subarray(0, 10)), 0);
   });
 });
 

@@ -13,6 +13,8 @@ export interface CountingProxy {
   getBytes(): number;
   /** Server-side copy requests since the last reset. */
   copies(): number;
+  /** GET answers whose client (PIR) closed the connection before the body's end, since the last reset. */
+  cutGets(): number;
   reset(): void;
   close(): Promise<void>;
 }
@@ -20,11 +22,15 @@ export interface CountingProxy {
 export async function countingProxy(target: URL): Promise<CountingProxy> {
   let bytes = 0;
   let copies = 0;
+  let cutGets = 0;
   const server: Server = createServer((req, res) => {
     if (req.headers['x-amz-copy-source']) copies++;
     const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
-      if (req.method === 'GET') up.on('data', (c: Buffer) => { bytes += c.length; });
+      if (req.method === 'GET') {
+        up.on('data', (c: Buffer) => { bytes += c.length; });
+        res.once('close', () => { if (!res.writableFinished) cutGets++; });
+      }
       up.pipe(res);
     });
     upstream.on('error', () => res.destroy());
@@ -36,7 +42,8 @@ export async function countingProxy(target: URL): Promise<CountingProxy> {
     url: `http://127.0.0.1:${port}`,
     getBytes: () => bytes,
     copies: () => copies,
-    reset: () => { bytes = 0; copies = 0; },
+    cutGets: () => cutGets,
+    reset: () => { bytes = 0; copies = 0; cutGets = 0; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }

@@ -7,11 +7,11 @@ const refuses = (env: Record<string, string>, variable: string) =>
   assert.throws(() => loadConfig(env), (e: Error) => e instanceof ConfigError && e.message.includes(variable), variable);
 
 describe('config: the S3 store (PIR_S3_*)', () => {
-  it('stores on the filesystem without PIR_S3_ENDPOINT, in S3 with it (defaults: us-east-1, path-style, 8 MiB parts, 2 in flight)', () => {
+  it('stores on the filesystem without PIR_S3_ENDPOINT, in S3 with it (defaults: us-east-1, path-style, 8 MiB parts, 2 in flight, reads on undici)', () => {
     assert.equal(loadConfig({}).s3, null);
     assert.deepEqual(loadConfig(S3).s3, {
       endpoint: 'http://127.0.0.1:9436', bucket: 'pir', accessKeyId: 'k', secretAccessKey: 's',
-      region: 'us-east-1', forcePathStyle: true, prefix: '', partSize: 8 * 2 ** 20, queueSize: 2,
+      region: 'us-east-1', forcePathStyle: true, prefix: '', partSize: 8 * 2 ** 20, queueSize: 2, readClient: 'undici',
     });
     const virtualHost = loadConfig({ ...S3, PIR_S3_FORCE_PATH_STYLE: 'false', PIR_S3_REGION: 'eu-west-3', PIR_S3_PREFIX: 'a/b/', PIR_S3_PART_SIZE: '64MiB', PIR_S3_QUEUE_SIZE: '6', PIR_S3_SIGN_PAYLOAD: 'true' }).s3!;
     assert.equal(virtualHost.forcePathStyle, false);
@@ -21,6 +21,7 @@ describe('config: the S3 store (PIR_S3_*)', () => {
     assert.equal(virtualHost.queueSize, 6);
     assert.equal(virtualHost.signPayload, true);
     assert.equal(loadConfig({ ...S3, PIR_S3_SIGN_PAYLOAD: 'false' }).s3!.signPayload, false);
+    assert.equal(loadConfig({ ...S3, PIR_S3_READ_CLIENT: 'node' }).s3!.readClient, 'node');
     // In distributed mode too.
     assert.ok(loadConfig({ ...S3, PIR_KAFKA_BROKERS: 'k:9092', PIR_REDIS_URL: 'redis://r', PIR_MONGODB_URL: 'mongodb://m/pir' }).s3);
   });
@@ -39,6 +40,7 @@ describe('config: the S3 store (PIR_S3_*)', () => {
     refuses({ ...S3, PIR_S3_PART_SIZE: '1MiB' }, 'PIR_S3_PART_SIZE');
     refuses({ ...S3, PIR_S3_QUEUE_SIZE: '0' }, 'PIR_S3_QUEUE_SIZE');
     refuses({ ...S3, PIR_S3_SIGN_PAYLOAD: 'perhaps' }, 'PIR_S3_SIGN_PAYLOAD');
+    refuses({ ...S3, PIR_S3_READ_CLIENT: 'curl' }, 'PIR_S3_READ_CLIENT');
     // S3 settings without an endpoint are a mistake, not silently the filesystem.
     refuses({ PIR_S3_BUCKET: 'pir' }, 'PIR_S3_BUCKET');
   });
