@@ -34,7 +34,7 @@ import { openBlobStore } from './storage/open-blob-store.js';
 import { startMetricsServer, type MetricsServer } from './telemetry/metrics-server.js';
 import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
-import { ProcessRegistry } from './telemetry/process-registry.js';
+import { openProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
 import { openTusLeases } from './tus-leases.js';
@@ -115,7 +115,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
   const health = readinessChecks(adapters, config, store.checks);
-  const processes = new ProcessRegistry(config.dataDir, roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker');
+  const processes = openProcessRegistry(roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker', { dataDir: config.dataDir, redisUrl: urls?.redisUrl ?? null, redisPrefix: config.redisPrefix });
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);

@@ -96,6 +96,19 @@ describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker
     }
   });
 
+  it('the ops page shows every process, though none shares a data directory with another (heartbeats in Redis)', async () => {
+    const res = await fetch(`${client.baseUrl}/ops/api/stream`, { headers: { 'x-auth-token': TOKEN } });
+    assert.equal(res.status, 200);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes('\n\n')) text += (await reader.read()).value ?? '';
+    await reader.cancel();
+    const snapshot = JSON.parse(text.split('\n')[1]!.slice('data: '.length)) as { processes: { role: string; pid: number }[] };
+    const pids = new Set(processes.map((p) => p.child.pid));
+    assert.deepEqual(snapshot.processes.map((p) => p.role).sort(), ['api', 'worker', 'worker']);
+    for (const p of snapshot.processes) assert.ok(pids.has(p.pid), `pid ${p.pid} is one of this test's processes`);
+  });
+
   it('finishes an image after the worker running its stage is killed with SIGKILL', async () => {
     const gz = makeSlowGzip(dir);
     const image = await client.createImage({ name: 'victim', disk_format: 'raw', container_format: 'compressed' });
