@@ -42,6 +42,21 @@ export async function inConsumerSpan<T>(name: string, traceparent: string | unde
   });
 }
 
+/**
+ * Runs `work` in a client span (an outgoing request PIR makes, e.g. a webhook delivery) that
+ * continues `traceparent`'s trace; `work` sends the span's own traceparent on, so the receiver
+ * hangs its spans from this request.
+ */
+export async function inClientSpan<T>(name: string, traceparent: string | null | undefined, attributes: Record<string, string | number | boolean>, work: (span: Span) => Promise<T>): Promise<T> {
+  return tracer().startActiveSpan(name, { kind: SpanKind.CLIENT, attributes }, contextFrom(traceparent ?? undefined), async (span) => {
+    try {
+      return await work(span);
+    } finally {
+      span.end();
+    }
+  });
+}
+
 /** trace_id and span_id of the active span, for log lines (empty when not tracing). */
 export function traceFields(): { trace_id?: string; span_id?: string } {
   const sc = trace.getSpan(context.active())?.spanContext();

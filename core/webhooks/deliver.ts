@@ -20,8 +20,10 @@
  * (firstAttempts: one lease step, one fan-out, no job per delivery); a delivery job carries on
  * from there (retries), or takes the first attempt when the endpoint was full or slow.
  */
+import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { DeferJobError, PermanentJobError, RetryLaterError } from '../jobs.js';
+import { currentTraceparent, inClientSpan } from '../trace-context.js';
 import type { JobContext } from '../ports.js';
 import type { EgressClient } from '../../infra/egress/egress-client.js';
 import { EgressError } from '../../infra/egress/egress-client.js';
@@ -161,7 +163,7 @@ export class WebhookDeliverer {
     delivery: SentDelivery, sub: Subscription, attempt: number, maxAttempts: number,
     record = (a: Attempt, status: DeliveryStatus) => this.store.recordAttempt(delivery.id, a, status),
   ): Promise<Verdict> {
-    const outcome = await this.send(delivery, sub);
+    const outcome = await this.send(delivery, sub, attempt);
     this.slow.note(sub.id, outcome.latencyMs);
     const at = new Date().toISOString();
     const fields = { webhook: sub.id, delivery_id: delivery.id, event: delivery.event_type, attempt, status: outcome.status, error: outcome.error, latency_ms: outcome.latencyMs };
@@ -192,7 +194,21 @@ export class WebhookDeliverer {
     return { result: 'failed', message: `delivery failed for good (${outcome.status ?? outcome.error})` };
   }
 
-  private async send(delivery: SentDelivery, sub: Subscription): Promise<Outcome> {
+  /** One attempt, in a client span of the event's trace (the span's traceparent goes to the receiver). */
+  private send(delivery: SentDelivery, sub: Subscription, attempt: number): Promise<Outcome> {
+    const attributes = {
+      'http.request.method': 'POST', 'pir.webhook.id': sub.id, 'pir.webhook.delivery_id': delivery.id,
+      'pir.webhook.event': delivery.event_type, 'pir.webhook.attempt': attempt,
+    };
+    return inClientSpan(`POST webhook ${delivery.event_type}`, delivery.traceparent, attributes, async (span) => {
+      const outcome = await this.post(delivery, sub);
+      if (outcome.status !== null) span.setAttribute('http.response.status_code', outcome.status);
+      if (outcome.status === null || outcome.status >= 400) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error ?? `HTTP ${outcome.status}` });
+      return outcome;
+    });
+  }
+
+  private async post(delivery: SentDelivery, sub: Subscription): Promise<Outcome> {
     const timestamp = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -201,7 +217,8 @@ export class WebhookDeliverer {
       'webhook-timestamp': String(timestamp),
       'webhook-signature': signatureHeader(liveSecrets(this.box, sub), delivery.id, timestamp, delivery.payload),
     };
-    if (delivery.traceparent) headers.traceparent = delivery.traceparent;
+    const traceparent = currentTraceparent() ?? delivery.traceparent;
+    if (traceparent) headers.traceparent = traceparent;
     const started = performance.now();
     try {
       const response = await this.egress.request(sub.url, {

@@ -3,8 +3,9 @@
  * spans to JSON-lines files (OTEL_TRACES_EXPORTER=pir-test-file); one upload must read as one
  * trace: the PUT request (api) → the dispatcher's consumer span (worker, child of and linked to
  * the request's context, carried by the outbox event's Kafka header) → a span per stage (carried
- * in the BullMQ job) with image id, format, bytes and outcome. Job log lines carry trace_id,
- * span_id, image_id and project_id.
+ * in the BullMQ job) with image id, format, bytes and outcome → the webhook delivery that the
+ * image's `image.active` sets off (a client span in the worker, whose traceparent the receiver
+ * gets). Job log lines carry trace_id, span_id, image_id and project_id.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,7 @@ import { makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
 
 const logDir = testLogDir('ops-tracing');
 const TOKEN = 'e2e-tracing-token-0123456789abcdef0123456789';
@@ -72,7 +74,7 @@ describe('tracing across processes (distributed)', () => {
     if (dir) await removeDir(dir);
   });
 
-  it('one upload is one connected trace from the request through every stage', async (t) => {
+  it('one upload is one connected trace from the request through every stage to the webhook delivery', async (t) => {
     if (!(await requireServices(t, ['kafka', 'mongodb', 'redis']))) return;
     dir = await makeTempDir('pir-e2e-trace-');
     const run = uniqueName('trace').replace(/[^A-Za-z0-9]/g, '');
@@ -87,7 +89,11 @@ describe('tracing across processes (distributed)', () => {
       PIR_KAFKA_TOPIC: `pir.${run}`,
       PIR_REDIS_PREFIX: run,
       OTEL_TRACES_EXPORTER: 'pir-test-file',
+      PIR_EGRESS_ALLOWLIST: '127.0.0.1/32',
+      PIR_WEBHOOK_SECRET_KEY: randomBytes(32).toString('hex'),
     };
+    const receiver = await new WebhookReceiver().start();
+    t.after(() => receiver.stop());
     const apiSpans = join(dir, 'api-spans.jsonl');
     const workerSpans = join(dir, 'worker-spans.jsonl');
     const port = await freePort();
@@ -96,12 +102,19 @@ describe('tracing across processes (distributed)', () => {
     processes.push(worker);
     const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
     const image = await client.createImage({ name: 'traced', disk_format: 'raw', container_format: 'bare' });
+    const subscribed = await fetch(`http://127.0.0.1:${port}/v2/webhooks`, {
+      method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: receiver.url, events: ['image.active'], filters: { image_ids: [image.id] } }),
+    });
+    assert.equal(subscribed.status, 201, await subscribed.text());
     const file = join(dir, 'traced.raw');
     await writeFile(file, randomBytes(512 * 1024));
     const put = await client.putData(image.id, file);
     assert.equal(put.status, 204);
 
     await waitFor(async () => (await spans(workerSpans)).filter((s) => s.name.startsWith('stage ')).length >= 4, 10_000, 'four stage spans');
+    const [delivered] = await receiver.waitFor(1, 30_000);
+    await waitFor(async () => (await spans(workerSpans)).some((s) => s.name === 'POST webhook image.active'), 10_000, 'the delivery span');
     const request = (await spans(apiSpans)).find((s) => s.name === 'PUT /v2/images/:id/file');
     assert.ok(request, 'the upload request has a server span');
     assert.equal(request.scope, '@fastify/otel', 'the HTTP server span comes from @fastify/otel');
@@ -130,6 +143,13 @@ describe('tracing across processes (distributed)', () => {
     assert.ok(inWorker.some((s) => s.scope === 'bullmq' && s.name === 'process pir-unpack'), 'BullMQ\'s own process span');
     const orphans = [...inApi, ...inWorker].filter((s) => s.span_id !== request.span_id && !descends(s, request));
     assert.deepEqual(orphans.map((s) => `${s.service} ${s.scope} ${s.name}`), [], 'every span of the trace hangs from the upload request');
+    // The webhook delivery: a client span in the same trace, and the receiver continues it.
+    const delivery = inWorker.find((s) => s.name === 'POST webhook image.active');
+    assert.ok(delivery, 'the delivery span is in the request\'s trace');
+    assert.equal(delivery.kind, 2, 'CLIENT');
+    assert.equal(delivery.attributes['http.response.status_code'], 200);
+    assert.equal(delivery.attributes['pir.webhook.event'], 'image.active');
+    assert.equal(delivered!.headers.traceparent, `00-${request.trace_id}-${delivery.span_id}-01`, 'the receiver gets the delivery span as its parent');
     const stages = inWorker.filter((s) => s.name.startsWith('stage '));
     assert.deepEqual(stages.map((s) => s.name), ['stage unpack', 'stage inspect', 'stage checksum', 'stage promote']);
     for (const s of stages) {
