@@ -160,6 +160,12 @@ keystone_start() {
     pir_stop_pid keystone "$KEYSTONE_PIDFILE" "$KEYSTONE_PATTERN" 10
     pir_die "keystone: failed to start (full log: $KEYSTONE_LOG)"
   fi
+  # One token issued and validated alone before any client: two first requests at once on two
+  # threads can deadlock Keystone for good (eventlet 'cannot switch to a different thread').
+  if ! PIR_KEYSTONE_ADMIN_PASSWORD="$PIR_KEYSTONE_ADMIN_PASSWORD" /usr/bin/python3 "$PIR_INFRA_DIR/keystone_seed.py" warm "$KEYSTONE_URL" >>"$KEYSTONE_DIR/log/warm.log" 2>&1; then
+    pir_stop_pid keystone "$KEYSTONE_PIDFILE" "$KEYSTONE_PATTERN" 10
+    pir_die "keystone: the first token request failed (log: $KEYSTONE_DIR/log/warm.log)"
+  fi
   if [[ "$fresh" == yes ]]; then
     if ! keystone_seed; then
       pir_stop_pid keystone "$KEYSTONE_PIDFILE" "$KEYSTONE_PATTERN" 10

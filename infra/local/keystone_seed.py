@@ -3,6 +3,7 @@
 
   keystone_seed.py health URL     exit 0 if GET URL (e.g. http://127.0.0.1:15000/v3) answers 200
   keystone_seed.py seed URL       create (or find) what PIR's tests use, print one summary line
+  keystone_seed.py warm URL       issue and validate one admin token (run after every start)
 
 Seed (idempotent: each object is looked up by name first):
   projects demo, other, service (domain Default)
@@ -49,14 +50,31 @@ def health(url):
         return 1
 
 
-def seed(k):
+def admin_token(k):
     admin_pass = os.environ.get("PIR_KEYSTONE_ADMIN_PASSWORD", "admin-pass")
-    image_url = os.environ.get("PIR_KEYSTONE_IMAGE_URL", "http://127.0.0.1:9292")
     _, headers, _ = call("POST", k + "/auth/tokens", body={"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": "admin", "domain": {"id": "default"}, "password": admin_pass}}},
         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-    tok = headers["X-Subject-Token"]
+    return headers["X-Subject-Token"]
+
+
+def warm(k):
+    """One token issued and validated before any client comes: Keystone's first token request
+    initialises shared state lazily, and two first requests on two uwsgi threads at once can
+    deadlock it for good (eventlet: 'cannot switch to a different thread'; seen in CI)."""
+    tok = admin_token(k)
+    req = urllib.request.Request(k + "/auth/tokens", method="GET")
+    req.add_header("X-Auth-Token", tok)
+    req.add_header("X-Subject-Token", tok)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+    return 0
+
+
+def seed(k):
+    image_url = os.environ.get("PIR_KEYSTONE_IMAGE_URL", "http://127.0.0.1:9292")
+    tok = admin_token(k)
 
     def find_or_create(collection, key, name, body, query=None):
         _, _, found = call("GET", "%s/%s?%s" % (k, collection, query or "name=" + name), tok)
@@ -93,14 +111,14 @@ def seed(k):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[0] not in ("health", "seed"):
+    if len(argv) != 2 or argv[0] not in ("health", "seed", "warm"):
         print(__doc__, file=sys.stderr)
         return 2
     url = argv[1].rstrip("/")
     if argv[0] == "health":
         return health(url)
     try:
-        return seed(url)
+        return warm(url) if argv[0] == "warm" else seed(url)
     except urllib.error.HTTPError as e:
         print("seeding failed: %s %s: %s" % (e.code, e.url, e.read()[:500]), file=sys.stderr)
         return 1

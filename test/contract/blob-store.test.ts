@@ -28,7 +28,7 @@ blobStoreContract('filesystem', async () => {
 const prefix = `${uniqueName('contract')}/`;
 let s3: S3BlobStore | null = null;
 blobStoreContract('s3 (SeaweedFS)', async () => {
-  // Small parts, so the 40 MiB write is a real multipart upload of several parts.
+  // Small parts, so the 64 MiB write is a real multipart upload of several parts.
   s3 = new S3BlobStore({ ...services.s3, prefix, partSize: 5 * 1024 * 1024, queueSize: 2 });
   return s3;
 }, {
@@ -154,7 +154,7 @@ test('S3 store: reads go over undici (PIR_S3_READ_CLIENT), hold back when the re
     viaNode.close();
     await proxy.close();
   });
-  const bytes = randomBytes(40 * MiB);
+  const bytes = randomBytes(64 * MiB);
   const key = stagingKey(randomUUID(), 1, 'upload');
   await store.write(key, Readable.from([bytes]), { maxBytes: bytes.length });
 
@@ -175,12 +175,13 @@ test('S3 store: reads go over undici (PIR_S3_READ_CLIENT), hold back when the re
     // Nobody reads: what crosses is bounded by socket buffers and the stream's high-water mark.
     await sleep(1000);
     const sent = proxy.getBytes();
-    assert.ok(sent < 16 * MiB, `${(sent / MiB).toFixed(1)} MiB of 40 sent to a reader that is not reading`);
+    // Loopback socket buffers alone may hold ~10 MiB (Linux autotuning); 17 MiB was seen under load.
+    assert.ok(sent < 32 * MiB, `${(sent / MiB).toFixed(1)} MiB of 64 sent to a reader that is not reading`);
     body.destroy();
     const deadline = Date.now() + 5000;
     while (proxy.cutGets() === 0 && Date.now() < deadline) await sleep(50);
     assert.equal(proxy.cutGets(), 1, 'the GET was hung up before its end');
-    assert.ok(proxy.getBytes() < 16 * MiB, `${(proxy.getBytes() / MiB).toFixed(1)} MiB read in all`);
+    assert.ok(proxy.getBytes() < 32 * MiB, `${(proxy.getBytes() / MiB).toFixed(1)} MiB of 64 read in all`);
     // The store still reads after the cut (the agent did not keep a broken connection).
     assert.equal(Buffer.compare(Buffer.concat(await collect(await store.read(key, { start: 0, end: 9 }))), bytes.subarray(0, 10)), 0);
   });
