@@ -121,6 +121,14 @@ describe('tracing across processes (distributed)', () => {
     assert.equal(request.kind, 1, 'SERVER');
     assert.equal(request.parent_span_id, null, 'the upload starts the trace');
     assert.equal(request.attributes['http.response.status_code'], 204);
+    // A span is written when it ends, after its children: wait until every span of the trace
+    // has its parent written (the fan-out job's spans end after the delivery's).
+    const traceSpans = async () => [...await spans(apiSpans), ...await spans(workerSpans)].filter((s) => s.trace_id === request.trace_id);
+    await waitFor(async () => {
+      const all = await traceSpans();
+      const ids = new Set(all.map((s) => s.span_id));
+      return all.every((s) => s.span_id === request.span_id || (s.parent_span_id !== null && ids.has(s.parent_span_id)));
+    }, 15_000, 'every span of the trace written with its parent').catch(() => undefined); // the assertions below say what is missing
     const inWorker = (await spans(workerSpans)).filter((s) => s.trace_id === request.trace_id);
     const inApi = (await spans(apiSpans)).filter((s) => s.trace_id === request.trace_id);
     const byId = new Map([...inApi, ...inWorker].map((s) => [s.span_id, s]));
