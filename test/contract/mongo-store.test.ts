@@ -2,7 +2,7 @@
  * MongoDB/FerretDB store specifics: the journal that makes compare-and-set safe on FerretDB v1
  * heals an image document left behind by a writer that died, or overwritten by a late writer.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { MongoManifestStore } from '../../infra/mongo/mongo-manifest-store.js';
@@ -180,15 +180,21 @@ test('Mongo store: after its first pass, pruning deletes old journal entries by 
   assert.equal((await store.get(doc.id))?.name, 'w59');
 });
 
-test('Mongo store: documents written before the list fields get them at start', { timeout: 60_000 }, async (t) => {
-  if (!(await requireServices(t, ['mongodb']))) return;
-  const dbName = uniqueName('pir_contract_backfill').replace(/-/g, '_');
+/** A database of its own for one test, dropped (and its client closed) when the test ends. */
+async function scratchDatabase(t: TestContext, label: string): Promise<{ dbName: string; client: MongoClient }> {
+  const dbName = uniqueName(label).replace(/-/g, '_');
   const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
   await client.connect();
   t.after(async () => {
     await client.db(dbName).dropDatabase();
     await client.close();
   });
+  return { dbName, client };
+}
+
+test('Mongo store: documents written before the list fields get them at start', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const { dbName, client } = await scratchDatabase(t, 'pir_contract_backfill');
   const doc = makeDoc({ owner: 'p1', visibility: 'shared', tags: ['t1'], properties: { os_distro: 'debian' }, members: [{ member_id: 'p2', status: 'accepted', created_at: 'x', updated_at: 'x' }] });
   // As the previous version stored it: no pir_props, no pir_members.
   await client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images').insertOne({ ...doc, _id: doc.id, pir_pending: false, pir_seq: 0, pir_inc: 'old1' });
@@ -205,13 +211,7 @@ test('Mongo store: documents written before the list fields get them at start', 
 
 test('Mongo store: documents written before pir_prefixes get it at start, and a prefix search finds them', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
-  const dbName = uniqueName('pir_contract_prefixes').replace(/-/g, '_');
-  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
-  await client.connect();
-  t.after(async () => {
-    await client.db(dbName).dropDatabase();
-    await client.close();
-  });
+  const { dbName, client } = await scratchDatabase(t, 'pir_contract_prefixes');
   const doc = makeDoc({ owner: 'p1', name: 'Debian Bookworm', tags: ['cloud-init'] });
   // As the previous version stored it: the words, no word starts.
   await client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images').insertOne({
