@@ -13,7 +13,11 @@ FERRETDB_PIDFILE="$FERRETDB_DIR/ferretdb.pid"
 FERRETDB_LOG="$FERRETDB_DIR/ferretdb.log"
 FERRETDB_DATA="$FERRETDB_DIR/data"
 FERRETDB_STATE="$FERRETDB_DIR/state"
-FERRETDB_BIN="$PIR_CACHE_DIR/ferretdb/$PIR_FERRETDB_VERSION/bin/ferretdb"
+# PIR's patches to FerretDB's source (infra/local/patches/ferretdb-*.patch, applied in order at
+# build time); the cache key holds their digest, so a changed patch rebuilds the binary.
+FERRETDB_PATCHES=("$PIR_INFRA_DIR/patches"/ferretdb-*.patch)
+FERRETDB_BUILD="$PIR_FERRETDB_VERSION-pir.$(cat "${FERRETDB_PATCHES[@]}" | sha256sum | cut -c1-12)"
+FERRETDB_BIN="$PIR_CACHE_DIR/ferretdb/$FERRETDB_BUILD/bin/ferretdb"
 FERRETDB_PATTERN="--listen-addr=127.0.0.1:$PIR_FERRETDB_PORT"
 FERRETDB_MODULE="github.com/FerretDB/FerretDB"
 
@@ -33,7 +37,7 @@ ferretdb_install() {
     { pir_cache_unlock; pir_die "ferretdb: Go toolchain not found (set PIR_GO; expected /usr/local/go/bin/go)"; }
 
   local t0; t0="$(pir_now)"
-  local root="$PIR_CACHE_DIR/ferretdb/$PIR_FERRETDB_VERSION"
+  local root="$PIR_CACHE_DIR/ferretdb/$FERRETDB_BUILD"
   local src="$root/src" buildlog="$root/build.log"
   mkdir -p "$root"
   : >"$buildlog"
@@ -63,6 +67,14 @@ ferretdb_install() {
   commit="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Hash": "\([0-9a-f]*\)",*$/\1/p' | head -1)"
   [[ -z "$commit" ]] || printf '%s\n' "$commit" >"$src/build/version/commit.txt"
   printf 'pir-local\n' >"$src/build/version/package.txt"
+  local patch
+  for patch in "${FERRETDB_PATCHES[@]}"; do
+    pir_log "ferretdb: applying $(basename "$patch")"
+    if ! patch -p1 --forward --batch -d "$src" <"$patch" >>"$buildlog" 2>&1; then
+      tail -n 20 "$buildlog" >&2
+      pir_cache_unlock; pir_die "ferretdb: patch $(basename "$patch") does not apply to $PIR_FERRETDB_VERSION (log: $buildlog)"
+    fi
+  done
   pir_log "ferretdb: building $PIR_FERRETDB_VERSION with $("$PIR_GO" version | cut -d' ' -f3) (first time takes a few minutes)"
   # Release builds use no build tags (the Taskfile's ferretdb_debug,ferretdb_hana
   # are for development builds); SQLite (modernc.org/sqlite) is pure Go.

@@ -25,9 +25,9 @@
  *   can still hold that head (see below); all entries of an image go with purge().
  *
  * Also worked around (FerretDB 1.24, SQLite handler): `$pull` with a condition and
- * `$elemMatch` silently match nothing; every filter, even `{_id: <string>}`, costs a scan of
- * the collection (measured: an `_id` miss takes ~0.8 ms at 20 documents, ~23 ms at 3,000), so
- * hot paths look up by _id only and the journal is kept short.
+ * `$elemMatch` silently match nothing; every filter but `{_id: <string>}` costs a scan of the
+ * collection (and `_id` did too until infra/local's patch of its SQLite backend), so hot paths
+ * look up by _id only and the journal is kept short.
  * `pir_pending` is a top-level flag (true while the outbox holds events) for withPendingEvents.
  */
 import { randomBytes } from 'node:crypto';
@@ -113,11 +113,10 @@ const REPAIR_AFTER_MS = 2000;
 const WRITE_RETRIES = 100;
 const HEAD_CACHE_SIZE = 10_000;
 /**
- * FerretDB's SQLite backend answers an `_id` lookup by scanning the collection (a miss costs
- * ~0.8 ms at 20 documents and ~23 ms at 3,000), and every read probes the journal for a newer
- * entry, so the journal is kept short: entries older than JOURNAL_KEEP_MS are deleted. That is
- * safe because no writer holds a head that old: remembered heads expire after HEAD_MAX_AGE_MS,
- * and a write from a freshly read head takes seconds at worst. An entry whose writer died before
+ * FerretDB's SQLite backend scans the collection for every filter but an `_id` (unpatched, even
+ * for `_id`), decoding every entry, so the journal is kept short: entries older than
+ * JOURNAL_KEEP_MS are deleted. That is safe because no writer holds a head that old: remembered
+ * heads expire after HEAD_MAX_AGE_MS, and a write from a freshly read head takes seconds at worst. An entry whose writer died before
  * updating the image document is repaired by the next read within REPAIR_AFTER_MS; if it is
  * pruned first, its write was never acknowledged to anyone (as if the writer died before it).
  */
