@@ -84,6 +84,13 @@ export interface CatalogStore {
    * number (one more than the image's last, even after older ones were pruned). Returns it.
    */
   appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision>;
+  /**
+   * Records a new image's first revision (n = 1) if it has none yet; null when it has (a read
+   * repair came first). A new image needs no lookup of its newest revision: on the MongoDB-wire
+   * server that lookup is a query, where this is one insert whose unique _id decides. Only for a
+   * new image: after pruning, the MongoDB store may find n = 1 free again.
+   */
+  appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null>;
   /** Revisions of an image, oldest first, with n > after, at most `limit`. */
   revisions(imageId: string, after: number, limit: number): Promise<Revision[]>;
   getRevision(imageId: string, n: number): Promise<Revision | null>;

@@ -399,12 +399,13 @@ export class CatalogService {
     const now = metadataOf(after);
     const patch = diffMetadata(was, now);
     if (patch.length === 0) return;
+    const fields = { image_id: after.id, at: after.updated_at, project_id: who.project_id, user_id: who.user_id, action, patch, metadata: now as unknown as Record<string, unknown> };
+    // A new image's history is empty unless a read repaired it first; then fall through.
+    if (was === null && (await this.store.appendFirstRevision(fields))) return;
     // A repair that raced this write may have recorded this very metadata already.
     const latest = await this.store.latestRevision(after.id);
     if (latest && diffMetadata(latest.metadata as unknown as ImageMetadata, now).length === 0) return;
-    const revision = await this.store.appendRevision({
-      image_id: after.id, at: after.updated_at, project_id: who.project_id, user_id: who.user_id, action, patch, metadata: now as unknown as Record<string, unknown>,
-    });
+    const revision = await this.store.appendRevision(fields);
     if (revision.n > this.settings.revisionsKeep) await this.store.pruneRevisions(after.id, this.settings.revisionsKeep);
   }
 

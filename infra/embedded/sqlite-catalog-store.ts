@@ -46,6 +46,7 @@ export class SqliteCatalogStore implements CatalogStore {
   private readonly db: Database.Database;
   private readonly commits: WalGroupCommit;
   private readonly appendTx: (revision: Omit<Revision, 'n'>) => Revision;
+  private readonly appendFirstTx: (revision: Omit<Revision, 'n'>) => Revision | null;
 
   constructor(opts: { path: string }) {
     this.db = new Database(opts.path);
@@ -64,6 +65,8 @@ export class SqliteCatalogStore implements CatalogStore {
       return full;
     });
     this.appendTx = (revision) => append.immediate(revision);
+    const appendFirst = this.db.transaction((revision: Omit<Revision, 'n'>): Revision | null => (head.get(revision.image_id) ? null : append(revision)));
+    this.appendFirstTx = (revision) => appendFirst.immediate(revision);
     this.commits = new WalGroupCommit(this.db, opts.path);
   }
 
@@ -132,6 +135,10 @@ export class SqliteCatalogStore implements CatalogStore {
 
   async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {
     return this.durable(this.appendTx(revision));
+  }
+
+  async appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null> {
+    return this.durable(this.appendFirstTx(revision));
   }
 
   async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {

@@ -126,6 +126,18 @@ export class MongoCatalogStore implements CatalogStore {
     throw new Error(`could not number a revision of image ${revision.image_id} after ${APPEND_RETRIES} attempts`);
   }
 
+  async appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null> {
+    const full: Revision = { ...revision, n: 1 };
+    try {
+      await this.revs.insertOne({ _id: revisionId(revision.image_id, 1), ...full });
+    } catch (err) {
+      if (isDuplicate(err)) return null;
+      throw err;
+    }
+    this.lastSeen.set(revision.image_id, 1);
+    return full;
+  }
+
   async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {
     const docs = await this.revs.find({ image_id: imageId, n: { $gt: after } }).sort({ n: 1 }).limit(Math.max(1, Math.floor(limit))).toArray();
     return docs.slice(0, Math.max(0, Math.floor(limit))).map(toRevision);

@@ -84,6 +84,17 @@ export function catalogStoreContract(name: string, makeStore: MakeCatalogStore, 
       assert.equal(await store.getRevision('img-1', 11), null);
     });
 
+    await t.test('revisions: a new image\'s first revision is n = 1 once; a second first append (a repair came first) is refused', async () => {
+      const store = await fresh();
+      const first = await store.appendFirstRevision(revision('img-new', 'create'));
+      assert.equal(first?.n, 1);
+      assert.equal(await store.appendFirstRevision(revision('img-new', 'create')), null);
+      assert.deepEqual((await store.revisions('img-new', 0, 10)).map((r) => r.action), ['create']);
+      assert.equal((await store.appendRevision(revision('img-new'))).n, 2);
+      const racing = await Promise.all(Array.from({ length: 4 }, () => store.appendFirstRevision(revision('img-race', 'create'))));
+      assert.equal(racing.filter((r) => r !== null).length, 1);
+    });
+
     await t.test('revisions: pruning keeps the newest and numbering goes on; drop removes all', async () => {
       const store = await fresh();
       for (let i = 0; i < 6; i++) await store.appendRevision(revision('img'));
