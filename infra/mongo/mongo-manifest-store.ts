@@ -40,6 +40,7 @@ import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
+import { MAX_STATEMENTS } from './group-writer.js';
 
 export interface MongoManifestStoreOptions {
   /** mongodb:// URL. */
@@ -53,7 +54,7 @@ export interface MongoManifestStoreOptions {
   /** Default { w: 'majority', journal: true }: acknowledged writes survive a crash. */
   writeConcern?: WriteConcernSettings;
   /** Journal upkeep (tests shorten these): how long entries are kept, how long a remembered head is trusted, how often to prune. */
-  journal?: { keepMs?: number; headMaxAgeMs?: number; pruneEveryWrites?: number };
+  journal?: { keepMs?: number; headMaxAgeMs?: number; pruneEveryWrites?: number; sweepEveryMs?: number };
 }
 
 /**
@@ -123,6 +124,14 @@ const HEAD_CACHE_SIZE = 10_000;
 const JOURNAL_KEEP_MS = 120_000;
 const HEAD_MAX_AGE_MS = 30_000;
 const PRUNE_EVERY_WRITES = 100;
+/**
+ * A process deletes its own old entries by _id (an index lookup even on FerretDB's SQLite
+ * backend); the sweep of whole buckets, which also takes the entries of writers that died
+ * (and on FerretDB's SQLite backend scans the journal), runs this often (default 5 × keep).
+ */
+const SWEEP_EVERY_KEEPS = 5;
+/** Own entries remembered for deletion by _id, at most (beyond that the sweep takes them). */
+const OWN_ENTRIES_MAX = 50_000;
 /** Lookups in flight at once when withPendingEvents/findStale bring their rows up to date. */
 const FRESH_PARALLEL = 16;
 
@@ -307,9 +316,13 @@ export class MongoManifestStore implements ManifestStore {
   /** The newest head this process has seen per image (bounded): a hint for the next write. */
   private readonly heads = new Map<string, { head: Stored; at: number }>();
   private writesSincePrune = 0;
-  /** Journal buckets below this one were pruned by this process (null: not yet). */
+  /** Journal buckets below this one were swept by this process (null: not yet). */
   private prunedBelow: number | null = null;
-  private readonly upkeep: { keepMs: number; headMaxAgeMs: number; pruneEveryWrites: number };
+  private nextSweepAt = 0;
+  /** The journal entries this process wrote and has not deleted yet, by bucket. */
+  private readonly ownEntries = new Map<number, string[]>();
+  private ownEntryCount = 0;
+  private readonly upkeep: { keepMs: number; headMaxAgeMs: number; pruneEveryWrites: number; sweepEveryMs: number };
   private closed = false;
 
   constructor(opts: MongoManifestStoreOptions) {
@@ -317,6 +330,7 @@ export class MongoManifestStore implements ManifestStore {
       keepMs: opts.journal?.keepMs ?? JOURNAL_KEEP_MS,
       headMaxAgeMs: opts.journal?.headMaxAgeMs ?? HEAD_MAX_AGE_MS,
       pruneEveryWrites: opts.journal?.pruneEveryWrites ?? PRUNE_EVERY_WRITES,
+      sweepEveryMs: opts.journal?.sweepEveryMs ?? SWEEP_EVERY_KEEPS * (opts.journal?.keepMs ?? JOURNAL_KEEP_MS),
     };
     if (this.upkeep.headMaxAgeMs >= this.upkeep.keepMs) throw new Error('journal.headMaxAgeMs must be shorter than journal.keepMs');
     this.client = new MongoClient(opts.url, {
@@ -512,8 +526,10 @@ export class MongoManifestStore implements ManifestStore {
         return false;
       }
       const stored = toStored({ ...doc, id }, head.pir_seq + 1, head.pir_inc);
+      const entryId = journalId(id, head.pir_inc, head.pir_seq);
+      const bucket = this.bucketOf(Date.now());
       try {
-        await whenNotBusy(() => this.journal.insertOne({ _id: journalId(id, head.pir_inc, head.pir_seq), image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket: this.bucketOf(Date.now()), doc: stored }));
+        await whenNotBusy(() => this.journal.insertOne({ _id: entryId, image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket, doc: stored }));
       } catch (err) {
         if (isDuplicateKey(err)) {
           manifestWrites.inc({ kind, outcome: 'lost' });
@@ -522,6 +538,7 @@ export class MongoManifestStore implements ManifestStore {
         throw err;
       }
       this.remember(stored);
+      this.rememberOwnEntry(bucket, entryId);
       this.pruneNowAndThen();
       // Drop old entries' documents KEEP_DOCS at a time (one command per KEEP_DOCS writes):
       // entries head-2K+1 … head-K, each with at least KEEP_DOCS newer entries after it.
@@ -565,22 +582,49 @@ export class MongoManifestStore implements ManifestStore {
 
   /**
    * Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes:
-   * the whole buckets that ended before then, one equality delete per bucket this process has
-   * not pruned yet. The first pass also deletes by `at` (a scan on FerretDB, once per process):
-   * entries written before buckets existed, or in buckets older than the ones it walks.
+   * this process's own entries by _id, in commands of MAX_STATEMENTS deletes; and every
+   * sweepEveryMs a sweep: the whole buckets that ended before then, one equality delete per
+   * bucket this process has not swept yet (entries of other writers, dead ones included). The
+   * first sweep also deletes by `at` (a scan on FerretDB, once per process): entries written
+   * before buckets existed, or in buckets older than the ones it walks.
    */
   private pruneNowAndThen(): void {
     if (++this.writesSincePrune < this.upkeep.pruneEveryWrites) return;
     this.writesSincePrune = 0;
     const now = Date.now();
-    const before = new Date(now - this.upkeep.keepMs).toISOString();
     const upTo = this.bucketOf(now - this.upkeep.keepMs); // that bucket still holds young entries
+    void this.deleteOwnEntries(upTo).catch(() => {}); // what fails is left to the sweep
+    if (now < this.nextSweepAt) return;
+    this.nextSweepAt = now + this.upkeep.sweepEveryMs;
+    const before = new Date(now - this.upkeep.keepMs).toISOString();
     const from = this.prunedBelow ?? upTo - 8;
     if (this.prunedBelow === null) void this.journal.deleteMany({ at: { $lt: before } }).catch(() => {});
     this.prunedBelow = Math.max(from, upTo);
     void (async () => {
       for (let bucket = from; bucket < upTo; bucket++) await this.journal.deleteMany({ bucket });
-    })().catch(() => { this.prunedBelow = Math.min(this.prunedBelow ?? from, from); }); // the next prune tries again
+    })().catch(() => { this.prunedBelow = Math.min(this.prunedBelow ?? from, from); }); // the next sweep tries again
+  }
+
+  private rememberOwnEntry(bucket: number, entryId: string): void {
+    if (this.ownEntryCount >= OWN_ENTRIES_MAX) return;
+    const ids = this.ownEntries.get(bucket);
+    if (ids) ids.push(entryId);
+    else this.ownEntries.set(bucket, [entryId]);
+    this.ownEntryCount++;
+  }
+
+  private async deleteOwnEntries(belowBucket: number): Promise<void> {
+    const due: string[] = [];
+    for (const [bucket, ids] of this.ownEntries) {
+      if (bucket >= belowBucket) continue;
+      due.push(...ids);
+      this.ownEntries.delete(bucket);
+    }
+    this.ownEntryCount -= due.length;
+    for (let i = 0; i < due.length; i += MAX_STATEMENTS) {
+      const batch = due.slice(i, i + MAX_STATEMENTS);
+      await this.journal.bulkWrite(batch.map((_id) => ({ deleteOne: { filter: { _id } } })), { ordered: false });
+    }
   }
 
   private remember(head: Stored): void {

@@ -146,7 +146,7 @@ test('Mongo store: the journal is pruned, and a stale remembered head cannot win
   assert.equal((await b.get(doc.id))?.name, 'a again');
 });
 
-test('Mongo store: after its first pass, pruning deletes old journal entries by time bucket (equality deletes), keeping the young ones', { timeout: 60_000 }, async (t) => {
+test('Mongo store: pruning deletes old journal entries (its own by _id, and by time bucket in a sweep), keeping the young ones', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
   const dbName = uniqueName('pir_contract_bucket').replace(/-/g, '_');
   const keepMs = 400; // buckets of 100 ms
@@ -178,6 +178,45 @@ test('Mongo store: after its first pass, pruning deletes old journal entries by 
   assert.ok(Date.now() - oldest >= keepMs * 0.9 || entries.length >= 5, 'young entries are kept');
   assert.ok(entries.some((e) => e.seq === 59), 'the newest entry (the 60th write) is still there');
   assert.equal((await store.get(doc.id))?.name, 'w59');
+});
+
+test('Mongo store: a writer deletes its own old journal entries by _id; a writer that stopped leaves its entries to another\'s sweep', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const { dbName, client } = await scratchDatabase(t, 'pir_contract_sweep');
+  const keepMs = 400; // buckets of 100 ms
+  const journalOpts = { keepMs, headMaxAgeMs: 200, pruneEveryWrites: 5, sweepEveryMs: 60_000 };
+  const stopped = new MongoManifestStore({ url: services.mongodbUrl, dbName, journal: journalOpts });
+  const live = new MongoManifestStore({ url: services.mongodbUrl, dbName, journal: journalOpts });
+  t.after(async () => { await Promise.all([stopped.close(), live.close()]); });
+  const journal = client.db(dbName).collection<{ image_id: string; seq: number }>('images_journal');
+  const writeMany = async (store: MongoManifestStore, id: string, n: number) => {
+    let current = (await store.get(id))!;
+    for (let i = 0; i < n; i++) {
+      const next = { ...current, revision: current.revision + 1, name: `w${i}` };
+      assert.equal(await store.replace(next, current.revision), true);
+      current = next;
+      await sleep(40);
+    }
+  };
+  const orphan = makeDoc({});
+  await stopped.create(orphan);
+  await writeMany(stopped, orphan.id, 4); // fewer than pruneEveryWrites: nothing pruned yet
+  await stopped.close();
+  const orphanEntries = await journal.countDocuments({ image_id: orphan.id });
+  assert.ok(orphanEntries >= 4, `the stopped writer's entries stay (${orphanEntries})`);
+  await sleep(keepMs * 1.5);
+
+  const own = makeDoc({});
+  await live.create(own);
+  // Its first prune sweeps (the stopped writer's entries are old enough); later prunes within
+  // sweepEveryMs delete only its own entries, by _id.
+  await writeMany(live, own.id, 60);
+  await sleep(100);
+  assert.equal(await journal.countDocuments({ image_id: orphan.id }), 0, 'the first sweep took the stopped writer\'s old entries');
+  const left = await journal.find({ image_id: own.id }).toArray();
+  assert.ok(left.length < 30, `own old entries were deleted by _id between sweeps (${left.length} left of 60)`);
+  assert.ok(left.some((e) => e.seq === 59), 'the newest entry is kept');
+  assert.equal((await live.get(own.id))?.name, 'w59');
 });
 
 /** A database of its own for one test, dropped (and its client closed) when the test ends. */
