@@ -44,7 +44,11 @@ export class MemoryKindJobs {
     if (this.live.has(id) || this.finished.has(id)) return;
     const delay = Math.max(0, options.delayMs ?? 0);
     const copy = JSON.parse(JSON.stringify(data)) as unknown; // as a real queue would: no shared references
-    if (kind.durable && this.journal && !this.journal.add({ id, kind: kind.name, data: copy, attemptsMade: 0, runAt: Date.now() + delay })) return;
+    if (kind.durable && this.journal) {
+      if (!this.journal.add({ id, kind: kind.name, data: copy, attemptsMade: 0, runAt: Date.now() + delay })) return;
+      await this.journal.durable(); // enqueued means on disk
+      if (this.closed || this.live.has(id) || this.finished.has(id)) return;
+    }
     this.schedule({ id, kind: kind as JobKind<unknown>, data: copy, attemptsMade: 0, state: 'delayed', timer: null }, delay);
   }
 
