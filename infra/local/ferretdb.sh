@@ -70,7 +70,9 @@ ferretdb_install() {
   local patch
   for patch in "${FERRETDB_PATCHES[@]}"; do
     pir_log "ferretdb: applying $(basename "$patch")"
-    if ! patch -p1 --forward --batch -d "$src" <"$patch" >>"$buildlog" 2>&1; then
+    # patch(1) where it is installed, else git's own applier (works outside a repository).
+    if ! { if command -v patch >/dev/null 2>&1; then patch -p1 --forward --batch -d "$src" <"$patch"
+           else (cd "$src" && git apply -p1 --verbose "$patch"); fi; } >>"$buildlog" 2>&1; then
       tail -n 20 "$buildlog" >&2
       pir_cache_unlock; pir_die "ferretdb: patch $(basename "$patch") does not apply to $PIR_FERRETDB_VERSION (log: $buildlog)"
     fi
