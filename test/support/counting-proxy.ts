@@ -29,7 +29,9 @@ export async function countingProxy(target: URL): Promise<CountingProxy> {
       res.writeHead(up.statusCode ?? 502, up.headers);
       if (req.method === 'GET') {
         up.on('data', (c: Buffer) => { bytes += c.length; });
-        res.once('close', () => { if (!res.writableFinished) cutGets++; });
+        // A client that hung up ends the upstream GET too: with the 'data' counter attached,
+        // `up` would otherwise keep flowing after pipe() lets go and count the whole object.
+        res.once('close', () => { if (!res.writableFinished) { cutGets++; up.destroy(); } });
       }
       up.pipe(res);
     });
