@@ -259,6 +259,11 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     if (!features.search) return t.skip('this PIR refuses ?q=…&sort=relevance (no keyword search)');
     await page.evaluate(() => { location.hash = '#/'; });
     await page.fill('#search', 'console-good');
+    // The list re-renders on each scroll step (and live event): what was typed must survive it.
+    await page.evaluate(async () => {
+      for (const y of [4000, 0]) { scrollTo(0, y); await new Promise(requestAnimationFrame); await new Promise(requestAnimationFrame); }
+    });
+    assert.equal(await page.inputValue('#search'), 'console-good', 'a re-render kept the typed search');
     await page.click('#filters button[type=submit]');
     await page.waitForSelector(`#images-list .row[data-id="${goodId}"]`);
     assert.equal(await page.locator('#images-list a.row').count(), 1);
