@@ -126,18 +126,18 @@ export function ImageList({ features, live }: { features: Features; live: LiveBu
     <section class={`images ${features.galleries ? 'with-tree' : ''}`} aria-label="Images">
       {features.galleries && <GalleryTree selected={filters.gallery} onSelect={(gallery) => setFilters({ ...filters, gallery })} />}
       <div class="list-main">
-        {/* Uncontrolled fields: the list re-renders on every scroll step and live event, and a
-            controlled value would put back the last applied filter over what the user is typing. */}
+        {/* Uncontrolled fields (read on submit): the list re-renders on every scroll step and live
+            event, and a controlled value would put the last applied filter back over what is typed. */}
         <form class="filters" id="filters" onSubmit={submit} role="search">
-          {features.search && <label class="grow">Search <input name="q" id="search" type="search" placeholder="name, tags, properties…" defaultValue={filters.q} /></label>}
+          {features.search && <label class="grow">Search <input name="q" id="search" type="search" placeholder="name, tags, properties…" /></label>}
           <label>Status <select name="status">
             {['', 'queued', 'saving', 'importing', 'active', 'killed', 'deactivated'].map((s) => <option value={s}>{s || 'any'}</option>)}
           </select></label>
           <label>Visibility <select name="visibility">
             {['', 'private', 'shared', 'community', 'public', 'all'].map((s) => <option value={s}>{s || 'default'}</option>)}
           </select></label>
-          <label>Format <input name="disk_format" size={7} defaultValue={filters.disk_format} /></label>
-          <label>Tag <input name="tag" size={10} defaultValue={filters.tag} /></label>
+          <label>Format <input name="disk_format" size={7} /></label>
+          <label>Tag <input name="tag" size={10} /></label>
           <button type="submit">Apply</button>
         </form>
         {error && <p class="problem" role="alert">{error}</p>}

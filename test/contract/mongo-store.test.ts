@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { MongoManifestStore } from '../../infra/mongo/mongo-manifest-store.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
+import { waitFor } from '../support/pir-process.js';
 import { iso, makeDoc, outboxEvent, sleep } from './helpers.js';
 
 test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
@@ -139,10 +140,7 @@ test('Mongo store: the journal is pruned, and a stale remembered head cannot win
   current = { ...current, revision: current.revision + 1, name: 'last' };
   // The deletes run behind the write: wait for them (bounded), then count.
   let left = Infinity;
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
-    left = await journal.countDocuments({ image_id: doc.id });
-    if (left < 12) break;
-  }
+  await waitFor(async () => (left = await journal.countDocuments({ image_id: doc.id })) < 12, 10_000).catch(() => {}); // asserted below
   assert.ok(left < 12, `old journal entries were deleted (${left} of 15 left)`);
   // A's remembered head (revision 2) is stale and its slot may be free again: the write must lose.
   assert.equal(await a.replace({ ...atA, revision: 3, name: 'stale' }, 2), false);
