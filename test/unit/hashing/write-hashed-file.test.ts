@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -63,13 +64,21 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** How a file is written: O_DIRECT from the first byte, buffered, or buffered then O_DIRECT (the default's shape, sooner). */
+const WRITE_MODES = [
+  { label: 'O_DIRECT where possible', direct: true, directFromBytes: 0 },
+  { label: 'buffered', direct: false },
+  { label: 'buffered, then O_DIRECT from 4 MiB', direct: true, directFromBytes: 4 * MiB },
+];
+
 describe('writeHashedFile', () => {
   for (const size of [0, 1, MiB - 1, MiB, MiB + 1, 33 * MiB + 3]) {
-    for (const direct of [true, false]) {
-      it(`${size} B (${direct ? 'O_DIRECT where possible' : 'buffered'}): digests and bytes match node:crypto`, async () => {
+    for (const { label, ...mode } of WRITE_MODES) {
+      const { direct } = mode;
+      it(`${size} B (${label}): digests and bytes match node:crypto`, async () => {
         const bytes = data.subarray(0, size);
         const path = nextPath();
-        const r = await writeHashedFile(chunked(bytes, size + 1), path, { maxBytes: 64 * MiB, pool, direct });
+        const r = await writeHashedFile(chunked(bytes, size + 1), path, { maxBytes: 64 * MiB, pool, ...mode });
         assert.deepEqual(r, { size, md5: md5(bytes), sha512: sha512(bytes) });
         const written = readFileSync(path);
         assert.equal(written.length, size);
@@ -89,12 +98,12 @@ describe('writeHashedFile', () => {
     return b;
   }
 
-  for (const direct of [true, false]) {
+  for (const { label, ...mode } of WRITE_MODES) {
     for (const size of [0, 100, 16 * MiB, 16 * MiB + 7, 40 * MiB]) {
-      it(`sparse, ${size} B (${direct ? 'O_DIRECT where possible' : 'buffered'}): zero blocks are holes, digests cover every byte`, async () => {
+      it(`sparse, ${size} B (${label}): zero blocks are holes, digests cover every byte`, async () => {
         const bytes = mostlyZeros(size);
         const path = nextPath();
-        const r = await writeHashedFile(chunked(bytes, size + 3), path, { maxBytes: 64 * MiB, pool, direct, sparse: true });
+        const r = await writeHashedFile(chunked(bytes, size + 3), path, { maxBytes: 64 * MiB, pool, ...mode, sparse: true });
         assert.deepEqual(r, { size, md5: md5(bytes), sha512: sha512(bytes) });
         assert.ok(readFileSync(path).equals(bytes), 'file content equals the source');
         // Only the blocks holding data were written: a few 64 KiB blocks, not the whole size.
@@ -111,6 +120,23 @@ describe('writeHashedFile', () => {
     assert.deepEqual(r, { size: bytes.length, md5: md5(bytes), sha512: sha512(bytes) });
     assert.ok(readFileSync(path).equals(bytes));
     assert.ok(statSync(path).blocks * 512 >= bytes.length);
+  });
+
+  /** Bytes of `path` in the page cache (util-linux fincore). */
+  const residentBytes = (path: string) => Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+
+  it('keeps a small file in the page cache and writes past directFromBytes with O_DIRECT', async () => {
+    const small = nextPath();
+    await writeHashedFile(chunked(data.subarray(0, MiB)), small, { maxBytes: 64 * MiB, pool });
+    assert.equal(residentBytes(small), MiB, 'a 1 MiB file written with the defaults stays cached for the stages that read it next');
+
+    const mixed = nextPath();
+    const bytes = data.subarray(0, 12 * MiB);
+    const r = await writeHashedFile(chunked(bytes), mixed, { maxBytes: 64 * MiB, pool, directFromBytes: 4 * MiB });
+    assert.deepEqual(r, { size: bytes.length, md5: md5(bytes), sha512: sha512(bytes) });
+    const cached = residentBytes(mixed);
+    assert.ok(cached >= 4 * MiB && cached <= 5 * MiB, `${cached} bytes cached: the first 4 MiB (buffered), not the rest (O_DIRECT)`);
+    assert.ok(readFileSync(mixed).equals(bytes), 'file content equals the source');
   });
 
   it('accepts a node Readable and the shared pool', async () => {
