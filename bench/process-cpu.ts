@@ -85,3 +85,34 @@ export class CpuMeter {
     return out;
   }
 }
+
+/**
+ * The whole machine's CPU time from /proc/stat, to say how much of it a run had: on a VM the
+ * host may take time from the guest's vCPUs (steal), which no process's figure shows but
+ * which lowers every rate measured meanwhile.
+ */
+export class MachineCpu {
+  private readonly start = MachineCpu.read();
+
+  private static read(): { busy: number; idle: number; steal: number } {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+    return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
+  }
+
+  /** Shares of the vCPUs' time since construction: busy (this guest's work), idle, and stolen by the host. */
+  since(): { busyPct: number; idlePct: number; stealPct: number } {
+    const now = MachineCpu.read();
+    const busy = now.busy - this.start.busy;
+    const idle = now.idle - this.start.idle;
+    const steal = now.steal - this.start.steal;
+    const total = Math.max(1, busy + idle + steal);
+    return { busyPct: (100 * busy) / total, idlePct: (100 * idle) / total, stealPct: (100 * steal) / total };
+  }
+
+  /** "machine busy 71%, idle 12%, stolen by the host 17%". */
+  note(): string {
+    const s = this.since();
+    return `machine busy ${s.busyPct.toFixed(0)}%, idle ${s.idlePct.toFixed(0)}%, stolen by the host ${s.stealPct.toFixed(0)}%`;
+  }
+}

@@ -31,7 +31,7 @@ import { MongoManifestStore } from '../infra/mongo/mongo-manifest-store.js';
 import { SqliteManifestStore } from '../infra/embedded/sqlite-manifest-store.js';
 import type { ManifestStore } from '../core/ports.js';
 import { STAGES, type ImageDoc } from '../schemas/image.js';
-import { CpuMeter, ferretdbPostgresPid, listenerPid } from './process-cpu.js';
+import { CpuMeter, MachineCpu, ferretdbPostgresPid, listenerPid, mainThreadCpuMs } from './process-cpu.js';
 
 const CLIENTS = 8;
 
@@ -199,11 +199,18 @@ async function measure(label: string, mongoUrl: string | null, ctx: BenchContext
       if (wire) pids.postgres = ferretdbPostgresPid(wire);
     }
     const cpu = new CpuMeter(pids);
+    const machine = new MachineCpu();
+    // The JavaScript thread of the process that takes the uploads (serve, or api): a Node server's first bound.
+    const front = run.processes[0]!.child.pid!;
+    const frontMain0 = mainThreadCpuMs(front);
     ctx.log(`${label}: ${count} × 1 MiB, ${CLIENTS} clients`);
     const r = await smallImages(run.client, data, CLIENTS, Math.ceil(count / CLIENTS), 60);
     const used = cpu.since();
+    const frontMain = (mainThreadCpuMs(front) - frontMain0) / r.count;
+    const machineNote = machine.note();
     const after = await scrape(run.metricsUrls);
-    const cpuNote = 'CPU ms/img ' + Object.entries(used).map(([name, ms]) => `${name} ${(ms / r.count).toFixed(1)}`).join(', ');
+    const cpuNote = 'CPU ms/img ' + Object.entries(used).map(([name, ms]) => `${name} ${(ms / r.count).toFixed(1)}`).join(', ')
+      + ` (${run.processes[0]!.role}'s main thread ${frontMain.toFixed(1)}); ${machineNote}`;
     const embedded = mongoUrl === null;
     const steps = await timeline(run.openManifest(), since).catch((err: Error) => `timeline failed: ${err.message}`);
     return [
