@@ -126,6 +126,10 @@ function breakdown(before: Map<string, number>, after: Map<string, number>, imag
   const syncs = delta(after, before, /^pir_sqlite_wal_syncs_total\{db="([^"]+)"\}$/).filter((w) => w.value > 0);
   const synced = new Map(delta(after, before, /^pir_sqlite_durable_writes_total\{db="([^"]+)"\}$/).map((w) => [w.labels, w.value]));
   if (syncs.length) parts.push('WAL fdatasyncs/img ' + syncs.map((w) => `${w.labels} ${(w.value / images).toFixed(2)} (${((synced.get(w.labels) ?? 0) / w.value).toFixed(2)} writes each)`).join(', '));
+  // How late the event loop ran a timer, per process, at the end of the run: prom-client's gauges
+  // (not deltas) from a 10 ms interval timer, whose interval they include.
+  const lag = (q: string) => [...after].filter(([k]) => k.startsWith(`pir_nodejs_eventloop_lag_${q}_seconds`)).map(([, v]) => Math.max(0, v * 1000 - 10).toFixed(1));
+  if (lag('p50').length) parts.push(`event-loop delay p50 ${lag('p50').join('/')} ms, p99 ${lag('p99').join('/')} ms`);
   const stageCount = delta(after, before, /^pir_stage_duration_seconds_count\{stage="([^"]+)",outcome="done"\}$/);
   const stageSum = new Map(delta(after, before, /^pir_stage_duration_seconds_sum\{stage="([^"]+)",outcome="done"\}$/).map((s) => [s.labels, s.value]));
   if (stageCount.length) parts.push('stage work mean ' + stageCount.filter((s) => s.value > 0).map((s) => `${s.labels} ${(((stageSum.get(s.labels) ?? 0) / s.value) * 1000).toFixed(1)}ms`).join(', '));
