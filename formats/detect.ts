@@ -1,6 +1,6 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import { inspectRaw } from './raw.js';
-import { ReadBudgetExceeded, ReadContext, ReaderIOError } from './read-context.js';
+import { ReadBudgetExceeded, ReadContext, ReaderIOError, type BlockCache } from './read-context.js';
 import { INSPECTORS } from './registry.js';
 import type { DetectedFormat, Finding, FormatReport, RandomAccessReader } from './types.js';
 import { KiB, refuse } from './util.js';
@@ -57,8 +57,8 @@ async function runInspector(ctx: ReadContext, insp: Inspector): Promise<Match | 
  * Never throws for malformed content (problems become findings); only errors
  * thrown by the reader itself propagate.
  */
-export async function detectFormat(reader: RandomAccessReader): Promise<FormatReport> {
-  const ctx = new ReadContext(reader);
+export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCache): Promise<FormatReport> {
+  const ctx = new ReadContext(reader, undefined, blocks);
   try {
     await ctx.read(0, HEAD);
   } catch (err) {

@@ -25,12 +25,19 @@ export class ReaderIOError extends Error {
  * Reads never fail for out-of-range or absurd offsets (hostile headers produce
  * those); they just return fewer bytes, which inspectors treat as truncation.
  */
+/**
+ * The blocks read from one image, by block number. Contexts over the same reader may share one
+ * (inspect's detection, then its embedded-metadata probes), so a header read by the first is
+ * not read again by the second; a block one of them fetched costs the other nothing, and so
+ * does not count against its budget.
+ */
+export type BlockCache = Map<number, Buffer>;
+
 export class ReadContext {
   readonly size: number;
   private readonly counter: CountingReader;
-  private readonly blocks = new Map<number, Buffer>();
 
-  constructor(reader: RandomAccessReader, private readonly budget = READ_BUDGET) {
+  constructor(reader: RandomAccessReader, private readonly budget = READ_BUDGET, private readonly blocks: BlockCache = new Map()) {
     this.counter = new CountingReader(reader);
     const s = reader.size;
     this.size = Number.isSafeInteger(s) && s > 0 ? s : 0;

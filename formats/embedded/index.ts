@@ -5,7 +5,7 @@
  * (their own READ budget, at most MAX_PARTITIONS partitions, fixed offsets) and nothing thrown
  * by a malformed table escapes: the result is informational, never trusted for security.
  */
-import { ReadContext } from '../read-context.js';
+import { ReadContext, type BlockCache } from '../read-context.js';
 import type { RandomAccessReader } from '../types.js';
 import { probeIso, probeVolume, VOLUME_HEAD } from './filesystems.js';
 import { qcow2View, rawView, type GuestView } from './guest-view.js';
@@ -28,8 +28,8 @@ interface Partition {
 }
 
 /** Properties for an image of `format` (the inspector's verdict); {} when nothing can be read. */
-export async function readEmbeddedMetadata(reader: RandomAccessReader, format: string, budget = EMBEDDED_READ_BUDGET): Promise<Record<string, string>> {
-  const ctx = new ReadContext(reader, budget);
+export async function readEmbeddedMetadata(reader: RandomAccessReader, format: string, budget = EMBEDDED_READ_BUDGET, blocks?: BlockCache): Promise<Record<string, string>> {
+  const ctx = new ReadContext(reader, budget, blocks);
   const out: Record<string, string> = {};
   try {
     const view = format === 'qcow2' ? await qcow2View(ctx) : ['raw', 'gpt', 'mbr', 'iso'].includes(format) ? rawView(ctx) : null;

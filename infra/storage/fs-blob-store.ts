@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { PARTIAL_MARK, imageKey } from '../../core/blob-keys.js';
 import { BlobNotFoundError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { HashPool, writeHashedFile } from '../../ingest/hashing/index.js';
+import { DirectorySync } from './directory-sync.js';
 import { FileReader } from './file-reader.js';
 import { openFileStream } from './file-stream.js';
 
@@ -23,10 +24,13 @@ export class FsBlobStore implements BlobStore {
   readonly kind = 'filesystem';
   readonly stagingDir: string;
   readonly imagesDir: string;
+  /** Makes promotions (renames into imagesDir) durable, several with one fsync. */
+  private readonly imagesDirSync: DirectorySync;
 
   constructor(root: string, private readonly options: { stagingDir?: string; hashes?: HashPool } = {}) {
     this.stagingDir = options.stagingDir ?? join(root, 'staging');
     this.imagesDir = join(root, 'images');
+    this.imagesDirSync = new DirectorySync(this.imagesDir);
   }
 
   async init(): Promise<void> {
@@ -122,7 +126,7 @@ export class FsBlobStore implements BlobStore {
       await copyDurably(from, target);
       await unlink(from);
     }
-    await fsyncDir(this.imagesDir);
+    await this.imagesDirSync.sync();
     return key;
   }
 
@@ -144,7 +148,3 @@ async function copyDurably(from: string, to: string): Promise<void> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try { await handle.sync(); } finally { await handle.close(); }
-}

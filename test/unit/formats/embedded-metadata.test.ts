@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BufferReader } from '../../../formats/index.js';
+import { BufferReader, detectFormat, type BlockCache } from '../../../formats/index.js';
 import { EMBEDDED_READ_BUDGET, readEmbeddedMetadata } from '../../../formats/embedded/index.js';
 import { gptDisk, isoImage, mbrSector, patched } from './craft.js';
 
@@ -121,6 +121,22 @@ describe('embedded metadata', () => {
     await readEmbeddedMetadata(reader, 'raw');
     assert.ok(reader.bytes <= EMBEDDED_READ_BUDGET, `read ${reader.bytes}`);
     assert.ok(reader.bytes < 128 * 1024, `a label read is small (${reader.bytes} bytes)`);
+  });
+
+  it('shares the block cache of detection: the probes re-read none of the headers it read', async () => {
+    const alone = counted(mbrExt4);
+    const expected = await readEmbeddedMetadata(alone, 'raw');
+    const reader = counted(mbrExt4);
+    const blocks: BlockCache = new Map();
+    await detectFormat(reader, blocks);
+    const offsets: number[] = [];
+    const afterDetection = { size: reader.size, read: (offset: number, length: number) => { offsets.push(offset); return reader.read(offset, length); } };
+    const before = reader.bytes;
+    assert.deepEqual(await readEmbeddedMetadata(afterDetection, 'raw', undefined, blocks), expected, 'the same facts');
+    // Alone the probes read sector 0, the GPT header and the ISO descriptor, all in the 64 KiB
+    // head detection read first, and then each partition's first bytes: only those are left.
+    assert.ok(offsets.length > 0 && offsets.every((o) => o >= 64 * 1024), `read again at ${offsets.join(', ')}`);
+    assert.ok(reader.bytes - before < alone.bytes, `${reader.bytes - before} bytes read after detection, ${alone.bytes} alone`);
   });
 
   it('survives hostile tables: huge GPT counts, absurd qcow2 L1/L2 offsets, and random bytes', async () => {
