@@ -55,15 +55,22 @@ export class FsBlobStore implements BlobStore {
 
   async write(key: string, source: AsyncIterable<Uint8Array> | NodeJS.ReadableStream, options: BlobWriteOptions): Promise<WrittenBlob> {
     const path = this.pathOf(key);
-    // writeHashedFile creates exclusively; a file left by a crashed attempt is this key's to replace.
-    await rm(path, { force: true });
-    return writeHashedFile(source as AsyncIterable<Uint8Array>, path, {
+    const write = () => writeHashedFile(source as AsyncIterable<Uint8Array>, path, {
       maxBytes: options.maxBytes,
       ...(options.idleMs ? { idleMs: options.idleMs } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.sparse ? { sparse: true } : {}),
       ...(this.options.hashes ? { pool: this.options.hashes } : {}),
     });
+    try {
+      return await write();
+    } catch (error) {
+      // writeHashedFile creates exclusively (before it reads the source): a file left by a
+      // crashed attempt is this key's to replace. Removed only then, not before every write.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      await rm(path, { force: true });
+      return write();
+    }
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {

@@ -330,7 +330,8 @@ function asBytes(chunk: unknown): Uint8Array {
  * Streams `source` into `destPath` (created exclusively, mode 0600) and returns its size, md5 and
  * sha512, computed over exactly the bytes written. Durable on return (fdatasync). On any
  * failure — size limit, abort, source/disk/hash error — the partial file is removed and the
- * error rethrown.
+ * error rethrown. A file already at `destPath` is an EEXIST error, thrown before any of the
+ * source is read (so the caller may remove it and call again with the same source).
  */
 export async function writeHashedFile(source: Source, destPath: string, opts: WriteHashedFileOptions): Promise<HashedFile> {
   const { maxBytes, signal } = opts;
