@@ -197,6 +197,10 @@ function toParams(doc: ImageDoc): RowParams {
   };
 }
 
+/** The row's columns besides id and doc (what the list indexes are made of). */
+const ROW_COLUMNS = ['revision', 'status', 'owner', 'name', 'visibility', 'disk_format', 'container_format', 'size', 'created_at', 'updated_at', 'has_pending', 'protected', 'os_hidden', 'checksum', 'os_hash_value'] as const;
+type RowColumn = (typeof ROW_COLUMNS)[number];
+
 /** Images whose side rows are remembered (sideRows): the ones being written now, and then some. */
 const SIDE_ROWS_REMEMBERED = 10_000;
 
@@ -217,7 +221,7 @@ export class SqliteManifestStore implements ManifestStore {
   private readonly stmts: {
     insert: Database.Statement<RowParams>;
     get: Database.Statement<[string], Row>;
-    replace: Database.Statement<RowParams & { expected: number }>;
+    current: Database.Statement<[string], Record<RowColumn, unknown>>;
     writeOutbox: Database.Statement<{ id: string; doc: string; has_pending: number }>;
     pending: Database.Statement<[string, number], Row>;
     purge: Database.Statement<[string]>;
@@ -231,6 +235,8 @@ export class SqliteManifestStore implements ManifestStore {
   private readonly search: SqliteSearchIndex;
   private readonly driveMax: number | null;
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
+  /** replace's UPDATEs, by the columns they set (a handful of sets occur: the pipeline's, PATCH's). */
+  private readonly updates = new Map<string, Database.Statement<RowParams>>();
   /**
    * What the side tables hold for an image, as of the revision this connection wrote last
    * (`key`: its properties, tags, members and words). A replace of that very revision that
@@ -265,11 +271,7 @@ export class SqliteManifestStore implements ManifestStore {
     this.stmts = {
       insert: this.db.prepare(`INSERT INTO images (${cols}) VALUES (@id, @revision, @status, @owner, @name, @visibility, @disk_format, @container_format, @size, @created_at, @updated_at, @has_pending, @doc, @protected, @os_hidden, @checksum, @os_hash_value)`),
       get: this.db.prepare('SELECT doc FROM images WHERE id = ?'),
-      replace: this.db.prepare(`UPDATE images SET revision = @revision, status = @status, owner = @owner, name = @name,
-        visibility = @visibility, disk_format = @disk_format, container_format = @container_format, size = @size,
-        created_at = @created_at, updated_at = @updated_at, has_pending = @has_pending, doc = @doc,
-        protected = @protected, os_hidden = @os_hidden, checksum = @checksum, os_hash_value = @os_hash_value
-        WHERE id = @id AND revision = @expected`),
+      current: this.db.prepare(`SELECT ${ROW_COLUMNS.join(', ')} FROM images WHERE id = ?`),
       writeOutbox: this.db.prepare('UPDATE images SET doc = @doc, has_pending = @has_pending WHERE id = @id'),
       pending: this.db.prepare('SELECT doc FROM images WHERE has_pending = 1 AND updated_at < ? ORDER BY updated_at, id LIMIT ?'),
       purge: this.db.prepare('DELETE FROM images WHERE id = ?'),
@@ -299,7 +301,14 @@ export class SqliteManifestStore implements ManifestStore {
     });
     this.createTx = (doc) => create.immediate(doc);
     const replace = this.db.transaction((doc: ImageDoc, expected: number) => {
-      if (this.stmts.replace.run({ ...toParams(doc), expected }).changes !== 1) return false;
+      const row = this.stmts.current.get(doc.id);
+      if (!row || row.revision !== expected) return false;
+      const params = toParams(doc);
+      // Only the columns that changed: SQLite rewrites the entries of every index on a column
+      // the UPDATE sets, even to the same value, and most writes (the pipeline's) change only
+      // the status, updated_at and the document (measured: 7 WAL pages a write instead of 11).
+      const changed = ROW_COLUMNS.filter((c) => row[c] !== params[c]);
+      if (this.updateOf(changed).run(params).changes !== 1) return false;
       const key = sideRowsKey(doc);
       const known = this.sideRows.get(doc.id);
       if (known?.revision !== expected || known.key !== key) this.writeSideRows(doc, true);
@@ -433,6 +442,18 @@ export class SqliteManifestStore implements ManifestStore {
     const { sql, params } = this.listSql(query);
     const rows = this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params, Math.max(1, query.limit)) as { detail: string }[];
     return rows.map((r) => r.detail);
+  }
+
+  /** The UPDATE of these columns and the document, prepared once per set of columns. */
+  private updateOf(columns: readonly RowColumn[]): Database.Statement<RowParams> {
+    const key = columns.join(',');
+    let statement = this.updates.get(key);
+    if (!statement) {
+      statement = this.db.prepare(`UPDATE images SET ${[...columns, 'doc'].map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`);
+      if (this.updates.size >= 64) this.updates.clear(); // bounded, whatever mix of writes comes
+      this.updates.set(key, statement);
+    }
+    return statement;
   }
 
   async replace(doc: ImageDoc, expectedRevision: number): Promise<boolean> {

@@ -97,3 +97,37 @@ test('SQLite store: a schema-3 file (image_words without weights, no FTS5 index)
   assert.equal((check.prepare(`SELECT count(*) AS n FROM image_search WHERE image_search MATCH '"noble" AND "debian"'`).get() as { n: number }).n, 2);
   assert.equal((check.prepare(`SELECT count(*) AS n FROM image_search WHERE image_search MATCH '"gpu" AND "deb"*'`).get() as { n: number }).n, 1);
 });
+
+test('SQLite store: a replace that sets only the columns that changed keeps every list index right (status only, name and visibility, size and digests) and still loses on a stale revision', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-changed-columns-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const store = new SqliteManifestStore({ path });
+  t.after(() => store.close());
+  const doc = makeDoc({ owner: 'p1', name: 'before', status: 'queued', visibility: 'private' });
+  await store.create(doc);
+  const admin = { scope: { project_id: 'admin', admin: true }, memberStatus: 'all' as const, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10 };
+  const ids = async (where: object, extra: object = {}) => (await store.list({ ...admin, where, ...extra })).map((d) => d.id);
+  const replace = async (change: object) => {
+    const current = (await store.get(doc.id))!;
+    assert.equal(await store.replace({ ...current, ...change, revision: current.revision + 1, updated_at: new Date().toISOString() }, current.revision), true);
+  };
+  // The pipeline's kind of write (status only), then a PATCH's (name, visibility), then the size and digests.
+  await replace({ status: 'saving' });
+  assert.deepEqual(await ids({ status: ['saving'] }), [doc.id]);
+  assert.deepEqual(await ids({ status: ['queued'] }), []);
+  await replace({ name: 'after', visibility: 'public' });
+  assert.deepEqual(await ids({ name: ['after'] }, { visibility: 'public' }), [doc.id]);
+  assert.deepEqual(await ids({ name: ['before'] }), []);
+  assert.deepEqual(await ids({}, { visibility: 'private' }), []);
+  await replace({ status: 'active', size: 1024, checksum: 'c0ffee' });
+  assert.deepEqual(await ids({ status: ['active'], checksum: 'c0ffee' }), [doc.id]);
+  assert.deepEqual(await ids({}, { sizeMin: 1024, sizeMax: 1024 }), [doc.id]);
+  // A stale revision still loses, and the indexes are whole.
+  const current = (await store.get(doc.id))!;
+  assert.equal(await store.replace({ ...current, status: 'killed' }, current.revision - 1), false);
+  assert.equal((await store.get(doc.id))!.status, 'active');
+  const check = new Database(path, { readonly: true });
+  t.after(() => check.close());
+  assert.deepEqual(check.pragma('integrity_check'), [{ integrity_check: 'ok' }]);
+});
