@@ -3,7 +3,8 @@
  * <root>/images/<name>. Both live under one root, so promotion is a rename: atomic, and no byte
  * is copied. When they don't share a filesystem (EXDEV) promotion copies to a temporary name,
  * fsyncs and renames, so a partial file is never visible in the store. Writes go through
- * writeHashedFile (hashing on the pool's threads, O_DIRECT, one fdatasync, sparse holes).
+ * writeHashedFile (hashing on the pool's threads, O_DIRECT past the first 64 MiB, one fdatasync,
+ * sparse holes).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';

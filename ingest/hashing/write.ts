@@ -57,9 +57,10 @@ export interface WriteHashedFileOptions {
    */
   directFromBytes?: number;
   /**
-   * Buffered writes only (no O_DIRECT): start writeback every this many bytes — an fdatasync
-   * in the background, never more than one at a time — so the disk works while bytes still
-   * arrive and the final fdatasync is short. 0 = only the final one. Default 64 MiB.
+   * Buffered writes (without O_DIRECT, or before `directFromBytes`): start writeback every this
+   * many bytes — an fdatasync in the background, never more than one at a time — so the disk
+   * works while bytes still arrive and the final fdatasync is short. 0 = only the final one.
+   * Default 64 MiB.
    */
   flushEveryBytes?: number;
   /**
