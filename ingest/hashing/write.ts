@@ -152,8 +152,8 @@ function isZeroBlock(view: Uint8Array): boolean {
  * Writes slots to the file in order, one write in flight at a time (concurrent writes to one
  * file only contend for its inode lock); pieces queued meanwhile that continue one another go
  * out together in one writev. Full, page-aligned pieces go through the O_DIRECT descriptor once
- * there is one (`useDirect`). In sparse mode a slot is cut into its non-zero SPARSE_BLOCK runs and all-zero
- * blocks are skipped (left as holes).
+ * there is one (`useDirect`). In sparse mode a slot is cut into its non-zero SPARSE_BLOCK runs
+ * and all-zero blocks are skipped (left as holes).
  */
 class SlotWriter {
   failure: NodeJS.ErrnoException | null = null;
