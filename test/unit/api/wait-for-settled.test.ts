@@ -14,7 +14,7 @@ describe('waitForSettled', () => {
     const waiting = waitForSettled(d.manifest, doc.id, abort.signal);
     let most = 0;
     const started = Date.now();
-    while (Date.now() - started < 2500) { // polls at 10, 20, 40 … 1000 ms: about 10 polls
+    while (Date.now() - started < 2500) { // polls at 250, 750 and 1,750 ms (FIRST_POLL_MS, doubling)
       most = Math.max(most, getEventListeners(abort.signal, 'abort').length);
       await new Promise((r) => setTimeout(r, 5));
     }
