@@ -14,9 +14,9 @@ import { pipeline } from 'node:stream/promises';
 import { PARTIAL_MARK, imageKey } from '../../core/blob-keys.js';
 import { BlobNotFoundError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type WrittenBlob } from '../../core/ports.js';
 import { HashPool, writeHashedFile } from '../../ingest/hashing/index.js';
-import { DirectorySync } from './directory-sync.js';
 import { FileReader } from './file-reader.js';
 import { openFileStream } from './file-stream.js';
+import { GroupFsync } from './group-fsync.js';
 
 /** One key segment: no separators, no dot files, nothing that climbs out of its directory. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -26,12 +26,12 @@ export class FsBlobStore implements BlobStore {
   readonly stagingDir: string;
   readonly imagesDir: string;
   /** Makes promotions (renames into imagesDir) durable, several with one fsync. */
-  private readonly imagesDirSync: DirectorySync;
+  private readonly imagesDirSync: GroupFsync;
 
   constructor(root: string, private readonly options: { stagingDir?: string; hashes?: HashPool } = {}) {
     this.stagingDir = options.stagingDir ?? join(root, 'staging');
     this.imagesDir = join(root, 'images');
-    this.imagesDirSync = new DirectorySync(this.imagesDir);
+    this.imagesDirSync = new GroupFsync(this.imagesDir);
   }
 
   async init(): Promise<void> {

@@ -1,20 +1,20 @@
-/** DirectorySync: one fsync of a directory serves every rename made before it began. */
+/** GroupFsync on a directory: one fsync serves every rename made before it began. */
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DirectorySync } from '../../../infra/storage/directory-sync.js';
+import { GroupFsync } from '../../../infra/storage/group-fsync.js';
 
-describe('DirectorySync', () => {
+describe('GroupFsync (a directory)', () => {
   let root: string;
-  before(async () => { root = await mkdtemp(join(tmpdir(), 'pir-dirsync-')); });
+  before(async () => { root = await mkdtemp(join(tmpdir(), 'pir-groupfsync-')); });
   after(async () => { await rm(root, { recursive: true, force: true }); });
 
   it('resolves every caller, with one fsync for all who asked while the one before ran', async () => {
     const dir = join(root, 'images');
     await mkdir(dir);
-    const sync = new DirectorySync(dir);
+    const sync = new GroupFsync(dir);
     for (let i = 0; i < 20; i++) {
       await writeFile(join(root, `f${i}`), 'x');
       await rename(join(root, `f${i}`), join(dir, `f${i}`));
@@ -27,7 +27,7 @@ describe('DirectorySync', () => {
   it('gives a caller that comes while an fsync runs a later one of its own', async () => {
     const dir = join(root, 'later');
     await mkdir(dir);
-    const sync = new DirectorySync(dir);
+    const sync = new GroupFsync(dir);
     const first = sync.sync(); // starts an fsync now
     const second = sync.sync(); // asked after it began: must not be answered by it
     await first;
@@ -38,7 +38,7 @@ describe('DirectorySync', () => {
 
   it('fails the callers of a failed fsync and works again once the directory is back', async () => {
     const dir = join(root, 'gone');
-    const sync = new DirectorySync(dir);
+    const sync = new GroupFsync(dir);
     await assert.rejects(sync.sync(), { code: 'ENOENT' });
     await mkdir(dir);
     await sync.sync();
