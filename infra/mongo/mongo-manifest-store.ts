@@ -98,9 +98,9 @@ interface JournalEntry {
   seq: number;
   at: string;
   /**
-   * The time bucket the entry was written in (ms since the epoch / the bucket length): pruning
-   * deletes whole old buckets by equality, which FerretDB hands to its backend's index, where a
-   * range on `at` would read and decode every entry in FerretDB.
+   * The time bucket the entry was written in (ms since the epoch / the bucket length): a sweep
+   * deletes the buckets that ended since the last one, a range MongoDB's `bucket` index serves
+   * (FerretDB reads the whole journal for it, once a sweep, every sweepEveryMs).
    */
   bucket?: number;
   /** The document after this write (seq + 1); dropped once KEEP_DOCS newer entries exist. */
@@ -583,10 +583,9 @@ export class MongoManifestStore implements ManifestStore {
   /**
    * Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes:
    * this process's own entries by _id, in commands of MAX_STATEMENTS deletes; and every
-   * sweepEveryMs a sweep: the whole buckets that ended before then, one equality delete per
-   * bucket this process has not swept yet (entries of other writers, dead ones included). The
-   * first sweep also deletes by `at` (a scan on FerretDB, once per process): entries written
-   * before buckets existed, or in buckets older than the ones it walks.
+   * sweepEveryMs a sweep: the whole buckets that ended before then and this process has not
+   * swept yet (entries of other writers, dead ones included), in one delete. The first sweep
+   * deletes by `at` instead (every older bucket, and entries written before buckets existed).
    */
   private pruneNowAndThen(): void {
     if (++this.writesSincePrune < this.upkeep.pruneEveryWrites) return;
@@ -596,13 +595,15 @@ export class MongoManifestStore implements ManifestStore {
     void this.deleteOwnEntries(upTo).catch(() => {}); // what fails is left to the sweep
     if (now < this.nextSweepAt) return;
     this.nextSweepAt = now + this.upkeep.sweepEveryMs;
-    const before = new Date(now - this.upkeep.keepMs).toISOString();
-    const from = this.prunedBelow ?? upTo - 8;
-    if (this.prunedBelow === null) void this.journal.deleteMany({ at: { $lt: before } }).catch(() => {});
-    this.prunedBelow = Math.max(from, upTo);
-    void (async () => {
-      for (let bucket = from; bucket < upTo; bucket++) await this.journal.deleteMany({ bucket });
-    })().catch(() => { this.prunedBelow = Math.min(this.prunedBelow ?? from, from); }); // the next sweep tries again
+    const from = this.prunedBelow;
+    if (from !== null && from >= upTo) return;
+    this.prunedBelow = upTo;
+    // One command a sweep (on FerretDB's SQLite backend every filter but _id scans the journal,
+    // so a delete per bucket was a scan per bucket: nine at each process's start).
+    const old = from === null
+      ? { at: { $lt: new Date(now - this.upkeep.keepMs).toISOString() } } // every bucket below upTo, and entries from before buckets
+      : { bucket: { $gte: from, $lt: upTo } };
+    void this.journal.deleteMany(old).catch(() => { this.prunedBelow = from; }); // the next sweep tries again
   }
 
   private rememberOwnEntry(bucket: number, entryId: string): void {
