@@ -14,6 +14,7 @@ import type { OutboxRelay } from '../core/outbox-relay.js';
 import type { BlobStore } from '../core/ports.js';
 import { copiesOf } from '../core/image-stores.js';
 import { imageIdOfKey, isPartialKey, removeStaging } from '../core/blob-keys.js';
+import { repeatPaced, type PacedLoop } from '../infra/pacing.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
 const STAGING_GRACE_MS = 60_000;
@@ -36,10 +37,14 @@ export interface SweeperSettings {
 }
 
 const MULTIPART_MAX_AGE_MS = 60 * 60_000;
+/**
+ * The share of the time a sweeper's passes may take: their queries scan the collection on
+ * FerretDB's SQLite backend, so on a large catalog there they run less often than asked.
+ */
+const SWEEP_SHARE = 0.05;
 
 export class Sweepers {
-  private timers: NodeJS.Timeout[] = [];
-  private running = new Set<Promise<unknown>>();
+  private loops: PacedLoop[] = [];
 
   constructor(
     private readonly manifest: Manifest,
@@ -61,9 +66,9 @@ export class Sweepers {
   }
 
   async stop(): Promise<void> {
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers = [];
-    await Promise.allSettled([...this.running]);
+    const loops = this.loops;
+    this.loops = [];
+    await Promise.all(loops.map((loop) => loop.stop()));
   }
 
   /** One pass over images that stopped moving. */
@@ -241,18 +246,9 @@ export class Sweepers {
     this.log.warn({ image_id: doc.id, status: doc.status, run: doc.pipeline?.run, why }, doc.status === 'killed' ? 'stuck import killed' : 'stuck import resumed');
   }
 
+  /** Every `ms`, or less often when a pass takes more than SWEEP_SHARE of the time (infra/pacing.ts). */
   private every(ms: number, task: () => Promise<unknown>): void {
-    let busy = false;
-    const timer = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      const p = task()
-        .catch((error: unknown) => this.log.warn({ err: error }, 'sweeper pass failed'))
-        .finally(() => { busy = false; this.running.delete(p); });
-      this.running.add(p);
-    }, ms);
-    timer.unref();
-    this.timers.push(timer);
+    this.loops.push(repeatPaced(task, ms, SWEEP_SHARE, (error) => this.log.warn({ err: error }, 'sweeper pass failed')));
   }
 }
 

@@ -12,6 +12,7 @@ import { isAdmin } from '../../core/caller.js';
 import { forbidden } from '../../core/errors.js';
 import type { JobQueue, ManifestStore } from '../../core/ports.js';
 import { opsSnapshot } from '../../infra/telemetry/ops-snapshot.js';
+import { repeatPaced, type PacedLoop } from '../../infra/pacing.js';
 import type { ProcessRegistry } from '../../infra/telemetry/process-registry.js';
 
 export interface OpsDeps {
@@ -26,6 +27,8 @@ export interface OpsDeps {
 
 type Hook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
+/** The share of the time an open dashboard's snapshots may keep the stores busy. */
+const OPS_SHARE = 0.2;
 const ASSETS = fileURLToPath(new URL('../../../api/ops-assets/', import.meta.url));
 const uplotFile = (name: string) => createRequire(import.meta.url).resolve(`uplot/dist/${name}`);
 const FILES: Record<string, { path: () => string; type: string }> = {
@@ -62,22 +65,20 @@ export async function opsRoutes(app: FastifyInstance, deps: OpsDeps, checkToken:
     const raw = reply.raw;
     raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-openstack-request-id': request.id, 'x-accel-buffering': 'no' });
     streams.add(raw);
-    let busy = false;
     const send = async () => {
-      if (busy) return; // a slow store: skip a beat rather than pile up queries
-      busy = true;
       try {
         const snapshot = await opsSnapshot(deps.store, deps.queue, deps.registry);
         raw.write(`event: snapshot\ndata: ${JSON.stringify(snapshot)}\n\n`);
       } catch (error) {
         request.log.warn({ err: error }, 'ops snapshot failed');
         raw.write(`event: problem\ndata: ${JSON.stringify({ message: (error as Error).message })}\n\n`);
-      } finally {
-        busy = false;
       }
     };
-    const timer = setInterval(() => { void send(); }, deps.intervalMs ?? 2000);
-    raw.on('close', () => { clearInterval(timer); streams.delete(raw); });
+    // A slow store (the status counts scan on FerretDB's SQLite backend) is asked less often.
+    let loop: PacedLoop | null = null;
+    let closed = false;
+    raw.on('close', () => { closed = true; void loop?.stop(); streams.delete(raw); });
     await send();
+    if (!closed) loop = repeatPaced(send, deps.intervalMs ?? 2000, OPS_SHARE, () => {});
   });
 }

@@ -7,6 +7,7 @@
 import client from 'prom-client';
 import type { Logger } from 'pino';
 import type { ManifestStore, JobQueue } from '../../core/ports.js';
+import { pacedDelay } from '../pacing.js';
 
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry, prefix: 'pir_' });
@@ -49,6 +50,8 @@ export interface MetricSources {
 
 let sources: MetricSources | null = null;
 const CACHE_MS = 5000;
+/** The share of the time a scrape's store reads may take (see cached()). */
+const CACHE_SHARE = 0.05;
 
 /** Makes this process's gauges read from these sources (the last call wins). */
 export function setMetricSources(next: MetricSources | null): void {
@@ -64,17 +67,27 @@ export function refreshMetricSources(): void {
 interface Cache<T> { get(): Promise<T | null>; clear(): void }
 const caches: Cache<unknown>[] = [];
 
-/** The value of `read()` at most CACHE_MS old; null when it fails (the gauge then keeps its last value). */
+/**
+ * The value of `read()` at most CACHE_MS old, or older when reading takes more than CACHE_SHARE
+ * of the time (infra/pacing.ts: the status counts scan the collection on FerretDB's SQLite
+ * backend); null when it fails (the gauge then keeps its last value).
+ */
 function cached<T>(what: string, read: (s: MetricSources) => Promise<T>): Cache<T> {
   let at = 0;
+  let maxAgeMs = CACHE_MS;
   let value: Promise<T | null> | null = null;
   const cache: Cache<T> = {
     get() {
       const s = sources;
       if (!s) return Promise.resolve(null);
-      if (!value || Date.now() - at > CACHE_MS) {
+      if (!value || Date.now() - at > maxAgeMs) {
         at = Date.now();
-        value = read(s).catch((err: unknown) => {
+        const started = performance.now();
+        value = read(s).then((v) => {
+          const took = performance.now() - started;
+          maxAgeMs = took + pacedDelay(CACHE_MS, took, CACHE_SHARE);
+          return v;
+        }, (err: unknown) => {
           s.log?.warn({ err, metric: what }, 'metric source failed; its gauge keeps its last value');
           at = 0;
           return null;
@@ -82,7 +95,7 @@ function cached<T>(what: string, read: (s: MetricSources) => Promise<T>): Cache<
       }
       return value;
     },
-    clear() { value = null; at = 0; },
+    clear() { value = null; at = 0; maxAgeMs = CACHE_MS; },
   };
   caches.push(cache as Cache<unknown>);
   return cache;
