@@ -41,7 +41,7 @@ const MULTIPART_MAX_AGE_MS = 60 * 60_000;
  * The share of the time a sweeper's passes may take: their queries scan the collection on
  * FerretDB's SQLite backend, so on a large catalog there they run less often than asked.
  */
-const SWEEP_SHARE = 0.05;
+const SWEEP_SHARE = 0.02;
 
 export class Sweepers {
   private loops: PacedLoop[] = [];

@@ -469,11 +469,19 @@ export class MongoManifestStore implements ManifestStore {
     return this.fresh(docs, (d) => statuses.includes(d.status) && d.updated_at < updatedBefore);
   }
 
-  /** One count per status on the status index (the image documents as they are, like list()). */
+  /**
+   * The image documents per status (as they are, like list()), in one pass over the collection.
+   * Nine counts on the status index would be cheaper on MongoDB, but FerretDB reads and decodes
+   * every document for any filter but `_id`, so there each count was a scan (measured at 2,000
+   * images on its SQLite backend: 12 s of its CPU for the nine, 1.4 s for this). Its callers
+   * (gauges, the ops stream) are paced by how long it takes (infra/pacing.ts).
+   */
   async countByStatus(): Promise<Record<ImageStatus, number>> {
     await this.start();
-    const counts = await Promise.all(IMAGE_STATUSES.map(async (status) => [status, await this.col.countDocuments({ status })] as const));
-    return Object.fromEntries(counts) as Record<ImageStatus, number>;
+    const counts = Object.fromEntries(IMAGE_STATUSES.map((status) => [status, 0])) as Record<ImageStatus, number>;
+    const rows = await this.col.aggregate<{ _id: unknown; n: number }>([{ $group: { _id: '$status', n: { $sum: 1 } } }]).toArray();
+    for (const { _id, n } of rows) if (typeof _id === 'string' && Object.hasOwn(counts, _id)) counts[_id as ImageStatus] = n;
+    return counts;
   }
 
   async countPendingEvents(): Promise<number> {
