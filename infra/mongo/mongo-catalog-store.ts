@@ -6,14 +6,24 @@
  *   or move claims the new name before releasing the old one;
  * - revision n of an image is the insert of {_id: "<image>:<n>"}; a writer that loses the race
  *   for n takes n + 1.
+ *
+ * Revisions are found by `_id` alone (FerretDB's SQLite backend scans the collection for any
+ * other filter, and the collection holds every image's history: at 2,000 images a PATCH's two
+ * "newest revision" queries cost it 0.7 s of CPU). An image's revisions are always the numbers
+ * oldest..newest without a gap (appends take the next free number, pruning removes from the
+ * bottom), so the newest is found by stepping forward from a hint: this process's last seen
+ * number, or the image's `image_revision_heads` document, written after each append past the first.
  */
 import { MongoClient, MongoServerError, type Collection } from 'mongodb';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
+import { MAX_STATEMENTS } from './group-writer.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
 type RevisionDoc = Revision & { _id: string };
 type MemberDoc = GalleryMember & { _id: string };
+/** A hint, never behind by more than the appends since it was written: the newest revision's number. */
+type HeadDoc = { _id: string; n: number };
 
 const toGallery = ({ _id, ...rest }: GalleryDoc): Gallery => ({ id: _id, ...rest });
 const nameKey = (g: Pick<Gallery, 'owner' | 'parent_id' | 'name'>) => JSON.stringify([g.owner, g.parent_id ?? '', g.name]);
@@ -22,6 +32,8 @@ const memberId = (galleryId: string, member: string) => JSON.stringify([galleryI
 const toMember = ({ _id, ...rest }: MemberDoc): GalleryMember => (void _id, rest);
 const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
 const APPEND_RETRIES = 100;
+/** Revisions deleted by `_id` per command when pruning or dropping (FerretDB 1.24 wedges on large batches: group-writer.ts). */
+const DELETE_BATCH = MAX_STATEMENTS;
 
 function toRevision(doc: RevisionDoc): Revision {
   const { _id, ...rest } = doc;
@@ -35,6 +47,7 @@ export class MongoCatalogStore implements CatalogStore {
   private readonly names: Collection<NameDoc>;
   private readonly revs: Collection<RevisionDoc>;
   private readonly members: Collection<MemberDoc>;
+  private readonly heads: Collection<HeadDoc>;
   /** The last revision number this process wrote or saw per image (a hint: the insert decides). */
   private readonly lastSeen = new Map<string, number>();
 
@@ -47,6 +60,7 @@ export class MongoCatalogStore implements CatalogStore {
     this.names = db.collection<NameDoc>(`${prefix}gallery_names`);
     this.revs = db.collection<RevisionDoc>(`${prefix}image_revisions`);
     this.members = db.collection<MemberDoc>(`${prefix}gallery_members`);
+    this.heads = db.collection<HeadDoc>(`${prefix}image_revision_heads`);
   }
 
   async start(): Promise<void> {
@@ -116,6 +130,8 @@ export class MongoCatalogStore implements CatalogStore {
       try {
         await this.revs.insertOne({ _id: revisionId(revision.image_id, n), ...full });
         this.lastSeen.set(revision.image_id, n);
+        // Only a hint (a racing writer may leave a lower number): a failed write costs later reads a step or two.
+        await this.heads.replaceOne({ _id: revision.image_id }, { n }, { upsert: true }).catch(() => undefined);
         return full;
       } catch (err) {
         if (!isDuplicate(err)) throw err;
@@ -149,17 +165,20 @@ export class MongoCatalogStore implements CatalogStore {
   }
 
   async latestRevision(imageId: string): Promise<Revision | null> {
-    const [doc] = await this.revs.find({ image_id: imageId }).sort({ n: -1 }).limit(1).toArray();
+    const n = await this.newest(imageId);
+    if (n === 0) return null;
+    const doc = await this.revs.findOne({ _id: revisionId(imageId, n) });
     return doc ? toRevision(doc) : null;
   }
 
   async pruneRevisions(imageId: string, keep: number): Promise<void> {
     const newest = await this.newest(imageId);
-    await this.revs.deleteMany({ image_id: imageId, n: { $lte: newest - Math.max(1, Math.floor(keep)) } });
+    await this.deleteDownFrom(imageId, newest - Math.max(1, Math.floor(keep)));
   }
 
   async dropRevisions(imageId: string): Promise<void> {
-    await this.revs.deleteMany({ image_id: imageId });
+    await this.deleteDownFrom(imageId, await this.newest(imageId));
+    await this.heads.deleteOne({ _id: imageId });
     this.lastSeen.delete(imageId);
   }
 
@@ -167,9 +186,35 @@ export class MongoCatalogStore implements CatalogStore {
     await this.client.close();
   }
 
+  /** The newest revision's number (0: none): from the hint, stepping forward while the next exists. */
   private async newest(imageId: string): Promise<number> {
-    const [doc] = await this.revs.find({ image_id: imageId }).sort({ n: -1 }).limit(1).toArray();
-    return doc?.n ?? 0;
+    const seen = this.lastSeen.get(imageId);
+    let n = seen ?? (await this.heads.findOne({ _id: imageId }))?.n ?? 1;
+    if (seen === undefined && !(await this.exists(imageId, n))) {
+      // No history; or one from before heads existed, pruned since; or a head left below the
+      // revisions pruned since by failed head writes: the one query that scans.
+      const [doc] = await this.revs.find({ image_id: imageId }).sort({ n: -1 }).limit(1).toArray();
+      n = doc?.n ?? 0;
+    }
+    while (await this.exists(imageId, n + 1)) n++;
+    if (n > 0) this.lastSeen.set(imageId, n);
+    return n;
+  }
+
+  private async exists(imageId: string, n: number): Promise<boolean> {
+    return (await this.revs.findOne({ _id: revisionId(imageId, n) }, { projection: { _id: 1 } })) !== null;
+  }
+
+  /**
+   * Deletes revisions `upTo`, `upTo` - 1, … by _id, a batch at a time, down to the oldest: a batch
+   * that finds fewer than it asked for reached the bottom (the numbers have no gaps).
+   */
+  private async deleteDownFrom(imageId: string, upTo: number): Promise<void> {
+    for (let top = upTo; top >= 1; top -= DELETE_BATCH) {
+      const ids = Array.from({ length: Math.min(DELETE_BATCH, top) }, (_, i) => revisionId(imageId, top - i));
+      const { deletedCount } = await this.revs.bulkWrite(ids.map((_id) => ({ deleteOne: { filter: { _id } } })), { ordered: false });
+      if (deletedCount < ids.length) return;
+    }
   }
 
   private async claim(gallery: Gallery): Promise<void> {
