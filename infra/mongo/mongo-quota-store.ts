@@ -28,10 +28,14 @@ const KEEP = 16;
 const KEEP_MS = 120_000;
 const RETRIES = 200;
 
+const entryId = (project: string, seq: number) => `${project}:${seq}`;
+
 export class MongoQuotaStore implements QuotaStore {
   private readonly client: MongoClient;
   private readonly ledger: Collection<LedgerEntry>;
   private ready: Promise<void> | null = null;
+  /** The newest seq this process wrote or read per project: where head() starts looking. */
+  private readonly lastSeq = new Map<string, number>();
 
   constructor(opts: { url: string; dbName?: string; collection?: string }) {
     this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true } });
@@ -78,8 +82,20 @@ export class MongoQuotaStore implements QuotaStore {
     await this.client.close();
   }
 
+  /**
+   * The project's newest entry, by `_id` from the seq this process last saw, stepping forward
+   * while the next exists (seqs have no gaps: each is the insert after the one before). Only
+   * without a hint, or when pruning passed it, the query by project, which scans the ledger of
+   * every project on FerretDB's SQLite backend (it indexes only `_id`).
+   */
   private async head(project: string): Promise<LedgerEntry | null> {
-    return this.ledger.find({ project }).sort({ seq: -1 }).limit(1).next();
+    const hint = this.lastSeq.get(project);
+    let entry = hint === undefined ? null : await this.ledger.findOne({ _id: entryId(project, hint) });
+    entry ??= await this.ledger.find({ project }).sort({ seq: -1 }).limit(1).next();
+    if (!entry) return null;
+    for (let next = await this.ledger.findOne({ _id: entryId(project, entry.seq + 1) }); next; next = await this.ledger.findOne({ _id: entryId(project, entry.seq + 1) })) entry = next;
+    this.lastSeq.set(project, entry.seq);
+    return entry;
   }
 
   /** The compare-and-set loop: `next` returns the new holdings, or null to write nothing. */
@@ -91,7 +107,7 @@ export class MongoQuotaStore implements QuotaStore {
       const holdings = next(head?.holdings ?? {});
       if (!holdings) return;
       try {
-        await this.ledger.insertOne({ _id: `${project}:${seq}`, project, seq, at: new Date().toISOString(), holdings });
+        await this.ledger.insertOne({ _id: entryId(project, seq), project, seq, at: new Date().toISOString(), holdings });
       } catch (error) {
         if (error instanceof MongoServerError && (error.code === 11000 || error.message.includes('SQLITE_BUSY'))) {
           // Someone else wrote state `seq` first (or the server was busy and wrote nothing): look again.
@@ -100,6 +116,7 @@ export class MongoQuotaStore implements QuotaStore {
         }
         throw error;
       }
+      this.lastSeq.set(project, seq);
       if (seq % KEEP === 0 && seq >= 2 * KEEP) {
         const before = new Date(Date.now() - KEEP_MS).toISOString();
         void this.ledger.deleteMany({ project, seq: { $lt: seq - KEEP }, at: { $lt: before } }).catch(() => {});

@@ -99,3 +99,29 @@ quotaStoreContract('mongodb', async () => {
     }
   },
 });
+
+test('Mongo quota store: the newest entry is found from a stale hint, and after the hinted entry was pruned', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const db = uniqueName('pir_contract_quota_hint').replace(/-/g, '_');
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+  await client.connect();
+  const a = new MongoQuotaStore({ url: services.mongodbUrl, dbName: db });
+  const b = new MongoQuotaStore({ url: services.mongodbUrl, dbName: db });
+  t.after(async () => {
+    await Promise.all([a.close(), b.close()]);
+    await client.db(db).dropDatabase();
+    await client.close();
+  });
+  const limits = { image_count_total: 10 };
+  const at = new Date().toISOString();
+  for (const key of ['k1', 'k2']) assert.equal(await a.hold('p', key, { image_count_total: 1 }, limits, at), null); // a has seen seq 1
+  for (const key of ['k3', 'k4', 'k5']) assert.equal(await b.hold('p', key, { image_count_total: 1 }, limits, at), null); // seqs 2..4
+  assert.deepEqual((await a.holdings('p')).map((h) => h.key).sort(), ['k1', 'k2', 'k3', 'k4', 'k5'], 'a steps forward from seq 1');
+  // Entries up to seq 3 pruned, a's remembered seq (4 now) kept: still found; then b's, pruned: the query finds the newest.
+  await client.db(db).collection('quota_ledger').deleteMany({ seq: { $lte: 3 } });
+  assert.equal(await a.hold('p', 'k6', { image_count_total: 1 }, limits, at), null);
+  await client.db(db).collection('quota_ledger').deleteMany({ seq: { $lte: 4 } });
+  assert.deepEqual((await b.holdings('p')).map((h) => h.key).sort(), ['k1', 'k2', 'k3', 'k4', 'k5', 'k6']);
+  const refused = await b.hold('p', 'k7', { image_count_total: 5 }, limits, at);
+  assert.deepEqual(refused, { resource: 'image_count_total', limit: 10, usage: 6, delta: 5 }, 'checked against the true totals');
+});
