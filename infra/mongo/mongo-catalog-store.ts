@@ -32,7 +32,10 @@ const memberId = (galleryId: string, member: string) => JSON.stringify([galleryI
 const toMember = ({ _id, ...rest }: MemberDoc): GalleryMember => (void _id, rest);
 const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
 const APPEND_RETRIES = 100;
-/** Revisions deleted by `_id` per command when pruning or dropping (FerretDB 1.24 wedges on large batches: group-writer.ts). */
+/**
+ * Revisions deleted by `_id` per command when pruning or dropping (FerretDB 1.24 wedges on large
+ * batches: group-writer.ts), and read at once when listing.
+ */
 const DELETE_BATCH = MAX_STATEMENTS;
 
 function toRevision(doc: RevisionDoc): Revision {
@@ -154,9 +157,34 @@ export class MongoCatalogStore implements CatalogStore {
     return full;
   }
 
+  /**
+   * By `_id` too: the kept revisions are the numbers oldest..newest, so the page starts at the
+   * smallest kept number past `after` (a binary search of `_id` lookups when the history was
+   * pruned past it) and its documents are read one lookup each, DELETE_BATCH at a time.
+   */
   async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {
-    const docs = await this.revs.find({ image_id: imageId, n: { $gt: after } }).sort({ n: 1 }).limit(Math.max(1, Math.floor(limit))).toArray();
-    return docs.slice(0, Math.max(0, Math.floor(limit))).map(toRevision);
+    const count = Math.max(0, Math.floor(limit));
+    const newest = await this.newest(imageId);
+    let from = Math.max(1, Math.floor(after) + 1);
+    if (count === 0 || from > newest) return [];
+    if (!(await this.exists(imageId, from))) {
+      let lo = from + 1; // the first kept number is in lo..newest (newest is never pruned)
+      let hi = newest;
+      while (lo < hi) {
+        const mid = Math.floor((lo + hi) / 2);
+        if (await this.exists(imageId, mid)) hi = mid;
+        else lo = mid + 1;
+      }
+      from = lo;
+    }
+    const page: Revision[] = [];
+    const end = Math.min(newest, from + count - 1);
+    for (let first = from; first <= end; first += DELETE_BATCH) {
+      const numbers = Array.from({ length: Math.min(DELETE_BATCH, end - first + 1) }, (_, i) => first + i);
+      const docs = await Promise.all(numbers.map((n) => this.revs.findOne({ _id: revisionId(imageId, n) })));
+      for (const doc of docs) if (doc) page.push(toRevision(doc)); // none: pruned meanwhile
+    }
+    return page;
   }
 
   async getRevision(imageId: string, n: number): Promise<Revision | null> {

@@ -33,7 +33,7 @@ catalogStoreContract('mongodb', async () => {
  * or the image's head document), so a second process, old data without heads, and a head left
  * behind must all still see the newest revision; pruning and dropping delete by `_id` in batches.
  */
-test('Mongo catalog store: the newest revision across processes, without a head, with a stale head; pruning and dropping past one batch', { timeout: 60_000 }, async (t) => {
+test('Mongo catalog store: the newest revision across processes, without a head, with a stale head; pages after pruning; pruning and dropping past one batch', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
   const db = uniqueName('pir_contract_revheads').replace(/-/g, '_');
   const open = async () => { const s = new MongoCatalogStore({ url: services.mongodbUrl, dbName: db }); await s.start(); return s; };
@@ -65,7 +65,11 @@ test('Mongo catalog store: the newest revision across processes, without a head,
   for (let i = 0; i < 40; i++) await a.appendRevision(rev('many'));
   await a.pruneRevisions('many', 3);
   assert.deepEqual(await numbers(a, 'many'), [38, 39, 40]);
+  assert.deepEqual((await a.revisions('many', 10, 2)).map((r) => r.n), [38, 39], 'a page from inside the pruned range starts at the oldest kept');
+  assert.deepEqual((await a.revisions('many', 38, 1)).map((r) => r.n), [39]);
+  assert.deepEqual(await a.revisions('many', 40, 5), []);
   for (let i = 0; i < 30; i++) await a.appendRevision(rev('many'));
+  assert.deepEqual((await (await fresh()).revisions('many', 0, 20)).map((r) => r.n), Array.from({ length: 20 }, (_, i) => 38 + i), 'a page longer than one batch of lookups');
   await (await fresh()).dropRevisions('many');
   assert.deepEqual(await numbers(a, 'many'), []);
   assert.equal(await client.db(db).collection('image_revision_heads').countDocuments({ _id: 'many' as never }), 0, 'the head goes with them');
