@@ -97,6 +97,8 @@ export interface WebhookSettings {
   concurrency: number;
   /** After a rotation, the old secret keeps signing this long. */
   rotationGraceSeconds: number;
+  /** Ended (not pending) deliveries created longer ago than this are deleted. */
+  deliveryRetentionMs: number;
 }
 
 export type DistributedUrls = { kafkaBrokers: string[]; redisUrl: string; mongodbUrl: string };
@@ -416,9 +418,11 @@ function webhooks(env: Env): WebhookSettings {
       throw new ConfigError('PIR_WEBHOOK_SECRET_KEY', (error as Error).message);
     }
   }
+  const retrySchedule = parseSchedule('PIR_WEBHOOK_RETRY_SCHEDULE', env.PIR_WEBHOOK_RETRY_SCHEDULE || '5s,5m,30m,2h,5h,10h,10h');
   return {
     secretKey,
-    retrySchedule: parseSchedule('PIR_WEBHOOK_RETRY_SCHEDULE', env.PIR_WEBHOOK_RETRY_SCHEDULE || '5s,5m,30m,2h,5h,10h,10h'),
+    retrySchedule,
+    deliveryRetentionMs: deliveryRetention(env, retrySchedule),
     disableAfterFailures: int(env, 'PIR_WEBHOOK_DISABLE_AFTER_FAILURES', 5, 1, 10_000),
     connectTimeoutMs: int(env, 'PIR_WEBHOOK_CONNECT_TIMEOUT_SECONDS', 5, 1, 300) * 1000,
     timeoutMs: int(env, 'PIR_WEBHOOK_TIMEOUT_SECONDS', 15, 1, 300) * 1000,
@@ -426,6 +430,22 @@ function webhooks(env: Env): WebhookSettings {
     concurrency: int(env, 'PIR_WEBHOOK_CONCURRENCY', 64, 1, 10_000),
     rotationGraceSeconds: int(env, 'PIR_WEBHOOK_ROTATION_GRACE_SECONDS', 86_400, 0, 30 * 86_400),
   };
+}
+
+/**
+ * PIR_WEBHOOK_DELIVERY_RETENTION_DAYS (default 30): how long a delivery's record is kept. It must
+ * outlast a whole run of the retry schedule by a day, so a record is never deleted while its
+ * delivery may still be retried; unset, it is lengthened to that for a long schedule.
+ */
+function deliveryRetention(env: Env, retrySchedule: number[]): number {
+  const DAY = 86_400_000;
+  const floorMs = retrySchedule.reduce((sum, d) => sum + d, 0) + DAY;
+  if (!env.PIR_WEBHOOK_DELIVERY_RETENTION_DAYS) return Math.max(30 * DAY, floorMs);
+  const days = int(env, 'PIR_WEBHOOK_DELIVERY_RETENTION_DAYS', 30, 1, 3650);
+  if (days * DAY < floorMs) {
+    throw new ConfigError('PIR_WEBHOOK_DELIVERY_RETENTION_DAYS', `${days} days is shorter than a run of PIR_WEBHOOK_RETRY_SCHEDULE plus a day (${Math.ceil(floorMs / DAY)} days): a record could go while its delivery is still retried`);
+  }
+  return days * DAY;
 }
 
 function quotas(env: Env): QuotaConfig | null {

@@ -27,6 +27,7 @@ import { allowedByAddress } from './egress/address-policy.js';
 import { EgressClient, EgressError } from './egress/egress-client.js';
 import { SqliteWebhookStore } from './embedded/sqlite-webhook-store.js';
 import { MongoWebhookStore } from './mongo/mongo-webhook-store.js';
+import { repeatPaced, type PacedLoop } from './pacing.js';
 
 /**
  * Fan-out jobs at once per worker process. Each makes its event's first attempts concurrently
@@ -77,6 +78,26 @@ export function webhookUrlCheck(egress: EgressClient): UrlCheck {
   };
 }
 
+/** How often worker processes delete deliveries past their retention, and the share of the time it may take. */
+const RETENTION_EVERY_MS = 60 * 60_000;
+const RETENTION_SHARE = 0.02;
+/** Deleted per call, and calls per pass at most (a pass that stops short is continued by the next). */
+const RETENTION_BATCH = 1000;
+const RETENTION_BATCHES_PER_PASS = 50;
+
+/** One retention pass: ended deliveries created before the retention window, a batch at a time. */
+export async function deleteOldDeliveries(store: WebhookStore, retentionMs: number, log: Logger, now = Date.now()): Promise<number> {
+  const before = new Date(now - retentionMs).toISOString();
+  let total = 0;
+  for (let i = 0; i < RETENTION_BATCHES_PER_PASS; i++) {
+    const n = await store.deleteEndedDeliveries(before, RETENTION_BATCH);
+    total += n;
+    if (n < RETENTION_BATCH) break;
+  }
+  if (total > 0) log.info({ deleted: total, created_before: before }, 'deleted webhook deliveries past their retention');
+  return total;
+}
+
 export async function openWebhooks(config: PirConfig, urls: DistributedUrls | null, queue: JobQueue, manifest: Manifest, log: Logger): Promise<Webhooks> {
   const settings = config.webhooks;
   const box = new SecretBox(await resolveWebhookKey(settings.secretKey, config.dataDir));
@@ -93,6 +114,7 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
   const service = new WebhookService(store, box, queue, kind, webhookUrlCheck(egress), settings.rotationGraceSeconds);
   const wlog = log.child({ component: 'webhooks' });
   let limiter: EndpointLimiter | null = null;
+  let retention: PacedLoop | null = null;
   return {
     store,
     kind,
@@ -104,8 +126,11 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
       const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog, limiter);
       await queue.work(kind, settings.concurrency, deliverer.handle);
       await new WebhookFanout(store, manifest, queue, kind, wlog, imageView, deliverer, grantsOf).start(bus, FANOUT_CONCURRENCY);
+      retention = repeatPaced(() => deleteOldDeliveries(store, settings.deliveryRetentionMs, wlog), RETENTION_EVERY_MS, RETENTION_SHARE,
+        (error) => wlog.warn({ err: error }, 'deleting old webhook deliveries failed; the next pass tries again'));
     },
     async close() {
+      await retention?.stop();
       await limiter?.close();
       await store.close();
     },

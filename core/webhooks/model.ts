@@ -104,5 +104,7 @@ export interface WebhookStore {
   restartDelivery(id: string): Promise<number>;
   /** Newest first; `after` is the id of the last delivery of the previous page. */
   listDeliveries(subscriptionId: string, limit: number, after?: string): Promise<Delivery[]>;
+  /** Deletes at most `limit` deliveries created before the instant that are not pending; returns how many. */
+  deleteEndedDeliveries(createdBefore: string, limit: number): Promise<number>;
   close(): Promise<void>;
 }

@@ -133,8 +133,11 @@ export class WebhookService {
     if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
     if (delivery.status === 'pending') throw fail('delivery_pending', `Delivery ${deliveryId} is still being attempted; see its next_attempt_at.`);
     const n = await this.store.restartDelivery(deliveryId);
+    const restarted = n > 0 ? await this.store.getDelivery(deliveryId) : null;
+    // Gone meanwhile (its webhook deleted, or its record past retention): nothing to redeliver.
+    if (!restarted) throw fail('delivery_not_found', `Delivery ${deliveryId} of webhook ${id} was not found; list them with GET /v2/webhooks/${id}/deliveries.`);
     await this.queue.enqueue(this.kind, `${deliveryId}.r${n}`, { delivery_id: deliveryId });
-    return (await this.store.getDelivery(deliveryId))!;
+    return restarted;
   }
 }
 

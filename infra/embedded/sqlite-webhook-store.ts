@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS webhook_subscriptions (
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
   id TEXT PRIMARY KEY, subscription_id TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_sub ON webhook_deliveries (subscription_id, created_at, id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_time ON webhook_deliveries (created_at);
 `;
 
 export class SqliteWebhookStore implements WebhookStore {
@@ -133,6 +134,14 @@ export class SqliteWebhookStore implements WebhookStore {
       rows = this.db.prepare<[string, number], { doc: string }>('SELECT doc FROM webhook_deliveries WHERE subscription_id = ? ORDER BY created_at DESC, id DESC LIMIT ?').all(subscriptionId, limit);
     }
     return rows.map((r) => JSON.parse(r.doc) as Delivery);
+  }
+
+  async deleteEndedDeliveries(createdBefore: string, limit: number): Promise<number> {
+    const { changes } = this.db.prepare<[string, number]>(
+      "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries WHERE created_at < ? AND json_extract(doc, '$.status') <> 'pending' LIMIT ?)",
+    ).run(createdBefore, Math.max(0, Math.floor(limit)));
+    if (changes > 0) await this.commits.durable();
+    return changes;
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@
  * twice (disabling one failure later), never disable an endpoint that succeeded.
  */
 import { MongoBulkWriteError, MongoClient, MongoServerError, type Collection } from 'mongodb';
-import { GroupWriter } from './group-writer.js';
+import { GroupWriter, MAX_STATEMENTS } from './group-writer.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
 
 /** Deliveries per insert command: one event's fan-out to 100 subscribers is one command. */
@@ -38,6 +38,7 @@ export class MongoWebhookStore implements WebhookStore {
   async start(): Promise<void> {
     await this.client.connect();
     await this.deliveries.createIndex({ subscription_id: 1, created_at: -1 }).catch(() => undefined);
+    await this.deliveries.createIndex({ created_at: 1 }).catch(() => undefined);
   }
 
   async createSubscription(sub: Subscription): Promise<void> {
@@ -160,6 +161,19 @@ export class MongoWebhookStore implements WebhookStore {
       if (marker) filter.$or = [{ created_at: { $lt: marker.created_at } }, { created_at: marker.created_at, _id: { $lt: after } }];
     }
     return (await this.deliveries.find(filter).sort({ created_at: -1, _id: -1 }).limit(limit).toArray()).map(toDelivery);
+  }
+
+  /** Found by one query (a scan on FerretDB: the caller paces it), deleted by _id in small batches. */
+  async deleteEndedDeliveries(createdBefore: string, limit: number): Promise<number> {
+    const n = Math.max(0, Math.floor(limit));
+    if (n === 0) return 0;
+    const old = await this.deliveries.find({ created_at: { $lt: createdBefore }, status: { $ne: 'pending' } }, { projection: { _id: 1 } }).limit(n).toArray();
+    let deleted = 0;
+    for (let i = 0; i < old.length; i += MAX_STATEMENTS) {
+      const batch = old.slice(i, i + MAX_STATEMENTS);
+      deleted += (await this.deliveries.bulkWrite(batch.map(({ _id }) => ({ deleteOne: { filter: { _id } } })), { ordered: false })).deletedCount;
+    }
+    return deleted;
   }
 
   async close(): Promise<void> {

@@ -111,6 +111,28 @@ function contract(label: string, open: () => Promise<WebhookStore>, cleanup: () 
       await cleanup();
     }
   });
+
+  test(`${label}: ended deliveries created before an instant are deleted, a batch at a time; pending and recent ones stay`, async (t) => {
+    if (needsMongo && !(await requireServices(t, ['mongodb']))) return;
+    const store = await open();
+    try {
+      await store.createSubscription(sub('r1', 'p1'));
+      const old = '2026-01-01T00:00:00.000Z';
+      for (const [id, status] of [['old-d1', 'delivered'], ['old-d2', 'delivered'], ['old-f1', 'failed'], ['old-f2', 'failed'], ['old-d3', 'delivered'], ['old-p', 'pending']] as const) {
+        assert.equal(await store.addDelivery({ ...delivery(id, 'r1', old), status }), true);
+      }
+      assert.equal(await store.addDelivery({ ...delivery('new-d', 'r1', '2026-03-01T00:00:00.000Z'), status: 'delivered' }), true);
+      const cutoff = '2026-02-01T00:00:00.000Z';
+      assert.equal(await store.deleteEndedDeliveries(cutoff, 2), 2);
+      assert.equal(await store.deleteEndedDeliveries(cutoff, 100), 3);
+      assert.equal(await store.deleteEndedDeliveries(cutoff, 100), 0);
+      assert.deepEqual((await store.listDeliveries('r1', 100)).map((d) => d.id).sort(), ['new-d', 'old-p']);
+      assert.equal(await store.getDelivery('old-f1'), null);
+    } finally {
+      await store.close();
+      await cleanup();
+    }
+  });
 }
 
 contract('sqlite', async () => new SqliteWebhookStore({ path: ':memory:' }));

@@ -55,4 +55,15 @@ describe('config (issue 6)', () => {
     assert.equal(loadConfig({ PIR_UPLOAD_IDLE_SECONDS: '5' }).uploadIdleSeconds, 5);
     assert.throws(() => loadConfig({ PIR_UPLOAD_IDLE_SECONDS: '0' }), /PIR_UPLOAD_IDLE_SECONDS/);
   });
+
+  it('webhook delivery records are kept 30 days, and never less than a run of the retry schedule plus a day', () => {
+    const DAY = 86_400_000;
+    assert.equal(loadConfig({}).webhooks.deliveryRetentionMs, 30 * DAY);
+    assert.equal(loadConfig({ PIR_WEBHOOK_DELIVERY_RETENTION_DAYS: '7' }).webhooks.deliveryRetentionMs, 7 * DAY);
+    // A schedule of 40 days: unset, the retention grows to 41 days; set shorter, start-up refuses it.
+    assert.equal(loadConfig({ PIR_WEBHOOK_RETRY_SCHEDULE: '7d,7d,7d,7d,7d,5d' }).webhooks.deliveryRetentionMs, 41 * DAY);
+    assert.throws(() => loadConfig({ PIR_WEBHOOK_RETRY_SCHEDULE: '7d,7d,7d,7d,7d,5d', PIR_WEBHOOK_DELIVERY_RETENTION_DAYS: '30' }),
+      /PIR_WEBHOOK_DELIVERY_RETENTION_DAYS: 30 days is shorter than a run of PIR_WEBHOOK_RETRY_SCHEDULE plus a day \(41 days\)/);
+    assert.throws(() => loadConfig({ PIR_WEBHOOK_DELIVERY_RETENTION_DAYS: '0' }), /PIR_WEBHOOK_DELIVERY_RETENTION_DAYS/);
+  });
 });
