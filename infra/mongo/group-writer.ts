@@ -17,6 +17,16 @@ import { MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type 
  */
 export const MAX_STATEMENTS = 16;
 
+/** Deletes documents by `_id`, MAX_STATEMENTS per command; returns how many were there. */
+export async function deleteByIds(collection: Collection<any>, ids: readonly unknown[]): Promise<number> {
+  let deleted = 0;
+  for (let i = 0; i < ids.length; i += MAX_STATEMENTS) {
+    const batch = ids.slice(i, i + MAX_STATEMENTS);
+    deleted += (await collection.bulkWrite(batch.map((_id) => ({ deleteOne: { filter: { _id } } })), { ordered: false })).deletedCount;
+  }
+  return deleted;
+}
+
 interface Pending<T extends Document> {
   op: AnyBulkWriteOperation<T>;
   resolve(): void;

@@ -16,7 +16,7 @@
  */
 import { MongoClient, MongoServerError, type Collection } from 'mongodb';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
-import { MAX_STATEMENTS } from './group-writer.js';
+import { deleteByIds, MAX_STATEMENTS } from './group-writer.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
@@ -32,11 +32,8 @@ const memberId = (galleryId: string, member: string) => JSON.stringify([galleryI
 const toMember = ({ _id, ...rest }: MemberDoc): GalleryMember => (void _id, rest);
 const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
 const APPEND_RETRIES = 100;
-/**
- * Revisions deleted by `_id` per command when pruning or dropping (FerretDB 1.24 wedges on large
- * batches: group-writer.ts), and read at once when listing.
- */
-const DELETE_BATCH = MAX_STATEMENTS;
+/** Revisions by `_id` per delete command when pruning or dropping, and read at once when listing (group-writer.ts). */
+const ID_BATCH = MAX_STATEMENTS;
 
 function toRevision(doc: RevisionDoc): Revision {
   const { _id, ...rest } = doc;
@@ -160,7 +157,7 @@ export class MongoCatalogStore implements CatalogStore {
   /**
    * By `_id` too: the kept revisions are the numbers oldest..newest, so the page starts at the
    * smallest kept number past `after` (a binary search of `_id` lookups when the history was
-   * pruned past it) and its documents are read one lookup each, DELETE_BATCH at a time.
+   * pruned past it) and its documents are read one lookup each, ID_BATCH at a time.
    */
   async revisions(imageId: string, after: number, limit: number): Promise<Revision[]> {
     const count = Math.max(0, Math.floor(limit));
@@ -179,8 +176,8 @@ export class MongoCatalogStore implements CatalogStore {
     }
     const page: Revision[] = [];
     const end = Math.min(newest, from + count - 1);
-    for (let first = from; first <= end; first += DELETE_BATCH) {
-      const numbers = Array.from({ length: Math.min(DELETE_BATCH, end - first + 1) }, (_, i) => first + i);
+    for (let first = from; first <= end; first += ID_BATCH) {
+      const numbers = Array.from({ length: Math.min(ID_BATCH, end - first + 1) }, (_, i) => first + i);
       const docs = await Promise.all(numbers.map((n) => this.revs.findOne({ _id: revisionId(imageId, n) })));
       for (const doc of docs) if (doc) page.push(toRevision(doc)); // none: pruned meanwhile
     }
@@ -238,10 +235,9 @@ export class MongoCatalogStore implements CatalogStore {
    * that finds fewer than it asked for reached the bottom (the numbers have no gaps).
    */
   private async deleteDownFrom(imageId: string, upTo: number): Promise<void> {
-    for (let top = upTo; top >= 1; top -= DELETE_BATCH) {
-      const ids = Array.from({ length: Math.min(DELETE_BATCH, top) }, (_, i) => revisionId(imageId, top - i));
-      const { deletedCount } = await this.revs.bulkWrite(ids.map((_id) => ({ deleteOne: { filter: { _id } } })), { ordered: false });
-      if (deletedCount < ids.length) return;
+    for (let top = upTo; top >= 1; top -= ID_BATCH) {
+      const ids = Array.from({ length: Math.min(ID_BATCH, top) }, (_, i) => revisionId(imageId, top - i));
+      if ((await deleteByIds(this.revs, ids)) < ids.length) return;
     }
   }
 

@@ -40,7 +40,7 @@ import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
-import { MAX_STATEMENTS } from './group-writer.js';
+import { deleteByIds } from './group-writer.js';
 
 export interface MongoManifestStoreOptions {
   /** mongodb:// URL. */
@@ -590,7 +590,7 @@ export class MongoManifestStore implements ManifestStore {
 
   /**
    * Deletes journal entries older than JOURNAL_KEEP_MS, once every PRUNE_EVERY_WRITES writes:
-   * this process's own entries by _id, in commands of MAX_STATEMENTS deletes; and every
+   * this process's own entries by _id, in commands of MAX_STATEMENTS deletes (deleteByIds); and every
    * sweepEveryMs a sweep: the whole buckets that ended before then and this process has not
    * swept yet (entries of other writers, dead ones included), in one delete. The first sweep
    * deletes by `at` instead (every older bucket, and entries written before buckets existed).
@@ -630,10 +630,7 @@ export class MongoManifestStore implements ManifestStore {
       this.ownEntries.delete(bucket);
     }
     this.ownEntryCount -= due.length;
-    for (let i = 0; i < due.length; i += MAX_STATEMENTS) {
-      const batch = due.slice(i, i + MAX_STATEMENTS);
-      await this.journal.bulkWrite(batch.map((_id) => ({ deleteOne: { filter: { _id } } })), { ordered: false });
-    }
+    await deleteByIds(this.journal, due);
   }
 
   private remember(head: Stored): void {

@@ -93,9 +93,14 @@ export class MongoQuotaStore implements QuotaStore {
     let entry = hint === undefined ? null : await this.ledger.findOne({ _id: entryId(project, hint) });
     entry ??= await this.ledger.find({ project }).sort({ seq: -1 }).limit(1).next();
     if (!entry) return null;
-    for (let next = await this.ledger.findOne({ _id: entryId(project, entry.seq + 1) }); next; next = await this.ledger.findOne({ _id: entryId(project, entry.seq + 1) })) entry = next;
-    this.lastSeq.set(project, entry.seq);
-    return entry;
+    let newest: LedgerEntry = entry;
+    for (;;) {
+      const next: LedgerEntry | null = await this.ledger.findOne({ _id: entryId(project, newest.seq + 1) });
+      if (!next) break;
+      newest = next;
+    }
+    this.lastSeq.set(project, newest.seq);
+    return newest;
   }
 
   /** The compare-and-set loop: `next` returns the new holdings, or null to write nothing. */

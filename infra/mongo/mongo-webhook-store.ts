@@ -5,7 +5,7 @@
  * twice (disabling one failure later), never disable an endpoint that succeeded.
  */
 import { MongoBulkWriteError, MongoClient, MongoServerError, type Collection } from 'mongodb';
-import { GroupWriter, MAX_STATEMENTS } from './group-writer.js';
+import { deleteByIds, GroupWriter } from './group-writer.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
 
 /** Deliveries per insert command: one event's fan-out to 100 subscribers is one command. */
@@ -168,12 +168,7 @@ export class MongoWebhookStore implements WebhookStore {
     const n = Math.max(0, Math.floor(limit));
     if (n === 0) return 0;
     const old = await this.deliveries.find({ created_at: { $lt: createdBefore }, status: { $ne: 'pending' } }, { projection: { _id: 1 } }).limit(n).toArray();
-    let deleted = 0;
-    for (let i = 0; i < old.length; i += MAX_STATEMENTS) {
-      const batch = old.slice(i, i + MAX_STATEMENTS);
-      deleted += (await this.deliveries.bulkWrite(batch.map(({ _id }) => ({ deleteOne: { filter: { _id } } })), { ordered: false })).deletedCount;
-    }
-    return deleted;
+    return deleteByIds(this.deliveries, old.map(({ _id }) => _id));
   }
 
   async close(): Promise<void> {
