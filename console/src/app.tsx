@@ -64,7 +64,7 @@ export function App() {
       {!features ? <p class="muted">Looking at what this PIR offers…</p> : (
         <main>
           {imageId
-            ? <ImagePage id={imageId} features={features} caller={caller} live={live} />
+            ? <ImagePage key={imageId} id={imageId} features={features} caller={caller} live={live} />
             : <>
                 <UploadPanel queue={queue} features={features} />
                 <ImageList features={features} live={live} />

@@ -31,7 +31,8 @@ export function ImagePage({ id, features, caller, live }: { id: string; features
   const [error, setError] = useState('');
   const [note, setNote] = useState('');
   const reload = () => getJson<Image>(`/v2/images/${encodeURIComponent(id)}`).then(setImage, (e: Error) => setError(e instanceof ApiError && e.status === 404 ? 'No such image (or you may not see it).' : e.message));
-  useEffect(() => { setImage(null); setError(''); void reload(); }, [id]);
+  // App keys this page by id, so another image starts from a fresh state (never shows the last one's).
+  useEffect(() => { void reload(); }, [id]);
   useEffect(() => live.on((type, updated) => {
     if (updated.id !== id) return;
     if (type === 'image.deleted') setError('This image was deleted.');
@@ -48,7 +49,7 @@ export function ImagePage({ id, features, caller, live }: { id: string; features
   const props = Object.entries(image).filter(([k]) => isProperty(k));
 
   return (
-    <article class="page" aria-labelledby="image-title">
+    <article class="page" aria-labelledby="image-title" data-image={image.id}>
       <p><a href="#/">← Images</a></p>
       <h1 id="image-title">{image.name || '(no name)'} <span class={`badge s-${image.status}`} id="image-status">{image.status}</span></h1>
       {note && <p class="note" role="status" id="image-note">{note}</p>}

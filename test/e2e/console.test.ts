@@ -159,8 +159,9 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
 
   it('edits a property by JSON Patch (image page screenshot)', async () => {
     await page.evaluate((id) => { location.hash = `#/images/${id}`; }, goodId);
-    await page.waitForSelector('#timeline .stage[data-status="done"]');
-    assert.equal(await page.locator('#timeline .stage').count(), 4, 'four pipeline stages');
+    // The page of this image, not the one still shown from the test before (it has a done stage too).
+    await page.waitForSelector(`article[data-image="${goodId}"] #timeline .stage[data-status="done"]`);
+    assert.equal(await page.locator(`article[data-image="${goodId}"] #timeline .stage`).count(), 4, 'four pipeline stages');
     await page.fill('#property-add input[name=key]', 'os_distro');
     await page.fill('#property-add input[name=value]', 'debian');
     await page.click('#property-add button[type=submit]');
