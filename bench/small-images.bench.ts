@@ -201,6 +201,10 @@ async function measure(label: string, mongoUrl: string | null, ctx: BenchContext
       const wire = listenerPid(Number(new URL(mongoUrl).port || 27017));
       pids['mongo-wire'] = wire;
       if (wire) pids.postgres = ferretdbPostgresPid(wire);
+      // The broker and Redis are on the path too (and on the same cores): without them the
+      // processes listed account for only part of the machine's busy time.
+      pids.kafka = listenerPid(Number(services.kafkaBrokers[0]!.split(':').pop()));
+      pids.redis = listenerPid(Number(new URL(services.redisUrl).port || 6379));
     }
     const cpu = new CpuMeter(pids);
     const machine = new MachineCpu();

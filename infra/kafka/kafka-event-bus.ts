@@ -7,7 +7,8 @@
  *   in-sync replica has the batch.
  * - subscribe(group): one consumer per call (members of one group split the partitions),
  *   reading from the beginning when the group has no committed offset. eachMessage awaits the
- *   handler; only then is the offset resolved (and committed). A handler that throws gets the
+ *   handler; only then is the offset resolved, and committed at the next tick of the group's
+ *   OffsetCommitter (every commitIntervalMs, on a rebalance and on close). A handler that throws gets the
  *   same message again after a backoff (100 ms doubling, capped at 5 s), in the consumer,
  *   heartbeating meanwhile: the offset never moves past an unhandled event, other partitions
  *   keep flowing, and a poison message never crashes the consumer (it is logged, louder after
@@ -25,9 +26,13 @@ import type { Logger } from 'pino';
 import { isPirEvent } from '../../schemas/events.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { EventBus, EventHandler } from '../../core/ports.js';
+import { REBALANCE_CHATTER } from './chatter.js';
+import { OffsetCommitter } from './offset-committer.js';
 
 const DEFAULT_TOPIC = 'pir.image-events';
 const HANDLER_HEARTBEAT_MS = 120_000;
+/** On close, how long the handlers running are awaited before the last commit. */
+const CLOSE_DRAIN_MS = 5_000;
 
 /**
  * Kafka consumer groups are cluster-wide, not per topic: two PIRs (or test runs) on one cluster
@@ -56,6 +61,11 @@ export interface KafkaEventBusOptions {
   rebalanceTimeoutMs?: number;
   /** Longest a fetch waits for data on an idle partition (default 100 ms). */
   maxWaitTimeMs?: number;
+  /**
+   * How often a durable subscription commits the offsets it handled (default 1000 ms; see
+   * offset-committer.ts): also the most a crash or rebalance hands out again.
+   */
+  commitIntervalMs?: number;
   /** Idempotent producer (default true). */
   idempotent?: boolean;
   /** First redelivery delay after a handler throws (default 100 ms), doubling, capped at retryMaxMs. */
@@ -75,7 +85,6 @@ class BusClosingError extends Error {
 
 /** Expected with a bounded retry count: publish fails (and the outbox keeps the events) instead of hanging. */
 const EXPECTED_WARNINGS = /Limiting retries for the idempotent producer/;
-const REBALANCE_CHATTER = /rebalanc|REBALANCE_IN_PROGRESS|NOT_COORDINATOR|not the correct coordinator|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|coordinator is loading/i;
 
 function kafkaLogCreator(logger: Logger) {
   return (_level: KafkaLogLevel) => (entry: LogEntry) => {
@@ -109,6 +118,8 @@ export class KafkaEventBus implements EventBus {
   private readonly kafka: Kafka;
   private readonly logger: Logger;
   private readonly consumers = new Set<Consumer>();
+  /** The durable subscriptions' offset committers (watchers commit nothing). */
+  private readonly committers = new Map<Consumer, OffsetCommitter>();
   private readonly producer: Producer;
   private readonly admin: Admin;
   private readonly o: Required<Omit<KafkaEventBusOptions, 'logger' | 'replicationFactor' | 'clientId' | 'topic'>> & { replicationFactor?: number };
@@ -127,6 +138,7 @@ export class KafkaEventBus implements EventBus {
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 500,
       rebalanceTimeoutMs: opts.rebalanceTimeoutMs ?? 10_000,
       maxWaitTimeMs: opts.maxWaitTimeMs ?? 100,
+      commitIntervalMs: opts.commitIntervalMs ?? 1000,
       idempotent: opts.idempotent ?? true,
       retryBaseMs: opts.retryBaseMs ?? 100,
       retryMaxMs: opts.retryMaxMs ?? 5000,
@@ -220,6 +232,7 @@ export class KafkaEventBus implements EventBus {
   /** Replaces a consumer kafkajs gave up on, retrying with backoff until it runs or the bus closes. */
   private async startAgain(dead: Consumer, group: string, handler: EventHandler, options: { fromBeginning: boolean; commit: boolean }): Promise<void> {
     this.consumers.delete(dead);
+    await this.forgetCommitter(dead);
     await dead.disconnect().catch(() => undefined);
     for (let attempt = 0; !this.closing; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 5000)));
@@ -246,6 +259,13 @@ export class KafkaEventBus implements EventBus {
       retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 8, restartOnFailure: async () => !this.closing },
     });
     this.consumers.add(consumer);
+    // A durable subscription commits on a timer (offset-committer.ts), not after every batch.
+    const committer = options.commit ? new OffsetCommitter(consumer, this.topic, this.o.commitIntervalMs, this.logger, group) : null;
+    if (committer) {
+      this.committers.set(consumer, committer);
+      consumer.on(consumer.events.REBALANCING, () => void committer.commit());
+      consumer.on(consumer.events.GROUP_JOIN, (e) => committer.retain(e.payload.memberAssignment[this.topic] ?? []));
+    }
     let joined!: () => void;
     const joinedP = new Promise<void>((resolve) => { joined = resolve; });
     const offJoin = consumer.on(consumer.events.GROUP_JOIN, () => joined());
@@ -261,7 +281,7 @@ export class KafkaEventBus implements EventBus {
       await consumer.connect();
       await consumer.subscribe({ topics: [this.topic], fromBeginning: options.fromBeginning });
       await consumer.run({
-        autoCommit: options.commit,
+        autoCommit: false,
         partitionsConsumedConcurrently: this.o.partitions,
         eachMessage: async ({ partition, message, heartbeat }) => {
           const raw = message.value?.toString('utf8') ?? '';
@@ -271,11 +291,14 @@ export class KafkaEventBus implements EventBus {
           } catch {
             event = undefined;
           }
-          if (!isPirEvent(event)) {
-            this.logger.error({ group, topic: this.topic, partition, offset: message.offset, value: raw.slice(0, 200) }, 'undecodable message on the event topic; skipped');
-            return;
-          }
-          await this.deliver(group, handler, event, heartbeat, partition, message.offset);
+          const work = async () => {
+            if (!isPirEvent(event)) {
+              this.logger.error({ group, topic: this.topic, partition, offset: message.offset, value: raw.slice(0, 200) }, 'undecodable message on the event topic; skipped');
+              return;
+            }
+            await this.deliver(group, handler, event, heartbeat, partition, message.offset);
+          };
+          await (committer ? committer.handle(partition, message.offset, work) : work());
         },
       });
       // run() returns once the member joined; wait for the join event too in case it crashed first.
@@ -286,9 +309,11 @@ export class KafkaEventBus implements EventBus {
       ]);
       clearTimeout(timer);
       if (!ok) this.logger.warn({ group }, 'kafka consumer has not joined its group yet; it keeps trying');
+      committer?.start();
       return consumer;
     } catch (err) {
       this.consumers.delete(consumer);
+      await this.forgetCommitter(consumer);
       await consumer.disconnect().catch(() => undefined);
       throw err;
     } finally {
@@ -337,8 +362,17 @@ export class KafkaEventBus implements EventBus {
     for (const wake of this.sleepers) wake();
     const consumers = [...this.consumers];
     this.consumers.clear();
+    // No handler starts once closing; those running finish, and what they handled is committed
+    // while each consumer is still in its group.
+    await Promise.allSettled(consumers.map((c) => this.forgetCommitter(c)));
     await Promise.allSettled(consumers.map((c) => c.disconnect()));
     await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
+  }
+
+  private async forgetCommitter(consumer: Consumer): Promise<void> {
+    const committer = this.committers.get(consumer);
+    this.committers.delete(consumer);
+    await committer?.stop(CLOSE_DRAIN_MS);
   }
 
   private async deliver(group: string, handler: EventHandler, event: PirEvent, heartbeat: () => Promise<void>, partition: number, offset: string): Promise<void> {

@@ -111,3 +111,43 @@ test('Kafka: an event whose consumer died mid-handler is delivered again to the 
   assert.equal(got[0]!.id, event.id);
   console.log(`# kafka: event of a SIGKILLed consumer redelivered after ${(performance.now() - killedAt).toFixed(0)} ms (session timeout ${sessionTimeoutMs} ms)`);
 });
+
+test('Kafka: a subscription commits on its timer and on close, not per batch; a clean close hands nothing out again', { timeout: 90_000 }, async (t) => {
+  if (!(await requireServices(t, ['kafka']))) return;
+  const topic = uniqueName('pir-contract-commit');
+  const group = `${topic}-g`;
+  // A timer that never fires within the test: only close() may commit.
+  const bus = new KafkaEventBus({ brokers, topic, logger: quiet, commitIntervalMs: 600_000 });
+  const observer = new KafkaEventBus({ brokers, topic, logger: quiet });
+  t.after(async () => {
+    await bus.close();
+    await observer.close();
+    await deleteTopic(topic);
+  });
+  await bus.start();
+  const got: PirEvent[] = [];
+  await bus.subscribe(group, async (e) => { got.push(e); });
+  const events = Array.from({ length: 20 }, () => makeEvent(randomUUID()));
+  for (const e of events) await bus.publish([e]); // one batch each
+  await waitFor('all 20 handled', () => got.length === 20, 30_000);
+  const [before] = await observer.consumerLag([group]);
+  assert.equal(before!.lag, 20, 'nothing committed while the timer has not fired (kafkajs autoCommit would have committed every batch)');
+  await bus.close();
+  const [after] = await observer.consumerLag([group]);
+  assert.equal(after!.lag, 0, 'close committed what was handled');
+
+  // A new member of the group starts after the last handled event; a short timer commits on its own.
+  const again = new KafkaEventBus({ brokers, topic, logger: quiet, commitIntervalMs: 200 });
+  t.after(() => again.close());
+  const gotAgain: PirEvent[] = [];
+  await again.subscribe(group, async (e) => { gotAgain.push(e); });
+  const last = makeEvent(randomUUID());
+  await again.publish([last]);
+  await waitFor('the new event', () => gotAgain.length === 1, 30_000);
+  assert.equal(gotAgain[0]!.id, last.id, 'none of the 20 was handed out again');
+  const deadline = Date.now() + 10_000;
+  while ((await observer.consumerLag([group]))[0]!.lag !== 0) {
+    assert.ok(Date.now() < deadline, 'the 200 ms timer committed the new event within 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+});
