@@ -1,7 +1,8 @@
 /**
- * Fan-out: the event log's `pir-webhooks` consumer group turns each image event into one
- * fan-out job (durable: BullMQ, or the embedded queue's journal), whose id is derived from the
- * event's, so an event that comes again adds nothing. The job finds the subscriptions that want
+ * Fan-out: the event log's `pir-webhooks` consumer group turns each image event that an enabled
+ * subscription may want (its type, after the subscription was created; read after the event
+ * arrived) into one fan-out job (durable: BullMQ, or the embedded queue's journal), whose id is
+ * derived from the event's, so an event that comes again adds nothing. The job finds the subscriptions that want
  * the event and makes every delivery's first attempt at once with the subscriptions it just read
  * (WebhookDeliverer.firstAttempts): each delivery's record is written once its first attempt
  * ended, with it; only what needs more (retries, full or slow endpoints) becomes a delivery job.
@@ -24,6 +25,7 @@ import { WEBHOOK_FANOUT_KIND, type DeliveryJob, type FanoutJob } from './jobs.js
 import { deliveryJob, type FollowUp } from './deliver.js';
 import { eventMatches, subscriberCaller, subscriptionWants } from './matching.js';
 import { EventAudience, type GrantsOf } from '../event-audience.js';
+import { FreshRead } from '../fresh-read.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
 
 export const WEBHOOKS_GROUP = 'pir-webhooks';
@@ -53,6 +55,9 @@ export interface FirstAttempts {
 }
 
 export class WebhookFanout {
+  /** The enabled subscriptions as of after the call; the bus handlers running together share one read. */
+  private readonly subscriptions: FreshRead<Subscription[]>;
+
   constructor(
     private readonly store: WebhookStore,
     private readonly manifest: Manifest,
@@ -63,7 +68,9 @@ export class WebhookFanout {
     private readonly deliverer: FirstAttempts,
     /** The galleries shared with a project: images in them are delivered as if shared with it. */
     private readonly grantsOf?: GrantsOf,
-  ) {}
+  ) {
+    this.subscriptions = new FreshRead(() => this.store.enabledSubscriptions());
+  }
 
   /** Consumes the event log and runs the fan-out jobs (`concurrency` at once in this process). */
   async start(bus: EventBus, concurrency: number): Promise<void> {
@@ -71,9 +78,17 @@ export class WebhookFanout {
     await bus.subscribe(WEBHOOKS_GROUP, (e) => this.handle(e));
   }
 
-  /** The bus handler: one durable job per event (a failure here fails the handler: the bus retries). */
+  /**
+   * The bus handler: one durable job per event a subscription may want (a failure here fails the
+   * handler: the bus retries). Most events have none (no subscription, or none for that type):
+   * they cost a shared read instead of a job (in distributed mode three Redis round trips and a
+   * worker's turn; embedded, two fsynced journal writes). The subscriptions are read after the
+   * event arrived, so one created before the event happened is seen, as the job would see it.
+   */
   async handle(event: PirEvent): Promise<void> {
     if (!TYPES.has(event.type)) return;
+    const subs = await this.subscriptions.read();
+    if (!subs.some((sub) => event.occurred_at >= sub.created_at && eventMatches(sub.events, event.type))) return;
     await this.queue.enqueue(WEBHOOK_FANOUT_KIND, fanoutJobId(event.id), { event });
   }
 

@@ -65,11 +65,38 @@ describe('webhook fan-out job', () => {
   after(async () => { for (const r of receivers) await r.stop(); });
 
   it('the bus handler only enqueues one fan-out job per event (its id from the event id)', async () => {
-    const { fanout, jobs, event } = setup();
+    const { fanout, jobs, event, store } = setup();
+    await store.createSubscription(sub('s-any', 'p9', 'https://hooks.example.org/a').sub);
     await fanout.handle(event('ev0'));
     await fanout.handle({ ...event('ev0b'), type: 'image.something_else' } as never);
     assert.deepEqual(jobs.map((j) => [j.kind, j.id]), [[WEBHOOK_FANOUT_KIND.name, fanoutJobId('ev0')]]);
     assert.equal((jobs[0]!.data as FanoutJob).event.id, 'ev0');
+  });
+
+  it('the bus handler enqueues nothing for an event no enabled subscription asks for (type, created after it, disabled)', async () => {
+    const { fanout, jobs, event, store } = setup();
+    await fanout.handle(event('none-at-all'));
+    const created = sub('s-created', 'p1', 'https://hooks.example.org/a', ['image.created']);
+    const later = sub('s-later', 'p1', 'https://hooks.example.org/b');
+    later.sub.created_at = '2026-07-01T00:00:00.000Z'; // after the event
+    const disabled = sub('s-disabled', 'p1', 'https://hooks.example.org/c');
+    disabled.sub.enabled = false;
+    for (const s of [created, later, disabled]) await store.createSubscription(s.sub);
+    await fanout.handle(event('ev-skip'));
+    assert.equal(jobs.length, 0, 'no job without a subscription that may want image.active');
+    await store.createSubscription(sub('s-wildcard', 'p2', 'https://hooks.example.org/d', ['image.*']).sub);
+    await fanout.handle(event('ev-wanted'));
+    assert.deepEqual(jobs.map((j) => j.id), [fanoutJobId('ev-wanted')], 'a subscription to image.* may want it: the job decides (visibility, filters)');
+  });
+
+  it('the bus handlers running together share one read of the subscriptions, begun after each call', async () => {
+    const { fanout, event, store } = setup();
+    await store.createSubscription(sub('s-any', 'p9', 'https://hooks.example.org/a').sub);
+    let reads = 0;
+    const enabled = store.enabledSubscriptions.bind(store);
+    store.enabledSubscriptions = async () => { reads++; await new Promise((r) => setTimeout(r, 20)); return enabled(); };
+    await Promise.all(Array.from({ length: 6 }, (_, i) => fanout.handle(event(`ev-${i}`))));
+    assert.equal(reads, 2, 'the first call reads; the five that came while it ran share the next');
   });
 
   it('first attempts inline: delivered, retry as a job from attempt 2, a full endpoint as a job; a second run sends nothing', async () => {
