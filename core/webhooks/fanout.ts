@@ -2,10 +2,11 @@
  * Fan-out: the event log's `pir-webhooks` consumer group turns each image event that an enabled
  * subscription may want (its type, after the subscription was created; read after the event
  * arrived) into one fan-out job (durable: BullMQ, or the embedded queue's journal), whose id is
- * derived from the event's, so an event that comes again adds nothing. The job finds the subscriptions that want
- * the event and makes every delivery's first attempt at once with the subscriptions it just read
- * (WebhookDeliverer.firstAttempts): each delivery's record is written once its first attempt
- * ended, with it; only what needs more (retries, full or slow endpoints) becomes a delivery job.
+ * derived from the event's, so an event that comes again adds nothing. The job finds the
+ * subscriptions that want the event and makes every delivery's first attempt at once with the
+ * subscriptions it just read (WebhookDeliverer.firstAttempts): each delivery's record is written
+ * once its first attempt ended, with it; only what needs more (retries, full or slow endpoints)
+ * becomes a delivery job.
  *
  * At least once: the job finishes only after every delivery was attempted and recorded, or
  * recorded and handed to a delivery job. A job that dies (a worker SIGKILLed) runs again

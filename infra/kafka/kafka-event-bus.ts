@@ -8,12 +8,13 @@
  * - subscribe(group): one consumer per call (members of one group split the partitions),
  *   reading from the beginning when the group has no committed offset. eachMessage awaits the
  *   handler; only then is the offset resolved, and committed at the next tick of the group's
- *   OffsetCommitter (every commitIntervalMs, on a rebalance and on close). A handler that throws gets the
- *   same message again after a backoff (100 ms doubling, capped at 5 s), in the consumer,
- *   heartbeating meanwhile: the offset never moves past an unhandled event, other partitions
- *   keep flowing, and a poison message never crashes the consumer (it is logged, louder after
- *   `loudAfterFailures`). A rebalance while retrying hands the message to the partition's new
- *   owner. Undecodable messages (not JSON, not a PirEvent) can never succeed: logged and skipped.
+ *   OffsetCommitter (every commitIntervalMs, on a rebalance and on close). A handler that
+ *   throws gets the same message again after a backoff (100 ms doubling, capped at 5 s), in the
+ *   consumer, heartbeating meanwhile: the offset never moves past an unhandled event, other
+ *   partitions keep flowing, and a poison message never crashes the consumer (it is logged,
+ *   louder after `loudAfterFailures`). A rebalance while retrying hands the message to the
+ *   partition's new owner. Undecodable messages (not JSON, not a PirEvent) can never succeed:
+ *   logged and skipped.
  * - kafkajs's own logs go to the given pino logger at WARN and above; rebalance chatter that
  *   kafkajs reports as errors is downgraded to info.
  */
