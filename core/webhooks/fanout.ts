@@ -41,6 +41,15 @@ export function fanoutJobId(eventId: string): string {
   return `fan_${createHash('sha256').update(eventId).digest('hex').slice(0, 32)}`;
 }
 
+/**
+ * What a subscription may want, before the image is looked at: enabled, asking for the event's
+ * type, and made before the event (a new group reads the log from its start: only events after
+ * the subscription). The bus handler enqueues a job only if one may; the job checks the rest.
+ */
+function mayWant(sub: Subscription, event: PirEvent): boolean {
+  return sub.enabled && event.occurred_at >= sub.created_at && eventMatches(sub.events, event.type);
+}
+
 /** How an image is shown to subscribers: the API's image view, given by the composition root (core imports no API code). */
 export type ImageViewFn = (doc: ImageDoc) => Record<string, unknown>;
 
@@ -89,7 +98,7 @@ export class WebhookFanout {
   async handle(event: PirEvent): Promise<void> {
     if (!TYPES.has(event.type)) return;
     const subs = await this.subscriptions.read();
-    if (!subs.some((sub) => event.occurred_at >= sub.created_at && eventMatches(sub.events, event.type))) return;
+    if (!subs.some((sub) => mayWant(sub, event))) return;
     await this.queue.enqueue(WEBHOOK_FANOUT_KIND, fanoutJobId(event.id), { event });
   }
 
@@ -102,9 +111,9 @@ export class WebhookFanout {
     const audience = new EventAudience(doc, this.grantsOf);
     const wanted: Subscription[] = [];
     for (const sub of subs) {
-      if (event.occurred_at < sub.created_at) continue; // a new group reads the log from its start: only events after the subscription
+      if (!mayWant(sub, event)) continue;
       if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
-      else if (sub.enabled && eventMatches(sub.events, event.type)) {
+      else {
         // Perhaps through a gallery shared with the project: its grants, read only then (a failed
         // read fails the job, which runs again).
         const grants = await audience.grantsFor(subscriberCaller(sub));
