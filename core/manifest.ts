@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ImageDoc } from '../schemas/image.js';
+import type { PirEvent } from '../schemas/events.js';
 import { TransientError, notFound } from './errors.js';
 import { materialize, type NewEvent } from './events.js';
 import { currentTraceparent } from './trace-context.js';
@@ -19,8 +20,31 @@ export type Change = (draft: ImageDoc) => ChangeResult;
 
 const MAX_CAS_ATTEMPTS = 100;
 
+/**
+ * How a pipeline run ended, as its bus event tells it: a waiter for that run can answer from it
+ * without reading the image (`changes` listeners get it as their second argument).
+ */
+export interface Settlement {
+  run: number;
+  status: 'active' | 'killed';
+  failure: { stage: string; code: string; message: string } | null;
+}
+
+const SETTLING_EVENTS = new Set(['image.active', 'image.killed', 'image.deleted', 'image.upload.aborted']);
+
+function settlementOf(e: PirEvent): Settlement | undefined {
+  if (e.type === 'image.active') return { run: (e as PirEvent<'image.active'>).data.run, status: 'active', failure: null };
+  if (e.type !== 'image.killed') return undefined;
+  const { run, stage, code, message } = (e as PirEvent<'image.killed'>).data;
+  return run === null ? undefined : { run, status: 'killed', failure: { stage, code, message } };
+}
+
 export class Manifest {
-  /** Local notifications of writes made by this process (waiters use them to wake early). */
+  /**
+   * Local notifications, by image id, of writes made by this process (with the document as
+   * written) and of bus events that may settle an image (with their Settlement, when they have
+   * one): waiters use them to wake early.
+   */
   readonly changes = new EventEmitter();
 
   constructor(
@@ -29,6 +53,16 @@ export class Manifest {
     private readonly faults: FaultHooks,
   ) {
     this.changes.setMaxListeners(0);
+  }
+
+  /** Wakes the image's waiters when a bus event may have settled it (active, killed, deleted, aborted). */
+  signalFromBus(e: PirEvent): void {
+    if (!SETTLING_EVENTS.has(e.type)) return;
+    const settlement = settlementOf(e);
+    // A worker wrote the run's end: what this process remembers of the image predates it (its
+    // next write, the outbox ack, would lose a compare-and-set on it).
+    if (settlement) this.store.forget?.(e.image_id);
+    this.changes.emit(e.image_id, undefined, settlement);
   }
 
   /** An event this process received from the bus was published: a later write may drop it from the outbox. */

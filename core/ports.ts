@@ -135,6 +135,12 @@ export interface ManifestStore {
    * right after this process's own write needs no read.
    */
   peek?(id: string): ImageDoc | null;
+  /**
+   * Optional, with `peek`: the image was written elsewhere since (a bus event says so), so the
+   * version this process remembers is stale: forget it, and the next write reads first instead
+   * of losing a compare-and-set on it.
+   */
+  forget?(id: string): void;
   /** Removes relayed events from the outbox without touching the revision. */
   ackEvents(id: string, eventIds: string[]): Promise<void>;
   /** Documents whose outbox still holds events and which were last written before `updatedBefore` (ISO). */

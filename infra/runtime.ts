@@ -69,7 +69,6 @@ export interface RunningPir {
 
 const SHUTDOWN_GRACE_MS = 30_000;
 /** Events after which an image is no longer in flight (what upload waiters wait for). */
-const SETTLING_EVENTS = new Set(['image.active', 'image.killed', 'image.deleted', 'image.upload.aborted']);
 const OUTBOX_SWEEP_MS = 5_000;
 const OUTBOX_GRACE_MS = 5_000;
 /** Below OUTBOX_GRACE_MS, so the sweeper does not republish what is only waiting for its ack. */
@@ -157,7 +156,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     // The same watcher feeds the console's live event streams (GET /v2/events).
     const live = new LiveEvents((id) => manifest.get(id), catalog.grantsOf);
     stopWatching = await adapters.bus.watch(async (e) => {
-      if (SETTLING_EVENTS.has(e.type)) manifest.changes.emit(e.image_id);
+      manifest.signalFromBus(e);
       live.publish(e);
     });
     webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress, log });

@@ -413,6 +413,10 @@ export class MongoManifestStore implements ManifestStore {
     return remembered && Date.now() - remembered.at < this.upkeep.headMaxAgeMs ? fromStored(remembered.head) : null;
   }
 
+  forget(id: string): void {
+    this.heads.delete(id);
+  }
+
   async get(id: string): Promise<ImageDoc | null> {
     await this.start();
     const r = await this.resolve(id);

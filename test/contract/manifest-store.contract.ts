@@ -199,6 +199,25 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       }
     });
 
+    // Stores that remember what they wrote (peek) forget it when told another process wrote since.
+    if (opts.openSibling) await t.test('forget: a version written elsewhere is no longer peeked, and the next read sees the newer one', async () => {
+      const first = await fresh();
+      if (!first.peek || !first.forget) return void assert.equal(first.forget, undefined, 'forget comes with peek');
+      const sibling = await opts.openSibling!(first);
+      opened.push(sibling);
+      const doc = makeDoc({ properties: {} });
+      await first.create(doc);
+      const mine = (await first.get(doc.id))!;
+      assert.ok(await first.replace({ ...mine, revision: mine.revision + 1, name: 'first' }, mine.revision));
+      assert.equal(first.peek(doc.id)?.name, 'first');
+      const theirs = (await sibling.get(doc.id))!;
+      assert.ok(await sibling.replace({ ...theirs, revision: theirs.revision + 1, name: 'sibling' }, theirs.revision));
+      assert.equal(first.peek(doc.id)?.name, 'first', 'stale until told');
+      first.forget(doc.id);
+      assert.equal(first.peek(doc.id), null);
+      assert.equal((await first.get(doc.id))?.name, 'sibling');
+    });
+
     await t.test('no lost update: concurrent read-modify-write loops and acks', async () => {
       const store = await fresh();
       const doc = makeDoc({ properties: {} });

@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { ensureQemuImg, makeTempDir, removeDir } from '../support/images.js';
+import { ensureQemuImg, makeImage, makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 
@@ -82,6 +82,19 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
     // Both workers took part.
     for (const worker of workers) assert.match(worker.output(), /"msg":"stage done"/);
     await waitForEmptyStaging(join(dir, 'data'));
+  });
+
+  it("answers a refused upload with 400 naming the stage, code and reason (the worker's image.killed event answers it)", async () => {
+    const backing = await makeImage(dir, 'qcow2', { name: 'refused-backing.qcow2', size: '16M', backing: '/etc/passwd', backingFormat: 'raw', unsafe: true });
+    const image = await client.createImage({ name: 'refused', disk_format: 'qcow2', container_format: 'bare' });
+    const response = await client.putData(image.id, backing);
+    assert.equal(response.status, 400, JSON.stringify(response.body));
+    const error = response.body.error;
+    assert.equal(error.error_code, 'qcow2_backing_file');
+    assert.match(error.message, /refused at the inspect stage: .*backing file.*\/etc\/passwd/);
+    const { body: after } = await client.getImage(image.id);
+    assert.equal(after.status, 'killed');
+    assert.deepEqual({ stage: after.pir_failure.stage, code: after.pir_failure.code }, { stage: 'inspect', code: 'qcow2_backing_file' });
   });
 
   it('finishes an image exactly once after the worker running its stage is killed with SIGKILL', async () => {
