@@ -8,7 +8,7 @@
  * Why: on FerretDB every command costs a round trip and a transaction; 100 webhook deliveries
  * finishing together were 100 update commands, now a handful.
  */
-import { MongoBulkWriteError, type AnyBulkWriteOperation, type Collection, type Document } from 'mongodb';
+import { MongoBulkWriteError, MongoServerError, type AnyBulkWriteOperation, type Collection, type Document } from 'mongodb';
 
 /**
  * Statements per command. FerretDB 1.24 (PostgreSQL backend) stops answering for good, on every
@@ -25,6 +25,20 @@ export async function deleteByIds(collection: Collection<any>, ids: readonly unk
     deleted += (await collection.bulkWrite(batch.map((_id) => ({ deleteOne: { filter: { _id } } })), { ordered: false })).deletedCount;
   }
   return deleted;
+}
+
+/**
+ * The server's error code and message of a failed write, whether the command failed
+ * (MongoServerError) or only its statement (the driver's WriteError, which GroupWriter rejects
+ * that statement's caller with; the driver does not export its class).
+ */
+export function writeFailure(err: unknown): { code: number | undefined; message: string } {
+  if (err instanceof MongoServerError) return { code: typeof err.code === 'number' ? err.code : undefined, message: err.message };
+  if (typeof err === 'object' && err !== null && 'errmsg' in err) {
+    const { code, errmsg } = err as { code?: unknown; errmsg?: unknown };
+    return { code: typeof code === 'number' ? code : undefined, message: String(errmsg ?? '') };
+  }
+  return { code: undefined, message: err instanceof Error ? err.message : String(err) };
 }
 
 interface Pending<T extends Document> {

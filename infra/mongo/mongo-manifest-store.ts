@@ -40,7 +40,7 @@ import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
-import { deleteByIds } from './group-writer.js';
+import { deleteByIds, GroupWriter, writeFailure } from './group-writer.js';
 
 export interface MongoManifestStoreOptions {
   /** mongodb:// URL. */
@@ -173,14 +173,14 @@ async function whenNotBusy<T>(write: () => Promise<T>, attempts = 8): Promise<T>
     try {
       return await write();
     } catch (err) {
-      if (attempt >= attempts || !(err instanceof MongoServerError) || !err.message.includes('SQLITE_BUSY')) throw err;
+      if (attempt >= attempts || !writeFailure(err).message.includes('SQLITE_BUSY')) throw err;
       await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt * (0.5 + Math.random())));
     }
   }
 }
 
 function isDuplicateKey(err: unknown): boolean {
-  return err instanceof MongoServerError && err.code === 11000;
+  return writeFailure(err).code === 11000;
 }
 
 function field(key: string): string {
@@ -312,6 +312,14 @@ export class MongoManifestStore implements ManifestStore {
   private readonly client: MongoClient;
   private readonly col: Collection<Stored>;
   private readonly journal: Collection<JournalEntry>;
+  /**
+   * The writes every image change makes (its journal entry, then its document) go out in group
+   * commits: what other images' changes queue meanwhile shares the next command. Measured on
+   * FerretDB 1.24/SQLite with ~2 KB documents, 8 writers: an insert costs it 1.41 ms of CPU alone,
+   * 0.69 in fours; a replace 2.94 alone, 2.11 in fours.
+   */
+  private readonly journalInserts: GroupWriter<JournalEntry>;
+  private readonly docWrites: GroupWriter<Stored>;
   private ready: Promise<void> | null = null;
   /** The newest head this process has seen per image (bounded): a hint for the next write. */
   private readonly heads = new Map<string, { head: Stored; at: number }>();
@@ -347,6 +355,8 @@ export class MongoManifestStore implements ManifestStore {
     const name = opts.collection ?? 'images';
     this.col = db.collection<Stored>(name);
     this.journal = db.collection<JournalEntry>(`${name}_journal`);
+    this.journalInserts = new GroupWriter(this.journal);
+    this.docWrites = new GroupWriter(this.col);
   }
 
   /** Connects and creates the indexes; every operation calls it, so calling it is optional. */
@@ -382,7 +392,7 @@ export class MongoManifestStore implements ManifestStore {
     await this.start();
     const stored = toStored(doc, 0, randomBytes(6).toString('hex'));
     try {
-      await whenNotBusy(() => this.col.insertOne(stored));
+      await whenNotBusy(() => this.docWrites.write({ insertOne: { document: stored } }));
     } catch (err) {
       if (isDuplicateKey(err)) throw new ManifestConflictError(doc.id);
       throw err;
@@ -541,7 +551,7 @@ export class MongoManifestStore implements ManifestStore {
       const entryId = journalId(id, head.pir_inc, head.pir_seq);
       const bucket = this.bucketOf(Date.now());
       try {
-        await whenNotBusy(() => this.journal.insertOne({ _id: entryId, image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket, doc: stored }));
+        await whenNotBusy(() => this.journalInserts.write({ insertOne: { document: { _id: entryId, image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket, doc: stored } } }));
       } catch (err) {
         if (isDuplicateKey(err)) {
           manifestWrites.inc({ kind, outcome: 'lost' });
@@ -559,7 +569,7 @@ export class MongoManifestStore implements ManifestStore {
         for (let seq = Math.max(0, head.pir_seq - 2 * KEEP_DOCS + 1); seq <= head.pir_seq - KEEP_DOCS; seq++) compact.push(journalId(id, head.pir_inc, seq));
       }
       await Promise.all([
-        whenNotBusy(() => this.col.replaceOne({ _id: id }, stored)),
+        whenNotBusy(() => this.docWrites.write({ replaceOne: { filter: { _id: id }, replacement: stored } })),
         compact.length > 0 ? whenNotBusy(() => this.compact(compact)) : null,
       ]);
       manifestWrites.inc({ kind, outcome: 'won' });
