@@ -14,9 +14,9 @@
  * bottom), so the newest is found by stepping forward from a hint: this process's last seen
  * number, or the image's `image_revision_heads` document, written after each append past the first.
  */
-import { MongoClient, MongoServerError, type Collection } from 'mongodb';
+import { MongoClient, type Collection } from 'mongodb';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
-import { deleteByIds, MAX_STATEMENTS } from './group-writer.js';
+import { deleteByIds, GroupWriter, MAX_STATEMENTS, writeFailure } from './group-writer.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
@@ -30,7 +30,7 @@ const nameKey = (g: Pick<Gallery, 'owner' | 'parent_id' | 'name'>) => JSON.strin
 const revisionId = (imageId: string, n: number) => `${imageId}:${String(n).padStart(10, '0')}`;
 const memberId = (galleryId: string, member: string) => JSON.stringify([galleryId, member]);
 const toMember = ({ _id, ...rest }: MemberDoc): GalleryMember => (void _id, rest);
-const isDuplicate = (err: unknown) => err instanceof MongoServerError && err.code === 11000;
+const isDuplicate = (err: unknown) => writeFailure(err).code === 11000;
 const APPEND_RETRIES = 100;
 /** Revisions by `_id` per delete command when pruning or dropping, and read at once when listing (group-writer.ts). */
 const ID_BATCH = MAX_STATEMENTS;
@@ -46,6 +46,8 @@ export class MongoCatalogStore implements CatalogStore {
   private readonly galleries: Collection<GalleryDoc>;
   private readonly names: Collection<NameDoc>;
   private readonly revs: Collection<RevisionDoc>;
+  /** Every metadata change inserts a revision (a new image its first): by group commit, as the manifest writes (group-writer.ts). */
+  private readonly revisionInserts: GroupWriter<RevisionDoc>;
   private readonly members: Collection<MemberDoc>;
   private readonly heads: Collection<HeadDoc>;
   /** The last revision number this process wrote or saw per image (a hint: the insert decides). */
@@ -59,6 +61,7 @@ export class MongoCatalogStore implements CatalogStore {
     this.galleries = db.collection<GalleryDoc>(`${prefix}galleries`);
     this.names = db.collection<NameDoc>(`${prefix}gallery_names`);
     this.revs = db.collection<RevisionDoc>(`${prefix}image_revisions`);
+    this.revisionInserts = new GroupWriter(this.revs);
     this.members = db.collection<MemberDoc>(`${prefix}gallery_members`);
     this.heads = db.collection<HeadDoc>(`${prefix}image_revision_heads`);
   }
@@ -128,7 +131,7 @@ export class MongoCatalogStore implements CatalogStore {
     for (let attempt = 0; attempt < APPEND_RETRIES; attempt++, n++) {
       const full: Revision = { ...revision, n };
       try {
-        await this.revs.insertOne({ _id: revisionId(revision.image_id, n), ...full });
+        await this.revisionInserts.write({ insertOne: { document: { _id: revisionId(revision.image_id, n), ...full } } });
         this.lastSeen.set(revision.image_id, n);
         // Only a hint (a racing writer may leave a lower number): a failed write costs later reads a step or two.
         await this.heads.replaceOne({ _id: revision.image_id }, { n }, { upsert: true }).catch(() => undefined);
@@ -145,7 +148,7 @@ export class MongoCatalogStore implements CatalogStore {
   async appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null> {
     const full: Revision = { ...revision, n: 1 };
     try {
-      await this.revs.insertOne({ _id: revisionId(revision.image_id, 1), ...full });
+      await this.revisionInserts.write({ insertOne: { document: { _id: revisionId(revision.image_id, 1), ...full } } });
     } catch (err) {
       if (isDuplicate(err)) return null;
       throw err;

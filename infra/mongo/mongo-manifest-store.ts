@@ -31,7 +31,7 @@
  * `pir_pending` is a top-level flag (true while the outbox holds events) for withPendingEvents.
  */
 import { randomBytes } from 'node:crypto';
-import { MongoClient, MongoServerError } from 'mongodb';
+import { MongoClient } from 'mongodb';
 import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings } from 'mongodb';
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
