@@ -9,7 +9,7 @@ import type { Manifest, Settlement } from '../core/manifest.js';
 /** What the upload's answer needs of the settled image. */
 export interface Settled {
   status: ImageDoc['status'];
-  failure: { stage: string; code: string; message: string } | null;
+  failure: Settlement['failure'];
 }
 
 const SETTLED = new Set(['active', 'killed', 'deleted', 'queued', 'deactivated']);

@@ -4,8 +4,8 @@
  * failing deliveries to one endpoint at the same instant may count one failure once instead of
  * twice (disabling one failure later), never disable an endpoint that succeeded.
  */
-import { MongoBulkWriteError, MongoClient, MongoServerError, type Collection } from 'mongodb';
-import { deleteByIds, GroupWriter } from './group-writer.js';
+import { MongoBulkWriteError, MongoClient, type Collection } from 'mongodb';
+import { deleteByIds, GroupWriter, writeFailure } from './group-writer.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
 
 /** Deliveries per insert command: one event's fan-out to 100 subscribers is one command. */
@@ -98,7 +98,7 @@ export class MongoWebhookStore implements WebhookStore {
       await this.deliveries.insertOne({ _id: id, ...rest });
       return true;
     } catch (error) {
-      if (error instanceof MongoServerError && error.code === 11000) return false;
+      if (writeFailure(error).code === 11000) return false;
       throw error;
     }
   }
@@ -129,7 +129,7 @@ export class MongoWebhookStore implements WebhookStore {
       await this.inserts.write({ insertOne: { document: { _id: id, ...rest } } });
       return true;
     } catch (error) {
-      if ((error as { code?: unknown }).code !== 11000) throw error;
+      if (writeFailure(error).code !== 11000) throw error;
       for (const attempt of d.attempts) await this.recordAttempt(id, attempt, d.status);
       return false;
     }
