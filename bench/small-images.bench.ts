@@ -113,12 +113,16 @@ function delta(after: Map<string, number>, before: Map<string, number>, re: RegE
 /** Where the time went, per image, from the processes' metrics. */
 function breakdown(before: Map<string, number>, after: Map<string, number>, images: number): string {
   const parts: string[] = [];
-  const counts = delta(after, before, /^pir_mongo_command_duration_seconds_count\{command="([^"]+)"\}$/).filter((c) => c.value > 0);
-  const sums = new Map(delta(after, before, /^pir_mongo_command_duration_seconds_sum\{command="([^"]+)"\}$/).map((s) => [s.labels, s.value]));
+  // Labels in the order prom-client prints them: store, then command.
+  const counts = delta(after, before, /^pir_mongo_command_duration_seconds_count\{(store="[^"]+",command="[^"]+")\}$/).filter((c) => c.value > 0);
+  const sums = new Map(delta(after, before, /^pir_mongo_command_duration_seconds_sum\{(store="[^"]+",command="[^"]+")\}$/).map((s) => [s.labels, s.value]));
   if (counts.length) {
     const total = counts.reduce((a, c) => a + c.value, 0);
-    parts.push(`mongo cmds/img ${(total / images).toFixed(1)} (` + counts.sort((a, b) => b.value - a.value)
-      .map((c) => `${c.labels} ${(c.value / images).toFixed(1)}×${(((sums.get(c.labels) ?? 0) / c.value) * 1000).toFixed(1)}ms`).join(', ') + ')');
+    const stores = [...new Set(counts.map((c) => /store="([^"]+)"/.exec(c.labels)![1]!))];
+    parts.push(`mongo cmds/img ${(total / images).toFixed(1)} (` + stores.map((store) => {
+      const mine = counts.filter((c) => c.labels.startsWith(`store="${store}"`)).sort((a, b) => b.value - a.value);
+      return `${store} ` + mine.map((c) => `${/command="([^"]+)"/.exec(c.labels)![1]} ${(c.value / images).toFixed(1)}×${(((sums.get(c.labels) ?? 0) / c.value) * 1000).toFixed(1)}ms`).join(', ');
+    }).join('; ') + ')');
   }
   const writes = delta(after, before, /^pir_manifest_writes_total\{(.*)\}$/).filter((w) => w.value > 0);
   if (writes.length) parts.push('manifest writes/img ' + writes.map((w) => `${w.labels.replace(/"/g, '')}: ${(w.value / images).toFixed(2)}`).join('; '));

@@ -39,7 +39,8 @@ import { ManifestConflictError } from '../../core/ports.js';
 import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
-import { manifestWrites, mongoCommandDuration } from '../telemetry/metrics.js';
+import { manifestWrites } from '../telemetry/metrics.js';
+import { observeCommands } from './command-metrics.js';
 import { deleteByIds, GroupWriter, writeFailure } from './group-writer.js';
 
 export interface MongoManifestStoreOptions {
@@ -347,10 +348,7 @@ export class MongoManifestStore implements ManifestStore {
       writeConcern: opts.writeConcern ?? { w: 'majority', journal: true },
       monitorCommands: true,
     });
-    // Every command's latency (pir_mongo_command_duration_seconds): where a manifest write's time goes.
-    const observe = (e: { commandName: string; duration: number }) => mongoCommandDuration.observe({ command: e.commandName }, e.duration / 1000);
-    this.client.on('commandSucceeded', observe);
-    this.client.on('commandFailed', observe);
+    observeCommands(this.client, 'manifest');
     const db = this.client.db(opts.dbName ?? dbNameFromUrl(opts.url) ?? 'pir');
     const name = opts.collection ?? 'images';
     this.col = db.collection<Stored>(name);

@@ -169,8 +169,8 @@ new client.Gauge({
 
 export const mongoCommandDuration = new client.Histogram({
   name: 'pir_mongo_command_duration_seconds',
-  help: 'MongoDB-wire commands sent by the manifest store and their latency, by command',
-  labelNames: ['command'] as const,
+  help: 'MongoDB-wire commands sent by the stores (manifest, catalog, webhooks, quotas) and their latency, by store and command',
+  labelNames: ['store', 'command'] as const,
   buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   registers: [registry],
 });

@@ -6,6 +6,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { MongoManifestStore } from '../../infra/mongo/mongo-manifest-store.js';
+import { MongoCatalogStore } from '../../infra/mongo/mongo-catalog-store.js';
+import { MongoWebhookStore } from '../../infra/mongo/mongo-webhook-store.js';
+import { MongoQuotaStore } from '../../infra/mongo/mongo-quota-store.js';
+import { registry } from '../../infra/telemetry/metrics.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
 import { waitFor } from '../support/pir-process.js';
 import { iso, makeDoc, outboxEvent, sleep } from './helpers.js';
@@ -268,4 +272,34 @@ test('Mongo store: documents written before pir_prefixes get it at start, and a 
   assert.deepEqual(await store.get(doc.id), doc, 'the document itself is unchanged');
   const raw = await client.db(dbName).collection('images').findOne({ _id: doc.id as never });
   assert.ok((raw?.pir_prefixes as string[]).includes('bookw'));
+});
+
+test('Mongo stores: every store counts its commands by store and command (pir_mongo_command_duration_seconds)', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const dbName = uniqueName('pir_contract_metrics').replace(/-/g, '_');
+  const manifest = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  const catalog = new MongoCatalogStore({ url: services.mongodbUrl, dbName });
+  const webhooks = new MongoWebhookStore({ url: services.mongodbUrl, dbName });
+  const quotas = new MongoQuotaStore({ url: services.mongodbUrl, dbName });
+  t.after(async () => {
+    await Promise.all([manifest.close(), catalog.close(), webhooks.close(), quotas.close()]);
+    const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+    await client.connect();
+    await client.db(dbName).dropDatabase();
+    await client.close();
+  });
+  const count = async (store: string, command: string) => {
+    const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`pir_mongo_command_duration_seconds_count{store="${store}",command="${command}"}`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  const before = { manifest: await count('manifest', 'insert'), catalog: await count('catalog', 'find'), webhooks: await count('webhooks', 'find'), quotas: await count('quotas', 'find') };
+  await manifest.create(makeDoc({}));
+  await catalog.start();
+  await catalog.revisions('00000000-0000-4000-8000-000000000001', 0, 10);
+  await webhooks.enabledSubscriptions();
+  await quotas.holdings('p-metrics');
+  assert.ok(await count('manifest', 'insert') > before.manifest, 'manifest insert counted');
+  assert.ok(await count('catalog', 'find') > before.catalog, 'catalog find counted');
+  assert.ok(await count('webhooks', 'find') > before.webhooks, 'webhooks find counted');
+  assert.ok(await count('quotas', 'find') > before.quotas, 'quotas find counted');
 });
