@@ -17,7 +17,7 @@
 import { MongoClient, type Collection } from 'mongodb';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
 import { deleteByIds, GroupWriter, MAX_STATEMENTS, writeFailure } from './group-writer.js';
-import { observeCommands } from './command-metrics.js';
+import { monitoredClient } from './command-metrics.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
@@ -55,8 +55,7 @@ export class MongoCatalogStore implements CatalogStore {
   private readonly lastSeen = new Map<string, number>();
 
   constructor(opts: { url: string; dbName?: string; prefix?: string }) {
-    this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true }, monitorCommands: true });
-    observeCommands(this.client, 'catalog');
+    this.client = monitoredClient(opts.url, 'catalog');
     const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(opts.url);
     const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
     const prefix = opts.prefix ?? '';

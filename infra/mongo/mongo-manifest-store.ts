@@ -40,7 +40,7 @@ import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites } from '../telemetry/metrics.js';
-import { observeCommands } from './command-metrics.js';
+import { monitoredClient } from './command-metrics.js';
 import { deleteByIds, GroupWriter, writeFailure } from './group-writer.js';
 
 export interface MongoManifestStoreOptions {
@@ -342,13 +342,11 @@ export class MongoManifestStore implements ManifestStore {
       sweepEveryMs: opts.journal?.sweepEveryMs ?? SWEEP_EVERY_KEEPS * (opts.journal?.keepMs ?? JOURNAL_KEEP_MS),
     };
     if (this.upkeep.headMaxAgeMs >= this.upkeep.keepMs) throw new Error('journal.headMaxAgeMs must be shorter than journal.keepMs');
-    this.client = new MongoClient(opts.url, {
+    this.client = monitoredClient(opts.url, 'manifest', {
       serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 5000,
       ignoreUndefined: true,
       writeConcern: opts.writeConcern ?? { w: 'majority', journal: true },
-      monitorCommands: true,
     });
-    observeCommands(this.client, 'manifest');
     const db = this.client.db(opts.dbName ?? dbNameFromUrl(opts.url) ?? 'pir');
     const name = opts.collection ?? 'images';
     this.col = db.collection<Stored>(name);

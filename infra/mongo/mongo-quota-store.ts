@@ -15,7 +15,7 @@
 import { MongoClient, MongoServerError, type Collection } from 'mongodb';
 import { checkHold, type Amounts, type Holding, type QuotaRefusal, type QuotaStore } from '../../core/quota.js';
 import { clean } from '../embedded/sqlite-quota-store.js';
-import { observeCommands } from './command-metrics.js';
+import { monitoredClient } from './command-metrics.js';
 
 interface LedgerEntry {
   _id: string;
@@ -39,8 +39,7 @@ export class MongoQuotaStore implements QuotaStore {
   private readonly lastSeq = new Map<string, number>();
 
   constructor(opts: { url: string; dbName?: string; collection?: string }) {
-    this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true }, monitorCommands: true });
-    observeCommands(this.client, 'quotas');
+    this.client = monitoredClient(opts.url, 'quotas');
     const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(opts.url);
     this.ledger = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir')).collection<LedgerEntry>(opts.collection ?? 'quota_ledger');
   }

@@ -7,7 +7,7 @@
 import { MongoBulkWriteError, MongoClient, type Collection } from 'mongodb';
 import { deleteByIds, GroupWriter, writeFailure } from './group-writer.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
-import { observeCommands } from './command-metrics.js';
+import { monitoredClient } from './command-metrics.js';
 
 /** Deliveries per insert command: one event's fan-out to 100 subscribers is one command. */
 const INSERT_BATCH = 200;
@@ -27,8 +27,7 @@ export class MongoWebhookStore implements WebhookStore {
   private readonly inserts: GroupWriter<DeliveryDoc>;
 
   constructor(opts: { url: string; dbName?: string }) {
-    this.client = new MongoClient(opts.url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true }, monitorCommands: true });
-    observeCommands(this.client, 'webhooks');
+    this.client = monitoredClient(opts.url, 'webhooks');
     const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]+)/.exec(opts.url);
     const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
     this.subs = db.collection<SubDoc>('webhook_subscriptions');
