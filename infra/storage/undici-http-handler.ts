@@ -3,7 +3,7 @@
  * The SDK still signs, retries and turns error answers into exceptions; undici only carries the
  * request. Why: Node's HTTP client costs the download path about half again as much CPU per GiB
  * as undici does (relaying SeaweedFS to a client, interleaved: 5.5–5.9 against 3.1–3.4 s/GiB;
- * README "Benchmarks" → "Downloads"). The SDK ships no undici handler, hence this small
+ * docs/benchmarks.md, "Downloads"). The SDK ships no undici handler, hence this small
  * adapter; it does not take request bodies (uploads keep the SDK's own node:http handler, whose
  * `Expect: 100-continue` and shared-memory part bodies they are tuned for).
  */
