@@ -4,7 +4,6 @@
  * once its JSON would pass the budget (it always holds at least one image).
  */
 import type { ImageDoc } from '../schemas/image.js';
-import type { SortValue } from '../core/ports.js';
 
 export const PAGE_LIMITS = {
   /** JSON characters of the images of one page (a page holds at least one image, whatever its size). */
@@ -25,22 +24,20 @@ export interface Page {
 }
 
 /**
- * `fetch(batch, after)` reads the next `batch` images: after the page's marker when `after` is
- * undefined, else after the image whose sort keyset (cursorOf) that is.
+ * Serializes the images of `batches` (the page's images in order, a batch at a time, as
+ * ImageService.listBatches yields them) until `limit` images or the byte budget; stops reading
+ * the batches there.
  */
 export async function collectPage(
-  fetch: (batch: number, after: SortValue[] | undefined) => Promise<ImageDoc[]>,
+  batches: AsyncIterable<ImageDoc[]>,
   limit: number,
   serialize: (doc: ImageDoc) => string,
-  cursorOf: (doc: ImageDoc) => SortValue[],
   limits = PAGE_LIMITS,
 ): Promise<Page> {
   const page: Page = { items: [], count: 0, bytes: 0, lastId: null, cut: false };
-  let after: SortValue[] | undefined;
-  while (page.count < limit) {
-    const want = Math.min(limits.batch, limit - page.count);
-    const docs = await fetch(want, after);
+  for await (const docs of batches) {
     for (const doc of docs) {
+      if (page.count >= limit) return page;
       const json = serialize(doc);
       if (page.count > 0 && page.bytes + json.length > limits.budgetBytes) {
         page.cut = true;
@@ -50,9 +47,7 @@ export async function collectPage(
       page.count += 1;
       page.bytes += json.length;
       page.lastId = doc.id;
-      after = cursorOf(doc);
     }
-    if (docs.length < want) break;
   }
   return page;
 }

@@ -190,6 +190,51 @@ export class ImageService {
    * cannot probe for other projects' images.
    */
   async list(caller: Caller, request: ListRequest): Promise<ImageDoc[]> {
+    const plan = await this.listPlan(caller, request);
+    if (plan.ranked) return this.ranked(caller, plan.grants, plan.query, request);
+    return plan.empty ? [] : this.manifest.store.list(plan.query);
+  }
+
+  /**
+   * The page `request` asks for (at most its limit), in batches of at most `batch` images, each
+   * read when the caller asks for it: a caller that stops early (a page ended by its byte budget)
+   * reads no further, and holds one batch at a time. With a store that lists ids (listIds and
+   * getMany), the page's ids come from one query and its documents in batches by id; an image
+   * deleted or hidden from the caller between the two reads is left out, and the page is filled
+   * up after the last one shown. Otherwise each batch is one list query after the last image's
+   * keyset.
+   */
+  async *listBatches(caller: Caller, request: ListRequest, batch: number): AsyncGenerator<ImageDoc[], void, undefined> {
+    const store = this.manifest.store;
+    const limit = request.query.limit;
+    let shown = 0;
+    let last: ImageDoc | undefined;
+    if (!request.relevance && store.listIds && store.getMany) {
+      const plan = await this.listPlan(caller, request);
+      if (plan.empty) return;
+      const visible = new Set(plan.grants.map((g) => g.gallery_id));
+      const ids = await store.listIds(plan.query);
+      for (let i = 0; i < ids.length; i += batch) {
+        const docs = (await store.getMany(ids.slice(i, i + batch))).filter((d) => d.status !== 'deleted' && canSee(caller, d, visible));
+        shown += docs.length;
+        last = docs.at(-1) ?? last;
+        if (docs.length) yield docs;
+      }
+      if (ids.length < limit || shown === ids.length) return;
+    }
+    while (shown < limit) {
+      const want = Math.min(batch, limit - shown);
+      const after = last ? sortValues(last, request.query.sort) : undefined;
+      const docs = await this.list(caller, after ? { ...request, marker: undefined, query: { ...request.query, limit: want }, after } : { ...request, query: { ...request.query, limit: want } });
+      shown += docs.length;
+      last = docs.at(-1) ?? last;
+      if (docs.length) yield docs;
+      if (docs.length < want) return;
+    }
+  }
+
+  /** What a list request asks the store: the caller's scope, the statuses, the gallery, the marker's keyset. */
+  private async listPlan(caller: Caller, request: ListRequest): Promise<{ query: ListQuery; grants: GalleryGrant[]; ranked: boolean; empty: boolean }> {
     enforce(caller, 'get_images', { owner: caller.project_id });
     const grants = await this.grants(caller);
     const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: grants };
@@ -200,7 +245,7 @@ export class ImageService {
       if (!this.catalog) throw fail('bad_gallery', 'Galleries are not served here.');
       query.galleryIn = await this.catalog.galleryFilter(caller, request.gallery.id, request.gallery.recursive);
     }
-    if (request.relevance && query.search) return this.ranked(caller, grants, query, request);
+    if (request.relevance && query.search) return { query, grants, ranked: true, empty: false };
     if (request.after) {
       query.after = request.after;
     } else if (request.marker !== undefined) {
@@ -210,8 +255,7 @@ export class ImageService {
       }
       query.after = sortValues(marker, query.sort);
     }
-    if (status.length === 0 || query.limit === 0) return [];
-    return this.manifest.store.list(query);
+    return { query, grants, ranked: false, empty: status.length === 0 || query.limit === 0 };
   }
 
   /**

@@ -123,6 +123,15 @@ export interface ManifestStore {
    */
   rankedList?(query: ListQuery, from?: RankedAfter): Promise<ImageDoc[]>;
   /**
+   * Optional, with getMany: the ids of what list(query) returns, in order, without reading the
+   * documents. A long page (GET /v2/images?limit=1000) then finds its ids in one query and reads
+   * the documents in batches, where one list query per batch would start the plan over each
+   * time (a driving set of 1,000 rows re-sorted twenty times).
+   */
+  listIds?(query: ListQuery): Promise<string[]>;
+  /** The documents of these ids, in this order; an id gone meanwhile is left out. */
+  getMany?(ids: readonly string[]): Promise<ImageDoc[]>;
+  /**
    * Compare-and-set: writes `doc` (whose revision the caller has already bumped) only if the
    * stored revision is still `expectedRevision`. Returns false when someone else wrote first.
    * The state change and its outbox events are one atomic document write.

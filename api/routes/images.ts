@@ -10,9 +10,8 @@ import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/i
 import type { CreateImageInput, ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
-import { collectPage } from '../list-page.js';
+import { collectPage, PAGE_LIMITS } from '../list-page.js';
 import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
-import { sortValues } from '../../core/list-access.js';
 import { importMethods } from './image-import.js';
 import { CreateImageBody } from '../image-schema.js';
 import { locationFields } from '../../core/external-location.js';
@@ -61,16 +60,14 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   app.get('/v2/images', async (request, reply) => {
     const raw = request.query as RawQuery;
     const listRequest = parseListQuery(raw);
-    const { limit, sort } = listRequest.query;
+    const { limit } = listRequest.query;
     // Serialized image by image, so a page never holds more than its byte budget (a full page
-    // of large images is cut short, with a `next` link to the rest). The first batch starts
-    // after the marker; the next ones continue from the keyset of the last image.
+    // of large images is cut short, with a `next` link to the rest); the documents are read a
+    // batch at a time (ImageService.listBatches).
     const page = await collectPage(
-      // A later batch keeps everything the request asks (relevance ranking, gallery) but the marker.
-      (batch, after) => images.list(request.caller, after ? { ...listRequest, marker: undefined, query: { ...listRequest.query, limit: batch }, after } : { ...listRequest, query: { ...listRequest.query, limit: batch } }),
+      images.listBatches(request.caller, listRequest, PAGE_LIMITS.batch),
       limit,
       (doc) => JSON.stringify(view(request.caller, doc)),
-      (doc) => sortValues(doc, sort),
     );
     const query = linkQuery(raw);
     const first = query ? `/v2/images?${query}` : '/v2/images';

@@ -377,17 +377,26 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   async list(query: ListQuery): Promise<ImageDoc[]> {
+    // The page's ids in order, then each document by primary key: SQLite never sorts documents.
+    return this.docsOf(this.pageIds(query));
+  }
+
+  async listIds(query: ListQuery): Promise<string[]> {
+    return this.pageIds(query);
+  }
+
+  async getMany(ids: readonly string[]): Promise<ImageDoc[]> {
+    return this.docsOf(ids);
+  }
+
+  private pageIds(query: ListQuery): string[] {
     const limit = Math.max(0, Math.floor(query.limit));
     if (limit === 0) return [];
-    const { sql, params } = this.listSql(query);
-    params.push(limit);
-    // The page's ids in order, then each document by primary key: SQLite never sorts documents.
-    const ids = this.prepared(sql).all(...params) as unknown as { id: string }[];
-    return this.docsOf(ids.map((r) => r.id));
+    return this.idsOf(this.listSql(query), limit);
   }
 
   /** The documents of these ids, in this order (an id deleted meanwhile is left out). */
-  private docsOf(ids: string[]): ImageDoc[] {
+  private docsOf(ids: readonly string[]): ImageDoc[] {
     const docs: ImageDoc[] = [];
     for (const id of ids) {
       const row = this.stmts.get.get(id);
