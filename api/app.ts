@@ -145,7 +145,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Share links answer without a token: the link is the credential.
   await app.register(async (shared) => sharedDownloadRoutes(shared, deps));
   // tus stages in a local file (filesystem store) or an S3 multipart upload (S3 store).
-  const tusStaging = tusStagingFor(deps.blobs);
+  const tusStaging = await tusStagingFor(deps.blobs);
   const resumable = tusStaging ? new ResumableUploads({
     ...deps, staging: tusStaging, expirySeconds: deps.tusExpirySeconds ?? 86_400, ...(deps.tusLeases ? { leases: deps.tusLeases } : {}),
   }) : null;

@@ -87,8 +87,8 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   }
   // Tracing starts before the runtime (fastify, kafkajs, ioredis, mongodb, BullMQ) is imported:
   // its ESM loader hook patches those modules only as they are first loaded.
-  const { startTracing } = await import('../infra/telemetry/tracing.js');
-  const stopTracing = await startTracing(name);
+  const { tracingWanted } = await import('../infra/telemetry/tracing-wanted.js');
+  const stopTracing = tracingWanted() ? await (await import('../infra/telemetry/tracing.js')).startTracing(name) : null;
   const { startPir } = await import('../infra/runtime.js');
   const log = createLogger(config!.logLevel, name);
   const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);

@@ -27,7 +27,8 @@ import type { ImageService } from '../core/image-service.js';
 import { exponentialBackoff, type JobKind } from '../core/jobs.js';
 import type { JobQueue } from '../core/ports.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
-import { LocationUnreadableError, type LocationReader } from '../infra/storage/location-reader.js';
+import { LocationUnreadableError } from '../infra/storage/location-errors.js';
+import type { LocationReader } from '../infra/storage/location-reader.js';
 import type { ExternalLocation } from '../schemas/image.js';
 import { tooLarge, type UploadSettings } from './receive-upload.js';
 

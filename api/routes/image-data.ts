@@ -11,7 +11,7 @@ import type { ImageDoc } from '../../schemas/image.js';
 import { copiesOf, readingOrder } from '../../core/image-stores.js';
 import type { StoreRegistry } from '../../core/store-registry.js';
 import { uploadTargets } from '../store-targets.js';
-import { LocationChangedError, LocationUnreadableError } from '../../infra/storage/location-reader.js';
+import { LocationChangedError, LocationUnreadableError } from '../../infra/storage/location-errors.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';

@@ -9,79 +9,31 @@
  * through): a server that answers a range request with the whole body is refused at registration.
  */
 import { Transform, type Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { UndiciHttpHandler } from './undici-http-handler.js';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { LocationFingerprint } from '../../schemas/image.js';
-import { PirError, RefusedError } from '../../core/errors.js';
+import { EGRESS_REASONS, LocationChangedError, LocationUnreadableError, scrub } from './location-errors.js';
 import type { ByteRange } from '../../core/ports.js';
 import type { LocationRef } from '../../core/external-location.js';
 import { EgressError, type EgressClient, type EgressResponse } from '../egress/egress-client.js';
 import type { S3Config } from '../config.js';
 
-/** The object is not what was registered: serving it would serve other bytes (never retried). */
-export class LocationChangedError extends RefusedError {
-  constructor(readonly detail: string) {
-    super('location_changed', `The bytes at the image's location changed since it was registered (${detail}); PIR does not serve or import other bytes than the registered ones.`);
-    this.name = 'LocationChangedError';
-  }
-}
+export { LocationChangedError, LocationUnreadableError, scrub };
 
-/** The egress client's refusals in words that name no host or address (its own messages do). */
-const EGRESS_REASONS: Partial<Record<string, string>> = {
-  uri_refused: 'The location URL (or a redirect) is refused: only http(s), no credentials, ports 80 and 443 unless the operator allows others.',
-  address_refused: 'The location (or a redirect) leads to a loopback, private, link-local, multicast or metadata address; PIR does not read from it.',
-  dns_failed: "The location's host name does not resolve.",
-  too_many_redirects: 'The location redirects too many times.',
-  timeout: 'The server behind the location did not answer or stopped sending in time.',
-  connection_failed: 'The connection to the server behind the location failed or broke off.',
-};
-
-/** Reasons that retrying cannot mend. */
-const FINAL = new Set(['location_no_ranges', 'location_too_small', 'location_validation_failed', 'location_refused', 'uri_refused', 'address_refused', 'too_many_redirects', 'upstream_status']);
-
-/**
- * The location could not be read (gone, refused, unreachable, or no range support); `code` says
- * which. Messages never name the location's host or URL: users who see the image's failure may
- * not see its location.
- */
-export class LocationUnreadableError extends PirError {
-  constructor(code: string, message: string) {
-    super(FINAL.has(code) ? 'bad_request' : 'unavailable', code, scrub(message), !FINAL.has(code));
-    this.name = 'LocationUnreadableError';
-  }
-}
-
-/** The egress client names hosts and addresses in its messages: keep the reason only. */
-export function scrub(message: string): string {
-  return message
-    .replace(/[a-z][a-z0-9+.-]*:\/\/\S+/gi, '(the location)')
-    .replace(/\[[0-9a-f:.]+\](?::\d+)?/gi, '(an address)')
-    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g, '(an address)')
-    .replace(/\b(?:[a-z0-9-]+\.)+[a-z][a-z0-9-]*(?::\d+)?\b/gi, "(the location's host)");
-}
+type S3Sdk = typeof import('@aws-sdk/client-s3');
 
 export class LocationReader {
-  private readonly s3: S3Client | null;
+  /** The S3 client, made (and the AWS SDK loaded) on the first s3:// read: a PIR without S3 never loads the SDK. */
+  private s3: Promise<{ client: S3Client; sdk: S3Sdk }> | null = null;
 
-  constructor(private readonly egress: EgressClient, s3: S3Config | null) {
-    this.s3 = s3 ? new S3Client({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: s3.forcePathStyle,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      // Only reads here (HEAD and GET): on undici like the S3 store's reads (PIR_S3_READ_CLIENT).
-      ...(s3.readClient === 'node' ? {} : { requestHandler: new UndiciHttpHandler() }),
-    }) : null;
-  }
+  constructor(private readonly egress: EgressClient, private readonly s3Config: S3Config | null) {}
 
   /** The object as it is now (size, ETag, Last-Modified). */
   async probe(url: string, signal?: AbortSignal): Promise<LocationFingerprint> {
     if (url.startsWith('s3://')) {
       const { bucket, key } = this.s3Parts(url);
+      const { client, sdk } = await this.client();
       try {
-        const head = await this.client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }), signal ? { abortSignal: signal } : {});
+        const head = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: key }), signal ? { abortSignal: signal } : {});
         return { size: head.ContentLength ?? 0, etag: head.ETag ?? null, last_modified: head.LastModified?.toUTCString() ?? null };
       } catch (error) {
         throw s3Failure(error);
@@ -112,9 +64,10 @@ export class LocationReader {
     if (range && (range.start < 0 || range.end >= size || range.start > range.end)) throw new RangeError(`range ${range.start}-${range.end} outside 0-${size - 1}`);
     if (ref.url.startsWith('s3://')) {
       const { bucket, key } = this.s3Parts(ref.url);
+      const { client, sdk } = await this.client();
       let answer;
       try {
-        answer = await this.client().send(new GetObjectCommand({
+        answer = await client.send(new sdk.GetObjectCommand({
           Bucket: bucket, Key: key,
           ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
           ...(ref.fingerprint.etag ? { IfMatch: ref.fingerprint.etag } : {}),
@@ -160,11 +113,25 @@ export class LocationReader {
   }
 
   close(): void {
-    this.s3?.destroy();
+    void this.s3?.then(({ client }) => client.destroy(), () => {});
   }
 
-  private client(): S3Client {
-    if (!this.s3) throw new LocationUnreadableError('location_refused', 'No S3 endpoint is configured (PIR_S3_ENDPOINT); s3:// locations cannot be read.');
+  private client(): Promise<{ client: S3Client; sdk: S3Sdk }> {
+    const s3 = this.s3Config;
+    if (!s3) return Promise.reject(new LocationUnreadableError('location_refused', 'No S3 endpoint is configured (PIR_S3_ENDPOINT); s3:// locations cannot be read.'));
+    this.s3 ??= Promise.all([import('@aws-sdk/client-s3'), import('./undici-http-handler.js')]).then(([sdk, { UndiciHttpHandler }]) => ({
+      sdk,
+      client: new sdk.S3Client({
+        endpoint: s3.endpoint,
+        region: s3.region,
+        forcePathStyle: s3.forcePathStyle,
+        credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        // Only reads here (HEAD and GET): on undici like the S3 store's reads (PIR_S3_READ_CLIENT).
+        ...(s3.readClient === 'node' ? {} : { requestHandler: new UndiciHttpHandler() }),
+      }),
+    }));
     return this.s3;
   }
 

@@ -11,7 +11,6 @@ import type { PirConfig } from '../config.js';
 import type { StoreSpec } from '../store-config.js';
 import { writableDirCheck, type DependencyCheck } from '../telemetry/health.js';
 import { FsBlobStore } from './fs-blob-store.js';
-import { S3BlobStore } from './s3-blob-store.js';
 import { EgressClient } from '../egress/egress-client.js';
 import { LocationAwareBlobStore } from './location-blob-store.js';
 import { LocationReader } from './location-reader.js';
@@ -67,6 +66,8 @@ export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3' | '
 
 async function openOne(spec: StoreSpec, config: Pick<PirConfig, 's3'>, hashes: HashPool, suffix: string): Promise<OpenedOne> {
   if (spec.kind === 's3') {
+    // Loaded only for an S3 store: a PIR on the filesystem never loads the AWS SDK (~25 MiB resident).
+    const { S3BlobStore } = await import('./s3-blob-store.js');
     const blobs = new S3BlobStore({ ...config.s3!, prefix: spec.prefix }, { hashes });
     return { blobs, checks: [{ name: `blob_store${suffix}`, kind: 's3', check: () => blobs.ping() }], close: () => blobs.close() };
   }

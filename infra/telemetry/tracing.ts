@@ -24,16 +24,12 @@ import { BullMQOtel } from 'bullmq-otel';
 import { setBullmqTelemetry } from './bullmq-telemetry.js';
 import { redactUrl } from '../../api/http-hygiene.js';
 
-type Env = Record<string, string | undefined>;
+import { tracingWanted, type Env } from './tracing-wanted.js';
+
+export { tracingWanted };
 
 /** The packages the instrumentations patch: the loader hook wraps these and nothing else. */
 const INSTRUMENTED = ['fastify', 'kafkajs', 'ioredis', 'mongodb'];
-
-export function tracingWanted(env: Env = process.env): boolean {
-  const exporter = env.OTEL_TRACES_EXPORTER;
-  if (exporter === 'none' || env.OTEL_SDK_DISABLED === 'true') return false;
-  return Boolean(exporter || env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-}
 
 /**
  * Starts the SDK when configured, before the instrumented modules are imported; returns its
