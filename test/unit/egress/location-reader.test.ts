@@ -29,6 +29,13 @@ describe('LocationReader (http)', () => {
   });
   after(async () => { reader.close(); await server.close(); });
 
+  it('refuses an s3:// location when no S3 endpoint is configured, without loading an S3 client', async () => {
+    const ref = { url: 's3://bucket/disk.qcow2', fingerprint: { size: 10, etag: null, last_modified: null } };
+    for (const attempt of [() => reader.probe(ref.url), () => reader.read(ref)]) {
+      await assert.rejects(attempt, (e: unknown) => e instanceof LocationUnreadableError && e.code === 'location_refused' && /PIR_S3_ENDPOINT/.test(e.message));
+    }
+  });
+
   it('probes size and validators, reads whole and ranged, and fails on any change', async () => {
     server.objects.set('/a', { data });
     const fingerprint = await reader.probe(`${server.base}/a`);
