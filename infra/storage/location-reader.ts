@@ -11,13 +11,14 @@
 import { Transform, type Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { LocationFingerprint } from '../../schemas/image.js';
-import { EGRESS_REASONS, LocationChangedError, LocationUnreadableError, scrub } from './location-errors.js';
+import { EGRESS_REASONS, LocationChangedError, LocationUnreadableError } from './location-errors.js';
 import type { ByteRange } from '../../core/ports.js';
 import type { LocationRef } from '../../core/external-location.js';
 import { EgressError, type EgressClient, type EgressResponse } from '../egress/egress-client.js';
 import type { S3Config } from '../config.js';
 
-export { LocationChangedError, LocationUnreadableError, scrub };
+// Re-exported for the reader's users and tests; code that only tells the errors apart imports location-errors.ts.
+export { LocationChangedError, LocationUnreadableError };
 
 type S3Sdk = typeof import('@aws-sdk/client-s3');
 
