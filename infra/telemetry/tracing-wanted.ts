@@ -1,7 +1,7 @@
 /**
  * Whether tracing is configured (OTEL_TRACES_EXPORTER or an OTLP endpoint, and not disabled).
  * Apart from tracing.ts so a server that does not trace never loads the OpenTelemetry SDK
- * (about 40 MiB of resident memory in every role).
+ * (measured: an idle `pir serve` 158 → 140 MiB resident).
  */
 export type Env = Record<string, string | undefined>;
 

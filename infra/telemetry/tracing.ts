@@ -26,8 +26,6 @@ import { redactUrl } from '../../api/http-hygiene.js';
 
 import { tracingWanted, type Env } from './tracing-wanted.js';
 
-export { tracingWanted };
-
 /** The packages the instrumentations patch: the loader hook wraps these and nothing else. */
 const INSTRUMENTED = ['fastify', 'kafkajs', 'ioredis', 'mongodb'];
 

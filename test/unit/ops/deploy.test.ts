@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { distributedUrls, loadConfig } from '../../../infra/config.js';
 import { registry } from '../../../infra/telemetry/metrics.js';
-import { tracingWanted } from '../../../infra/telemetry/tracing.js';
+import { tracingWanted } from '../../../infra/telemetry/tracing-wanted.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
