@@ -16,6 +16,9 @@ export function requestIdOf(req: IncomingMessage): string {
 /** Query parameters whose values are secrets (a token put in the URL must not reach the logs). */
 const SECRET_PARAM = /token|auth|passw|secret|key|signature|credential|session/i;
 
+/** Glance's own list parameters that match SECRET_PARAM by name but carry no secret. */
+const PUBLIC_PARAMS = new Set(['sort_key']);
+
 /** A share link's path carries its secret: /v2/shared/{token}. */
 const SHARED_PATH = /^(\/v2\/shared\/)[^/?#]+/;
 
@@ -28,7 +31,7 @@ export function redactUrl(url: string): string {
     const name = eq < 0 ? pair : pair.slice(0, eq);
     let decoded = name;
     try { decoded = decodeURIComponent(name.replace(/\+/g, ' ')); } catch { /* logged as sent */ }
-    return eq >= 0 && SECRET_PARAM.test(decoded) ? `${name}=[REDACTED]` : pair;
+    return eq >= 0 && SECRET_PARAM.test(decoded) && !PUBLIC_PARAMS.has(decoded) ? `${name}=[REDACTED]` : pair;
   });
   return `${url.slice(0, q)}?${redacted.join('&')}`;
 }
