@@ -76,8 +76,19 @@ pir_pid_alive() {
   pid="$(tr -dc '0-9' <"$pidfile")"
   [[ -n "$pid" ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern" || return 1
+  # The pid file is written just before the service is exec'd, and while the kernel sets up the
+  # new program its command line reads as empty: that is a process starting, not a dead one, so
+  # read again for up to 5 s before judging (a start once died of this, leaving an orphan).
+  local cmdline="" i
+  for ((i = 0; i < 50; i++)); do
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    # A zombie's command line is empty too, and it is dead.
+    [[ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)" != Z ]] || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline")"
+    [[ -z "$cmdline" ]] || break
+    sleep 0.1
+  done
+  [[ "$cmdline" == *"$pattern"* ]] || return 1
   echo "$pid"
 }
 
