@@ -78,7 +78,8 @@ pir_pid_alive() {
   kill -0 "$pid" 2>/dev/null || return 1
   # The pid file is written just before the service is exec'd, and while the kernel sets up the
   # new program its command line reads as empty: that is a process starting, not a dead one, so
-  # read again for up to 5 s before judging (a start once died of this, leaving an orphan).
+  # read again for up to 5 s before judging (a live FerretDB was once judged dead at its start
+  # and left orphaned; this, or the tr|grep -q pipeline under pipefail used before, did it).
   local cmdline="" i
   for ((i = 0; i < 50; i++)); do
     [[ -r "/proc/$pid/cmdline" ]] || return 1
