@@ -140,7 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const route = request.routeOptions.url ?? 'unmatched';
     httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
-  await app.register(async (root) => versionRoutes(root, deps.publicUrl ?? null));
+  await app.register(async (root) => versionRoutes(root, { publicUrl: deps.publicUrl ?? null }));
   const checkToken = authHook(deps.authenticator);
   // Share links answer without a token: the link is the credential.
   await app.register(async (shared) => sharedDownloadRoutes(shared, deps));

@@ -9,6 +9,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Logger } from 'pino';
 import { handleError, sendError } from '../api/error-handler.js';
 import { parseRange } from '../api/routes/image-data.js';
+import { versionRoutes } from '../api/routes/versions.js';
 import { openFileStream } from '../infra/storage/file-stream.js';
 import { CACHEABLE_ID, type CacheStore, type Entry } from './cache-store.js';
 import { verifiedDelivery } from './event-follower.js';
@@ -29,6 +30,8 @@ export interface CacheAppDeps {
   /** The signing secret of this node's webhook upstream; null: no webhook receiver. */
   webhookSecret: () => string | null;
   onEvent: (type: string, imageId: string, data: Record<string, unknown>) => Promise<void>;
+  /** The base URL clients reach this cache at (PIR_CACHE_PUBLIC_URL), for /versions' links. */
+  publicUrl?: string | null;
 }
 
 export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance> {
@@ -44,8 +47,10 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
   // Bodies pass through as streams (never parsed, never buffered), except in the scopes below.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-  app.all('/', proxy);
   app.all('/*', proxy);
+  // This node's own versions: the upstream's with the cache API added, which python-glanceclient
+  // looks for (v2.14) before any `glance cache-*` command.
+  await app.register(async (root) => versionRoutes(root, { publicUrl: deps.publicUrl ?? null, imageCache: true }));
 
   const download = (request: FastifyRequest, reply: FastifyReply) => serveFile(request, reply, deps, proxy);
   app.head('/v2/images/:id/file', download);

@@ -2,22 +2,44 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 
-const SUPPORTED = ['2.0', '2.1', '2.2', '2.3', '2.4', '2.5', '2.6', '2.7', '2.8', '2.9', '2.10', '2.11'];
-const CURRENT = '2.12';
+/**
+ * The Image API versions PIR implements, newest first: 2.17 (the location API:
+ * POST/GET /v2/images/{id}/locations), 2.15 (/v2/info/stores/detail), 2.13 (/v2/info/usage),
+ * 2.10 (DELETE /v2/stores/…), 2.12 (image tasks) and the rest. 2.14 and 2.16 are the cache API
+ * (`pir cache`, which announces them too); Glance without a cache leaves them out the same way.
+ * Clients read the newest: python-glanceclient asks for 2.12 before `image-tasks` and 2.14
+ * before every `cache-*` command.
+ */
+const IMAGE_API = ['2.17', '2.15', '2.13', '2.12', '2.11', '2.10', '2.9', '2.8', '2.7', '2.6', '2.5', '2.4', '2.3', '2.2', '2.1', '2.0'];
+/** What a `pir cache` node adds: the cache API (2.14; its PUT answering 202 is 2.16). */
+const CACHE_API = ['2.16', '2.14'];
 
-function versions(base: string) {
+export interface VersionOptions {
+  /** The base URL clients reach this process at (PIR_PUBLIC_URL); null: the listening address. */
+  publicUrl: string | null;
+  /** This process serves Glance's /v2/cache API. */
+  imageCache?: boolean;
+}
+
+export function announcedVersions(imageCache: boolean): string[] {
+  const all = imageCache ? [...IMAGE_API, ...CACHE_API] : IMAGE_API;
+  return all.sort((a, b) => Number(b.split('.')[1]) - Number(a.split('.')[1]));
+}
+
+function versions(base: string, imageCache: boolean) {
   const entry = (id: string, status: string) => ({ id: `v${id}`, status, links: [{ rel: 'self', href: `${base}/v2/` }] });
-  return { versions: [entry(CURRENT, 'CURRENT'), ...SUPPORTED.slice().reverse().map((v) => entry(v, 'SUPPORTED'))] };
+  return { versions: announcedVersions(imageCache).map((v, i) => entry(v, i === 0 ? 'CURRENT' : 'SUPPORTED')) };
 }
 
 /**
  * Links come from PIR_PUBLIC_URL (Glance's public_endpoint), or from the address PIR listens on:
  * never from the request's Host header, which any client can set.
  */
-export async function versionRoutes(app: FastifyInstance, publicUrl: string | null): Promise<void> {
-  const base = () => publicUrl ?? listeningUrl(app.server.address() as AddressInfo | string | null);
-  app.get('/', async (_request, reply) => reply.code(300).send(versions(base())));
-  app.get('/versions', async () => versions(base()));
+export async function versionRoutes(app: FastifyInstance, options: VersionOptions): Promise<void> {
+  const base = () => options.publicUrl ?? listeningUrl(app.server.address() as AddressInfo | string | null);
+  const imageCache = options.imageCache ?? false;
+  app.get('/', async (_request, reply) => reply.code(300).send(versions(base(), imageCache)));
+  app.get('/versions', async () => versions(base(), imageCache));
 }
 
 /** PIR's base URL from the address it listens on (loopback for a wildcard address). */

@@ -5,14 +5,19 @@
  * Glance-style cache API. (The 1 GiB, 20-client case: cache-large.test.ts.)
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { makeTempDir, removeDir } from '../support/images.js';
 import { testLogDir, waitFor } from '../support/pir-process.js';
+import { inCI } from '../support/services.js';
 import {
   ADMIN, ALICE, BOB, corrupt, download, makeActiveRawImage, metric, startCacheNode, startUpstream, type CacheNode,
 } from '../support/cache-cluster.js';
 
+const run = promisify(execFile);
 const SIZE = 24 * 2 ** 20 + 3 * 512; // raw images are whole sectors
 const SERVED = 'pir_served_bytes_total';
 
@@ -156,6 +161,28 @@ describe('pir cache', () => {
     assert.equal((await fetch(`${nodeB.url}/v2/cache/${queued.id}`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } })).status, 404);
     assert.equal((await fetch(`${nodeB.url}/v2/cache`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } })).status, 204);
     assert.deepEqual((await cacheList(nodeB)).cached_images, []);
+  });
+
+  it('takes python-glanceclient\'s cache-queue, cache-list, cache-delete and cache-clear (it looks for v2.14 in the node\'s /versions)', async (t) => {
+    const haveGlance = await run('glance', ['--version']).then(() => true, () => false);
+    if (!haveGlance && !inCI) return t.skip('no glance command (python3-glanceclient): bash infra/local/services.sh install tools');
+    assert.ok(haveGlance, 'CI is set but the glance command is missing: bash infra/local/services.sh install tools');
+    const home = join(dir, 'glance-home');
+    await mkdir(home, { recursive: true });
+    const glance = async (url: string, ...args: string[]) => (await run('glance', ['--os-image-url', url, '--os-auth-token', ADMIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } })).stdout;
+    const queued = await makeActiveRawImage(upstream.url, ALICE, dir, 2 ** 20, 'glance-cache');
+    await glance(nodeB.url, 'cache-queue', queued.id);
+    await waitFor(async () => (await cacheList(nodeB)).cached_images.some((e) => e.image_id === queued.id), 10_000, 'queued image to be cached');
+    const row = (await glance(nodeB.url, 'cache-list')).split('\n').find((line) => line.includes(queued.id));
+    assert.match(row ?? '', /\|\s*cached\s*\|.*\|\s*1048576\s*\|\s*0\s*\|$/);
+    await glance(nodeB.url, 'cache-delete', queued.id);
+    assert.ok(!(await glance(nodeB.url, 'cache-list')).includes(queued.id));
+    await glance(nodeB.url, 'cache-queue', queued.id);
+    await waitFor(async () => (await cacheList(nodeB)).cached_images.some((e) => e.image_id === queued.id), 10_000, 'queued image to be cached again');
+    await glance(nodeB.url, 'cache-clear');
+    assert.deepEqual((await cacheList(nodeB)).cached_images, []);
+    // The upstream has no cache API, and says so as Glance without a cache does.
+    await assert.rejects(glance(upstream.url, 'cache-list'), /does not support image caching API \(v2\.14\)/);
   });
 
   it('drops an image deleted upstream within seconds (webhook), and never serves it again', async () => {

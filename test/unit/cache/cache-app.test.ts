@@ -129,4 +129,18 @@ describe('cache app', () => {
     assert.equal(response.headers.get('x-upstream'), 'yes');
     assert.deepEqual(await response.json(), { path: '/v2/images?limit=2', method: 'POST' });
   });
+
+  it('announces the cache API in its own /versions (what glance cache-* looks for) and passes other calls to / through', async () => {
+    for (const [path, status] of [['/versions', 200], ['/', 300]] as const) {
+      const response = await fetch(`${base}${path}`);
+      assert.equal(response.status, status);
+      assert.equal(response.headers.get('x-upstream'), null, 'answered by the cache, not the upstream');
+      const ids = (await response.json() as { versions: { id: string; status: string; links: { href: string }[] }[] }).versions;
+      assert.deepEqual(ids.filter((v) => v.status === 'CURRENT').map((v) => v.id), ['v2.17']);
+      for (const id of ['v2.16', 'v2.15', 'v2.14', 'v2.13', 'v2.12', 'v2.0']) assert.ok(ids.some((v) => v.id === id), id);
+      assert.equal(ids[0]!.links[0]!.href, `${base}/v2/`);
+    }
+    const posted = await fetch(`${base}/`, { method: 'POST', headers: { 'x-auth-token': USER, 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(posted.headers.get('x-upstream'), 'yes');
+  });
 });
