@@ -61,11 +61,12 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
         `The declared disk_format '${declaredDiskFormat.slice(0, 40)}' is not one PIR can verify. Use one of raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, qed or luks.`, findings);
     }
     if (declared !== detected) {
+      const tool = declared === 'vhd' ? 'vpc' : declared;
       const fix = detected === 'raw'
-        ? `convert the image to ${declared} (e.g. \`qemu-img convert -O ${declared === 'vhd' ? 'vpc' : declared} in.img out.img\`)`
-        : `set disk_format to '${detected}' or convert it with \`qemu-img convert -O ${declared === 'vhd' ? 'vpc' : declared}\``;
+        ? `If it is a plain disk, declare disk_format 'raw'; otherwise convert it to ${declared} (e.g. \`qemu-img convert -O ${tool} in.img out.img\`)`
+        : `Either set disk_format to '${detected}' or convert it with \`qemu-img convert -O ${tool}\``;
       return no('format_mismatch',
-        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected)}. Either ${fix}, then upload again.`, findings);
+        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected)}. ${fix}, then upload again.`, findings);
     }
   }
 

@@ -19,10 +19,16 @@ export const ALLOWED_CREATE_TYPES = ['monolithicSparse', 'streamOptimized'];
 
 const CONVERT = 'Convert it to a single self-contained file with `qemu-img convert -O vmdk -o subformat=streamOptimized in.vmdk out.vmdk` and upload again.';
 
-/** Text descriptor heuristics, at least as eager as qemu's probe (first setting line is version=N). */
+/**
+ * Text descriptor heuristics, at least as eager as qemu's probe (first setting line is version=N).
+ * The text ends at the first NUL: `qemu-img convert` pads a descriptor file to 512 bytes with
+ * NULs, and qemu's probe looks only at the lines at the start, so a padded descriptor is still
+ * one (and declared raw it would otherwise pass as a 512-byte disk).
+ */
 function looksLikeTextDescriptor(head: Buffer): boolean {
-  if (head.length === 0 || head.includes(0)) return false;
-  const text = head.toString('latin1');
+  const nul = head.indexOf(0);
+  const text = head.subarray(0, nul === -1 ? head.length : nul).toString('latin1');
+  if (text.length === 0) return false;
   if (/^\s*#\s*Disk DescriptorFile/i.test(text)) return true;
   if (/^\s*createType\s*=/im.test(text)) return true;
   for (const raw of text.split('\n')) {

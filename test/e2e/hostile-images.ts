@@ -259,6 +259,9 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string, qcow
   // --- vmdk: descriptor naming /etc/passwd, monolithicFlat descriptor without its extent
   const passwdDescriptor = '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\n# Extent description\nRW 2048 FLAT "/etc/passwd" 0\n\nddb.virtualHWVersion = "4"\n';
   out.push(killed('vmdk descriptor with extent /etc/passwd', await file('passwd.vmdk', passwdDescriptor), 'vmdk', I, 'vmdk_external_extent', /\/etc\/passwd/));
+  // As `qemu-img convert` writes a descriptor (NUL padded to 512 bytes), declared raw: qemu still probes it as vmdk.
+  const padded = Buffer.concat([Buffer.from(passwdDescriptor), Buffer.alloc(512 - passwdDescriptor.length)]);
+  out.push(killed('NUL-padded vmdk descriptor with extent /etc/passwd, declared raw', await file('passwd-padded.vmdk', padded), 'raw', I, 'vmdk_external_extent', /\/etc\/passwd/));
   const flat = await makeImage(dir, 'vmdk', { name: 'flat.vmdk', size: '16M', options: { subformat: 'monolithicFlat' } });
   out.push(killed('monolithicFlat vmdk descriptor alone', flat, 'vmdk', I, 'vmdk_external_extent', /flat-flat\.vmdk/));
 

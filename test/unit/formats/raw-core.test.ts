@@ -47,6 +47,8 @@ describe('raw detection and core behaviour', () => {
     assertAccepted(r, 'ami');
     assertRefused(r, 'qcow2', 'format_mismatch');
     assertRefused(r, 'vmdk', 'format_mismatch');
+    const vhd = assertRefused(r, 'vhd', 'format_mismatch');
+    assert.ok(!vhd.ok && vhd.message.endsWith("If it is a plain disk, declare disk_format 'raw'; otherwise convert it to vhd (e.g. `qemu-img convert -O vpc in.img out.img`), then upload again."), !vhd.ok ? vhd.message : '');
     assertRefused(r, null, 'format_unknown');
     assertRefused(r, 'floppy', 'unsupported_disk_format');
   });

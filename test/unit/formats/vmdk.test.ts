@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -75,6 +76,22 @@ describe('vmdk', () => {
     const desc = '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicSparse"\n\nRW 8 FLAT "/etc/passwd" 0\n';
     const r = await detectBuf(Buffer.from(desc));
     const v = assertRefused(r, 'vmdk', 'vmdk_external_extent');
+    assert.ok(!v.ok && v.message.includes('/etc/passwd'));
+  });
+
+  it('detects a descriptor padded with NULs, as `qemu-img convert` writes one, declared vmdk or raw', async () => {
+    const flat = join(dir, 'data.raw');
+    await writeFile(flat, randomBytes(1 << 20)); // from a disk with data, convert pads the descriptor
+    const padded = await convertImage(flat, join(dir, 'converted-flat.vmdk'), 'vmdk', { subformat: 'monolithicFlat' });
+    const written = await readFile(padded);
+    assert.ok(written.includes(0), 'qemu-img convert pads the descriptor with NULs');
+    const r = await detectFile(padded);
+    assert.equal(r.details.variant, 'descriptor');
+    assertRefused(r, 'vmdk', 'vmdk_external_extent');
+    assertRefused(r, 'raw', 'vmdk_external_extent');
+    const desc = Buffer.from('# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 8 FLAT "/etc/passwd" 0\n');
+    const evil = await detectBuf(Buffer.concat([desc, Buffer.alloc(512 - desc.length)]));
+    const v = assertRefused(evil, 'raw', 'vmdk_external_extent');
     assert.ok(!v.ok && v.message.includes('/etc/passwd'));
   });
 
