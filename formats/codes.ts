@@ -39,6 +39,8 @@ export const FINDING_CODES = {
   ploop_unsupported_version: 'ploop header version other than 2.',
   ploop_in_use: '(info) ploop image was not closed cleanly.',
   iso_truncated: '(info) ISO volume is larger than the file.',
+  // raw fallback
+  qemu_only_format: 'The content is a format qemu probes (bochs, cloop) that PIR does not store.',
   // partition tables
   gpt_invalid: 'GPT (or its protective MBR) is malformed.',
   gpt_backup_missing: '(info) GPT backup header is missing.',

@@ -74,7 +74,7 @@ export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCac
 
   const containers = matches.filter((m) => !PARTITION_TABLES.has(m.format));
   const partitions = matches.filter((m) => PARTITION_TABLES.has(m.format));
-  const primary: Match = containers[0] ?? { format: 'raw', result: inspectRaw(ctx) };
+  const primary: Match = containers[0] ?? { format: 'raw', result: await inspectRaw(ctx) };
   const others = matches.filter((m) => m !== primary);
 
   const findings: Finding[] = [...primary.result.findings];

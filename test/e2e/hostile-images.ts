@@ -262,6 +262,12 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string, qcow
   // As `qemu-img convert` writes a descriptor (NUL padded to 512 bytes), declared raw: qemu still probes it as vmdk.
   const padded = Buffer.concat([Buffer.from(passwdDescriptor), Buffer.alloc(512 - passwdDescriptor.length)]);
   out.push(killed('NUL-padded vmdk descriptor with extent /etc/passwd, declared raw', await file('passwd-padded.vmdk', padded), 'raw', I, 'vmdk_external_extent', /\/etc\/passwd/));
+  // A cloop image (qemu probes it by its first bytes) declared raw: another disk to qemu-img than the raw one.
+  const cloop = Buffer.alloc(4096);
+  cloop.write('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 0, 'latin1');
+  cloop.writeUInt32BE(65536, 128);
+  cloop.writeUInt32BE(1, 132);
+  out.push(killed('cloop image declared raw', await file('disk.cloop', cloop), 'raw', I, 'qemu_only_format', /format 'cloop'/));
   const flat = await makeImage(dir, 'vmdk', { name: 'flat.vmdk', size: '16M', options: { subformat: 'monolithicFlat' } });
   out.push(killed('monolithicFlat vmdk descriptor alone', flat, 'vmdk', I, 'vmdk_external_extent', /flat-flat\.vmdk/));
 

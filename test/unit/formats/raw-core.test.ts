@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BufferReader, CountingReader, detectFormat, judge } from '../../../formats/index.js';
 import type { RandomAccessReader } from '../../../formats/index.js';
@@ -39,6 +41,36 @@ describe('raw detection and core behaviour', () => {
     assert.equal(r.format, 'qcow2');
     assertRefused(r, 'qcow2', 'corrupt_header');
     assertRefused(r, 'raw', 'corrupt_header');
+  });
+
+  it('refuses as raw what qemu would probe as bochs or cloop, which PIR does not store', async () => {
+    const bochs = Buffer.alloc(1024);
+    bochs.write('Bochs Virtual HD Image', 0, 'latin1');
+    bochs.write('Redolog', 32, 'latin1');
+    bochs.write('Growing', 48, 'latin1');
+    bochs.writeUInt32LE(0x00020000, 64); // version
+    bochs.writeUInt32LE(512, 68); // header size
+    bochs.writeUInt32LE(16, 72); // catalog entries
+    bochs.writeUInt32LE(1, 76); // bitmap size
+    bochs.writeUInt32LE(4096, 80); // extent size
+    bochs.writeBigUInt64LE(16n * 4096n, 88); // disk size
+    const cloop = Buffer.alloc(1024);
+    cloop.write('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 0, 'latin1');
+    cloop.writeUInt32BE(65536, 128); // block size
+    cloop.writeUInt32BE(1, 132); // blocks
+    for (const [format, data] of [['bochs', bochs], ['cloop', cloop]] as const) {
+      const path = join(dir, `probe.${format}`);
+      await writeFile(path, data);
+      assert.equal((await qemuInfo(path)).format, format, `qemu-img probes the sample as ${format}`);
+      const r = await detectBuf(data);
+      assert.equal(r.format, 'raw');
+      const v = assertRefused(r, 'raw', 'qemu_only_format');
+      assert.ok(!v.ok && v.message.includes(`'${format}'`), !v.ok ? v.message : '');
+    }
+    // What the cloop probe looks for, elsewhere in a raw disk, is just data.
+    const later = Buffer.alloc(1024);
+    cloop.copy(later, 512, 0, 90);
+    assertAccepted(await detectBuf(later), 'raw');
   });
 
   it('accepts unknown content only when declared raw', async () => {
