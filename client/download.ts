@@ -58,7 +58,8 @@ export async function downloadImage(transport: Transport, id: string, file: stri
     }
   }
   const resumedFrom = have;
-  if (expect.size === null || have < expect.size) {
+  // An empty image is still fetched (and its empty .part written): there is nothing to resume.
+  if (expect.size === null || have < expect.size || have === 0) {
     const path = `/v2/images/${encodeURIComponent(id)}/file`;
     const { req, response } = transport.open('GET', path, have > 0 ? { range: `bytes=${have}-` } : {});
     req.end();

@@ -52,7 +52,7 @@ export const FINDING_CODES = {
 export const VERDICT_CODES = {
   format_mismatch: 'Detected format differs from the declared disk_format.',
   format_unknown: 'No disk_format declared and the content is not a recognised format.',
-  empty_image: 'The image has no bytes at all.',
+  empty_image: 'The image has no bytes at all, and is declared as a format that has a header.',
   raw_partial_sector: 'A raw disk image is not a whole number of 512-byte sectors.',
   unsupported_disk_format: 'The declared disk_format is not one PIR can verify.',
   virtual_size_unknown: 'The virtual size could not be determined.',

@@ -40,8 +40,12 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
   const findings = report.findings;
 
   if (report.fileSize === 0) {
+    // An empty raw disk is a disk, as Glance has it (and what the glance and openstack CLIs upload
+    // from an empty, non-terminal stdin when no file is named); no other format is 0 bytes long.
+    const declared = declaredDiskFormat?.trim().toLowerCase();
+    if (declared !== undefined && DECLARED[declared] === 'raw') return { ok: true, format: 'raw', virtualSize: 0, findings };
     return no('empty_image',
-      'The image has no data: the upload (or what it decompressed to) is 0 bytes long. Upload the disk image file itself.', findings);
+      `The image has no data: the upload (or what it decompressed to) is 0 bytes long${declared ? `, which no ${declaredDiskFormat!.slice(0, 40)} image is` : ''}. Upload the disk image file itself.`, findings);
   }
 
   const blocking = findings.find((f) => f.severity === 'refuse' && !waived(f, policy));

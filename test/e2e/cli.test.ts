@@ -198,6 +198,20 @@ describe('the pir command against pir serve', () => {
       assert.deepEqual(await fileDigests(out), digests);
     });
 
+    it('creates and downloads an empty raw disk (0 bytes), verified', async () => {
+      const empty = join(dir, 'empty.raw');
+      await writeFile(empty, Buffer.alloc(0));
+      const created = await cli(['image', 'create', '--name', 'dl-empty', '--disk-format', 'raw', '--file', empty, '--wait', '--format', 'json']);
+      assert.equal(created.code, 0, created.stderr);
+      assert.equal(JSON.parse(created.stdout).size, 0);
+      const out = join(dir, 'dl-empty.raw');
+      const r = await cli(['image', 'download', idOf(created), '--file', out, '--format', 'json']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout).verified, { md5: true, sha512: true });
+      assert.equal((await stat(out)).size, 0);
+      await assert.rejects(stat(out + '.part'));
+    });
+
     it('resumes from a truncated .part with a Range request', async () => {
       const out = join(dir, 'dl-2.raw');
       await writeFile(out + '.part', (await readFile(source)).subarray(0, 5 * MiB + 123));

@@ -111,6 +111,21 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     );
   });
 
+  it('takes what image-create without --file uploads from an empty, non-terminal stdin: an empty raw disk, as Glance does', async () => {
+    // Scripts, cron jobs and CI run the CLI with such a stdin; it then uploads what stdin holds (nothing).
+    const createFromEmptyStdin = (name: string, diskFormat: string) => run('bash', ['-c', 'exec glance "$@" </dev/null', 'glance',
+      '--os-image-url', apiUrl, '--os-auth-token', TOKEN, 'image-create', '--name', name, '--disk-format', diskFormat, '--container-format', 'bare'],
+    { env: { PATH: process.env.PATH ?? '', HOME: join(dir, 'home') } });
+    const id = field((await createFromEmptyStdin('cli-empty', 'raw')).stdout, 'id')!;
+    const shown = await glance('image-show', id);
+    assert.equal(field(shown, 'status'), 'active');
+    assert.equal(field(shown, 'size'), '0');
+    assert.equal(field(shown, 'checksum'), 'd41d8cd98f00b204e9800998ecf8427e');
+    // Declared as a format with a header, nothing is refused with the reason.
+    await assert.rejects(createFromEmptyStdin('cli-empty-qcow2', 'qcow2'),
+      (error: Error & { stderr?: string }) => /0 bytes long, which no qcow2 image is/.test(String(error.stderr)));
+  });
+
   it('updates metadata with image-update: name, properties, visibility, protected', async () => {
     const disk = await makeImage(dir, 'raw', { size: '4M' });
     const id = field(await glance('image-create', '--name', 'cli-meta', '--disk-format', 'raw', '--container-format', 'bare', '--file', disk), 'id')!;

@@ -123,6 +123,9 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
   const mbrDisk = Buffer.alloc(4 * MiB);
   mbrSector([{ status: 0x80, type: 0x83, lba: 2048, sectors: 4 * 2048 }], mbrDisk.subarray(0, 512));
   await writeFile(mbr, mbrDisk);
+  // An empty raw disk is a disk, as in Glance (what the glance and openstack CLIs upload from an empty, non-terminal stdin).
+  const empty = join(dir, 'empty.raw');
+  await writeFile(empty, Buffer.alloc(0));
 
   const fixtures = await Promise.all([
     active('raw (sparse, 16 MiB)', source, 'raw', 'raw'),
@@ -142,6 +145,8 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
     active('iso 9660 (hand-built)', iso, 'iso', 'raw'),
     active('raw with GPT (hand-built)', gpt, 'raw', 'raw'),
     active('raw with MBR (hand-built)', mbr, 'raw', 'raw'),
+    active('empty raw disk (0 bytes)', empty, 'raw', 'raw'),
+    active('empty raw disk (0 bytes), container compressed', empty, 'raw', 'raw').then((f) => ({ ...f, container_format: 'compressed' })),
   ]);
   return { fixtures, streamVmdk, qcow2 };
 }
@@ -308,10 +313,8 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string, qcow
   gptBad[512 + 60] ^= 1; // inside the primary header: its CRC no longer matches
   out.push(killed('raw with a corrupted GPT header (bad CRC)', await file('corrupted-gpt.raw', gptBad), 'raw', I, 'gpt_invalid', /GPT/));
 
-  // --- zero- and one-byte files declared as something they cannot be
+  // --- zero- and one-byte files declared as something they cannot be (an empty raw disk is a good fixture)
   out.push(killed('zero-byte file as qcow2', await file('zero-bytes.qcow2', Buffer.alloc(0)), 'qcow2', I, 'empty_image', /0 bytes/));
-  out.push(killed('zero-byte file as raw', await file('zero-bytes.raw', Buffer.alloc(0)), 'raw', I, 'empty_image', /0 bytes/));
-  out.push(killed('zero-byte upload, container compressed', await file('zero-bytes.gz', Buffer.alloc(0)), 'raw', I, 'empty_image', /0 bytes/, 'compressed'));
   out.push(killed('1000-byte file as raw (not whole sectors)', await file('1000-bytes.raw', Buffer.alloc(1000, 0x51)), 'raw', I, 'raw_partial_sector', /1000 bytes long, which is not a whole number of 512-byte sectors/));
   out.push(killed('one-byte file as vmdk', await file('one-byte.vmdk', Buffer.from([0x4b])), 'vmdk', I, 'format_mismatch', /declared as disk_format 'vmdk'/));
 

@@ -113,9 +113,13 @@ describe('images cut short are refused as image_truncated', () => {
 });
 
 describe('sizes that cannot be a disk', () => {
-  it('a zero-byte image is refused whatever it is declared as', async () => {
+  it('a zero-byte image is an empty raw disk (as Glance has it), and refused as any other format', async () => {
     const r = await detectBuf(Buffer.alloc(0));
-    for (const declared of ['raw', 'qcow2', 'iso', 'aki', null]) {
+    for (const declared of ['raw', 'ami', 'aki', 'ari']) {
+      const v = assertAccepted(r, declared);
+      assert.equal(v.ok && v.virtualSize, 0);
+    }
+    for (const declared of ['qcow2', 'iso', 'vmdk', null]) {
       const v = assertRefused(r, declared, 'empty_image');
       assert.match(v.ok ? '' : v.message, /0 bytes/);
     }
