@@ -1,7 +1,7 @@
 import type { ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { refuse } from './util.js';
+import { cString, refuse } from './util.js';
 
 const CLOOP_MAGIC = Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 'latin1');
 
@@ -14,8 +14,9 @@ const QEMU_ONLY: ReadonlyArray<{ name: string; qemuFormat: string; matches: (hea
   {
     name: 'Bochs growing disk',
     qemuFormat: 'bochs',
-    matches: (h) => h.length >= 512 && cField(h, 0, 32) === 'Bochs Virtual HD Image' && cField(h, 32, 16) === 'Redolog'
-      && cField(h, 48, 16) === 'Growing' && [0x00010000, 0x00020000].includes(h.readUInt32LE(64)),
+    // NUL-terminated fields, compared as qemu's strcmp does.
+    matches: (h) => h.length >= 512 && cString(h.subarray(0, 32)) === 'Bochs Virtual HD Image' && cString(h.subarray(32, 48)) === 'Redolog'
+      && cString(h.subarray(48, 64)) === 'Growing' && [0x00010000, 0x00020000].includes(h.readUInt32LE(64)),
   },
   {
     name: 'cloop compressed loop image',
@@ -27,13 +28,6 @@ const QEMU_ONLY: ReadonlyArray<{ name: string; qemuFormat: string; matches: (hea
     },
   },
 ];
-
-/** A NUL-terminated string field, compared as qemu's strcmp does. */
-function cField(buf: Buffer, offset: number, length: number): string {
-  const field = buf.subarray(offset, offset + length);
-  const nul = field.indexOf(0);
-  return field.subarray(0, nul === -1 ? field.length : nul).toString('latin1');
-}
 
 /**
  * Raw is the fallback when no signature of a format PIR stores matches: the image is its own

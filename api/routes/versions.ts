@@ -11,8 +11,8 @@ import type { FastifyInstance } from 'fastify';
  * before every `cache-*` command.
  */
 const IMAGE_API = ['2.17', '2.15', '2.13', '2.12', '2.11', '2.10', '2.9', '2.8', '2.7', '2.6', '2.5', '2.4', '2.3', '2.2', '2.1', '2.0'];
-/** What a `pir cache` node adds: the cache API (2.14; its PUT answering 202 is 2.16). */
-const CACHE_API = ['2.16', '2.14'];
+/** A `pir cache` node adds the cache API: 2.14, and 2.16 (its PUT answering 202). */
+const WITH_CACHE_API = [...IMAGE_API, '2.16', '2.14'].sort((a, b) => Number(b.split('.')[1]) - Number(a.split('.')[1]));
 
 export interface VersionOptions {
   /** The base URL clients reach this process at (PIR_PUBLIC_URL); null: the listening address. */
@@ -21,14 +21,9 @@ export interface VersionOptions {
   imageCache?: boolean;
 }
 
-export function announcedVersions(imageCache: boolean): string[] {
-  const all = imageCache ? [...IMAGE_API, ...CACHE_API] : IMAGE_API;
-  return all.sort((a, b) => Number(b.split('.')[1]) - Number(a.split('.')[1]));
-}
-
 function versions(base: string, imageCache: boolean) {
   const entry = (id: string, status: string) => ({ id: `v${id}`, status, links: [{ rel: 'self', href: `${base}/v2/` }] });
-  return { versions: announcedVersions(imageCache).map((v, i) => entry(v, i === 0 ? 'CURRENT' : 'SUPPORTED')) };
+  return { versions: (imageCache ? WITH_CACHE_API : IMAGE_API).map((v, i) => entry(v, i === 0 ? 'CURRENT' : 'SUPPORTED')) };
 }
 
 /**
