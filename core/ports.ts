@@ -348,7 +348,8 @@ export interface BlobStore {
    * Makes the blob at `stagedKey` the image's stored bytes, all at once and without copying
    * them a second time; returns the key they are stored under (record it: core/blob-keys.ts
    * storedKeyOf). Filesystem: a rename to `images/<id>` (one fsync). Object stores: the staged
-   * key itself (S3 has no rename; a server-side copy would copy the bytes).
+   * key itself (S3 has no rename; a server-side copy would copy the bytes). Rejects with
+   * BlobNotFoundError when nothing is stored under `stagedKey`.
    */
   promote(stagedKey: string, imageId: string): Promise<string>;
   /** Resolves when the store answers (readiness, `pir doctor`); rejects otherwise. */

@@ -130,7 +130,9 @@ export class FsBlobStore implements BlobStore {
     try {
       await rename(from, target);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new BlobNotFoundError(stagedKey);
+      if (code !== 'EXDEV') throw error;
       await copyDurably(from, target);
       await unlink(from);
     }

@@ -171,7 +171,7 @@ export function blobStoreContract(name: string, makeStore: () => Promise<BlobSto
       }
       assert.ok((await collect(await blobs.read(stored))).equals(bytes));
       assert.deepEqual((await blobs.list(`images/${imageId}`)).map((i) => i.key), opts.promotesInPlace ? [] : [stored]);
-      await assert.rejects(blobs.promote(stagingKey(imageId, 9, 'unpacked'), imageId), 'promoting a missing key fails');
+      await assert.rejects(blobs.promote(stagingKey(imageId, 9, 'unpacked'), imageId), BlobNotFoundError, 'promoting a missing key fails as not found');
       // Removing the image's staging while keeping the stored key (an object store's case).
       await blobs.write(stagingKey(imageId, 1, 'upload'), Readable.from([Buffer.from('artifact')]), { maxBytes: 100 });
       await removeStaging(blobs, imageId, stored);

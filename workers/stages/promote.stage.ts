@@ -13,7 +13,7 @@
 import { imageKey, keyOf } from '../../core/blob-keys.js';
 import { TransientError } from '../../core/errors.js';
 import { copyKey, copyVerified, removeCopies } from '../../core/image-stores.js';
-import type { BlobStore } from '../../core/ports.js';
+import { BlobNotFoundError, type BlobStore } from '../../core/ports.js';
 import { StoreRegistry } from '../../core/store-registry.js';
 import type { HashedBlob, ImageDoc, StoredCopy } from '../../schemas/image.js';
 import type { StageWork } from '../stage-runner.js';
@@ -22,7 +22,11 @@ export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegi
   /** The default store takes the staged disk by promotion (a rename on a filesystem; no copy). */
   const promoteInDefault = async (doc: ImageDoc, disk: HashedBlob): Promise<string> => {
     const staged = keyOf(disk);
-    if (await blobs.stat(staged)) return blobs.promote(staged, doc.id);
+    try {
+      return await blobs.promote(staged, doc.id);
+    } catch (error) {
+      if (!(error instanceof BlobNotFoundError)) throw error;
+    }
     // An earlier attempt renamed it and died before recording it; the rename stands.
     if ((await blobs.stat(imageKey(doc.id)))?.size === disk.size) return imageKey(doc.id);
     // Not in staging and not (completely) in the store: a repeat after a crash can't find it.

@@ -2,7 +2,7 @@
 import { keyOf, stagingKey } from '../../core/blob-keys.js';
 import { isExternalKey } from '../../core/external-location.js';
 import { RefusedError, TransientError } from '../../core/errors.js';
-import type { BlobStore } from '../../core/ports.js';
+import { BlobNotFoundError, type BlobStore } from '../../core/ports.js';
 import { addDetectedProperties, DETECTED_PREFIX } from '../../core/image-entity.js';
 import type { StageWork } from '../stage-runner.js';
 import { unpackFrom, UnpackRefusedError, type UnpackLimits, type UnpackSink, type UnpackSource } from '../unpack/unpack.js';
@@ -14,15 +14,16 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
     const run = doc.pipeline!.run;
     const inputKey = keyOf(staged);
     const outputKey = stagingKey(doc.id, run, 'unpacked');
-    const info = await blobs.stat(inputKey);
-    if (!info) throw new TransientError('staging_missing', `Image ${doc.id}'s staged data is gone.`);
+    // One reader gives the size and the head: each store call is a round trip (a thread-pool hop
+    // on a filesystem, a request to an object store) on every image's path.
+    const reader = await blobs.openReader(inputKey).catch((error: unknown) => {
+      if (error instanceof BlobNotFoundError) throw new TransientError('staging_missing', `Image ${doc.id}'s staged data is gone.`);
+      throw error;
+    });
     const source: UnpackSource = {
-      size: info.size,
+      size: reader.size,
       // A bounded range read: an upload stored as is (most are) is never read here beyond its head.
-      head: async (bytes) => {
-        const reader = await blobs.openReader(inputKey);
-        try { return await reader.read(0, bytes); } finally { await reader.close(); }
-      },
+      head: (bytes) => reader.read(0, bytes),
       stream: () => blobs.read(inputKey),
       localFile: () => blobs.localFile(inputKey),
     };
@@ -52,6 +53,8 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
     } catch (error) {
       if (error instanceof UnpackRefusedError) throw new RefusedError(error.code, error.message);
       throw error;
+    } finally {
+      await reader.close();
     }
   };
 }
