@@ -1,8 +1,10 @@
 /**
  * Small images, both modes in one run (issue 10 point 8): 8 clients each create + upload 1 MiB
  * images until active; images/s and p50/p99 beside their targets (embedded ≥ 150/s; distributed
- * ≥ 50/s with p99 ≤ 500 ms) and beside this run's limit: the same 8 clients doing only
- * create + PUT against a discarding loopback server (PIR's HTTP alone can't beat it).
+ * ≥ 50/s with p99 ≤ 500 ms) and beside this run's limits: the same 8 clients doing only
+ * create + PUT against a discarding loopback server (PIR's HTTP alone can't beat it), and against
+ * a bare ingest server that also hashes and durably writes each image (ingest-floor-server.ts:
+ * the work no image service can skip, so what PIR adds to it is its bookkeeping).
  *
  * Distributed mode runs `pir api` + `pir worker` on the real services, once per MongoDB-wire
  * server listed in PIR_BENCH_MONGODB_URLS (`label=url,label=url`; default: the one the tests
@@ -15,18 +17,20 @@
  * PIR_BENCH_MODES=embedded (or distributed) measures one mode; PIR_BENCH_SMALL_IMAGES sets how
  * many images (default 200, at most 60 s).
  */
-import { rm } from 'node:fs/promises';
+import { fork } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PirClient } from '../test/support/pir-client.js';
 import { freePort, startPirProcess, type PirProcess } from '../test/support/pir-process.js';
 import { serviceUp, services } from '../test/support/services.js';
-import { MiB } from './limits.js';
+import { MiB, processCpuMs } from './limits.js';
 import { smallImages, TOKEN } from './ingest.bench.js';
 import type { Bench, BenchContext, Figure } from './report.js';
 import { randomBytes } from 'node:crypto';
-import { loadavg } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { MongoManifestStore } from '../infra/mongo/mongo-manifest-store.js';
 import { SqliteManifestStore } from '../infra/embedded/sqlite-manifest-store.js';
 import type { ManifestStore } from '../core/ports.js';
@@ -168,6 +172,39 @@ async function timeline(store: ManifestStore, since: string): Promise<string> {
   }
 }
 
+/**
+ * The floor: the same clients and client code as PIR's run (create, PUT, 204), against
+ * ingest-floor-server.ts in a child process, which does only what no image service can skip
+ * (receive, md5 + sha512, write + fdatasync). Images/s, and its CPU per image beside the client's.
+ */
+async function ingestFloor(data: Buffer, dir: string, seconds = 10): Promise<Figure> {
+  const files = join(dir, `floor-${Date.now().toString(36)}`);
+  await mkdir(files, { recursive: true });
+  const child = fork(fileURLToPath(new URL('./ingest-floor-server.js', import.meta.url)), [files], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (m) => resolve(Number(m)));
+      child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}`)));
+    });
+    const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+    await smallImages(client, data, CLIENTS, 4, 30); // warm up
+    const server0 = processCpuMs(child.pid!);
+    const client0 = process.cpuUsage();
+    const r = await smallImages(client, data, CLIENTS, 10_000, seconds);
+    const clientUsed = process.cpuUsage(client0);
+    const serverMs = (processCpuMs(child.pid!) - server0) / r.count;
+    const clientMs = (clientUsed.user + clientUsed.system) / 1000 / r.count;
+    return {
+      name: 'limit: bare ingest (receive, md5 + sha512, write + fdatasync), 8 clients', value: r.perSecond, unit: 'img/s',
+      note: `${r.count} images; p50 ${r.p50.toFixed(0)} ms; CPU ms/img server ${serverMs.toFixed(1)}, bench client ${clientMs.toFixed(1)}; load avg ${loadavg()[0]!.toFixed(1)}`,
+    };
+  } finally {
+    child.disconnect();
+    await once(child, 'exit').catch(() => {});
+    await rm(files, { recursive: true, force: true });
+  }
+}
+
 /** The limit: the same clients doing create + PUT of 1 MiB to a server that discards (loopback HTTP alone). */
 async function httpLimit(data: Buffer, seconds = 5): Promise<number> {
   const server = createServer((req, res) => {
@@ -216,7 +253,9 @@ async function measure(label: string, mongoUrl: string | null, ctx: BenchContext
     const front = run.processes[0]!.child.pid!;
     const frontMain0 = mainThreadCpuMs(front);
     ctx.log(`${label}: ${count} × 1 MiB, ${CLIENTS} clients`);
+    const client0 = process.cpuUsage();
     const r = await smallImages(run.client, data, CLIENTS, Math.ceil(count / CLIENTS), 60);
+    const clientUsed = process.cpuUsage(client0);
     const used = cpu.since();
     const frontMain = (mainThreadCpuMs(front) - frontMain0) / r.count;
     const machineNote = machine.note();
@@ -225,10 +264,18 @@ async function measure(label: string, mongoUrl: string | null, ctx: BenchContext
       + ` (${run.processes[0]!.role}'s main thread ${frontMain.toFixed(1)}); ${machineNote}`;
     const embedded = mongoUrl === null;
     const steps = await timeline(run.openManifest(), since).catch((err: Error) => `timeline failed: ${err.message}`);
+    // What the CPU these processes and the bench's client spent per image allows on this machine's cores.
+    const clientMs = (clientUsed.user + clientUsed.system) / 1000 / r.count;
+    const pathMs = Object.values(used).reduce((a, b) => a + b, 0) / r.count + clientMs;
+    const cpuBound: Figure = {
+      name: `${label}: the CPU bound (${availableParallelism()} cores ÷ CPU per image)`, value: (availableParallelism() * 1000) / pathMs, unit: 'img/s',
+      note: `${pathMs.toFixed(1)} ms of CPU per image: the processes above and the bench client ${clientMs.toFixed(1)}`,
+    };
     return [
       { name: `${label}: 1 MiB images, ${CLIENTS} clients`, value: r.perSecond, unit: 'img/s', atLeast: embedded ? 150 : 50, note: `${r.count} images; load avg ${loadavg()[0]!.toFixed(1)}; ${cpuNote} | ${breakdown(before, after, r.count)}${steps ? ` | ${steps}` : ''}` },
       { name: `${label}: p50 create → active`, value: r.p50, unit: 'ms' },
       { name: `${label}: p99 create → active`, value: r.p99, unit: 'ms', ...(embedded ? {} : { atMost: 500 }) },
+      cpuBound,
     ];
   } finally {
     await run.stop();
@@ -253,6 +300,8 @@ const bench: Bench = {
     const modes = (process.env.PIR_BENCH_MODES ?? 'embedded,distributed').split(',');
     ctx.log('limit: 8 clients, POST + PUT 1 MiB to a discarding loopback server');
     const figures: Figure[] = [{ name: 'limit: loopback HTTP, POST + PUT 1 MiB, 8 clients', value: await httpLimit(data), unit: 'img/s' }];
+    ctx.log('limit: the same clients against a bare ingest server (receive, md5 + sha512, write + fdatasync)');
+    figures.push(await ingestFloor(data, ctx.dir));
     if (modes.includes('embedded')) figures.push(...(await measure('embedded', null, ctx, data, count)));
     if (!modes.includes('distributed')) return figures;
     const missing = [];

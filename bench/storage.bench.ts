@@ -11,7 +11,10 @@
  * - 2 GiB download throughput from each store with a client that does not hash, against a
  *   loopback HTTP download to the same client taken in the same minutes, page cache warm for
  *   both (target ≥ 70%); and the first download after the upload, cold on the filesystem (the
- *   upload wrote with O_DIRECT), beside a plain cold read of the same file.
+ *   upload wrote with O_DIRECT), beside a plain cold read of the same file. On S3, also the
+ *   download path's CPU bound: the CPU per GiB of the S3 server, pir serve and the client
+ *   during those downloads, divided into the machine's cores (three processes where the
+ *   loopback limit has two).
  * Needs the local SeaweedFS (bash infra/local/services.sh start s3); without it, says so.
  * PIR_BENCH_STORES=filesystem (or s3) measures one store; PIR_BENCH_STORAGE=downloads measures
  * only the download figures (one 2 GiB upload per store, then its downloads).
@@ -19,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { loadavg } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { S3BlobStore } from '../infra/storage/s3-blob-store.js';
 import { countingProxy } from '../test/support/counting-proxy.js';
@@ -29,6 +32,7 @@ import { serviceUp, services, uniqueName } from '../test/support/services.js';
 import { TOKEN, uploadOne } from './ingest.bench.js';
 import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPartCommand, type CompletedPart } from '@aws-sdk/client-s3';
 import { GiB, MiB, discardingGet, loopbackHttpDownload, processCpuMs, sequentialWriteWithFsync, sha512OneCore } from './limits.js';
+import { listenerPid } from './process-cpu.js';
 import { median, type Bench, type BenchContext, type Figure } from './report.js';
 
 interface Serve {
@@ -48,13 +52,46 @@ async function startServe(dir: string, name: string, extra: Record<string, strin
   return { client: new PirClient(`http://127.0.0.1:${port}`, TOKEN), process };
 }
 
-/** Downloads image `id` whole with the loopback limit's client (discarding, no hashing): MiB/s and the server's CPU s per GiB. */
-async function downloadRate(serve: Serve, id: string): Promise<{ rate: number; cpu: number }> {
+interface DownloadRate {
+  rate: number;
+  /** pir serve's CPU s per GiB */
+  cpu: number;
+  /** this process's (the discarding client's) CPU s per GiB */
+  client: number;
+  /** the object store server's CPU s per GiB (S3 only) */
+  store?: number;
+}
+
+/** CPU s per GiB of `bytes` used by the process `pid` (null: not measured) since `before`. */
+const perGiB = (pid: number | null | undefined, before: number, bytes: number): number | undefined =>
+  pid ? (processCpuMs(pid) - before) / 1000 / (bytes / GiB) : undefined;
+
+/**
+ * Downloads image `id` whole with the loopback limit's client (discarding, no hashing): MiB/s,
+ * and the CPU s per GiB of pir serve, of the client and (S3) of the object store's server.
+ */
+async function downloadRate(serve: Serve, id: string, storePid?: number | null): Promise<DownloadRate> {
   const pid = serve.process.child.pid!;
   const c0 = processCpuMs(pid);
+  const s0 = storePid ? processCpuMs(storePid) : 0;
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   const size = await discardingGet(`${serve.client.baseUrl}/v2/images/${id}/file`, { 'x-auth-token': serve.client.token });
-  return { rate: size / MiB / ((performance.now() - t0) / 1000), cpu: (processCpuMs(pid) - c0) / 1000 / (size / GiB) };
+  const rate = size / MiB / ((performance.now() - t0) / 1000);
+  const u = process.cpuUsage(u0);
+  return { rate, cpu: perGiB(pid, c0, size)!, client: (u.user + u.system) / 1e6 / (size / GiB), store: perGiB(storePid, s0, size) };
+}
+
+/**
+ * What the three processes of an S3 download (object store server, pir serve, client) can
+ * reach together on this machine's cores, from the CPU each spent per GiB: cores ÷ the sum.
+ * The loopback limit has two processes and none of the store's work.
+ */
+function cpuBound(downloads: DownloadRate[]): string {
+  const sum = (d: DownloadRate) => (d.store ?? 0) + d.cpu + d.client;
+  const store = median(downloads.map((d) => d.store ?? 0));
+  const bound = median(downloads.map((d) => (availableParallelism() / sum(d)) * 1024));
+  return `CPU s/GiB: S3 server ${store.toFixed(2)}, pir serve ${median(downloads.map((d) => d.cpu)).toFixed(2)}, client ${median(downloads.map((d) => d.client)).toFixed(2)}, so at most ${bound.toFixed(0)} MiB/s on ${availableParallelism()} cores`;
 }
 
 /** Reads a file to its end with 1 MiB reads, discarding (the filesystem store's read limit); MiB/s. */
@@ -86,7 +123,7 @@ function dropFromPageCache(path: string): boolean {
 async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, id: string, source: DownloadSourceOf): Promise<Figure[]> {
   const figures: Figure[] = [];
   ctx.log(`${label}: 2 GiB download, first after the upload`);
-  const first = await downloadRate(serve, id);
+  const first = await downloadRate(serve, id, source.storePid);
   if (source.file) {
     const cold = dropFromPageCache(source.file) ? await fileReadRate(source.file) : undefined;
     figures.push({ name: `${label}: 2 GiB download, first after the upload (cold page cache)`, value: first.rate, unit: 'MiB/s', ...(cold ? { limit: cold } : {}), note: `server CPU ${first.cpu.toFixed(2)} s/GiB; limit = ${cold ? 'a plain 1 MiB-read of the same file, dropped from the page cache' : 'none (no dd to drop the page cache)'}; load ${loadavg()[0].toFixed(1)}` });
@@ -94,17 +131,17 @@ async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, i
     figures.push({ name: `${label}: 2 GiB download, first after the upload`, value: first.rate, unit: 'MiB/s', note: `server CPU ${first.cpu.toFixed(2)} s/GiB; load ${loadavg()[0].toFixed(1)}` });
   }
   const loopbacks: number[] = [];
-  const downloads: { rate: number; cpu: number }[] = [];
-  const raws: number[] = [];
+  const downloads: DownloadRate[] = [];
+  const raws: RawRead[] = [];
   const loads: number[] = [];
-  const alternates: { rate: number; cpu: number }[] = [];
+  const alternates: DownloadRate[] = [];
   for (let round = 0; round < DOWNLOAD_ROUNDS; round++) {
     ctx.log(`${label}: warm 2 GiB download round ${round + 1}/${DOWNLOAD_ROUNDS} (loopback, PIR${source.alternate ? `, PIR with ${source.alternate.label}` : ''}${source.rawRead ? ', raw GetObject' : ''})`);
     loopbacks.push(await loopbackHttpDownload(2 * GiB));
     // The alternate first on odd rounds, so neither always follows the loopback run.
-    if (source.alternate && round % 2 === 1) alternates.push(await downloadRate(source.alternate.serve, source.alternate.id));
-    downloads.push(await downloadRate(serve, id));
-    if (source.alternate && round % 2 === 0) alternates.push(await downloadRate(source.alternate.serve, source.alternate.id));
+    if (source.alternate && round % 2 === 1) alternates.push(await downloadRate(source.alternate.serve, source.alternate.id, source.storePid));
+    downloads.push(await downloadRate(serve, id, source.storePid));
+    if (source.alternate && round % 2 === 0) alternates.push(await downloadRate(source.alternate.serve, source.alternate.id, source.storePid));
     if (source.rawRead) raws.push(await source.rawRead());
     loads.push(loadavg()[0]);
   }
@@ -114,6 +151,9 @@ async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, i
     name: `${label}: 2 GiB download, warm (client discards, no hashing)`, value: median(rates), unit: 'MiB/s', limit: median(loopbacks), targetRatio: 0.7,
     note: `rounds ${rates.map((r) => r.toFixed(0)).join(', ')} beside loopback ${loopbacks.map((r) => r.toFixed(0)).join(', ')}; server CPU ${median(cpus).toFixed(2)} s/GiB (${cpus.map((c) => c.toFixed(2)).join(', ')}); load ${loads.map((l) => l.toFixed(1)).join(', ')}`,
   });
+  if (source.storePid) {
+    figures.push({ name: `${label}: the download path's CPU bound`, value: median(downloads.map((d) => (availableParallelism() / ((d.store ?? 0) + d.cpu + d.client)) * 1024)), unit: 'MiB/s', limit: median(loopbacks), note: cpuBound(downloads) });
+  }
   if (source.alternate) {
     const altRates = alternates.map((d) => d.rate);
     const altCpus = alternates.map((d) => d.cpu);
@@ -123,7 +163,8 @@ async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, i
     });
   }
   if (raws.length) {
-    figures.push({ name: `${label}: the same download against a raw GetObject of its object`, value: median(rates), unit: 'MiB/s', limit: median(raws), note: `raw GetObject (same client settings as the store, discarded) ${raws.map((r) => r.toFixed(0)).join(', ')}` });
+    const rawStore = raws.map((r) => r.store).filter((c): c is number => c !== undefined);
+    figures.push({ name: `${label}: the same download against a raw GetObject of its object`, value: median(rates), unit: 'MiB/s', limit: median(raws.map((r) => r.rate)), note: `raw GetObject (same client settings as the store, discarded) ${raws.map((r) => r.rate.toFixed(0)).join(', ')}${rawStore.length ? `; the S3 server's CPU ${median(rawStore).toFixed(2)} s/GiB for it` : ''}` });
   }
   return figures;
 }
@@ -170,7 +211,7 @@ async function s3RawWriteRead(store: S3BlobStore, data: Buffer, bytes: number): 
  * (S3), and an `alternate` pir serve holding the same bytes under other settings, downloaded in
  * the same rounds (S3: PIR_S3_READ_CLIENT=node, the A/B of the read client).
  */
-interface DownloadSourceOf { file?: string; rawRead?: () => Promise<number>; alternate?: { label: string; serve: Serve; id: string } }
+interface DownloadSourceOf { file?: string; rawRead?: () => Promise<RawRead>; alternate?: { label: string; serve: Serve; id: string }; storePid?: number | null }
 type DownloadSource = (id: string) => Promise<DownloadSourceOf>;
 
 async function measureStore(label: string, ctx: BenchContext, serve: Serve, data: Buffer, ceiling: number, limitNote: string, source: DownloadSource): Promise<Figure[]> {
@@ -203,15 +244,22 @@ async function measureStore(label: string, ctx: BenchContext, serve: Serve, data
   return figures;
 }
 
-/** A raw GetObject of the object holding image `id` through `store`'s client, discarded; MiB/s. */
-async function rawObjectRead(store: S3BlobStore, id: string): Promise<() => Promise<number>> {
+interface RawRead {
+  rate: number;
+  /** the S3 server's CPU s per GiB, if its process was found */
+  store?: number;
+}
+
+/** A raw GetObject of the object holding image `id` through `store`'s client, discarded: MiB/s and the S3 server's CPU per GiB. */
+async function rawObjectRead(store: S3BlobStore, id: string, storePid: number | null): Promise<() => Promise<RawRead>> {
   const blob = (await store.list(`staging/${id}`)).find((b) => b.size === 2 * GiB);
   if (!blob) throw new Error(`no 2 GiB object for image ${id} in the bucket`);
   return async () => {
+    const s0 = storePid ? processCpuMs(storePid) : 0;
     const t0 = performance.now();
     let received = 0;
     for await (const chunk of await store.read(blob.key)) received += (chunk as Buffer).length;
-    return received / MiB / ((performance.now() - t0) / 1000);
+    return { rate: received / MiB / ((performance.now() - t0) / 1000), store: perGiB(storePid, s0, received) };
   };
 }
 
@@ -289,11 +337,13 @@ const bench: Bench = {
         ? await startServe(ctx.dir, 's3-node', { ...s3env(services.s3.endpoint), PIR_S3_PREFIX: `${prefix}node/`, PIR_S3_READ_CLIENT: 'node' })
         : null;
       try {
+        // The S3 server's process (SeaweedFS here), whose CPU per GiB the download figures show.
+        const storePid = listenerPid(Number(new URL(services.s3.endpoint).port || 80));
         const raw = async (id: string): Promise<DownloadSourceOf> => {
-          if (!viaNode) return { rawRead: await rawObjectRead(store, id) };
+          if (!viaNode) return { rawRead: await rawObjectRead(store, id, storePid), storePid };
           ctx.log('S3 store: the same 2 GiB into a pir serve reading with PIR_S3_READ_CLIENT=node');
           const other = await timedUpload(viaNode.client, 2 * GiB, data);
-          return { rawRead: await rawObjectRead(store, id), alternate: { label: 'PIR_S3_READ_CLIENT=node', serve: viaNode, id: other.id } };
+          return { rawRead: await rawObjectRead(store, id, storePid), alternate: { label: 'PIR_S3_READ_CLIENT=node', serve: viaNode, id: other.id }, storePid };
         };
         figures.push(...(await measureStore('S3 store', ctx, s3, data, Math.min(sha512, s3write), 'min(S3 raw write, sha512)', raw)));
       } finally {
