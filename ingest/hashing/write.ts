@@ -161,6 +161,7 @@ class SlotWriter {
   private busy = false;
   private directOk = false;
   private directFd = -1;
+  private directFrom = 0;
 
   constructor(
     private readonly fd: number,
@@ -171,10 +172,14 @@ class SlotWriter {
     private readonly sparse: boolean,
   ) {}
 
-  /** From now on, full aligned pieces go through `directFd` (an O_DIRECT descriptor; -1: none). */
-  useDirect(directFd: number): void {
+  /**
+   * From now on, full aligned pieces at or past file offset `from` go through `directFd` (an
+   * O_DIRECT descriptor; -1: none). Pieces before `from` still queued stay buffered, as asked.
+   */
+  useDirect(directFd: number, from: number): void {
     this.directFd = directFd;
     this.directOk = directFd >= 0;
+    this.directFrom = from;
   }
 
   /** Queues the first `n` bytes of `slot`, which belong at file offset `at`. */
@@ -214,7 +219,7 @@ class SlotWriter {
   }
 
   private isDirect(p: Piece): boolean {
-    return this.directOk && p.slot.aligned && p.at % DIRECT_ALIGN === 0 && p.view.byteLength % DIRECT_ALIGN === 0
+    return this.directOk && p.at >= this.directFrom && p.slot.aligned && p.at % DIRECT_ALIGN === 0 && p.view.byteLength % DIRECT_ALIGN === 0
       && (p.view.byteOffset - p.slot.view.byteOffset) % DIRECT_ALIGN === 0;
   }
 
@@ -388,9 +393,10 @@ export async function writeHashedFile(source: Source, destPath: string, opts: Wr
     };
     const failed = (): Error | null => writer.failure ?? failure;
     const goDirect = async (): Promise<void> => {
+      const from = directFrom;
       directFrom = Infinity; // one try
       directFd = await openDirect(destPath, fd, constants.O_WRONLY);
-      writer.useDirect(directFd);
+      writer.useDirect(directFd, from);
     };
     if (directFrom === 0) await goDirect();
 
