@@ -22,9 +22,15 @@ import { removeImageBytes, removeStaging } from '../core/blob-keys.js';
 import { stageDuration } from '../infra/telemetry/metrics.js';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import { inConsumerSpan } from '../core/trace-context.js';
+import { ChainReaders } from './chain-readers.js';
+
+/** What a stage's work is given besides the image: the job's context and the run's shared blob readers. */
+export interface StageContext extends JobContext {
+  readers: ChainReaders;
+}
 
 /** A stage's work. It returns how to record its outcome on the image (applied at completion). */
-export type StageWork = (doc: ImageDoc, ctx: JobContext) => Promise<(draft: ImageDoc) => void>;
+export type StageWork = (doc: ImageDoc, ctx: StageContext) => Promise<(draft: ImageDoc) => void>;
 
 export interface RunnerSettings {
   stageDeadlineSeconds: number;
@@ -58,12 +64,15 @@ export class StageRunner {
     const startedAt = performance.now();
     let record: (draft: ImageDoc) => void;
     const seconds = () => (performance.now() - startedAt) / 1000;
+    const readers = new ChainReaders(this.blobs);
     try {
-      record = await this.stages[job.stage](doc, ctx);
+      record = await this.stages[job.stage](doc, { ...ctx, readers });
     } catch (error) {
       noteFailure(span, job.stage, error, ctx, seconds());
       await this.fail(job, ctx, error, log);
       return;
+    } finally {
+      await readers.closeAll();
     }
     stageDuration.observe({ stage: job.stage, outcome: 'done' }, seconds());
     span.setAttribute('pir.outcome', 'done');
@@ -139,12 +148,22 @@ export class StageRunner {
       this.log.debug({ image_id: job.imageId, run: job.run, stage: job.stage, attempt: ctx.attempt }, 'stale or repeated fused job: nothing to do');
       return;
     }
+    const log = this.log.child({ image_id: job.imageId, run: job.run, attempt: ctx.attempt, fused: true });
+    // Unpack and inspect read the same staged disk: one reader for the chain.
+    const readers = new ChainReaders(this.blobs);
+    try {
+      await this.runChain(job, ctx, from, readers, log);
+    } finally {
+      await readers.closeAll();
+    }
+  }
+
+  private async runChain(job: StageJob, ctx: JobContext, from: StageName, readers: ChainReaders, log: Logger): Promise<void> {
     // `recorded`: the stage the manifest is at (the guard of every write); `working`: the image as
     // the chain has left it so far (the stages' records applied), which the next stage reads.
     let recorded: StageJob = { imageId: job.imageId, run: job.run, stage: from };
     let working: ImageDoc | null = null;
     const done: DoneStage[] = [];
-    let log = this.log.child({ image_id: job.imageId, run: job.run, attempt: ctx.attempt, fused: true });
     for (const stage of STAGES.slice(STAGES.indexOf(from))) {
       const next = await inConsumerSpan(`stage ${stage}`, job.traceparent, spanAttributes(job, stage, ctx), async (span): Promise<boolean> => {
         if (!working) {
@@ -174,7 +193,7 @@ export class StageRunner {
         const t0 = performance.now();
         let record: (draft: ImageDoc) => void;
         try {
-          record = await this.stages[stage](working, ctx);
+          record = await this.stages[stage](working, { ...ctx, readers });
         } catch (error) {
           noteFailure(span, stage, error, ctx, (performance.now() - t0) / 1000);
           await this.failFused(recorded, done, stage, ctx, error, stageLog);

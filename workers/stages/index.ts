@@ -12,7 +12,7 @@ import { unpackStage } from './unpack.stage.js';
 export function pipelineStages(blobs: BlobStore, limits: UnpackLimits, policy: VerdictPolicy, stores?: StoreRegistry): Record<StageName, StageWork> {
   return {
     unpack: unpackStage(blobs, limits),
-    inspect: inspectStage(blobs, policy),
+    inspect: inspectStage(policy),
     checksum: checksumStage(),
     promote: promoteStage(blobs, stores),
   };

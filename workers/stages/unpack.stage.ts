@@ -8,15 +8,14 @@ import type { StageWork } from '../stage-runner.js';
 import { unpackFrom, UnpackRefusedError, type UnpackLimits, type UnpackSink, type UnpackSource } from '../unpack/unpack.js';
 
 export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
-  return async (doc) => {
+  return async (doc, ctx) => {
     const staged = doc.staging;
     if (!staged) throw new TransientError('staging_missing', `Image ${doc.id} has no staged data to unpack.`);
     const run = doc.pipeline!.run;
     const inputKey = keyOf(staged);
     const outputKey = stagingKey(doc.id, run, 'unpacked');
-    // One reader gives the size and the head: each store call is a round trip (a thread-pool hop
-    // on a filesystem, a request to an object store) on every image's path.
-    const reader = await blobs.openReader(inputKey).catch((error: unknown) => {
+    // The run's reader (inspect reads the same disk next) gives the size and the head.
+    const reader = await ctx.readers.open(inputKey).catch((error: unknown) => {
       if (error instanceof BlobNotFoundError) throw new TransientError('staging_missing', `Image ${doc.id}'s staged data is gone.`);
       throw error;
     });
@@ -53,8 +52,6 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
     } catch (error) {
       if (error instanceof UnpackRefusedError) throw new RefusedError(error.code, error.message);
       throw error;
-    } finally {
-      await reader.close();
     }
   };
 }
