@@ -48,6 +48,8 @@ export interface UploadTicket {
   run: number;
   /** Blob key the bytes are written under. */
   stagingKey: string;
+  /** The image's disk_format when it was claimed (formats are frozen from then on). */
+  diskFormat: string | null;
 }
 
 export interface ServiceSettings {
@@ -479,23 +481,23 @@ export class ImageService {
   /** Claims the image for receiving bytes: `upload` (PUT …/file) or `stage` (PUT …/stage). */
   async beginUpload(caller: Caller, id: string, kind: 'upload' | 'stage', targets?: StoreTargets): Promise<UploadTicket> {
     let run = 0;
-    await this.change(caller, id, 'upload_image', (draft) => {
+    const doc = await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
       const events = entity.beginReceiving(draft, kind, run);
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
     });
-    return { run, stagingKey: stagingKey(id, run, 'upload') };
+    return { run, stagingKey: stagingKey(id, run, 'upload'), diskFormat: doc.disk_format };
   }
 
   /** Claims the image for a tus upload (same rules as PUT …/file), recording its length and expiry. */
   async beginResumableUpload(caller: Caller, id: string, resumable: ResumableUpload): Promise<UploadTicket> {
     let run = 0;
-    await this.change(caller, id, 'upload_image', (draft) => {
+    const doc = await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
       return entity.beginResumable(draft, run, resumable);
     });
-    return { run, stagingKey: stagingKey(id, run, 'upload') };
+    return { run, stagingKey: stagingKey(id, run, 'upload'), diskFormat: doc.disk_format };
   }
 
   /**
@@ -554,13 +556,13 @@ export class ImageService {
    */
   async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets): Promise<UploadTicket> {
     let run = 0;
-    await this.change(caller, id, 'upload_image', (draft) => {
+    const doc = await this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
       const events = entity.beginWebDownload(draft, run);
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
     });
-    return { run, stagingKey: stagingKey(id, run, 'upload') };
+    return { run, stagingKey: stagingKey(id, run, 'upload'), diskFormat: doc.disk_format };
   }
 
   /**

@@ -3,7 +3,7 @@ export type {
   DetectedFormat, Finding, FormatReport, RandomAccessReader, Verdict, VerdictPolicy,
 } from './types.js';
 export { detectFormat } from './detect.js';
-export { judge } from './judge.js';
+export { emptyImageRefusal, judge } from './judge.js';
 export { BufferReader } from './buffer-reader.js';
 export { CountingReader } from './counting-reader.js';
 export { READ_BUDGET } from './read-context.js';

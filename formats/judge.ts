@@ -27,8 +27,22 @@ function describe(format: DetectedFormat): string {
   return format === 'raw' ? 'not a recognised disk format (raw)' : format;
 }
 
-function no(code: string, message: string, findings: Finding[]): Verdict {
+type Refusal = Extract<Verdict, { ok: false }>;
+
+function no(code: string, message: string, findings: Finding[]): Refusal {
   return { ok: false, code, message, findings };
+}
+
+/**
+ * Whether 0 bytes can be an image declared `declaredDiskFormat`: null when they can (an empty raw
+ * disk is a disk, as Glance has it, and what the glance and openstack CLIs upload from an empty,
+ * non-terminal stdin when no file is named), else the refusal: no other format is 0 bytes long.
+ */
+export function emptyImageRefusal(declaredDiskFormat: string | null, findings: Finding[] = []): Refusal | null {
+  const declared = declaredDiskFormat?.trim().toLowerCase();
+  if (declared !== undefined && DECLARED[declared] === 'raw') return null;
+  return no('empty_image',
+    `The image has no data: the upload (or what it decompressed to) is 0 bytes long${declared ? `, which no ${declaredDiskFormat!.slice(0, 40)} image is` : ''}. Upload the disk image file itself.`, findings);
 }
 
 /**
@@ -39,14 +53,7 @@ function no(code: string, message: string, findings: Finding[]): Verdict {
 export function judge(report: FormatReport, declaredDiskFormat: string | null, policy: VerdictPolicy): Verdict {
   const findings = report.findings;
 
-  if (report.fileSize === 0) {
-    // An empty raw disk is a disk, as Glance has it (and what the glance and openstack CLIs upload
-    // from an empty, non-terminal stdin when no file is named); no other format is 0 bytes long.
-    const declared = declaredDiskFormat?.trim().toLowerCase();
-    if (declared !== undefined && DECLARED[declared] === 'raw') return { ok: true, format: 'raw', virtualSize: 0, findings };
-    return no('empty_image',
-      `The image has no data: the upload (or what it decompressed to) is 0 bytes long${declared ? `, which no ${declaredDiskFormat!.slice(0, 40)} image is` : ''}. Upload the disk image file itself.`, findings);
-  }
+  if (report.fileSize === 0) return emptyImageRefusal(declaredDiskFormat, findings) ?? { ok: true, format: 'raw', virtualSize: 0, findings };
 
   const blocking = findings.find((f) => f.severity === 'refuse' && !waived(f, policy));
   if (blocking) return no(blocking.code, blocking.message, findings);

@@ -1,7 +1,8 @@
 /**
  * Receives an image's bytes (PUT …/file or PUT …/stage): claims the image, streams the body to
- * staging (a blob key) while hashing it, and hands the result to the image service. A body that breaks off
- * or runs over the size limit leaves no staging blob and puts the image back in `queued`.
+ * staging (a blob key) while hashing it, and hands the result to the image service. A body that breaks off,
+ * runs over the size limit or is empty where the disk format has a header leaves no staging blob and
+ * puts the image back in `queued`.
  */
 import { ingestedBytes } from '../infra/telemetry/metrics.js';
 import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
@@ -12,6 +13,7 @@ import type { ImageDoc } from '../schemas/image.js';
 import { BlobStoreUnavailableError, type BlobStore } from '../core/ports.js';
 import { expectedDigests, mergeDigests, type ExpectedDigests } from './digest-fields.js';
 import { SizeLimitError, SourceIdleError, type HashPool, type HashedFile } from './hashing/index.js';
+import { emptyImageRefusal } from '../formats/index.js';
 
 export interface UploadRequest {
   body: NodeJS.ReadableStream;
@@ -77,6 +79,11 @@ export async function receiveUpload(
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
+    // No bytes for a format with a header: nothing to inspect, so the request is refused as it
+    // stands and the image stays queued for the real upload (Glance puts it back too). The glance
+    // and openstack CLIs send an empty stdin when a script creates an image without a file.
+    const empty = blob.size === 0 ? emptyImageRefusal(ticket.diskFormat) : null;
+    if (empty) throw badRequest('empty_image', `${empty.message} Nothing was kept; the image is back in queued.`);
     if (request.trailers) claimed = mergeDigests(claimed, expectedDigests(request.trailers()));
   } catch (error) {
     const storageFull = isStorageFull(error);

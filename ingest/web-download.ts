@@ -8,7 +8,7 @@
  * the normal pipeline runs (importing → active). A failed download kills the image with
  * `pir_failure = {stage: 'import', code, message}`.
  */
-import type { StoreTargets } from '../core/image-service.js';
+import type { StoreTargets, UploadTicket } from '../core/image-service.js';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import { PirError, badRequest } from '../core/errors.js';
@@ -62,7 +62,7 @@ export class WebDownloads {
     await Promise.allSettled([...this.running]);
   }
 
-  private async download(caller: Caller, imageId: string, project: string | null, ticket: { run: number; stagingKey: string }, uri: string): Promise<void> {
+  private async download(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<void> {
     const { images, quotas, upload, log } = this.deps;
     const started = Date.now();
     try {

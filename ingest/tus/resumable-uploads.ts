@@ -9,9 +9,10 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
-import { isStorageFull, insufficientStorage } from '../../core/errors.js';
+import { badRequest, isStorageFull, insufficientStorage } from '../../core/errors.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
+import { emptyImageRefusal } from '../../formats/index.js';
 import { STORAGE_FULL_MESSAGE, tooLarge, type IngestDeps } from '../receive-upload.js';
 import type { UploadDigests } from './digests.js';
 import type { TusChecksumAlgorithm } from './protocol.js';
@@ -67,6 +68,12 @@ export class ResumableUploads {
       expires_at: new Date(Date.now() + this.deps.expirySeconds * 1000).toISOString(),
     };
     const ticket = await images.beginResumableUpload(caller, imageId, resumable);
+    // Nothing will come for a format with a header: refused now, the image stays queued (as PUT …/file).
+    const empty = length === 0 ? emptyImageRefusal(ticket.diskFormat) : null;
+    if (empty) {
+      await this.abandon(imageId, ticket.run, empty.message);
+      throw badRequest('empty_image', `${empty.message} Nothing was kept; the image is back in queued.`);
+    }
     try {
       await quotas.reserveFlight(project, imageId, length);
       await staging.create(imageId, ticket.run, length);
@@ -77,7 +84,7 @@ export class ResumableUploads {
     }
     const digests = await staging.newDigests();
     this.digests.set(`${imageId}.${ticket.run}`, digests);
-    // A zero-length upload is complete at once (the pipeline then refuses the empty image).
+    // A zero-length upload (an empty raw disk) is complete at once.
     const completed = length === 0 ? await this.complete(caller, imageId, ticket.run, digests, 0) : undefined;
     return { id: resumable.id, expires_at: resumable.expires_at, ...(completed ? { completed } : {}) };
   }

@@ -111,7 +111,7 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     );
   });
 
-  it('takes what image-create without --file uploads from an empty, non-terminal stdin: an empty raw disk, as Glance does', async () => {
+  it('takes what image-create without --file uploads from an empty, non-terminal stdin: an empty raw disk, as Glance does; a qcow2 waits for image-upload', async () => {
     // Scripts, cron jobs and CI run the CLI with such a stdin; it then uploads what stdin holds (nothing).
     const createFromEmptyStdin = (name: string, diskFormat: string) => run('bash', ['-c', 'exec glance "$@" </dev/null', 'glance',
       '--os-image-url', apiUrl, '--os-auth-token', TOKEN, 'image-create', '--name', name, '--disk-format', diskFormat, '--container-format', 'bare'],
@@ -121,9 +121,19 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     assert.equal(field(shown, 'status'), 'active');
     assert.equal(field(shown, 'size'), '0');
     assert.equal(field(shown, 'checksum'), 'd41d8cd98f00b204e9800998ecf8427e');
-    // Declared as a format with a header, nothing is refused with the reason.
-    await assert.rejects(createFromEmptyStdin('cli-empty-qcow2', 'qcow2'),
-      (error: Error & { stderr?: string }) => /0 bytes long, which no qcow2 image is/.test(String(error.stderr)));
+    // Declared as a format with a header, nothing is refused with the reason, and the image stays
+    // queued (as in Glance), so the script's next step, image-upload with the file, works.
+    let refused = '';
+    await assert.rejects(createFromEmptyStdin('cli-empty-qcow2', 'qcow2'), (error: Error & { stdout?: string; stderr?: string }) => {
+      refused = String(error.stdout);
+      return /0 bytes long, which no qcow2 image is/.test(String(error.stderr));
+    });
+    const queued = field(refused, 'id')!;
+    assert.equal(field(await glance('image-show', queued), 'status'), 'queued');
+    const disk = await makeImage(dir, 'qcow2', { size: '8M' });
+    await glance('image-upload', '--file', disk, queued);
+    const uploaded = await glance('image-show', queued);
+    assert.deepEqual([field(uploaded, 'status'), field(uploaded, 'virtual_size')], ['active', String(8 * 1024 * 1024)]);
   });
 
   it('updates metadata with image-update: name, properties, visibility, protected', async () => {

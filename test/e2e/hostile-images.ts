@@ -314,7 +314,9 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string, qcow
   out.push(killed('raw with a corrupted GPT header (bad CRC)', await file('corrupted-gpt.raw', gptBad), 'raw', I, 'gpt_invalid', /GPT/));
 
   // --- zero- and one-byte files declared as something they cannot be (an empty raw disk is a good fixture)
-  out.push(killed('zero-byte file as qcow2', await file('zero-bytes.qcow2', Buffer.alloc(0)), 'qcow2', I, 'empty_image', /0 bytes/));
+  // A zero-byte upload declared qcow2 is refused by the upload itself (the image stays queued:
+  // test/unit/api/image-data.test.ts); a gzip of nothing is not empty, and what it unpacks to is.
+  out.push(killed('gzip of 0 bytes as qcow2', await file('zero-bytes.qcow2.gz', zlib.gzipSync(Buffer.alloc(0))), 'qcow2', I, 'empty_image', /0 bytes/, 'compressed'));
   out.push(killed('1000-byte file as raw (not whole sectors)', await file('1000-bytes.raw', Buffer.alloc(1000, 0x51)), 'raw', I, 'raw_partial_sector', /1000 bytes long, which is not a whole number of 512-byte sectors/));
   out.push(killed('one-byte file as vmdk', await file('one-byte.vmdk', Buffer.from([0x4b])), 'vmdk', I, 'format_mismatch', /declared as disk_format 'vmdk'/));
 

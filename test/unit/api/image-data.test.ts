@@ -48,6 +48,22 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${id}/file`, Buffer.alloc(10), OCTETS)).statusCode, 409); // already active
   });
 
+  it('refuses an empty body for a format with a header and keeps the image queued for the real upload; an empty raw disk goes active', async () => {
+    // What the glance and openstack CLIs send from an empty, non-terminal stdin (scripts, CI).
+    for (const kind of ['file', 'stage'] as const) {
+      const img = await t.create('a-member', { disk_format: 'qcow2', container_format: 'bare' });
+      const empty = await t.call('a-member', 'PUT', `/v2/images/${img}/${kind}`, Buffer.alloc(0), OCTETS);
+      assert.equal(empty.statusCode, 400, kind);
+      assert.equal(empty.json().error.error_code, 'empty_image');
+      assert.match(empty.json().error.message, /0 bytes long, which no qcow2 image is.*back in queued/);
+      const image = (await t.call('a-member', 'GET', `/v2/images/${img}`)).json();
+      assert.deepEqual({ status: image.status, size: image.size, checksum: image.checksum }, { status: 'queued', size: null, checksum: null }, kind);
+    }
+    const raw = await t.create('a-member', { disk_format: 'raw', container_format: 'bare' });
+    assert.equal((await t.call('a-member', 'PUT', `/v2/images/${raw}/file`, Buffer.alloc(0), OCTETS)).statusCode, 204);
+    assert.deepEqual((({ status, size }) => ({ status, size }))((await t.call('a-member', 'GET', `/v2/images/${raw}`)).json()), { status: 'active', size: 0 });
+  });
+
   it('stages and imports with glance-direct', async () => {
     const img = await t.create('a-member');
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${img}/stage`, Buffer.alloc(4096), OCTETS)).statusCode, 204);

@@ -150,6 +150,17 @@ describe('tus resumable uploads (in process)', () => {
     assert.equal(doc.os_hash_value, sha512(data));
   });
 
+  it('takes Upload-Length 0 as an empty raw disk, and refuses it for a format with a header, the image staying queued', async () => {
+    const raw = await create(0);
+    assert.equal((await settled(t, raw.id)).status, 'active');
+    const qcow2 = await t.create('a-member', { disk_format: 'qcow2', container_format: 'bare' });
+    const refused = await t.call('a-member', 'POST', `/v2/images/${qcow2}/uploads`, undefined, { ...TUS, 'upload-length': '0' });
+    assert.equal(refused.statusCode, 400);
+    assertErrorShape(refused.json(), 400, 'empty_image');
+    assert.match(refused.json().error.message, /0 bytes long, which no qcow2 image is.*back in queued/);
+    assert.equal((await t.d.manifest.get(qcow2))!.status, 'queued');
+  });
+
   it('terminates an upload with DELETE: the image is back in queued, and can be uploaded again', async () => {
     const data = image(128 * 1024, 3);
     const { id, location } = await create(data.length);
