@@ -210,6 +210,8 @@ export class PirClient {
   private async refusalOrError(id: string, response: RawResponse, path: string): Promise<Error> {
     const error = PirApiError.from(response.status, response.body, 'PUT', path);
     if (response.status !== 400 && response.status !== 500) return error;
+    // Refused before the pipeline: the upload brought no data for a format with a header (the image stays queued).
+    if (error.errorCode === 'empty_image') return new ImageRefusedError(id, { stage: 'upload', code: error.errorCode, message: error.message });
     const image = await this.getImage(id).catch(() => null);
     if (image?.status === 'killed' && image.pir_failure) return new ImageRefusedError(id, image.pir_failure);
     return error;
