@@ -87,11 +87,10 @@ async function downloadRate(serve: Serve, id: string, storePid?: number | null):
  * reach together on this machine's cores, from the CPU each spent per GiB: cores ÷ the sum.
  * The loopback limit has two processes and none of the store's work.
  */
-function cpuBound(downloads: DownloadRate[]): string {
-  const sum = (d: DownloadRate) => (d.store ?? 0) + d.cpu + d.client;
-  const store = median(downloads.map((d) => d.store ?? 0));
-  const bound = median(downloads.map((d) => (availableParallelism() / sum(d)) * 1024));
-  return `CPU s/GiB: S3 server ${store.toFixed(2)}, pir serve ${median(downloads.map((d) => d.cpu)).toFixed(2)}, client ${median(downloads.map((d) => d.client)).toFixed(2)}, so at most ${bound.toFixed(0)} MiB/s on ${availableParallelism()} cores`;
+function cpuBound(downloads: DownloadRate[]): { value: number; note: string } {
+  const value = median(downloads.map((d) => (availableParallelism() / ((d.store ?? 0) + d.cpu + d.client)) * 1024));
+  const cpu = (of: (d: DownloadRate) => number) => median(downloads.map(of)).toFixed(2);
+  return { value, note: `CPU s/GiB: S3 server ${cpu((d) => d.store ?? 0)}, pir serve ${cpu((d) => d.cpu)}, client ${cpu((d) => d.client)}, so at most ${value.toFixed(0)} MiB/s on ${availableParallelism()} cores` };
 }
 
 /** Reads a file to its end with 1 MiB reads, discarding (the filesystem store's read limit); MiB/s. */
@@ -152,7 +151,7 @@ async function downloadFigures(label: string, ctx: BenchContext, serve: Serve, i
     note: `rounds ${rates.map((r) => r.toFixed(0)).join(', ')} beside loopback ${loopbacks.map((r) => r.toFixed(0)).join(', ')}; server CPU ${median(cpus).toFixed(2)} s/GiB (${cpus.map((c) => c.toFixed(2)).join(', ')}); load ${loads.map((l) => l.toFixed(1)).join(', ')}`,
   });
   if (source.storePid) {
-    figures.push({ name: `${label}: the download path's CPU bound`, value: median(downloads.map((d) => (availableParallelism() / ((d.store ?? 0) + d.cpu + d.client)) * 1024)), unit: 'MiB/s', limit: median(loopbacks), note: cpuBound(downloads) });
+    figures.push({ name: `${label}: the download path's CPU bound`, unit: 'MiB/s', limit: median(loopbacks), ...cpuBound(downloads) });
   }
   if (source.alternate) {
     const altRates = alternates.map((d) => d.rate);

@@ -58,6 +58,17 @@ export function tooLarge(limit: number): PirError {
   return new PirError('too_large', 'image_too_large', `The image is larger than this PIR accepts (${limit} bytes, PIR_MAX_IMAGE_SIZE). Ask the operator for a higher limit.`);
 }
 
+/**
+ * The refusal of an upload of `size` bytes into the image `ticket` claimed, when it is empty and
+ * the disk format has a header; null otherwise. Nothing to inspect, so the request is refused as
+ * it stands and the caller puts the image back in queued for the real upload (Glance does too):
+ * the glance and openstack CLIs send an empty stdin when a script creates an image without a file.
+ */
+export function emptyUploadRefusal(ticket: UploadTicket, size: number): PirError | null {
+  const refusal = size === 0 ? emptyImageRefusal(ticket.diskFormat) : null;
+  return refusal && badRequest('empty_image', `${refusal.message} Nothing was kept; the image is back in queued.`);
+}
+
 export async function receiveUpload(
   caller: Caller,
   deps: IngestDeps,
@@ -79,11 +90,8 @@ export async function receiveUpload(
     if (request.declaredSize !== null && blob.size !== request.declaredSize) {
       throw badRequest('size_mismatch', `x-openstack-image-size said ${request.declaredSize} bytes but ${blob.size} arrived; send the header with the file's real size, or leave it out.`);
     }
-    // No bytes for a format with a header: nothing to inspect, so the request is refused as it
-    // stands and the image stays queued for the real upload (Glance puts it back too). The glance
-    // and openstack CLIs send an empty stdin when a script creates an image without a file.
-    const empty = blob.size === 0 ? emptyImageRefusal(ticket.diskFormat) : null;
-    if (empty) throw badRequest('empty_image', `${empty.message} Nothing was kept; the image is back in queued.`);
+    const empty = emptyUploadRefusal(ticket, blob.size);
+    if (empty) throw empty;
     if (request.trailers) claimed = mergeDigests(claimed, expectedDigests(request.trailers()));
   } catch (error) {
     const storageFull = isStorageFull(error);

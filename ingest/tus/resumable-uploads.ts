@@ -9,11 +9,10 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
-import { badRequest, isStorageFull, insufficientStorage } from '../../core/errors.js';
+import { isStorageFull, insufficientStorage } from '../../core/errors.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
-import { emptyImageRefusal } from '../../formats/index.js';
-import { STORAGE_FULL_MESSAGE, tooLarge, type IngestDeps } from '../receive-upload.js';
+import { STORAGE_FULL_MESSAGE, emptyUploadRefusal, tooLarge, type IngestDeps } from '../receive-upload.js';
 import type { UploadDigests } from './digests.js';
 import type { TusChecksumAlgorithm } from './protocol.js';
 import type { TusStaging } from './staging.js';
@@ -69,10 +68,10 @@ export class ResumableUploads {
     };
     const ticket = await images.beginResumableUpload(caller, imageId, resumable);
     // Nothing will come for a format with a header: refused now, the image stays queued (as PUT …/file).
-    const empty = length === 0 ? emptyImageRefusal(ticket.diskFormat) : null;
+    const empty = emptyUploadRefusal(ticket, length);
     if (empty) {
       await this.abandon(imageId, ticket.run, empty.message);
-      throw badRequest('empty_image', `${empty.message} Nothing was kept; the image is back in queued.`);
+      throw empty;
     }
     try {
       await quotas.reserveFlight(project, imageId, length);
