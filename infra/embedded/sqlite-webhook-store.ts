@@ -16,12 +16,15 @@ export class SqliteWebhookStore implements WebhookStore {
   private readonly db: Database.Database;
   /** Writes resolve once on disk, one fdatasync for all those made meanwhile (a fan-out's 100 attempts). */
   private readonly commits: WalGroupCommit;
+  /** Read for every event the fan-out sees (core/webhooks/fanout.ts): prepared once. */
+  private readonly enabled: Database.Statement<[], { doc: string }>;
 
   constructor(opts: { path: string }) {
     this.db = new Database(opts.path);
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('journal_mode = WAL');
     this.db.exec(SCHEMA);
+    this.enabled = this.db.prepare('SELECT doc FROM webhook_subscriptions WHERE enabled = 1');
     this.commits = new WalGroupCommit(this.db, opts.path);
   }
 
@@ -43,7 +46,7 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async enabledSubscriptions(): Promise<Subscription[]> {
-    return this.db.prepare<[], { doc: string }>('SELECT doc FROM webhook_subscriptions WHERE enabled = 1').all().map((r) => JSON.parse(r.doc) as Subscription);
+    return this.enabled.all().map((r) => JSON.parse(r.doc) as Subscription);
   }
 
   async replaceSubscription(sub: Subscription): Promise<void> {
