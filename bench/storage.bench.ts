@@ -339,10 +339,11 @@ const bench: Bench = {
         // The S3 server's process (SeaweedFS here), whose CPU per GiB the download figures show.
         const storePid = listenerPid(Number(new URL(services.s3.endpoint).port || 80));
         const raw = async (id: string): Promise<DownloadSourceOf> => {
-          if (!viaNode) return { rawRead: await rawObjectRead(store, id, storePid), storePid };
+          const same = { rawRead: await rawObjectRead(store, id, storePid), storePid };
+          if (!viaNode) return same;
           ctx.log('S3 store: the same 2 GiB into a pir serve reading with PIR_S3_READ_CLIENT=node');
           const other = await timedUpload(viaNode.client, 2 * GiB, data);
-          return { rawRead: await rawObjectRead(store, id, storePid), alternate: { label: 'PIR_S3_READ_CLIENT=node', serve: viaNode, id: other.id }, storePid };
+          return { ...same, alternate: { label: 'PIR_S3_READ_CLIENT=node', serve: viaNode, id: other.id } };
         };
         figures.push(...(await measureStore('S3 store', ctx, s3, data, Math.min(sha512, s3write), 'min(S3 raw write, sha512)', raw)));
       } finally {

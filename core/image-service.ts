@@ -487,7 +487,7 @@ export class ImageService {
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
     });
-    return { run, stagingKey: stagingKey(id, run, 'upload'), diskFormat: doc.disk_format };
+    return uploadTicket(doc, run);
   }
 
   /** Claims the image for a tus upload (same rules as PUT …/file), recording its length and expiry. */
@@ -497,7 +497,7 @@ export class ImageService {
       run = nextRunNumber(draft);
       return entity.beginResumable(draft, run, resumable);
     });
-    return { run, stagingKey: stagingKey(id, run, 'upload'), diskFormat: doc.disk_format };
+    return uploadTicket(doc, run);
   }
 
   /**
@@ -562,7 +562,7 @@ export class ImageService {
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
     });
-    return { run, stagingKey: stagingKey(id, run, 'upload'), diskFormat: doc.disk_format };
+    return uploadTicket(doc, run);
   }
 
   /**
@@ -761,6 +761,11 @@ export class ImageService {
 }
 
 /** The record of an import's target stores; null: the default store alone, as without multi-store. */
+/** The ticket of run `run` claimed on `doc`: where its bytes go, and the format they must be. */
+function uploadTicket(doc: ImageDoc, run: number): UploadTicket {
+  return { run, stagingKey: stagingKey(doc.id, run, 'upload'), diskFormat: doc.disk_format };
+}
+
 function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import'] {
   return targets ? { importing: [...targets.stores], failed: [], must_succeed: targets.must_succeed } : null;
 }
