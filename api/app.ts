@@ -40,6 +40,8 @@ import type { UploadLeases } from '../ingest/tus/upload-leases.js';
 import type { WebhookService } from '../core/webhooks/service.js';
 import type { CatalogService } from '../core/catalog.js';
 import { catalogRoutes } from './routes/catalog.js';
+import type { MetadefService } from '../core/metadefs.js';
+import { metadefRoutes } from './routes/metadefs.js';
 import type { LiveEvents } from '../core/live-events.js';
 import { consoleRoutes } from './routes/console.js';
 import { eventRoutes } from './routes/events.js';
@@ -73,6 +75,8 @@ export interface AppDeps {
   webhooks?: WebhookService;
   /** The catalog extension (galleries, revisions, metafiles); absent: not served. */
   catalog?: CatalogService;
+  /** Glance's metadata definitions catalog (/v2/metadefs); absent: not served. */
+  metadefs?: MetadefService;
   /** Live image events for GET /v2/events; absent: the event stream is not served. */
   live?: LiveEvents;
   /** Multi-store operations (copy-image, DELETE /v2/stores/…); absent: deletes only, no copy-image. */
@@ -171,6 +175,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await shareLinkRoutes(v2, deps.images, deps.publicUrl ?? null);
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
     if (deps.catalog) await catalogRoutes(v2, deps.catalog);
+    if (deps.metadefs) await metadefRoutes(v2, deps.metadefs);
     if (deps.live) await eventRoutes(v2, deps.live);
   });
   return app;

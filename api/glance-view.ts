@@ -54,7 +54,7 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
 }
 
 /** Glance prints timestamps without fractions of a second ("2026-11-22T11:30:00Z"). */
-function stripMillis(iso: string): string {
+export function stripMillis(iso: string): string {
   return iso.replace(/\.\d+Z$/, 'Z');
 }
 

@@ -153,6 +153,13 @@ export const API_ERRORS = {
   gallery_limit: refusal(409, 'The project would have more than 10,000 galleries, or a tree deeper than 32.'),
   bad_revision: refusal(400, 'A revision number or revisions paging parameter is malformed.'),
   revision_not_found: refusal(404, 'No such revision of the image (never written, or older than the retention).'),
+  // metadata definitions (/v2/metadefs, README "Metadata definitions")
+  bad_metadef: refusal(400, 'A metadefs name or parameter is malformed (empty, over 80 characters, a slash or control character; an unknown sort_key; a pattern that is not a regular expression).'),
+  metadef_not_found: refusal(404, 'No such metadata definition namespace, or object, property, tag or resource type association in it (or not visible to the caller).'),
+  metadef_protected: refusal(403, 'The namespace is protected: neither it nor anything in it can be deleted until protected is false.'),
+  metadef_conflict: refusal(409, 'A namespace, or an object, property, tag or resource type association in the namespace, has that name already.'),
+  metadef_limit: refusal(413, 'A namespace would hold more than 1,000 entries of one kind, or more than 2 MiB of definitions.'),
+  metadef_contention: fault(503, 'Too many concurrent writers on one namespace; retry.'),
   // registered locations (README "Registering existing bytes")
   location_refused: refusal(400, 'The location is not s3://bucket/key in a bucket the operator allows (never PIR\'s own) nor an http(s) URL, or is malformed or too long.'),
   location_invalid: refusal(400, "The location's metadata or validation_data is malformed (validation_data: md5 checksum, sha512 os_hash_algo/os_hash_value)."),

@@ -37,6 +37,7 @@ import { readinessChecks } from './telemetry/readiness.js';
 import { openProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
+import { openMetadefs } from './metadefs.js';
 import { openTusLeases } from './tus-leases.js';
 import { checkJobKinds } from '../core/jobs.js';
 import { COPY_IMAGE_KIND, StoreOperations } from '../core/store-operations.js';
@@ -150,6 +151,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   let url: string | null = null;
   let webDownloads: WebDownloads | null = null;
   let stopWatching: () => Promise<void> = async () => {};
+  // Only the API reads and writes metadata definitions.
+  const metadefs = roles.api ? await openMetadefs(config, urls) : null;
   const tus = roles.api ? openTusLeases(urls?.redisUrl ?? null, config.redisPrefix) : null;
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.
@@ -161,7 +164,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     });
     webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress, log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
-      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service,
+      ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service, metadefs: metadefs!.service,
       live, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
     url = await app.listen({ host: config.host, port: config.port });
   }
@@ -186,6 +189,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       await adapters.close();
       await webhooks.close();
       await catalog.close();
+      await metadefs?.close();
       await quotaStore?.close();
       store.close();
       await hashes.close();

@@ -7,7 +7,7 @@
 import { MongoClient, type MongoClientOptions } from 'mongodb';
 import { mongoCommandDuration } from '../telemetry/metrics.js';
 
-export type MongoStoreName = 'manifest' | 'catalog' | 'webhooks' | 'quotas';
+export type MongoStoreName = 'manifest' | 'catalog' | 'webhooks' | 'quotas' | 'metadefs';
 
 export function monitoredClient(url: string, store: MongoStoreName, options: MongoClientOptions = {}): MongoClient {
   const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true }, ...options, monitorCommands: true });

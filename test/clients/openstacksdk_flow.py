@@ -10,6 +10,7 @@ Environment:
   PIR_TOKEN_A           token of project A (role member): owns the images
   PIR_TOKEN_B           token of project B (role member): the image member
   PIR_PROJECT_B         project id of B
+  PIR_TOKEN_ADMIN       an administrator's token (metadata definitions are changed by admins)
   PIR_IMAGE_FILE        the file uploaded and staged (raw disk image)
   PIR_RUN_ID            unique suffix for names, tags and property values
 """
@@ -29,6 +30,8 @@ STEPS = [
     'connect', 'create', 'upload', 'stage', 'import', 'wait', 'list_property', 'list_tag',
     'list_status', 'update', 'tags', 'member_create', 'member_accept', 'member_list',
     'member_delete', 'download', 'delete',
+    # Glance's metadata definitions catalog (README "Metadata definitions")
+    'metadef_create', 'metadef_read', 'metadef_refused', 'metadef_change', 'metadef_delete',
 ]
 
 
@@ -65,6 +68,9 @@ class Flow:
         self.name = f'sdk-{run}'
         self.a = connect(self.endpoint, os.environ['PIR_TOKEN_A'])
         self.b = connect(self.endpoint, os.environ['PIR_TOKEN_B'])
+        self.admin = connect(self.endpoint, os.environ['PIR_TOKEN_ADMIN'])
+        self.public_ns = f'PIR::SDK::Public{run}'
+        self.private_ns = f'PIR::SDK::Private{run}'
         self.ids = {}  # 'uploaded' (PUT file), 'imported' (glance-direct), 'queued' (never gets data)
         self.passed = set()
 
@@ -245,6 +251,79 @@ class Flow:
             except exceptions.NotFoundException:
                 pass
         return f'{len(self.ids)} images deleted; each now 404'
+
+    def step_metadef_create(self):
+        image = self.admin.image
+        for name, visibility in ((self.public_ns, 'public'), (self.private_ns, 'private')):
+            ns = image.create_metadef_namespace(namespace=name, visibility=visibility, display_name=name, description='openstacksdk flow')
+            assert ns.namespace == name and ns.visibility == visibility, f'created {ns.to_dict()}'
+        image.create_metadef_property(self.public_ns, name='cores', title='Cores', type='integer', minimum=1)
+        image.create_metadef_object(self.public_ns, name='Watchdog', description='a watchdog',
+                                    properties={'action': {'title': 'Action', 'type': 'string', 'enum': ['reset', 'none']}}, required=['action'])
+        assoc = image.create_metadef_resource_type_association(self.public_ns, name='OS::Glance::Image', prefix='sdk_')
+        assert assoc.prefix == 'sdk_', f'association {assoc.to_dict()}'
+        return f'{self.public_ns} (a property, an object, an association) and {self.private_ns}'
+
+    def step_metadef_read(self):
+        self.needs('metadef_create')
+        seen = {ns.namespace for ns in self.b.image.metadef_namespaces()}
+        assert self.public_ns in seen, f'B does not list the public namespace: {sorted(seen)}'
+        assert self.private_ns not in seen, 'B lists the admin\'s private namespace'
+        ns = self.b.image.get_metadef_namespace(self.public_ns)
+        assert ns.display_name == self.public_ns, f'shown {ns.to_dict()}'
+        props = [p.name for p in self.b.image.metadef_properties(self.public_ns)]
+        assert props == ['cores'], f'properties {props}'
+        assert self.b.image.get_metadef_property('cores', self.public_ns).minimum == 1
+        objects = [o.name for o in self.b.image.metadef_objects(self.public_ns)]
+        assert objects == ['Watchdog'], f'objects {objects}'
+        assert self.b.image.get_metadef_object('Watchdog', self.public_ns).required == ['action']
+        assocs = [a.name for a in self.b.image.metadef_resource_type_associations(self.public_ns)]
+        assert assocs == ['OS::Glance::Image'], f'associations {assocs}'
+        types = [t.name for t in self.b.image.metadef_resource_types()]
+        assert 'OS::Glance::Image' in types and 'OS::Nova::Flavor' in types, f'resource types {types}'
+        return f'B reads the public namespace and what it holds; {len(types)} resource types'
+
+    def step_metadef_refused(self):
+        self.needs('metadef_create')
+        try:
+            self.b.image.get_metadef_namespace(self.private_ns)
+            raise AssertionError('B reads the admin\'s private namespace')
+        except exceptions.NotFoundException:
+            pass
+        try:
+            self.b.image.create_metadef_namespace(namespace=f'{self.public_ns}B')
+            raise AssertionError('a member created a namespace')
+        except exceptions.ForbiddenException:
+            pass
+        try:
+            self.b.image.delete_metadef_namespace(self.public_ns)
+            raise AssertionError('a member deleted a namespace')
+        except exceptions.ForbiddenException:
+            pass
+        return 'private namespace 404 to B; create and delete 403 to a member'
+
+    def step_metadef_change(self):
+        self.needs('metadef_create')
+        image = self.admin.image
+        image.update_metadef_namespace(self.public_ns, display_name='renamed', visibility='public')
+        shown = image.get_metadef_namespace(self.public_ns)
+        assert shown.display_name == 'renamed', f'after update {shown.to_dict()}'
+        image.update_metadef_property('cores', self.public_ns, name='cores', title='CPU cores', type='integer')
+        assert image.get_metadef_property('cores', self.public_ns).title == 'CPU cores'
+        image.delete_metadef_resource_type_association('OS::Glance::Image', self.public_ns)
+        assert list(image.metadef_resource_type_associations(self.public_ns)) == []
+        image.delete_metadef_object('Watchdog', self.public_ns)
+        image.delete_metadef_property('cores', self.public_ns)
+        assert list(image.metadef_properties(self.public_ns)) == [] and list(image.metadef_objects(self.public_ns)) == []
+        return 'namespace and property updated; association, object and property deleted'
+
+    def step_metadef_delete(self):
+        self.needs('metadef_create')
+        for name in (self.public_ns, self.private_ns):
+            self.admin.image.delete_metadef_namespace(name)
+        left = [ns.namespace for ns in self.admin.image.metadef_namespaces() if ns.namespace.startswith('PIR::SDK::')]
+        assert left == [], f'left after delete: {left}'
+        return 'both namespaces deleted'
 
     def run(self):
         for step in STEPS:

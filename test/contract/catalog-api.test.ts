@@ -1,10 +1,9 @@
 /** The catalog extension's API on the distributed stores (MongoDB wire: FerretDB), as test/unit/api/catalog.test.ts on SQLite. */
 import { test } from 'node:test';
-import { MongoClient } from 'mongodb';
 import { MongoManifestStore } from '../../infra/mongo/mongo-manifest-store.js';
 import { MongoCatalogStore } from '../../infra/mongo/mongo-catalog-store.js';
 import { catalogApiSuite } from '../support/catalog-api-suite.js';
-import { requireServices, services, uniqueName } from '../support/services.js';
+import { dropMongoDatabase, requireServices, services, uniqueName } from '../support/services.js';
 
 test('catalog API on MongoDB (FerretDB)', { timeout: 300_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
@@ -15,13 +14,7 @@ test('catalog API on MongoDB (FerretDB)', { timeout: 300_000 }, async (t) => {
   t.after(async () => {
     await store.close();
     await catalog.close();
-    const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 2000 });
-    try {
-      await client.connect();
-      await client.db(dbName).dropDatabase();
-    } finally {
-      await client.close();
-    }
+    await dropMongoDatabase(dbName);
   });
   await catalogApiSuite(t, store, catalog);
 });

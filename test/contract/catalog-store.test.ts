@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { MongoClient } from 'mongodb';
 import { SqliteCatalogStore } from '../../infra/embedded/sqlite-catalog-store.js';
 import { MongoCatalogStore } from '../../infra/mongo/mongo-catalog-store.js';
-import { requireServices, services, uniqueName } from '../support/services.js';
+import { dropMongoDatabase, requireServices, services, uniqueName } from '../support/services.js';
 import { catalogStoreContract } from './catalog-store.contract.js';
 
 catalogStoreContract('sqlite', () => new SqliteCatalogStore({ path: ':memory:' }));
@@ -17,15 +17,7 @@ catalogStoreContract('mongodb', async () => {
   return store;
 }, {
   services: ['mongodb'],
-  teardown: async () => {
-    const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 2000 });
-    try {
-      await client.connect();
-      await client.db(dbName).dropDatabase();
-    } finally {
-      await client.close();
-    }
-  },
+  teardown: () => dropMongoDatabase(dbName),
 });
 
 /**

@@ -2,10 +2,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MongoClient } from 'mongodb';
 import { SqliteManifestStore } from '../../infra/embedded/sqlite-manifest-store.js';
 import { MongoManifestStore } from '../../infra/mongo/mongo-manifest-store.js';
-import { services, uniqueName } from '../support/services.js';
+import { dropMongoDatabase, services, uniqueName } from '../support/services.js';
 import { manifestStoreContract } from './manifest-store.contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pir-contract-sqlite-'));
@@ -41,13 +40,5 @@ manifestStoreContract('mongodb', () => {
 }, {
   services: ['mongodb'],
   openSibling: (store) => new MongoManifestStore({ url: services.mongodbUrl, dbName, collection: collections.get(store)! }),
-  teardown: async () => {
-    const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 2000 });
-    try {
-      await client.connect();
-      await client.db(dbName).dropDatabase();
-    } finally {
-      await client.close();
-    }
-  },
+  teardown: () => dropMongoDatabase(dbName),
 });

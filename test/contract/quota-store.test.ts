@@ -12,7 +12,7 @@ import { MongoClient } from 'mongodb';
 import type { QuotaStore } from '../../core/quota.js';
 import { SqliteQuotaStore } from '../../infra/embedded/sqlite-quota-store.js';
 import { MongoQuotaStore } from '../../infra/mongo/mongo-quota-store.js';
-import { requireServices, services, uniqueName, type ServiceName } from '../support/services.js';
+import { dropMongoDatabase, requireServices, services, uniqueName, type ServiceName } from '../support/services.js';
 
 const MiB = 1024 * 1024;
 
@@ -89,15 +89,7 @@ quotaStoreContract('mongodb', async () => {
   return store;
 }, {
   services: ['mongodb'],
-  teardown: async () => {
-    const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 2000 });
-    try {
-      await client.connect();
-      await client.db(dbName).dropDatabase();
-    } finally {
-      await client.close();
-    }
-  },
+  teardown: () => dropMongoDatabase(dbName),
 });
 
 test('Mongo quota store: the newest entry is found from a stale hint, and after the hinted entry was pruned', { timeout: 60_000 }, async (t) => {

@@ -109,6 +109,34 @@ describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker
     for (const p of snapshot.processes) assert.ok(pids.has(p.pid), `pid ${p.pid} is one of this test's processes`);
   });
 
+  it('metadata definitions written through one api are read and changed through another (their MongoDB-wire store is shared)', async () => {
+    const port = await freePort();
+    const second = await startPirProcess('api', { ...env, PIR_DATA_DIR: privateDir('api-metadefs'), PIR_PORT: String(port) }, logDir, 'api-metadefs');
+    try {
+      const call = async (base: string, method: string, path: string, body?: unknown) => {
+        const res = await fetch(`${base}${path}`, { method, headers: { 'x-auth-token': TOKEN, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+        return { status: res.status, body: res.status === 204 ? null : await res.json() };
+      };
+      const one = client.baseUrl;
+      const two = `http://127.0.0.1:${port}`;
+      const ns = `PIR::${run}`;
+      const nsPath = `/v2/metadefs/namespaces/${encodeURIComponent(ns)}`;
+      assert.equal((await call(one, 'POST', '/v2/metadefs/namespaces', { namespace: ns, visibility: 'public', properties: { p: { title: 'P', type: 'string' } } })).status, 201);
+      assert.deepEqual(Object.keys((await call(two, 'GET', nsPath)).body.properties), ['p']);
+      assert.equal((await call(one, 'POST', '/v2/metadefs/namespaces', { namespace: ns })).status, 409, 'the name is taken for every api');
+      // Concurrent tags through both apis: each is kept (compare-and-set on the shared store).
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => call(i % 2 ? one : two, 'POST', `${nsPath}/tags/t${i}`)));
+      assert.deepEqual(answers.map((a) => a.status), Array(8).fill(201));
+      assert.equal((await call(one, 'GET', `${nsPath}/tags`)).body.tags.length, 8);
+      assert.equal((await call(two, 'PUT', nsPath, { namespace: `${ns}2`, visibility: 'public' })).status, 200);
+      assert.equal((await call(one, 'GET', nsPath)).status, 404, 'renamed for the other api too');
+      assert.equal((await call(one, 'DELETE', `/v2/metadefs/namespaces/${encodeURIComponent(`${ns}2`)}`)).status, 204);
+      assert.equal((await call(two, 'GET', `/v2/metadefs/namespaces/${encodeURIComponent(`${ns}2`)}`)).status, 404);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('finishes an image after the worker running its stage is killed with SIGKILL', async () => {
     const gz = makeSlowGzip(dir);
     const image = await client.createImage({ name: 'victim', disk_format: 'raw', container_format: 'compressed' });

@@ -2,7 +2,7 @@
  * The real `glance` CLI (Debian's python3-glanceclient) against `pir serve`: create with a
  * file, create via glance-direct import, show, list, download, delete, a refused image, and
  * the metadata calls: image-update, tags, protected, deactivate/reactivate, members between
- * two projects (tokens from PIR_TOKENS_FILE), tasks, and webhooks: `glance image-update
+ * two projects (tokens from PIR_TOKENS_FILE), tasks, the metadata definitions (md-*), and webhooks: `glance image-update
  * --visibility public` reaching other projects' matching subscriptions (issue 8 point 6).
  */
 import assert from 'node:assert/strict';
@@ -210,6 +210,59 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     await assert.rejects(glanceAs(ALICE, 'image-download', '--file', join(dir, 'deact.raw'), id), (e: Error & { stderr?: string }) => /403|forbidden|deactivated/i.test(String(e.stderr)));
     await glance('image-reactivate', id);
     await glanceAs(ALICE, 'image-download', '--file', join(dir, 'deact.raw'), id);
+  });
+
+  it('manages metadata definitions with md-*: import, show with a resource type prefix, properties, objects, tags, associations, protected namespaces; a member reads public ones only and changes none', async () => {
+    const file = join(dir, 'namespace.json');
+    await writeFile(file, JSON.stringify({
+      namespace: 'PIR::CLI::Compute', display_name: 'Compute options', description: 'Written for the glance CLI test.',
+      visibility: 'public', protected: true,
+      resource_type_associations: [{ name: 'OS::Glance::Image', prefix: 'hw_' }, { name: 'OS::Nova::Flavor', prefix: 'hw:' }],
+      properties: { cpu_policy: { title: 'CPU policy', type: 'string', enum: ['shared', 'dedicated'] } },
+      objects: [{ name: 'Watchdog', required: ['action'], properties: { action: { title: 'Action', type: 'string', enum: ['reset', 'none'] } } }],
+      tags: [{ name: 'compute' }],
+    }));
+    const ns = 'PIR::CLI::Compute';
+    await glance('md-namespace-import', '--file', file);
+    const shown = await glance('md-namespace-show', ns, '--resource-type', 'OS::Nova::Flavor');
+    assert.equal(field(shown, 'properties'), '["hw:cpu_policy"]');
+    assert.equal(field(shown, 'visibility'), 'public');
+    assert.match(await glance('md-namespace-list'), /PIR::CLI::Compute/);
+
+    await glance('md-property-create', ns, '--name', 'cores', '--title', 'Cores', '--schema', '{"type": "integer", "minimum": 1}');
+    assert.equal(field(await glance('md-property-update', ns, 'cores', '--title', 'CPU cores'), 'title'), 'CPU cores');
+    assert.equal(field(await glance('md-property-show', ns, 'cores'), 'minimum'), '1');
+    assert.match(await glance('md-property-list', ns), /cores\s*\|\s*CPU cores/);
+    await glance('md-object-create', ns, '--name', 'Serial', '--schema', '{"description": "serial ports", "properties": {"count": {"title": "Count", "type": "integer"}}}');
+    assert.equal(field(await glance('md-object-property-show', ns, 'Serial', 'count'), 'type'), 'integer');
+    assert.match(await glance('md-object-list', ns), /Watchdog/);
+    await glance('md-tag-create', ns, '--name', 'fast');
+    await glance('md-tag-update', ns, 'fast', '--name', 'faster');
+    assert.equal(field(await glance('md-tag-show', ns, 'faster'), 'name'), 'faster');
+    await glance('md-tag-create-multiple', ns, '--names', 'x,y');
+    assert.deepEqual((await glance('md-tag-list', ns)).match(/^\| (\w+)\s+\|$/gm)?.map((row) => row.replace(/[| ]/g, '')).filter((name) => name !== 'name').sort(), ['x', 'y'], 'create-multiple without --append replaces the tags');
+    await glance('md-resource-type-associate', ns, '--name', 'OS::Cinder::Volume', '--prefix', 'vol_');
+    assert.match(await glance('md-namespace-resource-type-list', ns), /OS::Cinder::Volume\s*\|\s*vol_/);
+    assert.match(await glance('md-resource-type-list'), /OS::Nova::Aggregate/);
+
+    // A member of another project reads the public namespace and changes nothing.
+    assert.match(await glanceAs(ALICE, 'md-namespace-show', ns), /PIR::CLI::Compute/);
+    await assert.rejects(glanceAs(ALICE, 'md-namespace-create', 'PIR::CLI::Mine'), (error: Error & { stderr?: string }) => /403|administrators/.test(String(error.stderr)));
+    await glance('md-namespace-create', 'PIR::CLI::Private', '--visibility', 'private');
+    await assert.rejects(glanceAs(ALICE, 'md-namespace-show', 'PIR::CLI::Private'), (error: Error & { stderr?: string }) => /404|not found/i.test(String(error.stderr)));
+    assert.doesNotMatch(await glanceAs(ALICE, 'md-namespace-list'), /PIR::CLI::Private/);
+
+    // Protected: nothing in it is deleted until it is unprotected.
+    await assert.rejects(glance('md-namespace-delete', ns), (error: Error & { stderr?: string }) => /protected/.test(String(error.stderr)));
+    await assert.rejects(glance('md-property-delete', ns, 'cores'), (error: Error & { stderr?: string }) => /protected/.test(String(error.stderr)));
+    await glance('md-namespace-update', ns, '--protected', 'False');
+    await glance('md-property-delete', ns, 'cores');
+    await glance('md-object-delete', ns, 'Serial');
+    await glance('md-tag-delete', ns, 'x');
+    await glance('md-resource-type-deassociate', ns, 'OS::Cinder::Volume');
+    await glance('md-namespace-delete', ns);
+    await glance('md-namespace-delete', 'PIR::CLI::Private');
+    assert.doesNotMatch(await glance('md-namespace-list'), /PIR::CLI::/);
   });
 
   it('lists and shows tasks', async () => {

@@ -203,8 +203,9 @@ export async function makeRawImage(path: string, bytes = 2 << 20): Promise<void>
 /**
  * One suite per client: `pir serve` with projects A and B from a tokens file, the driver run once
  * against it, then one test per step, so the report names exactly the step that failed and why.
+ * `extraSteps`: the steps a driver reports beyond FLOW_STEPS (what only that client offers).
  */
-export function clientFlowSuite(label: string, client: InstalledClient, invocation: (client: InstalledClient) => { command: string; args: string[] }): void {
+export function clientFlowSuite(label: string, client: InstalledClient, invocation: (client: InstalledClient) => { command: string; args: string[] }, extraSteps: readonly string[] = []): void {
   describe(`${label} against pir serve with two projects`, { skip: skipUnlessInstalled(client) }, () => {
     let dir: string | undefined;
     let tenant: TenantPir | undefined;
@@ -225,6 +226,7 @@ export function clientFlowSuite(label: string, client: InstalledClient, invocati
         PIR_TOKEN_A: ids.A.token,
         PIR_TOKEN_B: ids.B.token,
         PIR_PROJECT_B: ids.B.project_id,
+        PIR_TOKEN_ADMIN: ids.admin.token,
         PIR_IMAGE_FILE: file,
         PIR_RUN_ID: randomBytes(4).toString('hex'),
       });
@@ -238,6 +240,6 @@ export function clientFlowSuite(label: string, client: InstalledClient, invocati
     it('identity: the project tokens of PIR_TOKENS_FILE authenticate', () => {
       assert.deepEqual(refused, [], `tokens refused — PIR_TOKENS_FILE not honoured?\n${refused.join('\n')}`);
     });
-    for (const step of FLOW_STEPS) it(step, () => assertStep(run, step));
+    for (const step of [...FLOW_STEPS, ...extraSteps]) it(step, () => assertStep(run, step));
   });
 }

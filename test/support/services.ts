@@ -3,6 +3,7 @@
  * defaults of infra/local/services.sh) and a guard that skips a test visibly when a service is
  * not running, or fails it when CI is set.
  */
+import { MongoClient } from 'mongodb';
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
 
@@ -131,4 +132,15 @@ export function distributedS3Env(run: string, s3Prefix: string): Record<string, 
     PIR_S3_FORCE_PATH_STYLE: 'true',
     PIR_S3_PREFIX: s3Prefix,
   };
+}
+
+/** Drops a test's MongoDB database (its teardown), whatever state the test left it in. */
+export async function dropMongoDatabase(dbName: string): Promise<void> {
+  const client = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 2000 });
+  try {
+    await client.connect();
+    await client.db(dbName).dropDatabase();
+  } finally {
+    await client.close();
+  }
 }

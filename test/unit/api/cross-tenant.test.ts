@@ -389,3 +389,92 @@ describe('cross-tenant matrix through gallery sharing', () => {
     });
   }
 });
+
+/**
+ * The same matrix for the metadata definitions API (/v2/metadefs, README "Metadata
+ * definitions"): a namespace project A owns, private or public, holding one of everything.
+ * Glance's defaults: a public namespace is read by all, a private one by A's readers; every
+ * change is for administrators; what a caller may not read answers 404.
+ */
+type NsKind = 'private' | 'public';
+const NS_KINDS: NsKind[] = ['private', 'public'];
+const seesNs = (k: Token, kind: NsKind) => isAdmin(k) || ofA(k) || kind === 'public';
+const nsWrite = (k: Token, kind: NsKind, ok: number) => (!seesNs(k, kind) ? 404 : isAdmin(k) ? ok : 403);
+interface NsEndpoint { name: string; mutates?: boolean; run(t: TestApp, k: Token, ns: string): Promise<number>; expect(k: Token, kind: NsKind): number }
+const mdUrl = (ns: string, rest = '') => `/v2/metadefs/namespaces/${encodeURIComponent(ns)}${rest}`;
+const PROP = { name: 'p2', title: 'P2', type: 'string' };
+
+const NS_ENDPOINTS: NsEndpoint[] = [
+  { name: 'GET namespace', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET namespace list', run: async (t, k, ns) => { const r = await t.call(k, 'GET', '/v2/metadefs/namespaces?limit=1000'); return r.statusCode === 200 ? (r.json().namespaces.some((n: { namespace: string }) => n.namespace === ns) ? 1 : 0) : r.statusCode; }, expect: (k, kind) => (seesNs(k, kind) ? 1 : 0) },
+  { name: 'GET resource type associations', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/resource_types'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET properties', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/properties'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET property', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/properties/p1'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET objects', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/objects'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET object', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/objects/o1'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET tags', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/tags'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'GET tag', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/tags/t1'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
+  { name: 'PUT namespace', mutates: true, run: async (t, k, ns) => (await t.call(k, 'PUT', mdUrl(ns), { namespace: ns, owner: 'A', visibility: 'private' })).statusCode, expect: (k, kind) => nsWrite(k, kind, 200) },
+  { name: 'DELETE namespace', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'POST resource type association', mutates: true, run: async (t, k, ns) => (await t.call(k, 'POST', mdUrl(ns, '/resource_types'), { name: 'OS::Cinder::Volume' })).statusCode, expect: (k, kind) => nsWrite(k, kind, 201) },
+  { name: 'DELETE resource type association', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/resource_types/OS::Glance::Image'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'POST property', mutates: true, run: async (t, k, ns) => (await t.call(k, 'POST', mdUrl(ns, '/properties'), PROP)).statusCode, expect: (k, kind) => nsWrite(k, kind, 201) },
+  { name: 'PUT property', mutates: true, run: async (t, k, ns) => (await t.call(k, 'PUT', mdUrl(ns, '/properties/p1'), { ...PROP, name: 'p1' })).statusCode, expect: (k, kind) => nsWrite(k, kind, 200) },
+  { name: 'DELETE property', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/properties/p1'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'DELETE all properties', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/properties'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'POST object', mutates: true, run: async (t, k, ns) => (await t.call(k, 'POST', mdUrl(ns, '/objects'), { name: 'o2' })).statusCode, expect: (k, kind) => nsWrite(k, kind, 201) },
+  { name: 'PUT object', mutates: true, run: async (t, k, ns) => (await t.call(k, 'PUT', mdUrl(ns, '/objects/o1'), { name: 'o1', description: 'x' })).statusCode, expect: (k, kind) => nsWrite(k, kind, 200) },
+  { name: 'DELETE object', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/objects/o1'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'DELETE all objects', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/objects'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'POST tag', mutates: true, run: async (t, k, ns) => (await t.call(k, 'POST', mdUrl(ns, '/tags/t2'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 201) },
+  { name: 'POST tags', mutates: true, run: async (t, k, ns) => (await t.call(k, 'POST', mdUrl(ns, '/tags'), { tags: [{ name: 't3' }] })).statusCode, expect: (k, kind) => nsWrite(k, kind, 201) },
+  { name: 'PUT tag', mutates: true, run: async (t, k, ns) => (await t.call(k, 'PUT', mdUrl(ns, '/tags/t1'), { name: 't9' })).statusCode, expect: (k, kind) => nsWrite(k, kind, 200) },
+  { name: 'DELETE tag', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/tags/t1'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+  { name: 'DELETE all tags', mutates: true, run: async (t, k, ns) => (await t.call(k, 'DELETE', mdUrl(ns, '/tags'))).statusCode, expect: (k, kind) => nsWrite(k, kind, 204) },
+];
+
+describe('cross-tenant matrix of the metadata definitions API', () => {
+  let t: TestApp;
+  const shared = new Map<NsKind, string>();
+  let n = 0;
+  before(async () => { t = await testApp(); });
+  after(async () => { await t.close(); });
+
+  async function namespace(kind: NsKind): Promise<string> {
+    const name = `PIR::Matrix::${kind}${++n}`;
+    const res = await t.call('admin', 'POST', '/v2/metadefs/namespaces', {
+      namespace: name, owner: 'A', visibility: kind,
+      resource_type_associations: [{ name: 'OS::Glance::Image', prefix: 'm_' }],
+      properties: { p1: { title: 'P1', type: 'string' } }, objects: [{ name: 'o1' }], tags: [{ name: 't1' }],
+    });
+    assert.equal(res.statusCode, 201, res.body);
+    return name;
+  }
+
+  for (const endpoint of NS_ENDPOINTS) {
+    it(endpoint.name, async () => {
+      const failures: string[] = [];
+      for (const kind of NS_KINDS) {
+        for (const token of TOKENS) {
+          let ns = shared.get(kind);
+          if (endpoint.mutates || !ns) {
+            ns = await namespace(kind);
+            if (!endpoint.mutates) shared.set(kind, ns);
+          }
+          const got = await endpoint.run(t, token, ns);
+          const want = endpoint.expect(token, kind);
+          if (got !== want) failures.push(`${token} on ${kind}: got ${got}, want ${want}`);
+        }
+      }
+      assert.deepEqual(failures, []);
+    });
+  }
+
+  it('lets administrators alone create namespaces; lets every caller list resource types', async () => {
+    for (const token of TOKENS) {
+      const res = await t.call(token, 'POST', '/v2/metadefs/namespaces', { namespace: `PIR::Create::${token}` });
+      assert.equal(res.statusCode, isAdmin(token) ? 201 : 403, `${token}: ${res.body}`);
+      assert.equal((await t.call(token, 'GET', '/v2/metadefs/resource_types')).statusCode, 200, token);
+    }
+  });
+});

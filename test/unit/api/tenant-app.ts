@@ -34,6 +34,8 @@ import { webhookUrlCheck } from '../../../infra/webhooks.js';
 import { randomBytes } from 'node:crypto';
 import { CatalogService } from '../../../core/catalog.js';
 import { SqliteCatalogStore } from '../../../infra/embedded/sqlite-catalog-store.js';
+import { MetadefService } from '../../../core/metadefs.js';
+import { SqliteMetadefStore } from '../../../infra/embedded/sqlite-metadef-store.js';
 
 /** Token → caller. Projects A and B with each role, a third project C, and an admin. */
 export const CALLERS: Record<string, Caller> = {
@@ -110,8 +112,10 @@ export async function testApp(): Promise<TestApp> {
   };
   await new WebhookFanout(webhookStore, d.manifest, queue, kind, silent, imageView, queueOnly, grantsOf).start(d.bus, 4);
   const live = new LiveEvents((id) => d.manifest.get(id), grantsOf);
+  const metadefStore = new SqliteMetadefStore({ path: ':memory:' });
+  const metadefs = new MetadefService(metadefStore);
   const stopLive = await d.bus.watch(async (e) => live.publish(e));
-  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, locations, authenticator, webhooks, catalog, live });
+  const app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, log: (process.env.PIR_TEST_APP_LOG ? pino({ level: "error" }) : silent), upload, quotas, webDownloads, locations, authenticator, webhooks, catalog, live, metadefs });
   const call: TestApp['call'] = (token, method, url, body, headers = {}) => app.inject({
     method: method as 'GET', url,
     headers: { 'x-auth-token': token, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
@@ -140,6 +144,7 @@ export async function testApp(): Promise<TestApp> {
       await d.close();
       await webhookStore.close();
       await catalogStore.close();
+      await metadefStore.close();
     },
   };
 }
