@@ -81,7 +81,7 @@ export const API_ERRORS = {
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
   image_deleted: refusal(410, 'The image was deleted while it was being imported.'),
   // stores (Glance multi-store)
-  unknown_store: refusal(400, 'X-Image-Meta-Store or the import body names a store that is not configured (GET /v2/info/stores).'),
+  unknown_store: refusal(400, 'X-Image-Meta-Store, the import body or GET …/file?prefer= names a store that is not configured (GET /v2/info/stores), or ?prefer= is used without multi-store.'),
   bad_stores: refusal(400, 'all_stores is given together with stores or X-Image-Meta-Store, or stores is empty.'),
   store_not_found: refusal(404, 'The store in the URL path is not configured.'),
   image_not_in_store: refusal(404, 'The image has no copy in that store.'),

@@ -18,9 +18,16 @@ export function copiesOf(doc: ImageDoc, defaultStore: string): StoredCopy[] {
   return [{ store: defaultStore, key: storedKeyOf(doc), at: doc.updated_at }];
 }
 
-/** The copies in reading order: the default store's first (local and cheapest), then as recorded. */
-export function readingOrder(copies: StoredCopy[], defaultStore: string): StoredCopy[] {
-  return [...copies.filter((c) => c.store === defaultStore), ...copies.filter((c) => c.store !== defaultStore)];
+/**
+ * The copies in reading order: those in the `preferred` stores first, in the order given (Glance's
+ * GET …/file?prefer=), then the default store's (local and cheapest), then as recorded.
+ */
+export function readingOrder(copies: StoredCopy[], defaultStore: string, preferred: readonly string[] = []): StoredCopy[] {
+  const rank = (c: StoredCopy) => {
+    const at = preferred.indexOf(c.store);
+    return at >= 0 ? at : c.store === defaultStore ? preferred.length : preferred.length + 1;
+  };
+  return [...copies].sort((a, b) => rank(a) - rank(b)); // stable: equal ranks keep the recorded order
 }
 
 /** The key an image's copy gets in a store other than the staging one. */

@@ -1,7 +1,7 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
 import { countServed } from '../../infra/telemetry/served-bytes.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errorSpec } from '../../core/error-catalog.js';
+import { errorSpec, fail } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
@@ -77,7 +77,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
       if (doc.checksum) reply.header('Content-MD5', doc.checksum);
       return reply.code(200).send();
     }
-    return sendStoredBytes(request, reply, deps.images.stores, doc);
+    return sendStoredBytes(request, reply, deps.images.stores, doc, preferredStores(request, deps.images.stores));
   };
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
@@ -118,7 +118,7 @@ function headerInt(request: FastifyRequest, name: string): number | null {
  * answer (as Glance), and Repr-Digest (RFC 9530: the sha512 of the whole image, valid on a
  * partial answer too). Shared by GET …/file and share links.
  */
-export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, stores: StoreRegistry, doc: ImageDoc) {
+export async function sendStoredBytes(request: FastifyRequest, reply: FastifyReply, stores: StoreRegistry, doc: ImageDoc, preferred: readonly string[] = []) {
   const id = doc.id;
   // The store failing (an object store down, a blob gone) is a 503 for the client, logged for the operator.
   const unavailable = (detail: { err?: unknown; stored?: number; expected?: number | null }) => {
@@ -135,7 +135,7 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
     request.log.error({ image_id: id, ...detail }, 'stored bytes missing, wrong size or unreadable');
     return new PirError('unavailable', 'data_unavailable', `Image ${id}'s data is not available right now; the operator has been told.`);
   };
-  const source = await readableCopy(request, stores, doc);
+  const source = await readableCopy(request, stores, doc, preferred);
   if ('failure' in source) throw unavailable({ err: source.failure.err, stored: source.failure.stored, expected: doc.size });
   const { blobs, key } = source;
   const size = doc.size!;
@@ -158,13 +158,30 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
 }
 
 /**
- * The first copy of the image that its store answers for with the right size: the default
- * store's first, then the others (a store down or missing the blob is logged and skipped).
+ * Glance's `?prefer=store1,store2` (multi-store): the stores to read the image from first, if
+ * they hold it; 400 for a store that is not configured, or when there is one store only.
  */
-async function readableCopy(request: FastifyRequest, stores: StoreRegistry, doc: ImageDoc): Promise<{ blobs: BlobStore; key: string } | { failure: { err?: unknown; stored?: number } }> {
+function preferredStores(request: FastifyRequest, stores: StoreRegistry): string[] {
+  const prefer = (request.query as Record<string, unknown> | undefined)?.prefer;
+  if (prefer === undefined || prefer === '') return [];
+  if (typeof prefer !== 'string') throw fail('unknown_store', 'Give prefer once, as a comma-separated list of store ids.');
+  if (!stores.multi) throw fail('unknown_store', 'Store selection for download (prefer) needs several stores (PIR_STORES); this PIR has one.');
+  const ids = prefer.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  for (const id of ids) {
+    if (!stores.has(id)) throw fail('unknown_store', `Store '${id.slice(0, 64)}' is not configured; GET /v2/info/stores lists them.`);
+  }
+  return ids;
+}
+
+/**
+ * The first copy of the image that its store answers for with the right size: the preferred
+ * stores' first, then the default store's, then the others (a store down or missing the blob
+ * is logged and skipped).
+ */
+async function readableCopy(request: FastifyRequest, stores: StoreRegistry, doc: ImageDoc, preferred: readonly string[]): Promise<{ blobs: BlobStore; key: string } | { failure: { err?: unknown; stored?: number } }> {
   // The last store's failure is what the client hears (a registered location's own error included).
   let failure: { err?: unknown; stored?: number } = {};
-  for (const copy of readingOrder(copiesOf(doc, stores.defaultId), stores.defaultId)) {
+  for (const copy of readingOrder(copiesOf(doc, stores.defaultId), stores.defaultId, preferred)) {
     if (!stores.has(copy.store)) continue;
     const blobs = stores.get(copy.store);
     try {

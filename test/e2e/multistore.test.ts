@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
@@ -231,6 +231,16 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal(image.os_glance_failed_import, '');
       assert.equal(await s3Sha512(id), sha512);
       assert.deepEqual(await readFile(join(dir, 'spare', 'images', id)), bytes);
+      // ?prefer= (Glance 2026.1): the preferred store is read first. With spare's copy cut short, the
+      // download still succeeds from the next store, and PIR logs that it tried spare first.
+      assert.equal((await fetch(`${pir.url}/v2/images/${id}/file?prefer=nope`, { headers: { 'x-auth-token': ids.A.token } })).status, 400);
+      await truncate(join(dir, 'spare', 'images', id), 512);
+      const preferred = await fetch(`${pir.url}/v2/images/${id}/file?prefer=spare,s3`, { headers: { 'x-auth-token': ids.A.token } });
+      assert.equal(preferred.status, 200);
+      assert.equal(createHash('sha512').update(Buffer.from(await preferred.arrayBuffer())).digest('hex'), sha512);
+      const triedSpare = () => pir.processes.some((p) => p.output().split('\n').some((line) => line.includes(id) && line.includes('"store":"spare"') && line.includes('wrong size')));
+      await waitFor(async () => triedSpare(), 5_000, 'PIR to log that it read spare first');
+      await writeFile(join(dir, 'spare', 'images', id), bytes);
       const again = await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3'] });
       assert.equal(again.status, 409);
       assert.match(JSON.stringify(again.body), /already_in_stores/);

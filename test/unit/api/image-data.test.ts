@@ -30,6 +30,13 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     assert.equal(bad.json().error.error_code, 'bad_range');
   });
 
+  it('refuses ?prefer= with one store (Glance: store selection needs multiple backends), and an empty prefer is no preference', async () => {
+    const res = await t.call('a-member', 'GET', `/v2/images/${id}/file?prefer=local`);
+    assert.equal(res.statusCode, 400);
+    assert.equal(res.json().error.error_code, 'unknown_store');
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}/file?prefer=`)).statusCode, 200);
+  });
+
   it('answers 204 for an image without data, and 403 to readers (download needs the member role)', async () => {
     const empty = await t.create('a-member');
     assert.equal((await t.call('a-member', 'GET', `/v2/images/${empty}/file`)).statusCode, 204);
