@@ -10,6 +10,7 @@ import { galleryCommand } from './gallery-commands.js';
 import { FORMATS } from './output.js';
 import { serverCommands } from './server-commands.js';
 import { webhookCommand } from './webhook-commands.js';
+import { metadefCommand } from './metadef-commands.js';
 import { CONFIG_HELP, DEFAULT_URL } from './settings.js';
 
 function version(): string {
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   program.addCommand(webhookCommand());
   program.addCommand(jobCommand());
   program.addCommand(galleryCommand());
+  program.addCommand(metadefCommand());
   program.addCommand(new Command('completion')
     .description('print a shell completion script: source <(pir completion bash); for zsh, source <(pir completion zsh) in ~/.zshrc')
     .addArgument(new Command().createArgument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
