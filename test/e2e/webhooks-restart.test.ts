@@ -92,10 +92,14 @@ describe('webhooks, distributed: nothing is lost across a service restart (priva
 
   for (const service of ['redis', 'kafka', 'ferretdb'] as const satisfies readonly PrivateService[]) {
     it(`${service} restarted mid-run: every image.active is delivered, repeats keep their webhook-id`, { timeout: 180_000 }, async (t) => {
-      // The receiver holds each request 700 ms, so deliveries are in flight or queued when the service stops.
+      // The receiver answers nothing until the restart begins, then holds each request 700 ms, so
+      // deliveries are in flight or queued when the service stops, however slowly the images
+      // became active (on a loaded machine all three could otherwise be answered before).
       const answered = new Set<string>();
+      let restartBegun!: () => void;
+      const restarting = new Promise<void>((resolve) => { restartBegun = resolve; });
       const r = new WebhookReceiver((_n, req, res) => {
-        setTimeout(() => { if (!res.destroyed) { res.writeHead(200).end('ok'); answered.add(String(req.headers['webhook-id'])); } }, 700);
+        void restarting.then(() => setTimeout(() => { if (!res.destroyed) { res.writeHead(200).end('ok'); answered.add(String(req.headers['webhook-id'])); } }, 700));
       });
       receivers.push(await r.start());
       const prefix = `rs-${service}-`;
@@ -106,7 +110,9 @@ describe('webhooks, distributed: nothing is lost across a service restart (priva
       const answeredAtStop = answered.size;
       assert.ok(answeredAtStop < 3, 'the restart happens while deliveries are still owed');
       const t0 = Date.now();
-      await svc.restart(service, 2000);
+      const restart = svc.restart(service, 2000);
+      restartBegun();
+      await restart;
       t.diagnostic(`${service}: ${3 - answeredAtStop} of 3 deliveries owed when it stopped; down and back in ${Date.now() - t0} ms`);
       for (let i = 3; i < 5; i++) ids.push(await activeImage(`${prefix}${i}`));
       const webhookIdOf = new Map<string, string>();
