@@ -25,15 +25,15 @@ import { hasRole, isAdminCaller } from './policy.js';
 export const METADEF_DEFAULT_LIMIT = 25;
 export const METADEF_MAX_LIMIT = 1000;
 /** Entries of one kind (properties, objects, tags, associations) in one namespace. */
-export const METADEF_MAX_ENTRIES = 1000;
+const METADEF_MAX_ENTRIES = 1000;
 /** Serialized size of one namespace document. */
-export const METADEF_MAX_BYTES = 2 * 1024 * 1024;
+const METADEF_MAX_BYTES = 2 * 1024 * 1024;
 /** Compare-and-set attempts of one change before answering 503, with a growing random pause between them (writers racing on one namespace take turns). */
 const WRITE_ATTEMPTS = 32;
 const RETRY_PAUSE_MS = 4;
 
 /** The resource types Glance's catalog ships with (seeded system types). */
-export const SEEDED_RESOURCE_TYPES = ['OS::Glance::Image', 'OS::Cinder::Volume', 'OS::Nova::Flavor', 'OS::Nova::Aggregate', 'OS::Nova::Server'];
+const SEEDED_RESOURCE_TYPES = ['OS::Glance::Image', 'OS::Cinder::Volume', 'OS::Nova::Flavor', 'OS::Nova::Aggregate', 'OS::Nova::Server'];
 
 /** The keys of a property definition Glance keeps (its PropertyType model); others are dropped, as there. */
 const PROPERTY_KEYS = new Set(['title', 'description', 'operators', 'type', 'required', 'minimum', 'maximum', 'maxLength', 'minLength', 'pattern', 'enum', 'readonly', 'default', 'items', 'maxItems', 'minItems', 'uniqueItems', 'additionalItems', 'confidential']);
@@ -170,7 +170,7 @@ function page<T>(sorted: T[], nameOf: (x: T) => string, query: ListQuery, what: 
   return sorted.slice(start, start + query.limit);
 }
 
-export function checkSortKey(key: string, kind: 'namespace' | 'entry'): void {
+function checkSortKey(key: string, kind: 'namespace' | 'entry'): void {
   const keys = kind === 'namespace' ? NAMESPACE_SORT_KEYS : ENTRY_SORT_KEYS;
   if (!keys.has(key)) throw fail('bad_metadef', `sort_key must be one of ${[...keys].join(', ')}.`);
 }
@@ -226,13 +226,13 @@ export class MetadefService {
       revision: 1,
     };
     capEntries(ns);
-    await this.recordResourceTypes(associations);
     try {
       await this.store.create(ns);
     } catch (err) {
       if (err instanceof MetadefNameTakenError) throw fail('metadef_conflict', `A metadata definition namespace named ${body.namespace} exists already.`);
       throw err;
     }
+    await this.recordResourceTypes(associations);
     return ns;
   }
 
@@ -271,8 +271,8 @@ export class MetadefService {
 
   // ---- resource types ----
 
-  async resourceTypes(caller: Caller): Promise<ResourceType[]> {
-    void caller; // every caller may list them (Glance's list_metadef_resource_types reaches public namespaces' readers)
+  /** Every caller may list them (Glance's list_metadef_resource_types reaches public namespaces' readers). */
+  async resourceTypes(): Promise<ResourceType[]> {
     let stored = await this.store.resourceTypes();
     const known = new Set(stored.map((rt) => rt.name));
     const missing = SEEDED_RESOURCE_TYPES.filter((name) => !known.has(name));
@@ -290,7 +290,6 @@ export class MetadefService {
   }
 
   async associate(caller: Caller, name: string, body: { name: string; prefix?: string; properties_target?: string }): Promise<ResourceTypeAssociation> {
-    checkName(body.name, 'resource type name');
     const association = this.association(body, this.now());
     const made = await this.change(caller, name, 'add_metadef_resource_type_association', (ns) => {
       if (ns.resource_type_associations.some((a) => a.name === association.name)) throw fail('metadef_conflict', `Namespace ${ns.namespace} is already associated with resource type ${association.name}.`);
@@ -408,7 +407,6 @@ export class MetadefService {
   }
 
   async addTag(caller: Caller, name: string, tagName: string): Promise<MetadefTag> {
-    checkName(tagName, 'tag name');
     const tag = this.tag(tagName, this.now());
     return this.change(caller, name, 'add_metadef_tag', (ns) => {
       if (ns.tags.some((t) => t.name === tagName)) throw fail('metadef_conflict', `Namespace ${ns.namespace} already has the tag ${tagName}.`);
@@ -419,7 +417,6 @@ export class MetadefService {
 
   /** POST …/tags: replaces every tag, or with `append` (X-Openstack-Append) adds to them; a name given twice or already there is a conflict. */
   async addTags(caller: Caller, name: string, names: string[], append: boolean): Promise<MetadefTag[]> {
-    for (const tagName of names) checkName(tagName, 'tag name');
     const at = this.now();
     const tags = names.map((n) => this.tag(n, at));
     unique(tags, (t) => t.name, 'tag');

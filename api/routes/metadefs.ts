@@ -1,6 +1,6 @@
 /**
- * Glance's metadata definitions API (/v2/metadefs) and its schemas (/v2/schemas/metadefs/*).
- * Bodies are validated against the schemas PIR publishes (api/metadef-schema.ts), as Glance
+ * Glance's metadata definitions API (/v2/metadefs). Bodies are validated against the schemas
+ * PIR publishes at /v2/schemas/metadefs/* (api/metadef-schema.ts, served by ./schemas.ts), as Glance
  * validates against its own; every decision is in core/metadefs.ts.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -86,7 +86,7 @@ const propertyView = (name: string, def: MetadefPropertyDef) => ({ name, ...def 
 const tagView = (t: MetadefTag) => ({ name: t.name, created_at: stripMillis(t.created_at), updated_at: stripMillis(t.updated_at) });
 
 /** A namespace as Glance shows it: the list shows its associations; the detail also what it holds. */
-export function namespaceView(ns: MetadefNamespace, detail: boolean): Record<string, unknown> {
+function namespaceView(ns: MetadefNamespace, detail: boolean): Record<string, unknown> {
   const view: Record<string, unknown> = {
     namespace: ns.namespace,
     ...(ns.display_name !== undefined ? { display_name: ns.display_name } : {}),
@@ -117,7 +117,7 @@ function text(q: Query, key: string): string | undefined {
 }
 
 /** limit, marker, sort_key, sort_dir as Glance reads them (limit: default 25, at most 1000). */
-function listQuery(q: Query, defaultSortKey = 'created_at'): ListQuery {
+function listQuery(q: Query): ListQuery {
   const limitText = text(q, 'limit');
   let limit = METADEF_DEFAULT_LIMIT;
   if (limitText !== undefined) {
@@ -127,7 +127,7 @@ function listQuery(q: Query, defaultSortKey = 'created_at'): ListQuery {
   const sortDir = text(q, 'sort_dir') ?? 'desc';
   if (sortDir !== 'asc' && sortDir !== 'desc') throw fail('bad_metadef', `Invalid sort direction: ${sortDir} (asc or desc).`);
   const marker = text(q, 'marker');
-  return { limit, sort_key: text(q, 'sort_key') ?? defaultSortKey, sort_dir: sortDir, ...(marker !== undefined ? { marker } : {}) };
+  return { limit, sort_key: text(q, 'sort_key') ?? 'created_at', sort_dir: sortDir, ...(marker !== undefined ? { marker } : {}) };
 }
 
 function namespaceListQuery(q: Query): NamespaceListQuery {
@@ -150,18 +150,14 @@ function listLink(q: Query, marker?: string): string {
   return s ? `${BASE}?${s}` : BASE;
 }
 
+const query = (request: FastifyRequest) => (request.query ?? {}) as Query;
 const ns = (request: FastifyRequest) => (request.params as { namespace: string }).namespace;
 const param = (request: FastifyRequest, key: string) => (request.params as Record<string, string>)[key]!;
 
 export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefService): Promise<void> {
-  for (const [name, schema] of Object.entries(METADEF_SCHEMAS)) {
-    const body = JSON.stringify(schema);
-    app.get(`/v2/schemas/metadefs/${name}`, async (_request, reply) => reply.type('application/json').send(body));
-  }
-
   // namespaces
   app.get(BASE, async (request) => {
-    const q = (request.query ?? {}) as Query;
+    const q = query(request);
     const { namespaces, next } = await metadefs.listNamespaces(request.caller, namespaceListQuery(q));
     return {
       namespaces: namespaces.map((n) => namespaceView(n, false)),
@@ -176,7 +172,7 @@ export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefServi
     return reply.code(201).send(namespaceView(created, true));
   });
   app.get(`${BASE}/:namespace`, async (request) => {
-    const resourceType = text((request.query ?? {}) as Query, 'resource_type');
+    const resourceType = text(query(request), 'resource_type');
     return namespaceView(withPrefix(await metadefs.getNamespace(request.caller, ns(request)), resourceType), true);
   });
   app.put(`${BASE}/:namespace`, BODY.namespace, async (request) => {
@@ -189,7 +185,7 @@ export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefServi
 
   // resource types and associations
   app.get('/v2/metadefs/resource_types', async (request) => ({
-    resource_types: (await metadefs.resourceTypes(request.caller)).map((rt) => ({ name: rt.name, created_at: stripMillis(rt.created_at), updated_at: stripMillis(rt.updated_at) })),
+    resource_types: (await metadefs.resourceTypes()).map((rt) => ({ name: rt.name, created_at: stripMillis(rt.created_at), updated_at: stripMillis(rt.updated_at) })),
   }));
   app.get(`${BASE}/:namespace/resource_types`, async (request) => ({
     resource_type_associations: (await metadefs.associations(request.caller, ns(request))).map(associationView),
@@ -210,7 +206,7 @@ export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefServi
     return reply.code(201).send(propertyView(made.name, made.def));
   });
   app.get(`${BASE}/:namespace/properties/:property`, async (request) => {
-    const resourceType = text((request.query ?? {}) as Query, 'resource_type');
+    const resourceType = text(query(request), 'resource_type');
     const found = await metadefs.property(request.caller, ns(request), param(request, 'property'), resourceType);
     return propertyView(found.name, found.def);
   });
@@ -230,7 +226,7 @@ export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefServi
   // objects
   app.get(`${BASE}/:namespace/objects`, async (request) => {
     const name = ns(request);
-    const list = await metadefs.objects(request.caller, name, listQuery((request.query ?? {}) as Query));
+    const list = await metadefs.objects(request.caller, name, listQuery(query(request)));
     return { objects: list.map((o) => objectView(name, o)), schema: '/v2/schemas/metadefs/objects' };
   });
   app.post(`${BASE}/:namespace/objects`, BODY.object, async (request, reply) => {
@@ -252,7 +248,7 @@ export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefServi
 
   // tags
   app.get(`${BASE}/:namespace/tags`, async (request) => ({
-    tags: (await metadefs.tags(request.caller, ns(request), listQuery((request.query ?? {}) as Query))).map(tagView),
+    tags: (await metadefs.tags(request.caller, ns(request), listQuery(query(request)))).map(tagView),
   }));
   app.post(`${BASE}/:namespace/tags`, { schema: { body: TAGS_BODY } }, async (request, reply) => {
     const append = /^(1|t|true|on|y|yes)$/i.test(String(request.headers['x-openstack-append'] ?? ''));

@@ -1,7 +1,11 @@
-/** The JSON schemas Glance's clients read (/v2/schemas/*), generated from the TypeBox shapes in api/image-schema.ts. */
+/**
+ * The JSON schemas Glance's clients read (/v2/schemas/*): generated from the TypeBox shapes in
+ * api/image-schema.ts, and the metadata definitions' (metadefs/*) from api/metadef-schema.ts.
+ */
 import type { FastifyInstance } from 'fastify';
 import { shareLinkSchema, shareLinksSchema } from './share-links.js';
 import { imageSchema, imagesSchema, memberSchema, membersSchema, taskSchema, tasksSchema } from '../image-schema.js';
+import { METADEF_SCHEMAS } from '../metadef-schema.js';
 import { galleriesSchema, galleryMemberSchema, galleryMembersSchema, gallerySchema, metafileSchema, revisionSchema, revisionsSchema } from '../catalog-schema.js';
 
 /** Serialized once: the schemas never change while PIR runs. */
@@ -9,6 +13,7 @@ const PUBLISHED: Record<string, string> = Object.fromEntries(Object.entries({
   image: imageSchema, images: imagesSchema, member: memberSchema, members: membersSchema, task: taskSchema, tasks: tasksSchema,
   'share-link': shareLinkSchema, 'share-links': shareLinksSchema,
   gallery: gallerySchema, galleries: galleriesSchema, 'gallery-member': galleryMemberSchema, 'gallery-members': galleryMembersSchema, revision: revisionSchema, revisions: revisionsSchema, metafile: metafileSchema,
+  ...Object.fromEntries(Object.entries(METADEF_SCHEMAS).map(([name, schema]) => [`metadefs/${name}`, schema])),
 }).map(([name, schema]) => [name, JSON.stringify(schema)]));
 
 /**
