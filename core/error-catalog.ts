@@ -211,9 +211,12 @@ export const PIPELINE_ERRORS = {
   deadline_exceeded: fault(500, 'The import stopped making progress and was resumed without success.'),
 } as const satisfies Record<string, ErrorSpec>;
 
-/** The disk-format inspectors' refusals (formats/codes.ts declares and documents them). */
+/**
+ * The disk-format inspectors' refusals (formats/codes.ts declares and documents them): 415, as
+ * Glance answers an upload its format inspection refuses (InvalidImageData, glance/api/v2/image_data.py).
+ */
 const FORMAT_ERRORS: Record<string, ErrorSpec> = Object.fromEntries(
-  Object.entries({ ...FINDING_CODES, ...VERDICT_CODES }).map(([code, meaning]) => [code, refusal(400, meaning)]),
+  Object.entries({ ...FINDING_CODES, ...VERDICT_CODES }).map(([code, meaning]) => [code, refusal(415, meaning)]),
 );
 
 export type ErrorCode = keyof typeof API_ERRORS | keyof typeof PIPELINE_ERRORS;

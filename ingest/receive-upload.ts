@@ -66,7 +66,8 @@ export function tooLarge(limit: number): PirError {
  */
 export function emptyUploadRefusal(ticket: UploadTicket, size: number): PirError | null {
   const refusal = size === 0 ? emptyImageRefusal(ticket.diskFormat) : null;
-  return refusal && badRequest('empty_image', `${refusal.message} Nothing was kept; the image is back in queued.`);
+  // 415, as every inspector refusal (Glance answers an upload its format inspection refuses so).
+  return refusal && new PirError('unsupported_media_type', 'empty_image', `${refusal.message} Nothing was kept; the image is back in queued.`);
 }
 
 export async function receiveUpload(

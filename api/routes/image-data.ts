@@ -54,8 +54,10 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
     if (settled.status === 'killed' && settled.failure) {
       const { code, message, stage } = settled.failure;
-      // Failures of the image itself answer 400; failures of PIR answer 500 (the catalog says which).
-      return sendError(reply, errorSpec(code)?.class === 'refusal' ? 400 : 500, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
+      // Failures of the image itself answer their catalog status (415 for the inspectors' refusals,
+      // as Glance; 400 for the others); failures of PIR answer 500.
+      const spec = errorSpec(code);
+      return sendError(reply, spec?.class === 'refusal' ? spec.status : 500, code, `Image ${id} was refused at the ${stage} stage: ${message}`);
     }
     return reply.code(204).send();
   });

@@ -84,11 +84,11 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
     await waitForEmptyStaging(join(dir, 'data'));
   });
 
-  it("answers a refused upload with 400 naming the stage, code and reason (the worker's image.killed event answers it)", async () => {
+  it("answers a refused upload with 415 naming the stage, code and reason (the worker's image.killed event answers it)", async () => {
     const backing = await makeImage(dir, 'qcow2', { name: 'refused-backing.qcow2', size: '16M', backing: '/etc/passwd', backingFormat: 'raw', unsafe: true });
     const image = await client.createImage({ name: 'refused', disk_format: 'qcow2', container_format: 'bare' });
     const response = await client.putData(image.id, backing);
-    assert.equal(response.status, 400, JSON.stringify(response.body));
+    assert.equal(response.status, 415, JSON.stringify(response.body));
     const error = response.body.error;
     assert.equal(error.error_code, 'qcow2_backing_file');
     assert.match(error.message, /refused at the inspect stage: .*backing file.*\/etc\/passwd/);

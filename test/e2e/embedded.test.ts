@@ -90,7 +90,7 @@ describe('embedded mode (pir serve)', () => {
     const evil = await makeImage(dir, 'qcow2', { backing: '/etc/passwd', backingFormat: 'raw', unsafe: true, size: '1G' });
     const image = await client.createImage({ name: 'evil', disk_format: 'qcow2', container_format: 'bare' });
     const response = await client.putData(image.id, evil);
-    assert.equal(response.status, 400);
+    assert.equal(response.status, 415, 'Glance answers an unsafe image 415');
     assert.equal(response.body.error.error_code, 'qcow2_backing_file');
     assert.match(response.body.error.message, /backing file/);
     const shown = (await client.getImage(image.id)).body;
@@ -107,7 +107,7 @@ describe('embedded mode (pir serve)', () => {
     const qcow2 = matrix[1];
     const mismatch = await client.createImage({ name: 'mismatch', disk_format: 'raw', container_format: 'bare' });
     const refused = await client.putData(mismatch.id, qcow2.path);
-    assert.equal(refused.status, 400);
+    assert.equal(refused.status, 415);
     assert.equal(refused.body.error.error_code, 'format_mismatch');
 
     const md5 = await client.createImage({ name: 'md5', disk_format: 'qcow2', container_format: 'bare' });

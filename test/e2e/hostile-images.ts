@@ -143,6 +143,8 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
     active('vdi static', vdiStatic, 'vdi', 'vdi'),
     active('ploop (parallels)', ploop, 'ploop', 'parallels'),
     active('iso 9660 (hand-built)', iso, 'iso', 'raw'),
+    // qemu reads an ISO as a plain disk, so declared raw it is one (as in Glance), sized as the file.
+    active('iso 9660 declared raw', iso, 'raw', 'raw'),
     active('raw with GPT (hand-built)', gpt, 'raw', 'raw'),
     active('raw with MBR (hand-built)', mbr, 'raw', 'raw'),
     active('empty raw disk (0 bytes)', empty, 'raw', 'raw'),

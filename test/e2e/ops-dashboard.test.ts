@@ -43,7 +43,7 @@ describe('ops dashboard in a browser', { skip: missing && !inCI ? `no Chromium a
     const bad = await client.createImage({ name: 'not-a-qcow2', disk_format: 'qcow2', container_format: 'bare' });
     await writeFile(join(dir, 'bad.qcow2'), Buffer.alloc(1024 * 1024, 9));
     const refused = await client.putData(bad.id, join(dir, 'bad.qcow2'));
-    assert.equal(refused.status, 400);
+    assert.equal(refused.status, 415);
     const killed = await client.waitSettled(bad.id);
     assert.equal(killed.status, 'killed');
 

@@ -60,7 +60,7 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     for (const kind of ['file', 'stage'] as const) {
       const img = await t.create('a-member', { disk_format: 'qcow2', container_format: 'bare' });
       const empty = await t.call('a-member', 'PUT', `/v2/images/${img}/${kind}`, Buffer.alloc(0), OCTETS);
-      assert.equal(empty.statusCode, 400, kind);
+      assert.equal(empty.statusCode, 415, kind);
       assert.equal(empty.json().error.error_code, 'empty_image');
       assert.match(empty.json().error.message, /0 bytes long, which no qcow2 image is.*back in queued/);
       const image = (await t.call('a-member', 'GET', `/v2/images/${img}`)).json();

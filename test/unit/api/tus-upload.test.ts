@@ -155,8 +155,8 @@ describe('tus resumable uploads (in process)', () => {
     assert.equal((await settled(t, raw.id)).status, 'active');
     const qcow2 = await t.create('a-member', { disk_format: 'qcow2', container_format: 'bare' });
     const refused = await t.call('a-member', 'POST', `/v2/images/${qcow2}/uploads`, undefined, { ...TUS, 'upload-length': '0' });
-    assert.equal(refused.statusCode, 400);
-    assertErrorShape(refused.json(), 400, 'empty_image');
+    assert.equal(refused.statusCode, 415);
+    assertErrorShape(refused.json(), 415, 'empty_image');
     assert.match(refused.json().error.message, /0 bytes long, which no qcow2 image is.*back in queued/);
     assert.equal((await t.d.manifest.get(qcow2))!.status, 'queued');
   });

@@ -29,6 +29,11 @@ async function sources(): Promise<{ path: string; text: string }[]> {
   return out;
 }
 
+/** The status a stage's refusal answers with. */
+function refusalStatus(code: string | undefined): number {
+  return code !== undefined && Object.hasOwn({ ...FINDING_CODES, ...VERDICT_CODES }, code) ? 415 : 400;
+}
+
 /** How each way of raising an error names its code, and the status it implies (null: any). */
 const RAISERS: { pattern: RegExp; status: (m: RegExpExecArray) => number | null }[] = [
   { pattern: /(?<![.\w])fail\(\s*'([a-z_0-9]+)'/g, status: () => null },
@@ -38,9 +43,10 @@ const RAISERS: { pattern: RegExp; status: (m: RegExpExecArray) => number | null 
   { pattern: /\brequestTimeout\(\s*'([a-z_0-9]+)'/g, status: () => 408 },
   { pattern: /\binsufficientStorage\(\s*'([a-z_0-9]+)'/g, status: () => 507 },
   { pattern: /return \{ status: (\d{3}), code: '([a-z_0-9]+)'/g, status: (m) => Number(m[1]) }, // api/error-handler.ts's HTTP-parser errors
-  { pattern: /new RefusedError\(\s*'([a-z_0-9]+)'/g, status: () => 400 },
+  // A stage's refusal answers its catalog status: 415 for an inspector's code (as Glance), else 400.
+  { pattern: /new RefusedError\(\s*'([a-z_0-9]+)'/g, status: (m) => refusalStatus(m[1]) },
   { pattern: /new TransientError\(\s*'([a-z_0-9]+)'/g, status: () => null },
-  { pattern: /new UnpackRefusedError\(\s*'([a-z_0-9]+)'/g, status: () => 400 },
+  { pattern: /new UnpackRefusedError\(\s*'([a-z_0-9]+)'/g, status: (m) => refusalStatus(m[1]) },
   { pattern: /new PirError\(\s*'[a-z_]+',\s*'([a-z_0-9]+)'/g, status: () => null },
   { pattern: /sendError\(\s*reply,\s*(\d{3}),\s*'([a-z_0-9]+)'/g, status: (m) => Number(m[1]) },
   { pattern: /\bkill\(\s*draft,\s*[^,]+,\s*'([a-z_0-9]+)'/g, status: () => null },
@@ -89,7 +95,8 @@ describe('the error catalog', () => {
       decompressed_too_large: true, expansion_ratio: true, corrupt_archive: true, unsupported_archive: true, unsafe_archive: true,
       format_mismatch: true, not_an_ova: true, invalid_ovf: true, ovf_disk_missing: true, manifest_mismatch: true,
     };
-    for (const code of Object.keys(unpack)) assert.equal(errorSpec(code)?.status, 400, code);
+    // format_mismatch is also the inspectors' code (a second compression layer is content not as declared): 415.
+    for (const code of Object.keys(unpack)) assert.equal(errorSpec(code)?.status, code === 'format_mismatch' ? 415 : 400, code);
   });
 
   it('has no code that nothing raises', async () => {
@@ -118,8 +125,8 @@ describe('the error catalog', () => {
       assert.deepEqual(rows.get(code), { status: spec.status, cls: spec.class }, `README's error table row for ${code}`);
     }
     for (const code of rows.keys()) assert.ok(Object.hasOwn(expected, code), `README lists ${code}, which the catalog does not declare`);
-    // The inspectors' codes are listed once in formats/codes.ts; README points there and the catalog takes them all as 400 refusals.
+    // The inspectors' codes are listed once in formats/codes.ts; README points there and the catalog takes them all as 415 refusals (Glance's InvalidImageData).
     assert.match(section, /formats\/codes\.ts/);
-    for (const code of Object.keys({ ...FINDING_CODES, ...VERDICT_CODES })) assert.equal(errorSpec(code)?.status, 400, code);
+    for (const code of Object.keys({ ...FINDING_CODES, ...VERDICT_CODES })) assert.equal(errorSpec(code)?.status, 415, code);
   });
 });

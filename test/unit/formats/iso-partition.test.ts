@@ -9,7 +9,22 @@ describe('iso 9660', () => {
     assert.equal(r.format, 'iso');
     assert.equal(r.virtualSize, 100 * 2048);
     assertAccepted(r, 'iso');
-    assertRefused(r, 'raw', 'format_mismatch');
+    assertRefused(r, 'qcow2', 'format_mismatch');
+  });
+
+  it('accepts an ISO declared raw or ami (qemu reads an ISO as a plain disk), sized as the file, as Glance does', async () => {
+    // 100 blocks of volume in a file padded to 240 KiB: the raw disk is the whole file.
+    const iso = Buffer.concat([isoImage({ blocks: 100 }), Buffer.alloc(40 * 1024)]);
+    const r = await detectBuf(iso);
+    assert.equal(r.format, 'iso');
+    for (const declared of ['raw', 'ami']) {
+      const v = assertAccepted(r, declared);
+      assert.deepEqual(v.ok && { format: v.format, virtualSize: v.virtualSize }, { format: 'iso', virtualSize: iso.length }, declared);
+    }
+    const asIso = assertAccepted(r, 'iso');
+    assert.equal(asIso.ok && asIso.virtualSize, 100 * 2048, 'declared iso: the volume size');
+    // Still a raw disk: a torn last sector is refused as for any raw declaration.
+    assertRefused(await detectBuf(iso.subarray(0, iso.length - 100)), 'raw', 'raw_partial_sector');
   });
 
   it('finds the PVD after a boot record', async () => {
