@@ -165,7 +165,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.locations) await imageLocationRoutes(v2, deps.images, deps.locations);
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);
-    await taskRoutes(v2, deps.images);
+    await taskRoutes(v2, deps.images, deps.quotas, deps.webDownloads);
     const storeOps = deps.storeOps ?? new StoreOperations(deps.manifest, deps.images.stores, null, deps.log);
     await imageImportRoutes(v2, deps.images, deps.webDownloads, storeOps.canCopy ? storeOps : null);
     await infoRoutes(v2, deps.quotas, deps.images.stores);

@@ -1,5 +1,5 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
-import type { ImageDoc, ImageMember } from '../schemas/image.js';
+import type { ImageDoc, ImageMember, LegacyImportInput } from '../schemas/image.js';
 
 /** `extra`: fields only some callers see (core/external-location.ts locationFields: locations, direct_url). */
 export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Record<string, unknown> {
@@ -60,6 +60,7 @@ export function stripMillis(iso: string): string {
 
 /** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */
 export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
+  if (doc.import_task) return [legacyImportTask(doc, doc.import_task.input)];
   const pipeline = doc.pipeline;
   if (!pipeline) return doc.failure ? [failureTask(doc)] : [];
   const status = doc.status === 'active' ? 'success' : doc.status === 'killed' ? 'failure' : 'processing';
@@ -75,6 +76,24 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
     pir_stages: pipeline.stages,
     pir_failure: doc.failure,
   }];
+}
+
+/**
+ * The task a legacy import (POST /v2/tasks) made the image for: one task from creation on, id
+ * `<image>.0`, pending until the download starts, then as the image's import goes.
+ */
+function legacyImportTask(doc: ImageDoc, input: LegacyImportInput): Record<string, unknown> {
+  const status = doc.status === 'active' ? 'success'
+    : doc.status === 'killed' || doc.status === 'deleted' ? 'failure'
+      : doc.status === 'queued' && !doc.pipeline ? 'pending' : 'processing';
+  return {
+    ...taskBase(`${doc.id}.0`, doc), type: 'import', status, input,
+    result: status === 'success' ? { image_id: doc.id } : null,
+    message: doc.failure ? `${doc.failure.stage}: ${doc.failure.message}` : '',
+    created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at),
+    ...(doc.pipeline ? { pir_stage: doc.pipeline.stage, pir_stages: doc.pipeline.stages } : {}),
+    pir_failure: doc.failure,
+  };
 }
 
 function failureTask(doc: ImageDoc): Record<string, unknown> {

@@ -42,6 +42,8 @@ export interface CreateImageInput {
   properties?: Record<string, string>;
   /** Glance's os_hash_value at create: a digest the upload must match (sha512, hex). */
   expected_sha512?: string;
+  /** The legacy import task (POST /v2/tasks) the image is made for. */
+  import_task?: ImageDoc['import_task'];
 }
 
 export interface UploadTicket {
@@ -154,6 +156,7 @@ export class ImageService {
       pipeline: null,
       failure: null,
       outbox: [],
+      ...(input.import_task ? { import_task: input.import_task } : {}),
     };
     for (const key of entity.WRITABLE_FIELDS) {
       if (key !== 'owner' && input[key] !== undefined) entity.setField(doc, key, input[key]);
@@ -458,7 +461,7 @@ export class ImageService {
   }
 
   /**
-   * Every image that has a task (a pipeline run or a recorded failure). Tasks are derived from
+   * Every image that has a task (a pipeline run, a recorded failure, or a legacy import task). Tasks are derived from
    * the images, so the admin-only tasks list reads them all and sorts in memory.
    */
   async imagesWithTasks(caller: Caller): Promise<ImageDoc[]> {
@@ -470,7 +473,7 @@ export class ImageService {
       const docs = await this.manifest.store.list({
         scope: { project_id: caller.project_id, admin: true }, visibility: 'all', memberStatus: 'all', where: {}, sort, limit: LIST_CHUNK, ...(cursor ? { after: cursor } : {}),
       });
-      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure)) found.push(doc);
+      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task)) found.push(doc);
       if (docs.length < LIST_CHUNK) return found;
       cursor = sortValues(docs[docs.length - 1]!, sort);
     }

@@ -32,16 +32,7 @@ export class WebDownloads {
 
   /** Checks the request and claims the image; the download goes on after this returns. */
   async start(caller: Caller, imageId: string, uri: unknown, targets?: StoreTargets): Promise<void> {
-    if (typeof uri !== 'string' || uri.length === 0) {
-      throw badRequest('uri_refused', "web-download needs the image's URL in method.uri, e.g. {\"method\": {\"name\": \"web-download\", \"uri\": \"https://example.org/disk.qcow2\"}}.");
-    }
-    if (uri.length > MAX_URI_LENGTH) throw badRequest('uri_refused', `The URI is longer than ${MAX_URI_LENGTH} characters.`);
-    try {
-      this.deps.egress.check(uri);
-    } catch (error) {
-      if (error instanceof EgressError) throw badRequest(error.code, `URI for web-download does not pass filtering: ${error.message}`);
-      throw error;
-    }
+    this.checkUri(uri);
     const { images, quotas } = this.deps;
     const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
     const ticket = await images.beginWebDownload(caller, imageId, targets);
@@ -54,6 +45,20 @@ export class WebDownloads {
     }
     const run = this.download(caller, imageId, project, ticket, uri).finally(() => this.running.delete(run));
     this.running.add(run);
+  }
+
+  /** Refuses (400) a URI that is missing, too long, or that the egress rules refuse by what it says alone. */
+  checkUri(uri: unknown): asserts uri is string {
+    if (typeof uri !== 'string' || uri.length === 0) {
+      throw badRequest('uri_refused', "web-download needs the image's URL in method.uri, e.g. {\"method\": {\"name\": \"web-download\", \"uri\": \"https://example.org/disk.qcow2\"}}.");
+    }
+    if (uri.length > MAX_URI_LENGTH) throw badRequest('uri_refused', `The URI is longer than ${MAX_URI_LENGTH} characters.`);
+    try {
+      this.deps.egress.check(uri);
+    } catch (error) {
+      if (error instanceof EgressError) throw badRequest(error.code, `URI for web-download does not pass filtering: ${error.message}`);
+      throw error;
+    }
   }
 
   /** Stops running downloads (their images are returned to `queued` by the sweeper's stall rule, or killed here). */

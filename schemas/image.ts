@@ -165,6 +165,13 @@ export interface LocationFingerprint {
   last_modified: string | null;
 }
 
+/** Glance's legacy import task input (POST /v2/tasks, type import). */
+export interface LegacyImportInput {
+  import_from: string;
+  import_from_format: string;
+  image_properties: Record<string, unknown>;
+}
+
 export interface ImageDoc {
   id: string;
   /** Bumped by every state change: the compare-and-set token. */
@@ -209,6 +216,8 @@ export interface ImageDoc {
    */
   location?: ExternalLocation | null;
   failure: ImportFailure | null;
+  /** Set when the image was made by a legacy import task (POST /v2/tasks): the task's input, shown by its task. */
+  import_task?: { input: LegacyImportInput };
   /**
    * The stores holding the image's bytes, default store first when it holds them. Absent (older
    * documents, single store): one copy in the default store under blob_key / images/<id>.

@@ -1,24 +1,20 @@
 /** Glance's image calls (glance/api/v2/images.py): create, list, show, update, delete, deactivate, reactivate (import: image-import.ts). */
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ImageDoc } from '../../schemas/image.js';
-import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
+import type { Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
-import { badRequest } from '../../core/errors.js';
-import { checkSettable, WRITABLE_FIELDS } from '../../core/image-entity.js';
 import { PATCH_MEDIA_TYPES, parsePatch, type PatchMediaType } from '../../core/image-patch.js';
-import type { CreateImageInput, ImageService } from '../../core/image-service.js';
+import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
 import { imageView } from '../glance-view.js';
 import { collectPage, PAGE_LIMITS } from '../list-page.js';
 import { linkQuery, parseListQuery, type RawQuery } from '../list-query.js';
 import { importMethods } from './image-import.js';
+import { checkCreateNames, createImage } from '../image-create.js';
 import { CreateImageBody } from '../image-schema.js';
 import { locationFields } from '../../core/external-location.js';
 import type { LocationRegistrations } from '../../ingest/register-location.js';
 import { locationPatch, touchesLocations } from './image-locations.js';
-
-const CREATE_FIELDS = new Set(['id', 'os_hash_algo', 'os_hash_value', ...WRITABLE_FIELDS]);
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, locations?: LocationRegistrations): Promise<void> {
   // The image as this caller may see it: locations only by the operator's and Glance's rules.
@@ -27,29 +23,9 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   app.addContentTypeParser([...PATCH_MEDIA_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   app.post('/v2/images', {
     schema: { body: CreateImageBody },
-    // Glance refuses read-only and reserved names (403) before it validates the values (400).
-    preValidation: async (request) => {
-      const body = request.body;
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('invalid_request', 'The body must be a JSON object of image attributes, e.g. {"name": "demo", "disk_format": "qcow2", "container_format": "bare"}.');
-      for (const key of Object.keys(body)) if (!CREATE_FIELDS.has(key)) checkSettable(key);
-    },
+    preValidation: async (request) => checkCreateNames(request.body),
   }, async (request, reply) => {
-    const body = request.body as Record<string, unknown>;
-    const input: CreateImageInput = { properties: {} };
-    for (const [key, value] of Object.entries(body)) {
-      if (CREATE_FIELDS.has(key)) (input as Record<string, unknown>)[key] = value;
-      else input.properties![key] = value as string;
-    }
-    if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
-    input.id ??= randomUUID();
-    // Policy first (403 before 413), then the image counts against its owner's quota.
-    const owner = images.authorizeCreate(request.caller, input) ?? request.caller.project_id;
-    await quotas.reserveImage(owner, input.id);
-    const doc = await images.create(request.caller, input).catch(async (error: unknown) => {
-      // Give the hold back, unless it is the existing image's (a duplicate id).
-      if (!(await images.get(SYSTEM_CALLER, input.id!).catch(() => null))) await quotas.cancelImage(owner, input.id!);
-      throw error;
-    });
+    const doc = await createImage(request.caller, request.body as Record<string, unknown>, images, quotas);
     reply.header('Location', `/v2/images/${doc.id}`);
     reply.header('OpenStack-image-import-methods', importMethods(images).join(','));
     // Glance announces its stores on create when it has several.

@@ -1,14 +1,21 @@
 /**
  * Glance's tasks (glance/api/v2/tasks.py) and an image's tasks (GET /v2/images/{id}/tasks).
- * PIR keeps no separate task records: each image's pipeline run is its task, id `<image>.<run>`.
+ * PIR keeps no separate task records: each image's pipeline run is its task, id `<image>.<run>`,
+ * and the image a legacy import task (POST /v2/tasks) creates carries that task, id `<image>.0`.
  * The tasks API is for administrators (Glance's tasks_api_access); an image's own tasks are
  * shown to whoever may see the image.
  */
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import type { ImageDoc } from '../../schemas/image.js';
+import type { ImageDoc, LegacyImportInput } from '../../schemas/image.js';
+import { SYSTEM_CALLER } from '../../core/caller.js';
 import { badRequest, notFound } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
+import type { Quotas } from '../../core/quota.js';
+import type { WebDownloads } from '../../ingest/web-download.js';
+import { checkCreateNames, createImage } from '../image-create.js';
 import { taskViews } from '../glance-view.js';
+import { CreateImageBody } from '../image-schema.js';
 
 const TASK_ID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.(\d{1,9})$/;
 const TASK_STATUSES = new Set(['pending', 'processing', 'success', 'failure']);
@@ -18,7 +25,55 @@ const TASK_SORT_KEYS = new Set(['created_at', 'updated_at', 'id', 'type', 'statu
 
 const compare = (a: unknown, b: unknown) => String(a ?? '').localeCompare(String(b ?? ''));
 
-export async function taskRoutes(app: FastifyInstance, images: ImageService): Promise<void> {
+/** Glance's legacy import task: the image's attributes, and the http(s) URL its bytes come from. */
+const CreateTaskBody = Type.Object({
+  type: Type.String({ maxLength: 64 }),
+  input: Type.Object({
+    import_from: Type.String({ maxLength: 2048 }),
+    import_from_format: Type.String({ maxLength: 64 }),
+    image_properties: CreateImageBody,
+  }),
+});
+
+export async function taskRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, webDownloads: WebDownloads): Promise<void> {
+  /**
+   * The legacy import (deprecated by Glance for the interoperable import, still served by it):
+   * creates the image from input.image_properties and web-downloads input.import_from into it,
+   * through the same SSRF-safe egress client. PIR converts nothing, so import_from_format is the
+   * disk_format (or must equal the one given).
+   */
+  app.post('/v2/tasks', {
+    schema: { body: CreateTaskBody },
+    // Administrators only (403 before any 400), and Glance's 403 for reserved image attributes.
+    preValidation: async (request) => {
+      images.assertTasksAccess(request.caller);
+      const input = (request.body as { input?: { image_properties?: unknown } } | null)?.input;
+      if (typeof input?.image_properties === 'object' && input.image_properties !== null) checkCreateNames(input.image_properties);
+    },
+  }, async (request, reply) => {
+    const body = request.body as { type: string; input: LegacyImportInput };
+    if (body.type !== 'import') throw badRequest('invalid_request', `PIR's tasks API creates 'import' tasks only (not '${body.type.slice(0, 64)}'); for the other imports use POST /v2/images/{id}/import.`);
+    const { import_from: uri, import_from_format: format, image_properties: properties } = body.input;
+    const declared = properties.disk_format;
+    if (declared !== undefined && declared !== format) {
+      throw badRequest('invalid_request', `import_from_format '${format.slice(0, 64)}' differs from image_properties.disk_format '${String(declared).slice(0, 64)}'; PIR converts no image, so give one format.`);
+    }
+    webDownloads.checkUri(uri);
+    const image = { container_format: 'bare', ...properties, disk_format: format };
+    const doc = await createImage(request.caller, image, images, quotas, { import_task: { input: body.input } });
+    try {
+      await webDownloads.start(request.caller, doc.id, uri);
+    } catch (error) {
+      // Nothing was downloaded: no image is left behind for a task that could not start.
+      await images.remove(SYSTEM_CALLER, doc.id).catch(() => {});
+      await quotas.releaseAll(doc.owner, doc.id).catch(() => {});
+      throw error;
+    }
+    const [task] = taskViews(await images.get(request.caller, doc.id));
+    reply.header('Location', task!.self as string);
+    return reply.code(201).send(task);
+  });
+
   app.get('/v2/images/:id/tasks', async (request) => ({ tasks: taskViews(await images.get(request.caller, (request.params as { id: string }).id)) }));
 
   app.get('/v2/tasks', async (request) => {

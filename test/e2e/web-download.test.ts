@@ -182,6 +182,29 @@ describe('web-download (pir serve, local server allow-listed)', () => {
     assert.equal(done.checksum, expected.md5);
   });
 
+  it('runs the legacy import task (POST /v2/tasks) from the real glance CLI: task-create, task-show, to an active image', { skip: !haveGlance && !inCI ? 'no glance command (python3-glanceclient)' : false }, async () => {
+    const home = join(dir, 'glance-home-tasks');
+    await mkdir(home, { recursive: true });
+    const glance = (...args: string[]) => run('glance', ['--os-image-url', client.baseUrl, '--os-auth-token', TOKEN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } });
+    const input = { import_from: `${base}/disk.qcow2`, import_from_format: 'qcow2', image_properties: { name: 'legacy-task', container_format: 'bare', os_distro: 'debian' } };
+    const created = (await glance('task-create', '--type', 'import', '--input', JSON.stringify(input))).stdout;
+    const taskId = /^\|\s*id\s*\|\s*([0-9a-f-]{36}\.0)\s*\|$/m.exec(created)?.[1];
+    assert.ok(taskId, created);
+    assert.match(created, /^\|\s*type\s*\|\s*import\s*\|$/m);
+    const imageId = taskId.slice(0, 36);
+    const done = await waitDone(client, imageId);
+    assert.equal(done.status, 'active', JSON.stringify(done.pir_failure));
+    assert.deepEqual([done.name, done.disk_format, done.os_distro, done.checksum, done.os_hash_value, done.virtual_size], ['legacy-task', 'qcow2', 'debian', expected.md5, expected.sha512, virtualSize]);
+    const shown = (await glance('task-show', taskId)).stdout;
+    assert.match(shown, /^\|\s*status\s*\|\s*success\s*\|$/m);
+    assert.match(shown, new RegExp(`"image_id": "${imageId}"`));
+    // A URL the egress rules refuse is refused at once (400), and no image is made for it.
+    const count = (await client.call('GET', '/v2/images?limit=1000')).body.images.length;
+    await assert.rejects(glance('task-create', '--type', 'import', '--input', JSON.stringify({ ...input, import_from: 'http://169.254.169.254/latest/' })),
+      (error: Error & { stderr?: string }) => /metadata|link-local/.test(String(error.stderr)));
+    assert.equal((await client.call('GET', '/v2/images?limit=1000')).body.images.length, count);
+  });
+
   it("answers Glance's preconditions: 409 unless queued with both formats, 400 without a URI or for an unknown method", async () => {
     const noFormats = await client.createImage({ name: 'no formats' });
     const r1 = await webDownload(noFormats.id, `${base}/disk.qcow2`);

@@ -60,4 +60,63 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
       assert.equal((await t.call('admin', 'GET', `/v2/tasks?${q}`)).statusCode, 400, q);
     }
   });
+
+  describe('POST /v2/tasks: the legacy import task', () => {
+    const legacy = (input: Record<string, unknown>, type = 'import') => ({ type, input });
+    const good = { import_from: 'http://pir-test-host.invalid/disk.qcow2', import_from_format: 'qcow2', image_properties: { name: 'legacy', visibility: 'private' } };
+    const imageCount = async () => (await t.call('admin', 'GET', '/v2/images?limit=1000')).json().images.length;
+
+    it("is for administrators (Glance's tasks_api_access), before any check of the body", async () => {
+      for (const token of ['a-member', 'a-reader', 'b-member'] as const) {
+        assert.equal((await t.call(token, 'POST', '/v2/tasks', legacy(good))).statusCode, 403, token);
+        assert.equal((await t.call(token, 'POST', '/v2/tasks', { nonsense: true })).statusCode, 403, token);
+      }
+    });
+
+    it('refuses a malformed task, a refused URL or a reserved attribute, and leaves no image behind', async () => {
+      const before = await imageCount();
+      const refusals: Array<[unknown, number, string]> = [
+        [legacy(good, 'api_image_import'), 400, 'invalid_request'],
+        [{ type: 'import' }, 400, 'invalid_request'],
+        [legacy({ ...good, import_from: undefined }), 400, 'invalid_request'],
+        [legacy({ ...good, import_from_format: undefined }), 400, 'invalid_request'],
+        [legacy({ ...good, image_properties: 'x' }), 400, 'invalid_request'],
+        [legacy({ ...good, image_properties: { disk_format: 'raw' } }), 400, 'invalid_request'],
+        [legacy({ ...good, image_properties: { min_disk: 'lots' } }), 400, 'invalid_request'],
+        [legacy({ ...good, image_properties: { status: 'active' } }), 403, 'read_only_property'],
+        [legacy({ ...good, image_properties: { os_glance_import_task: 'x' } }), 403, 'reserved_property'],
+        [legacy({ ...good, import_from: 'file:///etc/passwd' }), 400, 'uri_refused'],
+        [legacy({ ...good, import_from: 'http://127.0.0.1/disk.qcow2' }), 400, 'address_refused'],
+        [legacy({ ...good, import_from: 'http://169.254.169.254/latest/meta-data/' }), 400, 'address_refused'],
+        [legacy({ ...good, import_from_format: 'cow' }), 400, 'invalid_value'],
+      ];
+      for (const [body, status, code] of refusals) {
+        const res = await t.call('admin', 'POST', '/v2/tasks', body);
+        assert.deepEqual([res.statusCode, res.json().error?.error_code], [status, code], JSON.stringify(body));
+      }
+      assert.equal(await imageCount(), before, 'no image is created for a refused task');
+    });
+
+    it('creates the image and its task (201, Location), which fails with the reason when the download does', async () => {
+      const res = await t.call('admin', 'POST', '/v2/tasks', legacy(good));
+      assert.equal(res.statusCode, 201, res.body);
+      const task = res.json();
+      assert.equal(res.headers.location, `/v2/tasks/${task.id}`);
+      assert.match(task.id, /^[0-9a-f-]{36}\.0$/);
+      assert.deepEqual([task.type, task.input, task.result, task.self, task.schema], ['import', good, null, `/v2/tasks/${task.id}`, '/v2/schemas/task']);
+      assert.ok(['pending', 'processing'].includes(task.status), task.status);
+      const image = (await t.call('admin', 'GET', `/v2/images/${task.image_id}`)).json();
+      assert.deepEqual([image.name, image.visibility, image.disk_format, image.container_format], ['legacy', 'private', 'qcow2', 'bare']);
+      // The host does not resolve: the image is killed with the reason, and its task says so.
+      let shown = task;
+      for (let i = 0; i < 200 && shown.status !== 'failure'; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        shown = (await t.call('admin', 'GET', `/v2/tasks/${task.id}`)).json();
+      }
+      assert.equal(shown.status, 'failure');
+      assert.match(shown.message, /^import: .*pir-test-host\.invalid/);
+      assert.deepEqual((await t.call('admin', 'GET', `/v2/images/${task.image_id}/tasks`)).json().tasks.map((x: { id: string }) => x.id), [task.id]);
+      assert.ok((await t.call('admin', 'GET', '/v2/tasks?type=import')).json().tasks.some((x: { id: string }) => x.id === task.id));
+    });
+  });
 });
