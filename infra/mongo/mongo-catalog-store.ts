@@ -21,7 +21,12 @@ import { monitoredClient } from './command-metrics.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
-type RevisionDoc = Revision & { _id: string };
+/**
+ * A revision as stored: its patch and metadata hold the users' property names, which FerretDB v1
+ * refuses as field names when dotted or `$`-led, so they are JSON text (`pir_json`; revisions
+ * written before it hold them in place). Nothing queries inside them.
+ */
+type RevisionDoc = Omit<Revision, 'patch' | 'metadata'> & Partial<Pick<Revision, 'patch' | 'metadata'>> & { _id: string; pir_json?: string };
 type MemberDoc = GalleryMember & { _id: string };
 /** A hint, never behind by more than the appends since it was written: the newest revision's number. */
 type HeadDoc = { _id: string; n: number };
@@ -37,9 +42,14 @@ const APPEND_RETRIES = 100;
 const ID_BATCH = MAX_STATEMENTS;
 
 function toRevision(doc: RevisionDoc): Revision {
-  const { _id, ...rest } = doc;
+  const { _id, pir_json: json, ...rest } = doc;
   void _id;
-  return rest;
+  return (json === undefined ? rest : { ...rest, ...(JSON.parse(json) as Pick<Revision, 'patch' | 'metadata'>) }) as Revision;
+}
+
+function revisionDoc(revision: Revision): RevisionDoc {
+  const { patch, metadata, ...rest } = revision;
+  return { _id: revisionId(revision.image_id, revision.n), ...rest, pir_json: JSON.stringify({ patch, metadata }) };
 }
 
 export class MongoCatalogStore implements CatalogStore {
@@ -132,7 +142,7 @@ export class MongoCatalogStore implements CatalogStore {
     for (let attempt = 0; attempt < APPEND_RETRIES; attempt++, n++) {
       const full: Revision = { ...revision, n };
       try {
-        await this.revisionInserts.write({ insertOne: { document: { _id: revisionId(revision.image_id, n), ...full } } });
+        await this.revisionInserts.write({ insertOne: { document: revisionDoc(full) } });
         this.lastSeen.set(revision.image_id, n);
         // Only a hint (a racing writer may leave a lower number): a failed write costs later reads a step or two.
         await this.heads.replaceOne({ _id: revision.image_id }, { n }, { upsert: true }).catch(() => undefined);
@@ -149,7 +159,7 @@ export class MongoCatalogStore implements CatalogStore {
   async appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null> {
     const full: Revision = { ...revision, n: 1 };
     try {
-      await this.revisionInserts.write({ insertOne: { document: { _id: revisionId(revision.image_id, 1), ...full } } });
+      await this.revisionInserts.write({ insertOne: { document: revisionDoc(full) } });
     } catch (err) {
       if (isDuplicate(err)) return null;
       throw err;

@@ -65,7 +65,20 @@ export interface MongoManifestStoreOptions {
  * membership as `["member_id","status"]` (JSON, so no key or value can forge another pair),
  * `pir_words` the keyword-search words and `pir_prefixes` their starts (core/search.ts).
  */
-type Stored = ImageDoc & { _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[]; pir_prefixes: string[] };
+type Stored = Omit<ImageDoc, UserKeyed> & Partial<Pick<ImageDoc, UserKeyed>> & {
+  _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[]; pir_prefixes: string[];
+  /** The user-keyed parts, as JSON text (absent on documents written before it: they are in place). */
+  pir_user?: string;
+};
+
+/**
+ * The parts of a document whose keys are the users' own: extra property names (Glance's common
+ * ones are dotted: org.openstack__1__os_distro), a registered location's metadata, a legacy
+ * import's input. FerretDB v1 refuses field names with '.' or a leading '$' (MongoDB 5+ takes
+ * them), so these are stored as one JSON text field; nothing queries inside them (properties are
+ * matched through pir_props).
+ */
+type UserKeyed = 'properties' | 'location' | 'import_task';
 
 function propertyKey(key: string, value: string): string {
   return JSON.stringify([key, value]);
@@ -77,8 +90,10 @@ function memberKey(member: string, status: string): string {
 
 /** The stored form of a document (the derived fields are rewritten with every write). */
 function toStored(doc: ImageDoc, seq: number, inc: string): Stored {
+  const { properties, location, import_task: importTask, ...rest } = doc;
   return {
-    ...doc,
+    ...rest,
+    pir_user: JSON.stringify({ properties, location, import_task: importTask }),
     _id: doc.id,
     pir_pending: doc.outbox.length > 0,
     pir_seq: seq,
@@ -147,9 +162,9 @@ function journalId(id: string, inc: string, seq: number): string {
 }
 
 function fromStored(stored: Stored): ImageDoc {
-  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, pir_prefixes, ...doc } = stored;
+  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, pir_prefixes, pir_user, ...doc } = stored;
   void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members; void pir_words; void pir_prefixes;
-  return doc as ImageDoc;
+  return (pir_user === undefined ? doc : { ...doc, ...(JSON.parse(pir_user) as Pick<ImageDoc, UserKeyed>) }) as ImageDoc;
 }
 
 /**

@@ -84,6 +84,18 @@ export function catalogStoreContract(name: string, makeStore: MakeCatalogStore, 
       assert.equal(await store.getRevision('img-1', 11), null);
     });
 
+    await t.test("revisions: the metadata and patch keep the users' keys as given ('.' and '$' in property names)", async () => {
+      const store = await fresh();
+      const properties = { 'org.openstack__1__os_distro': 'debian', $where: 'x', 'a.b': 'y' };
+      const first = { ...revision('img-odd', 'create'), patch: [{ op: 'add' as const, path: '/properties', value: properties }], metadata: { name: 'odd', properties } };
+      assert.deepEqual(await store.appendFirstRevision(first), { ...first, n: 1 });
+      const second = { ...revision('img-odd'), patch: [{ op: 'add' as const, path: '/properties/c.d', value: 'z' }], metadata: { name: 'odd', properties: { ...properties, 'c.d': 'z' } } };
+      assert.deepEqual(await store.appendRevision(second), { ...second, n: 2 });
+      assert.deepEqual(await store.revisions('img-odd', 0, 10), [{ ...first, n: 1 }, { ...second, n: 2 }]);
+      assert.deepEqual(await store.getRevision('img-odd', 1), { ...first, n: 1 });
+      assert.deepEqual(await store.latestRevision('img-odd'), { ...second, n: 2 });
+    });
+
     await t.test('revisions: a new image\'s first revision is n = 1 once; a second first append (a repair came first) is refused', async () => {
       const store = await fresh();
       const first = await store.appendFirstRevision(revision('img-new', 'create'));

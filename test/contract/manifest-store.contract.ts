@@ -108,6 +108,23 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       assert.equal(await store.get('00000000-0000-0000-0000-000000000000'), null);
     });
 
+    await t.test("keeps the users' own keys as given: '.' and '$' in property names, a location's metadata, a legacy import's input", async () => {
+      const store = await fresh();
+      // Glance's common properties are dotted (org.openstack__1__os_distro); FerretDB v1 refuses such field names.
+      const odd = { 'org.openstack__1__os_distro': 'debian', $where: 'x', 'a.b.$c': 'y', '%2E': 'literal', plain: 'z' };
+      const doc = makeDoc({
+        properties: odd,
+        location: { url: 'https://mirror.example.org/d.qcow2', metadata: { 'x.y': { $ref: 1 } }, validation_data: {}, fingerprint: null, added_at: iso(BASE), added_by: { project_id: 'p1', user_id: 'u1' } },
+        import_task: { input: { import_from: 'https://mirror.example.org/d.qcow2', import_from_format: 'qcow2', image_properties: { ...odd, name: 'n' } } },
+      });
+      await store.create(doc);
+      assert.deepEqual(await store.get(doc.id), doc);
+      const v2 = { ...doc, revision: 2, properties: { ...odd, 'more.dots': 'w' } };
+      assert.equal(await store.replace(v2, 1), true);
+      assert.deepEqual(await store.get(doc.id), v2);
+      assert.deepEqual((await store.list(listQuery({ properties: { 'org.openstack__1__os_distro': 'debian' } }))).map((d) => d.id), [doc.id]);
+    });
+
     await t.test('create with an existing id rejects with ManifestConflictError and keeps the first', async () => {
       const store = await fresh();
       const doc = makeDoc();
