@@ -31,7 +31,8 @@ source "$PIR_INFRA_DIR/clients.sh"
 # PostgreSQL runs only as FerretDB's backend (PIR_FERRETDB_BACKEND=postgresql); ferretdb_start starts it.
 if [[ "$PIR_FERRETDB_BACKEND" == postgresql ]]; then SERVICES=(redis kafka postgres ferretdb keystone s3); else SERVICES=(redis kafka ferretdb keystone s3); fi
 # chromium: the ops dashboard's browser test drives Debian's Chromium (playwright-core brings no browser).
-TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl chromium)
+# genisoimage: real ISO 9660/UDF images for the format tests (as os-test-images makes them).
+TOOLS_PACKAGES=(qemu-utils python3-glanceclient python3-openstackclient zstd xz-utils bzip2 tmux curl chromium genisoimage)
 
 usage() {
   sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -41,7 +42,7 @@ usage() {
 tools_install() {
   pir_apt_install "${TOOLS_PACKAGES[@]}"
   local c missing=()
-  for c in qemu-img glance openstack zstd xz bzip2 tmux curl; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  for c in qemu-img glance openstack zstd xz bzip2 tmux curl genisoimage; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
   ((${#missing[@]} == 0)) || pir_die "tools: commands missing after install: ${missing[*]}"
   pir_log "tools: $(qemu-img --version | head -1); glance $(glance --version 2>&1 | tail -1); $(zstd --version | head -1)"
 }

@@ -9,9 +9,11 @@
  * crafting and differencing VHD/VHDX edits (test/unit/formats/craft.ts), tar/OVF/OVA writers and
  * CLI compression (test/unit/unpack/helpers.ts).
  */
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { convertImage, makeImage, makeLuksImage, qemuInfo } from '../support/images.js';
 import { differencingVhd, differencingVhdx, editVhdFooters, gptDisk, isoImage, mbrSector, patched } from '../unit/formats/craft.js';
@@ -96,6 +98,34 @@ function killed(label: string, path: string, disk_format: string, stage: KilledE
   return { label, path, disk_format, container_format, expect: { status: 'killed', stage, code, message } };
 }
 
+/**
+ * An ISO 9660 image with a UDF bridge, as Debian's genisoimage writes it (os-test-images'
+ * standard-udf): a real mastering tool's output beside the hand-built ISO.
+ */
+async function genisoimage(dir: string, name: string): Promise<string> {
+  const content = join(dir, `${name}.txt`);
+  await writeFile(content, 'a file on a disc\n');
+  const path = join(dir, name);
+  await promisify(execFile)('genisoimage', ['-quiet', '-udf', '-V', 'PIR_TEST', '-o', path, content]);
+  return path;
+}
+
+/**
+ * A monolithicSparse VMDK whose grain directory is found through a footer (os-test-images'
+ * vmdk-sparse-with-footer, after VMware's own tools): the header's gdOffset says "at the end"
+ * (GD_AT_END), and the file ends with a footer marker, the footer (the header again, with the
+ * real gdOffset) and an end-of-stream marker.
+ */
+function withVmdkFooter(sparse: Buffer): Buffer {
+  const header = Buffer.from(sparse.subarray(0, 512));
+  const tail = Buffer.alloc(3 * 512);
+  tail.writeUInt32LE(3, 12); // marker type 3: a footer follows
+  header.copy(tail, 512);
+  const out = Buffer.concat([sparse, tail]);
+  out.writeBigUInt64LE(0xffffffffffffffffn, 56); // the header's gdOffset: GD_AT_END
+  return out;
+}
+
 /** Every format PIR accepts, generated with qemu-img from one source disk (ISO/GPT/MBR hand-built). */
 export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixture[]; streamVmdk: string; qcow2: string }> {
   const source = join(dir, 'source.raw');
@@ -123,6 +153,9 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
   const mbrDisk = Buffer.alloc(4 * MiB);
   mbrSector([{ status: 0x80, type: 0x83, lba: 2048, sectors: 4 * 2048 }], mbrDisk.subarray(0, 512));
   await writeFile(mbr, mbrDisk);
+  const udfIso = await genisoimage(dir, 'genisoimage-udf.iso');
+  const footerVmdk = join(dir, 'sparse-with-footer.vmdk');
+  await writeFile(footerVmdk, withVmdkFooter(await readFile(await makeImage(dir, 'vmdk', { name: 'sparse-for-footer.vmdk', size: '16M' }))));
   // An empty raw disk is a disk, as in Glance (what the glance and openstack CLIs upload from an empty, non-terminal stdin).
   const empty = join(dir, 'empty.raw');
   await writeFile(empty, Buffer.alloc(0));
@@ -143,6 +176,8 @@ export async function buildGoodFixtures(dir: string): Promise<{ fixtures: Fixtur
     active('vdi static', vdiStatic, 'vdi', 'vdi'),
     active('ploop (parallels)', ploop, 'ploop', 'parallels'),
     active('iso 9660 (hand-built)', iso, 'iso', 'raw'),
+    active('iso 9660 with a UDF bridge (genisoimage)', udfIso, 'iso', 'raw'),
+    active('vmdk monolithicSparse with a footer (grain directory at the end)', footerVmdk, 'vmdk', 'vmdk'),
     // qemu reads an ISO as a plain disk, so declared raw it is one (as in Glance), sized as the file.
     active('iso 9660 declared raw', iso, 'raw', 'raw'),
     active('raw with GPT (hand-built)', gpt, 'raw', 'raw'),
@@ -275,6 +310,10 @@ export async function buildHostileFixtures(dir: string, streamVmdk: string, qcow
   cloop.writeUInt32BE(65536, 128);
   cloop.writeUInt32BE(1, 132);
   out.push(killed('cloop image declared raw', await file('disk.cloop', cloop), 'raw', I, 'qemu_only_format', /format 'cloop'/));
+  // os-test-images' iso-with-qcow2-in-system: qemu-img probes it as qcow2, a disc reader as ISO.
+  const isoQcow2 = await readFile(await genisoimage(dir, 'with-qcow2-system-area.iso'));
+  clean.copy(isoQcow2, 0, 0, Math.min(clean.length, 32 * 1024));
+  out.push(killed('iso 9660 with a qcow2 header in its system area', await file('qcow2-system-area.iso', isoQcow2), 'iso', I, 'multiple_formats', /several/));
   const flat = await makeImage(dir, 'vmdk', { name: 'flat.vmdk', size: '16M', options: { subformat: 'monolithicFlat' } });
   out.push(killed('monolithicFlat vmdk descriptor alone', flat, 'vmdk', I, 'vmdk_external_extent', /flat-flat\.vmdk/));
 
