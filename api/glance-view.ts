@@ -69,7 +69,7 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
     status,
     input: { method: pipeline.method },
     result: status === 'success' ? { image_id: doc.id } : null,
-    message: doc.failure ? `${doc.failure.stage}: ${doc.failure.message}` : '',
+    message: failureMessage(doc),
     created_at: stripMillis(pipeline.started_at),
     updated_at: stripMillis(doc.updated_at),
     pir_stage: pipeline.stage,
@@ -89,7 +89,7 @@ function legacyImportTask(doc: ImageDoc, input: LegacyImportInput): Record<strin
   return {
     ...taskBase(`${doc.id}.0`, doc), type: 'import', status, input,
     result: status === 'success' ? { image_id: doc.id } : null,
-    message: doc.failure ? `${doc.failure.stage}: ${doc.failure.message}` : '',
+    message: failureMessage(doc),
     created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at),
     ...(doc.pipeline ? { pir_stage: doc.pipeline.stage, pir_stages: doc.pipeline.stages } : {}),
     pir_failure: doc.failure,
@@ -99,9 +99,14 @@ function legacyImportTask(doc: ImageDoc, input: LegacyImportInput): Record<strin
 function failureTask(doc: ImageDoc): Record<string, unknown> {
   return {
     ...taskBase(`${doc.id}.0`, doc), status: 'failure',
-    input: {}, result: null, message: `${doc.failure!.stage}: ${doc.failure!.message}`,
+    input: {}, result: null, message: failureMessage(doc),
     created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at), pir_failure: doc.failure,
   };
+}
+
+/** Glance's task message: the stage that refused or failed the image and why (empty while none did). */
+function failureMessage(doc: ImageDoc): string {
+  return doc.failure ? `${doc.failure.stage}: ${doc.failure.message}` : '';
 }
 
 function taskBase(id: string, doc: ImageDoc) {

@@ -19,15 +19,6 @@ function effective(format: DetectedFormat): DetectedFormat {
   return format === 'gpt' || format === 'mbr' ? 'raw' : format;
 }
 
-/**
- * qemu has no ISO driver: it probes an ISO as raw and reads it as a plain disk (a hybrid ISO is
- * written to USB sticks and booted so), so an ISO fits a raw declaration as in Glance, which takes
- * any content declared raw. Stored formats qemu would read as something else stay refused.
- */
-function isoAsRawDisk(declared: DetectedFormat, detected: DetectedFormat): boolean {
-  return declared === 'raw' && detected === 'iso';
-}
-
 /** Declarations whose content is a raw *disk* (kernels and ramdisks, aki/ari, are any length). */
 const RAW_DISKS: ReadonlySet<string> = new Set(['raw', 'ami']);
 const SECTOR = 512;
@@ -68,6 +59,12 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
   if (blocking) return no(blocking.code, blocking.message, findings);
 
   const detected = effective(report.format);
+  const declaredRaw = declaredDiskFormat !== null && RAW_DISKS.has(declaredDiskFormat.trim().toLowerCase());
+  // qemu has no ISO driver: it probes an ISO as raw and reads it as a plain disk (a hybrid ISO is
+  // written to USB sticks and booted so), so an ISO fits a raw disk declaration as in Glance, which
+  // takes any content declared raw; stored formats qemu would read as something else stay refused.
+  // Declared so, the ISO is the disk its bytes make (Glance: the actual size), not its volume.
+  const isoDisk = declaredRaw && detected === 'iso';
   if (declaredDiskFormat === null) {
     // Without a declaration we can only accept content we positively recognise.
     if (detected === 'raw') {
@@ -80,7 +77,7 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
       return no('unsupported_disk_format',
         `The declared disk_format '${declaredDiskFormat.slice(0, 40)}' is not one PIR can verify. Use one of raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, qed or luks.`, findings);
     }
-    if (declared !== detected && !isoAsRawDisk(declared, detected)) {
+    if (declared !== detected && !isoDisk) {
       const tool = declared === 'vhd' ? 'vpc' : declared;
       const fix = detected === 'raw'
         ? `If it is a plain disk, declare disk_format 'raw'; otherwise convert it to ${declared} (e.g. \`qemu-img convert -O ${tool} in.img out.img\`)`
@@ -90,23 +87,21 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
     }
   }
 
-  const declaredRaw = declaredDiskFormat !== null && RAW_DISKS.has(declaredDiskFormat.trim().toLowerCase());
-  if (declaredRaw && (detected === 'raw' || detected === 'iso') && report.fileSize % SECTOR !== 0) {
+  if (declaredRaw && (detected === 'raw' || isoDisk) && report.fileSize % SECTOR !== 0) {
     return no('raw_partial_sector',
       `The image is ${report.fileSize} bytes long, which is not a whole number of 512-byte sectors, so it cannot be a raw disk (${Math.floor(report.fileSize / SECTOR)} sectors and ${report.fileSize % SECTOR} bytes). ` +
       'Check that the upload was complete, or pad the disk to a sector boundary (e.g. `qemu-img resize -f raw disk.img <size rounded up to 512>`), and upload it again.', findings);
   }
 
-  if (report.virtualSize === null) {
+  const virtualSize = isoDisk ? report.fileSize : report.virtualSize;
+  if (virtualSize === null) {
     return no('virtual_size_unknown',
       `PIR could not determine the virtual size of this ${report.format} image from its header. Re-export the image and upload it again.`, findings);
   }
-  if (report.virtualSize > policy.maxVirtualSize) {
+  if (virtualSize > policy.maxVirtualSize) {
     return no('virtual_size_too_large',
-      `The ${report.format} image has a virtual size of ${report.virtualSize} bytes, above this cloud's limit of ${policy.maxVirtualSize} bytes. Shrink the disk (e.g. \`qemu-img resize --shrink\`) or ask an administrator to raise the limit.`, findings);
+      `The ${report.format} image has a virtual size of ${virtualSize} bytes, above this cloud's limit of ${policy.maxVirtualSize} bytes. Shrink the disk (e.g. \`qemu-img resize --shrink\`) or ask an administrator to raise the limit.`, findings);
   }
 
-  // Declared raw, an ISO is the disk its bytes make (Glance: the actual size), not its volume's size.
-  const virtualSize = declaredRaw && detected === 'iso' ? report.fileSize : report.virtualSize;
   return { ok: true, format: detected, virtualSize, findings };
 }
