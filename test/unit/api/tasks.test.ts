@@ -73,7 +73,7 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
       }
     });
 
-    it('refuses a malformed task, a refused URL or a reserved attribute, and leaves no image behind', async () => {
+    it('refuses a malformed or oversized task, a refused URL or a reserved attribute, and leaves no image behind', async () => {
       const before = await imageCount();
       const refusals: Array<[unknown, number, string]> = [
         [legacy(good, 'api_image_import'), 400, 'invalid_request'],
@@ -89,6 +89,11 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
         [legacy({ ...good, import_from: 'http://127.0.0.1/disk.qcow2' }), 400, 'address_refused'],
         [legacy({ ...good, import_from: 'http://169.254.169.254/latest/meta-data/' }), 400, 'address_refused'],
         [legacy({ ...good, import_from_format: 'cow' }), 400, 'invalid_value'],
+        // Oversized: each field is bounded, and so is the body.
+        [legacy({ ...good, import_from: `http://example.org/${'a'.repeat(4096)}` }), 400, 'invalid_request'],
+        [legacy({ ...good, import_from_format: 'q'.repeat(100) }), 400, 'invalid_request'],
+        [legacy({ ...good, image_properties: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`p${i}`, 'v'])) }), 400, 'invalid_request'],
+        [legacy({ ...good, image_properties: { big: 'x'.repeat(2 * 1024 * 1024) } }), 413, 'body_too_large'],
       ];
       for (const [body, status, code] of refusals) {
         const res = await t.call('admin', 'POST', '/v2/tasks', body);
