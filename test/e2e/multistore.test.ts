@@ -178,6 +178,9 @@ for (const mode of ['embedded', 'distributed'] as const) {
         const strict = await stageAndImport(strictId, { all_stores: true });
         assert.equal(strict.status, 'killed');
         assert.equal(strict.pir_failure.code, 'store_copy_failed');
+        // As Glance after a failed import: nothing left importing, every store it was for failed, so waiters stop.
+        assert.equal(strict.os_glance_importing_to_stores, '');
+        assert.deepEqual(strict.os_glance_failed_import.split(',').sort(), ['fast', 's3', 'spare']);
         assert.equal((await s3.stat(`images/${strictId}`)), null, 'no partial placement left in the bucket');
       } finally {
         await rm(join(dir, 'spare', 'images'), { force: true });

@@ -50,6 +50,16 @@ describe('the image entity', () => {
     assert.throws(() => kill({ ...doc } as ImageDoc, 'inspect', 'x', 'y'), /cannot become killed/);
   });
 
+  it('moves the stores a killed import was still importing to into its failed stores, as Glance', () => {
+    const doc = { id: 'i', status: 'importing', pipeline: null, upload: null, staging: null, store_import: { importing: ['fast', 's3'], failed: ['s3', 'old'], must_succeed: false } } as unknown as ImageDoc;
+    assert.deepEqual(kill(doc, 'inspect', 'qcow2_backing_file', 'refused').map((e) => e.type), ['image.killed']);
+    assert.equal(doc.status, 'killed');
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['s3', 'old', 'fast'], must_succeed: false });
+    const plain = { id: 'j', status: 'importing', pipeline: null, upload: null, staging: null } as unknown as ImageDoc;
+    kill(plain, 'inspect', 'x', 'y');
+    assert.equal(plain.store_import, undefined, 'an import without named stores gets no store lists');
+  });
+
   it("finishes through the sweeper with image.active when a run's stages were all done (it used to skip the event)", async () => {
     const d = await domain();
     const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
