@@ -35,6 +35,8 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
     view.pir_pipeline = { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] };
   }
   if (doc.failure) view.pir_failure = doc.failure;
+  const importTask = runningImportTask(doc);
+  if (importTask) view.os_glance_import_task = importTask;
   // Multi-store (core/image-stores.ts): which stores hold it, and an import's progress, as Glance's strings.
   if (doc.stores) view.stores = doc.stores.map((c) => c.store).join(',');
   if (doc.store_import) {
@@ -56,6 +58,18 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
 /** Glance prints timestamps without fractions of a second ("2026-11-22T11:30:00Z"). */
 export function stripMillis(iso: string): string {
   return iso.replace(/\.\d+Z$/, 'Z');
+}
+
+/**
+ * Glance's import lock, `os_glance_import_task`: the id of the import task working on the image,
+ * shown while it runs (a plain `PUT …/file` upload is no task in Glance, so it shows none).
+ */
+function runningImportTask(doc: ImageDoc): string | null {
+  if (doc.status !== 'importing' && doc.status !== 'uploading') return null;
+  if (doc.import_task) return `${doc.id}.0`;
+  const pipeline = doc.pipeline;
+  if (doc.status !== 'importing' || !pipeline || pipeline.method === 'upload') return null;
+  return `${doc.id}.${pipeline.run}`;
 }
 
 /** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */
