@@ -21,7 +21,7 @@ describe('errors', () => {
   it('maps malformed, oversized, empty and mistyped bodies to catalog codes', async () => {
     const cases: [string, string, string | Buffer, Record<string, string>, string][] = [
       ['POST', '/v2/images', '{"name": ', {}, 'invalid_json'],
-      ['POST', '/v2/images', '', {}, 'no_body'],
+      ['POST', '/v2/images', '', {}, 'invalid_request'], // an empty JSON body is no body: a create needs one
       ['POST', '/v2/images', JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }), {}, 'body_too_large'],
       ['POST', '/v2/images', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }, 'bad_content_type'],
       ['POST', '/v2/images', '{"__proto__": {"x": 1}}', {}, 'invalid_json'],
@@ -34,6 +34,15 @@ describe('errors', () => {
       assertClientError(res, `${method} ${url} ${String(payload).slice(0, 30)}`);
       assert.equal(res.json().error.error_code, code, `${method} ${url} ${String(payload).slice(0, 30)}`);
     }
+  });
+
+  it("takes an empty body sent as JSON as no body, as Glance (tempest's REST client sends Content-Type: application/json on every call)", async () => {
+    const json = { 'content-type': 'application/json' };
+    const own = await t.create('a-member');
+    assert.equal((await t.call('a-member', 'PUT', `/v2/images/${own}/tags/t1`, '', json)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${own}/tags/t1`, '', json)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${own}`, '', json)).statusCode, 204);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${own}`, '', json)).statusCode, 404);
   });
 
   it('never answers 500 to hostile input on any endpoint', async () => {
