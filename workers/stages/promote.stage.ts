@@ -11,6 +11,7 @@
  * by the image.active event, so a crash in between loses none of them).
  */
 import { imageKey, keyOf } from '../../core/blob-keys.js';
+import { isExternalKey } from '../../core/external-location.js';
 import { TransientError } from '../../core/errors.js';
 import { copyKey, copyVerified, removeCopies } from '../../core/image-stores.js';
 import { BlobNotFoundError, type BlobStore } from '../../core/ports.js';
@@ -62,7 +63,9 @@ export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegi
       // Left unset when the default store holds no copy: activation then removes the staged bytes.
       if (stored === null || stored === imageKey(doc.id)) delete draft.blob_key;
       else draft.blob_key = stored;
-      if (stores.multi) draft.stores = copies;
+      // Every stored image names its stores, as Glance's (PIR always serves /v2/info/stores, and
+      // tempest's import waiter compares the image's `stores` with it); registered bytes are in no store.
+      if (stores.multi || !isExternalKey(keyOf(disk))) draft.stores = copies;
       if (plan) draft.store_import = { importing: remaining, failed: [...new Set(failed)], must_succeed: plan.must_succeed };
     };
   };
