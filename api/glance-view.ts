@@ -80,8 +80,11 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
   const status = doc.status === 'active' ? 'success' : doc.status === 'killed' ? 'failure' : 'processing';
   return [{
     ...taskBase(`${doc.id}.${pipeline.run}`, doc),
+    request_id: pipeline.requested?.request_id ?? null,
+    user_id: pipeline.requested?.user_id ?? null,
     status,
-    input: { method: pipeline.method },
+    // Glance's api_image_import input (image_id, import_req), and PIR's method beside it.
+    input: { method: pipeline.method, image_id: doc.id, import_req: { method: { name: pipeline.method } } },
     result: status === 'success' ? { image_id: doc.id } : null,
     message: failureMessage(doc),
     created_at: stripMillis(pipeline.started_at),

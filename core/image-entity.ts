@@ -110,9 +110,10 @@ export function abortReceiving(draft: ImageDoc, reason: string): NewEvent[] {
 }
 
 /** The pipeline starts on staged data, under run number `run`. */
-export function beginImport(draft: ImageDoc, run: number, method: PipelineRun['method'], deadlineSeconds: number): NewEvent[] {
+export function beginImport(draft: ImageDoc, run: number, method: PipelineRun['method'], deadlineSeconds: number, requested: PipelineRun['requested'] = null): NewEvent[] {
   transition(draft, 'importing');
   draft.pipeline = newRun(run, method, deadlineSeconds);
+  if (requested) draft.pipeline.requested = requested;
   const first = draft.pipeline.stage as StageName;
   // The first stage starts in this same write, handed off to its job (one write fewer per image).
   return [event('image.import.started', { run, method, first_stage: first }), startStage(draft, first, deadlineSeconds, true)];

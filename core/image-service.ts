@@ -530,7 +530,7 @@ export class ImageService {
    * All bytes are in staging. An upload goes straight on to import; a staged image waits in
    * `uploading` for POST …/import.
    */
-  async completeUpload(_caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): Promise<ImageDoc> {
+  async completeUpload(caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): Promise<ImageDoc> {
     const { doc } = await this.manifest.update(id, (draft) => {
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
@@ -538,7 +538,7 @@ export class ImageService {
       const kind = draft.upload.kind;
       const events: NewEvent[] = entity.staged(draft, run, blob, claimed);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
-      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds));
+      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: null }));
       return events;
     });
     return doc;
@@ -619,8 +619,8 @@ export class ImageService {
     await removeStaging(this.blobs, id, doc?.blob_key);
   }
 
-  /** POST …/import with glance-direct: a staged image starts the pipeline. */
-  async importStaged(caller: Caller, id: string, targets?: StoreTargets): Promise<ImageDoc> {
+  /** POST …/import with glance-direct: a staged image starts the pipeline; `requestId` is the import call's, for its task. */
+  async importStaged(caller: Caller, id: string, targets?: StoreTargets, requestId: string | null = null): Promise<ImageDoc> {
     return this.change(caller, id, 'modify_image', (draft) => {
       if (draft.status !== 'uploading' || !draft.staging) {
         throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
@@ -630,7 +630,7 @@ export class ImageService {
       }
       // Stores named at import win over the X-Image-Meta-Store of PUT …/stage.
       if (targets) draft.store_import = importPlan(targets);
-      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds);
+      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: requestId });
     });
   }
 

@@ -54,6 +54,8 @@ export interface PipelineRun {
   deadline_at: string;
   /** How many times a stuck run was resumed by the sweeper. */
   resumes: number;
+  /** Who started the run, and in which request (its x-openstack-request-id): Glance's task user_id and request_id. */
+  requested?: { user_id: string | null; request_id: string | null } | null;
   /**
    * The stage the previous stage's completion already started (marked running, attempt counted,
    * deadline set) in its own write: its job runs without a start write of its own.

@@ -97,19 +97,25 @@ describe('import and info routes (inject)', () => {
     assert.equal((await call('POST', '/v2/images/00000000-0000-0000-0000-000000000000/import', { method: { name: 'glance-direct' } })).statusCode, 404);
   });
 
-  it("shows Glance's import lock, os_glance_import_task, while an import runs: the id of the image's task", async () => {
+  it("shows Glance's import lock, os_glance_import_task, while an import runs, and the import's task as Glance's", async () => {
     const id = await create();
     const staged = await app.inject({ method: 'PUT', url: `/v2/images/${id}/stage`, payload: Buffer.alloc(4096), headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream' } });
     assert.equal(staged.statusCode, 204);
     assert.equal((await call('GET', `/v2/images/${id}`)).json().os_glance_import_task, undefined, 'staged, no import yet');
-    assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' } })).statusCode, 202);
+    const imported = await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' } });
+    assert.equal(imported.statusCode, 202);
     // No worker runs in this app, so the import stays in progress.
     const image = (await call('GET', `/v2/images/${id}`)).json();
     assert.equal(image.status, 'importing');
-    const tasks = (await call('GET', `/v2/images/${id}/tasks`)).json().tasks as { id: string; status: string }[];
+    const tasks = (await call('GET', `/v2/images/${id}/tasks`)).json().tasks as { id: string; status: string; request_id: string; user_id: string; input: any }[];
     assert.equal(tasks.length, 1);
     assert.equal(image.os_glance_import_task, tasks[0]!.id);
     assert.equal(tasks[0]!.status, 'processing');
+    // As Glance's task (tempest checks these): the import call's request id, its user, and import_req.
+    assert.equal(tasks[0]!.request_id, imported.headers['x-openstack-request-id']);
+    assert.equal(tasks[0]!.user_id, 'u1');
+    assert.equal(tasks[0]!.input.import_req.method.name, 'glance-direct');
+    assert.equal(tasks[0]!.input.image_id, id);
   });
 
   it('refuses creates over image_count_total with 413 in PIR\'s error shape', async () => {
