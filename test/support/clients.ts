@@ -44,6 +44,13 @@ export async function openstacksdkPython(): Promise<InstalledClient> {
   return { name: 'openstacksdk', path, present: complete };
 }
 
+export async function tempestCommand(): Promise<InstalledClient> {
+  const path = process.env.PIR_TEMPEST
+    || join(cacheDir, 'clients', `tempest-${await filesKey(['infra/local/clients/tempest-requirements.txt'])}`, 'bin', 'tempest');
+  const complete = process.env.PIR_TEMPEST ? existsSync(path) : existsSync(join(dirname(dirname(path)), '.complete'));
+  return { name: 'tempest', path, present: complete };
+}
+
 export async function gophercloudDriver(): Promise<InstalledClient> {
   const src = 'test/clients/gophercloud';
   const path = process.env.PIR_GOPHERCLOUD_DRIVER

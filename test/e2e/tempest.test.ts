@@ -1,0 +1,131 @@
+/**
+ * OpenStack's own integration tests against PIR: tempest's image API tests (`tempest.api.image`,
+ * the suite Glance is gated on), run by the real tempest (PyPI, pinned by
+ * infra/local/clients/tempest-requirements.txt) against `pir serve` validating tokens with the
+ * real local Keystone, found through Keystone's catalog. Tempest makes its own projects and users
+ * (dynamic credentials, as the Keystone admin) and removes them afterwards. web-download imports
+ * a qcow2 served here on loopback (allowed by PIR_EGRESS_ALLOWLIST).
+ *
+ * One test is left out on purpose: test_deactivate_reactivate_image has a project member
+ * deactivate its own image, which Glance's default policy allows and PIR's does not (issue 7 asks
+ * for admin-only deactivation; README "Policy"). Tempest's admin variant of it runs.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { tempestCommand } from '../support/clients.js';
+import { makeImage, makeTempDir, removeDir } from '../support/images.js';
+import { catalogRegionFor, KEYSTONE } from '../support/keystone.js';
+import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { inCI, serviceUp, uniqueName } from '../support/services.js';
+
+const run = promisify(execFile);
+const logDir = testLogDir('tempest');
+const tempest = await tempestCommand();
+const keystoneUp = (await serviceUp('keystone')).up;
+const missing = [!tempest.present && `tempest is not installed (${tempest.path})`, !keystoneUp && `Keystone is not running at ${KEYSTONE}`].filter(Boolean).join('; ');
+const START = 'bash infra/local/services.sh install clients keystone && bash infra/local/services.sh start keystone';
+if (missing && !inCI) console.log(`# tempest e2e skipped: ${missing}: ${START}`);
+
+/** The member-deactivates test, left out (see above). */
+const LEFT_OUT = 'test_images\\.BasicOperationsImagesTest\\.test_deactivate_reactivate_image';
+
+describe("tempest's image API tests against pir serve and Keystone", { skip: missing && !inCI ? missing : false }, () => {
+  let dir: string;
+  let pir: PirProcess;
+  let files: Server;
+  let catalog: { region: string; remove(): Promise<void> } | null = null;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    if (missing) throw new Error(`CI is set but ${missing}: ${START}`);
+    dir = await makeTempDir('pir-e2e-tempest-');
+    const qcow2 = await makeImage(dir, 'qcow2', { size: '16M' });
+    files = createServer((request, response) => {
+      if (request.url !== '/image.qcow2') return void response.writeHead(404).end();
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      createReadStream(qcow2).pipe(response);
+    }).listen(0, '127.0.0.1');
+    await once(files, 'listening');
+    const filesPort = (files.address() as { port: number }).port;
+    const port = await freePort();
+    const pirUrl = `http://127.0.0.1:${port}`;
+    pir = await startPirProcess('serve', {
+      PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_PUBLIC_URL: pirUrl,
+      PIR_KEYSTONE_URL: KEYSTONE, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'pir-pass', PIR_KEYSTONE_PROJECT: 'service',
+      PIR_EGRESS_ALLOWLIST: `127.0.0.1:${filesPort}`,
+    }, logDir);
+    catalog = await catalogRegionFor(pirUrl, uniqueName('pir-tempest'));
+    // Tempest keeps its list of workspaces under HOME: one of this run's own.
+    env = { ...process.env, HOME: dir };
+    await run(tempest.path, ['init', join(dir, 'ws')], { env });
+    const image = `http://127.0.0.1:${filesPort}/image.qcow2`;
+    await writeFile(join(dir, 'ws', 'etc', 'tempest.conf'), `[DEFAULT]
+log_file = tempest.log
+use_stderr = False
+
+[auth]
+admin_username = admin
+admin_password = ${process.env.PIR_KEYSTONE_ADMIN_PASSWORD || 'admin-pass'}
+admin_project_name = admin
+admin_domain_name = Default
+use_dynamic_credentials = True
+create_isolated_networks = False
+
+[identity]
+uri_v3 = ${KEYSTONE}
+auth_version = v3
+region = RegionOne
+
+[identity-feature-enabled]
+api_v2 = False
+
+[service_available]
+glance = True
+nova = False
+cinder = False
+neutron = False
+swift = False
+
+[image]
+catalog_type = image
+region = ${catalog.region}
+endpoint_type = publicURL
+build_timeout = 60
+build_interval = 1
+http_image = ${image}
+http_qcow2_image = ${image}
+container_formats = bare,ami,ari,aki,ovf,ova,docker,compressed
+disk_formats = ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso,ploop
+
+[image-feature-enabled]
+import_image = True
+os_glance_reserved = True
+`);
+  });
+  after(async () => {
+    await catalog?.remove();
+    await pir?.stop();
+    files?.close();
+    if (dir) await removeDir(dir);
+  });
+
+  it('passes every tempest.api.image test it runs (none failed, at least 50 passed)', async () => {
+    const args = ['run', '--regex', '^tempest\\.api\\.image\\.', '--exclude-regex', LEFT_OUT, '--concurrency', '2'];
+    const result = await run(tempest.path, args, { cwd: join(dir, 'ws'), env, maxBuffer: 64 << 20, timeout: 600_000 })
+      .then((r) => ({ code: 0, out: r.stdout + r.stderr }), (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }));
+    await writeFile(join(logDir, 'tempest-run.log'), result.out).catch(() => {});
+    const count = (label: string) => Number(new RegExp(`^ - ${label}: (\\d+)`, 'm').exec(result.out)?.[1] ?? NaN);
+    const failed = result.out.split('\n').filter((line) => /\.\.\. FAILED/.test(line));
+    assert.deepEqual(failed, [], `tempest failures (log: ${join(logDir, 'tempest-run.log')})`);
+    assert.equal(count('Failed'), 0, result.out.slice(-3000));
+    assert.equal(result.code, 0, result.out.slice(-3000));
+    assert.ok(count('Passed') >= 50, `only ${count('Passed')} tempest tests passed:\n${result.out.slice(-3000)}`);
+  });
+});
