@@ -169,7 +169,7 @@ describe('pir cache', () => {
     assert.ok(haveGlance, 'CI is set but the glance command is missing: bash infra/local/services.sh install tools');
     const home = join(dir, 'glance-home');
     await mkdir(home, { recursive: true });
-    const glance = async (url: string, ...args: string[]) => (await run('glance', ['--os-image-url', url, '--os-auth-token', ADMIN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } })).stdout;
+    const glance = async (url: string, ...args: string[]) => (await run('glance', ['--os-image-url', url, `--os-auth-token=${ADMIN}`, ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } })).stdout;
     const queued = await makeActiveRawImage(upstream.url, ALICE, dir, 2 ** 20, 'glance-cache');
     await glance(nodeB.url, 'cache-queue', queued.id);
     await waitFor(async () => (await cacheList(nodeB)).cached_images.some((e) => e.image_id === queued.id), 10_000, 'queued image to be cached');

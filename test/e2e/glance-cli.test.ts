@@ -56,7 +56,7 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     await mkdir(home);
     glanceAs = async (token: string, ...args: string[]) => {
       // stdin closed (<&-): with --file, the CLI refuses a stdin that is not a terminal.
-      const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', `http://127.0.0.1:${port}`, '--os-auth-token', token, ...args], {
+      const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', `http://127.0.0.1:${port}`, `--os-auth-token=${token}`, ...args], {
         env: { PATH: process.env.PATH ?? '', HOME: home },
       });
       return stdout;
@@ -114,7 +114,7 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
   it('takes what image-create without --file uploads from an empty, non-terminal stdin: an empty raw disk, as Glance does; a qcow2 waits for image-upload', async () => {
     // Scripts, cron jobs and CI run the CLI with such a stdin; it then uploads what stdin holds (nothing).
     const createFromEmptyStdin = (name: string, diskFormat: string) => run('bash', ['-c', 'exec glance "$@" </dev/null', 'glance',
-      '--os-image-url', apiUrl, '--os-auth-token', TOKEN, 'image-create', '--name', name, '--disk-format', diskFormat, '--container-format', 'bare'],
+      '--os-image-url', apiUrl, `--os-auth-token=${TOKEN}`, 'image-create', '--name', name, '--disk-format', diskFormat, '--container-format', 'bare'],
     { env: { PATH: process.env.PATH ?? '', HOME: join(dir, 'home') } });
     const id = field((await createFromEmptyStdin('cli-empty', 'raw')).stdout, 'id')!;
     const shown = await glance('image-show', id);

@@ -313,7 +313,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
         // stdin closed (<&-): with --file, the CLI refuses a stdin that is not a terminal.
         // --os-auth-url (unused with a token and an image URL) as every Keystone user has it: glanceclient
         // then caches the image schema apart from where its option parser reads it (README "Stores").
-        const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', pir.url, '--os-auth-token', ids[who].token,
+        const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', pir.url, `--os-auth-token=${ids[who].token}`,
           '--os-auth-url', 'http://127.0.0.1:9/v3', ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } });
         return stdout;
       };

@@ -230,7 +230,7 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     const id = await newImage(as.alice);
     const home = join(dir, 'home');
     await mkdir(home, { recursive: true });
-    const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', `http://127.0.0.1:${port}`, '--os-auth-token', ALICE,
+    const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', `http://127.0.0.1:${port}`, `--os-auth-token=${ALICE}`,
       'location-add', '--url', `${http.base}/glance.qcow2`, '--metadata', '{"note": "from glance"}', id], { env: { PATH: process.env.PATH ?? '', HOME: home } });
     assert.match(stdout, new RegExp(id));
     const image = await settled(id);

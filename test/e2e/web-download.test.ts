@@ -172,7 +172,7 @@ describe('web-download (pir serve, local server allow-listed)', () => {
     const home = join(dir, 'glance-home'); // the CLI caches the image schema under ~/.glanceclient
     await mkdir(home, { recursive: true });
     // stdin closed (<&-): the CLI refuses web-download when stdin could carry data.
-    const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', client.baseUrl, '--os-auth-token', TOKEN, 'image-create-via-import',
+    const { stdout } = await run('bash', ['-c', 'exec glance "$@" <&-', 'glance', '--os-image-url', client.baseUrl, `--os-auth-token=${TOKEN}`, 'image-create-via-import',
       '--name', 'cli-webdl', '--disk-format', 'qcow2', '--container-format', 'bare', '--import-method', 'web-download', '--uri', `${base}/disk.qcow2`],
     { env: { PATH: process.env.PATH ?? '', HOME: home } });
     const id = /^\|\s*id\s*\|\s*([0-9a-f-]{36})\s*\|$/m.exec(stdout)?.[1];
@@ -185,7 +185,7 @@ describe('web-download (pir serve, local server allow-listed)', () => {
   it('runs the legacy import task (POST /v2/tasks) from the real glance CLI: task-create, task-show, to an active image', { skip: !haveGlance && !inCI ? 'no glance command (python3-glanceclient)' : false }, async () => {
     const home = join(dir, 'glance-home-tasks');
     await mkdir(home, { recursive: true });
-    const glance = (...args: string[]) => run('glance', ['--os-image-url', client.baseUrl, '--os-auth-token', TOKEN, ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } });
+    const glance = (...args: string[]) => run('glance', ['--os-image-url', client.baseUrl, `--os-auth-token=${TOKEN}`, ...args], { env: { PATH: process.env.PATH ?? '', HOME: home } });
     const input = { import_from: `${base}/disk.qcow2`, import_from_format: 'qcow2', image_properties: { name: 'legacy-task', container_format: 'bare', os_distro: 'debian' } };
     const created = (await glance('task-create', '--type', 'import', '--input', JSON.stringify(input))).stdout;
     const taskId = /^\|\s*id\s*\|\s*([0-9a-f-]{36}\.0)\s*\|$/m.exec(created)?.[1];
