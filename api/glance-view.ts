@@ -38,7 +38,9 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
   const importTask = runningImportTask(doc);
   if (importTask) view.os_glance_import_task = importTask;
   // Multi-store (core/image-stores.ts): which stores hold it, and an import's progress, as Glance's strings.
-  if (doc.stores) view.stores = doc.stores.map((c) => c.store).join(',');
+  // In store-id order: Glance lists them in the order they were placed, which its own gate's
+  // stores (cheap, fast, robust) make alphabetical, and tempest compares them so.
+  if (doc.stores) view.stores = doc.stores.map((c) => c.store).sort().join(',');
   if (doc.store_import) {
     view.os_glance_importing_to_stores = doc.store_import.importing.join(',');
     view.os_glance_failed_import = doc.store_import.failed.join(',');
