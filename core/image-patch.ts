@@ -41,8 +41,12 @@ function pathName(path: unknown): string {
   return name;
 }
 
-/** Fields of PIR's image view that are no image attributes (api/glance-view.ts). */
-const VIEW_ONLY_FIELDS = new Set(['pir_stage', 'pir_pipeline', 'pir_failure']);
+/**
+ * Fields of PIR's image view that are no image attributes (api/glance-view.ts): its progress, and
+ * `stores` (where the copies are; Glance's PATCH does not refuse it either). openstacksdk keeps
+ * the fields it does not know as properties and sends them back in its PATCH.
+ */
+const VIEW_ONLY_FIELDS = new Set(['pir_stage', 'pir_pipeline', 'pir_failure', 'stores']);
 
 export function parsePatch(body: unknown, mediaType: PatchMediaType): PatchOp[] {
   if (!Array.isArray(body)) throw invalid('The body must be a JSON list of operations.');

@@ -132,6 +132,7 @@ describe('PATCH /v2/images/{id}', () => {
   it("passes over PIR's view-only fields, as openstacksdk's whole-view diffs name them", async () => {
     const res = await t.patch('a-member', id, [
       { op: 'remove', path: '/pir_failure' }, { op: 'replace', path: '/pir_pipeline', value: {} },
+      { op: 'add', path: '/stores', value: 'local' }, // openstacksdk sends it back as a property
       { op: 'replace', path: '/name', value: 'sdk-renamed' },
     ]);
     assert.equal(res.statusCode, 200, res.body);
