@@ -12,7 +12,7 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
   });
   after(async () => { await t.close(); });
 
-  it("shows an image's tasks to whoever may see the image", async () => {
+  it("shows an image's tasks to its owner project and administrators; others who may see the image get none (Glance)", async () => {
     const res = await t.call('a-reader', 'GET', `/v2/images/${imported}/tasks`);
     assert.equal(res.statusCode, 200);
     const [task] = res.json().tasks;
@@ -21,6 +21,13 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.equal(task.type, 'api_image_import');
     assert.equal(task.self, `/v2/tasks/${imported}.1`);
     assert.equal((await t.call('b-member', 'GET', `/v2/images/${imported}/tasks`)).statusCode, 404);
+    assert.equal((await t.call('admin', 'GET', `/v2/images/${imported}/tasks`)).json().tasks.length, 1);
+    // Offered to every project for a moment: B sees the image, not its task (nor who started it).
+    assert.equal((await t.patch('a-member', imported, [{ op: 'replace', path: '/visibility', value: 'community' }])).statusCode, 200);
+    const seenByB = await t.call('b-member', 'GET', `/v2/images/${imported}/tasks`);
+    assert.equal(seenByB.statusCode, 200);
+    assert.deepEqual(seenByB.json().tasks, []);
+    assert.equal((await t.patch('a-member', imported, [{ op: 'replace', path: '/visibility', value: 'private' }])).statusCode, 200);
     const fresh = await t.create('a-member');
     assert.deepEqual((await t.call('a-member', 'GET', `/v2/images/${fresh}/tasks`)).json().tasks, []);
   });
