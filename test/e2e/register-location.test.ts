@@ -193,7 +193,9 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
     const id = await newImage(as.alice);
     const added = await addLocation(as.alice, id, { url: `${http.base}/slow.qcow2`, validation_data: { os_hash_algo: 'sha512', os_hash_value: digests.sha512 } });
     assert.equal(added.status, 202, JSON.stringify(added.body));
-    for (let i = 0; i < 100 && !(http.ranges.get('/slow.qcow2') ?? []).includes(null); i++) await new Promise((r) => setTimeout(r, 50));
+    // Wait (up to 30 s, not 5 s: the job may start late on a loaded machine) for the whole read to
+    // begin; killed before it, the image would be read once only and 'whole >= 2' below would fail.
+    for (let i = 0; i < 600 && !(http.ranges.get('/slow.qcow2') ?? []).includes(null); i++) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal((await as.alice.getImage(id)).body.status, 'uploading', 'killed while the bytes were being read');
     await restart();

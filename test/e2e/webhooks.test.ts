@@ -33,7 +33,9 @@ describe('webhooks (embedded, real receivers)', () => {
 
   const env = (extra: Record<string, string> = {}) => ({
     PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: '0', PIR_ADMIN_TOKEN: ADMIN, PIR_TOKENS_FILE: join(dir, 'tokens.json'),
-    PIR_EGRESS_ALLOWLIST: '127.0.0.1/32', PIR_WEBHOOK_RETRY_SCHEDULE: SCHEDULE, PIR_WEBHOOK_TIMEOUT_SECONDS: '1',
+    // A 3 s timeout: with 1 s, a loaded machine that stalled this process (receivers and PIR both)
+    // for a second turned a prompt answer into a timeout and a retry (an extra attempt or request).
+    PIR_EGRESS_ALLOWLIST: '127.0.0.1/32', PIR_WEBHOOK_RETRY_SCHEDULE: SCHEDULE, PIR_WEBHOOK_TIMEOUT_SECONDS: '3',
     PIR_WEBHOOK_CONNECT_TIMEOUT_SECONDS: '1', PIR_WEBHOOK_DISABLE_AFTER_FAILURES: '2', PIR_WEBHOOK_ROTATION_GRACE_SECONDS: '3600', ...extra,
   });
   const start = async () => {
@@ -125,7 +127,7 @@ describe('webhooks (embedded, real receivers)', () => {
   it('retries on 500 and on a timeout with the same webhook-id, and records every attempt', async () => {
     const r = await receiver(new WebhookReceiver((n, _req, res) => {
       if (n === 1) res.writeHead(500).end('boom');
-      else if (n === 2) setTimeout(() => { if (!res.destroyed) res.writeHead(200).end(); }, 2500); // past the 1 s timeout
+      else if (n === 2) setTimeout(() => { if (!res.destroyed) res.writeHead(200).end(); }, 5000); // past the 3 s timeout
       else res.writeHead(200).end('ok');
     }));
     const id = await newImage();

@@ -182,7 +182,10 @@ describe('HTTP layer: uploads and their connections', () => {
   });
 
   it('keeps a slow upload that keeps moving', async () => {
-    const f = await appFixture({ idleMs: 400 });
+    // The idle limit is well above the 150 ms gaps (with 400 ms, a loaded machine that stalled this
+    // process for 250 ms fired the idle timer before the next chunk was read: a 408), and still
+    // well below the whole upload's 2.4 s.
+    const f = await appFixture({ idleMs: 1200 });
     try {
       const port = await listen(f.app);
       const id = await queuedImage(f);
@@ -211,6 +214,10 @@ describe('HTTP layer: uploads and their connections', () => {
       c.destroy();
       const deadline = Date.now() + 5000;
       while ((await f.d.manifest.get(id))?.status !== 'queued' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // The abort is logged after the image is queued again (and its quota hold settled): wait for
+      // the log line (bounded) instead of assuming 100 ms is enough on a loaded machine.
+      const logged = () => f.logs.some((l) => l.level === 30 && l.msg === 'client aborted the request');
+      while (!logged() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       await new Promise((r) => setTimeout(r, 100));
       assert.equal((await f.d.manifest.get(id))?.status, 'queued');
       assert.deepEqual(f.logs.filter((l) => l.level >= 50), [], 'nothing at error level');
