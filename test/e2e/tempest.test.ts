@@ -6,8 +6,9 @@
  * (dynamic credentials, as the Keystone admin) and removes them afterwards. web-download imports
  * a qcow2 served here on loopback (allowed by PIR_EGRESS_ALLOWLIST).
  *
- * Twice: against one store, and against two filesystem stores (multi-store: copy-image, imports
- * to some or all stores, deleting from one store join in).
+ * Three times: against one store, against two filesystem stores (multi-store: copy-image, imports
+ * to some or all stores, deleting from one store join in), and in distributed mode (`pir api` and
+ * `pir worker` as separate processes on the real Kafka, Redis, MongoDB-wire server and S3).
  *
  * Left out on purpose: test_deactivate_reactivate_image has a project member deactivate its own
  * image, which Glance's default policy allows and PIR's does not (issue 7 asks for admin-only
@@ -21,14 +22,15 @@ import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { tempestCommand } from '../support/clients.js';
 import { makeImage, makeTempDir, removeDir } from '../support/images.js';
 import { catalogRegionFor, KEYSTONE } from '../support/keystone.js';
-import { freePort, startPirProcess, testLogDir } from '../support/pir-process.js';
-import { inCI, serviceUp, uniqueName } from '../support/services.js';
+import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { distributedS3Env, dropMongoDatabase, inCI, requireServices, serviceUp, services, uniqueName } from '../support/services.js';
+import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 
 const run = promisify(execFile);
 const logDir = testLogDir('tempest');
@@ -42,16 +44,35 @@ if (missing && !inCI) console.log(`# tempest e2e skipped: ${missing}: ${START}`)
 const LEFT_OUT = 'test_images\\.BasicOperationsImagesTest\\.test_deactivate_reactivate_image';
 const NO_STORE_IMPORTS = 'test_images\\.ImportImagesTest\\.test_image_(glance_direct|web_download)_import';
 
-/** Starts a pir serve with Keystone (and `extraEnv`), puts it in a catalog region of its own, and writes a tempest workspace for it. */
-async function tempestWorkspace(dir: string, extraEnv: Record<string, string>, imageUrl: string, filesPort: number) {
+/**
+ * Starts PIR with Keystone (and `extraEnv`): one `pir serve`, or with `distributed` a `pir api`
+ * and a `pir worker` sharing only the services, each with a data directory of its own. Puts it in
+ * a catalog region of its own and writes a tempest workspace for it.
+ */
+async function tempestWorkspace(dir: string, extraEnv: Record<string, string>, imageUrl: string, filesPort: number, distributed = false) {
   const port = await freePort();
   const pirUrl = `http://127.0.0.1:${port}`;
-  const pir = await startPirProcess('serve', {
-    PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_PUBLIC_URL: pirUrl,
+  const shared = {
+    PIR_PUBLIC_URL: pirUrl,
     PIR_KEYSTONE_URL: KEYSTONE, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'pir-pass', PIR_KEYSTONE_PROJECT: 'service',
     PIR_EGRESS_ALLOWLIST: `127.0.0.1:${filesPort}`, ...extraEnv,
-  }, logDir);
-  const catalog = await catalogRegionFor(pirUrl, uniqueName('pir-tempest')).catch(async (error) => { await pir.stop(); throw error; });
+  };
+  const processes: PirProcess[] = [];
+  const stopAll = async () => { for (const p of processes.reverse()) await p.stop().catch(() => {}); };
+  const start = async (role: 'serve' | 'api' | 'worker', env: Record<string, string>) => {
+    processes.push(await startPirProcess(role, { ...shared, PIR_DATA_DIR: join(dir, `data-${role}`), ...env }, logDir, `${role}-${basename(dir)}`));
+  };
+  try {
+    if (!distributed) await start('serve', { PIR_PORT: String(port) });
+    else {
+      await start('api', { PIR_PORT: String(port) });
+      await start('worker', {});
+    }
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  const catalog = await catalogRegionFor(pirUrl, uniqueName('pir-tempest')).catch(async (error) => { await stopAll(); throw error; });
   // Tempest keeps its list of workspaces under HOME: one of this run's own.
   const env = { ...process.env, HOME: dir };
   await run(tempest.path, ['init', join(dir, 'ws')], { env });
@@ -109,7 +130,7 @@ os_glance_reserved = True
     },
     async stop() {
       await catalog.remove();
-      await pir.stop();
+      await stopAll();
     },
   };
 }
@@ -158,5 +179,21 @@ describe("tempest's image API tests against pir serve and Keystone", { skip: mis
     const workspace = await tempestWorkspace(stores, { PIR_STORES: `fast=fs:${join(stores, 'fast')},cheap=fs:${join(stores, 'cheap')}`, PIR_DEFAULT_STORE: 'fast' }, imageUrl, filesPort);
     running.push(workspace);
     check(await workspace.run(`${LEFT_OUT}|${NO_STORE_IMPORTS}`, 'tempest-two-stores.log'), 52);
+  });
+
+  it('distributed mode (pir api + pir worker on Kafka, Redis, the MongoDB-wire server and S3): every test it runs passes (at least 50 passed)', async (t) => {
+    if (!(await requireServices(t, ['kafka', 'redis', 'mongodb', 's3']))) return;
+    const run = uniqueName('tempest').replace(/[^A-Za-z0-9]/g, '');
+    const store = new S3BlobStore({ ...services.s3, prefix: `${run}/` });
+    let workspace: Awaited<ReturnType<typeof tempestWorkspace>> | undefined;
+    try {
+      workspace = await tempestWorkspace(join(dir, 'distributed'), distributedS3Env(run, `${run}/`), imageUrl, filesPort, true);
+      check(await workspace.run(LEFT_OUT, 'tempest-distributed.log'), 50);
+    } finally {
+      await workspace?.stop().catch(() => {});
+      await dropMongoDatabase(run).catch(() => {});
+      for (const blob of await store.list('').catch(() => [])) await store.delete(blob.key).catch(() => {});
+      store.close();
+    }
   });
 });
