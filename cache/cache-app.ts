@@ -101,7 +101,14 @@ function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
   app.put('/v2/cache/:image_id', async (request, reply) => {
     const id = (request.params as { image_id: string }).image_id;
     if (!CACHEABLE_ID.test(id)) return sendError(reply, 400, 'bad_image_id', 'An image id has 1 to 64 letters, digits and dashes.');
-    queue.add(id, request.headers['x-auth-token'] as string);
+    const token = request.headers['x-auth-token'] as string;
+    // As Glance: an image that does not exist is 404, one that is not active 400. An upstream that
+    // cannot say (this node's own admin token, unknown upstream; or unreachable) leaves it to the
+    // prefetcher, which logs what it could not cache.
+    const seen = await deps.upstream.imageStatus(token, id).catch(() => null);
+    if (seen?.code === 404) return sendError(reply, 404, 'not_found', `Image ${id} does not exist upstream.`);
+    if (seen?.code === 200 && seen.status !== 'active') return sendError(reply, 400, 'image_not_active', `Only an active image can be queued for caching; image ${id} is ${seen.status ?? 'in an unknown status'}.`);
+    queue.add(id, token);
     return reply.code(202).send();
   });
   app.delete('/v2/cache/queue', async (_request, reply) => {
@@ -112,7 +119,12 @@ function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
     const id = (request.params as { image_id: string }).image_id;
     if (!CACHEABLE_ID.test(id)) return sendError(reply, 400, 'bad_image_id', 'An image id has 1 to 64 letters, digits and dashes.');
     const removed = queue.remove(id);
-    if (!(await store.drop(id, 'admin')) && !removed) return sendError(reply, 404, 'not_cached', `Image ${id} is neither cached nor queued.`);
+    if (!(await store.drop(id, 'admin')) && !removed) {
+      // As Glance: removing an image that exists but is not cached is done (204); 404 only when
+      // the image is neither here nor upstream.
+      const seen = await deps.upstream.imageStatus(request.headers['x-auth-token'] as string, id).catch(() => null);
+      if (seen?.code !== 200) return sendError(reply, 404, 'not_cached', `Image ${id} is neither cached nor queued, and the upstream does not show it.`);
+    }
     return reply.code(204).send();
   });
   // Glance: x-image-cache-clear-target says what to clear (cache, queue; both when absent).

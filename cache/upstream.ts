@@ -89,6 +89,21 @@ export class Upstream {
     return admin;
   }
 
+  /**
+   * How GET /v2/images/{id} answers `token` upstream: its HTTP status, and the image's status when
+   * it is shown. The cache API looks an image up first, as Glance's does (404 when it does not
+   * exist; only an active image can be queued).
+   */
+  async imageStatus(token: string, imageId: string): Promise<{ code: number; status: string | null }> {
+    const response = await this.call('GET', `/v2/images/${encodeURIComponent(imageId)}`, token);
+    if (response.status !== 200) {
+      await response.body?.cancel().catch(() => {});
+      return { code: response.status, status: null };
+    }
+    const image = await response.json().catch(() => null) as { status?: unknown } | null;
+    return { code: 200, status: typeof image?.status === 'string' ? image.status : null };
+  }
+
   /** GET …/file upstream with `token`, for a cache fill: node:http, whose streams are much faster than fetch's. */
   fetchFile(token: string, imageId: string, signal?: AbortSignal): Promise<UpstreamBody> {
     const url = new URL(`${this.o.base}/v2/images/${encodeURIComponent(imageId)}/file`);

@@ -141,7 +141,8 @@ export const API_ERRORS = {
   bad_image_id: refusal(400, 'An image id in the cache API has 1 to 64 letters, digits and dashes.'),
   bad_clear_target: refusal(400, 'x-image-cache-clear-target is "cache" or "queue" (or absent: both).'),
   bad_signature: refusal(401, "A webhook delivery to the cache whose signature or timestamp is not valid."),
-  not_cached: refusal(404, 'The image is neither cached nor queued on this cache node.'),
+  not_cached: refusal(404, 'The image is neither cached nor queued on this cache node, and the upstream does not show it.'),
+  image_not_active: refusal(400, 'Only an active image can be queued for caching (`PUT /v2/cache/{id}`).'),
   // catalog: search, galleries, revisions
   bad_search: refusal(400, 'q holds no word, more than 16 words or more than 1024 characters, or sort=relevance was asked without q.'),
   bad_gallery: refusal(400, 'A gallery body or parameter is malformed (name, parent_id, recursive).'),

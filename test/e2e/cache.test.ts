@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -158,7 +159,12 @@ describe('pir cache', () => {
     const removed = await fetch(`${nodeB.url}/v2/cache/${queued.id}`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } });
     assert.equal(removed.status, 204);
     assert.ok(!(await cacheList(nodeB)).cached_images.some((e) => e.image_id === queued.id));
-    assert.equal((await fetch(`${nodeB.url}/v2/cache/${queued.id}`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } })).status, 404);
+    // As Glance: an image that exists but is not cached is removed with nothing to do (204); one that
+    // does not exist is 404, and cannot be queued either.
+    assert.equal((await fetch(`${nodeB.url}/v2/cache/${queued.id}`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } })).status, 204);
+    const unknown = randomUUID();
+    assert.equal((await fetch(`${nodeB.url}/v2/cache/${unknown}`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } })).status, 404);
+    assert.equal((await fetch(`${nodeB.url}/v2/cache/${unknown}`, { method: 'PUT', headers: { 'x-auth-token': ADMIN } })).status, 404);
     assert.equal((await fetch(`${nodeB.url}/v2/cache`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN } })).status, 204);
     assert.deepEqual((await cacheList(nodeB)).cached_images, []);
   });

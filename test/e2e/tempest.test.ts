@@ -6,8 +6,9 @@
  * (dynamic credentials, as the Keystone admin) and removes them afterwards. web-download imports
  * a qcow2 served here on loopback (allowed by PIR_EGRESS_ALLOWLIST).
  *
- * Three times: against one store, against two filesystem stores (multi-store: copy-image, imports
- * to some or all stores, deleting from one store join in), and in distributed mode (`pir api` and
+ * Four times: against one store, against two filesystem stores (multi-store: copy-image, imports
+ * to some or all stores, deleting from one store join in), through a `pir cache` node in front of
+ * `pir serve` (tempest's image caching test joins), and in distributed mode (`pir api` and
  * `pir worker` as separate processes on the real Kafka, Redis, MongoDB-wire server and S3).
  *
  * Left out on purpose: test_deactivate_reactivate_image has a project member deactivate its own
@@ -44,35 +45,47 @@ if (missing && !inCI) console.log(`# tempest e2e skipped: ${missing}: ${START}`)
 const LEFT_OUT = 'test_images\\.BasicOperationsImagesTest\\.test_deactivate_reactivate_image';
 const NO_STORE_IMPORTS = 'test_images\\.ImportImagesTest\\.test_image_(glance_direct|web_download)_import';
 
+/** How PIR is laid out for one tempest run. */
+interface Layout {
+  /** A `pir api` and a `pir worker` sharing only the services, instead of one `pir serve`. */
+  distributed?: boolean;
+  /** A `pir cache` node in front of the `pir serve`, which tempest reaches (Glance's image cache). */
+  cacheNode?: boolean;
+}
+
 /**
- * Starts PIR with Keystone (and `extraEnv`): one `pir serve`, or with `distributed` a `pir api`
- * and a `pir worker` sharing only the services, each with a data directory of its own. Puts it in
- * a catalog region of its own and writes a tempest workspace for it.
+ * Starts PIR with Keystone (and `extraEnv`) as `layout` says, each process with a data directory
+ * of its own; puts what clients reach in a catalog region of its own and writes a tempest
+ * workspace for it.
  */
-async function tempestWorkspace(dir: string, extraEnv: Record<string, string>, imageUrl: string, filesPort: number, distributed = false) {
+async function tempestWorkspace(dir: string, extraEnv: Record<string, string>, imageUrl: string, filesPort: number, layout: Layout = {}) {
   const port = await freePort();
   const pirUrl = `http://127.0.0.1:${port}`;
+  const cachePort = layout.cacheNode ? await freePort() : null;
+  const publicUrl = cachePort ? `http://127.0.0.1:${cachePort}` : pirUrl;
   const shared = {
-    PIR_PUBLIC_URL: pirUrl,
+    PIR_PUBLIC_URL: publicUrl,
     PIR_KEYSTONE_URL: KEYSTONE, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'pir-pass', PIR_KEYSTONE_PROJECT: 'service',
     PIR_EGRESS_ALLOWLIST: `127.0.0.1:${filesPort}`, ...extraEnv,
   };
   const processes: PirProcess[] = [];
   const stopAll = async () => { for (const p of processes.reverse()) await p.stop().catch(() => {}); };
-  const start = async (role: 'serve' | 'api' | 'worker', env: Record<string, string>) => {
+  const start = async (role: 'serve' | 'api' | 'worker' | 'cache', env: Record<string, string>) => {
     processes.push(await startPirProcess(role, { ...shared, PIR_DATA_DIR: join(dir, `data-${role}`), ...env }, logDir, `${role}-${basename(dir)}`));
   };
   try {
-    if (!distributed) await start('serve', { PIR_PORT: String(port) });
+    if (!layout.distributed) await start('serve', { PIR_PORT: String(port) });
     else {
       await start('api', { PIR_PORT: String(port) });
       await start('worker', {});
     }
+    // The cache node asks the upstream who may read what, with each caller's own token.
+    if (cachePort) await start('cache', { PIR_PORT: String(cachePort), PIR_HOST: '127.0.0.1', PIR_CACHE_UPSTREAM: pirUrl, PIR_CACHE_PUBLIC_URL: publicUrl, PIR_CACHE_EVENTS: 'off' });
   } catch (error) {
     await stopAll();
     throw error;
   }
-  const catalog = await catalogRegionFor(pirUrl, uniqueName('pir-tempest')).catch(async (error) => { await stopAll(); throw error; });
+  const catalog = await catalogRegionFor(publicUrl, uniqueName('pir-tempest')).catch(async (error) => { await stopAll(); throw error; });
   // Tempest keeps its list of workspaces under HOME: one of this run's own.
   const env = { ...process.env, HOME: dir };
   await run(tempest.path, ['init', join(dir, 'ws')], { env });
@@ -111,6 +124,7 @@ build_timeout = 60
 build_interval = 1
 http_image = ${imageUrl}
 http_qcow2_image = ${imageUrl}
+image_caching_enabled = ${layout.cacheNode ? 'True' : 'False'}
 container_formats = bare,ami,ari,aki,ovf,ova,docker,compressed
 disk_formats = ami,ari,aki,vhd,vhdx,vmdk,raw,qcow2,vdi,iso,ploop
 
@@ -181,13 +195,21 @@ describe("tempest's image API tests against pir serve and Keystone", { skip: mis
     check(await workspace.run(`${LEFT_OUT}|${NO_STORE_IMPORTS}`, 'tempest-two-stores.log'), 52);
   });
 
+  it('through a pir cache node in front of pir serve: every call passes through it, and tempest\'s image caching cycle runs too (at least 51 passed)', async () => {
+    const workspace = await tempestWorkspace(join(dir, 'cache-node'), {}, imageUrl, filesPort, { cacheNode: true });
+    running.push(workspace);
+    const result = await workspace.run(LEFT_OUT, 'tempest-cache-node.log');
+    check(result, 51);
+    assert.match(result.out, /test_image_caching\.ImageCachingTest\.test_image_caching_cycle[^\n]*\.\.\. ok/, 'the caching cycle ran and passed');
+  });
+
   it('distributed mode (pir api + pir worker on Kafka, Redis, the MongoDB-wire server and S3): every test it runs passes (at least 50 passed)', async (t) => {
     if (!(await requireServices(t, ['kafka', 'redis', 'mongodb', 's3']))) return;
     const run = uniqueName('tempest').replace(/[^A-Za-z0-9]/g, '');
     const store = new S3BlobStore({ ...services.s3, prefix: `${run}/` });
     let workspace: Awaited<ReturnType<typeof tempestWorkspace>> | undefined;
     try {
-      workspace = await tempestWorkspace(join(dir, 'distributed'), distributedS3Env(run, `${run}/`), imageUrl, filesPort, true);
+      workspace = await tempestWorkspace(join(dir, 'distributed'), distributedS3Env(run, `${run}/`), imageUrl, filesPort, { distributed: true });
       check(await workspace.run(LEFT_OUT, 'tempest-distributed.log'), 50);
     } finally {
       await workspace?.stop().catch(() => {});

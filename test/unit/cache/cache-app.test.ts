@@ -23,6 +23,8 @@ const ADMIN = 'unit-cache-admin-0123456789abcdefghijkl';
 const USER = 'unit-user-token';
 const SECRET = `whsec_${randomBytes(24).toString('base64')}`;
 const ID = '11111111-2222-4333-8444-555555555555';
+const MISSING = '22222222-2222-4333-8444-555555555555';
+const QUEUED = '33333333-2222-4333-8444-555555555555';
 
 describe('cache app', () => {
   let dir: string;
@@ -41,6 +43,8 @@ describe('cache app', () => {
         return;
       }
       if (request.url === '/metrics') return void response.writeHead(request.headers['x-auth-token'] === ADMIN ? 200 : 403).end();
+      if (request.url === `/v2/images/${MISSING}`) return void response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      if (request.url === `/v2/images/${QUEUED}`) return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: QUEUED, status: 'queued' }));
       if (request.url === `/v2/images/${ID}`) {
         return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: ID, status: 'active', size: data.length, os_hash_algo: 'sha512', os_hash_value: claimedHash, checksum: null }));
       }
@@ -121,6 +125,20 @@ describe('cache app', () => {
     assert.match(await metrics.text(), /pir_cache_hits_total/);
     assert.equal((await fetch(`${base}/v2/cache/..%2F..%2Fetc`, { method: 'PUT', headers: { 'x-auth-token': ADMIN } })).status, 400);
     assert.equal((await fetch(`${base}/v2/cache`, { method: 'DELETE', headers: { 'x-auth-token': ADMIN, 'x-image-cache-clear-target': 'everything' } })).status, 400);
+  });
+
+  it('looks an image up upstream before queueing or removing it, as Glance\'s cache API does', async () => {
+    const call = (method: string, id: string) => fetch(`${base}/v2/cache/${id}`, { method, headers: { 'x-auth-token': ADMIN } });
+    const missing = await call('PUT', MISSING);
+    assert.equal(missing.status, 404);
+    assert.equal(((await missing.json()) as { error: { error_code: string } }).error.error_code, 'not_found');
+    const queued = await call('PUT', QUEUED);
+    assert.equal(queued.status, 400);
+    assert.match(((await queued.json()) as { error: { message: string } }).error.message, /active.*queued/);
+    const listed = await (await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': ADMIN } })).json() as { queued_images: string[] };
+    assert.deepEqual(listed.queued_images.filter((id) => id === MISSING || id === QUEUED), [], 'neither was queued');
+    assert.equal((await call('DELETE', QUEUED)).status, 204, 'an image that exists but is not cached: nothing to remove, done');
+    assert.equal((await call('DELETE', MISSING)).status, 404, 'neither cached nor known upstream');
   });
 
   it('passes other calls through with their method, path, query and body', async () => {
