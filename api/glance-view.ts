@@ -67,11 +67,9 @@ export function stripMillis(iso: string): string {
  * shown while it runs (a plain `PUT …/file` upload is no task in Glance, so it shows none).
  */
 function runningImportTask(doc: ImageDoc): string | null {
-  if (doc.status !== 'importing' && doc.status !== 'uploading') return null;
-  if (doc.import_task) return `${doc.id}.0`;
+  if (doc.import_task) return doc.status === 'importing' || doc.status === 'uploading' ? `${doc.id}.0` : null;
   const pipeline = doc.pipeline;
-  if (doc.status !== 'importing' || !pipeline || pipeline.method === 'upload') return null;
-  return `${doc.id}.${pipeline.run}`;
+  return doc.status === 'importing' && pipeline && pipeline.method !== 'upload' ? `${doc.id}.${pipeline.run}` : null;
 }
 
 /** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */

@@ -61,7 +61,7 @@ export type Action =
   | 'add_image' | 'get_image' | 'get_images' | 'modify_image' | 'delete_image' | 'upload_image' | 'download_image'
   | 'publicize_image' | 'communitize_image' | 'deactivate' | 'reactivate'
   | 'add_member' | 'get_member' | 'get_members' | 'modify_member' | 'delete_member'
-  | 'tasks_api_access' | 'copy_image' | 'delete_image_location' | 'stores_info_detail';
+  | 'tasks_api_access' | 'get_image_tasks' | 'copy_image' | 'delete_image_location' | 'stores_info_detail';
 
 /** What a rule looks at: the caller, the image's owner, and (for member rules) the member id. */
 export interface Target {
@@ -103,6 +103,9 @@ export const RULES: Record<Action, Rule> = {
   // Only the member project (or an admin) answers an invitation.
   modify_member: either(admin, (c, t) => hasRole(c, 'member') && t.member_id === c.project_id),
   tasks_api_access: admin,
+  // An image's tasks (GET /v2/images/{id}/tasks, with who started them) are its owner project's
+  // and administrators' (Glance's _is_task_visible); others who may see the image get none.
+  get_image_tasks: either(admin, (c, t) => t.owner === c.project_id),
   // Multi-store: Glance's defaults are admin-only for all three (glance/policies/image.py, discovery.py).
   copy_image: admin,
   delete_image_location: admin,

@@ -9,7 +9,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { ImageDoc, LegacyImportInput } from '../../schemas/image.js';
 import { SYSTEM_CALLER } from '../../core/caller.js';
-import { isAdminCaller } from '../../core/policy.js';
+import { allowed } from '../../core/policy.js';
 import { badRequest, notFound } from '../../core/errors.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { Quotas } from '../../core/quota.js';
@@ -77,10 +77,7 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
 
   app.get('/v2/images/:id/tasks', async (request) => {
     const doc = await images.get(request.caller, (request.params as { id: string }).id);
-    // As Glance (_is_task_visible): an image's tasks, with who started them, are its owner
-    // project's and administrators'; another project that may see the image gets none.
-    const ownTasks = isAdminCaller(request.caller) || doc.owner === request.caller.project_id;
-    return { tasks: ownTasks ? taskViews(doc) : [] };
+    return { tasks: allowed(request.caller, 'get_image_tasks', { owner: doc.owner }) ? taskViews(doc) : [] };
   });
 
   app.get('/v2/tasks', async (request) => {

@@ -65,6 +65,9 @@ describe('policy', () => {
     assert.ok(!allowed(caller('B', 'reader'), 'modify_member', { owner: 'A', member_id: 'B' }));
     assert.ok(!allowed(caller('B', 'reader'), 'download_image', target));
     assert.ok(allowed(caller('B', 'member'), 'download_image', target));
-    assert.equal(Object.keys(RULES).length, 20);
+    assert.ok(allowed(caller('A', 'reader'), 'get_image_tasks', target));
+    assert.ok(!allowed(caller('B', 'member'), 'get_image_tasks', target));
+    assert.ok(allowed(caller('B', 'admin'), 'get_image_tasks', target));
+    assert.equal(Object.keys(RULES).length, 21);
   });
 });
