@@ -4,7 +4,7 @@
  *
  *   staging/<id>.<run>.upload    the bytes as received (upload, stage, web-download)
  *   staging/<id>.<run>.unpacked  the disk the unpack stage produced (when it changed anything)
- *   images/<id>                  the stored image on the filesystem store (a rename of a staged key)
+ *   images/<id>                  the stored image on the filesystem store (a hard link to a staged key)
  *
  * An object store keeps the promoted staged key as the stored one (no copy): the manifest's
  * `blob_key` says which key holds the image; absent means `images/<id>`.

@@ -347,9 +347,13 @@ export interface BlobStore {
   /**
    * Makes the blob at `stagedKey` the image's stored bytes, all at once and without copying
    * them a second time; returns the key they are stored under (record it: core/blob-keys.ts
-   * storedKeyOf). Filesystem: a rename to `images/<id>` (one fsync). Object stores: the staged
+   * storedKeyOf). Filesystem: a hard link at `images/<id>` (one fsync). Object stores: the staged
    * key itself (S3 has no rename; a server-side copy would copy the bytes). Rejects with
    * BlobNotFoundError when nothing is stored under `stagedKey`.
+   *
+   * Never destructive: the staged key still reads the same bytes afterwards (activation removes
+   * it: core/blob-keys.ts removeStaging), and promoting the same staged blob again is a no-op, so
+   * a pipeline that dies after promotion can run again from any stage before it.
    */
   promote(stagedKey: string, imageId: string): Promise<string>;
   /** Resolves when the store answers (readiness, `pir doctor`); rejects otherwise. */

@@ -5,10 +5,11 @@
  *
  * A fused job (a small image's whole chain, workers/dispatcher.ts) runs every stage from the one
  * the manifest records as current to the end, each in its own span with its own events, timings
- * and start count, but writes only twice: once before promote (which moves the staged bytes, so
- * what came before it must be on record first) and once at the end. A crash or a failed attempt
- * re-runs the chain from the last recorded stage; the stages before promote only read the staged
- * bytes or write their own output again, so running them twice is harmless.
+ * and start count, but writes once, at the end. A crash or a failed attempt re-runs the chain
+ * from the last recorded stage: every stage only reads the staged bytes or writes its own output
+ * again, and promotion leaves the staged bytes in place (BlobStore.promote), so running a stage
+ * twice is harmless. Only a promote that copies into other stores (a multi-store import: long
+ * work of its own) is preceded by a write recording the stages before it.
  */
 import type { Logger } from 'pino';
 import { STAGES, type ImageDoc, type StageName } from '../schemas/image.js';
@@ -174,9 +175,10 @@ export class StageRunner {
           }
           working = structuredClone(started);
           log = log.child({ project_id: started.owner });
-        } else if (stage === 'promote') {
-          // Promote moves the staged bytes: what the chain did before it goes on record first
-          // (with promote started and handed off), so a re-run resumes at promote.
+        } else if (stage === 'promote' && mayCopyIntoOtherStores(working)) {
+          // Copies into other stores take as long as the disk is large: what the chain did
+          // before them goes on record first (with promote started and handed off), so a re-run
+          // resumes at promote and the run shows progress meanwhile.
           const { doc, changed } = await this.recordFused(recorded, done, (draft) => [startStage(draft, 'promote', this.settings.stageDeadlineSeconds, true)]);
           if (!changed) {
             span.setAttribute('pir.outcome', 'skipped');
@@ -297,6 +299,11 @@ interface DoneStage {
   startedAt: Date;
   endedAt: Date;
   durationMs: number;
+}
+
+/** An import into chosen stores (multi-store): its promote may copy the disk into stores besides the default one. */
+function mayCopyIntoOtherStores(doc: ImageDoc): boolean {
+  return (doc.store_import?.importing.length ?? 0) > 0;
 }
 
 function spanAttributes(job: StageJob, stage: StageName, ctx: JobContext): Record<string, string | number | boolean> {

@@ -1,13 +1,15 @@
 /**
  * Image bytes on a filesystem: key `staging/<name>` is <root>/staging/<name>, `images/<name>` is
- * <root>/images/<name>. Both live under one root, so promotion is a rename: atomic, and no byte
- * is copied. When they don't share a filesystem (EXDEV) promotion copies to a temporary name,
- * fsyncs and renames, so a partial file is never visible in the store. Writes go through
+ * <root>/images/<name>. Both live under one root, so promotion is a hard link: atomic, no byte
+ * is copied, and the staged name stays until the image is active (a pipeline that dies after
+ * promotion can run again from its first stage). When they don't share a filesystem (EXDEV), or
+ * the filesystem has no hard links, promotion copies to a temporary name, fsyncs and renames, so
+ * a partial file is never visible in the store. Writes go through
  * writeHashedFile (hashing on the pool's threads, O_DIRECT past the first 64 MiB, one fdatasync,
  * sparse holes).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -25,7 +27,7 @@ export class FsBlobStore implements BlobStore {
   readonly kind = 'filesystem';
   readonly stagingDir: string;
   readonly imagesDir: string;
-  /** Makes promotions (renames into imagesDir) durable, several with one fsync. */
+  /** Makes promotions (links made in imagesDir) durable, several with one fsync. */
   private readonly imagesDirSync: GroupFsync;
 
   constructor(root: string, private readonly options: { stagingDir?: string; hashes?: HashPool } = {}) {
@@ -89,8 +91,8 @@ export class FsBlobStore implements BlobStore {
   async stat(key: string): Promise<BlobInfo | null> {
     try {
       const info = await stat(this.pathOf(key));
-      // In the store, ctime too: a rename (promotion) keeps the staging file's mtime but sets the
-      // ctime. Nothing is renamed into staging, so there the mtime is the last write.
+      // In the store, ctime too: a link (promotion) keeps the staging file's mtime but sets the
+      // ctime. Nothing is linked or renamed into staging, so there the mtime is the last write.
       const modifiedAt = key.startsWith('images/') ? Math.max(info.mtimeMs, info.ctimeMs) : info.mtimeMs;
       return info.isFile() ? { key, size: info.size, modifiedAt } : null;
     } catch (error) {
@@ -125,16 +127,11 @@ export class FsBlobStore implements BlobStore {
 
   async promote(stagedKey: string, imageId: string): Promise<string> {
     const key = imageKey(imageId);
-    const from = this.pathOf(stagedKey);
-    const target = this.pathOf(key);
     try {
-      await rename(from, target);
+      await placeLink(this.pathOf(stagedKey), this.pathOf(key));
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new BlobNotFoundError(stagedKey);
-      if (code !== 'EXDEV') throw error;
-      await copyDurably(from, target);
-      await unlink(from);
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(stagedKey);
+      throw error;
     }
     await this.imagesDirSync.sync();
     return key;
@@ -142,6 +139,41 @@ export class FsBlobStore implements BlobStore {
 
   async ping(): Promise<void> {
     await Promise.all([stat(this.stagingDir), stat(this.imagesDir)]);
+  }
+}
+
+/** Why link() may fail where a copy still works: another filesystem, or one without hard links. */
+const LINKLESS = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK']);
+
+/** `target` becomes a second name of `from` (or, where links can't be made, a durable copy of it). */
+async function placeLink(from: string, target: string): Promise<void> {
+  try {
+    await link(from, target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') await replaceLink(from, target);
+    else if (LINKLESS.has(code)) await copyDurably(from, target);
+    else throw error;
+  }
+}
+
+/**
+ * The target exists: the same file when an earlier promotion of this staged blob died before its
+ * run was recorded (nothing to do), else stale bytes, replaced at once by a link under a
+ * temporary name renamed over them.
+ */
+async function replaceLink(from: string, target: string): Promise<void> {
+  const [staged, stored] = await Promise.all([stat(from), stat(target).catch(() => null)]);
+  if (stored && staged.dev === stored.dev && staged.ino === stored.ino) return;
+  const temporary = `${target}${PARTIAL_MARK}${process.pid}`;
+  await rm(temporary, { force: true });
+  try {
+    await link(from, temporary);
+    await rename(temporary, target);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    if (!LINKLESS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    await copyDurably(from, target);
   }
 }
 

@@ -4,7 +4,7 @@
  * open between syncs, so a caller costs one round trip through libuv's thread pool (not open,
  * sync and close: three turns of a busy event loop). Used for SQLite's write-ahead log
  * (infra/embedded/wal-group-commit.ts, fdatasync) and for the filesystem store's images
- * directory, whose promotions (renames into it) it makes durable (fsync).
+ * directory, whose promotions (links made in it) it makes durable (fsync).
  */
 import { close, fdatasync, fsync, open } from 'node:fs';
 
@@ -37,7 +37,7 @@ export class GroupFsync {
 
   constructor(private readonly path: string, private readonly options: GroupFsyncOptions = {}) {}
 
-  /** Resolves once everything written (or renamed) into the file before this call is on disk. */
+  /** Resolves once everything written (or linked, or renamed) into the file before this call is on disk. */
   sync(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<void>((resolve, reject) => {

@@ -1,5 +1,5 @@
 /** BlobStore contract against the filesystem adapter and the S3 adapter on the local SeaweedFS. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -39,6 +39,55 @@ blobStoreContract('s3 (SeaweedFS)', async () => {
     for (const blob of await s3.list('')) await s3.delete(blob.key);
     s3.close();
   },
+});
+
+test('filesystem store: promotion is a hard link that replaces stale bytes, and a copy where staging is on another filesystem', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'pir-promote-'));
+  // /dev/shm: a tmpfs, another filesystem than the data directory's on Linux.
+  const otherFs = mkdtempSync('/dev/shm/pir-staging-');
+  t.after(() => { rmSync(root, { recursive: true, force: true }); rmSync(otherFs, { recursive: true, force: true }); });
+  const readAll = async (store: FsBlobStore, key: string) => Buffer.concat(await collect(await store.read(key)));
+
+  await t.test('the stored name is a second link to the staged file: no copy, and the staged bytes stay', async () => {
+    const store = new FsBlobStore(root);
+    await store.init();
+    const imageId = randomUUID();
+    const staged = stagingKey(imageId, 1, 'upload');
+    await store.write(staged, Readable.from([Buffer.from('disk one')]), { maxBytes: 100 });
+    const stored = await store.promote(staged, imageId);
+    const [a, b] = [statSync(store.pathOf(staged)), statSync(store.pathOf(stored))];
+    assert.equal(a.ino, b.ino, 'one file under two names');
+    assert.equal(b.nlink, 2);
+  });
+
+  await t.test('stale bytes under the stored name (a run that died) are replaced by the new disk', async () => {
+    const store = new FsBlobStore(root);
+    await store.init();
+    const imageId = randomUUID();
+    await store.write(stagingKey(imageId, 1, 'unpacked'), Readable.from([Buffer.from('run one')]), { maxBytes: 100 });
+    await store.promote(stagingKey(imageId, 1, 'unpacked'), imageId);
+    // The unpacked disk is written again (a re-run), then promoted again.
+    await store.write(stagingKey(imageId, 1, 'unpacked'), Readable.from([Buffer.from('run one, again')]), { maxBytes: 100 });
+    const stored = await store.promote(stagingKey(imageId, 1, 'unpacked'), imageId);
+    assert.equal((await readAll(store, stored)).toString(), 'run one, again');
+    assert.deepEqual((await store.list(`images/${imageId}`)).map((b) => b.key), [stored], 'no temporary name left behind');
+  });
+
+  await t.test('staging on another filesystem: a durable copy, and the staged bytes stay', async () => {
+    const store = new FsBlobStore(root, { stagingDir: otherFs });
+    await store.init();
+    const imageId = randomUUID();
+    const staged = stagingKey(imageId, 1, 'upload');
+    const bytes = randomBytes(300_000);
+    await store.write(staged, Readable.from([bytes]), { maxBytes: bytes.length });
+    const stored = await store.promote(staged, imageId);
+    assert.ok((await readAll(store, stored)).equals(bytes));
+    assert.ok((await readAll(store, staged)).equals(bytes));
+    assert.notEqual(statSync(store.pathOf(staged)).dev, statSync(store.pathOf(stored)).dev);
+    assert.equal(await store.promote(staged, imageId), stored, 'again: the copy is made again over the first');
+    assert.ok((await readAll(store, stored)).equals(bytes));
+    assert.deepEqual((await store.list(`images/${imageId}`)).map((b) => b.key), [stored]);
+  });
 });
 
 test('S3 store: a multipart upload its writer abandoned (a killed api) is listed, and delete() aborts it', async (t) => {

@@ -1,8 +1,8 @@
 /**
  * Promote: make the unpacked disk the image's stored bytes, in each store the import targets.
- * The default (staging) store takes it atomically and without copying; any other target store
- * gets a streamed copy, hashed as it is written and kept only if it matches the disk's sha512
- * (multi-store: README "Stores").
+ * The default (staging) store takes it atomically and without copying, leaving the staged bytes
+ * in place until activation; any other target store gets a streamed copy, hashed as it is
+ * written and kept only if it matches the disk's sha512 (multi-store: README "Stores").
  *
  * all_stores_must_succeed (the default): every target store is written here, or none is kept.
  * all_stores_must_succeed: false (Glance's lenient import): the first store that takes the disk
@@ -20,7 +20,7 @@ import type { HashedBlob, ImageDoc, StoredCopy } from '../../schemas/image.js';
 import type { StageWork } from '../stage-runner.js';
 
 export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegistry.single(blobs)): StageWork {
-  /** The default store takes the staged disk by promotion (a rename on a filesystem; no copy). */
+  /** The default store takes the staged disk by promotion (a hard link on a filesystem; no copy). */
   const promoteInDefault = async (doc: ImageDoc, disk: HashedBlob): Promise<string> => {
     const staged = keyOf(disk);
     try {
@@ -28,7 +28,8 @@ export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegi
     } catch (error) {
       if (!(error instanceof BlobNotFoundError)) throw error;
     }
-    // An earlier attempt renamed it and died before recording it; the rename stands.
+    // Staging is gone: an earlier attempt placed the disk and its run ended meanwhile (or an
+    // older PIR renamed it into the store); what the store holds stands if it is complete.
     if ((await blobs.stat(imageKey(doc.id)))?.size === disk.size) return imageKey(doc.id);
     // Not in staging and not (completely) in the store: a repeat after a crash can't find it.
     throw new TransientError('staged_data_lost', `Image ${doc.id}'s staged data is gone and the store does not hold it.`);

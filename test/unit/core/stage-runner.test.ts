@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { access, writeFile } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { RefusedError, TransientError } from '../../../core/errors.js';
 import type { JobContext, StageJob } from '../../../core/ports.js';
 import type { StageName } from '../../../schemas/image.js';
 import { StageRunner, type StageWork } from '../../../workers/stage-runner.js';
+import { promoteStage } from '../../../workers/stages/promote.stage.js';
+import { imageKey } from '../../../core/blob-keys.js';
 import { Sweepers } from '../../../workers/sweepers.js';
 import { P, domain, silent } from './fixtures.js';
 
@@ -105,14 +107,14 @@ function countWrites(d: Awaited<ReturnType<typeof domain>>): () => number {
 const dies = (): StageWork => () => new Promise(() => {});
 
 describe('StageRunner: fused chains (small images)', () => {
-  it('runs every stage in one job with two manifest writes, each stage with its events, timings and start', async () => {
+  it('runs every stage in one job with one manifest write, each stage with its events, timings and start', async () => {
     const d = await domain();
     const { id, run } = await importingImage(d);
     const writes = countWrites(d);
     await runner(d).handle(fused(id, run), ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.equal(doc.status, 'active');
-    assert.equal(writes(), 2, 'one write before promote, one at the end');
+    assert.equal(writes(), 1, 'one write, at the end');
     assert.equal(doc.pipeline!.stage, 'done');
     assert.equal(doc.virtual_size, 4, "inspect's record applied");
     assert.equal(doc.os_hash_value, 's', "checksum's record applied");
@@ -126,7 +128,7 @@ describe('StageRunner: fused chains (small images)', () => {
     assert.equal(d.published.filter((e) => e.image_id === id && e.type === 'image.active').length, 1);
     // The same job again (at-least-once delivery) does nothing.
     await runner(d).handle(fused(id, run), ctx(1));
-    assert.equal(writes(), 2);
+    assert.equal(writes(), 1);
     await d.close();
   });
 
@@ -148,20 +150,47 @@ describe('StageRunner: fused chains (small images)', () => {
     await d.close();
   });
 
-  it('after its worker dies in promote, the job delivered again goes on from promote (what came before is on record)', async () => {
+  it('after its worker dies once promote has placed the bytes, the job delivered again re-runs the chain and the image is whole', async () => {
     const d = await domain();
     const { id, run } = await importingImage(d);
+    const stagedPath = d.blobs.pathOf((await d.manifest.get(id))!.staging!.key!);
+    const realPromote = promoteStage(d.blobs);
     let unpacks = 0;
+    let placed = false;
     const counted: StageWork = async (doc) => { unpacks++; return (draft) => { draft.pipeline!.unpacked = { ...doc.staging! }; }; };
-    void runner(d, { unpack: counted, promote: dies() }).handle(fused(id, run), ctx(1));
-    await waitUntil(async () => (await d.manifest.get(id))!.pipeline!.stage === 'promote');
-    const checkpoint = (await d.manifest.get(id))!;
-    assert.equal(checkpoint.pipeline!.stages.checksum.status, 'done');
-    assert.equal(checkpoint.pipeline!.stages.promote.status, 'running');
-    await runner(d, { unpack: counted }).handle(fused(id, run), { ...ctx(1), redelivered: true });
+    // The store holds the image; the process dies before the chain's one write.
+    void runner(d, { unpack: counted, promote: async (doc, c) => { await realPromote(doc, c); placed = true; return new Promise(() => {}); } }).handle(fused(id, run), ctx(1));
+    await waitUntil(async () => placed);
+    assert.equal((await d.manifest.get(id))!.pipeline!.stage, 'unpack', 'nothing was recorded before promote');
+    assert.equal(await readFile(stagedPath, 'utf8'), 'data', 'promotion left the staged bytes in place');
+    await runner(d, { unpack: counted, promote: realPromote }).handle(fused(id, run), { ...ctx(1), redelivered: true });
     const doc = (await d.manifest.get(id))!;
     assert.equal(doc.status, 'active');
-    assert.equal(unpacks, 1, 'unpack did not run again');
+    assert.equal(unpacks, 2, 'the chain ran again from unpack');
+    assert.equal(doc.pipeline!.stages.unpack.attempts, 2);
+    assert.equal(doc.pipeline!.stages.promote.attempts, 1, 'the dead attempt never recorded its start');
+    assert.equal(await readFile(d.blobs.pathOf(imageKey(id)), 'utf8'), 'data');
+    await assert.rejects(access(stagedPath), 'activation removed the staged name');
+    await d.close();
+  });
+
+  it('an import into chosen stores records the stages before promote first: its copies take long', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    await d.manifest.update(id, (draft) => { draft.store_import = { importing: ['local'], failed: [], must_succeed: true }; return []; });
+    const writes = countWrites(d);
+    let promoting = false;
+    void runner(d, { promote: async () => { promoting = true; return new Promise(() => {}); } }).handle(fused(id, run), ctx(1));
+    await waitUntil(async () => promoting);
+    const checkpoint = (await d.manifest.get(id))!;
+    assert.equal(writes(), 1);
+    assert.equal(checkpoint.pipeline!.stages.checksum.status, 'done');
+    assert.equal(checkpoint.pipeline!.stages.promote.status, 'running');
+    let unpacks = 0;
+    await runner(d, { unpack: async () => { unpacks++; return () => {}; } }).handle(fused(id, run), { ...ctx(1), redelivered: true });
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'active');
+    assert.equal(unpacks, 0, 'the job delivered again went on from promote');
     assert.equal(doc.pipeline!.stages.promote.attempts, 2);
     await d.close();
   });
