@@ -5,7 +5,7 @@
  * promotion can run again from its first stage). When they don't share a filesystem (EXDEV), or
  * the filesystem has no hard links, promotion copies to a temporary name, fsyncs and renames, so
  * a partial file is never visible in the store. Writes go through
- * writeHashedFile (hashing on the pool's threads, O_DIRECT past the first 64 MiB, one fdatasync,
+ * writeHashedFile (hashing on the pool's threads, O_DIRECT from the first block, one fdatasync,
  * sparse holes).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -159,8 +159,8 @@ async function placeLink(from: string, target: string): Promise<void> {
 
 /**
  * The target exists: the same file when an earlier promotion of this staged blob died before its
- * run was recorded (nothing to do), else stale bytes, replaced at once by a link under a
- * temporary name renamed over them.
+ * run was recorded (nothing to do), else stale bytes, replaced at once: placed under a temporary
+ * name, then renamed over them.
  */
 async function replaceLink(from: string, target: string): Promise<void> {
   const [staged, stored] = await Promise.all([stat(from), stat(target).catch(() => null)]);
@@ -168,12 +168,11 @@ async function replaceLink(from: string, target: string): Promise<void> {
   const temporary = `${target}${PARTIAL_MARK}${process.pid}`;
   await rm(temporary, { force: true });
   try {
-    await link(from, temporary);
+    await placeLink(from, temporary);
     await rename(temporary, target);
   } catch (error) {
     await rm(temporary, { force: true });
-    if (!LINKLESS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
-    await copyDurably(from, target);
+    throw error;
   }
 }
 
