@@ -4,7 +4,8 @@
  *
  * - start() makes sure the topic exists (createTopics; an existing topic is fine).
  * - publish(): one send with acks=all on an idempotent producer; it resolves once every
- *   in-sync replica has the batch.
+ *   in-sync replica has the batch. Publishes made while a send is in flight leave together as
+ *   the next send (send-batcher.ts).
  * - subscribe(group): one consumer per call (members of one group split the partitions),
  *   reading from the beginning when the group has no committed offset. eachMessage awaits the
  *   handler; only then is the offset resolved, and committed at the next tick of the group's
@@ -21,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Kafka, Partitioners, logLevel as KafkaLogLevel } from 'kafkajs';
-import type { Admin, Consumer, LogEntry, Producer, IHeaders } from 'kafkajs';
+import type { Admin, Consumer, LogEntry, Message, Producer, IHeaders } from 'kafkajs';
 import pino from 'pino';
 import type { Logger } from 'pino';
 import { isPirEvent } from '../../schemas/events.js';
@@ -29,11 +30,14 @@ import type { PirEvent } from '../../schemas/events.js';
 import type { EventBus, EventHandler } from '../../core/ports.js';
 import { REBALANCE_CHATTER } from './chatter.js';
 import { OffsetCommitter } from './offset-committer.js';
+import { SendBatcher } from './send-batcher.js';
 
 const DEFAULT_TOPIC = 'pir.image-events';
 const HANDLER_HEARTBEAT_MS = 120_000;
 /** On close, how long the handlers running are awaited before the last commit. */
 const CLOSE_DRAIN_MS = 5_000;
+/** One send's bounds: far under the broker's default of 1 MB per record batch (an event is ~1 KB). */
+const SEND_LIMITS = { maxMessages: 200, maxBytes: 256 * 1024 };
 
 /**
  * Kafka consumer groups are cluster-wide, not per topic: two PIRs (or test runs) on one cluster
@@ -123,6 +127,8 @@ export class KafkaEventBus implements EventBus {
   private readonly committers = new Map<Consumer, OffsetCommitter>();
   private readonly producer: Producer;
   private readonly admin: Admin;
+  /** Concurrent publishes leave together, as one Produce request (send-batcher.ts). */
+  private readonly sends: SendBatcher<Message>;
   private readonly o: Required<Omit<KafkaEventBusOptions, 'logger' | 'replicationFactor' | 'clientId' | 'topic'>> & { replicationFactor?: number };
   private started: Promise<void> | null = null;
   private closing = false;
@@ -161,6 +167,11 @@ export class KafkaEventBus implements EventBus {
       createPartitioner: Partitioners.DefaultPartitioner,
     });
     this.admin = this.kafka.admin();
+    this.sends = new SendBatcher<Message>(
+      async (messages) => { await this.producer.send({ topic: this.topic, acks: -1, messages }); },
+      (m) => Buffer.byteLength(m.value as string),
+      SEND_LIMITS,
+    );
   }
 
   /** Creates the topic if needed and connects the producer; publish/subscribe call it. */
@@ -193,15 +204,11 @@ export class KafkaEventBus implements EventBus {
   async publish(events: PirEvent[]): Promise<void> {
     if (events.length === 0) return;
     await this.start();
-    await this.producer.send({
-      topic: this.topic,
-      acks: -1,
-      messages: events.map((e) => {
-        const headers: IHeaders = {};
-        if (e.traceparent) headers.traceparent = e.traceparent;
-        return { key: e.image_id, value: JSON.stringify(e), headers };
-      }),
-    });
+    await this.sends.publish(events.map((e) => {
+      const headers: IHeaders = {};
+      if (e.traceparent) headers.traceparent = e.traceparent;
+      return { key: e.image_id, value: JSON.stringify(e), headers };
+    }));
   }
 
   async subscribe(group: string, handler: EventHandler): Promise<void> {

@@ -1,13 +1,13 @@
 /**
- * Group commit for single-document writes: callers queue one write each; whatever is queued
- * while the previous command is in flight goes out as the next single bulkWrite (unordered).
- * No timer: a lone write leaves at the next turn of the event loop, and under load the batch
- * grows by itself. Each caller's promise settles with its own statement's outcome, so a write
+ * Group commit for single-document writes (infra/group-commit.ts): callers queue one write each;
+ * whatever is queued while the previous command is in flight goes out as the next single
+ * bulkWrite (unordered). Each caller's promise settles with its own statement's outcome, so a write
  * is acknowledged only once the server has it (nothing is buffered past a crash).
  *
  * Why: on FerretDB every command costs a round trip and a transaction; 100 webhook deliveries
  * finishing together were 100 update commands, now a handful.
  */
+import { GroupCommit } from '../group-commit.js';
 import { MongoBulkWriteError, MongoServerError, type AnyBulkWriteOperation, type Collection, type Document } from 'mongodb';
 
 /**
@@ -47,34 +47,20 @@ interface Pending<T extends Document> {
   reject(error: unknown): void;
 }
 
-export class GroupWriter<T extends Document> {
-  private queue: Pending<T>[] = [];
-  private running = false;
-  private scheduled = false;
-
-  constructor(private readonly collection: Collection<T>, private readonly maxBatch = MAX_STATEMENTS) {}
+export class GroupWriter<T extends Document> extends GroupCommit<Pending<T>> {
+  constructor(private readonly collection: Collection<T>, private readonly maxBatch = MAX_STATEMENTS) {
+    super();
+  }
 
   write(op: AnyBulkWriteOperation<T>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ op, resolve, reject });
-      this.schedule();
-    });
+    return new Promise<void>((resolve, reject) => this.enqueue({ op, resolve, reject }));
   }
 
-  private schedule(): void {
-    if (this.running || this.scheduled || this.queue.length === 0) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.flush();
-    });
+  protected take(): Pending<T>[] {
+    return this.queue.splice(0, this.maxBatch);
   }
 
-  private async flush(): Promise<void> {
-    if (this.running) return;
-    const batch = this.queue.splice(0, this.maxBatch);
-    if (batch.length === 0) return;
-    this.running = true;
+  protected async commit(batch: Pending<T>[]): Promise<void> {
     try {
       await this.collection.bulkWrite(batch.map((p) => p.op), { ordered: false });
       for (const p of batch) p.resolve();
@@ -88,9 +74,6 @@ export class GroupWriter<T extends Document> {
       // Each failed statement is rejected with its own error (its code: 11000 for a duplicate _id).
       const perStatement = failed.size > 0 && error instanceof MongoBulkWriteError && !error.writeConcernError;
       batch.forEach((p, i) => (!perStatement ? p.reject(error) : failed.has(i) ? p.reject(failed.get(i)) : p.resolve()));
-    } finally {
-      this.running = false;
-      this.schedule();
     }
   }
 }

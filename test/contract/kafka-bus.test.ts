@@ -57,6 +57,35 @@ test('Kafka: key is the image id, value the JSON event, traceparent a header', {
   assert.equal(meta.topics[0]!.partitions.length, 6, 'created with 6 partitions');
 });
 
+test('Kafka: concurrent publishes leave together, every event arrives, and each image keeps its order', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['kafka']))) return;
+  const topic = uniqueName('pir-contract-batch');
+  const bus = new KafkaEventBus({ brokers, topic, logger: quiet });
+  const received: PirEvent[] = [];
+  t.after(async () => {
+    await bus.close();
+    await deleteTopic(topic);
+  });
+  await bus.start();
+  // Counts the Produce requests this bus's producer sends (kafkajs's request instrumentation).
+  const producer = (bus as unknown as { producer: import('kafkajs').Producer }).producer;
+  let produces = 0;
+  const off = producer.on(producer.events.REQUEST, (e) => { if (e.payload.apiName === 'Produce') produces++; });
+  await bus.subscribe(`${topic}-g`, async (e) => { received.push(e); });
+  const images = Array.from({ length: 20 }, () => randomUUID());
+  // Each image publishes its five events one call at a time, as the outbox relay does; the
+  // twenty images run at once.
+  await Promise.all(images.map(async (img) => {
+    for (let seq = 0; seq < 5; seq++) await bus.publish([makeEvent(img, seq)]);
+  }));
+  off();
+  await waitFor('100 events', () => received.length === 100, 20_000);
+  for (const img of images) {
+    assert.deepEqual(received.filter((e) => e.image_id === img).map((e) => e.data), [0, 1, 2, 3, 4].map((seq) => makeEvent(img, seq).data), `image ${img} in order`);
+  }
+  assert.ok(produces < 100 / 2, `100 publishes went out in ${produces} Produce requests`);
+});
+
 test('Kafka: a poison event is retried in place without killing the consumer; the rest follows', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['kafka']))) return;
   const topic = uniqueName('pir-contract-poison');
