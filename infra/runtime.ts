@@ -142,10 +142,11 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     if (store.stores.multi) await adapters.queue.work(COPY_IMAGE_KIND, COPY_CONCURRENCY, storeOps.handle);
     await adapters.queue.work(REGISTER_LOCATION_KIND, REGISTER_CONCURRENCY, locations.handle);
   }
-  // The relay publishes every write at once; the sweepers only catch what a crash left behind,
-  // and their queries scan the collection on FerretDB, so they run seldom. Every process relays
-  // leftovers; workers (or the single embedded process) also look for stuck images.
-  sweepers.start(OUTBOX_SWEEP_MS, roles.worker ? STALE_SWEEP_MS : null, roles.worker ? config.storeSweepSeconds * 1000 : null);
+  // The relay publishes every write at once; the sweepers only catch what a crash or a failed
+  // publish left behind, and their queries scan the collection on FerretDB, so only workers (or
+  // the single embedded process) run them: any process can publish any image's leftover events,
+  // and an api sweeping too only added scans (measured on an idle catalog, docs/benchmarks.md).
+  if (roles.worker) sweepers.start(OUTBOX_SWEEP_MS, STALE_SWEEP_MS, config.storeSweepSeconds * 1000);
 
   let app: FastifyInstance | null = null;
   let url: string | null = null;
