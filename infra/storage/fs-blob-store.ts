@@ -145,30 +145,44 @@ export class FsBlobStore implements BlobStore {
 /** Why link() may fail where a copy still works: another filesystem, or one without hard links. */
 const LINKLESS = new Set(['EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK']);
 
-/** `target` becomes a second name of `from` (or, where links can't be made, a durable copy of it). */
+/**
+ * `target` becomes a second name of `from`, or where links can't be made a durable copy of it.
+ * A target that is already `from` (an earlier promotion of this staged blob died before its run
+ * was recorded) is left alone; stale bytes there are replaced at once.
+ */
 async function placeLink(from: string, target: string): Promise<void> {
+  let code: string;
   try {
     await link(from, target);
+    return;
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? '';
-    if (code === 'EEXIST') await replaceLink(from, target);
-    else if (LINKLESS.has(code)) await copyDurably(from, target);
-    else throw error;
+    code = (error as NodeJS.ErrnoException).code ?? '';
+    if (code !== 'EEXIST' && !LINKLESS.has(code)) throw error;
+  }
+  if (code === 'EEXIST' && await sameFile(from, target)) return;
+  await viaTemporary(target, (temporary) => (code === 'EEXIST' ? linkOrCopy(from, temporary) : copyInto(from, temporary)));
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [first, second] = await Promise.all([stat(a), stat(b).catch(() => null)]);
+  return second !== null && first.dev === second.dev && first.ino === second.ino;
+}
+
+async function linkOrCopy(from: string, path: string): Promise<void> {
+  try {
+    await link(from, path);
+  } catch (error) {
+    if (!LINKLESS.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    await copyInto(from, path);
   }
 }
 
-/**
- * The target exists: the same file when an earlier promotion of this staged blob died before its
- * run was recorded (nothing to do), else stale bytes, replaced at once: placed under a temporary
- * name, then renamed over them.
- */
-async function replaceLink(from: string, target: string): Promise<void> {
-  const [staged, stored] = await Promise.all([stat(from), stat(target).catch(() => null)]);
-  if (stored && staged.dev === stored.dev && staged.ino === stored.ino) return;
+/** Fills a temporary name beside `target`, then renames it over `target`: the name never shows a partial file. */
+async function viaTemporary(target: string, fill: (temporary: string) => Promise<void>): Promise<void> {
   const temporary = `${target}${PARTIAL_MARK}${process.pid}`;
   await rm(temporary, { force: true });
   try {
-    await placeLink(from, temporary);
+    await fill(temporary);
     await rename(temporary, target);
   } catch (error) {
     await rm(temporary, { force: true });
@@ -176,16 +190,9 @@ async function replaceLink(from: string, target: string): Promise<void> {
   }
 }
 
-async function copyDurably(from: string, to: string): Promise<void> {
-  const temporary = `${to}${PARTIAL_MARK}${process.pid}`;
-  try {
-    await pipeline(createReadStream(from, { highWaterMark: 1024 * 1024 }), createWriteStream(temporary, { mode: 0o600 }));
-    const handle = await open(temporary, 'r+');
-    try { await handle.datasync(); } finally { await handle.close(); }
-    await rename(temporary, to);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
+async function copyInto(from: string, to: string): Promise<void> {
+  await pipeline(createReadStream(from, { highWaterMark: 1024 * 1024 }), createWriteStream(to, { mode: 0o600 }));
+  const handle = await open(to, 'r+');
+  try { await handle.datasync(); } finally { await handle.close(); }
 }
 
