@@ -38,6 +38,13 @@ import { STAGES, type ImageDoc } from '../schemas/image.js';
 import { CpuMeter, MachineCpu, ferretdbPostgresPid, listenerPid, mainThreadCpuMs } from './process-cpu.js';
 
 const CLIENTS = 8;
+/**
+ * Images each client uploads before the measured run: enough for a warm service (connections,
+ * indexes, Node's optimising compiler and the Kafka broker's JIT). With 2 per client, the
+ * distributed run's api and worker spent ~10% of their CPU compiling and ran ~7% slower than
+ * after 40 (docs/benchmarks.md, 2026-12-05 03:46–03:58); embedded runs showed no difference.
+ */
+const WARMUP_PER_CLIENT = 40;
 
 interface Run {
   label: string;
@@ -232,8 +239,7 @@ async function httpLimit(data: Buffer, seconds = 5): Promise<number> {
 async function measure(label: string, mongoUrl: string | null, ctx: BenchContext, data: Buffer, count: number): Promise<Figure[]> {
   const run = await start(label, mongoUrl, ctx.dir);
   try {
-    // Warm up (connections, indexes, JIT), not counted.
-    await smallImages(run.client, data, CLIENTS, 2, 30);
+    await smallImages(run.client, data, CLIENTS, WARMUP_PER_CLIENT, 30); // not counted
     const before = await scrape(run.metricsUrls);
     const since = new Date().toISOString();
     // CPU per image of each process on the path (the MongoDB-wire server may be shared with other runs).
