@@ -2,7 +2,8 @@
  * Many machines: one `pir api` and two `pir worker` processes that share no filesystem (each has
  * its own private PIR_DATA_DIR) and keep image bytes in S3 (the local SeaweedFS), on the real
  * Kafka, Redis and FerretDB. Uploads reach active and download intact; a worker SIGKILLed in the
- * middle of a stage does not stop its image; an api killed mid-upload leaves the client a retry
+ * middle of a stage does not stop its image, alone or under load through two apis (each image
+ * active once, nothing left in the bucket); an api killed mid-upload leaves the client a retry
  * against the other api, and its abandoned multipart upload is cleaned up.
  */
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { ensureQemuImg, makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 import { inCI, serviceUp, services, uniqueName, distributedS3Env } from '../support/services.js';
+import { TopicRecorder } from '../support/topic-recorder.js';
 import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, type Fixture } from './upload-matrix.js';
 
 const logDir = testLogDir('distributed-s3');
@@ -161,6 +163,67 @@ describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker
     // Free the bucket for the rest of the run.
     assert.equal((await client.call('DELETE', `/v2/images/${image.id}`)).status, 204);
     await waitFor(async () => (await keysOf(image.id)).length === 0, 10_000, 'the deleted image has no objects');
+  });
+
+  it('under load: a worker SIGKILLed mid-job while 48 uploads run through two apis; every image ends active once, with its digests, leaving one object', async (t) => {
+    const port = await freePort();
+    await start('api', 'api-2', { PIR_PORT: String(port) });
+    const clients = [client, new PirClient(`http://127.0.0.1:${port}`, TOKEN)];
+    const recorder = new TopicRecorder(env.PIR_KAFKA_TOPIC!);
+    await recorder.start();
+    try {
+      // First an image whose unpack takes seconds, so that the kill surely lands inside a job.
+      const slow = await clients[1]!.createImage({ name: 'slow', disk_format: 'raw', container_format: 'compressed' });
+      assert.equal((await clients[1]!.putData(slow.id, makeSlowGzip(dir), 'file', { prefer: 'respond-async' })).status, 202);
+      // Then the load: the matrix six times over, spread across both apis, all at once.
+      const load = Array.from({ length: 6 }, () => matrix).flat();
+      const created = new Set<string>();
+      const uploads = Promise.all(load.map(async (fixture, i) => {
+        const via = clients[i % 2]!;
+        const image = await via.createImage({ name: `load ${i} ${fixture.label}`, disk_format: fixture.disk_format, container_format: fixture.container_format });
+        created.add(image.id);
+        const response = await via.putData(image.id, fixture.path, 'file', { prefer: 'respond-async' });
+        assert.equal(response.status, 202, `${fixture.label}: ${JSON.stringify(response.body)}`);
+        return image.id as string;
+      }));
+
+      const runsSlowUnpack = (line: string) => line.includes(slow.id) && line.includes('"stage":"unpack"') && line.includes('"msg":"stage started"');
+      const holder = () => workers.find((w) => w.child.exitCode === null && w.child.signalCode === null && w.output().split('\n').some(runsSlowUnpack));
+      await waitFor(() => holder() !== undefined, 30_000, 'a worker running the slow unpack');
+      // Kill once part of the load is through (the rest still in the pipeline), or after 3 s.
+      const loadActive = () => recorder.events.filter((e) => e.type === 'image.active' && created.has(e.image_id)).length;
+      await waitFor(() => loadActive() >= 6, 3_000, 'part of the load active').catch(() => {});
+      const victim = holder()!;
+      const activeAtKill = new Set(recorder.events.filter((e) => e.type === 'image.active').map((e) => e.image_id));
+      await victim.kill();
+      await start('worker', 'worker-4');
+
+      const ids = await uploads;
+      const inFlight = ids.filter((id) => !activeAtKill.has(id)).length;
+      const begunByVictim = ids.filter((id) => victim.output().includes(`"image_id":"${id}"`)).length;
+      t.diagnostic(`at the kill: ${ids.length - inFlight} of ${ids.length} load images active; the killed worker had begun work on ${begunByVictim}`);
+      assert.ok(inFlight > 0, 'the worker died while the load was still in the pipeline');
+      const settled = (id: string) => recorder.idsOf(id, 'image.active').size > 0 || recorder.idsOf(id, 'image.killed').size > 0;
+      await waitFor(() => [slow.id, ...ids].every(settled), 240_000, 'every image settled (image.active or image.killed on the topic)');
+
+      for (const [i, id] of ids.entries()) await assertActiveAsExpected(clients[(i + 1) % 2]!, id, load[i]!);
+      const slowImage = (await client.getImage(slow.id)).body;
+      assert.equal(slowImage.status, 'active', JSON.stringify(slowImage.pir_failure));
+      assert.equal(slowImage.size, SLOW_GZIP_SIZE);
+      assert.ok(slowImage.pir_pipeline.stages.unpack.attempts >= 2, 'the killed unpack ran again');
+
+      // Nothing lost, nothing twice, nothing left behind: one image.active event and one object per image.
+      await new Promise((r) => setTimeout(r, 2000)); // room for a duplicate event to show up, if there were one
+      for (const id of [slow.id, ...ids]) {
+        assert.equal(recorder.idsOf(id, 'image.active').size, 1, `one image.active event for ${id}`);
+        assert.equal(recorder.idsOf(id, 'image.killed').size, 0, `no image.killed event for ${id}`);
+        await waitFor(async () => (await keysOf(id)).length === 1, 20_000, `one object left for ${id}`);
+      }
+      // Free the bucket for the rest of the run.
+      for (const id of [slow.id, ...ids]) assert.equal((await client.call('DELETE', `/v2/images/${id}`)).status, 204);
+    } finally {
+      await recorder.stop();
+    }
   });
 
   it('an api killed mid-upload: the client retries against the other api and succeeds; the abandoned multipart upload is removed', async () => {

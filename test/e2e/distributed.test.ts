@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
 import { ensureQemuImg, makeImage, makeTempDir, removeDir } from '../support/images.js';
 import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
 
 const logDir = testLogDir('distributed');
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import { TopicRecorder } from '../support/topic-recorder.js';
 import { assertActiveAsExpected, buildMatrix, makeSlowGzip, SLOW_GZIP_ENV, SLOW_GZIP_SIZE, waitForEmptyStaging, type Fixture } from './upload-matrix.js';
 
 const TOKEN = 'e2e-distributed-token-0123456789abc';
@@ -140,28 +140,3 @@ describe('distributed mode (pir api + 2 × pir worker on Kafka, Redis, FerretDB)
     await assertActiveAsExpected(client, image.id, fixture);
   });
 });
-
-/** Records every event on the topic from its beginning, for assertions about what was published. */
-class TopicRecorder {
-  readonly events: { id: string; type: string; image_id: string }[] = [];
-  private readonly consumer;
-
-  constructor(private readonly topic: string) {
-    const kafka = new Kafka({ brokers: [...services.kafkaBrokers], clientId: 'pir-e2e-recorder', logLevel: logLevel.NOTHING });
-    this.consumer = kafka.consumer({ groupId: uniqueName('e2e-recorder'), maxWaitTimeInMs: 100 });
-  }
-
-  async start(): Promise<void> {
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
-    await this.consumer.run({ eachMessage: async ({ message }) => { this.events.push(JSON.parse(message.value!.toString())); } });
-  }
-
-  idsOf(imageId: string, type: string): Set<string> {
-    return new Set(this.events.filter((e) => e.image_id === imageId && e.type === type).map((e) => e.id));
-  }
-
-  stop(): Promise<void> {
-    return this.consumer.disconnect();
-  }
-}
