@@ -61,7 +61,9 @@ function hash(s: string): number {
 
 export class MemoryEventBus implements EventBus {
   private readonly watchers = new Set<EventHandler>();
+  /** The retained events are log[logStart…]; the array is compacted once per `retain` publishes (a splice per publish would move the whole log each time). */
   private readonly log: Entry[] = [];
+  private logStart = 0;
   private readonly groups = new Map<string, Group>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly retryBaseMs: number;
@@ -87,7 +89,11 @@ export class MemoryEventBus implements EventBus {
       this.log.push(entry);
       for (const group of this.groups.values()) this.enqueue(group, entry);
     }
-    if (this.log.length > this.retain) this.log.splice(0, this.log.length - this.retain);
+    this.logStart = Math.max(this.logStart, this.log.length - this.retain);
+    if (this.logStart >= this.retain) {
+      this.log.splice(0, this.logStart);
+      this.logStart = 0;
+    }
     if (this.watchers.size > 0) {
       const copies = entries.map((e) => JSON.parse(e.json) as PirEvent);
       queueMicrotask(() => {
@@ -108,7 +114,7 @@ export class MemoryEventBus implements EventBus {
       g = { name: group, members: [], lanes: new Map() };
       this.groups.set(group, g);
       g.members.push(handler);
-      for (const entry of this.log) this.enqueue(g, entry);
+      for (let i = this.logStart; i < this.log.length; i++) this.enqueue(g, this.log[i]!);
       return;
     }
     g.members.push(handler);
@@ -138,6 +144,7 @@ export class MemoryEventBus implements EventBus {
     }
     this.groups.clear();
     this.log.length = 0;
+    this.logStart = 0;
   }
 
   private enqueue(group: Group, entry: Entry): void {

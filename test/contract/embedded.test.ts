@@ -60,3 +60,14 @@ test('memory bus: a group subscribing later gets the retained log first (like fr
   await waitFor('4 events', () => got.length === 4);
   assert.deepEqual(got.map((e) => (e.data as { attempt: number }).attempt), [2, 3, 4, 5]);
 });
+
+test('memory bus: the retained log stays the last `retain` events across many publishes (compacted in batches)', async (t) => {
+  const bus = new MemoryEventBus({ retain: 3, logger: pino({ level: 'silent' }) });
+  t.after(() => bus.close());
+  for (let i = 1; i <= 20; i++) await bus.publish([makeEvent('img', i)]);
+  const got: PirEvent[] = [];
+  await bus.subscribe('late', async (e) => { got.push(e); });
+  await bus.publish([makeEvent('img', 21)]);
+  await waitFor('4 events', () => got.length === 4);
+  assert.deepEqual(got.map((e) => (e.data as { attempt: number }).attempt), [18, 19, 20, 21]);
+});
