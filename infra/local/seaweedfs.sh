@@ -126,7 +126,7 @@ s3_start() {
     -master.volumeSizeLimitMB=1024 \
     -volume.port="$PIR_SEAWEEDFS_VOLUME_PORT" -volume.max=0 \
     -filer -filer.port="$PIR_SEAWEEDFS_FILER_PORT" \
-    -s3 -s3.port="$PIR_S3_PORT" -s3.config="$S3_CONFIG"
+    -s3 -s3.port="$PIR_S3_PORT" -s3.config="$S3_CONFIG" -s3.domainName=localhost
   if ! pir_wait s3 "$PIR_START_TIMEOUT" "$S3_LOG" "$S3_PIDFILE" "$S3_PATTERN" s3_answers; then
     pir_stop_pid s3 "$S3_PIDFILE" "$S3_PATTERN" 20
     pir_die "s3: failed to start (full log: $S3_LOG)"

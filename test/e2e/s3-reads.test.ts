@@ -9,12 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
-import { countingProxy, type CountingProxy } from '../support/counting-proxy.js';
-import { ensureQemuImg, makeImage, makeTempDir, removeDir } from '../support/images.js';
-import { PirClient } from '../support/pir-client.js';
-import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
-import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import type { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
+import type { CountingProxy } from '../support/counting-proxy.js';
+import { ensureQemuImg, makeImage } from '../support/images.js';
+import type { PirClient } from '../support/pir-client.js';
+import { serveOnS3BehindProxy, type ServeOnS3 } from '../support/s3-serve.js';
+import { inCI, serviceUp } from '../support/services.js';
 
 const TOKEN = 'e2e-s3-reads-token-0123456789abcdefg';
 const MiB = 1024 * 1024;
@@ -22,38 +22,20 @@ const s3 = await serviceUp('s3');
 if (!s3.up && !inCI) console.log(`# S3 reads e2e skipped: s3 not running (${s3.where}); bash infra/local/services.sh start s3`);
 
 describe('pir serve on S3: reads and copies of an image after its upload', { skip: !s3.up && !inCI ? 's3 not running' : false }, () => {
+  let s3serve: ServeOnS3;
   let dir: string;
   let proxy: CountingProxy;
-  let serve: PirProcess;
   let client: PirClient;
   let store: S3BlobStore;
-  const prefix = `${uniqueName('e2ereads')}/`;
 
   before(async () => {
     if (!s3.up) throw new Error(`CI is set but s3 is not running (${s3.where}): bash infra/local/services.sh start s3`);
     ensureQemuImg();
-    dir = await makeTempDir('pir-e2e-s3-reads-');
-    proxy = await countingProxy(new URL(services.s3.endpoint));
-    const port = await freePort();
-    serve = await startPirProcess('serve', {
-      PIR_ADMIN_TOKEN: TOKEN, PIR_PORT: String(port), PIR_DATA_DIR: join(dir, 'data'),
-      PIR_S3_ENDPOINT: proxy.url, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
-      PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_PREFIX: prefix,
-      PIR_S3_PART_SIZE: '5MiB',
-    }, testLogDir('s3-reads'), 'serve');
-    client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
-    store = new S3BlobStore({ ...services.s3, prefix });
+    s3serve = await serveOnS3BehindProxy({ name: 's3-reads', token: TOKEN, env: { PIR_S3_PART_SIZE: '5MiB' } });
+    ({ dir, proxy, client, store } = s3serve);
   });
 
-  after(async () => {
-    await serve?.stop();
-    await proxy?.close();
-    if (store) {
-      for (const blob of await store.list('')) await store.delete(blob.key).catch(() => {});
-      store.close();
-    }
-    if (dir) await removeDir(dir);
-  });
+  after(() => s3serve?.close());
 
   const cases: { name: string; format: string; file: () => Promise<string> }[] = [
     {

@@ -1,8 +1,8 @@
 /**
  * An HTTP proxy in front of an S3 endpoint that counts what passes (the Host header is kept, so
- * SigV4 signatures still hold): body bytes of GET responses (reads of stored bytes), and the
+ * SigV4 signatures still hold): body bytes of GET responses (reads of stored bytes), the
  * requests that would copy an object server-side (CopyObject / UploadPartCopy carry
- * `x-amz-copy-source`).
+ * `x-amz-copy-source`), and each request's Host and path (how the client addressed the bucket).
  */
 import { createServer, request, type Server } from 'node:http';
 import { freePort } from './pir-process.js';
@@ -15,6 +15,8 @@ export interface CountingProxy {
   copies(): number;
   /** GET answers whose client (PIR) closed the connection before the body's end, since the last reset. */
   cutGets(): number;
+  /** Every request's method, Host header and path, since the last reset. */
+  requests(): { method: string; host: string; path: string }[];
   reset(): void;
   close(): Promise<void>;
 }
@@ -23,8 +25,10 @@ export async function countingProxy(target: URL): Promise<CountingProxy> {
   let bytes = 0;
   let copies = 0;
   let cutGets = 0;
+  let seen: { method: string; host: string; path: string }[] = [];
   const server: Server = createServer((req, res) => {
     if (req.headers['x-amz-copy-source']) copies++;
+    seen.push({ method: req.method ?? '', host: req.headers.host ?? '', path: req.url ?? '' });
     const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       if (req.method === 'GET') {
@@ -45,7 +49,8 @@ export async function countingProxy(target: URL): Promise<CountingProxy> {
     getBytes: () => bytes,
     copies: () => copies,
     cutGets: () => cutGets,
-    reset: () => { bytes = 0; copies = 0; cutGets = 0; },
+    requests: () => [...seen],
+    reset: () => { bytes = 0; copies = 0; cutGets = 0; seen = []; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
