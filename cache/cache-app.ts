@@ -8,7 +8,7 @@ import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { handleError, sendError } from '../api/error-handler.js';
-import { parseRange } from '../api/routes/image-data.js';
+import { requestedRange } from '../api/byte-range.js';
 import { versionRoutes } from '../api/routes/versions.js';
 import { openFileStream } from '../infra/storage/file-stream.js';
 import { CACHEABLE_ID, type CacheStore, type Entry } from './cache-store.js';
@@ -153,11 +153,11 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
     if (decision?.status && decision.status !== 'active') void deps.store.drop(id, decision.status);
     return proxy(request, reply);
   }
-  const rangeHeader = request.headers.range;
-  const range = rangeHeader ? parseRange(rangeHeader, facts.size) : { start: 0, end: facts.size - 1 };
-  if (!range) return proxy(request, reply); // the upstream's own 416
-  describe(reply, facts, rangeHeader ? range : null);
-  if (request.method === 'HEAD') return reply.code(rangeHeader ? 206 : 200).send();
+  const asked = requestedRange(request.headers, facts.size);
+  if (asked.kind === 'refused') return proxy(request, reply); // the upstream's own 400 or 416
+  const range = asked.kind === 'range' ? asked.range : { start: 0, end: facts.size - 1 };
+  describe(reply, facts, asked.kind === 'range' ? range : null);
+  if (request.method === 'HEAD') return reply.code(asked.kind === 'range' ? 206 : 200).send();
 
   for (let attempt = 0; attempt < 2; attempt += 1) {
     const found = await deps.store.lookup({ imageId: id, size: facts.size, algo: facts.algo, hash: facts.hash }, (signal) => deps.upstream.fetchFile(token, id, signal));

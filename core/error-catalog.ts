@@ -102,7 +102,8 @@ export const API_ERRORS = {
   // data
   image_too_large: refusal(413, 'The upload is larger than PIR_MAX_IMAGE_SIZE.'),
   size_mismatch: refusal(400, 'x-openstack-image-size does not match the bytes sent.'),
-  bad_range: refusal(416, 'The Range header does not fit the image.'),
+  bad_range: refusal(416, 'The Range header (or, without one, the legacy Content-Range) is malformed or does not fit the image.'),
+  multiple_ranges: refusal(400, 'The Range header asks for several ranges; one range per request (as in Glance).'),
   upload_idle: refusal(408, 'No image data arrived for PIR_UPLOAD_IDLE_SECONDS; the upload was abandoned and the image is queued again.'),
   // list
   bad_limit: refusal(400, 'limit is not a non-negative whole number.'),

@@ -15,6 +15,7 @@ import { LocationChangedError, LocationUnreadableError } from '../../infra/stora
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
+import { requestedRange } from '../byte-range.js';
 import { sendError } from '../error-handler.js';
 import { sendContinue } from '../http-hygiene.js';
 import { waitForSettled } from '../wait-for-settled.js';
@@ -144,13 +145,13 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
   const open = (range?: { start: number; end: number }) => blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
   reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
   if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
-  const rangeHeader = request.headers.range;
-  if (rangeHeader) {
-    const range = parseRange(rangeHeader, size);
-    if (!range) {
-      reply.header('Content-Range', `bytes */${size}`);
-      return sendError(reply, 416, 'bad_range', `Range '${rangeHeader}' does not fit an image of ${size} bytes.`);
-    }
+  const asked = requestedRange(request.headers, size);
+  if (asked.kind === 'refused') {
+    if (asked.status === 416) reply.header('Content-Range', `bytes */${size}`);
+    return sendError(reply, asked.status, asked.code, asked.message);
+  }
+  if (asked.kind === 'range') {
+    const { range } = asked;
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
     return reply.send(countServed(await open(range), range.end - range.start + 1));
   }
@@ -197,21 +198,5 @@ async function readableCopy(request: FastifyRequest, stores: StoreRegistry, doc:
     }
   }
   return { failure };
-}
-
-/** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */
-export function parseRange(header: string, size: number): { start: number; end: number } | null {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!match || (match[1] === '' && match[2] === '') || size === 0) return null;
-  let start: number;
-  let end: number;
-  if (match[1] === '') {
-    start = Math.max(0, size - Number(match[2]));
-    end = size - 1;
-  } else {
-    start = Number(match[1]);
-    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  }
-  return start <= end && start < size ? { start, end } : null;
 }
 

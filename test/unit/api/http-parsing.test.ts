@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseRange } from '../../../api/routes/image-data.js';
+import { parseLegacyContentRange, parseRange, requestedRange } from '../../../api/byte-range.js';
 import { parseContentMd5 } from '../../../ingest/digest-fields.js';
 
 describe('Range parsing', () => {
@@ -13,6 +13,19 @@ describe('Range parsing', () => {
   it('refuses what cannot be satisfied or parsed', () => {
     for (const bad of ['bytes=100-', 'bytes=9-1', 'bytes=-', 'items=0-1', 'bytes=0-1,5-6', 'bytes=a-b']) assert.equal(parseRange(bad, 100), null, bad);
     assert.equal(parseRange('bytes=0-0', 0), null);
+  });
+  it("reads Glance's legacy request Content-Range (bytes a-b/n or a-b/*) within the image", () => {
+    assert.deepEqual(parseLegacyContentRange('bytes 0-9/100', 100), { start: 0, end: 9 });
+    assert.deepEqual(parseLegacyContentRange('bytes 90-99/*', 100), { start: 90, end: 99 });
+    for (const bad of ['bytes 0-100/*', 'bytes 9-1/100', 'bytes 0-9/5', 'bytes */100', 'bytes=0-9', 'bytes 0-9', 'bytes -1-9/100']) assert.equal(parseLegacyContentRange(bad, 100), null, bad);
+  });
+  it('decides what a download serves: Range first, several ranges refused with 400 (as Glance), a bad one 416', () => {
+    assert.deepEqual(requestedRange({}, 100), { kind: 'whole' });
+    assert.deepEqual(requestedRange({ range: 'bytes=0-9', 'content-range': 'bytes 50-59/100' }, 100), { kind: 'range', range: { start: 0, end: 9 } });
+    assert.deepEqual(requestedRange({ 'content-range': 'bytes 50-59/100' }, 100), { kind: 'range', range: { start: 50, end: 59 } });
+    assert.equal((requestedRange({ range: 'bytes=0-1,5-6' }, 100) as { status: number }).status, 400);
+    assert.equal((requestedRange({ range: 'bytes=100-' }, 100) as { status: number }).status, 416);
+    assert.equal((requestedRange({ 'content-range': 'bytes */100' }, 100) as { status: number }).status, 416);
   });
 });
 

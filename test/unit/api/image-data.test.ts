@@ -16,7 +16,7 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
   });
   after(async () => { await t.close(); });
 
-  it('downloads whole (Content-MD5) and by range (206), and refuses a bad range (416)', async () => {
+  it('downloads whole (Content-MD5) and by range (206, also from the legacy request Content-Range), and refuses a bad range (416) or several (400)', async () => {
     const whole = await t.call('a-member', 'GET', `/v2/images/${id}/file`);
     assert.equal(whole.statusCode, 200);
     assert.equal(whole.rawPayload.length, size);
@@ -28,6 +28,16 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     const bad = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: `bytes=${size}-` });
     assert.equal(bad.statusCode, 416);
     assert.equal(bad.json().error.error_code, 'bad_range');
+    assert.equal(bad.headers['content-range'], `bytes */${size}`);
+    const several = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: 'bytes=0-1,5-6' });
+    assert.equal(several.statusCode, 400, 'several ranges: 400, as Glance');
+    assert.equal(several.json().error.error_code, 'multiple_ranges');
+    // Glance's legacy form: a request Content-Range, read when there is no Range.
+    const legacy = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { 'content-range': `bytes 100-199/${size}` });
+    assert.equal(legacy.statusCode, 206);
+    assert.equal(legacy.headers['content-range'], `bytes 100-199/${size}`);
+    assert.equal(legacy.rawPayload.length, 100);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { 'content-range': `bytes 0-${size}/*` })).statusCode, 416);
   });
 
   it('refuses ?prefer= with one store (Glance: store selection needs multiple backends), and an empty prefer is no preference', async () => {

@@ -43,6 +43,7 @@ const RAISERS: { pattern: RegExp; status: (m: RegExpExecArray) => number | null 
   { pattern: /\brequestTimeout\(\s*'([a-z_0-9]+)'/g, status: () => 408 },
   { pattern: /\binsufficientStorage\(\s*'([a-z_0-9]+)'/g, status: () => 507 },
   { pattern: /return \{ status: (\d{3}), code: '([a-z_0-9]+)'/g, status: (m) => Number(m[1]) }, // api/error-handler.ts's HTTP-parser errors
+  { pattern: /kind: 'refused', status: (\d{3}), code: '([a-z_0-9]+)'/g, status: (m) => Number(m[1]) }, // api/byte-range.ts
   // A stage's refusal answers its catalog status: 415 for an inspector's code (as Glance), else 400.
   { pattern: /new RefusedError\(\s*'([a-z_0-9]+)'/g, status: (m) => refusalStatus(m[1]) },
   { pattern: /new TransientError\(\s*'([a-z_0-9]+)'/g, status: () => null },
