@@ -61,7 +61,7 @@ function hash(s: string): number {
 
 export class MemoryEventBus implements EventBus {
   private readonly watchers = new Set<EventHandler>();
-  /** The retained events are log[logStart…]; the array is compacted once per `retain` publishes (a splice per publish would move the whole log each time). */
+  /** The retained events are log[logStart…]; the array is compacted once a quarter of `retain` has expired (a splice per publish would move the whole log each time), so it holds at most 1.25 × retain. */
   private readonly log: Entry[] = [];
   private logStart = 0;
   private readonly groups = new Map<string, Group>();
@@ -90,7 +90,7 @@ export class MemoryEventBus implements EventBus {
       for (const group of this.groups.values()) this.enqueue(group, entry);
     }
     this.logStart = Math.max(this.logStart, this.log.length - this.retain);
-    if (this.logStart >= this.retain) {
+    if (this.logStart > 0 && this.logStart >= this.retain / 4) {
       this.log.splice(0, this.logStart);
       this.logStart = 0;
     }
