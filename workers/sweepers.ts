@@ -18,6 +18,8 @@ import { repeatPaced, type PacedLoop } from '../infra/pacing.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
 const STAGING_GRACE_MS = 60_000;
+/** How often the staging janitor looks for staging blobs older than STAGING_GRACE_MS that no image needs. */
+const STAGING_SWEEP_MS = 30_000;
 /** Stored bytes written or promoted this recently are never removed, whatever the manifest says. */
 export const STORE_GRACE_MS = 10 * 60_000;
 /** Statuses whose image owns no stored bytes: what the store janitor may reclaim. */
@@ -56,12 +58,18 @@ export class Sweepers {
   ) {}
 
   /**
-   * Runs the outbox sweeper, and (unless null) the stale-image sweeper and the store janitor.
-   * The janitor lists the whole store, so it runs seldom.
+   * Runs the outbox sweeper, and (unless null) the stale-image sweeper with the staging janitor
+   * beside it, and the store janitor. Each is a loop of its own, paced by its own passes: the
+   * staging janitor lists `staging/`, which on an object store holds every stored image, and a
+   * long listing there must not space out the passes that give up dead uploads and resume stuck
+   * imports. The store janitor lists the whole store, so it runs seldom.
    */
   start(outboxEveryMs: number, staleEveryMs: number | null, storeEveryMs: number | null = null): void {
     this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs));
-    if (staleEveryMs !== null) this.every(staleEveryMs, () => this.sweepStale());
+    if (staleEveryMs !== null) {
+      this.every(staleEveryMs, () => this.sweepStale());
+      this.every(STAGING_SWEEP_MS, () => this.removeOrphanStaging());
+    }
     if (storeEveryMs !== null) this.every(storeEveryMs, () => this.removeOrphanBytes());
   }
 
@@ -81,7 +89,6 @@ export class Sweepers {
     }
     const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
     for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
-    await this.removeOrphanStaging(now);
   }
 
   /**

@@ -30,4 +30,24 @@ describe('staging janitor', () => {
     assert.equal(await exists(fresh), true, 'a recent file is left alone (its writer may not have recorded it yet)');
     await d.close();
   });
+
+  it('is not part of the stale sweep: a dead upload is given up without listing staging (on S3 the listing holds every stored image)', async () => {
+    const d = await domain();
+    // A store whose listing never answers: the stale sweep must not wait on it.
+    const listingHangs = new Proxy(d.blobs, {
+      get: (target, key) => {
+        if (key === 'list') return () => new Promise(() => {});
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const sweepers = new Sweepers(d.manifest, d.images, d.relay, listingHangs, settings, silent);
+    const image = await d.images.create(P, { name: 'dead upload', disk_format: 'raw', container_format: 'bare' });
+    await d.images.beginUpload(P, image.id, 'upload');
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('the stale sweep waited on the staging listing')), 5000); });
+    await Promise.race([sweepers.sweepStale(Date.now() + 31_000), hung]).finally(() => clearTimeout(timer));
+    assert.equal((await d.manifest.get(image.id))!.status, 'queued', 'the stalled upload was given up');
+    await d.close();
+  });
 });
