@@ -7,10 +7,14 @@
  * of being kept busy by a few timers as the catalog grows.
  */
 
-/** How long after a pass that took `tookMs` the next may start (from the end of this one). */
-export function pacedDelay(everyMs: number, tookMs: number, maxShare: number): number {
+/**
+ * How long after a pass that took `tookMs` the next may start (from the end of this one), at most
+ * `maxDelayMs`: a loop that recovers work (the sweepers) must come back within a bounded time
+ * even after a pass that was slow only because the machine was busy.
+ */
+export function pacedDelay(everyMs: number, tookMs: number, maxShare: number, maxDelayMs = Infinity): number {
   const took = Math.max(0, tookMs);
-  return Math.max(everyMs - took, took / maxShare - took, 0);
+  return Math.min(Math.max(everyMs - took, took / maxShare - took, 0), maxDelayMs);
 }
 
 export interface PacedLoop {
@@ -19,11 +23,11 @@ export interface PacedLoop {
 }
 
 /**
- * Runs `task` first after `everyMs`, then again `pacedDelay` after each pass ends (passes never
- * overlap). A pass that throws is reported to `onError` and paced like any other. The timers do
+ * Runs `task` first after `everyMs`, then again `pacedDelay` (at most `maxDelayMs`) after each
+ * pass ends (passes never overlap). A pass that throws is reported to `onError` and paced like any other. The timers do
  * not keep the process alive.
  */
-export function repeatPaced(task: () => Promise<unknown>, everyMs: number, maxShare: number, onError: (error: unknown) => void): PacedLoop {
+export function repeatPaced(task: () => Promise<unknown>, everyMs: number, maxShare: number, onError: (error: unknown) => void, maxDelayMs = Infinity): PacedLoop {
   let timer: NodeJS.Timeout | null = null;
   let inFlight: Promise<void> | null = null;
   let stopped = false;
@@ -36,7 +40,7 @@ export function repeatPaced(task: () => Promise<unknown>, everyMs: number, maxSh
     const started = performance.now();
     inFlight = task().then(() => undefined, onError).finally(() => {
       inFlight = null;
-      if (!stopped) schedule(pacedDelay(everyMs, performance.now() - started, maxShare));
+      if (!stopped) schedule(pacedDelay(everyMs, performance.now() - started, maxShare, maxDelayMs));
     });
   };
   schedule(everyMs);

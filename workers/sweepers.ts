@@ -44,6 +44,13 @@ const MULTIPART_MAX_AGE_MS = 60 * 60_000;
  * FerretDB's SQLite backend, so on a large catalog there they run less often than asked.
  */
 const SWEEP_SHARE = 0.02;
+/**
+ * The longest wait between passes of the sweeps that recover work (leftover events, dead uploads,
+ * stuck imports), however long a pass took: a pass slowed by a busy machine (seconds, during a
+ * burst of uploads) would otherwise put the next one minutes away, and a dead api's upload would
+ * answer 409 to its client's retries all that time.
+ */
+const RECOVERY_MAX_DELAY_MS = 30_000;
 
 export class Sweepers {
   private loops: PacedLoop[] = [];
@@ -65,9 +72,9 @@ export class Sweepers {
    * imports. The store janitor lists the whole store, so it runs seldom.
    */
   start(outboxEveryMs: number, staleEveryMs: number | null, storeEveryMs: number | null = null): void {
-    this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs));
+    this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs), RECOVERY_MAX_DELAY_MS);
     if (staleEveryMs !== null) {
-      this.every(staleEveryMs, () => this.sweepStale());
+      this.every(staleEveryMs, () => this.sweepStale(), RECOVERY_MAX_DELAY_MS);
       this.every(STAGING_SWEEP_MS, () => this.removeOrphanStaging());
     }
     if (storeEveryMs !== null) this.every(storeEveryMs, () => this.removeOrphanBytes());
@@ -253,9 +260,9 @@ export class Sweepers {
     this.log.warn({ image_id: doc.id, status: doc.status, run: doc.pipeline?.run, why }, doc.status === 'killed' ? 'stuck import killed' : 'stuck import resumed');
   }
 
-  /** Every `ms`, or less often when a pass takes more than SWEEP_SHARE of the time (infra/pacing.ts). */
-  private every(ms: number, task: () => Promise<unknown>): void {
-    this.loops.push(repeatPaced(task, ms, SWEEP_SHARE, (error) => this.log.warn({ err: error }, 'sweeper pass failed')));
+  /** Every `ms`, or less often when a pass takes more than SWEEP_SHARE of the time (infra/pacing.ts), but at least every `maxDelayMs`. */
+  private every(ms: number, task: () => Promise<unknown>, maxDelayMs = Infinity): void {
+    this.loops.push(repeatPaced(task, ms, SWEEP_SHARE, (error) => this.log.warn({ err: error }, 'sweeper pass failed'), maxDelayMs));
   }
 }
 

@@ -11,6 +11,8 @@ test('pacedDelay: the base period for quick passes, a bounded share of the time 
   assert.equal(pacedDelay(5000, 1000, 0.05), 19_000); // a 1 s scan: every 20 s, so 5% of the time
   assert.equal(pacedDelay(2000, 3000, 0.2), 12_000); // 3 s of work at most a fifth of the time
   assert.equal(pacedDelay(5000, -1, 0.05), 5000); // a clock step backwards counts as no time
+  assert.equal(pacedDelay(10_000, 3000, 0.02, 30_000), 30_000); // a recovery sweep: back within 30 s, however slow the pass
+  assert.equal(pacedDelay(10_000, 10, 0.02, 30_000), 9990); // the cap never shortens the base period
 });
 
 test('repeatPaced: passes never overlap, a slow pass spaces the next, stop waits for the pass in flight', async () => {
