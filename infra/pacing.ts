@@ -24,8 +24,8 @@ export interface PacedLoop {
 
 /**
  * Runs `task` first after `everyMs`, then again `pacedDelay` (at most `maxDelayMs`) after each
- * pass ends (passes never overlap). A pass that throws is reported to `onError` and paced like any other. The timers do
- * not keep the process alive.
+ * pass ends (passes never overlap). A pass that throws is reported to `onError` and paced like
+ * any other. The timers do not keep the process alive.
  */
 export function repeatPaced(task: () => Promise<unknown>, everyMs: number, maxShare: number, onError: (error: unknown) => void, maxDelayMs = Infinity): PacedLoop {
   let timer: NodeJS.Timeout | null = null;

@@ -65,19 +65,17 @@ export class Sweepers {
   ) {}
 
   /**
-   * Runs the outbox sweeper, and (unless null) the stale-image sweeper with the staging janitor
-   * beside it, and the store janitor. Each is a loop of its own, paced by its own passes: the
-   * staging janitor lists `staging/`, which on an object store holds every stored image, and a
-   * long listing there must not space out the passes that give up dead uploads and resume stuck
-   * imports. The store janitor lists the whole store, so it runs seldom.
+   * Runs the outbox sweeper, the stale-image sweeper, the staging janitor and the store janitor
+   * (workers, and the single embedded process). Each is a loop of its own, paced by its own
+   * passes: the staging janitor lists `staging/`, which on an object store holds every stored
+   * image, and a long listing there must not space out the passes that give up dead uploads and
+   * resume stuck imports. The store janitor lists the whole store, so it runs seldom.
    */
-  start(outboxEveryMs: number, staleEveryMs: number | null, storeEveryMs: number | null = null): void {
+  start(outboxEveryMs: number, staleEveryMs: number, storeEveryMs: number): void {
     this.every(outboxEveryMs, () => this.relay.sweep(this.settings.outboxGraceMs), RECOVERY_MAX_DELAY_MS);
-    if (staleEveryMs !== null) {
-      this.every(staleEveryMs, () => this.sweepStale(), RECOVERY_MAX_DELAY_MS);
-      this.every(STAGING_SWEEP_MS, () => this.removeOrphanStaging());
-    }
-    if (storeEveryMs !== null) this.every(storeEveryMs, () => this.removeOrphanBytes());
+    this.every(staleEveryMs, () => this.sweepStale(), RECOVERY_MAX_DELAY_MS);
+    this.every(STAGING_SWEEP_MS, () => this.removeOrphanStaging());
+    this.every(storeEveryMs, () => this.removeOrphanBytes());
   }
 
   async stop(): Promise<void> {
