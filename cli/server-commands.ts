@@ -91,7 +91,12 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   const stopTracing = tracingWanted() ? await (await import('../infra/telemetry/tracing.js')).startTracing(name) : null;
   const { startPir } = await import('../infra/runtime.js');
   const log = createLogger(config!.logLevel, name);
-  const pir = await startPir(config!, ROLES[name].roles, log).catch(configFailure);
+  const { ServiceUnreachableError } = await import('../infra/startup-wait.js');
+  const pir = await startPir(config!, ROLES[name].roles, log).catch((error: unknown) => {
+    if (!(error instanceof ServiceUnreachableError)) return configFailure(error);
+    process.stderr.write(`pir ${name}: ${error.message}\n`);
+    process.exit(EXIT.failure);
+  });
   if (stopTracing) log.info({ exporter: process.env.OTEL_TRACES_EXPORTER ?? 'otlp' }, 'tracing on');
   const onSignal = (signal: string) => {
     log.info({ signal }, 'signal received');

@@ -12,6 +12,7 @@ import type { ImageService } from '../core/image-service.js';
 import type { DistributedUrls, PirConfig } from './config.js';
 import { SqliteCatalogStore } from './embedded/sqlite-catalog-store.js';
 import { MongoCatalogStore } from './mongo/mongo-catalog-store.js';
+import { MONGODB, type StartupWait } from './startup-wait.js';
 
 export interface Catalog {
   store: CatalogStore;
@@ -22,11 +23,11 @@ export interface Catalog {
 }
 
 /** With `relay`, a purged image's revisions go with it; with `log`, a revision that could not be written is reported. */
-export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisionsKeep'>, urls: DistributedUrls | null, images: ImageService, wiring: { relay?: OutboxRelay; log?: Logger } = {}): Promise<Catalog> {
+export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisionsKeep'>, urls: DistributedUrls | null, images: ImageService, wiring: { relay?: OutboxRelay; log?: Logger; startup: StartupWait }): Promise<Catalog> {
   let store: CatalogStore;
   if (urls) {
     const mongo = new MongoCatalogStore({ url: urls.mongodbUrl });
-    await mongo.start();
+    await wiring.startup.until(MONGODB, () => mongo.start());
     store = mongo;
   } else {
     store = new SqliteCatalogStore({ path: join(config.dataDir, 'catalog.sqlite') });

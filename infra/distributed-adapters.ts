@@ -9,12 +9,13 @@ import { MongoManifestStore } from './mongo/mongo-manifest-store.js';
 import { DISPATCHER_GROUP } from '../workers/dispatcher.js';
 import { QUOTA_SETTLER_GROUP } from '../workers/quota-settler.js';
 import type { Adapters } from './runtime.js';
+import { KAFKA, MONGODB, type StartupWait } from './startup-wait.js';
 
-export async function openDistributedAdapters(urls: DistributedUrls, config: PirConfig, retry: RetryPolicy, log: Logger): Promise<Adapters> {
+export async function openDistributedAdapters(urls: DistributedUrls, config: PirConfig, retry: RetryPolicy, log: Logger, startup: StartupWait): Promise<Adapters> {
   const store = new MongoManifestStore({ url: urls.mongodbUrl }); // the database named in the URL, or "pir"
-  await store.start();
+  await startup.until(MONGODB, () => store.start());
   const bus = new KafkaEventBus({ brokers: urls.kafkaBrokers, topic: config.kafkaTopic, clientId: `pir-${process.pid}`, logger: log });
-  await bus.start();
+  await startup.until(KAFKA, () => bus.start());
   const queue = new BullmqJobQueue({ redisUrl: urls.redisUrl, prefix: config.redisPrefix, retry, logger: log });
   return {
     mode: 'distributed',

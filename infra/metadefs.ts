@@ -5,17 +5,18 @@ import type { MetadefStore } from '../core/metadef-ports.js';
 import type { DistributedUrls, PirConfig } from './config.js';
 import { SqliteMetadefStore } from './embedded/sqlite-metadef-store.js';
 import { MongoMetadefStore } from './mongo/mongo-metadef-store.js';
+import { MONGODB, type StartupWait } from './startup-wait.js';
 
 export interface Metadefs {
   service: MetadefService;
   close(): Promise<void>;
 }
 
-export async function openMetadefs(config: Pick<PirConfig, 'dataDir'>, urls: DistributedUrls | null): Promise<Metadefs> {
+export async function openMetadefs(config: Pick<PirConfig, 'dataDir'>, urls: DistributedUrls | null, startup: StartupWait): Promise<Metadefs> {
   let store: MetadefStore;
   if (urls) {
     const mongo = new MongoMetadefStore({ url: urls.mongodbUrl });
-    await mongo.start();
+    await startup.until(MONGODB, () => mongo.start());
     store = mongo;
   } else {
     store = new SqliteMetadefStore({ path: join(config.dataDir, 'metadefs.sqlite') });

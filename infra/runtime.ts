@@ -38,6 +38,7 @@ import { openProcessRegistry } from './telemetry/process-registry.js';
 import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
 import { openMetadefs } from './metadefs.js';
+import { StartupWait } from './startup-wait.js';
 import { openTusLeases } from './tus-leases.js';
 import { checkJobKinds } from '../core/jobs.js';
 import { COPY_IMAGE_KIND, StoreOperations } from '../core/store-operations.js';
@@ -87,6 +88,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
+  // Distributed: the services may still be starting (or this process started beside them).
+  const startup = new StartupWait(config.startupWaitSeconds, log);
   // The data directory holds more than image bytes (the embedded manifest, the process registry):
   // it must exist whichever store keeps the images.
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
@@ -95,7 +98,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const blobs = store.blobs;
   const retry = { attempts: config.stageAttempts, backoffMs: config.stageBackoffMs };
   const adapters = urls
-    ? await openDistributedAdapters(urls, config, retry, log)
+    ? await openDistributedAdapters(urls, config, retry, log, startup)
     : await openEmbeddedAdapters(join(config.dataDir, 'manifest.sqlite'), retry, log);
   // A separate acknowledgement costs a whole compare-and-set on the MongoDB-wire server: wait
   // longer there, so that the image's next write (usually the next stage's) drops the events.
@@ -110,7 +113,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
     outboxGraceMs: OUTBOX_GRACE_MS,
     multipartMaxAgeMs: config.multipartAbortAfterSeconds * 1000,
   }, log);
-  const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls) : null;
+  const quotaStore = config.quotas ? await openQuotaStore(config.dataDir, urls, startup) : null;
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
@@ -118,8 +121,8 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const processes = openProcessRegistry(roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker', { dataDir: config.dataDir, redisUrl: urls?.redisUrl ?? null, redisPrefix: config.redisPrefix });
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });
-  const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log);
-  const catalog = await openCatalog(config, urls, images, { relay, log });
+  const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log, startup);
+  const catalog = await openCatalog(config, urls, images, { relay, log, startup });
   checkJobKinds([...webhooks.kinds, COPY_IMAGE_KIND, REGISTER_LOCATION_KIND], STAGES);
   const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
   const egress = new EgressClient(config.egress);
@@ -153,7 +156,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   let webDownloads: WebDownloads | null = null;
   let stopWatching: () => Promise<void> = async () => {};
   // Only the API reads and writes metadata definitions.
-  const metadefs = roles.api ? await openMetadefs(config, urls) : null;
+  const metadefs = roles.api ? await openMetadefs(config, urls, startup) : null;
   const tus = roles.api ? openTusLeases(urls?.redisUrl ?? null, config.redisPrefix) : null;
   if (roles.api) {
     // Wake upload requests waiting for their image as soon as a worker's event says it settled.

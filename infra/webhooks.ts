@@ -28,6 +28,7 @@ import { EgressClient, EgressError } from './egress/egress-client.js';
 import { SqliteWebhookStore } from './embedded/sqlite-webhook-store.js';
 import { MongoWebhookStore } from './mongo/mongo-webhook-store.js';
 import { repeatPaced, type PacedLoop } from './pacing.js';
+import { MONGODB, type StartupWait } from './startup-wait.js';
 
 /**
  * Fan-out jobs at once per worker process. Each makes its event's first attempts concurrently
@@ -98,13 +99,13 @@ export async function deleteOldDeliveries(store: WebhookStore, retentionMs: numb
   return total;
 }
 
-export async function openWebhooks(config: PirConfig, urls: DistributedUrls | null, queue: JobQueue, manifest: Manifest, log: Logger): Promise<Webhooks> {
+export async function openWebhooks(config: PirConfig, urls: DistributedUrls | null, queue: JobQueue, manifest: Manifest, log: Logger, startup: StartupWait): Promise<Webhooks> {
   const settings = config.webhooks;
   const box = new SecretBox(await resolveWebhookKey(settings.secretKey, config.dataDir));
   let store: WebhookStore;
   if (urls) {
     const mongo = new MongoWebhookStore({ url: urls.mongodbUrl });
-    await mongo.start();
+    await startup.until(MONGODB, () => mongo.start());
     store = mongo;
   } else {
     store = new SqliteWebhookStore({ path: join(config.dataDir, 'webhooks.sqlite') });
