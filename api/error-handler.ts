@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../core/error-catalog.js';
 import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
+import { isUnreachable } from '../infra/unreachable.js';
 
 /** For a code nobody declared (the catalog test fails on those): the status its kind implies. */
 const STATUS_OF_KIND: Record<ErrorKind, number> = {
@@ -30,6 +31,9 @@ const FASTIFY_CODES: Record<string, { code: string; message: (e: FastifyError) =
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'invalid_json', message: (e) => `The body is not valid JSON (${e.message}).` },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'bad_header', message: () => 'Content-Length does not match the body sent.' },
 };
+
+/** Retry-After of a 503 for a service PIR runs on that did not answer (start-up waits 0.5–5 s between tries too). */
+const DEPENDENCY_RETRY_AFTER_SECONDS = 5;
 
 /** The client went away mid-request: nothing to answer, nothing PIR did wrong. */
 const CLIENT_GONE = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'FST_ERR_REQ_ABORTED']);
@@ -78,6 +82,13 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
   }
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500) {
     return sendError(reply, fastifyError.statusCode, 'bad_request', fastifyError.message);
+  }
+  if (isUnreachable(error)) {
+    // The MongoDB-wire server, Kafka or Redis is down or restarting: the client should retry,
+    // and clients that honour Retry-After (or retry 503s) do.
+    request.log.error({ err: error }, 'a service PIR runs on did not answer');
+    reply.header('retry-after', String(DEPENDENCY_RETRY_AFTER_SECONDS));
+    return sendError(reply, 503, 'dependency_unavailable', `A service PIR runs on did not answer; retry in a few seconds. If it goes on, the operator can see which in /readyz and in the logs under this request id: ${request.id}`);
   }
   request.log.error({ err: error }, 'unexpected error');
   return sendError(reply, 500, 'internal_error', 'PIR failed to handle this request; the operator can find the reason in the logs under this request id: ' + request.id);

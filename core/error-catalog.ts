@@ -174,6 +174,7 @@ export const API_ERRORS = {
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
   insufficient_storage: fault(507, "PIR's disk is full (ENOSPC); the operator must free space in PIR_DATA_DIR."),
   shutting_down: fault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),
+  dependency_unavailable: fault(503, 'A service PIR runs on (the MongoDB-wire server, Kafka, Redis or the S3 store) did not answer; retry after the Retry-After seconds.'),
   cache_busy: fault(503, "The cache entry changed twice while being opened (dropped meanwhile); retry."),
   internal_error: fault(500, 'An unexpected error; the logs have it under the request id.'),
 } as const satisfies Record<string, ErrorSpec>;

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
-import { conflict } from './errors.js';
+import { conflict, PirError } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import * as entity from './image-entity.js';
 import { applyPatch, galleriesNamed, type PatchOp } from './image-patch.js';
@@ -20,6 +20,7 @@ import { relevance, searchMatches } from './search.js';
 import { compareDocs, sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
+import { releaseLostClaim, type Claim } from './lost-claims.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
 import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
 import { copiesOf, removeCopies } from './image-stores.js';
@@ -48,6 +49,8 @@ export interface CreateImageInput {
 
 export interface UploadTicket {
   run: number;
+  /** The claim's own identity (run and start time): what releaseLater() compares. */
+  claim: Claim;
   /** Blob key the bytes are written under. */
   stagingKey: string;
   /** The image's disk_format when it was claimed (formats are frozen from then on). */
@@ -484,22 +487,27 @@ export class ImageService {
   /** Claims the image for receiving bytes: `upload` (PUT …/file) or `stage` (PUT …/stage). */
   async beginUpload(caller: Caller, id: string, kind: 'upload' | 'stage', targets?: StoreTargets): Promise<UploadTicket> {
     let run = 0;
-    const doc = await this.change(caller, id, 'upload_image', (draft) => {
+    let claimed: Claim | null = null;
+    const doc = await this.claim(id, () => claimed, () => this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
       const events = entity.beginReceiving(draft, kind, run);
+      claimed = draft.upload;
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
-    });
+    }));
     return uploadTicket(doc, run);
   }
 
   /** Claims the image for a tus upload (same rules as PUT …/file), recording its length and expiry. */
   async beginResumableUpload(caller: Caller, id: string, resumable: ResumableUpload): Promise<UploadTicket> {
     let run = 0;
-    const doc = await this.change(caller, id, 'upload_image', (draft) => {
+    let claimed: Claim | null = null;
+    const doc = await this.claim(id, () => claimed, () => this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
-      return entity.beginResumable(draft, run, resumable);
-    });
+      const events = entity.beginResumable(draft, run, resumable);
+      claimed = draft.upload;
+      return events;
+    }));
     return uploadTicket(doc, run);
   }
 
@@ -559,12 +567,14 @@ export class ImageService {
    */
   async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets): Promise<UploadTicket> {
     let run = 0;
-    const doc = await this.change(caller, id, 'upload_image', (draft) => {
+    let claimed: Claim | null = null;
+    const doc = await this.claim(id, () => claimed, () => this.change(caller, id, 'upload_image', (draft) => {
       run = nextRunNumber(draft);
       const events = entity.beginWebDownload(draft, run);
+      claimed = draft.upload;
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
-    });
+    }));
     return uploadTicket(doc, run);
   }
 
@@ -611,6 +621,33 @@ export class ImageService {
     } finally {
       await this.dropStaging(id);
     }
+  }
+
+  /**
+   * Runs the write that claims an image for receiving bytes. If it failed once sent (a refusal is
+   * a PirError thrown before anything is written), it may have landed with nobody to run the
+   * upload: core/lost-claims.ts releases it in the background.
+   */
+  private async claim(id: string, claimOf: () => Claim | null, write: () => Promise<ImageDoc>): Promise<ImageDoc> {
+    try {
+      return await write();
+    } catch (error) {
+      const claim = claimOf();
+      if (claim && !(error instanceof PirError)) this.releaseLater(id, { run: claim.run, started_at: claim.started_at }, null);
+      throw error;
+    }
+  }
+
+  /**
+   * An upload that failed because the manifest did not answer (its claim, its completion or its
+   * abort could not be written) is put back in queued in the background once it answers again
+   * (core/lost-claims.ts), and its staged bytes, if any, removed: the client's retry finds the
+   * image free instead of 409 until the stale sweep. Only that claim is released.
+   */
+  releaseLater(id: string, claim: Claim, stagedKey: string | null): void {
+    void releaseLostClaim(this.manifest, id, claim)
+      .then(async (released) => { if (released && stagedKey) await this.blobs.delete(stagedKey); })
+      .catch(() => {}); // the stale sweep and the staging janitor do the same later
   }
 
   /** Removes the image's staging blobs, but never the one an object store holds the image under. */
@@ -766,7 +803,7 @@ export class ImageService {
 /** The record of an import's target stores; null: the default store alone, as without multi-store. */
 /** The ticket of run `run` claimed on `doc`: where its bytes go, and the format they must be. */
 function uploadTicket(doc: ImageDoc, run: number): UploadTicket {
-  return { run, stagingKey: stagingKey(doc.id, run, 'upload'), diskFormat: doc.disk_format };
+  return { run, claim: { run, started_at: doc.upload?.started_at ?? '' }, stagingKey: stagingKey(doc.id, run, 'upload'), diskFormat: doc.disk_format };
 }
 
 function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import'] {

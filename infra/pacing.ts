@@ -24,8 +24,11 @@ export interface PacedLoop {
 
 /**
  * Runs `task` first after `everyMs`, then again `pacedDelay` (at most `maxDelayMs`) after each
- * pass ends (passes never overlap). A pass that throws is reported to `onError` and paced like
- * any other. The timers do not keep the process alive.
+ * pass ends (passes never overlap). A pass that throws is reported to `onError` and tried again
+ * after `everyMs`: its time went to waiting on a store that did not answer (a MongoDB server
+ * selection takes 5 s), not to work worth spacing out; paced, a sweep that failed during an
+ * outage put the recovery it runs up to `maxDelayMs` (30 s) after the store came back. The
+ * timers do not keep the process alive.
  */
 export function repeatPaced(task: () => Promise<unknown>, everyMs: number, maxShare: number, onError: (error: unknown) => void, maxDelayMs = Infinity): PacedLoop {
   let timer: NodeJS.Timeout | null = null;
@@ -38,9 +41,13 @@ export function repeatPaced(task: () => Promise<unknown>, everyMs: number, maxSh
   const run = () => {
     timer = null;
     const started = performance.now();
-    inFlight = task().then(() => undefined, onError).finally(() => {
+    let failed = false;
+    inFlight = task().then(() => undefined, (error: unknown) => {
+      failed = true;
+      onError(error);
+    }).finally(() => {
       inFlight = null;
-      if (!stopped) schedule(pacedDelay(everyMs, performance.now() - started, maxShare, maxDelayMs));
+      if (!stopped) schedule(failed ? everyMs : pacedDelay(everyMs, performance.now() - started, maxShare, maxDelayMs));
     });
   };
   schedule(everyMs);

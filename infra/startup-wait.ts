@@ -9,6 +9,7 @@
  * that names the service. Anything else (a bad password, a refused command) fails at once.
  */
 import type { Logger } from 'pino';
+import { isUnreachable } from './unreachable.js';
 
 /** A service start-up waits for, and the setting that says where it is. */
 export interface NeededService {
@@ -26,29 +27,6 @@ export class ServiceUnreachableError extends Error {
     super(`${service.name} did not answer within ${waitedSeconds} s of start-up (last error: ${describeCause(cause)}). `
       + `Is it running where ${service.setting} says? PIR_STARTUP_WAIT_SECONDS sets how long start-up waits.`);
   }
-}
-
-/** Node's error codes for a peer that is not there (yet), or went away mid-connection. */
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
-/** The clients' own names for the same (mongodb's network and server-selection errors, kafkajs's connection errors). */
-const UNREACHABLE_NAMES = new Set([
-  'MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError',
-  'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound', 'KafkaJSRequestTimeoutError',
-]);
-
-/**
- * Whether an error says the service could not be reached, looking through the causes clients
- * wrap errors in (kafkajs: `originalError`, `retriable` on protocol errors a broker still starting
- * answers with, e.g. no leader yet; AggregateError: `errors`).
- */
-export function isUnreachable(error: unknown, depth = 0): boolean {
-  if (!error || typeof error !== 'object' || depth > 5) return false;
-  const e = error as { name?: unknown; code?: unknown; retriable?: unknown; cause?: unknown; originalError?: unknown; errors?: unknown };
-  if (typeof e.name === 'string' && UNREACHABLE_NAMES.has(e.name)) return true;
-  if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return true;
-  if (e.name === 'KafkaJSProtocolError' && e.retriable === true) return true;
-  if (Array.isArray(e.errors) && e.errors.some((inner) => isUnreachable(inner, depth + 1))) return true;
-  return isUnreachable(e.cause, depth + 1) || isUnreachable(e.originalError, depth + 1);
 }
 
 function describeCause(cause: unknown): string {

@@ -102,7 +102,10 @@ export async function receiveUpload(
       : error instanceof BlobStoreUnavailableError ? 'the image store did not take the bytes'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
-    await images.abortUpload(caller, imageId, ticket.run, reason);
+    await images.abortUpload(caller, imageId, ticket.run, reason).catch((abortError: unknown) => {
+      if (!(abortError instanceof PirError)) images.releaseLater(imageId, ticket.claim, ticket.stagingKey);
+      throw abortError;
+    });
     // Give the hold back now, not only when the event arrives (which does it again, durably).
     await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
@@ -115,7 +118,13 @@ export async function receiveUpload(
     }
     throw error;
   }
-  return images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, claimed);
+  try {
+    return await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, claimed);
+  } catch (error) {
+    // Not written, or written with the answer lost: releaseLater changes nothing in the second case.
+    if (!(error instanceof PirError)) images.releaseLater(imageId, ticket.claim, ticket.stagingKey);
+    throw error;
+  }
 }
 
 /**

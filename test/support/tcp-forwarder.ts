@@ -1,9 +1,25 @@
-/** A plain TCP forwarder: a service becomes reachable on `port` only once the test opens it. */
+/**
+ * A TCP forwarder in front of a real service, which a test opens and cuts: while cut, every open
+ * connection is dropped and new ones are reset as they arrive (a service down or restarting).
+ * The port stays bound throughout. Closing it instead would leave a loopback port in the
+ * ephemeral range free while PIR keeps connecting to it, and a connect whose own source port is
+ * that port connects to itself (TCP simultaneous open): a Mongo client then waits forever for an
+ * answer to its own request.
+ */
 import { connect, createServer, type Socket } from 'node:net';
 
-export async function forwardTcp(port: number, target: { host: string; port: number }): Promise<{ close(): Promise<void> }> {
+export interface TcpForwarder {
+  port: number;
+  open(): void;
+  cut(): void;
+  close(): Promise<void>;
+}
+
+export async function tcpForwarder(target: { host: string; port: number }, options: { open?: boolean } = {}): Promise<TcpForwarder> {
+  let isOpen = options.open ?? false;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
+    if (!isOpen) return void client.resetAndDestroy();
     const upstream = connect(target.port, target.host);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -18,11 +34,16 @@ export async function forwardTcp(port: number, target: { host: string; port: num
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
+    server.listen(0, '127.0.0.1', resolve);
   });
+  const dropAll = () => { for (const s of sockets) s.destroy(); };
   return {
+    port: (server.address() as { port: number }).port,
+    open: () => { isOpen = true; },
+    cut: () => { isOpen = false; dropAll(); },
     close: async () => {
-      for (const s of sockets) s.destroy();
+      isOpen = false;
+      dropAll();
       await new Promise((resolve) => server.close(resolve));
     },
   };

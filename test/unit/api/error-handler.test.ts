@@ -1,8 +1,12 @@
 /** api/error-handler.ts: every client mistake is a 4xx with PIR's JSON error body, never a 500. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
+import { MongoBulkWriteError, MongoClient, MongoNetworkError } from 'mongodb';
+import { handleError } from '../../../api/error-handler.js';
 import { errorSpec } from '../../../core/error-catalog.js';
 import { PATCH_TYPE, testApp, type TestApp } from './tenant-app.js';
+import { freePort } from '../../support/pir-process.js'; // a loopback port nothing listens on
 
 describe('errors', () => {
   let t: TestApp;
@@ -76,3 +80,40 @@ describe('errors', () => {
     assert.equal((await t.patch('a-member', id, [{ op: 'replace', path: '/hasOwnProperty', value: 'v' }])).statusCode, 409);
   });
 });
+
+describe('errors of a service PIR runs on', () => {
+  it('answers 503 dependency_unavailable with Retry-After, not 500, when the MongoDB-wire server, Kafka or Redis does not answer', async () => {
+    const port = await freePort();
+    const mongo = new MongoClient(`mongodb://127.0.0.1:${port}/x`, { serverSelectionTimeoutMS: 100 });
+    const selection = await mongo.connect().then(() => null, (error: unknown) => error);
+    await mongo.close();
+    const failures: [string, unknown][] = [
+      ['no server selected', selection],
+      // A group-committed write whose connection broke: the driver keeps the network error inside.
+      ['bulk write cut off', new MongoBulkWriteError(new MongoNetworkError('read ECONNRESET'), {} as never)],
+      ['kafka broker gone', { name: 'KafkaJSNumberOfRetriesExceeded', message: 'retries exhausted', originalError: { name: 'KafkaJSConnectionError' } }],
+      ['redis refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' })],
+    ];
+    const app = Fastify();
+    app.setErrorHandler(handleError);
+    app.get('/fail/:n', async (request) => { throw failures[Number((request.params as { n: string }).n)]![1]; });
+    app.get('/bug', async () => { throw new TypeError('x is not a function'); });
+    try {
+      for (const [i, [what]] of failures.entries()) {
+        const res = await app.inject({ method: 'GET', url: `/fail/${i}` });
+        assert.equal(res.statusCode, 503, what);
+        assert.equal(res.headers['retry-after'], '5', what);
+        const body = res.json();
+        assert.equal(body.error.error_code, 'dependency_unavailable', what);
+        assert.match(body.error.message, /did not answer; retry in a few seconds/, what);
+        assert.equal(errorSpec('dependency_unavailable')?.status, 503);
+      }
+      const bug = await app.inject({ method: 'GET', url: '/bug' });
+      assert.equal(bug.statusCode, 500, 'a bug stays a 500');
+      assert.equal(bug.json().error.error_code, 'internal_error');
+    } finally {
+      await app.close();
+    }
+  });
+});
+

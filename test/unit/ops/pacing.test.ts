@@ -41,6 +41,24 @@ test('repeatPaced: passes never overlap, a slow pass spaces the next, stop waits
   assert.equal(starts.length, count, 'no pass after stop()');
 });
 
+test('repeatPaced: a pass that failed slowly (a store that did not answer) is tried again after the base period, not paced', async () => {
+  const starts: number[] = [];
+  const t0 = performance.now();
+  let pass = 0;
+  const loop = repeatPaced(async () => {
+    starts.push(performance.now() - t0);
+    if (++pass === 1) {
+      await sleep(100); // waiting on a timeout: paced, the next pass would come 100/0.02 ms later
+      throw new Error('server selection timed out');
+    }
+  }, 20, 0.02, () => {}, 30_000);
+  for (const end = performance.now() + 10_000; starts.length < 2 && performance.now() < end;) await sleep(10);
+  await loop.stop();
+  assert.ok(starts.length >= 2, 'a second pass ran');
+  const gap = starts[1]! - starts[0]!;
+  assert.ok(gap < 1000, `the second pass started ${gap.toFixed(0)} ms after the first (paced: over 5 s)`);
+});
+
 test('repeatPaced: a failing pass is reported and the loop goes on', async () => {
   const errors: unknown[] = [];
   let passes = 0;

@@ -1,20 +1,13 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { MongoClient, MongoServerError } from 'mongodb';
 import pino from 'pino';
 import { loadConfig } from '../../../infra/config.js';
-import { isUnreachable, KAFKA, MONGODB, ServiceUnreachableError, StartupWait } from '../../../infra/startup-wait.js';
+import { KAFKA, MONGODB, ServiceUnreachableError, StartupWait } from '../../../infra/startup-wait.js';
+import { isUnreachable } from '../../../infra/unreachable.js';
+import { freePort } from '../../support/pir-process.js'; // a loopback port nothing listens on
 
-/** A loopback port nothing listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function refused(): Error {
   return Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
@@ -32,7 +25,7 @@ function fakeWait(seconds: number) {
 
 describe('start-up waits for the services', () => {
   it('takes the real clients\' errors for an unreachable service as worth waiting for', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const mongo = new MongoClient(`mongodb://127.0.0.1:${port}/x`, { serverSelectionTimeoutMS: 200 });
     const mongoError = await mongo.connect().then(() => null, (error: unknown) => error);
     await mongo.close();

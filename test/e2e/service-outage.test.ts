@@ -1,0 +1,133 @@
+/**
+ * The MongoDB-wire server goes away for seconds while clients upload (a restart, a failover, a
+ * network cut), on the real services: a `pir api` and a `pir worker` reach FerretDB through a TCP
+ * forwarder the test cuts (every open connection dropped, new ones reset) and opens again.
+ * Requests that needed it answer 503 with Retry-After, never 500; once it is back, no image is
+ * left held by an upload that will never run, and the clients' retries take every image to active.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { makeTempDir, removeDir } from '../support/images.js';
+import { PirClient } from '../support/pir-client.js';
+import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
+import { dropMongoDatabase, inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import { tcpForwarder, type TcpForwarder } from '../support/tcp-forwarder.js';
+
+const logDir = testLogDir('service-outage');
+const TOKEN = 'e2e-service-outage-token-0123456789ab';
+const needed = ['redis', 'kafka', 'mongodb'] as const;
+const missing = (await Promise.all(needed.map(async (name) => ({ name, ...(await serviceUp(name)) })))).filter((s) => !s.up);
+const missingText = missing.map((s) => `${s.name} (${s.where})`).join(', ');
+const CLIENTS = 4;
+const OUTAGE_MS = 8000;
+
+interface Attempt { id: string | null; status: number; retryAfter: string | null; code: string | null }
+
+describe('a MongoDB-wire server outage under load', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+  let dir: string;
+  const processes: PirProcess[] = [];
+  const run = uniqueName('outage').replace(/[^A-Za-z0-9]/g, '');
+  let forwarder: TcpForwarder | null = null;
+
+  before(async () => {
+    if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}. Start them with bash infra/local/services.sh start`);
+    dir = await makeTempDir('pir-e2e-outage-');
+  });
+
+  after(async () => {
+    for (const p of processes.reverse()) await p.stop();
+    await forwarder?.close();
+    await dropMongoDatabase(run).catch(() => {});
+    if (dir) await removeDir(dir);
+  });
+
+  it('answers 503 with Retry-After while it is gone, and leaves nothing stuck once it is back', async () => {
+    const mongoTarget = new URL(services.mongodbUrl); // the real FerretDB, reached through a forwarder the test cuts
+    const target = { host: mongoTarget.hostname, port: Number(mongoTarget.port) };
+    forwarder = await tcpForwarder(target, { open: true });
+    const mongoPort = forwarder.port;
+    const apiPort = await freePort();
+    const env = {
+      PIR_DATA_DIR: join(dir, 'data'),
+      PIR_ADMIN_TOKEN: TOKEN,
+      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
+      PIR_REDIS_URL: services.redisUrl,
+      PIR_MONGODB_URL: `mongodb://127.0.0.1:${mongoPort}/${run}`,
+      PIR_KAFKA_TOPIC: `pir.${run}`,
+      PIR_REDIS_PREFIX: run,
+    };
+    processes.push(await startPirProcess('api', { ...env, PIR_PORT: String(apiPort) }, logDir, 'api'));
+    processes.push(await startPirProcess('worker', env, logDir, 'worker'));
+    const client = new PirClient(`http://127.0.0.1:${apiPort}`, TOKEN);
+    const file = join(dir, 'one.raw');
+    await writeFile(file, randomBytes(1024 * 1024));
+
+    const attempts: Attempt[] = [];
+    let stop = false;
+    const call = async (method: string, path: string, body?: unknown) => {
+      const response = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
+        method, headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await response.text();
+      return { status: response.status, retryAfter: response.headers.get('retry-after'), json: text ? JSON.parse(text) : null };
+    };
+    const uploader = async () => {
+      while (!stop) {
+        const created = await call('POST', '/v2/images', { name: 'outage', disk_format: 'raw', container_format: 'bare' });
+        if (created.status !== 201) {
+          attempts.push({ id: null, status: created.status, retryAfter: created.retryAfter, code: created.json?.error?.error_code ?? null });
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          continue;
+        }
+        const put = await client.putData(created.json.id, file);
+        attempts.push({ id: created.json.id, status: put.status, retryAfter: put.headers['retry-after'] ?? null, code: put.status === 204 ? null : (put.body as { error?: { error_code?: string } })?.error?.error_code ?? null });
+      }
+    };
+    const clients = Array.from({ length: CLIENTS }, uploader);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    forwarder.cut();
+    const cutAt = attempts.length;
+    await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
+    forwarder.open();
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    stop = true;
+    await Promise.all(clients);
+
+    const failed = attempts.filter((a) => a.status !== 201 && a.status !== 204);
+    assert.ok(attempts.length > cutAt + failed.length, 'uploads went on after the outage');
+    assert.ok(failed.length > 0, 'the outage was felt');
+    for (const a of failed) {
+      assert.equal(a.status, 503, `${a.id ?? 'create'}: ${a.status} ${a.code}`);
+      assert.equal(a.code, 'dependency_unavailable');
+      assert.equal(a.retryAfter, '5');
+    }
+
+    // Every image settles: active, or back in queued (an upload that never ran), within 15 s;
+    // none is left saving or importing for the stale sweep's 120 s.
+    const ids = attempts.flatMap((a) => (a.id ? [a.id] : []));
+    const deadline = Date.now() + 15_000;
+    const statuses = new Map<string, string>();
+    for (const id of ids) {
+      for (;;) {
+        const status = (await client.getImage(id)).body.status as string;
+        if (status === 'active' || status === 'queued') {
+          statuses.set(id, status);
+          break;
+        }
+        assert.ok(Date.now() < deadline, `image ${id} still ${status} 15 s after the outage`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    // The clients retry what was answered 503 and is queued: each goes to active.
+    for (const [id, status] of statuses) {
+      if (status !== 'queued') continue;
+      const retry = await client.putData(id, file);
+      assert.equal(retry.status, 204, `retry of ${id}: ${JSON.stringify(retry.body)}`);
+    }
+    for (const id of ids) assert.equal((await client.getImage(id)).body.status, 'active', id);
+    for (const p of processes) assert.equal(p.child.exitCode, null, `pir ${p.role} is still running`);
+  });
+});
