@@ -55,6 +55,7 @@ async function runCache(upstreamOption: string | undefined): Promise<void> {
   });
   const onSignal = (signal: string) => {
     log.info({ signal }, 'signal received');
+    exitIfStoppingHangs(log, pirConfig.shutdownTimeoutSeconds);
     cache.stop().then(() => process.exit(0), (error: unknown) => {
       log.error({ err: error }, 'shutdown failed');
       process.exit(1);
@@ -100,6 +101,7 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   if (stopTracing) log.info({ exporter: process.env.OTEL_TRACES_EXPORTER ?? 'otlp' }, 'tracing on');
   const onSignal = (signal: string) => {
     log.info({ signal }, 'signal received');
+    exitIfStoppingHangs(log, config!.shutdownTimeoutSeconds);
     pir.stop().then(() => stopTracing?.()).then(() => process.exit(0), (error: unknown) => {
       log.error({ err: error }, 'shutdown failed');
       process.exit(1);
@@ -108,4 +110,17 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
   await new Promise<never>(() => {}); // runs until a signal ends the process
+}
+
+/**
+ * Stopping waits for requests and jobs in flight (up to 30 s) and then closes the clients; one
+ * stuck on a service that went silent (no reset, no answer) would keep the process up forever.
+ * Past PIR_SHUTDOWN_TIMEOUT_SECONDS the process exits 1 anyway (what it cut off is resumed by the
+ * sweepers, as after a crash).
+ */
+function exitIfStoppingHangs(log: { error(o: object, msg: string): void }, seconds: number): void {
+  setTimeout(() => {
+    log.error({ seconds }, 'stopping did not finish in time; exiting anyway');
+    process.exit(1);
+  }, seconds * 1000).unref();
 }

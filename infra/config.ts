@@ -61,6 +61,8 @@ export interface PirConfig {
   uploadStallSeconds: number;
   /** Distributed start-up: how long to wait for the MongoDB-wire server and Kafka to answer (0: fail at once). */
   startupWaitSeconds: number;
+  /** After SIGTERM/SIGINT, exit (status 1) if stopping has not finished within this (a request stuck on a silent service must not keep the process alive). */
+  shutdownTimeoutSeconds: number;
   /** How often the store janitor runs (orphaned bytes, unrecorded copies, abandoned multipart uploads). */
   storeSweepSeconds: number;
   /** An object store's multipart upload older than this that no live image owns is aborted by the janitor. */
@@ -326,6 +328,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     fusedStagesMaxSize: size(env, 'PIR_FUSED_STAGES_MAX_SIZE', 64 * 2 ** 20),
     uploadStallSeconds: int(env, 'PIR_UPLOAD_STALL_SECONDS', 120, 1, 86400),
     startupWaitSeconds: int(env, 'PIR_STARTUP_WAIT_SECONDS', 60, 0, 3600),
+    shutdownTimeoutSeconds: int(env, 'PIR_SHUTDOWN_TIMEOUT_SECONDS', 60, 1, 3600),
     storeSweepSeconds: int(env, 'PIR_STORE_SWEEP_SECONDS', 300, 1, 86400),
     multipartAbortAfterSeconds: int(env, 'PIR_MULTIPART_ABORT_AFTER_SECONDS', 3600, 1, 30 * 86400),
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),

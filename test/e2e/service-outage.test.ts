@@ -130,4 +130,42 @@ describe('a MongoDB-wire server outage under load', { skip: missing.length && !i
     for (const id of ids) assert.equal((await client.getImage(id)).body.status, 'active', id);
     for (const p of processes) assert.equal(p.child.exitCode, null, `pir ${p.role} is still running`);
   });
+
+  it('a process stopping while its requests wait on a MongoDB that went silent exits after PIR_SHUTDOWN_TIMEOUT_SECONDS', async () => {
+    // A network that drops packets without a reset: the driver has no socket timeout, so a
+    // request waits; SIGTERM must still end the process.
+    const mongoTarget = new URL(services.mongodbUrl);
+    const silent = await tcpForwarder({ host: mongoTarget.hostname, port: Number(mongoTarget.port) }, { open: true });
+    const stuckRun = `${run}b`;
+    const apiPort = await freePort();
+    const api = await startPirProcess('api', {
+      PIR_DATA_DIR: join(dir, 'silent'),
+      PIR_ADMIN_TOKEN: TOKEN,
+      PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
+      PIR_REDIS_URL: services.redisUrl,
+      PIR_MONGODB_URL: `mongodb://127.0.0.1:${silent.port}/${stuckRun}`,
+      PIR_KAFKA_TOPIC: `pir.${stuckRun}`,
+      PIR_REDIS_PREFIX: stuckRun,
+      PIR_SHUTDOWN_TIMEOUT_SECONDS: '3',
+      PIR_PORT: String(apiPort),
+    }, logDir, 'silent-api');
+    try {
+      const client = new PirClient(`http://127.0.0.1:${apiPort}`, TOKEN);
+      await client.createImage({ name: 'before', disk_format: 'raw', container_format: 'bare' });
+      silent.stall();
+      const stuck = fetch(`http://127.0.0.1:${apiPort}/v2/images?limit=5`, { headers: { 'x-auth-token': TOKEN } }).then((r) => r.status, () => 'cut off');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const t0 = Date.now();
+      const code = await api.stop();
+      const took = Date.now() - t0;
+      assert.equal(code, 1, 'exit status 1: stopping did not finish');
+      assert.ok(took >= 2500 && took < 15_000, `exited ${took} ms after SIGTERM`);
+      assert.match(api.output(), /"msg":"stopping did not finish in time; exiting anyway"/);
+      await stuck;
+    } finally {
+      await api.kill();
+      await silent.close();
+      await dropMongoDatabase(stuckRun).catch(() => {});
+    }
+  });
 });

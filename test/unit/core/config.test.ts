@@ -12,6 +12,11 @@ describe('config', () => {
     assert.equal(config.unpackRatioFloor, 2 ** 30);
     assert.equal(distributedUrls(config), null);
   });
+  it('reads PIR_SHUTDOWN_TIMEOUT_SECONDS (default 60, 1 to 3600)', () => {
+    assert.equal(loadConfig({}).shutdownTimeoutSeconds, 60);
+    assert.equal(loadConfig({ PIR_SHUTDOWN_TIMEOUT_SECONDS: '5' }).shutdownTimeoutSeconds, 5);
+    assert.throws(() => loadConfig({ PIR_SHUTDOWN_TIMEOUT_SECONDS: '0' }), /PIR_SHUTDOWN_TIMEOUT_SECONDS: "0" must be a whole number from 1 to 3600/);
+  });
   it('reads the unpack ratio floor as a size', () => {
     assert.equal(loadConfig({ PIR_UNPACK_RATIO_FLOOR: '256MiB' }).unpackRatioFloor, 256 * 2 ** 20);
     assert.equal(loadConfig({ PIR_UNPACK_RATIO_FLOOR: '0' }).unpackRatioFloor, 0);
