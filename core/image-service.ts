@@ -49,8 +49,8 @@ export interface CreateImageInput {
 
 export interface UploadTicket {
   run: number;
-  /** The claim's own identity (run and start time): what releaseLater() compares. */
-  claim: Claim;
+  /** When the claim was written (its upload record's started_at): with `run`, what releaseLater() compares. */
+  startedAt: string;
   /** Blob key the bytes are written under. */
   stagingKey: string;
   /** The image's disk_format when it was claimed (formats are frozen from then on). */
@@ -486,29 +486,16 @@ export class ImageService {
 
   /** Claims the image for receiving bytes: `upload` (PUT …/file) or `stage` (PUT …/stage). */
   async beginUpload(caller: Caller, id: string, kind: 'upload' | 'stage', targets?: StoreTargets): Promise<UploadTicket> {
-    let run = 0;
-    let claimed: Claim | null = null;
-    const doc = await this.claim(id, () => claimed, () => this.change(caller, id, 'upload_image', (draft) => {
-      run = nextRunNumber(draft);
+    return this.claim(caller, id, (draft, run) => {
       const events = entity.beginReceiving(draft, kind, run);
-      claimed = draft.upload;
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
-    }));
-    return uploadTicket(doc, run);
+    });
   }
 
   /** Claims the image for a tus upload (same rules as PUT …/file), recording its length and expiry. */
   async beginResumableUpload(caller: Caller, id: string, resumable: ResumableUpload): Promise<UploadTicket> {
-    let run = 0;
-    let claimed: Claim | null = null;
-    const doc = await this.claim(id, () => claimed, () => this.change(caller, id, 'upload_image', (draft) => {
-      run = nextRunNumber(draft);
-      const events = entity.beginResumable(draft, run, resumable);
-      claimed = draft.upload;
-      return events;
-    }));
-    return uploadTicket(doc, run);
+    return this.claim(caller, id, (draft, run) => entity.beginResumable(draft, run, resumable));
   }
 
   /**
@@ -566,16 +553,11 @@ export class ImageService {
    * set, else 409), then the image is `uploading` while the URL's body streams into staging.
    */
   async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets): Promise<UploadTicket> {
-    let run = 0;
-    let claimed: Claim | null = null;
-    const doc = await this.claim(id, () => claimed, () => this.change(caller, id, 'upload_image', (draft) => {
-      run = nextRunNumber(draft);
+    return this.claim(caller, id, (draft, run) => {
       const events = entity.beginWebDownload(draft, run);
-      claimed = draft.upload;
       if (targets || draft.store_import) draft.store_import = importPlan(targets);
       return events;
-    }));
-    return uploadTicket(doc, run);
+    });
   }
 
   /**
@@ -624,16 +606,23 @@ export class ImageService {
   }
 
   /**
-   * Runs the write that claims an image for receiving bytes. If it failed once sent (a refusal is
-   * a PirError thrown before anything is written), it may have landed with nobody to run the
-   * upload: core/lost-claims.ts releases it in the background.
+   * Claims the image for receiving bytes under the next run number (`begin` sets its upload
+   * record). If the write failed once sent (a refusal is a PirError thrown before anything is
+   * written), it may have landed with nobody to run the upload: it is released in the background.
    */
-  private async claim(id: string, claimOf: () => Claim | null, write: () => Promise<ImageDoc>): Promise<ImageDoc> {
+  private async claim(caller: Caller, id: string, begin: (draft: ImageDoc, run: number) => NewEvent[]): Promise<UploadTicket> {
+    let claimed = null as Claim | null; // set by the write's mutator
     try {
-      return await write();
+      const doc = await this.change(caller, id, 'upload_image', (draft) => {
+        const run = nextRunNumber(draft);
+        const events = begin(draft, run);
+        claimed = { run, started_at: draft.upload!.started_at };
+        return events;
+      });
+      const { run, started_at: startedAt } = claimed!;
+      return { run, startedAt, stagingKey: stagingKey(doc.id, run, 'upload'), diskFormat: doc.disk_format };
     } catch (error) {
-      const claim = claimOf();
-      if (claim && !(error instanceof PirError)) this.releaseLater(id, { run: claim.run, started_at: claim.started_at }, null);
+      if (claimed && !(error instanceof PirError)) this.releaseLater(id, claimed, null);
       throw error;
     }
   }
@@ -801,11 +790,6 @@ export class ImageService {
 }
 
 /** The record of an import's target stores; null: the default store alone, as without multi-store. */
-/** The ticket of run `run` claimed on `doc`: where its bytes go, and the format they must be. */
-function uploadTicket(doc: ImageDoc, run: number): UploadTicket {
-  return { run, claim: { run, started_at: doc.upload?.started_at ?? '' }, stagingKey: stagingKey(doc.id, run, 'upload'), diskFormat: doc.disk_format };
-}
-
 function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import'] {
   return targets ? { importing: [...targets.stores], failed: [], must_succeed: targets.must_succeed } : null;
 }

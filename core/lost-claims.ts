@@ -16,7 +16,7 @@ import type { ImageDoc } from '../schemas/image.js';
 export type Claim = Pick<NonNullable<ImageDoc['upload']>, 'run' | 'started_at'>;
 
 /** How long a release keeps trying; past it the stale sweep does the same. */
-export const LOST_CLAIM_RETRY_MS = 120_000;
+const LOST_CLAIM_RETRY_MS = 120_000;
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 5000;
 

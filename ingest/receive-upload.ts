@@ -82,6 +82,11 @@ export async function receiveUpload(
   if (announced !== null && announced > settings.maxImageSize) throw tooLarge(settings.maxImageSize);
   const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
   const ticket = await images.beginUpload(caller, imageId, kind, request.targets);
+  // A write that failed once sent (not a refusal) may leave the claim with nobody to run it.
+  const releaseOnFault = (error: unknown): never => {
+    if (!(error instanceof PirError)) images.releaseLater(imageId, { run: ticket.run, started_at: ticket.startedAt }, ticket.stagingKey);
+    throw error;
+  };
   let blob;
   let claimed = request.expected;
   try {
@@ -102,10 +107,7 @@ export async function receiveUpload(
       : error instanceof BlobStoreUnavailableError ? 'the image store did not take the bytes'
       : error instanceof PirError ? error.message
       : `the data stopped arriving (${(error as Error).message})`;
-    await images.abortUpload(caller, imageId, ticket.run, reason).catch((abortError: unknown) => {
-      if (!(abortError instanceof PirError)) images.releaseLater(imageId, ticket.claim, ticket.stagingKey);
-      throw abortError;
-    });
+    await images.abortUpload(caller, imageId, ticket.run, reason).catch(releaseOnFault);
     // Give the hold back now, not only when the event arrives (which does it again, durably).
     await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
@@ -118,13 +120,8 @@ export async function receiveUpload(
     }
     throw error;
   }
-  try {
-    return await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, claimed);
-  } catch (error) {
-    // Not written, or written with the answer lost: releaseLater changes nothing in the second case.
-    if (!(error instanceof PirError)) images.releaseLater(imageId, ticket.claim, ticket.stagingKey);
-    throw error;
-  }
+  // Not written, or written with the answer lost: the release changes nothing in the second case.
+  return images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob }, claimed).catch(releaseOnFault);
 }
 
 /**
