@@ -51,6 +51,9 @@ export function sendError(reply: FastifyReply, status: number, code: string, mes
 /** True when the error only means that the client disconnected before PIR answered. */
 export function isClientAbort(error: unknown, request: FastifyRequest): boolean {
   if (error instanceof PirError) return false;
+  // A service's dropped connection carries the same codes (a MongoDB write cut off: ECONNRESET):
+  // the client left only if its own connection is gone.
+  if (isUnreachable(error) && request.raw.socket?.destroyed !== true) return false;
   const code = (error as NodeJS.ErrnoException)?.code ?? '';
   if (CLIENT_GONE.has(code)) return true;
   // Node names an upload that broke off "aborted" (the request stream, not a syscall, failed).

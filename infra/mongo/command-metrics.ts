@@ -6,13 +6,24 @@
  */
 import { MongoClient, type MongoClientOptions } from 'mongodb';
 import { mongoCommandDuration } from '../telemetry/metrics.js';
+import { trackCommands } from './stuck-commands.js';
 
 export type MongoStoreName = 'manifest' | 'catalog' | 'webhooks' | 'quotas' | 'metadefs';
 
+/**
+ * How often each client's monitor checks the server (the driver's default is 10 s). A server the
+ * monitor saw fail stays unselectable until its next check succeeds, and a check still under way
+ * ignores the driver's requests for an earlier one: after an outage, operations failed for up to
+ * one full interval after the server was back (test/e2e/service-outage.test.ts). One `hello`
+ * every 2 s per client is nothing beside a small image's ten commands.
+ */
+const HEARTBEAT_FREQUENCY_MS = 2000;
+
 export function monitoredClient(url: string, store: MongoStoreName, options: MongoClientOptions = {}): MongoClient {
-  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, writeConcern: { w: 'majority', journal: true }, ...options, monitorCommands: true });
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS, writeConcern: { w: 'majority', journal: true }, ...options, monitorCommands: true });
   const observe = (e: { commandName: string; duration: number }) => mongoCommandDuration.observe({ store, command: e.commandName }, e.duration / 1000);
   client.on('commandSucceeded', observe);
   client.on('commandFailed', observe);
+  trackCommands(client); // so that a write stuck in the driver can be given up (infra/mongo/stuck-commands.ts)
   return client;
 }

@@ -8,7 +8,8 @@
  * finishing together were 100 update commands, now a handful.
  */
 import { GroupCommit } from '../group-commit.js';
-import { MongoBulkWriteError, MongoServerError, type AnyBulkWriteOperation, type Collection, type Document } from 'mongodb';
+import { MongoBulkWriteError, MongoNetworkError, MongoServerError, type AnyBulkWriteOperation, type Collection, type Document, type MongoClient } from 'mongodb';
+import { forgetCommand, lastRequestId, stuckCommands } from './stuck-commands.js';
 
 /**
  * Statements per command. FerretDB 1.24 (PostgreSQL backend) stops answering for good, on every
@@ -47,8 +48,31 @@ interface Pending<T extends Document> {
   reject(error: unknown): void;
 }
 
+/** How often a batch still in flight looks for a command of its own that the driver will never settle. */
+export const STUCK_CHECK_MS = 1000;
+
+/**
+ * `sent`, or a MongoNetworkError once one of its commands (on `collection`, started after
+ * `after`) is stuck on a closed connection (infra/mongo/stuck-commands.ts): the write's outcome
+ * is then unknown, as after any dropped connection.
+ */
+function settledOrStuck<R>(sent: Promise<R>, client: MongoClient, collection: Collection<any>, after: number): Promise<R> {
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    const look = () => {
+      const hung = stuckCommands(client).find((c) => c.requestId > after && c.collection === collection.collectionName && c.database === collection.dbName);
+      if (!hung) return void (timer = setTimeout(look, STUCK_CHECK_MS));
+      forgetCommand(client, hung.requestId);
+      reject(new MongoNetworkError(`the connection closed while a ${hung.command} on ${collection.collectionName} was being sent, and the MongoDB driver would wait for it forever; its outcome is unknown`));
+    };
+    timer = setTimeout(look, STUCK_CHECK_MS);
+  });
+  return Promise.race([sent, stuck]).finally(() => clearTimeout(timer));
+}
+
 export class GroupWriter<T extends Document> extends GroupCommit<Pending<T>> {
-  constructor(private readonly collection: Collection<T>, private readonly maxBatch = MAX_STATEMENTS) {
+  /** `client`: the collection's, which must follow its commands (monitoredClient) for a stuck batch to be given up. */
+  constructor(private readonly collection: Collection<T>, private readonly client: MongoClient, private readonly maxBatch = MAX_STATEMENTS) {
     super();
   }
 
@@ -62,7 +86,8 @@ export class GroupWriter<T extends Document> extends GroupCommit<Pending<T>> {
 
   protected async commit(batch: Pending<T>[]): Promise<void> {
     try {
-      await this.collection.bulkWrite(batch.map((p) => p.op), { ordered: false });
+      const after = lastRequestId(this.client);
+      await settledOrStuck(this.collection.bulkWrite(batch.map((p) => p.op), { ordered: false }), this.client, this.collection, after);
       for (const p of batch) p.resolve();
     } catch (error) {
       // Unordered: the statements without an error of their own were applied.

@@ -72,7 +72,7 @@ export class MongoCatalogStore implements CatalogStore {
     this.galleries = db.collection<GalleryDoc>(`${prefix}galleries`);
     this.names = db.collection<NameDoc>(`${prefix}gallery_names`);
     this.revs = db.collection<RevisionDoc>(`${prefix}image_revisions`);
-    this.revisionInserts = new GroupWriter(this.revs);
+    this.revisionInserts = new GroupWriter(this.revs, this.client);
     this.members = db.collection<MemberDoc>(`${prefix}gallery_members`);
     this.heads = db.collection<HeadDoc>(`${prefix}image_revision_heads`);
   }

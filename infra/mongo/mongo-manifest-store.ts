@@ -366,8 +366,8 @@ export class MongoManifestStore implements ManifestStore {
     const name = opts.collection ?? 'images';
     this.col = db.collection<Stored>(name);
     this.journal = db.collection<JournalEntry>(`${name}_journal`);
-    this.journalInserts = new GroupWriter(this.journal);
-    this.docWrites = new GroupWriter(this.col);
+    this.journalInserts = new GroupWriter(this.journal, this.client);
+    this.docWrites = new GroupWriter(this.col, this.client);
   }
 
   /** Connects and creates the indexes; every operation calls it, so calling it is optional. */

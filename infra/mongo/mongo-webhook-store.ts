@@ -32,8 +32,8 @@ export class MongoWebhookStore implements WebhookStore {
     const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
     this.subs = db.collection<SubDoc>('webhook_subscriptions');
     this.deliveries = db.collection<DeliveryDoc>('webhook_deliveries');
-    this.attempts = new GroupWriter(this.deliveries);
-    this.inserts = new GroupWriter(this.deliveries, 100); // inserts of 100 documents are measured safe (the wedge is on update)
+    this.attempts = new GroupWriter(this.deliveries, this.client);
+    this.inserts = new GroupWriter(this.deliveries, this.client, 100); // inserts of 100 documents are measured safe (the wedge is on update)
   }
 
   async start(): Promise<void> {

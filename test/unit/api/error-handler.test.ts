@@ -93,6 +93,9 @@ describe('errors of a service PIR runs on', () => {
       ['bulk write cut off', new MongoBulkWriteError(new MongoNetworkError('read ECONNRESET'), {} as never)],
       ['kafka broker gone', { name: 'KafkaJSNumberOfRetriesExceeded', message: 'retries exhausted', originalError: { name: 'KafkaJSConnectionError' } }],
       ['redis refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' })],
+      // The codes a client's own reset has too, from a service while the client is still there (it was 400 client_aborted).
+      ['service connection reset', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', syscall: 'read' })],
+      ['bulk write reset', Object.assign(new MongoBulkWriteError(new MongoNetworkError('write ECONNRESET'), {} as never), { code: 'ECONNRESET' })],
     ];
     const app = Fastify();
     app.setErrorHandler(handleError);
