@@ -86,6 +86,11 @@ export class Manifest {
     return this.store.peek?.(id) ?? this.store.get(id);
   }
 
+  /** A read that may trail by moments, when the caller's check says it is recent enough (ManifestStore.getRecent); else get(). */
+  getRecent(id: string, isRecentEnough: (doc: ImageDoc) => boolean): Promise<ImageDoc | null> {
+    return this.store.getRecent ? this.store.getRecent(id, isRecentEnough) : this.store.get(id);
+  }
+
   async require(id: string): Promise<ImageDoc> {
     const doc = await this.store.get(id);
     if (!doc || doc.status === 'deleted') throw notFound(`Image ${id}`);

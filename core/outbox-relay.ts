@@ -18,7 +18,7 @@ export class OutboxRelay {
   /** Per-image chains, so one image's events leave this process in the order they were written. */
   private readonly chains = new Map<string, Promise<void>>();
   /** Published but not yet acknowledged event ids, per image, with the timer that will ack them. */
-  private readonly unacked = new Map<string, { ids: Set<string>; timer: NodeJS.Timeout | null; purge: boolean }>();
+  private readonly unacked = new Map<string, { ids: Set<string>; timer: NodeJS.Timeout | null; purge: boolean; addedBy: number }>();
   /** What else goes with a purged image (its metadata revisions: core/catalog.ts). */
   private purgeHooks: ((imageId: string) => Promise<void>)[] = [];
   /** Event ids read back from the bus (published by any process), per image, oldest image first. */
@@ -38,7 +38,7 @@ export class OutboxRelay {
     if (pending.length === 0) return this.chains.get(doc.id) ?? Promise.resolve();
     return this.chain(doc.id, async () => {
       await this.bus.publish(pending);
-      this.scheduleAck(doc.id, pending.map((e) => e.id), doc.status === 'deleted', IN_FLIGHT.has(doc.status));
+      this.scheduleAck(doc.id, pending.map((e) => e.id), doc.revision, doc.status === 'deleted', IN_FLIGHT.has(doc.status));
     });
   }
 
@@ -107,13 +107,14 @@ export class OutboxRelay {
   }
 
   /** `inFlight`: the image's pipeline is running, so its next write (which acks) is near: wait longer. */
-  private scheduleAck(imageId: string, ids: string[], purge: boolean, inFlight: boolean): void {
+  private scheduleAck(imageId: string, ids: string[], addedBy: number, purge: boolean, inFlight: boolean): void {
     let entry = this.unacked.get(imageId);
     if (!entry) {
-      entry = { ids: new Set(), timer: null, purge: false };
+      entry = { ids: new Set(), timer: null, purge: false, addedBy };
       this.unacked.set(imageId, entry);
     }
     for (const id of ids) entry.ids.add(id);
+    entry.addedBy = Math.max(entry.addedBy, addedBy);
     entry.purge ||= purge;
     if (!entry.timer) {
       entry.timer = setTimeout(() => { void this.ackNow(imageId); }, inFlight ? this.inFlightAckDelayMs : this.ackDelayMs);
@@ -127,7 +128,7 @@ export class OutboxRelay {
       if (!entry) return;
       this.unacked.delete(imageId);
       if (entry.timer) clearTimeout(entry.timer);
-      if (entry.ids.size > 0) await this.store.ackEvents(imageId, [...entry.ids]);
+      if (entry.ids.size > 0) await this.store.ackEvents(imageId, [...entry.ids], entry.addedBy);
       if (entry.purge) {
         for (const hook of this.purgeHooks) {
           await hook(imageId).catch((error: unknown) => this.log.warn({ err: error, image_id: imageId }, 'purge hook failed; the image is purged anyway'));

@@ -150,8 +150,20 @@ export interface ManifestStore {
    * of losing a compare-and-set on it.
    */
   forget?(id: string): void;
-  /** Removes relayed events from the outbox without touching the revision. */
-  ackEvents(id: string, eventIds: string[]): Promise<void>;
+  /**
+   * Optional: a read that may trail the newest write by moments, for a store whose exact read
+   * costs more (MongoDB-wire: the image document alone, without following its journal). The
+   * caller says which states are recent enough for it (e.g. "at least the run this event
+   * started"); for any other the store returns what get() would. A stale state used as the base
+   * of a compare-and-set fails like any lost race.
+   */
+  getRecent?(id: string, isRecentEnough: (doc: ImageDoc) => boolean): Promise<ImageDoc | null>;
+  /**
+   * Removes relayed events from the outbox without touching the revision. `addedBy`: the
+   * revision of the newest write that added any of them (a state with this revision or a later
+   * one that lacks them has had them dropped already, so a store may settle it from a cheap read).
+   */
+  ackEvents(id: string, eventIds: string[], addedBy?: number): Promise<void>;
   /** Documents whose outbox still holds events and which were last written before `updatedBefore` (ISO). */
   withPendingEvents(updatedBefore: string, limit: number): Promise<ImageDoc[]>;
   /** Documents in one of `statuses` last written before `updatedBefore` (ISO): the sweepers' work list. */

@@ -9,6 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { PirEvent } from '../schemas/events.js';
+import type { ImageDoc } from '../schemas/image.js';
 import type { Manifest } from '../core/manifest.js';
 import { remainingStages } from '../core/pipeline-state.js';
 import type { EventBus, JobQueue } from '../core/ports.js';
@@ -48,9 +49,12 @@ export async function startDispatcher(bus: EventBus, manifest: Manifest, queue: 
 
   async function dispatch(e: PirEvent): Promise<void> {
     const { run } = e.data as { run: number };
-    const doc = await manifest.get(e.image_id);
-    if (!doc || doc.status !== 'importing' || doc.pipeline?.run !== run) return; // superseded or gone
-    const stages = remainingStages(doc.pipeline);
+    // A state of this run's import (or later) is all planning needs: the stage runner's
+    // compare-and-set catches anything newer, and an older state is read again exactly.
+    const thisRun = (d: ImageDoc) => d.status === 'importing' && d.pipeline?.run === run;
+    const doc = await manifest.getRecent(e.image_id, thisRun);
+    if (!doc || !thisRun(doc)) return; // superseded or gone
+    const stages = remainingStages(doc.pipeline!); // thisRun(doc): it has one
     // The jobs continue this dispatch's span (itself the child of the request that started the import).
     const traceparent = currentTraceparent() ?? e.traceparent;
     const trace = traceparent ? { traceparent } : {};

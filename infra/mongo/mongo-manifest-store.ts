@@ -428,10 +428,10 @@ export class MongoManifestStore implements ManifestStore {
     }
   }
 
-  /** The head this process saw last (its own write or read), while it is young enough to be trusted as a compare-and-set base. */
+  /** The newest state this process saw (its own write or read), if still trusted (trustedHead). */
   peek(id: string): ImageDoc | null {
-    const remembered = this.heads.get(id);
-    return remembered && Date.now() - remembered.at < this.upkeep.headMaxAgeMs ? fromStored(remembered.head) : null;
+    const head = this.trustedHead(id);
+    return head ? fromStored(head) : null;
   }
 
   forget(id: string): void {
@@ -464,14 +464,39 @@ export class MongoManifestStore implements ManifestStore {
     return this.write(doc.id, 'update', (head) => (head.revision === expectedRevision ? doc : null));
   }
 
-  async ackEvents(id: string, eventIds: string[]): Promise<void> {
+  /**
+   * The image document alone (one command; get() reads the journal too) when it passes the
+   * caller's check. It is remembered as a compare-and-set base unless this process knows a newer
+   * state: trailing its journal, it loses the journal insert like any race and is read again.
+   */
+  async getRecent(id: string, isRecentEnough: (doc: ImageDoc) => boolean): Promise<ImageDoc | null> {
+    await this.start();
+    const main = await this.col.findOne({ _id: id });
+    if (!main) return null;
+    const doc = fromStored(main);
+    if (!isRecentEnough(doc)) return this.get(id);
+    const known = this.heads.get(id)?.head;
+    if (!known || known.pir_inc !== main.pir_inc || known.pir_seq < main.pir_seq) this.remember(main);
+    return doc;
+  }
+
+  async ackEvents(id: string, eventIds: string[], addedBy?: number): Promise<void> {
     if (eventIds.length === 0) return;
     await this.start();
     const drop = new Set(eventIds);
-    await this.write(id, 'ack', (head) => {
-      const outbox = head.outbox.filter((e) => !drop.has(e.id));
-      return outbox.length === head.outbox.length ? null : { ...fromStored(head), outbox };
-    });
+    const unchanged = (head: Stored) => !head.outbox.some((e) => drop.has(e.id));
+    let start: Stored | undefined;
+    if (addedBy !== undefined && !this.trustedHead(id)) {
+      // This process has no head of its own (another wrote since: a worker's next stage, or its
+      // settling write): the image document alone usually settles it. A state at or after the
+      // write that added the events, without them, had them dropped; an older one (the document
+      // may trail its journal) proves nothing, and the write below follows the journal.
+      const main = await this.col.findOne({ _id: id });
+      if (!main) return;
+      if (main.revision >= addedBy && unchanged(main)) return;
+      start = main;
+    }
+    await this.write(id, 'ack', (head) => (unchanged(head) ? null : { ...fromStored(head), outbox: head.outbox.filter((e) => !drop.has(e.id)) }), start);
   }
 
   async withPendingEvents(updatedBefore: string, limit: number): Promise<ImageDoc[]> {
@@ -536,11 +561,10 @@ export class MongoManifestStore implements ManifestStore {
    * The compare-and-set loop. `next` returns the new document for the current head, or null to
    * write nothing. Returns whether this call's write won.
    */
-  private async write(id: string, kind: 'update' | 'ack' | 'upgrade', next: (head: Stored) => ImageDoc | null): Promise<boolean> {
-    // First try the head this process saw last: its journal slot is free only if nobody wrote
-    // since, so the insert itself checks that, and a hit saves the two reads of resolve().
-    const remembered = this.heads.get(id);
-    let known: Stored | undefined = remembered && Date.now() - remembered.at < this.upkeep.headMaxAgeMs ? remembered.head : undefined;
+  private async write(id: string, kind: 'update' | 'ack' | 'upgrade', next: (head: Stored) => ImageDoc | null, start?: Stored): Promise<boolean> {
+    // First try `start` or the head this process saw last: its journal slot is free only if
+    // nobody wrote since, so the insert itself checks that, and a hit saves the two reads of resolve().
+    let known: Stored | undefined = start ?? this.trustedHead(id);
     for (let attempt = 0; attempt < WRITE_RETRIES; attempt++) {
       let head: Stored;
       const fromCache = known !== undefined;
@@ -656,6 +680,12 @@ export class MongoManifestStore implements ManifestStore {
     }
     this.ownEntryCount -= due.length;
     await deleteByIds(this.journal, due);
+  }
+
+  /** The head this process saw last, while it is young enough to be trusted as a compare-and-set base. */
+  private trustedHead(id: string): Stored | undefined {
+    const remembered = this.heads.get(id);
+    return remembered && Date.now() - remembered.at < this.upkeep.headMaxAgeMs ? remembered.head : undefined;
   }
 
   private remember(head: Stored): void {

@@ -80,6 +80,70 @@ test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
     assert.equal(await store.replace({ ...got!, revision: 12 }, 11), true);
   });
 
+  // A second process on the same database: it has remembered no head of these images.
+  const other = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  t.after(() => other.close());
+  await other.start();
+  const commands = async () => {
+    const counts: Record<string, number> = {};
+    for (const line of (await registry.metrics()).split('\n')) {
+      const m = /^pir_mongo_command_duration_seconds_count\{store="manifest",command="(\w+)"\} (\d+)$/.exec(line);
+      if (m) counts[m[1]!] = Number(m[2]);
+    }
+    return counts;
+  };
+  /** Manifest commands sent while `work` runs, by command. */
+  const commandsOf = async (work: () => Promise<unknown>) => {
+    const before = await commands();
+    await work();
+    const after = await commands();
+    return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
+  };
+  /** What a writer in flight leaves for a moment: its journal entry, the image document not yet rewritten. */
+  const writeInFlight = async (id: string, change: Record<string, unknown>) => {
+    const main = (await images.findOne({ _id: id }))!;
+    const seq = main.pir_seq as number;
+    await journal.insertOne({ _id: `${id}:${main.pir_inc}:${seq}`, image_id: id, seq, at: new Date().toISOString(), doc: { ...main, ...change, pir_seq: seq + 1 } });
+  };
+
+  await t.test('getRecent: the image document when the caller takes it, else the newest state; a trailing one loses its compare-and-set', async () => {
+    const doc = makeDoc({ status: 'importing', outbox: [] });
+    await store.create(doc);
+    await writeInFlight(doc.id, { revision: 2, status: 'killed' });
+    const importing = (d: { status: string }) => d.status === 'importing';
+    let trailing: Awaited<ReturnType<typeof other.getRecent>> = null;
+    assert.deepEqual(await commandsOf(async () => { trailing = await other.getRecent(doc.id, importing); }), { find: 1 });
+    assert.equal(trailing!.status, 'importing', 'the image document as it stands, one read');
+    assert.equal(await other.replace({ ...trailing!, revision: 2, status: 'active' }, 1), false, 'the in-flight write holds the journal slot');
+    assert.equal((await other.get(doc.id))?.status, 'killed');
+    assert.equal((await other.getRecent(doc.id, (d) => d.status === 'active'))?.status, 'killed', 'not taken: the newest state, as get() reads it');
+    assert.equal(await other.getRecent('00000000-0000-4000-8000-000000000000', importing), null);
+  });
+
+  await t.test('ackEvents without a remembered head: settled by the image document when it shows them dropped, else written', async () => {
+    const [e1, e2] = [outboxEvent('x', 'image.created'), outboxEvent('x', 'image.upload.started')];
+    const doc = makeDoc({ outbox: [e1!] });
+    await store.create(doc);
+    const entries = () => journal.countDocuments({ image_id: doc.id });
+    // Already dropped by a later write: one read, no write.
+    assert.equal(await store.replace({ ...doc, revision: 2, outbox: [] }, 1), true);
+    const before = await entries();
+    assert.deepEqual(await commandsOf(() => other.ackEvents(doc.id, [e1!.id], 1)), { find: 1 }, 'one read, nothing written');
+    assert.equal(await entries(), before);
+    // Added by a write still in flight (the document trails it, without the event): not taken as dropped.
+    await writeInFlight(doc.id, { revision: 3, outbox: [e2], pir_pending: true });
+    await other.ackEvents(doc.id, [e2!.id], 3);
+    let got = (await store.get(doc.id))!;
+    assert.deepEqual(got.outbox, [], 'acknowledged through the journal');
+    assert.equal(got.revision, 3);
+    // Still there: acknowledged.
+    assert.equal(await store.replace({ ...got, revision: 4, outbox: [e1!, e2!] }, 3), true);
+    await other.ackEvents(doc.id, [e2!.id], 4);
+    got = (await store.get(doc.id))!;
+    assert.deepEqual(got.outbox.map((e) => e.id), [e1!.id]);
+    assert.equal(got.revision, 4, 'an ack keeps the revision');
+  });
+
   await t.test('purge removes the journal too', async () => {
     const doc = makeDoc();
     await store.create(doc);
