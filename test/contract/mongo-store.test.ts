@@ -14,6 +14,16 @@ import { requireServices, services, uniqueName } from '../support/services.js';
 import { waitFor } from '../support/pir-process.js';
 import { iso, makeDoc, outboxEvent, sleep } from './helpers.js';
 
+/** This process's MongoDB-wire commands so far for one store, by command (pir_mongo_command_duration_seconds). */
+async function commandCounts(store: string): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const line of (await registry.metrics()).split('\n')) {
+    const m = /^pir_mongo_command_duration_seconds_count\{store="(\w+)",command="(\w+)"\} (\d+)$/.exec(line);
+    if (m && m[1] === store) counts[m[2]!] = Number(m[3]);
+  }
+  return counts;
+}
+
 test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
   const dbName = uniqueName('pir_contract_journal').replace(/-/g, '_');
@@ -84,19 +94,11 @@ test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
   const other = new MongoManifestStore({ url: services.mongodbUrl, dbName });
   t.after(() => other.close());
   await other.start();
-  const commands = async () => {
-    const counts: Record<string, number> = {};
-    for (const line of (await registry.metrics()).split('\n')) {
-      const m = /^pir_mongo_command_duration_seconds_count\{store="manifest",command="(\w+)"\} (\d+)$/.exec(line);
-      if (m) counts[m[1]!] = Number(m[2]);
-    }
-    return counts;
-  };
   /** Manifest commands sent while `work` runs, by command. */
   const commandsOf = async (work: () => Promise<unknown>) => {
-    const before = await commands();
+    const before = await commandCounts('manifest');
     await work();
-    const after = await commands();
+    const after = await commandCounts('manifest');
     return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
   };
   /** What a writer in flight leaves for a moment: its journal entry, the image document not yet rewritten. */
@@ -352,10 +354,7 @@ test('Mongo stores: every store counts its commands by store and command (pir_mo
     await client.db(dbName).dropDatabase();
     await client.close();
   });
-  const count = async (store: string, command: string) => {
-    const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`pir_mongo_command_duration_seconds_count{store="${store}",command="${command}"}`));
-    return line ? Number(line.split(' ').pop()) : 0;
-  };
+  const count = async (store: string, command: string) => (await commandCounts(store))[command] ?? 0;
   const before = { manifest: await count('manifest', 'insert'), catalog: await count('catalog', 'find'), webhooks: await count('webhooks', 'find'), quotas: await count('quotas', 'find') };
   await manifest.create(makeDoc({}));
   await catalog.start();
