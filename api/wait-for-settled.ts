@@ -13,6 +13,11 @@ export interface Settled {
 }
 
 const SETTLED = new Set(['active', 'killed', 'deleted', 'queued', 'deactivated']);
+
+/** Whether an image in this status is done with its upload or import (nothing more will happen by itself). */
+export function isSettled(status: string): boolean {
+  return SETTLED.has(status);
+}
 /**
  * The fallback polls: signals wake waiters at once, so polls only cover a lost one. Each poll is
  * a read (two commands on the MongoDB-wire store), and many uploads wait at once: most settle

@@ -37,9 +37,10 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
   }
   const digests = sent.digests;
   progress?.finish(`sent ${summary(size, ((sentAt || performance.now()) - t0) / 1000)}${digests ? `; md5 ${digests.md5}, sha512 ${digests.sha512.slice(0, 16)}…` : ''}`);
-  // A tus upload ends when the bytes are in: the pipeline is still to come, so wait for it.
+  // A tus upload ends when the bytes are in, and a PUT answered 202 when the server stopped
+  // waiting for its pipeline: the pipeline is still to come, so wait for it.
   const image = o.wait ? await followImage(client, id, { timeoutMs: o.timeoutMs, show: !o.quiet })
-    : o.resumable ? await client.waitForImage(id, { timeoutMs: o.timeoutMs }) : await client.getImage(id);
+    : o.resumable || sent.response.status === 202 ? await client.waitForImage(id, { timeoutMs: o.timeoutMs }) : await client.getImage(id);
   if (image.status === 'active' && digests) await checkStoredDigests(client, image, digests, sent.size);
   return image;
 }

@@ -131,7 +131,9 @@ export class PirClient {
 
   /**
    * PUT …/file. Synchronous by default: resolves when the image is active and throws
-   * ImageRefusedError when the pipeline refused it. With `async`, resolves once staged (202).
+   * ImageRefusedError when the pipeline refused it; a server whose pipeline did not settle within
+   * its PIR_UPLOAD_SETTLE_WAIT_SECONDS answers 202 instead (the image goes on importing: wait for
+   * it). With `async`, resolves once staged (202).
    */
   async uploadFile(id: string, file: string, opts: UploadOptions = {}): Promise<SentFile> {
     const headers: Headers = { ...(opts.async ? { prefer: 'respond-async' } : {}), ...(opts.md5 ? { 'content-md5': opts.md5 } : {}), ...(opts.headers ?? {}) };

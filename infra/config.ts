@@ -69,6 +69,8 @@ export interface PirConfig {
   multipartAbortAfterSeconds: number;
   /** An upload whose body brings no byte for this long is aborted (the client went silent). */
   uploadIdleSeconds: number;
+  /** How long PUT …/file waits after its last byte for the image to settle; then it answers 202. */
+  uploadSettleWaitSeconds: number;
   /** A resumable (tus) upload not finished this long after its creation is abandoned. */
   tusExpirySeconds: number;
   /** Metadata revisions kept per image (PIR_REVISIONS_KEEP); older ones are pruned. */
@@ -332,6 +334,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     storeSweepSeconds: int(env, 'PIR_STORE_SWEEP_SECONDS', 300, 1, 86400),
     multipartAbortAfterSeconds: int(env, 'PIR_MULTIPART_ABORT_AFTER_SECONDS', 3600, 1, 30 * 86400),
     uploadIdleSeconds: int(env, 'PIR_UPLOAD_IDLE_SECONDS', 60, 1, 86400),
+    uploadSettleWaitSeconds: int(env, 'PIR_UPLOAD_SETTLE_WAIT_SECONDS', 300, 1, 86400),
     tusExpirySeconds: int(env, 'PIR_TUS_EXPIRY_SECONDS', 86400, 60, 30 * 86400),
     revisionsKeep: int(env, 'PIR_REVISIONS_KEEP', 100, 1, 1_000_000),
     logLevel: logLevel(env),

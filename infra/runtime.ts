@@ -124,7 +124,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   const webhooks = await openWebhooks(config, urls, adapters.queue, manifest, log, startup);
   const catalog = await openCatalog(config, urls, images, { relay, log, startup });
   checkJobKinds([...webhooks.kinds, COPY_IMAGE_KIND, REGISTER_LOCATION_KIND], STAGES);
-  const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000 };
+  const upload = { maxImageSize: config.maxImageSize, heartbeatMs: Math.max(1000, (config.uploadStallSeconds * 1000) / 4), idleMs: config.uploadIdleSeconds * 1000, settleWaitMs: config.uploadSettleWaitSeconds * 1000 };
   const egress = new EgressClient(config.egress);
   // Registrations are durable jobs: the api enqueues them, any worker reads the location.
   const locations = new LocationRegistrations({ images, reader: store.locations, egress, settings: config.locations, upload, log, queue: adapters.queue });

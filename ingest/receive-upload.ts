@@ -36,6 +36,11 @@ export interface UploadSettings {
   heartbeatMs: number;
   /** PIR_UPLOAD_IDLE_SECONDS in ms: a body that brings no byte for this long is abandoned. */
   idleMs: number;
+  /**
+   * PIR_UPLOAD_SETTLE_WAIT_SECONDS in ms: how long a synchronous PUT …/file waits after its last
+   * byte for the image to settle before it answers 202 (the image goes on importing). Unset: no limit.
+   */
+  settleWaitMs?: number;
 }
 
 export const STORAGE_FULL_MESSAGE = 'PIR ran out of disk space while writing the image data (ENOSPC); nothing was kept and the image is back in queued. The operator must free space in PIR_DATA_DIR (or raise its quota); then upload again.';

@@ -18,7 +18,7 @@ import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.
 import { requestedRange } from '../byte-range.js';
 import { sendError } from '../error-handler.js';
 import { sendContinue } from '../http-hygiene.js';
-import { waitForSettled } from '../wait-for-settled.js';
+import { isSettled, waitForSettled } from '../wait-for-settled.js';
 
 
 export interface DataRouteDeps {
@@ -42,15 +42,26 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     // (Node arms the keep-alive timeout again after the answer).
     const socket = request.raw.socket;
     socket.setTimeout?.(0); // (absent on inject()'s simulated socket)
-    const abort = new AbortController();
-    const onClose = () => abort.abort();
+    // The wait ends when the client goes, or after settleWaitMs: a pipeline that cannot go on
+    // (its workers down, a service silent) must not hold the client for good. The answer is then
+    // 202, as for respond-async, and the image goes on importing.
+    const stop = new AbortController();
+    const onClose = () => stop.abort();
     // One listener per upload, removed when it is done: a keep-alive connection carries many.
     socket.once('close', onClose);
+    const waitMs = deps.upload.settleWaitMs;
+    // A timer cleared when the wait ends (AbortSignal.timeout's would stay pending for its whole delay).
+    const timer = waitMs === undefined ? null : setTimeout(() => stop.abort(), waitMs);
     let settled;
     try {
-      settled = await waitForSettled(deps.manifest, id, abort.signal);
+      settled = await waitForSettled(deps.manifest, id, stop.signal);
     } finally {
       socket.off('close', onClose);
+      if (timer) clearTimeout(timer);
+    }
+    if (settled && !isSettled(settled.status)) {
+      if (!socket.destroyed) request.log.info({ image_id: id, status: settled.status, waited_ms: waitMs }, 'upload answered 202: the image did not settle within PIR_UPLOAD_SETTLE_WAIT_SECONDS');
+      return reply.code(202).send();
     }
     if (!settled || settled.status === 'deleted') return sendError(reply, 410, 'image_deleted', `Image ${id} was deleted while it was being imported.`);
     if (settled.status === 'killed' && settled.failure) {

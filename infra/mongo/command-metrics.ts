@@ -19,8 +19,17 @@ export type MongoStoreName = 'manifest' | 'catalog' | 'webhooks' | 'quotas' | 'm
  */
 const HEARTBEAT_FREQUENCY_MS = 2000;
 
+/**
+ * How long a connection attempt, and the monitor's check, may take (the driver's default is 30 s).
+ * The driver has no socket timeout, so when the server goes silent (a network that drops packets
+ * without a reset) the requests waiting on it are freed only when a check times out: the monitor
+ * then closes the connections in use and their operations fail (503). With 30 s a request was held
+ * ~36 s; with 10 s, ~17 s. A connection string that sets connectTimeoutMS keeps its own.
+ */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export function monitoredClient(url: string, store: MongoStoreName, options: MongoClientOptions = {}): MongoClient {
-  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS, writeConcern: { w: 'majority', journal: true }, ...options, monitorCommands: true });
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000, heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS, ...(/[?&]connecttimeoutms=/i.test(url) ? {} : { connectTimeoutMS: CONNECT_TIMEOUT_MS }), writeConcern: { w: 'majority', journal: true }, ...options, monitorCommands: true });
   const observe = (e: { commandName: string; duration: number }) => mongoCommandDuration.observe({ store, command: e.commandName }, e.duration / 1000);
   client.on('commandSucceeded', observe);
   client.on('commandFailed', observe);

@@ -26,13 +26,13 @@ export interface AppFixture {
   close(): Promise<void>;
 }
 
-export async function appFixture(options: { idleMs?: number; publicUrl?: string | null; logLevel?: string; httpTimeouts?: AppDeps['httpTimeouts'] } = {}): Promise<AppFixture> {
+export async function appFixture(options: { idleMs?: number; settleWaitMs?: number; publicUrl?: string | null; logLevel?: string; httpTimeouts?: AppDeps['httpTimeouts'] } = {}): Promise<AppFixture> {
   const d = await domain();
   const logs: Record<string, any>[] = [];
   const log = pino({ level: options.logLevel ?? 'info' }, { write: (line: string) => { logs.push(JSON.parse(line)); } });
   const authenticator = await TokensFileAuthenticator.open({ path: null, adminToken: TOKEN, log });
   const hashes = HashPool.shared();
-  const upload = { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000 };
+  const upload = { maxImageSize: 64 * 1024 * 1024, heartbeatMs: 60_000, idleMs: options.idleMs ?? 60_000, settleWaitMs: options.settleWaitMs };
   const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
   const webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log });
   const app = await buildApp({

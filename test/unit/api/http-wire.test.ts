@@ -161,6 +161,28 @@ describe('HTTP layer: bodies PIR refuses are not read', () => {
 });
 
 describe('HTTP layer: uploads and their connections', () => {
+  it('answers a synchronous upload 202 when the pipeline does not settle within PIR_UPLOAD_SETTLE_WAIT_SECONDS', async () => {
+    // This fixture runs no pipeline: the image stays importing, as with every worker down.
+    const f = await appFixture({ settleWaitMs: 300 });
+    try {
+      const port = await listen(f.app);
+      const id = await queuedImage(f);
+      const c = new RawConnection(port);
+      const t0 = performance.now();
+      await c.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\nContent-Type: application/octet-stream\r\nContent-Length: 4096\r\n\r\n`);
+      await c.write(Buffer.alloc(4096, 7));
+      await c.waitFor(() => c.firstResponse() !== null, 10_000);
+      const waited = performance.now() - t0;
+      assert.equal(c.firstResponse()!.status, 202);
+      assert.ok(waited >= 290, `answered after ${waited.toFixed(0)} ms, before the wait was over`);
+      c.destroy();
+      const doc = await f.d.manifest.get(id);
+      assert.equal(doc?.status, 'importing', 'the image goes on importing');
+      assert.equal(doc?.staging?.size, 4096);
+      assert.ok(f.logs.some((l) => l.msg?.includes('upload answered 202') && l.image_id === id), 'logged');
+    } finally { await f.close(); }
+  });
+
   it('abandons an upload whose body goes silent: 408, image queued, no staging file, connection closed', async () => {
     const f = await appFixture({ idleMs: 400 });
     try {

@@ -50,7 +50,7 @@ describe('config (issue 6)', () => {
     assert.throws(() => loadConfig({ PIR_ADMIN_TOKEN: `${'x'.repeat(31)} y` }), /PIR_ADMIN_TOKEN: may hold only printable/);
     assert.equal(loadConfig({ PIR_ADMIN_TOKEN: 'x'.repeat(32) }).adminToken, 'x'.repeat(32));
   });
-  it('reads PIR_PUBLIC_URL as a base URL, and PIR_UPLOAD_IDLE_SECONDS', () => {
+  it('reads PIR_PUBLIC_URL as a base URL, PIR_UPLOAD_IDLE_SECONDS and PIR_UPLOAD_SETTLE_WAIT_SECONDS', () => {
     assert.equal(loadConfig({}).publicUrl, null);
     assert.equal(loadConfig({ PIR_PUBLIC_URL: 'https://images.example.com/pir/' }).publicUrl, 'https://images.example.com/pir');
     assert.throws(() => loadConfig({ PIR_PUBLIC_URL: 'ftp://x' }), /PIR_PUBLIC_URL/);
@@ -59,6 +59,9 @@ describe('config (issue 6)', () => {
     assert.equal(loadConfig({}).uploadIdleSeconds, 60);
     assert.equal(loadConfig({ PIR_UPLOAD_IDLE_SECONDS: '5' }).uploadIdleSeconds, 5);
     assert.throws(() => loadConfig({ PIR_UPLOAD_IDLE_SECONDS: '0' }), /PIR_UPLOAD_IDLE_SECONDS/);
+    assert.equal(loadConfig({}).uploadSettleWaitSeconds, 300);
+    assert.equal(loadConfig({ PIR_UPLOAD_SETTLE_WAIT_SECONDS: '20' }).uploadSettleWaitSeconds, 20);
+    assert.throws(() => loadConfig({ PIR_UPLOAD_SETTLE_WAIT_SECONDS: 'soon' }), /PIR_UPLOAD_SETTLE_WAIT_SECONDS/);
   });
 
   it('webhook delivery records are kept 30 days, and never less than a run of the retry schedule plus a day', () => {
