@@ -17,9 +17,9 @@ import { imageIdOfKey, isPartialKey, removeStaging } from '../core/blob-keys.js'
 import { repeatPaced, type PacedLoop } from '../infra/pacing.js';
 
 /** A staging file untouched this long, of an image that no longer needs it, is an orphan. */
-const STAGING_GRACE_MS = 60_000;
+export const STAGING_GRACE_MS = 60_000;
 /** How often the staging janitor looks for staging blobs older than STAGING_GRACE_MS that no image needs. */
-const STAGING_SWEEP_MS = 30_000;
+export const STAGING_SWEEP_MS = 30_000;
 /** Stored bytes written or promoted this recently are never removed, whatever the manifest says. */
 export const STORE_GRACE_MS = 10 * 60_000;
 /** Statuses whose image owns no stored bytes: what the store janitor may reclaim. */
