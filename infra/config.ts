@@ -245,6 +245,8 @@ export interface S3Config {
   signPayload?: boolean;
   /** HTTP client of GetObject (S3Settings.readClient). */
   readClient: 'undici' | 'node';
+  /** PIR_S3_TIMEOUT_SECONDS in ms: longest silence of the server within a request (S3Settings.timeoutMs). */
+  timeoutMs: number;
 }
 
 /** PIR_S3_*: with PIR_S3_ENDPOINT set, images live in that bucket (both modes). */
@@ -278,6 +280,7 @@ function s3(env: Env): S3Config | null {
     // Unset: signed only over plain HTTP to another host (S3Settings.signPayload).
     ...(env.PIR_S3_SIGN_PAYLOAD ? { signPayload: bool(env, 'PIR_S3_SIGN_PAYLOAD', false) } : {}),
     readClient: s3ReadClient(env),
+    timeoutMs: int(env, 'PIR_S3_TIMEOUT_SECONDS', 30, 1, 3600) * 1000,
   };
 }
 

@@ -6,11 +6,17 @@
  */
 
 /** Node's error codes for a peer that is not there (yet), or went away mid-connection. */
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  // undici's (the S3 store's reads): a server silent too long, or a socket it closed.
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET',
+]);
 /** The clients' own names for the same (mongodb's network and server-selection errors, kafkajs's connection errors). */
 const UNREACHABLE_NAMES = new Set([
   'MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError',
   'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound', 'KafkaJSRequestTimeoutError',
+  // The AWS SDK's node:http handler: a server silent for its socketTimeout (the S3 store's writes).
+  'TimeoutError',
 ]);
 
 /**

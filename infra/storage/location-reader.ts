@@ -130,7 +130,7 @@ export class LocationReader {
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
         // Only reads here (HEAD and GET): on undici like the S3 store's reads (PIR_S3_READ_CLIENT).
-        ...(s3.readClient === 'node' ? {} : { requestHandler: new UndiciHttpHandler() }),
+        requestHandler: s3.readClient === 'node' ? { connectionTimeout: s3.timeoutMs, socketTimeout: s3.timeoutMs } : new UndiciHttpHandler(s3.timeoutMs),
       }),
     }));
     return this.s3;

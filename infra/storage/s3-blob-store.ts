@@ -47,7 +47,16 @@ export interface S3Settings {
    * undici-http-handler.ts) or 'node', the SDK's own node:http handler that every other request uses.
    */
   readClient?: 'undici' | 'node';
+  /**
+   * Longest silence of the server within a request, in ms (connecting, awaiting the answer, or
+   * between bytes it should be sending or taking): then the request fails as unreachable (503 in
+   * the API). Default 30 s. Without it a server that went silent held uploads and downloads for
+   * good. A client that reads a download slowly is not silence: undici stops the clock while paused.
+   */
+  timeoutMs?: number;
 }
+
+const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** Whether an endpoint's bodies need a signed sha256 by default (see S3Settings.signPayload). */
 export function signsPayloadByDefault(endpoint: string): boolean {
@@ -92,8 +101,10 @@ export class S3BlobStore implements BlobStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     } as const;
-    this.client = new S3Client(clientSettings);
-    this.readClient = (settings.readClient ?? 'undici') === 'undici' ? new S3Client({ ...clientSettings, requestHandler: new UndiciHttpHandler() }) : this.client;
+    const timeoutMs = settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // socketTimeout: inactivity on the socket (requestTimeout would bound a whole upload, and only warns).
+    this.client = new S3Client({ ...clientSettings, requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs } });
+    this.readClient = (settings.readClient ?? 'undici') === 'undici' ? new S3Client({ ...clientSettings, requestHandler: new UndiciHttpHandler(timeoutMs) }) : this.client;
     this.prefix = settings.prefix ?? '';
     if (!(settings.signPayload ?? signsPayloadByDefault(settings.endpoint))) {
       // Set before signing: SigV4 then signs the header instead of hashing the body.

@@ -13,7 +13,12 @@ import type { HttpRequest, HttpHandlerOptions } from '@smithy/types';
 
 export class UndiciHttpHandler {
   /** Keep-alive connections per origin, opened as needed. */
-  private readonly agent = new Agent();
+  private readonly agent: Agent;
+
+  /** `timeoutMs`: longest silence of the server (connect, headers, between body chunks; not while the consumer pauses the body). */
+  constructor(timeoutMs: number) {
+    this.agent = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  }
 
   async handle(req: HttpRequest, options: HttpHandlerOptions = {}): Promise<{ response: HttpResponse }> {
     if (req.body !== undefined && req.body !== null && req.body !== '') throw new Error('UndiciHttpHandler sends no request bodies (reads only)');

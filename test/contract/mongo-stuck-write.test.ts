@@ -12,14 +12,7 @@ import { GroupWriter } from '../../infra/mongo/group-writer.js';
 import { isUnreachable } from '../../infra/unreachable.js';
 import { tcpForwarder } from '../support/tcp-forwarder.js';
 import { dropMongoDatabase, requireServices, services, uniqueName } from '../support/services.js';
-
-/** Settles with the promise's outcome, or 'still waiting' after `ms`. */
-function within<T>(promise: Promise<T>, ms: number): Promise<{ value?: T; error?: unknown } | 'still waiting'> {
-  return Promise.race([
-    promise.then((value) => ({ value }), (error: unknown) => ({ error })),
-    new Promise<'still waiting'>((resolve) => setTimeout(() => resolve('still waiting'), ms).unref()),
-  ]);
-}
+import { within } from '../support/within.js';
 
 test('a group commit whose connection the driver interrupts mid-write fails as unreachable instead of hanging', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
