@@ -37,7 +37,7 @@ export async function waitForSettled(manifest: Manifest, id: string, signal: Abo
   // Set by a signal during a look, which then comes too early for `wake`: the loop looks again.
   let signalled = false;
   const onSignal = (doc?: ImageDoc, settlement?: Settlement) => {
-    if (doc && !SETTLED.has(doc.status)) return;
+    if (doc && !isSettled(doc.status)) return;
     if (doc) written = doc;
     if (settlement) told = settlement;
     signalled = true;
@@ -56,7 +56,7 @@ export async function waitForSettled(manifest: Manifest, id: string, signal: Abo
       const doc: Settled | null = written ?? (told && told.run === run ? told : await look(id));
       if (run === undefined) run = (doc as ImageDoc | null)?.pipeline?.run ?? null;
       look = (i) => manifest.get(i);
-      if (!doc || SETTLED.has(doc.status) || signal.aborted) return doc;
+      if (!doc || isSettled(doc.status) || signal.aborted) return doc;
       if (signalled) continue;
       await new Promise<void>((resolve) => {
         // One abort listener at a time, removed after each wait: a long wait polls many times.

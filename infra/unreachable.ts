@@ -15,7 +15,8 @@ const UNREACHABLE_CODES = new Set([
 const UNREACHABLE_NAMES = new Set([
   'MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError',
   'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound', 'KafkaJSRequestTimeoutError',
-  // The AWS SDK's node:http handler: a server silent for its socketTimeout (the S3 store's writes).
+  // A service that did not answer in time: the AWS SDK's node:http handler after its socketTimeout
+  // (the S3 store's writes), and AbortSignal.timeout's (Keystone, the cache's upstream).
   'TimeoutError',
 ]);
 
