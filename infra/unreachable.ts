@@ -16,7 +16,8 @@ const UNREACHABLE_NAMES = new Set([
   'MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError',
   'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound', 'KafkaJSRequestTimeoutError',
   // A service that did not answer in time: the AWS SDK's node:http handler after its socketTimeout
-  // (the S3 store's writes), and AbortSignal.timeout's (Keystone, the cache's upstream).
+  // (the S3 store's writes), and AbortSignal.timeout's (the cache role's upstream calls; the
+  // Keystone client wraps its own timeouts in a 503 already).
   'TimeoutError',
 ]);
 
