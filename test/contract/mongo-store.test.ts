@@ -323,6 +323,34 @@ test('Mongo store: documents written before the list fields get them at start', 
 });
 
 
+test('Mongo store: what no query reads is stored as one JSON text; a document stored in place reads the same and is packed by its next write', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const { dbName, client } = await scratchDatabase(t, 'pir_contract_packed');
+  const images = client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images');
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  t.after(() => store.close());
+  const staging = { key: 'staging/x', size: 3, md5: 'm', sha512: 's', received_at: iso(0) };
+  const doc = makeDoc({ status: 'importing', staging, outbox: [outboxEvent('x', 'image.import.started')], properties: { 'org.openstack__1__os_distro': 'debian' } });
+  await store.create(doc);
+  const raw = (await images.findOne({ _id: doc.id }))!;
+  for (const key of ['pipeline', 'outbox', 'staging', 'expected', 'properties', 'pir_user']) assert.equal(key in raw, false, `${key} is not stored in place`);
+  assert.deepEqual(JSON.parse(raw.pir_packed as string).staging, staging);
+  // What queries read stays in place: the list filters and sort keys, the sweepers' flags.
+  for (const key of ['status', 'owner', 'visibility', 'name', 'created_at', 'updated_at', 'size', 'tags', 'pir_pending', 'pir_props']) assert.equal(key in raw, true, `${key} is in place`);
+  assert.deepEqual(await store.get(doc.id), doc);
+  assert.deepEqual((await store.withPendingEvents(iso(Date.now() + 60_000), 10)).map((d) => d.id), [doc.id]);
+
+  // As the previous version stored it: everything in place but the user-keyed parts, in pir_user.
+  const old = makeDoc({ status: 'importing', staging, outbox: [outboxEvent('y', 'image.import.started')], location: null });
+  const { properties, location, import_task: importTask, ...inPlace } = old;
+  await images.insertOne({ ...inPlace, _id: old.id, pir_user: JSON.stringify({ properties, location, import_task: importTask }), pir_pending: true, pir_seq: 0, pir_inc: 'old3', pir_props: [], pir_members: [], pir_words: [], pir_prefixes: [] });
+  assert.deepEqual(await store.get(old.id), old);
+  assert.equal(await store.replace({ ...old, revision: 2, outbox: [] }, 1), true);
+  const packed = (await images.findOne({ _id: old.id }))!;
+  assert.equal('outbox' in packed || 'pir_user' in packed, false, 'the next write packs it');
+  assert.deepEqual(await store.get(old.id), { ...old, revision: 2, outbox: [] });
+});
+
 test('Mongo store: documents written before pir_prefixes get it at start, and a prefix search finds them', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
   const { dbName, client } = await scratchDatabase(t, 'pir_contract_prefixes');
