@@ -135,8 +135,19 @@ interface JournalEntry {
    * (FerretDB reads the whole journal for it, once a sweep, every sweepEveryMs).
    */
   bucket?: number;
-  /** The document after this write (seq + 1); dropped once KEEP_DOCS newer entries exist. */
-  doc?: Stored;
+  /**
+   * The document after this write (seq + 1), as JSON text: nothing queries inside it, and
+   * FerretDB decodes and encodes a nested document field by field (as text, an entry costs it
+   * ~40% less CPU to insert). Entries written before hold it nested. Dropped once KEEP_DOCS
+   * newer entries exist.
+   */
+  doc?: string | Stored;
+}
+
+/** An entry's document, in either form (undefined once dropped). */
+function entryDoc(entry: JournalEntry | null | undefined): Stored | undefined {
+  const doc = entry?.doc;
+  return typeof doc === 'string' ? (JSON.parse(doc) as Stored) : doc;
 }
 
 /** Journal entries that keep their document behind the newest one. */
@@ -607,7 +618,7 @@ export class MongoManifestStore implements ManifestStore {
       const entryId = journalId(id, head.pir_inc, head.pir_seq);
       const bucket = this.bucketOf(Date.now());
       try {
-        await whenNotBusy(() => this.journalInserts.write({ insertOne: { document: { _id: entryId, image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket, doc: stored } } }));
+        await whenNotBusy(() => this.journalInserts.write({ insertOne: { document: { _id: entryId, image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket, doc: JSON.stringify(stored) } } }));
       } catch (err) {
         if (isDuplicateKey(err)) {
           manifestWrites.inc({ kind, outcome: 'lost' });
@@ -727,11 +738,12 @@ export class MongoManifestStore implements ManifestStore {
       for (;;) {
         const entry = await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) });
         if (!entry) break;
-        if (!entry.doc) {
+        const next = entryDoc(entry);
+        if (!next) {
           compacted = true; // our read of the image document is older than its compaction: read again
           break;
         }
-        head = entry.doc;
+        head = next;
         trailingSince = entry.at;
       }
       if (compacted) continue;
@@ -753,12 +765,12 @@ export class MongoManifestStore implements ManifestStore {
   private async rebuild(id: string): Promise<Resolved | null> {
     const main = await this.col.findOne({ _id: id });
     if (!main) return null;
-    const newest = await this.journal.find({ image_id: id, doc: { $exists: true } }).sort({ seq: -1 }).limit(1).next();
-    let head = newest?.doc && newest.doc.pir_inc === main.pir_inc && newest.doc.pir_seq > main.pir_seq ? newest.doc : main;
+    const newest = entryDoc(await this.journal.find({ image_id: id, doc: { $exists: true } }).sort({ seq: -1 }).limit(1).next());
+    let head = newest && newest.pir_inc === main.pir_inc && newest.pir_seq > main.pir_seq ? newest : main;
     for (;;) {
-      const entry = await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) });
-      if (!entry?.doc) break;
-      head = entry.doc;
+      const next = entryDoc(await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) }));
+      if (!next) break;
+      head = next;
     }
     if (head !== main) await whenNotBusy(() => this.col.replaceOne({ _id: id }, head));
     return { head, trailingSince: null };

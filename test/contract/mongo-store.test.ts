@@ -323,7 +323,7 @@ test('Mongo store: documents written before the list fields get them at start', 
 });
 
 
-test('Mongo store: what no query reads is stored as one JSON text; a document stored in place reads the same and is packed by its next write', { timeout: 60_000 }, async (t) => {
+test('Mongo store: what no query reads is stored as one JSON text, and a journal entry\'s document too; a document stored in place reads the same and is packed by its next write', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['mongodb']))) return;
   const { dbName, client } = await scratchDatabase(t, 'pir_contract_packed');
   const images = client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images');
@@ -349,6 +349,10 @@ test('Mongo store: what no query reads is stored as one JSON text; a document st
   const packed = (await images.findOne({ _id: old.id }))!;
   assert.equal('outbox' in packed || 'pir_user' in packed, false, 'the next write packs it');
   assert.deepEqual(await store.get(old.id), { ...old, revision: 2, outbox: [] });
+  // The write's journal entry holds the document as JSON text (the journal-recovery tests above follow entries holding it nested, as written before).
+  const entry = await client.db(dbName).collection<{ _id: string; doc?: unknown }>('images_journal').findOne({ _id: `${old.id}:old3:0` });
+  assert.equal(typeof entry?.doc, 'string');
+  assert.equal(JSON.parse(entry!.doc as string).pir_seq, 1);
 });
 
 test('Mongo store: documents written before pir_prefixes get it at start, and a prefix search finds them', { timeout: 60_000 }, async (t) => {
