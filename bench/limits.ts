@@ -4,9 +4,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { request } from 'node:http';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 export const MiB = 1024 * 1024;
@@ -266,7 +268,30 @@ export function discardingGet(url: string, headers: Record<string, string> = {})
   });
 }
 
-/** Loopback HTTP download: a Node server sending `bytes` to a discarding client (`discardingGet`), MiB/s. */
+export interface Download {
+  bytes: number;
+  ms: number;
+  /** the client process's CPU seconds for the whole download */
+  cpuSeconds: number;
+}
+
+const DOWNLOAD_CLIENT = join(dirname(fileURLToPath(import.meta.url)), 'download-client.js');
+
+/** `discardingGet` run by a client process of its own (download-client.ts): what it read, how long, its CPU. */
+export function discardingGetInOwnProcess(url: string, headers: Record<string, string> = {}): Promise<Download> {
+  const args = [DOWNLOAD_CLIENT, url, ...Object.entries(headers).map(([k, v]) => `${k}=${v}`)];
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { maxBuffer: 64 * 1024 }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(`download client: ${error.message}${stderr ? `: ${stderr.trim()}` : ''}`));
+      resolve(JSON.parse(stdout) as Download);
+    });
+  });
+}
+
+/**
+ * Loopback HTTP download: a Node server (on a thread of this process) sending `bytes` to a
+ * discarding client in its own process (`discardingGetInOwnProcess`, the downloads' client), MiB/s.
+ */
 export async function loopbackHttpDownload(bytes = GiB): Promise<number> {
   const server = new Worker(SENDER, { eval: true });
   try {
@@ -274,11 +299,9 @@ export async function loopbackHttpDownload(bytes = GiB): Promise<number> {
       server.once('message', resolve);
       server.once('error', reject);
     });
-    const t0 = performance.now();
-    const received = await discardingGet(`http://127.0.0.1:${port}/?bytes=${bytes}`);
-    const ms = performance.now() - t0;
-    if (received !== bytes) throw new Error(`loopback client received ${received} of ${bytes} bytes`);
-    return mibPerSec(bytes, ms);
+    const got = await discardingGetInOwnProcess(`http://127.0.0.1:${port}/?bytes=${bytes}`);
+    if (got.bytes !== bytes) throw new Error(`loopback client received ${got.bytes} of ${bytes} bytes`);
+    return mibPerSec(bytes, got.ms);
   } finally {
     await server.terminate();
   }
