@@ -15,7 +15,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
-import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue } from './http-hygiene.js';
+import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageImportRoutes } from './routes/image-import.js';
@@ -129,6 +129,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (!closing) return;
     reply.header('Connection', 'close');
     return sendError(reply, 503, 'shutting_down', 'PIR is shutting down; retry in a moment (or on another PIR).');
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    const coding = unsupportedTransferCoding(request.raw);
+    if (coding === null) return;
+    return sendError(reply, 501, 'transfer_coding_unsupported', `PIR takes request bodies as they are or chunked, with no other transfer coding (this one says Transfer-Encoding: ${coding.slice(0, 64)}). Send the image's bytes as they are: PIR itself unpacks a gzip, xz, zstd or bzip2 image.`);
   });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
   // A body nobody wants (image data) is said "continue" to by its route, once it will read it.

@@ -1,6 +1,7 @@
 /**
  * What PIR does at the HTTP layer before and around the routes: which request ids it trusts,
- * what it writes to the logs about a URL, and how it answers `Expect: 100-continue`.
+ * what it writes to the logs about a URL, how it answers `Expect: 100-continue`, and which
+ * transfer codings it takes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -62,6 +63,19 @@ export function sendContinue(req: IncomingMessage, res: ServerResponse): void {
   if (!r[EXPECTS_CONTINUE]) return;
   r[EXPECTS_CONTINUE] = false;
   if (!res.headersSent && !res.writableEnded) res.writeContinue();
+}
+
+/**
+ * The request's Transfer-Encoding when it names a coding other than chunked (`gzip, chunked`),
+ * else null. Node's parser takes off the chunking and hands the rest of the coded bytes on as the
+ * body, so a route would store gzip bytes as the image. A server that does not understand a
+ * transfer coding answers 501 (RFC 9112 §6.1).
+ */
+export function unsupportedTransferCoding(req: IncomingMessage): string | null {
+  const header = req.headers['transfer-encoding'];
+  if (header === undefined) return null;
+  const codings = header.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c.length > 0);
+  return codings.every((c) => c === 'chunked') ? null : header;
 }
 
 /** Whether the request's body (if any) has been read to its end. */

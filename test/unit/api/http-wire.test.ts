@@ -138,6 +138,27 @@ describe('HTTP layer: bodies PIR refuses are not read', () => {
     await d.closed;
   });
 
+  it('answers a transfer coding other than chunked with a 501, before the token check, and closes', async () => {
+    const id = await queuedImage(f);
+    for (const coding of ['gzip, chunked', ' X-Custom ,Chunked']) {
+      const c = new RawConnection(port);
+      await c.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: ${coding}\r\n\r\n4\r\nabcd\r\n`);
+      await c.waitFor(() => c.firstResponse() !== null);
+      const r = c.firstResponse()!;
+      assert.equal(r.status, 501, coding);
+      assertErrorShape(r.body, 501, 'transfer_coding_unsupported');
+      assert.match((r.body as { error: { message: string } }).error.message, /Transfer-Encoding: /);
+      assert.equal(r.headers.connection, 'close');
+      await c.closed;
+    }
+    // Chunked alone is taken (and case does not matter): the upload goes through.
+    const c = new RawConnection(port);
+    await c.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\nPrefer: respond-async\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: Chunked\r\n\r\n1000\r\n${'a'.repeat(4096)}\r\n0\r\n\r\n`);
+    await c.waitFor(() => c.firstResponse() !== null);
+    assert.equal(c.firstResponse()!.status, 202);
+    c.destroy();
+  });
+
   it('reads little of a large body it refuses, and closes the connection', async (t) => {
     const id = await queuedImage(f);
     const active = await activeImage(f, Buffer.alloc(4096, 7));
