@@ -2,10 +2,9 @@
  * The client of the download figures, in a process of its own (as a real client is): GETs a URL,
  * discards the body (no hashing) and prints one JSON line: bytes, ms, and its own CPU seconds.
  *
- * Why its own process: measured in the bench's process, the same client spent 1.46 CPU s per GiB
- * of an S3-store download where on its own it spends 0.35–0.41 (the bench process carries its
- * children's log pipes, timers and a larger heap), and on 2 cores that CPU came out of the
- * path being measured.
+ * Why its own process: in the bench's process, the same client spent 1.46–1.49 CPU s per GiB of
+ * an S3-store download, where in a process of its own it spends 0.35–0.42; on 2 cores that CPU
+ * came out of the path being measured (docs/benchmarks.md, 2026-12-05 17:40).
  *
  * Usage: node download-client.js <url> [<header>=<value>...]
  */
