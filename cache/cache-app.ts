@@ -177,6 +177,7 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
       }
       cacheMetrics.hits.inc();
       reply.header('x-pir-cache', 'hit');
+      stream.recycleAfterWrite(reply.raw);
       return reply.send(counted(stream, release, (n) => cacheMetrics.bytesFromCache.inc(n)));
     }
     cacheMetrics.misses.inc({ kind: found.started ? 'fill' : 'joined' });

@@ -1,5 +1,6 @@
 /** Image data: PUT …/file (upload and import), PUT …/stage (glance-direct), GET …/file (download, Range). */
 import { countServed } from '../../infra/telemetry/served-bytes.js';
+import { recycleAfterWrite } from '../../infra/storage/file-stream.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec, fail } from '../../core/error-catalog.js';
 import { PirError, badRequest } from '../../core/errors.js';
@@ -153,7 +154,12 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
   if ('failure' in source) throw unavailable({ err: source.failure.err, stored: source.failure.stored, expected: doc.size });
   const { blobs, key } = source;
   const size = doc.size!;
-  const open = (range?: { start: number; end: number }) => blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
+  const open = async (range?: { start: number; end: number }) => {
+    const stream = await blobs.read(key, range).catch((err: unknown) => { throw unavailable({ err }); });
+    // Fastify pipes it into the response: a file's stream may then reuse its read buffers.
+    recycleAfterWrite(stream, reply.raw);
+    return stream;
+  };
   reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
   if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
   const asked = requestedRange(request.headers, size);
