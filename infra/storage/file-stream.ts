@@ -43,6 +43,9 @@ export class FileStream extends Readable {
   private sink: ChunkSink | null = null;
   private readonly free: Buffer[] = [];
   private readonly inFlight: InFlight[] = [];
+  /** Set while an fs.read runs: the descriptor is closed only after it returns (as fs.ReadStream does), never under it. */
+  private afterRead: (() => void) | null = null;
+  private reading = false;
 
   constructor(private fd: number | null, start: number, private readonly end: number) {
     super({ highWaterMark: DOWNLOAD_CHUNK });
@@ -66,7 +69,10 @@ export class FileStream extends Readable {
       return;
     }
     const buffer = this.bufferFor(wanted);
+    this.reading = true;
     read(fd, buffer, 0, wanted, this.position, (error, n) => {
+      this.reading = false;
+      if (this.afterRead) return this.afterRead();
       if (error) return this.destroy(error);
       if (n === 0) {
         // The end of the file (before a range's end, as fs.ReadStream, the stream just ends).
@@ -105,7 +111,9 @@ export class FileStream extends Readable {
     this.free.length = 0;
     this.inFlight.length = 0;
     if (fd === null) return callback(error);
-    close(fd, (closeError) => callback(error ?? closeError));
+    const closeFd = () => close(fd, (closeError) => callback(error ?? closeError));
+    if (this.reading) this.afterRead = closeFd;
+    else closeFd();
   }
 }
 
