@@ -77,8 +77,10 @@ export async function makeImage(dir: string, format: string, opts: MakeImageOpti
     } catch (err) {
       // LUKS key derivation benchmarks CPU time by the clock tick; a run that measures no tick
       // fails ("Unable to get accurate CPU usage"): about 1 in 5 here when idle, more under load.
-      // That is transient: retry, enough times that a whole CI run does not meet it.
+      // That is transient: retry, enough times that a whole CI run does not meet it, and a little
+      // later each time (20 immediate retries all failed once, under two test files at a time).
       if (attempt >= 20 || !String((err as { stderr?: string }).stderr ?? err).includes('accurate CPU usage')) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
     }
   }
 }
