@@ -129,7 +129,7 @@ ferretdb_start() {
     # cannot be upgraded, which concurrent writers hit otherwise.
     backend=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/?_txlock=immediate")
   fi
-  pir_spawn "$FERRETDB_PIDFILE" "$FERRETDB_LOG" "$FERRETDB_BIN" \
+  GOGC="$PIR_FERRETDB_GOGC" pir_spawn "$FERRETDB_PIDFILE" "$FERRETDB_LOG" "$FERRETDB_BIN" \
     "${backend[@]}" \
     "$FERRETDB_PATTERN" \
     --debug-addr="$PIR_FERRETDB_DEBUG_ADDR" \

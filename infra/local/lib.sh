@@ -29,6 +29,9 @@ PIR_KEYSTONE_IMAGE_URL="${PIR_KEYSTONE_IMAGE_URL:-http://127.0.0.1:9292}"
 # FerretDB's debug/metrics HTTP listener: "-" = disabled; e.g. 127.0.0.1:8088 to enable.
 PIR_FERRETDB_DEBUG_ADDR="${PIR_FERRETDB_DEBUG_ADDR:--}"
 PIR_FERRETDB_LOG_LEVEL="${PIR_FERRETDB_LOG_LEVEL:-WARN}"
+# Go's GC target for FerretDB (GOGC): 400 spends ~12% less of its CPU per command than Go's
+# default 100 for ~110 MB of memory under the benchmark's load (docs/benchmarks.md, 2026-12-05 20:07).
+PIR_FERRETDB_GOGC="${PIR_FERRETDB_GOGC:-400}"
 # FerretDB's backend: sqlite or postgresql (Debian's PostgreSQL, on its own port). README.md: why the default.
 PIR_FERRETDB_BACKEND="${PIR_FERRETDB_BACKEND:-sqlite}"
 PIR_POSTGRES_PORT="${PIR_POSTGRES_PORT:-54329}"
