@@ -1,5 +1,5 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
-import type { ImageDoc, ImageMember, LegacyImportInput } from '../schemas/image.js';
+import type { ImageDoc, ImageMember, LegacyImportInput, PipelineRun } from '../schemas/image.js';
 
 /** `extra`: fields only some callers see (core/external-location.ts locationFields: locations, direct_url). */
 export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Record<string, unknown> {
@@ -77,7 +77,7 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
   if (doc.import_task) return [legacyImportTask(doc, doc.import_task.input)];
   const pipeline = doc.pipeline;
   if (!pipeline) return doc.failure ? [failureTask(doc)] : [];
-  const status = doc.status === 'active' ? 'success' : doc.status === 'killed' ? 'failure' : 'processing';
+  const status = runStatus(doc, pipeline);
   return [{
     ...taskBase(`${doc.id}.${pipeline.run}`, doc),
     request_id: pipeline.requested?.request_id ?? null,
@@ -88,7 +88,7 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
     result: status === 'success' ? { image_id: doc.id } : null,
     message: failureMessage(doc),
     created_at: stripMillis(pipeline.started_at),
-    updated_at: stripMillis(doc.updated_at),
+    updated_at: stripMillis(runUpdatedAt(doc, pipeline)),
     pir_stage: pipeline.stage,
     pir_stages: pipeline.stages,
     pir_failure: doc.failure,
@@ -100,17 +100,34 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
  * `<image>.0`, pending until the download starts, then as the image's import goes.
  */
 function legacyImportTask(doc: ImageDoc, input: LegacyImportInput): Record<string, unknown> {
-  const status = doc.status === 'active' ? 'success'
+  const status = doc.pipeline ? runStatus(doc, doc.pipeline)
     : doc.status === 'killed' || doc.status === 'deleted' ? 'failure'
-      : doc.status === 'queued' && !doc.pipeline ? 'pending' : 'processing';
+      : doc.status === 'queued' ? 'pending' : 'processing';
   return {
     ...taskBase(`${doc.id}.0`, doc), type: 'import', status, input,
     result: status === 'success' ? { image_id: doc.id } : null,
     message: failureMessage(doc),
-    created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at),
+    created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.pipeline ? runUpdatedAt(doc, doc.pipeline) : doc.updated_at),
     ...(doc.pipeline ? { pir_stage: doc.pipeline.stage, pir_stages: doc.pipeline.stages } : {}),
     pir_failure: doc.failure,
   };
+}
+
+/**
+ * A run's task status. A task that finished stays finished, as Glance's do: the image's later
+ * changes (deactivation, a PATCH) are not the task's, so a run that reached 'done' is a success
+ * whatever the image's status is now.
+ */
+function runStatus(doc: ImageDoc, pipeline: PipelineRun): 'success' | 'failure' | 'processing' {
+  if (pipeline.stage === 'done') return 'success';
+  return doc.status === 'killed' || doc.status === 'deleted' ? 'failure' : 'processing';
+}
+
+/** When a run's task last changed: its last stage's end once it finished, else the image's last write. */
+function runUpdatedAt(doc: ImageDoc, pipeline: PipelineRun): string {
+  if (pipeline.stage !== 'done') return doc.status === 'killed' && doc.failure ? doc.failure.at : doc.updated_at;
+  const ends = Object.values(pipeline.stages).map((s) => s.ended_at).filter((at): at is string => at !== null);
+  return ends.length > 0 ? ends.reduce((a, b) => (a > b ? a : b)) : doc.updated_at;
 }
 
 function failureTask(doc: ImageDoc): Record<string, unknown> {

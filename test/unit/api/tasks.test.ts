@@ -32,6 +32,22 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.deepEqual((await t.call('a-member', 'GET', `/v2/images/${fresh}/tasks`)).json().tasks, []);
   });
 
+  it("keeps a finished task as it finished when the image changes later (Glance never rewrites a finished task)", async () => {
+    const id = await t.create('a-member');
+    await t.activate('a-member', id);
+    const taskOf = async () => (await t.call('a-member', 'GET', `/v2/images/${id}/tasks`)).json().tasks[0];
+    const finished = await taskOf();
+    assert.equal(finished.status, 'success');
+    assert.equal((await t.call('admin', 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode, 204);
+    assert.equal((await t.patch('a-member', id, [{ op: 'add', path: '/note', value: 'later' }])).statusCode, 200);
+    const afterwards = await taskOf();
+    assert.equal(afterwards.status, 'success');
+    assert.deepEqual(afterwards.result, { image_id: id });
+    assert.equal(afterwards.updated_at, finished.updated_at);
+    assert.equal((await t.call('admin', 'GET', `/v2/tasks/${id}.1`)).json().status, 'success');
+    assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}`)).statusCode, 204); // the suite's later counts
+  });
+
   it("keeps the tasks API for administrators (Glance's tasks_api_access)", async () => {
     for (const token of ['a-member', 'a-reader', 'b-member'] as const) {
       assert.equal((await t.call(token, 'GET', '/v2/tasks')).statusCode, 403, token);
