@@ -297,15 +297,22 @@ export class CatalogService {
   // ---------------------------------------------------------------- revisions
 
   async revisions(caller: Caller, imageId: string, after: number, limit: number): Promise<Revision[]> {
-    await this.repair(await this.images.get(caller, imageId));
+    await this.repair(await this.historyOf(caller, imageId));
     return this.store.revisions(imageId, after, limit);
   }
 
   async revision(caller: Caller, imageId: string, n: number): Promise<Revision> {
-    await this.repair(await this.images.get(caller, imageId));
+    await this.repair(await this.historyOf(caller, imageId));
     const revision = await this.store.getRevision(imageId, n);
     if (!revision) throw fail('revision_not_found', `Image ${imageId} has no revision ${n} (kept: the newest ${this.settings.revisionsKeep}); list them with GET /v2/images/${imageId}/revisions.`);
     return revision;
+  }
+
+  /** The image whose history the caller may read: 404 where it may not see the image, 403 where it is not the owner's. */
+  private async historyOf(caller: Caller, imageId: string): Promise<ImageDoc> {
+    const doc = await this.images.get(caller, imageId);
+    enforce(caller, 'get_image_revisions', { owner: doc.owner });
+    return doc;
   }
 
   /**

@@ -80,7 +80,7 @@ export const API_ERRORS = {
   not_staged: refusal(409, 'glance-direct import needs staged data first.'),
   upload_superseded: refusal(409, 'The image changed while its data was arriving.'),
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
-  image_deleted: refusal(410, 'The image was deleted while it was being imported.'),
+  image_deleted: refusal(410, 'The image was deleted while it was being imported, or while its data was arriving (`PUT …/file` or `…/stage`; nothing of it is kept), as Glance\'s 410.'),
   // stores (Glance multi-store)
   unknown_store: refusal(400, 'X-Image-Meta-Store, the import body or GET …/file?prefer= names a store that is not configured (GET /v2/info/stores), or ?prefer= is used without multi-store.'),
   bad_stores: refusal(400, 'all_stores is given together with stores or X-Image-Meta-Store, or stores is empty.'),

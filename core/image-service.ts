@@ -526,7 +526,9 @@ export class ImageService {
    * `uploading` for POST …/import.
    */
   async completeUpload(caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): Promise<ImageDoc> {
+    const deletedMeanwhile = () => new PirError('gone', 'image_deleted', `Image ${id} was deleted while its data was arriving; nothing was kept.`);
     const { doc } = await this.manifest.update(id, (draft) => {
+      if (draft.status === 'deleted') throw deletedMeanwhile();
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
       }
@@ -535,6 +537,12 @@ export class ImageService {
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
       if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: null }));
       return events;
+    }).catch(async (error: unknown) => {
+      const gone = (error as { kind?: string }).kind === 'not_found' || (error as { code?: string }).code === 'image_deleted';
+      if (!gone) throw error;
+      // Deleted while its bytes streamed in: nothing is kept, and the client is told so (410, as Glance).
+      await this.dropStaging(id).catch(() => {});
+      throw deletedMeanwhile();
     });
     return doc;
   }

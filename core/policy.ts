@@ -61,7 +61,7 @@ export type Action =
   | 'add_image' | 'get_image' | 'get_images' | 'modify_image' | 'delete_image' | 'upload_image' | 'download_image'
   | 'publicize_image' | 'communitize_image' | 'deactivate' | 'reactivate'
   | 'add_member' | 'get_member' | 'get_members' | 'modify_member' | 'delete_member'
-  | 'tasks_api_access' | 'get_image_tasks' | 'copy_image' | 'delete_image_location' | 'stores_info_detail';
+  | 'tasks_api_access' | 'get_image_tasks' | 'get_image_revisions' | 'copy_image' | 'delete_image_location' | 'stores_info_detail';
 
 /** What a rule looks at: the caller, the image's owner, and (for member rules) the member id. */
 export interface Target {
@@ -106,6 +106,9 @@ export const RULES: Record<Action, Rule> = {
   // An image's tasks (GET /v2/images/{id}/tasks, with who started them) are its owner project's
   // and administrators' (Glance's _is_task_visible); others who may see the image get none.
   get_image_tasks: either(admin, (c, t) => t.owner === c.project_id),
+  // An image's metadata history (PIR extension) holds its past members and the values of
+  // properties removed before it was shared: its owner project's and administrators' only.
+  get_image_revisions: either(admin, (c, t) => t.owner === c.project_id),
   // Multi-store: Glance's defaults are admin-only for all three (glance/policies/image.py, discovery.py).
   copy_image: admin,
   delete_image_location: admin,
@@ -125,6 +128,7 @@ const WHY: Partial<Record<Action, string>> = {
   copy_image: 'Only an administrator can copy an image into more stores (copy-image).',
   delete_image_location: "Only an administrator can delete an image's copy from a store.",
   stores_info_detail: "Only an administrator can see the stores' details; GET /v2/info/stores lists their ids.",
+  get_image_revisions: "An image's revisions (its past members, and property values removed before it was shared) are for its owner project and administrators; GET /v2/images/{id} shows its metadata now.",
   tasks_api_access: "The tasks API is for administrators (Glance's tasks_api_access); see an image's own tasks at GET /v2/images/{id}/tasks.",
 };
 

@@ -41,6 +41,7 @@ export const FINDING_CODES = {
   iso_truncated: '(info) ISO volume is larger than the file.',
   // raw fallback
   qemu_only_format: 'The content is a format qemu probes (bochs, cloop) that PIR does not store.',
+  raw_partial_sector: '(info) a raw disk image is not a whole number of 512-byte sectors (stored as is, as Glance does).',
   // partition tables
   gpt_invalid: 'GPT (or its protective MBR) is malformed.',
   gpt_backup_missing: '(info) GPT backup header is missing.',
@@ -53,7 +54,6 @@ export const VERDICT_CODES = {
   format_mismatch: 'Detected format differs from the declared disk_format.',
   format_unknown: 'No disk_format declared and the content is not a recognised format.',
   empty_image: 'The image has no bytes at all, and is declared as a format that has a header.',
-  raw_partial_sector: 'A raw disk image is not a whole number of 512-byte sectors.',
   unsupported_disk_format: 'The declared disk_format is not one PIR can verify.',
   virtual_size_unknown: 'The virtual size could not be determined.',
   virtual_size_too_large: 'Virtual size exceeds policy.maxVirtualSize.',

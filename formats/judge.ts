@@ -87,21 +87,27 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
     }
   }
 
-  if (declaredRaw && (detected === 'raw' || isoDisk) && report.fileSize % SECTOR !== 0) {
-    return no('raw_partial_sector',
-      `The image is ${report.fileSize} bytes long, which is not a whole number of 512-byte sectors, so it cannot be a raw disk (${Math.floor(report.fileSize / SECTOR)} sectors and ${report.fileSize % SECTOR} bytes). ` +
-      'Check that the upload was complete, or pad the disk to a sector boundary (e.g. `qemu-img resize -f raw disk.img <size rounded up to 512>`), and upload it again.', findings);
-  }
+  // Glance stores raw data of any length; a partial last sector is noted, not refused (a
+  // hypervisor reads it padded with zeros). A truncated upload is caught by its checksum or size.
+  const notes = declaredRaw && (detected === 'raw' || isoDisk) && report.fileSize % SECTOR !== 0
+    ? [...findings, partialSectorNote(report.fileSize)] : findings;
 
   const virtualSize = isoDisk ? report.fileSize : report.virtualSize;
   if (virtualSize === null) {
     return no('virtual_size_unknown',
-      `PIR could not determine the virtual size of this ${report.format} image from its header. Re-export the image and upload it again.`, findings);
+      `PIR could not determine the virtual size of this ${report.format} image from its header. Re-export the image and upload it again.`, notes);
   }
   if (virtualSize > policy.maxVirtualSize) {
     return no('virtual_size_too_large',
-      `The ${report.format} image has a virtual size of ${virtualSize} bytes, above this cloud's limit of ${policy.maxVirtualSize} bytes. Shrink the disk (e.g. \`qemu-img resize --shrink\`) or ask an administrator to raise the limit.`, findings);
+      `The ${report.format} image has a virtual size of ${virtualSize} bytes, above this cloud's limit of ${policy.maxVirtualSize} bytes. Shrink the disk (e.g. \`qemu-img resize --shrink\`) or ask an administrator to raise the limit.`, notes);
   }
 
-  return { ok: true, format: detected, virtualSize, findings };
+  return { ok: true, format: detected, virtualSize, findings: notes };
+}
+
+function partialSectorNote(fileSize: number): Finding {
+  return {
+    code: 'raw_partial_sector', severity: 'info',
+    message: `The raw image is ${fileSize} bytes long, not a whole number of 512-byte sectors (${Math.floor(fileSize / SECTOR)} sectors and ${fileSize % SECTOR} bytes): a hypervisor reads the last sector padded with zeros. Stored as uploaded, as Glance does; if the upload was cut short, its checksum will not match the source's.`,
+  };
 }

@@ -65,7 +65,7 @@ const OPS = {
   share_list: { method: 'GET', path: (id) => `/v2/images/${id}/share-links` },
   share_revoke: { method: 'DELETE', path: (id) => `/v2/images/${id}/share-links/00000000-0000-4000-8000-000000000000` },
   tus_create: { method: 'POST', path: (id) => `/v2/images/${id}/uploads`, headers: { 'tus-resumable': '1.0.0', 'upload-length': '2048' } },
-  // The catalog extension: revisions and metafiles follow the image's visibility and policy.
+  // The catalog extension: metafiles follow the image's visibility, revisions are the owner project's.
   revisions: { method: 'GET', path: (id) => `/v2/images/${id}/revisions` },
   revision_1: { method: 'GET', path: (id) => `/v2/images/${id}/revisions/1` },
   restore_1: { method: 'POST', path: (id) => `/v2/images/${id}/revisions/1/restore` },
@@ -143,10 +143,11 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   ['reactivate', 'B', WRITE_B],
   ['reactivate', 'Ar', every(403)],
   // Only the owner (or admin) removes a member; the member cannot remove itself.
-  ['revisions', 'B', READ_B],
-  ['revisions', 'Br', READ_B],
+  // An image's history (past members, removed values) is its owner project's: 403 where B sees the image.
+  ['revisions', 'B', WRITE_B],
+  ['revisions', 'Br', WRITE_B],
   ['revisions', 'Ar', every(200)],
-  ['revision_1', 'B', READ_B],
+  ['revision_1', 'B', WRITE_B],
   ['metafile', 'B', READ_B],
   ['metafile', 'Ar', every(200)],
   ['restore_1', 'B', WRITE_B],

@@ -146,7 +146,9 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}?recursive=true`)).body.image_count, 2);
     assert.equal((await call('b-member', 'GET', `/v2/galleries/${below.id}`)).status, 200);
     assert.notEqual((await call('b-member', 'GET', `/v2/images/${inTop}/file`)).status, 404, 'a member may download');
-    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}/revisions`)).status, 200);
+    // Sees the image, not its history (past members, removed values): the owner's.
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}/revisions`)).status, 403);
+    assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}/metafile`)).status, 200);
     // Read-only: B changes neither the gallery nor its images.
     assert.equal((await call('b-member', 'PATCH', `/v2/galleries/${top.id}`, { name: 'mine' })).status, 403);
     assert.equal((await call('b-member', 'DELETE', `/v2/galleries/${below.id}`)).status, 403);

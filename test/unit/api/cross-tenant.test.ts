@@ -209,9 +209,10 @@ const ENDPOINTS: Endpoint[] = [
     run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/uploads`, undefined, { 'tus-resumable': '1.0.0', 'upload-length': '1024' })).statusCode,
     expect: (k, kind) => ownerWrite(k, kind, 201),
   },
-  // The catalog extension: revisions and metafiles follow the image's visibility (404 when unseen).
-  { name: 'GET revisions', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
-  { name: 'GET revision 1', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions/1`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  // The catalog extension: metafiles follow the image's visibility (404 when unseen); its
+  // revisions (past members, removed values) are the owner project's and administrators' (403 to others who see it).
+  { name: 'GET revisions', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
+  { name: 'GET revision 1', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions/1`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
   {
     name: 'POST revision 1 restore', mutates: true,
     run: async (t, k, id) => {
@@ -340,7 +341,7 @@ const GALLERY_ENDPOINTS: GalleryEndpoint[] = [
   { name: 'GET image in it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
   { name: 'GET image below it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.deep}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
   { name: 'GET image file', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/file`)).statusCode, expect: (k, kind) => (!seesViaGallery(k, kind) ? 404 : isMember(k) ? 200 : 403) },
-  { name: 'GET image revisions', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/revisions`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET image revisions', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/revisions`)).statusCode, expect: (k, kind) => (!seesViaGallery(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
   { name: 'GET image list (default)', run: (t, k, c) => inList(t, k, '', c.deep), expect: (k, kind) => (isAdmin(k) || ofA(k) || kind === 'b-accepted' ? 1 : 0) },
   { name: 'GET image list (member_status=all&visibility=all)', run: (t, k, c) => inList(t, k, '&member_status=all&visibility=all', c.image), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 0) },
   { name: 'GET image list (?q=…)', run: (t, k, c) => inList(t, k, `&q=${c.word}&member_status=all`, c.image), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 0) },

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { stagingPrefix } from '../../../core/blob-keys.js';
 import { testApp, type TestApp } from './tenant-app.js';
 
 const OCTETS = { 'content-type': 'application/octet-stream' };
@@ -79,6 +81,25 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     const raw = await t.create('a-member', { disk_format: 'raw', container_format: 'bare' });
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${raw}/file`, Buffer.alloc(0), OCTETS)).statusCode, 204);
     assert.deepEqual((({ status, size }) => ({ status, size }))((await t.call('a-member', 'GET', `/v2/images/${raw}`)).json()), { status: 'active', size: 0 });
+  });
+
+  it('answers 410 to an upload whose image was deleted while its bytes streamed in, and keeps none of them (Glance: HTTPGone)', async () => {
+    for (const path of ['file', 'stage'] as const) {
+      const img = await t.create('a-member');
+      const body = new PassThrough();
+      const put = t.app.inject({ method: 'PUT', url: `/v2/images/${img}/${path}`, headers: { 'x-auth-token': 'a-member', ...OCTETS }, payload: body });
+      body.write(Buffer.alloc(64 * 1024));
+      // The upload has claimed the image once it is 'uploading'; then the owner deletes it.
+      for (let i = 0; i < 100 && (await t.call('a-member', 'GET', `/v2/images/${img}`)).json().status !== 'uploading'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${img}`)).statusCode, 204);
+      body.end(Buffer.alloc(64 * 1024));
+      const res = await put;
+      assert.equal(res.statusCode, 410, `${path}: ${res.body}`);
+      assert.equal(res.json().error.error_code, 'image_deleted');
+      assert.match(res.json().error.message, /deleted while its data was arriving/);
+      assert.deepEqual(await t.d.blobs.list(stagingPrefix(img)), [], path);
+      assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).statusCode, 404);
+    }
   });
 
   it('stages and imports with glance-direct', async () => {

@@ -68,6 +68,10 @@ describe('policy', () => {
     assert.ok(allowed(caller('A', 'reader'), 'get_image_tasks', target));
     assert.ok(!allowed(caller('B', 'member'), 'get_image_tasks', target));
     assert.ok(allowed(caller('B', 'admin'), 'get_image_tasks', target));
-    assert.equal(Object.keys(RULES).length, 21);
+    // An image's revisions: the owner project (any role) and administrators.
+    assert.ok(allowed(caller('A', 'reader'), 'get_image_revisions', target));
+    assert.ok(!allowed(caller('B', 'member'), 'get_image_revisions', target));
+    assert.ok(allowed(caller('B', 'admin'), 'get_image_revisions', target));
+    assert.equal(Object.keys(RULES).length, 22);
   });
 });
