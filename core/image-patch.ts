@@ -36,6 +36,8 @@ function pathName(path: unknown): string {
   if (typeof path !== 'string' || !path.startsWith('/')) throw invalid(`Each operation needs a "path" that starts with '/' (got ${JSON.stringify(path)?.slice(0, 80)}).`);
   const segments = path.slice(1).split('/');
   if (segments.length !== 1) throw invalid(`Nested paths are not allowed ('${path.slice(0, 80)}'): name the attribute or property itself, e.g. /tags for the whole tag list.`);
+  // RFC 6901: '~' only starts '~0' or '~1' (Glance refuses any other, as a bad pointer).
+  if (/~(?![01])/.test(segments[0])) throw invalid(`The path '${path.slice(0, 80)}' has a '~' that is not '~0' (a '~') or '~1' (a '/'), as JSON pointers write them.`);
   const name = segments[0].replace(/~1/g, '/').replace(/~0/g, '~');
   if (name.length === 0) throw invalid('A path names an attribute or property: /name, /os_distro, /tags.');
   return name;

@@ -135,7 +135,9 @@ export async function resolveChecked(target: CheckedUrl, settings: EgressSetting
     if (!allowedByAddress(settings.allowList, address)) allExemptByCidr = false;
     if (exempt) continue;
     const why = refusedAddress(address);
-    if (why) throw new EgressError('address_refused', `${target.host} resolves to ${address}, ${why}; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
+    // The class of address, not the address: the message reaches tenants (a failed import's
+    // reason), who must not learn what the cloud's internal names resolve to.
+    if (why) throw new EgressError('address_refused', `${target.host} resolves to ${why}; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
   }
   if (!settings.ports.includes(target.port) && !target.allowedByName && !allExemptByCidr) throw portRefused(target.port, settings);
   return addresses;

@@ -127,6 +127,12 @@ describe('PATCH /v2/images/{id}', () => {
     assert.deepEqual(body.tags, ['x', 'y']);
     const removed = (await t.patch('a-member', id, [{ op: 'remove', path: '/os_version' }])).json();
     assert.equal(removed.os_version, undefined);
+    assert.equal((await t.patch('a-member', id, [{ op: 'add', path: '/a~0b', value: 'tilde' }])).json()['a~b'], 'tilde');
+    for (const path of ['/a~2b', '/~', '/a~']) {
+      const bad = await t.patch('a-member', id, [{ op: 'add', path, value: 'v' }]);
+      assert.equal(bad.statusCode, 400, path); // RFC 6901, as Glance
+      assert.match(bad.json().error.message, /'~0' \(a '~'\) or '~1'/);
+    }
   });
 
   it("passes over PIR's view-only fields, as openstacksdk's whole-view diffs name them", async () => {
