@@ -41,6 +41,10 @@ describe('image metadata bounds and reserved names', () => {
     const tooMany = await create({ name: 'many', ...props(LIMITS.imageProperties + 1) });
     assert.equal(tooMany.statusCode, 413, tooMany.body);
     assertErrorShape(tooMany.json(), 413, 'too_many_properties');
+    // Far more (past the body schema's own cap): the same 413, not a schema 400.
+    const farTooMany = await create({ name: 'many', ...props(1000) });
+    assert.equal(farTooMany.statusCode, 413, farTooMany.body);
+    assertErrorShape(farTooMany.json(), 413, 'too_many_properties');
     const longName = await create({ ['k'.repeat(256)]: 'v' });
     assert.equal(longName.statusCode, 400);
     assertErrorShape(longName.json(), 400, 'property_name_too_long');
