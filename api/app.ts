@@ -1,5 +1,5 @@
 /** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../core/authenticator.js';
 import type { ImageService } from '../core/image-service.js';
@@ -15,7 +15,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
-import { bodyConsumed, deferContinue, requestIdOf, requestLogView, sendContinue, unsupportedTransferCoding } from './http-hygiene.js';
+import { bodyConsumed, deferContinue, hasBufferedBody, requestIdOf, requestLogView, sendContinue, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageImportRoutes } from './routes/image-import.js';
@@ -92,6 +92,12 @@ export interface AppDeps {
  */
 export const HTTP_TIMEOUTS = {
   headersMs: 30_000,
+  /**
+   * A body parsed whole (JSON, at most 1 MiB) must all arrive within this: the idle timeout
+   * alone let one byte every few minutes hold a connection for weeks. Image data streams past
+   * the parser and has its own idle rule (PIR_UPLOAD_IDLE_SECONDS).
+   */
+  bufferedBodyMs: 60_000,
   /** Longer than the usual 60 s of load balancers in front, so PIR is not the one closing first. */
   keepAliveMs: 65_000,
   /** No byte either way on a connection for this long: it is closed. */
@@ -123,6 +129,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   acceptEmptyJsonBodies(app);
   deferContinue(app.server);
   app.setErrorHandler(handleError);
+  app.addHook('onRequest', (request, reply, done) => {
+    if (hasBufferedBody(request.raw)) armBodyDeadline(request, reply, timeouts.bufferedBodyMs);
+    done();
+  });
   let closing = false;
   app.addHook('preClose', async () => { closing = true; });
   app.addHook('onRequest', async (request, reply) => {
@@ -204,4 +214,20 @@ function acceptEmptyJsonBodies(app: FastifyInstance): void {
     }
     parseJson(request, text, done);
   });
+}
+
+/** Answers 408 and closes the connection when a buffered body is not all in after `ms`. */
+function armBodyDeadline(request: FastifyRequest, reply: FastifyReply, ms: number): void {
+  const timer = setTimeout(() => {
+    if (request.raw.complete || reply.sent) return;
+    request.log.info({ deadline_ms: ms }, 'request body not all received in time; answered 408 and closed the connection');
+    reply.header('connection', 'close');
+    void sendError(reply, 408, 'body_timeout', `The request body did not all arrive within ${ms / 1000} s; send the request again.`);
+    // The body parser still waits for the rest: the connection ends once the answer is out.
+    reply.raw.once('finish', () => request.raw.socket?.destroy());
+  }, ms);
+  timer.unref();
+  const clear = () => clearTimeout(timer);
+  request.raw.once('end', clear);
+  reply.raw.once('close', clear);
 }

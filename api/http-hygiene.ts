@@ -82,3 +82,14 @@ export function unsupportedTransferCoding(req: IncomingMessage): string | null {
 export function bodyConsumed(req: IncomingMessage): boolean {
   return req.complete || req.readableEnded;
 }
+
+/** Bodies that stream (image data: uploads, stage, tus), with their own idle rule instead of a deadline. */
+const STREAMED_BODY_TYPES = new Set(['application/octet-stream', 'application/offset+octet-stream']);
+
+/** True when the request carries a body Fastify reads whole before the route runs (JSON and the like). */
+export function hasBufferedBody(req: IncomingMessage): boolean {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (STREAMED_BODY_TYPES.has(type)) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}

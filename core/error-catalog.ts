@@ -47,6 +47,7 @@ export const API_ERRORS = {
   malformed_request: refusal(400, 'The request is not valid HTTP/1.1.'),
   transfer_coding_unsupported: fault(501, 'The request body has a transfer coding other than chunked (Transfer-Encoding: gzip, chunked); send the bytes as they are.'),
   request_timeout: refusal(408, 'The request headers did not all arrive in time.'),
+  body_timeout: refusal(408, 'A JSON request body did not all arrive within 60 s; the connection is closed.'),
   chunk_extensions_too_large: refusal(413, 'The chunk extensions of the body are too large.'),
   client_aborted: refusal(400, 'The client closed the connection before the request was complete (logged; never reaches a client).'),
   // policy and visibility

@@ -342,6 +342,34 @@ describe('HTTP layer: timeouts', () => {
     } finally { await f.close(); }
   });
 
+  it('answers 408 body_timeout and closes when a JSON body trickles past its deadline; an upload that keeps moving is not cut', async () => {
+    const f = await appFixture({ httpTimeouts: { bufferedBodyMs: 400 } });
+    try {
+      const port = await listen(f.app);
+      const c = new RawConnection(port);
+      await c.write(`POST /v2/images HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`);
+      const trickle = setInterval(() => void c.write(' '), 100); // never idle, never done
+      try {
+        await c.waitFor(() => c.firstResponse() !== null, 5000);
+        await c.closed;
+      } finally { clearInterval(trickle); }
+      assert.equal(c.firstResponse()!.status, 408);
+      assert.equal(c.firstResponse()!.headers.connection, 'close');
+      assertErrorShape(c.firstResponse()!.body, 408, 'body_timeout');
+      // Image data is no buffered body: 1 KiB in four pieces over ~1 s is taken.
+      const id = await queuedImage(f);
+      const u = new RawConnection(port);
+      await u.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\nContent-Type: application/octet-stream\r\nPrefer: respond-async\r\nContent-Length: 1024\r\n\r\n`);
+      for (let i = 0; i < 4; i++) { await new Promise((r) => setTimeout(r, 250)); await u.write(Buffer.alloc(256, 1)); }
+      await u.waitFor(() => u.firstResponse() !== null, 5000);
+      assert.equal(u.firstResponse()!.status, 202);
+      u.destroy();
+      // A JSON body that arrives in time is answered as usual.
+      const quick = await fetch(`http://127.0.0.1:${port}/v2/images`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, body: '{"name": "in time"}' });
+      assert.equal(quick.status, 201);
+    } finally { await f.close(); }
+  });
+
   it('closes a silent connection, but not one whose upload waits for its import', async () => {
     const f = await appFixture({ httpTimeouts: { socketIdleMs: 300 } });
     try {
