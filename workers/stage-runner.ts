@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { STAGES, type ImageDoc, type StageName } from '../schemas/image.js';
-import { PirError, isRetryable } from '../core/errors.js';
+import { PirError, RefusedError, isRetryable } from '../core/errors.js';
 import { event, type NewEvent } from '../core/events.js';
 import { activate, kill } from '../core/image-entity.js';
 import { Manifest } from '../core/manifest.js';
@@ -258,7 +258,7 @@ export class StageRunner {
   private async failFused(recorded: StageJob, done: DoneStage[], stage: StageName, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
     const retry = willRetry(error, ctx);
     const { code, message } = failureOf(error, stage, ctx);
-    log[retry ? 'warn' : 'error']({ err: error, code }, retry ? 'stage failed; will retry' : 'stage failed for good');
+    logStageFailure(log, error, code, retry);
     const { doc, changed } = await this.recordFused(recorded, done, (draft) => {
       const events: NewEvent[] = stage === recorded.stage ? [] : [startStage(draft, stage, this.settings.stageDeadlineSeconds, false)];
       const progress = draft.pipeline!.stages[stage];
@@ -276,7 +276,7 @@ export class StageRunner {
   private async fail(job: StageJob, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
     const retry = willRetry(error, ctx);
     const { code, message } = failureOf(error, job.stage, ctx);
-    log[retry ? 'warn' : 'error']({ err: error, code }, retry ? 'stage failed; will retry' : 'stage failed for good');
+    logStageFailure(log, error, code, retry);
     const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
       const progress = draft.pipeline!.stages[job.stage];
@@ -290,6 +290,16 @@ export class StageRunner {
     if (changed && doc.status === 'killed') await removeStaging(this.blobs, job.imageId);
     if (retry) throw error;
   }
+}
+
+/**
+ * A refusal is the image's fault, not PIR's: an info line with its reason (no stack), so the
+ * error level stays for what an operator must look at.
+ */
+function logStageFailure(log: Logger, error: unknown, code: string, retry: boolean): void {
+  if (error instanceof RefusedError) log.info({ code, reason: error.message }, 'stage refused the image');
+  else if (retry) log.warn({ err: error, code }, 'stage failed; will retry');
+  else log.error({ err: error, code }, 'stage failed for good');
 }
 
 /** A stage a fused chain has done but not yet written. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
+import pino, { type Logger } from 'pino';
 import { RefusedError, TransientError } from '../../../core/errors.js';
 import type { JobContext, StageJob } from '../../../core/ports.js';
 import type { StageName } from '../../../schemas/image.js';
@@ -22,7 +23,7 @@ async function importingImage(d: Awaited<ReturnType<typeof domain>>) {
   return { id: image.id, run: ticket.run };
 }
 
-function runner(d: Awaited<ReturnType<typeof domain>>, overrides: Partial<Record<StageName, StageWork>> = {}) {
+function runner(d: Awaited<ReturnType<typeof domain>>, overrides: Partial<Record<StageName, StageWork>> = {}, log: Logger = silent) {
   const stages: Record<StageName, StageWork> = {
     unpack: async (doc) => (draft) => { draft.pipeline!.unpacked = { ...doc.staging! }; },
     inspect: async () => (draft) => { draft.virtual_size = 4; },
@@ -30,7 +31,7 @@ function runner(d: Awaited<ReturnType<typeof domain>>, overrides: Partial<Record
     promote: noop,
     ...overrides,
   };
-  return new StageRunner(d.manifest, d.blobs, stages, { stageDeadlineSeconds: 60 }, silent);
+  return new StageRunner(d.manifest, d.blobs, stages, { stageDeadlineSeconds: 60 }, log);
 }
 
 const job = (id: string, run: number, stage: StageName): StageJob => ({ imageId: id, run, stage });
@@ -68,10 +69,18 @@ describe('StageRunner', () => {
   it('kills the image at once when a stage refuses it, with the reason', async () => {
     const d = await domain();
     const { id, run } = await importingImage(d);
-    const r = runner(d, { unpack: async () => { throw new RefusedError('bad_thing', 'The image is bad; fix it.'); } });
+    const lines: { level: number; msg: string; err?: unknown; reason?: string }[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+    const r = runner(d, { unpack: async () => { throw new RefusedError('bad_thing', 'The image is bad; fix it.'); } }, log);
     await r.handle(job(id, run, 'unpack'), ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.equal(doc.status, 'killed');
+    // The image's fault, not PIR's: an info line with the reason, no error and no stack.
+    const refusal = lines.find((l) => l.msg === 'stage refused the image');
+    assert.equal(refusal?.level, 30);
+    assert.equal(refusal?.reason, 'The image is bad; fix it.');
+    assert.equal(refusal?.err, undefined);
+    assert.ok(lines.every((l) => l.level < 50), JSON.stringify(lines));
     assert.deepEqual({ stage: doc.failure!.stage, code: doc.failure!.code, message: doc.failure!.message }, { stage: 'unpack', code: 'bad_thing', message: 'The image is bad; fix it.' });
     assert.equal(doc.pipeline!.stages.unpack.status, 'failed');
     await d.close();
