@@ -17,6 +17,7 @@ import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
 import { bodyConsumed, deferContinue, hasBufferedBody, requestIdOf, requestLogView, sendContinue, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
+import { RouteMethods } from './route-methods.js';
 import { imageDataRoutes } from './routes/image-data.js';
 import { imageImportRoutes } from './routes/image-import.js';
 import { imageMemberRoutes } from './routes/image-members.js';
@@ -129,6 +130,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   acceptEmptyJsonBodies(app);
   deferContinue(app.server);
   app.setErrorHandler(handleError);
+  const routeMethods = new RouteMethods();
+  routeMethods.watch(app);
   app.addHook('onRequest', (request, reply, done) => {
     if (hasBufferedBody(request.raw)) armBodyDeadline(request, reply, timeouts.bufferedBodyMs);
     done();
@@ -145,7 +148,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (coding === null) return;
     return sendError(reply, 501, 'transfer_coding_unsupported', `PIR takes request bodies as they are or chunked, with no other transfer coding (this one says Transfer-Encoding: ${coding.slice(0, 64)}). Send the image's bytes as they are: PIR itself unpacks a gzip, xz, zstd or bzip2 image.`);
   });
-  app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'no_route', `There is no ${request.method} ${request.url.split('?')[0]} here; see GET /versions and the Image API v2 reference.`));
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const allow = routeMethods.allowedFor(path);
+    // (A method the path takes that still found no route is the router's 404, e.g. an empty id.)
+    if (allow.length > 0 && !allow.includes(request.method)) {
+      reply.header('allow', allow.join(', '));
+      return sendError(reply, 405, 'method_not_allowed', `${request.method} is not allowed on ${path.slice(0, 200)}; it takes ${allow.join(', ')}.`);
+    }
+    return sendError(reply, 404, 'no_route', `There is no ${request.method} ${path.slice(0, 200)} here; see GET /versions and the Image API v2 reference.`);
+  });
   // A body nobody wants (image data) is said "continue" to by its route, once it will read it.
   app.addHook('preParsing', async (request, reply) => {
     if (!(request.headers['content-type'] ?? '').toLowerCase().startsWith('application/octet-stream')) sendContinue(request.raw, reply.raw);

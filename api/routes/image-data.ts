@@ -35,7 +35,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
   // Image bytes are never parsed or buffered: the handler streams the raw request.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
-  app.put('/v2/images/:id/file', async (request, reply) => {
+  app.put('/v2/images/:id/file', { onRequest: requireImageData }, async (request, reply) => {
     const id = (request.params as { id: string }).id;
     await receive(request, reply, deps, id, 'upload');
     if (wantsAsync(request)) return reply.code(202).send();
@@ -75,7 +75,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     return reply.code(204).send();
   });
 
-  app.put('/v2/images/:id/stage', async (request, reply) => {
+  app.put('/v2/images/:id/stage', { onRequest: requireImageData }, async (request, reply) => {
     await receive(request, reply, deps, (request.params as { id: string }).id, 'stage');
     return reply.code(204).send();
   });
@@ -98,11 +98,18 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
 }
 
-async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
+/**
+ * Image data is octet-stream, checked before any body is read (as Glance's deserializer): a JSON
+ * or other body sent here is answered 415 unread, never parsed.
+ */
+async function requireImageData(request: FastifyRequest): Promise<void> {
   const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/octet-stream') {
-    throw new PirError('unsupported_media_type', 'bad_content_type', `Send image data as Content-Type: application/octet-stream (got '${type || 'none'}').`);
+    throw new PirError('unsupported_media_type', 'bad_content_type', `Send image data as Content-Type: application/octet-stream (got '${type.slice(0, 64) || 'none'}').`);
   }
+}
+
+async function receive(request: FastifyRequest, reply: FastifyReply, deps: DataRouteDeps, id: string, kind: 'upload' | 'stage') {
   const body = request.body as NodeJS.ReadableStream | undefined;
   if (!body) throw badRequest('no_body', 'The request has no image data.');
   return receiveUpload(request.caller, deps, id, kind, {

@@ -63,6 +63,12 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).json().status, 'queued');
     const wrongType = await t.call('a-member', 'PUT', `/v2/images/${img}/file`, 'abc', { 'content-type': 'text/plain' });
     assert.equal(wrongType.statusCode, 415);
+    // A JSON body, valid or not, is refused unread (as Glance's deserializer), on both data routes.
+    for (const [path, body] of [['file', '{"a": 1}'], ['file', Buffer.alloc(512)], ['stage', 'not json']] as const) {
+      const json = await t.call('a-member', 'PUT', `/v2/images/${img}/${path}`, body, { 'content-type': 'application/json' });
+      assert.equal(json.statusCode, 415, `${path}: ${json.body}`);
+      assert.equal(json.json().error.error_code, 'bad_content_type');
+    }
     assert.equal((await t.call('a-reader', 'PUT', `/v2/images/${img}/file`, Buffer.alloc(10), OCTETS)).statusCode, 403);
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${id}/file`, Buffer.alloc(10), OCTETS)).statusCode, 409); // already active
   });

@@ -64,7 +64,7 @@ describe('share links', () => {
     assert.equal((await t.d.manifest.get(id))!.updated_at, doc!.updated_at);
   });
 
-  it('serves nothing else: other paths, methods and a token of a good shape but wrong secret are 404', async () => {
+  it('serves nothing else: other paths and a token of a good shape but wrong secret are 404, other methods 405 whatever the token', async () => {
     const id = await activeOf();
     const { url } = (await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, { expires_in: 60 })).json();
     const token = pathOf(url).split('/').pop()!;
@@ -75,8 +75,12 @@ describe('share links', () => {
       assert.ok(res.json().error.error_code, 'PIR error shape');
     }
     assert.equal((await t.app.inject({ method: 'GET', url: `/v2/shared/${forged}` })).json().error.error_code, 'share_link_not_found');
-    assert.equal((await t.app.inject({ method: 'PUT', url: pathOf(url), payload: 'x' })).statusCode, 404);
-    assert.equal((await t.app.inject({ method: 'DELETE', url: pathOf(url) })).statusCode, 404);
+    for (const path of [pathOf(url), `/v2/shared/${forged}`]) {
+      const put = await t.app.inject({ method: 'PUT', url: path, payload: 'x' });
+      assert.equal(put.statusCode, 405); // the same for any token: it says nothing of the link
+      assert.equal(put.headers.allow, 'GET, HEAD');
+      assert.equal((await t.app.inject({ method: 'DELETE', url: path })).statusCode, 405);
+    }
     // The image's metadata is not reachable through the link.
     assert.equal((await t.app.inject({ method: 'GET', url: `${pathOf(url)}/file` })).statusCode, 404);
   });

@@ -28,4 +28,23 @@ describe('GET / and /versions', () => {
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.json().error.error_code, 'no_route');
   });
+
+  it("answers a path it serves, asked with a method it does not take, with 405 and Allow (Glance's router)", async () => {
+    const id = await t.create('a-member');
+    const cases: [string, string, string][] = [
+      ['PUT', `/v2/images/${id}`, 'DELETE, GET, HEAD, PATCH'],
+      ['POST', `/v2/images/${id}`, 'DELETE, GET, HEAD, PATCH'],
+      ['POST', `/v2/images/${id}/file`, 'GET, HEAD, PUT'],
+      ['DELETE', '/v2/images', 'GET, HEAD, POST'],
+    ];
+    for (const [method, url, allow] of cases) {
+      const res = await t.call('a-member', method, url);
+      assert.equal(res.statusCode, 405, `${method} ${url}`);
+      assert.equal(res.headers.allow, allow, `${method} ${url}`);
+      assert.equal(res.json().error.error_code, 'method_not_allowed');
+    }
+    assert.equal((await t.call('a-member', 'PUT', `/v2/images/${id}/nothing`)).statusCode, 404);
+    // An empty id (tempest's null-id cases) stays the router's 404.
+    for (const method of ['GET', 'DELETE']) assert.equal((await t.call('a-member', method, '/v2/images/')).statusCode, 404, method);
+  });
 });
