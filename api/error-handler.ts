@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../core/error-catalog.js';
 import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
-import { LIMITS } from '../core/limits.js';
+import { tooManyProperties } from '../core/image-entity.js';
 import { isUnreachable } from '../infra/unreachable.js';
 
 /** For a code nobody declared (the catalog test fails on those): the status its kind implies. */
@@ -80,7 +80,7 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
     // The body schema's cap on an image's fields (api/image-schema.ts) is the property quota
     // met early: the same 413 as the quota's own check, as Glance answers it.
     if (fastifyError.validationContext === 'body' && fastifyError.validation.some((v) => v.keyword === 'maxProperties' && v.instancePath === '')) {
-      return sendError(reply, 413, 'too_many_properties', `An image has at most ${LIMITS.imageProperties} extra properties (Glance's image_property_quota); this body has far more. Remove some first.`);
+      return handleError(tooManyProperties('far more'), request, reply);
     }
     return sendError(reply, 400, 'invalid_request', `Invalid request: ${fastifyError.message}.`);
   }

@@ -78,6 +78,11 @@ export function unsupportedTransferCoding(req: IncomingMessage): string | null {
   return codings.every((c) => c === 'chunked') ? null : header;
 }
 
+/** A Content-Type header's media type, lower-cased, without parameters ('' when absent). */
+export function mediaTypeOf(header: string | undefined): string {
+  return (header ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
 /** Whether the request's body (if any) has been read to its end. */
 export function bodyConsumed(req: IncomingMessage): boolean {
   return req.complete || req.readableEnded;
@@ -88,8 +93,7 @@ const STREAMED_BODY_TYPES = new Set(['application/octet-stream', 'application/of
 
 /** True when the request carries a body Fastify reads whole before the route runs (JSON and the like). */
 export function hasBufferedBody(req: IncomingMessage): boolean {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (STREAMED_BODY_TYPES.has(type)) return false;
+  if (STREAMED_BODY_TYPES.has(mediaTypeOf(req.headers['content-type']))) return false;
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

@@ -320,11 +320,14 @@ export function setProperty(draft: ImageDoc, key: string, value: unknown): void 
   checkPropertyQuota(draft);
 }
 
+/** 413: more extra properties than Glance's image_property_quota; `made`: how many the change makes. */
+export function tooManyProperties(made: string | number) {
+  return fail('too_many_properties', `An image has at most ${LIMITS.imageProperties} extra properties (Glance's image_property_quota); this change makes ${made}. Remove some first.`);
+}
+
 export function checkPropertyQuota(draft: ImageDoc): void {
   const entries = Object.entries(draft.properties);
-  if (entries.length > LIMITS.imageProperties) {
-    throw fail('too_many_properties', `An image has at most ${LIMITS.imageProperties} extra properties (Glance's image_property_quota); this change makes ${entries.length}. Remove some first.`);
-  }
+  if (entries.length > LIMITS.imageProperties) throw tooManyProperties(entries.length);
   const total = entries.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
   if (total > LIMITS.propertiesTotalBytes) {
     throw fail('properties_too_large', `An image's extra properties hold at most ${LIMITS.propertiesTotalBytes} bytes in all (names and values, UTF-8); this change makes ${total}. Keep large data out of image properties.`);

@@ -18,7 +18,7 @@ import { expectedDigests } from '../../ingest/digest-fields.js';
 import { receiveUpload, type UploadSettings } from '../../ingest/receive-upload.js';
 import { requestedRange } from '../byte-range.js';
 import { sendError } from '../error-handler.js';
-import { sendContinue } from '../http-hygiene.js';
+import { mediaTypeOf, sendContinue } from '../http-hygiene.js';
 import { isSettled, waitForSettled } from '../wait-for-settled.js';
 
 
@@ -103,7 +103,7 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
  * or other body sent here is answered 415 unread, never parsed.
  */
 async function requireImageData(request: FastifyRequest): Promise<void> {
-  const type = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaTypeOf(request.headers['content-type']);
   if (type !== 'application/octet-stream') {
     throw new PirError('unsupported_media_type', 'bad_content_type', `Send image data as Content-Type: application/octet-stream (got '${type.slice(0, 64) || 'none'}').`);
   }

@@ -10,6 +10,7 @@ import {
   TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION,
   byteCount, httpDate, parseUploadChecksum, requireTusResumable,
 } from '../../ingest/tus/protocol.js';
+import { mediaTypeOf } from '../http-hygiene.js';
 
 export interface UploadRouteDeps {
   uploads: ResumableUploads;
@@ -62,7 +63,7 @@ export async function imageUploadRoutes(app: FastifyInstance, deps: UploadRouteD
 
     tus.patch('/v2/images/:id/uploads/:upload', async (request, reply) => {
       requireTusResumable(request.headers['tus-resumable']);
-      const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const type = mediaTypeOf(request.headers['content-type']);
       if (type !== TUS_CONTENT_TYPE) {
         throw fail('bad_content_type', `Send PATCH data as Content-Type: ${TUS_CONTENT_TYPE} (got '${type.slice(0, 64) || 'none'}').`);
       }

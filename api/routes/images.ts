@@ -15,6 +15,7 @@ import { CreateImageBody } from '../image-schema.js';
 import { locationFields } from '../../core/external-location.js';
 import type { LocationRegistrations } from '../../ingest/register-location.js';
 import { locationPatch, touchesLocations } from './image-locations.js';
+import { mediaTypeOf } from '../http-hygiene.js';
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, locations?: LocationRegistrations): Promise<void> {
   // The image as this caller may see it: locations only by the operator's and Glance's rules.
@@ -88,7 +89,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
 
 /** The PATCH media type, or 415 naming the one to send. */
 function patchMediaType(header: string | undefined): PatchMediaType {
-  const type = (header ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaTypeOf(header);
   if ((PATCH_MEDIA_TYPES as readonly string[]).includes(type)) return type as PatchMediaType;
   throw fail('patch_media_type', `PATCH /v2/images/{id} takes Content-Type: ${PATCH_MEDIA_TYPES[0]} (got '${type.slice(0, 100) || 'none'}'), a JSON list like [{"op": "replace", "path": "/name", "value": "new name"}].`);
 }
