@@ -23,8 +23,10 @@ const missing = (await Promise.all(needed.map(async (name) => ({ name, ...(await
 const missingText = missing.map((s) => `${s.name} (${s.where})`).join(', ');
 const CLIENTS = 4;
 const OUTAGE_MS = 8000;
+/** How soon after the server is back uploads must succeed again: a request waiting on it then (up to the driver's 5 s server selection) and the pipeline's retry backoffs, with room for a slow host. */
+const RECOVERY_LIMIT_MS = 15_000;
 
-interface Attempt { id: string | null; status: number; retryAfter: string | null; code: string | null }
+interface Attempt { id: string | null; status: number; retryAfter: string | null; code: string | null; startMs: number; endMs: number }
 
 describe('a MongoDB-wire server outage under load', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
   let dir: string;
@@ -44,7 +46,7 @@ describe('a MongoDB-wire server outage under load', { skip: missing.length && !i
     if (dir) await removeDir(dir);
   });
 
-  it('answers 503 with Retry-After while it is gone, and leaves nothing stuck once it is back', async () => {
+  it('answers 503 with Retry-After while it is gone, and leaves nothing stuck once it is back', async (t) => {
     const mongoTarget = new URL(services.mongodbUrl); // the real FerretDB, reached through a forwarder the test cuts
     const target = { host: mongoTarget.hostname, port: Number(mongoTarget.port) };
     forwarder = await tcpForwarder(target, { open: true });
@@ -74,33 +76,45 @@ describe('a MongoDB-wire server outage under load', { skip: missing.length && !i
       const text = await response.text();
       return { status: response.status, retryAfter: response.headers.get('retry-after'), json: text ? JSON.parse(text) : null };
     };
+    const startedAt = Date.now();
+    const now = () => Date.now() - startedAt;
     const uploader = async () => {
       while (!stop) {
+        const startMs = now();
         const created = await call('POST', '/v2/images', { name: 'outage', disk_format: 'raw', container_format: 'bare' });
         if (created.status !== 201) {
-          attempts.push({ id: null, status: created.status, retryAfter: created.retryAfter, code: created.json?.error?.error_code ?? null });
+          attempts.push({ id: null, status: created.status, retryAfter: created.retryAfter, code: created.json?.error?.error_code ?? null, startMs, endMs: now() });
           await new Promise((resolve) => setTimeout(resolve, 200));
           continue;
         }
         const put = await client.putData(created.json.id, file);
-        attempts.push({ id: created.json.id, status: put.status, retryAfter: put.headers['retry-after'] ?? null, code: put.status === 204 ? null : (put.body as { error?: { error_code?: string } })?.error?.error_code ?? null });
+        attempts.push({ id: created.json.id, status: put.status, retryAfter: put.headers['retry-after'] ?? null, code: put.status === 204 ? null : (put.body as { error?: { error_code?: string } })?.error?.error_code ?? null, startMs, endMs: now() });
       }
     };
     const clients = Array.from({ length: CLIENTS }, uploader);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     forwarder.cut();
     const cutAt = attempts.length;
+    const cutMs = now();
     await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
     forwarder.open();
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const openMs = now();
+    // The clients go on until uploads succeed again (the recovery this test is about), and for at
+    // least 3 s; a service that has not recovered RECOVERY_LIMIT_MS after the outage fails below.
+    const recovered = () => attempts.some((a) => a.endMs > openMs && a.status === 204);
+    while (now() - openMs < 3000 || (!recovered() && now() - openMs < RECOVERY_LIMIT_MS)) await new Promise((resolve) => setTimeout(resolve, 100));
     stop = true;
     await Promise.all(clients);
 
     const failed = attempts.filter((a) => a.status !== 201 && a.status !== 204);
-    assert.ok(attempts.length > cutAt + failed.length, 'uploads went on after the outage');
+    // On failure, the timeline says where the clients were held (ms from the first request).
+    const timeline = () => `cut at ${cutMs}, open at ${openMs}: ${attempts.map((a) => `${a.startMs}-${a.endMs} ${a.status}${a.code ? ` ${a.code}` : ''}`).join(', ')}`;
+    const firstSuccess = attempts.filter((a) => a.endMs > openMs && a.status === 204).sort((a, b) => a.endMs - b.endMs)[0];
+    assert.ok(firstSuccess, `uploads went on after the outage; ${timeline()}`);
+    t.diagnostic(`first upload done ${firstSuccess.endMs - openMs} ms after the server was back`);
     assert.ok(failed.length > 0, 'the outage was felt');
     for (const a of failed) {
-      assert.equal(a.status, 503, `${a.id ?? 'create'}: ${a.status} ${a.code}`);
+      assert.equal(a.status, 503, `${a.id ?? 'create'}: ${a.status} ${a.code}; ${timeline()}`);
       assert.equal(a.code, 'dependency_unavailable');
       assert.equal(a.retryAfter, '5');
     }
