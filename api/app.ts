@@ -127,7 +127,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   app.server.headersTimeout = timeouts.headersMs;
-  acceptEmptyJsonBodies(app);
+  jsonBodies(app);
   deferContinue(app.server);
   app.setErrorHandler(handleError);
   const routeMethods = new RouteMethods();
@@ -210,22 +210,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 }
 
 /**
- * A request that says `Content-Type: application/json` but sends no body (tempest's REST client
- * sends that header on every DELETE, tag PUT and action POST) is a request without a body, as in
- * Glance, instead of Fastify's 400; a body that is there is parsed by Fastify's own
- * prototype-poisoning-safe parser.
+ * JSON bodies are read as JSON whatever their Content-Type says, as Glance's deserializer reads
+ * them (curl's -d sends application/x-www-form-urlencoded, some scripts text/plain or nothing).
+ * The routes that take other bodies have their own parsers and refuse any other media type before
+ * reading (image data, tus, JSON patch). PIR has no cookies, so this opens no CSRF path: a
+ * cross-site form cannot send X-Auth-Token. A request that says `Content-Type:
+ * application/json` but sends no body (tempest's REST client sends that header on every DELETE,
+ * tag PUT and action POST) is a request without a body, as in Glance, instead of Fastify's 400;
+ * a body that is there is parsed by Fastify's own prototype-poisoning-safe parser.
  */
-function acceptEmptyJsonBodies(app: FastifyInstance): void {
+function jsonBodies(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  const parse: Parameters<FastifyInstance['addContentTypeParser']>[2] = (request, body, done) => {
     const text = body.toString();
-    if (text === '') {
+    // No route, no body to read: the answer is 404 or 405 whatever was sent.
+    if (text === '' || request.is404) {
       done(null, undefined);
       return;
     }
     parseJson(request, text, done);
-  });
+  };
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parse);
+  app.addContentTypeParser('*', { parseAs: 'string' }, parse);
 }
 
 /** Answers 408 and closes the connection when a buffered body is not all in after `ms`. */

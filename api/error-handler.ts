@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../core/error-catalog.js';
 import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
-import { tooManyProperties } from '../core/image-entity.js';
+import { tooManyProperties, tooManyTags } from '../core/image-entity.js';
 import { isUnreachable } from '../infra/unreachable.js';
 
 /** For a code nobody declared (the catalog test fails on those): the status its kind implies. */
@@ -81,6 +81,11 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
     // met early: the same 413 as the quota's own check, as Glance answers it.
     if (fastifyError.validationContext === 'body' && fastifyError.validation.some((v) => v.keyword === 'maxProperties' && v.instancePath === '')) {
       return handleError(tooManyProperties('far more'), request, reply);
+    }
+    // Likewise the create body's cap on tags: the tag quota's 413.
+    const tags = fastifyError.validation.find((v) => v.keyword === 'maxItems' && v.instancePath === '/tags');
+    if (fastifyError.validationContext === 'body' && tags && request.routeOptions.url === '/v2/images') {
+      return handleError(tooManyTags(Array.isArray((request.body as { tags?: unknown } | undefined)?.tags) ? (request.body as { tags: unknown[] }).tags.length : 'more'), request, reply);
     }
     return sendError(reply, 400, 'invalid_request', `Invalid request: ${fastifyError.message}.`);
   }

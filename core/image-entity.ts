@@ -244,8 +244,9 @@ export function checkSettable(key: string): void {
   // Glance reserves the whole os_glance namespace (glance/api/v2/images.py), not only os_glance_*.
   if (key.startsWith('os_glance')) throw fail('reserved_property', `Attribute '${key}' is reserved: the os_glance prefix belongs to Glance itself. Choose another name.`);
   if (RESERVED_ATTRIBUTES.has(key)) throw fail('reserved_property', `Attribute '${key}' is reserved. Choose another name.`);
+  if (READ_ONLY_ATTRIBUTES.has(key)) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
   // pir_detected_* (what the image says of itself) may be set by its owner, whose value wins.
-  if (READ_ONLY_ATTRIBUTES.has(key) || (key.startsWith('pir_') && !key.startsWith(DETECTED_PREFIX))) throw fail('read_only_property', `Attribute '${key}' is read-only; leave it out of the request.`);
+  if (key.startsWith('pir_') && !key.startsWith(DETECTED_PREFIX)) throw fail('reserved_property', `Attribute '${key}' is reserved: the pir_ prefix belongs to PIR itself (only pir_detected_* may be set). Choose another name.`);
 }
 
 const invalid = (message: string) => fail('invalid_value', message);
@@ -334,10 +335,12 @@ export function checkPropertyQuota(draft: ImageDoc): void {
   }
 }
 
+export function tooManyTags(made: string | number) {
+  return fail('too_many_tags', `An image has at most ${LIMITS.imageTags} tags (Glance's image_tag_quota); this change makes ${made}. Remove some first.`);
+}
+
 export function checkTagCount(draft: ImageDoc): void {
-  if (draft.tags.length > LIMITS.imageTags) {
-    throw fail('too_many_tags', `An image has at most ${LIMITS.imageTags} tags (Glance's image_tag_quota); this change makes ${draft.tags.length}. Remove some first.`);
-  }
+  if (draft.tags.length > LIMITS.imageTags) throw tooManyTags(draft.tags.length);
 }
 
 /** The fields that differ between two versions of an image, for image.updated. */

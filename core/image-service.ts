@@ -434,9 +434,10 @@ export class ImageService {
     return own ? [own] : [];
   }
 
+  /** 404 for an image that is not shared, too: as Glance, which hides why, lest it tell anything. */
   async getMember(caller: Caller, id: string, memberId: string): Promise<ImageMember> {
-    const doc = this.requireShared(await this.get(caller, id));
-    const member = entity.membersOf(doc).find((m) => m.member_id === memberId);
+    const doc = await this.get(caller, id);
+    const member = doc.visibility === 'shared' ? entity.membersOf(doc).find((m) => m.member_id === memberId) : undefined;
     const mayLook = isAdminCaller(caller) || doc.owner === caller.project_id || memberId === caller.project_id;
     if (!member || !mayLook) throw fail('member_not_found', `Project ${memberId} is not a member of image ${id}.`);
     enforce(caller, 'get_member', { owner: doc.owner, member_id: memberId });
@@ -659,8 +660,9 @@ export class ImageService {
       if (draft.status !== 'uploading' || !draft.staging) {
         throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
       }
-      if (!draft.disk_format || !draft.container_format) {
-        throw fail('formats_required', 'Set disk_format and container_format on the image before importing it.');
+      // As Glance: 409. The formats cannot change once data is staged, so the way out is a new image.
+      for (const field of ['container_format', 'disk_format'] as const) {
+        if (!draft[field]) throw fail('import_formats_required', `'${field}' needs to be set before import. It cannot be set once data is staged: create the image again with disk_format and container_format, then stage and import.`);
       }
       // Stores named at import win over the X-Image-Meta-Store of PUT …/stage.
       if (targets) draft.store_import = importPlan(targets);
@@ -724,6 +726,7 @@ export class ImageService {
    * One authorized change: the image as the caller sees it (404), the policy for `action` (403),
    * then `apply` on a draft (with the image as it was, for diffs) in one compare-and-set write.
    * The visibility and policy checks run again on every compare-and-set retry, on fresh data.
+   * Member changes keep the image's updated_at, as Glance (which keeps members apart).
    */
   private async change(
     caller: Caller,
@@ -738,7 +741,7 @@ export class ImageService {
       before = requireVisible(caller, structuredClone(draft), id, via);
       enforce(caller, action, { owner: before.owner });
       return apply(draft, before);
-    });
+    }, { touch: recordAs !== 'members' });
     if (changed && before) await this.catalog?.changed(caller, recordAs, before, doc);
     return doc;
   }
@@ -759,7 +762,7 @@ export class ImageService {
       }
       enforce(caller, 'modify_member', { owner: image.owner, member_id: memberId });
       return apply(draft);
-    });
+    }, { touch: false });
     if (changed && before) await this.catalog?.changed(caller, 'members', before, doc);
     return doc;
   }

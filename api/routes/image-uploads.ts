@@ -61,12 +61,15 @@ export async function imageUploadRoutes(app: FastifyInstance, deps: UploadRouteD
       return withState(reply.code(200), await deps.uploads.state(request.caller, id, upload)).send();
     });
 
-    tus.patch('/v2/images/:id/uploads/:upload', async (request, reply) => {
+    // Checked before the body is read: another media type would be parsed as JSON (api/app.ts).
+    const requirePatchHeaders = async (request: FastifyRequest) => {
       requireTusResumable(request.headers['tus-resumable']);
       const type = mediaTypeOf(request.headers['content-type']);
       if (type !== TUS_CONTENT_TYPE) {
         throw fail('bad_content_type', `Send PATCH data as Content-Type: ${TUS_CONTENT_TYPE} (got '${type.slice(0, 64) || 'none'}').`);
       }
+    };
+    tus.patch('/v2/images/:id/uploads/:upload', { onRequest: requirePatchHeaders }, async (request, reply) => {
       const offset = byteCount('Upload-Offset', request.headers['upload-offset']);
       const contentLength = request.headers['content-length'] === undefined ? null : byteCount('Content-Length', request.headers['content-length']);
       const checksum = parseUploadChecksum(request.headers['upload-checksum']);

@@ -99,7 +99,7 @@ const ROWS: [keyof typeof OPS, Who, Expect][] = [
   // Only shared images have members; a member sees the list (its own membership).
   ['members_list', 'B', { priv: 404, sharedAccepted: 200, sharedPending: 200, sharedOther: 404, public: 403, community: 403 }],
   ['members_list', 'Br', { priv: 404, sharedAccepted: 200, sharedPending: 200, sharedOther: 404 }],
-  ['member_show', 'B', { priv: 404, sharedAccepted: 200, sharedPending: 200, sharedOther: 404 }],
+  ['member_show', 'B', { priv: 404, sharedAccepted: 200, sharedPending: 200, sharedOther: 404, public: 404, community: 404 }], // not shared: 404, as Glance
   // member_status is the member's to set (accepting again changes nothing) …
   ['member_accept', 'B', { priv: 404, sharedAccepted: 200, sharedOther: 404 }],
   // … and not the owner's, nor a reader's of the member project.

@@ -95,6 +95,14 @@ describe('import and info routes (inject)', () => {
     assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'web-download', uri: 'https://example.org/x' }, all_stores: 'yes' })).statusCode, 400);
     assert.equal((await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' } })).statusCode, 409); // nothing staged
     assert.equal((await call('POST', '/v2/images/00000000-0000-0000-0000-000000000000/import', { method: { name: 'glance-direct' } })).statusCode, 404);
+    // Staged without formats: 409 as Glance, saying that only a new image can carry them now.
+    const stagedBare = await create({});
+    const staged = await app.inject({ method: 'PUT', url: `/v2/images/${stagedBare}/stage`, payload: Buffer.alloc(512), headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream' } });
+    assert.equal(staged.statusCode, 204);
+    const refused = await call('POST', `/v2/images/${stagedBare}/import`, { method: { name: 'glance-direct' } });
+    assert.equal(refused.statusCode, 409);
+    assert.equal(refused.json().error.error_code, 'import_formats_required');
+    assert.match(refused.json().error.message, /'container_format' needs to be set before import.*create the image again/);
   });
 
   it("shows Glance's import lock, os_glance_import_task, while an import runs, and the import's task as Glance's", async () => {

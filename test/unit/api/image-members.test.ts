@@ -11,6 +11,7 @@ describe('/v2/images/{id}/members', () => {
 
   it('shares a shared image: the owner adds, the member accepts, the image shows in its list', async () => {
     const id = await t.create('a-member', { name: 'to-share', visibility: 'shared' });
+    const updatedAt = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json().updated_at;
     assert.equal((await t.call('b-member', 'GET', `/v2/images/${id}`)).statusCode, 404);
     const added = await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'B' });
     assert.equal(added.statusCode, 200, added.body);
@@ -32,6 +33,11 @@ describe('/v2/images/{id}/members', () => {
     assert.ok((await listed()).includes(id));
     assert.equal((await t.call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'maybe' })).statusCode, 400);
     assert.equal((await t.call('b-reader', 'PUT', `/v2/images/${id}/members/B`, { status: 'rejected' })).statusCode, 403);
+    // Members live apart from the image, as in Glance: adding and answering leave its updated_at.
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // updated_at is shown to the second
+    await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'C' });
+    assert.equal((await t.call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'rejected' })).statusCode, 200);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}`)).json().updated_at, updatedAt);
     await t.d.relay.drain();
     const types = t.d.published.filter((e) => e.image_id === id).map((e) => e.type);
     assert.ok(types.includes('image.member.created') && types.includes('image.member.updated'), types.join());
@@ -65,6 +71,10 @@ describe('/v2/images/{id}/members', () => {
       const res = await t.call(visibility === 'public' ? 'admin' : 'a-member', 'POST', `/v2/images/${id}/members`, { member: 'B' });
       assert.equal(res.statusCode, 403, visibility);
       assert.equal(code(res), 'members_only_shared');
+      // Showing a member of such an image is 404, as Glance (which hides the reason).
+      const shown = await t.call(visibility === 'public' ? 'admin' : 'a-member', 'GET', `/v2/images/${id}/members/B`);
+      assert.equal(shown.statusCode, 404, visibility);
+      assert.equal(code(shown), 'member_not_found');
     }
     const id = await t.create('a-member', { visibility: 'shared' });
     for (let i = 0; i < 128; i++) assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: `p${i}` })).statusCode, 200);

@@ -37,6 +37,7 @@ describe('POST /v2/images', () => {
       ['status', 'active', 'read_only_property'], ['size', 5, 'read_only_property'], ['checksum', 'x', 'read_only_property'],
       ['created_at', 'x', 'read_only_property'], ['pir_failure', 'x', 'read_only_property'], ['locations', [], 'read_only_property'],
       ['os_glance_import_task', 'x', 'reserved_property'], ['deleted', 'x', 'reserved_property'], ['location', 'x', 'reserved_property'],
+      ['pir_custom', 'x', 'reserved_property'],
     ] as const) {
       const res = await t.call('a-member', 'POST', '/v2/images', { [field]: value });
       assert.equal(res.statusCode, 403, `${field}: ${res.body}`);
