@@ -65,6 +65,7 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
   if (error instanceof PirError) {
     const status = errorSpec(error.code)?.status ?? STATUS_OF_KIND[error.kind];
     if (status >= 500) request.log.error({ err: error }, 'request failed');
+    if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
     return sendError(reply, status, error.code, error.message);
   }
   if (isClientAbort(error, request)) {

@@ -10,6 +10,9 @@ export type ErrorKind = 'bad_request' | 'unauthorized' | 'forbidden' | 'not_foun
   | 'insufficient_storage';
 
 export class PirError extends Error {
+  /** Seconds the client should wait before trying again (Retry-After), when the refusal says. */
+  retryAfterSeconds?: number;
+
   constructor(
     readonly kind: ErrorKind,
     readonly code: string,

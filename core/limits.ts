@@ -30,4 +30,8 @@ export const LIMITS = Object.freeze({
   shareLinksPerImage: 100,
   /** Longest share link life, in seconds (30 days). */
   shareLinkMaxSeconds: 30 * 86400,
+  /** Webhooks per project: each is outbound traffic PIR sends for the project. */
+  webhooksPerProject: 100,
+  /** Pings of one webhook a minute (per API process): each is outbound traffic, retried when it fails. */
+  webhookPingsPerMinute: 5,
 });

@@ -6,6 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { isAdmin, type Caller } from '../caller.js';
 import { fail } from '../error-catalog.js';
+import { LIMITS } from '../limits.js';
+import { hasRole } from '../policy.js';
 import type { JobKind } from '../jobs.js';
 import type { JobQueue } from '../ports.js';
 import type { DeliveryJob } from './jobs.js';
@@ -29,6 +31,9 @@ export type UrlCheck = (url: string) => void;
 export const webhookNotFound = (id: string) => fail('webhook_not_found', `Webhook ${id} was not found. List your project's webhooks with GET /v2/webhooks.`);
 
 export class WebhookService {
+  /** When each webhook was pinged by this process in the last minute (pings are paced: each is outbound traffic). */
+  private readonly recentPings = new Map<string, number[]>();
+
   constructor(
     private readonly store: WebhookStore,
     private readonly box: SecretBox,
@@ -39,11 +44,17 @@ export class WebhookService {
   ) {}
 
   async create(caller: Caller, input: WebhookInput): Promise<{ sub: Subscription; secret: string }> {
+    requireWriter(caller);
     if (!input.url) throw fail('webhook_invalid', 'A webhook needs a url.');
     if (!input.events?.length) throw fail('webhook_invalid', 'A webhook needs events, e.g. ["image.active"] or ["image.*"].');
     this.checkUrl(input.url);
     checkEvents(input.events);
     if (input.all_projects && !isAdmin(caller)) throw fail('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
+    // Counted before the insert: creates racing each other may pass the cap by a few.
+    const held = await this.store.listSubscriptions(caller.project_id, LIMITS.webhooksPerProject);
+    if (held.length >= LIMITS.webhooksPerProject) {
+      throw fail('too_many_webhooks', `Project ${caller.project_id} already has ${held.length} webhooks, the most a project may have; delete one (or widen one's events and filters) first.`);
+    }
     const now = new Date().toISOString();
     const id = randomUUID();
     const { secret, stored } = sealNewSecret(this.box, id, now);
@@ -69,6 +80,7 @@ export class WebhookService {
 
   async update(caller: Caller, id: string, input: WebhookInput): Promise<Subscription> {
     const sub = await this.get(caller, id);
+    requireWriter(caller);
     if (input.url !== undefined) this.checkUrl(input.url);
     if (input.events !== undefined) {
       if (!input.events.length) throw fail('webhook_invalid', 'events may not be empty; delete the webhook or disable it instead.');
@@ -92,11 +104,13 @@ export class WebhookService {
 
   async remove(caller: Caller, id: string): Promise<void> {
     await this.get(caller, id);
+    requireWriter(caller);
     await this.store.deleteSubscription(id);
   }
 
   async rotate(caller: Caller, id: string): Promise<{ sub: Subscription; secret: string }> {
     const sub = await this.get(caller, id);
+    requireWriter(caller);
     const now = new Date().toISOString();
     const { secret, stored } = sealNewSecret(this.box, id, now);
     const next = { ...sub, secrets: rotateSecrets(sub.secrets, stored, this.rotationGraceSeconds), updated_at: now };
@@ -107,7 +121,9 @@ export class WebhookService {
   /** Sends a `webhook.ping` event to the endpoint (even when disabled it is refused: enable first). */
   async ping(caller: Caller, id: string): Promise<Delivery> {
     const sub = await this.get(caller, id);
+    requireWriter(caller);
     if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
+    this.pacePing(id);
     const now = new Date().toISOString();
     const eventId = randomUUID();
     const delivery: Delivery = {
@@ -120,6 +136,20 @@ export class WebhookService {
     return delivery;
   }
 
+  private pacePing(id: string): void {
+    const now = Date.now();
+    const recent = (this.recentPings.get(id) ?? []).filter((at) => now - at < 60_000);
+    if (recent.length >= LIMITS.webhookPingsPerMinute) {
+      const wait = Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000));
+      const error = fail('webhook_ping_too_soon', `Webhook ${id} was pinged ${recent.length} times in the last minute, the most it may be; ping it again in ${wait} s.`);
+      error.retryAfterSeconds = wait;
+      throw error;
+    }
+    // Webhooks with no ping in the last minute are forgotten: the map stays small.
+    for (const [other, times] of this.recentPings) if (now - times[times.length - 1]! >= 60_000) this.recentPings.delete(other);
+    this.recentPings.set(id, [...recent, now]);
+  }
+
   async deliveries(caller: Caller, id: string, limit: number, marker?: string): Promise<Delivery[]> {
     await this.get(caller, id);
     return this.store.listDeliveries(id, limit, marker);
@@ -128,6 +158,7 @@ export class WebhookService {
   /** Sends a delivery again (same webhook-id, fresh timestamp and signatures), on a new run of the schedule. */
   async redeliver(caller: Caller, id: string, deliveryId: string): Promise<Delivery> {
     const sub = await this.get(caller, id);
+    requireWriter(caller);
     const delivery = await this.store.getDelivery(deliveryId);
     if (!delivery || delivery.subscription_id !== id) throw fail('delivery_not_found', `Delivery ${deliveryId} of webhook ${id} was not found; list them with GET /v2/webhooks/${id}/deliveries.`);
     if (!sub.enabled) throw fail('webhook_disabled', `Webhook ${id} is disabled (${sub.disabled_reason ?? 'by its owner'}); update it with enabled: true first.`);
@@ -149,4 +180,10 @@ function checkEvents(events: string[]): void {
 
 function dedupe(values: string[]): string[] {
   return [...new Set(values)];
+}
+
+/** Managing a project's webhooks (their URLs, secrets, deliveries) needs the member role; readers only look. */
+function requireWriter(caller: Caller): void {
+  if (isAdmin(caller) || hasRole(caller, 'member')) return;
+  throw fail('policy_denied', `Policy does not allow managing webhooks: your roles (${caller.roles.join(', ') || 'none'}) only read; it needs the member role.`);
 }

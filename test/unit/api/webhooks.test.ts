@@ -69,6 +69,40 @@ describe('webhooks API (inject)', () => {
     assert.equal((await create('admin', { ...ok, all_projects: true })).statusCode, 201);
   });
 
+  it("readers of the project see its webhooks but change nothing (403): not its URL, secret, pings, deliveries or existence", async () => {
+    const id = (await create('a-member', ok)).json().id as string;
+    assert.equal((await t.call('a-reader', 'GET', `/v2/webhooks/${id}`)).statusCode, 200);
+    assert.equal((await t.call('a-reader', 'GET', `/v2/webhooks/${id}/deliveries`)).statusCode, 200);
+    const writes: [string, string, unknown?][] = [
+      ['POST', '/v2/webhooks', ok], ['PATCH', `/v2/webhooks/${id}`, { url: 'https://elsewhere.example.com/' }], ['POST', `/v2/webhooks/${id}/rotate-secret`],
+      ['POST', `/v2/webhooks/${id}/ping`], ['POST', `/v2/webhooks/${id}/deliveries/msg_x/redeliver`], ['DELETE', `/v2/webhooks/${id}`],
+    ];
+    for (const [method, url, body] of writes) {
+      const res = await t.call('a-reader', method, url, body);
+      assert.equal(res.statusCode, 403, `${method} ${url}: ${res.body}`);
+      assert.equal(res.json().error.error_code, 'policy_denied');
+    }
+    assert.equal((await t.call('a-member', 'GET', `/v2/webhooks/${id}`)).json().url, ok.url);
+  });
+
+  it('holds a project to 100 webhooks (409) and a webhook to 5 pings a minute (429, Retry-After)', async () => {
+    const held = (await t.call('c-member', 'GET', '/v2/webhooks?limit=200')).json().webhooks.length as number;
+    for (let i = held; i < 100; i++) assert.equal((await create('c-member', ok)).statusCode, 201);
+    const over = await create('c-member', ok);
+    assert.equal(over.statusCode, 409);
+    assert.equal(over.json().error.error_code, 'too_many_webhooks');
+    const id = (await t.call('c-member', 'GET', '/v2/webhooks?limit=1')).json().webhooks[0].id as string;
+    for (let i = 0; i < 5; i++) assert.equal((await t.call('c-member', 'POST', `/v2/webhooks/${id}/ping`)).statusCode, 202);
+    const paced = await t.call('c-member', 'POST', `/v2/webhooks/${id}/ping`);
+    assert.equal(paced.statusCode, 429);
+    assert.equal(paced.json().error.error_code, 'webhook_ping_too_soon');
+    assert.ok(Number(paced.headers['retry-after']) >= 1 && Number(paced.headers['retry-after']) <= 60, String(paced.headers['retry-after']));
+    assert.equal((await create('a-member', ok)).statusCode, 201, 'another project is not held by it');
+    for (const w of (await t.call('c-member', 'GET', '/v2/webhooks?limit=200')).json().webhooks as { id: string }[]) {
+      assert.equal((await t.call('c-member', 'DELETE', `/v2/webhooks/${w.id}`)).statusCode, 204);
+    }
+  });
+
   it('every endpoint is scoped to the project: another project gets 404, an admin reaches it', async () => {
     const id = (await create('a-member', ok)).json().id as string;
     const calls: [string, string, unknown?][] = [
