@@ -63,6 +63,8 @@ const DRIVE_MAX = 4000;
 /** …or this many per row of the page, up to DRIVE_MAX_LONG_PAGE. */
 const DRIVE_PER_ROW = 16;
 const DRIVE_MAX_LONG_PAGE = 20_000;
+/** Relevance tiers walked (not driven by their images) before a page is read by scoring every match instead. */
+const MAX_TIER_WALKS = 3;
 /** A relevance tier's images (SqliteSearchIndex.tierSql) drive up to this many rows per row of the page. */
 const TIER_DRIVE_PER_ROW = 16;
 /** The FTS5 intersection of a search's words drives up to this many rows per row of the page. */
@@ -432,9 +434,16 @@ export class SqliteManifestStore implements ManifestStore {
     else {
       ids = [];
       const terms = this.search.termWeights(search);
+      let walks = 0;
       for (const score of possibleScores(terms.perTerm)) {
         if (from && score > from.score) continue;
         const tier = this.listSql({ ...query, after: from && score === from.score ? from.after : undefined }, false, { tier: score, terms });
+        // Sparse tiers, each walked through every match, cost more than scoring the matches once
+        // (16 words: up to ~50 tiers): past a few walks, the whole page is read in one scoring.
+        if (!tier.driven && ++walks > MAX_TIER_WALKS) {
+          ids = this.idsOf(whole, limit);
+          break;
+        }
         ids.push(...this.idsOf(tier, limit - ids.length));
         if (ids.length >= limit) break;
       }
