@@ -168,6 +168,9 @@ export class ResumableUploads {
     const { run } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
     const key = `${imageId}.${run}`;
     await this.locked(key, async () => {
+      // A PATCH of this process waited for may have finished the upload: then there is nothing
+      // to terminate (404), and its bytes are the import's now.
+      await this.deps.images.resumableUpload(caller, imageId, uploadId);
       // Not while another process appends: its commit would outlive the removal.
       const lease = await this.leases.acquire(key);
       if (!lease) throw fail('upload_locked', `Another request is appending to upload ${uploadId} of image ${imageId}; terminate it in a moment.`);

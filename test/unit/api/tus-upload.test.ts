@@ -323,6 +323,36 @@ describe('tus PATCHes of two API processes sharing one lease store', () => {
       await d.close();
     }
   });
+
+  it('a termination waiting behind a PATCH of its process that finishes the upload is 404, and the image is imported', async () => {
+    const d = await domain();
+    try {
+      const quotas = new Quotas(null, { default: UNLIMITED, projects: {} });
+      const uploads = new ResumableUploads({ images: d.images, blobs: d.blobs, quotas, hashes: HashPool.shared(), upload: { maxImageSize: 2 ** 30, heartbeatMs: 60_000, idleMs: 60_000 }, staging: new FileTusStaging(d.blobs), expirySeconds: 3600 });
+      const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
+      const data = image(MiB, 5);
+      const upload = await uploads.create(P, id, data.length);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      const slowBody = (async function* () {
+        yield data.subarray(0, 256 * 1024);
+        await gate;
+        yield data.subarray(256 * 1024);
+      })() as unknown as NodeJS.ReadableStream;
+      const patching = uploads.patch(P, id, upload.id, { offset: 0, body: slowBody, contentLength: data.length, checksum: null });
+      await new Promise((r) => setTimeout(r, 50));
+      const terminating = uploads.terminate(P, id, upload.id); // waits for the PATCH (one process)
+      release();
+      assert.equal((await patching).completed?.staging?.sha512, sha512(data));
+      await assert.rejects(terminating, (e: Error & { code?: string }) => e.code === 'upload_not_found');
+      const doc = (await d.manifest.get(id))!;
+      assert.notEqual(doc.status, 'queued', 'the upload stands: the image went on to its import');
+      assert.ok(doc.staging, 'its staged bytes are recorded for the import');
+      assert.equal((await d.blobs.stat(doc.staging.key))?.size, data.length, 'and still there');
+    } finally {
+      await d.close();
+    }
+  });
 });
 
 function streamOf(buffer: Buffer): NodeJS.ReadableStream {
