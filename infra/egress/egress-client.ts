@@ -109,6 +109,13 @@ export function checkUrl(text: string, settings: EgressSettings): CheckedUrl {
     const why = refusedAddress(host);
     if (why) throw new EgressError('address_refused', `${host} is ${why}; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
   }
+  // RFC 6761: localhost and *.localhost are the loopback interface whatever DNS says; refused at
+  // the call, as a loopback literal is, unless the operator allowed the name or loopback.
+  const name = host.toLowerCase().replace(/\.+$/, '');
+  if (!literal && !byName && (name === 'localhost' || name.endsWith('.localhost'))
+    && !allowedByAddress(settings.allowList, '127.0.0.1') && !allowedByAddress(settings.allowList, '::1')) {
+    throw new EgressError('address_refused', `${host} names the loopback interface; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
+  }
   const portExemptLater = !literal && settings.allowList.some((e) => e.kind === 'cidr');
   const portExemptNow = byName || (literal && allowedByAddress(settings.allowList, host));
   if (!settings.ports.includes(port) && !portExemptNow && !portExemptLater) throw portRefused(port, settings);

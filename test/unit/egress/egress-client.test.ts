@@ -55,6 +55,11 @@ describe('egress: URL checks before any DNS', () => {
     ['http://user:secret@example.org/disk.img', 'uri_refused', /credentials/],
     ['http://user@example.org/disk.img', 'uri_refused', /credentials/],
     ['not a url', 'uri_refused', /not a URL/],
+    // RFC 6761: loopback whatever DNS says, refused before any lookup.
+    ['https://localhost/hook', 'address_refused', /localhost names the loopback interface/],
+    ['https://LOCALHOST/hook', 'address_refused', /names the loopback interface/],
+    ['https://localhost./hook', 'address_refused', /names the loopback interface/],
+    ['https://api.localhost/hook', 'address_refused', /names the loopback interface/],
   ];
   for (const [url, code, pattern] of cases) {
     it(`refuses ${url}`, () => assert.throws(() => checkUrl(url, s), refusedWith(code, pattern)));
@@ -103,8 +108,12 @@ describe('egress: the allow-list', () => {
 describe('egress: DNS answers', () => {
   const s = settings();
   const resolveTo = (...addresses: string[]) => async () => addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
-  it('refuses a name that resolves to loopback (localhost, through the system resolver)', async () => {
-    await assert.rejects(resolveChecked(checkUrl('http://localhost/disk.img', s), s), refusedWith('address_refused', /localhost resolves to .*loopback/));
+  it('refuses a name that resolves to loopback', async () => {
+    await assert.rejects(resolveChecked(checkUrl('http://loop.example/disk.img', s), s, resolveTo('127.0.0.1')), refusedWith('address_refused', /loop\.example resolves to .*loopback/));
+  });
+  it('takes localhost when the operator allows loopback or the name', () => {
+    assert.equal(checkUrl('http://localhost/disk.img', settings('127.0.0.0/8')).host, 'localhost');
+    assert.equal(checkUrl('http://localhost:8080/disk.img', settings('localhost:8080')).host, 'localhost');
   });
   it('checks every address of the answer, not only the first', async () => {
     await assert.rejects(resolveChecked(checkUrl('http://mixed.example/x', s), s, resolveTo('93.184.216.34', '10.1.2.3')), refusedWith('address_refused', /mixed\.example resolves to a private address/));
@@ -176,7 +185,7 @@ describe('egress: requests', () => {
   it('refuses a redirect to loopback, to a name resolving to loopback, and to the metadata address', async () => {
     const client = new EgressClient(settings(`127.0.0.1:${port}`));
     await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-loopback`, { maxBytes: 1000 }), refusedWith('address_refused', /127\.0\.0\.1 is a loopback address/));
-    await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-localhost`, { maxBytes: 1000 }), refusedWith('address_refused', /localhost resolves to .*loopback/));
+    await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-localhost`, { maxBytes: 1000 }), refusedWith('address_refused', /localhost names the loopback interface/));
     await assert.rejects(client.get(`http://127.0.0.1:${port}/redirect-metadata`, { maxBytes: 1000 }), refusedWith('address_refused', /metadata/));
   });
   it('sends other methods with a body (webhooks), re-checking redirects the way browsers follow them', async () => {
