@@ -303,13 +303,7 @@ describe('tus PATCHes of two API processes sharing one lease store', () => {
       const data = image(MiB, 9);
       const upload = await a.create(P, id, data.length);
       // A's PATCH takes 256 KiB, then waits for the rest.
-      let release!: () => void;
-      const gate = new Promise<void>((r) => { release = r; });
-      const slowBody = (async function* () {
-        yield data.subarray(0, 256 * 1024);
-        await gate;
-        yield data.subarray(256 * 1024);
-      })() as unknown as NodeJS.ReadableStream;
+      const { body: slowBody, release } = heldBody(data);
       const first = a.patch(P, id, upload.id, { offset: 0, body: slowBody, contentLength: data.length, checksum: null });
       await new Promise((r) => setTimeout(r, 50));
       const locked = (e: Error & { code?: string; status?: number }) => e.code === 'upload_locked';
@@ -332,13 +326,7 @@ describe('tus PATCHes of two API processes sharing one lease store', () => {
       const { id } = await d.images.create(P, { disk_format: 'raw', container_format: 'bare' });
       const data = image(MiB, 5);
       const upload = await uploads.create(P, id, data.length);
-      let release!: () => void;
-      const gate = new Promise<void>((r) => { release = r; });
-      const slowBody = (async function* () {
-        yield data.subarray(0, 256 * 1024);
-        await gate;
-        yield data.subarray(256 * 1024);
-      })() as unknown as NodeJS.ReadableStream;
+      const { body: slowBody, release } = heldBody(data);
       const patching = uploads.patch(P, id, upload.id, { offset: 0, body: slowBody, contentLength: data.length, checksum: null });
       await new Promise((r) => setTimeout(r, 50));
       const terminating = uploads.terminate(P, id, upload.id); // waits for the PATCH (one process)
@@ -354,6 +342,18 @@ describe('tus PATCHes of two API processes sharing one lease store', () => {
     }
   });
 });
+
+/** A PATCH body that gives its first 256 KiB, then holds the rest until `release()`. */
+function heldBody(data: Buffer): { body: NodeJS.ReadableStream; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const body = (async function* () {
+    yield data.subarray(0, 256 * 1024);
+    await gate;
+    yield data.subarray(256 * 1024);
+  })() as unknown as NodeJS.ReadableStream;
+  return { body, release };
+}
 
 function streamOf(buffer: Buffer): NodeJS.ReadableStream {
   return (async function* () {
