@@ -32,6 +32,5 @@ export const LIMITS = Object.freeze({
   shareLinkMaxSeconds: 30 * 86400,
   /** Webhooks per project: each is outbound traffic PIR sends for the project. */
   webhooksPerProject: 100,
-  /** Pings of one webhook a minute (per API process): each is outbound traffic, retried when it fails. */
-  webhookPingsPerMinute: 5,
+
 });

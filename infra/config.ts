@@ -103,6 +103,8 @@ export interface WebhookSettings {
   concurrency: number;
   /** After a rotation, the old secret keeps signing this long. */
   rotationGraceSeconds: number;
+  /** Pings of one webhook a minute, per API process. */
+  pingsPerMinute: number;
   /** Ended (not pending) deliveries created longer ago than this are deleted. */
   deliveryRetentionMs: number;
 }
@@ -441,6 +443,7 @@ function webhooks(env: Env): WebhookSettings {
     perEndpointConcurrency: int(env, 'PIR_WEBHOOK_ENDPOINT_CONCURRENCY', 4, 1, 1000),
     concurrency: int(env, 'PIR_WEBHOOK_CONCURRENCY', 64, 1, 10_000),
     rotationGraceSeconds: int(env, 'PIR_WEBHOOK_ROTATION_GRACE_SECONDS', 86_400, 0, 30 * 86_400),
+    pingsPerMinute: int(env, 'PIR_WEBHOOK_PINGS_PER_MINUTE', 5, 1, 10_000),
   };
 }
 

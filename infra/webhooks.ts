@@ -112,7 +112,7 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
   }
   const kind = webhookDeliveryKind(settings.retrySchedule);
   const egress = new EgressClient({ ...config.egress, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: settings.timeoutMs, totalTimeoutMs: settings.timeoutMs });
-  const service = new WebhookService(store, box, queue, kind, webhookUrlCheck(egress), settings.rotationGraceSeconds);
+  const service = new WebhookService(store, box, queue, kind, webhookUrlCheck(egress), settings.rotationGraceSeconds, settings.pingsPerMinute);
   const wlog = log.child({ component: 'webhooks' });
   let limiter: EndpointLimiter | null = null;
   let retention: PacedLoop | null = null;

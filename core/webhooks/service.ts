@@ -41,6 +41,7 @@ export class WebhookService {
     private readonly kind: JobKind<DeliveryJob>,
     private readonly checkUrl: UrlCheck,
     private readonly rotationGraceSeconds: number,
+    private readonly pingsPerMinute = 5,
   ) {}
 
   async create(caller: Caller, input: WebhookInput): Promise<{ sub: Subscription; secret: string }> {
@@ -139,7 +140,7 @@ export class WebhookService {
   private pacePing(id: string): void {
     const now = Date.now();
     const recent = (this.recentPings.get(id) ?? []).filter((at) => now - at < 60_000);
-    if (recent.length >= LIMITS.webhookPingsPerMinute) {
+    if (recent.length >= this.pingsPerMinute) {
       const wait = Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000));
       const error = fail('webhook_ping_too_soon', `Webhook ${id} was pinged ${recent.length} times in the last minute, the most it may be; ping it again in ${wait} s.`);
       error.retryAfterSeconds = wait;

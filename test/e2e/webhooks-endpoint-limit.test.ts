@@ -45,7 +45,7 @@ describe('webhooks, distributed: the per-endpoint limit is global across workers
       PIR_DATA_DIR: join(dir, 'data'), PIR_ADMIN_TOKEN: TOKEN,
       PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','), PIR_REDIS_URL: services.redisUrl, PIR_MONGODB_URL: mongo.toString(),
       PIR_KAFKA_TOPIC: `pir.${run}`, PIR_REDIS_PREFIX: run,
-      PIR_EGRESS_ALLOWLIST: '127.0.0.1/32', PIR_WEBHOOK_ENDPOINT_CONCURRENCY: String(LIMIT), PIR_WEBHOOK_CONCURRENCY: '8',
+      PIR_EGRESS_ALLOWLIST: '127.0.0.1/32', PIR_WEBHOOK_ENDPOINT_CONCURRENCY: String(LIMIT), PIR_WEBHOOK_CONCURRENCY: '8', PIR_WEBHOOK_PINGS_PER_MINUTE: String(PINGS),
       PIR_WEBHOOK_SECRET_KEY: randomBytes(32).toString('hex'), PIR_LOG_LEVEL: 'debug',
     };
     api = await startPirProcess('api', { ...env, PIR_PORT: String(port), PIR_LOG_LEVEL: 'info' }, logDir, 'api');
