@@ -425,9 +425,9 @@ export class MetadefService {
         const clash = tags.find((t) => ns.tags.some((old) => old.name === t.name));
         if (clash) throw fail('metadef_conflict', `Namespace ${ns.namespace} already has the tag ${clash.name}.`);
         ns.tags.push(...tags);
-      } else {
+      } else if (tags.length > 0) {
         ns.tags = tags;
-      }
+      } // An empty list replaces nothing, as in Glance: a sync that sends none keeps the tags.
       return tags;
     });
   }

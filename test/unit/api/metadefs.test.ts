@@ -152,6 +152,11 @@ describe('/v2/metadefs', () => {
     assert.equal((await t.call('admin', 'POST', url(ns, '/tags'), { tags: [{ name: 'd' }] }, { 'x-openstack-append': 'true' })).statusCode, 201);
     const names = (await t.call('admin', 'GET', `${url(ns, '/tags')}?sort_key=name&sort_dir=asc`)).json().tags.map((x: { name: string }) => x.name);
     assert.deepEqual(names, ['b', 'c', 'd']);
+    // An empty list replaces nothing, as in Glance.
+    const none = await t.call('admin', 'POST', url(ns, '/tags'), { tags: [] });
+    assert.equal(none.statusCode, 201, none.body);
+    assert.deepEqual(none.json(), { tags: [] });
+    assert.equal((await t.call('admin', 'GET', url(ns, '/tags'))).json().tags.length, 3);
     assert.equal((await t.call('admin', 'POST', url(ns, '/tags'), { tags: [{ name: 'b' }] }, { 'x-openstack-append': 'true' })).statusCode, 409);
     assert.deepEqual((await t.call('admin', 'GET', `${url(ns, '/tags')}?sort_key=name&sort_dir=asc&limit=1&marker=b`)).json().tags.map((x: { name: string }) => x.name), ['c']);
     for (const kind of ['tags', 'objects', 'properties']) assert.equal((await t.call('admin', 'DELETE', url(ns, `/${kind}`))).statusCode, 204, kind);
