@@ -1,5 +1,6 @@
 /** Small argument parsers for commander options; a bad value is a usage error (exit 2). */
 import { InvalidArgumentError } from 'commander';
+import { UsageError } from './exit-codes.js';
 
 /** Collects a repeatable option's values. */
 export function collect(value: string, previous: string[] = []): string[] {
@@ -9,7 +10,8 @@ export function collect(value: string, previous: string[] = []): string[] {
 /** `k=v` → [k, v] */
 export function keyValue(value: string, option: string): [string, string] {
   const at = value.indexOf('=');
-  if (at <= 0) throw new InvalidArgumentError(`${option} takes key=value (got '${value}')`);
+  // Read in the commands' actions, where commander no longer prints its own errors.
+  if (at <= 0) throw new UsageError(`${option} takes key=value (got '${value}')`);
   return [value.slice(0, at), value.slice(at + 1)];
 }
 

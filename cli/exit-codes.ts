@@ -2,7 +2,7 @@
  * The `pir` command's exit codes, and the one place that turns an error into a message that
  * says what to do and the code a script can branch on.
  */
-import { AuthError, ChecksumMismatchError, DownloadInterruptedError, GalleryNotFound, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
+import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryNotFound, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
 
@@ -25,7 +25,7 @@ export class CredentialsError extends Error {
 }
 
 export function describeError(error: unknown, url?: string): { code: number; message: string } {
-  if (error instanceof UsageError) return { code: EXIT.usage, message: error.message };
+  if (error instanceof UsageError || error instanceof DownloadTargetError) return { code: EXIT.usage, message: error.message };
   if (error instanceof CredentialsError) return { code: EXIT.auth, message: error.message };
   if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };
   if (error instanceof NotFoundError || error instanceof GalleryNotFound) return { code: EXIT.notFound, message: error.message };
@@ -42,5 +42,6 @@ export function describeError(error: unknown, url?: string): { code: number; mes
   const e = error as NodeJS.ErrnoException;
   if (e?.code === 'ENOENT' && e.path) return { code: EXIT.usage, message: `${e.path}: no such file` };
   if (e?.code === 'EACCES' && e.path) return { code: EXIT.failure, message: `${e.path}: permission denied` };
+  if (e?.code === 'EISDIR' && e.path) return { code: EXIT.usage, message: `${e.path} is a directory; give a file` };
   return { code: EXIT.failure, message: e?.stack ?? String(error) };
 }

@@ -1,6 +1,6 @@
 /** `pir image …`: create, list, show, update, delete, download, wait (batch lives in batch.ts). */
 import { Command, Option } from 'commander';
-import { stat } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CatalogClient, type Image, type JsonPatchOp } from '../client/index.js';
 import { galleryIdOf, mergeRegistration, readMetafile, registrationPatch } from './metafile.js';
@@ -113,7 +113,7 @@ image and exits 1. Without --wait, the upload returns when the image is active (
     .action(async (o: CreateOptions, cmd: Command) => {
       if (o.resumable && o.import) throw new UsageError('--resumable and --import are two different upload paths: choose one');
       const { client, format } = await contextOf(cmd);
-      const size = (await stat(o.file).catch(() => { throw new UsageError(`--file ${o.file}: no such file`); })).size;
+      const size = await fileToUpload(o.file);
       const fields: Record<string, unknown> = { name: o.name, disk_format: o.diskFormat, container_format: o.containerFormat };
       for (const p of o.property) {
         const [key, value] = keyValue(p, '--property');
@@ -232,14 +232,16 @@ function downloadCommand(): Command {
   return new Command('download')
     .description("download an image's data, verifying its sha512 (os_hash_value) and md5 (checksum); resumes an interrupted download (FILE.part)")
     .argument('<id>', 'image id')
-    .requiredOption('--file <path>', 'where to write the image')
+    .requiredOption('--file <path>', "where to write the image (required); '-' writes it to standard output, a device or pipe is written as it is (neither resumes)")
     .option('--no-resume', 'start over even when FILE.part exists')
     .action(async (id: string, o: { file: string; resume: boolean }, cmd: Command) => {
       const { client, format } = await contextOf(cmd);
+      const toStdout = o.file === '-';
+      if (toStdout && process.stdout.isTTY) throw new UsageError('--file - writes the image to standard output, which is a terminal here; redirect it (> image.img) or pipe it.');
       let progress: ReturnType<typeof createProgress> | null = null;
       let total: number | null = null;
       const t0 = performance.now();
-      const result = await client.download(id, o.file, {
+      const result = await client.download(id, toStdout ? process.stdout : o.file, {
         resume: o.resume,
         onResume: (bytes) => process.stderr.write(`resuming: re-hashing the ${humanBytes(bytes)} already in ${o.file}.part\n`),
         onProgress: (done, size) => {
@@ -253,9 +255,10 @@ function downloadCommand(): Command {
       });
       const fetched = result.size - result.resumedFrom;
       (progress as ReturnType<typeof createProgress> | null)?.finish();
-      process.stderr.write(`downloaded ${id} to ${o.file}: ${summary(fetched, (performance.now() - t0) / 1000)}${result.resumedFrom ? `, resumed at byte ${result.resumedFrom}` : ''}; sha512 ${result.verified.sha512 ? 'verified' : 'not published by the server'}, md5 ${result.verified.md5 ? 'verified' : 'not published by the server'}\n`);
+      process.stderr.write(`downloaded ${id} to ${toStdout ? 'standard output' : o.file}: ${summary(fetched, (performance.now() - t0) / 1000)}${result.resumedFrom ? `, resumed at byte ${result.resumedFrom}` : ''}; sha512 ${result.verified.sha512 ? 'verified' : 'not published by the server'}, md5 ${result.verified.md5 ? 'verified' : 'not published by the server'}\n`);
       void total;
-      printRecord({ id, file: o.file, size: result.size, md5: result.md5, sha512: result.sha512, resumed_from: result.resumedFrom, verified: result.verified }, format);
+      // Standard output carries the image: the record would corrupt it.
+      if (!toStdout) printRecord({ id, file: o.file, size: result.size, md5: result.md5, sha512: result.sha512, resumed_from: result.resumedFrom, verified: result.verified }, format);
     });
 }
 
@@ -321,6 +324,9 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
       const { client, format } = await contextOf(cmd);
       if (o.location && o.file) throw new UsageError('--location and --file both give the image\'s bytes: choose one');
       if ((o.sha512 || o.md5) && !o.location) throw new UsageError('--sha512 and --md5 check the bytes of a --location');
+      // Checked before the image is made: a refused location would leave it behind.
+      if (o.location && !/^(s3|https?):\/\//i.test(o.location)) throw new UsageError(`--location takes s3://bucket/key or an http(s) URL (got '${o.location.slice(0, 64)}')`);
+      if (o.file) await fileToUpload(o.file);
       const meta = o.metafile ? await readMetafile(o.metafile) : {};
       const properties: Record<string, string> = {};
       for (const p of o.property) {
@@ -350,7 +356,7 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
       process.stderr.write(`registered image ${created.id} (${reg.name})\n`);
       let image = galleryId ? await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]) : created;
       if (o.file) {
-        const size = (await stat(o.file).catch(() => { throw new UsageError(`--file ${o.file}: no such file`); })).size;
+        const size = await fileToUpload(o.file);
         image = await uploadAndSettle(client, created.id, o.file, size, { wait: o.wait, timeoutMs: o.timeout * 1000 });
       }
       if (o.location) {
@@ -360,4 +366,14 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
       }
       printImage(image, format);
     });
+}
+
+/** The size of a file to upload, checked before any image is created: it exists, is a file, and can be read. */
+async function fileToUpload(file: string): Promise<number> {
+  if (file === '-') throw new UsageError('--file - (standard input) is not taken: an upload needs a file it can size and read again; save the data to a file first.');
+  const info = await stat(file).catch(() => { throw new UsageError(`--file ${file}: no such file`); });
+  if (info.isDirectory()) throw new UsageError(`--file ${file} is a directory; give the image file (or upload a directory's images with pir image batch)`);
+  if (!info.isFile()) throw new UsageError(`--file ${file} is not a regular file; an upload needs a file it can size and read again`);
+  await access(file, constants.R_OK).catch(() => { throw new UsageError(`--file ${file}: permission denied`); });
+  return info.size;
 }

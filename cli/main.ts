@@ -88,7 +88,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).finally(markFinished).then((code) => process.exit(code), (error: unknown) => {
+/** Resolves once what pir wrote to standard output is out: a pipe takes it asynchronously, and exit would cut it. */
+function stdoutFlushed(): Promise<void> {
+  return new Promise((resolve) => process.stdout.write('', () => resolve()));
+}
+
+main(process.argv.slice(2)).finally(markFinished).then(async (code) => { await stdoutFlushed(); process.exit(code); }, (error: unknown) => {
   process.stderr.write(`pir: ${(error as Error)?.stack ?? String(error)}\n`);
   process.exit(EXIT.failure);
 });

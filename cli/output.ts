@@ -36,7 +36,16 @@ export function printList(records: Record<string, unknown>[], columns: string[],
 export function cell(value: unknown): string {
   if (value === null || value === undefined) return '';
   if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
+  return printable(String(value));
+}
+
+/**
+ * Text from the server as a terminal may show it: control characters (ESC and the rest of C0
+ * and C1, DEL) become \xHH. Image names and properties are other projects' words: raw, an escape
+ * sequence in one would retitle the window, recolour the screen or write the clipboard.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** A plain aligned table; long values are not cut (scripts should use --format json). */

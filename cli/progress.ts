@@ -4,6 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 import { humanBytes, humanDuration } from './output.js';
+import { cleanupOnInterrupt } from './interrupt.js';
 
 export interface Progress {
   update(done: number): void;
@@ -55,15 +56,17 @@ function barProgress(opts: ProgressOptions, stream: NodeJS.WriteStream): Progres
     return { doneH: humanBytes(done), totalH: opts.total === null ? '?' : humanBytes(total), rateH: rateText(done - start, seconds), etaH: rate > 0 && opts.total !== null ? humanDuration((total - done) / rate) : '?' };
   };
   bar.start(Math.max(total, 1), start, payload(start));
+  const forget = cleanupOnInterrupt(() => bar.stop()); // gives the cursor back on Ctrl-C
   let last = start;
   return {
     update(done) { last = done; bar.update(done, payload(done)); },
     finish(message) {
       bar.update(last, payload(last));
       bar.stop();
+      forget();
       if (message) stream.write(message + '\n');
     },
-    stop() { bar.stop(); },
+    stop() { bar.stop(); forget(); },
   };
 }
 

@@ -2,6 +2,7 @@
 import { basename } from 'node:path';
 import { ChecksumMismatchError, type Image, type PirClient, type SentFile } from '../client/index.js';
 import { followImage } from './follow.js';
+import { noteOnInterrupt } from './interrupt.js';
 import { createProgress, summary } from './progress.js';
 
 /** Uploads (direct or staged), waits as asked, and checks the digests sent against PIR's. */
@@ -16,6 +17,8 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
     if (sent === size) sentAt = performance.now();
   };
   let sent: SentFile;
+  // Cut before the last byte, the image has no data: say so, and what to do with it.
+  const forgetNote = noteOnInterrupt(() => `image ${id} was left without its data (queued, or saving until PIR notices the cut); delete it with pir image delete ${id}, or create the image again.`);
   try {
     if (o.resumable) {
       const result = await client.resumableUpload(id, file, {
@@ -34,6 +37,8 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
   } catch (error) {
     progress?.stop();
     throw error;
+  } finally {
+    forgetNote();
   }
   const digests = sent.digests;
   progress?.finish(`sent ${summary(size, ((sentAt || performance.now()) - t0) / 1000)}${digests ? `; md5 ${digests.md5}, sha512 ${digests.sha512.slice(0, 16)}…` : ''}`);

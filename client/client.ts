@@ -3,7 +3,8 @@
  * typed errors (errors.ts) carrying PIR's error body; `raw` never throws on an HTTP status.
  */
 import type { Digests } from '../ingest/hashing/index.js';
-import { downloadImage, type DownloadOptions, type DownloadResult } from './download.js';
+import { downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
+import type { Writable } from 'node:stream';
 import { ImageRefusedError, PirApiError, WaitTimeoutError } from './errors.js';
 import { Transport, type Headers, type RawResponse } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
@@ -200,11 +201,18 @@ export class PirClient {
     }
   }
 
-  /** Downloads to `file` (via `file.part`), verifying the image's md5 and sha512. */
-  async download(id: string, file: string, opts: DownloadOptions = {}): Promise<DownloadResult & { image: Image }> {
+  /**
+   * Downloads to `file` (via `file.part`; a device or pipe is written as it is), or to `sink`
+   * (a stream such as standard output), verifying the image's md5 and sha512.
+   */
+  async download(id: string, file: string | Writable, opts: DownloadOptions = {}): Promise<DownloadResult & { image: Image }> {
     const image = await this.getImage(id);
-    if (image.status !== 'active') throw new PirApiError(409, 'not_active', `Image ${id} is ${image.status}, so it has no data to download yet; wait until it is active (pir image wait ${id}).`, 'GET', imagePath(id), null);
-    const result = await downloadImage(this.transport, id, file, { size: image.size, sha512: image.os_hash_algo === 'sha512' ? image.os_hash_value : null, md5: image.checksum }, opts);
+    if (image.status !== 'active') {
+      const next = image.status === 'killed' ? `it was refused (${image.pir_failure?.code ?? 'killed'}) and will never have data; see pir image show ${id}` : `wait until it is active (pir image wait ${id})`;
+      throw new PirApiError(409, 'not_active', `Image ${id} is ${image.status}, so it has no data to download; ${next}.`, 'GET', imagePath(id), null);
+    }
+    const expect = { size: image.size, sha512: image.os_hash_algo === 'sha512' ? image.os_hash_value : null, md5: image.checksum };
+    const result = typeof file === 'string' ? await downloadImage(this.transport, id, file, expect, opts) : await downloadToStream(this.transport, id, file, expect, opts);
     return { ...result, image };
   }
 

@@ -103,3 +103,8 @@ export class DownloadInterruptedError extends Error {
     super(`the download was cut after ${bytes} bytes (${(cause as NodeJS.ErrnoException).code ?? cause.message}); ${partFile} keeps them: run the same command again to resume`);
   }
 }
+
+/** The download's destination cannot take it (a directory, a dangling link); found before any request. */
+export class DownloadTargetError extends Error {
+  override name = 'DownloadTargetError';
+}

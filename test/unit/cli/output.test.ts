@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { stageLine } from '../../../cli/follow.js';
-import { humanBytes, humanDuration, parseFormat, printList, printRecord, table } from '../../../cli/output.js';
+import { humanBytes, humanDuration, parseFormat, printList, printRecord, printable, table } from '../../../cli/output.js';
 import type { Image } from '../../../client/index.js';
 
 function capture(fn: (out: NodeJS.WritableStream) => void): string {
@@ -12,6 +12,13 @@ function capture(fn: (out: NodeJS.WritableStream) => void): string {
 }
 
 describe('pir output', () => {
+  it("shows other projects' text without its control characters: no escape sequence reaches the terminal", () => {
+    assert.equal(printable('ubuntu\u001b]0;pwned\u0007 \u009b31m\tx'), 'ubuntu\\x1b]0;pwned\\x07 \\x9b31m\\x09x');
+    const shown = capture((out) => printList([{ name: 'a\u001b[31mred' }], ['name'], 'table', out));
+    assert.ok(!shown.includes('\u001b'), shown);
+    assert.match(shown, /a\\x1b\[31mred/);
+  });
+
   it('aligns tables and prints json and yaml that parse back', () => {
     assert.equal(table(['a', 'bb'], [['xyz', '1'], ['', '22']]), 'a    bb\n---  --\nxyz  1\n     22\n');
     const records = [{ id: '1', name: 'n', size: 3, tags: ['t'] }];
