@@ -9,7 +9,7 @@ import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from '../schemas/image.
 import { collect, keyValue, positiveInt, seconds, sha512Hex } from './args.js';
 import { batchCommand } from './batch.js';
 import { contextOf } from './context.js';
-import { UsageError } from './exit-codes.js';
+import { UsageError, describeError } from './exit-codes.js';
 import { followImage, stageLine } from './follow.js';
 import { humanBytes, printList, printRecord, type Format } from './output.js';
 import { createProgress, summary } from './progress.js';
@@ -40,10 +40,19 @@ export function imageCommand(): Command {
     .argument('<id...>', 'image ids')
     .action(async (ids: string[], _o, cmd: Command) => {
       const { client } = await contextOf(cmd);
+      // Each id is tried: one that fails is reported, and the exit code is the last failure's.
+      let failed: unknown = null;
       for (const id of ids) {
-        await client.deleteImage(id);
-        process.stderr.write(`deleted ${id}\n`);
+        try {
+          await client.deleteImage(id);
+          process.stderr.write(`deleted ${id}\n`);
+        } catch (error) {
+          if (ids.length === 1) throw error;
+          failed = error;
+          process.stderr.write(`pir: ${id}: ${describeError(error).message}\n`);
+        }
       }
+      if (failed) process.exitCode = describeError(failed).code;
     }));
   image.addCommand(downloadCommand());
   image.addCommand(new Command('wait').description('follow an image through the pipeline until it is active (exit 0) or killed (exit 3, with the reason)')
@@ -174,7 +183,8 @@ function listCommand(): Command {
       } else {
         const page = await client.listImages(query);
         images.push(...page.images);
-        if (page.next && format === 'table') process.stderr.write(`(more images: add --all, or --marker ${images[images.length - 1]!.id})\n`);
+        // On stderr whatever the format: a script reading json or yaml must learn the list is not whole.
+        if (page.next) process.stderr.write(`(more images: add --all, or --marker ${images[images.length - 1]!.id})\n`);
       }
       printList(images, LIST_COLUMNS, format);
     });

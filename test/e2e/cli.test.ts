@@ -5,8 +5,9 @@
  * progress bar.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
@@ -130,6 +131,25 @@ describe('the pir command against pir serve', () => {
     const noFile = await cli(['image', 'create', '--name', 'x', '--disk-format', 'raw', '--file', join(dir, 'nope.raw')]);
     assert.equal(noFile.code, 2);
     assert.match(noFile.stderr, /nope\.raw: no such file/);
+    // Checked before any image is made: a directory, and a key=value without '=' (said, not silent).
+    const before = (await cli(['image', 'list', '--all', '--format', 'json'])).stdout;
+    const aDirectory = await cli(['image', 'create', '--name', 'x', '--disk-format', 'raw', '--file', dir]);
+    assert.equal(aDirectory.code, 2);
+    assert.match(aDirectory.stderr, /is a directory/);
+    const noEquals = await cli(['image', 'create', '--name', 'x', '--disk-format', 'raw', '--file', base, '--property', 'noequals']);
+    assert.equal(noEquals.code, 2);
+    assert.match(noEquals.stderr, /^pir: --property takes key=value \(got 'noequals'\)/m);
+    assert.equal(JSON.parse((await cli(['image', 'list', '--all', '--format', 'json'])).stdout).length, JSON.parse(before).length, 'no image was made');
+    // delete goes on past an id that fails, and exits with that failure's code.
+    const doomedRaw = join(dir, 'doomed.raw');
+    await writeFile(doomedRaw, randomBytes(4096));
+    const made = await cli(['image', 'create', '--name', 'doomed', '--disk-format', 'raw', '--file', doomedRaw, '--format', 'json']);
+    assert.equal(made.code, 0, made.stderr);
+    const doomed = idOf(made);
+    const both = await cli(['image', 'delete', '00000000-0000-4000-8000-000000000000', doomed]);
+    assert.equal(both.code, 4, both.stderr);
+    assert.match(both.stderr, /^pir: 00000000-0000-4000-8000-000000000000: .*not found/m);
+    assert.match(both.stderr, new RegExp(`^deleted ${doomed}$`, 'm'));
     const unreachable = await cli(['image', 'list'], { PIR_URL: `http://127.0.0.1:${await freePort()}` });
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED\. Is PIR running there\?/);
@@ -204,6 +224,25 @@ describe('the pir command against pir serve', () => {
       assert.deepEqual(result.verified, { md5: true, sha512: true });
       assert.equal(result.resumed_from, 0);
       assert.deepEqual(await fileDigests(out), digests);
+    });
+
+    it('--file - writes the image to standard output, every byte through a slow pipe; a directory is refused', async () => {
+      const child = spawn(process.execPath, [PIR_CLI, 'image', 'download', id, '--file', '-'], { env: { PATH: process.env.PATH ?? '', HOME: home, PIR_URL: url, PIR_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const sha512 = createHash('sha512');
+      let size = 0;
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+      child.stdout!.pause(); // a reader that lags: pir must not exit with bytes still in the pipe's queue
+      child.stdout!.on('data', (c: Buffer) => { sha512.update(c); size += c.length; });
+      setTimeout(() => child.stdout!.resume(), 500);
+      const [code] = await once(child, 'close');
+      assert.equal(code, 0, stderr);
+      assert.equal(size, digests.size);
+      assert.equal(sha512.digest('hex'), digests.sha512);
+      assert.match(stderr, /to standard output: .*sha512 verified, md5 verified/);
+      const toDir = await cli(['image', 'download', id, '--file', dir]);
+      assert.equal(toDir.code, 2);
+      assert.match(toDir.stderr, /is a directory; give the path of the file to write/);
     });
 
     it('creates and downloads an empty raw disk (0 bytes), verified', async () => {
