@@ -84,9 +84,9 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
       return handleError(tooManyProperties('far more'), request, reply);
     }
     // Likewise the create body's cap on tags: the tag quota's 413.
-    const tags = fastifyError.validation.find((v) => v.keyword === 'maxItems' && v.instancePath === '/tags');
-    if (fastifyError.validationContext === 'body' && tags && request.routeOptions.url === '/v2/images') {
-      return handleError(tooManyTags(Array.isArray((request.body as { tags?: unknown } | undefined)?.tags) ? (request.body as { tags: unknown[] }).tags.length : 'more'), request, reply);
+    if (fastifyError.validationContext === 'body' && request.routeOptions.url === '/v2/images' && fastifyError.validation.some((v) => v.keyword === 'maxItems' && v.instancePath === '/tags')) {
+      const given = (request.body as { tags?: unknown } | undefined)?.tags;
+      return handleError(tooManyTags(Array.isArray(given) ? given.length : 'more'), request, reply);
     }
     return sendError(reply, 400, 'invalid_request', `Invalid request: ${fastifyError.message}.`);
   }

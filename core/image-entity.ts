@@ -48,13 +48,19 @@ export function beginResumable(draft: ImageDoc, run: number, resumable: Resumabl
   return events;
 }
 
+/** 409 import_formats_required, as Glance, naming the first format missing before `what`; `next` says what to do. */
+export function requireFormatsBefore(draft: ImageDoc, what: string, next: string): void {
+  for (const field of ['container_format', 'disk_format'] as const) {
+    if (!draft[field]) throw fail('import_formats_required', `'${field}' needs to be set before ${what}; ${next}`);
+  }
+}
+
 /** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
 export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
   if (draft.status !== 'queued') {
     throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
   }
-  if (!draft.container_format) throw fail('import_formats_required', "'container_format' needs to be set before import; set it with PATCH first.");
-  if (!draft.disk_format) throw fail('import_formats_required', "'disk_format' needs to be set before import; set it with PATCH first.");
+  requireFormatsBefore(draft, 'import', 'set it with PATCH first.');
   transition(draft, 'uploading');
   draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
   draft.failure = null;
@@ -70,8 +76,7 @@ export function beginRegistration(draft: ImageDoc, run: number, location: Extern
   if (draft.status !== 'queued' || draft.location) {
     throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}${draft.location ? ' and has a location' : ''}; a location can be added only to a queued image with no data. Create a new image to register other bytes.`);
   }
-  if (!draft.container_format) throw fail('import_formats_required', "'container_format' needs to be set before a location is added; set it with PATCH first.");
-  if (!draft.disk_format) throw fail('import_formats_required', "'disk_format' needs to be set before a location is added; set it with PATCH first.");
+  requireFormatsBefore(draft, 'a location is added', 'set it with PATCH first.');
   transition(draft, 'uploading');
   draft.upload = { run, kind: 'location', started_at: new Date().toISOString() };
   draft.location = location;

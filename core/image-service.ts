@@ -660,10 +660,8 @@ export class ImageService {
       if (draft.status !== 'uploading' || !draft.staging) {
         throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
       }
-      // As Glance: 409. The formats cannot change once data is staged, so the way out is a new image.
-      for (const field of ['container_format', 'disk_format'] as const) {
-        if (!draft[field]) throw fail('import_formats_required', `'${field}' needs to be set before import. It cannot be set once data is staged: create the image again with disk_format and container_format, then stage and import.`);
-      }
+      // The formats cannot change once data is staged, so the way out is a new image.
+      entity.requireFormatsBefore(draft, 'import', 'it cannot be set once data is staged: create the image again with disk_format and container_format, then stage and import.');
       // Stores named at import win over the X-Image-Meta-Store of PUT …/stage.
       if (targets) draft.store_import = importPlan(targets);
       return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: requestId });

@@ -32,5 +32,4 @@ export const LIMITS = Object.freeze({
   shareLinkMaxSeconds: 30 * 86400,
   /** Webhooks per project: each is outbound traffic PIR sends for the project. */
   webhooksPerProject: 100,
-
 });

@@ -185,6 +185,6 @@ function dedupe(values: string[]): string[] {
 
 /** Managing a project's webhooks (their URLs, secrets, deliveries) needs the member role; readers only look. */
 function requireWriter(caller: Caller): void {
-  if (isAdmin(caller) || hasRole(caller, 'member')) return;
+  if (hasRole(caller, 'member')) return; // admin implies member
   throw fail('policy_denied', `Policy does not allow managing webhooks: your roles (${caller.roles.join(', ') || 'none'}) only read; it needs the member role.`);
 }
