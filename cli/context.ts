@@ -37,5 +37,5 @@ export async function contextOf(command: Command): Promise<CommandContext> {
   const format = parseFormat(flags.format);
   const connection = await connect(flags);
   currentUrl = connection.url;
-  return { client: new PirClient(connection.url, connection.token), format, url: connection.url };
+  return { client: new PirClient(connection.url, connection.token, { idleTimeoutMs: connection.idleTimeoutMs }), format, url: connection.url };
 }

@@ -35,6 +35,7 @@ export function describeError(error: unknown, url?: string): { code: number; mes
   }
   if (error instanceof PirApiError) return { code: EXIT.failure, message: `${error.message} (HTTP ${error.status}, ${error.errorCode})` };
   if (error instanceof TransportError) {
+    if (error.cause.name === 'IdleTimeoutError') return { code: EXIT.failure, message: `${error.message}; wait longer with --http-timeout (or PIR_HTTP_TIMEOUT), or check PIR's health` };
     if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };
     return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${url ? ` (now ${url})` : ''}.` };
   }

@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { completionScript } from './completion.js';
+import { seconds } from './args.js';
 import { currentUrl, markFinished } from './context.js';
 import { describeError, EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { imageCommand } from './image-commands.js';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
     .option('--os-project-domain-name <name>', "the project's domain (OS_PROJECT_DOMAIN_NAME; default Default)")
     .option('--os-interface <interface>', 'catalog interface of the image endpoint (OS_INTERFACE; default public)')
     .option('--os-region-name <region>', 'catalog region (OS_REGION_NAME)')
+    .option('--http-timeout <seconds>', 'fail a request when its connection carries nothing this long (PIR_HTTP_TIMEOUT; default 600)', seconds)
     .addOption(new Option('--format <format>', 'output: table for people, json or yaml for scripts').choices(FORMATS).default('table'))
     .addHelpText('after', `\n${CONFIG_HELP}\n\n${EXIT_CODES_HELP}\n\nExamples:\n  pir serve\n  pir image create --name debian-12 --disk-format qcow2 --file debian-12.qcow2 --wait\n  pir image list --filter disk_format=qcow2 --all --format json\n  pir image download <id> --file out.qcow2\n  pir image batch ./images --pattern '*.qcow2' --parallel 4\n  source <(pir completion bash)`);
   for (const command of serverCommands()) program.addCommand(command);

@@ -8,7 +8,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { imageEndpoint, keystoneLogin } from '../client/index.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, imageEndpoint, keystoneLogin } from '../client/index.js';
 import { CredentialsError, UsageError } from './exit-codes.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:9292';
@@ -27,6 +27,8 @@ export interface ConnectionFlags {
   osProjectDomainName?: string;
   osInterface?: string;
   osRegionName?: string;
+  /** Seconds a connection may stay silent (--http-timeout), already parsed by commander. */
+  httpTimeout?: number;
 }
 
 /** One profile of the config file (snake_case, as written by people). */
@@ -52,6 +54,8 @@ export interface ConfigFile {
 export interface Connection {
   url: string;
   token: string;
+  /** How long a request's connection may carry nothing before it fails. */
+  idleTimeoutMs: number;
   /** Where the settings came from, for messages. */
   source: string;
 }
@@ -132,8 +136,9 @@ export function resolveSettings(flags: ConnectionFlags, env: NodeJS.ProcessEnv =
 /** The URL and token to use: a given token, else a Keystone login, else an error saying how to give one. */
 export async function connect(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
   const { settings, source } = resolveSettings(flags, env);
+  const idleTimeoutMs = httpTimeoutMs(flags, env);
   if (settings.url !== undefined) checkUrl(settings.url, 'the PIR URL (--url, PIR_URL or the profile\'s "url")');
-  if (settings.token) return { url: settings.url ?? DEFAULT_URL, token: settings.token, source };
+  if (settings.token) return { url: settings.url ?? DEFAULT_URL, token: settings.token, source, idleTimeoutMs };
   if (settings.os_auth_url) {
     checkUrl(settings.os_auth_url, 'the Keystone URL (--os-auth-url)');
     if (!settings.os_username || !settings.os_password) {
@@ -143,12 +148,22 @@ export async function connect(flags: ConnectionFlags, env: NodeJS.ProcessEnv = p
       authUrl: settings.os_auth_url, username: settings.os_username, password: settings.os_password,
       projectName: settings.os_project_name, projectId: settings.os_project_id,
       userDomainName: settings.os_user_domain_name, projectDomainName: settings.os_project_domain_name,
-    });
+    }, { idleTimeoutMs });
     const url = settings.url ?? imageEndpoint(session, settings.os_interface ?? 'public', settings.os_region_name);
     if (!url) throw new UsageError(`Keystone's catalog has no ${settings.os_interface ?? 'public'} endpoint of type 'image'${settings.os_region_name ? ` in region ${settings.os_region_name}` : ''}; give PIR's address with --url`);
-    return { url, token: session.token, source: `Keystone at ${settings.os_auth_url}` };
+    return { url, token: session.token, source: `Keystone at ${settings.os_auth_url}`, idleTimeoutMs };
   }
   throw new CredentialsError(`no token: pass --token, set PIR_TOKEN, add a profile to ${configPath(env).path} (see "pir --help"), or log in to Keystone with --os-auth-url, --os-username and --os-password. For a local "pir serve", the token is in <data dir>/admin-token.`);
+}
+
+/** --http-timeout, else PIR_HTTP_TIMEOUT, else glanceclient's 600 s. */
+function httpTimeoutMs(flags: ConnectionFlags, env: NodeJS.ProcessEnv): number {
+  if (flags.httpTimeout !== undefined) return flags.httpTimeout * 1000;
+  const fromEnv = env.PIR_HTTP_TIMEOUT;
+  if (!fromEnv) return DEFAULT_IDLE_TIMEOUT_MS;
+  const n = Number(fromEnv);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`PIR_HTTP_TIMEOUT must be a number of seconds > 0 (got '${fromEnv}')`);
+  return n * 1000;
 }
 
 function checkUrl(value: string, what: string): void {

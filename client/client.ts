@@ -6,7 +6,7 @@ import type { Digests } from '../ingest/hashing/index.js';
 import { downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
 import type { Writable } from 'node:stream';
 import { ImageRefusedError, PirApiError, WaitTimeoutError } from './errors.js';
-import { Transport, type Headers, type RawResponse } from './http.js';
+import { Transport, type Headers, type RawResponse, type TransportOptions } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
 import { resumableUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
 
@@ -81,8 +81,8 @@ export interface WaitOptions {
 export class PirClient {
   readonly transport: Transport;
 
-  constructor(readonly url: string, readonly token: string | null) {
-    this.transport = new Transport(url, token);
+  constructor(readonly url: string, readonly token: string | null, opts: TransportOptions = {}) {
+    this.transport = new Transport(url, token, opts);
   }
 
   /** Any call, with the status and parsed body as answered. */

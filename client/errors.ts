@@ -78,7 +78,9 @@ export class TransportError extends Error {
     override readonly cause: Error,
   ) {
     const code = (cause as NodeJS.ErrnoException).code ?? cause.message;
-    super(TransportError.unreachable(cause) ? `cannot reach ${url}: ${code}` : `the connection to ${url} broke (${code})`);
+    super(TransportError.unreachable(cause) ? `cannot reach ${url}: ${code}`
+      : cause.name === 'IdleTimeoutError' ? `${url} went silent: ${cause.message}`
+        : `the connection to ${url} broke (${code})`);
   }
 
   /** Nothing answered at all (as opposed to a connection that broke). */

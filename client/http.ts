@@ -16,11 +16,31 @@ export type Headers = Record<string, string>;
 
 const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
 
+/** How long a connection may carry nothing either way before the request fails (glanceclient's --timeout default). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 600_000;
+
+/** The cause of a TransportError when the server went silent for longer than the idle timeout. */
+export class IdleTimeoutError extends Error {
+  override name = 'IdleTimeoutError';
+  readonly code = 'ETIMEDOUT';
+  constructor(readonly ms: number) {
+    super(`nothing was sent or received for ${ms / 1000} s`);
+  }
+}
+
+export interface TransportOptions {
+  /** Fail a request whose connection is silent this long (0: wait forever). */
+  idleTimeoutMs?: number;
+}
+
 export class Transport {
   readonly baseUrl: string;
+  private readonly idleTimeoutMs: number;
 
-  constructor(baseUrl: string, readonly token: string | null) {
+  constructor(baseUrl: string, readonly token: string | null, opts: TransportOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    // Node's timers hold at most 2^31-1 ms; a longer wait would fire at once.
+    this.idleTimeoutMs = Math.min(opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, 2 ** 31 - 1);
   }
 
   /** A path (`/v2/...`) or an absolute URL the server handed back. */
@@ -34,6 +54,10 @@ export class Transport {
     const lib = url.protocol === 'https:' ? https : http;
     const all: OutgoingHttpHeaders = { ...(this.token ? { 'x-auth-token': this.token } : {}), ...headers };
     const req = lib.request(url, { method, headers: all, agent: agents[url.protocol as 'http:' | 'https:'] });
+    // A server that accepted the connection and then never answers (or stalls mid-body) must not
+    // hold the command forever; the socket's inactivity is what counts, so long transfers go on.
+    const idle = this.idleTimeoutMs;
+    if (idle > 0) req.setTimeout(idle, () => req.destroy(new IdleTimeoutError(idle)));
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once('response', resolve);
       req.once('error', (error) => reject(new TransportError(url.origin, error)));

@@ -3,7 +3,7 @@
  * image service's endpoint from the catalog.
  */
 import { AuthError, PirApiError } from './errors.js';
-import { Transport } from './http.js';
+import { Transport, type TransportOptions } from './http.js';
 
 export interface KeystoneCredentials {
   authUrl: string;
@@ -25,9 +25,9 @@ export interface KeystoneSession {
   catalog: CatalogEntry[];
 }
 
-export async function keystoneLogin(creds: KeystoneCredentials): Promise<KeystoneSession> {
+export async function keystoneLogin(creds: KeystoneCredentials, transportOptions: TransportOptions = {}): Promise<KeystoneSession> {
   const base = creds.authUrl.replace(/\/+$/, '').replace(/\/v3$/, '');
-  const transport = new Transport(base, null);
+  const transport = new Transport(base, null, transportOptions);
   const project = creds.projectId
     ? { id: creds.projectId }
     : creds.projectName ? { name: creds.projectName, domain: { name: creds.projectDomainName ?? 'Default' } } : null;

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
@@ -153,6 +154,26 @@ describe('the pir command against pir serve', () => {
     const unreachable = await cli(['image', 'list'], { PIR_URL: `http://127.0.0.1:${await freePort()}` });
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED\. Is PIR running there\?/);
+    // A server that takes the connection and never answers: the command fails after --http-timeout, not never.
+    const silent = net.createServer((socket) => socket.resume());
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const silentUrl = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      const started = Date.now();
+      const hung = await cli(['--http-timeout', '1', 'image', 'list'], { PIR_URL: silentUrl });
+      assert.equal(hung.code, 1, hung.stderr);
+      assert.match(hung.stderr, /went silent: nothing was sent or received for 1 s; wait longer with --http-timeout/);
+      assert.ok(Date.now() - started < 15_000, 'it gave up about when asked');
+      const fromEnv = await cli(['image', 'list'], { PIR_URL: silentUrl, PIR_HTTP_TIMEOUT: '0.5' });
+      assert.equal(fromEnv.code, 1, fromEnv.stderr);
+      assert.match(fromEnv.stderr, /for 0\.5 s/);
+      const badEnv = await cli(['image', 'list'], { PIR_URL: silentUrl, PIR_HTTP_TIMEOUT: 'soon' });
+      assert.equal(badEnv.code, 2);
+      assert.match(badEnv.stderr, /PIR_HTTP_TIMEOUT must be a number of seconds > 0 \(got 'soon'\)/);
+    } finally {
+      silent.close();
+    }
     const help = await cli(['--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /Exit codes:\n  0  success/);

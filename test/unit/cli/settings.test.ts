@@ -48,7 +48,11 @@ describe('pir client settings', () => {
     await assert.rejects(connect({}, { HOME: dir }), (e: Error) => e instanceof CredentialsError && /pass --token, set PIR_TOKEN/.test(e.message));
     await assert.rejects(connect({ url: 'ftp://x' }, { HOME: dir, PIR_TOKEN: 't' }), /must start with http/);
     await assert.rejects(connect({ osAuthUrl: 'http://k/v3' }, { HOME: dir }), /needs --os-username and --os-password/);
-    assert.deepEqual(await connect({}, { HOME: dir, PIR_TOKEN: 't' }), { url: 'http://127.0.0.1:9292', token: 't', source: 'flags and environment' });
+    assert.deepEqual(await connect({}, { HOME: dir, PIR_TOKEN: 't' }), { url: 'http://127.0.0.1:9292', token: 't', source: 'flags and environment', idleTimeoutMs: 600_000 });
+    // The idle timeout: the flag (seconds, parsed by commander) over PIR_HTTP_TIMEOUT over 600 s.
+    assert.equal((await connect({ httpTimeout: 2 }, { HOME: dir, PIR_TOKEN: 't', PIR_HTTP_TIMEOUT: '9' })).idleTimeoutMs, 2000);
+    assert.equal((await connect({}, { HOME: dir, PIR_TOKEN: 't', PIR_HTTP_TIMEOUT: '9' })).idleTimeoutMs, 9000);
+    await assert.rejects(connect({}, { HOME: dir, PIR_TOKEN: 't', PIR_HTTP_TIMEOUT: '-1' }), /PIR_HTTP_TIMEOUT must be a number of seconds > 0/);
   });
 
   it('picks the image endpoint of the catalog by interface and region', () => {
