@@ -104,7 +104,7 @@ export class WebhookDeliverer {
     if (!lease) throw new DeferJobError(100 + Math.floor(Math.random() * 400));
     let verdict: Verdict;
     try {
-      verdict = await this.gate.run(() => this.attempt(delivery, sub, attempt, Math.min(ctx.maxAttempts, this.maxAttempts)));
+      verdict = await this.gate.run(sub.project_id, () => this.attempt(delivery, sub, attempt, Math.min(ctx.maxAttempts, this.maxAttempts)));
     } finally {
       await lease.release();
     }
@@ -137,7 +137,7 @@ export class WebhookDeliverer {
         let verdict: Verdict;
         try {
           const record = (attempt: Attempt, status: DeliveryStatus) => this.store.addAttempted({ ...delivery, status, attempts: [attempt] }).then(() => undefined);
-          verdict = await this.gate.run(() => this.attempt(delivery, sub, 1, this.maxAttempts, record));
+          verdict = await this.gate.run(sub.project_id, () => this.attempt(delivery, sub, 1, this.maxAttempts, record));
         } catch (err) {
           await lease.release();
           this.log.warn({ err, webhook: sub.id, delivery_id: delivery.id }, 'webhook first attempt not recorded; a delivery job takes it');
