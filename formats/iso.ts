@@ -46,11 +46,14 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
       findings.push(corrupt('ISO', `field 'logical block size' is ${blockSize} (expected 512, 1024 or 2048)`));
       return { virtualSize: null, findings, details };
     }
-    const virtualSize = blocks * blockSize;
-    if (virtualSize > ctx.size) {
-      findings.push(info('iso_truncated', `ISO volume claims ${virtualSize} bytes but the file has ${ctx.size}; the upload may be incomplete.`));
+    const declared = blocks * blockSize;
+    if (declared > ctx.size) {
+      // The disk a hypervisor attaches is the file (qemu opens an ISO as raw): a volume that
+      // claims more (4 TiB in a 350 KiB file) would only inflate virtual_size.
+      findings.push(info('iso_truncated', `ISO volume claims ${declared} bytes but the file has ${ctx.size}; virtual_size is the file's size. The upload may be incomplete.`));
+      return { virtualSize: ctx.size, findings, details };
     }
-    return { virtualSize, findings, details };
+    return { virtualSize: declared, findings, details };
   }
   if (udf) {
     // Pure UDF has no ISO 9660 size fields; like qemu, treat the file as the disk.

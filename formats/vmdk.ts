@@ -64,7 +64,7 @@ function checkDescriptor(d: VmdkDescriptor, embedded: boolean, capacitySectors: 
     findings.push(refuse('vmdk_external_extent',
       `VMDK sparse header field 'capacity' is 0, which makes qemu open the descriptor's extents as separate files. ${CONVERT}`));
   }
-  if (keys.includes('parentfilenamehint')) {
+  if (keys.includes('parentfilenamehint') && !findings.some((f) => f.code === 'vmdk_parent')) {
     findings.push(refuse('vmdk_parent',
       `VMDK descriptor sets 'parentFileNameHint', so the image depends on a parent disk; PIR refuses images that depend on other files. ${CONVERT}`));
   }
@@ -172,6 +172,26 @@ async function inspectText(ctx: ReadContext): Promise<ProbeResult> {
   return { virtualSize: bigToNumber(sizeOf(d)), findings, details: { variant: 'descriptor', ...describe(d) } };
 }
 
+/** What qemu searches for a parent (vmdk_parent_open): the 20 sectors at 0x200, as text up to the first NUL. */
+const PARENT_SCAN_OFFSET = 0x200;
+const PARENT_SCAN_BYTES = 20 * 512;
+
+/**
+ * qemu finds a sparse VMDK's parent by searching the bytes at 0x200 for `parentFileNameHint`
+ * anywhere (a comment, beyond the declared descriptor, in a second copy of it), not by parsing
+ * the descriptor the header points to; so the same bytes are searched here, whatever the parsed
+ * descriptor says.
+ */
+async function checkParentHint(ctx: ReadContext, findings: Finding[]): Promise<void> {
+  const region = await ctx.read(PARENT_SCAN_OFFSET, PARENT_SCAN_BYTES);
+  const nul = region.indexOf(0);
+  const text = region.subarray(0, nul === -1 ? region.length : nul).toString('latin1');
+  if (/parentFileNameHint/i.test(text)) {
+    findings.push(refuse('vmdk_parent',
+      `VMDK bytes at offset 0x200 mention 'parentFileNameHint', which qemu reads as the name of a parent disk; PIR refuses images that depend on other files. ${CONVERT}`));
+  }
+}
+
 async function inspectSparse(ctx: ReadContext): Promise<ProbeResult> {
   const findings: Finding[] = [];
   const details: Record<string, unknown> = { variant: 'sparse' };
@@ -188,9 +208,18 @@ async function inspectSparse(ctx: ReadContext): Promise<ProbeResult> {
     findings.push(corrupt('VMDK', `sparse header field 'version' is ${version} (expected 1 to 3)`));
     return done(null);
   }
+  await checkParentHint(ctx, findings);
   // Stream-optimized images may defer the real header to a footer near EOF.
   const gdAtEnd = hdr.readBigUInt64LE(56) === GD_AT_END;
   details.gdAtEnd = gdAtEnd;
+  if (gdAtEnd && hdr.readBigUInt64LE(12) === 0n && hdr.readBigUInt64LE(28) !== 0n) {
+    // qemu reads the header at offset 0 before any footer: capacity 0 there makes it open the
+    // descriptor that header points to as a descriptor file, whose extents are other files,
+    // whatever the footer says.
+    findings.push(refuse('vmdk_external_extent',
+      `VMDK header field 'capacity' at offset 0 is 0 (the footer's header says otherwise), which makes qemu open the descriptor at sector ${hdr.readBigUInt64LE(28)} as a descriptor file and its extents as separate files. ${CONVERT}`));
+    return done(null);
+  }
   if (gdAtEnd) {
     const footer = ctx.size >= 1536 ? await ctx.read(ctx.size - 1024, 512) : Buffer.alloc(0);
     if (footer.length < 80 || !footer.subarray(0, 4).equals(KDMV)) {

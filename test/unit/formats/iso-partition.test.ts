@@ -72,10 +72,15 @@ describe('iso 9660', () => {
     assert.equal(r.virtualSize, b.length);
   });
 
-  it('refuses a huge claimed volume by policy', async () => {
-    const r = await detectBuf(isoImage({ blocks: 0xffffffff }));
-    assert.equal(r.virtualSize, 0xffffffff * 2048);
-    assertRefused(r, 'iso', 'virtual_size_too_large', { maxVirtualSize: 1 << 30, allowEncrypted: false });
+  it('sizes a volume that claims more than the file as the file (what qemu attaches), and says so', async () => {
+    const image = isoImage({ blocks: 0xffffffff });
+    const r = await detectBuf(image);
+    assert.equal(r.virtualSize, image.length, 'not 8 TiB');
+    assert.ok(codes(r).includes('iso_truncated'));
+    assertAccepted(r, 'iso');
+    const fits = await detectBuf(isoImage({ blocks: 64 }));
+    assert.equal(fits.virtualSize, 64 * 2048);
+    assertRefused(fits, 'iso', 'virtual_size_too_large', { maxVirtualSize: 64 * 1024, allowEncrypted: false });
   });
 });
 

@@ -156,7 +156,6 @@ describe('vmdk', () => {
     const header = Buffer.from(img.subarray(0, 512));
     const withGdAtEnd = Buffer.from(img);
     withGdAtEnd.writeBigUInt64LE(0xffffffffffffffffn, 56);
-    withGdAtEnd.writeBigUInt64LE(0n, 12); // the real capacity lives only in the footer
     const marker = Buffer.alloc(512);
     marker.writeUInt32LE(3, 12); // footer marker type
     const eos = Buffer.alloc(512);
@@ -167,6 +166,40 @@ describe('vmdk', () => {
     assertAccepted(r, 'vmdk');
     const noFooter = Buffer.concat([withGdAtEnd, marker, Buffer.alloc(512), eos]);
     assertRefused(await detectBuf(noFooter), 'vmdk', 'corrupt_header');
+    // Capacity 0 in the header at offset 0: qemu opens that header's descriptor as a descriptor
+    // file (its extents: other files) before it looks at any footer, so the footer cannot vouch.
+    const zeroFirst = Buffer.from(withGdAtEnd);
+    zeroFirst.writeBigUInt64LE(0n, 12);
+    assertRefused(await detectBuf(Buffer.concat([zeroFirst, marker, header, eos])), 'vmdk', 'vmdk_external_extent');
+  });
+
+  it('refuses parentFileNameHint wherever qemu finds it in the 20 sectors at 0x200', async () => {
+    const hinted = (text: string, at = 0x200): Buffer => {
+      const img = Buffer.from(sparse);
+      Buffer.from(text, 'latin1').copy(img, at);
+      return img;
+    };
+    const descriptor = withDescriptor((t) => t);
+    const declared = Number(descriptor.readBigUInt64LE(36)) * 512;
+    const text = descriptor.toString('latin1', 0x200, descriptor.indexOf(0, 0x200));
+    // In a comment, which the descriptor parser skips.
+    assertRefused(await detectBuf(withDescriptor((t) => `${t}# parentFileNameHint="/etc/passwd"\n`)), 'vmdk', 'vmdk_parent');
+    // Past the descriptor the header declares (qemu reads 20 sectors up to the first NUL).
+    const shrunk = hinted(`${text}${' '.repeat(600)}\nparentFileNameHint="/etc/passwd"\n`);
+    shrunk.writeBigUInt64LE(1n, 36);
+    assertRefused(await detectBuf(shrunk), 'vmdk', 'vmdk_parent');
+    // The header points at a clean copy elsewhere; qemu still searches 0x200.
+    const moved = Buffer.from(descriptor);
+    const clean = Buffer.from(descriptor.subarray(0x200, 0x200 + declared));
+    const end = moved.length;
+    const twoCopies = Buffer.concat([moved, clean]);
+    twoCopies.writeBigUInt64LE(BigInt(end / 512), 28);
+    Buffer.from(`${text}parentFileNameHint="/etc/passwd"\n`, 'latin1').copy(twoCopies, 0x200);
+    assertRefused(await detectBuf(twoCopies), 'vmdk', 'vmdk_parent');
+    // After a NUL, qemu's search stops: not a parent.
+    const afterNul = Buffer.from(descriptor);
+    Buffer.from('parentFileNameHint="/etc/passwd"', 'latin1').copy(afterNul, 0x200 + text.length + 64);
+    assert.ok(!codes(await detectBuf(afterNul)).includes('vmdk_parent'));
   });
 
   it('refuses legacy COWD images', async () => {
