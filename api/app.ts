@@ -204,7 +204,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
     if (deps.catalog) await catalogRoutes(v2, deps.catalog);
     if (deps.metadefs) await metadefRoutes(v2, deps.metadefs);
-    if (deps.live) await eventRoutes(v2, deps.live);
+    if (deps.live) await eventRoutes(v2, deps.live, deps.authenticator);
   });
   return app;
 }

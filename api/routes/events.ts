@@ -7,10 +7,13 @@
  * /v2 route (EventSource cannot send it: clients read the stream with fetch).
  */
 import type { FastifyInstance } from 'fastify';
+import type { Authenticator } from '../../core/authenticator.js';
 import type { Caller } from '../../core/caller.js';
+import { PirError } from '../../core/errors.js';
 import type { LiveEvents } from '../../core/live-events.js';
 import { isAdminCaller } from '../../core/policy.js';
 import { canSeeImage } from '../../core/webhooks/visibility.js';
+import { DELETED } from '../../core/webhooks/matching.js';
 import type { GalleryGrant } from '../../core/ports.js';
 import { eventBody } from '../../core/webhooks/fanout.js';
 import type { PirEvent } from '../../schemas/events.js';
@@ -21,11 +24,17 @@ import { imageView } from '../glance-view.js';
 const KEEPALIVE_MS = 25_000;
 /** What a client waits before reconnecting after the stream drops. */
 const RETRY_MS = 3000;
+/**
+ * How often an open stream asks again whether its token is still good: a revoked or expired
+ * token (or one whose project or roles changed) ends the stream within this, instead of it
+ * going on for as long as the connection lasts.
+ */
+export const TOKEN_RECHECK_MS = 5000;
 
 export const eventsSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   name: 'events',
-  description: 'GET /v2/events: text/event-stream of the image events the caller may see. The first message is `event: pir.hello` with data {project_id, user_id, roles} (the caller); then each event: `id` (the event id), `event` (its type), `data` (this JSON object).',
+  description: 'GET /v2/events: text/event-stream of the image events the caller may see. The first message is `event: pir.hello` with data {project_id, user_id, roles} (the caller); then each event: `id` (the event id), `event` (its type), `data` (this JSON object). The token is checked again every few seconds: once it is no longer valid, or stands for another project or other roles, the last message is `event: pir.goodbye` with data {reason: token_invalid | caller_changed} and the stream ends.',
   type: 'object',
   properties: {
     type: { type: 'string', description: 'image.created, image.upload.started, image.staged, image.import.started, image.stage.started, image.stage.completed, image.stage.failed, image.active, image.killed, image.updated, image.deleted, image.deactivated, image.reactivated, image.member.*' },
@@ -37,12 +46,17 @@ export const eventsSchema = {
 
 /** `grants`: the galleries shared with the caller's project (core/event-audience.ts loads them when they matter). */
 export function mayReceive(caller: Caller, event: PirEvent, doc: ImageDoc | null, grants: readonly GalleryGrant[] = []): boolean {
-  if (doc) return canSeeImage(caller, doc, grants);
-  const owner = (event.data as { owner?: string | null }).owner ?? null;
+  // A deletion goes to the owner and admins only, purged yet or not (as the webhooks': core/webhooks/matching.ts).
+  if (doc && event.type !== DELETED) return canSeeImage(caller, doc, grants);
+  const owner = doc ? doc.owner : (event.data as { owner?: string | null }).owner ?? null;
   return isAdminCaller(caller) || (owner !== null && owner === caller.project_id);
 }
 
-export async function eventRoutes(app: FastifyInstance, live: LiveEvents): Promise<void> {
+function sameCaller(a: Caller, b: Caller): boolean {
+  return a.project_id === b.project_id && a.user_id === b.user_id && [...a.roles].sort().join() === [...b.roles].sort().join();
+}
+
+export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authenticator: Authenticator, recheckMs = TOKEN_RECHECK_MS): Promise<void> {
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => { for (const end of streams) end(); });
   app.get('/v2/schemas/events', async () => eventsSchema);
@@ -67,7 +81,20 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents): Promi
     });
     const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
     const end = () => { raw.end(); };
+    const goodbye = (reason: string) => {
+      if (raw.writableEnded) return;
+      raw.write(`event: pir.goodbye\ndata: ${JSON.stringify({ reason })}\n\n`);
+      end();
+    };
+    const token = request.headers['x-auth-token'] as string;
+    const recheck = setInterval(() => {
+      authenticator.authenticate(token).then(
+        (now) => { if (!sameCaller(caller, now)) goodbye('caller_changed'); },
+        // Identity unreachable ('unavailable') is ours, not the token's: the stream goes on.
+        (error: unknown) => { if (error instanceof PirError && error.kind === 'unauthorized') goodbye('token_invalid'); },
+      );
+    }, recheckMs);
     streams.add(end);
-    raw.on('close', () => { clearInterval(keepalive); stopListening(); streams.delete(end); });
+    raw.on('close', () => { clearInterval(keepalive); clearInterval(recheck); stopListening(); streams.delete(end); });
   });
 }

@@ -5,6 +5,9 @@ import type { GalleryGrant } from '../ports.js';
 import type { Subscription } from './model.js';
 import { canSeeImage } from './visibility.js';
 
+/** The event told to the image's owner (and admins) only. */
+export const DELETED = 'image.deleted';
+
 export function eventMatches(patterns: string[], type: string): boolean {
   return patterns.some((p) => p === type || (p.endsWith('.*') && type.startsWith(p.slice(0, -1))));
 }
@@ -15,16 +18,18 @@ export function subscriberCaller(sub: Subscription): Caller {
 }
 
 /**
- * Whether `sub` is told about an event of `type` on this image. `doc` null: the image is gone
- * (purged after image.deleted); then only its owner's subscriptions and admin ones are told.
+ * Whether `sub` is told about an event of `type` on this image. An image's deletion is told to
+ * its owner's subscriptions and admin ones only, whether or not the image is purged yet (`doc`
+ * null) when the event is fanned out: so who hears of it does not depend on that timing.
  * `grants`: the galleries shared with the subscription's project (core/event-audience.ts).
  */
 export function subscriptionWants(sub: Subscription, type: string, doc: ImageDoc | null, imageId: string, owner: string | null, grants: readonly GalleryGrant[] = []): boolean {
   if (!sub.enabled || !eventMatches(sub.events, type)) return false;
   const f = sub.filters;
   if (f.image_ids?.length && !f.image_ids.includes(imageId)) return false;
-  if (!doc) return (sub.all_projects || (owner !== null && owner === sub.project_id)) && !f.tags?.length && !f.name_prefix && !f.visibility?.length;
-  if (!canSeeImage(subscriberCaller(sub), doc, grants)) return false;
+  const ownerOrAdmin = sub.all_projects || (owner !== null && owner === sub.project_id);
+  if (!doc) return ownerOrAdmin && !f.tags?.length && !f.name_prefix && !f.visibility?.length;
+  if (type === DELETED ? !ownerOrAdmin : !canSeeImage(subscriberCaller(sub), doc, grants)) return false;
   if (f.visibility?.length && !f.visibility.includes(doc.visibility)) return false;
   if (f.tags?.length && !f.tags.every((t) => doc.tags.includes(t))) return false;
   if (f.name_prefix && !(doc.name ?? '').startsWith(f.name_prefix)) return false;

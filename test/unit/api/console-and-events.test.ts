@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
-import { testApp, type TestApp } from './tenant-app.js';
+import { CALLERS, testApp, type TestApp } from './tenant-app.js';
+import { TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
 import { openEventStream } from '../../support/event-stream.js';
 import { tokenExchangeRoutes } from '../../../api/routes/token-exchange.js';
 import { handleError } from '../../../api/error-handler.js';
@@ -82,6 +83,60 @@ describe('console and event stream (HTTP)', () => {
     } finally {
       a.close();
       b.close();
+    }
+  });
+});
+
+describe('event stream: who keeps hearing', () => {
+  let t: TestApp;
+  let url = '';
+  before(async () => {
+    t = await testApp();
+    url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  after(async () => {
+    delete CALLERS['revocable'];
+    await t.close();
+  });
+
+  it('ends a stream whose token was revoked, with pir.goodbye, within the recheck', async () => {
+    CALLERS['revocable'] = { project_id: 'C', user_id: 'c9', roles: ['member'] };
+    const stream = await openEventStream(url, 'revocable');
+    try {
+      await stream.hello;
+      const revokedAt = Date.now();
+      delete CALLERS['revocable'];
+      const bye = await stream.waitFor((m) => m.event === 'pir.goodbye', TOKEN_RECHECK_MS + 3000, 'pir.goodbye');
+      assert.deepEqual(bye.data, { reason: 'token_invalid' });
+      assert.ok(Date.now() - revokedAt <= TOKEN_RECHECK_MS + 3000);
+      // Nothing after it: a public image made now does not reach the closed stream.
+      const seen = stream.messages.length;
+      const pub = await t.create('admin', { name: 'after-revocation', visibility: 'public' });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(stream.messages.length, seen, `heard of ${pub} after its token was revoked`);
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('tells an accepted member of a shared image nothing of its deletion (owner and admins only)', async () => {
+    const b = await openEventStream(url, 'b-member');
+    const admin = await openEventStream(url, 'admin');
+    try {
+      await b.hello;
+      await admin.hello;
+      const id = await t.create('a-member', { name: 'shared-then-deleted', visibility: 'shared' });
+      assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'B' })).statusCode, 200);
+      assert.equal((await t.call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' })).statusCode, 200);
+      assert.equal((await t.patch('a-member', id, [{ op: 'replace', path: '/tags', value: ['seen'] }])).statusCode, 200);
+      await b.waitFor((m) => m.event === 'image.updated' && m.data.data.id === id, 10_000, "the member's image.updated");
+      assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}`)).statusCode, 204);
+      await admin.waitFor((m) => m.event === 'image.deleted' && m.data.data.id === id, 10_000, "the admin's image.deleted");
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(b.messages.filter((m) => m.event === 'image.deleted' && m.data.data.id === id), []);
+    } finally {
+      b.close();
+      admin.close();
     }
   });
 });

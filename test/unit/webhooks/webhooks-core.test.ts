@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError, parseSchedule } from '../../../infra/config.js';
 import { scheduledDelay } from '../../../core/webhooks/jobs.js';
-import { eventMatches } from '../../../core/webhooks/matching.js';
+import { eventMatches, subscriptionWants } from '../../../core/webhooks/matching.js';
+import { makeDoc } from '../../contract/helpers.js';
 import { SecretBox, newSigningSecret, parseSecretKey } from '../../../core/webhooks/secret-box.js';
 import { liveSecrets, rotateSecrets, sealNewSecret } from '../../../core/webhooks/secrets.js';
 import { signatureHeader } from '../../../core/webhooks/signing.js';
@@ -80,5 +81,24 @@ describe('retry schedule and matching', () => {
     assert.ok(eventMatches(['image.*'], 'image.member.created'));
     assert.ok(eventMatches(['image.member.*'], 'image.member.deleted'));
     assert.ok(!eventMatches(['image.member.*'], 'image.updated'));
+  });
+});
+
+describe('who a webhook tells of a deletion', () => {
+  const sub = (project: string, allProjects = false): Subscription => ({
+    id: `wh-${project}`, project_id: project, user_id: 'u', all_projects: allProjects, url: 'https://hooks.example.org/', events: ['image.*'],
+    description: '', filters: {}, enabled: true, disabled_reason: null, disabled_at: null, consecutive_failures: 0,
+    secrets: [], created_at: '2026-01-01T00:00:00.000Z', updated_at: '2026-01-01T00:00:00.000Z',
+  });
+  const doc = makeDoc({ owner: 'p1', visibility: 'shared', status: 'deleted' });
+  doc.members = [{ member_id: 'p2', status: 'accepted', created_at: doc.created_at, updated_at: doc.created_at }];
+
+  it('the owner and all_projects hear of it, an accepted member does not, whether or not the image is purged yet', () => {
+    for (const current of [doc, null]) {
+      assert.equal(subscriptionWants(sub('p1'), 'image.deleted', current, doc.id, 'p1'), true);
+      assert.equal(subscriptionWants(sub('admin', true), 'image.deleted', current, doc.id, 'p1'), true);
+      assert.equal(subscriptionWants(sub('p2'), 'image.deleted', current, doc.id, 'p1'), false);
+    }
+    assert.equal(subscriptionWants(sub('p2'), 'image.updated', { ...doc, status: 'active' }, doc.id, 'p1'), true, 'the member hears of the rest');
   });
 });
