@@ -113,7 +113,7 @@ export const API_ERRORS = {
   bad_sort: refusal(400, 'sort is malformed, or given together with sort_key/sort_dir.'),
   bad_sort_key: refusal(400, 'The sort key is not one PIR sorts by.'),
   bad_sort_dir: refusal(400, 'sort_dir is not asc or desc.'),
-  bad_marker: refusal(400, 'marker is not an image the caller can list.'),
+  bad_marker: refusal(400, 'marker is not an item of the list the caller asked for (an image, webhook or delivery it can list).'),
   bad_visibility: refusal(400, 'visibility is not public, private, shared, community or all.'),
   bad_member_status: refusal(400, 'member_status is not pending, accepted, rejected or all.'),
   bad_filter: refusal(400, 'A filter value is malformed (a boolean, a number, an ISO 8601 time, in: quoting, a length).'),

@@ -111,7 +111,7 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
     store = new SqliteWebhookStore({ path: join(config.dataDir, 'webhooks.sqlite') });
   }
   const kind = webhookDeliveryKind(settings.retrySchedule);
-  const egress = new EgressClient({ ...config.egress, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: settings.timeoutMs, totalTimeoutMs: settings.timeoutMs });
+  const egress = new EgressClient({ ...config.egress, connectTimeoutMs: settings.connectTimeoutMs, idleTimeoutMs: settings.timeoutMs, totalTimeoutMs: settings.timeoutMs, purpose: 'webhook' });
   const service = new WebhookService(store, box, queue, kind, webhookUrlCheck(egress), settings.rotationGraceSeconds, settings.pingsPerMinute);
   const wlog = log.child({ component: 'webhooks' });
   let limiter: EndpointLimiter | null = null;

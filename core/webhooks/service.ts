@@ -12,7 +12,8 @@ import type { JobKind } from '../jobs.js';
 import type { JobQueue } from '../ports.js';
 import type { DeliveryJob } from './jobs.js';
 import type { Delivery, Subscription, WebhookFilters, WebhookStore } from './model.js';
-import { EVENT_PATTERN } from './model.js';
+import { EVENT_PATTERN, WEBHOOK_EVENTS } from './model.js';
+import { eventMatches } from './matching.js';
 import type { SecretBox } from './secret-box.js';
 import { rotateSecrets, sealNewSecret } from './secrets.js';
 
@@ -70,6 +71,13 @@ export class WebhookService {
   }
 
   async list(caller: Caller, limit: number, marker?: string): Promise<Subscription[]> {
+    // As Glance's markers: one that is not in the caller's list is an error, not a silent partial page.
+    if (marker !== undefined) {
+      const at = await this.store.getSubscription(marker);
+      if (!at || (!isAdmin(caller) && at.project_id !== caller.project_id)) {
+        throw fail('bad_marker', `Query parameter 'marker' must be the id of a webhook you can list (got '${marker.slice(0, 64)}'); start again without it.`);
+      }
+    }
     return this.store.listSubscriptions(isAdmin(caller) ? null : caller.project_id, limit, marker);
   }
 
@@ -153,6 +161,9 @@ export class WebhookService {
 
   async deliveries(caller: Caller, id: string, limit: number, marker?: string): Promise<Delivery[]> {
     await this.get(caller, id);
+    if (marker !== undefined && (await this.store.getDelivery(marker))?.subscription_id !== id) {
+      throw fail('bad_marker', `Query parameter 'marker' must be the id of one of this webhook's deliveries (got '${marker.slice(0, 64)}'); start again without it.`);
+    }
     return this.store.listDeliveries(id, limit, marker);
   }
 
@@ -173,9 +184,11 @@ export class WebhookService {
   }
 }
 
+/** Each entry names an event type, or a pattern that matches at least one: a typo would make a webhook that never fires. */
 function checkEvents(events: string[]): void {
   for (const e of events) {
-    if (!EVENT_PATTERN.test(e)) throw fail('webhook_invalid', `'${e}' is not an event type; use e.g. image.active, image.killed, image.member.* or image.*.`);
+    const known = EVENT_PATTERN.test(e) && WEBHOOK_EVENTS.some((type) => eventMatches([e], type));
+    if (!known) throw fail('webhook_invalid', `'${e.slice(0, 64)}' is not an event type PIR sends to webhooks; use ${WEBHOOK_EVENTS.join(', ')}, or the patterns image.member.* and image.*.`);
   }
 }
 

@@ -33,7 +33,37 @@ export interface EgressSettings {
   idleTimeoutMs: number;
   /** The whole transfer, redirects and body included. */
   totalTimeoutMs: number;
+  /** What the requests are for, which the messages say (they reach the user who gave the URL). */
+  purpose?: EgressPurpose;
 }
+
+export type EgressPurpose = 'download' | 'webhook';
+
+/** The words of the messages, per purpose: a webhook's owner must not read about downloading images. */
+const WORDING: Record<EgressPurpose, { scheme: string; credentials: string; refuses: string; ports: string; unfinished: string; unreachable: string; brokeOff: string; cutShort: string }> = {
+  download: {
+    scheme: 'Only http and https URLs can be downloaded',
+    credentials: 'make the image downloadable without them, or upload it instead',
+    refuses: 'PIR does not download from it',
+    ports: 'PIR downloads only from port',
+    unfinished: 'The download did not finish',
+    unreachable: 'Could not download from',
+    brokeOff: 'The download broke off',
+    cutShort: 'The server closed the connection before the whole image arrived.',
+  },
+  webhook: {
+    scheme: 'Only http and https URLs can receive webhooks',
+    credentials: 'a receiver authenticates PIR by the webhook-signature header instead',
+    refuses: 'PIR does not send webhooks to it',
+    ports: 'PIR sends webhooks only to port',
+    unfinished: 'The webhook request did not finish',
+    unreachable: 'Could not reach',
+    brokeOff: 'The answer broke off',
+    cutShort: 'The receiver closed the connection before its whole answer arrived.',
+  },
+};
+
+const wordsOf = (settings: EgressSettings) => WORDING[settings.purpose ?? 'download'];
 
 export const DEFAULT_EGRESS: EgressSettings = {
   allowList: [],
@@ -92,10 +122,10 @@ export function checkUrl(text: string, settings: EgressSettings): CheckedUrl {
     throw new EgressError('uri_refused', `'${shorten(text)}' is not a URL.`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new EgressError('uri_refused', `Only http and https URLs can be downloaded (got ${url.protocol.replace(/:$/, '')}).`);
+    throw new EgressError('uri_refused', `${wordsOf(settings).scheme} (got ${url.protocol.replace(/:$/, '')}).`);
   }
   if (url.username || url.password) {
-    throw new EgressError('uri_refused', 'URLs with credentials (user:password@) are refused; make the image downloadable without them, or upload it instead.');
+    throw new EgressError('uri_refused', `URLs with credentials (user:password@) are refused; ${wordsOf(settings).credentials}.`);
   }
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (!host) throw new EgressError('uri_refused', 'The URL has no host.');
@@ -107,14 +137,14 @@ export function checkUrl(text: string, settings: EgressSettings): CheckedUrl {
   const byName = allowedByName(settings.allowList, host, port);
   if (literal && !byName && !allowedByAddress(settings.allowList, host)) {
     const why = refusedAddress(host);
-    if (why) throw new EgressError('address_refused', `${host} is ${why}; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
+    if (why) throw new EgressError('address_refused', `${host} is ${why}; ${wordsOf(settings).refuses}. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
   }
   // RFC 6761: localhost and *.localhost are the loopback interface whatever DNS says; refused at
   // the call, as a loopback literal is, unless the operator allowed the name or loopback.
   const name = host.toLowerCase().replace(/\.+$/, '');
   if (!literal && !byName && (name === 'localhost' || name.endsWith('.localhost'))
     && !allowedByAddress(settings.allowList, '127.0.0.1') && !allowedByAddress(settings.allowList, '::1')) {
-    throw new EgressError('address_refused', `${host} names the loopback interface; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
+    throw new EgressError('address_refused', `${host} names the loopback interface; ${wordsOf(settings).refuses}. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
   }
   const portExemptLater = !literal && settings.allowList.some((e) => e.kind === 'cidr');
   const portExemptNow = byName || (literal && allowedByAddress(settings.allowList, host));
@@ -123,7 +153,7 @@ export function checkUrl(text: string, settings: EgressSettings): CheckedUrl {
 }
 
 function portRefused(port: number, settings: EgressSettings): EgressError {
-  return new EgressError('uri_refused', `Port ${port} is refused; PIR downloads only from port ${settings.ports.join(' or ')}. (An operator can allow a host:port with PIR_EGRESS_ALLOWLIST.)`);
+  return new EgressError('uri_refused', `Port ${port} is refused; ${wordsOf(settings).ports} ${settings.ports.join(' or ')}. (An operator can allow a host:port with PIR_EGRESS_ALLOWLIST.)`);
 }
 
 /** Resolves the host and checks every address; returns them (all checked), to connect to no other. */
@@ -144,7 +174,7 @@ export async function resolveChecked(target: CheckedUrl, settings: EgressSetting
     const why = refusedAddress(address);
     // The class of address, not the address: the message reaches tenants (a failed import's
     // reason), who must not learn what the cloud's internal names resolve to.
-    if (why) throw new EgressError('address_refused', `${target.host} resolves to ${why}; PIR does not download from it. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
+    if (why) throw new EgressError('address_refused', `${target.host} resolves to ${why}; ${wordsOf(settings).refuses}. (An operator can allow it with PIR_EGRESS_ALLOWLIST.)`);
   }
   if (!settings.ports.includes(target.port) && !target.allowedByName && !allExemptByCidr) throw portRefused(target.port, settings);
   return addresses;
@@ -272,8 +302,8 @@ export class EgressClient {
       });
       req.once('error', (error) => {
         clearTimeout(connectTimer);
-        if (signal.aborted) reject(new EgressError('timeout', `The download did not finish within ${this.settings.totalTimeoutMs} ms, or was cancelled.`));
-        else reject(new EgressError('connection_failed', `Could not download from ${target.url.host}: ${error.message}.`));
+        if (signal.aborted) reject(new EgressError('timeout', `${wordsOf(this.settings).unfinished} within ${this.settings.totalTimeoutMs} ms, or was cancelled.`));
+        else reject(new EgressError('connection_failed', `${wordsOf(this.settings).unreachable} ${target.url.host}: ${error.message}.`));
       });
       req.end(body);
     });
@@ -289,10 +319,10 @@ export class EgressClient {
         callback(null, chunk);
       },
     });
-    const onAbort = () => counter.destroy(new EgressError('timeout', `The download did not finish within ${this.settings.totalTimeoutMs} ms, or was cancelled.`));
+    const onAbort = () => counter.destroy(new EgressError('timeout', `${wordsOf(this.settings).unfinished} within ${this.settings.totalTimeoutMs} ms, or was cancelled.`));
     signal.addEventListener('abort', onAbort, { once: true });
-    response.once('error', (error) => counter.destroy(failure() ?? (error instanceof EgressError ? error : new EgressError('connection_failed', `The download broke off: ${error.message}.`))));
-    response.once('aborted', () => counter.destroy(failure() ?? new EgressError('connection_failed', 'The server closed the connection before the whole image arrived.')));
+    response.once('error', (error) => counter.destroy(failure() ?? (error instanceof EgressError ? error : new EgressError('connection_failed', `${wordsOf(this.settings).brokeOff}: ${error.message}.`))));
+    response.once('aborted', () => counter.destroy(failure() ?? new EgressError('connection_failed', wordsOf(this.settings).cutShort)));
     counter.once('close', () => {
       signal.removeEventListener('abort', onAbort);
       response.destroy();

@@ -45,6 +45,10 @@ describe('webhooks API (inject)', () => {
       [{ ...ok, url: 'https://hooks.example.com:8443/' }, 400, 'webhook_url_refused'],
       [{ ...ok, events: [] }, 400, 'invalid_request'],
       [{ ...ok, events: ['image.bogus!'] }, 400, 'invalid_request'],
+      // Well formed but not a type PIR sends (a typo would make a webhook that never fires).
+      [{ ...ok, events: ['image.activ'] }, 400, 'webhook_invalid'],
+      [{ ...ok, events: ['image.active', 'image.foo.bar'] }, 400, 'webhook_invalid'],
+      [{ ...ok, events: ['image.stage.*'] }, 400, 'webhook_invalid'],
       [{ ...ok, events: 'image.active' }, 400, 'invalid_request'],
       [{ url: ok.url }, 400, 'invalid_request'],
       [{ ...ok, secret: 'whsec_mine' }, 400, 'invalid_request'],
@@ -62,6 +66,14 @@ describe('webhooks API (inject)', () => {
     assert.equal((await t.call('a-member', 'POST', '/v2/webhooks', 'not json', { 'content-type': 'application/json' })).statusCode, 400);
     assert.equal((await t.call('a-member', 'GET', '/v2/webhooks?limit=abc')).json().error.error_code, 'bad_limit');
     assert.equal((await t.call('a-member', 'GET', '/v2/webhooks?limit=0')).statusCode, 400);
+    // A marker that is not one of the caller's webhooks (unknown, or another project's) is 400, not a silent partial page.
+    const othersWebhook = (await create('b-member', ok)).json().id as string;
+    for (const marker of ['bogus', othersWebhook]) {
+      assert.equal((await t.call('a-member', 'GET', `/v2/webhooks?marker=${marker}`)).json().error?.error_code, 'bad_marker', marker);
+    }
+    const mine = (await create('a-member', ok)).json().id as string;
+    assert.equal((await t.call('a-member', 'GET', `/v2/webhooks?marker=${mine}`)).statusCode, 200);
+    assert.equal((await t.call('a-member', 'GET', `/v2/webhooks/${mine}/deliveries?marker=msg_nope`)).json().error?.error_code, 'bad_marker');
     assert.equal((await t.call('a-member', 'GET', `/v2/webhooks/${'x'.repeat(100)}`)).statusCode, 400);
     assert.equal((await t.call('a-member', 'PATCH', '/v2/webhooks/nope', {})).statusCode, 400, 'an empty update');
     // Allow-listed by host:port: plain http is accepted there.

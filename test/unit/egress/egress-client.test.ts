@@ -230,3 +230,18 @@ describe('egress: requests', () => {
     await assert.rejects(read(response.body), (e: unknown) => e instanceof Error);
   });
 });
+
+describe('egress: messages say what the request was for', () => {
+  it('a webhook URL is refused in webhook words, a download URL in download words', async () => {
+    const webhook = settings('', { purpose: 'webhook' });
+    assert.throws(() => checkUrl('https://127.0.0.1/hook', webhook), refusedWith('address_refused', /PIR does not send webhooks to it/));
+    assert.throws(() => checkUrl('https://hooks.example.org:8443/', webhook), refusedWith('uri_refused', /PIR sends webhooks only to port 80 or 443/));
+    assert.throws(() => checkUrl('https://u:p@hooks.example.org/', webhook), refusedWith('uri_refused', /webhook-signature/));
+    assert.throws(() => checkUrl('ftp://hooks.example.org/', webhook), refusedWith('uri_refused', /can receive webhooks/));
+    assert.throws(() => checkUrl('https://127.0.0.1/disk', settings()), refusedWith('address_refused', /PIR does not download from it/));
+    // A receiver that is not there: the failure names reaching it, not downloading.
+    const client = new EgressClient(settings('127.0.0.1', { purpose: 'webhook', connectTimeoutMs: 2000 }));
+    await assert.rejects(client.request('http://127.0.0.1:1/hook', { method: 'POST', body: Buffer.from('{}'), maxBytes: 1024 }),
+      (error: unknown) => error instanceof EgressError && /^Could not reach 127\.0\.0\.1:1/.test(error.message) && !/download/i.test(error.message));
+  });
+});
