@@ -108,9 +108,12 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
     }
     // Glance's list view omits input and result.
     const tasks = all.slice(start, start + limit).map(({ input: _input, result: _result, ...rest }) => rest);
-    const result: Record<string, unknown> = { tasks, first: '/v2/tasks', schema: '/v2/schemas/tasks' };
+    // As Glance's tasks serializer: `first` keeps every parameter but the marker, `next` moves it.
+    const params = new URLSearchParams(query as Record<string, string>);
+    params.delete('marker');
+    const firstQuery = params.toString();
+    const result: Record<string, unknown> = { tasks, first: firstQuery ? `/v2/tasks?${firstQuery}` : '/v2/tasks', schema: '/v2/schemas/tasks' };
     if (tasks.length === limit && limit > 0 && start + limit < all.length) {
-      const params = new URLSearchParams(query as Record<string, string>);
       params.set('marker', String(tasks[tasks.length - 1].id));
       result.next = `/v2/tasks?${params.toString()}`;
     }

@@ -74,6 +74,12 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     const rest = (await t.call('admin', 'GET', page.next)).json();
     assert.equal(rest.tasks.length, 1);
     assert.notEqual(rest.tasks[0].id, page.tasks[0].id);
+    // `first` keeps the query but the marker (Glance's tasks serializer).
+    assert.equal(page.first, '/v2/tasks?limit=1');
+    assert.equal(rest.first, '/v2/tasks?limit=1');
+    const filtered = (await t.call('admin', 'GET', '/v2/tasks?limit=1&status=success')).json();
+    assert.equal(filtered.first, '/v2/tasks?limit=1&status=success');
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks')).json().first, '/v2/tasks');
     assert.equal((await t.call('admin', 'GET', '/v2/tasks?status=failure')).json().tasks.length, 0);
     assert.equal((await t.call('admin', 'GET', '/v2/tasks?status=success')).json().tasks.length, 2);
     const oldestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=asc')).json().tasks.map((x: { id: string }) => x.id);
