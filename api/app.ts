@@ -184,7 +184,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await healthRoutes(app, deps.health ?? []);
   await metricsRoutes(app, checkToken);
   if (deps.ops) await opsRoutes(app, deps.ops, checkToken);
-  await consoleRoutes(app);
+  await consoleRoutes(app, { passwordSignIn: Boolean(deps.keystone) });
   if (deps.keystone) await app.register(async (root) => tokenExchangeRoutes(root, deps.keystone!));
   await app.register(async (v2) => {
     v2.addHook('onRequest', checkToken);

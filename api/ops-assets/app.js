@@ -76,6 +76,15 @@
     return e;
   }
 
+  // Characters that change how the text around them is drawn without being seen: bidi controls
+  // (U+202E turns "safe\u202Egpj.exe" into "safeexe.jpg"), the marks U+200E, U+200F, U+061C, and
+  // C0/C1 controls (NUL, BEL draw as boxes or nothing).
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  /** A user-supplied string (image name, format, failure text) as plain visible text: each hidden character as ⟨U+XXXX⟩. */
+  const visible = (text) => String(text ?? '').replace(HIDDEN, (c) => `⟨U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}⟩`);
+  /** A user-supplied string isolated from the text around it (bdi) and shown with visible(). */
+  const userText = (text) => el('bdi', {}, visible(text));
+
   function renderCards(s) {
     const always = ['queued', 'importing', 'active', 'killed'];
     $('status-cards').replaceChildren(...Object.entries(s.statuses).filter(([st, n]) => n > 0 || always.includes(st)).map(([st, n]) => el('div', { class: `card status-${st}` }, el('b', {}, n), st)));
@@ -89,21 +98,42 @@
       ...STAGES.map((st) => el('tr', {}, el('td', {}, st), el('td', {}, ms(s.stage_latency_ms[st].p50)), el('td', {}, ms(s.stage_latency_ms[st].p95)), el('td', {}, s.stage_latency_ms[st].n))));
     $('processes').replaceChildren(el('tr', {}, el('th', {}, 'role'), el('th', {}, 'host'), el('th', {}, 'pid'), el('th', {}, 'up since'), el('th', {}, 'memory')),
       ...s.processes.map((p) => el('tr', {}, el('td', {}, p.role), el('td', {}, p.host), el('td', {}, p.pid), el('td', {}, new Date(p.started_at).toLocaleTimeString()), el('td', {}, bytes(p.rss_bytes)))));
+    // Each snapshot rebuilds the rows: a keyboard user's focused row is found again by its image id.
+    const focused = document.activeElement?.closest?.('table.images tr[data-id]');
+    const refocus = focused && { table: focused.closest('table').id, id: focused.dataset.id };
     for (const [id, list] of [['recent', s.recent], ['failed', s.failed]]) {
-      $(id).replaceChildren(el('tr', {}, el('th', {}, 'name'), el('th', {}, 'status'), el('th', {}, 'format'), el('th', {}, 'size'), el('th', {}, 'updated')),
-        ...list.map((img) => {
-          const row = el('tr', { 'data-id': img.id }, el('td', {}, img.name ?? img.id.slice(0, 8)), el('td', { class: `status-${img.status}` }, img.status), el('td', {}, img.disk_format ?? ''), el('td', {}, bytes(img.size)), el('td', {}, new Date(img.updated_at).toLocaleTimeString()));
-          row.addEventListener('click', () => showDetail(img));
-          return row;
-        }));
+      $(id).replaceChildren(el('tr', {}, el('th', {}, 'name'), el('th', {}, 'status'), el('th', {}, 'format'), el('th', {}, 'size'), el('th', {}, 'updated')), ...list.map(imageRow));
     }
+    if (refocus) $(refocus.table).querySelector(`tr[data-id="${CSS.escape(refocus.id)}"]`)?.focus();
+  }
+
+  /** A row of #recent or #failed: opens the image's per-stage view by mouse, Enter or Space. */
+  function imageRow(img) {
+    const name = img.name ?? img.id.slice(0, 8);
+    const row = el('tr', { 'data-id': img.id, tabindex: '0', 'aria-label': `${visible(name)}, ${img.status}: open its pipeline stages` },
+      el('td', {}, userText(name)), el('td', { class: `status-${img.status}` }, img.status), el('td', {}, visible(img.disk_format ?? '')), el('td', {}, bytes(img.size)), el('td', {}, new Date(img.updated_at).toLocaleTimeString()));
+    row.addEventListener('click', () => showDetail(img));
+    row.addEventListener('keydown', (e) => {
+      if (e.key !== 'Enter' && e.key !== ' ') return;
+      e.preventDefault(); // Space would scroll the page
+      showDetail(img);
+      $('detail-title').focus();
+    });
+    return row;
+  }
+
+  /** A stage's time: as recorded, else from its start and end (a failed stage records no duration; a pending one's end is a failed attempt's). */
+  function stageMs(x) {
+    if (x.duration_ms !== null && x.duration_ms !== undefined) return x.duration_ms;
+    if (x.started_at && x.ended_at && x.status !== 'pending') return Math.max(0, Date.parse(x.ended_at) - Date.parse(x.started_at));
+    return null;
   }
 
   function showDetail(img) {
     selected = img;
     $('detail').hidden = false;
-    $('detail-title').textContent = `${img.name ?? '(no name)'} · ${img.id} · ${img.status}`;
-    $('detail-failure').textContent = img.failure ? `Failed at ${img.failure.stage}: ${img.failure.code}: ${img.failure.message}` : '';
+    $('detail-title').replaceChildren(userText(img.name ?? '(no name)'), ` · ${img.id} · ${img.status}`);
+    $('detail-failure').replaceChildren(...(img.failure ? [`Failed at ${img.failure.stage}: ${img.failure.code}: `, userText(img.failure.message)] : []));
     const p = img.pipeline;
     const rows = [];
     if (p) {
@@ -116,7 +146,7 @@
         const end = x.ended_at ? Date.parse(x.ended_at) - t0 : start;
         const bar = el('div', { class: `wf-bar ${x.status}` });
         if (start !== null) { bar.style.left = `${(100 * start) / span}%`; bar.style.width = `${(100 * Math.max(0, end - start)) / span}%`; } else bar.hidden = true;
-        rows.push(el('div', { class: 'wf-row', 'data-stage': st }, el('span', { class: 'wf-label' }, `${st}${x.attempts > 1 ? ` ×${x.attempts}` : ''}`), el('div', { class: 'wf-track' }, bar), el('span', { class: 'wf-time' }, `${x.status} ${ms(x.duration_ms)}`)));
+        rows.push(el('div', { class: 'wf-row', 'data-stage': st }, el('span', { class: 'wf-label' }, `${st}${x.attempts > 1 ? ` ×${x.attempts}` : ''}`), el('div', { class: 'wf-track' }, bar), el('span', { class: 'wf-time' }, `${x.status} ${ms(stageMs(x))}`)));
       }
     } else rows.push(el('p', {}, 'No pipeline run yet.'));
     $('waterfall').replaceChildren(...rows);

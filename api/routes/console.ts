@@ -4,6 +4,8 @@
  * immutable caching. The page is static (no data, no token in it) under a strict
  * Content-Security-Policy: scripts and styles from PIR only, no inline script, requests only to
  * PIR itself. Everything it shows comes from the public API with the token the user signs in with.
+ * The one thing the page says of the deployment is which sign-in it offers (a meta tag), so the
+ * console need not probe for it with a request that can only fail before sign-in.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -34,14 +36,25 @@ async function loadBuild(): Promise<{ index: string; assets: Map<string, Buffer>
   }
 }
 
-export async function consoleRoutes(app: FastifyInstance): Promise<void> {
+/** The page's placeholder (console/index.html) for the sign-in forms this PIR serves. */
+const SIGN_IN_META = '<meta name="pir-sign-in" content="token">';
+
+export interface ConsoleOptions {
+  /** PIR runs behind Keystone and serves POST /auth/tokens: the page offers username and password too. */
+  passwordSignIn: boolean;
+}
+
+export async function consoleRoutes(app: FastifyInstance, options: ConsoleOptions): Promise<void> {
   const build = await loadBuild();
+  // A build from before the tag would hide the password form without a word.
+  if (build && !build.index.includes(SIGN_IN_META)) app.log.warn('dist/console-app/index.html has no pir-sign-in meta tag: rebuild the console (npm run build)');
+  const index = build && options.passwordSignIn ? build.index.replace(SIGN_IN_META, '<meta name="pir-sign-in" content="token password">') : build?.index;
   const page = async (_request: unknown, reply: import('fastify').FastifyReply) => {
     if (!build) {
       return reply.code(503).type('text/plain; charset=utf-8').header('cache-control', 'no-store')
         .send('The web console is not built: run `npm run build` (it builds console/ into dist/console-app).\n');
     }
-    return reply.headers(CONSOLE_HEADERS).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(build.index);
+    return reply.headers(CONSOLE_HEADERS).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(index);
   };
   app.get('/console', page);
   app.get('/console/', page);

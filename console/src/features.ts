@@ -59,8 +59,12 @@ async function speaksTus(): Promise<boolean> {
   }
 }
 
-/** When PIR sits behind Keystone it says so in its 401 challenge (as keystonemiddleware does). */
-export async function identityIsKeystone(): Promise<boolean> {
-  const response = await fetch('/v2/schemas/image', { credentials: 'omit', cache: 'no-store' });
-  return response.status === 401 && /keystone/i.test(response.headers.get('www-authenticate') ?? '');
+/**
+ * Whether PIR sits behind Keystone and exchanges a password for a token (POST /auth/tokens): the
+ * page says so in a meta tag (api/routes/console.ts). Asking the API instead would take a request
+ * that fails (401) before sign-in, which the browser logs as an error.
+ */
+export function offersPasswordSignIn(): boolean {
+  const meta = document.querySelector<HTMLMetaElement>('meta[name="pir-sign-in"]');
+  return (meta?.content ?? '').split(/\s+/).includes('password');
 }

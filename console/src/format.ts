@@ -22,3 +22,15 @@ export function eta(seconds: number | null): string {
   if (seconds === null || !Number.isFinite(seconds)) return '—';
   return seconds < 1 ? '<1 s' : duration(seconds * 1000);
 }
+
+/**
+ * Characters that change how the text around them is drawn without being seen: bidi controls
+ * (U+202E turns "safe\u202Egpj.exe" into "safeexe.jpg" on screen), the marks U+200E, U+200F,
+ * U+061C, and C0/C1 controls (NUL, BEL… draw as boxes or nothing).
+ */
+const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A user-supplied string (name, tag, property, gallery) as plain visible text: each hidden character as ⟨U+XXXX⟩. */
+export function visible(text: unknown): string {
+  return String(text ?? '').replace(HIDDEN, (c) => `⟨U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}⟩`);
+}

@@ -1,6 +1,7 @@
 /** The gallery tree (issue 11's /v2/galleries: {id, name, parent_id, path}), shown only when PIR declares galleries. */
 import { useEffect, useState } from 'preact/hooks';
 import { getJson } from './api';
+import { visible } from './format';
 
 interface Gallery { id: string; name: string; parent_id: string | null; path: string }
 
@@ -18,7 +19,7 @@ export function GalleryTree({ selected, onSelect }: { selected: string; onSelect
       <ul role={parent ? 'group' : 'tree'}>
         {kids.map((g) => (
           <li role="treeitem" aria-selected={selected === g.id} key={g.id}>
-            <button type="button" class={selected === g.id ? 'current' : ''} data-gallery={g.id} data-path={g.path} onClick={() => onSelect(g.id)}>{g.name}</button>
+            <button type="button" class={selected === g.id ? 'current' : ''} data-gallery={g.id} data-path={g.path} onClick={() => onSelect(g.id)}><bdi>{visible(g.name)}</bdi></button>
             {branch(g.id)}
           </li>
         ))}

@@ -3,9 +3,9 @@
  * members, the pipeline timeline with a refusal in plain words, checksums, download, and, when
  * this PIR has them, revisions with a diff and share links. Live events refresh it.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, getJson, isNoRoute, patchImage, sendJson, type Image, type Member } from './api';
-import { bytes, when } from './format';
+import { bytes, visible, when } from './format';
 import type { Features } from './features';
 import type { Hello } from './live';
 import type { LiveBus } from './live-bus';
@@ -19,11 +19,19 @@ const BASE = new Set(['id', 'name', 'status', 'visibility', 'protected', 'os_hid
   'size', 'virtual_size', 'checksum', 'os_hash_algo', 'os_hash_value', 'tags', 'created_at', 'updated_at', 'self', 'file', 'schema', 'locations', 'direct_url']);
 const isProperty = (key: string) => !BASE.has(key) && !key.startsWith('pir_');
 
+const rolesOf = (caller: Hello) => caller.roles.map((r) => r.toLowerCase());
+
 export function mayEdit(caller: Hello | null, image: Image): boolean {
   if (!caller) return false;
-  const roles = caller.roles.map((r) => r.toLowerCase());
+  const roles = rolesOf(caller);
   if (roles.includes('admin')) return true;
   return roles.includes('member') && image.owner === caller.project_id;
+}
+
+/** Creating an image (so uploading) needs member or admin (PIR's add_image): a reader-only token only looks. */
+export function mayCreate(caller: Hello): boolean {
+  const roles = rolesOf(caller);
+  return roles.includes('admin') || roles.includes('member');
 }
 
 export function ImagePage({ id, features, caller, live }: { id: string; features: Features; caller: Hello | null; live: LiveBus }) {
@@ -39,6 +47,11 @@ export function ImagePage({ id, features, caller, live }: { id: string; features
     else setImage(updated);
   }), [id]);
 
+  // Keyboard and screen-reader users land on the image's heading, not wherever the list left focus.
+  const heading = useRef<HTMLHeadingElement>(null);
+  const loaded = image !== null;
+  useEffect(() => { if (loaded) heading.current?.focus(); }, [loaded]);
+
   if (error) return <section class="page"><p class="problem" role="alert" id="image-error">{error}</p><a href="#/">Back to the list</a></section>;
   if (!image) return <p class="muted">Loading…</p>;
   const editable = mayEdit(caller, image);
@@ -51,13 +64,13 @@ export function ImagePage({ id, features, caller, live }: { id: string; features
   return (
     <article class="page" aria-labelledby="image-title" data-image={image.id}>
       <p><a href="#/">← Images</a></p>
-      <h1 id="image-title">{image.name || '(no name)'} <span class={`badge s-${image.status}`} id="image-status">{image.status}</span></h1>
+      <h1 id="image-title" tabIndex={-1} ref={heading}>{image.name ? <bdi>{visible(image.name)}</bdi> : '(no name)'} <span class={`badge s-${image.status}`} id="image-status">{image.status}</span></h1>
       {note && <p class="note" role="status" id="image-note">{note}</p>}
       <Timeline image={image} />
       <section aria-labelledby="h-meta"><h2 id="h-meta">Metadata</h2>
         <dl class="meta" id="metadata">
           {[...BASE].filter((k) => k in image && k !== 'tags').map((k) => (
-            <><dt>{k}</dt><dd class={k.includes('hash') || k === 'checksum' || k === 'id' || k === 'owner' ? 'mono' : ''} data-field={k}>{fmt(k, image[k])}</dd></>
+            <><dt>{k}</dt><dd class={k.includes('hash') || k === 'checksum' || k === 'id' || k === 'owner' ? 'mono' : ''} data-field={k}><bdi>{fmt(k, image[k])}</bdi></dd></>
           ))}
         </dl>
       </section>
@@ -81,7 +94,7 @@ function fmt(key: string, value: unknown): string {
   if (value === null || value === undefined) return '—';
   if (key === 'size' || key === 'virtual_size') return `${bytes(value as number)} (${String(value)} bytes)`;
   if (key.endsWith('_at')) return when(value as string);
-  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return visible(typeof value === 'object' ? JSON.stringify(value) : String(value));
 }
 
 type Act = (fn: () => Promise<unknown>, done: string) => Promise<void>;
@@ -90,14 +103,14 @@ function Properties({ image, props, editable, act }: { image: Image; props: [str
   const save = (key: string) => (e: Event) => {
     e.preventDefault();
     const value = String(new FormData(e.currentTarget as HTMLFormElement).get('value') ?? '');
-    void act(() => patchImage(image.id, [{ op: 'replace', path: `/${key}`, value }]), `Saved ${key}.`);
+    void act(() => patchImage(image.id, [{ op: 'replace', path: `/${key}`, value }]), `Saved ${visible(key)}.`);
   };
   const add = (e: Event) => {
     e.preventDefault();
     const form = new FormData(e.currentTarget as HTMLFormElement);
     const key = String(form.get('key') ?? '').trim();
     if (!key) return;
-    void act(() => patchImage(image.id, [{ op: 'add', path: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: String(form.get('value') ?? '') }]), `Added ${key}.`);
+    void act(() => patchImage(image.id, [{ op: 'add', path: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, value: String(form.get('value') ?? '') }]), `Added ${visible(key)}.`);
     (e.currentTarget as HTMLFormElement).reset();
   };
   return (
@@ -108,11 +121,12 @@ function Properties({ image, props, editable, act }: { image: Image; props: [str
           <li data-prop={key} key={key}>
             {editable ? (
               <form onSubmit={save(key.replace(/~/g, '~0').replace(/\//g, '~1'))} class="prop-edit">
-                <label><span class="mono">{key}</span> <input name="value" value={String(value)} aria-label={`value of ${key}`} /></label>
+                {/* The field holds the raw value (saving must write it back unchanged); dir=auto keeps its controls from reordering the page around it. */}
+                <label><bdi class="mono">{visible(key)}</bdi> <input name="value" dir="auto" value={String(value)} aria-label={`value of ${visible(key)}`} /></label>
                 <button type="submit">Save</button>
-                <button type="button" class="danger" onClick={() => act(() => patchImage(image.id, [{ op: 'remove', path: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}` }]), `Removed ${key}.`)}>Remove</button>
+                <button type="button" class="danger" onClick={() => act(() => patchImage(image.id, [{ op: 'remove', path: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}` }]), `Removed ${visible(key)}.`)}>Remove</button>
               </form>
-            ) : <><span class="mono">{key}</span> = <span class="mono">{String(value)}</span></>}
+            ) : <><bdi class="mono">{visible(key)}</bdi> = <bdi class="mono">{visible(value)}</bdi></>}
           </li>
         ))}
       </ul>
@@ -132,11 +146,11 @@ function Tags({ image, editable, act }: { image: Image; editable: boolean; act: 
   return (
     <section aria-labelledby="h-tags"><h2 id="h-tags">Tags</h2>
       <ul class="tags" id="tags">
-        {image.tags.map((t) => <li key={t}><span class="tag">{t}</span>{editable && <button type="button" class="link" aria-label={`remove tag ${t}`} onClick={() => act(() => api(path(t), { method: 'DELETE' }), `Removed tag ${t}.`)}>×</button>}</li>)}
+        {image.tags.map((t) => <li key={t}><bdi class="tag">{visible(t)}</bdi>{editable && <button type="button" class="link" aria-label={`remove tag ${visible(t)}`} onClick={() => act(() => api(path(t), { method: 'DELETE' }), `Removed tag ${visible(t)}.`)}>×</button>}</li>)}
         {image.tags.length === 0 && <li class="muted">No tags.</li>}
       </ul>
       {editable && (
-        <form class="inline" onSubmit={(e) => { e.preventDefault(); const f = e.currentTarget as HTMLFormElement; const tag = String(new FormData(f).get('tag') ?? '').trim(); if (tag) void act(() => api(path(tag), { method: 'PUT' }), `Tagged ${tag}.`); f.reset(); }}>
+        <form class="inline" onSubmit={(e) => { e.preventDefault(); const f = e.currentTarget as HTMLFormElement; const tag = String(new FormData(f).get('tag') ?? '').trim(); if (tag) void act(() => api(path(tag), { method: 'PUT' }), `Tagged ${visible(tag)}.`); f.reset(); }}>
           <label>New tag <input name="tag" maxLength={255} /></label> <button type="submit">Add tag</button>
         </form>
       )}
@@ -158,8 +172,8 @@ function Members({ image, editable, caller, act }: { image: Image; editable: boo
       {why && <p class="muted">{why}</p>}
       <ul id="members">
         {(members ?? []).map((m) => (
-          <li key={m.member_id}><span class="mono">{m.member_id}</span> <span class={`badge m-${m.status}`}>{m.status}</span>
-            {editable && <button type="button" class="link" onClick={() => act(() => api(`${base}/${encodeURIComponent(m.member_id)}`, { method: 'DELETE' }), `Removed ${m.member_id}.`)}>remove</button>}</li>
+          <li key={m.member_id}><bdi class="mono">{visible(m.member_id)}</bdi> <span class={`badge m-${m.status}`}>{m.status}</span>
+            {editable && <button type="button" class="link" onClick={() => act(() => api(`${base}/${encodeURIComponent(m.member_id)}`, { method: 'DELETE' }), `Removed ${visible(m.member_id)}.`)}>remove</button>}</li>
         ))}
         {members && members.length === 0 && <li class="muted">Not shared with any project yet.</li>}
       </ul>
@@ -167,7 +181,7 @@ function Members({ image, editable, caller, act }: { image: Image; editable: boo
         <button type="button" onClick={() => act(() => sendJson('PUT', `${base}/${encodeURIComponent(mine.member_id)}`, { status: s }), `Membership ${s}.`)}>{s === 'accepted' ? 'Accept' : 'Reject'}</button>
       ))}
       {editable && (
-        <form class="inline" onSubmit={(e) => { e.preventDefault(); const f = e.currentTarget as HTMLFormElement; const member = String(new FormData(f).get('member') ?? '').trim(); if (member) void act(() => sendJson('POST', base, { member }), `Shared with ${member}.`); f.reset(); }}>
+        <form class="inline" onSubmit={(e) => { e.preventDefault(); const f = e.currentTarget as HTMLFormElement; const member = String(new FormData(f).get('member') ?? '').trim(); if (member) void act(() => sendJson('POST', base, { member }), `Shared with ${visible(member)}.`); f.reset(); }}>
           <label>Share with project <input name="member" maxLength={255} /></label> <button type="submit">Add member</button>
         </form>
       )}

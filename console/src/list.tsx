@@ -1,12 +1,13 @@
 /**
  * The images list: the API's filters and sort (sort=key:dir), keyword search (?q=) and the gallery
- * tree when this PIR has them, paging by Glance's `next` links. Rows are plain links (keyboard:
- * Tab, Enter, and the arrow keys between rows); long lists stay smooth because only the rows near
+ * tree when this PIR has them, paging by Glance's `next` links. It is a table to assistive
+ * technology (so the sorted column says so with aria-sort); each row's name is a link that covers
+ * the whole row (keyboard: Tab, Enter, and the arrow keys between rows); long lists stay smooth because only the rows near
  * the screen are in the page (a window over the loaded rows, with spacers for the rest).
  */
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { getJson, type Image } from './api';
-import { bytes, when } from './format';
+import { bytes, visible, when } from './format';
 import type { Features } from './features';
 import type { LiveBus } from './live-bus';
 import { GalleryTree } from './galleries';
@@ -141,26 +142,28 @@ export function ImageList({ features, live }: { features: Features; live: LiveBu
           <button type="submit">Apply</button>
         </form>
         {error && <p class="problem" role="alert">{error}</p>}
-        <div class="grid" aria-label="Images" id="images-list">
-          <div class="row head">
+        <div class="grid" role="table" aria-label="Images" id="images-list">
+          <div class="row head" role="row">
             {COLUMNS.map(([key, label]) => (
-              <span class={`c-${key}`}>
+              <span class={`c-${key}`} role="columnheader" aria-sort={sortKey === key ? (sortDir === 'asc' ? 'ascending' : 'descending') : undefined}>
                 <button type="button" class="sort" data-sort={key} onClick={() => sortBy(key)}>{label}{sortKey === key ? (sortDir === 'asc' ? ' ▲' : ' ▼') : ''}</button>
               </span>
             ))}
           </div>
-          <div class="rows" ref={rowsRef} onKeyDown={onRowKey} style={{ paddingTop: `${range[0] * ROW_PX}px`, paddingBottom: `${Math.max(0, images.length - range[1]) * ROW_PX}px` }}>
+          <div class="rows" role="rowgroup" ref={rowsRef} onKeyDown={onRowKey} style={{ paddingTop: `${range[0] * ROW_PX}px`, paddingBottom: `${Math.max(0, images.length - range[1]) * ROW_PX}px` }}>
           {images.slice(range[0], range[1]).map((image, k) => (
-            <a class="row item" href={`#/images/${encodeURIComponent(image.id)}`} data-id={image.id} data-status={image.status} data-index={range[0] + k} key={image.id}>
-              <span class="c-name">{image.name || <em>(no name)</em>}</span>
-              <span class="c-status"><span class={`badge s-${image.status}`}>{image.status}</span></span>
-              <span class="c-disk_format">{image.disk_format ?? '—'}</span>
-              <span class="c-size num">{bytes(image.size)}</span>
-              <span class="c-virtual_size num">{bytes(image.virtual_size)}</span>
-              <span class="c-visibility">{image.visibility}</span>
-              <span class="c-owner mono">{image.owner ?? '—'}</span>
-              <span class="c-updated_at">{when(image.updated_at)}</span>
-            </a>
+            <div class="row item" role="row" data-id={image.id} data-status={image.status} key={image.id}>
+              <span class="c-name" role="cell">
+                <a class="row-link" href={`#/images/${encodeURIComponent(image.id)}`} data-index={range[0] + k}>{image.name ? <bdi>{visible(image.name)}</bdi> : <em>(no name)</em>}</a>
+              </span>
+              <span class="c-status" role="cell"><span class={`badge s-${image.status}`}>{image.status}</span></span>
+              <span class="c-disk_format" role="cell">{image.disk_format ? visible(image.disk_format) : '—'}</span>
+              <span class="c-size num" role="cell">{bytes(image.size)}</span>
+              <span class="c-virtual_size num" role="cell">{bytes(image.virtual_size)}</span>
+              <span class="c-visibility" role="cell">{image.visibility}</span>
+              <span class="c-owner mono" role="cell">{image.owner ? visible(image.owner) : '—'}</span>
+              <span class="c-updated_at" role="cell">{when(image.updated_at)}</span>
+            </div>
           ))}
           </div>
         </div>

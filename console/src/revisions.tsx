@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { getJson, isNoRoute, sendJson, type Image } from './api';
 import type { Features } from './features';
-import { when } from './format';
+import { visible, when } from './format';
 
 interface Revision { n: number; at: string; project_id: string; user_id: string; action?: string; patch: unknown[]; metadata?: Record<string, unknown> }
 
@@ -26,8 +26,8 @@ export function Revisions({ image, editable, act }: { image: Image; features: Fe
       <ol class="revisions">
         {revisions.map((r) => (
           <li key={r.n} data-revision={r.n}>
-            <button type="button" class="link" onClick={() => show(r.n)}>#{r.n}</button> {when(r.at)} · {r.action ?? 'change'} by <span class="mono">{r.user_id}</span> ({r.project_id})
-            <code class="patch">{JSON.stringify(r.patch)}</code>
+            <button type="button" class="link" onClick={() => show(r.n)}>#{r.n}</button> {when(r.at)} · {r.action ?? 'change'} by <bdi class="mono">{visible(r.user_id)}</bdi> (<bdi>{visible(r.project_id)}</bdi>)
+            <code class="patch" dir="ltr">{visible(JSON.stringify(r.patch))}</code>
           </li>
         ))}
       </ol>
@@ -36,7 +36,7 @@ export function Revisions({ image, editable, act }: { image: Image; features: Fe
           <h3>Revision #{diff.n} compared with now</h3>
           {diff.rows.length === 0 ? <p class="muted">Same metadata as now.</p> : (
             <table><thead><tr><th>field</th><th>then</th><th>now</th></tr></thead>
-              <tbody>{diff.rows.map(([k, a, b]) => <tr><td class="mono">{k}</td><td class="del">{a === undefined ? '—' : JSON.stringify(a)}</td><td class="ins">{b === undefined ? '—' : JSON.stringify(b)}</td></tr>)}</tbody></table>
+              <tbody>{diff.rows.map(([k, a, b]) => <tr><td class="mono"><bdi>{visible(k)}</bdi></td><td class="del"><bdi>{a === undefined ? '—' : visible(JSON.stringify(a))}</bdi></td><td class="ins"><bdi>{b === undefined ? '—' : visible(JSON.stringify(b))}</bdi></td></tr>)}</tbody></table>
           )}
           {editable && <button type="button" onClick={() => act(() => sendJson('POST', `${base}/${diff.n}/restore`, {}), `Restored revision #${diff.n}.`)}>Restore this revision</button>}
         </div>

@@ -1,14 +1,13 @@
 /** Sign-in: a token, or (behind Keystone) a username, password and project exchanged through PIR's POST /auth/tokens. */
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, ApiError } from './api';
-import { identityIsKeystone } from './features';
+import { offersPasswordSignIn } from './features';
 import { saveSession, type Session } from './session';
 
 export function SignIn({ onSignedIn, problem }: { onSignedIn: (s: Session) => void; problem: string }) {
-  const [keystone, setKeystone] = useState(false);
+  const [keystone] = useState(offersPasswordSignIn);
   const [error, setError] = useState(problem);
   const [busy, setBusy] = useState(false);
-  useEffect(() => { identityIsKeystone().then(setKeystone, () => setKeystone(false)); }, []);
 
   const finish = async (token: string, label: string) => {
     await api('/v2/images?limit=1', {}, token); // proves the token before keeping it

@@ -1,6 +1,6 @@
 /** Drop zone / file picker and the upload queue with progress, rate and ETA. */
 import { useEffect, useState } from 'preact/hooks';
-import { bytes, eta } from './format';
+import { bytes, eta, visible } from './format';
 import type { Features } from './features';
 import { forgetPending, pendingUploads, type UploadQueue } from './upload';
 
@@ -27,7 +27,7 @@ export function UploadPanel({ queue, features }: { queue: UploadQueue; features:
       {open.length > 0 && (
         <div class="pending" id="pending-uploads" role="status">
           {open.map((p) => (
-            <p key={p.imageId}>Interrupted: <strong>{p.name}</strong> ({bytes(p.size)}) — choose the same file again to {p.uploadUrl ? 'resume it' : 'upload it again'} into image <a href={`#/images/${p.imageId}`} class="mono">{p.imageId.slice(0, 8)}</a>.
+            <p key={p.imageId}>Interrupted: <strong><bdi>{visible(p.name)}</bdi></strong> ({bytes(p.size)}) — choose the same file again to {p.uploadUrl ? 'resume it' : 'upload it again'} into image <a href={`#/images/${p.imageId}`} class="mono">{p.imageId.slice(0, 8)}</a>.
               <button type="button" class="link" onClick={() => { forgetPending(p.imageId); setPending(pendingUploads()); }}>Forget</button></p>
           ))}
         </div>
@@ -38,12 +38,12 @@ export function UploadPanel({ queue, features }: { queue: UploadQueue; features:
             const pct = item.total ? Math.floor((item.sent / item.total) * 100) : 0;
             return (
               <li class="upload-item" data-phase={item.phase} data-image={item.imageId ?? ''} key={item.key}>
-                <span class="u-name">{item.imageId ? <a href={`#/images/${item.imageId}`}>{item.name}</a> : item.name}</span>
-                <progress max={100} value={pct} aria-label={`${item.name} upload progress`} />
+                <span class="u-name"><bdi>{item.imageId ? <a href={`#/images/${item.imageId}`}>{visible(item.name)}</a> : visible(item.name)}</bdi></span>
+                <progress max={100} value={pct} aria-label={`${visible(item.name)} upload progress`} />
                 <span class="u-stats">{item.phase === 'uploading'
                   ? `${pct}% · ${bytes(item.sent)} of ${bytes(item.total)} · ${bytes(item.rate)}/s · ETA ${eta(item.etaSeconds)}`
                   : `${pct}% of ${bytes(item.total)}`}</span>
-                <span class={`u-phase p-${item.phase}`}>{phaseWords(item.phase)}{item.error ? `: ${item.error}` : ''}</span>
+                <span class={`u-phase p-${item.phase}`}>{phaseWords(item.phase)}{item.error ? `: ${visible(item.error)}` : ''}</span>
               </li>
             );
           })}

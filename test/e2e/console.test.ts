@@ -2,8 +2,9 @@
  * The web console (/console) in headless Chromium (Debian's chromium, driven by playwright-core)
  * against a real `pir serve` with two projects: sign in with a token; upload a qcow2 by the file
  * picker and follow it live (GET /v2/events) to active; a hostile qcow2 shows its refusal in
- * plain words; edit a property; project B's private image never shows; sign out forgets the
- * token. Screenshots (list, image page, upload in progress) are saved beside the test logs.
+ * plain words; edit a property; names with bidi and control characters show them as escapes;
+ * project B's private image never shows; a reader gets no upload; the browser logs no error
+ * before sign-in; sign out forgets the token. Screenshots (list, image page, upload in progress) are saved beside the test logs.
  * Extensions (keyword search, galleries, share links, tus) are tested when this PIR declares
  * them, found out as the console does (/v2/schemas, the list's ?q=, tus's OPTIONS); when it
  * does not, those tests say so as skipped with the reason.
@@ -99,8 +100,20 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     }
     console.log(`# first contentful paint, 3 cold loads: ${paints.map((p) => p.toFixed(0)).join(', ')} ms`);
     assert.ok(Math.min(...paints) > 0 && Math.min(...paints) < 1000, `first paint ${paints.join(', ')} ms`);
+    // Before sign-in the page makes no request that fails (the sign-in probe, /favicon.ico) and logs no error.
+    const logged: string[] = [];
+    const onConsole = (m: import('playwright-core').ConsoleMessage) => { if (m.type() === 'error' || m.type() === 'warning') logged.push(m.text()); };
+    const onResponse = (r: import('playwright-core').Response) => { if (r.status() >= 400) logged.push(`${r.status()} ${r.url()}`); };
+    page.on('console', onConsole);
+    page.on('response', onResponse);
     await page.goto(`${base}/console`);
     await page.waitForSelector('#signin-token');
+    await page.waitForLoadState('networkidle');
+    page.off('console', onConsole);
+    page.off('response', onResponse);
+    assert.deepEqual(logged, [], 'a clean browser console before sign-in');
+    assert.match(await page.getAttribute('link[rel=icon]', 'href') ?? '', /^data:image\/svg\+xml;base64,/, 'an inline icon');
+    assert.equal(await page.locator('#signin-keystone').count(), 0, 'no password form without Keystone');
   });
 
   it('signs in with a token (a wrong one is refused) and keeps it in sessionStorage only', async () => {
@@ -155,6 +168,10 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     assert.match(text, /backing file/i);
     assert.match(text, /What to do/);
     assert.equal(await page.textContent('#image-status'), 'killed');
+    const summary = await page.textContent('#pipeline-summary') ?? '';
+    assert.match(summary, /failed at \w+ after \d/, summary);
+    assert.doesNotMatch(summary, /now at/);
+    assert.match(await page.textContent('#timeline .stage[data-status="failed"] .st-time') ?? '', /^failed · \d/, 'the failed stage shows how long it ran');
   });
 
   it('edits a property by JSON Patch (image page screenshot)', async () => {
@@ -172,6 +189,23 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     const image = await new PirClient(base, ids.A.token).getImage(goodId);
     assert.equal(image.body.os_distro, 'ubuntu');
     await page.screenshot({ path: join(logDir, 'console-image-page.png'), fullPage: true });
+  });
+
+  it('shows bidi and control characters in names, tags and properties as escapes', async () => {
+    const a = new PirClient(base, ids.A.token);
+    const spoof = await a.createImage({ name: 'safe\u202Egpj.exe\u202C', disk_format: 'raw', container_format: 'bare', tags: ['t\u2066ag'], note: 'ring\u0007bell\u200F' });
+    const shown = 'safe⟨U+202E⟩gpj.exe⟨U+202C⟩';
+    await page.evaluate(() => { location.hash = '#/'; });
+    await page.waitForSelector(`#images-list .row[data-id="${spoof.id}"]`, { timeout: 10_000 });
+    assert.equal(await page.textContent(`#images-list .row[data-id="${spoof.id}"] .c-name`), shown);
+    assert.equal(await page.locator(`#images-list .row[data-id="${spoof.id}"] .c-name bdi`).count(), 1, 'isolated from the text around it');
+    await page.evaluate((id) => { location.hash = `#/images/${id}`; }, spoof.id);
+    await page.waitForSelector(`article[data-image="${spoof.id}"]`);
+    assert.equal(await page.textContent('#image-title bdi'), shown);
+    assert.equal(await page.textContent('#metadata dd[data-field="name"]'), shown);
+    assert.equal(await page.textContent('#tags .tag'), 't⟨U+2066⟩ag');
+    assert.equal(await page.inputValue('#properties li[data-prop="note"] input[name=value]'), 'ring\u0007bell\u200F', 'the field keeps the raw value to save it back');
+    assert.ok(!/[\u202a-\u202e\u2066-\u2069\u0007]/.test(await page.textContent(`article[data-image="${spoof.id}"]`) ?? ''), 'no raw control character in the page text');
   });
 
   it("never shows another project's private image (list, page, live events)", async () => {
@@ -193,11 +227,19 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
   it('is keyboard-usable and fits a narrow screen (screenshots)', async () => {
     await page.evaluate(() => { location.hash = '#/'; });
     await page.waitForSelector(`#images-list .row[data-id="${goodId}"]`);
-    await page.focus(`#images-list .row[data-id="${goodId}"]`);
+    assert.equal(await page.getAttribute('#images-list [role=columnheader][aria-sort]', 'aria-sort'), 'descending');
+    assert.equal(await page.locator('#images-list [role=columnheader][aria-sort]').count(), 1, 'only the sorted column says so');
+    await page.click('#images-list button[data-sort="name"]');
+    assert.equal(await page.getAttribute('#images-list [role=columnheader]:has(button[data-sort="name"])', 'aria-sort'), 'ascending');
+    await page.click('#images-list button[data-sort="updated_at"]');
+    await page.click('#images-list button[data-sort="updated_at"]'); // back to newest first
+    await page.waitForSelector(`#images-list .row[data-id="${goodId}"]`);
+    await page.focus(`#images-list .row[data-id="${goodId}"] a.row-link`);
     await page.keyboard.press('Enter');
     await page.waitForFunction((id) => location.hash === `#/images/${id}`, goodId);
     // The image page renders after its fetch: Tab before then would start from an empty page.
     await page.waitForSelector('#image-status');
+    await page.waitForFunction(() => document.activeElement?.id === 'image-title', undefined, { timeout: 5000 });
     await page.keyboard.press('Tab');
     assert.notEqual(await page.evaluate(() => document.activeElement?.tagName), 'BODY', 'Tab moves the focus');
     await page.setViewportSize({ width: 390, height: 844 });
@@ -220,7 +262,7 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     console.log(`# 1000 images created in ${Date.now() - started} ms`);
     await page.evaluate(() => { location.hash = '#/'; });
     await page.reload();
-    await page.waitForSelector('#images-list a.row');
+    await page.waitForSelector('#images-list .row.item');
     const loadStart = Date.now();
     const shown = async () => Number(/^(\d+)/.exec(await page.textContent('#images-count') ?? '')?.[1] ?? 0);
     while ((await shown()) < 1000) {
@@ -229,7 +271,7 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     }
     const total = await shown();
     assert.ok(total >= 1000, `${total} rows loaded`);
-    assert.ok((await page.locator('#images-list a.row').count()) < 150, 'only the rows near the screen are in the page');
+    assert.ok((await page.locator('#images-list .row.item').count()) < 150, 'only the rows near the screen are in the page');
     console.log(`# 1000+ rows loaded (5 pages) in ${Date.now() - loadStart} ms`);
     // Scroll from top to bottom one step per frame and measure the frames.
     const frames = await page.evaluate(async () => {
@@ -249,7 +291,7 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     const median = frames[Math.floor(frames.length / 2)]!;
     console.log(`# scroll over ${frames.length} frames: median ${median.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${frames[frames.length - 1]!.toFixed(1)} ms`);
     assert.ok(frames.length > 50, 'a long page');
-    await page.waitForSelector(`#images-list a.row[data-index="${total - 1}"]`); // the last row is there at the bottom
+    await page.waitForSelector(`#images-list a.row-link[data-index="${total - 1}"]`); // the last row is there at the bottom
     await page.evaluate(() => scrollTo(0, 0));
     // On a quiet laptop frames are ~16 ms; the bound leaves room for a shared CI machine (p95 is
     // reported, not asserted: it measures the machine's load more than the page).
@@ -261,8 +303,8 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
    * page replaces it, so wait for the row count rather than for the row.
    */
   async function expectOnlyRow(id: string): Promise<void> {
-    await page.waitForFunction(() => document.querySelectorAll('#images-list a.row').length === 1, undefined, { timeout: 10_000 });
-    assert.deepEqual(await page.locator('#images-list a.row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id'))), [id]);
+    await page.waitForFunction(() => document.querySelectorAll('#images-list .row.item').length === 1, undefined, { timeout: 10_000 });
+    assert.deepEqual(await page.locator('#images-list .row.item').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id'))), [id]);
   }
 
   it('searches by keyword (when declared by this PIR)', async (t) => {
@@ -293,7 +335,28 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
   it('creates a share link and uses it in a fresh browser context (when declared by this PIR)', async (t) => {
     if (!features.shareLinks) return t.skip('this PIR declares no share links (/v2/schemas/share-links)');
     await page.evaluate((id) => { location.hash = `#/images/${id}`; }, goodId);
+    // The form's bound is the API's (30 days), said in hours; what the API still refuses is said in words too.
+    assert.equal(await page.getAttribute('#share-hours', 'max'), '720');
+    await page.fill('#share-hours', '1000');
     await page.click('#share-create');
+    await page.waitForSelector('#share-error:not(:empty)');
+    assert.match(await page.textContent('#share-error') ?? '', /1 to 720 hours \(30 days\)/);
+    assert.equal(await page.getAttribute('#share-hours', 'aria-invalid'), 'true');
+    assert.equal(await page.locator('#share-url').count(), 0, 'nothing was sent');
+    const refuse = (route: import('playwright-core').Route) => route.request().method() === 'POST'
+      ? route.fulfill({ status: 400, contentType: 'application/json', body: JSON.stringify({ error: { code: 400, error_code: 'invalid_request', message: 'Invalid request: body/expires_in must be <= 2592000.' } }) })
+      : route.continue();
+    await page.route('**/share-links', refuse);
+    await page.fill('#share-hours', '700');
+    await page.click('#share-create');
+    await page.waitForSelector('#share-error >> text=PIR refused this expiry');
+    assert.doesNotMatch(await page.textContent('#share-error') ?? '', /expires_in|2592000/, 'no schema text');
+    await page.unroute('**/share-links', refuse);
+    await page.fill('#share-hours', '24');
+    await page.click('#share-create');
+    await page.waitForSelector('#share-url');
+    assert.equal(await page.textContent('#share-error'), '');
+    assert.equal(await page.evaluate(() => (document.getElementById('share-url') as HTMLInputElement).labels?.[0]?.textContent), 'New link (shown once)');
     const url = await page.inputValue('#share-url');
     const fresh = await browser!.newContext();
     const response = await fresh.request.get(url);
@@ -323,6 +386,19 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     const image = await new PirClient(base, ids.A.token).getImage(imageId!);
     assert.equal(image.body.status, 'active');
     assert.equal(image.body.size, 24 << 20);
+  });
+
+  it('offers no upload to a reader-only token', async () => {
+    const context = await browser!.newContext();
+    const reader = await context.newPage();
+    await reader.goto(`${base}/console`);
+    await reader.fill('#signin-token', ids.Ar.token);
+    await reader.click('#signin button[type=submit]');
+    // The stream's hello names the caller's roles; the page decides after it.
+    await reader.waitForFunction(() => document.getElementById('who')?.textContent?.startsWith('project '), undefined, { timeout: 10_000 });
+    await reader.waitForSelector('#images-list');
+    assert.equal(await reader.locator('#drop, #file-input').count(), 0);
+    await context.close();
   });
 
   it('signs out and forgets the token', async () => {

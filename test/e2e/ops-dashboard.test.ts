@@ -1,7 +1,8 @@
 /**
  * The ops dashboard in headless Chromium (Debian's chromium, driven by playwright-core) against
  * a real `pir serve`: it signs in, shows a finished image's per-stage waterfall with a trace
- * link, and a killed image's reason; a screenshot is saved beside the test logs.
+ * link, and a killed image's reason; the image rows open by keyboard too; names with bidi and
+ * control characters show them as escapes; a screenshot is saved beside the test logs.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -46,6 +47,9 @@ describe('ops dashboard in a browser', { skip: missing && !inCI ? `no Chromium a
     assert.equal(refused.status, 415);
     const killed = await client.waitSettled(bad.id);
     assert.equal(killed.status, 'killed');
+    // A name that a right-to-left override would draw as "safeexe.jpg", and one with BEL.
+    const spoof = await client.createImage({ name: 'safe\u202Egpj.exe\u202C', disk_format: 'raw', container_format: 'bare' });
+    const bell = await client.createImage({ name: 'ring\u0007bell', disk_format: 'raw', container_format: 'bare' });
 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
@@ -74,6 +78,31 @@ describe('ops dashboard in a browser', { skip: missing && !inCI ? `no Chromium a
     await page.waitForFunction((id) => document.getElementById('detail-title')?.textContent?.includes(id), bad.id);
     const reason = await page.textContent('#detail-failure');
     assert.match(reason ?? '', new RegExp(`Failed at ${killed.failure?.stage ?? 'inspect'}: ${killed.failure?.code ?? ''}`));
+    assert.match(await page.textContent(`#waterfall .wf-row[data-stage="${killed.failure?.stage ?? 'inspect'}"] .wf-time`) ?? '', /^failed \d/, 'the failed stage shows how long it ran');
+
+    // Hidden characters are shown, not obeyed: the spoofed name reads as it is stored.
+    await page.waitForSelector(`#recent tr[data-id="${spoof.id}"]`);
+    assert.equal(await page.textContent(`#recent tr[data-id="${spoof.id}"] td:first-child`), 'safe⟨U+202E⟩gpj.exe⟨U+202C⟩');
+    assert.equal(await page.textContent(`#recent tr[data-id="${bell.id}"] td:first-child`), 'ring⟨U+0007⟩bell');
+    assert.equal(await page.locator(`#recent tr[data-id="${spoof.id}"] td:first-child bdi`).count(), 1, 'the name is isolated from the text around it');
+    assert.ok(!/[\u202a-\u202e\u0007]/.test(await page.textContent('#recent') ?? ''), 'no raw control character in the table');
+
+    // By keyboard: Tab reaches the rows (focus drawn, an accessible name), the focus survives a snapshot, Enter and Space open.
+    const goodRow = `#recent tr[data-id="${good.id}"]`;
+    assert.equal(await page.getAttribute(goodRow, 'tabindex'), '0');
+    assert.match(await page.getAttribute(goodRow, 'aria-label') ?? '', /^good-raw, active: open/);
+    await page.focus('#logout');
+    for (let i = 0; i < 40 && !(await page.evaluate((sel) => document.activeElement === document.querySelector(sel), goodRow)); i++) await page.keyboard.press('Tab');
+    assert.ok(await page.evaluate((sel) => document.activeElement === document.querySelector(sel), goodRow), 'Tab reaches the image row');
+    assert.notEqual(await page.evaluate((sel) => getComputedStyle(document.querySelector(sel)!).outlineStyle, goodRow), 'none', 'the focused row is outlined');
+    await page.waitForTimeout(2500); // a snapshot rebuilds the rows
+    assert.ok(await page.evaluate((sel) => document.activeElement === document.querySelector(sel), goodRow), 'the focus stays on the row across a snapshot');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((id) => document.getElementById('detail-title')?.textContent?.includes(id), good.id);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'detail-title', 'the opened view takes the focus');
+    await page.focus(`#failed tr[data-id="${bad.id}"]`);
+    await page.keyboard.press(' ');
+    await page.waitForFunction((id) => document.getElementById('detail-title')?.textContent?.includes(id), bad.id);
     await page.waitForTimeout(2500); // one more snapshot: the charts have two points
     const shot = join(logDir, 'ops-dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });

@@ -3,7 +3,8 @@
  * caching, nothing else served from the build directory), GET /v2/events (token required, the
  * pir.hello first message, the caller's image events in order, nothing of another project's
  * private image, each message the webhook body), /v2/schemas/events, and POST /auth/tokens'
- * input checks (absent without Keystone; hostile bodies are 400s).
+ * input checks (absent without Keystone; hostile bodies are 400s; the page offers the password
+ * form exactly when it is served).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +13,7 @@ import { CALLERS, testApp, type TestApp } from './tenant-app.js';
 import { TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
 import { openEventStream } from '../../support/event-stream.js';
 import { tokenExchangeRoutes } from '../../../api/routes/token-exchange.js';
+import { consoleRoutes } from '../../../api/routes/console.js';
 import { handleError } from '../../../api/error-handler.js';
 
 describe('console and event stream (HTTP)', () => {
@@ -43,6 +45,7 @@ describe('console and event stream (HTTP)', () => {
       assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable');
     }
     assert.equal((await fetch(`${url}/console/`)).status, 200);
+    assert.ok(html.includes('<meta name="pir-sign-in" content="token">'), 'token sign-in only (no Keystone)');
   });
 
   it('serves nothing else from the build directory', async () => {
@@ -148,6 +151,17 @@ describe('POST /auth/tokens input', () => {
       assert.equal((await t.app.inject({ method: 'POST', url: '/auth/tokens', payload: { username: 'u', password: 'p', project: 'x' } })).statusCode, 404);
     } finally {
       await t.close();
+    }
+  });
+
+  it('is announced by the console page when served (so the page need not probe for it)', async () => {
+    const app = Fastify();
+    try {
+      await consoleRoutes(app, { passwordSignIn: true });
+      const html = (await app.inject({ method: 'GET', url: '/console' })).body;
+      assert.ok(html.includes('<meta name="pir-sign-in" content="token password">'), html.slice(0, 300));
+    } finally {
+      await app.close();
     }
   });
 
