@@ -105,9 +105,12 @@ export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: 
 }
 
 /** The bytes never all arrived: back to queued, the staging forgotten. */
-export function abortReceiving(draft: ImageDoc, reason: string): NewEvent[] {
+export function abortReceiving(draft: ImageDoc, reason: string, expired = false): NewEvent[] {
   // A registration that never finished leaves no location: the image can be given one again.
   if (draft.upload?.kind === 'location') draft.location = null;
+  // An expired tus upload is remembered, for its URL to answer 410 and not 404.
+  const resumable = draft.upload?.resumable;
+  if (expired && resumable) draft.expired_upload = { id: resumable.id, expires_at: resumable.expires_at };
   draft.upload = null;
   draft.staging = null;
   if (draft.status === 'saving' || draft.status === 'uploading') transition(draft, 'queued');

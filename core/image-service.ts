@@ -502,13 +502,16 @@ export class ImageService {
   /**
    * The image and its tus upload `uploadId`, for a caller continuing it (HEAD, PATCH, DELETE):
    * visibility and the upload_image policy are checked on every request, as for PUT …/file.
-   * A finished, aborted or unknown upload is 404.
+   * A finished, terminated or unknown upload is 404; one abandoned because it expired, 410.
    */
   async resumableUpload(caller: Caller, id: string, uploadId: string): Promise<{ doc: ImageDoc; run: number; resumable: ResumableUpload }> {
     const doc = requireVisible(caller, await this.manifest.get(id), id);
     enforce(caller, 'upload_image', { owner: doc.owner });
     const resumable = doc.upload?.resumable;
     if (!doc.upload || !resumable || resumable.id !== uploadId) {
+      if (doc.expired_upload?.id === uploadId) {
+        throw fail('upload_expired', `Upload ${uploadId} of image ${id} expired at ${doc.expired_upload.expires_at} and was abandoned with its bytes; start a new upload with POST /v2/images/${id}/uploads.`);
+      }
       throw fail('upload_not_found', `Image ${id} has no resumable upload ${uploadId.slice(0, 64)} in progress (finished, terminated, expired or never created); create one with POST /v2/images/${id}/uploads.`);
     }
     return { doc, run: doc.upload.run, resumable };
@@ -549,9 +552,9 @@ export class ImageService {
   }
 
   /** The bytes never all arrived: back to queued, staging removed. */
-  async abortUpload(_caller: Caller, id: string, run: number, reason: string): Promise<void> {
+  async abortUpload(_caller: Caller, id: string, run: number, reason: string, options: { expired?: boolean } = {}): Promise<void> {
     try {
-      await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason) : null));
+      await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason, options.expired) : null));
     } finally {
       await this.dropStaging(id);
     }

@@ -103,6 +103,11 @@ export interface ResumableUpload {
   length: number;
   /** Past this instant the upload is abandoned by the sweepers (tus expiration extension). */
   expires_at: string;
+  /**
+   * Upload-Metadata as the client sent it at creation (validated: ingest/tus/protocol.ts), given
+   * back unchanged by HEAD. Stored and echoed only: no key sets anything of the image.
+   */
+  metadata?: string;
 }
 
 /** A download link for a third party without an account (api/routes/share-links.ts). */
@@ -204,6 +209,11 @@ export interface ImageDoc {
   expected: { md5?: string; sha512?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
   upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'location'; started_at: string; resumable?: ResumableUpload } | null;
+  /**
+   * The image's last tus upload abandoned because it expired, so that its URL answers 410
+   * upload_expired (not 404) once it is gone from `upload`. Absent: none expired.
+   */
+  expired_upload?: { id: string; expires_at: string } | null;
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;

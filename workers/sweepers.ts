@@ -90,7 +90,7 @@ export class Sweepers {
     for (const doc of stalledUploads) {
       // A resumable upload waits for its client to come back, until it expires.
       if (doc.upload && resumableWaits(doc, now)) continue;
-      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, doc.upload.resumable ? 'the resumable upload expired' : 'the upload stopped arriving (its client or server went away)');
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, doc.upload.resumable ? 'the resumable upload expired' : 'the upload stopped arriving (its client or server went away)', { expired: doc.upload.resumable !== undefined });
     }
     const stuckRuns = await this.manifest.store.findStale(['importing'], new Date(now - this.settings.stageDeadlineSeconds * 1000).toISOString(), 200);
     for (const doc of stuckRuns) await this.resume(doc, 'its stage made no progress before the deadline');
@@ -232,7 +232,8 @@ export class Sweepers {
       if (doc.upload && resumableWaits(doc, Date.now())) continue;
       // A location registration is a durable job that runs again now; if it does not, the stall sweep returns it to queued.
       if (doc.upload?.kind === 'location') continue;
-      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, 'PIR restarted while the data was arriving');
+      // A resumable upload here has expired (one still waiting was passed over above).
+      if (doc.upload) await this.images.abortUpload(SYSTEM_CALLER, doc.id, doc.upload.run, doc.upload.resumable ? 'the resumable upload expired' : 'PIR restarted while the data was arriving', { expired: doc.upload.resumable !== undefined });
     }
     for (const doc of await this.manifest.store.findStale(['importing'], longAgo, 100_000)) {
       await this.resume(doc, 'PIR restarted during the import', false);

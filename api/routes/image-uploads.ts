@@ -8,7 +8,7 @@ import { fail } from '../../core/error-catalog.js';
 import type { ResumableUploads, UploadState } from '../../ingest/tus/resumable-uploads.js';
 import {
   TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE, TUS_EXTENSIONS, TUS_VERSION,
-  byteCount, httpDate, parseUploadChecksum, requireTusResumable,
+  byteCount, httpDate, parseUploadChecksum, parseUploadMetadata, requireTusResumable,
 } from '../../ingest/tus/protocol.js';
 import { mediaTypeOf } from '../http-hygiene.js';
 
@@ -25,9 +25,11 @@ export async function imageUploadRoutes(app: FastifyInstance, deps: UploadRouteD
   await app.register(async (tus) => {
     // PATCH bodies are streamed, never parsed or buffered.
     tus.addContentTypeParser(TUS_CONTENT_TYPE, (_request, payload, done) => done(null, payload));
-    // Every answer says which tus version it speaks, errors included.
+    // Every answer says which tus version it speaks, errors included; a 412 (only ever
+    // tus_version_unsupported here) also lists the versions PIR speaks, as tus 1.0 requires.
     tus.addHook('onSend', async (_request, reply) => {
       reply.header('Tus-Resumable', TUS_VERSION);
+      if (reply.statusCode === 412) reply.header('Tus-Version', TUS_VERSION);
     });
 
     const discovery = async (_request: FastifyRequest, reply: FastifyReply) => reply
@@ -45,8 +47,10 @@ export async function imageUploadRoutes(app: FastifyInstance, deps: UploadRouteD
         throw fail('bad_header', 'Upload-Defer-Length is not supported: send Upload-Length, the size of the image in bytes.');
       }
       const length = byteCount('Upload-Length', request.headers['upload-length']);
+      // Checked before the image is claimed; stored as sent, for HEAD.
+      const metadata = parseUploadMetadata(request.headers['upload-metadata']);
       const { id } = request.params as Params;
-      const created = await deps.uploads.create(request.caller, id, length);
+      const created = await deps.uploads.create(request.caller, id, length, metadata);
       const path = `/v2/images/${id}/uploads/${created.id}`;
       return reply.code(201)
         .header('Location', deps.publicUrl ? `${deps.publicUrl}${path}` : path)
@@ -58,7 +62,9 @@ export async function imageUploadRoutes(app: FastifyInstance, deps: UploadRouteD
     tus.head('/v2/images/:id/uploads/:upload', async (request, reply) => {
       requireTusResumable(request.headers['tus-resumable']);
       const { id, upload } = request.params as Params;
-      return withState(reply.code(200), await deps.uploads.state(request.caller, id, upload)).send();
+      const state = await deps.uploads.state(request.caller, id, upload);
+      if (state.metadata !== undefined) reply.header('Upload-Metadata', state.metadata);
+      return withState(reply.code(200), state).send();
     });
 
     // Checked before the body is read: another media type would be parsed as JSON (api/app.ts).

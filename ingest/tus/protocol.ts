@@ -34,6 +34,40 @@ export function parseUploadChecksum(header: string | string[] | undefined): { al
   return { algorithm, digest: Buffer.from(match[2]!, 'base64') };
 }
 
+/** The most Upload-Metadata PIR keeps with an upload (the header as sent, in bytes). */
+export const UPLOAD_METADATA_MAX_BYTES = 4096;
+/** Printable ASCII but space and comma: what tus allows in a metadata key. */
+const METADATA_KEY = /^[\x21-\x2b\x2d-\x7e]+$/;
+/** Standard base64 with its padding (RFC 4648 §4), possibly empty. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Upload-Metadata (creation extension): comma-separated `key base64value` pairs, keys unique,
+ * ASCII without spaces or commas; a value may be left out (`key` or `key `). Returns the header
+ * as sent, to be stored and given back unchanged by HEAD, or null when there is none (absent or
+ * empty). PIR reads none of the keys: metadata never sets an image's fields.
+ */
+export function parseUploadMetadata(header: string | string[] | undefined): string | null {
+  if (header === undefined) return null;
+  const bad = (why: string) => fail('tus_metadata_invalid', `Upload-Metadata ${why}; send comma-separated 'key base64value' pairs (e.g. 'filename ZGlzay5yYXc=,type cmF3'), keys unique and without spaces or commas.`);
+  if (typeof header !== 'string') throw bad('was sent more than once');
+  if (Buffer.byteLength(header, 'latin1') > UPLOAD_METADATA_MAX_BYTES) throw bad(`is ${Buffer.byteLength(header, 'latin1')} bytes long, more than the ${UPLOAD_METADATA_MAX_BYTES} PIR keeps`);
+  if (header.trim() === '') return null;
+  const keys = new Set<string>();
+  for (const [index, part] of header.split(',').entries()) {
+    const pair = part.replace(/^[ \t]+|[ \t]+$/g, '');
+    if (pair === '') throw bad(`has an empty pair (pair ${index + 1})`);
+    const space = pair.indexOf(' ');
+    const key = space === -1 ? pair : pair.slice(0, space);
+    const value = space === -1 ? '' : pair.slice(space + 1);
+    if (!METADATA_KEY.test(key)) throw bad(`key '${key.slice(0, 32)}' is not printable ASCII without spaces`);
+    if (keys.has(key)) throw bad(`names the key '${key.slice(0, 32)}' twice`);
+    keys.add(key);
+    if (!BASE64.test(value)) throw bad(`value of '${key.slice(0, 32)}' is not base64 ('${value.slice(0, 32)}')`);
+  }
+  return header;
+}
+
 /** RFC 9110 IMF-fixdate, as tus's Upload-Expires wants. */
 export function httpDate(iso: string): string {
   return new Date(iso).toUTCString();

@@ -38,6 +38,8 @@ export interface UploadState {
   offset: number;
   length: number;
   expires_at: string;
+  /** Upload-Metadata as sent at creation (absent: none was). */
+  metadata?: string;
   /** Set when this request brought the last byte: the image as it went on to import. */
   completed?: ImageDoc;
 }
@@ -57,7 +59,8 @@ export class ResumableUploads {
     this.leases = deps.leases ?? new LocalLeases();
   }
 
-  async create(caller: Caller, imageId: string, length: number): Promise<{ id: string; expires_at: string; completed?: ImageDoc }> {
+  /** `metadata`: Upload-Metadata as sent (validated by the caller), kept with the upload for HEAD. */
+  async create(caller: Caller, imageId: string, length: number, metadata: string | null = null): Promise<{ id: string; expires_at: string; completed?: ImageDoc }> {
     const { images, quotas, staging, upload } = this.deps;
     if (length > upload.maxImageSize) throw tooLarge(upload.maxImageSize);
     const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
@@ -65,6 +68,7 @@ export class ResumableUploads {
       id: randomBytes(16).toString('hex'),
       length,
       expires_at: new Date(Date.now() + this.deps.expirySeconds * 1000).toISOString(),
+      ...(metadata !== null ? { metadata } : {}),
     };
     const ticket = await images.beginResumableUpload(caller, imageId, resumable);
     // Nothing will come for a format with a header: refused now, the image stays queued (as PUT …/file).
@@ -93,7 +97,8 @@ export class ResumableUploads {
     const { run, resumable } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
     return this.locked(`${imageId}.${run}`, async () => {
       const current = await this.live(caller, imageId, uploadId);
-      return { offset: current.offset, length: current.resumable.length, expires_at: resumable.expires_at };
+      const { metadata } = current.resumable;
+      return { offset: current.offset, length: current.resumable.length, expires_at: resumable.expires_at, ...(metadata !== undefined ? { metadata } : {}) };
     });
   }
 
@@ -170,11 +175,13 @@ export class ResumableUploads {
     await this.locked(key, async () => {
       // A PATCH of this process waited for may have finished the upload: then there is nothing
       // to terminate (404), and its bytes are the import's now.
-      await this.deps.images.resumableUpload(caller, imageId, uploadId);
+      const { resumable } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
       // Not while another process appends: its commit would outlive the removal.
       const lease = await this.leases.acquire(key);
       if (!lease) throw fail('upload_locked', `Another request is appending to upload ${uploadId} of image ${imageId}; terminate it in a moment.`);
       try {
+        // Expired: abandoned as such (410, as HEAD and PATCH answer), not terminated.
+        if (isExpired(resumable)) await this.expire(imageId, uploadId, run, resumable);
         await this.abandon(imageId, run, 'the client terminated the resumable upload');
       } finally {
         await lease.release();
@@ -185,13 +192,19 @@ export class ResumableUploads {
   /** The upload as it is now, refused when it expired (the sweepers then clear it). */
   private async live(caller: Caller, imageId: string, uploadId: string): Promise<{ resumable: ResumableUpload; offset: number }> {
     const { run, resumable } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
-    if (Date.parse(resumable.expires_at) <= Date.now()) {
-      await this.abandon(imageId, run, 'the resumable upload expired');
-      throw fail('upload_expired', `Upload ${uploadId} of image ${imageId} expired at ${resumable.expires_at}; the image is back in queued, start a new upload.`);
-    }
+    if (isExpired(resumable)) await this.expire(imageId, uploadId, run, resumable);
     const offset = await this.deps.staging.offset(imageId, run);
     if (offset === null) throw fail('upload_not_found', `Upload ${uploadId} of image ${imageId} has no staged bytes any more; start a new upload.`);
     return { resumable, offset };
+  }
+
+  /**
+   * Abandons an upload past its expiry (as the sweepers would), remembered on the image so that
+   * every later request for it is 410 too, then refuses this one with 410 upload_expired.
+   */
+  private async expire(imageId: string, uploadId: string, run: number, resumable: ResumableUpload): Promise<never> {
+    await this.abandon(imageId, run, 'the resumable upload expired', true);
+    throw fail('upload_expired', `Upload ${uploadId} of image ${imageId} expired at ${resumable.expires_at} and was abandoned with its bytes; start a new upload with POST /v2/images/${imageId}/uploads.`);
   }
 
   /** Hash state at `offset`: the one in memory, or restored from what is staged alone. */
@@ -211,9 +224,9 @@ export class ResumableUploads {
     return this.deps.images.completeUpload(caller, imageId, run, { key, size: length, md5, sha512 });
   }
 
-  private async abandon(imageId: string, run: number, reason: string): Promise<void> {
+  private async abandon(imageId: string, run: number, reason: string, expired = false): Promise<void> {
     this.digests.delete(`${imageId}.${run}`);
-    await this.deps.images.abortUpload(SYSTEM_CALLER, imageId, run, reason);
+    await this.deps.images.abortUpload(SYSTEM_CALLER, imageId, run, reason, { expired });
     await this.deps.quotas.settle(imageId, () => this.deps.images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
   }
 
@@ -267,6 +280,10 @@ function mapAppendError(error: unknown, length: number, idleMs: number): unknown
   if (error instanceof PatchIdle) return fail('upload_idle', `No data arrived for ${idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS); the bytes received so far are kept: HEAD for the offset and resume.`);
   if (isStorageFull(error)) return insufficientStorage('insufficient_storage', 'PIR ran out of disk space while writing this PATCH; the bytes already acknowledged are kept. The operator must free space in PIR_DATA_DIR; then resume.');
   return error;
+}
+
+function isExpired(resumable: ResumableUpload): boolean {
+  return Date.parse(resumable.expires_at) <= Date.now();
 }
 
 function timingSafeEqualDigest(a: Buffer, b: Buffer): boolean {

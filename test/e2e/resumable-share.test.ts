@@ -130,6 +130,46 @@ for (const mode of MODES) {
       assert.equal(doc.os_hash_value, sha512(data));
     });
 
+    it('keeps tus-js-client\'s Upload-Metadata and gives it back on HEAD; refuses malformed metadata and other tus versions as tus 1.0 says', async () => {
+      const data = rawImage(3 * MiB);
+      const id = await createImage();
+      const metadata = { filename: 'disk ü.raw', visibility: 'public', empty: '' };
+      // tus-js-client sends the first chunk, is stopped, then a second one resumes from its URL.
+      const url = await new Promise<string>((resolve, reject) => {
+        const upload: tus.Upload = new tus.Upload(data, {
+          endpoint: `${base}/v2/images/${id}/uploads`, headers: { 'X-Auth-Token': TOKEN }, chunkSize: 1 * MiB, uploadSize: data.length, metadata,
+          onChunkComplete: () => { upload.abort().then(() => resolve(upload.url!), reject); },
+          onError: reject,
+        });
+        upload.start();
+      });
+      const head = await api(new URL(url).pathname, { method: 'HEAD', headers: TUS }); // tus-js-client's URL is absolute
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('upload-offset'), String(1 * MiB));
+      const b64 = (s: string) => Buffer.from(s).toString('base64');
+      // As sent, less the trailing space of the empty value: HTTP does not count it in the header's value.
+      assert.equal(head.headers.get('upload-metadata'), `filename ${b64('disk ü.raw')},visibility ${b64('public')},empty`);
+      await new Promise<void>((resolve, reject) => {
+        new tus.Upload(data, { uploadUrl: url, headers: { 'X-Auth-Token': TOKEN }, uploadSize: data.length, metadata, onError: reject, onSuccess: () => resolve() }).start();
+      });
+      const doc = await settled(id);
+      assert.equal(doc.status, 'active', JSON.stringify(doc.pir_failure));
+      assert.equal(doc.os_hash_value, sha512(data));
+      assert.equal(doc.visibility, 'shared', 'metadata is stored and echoed, never applied');
+
+      const other = await createImage();
+      for (const bad of ['filename not-base64!', `a ${b64('1')},a ${b64('2')}`, `a ${b64('1')},,b ${b64('2')}`]) {
+        const res = await api(`/v2/images/${other}/uploads`, { method: 'POST', headers: { ...TUS, 'upload-length': '10', 'upload-metadata': bad } });
+        assert.equal(res.status, 400, bad);
+        assert.equal((await res.json()).error.error_code, 'tus_metadata_invalid');
+      }
+      const old = await api(`/v2/images/${other}/uploads`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'tus-resumable': '0.2.0', 'upload-length': '10' } });
+      assert.equal(old.status, 412);
+      assert.equal(old.headers.get('tus-version'), '1.0.0');
+      assert.equal((await old.json()).error.error_code, 'tus_version_unsupported');
+      assert.equal((await (await api(`/v2/images/${other}`)).json()).status, 'queued', 'refused creations claim nothing');
+    });
+
     it('resumes an upload after the API process was killed and started again', async () => {
       const data = rawImage(4 * MiB);
       const id = await createImage();

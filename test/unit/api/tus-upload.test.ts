@@ -112,6 +112,15 @@ describe('tus resumable uploads (in process)', () => {
     const post = (headers: Record<string, string>) => t.call('a-member', 'POST', `/v2/images/${id}/uploads`, undefined, headers);
     assertErrorShape((await post({ 'upload-length': '10' })).json(), 412, 'tus_version_unsupported');
     assertErrorShape((await post({ 'tus-resumable': '0.2.2', 'upload-length': '10' })).json(), 412, 'tus_version_unsupported');
+    // tus 1.0: a 412 lists the versions the server speaks (Tus-Version), whatever the method.
+    for (const [method, url] of [['POST', `/v2/images/${id}/uploads`], ['HEAD', `/v2/images/${id}/uploads/${'0'.repeat(32)}`], ['PATCH', `/v2/images/${id}/uploads/${'0'.repeat(32)}`], ['DELETE', `/v2/images/${id}/uploads/${'0'.repeat(32)}`]] as const) {
+      const res = await t.call('a-member', method, url, method === 'PATCH' ? Buffer.alloc(1) : undefined, { 'tus-resumable': '0.2.0', 'upload-length': '10', 'upload-offset': '0', ...(method === 'PATCH' ? PATCH_TYPE : {}) });
+      assert.equal(res.statusCode, 412, `${method} ${res.body}`);
+      assert.equal(res.headers['tus-version'], '1.0.0', method);
+      assert.equal(res.headers['tus-resumable'], '1.0.0', method);
+    }
+    assert.equal((await post({ 'upload-length': '10' })).headers['tus-version'], '1.0.0', 'also when Tus-Resumable is missing');
+    assert.equal((await post({ ...TUS, 'upload-length': '-1' })).headers['tus-version'], undefined, 'only a 412 lists the versions');
     assertErrorShape((await post(TUS)).json(), 400, 'bad_header');
     assertErrorShape((await post({ ...TUS, 'upload-length': '-1' })).json(), 400, 'bad_header');
     assertErrorShape((await post({ ...TUS, 'upload-length': '1e9' })).json(), 400, 'bad_header');
@@ -147,6 +156,93 @@ describe('tus resumable uploads (in process)', () => {
     // The rest completes the image with the right digests.
     assert.equal((await patch(location, 1000, data.subarray(1000))).statusCode, 204);
     const doc = await settled(t, id);
+    assert.equal(doc.os_hash_value, sha512(data));
+  });
+
+  it('keeps Upload-Metadata as sent and gives it back on HEAD; never sets image fields from it; refuses malformed metadata (400), claiming nothing', async () => {
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const id = await t.create('a-member', { name: 'kept' });
+    const before = (await t.d.manifest.get(id))!;
+    const metadata = `filename ${b64('disk.raw')},visibility ${b64('public')},owner ${b64('B')},name ${b64('renamed')},is_confidential, empty `;
+    const post = (headers: Record<string, string>) => t.call('a-member', 'POST', `/v2/images/${id}/uploads`, undefined, { ...TUS, 'upload-length': '4096', ...headers });
+    for (const bad of ['filename not-base64!', `a ${b64('1')},a ${b64('2')}`, `a ${b64('1')},,b ${b64('2')}`, ',', `k ${'A'.repeat(4096)}`]) {
+      const res = await post({ 'upload-metadata': bad });
+      assertErrorShape(res.json(), 400, 'tus_metadata_invalid');
+      assert.equal(res.headers['tus-resumable'], '1.0.0');
+    }
+    assert.equal((await t.d.manifest.get(id))!.status, 'queued', 'refused creations claim nothing');
+    const created = await post({ 'upload-metadata': metadata });
+    assert.equal(created.statusCode, 201, created.body);
+    const location = created.headers.location as string;
+    const h = await head(location);
+    assert.equal(h.statusCode, 200);
+    assert.equal(h.headers['upload-metadata'], metadata, 'returned exactly as sent');
+    const doc = (await t.d.manifest.get(id))!;
+    assert.deepEqual([doc.name, doc.visibility, doc.owner], ['kept', before.visibility, 'A'], 'metadata sets nothing of the image');
+    assert.notEqual(doc.visibility, 'public');
+    assert.deepEqual(doc.properties, {});
+    assert.equal((await patch(location, 0, Buffer.alloc(4096))).statusCode, 204);
+    assert.equal((await settled(t, id)).status, 'active');
+    // Without Upload-Metadata, HEAD sends none.
+    const plain = await create(10);
+    assert.equal((await head(plain.location)).headers['upload-metadata'], undefined);
+  });
+
+  it('answers 410 upload_expired to HEAD, PATCH and DELETE of an expired upload, whichever comes first, and after it was abandoned', async () => {
+    const expire = async (id: string) => {
+      await t.d.manifest.update(id, (draft) => { draft.upload!.resumable!.expires_at = new Date(Date.now() - 1000).toISOString(); return []; });
+    };
+    const del = (location: string) => t.call('a-member', 'DELETE', location, undefined, TUS);
+    const gone = (res: { statusCode: number; json(): unknown; headers: Record<string, unknown> }, what: string) => {
+      assert.equal(res.statusCode, 410, what);
+      assert.equal(res.headers['tus-resumable'], '1.0.0', what);
+    };
+    const data = Buffer.alloc(8192);
+    for (const first of ['HEAD', 'PATCH', 'DELETE'] as const) {
+      const { id, location } = await create(data.length);
+      assert.equal((await patch(location, 0, data.subarray(0, 1024))).statusCode, 204);
+      await expire(id);
+      const answer = first === 'HEAD' ? await head(location) : first === 'PATCH' ? await patch(location, 1024, data.subarray(1024)) : await del(location);
+      gone(answer, `${first} first`);
+      if (first !== 'HEAD') {
+        assertErrorShape(answer.json(), 410, 'upload_expired');
+        assert.match((answer.json() as { error: { message: string } }).error.message, /expired at .* and was abandoned.*POST \/v2\/images\/.*\/uploads/);
+      }
+      // The upload was abandoned: image queued, staging gone, and every later request is 410 too.
+      const doc = (await t.d.manifest.get(id))!;
+      assert.equal(doc.status, 'queued', first);
+      assert.equal(doc.upload, null);
+      gone(await head(location), `HEAD after ${first}`);
+      const later = await patch(location, 1024, data.subarray(1024));
+      assertErrorShape(later.json(), 410, 'upload_expired');
+      assertErrorShape((await del(location)).json(), 410, 'upload_expired');
+      // Another project still sees nothing; a new upload of the image works, its URL is not gone.
+      assert.equal((await t.call('b-member', 'PATCH', location, data, { ...TUS, ...PATCH_TYPE, 'upload-offset': '0' })).statusCode, 404);
+      const again = await create(data.length, id);
+      assert.equal((await patch(again.location, 0, data)).statusCode, 204);
+      assert.equal((await settled(t, id)).status, 'active');
+      gone(await head(location), 'the expired URL stays 410');
+      assert.equal((await head(again.location)).statusCode, 404, 'a finished upload is 404');
+    }
+  });
+
+  it('tus-js-client given an expired upload\'s URL sees 410 and starts a new upload', async () => {
+    const data = image(256 * 1024, 31);
+    const { id, location } = await create(data.length);
+    assert.equal((await patch(location, 0, data.subarray(0, 4096))).statusCode, 204);
+    await t.d.manifest.update(id, (draft) => { draft.upload!.resumable!.expires_at = new Date(Date.now() - 1000).toISOString(); return []; });
+    const statuses: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      new tus.Upload(data, {
+        endpoint: `http://127.0.0.1:${port}/v2/images/${id}/uploads`, uploadUrl: `http://127.0.0.1:${port}${location}`,
+        headers: { 'X-Auth-Token': 'a-member' }, uploadSize: data.length,
+        onAfterResponse: (req, res) => { statuses.push(`${req.getMethod()} ${res.getStatus()}`); },
+        onError: reject, onSuccess: () => resolve(),
+      }).start();
+    });
+    assert.deepEqual(statuses, ['HEAD 410', 'POST 201', 'PATCH 204']);
+    const doc = await settled(t, id);
+    assert.equal(doc.status, 'active');
     assert.equal(doc.os_hash_value, sha512(data));
   });
 
@@ -284,7 +380,11 @@ describe('tus upload state across a restart', () => {
       const doc = (await d.manifest.get(id))!;
       assert.equal(doc.status, 'queued');
       assert.equal(doc.upload, null);
-      await assert.rejects(uploads.state(SYSTEM_CALLER, id, upload.id), (e: Error & { code?: string }) => e.code === 'upload_not_found');
+      // Its URL answers 410 to every request, as before the sweepers came (not 404).
+      const expired = (e: Error & { code?: string }) => e.code === 'upload_expired';
+      await assert.rejects(uploads.state(SYSTEM_CALLER, id, upload.id), expired);
+      await assert.rejects(uploads.patch(P, id, upload.id, { offset: 1024, body: streamOf(Buffer.alloc(1024)), contentLength: 1024, checksum: null }), expired);
+      await assert.rejects(uploads.terminate(P, id, upload.id), expired);
     } finally {
       await d.close();
     }
