@@ -7,6 +7,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { CONTAINER_FORMATS, DISK_FORMATS, IMAGE_STATUSES, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { LIMITS } from '../core/limits.js';
+import { commonPropertiesSchema } from '../core/common-properties.js';
 
 const UUID_PATTERN = '^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$';
 
@@ -68,6 +69,8 @@ export const imageSchema = {
     pir_pipeline: ReadOnly(Nullable({ type: 'object', description: 'PIR: the import pipeline run, with per-stage status and timings' })),
     pir_failure: ReadOnly(Nullable({ type: 'object', description: 'PIR: why the image was killed: stage, code and message' })),
     pir_gallery_id: Type.String({ maxLength: 64, description: "PIR: the owner's gallery the image is in (GET /v2/galleries); remove it to take the image out" }),
+    // Glance's packaged schema-image.json: glanceclient builds --os-distro, --architecture… from these.
+    ...Object.fromEntries(Object.entries(commonPropertiesSchema()).map(([key, schema]) => [key, Type.Unsafe<string>(schema)])),
   }, { additionalProperties: Type.String() }),
   links: [
     { rel: 'self', href: '{self}' },

@@ -7,6 +7,7 @@
  *
  * Each function changes the draft and returns the events to write with it.
  */
+import { commonPropertyProblem } from './common-properties.js';
 import type { ExternalLocation, HashedBlob, ImageDoc, LocationFingerprint, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { canTransition } from '../schemas/state-machine.js';
@@ -325,6 +326,8 @@ export function setProperty(draft: ImageDoc, key: string, value: unknown): void 
   if (key.length === 0 || key.length > LIMITS.propertyKeyLength) throw fail('property_name_too_long', `A property name is 1 to ${LIMITS.propertyKeyLength} characters ('${key.slice(0, 40)}…' is ${key.length}).`);
   if (typeof value !== 'string') throw invalid(`Extra property '${key}' must be a string (Glance's schema types every extra property as a string).`);
   if (value.length > LIMITS.propertyValueLength) throw fail('property_value_too_long', `Property '${key}' is longer than ${LIMITS.propertyValueLength} characters.`);
+  const problem = commonPropertyProblem(key, value);
+  if (problem) throw invalid(problem);
   draft.properties[key] = value;
   checkPropertyQuota(draft);
 }

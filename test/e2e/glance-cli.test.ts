@@ -146,6 +146,11 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
     assert.equal(field(shown, 'visibility'), 'community');
     shown = await glance('image-update', '--remove-property', 'os_distro', id);
     assert.equal(field(shown, 'os_distro'), undefined);
+    // The options glanceclient builds from Glance's packaged schema-image.json properties.
+    shown = await glance('image-update', '--os-distro', 'ubuntu', '--architecture', 'x86_64', '--os-version', '24.04', id);
+    assert.equal(field(shown, 'os_distro'), 'ubuntu');
+    assert.equal(field(shown, 'architecture'), 'x86_64');
+    await assert.rejects(glance('image-update', '--kernel-id', 'not-a-uuid', id), (e: Error & { stderr?: string }) => /kernel_id|does not match|400/i.test(String(e.stderr)));
     await assert.rejects(glance('image-update', '--disk-format', 'qcow2', id), (e: Error & { stderr?: string }) => /403|queued/i.test(String(e.stderr)));
     await glance('image-update', '--protected', 'True', id);
     // glanceclient prints its own sentence for a 403 on delete

@@ -22,6 +22,29 @@ describe('GET /v2/schemas/*', () => {
     assert.deepEqual(image.additionalProperties, { type: 'string' });
     assert.deepEqual(image.properties.name.type, ['null', 'string']);
     assert.equal(image.properties.status.readOnly, true);
+    // Glance's packaged schema-image.json properties: glanceclient builds --os-distro, --kernel-id… from them.
+    for (const key of ['kernel_id', 'ramdisk_id', 'instance_uuid', 'architecture', 'os_distro', 'os_version', 'description', 'cinder_encryption_key_id', 'cinder_encryption_key_deletion_policy']) {
+      assert.ok(image.properties[key], key);
+    }
+    assert.deepEqual(image.properties.kernel_id.type, ['null', 'string']);
+    assert.equal(image.properties.os_distro.is_base, false, "as Glance's: glanceclient adds such a property instead of replacing it");
+    assert.deepEqual(image.properties.cinder_encryption_key_deletion_policy.enum, ['on_image_deletion', 'do_not_delete']);
+  });
+
+  it("checks the common properties' values as Glance's schema does, at create and with PATCH", async () => {
+    const kernel = '3d6a1a5e-6c1f-4a8e-9b1e-2f3c4d5e6f70';
+    const bad = await t.call('a-member', 'POST', '/v2/images', { name: 'k', kernel_id: 'not-a-uuid' });
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.match(bad.json().error.message, /'kernel_id' must be an image id/);
+    const id = await t.create('a-member', { name: 'k', kernel_id: kernel, ramdisk_id: kernel, os_distro: 'ubuntu', architecture: 'x86_64' });
+    const shown = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
+    assert.equal(shown.kernel_id, kernel);
+    assert.equal(shown.os_distro, 'ubuntu');
+    const patched = await t.patch('a-member', id, [{ op: 'add', path: '/cinder_encryption_key_deletion_policy', value: 'sometimes' }]);
+    assert.equal(patched.statusCode, 400, patched.body);
+    assert.match(patched.json().error.message, /on_image_deletion, do_not_delete/);
+    assert.equal((await t.patch('a-member', id, [{ op: 'add', path: '/cinder_encryption_key_deletion_policy', value: 'do_not_delete' }])).statusCode, 200);
+    assert.equal((await t.patch('a-member', id, [{ op: 'replace', path: '/ramdisk_id', value: 'nope' }])).statusCode, 400);
   });
 
   it('validates every response shape the server gives', async () => {
