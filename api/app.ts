@@ -1,4 +1,5 @@
 /** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
+import { negotiatedUrl } from './version-negotiation.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../core/authenticator.js';
@@ -31,7 +32,7 @@ import { infoRoutes } from './routes/info.js';
 import { storeRoutes } from './routes/stores.js';
 import { StoreOperations } from '../core/store-operations.js';
 import { metricsRoutes } from './routes/metrics.js';
-import { versionRoutes } from './routes/versions.js';
+import { servedMinors, versionRoutes } from './routes/versions.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { imageUploadRoutes } from './routes/image-uploads.js';
 import { shareLinkRoutes, sharedDownloadRoutes } from './routes/share-links.js';
@@ -47,6 +48,9 @@ import type { LiveEvents } from '../core/live-events.js';
 import { consoleRoutes } from './routes/console.js';
 import { eventRoutes } from './routes/events.js';
 import { tokenExchangeRoutes, type TokenExchangeSettings } from './routes/token-exchange.js';
+
+/** The v2 minor versions this API serves (no cache API here: `pir cache` has its own app). */
+const SERVED_MINORS = servedMinors(false);
 
 export interface AppDeps {
   images: ImageService;
@@ -114,6 +118,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestLogView } }),
     // A path segment (tag, member id) longer than this answers 414; shorter ones reach the domain's own limits.
     routerOptions: { maxParamLength: 1024 },
+    // Glance's version negotiation: /v2.N/…, the vendor Accept type, and 300 for other versions.
+    rewriteUrl: (req) => negotiatedUrl(req.url ?? '/', req.headers.accept, SERVED_MINORS),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     requestTimeout: 0,
     keepAliveTimeout: timeouts.keepAliveMs,

@@ -1,6 +1,7 @@
 /** GET / and GET /versions, as Glance answers them (no token needed). */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { VERSION_CHOICES_PATH } from '../version-negotiation.js';
 
 /**
  * The Image API versions PIR implements, newest first: 2.17 (the location API:
@@ -35,6 +36,13 @@ export async function versionRoutes(app: FastifyInstance, options: VersionOption
   const imageCache = options.imageCache ?? false;
   app.get('/', async (_request, reply) => reply.code(300).send(versions(base(), imageCache)));
   app.get('/versions', async () => versions(base(), imageCache));
+  // A version PIR does not serve, whatever the method (api/version-negotiation.ts sends it here).
+  app.all(VERSION_CHOICES_PATH, async (_request, reply) => reply.code(300).send(versions(base(), imageCache)));
+}
+
+/** The v2 minor versions served (2.17 → 17), for version negotiation. */
+export function servedMinors(imageCache: boolean): Set<number> {
+  return new Set((imageCache ? WITH_CACHE_API : IMAGE_API).map((v) => Number(v.split('.')[1])));
 }
 
 /** PIR's base URL from the address it listens on (loopback for a wildcard address). */

@@ -20,6 +20,26 @@ describe('GET / and /versions', () => {
     assert.deepEqual(ids.map((v) => v.id), ['v2.17', 'v2.15', 'v2.13', 'v2.12', 'v2.11', 'v2.10', 'v2.9', 'v2.8', 'v2.7', 'v2.6', 'v2.5', 'v2.4', 'v2.3', 'v2.2', 'v2.1', 'v2.0']);
   });
 
+  it("negotiates versions as Glance's middleware: /v2.N/, the vendor media type, /versions/, and 300 for other versions", async () => {
+    const list = await t.call('a-member', 'GET', '/v2.1/images?limit=1');
+    assert.equal(list.statusCode, 200, list.body);
+    assert.ok(Array.isArray(list.json().images));
+    assert.equal((await t.call('a-member', 'GET', '/v2.0/schemas/image')).json().name, 'image');
+    assert.equal((await t.call('a-member', 'GET', '/v2.17/images')).statusCode, 200);
+    const vendor = await t.call('a-member', 'GET', '/images', undefined, { accept: 'application/vnd.openstack.images-v2' });
+    assert.equal(vendor.statusCode, 200, vendor.body);
+    assert.equal((await t.call('a-member', 'GET', '/images', undefined, { accept: 'application/vnd.openstack.images-v2.1' })).statusCode, 200);
+    assert.equal((await t.app.inject({ method: 'GET', url: '/versions/' })).statusCode, 200);
+    for (const [method, url] of [['GET', '/v1/images'], ['GET', '/v3/images'], ['POST', '/v1/images'], ['GET', '/v2.99/images'], ['GET', '/v2.14/images'], ['GET', '/images'], ['DELETE', '/images/x']]) {
+      const r = await t.app.inject({ method: method as 'GET', url: url! });
+      assert.equal(r.statusCode, 300, `${method} ${url}`);
+      assert.equal(r.json().versions[0].id, 'v2.17');
+    }
+    assert.equal((await t.app.inject({ method: 'GET', url: '/images', headers: { accept: 'application/vnd.openstack.images-v1' } })).statusCode, 300);
+    // PIR's own pages are not versions.
+    assert.notEqual((await t.app.inject({ method: 'GET', url: '/console' })).statusCode, 300);
+  });
+
   it('asks for a token on /v2 and answers unknown paths with a JSON 404', async () => {
     const noToken = await t.app.inject({ method: 'GET', url: '/v2/images' });
     assert.equal(noToken.statusCode, 401);
