@@ -23,8 +23,23 @@ function effective(format: DetectedFormat): DetectedFormat {
 const RAW_DISKS: ReadonlySet<string> = new Set(['raw', 'ami']);
 const SECTOR = 512;
 
-function describe(format: DetectedFormat): string {
+function describe(format: DetectedFormat, details: Record<string, unknown> = {}): string {
+  if (format === 'raw' && details.archive === 'tar') return "a tar archive, not a disk (an OVA is uploaded with container_format 'ova', which extracts its disk)";
   return format === 'raw' ? 'not a recognised disk format (raw)' : format;
+}
+
+/** The disk formats a client can declare (the API's disk_format values that name a format). */
+const DECLARABLE = new Set(['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi', 'iso', 'ploop']);
+
+/** How to make content of format `detected` into what was declared, or to declare what it is. */
+function mismatchAdvice(declared: string, detected: DetectedFormat, details: Record<string, unknown>): string {
+  if (detected === 'raw' && details.archive === 'tar') return "Upload it again with container_format 'ova'";
+  // qemu-img writes no ISO: an ISO is made with xorriso or genisoimage.
+  const convert = declared === 'iso' ? 'build the ISO with xorriso or genisoimage'
+    : `convert it with \`qemu-img convert -O ${declared === 'vhd' ? 'vpc' : declared} in.img out.img\``;
+  if (detected === 'raw') return `If it is a plain disk, declare disk_format 'raw'; otherwise ${convert}`;
+  if (!DECLARABLE.has(detected)) return `PIR stores no ${detected} disks: ${convert}`;
+  return `Either set disk_format to '${detected}' or ${convert}`;
 }
 
 type Refusal = Extract<Verdict, { ok: false }>;
@@ -78,12 +93,8 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
         `The declared disk_format '${declaredDiskFormat.slice(0, 40)}' is not one PIR can verify. Use one of raw, qcow2, vmdk, vhd, vhdx, vdi, iso, ploop, qed or luks.`, findings);
     }
     if (declared !== detected && !isoDisk) {
-      const tool = declared === 'vhd' ? 'vpc' : declared;
-      const fix = detected === 'raw'
-        ? `If it is a plain disk, declare disk_format 'raw'; otherwise convert it to ${declared} (e.g. \`qemu-img convert -O ${tool} in.img out.img\`)`
-        : `Either set disk_format to '${detected}' or convert it with \`qemu-img convert -O ${tool}\``;
       return no('format_mismatch',
-        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected)}. ${fix}, then upload again.`, findings);
+        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected, report.details)}. ${mismatchAdvice(declared, detected, report.details)}, then upload again.`, findings);
     }
   }
 

@@ -5,7 +5,7 @@ import type { Inspector, ProbeResult } from './inspector.js';
 import { checkQcow2Tables } from './qcow2-tables.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { alignUp, bigToNumber, convertAdvice, corrupt, hex, info, quote, refuse, truncated } from './util.js';
+import { alignUp, bigToNumber, convertAdvice, corrupt, hex, info, pastEnd, quote, refuse, truncated } from './util.js';
 
 const MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]); // "QFI\xfb"
 const FLATTEN = 'Flatten it into a self-contained image with `qemu-img convert -O qcow2 in.qcow2 out.qcow2` and upload again.';
@@ -29,6 +29,30 @@ const EXT_DATA_FILE = 0x44415441;
 const MAX_NAME = 1023; // spec limit for backing file names; also caps what we read
 const MAX_EXTENSIONS = 1024; // far more than any real image; stops pathological loops
 const MAX_L1_BYTES = 32 * 1024 * 1024; // QEMU refuses larger L1 tables
+const MAX_SNAPSHOTS = 65536; // QEMU's QCOW_MAX_SNAPSHOTS
+const MAX_BITMAPS = 65535; // QEMU's QCOW2_MAX_BITMAPS
+const MAX_BITMAP_DIRECTORY = 1024 * MAX_BITMAPS; // QEMU's QCOW2_MAX_BITMAP_DIRECTORY_SIZE
+const AUTOCLEAR_BITMAPS = 0n;
+
+/**
+ * The bitmaps extension as qemu checks it when it opens the image (qcow2_read_extensions): an
+ * image it would refuse to open is refused here too, not stored as `active` and unbootable.
+ */
+function checkBitmaps(body: Buffer, autoclear: bigint, clusterSize: number, fileSize: number, findings: Finding[]): void {
+  const problem = (what: string) => findings.push(corrupt('qcow2', `bitmaps header extension: ${what}`));
+  if (body.length !== 24) return void problem(`it is ${body.length} bytes long (must be 24)`);
+  const count = body.readUInt32BE(0);
+  const directorySize = body.readBigUInt64BE(8);
+  const directoryOffset = body.readBigUInt64BE(16);
+  if (body.readUInt32BE(4) !== 0) return void problem('its reserved field is not zero');
+  if (count === 0 || count > MAX_BITMAPS) return void problem(`it lists ${count} bitmaps (must be 1 to ${MAX_BITMAPS})`);
+  if (directorySize > BigInt(MAX_BITMAP_DIRECTORY)) return void problem(`its directory size ${directorySize} exceeds qemu's ${MAX_BITMAP_DIRECTORY}`);
+  if (directoryOffset % BigInt(clusterSize) !== 0n) return void problem(`its directory offset ${directoryOffset} is not cluster aligned`);
+  // Without the autoclear bit qemu ignores the bitmaps; with it, it reads the directory.
+  if (bit(autoclear, AUTOCLEAR_BITMAPS) && directoryOffset + directorySize > BigInt(fileSize)) {
+    findings.push(pastEnd('qcow2', 'bitmap directory', directoryOffset, Number(directorySize), fileSize));
+  }
+}
 
 const bit = (v: bigint, n: bigint): boolean => ((v >> n) & 1n) === 1n;
 
@@ -37,6 +61,8 @@ interface Extensions {
   dataFile?: string;
   hasCryptoHeader: boolean;
   hasBitmaps: boolean;
+  /** The bitmaps extension's body (nb_bitmaps, reserved, directory size, directory offset). */
+  bitmaps?: Buffer;
   featureNames: Map<string, string>; // "type:bit" -> name
   unknown: number[];
 }
@@ -78,6 +104,7 @@ async function readExtensions(ctx: ReadContext, start: number, end: number, find
         break;
       case EXT_BITMAPS:
         ext.hasBitmaps = true;
+        ext.bitmaps = body;
         break;
       case EXT_FEATURE_NAMES:
         // 48-byte entries: type, bit number, 46-byte name. Used only to name unknown bits in messages.
@@ -134,12 +161,14 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   Object.assign(details, { clusterBits, cryptMethod, l1Size });
 
   let incompat = 0n;
+  let autoclear = 0n;
   let headerLength = 72;
   let compressionType = 0;
   if (version === 3) {
     incompat = hdr.readBigUInt64BE(72);
     details.compatibleFeatures = hex(hdr.readBigUInt64BE(80));
-    details.autoclearFeatures = hex(hdr.readBigUInt64BE(88));
+    autoclear = hdr.readBigUInt64BE(88);
+    details.autoclearFeatures = hex(autoclear);
     const refcountOrder = hdr.readUInt32BE(96);
     headerLength = hdr.readUInt32BE(100);
     details.refcountOrder = refcountOrder;
@@ -172,7 +201,12 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
     if (ext.dataFile !== undefined) details.dataFile = ext.dataFile;
     if (ext.unknown.length) details.unknownExtensions = ext.unknown.map(hex);
     details.hasBitmaps = ext.hasBitmaps;
+    if (ext.bitmaps) checkBitmaps(ext.bitmaps, autoclear, clusterSize, ctx.size, findings);
+    if (ext.hasCryptoHeader && cryptMethod !== 2) {
+      findings.push(corrupt('qcow2', `it has a CRYPTO header extension but field 'crypt_method' is ${cryptMethod}, not LUKS (qemu refuses to open it)`));
+    }
   }
+  if (nbSnapshots > MAX_SNAPSHOTS) findings.push(corrupt('qcow2', `field 'nb_snapshots' is ${nbSnapshots} (qemu opens at most ${MAX_SNAPSHOTS})`));
 
   // Backing file: the image depends on another file, possibly a host path.
   if (backingOffset !== 0n) {

@@ -42,5 +42,7 @@ export async function inspectRaw(ctx: ReadContext): Promise<ProbeResult> {
     findings.push(refuse('qemu_only_format',
       `The file is a ${foreign.name} (qemu reads it as format '${foreign.qemuFormat}'), not a raw disk, and PIR does not store ${foreign.qemuFormat} images. Convert it (\`qemu-img convert -f ${foreign.qemuFormat} -O qcow2 in.img out.qcow2\`) and upload the result.`));
   }
-  return { virtualSize: ctx.size, findings, details: { fileSize: ctx.size } };
+  // A tar (an OVA uploaded as bare) is no disk anyone meant: said so when a refusal names the content.
+  const tar = head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar';
+  return { virtualSize: ctx.size, findings, details: { fileSize: ctx.size, ...(tar ? { archive: 'tar' } : {}) } };
 }

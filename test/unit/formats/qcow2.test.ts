@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { copyFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { judge } from '../../../formats/index.js';
@@ -198,6 +199,57 @@ describe('qcow2', () => {
     const z = mutate(104, [7]);
     z[79] = z[79]! | 0x08;
     assertRefused(await detectBuf(z), 'qcow2', 'qcow2_compression_type');
+  });
+
+  it('refuses what qemu refuses to open: a huge snapshot count, a CRYPTO extension without LUKS, broken bitmaps', async () => {
+    const p = await cleanCopy('qemu-refuses.qcow2');
+    const head = await readFile(p); // the whole (small) image: alone, it is accepted
+    assert.deepEqual(codes(await detectBuf(head), 'refuse'), []);
+    const hl = head.readUInt32BE(100);
+    const snapshots = Buffer.from(head);
+    snapshots.writeUInt32BE(0xffffffff, 60);
+    assert.match((await detectBuf(snapshots)).findings.map((f) => f.message).join(' '), /nb_snapshots' is 4294967295/);
+    assertRefused(await detectBuf(snapshots), 'qcow2', 'corrupt_header');
+    /** The clean image with one header extension (type, body) where the end marker was. */
+    const withExtension = (type: number, body: Buffer, autoclear = 0n): Buffer => {
+      const b = Buffer.from(head);
+      b.writeUInt32BE(type, hl);
+      b.writeUInt32BE(body.length, hl + 4);
+      body.copy(b, hl + 8);
+      b.fill(0, hl + 8 + body.length, hl + 8 + Math.ceil(body.length / 8) * 8 + 8); // then the end marker
+      b.writeBigUInt64BE(autoclear, 88);
+      return b;
+    };
+    assertRefused(await detectBuf(withExtension(0x0537be77, Buffer.alloc(16))), 'qcow2', 'corrupt_header');
+    const bitmaps = (count: number, reserved: number, size: bigint, offset: bigint) => {
+      const body = Buffer.alloc(24);
+      body.writeUInt32BE(count, 0);
+      body.writeUInt32BE(reserved, 4);
+      body.writeBigUInt64BE(size, 8);
+      body.writeBigUInt64BE(offset, 16);
+      return body;
+    };
+    for (const [label, body] of [
+      ['no bitmaps', bitmaps(0, 0, 64n, 65536n)],
+      ['reserved set', bitmaps(1, 1, 64n, 65536n)],
+      ['directory too large', bitmaps(1, 0, 1n << 40n, 65536n)],
+      ['unaligned directory', bitmaps(1, 0, 64n, 65537n)],
+      ['directory past the end, autoclear set', bitmaps(1, 0, 64n, 1n << 40n)],
+    ] as const) {
+      assertRefused(await detectBuf(withExtension(0x23852875, body, 1n)), 'qcow2', label.includes('past') ? 'image_truncated' : 'corrupt_header');
+    }
+    // Without the autoclear bit qemu ignores the bitmaps: so does PIR.
+    const ignored = await detectBuf(withExtension(0x23852875, bitmaps(1, 0, 64n, 1n << 40n)));
+    assert.deepEqual(codes(ignored, 'refuse'), []);
+  });
+
+  it('accepts an image with real persistent bitmaps', async () => {
+    const p = await cleanCopy('bitmaps.qcow2');
+    execFileSync('qemu-img', ['bitmap', '--add', p, 'b0']);
+    execFileSync('qemu-img', ['bitmap', '--add', p, 'b1']);
+    const r = await detectFile(p);
+    assert.equal(r.details.hasBitmaps, true);
+    assertAccepted(r, 'qcow2');
   });
 
   it('judge reports ok format and size for a clean image', async () => {

@@ -80,7 +80,15 @@ describe('raw detection and core behaviour', () => {
     assertRefused(r, 'qcow2', 'format_mismatch');
     assertRefused(r, 'vmdk', 'format_mismatch');
     const vhd = assertRefused(r, 'vhd', 'format_mismatch');
-    assert.ok(!vhd.ok && vhd.message.endsWith("If it is a plain disk, declare disk_format 'raw'; otherwise convert it to vhd (e.g. `qemu-img convert -O vpc in.img out.img`), then upload again."), !vhd.ok ? vhd.message : '');
+    assert.ok(!vhd.ok && vhd.message.endsWith("If it is a plain disk, declare disk_format 'raw'; otherwise convert it with `qemu-img convert -O vpc in.img out.img`, then upload again."), !vhd.ok ? vhd.message : '');
+    // No qemu-img output for an ISO; a tar is an OVA uploaded as bare.
+    const iso = assertRefused(r, 'iso', 'format_mismatch');
+    assert.ok(!iso.ok && /xorriso or genisoimage/.test(iso.message) && !/-O iso/.test(iso.message), !iso.ok ? iso.message : '');
+    const tarball = Buffer.alloc(4096);
+    tarball.write('disk.ovf', 0, 'latin1');
+    tarball.write('ustar', 257, 'latin1');
+    const tar = assertRefused(await detectBuf(tarball), 'qcow2', 'format_mismatch');
+    assert.ok(!tar.ok && /a tar archive, not a disk/.test(tar.message) && /container_format 'ova'/.test(tar.message), !tar.ok ? tar.message : '');
     assertRefused(r, null, 'format_unknown');
     assertRefused(r, 'floppy', 'unsupported_disk_format');
   });
