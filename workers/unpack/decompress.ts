@@ -290,7 +290,7 @@ async function* viaTool(
       const hint = (spawnError as { code?: string }).code === 'ENOENT' ? ` (install it: apt-get install -y ${codec === 'xz' ? 'xz-utils' : codec})` : '';
       throw new Error(`Cannot run \`${cmd}\` to decompress ${what}: ${spawnError.message}${hint}`, { cause: spawnError });
     }
-    const detail = sanitizeForMessage(stderr);
+    const detail = sanitizeForMessage(firstComplaint(stderr));
     if (signal !== null) {
       throw new Error(`\`${cmd} -dc\` was killed by ${signal} while decompressing ${what}${detail ? `: ${detail}` : ''}`);
     }
@@ -319,4 +319,21 @@ async function* viaTool(
     input.destroy();
     if (!finished) await closed; // reap the child before returning, even on early exit
   }
+}
+
+/**
+ * What a decoder said first, with its continuation lines: bzip2 follows its complaint with a
+ * "*Possible* reason" (an ioctl on a pipe) and advice about bzip2recover, which are noise in a
+ * refusal message.
+ */
+export function firstComplaint(stderr: string): string {
+  const lines = stderr.split('\n');
+  const start = lines.findIndex((line) => line.trim() !== '');
+  if (start === -1) return '';
+  const kept = [lines[start]!];
+  for (const line of lines.slice(start + 1)) {
+    if (!/^\s/.test(line) || line.trim() === '') break;
+    kept.push(line);
+  }
+  return kept.join(' ').replace(/\s*\*Possible\* reason follows\.?/, '');
 }

@@ -71,7 +71,9 @@ for (const codec of codecs) {
 
   test(`${codec}: truncated data is refused as corrupt_archive`, async () => {
     const packed = compressCli(codec, sampleDisk(512 * 1024));
-    await assertRefused(collect(decompress(chunksOf(packed.subarray(0, packed.length - 20)), codec, roomy)), 'corrupt_archive');
+    const error = await assertRefused(collect(decompress(chunksOf(packed.subarray(0, packed.length - 20)), codec, roomy)), 'corrupt_archive');
+    // The decoder's complaint, not bzip2's "*Possible* reason" (an ioctl on a pipe) and advice.
+    assert.doesNotMatch(error.message, /ioctl|Input file =|bzip2recover|Possible/);
     assert.deepEqual(childDecoders(), []);
   });
 
