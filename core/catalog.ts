@@ -297,15 +297,31 @@ export class CatalogService {
   // ---------------------------------------------------------------- revisions
 
   async revisions(caller: Caller, imageId: string, after: number, limit: number): Promise<Revision[]> {
-    await this.repair(await this.historyOf(caller, imageId));
-    return this.store.revisions(imageId, after, limit);
+    const doc = await this.historyOf(caller, imageId);
+    await this.repair(doc);
+    return this.store.revisions(imageId, Math.max(after, await this.tenureStart(caller, doc)), limit);
   }
 
   async revision(caller: Caller, imageId: string, n: number): Promise<Revision> {
-    await this.repair(await this.historyOf(caller, imageId));
-    const revision = await this.store.getRevision(imageId, n);
-    if (!revision) throw fail('revision_not_found', `Image ${imageId} has no revision ${n} (kept: the newest ${this.settings.revisionsKeep}); list them with GET /v2/images/${imageId}/revisions.`);
+    const doc = await this.historyOf(caller, imageId);
+    await this.repair(doc);
+    const revision = n > (await this.tenureStart(caller, doc)) ? await this.store.getRevision(imageId, n) : null;
+    if (!revision) throw fail('revision_not_found', `Image ${imageId} has no revision ${n} that you may read (kept: at most the newest ${this.settings.revisionsKeep}, and of an image given to your project only those from then on); list them with GET /v2/images/${imageId}/revisions.`);
     return revision;
+  }
+
+  /**
+   * The last revision made while the image belonged to another project: a project the image was
+   * given to reads its history from the transfer on, not the previous owner's (its past members,
+   * the values of properties it removed). Administrators read all of it.
+   */
+  private async tenureStart(caller: Caller, doc: ImageDoc): Promise<number> {
+    if (isAdminCaller(caller)) return 0;
+    let start = 0;
+    for (const r of await this.store.revisions(doc.id, 0, this.settings.revisionsKeep + 1)) {
+      if ((r.metadata as { owner?: string | null }).owner !== doc.owner) start = r.n;
+    }
+    return start;
   }
 
   /** The image whose history the caller may read: 404 where it may not see the image, 403 where it is not the owner's. */
@@ -351,7 +367,9 @@ export class CatalogService {
     for (const [k, v] of Object.entries(doc.properties)) if (!k.startsWith('pir_')) properties[k] = v;
     let gallery: string | null = null;
     const gid = doc.properties[GALLERY_PROPERTY];
-    if (gid && doc.owner) {
+    // The gallery's path names the owner's galleries: shown to whom may see that gallery only.
+    const seesGallery = async () => doc.owner === caller.project_id || isAdminCaller(caller) || (await this.grants(caller)).some((g) => g.gallery_id === gid);
+    if (gid && doc.owner && (await seesGallery())) {
       const all = await this.store.galleriesOf(doc.owner);
       const byId = new Map(all.map((g) => [g.id, g]));
       const g = byId.get(gid);

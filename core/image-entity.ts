@@ -14,7 +14,7 @@ import { canTransition } from '../schemas/state-machine.js';
 import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
-import { LIMITS } from './limits.js';
+import { characters, LIMITS } from './limits.js';
 import { newRun, startStage } from './pipeline-state.js';
 
 /** Moves `draft` to `to`, refusing a move the state machine does not allow. Private to the entity. */
@@ -263,7 +263,7 @@ const invalid = (message: string) => fail('invalid_value', message);
 function checkString(key: string, value: unknown, max: number, nullable: boolean): string | null {
   if (value === null && nullable) return null;
   if (typeof value !== 'string') throw invalid(`'${key}' must be a string${nullable ? ' or null' : ''}.`);
-  if (value.length > max) throw invalid(`'${key}' is at most ${max} characters (got ${value.length}).`);
+  if (value.length > max && characters(value) > max) throw invalid(`'${key}' is at most ${max} characters (got ${characters(value)}).`);
   return value;
 }
 
@@ -288,7 +288,7 @@ function checkBoolean(key: string, value: unknown): boolean {
 /** Validates one tag (Glance: a non-empty string of at most 255 characters). */
 export function checkTag(tag: unknown): string {
   if (typeof tag !== 'string' || tag.length === 0) throw invalid('A tag is a non-empty string.');
-  if (tag.length > LIMITS.tagLength) throw fail('tag_too_long', `Tags are at most ${LIMITS.tagLength} characters (got ${tag.length}).`);
+  if (tag.length > LIMITS.tagLength && characters(tag) > LIMITS.tagLength) throw fail('tag_too_long', `Tags are at most ${LIMITS.tagLength} characters (got ${characters(tag)}).`);
   return tag;
 }
 
@@ -323,9 +323,9 @@ export function setField(draft: ImageDoc, key: WritableField, value: unknown): v
 /** Sets an extra property (a string, as Glance's schema says). */
 export function setProperty(draft: ImageDoc, key: string, value: unknown): void {
   checkSettable(key);
-  if (key.length === 0 || key.length > LIMITS.propertyKeyLength) throw fail('property_name_too_long', `A property name is 1 to ${LIMITS.propertyKeyLength} characters ('${key.slice(0, 40)}…' is ${key.length}).`);
+  if (key.length === 0 || characters(key) > LIMITS.propertyKeyLength) throw fail('property_name_too_long', `A property name is 1 to ${LIMITS.propertyKeyLength} characters ('${key.slice(0, 40)}…' is ${characters(key)}).`);
   if (typeof value !== 'string') throw invalid(`Extra property '${key}' must be a string (Glance's schema types every extra property as a string).`);
-  if (value.length > LIMITS.propertyValueLength) throw fail('property_value_too_long', `Property '${key}' is longer than ${LIMITS.propertyValueLength} characters.`);
+  if (value.length > LIMITS.propertyValueLength && characters(value) > LIMITS.propertyValueLength) throw fail('property_value_too_long', `Property '${key}' is longer than ${LIMITS.propertyValueLength} characters.`);
   const problem = commonPropertyProblem(key, value);
   if (problem) throw invalid(problem);
   draft.properties[key] = value;
@@ -337,8 +337,12 @@ export function tooManyProperties(made: string | number) {
   return fail('too_many_properties', `An image has at most ${LIMITS.imageProperties} extra properties (Glance's image_property_quota); this change makes ${made}. Remove some first.`);
 }
 
+/**
+ * Glance's image_property_quota counts the client's properties: PIR's own (`pir_gallery_id`, the
+ * detected `pir_detected_*` facts, `pir_uploaded_*`) are not the client's to spend it on.
+ */
 export function checkPropertyQuota(draft: ImageDoc): void {
-  const entries = Object.entries(draft.properties);
+  const entries = Object.entries(draft.properties).filter(([key]) => !key.startsWith('pir_'));
   if (entries.length > LIMITS.imageProperties) throw tooManyProperties(entries.length);
   const total = entries.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
   if (total > LIMITS.propertiesTotalBytes) {
@@ -379,7 +383,7 @@ export function addMember(draft: ImageDoc, memberId: string): NewEvent[] {
   if (draft.visibility !== 'shared') {
     throw fail('members_only_shared', `Image ${draft.id} is ${draft.visibility}; only images with visibility 'shared' can have members. PATCH visibility to shared first.`);
   }
-  if (typeof memberId !== 'string' || memberId.length === 0 || memberId.length > LIMITS.memberIdLength) {
+  if (typeof memberId !== 'string' || memberId.length === 0 || characters(memberId) > LIMITS.memberIdLength) {
     throw invalid(`member is a project id of 1 to ${LIMITS.memberIdLength} characters.`);
   }
   const members = membersOf(draft);

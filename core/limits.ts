@@ -33,3 +33,13 @@ export const LIMITS = Object.freeze({
   /** Webhooks per project: each is outbound traffic PIR sends for the project. */
   webhooksPerProject: 100,
 });
+
+/**
+ * A text's length in characters (Unicode code points), as Glance's jsonschema and Python count
+ * it: `String.length` counts UTF-16 units, so an emoji would count twice against a limit.
+ */
+export function characters(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}

@@ -20,6 +20,7 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
       'a-reader': { project_id: 'A', user_id: 'arthur', roles: ['reader'] },
       'b-member': { project_id: 'B', user_id: 'bob', roles: ['member', 'reader'] },
       'c-member': { project_id: 'C', user_id: 'carol', roles: ['member', 'reader'] },
+      admin: { project_id: 'admin', user_id: 'root', roles: ['admin', 'member', 'reader'] },
     },
   });
   t.after(() => h.close());
@@ -396,5 +397,44 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
       tags: ['x'], properties: { os_distro: 'debian' }, gallery: 'meta/sub', revision: 2,
     });
     assert.equal((await call('b-member', 'GET', `/v2/images/${id}/metafile`)).status, 404);
+    // A community image is anyone's to read, its gallery's path only the owner's (and members') to know.
+    const open = await create('a-member', { name: 'open', visibility: 'community' });
+    await patch('a-member', open, [{ op: 'add', path: '/pir_gallery_id', value: sub.id }]);
+    assert.equal((await call('a-member', 'GET', `/v2/images/${open}/metafile`)).body.gallery, 'meta/sub');
+    const stranger = await call('c-member', 'GET', `/v2/images/${open}/metafile`);
+    assert.equal(stranger.status, 200);
+    assert.equal(stranger.body.gallery, null, 'no gallery name of another project leaks');
+  });
+
+  await t.test("revisions: a project an image is given to reads its history from the transfer on, not the previous owner's", async () => {
+    const id = await create('a-member', { name: 'given', apikey: 'hunter2-secret' } as Record<string, unknown>);
+    await patch('a-member', id, [{ op: 'remove', path: '/apikey' }]);
+    assert.equal((await patch('admin', id, [{ op: 'replace', path: '/owner', value: 'B' }])).status, 200);
+    const listed = await call('b-member', 'GET', `/v2/images/${id}/revisions`);
+    assert.equal(listed.status, 200);
+    assert.ok(listed.body.revisions.length >= 1, 'the transfer and what follows');
+    assert.ok(!JSON.stringify(listed.body).includes('hunter2'), "the previous owner's removed property is not shown");
+    for (const { n } of listed.body.revisions as { n: number }[]) {
+      const one = await call('b-member', 'GET', `/v2/images/${id}/revisions/${n}`);
+      assert.equal(one.status, 200);
+      assert.equal(one.body.metadata.owner, 'B', `revision ${n}`);
+    }
+    assert.equal((await call('b-member', 'GET', `/v2/images/${id}/revisions/1`)).status, 404);
+    assert.equal((await call('b-member', 'POST', `/v2/images/${id}/revisions/1/restore`)).status, 404);
+    assert.ok(JSON.stringify((await call('admin', 'GET', `/v2/images/${id}/revisions`)).body).includes('hunter2'), 'administrators read all of it');
+  });
+
+  await t.test("properties: PIR's own (the gallery) do not use up the 128 a client may set; lengths count characters", async () => {
+    const g = (await call('a-member', 'POST', '/v2/galleries', { name: 'quota' })).body;
+    const props = Object.fromEntries(Array.from({ length: 128 }, (_, i) => [`k${i}`, 'v']));
+    const id = await create('a-member', { name: 'full', ...props });
+    assert.equal((await patch('a-member', id, [{ op: 'add', path: '/pir_gallery_id', value: g.id }])).status, 200);
+    assert.equal((await patch('a-member', id, [{ op: 'replace', path: '/k1', value: 'new' }])).status, 200);
+    assert.equal((await patch('a-member', id, [{ op: 'add', path: '/k128', value: 'v' }])).status, 413, 'the 129th of the client is still refused');
+    const emoji = '\u{1F600}';
+    assert.equal((await call('a-member', 'POST', '/v2/images', { name: emoji.repeat(255), tags: [emoji.repeat(255)] })).status, 201);
+    const long = await call('a-member', 'POST', '/v2/images', { name: emoji.repeat(256) });
+    assert.equal(long.status, 400);
+    assert.match(JSON.stringify(long.body), /got 256|255/);
   });
 }
