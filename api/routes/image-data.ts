@@ -86,12 +86,8 @@ export async function imageDataRoutes(app: FastifyInstance, deps: DataRouteDeps)
     const doc = await deps.images.forDownload(request.caller, id);
     // forDownload let through a deactivated image only for an administrator.
     if ((doc.status !== 'active' && doc.status !== 'deactivated') || doc.size === null) return reply.code(204).send();
-    if (request.method === 'HEAD') {
-      // From the image's metadata alone: no file is opened (Fastify would read a stream to its end).
-      reply.header('Accept-Ranges', 'bytes').header('Content-Length', doc.size).type('application/octet-stream');
-      if (doc.checksum) reply.header('Content-MD5', doc.checksum);
-      return reply.code(200).send();
-    }
+    // From the image's metadata alone: no file is opened (Fastify would read a stream to its end).
+    if (request.method === 'HEAD') return sendStoredHeaders(reply, doc);
     return sendStoredBytes(request, reply, deps.images.stores, doc, preferredStores(request, deps.images.stores));
   };
   app.head('/v2/images/:id/file', download);
@@ -168,7 +164,7 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
     return stream;
   };
   reply.header('Accept-Ranges', 'bytes').type('application/octet-stream');
-  if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
+  setReprDigest(reply, doc);
   const asked = requestedRange(request.headers, size);
   if (asked.kind === 'refused') {
     if (asked.status === 416) reply.header('Content-Range', `bytes */${size}`);
@@ -182,6 +178,19 @@ export async function sendStoredBytes(request: FastifyRequest, reply: FastifyRep
   if (doc.checksum) reply.header('Content-MD5', doc.checksum);
   reply.header('Content-Length', size);
   return reply.send(countServed(await open(), size));
+}
+
+/** Repr-Digest (RFC 9530): the whole image's sha512, the same on a whole, partial or HEAD answer. */
+function setReprDigest(reply: FastifyReply, doc: ImageDoc): void {
+  if (doc.os_hash_algo === 'sha512' && doc.os_hash_value) reply.header('Repr-Digest', `sha-512=:${Buffer.from(doc.os_hash_value, 'hex').toString('base64')}:`);
+}
+
+/** A HEAD of the image's bytes: the headers a whole GET answers with, from the metadata alone. */
+export function sendStoredHeaders(reply: FastifyReply, doc: ImageDoc) {
+  reply.header('Accept-Ranges', 'bytes').header('Content-Length', doc.size).type('application/octet-stream');
+  if (doc.checksum) reply.header('Content-MD5', doc.checksum);
+  setReprDigest(reply, doc);
+  return reply.code(200).send();
 }
 
 /**

@@ -14,7 +14,7 @@ import { LIMITS } from '../../core/limits.js';
 import type { BlobStore } from '../../core/ports.js';
 import { findLink, imageIdOfToken, newShareLink } from '../../core/share-links.js';
 import type { ImageDoc, ShareLink } from '../../schemas/image.js';
-import { sendStoredBytes } from './image-data.js';
+import { sendStoredBytes, sendStoredHeaders } from './image-data.js';
 import { listeningUrl } from './versions.js';
 
 export const CreateShareLinkBody = Type.Object({
@@ -75,14 +75,10 @@ export async function sharedDownloadRoutes(app: FastifyInstance, deps: { manifes
       throw fail('share_link_not_found', 'This share link does not exist, was revoked, or has expired; ask its owner for a new one.');
     }
     request.log.info({ image_id: doc.id, share_link_id: link.id, method: request.method, range: request.headers.range ?? null, remote: request.ip }, 'share link used');
-    if (request.method === 'HEAD') {
-      reply.header('Accept-Ranges', 'bytes').header('Content-Length', doc.size).type('application/octet-stream');
-      if (doc.checksum) reply.header('Content-MD5', doc.checksum);
-      return reply.code(200).send();
-    }
+    reply.header('Content-Disposition', `attachment; filename="${doc.id}"`);
+    if (request.method === 'HEAD') return sendStoredHeaders(reply, doc);
     // Counted when the bytes start going out; a failed count is logged, never the download's failure.
     deps.images.countShareLinkUse(doc.id, link.id).catch((error: unknown) => request.log.warn({ err: error, image_id: doc.id, share_link_id: link.id }, 'could not count a share link use'));
-    reply.header('Content-Disposition', `attachment; filename="${doc.id}"`);
     return sendStoredBytes(request, reply, deps.images.stores, doc);
   };
   app.head('/v2/shared/:token', serve);

@@ -327,6 +327,9 @@ describe('HTTP layer: uploads and their connections', () => {
       const get = await f.app.inject({ method: 'GET', url: `/v2/images/${id}/file`, headers: { 'x-auth-token': TOKEN } });
       assert.equal(get.rawPayload.length, bytes.length);
       assert.equal(opened, 1);
+      // HEAD answers the same headers as a whole GET.
+      for (const name of ['content-md5', 'repr-digest', 'accept-ranges', 'content-type']) assert.equal(head.headers[name], get.headers[name], name);
+      assert.ok(head.headers['repr-digest']);
     } finally { await f.close(); }
   });
 });

@@ -48,6 +48,10 @@ describe('share links', () => {
     const head = await t.app.inject({ method: 'HEAD', url: pathOf(link.url) });
     assert.equal(head.statusCode, 200);
     assert.equal(head.headers['content-length'], String(SIZE));
+    for (const name of ['content-md5', 'repr-digest', 'content-disposition']) {
+      assert.ok(head.headers[name], name);
+      assert.equal(head.headers[name], whole.headers[name], name);
+    }
 
     // Counting is asynchronous to the download: wait for the three GETs to be counted.
     let uses = 0;
