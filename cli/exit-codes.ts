@@ -2,7 +2,7 @@
  * The `pir` command's exit codes, and the one place that turns an error into a message that
  * says what to do and the code a script can branch on.
  */
-import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryNotFound, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
+import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
 
@@ -25,8 +25,8 @@ export class CredentialsError extends Error {
 }
 
 export function describeError(error: unknown, url?: string): { code: number; message: string } {
-  if (error instanceof UsageError || error instanceof DownloadTargetError) return { code: EXIT.usage, message: error.message };
-  if (error instanceof CredentialsError) return { code: EXIT.auth, message: error.message };
+  if (error instanceof UsageError || error instanceof DownloadTargetError || error instanceof GalleryAmbiguous) return { code: EXIT.usage, message: error.message };
+  if (error instanceof CredentialsError || error instanceof GalleryReadOnly) return { code: EXIT.auth, message: error.message };
   if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };
   if (error instanceof NotFoundError || error instanceof GalleryNotFound) return { code: EXIT.notFound, message: error.message };
   if (error instanceof AuthError) {

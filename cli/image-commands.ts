@@ -114,7 +114,7 @@ function createCommand(): Command {
     .option('--sha512 <hex>', 'the sha512 the file must have (e.g. from a SHA512SUMS file): sent at create so PIR refuses other bytes', sha512Hex)
     .option('--verify-first', 'hash the file before creating the image, so PIR verifies both md5 (Content-MD5) and sha512 (one more read of the file)')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
-    .option('--gallery <gallery>', 'put the image in this gallery of your project (id or path, e.g. linux/debian)')
+    .option('--gallery <gallery>', 'put the image in this gallery of your project (path, e.g. linux/debian, or id)')
     .addHelpText('after', `
 Without --sha512 or --verify-first, the hashes computed while sending are compared with the ones
 PIR computed once the image is active (when it stored the bytes as sent); a difference deletes the
@@ -163,7 +163,7 @@ function listCommand(): Command {
     .option('--marker <id>', 'start after this image')
     .option('--all', 'follow the next links through every page')
     .option('-q, --query <words>', 'keyword search over name, tags and property values (last word: a prefix); --sort relevance ranks the matches')
-    .option('--gallery <gallery>', 'only images of this gallery (id or path)')
+    .option('--gallery <gallery>', "only images of this gallery: a path of your project (linux/debian) or an id, also of a gallery shared with you (pir gallery list --shared); id:UUID or /PATH when a UUID is both")
     .option('-r, --recursive', 'with --gallery: and of the galleries below it')
     .action(async (o: { filter: string[]; tag: string[]; status?: string; visibility?: string; sort?: string; limit?: number; marker?: string; all?: boolean; query?: string; gallery?: string; recursive?: boolean }, cmd: Command) => {
       const { client, format } = await contextOf(cmd);
@@ -318,7 +318,7 @@ function registerCommand(): Command {
     .addOption(new Option('--disk-format <format>', 'disk format').choices([...DISK_FORMATS]))
     .addOption(new Option('--container-format <format>', 'container format').choices([...CONTAINER_FORMATS]))
     .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
-    .option('--gallery <gallery>', 'the gallery (id or path; wins over the metafile\'s)')
+    .option('--gallery <gallery>', 'the gallery of your project (path or id; wins over the metafile\'s)')
     .option('--image <id>', 'the image to register again (default: the one image of that name your project owns, if any)')
     .option('--file <path>', 'upload this file to a newly registered image')
     .option('--location <url>', 'register bytes that already exist (s3://bucket/key or an http(s) URL) as a new image, without uploading them')

@@ -117,8 +117,11 @@ export function userProperties(image: Image): string[] {
   return Object.keys(image).filter((k) => !BASE.has(k) && !k.startsWith('pir_') && !k.startsWith('os_glance'));
 }
 
-/** The gallery id of a registration (its path or id resolved in the caller's project), or null. */
+/**
+ * The gallery id of a registration (its path or id, a gallery of the caller's project: images go
+ * only into their owner's galleries, so a shared one is refused before anything is created), or null.
+ */
 export async function galleryIdOf(client: PirClient, gallery: string | null): Promise<string | null> {
   if (gallery === null || gallery === '') return null;
-  return (await new CatalogClient(client).resolveGallery(gallery)).id;
+  return (await new CatalogClient(client).resolveGallery(gallery, { own: true })).id;
 }

@@ -1,5 +1,6 @@
 /** The catalog extension's calls (galleries, revisions, metafiles), over a PirClient's transport. */
 import { imagePath, queryString, type PirClient } from './client.js';
+import { NotFoundError } from './errors.js';
 
 export interface GalleryRecord {
   id: string;
@@ -7,6 +8,10 @@ export interface GalleryRecord {
   parent_id: string | null;
   path: string;
   owner: string;
+  /** `shared` (members let in) or `private`. */
+  visibility?: string;
+  /** In GET /v2/galleries?shared=true: the caller's project's answer (pending, accepted, rejected). */
+  member_status?: string;
   image_count?: number;
   gallery_count?: number;
   created_at: string;
@@ -39,6 +44,13 @@ export interface MetafileRecord {
 
 const galleryPath = (id: string) => `/v2/galleries/${encodeURIComponent(id)}`;
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** How an argument names a gallery by id whatever it looks like: `id:<id>`. */
+const ID_PREFIX = 'id:';
+
+/** A gallery path as the API writes it: `linux/debian/12` (no empty or outer-space segments). */
+const normalPath = (path: string) => path.split('/').map((s) => s.trim()).filter(Boolean).join('/');
+
 export class CatalogClient {
   constructor(private readonly client: PirClient) {}
 
@@ -48,6 +60,11 @@ export class CatalogClient {
 
   async listGalleries(): Promise<GalleryRecord[]> {
     return (await this.client.request<{ galleries: GalleryRecord[] }>('GET', '/v2/galleries')).galleries;
+  }
+
+  /** The galleries other projects shared with the caller's project, each with its `member_status`. */
+  async sharedGalleries(): Promise<GalleryRecord[]> {
+    return (await this.client.request<{ galleries: GalleryRecord[] }>('GET', '/v2/galleries?shared=true')).galleries;
   }
 
   getGallery(id: string, recursive = false): Promise<GalleryRecord> {
@@ -66,13 +83,57 @@ export class CatalogClient {
     await this.client.request('DELETE', galleryPath(id), undefined, [204]);
   }
 
-  /** A gallery named by id or by path (linux/debian/12) among the caller's project's galleries. */
-  async resolveGallery(idOrPath: string): Promise<GalleryRecord> {
-    const all = await this.listGalleries();
-    const want = idOrPath.split('/').map((s) => s.trim()).filter(Boolean).join('/');
-    const found = all.find((g) => g.id === idOrPath) ?? all.find((g) => g.path === want);
-    if (!found) throw new GalleryNotFound(idOrPath);
-    return found;
+  /**
+   * A gallery named on the command line:
+   * - `id:<id>`: the gallery with that id, asked of the API (GET /v2/galleries/{id}), so one of
+   *   the caller's project's or one shared with it (or, for an administrator, any);
+   * - `/path` (a leading `/`): the caller's project's gallery at that path, whatever it looks like;
+   * - a UUID: the gallery with that id, asked of the API, unless one of the caller's galleries
+   *   has that path too (a gallery may be named with a UUID): then GalleryAmbiguous;
+   * - anything else: a path (linux/debian/12) among the caller's project's galleries.
+   * With `own`, a gallery that is not the caller's project's is GalleryReadOnly (for a gallery
+   * to put images or galleries in: the API only takes the image's or gallery's owner's).
+   */
+  async resolveGallery(arg: string, options: { own?: boolean } = {}): Promise<GalleryRecord> {
+    let found: GalleryRecord | undefined;
+    let mine: GalleryRecord[] | undefined;
+    if (arg.startsWith(ID_PREFIX)) {
+      found = await this.galleryById(arg.slice(ID_PREFIX.length).trim());
+    } else if (UUID.test(arg.trim()) && !arg.startsWith('/')) {
+      const id = arg.trim();
+      mine = await this.listGalleries();
+      const byPath = mine.find((g) => g.path === id);
+      const byId = await this.galleryById(id);
+      if (byPath && byId) throw new GalleryAmbiguous(id, byId, byPath);
+      found = byId ?? byPath;
+    } else {
+      mine = await this.listGalleries();
+      const want = normalPath(arg);
+      found = mine.find((g) => g.path === want);
+    }
+    if (!found) throw new GalleryNotFound(arg);
+    const gallery = found;
+    if (options.own) {
+      mine ??= await this.listGalleries();
+      if (!mine.some((g) => g.id === gallery.id)) throw new GalleryReadOnly(gallery, 'not yours: images and galleries go only into galleries of your own project');
+    }
+    return gallery;
+  }
+
+  /** Whether a gallery is one of the caller's project's (not one shared with it). */
+  async isMine(id: string): Promise<boolean> {
+    return (await this.listGalleries()).some((g) => g.id === id);
+  }
+
+  /** GET /v2/galleries/{id}, or undefined where the API answers 404. */
+  private async galleryById(id: string): Promise<GalleryRecord | undefined> {
+    if (!id) return undefined;
+    try {
+      return await this.getGallery(id);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
   }
 
   async *revisions(imageId: string): AsyncGenerator<RevisionRecord> {
@@ -100,7 +161,24 @@ export class CatalogClient {
 
 export class GalleryNotFound extends Error {
   constructor(readonly wanted: string) {
-    super(`no gallery '${wanted}' in your project (pir gallery list shows them; pir gallery create makes one)`);
+    super(`no gallery '${wanted}' in your project; a gallery shared with you is named by its id (pir gallery list shows yours, pir gallery list --shared those shared with you; pir gallery create makes one)`);
     this.name = 'GalleryNotFound';
+  }
+}
+
+/** A UUID that is both a gallery's id and the path of one of the caller's galleries. */
+export class GalleryAmbiguous extends Error {
+  constructor(readonly wanted: string, readonly byId: GalleryRecord, readonly byPath: GalleryRecord) {
+    super(`'${wanted}' names two galleries: the id of gallery '${byId.path}' (project ${byId.owner}) and the path of your gallery ${byPath.id}; say which: id:${wanted} for the first, /${wanted} for the second`);
+    this.name = 'GalleryAmbiguous';
+  }
+}
+
+/** A gallery of another project (shared with the caller's) that the caller asked to change or fill. */
+export class GalleryReadOnly extends Error {
+  /** `detail` goes on from "gallery 'PATH' (ID) is project OWNER's, …". */
+  constructor(readonly gallery: GalleryRecord, detail: string) {
+    super(`gallery '${gallery.path}' (${gallery.id}) is project ${gallery.owner}'s, ${detail}`);
+    this.name = 'GalleryReadOnly';
   }
 }

@@ -6,4 +6,4 @@ export { downloadImage, downloadToStream, partPath, type DownloadExpectation, ty
 export { keystoneLogin, imageEndpoint, type KeystoneCredentials, type KeystoneSession } from './keystone.js';
 export { MetadefsApi, exportable, type MetadefNamespace } from './metadefs.js';
 export { WebhooksApi, type Webhook, type WebhookInput, type WebhookFilters, type Delivery, type DeliveryAttempt } from './webhooks.js';
-export { CatalogClient, GalleryNotFound, type GalleryRecord, type MetafileRecord, type RevisionRecord } from './catalog.js';
+export { CatalogClient, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, type GalleryRecord, type MetafileRecord, type RevisionRecord } from './catalog.js';

@@ -14,6 +14,8 @@ import { freePort, startPirProcess, testLogDir, type PirProcess } from '../suppo
 const TOKEN = 'e2e-cli-catalog-token-0123456789abcdef';
 /** A member of another project than the admin's (register must not pick the admin's public image). */
 const USER_TOKEN = 'e2e-cli-catalog-user-0123456789abcdef';
+/** A third project, which user-project shares a gallery with. */
+const OTHER_TOKEN = 'e2e-cli-catalog-other-0123456789abcdef';
 const logDir = testLogDir('cli-catalog');
 
 describe('pir gallery, pir image register/metafile/history against pir serve', () => {
@@ -21,6 +23,8 @@ describe('pir gallery, pir image register/metafile/history against pir serve', (
   let pir: PirProcess;
   let cli: (args: string[]) => Promise<CliResult>;
   let userCli: (args: string[]) => Promise<CliResult>;
+  let otherCli: (args: string[]) => Promise<CliResult>;
+  let baseUrl: string;
   let disk: string;
 
   before(async () => {
@@ -30,10 +34,15 @@ describe('pir gallery, pir image register/metafile/history against pir serve', (
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const tokensFile = join(dir, 'tokens.json');
-    await writeFile(tokensFile, JSON.stringify({ tokens: [{ token: USER_TOKEN, project_id: 'user-project', user_id: 'uma', roles: ['member', 'reader'] }] }), { mode: 0o600 });
+    await writeFile(tokensFile, JSON.stringify({ tokens: [
+      { token: USER_TOKEN, project_id: 'user-project', user_id: 'uma', roles: ['member', 'reader'] },
+      { token: OTHER_TOKEN, project_id: 'other-project', user_id: 'otto', roles: ['member', 'reader'] },
+    ] }), { mode: 0o600 });
     pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_TOKENS_FILE: tokensFile, PIR_REVISIONS_KEEP: '50' }, logDir, 'cli-catalog-serve');
     cli = (args) => runCli(args, { HOME: home, PIR_URL: url, PIR_TOKEN: TOKEN });
     userCli = (args) => runCli(args, { HOME: home, PIR_URL: url, PIR_TOKEN: USER_TOKEN });
+    otherCli = (args) => runCli(args, { HOME: home, PIR_URL: url, PIR_TOKEN: OTHER_TOKEN });
+    baseUrl = url;
     disk = join(dir, 'disk.raw');
     await writeFile(disk, Buffer.alloc(64 * 1024));
   });
@@ -138,5 +147,76 @@ describe('pir gallery, pir image register/metafile/history against pir serve', (
     const images = json(ok(await cli(['--format', 'json', 'image', 'list', '--gallery', 'batch'])));
     assert.equal(images.length, 2);
     for (const image of images) assert.deepEqual([image.tags, image.os_distro, image.visibility], [['from-meta'], 'arch', 'private']);
+  });
+  it('a gallery shared with the project: list --shared, show/images/image list by id, read-only; a UUID-named gallery is never taken for another', async () => {
+    const api = async (token: string, method: string, path: string, body?: unknown) => {
+      const res = await fetch(baseUrl + path, { method, headers: { 'x-auth-token': token, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await res.text();
+      assert.ok(res.ok, `${method} ${path}: ${res.status} ${text}`);
+      return text ? JSON.parse(text) : null;
+    };
+    const ga = json(ok(await userCli(['--format', 'json', 'gallery', 'create', 'linux'])));
+    ok(await userCli(['gallery', 'create', 'debian', '--parent', 'linux']));
+    const image = json(ok(await userCli(['--format', 'json', 'image', 'create', '--name', 'shared-debian', '--disk-format', 'raw', '--file', disk, '--gallery', 'linux/debian'])));
+
+    // Not shared yet: other-project cannot see it, by id or name.
+    const unseen = await otherCli(['gallery', 'show', ga.id]);
+    assert.equal(unseen.code, 4, unseen.stderr);
+    assert.match(unseen.stderr, /a gallery shared with you is named by its id/);
+
+    await api(USER_TOKEN, 'POST', `/v2/galleries/${ga.id}/members`, { member: 'other-project' });
+    await api(OTHER_TOKEN, 'PUT', `/v2/galleries/${ga.id}/members/other-project`, { status: 'accepted' });
+
+    const shared = json(ok(await otherCli(['--format', 'json', 'gallery', 'list', '--shared'])));
+    assert.deepEqual(shared.map((g: { id: string; path: string; owner: string; member_status: string }) => [g.id, g.path, g.owner, g.member_status]), [[ga.id, 'linux', 'user-project', 'accepted']]);
+    assert.match(ok(await otherCli(['gallery', 'list', '--shared'])).stdout, /accepted/);
+    assert.deepEqual(json(ok(await otherCli(['--format', 'json', 'gallery', 'list']))), []);
+
+    // Read commands by id: the API's answer, as for the owner.
+    const shown = json(ok(await otherCli(['--format', 'json', 'gallery', 'show', ga.id, '--recursive'])));
+    assert.deepEqual([shown.id, shown.path, shown.image_count, shown.gallery_count], [ga.id, 'linux', 1, 1]);
+    assert.match(ok(await otherCli(['gallery', 'show', ga.id])).stdout, /linux\/debian/);
+    const images = json(ok(await otherCli(['--format', 'json', 'gallery', 'images', ga.id, '--recursive'])));
+    assert.deepEqual(images.map((i: { id: string }) => i.id), [image.id]);
+    const listed = json(ok(await otherCli(['--format', 'json', 'image', 'list', '--gallery', ga.id, '--recursive'])));
+    assert.deepEqual(listed.map((i: { id: string }) => i.id), [image.id]);
+    assert.deepEqual(json(ok(await otherCli(['--format', 'json', 'image', 'list', '--gallery', `id:${ga.id}`]))), []);
+
+    // A name or path is the caller's own project's.
+    const byName = await otherCli(['gallery', 'images', 'linux']);
+    assert.equal(byName.code, 4, byName.stderr);
+    assert.match(byName.stderr, /no gallery 'linux' in your project; a gallery shared with you is named by its id/);
+
+    // Read-only: the API's 403, said as such (exit 5); nothing is created in it.
+    for (const args of [['gallery', 'rename', ga.id, 'mine'], ['gallery', 'delete', ga.id], ['gallery', 'move', ga.id]]) {
+      const refused = await otherCli(args);
+      assert.equal(refused.code, 5, `${args.join(' ')}: ${refused.stderr}`);
+      assert.match(refused.stderr, new RegExp(`gallery 'linux' \\(${ga.id}\\) is project user-project's, shared with yours read-only: only its own project can ${args[1]} it \\(PIR answered 403`));
+    }
+    const intoShared = await otherCli(['image', 'create', '--name', 'sneaky', '--disk-format', 'raw', '--file', disk, '--gallery', ga.id]);
+    assert.equal(intoShared.code, 5, intoShared.stderr);
+    assert.match(intoShared.stderr, /is project user-project's, not yours/);
+    const underShared = await otherCli(['gallery', 'create', 'sub', '--parent', ga.id]);
+    assert.equal(underShared.code, 5, underShared.stderr);
+    assert.deepEqual(json(ok(await otherCli(['--format', 'json', 'image', 'list', '-q', 'sneaky']))), []);
+    assert.equal(json(ok(await userCli(['--format', 'json', 'gallery', 'show', ga.id]))).path, 'linux');
+
+    // A gallery named with another's id: a bare UUID naming both is refused (exit 2); id: and / say which.
+    const twin = json(ok(await otherCli(['--format', 'json', 'gallery', 'create', ga.id])));
+    assert.equal(twin.path, ga.id);
+    for (const args of [['gallery', 'delete', ga.id], ['gallery', 'show', ga.id], ['image', 'list', '--gallery', ga.id]]) {
+      const ambiguous = await otherCli(args);
+      assert.equal(ambiguous.code, 2, `${args.join(' ')}: ${ambiguous.stderr}`);
+      assert.match(ambiguous.stderr, new RegExp(`names two galleries.*id:${ga.id}.*/${ga.id}`));
+    }
+    assert.equal(json(ok(await otherCli(['--format', 'json', 'gallery', 'show', `/${ga.id}`]))).id, twin.id);
+    assert.equal(json(ok(await otherCli(['--format', 'json', 'gallery', 'show', `id:${ga.id}`]))).id, ga.id);
+    assert.equal((await otherCli(['gallery', 'delete', `id:${ga.id}`])).code, 5);
+    ok(await otherCli(['gallery', 'delete', `/${ga.id}`]));
+    assert.equal(json(ok(await otherCli(['--format', 'json', 'gallery', 'show', ga.id]))).id, ga.id);
+    // The owner's own UUID-named gallery is found by its path when no gallery has that id.
+    const odd = '00000000-0000-4000-8000-000000000000';
+    ok(await userCli(['gallery', 'create', odd]));
+    ok(await userCli(['gallery', 'delete', odd]));
   });
 });
