@@ -94,7 +94,7 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
   // it must exist whichever store keeps the images.
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const hashes = HashPool.shared();
-  const store = await openBlobStore(config, hashes);
+  const store = await openBlobStore(config, hashes, startup);
   const blobs = store.blobs;
   const retry = { attempts: config.stageAttempts, backoffMs: config.stageBackoffMs };
   const adapters = urls

@@ -343,9 +343,21 @@ function noteFailure(span: Span, stage: StageName, error: unknown, ctx: JobConte
   if (outcome === 'failed') span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
 }
 
+/**
+ * What the image's owner reads (pir_failure): an unexpected error is named by its code only: its
+ * message may name server paths (ENOTDIR: …, open '/var/lib/pir/…'), which are the operator's,
+ * logged with the whole error above.
+ */
 function failureOf(error: unknown, stage: StageName, ctx: JobContext): { code: string; message: string } {
   if (error instanceof PirError) return { code: error.code, message: error.message };
-  return { code: 'internal_error', message: `The ${stage} stage failed after ${ctx.attempt} attempt(s): ${(error as Error)?.message ?? String(error)}` };
+  return { code: 'internal_error', message: `The ${stage} stage failed after ${ctx.attempt} attempt(s) (${errorName(error)}); PIR's log has the details.` };
+}
+
+/** An error's errno code (ENOTDIR, EACCES…) or class name: nothing that can carry a path. */
+export function errorName(error: unknown): string {
+  const e = error as { code?: unknown; name?: unknown } | null;
+  if (typeof e?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
+  return typeof e?.name === 'string' && /^[A-Za-z0-9_]{1,60}$/.test(e.name) ? e.name : 'Error';
 }
 
 function willRetry(error: unknown, ctx: JobContext): boolean {

@@ -178,6 +178,9 @@ for (const mode of ['embedded', 'distributed'] as const) {
         const strict = await stageAndImport(strictId, { all_stores: true });
         assert.equal(strict.status, 'killed');
         assert.equal(strict.pir_failure.code, 'store_copy_failed');
+        // The owner reads which store and the error's code, never a server path.
+        assert.match(strict.pir_failure.message, /could not be written into store spare \([A-Z]+\)/);
+        assert.ok(!strict.pir_failure.message.includes(dir), strict.pir_failure.message);
         // As Glance after a failed import: nothing left importing, every store it was for failed, so waiters stop.
         assert.equal(strict.os_glance_importing_to_stores, '');
         assert.deepEqual(strict.os_glance_failed_import.split(',').sort(), ['fast', 's3', 'spare']);

@@ -17,7 +17,7 @@ import { copyKey, copyVerified, removeCopies } from '../../core/image-stores.js'
 import { BlobNotFoundError, type BlobStore } from '../../core/ports.js';
 import { StoreRegistry } from '../../core/store-registry.js';
 import type { HashedBlob, ImageDoc, StoredCopy } from '../../schemas/image.js';
-import type { StageWork } from '../stage-runner.js';
+import { errorName, type StageWork } from '../stage-runner.js';
 
 export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegistry.single(blobs)): StageWork {
   /** The default store takes the staged disk by promotion (a hard link on a filesystem; no copy). */
@@ -80,7 +80,8 @@ export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegi
       } catch (error) {
         // all_stores_must_succeed: no partial placement; the stage retries, then the import fails.
         await removeCopies(stores, copies).catch(() => {});
-        throw new TransientError('store_copy_failed', `Image ${doc.id} could not be written into store ${id}: ${(error as Error).message}`);
+        // The owner reads this (pir_failure): the error's code, never its message (server paths).
+        throw Object.assign(new TransientError('store_copy_failed', `Image ${doc.id} could not be written into store ${id} (${errorName(error)}); PIR's log has the details.`), { cause: error });
       }
     }
     if (targets.includes(stores.defaultId)) copies.unshift({ store: stores.defaultId, key: await promoteInDefault(doc, disk), at: new Date().toISOString() });

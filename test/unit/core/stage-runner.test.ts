@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import { RefusedError, TransientError } from '../../../core/errors.js';
 import type { JobContext, StageJob } from '../../../core/ports.js';
 import type { StageName } from '../../../schemas/image.js';
-import { StageRunner, type StageWork } from '../../../workers/stage-runner.js';
+import { StageRunner, errorName, type StageWork } from '../../../workers/stage-runner.js';
 import { promoteStage } from '../../../workers/stages/promote.stage.js';
 import { imageKey } from '../../../core/blob-keys.js';
 import { Sweepers } from '../../../workers/sweepers.js';
@@ -294,5 +294,15 @@ describe('Sweepers', () => {
     assert.equal(doc.upload, null);
     await assert.rejects(access(d.blobs.pathOf(ticket.stagingKey)), { code: 'ENOENT' }, 'staging file removed');
     await d.close();
+  });
+});
+
+describe('what a failure tells the image owner', () => {
+  it('names an unexpected error by its code or class, never its message', () => {
+    const enotdir = Object.assign(new Error("ENOTDIR: not a directory, open '/var/lib/pir/images/x'"), { code: 'ENOTDIR' });
+    assert.equal(errorName(enotdir), 'ENOTDIR');
+    assert.equal(errorName(new TypeError('/etc/passwd')), 'TypeError');
+    assert.equal(errorName(Object.assign(new Error('x'), { code: '/tmp/evil path' })), 'Error');
+    assert.equal(errorName(null), 'Error');
   });
 });
