@@ -13,6 +13,8 @@ const MAX_LIMIT = 200;
 
 type Query = Record<string, string | string[] | undefined>;
 
+const GALLERY_LIST_PARAMETERS = new Set(['shared', 'owner', 'parent_id']);
+
 function one(query: unknown, key: string): string | undefined {
   const value = (query as Query | undefined)?.[key];
   if (Array.isArray(value)) throw fail(key === 'recursive' || key === 'parent_id' || key === 'owner' || key === 'shared' ? 'bad_gallery' : 'bad_revision', `Query parameter '${key}' was given ${value.length} times; give it once.`);
@@ -60,7 +62,13 @@ export async function catalogRoutes(app: FastifyInstance, catalog: CatalogServic
   });
 
   app.get('/v2/galleries', async (request) => {
-    if (one(request.query, 'shared') === 'true') return { galleries: await catalog.sharedWithMe(request.caller) };
+    // Said, not ignored: `shared=yes` quietly answered the caller's own galleries.
+    for (const key of Object.keys((request.query ?? {}) as Query)) {
+      if (!GALLERY_LIST_PARAMETERS.has(key)) throw fail('bad_gallery', `GET /v2/galleries takes shared, owner and parent_id (not '${key.slice(0, 40)}').`);
+    }
+    const shared = one(request.query, 'shared');
+    if (shared !== undefined && shared !== 'true' && shared !== 'false') throw fail('bad_gallery', `Query parameter 'shared' is true or false (not '${shared.slice(0, 40)}').`);
+    if (shared === 'true') return { galleries: await catalog.sharedWithMe(request.caller) };
     const owner = one(request.query, 'owner');
     const parent = one(request.query, 'parent_id');
     const galleries = await catalog.listGalleries(request.caller, {

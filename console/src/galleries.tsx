@@ -9,7 +9,7 @@ export function GalleryTree({ selected, onSelect }: { selected: string; onSelect
   const [galleries, setGalleries] = useState<Gallery[]>([]);
   const [error, setError] = useState('');
   useEffect(() => {
-    getJson<{ galleries: Gallery[] }>('/v2/galleries?limit=1000').then((r) => setGalleries(r.galleries ?? []), (e: Error) => setError(e.message));
+    getJson<{ galleries: Gallery[] }>('/v2/galleries').then((r) => setGalleries(r.galleries ?? []), (e: Error) => setError(e.message));
   }, []);
   const children = (parent: string | null): Gallery[] => galleries.filter((g) => (g.parent_id ?? null) === parent).sort((a, b) => a.name.localeCompare(b.name));
   const branch = (parent: string | null) => {

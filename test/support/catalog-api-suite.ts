@@ -260,6 +260,8 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
       ['POST', '/v2/galleries', '{"name":'],
       ['GET', '/v2/images?gallery=', undefined],
       ['GET', '/v2/images?recursive=true', undefined],
+      ['GET', '/v2/galleries?shared=yes', undefined],
+      ['GET', '/v2/galleries?limit=5', undefined],
       ['GET', '/v2/images?gallery=x&recursive=maybe', undefined],
       ['GET', '/v2/images?gallery=a&gallery=b', undefined],
       ['GET', '/v2/galleries/x?recursive=2', undefined],
