@@ -16,12 +16,13 @@ import type { ImageDoc } from '../schemas/image.js';
 import { SYSTEM_CALLER, type Caller } from './caller.js';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type GalleryVisibility, type Revision } from './catalog-ports.js';
 import { fail } from './error-catalog.js';
-import { GALLERY_LIMITS, GALLERY_PROPERTY, checkGalleryName, childrenOf, depthOf, heightOf, pathOf, subtreeOf } from './gallery-rules.js';
+import { GALLERY_LIMITS, GALLERY_PROPERTY, GRANT_STRENGTH, checkGalleryName, childrenIndex, childrenOf, depthOf, expandShares, heightOf, pathOf, sameGalleryName, subtreeOf } from './gallery-rules.js';
 import type { CatalogHooks, ImageService } from './image-service.js';
 import type { PatchOp } from './image-patch.js';
 import type { GalleryGrant, ListRequest } from './ports.js';
-import { MEMBER_STATUSES } from '../schemas/image.js';
+import { MEMBER_STATUSES, type MemberStatus } from '../schemas/image.js';
 import { enforce, isAdminCaller } from './policy.js';
+import { galleryStatuses } from './list-access.js';
 import { diffMetadata, metadataOf, METADATA_FIELDS, type ImageMetadata } from './revisions.js';
 
 export interface CatalogSettings {
@@ -85,7 +86,8 @@ export class CatalogService {
       gallery: (id) => this.store.getGallery(id),
       changed: (caller, action, before, after) => this.record(caller, action, before, after),
       galleryFilter: (caller, id, recursive) => this.galleryFilter(caller, id, recursive),
-      grants: (caller) => this.grants(caller),
+      grants: (caller, statuses) => this.grants(caller, statuses),
+      sharesGallery: async (caller, galleryId) => (await this.shareStatus(caller, galleryId)) !== null,
     };
   }
 
@@ -105,6 +107,7 @@ export class CatalogService {
       if (!parent) throw notFoundGallery(parentId);
       if (depthOf(byId, parent) + 1 > GALLERY_LIMITS.depth) throw fail('gallery_limit', `Galleries nest at most ${GALLERY_LIMITS.depth} deep.`);
     }
+    nameFree(all, parentId, name, null);
     const now = new Date().toISOString();
     const visibility = 'visibility' in input ? visibilityOf(input.visibility) : 'shared';
     const gallery: Gallery = { id: randomUUID(), owner, name, parent_id: parentId, visibility, created_at: now, updated_at: now };
@@ -121,9 +124,10 @@ export class CatalogService {
   /** The gallery with its counts: direct, or with `recursive` over everything below it. */
   async galleryWithCounts(caller: Caller, id: string, recursive: boolean): Promise<GalleryView & GalleryCounts> {
     const { gallery, all, byId } = await this.visibleGallery(caller, id);
-    const ids = recursive ? subtreeOf(all, id) : [id];
+    const index = childrenIndex(all);
+    const ids = recursive ? subtreeOf(index, id) : [id];
     const image_count = await this.images.count(caller, imageQuery(ids));
-    const gallery_count = recursive ? ids.length - 1 : childrenOf(all, id).length;
+    const gallery_count = recursive ? ids.length - 1 : childrenOf(index, id).length;
     return { ...view(byId, gallery), image_count, gallery_count };
   }
 
@@ -141,11 +145,14 @@ export class CatalogService {
   /** A gallery's sub-galleries (recursive: all below it), each with its own counts. */
   async subGalleries(caller: Caller, id: string, recursive: boolean): Promise<(GalleryView & GalleryCounts)[]> {
     const { all, byId } = await this.visibleGallery(caller, id);
-    const ids = recursive ? subtreeOf(all, id).slice(1) : childrenOf(all, id).map((g) => g.id);
+    const index = childrenIndex(all);
+    const ids = recursive ? subtreeOf(index, id).slice(1) : childrenOf(index, id).map((g) => g.id);
     const out: (GalleryView & GalleryCounts)[] = [];
+    // The caller's grants once for every count (a count loads them otherwise: per gallery, a walk of the shared trees).
+    const grants = isAdminCaller(caller) ? [] : await this.grants(caller, galleryStatuses(imageQuery([])));
     for (const gid of ids) {
       const g = byId.get(gid)!;
-      out.push({ ...view(byId, g), image_count: await this.images.count(caller, imageQuery([gid])), gallery_count: childrenOf(all, gid).length });
+      out.push({ ...view(byId, g), image_count: await this.images.count(caller, imageQuery([gid]), grants), gallery_count: index.get(gid)?.length ?? 0 });
     }
     return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
@@ -163,11 +170,12 @@ export class CatalogService {
       if (parentId !== null) {
         const parent = byId.get(parentId);
         if (!parent) throw notFoundGallery(parentId);
-        if (subtreeOf(all, id).includes(parentId)) throw fail('gallery_cycle', `Gallery ${gallery.name} cannot move into itself or a gallery below it.`);
-        if (depthOf(byId, parent) + heightOf(all, id) > GALLERY_LIMITS.depth) throw fail('gallery_limit', `Galleries nest at most ${GALLERY_LIMITS.depth} deep.`);
+        if (isAtOrBelow(byId, parent, id)) throw fail('gallery_cycle', `Gallery ${gallery.name} cannot move into itself or a gallery below it.`);
+        if (depthOf(byId, parent) + heightOf(childrenIndex(all), id) > GALLERY_LIMITS.depth) throw fail('gallery_limit', `Galleries nest at most ${GALLERY_LIMITS.depth} deep.`);
       }
       next.parent_id = parentId;
     }
+    if (next.name !== gallery.name || next.parent_id !== gallery.parent_id) nameFree(all, next.parent_id, next.name, id);
     if (!(await this.named(this.store.updateGallery(next), next.name))) throw notFoundGallery(id);
     byId.set(id, next);
     return view(byId, next);
@@ -265,33 +273,76 @@ export class CatalogService {
     if (!(await this.store.deleteGalleryMember(id, memberId))) throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${gallery.name}.`);
   }
 
-  /** Galleries shared with the caller's project whose owner still shares them: each with all below it, and the project's answer. */
-  async grants(caller: Caller): Promise<GalleryGrant[]> {
-    const memberships = await this.store.galleryMembershipsOf(caller.project_id);
+  /**
+   * Galleries shared with the caller's project whose owner still shares them: each shared gallery
+   * and all below it, each once, with the project's strongest answer among the shares it sits in
+   * (accepted, then pending, then rejected: GRANT_STRENGTH). Only those whose answer is one of
+   * `statuses` (default: any) are returned, and only the shares that can decide such an answer
+   * are loaded and walked: the default list (accepted) never walks a pending or rejected share.
+   * Cost: one query for the memberships, then per owner sharing something one gallery read and
+   * one read of its tree, walked once (gallery-rules.ts expandShares: O(galleries), however the
+   * shares nest or overlap).
+   */
+  async grants(caller: Caller, statuses: readonly MemberStatus[] = MEMBER_STATUSES): Promise<GalleryGrant[]> {
+    if (statuses.length === 0) return [];
+    const weakest = Math.max(...statuses.map((s) => GRANT_STRENGTH.indexOf(s)));
+    const memberships = (await this.store.galleryMembershipsOf(caller.project_id)).filter((m) => GRANT_STRENGTH.indexOf(m.status) <= weakest);
     if (memberships.length === 0) return [];
-    const trees = new Map<string, Gallery[]>();
+    const shares = await this.sharesOf(caller, memberships);
     const out: GalleryGrant[] = [];
-    for (const m of memberships) {
-      const gallery = await this.store.getGallery(m.gallery_id);
-      if (!gallery || visibilityOfGallery(gallery) !== 'shared' || gallery.owner === caller.project_id) continue;
-      let tree = trees.get(gallery.owner);
-      if (!tree) trees.set(gallery.owner, (tree = await this.store.galleriesOf(gallery.owner)));
-      for (const id of subtreeOf(tree, gallery.id)) out.push({ gallery_id: id, status: m.status });
+    for (const { tree, roots } of shares.values()) {
+      for (const [gallery_id, status] of expandShares(tree, roots)) if (statuses.includes(status)) out.push({ gallery_id, status });
     }
     return out;
+  }
+
+  /**
+   * The project's answer for the gallery when it is shared with it (it or a gallery above it,
+   * the strongest answer), else null: the memberships and the gallery's ancestors, no subtree.
+   */
+  private async shareStatus(caller: Caller, galleryId: string, tree?: Map<string, Gallery>): Promise<MemberStatus | null> {
+    const memberships = await this.store.galleryMembershipsOf(caller.project_id);
+    if (memberships.length === 0) return null;
+    const answer = new Map(memberships.map((m) => [m.gallery_id, m.status]));
+    let best: MemberStatus | null = null;
+    let at = tree ? tree.get(galleryId) : await this.store.getGallery(galleryId);
+    for (let depth = 0; at && depth <= GALLERY_LIMITS.depth + 1; depth++) {
+      const status = answer.get(at.id);
+      if (status && at.owner !== caller.project_id && visibilityOfGallery(at) === 'shared' && (best === null || GRANT_STRENGTH.indexOf(status) < GRANT_STRENGTH.indexOf(best))) best = status;
+      if (!at.parent_id) break;
+      at = tree ? tree.get(at.parent_id) : await this.store.getGallery(at.parent_id);
+    }
+    return best;
+  }
+
+  /** The memberships' galleries still shared, by owner: the owner's tree (read once) and the shared galleries with their answers. */
+  private async sharesOf(caller: Caller, memberships: GalleryMember[], ownToo = false): Promise<Map<string, { tree: Gallery[]; byId: Map<string, Gallery>; roots: { gallery_id: string; status: MemberStatus; gallery: Gallery }[] }>> {
+    const owners = new Map<string, { tree: Gallery[]; byId: Map<string, Gallery>; roots: { gallery_id: string; status: MemberStatus; gallery: Gallery }[] }>();
+    for (const m of memberships) {
+      // A gallery of an owner already read comes from its tree: one gallery read per owner, not per membership.
+      let gallery: Gallery | null | undefined;
+      for (const o of owners.values()) if ((gallery = o.byId.get(m.gallery_id))) break;
+      gallery ??= await this.store.getGallery(m.gallery_id);
+      if (!gallery || visibilityOfGallery(gallery) !== 'shared' || (gallery.owner === caller.project_id && !ownToo)) continue;
+      let owner = owners.get(gallery.owner);
+      if (!owner) {
+        const tree = await this.store.galleriesOf(gallery.owner);
+        owners.set(gallery.owner, (owner = { tree, byId: new Map(tree.map((g) => [g.id, g])), roots: [] }));
+      }
+      owner.roots.push({ gallery_id: gallery.id, status: m.status, gallery });
+    }
+    return owners;
   }
 
   /** The galleries shared with the caller's project directly (its invitations, with their answer). */
   async sharedWithMe(caller: Caller): Promise<(GalleryView & { member_status: string })[]> {
     enforce(caller, 'get_images', { owner: caller.project_id });
-    const out: (GalleryView & { member_status: string })[] = [];
-    for (const m of await this.store.galleryMembershipsOf(caller.project_id)) {
-      const gallery = await this.store.getGallery(m.gallery_id);
-      if (!gallery || visibilityOfGallery(gallery) !== 'shared') continue;
-      const tree = await this.store.galleriesOf(gallery.owner);
-      out.push({ ...view(new Map(tree.map((g) => [g.id, g])), gallery), member_status: m.status });
+    const memberships = await this.store.galleryMembershipsOf(caller.project_id);
+    const shown = new Map<string, GalleryView & { member_status: string }>();
+    for (const { byId, roots } of (await this.sharesOf(caller, memberships, true)).values()) {
+      for (const r of roots) shown.set(r.gallery_id, { ...view(byId, r.gallery), member_status: r.status });
     }
-    return out;
+    return memberships.flatMap((m) => shown.get(m.gallery_id) ?? []);
   }
 
   // ---------------------------------------------------------------- revisions
@@ -387,8 +438,8 @@ export class CatalogService {
   async galleryByPath(caller: Caller, path: string): Promise<GalleryView> {
     const all = await this.store.galleriesOf(caller.project_id);
     const byId = new Map(all.map((g) => [g.id, g]));
-    const want = path.split('/').map((s) => s.trim()).filter(Boolean).join('/');
-    const found = all.find((g) => pathOf(byId, g) === want);
+    const want = path.normalize('NFC').split('/').map((s) => s.trim()).filter(Boolean).join('/');
+    const found = all.find((g) => pathOf(byId, g).normalize('NFC') === want);
     if (!found) throw fail('gallery_not_found', `Your project has no gallery at path '${path.slice(0, 200)}'; create it with POST /v2/galleries.`);
     return view(byId, found);
   }
@@ -438,10 +489,8 @@ export class CatalogService {
   private async visibleGallery(caller: Caller, id: string): Promise<{ gallery: Gallery; all: Gallery[]; byId: Map<string, Gallery> }> {
     const gallery = await this.store.getGallery(id);
     if (!gallery) throw notFoundGallery(id);
-    if (gallery.owner !== caller.project_id && !isAdminCaller(caller)) {
-      // A member project of a shared gallery (or one above it) sees it, read-only.
-      if (!(await this.grants(caller)).some((g) => g.gallery_id === id)) throw notFoundGallery(id);
-    }
+    // A member project of a shared gallery (or one above it) sees it, read-only: its ancestors are looked at, no subtree.
+    if (gallery.owner !== caller.project_id && !isAdminCaller(caller) && (await this.shareStatus(caller, id)) === null) throw notFoundGallery(id);
     enforce(caller, 'get_images', { owner: gallery.owner });
     const all = await this.store.galleriesOf(gallery.owner);
     return { gallery, all, byId: new Map(all.map((g) => [g.id, g])) };
@@ -455,6 +504,22 @@ export class CatalogService {
       throw error;
     }
   }
+}
+
+/** 409 gallery_name_taken when a sibling (other than `self`) has the name in NFC (the stores' unique keys compare exact strings). */
+function nameFree(all: Gallery[], parentId: string | null, name: string, self: string | null): void {
+  const taken = all.some((g) => g.id !== self && (g.parent_id ?? null) === parentId && sameGalleryName(g.name, name));
+  if (taken) throw fail('gallery_name_taken', `The parent gallery already holds a gallery named '${name}'; choose another name.`);
+}
+
+/** Whether `at` is the gallery `id` or below it (its ancestors, at most the depth limit). */
+function isAtOrBelow(byId: Map<string, Gallery>, at: Gallery, id: string): boolean {
+  let g: Gallery | undefined = at;
+  for (let depth = 0; g && depth <= GALLERY_LIMITS.depth + 1; depth++) {
+    if (g.id === id) return true;
+    g = g.parent_id ? byId.get(g.parent_id) : undefined;
+  }
+  return false;
 }
 
 function view(byId: Map<string, Gallery>, g: Gallery): GalleryView {

@@ -6,7 +6,7 @@
  * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type Visibility } from '../schemas/image.js';
+import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Visibility } from '../schemas/image.js';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict, PirError } from './errors.js';
@@ -17,7 +17,7 @@ import { LIMITS } from './limits.js';
 import type { Gallery } from './catalog-ports.js';
 import { GALLERY_PROPERTY } from './gallery-rules.js';
 import { relevance, searchMatches } from './search.js';
-import { compareDocs, sortValues } from './list-access.js';
+import { compareDocs, galleryStatuses, sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { releaseLostClaim, type Claim } from './lost-claims.js';
@@ -79,8 +79,32 @@ export interface CatalogHooks {
   changed(caller: Caller, action: string, before: ImageDoc | null, after: ImageDoc): Promise<void>;
   /** The gallery ids ?gallery=…&recursive=… selects; 404 for a gallery the caller cannot see. */
   galleryFilter(caller: Caller, id: string, recursive: boolean): Promise<string[]>;
-  /** The galleries shared with the caller's project (each shared gallery and all below it), with its answer. */
-  grants(caller: Caller): Promise<GalleryGrant[]>;
+  /**
+   * The galleries shared with the caller's project (each shared gallery and all below it, once,
+   * with the strongest answer), only those with one of `statuses` (default: any).
+   */
+  grants(caller: Caller, statuses?: readonly MemberStatus[]): Promise<GalleryGrant[]>;
+  /** Whether the gallery is shared with the caller's project (it or a gallery above it), whatever the answer. */
+  sharesGallery(caller: Caller, galleryId: string): Promise<boolean>;
+}
+
+const grantIndexes = new WeakMap<readonly GalleryGrant[], Map<string, GalleryGrant>>();
+
+/**
+ * The grants among `galleryIn` (all of them without it): a query restricted to some galleries
+ * needs no access term for the others, and a count per gallery then sends one id, not every
+ * shared gallery (O(|galleryIn|) once the grants are indexed, however many grants).
+ */
+function onlyIn(grants: GalleryGrant[], galleryIn: readonly string[] | undefined): GalleryGrant[] {
+  if (!galleryIn || grants.length === 0) return grants;
+  let index = grantIndexes.get(grants);
+  if (!index) grantIndexes.set(grants, (index = new Map(grants.map((g) => [g.gallery_id, g]))));
+  const out: GalleryGrant[] = [];
+  for (const id of galleryIn) {
+    const g = index.get(id);
+    if (g) out.push(g);
+  }
+  return out;
 }
 
 /**
@@ -244,7 +268,7 @@ export class ImageService {
   /** What a list request asks the store: the caller's scope, the statuses, the gallery, the marker's keyset. */
   private async listPlan(caller: Caller, request: ListRequest): Promise<{ query: ListQuery; grants: GalleryGrant[]; ranked: boolean; empty: boolean }> {
     enforce(caller, 'get_images', { owner: caller.project_id });
-    const grants = await this.grants(caller);
+    const grants = await this.grants(caller, galleryStatuses(request.query));
     const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: grants };
     const requested = request.query.where.status ?? IMAGE_STATUSES;
     const status = requested.filter((s) => s !== 'deleted');
@@ -252,13 +276,15 @@ export class ImageService {
     if (request.gallery) {
       if (!this.catalog) throw fail('bad_gallery', 'Galleries are not served here.');
       query.galleryIn = await this.catalog.galleryFilter(caller, request.gallery.id, request.gallery.recursive);
+      // Only the grants among the galleries asked for can let an image through.
+      query.scope = { ...scope, galleries: onlyIn(grants, query.galleryIn) };
     }
     if (request.relevance && query.search) return { query, grants, ranked: true, empty: false };
     if (request.after) {
       query.after = request.after;
     } else if (request.marker !== undefined) {
       const marker = await this.manifest.store.get(request.marker);
-      if (!marker || marker.status === 'deleted' || !canSee(caller, marker, new Set(grants.map((g) => g.gallery_id)))) {
+      if (!marker || marker.status === 'deleted' || !(await this.canSeeVia(caller, marker))) {
         throw fail('bad_marker', `Query parameter 'marker' must be the id of an image you can list (got '${request.marker.slice(0, 64)}'); start again without it.`);
       }
       query.after = sortValues(marker, query.sort);
@@ -279,7 +305,7 @@ export class ImageService {
     let marker: ImageDoc | null = null;
     if (lastId !== undefined) {
       marker = await store.get(lastId);
-      if (!marker || marker.status === 'deleted' || !canSee(caller, marker, new Set(grants.map((g) => g.gallery_id))) || !searchMatches(marker, search)) {
+      if (!marker || marker.status === 'deleted' || !(await this.canSeeVia(caller, marker)) || !searchMatches(marker, search)) {
         throw fail('bad_marker', `Query parameter 'marker' must be the id of an image among this search's ranked results (got '${lastId.slice(0, 64)}'); start again without it.`);
       }
     }
@@ -370,10 +396,14 @@ export class ImageService {
     throw fail('invalid_gallery', `Gallery ${gid.slice(0, 64)} was deleted while image ${doc.id} moved into it; the image is in no gallery now.`);
   }
 
-  /** How many images the caller may list match the query (gallery counts). */
-  async count(caller: Caller, query: ListRequest['query']): Promise<number> {
+  /**
+   * How many images the caller may list match the query (gallery counts). `grants`: the caller's
+   * gallery grants when already loaded (statuses galleryStatuses(query) at least), so counting
+   * gallery after gallery reads and walks the shared trees once, not once per count.
+   */
+  async count(caller: Caller, query: ListRequest['query'], grants?: GalleryGrant[]): Promise<number> {
     enforce(caller, 'get_images', { owner: caller.project_id });
-    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: await this.grants(caller) };
+    const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: onlyIn(grants ?? await this.grants(caller, galleryStatuses(query)), query.galleryIn) };
     const status = (query.where.status ?? IMAGE_STATUSES).filter((s) => s !== 'deleted');
     if (status.length === 0) return 0;
     return this.manifest.store.count({ ...query, scope, where: { ...query.where, status } });
@@ -737,12 +767,11 @@ export class ImageService {
     recordAs = action as string,
   ): Promise<ImageDoc> {
     let before: ImageDoc | null = null;
-    const via = await this.viaGalleries(caller);
-    const { doc, changed } = await this.manifest.update(id, (draft) => {
-      before = requireVisible(caller, structuredClone(draft), id, via);
+    const { doc, changed } = await this.viaGalleriesRetry(caller, (via) => this.manifest.update(id, (draft) => {
+      before = requireVisible(caller, structuredClone(draft), id, via.of(draft));
       enforce(caller, action, { owner: before.owner });
       return apply(draft, before);
-    }, { touch: recordAs !== 'members' });
+    }, { touch: recordAs !== 'members' }));
     if (changed && before) await this.catalog?.changed(caller, recordAs, before, doc);
     return doc;
   }
@@ -750,10 +779,9 @@ export class ImageService {
   /** Member status changes: the member itself (or an admin) decides, the owner gets 403. */
   private async answerInvitation(caller: Caller, id: string, memberId: string, apply: (draft: ImageDoc) => NewEvent[] | null): Promise<ImageDoc> {
     let before: ImageDoc | null = null;
-    const via = await this.viaGalleries(caller);
-    const { doc, changed } = await this.manifest.update(id, (draft) => {
+    const { doc, changed } = await this.viaGalleriesRetry(caller, (via) => this.manifest.update(id, (draft) => {
       before = structuredClone(draft);
-      const image = this.requireShared(requireVisible(caller, draft, id, via));
+      const image = this.requireShared(requireVisible(caller, draft, id, via.of(draft)));
       enforce(caller, 'get_image', { owner: image.owner });
       if (!isAdminCaller(caller) && memberId !== caller.project_id) {
         if (image.owner === caller.project_id) {
@@ -763,27 +791,59 @@ export class ImageService {
       }
       enforce(caller, 'modify_member', { owner: image.owner, member_id: memberId });
       return apply(draft);
-    }, { touch: false });
+    }, { touch: false }));
     if (changed && before) await this.catalog?.changed(caller, 'members', before, doc);
     return doc;
   }
 
-  /** Galleries shared with the caller's project (none for admins, who see everything anyway). */
-  private async grants(caller: Caller): Promise<GalleryGrant[]> {
-    if (!this.catalog || isAdminCaller(caller)) return [];
-    return this.catalog.grants(caller);
+  /** Galleries shared with the caller's project with one of `statuses` (none for admins, who see everything anyway). */
+  private async grants(caller: Caller, statuses?: readonly MemberStatus[]): Promise<GalleryGrant[]> {
+    if (!this.catalog || isAdminCaller(caller) || statuses?.length === 0) return [];
+    return this.catalog.grants(caller, statuses);
   }
 
-  private async viaGalleries(caller: Caller): Promise<Set<string>> {
-    return new Set((await this.grants(caller)).map((g) => g.gallery_id));
+  /**
+   * The galleries through which the caller may see this image (policy canSee `viaGalleries`):
+   * asked of the catalog only for an image the caller would not see otherwise and that sits in a
+   * gallery, and then only about that gallery (its ancestors' shares), never every grant.
+   */
+  private async viaGalleries(caller: Caller, doc: ImageDoc | null): Promise<ReadonlySet<string> | undefined> {
+    if (!doc || doc.status === 'deleted' || !this.catalog || isAdminCaller(caller) || canSee(caller, doc)) return undefined;
+    const gid = doc.properties[GALLERY_PROPERTY];
+    if (gid === undefined || !(await this.catalog.sharesGallery(caller, gid))) return undefined;
+    return new Set([gid]);
+  }
+
+  /** canSee, with the galleries shared with the caller asked about only when they matter. */
+  private async canSeeVia(caller: Caller, doc: ImageDoc): Promise<boolean> {
+    return canSee(caller, doc, await this.viaGalleries(caller, doc));
+  }
+
+  /**
+   * A compare-and-set write whose callback checks visibility (requireVisible) with `via.of(draft)`:
+   * first without the galleries shared with the caller (nothing asked of the catalog, the usual
+   * case); when that refuses an image that sits in a gallery, once more with what the catalog says
+   * about that gallery (fresh data then: the retry reads the image again).
+   */
+  private async viaGalleriesRetry<T>(caller: Caller, write: (via: { of(draft: ImageDoc): ReadonlySet<string> | undefined }) => Promise<T>): Promise<T> {
+    let hidden = null as ImageDoc | null;
+    try {
+      return await write({
+        of: (draft) => {
+          if (this.catalog && !isAdminCaller(caller) && draft.status !== 'deleted' && !canSee(caller, draft) && draft.properties[GALLERY_PROPERTY] !== undefined) hidden = structuredClone(draft);
+          return undefined;
+        },
+      });
+    } catch (error) {
+      const via = hidden ? await this.viaGalleries(caller, hidden) : undefined;
+      if (!via) throw error;
+      return write({ of: () => via });
+    }
   }
 
   /** requireVisible, asking the catalog only for an image the caller would not see otherwise and that sits in a gallery. */
   private async visible(caller: Caller, doc: ImageDoc | null, id: string): Promise<ImageDoc> {
-    if (doc && doc.status !== 'deleted' && !canSee(caller, doc) && doc.properties[GALLERY_PROPERTY] !== undefined) {
-      return requireVisible(caller, doc, id, await this.viaGalleries(caller));
-    }
-    return requireVisible(caller, doc, id);
+    return requireVisible(caller, doc, id, await this.viaGalleries(caller, doc));
   }
 
   private requireShared(doc: ImageDoc): ImageDoc {

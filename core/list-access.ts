@@ -46,7 +46,7 @@ export function listAccess(query: Pick<ListQuery, 'scope' | 'visibility' | 'memb
   };
   // A shared gallery's images count as shared with the project (a `visibility` filter still
   // filters on each image's own visibility).
-  const statuses = member.statuses;
+  const statuses = galleryStatuses(query);
   const galleryIds = [...new Set((scope.galleries ?? []).filter((g) => statuses.includes(g.status)).map((g) => g.gallery_id))].sort();
   const viaGallery: AccessTerm[] = galleryIds.length ? [{ kind: 'gallery', galleries: galleryIds }] : [];
   switch (visibility) {
@@ -57,6 +57,16 @@ export function listAccess(query: Pick<ListQuery, 'scope' | 'visibility' | 'memb
     case 'private': return { anyOf: [own], visibilityIn: ['private'] };
     case 'shared': return { anyOf: [own, member, ...viaGallery], visibilityIn: ['shared'] };
   }
+}
+
+/**
+ * The member statuses of gallery grants that can let a non-admin list an image under this
+ * query (listAccess's `gallery` term): none under `visibility=public|community|private`, else the
+ * member_status asked for. A caller loads and expands only the grants with one of these.
+ */
+export function galleryStatuses(query: Pick<ListQuery, 'visibility' | 'memberStatus'>): MemberStatus[] {
+  if (query.visibility === 'public' || query.visibility === 'community' || query.visibility === 'private') return [];
+  return query.memberStatus === 'all' ? [...MEMBER_STATUSES_ALL] : [query.memberStatus];
 }
 
 /** Whether a document passes the access predicate (for checking a marker, and for tests). */

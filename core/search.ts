@@ -25,10 +25,21 @@ export const MAX_WORD = 64;
 export const MAX_QUERY_WORDS = 16;
 const MAX_QUERY_CHARS = 1024;
 
-/** Lowercased letter-and-digit runs, each cut to MAX_WORD characters. */
+/**
+ * Which tokenizer the stores' indexed words were made with: a store whose words were indexed by
+ * an older one rebuilds them on start (SQLite: schema version 5; MongoDB: `pir_words_v`).
+ * 2: text in Unicode NFC (`café` typed as `e` + U+0301 is the word `café`, not `cafe`).
+ */
+export const WORDS_VERSION = 2;
+
+/**
+ * Lowercased letter-and-digit runs, in Unicode NFC, each cut to MAX_WORD characters: the same
+ * text typed composed (NFC) or decomposed (NFD) gives the same words, for the words indexed and
+ * the words of a query alike.
+ */
 export function wordsOf(text: string): string[] {
   const out: string[] = [];
-  for (const m of text.toLowerCase().matchAll(/[\p{L}\p{N}]+/gu)) out.push(m[0].slice(0, MAX_WORD));
+  for (const m of text.normalize('NFC').toLowerCase().normalize('NFC').matchAll(/[\p{L}\p{N}]+/gu)) out.push(m[0].slice(0, MAX_WORD));
   return out;
 }
 

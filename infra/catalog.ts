@@ -35,6 +35,7 @@ export async function openCatalog(config: Pick<PirConfig, 'dataDir' | 'revisions
   const service = new CatalogService(store, images, { revisionsKeep: config.revisionsKeep, ...(wiring.log ? { log: wiring.log } : {}) });
   wiring.relay?.onPurge((imageId) => store.dropRevisions(imageId));
   images.attachCatalog(service.hooks());
-  const grantsOf: GrantsOf = (projectId) => service.grants({ project_id: projectId, user_id: '', roles: [] });
+  // Events reach accepted members only (core/webhooks/visibility.ts): no other share is walked.
+  const grantsOf: GrantsOf = (projectId) => service.grants({ project_id: projectId, user_id: '', roles: [] }, ['accepted']);
   return { store, service, grantsOf, close: () => store.close() };
 }

@@ -80,8 +80,12 @@ function marks(values: readonly unknown[]): string {
   return values.map(() => '?').join(', ');
 }
 
-/** Bumped when the schema gains columns or side tables; opening an older file migrates it. */
-const SCHEMA_VERSION = 4;
+/**
+ * Bumped when the schema gains columns or side tables, or the search words change (5: words in
+ * Unicode NFC, core/search.ts WORDS_VERSION 2); opening an older file migrates it (rewrites every
+ * image's side rows and words, once).
+ */
+const SCHEMA_VERSION = 5;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS images (

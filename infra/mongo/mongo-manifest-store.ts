@@ -36,7 +36,7 @@ import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings }
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
 import { ManifestConflictError } from '../../core/ports.js';
-import { imageWords, PREFIX_TOKEN_MAX, wordStarts } from '../../core/search.js';
+import { imageWords, PREFIX_TOKEN_MAX, WORDS_VERSION, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
 import { manifestWrites } from '../telemetry/metrics.js';
@@ -67,7 +67,7 @@ export interface MongoManifestStoreOptions {
  * keyword-search words and `pir_prefixes` their starts (core/search.ts).
  */
 type Stored = Omit<ImageDoc, Packed> & Partial<Pick<ImageDoc, Packed>> & {
-  _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[]; pir_prefixes: string[];
+  _id: string; pir_pending: boolean; pir_seq: number; pir_inc: string; pir_props: string[]; pir_members: string[]; pir_words: string[]; pir_prefixes: string[]; pir_words_v: number;
   /** The packed parts, as JSON text (absent on documents written before it: see PACKED). */
   pir_packed?: string;
   /** Older documents: the user-keyed parts alone, as JSON text (the rest in place). */
@@ -120,6 +120,8 @@ function toStored(doc: ImageDoc, seq: number, inc: string): Stored {
     pir_words: imageWords(doc),
     // And each word's starts, so the last word of a query matches by equality (see listFilter).
     pir_prefixes: wordStarts(imageWords(doc)),
+    // The tokenizer that made them: older words are rebuilt on start (addDerivedFields).
+    pir_words_v: WORDS_VERSION,
   };
 }
 
@@ -189,8 +191,8 @@ function journalId(id: string, inc: string, seq: number): string {
 }
 
 function fromStored(stored: Stored): ImageDoc {
-  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, pir_prefixes, pir_user, pir_packed, ...doc } = stored;
-  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members; void pir_words; void pir_prefixes;
+  const { _id, pir_pending, pir_seq, pir_inc, pir_props, pir_members, pir_words, pir_prefixes, pir_words_v, pir_user, pir_packed, ...doc } = stored;
+  void _id; void pir_pending; void pir_seq; void pir_inc; void pir_props; void pir_members; void pir_words; void pir_prefixes; void pir_words_v;
   const unpack = (text: string | undefined) => (text === undefined ? {} : (JSON.parse(text) as Partial<Pick<ImageDoc, Packed>>));
   // A field in place wins over a packed one (only a document edited by hand has both).
   return { ...unpack(pir_user), ...unpack(pir_packed), ...doc } as ImageDoc;
@@ -656,11 +658,12 @@ export class MongoManifestStore implements ManifestStore {
   }
 
   /**
-   * Documents written before the list fields existed get them, once, through an ordinary
-   * compare-and-set write of the same document (so a concurrent writer is never overwritten).
+   * Documents written before the list fields existed, or whose search words an older tokenizer
+   * made (`pir_words_v` below core/search.ts WORDS_VERSION, or none), get them, once, through an
+   * ordinary compare-and-set write of the same document (so a concurrent writer is never overwritten).
    */
   private async addDerivedFields(): Promise<void> {
-    const old = await this.col.find({ $or: [{ pir_props: { $exists: false } }, { pir_words: { $exists: false } }, { pir_prefixes: { $exists: false } }] }, { projection: { _id: 1 } }).toArray();
+    const old = await this.col.find({ $or: [{ pir_props: { $exists: false } }, { pir_words: { $exists: false } }, { pir_prefixes: { $exists: false } }, { pir_words_v: { $ne: WORDS_VERSION } }] }, { projection: { _id: 1 } }).toArray();
     for (const { _id } of old) await this.write(_id, 'upgrade', (head) => fromStored(head));
   }
 

@@ -195,6 +195,66 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     }
   });
 
+  await t.test('gallery sharing: overlapping shares count once with the strongest answer; pending and rejected ones list only under their member_status', async () => {
+    const outer = (await call('a-member', 'POST', '/v2/galleries', { name: 'ovl-outer' })).body;
+    const inner = (await call('a-member', 'POST', '/v2/galleries', { name: 'ovl-inner', parent_id: outer.id })).body;
+    const deep = (await call('a-member', 'POST', '/v2/galleries', { name: 'ovl-deep', parent_id: inner.id })).body;
+    const inOuter = await create('a-member', { name: 'ovl outer', visibility: 'private' });
+    const inDeep = await create('a-member', { name: 'ovl deep', visibility: 'private' });
+    await patch('a-member', inOuter, [{ op: 'add', path: '/pir_gallery_id', value: outer.id }]);
+    await patch('a-member', inDeep, [{ op: 'add', path: '/pir_gallery_id', value: deep.id }]);
+    const listed = async (query = '') => new Set(ids(await call('c-member', 'GET', `/v2/images?limit=1000${query}`)));
+    for (const g of [outer.id, inner.id]) assert.equal((await call('a-member', 'POST', `/v2/galleries/${g}/members`, { member: 'C' })).status, 200);
+    // Outer rejected, inner accepted: the inner subtree is accepted (listed by default, not under rejected), the rest rejected.
+    assert.equal((await call('c-member', 'PUT', `/v2/galleries/${outer.id}/members/C`, { status: 'rejected' })).status, 200);
+    assert.equal((await call('c-member', 'PUT', `/v2/galleries/${inner.id}/members/C`, { status: 'accepted' })).status, 200);
+    assert.deepEqual(await listed(), new Set([inDeep]));
+    assert.deepEqual(await listed('&member_status=rejected'), new Set([inOuter]));
+    assert.deepEqual(await listed('&member_status=pending'), new Set());
+    assert.deepEqual(await listed('&member_status=all'), new Set([inOuter, inDeep]));
+    // Rejected or pending: still seen by id (as a Glance member), the gallery too.
+    assert.equal((await call('c-member', 'GET', `/v2/images/${inOuter}`)).status, 200);
+    assert.equal((await call('c-member', 'GET', `/v2/galleries/${outer.id}?recursive=true`)).status, 200);
+    assert.equal((await patch('c-member', inOuter, [{ op: 'replace', path: '/name', value: 'x' }])).status, 403, 'seen, so 403 and not 404');
+    // A marker seen only through a rejected share is a marker the caller can see.
+    assert.equal((await call('c-member', 'GET', `/v2/images?marker=${inOuter}`)).status, 200);
+    // Both accepted: each gallery once.
+    await call('c-member', 'PUT', `/v2/galleries/${outer.id}/members/C`, { status: 'accepted' });
+    assert.deepEqual(await listed(), new Set([inOuter, inDeep]));
+    assert.equal((await call('c-member', 'GET', `/v2/galleries/${outer.id}?recursive=true`)).body.image_count, 2);
+    const subs = (await call('c-member', 'GET', `/v2/galleries/${outer.id}/galleries?recursive=true`)).body.galleries;
+    assert.deepEqual(subs.map((g: { path: string; image_count: number }) => [g.path, g.image_count]), [['ovl-outer/ovl-inner', 0], ['ovl-outer/ovl-inner/ovl-deep', 1]]);
+    for (const g of [outer.id, inner.id]) await call('a-member', 'DELETE', `/v2/galleries/${g}/members/C`);
+    assert.equal((await call('c-member', 'GET', `/v2/images/${inDeep}`)).status, 404);
+  });
+
+  await t.test('unicode: gallery names and search words compare in NFC (composed and decomposed are one)', async () => {
+    const nfc = 'caf\u00e9', nfd = 'cafe\u0301';
+    const root = (await call('a-member', 'POST', '/v2/galleries', { name: 'uni' })).body;
+    const made = await call('a-member', 'POST', '/v2/galleries', { name: nfd, parent_id: root.id });
+    assert.equal(made.status, 201);
+    assert.equal(made.body.name, nfc, 'stored in NFC');
+    assert.equal(made.body.path, `uni/${nfc}`);
+    const again = await call('a-member', 'POST', '/v2/galleries', { name: nfc, parent_id: root.id });
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.error_code, 'gallery_name_taken');
+    const other = (await call('a-member', 'POST', '/v2/galleries', { name: 'other', parent_id: root.id })).body;
+    assert.equal((await call('a-member', 'PATCH', `/v2/galleries/${other.id}`, { name: nfd })).status, 409, 'a rename too');
+    const img = await create('a-member', { name: `${nfd} noir`, tags: [`cr${'e\u0300'}me`] });
+    const img2 = await create('a-member', { name: `${nfc} au lait` });
+    const found = async (q: string) => new Set(ids(await call('a-member', 'GET', `/v2/images?q=${encodeURIComponent(q)}`)));
+    assert.deepEqual(await found(`${nfc} noir`), new Set([img]));
+    assert.deepEqual(await found(`${nfd} noir`), new Set([img]));
+    assert.deepEqual(await found(nfd), new Set([img, img2]));
+    assert.deepEqual(await found(nfc), new Set([img, img2]));
+    assert.deepEqual(await found('caf'), new Set([img, img2]), 'as a prefix');
+    assert.deepEqual(await found('cr\u00e8me'), new Set([img]), 'tags too');
+    assert.deepEqual(await found('cafe'), new Set(), 'no longer split at the combining accent');
+    const ranked = await call('a-member', 'GET', `/v2/images?q=${encodeURIComponent(nfc)}&sort=relevance`);
+    assert.equal(ranked.status, 200);
+    assert.deepEqual(new Set(ids(ranked)), new Set([img, img2]));
+  });
+
   await t.test('galleries: a delete racing an image moving in never leaves the image in a deleted gallery', async () => {
     // 1. The delete runs whole between the PATCH's gallery lookup and its write: the PATCH takes the image out again, 400.
     const g1 = (await call('a-member', 'POST', '/v2/galleries', { name: 'race-1' })).body.id as string;
