@@ -21,7 +21,7 @@ import type { CatalogHooks, ImageService } from './image-service.js';
 import type { PatchOp } from './image-patch.js';
 import type { GalleryGrant, ListRequest } from './ports.js';
 import { MEMBER_STATUSES, type MemberStatus } from '../schemas/image.js';
-import { enforce, isAdminCaller } from './policy.js';
+import { allowed, enforce, isAdminCaller } from './policy.js';
 import { galleryStatuses } from './list-access.js';
 import { diffMetadata, metadataOf, METADATA_FIELDS, type ImageMetadata } from './revisions.js';
 
@@ -96,7 +96,7 @@ export class CatalogService {
   async createGallery(caller: Caller, body: unknown): Promise<GalleryView> {
     const input = objectBody(body, ['name', 'parent_id', 'visibility']);
     const owner = caller.project_id;
-    enforce(caller, 'modify_image', { owner });
+    mayChangeGalleries(caller, owner);
     const name = checkGalleryName(input.name);
     const all = await this.store.galleriesOf(owner);
     if (all.length >= GALLERY_LIMITS.perProject) throw fail('gallery_limit', `A project has at most ${GALLERY_LIMITS.perProject} galleries.`);
@@ -161,7 +161,7 @@ export class CatalogService {
   async updateGallery(caller: Caller, id: string, body: unknown): Promise<GalleryView> {
     const input = objectBody(body, ['name', 'parent_id', 'visibility']);
     const { gallery, all, byId } = await this.visibleGallery(caller, id);
-    enforce(caller, 'modify_image', { owner: gallery.owner });
+    mayChangeGalleries(caller, gallery.owner, gallery);
     const next: Gallery = { ...gallery, updated_at: new Date().toISOString() };
     if ('name' in input) next.name = checkGalleryName(input.name);
     if ('visibility' in input) next.visibility = visibilityOf(input.visibility);
@@ -175,6 +175,8 @@ export class CatalogService {
       }
       next.parent_id = parentId;
     }
+    // Nothing changed (an empty body, or the values it has): no write, updated_at stays.
+    if (next.name === gallery.name && next.parent_id === gallery.parent_id && next.visibility === gallery.visibility) return view(byId, gallery);
     if (next.name !== gallery.name || next.parent_id !== gallery.parent_id) nameFree(all, next.parent_id, next.name, id);
     if (!(await this.named(this.store.updateGallery(next), next.name))) throw notFoundGallery(id);
     byId.set(id, next);
@@ -184,7 +186,7 @@ export class CatalogService {
   /** Deletes an empty gallery (no sub-gallery, no image of any status but deleted). */
   async deleteGallery(caller: Caller, id: string): Promise<void> {
     const { gallery, all } = await this.visibleGallery(caller, id);
-    enforce(caller, 'modify_image', { owner: gallery.owner });
+    mayChangeGalleries(caller, gallery.owner, gallery);
     if (childrenOf(all, id).length > 0) throw fail('gallery_not_empty', `Gallery ${gallery.name} holds galleries; move or delete them first.`);
     // Counted as an administrator: images the caller cannot list still keep the gallery.
     const asOwnerAdmin: Caller = { project_id: gallery.owner, user_id: caller.user_id, roles: ['admin'] };
@@ -552,4 +554,15 @@ function parentIdOf(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string' || value.length === 0 || value.length > 64) throw fail('bad_gallery', "'parent_id' is a gallery id (a string), or null for the root.");
   return value;
+}
+
+/**
+ * Galleries change as images do (the owner project's member role, or an administrator), but the
+ * refusal speaks of galleries, not of the image policy it borrows.
+ */
+function mayChangeGalleries(caller: Caller, owner: string, gallery?: Gallery): void {
+  if (allowed(caller, 'modify_image', { owner })) return;
+  throw fail('policy_denied', owner === caller.project_id
+    ? `Policy does not allow changing galleries: your roles (${caller.roles.join(', ') || 'none'}) only read; it needs the member role.`
+    : `Policy does not allow changing gallery ${gallery?.name ?? ''}: it is project ${owner}'s, shared with yours read-only; only its own project or an administrator may change it.`);
 }

@@ -255,6 +255,23 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     assert.deepEqual(new Set(ids(ranked)), new Set([img, img2]));
   });
 
+  await t.test('galleries: a PATCH that changes nothing writes nothing (updated_at stays)', async () => {
+    const g = (await call('a-member', 'POST', '/v2/galleries', { name: 'unchanged' })).body;
+    await new Promise((r) => setTimeout(r, 5));
+    for (const body of [{}, { name: 'unchanged' }, { visibility: g.visibility }]) {
+      const same = await call('a-member', 'PATCH', `/v2/galleries/${g.id}`, body);
+      assert.equal(same.status, 200, JSON.stringify(same.body));
+      assert.equal(same.body.updated_at, g.updated_at, JSON.stringify(body));
+    }
+    const renamed = await call('a-member', 'PATCH', `/v2/galleries/${g.id}`, { name: 'changed' });
+    assert.notEqual(renamed.body.updated_at, g.updated_at);
+    // A reader's refusal speaks of galleries, not of the image policy it borrows.
+    const byReader = await call('a-reader', 'PATCH', `/v2/galleries/${g.id}`, { name: 'again' });
+    assert.equal(byReader.status, 403);
+    assert.match(JSON.stringify(byReader.body), /changing galleries/);
+    assert.doesNotMatch(JSON.stringify(byReader.body), /modify_image/);
+  });
+
   await t.test('galleries: a delete racing an image moving in never leaves the image in a deleted gallery', async () => {
     // 1. The delete runs whole between the PATCH's gallery lookup and its write: the PATCH takes the image out again, 400.
     const g1 = (await call('a-member', 'POST', '/v2/galleries', { name: 'race-1' })).body.id as string;
