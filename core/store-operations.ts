@@ -245,8 +245,9 @@ export class StoreOperations {
       const copies = copiesOf(draft, def);
       removed = copies.find((c) => c.store === storeId) ?? null;
       if (!removed) throw fail('image_not_in_store', `Image ${id} has no copy in store ${storeId}; it is in ${copies.map((c) => c.store).join(', ')}.`);
-      if (copies.length === 1) {
-        throw fail('last_store', `Store ${storeId} holds the last copy of image ${id}; delete the image instead (DELETE /v2/images/${id}).`);
+      // A copy in a store this PIR no longer configures cannot be read: it does not count as one left.
+      if (!copies.some((c) => c !== removed && this.stores.has(c.store))) {
+        throw fail('last_store', `Store ${storeId} holds the last copy of image ${id} that PIR can read; delete the image instead (DELETE /v2/images/${id}).`);
       }
       draft.stores = copies.filter((c) => c.store !== storeId);
       if (storeId === def) delete draft.blob_key;

@@ -179,6 +179,16 @@ describe('DELETE /v2/stores/{store}/{image}', () => {
     assert.equal(await exists(join(other.imagesDir, id)), true);
     await d.close();
   });
+
+  it('a copy in a store no longer configured is not a copy left', async () => {
+    const { d, ops, activeImage } = await setup();
+    const id = await activeImage();
+    // Recorded in 'retired' (dropped from PIR_STORES since) and in the default store.
+    await d.manifest.update(id, (draft) => { draft.stores = [{ store: 'fast', key: `images/${id}`, at: new Date().toISOString() }, { store: 'retired', key: `images/${id}`, at: new Date().toISOString() }]; return []; });
+    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'fast'), (e: PirError) => e.code === 'last_store' && /that PIR can read/.test(e.message));
+    assert.equal(await exists(join(d.blobs.imagesDir, id)), true, 'the readable copy is kept');
+    await d.close();
+  });
 });
 
 describe('store janitor, other stores', () => {
