@@ -104,7 +104,12 @@ export class CatalogService {
     const byId = new Map(all.map((g) => [g.id, g]));
     if (parentId !== null) {
       const parent = byId.get(parentId);
-      if (!parent) throw notFoundGallery(parentId);
+      if (!parent) {
+        // Another project's gallery the caller may see (shared with it; any, for an admin): 403 as
+        // for every other change of it. One it may not see: 404, as if it did not exist.
+        const { gallery: theirs } = await this.visibleGallery(caller, parentId);
+        throw fail('policy_denied', `Gallery ${theirs.name} is project ${theirs.owner}'s; a gallery is created in your own project's tree (parent_id one of your galleries).`);
+      }
       if (depthOf(byId, parent) + 1 > GALLERY_LIMITS.depth) throw fail('gallery_limit', `Galleries nest at most ${GALLERY_LIMITS.depth} deep.`);
     }
     nameFree(all, parentId, name, null);

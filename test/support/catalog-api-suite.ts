@@ -133,6 +133,9 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
 
     // Pending: B sees the gallery and its images by id (as a Glance member), not in its default list.
     assert.equal((await call('b-member', 'GET', `/v2/galleries/${top.id}`)).status, 200);
+    // Creating under it is a change of it: 403 for B (who sees it), 404 for C (who does not).
+    assert.equal((await call('b-member', 'POST', '/v2/galleries', { name: 'mine', parent_id: top.id })).status, 403);
+    assert.equal((await call('c-member', 'POST', '/v2/galleries', { name: 'mine', parent_id: top.id })).status, 404);
     assert.equal((await call('b-member', 'GET', `/v2/images/${inTop}`)).status, 200);
     assert.equal((await listed('b-member')).has(inTop), false);
     assert.ok((await listed('b-member', '&member_status=pending')).has(inTop));
