@@ -87,6 +87,10 @@ export function galleriesNamed(ops: PatchOp[]): string[] {
 export function applyPatch(draft: ImageDoc, ops: PatchOp[], galleries: Map<string, Gallery> = new Map()): void {
   for (const { op, name, value } of ops) {
     if (name === GALLERY_PROPERTY) {
+      // The same rule as any property: only an image in a gallery has one to remove or replace.
+      if (op !== 'add' && !Object.hasOwn(draft.properties, name)) {
+        throw fail('property_missing', `Image ${draft.id} is in no gallery, so it has no ${name} to ${op}; use "add" to put it in one.`);
+      }
       setGallery(draft, op === 'remove' ? null : value, galleries);
       continue;
     }

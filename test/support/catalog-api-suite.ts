@@ -258,6 +258,20 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     assert.deepEqual(new Set(ids(ranked)), new Set([img, img2]));
   });
 
+  await t.test("galleries: pir_gallery_id follows a property's patch rules (remove or replace when absent: 409)", async () => {
+    const g = (await call('a-member', 'POST', '/v2/galleries', { name: 'patch-rules' })).body;
+    const id = await create('a-member', { name: 'outside' });
+    for (const op of [{ op: 'remove', path: '/pir_gallery_id' }, { op: 'replace', path: '/pir_gallery_id', value: g.id }]) {
+      const r = await patch('a-member', id, [op]);
+      assert.equal(r.status, 409, JSON.stringify(op));
+      assert.match(JSON.stringify(r.body), /property_missing/);
+    }
+    assert.equal((await patch('a-member', id, [{ op: 'add', path: '/pir_gallery_id', value: g.id }])).status, 200);
+    assert.equal((await patch('a-member', id, [{ op: 'replace', path: '/pir_gallery_id', value: g.id }])).status, 200);
+    const twice = await patch('a-member', id, [{ op: 'remove', path: '/pir_gallery_id' }, { op: 'remove', path: '/pir_gallery_id' }]);
+    assert.equal(twice.status, 409, 'the second remove finds nothing');
+  });
+
   await t.test('galleries: a PATCH that changes nothing writes nothing (updated_at stays)', async () => {
     const g = (await call('a-member', 'POST', '/v2/galleries', { name: 'unchanged' })).body;
     await new Promise((r) => setTimeout(r, 5));
