@@ -130,6 +130,7 @@ const WHY: Partial<Record<Action, string>> = {
   stores_info_detail: "Only an administrator can see the stores' details; GET /v2/info/stores lists their ids.",
   get_image_revisions: "An image's revisions (its past members, and property values removed before it was shared) are for its owner project and administrators; GET /v2/images/{id} shows its metadata now.",
   tasks_api_access: "The tasks API is for administrators (Glance's tasks_api_access); see an image's own tasks at GET /v2/images/{id}/tasks.",
+  modify_member: 'A membership is accepted or rejected by the member project itself, with the member role (or by an administrator); readers only look.',
 };
 
 /** Throws 403 unless the caller may do `action` on `target`. */
