@@ -426,7 +426,7 @@ export class CatalogService {
     let gallery: string | null = null;
     const gid = doc.properties[GALLERY_PROPERTY];
     // The gallery's path names the owner's galleries: shown to whom may see that gallery only.
-    const seesGallery = async () => doc.owner === caller.project_id || isAdminCaller(caller) || (await this.grants(caller)).some((g) => g.gallery_id === gid);
+    const seesGallery = async () => doc.owner === caller.project_id || isAdminCaller(caller) || (await this.shareStatus(caller, gid!)) !== null;
     if (gid && doc.owner && (await seesGallery())) {
       const all = await this.store.galleriesOf(doc.owner);
       const byId = new Map(all.map((g) => [g.id, g]));

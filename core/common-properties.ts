@@ -37,7 +37,7 @@ const patterns = new Map(Object.entries(COMMON_PROPERTIES).filter(([, p]) => p.p
 export function commonPropertyProblem(key: string, value: string): string | null {
   const spec = COMMON_PROPERTIES[key];
   if (!spec) return null;
-  if (patterns.get(key) && !patterns.get(key)!.test(value)) return `'${key}' must be an image id (a UUID such as 3d6a1a5e-6c1f-4a8e-9b1e-2f3c4d5e6f70), not '${value.slice(0, 64)}'.`;
+  if (patterns.get(key)?.test(value) === false) return `'${key}' must be an image id (a UUID such as 3d6a1a5e-6c1f-4a8e-9b1e-2f3c4d5e6f70), not '${value.slice(0, 64)}'.`;
   if (spec.enum && !spec.enum.includes(value)) return `'${key}' must be one of ${spec.enum.join(', ')} (not '${value.slice(0, 64)}').`;
   return null;
 }

@@ -57,3 +57,10 @@ export function isRetryable(error: unknown): boolean {
   if (error instanceof PirError) return error.retryable;
   return true; // an unexpected error (I/O, a bug) gets the retries; the last attempt ends the image.
 }
+
+/** An error's errno code (ENOTDIR, EACCES…) or class name: nothing that can carry a path, for messages users read. */
+export function errorName(error: unknown): string {
+  const e = error as { code?: unknown; name?: unknown } | null;
+  if (typeof e?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
+  return typeof e?.name === 'string' && /^[A-Za-z0-9_]{1,60}$/.test(e.name) ? e.name : 'Error';
+}

@@ -84,12 +84,19 @@ export function parseStores(env: Record<string, string | undefined>, s3Prefix: s
 
 /** Two stores over the same bytes would delete each other's copies. */
 function overlapping(stores: StoreSpec[]): void {
-  const places = stores.map((s) => (s.kind === 'fs' ? `fs:${s.dir}/` : `s3:${s.prefix}`));
+  const pair = overlappingPair(stores.map((s) => (s.kind === 'fs' ? `fs:${s.dir}/` : `s3:${s.prefix}`)));
+  if (pair) throw new StoreConfigError('PIR_STORES', `stores "${stores[pair[0]].id}" and "${stores[pair[1]].id}" overlap (one lies inside the other)`);
+}
+
+/**
+ * The first two places (each ending in '/') of which one is or lies inside the other, as their
+ * indexes (the outer first), or null: PIR_STORES as written, and the directories where they lead.
+ */
+export function overlappingPair(places: readonly string[]): [number, number] | null {
   for (let i = 0; i < places.length; i++) {
     for (let j = 0; j < places.length; j++) {
-      if (i !== j && places[j].startsWith(places[i])) {
-        throw new StoreConfigError('PIR_STORES', `stores "${stores[i].id}" and "${stores[j].id}" overlap (one lies inside the other)`);
-      }
+      if (i !== j && places[j].startsWith(places[i])) return [i, j];
     }
   }
+  return null;
 }

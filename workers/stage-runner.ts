@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { STAGES, type ImageDoc, type StageName } from '../schemas/image.js';
-import { PirError, RefusedError, isRetryable } from '../core/errors.js';
+import { PirError, RefusedError, errorName, isRetryable } from '../core/errors.js';
 import { event, type NewEvent } from '../core/events.js';
 import { activate, kill } from '../core/image-entity.js';
 import { Manifest } from '../core/manifest.js';
@@ -353,12 +353,6 @@ function failureOf(error: unknown, stage: StageName, ctx: JobContext): { code: s
   return { code: 'internal_error', message: `The ${stage} stage failed after ${ctx.attempt} attempt(s) (${errorName(error)}); PIR's log has the details.` };
 }
 
-/** An error's errno code (ENOTDIR, EACCES…) or class name: nothing that can carry a path. */
-export function errorName(error: unknown): string {
-  const e = error as { code?: unknown; name?: unknown } | null;
-  if (typeof e?.code === 'string' && /^[A-Z0-9_]{2,40}$/.test(e.code)) return e.code;
-  return typeof e?.name === 'string' && /^[A-Za-z0-9_]{1,60}$/.test(e.name) ? e.name : 'Error';
-}
 
 function willRetry(error: unknown, ctx: JobContext): boolean {
   return isRetryable(error) && ctx.attempt < ctx.maxAttempts;

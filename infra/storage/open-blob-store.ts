@@ -10,7 +10,7 @@ import type { HashPool } from '../../ingest/hashing/index.js';
 import { ConfigError, type PirConfig } from '../config.js';
 import type { NeededService, StartupWait } from '../startup-wait.js';
 import { realpath, stat } from 'node:fs/promises';
-import type { StoreSpec } from '../store-config.js';
+import { overlappingPair, type StoreSpec } from '../store-config.js';
 import { writableDirCheck, type DependencyCheck } from '../telemetry/health.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { EgressClient } from '../egress/egress-client.js';
@@ -113,19 +113,17 @@ function s3ConfigError(error: unknown, s3: NonNullable<PirConfig['s3']>): unknow
  * copies: PIR_STORES's own check compares the paths as written, this one where they lead.
  */
 async function noSharedDirectories(specs: StoreSpec[]): Promise<void> {
-  const dirs: { id: string; real: string; dev: number; ino: number }[] = [];
+  const dirs: { id: string; real: string; inode: string }[] = [];
   for (const spec of specs) {
     if (spec.kind !== 'fs') continue;
     const real = await realpath(spec.dir);
     const { dev, ino } = await stat(real);
-    dirs.push({ id: spec.id, real: `${real}/`, dev, ino });
+    dirs.push({ id: spec.id, real: `${real}/`, inode: `${dev}:${ino}` });
   }
-  for (const a of dirs) {
-    for (const b of dirs) {
-      if (a === b) continue;
-      if ((a.dev === b.dev && a.ino === b.ino) || b.real.startsWith(a.real)) {
-        throw new ConfigError('PIR_STORES', `stores "${a.id}" and "${b.id}" are the same directory or one lies inside the other (${a.real} and ${b.real}, after links); each store needs its own`);
-      }
-    }
+  // Where the paths lead (symlinks), then the directories themselves (a bind mount: one inode, two paths).
+  const pair = overlappingPair(dirs.map((d) => d.real)) ?? overlappingPair(dirs.map((d) => `${d.inode}/`));
+  if (pair) {
+    const [a, b] = [dirs[pair[0]]!, dirs[pair[1]]!];
+    throw new ConfigError('PIR_STORES', `stores "${a.id}" and "${b.id}" are the same directory or one lies inside the other (${a.real} and ${b.real}, after links); each store needs its own`);
   }
 }

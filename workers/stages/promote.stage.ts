@@ -12,12 +12,12 @@
  */
 import { imageKey, keyOf } from '../../core/blob-keys.js';
 import { isExternalKey } from '../../core/external-location.js';
-import { TransientError } from '../../core/errors.js';
+import { errorName, TransientError } from '../../core/errors.js';
 import { copyKey, copyVerified, removeCopies } from '../../core/image-stores.js';
 import { BlobNotFoundError, type BlobStore } from '../../core/ports.js';
 import { StoreRegistry } from '../../core/store-registry.js';
 import type { HashedBlob, ImageDoc, StoredCopy } from '../../schemas/image.js';
-import { errorName, type StageWork } from '../stage-runner.js';
+import type { StageWork } from '../stage-runner.js';
 
 export function promoteStage(blobs: BlobStore, stores: StoreRegistry = StoreRegistry.single(blobs)): StageWork {
   /** The default store takes the staged disk by promotion (a hard link on a filesystem; no copy). */
