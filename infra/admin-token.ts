@@ -3,22 +3,18 @@
  * <data dir>/admin-token (mode 0600) so that every process sharing the data dir agrees on it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MIN_ADMIN_TOKEN_LENGTH } from './config.js';
+import { createFileOnce } from './create-file-once.js';
 
 export async function resolveAdminToken(configured: string | null, dataDir: string): Promise<{ token: string; generated: boolean; path: string }> {
   const path = join(dataDir, 'admin-token');
   if (configured) return { token: configured, generated: false, path };
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const token = randomBytes(24).toString('base64url');
-  try {
-    await writeFile(path, token + '\n', { mode: 0o600, flag: 'wx' });
-    return { token, generated: true, path };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    const existing = (await readFile(path, 'utf8')).trim();
-    if (existing.length < MIN_ADMIN_TOKEN_LENGTH) throw new Error(`${path} holds a token shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; delete it to generate a new admin token, or set PIR_ADMIN_TOKEN.`);
-    return { token: existing, generated: false, path };
-  }
+  if (await createFileOnce(path, token + '\n')) return { token, generated: true, path };
+  const existing = (await readFile(path, 'utf8')).trim();
+  if (existing.length < MIN_ADMIN_TOKEN_LENGTH) throw new Error(`${path} holds a token shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; delete it to generate a new admin token, or set PIR_ADMIN_TOKEN.`);
+  return { token: existing, generated: false, path };
 }

@@ -6,7 +6,7 @@
  */
 import { imageView } from '../api/glance-view.js';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fail } from '../core/error-catalog.js';
@@ -23,6 +23,7 @@ import type { WebhookStore } from '../core/webhooks/model.js';
 import { SecretBox, parseSecretKey } from '../core/webhooks/secret-box.js';
 import { WebhookService, type UrlCheck } from '../core/webhooks/service.js';
 import type { DistributedUrls, PirConfig } from './config.js';
+import { createFileOnce } from './create-file-once.js';
 import { allowedByAddress } from './egress/address-policy.js';
 import { EgressClient, EgressError } from './egress/egress-client.js';
 import { SqliteWebhookStore } from './embedded/sqlite-webhook-store.js';
@@ -53,11 +54,7 @@ export async function resolveWebhookKey(configured: Buffer | null, dataDir: stri
   if (configured) return configured;
   const path = join(dataDir, 'webhook-secret-key');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  try {
-    await writeFile(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  }
+  await createFileOnce(path, randomBytes(32).toString('base64') + '\n');
   try {
     return parseSecretKey(await readFile(path, 'utf8'));
   } catch (error) {

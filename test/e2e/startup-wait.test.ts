@@ -101,11 +101,16 @@ describe('distributed start-up waits for the MongoDB-wire server and Kafka', { s
     // process that took that as fatal did not start.
     for (let round = 1; round <= 3; round++) {
       const env = deployment(services.mongodbUrl, services.kafkaBrokers.join(','));
-      const started = await Promise.all([
+      const starts = await Promise.allSettled([
         startPirProcess('api', { ...env, PIR_PORT: String(await freePort()) }, logDir, `together-${round}-api`),
         startPirProcess('worker', env, logDir, `together-${round}-worker-1`),
         startPirProcess('worker', env, logDir, `together-${round}-worker-2`),
       ]);
+      const started = starts.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+      // Those that did start are stopped by `after` if another did not (they kept CI's run alive).
+      processes.push(...started);
+      const failed = starts.flatMap((s) => (s.status === 'rejected' ? [s.reason as Error] : []));
+      if (failed.length) throw failed[0];
       for (const p of started) {
         assert.equal(p.child.exitCode, null, `round ${round}: pir ${p.role} is running`);
         await p.stop();

@@ -55,8 +55,14 @@ export async function startPirProcess(role: 'serve' | 'api' | 'worker' | 'cache'
   // The wait ends when the process does too (a process that gives up must not hold the test for a minute).
   await waitFor(() => gone || output.includes('"msg":"PIR started"'), 60_000);
   if (!output.includes('"msg":"PIR started"')) {
+    // Still running after the wait: killed, so that it does not keep the test file's process alive.
+    const hung = !gone;
+    if (hung) {
+      child.kill('SIGKILL');
+      await exited;
+    }
     log.end();
-    throw new Error(`pir ${role} exited before starting:\n${output.slice(-4000)}`);
+    throw new Error(`pir ${role} ${hung ? 'did not start within 60 s (killed)' : 'exited before starting'}:\n${output.slice(-4000)}`);
   }
   return {
     role,
