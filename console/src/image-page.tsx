@@ -121,8 +121,10 @@ function Properties({ image, props, editable, act }: { image: Image; props: [str
           <li data-prop={key} key={key}>
             {editable ? (
               <form onSubmit={save(key.replace(/~/g, '~0').replace(/\//g, '~1'))} class="prop-edit">
-                {/* The field holds the raw value (saving must write it back unchanged); dir=auto keeps its controls from reordering the page around it. */}
-                <label><bdi class="mono">{visible(key)}</bdi> <input name="value" dir="auto" value={String(value)} aria-label={`value of ${visible(key)}`} /></label>
+                {/* The field holds the raw value (saving must write it back unchanged); dir=auto keeps its controls from reordering the page around it.
+                    Uncontrolled, so that a re-render from a live event does not put back the stored value over what is being typed;
+                    keyed by the value, so that a change made elsewhere does show. */}
+                <label><bdi class="mono">{visible(key)}</bdi> <input name="value" dir="auto" key={String(value)} defaultValue={String(value)} aria-label={`value of ${visible(key)}`} /></label>
                 <button type="submit">Save</button>
                 <button type="button" class="danger" onClick={() => act(() => patchImage(image.id, [{ op: 'remove', path: `/${key.replace(/~/g, '~0').replace(/\//g, '~1')}` }]), `Removed ${visible(key)}.`)}>Remove</button>
               </form>

@@ -184,6 +184,12 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     await page.click('#property-add button[type=submit]');
     await page.waitForSelector('#properties li[data-prop="os_distro"]');
     await page.fill('#properties li[data-prop="os_distro"] input[name=value]', 'ubuntu');
+    // A change made elsewhere arrives (a live event re-renders the page) while the field is being
+    // edited: what was typed stays (it used to be put back to the stored value and saved as that).
+    const elsewhere = await new PirClient(base, ids.A.token).call('PATCH', `/v2/images/${goodId}`, [{ op: 'add', path: '/os_version', value: '12' }], { 'content-type': 'application/openstack-images-v2.1-json-patch' });
+    assert.equal(elsewhere.status, 200);
+    await page.waitForSelector('#properties li[data-prop="os_version"]');
+    assert.equal(await page.inputValue('#properties li[data-prop="os_distro"] input[name=value]'), 'ubuntu');
     await page.click('#properties li[data-prop="os_distro"] button[type=submit]');
     await page.waitForSelector('#image-note >> text=Saved os_distro');
     const image = await new PirClient(base, ids.A.token).getImage(goodId);
