@@ -1,4 +1,5 @@
 /** Builds the Fastify app (no listening here: tests inject, the CLI listens). */
+import { canonicalImageIds } from './canonical-image-ids.js';
 import { negotiatedUrl } from './version-negotiation.js';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -118,8 +119,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     childLoggerFactory: (logger, bindings, options) => logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestLogView } }),
     // A path segment (tag, member id) longer than this answers 414; shorter ones reach the domain's own limits.
     routerOptions: { maxParamLength: 1024 },
-    // Glance's version negotiation: /v2.N/…, the vendor Accept type, and 300 for other versions.
-    rewriteUrl: (req) => negotiatedUrl(req.url ?? '/', req.headers.accept, SERVED_MINORS),
+    // Glance's version negotiation: /v2.N/…, the vendor Accept type, and 300 for other versions;
+    // then an image id in the path in lower case.
+    rewriteUrl: (req) => canonicalImageIds(negotiatedUrl(req.url ?? '/', req.headers.accept, SERVED_MINORS)),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     requestTimeout: 0,
     keepAliveTimeout: timeouts.keepAliveMs,

@@ -55,7 +55,7 @@ export const API_ERRORS = {
   not_found: refusal(404, 'No such image (or not visible to the caller: Glance answers 404, never 403, for what you cannot see).'),
   policy_denied: refusal(403, "The caller's roles or project do not allow this action (Glance's default policies)."),
   // image fields
-  duplicate_id: refusal(409, 'An image with the requested id exists.'),
+  duplicate_id: refusal(409, 'An image with the requested id exists, or existed and was deleted (ids are never reused).'),
   reserved_property: refusal(403, 'The property name is reserved (os_glance_*, location, deleted, deleted_at, and pir_* other than pir_detected_*).'),
   read_only_property: refusal(403, 'The attribute is read-only (set by PIR).'),
   property_name_too_long: refusal(400, 'A property name is longer than 255 characters.'),

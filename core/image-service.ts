@@ -26,7 +26,7 @@ import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
 import { copiesOf, removeCopies } from './image-stores.js';
 import { StoreRegistry } from './store-registry.js';
 import { enforceAddLocation, enforceListLocations, type ParsedLocation } from './external-location.js';
-import { ManifestConflictError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope, type SortValue } from './ports.js';
+import { ManifestConflictError, RetiredIdError, type BlobStore, type GalleryGrant, type ListQuery, type ListRequest, type ListScope, type SortValue } from './ports.js';
 
 export interface CreateImageInput {
   id?: string;
@@ -155,7 +155,8 @@ export class ImageService {
     const owner = this.authorizeCreate(caller, input);
     const now = new Date().toISOString();
     const doc: ImageDoc = {
-      id: input.id ?? randomUUID(),
+      // UUIDs are case-insensitive on input (RFC 9562 §4): one spelling, so that two cannot name two images.
+      id: input.id?.toLowerCase() ?? randomUUID(),
       revision: 1,
       name: null,
       owner,
@@ -192,10 +193,11 @@ export class ImageService {
     try {
       const created = await this.manifest.create(doc, [
         event('image.created', { name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format }),
-      ]);
+      ], { chosenId: input.id !== undefined });
       await this.catalog?.changed(caller, 'create', null, created);
       return created;
     } catch (error) {
+      if (error instanceof RetiredIdError) throw fail('duplicate_id', `The id ${doc.id} belonged to an image that was deleted; image ids are never reused, so that an id always names the same image. Leave id out to get a new one.`);
       if (error instanceof ManifestConflictError) throw fail('duplicate_id', `An image with id ${doc.id} already exists; leave id out to get a new one.`);
       throw error;
     }

@@ -70,9 +70,9 @@ export class Manifest {
     this.relay.notePublished(imageId, eventId);
   }
 
-  async create(doc: ImageDoc, events: NewEvent[]): Promise<ImageDoc> {
+  async create(doc: ImageDoc, events: NewEvent[], opts?: { chosenId?: boolean }): Promise<ImageDoc> {
     doc.outbox = events.map((e) => materialize(doc.id, e, doc.created_at, currentTraceparent()));
-    await this.store.create(doc);
+    await this.store.create(doc, opts);
     this.afterWrite(doc);
     return doc;
   }

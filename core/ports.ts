@@ -110,7 +110,12 @@ export interface ListRequest {
 
 export interface ManifestStore {
   /** Inserts a new document; rejects with ManifestConflictError when the id exists. */
-  create(doc: ImageDoc): Promise<void>;
+  /**
+   * Inserts a new document. Refuses (RetiredIdError) an id that belonged to an image purged
+   * before: image ids are never reused (OSSN-0075). `chosenId`: the client chose the id (a store
+   * may skip the check for ids it generated, which cannot collide).
+   */
+  create(doc: ImageDoc, opts?: { chosenId?: boolean }): Promise<void>;
   get(id: string): Promise<ImageDoc | null>;
   list(query: ListQuery): Promise<ImageDoc[]>;
   /** How many documents list(query) would return without limit and keyset (`limit`, `after` and `sort` are ignored). */
@@ -168,7 +173,7 @@ export interface ManifestStore {
   withPendingEvents(updatedBefore: string, limit: number): Promise<ImageDoc[]>;
   /** Documents in one of `statuses` last written before `updatedBefore` (ISO): the sweepers' work list. */
   findStale(statuses: ImageStatus[], updatedBefore: string, limit: number): Promise<ImageDoc[]>;
-  /** Physically removes a document (after its image.deleted event was relayed). */
+  /** Physically removes a document (after its image.deleted event was relayed), keeping its id as retired first. */
   purge(id: string): Promise<void>;
   /** How many images are in each status (for metrics; one count query per status). */
   countByStatus(): Promise<Record<ImageStatus, number>>;
@@ -183,6 +188,15 @@ export class ManifestConflictError extends Error {
   constructor(id: string) {
     super(`image ${id} already exists`);
     this.name = 'ManifestConflictError';
+  }
+}
+
+/** The id belonged to an image that was deleted: it is never given to another (OSSN-0075). */
+export class RetiredIdError extends ManifestConflictError {
+  constructor(id: string) {
+    super(id);
+    this.message = `image id ${id} belonged to a deleted image`;
+    this.name = 'RetiredIdError';
   }
 }
 

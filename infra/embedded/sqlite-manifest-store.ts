@@ -15,7 +15,7 @@
 import Database from 'better-sqlite3';
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
-import { ManifestConflictError } from '../../core/ports.js';
+import { ManifestConflictError, RetiredIdError } from '../../core/ports.js';
 import { possibleScores, prefixEnd, weightedWords } from '../../core/search.js';
 import { SEARCH_SCHEMA, SqliteSearchIndex, type TermWeights } from './sqlite-search-index.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
@@ -141,6 +141,11 @@ CREATE TABLE IF NOT EXISTS image_members (
   PRIMARY KEY (image_id, member_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS image_members_member ON image_members (member_id, status, image_id);
+-- Ids of purged images: never given to another image (OSSN-0075). No migration needed: created on open.
+CREATE TABLE IF NOT EXISTS retired_image_ids (
+  id         TEXT PRIMARY KEY,
+  retired_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS image_words (
   image_id TEXT NOT NULL,
   word     TEXT NOT NULL,
@@ -231,6 +236,8 @@ export class SqliteManifestStore implements ManifestStore {
     writeOutbox: Database.Statement<{ id: string; doc: string; has_pending: number }>;
     pending: Database.Statement<[string, number], Row>;
     purge: Database.Statement<[string]>;
+    retire: Database.Statement<[string, string]>;
+    retired: Database.Statement<[string], unknown>;
     deleteProperties: Database.Statement<[string]>;
     deleteTags: Database.Statement<[string]>;
     deleteMembers: Database.Statement<[string]>;
@@ -281,6 +288,8 @@ export class SqliteManifestStore implements ManifestStore {
       writeOutbox: this.db.prepare('UPDATE images SET doc = @doc, has_pending = @has_pending WHERE id = @id'),
       pending: this.db.prepare('SELECT doc FROM images WHERE has_pending = 1 AND updated_at < ? ORDER BY updated_at, id LIMIT ?'),
       purge: this.db.prepare('DELETE FROM images WHERE id = ?'),
+      retire: this.db.prepare('INSERT OR IGNORE INTO retired_image_ids (id, retired_at) VALUES (?, ?)'),
+      retired: this.db.prepare('SELECT 1 FROM retired_image_ids WHERE id = ?'),
       deleteProperties: this.db.prepare('DELETE FROM image_properties WHERE image_id = ?'),
       deleteTags: this.db.prepare('DELETE FROM image_tags WHERE image_id = ?'),
       deleteMembers: this.db.prepare('DELETE FROM image_members WHERE image_id = ?'),
@@ -301,6 +310,7 @@ export class SqliteManifestStore implements ManifestStore {
     });
     this.ackTx = (id, eventIds) => ack.immediate(id, eventIds);
     const create = this.db.transaction((doc: ImageDoc) => {
+      if (this.stmts.retired.get(doc.id)) throw new RetiredIdError(doc.id);
       this.stmts.insert.run(toParams(doc));
       this.writeSideRows(doc, false);
       this.rememberSideRows(doc, sideRowsKey(doc));
@@ -323,6 +333,7 @@ export class SqliteManifestStore implements ManifestStore {
     });
     this.replaceTx = (doc, expected) => replace.immediate(doc, expected);
     const purge = this.db.transaction((id: string) => {
+      this.stmts.retire.run(id, new Date().toISOString());
       this.stmts.purge.run(id);
       this.deleteSideRows(id);
       this.sideRows.delete(id);

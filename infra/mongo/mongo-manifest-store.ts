@@ -35,7 +35,7 @@ import { MongoClient } from 'mongodb';
 import type { Collection, Filter, IndexDescription, Sort, WriteConcernSettings } from 'mongodb';
 import { IMAGE_STATUSES, type ImageDoc, type ImageStatus } from '../../schemas/image.js';
 import { listAccess, normalizeSort } from '../../core/list-access.js';
-import { ManifestConflictError } from '../../core/ports.js';
+import { ManifestConflictError, RetiredIdError } from '../../core/ports.js';
 import { imageWords, PREFIX_TOKEN_MAX, WORDS_VERSION, wordStarts } from '../../core/search.js';
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, SortSpec, SortValue } from '../../core/ports.js';
@@ -359,6 +359,8 @@ export class MongoManifestStore implements ManifestStore {
   private readonly client: MongoClient;
   private readonly col: Collection<Stored>;
   private readonly journal: Collection<JournalEntry>;
+  /** Ids of purged images (OSSN-0075: never given to another image). */
+  private readonly retired: Collection<{ _id: string; retired_at: string }>;
   /**
    * The writes every image change makes (its journal entry, then its document) go out in group
    * commits: what other images' changes queue meanwhile shares the next command. Measured on
@@ -397,6 +399,7 @@ export class MongoManifestStore implements ManifestStore {
     const name = opts.collection ?? 'images';
     this.col = db.collection<Stored>(name);
     this.journal = db.collection<JournalEntry>(`${name}_journal`);
+    this.retired = db.collection<{ _id: string; retired_at: string }>(`${name}_retired_ids`);
     this.journalInserts = new GroupWriter(this.journal, this.client);
     this.docWrites = new GroupWriter(this.col, this.client);
   }
@@ -430,14 +433,23 @@ export class MongoManifestStore implements ManifestStore {
     return this.ready;
   }
 
-  async create(doc: ImageDoc): Promise<void> {
+  async create(doc: ImageDoc, opts: { chosenId?: boolean } = {}): Promise<void> {
     await this.start();
+    // Ids PIR generated are random UUIDs: only an id the client chose can be a retired one.
+    const isRetired = async () => opts.chosenId === true && (await whenNotBusy(() => this.retired.findOne({ _id: doc.id }))) !== null;
+    if (await isRetired()) throw new RetiredIdError(doc.id);
     const stored = toStored(doc, 0, randomBytes(6).toString('hex'));
     try {
       await whenNotBusy(() => this.docWrites.write({ insertOne: { document: stored } }));
     } catch (err) {
       if (isDuplicateKey(err)) throw new ManifestConflictError(doc.id);
       throw err;
+    }
+    // Purged between the check and the insert: purge() retires the id before it deletes, so
+    // asking again after the insert sees it, and this insert is taken back.
+    if (await isRetired()) {
+      await this.removeDocument(doc.id);
+      throw new RetiredIdError(doc.id);
     }
     this.remember(stored);
   }
@@ -579,8 +591,13 @@ export class MongoManifestStore implements ManifestStore {
   }
 
   async purge(id: string): Promise<void> {
-    this.heads.delete(id);
     await this.start();
+    await this.retired.updateOne({ _id: id }, { $setOnInsert: { retired_at: new Date().toISOString() } }, { upsert: true });
+    await this.removeDocument(id);
+  }
+
+  private async removeDocument(id: string): Promise<void> {
+    this.heads.delete(id);
     await this.journal.deleteMany({ image_id: id });
     await this.col.deleteOne({ _id: id });
     await this.journal.deleteMany({ image_id: id }); // entries a racing writer added meanwhile

@@ -1,7 +1,7 @@
 /** The ManifestStore contract: every adapter passes the same suite. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ManifestConflictError } from '../../core/ports.js';
+import { ManifestConflictError, RetiredIdError } from '../../core/ports.js';
 import type { ListQuery, ManifestStore, RankedAfter, SortKey, SortSpec } from '../../core/ports.js';
 import { compareDocs, sortValues } from '../../core/list-access.js';
 import { referenceList } from './list-reference.js';
@@ -615,15 +615,33 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       }
     });
 
-    await t.test('purge removes the document; purging a missing id is a no-op', async () => {
+    await t.test('purge removes the document and retires its id: it never names another image (OSSN-0075); purging a missing id is a no-op', async () => {
       const store = await fresh();
       const doc = makeDoc({ status: 'deleted', outbox: [] });
       await store.create(doc);
       await store.purge(doc.id);
       assert.equal(await store.get(doc.id), null);
       await store.purge(doc.id);
-      await store.create(doc); // the id is free again
-      assert.deepEqual(await store.get(doc.id), doc);
+      const again = makeDoc({ id: doc.id, owner: 'someone-else' });
+      await assert.rejects(store.create(again, { chosenId: true }), (error: Error) => error instanceof RetiredIdError && error instanceof ManifestConflictError);
+      assert.equal(await store.get(doc.id), null);
+    });
+
+    await t.test('a create with a chosen id racing the purge of that id never leaves a document', async () => {
+      const store = await fresh();
+      for (let round = 0; round < 12; round++) {
+        const doc = makeDoc({ status: 'deleted', outbox: [] });
+        await store.create(doc);
+        const claim = makeDoc({ id: doc.id, owner: 'claimer' });
+        const [purged, created] = await Promise.allSettled([
+          new Promise((resolve) => setTimeout(resolve, round % 4)).then(() => store.purge(doc.id)),
+          store.create(claim, { chosenId: true }),
+        ]);
+        assert.equal(purged.status, 'fulfilled');
+        assert.equal(created.status, 'rejected', `round ${round}: the claim was refused`);
+        assert.ok((created as PromiseRejectedResult).reason instanceof ManifestConflictError);
+        assert.equal(await store.get(doc.id), null, `round ${round}: nothing under the retired id`);
+      }
     });
   });
 }

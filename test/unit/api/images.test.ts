@@ -26,6 +26,43 @@ describe('POST /v2/images', () => {
     assert.equal(errorCode(dup), 'duplicate_id');
   });
 
+  it('never gives a deleted image\'s id to another image (OSSN-0075), queued or active, once purged', async () => {
+    for (const upload of [false, true]) {
+      const id = upload ? '7d4c1f0e-5b2a-4c3d-8e9f-0a1b2c3d4e5f' : '1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b';
+      assert.equal((await t.call('a-member', 'POST', '/v2/images', { id, name: 'golden', disk_format: 'raw', container_format: 'bare' })).statusCode, 201);
+      if (upload) await t.activate('a-member', id);
+      assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}`)).statusCode, 204);
+      for (let i = 0; i < 200 && (await t.d.store.get(id)) !== null; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(await t.d.store.get(id), null, 'the deleted image was purged');
+      for (const [token, chosen] of [['b-member', id], ['a-member', id], ['b-member', id.toUpperCase()]] as const) {
+        const res = await t.call(token, 'POST', '/v2/images', { id: chosen, name: 'impostor', visibility: 'community' });
+        assert.equal(res.statusCode, 409, `${token} ${chosen}: ${res.body}`);
+        assert.equal(errorCode(res), 'duplicate_id');
+        assert.match(res.json().error.message, /belonged to an image that was deleted; image ids are never reused/);
+      }
+      assert.equal((await t.call('b-member', 'GET', `/v2/images/${id}`)).statusCode, 404);
+    }
+  });
+
+  it('takes an id in any case as one UUID: stored in lower case, found in any case, one image per UUID', async () => {
+    const upper = 'A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D';
+    const created = await t.call('a-member', 'POST', '/v2/images', { id: upper, name: 'cased' });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.equal(created.json().id, upper.toLowerCase());
+    assert.equal(created.headers.location, `/v2/images/${upper.toLowerCase()}`);
+    const variant = await t.call('b-member', 'POST', '/v2/images', { id: upper.toLowerCase(), visibility: 'community' });
+    assert.equal(variant.statusCode, 409);
+    assert.equal(errorCode(variant), 'duplicate_id');
+    for (const spelled of [upper, upper.toLowerCase(), 'a1B2c3D4-e5F6-4a7B-8c9D-0e1F2a3B4c5D']) {
+      const got = await t.call('a-member', 'GET', `/v2/images/${spelled}`);
+      assert.equal(got.statusCode, 200, spelled);
+      assert.equal(got.json().id, upper.toLowerCase());
+    }
+    assert.equal((await t.call('a-member', 'PUT', `/v2/images/${upper}/tags/Mixed-Case`)).statusCode, 204);
+    assert.deepEqual((await t.call('a-member', 'GET', `/v2/images/${upper.toLowerCase()}`)).json().tags, ['Mixed-Case'], 'only the id is lowered, not the tag');
+    assert.equal((await t.call('b-member', 'GET', `/v2/images/${upper}`)).statusCode, 404, 'another project still cannot see it');
+  });
+
   it('defaults to shared visibility and the caller project as owner', async () => {
     const body = (await t.call('b-member', 'POST', '/v2/images', {})).json();
     assert.equal(body.visibility, 'shared');
