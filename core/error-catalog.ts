@@ -68,6 +68,7 @@ export const API_ERRORS = {
   field_frozen: refusal(403, 'disk_format and container_format can only change while the image is queued.'),
   base_property_not_removable: refusal(403, 'A base attribute cannot be removed (replace it instead).'),
   property_missing: refusal(409, 'PATCH replace/remove of an extra property the image does not have.'),
+  property_exists: refusal(409, 'A v2.0 (draft 4) JSON-patch add of a base attribute or of an extra property the image already has (v2.1 add sets).'),
   invalid_patch: refusal(400, 'The JSON-patch document is malformed.'),
   patch_media_type: refusal(415, 'PATCH needs Content-Type application/openstack-images-v2.1-json-patch.'),
   tag_not_found: refusal(404, 'DELETE of a tag the image does not have.'),

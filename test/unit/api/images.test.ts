@@ -136,6 +136,27 @@ describe('PATCH /v2/images/{id}', () => {
     }
   });
 
+  it('takes v2.0 (draft 4) patches, whose add only creates: a base field or a present property is 409, as Glance', async () => {
+    const img = await t.create('a-member', { name: 'd4', os_distro: 'debian' });
+    const v20 = (ops: unknown) => t.call('a-member', 'PATCH', `/v2/images/${img}`, ops, { 'content-type': 'application/openstack-images-v2.0-json-patch' });
+    const added = await v20([{ add: '/os_version', value: '12' }, { replace: '/os_distro', value: 'ubuntu' }]);
+    assert.equal(added.statusCode, 200, added.body);
+    assert.deepEqual([added.json().os_version, added.json().os_distro], ['12', 'ubuntu']);
+    for (const path of ['/os_version', '/name', '/min_ram', '/tags']) {
+      const res = await v20([{ add: path, value: path === '/tags' ? ['t'] : path === '/min_ram' ? 1 : 'x' }]);
+      assert.equal(res.statusCode, 409, `${path}: ${res.body}`);
+      assert.equal(errorCode(res), 'property_exists', path);
+      assert.match(res.json().error.message, new RegExp(`Property ${path.slice(1)} already present`));
+    }
+    // Nothing of a refused patch is written; v2.1's add still sets.
+    const refused = await v20([{ add: '/os_arch', value: 'x' }, { add: '/os_distro', value: 'fedora' }]);
+    assert.equal(refused.statusCode, 409);
+    const shown = (await t.call('a-member', 'GET', `/v2/images/${img}`)).json();
+    assert.deepEqual([shown.os_arch, shown.os_distro, shown.name], [undefined, 'ubuntu', 'd4']);
+    const v21 = await t.patch('a-member', img, [{ op: 'add', path: '/os_distro', value: 'fedora' }, { op: 'add', path: '/name', value: 'set' }]);
+    assert.deepEqual([v21.statusCode, v21.json().os_distro, v21.json().name], [200, 'fedora', 'set']);
+  });
+
   it("passes over PIR's view-only fields, as openstacksdk's whole-view diffs name them", async () => {
     const res = await t.patch('a-member', id, [
       { op: 'remove', path: '/pir_failure' }, { op: 'replace', path: '/pir_pipeline', value: {} },
