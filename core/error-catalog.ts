@@ -70,7 +70,7 @@ export const API_ERRORS = {
   property_missing: refusal(409, 'PATCH replace/remove of an extra property the image does not have.'),
   property_exists: refusal(409, 'A v2.0 (draft 4) JSON-patch add of a base attribute or of an extra property the image already has (v2.1 add sets).'),
   invalid_patch: refusal(400, 'The JSON-patch document is malformed.'),
-  patch_media_type: refusal(415, 'PATCH needs Content-Type application/openstack-images-v2.1-json-patch.'),
+  patch_media_type: refusal(415, "PATCH needs Content-Type application/openstack-images-v2.1-json-patch (or v2.0); the answer's Accept-Patch names both."),
   tag_not_found: refusal(404, 'DELETE of a tag the image does not have.'),
   // lifecycle
   protected_image: refusal(403, 'The image is protected; set protected=false first.'),

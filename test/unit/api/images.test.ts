@@ -202,8 +202,22 @@ describe('PATCH /v2/images/{id}', () => {
     const json = await t.call('a-member', 'PATCH', `/v2/images/${id}`, [{ op: 'replace', path: '/name', value: 'x' }]);
     assert.equal(json.statusCode, 415);
     assert.equal(errorCode(json), 'patch_media_type');
+    // RFC 5789 §2.2, as Glance: the 415 names the patch media types taken.
+    const acceptPatch = 'application/openstack-images-v2.0-json-patch, application/openstack-images-v2.1-json-patch';
+    assert.equal(json.headers['accept-patch'], acceptPatch);
+    const none = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '[]', { 'content-type': '' });
+    assert.deepEqual([none.statusCode, none.headers['accept-patch']], [415, acceptPatch]);
     const broken = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '[{"op": ', { 'content-type': PATCH_TYPE });
     assert.equal(broken.statusCode, 400);
+    assert.equal(errorCode(broken), 'invalid_json');
+    assert.equal(broken.headers['accept-patch'], undefined);
+    // The message names the media type sent, not Fastify's 'application/json'.
+    assert.match(broken.json().error.message, /not valid JSON \(sent with Content-Type application\/openstack-images-v2\.1-json-patch\)/);
+    assert.doesNotMatch(broken.json().error.message, /'application\/json'/);
+    const empty = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '', { 'content-type': 'application/openstack-images-v2.0-json-patch' });
+    assert.equal(empty.statusCode, 400);
+    assert.equal(errorCode(empty), 'no_body');
+    assert.match(empty.json().error.message, /Content-Type application\/openstack-images-v2\.0-json-patch\) but the body is empty/);
     const unchanged = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
     assert.notEqual(unchanged.owner, 'B');
   });
