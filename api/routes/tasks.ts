@@ -61,7 +61,8 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
     }
     webDownloads.checkUri(uri);
     const image = { container_format: 'bare', ...properties, disk_format: format };
-    const doc = await createImage(request.caller, image, images, quotas, { import_task: { input: body.input } });
+    const importTask = { input: body.input, user_id: request.caller.user_id ?? null, request_id: request.id };
+    const doc = await createImage(request.caller, image, images, quotas, { import_task: importTask });
     try {
       await webDownloads.start(request.caller, doc.id, uri);
     } catch (error) {
