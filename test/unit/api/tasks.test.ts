@@ -88,9 +88,12 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     const oldestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=asc')).json().tasks.map((x: { id: string }) => x.id);
     const newestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=desc')).json().tasks.map((x: { id: string }) => x.id);
     assert.deepEqual(oldestFirst, [...newestFirst].reverse());
-    for (const q of ['bogus=1', 'limit=-1', 'limit=abc', 'status=odd', 'marker=nope', 'sort_key=owner', 'marker=' + 'f'.repeat(8), 'sort_dir=up']) {
+    for (const q of ['bogus=1', 'limit=-1', 'limit=abc', 'status=odd', 'marker=nope', 'sort_key=owner', 'marker=' + 'f'.repeat(8), 'sort_dir=up', 'type=bogus']) {
       assert.equal((await t.call('admin', 'GET', `/v2/tasks?${q}`)).statusCode, 400, q);
     }
+    assert.match((await t.call('admin', 'GET', '/v2/tasks?type=bogus')).json().error.message, /Invalid type value: 'bogus'/);
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks?type=api_image_import')).json().tasks.length, 2);
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks?type=import')).json().tasks.length, 0);
   });
 
   describe('POST /v2/tasks: the legacy import task', () => {
