@@ -238,7 +238,10 @@ describe('PATCH /v2/images/{id}', () => {
 
   it('freezes disk_format and container_format once the image has data', async () => {
     const img = await t.create('a-member');
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).json().stores, undefined, 'no bytes, no store');
     await t.activate('a-member', img);
+    // One store (no PIR_STORES): the image still names it, as README's Stores section says.
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).json().stores, 'local');
     const res = await t.patch('a-member', img, [{ op: 'replace', path: '/disk_format', value: 'qcow2' }]);
     assert.equal(res.statusCode, 403, res.body);
     assert.equal(errorCode(res), 'field_frozen');
