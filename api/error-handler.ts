@@ -9,6 +9,7 @@ import { errorSpec } from '../core/error-catalog.js';
 import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
 import { tooManyProperties, tooManyTags } from '../core/image-entity.js';
 import { isUnreachable } from '../infra/unreachable.js';
+import { mediaTypeOf } from './http-hygiene.js';
 
 /** For a code nobody declared (the catalog test fails on those): the status its kind implies. */
 const STATUS_OF_KIND: Record<ErrorKind, number> = {
@@ -24,12 +25,22 @@ const TITLES: Record<number, string> = {
   500: 'Internal Server Error', 503: 'Service Unavailable', 507: 'Insufficient Storage',
 };
 
-/** Fastify's own request errors, as catalog codes with a message that says what to do. */
-const FASTIFY_CODES: Record<string, { code: string; message: (e: FastifyError) => string }> = {
+/** The request's media type as a message names it. */
+const sentAs = (request: FastifyRequest) => {
+  const type = mediaTypeOf(request.headers['content-type']).slice(0, 100);
+  return type ? `Content-Type ${type}` : 'no Content-Type';
+};
+
+/**
+ * Fastify's own request errors, as catalog codes with a message that says what to do. Its JSON
+ * parser's own messages say "content-type is set to 'application/json'" whatever was sent (a
+ * JSON patch, text/plain): ours name the media type the request gave.
+ */
+const FASTIFY_CODES: Record<string, { code: string; message: (e: FastifyError, request: FastifyRequest) => string }> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'bad_content_type', message: (e) => `${e.message}. Send JSON bodies as Content-Type: application/json (PATCH: application/openstack-images-v2.1-json-patch; image data: application/octet-stream).` },
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'body_too_large', message: () => 'The JSON body is larger than PIR accepts (1 MiB); send less, or split the change.' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'no_body', message: () => 'The request says it carries JSON but the body is empty; send a JSON body, or no Content-Type.' },
-  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'invalid_json', message: (e) => `The body is not valid JSON (${e.message}).` },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'no_body', message: (_e, request) => `The request says it carries JSON (${sentAs(request)}) but the body is empty; send a JSON body.` },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'invalid_json', message: (_e, request) => `The body is not valid JSON (sent with ${sentAs(request)}); send a JSON document.` },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'bad_header', message: () => 'Content-Length does not match the body sent.' },
 };
 
@@ -91,7 +102,7 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
     return sendError(reply, 400, 'invalid_request', `Invalid request: ${fastifyError.message}.`);
   }
   const known = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
-  if (known) return sendError(reply, errorSpec(known.code)!.status, known.code, known.message(fastifyError));
+  if (known) return sendError(reply, errorSpec(known.code)!.status, known.code, known.message(fastifyError, request));
   if (error instanceof SyntaxError || fastifyError.code?.startsWith('FST_ERR_CTP_')) {
     return sendError(reply, 400, 'invalid_json', `The body could not be parsed: ${error.message}.`);
   }

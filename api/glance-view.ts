@@ -1,5 +1,5 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
-import type { ImageDoc, ImageMember, LegacyImportInput, PipelineRun } from '../schemas/image.js';
+import type { ImageDoc, ImageMember, PipelineRun } from '../schemas/image.js';
 
 /** `extra`: fields only some callers see (core/external-location.ts locationFields: locations, direct_url). */
 export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Record<string, unknown> {
@@ -74,11 +74,11 @@ function runningImportTask(doc: ImageDoc): string | null {
 
 /** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */
 export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
-  if (doc.import_task) return [legacyImportTask(doc, doc.import_task.input)];
+  if (doc.import_task) return [withExpiry(legacyImportTask(doc, doc.import_task))];
   const pipeline = doc.pipeline;
-  if (!pipeline) return doc.failure ? [failureTask(doc)] : [];
+  if (!pipeline) return doc.failure ? [withExpiry(failureTask(doc))] : [];
   const status = runStatus(doc, pipeline);
-  return [{
+  return [withExpiry({
     ...taskBase(`${doc.id}.${pipeline.run}`, doc),
     request_id: pipeline.requested?.request_id ?? null,
     user_id: pipeline.requested?.user_id ?? null,
@@ -92,19 +92,35 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
     pir_stage: pipeline.stage,
     pir_stages: pipeline.stages,
     pir_failure: doc.failure,
-  }];
+  })];
+}
+
+/** Glance's task_time_to_live default: a task expires this long after it succeeded or failed. */
+const TASK_TIME_TO_LIVE_HOURS = 48;
+
+/**
+ * A finished task's expires_at, as Glance's Task.succeed() and fail() set it: its end (the view's
+ * updated_at) plus the time to live. PIR derives tasks from their images and never deletes one
+ * for expiring: a task lives as long as its image.
+ */
+function withExpiry(task: Record<string, unknown>): Record<string, unknown> {
+  if (task.status !== 'success' && task.status !== 'failure') return task;
+  const end = Date.parse(task.updated_at as string);
+  return { ...task, expires_at: stripMillis(new Date(end + TASK_TIME_TO_LIVE_HOURS * 3_600_000).toISOString()) };
 }
 
 /**
  * The task a legacy import (POST /v2/tasks) made the image for: one task from creation on, id
  * `<image>.0`, pending until the download starts, then as the image's import goes.
  */
-function legacyImportTask(doc: ImageDoc, input: LegacyImportInput): Record<string, unknown> {
+function legacyImportTask(doc: ImageDoc, task: NonNullable<ImageDoc['import_task']>): Record<string, unknown> {
   const status = doc.pipeline ? runStatus(doc, doc.pipeline)
     : doc.status === 'killed' || doc.status === 'deleted' ? 'failure'
       : doc.status === 'queued' ? 'pending' : 'processing';
   return {
-    ...taskBase(`${doc.id}.0`, doc), type: 'import', status, input,
+    ...taskBase(`${doc.id}.0`, doc), type: 'import', status, input: task.input,
+    // Who created the task, in which request (Glance's task user_id and request_id).
+    user_id: task.user_id ?? null, request_id: task.request_id ?? null,
     result: status === 'success' ? { image_id: doc.id } : null,
     message: failureMessage(doc),
     created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.pipeline ? runUpdatedAt(doc, doc.pipeline) : doc.updated_at),

@@ -98,9 +98,10 @@ export const imagesSchema = {
 
 // ------------------------------------------------------------------ members
 
+// Glance reads only `member` and ignores other keys: a `status` sent beside it sets nothing (pending).
 export const CreateMemberBody = Type.Object({
   member: Type.String({ minLength: 1, maxLength: LIMITS.memberIdLength, description: 'The project id to share the image with' }),
-}, { additionalProperties: false });
+}, { additionalProperties: true });
 
 // Glance reads only `status` and ignores other keys (openstacksdk sends the member id beside it).
 export const UpdateMemberBody = Type.Object({

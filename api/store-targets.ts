@@ -1,7 +1,9 @@
 /**
  * Which stores an upload or import names (Glance's multi-store request fields): the
  * X-Image-Meta-Store header, and the import body's `stores`, `all_stores` and
- * `all_stores_must_succeed`. Unknown stores are 400 unknown_store; contradictions 400 bad_stores.
+ * `all_stores_must_succeed`. Unknown stores are 400 unknown_store on uploads and 409
+ * unknown_import_store on imports (as Glance: UnknownScheme is a Conflict in import_image);
+ * contradictions 400 bad_stores.
  */
 import type { FastifyRequest } from 'fastify';
 import { fail } from '../core/error-catalog.js';
@@ -41,8 +43,15 @@ export function importTargets(request: FastifyRequest, body: ImportStoreFields, 
   }
   if (body.stores !== undefined) {
     if (body.stores.length === 0) throw fail('bad_stores', 'stores is empty; name at least one store, or leave it out for the default store.');
-    return { stores: stores.requireKnown(body.stores), must_succeed: mustSucceed };
+    return { stores: importStores(body.stores, stores), must_succeed: mustSucceed };
   }
-  if (header !== undefined) return { stores: stores.requireKnown([header]), must_succeed: mustSucceed };
+  if (header !== undefined) return { stores: importStores([header], stores), must_succeed: mustSucceed };
   return undefined;
+}
+
+/** An import's stores, each once; unknown → 409 unknown_import_store (Glance's import_image answers its UnknownScheme as a Conflict). */
+function importStores(ids: string[], stores: StoreRegistry): string[] {
+  const unknown = ids.find((id) => !stores.has(id));
+  if (unknown !== undefined) throw fail('unknown_import_store', `Unknown store '${unknown.slice(0, 64)}'; GET /v2/info/stores lists them (${stores.ids.join(', ')}).`);
+  return stores.requireKnown(ids);
 }

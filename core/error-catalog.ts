@@ -68,8 +68,9 @@ export const API_ERRORS = {
   field_frozen: refusal(403, 'disk_format and container_format can only change while the image is queued.'),
   base_property_not_removable: refusal(403, 'A base attribute cannot be removed (replace it instead).'),
   property_missing: refusal(409, 'PATCH replace/remove of an extra property the image does not have.'),
+  property_exists: refusal(409, 'A v2.0 (draft 4) JSON-patch add of a base attribute or of an extra property the image already has (v2.1 add sets).'),
   invalid_patch: refusal(400, 'The JSON-patch document is malformed.'),
-  patch_media_type: refusal(415, 'PATCH needs Content-Type application/openstack-images-v2.1-json-patch.'),
+  patch_media_type: refusal(415, "PATCH needs Content-Type application/openstack-images-v2.1-json-patch (or v2.0); the answer's Accept-Patch names both."),
   tag_not_found: refusal(404, 'DELETE of a tag the image does not have.'),
   // lifecycle
   protected_image: refusal(403, 'The image is protected; set protected=false first.'),
@@ -84,12 +85,13 @@ export const API_ERRORS = {
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
   image_deleted: refusal(410, 'The image was deleted while it was being imported, or while its data was arriving (`PUT …/file` or `…/stage`; nothing of it is kept), as Glance\'s 410.'),
   // stores (Glance multi-store)
-  unknown_store: refusal(400, 'X-Image-Meta-Store, the import body or GET …/file?prefer= names a store that is not configured (GET /v2/info/stores), or ?prefer= is used without multi-store.'),
+  unknown_store: refusal(400, 'X-Image-Meta-Store on an upload or stage, or GET …/file?prefer=, names a store that is not configured (GET /v2/info/stores), or ?prefer= is used without multi-store.'),
+  unknown_import_store: refusal(409, "An import's stores or X-Image-Meta-Store names a store that is not configured (GET /v2/info/stores); 409, as Glance's import answers it."),
   bad_stores: refusal(400, 'all_stores is given together with stores or X-Image-Meta-Store, or stores is empty.'),
   store_not_found: refusal(404, 'The store in the URL path is not configured.'),
   image_not_in_store: refusal(404, 'The image has no copy in that store.'),
   last_store: refusal(403, "The store holds the image's last copy; delete the image instead."),
-  already_in_stores: refusal(409, 'copy-image: every store asked for already holds the image (or is copying it).'),
+  already_in_stores: refusal(400, "copy-image: a store named in stores already holds the image (Glance: \"Image is already present at store\"); with all_stores, such stores are left out instead."),
   import_in_progress: refusal(409, 'copy-image: the image is still being placed in other stores (an import or copy is running); try again when os_glance_importing_to_stores is empty.'),
   // members
   members_only_shared: refusal(403, "Only images (and galleries) with visibility 'shared' take members."),

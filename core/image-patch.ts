@@ -6,7 +6,8 @@
  * application/openstack-images-v2.0-json-patch (the older form): [{"replace": "/name", "value": …}]
  *
  * Semantics as glance/api/v2/images.py: `add` sets a base attribute or adds/overwrites an extra
- * property; `replace` of a missing extra property is 409; `remove` of a base attribute is 403,
+ * property, except in v2.0 (JSON-patch draft 4), where `add` of a base attribute (which every image
+ * has) or of a property the image has is 409; `replace` of a missing extra property is 409; `remove` of a base attribute is 403,
  * of a missing property 409; read-only and reserved names are 403; paths are one level deep
  * (`/tags` replaces the whole list). Who may change visibility and owner is the policy's
  * business (core/image-service.ts looks at what changed).
@@ -26,6 +27,8 @@ export interface PatchOp {
   /** The attribute or property name (the decoded path's single segment). */
   name: string;
   value?: unknown;
+  /** v2.0 (draft 4) `add`: the name must not exist yet (a base attribute always does): else 409. */
+  mustBeNew?: boolean;
 }
 
 const OPS = new Set(['add', 'replace', 'remove']);
@@ -71,7 +74,8 @@ export function parsePatch(body: unknown, mediaType: PatchMediaType): PatchOp[] 
     if (!OPS.has(op)) throw invalid(`Operation '${op.slice(0, 40)}' is not supported; use add, replace or remove.`);
     const name = pathName(path);
     if (op !== 'remove' && !('value' in entry)) throw invalid(`Operation '${op}' on ${path as string} needs a "value".`);
-    return { op: op as PatchOp['op'], name, ...(op !== 'remove' ? { value: entry.value } : {}) };
+    const mustBeNew = op === 'add' && mediaType === 'application/openstack-images-v2.0-json-patch';
+    return { op: op as PatchOp['op'], name, ...(op !== 'remove' ? { value: entry.value } : {}), ...(mustBeNew ? { mustBeNew } : {}) };
   });
 }
 
@@ -85,12 +89,13 @@ export function galleriesNamed(ops: PatchOp[]): string[] {
  * `galleries` holds the galleries galleriesNamed(ops) found (an image joins only one of its owner's).
  */
 export function applyPatch(draft: ImageDoc, ops: PatchOp[], galleries: Map<string, Gallery> = new Map()): void {
-  for (const { op, name, value } of ops) {
+  for (const { op, name, value, mustBeNew } of ops) {
     if (name === GALLERY_PROPERTY) {
       // The same rule as any property: only an image in a gallery has one to remove or replace.
       if (op !== 'add' && !Object.hasOwn(draft.properties, name)) {
         throw fail('property_missing', `Image ${draft.id} is in no gallery, so it has no ${name} to ${op}; use "add" to put it in one.`);
       }
+      if (mustBeNew && Object.hasOwn(draft.properties, name)) throw alreadyPresent(name);
       setGallery(draft, op === 'remove' ? null : value, galleries);
       continue;
     }
@@ -99,11 +104,13 @@ export function applyPatch(draft: ImageDoc, ops: PatchOp[], galleries: Map<strin
     if (VIEW_ONLY_FIELDS.has(name)) continue;
     if (isWritableField(name)) {
       if (op === 'remove') throw fail('base_property_not_removable', `Property ${name} may not be removed; replace it instead.`);
+      if (mustBeNew) throw alreadyPresent(name);
       setField(draft, name, value);
       continue;
     }
     checkSettable(name);
     const exists = Object.hasOwn(draft.properties, name);
+    if (mustBeNew && exists) throw alreadyPresent(name);
     if (op === 'remove' || op === 'replace') {
       if (!exists) throw fail('property_missing', `Property ${name} does not exist on image ${draft.id}; use "add" to create it.`);
       if (op === 'remove') {
@@ -114,6 +121,9 @@ export function applyPatch(draft: ImageDoc, ops: PatchOp[], galleries: Map<strin
     setProperty(draft, name, value);
   }
 }
+
+const alreadyPresent = (name: string) =>
+  fail('property_exists', `Property ${name} already present: in a v2.0 (draft 4) JSON patch, "add" only creates; use "replace", or send application/openstack-images-v2.1-json-patch, where "add" sets.`);
 
 /**
  * Puts the image in a gallery of its owner (a string id), or in none (null, or op remove).

@@ -61,16 +61,18 @@ export class StoreOperations {
     private readonly log: Logger,
   ) {}
 
-  /**
-   * copy-image: marks the stores as importing (os_glance_importing_to_stores) and enqueues a
-   * copy job for each. Returns the stores being copied to. Stores already holding the image (or
-   * copying it) are left out; if none is left: 409 already_in_stores.
-   */
   get canCopy(): boolean {
     return this.queue !== null;
   }
 
-  async copyImage(caller: Caller, id: string, targets: string[], mustSucceed: boolean): Promise<string[]> {
+  /**
+   * copy-image: marks the stores as importing (os_glance_importing_to_stores) and enqueues a
+   * copy job for each. Returns the stores being copied to. As Glance's import_image: while a
+   * placement runs, 409 import_in_progress (its import lock); with `allStores` the stores already
+   * holding the image are left out, and if none is left nothing is done (returns []); stores named
+   * one by one must not hold it yet (400 already_in_stores).
+   */
+  async copyImage(caller: Caller, id: string, targets: string[], mustSucceed: boolean, allStores = false): Promise<string[]> {
     const queue = this.queue;
     if (!queue) throw new Error('copy-image needs a job queue');
     const def = this.stores.defaultId;
@@ -83,14 +85,17 @@ export class StoreOperations {
       }
       const held = new Set(copiesOf(draft, def).map((c) => c.store));
       const busy = draft.store_import?.importing ?? [];
-      wanted = targets.filter((s) => !held.has(s) && !busy.includes(s));
-      if (wanted.length === 0) {
-        throw fail('already_in_stores', `Image ${id} is already in (or being copied to) ${targets.join(', ')}; it is in ${[...held].join(', ') || 'no store'}.`);
-      }
       // One placement at a time (Glance's import lock): a failure then undoes exactly its own copies.
       if (busy.length > 0) {
         throw fail('import_in_progress', `Image ${id} is still being placed in ${busy.join(', ')}; copy it when os_glance_importing_to_stores is empty.`);
       }
+      const present = targets.filter((s) => held.has(s));
+      if (!allStores && present.length > 0) {
+        throw fail('already_in_stores', `Image ${id} is already present at store '${present[0]}'; name only stores that do not hold it (it is in ${[...held].join(', ')}).`);
+      }
+      wanted = targets.filter((s) => !held.has(s));
+      // all_stores and every store holds it: Glance ends the copy workflow there, as a success.
+      if (wanted.length === 0) return null;
       // From now on the record is explicit, whatever the document held before.
       draft.stores = copiesOf(draft, def).map((c) => ({ ...c }));
       draft.store_import = {
@@ -101,6 +106,7 @@ export class StoreOperations {
       };
       return [event('image.updated', { changes: [IMPORTING_FIELD] })];
     });
+    if (wanted.length === 0) return wanted;
     // Enqueued here at once; the event (the same job ids) enqueues them if this process dies first.
     const started = [...doc.outbox].reverse().find((e) => e.type === 'image.updated');
     if (started) {

@@ -59,7 +59,7 @@ export class StoreRegistry {
     return entry.blobs;
   }
 
-  /** Checks store ids a request names (header or import body): unknown → 400 unknown_store. */
+  /** Checks store ids a request names: unknown → 400 unknown_store (an import checks its own first: 409, api/store-targets.ts). */
   requireKnown(ids: string[]): string[] {
     for (const id of ids) {
       if (!this.byId.has(id)) throw fail('unknown_store', `Unknown store '${id.slice(0, 64)}'; GET /v2/info/stores lists them (${this.ids.join(', ')}).`);

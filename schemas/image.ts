@@ -228,8 +228,11 @@ export interface ImageDoc {
    */
   location?: ExternalLocation | null;
   failure: ImportFailure | null;
-  /** Set when the image was made by a legacy import task (POST /v2/tasks): the task's input, shown by its task. */
-  import_task?: { input: LegacyImportInput };
+  /**
+   * Set when the image was made by a legacy import task (POST /v2/tasks): the task's input, and who
+   * created it in which request (its x-openstack-request-id), shown by its task (absent in older documents).
+   */
+  import_task?: { input: LegacyImportInput; user_id?: string | null; request_id?: string | null };
   /**
    * The stores holding the image's bytes, default store first when it holds them. Absent (older
    * documents, single store): one copy in the default store under blob_key / images/<id>.

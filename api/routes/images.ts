@@ -56,8 +56,16 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   app.get('/v2/images/:id', async (request) => view(request.caller, await images.get(request.caller, idOf(request.params))));
 
   app.patch('/v2/images/:id', {
-    // The media type is checked before the body is parsed: anything but Glance's JSON-patch is 415.
-    onRequest: async (request) => { patchMediaType(request.headers['content-type']); },
+    // The media type is checked before the body is parsed: anything but Glance's JSON-patch is 415,
+    // with Accept-Patch naming the two it takes (RFC 5789 §2.2; Glance sends it too).
+    onRequest: async (request, reply) => {
+      try {
+        patchMediaType(request.headers['content-type']);
+      } catch (error) {
+        reply.header('accept-patch', ACCEPT_PATCH);
+        throw error;
+      }
+    },
   }, async (request) => {
     const mediaType = patchMediaType(request.headers['content-type']);
     if (locations && touchesLocations(request.body)) {
@@ -86,6 +94,9 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
     return reply.code(204).send();
   });
 }
+
+/** Accept-Patch of a 415 to PATCH: the media types it takes, in Glance's (sorted) order. */
+const ACCEPT_PATCH = [...PATCH_MEDIA_TYPES].sort().join(', ');
 
 /** The PATCH media type, or 415 naming the one to send. */
 function patchMediaType(header: string | undefined): PatchMediaType {

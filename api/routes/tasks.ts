@@ -20,6 +20,8 @@ import { CreateImageBody } from '../image-schema.js';
 
 const TASK_ID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.(\d{1,9})$/;
 const TASK_STATUSES = new Set(['pending', 'processing', 'success', 'failure']);
+/** The task types PIR shows: Glance's legacy import, and its interoperable import's (Glance filters on the first only). */
+const TASK_TYPES = new Set(['import', 'api_image_import']);
 const TASK_QUERY = new Set(['limit', 'marker', 'status', 'type', 'sort_key', 'sort_dir']);
 /** Glance's task sort keys. */
 const TASK_SORT_KEYS = new Set(['created_at', 'updated_at', 'id', 'type', 'status']);
@@ -61,7 +63,8 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
     }
     webDownloads.checkUri(uri);
     const image = { container_format: 'bare', ...properties, disk_format: format };
-    const doc = await createImage(request.caller, image, images, quotas, { import_task: { input: body.input } });
+    const importTask = { input: body.input, user_id: request.caller.user_id ?? null, request_id: request.id };
+    const doc = await createImage(request.caller, image, images, quotas, { import_task: importTask });
     try {
       await webDownloads.start(request.caller, doc.id, uri);
     } catch (error) {
@@ -93,6 +96,7 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
     const status = query.status as string | undefined;
     if (status !== undefined && !TASK_STATUSES.has(status)) throw badRequest('invalid_request', `status must be one of ${[...TASK_STATUSES].join(', ')}.`);
     const type = query.type as string | undefined;
+    if (type !== undefined && type !== '' && !TASK_TYPES.has(type)) throw badRequest('invalid_request', `Invalid type value: '${type.slice(0, 64)}'; type is one of ${[...TASK_TYPES].join(', ')}.`);
     const sortKey = (query.sort_key ?? 'created_at') as string;
     if (!TASK_SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Tasks sort by ${[...TASK_SORT_KEYS].join(', ')} (not '${sortKey.slice(0, 40)}').`);
     const sortDir = (query.sort_dir ?? 'desc') as string;

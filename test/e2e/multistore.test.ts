@@ -138,7 +138,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal(await s3Sha512(staged), sha512);
     });
 
-    it('import with stores [fast, s3] places it in both; all_stores with stores, an empty or unknown store → 400', async () => {
+    it('import with stores [fast, s3] places it in both; all_stores with stores or an empty list → 400, an unknown store → 409 (as Glance)', async () => {
       const id = await create('both');
       assert.equal((await as('A').putData(id, file, 'stage')).status, 204);
       const conflicting = await as('A').call('POST', `/v2/images/${id}/import`, importBody({ all_stores: true, stores: ['s3'] }));
@@ -146,8 +146,8 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.match(JSON.stringify(conflicting.body), /bad_stores/);
       assert.equal((await as('A').call('POST', `/v2/images/${id}/import`, importBody({ stores: [] }))).status, 400);
       const unknown = await as('A').call('POST', `/v2/images/${id}/import`, importBody({ stores: ['fast', 'nope'] }));
-      assert.equal(unknown.status, 400);
-      assert.match(JSON.stringify(unknown.body), /unknown_store/);
+      assert.equal(unknown.status, 409);
+      assert.match(JSON.stringify(unknown.body), /unknown_import_store/);
       assert.equal((await as('A').call('POST', `/v2/images/${id}/import`, importBody({ stores: 'fast' }))).status, 400, 'stores must be a list');
       const imported = await as('A').call('POST', `/v2/images/${id}/import`, importBody({ stores: ['fast', 's3'] }));
       assert.equal(imported.status, 202);
@@ -248,8 +248,11 @@ for (const mode of ['embedded', 'distributed'] as const) {
       await waitFor(async () => triedSpare(), 5_000, 'PIR to log that it read spare first');
       await writeFile(join(dir, 'spare', 'images', id), bytes);
       const again = await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, stores: ['s3'] });
-      assert.equal(again.status, 409);
+      assert.equal(again.status, 400, 'Glance: "Image is already present at store"');
       assert.match(JSON.stringify(again.body), /already_in_stores/);
+      const everywhere = await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' }, all_stores: true });
+      assert.equal(everywhere.status, 202, 'all_stores when every store holds it: nothing to do, as Glance');
+      assert.equal((await show(id)).os_glance_importing_to_stores, '');
       const queued = await create('not-active');
       assert.equal((await as('admin').call('POST', `/v2/images/${queued}/import`, copy)).status, 409, 'only active images are copied');
       assert.equal((await as('admin').call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' } })).status, 400, 'copy-image needs stores');

@@ -38,6 +38,9 @@ describe('errors', () => {
       assertClientError(res, `${method} ${url} ${String(payload).slice(0, 30)}`);
       assert.equal(res.json().error.error_code, code, `${method} ${url} ${String(payload).slice(0, 30)}`);
     }
+    // A body that is no JSON is named by the media type it was sent with (not Fastify's 'application/json').
+    const form = await t.call('a-member', 'POST', '/v2/images', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' });
+    assert.match(form.json().error.message, /not valid JSON \(sent with Content-Type application\/x-www-form-urlencoded\)/);
   });
 
   it("takes an empty body sent as JSON as no body, as Glance (tempest's REST client sends Content-Type: application/json on every call)", async () => {

@@ -173,6 +173,27 @@ describe('PATCH /v2/images/{id}', () => {
     }
   });
 
+  it('takes v2.0 (draft 4) patches, whose add only creates: a base field or a present property is 409, as Glance', async () => {
+    const img = await t.create('a-member', { name: 'd4', os_distro: 'debian' });
+    const v20 = (ops: unknown) => t.call('a-member', 'PATCH', `/v2/images/${img}`, ops, { 'content-type': 'application/openstack-images-v2.0-json-patch' });
+    const added = await v20([{ add: '/os_version', value: '12' }, { replace: '/os_distro', value: 'ubuntu' }]);
+    assert.equal(added.statusCode, 200, added.body);
+    assert.deepEqual([added.json().os_version, added.json().os_distro], ['12', 'ubuntu']);
+    for (const path of ['/os_version', '/name', '/min_ram', '/tags']) {
+      const res = await v20([{ add: path, value: path === '/tags' ? ['t'] : path === '/min_ram' ? 1 : 'x' }]);
+      assert.equal(res.statusCode, 409, `${path}: ${res.body}`);
+      assert.equal(errorCode(res), 'property_exists', path);
+      assert.match(res.json().error.message, new RegExp(`Property ${path.slice(1)} already present`));
+    }
+    // Nothing of a refused patch is written; v2.1's add still sets.
+    const refused = await v20([{ add: '/os_arch', value: 'x' }, { add: '/os_distro', value: 'fedora' }]);
+    assert.equal(refused.statusCode, 409);
+    const shown = (await t.call('a-member', 'GET', `/v2/images/${img}`)).json();
+    assert.deepEqual([shown.os_arch, shown.os_distro, shown.name], [undefined, 'ubuntu', 'd4']);
+    const v21 = await t.patch('a-member', img, [{ op: 'add', path: '/os_distro', value: 'fedora' }, { op: 'add', path: '/name', value: 'set' }]);
+    assert.deepEqual([v21.statusCode, v21.json().os_distro, v21.json().name], [200, 'fedora', 'set']);
+  });
+
   it("passes over PIR's view-only fields, as openstacksdk's whole-view diffs name them", async () => {
     const res = await t.patch('a-member', id, [
       { op: 'remove', path: '/pir_failure' }, { op: 'replace', path: '/pir_pipeline', value: {} },
@@ -218,8 +239,22 @@ describe('PATCH /v2/images/{id}', () => {
     const json = await t.call('a-member', 'PATCH', `/v2/images/${id}`, [{ op: 'replace', path: '/name', value: 'x' }]);
     assert.equal(json.statusCode, 415);
     assert.equal(errorCode(json), 'patch_media_type');
+    // RFC 5789 §2.2, as Glance: the 415 names the patch media types taken.
+    const acceptPatch = 'application/openstack-images-v2.0-json-patch, application/openstack-images-v2.1-json-patch';
+    assert.equal(json.headers['accept-patch'], acceptPatch);
+    const none = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '[]', { 'content-type': '' });
+    assert.deepEqual([none.statusCode, none.headers['accept-patch']], [415, acceptPatch]);
     const broken = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '[{"op": ', { 'content-type': PATCH_TYPE });
     assert.equal(broken.statusCode, 400);
+    assert.equal(errorCode(broken), 'invalid_json');
+    assert.equal(broken.headers['accept-patch'], undefined);
+    // The message names the media type sent, not Fastify's 'application/json'.
+    assert.match(broken.json().error.message, /not valid JSON \(sent with Content-Type application\/openstack-images-v2\.1-json-patch\)/);
+    assert.doesNotMatch(broken.json().error.message, /'application\/json'/);
+    const empty = await t.call('a-member', 'PATCH', `/v2/images/${id}`, '', { 'content-type': 'application/openstack-images-v2.0-json-patch' });
+    assert.equal(empty.statusCode, 400);
+    assert.equal(errorCode(empty), 'no_body');
+    assert.match(empty.json().error.message, /Content-Type application\/openstack-images-v2\.0-json-patch\) but the body is empty/);
     const unchanged = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
     assert.notEqual(unchanged.owner, 'B');
   });
@@ -240,7 +275,10 @@ describe('PATCH /v2/images/{id}', () => {
 
   it('freezes disk_format and container_format once the image has data', async () => {
     const img = await t.create('a-member');
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).json().stores, undefined, 'no bytes, no store');
     await t.activate('a-member', img);
+    // One store (no PIR_STORES): the image still names it, as README's Stores section says.
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).json().stores, 'local');
     const res = await t.patch('a-member', img, [{ op: 'replace', path: '/disk_format', value: 'qcow2' }]);
     assert.equal(res.statusCode, 403, res.body);
     assert.equal(errorCode(res), 'field_frozen');

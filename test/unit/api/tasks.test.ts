@@ -20,6 +20,9 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.equal(task.status, 'success');
     assert.equal(task.type, 'api_image_import');
     assert.equal(task.self, `/v2/tasks/${imported}.1`);
+    // Glance's Task.succeed(): a finished task expires task_time_to_live (48 h) after it ended.
+    assert.equal(Date.parse(task.expires_at) - Date.parse(task.updated_at), 48 * 3600_000);
+    assert.match(task.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.equal((await t.call('b-member', 'GET', `/v2/images/${imported}/tasks`)).statusCode, 404);
     assert.equal((await t.call('admin', 'GET', `/v2/images/${imported}/tasks`)).json().tasks.length, 1);
     // Offered to every project for a moment: B sees the image, not its task (nor who started it).
@@ -85,9 +88,12 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     const oldestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=asc')).json().tasks.map((x: { id: string }) => x.id);
     const newestFirst = (await t.call('admin', 'GET', '/v2/tasks?sort_key=created_at&sort_dir=desc')).json().tasks.map((x: { id: string }) => x.id);
     assert.deepEqual(oldestFirst, [...newestFirst].reverse());
-    for (const q of ['bogus=1', 'limit=-1', 'limit=abc', 'status=odd', 'marker=nope', 'sort_key=owner', 'marker=' + 'f'.repeat(8), 'sort_dir=up']) {
+    for (const q of ['bogus=1', 'limit=-1', 'limit=abc', 'status=odd', 'marker=nope', 'sort_key=owner', 'marker=' + 'f'.repeat(8), 'sort_dir=up', 'type=bogus']) {
       assert.equal((await t.call('admin', 'GET', `/v2/tasks?${q}`)).statusCode, 400, q);
     }
+    assert.match((await t.call('admin', 'GET', '/v2/tasks?type=bogus')).json().error.message, /Invalid type value: 'bogus'/);
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks?type=api_image_import')).json().tasks.length, 2);
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks?type=import')).json().tasks.length, 0);
   });
 
   describe('POST /v2/tasks: the legacy import task', () => {
@@ -139,6 +145,9 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
       assert.match(task.id, /^[0-9a-f-]{36}\.0$/);
       assert.deepEqual([task.type, task.input, task.result, task.self, task.schema], ['import', good, null, `/v2/tasks/${task.id}`, '/v2/schemas/task']);
       assert.ok(['pending', 'processing'].includes(task.status), task.status);
+      // Who created it, in which request, as Glance's tasks record; no expiry while it runs.
+      assert.deepEqual([task.user_id, task.request_id, task.expires_at], ['admin-user', res.headers['x-openstack-request-id'], null]);
+      assert.match(task.request_id, /^req-/);
       const image = (await t.call('admin', 'GET', `/v2/images/${task.image_id}`)).json();
       assert.deepEqual([image.name, image.visibility, image.disk_format, image.container_format], ['legacy', 'private', 'qcow2', 'bare']);
       // The host does not resolve: the image is killed with the reason, and its task says so.
@@ -149,6 +158,8 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
       }
       assert.equal(shown.status, 'failure');
       assert.match(shown.message, /^import: .*pir-test-host\.invalid/);
+      assert.deepEqual([shown.user_id, shown.request_id], [task.user_id, task.request_id]);
+      assert.equal(Date.parse(shown.expires_at) - Date.parse(shown.updated_at), 48 * 3600_000, 'Glance\'s Task.fail(): ended + 48 h');
       assert.deepEqual((await t.call('admin', 'GET', `/v2/images/${task.image_id}/tasks`)).json().tasks.map((x: { id: string }) => x.id), [task.id]);
       assert.ok((await t.call('admin', 'GET', '/v2/tasks?type=import')).json().tasks.some((x: { id: string }) => x.id === task.id));
     });

@@ -52,21 +52,39 @@ async function setup() {
 }
 
 describe('copy-image', () => {
-  it('copies into the store, verified, and records it; only admins; 409 once it is there', async () => {
+  it('copies into the store, verified, and records it; only admins; 400 once it is there, as Glance', async () => {
     const { d, other, ops, jobs, activeImage } = await setup();
     const id = await activeImage();
     await assert.rejects(ops.copyImage(OWNER, id, ['cheap'], true), (e: PirError) => e.code === 'policy_denied');
     await assert.rejects(ops.copyImage({ ...OWNER, project_id: 'q' }, id, ['cheap'], true), (e: PirError) => e.code === 'not_found');
-    assert.deepEqual(await ops.copyImage(ADMIN, id, ['fast', 'cheap'], true), ['cheap'], 'the default store already holds it');
+    // Glance: "Image is already present at store 'fast'" (400), though cheap does not hold it.
+    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap', 'fast'], true),
+      (e: PirError) => e.code === 'already_in_stores' && e.kind === 'bad_request' && /already present at store 'fast'/.test(e.message));
+    assert.equal((await d.manifest.get(id))!.store_import, undefined, 'nothing recorded');
+    assert.deepEqual(await ops.copyImage(ADMIN, id, ['cheap'], true), ['cheap']);
     assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['cheap'], failed: [], must_succeed: true, copied: [] });
     assert.equal(jobs.length, 1);
-    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores', 'being copied');
+    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'import_in_progress', 'being copied: the import lock');
     await ops.handle(jobs[0].data, ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
     assert.deepEqual(doc.store_import, { importing: [], failed: [], must_succeed: true, copied: ['cheap'] });
     assert.deepEqual(await readFile(join(other.imagesDir, id)), BYTES);
-    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores');
+    await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores' && e.kind === 'bad_request');
+    await d.close();
+  });
+
+  it('all_stores copies only into the stores that lack the image, and does nothing (no error, no event) when every store holds it, as Glance', async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    assert.deepEqual(await ops.copyImage(ADMIN, id, ['fast', 'cheap'], true, true), ['cheap'], 'the default store already holds it');
+    await ops.handle(jobs[0].data, ctx(1));
+    const before = (await d.manifest.get(id))!;
+    assert.deepEqual(await ops.copyImage(ADMIN, id, ['fast', 'cheap'], true, true), []);
+    const after = (await d.manifest.get(id))!;
+    assert.deepEqual(after, before, 'the image is left as it was');
+    assert.equal(jobs.length, 1, 'no job');
+    await assert.rejects(ops.copyImage(OWNER, id, ['fast', 'cheap'], true, true), (e: PirError) => e.code === 'policy_denied', 'policy first');
     await d.close();
   });
 
