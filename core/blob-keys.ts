@@ -3,7 +3,10 @@
  * BlobStore: the one place that knows the layout.
  *
  *   staging/<id>.<run>.upload    the bytes as received (upload, stage, web-download)
- *   staging/<id>.<run>.unpacked  the disk the unpack stage produced (when it changed anything)
+ *   staging/<id>.<run>.unpacked-<attempt>  the disk one unpack attempt produced (when it changed
+ *                                anything); each attempt its own key, so an attempt that lost its
+ *                                job (its worker froze past the lock) and cleans up after itself
+ *                                never removes or overwrites the disk another attempt recorded
  *   images/<id>                  the stored image on the filesystem store (a hard link to a staged key)
  *
  * An object store keeps the promoted staged key as the stored one (no copy): the manifest's
@@ -20,8 +23,10 @@ function safeId(imageId: string): string {
   return imageId;
 }
 
-export function stagingKey(imageId: string, run: number, kind: 'upload' | 'unpacked'): string {
-  return `staging/${safeId(imageId)}.${run}.${kind}`;
+/** `attempt`: a token of the attempt writing the key (letters and digits), for keys attempts write. */
+export function stagingKey(imageId: string, run: number, kind: 'upload' | 'unpacked', attempt?: string): string {
+  if (attempt !== undefined && !/^[A-Za-z0-9]{1,32}$/.test(attempt)) throw new Error(`unsafe attempt token for a blob key: ${JSON.stringify(attempt)}`);
+  return `staging/${safeId(imageId)}.${run}.${kind}${attempt === undefined ? '' : `-${attempt}`}`;
 }
 
 export function imageKey(imageId: string): string {

@@ -267,6 +267,12 @@ export interface JobQueue {
   enqueueChain(jobs: StageJob[]): Promise<void>;
   /** Starts a pool of `concurrency` workers for one stage in this process. */
   process(stage: StageName, concurrency: number, handler: StageHandler): Promise<void>;
+  /**
+   * Hears of a stage job the queue itself failed for good without its handler saying so: one
+   * that stalled too often (the workers running it died or froze past its lock), which drops
+   * the rest of its chain. The listener resumes the import at once instead of at its deadline.
+   */
+  onStageJobStalledOut?(listener: (job: StageJob) => void): void;
   /** Per stage: jobs waiting to run (depth), running, and how long the oldest waiting one has waited. */
   stats(): Promise<QueueStats[]>;
   /** Resolves when the queue's backend answers (readiness checks); rejects otherwise. */

@@ -136,6 +136,9 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       store.stores,
     ), { stageDeadlineSeconds: config.stageDeadlineSeconds }, log);
     for (const stage of STAGES) await adapters.queue.process(stage, config.concurrency[stage], runner.handle);
+    adapters.queue.onStageJobStalledOut?.((job) => {
+      sweepers.resumeStalledOut(job).catch((error: unknown) => log.warn({ err: error, image_id: job.imageId }, 'could not resume an import whose job stalled out; the stage deadline will'));
+    });
     await startDispatcher(adapters.bus, manifest, adapters.queue, log, {
       fusedStagesMaxSize: config.fusedStagesMaxSize,
       continueImport: store.stores.multi ? (id, eventId) => storeOps.continueImport(id, eventId) : null,

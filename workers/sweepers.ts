@@ -11,7 +11,7 @@ import { Manifest } from '../core/manifest.js';
 import type { ImageService } from '../core/image-service.js';
 import { nextRunNumber } from '../core/pipeline-state.js';
 import type { OutboxRelay } from '../core/outbox-relay.js';
-import type { BlobStore } from '../core/ports.js';
+import type { BlobStore, StageJob } from '../core/ports.js';
 import { copiesOf } from '../core/image-stores.js';
 import { imageIdOfKey, isPartialKey, removeStaging } from '../core/blob-keys.js';
 import { repeatPaced, type PacedLoop } from '../infra/pacing.js';
@@ -243,6 +243,17 @@ export class Sweepers {
   }
 
   /** Starts the run again from its current stage, under a new run number. */
+  /**
+   * A stage job the queue dropped because it stalled too often (JobQueue.onStageJobStalledOut):
+   * the import is resumed now rather than at its stage deadline; a resume counts towards
+   * maxResumes, so an image that keeps killing its workers is killed in the end.
+   */
+  async resumeStalledOut(job: StageJob): Promise<void> {
+    const doc = await this.manifest.get(job.imageId);
+    if (doc?.status !== 'importing' || doc.pipeline?.run !== job.run) return;
+    await this.resume(doc, `its ${job.stage} job stalled too often: the workers running it died or froze`);
+  }
+
   private async resume(stuck: ImageDoc, why: string, countsAsResume = true): Promise<void> {
     const { doc, changed } = await this.manifest.update(stuck.id, (draft) => {
       if (draft.status !== 'importing' || !draft.pipeline || draft.revision !== stuck.revision) return null;

@@ -74,6 +74,7 @@ export class BullmqJobQueue implements JobQueue {
   private readonly jobOpts: JobsOptions;
   private readonly queues = new Map<string, Queue>();
   private closing: Promise<void> | null = null;
+  private readonly stalledOutListeners: ((job: StageJob) => void)[] = [];
   /** Queue handles for stats(), made on first use; they share the producer's connection. */
   private statQueues: Map<StageName, Queue> | null = null;
 
@@ -94,6 +95,10 @@ export class BullmqJobQueue implements JobQueue {
       removeOnComplete: keep,
       removeOnFail: keep,
     };
+  }
+
+  private get maxStalledCount(): number {
+    return this.opts.maxStalledCount ?? 1;
   }
 
   async enqueueChain(jobs: StageJob[]): Promise<void> {
@@ -123,6 +128,10 @@ export class BullmqJobQueue implements JobQueue {
     await this.flow.add(node!);
   }
 
+  onStageJobStalledOut(listener: (job: StageJob) => void): void {
+    this.stalledOutListeners.push(listener);
+  }
+
   async process(stage: StageName, concurrency: number, handler: StageHandler): Promise<void> {
     if (this.closing) throw new Error('job queue is closed');
     if (!(concurrency >= 1)) throw new Error('concurrency must be at least 1');
@@ -149,8 +158,20 @@ export class BullmqJobQueue implements JobQueue {
     worker.on('failed', (job, err) => {
       if (!job) return;
       const fields = { err, job_id: job.id, image_id: job.data.imageId, stage, attempt: job.attemptsMade, max_attempts: job.opts.attempts };
-      if (job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.error(fields, 'stage job failed for good; the rest of its chain is dropped');
-      else this.logger.warn(fields, 'stage job failed; retrying');
+      // BullMQ fails a job itself (a deferred failure, never retried) when it stalled too often,
+      // or when the earlier job of its chain failed for good (that one was reported already).
+      if (job.deferredFailure !== undefined && err.message === job.deferredFailure) {
+        if (job.stalledCounter > this.maxStalledCount) {
+          this.logger.error(fields, 'stage job stalled too often (the workers running it died or froze); its chain is dropped and the import resumed');
+          for (const listener of this.stalledOutListeners) listener({ ...job.data });
+        } else {
+          this.logger.debug(fields, 'stage job dropped with its chain: an earlier stage failed for good');
+        }
+      } else if (job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        this.logger.error(fields, 'stage job failed for good; the rest of its chain is dropped');
+      } else {
+        this.logger.warn(fields, 'stage job failed; retrying');
+      }
     });
     this.workers.push({ stage, worker, connection });
     await worker.waitUntilReady();
@@ -277,7 +298,7 @@ export class BullmqJobQueue implements JobQueue {
       concurrency: Math.floor(concurrency),
       lockDuration: this.opts.lockDurationMs ?? 10_000,
       stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
-      maxStalledCount: this.opts.maxStalledCount ?? 1,
+      maxStalledCount: this.maxStalledCount,
     };
   }
 

@@ -55,3 +55,47 @@ test('BullMQ: the job of a SIGKILLed worker is recovered by stalled-job detectio
   assert.ok(recoveredAfter <= LOCK_MS + STALLED_INTERVAL_MS * 2 + 1500, `recovered after ${recoveredAfter.toFixed(0)} ms`);
   console.log(`# bullmq: job of a SIGKILLed worker re-run after ${recoveredAfter.toFixed(0)} ms (lock ${LOCK_MS} ms, stalled check every ${STALLED_INTERVAL_MS} ms)`);
 });
+
+test('BullMQ: a job whose workers died twice is reported as stalled out (the import is then resumed), not left for its deadline', { timeout: 90_000 }, async (t) => {
+  if (!(await requireServices(t, ['redis']))) return;
+  const prefix = uniqueName('pir-contract-stallout');
+  const children: ReturnType<typeof spawn>[] = [];
+  const queue = new BullmqJobQueue({ redisUrl: services.redisUrl, prefix, retry: { attempts: 5, backoffMs: 100 }, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS, logger: pino({ level: 'silent' }) });
+  t.after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await queue.close(1000);
+    const redis = new Redis(services.redisUrl, { maxRetriesPerRequest: 1 });
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+  });
+  /** A worker process that takes the job and is SIGKILLed holding it. */
+  const dieHoldingTheJob = async (img: string) => {
+    const child = spawn(process.execPath, [...scriptArgs('./fixtures/bullmq-hang-worker', import.meta.url), services.redisUrl, prefix, String(LOCK_MS), String(STALLED_INTERVAL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    await waitFor('a worker to take the job', () => out.includes(`started ${img}`), LOCK_MS + STALLED_INTERVAL_MS * 3 + 20_000);
+    child.kill('SIGKILL');
+    await within('the worker to die', exited, 5000);
+  };
+
+  const img = randomUUID();
+  const queued = queue.enqueueChain([{ imageId: img, run: 1, stage: 'unpack' }, { imageId: img, run: 1, stage: 'inspect' }]);
+  await queued;
+  await dieHoldingTheJob(img);
+  await dieHoldingTheJob(img); // the first stall put it back; this worker took it again
+  const stalledOut: { imageId: string; run: number; stage: string }[] = [];
+  queue.onStageJobStalledOut((job) => stalledOut.push(job));
+  const ran: string[] = [];
+  await queue.process('unpack', 1, async (job) => { ran.push(job.stage); });
+  await queue.process('inspect', 1, async (job) => { ran.push(job.stage); });
+  await waitFor('the stalled-out job to be reported', () => stalledOut.length === 1, LOCK_MS + STALLED_INTERVAL_MS * 3 + 10_000);
+  assert.deepEqual(stalledOut.map((j) => [j.imageId, j.run, j.stage]), [[img, 1, 'unpack']]);
+  assert.deepEqual(ran, [], 'neither the stalled-out job nor the rest of its chain ran');
+});

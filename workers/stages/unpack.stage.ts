@@ -1,4 +1,5 @@
 /** Unpack: turn the uploaded artifact into the disk image to store (decompress, extract from OVA). */
+import { randomBytes } from 'node:crypto';
 import { keyOf, stagingKey } from '../../core/blob-keys.js';
 import { isExternalKey } from '../../core/external-location.js';
 import { RefusedError, TransientError } from '../../core/errors.js';
@@ -13,7 +14,9 @@ export function unpackStage(blobs: BlobStore, limits: UnpackLimits): StageWork {
     if (!staged) throw new TransientError('staging_missing', `Image ${doc.id} has no staged data to unpack.`);
     const run = doc.pipeline!.run;
     const inputKey = keyOf(staged);
-    const outputKey = stagingKey(doc.id, run, 'unpacked');
+    // This attempt's own key: another attempt of the same run (this one's job taken over after its
+    // worker froze, or the other way round) may be writing, recording or discarding its own.
+    const outputKey = stagingKey(doc.id, run, 'unpacked', randomBytes(6).toString('hex'));
     // The run's reader (inspect reads the same disk next) gives the size and the head.
     const reader = await ctx.readers.open(inputKey).catch((error: unknown) => {
       if (error instanceof BlobNotFoundError) throw new TransientError('staging_missing', `Image ${doc.id}'s staged data is gone.`);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
@@ -277,6 +278,21 @@ describe('Sweepers', () => {
     doc = (await d.manifest.get(id))!;
     assert.equal(doc.status, 'killed');
     assert.equal(doc.failure!.code, 'deadline_exceeded');
+    await d.close();
+  });
+
+  it('resumes at once an import whose job stalled out (the queue dropped it), and only the run it belonged to', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    const sweepers = new Sweepers(d.manifest, d.images, d.relay, d.blobs, settings, silent);
+    await sweepers.resumeStalledOut({ imageId: id, run: run - 1, stage: 'unpack' });
+    assert.equal((await d.manifest.get(id))!.pipeline!.run, run, 'a job of an older run changes nothing');
+    await sweepers.resumeStalledOut({ imageId: id, run, stage: 'unpack' });
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'importing');
+    assert.equal(doc.pipeline!.run, run + 1, 'resumed under a new run, well before the stage deadline');
+    assert.equal(doc.pipeline!.resumes, 1, 'counted, so an image that keeps killing its workers is killed in the end');
+    await sweepers.resumeStalledOut({ imageId: randomUUID(), run: 1, stage: 'unpack' }); // no such image: nothing to do
     await d.close();
   });
 
