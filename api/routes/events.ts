@@ -30,6 +30,13 @@ const RETRY_MS = 3000;
  * going on for as long as the connection lasts.
  */
 export const TOKEN_RECHECK_MS = 5000;
+/**
+ * A client that stops reading must not make PIR hold every event it may see: its stream is closed
+ * once this much waits unsent, or once what waits has not been taken for STALLED_MS (a quiet
+ * stream's keepalives pile up slowly but its connection would otherwise never end).
+ */
+export const MAX_BUFFERED_BYTES = 1 << 20;
+const STALLED_MS = 120_000;
 
 export const eventsSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -56,7 +63,7 @@ function sameCaller(a: Caller, b: Caller): boolean {
   return a.project_id === b.project_id && a.user_id === b.user_id && [...a.roles].sort().join() === [...b.roles].sort().join();
 }
 
-export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authenticator: Authenticator, recheckMs = TOKEN_RECHECK_MS): Promise<void> {
+export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authenticator: Authenticator, recheckMs = TOKEN_RECHECK_MS, maxBufferedBytes = MAX_BUFFERED_BYTES): Promise<void> {
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => { for (const end of streams) end(); });
   app.get('/v2/schemas/events', async () => eventsSchema);
@@ -71,19 +78,31 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authen
     });
     // First message: who the stream is for, so a client knows its own project and roles (which
     // images it may edit) without another call. It is the caller's own identity, nothing more.
+    let emptiedAt = Date.now();
+    raw.on('drain', () => { emptiedAt = Date.now(); });
+    const send = (text: string) => {
+      if (raw.writableEnded || raw.destroyed) return;
+      if (raw.writableLength === 0) emptiedAt = Date.now();
+      else if (raw.writableLength + text.length > maxBufferedBytes || Date.now() - emptiedAt > STALLED_MS) {
+        request.log.info({ buffered_bytes: raw.writableLength }, 'event stream closed: its client stopped reading');
+        raw.destroy();
+        return;
+      }
+      raw.write(text);
+    };
     const hello = { project_id: caller.project_id, user_id: caller.user_id, roles: caller.roles };
-    raw.write(`retry: ${RETRY_MS}\nevent: pir.hello\ndata: ${JSON.stringify(hello)}\n\n`);
+    send(`retry: ${RETRY_MS}\nevent: pir.hello\ndata: ${JSON.stringify(hello)}\n\n`);
     const stopListening = live.listen(async (event, audience) => {
       // Best effort like the stream itself: grants that cannot be read send nothing.
       const grants = await audience.grantsFor(caller).catch(() => []);
-      if (!mayReceive(caller, event, audience.doc, grants) || raw.writableEnded) return;
-      raw.write(`id: ${event.id}\nevent: ${event.type}\ndata: ${eventBody(event, audience.doc, imageView)}\n\n`);
+      if (!mayReceive(caller, event, audience.doc, grants)) return;
+      send(`id: ${event.id}\nevent: ${event.type}\ndata: ${eventBody(event, audience.doc, imageView)}\n\n`);
     });
-    const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
+    const keepalive = setInterval(() => send(': keepalive\n\n'), KEEPALIVE_MS);
     const end = () => { raw.end(); };
     const goodbye = (reason: string) => {
       if (raw.writableEnded) return;
-      raw.write(`event: pir.goodbye\ndata: ${JSON.stringify({ reason })}\n\n`);
+      send(`event: pir.goodbye\ndata: ${JSON.stringify({ reason })}\n\n`);
       end();
     };
     const token = request.headers['x-auth-token'] as string;

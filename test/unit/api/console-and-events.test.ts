@@ -7,10 +7,12 @@
  * form exactly when it is served).
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { CALLERS, testApp, type TestApp } from './tenant-app.js';
-import { TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
+import { MAX_BUFFERED_BYTES, TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
 import { openEventStream } from '../../support/event-stream.js';
 import { tokenExchangeRoutes } from '../../../api/routes/token-exchange.js';
 import { consoleRoutes } from '../../../api/routes/console.js';
@@ -181,5 +183,37 @@ describe('POST /auth/tokens input', () => {
     assert.equal(unreachable.statusCode, 503);
     assert.equal(unreachable.json().error.error_code, 'identity_unavailable');
     await app.close();
+  });
+});
+
+describe('event stream: a client that stops reading', () => {
+  let t: TestApp;
+  let url = '';
+  before(async () => {
+    t = await testApp();
+    url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  after(async () => { await t.close(); });
+
+  it('is closed once more than MAX_BUFFERED_BYTES of its events wait unsent, instead of PIR holding every one', async () => {
+    const { port } = new URL(url);
+    const socket = connect(Number(port), '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(`GET /v2/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: a-member\r\n\r\n`);
+    await once(socket, 'data');
+    socket.pause(); // reads nothing more: the kernel's buffers fill, then PIR's
+    const connections = () => new Promise<number>((resolve, reject) => t.app.server.getConnections((error, n) => (error ? reject(error) : resolve(n))));
+    assert.equal(await connections(), 1);
+    const id = await t.create('a-member', { name: 'chatty', visibility: 'private' });
+    const big = 'x'.repeat(60_000);
+    let patches = 0;
+    // Each event carries the image (~60 KB): far more than the socket buffers and the cap together.
+    while (patches < 600 && (await connections()) > 0) {
+      const res = await t.patch('a-member', id, [{ op: 'add', path: '/big', value: `${big}${patches++}` }]);
+      assert.equal(res.statusCode, 200);
+    }
+    assert.equal(await connections(), 0, `the stream was still open after ${patches} events of ~60 KB`);
+    assert.ok(patches * 60_000 > MAX_BUFFERED_BYTES, `closed after ${patches} events`);
+    socket.destroy();
   });
 });
