@@ -20,11 +20,22 @@ const SECRET_PARAM = /token|auth|passw|secret|key|signature|credential|session/i
 /** Glance's own list parameters that match SECRET_PARAM by name but carry no secret. */
 const PUBLIC_PARAMS = new Set(['sort_key']);
 
-/** A share link's path carries its secret: /v2/shared/{token}. */
-const SHARED_PATH = /^(\/v2\/shared\/)[^/?#]+/;
+/**
+ * A share link's path carries its secret (/v2/shared/{token}), however the client spelled it:
+ * escaped letters (`/v2/%73hared/…`, `/%762/…`), a version (`/v2.17/…`), doubled slashes, or no
+ * version at all (Glance's vendor Accept type, which puts /v2 in front of what was sent) all reach
+ * the route or are worth hiding.
+ */
+const SHARED_PATH = /^\/+(?:v2(?:\.\d+)?\/+)*shared\//i;
+
+function isSharedPath(path: string): boolean {
+  // Byte by byte, so that a malformed escape elsewhere cannot keep the rest from being read.
+  return SHARED_PATH.test(path.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))));
+}
 
 export function redactUrl(url: string): string {
-  url = url.replace(SHARED_PATH, '$1[REDACTED]');
+  const end = url.indexOf('?');
+  if (isSharedPath(end < 0 ? url : url.slice(0, end))) url = `/v2/shared/[REDACTED]${end < 0 ? '' : url.slice(end)}`;
   const q = url.indexOf('?');
   if (q < 0) return url;
   const redacted = url.slice(q + 1).split('&').map((pair) => {
