@@ -181,14 +181,19 @@ export class KafkaEventBus implements EventBus {
       this.started = (async () => {
         await this.admin.connect();
         try {
-          await this.admin.createTopics({
-            waitForLeaders: true,
-            topics: [{
-              topic: this.topic,
-              numPartitions: this.o.partitions,
-              ...(this.o.replicationFactor !== undefined ? { replicationFactor: this.o.replicationFactor } : {}),
-            }],
-          });
+          // Asked first: kafkajs logs a CreateTopics answer of TOPIC_ALREADY_EXISTS at error
+          // level on every start after the first, before it reaches the check below.
+          const exists = (await this.admin.listTopics()).includes(this.topic);
+          if (!exists) {
+            await this.admin.createTopics({
+              waitForLeaders: true,
+              topics: [{
+                topic: this.topic,
+                numPartitions: this.o.partitions,
+                ...(this.o.replicationFactor !== undefined ? { replicationFactor: this.o.replicationFactor } : {}),
+              }],
+            });
+          }
         } catch (err) {
           if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
         } finally {
