@@ -27,6 +27,11 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     assert.equal(part.statusCode, 206);
     assert.equal(part.headers['content-range'], `bytes 10-19/${size}`);
     assert.equal(part.rawPayload.length, 10);
+    for (const form of ['BYTES=10-19', 'bytes= 10-19']) {
+      const same = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: form });
+      assert.equal(same.statusCode, 206, form);
+      assert.equal(same.headers['content-range'], `bytes 10-19/${size}`);
+    }
     const bad = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: `bytes=${size}-` });
     assert.equal(bad.statusCode, 416);
     assert.equal(bad.json().error.error_code, 'bad_range');
