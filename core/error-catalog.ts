@@ -30,7 +30,7 @@ export const API_ERRORS = {
   token_unscoped: refusal(401, 'A Keystone token without a project; get a project-scoped token.'),
   credentials_refused: refusal(401, 'Keystone refused the username, password and project of a sign-in (POST /auth/tokens).'),
   identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
-  no_route: refusal(404, 'No such method and path in the Image API v2.'),
+  no_route: refusal(404, 'No such method and path in the Image API v2 (or no such console asset).'),
   method_not_allowed: refusal(405, 'The path exists but does not take this method; the Allow header lists those it takes (as Glance).'),
   bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),
   uri_too_long: refusal(414, 'A path segment is longer than 1024 characters.'),
