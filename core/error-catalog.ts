@@ -193,7 +193,7 @@ export const API_ERRORS = {
  * upload). Refusals are the image's fault and are never retried; faults were retried first.
  */
 export const PIPELINE_ERRORS = {
-  checksum_mismatch: refusal(400, "The data's digest differs from Content-MD5 or the os_hash_value given at create."),
+  checksum_mismatch: refusal(400, "The data's digest differs from one sent with the upload (Content-MD5, Repr-Digest or Content-Digest, header or trailer) or the os_hash_value given at create; the message names which."),
   decompressed_too_large: refusal(400, 'The unpacked disk would exceed PIR_MAX_UNPACKED_SIZE.'),
   expansion_ratio: refusal(400, 'The data expands more than PIR_MAX_EXPANSION_RATIO (a decompression bomb).'),
   corrupt_archive: refusal(400, 'A compressed stream or tar archive is corrupt or truncated.'),
