@@ -17,7 +17,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
-import { bodyConsumed, deferContinue, deferExpectation, hasBufferedBody, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
+import { bodyConsumed, deferContinue, deferExpectation, hasBufferedBody, hasMalformedQuery, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { RouteMethods } from './route-methods.js';
 import { imageDataRoutes } from './routes/image-data.js';
@@ -149,6 +149,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (malformed !== null) {
       reply.header('Connection', 'close');
       return sendError(reply, 400, 'malformed_request', `The request is not valid HTTP/1.1: ${malformed}.`);
+    }
+    if (hasMalformedQuery(request.url)) {
+      return sendError(reply, 400, 'bad_url', 'The query string holds a malformed %-escape (encode a literal % as %25, and text as UTF-8).');
     }
     const expectation = unmetExpectation(request.raw);
     if (expectation !== null) {

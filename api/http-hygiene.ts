@@ -132,3 +132,19 @@ export function deferExpectation(server: { on(event: 'checkExpectation', l: (req
 export function unmetExpectation(req: IncomingMessage): string | null {
   return (req as MaybeUnmet)[UNMET_EXPECTATION] ? String(req.headers.expect ?? '') : null;
 }
+
+/**
+ * True when the URL's query string holds a malformed %-escape (`%zz`, a lone `%`, bytes that are
+ * not UTF-8). The router refuses these in the path (400 bad_url), but the query parser takes them
+ * literally, and a list's links would then re-encode them into a different query.
+ */
+export function hasMalformedQuery(url: string): boolean {
+  const q = url.indexOf('?');
+  if (q < 0 || !url.includes('%', q)) return false;
+  try {
+    decodeURIComponent(url.slice(q + 1));
+    return false;
+  } catch {
+    return true;
+  }
+}

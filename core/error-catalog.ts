@@ -32,7 +32,7 @@ export const API_ERRORS = {
   identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
   no_route: refusal(404, 'No such method and path in the Image API v2 (or no such console asset).'),
   method_not_allowed: refusal(405, 'The path exists but does not take this method; the Allow header lists those it takes (as Glance).'),
-  bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),
+  bad_url: refusal(400, 'The URL is malformed: bad percent-encoding (or not UTF-8) in the path or the query string.'),
   uri_too_long: refusal(414, 'A path segment is longer than 1024 characters.'),
   // request shape
   invalid_request: refusal(400, 'The body or a parameter does not match the request schema.'),

@@ -82,6 +82,18 @@ describe('HTTP layer: errors in PIR shape', () => {
     assert.equal(badEscape.statusCode, 400);
     assertErrorShape(badEscape.json(), 400, 'bad_url');
   });
+
+  it('answers a malformed %-escape in the query string, as in the path, with a 400 bad_url before any token check', async () => {
+    for (const query of ['tag=%ED%BF%BF', 'name=%zz', 'limit=5&name=100%', 'x%FF=1']) {
+      for (const headers of [{}, { 'x-auth-token': TOKEN }]) {
+        const response = await f.app.inject({ method: 'GET', url: `/v2/images?${query}`, headers });
+        assert.equal(response.statusCode, 400, query);
+        assertErrorShape(response.json(), 400, 'bad_url');
+      }
+    }
+    const good = await f.app.inject({ method: 'GET', url: '/v2/images?name=caf%C3%A9&tag=a%2Bb+c', headers: { 'x-auth-token': TOKEN } });
+    assert.equal(good.statusCode, 200, good.body);
+  });
 });
 
 describe('HTTP layer: request ids, links, logs', () => {
