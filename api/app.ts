@@ -17,7 +17,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
-import { bodyConsumed, deferContinue, hasBufferedBody, requestIdOf, requestLogView, sendContinue, unsupportedTransferCoding } from './http-hygiene.js';
+import { bodyConsumed, deferContinue, deferExpectation, hasBufferedBody, hasMalformedQuery, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { RouteMethods } from './route-methods.js';
 import { imageDataRoutes } from './routes/image-data.js';
@@ -124,6 +124,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     rewriteUrl: (req) => canonicalImageIds(negotiatedUrl(req.url ?? '/', req.headers.accept, SERVED_MINORS)),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     requestTimeout: 0,
+    // Node's own answer to a missing Host is an empty 400: PIR checks Host itself (malformedFraming).
+    http: { requireHostHeader: false },
     keepAliveTimeout: timeouts.keepAliveMs,
     connectionTimeout: timeouts.socketIdleMs,
     frameworkErrors: handleFrameworkError,
@@ -137,9 +139,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.server.headersTimeout = timeouts.headersMs;
   jsonBodies(app);
   deferContinue(app.server);
+  deferExpectation(app.server);
   app.setErrorHandler(handleError);
   const routeMethods = new RouteMethods();
   routeMethods.watch(app);
+  // What Node's parser lets through (or answers with an empty body) but HTTP/1.1 refuses, in PIR's shape.
+  app.addHook('onRequest', async (request, reply) => {
+    const malformed = malformedFraming(request.raw);
+    if (malformed !== null) {
+      reply.header('Connection', 'close');
+      return sendError(reply, 400, 'malformed_request', `The request is not valid HTTP/1.1: ${malformed}.`);
+    }
+    if (hasMalformedQuery(request.url)) {
+      return sendError(reply, 400, 'bad_url', 'The query string holds a malformed %-escape (encode a literal % as %25, and text as UTF-8).');
+    }
+    const expectation = unmetExpectation(request.raw);
+    if (expectation !== null) {
+      return sendError(reply, 417, 'expectation_failed', `PIR meets no expectation but 100-continue (this request says Expect: ${expectation.slice(0, 64)}); send it without that Expect header.`);
+    }
+  });
   app.addHook('onRequest', (request, reply, done) => {
     if (hasBufferedBody(request.raw)) armBodyDeadline(request, reply, timeouts.bufferedBodyMs);
     done();

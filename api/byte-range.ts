@@ -29,9 +29,13 @@ export function requestedRange(headers: { range?: string; 'content-range'?: stri
   return { kind: 'whole' };
 }
 
-/** One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". */
+/**
+ * One byte range (RFC 9110 single range): "bytes=a-b", "bytes=a-", "bytes=-n". The unit is
+ * case-insensitive (RFC 9110 §14.1) and blanks around "=" and "-" are taken, as webob's
+ * Range.parse (Glance) takes them: "BYTES=0-5" and "bytes= 0 - 5" are the same range.
+ */
 export function parseRange(header: string, size: number): ByteRange | null {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  const match = /^bytes[ \t]*=[ \t]*(\d*)[ \t]*-[ \t]*(\d*)$/i.exec(header.trim());
   if (!match || (match[1] === '' && match[2] === '') || size === 0) return null;
   let start: number;
   let end: number;

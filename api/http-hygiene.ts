@@ -108,3 +108,54 @@ export function hasBufferedBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
+
+/**
+ * Why a request Node's parser took is still not valid HTTP/1.x, or null. Node answers a missing
+ * Host with an empty 400 of its own (the server runs with requireHostHeader: false so that PIR
+ * answers in its shape), keeps only the first of several Host lines, and serves an `HTTP/2.0`
+ * request line as HTTP/1.1. RFC 9112 §3.2: a missing Host on HTTP/1.1, or more than one Host
+ * line, MUST be a 400.
+ */
+export function malformedFraming(req: IncomingMessage): string | null {
+  if (req.httpVersionMajor !== 1) return `its request line says HTTP/${req.httpVersion.slice(0, 8)}; PIR speaks HTTP/1.1 (and 1.0)`;
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return `it has ${hosts} Host header lines; send one`;
+  if (hosts === 0 && req.httpVersionMinor >= 1) return 'an HTTP/1.1 request must have a Host header';
+  return null;
+}
+
+const UNMET_EXPECTATION = Symbol('pir.unmetExpectation');
+type MaybeUnmet = IncomingMessage & { [UNMET_EXPECTATION]?: boolean };
+
+/**
+ * Node answers an `Expect` other than 100-continue with an empty 417 of its own; with this
+ * listener the request goes to the app, which answers the 417 in PIR's shape (unmetExpectation).
+ */
+export function deferExpectation(server: { on(event: 'checkExpectation', l: (req: IncomingMessage, res: ServerResponse) => void): unknown; emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean }): void {
+  server.on('checkExpectation', (req, res) => {
+    (req as MaybeUnmet)[UNMET_EXPECTATION] = true;
+    server.emit('request', req, res);
+  });
+}
+
+/** The request's Expect header when PIR cannot meet it (anything but 100-continue), else null. */
+export function unmetExpectation(req: IncomingMessage): string | null {
+  return (req as MaybeUnmet)[UNMET_EXPECTATION] ? String(req.headers.expect ?? '') : null;
+}
+
+/**
+ * True when the URL's query string holds a malformed %-escape (`%zz`, a lone `%`, bytes that are
+ * not UTF-8). The router refuses these in the path (400 bad_url), but the query parser takes them
+ * literally, and a list's links would then re-encode them into a different query.
+ */
+export function hasMalformedQuery(url: string): boolean {
+  const q = url.indexOf('?');
+  if (q < 0 || !url.includes('%', q)) return false;
+  try {
+    decodeURIComponent(url.slice(q + 1));
+    return false;
+  } catch {
+    return true;
+  }
+}

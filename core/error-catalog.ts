@@ -30,9 +30,9 @@ export const API_ERRORS = {
   token_unscoped: refusal(401, 'A Keystone token without a project; get a project-scoped token.'),
   credentials_refused: refusal(401, 'Keystone refused the username, password and project of a sign-in (POST /auth/tokens).'),
   identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
-  no_route: refusal(404, 'No such method and path in the Image API v2.'),
+  no_route: refusal(404, 'No such method and path in the Image API v2 (or no such console asset).'),
   method_not_allowed: refusal(405, 'The path exists but does not take this method; the Allow header lists those it takes (as Glance).'),
-  bad_url: refusal(400, 'The URL is malformed (bad percent-encoding).'),
+  bad_url: refusal(400, 'The URL is malformed: bad percent-encoding (or not UTF-8) in the path or the query string.'),
   uri_too_long: refusal(414, 'A path segment is longer than 1024 characters.'),
   // request shape
   invalid_request: refusal(400, 'The body or a parameter does not match the request schema.'),
@@ -45,7 +45,8 @@ export const API_ERRORS = {
   no_body: refusal(400, 'The call needs a body and none was sent.'),
   bad_request: refusal(400, 'A malformed request the router refused.'),
   headers_too_large: refusal(431, 'The request line and headers are larger than 16 KiB.'),
-  malformed_request: refusal(400, 'The request is not valid HTTP/1.1.'),
+  malformed_request: refusal(400, 'The request is not valid HTTP/1.1: unreadable, not HTTP/1.x, an HTTP/1.1 request without Host, or several Host lines.'),
+  expectation_failed: refusal(417, 'The Expect header asks for something other than 100-continue.'),
   transfer_coding_unsupported: fault(501, 'The request body has a transfer coding other than chunked (Transfer-Encoding: gzip, chunked); send the bytes as they are.'),
   request_timeout: refusal(408, 'The request headers did not all arrive in time.'),
   body_timeout: refusal(408, 'A JSON request body did not all arrive within 60 s; the connection is closed.'),
@@ -192,7 +193,7 @@ export const API_ERRORS = {
  * upload). Refusals are the image's fault and are never retried; faults were retried first.
  */
 export const PIPELINE_ERRORS = {
-  checksum_mismatch: refusal(400, "The data's digest differs from Content-MD5 or the os_hash_value given at create."),
+  checksum_mismatch: refusal(400, "The data's digest differs from one sent with the upload (Content-MD5, Repr-Digest or Content-Digest, header or trailer) or the os_hash_value given at create; the message names which."),
   decompressed_too_large: refusal(400, 'The unpacked disk would exceed PIR_MAX_UNPACKED_SIZE.'),
   expansion_ratio: refusal(400, 'The data expands more than PIR_MAX_EXPANSION_RATIO (a decompression bomb).'),
   corrupt_archive: refusal(400, 'A compressed stream or tar archive is corrupt or truncated.'),

@@ -100,7 +100,12 @@ export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: 
     const digest = claimed[key];
     // A digest the client sent with the bytes joins the one given at create; where either
     // contradicts the bytes, that one is kept, so the checksum stage refuses them.
-    if (digest && (!draft.expected[key] || digest !== blob[key])) draft.expected[key] = digest;
+    if (digest && (!draft.expected[key] || digest !== blob[key])) {
+      draft.expected[key] = digest;
+      const from = claimed[`${key}_from`];
+      if (from) draft.expected[`${key}_from`] = from;
+      else delete draft.expected[`${key}_from`];
+    }
   }
   return [event('image.staged', { run, size: blob.size, method: kind === 'stage' ? 'glance-direct' : kind })];
 }

@@ -13,23 +13,29 @@ export interface ExpectedDigests {
   md5?: string;
   /** Hex. */
   sha512?: string;
+  /** The field each digest came from ('the Content-MD5 trailer'), for the checksum stage's message. */
+  md5_from?: string;
+  sha512_from?: string;
 }
 
 type FieldSource = Record<string, string | string[] | undefined>;
 
 const DIGEST_FIELDS = ['repr-digest', 'content-digest'] as const;
 
+const FIELD_NAMES: Record<(typeof DIGEST_FIELDS)[number], string> = { 'repr-digest': 'Repr-Digest', 'content-digest': 'Content-Digest' };
+
 /** Digests named by `fields` (headers or trailers, lower-case names). */
-export function expectedDigests(fields: FieldSource): ExpectedDigests {
+export function expectedDigests(fields: FieldSource, as: 'header' | 'trailer' = 'header'): ExpectedDigests {
   const found: ExpectedDigests = {};
   const md5 = parseContentMd5(single(fields, 'content-md5'));
-  if (md5) found.md5 = md5;
+  if (md5) Object.assign(found, { md5, md5_from: `the Content-MD5 ${as}` });
   for (const name of DIGEST_FIELDS) {
     const sha512 = sha512From(name, single(fields, name));
     if (!sha512) continue;
     if (found.sha512 && found.sha512 !== sha512) {
       throw badRequest('bad_digest', 'Repr-Digest and Content-Digest name different sha-512 digests; send one.');
     }
+    found.sha512_from ??= `the ${FIELD_NAMES[name]} ${as}`;
     found.sha512 = sha512;
   }
   return found;

@@ -103,7 +103,7 @@ export async function receiveUpload(
     }
     const empty = emptyUploadRefusal(ticket, blob.size);
     if (empty) throw empty;
-    if (request.trailers) claimed = mergeDigests(claimed, expectedDigests(request.trailers()));
+    if (request.trailers) claimed = mergeDigests(claimed, expectedDigests(request.trailers(), 'trailer'));
   } catch (error) {
     const storageFull = isStorageFull(error);
     const reason = error instanceof SizeLimitError ? 'over the size limit'

@@ -172,7 +172,7 @@ export class LocationRegistrations {
       if (os_hash_value && os_hash_value !== digests.sha512) {
         throw new LocationUnreadableError('location_validation_failed', `The bytes at the location have sha512 ${digests.sha512}, but validation_data.os_hash_value said ${os_hash_value}.`);
       }
-      const claimed = { ...(checksum ? { md5: checksum } : {}), ...(os_hash_value ? { sha512: os_hash_value } : {}) };
+      const claimed = { ...(checksum ? { md5: checksum, md5_from: 'validation_data.checksum' } : {}), ...(os_hash_value ? { sha512: os_hash_value, sha512_from: 'validation_data.os_hash_value' } : {}) };
       await images.completeUpload(caller, imageId, run, { key: externalKey(ref), size, ...digests }, claimed);
       log.info({ image_id: imageId, run, location: redact(location.url), bytes: size, ms: Date.now() - started }, 'location registered; pipeline started');
     } catch (error) {

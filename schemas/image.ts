@@ -205,8 +205,11 @@ export interface ImageDoc {
   members?: ImageMember[];
   created_at: string;
   updated_at: string;
-  /** Digests the client promised (verified by the checksum stage). */
-  expected: { md5?: string; sha512?: string };
+  /**
+   * Digests the client promised (verified by the checksum stage), and where each came from when
+   * not os_hash_value at create ('the Repr-Digest trailer'), for the stage's message to name it.
+   */
+  expected: { md5?: string; sha512?: string; md5_from?: string; sha512_from?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
   upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'location'; started_at: string; resumable?: ResumableUpload } | null;
   /**

@@ -10,6 +10,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
+import { sendError } from '../error-handler.js';
 
 const BUILT = fileURLToPath(new URL('../../console-app/', import.meta.url));
 
@@ -60,7 +61,11 @@ export async function consoleRoutes(app: FastifyInstance, options: ConsoleOption
   app.get('/console/', page);
   app.get<{ Params: { name: string } }>('/console/assets/:name', async (request, reply) => {
     const body = build?.assets.get(request.params.name);
-    if (!body) return reply.code(404).headers(CONSOLE_HEADERS).type('text/plain').send('no such asset\n');
+    // In PIR's error shape, as every other 404 (the name is the client's: only its length is bounded).
+    if (!body) {
+      reply.headers(CONSOLE_HEADERS);
+      return sendError(reply, 404, 'no_route', `There is no console asset ${JSON.stringify(request.params.name.slice(0, 200))}; the page names the assets it needs (an old page: reload /console).`);
+    }
     const ext = request.params.name.slice(request.params.name.lastIndexOf('.') + 1);
     return reply.headers(CONSOLE_HEADERS).type(TYPES[ext] ?? 'application/octet-stream')
       .header('cache-control', 'public, max-age=31536000, immutable').send(body);

@@ -53,8 +53,9 @@ describe('console and event stream (HTTP)', () => {
   it('serves nothing else from the build directory', async () => {
     for (const path of ['/console/assets/nope.js', '/console/assets/..%2Findex.html', '/console/assets/%2e%2e%2f%2e%2e%2fpackage.json', '/console/index.html']) {
       const r = await fetch(`${url}${path}`);
-      await r.arrayBuffer();
       assert.equal(r.status, 404, path);
+      assert.match(r.headers.get('content-type') ?? '', /^application\/json/, path);
+      assert.equal((await r.json()).error.error_code, 'no_route', path);
     }
   });
 

@@ -10,8 +10,12 @@ describe('Range parsing', () => {
     assert.deepEqual(parseRange('bytes=-10', 100), { start: 90, end: 99 });
     assert.deepEqual(parseRange('bytes=50-500', 100), { start: 50, end: 99 });
   });
+  it('takes the unit in any case and blanks around = and - (RFC 9110 §14.1, as webob)', () => {
+    for (const form of ['BYTES=0-5', 'Bytes=0-5', 'bytes= 0-5', 'bytes =0-5', 'bytes = 0 - 5', 'bytes=\t0-5']) assert.deepEqual(parseRange(form, 100), { start: 0, end: 5 }, form);
+    assert.deepEqual(parseRange('BYTES= -10', 100), { start: 90, end: 99 });
+  });
   it('refuses what cannot be satisfied or parsed', () => {
-    for (const bad of ['bytes=100-', 'bytes=9-1', 'bytes=-', 'items=0-1', 'bytes=0-1,5-6', 'bytes=a-b']) assert.equal(parseRange(bad, 100), null, bad);
+    for (const bad of ['bytes=100-', 'bytes=9-1', 'bytes=-', 'items=0-1', 'bytes=0-1,5-6', 'bytes=a-b', 'bytes=0 5', 'by tes=0-5', 'bytes 0-5']) assert.equal(parseRange(bad, 100), null, bad);
     assert.equal(parseRange('bytes=0-0', 0), null);
   });
   it("reads Glance's legacy request Content-Range (bytes a-b/n or a-b/*) within the image", () => {
@@ -24,6 +28,7 @@ describe('Range parsing', () => {
     assert.deepEqual(requestedRange({ range: 'bytes=0-9', 'content-range': 'bytes 50-59/100' }, 100), { kind: 'range', range: { start: 0, end: 9 } });
     assert.deepEqual(requestedRange({ 'content-range': 'bytes 50-59/100' }, 100), { kind: 'range', range: { start: 50, end: 59 } });
     assert.equal((requestedRange({ range: 'bytes=0-1,5-6' }, 100) as { status: number }).status, 400);
+    assert.equal((requestedRange({ range: 'BYTES= 0-1, 5-6' }, 100) as { status: number }).status, 400);
     assert.equal((requestedRange({ range: 'bytes=100-' }, 100) as { status: number }).status, 416);
     assert.equal((requestedRange({ 'content-range': 'bytes */100' }, 100) as { status: number }).status, 416);
   });

@@ -41,6 +41,39 @@ describe('HTTP layer: errors in PIR shape', () => {
     assertErrorShape(r!.body, 400, 'malformed_request');
   });
 
+  it('answers requests Node lets through but HTTP/1.1 refuses (RFC 9112 §3.2) with a 400 malformed_request and closes', async () => {
+    for (const request of [
+      'GET /versions HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+      'GET /versions HTTP/1.1\r\n\r\n',
+      'GET /versions HTTP/2.0\r\nHost: x\r\n\r\n',
+    ]) {
+      const c = new RawConnection(port);
+      await c.write(request);
+      await c.closed;
+      const r = c.firstResponse();
+      assert.equal(r?.status, 400, `${JSON.stringify(request)}: ${c.received.slice(0, 300)}`);
+      assertErrorShape(r!.body, 400, 'malformed_request');
+      assert.equal(r!.headers.connection, 'close');
+    }
+    // HTTP/1.0 needs no Host.
+    const old = new RawConnection(port);
+    await old.write('GET /versions HTTP/1.0\r\n\r\n');
+    await old.closed;
+    assert.equal(old.firstResponse()?.status, 200, old.received.slice(0, 300));
+  });
+
+  it('answers an Expect other than 100-continue with a 417 in the JSON error shape, before the token check', async () => {
+    const c = new RawConnection(port);
+    try {
+      await c.write('GET /v2/images HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n');
+      await c.waitFor(() => c.firstResponse() !== null);
+      const r = c.firstResponse()!;
+      assert.equal(r.status, 417, c.received.slice(0, 300));
+      assertErrorShape(r.body, 417, 'expectation_failed');
+      assert.match(r.headers['x-openstack-request-id']!, /^req-/);
+    } finally { c.destroy(); }
+  });
+
   it('answers a very long id, before any token check, with a 414 in the JSON error shape', async () => {
     const response = await f.app.inject({ method: 'GET', url: `/v2/images/${'a'.repeat(5000)}` });
     assert.equal(response.statusCode, 414);
@@ -48,6 +81,18 @@ describe('HTTP layer: errors in PIR shape', () => {
     const badEscape = await f.app.inject({ method: 'GET', url: '/v2/images/%E0%A4%A' });
     assert.equal(badEscape.statusCode, 400);
     assertErrorShape(badEscape.json(), 400, 'bad_url');
+  });
+
+  it('answers a malformed %-escape in the query string, as in the path, with a 400 bad_url before any token check', async () => {
+    for (const query of ['tag=%ED%BF%BF', 'name=%zz', 'limit=5&name=100%', 'x%FF=1']) {
+      for (const headers of [{}, { 'x-auth-token': TOKEN }]) {
+        const response = await f.app.inject({ method: 'GET', url: `/v2/images?${query}`, headers });
+        assert.equal(response.statusCode, 400, query);
+        assertErrorShape(response.json(), 400, 'bad_url');
+      }
+    }
+    const good = await f.app.inject({ method: 'GET', url: '/v2/images?name=caf%C3%A9&tag=a%2Bb+c', headers: { 'x-auth-token': TOKEN } });
+    assert.equal(good.statusCode, 200, good.body);
   });
 });
 

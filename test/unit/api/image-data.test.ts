@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { stagingPrefix } from '../../../core/blob-keys.js';
@@ -27,6 +28,11 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     assert.equal(part.statusCode, 206);
     assert.equal(part.headers['content-range'], `bytes 10-19/${size}`);
     assert.equal(part.rawPayload.length, 10);
+    for (const form of ['BYTES=10-19', 'bytes= 10-19']) {
+      const same = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: form });
+      assert.equal(same.statusCode, 206, form);
+      assert.equal(same.headers['content-range'], `bytes 10-19/${size}`);
+    }
     const bad = await t.call('a-member', 'GET', `/v2/images/${id}/file`, undefined, { range: `bytes=${size}-` });
     assert.equal(bad.statusCode, 416);
     assert.equal(bad.json().error.error_code, 'bad_range');
@@ -71,6 +77,42 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     }
     assert.equal((await t.call('a-reader', 'PUT', `/v2/images/${img}/file`, Buffer.alloc(10), OCTETS)).statusCode, 403);
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${id}/file`, Buffer.alloc(10), OCTETS)).statusCode, 409); // already active
+  });
+
+  it('names the field a wrong upload digest came from (header or trailer), never an os_hash_value the client did not give', async () => {
+    const bytes = Buffer.alloc(4096, 7);
+    const wrong = createHash('sha512').update('other bytes').digest('base64');
+    const refusal = (res: { statusCode: number; body: string; json(): any }) => {
+      assert.equal(res.statusCode, 400, res.body);
+      const { error_code, message } = res.json().error;
+      assert.equal(error_code, 'checksum_mismatch');
+      assert.doesNotMatch(message, /os_hash_value/);
+      return message as string;
+    };
+    for (const [header, name] of [['repr-digest', 'Repr-Digest'], ['content-digest', 'Content-Digest']]) {
+      const img = await t.create('a-member');
+      const message = refusal(await t.call('a-member', 'PUT', `/v2/images/${img}/file`, bytes, { ...OCTETS, [header]: `sha-512=:${wrong}:` }));
+      assert.match(message, new RegExp(`the ${name} header said ${Buffer.from(wrong, 'base64').toString('hex')}`));
+    }
+    const md5 = await t.create('a-member');
+    assert.match(refusal(await t.call('a-member', 'PUT', `/v2/images/${md5}/file`, bytes, { ...OCTETS, 'content-md5': createHash('md5').update('other').digest('base64') })), /the Content-MD5 header said/);
+    // Declared at create, the message still names os_hash_value.
+    const declared = await t.create('a-member', { os_hash_algo: 'sha512', os_hash_value: 'ab'.repeat(64) });
+    const atCreate = await t.call('a-member', 'PUT', `/v2/images/${declared}/file`, bytes, OCTETS);
+    assert.match(atCreate.json().error.message, /os_hash_value given at create was/);
+    // As a trailer of a chunked body (inject sends no trailers): a real socket.
+    const url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+    const img = await t.create('a-member');
+    const res = await new Promise<{ statusCode: number; body: string; json(): any }>((resolve, reject) => {
+      const req = httpRequest(`${url}/v2/images/${img}/file`, { method: 'PUT', headers: { ...OCTETS, 'x-auth-token': 'a-member', trailer: 'Repr-Digest' } }, (r) => {
+        let body = '';
+        r.setEncoding('utf8').on('data', (c: string) => { body += c; }).on('end', () => resolve({ statusCode: r.statusCode!, body, json: () => JSON.parse(body) }));
+      }).on('error', reject);
+      req.write(bytes);
+      req.addTrailers({ 'Repr-Digest': `sha-512=:${wrong}:` });
+      req.end();
+    });
+    assert.match(refusal(res), /the Repr-Digest trailer said/);
   });
 
   it('refuses an empty body for a format with a header and keeps the image queued for the real upload; an empty raw disk goes active', async () => {
