@@ -1,8 +1,9 @@
 /** `pir image …`: create, list, show, update, delete, download, wait (batch lives in batch.ts). */
 import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { access, constants, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { CatalogClient, type Image, type JsonPatchOp } from '../client/index.js';
+import { CatalogClient, partPath, type Image, type JsonPatchOp } from '../client/index.js';
 import { galleryIdOf, mergeRegistration, readMetafile, registrationPatch } from './metafile.js';
 import { hashFile } from '../ingest/hashing/index.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from '../schemas/image.js';
@@ -12,6 +13,7 @@ import { contextOf } from './context.js';
 import { UsageError, describeError } from './exit-codes.js';
 import { followImage, stageLine } from './follow.js';
 import { humanBytes, printList, printRecord, type Format } from './output.js';
+import { noteOnInterrupt } from './interrupt.js';
 import { createProgress, summary } from './progress.js';
 import { uploadAndSettle } from './upload-flow.js';
 import { shareCommand } from './share-commands.js';
@@ -251,6 +253,9 @@ function downloadCommand(): Command {
       let progress: ReturnType<typeof createProgress> | null = null;
       let total: number | null = null;
       const t0 = performance.now();
+      // A download cut by a signal keeps its .part, as one cut by the network: say that a rerun resumes.
+      const part = partPath(o.file);
+      const forgetNote = noteOnInterrupt(() => !toStdout && existsSync(part) ? `${part} keeps the bytes so far: run the same command again to resume` : null);
       const result = await client.download(id, toStdout ? process.stdout : o.file, {
         resume: o.resume,
         onResume: (bytes) => process.stderr.write(`resuming: re-hashing the ${humanBytes(bytes)} already in ${o.file}.part\n`),
@@ -262,7 +267,7 @@ function downloadCommand(): Command {
       }).catch((error: unknown) => {
         (progress as ReturnType<typeof createProgress> | null)?.stop();
         throw error;
-      });
+      }).finally(forgetNote);
       const fetched = result.size - result.resumedFrom;
       (progress as ReturnType<typeof createProgress> | null)?.finish();
       process.stderr.write(`downloaded ${id} to ${toStdout ? 'standard output' : o.file}: ${summary(fetched, (performance.now() - t0) / 1000)}${result.resumedFrom ? `, resumed at byte ${result.resumedFrom}` : ''}; sha512 ${result.verified.sha512 ? 'verified' : 'not published by the server'}, md5 ${result.verified.md5 ? 'verified' : 'not published by the server'}\n`);

@@ -8,7 +8,7 @@ import type { Writable } from 'node:stream';
 import { ImageRefusedError, PirApiError, WaitTimeoutError } from './errors.js';
 import { Transport, type Headers, type RawResponse, type TransportOptions } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
-import { resumableUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
+import { resumableUpload, terminateUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
 
 export interface ShareLink {
   id: string;
@@ -158,6 +158,11 @@ export class PirClient {
   /** A tus upload (POST …/uploads, then PATCHes) that resumes after a cut connection; resolves when all bytes are in. */
   resumableUpload(id: string, file: string, opts: ResumableOptions = {}): Promise<ResumableResult> {
     return resumableUpload(this.transport, imagePath(id), file, opts);
+  }
+
+  /** Ends a tus upload (DELETE, tus termination): PIR drops its staged bytes and the image is back in queued. */
+  terminateUpload(location: string): Promise<void> {
+    return terminateUpload(this.transport, location);
   }
 
   /** A download link for someone without an account; `url` is shown only here. */

@@ -1,0 +1,85 @@
+/**
+ * What the `pir` command leaves behind, and says, when something goes wrong: a signal in the
+ * middle of an upload (the tus upload ended, the image named with the command that deletes it),
+ * a create or register refused after the image was made (the empty image deleted), against a
+ * `pir serve` started here (PIR_MAX_IMAGE_SIZE 16 MiB), output in pipes.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { stallingProxy } from '../support/cutting-proxy.js';
+import { makeTempDir, removeDir } from '../support/images.js';
+import { runCli, startCli, type CliResult } from '../support/pir-cli.js';
+import { freePort, startPirProcess, testLogDir, waitFor, type PirProcess } from '../support/pir-process.js';
+
+const TOKEN = 'e2e-cli-failures-token-0123456789abc';
+const MiB = 2 ** 20;
+const ID = '[0-9a-f-]{36}';
+
+describe('pir when things go wrong', () => {
+  let dir: string;
+  let home: string;
+  let pir: PirProcess;
+  let port: number;
+  let url: string;
+  let file: string;
+  let big: string;
+  const env = (extra: Record<string, string | null> = {}) => ({ HOME: home, PIR_URL: url, PIR_TOKEN: TOKEN, ...extra });
+  const cli = (args: string[], extra: Record<string, string | null> = {}): Promise<CliResult> => runCli(args, env(extra));
+  const named = async (name: string) => JSON.parse((await cli(['image', 'list', '--filter', `name=${name}`, '--format', 'json'])).stdout) as { id: string; status: string }[];
+  const show = async (id: string) => JSON.parse((await cli(['image', 'show', id, '--format', 'json'])).stdout) as { status: string; size: number | null };
+
+  before(async () => {
+    dir = await makeTempDir('pir-e2e-cli-failures-');
+    home = join(dir, 'home');
+    await mkdir(home);
+    port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    pir = await startPirProcess('serve', { PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_MAX_IMAGE_SIZE: String(16 * MiB) }, testLogDir('cli-failures'), 'serve');
+    file = join(dir, 'disk.raw');
+    await writeFile(file, randomBytes(8 * MiB));
+    big = join(dir, 'big.raw');
+    await writeFile(big, randomBytes(20 * MiB));
+  });
+  after(async () => {
+    await pir?.stop();
+    if (dir) await removeDir(dir);
+  });
+
+  describe('a signal mid-upload', () => {
+    /** Starts the upload through a proxy that stalls it after 2 MiB, and sends `signal` once PIR holds them. */
+    async function interrupted(args: string[], signal: NodeJS.Signals): Promise<CliResult & { id: string }> {
+      const proxy = await stallingProxy(port, 2 * MiB);
+      try {
+        const { child, done } = startCli(['image', 'create', '--name', `cut-${signal}`, '--disk-format', 'raw', '--file', file, ...args], env({ PIR_URL: `http://127.0.0.1:${proxy.port}` }));
+        await waitFor(() => proxy.stalled(), 30_000, 'the upload to stall');
+        await new Promise((r) => setTimeout(r, 300)); // PIR writes what came
+        child.kill(signal);
+        const r = await done;
+        const id = new RegExp(`^created image (${ID})`, 'm').exec(r.stderr)?.[1];
+        assert.ok(id, r.stderr);
+        return { ...r, id };
+      } finally {
+        await proxy.close();
+      }
+    }
+
+    it('Ctrl-C during --resumable ends the tus upload: the image is queued again, and the note says how to delete it', async () => {
+      const r = await interrupted(['--resumable'], 'SIGINT');
+      assert.equal(r.code, 130, r.stderr);
+      assert.match(r.stderr, /^pir: interrupted$/m);
+      assert.match(r.stderr, new RegExp(`^pir: image ${r.id} was left queued without its data \\(its upload was ended: PIR dropped the bytes\\); delete it with pir image delete ${r.id}, or create the image again\\.$`, 'm'));
+      assert.doesNotMatch(r.stderr, /the upload was stopped/, 'the cut PATCH is not reported as a failure');
+      assert.equal((await show(r.id)).status, 'queued');
+    });
+
+    it('SIGTERM during a direct upload: exit 143, and the same note', async () => {
+      const r = await interrupted([], 'SIGTERM');
+      assert.equal(r.code, 143, r.stderr);
+      assert.match(r.stderr, /^pir: interrupted \(SIGTERM\)$/m);
+      assert.match(r.stderr, new RegExp(`^pir: image ${r.id} was left without its data \\(queued, or saving until PIR notices the cut\\); delete it with pir image delete ${r.id}`, 'm'));
+    });
+  });
+});
