@@ -24,7 +24,19 @@ export class CredentialsError extends Error {
   override name = 'CredentialsError';
 }
 
+/** A failure, and what the command did about what it had made: said after the failure. */
+export class FailureWithNote extends Error {
+  override name = 'FailureWithNote';
+  constructor(readonly failure: unknown, readonly note: string) {
+    super(note);
+  }
+}
+
 export function describeError(error: unknown, url?: string): { code: number; message: string } {
+  if (error instanceof FailureWithNote) {
+    const { code, message } = describeError(error.failure, url);
+    return { code, message: `${message}\npir: ${error.note}` };
+  }
   if (error instanceof UsageError || error instanceof DownloadTargetError || error instanceof GalleryAmbiguous) return { code: EXIT.usage, message: error.message };
   if (error instanceof CredentialsError || error instanceof GalleryReadOnly) return { code: EXIT.auth, message: error.message };
   if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };

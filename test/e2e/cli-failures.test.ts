@@ -48,6 +48,48 @@ describe('pir when things go wrong', () => {
     if (dir) await removeDir(dir);
   });
 
+  describe('a failed create or register deletes the image it made', () => {
+    for (const mode of [[], ['--resumable'], ['--import'], ['--wait']]) {
+      it(`create ${mode.join(' ') || '(direct)'} over PIR_MAX_IMAGE_SIZE: the queued image is deleted, and said so`, async () => {
+        const name = `too-big${mode.join('')}`;
+        const r = await cli(['image', 'create', '--name', name, '--disk-format', 'raw', '--file', big, ...mode]);
+        assert.equal(r.code, 1, r.stderr);
+        const id = new RegExp(`^created image (${ID})`, 'm').exec(r.stderr)![1]!;
+        assert.match(r.stderr, new RegExp(`^pir: deleted image ${id}, which this command made: its data never got in$`, 'm'));
+        assert.deepEqual(await named(name), []);
+      });
+    }
+
+    it('create of an empty qcow2 (empty_image): exit 3, and the image is deleted', async () => {
+      const empty = join(dir, 'empty.qcow2');
+      await writeFile(empty, Buffer.alloc(0));
+      const r = await cli(['image', 'create', '--name', 'nothing', '--disk-format', 'qcow2', '--file', empty]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /refused at the upload stage \(empty_image\)/);
+      assert.match(r.stderr, /^pir: deleted image [0-9a-f-]{36}, which this command made/m);
+      assert.deepEqual(await named('nothing'), []);
+    });
+
+    it('register --location that PIR refuses: the image is deleted, so the same command can be run again', async () => {
+      const args = ['image', 'register', 'reg-refused', '--disk-format', 'raw', '--container-format', 'bare', '--location', 'http://127.0.0.1/disk.raw'];
+      for (const attempt of [1, 2]) {
+        const r = await cli(args);
+        assert.equal(r.code, 1, `attempt ${attempt}: ${r.stderr}`);
+        assert.match(r.stderr, /address_refused|uri_refused/);
+        assert.match(r.stderr, /^pir: deleted image [0-9a-f-]{36}, which this command made: its data never got in$/m);
+        assert.doesNotMatch(r.stderr, /exists/);
+      }
+      assert.deepEqual(await named('reg-refused'), []);
+    });
+
+    it('register --md5 that is not an md5 is refused before anything is made', async () => {
+      const r = await cli(['image', 'register', 'reg-md5', '--disk-format', 'raw', '--container-format', 'bare', '--location', 'https://example.org/disk.raw', '--md5', 'abc']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--md5 <hex>' argument 'abc' is invalid\. expected 32 hexadecimal digits/);
+      assert.deepEqual(await named('reg-md5'), []);
+    });
+  });
+
   describe('a signal mid-upload', () => {
     /** Starts the upload through a proxy that stalls it after 2 MiB, and sends `signal` once PIR holds them. */
     async function interrupted(args: string[], signal: NodeJS.Signals): Promise<CliResult & { id: string }> {

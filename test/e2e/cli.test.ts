@@ -103,14 +103,15 @@ describe('the pir command against pir serve', () => {
     const id = /image ([0-9a-f-]{36}) was refused/.exec(direct.stderr)![1]!;
     const waitAgain = await cli(['image', 'wait', id]);
     assert.equal(waitAgain.code, 3);
-    // An empty file for a format with a header: refused by the upload itself, the image stays queued.
+    // An empty file for a format with a header: refused by the upload itself, the image (queued, no data) deleted.
     const empty = join(dir, 'empty.qcow2');
     await writeFile(empty, Buffer.alloc(0));
     const nothing = await cli(['image', 'create', '--name', 'nothing', '--disk-format', 'qcow2', '--file', empty, '--wait']);
     assert.equal(nothing.code, 3, nothing.stderr);
     assert.match(nothing.stderr, /refused at the upload stage \(empty_image\): .*0 bytes long, which no qcow2 image is.*back in queued/);
     const queued = /image ([0-9a-f-]{36}) was refused/.exec(nothing.stderr)![1]!;
-    assert.equal(JSON.parse((await cli(['image', 'show', queued, '--format', 'json'])).stdout).status, 'queued');
+    assert.match(nothing.stderr, new RegExp(`^pir: deleted image ${queued}, which this command made: its data never got in$`, 'm'));
+    assert.equal((await cli(['image', 'show', queued])).code, 4);
   });
 
   it('exit codes: not found 4, bad token 5, no token 5, usage 2, unreachable 1', async () => {
