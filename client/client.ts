@@ -5,7 +5,7 @@
 import type { Digests } from '../ingest/hashing/index.js';
 import { downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
 import type { Writable } from 'node:stream';
-import { ImageRefusedError, PirApiError, WaitTimeoutError } from './errors.js';
+import { ImageRefusedError, NotImageApiError, PirApiError, WaitTimeoutError, unexpectedAnswer } from './errors.js';
 import { Transport, type Headers, type RawResponse, type TransportOptions } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
 import { resumableUpload, terminateUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
@@ -93,8 +93,20 @@ export class PirClient {
   /** A call that must answer one of `ok`; anything else becomes a typed error. */
   async request<T = any>(method: string, path: string, body?: unknown, ok: number[] = [200], headers: Headers = {}): Promise<T> {
     const response = await this.raw<T>(method, path, body, headers);
-    if (!ok.includes(response.status)) throw PirApiError.from(response.status, response.body, method, path);
+    if (!ok.includes(response.status)) throw unexpectedAnswer(this.transport.baseUrl, response, method, path);
+    // PIR answers these with a JSON object; anything else (a web page) is another server.
+    if ((response.status === 200 || response.status === 201) && (typeof response.body !== 'object' || response.body === null || Array.isArray(response.body))) {
+      throw new NotImageApiError(this.transport.baseUrl, method, path, response);
+    }
     return response.body;
+  }
+
+  /** One page of a list: the answer must carry its array under `key`. */
+  private async page<K extends string, T>(path: string, key: K): Promise<Record<K, T[]> & { next?: string }> {
+    const response = await this.raw('GET', path);
+    const body = response.status === 200 ? response.body : null;
+    if (!Array.isArray(body?.[key])) throw response.status === 200 ? new NotImageApiError(this.transport.baseUrl, 'GET', path, response) : unexpectedAnswer(this.transport.baseUrl, response, 'GET', path);
+    return body;
   }
 
   createImage(fields: Record<string, unknown>): Promise<Image> {
@@ -107,7 +119,7 @@ export class PirClient {
 
   /** One page of images; `next` is the server's link to the following page. */
   async listImages(query: Query = {}): Promise<{ images: Image[]; next: string | null }> {
-    const body = await this.request<{ images: Image[]; next?: string }>('GET', '/v2/images' + queryString(query));
+    const body = await this.page<'images', Image>('/v2/images' + queryString(query), 'images');
     return { images: body.images, next: body.next ?? null };
   }
 
@@ -117,7 +129,7 @@ export class PirClient {
     for (;;) {
       yield* page.images;
       if (!page.next || page.images.length === 0) return;
-      const body = await this.request<{ images: Image[]; next?: string }>('GET', page.next);
+      const body = await this.page<'images', Image>(page.next, 'images');
       page = { images: body.images, next: body.next ?? null };
     }
   }
@@ -140,13 +152,14 @@ export class PirClient {
     const headers: Headers = { ...(opts.async ? { prefer: 'respond-async' } : {}), ...(opts.md5 ? { 'content-md5': opts.md5 } : {}), ...(opts.headers ?? {}) };
     const sent = await this.sendData(id, file, 'file', { ...opts, headers });
     if (sent.response.status === 204 || sent.response.status === 202) return sent;
+    if (sent.response.status < 400) throw unexpectedAnswer(this.transport.baseUrl, sent.response, 'PUT', `${imagePath(id)}/file`);
     throw await this.refusalOrError(id, sent.response, `${imagePath(id)}/file`);
   }
 
   /** PUT …/stage (glance-direct's first half). */
   async stageFile(id: string, file: string, opts: UploadOptions = {}): Promise<SentFile> {
     const sent = await this.sendData(id, file, 'stage', { ...opts, headers: { ...(opts.md5 ? { 'content-md5': opts.md5 } : {}), ...(opts.headers ?? {}) } });
-    if (sent.response.status !== 204) throw PirApiError.from(sent.response.status, sent.response.body, 'PUT', `${imagePath(id)}/stage`);
+    if (sent.response.status !== 204) throw unexpectedAnswer(this.transport.baseUrl, sent.response, 'PUT', `${imagePath(id)}/stage`);
     return sent;
   }
 

@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { PirApiError, TransportError } from './errors.js';
+import { PirApiError, TransportError, unexpectedAnswer } from './errors.js';
 import { readResponse, type Transport } from './http.js';
 
 export interface ResumableOptions {
@@ -52,7 +52,7 @@ class Digests {
 export async function resumableUpload(transport: Transport, imagePath: string, file: string, opts: ResumableOptions = {}): Promise<ResumableResult> {
   const size = (await stat(file)).size;
   const created = await transport.call('POST', `${imagePath}/uploads`, undefined, { ...TUS, 'upload-length': String(size) });
-  if (created.status !== 201 || !created.headers.location) throw PirApiError.from(created.status, created.body, 'POST', `${imagePath}/uploads`);
+  if (created.status !== 201 || !created.headers.location) throw unexpectedAnswer(transport.baseUrl, created, 'POST', `${imagePath}/uploads`);
   const location = created.headers.location;
   opts.onCreated?.(location);
   let acked = new Digests();

@@ -6,7 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stallingProxy } from '../support/cutting-proxy.js';
@@ -74,7 +77,7 @@ describe('pir when things go wrong', () => {
       const args = ['image', 'register', 'reg-refused', '--disk-format', 'raw', '--container-format', 'bare', '--location', 'http://127.0.0.1/disk.raw'];
       for (const attempt of [1, 2]) {
         const r = await cli(args);
-        assert.equal(r.code, 1, `attempt ${attempt}: ${r.stderr}`);
+        assert.equal(r.code, 2, `attempt ${attempt}: ${r.stderr}`); // a value PIR refused (400)
         assert.match(r.stderr, /address_refused|uri_refused/);
         assert.match(r.stderr, /^pir: deleted image [0-9a-f-]{36}, which this command made: its data never got in$/m);
         assert.doesNotMatch(r.stderr, /exists/);
@@ -88,6 +91,44 @@ describe('pir when things go wrong', () => {
       assert.match(r.stderr, /--md5 <hex>' argument 'abc' is invalid\. expected 32 hexadecimal digits/);
       assert.deepEqual(await named('reg-md5'), []);
     });
+  });
+
+  it("exit codes follow README's table: a value PIR refused is 2, a protected image 1", async () => {
+    const made = await cli(['image', 'create', '--name', 'codes', '--disk-format', 'raw', '--file', file, '--format', 'json']);
+    assert.equal(made.code, 0, made.stderr);
+    const id = (JSON.parse(made.stdout) as { id: string }).id;
+    for (const [args, code] of [
+      [['image', 'list', '--sort', 'colour:asc'], 'bad_sort_key'],
+      [['image', 'list', '--filter', 'size_min=big'], 'bad_filter'],
+      [['image', 'share', id, '--expires-in', '999999999'], 'invalid_request'],
+      [['image', 'update', id, '--property', 'os_glance_x=1'], 'reserved_property'],
+      [['image', 'update', id, '--property', 'status=active'], 'read_only_property'],
+    ] as const) {
+      const r = await cli([...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`\\(HTTP 4\\d\\d, ${code}\\)`));
+    }
+    assert.equal((await cli(['image', 'update', id, '--protected'])).code, 0);
+    const kept = await cli(['image', 'delete', id]);
+    assert.equal(kept.code, 1, kept.stderr);
+    assert.match(kept.stderr, /\(HTTP 403, protected_image\)/);
+    assert.equal((await cli(['image', 'update', id, '--unprotected'])).code, 0);
+  });
+
+  it('a --url that is not PIR: one line that says so, exit 1, no stack and no image', async () => {
+    const other = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>hello</html>'));
+    other.listen(0, '127.0.0.1');
+    await once(other, 'listening');
+    try {
+      const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+      for (const args of [['image', 'list'], ['image', 'create', '--name', 'x', '--disk-format', 'raw', '--file', file]]) {
+        const r = await cli(args, { PIR_URL: otherUrl });
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(r.stderr, `pir: ${otherUrl} did not answer as PIR/Glance's Image API: ${args[1] === 'list' ? 'GET' : 'POST'} /v2/images answered 200 (text/html): <html>hello</html>. Point the command at PIR with --url or PIR_URL.\n`);
+      }
+    } finally {
+      other.close();
+    }
   });
 
   describe('a signal mid-upload', () => {

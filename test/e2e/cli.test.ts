@@ -219,7 +219,8 @@ describe('the pir command against pir serve', () => {
     assert.equal(image.old, undefined);
     assert.equal(image.protected, true);
     const refused = await cli(['image', 'delete', id]);
-    assert.equal(refused.code, 5); // 403: protected
+    assert.equal(refused.code, 1, refused.stderr); // 403 protected_image: the image's state, not the caller's rights
+    assert.match(refused.stderr, /\(HTTP 403, protected_image\)/);
     assert.equal((await cli(['image', 'update', id, '--unprotected'])).code, 0);
     assert.equal((await cli(['image', 'delete', id])).code, 0);
   });
