@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stallingProxy } from '../support/cutting-proxy.js';
@@ -128,6 +128,23 @@ describe('pir when things go wrong', () => {
       }
     } finally {
       other.close();
+    }
+  });
+
+  it('pir serve on a taken port: one line naming the port and PIR_PORT, exit 1, and the token it generated is shown', async () => {
+    const taken = net.createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const takenPort = (taken.address() as AddressInfo).port;
+      const data = join(dir, 'data-taken');
+      const r = await runCli(['serve'], { HOME: home, PIR_DATA_DIR: data, PIR_PORT: String(takenPort), PIR_LOG_LEVEL: 'warn' });
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stderr, `pir serve: port ${takenPort} of 127.0.0.1 is taken (EADDRINUSE): stop what listens there, or choose another port with PIR_PORT\n`);
+      const token = (await readFile(join(data, 'admin-token'), 'utf8')).trim();
+      assert.match(r.stdout, new RegExp(`^PIR admin token \\(shown once; also in .*admin-token\\): ${token}$`, 'm'));
+    } finally {
+      taken.close();
     }
   });
 
