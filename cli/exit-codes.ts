@@ -2,7 +2,7 @@
  * The `pir` command's exit codes, and the one place that turns an error into a message that
  * says what to do and the code a script can branch on.
  */
-import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, ImageRefusedError, NotFoundError, NotImageApiError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
+import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, ImageRefusedError, NoImageDataError, NotFoundError, NotImageApiError, PirApiError, TransportError, WaitTimeoutError, withoutUserinfo } from '../client/index.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
 
@@ -37,9 +37,15 @@ export class FailureWithNote extends Error {
   }
 }
 
-export function describeError(error: unknown, url?: string): { code: number; message: string } {
+/** The connection a failure happened on: PIR's URL, and whether the token came from a Keystone login. */
+export interface Where {
+  url?: string;
+  keystone?: boolean;
+}
+
+export function describeError(error: unknown, where: Where = {}): { code: number; message: string } {
   if (error instanceof FailureWithNote) {
-    const { code, message } = describeError(error.failure, url);
+    const { code, message } = describeError(error.failure, where);
     return { code, message: `${message}\npir: ${error.note}` };
   }
   if (error instanceof UsageError || error instanceof DownloadTargetError || error instanceof GalleryAmbiguous) return { code: EXIT.usage, message: error.message };
@@ -47,7 +53,10 @@ export function describeError(error: unknown, url?: string): { code: number; mes
   if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };
   if (error instanceof NotFoundError || error instanceof GalleryNotFound) return { code: EXIT.notFound, message: error.message };
   if (error instanceof AuthError) {
-    const hint = error.status === 401 ? ' Check the token (--token, PIR_TOKEN or the profile\'s "token"), or log in with --os-auth-url.' : '';
+    // Keystone's own refusals say what to check; a token Keystone gave is not the user's to fix.
+    const hint = error.status !== 401 || error.errorCode.startsWith('keystone_') ? ''
+      : where.keystone ? ' The token came from the Keystone login (--os-auth-url): PIR must check tokens with that same Keystone.'
+        : ' Check the token (--token, PIR_TOKEN or the profile\'s "token"), or log in with --os-auth-url.';
     return { code: EXIT.auth, message: `${error.message}${hint}` };
   }
   if (error instanceof PirApiError) {
@@ -58,11 +67,12 @@ export function describeError(error: unknown, url?: string): { code: number; mes
   }
   if (error instanceof NotImageApiError) return { code: EXIT.failure, message: `${error.message}. Point the command at PIR with --url or PIR_URL.` };
   if (error instanceof TransportError) {
-    if (error.cause.name === 'IdleTimeoutError') return { code: EXIT.failure, message: `${error.message}; wait longer with --http-timeout (or PIR_HTTP_TIMEOUT), or check PIR's health` };
+    if (error.cause.name === 'IdleTimeoutError') return { code: EXIT.failure, message: `${error.message}; wait longer with --http-timeout (or PIR_HTTP_TIMEOUT), or check ${error.service}'s health` };
     if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };
-    return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${url ? ` (now ${url})` : ''}.` };
+    if (error.service === 'Keystone') return { code: EXIT.failure, message: `${error.message}. Is Keystone running there? Check --os-auth-url (OS_AUTH_URL, or the profile's "os_auth_url").` };
+    return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${where.url ? ` (now ${withoutUserinfo(where.url)})` : ''}.` };
   }
-  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError || error instanceof DownloadInterruptedError) return { code: EXIT.failure, message: error.message };
+  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError || error instanceof DownloadInterruptedError || error instanceof NoImageDataError) return { code: EXIT.failure, message: error.message };
   const e = error as NodeJS.ErrnoException;
   if (e?.code === 'ENOENT' && e.path) return { code: EXIT.usage, message: `${e.path}: no such file` };
   if (e?.code === 'EACCES' && e.path) return { code: EXIT.failure, message: `${e.path}: permission denied` };

@@ -3,7 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { completionScript } from './completion.js';
 import { seconds } from './args.js';
-import { currentUrl, markFinished } from './context.js';
+import { currentConnection, markFinished } from './context.js';
 import { signalled } from './interrupt.js';
 import { describeError, EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { imageCommand } from './image-commands.js';
@@ -87,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return commanderExit(error);
     // A signal cut the work short: its handler says what was left, and exits.
     if (signalled()) return new Promise<number>(() => {});
-    const { code, message } = describeError(error, currentUrl);
+    const { code, message } = describeError(error, currentConnection);
     process.stderr.write(`pir: ${message}\n`);
     return code;
   }

@@ -3,9 +3,9 @@
  * typed errors (errors.ts) carrying PIR's error body; `raw` never throws on an HTTP status.
  */
 import type { Digests } from '../ingest/hashing/index.js';
-import { downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
+import { destinationOf, downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
 import type { Writable } from 'node:stream';
-import { ImageRefusedError, NotImageApiError, PirApiError, WaitTimeoutError, unexpectedAnswer } from './errors.js';
+import { ImageRefusedError, NoImageDataError, NotImageApiError, PirApiError, WaitTimeoutError, unexpectedAnswer } from './errors.js';
 import { Transport, type Headers, type RawResponse, type TransportOptions } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
 import { resumableUpload, terminateUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
@@ -211,7 +211,7 @@ export class PirClient {
     for (;;) {
       const image = await this.getImage(id);
       opts.onUpdate?.(image);
-      if (image.status === 'killed') throw new ImageRefusedError(id, image.pir_failure ?? { stage: 'unknown', code: 'killed', message: 'the image was killed without a recorded reason' });
+      if (image.status === 'killed') throw new ImageRefusedError(id, image.pir_failure ?? { stage: 'unknown', code: 'no pir_failure', message: 'the image was killed without a recorded reason' });
       if (SETTLED_STATUSES.has(image.status)) return image;
       if (Date.now() > deadline) throw new WaitTimeoutError(`image ${id} is still ${image.status}${image.pir_stage ? ` (stage ${image.pir_stage})` : ''}; waiting longer may help (--timeout)`);
       await new Promise((r) => setTimeout(r, interval));
@@ -224,10 +224,12 @@ export class PirClient {
    * (a stream such as standard output), verifying the image's md5 and sha512.
    */
   async download(id: string, file: string | Writable, opts: DownloadOptions = {}): Promise<DownloadResult & { image: Image }> {
+    // A destination that cannot take the image is refused before any request.
+    if (typeof file === 'string') await destinationOf(file);
     const image = await this.getImage(id);
     if (image.status !== 'active') {
-      const next = image.status === 'killed' ? `it was refused (${image.pir_failure?.code ?? 'killed'}) and will never have data; see pir image show ${id}` : `wait until it is active (pir image wait ${id})`;
-      throw new PirApiError(409, 'not_active', `Image ${id} is ${image.status}, so it has no data to download; ${next}.`, 'GET', imagePath(id), null);
+      const next = image.status === 'killed' ? `it was refused${image.pir_failure ? ` (${image.pir_failure.code})` : ''} and will never have data; see pir image show ${id}` : `wait until it is active (pir image wait ${id})`;
+      throw new NoImageDataError(id, `Image ${id} is ${image.status}, so it has no data to download; ${next}.`);
     }
     const expect = { size: image.size, sha512: image.os_hash_algo === 'sha512' ? image.os_hash_value : null, md5: image.checksum };
     const result = typeof file === 'string' ? await downloadImage(this.transport, id, file, expect, opts) : await downloadToStream(this.transport, id, file, expect, opts);

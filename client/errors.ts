@@ -116,6 +116,8 @@ export class TransportError extends Error {
   constructor(
     readonly url: string,
     override readonly cause: Error,
+    /** Who was being reached: PIR, or Keystone for a login. */
+    readonly service: 'PIR' | 'Keystone' = 'PIR',
   ) {
     const code = (cause as NodeJS.ErrnoException).code ?? cause.message;
     super(TransportError.unreachable(cause) ? `cannot reach ${url}: ${code}`
@@ -143,6 +145,14 @@ export class DownloadInterruptedError extends Error {
     override readonly cause: Error,
   ) {
     super(`the download was cut after ${bytes} bytes (${(cause as NodeJS.ErrnoException).code ?? cause.message}); ${partFile} keeps them: run the same command again to resume`);
+  }
+}
+
+/** The image has no data to download (not active): found by the client, not an error PIR answered. */
+export class NoImageDataError extends Error {
+  override name = 'NoImageDataError';
+  constructor(readonly imageId: string, message: string) {
+    super(message);
   }
 }
 

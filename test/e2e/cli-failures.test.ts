@@ -148,6 +148,22 @@ describe('pir when things go wrong', () => {
     }
   });
 
+  it('messages name what to fix: a --url ending in /v2, Keystone down, a download into no directory, a URL with a password', async () => {
+    const listed = await cli(['image', 'list', '--format', 'json'], { PIR_URL: `${url}/v2/` });
+    assert.equal(listed.code, 0, listed.stderr);
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const keystone = await cli(['image', 'list', '--os-auth-url', `${nowhere}/v3`, '--os-username', 'u', '--os-password', 'p'], { PIR_TOKEN: null });
+    assert.equal(keystone.code, 1, keystone.stderr);
+    assert.equal(keystone.stderr, `pir: cannot reach ${nowhere}: ECONNREFUSED. Is Keystone running there? Check --os-auth-url (OS_AUTH_URL, or the profile's "os_auth_url").\n`);
+    const download = await cli(['image', 'download', '00000000-0000-4000-8000-000000000000', '--file', join(dir, 'no-such-dir', 'f.img')]);
+    assert.equal(download.code, 2, download.stderr); // before any request: the image does not exist either (4)
+    assert.match(download.stderr, /no-such-dir does not exist; create it first/);
+    const secret = await cli(['image', 'list'], { PIR_URL: nowhere.replace('//', '//me:hunter2@') });
+    assert.equal(secret.code, 1);
+    assert.match(secret.stderr, /\(now http:\/\/\*\*\*@127\.0\.0\.1:\d+\)\.$/m);
+    assert.doesNotMatch(secret.stderr, /hunter2/);
+  });
+
   describe('a signal mid-upload', () => {
     /** Starts the upload through a proxy that stalls it after 2 MiB, and sends `signal` once PIR holds them. */
     async function interrupted(args: string[], signal: NodeJS.Signals): Promise<CliResult & { id: string }> {
