@@ -24,7 +24,7 @@ import { StageRunner } from '../workers/stage-runner.js';
 import { pipelineStages } from '../workers/stages/index.js';
 import { Sweepers } from '../workers/sweepers.js';
 import { resolveAdminToken } from './admin-token.js';
-import { distributedUrls, type PirConfig } from './config.js';
+import { distributedUrls, webDownloadEgress, type PirConfig } from './config.js';
 import { openDistributedAdapters } from './distributed-adapters.js';
 import { EgressClient } from './egress/egress-client.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
@@ -183,7 +183,7 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
       manifest.signalFromBus(e);
       live.publish(e);
     });
-    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress, log });
+    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(webDownloadEgress(config)), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service, metadefs: metadefs!.service,
       live, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
