@@ -101,7 +101,12 @@ async function patch(transport: Transport, location: string, file: string, start
   const { req, response } = transport.open('PATCH', location, {
     ...TUS, 'content-type': 'application/offset+octet-stream', 'upload-offset': String(start), 'content-length': String(end - start),
   });
-  const cut = () => req.destroy(new Error('the upload was stopped'));
+  // A reset, not a close: the bytes still in the socket's buffers would reach PIR first (seconds
+  // on a slow link), and PIR ends the PATCH, and with it holds a termination, only once they have.
+  const cut = () => {
+    req.socket?.resetAndDestroy();
+    req.destroy(new Error('the upload was stopped'));
+  };
   signal?.addEventListener('abort', cut, { once: true });
   const body = createReadStream(file, { start, end: end - 1, highWaterMark: 1 << 20 });
   let sent = start;

@@ -30,6 +30,8 @@ describe('client tus upload', () => {
   let lockedDeletes: number;
   let deletes: number;
   let aborted: boolean;
+  let slow: boolean;
+  let closedAt: number;
   const offset = () => Buffer.concat(staged).length;
 
   before(async () => {
@@ -49,6 +51,16 @@ describe('client tus upload', () => {
         return answer(409);
       }
       let received = 0;
+      if (slow) {
+        // Reads at about 1 MiB/s, as over a slow link: what the client's socket buffered arrives late.
+        req.on('data', (chunk: Buffer) => {
+          staged.push(chunk);
+          req.pause();
+          setTimeout(() => req.resume(), chunk.length / 1024);
+        });
+        req.on('close', () => { closedAt = Date.now(); });
+        return;
+      }
       req.on('data', (chunk: Buffer) => {
         if (cutAfter !== null && received + chunk.length >= cutAfter) {
           staged.push(chunk.subarray(0, cutAfter - received));
@@ -78,6 +90,8 @@ describe('client tus upload', () => {
     lockedDeletes = 0;
     deletes = 0;
     aborted = false;
+    slow = false;
+    closedAt = 0;
   });
   after(async () => {
     server.closeAllConnections();
@@ -127,5 +141,20 @@ describe('client tus upload', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.ok(aborted, 'the server saw the PATCH cut');
     assert.ok(offset() < data.length);
+  });
+
+  it('a stop resets the connection: PIR need not first read what the socket still buffered', async () => {
+    slow = true;
+    const stop = new AbortController();
+    let stoppedAt = 0;
+    const upload = resumableUpload(transport, '/v2/images/i', file, {
+      signal: stop.signal,
+      onProgress: (n) => { if (n > 3 * MiB && !stoppedAt) { stoppedAt = Date.now(); stop.abort(); } },
+    });
+    await assert.rejects(upload, (e: Error) => e.name === 'AbortError');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(closedAt > 0, 'the server saw the request end');
+    const buffered = Math.max(0, 3 * MiB - offset());
+    assert.ok(closedAt - stoppedAt < 500, `the server saw the end ${closedAt - stoppedAt} ms after the stop, with ${buffered} bytes still to read at 1 MiB/s`);
   });
 });
