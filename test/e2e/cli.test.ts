@@ -324,6 +324,22 @@ describe('the pir command against pir serve', () => {
       }
     });
 
+    it('SIGTERM mid-download: exit 143, and the note says the .part resumes', async () => {
+      const proxy = await throttlingProxy(url, 'stall', 2 * MiB);
+      try {
+        const out = join(dir, 'dl-term.raw');
+        const { child, done } = startCli(['image', 'download', id, '--file', out], { HOME: home, PIR_URL: proxy.url, PIR_TOKEN: TOKEN });
+        await waitFor(async () => (await stat(out + '.part').catch(() => null))?.size === 2 * MiB, 30_000, '.part to reach 2 MiB');
+        child.kill('SIGTERM');
+        const r = await done;
+        assert.equal(r.code, 143, r.stderr);
+        assert.match(r.stderr, /^pir: interrupted \(SIGTERM\)$/m);
+        assert.match(r.stderr, /^pir: .*dl-term\.raw\.part keeps the bytes so far: run the same command again to resume$/m);
+      } finally {
+        await proxy.close();
+      }
+    });
+
     it('resumes after the command was killed mid-download', async () => {
       const proxy = await throttlingProxy(url, 'stall', 2 * MiB);
       try {
