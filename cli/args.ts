@@ -31,3 +31,8 @@ export function sha512Hex(value: string): string {
   if (!/^[0-9a-fA-F]{128}$/.test(value)) throw new InvalidArgumentError('expected 128 hexadecimal digits (a sha512)');
   return value.toLowerCase();
 }
+
+export function md5Hex(value: string): string {
+  if (!/^[0-9a-fA-F]{32}$/.test(value)) throw new InvalidArgumentError('expected 32 hexadecimal digits (an md5)');
+  return value.toLowerCase();
+}

@@ -18,6 +18,8 @@ import { describeError, EXIT, UsageError } from './exit-codes.js';
 import { fileFormat } from './disk-format.js';
 import { humanBytes, printList } from './output.js';
 import { isTerminal, summary } from './progress.js';
+import { signalled } from './interrupt.js';
+import { discardUnfilled } from './leftover.js';
 import { uploadAndSettle } from './upload-flow.js';
 import { galleryIdOf, readMetafile } from './metafile.js';
 
@@ -148,6 +150,9 @@ export async function runBatch(client: PirClient, dir: string, o: BatchOptions):
         } else {
           row.note = describeError(error).message.split('\n')[0]!;
         }
+        // An image this batch made that never got its data is not left behind unexplained.
+        const left = row.image && !signalled() ? await discardUnfilled(client, row.image) : null;
+        if (left) row.note += `; ${left}`;
       }
       count(file.size);
       row.seconds = Math.round((performance.now() - t0) / 100) / 10;

@@ -10,8 +10,8 @@ export interface CommandContext {
   url: string;
 }
 
-/** The URL of the last connection, for error messages that name it. */
-export let currentUrl: string | undefined;
+/** The last connection (PIR's URL, and whether its token came from a Keystone login), for error messages. */
+export let currentConnection: { url: string; keystone: boolean } | undefined;
 
 let finished = false;
 let guarded = false;
@@ -36,6 +36,6 @@ export async function contextOf(command: Command): Promise<CommandContext> {
   const flags = command.optsWithGlobals() as ConnectionFlags & { format?: string };
   const format = parseFormat(flags.format);
   const connection = await connect(flags);
-  currentUrl = connection.url;
+  currentConnection = { url: connection.url, keystone: connection.keystone };
   return { client: new PirClient(connection.url, connection.token, { idleTimeoutMs: connection.idleTimeoutMs }), format, url: connection.url };
 }

@@ -2,17 +2,22 @@
  * The `pir` command's exit codes, and the one place that turns an error into a message that
  * says what to do and the code a script can branch on.
  */
-import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, ImageRefusedError, NotFoundError, PirApiError, TransportError, WaitTimeoutError } from '../client/index.js';
+import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, ImageRefusedError, NoImageDataError, NotFoundError, NotImageApiError, PirApiError, TransportError, WaitTimeoutError, withoutUserinfo } from '../client/index.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
 
 export const EXIT_CODES_HELP = `Exit codes:
   0  success
-  1  failure (server error, network, checksum mismatch, timeout)
-  2  usage or configuration error
-  3  image refused by PIR's pipeline (status killed; the reason is printed)
+  1  failure (server error, network, no PIR at --url, checksum mismatch, timeout; a refusal
+     of the request as things stand: a conflict, a limit or quota, a protected image)
+  2  usage or configuration error, or a value PIR refused (HTTP 400; a read-only or reserved property)
+  3  image refused by PIR's pipeline (status killed; the reason is printed), or its upload was
+     empty for a format with a header (empty_image)
   4  image (or other resource) not found
-  5  authentication or authorization refused (bad or missing token, Keystone login failed)`;
+  5  authentication or authorization refused (bad or missing token, Keystone login failed, a policy's 403)`;
+
+/** PIR's 403s that refuse a value the command line gave (a property PIR sets or reserves): usage, as its 400s are. */
+const REFUSED_VALUES = new Set(['read_only_property', 'reserved_property', 'base_property_not_removable']);
 
 /** An error found before any request: bad flags, bad configuration. */
 export class UsageError extends Error {
@@ -24,22 +29,50 @@ export class CredentialsError extends Error {
   override name = 'CredentialsError';
 }
 
-export function describeError(error: unknown, url?: string): { code: number; message: string } {
+/** A failure, and what the command did about what it had made: said after the failure. */
+export class FailureWithNote extends Error {
+  override name = 'FailureWithNote';
+  constructor(readonly failure: unknown, readonly note: string) {
+    super(note);
+  }
+}
+
+/** The connection a failure happened on: PIR's URL, and whether the token came from a Keystone login. */
+export interface Where {
+  url?: string;
+  keystone?: boolean;
+}
+
+export function describeError(error: unknown, where: Where = {}): { code: number; message: string } {
+  if (error instanceof FailureWithNote) {
+    const { code, message } = describeError(error.failure, where);
+    return { code, message: `${message}\npir: ${error.note}` };
+  }
   if (error instanceof UsageError || error instanceof DownloadTargetError || error instanceof GalleryAmbiguous) return { code: EXIT.usage, message: error.message };
   if (error instanceof CredentialsError || error instanceof GalleryReadOnly) return { code: EXIT.auth, message: error.message };
   if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };
   if (error instanceof NotFoundError || error instanceof GalleryNotFound) return { code: EXIT.notFound, message: error.message };
   if (error instanceof AuthError) {
-    const hint = error.status === 401 ? ' Check the token (--token, PIR_TOKEN or the profile\'s "token"), or log in with --os-auth-url.' : '';
+    // Keystone's own refusals say what to check; a token Keystone gave is not the user's to fix.
+    const hint = error.status !== 401 || error.errorCode.startsWith('keystone_') ? ''
+      : where.keystone ? ' The token came from the Keystone login (--os-auth-url): PIR must check tokens with that same Keystone.'
+        : ' Check the token (--token, PIR_TOKEN or the profile\'s "token"), or log in with --os-auth-url.';
     return { code: EXIT.auth, message: `${error.message}${hint}` };
   }
-  if (error instanceof PirApiError) return { code: EXIT.failure, message: `${error.message} (HTTP ${error.status}, ${error.errorCode})` };
-  if (error instanceof TransportError) {
-    if (error.cause.name === 'IdleTimeoutError') return { code: EXIT.failure, message: `${error.message}; wait longer with --http-timeout (or PIR_HTTP_TIMEOUT), or check PIR's health` };
-    if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };
-    return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${url ? ` (now ${url})` : ''}.` };
+  if (error instanceof PirApiError) {
+    // A 400 refuses a value the command passed on (a sort key, a filter, a location, a metafile's field).
+    const code = error.status === 400 || REFUSED_VALUES.has(error.errorCode) ? EXIT.usage : EXIT.failure;
+    // An error without PIR's body has no error_code of its own: the status alone is what was answered.
+    return { code, message: `${error.message} (HTTP ${error.status}${error.errorCode === `http_${error.status}` ? '' : `, ${error.errorCode}`})` };
   }
-  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError || error instanceof DownloadInterruptedError) return { code: EXIT.failure, message: error.message };
+  if (error instanceof NotImageApiError) return { code: EXIT.failure, message: `${error.message}. Point the command at PIR with --url or PIR_URL.` };
+  if (error instanceof TransportError) {
+    if (error.cause.name === 'IdleTimeoutError') return { code: EXIT.failure, message: `${error.message}; wait longer with --http-timeout (or PIR_HTTP_TIMEOUT), or check ${error.service}'s health` };
+    if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };
+    if (error.service === 'Keystone') return { code: EXIT.failure, message: `${error.message}. Is Keystone running there? Check --os-auth-url (OS_AUTH_URL, or the profile's "os_auth_url").` };
+    return { code: EXIT.failure, message: `${error.message}. Is PIR running there? Point the command at it with --url or PIR_URL${where.url ? ` (now ${withoutUserinfo(where.url)})` : ''}.` };
+  }
+  if (error instanceof ChecksumMismatchError || error instanceof WaitTimeoutError || error instanceof DownloadInterruptedError || error instanceof NoImageDataError) return { code: EXIT.failure, message: error.message };
   const e = error as NodeJS.ErrnoException;
   if (e?.code === 'ENOENT' && e.path) return { code: EXIT.usage, message: `${e.path}: no such file` };
   if (e?.code === 'EACCES' && e.path) return { code: EXIT.failure, message: `${e.path}: permission denied` };

@@ -1,17 +1,20 @@
 /** `pir image …`: create, list, show, update, delete, download, wait (batch lives in batch.ts). */
 import { Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { access, constants, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { CatalogClient, type Image, type JsonPatchOp } from '../client/index.js';
+import { CatalogClient, partPath, type Image, type JsonPatchOp } from '../client/index.js';
 import { galleryIdOf, mergeRegistration, readMetafile, registrationPatch } from './metafile.js';
 import { hashFile } from '../ingest/hashing/index.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from '../schemas/image.js';
-import { collect, keyValue, positiveInt, seconds, sha512Hex } from './args.js';
+import { collect, keyValue, md5Hex, positiveInt, seconds, sha512Hex } from './args.js';
 import { batchCommand } from './batch.js';
 import { contextOf } from './context.js';
 import { UsageError, describeError } from './exit-codes.js';
 import { followImage, stageLine } from './follow.js';
 import { humanBytes, printList, printRecord, type Format } from './output.js';
+import { noteOnInterrupt } from './interrupt.js';
+import { filling } from './leftover.js';
 import { createProgress, summary } from './progress.js';
 import { uploadAndSettle } from './upload-flow.js';
 import { shareCommand } from './share-commands.js';
@@ -145,8 +148,10 @@ image and exits 1. Without --wait, the upload returns when the image is active (
       const galleryId = await galleryIdOf(client, o.gallery ?? null);
       const created = await client.createImage(fields);
       process.stderr.write(`created image ${created.id} (${o.name})\n`);
-      if (galleryId) await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]);
-      const image = await uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, resumable: o.resumable, timeoutMs: o.timeout * 1000 });
+      const image = await filling(client, created.id, async () => {
+        if (galleryId) await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]);
+        return uploadAndSettle(client, created.id, o.file, size, { md5, wait: o.wait, import: o.import, resumable: o.resumable, timeoutMs: o.timeout * 1000 });
+      });
       printImage(image, format);
     });
 }
@@ -251,6 +256,9 @@ function downloadCommand(): Command {
       let progress: ReturnType<typeof createProgress> | null = null;
       let total: number | null = null;
       const t0 = performance.now();
+      // A download cut by a signal keeps its .part, as one cut by the network: say that a rerun resumes.
+      const part = partPath(o.file);
+      const forgetNote = noteOnInterrupt(() => !toStdout && existsSync(part) ? `${part} keeps the bytes so far: run the same command again to resume` : null);
       const result = await client.download(id, toStdout ? process.stdout : o.file, {
         resume: o.resume,
         onResume: (bytes) => process.stderr.write(`resuming: re-hashing the ${humanBytes(bytes)} already in ${o.file}.part\n`),
@@ -262,7 +270,7 @@ function downloadCommand(): Command {
       }).catch((error: unknown) => {
         (progress as ReturnType<typeof createProgress> | null)?.stop();
         throw error;
-      });
+      }).finally(forgetNote);
       const fetched = result.size - result.resumedFrom;
       (progress as ReturnType<typeof createProgress> | null)?.finish();
       process.stderr.write(`downloaded ${id} to ${toStdout ? 'standard output' : o.file}: ${summary(fetched, (performance.now() - t0) / 1000)}${result.resumedFrom ? `, resumed at byte ${result.resumedFrom}` : ''}; sha512 ${result.verified.sha512 ? 'verified' : 'not published by the server'}, md5 ${result.verified.md5 ? 'verified' : 'not published by the server'}\n`);
@@ -323,7 +331,7 @@ function registerCommand(): Command {
     .option('--file <path>', 'upload this file to a newly registered image')
     .option('--location <url>', 'register bytes that already exist (s3://bucket/key or an http(s) URL) as a new image, without uploading them')
     .option('--sha512 <hex>', 'with --location: the sha512 the bytes must have (validation_data)', sha512Hex)
-    .option('--md5 <hex>', 'with --location: the md5 the bytes must have (validation_data)')
+    .option('--md5 <hex>', 'with --location: the md5 the bytes must have (validation_data)', md5Hex)
     .option('--wait', 'with --file or --location: follow the pipeline until active or killed')
     .option('--timeout <seconds>', 'with --wait: give up after this long', seconds, 3600)
     .addHelpText('after', `
@@ -364,16 +372,19 @@ which is one new revision (pir image history ID). Otherwise a new image is creat
       for (const k of ['disk_format', 'container_format', 'visibility', 'protected', 'min_disk', 'min_ram'] as const) if (reg[k] !== undefined) fields[k] = reg[k];
       const created = await client.createImage(fields);
       process.stderr.write(`registered image ${created.id} (${reg.name})\n`);
-      let image = galleryId ? await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]) : created;
-      if (o.file) {
-        const size = await fileToUpload(o.file);
-        image = await uploadAndSettle(client, created.id, o.file, size, { wait: o.wait, timeoutMs: o.timeout * 1000 });
-      }
-      if (o.location) {
-        await client.addLocation(created.id, o.location, { ...(o.md5 ? { checksum: o.md5 } : {}), ...(o.sha512 ? { os_hash_algo: 'sha512' as const, os_hash_value: o.sha512 } : {}) });
-        process.stderr.write(`location added: PIR reads the bytes once for their digests, then inspects them where they are\n`);
-        image = o.wait ? await followImage(client, created.id, { timeoutMs: o.timeout * 1000 }) : await client.getImage(created.id);
-      }
+      const image = await filling(client, created.id, async () => {
+        let image = galleryId ? await client.updateImage(created.id, [{ op: 'add', path: '/pir_gallery_id', value: galleryId }]) : created;
+        if (o.file) {
+          const size = await fileToUpload(o.file);
+          image = await uploadAndSettle(client, created.id, o.file, size, { wait: o.wait, timeoutMs: o.timeout * 1000 });
+        }
+        if (o.location) {
+          await client.addLocation(created.id, o.location, { ...(o.md5 ? { checksum: o.md5 } : {}), ...(o.sha512 ? { os_hash_algo: 'sha512' as const, os_hash_value: o.sha512 } : {}) });
+          process.stderr.write(`location added: PIR reads the bytes once for their digests, then inspects them where they are\n`);
+          image = o.wait ? await followImage(client, created.id, { timeoutMs: o.timeout * 1000 }) : await client.getImage(created.id);
+        }
+        return image;
+      });
       printImage(image, format);
     });
 }

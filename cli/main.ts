@@ -3,7 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { completionScript } from './completion.js';
 import { seconds } from './args.js';
-import { currentUrl, markFinished } from './context.js';
+import { currentConnection, markFinished } from './context.js';
+import { signalled } from './interrupt.js';
 import { describeError, EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { imageCommand } from './image-commands.js';
 import { jobCommand } from './job-commands.js';
@@ -84,7 +85,9 @@ async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
     if (error instanceof CommanderError) return commanderExit(error);
-    const { code, message } = describeError(error, currentUrl);
+    // A signal cut the work short: its handler says what was left, and exits.
+    if (signalled()) return new Promise<number>(() => {});
+    const { code, message } = describeError(error, currentConnection);
     process.stderr.write(`pir: ${message}\n`);
     return code;
   }
@@ -95,7 +98,10 @@ function stdoutFlushed(): Promise<void> {
   return new Promise((resolve) => process.stdout.write('', () => resolve()));
 }
 
-main(process.argv.slice(2)).finally(markFinished).then(async (code) => { await stdoutFlushed(); process.exit(code); }, (error: unknown) => {
+main(process.argv.slice(2)).finally(markFinished).then(async (code) => {
+  await stdoutFlushed();
+  if (!signalled()) process.exit(code); // else the signal's handler exits, once it said what was left
+}, (error: unknown) => {
   process.stderr.write(`pir: ${(error as Error)?.stack ?? String(error)}\n`);
   process.exit(EXIT.failure);
 });

@@ -50,7 +50,7 @@ async function runCache(upstreamOption: string | undefined): Promise<void> {
   }
   const log = createLogger(pirConfig.logLevel, 'cache');
   const cache = await startCache(pirConfig, cacheConfig, log).catch((error: Error) => {
-    process.stderr.write(`pir cache: ${error.message}\n`);
+    process.stderr.write(`pir cache: ${listenFailure(error, pirConfig.metricsPort) ?? error.message}\n`);
     process.exit(EXIT.failure);
   });
   const onSignal = (signal: string) => {
@@ -94,6 +94,11 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   const log = createLogger(config!.logLevel, name);
   const { ServiceUnreachableError } = await import('../infra/startup-wait.js');
   const pir = await startPir(config!, ROLES[name].roles, log).catch((error: unknown) => {
+    const taken = listenFailure(error, config!.metricsPort);
+    if (taken) {
+      process.stderr.write(`pir ${name}: ${taken}\n`);
+      process.exit(EXIT.failure);
+    }
     if (!(error instanceof ServiceUnreachableError)) return configFailure(error);
     process.stderr.write(`pir ${name}: ${error.message}\n`);
     process.exit(EXIT.failure);
@@ -110,6 +115,20 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
   await new Promise<never>(() => {}); // runs until a signal ends the process
+}
+
+/**
+ * A port PIR could not listen on, in one line that names the variable to change (a stack trace
+ * said nothing a person could act on); null for any other error.
+ */
+export function listenFailure(error: unknown, metricsPort: number | null): string | null {
+  const e = error as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e?.syscall !== 'listen' || (e.code !== 'EADDRINUSE' && e.code !== 'EACCES')) return null;
+  const variable = e.port !== undefined && e.port === metricsPort ? 'PIR_METRICS_PORT' : 'PIR_PORT';
+  const where = `port ${e.port ?? '?'}${e.address ? ` of ${e.address}` : ''}`;
+  return e.code === 'EADDRINUSE'
+    ? `${where} is taken (EADDRINUSE): stop what listens there, or choose another port with ${variable}`
+    : `${where} may not be listened on (EACCES: ports below 1024 need privileges); choose another port with ${variable}`;
 }
 
 /**

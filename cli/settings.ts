@@ -1,14 +1,14 @@
 /**
  * Where the client commands find PIR and their credentials: flags, then PIR_* / OS_* environment
- * variables, then a named profile of the config file (~/.config/pir/config.json or $PIR_CONFIG,
- * mode 0600). A Keystone login turns a user name and password into a token and, unless --url
+ * variables, then a named profile of the config file ($PIR_CONFIG, else
+ * $XDG_CONFIG_HOME/pir/config.json, ~/.config/pir/config.json by default; mode 0600). A Keystone login turns a user name and password into a token and, unless --url
  * says otherwise, finds PIR's endpoint in the catalog. (Server settings live in infra/config.ts;
  * this module only configures the client.)
  */
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_IDLE_TIMEOUT_MS, imageEndpoint, keystoneLogin } from '../client/index.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, imageEndpoint, keystoneLogin, withoutUserinfo, withoutVersion } from '../client/index.js';
 import { CredentialsError, UsageError } from './exit-codes.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:9292';
@@ -58,6 +58,8 @@ export interface Connection {
   idleTimeoutMs: number;
   /** Where the settings came from, for messages. */
   source: string;
+  /** The token came from a Keystone login (--os-auth-url), not from the user. */
+  keystone: boolean;
 }
 
 const PROFILE_KEYS: (keyof Profile)[] = ['url', 'token', 'os_auth_url', 'os_username', 'os_password', 'os_project_name', 'os_project_id', 'os_user_domain_name', 'os_project_domain_name', 'os_interface', 'os_region_name'];
@@ -138,7 +140,7 @@ export async function connect(flags: ConnectionFlags, env: NodeJS.ProcessEnv = p
   const { settings, source } = resolveSettings(flags, env);
   const idleTimeoutMs = httpTimeoutMs(flags, env);
   if (settings.url !== undefined) checkUrl(settings.url, 'the PIR URL (--url, PIR_URL or the profile\'s "url")');
-  if (settings.token) return { url: settings.url ?? DEFAULT_URL, token: settings.token, source, idleTimeoutMs };
+  if (settings.token) return { url: withoutVersion(settings.url ?? DEFAULT_URL), token: settings.token, source, idleTimeoutMs, keystone: false };
   if (settings.os_auth_url) {
     checkUrl(settings.os_auth_url, 'the Keystone URL (--os-auth-url)');
     if (!settings.os_username || !settings.os_password) {
@@ -149,9 +151,9 @@ export async function connect(flags: ConnectionFlags, env: NodeJS.ProcessEnv = p
       projectName: settings.os_project_name, projectId: settings.os_project_id,
       userDomainName: settings.os_user_domain_name, projectDomainName: settings.os_project_domain_name,
     }, { idleTimeoutMs });
-    const url = settings.url ?? imageEndpoint(session, settings.os_interface ?? 'public', settings.os_region_name);
+    const url = settings.url !== undefined ? withoutVersion(settings.url) : imageEndpoint(session, settings.os_interface ?? 'public', settings.os_region_name);
     if (!url) throw new UsageError(`Keystone's catalog has no ${settings.os_interface ?? 'public'} endpoint of type 'image'${settings.os_region_name ? ` in region ${settings.os_region_name}` : ''}; give PIR's address with --url`);
-    return { url, token: session.token, source: `Keystone at ${settings.os_auth_url}`, idleTimeoutMs };
+    return { url, token: session.token, source: `Keystone at ${withoutUserinfo(settings.os_auth_url)}`, idleTimeoutMs, keystone: true };
   }
   throw new CredentialsError(`no token: pass --token, set PIR_TOKEN, add a profile to ${configPath(env).path} (see "pir --help"), or log in to Keystone with --os-auth-url, --os-username and --os-password. For a local "pir serve", the token is in <data dir>/admin-token.`);
 }
@@ -171,9 +173,9 @@ function checkUrl(value: string, what: string): void {
   try {
     url = new URL(value);
   } catch {
-    throw new UsageError(`${what} '${value}' is not a URL; write it like http://127.0.0.1:9292`);
+    throw new UsageError(`${what} '${withoutUserinfo(value)}' is not a URL; write it like http://127.0.0.1:9292`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${what} '${value}' must start with http:// or https://`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`${what} '${withoutUserinfo(value)}' must start with http:// or https://`);
 }
 
 export const CONFIG_HELP = `Configuration (client commands):
@@ -185,7 +187,9 @@ export const CONFIG_HELP = `Configuration (client commands):
     --os-user-domain-name, --os-project-domain-name, --os-interface, --os-region-name
                              Keystone password login (OS_AUTH_URL, OS_USERNAME, … also work);
                              PIR's address comes from the catalog (type image) unless --url is given
-  Config file: $PIR_CONFIG or ~/.config/pir/config.json, mode 0600 (refused otherwise):
+  A --url (or catalog endpoint) ending in /v2 or /v2.N is taken without it.
+  Config file: $PIR_CONFIG, else $XDG_CONFIG_HOME/pir/config.json (~/.config/pir/config.json
+  when XDG_CONFIG_HOME is unset), mode 0600 (refused otherwise):
     {"default_profile": "local",
      "profiles": {"local": {"url": "http://127.0.0.1:9292", "token": "…"},
                   "cloud": {"os_auth_url": "https://keystone.example:5000/v3", "os_username": "me",

@@ -2,7 +2,8 @@
 import { basename } from 'node:path';
 import { ChecksumMismatchError, type Image, type PirClient, type SentFile } from '../client/index.js';
 import { followImage } from './follow.js';
-import { noteOnInterrupt } from './interrupt.js';
+import { describeError } from './exit-codes.js';
+import { endOnInterrupt, noteOnInterrupt } from './interrupt.js';
 import { createProgress, summary } from './progress.js';
 
 /** Uploads (direct or staged), waits as asked, and checks the digests sent against PIR's. */
@@ -17,14 +18,39 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
     if (sent === size) sentAt = performance.now();
   };
   let sent: SentFile;
+  // A tus upload holds its staged bytes, a quota slot and the image `saving` until it expires
+  // (PIR_TUS_EXPIRY_SECONDS, a day): a signal, or a failure, ends it (the image is queued again).
+  let upload: string | null = null;
+  let ended: true | string | null = null;
+  const stopUpload = new AbortController();
+  const endUpload = async () => {
+    stopUpload.abort();
+    if (!upload) return;
+    try {
+      await client.terminateUpload(upload);
+      ended = true;
+    } catch (error) {
+      ended = describeError(error).message;
+    }
+  };
+  const forgetEnding = o.resumable ? endOnInterrupt(endUpload) : () => {};
   // Cut before the last byte, the image has no data: say so, and what to do with it.
-  const forgetNote = noteOnInterrupt(() => `image ${id} was left without its data (queued, or saving until PIR notices the cut); delete it with pir image delete ${id}, or create the image again.`);
+  const forgetNote = noteOnInterrupt(() => {
+    const left = !upload ? 'without its data (queued, or saving until PIR notices the cut)'
+      : ended === true ? 'queued without its data (its upload was ended: PIR dropped the bytes)'
+        : `saving: ending its upload failed (${ended ?? 'no answer in time'}), so PIR keeps the bytes until the upload expires (PIR_TUS_EXPIRY_SECONDS)`;
+    return `image ${id} was left ${left}; delete it with pir image delete ${id}, or create the image again.`;
+  });
   try {
     if (o.resumable) {
       const result = await client.resumableUpload(id, file, {
         onProgress,
+        onCreated: (location) => { upload = location; },
+        signal: stopUpload.signal,
         onRetry: (error, offset, attempt) => {
-          if (!o.quiet) process.stderr.write(`\nconnection lost (${error.message}); resuming at byte ${offset} (attempt ${attempt})\n`);
+          if (o.quiet) return;
+          const where = offset === null ? 'PIR did not say how far it got, asking again' : `resuming at byte ${offset}`;
+          process.stderr.write(`\nconnection lost (${error.message}); ${where} (attempt ${attempt})\n`);
         },
       });
       sent = { response: { status: 204, headers: {}, body: null }, sent: result.size, size: result.size, digests: result.digests };
@@ -36,8 +62,11 @@ export async function uploadAndSettle(client: PirClient, id: string, file: strin
     }
   } catch (error) {
     progress?.stop();
+    // The upload is given up: its bytes would only wait for the expiry.
+    if (upload && !stopUpload.signal.aborted) await endUpload();
     throw error;
   } finally {
+    forgetEnding();
     forgetNote();
   }
   const digests = sent.digests;

@@ -3,12 +3,12 @@
  * typed errors (errors.ts) carrying PIR's error body; `raw` never throws on an HTTP status.
  */
 import type { Digests } from '../ingest/hashing/index.js';
-import { downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
+import { destinationOf, downloadImage, downloadToStream, type DownloadOptions, type DownloadResult } from './download.js';
 import type { Writable } from 'node:stream';
-import { ImageRefusedError, PirApiError, WaitTimeoutError } from './errors.js';
+import { ImageRefusedError, NoImageDataError, NotImageApiError, PirApiError, WaitTimeoutError, unexpectedAnswer } from './errors.js';
 import { Transport, type Headers, type RawResponse, type TransportOptions } from './http.js';
 import { sendFile, type SendFileOptions, type SentFile } from './upload.js';
-import { resumableUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
+import { resumableUpload, terminateUpload, type ResumableOptions, type ResumableResult } from './resumable.js';
 
 export interface ShareLink {
   id: string;
@@ -93,8 +93,20 @@ export class PirClient {
   /** A call that must answer one of `ok`; anything else becomes a typed error. */
   async request<T = any>(method: string, path: string, body?: unknown, ok: number[] = [200], headers: Headers = {}): Promise<T> {
     const response = await this.raw<T>(method, path, body, headers);
-    if (!ok.includes(response.status)) throw PirApiError.from(response.status, response.body, method, path);
+    if (!ok.includes(response.status)) throw unexpectedAnswer(this.transport.baseUrl, response, method, path);
+    // PIR answers these with a JSON object; anything else (a web page) is another server.
+    if ((response.status === 200 || response.status === 201) && (typeof response.body !== 'object' || response.body === null || Array.isArray(response.body))) {
+      throw new NotImageApiError(this.transport.baseUrl, method, path, response);
+    }
     return response.body;
+  }
+
+  /** One page of a list: the answer must carry its array under `key`. */
+  private async page<K extends string, T>(path: string, key: K): Promise<Record<K, T[]> & { next?: string }> {
+    const response = await this.raw('GET', path);
+    const body = response.status === 200 ? response.body : null;
+    if (!Array.isArray(body?.[key])) throw response.status === 200 ? new NotImageApiError(this.transport.baseUrl, 'GET', path, response) : unexpectedAnswer(this.transport.baseUrl, response, 'GET', path);
+    return body;
   }
 
   createImage(fields: Record<string, unknown>): Promise<Image> {
@@ -107,7 +119,7 @@ export class PirClient {
 
   /** One page of images; `next` is the server's link to the following page. */
   async listImages(query: Query = {}): Promise<{ images: Image[]; next: string | null }> {
-    const body = await this.request<{ images: Image[]; next?: string }>('GET', '/v2/images' + queryString(query));
+    const body = await this.page<'images', Image>('/v2/images' + queryString(query), 'images');
     return { images: body.images, next: body.next ?? null };
   }
 
@@ -117,7 +129,7 @@ export class PirClient {
     for (;;) {
       yield* page.images;
       if (!page.next || page.images.length === 0) return;
-      const body = await this.request<{ images: Image[]; next?: string }>('GET', page.next);
+      const body = await this.page<'images', Image>(page.next, 'images');
       page = { images: body.images, next: body.next ?? null };
     }
   }
@@ -140,13 +152,14 @@ export class PirClient {
     const headers: Headers = { ...(opts.async ? { prefer: 'respond-async' } : {}), ...(opts.md5 ? { 'content-md5': opts.md5 } : {}), ...(opts.headers ?? {}) };
     const sent = await this.sendData(id, file, 'file', { ...opts, headers });
     if (sent.response.status === 204 || sent.response.status === 202) return sent;
+    if (sent.response.status < 400) throw unexpectedAnswer(this.transport.baseUrl, sent.response, 'PUT', `${imagePath(id)}/file`);
     throw await this.refusalOrError(id, sent.response, `${imagePath(id)}/file`);
   }
 
   /** PUT …/stage (glance-direct's first half). */
   async stageFile(id: string, file: string, opts: UploadOptions = {}): Promise<SentFile> {
     const sent = await this.sendData(id, file, 'stage', { ...opts, headers: { ...(opts.md5 ? { 'content-md5': opts.md5 } : {}), ...(opts.headers ?? {}) } });
-    if (sent.response.status !== 204) throw PirApiError.from(sent.response.status, sent.response.body, 'PUT', `${imagePath(id)}/stage`);
+    if (sent.response.status !== 204) throw unexpectedAnswer(this.transport.baseUrl, sent.response, 'PUT', `${imagePath(id)}/stage`);
     return sent;
   }
 
@@ -158,6 +171,11 @@ export class PirClient {
   /** A tus upload (POST …/uploads, then PATCHes) that resumes after a cut connection; resolves when all bytes are in. */
   resumableUpload(id: string, file: string, opts: ResumableOptions = {}): Promise<ResumableResult> {
     return resumableUpload(this.transport, imagePath(id), file, opts);
+  }
+
+  /** Ends a tus upload (DELETE, tus termination): PIR drops its staged bytes and the image is back in queued. */
+  terminateUpload(location: string): Promise<void> {
+    return terminateUpload(this.transport, location);
   }
 
   /** A download link for someone without an account; `url` is shown only here. */
@@ -193,7 +211,7 @@ export class PirClient {
     for (;;) {
       const image = await this.getImage(id);
       opts.onUpdate?.(image);
-      if (image.status === 'killed') throw new ImageRefusedError(id, image.pir_failure ?? { stage: 'unknown', code: 'killed', message: 'the image was killed without a recorded reason' });
+      if (image.status === 'killed') throw new ImageRefusedError(id, image.pir_failure ?? { stage: 'unknown', code: 'no pir_failure', message: 'the image was killed without a recorded reason' });
       if (SETTLED_STATUSES.has(image.status)) return image;
       if (Date.now() > deadline) throw new WaitTimeoutError(`image ${id} is still ${image.status}${image.pir_stage ? ` (stage ${image.pir_stage})` : ''}; waiting longer may help (--timeout)`);
       await new Promise((r) => setTimeout(r, interval));
@@ -206,10 +224,12 @@ export class PirClient {
    * (a stream such as standard output), verifying the image's md5 and sha512.
    */
   async download(id: string, file: string | Writable, opts: DownloadOptions = {}): Promise<DownloadResult & { image: Image }> {
+    // A destination that cannot take the image is refused before any request.
+    if (typeof file === 'string') await destinationOf(file);
     const image = await this.getImage(id);
     if (image.status !== 'active') {
-      const next = image.status === 'killed' ? `it was refused (${image.pir_failure?.code ?? 'killed'}) and will never have data; see pir image show ${id}` : `wait until it is active (pir image wait ${id})`;
-      throw new PirApiError(409, 'not_active', `Image ${id} is ${image.status}, so it has no data to download; ${next}.`, 'GET', imagePath(id), null);
+      const next = image.status === 'killed' ? `it was refused${image.pir_failure ? ` (${image.pir_failure.code})` : ''} and will never have data; see pir image show ${id}` : `wait until it is active (pir image wait ${id})`;
+      throw new NoImageDataError(id, `Image ${id} is ${image.status}, so it has no data to download; ${next}.`);
     }
     const expect = { size: image.size, sha512: image.os_hash_algo === 'sha512' ? image.os_hash_value : null, md5: image.checksum };
     const result = typeof file === 'string' ? await downloadImage(this.transport, id, file, expect, opts) : await downloadToStream(this.transport, id, file, expect, opts);

@@ -4,11 +4,12 @@
  * .part already holds, and the file gets its final name only once both digests match.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, realpath, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { access, lstat, realpath, rename, stat, truncate, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, PirApiError } from './errors.js';
+import { ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, NoImageDataError, PirApiError } from './errors.js';
 import { readResponse, type Transport } from './http.js';
 
 export interface DownloadExpectation {
@@ -46,12 +47,13 @@ export function partPath(file: string): string {
  * symbolic link, its target; a device, FIFO or socket (/dev/null, a pipe) streamed to as it is,
  * never replaced by a rename.
  */
-async function destinationOf(file: string): Promise<{ kind: 'file' | 'stream'; path: string }> {
+export async function destinationOf(file: string): Promise<{ kind: 'file' | 'stream'; path: string }> {
   let info;
   try {
     info = await lstat(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'file', path: file };
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return newFile(file);
     throw error;
   }
   if (info.isSymbolicLink()) {
@@ -61,6 +63,18 @@ async function destinationOf(file: string): Promise<{ kind: 'file' | 'stream'; p
   }
   if (info.isDirectory()) throw new DownloadTargetError(`${file} is a directory; give the path of the file to write (e.g. ${file.replace(/\/+$/, '')}/image.img).`);
   return { kind: info.isFile() ? 'file' : 'stream', path: file };
+}
+
+/** A file to create: its directory must exist and take it (found now, not after the bytes came). */
+async function newFile(file: string): Promise<{ kind: 'file'; path: string }> {
+  const directory = dirname(file);
+  const info = await stat(directory).catch(() => null);
+  if (!info) throw new DownloadTargetError(`${directory} does not exist; create it first, or give a path in a directory that exists.`);
+  if (!info.isDirectory()) throw new DownloadTargetError(`${directory} is not a directory; give a path in a directory.`);
+  await access(directory, constants.W_OK).catch(() => {
+    throw new DownloadTargetError(`${directory} cannot be written to (permission denied); give a path in a directory you may write to.`);
+  });
+  return { kind: 'file', path: file };
 }
 
 export async function downloadImage(transport: Transport, id: string, file: string, expect: DownloadExpectation, opts: DownloadOptions = {}): Promise<DownloadResult> {
@@ -141,7 +155,7 @@ async function openImageData(transport: Transport, id: string, from: number) {
   const res = await response;
   if (res.statusCode === 204) {
     res.resume();
-    throw new PirApiError(204, 'no_data', `Image ${id} has no data to download (it is not active); see its status with pir image show ${id}.`, 'GET', path, null);
+    throw new NoImageDataError(id, `Image ${id} has no data to download (PIR answered 204: it is not active); see its status with pir image show ${id}.`);
   }
   if (res.statusCode !== 200 && res.statusCode !== 206) {
     const body = await readResponse(res);

@@ -25,7 +25,7 @@ export class PirApiError extends Error {
     const code = typeof error?.error_code === 'string' ? error.error_code : `http_${status}`;
     const text = typeof error?.message === 'string' ? error.message
       : typeof body === 'string' && body ? body.slice(0, 500) : `HTTP ${status}`;
-    const Kind = status === 401 || status === 403 ? AuthError
+    const Kind = status === 401 || (status === 403 && !FORBIDDEN_WHAT.has(code)) ? AuthError
       : status === 404 ? NotFoundError
         : status === 409 ? ConflictError
           : PirApiError;
@@ -33,7 +33,47 @@ export class PirApiError extends Error {
   }
 }
 
-/** 401 (no or bad token) or 403 (not allowed). */
+/**
+ * PIR's 403s that refuse what is asked (a property it sets or reserves, a change the image's
+ * state forbids), not who asks: Glance answers 403 for both, but only the second is a matter of
+ * credentials or roles.
+ */
+const FORBIDDEN_WHAT = new Set(['read_only_property', 'reserved_property', 'base_property_not_removable', 'field_frozen', 'protected_image',
+  'cannot_deactivate', 'cannot_reactivate', 'members_only_shared', 'last_store', 'metadef_protected', 'location_immutable']);
+
+/**
+ * The answer to a call that did not get the status it expects: PIR's error, or, for a success or a
+ * redirect that is not this call's, a server that is not PIR (or Glance's Image API) at all.
+ */
+export function unexpectedAnswer(base: string, answer: { status: number; headers: Record<string, string>; body: unknown }, method: string, path: string): Error {
+  if (answer.status >= 400) return PirApiError.from(answer.status, answer.body, method, path);
+  return new NotImageApiError(base, method, path, answer);
+}
+
+/** The server answered, but not as PIR (or Glance's Image API) answers this call: the URL leads elsewhere. */
+export class NotImageApiError extends Error {
+  override name = 'NotImageApiError';
+  constructor(base: string, method: string, path: string, answer: { status: number; headers: Record<string, string>; body: unknown }) {
+    super(`${withoutUserinfo(base)} did not answer as PIR/Glance's Image API: ${method} ${path.replace(/\?.*/, '')} answered ${described(answer)}`);
+  }
+}
+
+/** "200 (text/html): <html>hello</html>", short and on one line. */
+function described(answer: { status: number; headers: Record<string, string>; body: unknown }): string {
+  const type = answer.headers['content-type']?.split(';')[0];
+  const text = typeof answer.body === 'string' ? answer.body : answer.body === null || answer.body === undefined ? '' : JSON.stringify(answer.body);
+  // Another server's page, shown to a terminal: control characters escaped, one line, cut short.
+  const shown = text.replace(/\s+/g, ' ').trim().replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const location = answer.headers.location ? ` to ${withoutUserinfo(answer.headers.location)}` : '';
+  return `${answer.status}${location}${type ? ` (${type})` : ''}${shown ? `: ${shown.length > 120 ? `${shown.slice(0, 120)}…` : shown}` : ' with no body'}`;
+}
+
+/** A URL as messages may show it: user:password@ replaced by ***@. */
+export function withoutUserinfo(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@]*@/i, '$1***@');
+}
+
+/** 401 (no or bad token), or a 403 that refuses the caller (policy: its roles or project). */
 export class AuthError extends PirApiError {
   override name = 'AuthError';
 }
@@ -76,6 +116,8 @@ export class TransportError extends Error {
   constructor(
     readonly url: string,
     override readonly cause: Error,
+    /** Who was being reached: PIR, or Keystone for a login. */
+    readonly service: 'PIR' | 'Keystone' = 'PIR',
   ) {
     const code = (cause as NodeJS.ErrnoException).code ?? cause.message;
     super(TransportError.unreachable(cause) ? `cannot reach ${url}: ${code}`
@@ -103,6 +145,14 @@ export class DownloadInterruptedError extends Error {
     override readonly cause: Error,
   ) {
     super(`the download was cut after ${bytes} bytes (${(cause as NodeJS.ErrnoException).code ?? cause.message}); ${partFile} keeps them: run the same command again to resume`);
+  }
+}
+
+/** The image has no data to download (not active): found by the client, not an error PIR answered. */
+export class NoImageDataError extends Error {
+  override name = 'NoImageDataError';
+  constructor(readonly imageId: string, message: string) {
+    super(message);
   }
 }
 

@@ -28,17 +28,29 @@ export class IdleTimeoutError extends Error {
   }
 }
 
+/**
+ * The Image API's base URL without a trailing version segment (/v2, /v2.1: what a catalog
+ * endpoint or a copied URL may end in), as glanceclient's strip_version: every call adds /v2.
+ */
+export function withoutVersion(url: string): string {
+  return url.replace(/\/+$/, '').replace(/\/v\d+(\.\d+)?$/i, '');
+}
+
 export interface TransportOptions {
   /** Fail a request whose connection is silent this long (0: wait forever). */
   idleTimeoutMs?: number;
+  /** Who answers there, for the errors' messages (default PIR). */
+  service?: 'PIR' | 'Keystone';
 }
 
 export class Transport {
   readonly baseUrl: string;
   private readonly idleTimeoutMs: number;
+  private readonly service: 'PIR' | 'Keystone';
 
   constructor(baseUrl: string, readonly token: string | null, opts: TransportOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.service = opts.service ?? 'PIR';
     // Node's timers hold at most 2^31-1 ms; a longer wait would fire at once.
     this.idleTimeoutMs = Math.min(opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, 2 ** 31 - 1);
   }
@@ -60,7 +72,7 @@ export class Transport {
     if (idle > 0) req.setTimeout(idle, () => req.destroy(new IdleTimeoutError(idle)));
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once('response', resolve);
-      req.once('error', (error) => reject(new TransportError(url.origin, error)));
+      req.once('error', (error) => reject(new TransportError(url.origin, error, this.service)));
     });
     response.catch(() => {}); // callers that never await it (a write failed first) must not crash the process
     return { req, response, url };

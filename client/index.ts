@@ -1,6 +1,6 @@
 export * from './client.js';
 export * from './errors.js';
-export { Transport, IdleTimeoutError, DEFAULT_IDLE_TIMEOUT_MS, type RawResponse, type Headers, type TransportOptions } from './http.js';
+export { Transport, IdleTimeoutError, DEFAULT_IDLE_TIMEOUT_MS, withoutVersion, type RawResponse, type Headers, type TransportOptions } from './http.js';
 export { sendFile, type SentFile, type SendFileOptions } from './upload.js';
 export { downloadImage, downloadToStream, partPath, type DownloadExpectation, type DownloadOptions, type DownloadResult } from './download.js';
 export { keystoneLogin, imageEndpoint, type KeystoneCredentials, type KeystoneSession } from './keystone.js';

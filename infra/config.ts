@@ -375,6 +375,15 @@ function logLevel(env: Env): string {
   return raw;
 }
 
+/**
+ * The egress settings of web-download: a server that goes silent is given up after
+ * PIR_UPLOAD_IDLE_SECONDS, as a client that stops sending an upload is (the other egress users,
+ * registered locations, keep the fixed idle timeout).
+ */
+export function webDownloadEgress(config: Pick<PirConfig, 'egress' | 'uploadIdleSeconds'>): EgressSettings {
+  return { ...config.egress, idleTimeoutMs: Math.min(config.uploadIdleSeconds * 1000, config.egress.totalTimeoutMs) };
+}
+
 function egress(env: Env): EgressSettings {
   let allowList;
   try {

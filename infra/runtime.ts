@@ -24,7 +24,7 @@ import { StageRunner } from '../workers/stage-runner.js';
 import { pipelineStages } from '../workers/stages/index.js';
 import { Sweepers } from '../workers/sweepers.js';
 import { resolveAdminToken } from './admin-token.js';
-import { distributedUrls, type PirConfig } from './config.js';
+import { distributedUrls, webDownloadEgress, type PirConfig } from './config.js';
 import { openDistributedAdapters } from './distributed-adapters.js';
 import { EgressClient } from './egress/egress-client.js';
 import { openEmbeddedAdapters } from './embedded-adapters.js';
@@ -83,9 +83,26 @@ const COPY_CONCURRENCY = 2;
 /** register-location jobs a worker runs at once (each reads a whole object once for its digests). */
 const REGISTER_CONCURRENCY = 4;
 
+type AdminToken = Awaited<ReturnType<typeof resolveAdminToken>>;
+
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
   // Identity first: a bad tokens file stops start-up before anything else is opened.
   const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
+  try {
+    return await start(config, roles, log, token);
+  } catch (error) {
+    // Generated on this start, the token is in no one's hands yet: a start that fails (its port
+    // taken, a service down) shows it now, as the next start will not (the file keeps it).
+    if (token?.generated) showAdminToken(token);
+    throw error;
+  }
+}
+
+function showAdminToken(token: AdminToken): void {
+  process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
+}
+
+async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminToken | null): Promise<RunningPir> {
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
   // Distributed: the services may still be starting (or this process started beside them).
@@ -169,16 +186,14 @@ export async function startPir(config: PirConfig, roles: Roles, log: Logger): Pr
       manifest.signalFromBus(e);
       live.publish(e);
     });
-    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress, log });
+    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(webDownloadEgress(config)), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service, metadefs: metadefs!.service,
       live, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;
-  if (token?.generated) {
-    process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
-  }
+  if (token?.generated) showAdminToken(token);
   log.info({ mode: adapters.mode, roles, url, metrics_url: metricsServer?.url ?? null, data_dir: config.dataDir, blob_store: blobs.kind, stores: store.stores.ids, default_store: store.stores.defaultId }, 'PIR started');
 
   let stopping: Promise<void> | null = null;

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import { PirError, badRequest } from '../core/errors.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
-import { SizeLimitError } from './hashing/index.js';
+import { SizeLimitError, SourceIdleError } from './hashing/index.js';
 import { streamToStaging, tooLarge, type IngestDeps } from './receive-upload.js';
 
 export interface WebDownloadDeps extends IngestDeps {
@@ -100,6 +100,8 @@ export class WebDownloads {
 function describe(error: unknown, maxImageSize: number): { code: string; message: string } {
   if (error instanceof EgressError) return { code: error.code === 'too_large' ? 'image_too_large' : error.code, message: error.message };
   if (error instanceof SizeLimitError) return { code: 'image_too_large', message: tooLarge(maxImageSize).message };
+  // Staging's own wait for the next bytes (PIR_UPLOAD_IDLE_SECONDS, as the egress client's) may end first.
+  if (error instanceof SourceIdleError) return { code: 'timeout', message: `The server behind the URI sent nothing for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS).` };
   if (error instanceof PirError) return { code: error.code, message: error.message };
   return { code: 'download_failed', message: (error as Error).message };
 }

@@ -103,14 +103,15 @@ describe('the pir command against pir serve', () => {
     const id = /image ([0-9a-f-]{36}) was refused/.exec(direct.stderr)![1]!;
     const waitAgain = await cli(['image', 'wait', id]);
     assert.equal(waitAgain.code, 3);
-    // An empty file for a format with a header: refused by the upload itself, the image stays queued.
+    // An empty file for a format with a header: refused by the upload itself, the image (queued, no data) deleted.
     const empty = join(dir, 'empty.qcow2');
     await writeFile(empty, Buffer.alloc(0));
     const nothing = await cli(['image', 'create', '--name', 'nothing', '--disk-format', 'qcow2', '--file', empty, '--wait']);
     assert.equal(nothing.code, 3, nothing.stderr);
     assert.match(nothing.stderr, /refused at the upload stage \(empty_image\): .*0 bytes long, which no qcow2 image is.*back in queued/);
     const queued = /image ([0-9a-f-]{36}) was refused/.exec(nothing.stderr)![1]!;
-    assert.equal(JSON.parse((await cli(['image', 'show', queued, '--format', 'json'])).stdout).status, 'queued');
+    assert.match(nothing.stderr, new RegExp(`^pir: deleted image ${queued}, which this command made: its data never got in$`, 'm'));
+    assert.equal((await cli(['image', 'show', queued])).code, 4);
   });
 
   it('exit codes: not found 4, bad token 5, no token 5, usage 2, unreachable 1', async () => {
@@ -218,7 +219,8 @@ describe('the pir command against pir serve', () => {
     assert.equal(image.old, undefined);
     assert.equal(image.protected, true);
     const refused = await cli(['image', 'delete', id]);
-    assert.equal(refused.code, 5); // 403: protected
+    assert.equal(refused.code, 1, refused.stderr); // 403 protected_image: the image's state, not the caller's rights
+    assert.match(refused.stderr, /\(HTTP 403, protected_image\)/);
     assert.equal((await cli(['image', 'update', id, '--unprotected'])).code, 0);
     assert.equal((await cli(['image', 'delete', id])).code, 0);
   });
@@ -317,6 +319,22 @@ describe('the pir command against pir serve', () => {
         assert.equal(resumed.code, 0, resumed.stderr);
         assert.equal(JSON.parse(resumed.stdout).resumed_from, kept);
         assert.deepEqual(await fileDigests(out), digests);
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    it('SIGTERM mid-download: exit 143, and the note says the .part resumes', async () => {
+      const proxy = await throttlingProxy(url, 'stall', 2 * MiB);
+      try {
+        const out = join(dir, 'dl-term.raw');
+        const { child, done } = startCli(['image', 'download', id, '--file', out], { HOME: home, PIR_URL: proxy.url, PIR_TOKEN: TOKEN });
+        await waitFor(async () => (await stat(out + '.part').catch(() => null))?.size === 2 * MiB, 30_000, '.part to reach 2 MiB');
+        child.kill('SIGTERM');
+        const r = await done;
+        assert.equal(r.code, 143, r.stderr);
+        assert.match(r.stderr, /^pir: interrupted \(SIGTERM\)$/m);
+        assert.match(r.stderr, /^pir: .*dl-term\.raw\.part keeps the bytes so far: run the same command again to resume$/m);
       } finally {
         await proxy.close();
       }

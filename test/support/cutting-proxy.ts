@@ -46,3 +46,35 @@ export async function cuttingProxy(target: number | number[], cutAfter: number[]
   };
 }
 
+
+/**
+ * A TCP proxy to PIR that stops passing on what a client sends once its connection has sent
+ * `after` bytes: the connection stays open, as a stalled network leaves it, so PIR holds the
+ * request. When the client goes, its connection to PIR goes too; answers pass untouched.
+ */
+export async function stallingProxy(target: number, after: number): Promise<{ port: number; stalled(): boolean; close(): Promise<void> }> {
+  let stalled = false;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(target, '127.0.0.1');
+    sockets.add(client); sockets.add(upstream);
+    let sent = 0;
+    client.on('data', (chunk: Buffer) => {
+      if (sent >= after) return;
+      const part = chunk.subarray(0, after - sent);
+      sent += part.length;
+      upstream.write(part);
+      if (sent >= after) stalled = true; // the rest is read and dropped, so that the client's close is seen
+    });
+    upstream.on('data', (chunk) => { if (!client.destroyed) client.write(chunk); });
+    const end = () => { client.destroy(); upstream.destroy(); };
+    client.on('error', end); upstream.on('error', end);
+    client.on('close', end); upstream.on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    stalled: () => stalled,
+    close: async () => { for (const s of sockets) s.destroy(); await new Promise((r) => server.close(r)); },
+  };
+}

@@ -12,26 +12,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { ChecksumMismatchError, DownloadTargetError, Transport, downloadImage, downloadToStream } from '../../../client/index.js';
+import { ChecksumMismatchError, DownloadTargetError, NoImageDataError, PirClient, Transport, downloadImage, downloadToStream } from '../../../client/index.js';
+import { describeError, EXIT } from '../../../cli/exit-codes.js';
 
 describe('client download destinations', () => {
   let dir: string;
   let server: http.Server;
   let transport: Transport;
+  let base: string;
   let requests = 0;
   const data = randomBytes(3 * 2 ** 20 + 17);
   const expect = { size: data.length, sha512: createHash('sha512').update(data).digest('hex'), md5: createHash('md5').update(data).digest('hex') };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pir-download-'));
-    server = http.createServer((_req, res) => {
+    server = http.createServer((req, res) => {
       requests++;
+      if (req.url === '/v2/images/queued') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'queued', status: 'queued' }));
       res.writeHead(200, { 'content-length': data.length });
       res.end(data);
     });
     server.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
-    transport = new Transport(`http://127.0.0.1:${(server.address() as { port: number }).port}`, 't');
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    transport = new Transport(base, 't');
   });
   after(async () => {
     server.close();
@@ -67,6 +71,25 @@ describe('client download destinations', () => {
     await symlink(join(dir, 'nothing'), dangling);
     await assert.rejects(downloadImage(transport, 'x', dangling, expect), (e: Error) => e instanceof DownloadTargetError && /symbolic link to nothing/.test(e.message));
     assert.equal(requests, before);
+  });
+
+  it('refuses a file in a directory that does not exist (or is a file) before any request, even the image\'s GET', async () => {
+    const before = requests;
+    const client = new PirClient(base, 't');
+    for (const [file, said] of [[join(dir, 'nowhere', 'f.img'), /nowhere does not exist; create it first/], [join(dir, 'target.img', 'f.img'), /target\.img is not a directory/]] as const) {
+      await assert.rejects(client.download('x', file), (e: Error) => e instanceof DownloadTargetError && said.test(e.message));
+      assert.equal(describeError(await client.download('x', file).catch((e: unknown) => e)).code, EXIT.usage);
+    }
+    assert.equal(requests, before);
+  });
+
+  it('says an image that is not active has no data, without an HTTP status PIR did not answer', async () => {
+    const client = new PirClient(base, 't');
+    const error = await client.download('queued', join(dir, 'q.img')).catch((e: unknown) => e);
+    assert.ok(error instanceof NoImageDataError, String(error));
+    const { code, message } = describeError(error);
+    assert.equal(code, EXIT.failure);
+    assert.equal(message, 'Image queued is queued, so it has no data to download; wait until it is active (pir image wait queued).');
   });
 
   it('streams to a writable (standard output), verifying the digests at the end', async () => {

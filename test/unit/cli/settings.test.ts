@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { imageEndpoint } from '../../../client/index.js';
 import { CredentialsError, UsageError, describeError, EXIT } from '../../../cli/exit-codes.js';
 import { configPath, connect, resolveSettings } from '../../../cli/settings.js';
-import { AuthError, ImageRefusedError, NotFoundError, PirApiError } from '../../../client/errors.js';
+import { AuthError, ImageRefusedError, NotFoundError, PirApiError, TransportError } from '../../../client/errors.js';
 
 describe('pir client settings', () => {
   let dir: string;
@@ -48,11 +48,36 @@ describe('pir client settings', () => {
     await assert.rejects(connect({}, { HOME: dir }), (e: Error) => e instanceof CredentialsError && /pass --token, set PIR_TOKEN/.test(e.message));
     await assert.rejects(connect({ url: 'ftp://x' }, { HOME: dir, PIR_TOKEN: 't' }), /must start with http/);
     await assert.rejects(connect({ osAuthUrl: 'http://k/v3' }, { HOME: dir }), /needs --os-username and --os-password/);
-    assert.deepEqual(await connect({}, { HOME: dir, PIR_TOKEN: 't' }), { url: 'http://127.0.0.1:9292', token: 't', source: 'flags and environment', idleTimeoutMs: 600_000 });
+    assert.deepEqual(await connect({}, { HOME: dir, PIR_TOKEN: 't' }), { url: 'http://127.0.0.1:9292', token: 't', source: 'flags and environment', idleTimeoutMs: 600_000, keystone: false });
     // The idle timeout: the flag (seconds, parsed by commander) over PIR_HTTP_TIMEOUT over 600 s.
     assert.equal((await connect({ httpTimeout: 2 }, { HOME: dir, PIR_TOKEN: 't', PIR_HTTP_TIMEOUT: '9' })).idleTimeoutMs, 2000);
     assert.equal((await connect({}, { HOME: dir, PIR_TOKEN: 't', PIR_HTTP_TIMEOUT: '9' })).idleTimeoutMs, 9000);
     await assert.rejects(connect({}, { HOME: dir, PIR_TOKEN: 't', PIR_HTTP_TIMEOUT: '-1' }), /PIR_HTTP_TIMEOUT must be a number of seconds > 0/);
+  });
+
+  it('takes a PIR URL that ends in a version (/v2, /v2.1), as glanceclient does: every call adds /v2', async () => {
+    for (const [given, used] of [['http://h:1/v2', 'http://h:1'], ['http://h:1/v2/', 'http://h:1'], ['https://cloud.example/image/v2.1', 'https://cloud.example/image'], ['http://h:1/', 'http://h:1'], ['http://h:1/v2x', 'http://h:1/v2x']]) {
+      assert.equal((await connect({ url: given }, { HOME: dir, PIR_TOKEN: 't' })).url, used, given);
+    }
+  });
+
+  it('never repeats the user:password of a URL in a message', async () => {
+    await assert.rejects(connect({ url: 'ftp://me:secret@h/' }, { HOME: dir, PIR_TOKEN: 't' }), (e: Error) => /'ftp:\/\/\*\*\*@h\/' must start with http/.test(e.message) && !/secret/.test(e.message));
+    const unreachable = describeError(new TransportError('http://h:1', Object.assign(new Error('x'), { code: 'ECONNREFUSED' })), { url: 'http://me:secret@h:1' });
+    assert.match(unreachable.message, /Is PIR running there\? Point the command at it with --url or PIR_URL \(now http:\/\/\*\*\*@h:1\)\.$/);
+  });
+
+  it('says Keystone, not PIR, when the Keystone login cannot be made, and gives no token hint for it', () => {
+    const refused = Object.assign(new Error('x'), { code: 'ECONNREFUSED' });
+    const down = describeError(new TransportError('http://k:5000', refused, 'Keystone'), { url: 'http://pir:9292' });
+    assert.equal(down.code, EXIT.failure);
+    assert.equal(down.message, 'cannot reach http://k:5000: ECONNREFUSED. Is Keystone running there? Check --os-auth-url (OS_AUTH_URL, or the profile\'s "os_auth_url").');
+    const login = describeError(new AuthError(401, 'keystone_refused', 'Keystone at http://k refused the login for user \'u\': check --os-username.', 'POST', '/v3/auth/tokens', null));
+    assert.equal(login.code, EXIT.auth);
+    assert.doesNotMatch(login.message, /--token/);
+    const body = { error: { code: 401, message: 'The token is not valid here.', error_code: 'token_invalid' } };
+    assert.match(describeError(PirApiError.from(401, body, 'GET', '/v2/images')).message, /Check the token \(--token/);
+    assert.match(describeError(PirApiError.from(401, body, 'GET', '/v2/images'), { keystone: true }).message, /The token came from the Keystone login \(--os-auth-url\)/);
   });
 
   it('picks the image endpoint of the catalog by interface and region', () => {
@@ -60,11 +85,13 @@ describe('pir client settings', () => {
       { interface: 'internal', region: 'r1', url: 'http://int:9292' },
       { interface: 'public', region: 'r1', url: 'http://pub1:9292/v2' },
       { interface: 'public', region: 'r2', url: 'http://pub2:9292/' },
+      { interface: 'admin', region: 'r1', url: 'http://adm:9292/v2.0/' },
     ] }] };
     assert.equal(imageEndpoint(session), 'http://pub1:9292');
     assert.equal(imageEndpoint(session, 'public', 'r2'), 'http://pub2:9292');
     assert.equal(imageEndpoint(session, 'internal'), 'http://int:9292');
-    assert.equal(imageEndpoint(session, 'admin'), null);
+    assert.equal(imageEndpoint(session, 'admin'), 'http://adm:9292');
+    assert.equal(imageEndpoint(session, 'other'), null);
   });
 
   it('maps errors to the documented exit codes', () => {

@@ -1,0 +1,81 @@
+/**
+ * README's exit-code table, class by class: 401 and a policy's 403 are authorization (5); a 400
+ * or a 403 refusing a property the command line set is usage (2); a 403 or 409 about the image's
+ * state is a failure (1); and a server that is not PIR is said to be one (1), not crashed on.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { AuthError, NotImageApiError, PirApiError, PirClient } from '../../../client/index.js';
+import { describeError, EXIT } from '../../../cli/exit-codes.js';
+
+const answer = (status: number, code: string) => PirApiError.from(status, { error: { code: status, message: 'm', error_code: code } }, 'GET', '/v2/images');
+
+describe('exit codes of PIR errors', () => {
+  it('401 and a policy 403 are authorization (5)', () => {
+    for (const [status, code] of [[401, 'token_invalid'], [403, 'policy_denied'], [403, 'webhook_all_projects_admin_only'], [403, 'image_deactivated'], [403, 'http_403']] as const) {
+      const error = answer(status, code);
+      assert.ok(error instanceof AuthError, code);
+      assert.equal(describeError(error).code, EXIT.auth, code);
+    }
+  });
+
+  it('a 400, or a 403 refusing a property the command set, is usage (2)', () => {
+    for (const [status, code] of [[400, 'bad_sort_key'], [400, 'bad_filter'], [400, 'invalid_request'], [400, 'invalid_value'], [400, 'address_refused'], [403, 'read_only_property'], [403, 'reserved_property'], [403, 'base_property_not_removable']] as const) {
+      const error = answer(status, code);
+      assert.ok(!(error instanceof AuthError), code);
+      assert.equal(describeError(error).code, EXIT.usage, code);
+    }
+  });
+
+  it('a refusal of the request as the image stands (403 state, 409, 413) is a failure (1)', () => {
+    for (const [status, code] of [[403, 'protected_image'], [403, 'metadef_protected'], [403, 'field_frozen'], [403, 'location_immutable'], [409, 'invalid_status'], [413, 'quota_exceeded']] as const) {
+      const error = answer(status, code);
+      assert.ok(!(error instanceof AuthError), code);
+      const { code: exit, message } = describeError(error);
+      assert.equal(exit, EXIT.failure, code);
+      assert.match(message, new RegExp(`\\(HTTP ${status}, ${code}\\)$`));
+    }
+  });
+
+  it('names an HTTP status without an error code once, and no code PIR did not give', () => {
+    assert.match(describeError(PirApiError.from(502, 'Bad gateway', 'GET', '/')).message, /^Bad gateway \(HTTP 502\)$/);
+  });
+});
+
+describe('a server that is not PIR', () => {
+  let server: http.Server;
+  let base: string;
+  before(async () => {
+    server = http.createServer((req, res) => {
+      if (req.url?.startsWith('/v2/images') && req.method === 'GET' && req.url.includes('json')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"items": []}');
+      if (req.url === '/v2/info/caller') return void res.writeHead(301, { location: 'https://elsewhere.example/' }).end();
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html>\nhello\x1b]0;x\x07</html>');
+    });
+    server.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  after(() => { server.close(); });
+
+  it('is said to be one, whatever the call, with what it answered on one line (exit 1)', async () => {
+    const client = new PirClient(`http://me:secret@${base.slice('http://'.length)}`, 't');
+    const calls: [() => Promise<unknown>, RegExp][] = [
+      [() => client.listImages(), /GET \/v2\/images answered 200 \(text\/html\): <html> hello\\x1b\]0;x\\x07<\/html>$/],
+      [() => client.listImages({ q: 'json' }), /GET \/v2\/images answered 200 \(application\/json\): \{"items":\[\]\}$/],
+      [async () => { for await (const _ of client.allImages()) { /* none */ } }, /GET \/v2\/images answered 200/],
+      [() => client.createImage({ name: 'x' }), /POST \/v2\/images answered 200 \(text\/html\)/],
+      [() => client.request('GET', '/v2/info/caller'), /GET \/v2\/info\/caller answered 301 to https:\/\/elsewhere\.example\/ with no body$/],
+    ];
+    for (const [call, said] of calls) {
+      const error = await call().catch((e: unknown) => e);
+      assert.ok(error instanceof NotImageApiError, String(error));
+      assert.match(error.message, new RegExp(`^http://\\*\\*\\*@127\\.0\\.0\\.1:\\d+ did not answer as PIR/Glance's Image API: `));
+      assert.match(error.message, said);
+      assert.doesNotMatch(error.message, /secret/);
+      const { code, message } = describeError(error);
+      assert.equal(code, EXIT.failure);
+      assert.match(message, /Point the command at PIR with --url or PIR_URL\.$/);
+    }
+  });
+});
