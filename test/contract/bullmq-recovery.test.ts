@@ -16,6 +16,18 @@ import { waitFor, within } from './helpers.js';
 const LOCK_MS = 2000;
 const STALLED_INTERVAL_MS = 1000;
 
+/** Removes every Redis key of a test's queue prefix. */
+async function removeKeys(prefix: string): Promise<void> {
+  const redis = new Redis(services.redisUrl, { maxRetriesPerRequest: 1 });
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
+  redis.disconnect();
+}
+
 test('BullMQ: the job of a SIGKILLed worker is recovered by stalled-job detection', { timeout: 60_000 }, async (t) => {
   if (!(await requireServices(t, ['redis']))) return;
   const prefix = uniqueName('pir-contract-stall');
@@ -27,14 +39,7 @@ test('BullMQ: the job of a SIGKILLed worker is recovered by stalled-job detectio
   t.after(async () => {
     child.kill('SIGKILL');
     await queue.close(1000);
-    const redis = new Redis(services.redisUrl, { maxRetriesPerRequest: 1 });
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-    redis.disconnect();
+    await removeKeys(prefix);
   });
 
   await waitFor('the child worker', () => out.includes('ready'), 20_000);
@@ -64,14 +69,7 @@ test('BullMQ: a job whose workers died twice is reported as stalled out (the imp
   t.after(async () => {
     for (const child of children) child.kill('SIGKILL');
     await queue.close(1000);
-    const redis = new Redis(services.redisUrl, { maxRetriesPerRequest: 1 });
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-    redis.disconnect();
+    await removeKeys(prefix);
   });
   /** A worker process that takes the job and is SIGKILLed holding it. */
   const dieHoldingTheJob = async (img: string) => {
