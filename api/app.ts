@@ -17,7 +17,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
-import { bodyConsumed, deferContinue, deferExpectation, hasBufferedBody, hasMalformedQuery, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
+import { bodyConsumed, deferExpect, hasBufferedBody, hasMalformedQuery, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { RouteMethods } from './route-methods.js';
 import { imageDataRoutes } from './routes/image-data.js';
@@ -138,8 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.server.headersTimeout = timeouts.headersMs;
   jsonBodies(app);
-  deferContinue(app.server);
-  deferExpectation(app.server);
+  deferExpect(app.server);
   app.setErrorHandler(handleError);
   const routeMethods = new RouteMethods();
   routeMethods.watch(app);

@@ -54,23 +54,29 @@ export function requestLogView(req: { method?: string; url?: string; host?: stri
 }
 
 const EXPECTS_CONTINUE = Symbol('pir.expectsContinue');
-type MaybeExpecting = IncomingMessage & { [EXPECTS_CONTINUE]?: boolean };
+const UNMET_EXPECTATION = Symbol('pir.unmetExpectation');
+type Marked = IncomingMessage & { [EXPECTS_CONTINUE]?: boolean; [UNMET_EXPECTATION]?: boolean };
+type ExpectEvent = 'checkContinue' | 'checkExpectation';
 
 /**
- * Node answers `Expect: 100-continue` with `100 Continue` before any route has looked at the
- * request. With this listener the request runs its checks first (token, state); only a route that
- * will read the body says "continue" (sendContinue), and a refusal goes out as the final answer.
+ * Node answers `Expect` itself, before any route has looked at the request: `100-continue` with
+ * `100 Continue`, anything else with an empty 417. With these listeners the request goes to the
+ * app instead, marked: a 100-continue runs its checks first (token, state), only a route that will
+ * read the body says "continue" (sendContinue), and a refusal goes out as the final answer; any
+ * other expectation gets its 417 in PIR's shape (unmetExpectation).
  */
-export function deferContinue(server: { on(event: 'checkContinue', l: (req: IncomingMessage, res: ServerResponse) => void): unknown; emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean }): void {
-  server.on('checkContinue', (req, res) => {
-    (req as MaybeExpecting)[EXPECTS_CONTINUE] = true;
+export function deferExpect(server: { on(event: ExpectEvent, l: (req: IncomingMessage, res: ServerResponse) => void): unknown; emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean }): void {
+  const handOver = (event: ExpectEvent, mark: typeof EXPECTS_CONTINUE | typeof UNMET_EXPECTATION) => server.on(event, (req, res) => {
+    (req as Marked)[mark] = true;
     server.emit('request', req, res);
   });
+  handOver('checkContinue', EXPECTS_CONTINUE);
+  handOver('checkExpectation', UNMET_EXPECTATION);
 }
 
 /** Tells a client waiting on `Expect: 100-continue` to send the body (once). */
 export function sendContinue(req: IncomingMessage, res: ServerResponse): void {
-  const r = req as MaybeExpecting;
+  const r = req as Marked;
   if (!r[EXPECTS_CONTINUE]) return;
   r[EXPECTS_CONTINUE] = false;
   if (!res.headersSent && !res.writableEnded) res.writeContinue();
@@ -125,23 +131,9 @@ export function malformedFraming(req: IncomingMessage): string | null {
   return null;
 }
 
-const UNMET_EXPECTATION = Symbol('pir.unmetExpectation');
-type MaybeUnmet = IncomingMessage & { [UNMET_EXPECTATION]?: boolean };
-
-/**
- * Node answers an `Expect` other than 100-continue with an empty 417 of its own; with this
- * listener the request goes to the app, which answers the 417 in PIR's shape (unmetExpectation).
- */
-export function deferExpectation(server: { on(event: 'checkExpectation', l: (req: IncomingMessage, res: ServerResponse) => void): unknown; emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean }): void {
-  server.on('checkExpectation', (req, res) => {
-    (req as MaybeUnmet)[UNMET_EXPECTATION] = true;
-    server.emit('request', req, res);
-  });
-}
-
 /** The request's Expect header when PIR cannot meet it (anything but 100-continue), else null. */
 export function unmetExpectation(req: IncomingMessage): string | null {
-  return (req as MaybeUnmet)[UNMET_EXPECTATION] ? String(req.headers.expect ?? '') : null;
+  return (req as Marked)[UNMET_EXPECTATION] ? String(req.headers.expect ?? '') : null;
 }
 
 /**
