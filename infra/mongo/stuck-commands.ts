@@ -8,6 +8,8 @@
  * connection checked out. Seen here: after an 8 s FerretDB outage under load, a group commit of
  * journal inserts (infra/mongo/group-writer.ts) never returned, and every later manifest write of
  * the process queued behind it for good.
+ * patches/mongodb+7.9.0.patch now ends such a wait in the driver itself when the socket closes;
+ * this stays as a second line, for a driver version the patch does not cover.
  *
  * A stuck command is one still in flight (command monitoring, which monitoredClient turns on) on a
  * connection the driver holds checked out but has closed. The pool's connections are read through
