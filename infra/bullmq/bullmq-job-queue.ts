@@ -29,6 +29,7 @@ import { STAGES, type StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
 import type { JobContext, JobQueue, QueueStats, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
 import { DeferJobError, PermanentJobError, checkJobId, retryDelay, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
+import { redisRetryDelay } from '../redis-reconnect.js';
 
 export interface BullmqJobQueueOptions {
   redisUrl: string;
@@ -331,7 +332,7 @@ export class BullmqJobQueue implements JobQueue {
 
   /** Workers need maxRetriesPerRequest: null (their blocking commands wait across reconnects). */
   private redis(role: string, maxRetriesPerRequest: number | null = null): Redis {
-    const r = new Redis(this.opts.redisUrl, { maxRetriesPerRequest, enableReadyCheck: true, connectionName: `pir-${role}` });
+    const r = new Redis(this.opts.redisUrl, { maxRetriesPerRequest, enableReadyCheck: true, retryStrategy: redisRetryDelay, connectionName: `pir-${role}` });
     let last = 0;
     r.on('error', (err: Error) => {
       const now = Date.now();

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { EndpointLease, EndpointLimiter } from '../../core/webhooks/endpoint-limiter.js';
+import { redisRetryDelay } from '../redis-reconnect.js';
 
 /** KEYS[1] the endpoint's set; ARGV: limit, lease id, ttl ms. Returns 1 when the lease was taken. */
 const ACQUIRE = `
@@ -71,7 +72,7 @@ export class RedisEndpointLimiter implements EndpointLimiter {
 
   constructor(private readonly opts: RedisEndpointLimiterOptions, private readonly log: Logger) {
     this.leaseMs = opts.leaseMs ?? 15_000;
-    this.redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, connectionName: 'pir-webhook-limiter' });
+    this.redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2, retryStrategy: redisRetryDelay, connectionName: 'pir-webhook-limiter' });
     this.redis.on('error', () => undefined); // ioredis reconnects; failures surface on the calls
     this.redis.defineCommand('pirLeaseAcquire', { numberOfKeys: 1, lua: ACQUIRE });
     this.redis.defineCommand('pirLeaseRenew', { numberOfKeys: 1, lua: RENEW });

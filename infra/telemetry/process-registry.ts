@@ -8,6 +8,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { redisRetryDelay } from '../redis-reconnect.js';
 
 export interface ProcessInfo {
   id: string;
@@ -125,7 +126,7 @@ export class RedisHeartbeats implements HeartbeatStore {
   private readonly keyPrefix: string;
 
   constructor(url: string, prefix: string) {
-    this.redis = new Redis(url, { maxRetriesPerRequest: 2, connectionName: 'pir-processes' });
+    this.redis = new Redis(url, { maxRetriesPerRequest: 2, retryStrategy: redisRetryDelay, connectionName: 'pir-processes' });
     this.redis.on('error', () => undefined); // ioredis reconnects; a failed beat is retried by the next
     this.keyPrefix = `${prefix}:processes:`;
   }

@@ -1,9 +1,12 @@
 /**
- * The MongoDB-wire server goes away for seconds while clients upload (a restart, a failover, a
- * network cut), on the real services: a `pir api` and a `pir worker` reach FerretDB through a TCP
- * forwarder the test cuts (every open connection dropped, new ones reset) and opens again.
- * Requests that needed it answer 503 with Retry-After, never 500; once it is back, no image is
- * left held by an upload that will never run, and the clients' retries take every image to active.
+ * A service goes away for seconds while clients upload (a restart, a failover, a network cut), on
+ * the real services: a `pir api` and a `pir worker` reach it through a TCP forwarder the test cuts
+ * (every open connection dropped, new ones reset) and opens again.
+ * - The MongoDB-wire server: requests that needed it answer 503 with Retry-After, never 500; once
+ *   it is back, no image is left held by an upload that will never run, and the clients' retries
+ *   take every image to active.
+ * - Redis: its commands wait for it, so uploads in flight finish once it is back, uploads work
+ *   again within a second or so, and every image turns active.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +18,7 @@ import { PirClient } from '../support/pir-client.js';
 import { freePort, startPirProcess, testLogDir, type PirProcess } from '../support/pir-process.js';
 import { dropMongoDatabase, inCI, serviceUp, services, uniqueName } from '../support/services.js';
 import { tcpForwarder, type TcpForwarder } from '../support/tcp-forwarder.js';
+import { uploadThroughOutage } from '../support/upload-outage.js';
 
 const logDir = testLogDir('service-outage');
 const TOKEN = 'e2e-service-outage-token-0123456789ab';
@@ -26,13 +30,11 @@ const OUTAGE_MS = 8000;
 /** How soon after the server is back uploads must succeed again: a request waiting on it then (up to the driver's 5 s server selection) and the pipeline's retry backoffs, with room for a slow host. */
 const RECOVERY_LIMIT_MS = 15_000;
 
-interface Attempt { id: string | null; status: number; retryAfter: string | null; code: string | null; startMs: number; endMs: number }
-
-describe('a MongoDB-wire server outage under load', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
+describe('a service outage under load', { skip: missing.length && !inCI ? `not running: ${missingText}` : false }, () => {
   let dir: string;
   const processes: PirProcess[] = [];
   const run = uniqueName('outage').replace(/[^A-Za-z0-9]/g, '');
-  let forwarder: TcpForwarder | null = null;
+  const forwarders: TcpForwarder[] = [];
 
   before(async () => {
     if (missing.length) throw new Error(`CI is set but these services are not running: ${missingText}. Start them with bash infra/local/services.sh start`);
@@ -41,74 +43,44 @@ describe('a MongoDB-wire server outage under load', { skip: missing.length && !i
 
   after(async () => {
     for (const p of processes.reverse()) await p.stop();
-    await forwarder?.close();
+    for (const f of forwarders) await f.close();
     await dropMongoDatabase(run).catch(() => {});
+    await dropMongoDatabase(`${run}redis`).catch(() => {});
     if (dir) await removeDir(dir);
   });
 
-  it('answers 503 with Retry-After while it is gone, and leaves nothing stuck once it is back', async (t) => {
-    const mongoTarget = new URL(services.mongodbUrl); // the real FerretDB, reached through a forwarder the test cuts
-    const target = { host: mongoTarget.hostname, port: Number(mongoTarget.port) };
-    forwarder = await tcpForwarder(target, { open: true });
-    const mongoPort = forwarder.port;
+  /** An api and a worker on the real services, one of which they reach through a forwarder the test cuts. */
+  async function pirBehind(forwarded: 'mongodb' | 'redis', name: string) {
+    const target = new URL(forwarded === 'mongodb' ? services.mongodbUrl : services.redisUrl);
+    const forwarder = await tcpForwarder({ host: target.hostname || '127.0.0.1', port: Number(target.port || (forwarded === 'mongodb' ? 27017 : 6379)) }, { open: true });
+    forwarders.push(forwarder);
+    const mongo = new URL(services.mongodbUrl);
     const apiPort = await freePort();
     const env = {
-      PIR_DATA_DIR: join(dir, 'data'),
+      PIR_DATA_DIR: join(dir, name),
       PIR_ADMIN_TOKEN: TOKEN,
       PIR_KAFKA_BROKERS: services.kafkaBrokers.join(','),
-      PIR_REDIS_URL: services.redisUrl,
-      PIR_MONGODB_URL: `mongodb://127.0.0.1:${mongoPort}/${run}`,
-      PIR_KAFKA_TOPIC: `pir.${run}`,
-      PIR_REDIS_PREFIX: run,
+      PIR_REDIS_URL: forwarded === 'redis' ? `redis://127.0.0.1:${forwarder.port}` : services.redisUrl,
+      PIR_MONGODB_URL: `mongodb://${forwarded === 'mongodb' ? `127.0.0.1:${forwarder.port}` : mongo.host}/${name}`,
+      PIR_KAFKA_TOPIC: `pir.${name}`,
+      PIR_REDIS_PREFIX: name,
     };
-    processes.push(await startPirProcess('api', { ...env, PIR_PORT: String(apiPort) }, logDir, 'api'));
-    processes.push(await startPirProcess('worker', env, logDir, 'worker'));
+    processes.push(await startPirProcess('api', { ...env, PIR_PORT: String(apiPort) }, logDir, `${name}-api`));
+    processes.push(await startPirProcess('worker', env, logDir, `${name}-worker`));
     const client = new PirClient(`http://127.0.0.1:${apiPort}`, TOKEN);
-    const file = join(dir, 'one.raw');
+    const file = join(dir, `${name}.raw`);
     await writeFile(file, randomBytes(1024 * 1024));
+    return { forwarder, client, file };
+  }
 
-    const attempts: Attempt[] = [];
-    let stop = false;
-    const call = async (method: string, path: string, body?: unknown) => {
-      const response = await fetch(`http://127.0.0.1:${apiPort}${path}`, {
-        method, headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await response.text();
-      return { status: response.status, retryAfter: response.headers.get('retry-after'), json: text ? JSON.parse(text) : null };
-    };
-    const startedAt = Date.now();
-    const now = () => Date.now() - startedAt;
-    const uploader = async () => {
-      while (!stop) {
-        const startMs = now();
-        const created = await call('POST', '/v2/images', { name: 'outage', disk_format: 'raw', container_format: 'bare' });
-        if (created.status !== 201) {
-          attempts.push({ id: null, status: created.status, retryAfter: created.retryAfter, code: created.json?.error?.error_code ?? null, startMs, endMs: now() });
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          continue;
-        }
-        const put = await client.putData(created.json.id, file);
-        attempts.push({ id: created.json.id, status: put.status, retryAfter: put.headers['retry-after'] ?? null, code: put.status === 204 ? null : (put.body as { error?: { error_code?: string } })?.error?.error_code ?? null, startMs, endMs: now() });
-      }
-    };
-    const clients = Array.from({ length: CLIENTS }, uploader);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    forwarder.cut();
-    const cutAt = attempts.length;
-    const cutMs = now();
-    await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
-    forwarder.open();
-    const openMs = now();
-    // The clients go on until uploads succeed again (the recovery this test is about), and for at
-    // least 3 s; a service that has not recovered RECOVERY_LIMIT_MS after the outage fails below.
-    const recovered = () => attempts.some((a) => a.endMs > openMs && a.status === 204);
-    while (now() - openMs < 3000 || (!recovered() && now() - openMs < RECOVERY_LIMIT_MS)) await new Promise((resolve) => setTimeout(resolve, 100));
-    stop = true;
-    await Promise.all(clients);
+  it('MongoDB-wire server: answers 503 with Retry-After while it is gone, and leaves nothing stuck once it is back', async (t) => {
+    const { forwarder, client, file } = await pirBehind('mongodb', run);
+    const { attempts, openMs, timeline } = await uploadThroughOutage(client, file, forwarder, {
+      clients: CLIENTS, outageMs: OUTAGE_MS, recoveryLimitMs: RECOVERY_LIMIT_MS,
+      recovered: (done, open) => done.some((a) => a.endMs > open && a.status === 204),
+    });
 
     const failed = attempts.filter((a) => a.status !== 201 && a.status !== 204);
-    // On failure, the timeline says where the clients were held (ms from the first request).
-    const timeline = () => `cut at ${cutMs}, open at ${openMs}: ${attempts.map((a) => `${a.startMs}-${a.endMs} ${a.status}${a.code ? ` ${a.code}` : ''}`).join(', ')}`;
     const firstSuccess = attempts.filter((a) => a.endMs > openMs && a.status === 204).sort((a, b) => a.endMs - b.endMs)[0];
     assert.ok(firstSuccess, `uploads went on after the outage; ${timeline()}`);
     t.diagnostic(`first upload done ${firstSuccess.endMs - openMs} ms after the server was back`);
@@ -142,6 +114,40 @@ describe('a MongoDB-wire server outage under load', { skip: missing.length && !i
       assert.equal(retry.status, 204, `retry of ${id}: ${JSON.stringify(retry.body)}`);
     }
     for (const id of ids) assert.equal((await client.getImage(id)).body.status, 'active', id);
+    for (const p of processes) assert.equal(p.child.exitCode, null, `pir ${p.role} is still running`);
+  });
+
+  it('Redis: uploads go on once it is back, and every image the clients uploaded turns active', async (t) => {
+    const { forwarder, client, file } = await pirBehind('redis', `${run}redis`);
+    // The clients go on until an upload begun after the outage succeeds.
+    const { attempts, openMs, timeline } = await uploadThroughOutage(client, file, forwarder, {
+      clients: CLIENTS, outageMs: OUTAGE_MS, recoveryLimitMs: RECOVERY_LIMIT_MS,
+      recovered: (done, open) => done.some((a) => a.startMs > open && a.status === 204),
+    });
+    const firstSuccess = attempts.filter((a) => a.startMs > openMs && a.status === 204).sort((a, b) => a.endMs - b.endMs)[0];
+    assert.ok(firstSuccess, `an upload begun after the outage succeeded; ${timeline()}`);
+    t.diagnostic(`first upload begun after the outage done ${firstSuccess.endMs - openMs} ms after Redis was back; ${attempts.filter((a) => a.status !== 204).length} of ${attempts.length} attempts not 204`);
+    for (const a of attempts) {
+      // Redis's commands wait for it: 202 is an upload that could not go on within PIR_UPLOAD_SETTLE_WAIT_SECONDS.
+      assert.ok([201, 202, 204, 503].includes(a.status), `${a.id ?? 'create'}: ${a.status} ${a.code}; ${timeline()}`);
+      if (a.status === 503) assert.equal(a.code, 'dependency_unavailable');
+    }
+    // Every image turns active; one left queued (its upload answered 503) is retried as a client would.
+    const ids = attempts.flatMap((a) => (a.id ? [a.id] : []));
+    const deadline = Date.now() + 60_000;
+    for (const id of ids) {
+      for (;;) {
+        const status = (await client.getImage(id)).body.status as string;
+        if (status === 'active') break;
+        if (status === 'queued') {
+          const retry = await client.putData(id, file);
+          assert.ok([202, 204].includes(retry.status), `retry of ${id}: ${retry.status} ${JSON.stringify(retry.body)}`);
+          continue;
+        }
+        assert.ok(Date.now() < deadline, `image ${id} still ${status} 60 s after the outage; ${timeline()}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
     for (const p of processes) assert.equal(p.child.exitCode, null, `pir ${p.role} is still running`);
   });
 
