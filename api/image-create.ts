@@ -28,11 +28,14 @@ export async function createImage(
     else input.properties![key] = value as string;
   }
   if (typeof body.os_hash_value === 'string') input.expected_sha512 = body.os_hash_value;
-  input.id ??= randomUUID();
+  // The id is settled here so that the quota hold names it (in the one spelling the image will
+  // have). Only an id the client chose can be a retired one, which the store then checks.
+  const chosenId = input.id !== undefined;
+  input.id = (input.id ?? randomUUID()).toLowerCase();
   // Policy first (403 before 413), then the image counts against its owner's quota.
   const owner = images.authorizeCreate(caller, input) ?? caller.project_id;
   await quotas.reserveImage(owner, input.id);
-  return images.create(caller, input).catch(async (error: unknown) => {
+  return images.create(caller, input, { chosenId }).catch(async (error: unknown) => {
     // Give the hold back, unless it is the existing image's (a duplicate id).
     if (!(await images.get(SYSTEM_CALLER, input.id!).catch(() => null))) await quotas.cancelImage(owner, input.id!);
     throw error;

@@ -151,7 +151,8 @@ export class ImageService {
     return owner;
   }
 
-  async create(caller: Caller, input: CreateImageInput): Promise<ImageDoc> {
+  /** `chosenId`: the client chose `input.id` (only such an id can be a retired one; checking costs reads). */
+  async create(caller: Caller, input: CreateImageInput, opts: { chosenId: boolean } = { chosenId: input.id !== undefined }): Promise<ImageDoc> {
     const owner = this.authorizeCreate(caller, input);
     const now = new Date().toISOString();
     const doc: ImageDoc = {
@@ -193,7 +194,7 @@ export class ImageService {
     try {
       const created = await this.manifest.create(doc, [
         event('image.created', { name: doc.name, disk_format: doc.disk_format, container_format: doc.container_format }),
-      ], { chosenId: input.id !== undefined });
+      ], { chosenId: opts.chosenId });
       await this.catalog?.changed(caller, 'create', null, created);
       return created;
     } catch (error) {

@@ -26,6 +26,24 @@ describe('POST /v2/images', () => {
     assert.equal(errorCode(dup), 'duplicate_id');
   });
 
+  it('asks the store about retired ids only for an id the client chose (a generated one costs no read)', async () => {
+    const asked: { id: string; chosenId: boolean | undefined }[] = [];
+    const create = t.d.manifest.create.bind(t.d.manifest);
+    t.d.manifest.create = (doc, events, opts) => {
+      asked.push({ id: doc.id, chosenId: opts?.chosenId });
+      return create(doc, events, opts);
+    };
+    try {
+      const generated = await t.create('a-member', { name: 'generated' });
+      const chosen = '5D0C4B0E-9F11-4A51-8E2C-1F4D0E9A5B36';
+      const res = await t.call('a-member', 'POST', '/v2/images', { id: chosen, name: 'chosen' });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.deepEqual(asked, [{ id: generated, chosenId: false }, { id: chosen.toLowerCase(), chosenId: true }]);
+    } finally {
+      t.d.manifest.create = create;
+    }
+  });
+
   it('never gives a deleted image\'s id to another image (OSSN-0075), queued or active, once purged', async () => {
     for (const upload of [false, true]) {
       const id = upload ? '7d4c1f0e-5b2a-4c3d-8e9f-0a1b2c3d4e5f' : '1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b';
