@@ -17,7 +17,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
-import { bodyConsumed, deferExpect, hasBufferedBody, hasMalformedQuery, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
+import { awaitsContinue, bodyConsumed, deferExpect, hasBufferedBody, hasMalformedQuery, lingerOnRefusedBody, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { RouteMethods } from './route-methods.js';
 import { imageDataRoutes } from './routes/image-data.js';
@@ -108,6 +108,13 @@ export const HTTP_TIMEOUTS = {
   keepAliveMs: 65_000,
   /** No byte either way on a connection for this long: it is closed. */
   socketIdleMs: 300_000,
+  /**
+   * A body PIR refused before reading it (no token, wrong state, too large) is still read and
+   * discarded for up to this long and this much after the answer, so that a client that sends it
+   * all before reading the answer sees the answer (api/http-hygiene.ts lingerOnRefusedBody).
+   */
+  refusedBodyLingerMs: 30_000,
+  refusedBodyLingerBytes: 1024 * 1024 * 1024,
 };
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -171,6 +178,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     const coding = unsupportedTransferCoding(request.raw);
     if (coding === null) return;
+    reply.header('Connection', 'close'); // the body's framing cannot be trusted: nothing more is read
     return sendError(reply, 501, 'transfer_coding_unsupported', `PIR takes request bodies as they are or chunked, with no other transfer coding (this one says Transfer-Encoding: ${coding.slice(0, 64)}). Send the image's bytes as they are: PIR itself unpacks a gzip, xz, zstd or bzip2 image.`);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -189,8 +197,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-openstack-request-id', request.id);
-    // A body left unread (a refusal before the data was wanted) is not drained: the connection closes.
-    if (!bodyConsumed(request.raw)) reply.header('Connection', 'close');
+    // A body left unread (a refusal before the data was wanted): a client waiting for "continue"
+    // sends none, so the connection closes; one already sending gets to finish (bounded).
+    if (!bodyConsumed(request.raw) && String(reply.getHeader('connection') ?? '').toLowerCase() !== 'close') {
+      // (A 408 answers a body that went silent: waiting longer for it is pointless.)
+      if (awaitsContinue(request.raw) || request.raw.destroyed || reply.statusCode === 408) reply.header('Connection', 'close');
+      else lingerOnRefusedBody(request.raw, { ms: timeouts.refusedBodyLingerMs, bytes: timeouts.refusedBodyLingerBytes });
+    }
   });
   // Latency by route pattern (never the raw URL: ids would make every image its own series).
   app.addHook('onResponse', async (request, reply) => {

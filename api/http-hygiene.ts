@@ -105,6 +105,46 @@ export function bodyConsumed(req: IncomingMessage): boolean {
   return req.complete || req.readableEnded;
 }
 
+/** True while a client that sent `Expect: 100-continue` still waits to be told to send its body. */
+export function awaitsContinue(req: IncomingMessage): boolean {
+  return (req as Marked)[EXPECTS_CONTINUE] === true;
+}
+
+/** How much of a body PIR answered without wanting it goes on reading and discarding. */
+export interface RefusedBodyLinger {
+  ms: number;
+  bytes: number;
+}
+
+/**
+ * For a request answered while its body is still arriving: reads and discards the rest of the
+ * body, up to `linger.bytes` or for `linger.ms`, then closes the connection if the body has not
+ * ended (nginx's lingering close). Clients that send the whole body before reading the answer
+ * (the glance CLI, python-requests) otherwise hit a reset on their next write and show
+ * "Broken pipe" instead of the 401, 409 or 413 and its reason. A body that ends in time leaves
+ * the connection reusable. Called as the answer is sent: reading starts now, so that Node does
+ * not dump the body itself (a dumped body can no longer be counted).
+ */
+export function lingerOnRefusedBody(req: IncomingMessage, linger: RefusedBodyLinger): void {
+  if (bodyConsumed(req) || req.destroyed) return;
+  const socket = req.socket;
+  let read = 0;
+  const cutOff = () => socket.destroy();
+  const timer = setTimeout(cutOff, linger.ms);
+  const stop = () => clearTimeout(timer);
+  req.once('end', stop);
+  socket.once('close', stop);
+  // A route may have read part of the body and stopped (a 413 mid-stream): whatever it left
+  // listening goes, and the rest flows into the counter.
+  req.removeAllListeners('readable');
+  req.removeAllListeners('data');
+  req.on('data', (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > linger.bytes) cutOff();
+  });
+  req.resume();
+}
+
 /** Bodies that stream (image data: uploads, stage, tus), with their own idle rule instead of a deadline. */
 const STREAMED_BODY_TYPES = new Set(['application/octet-stream', 'application/offset+octet-stream']);
 

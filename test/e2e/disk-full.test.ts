@@ -27,16 +27,13 @@ function canMountTmpfs(): boolean {
 }
 
 /** PUT …/file with a body of `size` bytes (whole MiB), sent as fast as the server takes it; resolves with the answer. */
-function upload(port: number, id: string, size: number): Promise<{ status: number; headers: Record<string, unknown>; body: any; socketClosed: Promise<void> }> {
+function upload(port: number, id: string, size: number): Promise<{ status: number; headers: Record<string, unknown>; body: any }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, method: 'PUT', path: `/v2/images/${id}/file`, headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream', 'content-length': size } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c) => { text += c; });
-      res.on('end', () => {
-        const socketClosed = new Promise<void>((r) => (req.socket?.destroyed ? r() : req.socket?.once('close', () => r())));
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : null, socketClosed });
-      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : null }));
     });
     req.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e); });
     const chunk = Buffer.alloc(MiB, 0x5a);
@@ -75,7 +72,7 @@ describe('a full disk (ENOSPC) during an upload', () => {
     if (dir) await removeDir(dir);
   });
 
-  it('answers 507, closes the connection, puts the image back in queued, and keeps serving', async (t) => {
+  it('answers 507, puts the image back in queued, and keeps serving', async (t) => {
     if (!usable) {
       if (inCI) assert.fail('this test needs `unshare -Urm` and tmpfs (user namespaces)');
       t.skip('user namespaces are not available here (unshare -Urm)');
@@ -86,8 +83,8 @@ describe('a full disk (ENOSPC) during an upload', () => {
     assert.equal(answer.status, 507, JSON.stringify(answer.body));
     assert.equal(answer.body.error.error_code, 'insufficient_storage');
     assert.match(answer.body.error.message, /disk space|PIR_DATA_DIR/);
-    assert.equal(answer.headers.connection, 'close');
-    await answer.socketClosed;
+    // The rest of the body was read and discarded (a client that sends it all still gets the answer).
+    assert.notEqual(answer.headers.connection, 'close');
     const after = await client.getImage(image.id);
     assert.equal(after.body.status, 'queued');
     assert.ok(!pir.output().includes('"msg":"unexpected error"'), 'no unexpected error logged');

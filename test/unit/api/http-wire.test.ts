@@ -145,7 +145,7 @@ describe('HTTP layer: request ids, links, logs', () => {
   });
 });
 
-describe('HTTP layer: bodies PIR refuses are not read', () => {
+describe('HTTP layer: bodies PIR refuses', () => {
   let f: AppFixture;
   let port: number;
   let sockets: Socket[];
@@ -204,25 +204,53 @@ describe('HTTP layer: bodies PIR refuses are not read', () => {
     c.destroy();
   });
 
-  it('reads little of a large body it refuses, and closes the connection', async (t) => {
+  it('reads and discards the rest of a body it refused, so that a client sending it all reads the answer', async () => {
     const id = await queuedImage(f);
     const active = await activeImage(f, Buffer.alloc(4096, 7));
-    for (const [path, token, status] of [[`/v2/images/${id}/file`, null, 401], [`/v2/images/${active}/file`, TOKEN, 409]] as const) {
-      const c = new RawConnection(port);
+    const chunked = (n: number) => Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), Buffer.alloc(n, 1), Buffer.from('\r\n')]);
+    const cases = [
+      { path: `/v2/images/${id}/file`, token: null, status: 401, code: 'token_missing', framing: 'length' },
+      { path: `/v2/images/${active}/file`, token: TOKEN, status: 409, code: null, framing: 'length' },
+      // Over the fixture's 64 MiB PIR_MAX_IMAGE_SIZE, chunked as the glance CLI sends: refused mid-stream.
+      { path: `/v2/images/${id}/file`, token: TOKEN, status: 413, code: 'image_too_large', framing: 'chunked' },
+    ] as const;
+    for (const c of cases) {
+      const conn = new RawConnection(port);
       const before = sockets.length;
-      await c.write(`PUT ${path} HTTP/1.1\r\nHost: x\r\n${token ? `X-Auth-Token: ${token}\r\n` : ''}Content-Type: application/octet-stream\r\nContent-Length: ${60 * MiB}\r\n\r\n`);
-      const chunk = Buffer.alloc(MiB);
-      for (let sent = 0; sent < 60 && !c.socket.destroyed && c.firstResponse() === null; sent++) await c.write(chunk);
-      await c.waitFor(() => c.firstResponse() !== null);
-      assert.equal(c.firstResponse()!.status, status);
-      assert.equal(c.firstResponse()!.headers.connection, 'close');
-      await c.closed;
-      const server = sockets[before];
-      await new Promise((r) => setTimeout(r, 50));
-      assert.ok(server.destroyed, 'the server closed its side');
-      assert.ok(server.bytesRead < 16 * MiB, `the server read ${server.bytesRead} bytes of a refused body`);
-      t.diagnostic(`${status}: the server read ${server.bytesRead} bytes of a 60 MiB body`);
+      const size = c.framing === 'length' ? 60 * MiB : 72 * MiB;
+      await conn.write(`PUT ${c.path} HTTP/1.1\r\nHost: x\r\n${c.token ? `X-Auth-Token: ${c.token}\r\n` : ''}Content-Type: application/octet-stream\r\n${c.framing === 'length' ? `Content-Length: ${size}` : 'Transfer-Encoding: chunked'}\r\n\r\n`);
+      // Like python-requests: the whole body goes out before the answer is looked at.
+      for (let sent = 0; sent < size; sent += MiB) await conn.write(c.framing === 'length' ? Buffer.alloc(MiB) : chunked(MiB));
+      if (c.framing === 'chunked') await conn.write('0\r\n\r\n');
+      assert.equal(conn.error, null, `${c.status}: the client could send its whole body (${conn.error?.message})`);
+      await conn.waitFor(() => conn.firstResponse() !== null);
+      const r = conn.firstResponse()!;
+      assert.equal(r.status, c.status);
+      if (c.code) assertErrorShape(r.body, c.status, c.code);
+      assert.notEqual(r.headers.connection, 'close', 'the connection stays usable once the body is in');
+      const server = sockets[before]!;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(!server.destroyed, 'the server kept the connection');
+      assert.ok(server.bytesRead >= size, `the server read the whole body (${server.bytesRead} bytes)`);
+      conn.destroy();
     }
+  });
+
+  it('closes the connection once a refused body goes on past the bound', async (t) => {
+    const g = await appFixture({ httpTimeouts: { refusedBodyLingerBytes: 8 * MiB } });
+    try {
+      const gPort = await listen(g.app);
+      const gSockets = serverSockets(g);
+      const id = await queuedImage(g);
+      const c = new RawConnection(gPort);
+      await c.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${60 * MiB}\r\n\r\n`);
+      for (let sent = 0; sent < 60 && !c.socket.destroyed && c.error === null; sent++) await c.write(Buffer.alloc(MiB));
+      await c.closed;
+      const server = gSockets[0]!;
+      assert.ok(server.destroyed, 'the server closed its side');
+      assert.ok(server.bytesRead < 16 * MiB, `the server read ${server.bytesRead} bytes of a refused 60 MiB body`);
+      t.diagnostic(`the server read ${server.bytesRead} bytes of a refused 60 MiB body, bound 8 MiB`);
+    } finally { await g.close(); }
   });
 });
 
