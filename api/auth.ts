@@ -22,7 +22,7 @@ export function authHook(authenticator: Authenticator) {
       if (typeof token !== 'string' || token.length === 0) {
         throw new PirError('unauthorized', 'token_missing', 'This request needs an X-Auth-Token header carrying a valid token.');
       }
-      request.caller = await authenticator.authenticate(token);
+      request.caller = { ...(await authenticator.authenticate(token)), request_id: request.id };
     } catch (error) {
       // As keystonemiddleware does: tell the client where to get a token.
       if (error instanceof PirError && error.kind === 'unauthorized' && authenticator.challenge) {

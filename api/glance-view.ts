@@ -34,7 +34,7 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
   if (pipeline) {
     view.pir_pipeline = { run: pipeline.run, method: pipeline.method, stage: pipeline.stage, started_at: pipeline.started_at, deadline_at: pipeline.deadline_at, stages: pipeline.stages, findings: [...(pipeline.unpack?.findings ?? []), ...(pipeline.inspection?.findings ?? [])] };
   }
-  if (doc.failure) view.pir_failure = doc.failure;
+  if (doc.failure) view.pir_failure = failureView(doc.failure);
   const importTask = runningImportTask(doc);
   if (importTask) view.os_glance_import_task = importTask;
   // Multi-store (core/image-stores.ts): which stores hold it, and an import's progress, as Glance's strings.
@@ -91,7 +91,7 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
     updated_at: stripMillis(runUpdatedAt(doc, pipeline)),
     pir_stage: pipeline.stage,
     pir_stages: pipeline.stages,
-    pir_failure: doc.failure,
+    pir_failure: doc.failure && failureView(doc.failure),
   })];
 }
 
@@ -125,7 +125,7 @@ function legacyImportTask(doc: ImageDoc, task: NonNullable<ImageDoc['import_task
     message: failureMessage(doc),
     created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.pipeline ? runUpdatedAt(doc, doc.pipeline) : doc.updated_at),
     ...(doc.pipeline ? { pir_stage: doc.pipeline.stage, pir_stages: doc.pipeline.stages } : {}),
-    pir_failure: doc.failure,
+    pir_failure: doc.failure && failureView(doc.failure),
   };
 }
 
@@ -147,11 +147,21 @@ function runUpdatedAt(doc: ImageDoc, pipeline: PipelineRun): string {
 }
 
 function failureTask(doc: ImageDoc): Record<string, unknown> {
+  const failure = doc.failure!;
+  // An import that failed before it had a pipeline run (web-download, location) names its run.
+  const method = failure.method;
   return {
-    ...taskBase(`${doc.id}.0`, doc), status: 'failure',
-    input: {}, result: null, message: failureMessage(doc),
-    created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at), pir_failure: doc.failure,
+    ...taskBase(`${doc.id}.${failure.run ?? 0}`, doc), status: 'failure',
+    ...(failure.requested ? { user_id: failure.requested.user_id, request_id: failure.requested.request_id } : {}),
+    input: method ? { method, image_id: doc.id, import_req: { method: { name: method } } } : {}, result: null, message: failureMessage(doc),
+    created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at), pir_failure: failureView(failure),
   };
+}
+
+/** pir_failure as shown: who asked is the task's user_id and request_id (shown where tasks are), not the image's. */
+function failureView(failure: NonNullable<ImageDoc['failure']>): Omit<NonNullable<ImageDoc['failure']>, 'requested'> {
+  const { requested: _requested, ...shown } = failure;
+  return shown;
 }
 
 /** Glance's task message: the stage that refused or failed the image and why (empty while none did). */

@@ -23,6 +23,11 @@ export interface JobTimeline {
 
 export function timelineOf(image: Image): JobTimeline | null {
   const p = image.pir_pipeline;
+  const failure = image.pir_failure;
+  // An import that failed before its bytes were in (web-download, location) has a run but no stages.
+  if (!p && failure?.run !== undefined) {
+    return { image_id: image.id, run: failure.run, method: failure.method ?? 'import', status: image.status, stages: [], failure };
+  }
   if (!p) return null;
   return {
     image_id: image.id, run: p.run, method: p.method, status: image.status,
@@ -67,7 +72,7 @@ export function jobCommand(): Command {
       if (format === 'json') return void process.stdout.write(JSON.stringify(t, null, 2) + '\n');
       if (format === 'yaml') return void process.stdout.write((await import('yaml')).stringify(t));
       process.stdout.write(`image ${t.image_id}  run ${t.run} (${t.method})  ${t.status}\n`);
-      process.stdout.write(waterfall(t));
+      if (t.stages.length > 0) process.stdout.write(waterfall(t));
       if (t.failure) process.stdout.write(`refused at ${t.failure.stage}: ${t.failure.message} (${t.failure.code})\n`);
     }));
   return job;

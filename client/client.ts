@@ -48,7 +48,8 @@ export interface Image {
   /** PIR's progress fields appear only when they apply (an importing image, a run, a refusal). */
   pir_stage?: string;
   pir_pipeline?: { run: number; method: string; stage: string | null; stages: Record<string, StageTiming>; findings: unknown[] };
-  pir_failure?: { stage: string; code: string; message: string };
+  /** Why the image was killed; `run` and `method` name an import that failed before its pipeline run (web-download, location). */
+  pir_failure?: { stage: string; code: string; message: string; run?: number; method?: string };
   [property: string]: unknown;
 }
 

@@ -8,6 +8,8 @@ export interface Caller {
   user_id: string;
   /** Role names as the identity source gives them (Glance's defaults know admin, member, reader). */
   roles: string[];
+  /** The x-openstack-request-id of the call acting (Glance's context.request_id), for the tasks it starts; absent for PIR's own work. */
+  request_id?: string;
 }
 
 export function isAdmin(caller: Caller): boolean {

@@ -572,7 +572,7 @@ export class ImageService {
       const kind = draft.upload.kind;
       const events: NewEvent[] = entity.staged(draft, run, blob, claimed);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
-      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: null }));
+      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null }));
       return events;
     }).catch(async (error: unknown) => {
       const gone = (error as { kind?: string }).kind === 'not_found' || (error as { code?: string }).code === 'image_deleted';
@@ -642,9 +642,16 @@ export class ImageService {
    * large, broken off, digests not as validation_data said) kills the image with the reason: terminal and explicit, as every failed PIR import (Glance would put
    * the image back in `queued`, where pollers wait forever). Continues what beginWebDownload authorized.
    */
-  async failWebDownload(_caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {
+  async failWebDownload(caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {
     try {
-      await this.manifest.update(id, (draft) => (draft.upload?.run === run && (draft.upload.kind === 'web-download' || draft.upload.kind === 'location') ? entity.kill(draft, 'import', code, message) : null));
+      await this.manifest.update(id, (draft) => {
+        const method = draft.upload?.run === run ? draft.upload.kind : null;
+        if (method !== 'web-download' && method !== 'location') return null;
+        const events = entity.kill(draft, 'import', code, message);
+        // No pipeline run exists yet: the failure names the import's run, for its task.
+        draft.failure = { ...draft.failure!, run, method, requested: { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null } };
+        return events;
+      });
     } finally {
       await this.dropStaging(id);
     }

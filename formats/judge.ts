@@ -33,13 +33,13 @@ const DECLARABLE = new Set(['raw', 'qcow2', 'vmdk', 'vhd', 'vhdx', 'vdi', 'iso',
 
 /** How to make content of format `detected` into what was declared, or to declare what it is. */
 function mismatchAdvice(declared: string, detected: DetectedFormat, details: Record<string, unknown>): string {
-  if (detected === 'raw' && details.archive === 'tar') return "Upload it again with container_format 'ova'";
+  if (detected === 'raw' && details.archive === 'tar') return "Declare container_format 'ova'";
   // qemu-img writes no ISO: an ISO is made with xorriso or genisoimage.
   const convert = declared === 'iso' ? 'build the ISO with xorriso or genisoimage'
     : `convert it with \`qemu-img convert -O ${declared === 'vhd' ? 'vpc' : declared} in.img out.img\``;
   if (detected === 'raw') return `If it is a plain disk, declare disk_format 'raw'; otherwise ${convert}`;
   if (!DECLARABLE.has(detected)) return `PIR stores no ${detected} disks: ${convert}`;
-  return `Either set disk_format to '${detected}' or ${convert}`;
+  return `Either declare disk_format '${detected}' or ${convert}`;
 }
 
 type Refusal = Extract<Verdict, { ok: false }>;
@@ -84,7 +84,7 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
     // Without a declaration we can only accept content we positively recognise.
     if (detected === 'raw') {
       return no('format_unknown',
-        'The image content is not a recognised disk format and no disk_format was declared. Set disk_format to raw if this is a plain disk image, then upload again.', findings);
+        'The image content is not a recognised disk format and no disk_format was declared. If this is a plain disk image, create a new image with disk_format raw and upload it there.', findings);
     }
   } else {
     const declared = DECLARED[declaredDiskFormat.trim().toLowerCase()];
@@ -94,7 +94,7 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
     }
     if (declared !== detected && !isoDisk) {
       return no('format_mismatch',
-        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected, report.details)}. ${mismatchAdvice(declared, detected, report.details)}, then upload again.`, findings);
+        `The image was declared as disk_format '${declaredDiskFormat.slice(0, 40)}' but its content is ${describe(detected, report.details)}. ${mismatchAdvice(declared, detected, report.details)}, then upload it to a new image (a refused image takes no more data).`, findings);
     }
   }
 

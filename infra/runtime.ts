@@ -31,6 +31,7 @@ import { openEmbeddedAdapters } from './embedded-adapters.js';
 import { openAuthenticator } from './identity/index.js';
 import { openQuotaStore } from './quota-store.js';
 import { openBlobStore } from './storage/open-blob-store.js';
+import { removeDeadProcessCopies } from './storage/local-copies.js';
 import { startMetricsServer, type MetricsServer } from './telemetry/metrics-server.js';
 import { setMetricSources } from './telemetry/metrics.js';
 import { readinessChecks } from './telemetry/readiness.js';
@@ -113,6 +114,8 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
   const hashes = HashPool.shared();
   const store = await openBlobStore(config, hashes, startup);
   const blobs = store.blobs;
+  // What a killed process of this host left in $TMPDIR (a local copy of an image mid-unpack).
+  void removeDeadProcessCopies(log).catch((error: unknown) => log.warn({ err: error }, 'could not look for local copies left behind'));
   const retry = { attempts: config.stageAttempts, backoffMs: config.stageBackoffMs };
   const adapters = urls
     ? await openDistributedAdapters(urls, config, retry, log, startup)

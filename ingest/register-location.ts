@@ -92,7 +92,7 @@ export class LocationRegistrations {
     const { run } = await this.deps.images.beginRegistration(caller, imageId, location, parsed.kind);
     const queue = this.deps.queue;
     if (queue) {
-      const who: Caller = { project_id: caller.project_id, user_id: caller.user_id, roles: [...caller.roles] };
+      const who: Caller = { project_id: caller.project_id, user_id: caller.user_id, roles: [...caller.roles], ...(caller.request_id ? { request_id: caller.request_id } : {}) };
       await queue.enqueue(REGISTER_LOCATION_KIND, `${imageId}.register.${run}`, { image_id: imageId, run, caller: who }).catch(async (error: unknown) => {
         await this.deps.images.abortUpload(caller, imageId, run, 'the registration could not be queued').catch(() => {});
         throw error;

@@ -40,6 +40,13 @@ export interface ImportFailure {
   code: string;
   message: string;
   at: string;
+  /**
+   * An import that failed before its bytes were all in (a web-download, a location), so before any
+   * pipeline run: its run number, method and who asked, for its task (absent otherwise).
+   */
+  run?: number;
+  method?: 'web-download' | 'location';
+  requested?: { user_id: string | null; request_id: string | null };
 }
 
 /** One run of the pipeline over a staged upload. A new import starts a new run. */

@@ -70,7 +70,7 @@ export class StageRunner {
       record = await this.stages[job.stage](doc, { ...ctx, readers });
     } catch (error) {
       noteFailure(span, job.stage, error, ctx, seconds());
-      await this.fail(job, ctx, error, log);
+      await this.fail(job, ctx, error, Math.round(seconds() * 1000), log);
       return;
     } finally {
       await readers.closeAll();
@@ -198,7 +198,7 @@ export class StageRunner {
           record = await this.stages[stage](working, { ...ctx, readers });
         } catch (error) {
           noteFailure(span, stage, error, ctx, (performance.now() - t0) / 1000);
-          await this.failFused(recorded, done, stage, ctx, error, stageLog);
+          await this.failFused(recorded, done, { stage, startedAt, durationMs: Math.round(performance.now() - t0) }, ctx, error, stageLog);
           return false;
         }
         const durationMs = Math.round(performance.now() - t0);
@@ -255,16 +255,18 @@ export class StageRunner {
   }
 
   /** A fused chain's stage failed: the stages done before it and the failure in one write; throws to retry. */
-  private async failFused(recorded: StageJob, done: DoneStage[], stage: StageName, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
+  private async failFused(recorded: StageJob, done: DoneStage[], failed: FailedStage, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
+    const { stage } = failed;
     const retry = willRetry(error, ctx);
     const { code, message } = failureOf(error, stage, ctx);
     logStageFailure(log, error, code, retry);
     const { doc, changed } = await this.recordFused(recorded, done, (draft) => {
-      const events: NewEvent[] = stage === recorded.stage ? [] : [startStage(draft, stage, this.settings.stageDeadlineSeconds, false)];
+      const events: NewEvent[] = stage === recorded.stage ? [] : [startStage(draft, stage, this.settings.stageDeadlineSeconds, false, failed.startedAt)];
       const progress = draft.pipeline!.stages[stage];
       // A retry goes on from this stage: its start is recorded again then.
       progress.status = retry ? 'pending' : 'failed';
       progress.ended_at = new Date().toISOString();
+      if (!retry) progress.duration_ms = failed.durationMs;
       events.push(event('image.stage.failed', { run: recorded.run, stage, code, message, retryable: retry, attempt: ctx.attempt }));
       if (!retry) events.push(...kill(draft, stage, code, message));
       return events;
@@ -273,7 +275,7 @@ export class StageRunner {
     if (retry) throw error;
   }
 
-  private async fail(job: StageJob, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
+  private async fail(job: StageJob, ctx: JobContext, error: unknown, durationMs: number, log: Logger): Promise<void> {
     const retry = willRetry(error, ctx);
     const { code, message } = failureOf(error, job.stage, ctx);
     logStageFailure(log, error, code, retry);
@@ -283,6 +285,7 @@ export class StageRunner {
       draft.pipeline!.handoff = null;
       progress.status = retry ? 'pending' : 'failed';
       progress.ended_at = new Date().toISOString();
+      if (!retry) progress.duration_ms = durationMs;
       const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code, message, retryable: retry, attempt: ctx.attempt })];
       if (!retry) events.push(...kill(draft, job.stage, code, message));
       return events;
@@ -303,6 +306,13 @@ function logStageFailure(log: Logger, error: unknown, code: string, retry: boole
 }
 
 /** A stage a fused chain has done but not yet written. */
+/** A fused chain's stage that failed: when it started and how long it ran. */
+interface FailedStage {
+  stage: StageName;
+  startedAt: Date;
+  durationMs: number;
+}
+
 interface DoneStage {
   stage: StageName;
   record: (draft: ImageDoc) => void;

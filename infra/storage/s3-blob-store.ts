@@ -6,8 +6,8 @@
  * Promotion is free: the staged object stays where it was written and becomes the stored key.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { makeLocalCopyDir } from './local-copies.js';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -252,7 +252,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async localFile(key: string): Promise<{ path: string; release(): Promise<void> }> {
-    const dir = await mkdtemp(join(tmpdir(), 'pir-blob-'));
+    const dir = await makeLocalCopyDir();
     const path = join(dir, 'blob');
     const release = () => rm(dir, { recursive: true, force: true });
     try {

@@ -76,7 +76,10 @@ describe('auth hook', () => {
     const { app, lines } = await appWith(null);
     const res = await app.inject({ url: '/v2/whoami', headers: { 'x-auth-token': GOOD } });
     assert.equal(res.statusCode, 200);
-    assert.deepEqual(res.json(), { project_id: 'demo', user_id: 'alice', roles: ['member', 'reader'] });
+    // The caller carries the request's id, for the tasks it starts (Glance's context.request_id).
+    const { request_id: requestId, ...who } = res.json();
+    assert.deepEqual(who, { project_id: 'demo', user_id: 'alice', roles: ['member', 'reader'] });
+    assert.ok(typeof requestId === 'string' && requestId.length > 0, `request_id ${requestId}`);
     const handling = lines.find((l) => l.msg === 'handling');
     const completed = lines.find((l) => l.msg === 'request completed');
     for (const line of [handling, completed]) {

@@ -135,6 +135,31 @@ describe('import and info routes (inject)', () => {
     assert.equal(tasks[0]!.input.image_id, id);
   });
 
+  it("gives an upload's task, and a web-download's that failed before its bytes were in, the call's run, user and request id", async () => {
+    const id = await create();
+    const put = await app.inject({ method: 'PUT', url: `/v2/images/${id}/file`, payload: Buffer.alloc(4096), headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream', prefer: 'respond-async' } });
+    assert.equal(put.statusCode, 202, put.body);
+    const [task] = (await call('GET', `/v2/images/${id}/tasks`)).json().tasks;
+    assert.deepEqual([task.id, task.user_id, task.request_id], [`${id}.1`, 'u1', put.headers['x-openstack-request-id']]);
+
+    const failing = await create();
+    // .invalid never resolves (RFC 6761): the download fails after the import was accepted.
+    const started = await call('POST', `/v2/images/${failing}/import`, { method: { name: 'web-download', uri: 'https://pir-test.invalid/disk.raw' } });
+    assert.equal(started.statusCode, 202, started.body);
+    let image: any;
+    for (let i = 0; i < 200; i++) {
+      image = (await call('GET', `/v2/images/${failing}`)).json();
+      if (image.status === 'killed') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(image.status, 'killed', JSON.stringify(image));
+    assert.deepEqual([image.pir_failure.run, image.pir_failure.method, image.pir_failure.requested], [1, 'web-download', undefined]);
+    const [failed] = (await call('GET', `/v2/images/${failing}/tasks`)).json().tasks;
+    assert.deepEqual([failed.id, failed.status, failed.user_id, failed.request_id, failed.input.import_req.method.name, failed.input.image_id],
+      [`${failing}.1`, 'failure', 'u1', started.headers['x-openstack-request-id'], 'web-download', failing]);
+    assert.match(failed.message, /^import: web-download of https:\/\/pir-test\.invalid\/disk\.raw failed: /);
+  });
+
   it('refuses creates over image_count_total with 413 in PIR\'s error shape', async () => {
     const usage = (await call('GET', '/v2/info/usage')).json().usage.image_count_total;
     for (let i = usage.usage; i < 50; i++) await create();

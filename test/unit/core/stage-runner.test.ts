@@ -72,7 +72,7 @@ describe('StageRunner', () => {
     const { id, run } = await importingImage(d);
     const lines: { level: number; msg: string; err?: unknown; reason?: string }[] = [];
     const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
-    const r = runner(d, { unpack: async () => { throw new RefusedError('bad_thing', 'The image is bad; fix it.'); } }, log);
+    const r = runner(d, { unpack: async () => { await new Promise((resolve) => setTimeout(resolve, 20)); throw new RefusedError('bad_thing', 'The image is bad; fix it.'); } }, log);
     await r.handle(job(id, run, 'unpack'), ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.equal(doc.status, 'killed');
@@ -84,6 +84,20 @@ describe('StageRunner', () => {
     assert.ok(lines.every((l) => l.level < 50), JSON.stringify(lines));
     assert.deepEqual({ stage: doc.failure!.stage, code: doc.failure!.code, message: doc.failure!.message }, { stage: 'unpack', code: 'bad_thing', message: 'The image is bad; fix it.' });
     assert.equal(doc.pipeline!.stages.unpack.status, 'failed');
+    assert.ok(doc.pipeline!.stages.unpack.duration_ms! >= 15, `how long the stage ran before it refused: ${doc.pipeline!.stages.unpack.duration_ms}`);
+    await d.close();
+  });
+
+  it('records how long a fused chain\'s refusing stage ran, from its own start', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    await runner(d, { inspect: async () => { await new Promise((resolve) => setTimeout(resolve, 20)); throw new RefusedError('bad_thing', 'The image is bad.'); } }).handle(fused(id, run), ctx(1));
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'killed');
+    const inspect = doc.pipeline!.stages.inspect;
+    assert.equal(inspect.status, 'failed');
+    assert.ok(inspect.duration_ms! >= 15, `duration_ms ${inspect.duration_ms}`);
+    assert.ok(Date.parse(inspect.ended_at!) - Date.parse(inspect.started_at!) >= 15, 'started when the stage started, not when the failure was written');
     await d.close();
   });
 

@@ -80,7 +80,7 @@ describe('raw detection and core behaviour', () => {
     assertRefused(r, 'qcow2', 'format_mismatch');
     assertRefused(r, 'vmdk', 'format_mismatch');
     const vhd = assertRefused(r, 'vhd', 'format_mismatch');
-    assert.ok(!vhd.ok && vhd.message.endsWith("If it is a plain disk, declare disk_format 'raw'; otherwise convert it with `qemu-img convert -O vpc in.img out.img`, then upload again."), !vhd.ok ? vhd.message : '');
+    assert.ok(!vhd.ok && vhd.message.endsWith("If it is a plain disk, declare disk_format 'raw'; otherwise convert it with `qemu-img convert -O vpc in.img out.img`, then upload it to a new image (a refused image takes no more data)."), !vhd.ok ? vhd.message : '');
     // No qemu-img output for an ISO; a tar is an OVA uploaded as bare.
     const iso = assertRefused(r, 'iso', 'format_mismatch');
     assert.ok(!iso.ok && /xorriso or genisoimage/.test(iso.message) && !/-O iso/.test(iso.message), !iso.ok ? iso.message : '');
