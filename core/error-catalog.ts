@@ -13,14 +13,25 @@ import { PirError, type ErrorKind } from './errors.js';
 
 export type ErrorClass = 'refusal' | 'fault';
 
+/**
+ * What the owner of an image the pipeline ended should do about it (the console's advice,
+ * console/src/explain.ts): `file` — the file's contents are the problem (fix, convert or
+ * re-export it); `source` — the URL or registered location could not be read as it should
+ * (check it, its server, and retry); `resend` — the bytes were corrupted on the way (upload
+ * them again). Absent: a refusal's message says what to fix; a fault is PIR's (retry, or tell
+ * the operator).
+ */
+export type Remedy = 'file' | 'source' | 'resend';
+
 export interface ErrorSpec {
   status: number;
   class: ErrorClass;
   meaning: string;
+  remedy?: Remedy;
 }
 
-const refusal = (status: number, meaning: string): ErrorSpec => ({ status, class: 'refusal', meaning });
-const fault = (status: number, meaning: string): ErrorSpec => ({ status, class: 'fault', meaning });
+const refusal = (status: number, meaning: string, remedy?: Remedy): ErrorSpec => ({ status, class: 'refusal', meaning, ...(remedy && { remedy }) });
+const fault = (status: number, meaning: string, remedy?: Remedy): ErrorSpec => ({ status, class: 'fault', meaning, ...(remedy && { remedy }) });
 
 /** Errors of the HTTP API and the domain. */
 export const API_ERRORS = {
@@ -103,8 +114,8 @@ export const API_ERRORS = {
   // quotas (Glance's unified-limit names)
   quota_exceeded: refusal(413, "The project's image_count_total, image_count_uploading, image_size_total or image_stage_total would be exceeded."),
   // web-download: URLs the egress checks refuse at once
-  uri_refused: refusal(400, 'The web-download URI is missing, too long, not http(s), carries credentials or uses a refused port or address form.'),
-  address_refused: refusal(400, 'The URI (or a redirect) leads to a loopback, private, link-local, multicast or metadata address.'),
+  uri_refused: refusal(400, 'The web-download URI is missing, too long, not http(s), carries credentials or uses a refused port or address form.', 'source'),
+  address_refused: refusal(400, 'The URI (or a redirect) leads to a loopback, private, link-local, multicast or metadata address.', 'source'),
   // data
   image_too_large: refusal(413, 'The upload is larger than PIR_MAX_IMAGE_SIZE.'),
   size_mismatch: refusal(400, 'x-openstack-image-size does not match the bytes sent.'),
@@ -175,8 +186,8 @@ export const API_ERRORS = {
   location_refused: refusal(400, 'The location is not s3://bucket/key in a bucket the operator allows (never PIR\'s own) nor an http(s) URL, or is malformed or too long.'),
   location_invalid: refusal(400, "The location's metadata or validation_data is malformed (validation_data: md5 checksum, sha512 os_hash_algo/os_hash_value)."),
   location_immutable: refusal(403, 'A registered location cannot be replaced or removed, and an image has at most one; delete the image and register again.'),
-  location_changed: refusal(409, 'The bytes at the location changed (size, ETag or Last-Modified) since registration: PIR does not serve or import other bytes.'),
-  location_unreadable: fault(503, 'The location could not be read (the object is gone, refused, or its server unreachable).'),
+  location_changed: refusal(409, 'The bytes at the location changed (size, ETag or Last-Modified) since registration: PIR does not serve or import other bytes.', 'source'),
+  location_unreadable: fault(503, 'The location could not be read (the object is gone, refused, or its server unreachable).', 'source'),
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   storage_unavailable: fault(503, 'The image store (the S3 bucket) did not take the bytes; nothing was kept and the image is back in queued; retry.'),
@@ -193,28 +204,28 @@ export const API_ERRORS = {
  * upload). Refusals are the image's fault and are never retried; faults were retried first.
  */
 export const PIPELINE_ERRORS = {
-  checksum_mismatch: refusal(400, "The data's digest differs from one sent with the upload (Content-MD5, Repr-Digest or Content-Digest, header or trailer) or the os_hash_value given at create; the message names which."),
-  decompressed_too_large: refusal(400, 'The unpacked disk would exceed PIR_MAX_UNPACKED_SIZE.'),
-  expansion_ratio: refusal(400, 'The data expands more than PIR_MAX_EXPANSION_RATIO (a decompression bomb).'),
-  corrupt_archive: refusal(400, 'A compressed stream or tar archive is corrupt or truncated.'),
-  unsupported_archive: refusal(400, 'The archive uses a feature PIR does not accept.'),
-  unsafe_archive: refusal(400, 'A tar member could be dangerous if extracted (traversal, link, device).'),
-  not_an_ova: refusal(400, 'container_format is ova but the data is not a tar archive.'),
-  invalid_ovf: refusal(400, 'The OVF descriptor is missing, malformed or unusable.'),
-  ovf_disk_missing: refusal(400, 'The disk the OVF names is not in the archive.'),
-  manifest_mismatch: refusal(400, "The OVA manifest's digest of a file does not match it."),
+  checksum_mismatch: refusal(400, "The data's digest differs from one sent with the upload (Content-MD5, Repr-Digest or Content-Digest, header or trailer) or the os_hash_value given at create; the message names which.", 'resend'),
+  decompressed_too_large: refusal(400, 'The unpacked disk would exceed PIR_MAX_UNPACKED_SIZE.', 'file'),
+  expansion_ratio: refusal(400, 'The data expands more than PIR_MAX_EXPANSION_RATIO (a decompression bomb).', 'file'),
+  corrupt_archive: refusal(400, 'A compressed stream or tar archive is corrupt or truncated.', 'file'),
+  unsupported_archive: refusal(400, 'The archive uses a feature PIR does not accept.', 'file'),
+  unsafe_archive: refusal(400, 'A tar member could be dangerous if extracted (traversal, link, device).', 'file'),
+  not_an_ova: refusal(400, 'container_format is ova but the data is not a tar archive.', 'file'),
+  invalid_ovf: refusal(400, 'The OVF descriptor is missing, malformed or unusable.', 'file'),
+  ovf_disk_missing: refusal(400, 'The disk the OVF names is not in the archive.', 'file'),
+  manifest_mismatch: refusal(400, "The OVA manifest's digest of a file does not match it.", 'file'),
   // web-download failures (pir_failure.stage 'import')
-  dns_failed: refusal(400, "The URI's host name does not resolve."),
-  too_many_redirects: refusal(400, 'The URI redirects too many times.'),
-  upstream_status: refusal(400, 'The server behind the URI answered with an error status.'),
-  timeout: refusal(400, 'The server behind the URI stopped sending.'),
-  connection_failed: refusal(400, 'The connection to the server behind the URI failed or broke off.'),
+  dns_failed: refusal(400, "The URI's host name does not resolve.", 'source'),
+  too_many_redirects: refusal(400, 'The URI redirects too many times.', 'source'),
+  upstream_status: refusal(400, 'The server behind the URI answered with an error status.', 'source'),
+  timeout: refusal(400, 'The server behind the URI stopped sending.', 'source'),
+  connection_failed: refusal(400, 'The connection to the server behind the URI failed or broke off.', 'source'),
   download_failed: fault(500, 'The web-download failed for a reason of PIR\'s own.'),
   // location registrations (pir_failure.stage 'import'; egress codes as for web-download)
-  location_no_ranges: refusal(400, 'The HTTP server behind the location ignores range requests, which PIR reads registered bytes by.'),
-  location_too_small: refusal(400, 'The object at the location is smaller than a disk image can be (512 bytes).'),
-  location_validation_failed: refusal(400, "The location's bytes do not have the md5 or sha512 its validation_data gave."),
-  location_not_a_disk: refusal(400, 'The bytes at the location are compressed or an archive: PIR would have to copy the unpacked disk.'),
+  location_no_ranges: refusal(400, 'The HTTP server behind the location ignores range requests, which PIR reads registered bytes by.', 'source'),
+  location_too_small: refusal(400, 'The object at the location is smaller than a disk image can be (512 bytes).', 'source'),
+  location_validation_failed: refusal(400, "The location's bytes do not have the md5 or sha512 its validation_data gave.", 'source'),
+  location_not_a_disk: refusal(400, 'The bytes at the location are compressed or an archive: PIR would have to copy the unpacked disk.', 'file'),
   staging_missing: fault(500, 'The staged upload disappeared before unpack.'),
   unpacked_missing: fault(500, 'The unpacked disk disappeared between stages.'),
   staged_data_lost: fault(500, 'The disk to promote disappeared.'),
@@ -228,7 +239,7 @@ export const PIPELINE_ERRORS = {
  * Glance answers an upload its format inspection refuses (InvalidImageData, glance/api/v2/image_data.py).
  */
 const FORMAT_ERRORS: Record<string, ErrorSpec> = Object.fromEntries(
-  Object.entries({ ...FINDING_CODES, ...VERDICT_CODES }).map(([code, meaning]) => [code, refusal(415, meaning)]),
+  Object.entries({ ...FINDING_CODES, ...VERDICT_CODES }).map(([code, meaning]) => [code, refusal(415, meaning, 'file')]),
 );
 
 export type ErrorCode = keyof typeof API_ERRORS | keyof typeof PIPELINE_ERRORS;

@@ -21,6 +21,12 @@ const isProperty = (key: string) => !BASE.has(key) && !key.startsWith('pir_');
 
 const rolesOf = (caller: Hello) => caller.roles.map((r) => r.toLowerCase());
 
+/** Revisions are the owner project's and administrators' only (README): anyone else would get 403. */
+export function maySeeRevisions(caller: Hello | null, image: Image): boolean {
+  if (!caller) return false;
+  return rolesOf(caller).includes('admin') || (image.owner !== null && image.owner === caller.project_id);
+}
+
 export function mayEdit(caller: Hello | null, image: Image): boolean {
   if (!caller) return false;
   const roles = rolesOf(caller);
@@ -84,7 +90,7 @@ export function ImagePage({ id, features, caller, live }: { id: string; features
       <Properties image={image} props={props} editable={editable} act={act} />
       <Tags image={image} editable={editable} act={act} />
       <Members image={image} editable={editable} caller={caller} act={act} />
-      <Revisions image={image} features={features} editable={editable} act={act} />
+      {maySeeRevisions(caller, image) && <Revisions image={image} features={features} editable={editable} act={act} />}
       {features.shareLinks && <ShareLinks image={image} editable={editable} />}
     </article>
   );
@@ -164,10 +170,17 @@ function Members({ image, editable, caller, act }: { image: Image; editable: boo
   const [members, setMembers] = useState<Member[] | null>(null);
   const [why, setWhy] = useState('');
   const base = `/v2/images/${encodeURIComponent(image.id)}/members`;
+  // Only shared images have members: for any other visibility PIR answers 403 members_only_shared, so the page does not ask.
+  const shared = image.visibility === 'shared';
   useEffect(() => {
-    getJson<{ members: Member[] }>(base).then((r) => { setMembers(r.members); setWhy(''); }, (e: Error) => { setMembers(null); setWhy(e.message); });
-  }, [image.id, image.updated_at]);
-  if (image.visibility !== 'shared' && !(members && members.length)) return null;
+    if (!shared) { setMembers(null); setWhy(''); return; }
+    getJson<{ members: Member[] }>(base).then((r) => { setMembers(r.members); setWhy(''); }, (e: Error) => {
+      setMembers(null);
+      // A 403 (the visibility or the caller's roles changed meanwhile) is not an error to show: the list is just not the caller's to see.
+      setWhy(e instanceof ApiError && e.status === 403 ? '' : e.message);
+    });
+  }, [image.id, image.updated_at, shared]);
+  if (!shared) return null;
   const mine = members?.find((m) => m.member_id === caller?.project_id);
   return (
     <section aria-labelledby="h-members"><h2 id="h-members">Members</h2>

@@ -1,6 +1,6 @@
 /** Metadata history (issue 11's /v2/images/{id}/revisions), shown when PIR serves it: each change, and a diff of a revision against now. */
 import { useEffect, useState } from 'preact/hooks';
-import { getJson, isNoRoute, sendJson, type Image } from './api';
+import { ApiError, getJson, isNoRoute, sendJson, type Image } from './api';
 import type { Features } from './features';
 import { visible, when } from './format';
 
@@ -12,9 +12,12 @@ export function Revisions({ image, editable, act }: { image: Image; features: Fe
   const [diff, setDiff] = useState<{ n: number; rows: [string, unknown, unknown][] } | null>(null);
   const base = `/v2/images/${encodeURIComponent(image.id)}/revisions`;
   useEffect(() => {
-    getJson<{ revisions: Revision[] }>(`${base}?limit=100`).then((r) => setRevisions(r.revisions), (e) => { if (isNoRoute(e)) setAbsent(true); else setRevisions([]); });
+    // The page asks only for the owner project or an admin (maySeeRevisions); a 403 still (roles changed) shows nothing, as a PIR without revisions.
+    getJson<{ revisions: Revision[] }>(`${base}?limit=100`).then((r) => { setAbsent(false); setRevisions(r.revisions); }, (e) => {
+      if (isNoRoute(e) || (e instanceof ApiError && (e.status === 403 || e.status === 404))) setAbsent(true); else setRevisions([]);
+    });
   }, [image.id, image.updated_at]);
-  if (absent || revisions === null) return null; // this PIR keeps no revisions
+  if (absent || revisions === null) return null; // this PIR keeps no revisions, or they are not the caller's to see
   const show = async (n: number) => {
     const then = (await getJson<Revision>(`${base}/${n}`)).metadata ?? {};
     const now = image as Record<string, unknown>;

@@ -230,6 +230,53 @@ describe('web console in a browser', { skip: missing && !inCI ? `no Chromium at 
     assert.match(await page.textContent('#image-error') ?? '', /No such image/);
   });
 
+  it("an image's page asks only what the caller may see: no members of a private image, no revisions for a member project (no 403, no console error)", async () => {
+    const a = new PirClient(base, ids.A.token);
+    const b = new PirClient(base, ids.B.token);
+    const priv = await a.createImage({ name: `a-private-${randomUUID()}`, disk_format: 'raw', container_format: 'bare', visibility: 'private' });
+    const shared = await a.createImage({ name: `a-shared-${randomUUID()}`, disk_format: 'raw', container_format: 'bare', visibility: 'shared' });
+    assert.equal((await a.call('POST', `/v2/images/${shared.id}/members`, { member: ids.B.project_id })).status, 200);
+    assert.equal((await b.call('PUT', `/v2/images/${shared.id}/members/${ids.B.project_id}`, { status: 'accepted' })).status, 200);
+
+    /** Opens the image's page in a fresh tab signed in with `token`; returns the failed requests and console errors and warnings, and the requested paths. */
+    const visit = async (token: string, id: string) => {
+      const context = await browser!.newContext();
+      const tab = await context.newPage();
+      const logged: string[] = [];
+      const requested: string[] = [];
+      tab.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') logged.push(m.text()); });
+      tab.on('response', (r) => { if (r.status() >= 400) logged.push(`${r.status()} ${r.url()}`); });
+      tab.on('request', (r) => requested.push(new URL(r.url()).pathname));
+      await tab.goto(`${base}/console`);
+      await tab.fill('#signin-token', token);
+      await tab.click('#signin button[type=submit]');
+      await tab.waitForSelector('#live-state.on', { timeout: 10_000 });
+      await tab.waitForFunction(() => document.querySelector('#who')?.textContent?.startsWith('project '));
+      await tab.evaluate((image) => { location.hash = `#/images/${image}`; }, id);
+      await tab.waitForSelector(`article[data-image="${id}"] #image-status`);
+      // The event stream stays open (never network-idle): give the page's own requests (members, revisions, share links) time to answer.
+      await tab.waitForTimeout(1500);
+      const headings = await tab.locator('h2').allTextContents();
+      await context.close();
+      return { logged, requested, headings };
+    };
+
+    const own = await visit(ids.A.token, priv.id);
+    assert.deepEqual(own.logged, [], "the owner's page of a private image: a clean browser console");
+    assert.ok(!own.requested.some((p) => p.endsWith('/members')), `no members request for a private image: ${own.requested.join(' ')}`);
+    assert.ok(!own.headings.includes('Members'));
+
+    const member = await visit(ids.B.token, shared.id);
+    assert.deepEqual(member.logged, [], "a member project's page of a shared image: a clean browser console");
+    assert.ok(!member.requested.some((p) => /^\/v2\/images\/[^/]+\/revisions/.test(p)), `no revisions request for a member project: ${member.requested.join(' ')}`);
+    assert.ok(!member.headings.includes('Revisions'), 'no empty Revisions heading');
+    assert.ok(member.headings.includes('Members'), 'a shared image shows its members (the member its own record)');
+
+    const owner = await visit(ids.A.token, shared.id);
+    assert.deepEqual(owner.logged, [], "the owner's page of a shared image: a clean browser console");
+    assert.ok(owner.requested.some((p) => p.endsWith('/members')), 'the owner sees the members of a shared image');
+  });
+
   it('is keyboard-usable and fits a narrow screen (screenshots)', async () => {
     await page.evaluate(() => { location.hash = '#/'; });
     await page.waitForSelector(`#images-list .row[data-id="${goodId}"]`);
