@@ -122,7 +122,7 @@
     return row;
   }
 
-  /** A stage's time: as recorded, else from its start and end (a failed stage records no duration; a pending one's end is a failed attempt's). */
+  /** A stage's time: as recorded, else from its start and end (older failed stages recorded no duration; a pending one's end is a failed attempt's). */
   function stageMs(x) {
     if (x.duration_ms !== null && x.duration_ms !== undefined) return x.duration_ms;
     if (x.started_at && x.ended_at && x.status !== 'pending') return Math.max(0, Date.parse(x.ended_at) - Date.parse(x.started_at));
@@ -148,6 +148,9 @@
         if (start !== null) { bar.style.left = `${(100 * start) / span}%`; bar.style.width = `${(100 * Math.max(0, end - start)) / span}%`; } else bar.hidden = true;
         rows.push(el('div', { class: 'wf-row', 'data-stage': st }, el('span', { class: 'wf-label' }, `${st}${x.attempts > 1 ? ` ×${x.attempts}` : ''}`), el('div', { class: 'wf-track' }, bar), el('span', { class: 'wf-time' }, `${x.status} ${ms(stageMs(x))}`)));
       }
+    } else if (img.failure && img.failure.run !== undefined) {
+      // An import that failed before its bytes were in (web-download, location): a run, no stages.
+      rows.push(el('p', {}, `Run ${img.failure.run} (${img.failure.method ?? 'import'}) failed before its data was in: no stage ran.`));
     } else rows.push(el('p', {}, 'No pipeline run yet.'));
     $('waterfall').replaceChildren(...rows);
     const trace = $('detail-trace');
