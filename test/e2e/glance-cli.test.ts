@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -109,6 +109,22 @@ describe('the glance CLI against pir serve', { skip: !haveGlance && !inCI ? 'no 
       glance('image-create', '--name', 'cli-evil', '--disk-format', 'qcow2', '--container-format', 'bare', '--file', evil),
       (error: Error & { stderr?: string }) => /backing file/.test(String(error.stderr)),
     );
+  });
+
+  it("shows PIR's reason, not 'Broken pipe', when a large upload is refused before its data is read", async () => {
+    // The CLI sends the whole (chunked) body before it reads the answer: PIR must go on reading it.
+    const disk = await makeImage(dir, 'raw', { size: '8M' });
+    const id = field(await glance('image-create', '--name', 'cli-refused-upload', '--disk-format', 'raw', '--container-format', 'bare', '--file', disk), 'id')!;
+    const big = join(dir, 'big.raw');
+    await writeFile(big, Buffer.alloc(64 * 1024 * 1024, 7));
+    const refused = (error: Error & { stderr?: string }, reason: RegExp) => {
+      assert.doesNotMatch(String(error.stderr), /Broken pipe|Errno 32/, String(error.stderr));
+      assert.match(String(error.stderr), reason);
+      return true;
+    };
+    await assert.rejects(glance('image-upload', '--file', big, id), (e: Error & { stderr?: string }) => refused(e, /is active; bytes can be uploaded only to a queued image/));
+    await assert.rejects(glanceAs('not-a-token-0123456789', 'image-upload', '--file', big, id), (e: Error & { stderr?: string }) => refused(e, /401|credentials/i));
+    await rm(big);
   });
 
   it('takes what image-create without --file uploads from an empty, non-terminal stdin: an empty raw disk, as Glance does; a qcow2 waits for image-upload', async () => {
