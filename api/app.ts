@@ -17,6 +17,7 @@ import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
 import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
+import { closeStalledSends } from './send-stall.js';
 import { awaitsContinue, bodyConsumed, deferExpect, hasBufferedBody, hasMalformedQuery, lingerOnRefusedBody, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
 import { LIMITS } from '../core/limits.js';
 import { RouteMethods } from './route-methods.js';
@@ -108,6 +109,8 @@ export const HTTP_TIMEOUTS = {
   keepAliveMs: 65_000,
   /** No byte either way on a connection for this long: it is closed. */
   socketIdleMs: 300_000,
+  /** An answer with bytes waiting and none taken by the client for this long: closed (api/send-stall.ts). */
+  sendStallMs: 60_000,
   /**
    * A body PIR refused before reading it (no token, wrong state, too large) is still read and
    * discarded for up to this long and this much after the answer, so that a client that sends it
@@ -144,6 +147,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   app.server.headersTimeout = timeouts.headersMs;
+  const stopStallWatch = closeStalledSends(app.server, timeouts.sendStallMs);
+  app.addHook('onClose', async () => stopStallWatch());
   jsonBodies(app);
   deferExpect(app.server);
   app.setErrorHandler(handleError);
