@@ -118,7 +118,16 @@ export const HTTP_TIMEOUTS = {
    */
   refusedBodyLingerMs: 30_000,
   refusedBodyLingerBytes: 1024 * 1024 * 1024,
+  /** The same for a request without a valid token: less reading for anyone to ask of PIR. */
+  anonymousBodyLingerBytes: 64 * 1024 * 1024,
 };
+
+/** The routes that take image data, whose refused bodies PIR goes on reading (lingerOnRefusedBody). */
+const IMAGE_DATA_ROUTES = new Set(['PUT /v2/images/:id/file', 'PUT /v2/images/:id/stage', 'POST /v2/images/:id/uploads', 'PATCH /v2/images/:id/uploads/:upload']);
+
+function takesImageData(request: FastifyRequest): boolean {
+  return IMAGE_DATA_ROUTES.has(`${request.method} ${request.routeOptions.url ?? ''}`);
+}
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const timeouts = { ...HTTP_TIMEOUTS, ...deps.httpTimeouts };
@@ -202,13 +211,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-openstack-request-id', request.id);
-    // A body left unread (a refusal before the data was wanted): a client waiting for "continue"
-    // sends none, so the connection closes; one already sending gets to finish (bounded).
-    if (!bodyConsumed(request.raw) && String(reply.getHeader('connection') ?? '').toLowerCase() !== 'close') {
-      // (A 408 answers a body that went silent: waiting longer for it is pointless.)
-      if (awaitsContinue(request.raw) || request.raw.destroyed || reply.statusCode === 408) reply.header('Connection', 'close');
-      else lingerOnRefusedBody(request.raw, { ms: timeouts.refusedBodyLingerMs, bytes: timeouts.refusedBodyLingerBytes });
+    if (bodyConsumed(request.raw) || String(reply.getHeader('connection') ?? '').toLowerCase() === 'close') return;
+    // A body left unread (a refusal before the data was wanted). Only image data is worth
+    // waiting for: a client waiting for "continue" sends none, a 408 answers a body that went
+    // silent, and any other body is not read (the connection closes).
+    if (awaitsContinue(request.raw) || request.raw.destroyed || reply.statusCode === 408 || !takesImageData(request)) {
+      reply.header('Connection', 'close');
+      return;
     }
+    // Callers without a valid token get less of PIR's reading than those it knows.
+    const bytes = request.caller ? timeouts.refusedBodyLingerBytes : timeouts.anonymousBodyLingerBytes;
+    const drained = lingerOnRefusedBody(request.raw, { ms: timeouts.refusedBodyLingerMs, bytes });
+    // Node closes at once after the answer to a client that asked to close (or HTTP/1.0): that
+    // one gets its answer once its body is in.
+    if (!reply.raw.shouldKeepAlive) await drained;
   });
   // Latency by route pattern (never the raw URL: ids would make every image its own series).
   app.addHook('onResponse', async (request, reply) => {

@@ -3,13 +3,14 @@
  * (core/error-catalog.ts). Every body says what was wrong and what to do.
  */
 import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorSpec } from '../core/error-catalog.js';
 import { PirError, isStorageFull, type ErrorKind } from '../core/errors.js';
 import { tooManyProperties, tooManyTags } from '../core/image-entity.js';
 import { isUnreachable } from '../infra/unreachable.js';
-import { mediaTypeOf } from './http-hygiene.js';
+import { isLingering, mediaTypeOf } from './http-hygiene.js';
 
 /** For a code nobody declared (the catalog test fails on those): the status its kind implies. */
 const STATUS_OF_KIND: Record<ErrorKind, number> = {
@@ -152,10 +153,16 @@ export function clientErrorResponse(error: NodeJS.ErrnoException): { status: num
 
 export function writeClientError(socket: Socket, error: NodeJS.ErrnoException): { status: number; code: string } | null {
   if (error.code === 'ECONNRESET' || socket.destroyed) return null;
+  // The rest of a refused body, read after its answer (lingerOnRefusedBody): that request has
+  // its answer, and a client that broke off or garbled what it still sent gets no second one.
+  if (isLingering(socket)) {
+    socket.destroy();
+    return null;
+  }
   const { status, code, message } = clientErrorResponse(error);
   if (socket.writable) {
     const body = JSON.stringify(errorBody(status, code, message));
-    socket.write(`HTTP/1.1 ${status} ${TITLES[status] ?? STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${TITLES[status] ?? STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Openstack-Request-Id: req-${randomUUID()}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy();
   return { status, code };

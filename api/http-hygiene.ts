@@ -4,6 +4,7 @@
  * transfer codings it takes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 
 /** Glance's request id form; anything else a client sends is replaced, never echoed or logged. */
@@ -116,6 +117,14 @@ export interface RefusedBodyLinger {
   bytes: number;
 }
 
+const LINGERING = Symbol('pir.lingering');
+type Lingering = Socket & { [LINGERING]?: boolean };
+
+/** True while the socket carries the rest of a body whose request was answered already. */
+export function isLingering(socket: Socket): boolean {
+  return (socket as Lingering)[LINGERING] === true;
+}
+
 /**
  * For a request answered while its body is still arriving: reads and discards the rest of the
  * body, up to `linger.bytes` or for `linger.ms`, then closes the connection if the body has not
@@ -123,26 +132,34 @@ export interface RefusedBodyLinger {
  * (the glance CLI, python-requests) otherwise hit a reset on their next write and show
  * "Broken pipe" instead of the 401, 409 or 413 and its reason. A body that ends in time leaves
  * the connection reusable. Called as the answer is sent: reading starts now, so that Node does
- * not dump the body itself (a dumped body can no longer be counted).
+ * not dump the body itself (a dumped body can no longer be counted). Settles once the body has
+ * ended or the connection is closed.
  */
-export function lingerOnRefusedBody(req: IncomingMessage, linger: RefusedBodyLinger): void {
-  if (bodyConsumed(req) || req.destroyed) return;
-  const socket = req.socket;
-  let read = 0;
-  const cutOff = () => socket.destroy();
-  const timer = setTimeout(cutOff, linger.ms);
-  const stop = () => clearTimeout(timer);
-  req.once('end', stop);
-  socket.once('close', stop);
-  // A route may have read part of the body and stopped (a 413 mid-stream): whatever it left
-  // listening goes, and the rest flows into the counter.
-  req.removeAllListeners('readable');
-  req.removeAllListeners('data');
-  req.on('data', (chunk: Buffer) => {
-    read += chunk.length;
-    if (read > linger.bytes) cutOff();
+export function lingerOnRefusedBody(req: IncomingMessage, linger: RefusedBodyLinger): Promise<void> {
+  if (bodyConsumed(req) || req.destroyed) return Promise.resolve();
+  const socket = req.socket as Lingering;
+  socket[LINGERING] = true;
+  return new Promise((resolve) => {
+    let read = 0;
+    const cutOff = () => socket.destroy();
+    const timer = setTimeout(cutOff, linger.ms);
+    const settle = () => {
+      clearTimeout(timer);
+      socket[LINGERING] = false;
+      resolve();
+    };
+    req.once('end', settle);
+    socket.once('close', settle);
+    // A route may have read part of the body and stopped (a 413 mid-stream): whatever it left
+    // listening goes, and the rest flows into the counter.
+    req.removeAllListeners('readable');
+    req.removeAllListeners('data');
+    req.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > linger.bytes) cutOff();
+    });
+    req.resume();
   });
-  req.resume();
 }
 
 /** Bodies that stream (image data: uploads, stage, tus), with their own idle rule instead of a deadline. */

@@ -39,6 +39,7 @@ describe('HTTP layer: errors in PIR shape', () => {
     const r = c.firstResponse();
     assert.equal(r?.status, 400, c.received.slice(0, 300));
     assertErrorShape(r!.body, 400, 'malformed_request');
+    assert.match(r!.headers['x-openstack-request-id'] ?? '', /^req-[0-9a-f-]{36}$/, 'every answer carries a request id');
   });
 
   it('answers requests Node lets through but HTTP/1.1 refuses (RFC 9112 §3.2) with a 400 malformed_request and closes', async () => {
@@ -236,21 +237,59 @@ describe('HTTP layer: bodies PIR refuses', () => {
     }
   });
 
-  it('closes the connection once a refused body goes on past the bound', async (t) => {
-    const g = await appFixture({ httpTimeouts: { refusedBodyLingerBytes: 8 * MiB } });
+  it('closes the connection once a refused body goes on past the bound, sooner for a caller without a valid token', async (t) => {
+    const g = await appFixture({ httpTimeouts: { refusedBodyLingerBytes: 16 * MiB, anonymousBodyLingerBytes: 4 * MiB } });
     try {
       const gPort = await listen(g.app);
       const gSockets = serverSockets(g);
       const id = await queuedImage(g);
-      const c = new RawConnection(gPort);
-      await c.write(`PUT /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${60 * MiB}\r\n\r\n`);
-      for (let sent = 0; sent < 60 && !c.socket.destroyed && c.error === null; sent++) await c.write(Buffer.alloc(MiB));
-      await c.closed;
-      const server = gSockets[0]!;
-      assert.ok(server.destroyed, 'the server closed its side');
-      assert.ok(server.bytesRead < 16 * MiB, `the server read ${server.bytesRead} bytes of a refused 60 MiB body`);
-      t.diagnostic(`the server read ${server.bytesRead} bytes of a refused 60 MiB body, bound 8 MiB`);
+      const active = await activeImage(g, Buffer.alloc(4096, 7));
+      for (const [path, token, bound] of [[`/v2/images/${id}/file`, null, 4 * MiB], [`/v2/images/${active}/file`, TOKEN, 16 * MiB]] as const) {
+        const before = gSockets.length;
+        const c = new RawConnection(gPort);
+        await c.write(`PUT ${path} HTTP/1.1\r\nHost: x\r\n${token ? `X-Auth-Token: ${token}\r\n` : ''}Content-Type: application/octet-stream\r\nContent-Length: ${60 * MiB}\r\n\r\n`);
+        for (let sent = 0; sent < 60 && !c.socket.destroyed && c.error === null; sent++) await c.write(Buffer.alloc(MiB));
+        await c.closed;
+        const server = gSockets[before]!;
+        assert.ok(server.destroyed, 'the server closed its side');
+        assert.ok(server.bytesRead > bound && server.bytesRead < bound + 8 * MiB, `the server read ${server.bytesRead} bytes of a refused 60 MiB body, bound ${bound}`);
+        t.diagnostic(`${token ? 'with' : 'without'} a token: the server read ${server.bytesRead} bytes of a refused 60 MiB body, bound ${bound}`);
+      }
     } finally { await g.close(); }
+  });
+
+  it('gives a client that asked to close its answer once its refused body is in', async () => {
+    const active = await activeImage(f, Buffer.alloc(4096, 7));
+    for (const [version, connection] of [['1.1', 'Connection: close\r\n'], ['1.0', '']] as const) {
+      const c = new RawConnection(port);
+      await c.write(`PUT /v2/images/${active}/file HTTP/${version}\r\nHost: x\r\n${connection}X-Auth-Token: ${TOKEN}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${24 * MiB}\r\n\r\n`);
+      for (let sent = 0; sent < 24; sent++) await c.write(Buffer.alloc(MiB));
+      assert.equal(c.error, null, `HTTP/${version}: the client could send its whole body (${c.error?.message})`);
+      await c.closed;
+      const r = c.firstResponse();
+      assert.equal(r?.status, 409, `HTTP/${version}: ${c.received.slice(0, 200)}`);
+    }
+  });
+
+  it('answers a request once: what the client garbles after its refused body is not answered again', async () => {
+    const active = await activeImage(f, Buffer.alloc(4096, 7));
+    const c = new RawConnection(port);
+    await c.write(`PUT /v2/images/${active}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n`);
+    await c.waitFor(() => c.firstResponse() !== null);
+    await new Promise((r) => setTimeout(r, 200)); // the rest of the body is being read and discarded
+    await c.write('zz\r\nGET /versions HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.closed;
+    assert.equal(c.firstResponse()!.status, 409);
+    assert.equal(c.received.match(/HTTP\/1\.1 \d{3} /g)?.length, 1, c.received.slice(0, 600));
+  });
+
+  it('does not read a refused body on a route that takes no image data', async () => {
+    const c = new RawConnection(port);
+    await c.write(`POST /v2/images HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${8 * MiB}\r\n\r\n`);
+    await c.waitFor(() => c.firstResponse() !== null);
+    assert.equal(c.firstResponse()!.status, 401);
+    assert.equal(c.firstResponse()!.headers.connection, 'close');
+    await c.closed;
   });
 });
 
