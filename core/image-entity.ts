@@ -8,7 +8,7 @@
  * Each function changes the draft and returns the events to write with it.
  */
 import { commonPropertyProblem } from './common-properties.js';
-import type { ExternalLocation, HashedBlob, ImageDoc, LocationFingerprint, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
+import type { ExternalLocation, HashedBlob, ImageDoc, ImportFailure, LocationFingerprint, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { canTransition } from '../schemas/state-machine.js';
 import { fail } from './error-catalog.js';
@@ -162,10 +162,13 @@ export function activate(draft: ImageDoc, run: number): NewEvent[] {
   })];
 }
 
-/** Ends an image's pipeline for good, recording why. */
-export function kill(draft: ImageDoc, stage: string, code: string, message: string): NewEvent[] {
+/**
+ * Ends an image's pipeline for good, recording why. `beforeRun`: an import that failed before its
+ * bytes were in (web-download, location), so before any pipeline run, names its run for its task.
+ */
+export function kill(draft: ImageDoc, stage: string, code: string, message: string, beforeRun?: Pick<ImportFailure, 'run' | 'method' | 'requested'>): NewEvent[] {
   transition(draft, 'killed');
-  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString() };
+  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString(), ...beforeRun };
   draft.upload = null;
   draft.staging = null;
   // An import to named stores: every store still being imported to has failed (Glance moves them

@@ -6,7 +6,7 @@
  * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Visibility } from '../schemas/image.js';
+import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Requester, type Visibility } from '../schemas/image.js';
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict, PirError } from './errors.js';
@@ -572,7 +572,7 @@ export class ImageService {
       const kind = draft.upload.kind;
       const events: NewEvent[] = entity.staged(draft, run, blob, claimed);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
-      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null }));
+      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, requestedBy(caller)));
       return events;
     }).catch(async (error: unknown) => {
       const gone = (error as { kind?: string }).kind === 'not_found' || (error as { code?: string }).code === 'image_deleted';
@@ -647,10 +647,7 @@ export class ImageService {
       await this.manifest.update(id, (draft) => {
         const method = draft.upload?.run === run ? draft.upload.kind : null;
         if (method !== 'web-download' && method !== 'location') return null;
-        const events = entity.kill(draft, 'import', code, message);
-        // No pipeline run exists yet: the failure names the import's run, for its task.
-        draft.failure = { ...draft.failure!, run, method, requested: { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null } };
-        return events;
+        return entity.kill(draft, 'import', code, message, { run, method, requested: requestedBy(caller) });
       });
     } finally {
       await this.dropStaging(id);
@@ -697,8 +694,8 @@ export class ImageService {
     await removeStaging(this.blobs, id, doc?.blob_key);
   }
 
-  /** POST …/import with glance-direct: a staged image starts the pipeline; `requestId` is the import call's, for its task. */
-  async importStaged(caller: Caller, id: string, targets?: StoreTargets, requestId: string | null = null): Promise<ImageDoc> {
+  /** POST …/import with glance-direct: a staged image starts the pipeline (its task names the caller's request). */
+  async importStaged(caller: Caller, id: string, targets?: StoreTargets): Promise<ImageDoc> {
     return this.change(caller, id, 'modify_image', (draft) => {
       if (draft.status !== 'uploading' || !draft.staging) {
         throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
@@ -707,7 +704,7 @@ export class ImageService {
       entity.requireFormatsBefore(draft, 'import', 'it cannot be set once data is staged: create the image again with disk_format and container_format, then stage and import.');
       // Stores named at import win over the X-Image-Meta-Store of PUT …/stage.
       if (targets) draft.store_import = importPlan(targets);
-      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, { user_id: caller.user_id ?? null, request_id: requestId });
+      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, requestedBy(caller));
     });
   }
 
@@ -874,4 +871,9 @@ export class ImageService {
 /** The record of an import's target stores; null: the default store alone, as without multi-store. */
 function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import'] {
   return targets ? { importing: [...targets.stores], failed: [], must_succeed: targets.must_succeed } : null;
+}
+
+/** Who started a run or import, for its task: the caller's user and the call's request id. */
+function requestedBy(caller: Caller): Requester {
+  return { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null };
 }

@@ -35,6 +35,12 @@ export interface HashedBlob {
   sha512: string;
 }
 
+/** Who started an import, and in which request (its x-openstack-request-id): Glance's task user_id and request_id. */
+export interface Requester {
+  user_id: string | null;
+  request_id: string | null;
+}
+
 export interface ImportFailure {
   stage: StageName | 'upload' | 'import';
   code: string;
@@ -46,7 +52,7 @@ export interface ImportFailure {
    */
   run?: number;
   method?: 'web-download' | 'location';
-  requested?: { user_id: string | null; request_id: string | null };
+  requested?: Requester;
 }
 
 /** One run of the pipeline over a staged upload. A new import starts a new run. */
@@ -61,8 +67,8 @@ export interface PipelineRun {
   deadline_at: string;
   /** How many times a stuck run was resumed by the sweeper. */
   resumes: number;
-  /** Who started the run, and in which request (its x-openstack-request-id): Glance's task user_id and request_id. */
-  requested?: { user_id: string | null; request_id: string | null } | null;
+  /** Who started the run. */
+  requested?: Requester | null;
   /**
    * The stage the previous stage's completion already started (marked running, attempt counted,
    * deadline set) in its own write: its job runs without a start write of its own.

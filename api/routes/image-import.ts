@@ -49,7 +49,7 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
       if (!targets) throw fail('bad_stores', 'copy-image needs the stores to copy to: stores (or all_stores: true).');
       await storeOps!.copyImage(request.caller, id, targets.stores, targets.must_succeed, body.all_stores === true);
     } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets);
-    else await images.importStaged(request.caller, id, targets, request.id);
+    else await images.importStaged(request.caller, id, targets);
     return reply.code(202).send();
   });
 }
