@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import { handleError, sendError } from '../api/error-handler.js';
 import { requestedRange } from '../api/byte-range.js';
 import { versionRoutes } from '../api/routes/versions.js';
+import { HTTP_TIMEOUTS } from '../api/http-timeouts.js';
+import { closeStalledSends } from '../api/send-stall.js';
 import { openFileStream } from '../infra/storage/file-stream.js';
 import { CACHEABLE_ID, type CacheStore, type Entry } from './cache-store.js';
 import { verifiedDelivery } from './event-follower.js';
@@ -32,10 +34,21 @@ export interface CacheAppDeps {
   onEvent: (type: string, imageId: string, data: Record<string, unknown>) => Promise<void>;
   /** The base URL clients reach this cache at (PIR_CACHE_PUBLIC_URL), for /versions' links. */
   publicUrl?: string | null;
+  /** The API's connection limits (api/http-timeouts.ts) by default; tests shorten them. */
+  httpTimeouts?: Partial<Pick<typeof HTTP_TIMEOUTS, 'headersMs' | 'socketIdleMs' | 'sendStallMs'>>;
 }
 
 export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, requestTimeout: 0, keepAliveTimeout: 65_000, routerOptions: { maxParamLength: 1024 } });
+  const timeouts = { ...HTTP_TIMEOUTS, ...deps.httpTimeouts };
+  // The API's rules for connections that stop moving: a silent socket, slow headers, and a
+  // client that stopped reading a download (which would hold its buffered megabytes).
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger, requestTimeout: 0, keepAliveTimeout: timeouts.keepAliveMs,
+    connectionTimeout: timeouts.socketIdleMs, routerOptions: { maxParamLength: 1024 },
+  });
+  app.server.headersTimeout = timeouts.headersMs;
+  const stopStallWatch = closeStalledSends(app.server, timeouts.sendStallMs);
+  app.addHook('onClose', async () => stopStallWatch());
   app.setErrorHandler(handleError);
   await app.register(replyFrom, {
     base: deps.upstream.base,

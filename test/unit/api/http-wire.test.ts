@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { Agent, request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { assertStalledReaderCut } from '../../support/stalled-readers.js';
 import { activeImage, appFixture, assertErrorShape, listen, queuedImage, RawConnection, TOKEN, type AppFixture } from './app-fixture.js';
 
 const MiB = 1024 * 1024;
@@ -451,30 +452,8 @@ describe('HTTP layer: timeouts', () => {
     const f = await appFixture({ httpTimeouts: { sendStallMs: 800 } });
     try {
       const port = await listen(f.app);
-      const sockets = serverSockets(f);
       const id = await activeImage(f, Buffer.alloc(32 * MiB, 9)); // more than the kernel's buffers take
-      const open = (): Promise<Socket> => new Promise((resolve) => {
-        const c = connect(port, '127.0.0.1', () => {
-          c.write(`GET /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\n\r\n`);
-          c.pause();
-          resolve(c);
-        });
-      });
-      const stalled = await open();
-      const slow = await open();
-      // The slow client takes what has arrived ten times a second.
-      const reading = setInterval(() => { slow.resume(); setTimeout(() => slow.pause(), 2); }, 100);
-      try {
-        await new Promise((r) => setTimeout(r, 3000));
-        const [stalledServer, slowServer] = sockets;
-        assert.ok(stalledServer!.destroyed, 'the stalled reader was cut off');
-        assert.ok(!slowServer!.destroyed, 'the slow reader was not');
-        assert.ok(slowServer!.bytesWritten > 0);
-      } finally {
-        clearInterval(reading);
-        stalled.destroy();
-        slow.destroy();
-      }
+      await assertStalledReaderCut(f.app.server, port, `GET /v2/images/${id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${TOKEN}\r\n\r\n`);
     } finally { await f.close(); }
   });
 

@@ -16,6 +16,7 @@ import { CacheStore } from '../../../cache/cache-store.js';
 import { PrefetchQueue } from '../../../cache/prefetch-queue.js';
 import { Upstream } from '../../../cache/upstream.js';
 import { signatureHeader } from '../../../core/webhooks/signing.js';
+import { assertStalledReaderCut } from '../../support/stalled-readers.js';
 import { makeTempDir, removeDir } from '../../support/images.js';
 
 const log = pino({ level: 'silent' });
@@ -160,5 +161,33 @@ describe('cache app', () => {
     }
     const posted = await fetch(`${base}/`, { method: 'POST', headers: { 'x-auth-token': USER, 'content-type': 'application/json' }, body: '{}' });
     assert.equal(posted.headers.get('x-upstream'), 'yes');
+  });
+});
+
+describe('cache app: connections', () => {
+  it('closes a connection whose client stopped reading, and keeps one that reads slowly, as the API does', async () => {
+    const dir = await makeTempDir('pir-cache-stall-');
+    const big = Buffer.alloc(32 * 2 ** 20, 7); // more than the kernel's buffers take
+    const upstream = createServer((_request, response) => response.writeHead(200, { 'content-length': big.length }).end(big));
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const client = new Upstream({ base: `http://127.0.0.1:${(upstream.address() as { port: number }).port}`, decisionTtlMs: 1, maxDecisions: 10, timeoutMs: 5000 });
+    const store = new CacheStore(join(dir, 'cache'), 2 ** 30, log, { evicted() {}, corrupt() {}, upstreamBytes() {} });
+    await store.open();
+    const app = await buildCacheApp({
+      log, store, upstream: client, queue: new PrefetchQueue(store, client, log), adminToken: ADMIN,
+      webhookSecret: () => null, onEvent: async () => {}, httpTimeouts: { sendStallMs: 800 },
+    });
+    try {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      assert.equal(app.server.headersTimeout, 30_000);
+      assert.equal(app.server.timeout, 300_000, 'a silent connection is closed');
+      const port = (app.server.address() as { port: number }).port;
+      await assertStalledReaderCut(app.server, port, `GET /v2/images?limit=1000 HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${USER}\r\n\r\n`);
+    } finally {
+      await app.close();
+      upstream.close();
+      await removeDir(dir);
+    }
   });
 });
