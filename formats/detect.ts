@@ -29,11 +29,11 @@ function failure(err: unknown, insp: Inspector): Finding {
   if (err instanceof ReaderIOError) throw err.original;
   if (err instanceof ReadBudgetExceeded) {
     return refuse('inspection_limit',
-      `${insp.format} inspection needed to read more header data than PIR allows (${err.message}); the image is probably malformed. Re-export it and upload again.`);
+      `${insp.format} inspection needed to read more header data than PIR allows (${err.message}); the image is probably malformed. Re-export it and upload it to a new image.`);
   }
   const why = err instanceof Error ? err.message : String(err);
   return refuse('corrupt_header',
-    `${insp.format} image header could not be parsed (${why}). Check that the upload was complete, or re-export the image, and upload it again.`);
+    `${insp.format} image header could not be parsed (${why}). Check that the upload was complete, or re-export the image, and upload it to a new image.`);
 }
 
 async function runInspector(ctx: ReadContext, insp: Inspector): Promise<Match | null> {
@@ -100,7 +100,7 @@ export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCac
   if (conflicting.length > 0) {
     const names = [primary.format, ...conflicting.map((m) => m.format)].join(', ');
     findings.unshift(refuse('multiple_formats',
-      `The image matches several disk formats at once (${names}), which can be used to hide one format inside another. Convert it to a single format with \`qemu-img convert\` and upload again.`));
+      `The image matches several disk formats at once (${names}), which can be used to hide one format inside another. Convert it to a single format with \`qemu-img convert\` and upload it to a new image.`));
   }
 
   return {

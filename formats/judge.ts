@@ -106,7 +106,7 @@ export function judge(report: FormatReport, declaredDiskFormat: string | null, p
   const virtualSize = isoDisk ? report.fileSize : report.virtualSize;
   if (virtualSize === null) {
     return no('virtual_size_unknown',
-      `PIR could not determine the virtual size of this ${report.format} image from its header. Re-export the image and upload it again.`, notes);
+      `PIR could not determine the virtual size of this ${report.format} image from its header. Re-export the image and upload it to a new image.`, notes);
   }
   if (virtualSize > policy.maxVirtualSize) {
     return no('virtual_size_too_large',

@@ -19,10 +19,10 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const version = h.readUInt16BE(6);
   details.version = version;
   findings.push(refuse('encrypted',
-    'The image is a LUKS encrypted volume; PIR cannot inspect or boot encrypted images unless encrypted uploads are enabled. Decrypt it (e.g. `qemu-img convert --object secret,... -O raw`) and upload again.'));
+    'The image is a LUKS encrypted volume; PIR cannot inspect or boot encrypted images unless encrypted uploads are enabled. Decrypt it (e.g. `qemu-img convert --object secret,... -O raw`) and upload it to a new image.'));
   if (version !== 1) {
     findings.push(refuse('luks_unsupported_version',
-      `LUKS header field 'version' is ${version}; PIR (like qemu) handles LUKS version 1 only. Re-create the volume as LUKS1 or decrypt it, and upload again.`));
+      `LUKS header field 'version' is ${version}; PIR (like qemu) handles LUKS version 1 only. Re-create the volume as LUKS1 or decrypt it, and upload it to a new image.`));
     return { virtualSize: null, findings, details };
   }
   if (h.length < V1_HEADER) {

@@ -12,7 +12,7 @@ const PTE_START = 446;
 const GPT_SIGNATURE = 'EFI PART';
 const PROTECTIVE = 0xee;
 const MAX_ENTRY_ARRAY = 1 * MiB; // default is 128 × 128 = 16 KiB; anything near 1 MiB is hostile
-const FIX = 'Repair the partition table (e.g. with `sgdisk --verify`/`fdisk`) or re-create the disk image, and upload again.';
+const FIX = 'Repair the partition table (e.g. with `sgdisk --verify`/`fdisk`) or re-create the disk image, and upload it to a new image.';
 
 interface MbrEntry { index: number; status: number; type: number; chsStart: [number, number, number]; lba: number; sectors: number }
 

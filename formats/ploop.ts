@@ -54,7 +54,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const virtualSize = Number(sectors * 512n);
 
   if (version !== 2) {
-    findings.push(refuse('ploop_unsupported_version', `ploop header field 'version' is ${version}; PIR accepts version 2 only. Re-create it with \`qemu-img convert -O parallels\` and upload again.`));
+    findings.push(refuse('ploop_unsupported_version', `ploop header field 'version' is ${version}; PIR accepts version 2 only. Re-create it with \`qemu-img convert -O parallels\` and upload it to a new image.`));
   }
   if (tracks === 0 || tracks > 0x7fffffff / 513) findings.push(corrupt('ploop', `field 'tracks' (cluster size) is ${tracks}`));
   else if (BigInt(batEntries) * BigInt(tracks) < sectors) {

@@ -8,7 +8,7 @@ import type { Finding } from './types.js';
 import { alignUp, bigToNumber, convertAdvice, corrupt, hex, info, pastEnd, quote, refuse, truncated } from './util.js';
 
 const MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]); // "QFI\xfb"
-const FLATTEN = 'Flatten it into a self-contained image with `qemu-img convert -O qcow2 in.qcow2 out.qcow2` and upload again.';
+const FLATTEN = 'Flatten it into a self-contained image with `qemu-img convert -O qcow2 in.qcow2 out.qcow2` and upload it to a new image.';
 
 // Incompatible feature bits (header offset 72).
 const INCOMPAT_DIRTY = 0n;
@@ -241,7 +241,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   if (bit(incompat, INCOMPAT_CORRUPT)) {
     details.corrupt = true;
     findings.push(refuse('qcow2_corrupt',
-      "qcow2 header has the 'corrupt' flag set (incompatible_features bit 1), so its metadata cannot be trusted. Repair it with `qemu-img check -r all in.qcow2` (or re-create it) and upload again."));
+      "qcow2 header has the 'corrupt' flag set (incompatible_features bit 1), so its metadata cannot be trusted. Repair it with `qemu-img check -r all in.qcow2` (or re-create it) and upload it to a new image."));
   }
   if (bit(incompat, INCOMPAT_DIRTY)) {
     details.dirty = true;
@@ -265,7 +265,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   if (cryptMethod === 1 || cryptMethod === 2) {
     details.encrypted = cryptMethod === 1 ? 'aes' : 'luks';
     findings.push(refuse('encrypted',
-      `qcow2 image is encrypted (header field 'crypt_method' is ${cryptMethod === 1 ? 'AES' : 'LUKS'}); PIR cannot inspect or boot encrypted images unless encrypted uploads are enabled. Decrypt it with \`qemu-img convert\` and upload again.`));
+      `qcow2 image is encrypted (header field 'crypt_method' is ${cryptMethod === 1 ? 'AES' : 'LUKS'}); PIR cannot inspect or boot encrypted images unless encrypted uploads are enabled. Decrypt it with \`qemu-img convert\` and upload it to a new image.`));
   } else if (cryptMethod !== 0) {
     findings.push(corrupt('qcow2', `field 'crypt_method' is ${cryptMethod} (known values are 0, 1 and 2)`));
   }

@@ -11,7 +11,7 @@ const HEADER = 64;
 const F_BACKING_FILE = 1n;
 const KNOWN_FEATURES = 0x7n; // backing file, need check, backing format no-probe
 const MAX_NAME = 1023;
-const CONVERT = 'Convert it to a self-contained image with `qemu-img convert -O qcow2 in.qed out.qcow2` and upload again.';
+const CONVERT = 'Convert it to a self-contained image with `qemu-img convert -O qcow2 in.qed out.qcow2` and upload it to a new image.';
 
 const ZERO_CLUSTER = 1n;
 

@@ -13,14 +13,14 @@ export function info(code: string, message: string): Finding {
 
 /** Standard advice: re-create the image in a self-contained form. */
 export function convertAdvice(fmt: string): string {
-  return `Re-create or convert it with \`qemu-img convert -O ${fmt} in.img out.img\` and upload it again.`;
+  return `Re-create or convert it with \`qemu-img convert -O ${fmt} in.img out.img\` and upload it to a new image.`;
 }
 
 /** A refusal for a header that is cut short or internally inconsistent. */
 export function corrupt(formatLabel: string, what: string, advice?: string): Finding {
   return refuse(
     'corrupt_header',
-    `${formatLabel} image header is damaged: ${what}. ${advice ?? 'Check that the upload was complete, or re-export the image, and upload it again.'}`,
+    `${formatLabel} image header is damaged: ${what}. ${advice ?? 'Check that the upload was complete, or re-export the image, and upload it to a new image.'}`,
   );
 }
 
@@ -36,7 +36,7 @@ export function truncated(formatLabel: string, structure: string, need: number, 
 export function pastEnd(formatLabel: string, structure: string, offset: number | bigint, length: number | bigint, fileSize: number): Finding {
   return refuse('image_truncated',
     `${formatLabel} image is truncated: the ${structure} at offset ${offset} (${length} bytes) lies past the end of the file (${fileSize} bytes). ` +
-    'Check that the upload was complete (compare its size and checksum with the original) and upload it again.');
+    'Check that the upload was complete (compare its size and checksum with the original) and upload it to a new image.');
 }
 
 /** True when [offset, offset + length) lies inside a file of `fileSize` bytes. */

@@ -9,7 +9,7 @@ import { bigToNumber, corrupt, MiB, pastEnd, refuse, truncated, within } from '.
 const SIGNATURE = 0xbeda107f;
 const HEADER = 0x1c8; // end of the v1.1 header fields we read
 const TYPES: Record<number, string> = { 1: 'dynamic', 2: 'fixed', 3: 'undo', 4: 'differencing' };
-const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vdi in.vdi out.vdi` (or VBoxManage clonemedium) and upload again.';
+const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vdi in.vdi out.vdi` (or VBoxManage clonemedium) and upload it to a new image.';
 
 const BLOCK_FREE = 0xffffffff;
 const BLOCK_ZERO = 0xfffffffe;

@@ -15,7 +15,7 @@ const TYPE_NAMES: Record<number, string> = { 2: 'fixed', 3: 'dynamic', 4: 'diffe
 // Creators whose images qemu sizes by CHS geometry rather than 'current size'.
 const CHS_CREATORS = new Set(['vpc ', 'qemu']);
 const MAX_CHS = { c: 65535, h: 16, s: 255 };
-const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vpc in.vhd out.vhd` and upload again.';
+const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vpc in.vhd out.vhd` and upload it to a new image.';
 
 function checksum(footer: Buffer): number {
   let sum = 0;

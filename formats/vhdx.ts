@@ -29,7 +29,7 @@ const ITEM = {
   parentLocator: guidToBytes('A8D35F2D-B30B-454D-ABF7-D3D84834AB0C'),
 };
 const KNOWN_ITEMS = Object.values(ITEM);
-const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vhdx in.vhdx out.vhdx` and upload again.';
+const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vhdx in.vhdx out.vhdx` and upload it to a new image.';
 
 const PAYLOAD_FULLY_PRESENT = 6;
 const PAYLOAD_PARTIALLY_PRESENT = 7;
@@ -127,7 +127,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   details.version = header.readUInt16LE(66);
   if (!header.subarray(48, 64).equals(Buffer.alloc(16))) {
     findings.push(refuse('vhdx_log_replay',
-      "VHDX header field 'LogGuid' is set: the image has unfinished log entries that would have to be replayed before it can be read. Open and cleanly close it (e.g. `qemu-img check -r all in.vhdx`) and upload again."));
+      "VHDX header field 'LogGuid' is set: the image has unfinished log entries that would have to be replayed before it can be read. Open and cleanly close it (e.g. `qemu-img check -r all in.vhdx`) and upload it to a new image."));
   }
 
   const table = await regionTable(ctx);

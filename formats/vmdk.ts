@@ -17,7 +17,7 @@ const MAX_DESCRIPTOR = 1 * MiB; // qemu's own limit on descriptor size
 const TEXT_PROBE = 4096;
 export const ALLOWED_CREATE_TYPES = ['monolithicSparse', 'streamOptimized'];
 
-const CONVERT = 'Convert it to a single self-contained file with `qemu-img convert -O vmdk -o subformat=streamOptimized in.vmdk out.vmdk` and upload again.';
+const CONVERT = 'Convert it to a single self-contained file with `qemu-img convert -O vmdk -o subformat=streamOptimized in.vmdk out.vmdk` and upload it to a new image.';
 
 /**
  * Text descriptor heuristics, at least as eager as qemu's probe (first setting line is version=N).
