@@ -10,6 +10,7 @@ import { MongoCatalogStore } from '../../infra/mongo/mongo-catalog-store.js';
 import { MongoWebhookStore } from '../../infra/mongo/mongo-webhook-store.js';
 import { MongoQuotaStore } from '../../infra/mongo/mongo-quota-store.js';
 import { registry } from '../../infra/telemetry/metrics.js';
+import { WORDS_VERSION } from '../../core/search.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
 import { waitFor } from '../support/pir-process.js';
 import { iso, makeDoc, outboxEvent, sleep } from './helpers.js';
@@ -370,6 +371,24 @@ test('Mongo store: documents written before pir_prefixes get it at start, and a 
   assert.deepEqual(await store.get(doc.id), doc, 'the document itself is unchanged');
   const raw = await client.db(dbName).collection('images').findOne({ _id: doc.id as never });
   assert.ok((raw?.pir_prefixes as string[]).includes('bookw'));
+});
+
+test('Mongo store: documents whose words an older tokenizer made (pir_words_v below WORDS_VERSION) are indexed again at start', { timeout: 60_000 }, async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const { dbName, client } = await scratchDatabase(t, 'pir_contract_words_v');
+  const doc = makeDoc({ owner: 'p1', name: 'Café Noble', tags: ['gpu'] });
+  // As an older tokenizer left it: other words, other starts, an older version.
+  await client.db(dbName).collection<Record<string, unknown> & { _id: string }>('images').insertOne({
+    ...doc, _id: doc.id, pir_pending: false, pir_seq: 0, pir_inc: 'old4', pir_props: [], pir_members: [], pir_words: ['stale'], pir_prefixes: ['st', 'sta'], pir_words_v: WORDS_VERSION - 1,
+  });
+  const store = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+  t.after(() => store.close());
+  const base = { scope: { project_id: 'p1', admin: false }, memberStatus: 'accepted' as const, where: {}, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 10 };
+  assert.deepEqual((await store.list({ ...base, search: { words: ['noble'], prefix: 'caf' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual((await store.list({ ...base, search: { words: ['stale'], prefix: 'st' } })).map((d) => d.id), [], 'the old words are gone');
+  assert.deepEqual(await store.get(doc.id), doc, 'the document itself is unchanged');
+  const raw = await client.db(dbName).collection('images').findOne({ _id: doc.id as never });
+  assert.equal(raw?.pir_words_v, WORDS_VERSION);
 });
 
 test('Mongo stores: every store counts its commands by store and command (pir_mongo_command_duration_seconds)', { timeout: 60_000 }, async (t) => {
