@@ -116,6 +116,16 @@ const RANK_SCAN_BATCH = 1000;
 /** How far the list fallback reads past `limit` per round while it filters out what the caller may not see. */
 const LIST_CHUNK = 200;
 
+/**
+ * The statuses a list shows: deleted images never; killed ones only when the status filter names
+ * them. Glance never lists a killed image (glance/db/sqlalchemy/api.py, the `deleted` filter every
+ * list sets), and every refused upload or import ends killed here, so a plain list stays as
+ * Glance's clients expect; `status=killed` is PIR's way to find them (GET by id shows each one).
+ */
+function listedStatuses(requested: readonly string[] | undefined): string[] {
+  return (requested ?? IMAGE_STATUSES.filter((s) => s !== 'killed')).filter((s) => s !== 'deleted');
+}
+
 export class ImageService {
   readonly stores: StoreRegistry;
 
@@ -273,8 +283,7 @@ export class ImageService {
     enforce(caller, 'get_images', { owner: caller.project_id });
     const grants = await this.grants(caller, galleryStatuses(request.query));
     const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: grants };
-    const requested = request.query.where.status ?? IMAGE_STATUSES;
-    const status = requested.filter((s) => s !== 'deleted');
+    const status = listedStatuses(request.query.where.status);
     const query: ListQuery = { ...request.query, scope, where: { ...request.query.where, status } };
     if (request.gallery) {
       if (!this.catalog) throw fail('bad_gallery', 'Galleries are not served here.');
@@ -407,7 +416,7 @@ export class ImageService {
   async count(caller: Caller, query: ListRequest['query'], grants?: GalleryGrant[]): Promise<number> {
     enforce(caller, 'get_images', { owner: caller.project_id });
     const scope: ListScope = { project_id: caller.project_id, admin: isAdminCaller(caller), galleries: onlyIn(grants ?? await this.grants(caller, galleryStatuses(query)), query.galleryIn) };
-    const status = (query.where.status ?? IMAGE_STATUSES).filter((s) => s !== 'deleted');
+    const status = listedStatuses(query.where.status);
     if (status.length === 0) return 0;
     return this.manifest.store.count({ ...query, scope, where: { ...query.where, status } });
   }

@@ -31,7 +31,11 @@ describe('pir when things go wrong', () => {
   let big: string;
   const env = (extra: Record<string, string | null> = {}) => ({ HOME: home, PIR_URL: url, PIR_TOKEN: TOKEN, ...extra });
   const cli = (args: string[], extra: Record<string, string | null> = {}): Promise<CliResult> => runCli(args, env(extra));
-  const named = async (name: string) => JSON.parse((await cli(['image', 'list', '--filter', `name=${name}`, '--format', 'json'])).stdout) as { id: string; status: string }[];
+  /** The images of that name, killed ones included (a list shows those only when asked for by status). */
+  const named = async (name: string) => {
+    const listed = async (extra: string[]) => JSON.parse((await cli(['image', 'list', '--filter', `name=${name}`, ...extra, '--format', 'json'])).stdout) as { id: string; status: string }[];
+    return [...await listed([]), ...await listed(['--status', 'killed'])];
+  };
   const show = async (id: string) => JSON.parse((await cli(['image', 'show', id, '--format', 'json'])).stdout) as { status: string; size: number | null };
 
   before(async () => {

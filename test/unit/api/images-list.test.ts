@@ -33,12 +33,12 @@ describe('GET /v2/images', () => {
         'p1-token': { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] },
       },
     });
-    // 40 images: created a second apart (with milliseconds), owners admin/p1/p2, mixed fields.
-    for (let i = 0; i < 40; i++) {
+    // 50 images: created a second apart (with milliseconds), owners admin/p1/p2, mixed fields.
+    for (let i = 0; i < 50; i++) {
       docs.push(makeDoc({
         name: i === 7 ? 'a,b' : `img-${i % 4}`,
         owner: ['admin', 'p1', 'p2'][i % 3]!,
-        status: (['active', 'queued', 'killed', 'active'] as const)[i % 4]!,
+        status: (['active', 'queued', 'active', 'killed', 'active'] as const)[i % 5]!,
         visibility: (['public', 'private', 'shared', 'community'] as const)[i % 4]!,
         disk_format: (['qcow2', 'raw', 'iso'] as const)[i % 3]!,
         container_format: i % 2 ? 'bare' : 'ovf',
@@ -49,7 +49,7 @@ describe('GET /v2/images', () => {
         properties: { ...(i % 4 === 1 ? { os_distro: 'debian' } : {}), 'with:colon': 'v:1' },
         members: i % 4 === 2 ? [member('p9', i % 8 === 2 ? 'accepted' : 'pending')] : [],
         created_at: iso(BASE + i * 1000 + 250),
-        updated_at: iso(BASE + (40 - i) * 1000 + 999),
+        updated_at: iso(BASE + (50 - i) * 1000 + 999),
       }));
     }
     await store.createMany(docs);
@@ -71,9 +71,12 @@ describe('GET /v2/images', () => {
     assert.equal(r.status, 200, `${query}: ${JSON.stringify(r.body)}`);
     return r.body.images.map((i) => i.name as string);
   };
-  /** Ids the admin lists by default (Glance: all but other projects' community images, hidden ones hidden), newest first. */
-  const expected = (pick: (d: ImageDoc, i: number) => boolean) =>
+  /** The names of the images picked, newest first. */
+  const ordered = (pick: (d: ImageDoc, i: number) => boolean) =>
     docs.map((d, i) => [d, i] as const).filter(([d, i]) => pick(d, i)).sort((a, b) => (a[0].created_at < b[0].created_at ? 1 : -1)).map(([d]) => d.name);
+  /** The same without killed images, which a list shows only when its status filter names them (as Glance never lists them). */
+  const expected = (pick: (d: ImageDoc, i: number) => boolean) => ordered((d, i) => d.status !== 'killed' && pick(d, i));
+  /** Ids the admin lists by default (Glance: all but other projects' community images, hidden ones hidden). */
   const byDefault = (d: ImageDoc) => !d.os_hidden && (d.visibility !== 'community' || d.owner === 'admin');
   const all = (query: string) => names(`${query}${query.includes('?') ? '&' : '?'}limit=1000`);
 
@@ -97,8 +100,9 @@ describe('GET /v2/images', () => {
     assert.deepEqual(await all(`?name=${encodeURIComponent('in:img-2,img-3')}`), expected((d) => byDefault(d) && ['img-2', 'img-3'].includes(d.name!)));
     assert.deepEqual(await all(`?id=in:${docs[3]!.id},${docs[4]!.id}`), expected((d) => byDefault(d) && [docs[3]!.id, docs[4]!.id].includes(d.id)));
     assert.deepEqual(await all(`?id=${docs[4]!.id}`), [docs[4]!.name]);
-    assert.deepEqual(await all('?status=killed'), expected((d) => byDefault(d) && d.status === 'killed'));
-    assert.deepEqual(await all('?status=in:queued,killed'), expected((d) => byDefault(d) && ['queued', 'killed'].includes(d.status)));
+    assert.ok(docs.some((d) => byDefault(d) && d.status === 'killed'));
+    assert.deepEqual(await all('?status=killed'), ordered((d) => byDefault(d) && d.status === 'killed'), 'killed images are listed when asked for by status');
+    assert.deepEqual(await all('?status=in:queued,killed'), ordered((d) => byDefault(d) && ['queued', 'killed'].includes(d.status)));
     assert.deepEqual(await all('?status=deleted'), [], 'deleted images are never listed');
     assert.deepEqual(await all('?disk_format=iso&container_format=bare'), expected((d) => byDefault(d) && d.disk_format === 'iso' && d.container_format === 'bare'));
     assert.deepEqual(await all('?disk_format=in:raw,iso'), expected((d) => byDefault(d) && d.disk_format !== 'qcow2'));
@@ -135,11 +139,11 @@ describe('GET /v2/images', () => {
     assert.deepEqual(await created('neq', 4), expected((d, i) => byDefault(d) && i !== 4));
     assert.deepEqual(await all(`?created_at=${encodeURIComponent(t(4))}`), [docs[4]!.name], 'a bare time is eq');
     assert.deepEqual(await all(`?created_at=gte:${encodeURIComponent('2024-05-01T02:00:10+02:00')}&created_at=lt:${encodeURIComponent(t(12))}`), expected((d, i) => byDefault(d) && i >= 10 && i < 12), 'offsets, and two ranges together');
-    assert.deepEqual(await all(`?updated_at=lte:${encodeURIComponent(t(5))}`), expected((d, i) => byDefault(d) && 40 - i <= 5));
+    assert.deepEqual(await all(`?updated_at=lte:${encodeURIComponent(t(5))}`), expected((d, i) => byDefault(d) && 50 - i <= 5));
   });
 
   it('sorts by sort=k:dir,k2 and by sort_key/sort_dir pairs, with created_at and id as tie-breaks', async () => {
-    const sorted = (cmp: (a: ImageDoc, b: ImageDoc) => number) => docs.filter(byDefault).sort(cmp).map((d) => d.id);
+    const sorted = (cmp: (a: ImageDoc, b: ImageDoc) => number) => docs.filter((d) => byDefault(d) && d.status !== 'killed').sort(cmp).map((d) => d.id);
     const ids = async (q: string) => (await get(`${q}&limit=1000`)).body.images.map((i) => i.id as string);
     const byNameThenCreatedAsc = (a: ImageDoc, b: ImageDoc) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.created_at < b.created_at ? -1 : 1);
     assert.deepEqual(await ids('?sort=name:asc'), sorted(byNameThenCreatedAsc));
@@ -180,7 +184,7 @@ describe('GET /v2/images', () => {
     const zero = await get('?limit=0');
     assert.deepEqual(zero.body.images, []);
     assert.equal(zero.body.next, undefined);
-    assert.equal((await get('?limit=5000&visibility=all&os_hidden=false')).body.images.length, docs.filter((d) => !d.os_hidden).length);
+    assert.equal((await get('?limit=5000&visibility=all&os_hidden=false')).body.images.length, docs.filter((d) => !d.os_hidden && d.status !== 'killed').length);
     assert.equal((await get('?limit=7')).body.images.length, 7);
   });
 
@@ -210,7 +214,7 @@ describe('GET /v2/images', () => {
       assert.equal(r.status, 200, JSON.stringify(r.body));
       return r.body.images.map((i) => i.id as string).sort();
     };
-    const visible = (pick: (d: ImageDoc) => boolean) => docs.filter((d) => !d.os_hidden && pick(d)).map((d) => d.id).sort();
+    const visible = (pick: (d: ImageDoc) => boolean) => docs.filter((d) => !d.os_hidden && d.status !== 'killed' && pick(d)).map((d) => d.id).sort();
     const memberOf = (d: ImageDoc, status?: string) => d.visibility === 'shared' && d.members!.some((m) => m.member_id === 'p9' && (!status || m.status === status));
     assert.deepEqual(await ids('?limit=1000', 'p9-token'), visible((d) => d.visibility === 'public' || memberOf(d, 'accepted')));
     assert.deepEqual(await ids('?limit=1000&member_status=pending', 'p9-token'), visible((d) => d.visibility === 'public' || memberOf(d, 'pending')));
@@ -236,7 +240,7 @@ describe('GET /v2/images', () => {
     assert.ok(Array.isArray(await pir.images.list(caller, { ...request, marker: publicOfP1.id })));
     const p9 = { project_id: 'p9', user_id: 'u', roles: ['member'] };
     const shared = await pir.images.list(p9, { query: { ...request.query, limit: 1000 } });
-    assert.deepEqual(shared.map((d) => d.id).sort(), docs.filter((d) => !d.os_hidden && (d.visibility === 'public' || (d.visibility === 'shared' && d.members!.some((m) => m.member_id === 'p9' && m.status === 'accepted')))).map((d) => d.id).sort());
+    assert.deepEqual(shared.map((d) => d.id).sort(), docs.filter((d) => !d.os_hidden && d.status !== 'killed' && (d.visibility === 'public' || (d.visibility === 'shared' && d.members!.some((m) => m.member_id === 'p9' && m.status === 'accepted')))).map((d) => d.id).sort());
   });
 });
 
