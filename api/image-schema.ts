@@ -143,8 +143,12 @@ const task = Type.Object({
   updated_at: Type.String({ description: 'Datetime when this resource was updated' }),
   self: Type.String(),
   schema: Type.String(),
-}, { additionalProperties: true });
+});
 
+/**
+ * No `additionalProperties` key, as Glance's Schema.minimal() (glance/api/v2/schemas.py task/tasks):
+ * openstacksdk reads that key as a dict, and `true` crashes get_task_schema().
+ */
 export const taskSchema = { name: 'task', ...task, links: [{ rel: 'self', href: '{self}' }, { rel: 'describedby', href: '{schema}' }] } as Record<string, unknown>;
 delete taskSchema.required;
 

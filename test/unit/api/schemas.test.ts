@@ -31,6 +31,19 @@ describe('GET /v2/schemas/*', () => {
     assert.deepEqual(image.properties.cinder_encryption_key_deletion_policy.enum, ['on_image_deletion', 'do_not_delete']);
   });
 
+  it("has no boolean top-level additionalProperties in Glance's schemas: openstacksdk reads the key as a dict", async () => {
+    // openstacksdk's Schema resource declares additionalProperties as a dict: `true` crashed get_task_schema().
+    for (const [name, items] of [['image', ''], ['images', 'images'], ['member', ''], ['members', 'members'], ['task', ''], ['tasks', 'tasks']]) {
+      const body = await schema(name);
+      const top = items ? body.properties[items].items : body;
+      assert.notEqual(typeof top.additionalProperties, 'boolean', name);
+    }
+    assert.deepEqual((await schema('images')).properties.images.items.additionalProperties, { type: 'string' });
+    // Glance's task and tasks are Schema.minimal(): no additionalProperties key at all.
+    assert.equal('additionalProperties' in (await schema('task')), false);
+    assert.equal('additionalProperties' in (await schema('tasks')).properties.tasks.items, false);
+  });
+
   it("checks the common properties' values as Glance's schema does, at create and with PATCH", async () => {
     const kernel = '3d6a1a5e-6c1f-4a8e-9b1e-2f3c4d5e6f70';
     const bad = await t.call('a-member', 'POST', '/v2/images', { name: 'k', kernel_id: 'not-a-uuid' });
