@@ -28,6 +28,22 @@ const TASK_SORT_KEYS = new Set(['created_at', 'updated_at', 'id', 'type', 'statu
 
 const compare = (a: unknown, b: unknown) => String(a ?? '').localeCompare(String(b ?? ''));
 
+/**
+ * Glance's task order (glance/db/sqlalchemy/api.py _task_get_all): by sort_key, then created_at,
+ * then id, every key in sort_dir.
+ */
+export function sortTasks<T extends Record<string, unknown>>(tasks: T[], sortKey: string, sortDir: 'asc' | 'desc'): T[] {
+  const keys = [sortKey, ...['created_at', 'id'].filter((key) => key !== sortKey)];
+  const sign = sortDir === 'asc' ? 1 : -1;
+  return tasks.sort((a, b) => {
+    for (const key of keys) {
+      const order = compare(a[key], b[key]);
+      if (order) return sign * order;
+    }
+    return 0;
+  });
+}
+
 /** Glance's legacy import task: the image's attributes, and the http(s) URL its bytes come from. */
 const CreateTaskBody = Type.Object({
   type: Type.String({ maxLength: 64 }),
@@ -101,10 +117,8 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
     if (!TASK_SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Tasks sort by ${[...TASK_SORT_KEYS].join(', ')} (not '${sortKey.slice(0, 40)}').`);
     const sortDir = (query.sort_dir ?? 'desc') as string;
     if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
-    const sign = sortDir === 'asc' ? 1 : -1;
-    const all = (await images.imagesWithTasks(request.caller)).flatMap(taskViews)
-      .filter((t) => (!status || t.status === status) && (!type || t.type === type))
-      .sort((a, b) => sign * (compare(a[sortKey], b[sortKey]) || compare(a.id, b.id)));
+    const all = sortTasks((await images.imagesWithTasks(request.caller)).flatMap(taskViews)
+      .filter((t) => (!status || t.status === status) && (!type || t.type === type)), sortKey, sortDir);
     let start = 0;
     if (query.marker !== undefined) {
       start = all.findIndex((t) => t.id === query.marker) + 1;

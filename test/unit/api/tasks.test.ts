@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testApp, type TestApp } from './tenant-app.js';
+import { sortTasks } from '../../../api/routes/tasks.js';
 
 describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
   let t: TestApp;
@@ -94,6 +95,20 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.match((await t.call('admin', 'GET', '/v2/tasks?type=bogus')).json().error.message, /Invalid type value: 'bogus'/);
     assert.equal((await t.call('admin', 'GET', '/v2/tasks?type=api_image_import')).json().tasks.length, 2);
     assert.equal((await t.call('admin', 'GET', '/v2/tasks?type=import')).json().tasks.length, 0);
+  });
+
+  it("orders ties by created_at, then id, all in sort_dir (Glance's _task_get_all)", () => {
+    const tasks = [
+      { id: 'a.1', status: 'success', created_at: '2026-01-02T00:00:00Z' },
+      { id: 'b.1', status: 'success', created_at: '2026-01-01T00:00:00Z' },
+      { id: 'c.1', status: 'failure', created_at: '2026-01-03T00:00:00Z' },
+      { id: 'd.1', status: 'success', created_at: '2026-01-01T00:00:00Z' },
+    ];
+    const ids = (key: string, dir: 'asc' | 'desc') => sortTasks([...tasks], key, dir).map((task) => task.id);
+    assert.deepEqual(ids('status', 'asc'), ['c.1', 'b.1', 'd.1', 'a.1']);
+    assert.deepEqual(ids('status', 'desc'), ['a.1', 'd.1', 'b.1', 'c.1']);
+    assert.deepEqual(ids('created_at', 'desc'), ['c.1', 'a.1', 'd.1', 'b.1']);
+    assert.deepEqual(ids('id', 'asc'), ['a.1', 'b.1', 'c.1', 'd.1']);
   });
 
   describe('POST /v2/tasks: the legacy import task', () => {
