@@ -107,8 +107,9 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
       if (typeof query[key] !== 'string') throw badRequest('invalid_request', `Give '${key}' once.`);
     }
     const limitText = query.limit as string | undefined;
-    const limit = limitText === undefined ? 25 : Number(limitText);
-    if (!/^\d{1,4}$/.test(limitText ?? '0') || limit > 1000) throw badRequest('bad_limit', 'limit must be a whole number from 0 to 1000.');
+    if (!/^\d+$/.test(limitText ?? '0')) throw badRequest('bad_limit', 'limit must be a whole number, 0 or more (a page holds at most 1000 tasks).');
+    // Glance: min(api_limit_max, limit).
+    const limit = limitText === undefined ? 25 : Math.min(Number(limitText), 1000);
     const status = query.status as string | undefined;
     if (status !== undefined && !TASK_STATUSES.has(status)) throw badRequest('invalid_request', `status must be one of ${[...TASK_STATUSES].join(', ')}.`);
     const type = query.type as string | undefined;

@@ -111,6 +111,14 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.deepEqual(ids('id', 'asc'), ['a.1', 'b.1', 'c.1', 'd.1']);
   });
 
+  it('takes a limit above 1000 as 1000, as Glance (api_limit_max)', async () => {
+    const capped = await t.call('admin', 'GET', '/v2/tasks?limit=2000');
+    assert.equal(capped.statusCode, 200, capped.body);
+    assert.equal(capped.json().first, '/v2/tasks?limit=2000');
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks?limit=99999999999')).statusCode, 200);
+    assert.equal((await t.call('admin', 'GET', '/v2/tasks?limit=-1')).statusCode, 400);
+  });
+
   describe('POST /v2/tasks: the legacy import task', () => {
     const legacy = (input: Record<string, unknown>, type = 'import') => ({ type, input });
     const good = { import_from: 'http://pir-test-host.invalid/disk.qcow2', import_from_format: 'qcow2', image_properties: { name: 'legacy', visibility: 'private' } };
