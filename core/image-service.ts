@@ -800,7 +800,8 @@ export class ImageService {
       const image = this.requireShared(requireVisible(caller, draft, id, via.of(draft)));
       enforce(caller, 'get_image', { owner: image.owner });
       if (!isAdminCaller(caller) && memberId !== caller.project_id) {
-        if (image.owner === caller.project_id) {
+        // Glance looks the member up first (_lookup_member, then modify_member): 404 for a project that is no member.
+        if (image.owner === caller.project_id && entity.membersOf(image).some((m) => m.member_id === memberId)) {
           throw fail('member_status_by_member_only', `Only project ${memberId} can accept or reject its membership of image ${id}; the owner may add or remove members.`);
         }
         throw fail('member_not_found', `Project ${memberId} is not a member of image ${id}.`);

@@ -174,8 +174,8 @@ const ENDPOINTS: Endpoint[] = [
     expect: (k, kind) => {
       if (!sees(k, kind)) return 404;
       if (!isShared(kind)) return 403;
+      if (!bIsMember(kind)) return 404; // Glance looks the member up before the modify_member policy
       if (ofA(k)) return 403; // the owner never answers for the member
-      if (!bIsMember(kind)) return 404;
       return isMember(k) ? 200 : 403;
     },
   },

@@ -31,6 +31,10 @@ describe('/v2/images/{id}/members', () => {
     const byOwner = await t.call('a-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' });
     assert.equal(byOwner.statusCode, 403);
     assert.equal(code(byOwner), 'member_status_by_member_only');
+    // A project that is no member: Glance looks the member up before the modify_member policy (404).
+    const noMember = await t.call('a-member', 'PUT', `/v2/images/${id}/members/E`, { status: 'accepted' });
+    assert.equal(noMember.statusCode, 404, noMember.body);
+    assert.equal(code(noMember), 'member_not_found');
     // openstacksdk sends the member id beside the status; Glance reads only the status.
     const accepted = await t.call('b-member', 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted', member: 'B' });
     assert.equal(accepted.statusCode, 200, accepted.body);
