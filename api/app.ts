@@ -170,10 +170,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const path = request.url.split('?')[0]!;
     const allow = routeMethods.allowedFor(path);
     // (A method the path takes that still found no route is the router's 404, e.g. an empty id.)
-    if (allow.length > 0 && !allow.includes(request.method)) {
-      reply.header('allow', allow.join(', '));
-      return sendError(reply, 405, 'method_not_allowed', `${request.method} is not allowed on ${path.slice(0, 200)}; it takes ${allow.join(', ')}.`);
-    }
+    if (allow.length > 0 && !allow.includes(request.method)) return methodNotAllowed(reply, request.method, path, allow);
     return sendError(reply, 404, 'no_route', `There is no ${request.method} ${path.slice(0, 200)} here; see GET /versions and the Image API v2 reference.`);
   });
   // A body nobody wants (image data) is said "continue" to by its route, once it will read it.
@@ -217,6 +214,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await consoleRoutes(app, { passwordSignIn: Boolean(deps.keystone) });
   if (deps.keystone) await app.register(async (root) => tokenExchangeRoutes(root, deps.keystone!));
   await app.register(async (v2) => {
+    // HEAD only where a route declares it (…/file, tus uploads): elsewhere 405, as Glance's router,
+    // answered before the token is read, as the other 405s.
+    routeMethods.refuseImplicitHead(v2);
+    v2.addHook('onRequest', async (request, reply) => {
+      if (request.method !== 'HEAD' || !routeMethods.headRefused(request.routeOptions.url)) return;
+      const path = request.url.split('?')[0]!;
+      return methodNotAllowed(reply, 'HEAD', path, routeMethods.allowedFor(path));
+    });
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2, { multiStore: deps.images.stores.multi });
     await imageRoutes(v2, deps.images, deps.quotas, deps.locations);
@@ -237,6 +242,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.live) await eventRoutes(v2, deps.live, deps.authenticator);
   });
   return app;
+}
+
+/** 405 with the methods the path takes in `Allow` (Glance's router). */
+function methodNotAllowed(reply: FastifyReply, method: string, path: string, allow: string[]): FastifyReply {
+  reply.header('allow', allow.join(', '));
+  return sendError(reply, 405, 'method_not_allowed', `${method} is not allowed on ${path.slice(0, 200)}; it takes ${allow.join(', ')}.`);
 }
 
 /**

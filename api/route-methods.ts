@@ -13,19 +13,41 @@ interface PathMethods {
 
 export class RouteMethods {
   private readonly byUrl = new Map<string, PathMethods>();
+  /** Route urls whose HEAD is only Fastify's implicit copy of their GET, refused (see refuseImplicitHead). */
+  private readonly implicitHead = new Set<string>();
 
   /** Records every route registered on `app` (and its child contexts) from now on. */
   watch(app: FastifyInstance): void {
     app.addHook('onRoute', (route) => this.add(route.url ?? route.path, route.method));
   }
 
+  /**
+   * In `app`'s context (the Image API under /v2), a GET route's implicit HEAD is not a method the
+   * path takes: Glance's router answers HEAD with 405 (e.g. /v2/images/{id} takes GET, PATCH and
+   * DELETE only). Call before the routes are registered; a route that declares its own HEAD
+   * (`exposeHeadRoute: false` on the GET, and `app.head`) keeps it.
+   */
+  refuseImplicitHead(app: FastifyInstance): void {
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      if (methods.some((m) => m.toUpperCase() === 'GET') && route.exposeHeadRoute !== false) this.implicitHead.add(route.url ?? route.path);
+    });
+  }
+
+  /** Whether a HEAD request matched by the route `url` is to be refused with 405. */
+  headRefused(url: string | undefined): boolean {
+    return url !== undefined && this.implicitHead.has(url);
+  }
+
   add(url: string, method: string | string[]): void {
+    const methods = (Array.isArray(method) ? method : [method]).filter((m) => !(m.toUpperCase() === 'HEAD' && this.implicitHead.has(url)));
+    if (methods.length === 0) return;
     let entry = this.byUrl.get(url);
     if (!entry) {
       entry = { pattern: patternOf(url), methods: new Set() };
       this.byUrl.set(url, entry);
     }
-    for (const m of Array.isArray(method) ? method : [method]) entry.methods.add(m.toUpperCase());
+    for (const m of methods) entry.methods.add(m.toUpperCase());
   }
 
   /** The methods `path` is served with, sorted; empty when no route matches it. */
