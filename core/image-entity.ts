@@ -57,11 +57,16 @@ export function requireFormatsBefore(draft: ImageDoc, what: string, next: string
 }
 
 /** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
-export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
+/** What Glance checks of the image before a web-download's URI (409): queued, with both formats. */
+export function requireWebDownloadable(draft: ImageDoc): void {
   if (draft.status !== 'queued') {
     throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
   }
   requireFormatsBefore(draft, 'import', 'set it with PATCH first.');
+}
+
+export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
+  requireWebDownloadable(draft);
   transition(draft, 'uploading');
   draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
   draft.failure = null;

@@ -11,6 +11,7 @@
 import type { StoreTargets, UploadTicket } from '../core/image-service.js';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
+import { requireWebDownloadable } from '../core/image-entity.js';
 import { PirError, badRequest } from '../core/errors.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
 import { SizeLimitError, SourceIdleError } from './hashing/index.js';
@@ -32,9 +33,12 @@ export class WebDownloads {
 
   /** Checks the request and claims the image; the download goes on after this returns. */
   async start(caller: Caller, imageId: string, uri: unknown, targets?: StoreTargets): Promise<void> {
-    this.checkUri(uri);
     const { images, quotas } = this.deps;
-    const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
+    const doc = await images.get(caller, imageId);
+    // As Glance: the image's status and formats (409) before the URI (400); the claim checks them again.
+    requireWebDownloadable(doc);
+    this.checkUri(uri);
+    const project = quotas.enabled ? doc.owner : null;
     const ticket = await images.beginWebDownload(caller, imageId, targets);
     try {
       await quotas.reserveFlight(project, imageId, 0);

@@ -84,6 +84,17 @@ describe('import and info routes (inject)', () => {
     }
   });
 
+  it("checks the image's status and formats before the URI (409 before 400), as Glance's import_image", async () => {
+    const busy = await create();
+    await d.images.beginWebDownload(callers[TOKEN]!, busy); // uploading: no longer queued
+    const refused = await call('POST', `/v2/images/${busy}/import`, { method: { name: 'web-download', uri: 'http://127.0.0.1/x' } });
+    assert.equal(refused.statusCode, 409, refused.body);
+    assert.match(refused.json().error.message, /needs to be in 'queued' state/);
+    const noFormats = await create({});
+    assert.equal((await call('POST', `/v2/images/${noFormats}/import`, { method: { name: 'web-download', uri: 'http://127.0.0.1/x' } })).statusCode, 409);
+    assert.equal((await call('POST', `/v2/images/${noFormats}/import`, { method: { name: 'web-download' } })).statusCode, 409);
+  });
+
   it("answers Glance's preconditions and request mistakes", async () => {
     const noFormats = await create({});
     assert.equal((await call('POST', `/v2/images/${noFormats}/import`, { method: { name: 'web-download', uri: 'https://example.org/x' } })).statusCode, 409);
