@@ -157,7 +157,8 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const nbSnapshots = hdr.readUInt32BE(60);
   const snapshotsOffset = hdr.readBigUInt64BE(64);
   details.nbSnapshots = nbSnapshots;
-  const virtualSize = bigToNumber(size);
+  // qemu: total_sectors = size / 512, so a size off a sector boundary is rounded down.
+  const virtualSize = bigToNumber(size / 512n * 512n);
   Object.assign(details, { clusterBits, cryptMethod, l1Size });
 
   let incompat = 0n;

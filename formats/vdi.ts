@@ -47,7 +47,8 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const offsetBmap = h.readUInt32LE(0x154);
   const offsetData = h.readUInt32LE(0x158);
   const sectorSize = h.readUInt32LE(0x168);
-  const diskSize = h.readBigUInt64LE(0x170);
+  // qemu's vdi_open rounds an odd disk size ('VBoxManage convertfromraw' writes them) up to a sector.
+  const diskSize = (h.readBigUInt64LE(0x170) + 511n) / 512n * 512n;
   const blockSize = h.readUInt32LE(0x178);
   const blocks = h.readUInt32LE(0x180);
   const linkUuid = h.subarray(0x1a8, 0x1b8);

@@ -246,7 +246,8 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   } else if (isPowerOfTwo(blockSize) && blockSize >= MiB && blockSize <= 256 * MiB && (sectorSize === 512 || sectorSize === 4096)) {
     await checkBat(ctx, bat, vds.readBigUInt64LE(0), blockSize, sectorSize, findings, details);
   }
-  return done(bigToNumber(vds.readBigUInt64LE(0)));
+  // qemu: total_sectors = virtual_disk_size >> 9 (512-byte logical sectors), so rounded down.
+  return done(bigToNumber(vds.readBigUInt64LE(0) / 512n * 512n));
 }
 
 export const vhdxInspector: Inspector = {
