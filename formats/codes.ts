@@ -30,6 +30,7 @@ export const FINDING_CODES = {
   vhdx_parent: 'VHDX is a differencing disk (parent locator / HasParent).',
   vhdx_unknown_required: 'VHDX marks an unknown region or metadata item as required.',
   vhdx_log_replay: 'VHDX has a log that must be replayed first.',
+  vhdx_unsupported_sector_size: 'VHDX has 4096-byte logical sectors, which qemu cannot open (it supports 512 only).',
   // vdi
   vdi_differencing: 'VDI is a differencing disk or links to a parent.',
   vdi_unsupported_type: 'VDI image type is not dynamic or fixed.',

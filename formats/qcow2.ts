@@ -157,7 +157,8 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const nbSnapshots = hdr.readUInt32BE(60);
   const snapshotsOffset = hdr.readBigUInt64BE(64);
   details.nbSnapshots = nbSnapshots;
-  const virtualSize = bigToNumber(size);
+  // qemu: total_sectors = size / 512, so a size off a sector boundary is rounded down.
+  const virtualSize = bigToNumber(size / 512n * 512n);
   Object.assign(details, { clusterBits, cryptMethod, l1Size });
 
   let incompat = 0n;
@@ -275,6 +276,10 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const before = findings.length;
   if (l1Offset % cs !== 0n) findings.push(corrupt('qcow2', `field 'l1_table_offset' (${l1Offset}) is not cluster aligned`));
   if (refcountOffset % cs !== 0n) findings.push(corrupt('qcow2', `field 'refcount_table_offset' (${refcountOffset}) is not cluster aligned`));
+  // qemu (qcow2_do_open) refuses both on open: it has no refcounts to trust, and it checks the
+  // snapshot table offset's alignment whatever nb_snapshots says (qcow2_validate_table).
+  if (refcountClusters === 0) findings.push(corrupt('qcow2', "field 'refcount_table_clusters' is 0: the image has no reference count table (qemu refuses to open it)"));
+  if (snapshotsOffset % cs !== 0n) findings.push(corrupt('qcow2', `field 'snapshots_offset' (${snapshotsOffset}) is not cluster aligned (qemu refuses to open it)`));
   if (l1Size * 8 > MAX_L1_BYTES) {
     findings.push(corrupt('qcow2', `field 'l1_size' (${l1Size}) exceeds the 32 MiB L1 table limit`));
   } else {

@@ -47,10 +47,12 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const offsetBmap = h.readUInt32LE(0x154);
   const offsetData = h.readUInt32LE(0x158);
   const sectorSize = h.readUInt32LE(0x168);
-  const diskSize = h.readBigUInt64LE(0x170);
+  // qemu's vdi_open rounds an odd disk size ('VBoxManage convertfromraw' writes them) up to a sector.
+  const diskSize = (h.readBigUInt64LE(0x170) + 511n) / 512n * 512n;
   const blockSize = h.readUInt32LE(0x178);
   const blocks = h.readUInt32LE(0x180);
   const linkUuid = h.subarray(0x1a8, 0x1b8);
+  const parentUuid = h.subarray(0x1b8, 0x1c8);
   Object.assign(details, {
     version: `${version >>> 16}.${version & 0xffff}`, imageType: TYPES[imageType] ?? imageType,
     blockSize, blocksInImage: blocks, sectorSize,
@@ -61,9 +63,12 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
     findings.push(refuse('vdi_unsupported_version', `VDI header field 'version' is ${details.version}; PIR accepts version 1.x only. ${CONVERT}`));
     return { virtualSize, findings, details };
   }
-  if (imageType === 4 || !linkUuid.equals(Buffer.alloc(16))) {
+  // qemu's vdi_open refuses a non-NULL link UUID and a non-NULL parent UUID alike.
+  const zero = Buffer.alloc(16);
+  if (imageType === 4 || !linkUuid.equals(zero) || !parentUuid.equals(zero)) {
+    const field = imageType === 4 ? "'image type'" : !linkUuid.equals(zero) ? "'link UUID'" : "'parent UUID'";
     findings.push(refuse('vdi_differencing',
-      `VDI image is a differencing disk (header field ${imageType === 4 ? "'image type'" : "'link UUID'"} refers to a parent); PIR refuses images that depend on other files. ${CONVERT}`));
+      `VDI image is a differencing disk (header field ${field} refers to a parent); PIR refuses images that depend on other files. ${CONVERT}`));
   } else if (imageType !== 1 && imageType !== 2) {
     findings.push(refuse('vdi_unsupported_type', `VDI header field 'image type' is ${TYPES[imageType] ?? imageType}; PIR accepts dynamic and fixed VDI images only. ${CONVERT}`));
   }

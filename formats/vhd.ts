@@ -140,6 +140,12 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   }
   if (diskType === 2) {
     if (head !== null && tail === null) findings.push(corrupt('VHD', "a fixed disk must keep its footer at the end of the file, but none is there"));
+    // qemu looks for the footer in the last 512 bytes of the file rounded up to whole sectors, so
+    // with a partial sector before the footer it finds none ("invalid VPC image").
+    else if (head === null && ctx.size % 512 !== 0) {
+      findings.push(corrupt('VHD', `the file (${ctx.size} bytes) is not a whole number of 512-byte sectors, so qemu does not find the footer at its end and refuses to open it`,
+        'Re-create it from a disk whose size is a multiple of 512 bytes (`qemu-img convert -O vpc -o subformat=fixed in.img out.vhd`) and upload it to a new image.'));
+    }
     else if (BigInt(ctx.size) < currentSize + 512n) findings.push(corrupt('VHD', `the file (${ctx.size} bytes) is shorter than footer field 'current size' (${currentSize}) plus the footer`));
   } else {
     await dynamicHeader(ctx, dataOffset, currentSize, findings, details);

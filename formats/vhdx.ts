@@ -229,12 +229,25 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   }
   const blockSize = params ? params.readUInt32LE(0) : 0;
   const sectorSize = lss ? lss.readUInt32LE(0) : 0;
+  // qemu's vhdx_parse_metadata refuses to open these: a block size off the spec's range, and any
+  // logical sector size but 512 (4096 is valid VHDX, but qemu does not support it).
+  if (params && !(isPowerOfTwo(blockSize) && blockSize >= MiB && blockSize <= 256 * MiB)) {
+    findings.push(corrupt('VHDX', `File Parameters field 'BlockSize' is ${blockSize} (must be a power of two from 1 MiB to 256 MiB; qemu refuses to open it)`));
+  }
+  if (lss && sectorSize === 4096) {
+    findings.push(refuse('vhdx_unsupported_sector_size',
+      "VHDX metadata item 'Logical Sector Size' is 4096: qemu opens VHDX images with 512-byte logical sectors only, so it could not read this disk. " +
+      'Re-create it with 512-byte logical sectors (e.g. Hyper-V `New-VHD -LogicalSectorSizeBytes 512`) or upload the disk in another format, and upload it to a new image.'));
+  } else if (lss && sectorSize !== 512) {
+    findings.push(corrupt('VHDX', `metadata item 'Logical Sector Size' is ${sectorSize} (must be 512 or 4096, and qemu opens 512 only)`));
+  }
   if (!bat) {
     findings.push(corrupt('VHDX', 'the region table has no BAT region'));
   } else if (isPowerOfTwo(blockSize) && blockSize >= MiB && blockSize <= 256 * MiB && (sectorSize === 512 || sectorSize === 4096)) {
     await checkBat(ctx, bat, vds.readBigUInt64LE(0), blockSize, sectorSize, findings, details);
   }
-  return done(bigToNumber(vds.readBigUInt64LE(0)));
+  // qemu: total_sectors = virtual_disk_size >> 9 (512-byte logical sectors), so rounded down.
+  return done(bigToNumber(vds.readBigUInt64LE(0) / 512n * 512n));
 }
 
 export const vhdxInspector: Inspector = {

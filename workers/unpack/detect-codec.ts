@@ -3,7 +3,8 @@
  *
  * - gzip:  1f 8b
  * - xz:    fd 37 7a 58 5a 00
- * - zstd:  28 b5 2f fd
+ * - zstd:  28 b5 2f fd, or a skippable frame (5X 2a 4d 18, X = 0..f) such as pzstd writes first,
+ *          when the frame after it (if it starts within the sniffed bytes) is zstd or skippable
  * - bzip2: 'BZh' followed by the block-size digit '1'..'9'
  * - zip:   'PK\x03\x04' (a local file header) or 'PK\x05\x06' (the end record of an empty zip)
  * - tar:   'ustar' at offset 257 (POSIX "ustar\0" + "00", or GNU "ustar  \0")
@@ -26,6 +27,28 @@ const USTAR = [0x75, 0x73, 0x74, 0x61, 0x72]; // "ustar"
 const ZIP_LOCAL = [0x50, 0x4b, 0x03, 0x04];
 const ZIP_EMPTY = [0x50, 0x4b, 0x05, 0x06];
 
+/**
+ * A zstd stream may open with skippable frames (magic 0x184D2A50..0x184D2A5F little-endian, then a
+ * u32 LE length): pzstd writes one before every frame. Walk those visible in `head`; the stream is
+ * zstd when they lead to a zstd frame, or run past what was sniffed.
+ */
+function zstdAfterSkippable(head: Uint8Array): boolean {
+  let at = 0;
+  for (let frames = 0; frames < 64; frames++) {
+    if (startsWith(head, ZSTD_MAGIC, at)) return frames > 0;
+    if (!isSkippable(head, at)) return false;
+    if (head.length < at + 8) return false;
+    const length = (head[at + 4]! | (head[at + 5]! << 8) | (head[at + 6]! << 16) | (head[at + 7]! << 24)) >>> 0;
+    at += 8 + length;
+    if (at >= head.length) return true;
+  }
+  return false;
+}
+
+function isSkippable(head: Uint8Array, at: number): boolean {
+  return head.length >= at + 4 && (head[at]! & 0xf0) === 0x50 && head[at + 1] === 0x2a && head[at + 2] === 0x4d && head[at + 3] === 0x18;
+}
+
 function startsWith(head: Uint8Array, magic: readonly number[], offset = 0): boolean {
   if (head.length < offset + magic.length) return false;
   for (let i = 0; i < magic.length; i++) if (head[offset + i] !== magic[i]) return false;
@@ -45,7 +68,7 @@ export function looksLikeTar(head: Uint8Array): boolean {
 export function detectCodec(head: Uint8Array): SniffedCodec {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (startsWith(head, XZ_MAGIC)) return 'xz';
-  if (startsWith(head, ZSTD_MAGIC)) return 'zstd';
+  if (startsWith(head, ZSTD_MAGIC) || zstdAfterSkippable(head)) return 'zstd';
   if (head.length >= 4 && head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68 && head[3]! >= 0x31 && head[3]! <= 0x39) {
     return 'bzip2';
   }

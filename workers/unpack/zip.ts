@@ -8,7 +8,8 @@
  * or strong, AES method 99), a method other than stored/deflate, multi-volume archives, data
  * before the member or between it and the central directory (a second, hidden local entry or a
  * prepended file), and a central directory that does not end at the end record. Zip64 sizes and
- * offsets are supported (a disk over 4 GiB needs them); the member's size and CRC-32 are verified
+ * offsets are supported (a disk over 4 GiB needs them; the zip64 end records are read whenever
+ * their locator sits before the end record, as Info-ZIP writes them to a pipe even when unneeded); the member's size and CRC-32 are verified
  * after decoding. The member's bytes are then streamed through raw inflate with the same limits
  * as every other codec (decompress.ts), so a zip bomb is stopped like a gzip one.
  *
@@ -102,11 +103,13 @@ async function directory(fh: FileHandle, fileSize: number): Promise<Directory> {
   let cdSize = e.readUInt32LE(12);
   let cdOffset = e.readUInt32LE(16);
   let cdEnd = eocdPos;
-  const zip64 = entries === 0xffff || entriesHere === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff;
-  if (zip64) {
-    if (eocdPos < 20) throw corrupt('the zip64 end-of-central-directory locator is missing');
-    const loc = await readAt(fh, eocdPos - 20, 20);
-    if (loc.readUInt32LE(0) !== ZIP64_LOCATOR_SIG) throw corrupt('the zip64 end-of-central-directory locator is missing');
+  const saturated = entries === 0xffff || entriesHere === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff;
+  // Info-ZIP writing to a pipe (`zip - -`) adds the zip64 records even when nothing is saturated:
+  // a locator right before the end record is read whenever it is there.
+  const loc = eocdPos >= 20 ? await readAt(fh, eocdPos - 20, 20) : Buffer.alloc(0);
+  const hasLocator = loc.length === 20 && loc.readUInt32LE(0) === ZIP64_LOCATOR_SIG;
+  if (saturated || hasLocator) {
+    if (!hasLocator) throw corrupt('the zip64 end-of-central-directory locator is missing');
     if (loc.readUInt32LE(4) !== 0 || loc.readUInt32LE(16) !== 1) throw unsupported('spans several volumes (multi-disk zip)');
     const recPos = u64(loc, 8);
     const rec = await readAt(fh, recPos, 56);
@@ -114,6 +117,14 @@ async function directory(fh: FileHandle, fileSize: number): Promise<Directory> {
     // The record (with its extensible data) must end where the locator starts: nothing hides between.
     if (recPos + 12 + u64(rec, 4) !== eocdPos - 20) throw corrupt('the zip64 end-of-central-directory record does not end at its locator');
     if (rec.readUInt32LE(16) !== 0 || rec.readUInt32LE(20) !== 0) throw unsupported('spans several volumes (multi-disk zip)');
+    // A 32-bit field that is not saturated must say what the zip64 record says: readers that
+    // ignore the zip64 records would otherwise see another archive.
+    const agree = (v32: number, max: number, v64: number): boolean => v32 === max || v32 === v64;
+    if (!agree(entriesHere, 0xffff, u64(rec, 24)) || !agree(entries, 0xffff, u64(rec, 32))
+      || !agree(cdSize, 0xffffffff, u64(rec, 40)) || !agree(cdOffset, 0xffffffff, u64(rec, 48))) {
+      throw corrupt('the end record and the zip64 end record disagree');
+    }
+    if (!saturated && (disk !== 0 || cdDisk !== 0)) throw unsupported('spans several volumes (multi-disk zip)');
     entriesHere = u64(rec, 24);
     entries = u64(rec, 32);
     cdSize = u64(rec, 40);

@@ -243,6 +243,29 @@ describe('qcow2', () => {
     assert.deepEqual(codes(ignored, 'refuse'), []);
   });
 
+  it('refuses what qemu refuses to open: no refcount table, a snapshot table offset off a cluster boundary', async () => {
+    const p = await cleanCopy('qemu-refuses-tables.qcow2');
+    const head = await readFile(p);
+    const noRefcounts = Buffer.from(head);
+    noRefcounts.writeUInt32BE(0, 56);
+    const r = await detectBuf(noRefcounts);
+    assertRefused(r, 'qcow2', 'corrupt_header');
+    assert.match(r.findings.map((f) => f.message).join(' '), /refcount_table_clusters' is 0.*upload it to a new image\./);
+    // qemu checks the offset's alignment even with no snapshots (qcow2_validate_table).
+    for (const nb of [0, 1]) {
+      const b = Buffer.from(head);
+      b.writeUInt32BE(nb, 60);
+      b.writeBigUInt64BE(65536n + 8n, 64);
+      const s = await detectBuf(b);
+      assertRefused(s, 'qcow2', 'corrupt_header');
+      assert.match(s.findings.map((f) => f.message).join(' '), /snapshots_offset' \(65544\) is not cluster aligned/);
+    }
+    // A real snapshot table is accepted.
+    const snap = await cleanCopy('snapshot.qcow2');
+    execFileSync('qemu-img', ['snapshot', '-c', 's1', snap]);
+    assertAccepted(await detectFile(snap), 'qcow2');
+  });
+
   it('accepts an image with real persistent bitmaps', async () => {
     const p = await cleanCopy('bitmaps.qcow2');
     execFileSync('qemu-img', ['bitmap', '--add', p, 'b0']);

@@ -30,6 +30,8 @@ describe('vdi', () => {
     const edit = (off: number, f: (b: Buffer) => void): Buffer => patched(img, off, f);
     assertRefused(await detectBuf(edit(0x4c, (b) => b.writeUInt32LE(4))), 'vdi', 'vdi_differencing');
     assertRefused(await detectBuf(edit(0x1a8, (b) => b.fill(0x11, 0, 16))), 'vdi', 'vdi_differencing');
+    const parent = assertRefused(await detectBuf(edit(0x1b8, (b) => b.fill(0x22, 0, 16))), 'vdi', 'vdi_differencing');
+    assert.match(!parent.ok ? parent.message : '', /'parent UUID'.*upload it to a new image\./);
     assertRefused(await detectBuf(edit(0x4c, (b) => b.writeUInt32LE(3))), 'vdi', 'vdi_unsupported_type');
     assertRefused(await detectBuf(edit(0x44, (b) => b.writeUInt32LE(0x00020000))), 'vdi', 'vdi_unsupported_version');
     assertRefused(await detectBuf(edit(0x168, (b) => b.writeUInt32LE(4096))), 'vdi', 'corrupt_header');

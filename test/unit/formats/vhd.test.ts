@@ -89,6 +89,19 @@ describe('vhd (vpc)', () => {
     assertRefused(await detectBuf(img), 'vhd', 'corrupt_header');
   });
 
+  it('refuses a fixed disk whose data is not whole 512-byte sectors (qemu: invalid VPC image)', async () => {
+    const fixed = await readFile(await makeImage(dir, 'vpc', { size: '1M', options: { subformat: 'fixed', force_size: 'on' } }));
+    assertAccepted(await detectBuf(fixed), 'vhd');
+    const footer = fixed.subarray(fixed.length - 512);
+    const data = fixed.subarray(0, fixed.length - 512);
+    for (const img of [Buffer.concat([data, Buffer.alloc(100), footer]), Buffer.concat([data.subarray(0, data.length - 1), footer])]) {
+      const r = await detectBuf(img);
+      assert.equal(r.format, 'vhd');
+      const v = assertRefused(r, 'vhd', 'corrupt_header');
+      assert.match(!v.ok ? v.message : '', /not a whole number of 512-byte sectors.*upload it to a new image\./);
+    }
+  });
+
   it('only notes a bad checksum', async () => {
     const img = Buffer.from(dynamic);
     img[70] = img[70]! ^ 0xff; // unique id byte, covered by the checksum

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { guidToBytes } from '../../../formats/guid.js';
 import { ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
-import { addVhdxItem, findVhdxItem, fixVhdxCrc, setVhdxHasParent, VHDX_PARENT_LOCATOR, VHDX_VIRTUAL_DISK_SIZE, vhdxParentLocator } from './craft.js';
+import { addVhdxItem, findVhdxItem, fixVhdxCrc, setVhdxHasParent, VHDX_FILE_PARAMS, VHDX_PARENT_LOCATOR, VHDX_VIRTUAL_DISK_SIZE, vhdxParentLocator } from './craft.js';
 import { assertAccepted, assertRefused, codes, detectBuf, detectFile } from './helpers.js';
 
 const KiB = 1024;
@@ -106,6 +106,25 @@ describe('vhdx', () => {
     }
     // Cut after the region table: the metadata region it names is past the end.
     assertRefused(await detectBuf(base.subarray(0, 300 * KiB)), 'vhdx', 'image_truncated');
+  });
+
+  it('refuses what qemu refuses to open: logical sectors other than 512, a block size off 1 MiB..256 MiB or not a power of two', async () => {
+    const LOGICAL_SECTOR_SIZE = guidToBytes('8141BF1D-A96F-4709-BA47-F233A8FAAB5F');
+    const withSector = (n: number): Buffer => {
+      const img = Buffer.from(base);
+      img.writeUInt32LE(n, findVhdxItem(img, LOGICAL_SECTOR_SIZE).data);
+      return img;
+    };
+    const kn = assertRefused(await detectBuf(withSector(4096)), 'vhdx', 'vhdx_unsupported_sector_size');
+    assert.match(!kn.ok ? kn.message : '', /512-byte logical sectors only.*upload it to a new image\./);
+    assertRefused(await detectBuf(withSector(1024)), 'vhdx', 'corrupt_header');
+    for (const bs of [3 * 1024 * KiB, 512 * KiB, 512 * 1024 * KiB]) {
+      const img = Buffer.from(base);
+      img.writeUInt32LE(bs, findVhdxItem(img, VHDX_FILE_PARAMS).data);
+      const r = await detectBuf(img);
+      assertRefused(r, 'vhdx', 'corrupt_header');
+      assert.match(r.findings.map((f) => f.message).join(' '), new RegExp(`'BlockSize' is ${bs} `));
+    }
   });
 
   it('refuses a huge virtual disk size', async () => {

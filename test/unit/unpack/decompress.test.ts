@@ -54,6 +54,43 @@ test('detectCodec recognizes every magic', () => {
   for (const codec of codecs) assert.equal(detectCodec(compressCli(codec, Buffer.from('x'))), codec);
 });
 
+/** What pzstd writes: before every zstd frame, a skippable frame (0x184D2A50, length 4) holding its size. */
+function pzstdLike(data: Buffer, pieces: number): Buffer {
+  const out: Buffer[] = [];
+  const step = Math.ceil(data.length / pieces);
+  for (let at = 0; at < data.length; at += step) {
+    const frame = compressCli('zstd', data.subarray(at, at + step));
+    const skip = Buffer.alloc(12);
+    skip.writeUInt32LE(0x184d2a50, 0);
+    skip.writeUInt32LE(4, 4);
+    skip.writeUInt32LE(frame.length, 8);
+    out.push(skip, frame);
+  }
+  return Buffer.concat(out);
+}
+
+test('zstd opening with skippable frames (pzstd) is detected and decoded', async () => {
+  const data = sampleDisk(2 * MiB + 7);
+  const packed = pzstdLike(data, 3);
+  assert.deepEqual([...packed.subarray(0, 4)], [0x50, 0x2a, 0x4d, 0x18]);
+  assert.equal(detectCodec(packed), 'zstd');
+  assert.ok((await collect(decompress(chunksOf(packed), 'zstd', roomy))).equals(data));
+  // Any of the 16 skippable magics, several in a row, or one whose data runs past the sniffed bytes.
+  const skippable = (nibble: number, body: Buffer): Buffer => {
+    const h = Buffer.alloc(8);
+    h.writeUInt32LE(0x184d2a50 + nibble, 0);
+    h.writeUInt32LE(body.length, 4);
+    return Buffer.concat([h, body]);
+  };
+  const zstd = compressCli('zstd', Buffer.from('x'));
+  assert.equal(detectCodec(Buffer.concat([skippable(0xf, Buffer.alloc(3)), skippable(7, Buffer.alloc(0)), zstd])), 'zstd');
+  assert.equal(detectCodec(Buffer.concat([skippable(1, Buffer.alloc(600)), zstd]).subarray(0, 512)), 'zstd');
+  // A skippable magic followed by something else is not zstd; nor is a lone zstd-like start of a disk.
+  assert.equal(detectCodec(Buffer.concat([skippable(0, Buffer.alloc(4)), Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(100)])), 'none');
+  assert.equal(detectCodec(Buffer.from([0x50, 0x2a, 0x4d, 0x18, 1])), 'none');
+  assert.equal(detectCodec(Buffer.from([0x50, 0x2a, 0x4d, 0x19, 0, 0, 0, 0, 0x28, 0xb5, 0x2f, 0xfd])), 'none');
+});
+
 for (const codec of codecs) {
   test(`${codec}: round trip, multi-member, in small chunks`, async () => {
     const data = sampleDisk(3 * MiB + 123);

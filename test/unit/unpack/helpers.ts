@@ -337,9 +337,9 @@ export interface ZipEntry {
 
 /**
  * A zip archive as `zip`/Python's zipfile write it: local headers, central directory, end record
- * (zip64 records when any entry asks). `prefix` is put before the first local header.
+ * (zip64 records when any entry asks, or `zip64End`). `prefix` is put before the first local header.
  */
-export function makeZip(entries: ZipEntry[], opts: { prefix?: Uint8Array; comment?: string } = {}): Buffer {
+export function makeZip(entries: ZipEntry[], opts: { prefix?: Uint8Array; comment?: string; zip64End?: boolean } = {}): Buffer {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -406,7 +406,9 @@ export function makeZip(entries: ZipEntry[], opts: { prefix?: Uint8Array; commen
   const cdOffset = offset;
   const cd = Buffer.concat(central);
   push(cd);
-  if (anyZip64) {
+  // zip64End: the zip64 end records without need, the end record's fields left real (Info-ZIP on a pipe).
+  const zip64End = anyZip64 || opts.zip64End === true;
+  if (zip64End) {
     const recPos = offset;
     const rec = Buffer.alloc(56);
     rec.writeUInt32LE(0x06064b50, 0);

@@ -130,6 +130,10 @@ test('a single-member zip unpacks: deflated, stored, with a data descriptor, zip
   // a streamed zip: `zip -` writes a data descriptor and zip64 fields for unknown sizes
   const streamed = execFileSync('bash', ['-c', `zip -q - - < ${raw}`], { maxBuffer: 64 * MiB });
   await unpacksTo(s.input(streamed), s.out(), data, 'zip');
+  // from a pipe, Info-ZIP also writes the zip64 end record and locator, though nothing needs them
+  const piped = execFileSync('bash', ['-c', `cat ${raw} | zip -q - -`], { maxBuffer: 64 * MiB });
+  await unpacksTo(s.input(piped), s.out(), data, 'zip');
+  await unpacksTo(s.input(makeZip([{ name: 'disk.raw', data }], { zip64End: true })), s.out(), data, 'zip');
 });
 
 test('zips PIR cannot vouch for are refused with the reason', async (t) => {
@@ -149,6 +153,11 @@ test('zips PIR cannot vouch for are refused with the reason', async (t) => {
   await refused(s.input(good.subarray(0, good.length - 30)), s.out(), 'corrupt_archive', /end-of-central-directory/);
   const cut = Buffer.concat([good.subarray(0, 2000), good.subarray(good.length - 100)]);
   await refused(s.input(cut), s.out(), 'corrupt_archive');
+  // zip64 end records the end record contradicts: readers would disagree on the directory
+  const optional = makeZip([one], { zip64End: true });
+  const lying = Buffer.from(optional);
+  lying.writeUInt32LE(lying.readUInt32LE(lying.length - 6) + 1, lying.length - 6); // 32-bit cd offset
+  await refused(s.input(lying), s.out(), 'corrupt_archive', /disagree/);
 
   // zip -P: classic encryption, made by the tool
   const raw = join(s.dir, 'secret.raw');
