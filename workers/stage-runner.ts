@@ -10,6 +10,11 @@
  * again, and promotion leaves the staged bytes in place (BlobStore.promote), so running a stage
  * twice is harmless. Only a promote that copies into other stores (a multi-store import: long
  * work of its own) is preceded by a write recording the stages before it.
+ *
+ * A stage that fails because the image store is unreachable (core/store-outage.ts) does not end
+ * the image when its attempts run out: the job is deferred (no attempt counted) every
+ * STORE_WAIT_MS while the run is younger than the stage deadline, so an outage of the store
+ * delays imports instead of killing them; past that, the image ends `store_unreachable`.
  */
 import type { Logger } from 'pino';
 import { STAGES, type ImageDoc, type StageName } from '../schemas/image.js';
@@ -24,6 +29,8 @@ import { stageDuration } from '../infra/telemetry/metrics.js';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
 import { inConsumerSpan } from '../core/trace-context.js';
 import { ChainReaders } from './chain-readers.js';
+import { DeferJobError } from '../core/jobs.js';
+import { isStoreOutage } from '../core/store-outage.js';
 
 /** What a stage's work is given besides the image: the job's context and the run's shared blob readers. */
 export interface StageContext extends JobContext {
@@ -35,7 +42,12 @@ export type StageWork = (doc: ImageDoc, ctx: StageContext) => Promise<(draft: Im
 
 export interface RunnerSettings {
   stageDeadlineSeconds: number;
+  /** How often a stage waiting for an unreachable store tries again (default STORE_WAIT_MS). */
+  storeWaitMs?: number;
 }
+
+/** How often a stage waiting for an unreachable image store tries again. */
+export const STORE_WAIT_MS = 5_000;
 
 export class StageRunner {
   constructor(
@@ -258,40 +270,68 @@ export class StageRunner {
   private async failFused(recorded: StageJob, done: DoneStage[], failed: FailedStage, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
     const { stage } = failed;
     const retry = willRetry(error, ctx);
-    const { code, message } = failureOf(error, stage, ctx);
-    logStageFailure(log, error, code, retry);
+    let waits = false;
+    let failure = failureOf(error, stage, ctx);
     const { doc, changed } = await this.recordFused(recorded, done, (draft) => {
+      waits = !retry && this.waitsForStore(draft, error);
+      failure = this.finalFailure(draft, error, stage, ctx, waits);
+      const again = retry || waits;
       const events: NewEvent[] = stage === recorded.stage ? [] : [startStage(draft, stage, this.settings.stageDeadlineSeconds, false, failed.startedAt)];
       const progress = draft.pipeline!.stages[stage];
       // A retry goes on from this stage: its start is recorded again then.
-      progress.status = retry ? 'pending' : 'failed';
+      progress.status = again ? 'pending' : 'failed';
       progress.ended_at = new Date().toISOString();
-      if (!retry) progress.duration_ms = failed.durationMs;
-      events.push(event('image.stage.failed', { run: recorded.run, stage, code, message, retryable: retry, attempt: ctx.attempt }));
-      if (!retry) events.push(...kill(draft, stage, code, message));
+      if (!again) progress.duration_ms = failed.durationMs;
+      events.push(event('image.stage.failed', { run: recorded.run, stage, code: failure.code, message: failure.message, retryable: again, attempt: ctx.attempt }));
+      if (!again) events.push(...kill(draft, stage, failure.code, failure.message));
       return events;
     });
+    logStageFailure(log, error, failure.code, retry, waits);
     if (changed && doc.status === 'killed') await removeStaging(this.blobs, recorded.imageId);
     if (retry) throw error;
+    if (waits && changed) throw new DeferJobError(this.settings.storeWaitMs ?? STORE_WAIT_MS);
+  }
+
+  /**
+   * A stage whose attempts ran out because the image store is unreachable waits for it (the job
+   * deferred, no attempt counted) while its run is younger than the stage deadline.
+   */
+  private waitsForStore(draft: ImageDoc, error: unknown): boolean {
+    if (!isStoreOutage(error)) return false;
+    const runStarted = Date.parse(draft.pipeline?.started_at ?? '');
+    return Number.isFinite(runStarted) && Date.now() - runStarted < this.settings.stageDeadlineSeconds * 1000;
+  }
+
+  /** What ends the image: the stage's failure, or for a store outage the wait that ran out. */
+  private finalFailure(draft: ImageDoc, error: unknown, stage: StageName, ctx: JobContext, waits: boolean): { code: string; message: string } {
+    if (waits || !isStoreOutage(error)) return failureOf(error, stage, ctx);
+    const minutes = Math.max(1, Math.round((Date.now() - Date.parse(draft.pipeline?.started_at ?? '')) / 60_000));
+    const message = `The image store did not answer while the ${stage} stage worked on the image (${errorName(error)}), and the import waited for it for ${minutes} minute(s). Upload the disk to a new image once the store answers again.`;
+    return { code: 'store_unreachable', message };
   }
 
   private async fail(job: StageJob, ctx: JobContext, error: unknown, durationMs: number, log: Logger): Promise<void> {
     const retry = willRetry(error, ctx);
-    const { code, message } = failureOf(error, job.stage, ctx);
-    logStageFailure(log, error, code, retry);
+    let waits = false;
+    let failure = failureOf(error, job.stage, ctx);
     const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
+      waits = !retry && this.waitsForStore(draft, error);
+      failure = this.finalFailure(draft, error, job.stage, ctx, waits);
+      const again = retry || waits;
       const progress = draft.pipeline!.stages[job.stage];
       draft.pipeline!.handoff = null;
-      progress.status = retry ? 'pending' : 'failed';
+      progress.status = again ? 'pending' : 'failed';
       progress.ended_at = new Date().toISOString();
-      if (!retry) progress.duration_ms = durationMs;
-      const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code, message, retryable: retry, attempt: ctx.attempt })];
-      if (!retry) events.push(...kill(draft, job.stage, code, message));
+      if (!again) progress.duration_ms = durationMs;
+      const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code: failure.code, message: failure.message, retryable: again, attempt: ctx.attempt })];
+      if (!again) events.push(...kill(draft, job.stage, failure.code, failure.message));
       return events;
     });
+    logStageFailure(log, error, failure.code, retry, waits);
     if (changed && doc.status === 'killed') await removeStaging(this.blobs, job.imageId);
     if (retry) throw error;
+    if (waits && changed) throw new DeferJobError(this.settings.storeWaitMs ?? STORE_WAIT_MS);
   }
 }
 
@@ -299,9 +339,10 @@ export class StageRunner {
  * A refusal is the image's fault, not PIR's: an info line with its reason (no stack), so the
  * error level stays for what an operator must look at.
  */
-function logStageFailure(log: Logger, error: unknown, code: string, retry: boolean): void {
+function logStageFailure(log: Logger, error: unknown, code: string, retry: boolean, waits: boolean): void {
   if (error instanceof RefusedError) log.info({ code, reason: error.message }, 'stage refused the image');
   else if (retry) log.warn({ err: error, code }, 'stage failed; will retry');
+  else if (waits) log.error({ err: error, code }, 'the image store is unreachable: the stage waits for it');
   else log.error({ err: error, code }, 'stage failed for good');
 }
 

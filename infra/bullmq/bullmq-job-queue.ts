@@ -140,7 +140,7 @@ export class BullmqJobQueue implements JobQueue {
     const maxAttempts = Math.floor(this.retry.attempts);
     const worker = new Worker<StageJob>(
       stageQueueName(stage),
-      async (job: Job<StageJob>) => {
+      async (job: Job<StageJob>, token?: string) => {
         const ctx: JobContext = {
           attempt: job.attemptsMade + 1,
           redelivered: job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0,
@@ -149,7 +149,16 @@ export class BullmqJobQueue implements JobQueue {
             await job.updateProgress(Math.max(0, Math.min(100, percent)));
           },
         };
-        await handler({ ...job.data }, ctx);
+        try {
+          await handler({ ...job.data }, ctx);
+        } catch (err) {
+          // Not an attempt: run again later (a stage waiting for an unreachable store).
+          if (err instanceof DeferJobError) {
+            await job.moveToDelayed(Date.now() + err.delayMs, token);
+            throw new DelayedError();
+          }
+          throw err;
+        }
       },
       this.workerOptions(connection, concurrency),
     );

@@ -8,7 +8,8 @@
  * - job ids are stageJobId(job): enqueueing a job whose id is waiting, running, completed or
  *   failed is a no-op (ids of finished jobs are remembered, up to `rememberFinished`, in LRU
  *   order); a new job that follows a known one waits for it, or starts at once if it completed;
- * - a handler that throws is retried after backoffMs * 2^(attempt-1) up to policy.attempts.
+ * - a handler that throws is retried after backoffMs * 2^(attempt-1) up to policy.attempts;
+ *   one that throws DeferJobError runs again after its delay, no attempt counted.
  *
  * Jobs of declared kinds (enqueue/work, core/jobs.ts) are run by MemoryKindJobs.
  */
@@ -17,7 +18,7 @@ import type { Logger } from 'pino';
 import { STAGES, type StageName } from '../../schemas/image.js';
 import { stageJobId } from '../../core/ports.js';
 import type { JobContext, JobQueue, QueueStats, RetryPolicy, StageHandler, StageJob } from '../../core/ports.js';
-import type { EnqueueOptions, JobHandler, JobKind } from '../../core/jobs.js';
+import { DeferJobError, type EnqueueOptions, type JobHandler, type JobKind } from '../../core/jobs.js';
 import { MemoryKindJobs } from './memory-kind-jobs.js';
 import type { JobJournal } from './sqlite-job-journal.js';
 
@@ -223,21 +224,30 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   private attemptFailed(entry: Entry, err: unknown): void {
+    if (err instanceof DeferJobError) {
+      // Not an attempt: run again later (a stage waiting for an unreachable store).
+      this.delay(entry, err.delayMs);
+      return;
+    }
     entry.attemptsMade++;
     const log = { err, job_id: entry.id, image_id: entry.job.imageId, stage: entry.job.stage, attempt: entry.attemptsMade, max_attempts: this.retry.attempts };
     if (entry.attemptsMade < this.retry.attempts) {
       const delay = this.retry.backoffMs * 2 ** (entry.attemptsMade - 1);
       this.logger.warn({ ...log, retry_in_ms: delay }, 'stage job failed; retrying');
-      entry.state = 'delayed';
-      if (this.closed) return;
-      entry.timer = setTimeout(() => {
-        entry.timer = null;
-        if (!this.closed) this.makeWaiting(entry);
-      }, delay);
+      this.delay(entry, delay);
       return;
     }
     this.logger.error(log, 'stage job failed for good; dropping the rest of its chain');
     this.fail(entry);
+  }
+
+  private delay(entry: Entry, ms: number): void {
+    entry.state = 'delayed';
+    if (this.closed) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      if (!this.closed) this.makeWaiting(entry);
+    }, ms);
   }
 
   private fail(entry: Entry): void {

@@ -8,6 +8,7 @@ import type { StageName } from '../../schemas/image.js';
 import { requireServices } from '../support/services.js';
 import type { ContractOptions } from './manifest-store.contract.js';
 import { sleep, waitFor } from './helpers.js';
+import { DeferJobError } from '../../core/jobs.js';
 
 /** Each call must return a new queue, isolated from every other (its own key prefix). */
 export type MakeQueue = (retry: RetryPolicy) => JobQueue | Promise<JobQueue>;
@@ -174,6 +175,26 @@ export function jobQueueContract(name: string, makeQueue: MakeQueue, opts: JobQu
       const gap2 = inspect[2]!.start - inspect[1]!.end!;
       assert.ok(gap1 >= 90, `first retry after ${gap1.toFixed(0)} ms, expected about 100`);
       assert.ok(gap2 >= 180, `second retry after ${gap2.toFixed(0)} ms, expected about 200`);
+      assert.deepEqual(rec.of(img).filter((r) => r.ok).map((r) => r.stage), [...STAGES]);
+    });
+
+    await t.test('a job that defers itself runs again after its delay, no attempt counted, then the chain continues', async () => {
+      const q = await fresh({ attempts: 2, backoffMs: 30 });
+      let deferrals = 0;
+      const rec = new Recorder(async (job, ctx) => {
+        if (job.stage === 'inspect' && ctx.attempt === 2 && deferrals < 3) { deferrals++; throw new DeferJobError(150); }
+        if (job.stage === 'inspect' && ctx.attempt === 1) throw new Error('injected failure');
+      });
+      await processAll(q, rec);
+      const img = randomUUID();
+      await q.enqueueChain(chain(img));
+      await waitFor('the chain to finish', () => rec.of(img).filter((r) => r.ok).length === 4, 15_000);
+      const inspect = rec.of(img).filter((r) => r.stage === 'inspect');
+      assert.deepEqual(inspect.map((r) => r.attempt), [1, 2, 2, 2, 2], 'the last attempt ran four times: three deferrals did not use it up');
+      for (let i = 2; i < inspect.length; i++) {
+        const gap = inspect[i]!.start - inspect[i - 1]!.end!;
+        assert.ok(gap >= 140, `deferred run ${i} after ${gap.toFixed(0)} ms, expected about 150`);
+      }
       assert.deepEqual(rec.of(img).filter((r) => r.ok).map((r) => r.stage), [...STAGES]);
     });
 

@@ -7,6 +7,9 @@ import { RefusedError, TransientError, errorName } from '../../../core/errors.js
 import type { JobContext, StageJob } from '../../../core/ports.js';
 import type { StageName } from '../../../schemas/image.js';
 import { StageRunner, type StageWork } from '../../../workers/stage-runner.js';
+import { DeferJobError } from '../../../core/jobs.js';
+import { BlobStoreUnavailableError } from '../../../core/ports.js';
+import { isStoreOutage } from '../../../core/store-outage.js';
 import { promoteStage } from '../../../workers/stages/promote.stage.js';
 import { imageKey } from '../../../core/blob-keys.js';
 import { Sweepers } from '../../../workers/sweepers.js';
@@ -118,6 +121,62 @@ describe('StageRunner', () => {
 });
 
 const fused = (id: string, run: number, stage: StageName = 'unpack'): StageJob => ({ imageId: id, run, stage, fused: true });
+
+describe('StageRunner: an unreachable image store', () => {
+  const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9000'), { code: 'ECONNREFUSED' });
+
+  it('knows a store outage from a fault of the image or of PIR', () => {
+    assert.ok(isStoreOutage(refused()));
+    assert.ok(isStoreOutage(new BlobStoreUnavailableError('S3 did not answer')));
+    assert.ok(isStoreOutage(Object.assign(new Error('x'), { name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } })));
+    assert.ok(isStoreOutage(new Error('wrapped', { cause: refused() })));
+    assert.ok(!isStoreOutage(new Error('a bug')));
+    assert.ok(!isStoreOutage(Object.assign(new Error('x'), { code: 'ENOENT' })));
+    assert.ok(!isStoreOutage(Object.assign(new Error('x'), { $metadata: { httpStatusCode: 404 } })));
+    assert.ok(!isStoreOutage(new TransientError('location_unreadable', 'the location could not be read')), "PIR's own errors are never the store's outage");
+  });
+
+  for (const mode of ['one job a stage', 'fused'] as const) {
+    it(`${mode}: waits for the store when its attempts run out (deferred, no attempt counted), then goes on once it answers`, async () => {
+      const d = await domain();
+      const { id, run } = await importingImage(d);
+      let down = true;
+      const r = runner(d, { inspect: async () => { if (down) throw refused(); return (draft) => { draft.virtual_size = 4; }; } });
+      const handle = (attempt: number) => (mode === 'fused' ? r.handle(fused(id, run), ctx(attempt, 2)) : r.handle(job(id, run, 'inspect'), ctx(attempt, 2)));
+      if (mode !== 'fused') await r.handle(job(id, run, 'unpack'), ctx(1, 2));
+      await assert.rejects(handle(1), /ECONNREFUSED/, 'an attempt left: a retry');
+      await assert.rejects(handle(2), (e: unknown) => e instanceof DeferJobError, 'no attempt left: the job waits');
+      await assert.rejects(handle(2), (e: unknown) => e instanceof DeferJobError, 'and waits again');
+      let doc = (await d.manifest.get(id))!;
+      assert.equal(doc.status, 'importing');
+      assert.equal(doc.pipeline!.stages.inspect.status, 'pending');
+      assert.equal(doc.failure, null);
+      down = false;
+      if (mode === 'fused') await handle(2);
+      else for (const stage of ['inspect', 'checksum', 'promote'] as const) await r.handle(job(id, run, stage), ctx(stage === 'inspect' ? 2 : 1, 2));
+      doc = (await d.manifest.get(id))!;
+      assert.equal(doc.status, 'active');
+      await d.close();
+    });
+  }
+
+  it('ends the image store_unreachable once its run is older than the stage deadline', async () => {
+    const d = await domain();
+    const { id, run } = await importingImage(d);
+    const r = runner(d, { unpack: async () => { throw refused(); } });
+    // The run began longer ago than the deadline (60 s in these runners).
+    await d.manifest.update(id, (draft) => { draft.pipeline!.started_at = new Date(Date.now() - 61_000).toISOString(); return []; });
+    await r.handle(fused(id, run), ctx(2, 2));
+    const doc = (await d.manifest.get(id))!;
+    assert.equal(doc.status, 'killed');
+    assert.equal(doc.failure!.code, 'store_unreachable');
+    assert.match(doc.failure!.message, /image store did not answer while the unpack stage .*ECONNREFUSED.*waited for it for 1 minute/);
+    assert.doesNotMatch(doc.failure!.message, /127\.0\.0\.1/, 'no address of PIR\'s store in what the owner reads');
+    await d.close();
+  });
+});
+
+
 
 /** Counts the compare-and-set writes the manifest store takes (won or lost). */
 function countWrites(d: Awaited<ReturnType<typeof domain>>): () => number {
