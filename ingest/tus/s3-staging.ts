@@ -24,6 +24,7 @@ import { BlobNotFoundError, BlobStoreUnavailableError } from '../../core/ports.j
 import type { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 import { SavableDigests, rebuildStats, type UploadDigests } from './digests.js';
 import type { AppendOptions, TusStaging } from './staging.js';
+import { isStoreOutage } from '../../core/store-outage.js';
 
 const MiB = 1024 * 1024;
 /** S3's smallest part but the last. */
@@ -194,7 +195,7 @@ export class S3TusStaging implements TusStaging {
       await commitTail();
       return end;
     } catch (error) {
-      if (!provisional) {
+      if (!provisional && !isStoreOutage(error)) {
         // tus keeps what a cut PATCH brought: the parts that went in, in order, and every byte
         // after them (a part that failed, those after it, the partial part) as the tail.
         while (inflight.length > 0) {
@@ -206,6 +207,10 @@ export class S3TusStaging implements TusStaging {
         }
         await commitTail().catch(() => {});
       } else {
+        // A checksummed PATCH keeps nothing. Nor does one the store failed under (unreachable,
+        // timing out): its tail commit would only wait out the store's timeouts once more before
+        // the client hears 503; the client sends again from the offset committed so far. The
+        // parts in flight are let finish either way, so no part number is taken twice.
         await Promise.allSettled(inflight.map((p) => p.committed));
       }
       throw error;

@@ -21,6 +21,7 @@ import { RedisLeases } from '../../ingest/tus/upload-leases.js';
 import { FsBlobStore } from '../../infra/storage/fs-blob-store.js';
 import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 import { inCI, serviceUp, services, uniqueName } from '../support/services.js';
+import { tcpForwarder } from '../support/tcp-forwarder.js';
 
 const MiB = 1024 * 1024;
 const s3Up = (await serviceUp('s3')).up;
@@ -199,6 +200,50 @@ describe('tus staging: S3, a part upload that fails', { skip: s3Up ? false : 'S3
     const key = await other.finish(id, 1);
     assert.equal(restored.digest().sha512, sha512(data));
     assert.equal(sha512(await readAll(blobs, key)), sha512(data));
+  });
+});
+
+describe('tus staging: S3 that stops answering mid-append', { skip: s3Up ? false : 'S3 (SeaweedFS) is not running' }, () => {
+  it('fails the append once its part times out, without waiting out a tail commit too; what was committed stays', async () => {
+    const target = new URL(services.s3.endpoint);
+    const forwarder = await tcpForwarder({ host: target.hostname, port: Number(target.port) }, { open: true });
+    const blobs = new S3BlobStore({ ...services.s3, endpoint: `http://127.0.0.1:${forwarder.port}`, prefix: `${uniqueName('tus-stalled')}/`, timeoutMs: 1000 });
+    let stalled = false;
+    let writesWhileStalled = 0;
+    blobs.client.middlewareStack.add((next, context) => async (args) => {
+      if (stalled && context.commandName === 'PutObjectCommand') writesWhileStalled += 1;
+      return next(args);
+    }, { step: 'initialize', name: 'countStalledCommits' });
+    after(async () => {
+      forwarder.open();
+      const direct = new S3BlobStore({ ...services.s3, prefix: blobs.settings.prefix });
+      for (const blob of await direct.list('')) await direct.delete(blob.key).catch(() => {});
+      direct.close();
+      blobs.close();
+      await forwarder.close();
+    });
+    const staging = new S3TusStaging(blobs, () => S3_MIN_PART_BYTES);
+    const id = `img-${randomBytes(6).toString('hex')}`;
+    const data = randomBytes(3 * S3_MIN_PART_BYTES);
+    await staging.create(id, 1, data.length);
+    const digests = await staging.newDigests();
+    async function* stallAfterFirstPart(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of chunksOf(data, 256 * 1024)) {
+        yield chunk;
+        if (!stalled && (chunk.byteOffset + chunk.byteLength) >= S3_MIN_PART_BYTES + MiB) {
+          // The first part has had time to go in; the store then stops answering.
+          await new Promise((r) => setTimeout(r, 500));
+          forwarder.stall();
+          stalled = true;
+        }
+      }
+    }
+    await assert.rejects(staging.append(id, 1, 0, stallAfterFirstPart(), digests), (e: Error) => e.name === 'BlobStoreUnavailableError');
+    assert.equal(writesWhileStalled, 0, 'no tail commit was tried against a store that had stopped answering');
+    forwarder.open();
+    const direct = new S3BlobStore({ ...services.s3, prefix: blobs.settings.prefix });
+    const offset = await new S3TusStaging(direct, () => S3_MIN_PART_BYTES).offset(id, 1).finally(() => direct.close());
+    assert.ok(offset === 0 || offset === S3_MIN_PART_BYTES, `offset ${offset}: the committed parts, nothing else`);
   });
 });
 
