@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand,
-  ListObjectsV2Command, S3Client,
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand,
+  ListObjectsV2Command, PutObjectCommand, S3Client,
 } from '@aws-sdk/client-s3';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type UnfinishedWrite, type WrittenBlob } from '../../core/ports.js';
 import { HashPool } from '../../ingest/hashing/index.js';
@@ -67,6 +67,9 @@ export function signsPayloadByDefault(endpoint: string): boolean {
 }
 
 const MiB = 1024 * 1024;
+/** The object ping() writes and reads back. */
+export const PROBE_KEY = 'health/probe';
+const PROBE_BODY = Buffer.from('pir readiness probe\n');
 const DEFAULT_PART_SIZE = 8 * MiB;
 /** Parts in flight: what is still to send after the last byte arrives is at most this many parts (+ the last). */
 const DEFAULT_QUEUE_SIZE = 2;
@@ -270,8 +273,17 @@ export class S3BlobStore implements BlobStore {
     return stagedKey;
   }
 
+  /**
+   * Readiness: the bucket takes a small object and gives it back. A HEAD of the bucket alone
+   * answers while the servers that hold the data behind an S3 gateway are down (SeaweedFS's
+   * volume servers), when no image can be stored or served. One fixed key for every process
+   * (overwritten, never piling up), outside `staging/` and `images/`.
+   */
   async ping(): Promise<void> {
-    await this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }));
+    const Key = this.objectKey(PROBE_KEY);
+    await this.client.send(new PutObjectCommand({ Bucket: this.settings.bucket, Key, Body: PROBE_BODY }));
+    const out = await this.readClient.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key }));
+    for await (const chunk of out.Body as Readable) void chunk;
   }
 
   close(): void {

@@ -166,7 +166,10 @@ export async function uploadHashed(
     if (uploadId) {
       // Best effort: if this fails too, the unfinished upload is listed and deleted by the sweepers.
       const id = await (uploadId as Promise<string>).catch(() => null);
-      if (id) await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId: id })).catch(() => {});
+      const aborted = id ? client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId: id })).catch(() => {}) : null;
+      // A store that failed the upload would most likely hold the abort for its timeouts too: the
+      // caller's answer (503) does not wait for it.
+      if (!storeFailure) await aborted;
     }
     // The source's own failure (size limit, idle, abort) wins; else the store's.
     throw error === stop.signal.reason && storeFailure ? storeFailure : error;

@@ -60,7 +60,7 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
       } finally {
         store.close();
       }
-      return `bucket ${s3.bucket} at ${shown(s3.endpoint)} answers and can be listed${s3.prefix ? ` (prefix ${s3.prefix})` : ''}`;
+      return `bucket ${s3.bucket} at ${shown(s3.endpoint)} takes a small object and gives it back, and can be listed${s3.prefix ? ` (prefix ${s3.prefix})` : ''}`;
     }, (e) => `The S3 bucket ${s3.bucket} at ${shown(s3.endpoint)} cannot be used (${e}). Create the bucket, or correct PIR_S3_ENDPOINT, PIR_S3_BUCKET, PIR_S3_ACCESS_KEY_ID/PIR_S3_SECRET_ACCESS_KEY, PIR_S3_REGION, and PIR_S3_FORCE_PATH_STYLE (true for most self-hosted servers).`));
   }
   if (config.tokensFile) {

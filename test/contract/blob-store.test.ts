@@ -10,7 +10,7 @@ import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client
 import { stagingKey } from '../../core/blob-keys.js';
 import { BlobStoreUnavailableError } from '../../core/ports.js';
 import { FsBlobStore } from '../../infra/storage/fs-blob-store.js';
-import { S3BlobStore } from '../../infra/storage/s3-blob-store.js';
+import { PROBE_KEY, S3BlobStore } from '../../infra/storage/s3-blob-store.js';
 import { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { countingProxy } from '../support/counting-proxy.js';
@@ -149,6 +149,43 @@ test('S3 store: uploads from shared part buffers, hashed on the pool; failures l
     await signed.write(key, Readable.from([bytes]), { maxBytes: 100 });
     signed.close();
     assert.equal(headers[0], createHash('sha256').update(bytes).digest('hex'));
+  });
+
+  await t.test('ping (readiness) writes the probe object and reads it back, so a bucket that answers but stores nothing fails it', async () => {
+    await store.ping();
+    assert.ok(await store.stat(PROBE_KEY), 'the probe object is there');
+    const before = seen.length;
+    await store.ping();
+    assert.deepEqual(seen.slice(before).map((s) => s.command), ['PutObjectCommand'], 'a write (the read back goes by the read client)');
+    let refuse = true;
+    store.client.middlewareStack.add((next, context) => (args) => {
+      if (refuse && context.commandName === 'PutObjectCommand') throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+      return next(args);
+    }, { step: 'initialize', name: 'testRefusePuts' });
+    await assert.rejects(store.ping(), /internal error/);
+    refuse = false;
+    await store.ping();
+  });
+
+  await t.test('a part the store fails: the write answers its BlobStoreUnavailableError without waiting for the abort of the multipart upload', async () => {
+    const failing = new S3BlobStore({ ...services.s3, prefix: runPrefix, partSize: 5 * MiB, queueSize: 2 });
+    let releaseAbort!: () => void;
+    const abortHeld = new Promise<void>((resolve) => { releaseAbort = resolve; });
+    failing.client.middlewareStack.add((next, context) => async (args) => {
+      if (context.commandName === 'UploadPartCommand') throw Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } });
+      if (context.commandName === 'AbortMultipartUploadCommand') await abortHeld; // a store that holds it for its timeouts
+      return next(args);
+    }, { step: 'initialize', name: 'testFailParts' });
+    const key = stagingKey(randomUUID(), 1, 'upload');
+    async function* chunks() { for (let i = 0; i < 12; i++) yield randomBytes(MiB); }
+    const outcome = await Promise.race([
+      failing.write(key, chunks(), { maxBytes: 100 * MiB }).then(() => 'stored', (e: Error) => e.name),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still waiting after 10 s'), 10_000)),
+    ]);
+    releaseAbort();
+    assert.equal(outcome, 'BlobStoreUnavailableError');
+    await new Promise((r) => setTimeout(r, 500)); // the abort, let go, finishes before the client closes
+    failing.close();
   });
 
   await t.test('a source failing after several parts: its error, nothing stored, the multipart upload aborted', async () => {

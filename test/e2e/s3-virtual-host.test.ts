@@ -57,7 +57,7 @@ describe('pir serve on S3 with virtual-host addressing (PIR_S3_FORCE_PATH_STYLE=
     const bytes = readFileSync(path);
 
     proxy.reset();
-    assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200, 'ready: HeadBucket answered');
+    assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200, 'ready: the bucket took the probe object and gave it back');
     const image = await client.createImage({ name: 'vhost', disk_format: 'qcow2', container_format: 'bare' });
     const put = await client.putData(image.id, path);
     assert.equal(put.status, 204, JSON.stringify(put.body));
