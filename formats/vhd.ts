@@ -12,8 +12,10 @@ const SPARSE_COOKIE = Buffer.from('cxsparse', 'latin1');
 const FOOTER = 512;
 const DYN_HEADER = 1024;
 const TYPE_NAMES: Record<number, string> = { 2: 'fixed', 3: 'dynamic', 4: 'differencing' };
-// Creators whose images qemu sizes by CHS geometry rather than 'current size'.
-const CHS_CREATORS = new Set(['vpc ', 'qemu']);
+// Creators whose images qemu sizes by 'current size' (Hyper-V, qemu's own `qem2`, Disk2vhd,
+// XenConverter, XenServer); every other creator's (Virtual PC, older qemu, unknown ones) by the
+// CHS geometry, unless that geometry is the largest there is (qemu's vpc_open).
+const CURRENT_SIZE_CREATORS = new Set(['win ', 'qem2', 'd2v ', 'CTXS', 'tap\0']);
 const MAX_CHS = { c: 65535, h: 16, s: 255 };
 const CONVERT = 'Convert it to a standalone disk with `qemu-img convert -O vpc in.vhd out.vhd` and upload it to a new image.';
 
@@ -127,7 +129,7 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   // size policy cannot be dodged by disagreeing fields.
   const chs = BigInt(cyl) * BigInt(heads) * BigInt(spt) * 512n;
   const maxGeom = cyl === MAX_CHS.c && heads === MAX_CHS.h && spt === MAX_CHS.s;
-  const qemuSize = CHS_CREATORS.has(creator) && !maxGeom ? chs : currentSize;
+  const qemuSize = !CURRENT_SIZE_CREATORS.has(creator) && !maxGeom ? chs : currentSize;
   const virtualSize = bigToNumber(qemuSize > currentSize ? qemuSize : currentSize);
 
   if (typeName === undefined) {

@@ -35,6 +35,20 @@ describe('vhd (vpc)', () => {
     });
   }
 
+  it("sizes by the creator as qemu does: CHS geometry but for win, qem2, d2v, CTXS and tap\\0 (never below qemu's size)", async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const chs = dynamic.readUInt16BE(56) * dynamic[58]! * dynamic[59]! * 512;
+    for (const creator of ['abcd', 'tap ', 'vpc ', 'qemu', 'win ', 'qem2', 'd2v ', 'CTXS', 'tap\0']) {
+      // current size below the geometry's: qemu takes one or the other by creator.
+      const img = editVhdFooters(dynamic, (f) => { f.write(creator, 28, 'latin1'); f.writeBigUInt64BE(BigInt(chs - 4 * 1024 * 1024), 48); });
+      const path = join(dir, `creator-${creator.replace(/\W/g, '_')}.vhd`);
+      await writeFile(path, img);
+      const [r, q] = await Promise.all([detectFile(path), qemuInfo(path, 'vpc')]);
+      assert.equal(r.virtualSize, q['virtual-size'], JSON.stringify(creator));
+    }
+  });
+
   it('reads little of an 8 GiB dynamic or fixed image', async () => {
     for (const options of [{}, { subformat: 'fixed' }] as Array<Record<string, string>>) {
       const r = await detectFile(await makeImage(dir, 'vpc', { size: '8G', options }));
