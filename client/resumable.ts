@@ -51,9 +51,7 @@ class Digests {
 
 export async function resumableUpload(transport: Transport, imagePath: string, file: string, opts: ResumableOptions = {}): Promise<ResumableResult> {
   const size = (await stat(file)).size;
-  const created = await transport.call('POST', `${imagePath}/uploads`, undefined, { ...TUS, 'upload-length': String(size) });
-  if (created.status !== 201 || !created.headers.location) throw unexpectedAnswer(transport.baseUrl, created, 'POST', `${imagePath}/uploads`);
-  const location = created.headers.location;
+  const location = await createUpload(transport, imagePath, size, opts);
   opts.onCreated?.(location);
   let acked = new Digests();
   let offset = 0;
@@ -94,6 +92,23 @@ export async function resumableUpload(transport: Transport, imagePath: string, f
 }
 
 /**
+ * tus creation (POST …/uploads). A server that answers it is unavailable (502-504: PIR's store
+ * or another service down a moment) made nothing, so it is asked again with the PATCHes' backoff;
+ * anything else is final.
+ */
+async function createUpload(transport: Transport, imagePath: string, size: number, opts: ResumableOptions): Promise<string> {
+  const path = `${imagePath}/uploads`;
+  for (let failures = 0; ; failures++) {
+    opts.signal?.throwIfAborted();
+    const created = await transport.call('POST', path, undefined, { ...TUS, 'upload-length': String(size) });
+    if (created.status === 201 && created.headers.location) return created.headers.location;
+    const error = unexpectedAnswer(transport.baseUrl, created, 'POST', path);
+    if (![502, 503, 504].includes(created.status) || failures >= (opts.maxRetries ?? 8)) throw error;
+    await new Promise((r) => setTimeout(r, Math.min(10_000, (opts.backoffMs ?? 250) * 2 ** failures)));
+  }
+}
+
+/**
  * One PATCH of [start, end); resolves with the server's new offset. `onSent` hears of the bytes
  * as they go (one PATCH may be the whole file: waiting for its answer would show nothing).
  */
@@ -114,9 +129,23 @@ async function patch(transport: Transport, location: string, file: string, start
     digests.update(chunk as Buffer);
     onSent((sent += (chunk as Buffer).length));
   });
-  const sending = pipeline(body, req).catch((error: Error) => { throw new TransportError(transport.url(location).origin, error); });
-  const [res] = await Promise.all([response, sending]).finally(() => signal?.removeEventListener('abort', cut));
-  const answer = await readResponse(res);
+  // An answer before the whole body went (a 503 when PIR's store failed mid-PATCH) is acted on at
+  // once: PIR reads no more of this PATCH, so sending the rest would only wait out its timeouts.
+  let answeredEarly = false;
+  const answered = response.then(async (res) => {
+    const answer = await readResponse(res);
+    if (answer.status !== 204 && !body.closed) {
+      answeredEarly = true;
+      body.destroy();
+      req.destroy();
+    }
+    return answer;
+  });
+  const sending = pipeline(body, req).catch((error: Error) => {
+    if (answeredEarly) return;
+    throw new TransportError(transport.url(location).origin, error);
+  });
+  const [answer] = await Promise.all([answered, sending]).finally(() => signal?.removeEventListener('abort', cut));
   if (answer.status !== 204) throw PirApiError.from(answer.status, answer.body, 'PATCH', location);
   const offset = Number(answer.headers['upload-offset']);
   if (offset !== end) throw new Error(`the server acknowledged offset ${answer.headers['upload-offset']} after a PATCH ending at ${end}`);

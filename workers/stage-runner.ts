@@ -305,8 +305,9 @@ export class StageRunner {
   /** What ends the image: the stage's failure, or for a store outage the wait that ran out. */
   private finalFailure(draft: ImageDoc, error: unknown, stage: StageName, ctx: JobContext, waits: boolean): { code: string; message: string } {
     if (waits || !isStoreOutage(error)) return failureOf(error, stage, ctx);
-    const minutes = Math.max(1, Math.round((Date.now() - Date.parse(draft.pipeline?.started_at ?? '')) / 60_000));
-    const message = `The image store did not answer while the ${stage} stage worked on the image (${errorName(error)}), and the import waited for it for ${minutes} minute(s). Upload the disk to a new image once the store answers again.`;
+    const seconds = Math.max(1, Math.round((Date.now() - Date.parse(draft.pipeline?.started_at ?? '')) / 1000));
+    const waited = seconds < 120 ? `${seconds} s` : `${Math.round(seconds / 60)} minutes`;
+    const message = `The image store did not answer while the ${stage} stage worked on the image (${errorName(error)}), and the import waited ${waited} for it. Upload the disk to a new image once the store answers again.`;
     return { code: 'store_unreachable', message };
   }
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand,
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand,
   ListObjectsV2Command, PutObjectCommand, S3Client,
 } from '@aws-sdk/client-s3';
 import { BlobNotFoundError, BlobStoreUnavailableError, type BlobInfo, type BlobReader, type BlobStore, type BlobWriteOptions, type ByteRange, type UnfinishedWrite, type WrittenBlob } from '../../core/ports.js';
@@ -274,12 +274,14 @@ export class S3BlobStore implements BlobStore {
   }
 
   /**
-   * Readiness: the bucket takes a small object and gives it back. A HEAD of the bucket alone
-   * answers while the servers that hold the data behind an S3 gateway are down (SeaweedFS's
-   * volume servers), when no image can be stored or served. One fixed key for every process
-   * (overwritten, never piling up), outside `staging/` and `images/`.
+   * Readiness: the bucket exists (a write alone would make it on servers that create buckets on
+   * first use, as SeaweedFS does, hiding a misspelt PIR_S3_BUCKET), takes a small object and
+   * gives it back. A HEAD of the bucket alone answers while the servers that hold the data behind
+   * an S3 gateway are down (SeaweedFS's volume servers), when no image can be stored or served.
+   * One fixed key for every process (overwritten, never piling up), outside `staging/` and `images/`.
    */
   async ping(): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.settings.bucket }));
     const Key = this.objectKey(PROBE_KEY);
     await this.client.send(new PutObjectCommand({ Bucket: this.settings.bucket, Key, Body: PROBE_BODY }));
     const out = await this.readClient.send(new GetObjectCommand({ Bucket: this.settings.bucket, Key }));

@@ -23,6 +23,8 @@ export interface Finding {
 }
 
 const TIMEOUT_MS = 3000;
+/** An S3 error that says the server is down or cannot store, not that PIR's settings are wrong. */
+const S3_UNREACHABLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND|no answer within|timed out|TimeoutError|ServiceUnavailable|SlowDown|InternalError|internal error|\b50[0-4]\b/i;
 
 /** A URL fit to print: no user or password. */
 function shown(url: string): string {
@@ -61,7 +63,9 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
         store.close();
       }
       return `bucket ${s3.bucket} at ${shown(s3.endpoint)} takes a small object and gives it back, and can be listed${s3.prefix ? ` (prefix ${s3.prefix})` : ''}`;
-    }, (e) => `The S3 bucket ${s3.bucket} at ${shown(s3.endpoint)} cannot be used (${e}). Create the bucket, or correct PIR_S3_ENDPOINT, PIR_S3_BUCKET, PIR_S3_ACCESS_KEY_ID/PIR_S3_SECRET_ACCESS_KEY, PIR_S3_REGION, and PIR_S3_FORCE_PATH_STYLE (true for most self-hosted servers).`));
+    }, (e) => S3_UNREACHABLE.test(e)
+      ? `No S3 server answers at ${shown(s3.endpoint)}, or it cannot store data now (${e}). Start it (SeaweedFS: its master, volume and filer servers too), or correct PIR_S3_ENDPOINT.`
+      : `The S3 bucket ${s3.bucket} at ${shown(s3.endpoint)} cannot be used (${e}). Create the bucket, or correct PIR_S3_ENDPOINT, PIR_S3_BUCKET, PIR_S3_ACCESS_KEY_ID/PIR_S3_SECRET_ACCESS_KEY, PIR_S3_REGION, and PIR_S3_FORCE_PATH_STYLE (true for most self-hosted servers).`));
   }
   if (config.tokensFile) {
     findings.push(await timed('tokens file', async () => {

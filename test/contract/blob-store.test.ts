@@ -156,7 +156,7 @@ test('S3 store: uploads from shared part buffers, hashed on the pool; failures l
     assert.ok(await store.stat(PROBE_KEY), 'the probe object is there');
     const before = seen.length;
     await store.ping();
-    assert.deepEqual(seen.slice(before).map((s) => s.command), ['PutObjectCommand'], 'a write (the read back goes by the read client)');
+    assert.deepEqual(seen.slice(before).map((s) => s.command), ['HeadBucketCommand', 'PutObjectCommand'], 'the bucket is there, then a write (the read back goes by the read client)');
     let refuse = true;
     store.client.middlewareStack.add((next, context) => (args) => {
       if (refuse && context.commandName === 'PutObjectCommand') throw Object.assign(new Error('We encountered an internal error'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });

@@ -96,4 +96,23 @@ describe('readiness and pir doctor with a dependency down (distributed)', () => 
     assert.equal(right.code, 0, right.stdout);
     assert.match(right.stdout, /ok +Keystone: .* accepts PIR's service user pir/);
   });
+
+  it('doctor checks the S3 bucket by storing a probe: a server that does not answer and a missing bucket get different advice', async (t) => {
+    if (!(await requireServices(t, ['s3']))) return;
+    dir ||= await makeTempDir('pir-e2e-ops-');
+    const s3 = {
+      PIR_DATA_DIR: join(dir, 's3'), PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId, PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
+      PIR_S3_REGION: services.s3.region, PIR_S3_FORCE_PATH_STYLE: 'true', PIR_S3_PREFIX: `${uniqueName('doctor')}/`,
+    };
+    const down = await runCli(['doctor'], { ...s3, PIR_S3_ENDPOINT: `http://127.0.0.1:${await freePort()}`, PIR_S3_BUCKET: services.s3.bucket });
+    assert.equal(down.code, 1, down.stdout);
+    assert.match(down.stdout, /PROBLEM +S3 bucket: .*ECONNREFUSED/);
+    assert.match(down.stdout, /fix: No S3 server answers at http:\/\/127\.0\.0\.1:\d+, or it cannot store data now/);
+    const missing = await runCli(['doctor'], { ...s3, PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: 'no-such-bucket-pir-doctor' });
+    assert.equal(missing.code, 1, missing.stdout);
+    assert.match(missing.stdout, /fix: The S3 bucket no-such-bucket-pir-doctor .* Create the bucket/);
+    const ok = await runCli(['doctor'], { ...s3, PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket });
+    assert.equal(ok.code, 0, ok.stdout);
+    assert.match(ok.stdout, /ok +S3 bucket: bucket \S+ at .* takes a small object and gives it back, and can be listed/);
+  });
 });

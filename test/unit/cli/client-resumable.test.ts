@@ -26,6 +26,10 @@ describe('client tus upload', () => {
   let progress: number[];
   let seenBeforeAnswer: number;
   let cutAfter: number | null;
+  /** Answer 503 once this many bytes are in, and read no more of the body (as a store failing mid-PATCH). */
+  let refuseAfter: number | null;
+  /** Creations answered 503 before one is made. */
+  let unavailableCreates: number;
   let failingHeads: number;
   let lockedDeletes: number;
   let deletes: number;
@@ -40,7 +44,7 @@ describe('client tus upload', () => {
     await writeFile(file, data);
     server = http.createServer((req, res) => {
       const answer = (status: number, headers: Record<string, string> = {}) => res.writeHead(status, { 'tus-resumable': '1.0.0', ...headers }).end();
-      if (req.method === 'POST') return answer(201, { location: '/v2/images/i/uploads/u' });
+      if (req.method === 'POST') return unavailableCreates-- > 0 ? answer(503, { 'retry-after': '1' }) : answer(201, { location: '/v2/images/i/uploads/u' });
       if (req.method === 'HEAD') return failingHeads-- > 0 ? answer(503) : answer(200, { 'upload-offset': String(offset()) });
       if (req.method === 'DELETE') {
         deletes++;
@@ -62,6 +66,13 @@ describe('client tus upload', () => {
         return;
       }
       req.on('data', (chunk: Buffer) => {
+        if (refuseAfter !== null && received + chunk.length >= refuseAfter) {
+          staged.push(chunk.subarray(0, refuseAfter - received));
+          refuseAfter = null;
+          req.pause();
+          res.writeHead(503, { 'tus-resumable': '1.0.0', 'content-type': 'application/json' }).end('{"error":{"error_code":"dependency_unavailable","message":"the store did not answer"}}');
+          return;
+        }
         if (cutAfter !== null && received + chunk.length >= cutAfter) {
           staged.push(chunk.subarray(0, cutAfter - received));
           cutAfter = null;
@@ -86,6 +97,8 @@ describe('client tus upload', () => {
     progress = [];
     seenBeforeAnswer = 0;
     cutAfter = null;
+    refuseAfter = null;
+    unavailableCreates = 0;
     failingHeads = 0;
     lockedDeletes = 0;
     deletes = 0;
@@ -118,6 +131,30 @@ describe('client tus upload', () => {
     assert.deepEqual(Buffer.concat(staged), data);
     assert.equal(result.digests.md5, createHash('md5').update(data).digest('hex'));
     assert.ok(progress.includes(2 * MiB), 'the progress went back to what PIR holds');
+  });
+
+  it('acts on a 503 answered mid-PATCH at once, without waiting to send a body the server stopped reading', async () => {
+    refuseAfter = 2 * MiB;
+    const retries: (number | null)[] = [];
+    const started = Date.now();
+    const result = await Promise.race([
+      resumableUpload(transport, '/v2/images/i', file, { backoffMs: 5, onRetry: (_e, at) => retries.push(at) }),
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000)),
+    ]);
+    assert.ok(result, 'the upload was still waiting after 10 s');
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+    assert.deepEqual(retries, [2 * MiB], 'resumed from the offset the HEAD gave');
+    assert.deepEqual(Buffer.concat(staged), data);
+    assert.equal(result.digests.sha512, createHash('sha512').update(data).digest('hex'));
+  });
+
+  it('asks again when the creation is answered 503 (PIR made nothing), and gives up after maxRetries', async () => {
+    unavailableCreates = 2;
+    const result = await resumableUpload(transport, '/v2/images/i', file, { backoffMs: 5 });
+    assert.equal(result.digests.sha512, createHash('sha512').update(data).digest('hex'));
+    unavailableCreates = 99;
+    await assert.rejects(resumableUpload(transport, '/v2/images/i', file, { backoffMs: 1, maxRetries: 2 }), (e: unknown) => e instanceof PirApiError && e.status === 503);
+    assert.equal(unavailableCreates, 96, 'three creations were asked for: the first and two retries');
   });
 
   it('terminates with DELETE, asking again while the upload is locked (423)', async () => {
