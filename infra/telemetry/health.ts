@@ -77,7 +77,12 @@ export function keystoneCheck(url: string, timeoutMs = CHECK_TIMEOUT_MS): Depend
     name: 'identity',
     kind: 'keystone',
     async check() {
-      const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+      // fetch() says only "fetch failed": the reason (ECONNREFUSED, a timeout) is in its cause.
+      const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } }).catch((error: unknown) => {
+        const cause = (error as { cause?: { code?: unknown; message?: unknown } })?.cause;
+        const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : (error as Error)?.message;
+        throw new Error(`Keystone did not answer GET /v3 (${why})`);
+      });
       await response.body?.cancel();
       if (!response.ok) throw new Error(`Keystone answered ${response.status} to GET /v3`);
     },

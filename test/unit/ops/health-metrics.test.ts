@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { loadConfig } from '../../../infra/config.js';
 import { startPir, type RunningPir } from '../../../infra/runtime.js';
-import { redact, runChecks } from '../../../infra/telemetry/health.js';
+import { keystoneCheck, redact, runChecks } from '../../../infra/telemetry/health.js';
+import { createServer } from 'node:net';
 import { refreshMetricSources } from '../../../infra/telemetry/metrics.js';
 
 const ADMIN = 'admin-token-for-ops-tests-0123456789';
@@ -158,5 +159,13 @@ describe('dependency checks', () => {
   it('redact leaves URLs without credentials alone', () => {
     assert.equal(redact('mongodb://db:27017/pir down'), 'mongodb://db:27017/pir down');
     assert.equal(redact('mongodb+srv://u:p@x/y'), 'mongodb+srv://***@x/y');
+  });
+});
+
+describe('the identity check', () => {
+  it('names why Keystone did not answer (fetch itself says only "fetch failed")', async () => {
+    // A port that was just free: nothing listens there.
+    const port = await new Promise<number>((resolve) => { const srv = createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => resolve(p)); }); });
+    await assert.rejects(keystoneCheck(`http://127.0.0.1:${port}/v3`).check(), /Keystone did not answer GET \/v3 \(ECONNREFUSED\)/);
   });
 });
