@@ -269,27 +269,34 @@ export class StageRunner {
   /** A fused chain's stage failed: the stages done before it and the failure in one write; throws to retry. */
   private async failFused(recorded: StageJob, done: DoneStage[], failed: FailedStage, ctx: JobContext, error: unknown, log: Logger): Promise<void> {
     const { stage } = failed;
-    const retry = willRetry(error, ctx);
-    let waits = false;
-    let failure = failureOf(error, stage, ctx);
+    let outcome = this.notWritten(error, stage, ctx);
     const { doc, changed } = await this.recordFused(recorded, done, (draft) => {
-      waits = !retry && this.waitsForStore(draft, error);
-      failure = this.finalFailure(draft, error, stage, ctx, waits);
-      const again = retry || waits;
+      outcome = this.outcomeOf(draft, error, stage, ctx);
       const events: NewEvent[] = stage === recorded.stage ? [] : [startStage(draft, stage, this.settings.stageDeadlineSeconds, false, failed.startedAt)];
-      const progress = draft.pipeline!.stages[stage];
-      // A retry goes on from this stage: its start is recorded again then.
-      progress.status = again ? 'pending' : 'failed';
-      progress.ended_at = new Date().toISOString();
-      if (!again) progress.duration_ms = failed.durationMs;
-      events.push(event('image.stage.failed', { run: recorded.run, stage, code: failure.code, message: failure.message, retryable: again, attempt: ctx.attempt }));
-      if (!again) events.push(...kill(draft, stage, failure.code, failure.message));
-      return events;
+      return [...events, ...recordFailure(draft, recorded.run, stage, outcome, failed.durationMs, ctx)];
     });
-    logStageFailure(log, error, failure.code, retry, waits);
-    if (changed && doc.status === 'killed') await removeStaging(this.blobs, recorded.imageId);
-    if (retry) throw error;
-    if (waits && changed) throw new DeferJobError(this.settings.storeWaitMs ?? STORE_WAIT_MS);
+    await this.afterFailure(outcome, error, recorded.imageId, changed, doc, log);
+  }
+
+  /** The outcome a failure has before its write (what is logged if the write changes nothing). */
+  private notWritten(error: unknown, stage: StageName, ctx: JobContext): FailureOutcome {
+    const retry = willRetry(error, ctx);
+    return { retry, waits: false, again: retry, failure: failureOf(error, stage, ctx) };
+  }
+
+  /** What a failed stage becomes, decided on the image as it is at the write: retried, waiting for the store, or the image's end. */
+  private outcomeOf(draft: ImageDoc, error: unknown, stage: StageName, ctx: JobContext): FailureOutcome {
+    const retry = willRetry(error, ctx);
+    const waits = !retry && this.waitsForStore(draft, error);
+    return { retry, waits, again: retry || waits, failure: this.finalFailure(draft, error, stage, ctx, waits) };
+  }
+
+  /** After a failure's write: log it, drop a killed image's staging, and ask the queue for a retry or a wait. */
+  private async afterFailure(outcome: FailureOutcome, error: unknown, imageId: string, changed: boolean, doc: ImageDoc, log: Logger): Promise<void> {
+    logStageFailure(log, error, outcome.failure.code, outcome.retry, outcome.waits);
+    if (changed && doc.status === 'killed') await removeStaging(this.blobs, imageId);
+    if (outcome.retry) throw error;
+    if (outcome.waits && changed) throw new DeferJobError(this.settings.storeWaitMs ?? STORE_WAIT_MS);
   }
 
   /**
@@ -312,28 +319,39 @@ export class StageRunner {
   }
 
   private async fail(job: StageJob, ctx: JobContext, error: unknown, durationMs: number, log: Logger): Promise<void> {
-    const retry = willRetry(error, ctx);
-    let waits = false;
-    let failure = failureOf(error, job.stage, ctx);
+    let outcome = this.notWritten(error, job.stage, ctx);
     const { doc, changed } = await this.manifest.update(job.imageId, (draft) => {
       if (!this.isCurrent(draft, job)) return null;
-      waits = !retry && this.waitsForStore(draft, error);
-      failure = this.finalFailure(draft, error, job.stage, ctx, waits);
-      const again = retry || waits;
-      const progress = draft.pipeline!.stages[job.stage];
+      outcome = this.outcomeOf(draft, error, job.stage, ctx);
       draft.pipeline!.handoff = null;
-      progress.status = again ? 'pending' : 'failed';
-      progress.ended_at = new Date().toISOString();
-      if (!again) progress.duration_ms = durationMs;
-      const events: NewEvent[] = [event('image.stage.failed', { run: job.run, stage: job.stage, code: failure.code, message: failure.message, retryable: again, attempt: ctx.attempt })];
-      if (!again) events.push(...kill(draft, job.stage, failure.code, failure.message));
-      return events;
+      return recordFailure(draft, job.run, job.stage, outcome, durationMs, ctx);
     });
-    logStageFailure(log, error, failure.code, retry, waits);
-    if (changed && doc.status === 'killed') await removeStaging(this.blobs, job.imageId);
-    if (retry) throw error;
-    if (waits && changed) throw new DeferJobError(this.settings.storeWaitMs ?? STORE_WAIT_MS);
+    await this.afterFailure(outcome, error, job.imageId, changed, doc, log);
   }
+}
+
+/** How a stage's failure is recorded, and what the queue is asked for after it. */
+interface FailureOutcome {
+  /** Another attempt follows (the error is retryable and attempts are left). */
+  retry: boolean;
+  /** The store is unreachable: the job waits for it (deferred, no attempt counted). */
+  waits: boolean;
+  /** retry or waits: the stage stays pending and the image is not ended. */
+  again: boolean;
+  failure: { code: string; message: string };
+}
+
+/** A failed stage's record on the image: pending for another try, or failed with the image killed; its events. */
+function recordFailure(draft: ImageDoc, run: number, stage: StageName, outcome: FailureOutcome, durationMs: number, ctx: JobContext): NewEvent[] {
+  const { again, failure } = outcome;
+  const progress = draft.pipeline!.stages[stage];
+  // A retry goes on from this stage: its start is recorded again then.
+  progress.status = again ? 'pending' : 'failed';
+  progress.ended_at = new Date().toISOString();
+  if (!again) progress.duration_ms = durationMs;
+  const events: NewEvent[] = [event('image.stage.failed', { run, stage, code: failure.code, message: failure.message, retryable: again, attempt: ctx.attempt })];
+  if (!again) events.push(...kill(draft, stage, failure.code, failure.message));
+  return events;
 }
 
 /**
