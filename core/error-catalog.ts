@@ -38,7 +38,7 @@ export const API_ERRORS = {
   // identity and routing
   token_missing: refusal(401, 'No X-Auth-Token header.'),
   token_invalid: refusal(401, 'The token is not valid here (unknown, expired or revoked).'),
-  token_unscoped: refusal(401, 'A Keystone token without a project; get a project-scoped token.'),
+  token_unscoped: refusal(403, 'A Keystone token without a project (system- or domain-scoped); get a project-scoped token.'),
   credentials_refused: refusal(401, 'Keystone refused the username, password and project of a sign-in (POST /auth/tokens).'),
   identity_unavailable: fault(503, 'Keystone is unreachable or refuses PIR its own credentials.'),
   no_route: refusal(404, 'No such method and path in the Image API v2 (or no such console asset).'),
@@ -185,6 +185,7 @@ export const API_ERRORS = {
   // registered locations (README "Registering existing bytes")
   location_refused: refusal(400, 'The location is not s3://bucket/key in a bucket the operator allows (never PIR\'s own) nor an http(s) URL, or is malformed or too long.'),
   location_invalid: refusal(400, "The location's metadata or validation_data is malformed (validation_data: md5 checksum, sha512 os_hash_algo/os_hash_value)."),
+  locations_hidden: refusal(403, "PATCH add /locations/- is refused while locations are hidden (PIR_SHOW_MULTIPLE_LOCATIONS off, as Glance's show_multiple_locations); use POST /v2/images/{id}/locations."),
   location_immutable: refusal(403, 'A registered location cannot be replaced or removed, and an image has at most one; delete the image and register again.'),
   location_changed: refusal(409, 'The bytes at the location changed (size, ETag or Last-Modified) since registration: PIR does not serve or import other bytes.', 'source'),
   location_unreadable: fault(503, 'The location could not be read (the object is gone, refused, or its server unreachable).', 'source'),

@@ -12,7 +12,7 @@
  */
 import type { Caller } from './caller.js';
 import { fail } from './error-catalog.js';
-import { hasRole, isAdminCaller } from './policy.js';
+import { enforce, isAdminCaller, isServiceCaller } from './policy.js';
 import type { ExternalLocation, ImageDoc, LocationFingerprint } from '../schemas/image.js';
 
 /** What the operator allows (PIR_REGISTER_S3_BUCKETS, PIR_SHOW_IMAGE_DIRECT_URL, PIR_SHOW_MULTIPLE_LOCATIONS). */
@@ -126,11 +126,6 @@ export function parseExternalKey(key: string): LocationRef {
 
 // ---------------------------------------------------------------- who may
 
-/** Glance's service role (nova, cinder): not implied by any other role. */
-export function isServiceCaller(caller: Caller): boolean {
-  return caller.roles.some((r) => r.toLowerCase() === 'service');
-}
-
 /**
  * Who may add a location (README "Registering existing bytes"), after Glance's new location API:
  * an administrator or a service user, on any image they see; the image's owner (member role)
@@ -138,17 +133,15 @@ export function isServiceCaller(caller: Caller): boolean {
  * is the operator's, so s3:// takes the admin or service role.
  */
 export function enforceAddLocation(caller: Caller, doc: Pick<ImageDoc, 'owner'>, kind: ParsedLocation['kind']): void {
-  if (isAdminCaller(caller) || isServiceCaller(caller)) return;
-  if (kind === 'http' && hasRole(caller, 'member') && doc.owner === caller.project_id) return;
-  throw fail('policy_denied', kind === 's3'
-    ? 'Policy does not allow add_image_location: s3:// locations are added by an administrator or a service user.'
-    : 'Policy does not allow add_image_location: only the image\'s owner (member role), a service user or an administrator may add a location.');
+  if (kind === 's3' && !isAdminCaller(caller) && !isServiceCaller(caller)) {
+    throw fail('policy_denied', 'Policy does not allow add_image_location: s3:// locations are added by an administrator or a service user.');
+  }
+  enforce(caller, 'add_image_location', { owner: doc.owner });
 }
 
 /** GET /v2/images/{id}/locations: Glance's fetch_image_location, for service users (and administrators). */
 export function enforceListLocations(caller: Caller): void {
-  if (isAdminCaller(caller) || isServiceCaller(caller)) return;
-  throw fail('policy_denied', 'Policy does not allow fetch_image_location: the locations API is for service users and administrators.');
+  enforce(caller, 'fetch_image_location', { owner: null });
 }
 
 /** The location as Glance lists it. */

@@ -21,7 +21,7 @@ import { compareDocs, galleryStatuses, sortValues } from './list-access.js';
 import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { releaseLostClaim, type Claim } from './lost-claims.js';
-import { canSee, enforce, isAdminCaller, membershipOf, requireVisible } from './policy.js';
+import { canSee, enforce, isAdminCaller, membershipOf, requireVisible, type Action } from './policy.js';
 import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
 import { copiesOf, removeCopies } from './image-stores.js';
 import { StoreRegistry } from './store-registry.js';
@@ -377,6 +377,11 @@ export class ImageService {
       const gallery = await this.catalog?.gallery(gid);
       if (gallery) galleries.set(gid, gallery);
     }
+    // Glance refuses a non-admin's replace of /owner whatever the value (its own project too).
+    if (!isAdminCaller(caller) && ops.some((o) => o.name === 'owner' && o.op === 'replace')) {
+      await this.get(caller, id); // an image the caller cannot see is a 404 first
+      throw fail('policy_denied', "Owner can't be updated by non admin: only an administrator may give an image to another project.");
+    }
     const doc = await this.change(caller, id, 'modify_image', (draft, before) => {
       applyPatch(draft, ops, galleries);
       // An image given to another project leaves its old owner's gallery.
@@ -619,9 +624,9 @@ export class ImageService {
    * the upload_image policy (owner's member or admin), then who may add which kind of location
    * (core/external-location.ts enforceAddLocation). Claims the image (`uploading`).
    */
-  async beginRegistration(caller: Caller, id: string, location: ExternalLocation, kind: ParsedLocation['kind']): Promise<{ run: number }> {
+  async beginRegistration(caller: Caller, id: string, location: ExternalLocation, kind: ParsedLocation['kind'], action: 'add_image_location' | 'modify_image' = 'add_image_location'): Promise<{ run: number }> {
     let run = 0;
-    await this.change(caller, id, 'upload_image', (draft, before) => {
+    await this.change(caller, id, action, (draft, before) => {
       enforceAddLocation(caller, before, kind);
       run = nextRunNumber(draft);
       return entity.beginRegistration(draft, run, location);
@@ -641,7 +646,7 @@ export class ImageService {
 
   /** The image's registered location, for GET /v2/images/{id}/locations (service users and admins). */
   async locationOf(caller: Caller, id: string): Promise<ExternalLocation | null> {
-    const doc = await this.get(caller, id);
+    const doc = await this.visible(caller, await this.manifest.get(id), id, 'fetch_image_location');
     enforceListLocations(caller);
     return doc.location ?? null;
   }
@@ -778,13 +783,13 @@ export class ImageService {
   private async change(
     caller: Caller,
     id: string,
-    action: 'delete_image' | 'modify_image' | 'upload_image' | 'deactivate' | 'reactivate' | 'add_member' | 'delete_member',
+    action: 'delete_image' | 'modify_image' | 'upload_image' | 'deactivate' | 'reactivate' | 'add_member' | 'delete_member' | 'add_image_location',
     apply: (draft: ImageDoc, before: ImageDoc) => NewEvent[] | null,
     recordAs = action as string,
   ): Promise<ImageDoc> {
     let before: ImageDoc | null = null;
     const { doc, changed } = await this.viaGalleriesRetry(caller, (via) => this.manifest.update(id, (draft) => {
-      before = requireVisible(caller, structuredClone(draft), id, via.of(draft));
+      before = requireVisible(caller, structuredClone(draft), id, via.of(draft), action);
       enforce(caller, action, { owner: before.owner });
       return apply(draft, before);
     }, { touch: recordAs !== 'members' }));
@@ -859,8 +864,8 @@ export class ImageService {
   }
 
   /** requireVisible, asking the catalog only for an image the caller would not see otherwise and that sits in a gallery. */
-  private async visible(caller: Caller, doc: ImageDoc | null, id: string): Promise<ImageDoc> {
-    return requireVisible(caller, doc, id, await this.viaGalleries(caller, doc));
+  private async visible(caller: Caller, doc: ImageDoc | null, id: string, action: Action = 'get_image'): Promise<ImageDoc> {
+    return requireVisible(caller, doc, id, await this.viaGalleries(caller, doc), action);
   }
 
   private requireShared(doc: ImageDoc): ImageDoc {

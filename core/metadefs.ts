@@ -2,8 +2,9 @@
  * Glance's metadata definitions catalog (/v2/metadefs): namespaces of property definitions,
  * objects and tags that UIs offer when users set image, volume or flavor metadata. Every rule
  * is Glance's default (glance/policies/metadef.py, glance/domain, the metadef DB API):
- * - reading: a public namespace is read by everyone; a private one by its owner project's
- *   readers and by admins; anything else answers 404, never 403, so names do not leak;
+ * - reading takes the reader role: a public namespace is read by every project's readers, a
+ *   private one by its owner project's readers, and admins read all; anything else answers
+ *   404, never 403, so names do not leak;
  * - writing (namespaces and everything in them): admins only;
  * - a protected namespace, and every object, property, tag and association in it, cannot be
  *   deleted (403) until `protected` is set to false.
@@ -81,9 +82,9 @@ export interface NamespaceListQuery extends ListQuery {
 const notFound = (what: string) => fail('metadef_not_found', `${what} was not found (or is not visible to your project).`);
 const nsNotFound = (name: string) => notFound(`Metadata definition namespace ${name}`);
 
-/** Who may see the namespace: admins, everyone for a public one, the owner project's readers. */
+/** Who may see the namespace (Glance's ADMIN_OR_PROJECT_READER_GET_NAMESPACE): admins; readers, of a public one or their project's. */
 export function canSeeNamespace(caller: Caller, ns: Pick<MetadefNamespace, 'visibility' | 'owner'>): boolean {
-  return isAdminCaller(caller) || ns.visibility === 'public' || (ns.owner === caller.project_id && hasRole(caller, 'reader'));
+  return isAdminCaller(caller) || (hasRole(caller, 'reader') && (ns.visibility === 'public' || ns.owner === caller.project_id));
 }
 
 function requireAdmin(caller: Caller, action: string): void {
@@ -271,8 +272,9 @@ export class MetadefService {
 
   // ---- resource types ----
 
-  /** Every caller may list them (Glance's list_metadef_resource_types reaches public namespaces' readers). */
-  async resourceTypes(): Promise<ResourceType[]> {
+  /** Every reader may list them (Glance's list_metadef_resource_types: ADMIN_OR_PROJECT_READER). */
+  async resourceTypes(caller: Caller): Promise<ResourceType[]> {
+    if (!isAdminCaller(caller) && !hasRole(caller, 'reader')) throw fail('policy_denied', 'Policy does not allow list_metadef_resource_types: listing needs the reader role.');
     let stored = await this.store.resourceTypes();
     const known = new Set(stored.map((rt) => rt.name));
     const missing = SEEDED_RESOURCE_TYPES.filter((name) => !known.has(name));

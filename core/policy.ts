@@ -28,6 +28,11 @@ export function hasRole(caller: Caller, role: Role): boolean {
 
 export const isAdminCaller = (caller: Caller) => hasRole(caller, 'admin');
 
+/** Glance's service role (nova, cinder): not implied by any other role, and implying none. */
+export function isServiceCaller(caller: Caller): boolean {
+  return caller.roles.some((r) => r.toLowerCase() === 'service');
+}
+
 /** The caller's membership of the image, whatever its status. */
 export function membershipOf(caller: Caller, doc: ImageDoc): ImageMember | undefined {
   return (doc.members ?? []).find((m) => m.member_id === caller.project_id);
@@ -61,7 +66,8 @@ export type Action =
   | 'add_image' | 'get_image' | 'get_images' | 'modify_image' | 'delete_image' | 'upload_image' | 'download_image'
   | 'publicize_image' | 'communitize_image' | 'deactivate' | 'reactivate'
   | 'add_member' | 'get_member' | 'get_members' | 'modify_member' | 'delete_member'
-  | 'tasks_api_access' | 'get_image_tasks' | 'get_image_revisions' | 'copy_image' | 'delete_image_location' | 'stores_info_detail';
+  | 'tasks_api_access' | 'get_image_tasks' | 'get_image_revisions' | 'copy_image' | 'delete_image_location' | 'stores_info_detail'
+  | 'add_image_location' | 'fetch_image_location';
 
 /** What a rule looks at: the caller, the image's owner, and (for member rules) the member id. */
 export interface Target {
@@ -74,6 +80,7 @@ type Rule = (caller: Caller, target: Target) => boolean;
 const admin: Rule = (c) => hasRole(c, 'admin');
 const projectMember: Rule = (c, t) => hasRole(c, 'member') && t.owner === c.project_id;
 const projectReader: Rule = (c, t) => hasRole(c, 'reader') && t.owner === c.project_id;
+const service: Rule = (c) => isServiceCaller(c);
 const either = (...rules: Rule[]): Rule => (c, t) => rules.some((r) => r(c, t));
 
 /**
@@ -109,10 +116,16 @@ export const RULES: Record<Action, Rule> = {
   // An image's metadata history (PIR extension) holds its past members and the values of
   // properties removed before it was shared: its owner project's and administrators' only.
   get_image_revisions: either(admin, (c, t) => t.owner === c.project_id),
-  // Multi-store: Glance's defaults are admin-only for all three (glance/policies/image.py, discovery.py).
+  // Multi-store: Glance's defaults (glance/policies/image.py, discovery.py): copying and deleting
+  // a store's copy are admin-only; the stores' details are for admins and service users.
   copy_image: admin,
   delete_image_location: admin,
-  stores_info_detail: admin,
+  stores_info_detail: either(admin, service),
+  // The locations API (glance/policies/image.py): a service user needs no other role, and (as in
+  // Glance, which looks the image up without get_image) no reader role to use it on an image its
+  // project sees. Adding s3:// locations takes more: core/external-location.ts enforceAddLocation.
+  add_image_location: either(admin, service, projectMember),
+  fetch_image_location: either(admin, service),
 };
 
 export function allowed(caller: Caller, action: Action, target: Target): boolean {
@@ -127,7 +140,9 @@ const WHY: Partial<Record<Action, string>> = {
   download_image: 'Downloading needs the member role (readers see metadata only).',
   copy_image: 'Only an administrator can copy an image into more stores (copy-image).',
   delete_image_location: "Only an administrator can delete an image's copy from a store.",
-  stores_info_detail: "Only an administrator can see the stores' details; GET /v2/info/stores lists their ids.",
+  stores_info_detail: "Only an administrator or a service user can see the stores' details; GET /v2/info/stores lists their ids.",
+  add_image_location: "Only the image's owner (member role), a service user or an administrator may add a location.",
+  fetch_image_location: 'The locations API is for service users and administrators.',
   get_image_revisions: "An image's revisions (its past members, and property values removed before it was shared) are for its owner project and administrators; GET /v2/images/{id} shows its metadata now.",
   tasks_api_access: "The tasks API is for administrators (Glance's tasks_api_access); see an image's own tasks at GET /v2/images/{id}/tasks.",
   modify_member: 'A membership is accepted or rejected by the member project itself, with the member role (or by an administrator); readers only look.',
@@ -142,8 +157,14 @@ export function enforce(caller: Caller, action: Action, target: Target): void {
   throw fail('policy_denied', `Policy does not allow ${action}: ${why}`);
 }
 
-/** The image, if the caller may see it; otherwise 404, exactly as for an image that does not exist. */
-export function requireVisible(caller: Caller, doc: ImageDoc | null, id: string, viaGalleries?: ReadonlySet<string>): ImageDoc {
+/**
+ * The image, if the caller may see it; otherwise 404, exactly as for an image that does not exist.
+ * As Glance's ImageAPIPolicy: a caller who may not read an image (get_image: no reader role) is
+ * told it does not exist either, unless the rule of what it asks (`action`) lets it anyway (a
+ * service user's locations API calls); that rule itself is enforced after, with 403.
+ */
+export function requireVisible(caller: Caller, doc: ImageDoc | null, id: string, viaGalleries?: ReadonlySet<string>, action: Action = 'get_image'): ImageDoc {
   if (!doc || doc.status === 'deleted' || !canSee(caller, doc, viaGalleries)) throw notFound(`Image ${id}`);
+  if (!allowed(caller, 'get_image', { owner: doc.owner }) && !allowed(caller, action, { owner: doc.owner })) throw notFound(`Image ${id}`);
   return doc;
 }

@@ -80,8 +80,12 @@ export class LocationRegistrations {
     return this.deps.settings;
   }
 
-  /** Checks the request, claims the image; the bytes are read after this returns. */
-  async start(caller: Caller, imageId: string, request: LocationRequest): Promise<void> {
+  /**
+   * Checks the request, claims the image; the bytes are read after this returns. `form`: the
+   * locations API (Glance's add_image_location: service users too) or the older PATCH add
+   * /locations/- (set_image_location: the owner's members and admins).
+   */
+  async start(caller: Caller, imageId: string, request: LocationRequest, form: 'api' | 'patch' = 'api'): Promise<void> {
     const parsed = this.check(request.url);
     const validation = parseValidationData(request.validation_data);
     const metadata = parseLocationMetadata(request.metadata);
@@ -89,7 +93,7 @@ export class LocationRegistrations {
       url: request.url as string, metadata, validation_data: validation, fingerprint: null,
       added_at: new Date().toISOString(), added_by: { project_id: caller.project_id, user_id: caller.user_id },
     };
-    const { run } = await this.deps.images.beginRegistration(caller, imageId, location, parsed.kind);
+    const { run } = await this.deps.images.beginRegistration(caller, imageId, location, parsed.kind, form === 'api' ? 'add_image_location' : 'modify_image');
     const queue = this.deps.queue;
     if (queue) {
       const who: Caller = { project_id: caller.project_id, user_id: caller.user_id, roles: [...caller.roles], ...(caller.request_id ? { request_id: caller.request_id } : {}) };

@@ -11,9 +11,10 @@ import type { Authenticator } from '../../core/authenticator.js';
 import type { Caller } from '../../core/caller.js';
 import { PirError } from '../../core/errors.js';
 import type { LiveEvents } from '../../core/live-events.js';
-import { isAdminCaller } from '../../core/policy.js';
+import { hasRole, isAdminCaller } from '../../core/policy.js';
+import { fail } from '../../core/error-catalog.js';
 import { canSeeImage } from '../../core/webhooks/visibility.js';
-import { DELETED } from '../../core/webhooks/matching.js';
+import { DELETED, hearsOfMembership } from '../../core/webhooks/matching.js';
 import type { GalleryGrant } from '../../core/ports.js';
 import { eventBody } from '../../core/webhooks/fanout.js';
 import type { PirEvent } from '../../schemas/events.js';
@@ -53,10 +54,13 @@ export const eventsSchema = {
 
 /** `grants`: the galleries shared with the caller's project (core/event-audience.ts loads them when they matter). */
 export function mayReceive(caller: Caller, event: PirEvent, doc: ImageDoc | null, grants: readonly GalleryGrant[] = []): boolean {
+  if (!hasRole(caller, 'reader')) return false; // as get_image (the stream itself refuses such callers)
   // A deletion goes to the owner and admins only, purged yet or not (as the webhooks': core/webhooks/matching.ts).
-  if (doc && event.type !== DELETED) return canSeeImage(caller, doc, grants);
   const owner = doc ? doc.owner : (event.data as { owner?: string | null }).owner ?? null;
-  return isAdminCaller(caller) || (owner !== null && owner === caller.project_id);
+  const ownerOrAdmin = isAdminCaller(caller) || (owner !== null && owner === caller.project_id);
+  if (!hearsOfMembership(event.type, event.data, caller.project_id, ownerOrAdmin)) return false;
+  if (doc && event.type !== DELETED) return canSeeImage(caller, doc, grants);
+  return ownerOrAdmin;
 }
 
 function sameCaller(a: Caller, b: Caller): boolean {
@@ -70,6 +74,8 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authen
 
   app.get('/v2/events', async (request, reply) => {
     const caller = request.caller;
+    // The stream shows images as GET /v2/images/{id} does: it takes the reader role (get_image).
+    if (!hasRole(caller, 'reader')) throw fail('policy_denied', `Policy does not allow get_image: the event stream shows images, which needs the reader role (your roles: ${caller.roles.join(', ') || 'none'}).`);
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {

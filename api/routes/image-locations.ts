@@ -45,7 +45,11 @@ export function touchesLocations(body: unknown): boolean {
  * (`add` at /locations/- or /locations/0). Replacing or removing a registered location would
  * change an image's bytes under its checksum: refused (403, as Glance refuses removing the last one).
  */
-export async function locationPatch(caller: Caller, id: string, body: unknown[], locations: LocationRegistrations): Promise<void> {
+export async function locationPatch(caller: Caller, id: string, body: unknown[], locations: LocationRegistrations, images: ImageService): Promise<void> {
+  if (!locations.settings.showLocations) {
+    await images.get(caller, id); // an image the caller cannot see is a 404 first, as in Glance
+    throw fail('locations_hidden', "It's not allowed to add locations if locations are invisible (PIR_SHOW_MULTIPLE_LOCATIONS is off): use POST /v2/images/{id}/locations.");
+  }
   const op = body[0] as Record<string, unknown>;
   const path = pathOf(op);
   const name = typeof op.op === 'string' ? op.op : ['add', 'replace', 'remove'].find((k) => k in op);
@@ -56,7 +60,7 @@ export async function locationPatch(caller: Caller, id: string, body: unknown[],
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw fail('location_invalid', 'The value of an add at /locations/- is {"url": …, "metadata": {…}, "validation_data"?: {…}}.');
   const extra = Object.keys(value).filter((k) => !['url', 'metadata', 'validation_data'].includes(k));
   if (extra.length) throw fail('location_invalid', `A location has url, metadata and validation_data only (got ${extra.slice(0, 3).map((k) => k.slice(0, 40)).join(', ')}).`);
-  await locations.start(caller, id, value as Record<string, unknown>);
+  await locations.start(caller, id, value as Record<string, unknown>, 'patch');
 }
 
 /** The path of a v2.1 ({"op", "path"}) or v2.0 ({"add": path}) operation. */

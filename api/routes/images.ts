@@ -69,7 +69,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   }, async (request) => {
     const mediaType = patchMediaType(request.headers['content-type']);
     if (locations && touchesLocations(request.body)) {
-      await locationPatch(request.caller, idOf(request.params), request.body as unknown[], locations);
+      await locationPatch(request.caller, idOf(request.params), request.body as unknown[], locations, images);
       return view(request.caller, await images.get(request.caller, idOf(request.params)));
     }
     const ops = parsePatch(request.body, mediaType);

@@ -185,7 +185,7 @@ export async function metadefRoutes(app: FastifyInstance, metadefs: MetadefServi
 
   // resource types and associations
   app.get('/v2/metadefs/resource_types', async (request) => ({
-    resource_types: (await metadefs.resourceTypes()).map((rt) => ({ name: rt.name, created_at: stripMillis(rt.created_at), updated_at: stripMillis(rt.updated_at) })),
+    resource_types: (await metadefs.resourceTypes(request.caller)).map((rt) => ({ name: rt.name, created_at: stripMillis(rt.created_at), updated_at: stripMillis(rt.updated_at) })),
   }));
   app.get(`${BASE}/:namespace/resource_types`, async (request) => ({
     resource_type_associations: (await metadefs.associations(request.caller, ns(request))).map(associationView),

@@ -8,6 +8,16 @@ import { canSeeImage } from './visibility.js';
 /** The event told to the image's owner (and admins) only. */
 export const DELETED = 'image.deleted';
 
+/**
+ * Membership events (image.member.*) go to the image's owner, administrators and the member
+ * project each is about: other members are not told of each other (Glance shows a member project
+ * its own membership only).
+ */
+export function hearsOfMembership(type: string, data: unknown, projectId: string, ownerOrAdmin: boolean): boolean {
+  if (ownerOrAdmin || !type.startsWith('image.member.')) return true;
+  return typeof data === 'object' && data !== null && (data as { member_id?: unknown }).member_id === projectId;
+}
+
 export function eventMatches(patterns: string[], type: string): boolean {
   return patterns.some((p) => p === type || (p.endsWith('.*') && type.startsWith(p.slice(0, -1))));
 }

@@ -71,6 +71,7 @@ export class WebhookService {
   }
 
   async list(caller: Caller, limit: number, marker?: string): Promise<Subscription[]> {
+    requireReader(caller);
     // As Glance's markers: one that is not in the caller's list is an error, not a silent partial page.
     if (marker !== undefined) {
       const at = await this.store.getSubscription(marker);
@@ -82,6 +83,7 @@ export class WebhookService {
   }
 
   async get(caller: Caller, id: string): Promise<Subscription> {
+    requireReader(caller);
     const sub = await this.store.getSubscription(id);
     if (!sub || (!isAdmin(caller) && sub.project_id !== caller.project_id)) throw webhookNotFound(id);
     return sub;
@@ -194,6 +196,12 @@ function checkEvents(events: string[]): void {
 
 function dedupe(values: string[]): string[] {
   return [...new Set(values)];
+}
+
+/** Looking at a project's webhooks (their URLs, filters, deliveries) needs the reader role. */
+function requireReader(caller: Caller): void {
+  if (hasRole(caller, 'reader')) return; // member and admin imply reader
+  throw fail('policy_denied', `Policy does not allow reading webhooks: your roles (${caller.roles.join(', ') || 'none'}) do not include reader.`);
 }
 
 /** Managing a project's webhooks (their URLs, secrets, deliveries) needs the member role; readers only look. */

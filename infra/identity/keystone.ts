@@ -195,7 +195,7 @@ export function parseValidation(body: unknown): { caller: Caller; expiresAt: num
   }
   const projectId = token.project?.id;
   if (typeof projectId !== 'string') {
-    throw new PirError('unauthorized', 'token_unscoped', 'The X-Auth-Token is not scoped to a project; images belong to projects. Get a project-scoped token (e.g. set OS_PROJECT_NAME) and retry.');
+    throw new PirError('forbidden', 'token_unscoped', 'The X-Auth-Token is not scoped to a project (a system- or domain-scoped token); images belong to projects. Get a project-scoped token (e.g. set OS_PROJECT_NAME) and retry.');
   }
   const roles = token.roles.map((r: { name?: unknown }) => r?.name).filter((n: unknown): n is string => typeof n === 'string');
   return { caller: Object.freeze({ project_id: projectId, user_id: userId, roles }), expiresAt };

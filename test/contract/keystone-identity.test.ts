@@ -8,7 +8,7 @@ import { before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { PirError } from '../../core/errors.js';
 import { KeystoneAuthenticator, type KeystoneSettings } from '../../infra/identity/keystone.js';
-import { issueToken, KEYSTONE, revokeToken, type IssuedToken } from '../support/keystone.js';
+import { issueSystemToken, issueToken, KEYSTONE, revokeToken, type IssuedToken } from '../support/keystone.js';
 import { freePort } from '../support/pir-process.js';
 import { requireServices, serviceUp } from '../support/services.js';
 
@@ -116,6 +116,14 @@ describe('Keystone identity adapter (real Keystone)', () => {
       await assert.rejects(auth.authenticate(odd), isPirError('unauthorized', 'token_invalid'));
     }
     assert.equal(auth.stats.validations, 2, 'oversized and odd tokens are refused without asking Keystone');
+  });
+
+  it('refuses a system-scoped token as forbidden (403 token_unscoped): images belong to projects', async (t) => {
+    if (!(await requireServices(t, ['keystone']))) return;
+    const auth = new KeystoneAuthenticator(settings(), silent);
+    const system = await issueSystemToken();
+    await assert.rejects(auth.authenticate(system), (error: unknown) =>
+      isPirError('forbidden', 'token_unscoped')(error) && /system- or domain-scoped/.test((error as Error).message));
   });
 
   it('sees a revocation once the cached validation runs out', async (t) => {

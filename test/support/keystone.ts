@@ -30,6 +30,20 @@ export async function issueToken(username: string, project: string, password = `
   };
 }
 
+/** A system-scoped token (scope {"system": {"all": true}}): the seeded admin holds the system admin role. */
+export async function issueSystemToken(username = 'admin', password = process.env.PIR_KEYSTONE_ADMIN_PASSWORD || 'admin-pass'): Promise<string> {
+  const response = await fetch(`${KEYSTONE}/auth/tokens?nocatalog`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ auth: {
+      identity: { methods: ['password'], password: { user: { name: username, domain: { id: 'default' }, password } } },
+      scope: { system: { all: true } },
+    } }),
+  });
+  if (response.status !== 201) throw new Error(`keystone: system token for ${username}: HTTP ${response.status} ${await response.text()}`);
+  return response.headers.get('x-subject-token')!;
+}
+
 /** Revokes a token, as its own user may. */
 export async function revokeToken(token: string): Promise<void> {
   const response = await fetch(`${KEYSTONE}/auth/tokens`, { method: 'DELETE', headers: { 'X-Auth-Token': token, 'X-Subject-Token': token } });

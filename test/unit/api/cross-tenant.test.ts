@@ -1,9 +1,10 @@
 /**
  * The cross-tenant matrix: every endpoint PIR's policy guards, for each kind of image project A
  * owns (private, shared without members, shared with B pending, shared with B accepted,
- * community, public) and each caller (A and B as member and reader, an admin). Project B can
- * neither see nor change what Glance's rules keep from it: invisible → 404, visible but not
- * allowed → 403.
+ * community, public) and each caller (A and B as member, reader and service user with the
+ * service role alone, an admin). Project B can neither see nor change what Glance's rules keep
+ * from it: invisible → 404, visible but not allowed → 403; a caller without the reader role is
+ * told 404 about every image (Glance's ImageAPIPolicy) except by the locations API.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -12,25 +13,33 @@ import { mayReceive } from '../../../api/routes/events.js';
 
 type Kind = 'private' | 'shared' | 'shared-pending' | 'shared-accepted' | 'community' | 'public';
 const KINDS: Kind[] = ['private', 'shared', 'shared-pending', 'shared-accepted', 'community', 'public'];
-const TOKENS: Token[] = ['a-member', 'a-reader', 'b-member', 'b-reader', 'admin'];
+const TOKENS: Token[] = ['a-member', 'a-reader', 'b-member', 'b-reader', 'admin', 'a-service', 'b-service'];
 
 const isAdmin = (token: Token) => token === 'admin';
 const ofA = (token: Token) => CALLERS[token].project_id === 'A';
 const isMember = (token: Token) => token.endsWith('-member') || isAdmin(token);
 const isShared = (kind: Kind) => kind.startsWith('shared');
 const bIsMember = (kind: Kind) => kind === 'shared-pending' || kind === 'shared-accepted';
+/** The service role alone: no reader role. */
+const isService = (token: Token) => token.endsWith('-service');
+const reads = (token: Token) => !isService(token);
 /** Glance's is_image_visible. */
 const sees = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'community' || kind === 'public' || bIsMember(kind);
+/** Visible and readable (get_image): what every image endpoint but the locations API asks first. */
+const seesRead = (token: Token, kind: Kind) => sees(token, kind) && reads(token);
+/** A list's answer: 1 if it holds the image, 0 if not, or its status when it is refused. */
+const holds = (res: { statusCode: number; json(): any }, id: string) =>
+  res.statusCode === 200 ? (res.json().images.some((i: { id: string }) => i.id === id) ? 1 : 0) : res.statusCode;
 /**
  * Glance's default list (glance/db/sqlalchemy/api.py _image_get_all): without a visibility
  * filter, community images only for their owner's project, administrators included.
  */
-const listsByDefault = (token: Token, kind: Kind) => (isAdmin(token) && kind !== 'community') || ofA(token) || kind === 'public' || kind === 'shared-accepted';
+const listsByDefault = (token: Token, kind: Kind) => (!reads(token) ? 403 : (isAdmin(token) && kind !== 'community') || ofA(token) || kind === 'public' || kind === 'shared-accepted' ? 1 : 0);
 /** Glance's list with ?visibility=<the image's>: shared images by member_status (default accepted). */
-const listsByVisibility = (token: Token, kind: Kind, memberStatus: 'accepted' | 'all') =>
-  isAdmin(token) || ofA(token) || kind === 'public' || kind === 'community' || kind === 'shared-accepted' || (memberStatus === 'all' && kind === 'shared-pending');
+const listsByVisibility = (token: Token, kind: Kind, memberStatus: 'accepted' | 'all') => (!reads(token) ? 403
+  : isAdmin(token) || ofA(token) || kind === 'public' || kind === 'community' || kind === 'shared-accepted' || (memberStatus === 'all' && kind === 'shared-pending') ? 1 : 0);
 /** An owner-only write (modify_image, delete_image, upload_image, add/delete_member). */
-const ownerWrite = (token: Token, kind: Kind, ok: number) => (!sees(token, kind) ? 404 : isAdmin(token) || (ofA(token) && isMember(token)) ? ok : 403);
+const ownerWrite = (token: Token, kind: Kind, ok: number) => (!seesRead(token, kind) ? 404 : isAdmin(token) || (ofA(token) && isMember(token)) ? ok : 403);
 
 interface Endpoint {
   name: string;
@@ -58,7 +67,7 @@ async function galleryOf(t: TestApp, token: Token): Promise<string> {
 let serial = 0;
 
 /** The webhooks' visibility rule, which GET /v2/events applies: shared images to accepted members only. */
-const toldOf = (token: Token, kind: Kind) => isAdmin(token) || ofA(token) || kind === 'community' || kind === 'public' || kind === 'shared-accepted';
+const toldOf = (token: Token, kind: Kind) => reads(token) && (isAdmin(token) || ofA(token) || kind === 'community' || kind === 'public' || kind === 'shared-accepted');
 
 /** Whether the caller's event stream carries an event of image `id` (the admin tags it meanwhile). */
 async function streamCarries(t: TestApp, token: Token, id: string): Promise<number> {
@@ -80,48 +89,49 @@ async function streamCarries(t: TestApp, token: Token, id: string): Promise<numb
 
 const ENDPOINTS: Endpoint[] = [
   { name: 'GET /v2/events (an event of the image reaches the stream)', mutates: true, run: streamCarries, expect: (k, kind) => (toldOf(k, kind) ? 1 : 0) },
-  { name: 'GET image', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
-  { name: 'GET image tasks', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/tasks`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  { name: 'GET image', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}`)).statusCode, expect: (k, kind) => (seesRead(k, kind) ? 200 : 404) },
+  { name: 'GET image tasks', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/tasks`)).statusCode, expect: (k, kind) => (seesRead(k, kind) ? 200 : 404) },
   {
     name: 'GET image list (default view)',
-    run: async (t, k, id) => ((await t.call(k, 'GET', '/v2/images?limit=1000')).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0),
-    expect: (k, kind) => (listsByDefault(k, kind) ? 1 : 0),
+    run: async (t, k, id) => holds(await t.call(k, 'GET', '/v2/images?limit=1000'), id),
+    expect: listsByDefault,
   },
   {
     name: 'GET image list (?visibility=<its visibility>)',
     run: async (t, k, id) => {
       const doc = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
-      return (await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+      return holds(await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}`), id);
     },
-    expect: (k, kind) => (listsByVisibility(k, kind, 'accepted') ? 1 : 0),
+    expect: (k, kind) => listsByVisibility(k, kind, 'accepted'),
   },
   {
     name: 'GET image list (?visibility=<its visibility>&member_status=all)',
     run: async (t, k, id) => {
       const doc = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
-      return (await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}&member_status=all`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+      return holds(await t.call(k, 'GET', `/v2/images?limit=1000&visibility=${doc.visibility}&member_status=all`), id);
     },
-    expect: (k, kind) => (listsByVisibility(k, kind, 'all') ? 1 : 0),
+    expect: (k, kind) => listsByVisibility(k, kind, 'all'),
   },
-  { name: 'GET file', active: true, run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/file`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isMember(k) ? 200 : 403) },
-  // Registered locations: adding one is an owner write (s3:// for admins and service users only); the
-  // locations API is for service users and admins; the view's locations for the owner project and admins.
+  { name: 'GET file', active: true, run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/file`)).statusCode, expect: (k, kind) => (!seesRead(k, kind) ? 404 : isMember(k) ? 200 : 403) },
+  // Registered locations: adding one is an owner write, or a service user's on any image its
+  // project sees (s3:// for admins and service users only); the locations API is for service users
+  // and admins; the view's locations for the owner project and admins.
   {
     name: 'POST locations (http)', mutates: true,
     run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/locations`, { url: 'https://registered.invalid/disk.raw' })).statusCode,
-    expect: (k, kind) => ownerWrite(k, kind, 202),
+    expect: (k, kind) => (sees(k, kind) && isService(k) ? 202 : ownerWrite(k, kind, 202)),
   },
   {
     name: 'POST locations (s3)', mutates: true,
     run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/locations`, { url: 's3://golden/disk.raw' })).statusCode,
-    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 202 : 403),
+    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) || isService(k) ? 202 : 403),
   },
   {
     name: 'PATCH add /locations/-', mutates: true,
     run: async (t, k, id) => (await t.patch(k, id, [{ op: 'add', path: '/locations/-', value: { url: 'https://registered.invalid/disk.raw', metadata: {} } }])).statusCode,
     expect: (k, kind) => ownerWrite(k, kind, 200),
   },
-  { name: 'GET locations', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/locations`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 200 : 403) },
+  { name: 'GET locations', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/locations`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) || isService(k) ? 200 : 403) },
   {
     name: 'GET image shows locations and direct_url (operator options on)', mutates: true,
     run: async (t, k, id) => {
@@ -132,7 +142,7 @@ const ENDPOINTS: Endpoint[] = [
       const shown = [res.json(), listed].filter(Boolean).map((v) => ('locations' in v ? 1 : 0) + ('direct_url' in v ? 1 : 0) + (JSON.stringify(v).includes('registered.invalid') ? 1 : 0));
       return Math.max(...shown);
     },
-    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) || ofA(k) ? 3 : 0),
+    expect: (k, kind) => (!seesRead(k, kind) ? 404 : isAdmin(k) || ofA(k) ? 3 : 0),
   },
   { name: 'PATCH', mutates: true, run: async (t, k, id) => (await t.patch(k, id, [{ op: 'replace', path: '/name', value: 'x' }])).statusCode, expect: (k, kind) => ownerWrite(k, kind, 200) },
   { name: 'DELETE image', mutates: true, run: async (t, k, id) => (await t.call(k, 'DELETE', `/v2/images/${id}`)).statusCode, expect: (k, kind) => ownerWrite(k, kind, 204) },
@@ -157,7 +167,7 @@ const ENDPOINTS: Endpoint[] = [
       return res.statusCode === 200 ? 200 + res.json().members.length : res.statusCode; // 200 + how many it sees
     },
     expect: (k, kind) => {
-      if (!sees(k, kind)) return 404;
+      if (!seesRead(k, kind)) return 404;
       if (!isShared(kind)) return 403;
       if (ofA(k) || isAdmin(k)) return 200 + (bIsMember(kind) ? 1 : 0);
       return 201; // B sees its own record only
@@ -166,13 +176,13 @@ const ENDPOINTS: Endpoint[] = [
   {
     name: 'GET member B',
     run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/members/B`)).statusCode,
-    expect: (k, kind) => (!sees(k, kind) || !isShared(kind) ? 404 : bIsMember(kind) ? 200 : 404), // not shared: 404, as Glance
+    expect: (k, kind) => (!seesRead(k, kind) || !isShared(kind) ? 404 : bIsMember(kind) ? 200 : 404), // not shared: 404, as Glance
   },
   {
     name: 'PUT member B (accept)', mutates: true,
     run: async (t, k, id) => (await t.call(k, 'PUT', `/v2/images/${id}/members/B`, { status: 'accepted' })).statusCode,
     expect: (k, kind) => {
-      if (!sees(k, kind)) return 404;
+      if (!seesRead(k, kind)) return 404;
       if (!isShared(kind)) return 403;
       if (!bIsMember(kind)) return 404; // Glance looks the member up before the modify_member policy
       if (ofA(k)) return 403; // the owner never answers for the member
@@ -211,8 +221,8 @@ const ENDPOINTS: Endpoint[] = [
   },
   // The catalog extension: metafiles follow the image's visibility (404 when unseen); its
   // revisions (past members, removed values) are the owner project's and administrators' (403 to others who see it).
-  { name: 'GET revisions', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
-  { name: 'GET revision 1', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions/1`)).statusCode, expect: (k, kind) => (!sees(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
+  { name: 'GET revisions', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions`)).statusCode, expect: (k, kind) => (!seesRead(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
+  { name: 'GET revision 1', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/revisions/1`)).statusCode, expect: (k, kind) => (!seesRead(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
   {
     name: 'POST revision 1 restore', mutates: true,
     run: async (t, k, id) => {
@@ -221,24 +231,24 @@ const ENDPOINTS: Endpoint[] = [
     },
     expect: (k, kind) => ownerWrite(k, kind, 200),
   },
-  { name: 'GET metafile', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/metafile`)).statusCode, expect: (k, kind) => (sees(k, kind) ? 200 : 404) },
+  { name: 'GET metafile', run: async (t, k, id) => (await t.call(k, 'GET', `/v2/images/${id}/metafile`)).statusCode, expect: (k, kind) => (seesRead(k, kind) ? 200 : 404) },
   {
     name: 'GET image list (?q=<its unique word>)',
     run: async (t, k, id) => {
       const { name } = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
       const word = String(name).split(' ')[1];
-      return (await t.call(k, 'GET', `/v2/images?limit=1000&q=${word}`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+      return holds(await t.call(k, 'GET', `/v2/images?limit=1000&q=${word}`), id);
     },
-    expect: (k, kind) => (listsByDefault(k, kind) ? 1 : 0),
+    expect: listsByDefault,
   },
   {
     name: 'GET image list (?q=…&visibility=all&member_status=all&sort=relevance)',
     run: async (t, k, id) => {
       const { name } = (await t.call('admin', 'GET', `/v2/images/${id}`)).json();
       const word = String(name).split(' ')[1]!.slice(0, 6);
-      return (await t.call(k, 'GET', `/v2/images?limit=1000&q=${word}&visibility=all&member_status=all&sort=relevance`)).json().images.some((i: { id: string }) => i.id === id) ? 1 : 0;
+      return holds(await t.call(k, 'GET', `/v2/images?limit=1000&q=${word}&visibility=all&member_status=all&sort=relevance`), id);
     },
-    expect: (k, kind) => (isAdmin(k) || ofA(k) || kind === 'public' || kind === 'community' || bIsMember(kind) ? 1 : 0),
+    expect: (k, kind) => (!reads(k) ? 403 : isAdmin(k) || ofA(k) || kind === 'public' || kind === 'community' || bIsMember(kind) ? 1 : 0),
   },
   {
     name: 'PATCH pir_gallery_id (A\'s gallery)', mutates: true,
@@ -254,17 +264,17 @@ const ENDPOINTS: Endpoint[] = [
       return res.statusCode === 200 ? (res.json().images.some((i: { id: string }) => i.id === id) ? 1 : 0) : res.statusCode;
     },
     // Only A's own project (and admins) see A's galleries; everyone else gets 404, whatever the image's visibility.
-    expect: (k) => (isAdmin(k) || ofA(k) ? 1 : 404),
+    expect: (k) => (!reads(k) ? 403 : isAdmin(k) || ofA(k) ? 1 : 404),
   },
   {
     name: 'POST deactivate', active: true, mutates: true,
     run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/actions/deactivate`)).statusCode,
-    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 204 : 403),
+    expect: (k, kind) => (!seesRead(k, kind) ? 404 : isAdmin(k) ? 204 : 403),
   },
   {
     name: 'POST reactivate', active: true,
     run: async (t, k, id) => (await t.call(k, 'POST', `/v2/images/${id}/actions/reactivate`)).statusCode,
-    expect: (k, kind) => (!sees(k, kind) ? 404 : isAdmin(k) ? 204 : 403),
+    expect: (k, kind) => (!seesRead(k, kind) ? 404 : isAdmin(k) ? 204 : 403),
   },
 ];
 
@@ -305,11 +315,45 @@ describe('cross-tenant matrix', () => {
     });
   }
 
+  it('tells a membership event to the owner, admins and the member it is about, not to other members (GET /v2/events)', async () => {
+    const id = await image('shared-accepted', false);
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'C' })).statusCode, 200);
+    assert.equal((await t.call('c-member', 'PUT', `/v2/images/${id}/members/C`, { status: 'accepted' })).statusCode, 200);
+    const stored = (await t.d.manifest.get(id))!;
+    const event = (type: string, member: string, data: object = { member_id: member }) => ({ id: `e-${type}-${member}`, type, version: 1, image_id: id, occurred_at: new Date().toISOString(), data }) as never;
+    const told = (token: Token, type: string, member: string) => mayReceive(CALLERS[token]!, event(type, member), stored);
+    for (const type of ['image.member.created', 'image.member.updated']) {
+      assert.equal(told('a-reader', type, 'C'), true, `${type}: the owner's readers`);
+      assert.equal(told('admin', type, 'C'), true, `${type}: admins`);
+      assert.equal(told('c-member', type, 'C'), true, `${type}: the member concerned`);
+      assert.equal(told('b-member', type, 'C'), false, `${type}: another accepted member`);
+      assert.equal(told('b-member', type, 'B'), true, `${type}: B about itself`);
+    }
+    assert.equal(mayReceive(CALLERS['b-member']!, event('image.updated', 'B', {}), stored), true, 'B still hears of the image itself');
+  });
+
   it('hides the tasks API from everyone but admins', async () => {
     for (const token of TOKENS) assert.equal((await t.call(token, 'GET', '/v2/tasks')).statusCode, isAdmin(token) ? 200 : 403, token);
     // Creating one too (the legacy import); an admin's is refused only for its loopback URL here.
     const task = { type: 'import', input: { import_from: 'http://127.0.0.1/x.qcow2', import_from_format: 'qcow2', image_properties: {} } };
     for (const token of TOKENS) assert.equal((await t.call(token, 'POST', '/v2/tasks', task)).statusCode, isAdmin(token) ? 400 : 403, token);
+  });
+});
+
+describe('PATCH add /locations/- while locations are hidden (PIR_SHOW_MULTIPLE_LOCATIONS off)', () => {
+  let t: TestApp;
+  before(async () => { t = await testApp({ showLocations: false }); });
+  after(async () => { await t.close(); });
+
+  it('is refused as Glance refuses it (403 locations_hidden; 404 to whoever cannot see the image); POST …/locations still works', async () => {
+    const id = await t.create('a-member', { visibility: 'private' });
+    const add = [{ op: 'add', path: '/locations/-', value: { url: 'https://registered.invalid/disk.raw', metadata: {} } }];
+    const owner = await t.patch('a-member', id, add);
+    assert.equal(owner.statusCode, 403, owner.body);
+    assert.equal(owner.json().error.error_code, 'locations_hidden');
+    assert.equal((await t.patch('b-member', id, add)).statusCode, 404);
+    assert.equal((await t.call('a-member', 'GET', `/v2/images/${id}`)).json().status, 'queued', 'nothing registered');
+    assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/locations`, { url: 'https://registered.invalid/disk.raw' })).statusCode, 202);
   });
 });
 
@@ -322,7 +366,7 @@ describe('cross-tenant matrix', () => {
 type GalleryKind = 'no-members' | 'b-pending' | 'b-accepted' | 'b-suspended';
 const GALLERY_KINDS: GalleryKind[] = ['no-members', 'b-pending', 'b-accepted', 'b-suspended'];
 const bInGallery = (kind: GalleryKind) => kind === 'b-pending' || kind === 'b-accepted';
-const seesViaGallery = (k: Token, kind: GalleryKind) => isAdmin(k) || ofA(k) || bInGallery(kind);
+const seesViaGallery = (k: Token, kind: GalleryKind) => reads(k) && (isAdmin(k) || ofA(k) || bInGallery(kind));
 
 interface GalleryCell { top: string; below: string; image: string; deep: string; word: string }
 interface GalleryEndpoint { name: string; mutates?: boolean; run(t: TestApp, k: Token, c: GalleryCell): Promise<number>; expect(k: Token, kind: GalleryKind): number }
@@ -331,24 +375,26 @@ const inList = async (t: TestApp, k: Token, query: string, id: string) => {
   const res = await t.call(k, 'GET', `/v2/images?limit=1000${query}`);
   return res.statusCode === 200 ? (res.json().images.some((i: { id: string }) => i.id === id) ? 1 : 0) : res.statusCode;
 };
+/** A gallery the caller's project sees refuses a caller without the reader role (403); one it does not see is 404 to all. */
+const ofGallery = (k: Token, kind: GalleryKind, answer: number) => (!(isAdmin(k) || ofA(k) || bInGallery(kind)) ? 404 : !reads(k) ? 403 : answer);
 const galleryWrite = (k: Token, kind: GalleryKind, ok: number) => (!seesViaGallery(k, kind) ? 404 : isAdmin(k) || (ofA(k) && isMember(k)) ? ok : 403);
 
 const GALLERY_ENDPOINTS: GalleryEndpoint[] = [
-  { name: 'GET gallery', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
-  { name: 'GET gallery below it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.below}?recursive=true`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
-  { name: 'GET gallery sub-galleries', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}/galleries`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
-  { name: 'GET gallery members', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}/members`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
+  { name: 'GET gallery', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}`)).statusCode, expect: (k, kind) => ofGallery(k, kind, (seesViaGallery(k, kind) ? 200 : 404)) },
+  { name: 'GET gallery below it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.below}?recursive=true`)).statusCode, expect: (k, kind) => ofGallery(k, kind, (seesViaGallery(k, kind) ? 200 : 404)) },
+  { name: 'GET gallery sub-galleries', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}/galleries`)).statusCode, expect: (k, kind) => ofGallery(k, kind, (seesViaGallery(k, kind) ? 200 : 404)) },
+  { name: 'GET gallery members', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/galleries/${c.top}/members`)).statusCode, expect: (k, kind) => ofGallery(k, kind, (seesViaGallery(k, kind) ? 200 : 404)) },
   { name: 'GET image in it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
   { name: 'GET image below it', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.deep}`)).statusCode, expect: (k, kind) => (seesViaGallery(k, kind) ? 200 : 404) },
   { name: 'GET image file', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/file`)).statusCode, expect: (k, kind) => (!seesViaGallery(k, kind) ? 404 : isMember(k) ? 200 : 403) },
   { name: 'GET image revisions', run: async (t, k, c) => (await t.call(k, 'GET', `/v2/images/${c.image}/revisions`)).statusCode, expect: (k, kind) => (!seesViaGallery(k, kind) ? 404 : ofA(k) || isAdmin(k) ? 200 : 403) },
-  { name: 'GET image list (default)', run: (t, k, c) => inList(t, k, '', c.deep), expect: (k, kind) => (isAdmin(k) || ofA(k) || kind === 'b-accepted' ? 1 : 0) },
-  { name: 'GET image list (member_status=all&visibility=all)', run: (t, k, c) => inList(t, k, '&member_status=all&visibility=all', c.image), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 0) },
-  { name: 'GET image list (?q=…)', run: (t, k, c) => inList(t, k, `&q=${c.word}&member_status=all`, c.image), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 0) },
-  { name: 'GET image list (?gallery=…&recursive=true)', run: (t, k, c) => inList(t, k, `&gallery=${c.top}&recursive=true&member_status=all`, c.deep), expect: (k, kind) => (seesViaGallery(k, kind) ? 1 : 404) },
+  { name: 'GET image list (default)', run: (t, k, c) => inList(t, k, '', c.deep), expect: (k, kind) => (!reads(k) ? 403 : isAdmin(k) || ofA(k) || kind === 'b-accepted' ? 1 : 0) },
+  { name: 'GET image list (member_status=all&visibility=all)', run: (t, k, c) => inList(t, k, '&member_status=all&visibility=all', c.image), expect: (k, kind) => (!reads(k) ? 403 : seesViaGallery(k, kind) ? 1 : 0) },
+  { name: 'GET image list (?q=…)', run: (t, k, c) => inList(t, k, `&q=${c.word}&member_status=all`, c.image), expect: (k, kind) => (!reads(k) ? 403 : seesViaGallery(k, kind) ? 1 : 0) },
+  { name: 'GET image list (?gallery=…&recursive=true)', run: (t, k, c) => inList(t, k, `&gallery=${c.top}&recursive=true&member_status=all`, c.deep), expect: (k, kind) => (!reads(k) ? 403 : seesViaGallery(k, kind) ? 1 : 404) },
   { name: 'PATCH image in it', mutates: true, run: async (t, k, c) => (await t.patch(k, c.image, [{ op: 'replace', path: '/name', value: 'changed' }])).statusCode, expect: (k, kind) => galleryWrite(k, kind, 200) },
-  { name: 'PATCH gallery', mutates: true, run: async (t, k, c) => (await t.call(k, 'PATCH', `/v2/galleries/${c.below}`, { name: 'renamed' })).statusCode, expect: (k, kind) => galleryWrite(k, kind, 200) },
-  { name: 'POST gallery member', mutates: true, run: async (t, k, c) => (await t.call(k, 'POST', `/v2/galleries/${c.top}/members`, { member: 'Z' })).statusCode, expect: (k, kind) => (kind === 'b-suspended' && (isAdmin(k) || (ofA(k) && isMember(k))) ? 403 : galleryWrite(k, kind, 200)) },
+  { name: 'PATCH gallery', mutates: true, run: async (t, k, c) => (await t.call(k, 'PATCH', `/v2/galleries/${c.below}`, { name: 'renamed' })).statusCode, expect: (k, kind) => ofGallery(k, kind, galleryWrite(k, kind, 200)) },
+  { name: 'POST gallery member', mutates: true, run: async (t, k, c) => (await t.call(k, 'POST', `/v2/galleries/${c.top}/members`, { member: 'Z' })).statusCode, expect: (k, kind) => ofGallery(k, kind, (kind === 'b-suspended' && (isAdmin(k) || (ofA(k) && isMember(k))) ? 403 : galleryWrite(k, kind, 200))) },
 ];
 
 describe('cross-tenant matrix through gallery sharing', () => {
@@ -402,7 +448,7 @@ describe('cross-tenant matrix through gallery sharing', () => {
  */
 type NsKind = 'private' | 'public';
 const NS_KINDS: NsKind[] = ['private', 'public'];
-const seesNs = (k: Token, kind: NsKind) => isAdmin(k) || ofA(k) || kind === 'public';
+const seesNs = (k: Token, kind: NsKind) => reads(k) && (isAdmin(k) || ofA(k) || kind === 'public');
 const nsWrite = (k: Token, kind: NsKind, ok: number) => (!seesNs(k, kind) ? 404 : isAdmin(k) ? ok : 403);
 interface NsEndpoint { name: string; mutates?: boolean; run(t: TestApp, k: Token, ns: string): Promise<number>; expect(k: Token, kind: NsKind): number }
 const mdUrl = (ns: string, rest = '') => `/v2/metadefs/namespaces/${encodeURIComponent(ns)}${rest}`;
@@ -410,7 +456,7 @@ const PROP = { name: 'p2', title: 'P2', type: 'string' };
 
 const NS_ENDPOINTS: NsEndpoint[] = [
   { name: 'GET namespace', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
-  { name: 'GET namespace list', run: async (t, k, ns) => { const r = await t.call(k, 'GET', '/v2/metadefs/namespaces?limit=1000'); return r.statusCode === 200 ? (r.json().namespaces.some((n: { namespace: string }) => n.namespace === ns) ? 1 : 0) : r.statusCode; }, expect: (k, kind) => (seesNs(k, kind) ? 1 : 0) },
+  { name: 'GET namespace list', run: async (t, k, ns) => { const r = await t.call(k, 'GET', '/v2/metadefs/namespaces?limit=1000'); return r.statusCode === 200 ? (r.json().namespaces.some((n: { namespace: string }) => n.namespace === ns) ? 1 : 0) : r.statusCode; }, expect: (k, kind) => (!reads(k) ? 403 : seesNs(k, kind) ? 1 : 0) },
   { name: 'GET resource type associations', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/resource_types'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
   { name: 'GET properties', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/properties'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
   { name: 'GET property', run: async (t, k, ns) => (await t.call(k, 'GET', mdUrl(ns, '/properties/p1'))).statusCode, expect: (k, kind) => (seesNs(k, kind) ? 200 : 404) },
@@ -474,11 +520,11 @@ describe('cross-tenant matrix of the metadata definitions API', () => {
     });
   }
 
-  it('lets administrators alone create namespaces; lets every caller list resource types', async () => {
+  it('lets administrators alone create namespaces; lets every reader list resource types', async () => {
     for (const token of TOKENS) {
       const res = await t.call(token, 'POST', '/v2/metadefs/namespaces', { namespace: `PIR::Create::${token}` });
       assert.equal(res.statusCode, isAdmin(token) ? 201 : 403, `${token}: ${res.body}`);
-      assert.equal((await t.call(token, 'GET', '/v2/metadefs/resource_types')).statusCode, 200, token);
+      assert.equal((await t.call(token, 'GET', '/v2/metadefs/resource_types')).statusCode, reads(token) ? 200 : 403, token);
     }
   });
 });

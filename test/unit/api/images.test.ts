@@ -247,6 +247,7 @@ describe('PATCH /v2/images/{id}', () => {
       [[{ op: 'replace', path: '/visibility', value: 'world' }], 400, 'invalid_value'],
       [[{ op: 'add', path: '/prop', value: 7 }], 400, 'invalid_value'],
       [[{ op: 'replace', path: '/owner', value: 'B' }], 403, 'policy_denied'],
+      [[{ op: 'replace', path: '/owner', value: 'A' }], 403, 'policy_denied'], // its own project too, as Glance
       [[{ op: 'replace', path: '/visibility', value: 'public' }], 403, 'policy_denied'],
     ];
     for (const [ops, status, code] of cases) {

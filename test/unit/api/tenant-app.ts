@@ -45,6 +45,9 @@ export const CALLERS: Record<string, Caller> = {
   'b-member': { project_id: 'B', user_id: 'b1', roles: ['member'] },
   'b-reader': { project_id: 'B', user_id: 'b2', roles: ['reader'] },
   'c-member': { project_id: 'C', user_id: 'c1', roles: ['member'] },
+  // Service users (nova, cinder) with the service role alone: no reader role.
+  'a-service': { project_id: 'A', user_id: 'a9', roles: ['service'] },
+  'b-service': { project_id: 'B', user_id: 'b9', roles: ['service'] },
 };
 export type Token = keyof typeof CALLERS;
 
@@ -66,7 +69,8 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function testApp(): Promise<TestApp> {
+/** `showLocations`: PIR_SHOW_MULTIPLE_LOCATIONS (default on here, so the matrix checks who sees them). */
+export async function testApp(options: { showLocations?: boolean } = {}): Promise<TestApp> {
   const d = await domain();
   const queue = new MemoryJobQueue({ retry: { attempts: 2, backoffMs: 10 }, logger: silent });
   const runner = new StageRunner(d.manifest, d.blobs, pipelineStages(d.blobs,
@@ -82,7 +86,7 @@ export async function testApp(): Promise<TestApp> {
   const locationReader = new LocationReader(egress, null);
   const locations = new LocationRegistrations({
     images: d.images, reader: locationReader, egress, upload, log: silent,
-    settings: { ...DEFAULT_LOCATION_SETTINGS, s3Buckets: ['golden'], showDirectUrl: true, showLocations: true },
+    settings: { ...DEFAULT_LOCATION_SETTINGS, s3Buckets: ['golden'], showDirectUrl: true, showLocations: options.showLocations ?? true },
   });
   const authenticator: Authenticator = {
     challenge: null,

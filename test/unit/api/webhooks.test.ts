@@ -97,6 +97,21 @@ describe('webhooks API (inject)', () => {
     assert.equal((await t.call('a-member', 'GET', `/v2/webhooks/${id}`)).json().url, ok.url);
   });
 
+  it('a caller without the reader role (a service user) neither sees nor changes the project\'s webhooks, nor opens the event stream (403)', async () => {
+    const id = (await create('a-member', ok)).json().id as string;
+    const calls: [string, string, unknown?][] = [
+      ['GET', '/v2/webhooks'], ['GET', `/v2/webhooks/${id}`], ['GET', `/v2/webhooks/${id}/deliveries`],
+      ['POST', '/v2/webhooks', ok], ['PATCH', `/v2/webhooks/${id}`, { enabled: false }], ['DELETE', `/v2/webhooks/${id}`], ['GET', '/v2/events'],
+    ];
+    for (const [method, url, body] of calls) {
+      const res = await t.call('a-service', method, url, body);
+      assert.equal(res.statusCode, 403, `${method} ${url}: ${res.body}`);
+      assert.equal(res.json().error.error_code, 'policy_denied');
+      assert.ok(!res.body.includes('hooks.example.com'), 'nothing of the webhook in the refusal');
+    }
+    assert.equal((await t.call('a-member', 'GET', `/v2/webhooks/${id}`)).json().enabled, true);
+  });
+
   it('holds a project to 100 webhooks (409) and a webhook to 5 pings a minute (429, Retry-After)', async () => {
     const held = (await t.call('c-member', 'GET', '/v2/webhooks?limit=200')).json().webhooks.length as number;
     for (let i = held; i < 100; i++) assert.equal((await create('c-member', ok)).statusCode, 201);

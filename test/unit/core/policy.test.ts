@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Caller } from '../../../core/caller.js';
-import { allowed, canSee, hasRole, RULES } from '../../../core/policy.js';
+import { allowed, canSee, hasRole, requireVisible, RULES } from '../../../core/policy.js';
 import type { ImageDoc, ImageMember } from '../../../schemas/image.js';
 
 const caller = (project: string, ...roles: string[]): Caller => ({ project_id: project, user_id: 'u', roles });
@@ -56,7 +56,7 @@ describe('policy', () => {
       assert.ok(!allowed(caller('B', 'member'), action, target), action);
       assert.ok(allowed(caller('B', 'admin'), action, target), action);
     }
-    for (const action of ['publicize_image', 'deactivate', 'reactivate', 'tasks_api_access', 'copy_image', 'delete_image_location', 'stores_info_detail'] as const) {
+    for (const action of ['publicize_image', 'deactivate', 'reactivate', 'tasks_api_access', 'copy_image', 'delete_image_location', 'stores_info_detail', 'fetch_image_location'] as const) {
       assert.ok(!allowed(caller('A', 'member'), action, target), action);
       assert.ok(allowed(caller('Z', 'admin'), action, target), action);
     }
@@ -72,6 +72,27 @@ describe('policy', () => {
     assert.ok(allowed(caller('A', 'reader'), 'get_image_revisions', target));
     assert.ok(!allowed(caller('B', 'member'), 'get_image_revisions', target));
     assert.ok(allowed(caller('B', 'admin'), 'get_image_revisions', target));
-    assert.equal(Object.keys(RULES).length, 22);
+    assert.equal(Object.keys(RULES).length, 24);
+  });
+
+  it('lets a service user (service role alone) use the locations API and see the stores\' details, as Glance\'s defaults', () => {
+    const service = caller('S', 'service');
+    for (const action of ['add_image_location', 'fetch_image_location', 'stores_info_detail'] as const) assert.ok(allowed(service, action, { owner: 'A' }), action);
+    for (const action of ['get_image', 'get_images', 'modify_image', 'download_image', 'copy_image', 'delete_image_location'] as const) assert.ok(!allowed(service, action, { owner: 'A' }), action);
+    assert.ok(allowed(caller('A', 'member'), 'add_image_location', { owner: 'A' }), 'the owner project\'s members add locations');
+    assert.ok(!allowed(caller('B', 'member'), 'add_image_location', { owner: 'A' }));
+    assert.ok(!allowed(caller('A', 'reader'), 'add_image_location', { owner: 'A' }));
+  });
+
+  it('hides an image from a caller who may not read it (no reader role): 404, unless the rule asked lets it anyway (Glance\'s ImageAPIPolicy)', () => {
+    const doc = { ...image('A', 'public'), id: 'i1' } as ImageDoc;
+    const notFound = (fn: () => unknown) => assert.throws(fn, (e: unknown) => (e as { kind?: string }).kind === 'not_found');
+    notFound(() => requireVisible(caller('B', 'service'), doc, 'i1'));
+    notFound(() => requireVisible(caller('A', 'observer'), doc, 'i1'));
+    notFound(() => requireVisible(caller('A', 'observer'), doc, 'i1', undefined, 'fetch_image_location'));
+    assert.equal(requireVisible(caller('B', 'reader'), doc, 'i1'), doc);
+    assert.equal(requireVisible(caller('B', 'service'), doc, 'i1', undefined, 'fetch_image_location'), doc);
+    assert.equal(requireVisible(caller('A', 'service'), doc, 'i1', undefined, 'add_image_location'), doc);
+    notFound(() => requireVisible(caller('B', 'service'), { ...doc, visibility: 'private' } as ImageDoc, 'i1', undefined, 'fetch_image_location'));
   });
 });

@@ -169,6 +169,22 @@ describe('webhook fan-out job', () => {
     await store.close();
   });
 
+  it('a membership event goes to the owner and the member it is about, not to the image\'s other members', async () => {
+    const { store, fanout, doc, event } = setup();
+    const at = '2026-01-01T00:00:00.000Z';
+    Object.assign(doc, { visibility: 'shared', members: ['B', 'C'].map((member_id) => ({ member_id, status: 'accepted', created_at: at, updated_at: at })) });
+    const owner = await start(new WebhookReceiver());
+    const b = await start(new WebhookReceiver());
+    const c = await start(new WebhookReceiver());
+    await store.createSubscription(sub('s-owner', 'p1', owner.url, ['image.member.*']).sub);
+    await store.createSubscription(sub('s-b', 'B', b.url, ['image.*']).sub);
+    await store.createSubscription(sub('s-c', 'C', c.url, ['image.member.*']).sub);
+    await fanout.run({ event: { ...event('ev-member'), type: 'image.member.updated', data: { member_id: 'C', status: 'accepted' } as never } });
+    assert.deepEqual([owner.received.length, b.received.length, c.received.length], [1, 0, 1], 'owner and C told; B (another accepted member) not');
+    await fanout.run({ event: { ...event('ev-update'), type: 'image.updated', data: {} as never } });
+    assert.equal(b.received.length, 1, 'B still hears of the image itself');
+  });
+
   it('a delivery job numbered from 2 continues the schedule: with one delay, attempt 2 is the last', async () => {
     const { store, deliverer, jobs, fanout, event } = setup();
     const failing = await start(new WebhookReceiver((_n, _r, res) => { res.writeHead(500).end(); }));
