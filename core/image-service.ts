@@ -527,6 +527,9 @@ export class ImageService {
       for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task)) found.push(doc);
       if (docs.length < LIST_CHUNK) return found;
       cursor = sortValues(docs[docs.length - 1]!, sort);
+      // Embedded mode reads SQLite synchronously: let other requests run between chunks, so a
+      // large catalog's walk slows this admin call rather than every tenant's.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
