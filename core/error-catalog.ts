@@ -233,6 +233,7 @@ export const PIPELINE_ERRORS = {
   store_copy_failed: fault(503, 'Writing the image into one of its target stores failed (all_stores_must_succeed), or into every one.'),
   store_copy_mismatch: fault(500, "A copy into a store did not read back the image's size and os_hash_value; it was removed."),
   deadline_exceeded: fault(500, 'The import stopped making progress and was resumed without success.'),
+  import_interrupted: fault(503, "A legacy import task's download (POST /v2/tasks) was cut off by a restart, a stop or a stall of PIR; create the task again."),
   store_unreachable: fault(503, 'The image store did not answer while a stage worked on the image, for as long as an import waits for it (PIR_STAGE_DEADLINE_SECONDS).'),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -117,6 +117,12 @@ export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: 
 
 /** The bytes never all arrived: back to queued, the staging forgotten. */
 export function abortReceiving(draft: ImageDoc, reason: string, expired = false): NewEvent[] {
+  // A legacy import task's download (POST /v2/tasks) is not started again by anyone: back in
+  // `queued` its task would stay `pending` forever. It ends, with the reason, as a failed task.
+  if (draft.import_task && draft.upload?.kind === 'web-download') {
+    const { run } = draft.upload;
+    return kill(draft, 'import', 'import_interrupted', `The task's download stopped before its last byte (${reason}); create the task again.`, { run, method: 'web-download' });
+  }
   // A registration that never finished leaves no location: the image can be given one again.
   if (draft.upload?.kind === 'location') draft.location = null;
   // An expired tus upload is remembered, for its URL to answer 410 and not 404.

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
 import { isStorageFull, insufficientStorage } from '../../core/errors.js';
+import { allowed } from '../../core/policy.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
 import { STORAGE_FULL_MESSAGE, emptyUploadRefusal, tooLarge, type IngestDeps } from '../receive-upload.js';
@@ -63,7 +64,9 @@ export class ResumableUploads {
   async create(caller: Caller, imageId: string, length: number, metadata: string | null = null): Promise<{ id: string; expires_at: string; completed?: ImageDoc }> {
     const { images, quotas, staging, upload } = this.deps;
     if (length > upload.maxImageSize) throw tooLarge(upload.maxImageSize);
-    const project = quotas.enabled ? (await images.get(caller, imageId)).owner : null;
+    const doc = await images.get(caller, imageId);
+    await this.releaseUnheard(caller, doc);
+    const project = quotas.enabled ? doc.owner : null;
     const resumable: ResumableUpload = {
       id: randomBytes(16).toString('hex'),
       length,
@@ -95,8 +98,13 @@ export class ResumableUploads {
   /** HEAD: how many bytes are staged (after any PATCH of this process still writing). */
   async state(caller: Caller, imageId: string, uploadId: string): Promise<UploadState> {
     const { run, resumable } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
-    return this.locked(`${imageId}.${run}`, async () => {
+    const key = `${imageId}.${run}`;
+    return this.locked(key, async () => {
       const current = await this.live(caller, imageId, uploadId);
+      // Every byte is staged but the upload never completed: PIR died between the last byte and
+      // the commit. A client that HEADs to resume (tus-js-client does) sees nothing left to send,
+      // so the upload completes here, as the last PATCH would have.
+      if (current.offset === current.resumable.length && current.offset > 0) await this.completeStaged(caller, imageId, run, key, current.offset);
       const { metadata } = current.resumable;
       return { offset: current.offset, length: current.resumable.length, expires_at: resumable.expires_at, ...(metadata !== undefined ? { metadata } : {}) };
     });
@@ -166,6 +174,40 @@ export class ResumableUploads {
     }
     const completed = await this.complete(caller, imageId, run, digests, length);
     return { offset: end, length, expires_at: resumable.expires_at, completed };
+  }
+
+  /** Completes an upload whose bytes are all staged, unless another request (or process) holds it. */
+  private async completeStaged(caller: Caller, imageId: string, run: number, key: string, length: number): Promise<void> {
+    const lease = await this.leases.acquire(key);
+    if (!lease) return;
+    try {
+      const digests = await this.digestsAt(key, imageId, run, length);
+      await this.complete(caller, imageId, run, digests, length);
+      this.deps.log?.info({ image_id: imageId, run, bytes: length }, 'completed a resumable upload found fully staged');
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /**
+   * A resumable upload with no byte staged gives way to a new creation: its client may never
+   * have heard of it (PIR died answering the POST), and it would hold the image in `saving`
+   * until it expires. One that received bytes is kept (its client resumes it).
+   */
+  private async releaseUnheard(caller: Caller, doc: ImageDoc): Promise<void> {
+    const upload = doc.upload;
+    if (doc.status !== 'saving' || !upload?.resumable || !allowed(caller, 'upload_image', { owner: doc.owner })) return;
+    const key = `${doc.id}.${upload.run}`;
+    await this.locked(key, async () => {
+      if ((await this.deps.staging.offset(doc.id, upload.run).catch(() => null)) !== 0) return;
+      const lease = await this.leases.acquire(key);
+      if (!lease) return;
+      try {
+        await this.abandon(doc.id, upload.run, 'a new resumable upload replaced one that had received no byte');
+      } finally {
+        await lease.release();
+      }
+    });
   }
 
   /** DELETE (termination): the upload ends, its bytes go, the image is back in queued. */

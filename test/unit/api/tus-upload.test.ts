@@ -107,6 +107,25 @@ describe('tus resumable uploads (in process)', () => {
     assert.equal((await head(location)).statusCode, 404);
   });
 
+  it('completes on HEAD an upload whose bytes are all staged but never committed (PIR died between the last byte and the commit)', async () => {
+    const id = await t.create('a-member');
+    const data = image(256 * 1024, 9);
+    const { location } = await create(data.length, id);
+    const commit = t.d.images.completeUpload;
+    t.d.images.completeUpload = async () => { throw new Error('the process died before the commit'); };
+    try {
+      assert.equal((await patch(location, 0, data)).statusCode, 500);
+    } finally {
+      t.d.images.completeUpload = commit;
+    }
+    assert.equal((await t.d.manifest.get(id))!.status, 'saving', 'every byte staged, nothing committed');
+    const res = await head(location);
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.headers['upload-offset'], String(data.length), 'tus-js-client sees nothing left to send');
+    const done = await settled(t, id);
+    assert.deepEqual([done.status, done.size, done.checksum, done.os_hash_value], ['active', data.length, md5(data), sha512(data)]);
+  });
+
   it('refuses bad protocol input with 4xx in PIR error shape, keeping the staged bytes', async () => {
     const id = await t.create('a-member');
     const post = (headers: Record<string, string>) => t.call('a-member', 'POST', `/v2/images/${id}/uploads`, undefined, headers);
@@ -129,8 +148,12 @@ describe('tus resumable uploads (in process)', () => {
     assert.equal((await t.d.manifest.get(id))!.status, 'queued', 'refused creations claim nothing');
 
     const data = image(64 * 1024, 7);
+    // An upload that received no byte gives way to a new creation (its client may never have
+    // heard of it: PIR died answering the POST); its URL is then unknown.
+    const { location: unheard } = await create(data.length, id);
     const { location } = await create(data.length, id);
-    assertErrorShape((await post({ ...TUS, 'upload-length': '10' })).json(), 409, 'invalid_status');
+    assert.notEqual(location, unheard);
+    assertErrorShape((await patch(unheard, 0, data.subarray(0, 10))).json(), 404, 'upload_not_found');
     assertErrorShape((await patch(location, 1, data.subarray(0, 10))).json(), 409, 'upload_offset_mismatch');
     assertErrorShape((await t.call('a-member', 'PATCH', location, data, { ...TUS, 'content-type': 'application/octet-stream', 'upload-offset': '0' })).json(), 415, 'bad_content_type');
     assertErrorShape((await patch(location, 0, data.subarray(0, 10), { 'upload-checksum': 'crc32 AAAA' })).json(), 400, 'tus_checksum_algorithm');
@@ -144,6 +167,8 @@ describe('tus resumable uploads (in process)', () => {
     const wrong = await patch(location, 1000, data.subarray(1000, 5000), { 'upload-checksum': `sha1 ${sha1b64(Buffer.from('other'))}` });
     assertErrorShape(wrong.json(), 460, 'tus_checksum_mismatch');
     assert.equal((await head(location)).headers['upload-offset'], '1000');
+    // One that received bytes is kept: a new creation is refused while it is in progress.
+    assertErrorShape((await post({ ...TUS, 'upload-length': '10' })).json(), 409, 'invalid_status');
     // Unknown uploads and other images' upload ids: 404.
     assertErrorShape((await patch(`/v2/images/${id}/uploads/${'0'.repeat(32)}`, 0, data)).json(), 404, 'upload_not_found');
     assert.equal((await head(`/v2/images/${id}/uploads/${'0'.repeat(32)}`)).statusCode, 404);

@@ -7,7 +7,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Caller } from '../../../core/caller.js';
-import { activate, deactivate, kill, markDeleted, reactivate } from '../../../core/image-entity.js';
+import { abortReceiving, activate, deactivate, kill, markDeleted, reactivate } from '../../../core/image-entity.js';
 import type { ImageDoc } from '../../../schemas/image.js';
 import { Sweepers } from '../../../workers/sweepers.js';
 import { P, domain, silent } from './fixtures.js';
@@ -58,6 +58,17 @@ describe('the image entity', () => {
     const plain = { id: 'j', status: 'importing', pipeline: null, upload: null, staging: null } as unknown as ImageDoc;
     kill(plain, 'inspect', 'x', 'y');
     assert.equal(plain.store_import, undefined, 'an import without named stores gets no store lists');
+  });
+
+  it("ends a legacy import task's cut download as a failed task (killed, import_interrupted), where an interoperable web-download goes back to queued", () => {
+    const receiving = (extra: Partial<ImageDoc>) => ({ id: 'i', status: 'uploading', pipeline: null, staging: null, upload: { run: 1, kind: 'web-download' }, ...extra }) as unknown as ImageDoc;
+    const legacy = receiving({ import_task: { input: { import_from: 'http://mirror.invalid/x', import_from_format: 'raw', image_properties: {} } } as ImageDoc['import_task'] });
+    assert.deepEqual(abortReceiving(legacy, 'PIR restarted while the data was arriving').map((e) => e.type), ['image.killed']);
+    assert.deepEqual([legacy.status, legacy.failure?.code, legacy.failure?.run, legacy.upload], ['killed', 'import_interrupted', 1, null]);
+    assert.match(legacy.failure!.message, /PIR restarted while the data was arriving.*create the task again/);
+    const interoperable = receiving({});
+    assert.deepEqual(abortReceiving(interoperable, 'PIR restarted').map((e) => e.type), ['image.upload.aborted']);
+    assert.equal(interoperable.status, 'queued');
   });
 
   it("finishes through the sweeper with image.active when a run's stages were all done (it used to skip the event)", async () => {
