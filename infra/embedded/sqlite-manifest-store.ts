@@ -58,6 +58,9 @@ const WHERE_COLUMNS: Record<keyof ListQuery['where'], string> = {
   os_hash_value: 'os_hash_value',
 };
 
+/** Filters served by an index of their own (selective: a few images each); the others are checked row by row. */
+const INDEXED_FILTERS = new Set<keyof ListQuery['where']>(['id', 'name', 'checksum', 'os_hash_value']);
+
 /** A filter matching at most this many rows drives the list query (see listSql)… */
 const DRIVE_MAX = 4000;
 /** …or this many per row of the page, up to DRIVE_MAX_LONG_PAGE. */
@@ -121,6 +124,10 @@ CREATE INDEX IF NOT EXISTS images_list_created ON images (created_at, id, owner,
 DROP INDEX IF EXISTS images_owner;
 CREATE INDEX IF NOT EXISTS images_owner_visibility ON images (owner, visibility, id);
 CREATE INDEX IF NOT EXISTS images_list_id ON images (id, created_at, owner, visibility, status, os_hidden, protected, size, name, updated_at, disk_format, container_format);
+-- Glance's checksum_image_idx and os_hash_value_image_idx: GET /v2/images?checksum= / ?os_hash_value=
+-- find their few images instead of walking the catalog (108 ms at 103,000 images before).
+CREATE INDEX IF NOT EXISTS images_checksum ON images (checksum);
+CREATE INDEX IF NOT EXISTS images_os_hash_value ON images (os_hash_value);
 CREATE TABLE IF NOT EXISTS image_properties (
   image_id TEXT NOT NULL,
   key      TEXT NOT NULL,
@@ -677,8 +684,8 @@ export class SqliteManifestStore implements ManifestStore {
       if (value === undefined) continue;
       const column = WHERE_COLUMNS[field];
       if (!column) throw new Error(`list: cannot filter on ${field}`);
-      // Ids and names are selective: let their indexes serve them.
-      const col = field === 'id' || field === 'name' ? `images.${column}` : `+images.${column}`;
+      // Ids, names and hashes are selective: let their indexes serve them.
+      const col = INDEXED_FILTERS.has(field) ? `images.${column}` : `+images.${column}`;
       if (Array.isArray(value)) {
         clauses.push(value.length === 0 ? '0' : `${col} IN (${marks(value)})`);
         params.push(...value);

@@ -131,3 +131,27 @@ test('SQLite store: a replace that sets only the columns that changed keeps ever
   t.after(() => check.close());
   assert.deepEqual(check.pragma('integrity_check'), [{ integrity_check: 'ok' }]);
 });
+
+test('SQLite store: checksum and os_hash_value filters are index lookups (EXPLAIN QUERY PLAN), also in a file made before the indexes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-hash-index-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const first = new SqliteManifestStore({ path });
+  const doc = makeDoc({ checksum: 'c0ffee', os_hash_algo: 'sha512', os_hash_value: 'f00d' });
+  await first.create(doc);
+  await first.close();
+  // A file from before the indexes: they are created when it is opened.
+  const old = new Database(path);
+  old.exec('DROP INDEX images_checksum; DROP INDEX images_os_hash_value;');
+  old.close();
+  const store = new SqliteManifestStore({ path });
+  t.after(() => store.close());
+  const admin = { scope: { project_id: 'admin', admin: true }, visibility: 'all' as const, memberStatus: 'all' as const, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 25 };
+  const checksum = store.explainList({ ...admin, where: { checksum: 'c0ffee' } }).join('\n');
+  assert.match(checksum, /USING INDEX images_checksum \(checksum=\?\)/, checksum);
+  const hash = store.explainList({ ...admin, where: { os_hash_value: 'f00d' } }).join('\n');
+  assert.match(hash, /USING INDEX images_os_hash_value \(os_hash_value=\?\)/, hash);
+  assert.deepEqual((await store.list({ ...admin, where: { checksum: 'c0ffee' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual((await store.list({ ...admin, where: { os_hash_value: 'f00d' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual(await store.list({ ...admin, where: { os_hash_value: 'c0ffee' } }), []);
+});
