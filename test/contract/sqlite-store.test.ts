@@ -191,3 +191,38 @@ test('SQLite store: a page after a marker sorted by name or updated_at walks an 
     }
   }
 });
+
+test('SQLite store: upgrading an older file logs how many documents it rewrites, its progress and the time it took (the data as before)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-sqlite-migrate-log-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const old = new Database(path);
+  old.exec(`CREATE TABLE images (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, name TEXT,
+    visibility TEXT NOT NULL, disk_format TEXT, container_format TEXT, size INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    has_pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);`);
+  const docs = Array.from({ length: 7 }, (_, i) => makeDoc({ checksum: `sum-${i}`, tags: [`t${i}`] }));
+  for (const doc of docs) {
+    old.prepare(`INSERT INTO images (id, revision, status, owner, name, visibility, disk_format, container_format, size, created_at, updated_at, has_pending, doc)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`).run(doc.id, doc.revision, doc.status, doc.owner, doc.name, doc.visibility, doc.disk_format, doc.container_format, doc.size, doc.created_at, doc.updated_at, JSON.stringify(doc));
+  }
+  old.close();
+  const lines: { fields: Record<string, unknown>; msg: string }[] = [];
+  const logger = { info: (fields: Record<string, unknown>, msg: string) => void lines.push({ fields, msg }) };
+  const store = new SqliteManifestStore({ path, logger: logger as never, migrateLogEvery: 3 });
+  t.after(() => store.close());
+  assert.deepEqual(lines.map((l) => l.fields.done ?? null), [null, 3, 6, null], lines.map((l) => l.msg).join('\n'));
+  assert.equal(lines[0]!.fields.documents, 7);
+  assert.match(lines[0]!.msg, /from version 0 to \d+: rewriting 7 documents/);
+  assert.match(lines[3]!.msg, /schema upgraded to version \d+: 7 documents in \d+\.\d s/);
+  assert.equal(typeof lines[3]!.fields.elapsed_s, 'number');
+  const admin = { scope: { project_id: 'admin', admin: true }, visibility: 'all' as const, memberStatus: 'all' as const, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 25 };
+  assert.deepEqual((await store.list({ ...admin, where: { checksum: 'sum-4' } })).map((d) => d.id), [docs[4]!.id]);
+  assert.deepEqual((await store.list({ ...admin, where: {}, tags: ['t2'] })).map((d) => d.id), [docs[2]!.id]);
+  // Opened again: nothing to upgrade, nothing logged; a new empty file logs nothing either.
+  await store.close();
+  const again = new SqliteManifestStore({ path, logger: logger as never });
+  await again.close();
+  const empty = new SqliteManifestStore({ path: join(dir, 'empty.sqlite'), logger: logger as never });
+  await empty.close();
+  assert.equal(lines.length, 4);
+});
