@@ -9,7 +9,7 @@ import { SqliteManifestStore } from './embedded/sqlite-manifest-store.js';
 import type { Adapters } from './runtime.js';
 
 export async function openEmbeddedAdapters(manifestPath: string, retry: RetryPolicy, log: Logger): Promise<Adapters> {
-  const store = new SqliteManifestStore({ path: manifestPath });
+  const store = new SqliteManifestStore({ path: manifestPath, logger: log });
   const bus = new MemoryEventBus();
   // Jobs of durable kinds (webhook deliveries) wait in SQLite beside the manifest until they finish.
   const journal = new SqliteJobJournal(join(dirname(manifestPath), 'jobs.sqlite'));

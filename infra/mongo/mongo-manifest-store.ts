@@ -418,6 +418,9 @@ export class MongoManifestStore implements ManifestStore {
           { key: { owner: 1 }, name: 'owner' },
           { key: { name: 1 }, name: 'name' },
           { key: { visibility: 1 }, name: 'visibility' },
+          // Glance's checksum_image_idx and os_hash_value_image_idx (GET /v2/images?checksum=, ?os_hash_value=).
+          { key: { checksum: 1 }, name: 'checksum' },
+          { key: { os_hash_value: 1 }, name: 'os_hash_value' },
           // GET /v2/images filters (README "MongoDB, and FerretDB"): multikey indexes on the derived arrays.
           { key: { pir_props: 1 }, name: 'list_props' },
           { key: { tags: 1 }, name: 'list_tags' },

@@ -407,6 +407,41 @@ export function manifestStoreContract(name: string, makeStore: MakeStore, opts: 
       assert.deepEqual(await allPages(store, query), referenceList(query, docs));
     });
 
+    await t.test('list: pages after a marker sorted by name or updated_at, with many ties, list every image once and in order', async () => {
+      const store = await fresh();
+      // 60 images, four names (and no name) each held by many; created_at and updated_at tie in
+      // groups too, so every level of the keyset is crossed by some page.
+      const docs = Array.from({ length: 60 }, (_, i) => makeDoc({
+        name: i % 9 === 4 ? null : (['ubuntu', 'debian', 'ubuntu', 'alpine', 'cirros'] as const)[i % 5]!,
+        owner: `p${i % 3}`,
+        visibility: (['private', 'public', 'shared'] as const)[i % 3]!,
+        created_at: iso(BASE + Math.floor(i / 4) * 1000),
+        updated_at: iso(BASE + ((i * 7) % 6) * 1000),
+      }));
+      for (const d of docs) await store.create(d);
+      const sorts: SortSpec[][] = [
+        [{ key: 'name', dir: 'asc' }, { key: 'created_at', dir: 'asc' }, { key: 'id', dir: 'asc' }],
+        [{ key: 'name', dir: 'desc' }, { key: 'created_at', dir: 'desc' }, { key: 'id', dir: 'desc' }],
+        [{ key: 'name', dir: 'asc' }, { key: 'created_at', dir: 'desc' }, { key: 'id', dir: 'desc' }],
+        [{ key: 'name', dir: 'desc' }, { key: 'created_at', dir: 'asc' }, { key: 'id', dir: 'asc' }],
+        [{ key: 'updated_at', dir: 'asc' }, { key: 'created_at', dir: 'asc' }, { key: 'id', dir: 'asc' }],
+        [{ key: 'updated_at', dir: 'asc' }, { key: 'created_at', dir: 'desc' }, { key: 'id', dir: 'desc' }],
+        [{ key: 'updated_at', dir: 'desc' }, { key: 'created_at', dir: 'desc' }, { key: 'id', dir: 'desc' }],
+        [{ key: 'name', dir: 'asc' }],
+        [{ key: 'updated_at', dir: 'asc' }, { key: 'name', dir: 'desc' }],
+      ];
+      for (const sort of sorts) {
+        for (const base of [{}, { scope: { project_id: 'p1', admin: false }, visibility: undefined }, { where: { owner: 'p2' } }]) {
+          const expected = referenceList(listQuery({ ...base, sort }), docs);
+          for (const limit of [1, 7, 25]) {
+            const seen = await allPages(store, listQuery({ ...base, sort, limit }));
+            assert.equal(new Set(seen).size, seen.length, `sort ${JSON.stringify(sort)}, pages of ${limit}: an image listed twice`);
+            assert.deepEqual(seen, expected, `sort ${JSON.stringify(sort)}, ${JSON.stringify(base)}, pages of ${limit}`);
+          }
+        }
+      }
+    });
+
     await t.test('list: extra properties, tags, size and time ranges, alone and combined', async () => {
       const store = await fresh();
       const distros = ['debian', 'ubuntu', 'debian', 'fedora', undefined];

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteManifestStore } from '../../infra/embedded/sqlite-manifest-store.js';
+import type { ListQuery } from '../../core/ports.js';
 import { makeDoc } from './helpers.js';
 
 test('SQLite store: a schema-1 file gets the list columns and side tables from its documents', async (t) => {
@@ -130,4 +131,98 @@ test('SQLite store: a replace that sets only the columns that changed keeps ever
   const check = new Database(path, { readonly: true });
   t.after(() => check.close());
   assert.deepEqual(check.pragma('integrity_check'), [{ integrity_check: 'ok' }]);
+});
+
+test('SQLite store: checksum and os_hash_value filters are index lookups (EXPLAIN QUERY PLAN), also in a file made before the indexes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-hash-index-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const first = new SqliteManifestStore({ path });
+  const doc = makeDoc({ checksum: 'c0ffee', os_hash_algo: 'sha512', os_hash_value: 'f00d' });
+  await first.create(doc);
+  await first.close();
+  // A file from before the indexes: they are created when it is opened.
+  const old = new Database(path);
+  old.exec('DROP INDEX images_checksum; DROP INDEX images_os_hash_value;');
+  old.close();
+  const store = new SqliteManifestStore({ path });
+  t.after(() => store.close());
+  const admin = { scope: { project_id: 'admin', admin: true }, visibility: 'all' as const, memberStatus: 'all' as const, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 25 };
+  const checksum = store.explainList({ ...admin, where: { checksum: 'c0ffee' } }).join('\n');
+  assert.match(checksum, /USING INDEX images_checksum \(checksum=\?\)/, checksum);
+  const hash = store.explainList({ ...admin, where: { os_hash_value: 'f00d' } }).join('\n');
+  assert.match(hash, /USING INDEX images_os_hash_value \(os_hash_value=\?\)/, hash);
+  assert.deepEqual((await store.list({ ...admin, where: { checksum: 'c0ffee' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual((await store.list({ ...admin, where: { os_hash_value: 'f00d' } })).map((d) => d.id), [doc.id]);
+  assert.deepEqual(await store.list({ ...admin, where: { os_hash_value: 'c0ffee' } }), []);
+});
+
+test('SQLite store: a page after a marker sorted by name or updated_at walks an index and stops at the limit (no MULTI-INDEX OR, no temp b-tree)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-keyset-plan-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new SqliteManifestStore({ path: join(dir, 'manifest.sqlite') });
+  t.after(() => store.close());
+  const base = { where: {}, memberStatus: 'accepted' as const, limit: 25 };
+  const scopes = [
+    { scope: { project_id: 'admin', admin: true } },
+    { scope: { project_id: 'p1', admin: false } },
+  ]; // (visibility=shared starts from the caller's few images and sorts those: not this plan)
+  const asc = 'asc' as const;
+  const desc = 'desc' as const;
+  const sorts = [
+    [{ key: 'name' as const, dir: asc }, { key: 'created_at' as const, dir: asc }, { key: 'id' as const, dir: asc }],
+    [{ key: 'name' as const, dir: desc }, { key: 'created_at' as const, dir: desc }, { key: 'id' as const, dir: desc }],
+    [{ key: 'name' as const, dir: asc }, { key: 'created_at' as const, dir: desc }, { key: 'id' as const, dir: desc }],
+    [{ key: 'name' as const, dir: desc }, { key: 'created_at' as const, dir: asc }, { key: 'id' as const, dir: asc }],
+    [{ key: 'updated_at' as const, dir: asc }, { key: 'created_at' as const, dir: asc }, { key: 'id' as const, dir: asc }],
+    [{ key: 'updated_at' as const, dir: desc }, { key: 'created_at' as const, dir: desc }, { key: 'id' as const, dir: desc }],
+  ];
+  for (const scope of scopes) {
+    for (const sort of sorts) {
+      for (const after of [[sort[0]!.key === 'name' ? 'ubuntu' : '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 'some-id'], [null, '2025-01-01T00:00:00.000Z', 'some-id']]) {
+        if (sort[0]!.key === 'updated_at' && after[0] === null) continue; // updated_at is never NULL
+        for (const query of [{ ...base, ...scope, sort }, { ...base, ...scope, sort, after }] as ListQuery[]) {
+          const plan = store.explainList(query).join('\n');
+          const what = `${JSON.stringify(scope)} ${JSON.stringify(sort)} ${JSON.stringify(query.after ?? null)}:\n${plan}`;
+          assert.doesNotMatch(plan, /TEMP B-TREE|MULTI-INDEX OR/, what);
+          assert.match(plan, sort[0]!.key === 'name' ? /images_list_name/ : /images_list_updated/, what);
+        }
+      }
+    }
+  }
+});
+
+test('SQLite store: upgrading an older file logs how many documents it rewrites, its progress and the time it took (the data as before)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-sqlite-migrate-log-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'manifest.sqlite');
+  const old = new Database(path);
+  old.exec(`CREATE TABLE images (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, name TEXT,
+    visibility TEXT NOT NULL, disk_format TEXT, container_format TEXT, size INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    has_pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);`);
+  const docs = Array.from({ length: 7 }, (_, i) => makeDoc({ checksum: `sum-${i}`, tags: [`t${i}`] }));
+  for (const doc of docs) {
+    old.prepare(`INSERT INTO images (id, revision, status, owner, name, visibility, disk_format, container_format, size, created_at, updated_at, has_pending, doc)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`).run(doc.id, doc.revision, doc.status, doc.owner, doc.name, doc.visibility, doc.disk_format, doc.container_format, doc.size, doc.created_at, doc.updated_at, JSON.stringify(doc));
+  }
+  old.close();
+  const lines: { fields: Record<string, unknown>; msg: string }[] = [];
+  const logger = { info: (fields: Record<string, unknown>, msg: string) => void lines.push({ fields, msg }) };
+  const store = new SqliteManifestStore({ path, logger: logger as never, migrateLogEvery: 3 });
+  t.after(() => store.close());
+  assert.deepEqual(lines.map((l) => l.fields.done ?? null), [null, 3, 6, null], lines.map((l) => l.msg).join('\n'));
+  assert.equal(lines[0]!.fields.documents, 7);
+  assert.match(lines[0]!.msg, /from version 0 to \d+: rewriting 7 documents/);
+  assert.match(lines[3]!.msg, /schema upgraded to version \d+: 7 documents in \d+\.\d s/);
+  assert.equal(typeof lines[3]!.fields.elapsed_s, 'number');
+  const admin = { scope: { project_id: 'admin', admin: true }, visibility: 'all' as const, memberStatus: 'all' as const, sort: [{ key: 'created_at' as const, dir: 'desc' as const }], limit: 25 };
+  assert.deepEqual((await store.list({ ...admin, where: { checksum: 'sum-4' } })).map((d) => d.id), [docs[4]!.id]);
+  assert.deepEqual((await store.list({ ...admin, where: {}, tags: ['t2'] })).map((d) => d.id), [docs[2]!.id]);
+  // Opened again: nothing to upgrade, nothing logged; a new empty file logs nothing either.
+  await store.close();
+  const again = new SqliteManifestStore({ path, logger: logger as never });
+  await again.close();
+  const empty = new SqliteManifestStore({ path: join(dir, 'empty.sqlite'), logger: logger as never });
+  await empty.close();
+  assert.equal(lines.length, 4);
 });
