@@ -148,11 +148,14 @@ const WHY: Partial<Record<Action, string>> = {
   modify_member: 'A membership is accepted or rejected by the member project itself, with the member role (or by an administrator); readers only look.',
 };
 
+/** The actions that read: refused for want of the reader role. */
+const READS = new Set<Action>(['get_image', 'get_images']);
+
 /** Throws 403 unless the caller may do `action` on `target`. */
 export function enforce(caller: Caller, action: Action, target: Target): void {
   if (allowed(caller, action, target)) return;
-  const why = WHY[action] ?? (target.owner === caller.project_id
-    ? `Your roles (${caller.roles.join(', ') || 'none'}) do not allow ${action}; it needs the member role.`
+  const why = WHY[action] ?? (READS.has(action) || target.owner === caller.project_id
+    ? `Your roles (${caller.roles.join(', ') || 'none'}) do not allow ${action}; it needs the ${READS.has(action) ? 'reader' : 'member'} role.`
     : `Only the owner project (${target.owner ?? 'none'}) or an administrator may ${action.replace('_', ' ')}.`);
   throw fail('policy_denied', `Policy does not allow ${action}: ${why}`);
 }

@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Caller } from '../core/caller.js';
+import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
 import { PirError, badRequest } from '../core/errors.js';
 import {
   externalKey, parseLocation, parseLocationMetadata, parseValidationData, type LocationSettings, type ParsedLocation,
@@ -112,7 +112,9 @@ export class LocationRegistrations {
    * registration (a repeated or late job finds it done, superseded or deleted, and does nothing).
    */
   handle = async (job: RegisterLocationJob): Promise<void> => {
-    const doc = await this.deps.images.get(job.caller, job.image_id).catch(() => null);
+    // Read as the system: the caller was authorized when the registration began, and may hold no
+    // reader role at all (a service user's, Glance's add_image_location).
+    const doc = await this.deps.images.get(SYSTEM_CALLER, job.image_id).catch(() => null);
     const upload = doc?.upload;
     if (!doc || !doc.location || doc.status !== 'uploading' || upload?.run !== job.run || upload.kind !== 'location') return;
     const run = this.register(job.caller, job.image_id, job.run, doc.location);

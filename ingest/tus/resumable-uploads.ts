@@ -198,6 +198,9 @@ export class ResumableUploads {
     const upload = doc.upload;
     if (doc.status !== 'saving' || !upload?.resumable || !allowed(caller, 'upload_image', { owner: doc.owner })) return;
     const key = `${doc.id}.${upload.run}`;
+    // A request of this process is at it (a PATCH, a HEAD): its client knows the upload. Not
+    // waited for: the new creation is refused at once (409) as before.
+    if (this.locks.has(key)) return;
     await this.locked(key, async () => {
       if ((await this.deps.staging.offset(doc.id, upload.run).catch(() => null)) !== 0) return;
       const lease = await this.leases.acquire(key);

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import * as tus from 'tus-js-client';
 import { SYSTEM_CALLER } from '../../../core/caller.js';
@@ -124,6 +125,22 @@ describe('tus resumable uploads (in process)', () => {
     assert.equal(res.headers['upload-offset'], String(data.length), 'tus-js-client sees nothing left to send');
     const done = await settled(t, id);
     assert.deepEqual([done.status, done.size, done.checksum, done.os_hash_value], ['active', data.length, md5(data), sha512(data)]);
+  });
+
+  it('refuses a new creation at once (409) while a PATCH of the upload is still arriving, without waiting for it', async () => {
+    const data = image(256 * 1024, 11);
+    const { id, location } = await create(data.length);
+    const body = new PassThrough();
+    const patching = t.app.inject({ method: 'PATCH', url: location, payload: body, headers: { 'x-auth-token': 'a-member', ...TUS, ...PATCH_TYPE, 'upload-offset': '0' } });
+    body.write(data.subarray(0, 1000));
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    const again = await t.call('a-member', 'POST', `/v2/images/${id}/uploads`, undefined, { ...TUS, 'upload-length': String(data.length) });
+    assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
+    assertErrorShape(again.json(), 409, 'invalid_status');
+    body.end(data.subarray(1000));
+    assert.equal((await patching).statusCode, 204);
+    assert.equal((await settled(t, id)).status, 'active');
   });
 
   it('refuses bad protocol input with 4xx in PIR error shape, keeping the staged bytes', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Caller } from '../../../core/caller.js';
-import { allowed, canSee, hasRole, requireVisible, RULES } from '../../../core/policy.js';
+import { allowed, canSee, enforce, hasRole, requireVisible, RULES } from '../../../core/policy.js';
 import type { ImageDoc, ImageMember } from '../../../schemas/image.js';
 
 const caller = (project: string, ...roles: string[]): Caller => ({ project_id: project, user_id: 'u', roles });
@@ -82,6 +82,8 @@ describe('policy', () => {
     assert.ok(allowed(caller('A', 'member'), 'add_image_location', { owner: 'A' }), 'the owner project\'s members add locations');
     assert.ok(!allowed(caller('B', 'member'), 'add_image_location', { owner: 'A' }));
     assert.ok(!allowed(caller('A', 'reader'), 'add_image_location', { owner: 'A' }));
+    assert.throws(() => enforce(service, 'get_images', { owner: 'S' }), /do not allow get_images; it needs the reader role/);
+    assert.throws(() => enforce(caller('A', 'reader'), 'modify_image', { owner: 'A' }), /it needs the member role/);
   });
 
   it('hides an image from a caller who may not read it (no reader role): 404, unless the rule asked lets it anyway (Glance\'s ImageAPIPolicy)', () => {
