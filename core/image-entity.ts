@@ -99,6 +99,8 @@ export function fingerprinted(draft: ImageDoc, fingerprint: LocationFingerprint)
 /** All bytes are in staging. The status stays (saving goes on to import, uploading waits for POST …/import). */
 export function staged(draft: ImageDoc, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): NewEvent[] {
   const kind = draft.upload!.kind;
+  const resumable = draft.upload!.resumable;
+  if (resumable) draft.finished_upload = { id: resumable.id, length: resumable.length, expires_at: resumable.expires_at };
   draft.upload = null;
   draft.staging = { ...blob, received_at: new Date().toISOString() };
   for (const key of ['md5', 'sha512'] as const) {

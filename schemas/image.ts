@@ -230,6 +230,11 @@ export interface ImageDoc {
    * upload_expired (not 404) once it is gone from `upload`. Absent: none expired.
    */
   expired_upload?: { id: string; expires_at: string } | null;
+  /**
+   * The image's last tus upload that brought all its bytes, so that a client which never heard
+   * the last PATCH's answer (PIR died after the commit) finds it complete on HEAD, not 404.
+   */
+  finished_upload?: { id: string; length: number; expires_at: string } | null;
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;

@@ -9,7 +9,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
-import { isStorageFull, insufficientStorage } from '../../core/errors.js';
+import { PirError, isStorageFull, insufficientStorage } from '../../core/errors.js';
 import { allowed } from '../../core/policy.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
@@ -97,7 +97,16 @@ export class ResumableUploads {
 
   /** HEAD: how many bytes are staged (after any PATCH of this process still writing). */
   async state(caller: Caller, imageId: string, uploadId: string): Promise<UploadState> {
-    const { run, resumable } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
+    const found = await this.deps.images.resumableUpload(caller, imageId, uploadId).catch(async (error: unknown) => {
+      // Finished: all its bytes arrived and the import began. A client that lost the last PATCH's
+      // answer (PIR died after the commit) resumes with HEAD: it learns there is nothing left to send.
+      if (!(error instanceof PirError && error.code === 'upload_not_found')) throw error;
+      const finished = (await this.deps.images.get(caller, imageId)).finished_upload;
+      if (finished?.id !== uploadId) throw error;
+      return finished;
+    });
+    if (!('run' in found)) return { offset: found.length, length: found.length, expires_at: found.expires_at };
+    const { run, resumable } = found;
     const key = `${imageId}.${run}`;
     return this.locked(key, async () => {
       const current = await this.live(caller, imageId, uploadId);

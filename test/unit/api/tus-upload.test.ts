@@ -104,8 +104,12 @@ describe('tus resumable uploads (in process)', () => {
     assert.equal(doc.size, data.length);
     assert.equal(doc.checksum, md5(data));
     assert.equal(doc.os_hash_value, sha512(data));
-    // Finished: the upload is gone.
-    assert.equal((await head(location)).statusCode, 404);
+    // Finished: HEAD says all of it arrived (a client that lost the last answer learns there is
+    // nothing left to send); PATCH and DELETE find no upload in progress.
+    const finished = await head(location);
+    assert.deepEqual([finished.statusCode, finished.headers['upload-offset'], finished.headers['upload-length']], [200, String(data.length), String(data.length)]);
+    assertErrorShape((await patch(location, data.length, Buffer.alloc(0))).json(), 404, 'upload_not_found');
+    assert.equal((await t.call('b-member', 'HEAD', location, undefined, TUS)).statusCode, 404, 'another project learns nothing');
   });
 
   it('completes on HEAD an upload whose bytes are all staged but never committed (PIR died between the last byte and the commit)', async () => {
@@ -264,7 +268,7 @@ describe('tus resumable uploads (in process)', () => {
       assert.equal((await patch(again.location, 0, data)).statusCode, 204);
       assert.equal((await settled(t, id)).status, 'active');
       gone(await head(location), 'the expired URL stays 410');
-      assert.equal((await head(again.location)).statusCode, 404, 'a finished upload is 404');
+      assert.equal((await head(again.location)).headers['upload-offset'], String(data.length), 'a finished upload: all of it arrived');
     }
   });
 
