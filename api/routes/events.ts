@@ -14,7 +14,7 @@ import type { LiveEvents } from '../../core/live-events.js';
 import { hasRole, isAdminCaller } from '../../core/policy.js';
 import { fail } from '../../core/error-catalog.js';
 import { canSeeImage } from '../../core/webhooks/visibility.js';
-import { DELETED, hearsOfMembership } from '../../core/webhooks/matching.js';
+import { DELETED, membershipAudience } from '../../core/webhooks/matching.js';
 import type { GalleryGrant } from '../../core/ports.js';
 import { eventBody } from '../../core/webhooks/fanout.js';
 import type { PirEvent } from '../../schemas/events.js';
@@ -58,7 +58,8 @@ export function mayReceive(caller: Caller, event: PirEvent, doc: ImageDoc | null
   // A deletion goes to the owner and admins only, purged yet or not (as the webhooks': core/webhooks/matching.ts).
   const owner = doc ? doc.owner : (event.data as { owner?: string | null }).owner ?? null;
   const ownerOrAdmin = isAdminCaller(caller) || (owner !== null && owner === caller.project_id);
-  if (!hearsOfMembership(event.type, event.data, caller.project_id, ownerOrAdmin)) return false;
+  const membership = membershipAudience(event.type, event.data, caller.project_id, ownerOrAdmin, doc);
+  if (membership !== 'as-usual') return membership === 'told';
   if (doc && event.type !== DELETED) return canSeeImage(caller, doc, grants);
   return ownerOrAdmin;
 }

@@ -24,7 +24,7 @@ import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import { WEBHOOK_FANOUT_KIND, type DeliveryJob, type FanoutJob } from './jobs.js';
 import { deliveryJob, type FollowUp } from './deliver.js';
-import { eventMatches, hearsOfMembership, subscriberCaller, subscriptionWants } from './matching.js';
+import { eventMatches, membershipAudience, subscriberCaller, subscriptionWants } from './matching.js';
 import { EventAudience, type GrantsOf } from '../event-audience.js';
 import { FreshRead } from '../fresh-read.js';
 import { WEBHOOK_EVENTS, type Delivery, type Subscription, type WebhookStore } from './model.js';
@@ -112,8 +112,9 @@ export class WebhookFanout {
     const wanted: Subscription[] = [];
     for (const sub of subs) {
       if (!mayWant(sub, event)) continue;
-      if (!hearsOfMembership(event.type, event.data, sub.project_id, sub.all_projects || (owner !== null && owner === sub.project_id))) continue;
-      if (subscriptionWants(sub, event.type, doc, event.image_id, owner)) wanted.push(sub);
+      const membership = membershipAudience(event.type, event.data, sub.project_id, sub.all_projects || (owner !== null && owner === sub.project_id), doc);
+      if (membership === 'not-told') continue;
+      if (subscriptionWants(sub, event.type, doc, event.image_id, owner, [], membership === 'told')) wanted.push(sub);
       else {
         // Perhaps through a gallery shared with the project: its grants, read only then (a failed
         // read fails the job, which runs again).

@@ -318,9 +318,14 @@ describe('cross-tenant matrix', () => {
   it('tells a membership event to the owner, admins and the member it is about, not to other members (GET /v2/events)', async () => {
     const id = await image('shared-accepted', false);
     assert.equal((await t.call('a-member', 'POST', `/v2/images/${id}/members`, { member: 'C' })).statusCode, 200);
+    const event = (type: string, member: string, data: object = { member_id: member }) => ({ id: `e-${type}-${member}`, type, version: 1, image_id: id, occurred_at: new Date().toISOString(), data }) as never;
+    // Its invitation reaches the invited project while it is pending (Glance shows it the image by id); not the rest.
+    const pending = (await t.d.manifest.get(id))!;
+    assert.equal(mayReceive(CALLERS['c-member']!, event('image.member.created', 'C'), pending), true, 'C is told of its invitation');
+    assert.equal(mayReceive(CALLERS['c-member']!, event('image.updated', 'C', {}), pending), false, 'but not of the image while pending');
+    assert.equal(mayReceive(CALLERS['b-member']!, event('image.member.created', 'C'), pending), false, 'B is not told of C');
     assert.equal((await t.call('c-member', 'PUT', `/v2/images/${id}/members/C`, { status: 'accepted' })).statusCode, 200);
     const stored = (await t.d.manifest.get(id))!;
-    const event = (type: string, member: string, data: object = { member_id: member }) => ({ id: `e-${type}-${member}`, type, version: 1, image_id: id, occurred_at: new Date().toISOString(), data }) as never;
     const told = (token: Token, type: string, member: string) => mayReceive(CALLERS[token]!, event(type, member), stored);
     for (const type of ['image.member.created', 'image.member.updated']) {
       assert.equal(told('a-reader', type, 'C'), true, `${type}: the owner's readers`);

@@ -183,6 +183,13 @@ describe('webhook fan-out job', () => {
     assert.deepEqual([owner.received.length, b.received.length, c.received.length], [1, 0, 1], 'owner and C told; B (another accepted member) not');
     await fanout.run({ event: { ...event('ev-update'), type: 'image.updated', data: {} as never } });
     assert.equal(b.received.length, 1, 'B still hears of the image itself');
+    // A pending member hears of its own invitation (nothing else of the image until it accepts).
+    (doc.members as { member_id: string; status: string }[]).push({ member_id: 'D', status: 'pending', created_at: at, updated_at: at } as never);
+    const d = await start(new WebhookReceiver());
+    await store.createSubscription(sub('s-d', 'D', d.url, ['image.*']).sub);
+    await fanout.run({ event: { ...event('ev-invite'), type: 'image.member.created', data: { member_id: 'D', status: 'pending' } as never } });
+    await fanout.run({ event: { ...event('ev-update2'), type: 'image.updated', data: {} as never } });
+    assert.deepEqual(d.received.map((r) => r.headers['webhook-id']), [deliveryId('s-d', 'ev-invite')]);
   });
 
   it('a delivery job numbered from 2 continues the schedule: with one delay, attempt 2 is the last', async () => {
