@@ -383,7 +383,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.deepEqual(problems, []);
     });
 
-    it('stores: every caller lists them; only an administrator sees their details (stores_info_detail)', async () => {
+    it('stores: every caller lists them; of these callers only the administrator sees their details (stores_info_detail: admins and service users)', async () => {
       const problems: string[] = [];
       for (const [who, status] of [['A', 403], ['B', 403], ['Ar', 403], ['Br', 403], ['admin', 200]] as const) {
         const listed = await as(who).call('GET', '/v2/info/stores');

@@ -95,7 +95,7 @@ for (const mode of ['embedded', 'distributed'] as const) {
       if (dir) await removeDir(dir);
     });
 
-    it('GET /v2/info/stores lists the stores, the default marked "true"; /detail is for administrators', async () => {
+    it('GET /v2/info/stores lists the stores, the default marked "true"; /detail is for administrators and service users (not for members)', async () => {
       const listed = await as('A').call('GET', '/v2/info/stores');
       assert.equal(listed.status, 200);
       assert.deepEqual(listed.body.stores.map((s: any) => [s.id, s.default]), [['fast', 'true'], ['s3', undefined], ['spare', undefined]]);
