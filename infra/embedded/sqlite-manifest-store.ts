@@ -88,6 +88,8 @@ const DRIVE_MAX = 4000;
 /** …or this many per row of the page, up to DRIVE_MAX_LONG_PAGE. */
 const DRIVE_PER_ROW = 16;
 const DRIVE_MAX_LONG_PAGE = 20_000;
+/** How long the image count behind a visible set's driving bound is reused. */
+const IMAGE_COUNT_MS = 30_000;
 /** Relevance tiers walked (not driven by their images) before a page is read by scoring every match instead. */
 const MAX_TIER_WALKS = 3;
 /** A relevance tier's images (SqliteSearchIndex.tierSql) drive up to this many rows per row of the page. */
@@ -291,6 +293,8 @@ export class SqliteManifestStore implements ManifestStore {
   };
   private readonly search: SqliteSearchIndex;
   private readonly driveMax: number | null;
+  private counted: { at: number; n: number } | null = null;
+  private readonly recentCounts = new Map<string, { at: number; n: number }>();
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
   /** replace's UPDATEs, by the columns they set (a handful of sets occur: the pipeline's, PATCH's). */
   private readonly updates = new Map<string, Database.Statement<RowParams>>();
@@ -670,9 +674,9 @@ export class SqliteManifestStore implements ManifestStore {
     // set costs its size: a long page (the relevance window of 1,000) is worth a larger set.
     const driveMax = this.driveMax ?? Math.min(DRIVE_MAX_LONG_PAGE, Math.max(DRIVE_MAX, DRIVE_PER_ROW * query.limit));
     let driver: { from: string; params: unknown[]; rows: number; wholeSearch?: boolean } | null = null;
-    const consider = (from: string, params: unknown[], wholeSearch = false, max = driveMax) => {
+    const consider = (from: string, params: unknown[], wholeSearch = false, max = driveMax, count = this.boundedCount.bind(this)) => {
       if (ranking && 'tier' in ranking) return; // rankedList found no small set already: only the tier's own (below)
-      const rows = this.boundedCount(from, params, max);
+      const rows = count(from, params, max);
       if (rows <= max && (!driver || rows < driver.rows)) driver = { from, params, rows, wholeSearch };
     };
     for (const tag of query.tags ?? []) consider('SELECT image_id AS did FROM image_tags WHERE tag = ?', [tag]);
@@ -700,11 +704,22 @@ export class SqliteManifestStore implements ManifestStore {
     if (query.galleryIn && query.galleryIn.length > 0) {
       consider(`SELECT image_id AS did FROM image_properties WHERE key = ? AND value IN (${marks(query.galleryIn)})`, [GALLERY_PROPERTY, ...query.galleryIn]);
     }
-    if (access.anyOf && access.anyOf.length > 0 && access.anyOf.every((t) => t.kind !== 'visibility')) {
+    if (access.anyOf && access.anyOf.length > 0) {
+      // What the caller may see, as one set (its own images, a membership's, a shared gallery's,
+      // and public or community ones when the terms name them). With public or community images
+      // in it the set is large for a cloud that has many, and those are often the newest: it
+      // drives only when reading it is cheaper than the walk of the newest-first index would be
+      // if the caller's images were spread evenly (limit × images ÷ set), so a project that sees
+      // few, old images reads them instead of walking past everyone else's (103,000 images: a
+      // page cost such a project 34-309 ms, and embedded mode's other requests waited).
       const parts: string[] = [];
       const params: unknown[] = [];
+      const byVisibility = access.anyOf.some((t) => t.kind === 'visibility');
       for (const term of access.anyOf) {
-        if (term.kind === 'owner') {
+        if (term.kind === 'visibility') {
+          parts.push(`SELECT id AS did FROM images WHERE visibility IN (${marks(term.visibilities)})`);
+          params.push(...term.visibilities);
+        } else if (term.kind === 'owner') {
           const vis = access.visibilityIn;
           parts.push(`SELECT id AS did FROM images WHERE owner = ?${vis ? ` AND visibility IN (${marks(vis)})` : ''}`);
           params.push(term.owner, ...(vis ?? []));
@@ -716,7 +731,9 @@ export class SqliteManifestStore implements ManifestStore {
           params.push(GALLERY_PROPERTY, ...term.galleries);
         }
       }
-      consider(parts.join(' UNION '), params);
+      const max = byVisibility ? this.visibleSetMax(query, driveMax) : driveMax;
+      // A project's visible set changes slowly: its size, a plan's estimate, is counted once a while.
+      if (max !== null) consider(parts.join(' UNION '), params, false, max, byVisibility ? this.recentCount.bind(this) : undefined);
     }
 
     const clauses: string[] = [];
@@ -841,6 +858,40 @@ export class SqliteManifestStore implements ManifestStore {
   }
 
   /** min(rows of `sql`, max + 1): how big a candidate driving set is, at the cost of at most that many index entries. */
+  /**
+   * The largest visible set (with public or community images in it) worth driving a page from:
+   * none for an administrator (who sees nearly everything) or a catalog of at most DRIVE_MAX
+   * images (the walk is short); else √(limit × images), where reading the set costs what the
+   * walk would if the caller's images were spread evenly.
+   */
+  private visibleSetMax(query: ListQuery, driveMax: number): number | null {
+    if (this.driveMax !== null) return this.driveMax;
+    if (query.scope.admin) return null;
+    const images = this.imageCount();
+    return images <= DRIVE_MAX ? null : Math.min(driveMax, Math.floor(Math.sqrt(Math.max(1, query.limit) * images)));
+  }
+
+  /** boundedCount, remembered for IMAGE_COUNT_MS per query (at most 1,000 of them). */
+  private recentCount(sql: string, params: unknown[], max: number): number {
+    const key = `${max}\u0000${sql}\u0000${JSON.stringify(params)}`;
+    const now = Date.now();
+    const known = this.recentCounts.get(key);
+    if (known && now - known.at <= IMAGE_COUNT_MS) return known.n;
+    if (this.recentCounts.size >= 1000) this.recentCounts.clear();
+    const n = this.boundedCount(sql, params, max);
+    this.recentCounts.set(key, { at: now, n });
+    return n;
+  }
+
+  /** How many images there are, counted at most every IMAGE_COUNT_MS (a plan's estimate, not an answer). */
+  private imageCount(): number {
+    const now = Date.now();
+    if (!this.counted || now - this.counted.at > IMAGE_COUNT_MS) {
+      this.counted = { at: now, n: (this.prepared('SELECT count(*) AS n FROM images').get() as unknown as { n: number }).n };
+    }
+    return this.counted.n;
+  }
+
   private boundedCount(sql: string, params: unknown[], max: number): number {
     const row = this.prepared(`SELECT count(*) AS n FROM (${sql} LIMIT ${max + 1})`).get(...params) as unknown as { n: number };
     return row.n;

@@ -226,3 +226,25 @@ test('SQLite store: upgrading an older file logs how many documents it rewrites,
   await empty.close();
   assert.equal(lines.length, 4);
 });
+
+test('SQLite store: a project that sees few images, all old (public ones here), reads them instead of walking past everyone else\'s; a project that owns many walks', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pir-visible-set-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new SqliteManifestStore({ path: join(dir, 'manifest.sqlite') });
+  t.after(() => store.close());
+  const at = (i: number) => new Date(Date.parse('2025-01-01T00:00:00Z') + i * 1000).toISOString();
+  // 60 public images first (the oldest), then 6,000 private ones of two projects: more than DRIVE_MAX.
+  const docs = Array.from({ length: 6060 }, (_, i) => makeDoc({
+    owner: i < 60 ? 'pold' : i % 2 ? 'p1' : 'p2', visibility: i < 60 ? 'public' : 'private', name: `image-${i}`, created_at: at(i), updated_at: at(i),
+  }));
+  for (let i = 0; i < docs.length; i += 1000) await store.createMany(docs.slice(i, i + 1000));
+  const sort = [{ key: 'created_at' as const, dir: 'desc' as const }, { key: 'id' as const, dir: 'desc' as const }];
+  const query = (project: string): ListQuery => ({ scope: { project_id: project, admin: false }, memberStatus: 'accepted', where: {}, limit: 25, sort });
+  const lonely = store.explainList(query('lonely')).join('\n');
+  assert.match(lonely, /CO-ROUTINE d|SCAN d/, `the visible set drives:\n${lonely}`);
+  const page = await store.list(query('lonely'));
+  assert.deepEqual(page.map((d) => d.name), Array.from({ length: 25 }, (_, k) => `image-${59 - k}`), 'the 25 newest public images, in order');
+  const owner = store.explainList(query('p1')).join('\n');
+  assert.doesNotMatch(owner, /CO-ROUTINE d|SCAN d/, `an owner of half the images walks the index:\n${owner}`);
+  assert.equal((await store.list(query('p1'))).length, 25);
+});
