@@ -377,18 +377,14 @@ export class ImageService {
       const gallery = await this.catalog?.gallery(gid);
       if (gallery) galleries.set(gid, gallery);
     }
-    // Glance refuses a non-admin's replace of /owner whatever the value (its own project too).
-    if (!isAdminCaller(caller) && ops.some((o) => o.name === 'owner' && o.op === 'replace')) {
-      await this.get(caller, id); // an image the caller cannot see is a 404 first
-      throw fail('policy_denied', "Owner can't be updated by non admin: only an administrator may give an image to another project.");
-    }
     const doc = await this.change(caller, id, 'modify_image', (draft, before) => {
       applyPatch(draft, ops, galleries);
       // An image given to another project leaves its old owner's gallery.
       const gid = draft.properties[GALLERY_PROPERTY];
       if (draft.owner !== before.owner && gid !== undefined && galleries.get(gid)?.owner !== draft.owner) delete draft.properties[GALLERY_PROPERTY];
       this.enforceVisibility(caller, draft.visibility, before.visibility, before.owner);
-      if (draft.owner !== before.owner && !isAdminCaller(caller)) {
+      // Glance refuses a non-admin's replace of /owner whatever the value (its own project too).
+      if (!isAdminCaller(caller) && (draft.owner !== before.owner || ops.some((o) => o.name === 'owner' && o.op === 'replace'))) {
         throw fail('policy_denied', "Owner can't be updated by non admin: only an administrator may give an image to another project.");
       }
       return entity.updated(before, draft);

@@ -11,8 +11,7 @@ import type { Authenticator } from '../../core/authenticator.js';
 import type { Caller } from '../../core/caller.js';
 import { PirError } from '../../core/errors.js';
 import type { LiveEvents } from '../../core/live-events.js';
-import { hasRole, isAdminCaller } from '../../core/policy.js';
-import { fail } from '../../core/error-catalog.js';
+import { enforce, hasRole, isAdminCaller } from '../../core/policy.js';
 import { canSeeImage } from '../../core/webhooks/visibility.js';
 import { DELETED, membershipAudience } from '../../core/webhooks/matching.js';
 import type { GalleryGrant } from '../../core/ports.js';
@@ -75,8 +74,8 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authen
 
   app.get('/v2/events', async (request, reply) => {
     const caller = request.caller;
-    // The stream shows images as GET /v2/images/{id} does: it takes the reader role (get_image).
-    if (!hasRole(caller, 'reader')) throw fail('policy_denied', `Policy does not allow get_image: the event stream shows images, which needs the reader role (your roles: ${caller.roles.join(', ') || 'none'}).`);
+    // The stream shows images as GET /v2/images does: it takes the reader role.
+    enforce(caller, 'get_images', { owner: caller.project_id });
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {

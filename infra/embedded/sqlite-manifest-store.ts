@@ -293,7 +293,6 @@ export class SqliteManifestStore implements ManifestStore {
   };
   private readonly search: SqliteSearchIndex;
   private readonly driveMax: number | null;
-  private counted: { at: number; n: number } | null = null;
   private readonly recentCounts = new Map<string, { at: number; n: number }>();
   private readonly listCache = new Map<string, Database.Statement<unknown[], Row>>();
   /** replace's UPDATEs, by the columns they set (a handful of sets occur: the pipeline's, PATCH's). */
@@ -885,11 +884,7 @@ export class SqliteManifestStore implements ManifestStore {
 
   /** How many images there are, counted at most every IMAGE_COUNT_MS (a plan's estimate, not an answer). */
   private imageCount(): number {
-    const now = Date.now();
-    if (!this.counted || now - this.counted.at > IMAGE_COUNT_MS) {
-      this.counted = { at: now, n: (this.prepared('SELECT count(*) AS n FROM images').get() as unknown as { n: number }).n };
-    }
-    return this.counted.n;
+    return this.recentCount('SELECT id FROM images', [], Number.MAX_SAFE_INTEGER - 1);
   }
 
   private boundedCount(sql: string, params: unknown[], max: number): number {
@@ -930,16 +925,7 @@ function keysetSegments(sort: SortSpec[], after: SortValue[]): { conds: string[]
   if (after.length !== sort.length) throw new Error(`list: the keyset has ${after.length} values for ${sort.length} sort keys`);
   const segments: { conds: string[]; values: unknown[] }[] = [];
   for (let i = sort.length - 1; i >= 0; i--) {
-    const conds: string[] = [];
-    const values: unknown[] = [];
-    for (let j = 0; j < i; j++) {
-      const prev = `images.${SORT_COLUMNS[sort[j]!.key]}`;
-      if (after[j] === null) conds.push(`${prev} IS NULL`);
-      else {
-        conds.push(`${prev} = ?`);
-        values.push(after[j]);
-      }
-    }
+    const { conds, values } = equalPrefix(sort, after, i);
     const key = sort[i]!.key;
     const col = `images.${SORT_COLUMNS[key]}`;
     const v = after[i];
@@ -952,6 +938,21 @@ function keysetSegments(sort: SortSpec[], after: SortValue[]): { conds: string[]
     }
   }
   return segments.length ? segments : [{ conds: ['0'], values: [] }];
+}
+
+/** The rows whose first `n` sort keys equal the marker's (IS NULL for a NULL value). */
+function equalPrefix(sort: SortSpec[], after: SortValue[], n: number): { conds: string[]; values: unknown[] } {
+  const conds: string[] = [];
+  const values: unknown[] = [];
+  for (let j = 0; j < n; j++) {
+    const col = `images.${SORT_COLUMNS[sort[j]!.key]}`;
+    if (after[j] === null) conds.push(`${col} IS NULL`);
+    else {
+      conds.push(`${col} = ?`);
+      values.push(after[j]);
+    }
+  }
+  return { conds, values };
 }
 
 /**
@@ -967,15 +968,9 @@ function keysetSql(sort: SortSpec[], after: SortValue[]): { clause: string; valu
     const v = after[i];
     const desc = sort[i]!.dir === 'desc';
     if (v === null && desc) continue; // nothing sorts after a NULL descending
-    const ands: string[] = [];
-    for (let j = 0; j < i; j++) {
-      const prev = `images.${SORT_COLUMNS[sort[j]!.key]}`;
-      if (after[j] === null) ands.push(`${prev} IS NULL`);
-      else {
-        ands.push(`${prev} = ?`);
-        values.push(after[j]);
-      }
-    }
+    const prefix = equalPrefix(sort, after, i);
+    const ands = prefix.conds;
+    values.push(...prefix.values);
     if (v === null) ands.push(`${col} IS NOT NULL`);
     else {
       ands.push(desc ? `(${col} < ? OR ${col} IS NULL)` : `${col} > ?`);

@@ -9,15 +9,18 @@ import { SqliteManifestStore } from '../../infra/embedded/sqlite-manifest-store.
 import type { ListQuery } from '../../core/ports.js';
 import { makeDoc } from './helpers.js';
 
+/** The images table as schema 1 (the first SQLite manifest) created it. */
+const SCHEMA_1_IMAGES = `CREATE TABLE images (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, name TEXT,
+    visibility TEXT NOT NULL, disk_format TEXT, container_format TEXT, size INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    has_pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);`;
+
 test('SQLite store: a schema-1 file gets the list columns and side tables from its documents', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pir-sqlite-migrate-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'manifest.sqlite');
   // The table as the previous version created it, with one document.
   const old = new Database(path);
-  old.exec(`CREATE TABLE images (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, name TEXT,
-    visibility TEXT NOT NULL, disk_format TEXT, container_format TEXT, size INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    has_pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL); CREATE INDEX images_owner ON images (owner);`);
+  old.exec(`${SCHEMA_1_IMAGES} CREATE INDEX images_owner ON images (owner);`);
   const doc = makeDoc({ protected: true, checksum: 'abc', tags: ['t1'], properties: { os_distro: 'debian' }, members: [{ member_id: 'p2', status: 'accepted', created_at: 'x', updated_at: 'x' }], visibility: 'shared', owner: 'p1' });
   old.prepare(`INSERT INTO images (id, revision, status, owner, name, visibility, disk_format, container_format, size, created_at, updated_at, has_pending, doc)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`).run(doc.id, doc.revision, doc.status, doc.owner, doc.name, doc.visibility, doc.disk_format, doc.container_format, doc.size, doc.created_at, doc.updated_at, JSON.stringify(doc));
@@ -197,9 +200,7 @@ test('SQLite store: upgrading an older file logs how many documents it rewrites,
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'manifest.sqlite');
   const old = new Database(path);
-  old.exec(`CREATE TABLE images (id TEXT PRIMARY KEY, revision INTEGER NOT NULL, status TEXT NOT NULL, owner TEXT, name TEXT,
-    visibility TEXT NOT NULL, disk_format TEXT, container_format TEXT, size INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    has_pending INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);`);
+  old.exec(SCHEMA_1_IMAGES);
   const docs = Array.from({ length: 7 }, (_, i) => makeDoc({ checksum: `sum-${i}`, tags: [`t${i}`] }));
   for (const doc of docs) {
     old.prepare(`INSERT INTO images (id, revision, status, owner, name, visibility, disk_format, container_format, size, created_at, updated_at, has_pending, doc)
