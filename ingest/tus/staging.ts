@@ -4,7 +4,7 @@
  * (FileTusStaging, below) or an S3 multipart upload (S3TusStaging, ./s3-staging.ts).
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { stagingKey } from '../../core/blob-keys.js';
 import type { BlobStore } from '../../core/ports.js';
@@ -45,6 +45,13 @@ export interface TusStaging {
   finish(imageId: string, run: number): Promise<string>;
 }
 
+/**
+ * Beside a staging file while a checksummed PATCH appends to it: the offset before that PATCH.
+ * Its bytes are written as they come, so a process that dies before the checksum is checked
+ * leaves them in the file; the mark says they were never verified, and they are not counted.
+ */
+const UNVERIFIED_MARK = '.unverified-from';
+
 /** TusStaging over the staging files of a store whose blobs are local files (BlobStore.filePath). */
 export class FileTusStaging implements TusStaging {
   private readonly filePath: (key: string) => string;
@@ -61,16 +68,51 @@ export class FileTusStaging implements TusStaging {
   async create(imageId: string, run: number): Promise<void> {
     const path = this.path(imageId, run);
     await mkdir(dirname(path), { recursive: true });
+    await rm(path + UNVERIFIED_MARK, { force: true });
     const handle = await open(path, 'w');
     await handle.close();
   }
 
   async offset(imageId: string, run: number): Promise<number | null> {
+    let size: number;
     try {
-      return (await stat(this.path(imageId, run))).size;
+      size = (await stat(this.path(imageId, run))).size;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;
+    }
+    const verified = await this.verifiedEnd(imageId, run);
+    return verified === null ? size : Math.min(size, verified);
+  }
+
+  /** Where the verified bytes end while a checksummed PATCH is (or was, before a crash) appending; null when none is. */
+  private async verifiedEnd(imageId: string, run: number): Promise<number | null> {
+    const text = await readFile(this.path(imageId, run) + UNVERIFIED_MARK, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return null;
+      throw error;
+    });
+    if (text === null) return null;
+    const end = Number(text);
+    // A mark cut by a crash while it was written: nothing after it can be trusted either.
+    return Number.isSafeInteger(end) && end >= 0 ? end : 0;
+  }
+
+  /** Written and made durable before a checksummed PATCH's first byte is. */
+  private async markUnverified(imageId: string, run: number, offset: number): Promise<void> {
+    const path = this.path(imageId, run) + UNVERIFIED_MARK;
+    const handle = await open(path, 'w');
+    try {
+      await handle.writeFile(String(offset));
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    // Its name too: after a power cut, a mark that vanished would let the bytes count.
+    const dir = await open(dirname(path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
     }
   }
 
@@ -92,9 +134,23 @@ export class FileTusStaging implements TusStaging {
     const handle = await open(path, 'r+');
     let position = offset;
     let kept = false;
+    let marked = false;
     try {
-      const size = (await handle.stat()).size;
+      let size = (await handle.stat()).size;
+      const verified = await this.verifiedEnd(imageId, run);
+      if (verified !== null) {
+        // A checksummed PATCH died before its check (this caller holds the upload's lease, so
+        // no live request is writing): its bytes go, and the upload resumes where they began.
+        if (size > verified) await handle.truncate(verified);
+        await handle.datasync();
+        await rm(path + UNVERIFIED_MARK, { force: true });
+        size = Math.min(size, verified);
+      }
       if (size !== offset) throw new Error(`staged size ${size} is not the expected offset ${offset}`);
+      if (options.verify) {
+        await this.markUnverified(imageId, run, offset);
+        marked = true;
+      }
       for await (const chunk of chunks) {
         options.signal?.throwIfAborted();
         let done = 0;
@@ -114,6 +170,8 @@ export class FileTusStaging implements TusStaging {
       if (!kept && options.verify) await handle.truncate(offset).catch(() => truncate(path, offset));
       await handle.datasync().catch(() => {});
       await handle.close();
+      // Only once the verified bytes are durable do they count.
+      if (marked) await rm(path + UNVERIFIED_MARK, { force: true });
     }
   }
 

@@ -118,6 +118,46 @@ function stagingContract(name: string, open: () => Promise<Subject>, skip: strin
       await removeStaging(blobs, id);
     });
 
+    it('a checksummed append whose process died mid-body counts none of its bytes; the next append replaces them', async () => {
+      const { blobs, staging } = await open();
+      const id = `img-${randomBytes(6).toString('hex')}`;
+      const data = randomBytes(S3_MIN_PART_BYTES + 3 * MiB);
+      const one = staging();
+      await one.create(id, 5, data.length);
+      const digests = await one.newDigests();
+      assert.equal(await one.append(id, 5, 0, chunksOf(data.subarray(0, MiB)), digests), MiB);
+      // The "dead" PATCH: it hands over more than a part of damaged bytes, then never ends (its
+      // process is gone; nothing of it runs again until the test lets it fail at the end).
+      let wake: (reason: Error) => void = () => {};
+      const asleep = new Promise<never>((_resolve, reject) => { wake = reject; });
+      const damaged = Buffer.alloc(S3_MIN_PART_BYTES + MiB, 0xee);
+      let taken = 0;
+      async function* dying(): AsyncGenerator<Uint8Array> {
+        for await (const chunk of chunksOf(damaged)) {
+          taken += chunk.length;
+          yield chunk;
+        }
+        await asleep;
+      }
+      const dead = one.append(id, 5, MiB, dying(), digests, { verify: () => {} }).catch((error: Error) => error);
+      while (taken < damaged.length) await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 200)); // its writes land
+      // Another process: the unverified bytes are not counted, and its append starts where they began.
+      const other = staging();
+      assert.equal(await other.offset(id, 5), MiB, 'the dead PATCH\'s bytes are not counted');
+      const restored = await other.restoreDigests(id, 5, MiB);
+      assert.equal(restored.offset, MiB);
+      const end = await other.append(id, 5, MiB, chunksOf(data.subarray(MiB), 333_333), restored, { verify: () => {} });
+      assert.equal(end, data.length);
+      assert.equal(await staging().offset(id, 5), data.length);
+      const key = await other.finish(id, 5);
+      assert.equal(sha512(await readAll(blobs, key)), sha512(data), 'the finished bytes are the verified ones');
+      assert.equal(restored.digest().sha512, sha512(data));
+      await removeStaging(blobs, id);
+      wake(new Error('the dead process is gone'));
+      await dead;
+    });
+
     it('an abandoned upload is removed with the image\'s staging (S3: the multipart upload is aborted)', async () => {
       const { blobs, staging } = await open();
       const id = `img-${randomBytes(6).toString('hex')}`;
