@@ -75,17 +75,26 @@ export class WebhookService {
     // As Glance's markers: one that is not in the caller's list is an error, not a silent partial page.
     if (marker !== undefined) {
       const at = await this.store.getSubscription(marker);
-      if (!at || (!isAdmin(caller) && at.project_id !== caller.project_id)) {
+      if (!at || !canSee(caller, at)) {
         throw fail('bad_marker', `Query parameter 'marker' must be the id of a webhook you can list (got '${marker.slice(0, 64)}'); start again without it.`);
       }
     }
-    return this.store.listSubscriptions(isAdmin(caller) ? null : caller.project_id, limit, marker);
+    if (isAdmin(caller)) return this.store.listSubscriptions(null, limit, marker);
+    // The project's all-projects subscriptions (made by an admin scoped to it) are left out, page by page.
+    const page: Subscription[] = [];
+    for (let after = marker; page.length < limit;) {
+      const batch = await this.store.listSubscriptions(caller.project_id, limit, after);
+      page.push(...batch.filter((sub) => canSee(caller, sub)));
+      if (batch.length < limit) break;
+      after = batch[batch.length - 1]!.id;
+    }
+    return page.slice(0, limit);
   }
 
   async get(caller: Caller, id: string): Promise<Subscription> {
     requireReader(caller);
     const sub = await this.store.getSubscription(id);
-    if (!sub || (!isAdmin(caller) && sub.project_id !== caller.project_id)) throw webhookNotFound(id);
+    if (!sub || !canSee(caller, sub)) throw webhookNotFound(id);
     return sub;
   }
 
@@ -196,6 +205,15 @@ function checkEvents(events: string[]): void {
 
 function dedupe(values: string[]): string[] {
   return [...new Set(values)];
+}
+
+/**
+ * A project's own webhooks, to its members and readers. One that hears every project's images
+ * (all_projects, made by an admin scoped to the project) is an admin's alone: its URL, deliveries
+ * and secret would carry other projects' private images to whoever could change them.
+ */
+function canSee(caller: Caller, sub: Subscription): boolean {
+  return isAdmin(caller) || (sub.project_id === caller.project_id && !sub.all_projects);
 }
 
 /** Looking at a project's webhooks (their URLs, filters, deliveries) needs the reader role. */

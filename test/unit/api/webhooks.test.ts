@@ -97,6 +97,43 @@ describe('webhooks API (inject)', () => {
     assert.equal((await t.call('a-member', 'GET', `/v2/webhooks/${id}`)).json().url, ok.url);
   });
 
+  it("an admin's all-projects webhook in a project is the admins' alone: its members and readers neither see nor change it (404)", async () => {
+    // Made by an admin whose token is scoped to project A.
+    const made = (await create('admin', { ...ok, all_projects: true })).json().id as string;
+    const sub = (await t.webhookStore.getSubscription(made))!;
+    await t.webhookStore.replaceSubscription({ ...sub, project_id: 'A' });
+    const own = (await create('a-member', ok)).json().id as string;
+    for (const token of ['a-member', 'a-reader'] as const) {
+      const listed = (await t.call(token, 'GET', '/v2/webhooks?limit=1000')).json().webhooks.map((w: { id: string }) => w.id);
+      assert.ok(listed.includes(own) && !listed.includes(made), `${token} lists the project's own webhooks only`);
+      assert.equal((await t.call(token, 'GET', `/v2/webhooks?marker=${made}`)).json().error?.error_code, 'bad_marker');
+      const calls: [string, string, unknown?][] = [
+        ['GET', `/v2/webhooks/${made}`], ['GET', `/v2/webhooks/${made}/deliveries`],
+        ['PATCH', `/v2/webhooks/${made}`, { url: 'https://attacker.example.com/' }], ['POST', `/v2/webhooks/${made}/rotate-secret`],
+        ['POST', `/v2/webhooks/${made}/ping`], ['POST', `/v2/webhooks/${made}/deliveries/msg_x/redeliver`], ['DELETE', `/v2/webhooks/${made}`],
+      ];
+      for (const [method, url, body] of calls) {
+        const res = await t.call(token, method, url, body);
+        assert.equal(res.statusCode, 404, `${token} ${method} ${url}: ${res.body}`);
+        assert.equal(res.json().error.error_code, 'webhook_not_found');
+      }
+    }
+    // A page of one at a time still walks past it to every webhook of the project.
+    let marker = '';
+    const walked: string[] = [];
+    for (;;) {
+      const page = (await t.call('a-member', 'GET', `/v2/webhooks?limit=1${marker ? `&marker=${marker}` : ''}`)).json().webhooks as { id: string }[];
+      if (!page.length) break;
+      walked.push(page[0]!.id);
+      marker = page[0]!.id;
+    }
+    assert.ok(walked.includes(own) && !walked.includes(made));
+    const shown = (await t.call('admin', 'GET', `/v2/webhooks/${made}`)).json();
+    assert.equal(shown.url, ok.url, 'untouched');
+    assert.equal(shown.all_projects, true);
+    assert.equal((await t.call('admin', 'PATCH', `/v2/webhooks/${made}`, { enabled: false })).statusCode, 200);
+  });
+
   it('a caller without the reader role (a service user) neither sees nor changes the project\'s webhooks, nor opens the event stream (403)', async () => {
     const id = (await create('a-member', ok)).json().id as string;
     const calls: [string, string, unknown?][] = [
