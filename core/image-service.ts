@@ -382,6 +382,11 @@ export class ImageService {
       // An image given to another project leaves its old owner's gallery.
       const gid = draft.properties[GALLERY_PROPERTY];
       if (draft.owner !== before.owner && gid !== undefined && galleries.get(gid)?.owner !== draft.owner) delete draft.properties[GALLERY_PROPERTY];
+      // Nor do the old owner's share links follow it: the new owner never handed them out.
+      if (draft.owner !== before.owner) {
+        delete draft.share_links;
+        delete draft.share_link_uses;
+      }
       this.enforceVisibility(caller, draft.visibility, before.visibility, before.owner);
       // Glance refuses a non-admin's replace of /owner whatever the value (its own project too).
       if (!isAdminCaller(caller) && (draft.owner !== before.owner || ops.some((o) => o.name === 'owner' && o.op === 'replace'))) {

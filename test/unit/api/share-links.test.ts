@@ -89,7 +89,7 @@ describe('share links', () => {
     assert.equal((await t.app.inject({ method: 'GET', url: `${pathOf(url)}/file` })).statusCode, 404);
   });
 
-  it('dies when revoked, expired, deactivated (and stays dead after reactivation) or deleted', async () => {
+  it('die when revoked, expired, deactivated (and stay dead after reactivation) or deleted', async () => {
     const id = await activeOf();
     const mint = async (expires_in = 600) => (await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, { expires_in })).json();
     const status = async (url: string) => (await t.app.inject({ method: 'GET', url: pathOf(url) })).statusCode;
@@ -117,6 +117,18 @@ describe('share links', () => {
     const last = await mint();
     assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${id}`)).statusCode, 204);
     assert.equal(await status(last.url), 404, 'deleted');
+  });
+
+  it("die when an administrator gives the image to another project: the new owner never handed them out", async () => {
+    const id = await activeOf();
+    const link = (await t.call('a-member', 'POST', `/v2/images/${id}/share-links`, { expires_in: 600 })).json();
+    assert.equal((await t.app.inject({ method: 'GET', url: pathOf(link.url) })).statusCode, 200);
+    assert.equal((await t.patch('admin', id, [{ op: 'replace', path: '/owner', value: 'B' }])).statusCode, 200);
+    assert.equal((await t.app.inject({ method: 'GET', url: pathOf(link.url) })).statusCode, 404);
+    assert.deepEqual((await t.call('b-member', 'GET', `/v2/images/${id}/share-links`)).json().share_links, []);
+    // The new owner's own links work.
+    const theirs = (await t.call('b-member', 'POST', `/v2/images/${id}/share-links`, { expires_in: 600 })).json();
+    assert.equal((await t.app.inject({ method: 'GET', url: pathOf(theirs.url) })).statusCode, 200);
   });
 
   it('refuses hostile input with 4xx in PIR error shape', async () => {
