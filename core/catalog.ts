@@ -128,8 +128,8 @@ export class CatalogService {
 
   /** The gallery with its counts: direct, or with `recursive` over everything below it. */
   async galleryWithCounts(caller: Caller, id: string, recursive: boolean): Promise<GalleryView & GalleryCounts> {
-    const { gallery, all, byId } = await this.visibleGallery(caller, id);
-    const index = childrenIndex(all);
+    const { gallery, seen, byId } = await this.visibleGallery(caller, id);
+    const index = childrenIndex(seen);
     const ids = recursive ? subtreeOf(index, id) : [id];
     const image_count = await this.images.count(caller, imageQuery(ids));
     const gallery_count = recursive ? ids.length - 1 : childrenOf(index, id).length;
@@ -149,8 +149,8 @@ export class CatalogService {
 
   /** A gallery's sub-galleries (recursive: all below it), each with its own counts. */
   async subGalleries(caller: Caller, id: string, recursive: boolean): Promise<(GalleryView & GalleryCounts)[]> {
-    const { all, byId } = await this.visibleGallery(caller, id);
-    const index = childrenIndex(all);
+    const { seen, byId } = await this.visibleGallery(caller, id);
+    const index = childrenIndex(seen);
     const ids = recursive ? subtreeOf(index, id).slice(1) : childrenOf(index, id).map((g) => g.id);
     const out: (GalleryView & GalleryCounts)[] = [];
     // The caller's grants once for every count (a count loads them otherwise: per gallery, a walk of the shared trees).
@@ -211,8 +211,8 @@ export class CatalogService {
 
   /** The gallery ids GET /v2/images?gallery=…[&recursive=true] selects (404 for a gallery the caller cannot see). */
   async galleryFilter(caller: Caller, id: string, recursive: boolean): Promise<string[]> {
-    const { all } = await this.visibleGallery(caller, id);
-    return recursive ? subtreeOf(all, id) : [id];
+    const { seen } = await this.visibleGallery(caller, id);
+    return recursive ? subtreeOf(seen, id) : [id];
   }
 
   // ---------------------------------------------------------------- gallery members
@@ -298,7 +298,7 @@ export class CatalogService {
     const shares = await this.sharesOf(caller, memberships);
     const out: GalleryGrant[] = [];
     for (const { tree, roots } of shares.values()) {
-      for (const [gallery_id, status] of expandShares(tree, roots)) if (statuses.includes(status)) out.push({ gallery_id, status });
+      for (const [gallery_id, status] of expandShares(tree.filter(isShared), roots)) if (statuses.includes(status)) out.push({ gallery_id, status });
     }
     return out;
   }
@@ -314,8 +314,10 @@ export class CatalogService {
     let best: MemberStatus | null = null;
     let at = tree ? tree.get(galleryId) : await this.store.getGallery(galleryId);
     for (let depth = 0; at && depth <= GALLERY_LIMITS.depth + 1; depth++) {
+      // A private gallery is shared with no one, nor through it is anything below it.
+      if (!isShared(at)) break;
       const status = answer.get(at.id);
-      if (status && at.owner !== caller.project_id && visibilityOfGallery(at) === 'shared' && (best === null || GRANT_STRENGTH.indexOf(status) < GRANT_STRENGTH.indexOf(best))) best = status;
+      if (status && at.owner !== caller.project_id && (best === null || GRANT_STRENGTH.indexOf(status) < GRANT_STRENGTH.indexOf(best))) best = status;
       if (!at.parent_id) break;
       at = tree ? tree.get(at.parent_id) : await this.store.getGallery(at.parent_id);
     }
@@ -493,14 +495,20 @@ export class CatalogService {
   }
 
   /** The gallery if the caller may see it (its project's readers, and admins); 404 otherwise. */
-  private async visibleGallery(caller: Caller, id: string): Promise<{ gallery: Gallery; all: Gallery[]; byId: Map<string, Gallery> }> {
+  /**
+   * The gallery, its owner's whole tree (`all`), and the part of it the caller may walk (`seen`):
+   * all of it for the owner and administrators; for a member project, without the private
+   * galleries (so without what lies below them too, walks being from parent to children).
+   */
+  private async visibleGallery(caller: Caller, id: string): Promise<{ gallery: Gallery; all: Gallery[]; seen: Gallery[]; byId: Map<string, Gallery> }> {
     const gallery = await this.store.getGallery(id);
     if (!gallery) throw notFoundGallery(id);
+    const owned = gallery.owner === caller.project_id || isAdminCaller(caller);
     // A member project of a shared gallery (or one above it) sees it, read-only: its ancestors are looked at, no subtree.
-    if (gallery.owner !== caller.project_id && !isAdminCaller(caller) && (await this.shareStatus(caller, id)) === null) throw notFoundGallery(id);
+    if (!owned && (await this.shareStatus(caller, id)) === null) throw notFoundGallery(id);
     enforce(caller, 'get_images', { owner: gallery.owner });
     const all = await this.store.galleriesOf(gallery.owner);
-    return { gallery, all, byId: new Map(all.map((g) => [g.id, g])) };
+    return { gallery, all, seen: owned ? all : all.filter(isShared), byId: new Map(all.map((g) => [g.id, g])) };
   }
 
   private async named<T>(write: Promise<T>, name: string): Promise<T> {
@@ -534,6 +542,10 @@ function view(byId: Map<string, Gallery>, g: Gallery): GalleryView {
 }
 
 /** Galleries written before gallery sharing have no visibility: `shared`, with no members yet. */
+function isShared(g: Gallery): boolean {
+  return visibilityOfGallery(g) === 'shared';
+}
+
 function visibilityOfGallery(g: Gallery): GalleryVisibility {
   return g.visibility ?? 'shared';
 }
