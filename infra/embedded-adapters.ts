@@ -10,7 +10,7 @@ import type { Adapters } from './runtime.js';
 
 export async function openEmbeddedAdapters(manifestPath: string, retry: RetryPolicy, log: Logger): Promise<Adapters> {
   const store = new SqliteManifestStore({ path: manifestPath, logger: log });
-  const bus = new MemoryEventBus();
+  const bus = new MemoryEventBus({ logger: log });
   // Jobs of durable kinds (webhook deliveries) wait in SQLite beside the manifest until they finish.
   const journal = new SqliteJobJournal(join(dirname(manifestPath), 'jobs.sqlite'));
   const queue = new MemoryJobQueue({ retry, logger: log, journal });

@@ -203,8 +203,11 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
   const stop = () => {
     stopping ??= (async () => {
       log.info('stopping: no new work; finishing what is running');
-      const closeApp = app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : Promise.resolve();
-      await Promise.all([closeApp, adapters.queue.close(SHUTDOWN_GRACE_MS), webDownloads?.close(), locations.close(), metricsServer?.close()]);
+      const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+      // The requests first, with the queue still taking jobs: an upload whose last byte came in
+      // is answered once its image settles, which in `serve` the workers of this process do.
+      await Promise.all([app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : undefined, webDownloads?.close(), locations.close(), metricsServer?.close()]);
+      await adapters.queue.close(Math.max(1_000, deadline - Date.now()));
       setMetricSources(null);
       await processes.stop();
       await stopWatching();

@@ -264,6 +264,52 @@ describe('embedded mode: graceful shutdown', () => {
   });
 });
 
+describe('embedded mode: an upload that ends while PIR stops', () => {
+  it('is answered (204, or 202 while its image settles), not cut off: the requests drain before the job queue closes', async () => {
+    const dir = await makeTempDir('pir-e2e-sigterm-upload-');
+    const { pir, client } = await startServe(join(dir, 'data'));
+    try {
+      const image = await client.createImage({ name: 'ends during stop', disk_format: 'raw', container_format: 'bare' });
+      const data = Buffer.alloc(8 * 1024 * 1024, 7);
+      const url = new URL(`/v2/images/${image.id}/file`, client.baseUrl);
+      const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(url, { method: 'PUT', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream', 'content-length': String(data.length) } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        // Half of the body, then SIGTERM, then the rest: the last byte comes while PIR stops.
+        req.write(data.subarray(0, data.length / 2), () => {
+          setTimeout(() => {
+            pir.child.kill('SIGTERM');
+            setTimeout(() => req.end(data.subarray(data.length / 2)), 300);
+          }, 200);
+        });
+      });
+      const started = Date.now();
+      const { status, body } = await answered;
+      assert.ok(status === 204 || status === 202, `answered ${status}: ${body}\n${pir.output().slice(-3000)}`);
+      assert.ok(Date.now() - started < 20_000, 'answered without waiting out the shutdown grace');
+      await waitFor(() => pir.child.exitCode !== null, 40_000);
+      assert.equal(pir.child.exitCode, 0, pir.output().slice(-2000));
+      assert.doesNotMatch(pir.output(), /job queue is closed/);
+      const again = await startServe(join(dir, 'data'));
+      try {
+        const settled = await again.client.waitSettled(image.id, 60_000);
+        assert.equal(settled.status, 'active');
+        assert.equal(settled.checksum, createHash('md5').update(data).digest('hex'));
+      } finally {
+        await again.pir.stop();
+      }
+    } finally {
+      await pir.stop();
+      await removeDir(dir);
+    }
+  });
+});
+
 /** PUT …/file as a chunked body whose digests follow it as trailers (what `pir image create` sends). */
 async function putWithTrailers(baseUrl: string, id: string, file: string, trailers: Record<string, string>): Promise<{ status: number; body: any }> {
   const url = new URL(`/v2/images/${id}/file`, baseUrl);
