@@ -140,11 +140,18 @@ export class TokensFileAuthenticator implements Authenticator {
   private async load(path: string): Promise<{ callers: Map<string, Caller>; signature: Signature }> {
     let text: string;
     let signature: Signature;
+    let mode: number;
     try {
-      signature = signatureOf(await stat(path));
+      const info = await stat(path);
+      signature = signatureOf(info);
+      mode = info.mode;
       text = await readFile(path, 'utf8');
     } catch (error) {
       throw new TokensFileError(`${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    // Re-read while PIR runs: whoever may write it may grant themselves the admin role.
+    if ((mode & 0o002) !== 0) {
+      throw new TokensFileError(`${path} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: any user of this machine may write it and grant themselves any role; run: chmod 600 ${path} (or 640 for a group)`);
     }
     try {
       const callers = parseTokensFile(text);

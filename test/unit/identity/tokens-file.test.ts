@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -114,6 +114,28 @@ describe('tokens file: the authenticator', () => {
     await assert.rejects(openAuthenticator(missing, ADMIN, pino({ level: 'silent' })), /PIR_TOKENS_FILE: .*nope\.json: cannot be read \(ENOENT\)/);
     await writeFile(path, fileText(entry(ADMIN, 'demo', 'alice', ['member'])));
     await assert.rejects(TokensFileAuthenticator.open({ path, adminToken: ADMIN, log: pino({ level: 'silent' }) }), /an entry holds the admin token/);
+  });
+
+  it('refuses a file any user may write, at start and when it changes (anyone could grant themselves admin)', async () => {
+    const path = join(dir, 'world-writable.json');
+    await writeFile(path, fileText(entry(TOKEN_A, 'demo', 'alice', ['member'])));
+    await chmod(path, 0o666);
+    const config = loadConfig({ PIR_TOKENS_FILE: path, PIR_DATA_DIR: dir });
+    await assert.rejects(openAuthenticator(config, ADMIN, pino({ level: 'silent' })), (error: Error) =>
+      error instanceof ConfigError && error.message.includes('mode 0666') && error.message.includes(`chmod 600 ${path}`));
+    await chmod(path, 0o640);
+    const { log, lines } = capturingLogger();
+    const auth = await TokensFileAuthenticator.open({ path, adminToken: ADMIN, log });
+    try {
+      await chmod(path, 0o666);
+      await writeFile(path, fileText(entry(TOKEN_A, 'demo', 'alice', ['member']), entry(TOKEN_B, 'other', 'mallory', ['admin'])));
+      await waitFor(() => lines.some((l) => l.msg?.includes('refused the changed file')), 5000, 'the world-writable edit to be refused');
+      assert.match(lines.find((l) => l.msg?.includes('refused the changed file'))!.problem, /any user of this machine may write it/);
+      assert.ok(await refused(auth, TOKEN_B), 'the token added to a world-writable file is not taken');
+      assert.equal((await auth.authenticate(TOKEN_A)).user_id, 'alice');
+    } finally {
+      await auth.close();
+    }
   });
 
   it('re-reads the file when it changes in place or is renamed over, and keeps the last good set on a bad edit', async () => {
