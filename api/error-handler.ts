@@ -86,7 +86,9 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
   }
   if (isStorageFull(error)) {
     request.log.error({ err: error }, 'disk full');
-    return sendError(reply, 507, 'insufficient_storage', 'PIR ran out of disk space (ENOSPC); the operator must free space in PIR_DATA_DIR (or raise its quota). Try again later.');
+    const code = (error as NodeJS.ErrnoException).code;
+    const what = code === 'EFBIG' ? 'met the largest file its file system or process may write (EFBIG); the operator must raise that limit' : `ran out of disk space (${code}); the operator must free space in PIR_DATA_DIR (or raise its quota)`;
+    return sendError(reply, 507, 'insufficient_storage', `PIR ${what}. Try again later.`);
   }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {

@@ -47,10 +47,14 @@ export class TransientError extends PirError {
   }
 }
 
-/** The disk is full or over its quota (ENOSPC, EDQUOT): the operator must act; not the image's fault. */
+/**
+ * The disk is full or over its quota (ENOSPC, EDQUOT; SQLITE_FULL when SQLite met it first), or
+ * a file met the size limit of its file system or of the process (EFBIG): the operator must
+ * act; not the image's fault.
+ */
 export function isStorageFull(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' || code === 'EFBIG';
 }
 
 export function isRetryable(error: unknown): boolean {

@@ -140,3 +140,26 @@ describe('errors of a service PIR runs on', () => {
   });
 });
 
+describe('storage that the operator must see to', () => {
+  it('answers 507 insufficient_storage, naming the cause, for a full disk met by a file or by SQLite, and for a file past its size limit', async () => {
+    const failures: [string, Error, RegExp][] = [
+      ['ENOSPC', Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }), /ran out of disk space \(ENOSPC\)/],
+      ['SQLITE_FULL', Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL', name: 'SqliteError' }), /ran out of disk space \(SQLITE_FULL\)/],
+      ['EFBIG', Object.assign(new Error('file too large'), { code: 'EFBIG' }), /largest file .* \(EFBIG\)/],
+    ];
+    const app = Fastify();
+    app.setErrorHandler(handleError);
+    app.get('/fail/:n', async (request) => { throw failures[Number((request.params as { n: string }).n)]![1]; });
+    try {
+      for (const [i, [what, , message]] of failures.entries()) {
+        const res = await app.inject({ method: 'GET', url: `/fail/${i}` });
+        assert.equal(res.statusCode, 507, what);
+        assert.equal(res.json().error.error_code, 'insufficient_storage', what);
+        assert.match(res.json().error.message, message, what);
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});
+
