@@ -50,7 +50,7 @@ async function runCache(upstreamOption: string | undefined): Promise<void> {
   }
   const log = createLogger(pirConfig.logLevel, 'cache');
   const cache = await startCache(pirConfig, cacheConfig, log).catch((error: Error) => {
-    process.stderr.write(`pir cache: ${listenFailure(error, pirConfig.metricsPort) ?? error.message}\n`);
+    process.stderr.write(`pir cache: ${listenFailure(error, pirConfig.metricsPort, pirConfig.host) ?? error.message}\n`);
     process.exit(EXIT.failure);
   });
   const onSignal = (signal: string) => {
@@ -93,13 +93,14 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
   const { startPir } = await import('../infra/runtime.js');
   const log = createLogger(config!.logLevel, name);
   const { ServiceUnreachableError } = await import('../infra/startup-wait.js');
+  const { StartupError } = await import('../infra/startup-error.js');
   const pir = await startPir(config!, ROLES[name].roles, log).catch((error: unknown) => {
-    const taken = listenFailure(error, config!.metricsPort);
+    const taken = listenFailure(error, config!.metricsPort, config!.host);
     if (taken) {
       process.stderr.write(`pir ${name}: ${taken}\n`);
       process.exit(EXIT.failure);
     }
-    if (!(error instanceof ServiceUnreachableError)) return configFailure(error);
+    if (!(error instanceof ServiceUnreachableError || error instanceof StartupError)) return configFailure(error);
     process.stderr.write(`pir ${name}: ${error.message}\n`);
     process.exit(EXIT.failure);
   });
@@ -121,8 +122,14 @@ async function runRole(name: keyof typeof ROLES): Promise<void> {
  * A port PIR could not listen on, in one line that names the variable to change (a stack trace
  * said nothing a person could act on); null for any other error.
  */
-export function listenFailure(error: unknown, metricsPort: number | null): string | null {
-  const e = error as NodeJS.ErrnoException & { address?: string; port?: number };
+export function listenFailure(error: unknown, metricsPort: number | null, host?: string): string | null {
+  const e = error as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string };
+  if (e?.syscall === 'getaddrinfo' && (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || e.code === 'EAI_FAIL')) {
+    return `PIR_HOST=${host ?? e.hostname ?? '?'} does not resolve to an address (${e.code}); set PIR_HOST to an address of this machine, e.g. 127.0.0.1, 0.0.0.0 or ::`;
+  }
+  if (e?.syscall === 'listen' && e.code === 'EADDRNOTAVAIL') {
+    return `PIR_HOST=${host ?? e.address ?? '?'} is not an address of this machine (EADDRNOTAVAIL); set PIR_HOST to one of its addresses, e.g. 127.0.0.1, 0.0.0.0 or ::`;
+  }
   if (e?.syscall !== 'listen' || (e.code !== 'EADDRINUSE' && e.code !== 'EACCES')) return null;
   const variable = e.port !== undefined && e.port === metricsPort ? 'PIR_METRICS_PORT' : 'PIR_PORT';
   const where = `port ${e.port ?? '?'}${e.address ? ` of ${e.address}` : ''}`;

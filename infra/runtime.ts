@@ -40,6 +40,7 @@ import { openWebhooks } from './webhooks.js';
 import { openCatalog } from './catalog.js';
 import { openMetadefs } from './metadefs.js';
 import { StartupWait } from './startup-wait.js';
+import { lockDataDir, prepareDataDir, type DataDirLock } from './data-dir.js';
 import { openTusLeases } from './tus-leases.js';
 import { checkJobKinds } from '../core/jobs.js';
 import { COPY_IMAGE_KIND, StoreOperations } from '../core/store-operations.js';
@@ -87,14 +88,23 @@ const REGISTER_CONCURRENCY = 4;
 type AdminToken = Awaited<ReturnType<typeof resolveAdminToken>>;
 
 export async function startPir(config: PirConfig, roles: Roles, log: Logger): Promise<RunningPir> {
-  // Identity first: a bad tokens file stops start-up before anything else is opened.
-  const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
+  await prepareDataDir(config.dataDir);
+  // Embedded mode's SQLite files and staging are one process's; distributed processes may share
+  // a directory (a filesystem store on one machine).
+  const lock = distributedUrls(config) ? null : await lockDataDir(config.dataDir);
   try {
-    return await start(config, roles, log, token);
+    // Identity first: a bad tokens file stops start-up before anything else is opened.
+    const token = config.keystone ? null : await resolveAdminToken(config.adminToken, config.dataDir);
+    try {
+      return await start(config, roles, log, token, lock);
+    } catch (error) {
+      // Generated on this start, the token is in no one's hands yet: a start that fails (its port
+      // taken, a service down) shows it now, as the next start will not (the file keeps it).
+      if (token?.generated) showAdminToken(token);
+      throw error;
+    }
   } catch (error) {
-    // Generated on this start, the token is in no one's hands yet: a start that fails (its port
-    // taken, a service down) shows it now, as the next start will not (the file keeps it).
-    if (token?.generated) showAdminToken(token);
+    await lock?.release();
     throw error;
   }
 }
@@ -103,7 +113,7 @@ function showAdminToken(token: AdminToken): void {
   process.stdout.write(`PIR admin token (shown once; also in ${token.path}): ${token.token}\n`);
 }
 
-async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminToken | null): Promise<RunningPir> {
+async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminToken | null, lock: DataDirLock | null): Promise<RunningPir> {
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
   const urls = distributedUrls(config);
   // Distributed: the services may still be starting (or this process started beside them).
@@ -222,6 +232,7 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
       store.close();
       await hashes.close();
       await authenticator?.close();
+      await lock?.release();
       log.info('stopped');
     })();
     return stopping;

@@ -22,6 +22,7 @@ import { SEARCH_SCHEMA, SqliteSearchIndex, type TermWeights } from './sqlite-sea
 import { GALLERY_PROPERTY } from '../../core/gallery-rules.js';
 import type { ListQuery, ManifestStore, RankedAfter, SortKey, SortSpec, SortValue } from '../../core/ports.js';
 import { WalGroupCommit } from './wal-group-commit.js';
+import { StartupError } from '../startup-error.js';
 import { manifestWrites } from '../telemetry/metrics.js';
 
 export interface SqliteManifestStoreOptions {
@@ -313,6 +314,12 @@ export class SqliteManifestStore implements ManifestStore {
 
   constructor(opts: SqliteManifestStoreOptions) {
     this.db = new Database(opts.path);
+    const version = Number(this.db.pragma('user_version', { simple: true }));
+    if (version > SCHEMA_VERSION) {
+      // Written by a newer PIR: this code would miss what that one keeps (retired ids, words), and its writes would go unseen by it.
+      this.db.close();
+      throw new StartupError(`${opts.path} has schema version ${version}, newer than this PIR's ${SCHEMA_VERSION}: a newer PIR wrote it; run that version (or a later one) on this PIR_DATA_DIR`);
+    }
     this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL'); // until the schema is set up; then group commit
