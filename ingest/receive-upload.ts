@@ -115,6 +115,11 @@ export async function receiveUpload(
     await images.abortUpload(caller, imageId, ticket.run, reason).catch(releaseOnFault);
     // Give the hold back now, not only when the event arrives (which does it again, durably).
     await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
+    // Deleted meanwhile (on S3 the delete aborts the upload under it): that is the answer, as
+    // completeUpload gives it when the bytes all came in; not a store fault.
+    if (!(error instanceof PirError) && (await images.get(SYSTEM_CALLER, imageId).then((doc) => doc.status === 'deleted', (e: unknown) => e instanceof PirError && e.kind === 'not_found'))) {
+      throw new PirError('gone', 'image_deleted', `Image ${imageId} was deleted while its data was arriving; nothing was kept.`);
+    }
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
     if (error instanceof SourceIdleError) {
       throw requestTimeout('upload_idle', `No image data arrived for ${error.idleMs / 1000} s (PIR_UPLOAD_IDLE_SECONDS), so the upload was abandoned and the image is back in queued; upload again.`);

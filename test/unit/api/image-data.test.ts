@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { stagingPrefix } from '../../../core/blob-keys.js';
+import { BlobStoreUnavailableError } from '../../../core/ports.js';
 import { testApp, type TestApp } from './tenant-app.js';
 
 const OCTETS = { 'content-type': 'application/octet-stream' };
@@ -147,6 +148,38 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
       assert.match(res.json().error.message, /deleted while its data was arriving/);
       assert.deepEqual(await t.d.blobs.list(stagingPrefix(img)), [], path);
       assert.equal((await t.call('a-member', 'GET', `/v2/images/${img}`)).statusCode, 404);
+    }
+  });
+
+  it('answers 410, not a store fault, when the delete made the store drop the upload under it (S3: the multipart upload aborted)', async () => {
+    const img = await t.create('a-member');
+    const blobs = t.d.blobs as unknown as { write: (key: string, source: AsyncIterable<Uint8Array>, ...rest: unknown[]) => Promise<unknown> };
+    const write = blobs.write;
+    // As S3 answers a part of an aborted multipart upload: NoSuchUpload, which the adapter reports as the store failing.
+    blobs.write = function (this: unknown, key: string, source: AsyncIterable<Uint8Array>, ...rest: unknown[]) {
+      async function* dropped(): AsyncGenerator<Uint8Array> {
+        for await (const chunk of source) {
+          yield chunk;
+          if (key.includes(img)) {
+            for (let i = 0; i < 200 && (await t.call('admin', 'GET', `/v2/images/${img}`)).statusCode !== 404; i++) await new Promise((r) => setTimeout(r, 10));
+            throw new BlobStoreUnavailableError('NoSuchUpload: the specified multipart upload does not exist');
+          }
+        }
+      }
+      return write.call(this, key, dropped(), ...rest);
+    };
+    try {
+      const body = new PassThrough();
+      const put = t.app.inject({ method: 'PUT', url: `/v2/images/${img}/file`, headers: { 'x-auth-token': 'a-member', ...OCTETS }, payload: body });
+      body.write(Buffer.alloc(64 * 1024));
+      for (let i = 0; i < 100 && (await t.call('a-member', 'GET', `/v2/images/${img}`)).json().status !== 'saving'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal((await t.call('a-member', 'DELETE', `/v2/images/${img}`)).statusCode, 204);
+      body.end(Buffer.alloc(64 * 1024));
+      const res = await put;
+      assert.equal(res.statusCode, 410, res.body);
+      assert.equal(res.json().error.error_code, 'image_deleted');
+    } finally {
+      blobs.write = write;
     }
   });
 
