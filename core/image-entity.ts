@@ -31,7 +31,11 @@ function transition(draft: ImageDoc, to: ImageStatus): void {
 /** Bytes start arriving (PUT …/file → saving, PUT …/stage → uploading). */
 export function beginReceiving(draft: ImageDoc, kind: 'upload' | 'stage', run: number): NewEvent[] {
   if (draft.status !== 'queued') {
-    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; bytes can be uploaded only to a queued image. Create a new image to upload again.`);
+    // Busy with another upload: one cut off (its client or PIR process gone) frees the image by itself.
+    const advice = draft.status === 'saving' || draft.status === 'uploading'
+      ? 'Another upload to it is under way; if that one was cut off, the image goes back to queued once it has been silent for PIR_UPLOAD_STALL_SECONDS: upload again to this image then.'
+      : 'Create a new image to upload again.';
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; bytes can be uploaded only to a queued image. ${advice}`);
   }
   if (kind === 'upload' && (!draft.disk_format || !draft.container_format)) {
     throw fail('formats_required', 'Set disk_format and container_format on the image (PATCH or at create) before uploading its data.');

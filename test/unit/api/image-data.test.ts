@@ -183,6 +183,21 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
     }
   });
 
+  it('refuses a second upload while one is under way (409) with the advice that fits: wait for a cut-off one to be given up, or make a new image', async () => {
+    const img = await t.create('a-member');
+    const body = new PassThrough();
+    const first = t.app.inject({ method: 'PUT', url: `/v2/images/${img}/file`, headers: { 'x-auth-token': 'a-member', ...OCTETS }, payload: body });
+    body.write(Buffer.alloc(64 * 1024));
+    for (let i = 0; i < 100 && (await t.call('a-member', 'GET', `/v2/images/${img}`)).json().status !== 'saving'; i++) await new Promise((r) => setTimeout(r, 10));
+    const busy = await t.call('a-member', 'PUT', `/v2/images/${img}/file`, Buffer.alloc(1024), OCTETS);
+    assert.equal(busy.statusCode, 409);
+    assert.match(busy.json().error.message, /is saving; .*once it has been silent for PIR_UPLOAD_STALL_SECONDS: upload again to this image then/);
+    body.end(Buffer.alloc(64 * 1024));
+    assert.equal((await first).statusCode, 204);
+    const done = await t.call('a-member', 'PUT', `/v2/images/${img}/file`, Buffer.alloc(1024), OCTETS);
+    assert.match(done.json().error.message, /is active; .*Create a new image to upload again/);
+  });
+
   it('stages and imports with glance-direct', async () => {
     const img = await t.create('a-member');
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${img}/stage`, Buffer.alloc(4096), OCTETS)).statusCode, 204);
