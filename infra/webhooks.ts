@@ -30,6 +30,7 @@ import { SqliteWebhookStore } from './embedded/sqlite-webhook-store.js';
 import { MongoWebhookStore } from './mongo/mongo-webhook-store.js';
 import { repeatPaced, type PacedLoop } from './pacing.js';
 import { MONGODB, type StartupWait } from './startup-wait.js';
+import { StartupError } from './startup-error.js';
 
 /**
  * Fan-out jobs at once per worker process. Each makes its event's first attempts concurrently
@@ -60,6 +61,25 @@ export async function resolveWebhookKey(configured: Buffer | null, dataDir: stri
   } catch (error) {
     throw new Error(`${path}: ${(error as Error).message}; set PIR_WEBHOOK_SECRET_KEY or restore the file (deleting it makes every stored webhook secret unreadable).`);
   }
+}
+
+/**
+ * Distributed processes seal and open the same secrets, so they need one key. Each generated its
+ * own into a private data directory (S3: nothing else shared): deliveries then failed on the
+ * workers of other machines, silently. The first process records the key's fingerprint in the
+ * database; one whose key differs stops at start, unless its key opens the stored secrets (the
+ * key in use was changed on every process: the record follows it).
+ */
+export async function agreeOnSecretKey(store: MongoWebhookStore, box: SecretBox, source: string, log: Logger): Promise<void> {
+  const mine = box.fingerprint();
+  if ((await store.sharedKeyFingerprint(mine)) === mine) return;
+  const sample = await store.listSubscriptions(null, 20);
+  if (sample.some((sub) => sub.secrets.some((s) => box.opens(s.enc, sub.id)))) {
+    await store.replaceKeyFingerprint(mine);
+    log.warn({ source }, 'webhooks: this process\'s secret key opens the stored secrets; recorded as the key in use');
+    return;
+  }
+  throw new StartupError(`the webhook secret key of this process (${source}) is not the one the other PIR processes on this database seal webhook secrets with, so it could not sign their deliveries; give every process the same key with PIR_WEBHOOK_SECRET_KEY (for instance the contents of the webhook-secret-key file of the data directory of the first process)`);
 }
 
 /** The API's check of a subscription URL: the egress rules, and https unless the allow-list names the destination. */
@@ -103,6 +123,7 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
   if (urls) {
     const mongo = new MongoWebhookStore({ url: urls.mongodbUrl });
     await startup.until(MONGODB, () => mongo.start());
+    await agreeOnSecretKey(mongo, box, settings.secretKey ? 'PIR_WEBHOOK_SECRET_KEY' : join(config.dataDir, 'webhook-secret-key'), log);
     store = mongo;
   } else {
     store = new SqliteWebhookStore({ path: join(config.dataDir, 'webhooks.sqlite') });

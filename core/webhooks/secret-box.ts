@@ -4,7 +4,7 @@
  * is `v1.<iv>.<tag>.<ciphertext>` (base64url); the secret id is bound as associated data, so a
  * ciphertext copied onto another subscription does not decrypt.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 
 export class SecretBox {
   constructor(private readonly key: Buffer) {
@@ -17,6 +17,24 @@ export class SecretBox {
     cipher.setAAD(Buffer.from(context));
     const body = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
     return ['v1', iv.toString('base64url'), cipher.getAuthTag().toString('base64url'), body.toString('base64url')].join('.');
+  }
+
+  /**
+   * Names the key without revealing it (an HMAC of a fixed text under it), so processes that
+   * share a database can tell whether they seal with the same key.
+   */
+  fingerprint(): string {
+    return createHmac('sha256', this.key).update('pir webhook secret key fingerprint v1').digest('base64url').slice(0, 22);
+  }
+
+  /** Whether this key opens `sealed` (sealed for `context`). */
+  opens(sealed: string, context: string): boolean {
+    try {
+      this.open(sealed, context);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   open(sealed: string, context: string): string {

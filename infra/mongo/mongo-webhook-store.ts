@@ -18,10 +18,13 @@ type DeliveryDoc = Omit<Delivery, 'id'> & { _id: string };
 const toSub = ({ _id, ...rest }: SubDoc): Subscription => ({ id: _id, ...rest });
 const toDelivery = ({ _id, ...rest }: DeliveryDoc): Delivery => ({ id: _id, ...rest });
 
+const KEY_FINGERPRINT = 'secret-key-fingerprint';
+
 export class MongoWebhookStore implements WebhookStore {
   private readonly client: MongoClient;
   private readonly subs: Collection<SubDoc>;
   private readonly deliveries: Collection<DeliveryDoc>;
+  private readonly settings: Collection<{ _id: string; fingerprint: string; at: string }>;
   private readonly attempts: GroupWriter<DeliveryDoc>;
   /** Inserts of attempted deliveries: one insert command for those that end together. */
   private readonly inserts: GroupWriter<DeliveryDoc>;
@@ -32,6 +35,7 @@ export class MongoWebhookStore implements WebhookStore {
     const db = this.client.db(opts.dbName ?? (m?.[1] ? decodeURIComponent(m[1]) : 'pir'));
     this.subs = db.collection<SubDoc>('webhook_subscriptions');
     this.deliveries = db.collection<DeliveryDoc>('webhook_deliveries');
+    this.settings = db.collection('webhook_settings');
     this.attempts = new GroupWriter(this.deliveries, this.client);
     this.inserts = new GroupWriter(this.deliveries, this.client, 100); // inserts of 100 documents are measured safe (the wedge is on update)
   }
@@ -40,6 +44,25 @@ export class MongoWebhookStore implements WebhookStore {
     await this.client.connect();
     await this.deliveries.createIndex({ subscription_id: 1, created_at: -1 }).catch(() => undefined);
     await this.deliveries.createIndex({ created_at: 1 }).catch(() => undefined);
+  }
+
+  /**
+   * The fingerprint of the secret key the processes sharing this database seal with: the first
+   * process to ask records its own; later ones get that one back to compare.
+   */
+  async sharedKeyFingerprint(mine: string): Promise<string> {
+    try {
+      await this.settings.insertOne({ _id: KEY_FINGERPRINT, fingerprint: mine, at: new Date().toISOString() });
+      return mine;
+    } catch (error) {
+      if ((error as { code?: number }).code !== 11000) throw error;
+    }
+    return (await this.settings.findOne({ _id: KEY_FINGERPRINT }))?.fingerprint ?? mine;
+  }
+
+  /** Records `mine` as the key in use (it opens the stored secrets: the record was stale). */
+  async replaceKeyFingerprint(mine: string): Promise<void> {
+    await this.settings.updateOne({ _id: KEY_FINGERPRINT }, { $set: { fingerprint: mine, at: new Date().toISOString() } }, { upsert: true });
   }
 
   async createSubscription(sub: Subscription): Promise<void> {

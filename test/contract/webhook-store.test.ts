@@ -6,6 +6,12 @@ import { SqliteWebhookStore } from '../../infra/embedded/sqlite-webhook-store.js
 import { MongoWebhookStore } from '../../infra/mongo/mongo-webhook-store.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
 import { MongoClient } from 'mongodb';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { SecretBox } from '../../core/webhooks/secret-box.js';
+import { sealNewSecret } from '../../core/webhooks/secrets.js';
+import { StartupError } from '../../infra/startup-error.js';
+import { agreeOnSecretKey } from '../../infra/webhooks.js';
 
 const sub = (id: string, project: string, extra: Partial<Subscription> = {}): Subscription => ({
   id, project_id: project, user_id: 'u', all_projects: false, url: 'https://example.com/hook', events: ['image.active'], description: '',
@@ -146,3 +152,28 @@ contract('mongo', async () => {
   const c = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
   try { await c.connect(); await c.db(db).dropDatabase(); } catch { /* not reachable */ } finally { await c.close(); }
 }, true);
+
+test('mongo: processes sharing the database agree on one webhook secret key; one with another key stops, unless its key opens the stored secrets', async (t) => {
+  if (!(await requireServices(t, ['mongodb']))) return;
+  const keyDb = uniqueName('pir_webhook_key').replace(/[^A-Za-z0-9_]/g, '_');
+  const store = new MongoWebhookStore({ url: services.mongodbUrl, dbName: keyDb });
+  await store.start();
+  const silent = pino({ level: 'silent' });
+  try {
+    const first = new SecretBox(randomBytes(32));
+    const other = new SecretBox(randomBytes(32));
+    await agreeOnSecretKey(store, first, 'first', silent);
+    await agreeOnSecretKey(store, first, 'first again', silent);
+    await assert.rejects(agreeOnSecretKey(store, other, '/data/webhook-secret-key', silent), (error: Error) =>
+      error instanceof StartupError && error.message.includes('(/data/webhook-secret-key) is not the one the other PIR processes on this database seal'));
+    // The key changed on every process on purpose, and a secret sealed with it is stored: it is taken as the key in use.
+    const { stored } = sealNewSecret(other, 's1', '2026-01-01T00:00:00.000Z');
+    await store.createSubscription(sub('s1', 'p1', { secrets: [stored] }));
+    await agreeOnSecretKey(store, other, 'changed', silent);
+    await assert.rejects(agreeOnSecretKey(store, first, 'the old key', silent), StartupError);
+  } finally {
+    const c = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+    try { await c.connect(); await c.db(keyDb).dropDatabase(); } catch { /* not reachable */ } finally { await c.close(); }
+    await store.close();
+  }
+});

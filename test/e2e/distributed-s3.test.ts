@@ -112,6 +112,15 @@ describe('distributed mode on S3, no shared filesystem (pir api ×2 + pir worker
     for (const p of snapshot.processes) assert.ok(pids.has(p.pid), `pid ${p.pid} is one of this test's processes`);
   });
 
+  it('a process whose webhook secret key is not the others\' (generated into its private data directory) stops at start, in one line', async () => {
+    const { PIR_WEBHOOK_SECRET_KEY: _shared, ...withoutKey } = env;
+    await assert.rejects(
+      startPirProcess('worker', { ...withoutKey, PIR_DATA_DIR: privateDir('worker-own-key') }, logDir, 'worker-own-key'),
+      (error: Error) => /exited before starting/.test(error.message)
+        && /pir worker: the webhook secret key of this process \(.*webhook-secret-key\) is not the one the other PIR processes on this database seal webhook secrets with/.test(error.message),
+    );
+  });
+
   it('metadata definitions written through one api are read and changed through another (their MongoDB-wire store is shared)', async () => {
     const port = await freePort();
     const second = await startPirProcess('api', { ...env, PIR_DATA_DIR: privateDir('api-metadefs'), PIR_PORT: String(port) }, logDir, 'api-metadefs');

@@ -3,6 +3,7 @@
  * defaults of infra/local/services.sh) and a guard that skips a test visibly when a service is
  * not running, or fails it when CI is set.
  */
+import { createHash } from 'node:crypto';
 import { MongoClient } from 'mongodb';
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
@@ -131,6 +132,8 @@ export function distributedS3Env(run: string, s3Prefix: string): Record<string, 
     PIR_S3_REGION: services.s3.region,
     PIR_S3_FORCE_PATH_STYLE: 'true',
     PIR_S3_PREFIX: s3Prefix,
+    // Processes with private data directories share no generated key: one is given to all (README).
+    PIR_WEBHOOK_SECRET_KEY: createHash('sha256').update(`webhook key of ${run}`).digest('hex'),
   };
 }
 
