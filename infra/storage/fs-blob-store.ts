@@ -68,9 +68,16 @@ export class FsBlobStore implements BlobStore {
     try {
       return await write();
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Its directory removed under PIR (an operator's cleanup): made again, as at start. The
+      // file is created before the source is read, so nothing of it was taken yet.
+      if (code === 'ENOENT' && (error as NodeJS.ErrnoException).path === path) {
+        await this.init();
+        return write();
+      }
       // writeHashedFile creates exclusively (before it reads the source): a file left by a
       // crashed attempt is this key's to replace. Removed only then, not before every write.
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (code !== 'EEXIST') throw error;
       await rm(path, { force: true });
       return write();
     }

@@ -1,7 +1,7 @@
 /** BlobStore contract against the filesystem adapter and the S3 adapter on the local SeaweedFS. */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -39,6 +39,18 @@ blobStoreContract('s3 (SeaweedFS)', async () => {
     for (const blob of await s3.list('')) await s3.delete(blob.key);
     s3.close();
   },
+});
+
+test('filesystem store: a staging directory removed while PIR runs is made again by the next write', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'pir-staging-gone-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const store = new FsBlobStore(root);
+  await store.init();
+  const key = stagingKey(randomUUID(), 1, 'upload');
+  rmSync(dirname(store.pathOf(key)), { recursive: true, force: true });
+  const written = await store.write(key, Readable.from([Buffer.from('after the cleanup')]), { maxBytes: 100 });
+  assert.equal(written.size, 17);
+  assert.equal(Buffer.concat(await collect(await store.read(key))).toString(), 'after the cleanup');
 });
 
 test('filesystem store: promotion is a hard link that replaces stale bytes, and a copy where staging is on another filesystem', async (t) => {
