@@ -22,6 +22,10 @@ import { UndiciHttpHandler } from './undici-http-handler.js';
 import { uploadHashed } from './s3-hashed-upload.js';
 import { PartBufferCache } from './s3-part-buffers.js';
 
+// The SDK prints, once, a multi-line warning outside the JSON logs that its releases after
+// January 2027 need Node 22. PIR runs on Node 20 with the SDK version package-lock.json pins.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export interface S3Settings {
   endpoint: string;
   bucket: string;
