@@ -13,6 +13,11 @@ export interface Authenticator {
   authenticate(token: string): Promise<Caller>;
   /** The WWW-Authenticate value sent with a 401 (Keystone's `Keystone uri='…'`), or null. */
   readonly challenge: string | null;
+  /**
+   * Optional: resolves when tokens can be checked now (Keystone: PIR's own service login works),
+   * else rejects with why; /readyz asks it.
+   */
+  ready?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -147,7 +147,7 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
   const quotas = new Quotas(quotaStore, config.quotas ?? { default: UNLIMITED, projects: {} });
 
   if (adapters.mode === 'embedded') await sweepers.recoverAfterRestart();
-  const health = readinessChecks(adapters, config, store.checks);
+  const health = readinessChecks(adapters, config, store.checks, authenticator?.ready?.bind(authenticator));
   const processes = openProcessRegistry(roles.api && roles.worker ? 'serve' : roles.api ? 'api' : 'worker', { dataDir: config.dataDir, redisUrl: urls?.redisUrl ?? null, redisPrefix: config.redisPrefix });
   await processes.start();
   setMetricSources({ store: adapters.store, queue: adapters.queue, ...(adapters.consumerLag ? { consumerLag: adapters.consumerLag } : {}), log });

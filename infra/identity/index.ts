@@ -9,7 +9,15 @@ export async function openAuthenticator(config: PirConfig, adminToken: string | 
   if (config.keystone) {
     if (config.adminToken) log.warn('PIR_ADMIN_TOKEN is ignored: with PIR_KEYSTONE_URL set, only Keystone tokens are accepted');
     log.info({ keystone: config.keystone.url, user: config.keystone.username }, 'identity: Keystone');
-    return new KeystoneAuthenticator(config.keystone, log);
+    const keystone = new KeystoneAuthenticator(config.keystone, log);
+    // Credentials Keystone refuses would make every request fail: said at start. Keystone not
+    // answering yet is not: /readyz reports it until it does.
+    await keystone.ready().catch(async (error: Error) => {
+      if (!keystone.credentialsRefused) return;
+      await keystone.close();
+      throw new ConfigError('PIR_KEYSTONE_PASSWORD', error.message);
+    });
+    return keystone;
   }
   if (!adminToken) throw new Error('the tokens-file identity needs the admin token');
   try {

@@ -56,6 +56,14 @@ export class KeystoneAuthenticator implements Authenticator {
     this.challenge = `Keystone uri='${settings.url}'`;
   }
 
+  /** Whether the last service login was refused for its credentials (not an outage): a configuration mistake. */
+  credentialsRefused = false;
+
+  /** PIR's own service token, obtained now if it has none that is fresh (readiness; start-up). */
+  async ready(): Promise<void> {
+    await this.getServiceToken();
+  }
+
   async authenticate(token: string): Promise<Caller> {
     if (token.length > MAX_TOKEN_LENGTH) throw tokenInvalid(`The X-Auth-Token is longer than ${MAX_TOKEN_LENGTH} characters; no Keystone token is.`);
     if (!TOKEN_CHARS.test(token)) throw tokenInvalid('The X-Auth-Token holds characters no Keystone token has (spaces, control or non-ASCII characters).');
@@ -139,6 +147,7 @@ export class KeystoneAuthenticator implements Authenticator {
         },
       }),
     });
+    this.credentialsRefused = response.status === 401;
     if (response.status !== 201) {
       await response.body?.cancel();
       const why = response.status === 401

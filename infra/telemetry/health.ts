@@ -71,8 +71,12 @@ export function writableDirCheck(name: string, dir: string): DependencyCheck {
   };
 }
 
-/** Keystone answers its version document (GET /v3, no credentials sent). */
-export function keystoneCheck(url: string, timeoutMs = CHECK_TIMEOUT_MS): DependencyCheck {
+/**
+ * Keystone answers its version document (GET /v3, no credentials sent), and, given `serviceLogin`,
+ * PIR's own service login works (a token it holds, or a new one): credentials Keystone refuses
+ * leave a Keystone that answers but a PIR that can check no token.
+ */
+export function keystoneCheck(url: string, timeoutMs = CHECK_TIMEOUT_MS, serviceLogin?: () => Promise<void>): DependencyCheck {
   return {
     name: 'identity',
     kind: 'keystone',
@@ -85,6 +89,7 @@ export function keystoneCheck(url: string, timeoutMs = CHECK_TIMEOUT_MS): Depend
       });
       await response.body?.cancel();
       if (!response.ok) throw new Error(`Keystone answered ${response.status} to GET /v3`);
+      await serviceLogin?.();
     },
   };
 }

@@ -3,7 +3,7 @@ import type { PirConfig } from '../config.js';
 import type { Adapters } from '../runtime.js';
 import { keystoneCheck, type DependencyCheck } from './health.js';
 
-export function readinessChecks(adapters: Pick<Adapters, 'mode' | 'store' | 'bus' | 'queue'>, config: Pick<PirConfig, 'keystone'>, blobChecks: DependencyCheck[]): DependencyCheck[] {
+export function readinessChecks(adapters: Pick<Adapters, 'mode' | 'store' | 'bus' | 'queue'>, config: Pick<PirConfig, 'keystone'>, blobChecks: DependencyCheck[], identityReady?: () => Promise<void>): DependencyCheck[] {
   const distributed = adapters.mode === 'distributed';
   const checks: DependencyCheck[] = [
     { name: 'manifest_store', kind: distributed ? 'mongodb' : 'sqlite', check: () => adapters.store.ping() },
@@ -11,6 +11,6 @@ export function readinessChecks(adapters: Pick<Adapters, 'mode' | 'store' | 'bus
     { name: 'job_queue', kind: distributed ? 'redis' : 'in-process', check: () => adapters.queue.ping() },
     ...blobChecks,
   ];
-  if (config.keystone) checks.push(keystoneCheck(config.keystone.url));
+  if (config.keystone) checks.push(keystoneCheck(config.keystone.url, undefined, identityReady));
   return checks;
 }

@@ -8,6 +8,9 @@ import { before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { PirError } from '../../core/errors.js';
 import { KeystoneAuthenticator, type KeystoneSettings } from '../../infra/identity/keystone.js';
+import { openAuthenticator } from '../../infra/identity/index.js';
+import { ConfigError, loadConfig } from '../../infra/config.js';
+import { keystoneCheck } from '../../infra/telemetry/health.js';
 import { issueSystemToken, issueToken, KEYSTONE, revokeToken, type IssuedToken } from '../support/keystone.js';
 import { freePort } from '../support/pir-process.js';
 import { requireServices, serviceUp } from '../support/services.js';
@@ -166,5 +169,21 @@ describe('Keystone identity adapter (real Keystone)', () => {
     const notAService = new KeystoneAuthenticator(settings({ username: 'other', password: 'other-pass', projectName: 'other' }), silent);
     await assert.rejects(notAService.authenticate(demo.token), (error: unknown) =>
       isPirError('unavailable', 'identity_unavailable')(error) && /service or admin role/.test((error as Error).message));
+  });
+
+  it('stops start-up when Keystone refuses PIR\'s service credentials, and /readyz fails while they are refused; an outage does neither', async (t) => {
+    if (!(await requireServices(t, ['keystone']))) return;
+    const base = loadConfig({ PIR_DATA_DIR: '/tmp', PIR_KEYSTONE_URL: KEYSTONE, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'wrong' });
+    await assert.rejects(openAuthenticator(base, null, silent), (error: Error) =>
+      error instanceof ConfigError && /^PIR_KEYSTONE_PASSWORD: Keystone refused PIR's service credentials/.test(error.message));
+    const port = await freePort();
+    const down = await openAuthenticator({ ...base, keystone: { ...base.keystone!, url: `http://127.0.0.1:${port}/v3`, timeoutSeconds: 2 } }, null, silent);
+    await down.close();
+    // Readiness: Keystone answers GET /v3, but PIR's own login is refused.
+    const refused = new KeystoneAuthenticator(settings({ password: 'wrong' }), silent);
+    await assert.rejects(keystoneCheck(KEYSTONE, 5000, () => refused.ready()).check(), /refused PIR's service credentials/);
+    const good = new KeystoneAuthenticator(settings(), silent);
+    await keystoneCheck(KEYSTONE, 5000, () => good.ready()).check();
+    await good.close();
   });
 });

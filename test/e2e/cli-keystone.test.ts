@@ -39,9 +39,12 @@ describe('the pir command through Keystone against pir serve', { skip: !keystone
     });
   });
   after(async () => {
-    await catalog?.remove();
-    await pir?.stop();
-    if (dir) await removeDir(dir);
+    try {
+      await catalog?.remove();
+    } finally {
+      await pir?.stop();
+      if (dir) await removeDir(dir);
+    }
   });
 
   it('logs in with OS_* variables, finds PIR in the catalog, and the image belongs to the token\'s project', async () => {
@@ -59,7 +62,7 @@ describe('the pir command through Keystone against pir serve', { skip: !keystone
 
   it('a wrong password is exit 5 with what to check', async () => {
     const refused = await runCli(['image', 'list'], env('wrong'));
-    assert.equal(refused.code, 5);
+    assert.equal(refused.code, 5, refused.stderr);
     assert.match(refused.stderr, /Keystone at .* refused the login for user 'demo': check --os-username, --os-password/);
   });
 

@@ -59,9 +59,12 @@ describe('the openstack CLI through Keystone against pir serve', { skip: missing
     };
   });
   after(async () => {
-    await catalog?.remove();
-    await pir?.stop();
-    if (dir) await removeDir(dir);
+    try {
+      await catalog?.remove();
+    } finally {
+      await pir?.stop();
+      if (dir) await removeDir(dir);
+    }
   });
 
   const json = (text: string) => JSON.parse(text) as Record<string, any>;

@@ -7,11 +7,26 @@ import { services } from './services.js';
 
 export const KEYSTONE = services.keystoneUrl;
 
+/**
+ * fetch, tried once more when the connection fails before an answer: undici may send on a kept-alive
+ * connection that uwsgi is closing at that moment ("fetch failed"); a request never answered is
+ * safe to send again here (a token, a catalog entry of the test's own).
+ */
+async function keystoneFetch(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return fetch(url, init);
+  }
+}
+
 export interface IssuedToken { token: string; expiresAt: number; projectId: string; userId: string; roles: string[] }
 
 /** A project-scoped token for a seeded user (e.g. demo in demo, other in other, admin in admin). */
 export async function issueToken(username: string, project: string, password = `${username}-pass`): Promise<IssuedToken> {
-  const response = await fetch(`${KEYSTONE}/auth/tokens?nocatalog`, {
+  const response = await keystoneFetch(`${KEYSTONE}/auth/tokens?nocatalog`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ auth: {
@@ -32,7 +47,7 @@ export async function issueToken(username: string, project: string, password = `
 
 /** A system-scoped token (scope {"system": {"all": true}}): the seeded admin holds the system admin role. */
 export async function issueSystemToken(username = 'admin', password = process.env.PIR_KEYSTONE_ADMIN_PASSWORD || 'admin-pass'): Promise<string> {
-  const response = await fetch(`${KEYSTONE}/auth/tokens?nocatalog`, {
+  const response = await keystoneFetch(`${KEYSTONE}/auth/tokens?nocatalog`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ auth: {
@@ -46,13 +61,13 @@ export async function issueSystemToken(username = 'admin', password = process.en
 
 /** Revokes a token, as its own user may. */
 export async function revokeToken(token: string): Promise<void> {
-  const response = await fetch(`${KEYSTONE}/auth/tokens`, { method: 'DELETE', headers: { 'X-Auth-Token': token, 'X-Subject-Token': token } });
+  const response = await keystoneFetch(`${KEYSTONE}/auth/tokens`, { method: 'DELETE', headers: { 'X-Auth-Token': token, 'X-Subject-Token': token } });
   if (response.status !== 204) throw new Error(`keystone: revoke: HTTP ${response.status}`);
 }
 
 async function asAdmin(method: string, path: string, body?: unknown): Promise<any> {
   const admin = await issueToken('admin', 'admin', process.env.PIR_KEYSTONE_ADMIN_PASSWORD || 'admin-pass');
-  const response = await fetch(`${KEYSTONE}${path}`, {
+  const response = await keystoneFetch(`${KEYSTONE}${path}`, {
     method,
     headers: { 'X-Auth-Token': admin.token, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
