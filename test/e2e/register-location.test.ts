@@ -95,6 +95,8 @@ describe(`registering existing bytes (${mode === 'embedded' ? 'pir serve' : 'pir
       PIR_S3_ENDPOINT: services.s3.endpoint, PIR_S3_BUCKET: services.s3.bucket, PIR_S3_ACCESS_KEY_ID: services.s3.accessKeyId,
       PIR_S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey, PIR_S3_REGION: services.s3.region, PIR_S3_PREFIX: prefix,
       PIR_REGISTER_S3_BUCKETS: bucket, PIR_SHOW_IMAGE_DIRECT_URL: 'true', PIR_SHOW_MULTIPLE_LOCATIONS: 'true',
+      // Distributed, each process has a data directory of its own: one webhook key for all (README).
+      PIR_WEBHOOK_SECRET_KEY: randomBytes(32).toString('hex'),
     };
     if (mode === 'embedded') {
       const serve = { ...env, PIR_DATA_DIR: join(dir, 'data'), PIR_PORT: String(port) };
