@@ -210,12 +210,20 @@ export class WebhookDeliverer {
 
   private async post(delivery: SentDelivery, sub: Subscription): Promise<Outcome> {
     const timestamp = Math.floor(Date.now() / 1000);
+    let secrets: string[];
+    try {
+      secrets = liveSecrets(this.box, sub);
+    } catch (error) {
+      // Sealed under another key than this process's: nothing can be signed here (the job is tried again, perhaps elsewhere).
+      this.log.error({ err: error, webhook: sub.id, delivery_id: delivery.id }, 'webhook secret cannot be opened with this process\'s PIR_WEBHOOK_SECRET_KEY: every process must have the same key; the delivery waits');
+      throw error;
+    }
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'user-agent': 'PIR-Webhooks/1',
       'webhook-id': delivery.id,
       'webhook-timestamp': String(timestamp),
-      'webhook-signature': signatureHeader(liveSecrets(this.box, sub), delivery.id, timestamp, delivery.payload),
+      'webhook-signature': signatureHeader(secrets, delivery.id, timestamp, delivery.payload),
     };
     const traceparent = currentTraceparent() ?? delivery.traceparent;
     if (traceparent) headers.traceparent = traceparent;

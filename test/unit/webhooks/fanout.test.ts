@@ -9,6 +9,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
 import { WebhookFanout, deliveryId, fanoutJobId } from '../../../core/webhooks/fanout.js';
 import { WebhookDeliverer } from '../../../core/webhooks/deliver.js';
 import { InProcessEndpointLimiter } from '../../../core/webhooks/endpoint-limiter.js';
@@ -219,5 +220,24 @@ describe('webhook fan-out job', () => {
     assert.equal(slow.received.length, 1, 'not sent inline');
     assert.deepEqual(jobs.map((j) => j.id), [deliveryId('s-slow', 'ev4')]);
     await store.close();
+  });
+});
+
+describe('a delivery whose secret another key sealed', () => {
+  it('is not sent and says so in an error line naming PIR_WEBHOOK_SECRET_KEY; the job is tried again', async () => {
+    const store = new SqliteWebhookStore({ path: ':memory:' });
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+    const egress = new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('127.0.0.1/32') });
+    const otherKey = new WebhookDeliverer(store, new SecretBox(randomBytes(32)), egress, { retrySchedule: SCHEDULE, disableAfterFailures: 5, perEndpointConcurrency: 1, concurrency: 8 }, log, new InProcessEndpointLimiter());
+    const { sub: made } = sub('sealed-elsewhere', 'p1', 'http://127.0.0.1:9/never');
+    await store.createSubscription(made);
+    const job: DeliveryJob = { delivery_id: 'msg_1', snapshot: { subscription_id: made.id, event_type: 'image.active', payload: '{}', traceparent: null } } as DeliveryJob;
+    await assert.rejects(otherKey.handle(job, { attempt: 1, maxAttempts: 3 } as never), (error: Error) => !(error instanceof PermanentJobError));
+    const line = lines.find((l) => l.level === 50);
+    assert.ok(line, 'an error line');
+    assert.match(String(line!.msg), /cannot be opened with this process's PIR_WEBHOOK_SECRET_KEY/);
+    assert.equal(line!.webhook, made.id);
+    store.close();
   });
 });
