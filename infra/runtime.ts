@@ -216,7 +216,12 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       // The requests first, with the queue still taking jobs: an upload whose last byte came in
       // is answered once its image settles, which in `serve` the workers of this process do.
-      await Promise.all([app ? withTimeout(app.close(), SHUTDOWN_GRACE_MS) : undefined, webDownloads?.close(), locations.close(), metricsServer?.close()]);
+      const drained = async () => {
+        if (!app || (await withTimeout(app.close(), SHUTDOWN_GRACE_MS))) return;
+        // Their clients see the connection close: say so where an operator looks.
+        log.warn({ grace_ms: SHUTDOWN_GRACE_MS }, 'stopping: requests still in flight after the grace (downloads, uploads) were cut off');
+      };
+      await Promise.all([drained(), webDownloads?.close(), locations.close(), metricsServer?.close()]);
       await adapters.queue.close(Math.max(1_000, deadline - Date.now()));
       setMetricSources(null);
       await processes.stop();
@@ -240,8 +245,10 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
   return { mode: adapters.mode, app, url, metricsUrl: metricsServer?.url ?? null, adminToken: token?.token ?? null, stop };
 }
 
-async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+/** Whether `promise` settled within `ms`. */
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise((resolve) => { timer = setTimeout(resolve, ms); })]);
+  const settled = await Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); })]);
   clearTimeout(timer);
+  return settled;
 }
