@@ -126,6 +126,11 @@ function listedStatuses(requested: readonly string[] | undefined): string[] {
   return (requested ?? IMAGE_STATUSES.filter((s) => s !== 'killed')).filter((s) => s !== 'deleted');
 }
 
+/** 410: the image was deleted while its bytes were arriving (Glance's HTTPGone); nothing of them is kept. */
+export function deletedWhileArriving(id: string): PirError {
+  return new PirError('gone', 'image_deleted', `Image ${id} was deleted while its data was arriving; nothing was kept.`);
+}
+
 export class ImageService {
   readonly stores: StoreRegistry;
 
@@ -581,9 +586,8 @@ export class ImageService {
    * `uploading` for POST …/import.
    */
   async completeUpload(caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): Promise<ImageDoc> {
-    const deletedMeanwhile = () => new PirError('gone', 'image_deleted', `Image ${id} was deleted while its data was arriving; nothing was kept.`);
     const { doc } = await this.manifest.update(id, (draft) => {
-      if (draft.status === 'deleted') throw deletedMeanwhile();
+      if (draft.status === 'deleted') throw deletedWhileArriving(id);
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
       }
@@ -597,7 +601,7 @@ export class ImageService {
       if (!gone) throw error;
       // Deleted while its bytes streamed in: nothing is kept, and the client is told so (410, as Glance).
       await this.dropStaging(id).catch(() => {});
-      throw deletedMeanwhile();
+      throw deletedWhileArriving(id);
     });
     return doc;
   }

@@ -7,7 +7,7 @@
 import { ingestedBytes } from '../infra/telemetry/metrics.js';
 import { PirError, badRequest, insufficientStorage, isStorageFull, requestTimeout } from '../core/errors.js';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
-import type { ImageService, StoreTargets, UploadTicket } from '../core/image-service.js';
+import { deletedWhileArriving, type ImageService, type StoreTargets, type UploadTicket } from '../core/image-service.js';
 import type { Quotas } from '../core/quota.js';
 import type { ImageDoc } from '../schemas/image.js';
 import { BlobStoreUnavailableError, type BlobStore } from '../core/ports.js';
@@ -118,7 +118,7 @@ export async function receiveUpload(
     // Deleted meanwhile (on S3 the delete aborts the upload under it): that is the answer, as
     // completeUpload gives it when the bytes all came in; not a store fault.
     if (!(error instanceof PirError) && (await images.get(SYSTEM_CALLER, imageId).then((doc) => doc.status === 'deleted', (e: unknown) => e instanceof PirError && e.kind === 'not_found'))) {
-      throw new PirError('gone', 'image_deleted', `Image ${imageId} was deleted while its data was arriving; nothing was kept.`);
+      throw deletedWhileArriving(imageId);
     }
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);
     if (error instanceof SourceIdleError) {

@@ -65,10 +65,14 @@ export class FileTusStaging implements TusStaging {
     return this.filePath(stagingKey(imageId, run, 'upload'));
   }
 
+  private markPath(imageId: string, run: number): string {
+    return this.path(imageId, run) + UNVERIFIED_MARK;
+  }
+
   async create(imageId: string, run: number): Promise<void> {
     const path = this.path(imageId, run);
     await mkdir(dirname(path), { recursive: true });
-    await rm(path + UNVERIFIED_MARK, { force: true });
+    await rm(this.markPath(imageId, run), { force: true });
     const handle = await open(path, 'w');
     await handle.close();
   }
@@ -87,7 +91,7 @@ export class FileTusStaging implements TusStaging {
 
   /** Where the verified bytes end while a checksummed PATCH is (or was, before a crash) appending; null when none is. */
   private async verifiedEnd(imageId: string, run: number): Promise<number | null> {
-    const text = await readFile(this.path(imageId, run) + UNVERIFIED_MARK, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    const text = await readFile(this.markPath(imageId, run), 'utf8').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return null;
       throw error;
     });
@@ -99,7 +103,7 @@ export class FileTusStaging implements TusStaging {
 
   /** Written and made durable before a checksummed PATCH's first byte is. */
   private async markUnverified(imageId: string, run: number, offset: number): Promise<void> {
-    const path = this.path(imageId, run) + UNVERIFIED_MARK;
+    const path = this.markPath(imageId, run);
     const handle = await open(path, 'w');
     try {
       await handle.writeFile(String(offset));
@@ -143,7 +147,7 @@ export class FileTusStaging implements TusStaging {
         // no live request is writing): its bytes go, and the upload resumes where they began.
         if (size > verified) await handle.truncate(verified);
         await handle.datasync();
-        await rm(path + UNVERIFIED_MARK, { force: true });
+        await rm(this.markPath(imageId, run), { force: true });
         size = Math.min(size, verified);
       }
       if (size !== offset) throw new Error(`staged size ${size} is not the expected offset ${offset}`);
@@ -171,7 +175,7 @@ export class FileTusStaging implements TusStaging {
       await handle.datasync().catch(() => {});
       await handle.close();
       // Only once the verified bytes are durable do they count.
-      if (marked) await rm(path + UNVERIFIED_MARK, { force: true });
+      if (marked) await rm(this.markPath(imageId, run), { force: true });
     }
   }
 
