@@ -73,13 +73,18 @@ export async function resolveWebhookKey(configured: Buffer | null, dataDir: stri
 export async function agreeOnSecretKey(store: MongoWebhookStore, box: SecretBox, source: string, log: Logger): Promise<void> {
   const mine = box.fingerprint();
   if ((await store.sharedKeyFingerprint(mine)) === mine) return;
-  const sample = await store.listSubscriptions(null, 20);
-  if (sample.some((sub) => sub.secrets.some((s) => box.opens(s.enc, sub.id)))) {
+  if (await opensStoredSecrets(store, box)) {
     await store.replaceKeyFingerprint(mine);
     log.warn({ source }, 'webhooks: this process\'s secret key opens the stored secrets; recorded as the key in use');
     return;
   }
   throw new StartupError(`the webhook secret key of this process (${source}) is not the one the other PIR processes on this database seal webhook secrets with, so it could not sign their deliveries; give every process the same key with PIR_WEBHOOK_SECRET_KEY (for instance the contents of the webhook-secret-key file of the data directory of the first process)`);
+}
+
+/** Whether `box` opens the secrets of stored subscriptions (a sample: one key seals them all). */
+export async function opensStoredSecrets(store: WebhookStore, box: SecretBox): Promise<boolean> {
+  const sample = await store.listSubscriptions(null, 20);
+  return sample.some((sub) => sub.secrets.some((s) => box.opens(s.enc, sub.id)));
 }
 
 /** The API's check of a subscription URL: the egress rules, and https unless the allow-list names the destination. */

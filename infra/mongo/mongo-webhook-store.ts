@@ -60,6 +60,11 @@ export class MongoWebhookStore implements WebhookStore {
     return (await this.settings.findOne({ _id: KEY_FINGERPRINT }))?.fingerprint ?? mine;
   }
 
+  /** The recorded fingerprint, if any process recorded one (read only: for `pir doctor`). */
+  async recordedKeyFingerprint(): Promise<string | null> {
+    return (await this.settings.findOne({ _id: KEY_FINGERPRINT }))?.fingerprint ?? null;
+  }
+
   /** Records `mine` as the key in use (it opens the stored secrets: the record was stale). */
   async replaceKeyFingerprint(mine: string): Promise<void> {
     await this.settings.updateOne({ _id: KEY_FINGERPRINT }, { $set: { fingerprint: mine, at: new Date().toISOString() } }, { upsert: true });

@@ -2,13 +2,14 @@
  * `pir doctor`: checks the configuration and every dependency with fresh connections, and says
  * in plain words what is wrong and how to fix it. Each finding is ok, a warning, or a problem.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { MongoClient } from 'mongodb';
 import { ConfigError, distributedUrls, loadConfig, type PirConfig } from '../config.js';
 import { TokensFileAuthenticator } from '../identity/tokens-file.js';
+import { SecretBox, parseSecretKey } from '../../core/webhooks/secret-box.js';
 import { pino } from 'pino';
 import { redact, writableDirCheck } from './health.js';
 
@@ -86,6 +87,7 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
       }
       return `answers at ${shown(urls.mongodbUrl)}`;
     }, (e) => `No MongoDB answers at ${shown(urls.mongodbUrl)} (${e}). Start MongoDB (or FerretDB), or correct PIR_MONGODB_URL (host, port, user and password).`));
+    if (findings.at(-1)!.level === 'ok') findings.push(await timed('webhook secret key', () => webhookKeyAgreement(config, urls.mongodbUrl), (e) => `PIR could not compare this process's webhook secret key with the other processes' (${e}).`));
     findings.push(await timed('Kafka', async () => {
       const kafka = new Kafka({ clientId: 'pir-doctor', brokers: urls.kafkaBrokers, connectionTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS, retry: { retries: 0 }, logLevel: logLevel.NOTHING });
       const admin = kafka.admin();
@@ -135,7 +137,37 @@ export async function runDoctor(env: Record<string, string | undefined> = proces
   return findings;
 }
 
-type Outcome = string | { warn: string; fix: string };
+type Outcome = string | { warn: string; fix: string } | { problem: string; fix: string };
+
+/**
+ * Distributed processes must seal webhook secrets with one key (infra/webhooks.ts,
+ * agreeOnSecretKey): whether this process's key is the one recorded in the database, read only,
+ * so that a machine added with a different key is told before it refuses to start.
+ */
+async function webhookKeyAgreement(config: PirConfig, mongodbUrl: string): Promise<Outcome> {
+  const { MongoWebhookStore } = await import('../mongo/mongo-webhook-store.js');
+  const { opensStoredSecrets } = await import('../webhooks.js');
+  const file = join(config.dataDir, 'webhook-secret-key');
+  const text = config.webhooks.secretKey ? null : await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => { if (error.code === 'ENOENT') return null; throw error; });
+  const key = config.webhooks.secretKey ?? (text === null ? null : parseSecretKey(text));
+  const source = config.webhooks.secretKey ? 'PIR_WEBHOOK_SECRET_KEY' : file;
+  const share = 'give every process the same key with PIR_WEBHOOK_SECRET_KEY (for instance the contents of the webhook-secret-key file of the data directory of the first process)';
+  const store = new MongoWebhookStore({ url: mongodbUrl });
+  try {
+    const recorded = await store.recordedKeyFingerprint();
+    if (key === null) {
+      if (recorded === null) return 'no PIR process has recorded one yet; the first to start generates it (with several machines, give them all one PIR_WEBHOOK_SECRET_KEY)';
+      return { problem: `other PIR processes on this database seal webhook secrets with a key, and this one has none (${file} does not exist): it would generate its own and refuse to start`, fix: `Before starting it, ${share}.` };
+    }
+    const box = new SecretBox(key);
+    if (recorded === null) return `${source}; no PIR process has recorded a key yet`;
+    if (recorded === box.fingerprint()) return `${source} is the key the other PIR processes on this database use`;
+    if (await opensStoredSecrets(store, box)) return `${source} opens the stored webhook secrets (the key in use was changed; PIR records it at start)`;
+    return { problem: `${source} is not the key the other PIR processes on this database seal webhook secrets with: this process would refuse to start`, fix: `${share[0]!.toUpperCase()}${share.slice(1)}.` };
+  } finally {
+    await store.close().catch(() => undefined);
+  }
+}
 
 async function timed(what: string, probe: () => Promise<Outcome>, fix: (error: string) => string): Promise<Finding> {
   const started = performance.now();
@@ -147,6 +179,7 @@ async function timed(what: string, probe: () => Promise<Outcome>, fix: (error: s
       new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS + 500); }),
     ]);
     if (typeof outcome === 'string') return { what, level: 'ok', detail: outcome, ms: ms() };
+    if ('problem' in outcome) return { what, level: 'problem', detail: outcome.problem, fix: outcome.fix, ms: ms() };
     return { what, level: 'warn', detail: outcome.warn, fix: outcome.fix, ms: ms() };
   } catch (error) {
     const message = redact(errorText(error));

@@ -5,6 +5,7 @@
  * reachable, /readyz is 200 with every dependency's latency.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { makeTempDir, removeDir } from '../support/images.js';
@@ -81,6 +82,19 @@ describe('readiness and pir doctor with a dependency down (distributed)', () => 
     const report = JSON.parse(doctor.stdout) as { ok: boolean; findings: { what: string; level: string }[] };
     assert.equal(report.ok, true);
     assert.deepEqual(report.findings.filter((f) => f.level !== 'ok'), []);
+    assert.match(doctor.stdout, /webhook-secret-key is the key the other PIR processes on this database use/);
+
+    // Another machine: its own data directory, and a key of its own or none.
+    const otherKey = await runCli(['doctor'], { ...env, PIR_DATA_DIR: join(dir, 'other-machine'), PIR_WEBHOOK_SECRET_KEY: 'ab'.repeat(32) });
+    assert.equal(otherKey.code, 1, otherKey.stdout);
+    assert.match(otherKey.stdout, /PROBLEM +webhook secret key: PIR_WEBHOOK_SECRET_KEY is not the key the other PIR processes on this database seal webhook secrets with/);
+    assert.match(otherKey.stdout, /fix: Give every process the same key with PIR_WEBHOOK_SECRET_KEY/);
+    const noKey = await runCli(['doctor'], { ...env, PIR_DATA_DIR: join(dir, 'other-machine') });
+    assert.equal(noKey.code, 1, noKey.stdout);
+    assert.match(noKey.stdout, /PROBLEM +webhook secret key: other PIR processes on this database seal webhook secrets with a key, and this one has none/);
+    const sameKey = await runCli(['doctor'], { ...env, PIR_DATA_DIR: join(dir, 'other-machine'), PIR_WEBHOOK_SECRET_KEY: (await readFile(join(env.PIR_DATA_DIR!, 'webhook-secret-key'), 'utf8')).trim() });
+    assert.equal(sameKey.code, 0, sameKey.stdout);
+    assert.match(sameKey.stdout, /ok +webhook secret key: PIR_WEBHOOK_SECRET_KEY is the key the other PIR processes on this database use/);
   });
 
   it('doctor checks Keystone with PIR\'s service user: a wrong password is named, the right one passes', async (t) => {
