@@ -521,17 +521,17 @@ export class ImageService {
    * Every image that has a task (a pipeline run, a recorded failure, or a legacy import task). Tasks are derived from
    * the images, so the admin-only tasks list reads them all and sorts in memory.
    */
-  async imagesWithTasks(caller: Caller): Promise<ImageDoc[]> {
+  /** Every image that has a task, a chunk at a time: the caller keeps what it needs, never the whole catalog. */
+  async *imagesWithTasks(caller: Caller): AsyncGenerator<ImageDoc> {
     this.assertTasksAccess(caller);
-    const found: ImageDoc[] = [];
     const sort: ListQuery['sort'] = [{ key: 'created_at', dir: 'asc' }];
     let cursor: ListQuery['after'];
     for (;;) {
       const docs = await this.manifest.store.list({
         scope: { project_id: caller.project_id, admin: true }, visibility: 'all', memberStatus: 'all', where: {}, sort, limit: LIST_CHUNK, ...(cursor ? { after: cursor } : {}),
       });
-      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task)) found.push(doc);
-      if (docs.length < LIST_CHUNK) return found;
+      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task)) yield doc;
+      if (docs.length < LIST_CHUNK) return;
       cursor = sortValues(docs[docs.length - 1]!, sort);
       // Embedded mode reads SQLite synchronously: let other requests run between chunks, so a
       // large catalog's walk slows this admin call rather than every tenant's.

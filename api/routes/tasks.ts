@@ -32,16 +32,35 @@ const compare = (a: unknown, b: unknown) => String(a ?? '').localeCompare(String
  * Glance's task order (glance/db/sqlalchemy/api.py _task_get_all): by sort_key, then created_at,
  * then id, every key in sort_dir.
  */
-export function sortTasks<T extends Record<string, unknown>>(tasks: T[], sortKey: string, sortDir: 'asc' | 'desc'): T[] {
+export function taskOrder(sortKey: string, sortDir: 'asc' | 'desc'): (a: Record<string, unknown>, b: Record<string, unknown>) => number {
   const keys = [sortKey, ...['created_at', 'id'].filter((key) => key !== sortKey)];
   const sign = sortDir === 'asc' ? 1 : -1;
-  return tasks.sort((a, b) => {
+  return (a, b) => {
     for (const key of keys) {
       const order = compare(a[key], b[key]);
       if (order) return sign * order;
     }
     return 0;
-  });
+  };
+}
+
+export function sortTasks<T extends Record<string, unknown>>(tasks: T[], sortKey: string, sortDir: 'asc' | 'desc'): T[] {
+  return tasks.sort(taskOrder(sortKey, sortDir));
+}
+
+/**
+ * The first `size` of `tasks` in `order` that come after `after`: memory bounded by the page,
+ * however many images have tasks (a sort of at most twice the page now and then).
+ */
+export async function pageOfTasks<T extends Record<string, unknown>>(tasks: AsyncIterable<T>, order: (a: T, b: T) => number, after: T | null, size: number): Promise<T[]> {
+  let kept: T[] = [];
+  if (size <= 0) return kept;
+  for await (const task of tasks) {
+    if (after && order(task, after) <= 0) continue;
+    kept.push(task);
+    if (kept.length >= 2 * size) kept = kept.sort(order).slice(0, size);
+  }
+  return kept.sort(order).slice(0, size);
 }
 
 /** Glance's legacy import task: the image's attributes, and the http(s) URL its bytes come from. */
@@ -118,21 +137,29 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
     if (!TASK_SORT_KEYS.has(sortKey)) throw badRequest('bad_sort_key', `Tasks sort by ${[...TASK_SORT_KEYS].join(', ')} (not '${sortKey.slice(0, 40)}').`);
     const sortDir = (query.sort_dir ?? 'desc') as string;
     if (sortDir !== 'asc' && sortDir !== 'desc') throw badRequest('bad_sort_dir', 'sort_dir must be asc or desc.');
-    const all = sortTasks((await images.imagesWithTasks(request.caller)).flatMap(taskViews)
-      .filter((t) => (!status || t.status === status) && (!type || t.type === type)), sortKey, sortDir);
-    let start = 0;
+    const listed = (t: Record<string, unknown>) => (!status || t.status === status) && (!type || t.type === type);
+    let after: Record<string, unknown> | null = null;
     if (query.marker !== undefined) {
-      start = all.findIndex((t) => t.id === query.marker) + 1;
-      if (start === 0) throw badRequest('bad_marker', `marker ${String(query.marker).slice(0, 80)} is not a task id from this list.`);
+      const markerId = String(query.marker);
+      const image = await taskImage(images, request.caller, markerId).catch(() => null);
+      after = (image && taskViews(image).find((t) => t.id === markerId && listed(t))) ?? null;
+      if (!after) throw badRequest('bad_marker', `marker ${markerId.slice(0, 80)} is not a task id from this list.`);
     }
     // Glance's list view omits input and result.
-    const tasks = all.slice(start, start + limit).map(({ input: _input, result: _result, ...rest }) => rest);
+    async function* candidates() {
+      for await (const image of images.imagesWithTasks(request.caller)) {
+        for (const { input: _input, result: _result, ...task } of taskViews(image)) if (listed(task)) yield task;
+      }
+    }
+    // One more than the page: whether there is a next page.
+    const found = await pageOfTasks(candidates(), taskOrder(sortKey, sortDir), after, limit + 1);
+    const tasks = found.slice(0, limit);
     // As Glance's tasks serializer: `first` keeps every parameter but the marker, `next` moves it.
     const params = new URLSearchParams(query as Record<string, string>);
     params.delete('marker');
     const firstQuery = params.toString();
     const result: Record<string, unknown> = { tasks, first: firstQuery ? `/v2/tasks?${firstQuery}` : '/v2/tasks', schema: '/v2/schemas/tasks' };
-    if (tasks.length === limit && limit > 0 && start + limit < all.length) {
+    if (limit > 0 && found.length > limit) {
       params.set('marker', String(tasks[tasks.length - 1].id));
       result.next = `/v2/tasks?${params.toString()}`;
     }

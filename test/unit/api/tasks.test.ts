@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testApp, type TestApp } from './tenant-app.js';
-import { sortTasks } from '../../../api/routes/tasks.js';
+import { pageOfTasks, sortTasks, taskOrder } from '../../../api/routes/tasks.js';
 
 describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
   let t: TestApp;
@@ -109,6 +109,24 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     assert.deepEqual(ids('status', 'desc'), ['a.1', 'd.1', 'b.1', 'c.1']);
     assert.deepEqual(ids('created_at', 'desc'), ['c.1', 'a.1', 'd.1', 'b.1']);
     assert.deepEqual(ids('id', 'asc'), ['a.1', 'b.1', 'c.1', 'd.1']);
+  });
+
+  it('pages by keeping the page only: the same pages as sorting every task, for each key, direction and marker', async () => {
+    const statuses = ['success', 'failure', 'processing'];
+    const tasks = Array.from({ length: 57 }, (_, i) => ({ id: `${(i * 37) % 57}.1`, status: statuses[i % 3]!, type: 'api_image_import', created_at: `2026-01-0${1 + (i % 4)}T00:00:00Z`, updated_at: `2026-02-${10 + (i % 7)}T00:00:00Z` }));
+    async function* each() { yield* tasks; }
+    for (const key of ['created_at', 'updated_at', 'id', 'type', 'status']) {
+      for (const dir of ['asc', 'desc'] as const) {
+        const sorted = sortTasks([...tasks], key, dir);
+        for (const size of [1, 5, 20, 100]) {
+          for (const at of [-1, 0, 10, 55, 56]) {
+            const after = at < 0 ? null : sorted[at]!;
+            const page = await pageOfTasks(each(), taskOrder(key, dir), after, size);
+            assert.deepEqual(page.map((x) => x.id), sorted.slice(at + 1, at + 1 + size).map((x) => x.id), `${key} ${dir} size ${size} after ${at}`);
+          }
+        }
+      }
+    }
   });
 
   it('takes a limit above 1000 as 1000, as Glance (api_limit_max)', async () => {
