@@ -63,6 +63,8 @@ interface RunningWorker {
   stage: string;
   worker: Worker;
   connection: Redis;
+  /** Stage pools: the images of the jobs running now. */
+  running?: Set<string>;
 }
 
 export class BullmqJobQueue implements JobQueue {
@@ -138,6 +140,8 @@ export class BullmqJobQueue implements JobQueue {
     if (!(concurrency >= 1)) throw new Error('concurrency must be at least 1');
     const connection = this.redis(`worker-${stage}`);
     const maxAttempts = Math.floor(this.retry.attempts);
+    // The images this pool's jobs are for, named when a stop cuts them off.
+    const running = new Set<string>();
     const worker = new Worker<StageJob>(
       stageQueueName(stage),
       async (job: Job<StageJob>, token?: string) => {
@@ -149,6 +153,7 @@ export class BullmqJobQueue implements JobQueue {
             await job.updateProgress(Math.max(0, Math.min(100, percent)));
           },
         };
+        running.add(job.data.imageId);
         try {
           await handler({ ...job.data }, ctx);
         } catch (err) {
@@ -158,6 +163,8 @@ export class BullmqJobQueue implements JobQueue {
             throw new DelayedError();
           }
           throw err;
+        } finally {
+          running.delete(job.data.imageId);
         }
       },
       this.workerOptions(connection, concurrency),
@@ -183,7 +190,7 @@ export class BullmqJobQueue implements JobQueue {
         this.logger.warn(fields, 'stage job failed; retrying');
       }
     });
-    this.workers.push({ stage, worker, connection });
+    this.workers.push({ stage, worker, connection, running });
     await worker.waitUntilReady();
   }
 
@@ -314,7 +321,7 @@ export class BullmqJobQueue implements JobQueue {
 
   close(graceMs: number = DEFAULT_GRACE_MS): Promise<void> {
     this.closing ??= (async () => {
-      const closing = this.workers.map(async ({ stage, worker, connection }) => {
+      const closing = this.workers.map(async ({ stage, worker, connection, running }) => {
         const closed = worker.close().then(() => true, (err: unknown) => {
           this.logger.warn({ err, stage }, 'bullmq worker close failed');
           return true;
@@ -323,7 +330,7 @@ export class BullmqJobQueue implements JobQueue {
         const inTime = await Promise.race([closed, new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); })]);
         clearTimeout(timer);
         if (!inTime) {
-          this.logger.warn({ stage, grace_ms: graceMs }, 'stage jobs still running after the grace period; dropping them (their locks lapse and another worker takes them)');
+          this.logger.warn({ stage, ...(running ? { image_ids: [...running] } : {}), grace_ms: graceMs }, 'stage jobs still running after the grace period; dropping them (their locks lapse and another worker takes them)');
           worker.cancelAllJobs('shutdown');
           connection.disconnect();
           return;

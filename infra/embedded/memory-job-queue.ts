@@ -65,7 +65,8 @@ export class MemoryJobQueue implements JobQueue {
   private readonly live = new Map<string, Entry>();
   private readonly finished = new Map<string, Finished>();
   private readonly stages = new Map<StageName, StageState>();
-  private readonly running = new Set<Promise<void>>();
+  /** Running stage jobs, by the promise of their run (the images they are for, said at a cut-off stop). */
+  private readonly running = new Map<Promise<void>, StageJob>();
   private readonly retry: RetryPolicy;
   private readonly rememberFinished: number;
   private readonly logger: Logger;
@@ -127,7 +128,7 @@ export class MemoryJobQueue implements JobQueue {
       if (entry.timer) clearTimeout(entry.timer);
       entry.timer = null;
     }
-    const running = [...this.running, ...this.kinds.running];
+    const running = [...this.running.keys(), ...this.kinds.running];
     if (running.length > 0) {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
@@ -135,7 +136,7 @@ export class MemoryJobQueue implements JobQueue {
         new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), graceMs); }),
       ]);
       clearTimeout(timer);
-      if (timedOut) this.logger.warn({ running: this.running.size, grace_ms: graceMs }, 'job queue closed with jobs still running');
+      if (timedOut) this.logger.warn({ running: this.running.size, image_ids: [...this.running.values()].map((job) => job.imageId), stages: [...this.running.values()].map((job) => job.stage), grace_ms: graceMs }, 'job queue closed with jobs still running');
     }
   }
 
@@ -212,7 +213,7 @@ export class MemoryJobQueue implements JobQueue {
         this.running.delete(run);
         this.drain(pool.stage);
       });
-    this.running.add(run);
+    this.running.set(run, entry.job);
   }
 
   private complete(entry: Entry): void {

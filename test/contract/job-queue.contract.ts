@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
 import type { JobContext, JobQueue, RetryPolicy, StageJob } from '../../core/ports.js';
 import { STAGES } from '../../schemas/image.js';
 import type { StageName } from '../../schemas/image.js';
@@ -11,7 +12,8 @@ import { sleep, waitFor } from './helpers.js';
 import { DeferJobError } from '../../core/jobs.js';
 
 /** Each call must return a new queue, isolated from every other (its own key prefix). */
-export type MakeQueue = (retry: RetryPolicy) => JobQueue | Promise<JobQueue>;
+/** `logger`, when given, receives the queue's log lines (checked by a test). */
+export type MakeQueue = (retry: RetryPolicy, logger?: Logger) => JobQueue | Promise<JobQueue>;
 
 export interface JobQueueContractOptions extends ContractOptions {
   /** Latency figures are printed with this label (diagnostic output, never asserted). */
@@ -67,8 +69,8 @@ export function jobQueueContract(name: string, makeQueue: MakeQueue, opts: JobQu
   test(`JobQueue contract: ${name}`, { timeout: 180_000 }, async (t) => {
     if (!(await requireServices(t, opts.services ?? []))) return;
     const opened: JobQueue[] = [];
-    const fresh = async (retry: RetryPolicy = { attempts: 3, backoffMs: 50 }) => {
-      const q = await makeQueue(retry);
+    const fresh = async (retry: RetryPolicy = { attempts: 3, backoffMs: 50 }, logger?: Logger) => {
+      const q = await makeQueue(retry, logger);
       opened.push(q);
       return q;
     };
@@ -262,16 +264,21 @@ export function jobQueueContract(name: string, makeQueue: MakeQueue, opts: JobQu
       await assert.rejects(q.enqueueChain(chain(randomUUID(), ['unpack'])));
     });
 
-    await t.test('close gives up on a job that outlives the grace period', async () => {
-      const q = await fresh();
+    await t.test('close gives up on a job that outlives the grace period, naming its image', async () => {
+      const lines: Record<string, unknown>[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+      const q = await fresh(undefined, logger);
       const rec = new Recorder(() => sleep(3000));
       await q.process('unpack', 1, rec.handler);
-      await q.enqueueChain(chain(randomUUID(), ['unpack']));
+      const img = randomUUID();
+      await q.enqueueChain(chain(img, ['unpack']));
       await waitFor('the job to start', () => rec.runs.length === 1);
       const t0 = performance.now();
       await q.close(200);
       const took = performance.now() - t0;
       assert.ok(took < 2000, `close took ${took.toFixed(0)} ms with a 200 ms grace`);
+      const cut = lines.find((line) => /still running/.test(String(line.msg)));
+      assert.deepEqual(cut?.image_ids, [img], JSON.stringify(lines));
     });
   });
 }

@@ -9,12 +9,12 @@ import { jobQueueContract } from './job-queue.contract.js';
 const quiet = pino({ level: testLogLevel });
 const report = (line: string) => console.log(`# ${line}`);
 
-jobQueueContract('memory', (retry) => new MemoryJobQueue({ retry, logger: quiet }), { report });
+jobQueueContract('memory', (retry, logger) => new MemoryJobQueue({ retry, logger: logger ?? quiet }), { report });
 
 // One key prefix per queue; all keys of this run are deleted afterwards.
 const run = uniqueName('pir-contract');
 let n = 0;
-jobQueueContract('bullmq', (retry) => new BullmqJobQueue({ redisUrl: services.redisUrl, prefix: `${run}-${n++}`, retry, logger: quiet }), {
+jobQueueContract('bullmq', (retry, logger) => new BullmqJobQueue({ redisUrl: services.redisUrl, prefix: `${run}-${n++}`, retry, logger: logger ?? quiet }), {
   services: ['redis'],
   report,
   teardown: async () => {
