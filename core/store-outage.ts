@@ -7,13 +7,9 @@
  * outage of PIR's store, whatever their cause.
  */
 import { PirError } from './errors.js';
+import { PEER_UNREACHABLE_CODES } from './network-errors.js';
 import { BlobStoreUnavailableError } from './ports.js';
 
-/** Socket-level failures (Node, undici) that say the other end is unreachable or went away. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EAI_AGAIN',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
-]);
 /** The AWS SDK's names for a store that timed out or is overloaded. */
 const SDK_OUTAGE_NAMES = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'ServiceUnavailable', 'SlowDown', 'InternalError']);
 
@@ -21,7 +17,7 @@ export function isStoreOutage(error: unknown): boolean {
   for (let e = error as { code?: unknown; name?: unknown; cause?: unknown; $metadata?: { httpStatusCode?: number } } | null | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
     if (e instanceof PirError) return false;
     if (e instanceof BlobStoreUnavailableError) return true;
-    if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
+    if (typeof e.code === 'string' && PEER_UNREACHABLE_CODES.has(e.code)) return true;
     if (typeof e.name === 'string' && SDK_OUTAGE_NAMES.has(e.name)) return true;
     const status = e.$metadata?.httpStatusCode;
     if (typeof status === 'number' && status >= 500) return true;

@@ -4,13 +4,8 @@
  * can fix. Start-up waits on these (infra/startup-wait.ts) and the API answers them with 503 and
  * Retry-After instead of 500 (api/error-handler.ts).
  */
+import { PEER_UNREACHABLE_CODES } from '../core/network-errors.js';
 
-/** Node's error codes for a peer that is not there (yet), or went away mid-connection. */
-const UNREACHABLE_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  // undici's (the S3 store's reads): a server silent too long, or a socket it closed.
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_SOCKET',
-]);
 /** The clients' own names for the same (mongodb's network and server-selection errors, kafkajs's connection errors). */
 const UNREACHABLE_NAMES = new Set([
   'MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError',
@@ -30,7 +25,7 @@ export function isUnreachable(error: unknown, depth = 0): boolean {
   if (!error || typeof error !== 'object' || depth > 5) return false;
   const e = error as { name?: unknown; code?: unknown; retriable?: unknown; cause?: unknown; originalError?: unknown; errorResponse?: unknown; errors?: unknown };
   if (typeof e.name === 'string' && UNREACHABLE_NAMES.has(e.name)) return true;
-  if (typeof e.code === 'string' && UNREACHABLE_CODES.has(e.code)) return true;
+  if (typeof e.code === 'string' && PEER_UNREACHABLE_CODES.has(e.code)) return true;
   if (e.name === 'KafkaJSProtocolError' && e.retriable === true) return true;
   if (Array.isArray(e.errors) && e.errors.some((inner) => isUnreachable(inner, depth + 1))) return true;
   return [e.cause, e.originalError, e.errorResponse].some((inner) => inner !== error && isUnreachable(inner, depth + 1));
