@@ -117,6 +117,7 @@ function counting(store: CatalogStore): { store: CatalogStore; trees: () => numb
 }
 
 const B = { project_id: 'B', user_id: 'b', roles: ['member', 'reader'] };
+const SLOW_MS = 2000;
 
 test('10,000 galleries chained 31 deep and shared 31 times: the member\'s grants stay cheap, each gallery once', { timeout: 120_000 }, async () => {
   for (const status of ['pending', 'accepted'] as const) {
@@ -130,19 +131,21 @@ test('10,000 galleries chained 31 deep and shared 31 times: the member\'s grants
       assert.equal(all.length, GALLERY_LIMITS.perProject, 'each gallery once');
       assert.equal(new Set(all.map((g) => g.gallery_id)).size, GALLERY_LIMITS.perProject);
       assert.ok(all.every((g) => g.status === status));
-      assert.ok(ms < 200, `grants() over the tree took ${ms.toFixed(0)} ms`);
+      // Loose bounds (a walk per share took seconds; a machine busy with other work takes ~0.2 s):
+      // the store reads counted below are the exact check.
+      assert.ok(ms < SLOW_MS, `grants() over the tree took ${ms.toFixed(0)} ms`);
       assert.equal(c.trees(), 1, 'the owner\'s tree is read once for the 31 shares');
       // What the default list asks for (accepted): a pending share is not even read.
       t0 = performance.now();
       const accepted = await catalog.grants(B, ['accepted']);
       assert.equal(accepted.length, status === 'accepted' ? GALLERY_LIMITS.perProject : 0);
       assert.equal(c.trees(), status === 'accepted' ? 2 : 1);
-      assert.ok(performance.now() - t0 < 200);
+      assert.ok(performance.now() - t0 < SLOW_MS);
       assert.deepEqual(await catalog.grants(B, []), []);
       // Reading one gallery of the tree looks at its ancestors, not at every subtree.
       t0 = performance.now();
       for (const id of [ids[30]!, ids[9_999]!]) assert.equal((await catalog.getGallery(B, id)).id, id);
-      assert.ok(performance.now() - t0 < 400);
+      assert.ok(performance.now() - t0 < SLOW_MS);
       assert.equal((await catalog.hooks().sharesGallery(B, ids[5_000]!)), true);
       assert.equal((await catalog.hooks().sharesGallery({ ...B, project_id: 'C' }, ids[5_000]!)), false);
     } finally {
