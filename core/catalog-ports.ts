@@ -62,6 +62,11 @@ export class GalleryNameTakenError extends Error {
 }
 
 export interface CatalogStore {
+  /**
+   * Runs `fn` while no other `exclusive` of the same owner runs, in this process or any other
+   * sharing the store: the changes of one project's gallery tree and memberships, one at a time.
+   */
+  exclusive<T>(owner: string, fn: () => Promise<T>): Promise<T>;
   /** Inserts a gallery; rejects with GalleryNameTakenError when its parent holds that name already. */
   createGallery(gallery: Gallery): Promise<void>;
   getGallery(id: string): Promise<Gallery | null>;

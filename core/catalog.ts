@@ -98,6 +98,10 @@ export class CatalogService {
     const owner = caller.project_id;
     mayChangeGalleries(caller, owner);
     const name = checkGalleryName(input.name);
+    return this.store.exclusive(owner, () => this.createIn(caller, owner, name, input));
+  }
+
+  private async createIn(caller: Caller, owner: string, name: string, input: Record<string, unknown>): Promise<GalleryView> {
     const all = await this.store.galleriesOf(owner);
     if (all.length >= GALLERY_LIMITS.perProject) throw fail('gallery_limit', `A project has at most ${GALLERY_LIMITS.perProject} galleries.`);
     const parentId = parentIdOf(input.parent_id);
@@ -165,7 +169,7 @@ export class CatalogService {
   /** Rename and/or move (parent_id: null moves to the root). */
   async updateGallery(caller: Caller, id: string, body: unknown): Promise<GalleryView> {
     const input = objectBody(body, ['name', 'parent_id', 'visibility']);
-    const { gallery, all, byId } = await this.visibleGallery(caller, id);
+    return this.changing(caller, id, async ({ gallery, all, byId }) => {
     mayChangeGalleries(caller, gallery.owner, gallery);
     const next: Gallery = { ...gallery, updated_at: new Date().toISOString() };
     if ('name' in input) next.name = checkGalleryName(input.name);
@@ -186,11 +190,12 @@ export class CatalogService {
     if (!(await this.named(this.store.updateGallery(next), next.name))) throw notFoundGallery(id);
     byId.set(id, next);
     return view(byId, next);
+    });
   }
 
   /** Deletes an empty gallery (no sub-gallery, no image of any status but deleted). */
   async deleteGallery(caller: Caller, id: string): Promise<void> {
-    const { gallery, all } = await this.visibleGallery(caller, id);
+    return this.changing(caller, id, async ({ gallery, all }) => {
     mayChangeGalleries(caller, gallery.owner, gallery);
     if (childrenOf(all, id).length > 0) throw fail('gallery_not_empty', `Gallery ${gallery.name} holds galleries; move or delete them first.`);
     // Counted as an administrator: images the caller cannot list still keep the gallery.
@@ -207,6 +212,7 @@ export class CatalogService {
       for (const m of members) await this.store.putGalleryMember(m);
       throw fail('gallery_not_empty', `An image moved into gallery ${gallery.name} while it was being deleted; it is kept.`);
     }
+    });
   }
 
   /** The gallery ids GET /v2/images?gallery=…[&recursive=true] selects (404 for a gallery the caller cannot see). */
@@ -220,7 +226,7 @@ export class CatalogService {
   /** Shares the gallery (and everything below it) with a project: pending until that project accepts, as a Glance image member. */
   async addGalleryMember(caller: Caller, id: string, body: unknown): Promise<GalleryMember> {
     const input = objectBody(body, ['member']);
-    const { gallery } = await this.visibleGallery(caller, id);
+    return this.changing(caller, id, async ({ gallery }) => {
     enforce(caller, 'add_member', { owner: gallery.owner });
     if (visibilityOfGallery(gallery) !== 'shared') throw fail('members_only_shared', `Gallery ${gallery.name} is private; PATCH its visibility to shared before adding members.`);
     const memberId = input.member;
@@ -232,6 +238,7 @@ export class CatalogService {
     const member: GalleryMember = { gallery_id: id, member_id: memberId, status: 'pending', created_at: now, updated_at: now };
     await this.store.putGalleryMember(member);
     return member;
+    });
   }
 
   /** The owner's readers (and admins) see every member; a member project sees its own record. */
@@ -258,7 +265,7 @@ export class CatalogService {
   /** Accept, reject or reconsider: only the member project itself (or an admin). */
   async updateGalleryMember(caller: Caller, id: string, memberId: string, body: unknown): Promise<GalleryMember> {
     const input = objectBody(body, ['status']);
-    const { gallery } = await this.visibleGallery(caller, id);
+    return this.changing(caller, id, async ({ gallery }) => {
     const member = (await this.store.galleryMembers(id)).find((m) => m.member_id === memberId);
     if (!isAdminCaller(caller) && memberId !== caller.project_id) {
       if (gallery.owner === caller.project_id) throw fail('member_status_by_member_only', `Only project ${memberId.slice(0, 64)} can accept or reject its membership of gallery ${gallery.name}; the owner may add or remove members.`);
@@ -272,12 +279,14 @@ export class CatalogService {
     const next: GalleryMember = { ...member, status: status as GalleryMember['status'], updated_at: new Date().toISOString() };
     await this.store.putGalleryMember(next);
     return next;
+    });
   }
 
   async removeGalleryMember(caller: Caller, id: string, memberId: string): Promise<void> {
-    const { gallery } = await this.visibleGallery(caller, id);
-    enforce(caller, 'delete_member', { owner: gallery.owner });
-    if (!(await this.store.deleteGalleryMember(id, memberId))) throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${gallery.name}.`);
+    return this.changing(caller, id, async ({ gallery }) => {
+      enforce(caller, 'delete_member', { owner: gallery.owner });
+      if (!(await this.store.deleteGalleryMember(id, memberId))) throw fail('member_not_found', `Project ${memberId.slice(0, 64)} is not a member of gallery ${gallery.name}.`);
+    });
   }
 
   /**
@@ -509,6 +518,17 @@ export class CatalogService {
     enforce(caller, 'get_images', { owner: gallery.owner });
     const all = await this.store.galleriesOf(gallery.owner);
     return { gallery, all, seen: owned ? all : all.filter(isShared), byId: new Map(all.map((g) => [g.id, g])) };
+  }
+
+  /**
+   * A change of a gallery or its members: checked and written while no other change of the
+   * owner's tree runs, in any process (CatalogStore.exclusive), on a fresh read of the tree. Two
+   * moves at once made a cycle, a delete and a create in it an orphan, concurrent edits lost some.
+   * The first read finds the owner (and answers 404 to whoever may not see the gallery).
+   */
+  private async changing<T>(caller: Caller, id: string, change: (seen: Awaited<ReturnType<CatalogService['visibleGallery']>>) => Promise<T>): Promise<T> {
+    const { gallery } = await this.visibleGallery(caller, id);
+    return this.store.exclusive(gallery.owner, async () => change(await this.visibleGallery(caller, id)));
   }
 
   private async named<T>(write: Promise<T>, name: string): Promise<T> {

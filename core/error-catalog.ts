@@ -193,6 +193,7 @@ export const API_ERRORS = {
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   storage_unavailable: fault(503, 'The image store (the S3 bucket) did not take the bytes; nothing was kept and the image is back in queued; retry.'),
   manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
+  change_contention: fault(503, "Another change of the same gallery tree or webhook held it too long (distributed mode: a process froze or died while holding it); retry."),
   insufficient_storage: fault(507, "PIR's disk is full (ENOSPC); the operator must free space in PIR_DATA_DIR."),
   shutting_down: fault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),
   dependency_unavailable: fault(503, 'A service PIR runs on (the MongoDB-wire server, Kafka, Redis or the S3 store) did not answer; retry after the Retry-After seconds.'),

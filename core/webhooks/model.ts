@@ -71,6 +71,12 @@ export interface Delivery {
 }
 
 export interface WebhookStore {
+  /**
+   * Runs `fn` while no other `exclusive` of the same key runs, in this process or any other
+   * sharing the store (`what` names it in a refusal): an owner's changes of one webhook, and a
+   * project's creates (its cap), one at a time.
+   */
+  exclusive<T>(key: string, what: string, fn: () => Promise<T>): Promise<T>;
   createSubscription(sub: Subscription): Promise<void>;
   getSubscription(id: string): Promise<Subscription | null>;
   /** Ordered by id; `projectId` null lists every project's (admins). */

@@ -52,7 +52,12 @@ export class WebhookService {
     this.checkUrl(input.url);
     checkEvents(input.events);
     if (input.all_projects && !isAdmin(caller)) throw fail('webhook_all_projects_admin_only', 'Only an admin may subscribe to every project\'s images (all_projects).');
-    // Counted before the insert: creates racing each other may pass the cap by a few.
+    const checked = { ...input, url: input.url, events: input.events };
+    return this.store.exclusive(`project:${caller.project_id}`, `project ${caller.project_id}'s webhooks`, () => this.createCounted(caller, checked));
+  }
+
+  /** Counted and inserted while no other create of the project runs: the cap holds exactly. */
+  private async createCounted(caller: Caller, input: WebhookInput & { url: string; events: string[] }): Promise<{ sub: Subscription; secret: string }> {
     const held = await this.store.listSubscriptions(caller.project_id, LIMITS.webhooksPerProject);
     if (held.length >= LIMITS.webhooksPerProject) {
       throw fail('too_many_webhooks', `Project ${caller.project_id} already has ${held.length} webhooks, the most a project may have; delete one (or widen one's events and filters) first.`);
@@ -99,6 +104,12 @@ export class WebhookService {
   }
 
   async update(caller: Caller, id: string, input: WebhookInput): Promise<Subscription> {
+    await this.get(caller, id);
+    return this.store.exclusive(`webhook:${id}`, `webhook ${id}`, () => this.updateNow(caller, id, input));
+  }
+
+  /** Read again and written while no other change of the webhook runs: concurrent changes all land. */
+  private async updateNow(caller: Caller, id: string, input: WebhookInput): Promise<Subscription> {
     const sub = await this.get(caller, id);
     requireWriter(caller);
     if (input.url !== undefined) this.checkUrl(input.url);
@@ -129,8 +140,14 @@ export class WebhookService {
   }
 
   async rotate(caller: Caller, id: string): Promise<{ sub: Subscription; secret: string }> {
-    const sub = await this.get(caller, id);
+    await this.get(caller, id);
     requireWriter(caller);
+    // Concurrent rotations each keep the secrets the others added (every returned secret signs).
+    return this.store.exclusive(`webhook:${id}`, `webhook ${id}`, () => this.rotateNow(caller, id));
+  }
+
+  private async rotateNow(caller: Caller, id: string): Promise<{ sub: Subscription; secret: string }> {
+    const sub = await this.get(caller, id);
     const now = new Date().toISOString();
     const { secret, stored } = sealNewSecret(this.box, id, now);
     const next = { ...sub, secrets: rotateSecrets(sub.secrets, stored, this.rotationGraceSeconds), updated_at: now };

@@ -5,6 +5,7 @@
  * revision, so they keep growing after old revisions are pruned. Writes resolve once on disk,
  * by group commit (wal-group-commit.ts).
  */
+import { KeyedMutex } from '../../core/keyed-mutex.js';
 import Database from 'better-sqlite3';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
 import { WalGroupCommit } from './wal-group-commit.js';
@@ -45,6 +46,7 @@ function isUniqueViolation(err: unknown): boolean {
 export class SqliteCatalogStore implements CatalogStore {
   private readonly db: Database.Database;
   private readonly commits: WalGroupCommit;
+  private readonly owners = new KeyedMutex();
   private readonly appendTx: (revision: Omit<Revision, 'n'>) => Revision;
   private readonly appendFirstTx: (revision: Omit<Revision, 'n'>) => Revision | null;
 
@@ -68,6 +70,11 @@ export class SqliteCatalogStore implements CatalogStore {
     const appendFirst = this.db.transaction((revision: Omit<Revision, 'n'>): Revision | null => (head.get(revision.image_id) ? null : append(revision)));
     this.appendFirstTx = (revision) => appendFirst.immediate(revision);
     this.commits = new WalGroupCommit(this.db, opts.path);
+  }
+
+  /** One process owns the embedded data directory (its lock): exclusion within it is enough. */
+  exclusive<T>(owner: string, fn: () => Promise<T>): Promise<T> {
+    return this.owners.run(owner, fn);
   }
 
   /** `value` once the write that produced it is on disk. */

@@ -1,6 +1,7 @@
 /** WebhookStore on SQLite (embedded mode): one JSON document per row, plus the columns queries need. */
 import Database from 'better-sqlite3';
 import { WalGroupCommit } from './wal-group-commit.js';
+import { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
 
 const SCHEMA = `
@@ -16,6 +17,7 @@ export class SqliteWebhookStore implements WebhookStore {
   private readonly db: Database.Database;
   /** Writes resolve once on disk, one fdatasync for all those made meanwhile (a fan-out's 100 attempts). */
   private readonly commits: WalGroupCommit;
+  private readonly changes = new KeyedMutex();
   /** Read for every event the fan-out sees (core/webhooks/fanout.ts): prepared once. */
   private readonly enabled: Database.Statement<[], { doc: string }>;
 
@@ -61,6 +63,11 @@ export class SqliteWebhookStore implements WebhookStore {
     })();
     await this.commits.durable();
     return deleted;
+  }
+
+  /** One process owns the embedded data directory (its lock): exclusion within it is enough. */
+  exclusive<T>(key: string, _what: string, fn: () => Promise<T>): Promise<T> {
+    return this.changes.run(key, fn);
   }
 
   async recordSuccess(id: string): Promise<void> {

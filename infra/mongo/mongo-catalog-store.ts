@@ -18,6 +18,7 @@ import { MongoClient, type Collection } from 'mongodb';
 import { GalleryNameTakenError, type CatalogStore, type Gallery, type GalleryMember, type Revision } from '../../core/catalog-ports.js';
 import { deleteByIds, GroupWriter, MAX_STATEMENTS, writeFailure } from './group-writer.js';
 import { monitoredClient } from './command-metrics.js';
+import { MongoLeases } from './mongo-lease.js';
 
 type GalleryDoc = Omit<Gallery, 'id'> & { _id: string };
 type NameDoc = { _id: string; gallery_id: string };
@@ -61,6 +62,8 @@ export class MongoCatalogStore implements CatalogStore {
   private readonly revisionInserts: GroupWriter<RevisionDoc>;
   private readonly members: Collection<MemberDoc>;
   private readonly heads: Collection<HeadDoc>;
+  /** Each project's gallery tree is changed under a lease (mongo-lease.ts). */
+  private readonly leases: MongoLeases;
   /** The last revision number this process wrote or saw per image (a hint: the insert decides). */
   private readonly lastSeen = new Map<string, number>();
 
@@ -75,6 +78,7 @@ export class MongoCatalogStore implements CatalogStore {
     this.revisionInserts = new GroupWriter(this.revs, this.client);
     this.members = db.collection<MemberDoc>(`${prefix}gallery_members`);
     this.heads = db.collection<HeadDoc>(`${prefix}image_revision_heads`);
+    this.leases = new MongoLeases(db.collection(`${prefix}gallery_leases`), db.collection(`${prefix}gallery_lease_heads`));
   }
 
   async start(): Promise<void> {
@@ -83,6 +87,10 @@ export class MongoCatalogStore implements CatalogStore {
     await this.revs.createIndex({ image_id: 1, n: 1 }).catch(() => undefined);
     await this.members.createIndex({ member_id: 1 }).catch(() => undefined);
     await this.members.createIndex({ gallery_id: 1 }).catch(() => undefined);
+  }
+
+  exclusive<T>(owner: string, fn: () => Promise<T>): Promise<T> {
+    return this.leases.run(owner, `project ${owner}'s galleries`, fn);
   }
 
   async createGallery(gallery: Gallery): Promise<void> {

@@ -1,13 +1,16 @@
 /**
  * WebhookStore on MongoDB, within FerretDB v1's limits (README, MongoDB section): inserts with a
- * unique _id, finds, replaceOne by _id, deleteMany. Counters are read-modify-replace: two workers
- * failing deliveries to one endpoint at the same instant may count one failure once instead of
- * twice (disabling one failure later), never disable an endpoint that succeeded.
+ * unique _id, finds, replaceOne by _id, deleteMany, $set/$inc/$push. Owners' changes of a
+ * webhook run under a lease (mongo-lease.ts); deliverers set their own fields only. FerretDB
+ * applies $inc by reading and writing back the document, so two workers failing deliveries to one
+ * endpoint at the same instant may count one failure once instead of twice (disabling one
+ * failure later), never disable an endpoint that succeeded.
  */
 import { MongoBulkWriteError, MongoClient, type Collection } from 'mongodb';
 import { deleteByIds, GroupWriter, writeFailure } from './group-writer.js';
 import type { Attempt, Delivery, DeliveryStatus, Subscription, WebhookStore } from '../../core/webhooks/model.js';
 import { monitoredClient } from './command-metrics.js';
+import { MongoLeases } from './mongo-lease.js';
 
 /** Deliveries per insert command: one event's fan-out to 100 subscribers is one command. */
 const INSERT_BATCH = 200;
@@ -25,6 +28,8 @@ export class MongoWebhookStore implements WebhookStore {
   private readonly subs: Collection<SubDoc>;
   private readonly deliveries: Collection<DeliveryDoc>;
   private readonly settings: Collection<{ _id: string; fingerprint: string; at: string }>;
+  /** An owner's changes of one webhook, and a project's creates (its cap), one at a time (mongo-lease.ts). */
+  private readonly leases: MongoLeases;
   private readonly attempts: GroupWriter<DeliveryDoc>;
   /** Inserts of attempted deliveries: one insert command for those that end together. */
   private readonly inserts: GroupWriter<DeliveryDoc>;
@@ -36,6 +41,7 @@ export class MongoWebhookStore implements WebhookStore {
     this.subs = db.collection<SubDoc>('webhook_subscriptions');
     this.deliveries = db.collection<DeliveryDoc>('webhook_deliveries');
     this.settings = db.collection('webhook_settings');
+    this.leases = new MongoLeases(db.collection('webhook_leases'), db.collection('webhook_lease_heads'));
     this.attempts = new GroupWriter(this.deliveries, this.client);
     this.inserts = new GroupWriter(this.deliveries, this.client, 100); // inserts of 100 documents are measured safe (the wedge is on update)
   }
@@ -70,6 +76,10 @@ export class MongoWebhookStore implements WebhookStore {
     await this.settings.updateOne({ _id: KEY_FINGERPRINT }, { $set: { fingerprint: mine, at: new Date().toISOString() } }, { upsert: true });
   }
 
+  exclusive<T>(key: string, what: string, fn: () => Promise<T>): Promise<T> {
+    return this.leases.run(key, what, fn);
+  }
+
   async createSubscription(sub: Subscription): Promise<void> {
     const { id, ...rest } = sub;
     await this.subs.insertOne({ _id: id, ...rest });
@@ -101,24 +111,22 @@ export class MongoWebhookStore implements WebhookStore {
     return (await this.subs.deleteMany({ _id: id })).deletedCount === 1;
   }
 
+  // The deliverers' writes set their own fields only: a whole stale document written back undid
+  // an owner's change made meanwhile (a webhook disabled by its owner came back enabled).
   async recordSuccess(id: string): Promise<void> {
-    const sub = await this.getSubscription(id);
-    if (sub && sub.consecutive_failures !== 0) await this.replaceSubscription({ ...sub, consecutive_failures: 0 });
+    await this.subs.updateOne({ _id: id, consecutive_failures: { $ne: 0 } }, { $set: { consecutive_failures: 0 } });
   }
 
   async recordFailure(id: string, disableAfter: number, reason: string, at: string): Promise<boolean> {
+    await this.subs.updateOne({ _id: id }, { $inc: { consecutive_failures: 1 } });
     const sub = await this.getSubscription(id);
-    if (!sub) return false;
-    sub.consecutive_failures++;
-    const disable = sub.enabled && sub.consecutive_failures >= disableAfter;
-    if (disable) Object.assign(sub, { enabled: false, disabled_reason: reason, disabled_at: at });
-    await this.replaceSubscription(sub);
-    return disable;
+    if (!sub || !sub.enabled || sub.consecutive_failures < disableAfter) return false;
+    await this.disable(id, reason, at);
+    return true;
   }
 
   async disable(id: string, reason: string, at: string): Promise<void> {
-    const sub = await this.getSubscription(id);
-    if (sub) await this.replaceSubscription({ ...sub, enabled: false, disabled_reason: reason, disabled_at: at });
+    await this.subs.updateOne({ _id: id }, { $set: { enabled: false, disabled_reason: reason, disabled_at: at } });
   }
 
   async addDelivery(d: Delivery): Promise<boolean> {

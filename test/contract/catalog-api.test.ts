@@ -11,10 +11,13 @@ test('catalog API on MongoDB (FerretDB)', { timeout: 300_000 }, async (t) => {
   const store = new MongoManifestStore({ url: services.mongodbUrl, dbName });
   const catalog = new MongoCatalogStore({ url: services.mongodbUrl, dbName });
   await catalog.start();
+  const otherProcess = new MongoCatalogStore({ url: services.mongodbUrl, dbName });
+  await otherProcess.start();
   t.after(async () => {
     await store.close();
     await catalog.close();
+    await otherProcess.close();
     await dropMongoDatabase(dbName);
   });
-  await catalogApiSuite(t, store, catalog);
+  await catalogApiSuite(t, store, catalog, otherProcess);
 });

@@ -12,6 +12,13 @@ import { SecretBox } from '../../core/webhooks/secret-box.js';
 import { sealNewSecret } from '../../core/webhooks/secrets.js';
 import { StartupError } from '../../infra/startup-error.js';
 import { agreeOnSecretKey } from '../../infra/webhooks.js';
+import { liveSecrets } from '../../core/webhooks/secrets.js';
+import { WebhookService } from '../../core/webhooks/service.js';
+import { LIMITS } from '../../core/limits.js';
+import type { JobQueue } from '../../core/ports.js';
+import type { JobKind } from '../../core/jobs.js';
+import type { DeliveryJob } from '../../core/webhooks/jobs.js';
+import { PirError } from '../../core/errors.js';
 
 const sub = (id: string, project: string, extra: Partial<Subscription> = {}): Subscription => ({
   id, project_id: project, user_id: 'u', all_projects: false, url: 'https://example.com/hook', events: ['image.active'], description: '',
@@ -143,6 +150,51 @@ function contract(label: string, open: () => Promise<WebhookStore>, cleanup: () 
 
 contract('sqlite', async () => new SqliteWebhookStore({ path: ':memory:' }));
 
+/**
+ * An owner's changes through two processes at once (each its own store and service; SQLite: one
+ * process, one store): every change lands, every rotated secret signs, the per-project cap holds,
+ * and a deliverer's failure count never writes back an owner's earlier settings.
+ */
+function concurrency(label: string, openTwo: () => Promise<[WebhookStore, WebhookStore, () => Promise<void>]>, needsMongo = false) {
+  test(`${label}: concurrent changes of one webhook all land; concurrent rotations all sign; the create cap holds`, { timeout: 120_000 }, async (t) => {
+    if (needsMongo && !(await requireServices(t, ['mongodb']))) return;
+    const [one, two, close] = await openTwo();
+    try {
+      const box = new SecretBox(randomBytes(32));
+      const service = (store: WebhookStore) => new WebhookService(store, box, null as unknown as JobQueue, null as unknown as JobKind<DeliveryJob>, () => {}, 3600);
+      const services2 = [service(one), service(two)];
+      const owner = { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] };
+      const { sub: made } = await services2[0]!.create(owner, { url: 'https://example.com/a', events: ['image.active'] });
+      await Promise.all([
+        services2[0]!.update(owner, made.id, { description: 'described' }),
+        services2[1]!.update(owner, made.id, { events: ['image.deleted'] }),
+        services2[0]!.update(owner, made.id, { enabled: false }),
+        services2[1]!.update(owner, made.id, { url: 'https://example.com/b' }),
+        one.recordFailure(made.id, 100, 'why', 'now'),
+      ]);
+      const after = (await one.getSubscription(made.id))!;
+      assert.deepEqual([after.description, after.events, after.enabled, after.url], ['described', ['image.deleted'], false, 'https://example.com/b']);
+
+      const rotated = await Promise.all(Array.from({ length: 8 }, (_, i) => services2[i % 2]!.rotate(owner, made.id)));
+      const live = liveSecrets(box, (await two.getSubscription(made.id))!);
+      for (const { secret } of rotated) assert.ok(live.includes(secret), 'every secret a rotation returned signs');
+
+      const room = LIMITS.webhooksPerProject - 1;
+      const creates = await Promise.allSettled(Array.from({ length: room + 20 }, (_, i) => services2[i % 2]!.create(owner, { url: `https://example.com/${i}`, events: ['image.active'] })));
+      assert.equal(creates.filter((c) => c.status === 'fulfilled').length, room);
+      assert.ok(creates.every((c) => c.status === 'fulfilled' || (c.reason instanceof PirError && c.reason.code === 'too_many_webhooks')));
+      assert.equal((await one.listSubscriptions('p1', 1000)).length, LIMITS.webhooksPerProject);
+    } finally {
+      await close();
+    }
+  });
+}
+
+concurrency('sqlite', async () => {
+  const store = new SqliteWebhookStore({ path: ':memory:' });
+  return [store, store, async () => {}];
+});
+
 const db = uniqueName('pir_webhooks').replace(/[^A-Za-z0-9_]/g, '_');
 contract('mongo', async () => {
   const s = new MongoWebhookStore({ url: services.mongodbUrl, dbName: db });
@@ -151,6 +203,17 @@ contract('mongo', async () => {
 }, async () => {
   const c = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
   try { await c.connect(); await c.db(db).dropDatabase(); } catch { /* not reachable */ } finally { await c.close(); }
+}, true);
+
+const raceDb = uniqueName('pir_webhook_races').replace(/[^A-Za-z0-9_]/g, '_');
+concurrency('mongo', async () => {
+  const stores = [new MongoWebhookStore({ url: services.mongodbUrl, dbName: raceDb }), new MongoWebhookStore({ url: services.mongodbUrl, dbName: raceDb })];
+  for (const s of stores) await s.start();
+  return [stores[0]!, stores[1]!, async () => {
+    const c = new MongoClient(services.mongodbUrl, { serverSelectionTimeoutMS: 3000 });
+    try { await c.connect(); await c.db(raceDb).dropDatabase(); } catch { /* not reachable */ } finally { await c.close(); }
+    for (const s of stores) await s.close();
+  }];
 }, true);
 
 test('mongo: processes sharing the database agree on one webhook secret key; one with another key stops, unless its key opens the stored secrets', async (t) => {

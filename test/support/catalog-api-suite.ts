@@ -11,21 +11,25 @@ import { inProcessApp, type InProcessApp } from './in-process-app.js';
 
 const PATCH = 'application/openstack-images-v2.1-json-patch';
 
-export async function catalogApiSuite(t: TestContext, store: ManifestStore, catalogStore: CatalogStore): Promise<void> {
-  const h: InProcessApp = await inProcessApp(store, {
-    catalogStore,
-    revisionsKeep: 5,
-    tokens: {
-      'a-member': { project_id: 'A', user_id: 'alice', roles: ['member', 'reader'] },
-      'a-reader': { project_id: 'A', user_id: 'arthur', roles: ['reader'] },
-      'b-member': { project_id: 'B', user_id: 'bob', roles: ['member', 'reader'] },
-      'c-member': { project_id: 'C', user_id: 'carol', roles: ['member', 'reader'] },
-      admin: { project_id: 'admin', user_id: 'root', roles: ['admin', 'member', 'reader'] },
-    },
-  });
+/**
+ * `otherProcess`: a second catalog store on the same data, as another process would open it
+ * (MongoDB: its own client); the concurrency test sends half its calls through an app on it.
+ */
+export async function catalogApiSuite(t: TestContext, store: ManifestStore, catalogStore: CatalogStore, otherProcess: CatalogStore = catalogStore): Promise<void> {
+  const tokens = {
+    'a-member': { project_id: 'A', user_id: 'alice', roles: ['member', 'reader'] },
+    'a-reader': { project_id: 'A', user_id: 'arthur', roles: ['reader'] },
+    'b-member': { project_id: 'B', user_id: 'bob', roles: ['member', 'reader'] },
+    'c-member': { project_id: 'C', user_id: 'carol', roles: ['member', 'reader'] },
+    admin: { project_id: 'admin', user_id: 'root', roles: ['admin', 'member', 'reader'] },
+  };
+  const h: InProcessApp = await inProcessApp(store, { catalogStore, revisionsKeep: 5, tokens });
   t.after(() => h.close());
-  const call = async (token: string, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await h.app.inject({
+  const h2: InProcessApp = await inProcessApp(store, { catalogStore: otherProcess, revisionsKeep: 5, tokens });
+  t.after(() => h2.close());
+  const call = (token: string, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => callOn(h, token, method, url, body, headers);
+  const callOn = async (on: InProcessApp, token: string, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await on.app.inject({
       method: method as 'GET', url,
       headers: { 'x-auth-token': token, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
       ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
@@ -336,6 +340,66 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     assert.equal((await call('a-member', 'GET', `/v2/galleries/${g2}`)).body.image_count, 1);
     assert.deepEqual(ids(await call('a-member', 'GET', `/v2/images?gallery=${g2}`)), [img2]);
     assert.deepEqual((await call('a-member', 'GET', `/v2/galleries/${g2}/members`)).body.members.map((m: { member_id: string }) => m.member_id), ['B']);
+  });
+
+  await t.test('galleries: concurrent changes through two processes: no cycle, no orphan, no lost change, the member cap holds', async () => {
+    const on = (i: number) => (i % 2 === 0 ? h : h2);
+    const make = async (name: string, parent_id: string | null = null) => {
+      const res = await call('a-member', 'POST', '/v2/galleries', { name, parent_id });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return res.body.id as string;
+    };
+    const tree = async () => (await call('a-member', 'GET', '/v2/galleries')).body.galleries as { id: string; name: string; parent_id: string | null; visibility: string }[];
+    for (let round = 0; round < 4; round++) {
+      // Two moves, each legal alone, that together would make a loop.
+      const a = await make(`loop-a-${round}`);
+      const b = await make(`loop-b-${round}`);
+      const moves = await Promise.all([
+        callOn(on(round), 'a-member', 'PATCH', `/v2/galleries/${a}`, { parent_id: b }),
+        callOn(on(round + 1), 'a-member', 'PATCH', `/v2/galleries/${b}`, { parent_id: a }),
+      ]);
+      assert.deepEqual(moves.map((m) => m.status).sort(), [200, 409], JSON.stringify(moves.map((m) => m.body)));
+      assert.equal(moves.find((m) => m.status === 409)!.body.error.error_code, 'gallery_cycle');
+      const roots = (await tree()).filter((g) => g.parent_id === null).map((g) => g.id);
+      assert.equal([a, b].filter((id) => roots.includes(id)).length, 1, 'one of the two stays at the root');
+
+      // A rename, a move and a visibility change at once: all three land.
+      const parent = await make(`edit-parent-${round}`);
+      const g = await make(`edit-${round}`);
+      const edits = await Promise.all([
+        callOn(on(round), 'a-member', 'PATCH', `/v2/galleries/${g}`, { name: `edited-${round}` }),
+        callOn(on(round + 1), 'a-member', 'PATCH', `/v2/galleries/${g}`, { parent_id: parent }),
+        callOn(on(round), 'a-member', 'PATCH', `/v2/galleries/${g}`, { visibility: 'private' }),
+      ]);
+      assert.deepEqual(edits.map((e) => e.status), [200, 200, 200], JSON.stringify(edits.map((e) => e.body)));
+      const edited = (await call('a-member', 'GET', `/v2/galleries/${g}`)).body;
+      assert.deepEqual([edited.name, edited.parent_id, edited.visibility], [`edited-${round}`, parent, 'private']);
+      assert.equal((await call('a-member', 'POST', '/v2/galleries', { name: `edit-${round}` })).status, 201, 'the old name is free again');
+
+      // A delete while a gallery is created in it and another moved into it: no orphan.
+      const doomed = await make(`doomed-${round}`);
+      const mover = await make(`mover-${round}`);
+      const [removed, created, moved] = await Promise.all([
+        callOn(on(round), 'a-member', 'DELETE', `/v2/galleries/${doomed}`),
+        callOn(on(round + 1), 'a-member', 'POST', '/v2/galleries', { name: 'child', parent_id: doomed }),
+        callOn(on(round + 1), 'a-member', 'PATCH', `/v2/galleries/${mover}`, { parent_id: doomed }),
+      ]);
+      if (removed.status === 204) {
+        assert.deepEqual([created.status, moved.status], [404, 404], JSON.stringify([created.body, moved.body]));
+      } else {
+        assert.equal(removed.body.error.error_code, 'gallery_not_empty', JSON.stringify(removed.body));
+      }
+      const all = await tree();
+      const known = new Set(all.map((x) => x.id));
+      assert.deepEqual(all.filter((x) => x.parent_id !== null && !known.has(x.parent_id)), [], 'no gallery under a deleted one');
+    }
+
+    // 140 members offered at once: exactly 128 kept.
+    const shared = await make('crowded');
+    const adds = await Promise.all(Array.from({ length: 140 }, (_, i) => callOn(on(i), 'a-member', 'POST', `/v2/galleries/${shared}/members`, { member: `project-${i}` })));
+    assert.equal(adds.filter((r) => r.status < 300).length, 128);
+    assert.ok(adds.filter((r) => r.status >= 300).every((r) => r.body.error.error_code === 'too_many_members'));
+    assert.equal((await call('a-member', 'GET', `/v2/galleries/${shared}/members`)).body.members.length, 128);
   });
 
   await t.test('galleries: hostile input is a 4xx in the JSON error shape', async () => {
