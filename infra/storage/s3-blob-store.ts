@@ -77,6 +77,11 @@ const PROBE_BODY = Buffer.from('pir readiness probe\n');
 const DEFAULT_PART_SIZE = 8 * MiB;
 /** Parts in flight: what is still to send after the last byte arrives is at most this many parts (+ the last). */
 const DEFAULT_QUEUE_SIZE = 2;
+/**
+ * Part buffers a store keeps at most (8 MiB each by default: 128 MiB): past them, new uploads
+ * wait for a buffer. Small images hold theirs only for their one PutObject.
+ */
+const PART_BUFFERS_MIN = 16;
 /** The commands that carry image bytes. */
 const UNSIGNED_BODIES = new Set(['UploadPartCommand', 'PutObjectCommand']);
 
@@ -98,7 +103,7 @@ export class S3BlobStore implements BlobStore {
     this.hashes = options.hashes;
     this.queueSize = settings.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.partSize = settings.partSize ?? DEFAULT_PART_SIZE;
-    this.partBuffers = new PartBufferCache(this.partSize, this.queueSize + 1);
+    this.partBuffers = new PartBufferCache(this.partSize, Math.max(PART_BUFFERS_MIN, 2 * (this.queueSize + 1)));
     const clientSettings = {
       endpoint: settings.endpoint,
       region: settings.region,
