@@ -24,14 +24,30 @@ const PUBLIC_PARAMS = new Set(['sort_key']);
 /**
  * A share link's path carries its secret (/v2/shared/{token}), however the client spelled it:
  * escaped letters (`/v2/%73hared/…`, `/%762/…`), a version (`/v2.17/…`), doubled slashes, or no
- * version at all (Glance's vendor Accept type, which puts /v2 in front of what was sent) all reach
- * the route or are worth hiding.
+ * version at all (Glance's vendor Accept type, which puts /v2 in front of what was sent), dot
+ * segments and `;parameters` all reach the route or are worth hiding.
  */
 const SHARED_PATH = /^\/+(?:v2(?:\.\d+)?\/+)*shared\//i;
 
 function isSharedPath(path: string): boolean {
   // Byte by byte, so that a malformed escape elsewhere cannot keep the rest from being read.
-  return SHARED_PATH.test(path.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))));
+  const decoded = path.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return SHARED_PATH.test(decoded) || SHARED_PATH.test(resolvedSegments(decoded));
+}
+
+/**
+ * The path as a server or proxy that resolves it would see it: `;parameters` dropped from each
+ * segment, `.` and `..` segments resolved (`/v2/images/../shared/…`, `/v2/shared;x/…`).
+ */
+function resolvedSegments(path: string): string {
+  const out: string[] = [];
+  for (const raw of path.split('/')) {
+    const segment = raw.split(';')[0]!;
+    if (segment === '.') continue;
+    if (segment !== '..') out.push(segment);
+    else if (out.length > 1) out.pop(); // never above the root's empty segment
+  }
+  return out.join('/');
 }
 
 export function redactUrl(url: string): string {

@@ -82,7 +82,7 @@ export class WebDownloads {
         throw new EgressError('connection_failed', `The server announced ${response.contentLength} bytes but sent ${blob.size}.`);
       }
       await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob });
-      log.info({ image_id: imageId, run: ticket.run, url: response.url, bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
+      log.info({ image_id: imageId, run: ticket.run, url: redact(response.url), bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
     } catch (error) {
       if (this.abort.signal.aborted) {
         // PIR is stopping: not the URL's fault. Back to queued, so the import can be tried again.

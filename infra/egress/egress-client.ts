@@ -119,7 +119,9 @@ export function checkUrl(text: string, settings: EgressSettings): CheckedUrl {
   try {
     url = new URL(text);
   } catch {
-    throw new EgressError('uri_refused', `'${shorten(text)}' is not a URL.`);
+    // Not its query: the message reaches error spans and logs, and a query may carry a token.
+    const q = text.search(/[?#]/);
+    throw new EgressError('uri_refused', `'${shorten(q < 0 ? text : `${text.slice(0, q)}?…`)}' is not a URL.`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new EgressError('uri_refused', `${wordsOf(settings).scheme} (got ${url.protocol.replace(/:$/, '')}).`);

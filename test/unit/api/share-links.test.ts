@@ -172,6 +172,9 @@ describe('share link tokens', () => {
     assert.equal(redactUrl('/v2/shared/abcDEF_-123?x=1'), '/v2/shared/[REDACTED]?x=1');
     assert.equal(redactUrl('/v2/%73hared/abc%ZZdef'), '/v2/shared/[REDACTED]');
     assert.equal(redactUrl('/v2/images/abc/shared/x'), '/v2/images/abc/shared/x');
+    for (const spelled of ['/v2/images/../shared/tok123', '/v2/./shared/tok123', '/v2/shared;x/tok123', '/v2/%2E%2E/v2/shared/tok123', '/v2/images/x/%2e%2e/../shared/tok123?a=1']) {
+      assert.doesNotMatch(redactUrl(spelled), /tok123/, spelled);
+    }
     const f: AppFixture = await appFixture();
     try {
       const id = await activeImage(f, Buffer.alloc(4096));

@@ -245,3 +245,11 @@ describe('egress: messages say what the request was for', () => {
       (error: unknown) => error instanceof EgressError && /^Could not reach 127\.0\.0\.1:1/.test(error.message) && !/download/i.test(error.message));
   });
 });
+
+describe('refusal messages', () => {
+  it("quote a malformed URL without its query (the message reaches error spans and logs)", () => {
+    const settings: EgressSettings = { ...DEFAULT_EGRESS, allowList: parseAllowList('') };
+    assert.throws(() => checkUrl('https://exa mple.com/hook?token=WHTOK5#frag', settings), (error: Error) =>
+      error instanceof EgressError && error.message === "'https://exa mple.com/hook?…' is not a URL." && !error.message.includes('WHTOK5'));
+  });
+});
