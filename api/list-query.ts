@@ -37,6 +37,9 @@ const UNSUPPORTED = new Map<string, string>([
   ['virtual_size', 'PIR does not filter on virtual_size.'],
   ['min_disk', 'PIR does not filter on min_disk.'],
   ['min_ram', 'PIR does not filter on min_ram.'],
+  // Glance compares any `<column>_min`/`_max` as a range; PIR does for size only.
+  ...['virtual_size', 'min_disk', 'min_ram'].flatMap((column) => ['min', 'max'].map((end): [string, string] =>
+    [`${column}_${end}`, `PIR does not filter on ${column} ranges (only size_min and size_max).`])),
   ['os_hash_algo', 'PIR does not filter on os_hash_algo (it is always sha512); filter on os_hash_value.'],
   ['deleted', 'Deleted images are never listed.'],
   ['is_public', 'is_public is Image API v1; use visibility.'],

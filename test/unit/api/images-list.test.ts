@@ -199,6 +199,7 @@ describe('GET /v2/images', () => {
     ['?created_at=gt:yesterday', 'created_at'], ['?created_at=since:2024-01-01T00:00:00Z', 'created_at'], ['?updated_at=2024-02-30T00:00:00Z', 'updated_at'],
     ['?name=foo:bar', 'name'], ['?status=gt:active', 'status'], [`?id=${encodeURIComponent('in:"a')}`, 'id'], [`?name=${encodeURIComponent('in:a"b"')}`, 'name'],
     ['?changes-since=2024-01-01T00:00:00Z', 'changes-since'], ['?size=5', 'size'], ['?min_ram=5', 'min_ram'],
+    ['?virtual_size_min=1', 'virtual_size'], ['?min_ram_max=1024', 'min_ram'], ['?min_disk_min=1', 'min_disk'],
     ['?name=a&name=b', 'name'], ['?owner=a&owner=b', 'owner'],
   ] as const) {
     it(`refuses ${decodeURIComponent(query)} with a 400 naming ${param}`, async () => {
