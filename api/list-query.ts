@@ -81,7 +81,7 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   const marker = take('marker');
   if (marker !== undefined) {
     if (marker === '') throw fail('bad_marker', "Query parameter 'marker' is empty; give the id of the last image of the previous page (the 'next' link carries it).");
-    request.marker = marker;
+    request.marker = imageIdSpelling(marker);
   }
   // PIR's catalog extensions: keyword search (q, sort=relevance) and galleries (gallery, recursive).
   let sort = take('sort');
@@ -111,7 +111,7 @@ export function parseListQuery(raw: RawQuery): ListRequest {
 
   for (const field of IN_FILTERS) {
     const value = take(field);
-    if (value !== undefined) query.where[field] = parseInFilter(field, value);
+    if (value !== undefined) query.where[field] = field === 'id' ? parseInFilter(field, value).map(imageIdSpelling) : parseInFilter(field, value);
   }
   for (const field of EQ_FILTERS) {
     const value = take(field);
@@ -210,6 +210,12 @@ function sortDir(param: string, dir: string): SortDir {
 }
 
 /** `value`, `eq:value` or `in:a,"b,c"` (Glance's split_filter_op; only eq and in are allowed here). */
+/** An image id as stored: a UUID in lower case (api/canonical-image-ids.ts), anything else as sent. */
+function imageIdSpelling(id: string): string {
+  return UUID.test(id) ? id.toLowerCase() : id;
+}
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 function parseInFilter(field: string, expression: string): string[] {
   const [op, value] = splitFilterOp(expression);
   if (op === 'eq') return [bounded(field, value)];

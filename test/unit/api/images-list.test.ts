@@ -180,6 +180,14 @@ describe('GET /v2/images', () => {
     assert.equal(new Set(seen).size, seen.length);
   });
 
+  it('takes an image id in upper case as the same id in marker and the id filter (as in a path)', async () => {
+    const whole = (await get('?visibility=all&limit=1000')).body.images.map((i) => i.id as string);
+    const [a, b] = whole;
+    assert.deepEqual((await get(`?visibility=all&limit=1000&marker=${a!.toUpperCase()}`)).body.images.map((i) => i.id), whole.slice(1));
+    assert.deepEqual((await get(`?visibility=all&id=${b!.toUpperCase()}`)).body.images.map((i) => i.id), [b]);
+    assert.deepEqual((await get(`?visibility=all&sort_key=id&sort_dir=asc&id=in:${a!.toUpperCase()},${b}`)).body.images.map((i) => i.id), [a, b].sort());
+  });
+
   it('takes limit 0 as an empty page, clamps to 1000 and defaults to 25', async () => {
     const zero = await get('?limit=0');
     assert.deepEqual(zero.body.images, []);
