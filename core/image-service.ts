@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Requester, type Visibility } from '../schemas/image.js';
-import type { Caller } from './caller.js';
+import { SYSTEM_CALLER, type Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict, PirError } from './errors.js';
 import { event, type NewEvent } from './events.js';
@@ -133,6 +133,14 @@ export function deletedWhileArriving(id: string): PirError {
 
 export class ImageService {
   readonly stores: StoreRegistry;
+
+  /**
+   * Whether the image is deleted (or gone): an upload whose store call failed asks, since on S3
+   * the delete aborts the upload under it, and that is the answer (410), not a store fault.
+   */
+  async wasDeleted(id: string): Promise<boolean> {
+    return this.get(SYSTEM_CALLER, id).then((doc) => doc.status === 'deleted', (e: unknown) => e instanceof PirError && e.kind === 'not_found');
+  }
 
   constructor(
     private readonly manifest: Manifest,

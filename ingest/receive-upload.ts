@@ -117,7 +117,7 @@ export async function receiveUpload(
     await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
     // Deleted meanwhile (on S3 the delete aborts the upload under it): that is the answer, as
     // completeUpload gives it when the bytes all came in; not a store fault.
-    if (!(error instanceof PirError) && (await images.get(SYSTEM_CALLER, imageId).then((doc) => doc.status === 'deleted', (e: unknown) => e instanceof PirError && e.kind === 'not_found'))) {
+    if (!(error instanceof PirError) && (await images.wasDeleted(imageId))) {
       throw deletedWhileArriving(imageId);
     }
     if (error instanceof SizeLimitError) throw tooLarge(settings.maxImageSize);

@@ -22,7 +22,8 @@
  * - An entry's document is dropped once KEEP_DOCS newer entries exist (KEEP_DOCS entries at a
  *   time, in one command); the entry itself stays
  *   (so its slot cannot be taken again) until it is older than JOURNAL_KEEP_MS, when no writer
- *   can still hold that head (see below); all entries of an image go with purge().
+ *   can still hold that head (see below), purged images' too: purge() takes the newest state's
+ *   slot with a tombstone (`purged`), then deletes the image document.
  *
  * Also worked around (FerretDB 1.24, SQLite handler): `$pull` with a condition and
  * `$elemMatch` silently match nothing; every filter but `{_id: <string>}` costs a scan of the
@@ -144,6 +145,8 @@ interface JournalEntry {
    * newer entries exist.
    */
   doc?: string | Stored;
+  /** The image was purged in this state: the slot is taken so that no writer of it wins. */
+  purged?: true;
 }
 
 /** An entry's document, in either form (undefined once dropped). */
@@ -593,10 +596,33 @@ export class MongoManifestStore implements ManifestStore {
     await this.client.db('admin').command({ ping: 1 });
   }
 
+  /**
+   * Retires the id, then takes the journal slot of the image's newest state with a tombstone
+   * before deleting the document: a writer holding that state (an upload finishing on another
+   * api) loses its insert and finds the image gone. Its entries stay for the age-based prune:
+   * deleting them freed slots that a writer holding an older state then won, so that its write
+   * "succeeded" on a purged image (an upload answered 204 after its image was deleted).
+   */
   async purge(id: string): Promise<void> {
     await this.start();
     await this.retired.updateOne({ _id: id }, { $setOnInsert: { retired_at: new Date().toISOString() } }, { upsert: true });
-    await this.removeDocument(id);
+    for (let attempt = 0; attempt < WRITE_RETRIES; attempt++) {
+      const resolved = await this.resolve(id);
+      if (!resolved) break;
+      const { head } = resolved;
+      const entryId = journalId(id, head.pir_inc, head.pir_seq);
+      const bucket = this.bucketOf(Date.now());
+      try {
+        await whenNotBusy(() => this.journalInserts.write({ insertOne: { document: { _id: entryId, image_id: id, seq: head.pir_seq, at: new Date().toISOString(), bucket, purged: true } } }));
+      } catch (err) {
+        if (isDuplicateKey(err)) continue; // written meanwhile (an ack): tombstone the newer state
+        throw err;
+      }
+      this.rememberOwnEntry(bucket, entryId);
+      break;
+    }
+    this.heads.delete(id);
+    await this.col.deleteOne({ _id: id });
   }
 
   private async removeDocument(id: string): Promise<void> {
@@ -761,6 +787,7 @@ export class MongoManifestStore implements ManifestStore {
       for (;;) {
         const entry = await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) });
         if (!entry) break;
+        if (entry.purged) return null; // its document is being deleted
         const next = entryDoc(entry);
         if (!next) {
           compacted = true; // our read of the image document is older than its compaction: read again
@@ -791,7 +818,9 @@ export class MongoManifestStore implements ManifestStore {
     const newest = entryDoc(await this.journal.find({ image_id: id, doc: { $exists: true } }).sort({ seq: -1 }).limit(1).next());
     let head = newest && newest.pir_inc === main.pir_inc && newest.pir_seq > main.pir_seq ? newest : main;
     for (;;) {
-      const next = entryDoc(await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) }));
+      const entry = await this.journal.findOne({ _id: journalId(id, head.pir_inc, head.pir_seq) });
+      if (entry?.purged) return null;
+      const next = entryDoc(entry);
       if (!next) break;
       head = next;
     }

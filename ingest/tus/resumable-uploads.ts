@@ -11,6 +11,7 @@ import { SYSTEM_CALLER, type Caller } from '../../core/caller.js';
 import { fail } from '../../core/error-catalog.js';
 import { PirError, isStorageFull, insufficientStorage } from '../../core/errors.js';
 import { allowed } from '../../core/policy.js';
+import { deletedWhileArriving } from '../../core/image-service.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
 import { STORAGE_FULL_MESSAGE, emptyUploadRefusal, tooLarge, type IngestDeps } from '../receive-upload.js';
@@ -174,6 +175,8 @@ export class ResumableUploads {
         // The hash state no longer matches the staged bytes: the next PATCH restores it.
         this.digests.delete(key);
       }
+      // Deleted meanwhile (on S3 the delete aborts the multipart upload under the PATCH): 410, as PUT …/file answers.
+      if (!(error instanceof PirError) && (await this.deps.images.wasDeleted(imageId))) throw deletedWhileArriving(imageId);
       throw mapAppendError(error, length, this.deps.upload.idleMs);
     }
     ingestedBytes.inc(end - offset);

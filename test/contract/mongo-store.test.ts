@@ -59,6 +59,31 @@ test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
     assert.equal(await store.replace({ ...got!, revision: 3, outbox: [] }, 2), true);
   });
 
+  await t.test('a purge in another process: a writer holding the newest state or an older one loses, and nothing comes back', async () => {
+    const other = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+    try {
+      const doc = makeDoc({ status: 'saving' });
+      await store.create(doc);
+      assert.equal(await store.replace({ ...doc, revision: 2, name: 'two' }, 1), true);
+      const stale = new MongoManifestStore({ url: services.mongodbUrl, dbName });
+      try {
+        const older = (await stale.get(doc.id))!; // this process now holds state 1
+        assert.equal(await store.replace({ ...older, revision: 3, name: 'three' }, 2), true); // state 2, held by `store`
+        await other.purge(doc.id);
+        // The upload finishing on another api, from the head it remembers: it must not win.
+        assert.equal(await store.replace({ ...older, revision: 4, status: 'uploading', name: 'late' }, 3), false);
+        assert.equal(await stale.replace({ ...older, revision: 3, name: 'later' }, 2), false, 'a writer holding an older state loses too');
+        assert.equal(await store.get(doc.id), null);
+        assert.equal(await other.get(doc.id), null);
+        assert.equal(await images.findOne({ _id: doc.id }), null);
+      } finally {
+        await stale.close();
+      }
+    } finally {
+      await other.close();
+    }
+  });
+
   await t.test('withPendingEvents and findStale report the newest state, not a trailing document', async () => {
     const doc = makeDoc({ status: 'importing', updated_at: iso(Date.parse('2024-01-01T00:00:00Z')), outbox: [] });
     await store.create(doc);
@@ -147,13 +172,23 @@ test('Mongo store: journal recovery', { timeout: 60_000 }, async (t) => {
     assert.equal(got.revision, 4, 'an ack keeps the revision');
   });
 
-  await t.test('purge removes the journal too', async () => {
-    const doc = makeDoc();
-    await store.create(doc);
-    await store.replace({ ...doc, revision: 2 }, 1);
-    await store.purge(doc.id);
-    assert.equal(await journal.countDocuments({ image_id: doc.id }), 0);
-    assert.equal(await store.get(doc.id), null);
+  await t.test("a purged image's journal, tombstone included, goes with the age-based prune", async () => {
+    const quick = new MongoManifestStore({ url: services.mongodbUrl, dbName, journal: { keepMs: 300, headMaxAgeMs: 100, pruneEveryWrites: 1, sweepEveryMs: 100 } });
+    try {
+      const doc = makeDoc();
+      await quick.create(doc);
+      await quick.replace({ ...doc, revision: 2 }, 1);
+      await quick.purge(doc.id);
+      assert.equal(await quick.get(doc.id), null);
+      assert.equal(await journal.countDocuments({ image_id: doc.id, purged: true }), 1, 'the tombstone holds the newest state');
+      await sleep(700);
+      const other = makeDoc();
+      await quick.create(other);
+      await quick.replace({ ...other, revision: 2 }, 1); // a write prunes what is past keepMs
+      await waitFor(async () => (await journal.countDocuments({ image_id: doc.id })) === 0, 5000, 'the journal pruned');
+    } finally {
+      await quick.close();
+    }
   });
 });
 

@@ -218,6 +218,26 @@ describe('tus on S3 across two api processes (distributed)', { skip: missing.len
     await expectActive(image2.id, data2);
   });
 
+  it('an image deleted on the other api while a PATCH streams: the PATCH answers 410 image_deleted', async () => {
+    const [a, b] = [apis[0]!, apis[1]!];
+    const data = rawImage(24 * MiB);
+    const image = await client.createImage({ name: 'tus-deleted', disk_format: 'raw', container_format: 'bare' });
+    const location = await createUpload(a.base, image.id, data.length);
+    const slow = request({ host: '127.0.0.1', port: a.port, method: 'PATCH', path: location, headers: { ...PATCH_HEADERS, 'upload-offset': '0', 'content-length': String(data.length) } });
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      slow.on('response', (res) => { let body = ''; res.on('data', (c: Buffer) => { body += c.toString(); }); res.on('end', () => resolve({ status: res.statusCode!, body })); });
+      slow.on('error', reject);
+    });
+    slow.write(data.subarray(0, 10 * MiB)); // past the first 8 MiB part: a multipart upload is under way
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal((await call(b.base, `/v2/images/${image.id}`, { method: 'DELETE' })).status, 204);
+    slow.end(data.subarray(10 * MiB));
+    const { status, body } = await answer;
+    assert.equal(status, 410, body);
+    assert.equal(JSON.parse(body).error.error_code, 'image_deleted');
+    await waitFor(async () => (await keysOf(image.id)).length === 0, 20_000, 'nothing left in the bucket');
+  });
+
   it('termination aborts the multipart upload and leaves nothing in the bucket', async () => {
     const data = rawImage(12 * MiB);
     const image = await client.createImage({ name: 'tus-terminated', disk_format: 'raw', container_format: 'bare' });
