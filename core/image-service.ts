@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Requester, type Visibility } from '../schemas/image.js';
 import { SYSTEM_CALLER, type Caller } from './caller.js';
+import { ShareLinkUseCounter } from './share-link-uses.js';
 import { fail } from './error-catalog.js';
 import { conflict, PirError } from './errors.js';
 import { event, type NewEvent } from './events.js';
@@ -773,13 +774,20 @@ export class ImageService {
   }
 
   /** Counts one use of a link (no caller: the third party has none); updated_at does not move. */
-  async countShareLinkUse(id: string, linkId: string): Promise<void> {
+  countShareLinkUse(id: string, linkId: string): Promise<void> {
+    return this.shareLinkUses.count(id, linkId);
+  }
+
+  /** Uses counted meanwhile, one write (core/share-link-uses.ts); a revoked link's uses are dropped. */
+  private readonly shareLinkUses = new ShareLinkUseCounter(async (id, uses) => {
     await this.manifest.update(id, (draft) => {
-      if (!(draft.share_links ?? []).some((l) => l.id === linkId)) return null;
-      draft.share_link_uses = { ...draft.share_link_uses, [linkId]: (draft.share_link_uses?.[linkId] ?? 0) + 1 };
+      const live = [...uses].filter(([linkId]) => (draft.share_links ?? []).some((l) => l.id === linkId));
+      if (live.length === 0) return null;
+      draft.share_link_uses = { ...draft.share_link_uses };
+      for (const [linkId, n] of live) draft.share_link_uses[linkId] = (draft.share_link_uses[linkId] ?? 0) + n;
       return [];
     }, { touch: false });
-  }
+  });
 
   /** Share links are the owner's: a member or a reader of a public image may not mint them. */
   private requireOwner(caller: Caller, doc: ImageDoc): void {
