@@ -42,6 +42,11 @@ export interface Revision {
   user_id: string;
   /** What kind of change (create, update, tags, members, gallery, restore…). */
   action: string;
+  /**
+   * The image's own revision (its compare-and-set number) this metadata is from: a revision of an
+   * older state is never recorded after a newer one. Absent on revisions written before it.
+   */
+  image_revision?: number;
   /** The RFC 6902 JSON Patch from the previous revision's metadata to this one's. */
   patch: JsonPatchOp[];
   /** The whole metadata after the change (core/revisions.ts `metadataOf`). */
@@ -89,6 +94,12 @@ export interface CatalogStore {
    * number (one more than the image's last, even after older ones were pruned). Returns it.
    */
   appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision>;
+  /**
+   * Appends the revision as number `n` unless n is taken (null then): the caller passes one more
+   * than the newest revision it read, whose metadata its patch starts from, so this is a
+   * compare-and-set on the history (numbers have no gaps: a taken n means another came first).
+   */
+  appendRevisionAt(revision: Omit<Revision, 'n'>, n: number): Promise<Revision | null>;
   /**
    * Records a new image's first revision (n = 1) if it has none yet; null when it has (a read
    * repair came first). A new image needs no lookup of its newest revision: on the MongoDB-wire

@@ -43,6 +43,9 @@ export interface GalleryView {
   updated_at: string;
 }
 
+/** Tries to append one revision while other writers of the image append theirs (then the read repair records it). */
+const REVISION_ATTEMPTS = 50;
+
 /** Members per gallery, as Glance's image_member_quota for an image. */
 const GALLERY_MEMBERS_MAX = 128;
 const MEMBER_ID_MAX = 255;
@@ -489,18 +492,30 @@ export class CatalogService {
     await this.append(SYSTEM_CALLER, 'repair', latest ? (latest.metadata as unknown as ImageMetadata) : null, image);
   }
 
+  /**
+   * Records the image's metadata after a write. Each revision's patch goes from the revision
+   * before it, and it is appended only if that one is still the newest (appendRevisionAt), so
+   * concurrent writers, in any order and process, keep the history a chain. A writer whose
+   * image revision is older than the newest recorded one records nothing: the newer state
+   * holds its change. (Patches from the request's own `before`, appended in whatever order the
+   * writers finished, made revisions that dropped properties and runs of no-op revisions.)
+   */
   private async append(who: Pick<Caller, 'project_id' | 'user_id'>, action: string, was: ImageMetadata | null, after: ImageDoc): Promise<void> {
     const now = metadataOf(after);
-    const patch = diffMetadata(was, now);
-    if (patch.length === 0) return;
-    const fields = { image_id: after.id, at: after.updated_at, project_id: who.project_id, user_id: who.user_id, action, patch, metadata: now as unknown as Record<string, unknown> };
+    const fields = (patch: Revision['patch']) => ({ image_id: after.id, at: after.updated_at, project_id: who.project_id, user_id: who.user_id, action, image_revision: after.revision, patch, metadata: now as unknown as Record<string, unknown> });
     // A new image's history is empty unless a read repaired it first; then fall through.
-    if (was === null && (await this.store.appendFirstRevision(fields))) return;
-    // A repair that raced this write may have recorded this very metadata already.
-    const latest = await this.store.latestRevision(after.id);
-    if (latest && diffMetadata(latest.metadata as unknown as ImageMetadata, now).length === 0) return;
-    const revision = await this.store.appendRevision(fields);
-    if (revision.n > this.settings.revisionsKeep) await this.store.pruneRevisions(after.id, this.settings.revisionsKeep);
+    if (was === null && (await this.store.appendFirstRevision(fields(diffMetadata(null, now))))) return;
+    for (let attempt = 0; attempt < REVISION_ATTEMPTS; attempt++) {
+      const latest = await this.store.latestRevision(after.id);
+      if (latest?.image_revision !== undefined && latest.image_revision >= after.revision) return;
+      const patch = diffMetadata(latest ? (latest.metadata as unknown as ImageMetadata) : was, now);
+      if (patch.length === 0) return;
+      const revision = await this.store.appendRevisionAt(fields(patch), (latest?.n ?? 0) + 1);
+      if (!revision) continue; // another writer appended first: diff from its revision
+      if (revision.n > this.settings.revisionsKeep) await this.store.pruneRevisions(after.id, this.settings.revisionsKeep);
+      return;
+    }
+    throw new Error(`the history of image ${after.id} kept changing under this revision (${REVISION_ATTEMPTS} attempts)`);
   }
 
   /** The gallery if the caller may see it (its project's readers, and admins); 404 otherwise. */

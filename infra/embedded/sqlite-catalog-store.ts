@@ -48,6 +48,7 @@ export class SqliteCatalogStore implements CatalogStore {
   private readonly commits: WalGroupCommit;
   private readonly owners = new KeyedMutex();
   private readonly appendTx: (revision: Omit<Revision, 'n'>) => Revision;
+  private readonly appendAtTx: (revision: Omit<Revision, 'n'>, n: number) => Revision | null;
   private readonly appendFirstTx: (revision: Omit<Revision, 'n'>) => Revision | null;
 
   constructor(opts: { path: string }) {
@@ -67,6 +68,8 @@ export class SqliteCatalogStore implements CatalogStore {
       return full;
     });
     this.appendTx = (revision) => append.immediate(revision);
+    const appendAt = this.db.transaction((revision: Omit<Revision, 'n'>, n: number): Revision | null => ((head.get(revision.image_id)?.last ?? 0) + 1 === n ? append(revision) : null));
+    this.appendAtTx = (revision, n) => appendAt.immediate(revision, n);
     const appendFirst = this.db.transaction((revision: Omit<Revision, 'n'>): Revision | null => (head.get(revision.image_id) ? null : append(revision)));
     this.appendFirstTx = (revision) => appendFirst.immediate(revision);
     this.commits = new WalGroupCommit(this.db, opts.path);
@@ -142,6 +145,10 @@ export class SqliteCatalogStore implements CatalogStore {
 
   async appendRevision(revision: Omit<Revision, 'n'>): Promise<Revision> {
     return this.durable(this.appendTx(revision));
+  }
+
+  async appendRevisionAt(revision: Omit<Revision, 'n'>, n: number): Promise<Revision | null> {
+    return this.durable(this.appendAtTx(revision, n));
   }
 
   async appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null> {

@@ -165,14 +165,20 @@ export class MongoCatalogStore implements CatalogStore {
   }
 
   async appendFirstRevision(revision: Omit<Revision, 'n'>): Promise<Revision | null> {
-    const full: Revision = { ...revision, n: 1 };
+    return this.appendRevisionAt(revision, 1);
+  }
+
+  /** Revisions are numbered without gaps, so the insert of n's unique _id is the compare-and-set. */
+  async appendRevisionAt(revision: Omit<Revision, 'n'>, n: number): Promise<Revision | null> {
+    const full: Revision = { ...revision, n };
     try {
       await this.revisionInserts.write({ insertOne: { document: revisionDoc(full) } });
     } catch (err) {
       if (isDuplicate(err)) return null;
       throw err;
     }
-    this.lastSeen.set(revision.image_id, 1);
+    this.lastSeen.set(revision.image_id, n);
+    if (n > 1) await this.heads.replaceOne({ _id: revision.image_id }, { n }, { upsert: true }).catch(() => undefined); // a hint
     return full;
   }
 

@@ -66,6 +66,16 @@ export function catalogStoreContract(name: string, makeStore: MakeCatalogStore, 
       await store.createGallery(gallery('p1', 'a', b.id)); // its name is free under b
     });
 
+    await t.test('revisions: appendRevisionAt takes number n unless it is taken; of concurrent ones exactly one wins', async () => {
+      const store = await fresh();
+      assert.equal((await store.appendRevisionAt(revision('at-1', 'create'), 1))?.n, 1);
+      assert.equal(await store.appendRevisionAt(revision('at-1'), 1), null, 'taken');
+      assert.equal((await store.appendRevisionAt(revision('at-1'), 2))?.n, 2);
+      const racing = await Promise.all(Array.from({ length: 6 }, () => store.appendRevisionAt(revision('at-1'), 3)));
+      assert.equal(racing.filter((r) => r !== null).length, 1);
+      assert.equal((await store.latestRevision('at-1'))?.n, 3);
+    });
+
     await t.test('revisions: numbered 1, 2, 3 per image, paged, and concurrent appends each get their own number', async () => {
       const store = await fresh();
       const first = await store.appendRevision(revision('img-1', 'create'));

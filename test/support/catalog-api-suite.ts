@@ -8,6 +8,7 @@ import type { TestContext } from 'node:test';
 import type { CatalogStore } from '../../core/catalog-ports.js';
 import type { ManifestStore } from '../../core/ports.js';
 import { inProcessApp, type InProcessApp } from './in-process-app.js';
+import { diffMetadata } from '../../core/revisions.js';
 
 const PATCH = 'application/openstack-images-v2.1-json-patch';
 
@@ -508,16 +509,49 @@ export async function catalogApiSuite(t: TestContext, store: ManifestStore, cata
     assert.equal((await call('b-member', 'POST', `/v2/images/${priv}/revisions/1/restore`)).status, 404);
   });
 
+  await t.test('revisions: concurrent changes through two processes keep the history a chain ending at the image', async () => {
+    const id = await create('a-member', { name: 'chain', tags: ['x'] });
+    const on = (i: number) => (i % 2 === 0 ? h : h2);
+    // Each revision call of the history is delayed at random, as between processes: the writers finish in any order.
+    const stores = [...new Set([catalogStore, otherProcess])];
+    const originals = stores.map((st) => ({ st, latest: st.latestRevision, at: st.appendRevisionAt, append: st.appendRevision }));
+    const jitter = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 15));
+    for (const { st, latest, at, append } of originals) {
+      st.latestRevision = async (...args) => { await jitter(); return latest.apply(st, args); };
+      st.appendRevisionAt = async (...args) => { await jitter(); return at.apply(st, args); };
+      st.appendRevision = async (...args) => { await jitter(); return append.apply(st, args); };
+    }
+    try {
+      await Promise.all([
+        ...Array.from({ length: 12 }, (_, i) => callOn(on(i), 'a-member', 'PATCH', `/v2/images/${id}`, [{ op: 'add', path: `/p${i}`, value: String(i) }], { 'content-type': PATCH })),
+        ...Array.from({ length: 6 }, (_, i) => callOn(on(i), 'a-member', i % 2 === 0 ? 'DELETE' : 'PUT', `/v2/images/${id}/tags/x`)),
+      ]);
+    } finally {
+      for (const { st, latest, at, append } of originals) Object.assign(st, { latestRevision: latest, appendRevisionAt: at, appendRevision: append });
+    }
+    const listed = (await call('a-reader', 'GET', `/v2/images/${id}/revisions?limit=100`)).body.revisions as { n: number }[];
+    const full = await Promise.all(listed.map(async (r) => (await call('a-reader', 'GET', `/v2/images/${id}/revisions/${r.n}`)).body as { n: number; patch: unknown[]; metadata: Record<string, unknown> }));
+    for (let i = 1; i < full.length; i++) {
+      assert.equal(full[i]!.n, full[i - 1]!.n + 1);
+      assert.deepEqual(full[i]!.patch, diffMetadata(full[i - 1]!.metadata as never, full[i]!.metadata as never), `revision ${full[i]!.n}'s patch goes from revision ${full[i - 1]!.n}`);
+      assert.notDeepEqual(full[i]!.patch, [], `revision ${full[i]!.n} changes something`);
+    }
+    const image = (await call('a-member', 'GET', `/v2/images/${id}`)).body;
+    const newest = full[full.length - 1]!.metadata as { properties: Record<string, string>; tags: string[] };
+    for (let i = 0; i < 12; i++) assert.equal(newest.properties[`p${i}`], String(i), `p${i} in the newest revision`);
+    assert.deepEqual(newest.tags, image.tags);
+  });
+
   await t.test('revisions: a failed revision write does not fail the change; the next history read records it as a repair', async () => {
     const id = await create('a-member', { name: 'rep1' });
-    const original = catalogStore.appendRevision;
+    const original = catalogStore.appendRevisionAt;
     let failures = 0;
-    catalogStore.appendRevision = async () => { failures++; throw new Error('revision store down (test)'); };
+    catalogStore.appendRevisionAt = async () => { failures++; throw new Error('revision store down (test)'); };
     let res;
     try {
       res = await patch('a-member', id, [{ op: 'replace', path: '/name', value: 'rep2' }]);
     } finally {
-      catalogStore.appendRevision = original;
+      catalogStore.appendRevisionAt = original;
     }
     assert.equal(failures, 1);
     assert.equal(res.status, 200, 'the change is made and answered');
