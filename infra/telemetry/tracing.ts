@@ -52,7 +52,8 @@ export async function startTracing(role: string, env: Env = process.env): Promis
         // source text) doubled them, for no operator value; on small images each span costs.
         instrumentHooks: false,
         instrumentHandler: false,
-        ignorePaths: (route) => route.url === '/healthz' || route.url === '/readyz' || route.url === '/metrics' || route.url.startsWith('/ops'),
+        // The event stream too: it hijacks its reply and can last hours, so its span never ended.
+        ignorePaths: (route) => route.url === '/healthz' || route.url === '/readyz' || route.url === '/metrics' || route.url.startsWith('/ops') || route.url === '/v2/events',
         // Named by method and route pattern (never the URL), as PIR's own server span was.
         // url.path is recorded as logged: share-link tokens and secret query values redacted.
         requestHook: (span, request) => {
