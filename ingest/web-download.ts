@@ -8,6 +8,8 @@
  * the normal pipeline runs (importing → active). A failed download kills the image with
  * `pir_failure = {stage: 'import', code, message}`.
  */
+import { SpanStatusCode } from '@opentelemetry/api';
+import { tracer } from '../core/trace-context.js';
 import type { StoreTargets, UploadTicket } from '../core/image-service.js';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
@@ -71,7 +73,23 @@ export class WebDownloads {
     await Promise.allSettled([...this.running]);
   }
 
-  private async download(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<void> {
+  /** The download after the 202, in its own span of the request's trace (its failure an error status with the code). */
+  private download(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<void> {
+    return tracer().startActiveSpan('web-download', { attributes: { 'pir.image.id': imageId, 'pir.run': ticket.run } }, async (span) => {
+      try {
+        const failure = await this.downloadNow(caller, imageId, project, ticket, uri);
+        if (failure) {
+          span.setAttribute('pir.error.code', failure.code);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+        }
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  /** Null when staged (or stopped by PIR); else the failure recorded on the image. */
+  private async downloadNow(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<{ code: string; message: string } | null> {
     const { images, quotas, upload, log } = this.deps;
     const started = Date.now();
     try {
@@ -83,11 +101,12 @@ export class WebDownloads {
       }
       await images.completeUpload(caller, imageId, ticket.run, { key: ticket.stagingKey, ...blob });
       log.info({ image_id: imageId, run: ticket.run, url: redact(response.url), bytes: blob.size, ms: Date.now() - started }, 'web-download staged');
+      return null;
     } catch (error) {
       if (this.abort.signal.aborted) {
         // PIR is stopping: not the URL's fault. Back to queued, so the import can be tried again.
         await images.abortUpload(caller, imageId, ticket.run, 'PIR stopped during the web-download').catch(() => {});
-        return;
+        return null;
       }
       const { code, message } = describe(error, upload.maxImageSize);
       log.warn({ image_id: imageId, run: ticket.run, code, reason: message }, 'web-download failed');
@@ -97,6 +116,7 @@ export class WebDownloads {
         log.error({ image_id: imageId, err: failError }, 'could not record the web-download failure');
       }
       await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
+      return { code, message };
     }
   }
 }

@@ -10,6 +10,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { SpanRecord } from '../../infra/telemetry/tracing.js';
@@ -64,6 +67,37 @@ describe('tracing in embedded mode (pir serve)', () => {
     const inTrace = all.filter((s) => s.trace_id === request.trace_id);
     assert.deepEqual(inTrace.filter((s) => s.scope === '@fastify/otel').map((s) => s.name), ['PUT /v2/images/:id/file']);
     assert.equal(inTrace.length, 6, inTrace.map((s) => s.name).join(', '));
+  });
+
+  it("a web-download that fails after the 202 is a span of the import's trace, with an error status and the code", async () => {
+    const server = createServer((_req, res) => { res.statusCode = 404; res.end('no such disk'); });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const dir2 = await makeTempDir('pir-e2e-trace-webdl-');
+    let serve: PirProcess | undefined;
+    try {
+      const spansFile = join(dir2, 'spans.jsonl');
+      const port = await freePort();
+      serve = await startPirProcess('serve', { PIR_DATA_DIR: join(dir2, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_EGRESS_ALLOWLIST: '127.0.0.1', OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, 'serve-webdl');
+      const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+      const image = await client.createImage({ name: 'traced-webdl', disk_format: 'raw', container_format: 'bare' });
+      const uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.raw?sig=secret-sig`;
+      const started = await fetch(`http://127.0.0.1:${port}/v2/images/${image.id}/import`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, body: JSON.stringify({ method: { name: 'web-download', uri } }) });
+      assert.equal(started.status, 202);
+      await waitFor(async () => (await spans(spansFile)).some((sp) => sp.name === 'web-download'), 10_000, 'the web-download span');
+      const all = await spans(spansFile);
+      const download = all.find((sp) => sp.name === 'web-download')!;
+      const request = all.find((sp) => sp.name === 'POST /v2/images/:id/import')!;
+      assert.equal(download.trace_id, request.trace_id);
+      assert.equal(download.status, 2, 'an error status');
+      assert.equal(download.attributes['pir.error.code'], 'upstream_status');
+      assert.equal(download.attributes['pir.image.id'], image.id);
+      assert.doesNotMatch(JSON.stringify(all), /secret-sig/, "the URL's query is in no span");
+    } finally {
+      await serve?.stop();
+      server.close();
+      await removeDir(dir2);
+    }
   });
 });
 
