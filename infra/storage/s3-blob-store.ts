@@ -40,6 +40,8 @@ export interface S3Settings {
   partSize?: number;
   /** Parts uploaded at once (each held in memory while it is sent). */
   queueSize?: number;
+  /** Shared part buffers kept at most (default max(16, 2 × (queueSize + 1)); tests set 0 to send every part from ordinary buffers). */
+  partBuffers?: number;
   /**
    * Sign each body's sha256 (SigV4 over the payload) rather than sending it as UNSIGNED-PAYLOAD.
    * Default: only over plain HTTP to another host; HTTPS already protects the bytes and loopback
@@ -78,8 +80,8 @@ const DEFAULT_PART_SIZE = 8 * MiB;
 /** Parts in flight: what is still to send after the last byte arrives is at most this many parts (+ the last). */
 const DEFAULT_QUEUE_SIZE = 2;
 /**
- * Part buffers a store keeps at most (8 MiB each by default: 128 MiB): past them, new uploads
- * wait for a buffer. Small images hold theirs only for their one PutObject.
+ * Shared part buffers a store keeps at most (8 MiB each by default: 128 MiB): past them, an
+ * upload fills ordinary buffers, copied into the hash pool's slots (s3-part-buffers.ts).
  */
 const PART_BUFFERS_MIN = 16;
 /** The commands that carry image bytes. */
@@ -103,7 +105,7 @@ export class S3BlobStore implements BlobStore {
     this.hashes = options.hashes;
     this.queueSize = settings.queueSize ?? DEFAULT_QUEUE_SIZE;
     this.partSize = settings.partSize ?? DEFAULT_PART_SIZE;
-    this.partBuffers = new PartBufferCache(this.partSize, Math.max(PART_BUFFERS_MIN, 2 * (this.queueSize + 1)));
+    this.partBuffers = new PartBufferCache(this.partSize, settings.partBuffers ?? Math.max(PART_BUFFERS_MIN, 2 * (this.queueSize + 1)));
     const clientSettings = {
       endpoint: settings.endpoint,
       region: settings.region,

@@ -82,11 +82,18 @@ export async function uploadHashed(
     }
   };
 
-  const hashUpTo = (buffer: PartBuffer, end: number): void => {
+  /** A shared buffer is hashed in place; an ordinary one (all shared ones busy) is copied into the pool's slots. */
+  const hashUpTo = async (buffer: PartBuffer, end: number): Promise<void> => {
     while (hashed < end) {
-      const n = Math.min(HASH_WINDOW, end - hashed);
-      buffer.refs++;
-      session.hashShared(buffer.bytes.subarray(hashed, hashed + n), () => lease.unref(buffer));
+      const n = Math.min(HASH_WINDOW, buffer.shared ? Infinity : session.slotBytes, end - hashed);
+      if (buffer.shared) {
+        buffer.refs++;
+        session.hashShared(buffer.bytes.subarray(hashed, hashed + n), () => lease.unref(buffer));
+      } else {
+        const slot = await session.acquire();
+        slot.view.set(buffer.bytes.subarray(hashed, hashed + n));
+        session.submit(slot, n);
+      }
       hashed += n;
     }
   };
@@ -125,9 +132,9 @@ export async function uploadHashed(
         part.bytes.set(n === chunk.length ? chunk : chunk.subarray(off, off + n), fill);
         fill += n;
         off += n;
-        if (fill - hashed >= HASH_WINDOW) hashUpTo(part, fill - ((fill - hashed) % HASH_WINDOW));
+        if (fill - hashed >= HASH_WINDOW) await hashUpTo(part, fill - ((fill - hashed) % HASH_WINDOW));
         if (fill === partSize) {
-          hashUpTo(part, fill);
+          await hashUpTo(part, fill);
           const full: PartBuffer = part;
           part = null;
           sendPart(full, fill);
@@ -140,7 +147,7 @@ export async function uploadHashed(
       size += chunk.length;
       if (session.error) throw session.error;
     }
-    hashUpTo(part, fill);
+    await hashUpTo(part, fill);
     if (partNumber === 0) {
       // One part or less: a single PutObject, no multipart bookkeeping.
       const body = part.bytes.subarray(0, fill);

@@ -1,28 +1,30 @@
 /**
  * Part buffers for S3 multipart uploads: shared memory (so the hash pool's threads read a part's
  * bytes in place), reused from upload to upload (a fresh 8 MiB buffer per part costs page faults
- * and garbage collection on every byte), bounded per upload (`lease(max)`) and in all (`max`).
+ * and garbage collection on every byte), and bounded per upload (`lease(max)`).
  *
- * The buffers are made once and never dropped: a SharedArrayBuffer handed to the hash threads is
- * freed only when every thread's heap has let go of it, which a quiet worker thread may not do
- * for a long time, and the allocator keeps what it gets back. Uploads of small images, one new
- * buffer each beyond the few kept, grew a process by ~1 GB per 1,000 images and never gave it
- * back. Past `max` buffers in use, uploads wait for one (each holds its buffers only while
- * filling and sending a part).
+ * A store's shared buffers are at most `max`, made when first needed and never dropped: a
+ * SharedArrayBuffer handed to the hash threads is freed only when every thread's heap has let go
+ * of it, which a quiet worker thread may not do for a long time, and the allocator keeps what it
+ * gets back. Uploads of small images, one new shared buffer each beyond the few kept, grew a
+ * process by ~1 GB per 1,000 images. When all are in use (slow clients hold theirs while they
+ * trickle a part in), an upload gets an ordinary buffer instead, freed as any other, whose bytes
+ * are copied into the hash pool's slots: never a wait behind other clients.
  */
 
 export interface PartBuffer {
-  /** The whole buffer (partSize bytes), a view of a SharedArrayBuffer. */
+  /** The whole buffer (partSize bytes). */
   readonly bytes: Buffer;
+  /** A view of one of the store's SharedArrayBuffers (hashed in place), or an ordinary buffer (copied to be hashed). */
+  readonly shared: boolean;
   /** Users still reading or filling it (filler, hash threads, the part's request); reused at 0. */
   refs: number;
 }
 
-/** All the part buffers of a store: at most `max`, made when first needed, reused forever. */
+/** A store's shared part buffers: at most `max`, made when first needed, reused forever. */
 export class PartBufferCache {
   private free: Buffer[] = [];
   private made = 0;
-  private readonly waiters: ((bytes: Buffer) => void)[] = [];
 
   constructor(readonly partSize: number, readonly max: number) {}
 
@@ -31,7 +33,7 @@ export class PartBufferCache {
     return new PartLease(this, max);
   }
 
-  /** @internal A free buffer, or a new one while fewer than `max` exist; null when all are in use. */
+  /** @internal A free shared buffer, or a new one while fewer than `max` exist; null when all are in use. */
   tryGet(): Buffer | null {
     const free = this.free.pop();
     if (free) return free;
@@ -40,38 +42,17 @@ export class PartBufferCache {
     return Buffer.from(new SharedArrayBuffer(this.partSize));
   }
 
-  /** @internal As tryGet, else the next buffer given back. */
-  async get(signal: AbortSignal): Promise<Buffer> {
-    signal.throwIfAborted();
-    const ready = this.tryGet();
-    if (ready) return ready;
-    return new Promise<Buffer>((resolve, reject) => {
-      const take = (bytes: Buffer): void => {
-        signal.removeEventListener('abort', stop);
-        resolve(bytes);
-      };
-      const stop = (): void => {
-        this.waiters.splice(this.waiters.indexOf(take), 1);
-        reject(signal.reason);
-      };
-      this.waiters.push(take);
-      signal.addEventListener('abort', stop, { once: true });
-    });
-  }
-
   /** @internal */
   give(bytes: Buffer): void {
-    const waiter = this.waiters.shift();
-    if (waiter) waiter(bytes);
-    else this.free.push(bytes);
+    this.free.push(bytes);
   }
 
-  /** Buffers free for the next upload (tests, metrics). */
+  /** Shared buffers free for the next upload (tests, metrics). */
   get cached(): number {
     return this.free.length;
   }
 
-  /** Buffers made so far (never more than `max`). */
+  /** Shared buffers made so far (never more than `max`). */
   get allocated(): number {
     return this.made;
   }
@@ -95,12 +76,16 @@ export class PartLease {
         return reused;
       }
       if (this.made < this.max) {
-        // An upload holding buffers waits for its own to come back rather than for the store's:
-        // two uploads each waiting for another's buffer would wait forever.
-        const bytes = this.made === 0 ? await this.cache.get(signal) : this.cache.tryGet();
-        if (bytes) {
+        const shared = this.cache.tryGet();
+        if (shared) {
           this.made++;
-          return { bytes, refs: 1 };
+          return { bytes: shared, shared: true, refs: 1 };
+        }
+        // None free: an upload without a buffer takes an ordinary one; one that holds buffers
+        // waits for its own to come back.
+        if (this.made === 0) {
+          this.made++;
+          return { bytes: Buffer.allocUnsafeSlow(this.cache.partSize), shared: false, refs: 1 };
         }
       }
       await new Promise<void>((resolve) => {
@@ -118,7 +103,7 @@ export class PartLease {
   unref(buffer: PartBuffer): void {
     if (--buffer.refs > 0) return;
     if (this.closed) {
-      this.cache.give(buffer.bytes);
+      if (buffer.shared) this.cache.give(buffer.bytes);
       return;
     }
     this.available.push(buffer);
@@ -128,6 +113,6 @@ export class PartLease {
   /** The upload is over: free buffers go back to the cache now, busy ones when their last user lets go. */
   close(): void {
     this.closed = true;
-    for (const b of this.available.splice(0)) this.cache.give(b.bytes);
+    for (const b of this.available.splice(0)) if (b.shared) this.cache.give(b.bytes);
   }
 }

@@ -41,6 +41,23 @@ blobStoreContract('s3 (SeaweedFS)', async () => {
   },
 });
 
+// Every shared part buffer in use (slow clients hold them): each part is filled in an ordinary
+// buffer and copied into the hash pool's slots. The same contract holds.
+const ordinaryPrefix = `${uniqueName('contract-ordinary')}/`;
+let ordinary: S3BlobStore | null = null;
+blobStoreContract('s3 (SeaweedFS), ordinary part buffers', async () => {
+  ordinary = new S3BlobStore({ ...services.s3, prefix: ordinaryPrefix, partSize: 5 * 1024 * 1024, queueSize: 2, partBuffers: 0 });
+  return ordinary;
+}, {
+  services: ['s3'],
+  promotesInPlace: true,
+  teardown: async () => {
+    if (!ordinary) return;
+    for (const blob of await ordinary.list('')) await ordinary.delete(blob.key);
+    ordinary.close();
+  },
+});
+
 test('filesystem store: a staging directory removed while PIR runs is made again by the next write', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'pir-staging-gone-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
