@@ -114,7 +114,9 @@ export class MongoWebhookStore implements WebhookStore {
   // The deliverers' writes set their own fields only: a whole stale document written back undid
   // an owner's change made meanwhile (a webhook disabled by its owner came back enabled).
   async recordSuccess(id: string): Promise<void> {
-    await this.subs.updateOne({ _id: id, consecutive_failures: { $ne: 0 } }, { $set: { consecutive_failures: 0 } });
+    // Read by _id first (any other filter is a scan on FerretDB's SQLite backend), written only after failures.
+    const sub = await this.getSubscription(id);
+    if (sub && sub.consecutive_failures !== 0) await this.subs.updateOne({ _id: id }, { $set: { consecutive_failures: 0 } });
   }
 
   async recordFailure(id: string, disableAfter: number, reason: string, at: string): Promise<boolean> {
