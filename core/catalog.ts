@@ -502,6 +502,8 @@ export class CatalogService {
    */
   private async append(who: Pick<Caller, 'project_id' | 'user_id'>, action: string, was: ImageMetadata | null, after: ImageDoc): Promise<void> {
     const now = metadataOf(after);
+    // A write that changed no metadata (an upload's claim, the pipeline's steps) records nothing, and reads nothing.
+    if (was !== null && diffMetadata(was, now).length === 0) return;
     const fields = (patch: Revision['patch']) => ({ image_id: after.id, at: after.updated_at, project_id: who.project_id, user_id: who.user_id, action, image_revision: after.revision, patch, metadata: now as unknown as Record<string, unknown> });
     // A new image's history is empty unless a read repaired it first; then fall through.
     if (was === null && (await this.store.appendFirstRevision(fields(diffMetadata(null, now))))) return;
