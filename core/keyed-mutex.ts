@@ -5,6 +5,11 @@
 export class KeyedMutex {
   private readonly tails = new Map<string, Promise<void>>();
 
+  /** Whether a caller of `key` is running or waiting. */
+  held(key: string): boolean {
+    return this.tails.has(key);
+  }
+
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const before = this.tails.get(key) ?? Promise.resolve();
     let release!: () => void;

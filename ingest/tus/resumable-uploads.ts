@@ -12,6 +12,7 @@ import { fail } from '../../core/error-catalog.js';
 import { PirError, isStorageFull, insufficientStorage } from '../../core/errors.js';
 import { allowed } from '../../core/policy.js';
 import { deletedWhileArriving } from '../../core/image-service.js';
+import { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { ImageDoc, ResumableUpload } from '../../schemas/image.js';
 import { ingestedBytes } from '../../infra/telemetry/metrics.js';
 import { STORAGE_FULL_MESSAGE, emptyUploadRefusal, tooLarge, type IngestDeps } from '../receive-upload.js';
@@ -54,7 +55,7 @@ export class ResumableUploads {
   /** Hash state of uploads this process is receiving, by `${image}.${run}`. */
   private readonly digests = new Map<string, UploadDigests>();
   /** One request at a time per upload in this process (a HEAD waits for a PATCH still writing). */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
   private readonly leases: UploadLeases;
 
   constructor(private readonly deps: ResumableDeps) {
@@ -109,7 +110,7 @@ export class ResumableUploads {
     if (!('run' in found)) return { offset: found.length, length: found.length, expires_at: found.expires_at };
     const { run, resumable } = found;
     const key = `${imageId}.${run}`;
-    return this.locked(key, async () => {
+    return this.locks.run(key, async () => {
       const current = await this.live(caller, imageId, uploadId);
       // Every byte is staged but the upload never completed: PIR died between the last byte and
       // the commit. A client that HEADs to resume (tus-js-client does) sees nothing left to send,
@@ -123,7 +124,7 @@ export class ResumableUploads {
   async patch(caller: Caller, imageId: string, uploadId: string, request: PatchRequest): Promise<UploadState> {
     const { run } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
     const key = `${imageId}.${run}`;
-    return this.locked(key, async () => {
+    return this.locks.run(key, async () => {
       // Another API process may be appending to the same upload: only the lease holder writes.
       const lease = await this.leases.acquire(key);
       if (!lease) throw fail('upload_locked', `Another request is appending to upload ${uploadId} of image ${imageId} (perhaps on another PIR API process); HEAD it in a moment and resume from its Upload-Offset.`);
@@ -212,8 +213,8 @@ export class ResumableUploads {
     const key = `${doc.id}.${upload.run}`;
     // A request of this process is at it (a PATCH, a HEAD): its client knows the upload. Not
     // waited for: the new creation is refused at once (409) as before.
-    if (this.locks.has(key)) return;
-    await this.locked(key, async () => {
+    if (this.locks.held(key)) return;
+    await this.locks.run(key, async () => {
       if ((await this.deps.staging.offset(doc.id, upload.run).catch(() => null)) !== 0) return;
       const lease = await this.leases.acquire(key);
       if (!lease) return;
@@ -229,7 +230,7 @@ export class ResumableUploads {
   async terminate(caller: Caller, imageId: string, uploadId: string): Promise<void> {
     const { run } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
     const key = `${imageId}.${run}`;
-    await this.locked(key, async () => {
+    await this.locks.run(key, async () => {
       // A PATCH of this process waited for may have finished the upload: then there is nothing
       // to terminate (404), and its bytes are the import's now.
       const { resumable } = await this.deps.images.resumableUpload(caller, imageId, uploadId);
@@ -285,17 +286,6 @@ export class ResumableUploads {
     this.digests.delete(`${imageId}.${run}`);
     await this.deps.images.abortUpload(SYSTEM_CALLER, imageId, run, reason, { expired });
     await this.deps.quotas.settle(imageId, () => this.deps.images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
-  }
-
-  private async locked<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(key) ?? Promise.resolve();
-    const mine = previous.catch(() => {}).then(work);
-    this.locks.set(key, mine);
-    try {
-      return await mine;
-    } finally {
-      if (this.locks.get(key) === mine) this.locks.delete(key);
-    }
   }
 }
 
