@@ -14,9 +14,11 @@
  * offset = committed part bytes + tail size, and the hash state is loaded, not rebuilt (the
  * parts of an unfinished multipart upload cannot be read back through the S3 API).
  * Termination, expiry and the sweepers remove the staging key, which aborts the multipart upload.
+ * The commit object outlives the finish and goes with the image's staging, so that a HEAD can
+ * still complete an upload whose process died between the finish and the catalog's record.
  */
 import {
-  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand,
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand,
   HeadObjectCommand, ListPartsCommand, PutObjectCommand, UploadPartCommand, type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { stagingKey } from '../../core/blob-keys.js';
@@ -220,12 +222,10 @@ export class S3TusStaging implements TusStaging {
   async finish(imageId: string, run: number): Promise<string> {
     const key = this.key(imageId, run);
     const staged = await this.read(imageId, run);
-    if (!staged) {
-      // A finish that completed before (its commit object is gone once the object exists).
-      if (await this.store.stat(key)) return key;
-      throw new BlobNotFoundError(key);
-    }
+    if (!staged) throw new BlobNotFoundError(key);
     const { commit, tail } = staged;
+    // Run again after a crash (HEAD completes an upload found fully staged): the object is whole.
+    if ((await this.store.stat(key))?.size === commit.length) return key;
     if (commit.partsBytes + tail.length !== commit.length) throw new Error(`only ${commit.partsBytes + tail.length} of ${commit.length} bytes are staged`);
     const objectKey = this.store.bucketKey(key);
     if (commit.parts.length === 0) {
@@ -244,7 +244,9 @@ export class S3TusStaging implements TusStaging {
         Bucket: this.bucket, Key: objectKey, UploadId: commit.uploadId, MultipartUpload: { Parts: listed },
       })));
     }
-    await s3(`remove ${this.commitKey(imageId, run)}`, () => this.store.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.store.bucketKey(this.commitKey(imageId, run)) })));
+    // The commit object stays until the image's staging is removed (it is under the same prefix):
+    // a process that dies before the catalog records the finished upload leaves the length and
+    // hash state that a HEAD needs to complete it.
     return key;
   }
 

@@ -85,9 +85,30 @@ function stagingContract(name: string, open: () => Promise<Subject>, skip: strin
       const stored = await readAll(blobs, key);
       assert.equal(stored.length, data.length);
       assert.equal(sha512(stored), sha512(data));
-      // Only the finished object is left under the image's staging prefix.
-      assert.deepEqual((await blobs.list(`staging/${id}.`)).map((b) => b.key), [key]);
+      // Only the finished object is left under the image's staging prefix (S3: and the commit
+      // object, which goes with the staging).
+      assert.deepEqual((await blobs.list(`staging/${id}.`)).map((b) => b.key).filter((k) => k !== `${key}.tus`), [key]);
       await removeStaging(blobs, id);
+      assert.deepEqual(await blobs.list(`staging/${id}.`), []);
+    });
+
+    it('a finish run again (its process died before the catalog recorded it) still has the length and hash state, and completes nothing twice', async () => {
+      const { blobs, staging } = await open();
+      const id = `img-${randomBytes(6).toString('hex')}`;
+      const data = randomBytes(S3_MIN_PART_BYTES + 2 * MiB + 5);
+      const first = staging();
+      await first.create(id, 5, data.length);
+      await first.append(id, 5, 0, chunksOf(data), await first.newDigests());
+      const key = await first.finish(id, 5);
+      // What a HEAD on another API process does to complete an upload found fully staged.
+      const other = staging();
+      assert.equal(await other.offset(id, 5), data.length);
+      const digests = await other.restoreDigests(id, 5, data.length);
+      assert.deepEqual(digests.digest(), { md5: md5(data), sha512: sha512(data) });
+      assert.equal(await other.finish(id, 5), key);
+      assert.equal(sha512(await readAll(blobs, key)), sha512(data));
+      await removeStaging(blobs, id);
+      assert.deepEqual(await blobs.list(`staging/${id}.`), []);
     });
 
     it('a cut append keeps the bytes it took; a checksummed append that fails keeps none', async () => {
