@@ -10,6 +10,7 @@ import { fail } from '../core/error-catalog.js';
 import { SORT_KEYS, type ListQuery, type ListRequest, type SortDir, type SortKey, type TimeRange } from '../core/ports.js';
 import { MEMBER_STATUSES, VISIBILITIES, type MemberStatus, type Visibility } from '../schemas/image.js';
 import { parseSearch } from '../core/search.js';
+import { parseIsoTime } from './iso-time.js';
 
 
 export type RawQuery = Record<string, string | string[] | undefined>;
@@ -276,30 +277,6 @@ function parseTimeFilter(field: (typeof TIME_FILTERS)[number], expression: strin
     case 'eq': return whole ? { field, gte: iso(ms), lt: iso(ms + 1000) } : { field, gte: iso(ms), lt: iso(ms) };
     default: return whole ? { field, gte: iso(ms), lt: iso(ms + 1000), negate: true } : { field };
   }
-}
-
-const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
-
-/** Milliseconds since the epoch (fractional below a millisecond), or null when not ISO 8601. A time without zone is UTC. */
-export function parseIsoTime(text: string): number | null {
-  const m = ISO_TIME.exec(text.trim());
-  if (!m) return null;
-  const [year, month, day, hour, minute, second] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i] ?? 0)) as [number, number, number, number, number, number];
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59 || year < 1) return null;
-  const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second));
-  date.setUTCFullYear(year);
-  if (date.getUTCDate() !== day || date.getUTCMonth() !== month - 1) return null; // e.g. 2023-02-30
-  let ms = date.getTime() + (m[7] ? Number(`0.${m[7]}`) * 1000 : 0);
-  const zone = m[8];
-  if (zone && zone.toUpperCase() !== 'Z') {
-    const sign = zone[0] === '-' ? -1 : 1;
-    const digits = zone.slice(1).replace(':', '');
-    const offH = Number(digits.slice(0, 2));
-    const offM = Number(digits.slice(2) || 0);
-    if (offH > 23 || offM > 59) return null;
-    ms -= sign * (offH * 60 + offM) * 60_000;
-  }
-  return Number.isFinite(ms) ? ms : null;
 }
 
 function parseBoolean(field: string, value: string): boolean {

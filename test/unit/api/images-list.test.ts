@@ -12,7 +12,8 @@ import { SqliteManifestStore } from '../../../infra/embedded/sqlite-manifest-sto
 import type { ImageDoc } from '../../../schemas/image.js';
 import { inProcessApp, type InProcessApp } from '../../support/in-process-app.js';
 import { makeDoc } from '../../contract/helpers.js';
-import { parseIsoTime, splitQuoted } from '../../../api/list-query.js';
+import { splitQuoted } from '../../../api/list-query.js';
+import { parseIsoTime } from '../../../api/iso-time.js';
 
 const BASE = Date.parse('2024-05-01T00:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -142,6 +143,23 @@ describe('GET /v2/images', () => {
     assert.deepEqual(await all(`?updated_at=lte:${encodeURIComponent(t(5))}`), expected((d, i) => byDefault(d) && 50 - i <= 5));
   });
 
+  it("takes every ISO 8601 form Glance's parse_isotime (python iso8601) takes: reduced, basic, zones", async () => {
+    const created = (...filters: string[]) => all(filters.map((f) => `created_at=${encodeURIComponent(f)}`).join('&').replace(/^/, '?'));
+    assert.deepEqual(await created('gte:2024'), expected(byDefault), 'a year alone is its first instant');
+    assert.deepEqual(await created('lt:2024-05'), [], 'a year and month');
+    assert.deepEqual(await created('gte:2024-05-01', 'lt:2024-5-2'), expected(byDefault));
+    assert.deepEqual(await created('gte:20240501T000010Z', 'lt:20240501T000012'), expected((d, i) => byDefault(d) && i >= 10 && i < 12), 'basic format');
+    assert.deepEqual(await created('gt:2024-05-01T05:30:10+05:30', 'lte:2024-05-01T05:30:12+0530'), expected((d, i) => byDefault(d) && i > 10 && i <= 12), 'offsets with and without a colon');
+    assert.deepEqual(await created('gte:2024-05-01T00:00:10,9', 'lt:2024-05-01T00:00:12.000001'), expected((d, i) => byDefault(d) && i >= 11 && i < 13), 'fractions round to the shown seconds');
+    assert.deepEqual(await created('2024-05-01 00:00:04'), [docs[4]!.name], 'a bare time with a space is eq');
+    for (const garbage of ['gt:202405', 'gt:2024-05-01T00:00:00z', 'gt:2024-05-01T00:00:00+24:00', 'gt: 2024-05-01', 'lt:2024-05-01T24:00:00Z']) {
+      const r = await get(`?created_at=${encodeURIComponent(garbage)}`);
+      assert.equal(r.status, 400, garbage);
+      assert.equal(r.body.error!.error_code, 'bad_filter', garbage);
+      assert.match(r.body.error!.message, /Bad "created_at" query filter format/, garbage);
+    }
+  });
+
   it('sorts by sort=k:dir,k2 and by sort_key/sort_dir pairs, with created_at and id as tie-breaks', async () => {
     const sorted = (cmp: (a: ImageDoc, b: ImageDoc) => number) => docs.filter((d) => byDefault(d) && d.status !== 'killed').sort(cmp).map((d) => d.id);
     const ids = async (q: string) => (await get(`${q}&limit=1000`)).body.images.map((i) => i.id as string);
@@ -263,11 +281,29 @@ describe('list query helpers', () => {
     assert.throws(() => splitQuoted('name', '"a"b'), /no comma after/);
     assert.throws(() => splitQuoted('name', '"ab'), /not closed/);
   });
-  it('parses ISO 8601 times, with zones and fractions, and refuses impossible dates', () => {
-    assert.equal(parseIsoTime('2024-05-01T00:00:00Z'), Date.parse('2024-05-01T00:00:00Z'));
-    assert.equal(parseIsoTime('2024-05-01T02:00:00+02:00'), Date.parse('2024-05-01T00:00:00Z'));
-    assert.equal(parseIsoTime('2024-05-01T00:00:00.5'), Date.parse('2024-05-01T00:00:00.500Z'));
-    assert.equal(parseIsoTime('2024-05-01'), Date.parse('2024-05-01T00:00:00Z'));
-    for (const bad of ['2024-02-30T00:00:00Z', '2024-13-01', 'yesterday', '2024-05-01T25:00:00Z', '']) assert.equal(parseIsoTime(bad), null, bad);
+  it('parses ISO 8601 times as python iso8601 2.1 parse_date does (table checked against the library)', () => {
+    const z = (iso: string) => Date.parse(iso);
+    const accepted: [string, number][] = [
+      ['2024-05-01T00:00:00Z', z('2024-05-01T00:00:00Z')], ['2024-05-01T02:00:00+02:00', z('2024-05-01T00:00:00Z')],
+      ['2024-05-01T00:00:00.5', z('2024-05-01T00:00:00.500Z')], ['2024-05-01', z('2024-05-01T00:00:00Z')],
+      ['2026', z('2026-01-01T00:00:00Z')], ['2026-12', z('2026-12-01T00:00:00Z')], ['2026-1-6', z('2026-01-06T00:00:00Z')],
+      ['20261206', z('2026-12-06T00:00:00Z')], ['202612-06', z('2026-12-06T00:00:00Z')], ['2026-1206', z('2026-12-06T00:00:00Z')],
+      ['20261206T225551Z', z('2026-12-06T22:55:51Z')], ['20261206T22Z', z('2026-12-06T22:00:00Z')],
+      ['2026-12-06T22:55', z('2026-12-06T22:55:00Z')], ['2026-12-06T225', z('2026-12-06T22:00:05Z')], ['2026-12-06 22:55:5', z('2026-12-06T22:55:05Z')],
+      ['2026-12-06T22:55:51,25Z', z('2026-12-06T22:55:51.250Z')], ['2026-12-06T22:55:51.9999999+01:00', z('2026-12-06T21:55:51.999Z') + 0.999],
+      ['2026-12-06T22:55:51+05:30', z('2026-12-06T17:25:51Z')], ['2026-12-06T22:55:51+0530', z('2026-12-06T17:25:51Z')],
+      ['2026-12-06T22:55:51-05', z('2026-12-07T03:55:51Z')], ['2026-12-06T22:55:51+05:99', z('2026-12-06T16:16:51Z')],
+      ['2026-12-06T22:55:51+23:59', z('2026-12-05T22:56:51Z')], ['2026-12-06T22:55:51Z\n', z('2026-12-06T22:55:51Z')],
+      ['2024-02-29', z('2024-02-29T00:00:00Z')], ['0001-01-01', z('0001-01-01T00:00:00Z')],
+    ];
+    for (const [text, ms] of accepted) assert.equal(parseIsoTime(text), ms, JSON.stringify(text));
+    const refused = [
+      '202612', '2026-', '202', '20261', '2026--12', '2026-13', '2026-00', '2026-12-00', '0000-01-01', '2023-02-29', '2024-02-30',
+      '2026-12-06t22:55:51', '2026-12-06T22:55:51z', ' 2026-12-06', '2026-12-06 ', '2026-12-06T', '2026-12-06T22:55:51.', '2026-12-06T22:55:51ZZ',
+      '2026-12-06T24:00:00Z', '2026-12-06T23:60:00Z', '2026-12-06T23:59:60Z', '2026-12-06T22:55:51+24:00', '2026-12-06T22:55:51-23:99',
+      '2026-12-06T22:55:51+5:30', '2026-12-06T22:55:51 +05:30', '2026-12-06T22:55:51+05:30:00', '2026-12-06T22:55:51Z\n\n',
+      '2026-W49', '2026-340', 'yesterday', '',
+    ];
+    for (const text of refused) assert.equal(parseIsoTime(text), null, JSON.stringify(text));
   });
 });
