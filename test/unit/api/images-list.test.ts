@@ -254,6 +254,19 @@ describe('GET /v2/images', () => {
     assert.equal((await get(`?marker=${privateOfP2.id}`)).status, 200, 'the admin may use it');
   });
 
+  it("pages after an admin's marker that is a deleted image not purged yet (Glance's admin sees deleted rows); anyone else gets 400", async () => {
+    const gone = makeDoc({ name: 'gone-marker', status: 'deleted', owner: 'p1', visibility: 'public', created_at: iso(BASE + 20 * 1000 + 500), updated_at: iso(BASE) });
+    await store.create(gone);
+    const page = await get(`?visibility=all&limit=1000&marker=${gone.id}`);
+    assert.equal(page.status, 200, JSON.stringify(page.body));
+    assert.deepEqual(page.body.images.map((i) => i.name), expected((d, i) => !d.os_hidden && i <= 20), 'the images after its place, itself not shown');
+    const byName = await get(`?visibility=all&sort=name:asc&limit=1000&marker=${gone.id}`);
+    assert.deepEqual(byName.body.images.map((i) => i.name), (await all('?visibility=all&sort=name:asc')).filter((n) => n > 'gone-marker'));
+    const owner = await get(`?marker=${gone.id}`, 'p1-token');
+    assert.equal(owner.status, 400, 'its owner (no admin) cannot page from a deleted image');
+    assert.equal(owner.body.error!.error_code, 'bad_marker');
+  });
+
   it('refuses a marker the caller cannot see exactly like an unknown one', async () => {
     const privateOfP1 = docs.find((d) => d.owner === 'p1' && d.visibility === 'private')!;
     const caller = { project_id: 'p2', user_id: 'u', roles: ['member'] };
