@@ -11,6 +11,7 @@ import { SORT_KEYS, type ListQuery, type ListRequest, type SortDir, type SortKey
 import { MEMBER_STATUSES, VISIBILITIES, type MemberStatus, type Visibility } from '../schemas/image.js';
 import { parseSearch } from '../core/search.js';
 import { parseIsoTime } from './iso-time.js';
+import { pythonInt } from './python-int.js';
 
 
 export type RawQuery = Record<string, string | string[] | undefined>;
@@ -79,6 +80,7 @@ export function parseListQuery(raw: RawQuery): ListRequest {
     limit: parseLimit(take('limit')),
   };
   const request: ListRequest = { query };
+  let noImage = false;
   const marker = take('marker');
   if (marker !== undefined) {
     if (marker === '') throw fail('bad_marker', "Query parameter 'marker' is empty; give the id of the last image of the previous page (the 'next' link carries it).");
@@ -104,7 +106,9 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   query.sort = parseSort(sort, takeAll('sort_key'), takeAll('sort_dir'));
 
   const visibility = take('visibility');
-  if (visibility !== undefined) {
+  // Glance checks a non-empty visibility only, then compares visibility == '': no image.
+  if (visibility === '') noImage = true;
+  else if (visibility !== undefined) {
     const allowed = [...VISIBILITIES, 'all'];
     if (!allowed.includes(visibility)) throw fail('bad_visibility', notOneOf('visibility', visibility, allowed));
     query.visibility = visibility as Visibility | 'all';
@@ -120,10 +124,12 @@ export function parseListQuery(raw: RawQuery): ListRequest {
   }
   for (const field of BOOLEAN_FILTERS) {
     const value = take(field);
-    if (value !== undefined) query.where[field] = parseBoolean(field, value);
+    if (value !== undefined) query.where[field] = parseBoolean(field, value, field === 'os_hidden');
   }
   // Glance hides os_hidden images unless os_hidden=true is asked for.
   query.where.os_hidden ??= false;
+  // No status at all: a list that matches nothing (the marker is still checked).
+  if (noImage) query.where.status = [];
 
   const sizeMin = take('size_min');
   if (sizeMin !== undefined) query.sizeMin = parseInteger('size_min', sizeMin);
@@ -154,8 +160,10 @@ export function parseListQuery(raw: RawQuery): ListRequest {
 
 function parseLimit(text: string | undefined): number {
   if (text === undefined) return DEFAULT_LIMIT;
-  if (!/^\d+$/.test(text.trim())) throw fail('bad_limit', `Query parameter 'limit' must be a whole number, 0 or more (a page holds at most ${MAX_LIMIT} images); got '${text.slice(0, 40)}'.`);
-  return Math.min(Number(text.trim()), MAX_LIMIT);
+  // Glance: int(limit), so ' 5' and '+5' are 5; below 0 is refused.
+  const limit = pythonInt(text);
+  if (limit === null || limit < 0) throw fail('bad_limit', `Query parameter 'limit' must be a whole number, 0 or more (a page holds at most ${MAX_LIMIT} images); got '${text.slice(0, 40)}'.`);
+  return Math.min(limit, MAX_LIMIT);
 }
 
 function parseMemberStatus(text: string | undefined): MemberStatus | 'all' {
@@ -279,15 +287,17 @@ function parseTimeFilter(field: (typeof TIME_FILTERS)[number], expression: strin
   }
 }
 
-function parseBoolean(field: string, value: string): boolean {
-  const v = value.toLowerCase();
+/** 'true' or 'false'; `anyCase` as Glance's os_hidden (lowered), not its protected (taken as sent: 'True' is 400). */
+function parseBoolean(field: string, value: string, anyCase = true): boolean {
+  const v = anyCase ? value.toLowerCase() : value;
   if (v !== 'true' && v !== 'false') throw fail('bad_filter', `Invalid value '${value.slice(0, 40)}' for '${field}' filter: valid values are 'true' or 'false'.`);
   return v === 'true';
 }
 
+/** Glance: int(value). */
 function parseInteger(field: string, value: string): number {
-  const n = Number(value.trim());
-  if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
+  const n = pythonInt(value);
+  if (n === null || !Number.isSafeInteger(n)) {
     throw fail('bad_filter', `${field} must be a whole number of bytes; got '${value.slice(0, 40)}'.`);
   }
   return n;

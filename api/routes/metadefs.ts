@@ -11,6 +11,7 @@ import {
   type ListQuery, type MetadefService, type NamespaceInput, type NamespaceListQuery, type ObjectInput,
 } from '../../core/metadefs.js';
 import { stripMillis } from '../glance-view.js';
+import { pythonInt } from '../python-int.js';
 import { METADEF_SCHEMAS } from '../metadef-schema.js';
 
 const BASE = '/v2/metadefs/namespaces';
@@ -121,8 +122,10 @@ function listQuery(q: Query): ListQuery {
   const limitText = text(q, 'limit');
   let limit = METADEF_DEFAULT_LIMIT;
   if (limitText !== undefined) {
-    if (!/^\d{1,9}$/.test(limitText)) throw fail('bad_metadef', 'limit must be a whole number, 0 or more.');
-    limit = Math.min(METADEF_MAX_LIMIT, Number(limitText));
+    // Glance: int(limit), so '+5' is 5.
+    const asked = pythonInt(limitText);
+    if (asked === null || asked < 0) throw fail('bad_metadef', 'limit must be a whole number, 0 or more.');
+    limit = Math.min(METADEF_MAX_LIMIT, asked);
   }
   const sortDir = text(q, 'sort_dir') ?? 'desc';
   if (sortDir !== 'asc' && sortDir !== 'desc') throw fail('bad_metadef', `Invalid sort direction: ${sortDir} (asc or desc).`);

@@ -16,6 +16,7 @@ import type { Quotas } from '../../core/quota.js';
 import type { WebDownloads } from '../../ingest/web-download.js';
 import { checkCreateNames, createImage } from '../image-create.js';
 import { taskViews } from '../glance-view.js';
+import { pythonInt } from '../python-int.js';
 import { CreateImageBody } from '../image-schema.js';
 
 const TASK_ID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.(\d{1,9})$/;
@@ -126,9 +127,10 @@ export async function taskRoutes(app: FastifyInstance, images: ImageService, quo
       if (typeof query[key] !== 'string') throw badRequest('invalid_request', `Give '${key}' once.`);
     }
     const limitText = query.limit as string | undefined;
-    if (!/^\d+$/.test(limitText ?? '0')) throw badRequest('bad_limit', 'limit must be a whole number, 0 or more (a page holds at most 1000 tasks).');
-    // Glance: min(api_limit_max, limit).
-    const limit = limitText === undefined ? 25 : Math.min(Number(limitText), 1000);
+    // Glance: min(api_limit_max, int(limit)), so '+5' is 5.
+    const asked = pythonInt(limitText ?? '25');
+    if (asked === null || asked < 0) throw badRequest('bad_limit', 'limit must be a whole number, 0 or more (a page holds at most 1000 tasks).');
+    const limit = Math.min(asked, 1000);
     const status = query.status as string | undefined;
     if (status !== undefined && !TASK_STATUSES.has(status)) throw badRequest('invalid_request', `status must be one of ${[...TASK_STATUSES].join(', ')}.`);
     const type = query.type as string | undefined;

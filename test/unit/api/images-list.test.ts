@@ -214,6 +214,22 @@ describe('GET /v2/images', () => {
     assert.equal((await get('?limit=7')).body.images.length, 7);
   });
 
+  it('reads protected, os_hidden, limit, size ranges and an empty visibility as Glance does', async () => {
+    const refused = await get('?protected=True');
+    assert.equal(refused.status, 400, "Glance takes protected as sent: only 'true' or 'false'");
+    assert.equal(refused.body.error!.error_code, 'bad_filter');
+    assert.match(refused.body.error!.message, /'protected'/);
+    assert.deepEqual(await all('?os_hidden=True&visibility=all'), expected((d) => d.os_hidden), 'os_hidden is lowered first, as in Glance');
+    for (const limit of ['%2B5', '+5', '%205%20', '0_5']) assert.equal((await get(`?limit=${limit}`)).body.images.length, 5, `int('${decodeURIComponent(limit)}') is 5`);
+    assert.deepEqual((await get('?limit=-0')).body.images, []);
+    assert.deepEqual(await all('?size_min=%2B10000&size_max=2_0000'), expected((d) => byDefault(d) && d.size !== null && d.size >= 10000 && d.size <= 20000));
+    const none = await get('?visibility=');
+    assert.equal(none.status, 200, 'Glance checks a non-empty visibility only, then matches visibility == \'\'');
+    assert.deepEqual(none.body.images, []);
+    assert.equal(none.body.next, undefined);
+    assert.equal((await get('?visibility=&marker=not-an-id')).status, 400, 'the marker is still checked');
+  });
+
   for (const [query, param] of [
     ['?limit=abc', 'limit'], ['?limit=', 'limit'], ['?limit=-1', 'limit'], ['?limit=1.5', 'limit'],
     ['?marker=', 'marker'], ['?marker=00000000-0000-0000-0000-000000000000', 'marker'], ['?marker=not-an-id', 'marker'],

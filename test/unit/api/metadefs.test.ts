@@ -159,6 +159,7 @@ describe('/v2/metadefs', () => {
     assert.equal((await t.call('admin', 'GET', url(ns, '/tags'))).json().tags.length, 3);
     assert.equal((await t.call('admin', 'POST', url(ns, '/tags'), { tags: [{ name: 'b' }] }, { 'x-openstack-append': 'true' })).statusCode, 409);
     assert.deepEqual((await t.call('admin', 'GET', `${url(ns, '/tags')}?sort_key=name&sort_dir=asc&limit=1&marker=b`)).json().tags.map((x: { name: string }) => x.name), ['c']);
+    assert.deepEqual((await t.call('admin', 'GET', `${url(ns, '/tags')}?sort_key=name&sort_dir=asc&limit=%2B1&marker=b`)).json().tags.map((x: { name: string }) => x.name), ['c'], "Glance: int('+1') is 1");
     for (const kind of ['tags', 'objects', 'properties']) assert.equal((await t.call('admin', 'DELETE', url(ns, `/${kind}`))).statusCode, 204, kind);
     const shown = (await t.call('admin', 'GET', url(ns))).json();
     assert.equal(shown.tags, undefined);

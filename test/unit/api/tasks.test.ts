@@ -74,6 +74,7 @@ describe('tasks: /v2/tasks, /v2/tasks/{id}, /v2/images/{id}/tasks', () => {
     await t.activate('b-member', second);
     const page = (await t.call('admin', 'GET', '/v2/tasks?limit=1')).json();
     assert.equal(page.tasks.length, 1);
+    for (const limit of ['%2B1', '+1', '0_1']) assert.equal((await t.call('admin', 'GET', `/v2/tasks?limit=${limit}`)).json().tasks.length, 1, `Glance: int('${decodeURIComponent(limit)}') is 1`);
     assert.match(page.next, /marker=/);
     const rest = (await t.call('admin', 'GET', page.next)).json();
     assert.equal(rest.tasks.length, 1);
