@@ -51,6 +51,7 @@ import type { LiveEvents } from '../core/live-events.js';
 import { consoleRoutes } from './routes/console.js';
 import { eventRoutes } from './routes/events.js';
 import { tokenExchangeRoutes, type TokenExchangeSettings } from './routes/token-exchange.js';
+import { jsonBodyParser } from './json-body.js';
 
 /** The v2 minor versions this API serves (no cache API here: `pir cache` has its own app). */
 const SERVED_MINORS = servedMinors(false);
@@ -258,10 +259,11 @@ function methodNotAllowed(reply: FastifyReply, method: string, path: string, all
  * cross-site form cannot send X-Auth-Token. A request that says `Content-Type:
  * application/json` but sends no body (tempest's REST client sends that header on every DELETE,
  * tag PUT and action POST) is a request without a body, as in Glance, instead of Fastify's 400;
- * a body that is there is parsed by Fastify's own prototype-poisoning-safe parser.
+ * a body that is there is parsed by Fastify's own prototype-poisoning-safe parser
+ * (api/json-body.ts: a prototype key is refused by name, not as invalid JSON).
  */
 function jsonBodies(app: FastifyInstance): void {
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const parseJson = jsonBodyParser(app);
   const parse: Parameters<FastifyInstance['addContentTypeParser']>[2] = (request, body, done) => {
     const text = body.toString();
     // No route, no body to read: the answer is 404 or 405 whatever was sent.

@@ -48,6 +48,7 @@ export const API_ERRORS = {
   // request shape
   invalid_request: refusal(400, 'The body or a parameter does not match the request schema.'),
   invalid_json: refusal(400, 'The body is not valid JSON.'),
+  forbidden_json_member: refusal(400, 'The JSON body has a member named __proto__, or a constructor object with a prototype member (anywhere in it): PIR refuses those names.'),
   body_too_large: refusal(413, 'The JSON body is larger than PIR accepts.'),
   bad_content_type: refusal(415, 'The Content-Type is not the one this call takes.'),
   bad_header: refusal(400, 'A header has a malformed value.'),

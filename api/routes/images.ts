@@ -16,12 +16,13 @@ import { locationFields } from '../../core/external-location.js';
 import type { LocationRegistrations } from '../../ingest/register-location.js';
 import { locationPatch, touchesLocations } from './image-locations.js';
 import { mediaTypeOf } from '../http-hygiene.js';
+import { jsonBodyParser } from '../json-body.js';
 
 export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, locations?: LocationRegistrations): Promise<void> {
   // The image as this caller may see it: locations only by the operator's and Glance's rules.
   const view = (caller: Caller, doc: ImageDoc) => imageView(doc, locations ? locationFields(caller, doc, locations.settings) : undefined);
   // Glance's JSON-patch media types are JSON, parsed with Fastify's own (prototype-poisoning-safe) parser.
-  app.addContentTypeParser([...PATCH_MEDIA_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.addContentTypeParser([...PATCH_MEDIA_TYPES], { parseAs: 'string' }, jsonBodyParser(app));
   app.post('/v2/images', {
     schema: { body: CreateImageBody },
     preValidation: async (request) => checkCreateNames(request.body),

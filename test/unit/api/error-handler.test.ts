@@ -28,7 +28,7 @@ describe('errors', () => {
       ['POST', '/v2/images', '', {}, 'invalid_request'], // an empty JSON body is no body: a create needs one
       ['POST', '/v2/images', JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }), {}, 'body_too_large'],
       ['POST', '/v2/images', 'name=x', { 'content-type': 'application/x-www-form-urlencoded' }, 'invalid_json'], // read as JSON, as Glance
-      ['POST', '/v2/images', '{"__proto__": {"x": 1}}', {}, 'invalid_json'],
+      ['POST', '/v2/images', '{"__proto__": {"x": 1}}', {}, 'forbidden_json_member'],
       ['PATCH', `/v2/images/${id}`, '[]', { 'content-type': 'text/plain' }, 'patch_media_type'],
       ['POST', `/v2/images/${id}/members`, '{"member": ["B"]}', {}, 'invalid_request'],
       ['PUT', `/v2/images/${id}/members/B`, '"accepted"', {}, 'invalid_request'],
@@ -88,6 +88,29 @@ describe('errors', () => {
     const doc = (await t.call('a-member', 'GET', `/v2/images/${id}`)).json();
     assert.equal(doc.name, 'img');
     assert.equal(Object.getPrototypeOf(doc), Object.prototype);
+  });
+
+  it('refuses a __proto__ member (or constructor.prototype) by name, not as invalid JSON', async () => {
+    const cases: [string, string, string, Record<string, string>, string][] = [
+      ['POST', '/v2/images', '{"name": "p", "__proto__": "v"}', {}, '/__proto__'],
+      ['POST', '/v2/images', '{"name": "p", "__proto__": "v"}', { 'content-type': 'text/plain' }, '/__proto__'],
+      ['POST', '/v2/images', '{"name": "p", "constructor": {"prototype": {"x": 1}}}', {}, '/constructor/prototype'],
+      ['PATCH', `/v2/images/${id}`, '[{"op": "add", "path": "/p", "value": {"a/b": {"__proto__": 1}}}]', { 'content-type': PATCH_TYPE }, '/0/value/a~1b/__proto__'],
+      ['POST', `/v2/images/${id}/members`, '{"member": "B", "__proto__": null}', {}, '/__proto__'],
+    ];
+    for (const [method, url, payload, headers, at] of cases) {
+      const res = await t.call('a-member', method, url, payload, { 'content-type': 'application/json', ...headers });
+      assert.equal(res.statusCode, 400, `${payload}: ${res.body}`);
+      assertClientError(res, payload);
+      assert.equal(res.json().error.error_code, 'forbidden_json_member', payload);
+      assert.ok(res.json().error.message.includes(`at ${at}:`), `${res.json().error.message} names ${at}`);
+      assert.doesNotMatch(res.json().error.message, /not valid JSON/);
+    }
+    // Broken JSON is still invalid_json; a constructor that is a string is an extra property like any other.
+    assert.equal((await t.call('a-member', 'POST', '/v2/images', '{"__proto__": ', { 'content-type': 'application/json' })).json().error.error_code, 'invalid_json');
+    const plain = await t.call('a-member', 'POST', '/v2/images', '{"name": "c", "constructor": "x"}', { 'content-type': 'application/json' });
+    assert.equal(plain.statusCode, 201, plain.body);
+    assert.equal(plain.json().constructor, 'x');
   });
 
   it('survives prototype-named properties from the owner', async () => {
