@@ -63,3 +63,34 @@ export function traceFields(): { trace_id?: string; span_id?: string } {
   if (!sc || !trace.isSpanContextValid(sc)) return {};
   return { trace_id: sc.traceId, span_id: sc.spanId };
 }
+
+/** A failure a background step recorded on its image instead of throwing it (its request answered 202 already). */
+export interface RecordedFailure {
+  code: string;
+  message: string;
+}
+
+/**
+ * Runs the background part of a request that answered 202 (a web-download, a location's
+ * registration) in a span of the request's trace: `traceparent`'s when the work runs as a job,
+ * else the active context's. The failure `work` returns sets the span's error status and
+ * pir.error.code, so the trace shows why the image was killed; a throw does too, and goes on.
+ */
+export async function inBackgroundSpan(name: string, attributes: Record<string, string | number | boolean>, work: () => Promise<RecordedFailure | null>, traceparent?: string): Promise<void> {
+  const parent = traceparent ? contextFrom(traceparent) : context.active();
+  return tracer().startActiveSpan(name, { attributes }, parent, async (span) => {
+    try {
+      const failure = await work();
+      if (failure) {
+        span.setAttribute('pir.error.code', failure.code);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+      }
+    } catch (error) {
+      span.recordException(error as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}

@@ -24,6 +24,7 @@ import {
   externalKey, parseLocation, parseLocationMetadata, parseValidationData, type LocationSettings, type ParsedLocation,
 } from '../core/external-location.js';
 import type { ImageService } from '../core/image-service.js';
+import { currentTraceparent, inBackgroundSpan, type RecordedFailure } from '../core/trace-context.js';
 import { exponentialBackoff, type JobKind } from '../core/jobs.js';
 import type { JobQueue } from '../core/ports.js';
 import { EgressError, type EgressClient } from '../infra/egress/egress-client.js';
@@ -48,6 +49,8 @@ export interface RegisterLocationJob {
   image_id: string;
   run: number;
   caller: Caller;
+  /** The POST's (or PATCH's) trace, which the job's span continues. */
+  traceparent?: string;
 }
 
 /**
@@ -97,7 +100,8 @@ export class LocationRegistrations {
     const queue = this.deps.queue;
     if (queue) {
       const who: Caller = { project_id: caller.project_id, user_id: caller.user_id, roles: [...caller.roles], ...(caller.request_id ? { request_id: caller.request_id } : {}) };
-      await queue.enqueue(REGISTER_LOCATION_KIND, `${imageId}.register.${run}`, { image_id: imageId, run, caller: who }).catch(async (error: unknown) => {
+      const traceparent = currentTraceparent();
+      await queue.enqueue(REGISTER_LOCATION_KIND, `${imageId}.register.${run}`, { image_id: imageId, run, caller: who, ...(traceparent ? { traceparent } : {}) }).catch(async (error: unknown) => {
         await this.deps.images.abortUpload(caller, imageId, run, 'the registration could not be queued').catch(() => {});
         throw error;
       });
@@ -117,7 +121,7 @@ export class LocationRegistrations {
     const doc = await this.deps.images.get(SYSTEM_CALLER, job.image_id).catch(() => null);
     const upload = doc?.upload;
     if (!doc || !doc.location || doc.status !== 'uploading' || upload?.run !== job.run || upload.kind !== 'location') return;
-    const run = this.register(job.caller, job.image_id, job.run, doc.location);
+    const run = this.register(job.caller, job.image_id, job.run, doc.location, job.traceparent);
     this.running.add(run);
     try {
       await run;
@@ -146,7 +150,13 @@ export class LocationRegistrations {
     return parsed;
   }
 
-  private async register(caller: Caller, imageId: string, run: number, location: ExternalLocation): Promise<void> {
+  /** The reading, in its own span of the request's trace (its failure an error status with the code, as a web-download's). */
+  private register(caller: Caller, imageId: string, run: number, location: ExternalLocation, traceparent?: string): Promise<void> {
+    return inBackgroundSpan('register-location', { 'pir.image.id': imageId, 'pir.run': run }, () => this.registerNow(caller, imageId, run, location), traceparent);
+  }
+
+  /** Null when registered (or stopped by PIR, in-process); else the failure recorded on the image. */
+  private async registerNow(caller: Caller, imageId: string, run: number, location: ExternalLocation): Promise<RecordedFailure | null> {
     const { images, reader, upload, settings, log } = this.deps;
     const started = Date.now();
     const heartbeat = setInterval(() => { images.heartbeat(caller, imageId, run).catch(() => {}); }, upload.heartbeatMs);
@@ -181,16 +191,18 @@ export class LocationRegistrations {
       const claimed = { ...(checksum ? { md5: checksum, md5_from: 'validation_data.checksum' } : {}), ...(os_hash_value ? { sha512: os_hash_value, sha512_from: 'validation_data.os_hash_value' } : {}) };
       await images.completeUpload(caller, imageId, run, { key: externalKey(ref), size, ...digests }, claimed);
       log.info({ image_id: imageId, run, location: redact(location.url), bytes: size, ms: Date.now() - started }, 'location registered; pipeline started');
+      return null;
     } catch (error) {
       if (this.abort.signal.aborted) {
         if (this.deps.queue) throw new RegistrationInterrupted('PIR stopped while registering the location; the job runs again');
         await images.abortUpload(caller, imageId, run, 'PIR stopped while registering the location').catch(() => {});
-        return;
+        return null;
       }
       const { code, message } = describe(error);
       log.warn({ image_id: imageId, run, location: redact(location.url), code, reason: message }, 'location registration failed');
       await images.failWebDownload(caller, imageId, run, code, `Registering the location failed: ${message}`)
         .catch((e: unknown) => log.error({ image_id: imageId, err: e }, 'could not record the registration failure'));
+      return { code, message };
     } finally {
       clearInterval(heartbeat);
     }

@@ -8,8 +8,7 @@
  * the normal pipeline runs (importing → active). A failed download kills the image with
  * `pir_failure = {stage: 'import', code, message}`.
  */
-import { SpanStatusCode } from '@opentelemetry/api';
-import { tracer } from '../core/trace-context.js';
+import { inBackgroundSpan, type RecordedFailure } from '../core/trace-context.js';
 import type { StoreTargets, UploadTicket } from '../core/image-service.js';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
@@ -75,21 +74,11 @@ export class WebDownloads {
 
   /** The download after the 202, in its own span of the request's trace (its failure an error status with the code). */
   private download(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<void> {
-    return tracer().startActiveSpan('web-download', { attributes: { 'pir.image.id': imageId, 'pir.run': ticket.run } }, async (span) => {
-      try {
-        const failure = await this.downloadNow(caller, imageId, project, ticket, uri);
-        if (failure) {
-          span.setAttribute('pir.error.code', failure.code);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
-        }
-      } finally {
-        span.end();
-      }
-    });
+    return inBackgroundSpan('web-download', { 'pir.image.id': imageId, 'pir.run': ticket.run }, () => this.downloadNow(caller, imageId, project, ticket, uri));
   }
 
   /** Null when staged (or stopped by PIR); else the failure recorded on the image. */
-  private async downloadNow(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<{ code: string; message: string } | null> {
+  private async downloadNow(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, uri: string): Promise<RecordedFailure | null> {
     const { images, quotas, upload, log } = this.deps;
     const started = Date.now();
     try {

@@ -99,6 +99,37 @@ describe('tracing in embedded mode (pir serve)', () => {
       await removeDir(dir2);
     }
   });
+
+  it("a location registration that fails after the 202 is a span of the POST's trace (through its job), with an error status and the code", async () => {
+    const server = createServer((_req, res) => { res.statusCode = 404; res.end('no such disk'); });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const dir2 = await makeTempDir('pir-e2e-trace-register-');
+    let serve: PirProcess | undefined;
+    try {
+      const spansFile = join(dir2, 'spans.jsonl');
+      const port = await freePort();
+      serve = await startPirProcess('serve', { PIR_DATA_DIR: join(dir2, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_EGRESS_ALLOWLIST: '127.0.0.1', OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, 'serve-register');
+      const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
+      const image = await client.createImage({ name: 'traced-register', disk_format: 'raw', container_format: 'bare' });
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.raw?sig=secret-sig`;
+      const started = await fetch(`http://127.0.0.1:${port}/v2/images/${image.id}/locations`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, body: JSON.stringify({ url }) });
+      assert.equal(started.status, 202);
+      await waitFor(async () => (await spans(spansFile)).some((sp) => sp.name === 'register-location'), 10_000, 'the register-location span');
+      const all = await spans(spansFile);
+      const registration = all.find((sp) => sp.name === 'register-location')!;
+      const request = all.find((sp) => sp.name === 'POST /v2/images/:id/locations')!;
+      assert.equal(registration.trace_id, request.trace_id);
+      assert.equal(registration.status, 2, 'an error status');
+      assert.equal(registration.attributes['pir.error.code'], 'upstream_status');
+      assert.equal(registration.attributes['pir.image.id'], image.id);
+      assert.doesNotMatch(JSON.stringify(all), /secret-sig/, "the URL's query is in no span");
+    } finally {
+      await serve?.stop();
+      server.close();
+      await removeDir(dir2);
+    }
+  });
 });
 
 describe('tracing across processes (distributed)', () => {
