@@ -75,8 +75,11 @@ export function isClientAbort(error: unknown, request: FastifyRequest): boolean 
 
 export function handleError(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) {
   if (error instanceof PirError) {
-    const status = errorSpec(error.code)?.status ?? STATUS_OF_KIND[error.kind];
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    const spec = errorSpec(error.code);
+    const status = spec?.status ?? STATUS_OF_KIND[error.kind];
+    // A fault the catalog calls expected (a lease that a killed process held past the wait, say)
+    // is the client's to retry: warn, not error, which is for what an operator must look at.
+    if (status >= 500) request.log[spec?.expected ? 'warn' : 'error']({ err: error, error_code: error.code }, 'request failed');
     if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
     return sendError(reply, status, error.code, error.message);
   }

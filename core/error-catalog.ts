@@ -28,10 +28,16 @@ export interface ErrorSpec {
   class: ErrorClass;
   meaning: string;
   remedy?: Remedy;
+  /**
+   * A fault PIR expects now and then and that a retry mends (contention that outlasted its
+   * wait, a shutdown): the API logs it at warn, so error stays for what an operator must look at.
+   */
+  expected?: true;
 }
 
 const refusal = (status: number, meaning: string, remedy?: Remedy): ErrorSpec => ({ status, class: 'refusal', meaning, ...(remedy && { remedy }) });
 const fault = (status: number, meaning: string, remedy?: Remedy): ErrorSpec => ({ status, class: 'fault', meaning, ...(remedy && { remedy }) });
+const expectedFault = (status: number, meaning: string): ErrorSpec => ({ ...fault(status, meaning), expected: true });
 
 /** Errors of the HTTP API and the domain. */
 export const API_ERRORS = {
@@ -182,7 +188,7 @@ export const API_ERRORS = {
   metadef_protected: refusal(403, 'The namespace is protected: neither it nor anything in it can be deleted until protected is false.'),
   metadef_conflict: refusal(409, 'A namespace, or an object, property, tag or resource type association in the namespace, has that name already.'),
   metadef_limit: refusal(413, 'A namespace would hold more than 1,000 entries of one kind, or more than 2 MiB of definitions.'),
-  metadef_contention: fault(503, 'Too many concurrent writers on one namespace; retry.'),
+  metadef_contention: expectedFault(503, 'Too many concurrent writers on one namespace; retry.'),
   // registered locations (README "Registering existing bytes")
   location_refused: refusal(400, 'The location is not s3://bucket/key in a bucket the operator allows (never PIR\'s own) nor an http(s) URL, or is malformed or too long.'),
   location_invalid: refusal(400, "The location's metadata or validation_data is malformed (validation_data: md5 checksum, sha512 os_hash_algo/os_hash_value)."),
@@ -193,12 +199,12 @@ export const API_ERRORS = {
   // PIR's side
   data_unavailable: fault(503, "The image's stored bytes are missing or the wrong size."),
   storage_unavailable: fault(503, 'The image store (the S3 bucket) did not take the bytes; nothing was kept and the image is back in queued; retry.'),
-  manifest_contention: fault(503, 'Too many concurrent writers on one image; retry.'),
-  change_contention: fault(503, "Another change of the same gallery tree or webhook held it too long (distributed mode: a process froze or died while holding it); retry."),
+  manifest_contention: expectedFault(503, 'Too many concurrent writers on one image; retry.'),
+  change_contention: expectedFault(503, "Another change of the same gallery tree or webhook held it too long (distributed mode: a process froze or died while holding it); retry."),
   insufficient_storage: fault(507, "PIR's disk is full (ENOSPC); the operator must free space in PIR_DATA_DIR."),
-  shutting_down: fault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),
+  shutting_down: expectedFault(503, 'PIR is shutting down; retry in a moment or on another PIR.'),
   dependency_unavailable: fault(503, 'A service PIR runs on (the MongoDB-wire server, Kafka, Redis or the S3 store) did not answer; retry after the Retry-After seconds.'),
-  cache_busy: fault(503, "The cache entry changed twice while being opened (dropped meanwhile); retry."),
+  cache_busy: expectedFault(503, "The cache entry changed twice while being opened (dropped meanwhile); retry."),
   internal_error: fault(500, 'An unexpected error; the logs have it under the request id.'),
 } as const satisfies Record<string, ErrorSpec>;
 

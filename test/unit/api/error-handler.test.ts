@@ -4,7 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { MongoBulkWriteError, MongoClient, MongoNetworkError } from 'mongodb';
 import { handleError } from '../../../api/error-handler.js';
-import { errorSpec } from '../../../core/error-catalog.js';
+import { errorSpec, fail } from '../../../core/error-catalog.js';
+import { TransientError } from '../../../core/errors.js';
+import { pino } from 'pino';
 import { PATCH_TYPE, testApp, type TestApp } from './tenant-app.js';
 import { freePort } from '../../support/pir-process.js'; // a loopback port nothing listens on
 
@@ -186,3 +188,25 @@ describe('storage that the operator must see to', () => {
   });
 });
 
+
+describe('log levels of the faults', () => {
+  it('logs an expected, retryable fault (change_contention, a *_contention) at warn and any other 5xx at error', async () => {
+    const lines: { level: number; msg: string; error_code?: string }[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+    const app = Fastify({ loggerInstance: log, disableRequestLogging: true });
+    app.setErrorHandler(handleError);
+    const errors = [
+      fail('change_contention', "Another change of project D's galleries has been under way for over 10 s; retry."),
+      new TransientError('manifest_contention', 'Image x is being changed by many writers at once; try again.'),
+      fail('storage_unavailable', 'The image store did not take the bytes.'),
+    ];
+    app.get('/fail/:n', async (request) => { throw errors[Number((request.params as { n: string }).n)]!; });
+    try {
+      for (const i of errors.keys()) assert.equal((await app.inject({ method: 'GET', url: `/fail/${i}` })).statusCode, 503);
+      const failed = lines.filter((l) => l.msg === 'request failed').map((l) => [l.error_code, l.level]);
+      assert.deepEqual(failed, [['change_contention', 40], ['manifest_contention', 40], ['storage_unavailable', 50]]);
+    } finally {
+      await app.close();
+    }
+  });
+});

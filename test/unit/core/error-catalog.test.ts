@@ -126,6 +126,10 @@ describe('the error catalog', () => {
       assert.deepEqual(rows.get(code), { status: spec.status, cls: spec.class }, `README's error table row for ${code}`);
     }
     for (const code of rows.keys()) assert.ok(Object.hasOwn(expected, code), `README lists ${code}, which the catalog does not declare`);
+    // README names the faults logged at warn (the catalog's `expected`), each and no other.
+    const warned = /A 5xx fault is logged at error[^]*?are logged at warn\./.exec(section)?.[0] ?? '';
+    assert.deepEqual([...warned.matchAll(/`([a-z_0-9]+)`/g)].map((m) => m[1]).filter((c) => c !== 'error_code').sort(),
+      Object.entries(ERROR_CATALOG).filter(([, spec]) => spec.expected).map(([code]) => code).sort());
     // The inspectors' codes are listed once in formats/codes.ts; README points there and the catalog takes them all as 415 refusals (Glance's InvalidImageData).
     assert.match(section, /formats\/codes\.ts/);
     for (const code of Object.keys({ ...FINDING_CODES, ...VERDICT_CODES })) assert.equal(errorSpec(code)?.status, 415, code);
