@@ -88,6 +88,8 @@ export interface AppDeps {
   metadefs?: MetadefService;
   /** Live image events for GET /v2/events; absent: the event stream is not served. */
   live?: LiveEvents;
+  /** PIR_EVENT_STREAMS_PER_USER: open GET /v2/events streams per user and project (default 16). */
+  eventStreamsPerUser?: number;
   /** Multi-store operations (copy-image, DELETE /v2/stores/…); absent: deletes only, no copy-image. */
   storeOps?: StoreOperations;
   /** Keystone, when PIR runs behind it: POST /auth/tokens exchanges a password for a token (the web console's sign-in). */
@@ -240,7 +242,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.webhooks) await webhookRoutes(v2, deps.webhooks);
     if (deps.catalog) await catalogRoutes(v2, deps.catalog);
     if (deps.metadefs) await metadefRoutes(v2, deps.metadefs);
-    if (deps.live) await eventRoutes(v2, deps.live, deps.authenticator);
+    if (deps.live) await eventRoutes(v2, deps.live, deps.authenticator, deps.eventStreamsPerUser ? { streamsPerUser: deps.eventStreamsPerUser } : {});
   });
   return app;
 }

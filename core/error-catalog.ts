@@ -151,6 +151,7 @@ export const API_ERRORS = {
   webhook_disabled: refusal(409, "The webhook is disabled (see disabled_reason); enable it with PATCH enabled: true first."),
   delivery_pending: refusal(409, "The delivery is still being attempted; redeliver it once it has failed or succeeded."),
   too_many_webhooks: refusal(409, "The project already has 100 webhooks; delete one first."),
+  too_many_streams: refusal(429, 'The caller (user and project) has PIR_EVENT_STREAMS_PER_USER (16) GET /v2/events streams open on this API process; close one and connect again.'),
   webhook_ping_too_soon: refusal(429, "The webhook was pinged PIR_WEBHOOK_PINGS_PER_MINUTE times (5) in the last minute; wait the Retry-After seconds."),
   // resumable uploads (tus 1.0, /v2/images/{id}/uploads)
   tus_version_unsupported: refusal(412, 'Tus-Resumable is missing or not 1.0.0.'),

@@ -75,6 +75,8 @@ export interface PirConfig {
   tusExpirySeconds: number;
   /** Metadata revisions kept per image (PIR_REVISIONS_KEEP); older ones are pruned. */
   revisionsKeep: number;
+  /** Open GET /v2/events streams per user and project, per API process (PIR_EVENT_STREAMS_PER_USER). */
+  eventStreamsPerUser: number;
   logLevel: string;
   /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
   testFaults: string[];
@@ -342,6 +344,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     uploadSettleWaitSeconds: int(env, 'PIR_UPLOAD_SETTLE_WAIT_SECONDS', 300, 1, 86400),
     tusExpirySeconds: int(env, 'PIR_TUS_EXPIRY_SECONDS', 86400, 60, 30 * 86400),
     revisionsKeep: int(env, 'PIR_REVISIONS_KEEP', 100, 1, 1_000_000),
+    eventStreamsPerUser: int(env, 'PIR_EVENT_STREAMS_PER_USER', 16, 1, 10_000),
     logLevel: logLevel(env),
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),

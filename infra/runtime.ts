@@ -202,7 +202,7 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
     webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(webDownloadEgress(config)), log });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service, metadefs: metadefs!.service,
-      live, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
+      live, eventStreamsPerUser: config.eventStreamsPerUser, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });
     url = await app.listen({ host: config.host, port: config.port });
   }
   const metricsServer: MetricsServer | null = config.metricsPort !== null ? await startMetricsServer(config.host, config.metricsPort, health) : null;

@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from '../../core/authenticator.js';
 import type { Caller } from '../../core/caller.js';
+import { fail } from '../../core/error-catalog.js';
 import { PirError } from '../../core/errors.js';
 import type { LiveEvents } from '../../core/live-events.js';
 import { enforce, hasRole, isAdminCaller } from '../../core/policy.js';
@@ -19,6 +20,7 @@ import { eventBody } from '../../core/webhooks/fanout.js';
 import type { PirEvent } from '../../schemas/events.js';
 import type { ImageDoc } from '../../schemas/image.js';
 import { imageView } from '../glance-view.js';
+import { StreamSlots } from '../stream-slots.js';
 
 /** A comment line this often keeps proxies and load balancers from closing a quiet stream. */
 const KEEPALIVE_MS = 25_000;
@@ -37,6 +39,19 @@ export const TOKEN_RECHECK_MS = 5000;
  */
 export const MAX_BUFFERED_BYTES = 1 << 20;
 const STALLED_MS = 120_000;
+/**
+ * Open streams per user and project (PIR_EVENT_STREAMS_PER_USER), per API process: a console tab
+ * holds one, so a person's tabs and scripts fit, while one runaway client cannot hold thousands
+ * of sockets and listeners. Keyed by user and project, not token: a user can get a new token at
+ * will, and one user's streams must not use up a colleague's.
+ */
+export const DEFAULT_STREAMS_PER_USER = 16;
+
+export interface EventStreamSettings {
+  recheckMs: number;
+  maxBufferedBytes: number;
+  streamsPerUser: number;
+}
 
 export const eventsSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -67,7 +82,9 @@ function sameCaller(a: Caller, b: Caller): boolean {
   return a.project_id === b.project_id && a.user_id === b.user_id && [...a.roles].sort().join() === [...b.roles].sort().join();
 }
 
-export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authenticator: Authenticator, recheckMs = TOKEN_RECHECK_MS, maxBufferedBytes = MAX_BUFFERED_BYTES): Promise<void> {
+export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authenticator: Authenticator, settings: Partial<EventStreamSettings> = {}): Promise<void> {
+  const { recheckMs = TOKEN_RECHECK_MS, maxBufferedBytes = MAX_BUFFERED_BYTES, streamsPerUser = DEFAULT_STREAMS_PER_USER } = settings;
+  const slots = new StreamSlots(streamsPerUser);
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => { for (const end of streams) end(); });
   app.get('/v2/schemas/events', async () => eventsSchema);
@@ -76,8 +93,14 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authen
     const caller = request.caller;
     // The stream shows images as GET /v2/images does: it takes the reader role.
     enforce(caller, 'get_images', { owner: caller.project_id });
+    const release = slots.take(`${caller.project_id}\n${caller.user_id}`);
+    if (!release) {
+      throw fail('too_many_streams', `User ${caller.user_id} of project ${caller.project_id} has ${streamsPerUser} event streams open on this PIR, the most one user may (PIR_EVENT_STREAMS_PER_USER); close one (a console tab, a client) and connect again.`);
+    }
     reply.hijack();
     const raw = reply.raw;
+    // The slot is the stream's until its connection closes, whichever side ends it.
+    raw.once('close', release);
     raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store',
       'x-openstack-request-id': request.id, 'x-accel-buffering': 'no', 'x-content-type-options': 'nosniff',

@@ -12,8 +12,8 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { CALLERS, testApp, type TestApp } from './tenant-app.js';
-import { MAX_BUFFERED_BYTES, TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
-import { openEventStream } from '../../support/event-stream.js';
+import { DEFAULT_STREAMS_PER_USER, MAX_BUFFERED_BYTES, TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
+import { openEventStream, type EventStreamReader } from '../../support/event-stream.js';
 import { tokenExchangeRoutes } from '../../../api/routes/token-exchange.js';
 import { consoleRoutes } from '../../../api/routes/console.js';
 import { handleError } from '../../../api/error-handler.js';
@@ -216,5 +216,68 @@ describe('event stream: a client that stops reading', () => {
     assert.equal(await connections(), 0, `the stream was still open after ${patches} events of ~60 KB`);
     assert.ok(patches * 60_000 > MAX_BUFFERED_BYTES, `closed after ${patches} events`);
     socket.destroy();
+  });
+});
+
+describe('event stream: open streams per user', () => {
+  let t: TestApp;
+  let url = '';
+  const open: EventStreamReader[] = [];
+  before(async () => {
+    t = await testApp();
+    url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  after(async () => {
+    for (const s of open) s.close();
+    for (const token of ['cap-1', 'cap-2']) delete CALLERS[token];
+    await t.close();
+  });
+
+  const openAs = async (token: string) => {
+    const stream = await openEventStream(url, token);
+    open.push(stream);
+    await stream.hello;
+    return stream;
+  };
+  const refused = async (token: string) => {
+    const r = await fetch(`${url}/v2/events`, { headers: { 'x-auth-token': token } });
+    if (r.status === 200) await r.body?.cancel(); // a stream: nothing to read as JSON
+    return { status: r.status, body: r.status === 200 ? null : await r.json() as { error: { error_code: string; message: string } } };
+  };
+  /** Opens one more stream for `token` once PIR has seen a stream end (the slot is given back on the server's close). */
+  const openOnceFree = async (token: string) => {
+    for (let i = 0; i < 100; i++) {
+      const stream = await openAs(token).catch((e: Error) => { if (/answered 429/.test(e.message)) return null; throw e; });
+      if (stream) return stream;
+      await new Promise((done) => setTimeout(done, 50));
+    }
+    return assert.fail(`no slot came free for ${token}`);
+  };
+
+  it(`answers 429 too_many_streams to a user's stream past ${DEFAULT_STREAMS_PER_USER}; one that ends frees its slot; other users are not affected`, async () => {
+    const mine: EventStreamReader[] = [];
+    for (let i = 0; i < DEFAULT_STREAMS_PER_USER; i++) mine.push(await openAs('a-member'));
+    const over = await refused('a-member');
+    assert.equal(over.status, 429);
+    assert.equal(over.body?.error.error_code, 'too_many_streams');
+    assert.match(over.body!.error.message, /has 16 event streams open .*PIR_EVENT_STREAMS_PER_USER.*close one/);
+    // Another user of the same project, and another project's, open theirs.
+    await openAs('a-reader');
+    await openAs('b-member');
+    // A client that disconnects gives its slot back.
+    mine[0]!.close();
+    await openOnceFree('a-member');
+    assert.equal((await refused('a-member')).status, 429, 'full again');
+  });
+
+  it('counts a user and project whatever the token, and a stream ended by pir.goodbye gives its slot back', async () => {
+    CALLERS['cap-1'] = { project_id: 'C', user_id: 'c7', roles: ['member'] };
+    CALLERS['cap-2'] = { project_id: 'C', user_id: 'c7', roles: ['member'] };
+    const first = [];
+    for (let i = 0; i < DEFAULT_STREAMS_PER_USER; i++) first.push(await openAs('cap-1'));
+    assert.equal((await refused('cap-2')).status, 429, "a new token of the same user gets no more");
+    delete CALLERS['cap-1'];
+    await first[0]!.waitFor((m) => m.event === 'pir.goodbye', TOKEN_RECHECK_MS + 3000, 'pir.goodbye');
+    await openOnceFree('cap-2');
   });
 });

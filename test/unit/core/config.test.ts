@@ -17,6 +17,11 @@ describe('config', () => {
     assert.equal(loadConfig({ PIR_SHUTDOWN_TIMEOUT_SECONDS: '5' }).shutdownTimeoutSeconds, 5);
     assert.throws(() => loadConfig({ PIR_SHUTDOWN_TIMEOUT_SECONDS: '0' }), /PIR_SHUTDOWN_TIMEOUT_SECONDS: "0" must be a whole number from 1 to 3600/);
   });
+  it('reads PIR_EVENT_STREAMS_PER_USER (default 16, 1 to 10000)', () => {
+    assert.equal(loadConfig({}).eventStreamsPerUser, 16);
+    assert.equal(loadConfig({ PIR_EVENT_STREAMS_PER_USER: '4' }).eventStreamsPerUser, 4);
+    assert.throws(() => loadConfig({ PIR_EVENT_STREAMS_PER_USER: '0' }), /PIR_EVENT_STREAMS_PER_USER: "0" must be a whole number from 1 to 10000/);
+  });
   it('reads the unpack ratio floor as a size', () => {
     assert.equal(loadConfig({ PIR_UNPACK_RATIO_FLOOR: '256MiB' }).unpackRatioFloor, 256 * 2 ** 20);
     assert.equal(loadConfig({ PIR_UNPACK_RATIO_FLOOR: '0' }).unpackRatioFloor, 0);
