@@ -20,6 +20,11 @@ PIR_SEAWEEDFS_VOLUME_PORT="${PIR_SEAWEEDFS_VOLUME_PORT:-9434}"
 PIR_SEAWEEDFS_FILER_PORT="${PIR_SEAWEEDFS_FILER_PORT:-9435}"
 PIR_S3_PORT="${PIR_S3_PORT:-9436}"
 PIR_S3_BUCKET_NAME="${PIR_S3_BUCKET_NAME:-pir}"
+# SeaweedFS frees a deleted object's bytes only when it compacts ("vacuums") the volume holding
+# them: its master does every PIR_SEAWEEDFS_VACUUM_SECONDS (SeaweedFS: 840) for volumes with at least
+# this share of deleted bytes (SeaweedFS: 0.3), and `start` once, for what earlier runs left.
+PIR_SEAWEEDFS_GARBAGE_THRESHOLD="${PIR_SEAWEEDFS_GARBAGE_THRESHOLD:-0.1}"
+PIR_SEAWEEDFS_VACUUM_SECONDS="${PIR_SEAWEEDFS_VACUUM_SECONDS:-300}"
 # Local-only credentials of the test gateway (loopback; not a secret).
 PIR_S3_LOCAL_ACCESS_KEY="${PIR_S3_LOCAL_ACCESS_KEY:-pir-local-access}"
 PIR_S3_LOCAL_SECRET_KEY="${PIR_S3_LOCAL_SECRET_KEY:-pir-local-secret-key}"

@@ -6,6 +6,8 @@
   probe.py mongo PORT           MongoDB OP_MSG {ping: 1, $db: "admin"}; ok if ok == 1
   probe.py s3 PORT              S3 gateway answers an anonymous GET / with an S3 XML reply
   probe.py bucket PORT NAME     SeaweedFS filer on PORT lists /buckets/NAME/ (the bucket exists)
+  probe.py vacuum PORT T WAIT   SeaweedFS master on PORT: once its volume server has joined (within
+                                WAIT s), compact every volume whose deleted bytes are >= T of it
   probe.py kafka-cluster-id     prints a fresh random Kafka cluster id (base64url uuid)
 
 Exit code 0 = healthy, 1 = not healthy (reason on stderr).
@@ -181,7 +183,44 @@ def probe_bucket(port, name):
     return "bucket %s exists" % name
 
 
+def seaweedfs_vacuum(port, threshold, wait):
+    """The master's /vol/vacuum, once the master leads and knows the volume server (its raft
+    election takes ~15 s after a start); it answers when every volume was checked or compacted."""
+    import http.client
+    import json
+    import time
+    deadline = time.time() + wait
+    while True:
+        try:
+            status, body = http_get(port, "/dir/status")
+            topo = json.loads(body).get("Topology", {}) if status == 200 else {}
+            if any(dn for dc in topo.get("DataCenters") or [] for rack in dc.get("Racks") or [] for dn in rack.get("DataNodes") or []):
+                break
+        except (OSError, ValueError):
+            pass
+        if time.time() > deadline:
+            raise TimeoutError("no volume server joined the master within %d s" % wait)
+        time.sleep(1)
+    conn = http.client.HTTPConnection(HOST, port, timeout=900)
+    try:
+        conn.request("GET", "/vol/vacuum?garbageThreshold=%s" % threshold)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise ValueError("/vol/vacuum answered %d" % resp.status)
+    finally:
+        conn.close()
+    return "vacuumed volumes with >= %s garbage" % threshold
+
+
 def main(argv):
+    if len(argv) == 4 and argv[0] == "vacuum":
+        try:
+            print(seaweedfs_vacuum(int(argv[1]), float(argv[2]), int(argv[3])))
+            return 0
+        except Exception as e:  # noqa: BLE001
+            print("vacuum on %s:%s failed: %s" % (HOST, argv[1], e), file=sys.stderr)
+            return 1
     if len(argv) == 3 and argv[0] == "bucket":
         try:
             print(probe_bucket(int(argv[1]), argv[2]))

@@ -79,6 +79,18 @@ s3_create_bucket() {
   return 1
 }
 
+# Compacts what earlier runs deleted (the data dir kept growing between runs: 28 GB, then no
+# writable volume). In the background, so start does not wait for the master's raft election
+# (~15 s): the master answers once every volume over the threshold is compacted; the log says
+# what the data dir was before and after.
+s3_vacuum_soon() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  setsid bash -c 'before="$(du -sm "$0" | cut -f1)"
+    if python3 "$1" vacuum "$2" "$3" 120; then echo "[pir-local] s3: vacuum after start: data dir ${before} MB -> $(du -sm "$0" | cut -f1) MB"; fi' \
+    "$S3_DATA" "$PIR_INFRA_DIR/probe.py" "$PIR_SEAWEEDFS_MASTER_PORT" "$PIR_SEAWEEDFS_GARBAGE_THRESHOLD" \
+    </dev/null >>"$S3_LOG" 2>&1 8>&- 9>&- &
+}
+
 # The gateway's identities: one admin key pair (PIR's credentials), written before start.
 s3_write_config() {
   cat >"$S3_CONFIG" <<EOF
@@ -103,6 +115,7 @@ s3_start() {
   if pid="$(pir_pid_alive "$S3_PIDFILE" "$S3_PATTERN")"; then
     if pir_wait s3 "$PIR_START_TIMEOUT" "$S3_LOG" "$S3_PIDFILE" "$S3_PATTERN" s3_healthy; then
       pir_log "s3: already running (pid $pid) on $S3_URL, log: $S3_LOG"
+      s3_vacuum_soon
       pir_unlock
       return 0
     fi
@@ -118,12 +131,14 @@ s3_start() {
   pir_log "s3: starting seaweedfs $PIR_SEAWEEDFS_VERSION (S3 on $S3_URL, data $S3_DATA)"
   # One process: master + volume + filer + S3 gateway. gRPC ports are the HTTP ports + 10000.
   # volumeSizeLimitMB=1024 and volume.max=0 (auto from free disk): small volume files, so the
-  # data dir grows with what is stored rather than by 30 GB preallocation steps.
+  # data dir grows with what is stored rather than by 30 GB preallocation steps. The master's
+  # vacuum (lib.sh: PIR_SEAWEEDFS_GARBAGE_THRESHOLD, …_VACUUM_SECONDS) keeps it to what is stored.
   pir_spawn "$S3_PIDFILE" "$S3_LOG" "$S3_BIN" server \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -dir="$S3_DATA" \
     "$S3_PATTERN" \
     -master.volumeSizeLimitMB=1024 \
+    -master.garbageThreshold="$PIR_SEAWEEDFS_GARBAGE_THRESHOLD" -master.vacuumIntervalSeconds="$PIR_SEAWEEDFS_VACUUM_SECONDS" \
     -volume.port="$PIR_SEAWEEDFS_VOLUME_PORT" -volume.max=0 \
     -filer -filer.port="$PIR_SEAWEEDFS_FILER_PORT" \
     -s3 -s3.port="$PIR_S3_PORT" -s3.config="$S3_CONFIG" -s3.domainName=localhost
@@ -135,6 +150,7 @@ s3_start() {
     pir_stop_pid s3 "$S3_PIDFILE" "$S3_PATTERN" 20
     pir_die "s3: could not create bucket $PIR_S3_BUCKET_NAME (full log: $S3_LOG)"
   fi
+  s3_vacuum_soon
   pir_log "s3: running (pid $(cat "$S3_PIDFILE")) on $S3_URL, bucket $PIR_S3_BUCKET_NAME, log: $S3_LOG"
   pir_unlock
 }
