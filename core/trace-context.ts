@@ -29,17 +29,20 @@ export async function inConsumerSpan<T>(name: string, traceparent: string | unde
   const parent = contextFrom(traceparent);
   const producer = trace.getSpanContext(parent);
   const links: Link[] = producer ? [{ context: producer }] : [];
-  return tracer().startActiveSpan(name, { kind: SpanKind.CONSUMER, attributes, links }, parent, async (span) => {
-    try {
-      return await work(span);
-    } catch (error) {
-      span.recordException(error as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
-      throw error;
-    } finally {
-      span.end();
-    }
-  });
+  return tracer().startActiveSpan(name, { kind: SpanKind.CONSUMER, attributes, links }, parent, (span) => spanning(span, () => work(span)));
+}
+
+/** Runs `work` in `span`, which ends either way; a throw is recorded on it as an error, and goes on. */
+async function spanning<T>(span: Span, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    span.recordException(error as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 /**
@@ -78,19 +81,11 @@ export interface RecordedFailure {
  */
 export async function inBackgroundSpan(name: string, attributes: Record<string, string | number | boolean>, work: () => Promise<RecordedFailure | null>, traceparent?: string): Promise<void> {
   const parent = traceparent ? contextFrom(traceparent) : context.active();
-  return tracer().startActiveSpan(name, { attributes }, parent, async (span) => {
-    try {
-      const failure = await work();
-      if (failure) {
-        span.setAttribute('pir.error.code', failure.code);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
-      }
-    } catch (error) {
-      span.recordException(error as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
-      throw error;
-    } finally {
-      span.end();
+  return tracer().startActiveSpan(name, { attributes }, parent, (span) => spanning(span, async () => {
+    const failure = await work();
+    if (failure) {
+      span.setAttribute('pir.error.code', failure.code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
     }
-  });
+  }));
 }

@@ -69,66 +69,47 @@ describe('tracing in embedded mode (pir serve)', () => {
     assert.equal(inTrace.length, 6, inTrace.map((s) => s.name).join(', '));
   });
 
-  it("a web-download that fails after the 202 is a span of the import's trace, with an error status and the code", async () => {
+  /**
+   * What a request starts and answers 202 for, failing on a 404 URL: its span (`spanName`) is in
+   * the request's trace, with an error status and the code, and no span holds the URL's query.
+   */
+  async function failedBackgroundSpan(spanName: string, path: string, route: string, body: (url: string) => unknown): Promise<void> {
     const server = createServer((_req, res) => { res.statusCode = 404; res.end('no such disk'); });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const dir2 = await makeTempDir('pir-e2e-trace-webdl-');
+    const dir2 = await makeTempDir(`pir-e2e-trace-${spanName}-`);
     let serve: PirProcess | undefined;
     try {
       const spansFile = join(dir2, 'spans.jsonl');
       const port = await freePort();
-      serve = await startPirProcess('serve', { PIR_DATA_DIR: join(dir2, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_EGRESS_ALLOWLIST: '127.0.0.1', OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, 'serve-webdl');
+      serve = await startPirProcess('serve', { PIR_DATA_DIR: join(dir2, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_EGRESS_ALLOWLIST: '127.0.0.1', OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, `serve-${spanName}`);
       const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
-      const image = await client.createImage({ name: 'traced-webdl', disk_format: 'raw', container_format: 'bare' });
-      const uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.raw?sig=secret-sig`;
-      const started = await fetch(`http://127.0.0.1:${port}/v2/images/${image.id}/import`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, body: JSON.stringify({ method: { name: 'web-download', uri } }) });
+      const image = await client.createImage({ name: `traced-${spanName}`, disk_format: 'raw', container_format: 'bare' });
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.raw?sig=secret-sig`;
+      const started = await fetch(`http://127.0.0.1:${port}/v2/images/${image.id}/${path}`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, body: JSON.stringify(body(url)) });
       assert.equal(started.status, 202);
-      await waitFor(async () => (await spans(spansFile)).some((sp) => sp.name === 'web-download'), 10_000, 'the web-download span');
+      await waitFor(async () => (await spans(spansFile)).some((sp) => sp.name === spanName), 10_000, `the ${spanName} span`);
       const all = await spans(spansFile);
-      const download = all.find((sp) => sp.name === 'web-download')!;
-      const request = all.find((sp) => sp.name === 'POST /v2/images/:id/import')!;
-      assert.equal(download.trace_id, request.trace_id);
-      assert.equal(download.status, 2, 'an error status');
-      assert.equal(download.attributes['pir.error.code'], 'upstream_status');
-      assert.equal(download.attributes['pir.image.id'], image.id);
+      const background = all.find((sp) => sp.name === spanName)!;
+      const request = all.find((sp) => sp.name === route)!;
+      assert.equal(background.trace_id, request.trace_id);
+      assert.equal(background.status, 2, 'an error status');
+      assert.equal(background.attributes['pir.error.code'], 'upstream_status');
+      assert.equal(background.attributes['pir.image.id'], image.id);
       assert.doesNotMatch(JSON.stringify(all), /secret-sig/, "the URL's query is in no span");
     } finally {
       await serve?.stop();
       server.close();
       await removeDir(dir2);
     }
+  }
+
+  it("a web-download that fails after the 202 is a span of the import's trace, with an error status and the code", async () => {
+    await failedBackgroundSpan('web-download', 'import', 'POST /v2/images/:id/import', (uri) => ({ method: { name: 'web-download', uri } }));
   });
 
   it("a location registration that fails after the 202 is a span of the POST's trace (through its job), with an error status and the code", async () => {
-    const server = createServer((_req, res) => { res.statusCode = 404; res.end('no such disk'); });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const dir2 = await makeTempDir('pir-e2e-trace-register-');
-    let serve: PirProcess | undefined;
-    try {
-      const spansFile = join(dir2, 'spans.jsonl');
-      const port = await freePort();
-      serve = await startPirProcess('serve', { PIR_DATA_DIR: join(dir2, 'data'), PIR_PORT: String(port), PIR_ADMIN_TOKEN: TOKEN, PIR_EGRESS_ALLOWLIST: '127.0.0.1', OTEL_TRACES_EXPORTER: 'pir-test-file', PIR_TEST_SPANS_FILE: spansFile }, logDir, 'serve-register');
-      const client = new PirClient(`http://127.0.0.1:${port}`, TOKEN);
-      const image = await client.createImage({ name: 'traced-register', disk_format: 'raw', container_format: 'bare' });
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.raw?sig=secret-sig`;
-      const started = await fetch(`http://127.0.0.1:${port}/v2/images/${image.id}/locations`, { method: 'POST', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' }, body: JSON.stringify({ url }) });
-      assert.equal(started.status, 202);
-      await waitFor(async () => (await spans(spansFile)).some((sp) => sp.name === 'register-location'), 10_000, 'the register-location span');
-      const all = await spans(spansFile);
-      const registration = all.find((sp) => sp.name === 'register-location')!;
-      const request = all.find((sp) => sp.name === 'POST /v2/images/:id/locations')!;
-      assert.equal(registration.trace_id, request.trace_id);
-      assert.equal(registration.status, 2, 'an error status');
-      assert.equal(registration.attributes['pir.error.code'], 'upstream_status');
-      assert.equal(registration.attributes['pir.image.id'], image.id);
-      assert.doesNotMatch(JSON.stringify(all), /secret-sig/, "the URL's query is in no span");
-    } finally {
-      await serve?.stop();
-      server.close();
-      await removeDir(dir2);
-    }
+    await failedBackgroundSpan('register-location', 'locations', 'POST /v2/images/:id/locations', (url) => ({ url }));
   });
 });
 
