@@ -9,6 +9,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Logger } from 'pino';
 import { handleError, sendError } from '../api/error-handler.js';
 import { requestedRange } from '../api/byte-range.js';
+import { requestIdOf } from '../api/http-hygiene.js';
 import { versionRoutes } from '../api/routes/versions.js';
 import { HTTP_TIMEOUTS } from '../api/http-timeouts.js';
 import { closeStalledSends } from '../api/send-stall.js';
@@ -29,6 +30,8 @@ export interface CacheAppDeps {
   queue: PrefetchQueue;
   /** The cache's own admin token (PIR_ADMIN_TOKEN or generated); upstream admins are admins too. */
   adminToken: string;
+  /** What the cache's own admin token stands for upstream (PIR_CACHE_UPSTREAM_TOKEN); null: nothing. */
+  upstreamToken?: string | null;
   /** The signing secret of this node's webhook upstream; null: no webhook receiver. */
   webhookSecret: () => string | null;
   onEvent: (type: string, imageId: string, data: Record<string, unknown>) => Promise<void>;
@@ -44,7 +47,11 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
   // client that stopped reading a download (which would hold its buffered megabytes).
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger, requestTimeout: 0, keepAliveTimeout: timeouts.keepAliveMs,
-    connectionTimeout: timeouts.socketIdleMs, routerOptions: { maxParamLength: 1024 },
+    connectionTimeout: timeouts.socketIdleMs, routerOptions: { maxParamLength: 1024 }, genReqId: requestIdOf,
+  });
+  // The upstream's answers carry its own request id; the cache's own answers carry the cache's.
+  app.addHook('onSend', async (request, reply) => {
+    if (!reply.hasHeader('x-openstack-request-id')) reply.header('x-openstack-request-id', request.id);
   });
   app.server.headersTimeout = timeouts.headersMs;
   const stopStallWatch = closeStalledSends(app.server, timeouts.sendStallMs);
@@ -55,7 +62,12 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
     // Uploads and pass-through downloads are long: only an upstream silent this long fails.
     undici: { headersTimeout: 120_000, bodyTimeout: 300_000 },
   });
-  const proxy = (request: FastifyRequest, reply: FastifyReply) => reply.from(request.url);
+  const proxy = (request: FastifyRequest, reply: FastifyReply) => {
+    // Only an origin-form path goes upstream: an absolute-form target (`GET http://host/x`) or a
+    // path reply-from would read as another host (`//host`, `/\\host`) is no route of PIR's.
+    if (!/^\/(?![/\\])/.test(request.url)) return sendError(reply, 404, 'no_route', 'There is no such path here; see GET /versions and the Image API v2 reference.');
+    return reply.from(request.url);
+  };
 
   // Bodies pass through as streams (never parsed, never buffered), except in the scopes below.
   app.removeAllContentTypeParsers();
@@ -74,7 +86,13 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
       const token = request.headers['x-auth-token'];
       if (typeof token !== 'string' || token.length === 0) return sendError(reply, 401, 'token_missing', 'This request needs an X-Auth-Token header carrying a valid token.');
       if (token === deps.adminToken) return;
-      const admin = await deps.upstream.isAdmin(token).catch(() => false);
+      let admin: boolean;
+      try {
+        admin = await deps.upstream.isAdmin(token);
+      } catch {
+        // Whether the token is an upstream admin's is unknown, not "no".
+        return sendError(reply, 503, 'upstream_unavailable', 'The upstream PIR did not answer whether this token is an administrator\'s; retry in a few seconds.');
+      }
       if (!admin) return sendError(reply, 403, 'policy_denied', 'The cache API and /metrics need an administrator\'s token.');
     });
     admin.get('/metrics', async (_request, reply) => reply.type(cacheRegistry.contentType).header('cache-control', 'no-store').send(await cacheRegistry.metrics()));
@@ -100,6 +118,11 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
 
 function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
   const { store, queue } = deps;
+  /** The token to ask the upstream with: the caller's, or for the node's own admin token PIR_CACHE_UPSTREAM_TOKEN. */
+  const upstreamTokenOf = (request: FastifyRequest): string | null => {
+    const token = request.headers['x-auth-token'] as string;
+    return token === deps.adminToken ? deps.upstreamToken ?? null : token;
+  };
   app.get('/v2/cache', async () => {
     const { entries, filling } = store.list();
     const queued = new Set([...queue.ids(), ...filling.map((f) => f.target.imageId)]);
@@ -112,13 +135,15 @@ function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
     };
   });
   app.put('/v2/cache/:image_id', async (request, reply) => {
-    const id = (request.params as { image_id: string }).image_id;
+    const id = imageIdParam(request.params as { image_id: string });
     if (!CACHEABLE_ID.test(id)) return sendError(reply, 400, 'bad_image_id', 'An image id has 1 to 64 letters, digits and dashes.');
-    const token = request.headers['x-auth-token'] as string;
+    const token = upstreamTokenOf(request);
+    const noIdentity = () => sendError(reply, 400, 'cache_needs_upstream_token', 'This cache node\'s own admin token has no identity upstream, so it cannot fetch the image: queue it with an upstream administrator\'s token, or give the node one in PIR_CACHE_UPSTREAM_TOKEN.');
+    if (!token) return noIdentity();
     // As Glance: an image that does not exist is 404, one that is not active 400. An upstream that
-    // cannot say (this node's own admin token, unknown upstream; or unreachable) leaves it to the
-    // prefetcher, which logs what it could not cache.
+    // cannot say now (unreachable) leaves it to the prefetcher, which logs what it could not cache.
     const seen = await deps.upstream.imageStatus(token, id).catch(() => null);
+    if (seen?.code === 401 || seen?.code === 403) return noIdentity();
     if (seen?.code === 404) return sendError(reply, 404, 'not_found', `Image ${id} does not exist upstream.`);
     if (seen?.code === 200 && seen.status !== 'active') return sendError(reply, 400, 'image_not_active', `Only an active image can be queued for caching; image ${id} is ${seen.status ?? 'in an unknown status'}.`);
     queue.add(id, token);
@@ -129,14 +154,15 @@ function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
     return reply.code(204).send();
   });
   app.delete('/v2/cache/:image_id', async (request, reply) => {
-    const id = (request.params as { image_id: string }).image_id;
+    const id = imageIdParam(request.params as { image_id: string });
     if (!CACHEABLE_ID.test(id)) return sendError(reply, 400, 'bad_image_id', 'An image id has 1 to 64 letters, digits and dashes.');
     const removed = queue.remove(id);
     if (!(await store.drop(id, 'admin')) && !removed) {
       // As Glance: removing an image that exists but is not cached is done (204); 404 only when
-      // the image is neither here nor upstream.
-      const seen = await deps.upstream.imageStatus(request.headers['x-auth-token'] as string, id).catch(() => null);
-      if (seen?.code !== 200) return sendError(reply, 404, 'not_cached', `Image ${id} is neither cached nor queued, and the upstream does not show it.`);
+      // the image is neither here nor upstream (an upstream that cannot say: nothing to remove).
+      const token = upstreamTokenOf(request);
+      const seen = token ? await deps.upstream.imageStatus(token, id).catch(() => null) : null;
+      if (seen?.code === 404) return sendError(reply, 404, 'not_cached', `Image ${id} is neither cached nor queued, and the upstream does not show it.`);
     }
     return reply.code(204).send();
   });
@@ -152,7 +178,7 @@ function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
 
 /** GET/HEAD …/file: from a verified entry, a fill (joined or started), or the upstream as-is. */
 async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: CacheAppDeps, proxy: (request: FastifyRequest, reply: FastifyReply) => unknown) {
-  const id = (request.params as { id: string }).id;
+  const id = imageIdParam(request.params as { id: string });
   const token = request.headers['x-auth-token'];
   if (typeof token !== 'string' || token.length === 0 || !CACHEABLE_ID.test(id)) return proxy(request, reply);
   // Authorized upstream with the caller's own token; anything but "active and yours to read" gets the upstream's own answer.
@@ -166,11 +192,15 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
     if (decision?.status && decision.status !== 'active') void deps.store.drop(id, decision.status);
     return proxy(request, reply);
   }
+  // HEAD answers for the whole image whatever Range says, as the upstream does.
+  if (request.method === 'HEAD') {
+    describe(reply, facts, null);
+    return reply.code(200).send();
+  }
   const asked = requestedRange(request.headers, facts.size);
   if (asked.kind === 'refused') return proxy(request, reply); // the upstream's own 400 or 416
   const range = asked.kind === 'range' ? asked.range : { start: 0, end: facts.size - 1 };
   describe(reply, facts, asked.kind === 'range' ? range : null);
-  if (request.method === 'HEAD') return reply.code(asked.kind === 'range' ? 206 : 200).send();
 
   for (let attempt = 0; attempt < 2; attempt += 1) {
     const found = await deps.store.lookup({ imageId: id, size: facts.size, algo: facts.algo, hash: facts.hash }, (signal) => deps.upstream.fetchFile(token, id, signal));
@@ -201,8 +231,18 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
   return sendError(reply, 503, 'cache_busy', 'The cache entry changed twice while being opened; retry.');
 }
 
+/**
+ * The image id of a path, in lower case: the upstream takes an id in any case, and so one image
+ * must be one entry and one set of authorization answers however a caller spells it.
+ */
+function imageIdParam(params: { id?: string; image_id?: string }): string {
+  return (params.id ?? params.image_id ?? '').toLowerCase();
+}
+
 function describe(reply: FastifyReply, facts: ImageFacts, range: { start: number; end: number } | null): void {
   reply.header('accept-ranges', 'bytes').type('application/octet-stream');
+  // RFC 9530, as the upstream: the whole image's sha512, on whole, partial and HEAD answers alike.
+  if (facts.algo === 'sha512') reply.header('repr-digest', `sha-512=:${Buffer.from(facts.hash, 'hex').toString('base64')}:`);
   if (range) {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${facts.size}`).header('content-length', range.end - range.start + 1);
   } else {

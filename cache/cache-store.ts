@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, unlink, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, statfs, unlink, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
@@ -47,6 +47,12 @@ export interface StoreEvents {
 /** Image ids the cache keeps (they name files): PIR's UUIDs and the like, never a path. */
 export const CACHEABLE_ID = /^[A-Za-z0-9-]{1,64}$/;
 
+/**
+ * Free disk kept beside a new fill: PIR_CACHE_MAX_SIZE bounds the cache's own bytes, not what
+ * else shares its disk, and a fill that meets a full disk cuts off every reader.
+ */
+export const DISK_HEADROOM = 64 * 1024 * 1024;
+
 export class CacheStore {
   /** Map order is recency: the first entry is the least recently used. */
   private readonly entries = new Map<string, Entry>();
@@ -54,7 +60,11 @@ export class CacheStore {
   private readonly entriesDir: string;
   private readonly tmpDir: string;
 
-  constructor(dir: string, readonly maxSize: number, private readonly log: Logger, private readonly events: StoreEvents) {
+  constructor(
+    dir: string, readonly maxSize: number, private readonly log: Logger, private readonly events: StoreEvents,
+    /** Free bytes on the cache's disk (statfs); tests give their own. */
+    private readonly freeDisk: (dir: string) => Promise<number | null> = freeDiskBytes,
+  ) {
     this.entriesDir = join(dir, 'entries');
     this.tmpDir = join(dir, 'tmp');
   }
@@ -84,8 +94,10 @@ export class CacheStore {
       }
     }
     for (const name of await readdir(this.entriesDir)) {
-      // Data files without a sidecar: a crash between rename and sidecar write.
-      if (name.endsWith('.data') && !loaded.some((e) => `${e.imageId}.data` === name)) await unlink(join(this.entriesDir, name)).catch(() => {});
+      // Data files without a sidecar (a crash between rename and sidecar write), and sidecars
+      // half written.
+      const orphan = (name.endsWith('.data') && !loaded.some((e) => `${e.imageId}.data` === name)) || name.endsWith('.json.tmp');
+      if (orphan) await unlink(join(this.entriesDir, name)).catch(() => {});
     }
     loaded.sort((a, b) => a.lastAccessed - b.lastAccessed);
     for (const entry of loaded) this.entries.set(entry.imageId, entry);
@@ -135,11 +147,14 @@ export class CacheStore {
         }
       }
     }
+    const freeOnDisk = await this.freeDisk(this.tmpDir).catch(() => null);
     // From here to the new fill nothing awaits: two requests can never start two fills.
     const running = this.fills.get(target.imageId);
     if (running && running.target.hash === target.hash && running.state !== 'failed') return { kind: 'fill', fill: running, started: false };
     if (running) running.abort('replaced upstream');
-    const victims = target.size > this.maxSize ? null : this.chooseVictims(target.size);
+    // Bytes the disk lacks for this fill and the rest of those running: evicted entries give them back.
+    const diskShortfall = freeOnDisk === null ? 0 : target.size + this.unwrittenFillBytes() + DISK_HEADROOM - freeOnDisk;
+    const victims = target.size > this.maxSize ? null : this.chooseVictims(target.size, diskShortfall);
     if (!victims) return null;
     const fill = new Fill(target, join(this.tmpDir, `${target.imageId}.${randomBytes(6).toString('hex')}`), this.dataPath(target.imageId), fetchBody, (n) => this.events.upstreamBytes(n));
     this.fills.set(target.imageId, fill);
@@ -262,20 +277,29 @@ export class CacheStore {
     return entry.verifying;
   }
 
+  private unwrittenFillBytes(): number {
+    let total = 0;
+    for (const fill of this.fills.values()) if (fill.state === 'running') total += Math.max(0, fill.target.size - fill.written);
+    return total;
+  }
+
   /**
    * Takes least-recently-used entries not being read out of the index until `size` more bytes
-   * fit (synchronously: the caller removes their files); null when they cannot.
+   * fit and `diskShortfall` bytes are freed on disk (synchronously: the caller removes their
+   * files); null when they cannot.
    */
-  private chooseVictims(size: number): Entry[] | null {
+  private chooseVictims(size: number, diskShortfall = 0): Entry[] | null {
     const victims: Entry[] = [];
     let free = this.maxSize - this.used();
+    let freed = 0;
     for (const entry of this.entries.values()) {
-      if (free >= size) break;
+      if (free >= size && freed >= diskShortfall) break;
       if (entry.readers > 0 || entry.verifying) continue;
       victims.push(entry);
       free += entry.size;
+      freed += entry.size;
     }
-    if (free < size) return null;
+    if (free < size || freed < diskShortfall) return null;
     for (const victim of victims) {
       this.entries.delete(victim.imageId);
       this.events.evicted(victim, 'lru');
@@ -297,4 +321,10 @@ export class CacheStore {
     await unlink(join(this.entriesDir, `${id}.json`)).catch(() => {});
     await unlink(this.dataPath(id)).catch(() => {});
   }
+}
+
+/** Free bytes on the disk holding `dir` for an unprivileged writer; null when the system cannot say. */
+async function freeDiskBytes(dir: string): Promise<number | null> {
+  const disk = await statfs(dir).catch(() => null);
+  return disk ? disk.bavail * disk.bsize : null;
 }

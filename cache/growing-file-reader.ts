@@ -1,7 +1,8 @@
 /**
  * A Readable over a file another task is still writing (a Fill): it reads what is visible,
  * waits for more, and fails if the fill fails, so a client never receives a complete download of
- * bytes that did not verify.
+ * bytes that did not verify. That holds for a range too: its last byte waits for the whole
+ * image's hash, wherever the range ends.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -39,7 +40,8 @@ export class GrowingFileReader extends Readable {
         return;
       }
       if (this.fill.state === 'failed') throw this.fill.error ?? new Error('cache fill failed');
-      const visible = this.fill.visible();
+      // Up to, not including, the range's last byte until the fill is verified.
+      const visible = this.fill.state === 'verified' ? this.fill.target.size : Math.min(this.fill.visible(), this.end);
       if (visible > this.position) {
         const length = Math.min(CHUNK, visible - this.position, this.end + 1 - this.position);
         const buffer = Buffer.allocUnsafe(length);

@@ -52,7 +52,7 @@ export async function startCache(pir: PirConfig, config: CacheConfig, log: Logge
   };
 
   let webhookSecret: string | null = null;
-  const app = await buildCacheApp({ log, store, upstream, queue, adminToken, webhookSecret: () => webhookSecret, onEvent, publicUrl: config.publicUrl });
+  const app = await buildCacheApp({ log, store, upstream, queue, adminToken, upstreamToken: config.upstreamToken, webhookSecret: () => webhookSecret, onEvent, publicUrl: config.publicUrl });
   await app.listen({ host: pir.host, port: pir.port });
   const address = app.server.address() as { address: string; port: number };
   const url = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;

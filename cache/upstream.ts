@@ -84,6 +84,8 @@ export class Upstream {
     if (known !== undefined) return known;
     const response = await this.call('GET', '/metrics', token);
     await response.body?.cancel().catch(() => {});
+    // A failing upstream has not said "no": that must not be remembered as an answer.
+    if (response.status >= 500) throw new Error(`upstream answered ${response.status} to GET /metrics`);
     const admin = response.status === 200;
     this.admins.set(key, admin);
     return admin;
@@ -109,10 +111,14 @@ export class Upstream {
     const url = new URL(`${this.o.base}/v2/images/${encodeURIComponent(imageId)}/file`);
     return new Promise((resolve, reject) => {
       const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { 'x-auth-token': token }, signal }, (response) => {
+        request.setTimeout(0);
         // An upstream silent this long mid-body fails the fill (and its readers).
         response.setTimeout(this.o.timeoutMs * 10, () => response.destroy(new Error('upstream went silent during the image\'s data')));
         resolve({ status: response.statusCode ?? 0, body: response });
       });
+      // One that accepts the connection but never answers must fail the fill too, or the image
+      // would wait on it for good (every later request joins the fill).
+      request.setTimeout(this.o.timeoutMs, () => request.destroy(new Error(`upstream sent no answer for image ${imageId}'s data within ${this.o.timeoutMs / 1000} s`)));
       request.once('error', reject);
       request.end();
     });

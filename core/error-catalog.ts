@@ -172,6 +172,8 @@ export const API_ERRORS = {
   bad_signature: refusal(401, "A webhook delivery to the cache whose signature or timestamp is not valid."),
   not_cached: refusal(404, 'The image is neither cached nor queued on this cache node, and the upstream does not show it.'),
   image_not_active: refusal(400, 'Only an active image can be queued for caching (`PUT /v2/cache/{id}`).'),
+  cache_needs_upstream_token: refusal(400, "The cache node's own admin token has no identity upstream, so it cannot queue an image: use an upstream administrator's token, or set PIR_CACHE_UPSTREAM_TOKEN."),
+  upstream_unavailable: fault(503, 'The upstream PIR behind this cache node did not answer in time; retry in a few seconds.'),
   // catalog: search, galleries, revisions
   bad_search: refusal(400, 'q holds no word, more than 16 words or more than 1024 characters, or sort=relevance was asked without q.'),
   bad_gallery: refusal(400, 'A gallery body or parameter is malformed (name, parent_id, recursive).'),

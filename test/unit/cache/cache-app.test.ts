@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, get, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -70,7 +71,7 @@ describe('cache app', () => {
     await store.open();
     const client = new Upstream({ base: `http://127.0.0.1:${port}`, decisionTtlMs: 1, maxDecisions: 10, timeoutMs: 5000 });
     app = await buildCacheApp({
-      log, store, upstream: client, queue: new PrefetchQueue(store, client, log), adminToken: ADMIN,
+      log, store, upstream: client, queue: new PrefetchQueue(store, client, log), adminToken: ADMIN, upstreamToken: ADMIN,
       webhookSecret: () => SECRET, onEvent: async (type, imageId) => { events.push(`${type}:${imageId}`); },
     });
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -189,5 +190,140 @@ describe('cache app: connections', () => {
       upstream.close();
       await removeDir(dir);
     }
+  });
+});
+
+describe('cache app: ranges, ids, headers and an upstream in trouble', () => {
+  const OWN = 'unit-cache-own-admin-token-0123456789ab';
+  const UP_ADMIN = 'upstream-admin-token';
+  const IMG = 'aaaaaaaa-2222-4333-8444-555555555555';
+  const BAD = 'bbbbbbbb-2222-4333-8444-555555555555';
+  const HANG = 'cccccccc-2222-4333-8444-555555555555';
+  const data = randomBytes(2 ** 20);
+  const hashOf = (id: string) => (id === BAD ? createHash('sha512').update(randomBytes(8)).digest('hex') : createHash('sha512').update(data).digest('hex'));
+  let hang = true;
+  let metricsDown = false;
+  let dir: string;
+  let upstream: Server;
+  let app: FastifyInstance;
+  let base: string;
+
+  before(async () => {
+    dir = await makeTempDir('pir-cache-edges-');
+    upstream = createServer((request, response) => {
+      const token = request.headers['x-auth-token'];
+      if (token !== USER && token !== UP_ADMIN) return void response.writeHead(401).end();
+      if (request.url === '/metrics') return void response.writeHead(metricsDown ? 503 : token === UP_ADMIN ? 200 : 403).end();
+      const match = /^\/v2\/images\/([0-9a-f-]+)(\/file)?$/.exec(request.url ?? '');
+      if (!match) return void response.writeHead(404).end();
+      const id = match[1]!;
+      if (!match[2]) {
+        return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id, status: 'active', size: data.length, os_hash_algo: 'sha512', os_hash_value: hashOf(id), checksum: null }));
+      }
+      if (request.method === 'HEAD') return void response.writeHead(200, { 'content-length': data.length }).end();
+      if (id === HANG && hang) return; // accepts, never answers
+      response.writeHead(200, { 'content-length': data.length });
+      let offset = 0;
+      const timer = setInterval(() => {
+        response.write(data.subarray(offset, offset + 64 * 1024));
+        offset += 64 * 1024;
+        if (offset >= data.length) { clearInterval(timer); response.end(); }
+      }, 3);
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    const client = new Upstream({ base: `http://127.0.0.1:${(upstream.address() as { port: number }).port}`, decisionTtlMs: 1, maxDecisions: 10, timeoutMs: 400 });
+    const store = new CacheStore(join(dir, 'cache'), 2 ** 30, log, { evicted() {}, corrupt() {}, upstreamBytes() {} });
+    await store.open();
+    app = await buildCacheApp({
+      log, store, upstream: client, queue: new PrefetchQueue(store, client, log), adminToken: OWN, upstreamToken: null,
+      webhookSecret: () => null, onEvent: async () => {},
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    await app?.close();
+    upstream?.closeAllConnections();
+    upstream?.close();
+    if (dir) await removeDir(dir);
+  });
+
+  /** A GET through node:http, telling a complete answer from one cut off. */
+  const fetchRaw = (path: string, headers: Record<string, string>) => new Promise<{ status: number; bytes: number; complete: boolean; headers: Record<string, unknown> }>((resolve) => {
+    get(`${base}${path}`, { headers }, (response) => {
+      let bytes = 0;
+      const done = (complete: boolean) => resolve({ status: response.statusCode!, bytes, complete, headers: response.headers });
+      response.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+      response.on('end', () => done(response.complete));
+      response.on('error', () => done(false));
+      response.on('aborted', () => done(false));
+    });
+  });
+
+  it('never completes a range read from a fill that fails its hash, wherever the range ends', async () => {
+    const cut = await fetchRaw(`/v2/images/${BAD}/file`, { 'x-auth-token': USER, range: 'bytes=0-999' });
+    assert.equal(cut.status, 206);
+    assert.equal(cut.complete, false, `a range of ${cut.bytes} bytes of unverified data was answered as complete`);
+  });
+
+  it('takes an id in any case as one image: one entry, one fill', async () => {
+    const lower = await fetchRaw(`/v2/images/${IMG}/file`, { 'x-auth-token': USER });
+    assert.equal(lower.complete, true);
+    assert.equal(lower.bytes, data.length);
+    // (recorded just after the fill's last byte went out)
+    for (let i = 0; i < 200 && !(await (await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': OWN } })).text()).includes(`"image_id":"${IMG}"`); i++) await new Promise((r) => setTimeout(r, 10));
+    const upper = await fetchRaw(`/v2/images/${IMG.toUpperCase()}/file`, { 'x-auth-token': USER });
+    assert.equal(upper.headers['x-pir-cache'], 'hit');
+    assert.equal(upper.bytes, data.length);
+    const listed = await (await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': OWN } })).json() as { cached_images: { image_id: string }[] };
+    assert.deepEqual(listed.cached_images.map((e) => e.image_id), [IMG]);
+  });
+
+  it('answers HEAD for the whole image whatever Range says, with Repr-Digest and the request id, as the upstream', async () => {
+    const requestId = 'req-0a1b2c3d-0000-4000-8000-000000000001';
+    const head = await fetch(`${base}/v2/images/${IMG}/file`, { method: 'HEAD', headers: { 'x-auth-token': USER, range: 'bytes=0-9', 'x-openstack-request-id': requestId } });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(data.length));
+    assert.equal(head.headers.get('content-range'), null);
+    assert.equal(head.headers.get('repr-digest'), `sha-512=:${Buffer.from(hashOf(IMG), 'hex').toString('base64')}:`);
+    assert.equal(head.headers.get('x-openstack-request-id'), requestId);
+    const listed = await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': OWN } });
+    assert.match(listed.headers.get('x-openstack-request-id') ?? '', /^req-[0-9a-f-]{36}$/);
+  });
+
+  it('fails a fill whose upstream never answers, so that the image is fetched again once it does', async () => {
+    const first = await fetchRaw(`/v2/images/${HANG}/file`, { 'x-auth-token': USER });
+    assert.ok(first.status >= 500 || !first.complete, `answered ${first.status}, ${first.bytes} bytes, complete ${first.complete}`);
+    hang = false;
+    const second = await fetchRaw(`/v2/images/${HANG}/file`, { 'x-auth-token': USER });
+    assert.equal(second.complete, true);
+    assert.equal(second.bytes, data.length);
+  });
+
+  it('answers an absolute-form target with 404, not 500', async () => {
+    const socket = connect((app.server.address() as { port: number }).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.end(`GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: x\r\nX-Auth-Token: ${USER}\r\nConnection: close\r\n\r\n`);
+    let text = '';
+    for await (const chunk of socket) text += chunk;
+    assert.match(text, /^HTTP\/1\.1 404 /);
+  });
+
+  it('says 503, not 403, when the upstream cannot tell whether a token is an admin\'s', async () => {
+    metricsDown = true;
+    const response = await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': UP_ADMIN } });
+    metricsDown = false;
+    assert.equal(response.status, 503);
+    assert.equal(((await response.json()) as { error: { error_code: string } }).error.error_code, 'upstream_unavailable');
+    assert.equal((await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': UP_ADMIN } })).status, 200, 'the failure was not remembered as a no');
+  });
+
+  it('with the node\'s own admin token and no upstream identity: queueing is refused by name, removing is done', async () => {
+    const put = await fetch(`${base}/v2/cache/${BAD}`, { method: 'PUT', headers: { 'x-auth-token': OWN } });
+    assert.equal(put.status, 400);
+    assert.equal(((await put.json()) as { error: { error_code: string } }).error.error_code, 'cache_needs_upstream_token');
+    assert.equal((await fetch(`${base}/v2/cache/${BAD}`, { method: 'DELETE', headers: { 'x-auth-token': OWN } })).status, 204);
+    assert.equal((await fetch(`${base}/v2/cache/${BAD}`, { method: 'PUT', headers: { 'x-auth-token': UP_ADMIN } })).status, 202);
   });
 });

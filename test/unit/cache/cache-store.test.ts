@@ -11,8 +11,8 @@ import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import { Readable } from 'node:stream';
 import pino from 'pino';
-import { CacheStore, type Lookup } from '../../../cache/cache-store.js';
-import type { UpstreamBody } from '../../../cache/fill.js';
+import { CacheStore, DISK_HEADROOM, type Lookup } from '../../../cache/cache-store.js';
+import type { FillTarget, UpstreamBody } from '../../../cache/fill.js';
 import { GrowingFileReader } from '../../../cache/growing-file-reader.js';
 import { makeTempDir, removeDir } from '../../support/images.js';
 
@@ -30,13 +30,13 @@ function slowResponse(data: Buffer, chunk = 64 * 1024, delayMs = 2): UpstreamBod
   return { status: 200, body: Readable.from(chunks()) };
 }
 
-function newStore(dir: string, maxSize: number) {
+function newStore(dir: string, maxSize: number, freeDisk?: () => Promise<number | null>) {
   const counts = { upstream: 0, evicted: [] as string[], corrupt: 0 };
   const store = new CacheStore(dir, maxSize, log, {
     evicted: (entry, reason) => counts.evicted.push(`${entry.imageId}:${reason}`),
     corrupt: () => { counts.corrupt += 1; },
     upstreamBytes: (n) => { counts.upstream += n; },
-  });
+  }, freeDisk);
   return { store, counts };
 }
 
@@ -47,6 +47,24 @@ async function recorded(store: CacheStore, id: string): Promise<void> {
     if (Date.now() > deadline) throw new Error(`${id} never recorded`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** 1 MiB images of random bytes, named `<prefix><name>`. */
+function mebiImages(prefix: string, names: string[]) {
+  return names.map((name) => {
+    const data = randomBytes(2 ** 20);
+    return { data, target: { imageId: `${prefix}${name}`, size: data.length, algo: 'sha512', hash: sha512(data) } };
+  });
+}
+
+/** Looks the image up and, when that starts or joins a fill, waits until it is an entry. */
+async function cacheWhole(store: CacheStore, image: { data: Buffer; target: FillTarget }): Promise<Lookup | null> {
+  const found = await store.lookup(image.target, async () => slowResponse(image.data, 2 ** 20, 0));
+  if (found?.kind === 'fill') {
+    await found.fill.done;
+    await recorded(store, image.target.imageId);
+  }
+  return found;
 }
 
 const read = (found: Lookup, start = 0, end?: number) => {
@@ -95,6 +113,38 @@ describe('cache store', () => {
     assert.deepEqual(await readdir(join(cacheDir, 'entries')), []);
   });
 
+  it('holds back the last byte of a range read from a fill until the whole image verified', async () => {
+    const { store } = newStore(join(dir, 'range-mismatch'), 10 * 2 ** 20);
+    await store.open();
+    const data = randomBytes(2 ** 20);
+    const bad = { imageId: 'img-range-bad', size: data.length, algo: 'sha512', hash: sha512(randomBytes(16)) };
+    // The range's bytes arrive long before the image's last: they must still not make a complete answer.
+    const found = await store.lookup(bad, async () => slowResponse(data, 16 * 1024, 3));
+    await assert.rejects(read(found!, 0, 999), /hashes to sha512/);
+    const good = { imageId: 'img-range-good', size: data.length, algo: 'sha512', hash: sha512(data) };
+    const fill = await store.lookup(good, async () => slowResponse(data, 16 * 1024, 3));
+    assert.ok((await read(fill!, 10, 1009)).equals(data.subarray(10, 1010)));
+  });
+
+  it('evicts entries for room on a disk fuller than its size bound says, and passes through when it cannot', async () => {
+    let free = 2 ** 30;
+    const { store, counts } = newStore(join(dir, 'disk'), 100 * 2 ** 20, async () => free);
+    await store.open();
+    const images = mebiImages('img-disk-', ['a', 'b', 'c']);
+    const cache = (i: number) => cacheWhole(store, images[i]);
+    await cache(0);
+    await cache(1);
+    // Half a MiB short of the new image plus the headroom: the least recently used entry goes.
+    free = DISK_HEADROOM + 2 ** 19;
+    assert.equal((await cache(2))?.kind, 'fill');
+    assert.deepEqual(counts.evicted, ['img-disk-a:lru']);
+    // Every entry being read and the disk full: streamed from upstream, not cached.
+    free = 0;
+    const releases = store.list().entries.map((e) => store.claim(e));
+    assert.equal(await store.lookup(images[0].target, async () => slowResponse(images[0].data)), null);
+    for (const release of releases) release();
+  });
+
   it('fails readers of a short upstream answer', async () => {
     const { store } = newStore(join(dir, 'short'), 10 * 2 ** 20);
     await store.open();
@@ -111,18 +161,8 @@ describe('cache store', () => {
   it('evicts the least recently used entry, never one being read, and refuses when nothing can go', async () => {
     const { store, counts } = newStore(join(dir, 'lru'), 3 * 2 ** 20);
     await store.open();
-    const images = ['a', 'b', 'c', 'd'].map((name) => {
-      const data = randomBytes(2 ** 20);
-      return { data, target: { imageId: `img-${name}`, size: data.length, algo: 'sha512', hash: sha512(data) } };
-    });
-    const cache = async (i: number) => {
-      const found = await store.lookup(images[i].target, async () => slowResponse(images[i].data, 2 ** 20, 0));
-      if (found?.kind === 'fill') {
-        await found.fill.done;
-        await recorded(store, images[i].target.imageId);
-      }
-      return found;
-    };
+    const images = mebiImages('img-', ['a', 'b', 'c', 'd']);
+    const cache = (i: number) => cacheWhole(store, images[i]);
     for (const i of [0, 1, 2]) await cache(i);
     // a is used again: b is now the least recently used.
     assert.equal((await store.lookup(images[0].target, async () => { throw new Error('no'); }))?.kind, 'hit');
