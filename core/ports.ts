@@ -279,8 +279,13 @@ export interface JobQueue {
   ping(): Promise<void>;
   /** Enqueues one job of a declared kind (core/jobs.ts); an id the queue still knows is a no-op. */
   enqueue<T>(kind: JobKind<T>, id: string, data: T, options?: EnqueueOptions): Promise<void>;
-  /** Starts a pool of `concurrency` workers for one job kind in this process. */
-  work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>): Promise<void>;
+  /**
+   * Starts a pool of `concurrency` workers for one job kind in this process. `onAbandoned` hears
+   * of a job the queue gave up without its handler's last attempt (it stalled too often: the
+   * workers running it died or froze past its lock), so the kind can record the failure its
+   * handler would have; an in-process queue never gives a job up so.
+   */
+  work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>, onAbandoned?: (data: T) => Promise<void>): Promise<void>;
   /** Stops taking jobs, waits for running ones (up to graceMs), then closes. */
   close(graceMs?: number): Promise<void>;
 }

@@ -147,8 +147,7 @@ export class StoreOperations {
       const last = ctx.attempt >= ctx.maxAttempts;
       this.log[last ? 'error' : 'warn']({ image_id: id, store, err: error, attempt: ctx.attempt }, last ? 'copy-image failed for good' : 'copy-image failed; will retry');
       if (!last) throw error;
-      if (doc.store_import.must_succeed && doc.store_import.copied) await this.revert(id, store);
-      else await this.finish(id, store, null);
+      await this.failed(doc, store);
       return;
     }
     const after = await this.finish(id, store, { store, key, at: new Date().toISOString() });
@@ -156,6 +155,24 @@ export class StoreOperations {
     if (!after || !copiesOf(after, this.stores.defaultId).some((c) => c.store === store)) await this.stores.get(store).delete(key);
     else this.log.info({ image_id: id, store }, 'image copied into store');
   };
+
+  /**
+   * A copy-image job the queue gave up (its workers died while it ran, more often than the queue
+   * retries that): the store is recorded as failed, as after a last attempt, so the image does not
+   * stay "importing" into it for good and a new copy-image can be asked for.
+   */
+  abandoned = async (job: CopyImageJob): Promise<void> => {
+    const doc = await this.manifest.get(job.image_id);
+    if (!doc || !doc.store_import?.importing.includes(job.store)) return;
+    this.log.error({ image_id: job.image_id, store: job.store }, 'copy-image given up: the workers running it died or froze; the store is recorded as failed');
+    await this.failed(doc, job.store);
+  };
+
+  /** A copy that will not be made: reverted (all stores had to succeed and one did) or listed as failed. */
+  private async failed(doc: ImageDoc, store: string): Promise<void> {
+    if (doc.store_import?.must_succeed && doc.store_import.copied) await this.revert(doc.id, store);
+    else await this.finish(doc.id, store, null);
+  }
 
   /** Streams from the first store that still holds a whole copy (default store first). */
   private async copyFromAnyCopy(doc: ImageDoc, store: string, key: string): Promise<void> {

@@ -175,7 +175,7 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
     });
     if (quotas.enabled) await startQuotaSettler(adapters.bus, manifest, quotas, log);
     await webhooks.startWorker(adapters.bus, catalog.grantsOf);
-    if (store.stores.multi) await adapters.queue.work(COPY_IMAGE_KIND, COPY_CONCURRENCY, storeOps.handle);
+    if (store.stores.multi) await adapters.queue.work(COPY_IMAGE_KIND, COPY_CONCURRENCY, storeOps.handle, storeOps.abandoned);
     await adapters.queue.work(REGISTER_LOCATION_KIND, REGISTER_CONCURRENCY, locations.handle);
   }
   // The relay publishes every write at once; the sweepers only catch what a crash or a failed

@@ -258,7 +258,7 @@ export class BullmqJobQueue implements JobQueue {
     });
   }
 
-  async work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>): Promise<void> {
+  async work<T>(kind: JobKind<T>, concurrency: number, handler: JobHandler<T>, onAbandoned?: (data: T) => Promise<void>): Promise<void> {
     if (this.closing) throw new Error('job queue is closed');
     if (!(concurrency >= 1)) throw new Error('concurrency must be at least 1');
     const connection = this.redis(`worker-${kind.name}`);
@@ -292,8 +292,15 @@ export class BullmqJobQueue implements JobQueue {
     worker.on('failed', (job, err) => {
       if (!job) return;
       const fields = { err, job_id: job.id, kind: kind.name, attempt: job.attemptsMade, max_attempts: job.opts.attempts };
-      if (err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.warn(fields, 'job failed for good');
-      else this.logger.debug(fields, 'job failed; retrying');
+      // BullMQ's own deferred failure of a job that stalled too often: no handler saw its end.
+      if (job.deferredFailure !== undefined && err.message === job.deferredFailure && job.stalledCounter > this.maxStalledCount) {
+        this.logger.error(fields, 'job stalled too often (the workers running it died or froze); given up');
+        void onAbandoned?.(job.data).catch((error: Error) => this.logger.error({ ...fields, err: error }, 'recording an abandoned job failed'));
+      } else if (err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        this.logger.warn(fields, 'job failed for good');
+      } else {
+        this.logger.debug(fields, 'job failed; retrying');
+      }
     });
     this.workers.push({ stage: kind.name, worker: worker as Worker, connection });
     await worker.waitUntilReady();

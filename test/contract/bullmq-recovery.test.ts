@@ -12,6 +12,7 @@ import pino from 'pino';
 import { BullmqJobQueue } from '../../infra/bullmq/bullmq-job-queue.js';
 import { requireServices, services, uniqueName } from '../support/services.js';
 import { waitFor, within } from './helpers.js';
+import { HANG_KIND } from './fixtures/hang-kind.js';
 
 const LOCK_MS = 2000;
 const STALLED_INTERVAL_MS = 1000;
@@ -71,17 +72,7 @@ test('BullMQ: a job whose workers died twice is reported as stalled out (the imp
     await queue.close(1000);
     await removeKeys(prefix);
   });
-  /** A worker process that takes the job and is SIGKILLed holding it. */
-  const dieHoldingTheJob = async (img: string) => {
-    const child = spawn(process.execPath, [...scriptArgs('./fixtures/bullmq-hang-worker', import.meta.url), services.redisUrl, prefix, String(LOCK_MS), String(STALLED_INTERVAL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(child);
-    let out = '';
-    child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    await waitFor('a worker to take the job', () => out.includes(`started ${img}`), LOCK_MS + STALLED_INTERVAL_MS * 3 + 20_000);
-    child.kill('SIGKILL');
-    await within('the worker to die', exited, 5000);
-  };
+  const dieHoldingTheJob = (img: string) => dieHolding(children, prefix, img);
 
   const img = randomUUID();
   const queued = queue.enqueueChain([{ imageId: img, run: 1, stage: 'unpack' }, { imageId: img, run: 1, stage: 'inspect' }]);
@@ -96,4 +87,38 @@ test('BullMQ: a job whose workers died twice is reported as stalled out (the imp
   await waitFor('the stalled-out job to be reported', () => stalledOut.length === 1, LOCK_MS + STALLED_INTERVAL_MS * 3 + 10_000);
   assert.deepEqual(stalledOut.map((j) => [j.imageId, j.run, j.stage]), [[img, 1, 'unpack']]);
   assert.deepEqual(ran, [], 'neither the stalled-out job nor the rest of its chain ran');
+});
+
+/** A worker process that takes the job (a stage job, or with `kind` one of HANG_KIND) and is SIGKILLed holding it. */
+async function dieHolding(children: ReturnType<typeof spawn>[], prefix: string, id: string, mode?: 'kind'): Promise<void> {
+  const child = spawn(process.execPath, [...scriptArgs('./fixtures/bullmq-hang-worker', import.meta.url), services.redisUrl, prefix, String(LOCK_MS), String(STALLED_INTERVAL_MS), ...(mode ? [mode] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await waitFor('a worker to take the job', () => out.includes(`started ${id}`), LOCK_MS + STALLED_INTERVAL_MS * 3 + 20_000);
+  child.kill('SIGKILL');
+  await within('the worker to die', exited, 5000);
+}
+
+test('BullMQ: a job of a kind whose workers died twice is handed to its kind\'s abandoned hook (copy-image records the store as failed), its handler never run', { timeout: 90_000 }, async (t) => {
+  if (!(await requireServices(t, ['redis']))) return;
+  const prefix = uniqueName('pir-contract-kind-stallout');
+  const children: ReturnType<typeof spawn>[] = [];
+  const queue = new BullmqJobQueue({ redisUrl: services.redisUrl, prefix, retry: { attempts: 5, backoffMs: 100 }, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS, logger: pino({ level: 'silent' }) });
+  t.after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await queue.close(1000);
+    await removeKeys(prefix);
+  });
+  const id = randomUUID();
+  await queue.enqueue(HANG_KIND, `hang-${id}`, { id });
+  await dieHolding(children, prefix, id, 'kind');
+  await dieHolding(children, prefix, id, 'kind');
+  const abandoned: string[] = [];
+  const ran: string[] = [];
+  await queue.work(HANG_KIND, 1, async (job) => { ran.push(job.id); }, async (job) => { abandoned.push(job.id); });
+  await waitFor('the abandoned job to be reported', () => abandoned.length === 1, LOCK_MS + STALLED_INTERVAL_MS * 3 + 10_000);
+  assert.deepEqual(abandoned, [id]);
+  assert.deepEqual(ran, [], 'the handler never saw the job');
 });

@@ -102,6 +102,18 @@ describe('copy-image', () => {
     await d.close();
   });
 
+  it('a copy the queue gave up (its workers died) lists the store as failed, so a new copy-image can be asked for', async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['cheap'], false);
+    await ops.abandoned(jobs[0].data);
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false, copied: [] });
+    assert.deepEqual(await ops.copyImage(ADMIN, id, ['cheap'], false), ['cheap'], 'no longer 409 import_in_progress');
+    await ops.abandoned({ image_id: 'no-such-image', store: 'cheap' });
+    await d.close();
+  });
+
   it('all_stores_must_succeed: a store failing for good removes the copies this copy-image made (Glance reverts the task)', async () => {
     const { d, other, ops, jobs, activeImage } = await setup();
     const id = await activeImage();
