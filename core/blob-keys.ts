@@ -69,6 +69,12 @@ export async function removeStaging(blobs: BlobStore, imageId: string, keep?: st
   await Promise.all(staged.filter((b) => b.key !== keep).map((b) => blobs.delete(b.key)));
 }
 
+/** Removes the staging blobs of one run of the image (`staging/<id>.<run>.…`). */
+export async function removeRunStaging(blobs: BlobStore, imageId: string, run: number): Promise<void> {
+  const staged = await blobs.list(`${stagingPrefix(imageId)}${run}.`);
+  await Promise.all(staged.map((b) => blobs.delete(b.key)));
+}
+
 /** Removes every byte of the image: stored and staged. */
 export async function removeImageBytes(blobs: BlobStore, imageId: string): Promise<void> {
   await Promise.all([blobs.delete(imageKey(imageId)), removeStaging(blobs, imageId)]);

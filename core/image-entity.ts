@@ -134,6 +134,7 @@ export function abortReceiving(draft: ImageDoc, reason: string, expired = false)
   // An expired tus upload is remembered, for its URL to answer 410 and not 404.
   const resumable = draft.upload?.resumable;
   if (expired && resumable) draft.expired_upload = { id: resumable.id, expires_at: resumable.expires_at };
+  if (draft.upload) draft.aborted_run = Math.max(draft.aborted_run ?? 0, draft.upload.run);
   draft.upload = null;
   draft.staging = null;
   if (draft.status === 'saving' || draft.status === 'uploading') transition(draft, 'queued');

@@ -23,7 +23,7 @@ import { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
 import { releaseLostClaim, type Claim } from './lost-claims.js';
 import { canSee, enforce, isAdminCaller, membershipOf, requireVisible, type Action } from './policy.js';
-import { removeImageBytes, removeStaging, stagingKey } from './blob-keys.js';
+import { removeImageBytes, removeRunStaging, removeStaging, stagingKey } from './blob-keys.js';
 import { copiesOf, removeCopies } from './image-stores.js';
 import { StoreRegistry } from './store-registry.js';
 import { enforceAddLocation, enforceListLocations, type ParsedLocation } from './external-location.js';
@@ -617,12 +617,16 @@ export class ImageService {
     return doc;
   }
 
-  /** The bytes never all arrived: back to queued, staging removed. */
+  /**
+   * The bytes never all arrived: back to queued, this run's staging removed. Only this run's: a
+   * retry may already be writing under the next run number (S3: deleting its key would abort the
+   * retry's multipart upload).
+   */
   async abortUpload(_caller: Caller, id: string, run: number, reason: string, options: { expired?: boolean } = {}): Promise<void> {
     try {
       await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason, options.expired) : null));
     } finally {
-      await this.dropStaging(id);
+      await removeRunStaging(this.blobs, id, run);
     }
   }
 

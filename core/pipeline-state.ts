@@ -28,9 +28,9 @@ export function remainingStages(run: PipelineRun): StageName[] {
   return STAGES.slice(STAGES.indexOf(run.stage));
 }
 
-/** The next run number of an image: each upload or import attempt gets its own. */
+/** The next run number of an image: each upload or import attempt gets its own, never one an abandoned upload had. */
 export function nextRunNumber(doc: ImageDoc): number {
-  return Math.max(doc.pipeline?.run ?? 0, doc.upload?.run ?? 0) + 1;
+  return Math.max(doc.pipeline?.run ?? 0, doc.upload?.run ?? 0, doc.aborted_run ?? 0) + 1;
 }
 
 /**

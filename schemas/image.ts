@@ -235,6 +235,11 @@ export interface ImageDoc {
    * the last PATCH's answer (PIR died after the commit) finds it complete on HEAD, not 404.
    */
   finished_upload?: { id: string; length: number; expires_at: string } | null;
+  /**
+   * The run number of the image's last abandoned upload: the next run takes a higher one, so it
+   * never shares staging keys with a run whose writer or cleanup may still be at work. Absent: none.
+   */
+  aborted_run?: number;
   /** The bytes in staging, once an upload or stage call has received them all. */
   staging: (HashedBlob & { received_at: string }) | null;
   pipeline: PipelineRun | null;

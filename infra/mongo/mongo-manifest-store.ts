@@ -89,7 +89,7 @@ type Stored = Omit<ImageDoc, Packed> & Partial<Pick<ImageDoc, Packed>> & {
  * `pir_user`); they are read as they are and packed by their next write.
  */
 const PACKED = [
-  'properties', 'location', 'import_task', 'members', 'expected', 'upload', 'expired_upload', 'finished_upload', 'staging', 'pipeline', 'blob_key',
+  'properties', 'location', 'import_task', 'members', 'expected', 'upload', 'expired_upload', 'finished_upload', 'aborted_run', 'staging', 'pipeline', 'blob_key',
   'failure', 'stores', 'store_import', 'share_links', 'share_link_uses', 'outbox',
 ] as const satisfies readonly (keyof ImageDoc)[];
 type Packed = (typeof PACKED)[number];
