@@ -16,7 +16,7 @@ import { httpDuration } from '../infra/telemetry/metrics.js';
 import { authHook } from './auth.js';
 import { healthRoutes } from './routes/health.js';
 import { opsRoutes, type OpsDeps } from './routes/ops.js';
-import { handleError, handleFrameworkError, sendError, writeClientError } from './error-handler.js';
+import { handleError, handleFrameworkError, methodNotAllowed, sendError, writeClientError } from './error-handler.js';
 import { closeStalledSends } from './send-stall.js';
 import { HTTP_TIMEOUTS } from './http-timeouts.js';
 import { awaitsContinue, bodyConsumed, deferExpect, hasBufferedBody, hasMalformedQuery, lingerOnRefusedBody, malformedFraming, requestIdOf, requestLogView, sendContinue, unmetExpectation, unsupportedTransferCoding } from './http-hygiene.js';
@@ -248,11 +248,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 }
 
 /** 405 with the methods the path takes in `Allow` (Glance's router). */
-function methodNotAllowed(reply: FastifyReply, method: string, path: string, allow: string[]): FastifyReply {
-  reply.header('allow', allow.join(', '));
-  return sendError(reply, 405, 'method_not_allowed', `${method} is not allowed on ${path.slice(0, 200)}; it takes ${allow.join(', ')}.`);
-}
-
 /**
  * JSON bodies are read as JSON whatever their Content-Type says, as Glance's deserializer reads
  * them (curl's -d sends application/x-www-form-urlencoded, some scripts text/plain or nothing).

@@ -61,6 +61,12 @@ export function sendError(reply: FastifyReply, status: number, code: string, mes
   return reply.code(status).type('application/json').send(errorBody(status, code, message));
 }
 
+/** 405 with the Allow header, as Glance's reject_method_resource answers a path's other methods. */
+export function methodNotAllowed(reply: FastifyReply, method: string, path: string, allow: string[]): FastifyReply {
+  reply.header('allow', allow.join(', '));
+  return sendError(reply, 405, 'method_not_allowed', `${method} is not allowed on ${path.slice(0, 200)}; it takes ${allow.join(', ')}.`);
+}
+
 /** True when the error only means that the client disconnected before PIR answered. */
 export function isClientAbort(error: unknown, request: FastifyRequest): boolean {
   if (error instanceof PirError) return false;

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import replyFrom from '@fastify/reply-from';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { handleError, sendError } from '../api/error-handler.js';
+import { handleError, methodNotAllowed, sendError } from '../api/error-handler.js';
 import { requestedRange } from '../api/byte-range.js';
 import { requestIdOf } from '../api/http-hygiene.js';
 import { versionRoutes } from '../api/routes/versions.js';
@@ -81,6 +81,11 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
 
+  // Glance's cache paths answer their other methods 405 (not passed upstream, which has no such path).
+  for (const [url, allow] of [['/v2/cache', ['GET', 'DELETE']], ['/v2/cache/:image_id', ['DELETE', 'PUT']]] as const) {
+    const others = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((m) => !(allow as readonly string[]).includes(m));
+    app.route({ method: others, url, handler: (request, reply) => methodNotAllowed(reply, request.method, request.url.split('?')[0]!, [...allow]) });
+  }
   await app.register(async (admin) => {
     admin.addHook('onRequest', async (request, reply) => {
       const token = request.headers['x-auth-token'];

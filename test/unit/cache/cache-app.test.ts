@@ -143,6 +143,15 @@ describe('cache app', () => {
     assert.equal((await call('DELETE', MISSING)).status, 404, 'neither cached nor known upstream');
   });
 
+  it('answers the cache paths\' other methods 405 with Allow, as Glance', async () => {
+    for (const [method, path, allow] of [['POST', '/v2/cache', 'GET, DELETE'], ['PATCH', '/v2/cache', 'GET, DELETE'], ['GET', `/v2/cache/${ID}`, 'DELETE, PUT'], ['POST', `/v2/cache/${ID}`, 'DELETE, PUT']]) {
+      const response = await fetch(`${base}${path}`, { method, headers: { 'x-auth-token': ADMIN } });
+      assert.equal(response.status, 405, `${method} ${path}`);
+      assert.equal(response.headers.get('allow'), allow);
+      assert.equal(response.headers.get('x-upstream'), null, 'not passed upstream');
+    }
+  });
+
   it('passes other calls through with their method, path, query and body', async () => {
     const response = await fetch(`${base}/v2/images?limit=2`, { method: 'POST', headers: { 'x-auth-token': USER, 'content-type': 'application/json' }, body: '{"a":1}' });
     assert.equal(response.status, 200);
