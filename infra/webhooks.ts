@@ -148,7 +148,7 @@ export async function openWebhooks(config: PirConfig, urls: DistributedUrls | nu
       // Distributed: the per-endpoint limit holds across every worker process.
       limiter = urls ? new RedisEndpointLimiter({ redisUrl: urls.redisUrl, prefix: config.redisPrefix }, wlog) : new InProcessEndpointLimiter();
       const deliverer = new WebhookDeliverer(store, box, egress, settings, wlog, limiter);
-      await queue.work(kind, settings.concurrency, deliverer.handle);
+      await queue.work(kind, settings.concurrency, deliverer.handle, deliverer.abandoned);
       await new WebhookFanout(store, manifest, queue, kind, wlog, imageView, deliverer, grantsOf).start(bus, FANOUT_CONCURRENCY);
       retention = repeatPaced(() => deleteOldDeliveries(store, settings.deliveryRetentionMs, wlog), RETENTION_EVERY_MS, RETENTION_SHARE,
         (error) => wlog.warn({ err: error }, 'deleting old webhook deliveries failed; the next pass tries again'));

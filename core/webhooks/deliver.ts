@@ -113,6 +113,20 @@ export class WebhookDeliverer {
   };
 
   /**
+   * A delivery job the queue gave up (the workers sending it died or froze twice): recorded as
+   * failed instead of pending for good, which would also refuse its redelivery. It may have
+   * reached the receiver; its owner can send it again (POST …/redeliver, the same webhook-id).
+   */
+  abandoned = async (job: DeliveryJob): Promise<void> => {
+    const delivery = await this.store.getDelivery(job.delivery_id);
+    if (!delivery || delivery.status !== 'pending') return;
+    const attempt = delivery.attempts.length + 1;
+    const reason = 'not known to have been sent: the workers sending it died or froze twice; redeliver it with POST /v2/webhooks/{id}/deliveries/{delivery_id}/redeliver';
+    await this.store.recordAttempt(delivery.id, attemptRecord(attempt, null, reason, 0, null), 'failed');
+    this.log.error({ webhook: delivery.subscription_id, delivery_id: delivery.id }, 'webhook delivery given up: the workers sending it died or froze');
+  };
+
+  /**
    * The fan-out's first attempts, all at once: the endpoints' leases in one step, the attempts
    * concurrently (within this process's limit). A delivery's record is written once its first
    * attempt ended, with that attempt in it (one insert; the store groups those that end together)

@@ -170,6 +170,24 @@ describe('webhook fan-out job', () => {
     await store.close();
   });
 
+  it('a delivery job the queue gave up is recorded as failed (so it can be redelivered), not left pending', async () => {
+    const { store, limiter, deliverer, fanout, event } = setup();
+    const receiver = await start(new WebhookReceiver());
+    await store.createSubscription(sub('s-given-up', 'p1', receiver.url).sub);
+    // Its only slot taken: the delivery is recorded pending and handed to a job.
+    const lease = await limiter.tryAcquire('s-given-up', 1);
+    await fanout.run({ event: event('ev-given-up') });
+    await lease?.release();
+    const id = deliveryId('s-given-up', 'ev-given-up');
+    assert.equal((await store.getDelivery(id))!.status, 'pending');
+    await deliverer.abandoned({ delivery_id: id });
+    const after = (await store.getDelivery(id))!;
+    assert.equal(after.status, 'failed');
+    assert.match(after.attempts.at(-1)!.error ?? '', /died or froze twice; redeliver it/);
+    await deliverer.abandoned({ delivery_id: id }); // only a pending delivery is touched
+    assert.equal((await store.getDelivery(id))!.attempts.length, after.attempts.length);
+  });
+
   it('a membership event goes to the owner and the member it is about, not to the image\'s other members', async () => {
     const { store, fanout, doc, event } = setup();
     const at = '2026-01-01T00:00:00.000Z';
