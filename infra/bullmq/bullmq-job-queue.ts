@@ -177,8 +177,8 @@ export class BullmqJobQueue implements JobQueue {
       const fields = { err, job_id: job.id, image_id: job.data.imageId, stage, attempt: job.attemptsMade, max_attempts: job.opts.attempts };
       // BullMQ fails a job itself (a deferred failure, never retried) when it stalled too often,
       // or when the earlier job of its chain failed for good (that one was reported already).
-      if (job.deferredFailure !== undefined && err.message === job.deferredFailure) {
-        if (job.stalledCounter > this.maxStalledCount) {
+      if (failedByBullmq(job, err)) {
+        if (this.stalledOut(job)) {
           this.logger.error(fields, 'stage job stalled too often (the workers running it died or froze); its chain is dropped and the import resumed');
           for (const listener of this.stalledOutListeners) listener({ ...job.data });
         } else {
@@ -293,7 +293,7 @@ export class BullmqJobQueue implements JobQueue {
       if (!job) return;
       const fields = { err, job_id: job.id, kind: kind.name, attempt: job.attemptsMade, max_attempts: job.opts.attempts };
       // BullMQ's own deferred failure of a job that stalled too often: no handler saw its end.
-      if (job.deferredFailure !== undefined && err.message === job.deferredFailure && job.stalledCounter > this.maxStalledCount) {
+      if (failedByBullmq(job, err) && this.stalledOut(job)) {
         this.logger.error(fields, 'job stalled too often (the workers running it died or froze); given up');
         void onAbandoned?.(job.data).catch((error: Error) => this.logger.error({ ...fields, err: error }, 'recording an abandoned job failed'));
       } else if (err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1)) {
@@ -311,6 +311,11 @@ export class BullmqJobQueue implements JobQueue {
     const queue = this.queues.get(kind.name) ?? new Queue(kindQueueName(kind), { connection: this.connection, prefix: this.prefix, ...bullmqTelemetryOption() });
     this.queues.set(kind.name, queue);
     return queue.getJobState(id);
+  }
+
+  /** A job BullMQ gave up because the workers running it died or froze past its lock too often. */
+  private stalledOut(job: Job): boolean {
+    return job.stalledCounter > this.maxStalledCount;
   }
 
   /** Worker settings shared by stage and job-kind workers: locks and stall recovery as the header says. */
@@ -365,4 +370,9 @@ export class BullmqJobQueue implements JobQueue {
     });
     return r;
   }
+}
+
+/** BullMQ's own deferred failure of a job (never retried, no handler saw it end): a stall-out, or a chain dropped after an earlier job. */
+function failedByBullmq(job: Job, err: Error): boolean {
+  return job.deferredFailure !== undefined && err.message === job.deferredFailure;
 }

@@ -3,7 +3,7 @@
  * checker of a live worker puts it back once the lock lapses, and the chain goes on.
  */
 import { scriptArgs } from '../support/child-script.js';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -65,13 +65,7 @@ test('BullMQ: the job of a SIGKILLed worker is recovered by stalled-job detectio
 test('BullMQ: a job whose workers died twice is reported as stalled out (the import is then resumed), not left for its deadline', { timeout: 90_000 }, async (t) => {
   if (!(await requireServices(t, ['redis']))) return;
   const prefix = uniqueName('pir-contract-stallout');
-  const children: ReturnType<typeof spawn>[] = [];
-  const queue = new BullmqJobQueue({ redisUrl: services.redisUrl, prefix, retry: { attempts: 5, backoffMs: 100 }, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS, logger: pino({ level: 'silent' }) });
-  t.after(async () => {
-    for (const child of children) child.kill('SIGKILL');
-    await queue.close(1000);
-    await removeKeys(prefix);
-  });
+  const { queue, children } = stallOutQueue(t, prefix);
   const dieHoldingTheJob = (img: string) => dieHolding(children, prefix, img);
 
   const img = randomUUID();
@@ -104,13 +98,7 @@ async function dieHolding(children: ReturnType<typeof spawn>[], prefix: string, 
 test('BullMQ: a job of a kind whose workers died twice is handed to its kind\'s abandoned hook (copy-image records the store as failed), its handler never run', { timeout: 90_000 }, async (t) => {
   if (!(await requireServices(t, ['redis']))) return;
   const prefix = uniqueName('pir-contract-kind-stallout');
-  const children: ReturnType<typeof spawn>[] = [];
-  const queue = new BullmqJobQueue({ redisUrl: services.redisUrl, prefix, retry: { attempts: 5, backoffMs: 100 }, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS, logger: pino({ level: 'silent' }) });
-  t.after(async () => {
-    for (const child of children) child.kill('SIGKILL');
-    await queue.close(1000);
-    await removeKeys(prefix);
-  });
+  const { queue, children } = stallOutQueue(t, prefix);
   const id = randomUUID();
   await queue.enqueue(HANG_KIND, `hang-${id}`, { id });
   await dieHolding(children, prefix, id, 'kind');
@@ -122,3 +110,15 @@ test('BullMQ: a job of a kind whose workers died twice is handed to its kind\'s 
   assert.deepEqual(abandoned, [id]);
   assert.deepEqual(ran, [], 'the handler never saw the job');
 });
+
+/** A queue for a stall-out test, and the worker processes it SIGKILLs; both cleared after the test. */
+function stallOutQueue(t: TestContext, prefix: string): { queue: BullmqJobQueue; children: ReturnType<typeof spawn>[] } {
+  const children: ReturnType<typeof spawn>[] = [];
+  const queue = new BullmqJobQueue({ redisUrl: services.redisUrl, prefix, retry: { attempts: 5, backoffMs: 100 }, lockDurationMs: LOCK_MS, stalledIntervalMs: STALLED_INTERVAL_MS, logger: pino({ level: 'silent' }) });
+  t.after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await queue.close(1000);
+    await removeKeys(prefix);
+  });
+  return { queue, children };
+}
