@@ -86,8 +86,7 @@ const either = (...rules: Rule[]): Rule => (c, t) => rules.some((r) => r(c, t));
 /**
  * The rules. Reading an image the caller can see needs `reader` (Glance's
  * ADMIN_OR_PROJECT_READER_GET_IMAGE); downloading needs `member` (…_DOWNLOAD_IMAGE).
- * Deactivate and reactivate are admin-only here (the issue asks for it; Glance's own default is
- * admin-or-owner since Wallaby: change one line below to follow it).
+ * Deactivate and reactivate are admin-only unless PIR_DEACTIVATE_POLICY=owner (setDeactivatePolicy).
  */
 export const RULES: Record<Action, Rule> = {
   add_image: either(admin, projectMember),
@@ -147,6 +146,23 @@ const WHY: Partial<Record<Action, string>> = {
   tasks_api_access: "The tasks API is for administrators (Glance's tasks_api_access); see an image's own tasks at GET /v2/images/{id}/tasks.",
   modify_member: 'A membership is accepted or rejected by the member project itself, with the member role (or by an administrator); readers only look.',
 };
+
+/**
+ * PIR_DEACTIVATE_POLICY. `admin`, the default: administrators only (issue 7; Glance's rule before
+ * Wallaby). `owner`: also the owner project's members (Glance's default since Wallaby, which
+ * tempest's test_deactivate_reactivate_image expects). Downloading a deactivated image stays
+ * administrators' either way, as in Glance. Process-wide, as Glance's policy file is.
+ */
+export type DeactivatePolicy = 'admin' | 'owner';
+
+export function setDeactivatePolicy(policy: DeactivatePolicy): void {
+  const rule = policy === 'owner' ? either(admin, projectMember) : admin;
+  RULES.deactivate = rule;
+  RULES.reactivate = rule;
+  const who = policy === 'owner' ? "A member of the image's owner project or an administrator" : 'Only an administrator';
+  WHY.deactivate = `${who} can deactivate an image.`;
+  WHY.reactivate = `${who} can reactivate an image.`;
+}
 
 /** The actions that read: refused for want of the reader role. */
 const READS = new Set<Action>(['get_image', 'get_images']);

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { DeactivatePolicy } from '../core/policy.js';
 import { parseQuotaConfig, type QuotaConfig } from '../core/quota.js';
 import { parseSecretKey } from '../core/webhooks/secret-box.js';
 import { parseAllowList } from './egress/address-policy.js';
@@ -77,6 +78,8 @@ export interface PirConfig {
   revisionsKeep: number;
   /** Open GET /v2/events streams per user and project, per API process (PIR_EVENT_STREAMS_PER_USER). */
   eventStreamsPerUser: number;
+  /** Who may deactivate and reactivate images (PIR_DEACTIVATE_POLICY): core/policy.ts. */
+  deactivatePolicy: DeactivatePolicy;
   logLevel: string;
   /** Test-only fault hooks, e.g. "exit-after-manifest-write:image.import.started". */
   testFaults: string[];
@@ -294,6 +297,12 @@ function s3ReadClient(env: Env): 'undici' | 'node' {
   return value;
 }
 
+function deactivatePolicy(env: Env): DeactivatePolicy {
+  const value = env.PIR_DEACTIVATE_POLICY || 'admin';
+  if (value !== 'admin' && value !== 'owner') throw new ConfigError('PIR_DEACTIVATE_POLICY', `"${value}" is not admin or owner`);
+  return value;
+}
+
 function s3PartSize(env: Env): number {
   const partSize = size(env, 'PIR_S3_PART_SIZE', 8 * 2 ** 20);
   if (partSize < 5 * 2 ** 20 || partSize > 5 * 2 ** 30) throw new ConfigError('PIR_S3_PART_SIZE', 'must be from 5MiB to 5GiB (S3\'s part size limits)');
@@ -345,6 +354,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     tusExpirySeconds: int(env, 'PIR_TUS_EXPIRY_SECONDS', 86400, 60, 30 * 86400),
     revisionsKeep: int(env, 'PIR_REVISIONS_KEEP', 100, 1, 1_000_000),
     eventStreamsPerUser: int(env, 'PIR_EVENT_STREAMS_PER_USER', 16, 1, 10_000),
+    deactivatePolicy: deactivatePolicy(env),
     logLevel: logLevel(env),
     testFaults: (env.PIR_TEST_FAULTS || '').split(',').map((f) => f.trim()).filter(Boolean),
     egress: egress(env),

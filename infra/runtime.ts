@@ -10,6 +10,7 @@ import { buildApp } from '../api/app.js';
 import { LiveEvents } from '../core/live-events.js';
 import { FaultHooks } from '../core/fault-hooks.js';
 import { ImageService } from '../core/image-service.js';
+import { setDeactivatePolicy } from '../core/policy.js';
 import { Manifest } from '../core/manifest.js';
 import { OutboxRelay } from '../core/outbox-relay.js';
 import { Quotas, UNLIMITED } from '../core/quota.js';
@@ -115,6 +116,7 @@ function showAdminToken(token: AdminToken): void {
 
 async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminToken | null, lock: DataDirLock | null): Promise<RunningPir> {
   const authenticator = roles.api ? await openAuthenticator(config, token?.token ?? null, log) : null;
+  setDeactivatePolicy(config.deactivatePolicy);
   const urls = distributedUrls(config);
   // Distributed: the services may still be starting (or this process started beside them).
   const startup = new StartupWait(config.startupWaitSeconds, log);

@@ -17,6 +17,12 @@ describe('config', () => {
     assert.equal(loadConfig({ PIR_SHUTDOWN_TIMEOUT_SECONDS: '5' }).shutdownTimeoutSeconds, 5);
     assert.throws(() => loadConfig({ PIR_SHUTDOWN_TIMEOUT_SECONDS: '0' }), /PIR_SHUTDOWN_TIMEOUT_SECONDS: "0" must be a whole number from 1 to 3600/);
   });
+  it('reads PIR_DEACTIVATE_POLICY (admin by default, or owner)', () => {
+    assert.equal(loadConfig({}).deactivatePolicy, 'admin');
+    assert.equal(loadConfig({ PIR_DEACTIVATE_POLICY: 'owner' }).deactivatePolicy, 'owner');
+    assert.throws(() => loadConfig({ PIR_DEACTIVATE_POLICY: 'member' }), /PIR_DEACTIVATE_POLICY: "member" is not admin or owner/);
+  });
+
   it('reads PIR_EVENT_STREAMS_PER_USER (default 16, 1 to 10000)', () => {
     assert.equal(loadConfig({}).eventStreamsPerUser, 16);
     assert.equal(loadConfig({ PIR_EVENT_STREAMS_PER_USER: '4' }).eventStreamsPerUser, 4);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Caller } from '../../../core/caller.js';
-import { allowed, canSee, enforce, hasRole, requireVisible, RULES } from '../../../core/policy.js';
+import { allowed, canSee, enforce, hasRole, requireVisible, RULES, setDeactivatePolicy } from '../../../core/policy.js';
 import type { ImageDoc, ImageMember } from '../../../schemas/image.js';
 
 const caller = (project: string, ...roles: string[]): Caller => ({ project_id: project, user_id: 'u', roles });
@@ -18,6 +18,24 @@ describe('policy', () => {
   });
 
   // What a list shows by default is the query layer's (core/list-access.ts), tested with the stores.
+  it("lets the owner project's members deactivate and reactivate with PIR_DEACTIVATE_POLICY=owner, and no one else", () => {
+    const target = { owner: 'A' };
+    try {
+      setDeactivatePolicy('owner');
+      for (const action of ['deactivate', 'reactivate'] as const) {
+        assert.ok(allowed(caller('A', 'member'), action, target), action);
+        assert.ok(allowed(caller('Z', 'admin'), action, target), action);
+        assert.ok(!allowed(caller('A', 'reader'), action, target), action);
+        assert.ok(!allowed(caller('B', 'member'), action, target), action);
+      }
+      assert.throws(() => enforce(caller('B', 'member'), 'deactivate', target), /owner project or an administrator can deactivate/);
+    } finally {
+      setDeactivatePolicy('admin');
+    }
+    assert.ok(!allowed(caller('A', 'member'), 'deactivate', target));
+    assert.throws(() => enforce(caller('A', 'member'), 'reactivate', target), /Only an administrator can reactivate/);
+  });
+
   it("sees as Glance's is_image_visible", () => {
     const b = caller('B', 'member');
     const cases: [ImageDoc, boolean][] = [
