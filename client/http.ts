@@ -14,7 +14,19 @@ export interface RawResponse<T = any> {
 
 export type Headers = Record<string, string>;
 
-const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
+/**
+ * How long an unused keep-alive connection is kept for the next request (Node's own default agent
+ * keeps 5 s). A server closes an idle connection after its keep-alive timeout (PIR's 65 s, many
+ * servers' 5 s); a request sent on it just as it closes meets a reset (ECONNRESET) before any
+ * answer, so the client lets it go first: after this long, or one second before the server's
+ * `Keep-Alive: timeout=N` hint when that is shorter (Node's agent applies the hint once a timeout is set).
+ */
+export const FREE_SOCKET_IDLE_MS = 4_000;
+
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, timeout: FREE_SOCKET_IDLE_MS }),
+  'https:': new https.Agent({ keepAlive: true, timeout: FREE_SOCKET_IDLE_MS }),
+};
 
 /** How long a connection may carry nothing either way before the request fails (glanceclient's --timeout default). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 600_000;
