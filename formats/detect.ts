@@ -36,14 +36,16 @@ function failure(err: unknown, insp: Inspector): Finding {
     `${insp.format} image header could not be parsed (${why}). Check that the upload was complete, or re-export the image, and upload it to a new image.`);
 }
 
-async function runInspector(ctx: ReadContext, insp: Inspector): Promise<Match | null> {
-  let matched: boolean;
+/** The inspector's signature check; a check that fails is a match, which its failure then refuses. */
+async function signatureOf(ctx: ReadContext, insp: Inspector): Promise<Match | 'matched' | null> {
   try {
-    matched = await insp.matches(ctx);
+    return (await insp.matches(ctx)) ? 'matched' : null;
   } catch (err) {
     return { format: insp.format, result: { virtualSize: null, findings: [failure(err, insp)], details: {} } };
   }
-  if (!matched) return null;
+}
+
+async function inspectMatched(ctx: ReadContext, insp: Inspector): Promise<Match> {
   try {
     const result = await insp.inspect(ctx);
     return { format: result.format ?? insp.format, result };
@@ -66,10 +68,15 @@ export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCac
     throw err;
   }
 
+  // Every signature is checked before any format is inspected: an inspection that reads up to
+  // the budget must not leave another format's signature unread (and counted as a match).
+  const signatures: (Match | 'matched' | null)[] = [];
+  for (const insp of INSPECTORS) signatures.push(await signatureOf(ctx, insp));
   const matches: Match[] = [];
-  for (const insp of INSPECTORS) {
-    const m = await runInspector(ctx, insp);
-    if (m) matches.push(m);
+  for (const [i, insp] of INSPECTORS.entries()) {
+    const signature = signatures[i];
+    if (signature === 'matched') matches.push(await inspectMatched(ctx, insp));
+    else if (signature) matches.push(signature);
   }
 
   const containers = matches.filter((m) => !PARTITION_TABLES.has(m.format));

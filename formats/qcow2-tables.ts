@@ -4,9 +4,9 @@
 // the file. Reads are bounded (see formats/README.md for what is and is not checked).
 import { Qcow2MetadataMap } from './qcow2-overlaps.js';
 import type { ReadContext } from './read-context.js';
-import { highestFirst, readTable } from './tables.js';
+import { readTable, secondLevelTables } from './tables.js';
 import type { Finding } from './types.js';
-import { alignUp, corrupt, pastEnd, SECOND_LEVEL_READ_LIMIT, within } from './util.js';
+import { alignUp, corrupt, pastEnd, within } from './util.js';
 
 const L1_OFFSET_MASK = 0x00fffffffffffe00n;
 const L2_OFFSET_MASK = 0x00fffffffffffe00n;
@@ -78,13 +78,8 @@ export async function checkQcow2Tables(ctx: ReadContext, h: Qcow2Layout, finding
   const entryBytes = h.extendedL2 ? 16 : 8;
   const compressedBits = BigInt(62 - (h.clusterBits - 8));
   const compressedMask = (1n << compressedBits) - 1n;
-  const tables = highestFirst(l2Offsets);
-  let budget = SECOND_LEVEL_READ_LIMIT;
   let read = 0;
-  for (const at of tables) {
-    if (budget <= 0) break;
-    const l2 = await readTable(ctx, at, cs / entryBytes, entryBytes, Math.min(cs, budget));
-    budget -= l2.buf.length;
+  for await (const { at, table: l2 } of secondLevelTables(ctx, l2Offsets, cs / entryBytes, entryBytes)) {
     read++;
     for (let i = 0; i < l2.entries; i++) {
       const entry = l2.buf.readBigUInt64BE(i * entryBytes);
@@ -103,7 +98,7 @@ export async function checkQcow2Tables(ctx: ReadContext, h: Qcow2Layout, finding
       }
     }
   }
-  details.boundsChecked = { l1Entries: l1.entries, l1Complete: l1.complete, l2Tables: tables.length, l2TablesRead: read };
+  details.boundsChecked = { l1Entries: l1.entries, l1Complete: l1.complete, l2Tables: new Set(l2Offsets).size, l2TablesRead: read };
 }
 
 function overlap(structure: string, offset: bigint, other: string): ReturnType<typeof corrupt> {

@@ -3,8 +3,8 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { highestFirst, readTable } from './tables.js';
-import { bigToNumber, corrupt, hex, isPowerOfTwo, KiB, MiB, pastEnd, quote, refuse, SECOND_LEVEL_READ_LIMIT, truncated, within } from './util.js';
+import { readTable, secondLevelTables } from './tables.js';
+import { bigToNumber, corrupt, hex, isPowerOfTwo, KiB, MiB, pastEnd, quote, refuse, truncated, within } from './util.js';
 
 const MAGIC = Buffer.from('QED\0', 'latin1');
 const HEADER = 64;
@@ -36,13 +36,8 @@ async function checkTables(ctx: ReadContext, l1Offset: bigint, clusterSize: numb
     if (!within(at, tableBytes, end)) return fail(`L2 table (L1 entry ${i})`, at, tableBytes);
     l2s.push(at);
   }
-  let budget = SECOND_LEVEL_READ_LIMIT;
   let read = 0;
-  const ordered = highestFirst(l2s);
-  for (const at of ordered) {
-    if (budget <= 0) break;
-    const l2 = await readTable(ctx, at, entries, 8, Math.min(tableBytes, budget));
-    budget -= l2.buf.length;
+  for await (const { at, table: l2 } of secondLevelTables(ctx, l2s, entries, 8)) {
     read++;
     for (let i = 0; i < l2.entries; i++) {
       const data = l2.buf.readBigUInt64LE(i * 8);
@@ -50,7 +45,7 @@ async function checkTables(ctx: ReadContext, l1Offset: bigint, clusterSize: numb
       if (!within(data, clusterSize, end)) return fail(`data cluster (L2 table at ${at}, entry ${i})`, data, clusterSize);
     }
   }
-  details.boundsChecked = { l1Entries: l1.entries, l2Tables: ordered.length, l2TablesRead: read };
+  details.boundsChecked = { l1Entries: l1.entries, l2Tables: new Set(l2s).size, l2TablesRead: read };
 }
 
 async function inspect(ctx: ReadContext): Promise<ProbeResult> {

@@ -5,8 +5,8 @@
 import type { Inspector, ProbeResult } from './inspector.js';
 import type { ReadContext } from './read-context.js';
 import type { Finding } from './types.js';
-import { highestFirst, readTable } from './tables.js';
-import { bigToNumber, corrupt, isPowerOfTwo, MiB, pastEnd, quote, refuse, SECOND_LEVEL_READ_LIMIT, truncated, within } from './util.js';
+import { readTable, secondLevelTables } from './tables.js';
+import { bigToNumber, corrupt, isPowerOfTwo, MiB, pastEnd, quote, refuse, truncated, within } from './util.js';
 import { decodeDescriptor, namesPath, parseDescriptor } from './vmdk-descriptor.js';
 import type { VmdkDescriptor } from './vmdk-descriptor.js';
 
@@ -120,14 +120,9 @@ async function checkGrainTables(ctx: ReadContext, hdr: Buffer, capacity: bigint,
     if (!within(at, gtBytes, size)) return fail(`grain table (grain directory entry ${i})`, at, gtBytes);
     tables.push(at);
   }
-  let budget = SECOND_LEVEL_READ_LIMIT;
   let read = 0;
   let lastCompressed = -1n;
-  const ordered = highestFirst(tables);
-  for (const at of ordered) {
-    if (budget < gtBytes) break;
-    const gt = await readTable(ctx, at, gtes, 4, gtBytes);
-    budget -= gtBytes;
+  for await (const { at, table: gt } of secondLevelTables(ctx, tables, gtes, 4)) {
     read++;
     for (let i = 0; i < gt.entries; i++) {
       const sector = gt.buf.readUInt32LE(i * 4);
@@ -145,7 +140,7 @@ async function checkGrainTables(ctx: ReadContext, hdr: Buffer, capacity: bigint,
     const length = marker.length === 12 ? 12 + marker.readUInt32LE(8) : 12;
     if (!within(lastCompressed, length, size)) return fail('last compressed grain', lastCompressed, length);
   }
-  details.boundsChecked = { gdEntries: gd.entries, gdComplete: gd.complete, grainTables: ordered.length, grainTablesRead: read };
+  details.boundsChecked = { gdEntries: gd.entries, gdComplete: gd.complete, grainTables: new Set(tables).size, grainTablesRead: read };
 }
 
 async function inspectText(ctx: ReadContext): Promise<ProbeResult> {

@@ -112,6 +112,49 @@ describe('images cut short are refused as image_truncated', () => {
   });
 });
 
+describe('valid images with many small second-level tables', () => {
+  let dir = '';
+  before(async () => {
+    ensureQemuImg();
+    dir = await makeTempDir('pir-tables-');
+  });
+  after(() => removeDir(dir));
+
+  /** A sparse raw disk of `size` bytes with 512 non-zero bytes every `step`. */
+  async function scattered(name: string, size: number, step: number): Promise<string> {
+    const path = join(dir, name);
+    const h = await open(path, 'w');
+    try {
+      await h.truncate(size);
+      for (let at = 0; at < size; at += step) await h.write(Buffer.alloc(512, (at / step) % 251 + 1), 0, 512, at);
+    } finally {
+      await h.close();
+    }
+    return path;
+  }
+
+  // Tables read one to a 4 KiB block cost a block each: counted by their own size (512 bytes, 2
+  // KiB), their reads ran the detection out of READ_BUDGET, and the next inspector's signature
+  // check then failed and counted as a second format ("qcow2, vhd").
+  const cases: Array<[string, string, Record<string, string>, string, number, number]> = [
+    ['qcow2, 512-byte clusters, 2,048 L2 tables', 'qcow2', { cluster_size: '512' }, 'qcow2', 64 * MiB, 32 * 1024],
+    ['qcow2, 1 KiB clusters, 1,024 L2 tables', 'qcow2', { cluster_size: '1024' }, 'qcow2', 128 * MiB, 128 * 1024],
+    ['vmdk streamOptimized, 640 grain tables among the grains', 'vmdk', { subformat: 'streamOptimized' }, 'vmdk', 20 * 1024 * MiB, 32 * MiB],
+  ];
+  for (const [label, fmt, options, declared, size, step] of cases) {
+    it(`${label}: accepted as ${declared}, within the read budget`, async () => {
+      const path = join(dir, `${label.replace(/\W+/g, '-')}.img`);
+      await convertImage(await scattered(`${fmt}-${size}.raw`, size, step), path, fmt, options);
+      assert.equal(spawnSync('qemu-img', ['check', path]).status, 0, 'qemu-img check: no errors');
+      const r = await detectBuf(await readFile(path));
+      const v = assertAccepted(r, declared);
+      assert.equal(v.ok && v.virtualSize, size);
+      assert.deepEqual(r.alsoMatches, []);
+      assert.ok(r.bytesRead <= READ_BUDGET, `read ${r.bytesRead}`);
+    });
+  }
+});
+
 describe('sizes that cannot be a disk', () => {
   it('a zero-byte image is an empty raw disk (as Glance has it), and refused as any other format', async () => {
     const r = await detectBuf(Buffer.alloc(0));
