@@ -67,6 +67,8 @@ describe('generated secrets in the data dir', () => {
         ]);
         assert.equal(new Set(tokens.map((t) => t.token)).size, 1, `round ${round}: one admin token`);
         assert.equal(tokens.filter((t) => t.generated).length, 1, `round ${round}: generated once`);
+        // 48 hex digits: never a leading '-' that a CLI would take for an option.
+        assert.match(tokens[0]!.token, /^[0-9a-f]{48}$/);
         assert.equal(new Set(keys.map((k) => k.toString('hex'))).size, 1, `round ${round}: one webhook key`);
         assert.equal(keys[0]!.length, 32);
       } finally {
