@@ -55,6 +55,18 @@ async function inspectMatched(ctx: ReadContext, insp: Inspector): Promise<Match>
 }
 
 /**
+ * A hybrid ISO whose partition table lists a partition after the ISO volume (xorriso's
+ * -append_partition, as current Debian and Ubuntu installers carry their EFI partition) is a
+ * disk: qemu presents the whole file, and so does its virtual size (qemu-img info's). Otherwise
+ * the ISO's own volume size stands, as Glance has it.
+ */
+function hybridIsoSize(volumeSize: number | null, partitions: Match[], fileSize: number): number | null {
+  if (volumeSize === null) return null;
+  const ends = partitions.map((m) => m.result.details.partitionsEnd).filter((end): end is number => typeof end === 'number');
+  return ends.some((end) => end > volumeSize) ? Math.max(volumeSize, fileSize) : volumeSize;
+}
+
+/**
  * Detect and inspect an image, reading only the headers each format needs.
  * Never throws for malformed content (problems become findings); only errors
  * thrown by the reader itself propagate.
@@ -82,6 +94,7 @@ export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCac
   const containers = matches.filter((m) => !PARTITION_TABLES.has(m.format));
   const partitions = matches.filter((m) => PARTITION_TABLES.has(m.format));
   const primary: Match = containers[0] ?? { format: 'raw', result: await inspectRaw(ctx) };
+  const virtualSize = primary.format === 'iso' ? hybridIsoSize(primary.result.virtualSize, partitions, ctx.size) : primary.result.virtualSize;
   const others = matches.filter((m) => m !== primary);
 
   const findings: Finding[] = [...primary.result.findings];
@@ -112,7 +125,7 @@ export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCac
 
   return {
     format: primary.format,
-    virtualSize: primary.result.virtualSize,
+    virtualSize,
     findings,
     details,
     fileSize: ctx.size,

@@ -152,6 +152,7 @@ async function inspectGpt(ctx: ReadContext, entries: MbrEntry[]): Promise<ProbeR
   }
   details.partitions = parts.length;
   details.lastUsableLba = bigToNumber(lastUsable);
+  details.partitionsEnd = parts.reduce((end, p) => Math.max(end, bigToNumber((p.last + 1n) * BigInt(ss))), 0);
 
   // The backup header normally sits in the last sector; its absence is only a warning.
   const alt = await ctx.read(altLba * BigInt(ss), 8);
@@ -168,7 +169,8 @@ async function inspect(ctx: ReadContext): Promise<ProbeResult> {
   const findings: Finding[] = [];
   checkMbr(entries, Math.floor(ctx.size / 512), findings);
   const parts = entries.filter((e) => e.type !== 0).map((e) => ({ index: e.index, type: e.type, lba: e.lba, sectors: e.sectors, bootable: e.status === 0x80 }));
-  return { format: 'mbr', virtualSize: ctx.size, findings, details: { partitionTable: 'mbr', partitions: parts } };
+  const partitionsEnd = parts.reduce((end, p) => Math.max(end, (p.lba + p.sectors) * 512), 0);
+  return { format: 'mbr', virtualSize: ctx.size, findings, details: { partitionTable: 'mbr', partitions: parts, partitionsEnd } };
 }
 
 export const partitionInspector: Inspector = {

@@ -28,6 +28,25 @@ describe('iso 9660', () => {
     assert.ok(torn.ok && torn.findings.some((f) => f.code === 'raw_partial_sector' && f.severity === 'info'));
   });
 
+  it("sizes a hybrid ISO with a partition appended after its volume as the whole file, as qemu presents it (xorriso's -append_partition)", async () => {
+    // As xorriso lays it out: partition 1 (0x83) the ISO from sector 0, partition 2 (0xef, EFI)
+    // right after the volume, then padding.
+    const volume = isoImage({ blocks: 100 });
+    const efiSectors = 2048;
+    const iso = Buffer.concat([volume, Buffer.alloc(efiSectors * 512, 0x5a), Buffer.alloc(300 * 1024)]);
+    mbrSector([{ type: 0x83, lba: 0, sectors: volume.length / 512 }, { type: 0xef, lba: volume.length / 512, sectors: efiSectors }], iso.subarray(0, 512));
+    const r = await detectBuf(iso);
+    assert.equal(r.format, 'iso');
+    assert.deepEqual(r.alsoMatches, ['mbr']);
+    const v = assertAccepted(r, 'iso');
+    assert.equal(v.ok && v.virtualSize, iso.length);
+    // Partitions inside the volume leave it at the volume size, padding or not.
+    const inside = Buffer.concat([isoImage({ blocks: 100 }), Buffer.alloc(300 * 1024)]);
+    mbrSector([{ type: 0x83, lba: 0, sectors: 400 }], inside.subarray(0, 512));
+    const w = assertAccepted(await detectBuf(inside), 'iso');
+    assert.equal(w.ok && w.virtualSize, 100 * 2048);
+  });
+
   it('finds the PVD after a boot record', async () => {
     const r = await detectBuf(isoImage({ blocks: 50, bootRecordFirst: true }));
     assert.equal(r.virtualSize, 50 * 2048);
