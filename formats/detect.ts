@@ -55,6 +55,17 @@ async function inspectMatched(ctx: ReadContext, insp: Inspector): Promise<Match>
 }
 
 /**
+ * A fixed VHD is known only by a footer in the file's last sector. When that sector lies in a
+ * data cluster of the qcow2 around it, the footer is the guest's own data (a fixed VHD converted
+ * to qcow2 as raw, without `-f vpc`, keeps its footer as the disk's last sector): qemu reads
+ * the file as qcow2 only, and so does Glance. A dynamic VHD (a footer copy at byte 0) still conflicts.
+ */
+function footerInGuestData(primary: Match, other: Match): boolean {
+  return primary.format === 'qcow2' && primary.result.details.lastSectorIsGuestData === true
+    && other.format === 'vhd' && other.result.details.footerCopyAtStart === false;
+}
+
+/**
  * A hybrid ISO whose partition table lists a partition after the ISO volume (xorriso's
  * -append_partition, as current Debian and Ubuntu installers carry their EFI partition) is a
  * disk: qemu presents the whole file, and so does its virtual size (qemu-img info's). Otherwise
@@ -111,12 +122,13 @@ export async function detectFormat(reader: RandomAccessReader, blocks?: BlockCac
   }
   for (const m of containers.slice(1)) {
     details[m.format] = m.result.details;
-    findings.push(...m.result.findings);
+    // What a guest's own bytes look like, read as a VHD footer, is no problem of the image's.
+    findings.push(...(footerInGuestData(primary, m) ? m.result.findings.map((f) => ({ ...f, severity: 'info' as const })) : m.result.findings));
   }
 
   // Several signatures at once can hide one format inside another: only partition tables inside
-  // raw/ISO/VHD payloads are legitimate overlaps.
-  const conflicting = others.filter((m) => !(PARTITION_TABLES.has(m.format) && mayContainPartitions(primary)));
+  // raw/ISO/VHD payloads are legitimate overlaps, and a fixed VHD's footer that is a qcow2's guest data.
+  const conflicting = others.filter((m) => !(PARTITION_TABLES.has(m.format) && mayContainPartitions(primary)) && !footerInGuestData(primary, m));
   if (conflicting.length > 0) {
     const names = [primary.format, ...conflicting.map((m) => m.format)].join(', ');
     findings.unshift(refuse('multiple_formats',

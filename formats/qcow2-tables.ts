@@ -78,6 +78,9 @@ export async function checkQcow2Tables(ctx: ReadContext, h: Qcow2Layout, finding
   const entryBytes = h.extendedL2 ? 16 : 8;
   const compressedBits = BigInt(62 - (h.clusterBits - 8));
   const compressedMask = (1n << compressedBits) - 1n;
+  // The cluster holding the file's last sector: guest data there may look like a trailer (a
+  // fixed VHD's footer, when a fixed VHD was converted as raw), which detect.ts then forgives.
+  const lastCluster = (BigInt(Math.max(0, size - 512)) / csBig) * csBig;
   let read = 0;
   for await (const { at, table: l2 } of secondLevelTables(ctx, l2Offsets, cs / entryBytes, entryBytes)) {
     read++;
@@ -95,6 +98,7 @@ export async function checkQcow2Tables(ctx: ReadContext, h: Qcow2Layout, finding
         const structure = `data cluster (L2 table at ${at}, entry ${i})`;
         if (!within(host, cs, end)) return fail(structure, host, cs);
         if (!claim(metadata.owner(host), structure, host)) return;
+        if (host === lastCluster) details.lastSectorIsGuestData = true;
       }
     }
   }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
+import { join } from 'node:path';
+import { convertImage, ensureQemuImg, makeImage, makeTempDir, qemuInfo, removeDir } from '../../support/images.js';
 import { differencingVhd, editVhdFooters, gptDisk, vhdFooterChecksum } from './craft.js';
 import { assertAccepted, assertRefused, codes, detectBuf, detectFile } from './helpers.js';
 
@@ -152,5 +153,21 @@ describe('vhd (vpc)', () => {
     assert.deepEqual(r.alsoMatches, ['gpt']);
     assert.equal(r.virtualSize, disk.length);
     assertAccepted(r, 'vhd');
+  });
+
+  it("accepts a qcow2 whose last sector is the guest's own copy of a fixed VHD footer, and refuses one with a footer after its clusters", async () => {
+    // qemu-img convert of a fixed VHD without -f vpc reads it as raw: the footer becomes the
+    // disk's last sector, and with 512-byte clusters the qcow2 file's last 512 bytes.
+    const fixed = await makeImage(dir, 'vpc', { size: '4M', options: { subformat: 'fixed' }, name: 'fixed-4m.vhd' });
+    const qcow2 = await convertImage(fixed, join(dir, 'from-fixed.qcow2'), 'qcow2', { cluster_size: '512' });
+    const bytes = await readFile(qcow2);
+    assert.equal(bytes.toString('latin1', bytes.length - 512, bytes.length - 504), 'conectix', 'the file ends in the footer');
+    const r = await detectBuf(bytes);
+    const v = assertAccepted(r, 'qcow2');
+    assert.equal(v.ok && v.virtualSize, (await qemuInfo(qcow2))['virtual-size']);
+    // The same footer appended after a qcow2's clusters is a second format in the file.
+    const plain = await readFile(await convertImage(fixed, join(dir, 'plain.qcow2'), 'qcow2', { cluster_size: '512' }));
+    const footer = (await readFile(fixed)).subarray(-512);
+    assertRefused(await detectBuf(Buffer.concat([plain.subarray(0, plain.length - 512), Buffer.alloc(512), footer])), 'qcow2', 'multiple_formats');
   });
 });
