@@ -15,6 +15,9 @@ export async function openDistributedAdapters(urls: DistributedUrls, config: Pir
   const store = new MongoManifestStore({ url: urls.mongodbUrl }); // the database named in the URL, or "pir"
   await startup.until(MONGODB, () => store.start());
   const bus = new KafkaEventBus({ brokers: urls.kafkaBrokers, topic: config.kafkaTopic, clientId: `pir-${process.pid}`, logger: log });
+  // One quick question first: kafkajs retries a refused broker for ~15 s on its own, which would
+  // make every attempt outlast a short PIR_STARTUP_WAIT_SECONDS.
+  await startup.until(KAFKA, () => bus.ping());
   await startup.until(KAFKA, () => bus.start());
   const queue = new BullmqJobQueue({ redisUrl: urls.redisUrl, prefix: config.redisPrefix, retry, logger: log });
   return {

@@ -121,6 +121,8 @@ function kafkaLogCreator(logger: Logger) {
 export class KafkaEventBus implements EventBus {
   readonly topic: string;
   private readonly kafka: Kafka;
+  /** For ping(): one attempt, no log of its own (its callers say what failed). */
+  private readonly probe: Kafka;
   private readonly logger: Logger;
   private readonly consumers = new Set<Consumer>();
   /** The durable subscriptions' offset committers (watchers commit nothing). */
@@ -160,6 +162,10 @@ export class KafkaEventBus implements EventBus {
       connectionTimeout: 3000,
       retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 8 },
     });
+    // The client above retries a broker's connection ~15 s (8 times) inside every call, its
+    // admin's own retry setting notwithstanding: a readiness check or a start-up that may wait
+    // only a few seconds needs one attempt.
+    this.probe = new Kafka({ clientId: opts.clientId ?? 'pir', brokers: opts.brokers, logLevel: KafkaLogLevel.NOTHING, connectionTimeout: 3000, retry: { retries: 0 } });
     this.producer = this.kafka.producer({
       idempotent: this.o.idempotent,
       ...(this.o.idempotent ? { maxInFlightRequests: 1 } : {}),
@@ -334,9 +340,9 @@ export class KafkaEventBus implements EventBus {
     }
   }
 
-  /** Asks the cluster for its brokers on a short-lived admin connection. */
+  /** Asks the cluster for its brokers on a short-lived admin connection, once. */
   async ping(): Promise<void> {
-    const admin = this.kafka.admin({ retry: { retries: 0 } });
+    const admin = this.probe.admin({ retry: { retries: 0 } });
     try {
       await admin.connect();
       await admin.describeCluster();

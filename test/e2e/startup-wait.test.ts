@@ -131,4 +131,16 @@ describe('distributed start-up waits for the MongoDB-wire server and Kafka', { s
     // Its last attempt may have begun just before the deadline (server selection takes up to 5 s).
     assert.ok(Date.now() - t0 < 20_000, `gave up after ${Date.now() - t0} ms`);
   });
+
+  it('gives up on a Kafka that refuses connections once PIR_STARTUP_WAIT_SECONDS have passed, not after kafkajs\'s own ~15 s of retries per attempt', async () => {
+    const closed = await freePort(); // nothing listens there: every connection is refused
+    const env = deployment(services.mongodbUrl, `127.0.0.1:${closed}`);
+    const t0 = Date.now();
+    await assert.rejects(startPirProcess('worker', { ...env, PIR_STARTUP_WAIT_SECONDS: '2' }, logDir, 'kafka-refused'), (error: Error) => {
+      assert.match(error.message, /pir worker: Kafka did not answer within 2 s of start-up \(last error: .*ECONNREFUSED/);
+      assert.match(error.message, /"msg":"waiting for Kafka"/);
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 10_000, `gave up after ${Date.now() - t0} ms`);
+  });
 });
