@@ -99,6 +99,13 @@ export async function eventRoutes(app: FastifyInstance, live: LiveEvents, authen
     }
     reply.hijack();
     const raw = reply.raw;
+    // A client that left while its token was being checked is gone already: its 'close' will not
+    // come again, so it gets no stream, and its slot and timers are never taken.
+    if (raw.destroyed || request.raw.destroyed || raw.socket?.destroyed !== false) {
+      release();
+      raw.destroy();
+      return;
+    }
     // The slot is the stream's until its connection closes, whichever side ends it.
     raw.once('close', release);
     raw.writeHead(200, {

@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
-import { CALLERS, testApp, type TestApp } from './tenant-app.js';
+import { AUTH_DELAYS, CALLERS, testApp, type TestApp } from './tenant-app.js';
 import { DEFAULT_STREAMS_PER_USER, MAX_BUFFERED_BYTES, TOKEN_RECHECK_MS } from '../../../api/routes/events.js';
 import { openEventStream, type EventStreamReader } from '../../support/event-stream.js';
 import { tokenExchangeRoutes } from '../../../api/routes/token-exchange.js';
@@ -268,6 +268,28 @@ describe('event stream: open streams per user', () => {
     mine[0]!.close();
     await openOnceFree('a-member');
     assert.equal((await refused('a-member')).status, 429, 'full again');
+  });
+
+  it('keeps no slot for a client that left while its token was being checked', async () => {
+    CALLERS['slow-1'] = { project_id: 'D', user_id: 'd1', roles: ['member'] };
+    AUTH_DELAYS['slow-1'] = 300;
+    try {
+      const { port } = new URL(url);
+      // More clients than the user's slots, each gone 20 ms into its token's 300 ms check.
+      await Promise.all(Array.from({ length: DEFAULT_STREAMS_PER_USER + 2 }, async () => {
+        const socket = connect(Number(port), '127.0.0.1');
+        await once(socket, 'connect');
+        socket.write(`GET /v2/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: slow-1\r\n\r\n`);
+        await new Promise((done) => setTimeout(done, 20));
+        socket.destroy();
+      }));
+      await new Promise((done) => setTimeout(done, 500)); // every check has ended
+      const stream = await openAs('slow-1');
+      assert.equal((await stream.hello).data.user_id, 'd1');
+    } finally {
+      delete AUTH_DELAYS['slow-1'];
+      delete CALLERS['slow-1'];
+    }
   });
 
   it('counts a user and project whatever the token, and a stream ended by pir.goodbye gives its slot back', async () => {

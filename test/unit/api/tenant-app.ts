@@ -38,6 +38,9 @@ import { MetadefService } from '../../../core/metadefs.js';
 import { SqliteMetadefStore } from '../../../infra/embedded/sqlite-metadef-store.js';
 
 /** Token → caller. Projects A and B with each role, a third project C, and an admin. */
+/** Tokens whose validation takes this many ms (a Keystone that is slow to answer). */
+export const AUTH_DELAYS: Record<string, number> = {};
+
 export const CALLERS: Record<string, Caller> = {
   admin: { project_id: 'admin-project', user_id: 'admin-user', roles: ['admin'] },
   'a-member': { project_id: 'A', user_id: 'a1', roles: ['member'] },
@@ -91,6 +94,8 @@ export async function testApp(options: { showLocations?: boolean } = {}): Promis
   const authenticator: Authenticator = {
     challenge: null,
     async authenticate(token) {
+      const delay = AUTH_DELAYS[token];
+      if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
       const caller = CALLERS[token];
       if (!caller) throw tokenInvalid();
       return caller;
