@@ -16,6 +16,7 @@ import { closeStalledSends } from '../api/send-stall.js';
 import { openFileStream } from '../infra/storage/file-stream.js';
 import { CACHEABLE_ID, type CacheStore, type Entry } from './cache-store.js';
 import { verifiedDelivery } from './event-follower.js';
+import { UpstreamFailure } from './fill.js';
 import { GrowingFileReader } from './growing-file-reader.js';
 import { cacheMetrics, cacheRegistry } from './metrics.js';
 import type { PrefetchQueue } from './prefetch-queue.js';
@@ -205,7 +206,8 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
   const asked = requestedRange(request.headers, facts.size);
   if (asked.kind === 'refused') return proxy(request, reply); // the upstream's own 400 or 416
   const range = asked.kind === 'range' ? asked.range : { start: 0, end: facts.size - 1 };
-  describe(reply, facts, asked.kind === 'range' ? range : null);
+  // Set only on the answer that serves the bytes: an error answer must not describe the image.
+  const describeImage = () => describe(reply, facts, asked.kind === 'range' ? range : null);
 
   for (let attempt = 0; attempt < 2; attempt += 1) {
     const found = await deps.store.lookup({ imageId: id, size: facts.size, algo: facts.algo, hash: facts.hash }, (signal) => deps.upstream.fetchFile(token, id, signal));
@@ -224,11 +226,20 @@ async function serveFile(request: FastifyRequest, reply: FastifyReply, deps: Cac
         continue;
       }
       cacheMetrics.hits.inc();
+      describeImage();
       reply.header('x-pir-cache', 'hit');
       stream.recycleAfterWrite(reply.raw);
       return reply.send(counted(stream, release, (n) => cacheMetrics.bytesFromCache.inc(n)));
     }
     cacheMetrics.misses.inc({ kind: found.started ? 'fill' : 'joined' });
+    // Every reader of the fill (started or joined) gets the same answer if the upstream fails it first.
+    const failure = await found.fill.answered.then(() => null, (error: Error) => error);
+    if (failure instanceof UpstreamFailure) {
+      request.log.warn({ image_id: id, err: failure.message }, 'upstream did not send the image\'s data');
+      return sendError(reply, 503, 'upstream_unavailable', `The upstream PIR did not send image ${id}'s data (${failure.message}); retry in a few seconds.`);
+    }
+    if (failure) throw failure;
+    describeImage();
     reply.header('x-pir-cache', 'miss');
     const release = deps.store.claimFill(found.fill);
     return reply.send(counted(new GrowingFileReader(found.fill, range.start, range.end), release, (n) => cacheMetrics.bytesFromFill.inc(n)));

@@ -17,6 +17,9 @@ export interface UpstreamBody {
 
 export type FetchBody = (signal: AbortSignal) => Promise<UpstreamBody>;
 
+/** The upstream did not answer with the image's data (no answer in time, unreachable, not 200): not the cache's fault. */
+export class UpstreamFailure extends Error {}
+
 export interface FillTarget {
   imageId: string;
   size: number;
@@ -37,7 +40,13 @@ export class Fill {
   readonly done: Promise<void>;
   /** Resolves once the temporary file exists (readers open it then). */
   readonly ready: Promise<void>;
+  /**
+   * Resolves once the upstream answered 200; rejects if the fill failed before. Readers wait for
+   * it before answering, so a failure then is an error answer rather than a 200 cut off.
+   */
+  readonly answered: Promise<void>;
   private markReady!: () => void;
+  private settleAnswered!: (error?: Error) => void;
   private waiters: (() => void)[] = [];
   private readonly abortController = new AbortController();
 
@@ -49,6 +58,8 @@ export class Fill {
     private readonly onUpstreamBytes: (n: number) => void,
   ) {
     this.ready = new Promise((resolve) => { this.markReady = resolve; });
+    this.answered = new Promise((resolve, reject) => { this.settleAnswered = (error) => (error ? reject(error) : resolve()); });
+    this.answered.catch(() => {}); // a fill nobody reads yet must not be an unhandled rejection
     this.done = this.run();
     this.done.catch(() => {}); // failures are read from state/error; nobody must await done
   }
@@ -78,11 +89,15 @@ export class Fill {
     let file: FileHandle | null = null;
     try {
       file = await open(this.tempPath, 'w', 0o600).finally(() => this.markReady());
-      const response = await this.fetchBody(this.abortController.signal);
+      const { signal } = this.abortController;
+      const response = await this.fetchBody(signal).catch((error: Error) => {
+        throw signal.aborted ? error : new UpstreamFailure(error.message);
+      });
       if (response.status !== 200) {
         response.body.destroy();
-        throw new Error(`upstream answered ${response.status} for image ${imageId}'s data`);
+        throw new UpstreamFailure(`upstream answered ${response.status} for image ${imageId}'s data`);
       }
+      this.settleAnswered();
       const hasher = createHash(algo);
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         if (this.written + chunk.length > size) throw new Error(`upstream sent more than the image's ${size} bytes`);
@@ -101,6 +116,7 @@ export class Fill {
     } catch (error) {
       this.state = 'failed';
       this.error = error instanceof Error ? error : new Error(String(error));
+      this.settleAnswered(this.error); // no-op once answered
       await file?.close().catch(() => {});
       await unlink(this.tempPath).catch(() => {});
       throw this.error;

@@ -211,6 +211,7 @@ describe('cache app: ranges, ids, headers and an upstream in trouble', () => {
   const data = randomBytes(2 ** 20);
   const hashOf = (id: string) => (id === BAD ? createHash('sha512').update(randomBytes(8)).digest('hex') : createHash('sha512').update(data).digest('hex'));
   let hang = true;
+  let hangFetches = 0;
   let metricsDown = false;
   let dir: string;
   let upstream: Server;
@@ -230,6 +231,7 @@ describe('cache app: ranges, ids, headers and an upstream in trouble', () => {
         return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id, status: 'active', size: data.length, os_hash_algo: 'sha512', os_hash_value: hashOf(id), checksum: null }));
       }
       if (request.method === 'HEAD') return void response.writeHead(200, { 'content-length': data.length }).end();
+      if (id === HANG) hangFetches += 1;
       if (id === HANG && hang) return; // accepts, never answers
       response.writeHead(200, { 'content-length': data.length });
       let offset = 0;
@@ -301,9 +303,16 @@ describe('cache app: ranges, ids, headers and an upstream in trouble', () => {
     assert.match(listed.headers.get('x-openstack-request-id') ?? '', /^req-[0-9a-f-]{36}$/);
   });
 
-  it('fails a fill whose upstream never answers, so that the image is fetched again once it does', async () => {
-    const first = await fetchRaw(`/v2/images/${HANG}/file`, { 'x-auth-token': USER });
-    assert.ok(first.status >= 500 || !first.complete, `answered ${first.status}, ${first.bytes} bytes, complete ${first.complete}`);
+  it('answers 503 upstream_unavailable, without the image\'s headers, to every reader of a fill whose upstream never answers; the next request fetches again', async () => {
+    const read = () => fetch(`${base}/v2/images/${HANG}/file`, { headers: { 'x-auth-token': USER } });
+    const answers = await Promise.all([read(), read()]);
+    assert.equal(hangFetches, 1, 'the second client joined the first one\'s fill');
+    for (const answer of answers) {
+      assert.equal(answer.status, 503);
+      assert.equal(((await answer.json()) as { error: { error_code: string } }).error.error_code, 'upstream_unavailable');
+      for (const name of ['accept-ranges', 'repr-digest', 'content-md5', 'x-pir-cache']) assert.equal(answer.headers.get(name), null, name);
+      assert.notEqual(answer.headers.get('content-length'), String(data.length));
+    }
     hang = false;
     const second = await fetchRaw(`/v2/images/${HANG}/file`, { 'x-auth-token': USER });
     assert.equal(second.complete, true);
