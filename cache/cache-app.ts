@@ -82,9 +82,10 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
   app.head('/v2/images/:id/file', download);
   app.get('/v2/images/:id/file', { exposeHeadRoute: false }, download);
 
-  // Glance's cache paths answer their other methods 405 (not passed upstream, which has no such path).
+  // Glance's cache paths answer their other methods 405 (not passed upstream, which has no such
+  // path), HEAD and OPTIONS included: Glance's router matches neither to GET.
   for (const [url, allow] of [['/v2/cache', ['GET', 'DELETE']], ['/v2/cache/:image_id', ['DELETE', 'PUT']]] as const) {
-    const others = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((m) => !(allow as readonly string[]).includes(m));
+    const others = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].filter((m) => !(allow as readonly string[]).includes(m));
     app.route({ method: others, url, handler: (request, reply) => methodNotAllowed(reply, request.method, request.url.split('?')[0]!, [...allow]) });
   }
   await app.register(async (admin) => {
@@ -129,7 +130,7 @@ function cacheApiRoutes(app: FastifyInstance, deps: CacheAppDeps): void {
     const token = request.headers['x-auth-token'] as string;
     return token === deps.adminToken ? deps.upstreamToken ?? null : token;
   };
-  app.get('/v2/cache', async () => {
+  app.get('/v2/cache', { exposeHeadRoute: false }, async () => { // HEAD is 405 (above)
     const { entries, filling } = store.list();
     const queued = new Set([...queue.ids(), ...filling.map((f) => f.target.imageId)]);
     return {

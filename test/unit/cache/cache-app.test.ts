@@ -144,11 +144,15 @@ describe('cache app', () => {
   });
 
   it('answers the cache paths\' other methods 405 with Allow, as Glance', async () => {
-    for (const [method, path, allow] of [['POST', '/v2/cache', 'GET, DELETE'], ['PATCH', '/v2/cache', 'GET, DELETE'], ['GET', `/v2/cache/${ID}`, 'DELETE, PUT'], ['POST', `/v2/cache/${ID}`, 'DELETE, PUT']]) {
+    for (const [method, path, allow] of [
+      ['POST', '/v2/cache', 'GET, DELETE'], ['PATCH', '/v2/cache', 'GET, DELETE'], ['HEAD', '/v2/cache', 'GET, DELETE'], ['OPTIONS', '/v2/cache', 'GET, DELETE'],
+      ['GET', `/v2/cache/${ID}`, 'DELETE, PUT'], ['POST', `/v2/cache/${ID}`, 'DELETE, PUT'], ['HEAD', `/v2/cache/${ID}`, 'DELETE, PUT'], ['OPTIONS', `/v2/cache/${ID}`, 'DELETE, PUT'],
+    ]) {
       const response = await fetch(`${base}${path}`, { method, headers: { 'x-auth-token': ADMIN } });
       assert.equal(response.status, 405, `${method} ${path}`);
       assert.equal(response.headers.get('allow'), allow);
       assert.equal(response.headers.get('x-upstream'), null, 'not passed upstream');
+      if (method !== 'HEAD') assert.equal(((await response.json()) as { error: { error_code: string } }).error.error_code, 'method_not_allowed');
     }
   });
 
