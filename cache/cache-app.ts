@@ -20,7 +20,7 @@ import { UpstreamFailure } from './fill.js';
 import { GrowingFileReader } from './growing-file-reader.js';
 import { cacheMetrics, cacheRegistry } from './metrics.js';
 import type { PrefetchQueue } from './prefetch-queue.js';
-import type { ImageFacts, Upstream } from './upstream.js';
+import { TokenRejected, type ImageFacts, type Upstream } from './upstream.js';
 
 export const WEBHOOK_PATH = '/_pir-cache/events';
 
@@ -96,7 +96,9 @@ export async function buildCacheApp(deps: CacheAppDeps): Promise<FastifyInstance
       let admin: boolean;
       try {
         admin = await deps.upstream.isAdmin(token);
-      } catch {
+      } catch (error) {
+        // A token the upstream does not take gets the upstream's own 401, as any other call.
+        if (error instanceof TokenRejected) return reply.code(401).headers(error.headers).send(error.body);
         // Whether the token is an upstream admin's is unknown, not "no".
         return sendError(reply, 503, 'upstream_unavailable', 'The upstream PIR did not answer whether this token is an administrator\'s; retry in a few seconds.');
       }

@@ -37,6 +37,13 @@ export interface UpstreamOptions {
 
 const HASH_ALGOS = new Set(['sha512', 'sha384', 'sha256', 'sha1', 'md5']);
 
+/** The upstream's 401 for a token it does not take, kept to be passed on as the upstream gave it. */
+export class TokenRejected extends Error {
+  constructor(readonly body: string, readonly headers: Record<string, string>) {
+    super('upstream answered 401: the token is not valid');
+  }
+}
+
 export class Upstream {
   private readonly decisions: LRUCache<string, ImageFacts>;
   private readonly admins: LRUCache<string, boolean>;
@@ -77,12 +84,17 @@ export class Upstream {
     for (const key of [...this.decisions.keys()]) if (key.endsWith(suffix)) this.decisions.delete(key);
   }
 
-  /** True when the upstream treats `token` as an administrator (it may read the upstream's /metrics). */
+  /**
+   * True when the upstream treats `token` as an administrator (it may read the upstream's
+   * /metrics); throws TokenRejected when the upstream does not take the token at all (401).
+   */
   async isAdmin(token: string): Promise<boolean> {
     const key = tokenKey(token);
     const known = this.admins.get(key);
     if (known !== undefined) return known;
     const response = await this.call('GET', '/metrics', token);
+    // Not remembered: an unknown token is the caller's to fix (401), not a "no" (403).
+    if (response.status === 401) throw new TokenRejected(await response.text(), passedHeaders(response.headers));
     await response.body?.cancel().catch(() => {});
     // A failing upstream has not said "no": that must not be remembered as an answer.
     if (response.status >= 500) throw new Error(`upstream answered ${response.status} to GET /metrics`);
@@ -154,6 +166,16 @@ export class Upstream {
     if (Number(head.headers.get('content-length')) !== size) return null;
     return { id: imageId, size, algo, hash, checksum: typeof image.checksum === 'string' ? image.checksum : null };
   }
+}
+
+/** The headers of an upstream answer that a client of the cache sees as the upstream sent them. */
+function passedHeaders(headers: Headers): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const name of ['content-type', 'www-authenticate', 'x-openstack-request-id']) {
+    const value = headers.get(name);
+    if (value !== null) kept[name] = value;
+  }
+  return kept;
 }
 
 function tokenKey(token: string): string {

@@ -41,7 +41,7 @@ describe('cache app', () => {
     dir = await makeTempDir('pir-cache-app-');
     upstream = createServer((request, response) => {
       if (request.headers['x-auth-token'] !== USER && request.headers['x-auth-token'] !== ADMIN) {
-        response.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"nope"}');
+        response.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Keystone uri="http://keystone.test/v3"' }).end('{"error":"nope"}');
         return;
       }
       if (request.url === '/metrics') return void response.writeHead(request.headers['x-auth-token'] === ADMIN ? 200 : 403).end();
@@ -122,6 +122,13 @@ describe('cache app', () => {
     assert.equal((await fetch(`${base}/v2/cache`)).status, 401);
     assert.equal((await fetch(`${base}/v2/cache`, { headers: { 'x-auth-token': USER } })).status, 403);
     assert.equal((await fetch(`${base}/metrics`, { headers: { 'x-auth-token': USER } })).status, 403);
+    // A token the upstream does not take: its 401, as Glance would answer, not 403.
+    for (const [method, path] of [['GET', '/v2/cache'], ['GET', '/metrics'], ['PUT', `/v2/cache/${ID}`]]) {
+      const rejected = await fetch(`${base}${path}`, { method, headers: { 'x-auth-token': 'not-a-token' } });
+      assert.equal(rejected.status, 401, path);
+      assert.equal(rejected.headers.get('www-authenticate'), 'Keystone uri="http://keystone.test/v3"');
+      assert.equal(await rejected.text(), '{"error":"nope"}');
+    }
     const metrics = await fetch(`${base}/metrics`, { headers: { 'x-auth-token': ADMIN } });
     assert.equal(metrics.status, 200);
     assert.match(await metrics.text(), /pir_cache_hits_total/);
