@@ -201,15 +201,17 @@ function updateCommand(): Command {
     .argument('<id>', 'image id')
     .option('--name <name>', 'new name')
     .option('--property <key=value>', 'set a property (repeatable)', collect, [])
-    .option('--remove-property <key>', 'remove a property (repeatable)', collect, [])
+    .option('--remove-property <key>', 'remove a property (repeatable); one the image lacks is skipped, as by glance image-update', collect, [])
     .addOption(new Option('--visibility <visibility>', 'who may see the image').choices([...VISIBILITIES]))
     .addOption(new Option('--protected', 'protect the image from deletion').conflicts('unprotected'))
     .option('--unprotected', 'allow deleting the image again')
     .action(async (id: string, o: UpdateOptions, cmd: Command) => {
-      if (buildPatch({}, o).length === 0) throw new UsageError('nothing to change: give --name, --property, --remove-property, --visibility, --protected or --unprotected');
+      if (buildPatch({}, { ...o, removeProperty: [] }).length + o.removeProperty.length === 0) throw new UsageError('nothing to change: give --name, --property, --remove-property, --visibility, --protected or --unprotected');
       const { client, format } = await contextOf(cmd);
-      const patch = buildPatch(await client.getImage(id), o);
-      printImage(await client.updateImage(id, patch), format);
+      const image = await client.getImage(id);
+      const patch = buildPatch(image, o);
+      for (const key of absentRemovals(image, o)) process.stderr.write(`(image ${id} has no property '${key}': nothing to remove)\n`);
+      printImage(patch.length ? await client.updateImage(id, patch) : image, format);
     });
 }
 
@@ -222,7 +224,11 @@ export interface UpdateOptions {
   unprotected?: boolean;
 }
 
-/** The JSON patch for `pir image update`: `replace` for what the image has, `add` for what it lacks. */
+/**
+ * The JSON patch for `pir image update`: `replace` for what the image has, `add` for what it lacks.
+ * As glanceclient's image-update, --remove-property removes only what the image has and is not
+ * set by --property: PIR refuses a patch removing an absent key (409), and nothing would apply.
+ */
 export function buildPatch(current: Record<string, unknown>, o: UpdateOptions): JsonPatchOp[] {
   const set = (key: string, value: unknown): JsonPatchOp => ({ op: key in current && current[key] !== null ? 'replace' : 'add', path: `/${pointer(key)}`, value });
   const patch: JsonPatchOp[] = [];
@@ -231,11 +237,22 @@ export function buildPatch(current: Record<string, unknown>, o: UpdateOptions): 
     const [key, value] = keyValue(p, '--property');
     patch.push(set(key, value));
   }
-  for (const key of o.removeProperty) patch.push({ op: 'remove', path: `/${pointer(key)}` });
+  for (const key of removals(current, o)) patch.push({ op: 'remove', path: `/${pointer(key)}` });
   if (o.visibility) patch.push(set('visibility', o.visibility));
   if (o.protected) patch.push(set('protected', true));
   if (o.unprotected) patch.push(set('protected', false));
   return patch;
+}
+
+/** The --remove-property keys not set by --property (once each), that the image has or not. */
+function removals(current: Record<string, unknown>, o: UpdateOptions, has = true): string[] {
+  const set = new Set(o.property.map((p) => keyValue(p, '--property')[0]));
+  return [...new Set(o.removeProperty)].filter((key) => !set.has(key) && (key in current) === has);
+}
+
+/** The --remove-property keys the image does not have (skipped, as glanceclient does). */
+export function absentRemovals(current: Record<string, unknown>, o: UpdateOptions): string[] {
+  return removals(current, o, false);
 }
 
 /** JSON pointer escaping of one key. */

@@ -218,6 +218,11 @@ describe('the pir command against pir serve', () => {
     assert.equal(image.os_distro, 'debian');
     assert.equal(image.old, undefined);
     assert.equal(image.protected, true);
+    // 'old' is gone now: the same --remove-property is skipped, as glanceclient's, and the rest applies.
+    const again = await cli(['image', 'update', id, '--name', 'again', '--remove-property', 'old', '--format', 'json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).name, 'again');
+    assert.match(again.stderr, new RegExp(`^\\(image ${id} has no property 'old': nothing to remove\\)$`, 'm'));
     const refused = await cli(['image', 'delete', id]);
     assert.equal(refused.code, 1, refused.stderr); // 403 protected_image: the image's state, not the caller's rights
     assert.match(refused.stderr, /\(HTTP 403, protected_image\)/);

@@ -53,7 +53,7 @@ describe('pir output', () => {
 describe('pir image update', () => {
   it('builds a JSON patch: replace what exists, add what does not, remove, escape pointers', async () => {
     const { buildPatch } = await import('../../../cli/image-commands.js');
-    const current = { name: 'old', os_distro: 'debian', visibility: 'private', protected: false, missing: null };
+    const current = { name: 'old', os_distro: 'debian', visibility: 'private', protected: false, missing: null, 'gone~1': 'y' };
     assert.deepEqual(buildPatch(current, { name: 'new', property: ['os_distro=ubuntu', 'a/b=1', 'missing=x', 'eq=a=b'], removeProperty: ['gone~1'], visibility: 'public', protected: true }), [
       { op: 'replace', path: '/name', value: 'new' },
       { op: 'replace', path: '/os_distro', value: 'ubuntu' },
