@@ -14,7 +14,8 @@ export const EXIT_CODES_HELP = `Exit codes:
   3  image refused by PIR's pipeline (status killed; the reason is printed), or its upload was
      empty for a format with a header (empty_image)
   4  image (or other resource) not found
-  5  authentication or authorization refused (bad or missing token, Keystone login failed, a policy's 403)`;
+  5  authentication or authorization refused (bad or missing token, Keystone login failed, a policy's 403)
+A failure PIR answered ends with its status and error_code: "… (HTTP 404, not_found)".`;
 
 /** PIR's 403s that refuse a value the command line gave (a property PIR sets or reserves): usage, as its 400s are. */
 const REFUSED_VALUES = new Set(['read_only_property', 'reserved_property', 'base_property_not_removable']);
@@ -43,6 +44,11 @@ export interface Where {
   keystone?: boolean;
 }
 
+/** PIR's message with what it answered: `… (HTTP 409, invalid_status)`, or the status alone when the answer had no error_code. */
+function withStatus(error: PirApiError): string {
+  return `${error.message} (HTTP ${error.status}${error.errorCode === `http_${error.status}` ? '' : `, ${error.errorCode}`})`;
+}
+
 export function describeError(error: unknown, where: Where = {}): { code: number; message: string } {
   if (error instanceof FailureWithNote) {
     const { code, message } = describeError(error.failure, where);
@@ -51,19 +57,20 @@ export function describeError(error: unknown, where: Where = {}): { code: number
   if (error instanceof UsageError || error instanceof DownloadTargetError || error instanceof GalleryAmbiguous) return { code: EXIT.usage, message: error.message };
   if (error instanceof CredentialsError || error instanceof GalleryReadOnly) return { code: EXIT.auth, message: error.message };
   if (error instanceof ImageRefusedError) return { code: EXIT.refused, message: error.message };
-  if (error instanceof NotFoundError || error instanceof GalleryNotFound) return { code: EXIT.notFound, message: error.message };
+  if (error instanceof GalleryNotFound) return { code: EXIT.notFound, message: error.message };
+  if (error instanceof NotFoundError) return { code: EXIT.notFound, message: withStatus(error) };
   if (error instanceof AuthError) {
     // Keystone's own refusals say what to check; a token Keystone gave is not the user's to fix.
-    const hint = error.status !== 401 || error.errorCode.startsWith('keystone_') ? ''
+    if (error.errorCode.startsWith('keystone_')) return { code: EXIT.auth, message: error.message };
+    const hint = error.status !== 401 ? ''
       : where.keystone ? ' The token came from the Keystone login (--os-auth-url): PIR must check tokens with that same Keystone.'
         : ' Check the token (--token, PIR_TOKEN or the profile\'s "token"), or log in with --os-auth-url.';
-    return { code: EXIT.auth, message: `${error.message}${hint}` };
+    return { code: EXIT.auth, message: `${withStatus(error)}${hint}` };
   }
   if (error instanceof PirApiError) {
     // A 400 refuses a value the command passed on (a sort key, a filter, a location, a metafile's field).
     const code = error.status === 400 || REFUSED_VALUES.has(error.errorCode) ? EXIT.usage : EXIT.failure;
-    // An error without PIR's body has no error_code of its own: the status alone is what was answered.
-    return { code, message: `${error.message} (HTTP ${error.status}${error.errorCode === `http_${error.status}` ? '' : `, ${error.errorCode}`})` };
+    return { code, message: withStatus(error) };
   }
   if (error instanceof NotImageApiError) return { code: EXIT.failure, message: `${error.message}. Point the command at PIR with --url or PIR_URL.` };
   if (error instanceof TransportError) {

@@ -112,6 +112,12 @@ describe('pir when things go wrong', () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`\\(HTTP 4\\d\\d, ${code}\\)`));
     }
+    const missing = await cli(['image', 'show', '00000000-0000-0000-0000-000000000000']);
+    assert.equal(missing.code, 4, missing.stderr);
+    assert.match(missing.stderr, /\(HTTP 404, not_found\)$/m);
+    const badToken = await cli(['image', 'list'], { PIR_TOKEN: 'not-a-token' });
+    assert.equal(badToken.code, 5, badToken.stderr);
+    assert.match(badToken.stderr, /\(HTTP 401, token_invalid\) Check the token/);
     assert.equal((await cli(['image', 'update', id, '--protected'])).code, 0);
     const kept = await cli(['image', 'delete', id]);
     assert.equal(kept.code, 1, kept.stderr);

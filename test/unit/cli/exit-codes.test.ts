@@ -38,6 +38,16 @@ describe('exit codes of PIR errors', () => {
     }
   });
 
+  it('says every failure PIR answered with its status and error_code, 404s and refusals of the caller too', () => {
+    assert.match(describeError(answer(404, 'not_found')).message, /^m \(HTTP 404, not_found\)$/);
+    assert.match(describeError(answer(403, 'policy_denied')).message, /^m \(HTTP 403, policy_denied\)$/);
+    assert.match(describeError(answer(401, 'token_invalid')).message, /^m \(HTTP 401, token_invalid\) Check the token/);
+    assert.match(describeError(answer(401, 'token_invalid'), { keystone: true }).message, /^m \(HTTP 401, token_invalid\) The token came from the Keystone login/);
+    assert.match(describeError(PirApiError.from(404, null, 'GET', '/v2/images/x')).message, /^HTTP 404 \(HTTP 404\)$/);
+    // Made by the client from Keystone's answer: not PIR's code, so not shown as one.
+    assert.equal(describeError(new AuthError(401, 'keystone_refused', 'Keystone refused', 'POST', '/v3/auth/tokens', null)).message, 'Keystone refused');
+  });
+
   it('names an HTTP status without an error code once, and no code PIR did not give', () => {
     assert.match(describeError(PirApiError.from(502, 'Bad gateway', 'GET', '/')).message, /^Bad gateway \(HTTP 502\)$/);
   });
