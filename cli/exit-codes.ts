@@ -8,8 +8,9 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth
 
 export const EXIT_CODES_HELP = `Exit codes:
   0  success
-  1  failure (server error, network, no PIR at --url, checksum mismatch, timeout; a refusal
-     of the request as things stand: a conflict, a limit or quota, a protected image)
+  1  failure (server error, network, no PIR at --url: a server that answers, even with an
+     error page, but not as the Image API; checksum mismatch, timeout; a refusal of the
+     request as things stand: a conflict, a limit or quota, a protected image)
   2  usage or configuration error, or a value PIR refused (HTTP 400; a read-only or reserved property)
   3  image refused by PIR's pipeline (status killed; the reason is printed), or its upload was
      empty for a format with a header (empty_image)
@@ -72,7 +73,11 @@ export function describeError(error: unknown, where: Where = {}): { code: number
     const code = error.status === 400 || REFUSED_VALUES.has(error.errorCode) ? EXIT.usage : EXIT.failure;
     return { code, message: withStatus(error) };
   }
-  if (error instanceof NotImageApiError) return { code: EXIT.failure, message: `${error.message}. Point the command at PIR with --url or PIR_URL.` };
+  if (error instanceof NotImageApiError) {
+    // A proxy's 502-504 page in front of PIR also lands here: PIR itself may be down.
+    const next = [502, 503, 504].includes(error.status) ? 'Check that PIR is up behind it, or point' : 'Point';
+    return { code: EXIT.failure, message: `${error.message}. ${next} the command at PIR with --url or PIR_URL.` };
+  }
   if (error instanceof TransportError) {
     if (error.cause.name === 'IdleTimeoutError') return { code: EXIT.failure, message: `${error.message}; wait longer with --http-timeout (or PIR_HTTP_TIMEOUT), or check ${error.service}'s health` };
     if (!TransportError.unreachable(error.cause)) return { code: EXIT.failure, message: `${error.message}; run the command again` };

@@ -239,7 +239,8 @@ export class PirClient {
 
   /** A refused synchronous upload names its reason: read the image's pir_failure for it. */
   private async refusalOrError(id: string, response: RawResponse, path: string): Promise<Error> {
-    const error = PirApiError.from(response.status, response.body, 'PUT', path);
+    const error = unexpectedAnswer(this.transport.baseUrl, response, 'PUT', path);
+    if (!(error instanceof PirApiError)) return error;
     // 415: an inspector's refusal (as Glance answers it); 400: unpack's and checksum's; 500: PIR's fault.
     if (response.status !== 400 && response.status !== 415 && response.status !== 500) return error;
     // Refused before the pipeline: the upload brought no data for a format with a header (the image stays queued).

@@ -9,7 +9,7 @@ import { access, lstat, realpath, rename, stat, truncate, unlink } from 'node:fs
 import { dirname } from 'node:path';
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, NoImageDataError, PirApiError } from './errors.js';
+import { ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, NoImageDataError, unexpectedAnswer } from './errors.js';
 import { readResponse, type Transport } from './http.js';
 
 export interface DownloadExpectation {
@@ -159,7 +159,7 @@ async function openImageData(transport: Transport, id: string, from: number) {
   }
   if (res.statusCode !== 200 && res.statusCode !== 206) {
     const body = await readResponse(res);
-    throw PirApiError.from(body.status, body.body, 'GET', path);
+    throw unexpectedAnswer(transport.baseUrl, body, 'GET', path);
   }
   return res;
 }

@@ -23,8 +23,10 @@ export class PirApiError extends Error {
   static from(status: number, body: unknown, method: string, path: string): PirApiError {
     const error = (body as { error?: { error_code?: unknown; message?: unknown } } | null)?.error;
     const code = typeof error?.error_code === 'string' ? error.error_code : `http_${status}`;
+    const glance = (body as { message?: unknown } | null)?.message;
     const text = typeof error?.message === 'string' ? error.message
-      : typeof body === 'string' && body ? body.slice(0, 500) : `HTTP ${status}`;
+      : typeof glance === 'string' ? oneLine(glance)
+        : typeof body === 'string' && oneLine(body) ? cut(oneLine(body), 500) : `HTTP ${status}`;
     const Kind = status === 401 || (status === 403 && !FORBIDDEN_WHAT.has(code)) ? AuthError
       : status === 404 ? NotFoundError
         : status === 409 ? ConflictError
@@ -46,15 +48,34 @@ const FORBIDDEN_WHAT = new Set(['read_only_property', 'reserved_property', 'base
  * redirect that is not this call's, a server that is not PIR (or Glance's Image API) at all.
  */
 export function unexpectedAnswer(base: string, answer: { status: number; headers: Record<string, string>; body: unknown }, method: string, path: string): Error {
-  if (answer.status >= 400) return PirApiError.from(answer.status, answer.body, method, path);
+  if (answer.status >= 400 && isImageApiError(answer)) return PirApiError.from(answer.status, answer.body, method, path);
   return new NotImageApiError(base, method, path, answer);
+}
+
+/**
+ * Whether an error answer is one PIR or Glance would send: PIR's `{error: {…}}` (keystonemiddleware's
+ * 401 has that shape too), webob's JSON `{message, code, title}` or its short text, or no body (a
+ * HEAD). A web page, or another server's JSON, means the URL leads elsewhere: read as PIR's, its
+ * 404 would pass for a missing image (exit 4).
+ */
+export function isImageApiError(answer: { headers: Record<string, string>; body: unknown }): boolean {
+  const { body } = answer;
+  if (/^\s*text\/html\b/i.test(answer.headers['content-type'] ?? '')) return false;
+  if (body === null || body === undefined || body === '') return true;
+  if (typeof body === 'string') return !body.trimStart().startsWith('<');
+  if (typeof body !== 'object' || Array.isArray(body)) return false;
+  const { error, message } = body as { error?: { message?: unknown; error_code?: unknown } | null; message?: unknown };
+  return typeof message === 'string' || (typeof error === 'object' && error !== null && (typeof error.message === 'string' || typeof error.error_code === 'string'));
 }
 
 /** The server answered, but not as PIR (or Glance's Image API) answers this call: the URL leads elsewhere. */
 export class NotImageApiError extends Error {
   override name = 'NotImageApiError';
+  /** The status it answered (a proxy's 502-504 page may stand in for a PIR that is down). */
+  readonly status: number;
   constructor(base: string, method: string, path: string, answer: { status: number; headers: Record<string, string>; body: unknown }) {
     super(`${withoutUserinfo(base)} did not answer as PIR/Glance's Image API: ${method} ${path.replace(/\?.*/, '')} answered ${described(answer)}`);
+    this.status = answer.status;
   }
 }
 
@@ -62,10 +83,18 @@ export class NotImageApiError extends Error {
 function described(answer: { status: number; headers: Record<string, string>; body: unknown }): string {
   const type = answer.headers['content-type']?.split(';')[0];
   const text = typeof answer.body === 'string' ? answer.body : answer.body === null || answer.body === undefined ? '' : JSON.stringify(answer.body);
-  // Another server's page, shown to a terminal: control characters escaped, one line, cut short.
-  const shown = text.replace(/\s+/g, ' ').trim().replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const shown = oneLine(text);
   const location = answer.headers.location ? ` to ${withoutUserinfo(answer.headers.location)}` : '';
-  return `${answer.status}${location}${type ? ` (${type})` : ''}${shown ? `: ${shown.length > 120 ? `${shown.slice(0, 120)}…` : shown}` : ' with no body'}`;
+  return `${answer.status}${location}${type ? ` (${type})` : ''}${shown ? `: ${cut(shown, 120)}` : ' with no body'}`;
+}
+
+/** Another server's text, shown to a terminal: control characters escaped, on one line. */
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim().replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 /** A URL as messages may show it: user:password@ replaced by ***@. */

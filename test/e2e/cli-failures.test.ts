@@ -141,6 +141,23 @@ describe('pir when things go wrong', () => {
     }
   });
 
+  it('a --url whose server answers 404 with a web page (Keystone, a file server): no PIR there, exit 1, not "not found"', async () => {
+    const page = '<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>The requested URL was not found on the server.</p>\n';
+    const other = http.createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html; charset=utf-8' }).end(page));
+    other.listen(0, '127.0.0.1');
+    await once(other, 'listening');
+    try {
+      const otherUrl = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+      for (const args of [['image', 'list'], ['image', 'show', '3f0c0b9e-1111-2222-3333-444455556666']]) {
+        const r = await cli(args, { PIR_URL: otherUrl });
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, new RegExp(`^pir: ${otherUrl} did not answer as PIR/Glance's Image API: GET /v2/images\\S* answered 404 \\(text/html\\): <!doctype html> <html lang=en> <title>404 Not Found</title>.*\\. Point the command at PIR with --url or PIR_URL\\.\n$`));
+      }
+    } finally {
+      other.close();
+    }
+  });
+
   it('pir serve on a taken port: one line naming the port and PIR_PORT, exit 1, and the token it generated is shown', async () => {
     const taken = net.createServer();
     taken.listen(0, '127.0.0.1');

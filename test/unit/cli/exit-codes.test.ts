@@ -5,8 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AuthError, NotImageApiError, PirApiError, PirClient } from '../../../client/index.js';
+import { AuthError, NotFoundError, NotImageApiError, PirApiError, PirClient } from '../../../client/index.js';
 import { describeError, EXIT } from '../../../cli/exit-codes.js';
 
 const answer = (status: number, code: string) => PirApiError.from(status, { error: { code: status, message: 'm', error_code: code } }, 'GET', '/v2/images');
@@ -86,6 +88,71 @@ describe('a server that is not PIR', () => {
       const { code, message } = describeError(error);
       assert.equal(code, EXIT.failure);
       assert.match(message, /Point the command at PIR with --url or PIR_URL\.$/);
+    }
+  });
+});
+
+describe('an error answer that is not PIR\'s or Glance\'s', () => {
+  const page = '<!DOCTYPE HTML>\n<html lang="en">\n<head><title>Error response</title></head>\n<body>\n<h1>Error response</h1>\n<p>Error code: 404</p>\n<p>Message: File not found.</p>\n</body>\n</html>\n';
+  /** By the image id asked for: the answer that server gives. */
+  const answers: Record<string, [number, Record<string, string>, string]> = {
+    'html-404': [404, { 'content-type': 'text/html;charset=utf-8' }, page],
+    'html-401': [401, { 'content-type': 'text/html' }, page],
+    'html-403-untyped': [403, {}, page],
+    'other-json-404': [404, { 'content-type': 'application/json' }, '{"detail": "Not Found"}'],
+    'glance-json-404': [404, { 'content-type': 'application/json' }, '{"message": "No image found with ID x<br /><br />", "code": "404 Not Found", "title": "Not Found"}'],
+    'glance-text-404': [404, { 'content-type': 'text/plain; charset=UTF-8' }, '404 Not Found\n\nNo image found with ID x\n\n   '],
+    'proxy-502': [502, { 'content-type': 'text/html' }, '<html><head><title>502 Bad Gateway</title></head></html>'],
+    'keystonemiddleware-401': [401, { 'content-type': 'application/json' }, '{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}'],
+  };
+  let server: http.Server;
+  let client: PirClient;
+  before(async () => {
+    server = http.createServer((req, res) => {
+      if (req.url === '/v2/images/active') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"id": "active", "status": "active", "size": 1, "checksum": null}');
+      const [status, headers, body] = answers[decodeURIComponent(req.url!.split('/')[3] ?? '').split('?')[0]!] ?? answers['html-404']!;
+      res.writeHead(status, headers).end(body);
+    });
+    server.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    client = new PirClient(`http://127.0.0.1:${(server.address() as { port: number }).port}`, 't');
+  });
+  after(() => { server.close(); });
+
+  it('a web page (even a 404, 401 or 403) or another server\'s JSON is no PIR at the URL: exit 1, on one short line', async () => {
+    const calls: [string, () => Promise<unknown>][] = [
+      ...['html-404', 'html-401', 'html-403-untyped', 'other-json-404'].map((id): [string, () => Promise<unknown>] => [id, () => client.getImage(id)]),
+      ['list', () => client.listImages()],
+      ['delete', () => client.deleteImage('html-404')],
+      ['download', () => client.download('active', join(tmpdir(), `pir-unit-not-pir-${process.pid}`))],
+    ];
+    for (const [name, call] of calls) {
+      const error = await call().catch((e: unknown) => e);
+      assert.ok(error instanceof NotImageApiError, `${name}: ${String(error)}`);
+      const { code, message } = describeError(error);
+      assert.equal(code, EXIT.failure, name);
+      assert.match(message, / did not answer as PIR\/Glance's Image API: [A-Z]+ \/v2\/images\S* answered 40[134]\b/, name);
+      assert.ok(!message.includes('\n') && message.length < 400, `${name}: ${message}`);
+    }
+  });
+
+  it("a proxy's 502-504 page: exit 1, and PIR behind it may be down", async () => {
+    const error = await client.getImage('proxy-502').catch((e: unknown) => e);
+    assert.ok(error instanceof NotImageApiError, String(error));
+    assert.match(describeError(error).message, /answered 502 \(text\/html\): <html><head><title>502 Bad Gateway.*\. Check that PIR is up behind it, or point the command at PIR with --url or PIR_URL\.$/);
+  });
+
+  it("Glance's own 404s and keystonemiddleware's 401 keep their exit codes (4, 5)", async () => {
+    for (const [id, Kind, exit, said] of [
+      ['glance-json-404', NotFoundError, EXIT.notFound, /^No image found with ID x<br \/><br \/> \(HTTP 404\)$/],
+      ['glance-text-404', NotFoundError, EXIT.notFound, /^404 Not Found No image found with ID x \(HTTP 404\)$/],
+      ['keystonemiddleware-401', AuthError, EXIT.auth, /^The request you have made requires authentication\. \(HTTP 401\) Check the token/],
+    ] as const) {
+      const error = await client.getImage(id).catch((e: unknown) => e);
+      assert.ok(error instanceof Kind, `${id}: ${String(error)}`);
+      const { code, message } = describeError(error);
+      assert.equal(code, exit, id);
+      assert.match(message, said, id);
     }
   });
 });
