@@ -104,7 +104,12 @@ export interface WebhookStore {
    */
   addAttempted(delivery: Delivery): Promise<boolean>;
   getDelivery(id: string): Promise<Delivery | null>;
-  /** Appends an attempt and sets the status (one worker at a time handles a delivery). */
+  /**
+   * Appends an attempt and sets the status (one worker at a time handles a delivery), except that
+   * 'pending' (a retry scheduled) leaves the status as it is: a job that froze, lost its lock and
+   * woke after its delivery was given up (failed) must not reopen it, as nothing would send it
+   * again. A redelivery reopens a delivery itself (restartDelivery).
+   */
   recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void>;
   /** Marks a delivery pending again for a redelivery; returns its new redelivery count. */
   restartDelivery(id: string): Promise<number>;

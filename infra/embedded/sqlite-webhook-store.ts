@@ -122,7 +122,10 @@ export class SqliteWebhookStore implements WebhookStore {
   }
 
   async recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void> {
-    this.updateDelivery(id, (d) => { d.attempts.push(attempt); d.status = status; });
+    this.updateDelivery(id, (d) => {
+      d.attempts.push(attempt);
+      if (status !== 'pending') d.status = status; // WebhookStore.recordAttempt: a retry never reopens a settled delivery
+    });
     await this.commits.durable();
   }
 

@@ -182,7 +182,9 @@ export class MongoWebhookStore implements WebhookStore {
   async recordAttempt(id: string, attempt: Attempt, status: DeliveryStatus): Promise<void> {
     // One statement ($push and $set on one document: FerretDB v1 has both), sent with the
     // other deliveries' attempts that finish meanwhile (one command for many).
-    await this.attempts.write({ updateOne: { filter: { _id: id }, update: { $push: { attempts: attempt }, $set: { status } } } });
+    // A retry's 'pending' leaves the status as it is (WebhookStore.recordAttempt).
+    const update = status === 'pending' ? { $push: { attempts: attempt } } : { $push: { attempts: attempt }, $set: { status } };
+    await this.attempts.write({ updateOne: { filter: { _id: id }, update } });
   }
 
   async restartDelivery(id: string): Promise<number> {

@@ -63,6 +63,13 @@ function contract(label: string, open: () => Promise<WebhookStore>, cleanup: () 
       assert.equal(d1.status, 'delivered');
       assert.equal(await store.restartDelivery('d1'), 1);
       assert.equal((await store.getDelivery('d1'))!.status, 'pending');
+      // Given up (failed), then the late attempt of a job that froze and woke: its retry does not
+      // reopen the delivery, which nothing would send again; the attempt is kept.
+      await store.recordAttempt('d2', { attempt: 1, at: 'x', status: null, error: 'given up', latency_ms: 0, next_attempt_at: null }, 'failed');
+      await store.recordAttempt('d2', { attempt: 1, at: 'x', status: 500, error: null, latency_ms: 3, next_attempt_at: 'y' }, 'pending');
+      const d2 = (await store.getDelivery('d2'))!;
+      assert.equal(d2.status, 'failed');
+      assert.deepEqual(d2.attempts.map((a) => a.status), [null, 500]);
       const page1 = await store.listDeliveries('b1', 2);
       assert.deepEqual(page1.map((d) => d.id), ['d3', 'd2']);
       assert.deepEqual((await store.listDeliveries('b1', 2, 'd2')).map((d) => d.id), ['d1']);
