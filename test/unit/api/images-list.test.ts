@@ -220,7 +220,12 @@ describe('GET /v2/images', () => {
     assert.equal(refused.body.error!.error_code, 'bad_filter');
     assert.match(refused.body.error!.message, /'protected'/);
     assert.deepEqual(await all('?os_hidden=True&visibility=all'), expected((d) => d.os_hidden), 'os_hidden is lowered first, as in Glance');
-    for (const limit of ['%2B5', '+5', '%205%20', '0_5']) assert.equal((await get(`?limit=${limit}`)).body.images.length, 5, `int('${decodeURIComponent(limit)}') is 5`);
+    // Python's int(): its blanks (U+0085 is one, a BOM is not) and any Unicode decimal digits (full-width, Arabic-Indic, mathematical bold).
+    for (const limit of ['%2B5', '+5', '%205%20', '0_5', '%EF%BC%95', '%D9%A5', '%C2%855', '%C2%A05%E3%80%80', '%F0%9D%9F%93', '%EF%BC%91_%D9%A5']) {
+      const want = decodeURIComponent(limit) === '１_٥' ? 15 : 5;
+      assert.equal((await get(`?limit=${limit}`)).body.images.length, want, `int('${decodeURIComponent(limit)}') is ${want}`);
+    }
+    for (const limit of ['%EF%BB%BF5', '%1C5']) assert.equal((await get(`?limit=${limit}`)).status, 400, `int('${decodeURIComponent(limit)}') is a ValueError`);
     assert.deepEqual((await get('?limit=-0')).body.images, []);
     assert.deepEqual(await all('?size_min=%2B10000&size_max=2_0000'), expected((d) => byDefault(d) && d.size !== null && d.size >= 10000 && d.size <= 20000));
     const none = await get('?visibility=');
