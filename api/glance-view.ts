@@ -1,6 +1,15 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
 import type { ImageDoc, ImageMember, PipelineRun } from '../schemas/image.js';
 
+/**
+ * Glance records an image's size when its bytes are staged (image_data.py stage()), so a client
+ * sees it while the image is uploading or importing; PIR's own size is the stored disk's, known
+ * once it is active.
+ */
+function stagedSize(doc: ImageDoc): number | null {
+  return doc.staging && (doc.status === 'uploading' || doc.status === 'importing') ? doc.staging.size : null;
+}
+
 /** `extra`: fields only some callers see (core/external-location.ts locationFields: locations, direct_url). */
 export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Record<string, unknown> {
   const pipeline = doc.pipeline;
@@ -16,7 +25,7 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
     disk_format: doc.disk_format,
     min_disk: doc.min_disk,
     min_ram: doc.min_ram,
-    size: doc.size,
+    size: doc.size ?? stagedSize(doc),
     virtual_size: doc.virtual_size,
     checksum: doc.checksum,
     os_hash_algo: doc.os_hash_algo,

@@ -201,6 +201,9 @@ describe('image data: PUT and GET /v2/images/{id}/file, PUT …/stage', () => {
   it('stages and imports with glance-direct', async () => {
     const img = await t.create('a-member');
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${img}/stage`, Buffer.alloc(4096), OCTETS)).statusCode, 204);
+    // As Glance's stage(): the staged size shows while the image waits for its import.
+    const staged = (await t.call('a-member', 'GET', `/v2/images/${img}`)).json();
+    assert.deepEqual([staged.status, staged.size], ['uploading', 4096]);
     assert.equal((await t.call('a-member', 'POST', `/v2/images/${img}/import`, { method: { name: 'web-download-nope' } })).statusCode, 400);
     assert.equal((await t.call('a-member', 'POST', `/v2/images/${img}/import`, { method: { name: 'glance-direct' } })).statusCode, 202);
     let status = '';
