@@ -189,7 +189,7 @@ export function kill(draft: ImageDoc, stage: string, code: string, message: stri
   draft.failure = { stage: stage as never, code, message, at: new Date().toISOString(), ...beforeRun };
   draft.upload = null;
   draft.staging = null;
-  // An import to named stores: every store still being imported to has failed (Glance moves them
+  // An import into stores (multi-store): every store still being imported to has failed (Glance moves them
   // from os_glance_importing_to_stores to os_glance_failed_import), so waiters on those stop.
   const plan = draft.store_import;
   if (plan?.importing.length) draft.store_import = { ...plan, importing: [], failed: [...new Set([...plan.failed, ...plan.importing])] };

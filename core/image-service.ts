@@ -637,7 +637,8 @@ export class ImageService {
   async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets): Promise<UploadTicket> {
     return this.claim(caller, id, (draft, run) => {
       const events = entity.beginWebDownload(draft, run);
-      if (targets || draft.store_import) draft.store_import = importPlan(targets);
+      const plan = targets ?? this.defaultImportTargets();
+      if (plan || draft.store_import) draft.store_import = importPlan(plan);
       return events;
     });
   }
@@ -739,10 +740,19 @@ export class ImageService {
       }
       // The formats cannot change once data is staged, so the way out is a new image.
       entity.requireFormatsBefore(draft, 'import', 'it cannot be set once data is staged: create the image again with disk_format and container_format, then stage and import.');
-      // Stores named at import win over the X-Image-Meta-Store of PUT …/stage.
+      // Stores named at import win over the X-Image-Meta-Store of PUT …/stage; neither: the default store.
       if (targets) draft.store_import = importPlan(targets);
+      else if (!draft.store_import?.importing.length && this.stores.multi) draft.store_import = importPlan(this.defaultImportTargets());
       return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, requestedBy(caller));
     });
+  }
+
+  /**
+   * An import that names no store, with multi-store: Glance's target is the default store, listed in
+   * os_glance_importing_to_stores like a named one (and in os_glance_failed_import if it fails).
+   */
+  private defaultImportTargets(): StoreTargets | undefined {
+    return this.stores.multi ? { stores: [this.stores.defaultId], must_succeed: true } : undefined;
   }
 
   // ---------------------------------------------------------------- share links

@@ -192,6 +192,31 @@ describe('copy-image', () => {
   });
 });
 
+describe('imports that name no store (multi-store)', () => {
+  const formats = { name: 'x', disk_format: 'raw', container_format: 'bare' } as const;
+  it('web-download: the default store is listed as importing, and as failed when the download fails (as Glance)', async () => {
+    const { d, images } = await setup();
+    const { id } = await images.create(OWNER, formats);
+    const ticket = await images.beginWebDownload(OWNER, id);
+    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['fast'], failed: [], must_succeed: true });
+    await images.failWebDownload(OWNER, id, ticket.run, 'upstream_status', '404');
+    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: [], failed: ['fast'], must_succeed: true });
+    await d.close();
+  });
+
+  it('glance-direct: the default store, unless PUT …/stage named one with X-Image-Meta-Store', async () => {
+    const { d, images } = await setup();
+    for (const [header, expected] of [[undefined, 'fast'], ['cheap', 'cheap']] as const) {
+      const { id } = await images.create(OWNER, formats);
+      const ticket = await images.beginUpload(OWNER, id, 'stage', header ? { stores: [header], must_succeed: true } : undefined);
+      await images.completeUpload(OWNER, id, ticket.run, { key: ticket.stagingKey, size: 4, md5: 'm', sha512: 's' });
+      await images.importStaged(OWNER, id);
+      assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: [expected], failed: [], must_succeed: true });
+    }
+    await d.close();
+  });
+});
+
 describe('DELETE /v2/stores/{store}/{image}', () => {
   it('removes one copy, never the last; unknown store 404, not in the store 404; admins only', async () => {
     const { d, other, ops, jobs, activeImage } = await setup();
