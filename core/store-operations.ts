@@ -256,7 +256,11 @@ export class StoreOperations {
    * must be active and keep at least one other copy (403 last_store).
    */
   async deleteFromStore(caller: Caller, id: string, storeId: string): Promise<void> {
-    const target = this.stores.get(storeId); // 404 store_not_found
+    // Glance checks the store before the image: an unknown one is 409 whoever asks.
+    if (!this.stores.has(storeId)) {
+      throw fail('store_unavailable', `The selected store ${storeId.slice(0, 64)} is not available on this node; GET /v2/info/stores lists them (${this.stores.ids.join(', ')}).`);
+    }
+    const target = this.stores.get(storeId);
     const def = this.stores.defaultId;
     let removed: StoredCopy | null = null;
     await this.manifest.update(id, (draft) => {

@@ -52,7 +52,7 @@ export class StoreRegistry {
     return this.byId.has(id);
   }
 
-  /** The store `id`; unknown → 404 store_not_found (a store named in a URL path). */
+  /** The store `id`; unknown → 404 store_not_found (internal: DELETE /v2/stores checks has() first, 409). */
   get(id: string): BlobStore {
     const entry = this.byId.get(id);
     if (!entry) throw fail('store_not_found', `There is no store '${id.slice(0, 64)}' here; GET /v2/info/stores lists them (${this.ids.join(', ')}).`);

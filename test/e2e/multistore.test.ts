@@ -271,8 +271,8 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal((await del('A', 'fast')).status, 403, 'the owner may not (delete_image_location is admin-only)');
       assert.equal((await del('B', 'fast')).status, 404, 'another project does not see it');
       const unknownStore = await del('admin', 'nowhere');
-      assert.equal(unknownStore.status, 404);
-      assert.match(JSON.stringify(unknownStore.body), /store_not_found/);
+      assert.equal(unknownStore.status, 409, 'as Glance: the selected store is not available');
+      assert.match(JSON.stringify(unknownStore.body), /store_unavailable/);
       assert.equal((await del('admin', 'spare')).status, 404, 'not in that store');
       assert.equal((await del('admin', 'fast')).status, 204);
       assert.equal((await show(id)).stores, 's3');

@@ -218,12 +218,13 @@ describe('imports that name no store (multi-store)', () => {
 });
 
 describe('DELETE /v2/stores/{store}/{image}', () => {
-  it('removes one copy, never the last; unknown store 404, not in the store 404; admins only', async () => {
+  it('removes one copy, never the last; unknown store 409 (as Glance), not in the store 404; admins only', async () => {
     const { d, other, ops, jobs, activeImage } = await setup();
     const id = await activeImage();
     await assert.rejects(ops.deleteFromStore(ADMIN, id, 'cheap'), (e: PirError) => e.code === 'image_not_in_store');
     await assert.rejects(ops.deleteFromStore(ADMIN, id, 'fast'), (e: PirError) => e.code === 'last_store');
-    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'nope'), (e: PirError) => e.code === 'store_not_found');
+    await assert.rejects(ops.deleteFromStore(ADMIN, id, 'nope'), (e: PirError) => e.code === 'store_unavailable' && e.kind === 'conflict' && /not available on this node/.test(e.message));
+    await assert.rejects(ops.deleteFromStore(OWNER, 'no-such-image', 'nope'), (e: PirError) => e.code === 'store_unavailable', 'the store is checked first');
     await ops.copyImage(ADMIN, id, ['cheap'], true);
     await ops.handle(jobs[0].data, ctx(1));
     await assert.rejects(ops.deleteFromStore(OWNER, id, 'fast'), (e: PirError) => e.code === 'policy_denied');
