@@ -3,7 +3,7 @@
  * X-Image-Meta-Store header, and the import body's `stores`, `all_stores` and
  * `all_stores_must_succeed`. Unknown stores are 400 unknown_store on uploads and 409
  * unknown_import_store on imports (as Glance: UnknownScheme is a Conflict in import_image);
- * contradictions 400 bad_stores.
+ * contradictions (all_stores or stores with another way of naming stores) 400 bad_stores.
  */
 import type { FastifyRequest } from 'fastify';
 import { fail } from '../core/error-catalog.js';
@@ -42,6 +42,7 @@ export function importTargets(request: FastifyRequest, body: ImportStoreFields, 
     return { stores: stores.ids, must_succeed: mustSucceed };
   }
   if (body.stores !== undefined) {
+    if (header !== undefined) throw fail('bad_stores', "Stores parameter and X-Image-Meta-Store header can't be both specified; send one of them.");
     if (body.stores.length === 0) throw fail('bad_stores', 'stores is empty; name at least one store, or leave it out for the default store.');
     return { stores: importStores(body.stores, stores), must_succeed: mustSucceed };
   }

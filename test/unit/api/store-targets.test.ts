@@ -1,0 +1,28 @@
+/** api/store-targets.ts: which stores an import names (Glance's utils.get_stores_from_request). */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { FastifyRequest } from 'fastify';
+import { importTargets } from '../../../api/store-targets.js';
+import { PirError } from '../../../core/errors.js';
+import type { BlobStore } from '../../../core/ports.js';
+import { StoreRegistry } from '../../../core/store-registry.js';
+
+const blobs = {} as BlobStore;
+const stores = new StoreRegistry([
+  { id: 'fast', description: 'f', blobs, properties: {} },
+  { id: 'cheap', description: 'c', blobs, properties: {} },
+], 'fast', true);
+const request = (headers: Record<string, string> = {}) => ({ headers }) as unknown as FastifyRequest;
+
+describe('importTargets', () => {
+  it('stores, or else the header, or else none named', () => {
+    assert.deepEqual(importTargets(request(), { stores: ['cheap'] }, stores), { stores: ['cheap'], must_succeed: true });
+    assert.deepEqual(importTargets(request({ 'x-image-meta-store': 'cheap' }), {}, stores), { stores: ['cheap'], must_succeed: true });
+    assert.equal(importTargets(request(), {}, stores), undefined);
+  });
+
+  it('stores together with X-Image-Meta-Store is 400 bad_stores, as Glance', () => {
+    assert.throws(() => importTargets(request({ 'x-image-meta-store': 'cheap' }), { stores: ['fast'] }, stores),
+      (e: PirError) => e.code === 'bad_stores' && e.kind === 'bad_request' && /can't be both specified/.test(e.message));
+  });
+});
