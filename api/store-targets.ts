@@ -35,6 +35,8 @@ export function uploadTargets(request: FastifyRequest, stores: StoreRegistry): S
 export function importTargets(request: FastifyRequest, body: ImportStoreFields, stores: StoreRegistry): StoreTargets | undefined {
   const header = headerStore(request);
   const mustSucceed = body.all_stores_must_succeed ?? true;
+  // Glance: leniency needs enabled_backends (one store has nothing to be lenient about).
+  if (!mustSucceed && !stores.multi) throw fail('bad_stores', 'All_stores_must_succeed can only be set with enabled_backends (PIR_STORES).');
   if (body.all_stores) {
     if (body.stores !== undefined || header !== undefined) {
       throw fail('bad_stores', 'all_stores cannot be combined with stores or X-Image-Meta-Store; send one of them.');

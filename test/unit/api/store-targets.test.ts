@@ -15,6 +15,14 @@ const stores = new StoreRegistry([
 const request = (headers: Record<string, string> = {}) => ({ headers }) as unknown as FastifyRequest;
 
 describe('importTargets', () => {
+  it('all_stores_must_succeed: false without multi-store is 400, as Glance without enabled_backends', () => {
+    const single = StoreRegistry.single(blobs);
+    assert.throws(() => importTargets(request(), { all_stores_must_succeed: false }, single),
+      (e: PirError) => e.code === 'bad_stores' && e.kind === 'bad_request' && /only be set with enabled_backends/.test(e.message));
+    assert.equal(importTargets(request(), { all_stores_must_succeed: true }, single), undefined);
+    assert.deepEqual(importTargets(request(), { stores: ['cheap'], all_stores_must_succeed: false }, stores), { stores: ['cheap'], must_succeed: false });
+  });
+
   it('stores, or else the header, or else none named', () => {
     assert.deepEqual(importTargets(request(), { stores: ['cheap'] }, stores), { stores: ['cheap'], must_succeed: true });
     assert.deepEqual(importTargets(request({ 'x-image-meta-store': 'cheap' }), {}, stores), { stores: ['cheap'], must_succeed: true });
