@@ -50,9 +50,10 @@ export function imageView(doc: ImageDoc, extra?: Record<string, unknown>): Recor
   // In store-id order: Glance lists them in the order they were placed, which its own gate's
   // stores (cheap, fast, robust) make alphabetical, and tempest compares them so.
   if (doc.stores) view.stores = doc.stores.map((c) => c.store).sort().join(',');
+  // The import lists sorted too, as Glance's merge_store_list writes them (the record keeps placement order).
   if (doc.store_import) {
-    view.os_glance_importing_to_stores = doc.store_import.importing.join(',');
-    view.os_glance_failed_import = doc.store_import.failed.join(',');
+    view.os_glance_importing_to_stores = [...doc.store_import.importing].sort().join(',');
+    view.os_glance_failed_import = [...doc.store_import.failed].sort().join(',');
   }
   if (extra) Object.assign(view, extra);
   // Extra properties go in after the fixed fields, which win a clash (as in Glance). Spreading

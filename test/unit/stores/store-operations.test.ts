@@ -9,6 +9,7 @@ import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { imageView } from '../../../api/glance-view.js';
 import { ImageService } from '../../../core/image-service.js';
 import { PirError } from '../../../core/errors.js';
 import { COPY_IMAGE_KIND, StoreOperations, startsCopies, type CopyImageJob } from '../../../core/store-operations.js';
@@ -213,6 +214,18 @@ describe('imports that name no store (multi-store)', () => {
       await images.importStaged(OWNER, id);
       assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: [expected], failed: [], must_succeed: true });
     }
+    await d.close();
+  });
+});
+
+describe('the image view of an import\'s stores', () => {
+  it('os_glance_importing_to_stores and os_glance_failed_import are sorted, as Glance\'s merge_store_list', async () => {
+    const { d, images } = await setup();
+    const { id } = await images.create(OWNER, { name: 'x' });
+    const { doc } = await d.manifest.update(id, (draft) => { draft.store_import = { importing: ['fast', 'cheap'], failed: ['cheap', 'broken'], must_succeed: false }; return []; });
+    const view = imageView(doc);
+    assert.deepEqual([view.os_glance_importing_to_stores, view.os_glance_failed_import], ['cheap,fast', 'broken,cheap']);
+    assert.deepEqual(doc.store_import!.importing, ['fast', 'cheap'], 'the placement order is kept');
     await d.close();
   });
 });
