@@ -16,8 +16,10 @@ export interface StoreEntry {
   /** 'filesystem' or 's3' (GET /v2/info/stores/detail `type`: Glance's driver names 'file' and 's3'). */
   blobs: BlobStore;
   /** What /v2/info/stores/detail shows an administrator about it (never credentials). */
-  properties: Record<string, string>;
+  properties: StoreProperties;
 }
+
+export type StoreProperties = Record<string, string | number | boolean>;
 
 export class StoreRegistry {
   private readonly byId: Map<string, StoreEntry>;
@@ -32,8 +34,8 @@ export class StoreRegistry {
   }
 
   /** One store around one BlobStore (tests, tools, and PIR without PIR_STORES). */
-  static single(blobs: BlobStore, id = 'local'): StoreRegistry {
-    return new StoreRegistry([{ id, description: describeKind(blobs.kind), blobs, properties: {} }], id, false);
+  static single(blobs: BlobStore, id = 'local', properties: StoreProperties = {}): StoreRegistry {
+    return new StoreRegistry([{ id, description: describeKind(blobs.kind), blobs, properties }], id, false);
   }
 
   get ids(): string[] {

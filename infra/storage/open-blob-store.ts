@@ -5,7 +5,7 @@
  * store also reads registered locations (`external/…` keys: infra/storage/location-blob-store.ts).
  */
 import type { BlobStore } from '../../core/ports.js';
-import { StoreRegistry, describeKind, type StoreEntry } from '../../core/store-registry.js';
+import { StoreRegistry, describeKind, type StoreEntry, type StoreProperties } from '../../core/store-registry.js';
 import type { HashPool } from '../../ingest/hashing/index.js';
 import { ConfigError, type PirConfig } from '../config.js';
 import type { NeededService, StartupWait } from '../startup-wait.js';
@@ -16,6 +16,7 @@ import { FsBlobStore } from './fs-blob-store.js';
 import { EgressClient } from '../egress/egress-client.js';
 import { LocationAwareBlobStore } from './location-blob-store.js';
 import { LocationReader } from './location-reader.js';
+import { fileProperties, s3Properties } from './store-properties.js';
 
 export interface OpenedBlobStore {
   /** The default store (staging and the pipeline work on it), reading registered locations too. */
@@ -30,6 +31,8 @@ export interface OpenedBlobStore {
 
 interface OpenedOne {
   blobs: BlobStore;
+  /** GET /v2/info/stores/detail `properties`: Glance's keys for its file or s3 driver (discovery.py). */
+  properties: StoreProperties;
   checks: DependencyCheck[];
   close(): void;
 }
@@ -43,7 +46,7 @@ export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3' | '
   if (!specs) {
     const one = await openOne(config.s3 ? { id: 'local', kind: 's3', prefix: config.s3.prefix } : { id: 'local', kind: 'fs', dir: config.dataDir }, config, hashes, '', startup);
     const blobs = new LocationAwareBlobStore(one.blobs, locations);
-    return { blobs, stores: StoreRegistry.single(blobs), checks: one.checks, locations, close: () => { one.close(); locations.close(); } };
+    return { blobs, stores: StoreRegistry.single(blobs, undefined, one.properties), checks: one.checks, locations, close: () => { one.close(); locations.close(); } };
   }
   const defaultId = config.stores!.defaultStore;
   const opened: OpenedOne[] = [];
@@ -56,7 +59,7 @@ export async function openBlobStore(config: Pick<PirConfig, 'dataDir' | 's3' | '
       description: `${describeKind(one.blobs.kind).replace(/ \(.*\)$| under .*$/, '')} '${spec.id}'`,
       // Registered locations are read through the default store, as without PIR_STORES.
       blobs: spec.id === defaultId ? new LocationAwareBlobStore(one.blobs, locations) : one.blobs,
-      properties: spec.kind === 'fs' ? { directory: spec.dir } : { bucket: config.s3!.bucket, prefix: spec.prefix, endpoint: config.s3!.endpoint },
+      properties: one.properties,
     });
   }
   await noSharedDirectories(specs);
@@ -82,7 +85,8 @@ async function openOne(spec: StoreSpec, config: Pick<PirConfig, 's3'>, hashes: H
       blobs.close();
       throw error;
     });
-    return { blobs, checks: [{ name: `blob_store${suffix}`, kind: 's3', check: () => blobs.ping() }], close: () => blobs.close() };
+    const properties = s3Properties(blobs, config.s3!.bucket, spec.prefix, config.s3!.endpoint);
+    return { blobs, properties, checks: [{ name: `blob_store${suffix}`, kind: 's3', check: () => blobs.ping() }], close: () => blobs.close() };
   }
   const blobs = new FsBlobStore(spec.dir, { hashes });
   await blobs.init().catch((error: NodeJS.ErrnoException) => {
@@ -90,6 +94,7 @@ async function openOne(spec: StoreSpec, config: Pick<PirConfig, 's3'>, hashes: H
   });
   return {
     blobs,
+    properties: fileProperties(spec.dir),
     checks: [writableDirCheck(`blob_store${suffix}`, blobs.imagesDir), writableDirCheck(`blob_staging${suffix}`, blobs.stagingDir)],
     close: () => {},
   };
