@@ -106,6 +106,7 @@ export const API_ERRORS = {
   // stores (Glance multi-store)
   unknown_store: refusal(400, 'X-Image-Meta-Store on an upload or stage, or GET …/file?prefer=, names a store that is not configured (GET /v2/info/stores), or ?prefer= is used without multi-store.'),
   unknown_import_store: refusal(409, "An import's stores or X-Image-Meta-Store names a store that is not configured (GET /v2/info/stores); 409, as Glance's import answers it."),
+  body_not_expected: refusal(400, 'A body was sent to a call that takes none (DELETE /v2/stores/…, GET /v2/info/import, /v2/info/stores, /v2/info/stores/detail), as Glance\'s body_reject routes answer.'),
   bad_stores: refusal(400, 'all_stores is given together with stores or X-Image-Meta-Store, stores together with X-Image-Meta-Store, stores is empty, or all_stores_must_succeed is false without multi-store.'),
   store_not_found: refusal(404, 'A store PIR looks up by id is not configured (internal: the API answers an unknown store in a URL path with store_unavailable).'),
   store_unavailable: refusal(409, "DELETE /v2/stores/{store_id}/… names a store that is not configured (GET /v2/info/stores); 409, as Glance's \"The selected store is not available on this node\"."),

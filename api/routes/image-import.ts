@@ -5,6 +5,7 @@ import { fail } from '../../core/error-catalog.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { StoreOperations } from '../../core/store-operations.js';
 import type { WebDownloads } from '../../ingest/web-download.js';
+import { rejectBody } from '../body-reject.js';
 import { importTargets, type ImportStoreFields } from '../store-targets.js';
 
 export const IMPORT_METHODS = ['glance-direct', 'web-download'];
@@ -32,7 +33,7 @@ const importBody = {
 
 export async function imageImportRoutes(app: FastifyInstance, images: ImageService, webDownloads: WebDownloads, storeOps: StoreOperations | null): Promise<void> {
   const methods = importMethods(images).filter((m) => m !== 'copy-image' || storeOps);
-  app.get('/v2/info/import', async () => ({
+  app.get('/v2/info/import', { onRequest: rejectBody }, async () => ({
     'import-methods': { description: 'Import methods available.', type: 'array', value: methods },
   }));
 

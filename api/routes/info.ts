@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { enforce } from '../../core/policy.js';
 import type { Quotas } from '../../core/quota.js';
 import type { StoreRegistry } from '../../core/store-registry.js';
+import { rejectBody } from '../body-reject.js';
 
 /** Glance's driver names for /detail's `type`. */
 const GLANCE_TYPE: Record<string, string> = { filesystem: 'file', s3: 's3' };
@@ -17,9 +18,9 @@ export async function infoRoutes(app: FastifyInstance, quotas: Quotas, stores: S
       ...(detail ? { type: GLANCE_TYPE[s.blobs.kind] ?? s.blobs.kind, weight: 0, properties: s.properties } : {}),
     })),
   });
-  app.get('/v2/info/stores', async () => brief(false));
+  app.get('/v2/info/stores', { onRequest: rejectBody }, async () => brief(false));
   // Glance's stores_info_detail policy: administrators only (403 otherwise).
-  app.get('/v2/info/stores/detail', async (request) => {
+  app.get('/v2/info/stores/detail', { onRequest: rejectBody }, async (request) => {
     enforce(request.caller, 'stores_info_detail', { owner: null });
     return brief(true);
   });

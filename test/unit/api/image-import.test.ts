@@ -59,6 +59,18 @@ describe('import and info routes (inject)', () => {
     assert.deepEqual(response.json(), { 'import-methods': { description: 'Import methods available.', type: 'array', value: ['glance-direct', 'web-download'] } });
   });
 
+  it('refuses a body on GET /v2/info/import, /v2/info/stores[/detail] and DELETE /v2/stores/…, as Glance\'s body_reject routes (400); an empty one is no body', async () => {
+    const calls = [['GET', '/v2/info/import'], ['GET', '/v2/info/stores'], ['GET', '/v2/info/stores/detail'], ['DELETE', `/v2/stores/local/${await create()}`]] as const;
+    for (const [method, url] of calls) {
+      const withBody = await app.inject({ method, url, payload: '{"x":1}', headers: { 'x-auth-token': TOKEN, 'content-type': 'application/json' } });
+      assert.deepEqual([withBody.statusCode, withBody.json().error.error_code, withBody.json().error.message], [400, 'body_not_expected', 'A body is not expected with this request.'], url);
+    }
+    const empty = await app.inject({ method: 'GET', url: '/v2/info/stores', headers: { 'x-auth-token': TOKEN, 'content-length': '0' } });
+    assert.equal(empty.statusCode, 200);
+    const noToken = await app.inject({ method: 'GET', url: '/v2/info/stores', payload: '{"x":1}', headers: { 'content-type': 'application/json' } });
+    assert.equal(noToken.statusCode, 401, 'the token first, as Glance (keystone middleware before the router)');
+  });
+
   it('GET /v2/info/stores answers Glance\'s shape with one default store', async () => {
     assert.deepEqual(JSON.parse((await call('GET', '/v2/info/stores')).body), { stores: [{ id: 'local', description: 'Local filesystem store under the PIR data directory', default: 'true' }] });
   });
