@@ -1,5 +1,5 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
-import type { ImageDoc, ImageMember, PipelineRun } from '../schemas/image.js';
+import type { ImageDoc, ImageMember, PipelineRun, Requester } from '../schemas/image.js';
 
 /**
  * Glance records an image's size when its bytes are staged (image_data.py stage()), so a client
@@ -93,8 +93,8 @@ export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
     request_id: pipeline.requested?.request_id ?? null,
     user_id: pipeline.requested?.user_id ?? null,
     status,
-    // Glance's api_image_import input (image_id, import_req), and PIR's method beside it.
-    input: { method: pipeline.method, image_id: doc.id, import_req: { method: { name: pipeline.method } } },
+    // Glance's api_image_import input (image_id, import_req, backend), and PIR's method beside it.
+    input: taskInput(doc, pipeline.method, pipeline.requested),
     result: status === 'success' ? { image_id: doc.id } : null,
     message: failureMessage(doc),
     created_at: stripMillis(pipeline.started_at),
@@ -163,9 +163,15 @@ function failureTask(doc: ImageDoc): Record<string, unknown> {
   return {
     ...taskBase(`${doc.id}.${failure.run ?? 0}`, doc), status: 'failure',
     ...(failure.requested ? { user_id: failure.requested.user_id, request_id: failure.requested.request_id } : {}),
-    input: method ? { method, image_id: doc.id, import_req: { method: { name: method } } } : {}, result: null, message: failureMessage(doc),
+    input: method ? taskInput(doc, method, failure.requested) : {}, result: null, message: failureMessage(doc),
     created_at: stripMillis(doc.created_at), updated_at: stripMillis(doc.updated_at), pir_failure: failureView(failure),
   };
+}
+
+/** The call's body and stores when recorded (an import call), else just its method (an upload, older documents). */
+function taskInput(doc: ImageDoc, method: string, requested: Requester | null | undefined): Record<string, unknown> {
+  const input = requested?.input;
+  return input ? { method, image_id: doc.id, import_req: input.import_req, backend: input.backend } : { method, image_id: doc.id, import_req: { method: { name: method } } };
 }
 
 /** pir_failure as shown: who asked is the task's user_id and request_id (shown where tasks are), not the image's. */

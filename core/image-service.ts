@@ -6,7 +6,7 @@
  * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Requester, type Visibility } from '../schemas/image.js';
+import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Requester, type ImportInput, type Visibility } from '../schemas/image.js';
 import { SYSTEM_CALLER, type Caller } from './caller.js';
 import { ShareLinkUseCounter } from './share-link-uses.js';
 import { fail } from './error-catalog.js';
@@ -602,10 +602,10 @@ export class ImageService {
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
       }
-      const kind = draft.upload.kind;
+      const { kind, input } = draft.upload;
       const events: NewEvent[] = entity.staged(draft, run, blob, claimed);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
-      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, requestedBy(caller)));
+      if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, requestedBy(caller, input)));
       return events;
     }).catch(async (error: unknown) => {
       const gone = (error as { kind?: string }).kind === 'not_found' || (error as { code?: string }).code === 'image_deleted';
@@ -634,11 +634,13 @@ export class ImageService {
    * POST …/import with web-download: Glance's preconditions (a queued image with both formats
    * set, else 409), then the image is `uploading` while the URL's body streams into staging.
    */
-  async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets): Promise<UploadTicket> {
+  async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets, importReq?: Record<string, unknown>): Promise<UploadTicket> {
     return this.claim(caller, id, (draft, run) => {
       const events = entity.beginWebDownload(draft, run);
       const plan = targets ?? this.defaultImportTargets();
       if (plan || draft.store_import) draft.store_import = importPlan(plan);
+      // Kept until the run (or its failure) names it for the task.
+      if (importReq) draft.upload!.input = this.importInput(draft, importReq);
       return events;
     });
   }
@@ -685,7 +687,7 @@ export class ImageService {
       await this.manifest.update(id, (draft) => {
         const method = draft.upload?.run === run ? draft.upload.kind : null;
         if (method !== 'web-download' && method !== 'location') return null;
-        return entity.kill(draft, 'import', code, message, { run, method, requested: requestedBy(caller) });
+        return entity.kill(draft, 'import', code, message, { run, method, requested: requestedBy(caller, draft.upload?.input) });
       });
     } finally {
       await this.dropStaging(id);
@@ -733,7 +735,7 @@ export class ImageService {
   }
 
   /** POST …/import with glance-direct: a staged image starts the pipeline (its task names the caller's request). */
-  async importStaged(caller: Caller, id: string, targets?: StoreTargets): Promise<ImageDoc> {
+  async importStaged(caller: Caller, id: string, targets?: StoreTargets, importReq?: Record<string, unknown>): Promise<ImageDoc> {
     return this.change(caller, id, 'modify_image', (draft) => {
       if (draft.status !== 'uploading' || !draft.staging) {
         throw conflict('not_staged', `Image ${id} is ${draft.status}${draft.upload ? ' and its data is still arriving' : ''}; glance-direct import needs data staged with PUT /v2/images/${id}/stage first.`);
@@ -743,7 +745,8 @@ export class ImageService {
       // Stores named at import win over the X-Image-Meta-Store of PUT …/stage; neither: the default store.
       if (targets) draft.store_import = importPlan(targets);
       else if (!draft.store_import?.importing.length && this.stores.multi) draft.store_import = importPlan(this.defaultImportTargets());
-      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, requestedBy(caller));
+      const input = importReq ? this.importInput(draft, importReq) : undefined;
+      return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, requestedBy(caller, input));
     });
   }
 
@@ -751,6 +754,11 @@ export class ImageService {
    * An import that names no store, with multi-store: Glance's target is the default store, listed in
    * os_glance_importing_to_stores like a named one (and in os_glance_failed_import if it fails).
    */
+  /** Glance's task input (images.py import_image): the whole body, and the stores it imports to ([None] without multi-store). */
+  private importInput(draft: ImageDoc, importReq: Record<string, unknown>): ImportInput {
+    return { import_req: importReq, backend: this.stores.multi ? [...(draft.store_import?.importing ?? [])] : [null] };
+  }
+
   private defaultImportTargets(): StoreTargets | undefined {
     return this.stores.multi ? { stores: [this.stores.defaultId], must_succeed: true } : undefined;
   }
@@ -929,6 +937,6 @@ function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import']
 }
 
 /** Who started a run or import, for its task: the caller's user and the call's request id. */
-function requestedBy(caller: Caller): Requester {
-  return { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null };
+function requestedBy(caller: Caller, input?: ImportInput): Requester {
+  return { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null, ...(input ? { input } : {}) };
 }

@@ -33,14 +33,15 @@ export class WebDownloads {
   constructor(private readonly deps: WebDownloadDeps) {}
 
   /** Checks the request and claims the image; the download goes on after this returns. */
-  async start(caller: Caller, imageId: string, uri: unknown, targets?: StoreTargets): Promise<void> {
+  /** `importReq`: the POST …/import body, for the task's input (absent for a legacy task's download). */
+  async start(caller: Caller, imageId: string, uri: unknown, targets?: StoreTargets, importReq?: Record<string, unknown>): Promise<void> {
     const { images, quotas } = this.deps;
     const doc = await images.get(caller, imageId);
     // As Glance: the image's status and formats (409) before the URI (400); the claim checks them again.
     requireWebDownloadable(doc);
     this.checkUri(uri);
     const project = quotas.enabled ? doc.owner : null;
-    const ticket = await images.beginWebDownload(caller, imageId, targets);
+    const ticket = await images.beginWebDownload(caller, imageId, targets, importReq);
     try {
       await quotas.reserveFlight(project, imageId, 0);
     } catch (error) {

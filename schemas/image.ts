@@ -39,6 +39,14 @@ export interface HashedBlob {
 export interface Requester {
   user_id: string | null;
   request_id: string | null;
+  /** An import call's: its task input as Glance's (absent for an upload, and on older documents). */
+  input?: ImportInput;
+}
+
+/** Glance's import task input beside image_id: the call's whole body and its target stores ([null] without multi-store). */
+export interface ImportInput {
+  import_req: Record<string, unknown>;
+  backend: (string | null)[];
 }
 
 export interface ImportFailure {
@@ -224,7 +232,7 @@ export interface ImageDoc {
    */
   expected: { md5?: string; sha512?: string; md5_from?: string; sha512_from?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
-  upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'location'; started_at: string; resumable?: ResumableUpload } | null;
+  upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'location'; started_at: string; resumable?: ResumableUpload; input?: ImportInput } | null;
   /**
    * The image's last tus upload abandoned because it expired, so that its URL answers 410
    * upload_expired (not 404) once it is gone from `upload`. Absent: none expired.

@@ -31,6 +31,19 @@ const importBody = {
   },
 } as const;
 
+/** A task input keeps at most this much of the body: any real import body, never a megabyte of extra keys in the image's record. */
+const TASK_BODY_BYTES = 8 * 1024;
+
+/** The import body for the task's input (Glance keeps it whole): whole when small, else only the fields Glance reads. */
+function taskImportReq(body: ImportBody): Record<string, unknown> {
+  if (JSON.stringify(body).length <= TASK_BODY_BYTES) return body as unknown as Record<string, unknown>;
+  const { method, stores, all_stores, all_stores_must_succeed } = body;
+  const uri = typeof method.uri === 'string' && method.uri.length <= TASK_BODY_BYTES ? { uri: method.uri } : {};
+  return JSON.parse(JSON.stringify({ method: { name: method.name, ...uri }, stores, all_stores, all_stores_must_succeed })) as Record<string, unknown>;
+}
+
+type ImportBody = { method: { name: string; uri?: unknown } } & ImportStoreFields;
+
 export async function imageImportRoutes(app: FastifyInstance, images: ImageService, webDownloads: WebDownloads, storeOps: StoreOperations | null): Promise<void> {
   const methods = importMethods(images).filter((m) => m !== 'copy-image' || storeOps);
   app.get('/v2/info/import', { onRequest: rejectBody }, async () => ({
@@ -39,7 +52,7 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
 
   app.post('/v2/images/:id/import', { schema: { body: importBody } }, async (request, reply) => {
     const id = (request.params as { id: string }).id;
-    const body = request.body as { method: { name: string; uri?: unknown } } & ImportStoreFields;
+    const body = request.body as ImportBody;
     const method = body.method;
     if (!methods.includes(method.name) || (method.name === 'copy-image' && !storeOps)) {
       throw badRequest('unsupported_import_method', `Unknown import method name '${method.name}'; use one of: ${methods.join(', ')}.`);
@@ -49,8 +62,8 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
       // Glance: copy-image needs the target stores named (stores or all_stores).
       if (!targets) throw fail('bad_stores', 'copy-image needs the stores to copy to: stores (or all_stores: true).');
       await storeOps!.copyImage(request.caller, id, targets.stores, targets.must_succeed, body.all_stores === true);
-    } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets);
-    else await images.importStaged(request.caller, id, targets);
+    } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets, taskImportReq(body));
+    else await images.importStaged(request.caller, id, targets, taskImportReq(body));
     return reply.code(202).send();
   });
 }

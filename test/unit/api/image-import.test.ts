@@ -142,7 +142,7 @@ describe('import and info routes (inject)', () => {
     const staged = await app.inject({ method: 'PUT', url: `/v2/images/${id}/stage`, payload: Buffer.alloc(4096), headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream' } });
     assert.equal(staged.statusCode, 204);
     assert.equal((await call('GET', `/v2/images/${id}`)).json().os_glance_import_task, undefined, 'staged, no import yet');
-    const imported = await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' } });
+    const imported = await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-direct' }, all_stores_must_succeed: true, extra: 'kept' });
     assert.equal(imported.statusCode, 202);
     // No worker runs in this app, so the import stays in progress.
     const image = (await call('GET', `/v2/images/${id}`)).json();
@@ -154,8 +154,13 @@ describe('import and info routes (inject)', () => {
     // As Glance's task (tempest checks these): the import call's request id, its user, and import_req.
     assert.equal(tasks[0]!.request_id, imported.headers['x-openstack-request-id']);
     assert.equal(tasks[0]!.user_id, 'u1');
-    assert.equal(tasks[0]!.input.import_req.method.name, 'glance-direct');
-    assert.equal(tasks[0]!.input.image_id, id);
+    // Glance's input: the whole body, and backend [None] without enabled_backends.
+    assert.deepEqual(tasks[0]!.input, { method: 'glance-direct', image_id: id, import_req: { method: { name: 'glance-direct' }, all_stores_must_succeed: true, extra: 'kept' }, backend: [null] });
+    // A body of kilobytes of extra keys keeps only the fields Glance reads (the image's record stays small).
+    const big = await create();
+    await app.inject({ method: 'PUT', url: `/v2/images/${big}/stage`, payload: Buffer.alloc(512), headers: { 'x-auth-token': TOKEN, 'content-type': 'application/octet-stream' } });
+    assert.equal((await call('POST', `/v2/images/${big}/import`, { method: { name: 'glance-direct' }, junk: 'x'.repeat(10_000) })).statusCode, 202);
+    assert.deepEqual((await call('GET', `/v2/images/${big}/tasks`)).json().tasks[0].input.import_req, { method: { name: 'glance-direct' } });
   });
 
   it("gives an upload's task, and a web-download's that failed before its bytes were in, the call's run, user and request id", async () => {
@@ -178,8 +183,9 @@ describe('import and info routes (inject)', () => {
     assert.equal(image.status, 'killed', JSON.stringify(image));
     assert.deepEqual([image.pir_failure.run, image.pir_failure.method, image.pir_failure.requested], [1, 'web-download', undefined]);
     const [failed] = (await call('GET', `/v2/images/${failing}/tasks`)).json().tasks;
-    assert.deepEqual([failed.id, failed.status, failed.user_id, failed.request_id, failed.input.import_req.method.name, failed.input.image_id],
-      [`${failing}.1`, 'failure', 'u1', started.headers['x-openstack-request-id'], 'web-download', failing]);
+    assert.deepEqual([failed.id, failed.status, failed.user_id, failed.request_id, failed.input],
+      [`${failing}.1`, 'failure', 'u1', started.headers['x-openstack-request-id'],
+        { method: 'web-download', image_id: failing, import_req: { method: { name: 'web-download', uri: 'https://pir-test.invalid/disk.raw' } }, backend: [null] }]);
     assert.match(failed.message, /^import: web-download of https:\/\/pir-test\.invalid\/disk\.raw failed: /);
   });
 

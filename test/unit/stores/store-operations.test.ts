@@ -198,10 +198,14 @@ describe('imports that name no store (multi-store)', () => {
   it('web-download: the default store is listed as importing, and as failed when the download fails (as Glance)', async () => {
     const { d, images } = await setup();
     const { id } = await images.create(OWNER, formats);
-    const ticket = await images.beginWebDownload(OWNER, id);
+    const importReq = { method: { name: 'web-download', uri: 'http://x/y' } };
+    const ticket = await images.beginWebDownload(OWNER, id, undefined, importReq);
     assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['fast'], failed: [], must_succeed: true });
     await images.failWebDownload(OWNER, id, ticket.run, 'upstream_status', '404');
-    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: [], failed: ['fast'], must_succeed: true });
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['fast'], must_succeed: true });
+    // The task's input names the store as Glance's backend.
+    assert.deepEqual(doc.failure!.requested!.input, { import_req: importReq, backend: ['fast'] });
     await d.close();
   });
 
