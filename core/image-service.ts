@@ -744,21 +744,24 @@ export class ImageService {
       entity.requireFormatsBefore(draft, 'import', 'it cannot be set once data is staged: create the image again with disk_format and container_format, then stage and import.');
       // Stores named at import win over the X-Image-Meta-Store of PUT …/stage; neither: the default store.
       if (targets) draft.store_import = importPlan(targets);
-      else if (!draft.store_import?.importing.length && this.stores.multi) draft.store_import = importPlan(this.defaultImportTargets());
+      else if (!draft.store_import?.importing.length) {
+        const plan = this.defaultImportTargets(); // undefined with one store: nothing to list
+        if (plan) draft.store_import = importPlan(plan);
+      }
       const input = importReq ? this.importInput(draft, importReq) : undefined;
       return entity.beginImport(draft, nextRunNumber(draft), 'glance-direct', this.settings.stageDeadlineSeconds, requestedBy(caller, input));
     });
+  }
+
+  /** Glance's task input (images.py import_image): the whole body, and the stores it imports to ([None] without multi-store). */
+  private importInput(draft: ImageDoc, importReq: Record<string, unknown>): ImportInput {
+    return { import_req: importReq, backend: this.stores.multi ? [...(draft.store_import?.importing ?? [])] : [null] };
   }
 
   /**
    * An import that names no store, with multi-store: Glance's target is the default store, listed in
    * os_glance_importing_to_stores like a named one (and in os_glance_failed_import if it fails).
    */
-  /** Glance's task input (images.py import_image): the whole body, and the stores it imports to ([None] without multi-store). */
-  private importInput(draft: ImageDoc, importReq: Record<string, unknown>): ImportInput {
-    return { import_req: importReq, backend: this.stores.multi ? [...(draft.store_import?.importing ?? [])] : [null] };
-  }
-
   private defaultImportTargets(): StoreTargets | undefined {
     return this.stores.multi ? { stores: [this.stores.defaultId], must_succeed: true } : undefined;
   }
