@@ -111,7 +111,7 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
       const given = (request.body as { tags?: unknown } | undefined)?.tags;
       return handleError(tooManyTags(Array.isArray(given) ? given.length : 'more'), request, reply);
     }
-    return sendError(reply, 400, 'invalid_request', `Invalid request: ${fastifyError.message}.`);
+    return sendError(reply, 400, 'invalid_request', `Invalid request: ${enumRefusal(fastifyError, request) ?? fastifyError.message}.`);
   }
   const known = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
   if (known) return sendError(reply, errorSpec(known.code)!.status, known.code, known.message(fastifyError, request));
@@ -130,6 +130,37 @@ export function handleError(error: FastifyError | Error, request: FastifyRequest
   }
   request.log.error({ err: error }, 'unexpected error');
   return sendError(reply, 500, 'internal_error', 'PIR failed to handle this request; the operator can find the reason in the logs under this request id: ' + request.id);
+}
+
+/**
+ * What an enum allows and what was given, for a schema refusal of one (Ajv's message names
+ * neither: "must be equal to one of the allowed values"). Glance's answer names both.
+ */
+function enumRefusal(error: FastifyError, request: FastifyRequest): string | undefined {
+  const refusal = error.validation?.find((v) => v.keyword === 'enum');
+  const allowed = (refusal?.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
+  if (!refusal || !Array.isArray(allowed)) return undefined;
+  const context = error.validationContext ?? 'body';
+  const source = { body: request.body, querystring: request.query, params: request.params, headers: request.headers }[context];
+  const given = valueAt(source, refusal.instancePath);
+  const shown = given === undefined ? '' : ` (given: ${preview(given)})`;
+  return `${context}${refusal.instancePath} must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}${shown}`;
+}
+
+/** The member a JSON pointer (Ajv's instancePath) names, or undefined. */
+function valueAt(root: unknown, pointer: string): unknown {
+  let at = root;
+  for (const token of pointer.split('/').slice(1).map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'))) {
+    if (at === null || typeof at !== 'object' || !Object.hasOwn(at, token)) return undefined;
+    at = (at as Record<string, unknown>)[token];
+  }
+  return at;
+}
+
+/** A given value as JSON, cut short: hostile input is echoed, never at length. */
+function preview(value: unknown): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 80 ? `${json.slice(0, 77)}...` : json;
 }
 
 /** Errors Fastify's router raises before any route runs (a bad %-escape, a too-long path segment). */

@@ -71,6 +71,20 @@ describe('errors', () => {
     assert.equal((await t.call('a-member', 'PUT', `/v2/images/${id}/file`, '{}', { 'content-type': 'text/plain' })).json().error.error_code, 'bad_content_type');
   });
 
+  it("names what an enum allows and what was given (Glance: \"'qed' is not one of [...]\"), the given value cut short", async () => {
+    const create = async (body: Record<string, unknown>) => t.call('a-member', 'POST', '/v2/images', JSON.stringify(body), { 'content-type': 'application/json' });
+    const qed = await create({ name: 'x', disk_format: 'qed' });
+    assert.equal(qed.statusCode, 400, qed.body);
+    assert.equal(qed.json().error.error_code, 'invalid_request');
+    assert.match(qed.json().error.message, /^Invalid request: body\/disk_format must be one of .*"qcow2".*"iso".* \(given: "qed"\)\.$/);
+    const visibility = await create({ name: 'x', visibility: 'everyone' });
+    assert.match(visibility.json().error.message, /body\/visibility must be one of .*"private".* \(given: "everyone"\)/);
+    const long = await create({ name: 'x', container_format: 'y'.repeat(5000) });
+    assert.equal(long.statusCode, 400, long.body);
+    assert.ok(long.body.length < 1000, `the given value is echoed at length: ${long.body.length} bytes`);
+    assert.match(long.json().error.message, /\(given: "y+\.\.\.\)/);
+  });
+
   it('never answers 500 to hostile input on any endpoint', async () => {
     const bodies: unknown[] = [null, 0, 'x', [], {}, [null], [{}], { member: null }, { status: null }, { name: { $gt: '' } },
       [{ op: 'add', path: '/__proto__', value: 'x' }], [{ op: 'add', path: '/constructor', value: 'x' }], [{ op: 'replace', path: '/', value: 1 }],
