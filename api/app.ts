@@ -227,7 +227,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
     v2.addHook('onRequest', checkToken);
     await schemaRoutes(v2, { multiStore: deps.images.stores.multi });
-    await imageRoutes(v2, deps.images, deps.quotas, deps.locations);
+    await imageRoutes(v2, deps.images, deps.quotas, deps.locations, deps.webDownloads.glanceDownloadOffered);
     if (deps.locations) await imageLocationRoutes(v2, deps.images, deps.locations);
     await imageTagRoutes(v2, deps.images);
     await imageMemberRoutes(v2, deps.images);

@@ -78,14 +78,35 @@ export function stripMillis(iso: string): string {
  */
 function runningImportTask(doc: ImageDoc): string | null {
   if (doc.import_task) return doc.status === 'importing' || doc.status === 'uploading' ? `${doc.id}.0` : null;
+  const downloading = downloadRun(doc);
+  if (downloading) return `${doc.id}.${downloading.run}`;
   const pipeline = doc.pipeline;
   return doc.status === 'importing' && pipeline && pipeline.method !== 'upload' ? `${doc.id}.${pipeline.run}` : null;
+}
+
+/**
+ * A web-download or glance-download an import call started, still bringing its bytes in: Glance's
+ * task exists from the call on, so its task is shown `processing` (a client waiting for the task to
+ * end must not find none and stop waiting).
+ */
+function downloadRun(doc: ImageDoc): NonNullable<ImageDoc['upload']> | null {
+  const upload = doc.upload;
+  return doc.status === 'uploading' && upload?.input && (upload.kind === 'web-download' || upload.kind === 'glance-download') ? upload : null;
 }
 
 /** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */
 export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
   if (doc.import_task) return [withExpiry(legacyImportTask(doc, doc.import_task))];
   const pipeline = doc.pipeline;
+  const downloading = downloadRun(doc);
+  if (!pipeline && downloading) {
+    return [{
+      ...taskBase(`${doc.id}.${downloading.run}`, doc), status: 'processing',
+      request_id: downloading.requested?.request_id ?? null, user_id: downloading.requested?.user_id ?? null,
+      input: taskInput(doc, downloading.kind, { input: downloading.input } as Requester), result: null, message: '',
+      created_at: stripMillis(downloading.started_at), updated_at: stripMillis(doc.updated_at),
+    }];
+  }
   if (!pipeline) return doc.failure ? [withExpiry(failureTask(doc))] : [];
   const status = runStatus(doc, pipeline);
   return [withExpiry({

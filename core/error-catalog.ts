@@ -235,6 +235,15 @@ export const PIPELINE_ERRORS = {
   timeout: refusal(400, 'The server behind the URI stopped sending.', 'source'),
   connection_failed: refusal(400, 'The connection to the server behind the URI failed or broke off.', 'source'),
   download_failed: fault(500, 'The web-download failed for a reason of PIR\'s own.'),
+  // glance-download failures (pir_failure.stage 'import'; the image is back in queued; egress codes as for web-download)
+  catalog_unavailable: fault(503, "Keystone did not give PIR the caller's service catalog for a glance-download (unreachable, or the caller's token refused)."),
+  glance_endpoint_not_found: refusal(400, "The caller's Keystone catalog has no image endpoint for the glance-download's region and interface.", 'source'),
+  remote_image_not_found: refusal(400, 'The remote Glance has no image with the glance-download\'s glance_image_id that the caller may see.', 'source'),
+  remote_image_not_active: refusal(400, 'The remote image of a glance-download is not active.', 'source'),
+  remote_image_unreadable: refusal(400, 'The remote Glance\'s image record is not one PIR can import (not JSON, formats PIR does not take, no size).', 'source'),
+  remote_refused: refusal(400, 'The remote Glance refused the caller\'s token (expired, or no right to the image there).', 'source'),
+  remote_redirect: refusal(400, 'The remote Glance answered a redirect, which glance-download does not follow (the caller\'s token would go with it).', 'source'),
+  remote_size_mismatch: refusal(400, 'The remote image\'s data is not as large as its record says.', 'source'),
   // location registrations (pir_failure.stage 'import'; egress codes as for web-download)
   location_no_ranges: refusal(400, 'The HTTP server behind the location ignores range requests, which PIR reads registered bytes by.', 'source'),
   location_too_small: refusal(400, 'The object at the location is smaller than a disk image can be (512 bytes).', 'source'),

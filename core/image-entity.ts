@@ -8,7 +8,7 @@
  * Each function changes the draft and returns the events to write with it.
  */
 import { commonPropertyProblem } from './common-properties.js';
-import type { ExternalLocation, HashedBlob, ImageDoc, ImportFailure, LocationFingerprint, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
+import type { ContainerFormat, DiskFormat, ExternalLocation, HashedBlob, ImageDoc, ImportFailure, LocationFingerprint, ImageMember, ImageStatus, MemberStatus, PipelineRun, ResumableUpload, StageName } from '../schemas/image.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, MEMBER_STATUSES, VISIBILITIES } from '../schemas/image.js';
 import { canTransition } from '../schemas/state-machine.js';
 import { fail } from './error-catalog.js';
@@ -62,19 +62,53 @@ export function requireFormatsBefore(draft: ImageDoc, what: string, next: string
 
 /** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
 /** What Glance checks of the image before a web-download's URI (409): queued, with both formats. */
-export function requireWebDownloadable(draft: ImageDoc): void {
+/** The imports PIR downloads itself: from a URL, or from another region's Glance. */
+export type DownloadMethod = 'web-download' | 'glance-download';
+
+export function requireWebDownloadable(draft: ImageDoc, method: DownloadMethod = 'web-download'): void {
   if (draft.status !== 'queued') {
-    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the 'web-download' method. Create a new image to import again.`);
+    throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the '${method}' method. Create a new image to import again.`);
   }
   requireFormatsBefore(draft, 'import', 'set it with PATCH first.');
 }
 
-export function beginWebDownload(draft: ImageDoc, run: number): NewEvent[] {
-  requireWebDownloadable(draft);
+export function beginWebDownload(draft: ImageDoc, run: number, method: DownloadMethod = 'web-download'): NewEvent[] {
+  requireWebDownloadable(draft, method);
   transition(draft, 'uploading');
-  draft.upload = { run, kind: 'web-download', started_at: new Date().toISOString() };
+  draft.upload = { run, kind: method, started_at: new Date().toISOString() };
   draft.failure = null;
   return [event('image.upload.started', { run })];
+}
+
+/**
+ * What a glance-download takes from the remote image (Glance's _ImportMetadata): its formats and
+ * the selected properties, set in the write that ends the download, so a download that fails
+ * leaves the image's own as they were (Glance sets them first and reverts them on failure).
+ */
+export interface RemoteAdoption {
+  disk_format: DiskFormat;
+  container_format: ContainerFormat;
+  properties: Record<string, string>;
+}
+
+export function adoptRemote(draft: ImageDoc, adoption: RemoteAdoption): void {
+  draft.disk_format = adoption.disk_format;
+  draft.container_format = adoption.container_format;
+  for (const [key, value] of Object.entries(adoption.properties)) setProperty(draft, key, value);
+}
+
+/**
+ * A glance-download that failed before its bytes were all in: as Glance's revert, the image is
+ * `queued` again with its own metadata, and the failure is kept for its task (`failure`, with the
+ * reason) until the next import.
+ */
+export function downloadFailedBackToQueued(draft: ImageDoc, code: string, message: string, beforeRun: Pick<ImportFailure, 'run' | 'method' | 'requested'>): NewEvent[] {
+  const events = abortReceiving(draft, message);
+  draft.failure = { stage: 'import', code, message, at: new Date().toISOString(), ...beforeRun };
+  // As kill: the stores it was importing to have failed (os_glance_failed_import), so waiters stop.
+  const plan = draft.store_import;
+  if (plan?.importing.length) draft.store_import = { ...plan, importing: [], failed: [...new Set([...plan.failed, ...plan.importing])] };
+  return events;
 }
 
 /**

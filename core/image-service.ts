@@ -596,13 +596,15 @@ export class ImageService {
    * All bytes are in staging. An upload goes straight on to import; a staged image waits in
    * `uploading` for POST …/import.
    */
-  async completeUpload(caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}): Promise<ImageDoc> {
+  async completeUpload(caller: Caller, id: string, run: number, blob: HashedBlob, claimed: ImageDoc['expected'] = {}, adoption?: entity.RemoteAdoption): Promise<ImageDoc> {
     const { doc } = await this.manifest.update(id, (draft) => {
       if (draft.status === 'deleted') throw deletedWhileArriving(id);
       if (draft.upload?.run !== run) {
         throw conflict('upload_superseded', `Image ${id} changed while its data was arriving (${draft.status}); the upload was discarded.`);
       }
       const { kind, input } = draft.upload;
+      // A glance-download's remote formats and properties, in the write that starts the pipeline on them.
+      if (adoption && kind === 'glance-download') entity.adoptRemote(draft, adoption);
       const events: NewEvent[] = entity.staged(draft, run, blob, claimed);
       // A staged image waits for POST …/import; an upload or a web-download goes straight on.
       if (kind !== 'stage') events.push(...entity.beginImport(draft, run, kind, this.settings.stageDeadlineSeconds, requestedBy(caller, input)));
@@ -634,13 +636,17 @@ export class ImageService {
    * POST …/import with web-download: Glance's preconditions (a queued image with both formats
    * set, else 409), then the image is `uploading` while the URL's body streams into staging.
    */
-  async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets, importReq?: Record<string, unknown>): Promise<UploadTicket> {
+  async beginWebDownload(caller: Caller, id: string, targets?: StoreTargets, importReq?: Record<string, unknown>, method: entity.DownloadMethod = 'web-download'): Promise<UploadTicket> {
     return this.claim(caller, id, (draft, run) => {
-      const events = entity.beginWebDownload(draft, run);
+      const events = entity.beginWebDownload(draft, run, method);
       const plan = targets ?? this.defaultImportTargets();
       if (plan || draft.store_import) draft.store_import = importPlan(plan);
       // Kept until the run (or its failure) names it for the task.
-      if (importReq) draft.upload!.input = this.importInput(draft, importReq);
+      if (importReq) {
+        draft.upload!.input = this.importInput(draft, importReq);
+        // Who asked, for the task shown while the bytes come in.
+        draft.upload!.requested = { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null };
+      }
       return events;
     });
   }
@@ -691,6 +697,23 @@ export class ImageService {
       });
     } finally {
       await this.dropStaging(id);
+    }
+  }
+
+  /**
+   * A glance-download that failed before its bytes were all in (no endpoint for the region, the
+   * remote image missing or not active, its data refused or cut short): back to `queued` with the
+   * image's own metadata, as Glance's revert, and the failure kept for the task. Continues what
+   * beginWebDownload authorized.
+   */
+  async failGlanceDownload(caller: Caller, id: string, run: number, code: string, message: string): Promise<void> {
+    try {
+      await this.manifest.update(id, (draft) => {
+        if (draft.upload?.run !== run || draft.upload.kind !== 'glance-download') return null;
+        return entity.downloadFailedBackToQueued(draft, code, message, { run, method: 'glance-download', requested: requestedBy(caller, draft.upload.input) });
+      });
+    } finally {
+      await removeRunStaging(this.blobs, id, run);
     }
   }
 

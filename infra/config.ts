@@ -9,6 +9,7 @@ import { parseQuotaConfig, type QuotaConfig } from '../core/quota.js';
 import { parseSecretKey } from '../core/webhooks/secret-box.js';
 import { parseAllowList } from './egress/address-policy.js';
 import { DEFAULT_EGRESS, type EgressSettings } from './egress/egress-client.js';
+import { DEFAULT_GLANCE_DOWNLOAD_PROPERTIES } from '../ingest/glance-download.js';
 import { DEFAULT_LOCATION_SETTINGS, type LocationSettings } from '../core/external-location.js';
 import type { KeystoneSettings } from './identity/keystone.js';
 import { SINGLE_STORE_ID, StoreConfigError, parseStores, type StoresConfig } from './store-config.js';
@@ -90,6 +91,8 @@ export interface PirConfig {
   webhooks: WebhookSettings;
   /** Registering bytes that already exist (README "Registering existing bytes"). */
   locations: LocationSettings;
+  /** PIR_GLANCE_DOWNLOAD_PROPERTIES: prefixes of the properties a glance-download copies (Glance's glance_download_properties). */
+  glanceDownloadProperties: string[];
 }
 
 export interface WebhookSettings {
@@ -323,6 +326,7 @@ export function loadConfig(env: Env = process.env): PirConfig {
     publicUrl: publicUrl(env),
     tokensFile: env.PIR_TOKENS_FILE ? resolve(env.PIR_TOKENS_FILE) : null,
     keystone: keystone(env),
+    glanceDownloadProperties: glanceDownloadProperties(env),
     maxImageSize: size(env, 'PIR_MAX_IMAGE_SIZE', 2 ** 40),
     maxVirtualSize: size(env, 'PIR_MAX_VIRTUAL_SIZE', 64 * 2 ** 40),
     allowEncryptedImages: bool(env, 'PIR_ALLOW_ENCRYPTED_IMAGES', false),
@@ -393,6 +397,19 @@ function logLevel(env: Env): string {
  * PIR_UPLOAD_IDLE_SECONDS, as a client that stops sending an upload is (the other egress users,
  * registered locations, keep the fixed idle timeout).
  */
+/**
+ * Glance's [glance_download_properties] extra_properties: comma-separated prefixes (unset: Glance's
+ * default; empty: none copied). os_glance is Glance's own namespace, which no prefix may take.
+ */
+function glanceDownloadProperties(env: Env): string[] {
+  const raw = env.PIR_GLANCE_DOWNLOAD_PROPERTIES;
+  if (raw === undefined) return [...DEFAULT_GLANCE_DOWNLOAD_PROPERTIES];
+  const prefixes = raw.split(',').map((p) => p.trim()).filter((p) => p.length > 0);
+  const bad = prefixes.find((p) => p.length > 255 || 'os_glance'.startsWith(p) || p.startsWith('os_glance'));
+  if (bad !== undefined) throw new ConfigError('PIR_GLANCE_DOWNLOAD_PROPERTIES', `"${bad.slice(0, 64)}" would copy Glance's reserved os_glance properties (or is over 255 characters); list narrower prefixes such as hw_,os_distro`);
+  return prefixes;
+}
+
 export function webDownloadEgress(config: Pick<PirConfig, 'egress' | 'uploadIdleSeconds'>): EgressSettings {
   return { ...config.egress, idleTimeoutMs: Math.min(config.uploadIdleSeconds * 1000, config.egress.totalTimeoutMs) };
 }

@@ -17,6 +17,7 @@ import { Quotas, UNLIMITED } from '../core/quota.js';
 import type { EventBus, JobQueue, ManifestStore } from '../core/ports.js';
 import { HashPool } from '../ingest/hashing/index.js';
 import { WebDownloads } from '../ingest/web-download.js';
+import { KeystoneCatalog } from '../ingest/glance-download.js';
 import { LocationRegistrations, REGISTER_LOCATION_KIND } from '../ingest/register-location.js';
 import { STAGES } from '../schemas/image.js';
 import { startDispatcher } from '../workers/dispatcher.js';
@@ -201,7 +202,9 @@ async function start(config: PirConfig, roles: Roles, log: Logger, token: AdminT
       manifest.signalFromBus(e);
       live.publish(e);
     });
-    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(webDownloadEgress(config)), log });
+    // glance-download finds other regions' Glance in the Keystone catalog: offered only behind Keystone.
+    const glance = config.keystone ? { endpoints: new KeystoneCatalog(config.keystone), properties: config.glanceDownloadProperties } : null;
+    webDownloads = new WebDownloads({ images, quotas, blobs, hashes, upload, egress: new EgressClient(webDownloadEgress(config)), log, glance });
     app = await buildApp({ images, manifest, blobs, hashes, log, authenticator: authenticator!, upload, quotas, webDownloads, locations, publicUrl: config.publicUrl, health, tusExpirySeconds: config.tusExpirySeconds,
       ops: { store: adapters.store, queue: adapters.queue, registry: processes, traceUiUrl: config.traceUiUrl }, webhooks: webhooks.service, catalog: catalog.service, metadefs: metadefs!.service,
       live, eventStreamsPerUser: config.eventStreamsPerUser, keystone: config.keystone, storeOps, ...(tus ? { tusLeases: tus.leases } : {}) });

@@ -6,8 +6,8 @@ export const EVENT_VERSION = 1;
 export interface EventPayloads {
   'image.created': { name: string | null; disk_format: string | null; container_format: string | null };
   'image.upload.started': { run: number };
-  'image.staged': { run: number; size: number; method: 'upload' | 'glance-direct' | 'web-download' | 'location' };
-  'image.import.started': { run: number; method: 'upload' | 'glance-direct' | 'web-download' | 'location'; first_stage: StageName };
+  'image.staged': { run: number; size: number; method: 'upload' | 'glance-direct' | 'web-download' | 'glance-download' | 'location' };
+  'image.import.started': { run: number; method: 'upload' | 'glance-direct' | 'web-download' | 'glance-download' | 'location'; first_stage: StageName };
   'image.stage.started': { run: number; stage: StageName; attempt: number };
   'image.stage.completed': { run: number; stage: StageName; duration_ms: number };
   'image.stage.failed': { run: number; stage: StageName; code: string; message: string; retryable: boolean; attempt: number };

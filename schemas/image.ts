@@ -59,14 +59,14 @@ export interface ImportFailure {
    * pipeline run: its run number, method and who asked, for its task (absent otherwise).
    */
   run?: number;
-  method?: 'web-download' | 'location';
+  method?: 'web-download' | 'glance-download' | 'location';
   requested?: Requester;
 }
 
 /** One run of the pipeline over a staged upload. A new import starts a new run. */
 export interface PipelineRun {
   run: number;
-  method: 'glance-direct' | 'upload' | 'web-download' | 'location';
+  method: 'glance-direct' | 'upload' | 'web-download' | 'glance-download' | 'location';
   /** The stage being worked on, or 'done' once the image is active. */
   stage: StageName | 'done';
   stages: Record<StageName, StageProgress>;
@@ -232,7 +232,7 @@ export interface ImageDoc {
    */
   expected: { md5?: string; sha512?: string; md5_from?: string; sha512_from?: string };
   /** An upload or stage call receiving bytes right now (heartbeat: updated_at). */
-  upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'location'; started_at: string; resumable?: ResumableUpload; input?: ImportInput } | null;
+  upload: { run: number; kind: 'upload' | 'stage' | 'web-download' | 'glance-download' | 'location'; started_at: string; resumable?: ResumableUpload; input?: ImportInput; requested?: Omit<Requester, 'input'> } | null;
   /**
    * The image's last tus upload abandoned because it expired, so that its URL answers 410
    * upload_expired (not 404) once it is gone from `upload`. Absent: none expired.

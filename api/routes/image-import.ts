@@ -10,9 +10,12 @@ import { importTargets, type ImportStoreFields } from '../store-targets.js';
 
 export const IMPORT_METHODS = ['glance-direct', 'web-download'];
 
-/** The methods offered: copy-image only with several stores (Glance offers it with multi-store). */
-export function importMethods(images: ImageService): string[] {
-  return images.stores.multi ? [...IMPORT_METHODS, 'copy-image'] : IMPORT_METHODS;
+/**
+ * The methods offered: glance-download only behind Keystone (its catalog names the other regions'
+ * Glance); copy-image only with several stores (Glance offers it with multi-store).
+ */
+export function importMethods(images: ImageService, glanceDownload = false): string[] {
+  return [...IMPORT_METHODS, ...(glanceDownload ? ['glance-download'] : []), ...(images.stores.multi ? ['copy-image'] : [])];
 }
 
 const importBody = {
@@ -22,6 +25,7 @@ const importBody = {
     method: {
       type: 'object',
       required: ['name'],
+      // glance-download's glance_* fields are checked by ingest/glance-download.ts, with Glance's messages.
       properties: { name: { type: 'string', maxLength: 64 }, uri: { type: 'string' } },
     },
     // Glance's multi-store options (api/store-targets.ts).
@@ -38,14 +42,17 @@ const TASK_BODY_BYTES = 8 * 1024;
 function taskImportReq(body: ImportBody): Record<string, unknown> {
   if (JSON.stringify(body).length <= TASK_BODY_BYTES) return body as unknown as Record<string, unknown>;
   const { method, stores, all_stores, all_stores_must_succeed } = body;
-  const uri = typeof method.uri === 'string' && method.uri.length <= TASK_BODY_BYTES ? { uri: method.uri } : {};
-  return JSON.parse(JSON.stringify({ method: { name: method.name, ...uri }, stores, all_stores, all_stores_must_succeed })) as Record<string, unknown>;
+  const kept = Object.fromEntries(['uri', ...GLANCE_DOWNLOAD_FIELDS]
+    .filter((key) => typeof method[key] === 'string' && (method[key] as string).length <= TASK_BODY_BYTES).map((key) => [key, method[key]]));
+  return JSON.parse(JSON.stringify({ method: { name: method.name, ...kept }, stores, all_stores, all_stores_must_succeed })) as Record<string, unknown>;
 }
 
-type ImportBody = { method: { name: string; uri?: unknown } } & ImportStoreFields;
+const GLANCE_DOWNLOAD_FIELDS = ['glance_image_id', 'glance_region', 'glance_service_interface'];
+
+type ImportBody = { method: { name: string; uri?: unknown; [field: string]: unknown } } & ImportStoreFields;
 
 export async function imageImportRoutes(app: FastifyInstance, images: ImageService, webDownloads: WebDownloads, storeOps: StoreOperations | null): Promise<void> {
-  const methods = importMethods(images).filter((m) => m !== 'copy-image' || storeOps);
+  const methods = importMethods(images, webDownloads.glanceDownloadOffered).filter((m) => m !== 'copy-image' || storeOps);
   app.get('/v2/info/import', { onRequest: rejectBody }, async () => ({
     'import-methods': { description: 'Import methods available.', type: 'array', value: methods },
   }));
@@ -63,6 +70,10 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
       if (!targets) throw fail('bad_stores', 'copy-image needs the stores to copy to: stores (or all_stores: true).');
       await storeOps!.copyImage(request.caller, id, targets.stores, targets.must_succeed, body.all_stores === true);
     } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets, taskImportReq(body));
+    else if (method.name === 'glance-download') {
+      // The remote Glance is read with the caller's own token, as Glance's flow does.
+      await webDownloads.startGlanceDownload(request.caller, request.headers['x-auth-token'] as string, id, method, targets, taskImportReq(body));
+    }
     else await images.importStaged(request.caller, id, targets, taskImportReq(body));
     return reply.code(202).send();
   });

@@ -18,7 +18,7 @@ import { locationPatch, touchesLocations } from './image-locations.js';
 import { mediaTypeOf } from '../http-hygiene.js';
 import { jsonBodyParser } from '../json-body.js';
 
-export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, locations?: LocationRegistrations): Promise<void> {
+export async function imageRoutes(app: FastifyInstance, images: ImageService, quotas: Quotas, locations?: LocationRegistrations, glanceDownload = false): Promise<void> {
   // The image as this caller may see it: locations only by the operator's and Glance's rules.
   const view = (caller: Caller, doc: ImageDoc) => imageView(doc, locations ? locationFields(caller, doc, locations.settings) : undefined);
   // Glance's JSON-patch media types are JSON, parsed with Fastify's own (prototype-poisoning-safe) parser.
@@ -29,7 +29,7 @@ export async function imageRoutes(app: FastifyInstance, images: ImageService, qu
   }, async (request, reply) => {
     const doc = await createImage(request.caller, request.body as Record<string, unknown>, images, quotas);
     reply.header('Location', `/v2/images/${doc.id}`);
-    reply.header('OpenStack-image-import-methods', importMethods(images).join(','));
+    reply.header('OpenStack-image-import-methods', importMethods(images, glanceDownload).join(','));
     // Glance announces its stores on create when it has several.
     if (images.stores.multi) reply.header('OpenStack-image-store-ids', images.stores.ids.join(','));
     return reply.code(201).send(view(request.caller, doc));

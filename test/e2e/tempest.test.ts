@@ -69,7 +69,8 @@ async function tempestWorkspace(dir: string, extraEnv: Record<string, string>, i
   const shared = {
     PIR_PUBLIC_URL: publicUrl,
     PIR_KEYSTONE_URL: KEYSTONE, PIR_KEYSTONE_USERNAME: 'pir', PIR_KEYSTONE_PASSWORD: 'pir-pass', PIR_KEYSTONE_PROJECT: 'service',
-    PIR_EGRESS_ALLOWLIST: `127.0.0.1:${filesPort}`, ...extraEnv,
+    // PIR itself too: glance-download's remote Glance is PIR, in the catalog region made below (as Glance's gate).
+    PIR_EGRESS_ALLOWLIST: `127.0.0.1:${filesPort},${new URL(publicUrl).host}`, ...extraEnv,
   };
   const processes: PirProcess[] = [];
   const stopAll = async () => { for (const p of processes.reverse()) await p.stop().catch(() => {}); };
@@ -194,6 +195,7 @@ describe("tempest's image API tests against pir serve and Keystone", { skip: mis
     const result = await workspace.run(NOTHING, 'tempest-one-store.log');
     check(result, 51);
     assert.match(result.out, /test_images\.BasicOperationsImagesTest\.test_deactivate_reactivate_image[^\n]*\.\.\. ok/, 'the member-deactivates test ran and passed');
+    for (const t of ['success', 'bad_uuid', 'bad_endpoint', 'bad_missing_image']) assert.match(result.out, new RegExp(`test_image_glance_download_import_${t}[^\\n]*\\.\\.\\. ok`), `glance-download ${t} ran and passed`);
   });
 
   it('two stores (multi-store): every test it runs passes, copy-image and per-store imports and deletes included (at least 52 passed)', async () => {

@@ -53,6 +53,7 @@ const RAISERS: { pattern: RegExp; status: (m: RegExpExecArray) => number | null 
   { pattern: /\bkill\(\s*draft,\s*[^,]+,\s*'([a-z_0-9]+)'/g, status: () => null },
   { pattern: /code: '([a-z_0-9]+)', message: \(/g, status: () => null }, // api/error-handler.ts's Fastify mapping
   { pattern: /return \{ code: '([a-z_0-9]+)'/g, status: () => null }, // ingest/web-download.ts's failure codes
+  { pattern: /new GlanceDownloadError\(\s*'([a-z_0-9]+)'/g, status: () => null }, // ingest/glance-download.ts
   { pattern: /new LocationUnreadableError\(\s*'([a-z_0-9]+)'/g, status: () => null }, // infra/storage/location-reader.ts
   { pattern: /extends RefusedError \{[^}]*?super\(\s*'([a-z_0-9]+)'/gs, status: () => null }, // a refusal of its own class (LocationChangedError)
 ];
