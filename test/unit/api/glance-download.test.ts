@@ -30,6 +30,8 @@ import { loadConfig } from '../../../infra/config.js';
 import { domain, silent } from '../core/fixtures.js';
 
 const REMOTE_ID = '36d4b546-64a2-4bb9-bdd0-ba676aa48f2c';
+/** An image the fake remote Glance answers with a redirect for. */
+const MOVED_ID = '77644240-dbbe-4744-ae28-09b2ac12e218';
 
 describe('glance-download: the method\'s checks', () => {
   const message = (fn: () => unknown) => {
@@ -130,6 +132,7 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
       seen.push({ url: request.url!, token: request.headers['x-auth-token'] as string | undefined });
       if (request.url === `/v2/images/${REMOTE_ID}`) return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(record));
       if (request.url === `/v2/images/${REMOTE_ID}/file`) return void response.writeHead(200, { 'content-type': 'application/octet-stream' }).end(data);
+      if (request.url === `/v2/images/${MOVED_ID}`) return void response.writeHead(302, { location: `/v2/images/${REMOTE_ID}` }).end();
       response.writeHead(404).end();
     }).listen(0, '127.0.0.1');
     await once(remote, 'listening');
@@ -206,6 +209,7 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
   for (const [what, setup, method, pattern, code] of [
     ['a region or interface the catalog lacks', () => { record = activeRecord(); }, { glance_region: 'not a region', glance_service_interface: 'not an interface' }, /No image service endpoint for region 'not a region' and interface 'not an interface'/, 'glance_endpoint_not_found'],
     ['a remote image that does not exist', () => { record = activeRecord(); }, { glance_image_id: '00000000-1111-2222-3333-444455556666' }, /was not found in the Glance of region 'RegionTwo'/, 'remote_image_not_found'],
+    ['a redirect, which would take the token along', () => { record = activeRecord(); }, { glance_image_id: MOVED_ID }, /answered a redirect \(HTTP 302\), which glance-download does not follow/, 'remote_redirect'],
     ['a remote image that is not active', () => { record = { ...activeRecord(), status: 'queued' }; }, {}, /Source image status should be active instead of queued/, 'remote_image_not_active'],
     ['remote data shorter than the record says', () => { record = { ...activeRecord(), size: data.length + 1 }; }, {}, /The remote image is \d+ bytes but \d+/, 'remote_size_mismatch'],
   ] as const) {
