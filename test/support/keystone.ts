@@ -98,3 +98,29 @@ export async function catalogRegionFor(url: string, region: string): Promise<{ r
     },
   };
 }
+
+/**
+ * Puts `url` in the catalog under a service type of its own (`type`, made here and removed with
+ * the endpoints), public and internal, in `region`: what tempest's `alternate_image_endpoint`
+ * names to reach a second api process. A type per run, as tempest takes the first service of a
+ * type and would miss this region's endpoint if another run's service of that type came first.
+ */
+export async function catalogServiceFor(url: string, region: string, type: string): Promise<{ remove(): Promise<void> }> {
+  const made = await asAdmin('POST', '/services', { service: { type, name: type, description: 'PIR test run: a second api process' } });
+  const serviceId: string = made.service.id;
+  const endpoints: string[] = [];
+  const remove = async () => {
+    for (const id of endpoints) await asAdmin('DELETE', `/endpoints/${id}`);
+    await asAdmin('DELETE', `/services/${serviceId}`);
+  };
+  try {
+    for (const iface of ['public', 'internal']) {
+      const endpoint = await asAdmin('POST', '/endpoints', { endpoint: { service_id: serviceId, interface: iface, region_id: region, url } });
+      endpoints.push(endpoint.endpoint.id);
+    }
+  } catch (error) {
+    await remove().catch(() => {});
+    throw error;
+  }
+  return { remove };
+}
