@@ -4,7 +4,8 @@
  */
 import { AuthError, ChecksumMismatchError, DownloadInterruptedError, DownloadTargetError, GalleryAmbiguous, GalleryNotFound, GalleryReadOnly, ImageRefusedError, NoImageDataError, NotFoundError, NotImageApiError, PirApiError, TransportError, WaitTimeoutError, withoutUserinfo } from '../client/index.js';
 
-export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5 } as const;
+/** brokenPipe: 128 + SIGPIPE, what a shell sees of a command its reader stopped early (`| head`). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3, notFound: 4, auth: 5, brokenPipe: 141 } as const;
 
 export const EXIT_CODES_HELP = `Exit codes:
   0  success
@@ -16,6 +17,7 @@ export const EXIT_CODES_HELP = `Exit codes:
      empty for a format with a header (empty_image)
   4  image (or other resource) not found
   5  authentication or authorization refused (bad or missing token, Keystone login failed, a policy's 403)
+  141 the output's reader stopped early (\`pir … | head\`): pir ends quietly, as SIGPIPE ends a command
 A failure PIR answered ends with its status and error_code: "… (HTTP 404, not_found)".`;
 
 /** PIR's 403s that refuse a value the command line gave (a property PIR sets or reserves): usage, as its 400s are. */
