@@ -244,6 +244,8 @@ export const PIPELINE_ERRORS = {
   remote_refused: refusal(400, 'The remote Glance refused the caller\'s token (expired, or no right to the image there).', 'source'),
   remote_redirect: refusal(400, 'The remote Glance answered a redirect, which glance-download does not follow (the caller\'s token would go with it).', 'source'),
   remote_size_mismatch: refusal(400, 'The remote image\'s data is not as large as its record says.', 'source'),
+  remote_record_too_large: refusal(400, 'The remote Glance\'s image record is larger than 1 MiB (a record is a few kilobytes).', 'source'),
+  remote_record_timeout: refusal(400, 'The remote Glance did not send its image record within 60 s.', 'source'),
   // location registrations (pir_failure.stage 'import'; egress codes as for web-download)
   location_no_ranges: refusal(400, 'The HTTP server behind the location ignores range requests, which PIR reads registered bytes by.', 'source'),
   location_too_small: refusal(400, 'The object at the location is smaller than a disk image can be (512 bytes).', 'source'),
@@ -255,7 +257,7 @@ export const PIPELINE_ERRORS = {
   store_copy_failed: fault(503, 'Writing the image into one of its target stores failed (all_stores_must_succeed), or into every one.'),
   store_copy_mismatch: fault(500, "A copy into a store did not read back the image's size and os_hash_value; it was removed."),
   deadline_exceeded: fault(500, 'The import stopped making progress and was resumed without success.'),
-  import_interrupted: fault(503, "A legacy import task's download (POST /v2/tasks) was cut off by a restart, a stop or a stall of PIR; create the task again."),
+  import_interrupted: fault(503, "A download was cut off by a restart, a stop or a stall of PIR: a legacy import task's (POST /v2/tasks; create the task again) or an import call's web-download or glance-download (import again)."),
   store_unreachable: fault(503, 'The image store did not answer while a stage worked on the image, for as long as an import waits for it (PIR_STAGE_DEADLINE_SECONDS).'),
 } as const satisfies Record<string, ErrorSpec>;
 

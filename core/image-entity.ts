@@ -103,7 +103,7 @@ export function adoptRemote(draft: ImageDoc, adoption: RemoteAdoption): void {
  * reason) until the next import.
  */
 export function downloadFailedBackToQueued(draft: ImageDoc, code: string, message: string, beforeRun: Pick<ImportFailure, 'run' | 'method' | 'requested'>): NewEvent[] {
-  const events = abortReceiving(draft, message);
+  const events = backToQueued(draft, message);
   draft.failure = { stage: 'import', code, message, at: new Date().toISOString(), ...beforeRun };
   // As kill: the stores it was importing to have failed (os_glance_failed_import), so waiters stop.
   const plan = draft.store_import;
@@ -163,6 +163,17 @@ export function abortReceiving(draft: ImageDoc, reason: string, expired = false)
     const { run } = draft.upload;
     return kill(draft, 'import', 'import_interrupted', `The task's download stopped before its last byte (${reason}); create the task again.`, { run, method: 'web-download' });
   }
+  // An import call's download (its task shown `processing`) is not started again either: back in
+  // `queued` with no failure its task would vanish. Its task ends `failure`, and it can be imported again.
+  const upload = draft.upload;
+  if (upload?.input && (upload.kind === 'web-download' || upload.kind === 'glance-download')) {
+    return downloadFailedBackToQueued(draft, 'import_interrupted', `The ${upload.kind} stopped before its last byte (${reason}); import again.`,
+      { run: upload.run, method: upload.kind, requested: { user_id: upload.requested?.user_id ?? null, request_id: upload.requested?.request_id ?? null, input: upload.input } });
+  }
+  return backToQueued(draft, reason, expired);
+}
+
+function backToQueued(draft: ImageDoc, reason: string, expired = false): NewEvent[] {
   // A registration that never finished leaves no location: the image can be given one again.
   if (draft.upload?.kind === 'location') draft.location = null;
   // An expired tus upload is remembered, for its URL to answer 410 and not 404.

@@ -529,7 +529,7 @@ export class ImageService {
   }
 
   /**
-   * Every image that has a task (a pipeline run, a recorded failure, or a legacy import task). Tasks are derived from
+   * Every image that has a task (a pipeline run, a recorded failure, a legacy import task, or an import call's download). Tasks are derived from
    * the images, so the admin-only tasks list reads them all and sorts in memory.
    */
   /** Every image that has a task, a chunk at a time: the caller keeps what it needs, never the whole catalog. */
@@ -541,7 +541,8 @@ export class ImageService {
       const docs = await this.manifest.store.list({
         scope: { project_id: caller.project_id, admin: true }, visibility: 'all', memberStatus: 'all', where: {}, sort, limit: LIST_CHUNK, ...(cursor ? { after: cursor } : {}),
       });
-      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task)) yield doc;
+      // An import call's download has its task (processing) before any pipeline run.
+      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task || doc.upload?.input)) yield doc;
       if (docs.length < LIST_CHUNK) return;
       cursor = sortValues(docs[docs.length - 1]!, sort);
       // Embedded mode reads SQLite synchronously: let other requests run between chunks, so a
@@ -588,8 +589,10 @@ export class ImageService {
    * Keeps a long upload from looking abandoned to the sweeper. This and the two calls below
    * continue an upload `beginUpload` authorized: the run number is the ticket.
    */
-  async heartbeat(_caller: Caller, id: string, run: number): Promise<void> {
-    await this.manifest.update(id, (draft) => (draft.upload?.run === run ? [] : null));
+  /** Answers whether the run still holds the image (false once it is deleted, aborted or claimed again). */
+  async heartbeat(_caller: Caller, id: string, run: number): Promise<boolean> {
+    const { doc } = await this.manifest.update(id, (draft) => (draft.upload?.run === run ? [] : null));
+    return doc.upload?.run === run && doc.status !== 'deleted';
   }
 
   /**

@@ -11,7 +11,7 @@
  * (never recorded), as Glance's flow uses its request context's token.
  */
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { badRequest } from '../core/errors.js';
 import type { RemoteAdoption } from '../core/image-entity.js';
 import { CONTAINER_FORMATS, DISK_FORMATS, type ContainerFormat, type DiskFormat, type ImageDoc } from '../schemas/image.js';
@@ -30,7 +30,9 @@ export interface GlanceDownloadRequest {
 /** Longest region or interface name taken (Keystone's region ids are at most 255 characters). */
 const MAX_NAME_LENGTH = 255;
 /** Largest remote image record read (a Glance image record is a few kilobytes). */
-const MAX_RECORD_BYTES = 1 << 20;
+export const MAX_RECORD_BYTES = 1 << 20;
+/** How long the remote record may take (a few kilobytes: not the image data's hour). */
+export const RECORD_TIMEOUT_MS = 60_000;
 
 /**
  * Glance's checks of the method's fields, in its order (after the image's status and formats):
@@ -174,6 +176,13 @@ export interface RemoteGlanceDeps {
   /** Prefixes of the properties copied (PIR_GLANCE_DOWNLOAD_PROPERTIES). */
   properties: readonly string[];
   maxImageSize: number;
+  /** The remote record's own deadline; default RECORD_TIMEOUT_MS. */
+  recordTimeoutMs?: number;
+  /**
+   * Checks what the image will take from the remote record, before its data is requested (throws
+   * when the image cannot take it): a refusal costs no download.
+   */
+  accept?: (remote: RemoteImage) => void;
 }
 
 /** The remote image's record and its data, opened: the bytes are still to be read. */
@@ -190,22 +199,51 @@ export async function openRemoteImage(deps: RemoteGlanceDeps, token: string, req
   const endpoint = (await deps.endpoints.imageEndpoint(token, request.region, request.serviceInterface, signal)).replace(/\/+$/, '');
   const imageUrl = `${endpoint}/v2/images/${request.imageId}`;
   const headers = { 'x-auth-token': token, 'x-openstack-request-id': `req-${randomUUID()}` };
-  const recordResponse = await remoteCall(deps.egress, imageUrl, { ...headers, accept: 'application/json' }, MAX_RECORD_BYTES, request, signal);
-  let record: unknown;
-  try {
-    record = JSON.parse((await readAll(recordResponse.body)).toString('utf8'));
-  } catch (error) {
-    if (error instanceof EgressError) throw error;
-    throw new GlanceDownloadError('remote_image_unreadable', `The remote Glance's answer for image ${request.imageId} is not JSON.`);
-  }
+  const record = await readRecord(deps, imageUrl, { ...headers, accept: 'application/json' }, request, signal);
   const remote = remoteImageFrom(record, request.imageId, deps.properties);
   if (remote.size > deps.maxImageSize) throw new EgressError('too_large', `The remote image is ${remote.size} bytes, more than the ${deps.maxImageSize} this PIR accepts.`);
+  deps.accept?.(remote);
   const response = await remoteCall(deps.egress, `${imageUrl}/file`, { ...headers, accept: 'application/octet-stream' }, deps.maxImageSize, request, signal);
   if (response.contentLength !== null && response.contentLength !== remote.size) {
     response.body.destroy();
     throw new GlanceDownloadError('remote_size_mismatch', `The remote image is ${remote.size} bytes but its data is announced as ${response.contentLength}.`);
   }
-  return { remote, response };
+  return { remote, response: { ...response, body: cappedAt(response.body, remote.size) } };
+}
+
+/** The remote image record, read within its own deadline and size cap. */
+async function readRecord(deps: RemoteGlanceDeps, url: string, headers: Record<string, string>, request: GlanceDownloadRequest, signal?: AbortSignal): Promise<unknown> {
+  const timeoutMs = deps.recordTimeoutMs ?? RECORD_TIMEOUT_MS;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  let text: string;
+  try {
+    const response = await remoteCall(deps.egress, url, headers, MAX_RECORD_BYTES, request, signal ? AbortSignal.any([signal, deadline]) : deadline);
+    text = (await readAll(response.body)).toString('utf8');
+  } catch (error) {
+    if (!(error instanceof EgressError)) throw error;
+    if (error.code === 'too_large') throw new GlanceDownloadError('remote_record_too_large', `The remote Glance's record of image ${request.imageId} is larger than ${MAX_RECORD_BYTES} bytes (an image record is a few kilobytes); PIR stopped reading it.`);
+    if (deadline.aborted && !signal?.aborted) throw new GlanceDownloadError('remote_record_timeout', `The remote Glance did not send the record of image ${request.imageId} within ${timeoutMs / 1000} s.`);
+    throw error;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new GlanceDownloadError('remote_image_unreadable', `The remote Glance's answer for image ${request.imageId} is not JSON.`);
+  }
+}
+
+/** The data, failing as soon as it runs past the remote record's size (a lying remote is not read to PIR_MAX_IMAGE_SIZE). */
+function cappedAt(body: Readable, size: number): Readable {
+  let received = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > size) return callback(new GlanceDownloadError('remote_size_mismatch', `The remote image is ${size} bytes but its data runs past that; PIR stopped reading it.`));
+      callback(null, chunk);
+    },
+  });
+  pipeline(body, counter, () => {});
+  return counter;
 }
 
 /** One GET to the remote Glance through the egress client; its refusals as clear failures. */

@@ -147,12 +147,14 @@ export async function streamToStaging(
   ticket: UploadTicket,
   body: NodeJS.ReadableStream,
   held: number,
+  /** `heartbeat: false`: the caller keeps its own (a download's covers the requests before the body too). */
+  options: { heartbeat?: boolean } = {},
 ): Promise<HashedFile> {
   const { images, quotas, blobs, upload: settings } = deps;
-  const heartbeat = setInterval(() => {
+  const heartbeat = options.heartbeat === false ? undefined : setInterval(() => {
     images.heartbeat(caller, imageId, ticket.run).catch(() => {});
   }, settings.heartbeatMs);
-  heartbeat.unref();
+  heartbeat?.unref();
   try {
     const source = quotas.enabled && project !== null ? metered(body, held, async (received) => {
       // Hold the next step ahead; near the limit, hold only a little ahead (what is left, at

@@ -3,8 +3,9 @@
  * The URL is checked at once (scheme, credentials, port, address literals: 400), the image is
  * claimed (`uploading`), and the request answers 202; the download then runs in this process,
  * in the background, through the SSRF-safe egress client, into staging on the same streaming
- * and hashing path as an upload, with the upload heartbeat (so if this process dies, the
- * sweeper returns the image to `queued` after PIR_UPLOAD_STALL_SECONDS). When all bytes are in,
+ * and hashing path as an upload, with the upload heartbeat from the first request on (so if this
+ * process dies, the sweeper returns the image to `queued` after PIR_UPLOAD_STALL_SECONDS, its task
+ * failed with import_interrupted; and a download whose image is deleted or swept stops). When all bytes are in,
  * the normal pipeline runs (importing → active). A failed download kills the image with
  * `pir_failure = {stage: 'import', code, message}`.
  *
@@ -16,11 +17,11 @@ import { inBackgroundSpan, type RecordedFailure } from '../core/trace-context.js
 import type { StoreTargets, UploadTicket } from '../core/image-service.js';
 import type { Logger } from 'pino';
 import { SYSTEM_CALLER, type Caller } from '../core/caller.js';
-import { requireWebDownloadable, type DownloadMethod, type RemoteAdoption } from '../core/image-entity.js';
+import { adoptRemote, requireWebDownloadable, type DownloadMethod, type RemoteAdoption } from '../core/image-entity.js';
 import type { ImageDoc } from '../schemas/image.js';
 import { PirError, badRequest } from '../core/errors.js';
 import { EgressError, type EgressClient, type EgressResponse } from '../infra/egress/egress-client.js';
-import { checkGlanceDownloadMethod, GlanceDownloadError, openRemoteImage, type GlanceDownloadRequest, type ImageEndpointFinder } from './glance-download.js';
+import { checkGlanceDownloadMethod, GlanceDownloadError, openRemoteImage, type GlanceDownloadRequest, type ImageEndpointFinder, type RemoteGlanceDeps } from './glance-download.js';
 import { SizeLimitError, SourceIdleError } from './hashing/index.js';
 import { streamToStaging, tooLarge, type IngestDeps } from './receive-upload.js';
 
@@ -28,7 +29,7 @@ export interface WebDownloadDeps extends IngestDeps {
   egress: EgressClient;
   log: Logger;
   /** glance-download: the catalog to find other regions' Glance in, and the properties copied; absent: not offered. */
-  glance?: { endpoints: ImageEndpointFinder; properties: readonly string[] } | null;
+  glance?: { endpoints: ImageEndpointFinder; properties: readonly string[]; recordTimeoutMs?: number } | null;
 }
 
 /** Where a download's bytes come from, opened; and, for a glance-download, what the image takes when they are in. */
@@ -90,7 +91,19 @@ export class WebDownloads {
     // Glance's task input has the interface filled in when the call left it out.
     const input = importReq && typeof importReq.method === 'object' && importReq.method !== null
       ? { ...importReq, method: { ...importReq.method, glance_service_interface: request.serviceInterface } } : importReq;
-    const deps = { egress: this.deps.egress, endpoints: glance.endpoints, properties: glance.properties, maxImageSize: this.deps.upload.maxImageSize };
+    const deps: RemoteGlanceDeps = {
+      egress: this.deps.egress, endpoints: glance.endpoints, properties: glance.properties, maxImageSize: this.deps.upload.maxImageSize,
+      ...(glance.recordTimeoutMs ? { recordTimeoutMs: glance.recordTimeoutMs } : {}),
+      // What the remote record gives must fit this image before its data is read (checked again when the bytes are in).
+      accept: (remote) => {
+        try {
+          adoptRemote(structuredClone(doc), remote.adoption);
+        } catch (error) {
+          if (error instanceof PirError) throw new GlanceDownloadError(error.code, `The remote image's properties cannot be copied to this image: ${error.message}`);
+          throw error;
+        }
+      },
+    };
     const source: DownloadSource = {
       method: 'glance-download',
       describe: `glance-download of image ${request.imageId} from region '${request.region.slice(0, 64)}'`,
@@ -148,14 +161,24 @@ export class WebDownloads {
   private async downloadNow(caller: Caller, imageId: string, project: string | null, ticket: UploadTicket, source: DownloadSource): Promise<RecordedFailure | null> {
     const { images, quotas, upload, log } = this.deps;
     const started = Date.now();
+    // The heartbeat covers the whole download, from the first request (a slow catalog or remote
+    // record must not look abandoned to the stall sweep), and stops it once the run no longer
+    // holds the image: deleted, or given back to queued by the sweep (nothing would keep its bytes).
+    const lost = new AbortController();
+    const heartbeat = setInterval(() => {
+      images.heartbeat(caller, imageId, ticket.run).then((held) => { if (!held) lost.abort(); }, (error: unknown) => {
+        if (error instanceof PirError && error.kind === 'not_found') lost.abort();
+      });
+    }, upload.heartbeatMs);
+    heartbeat.unref();
     try {
-      const opened = await source.open(this.abort.signal);
+      const opened = await source.open(AbortSignal.any([this.abort.signal, lost.signal]));
       const { response } = opened;
       const announced = response.contentLength ?? opened.expectedSize ?? null;
       if (announced !== null) await quotas.reserveFlight(project, imageId, announced);
       // The remote image's format decides whether an empty body is refused, not the one it replaces.
       const staging = opened.adoption ? { ...ticket, diskFormat: opened.adoption.disk_format } : ticket;
-      const blob = await streamToStaging(caller, this.deps, imageId, project, staging, response.body, announced ?? 0);
+      const blob = await streamToStaging(caller, this.deps, imageId, project, staging, response.body, announced ?? 0, { heartbeat: false });
       if (response.contentLength !== null && blob.size !== response.contentLength) {
         throw new EgressError('connection_failed', `The server announced ${response.contentLength} bytes but sent ${blob.size}.`);
       }
@@ -172,6 +195,13 @@ export class WebDownloads {
         await images.abortUpload(caller, imageId, ticket.run, `PIR stopped during the ${source.method}`).catch(() => {});
         return null;
       }
+      if (lost.signal.aborted || await this.claimLost(imageId, ticket.run, error)) {
+        // An ordinary delete (or the stall sweep) ended the run: nothing to record, only this run's staging to drop.
+        log.info({ image_id: imageId, run: ticket.run, method: source.method }, `${source.method} stopped: the image was deleted or its import ended meanwhile`);
+        await images.abortUpload(caller, imageId, ticket.run, `the image was deleted or its ${source.method} ended meanwhile`).catch(() => {});
+        await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
+        return null;
+      }
       const { code, message } = describe(error, upload.maxImageSize);
       log.warn({ image_id: imageId, run: ticket.run, method: source.method, code, reason: message }, `${source.method} failed`);
       try {
@@ -183,7 +213,18 @@ export class WebDownloads {
       }
       await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
       return { code, message };
+    } finally {
+      clearInterval(heartbeat);
     }
+  }
+
+  /** Whether the run no longer holds the image (deleted, purged, or claimed by another run). */
+  private async claimLost(imageId: string, run: number, error: unknown): Promise<boolean> {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === 'image_deleted' || code === 'upload_superseded') return true;
+    const doc = await this.deps.images.get(SYSTEM_CALLER, imageId).catch((e: unknown) => (e instanceof PirError && e.kind === 'not_found' ? null : undefined));
+    if (doc === undefined) return false;
+    return doc === null || doc.status === 'deleted' || doc.upload?.run !== run;
   }
 }
 

@@ -8,13 +8,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { pino } from 'pino';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../api/app.js';
 import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
-import type { Caller } from '../../../core/caller.js';
+import { SYSTEM_CALLER, type Caller } from '../../../core/caller.js';
 import { PirError } from '../../../core/errors.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
@@ -87,7 +88,23 @@ describe('glance-download: the method\'s checks', () => {
 });
 
 const TOKEN = 'inject-token';
-const callers: Record<string, Caller> = { [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] } };
+const ADMIN = 'admin-token';
+const callers: Record<string, Caller> = { [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] }, [ADMIN]: { project_id: 'p1', user_id: 'a1', roles: ['admin', 'member', 'reader'] } };
+/** Remote images of the fake Glance that behave badly (the hostile remote of the review's repros). */
+const HOSTILE = {
+  /** /file sends a first part, then holds the connection open (a download in progress). */
+  hold: 'a0000000-0000-4000-8000-000000000001',
+  /** The record comes after 400 ms. */
+  slowRecord: 'a0000000-0000-4000-8000-000000000002',
+  /** The record never comes. */
+  noRecord: 'a0000000-0000-4000-8000-000000000003',
+  /** A record over 1 MiB. */
+  bigRecord: 'a0000000-0000-4000-8000-000000000004',
+  /** The record says 1024 bytes; /file sends far more, without Content-Length. */
+  sizeLie: 'a0000000-0000-4000-8000-000000000005',
+  /** A property name the image cannot take (303 characters). */
+  longProperty: 'a0000000-0000-4000-8000-000000000006',
+};
 const authenticator: Authenticator = {
   challenge: null,
   async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
@@ -113,8 +130,11 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
       return `${remoteUrl}/`;
     },
   };
-  const call = (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: object) =>
-    app.inject({ method, url, payload, headers: { 'x-auth-token': TOKEN, ...(method === 'PATCH' ? { 'content-type': 'application/openstack-images-v2.1-json-patch' } : {}) } });
+  const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object, token = TOKEN) =>
+    app.inject({ method, url, payload, headers: { 'x-auth-token': token, ...(method === 'PATCH' ? { 'content-type': 'application/openstack-images-v2.1-json-patch' } : {}) } });
+  /** What the hostile remote did: bytes of /file written, and when its /file connection closed. */
+  const hostile = { written: 0, closed: null as Promise<void> | null };
+  const logs: { level: number; msg: string }[] = [];
   const create = async (body: object) => (await call('POST', '/v2/images', body)).json().id as string;
   const settled = async (id: string) => {
     for (let i = 0; i < 200; i++) {
@@ -127,12 +147,44 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
   const glanceDownload = (id: string, method: object = {}) =>
     call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-download', glance_image_id: REMOTE_ID, glance_region: 'RegionTwo', ...method } });
 
+  const hostileRecord = (id: string, extra: object = {}) => JSON.stringify({ ...activeRecord(), id, size: 512 * 1024, checksum: undefined, os_hash_algo: undefined, os_hash_value: undefined, ...extra });
+  function serveHostile(id: string, file: boolean, response: ServerResponse): void {
+    if (!file) {
+      const json = { 'content-type': 'application/json' };
+      if (id === HOSTILE.slowRecord) return void setTimeout(() => response.writeHead(200, json).end(hostileRecord(id)), 400);
+      if (id === HOSTILE.noRecord) return void response.writeHead(200, json).write('{');
+      if (id === HOSTILE.bigRecord) return void response.writeHead(200, json).end(hostileRecord(id, { hw_padding: 'x'.repeat(1_100_000) }));
+      if (id === HOSTILE.sizeLie) return void response.writeHead(200, json).end(hostileRecord(id, { size: 1024 }));
+      if (id === HOSTILE.longProperty) return void response.writeHead(200, json).end(hostileRecord(id, { [`hw_${'x'.repeat(300)}`]: '1' }));
+      return void response.writeHead(200, json).end(hostileRecord(id));
+    }
+    hostile.written = 0;
+    hostile.closed = once(response, 'close').then(() => {});
+    response.writeHead(200, { 'content-type': 'application/octet-stream' });
+    if (id === HOSTILE.hold) {
+      hostile.written = 64 * 1024;
+      return void response.write(Buffer.alloc(64 * 1024, 1));
+    }
+    // Up to 16 MiB, as fast as PIR reads, until PIR hangs up.
+    const chunk = Buffer.alloc(16 * 1024, 2);
+    const pump = () => {
+      while (!response.destroyed && hostile.written < (id === HOSTILE.sizeLie ? 16 << 20 : 512 * 1024)) {
+        hostile.written += chunk.length;
+        if (!response.write(chunk)) return void response.once('drain', pump);
+      }
+      response.end();
+    };
+    pump();
+  }
+
   before(async () => {
     remote = createServer((request: IncomingMessage, response) => {
       seen.push({ url: request.url!, token: request.headers['x-auth-token'] as string | undefined });
       if (request.url === `/v2/images/${REMOTE_ID}`) return void response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(record));
       if (request.url === `/v2/images/${REMOTE_ID}/file`) return void response.writeHead(200, { 'content-type': 'application/octet-stream' }).end(data);
       if (request.url === `/v2/images/${MOVED_ID}`) return void response.writeHead(302, { location: `/v2/images/${REMOTE_ID}` }).end();
+      const hostileId = Object.values(HOSTILE).find((id) => request.url!.startsWith(`/v2/images/${id}`));
+      if (hostileId) return void serveHostile(hostileId, request.url!.endsWith('/file'), response);
       response.writeHead(404).end();
     }).listen(0, '127.0.0.1');
     await once(remote, 'listening');
@@ -140,10 +192,12 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
     remoteUrl = `http://127.0.0.1:${port}`;
     d = await domain();
     const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: { ...UNLIMITED, image_count_total: 50 }, projects: {} });
-    const upload = { maxImageSize: 1 << 20, heartbeatMs: 60_000, idleMs: 60_000 };
+    // A quick heartbeat: a download notices soon that its image was deleted or swept.
+    const upload = { maxImageSize: 1 << 20, heartbeatMs: 50, idleMs: 60_000 };
     // The remote Glance is on loopback: allowed as an operator would, by PIR_EGRESS_ALLOWLIST.
     const egress = new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList(`127.0.0.1:${port}`) });
-    webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress, log: silent, glance: { endpoints, properties: DEFAULT_GLANCE_DOWNLOAD_PROPERTIES } });
+    const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    webDownloads = new WebDownloads({ images: d.images, quotas, blobs: d.blobs, hashes, upload, egress, log, glance: { endpoints, properties: DEFAULT_GLANCE_DOWNLOAD_PROPERTIES, recordTimeoutMs: 1500 } });
     app = await buildApp({ images: d.images, manifest: d.manifest, blobs: d.blobs, hashes, upload, quotas, webDownloads, authenticator, log: silent });
   });
   after(async () => {
@@ -234,6 +288,110 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
       assert.equal((await settled(id)).status, 'importing');
     });
   }
+
+  const startHostile = async (remoteId: string) => {
+    const id = await create({ disk_format: 'iso', container_format: 'ovf' });
+    const started = await glanceDownload(id, { glance_image_id: remoteId });
+    assert.equal(started.statusCode, 202, started.body);
+    return id;
+  };
+  /** Waits until the hostile remote's /file connection is open (the download is under way). */
+  const fileOpened = async () => {
+    for (let i = 0; i < 200 && !hostile.closed; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(hostile.closed, 'the data was never requested');
+    // Wrapped: an async function's promise result would be awaited with it.
+    return { closed: hostile.closed };
+  };
+  const within = <T>(promise: Promise<T>, ms: number, what: string) =>
+    Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} not within ${ms} ms`)), ms))]);
+
+  it('lists a download\'s processing task in GET /v2/tasks (and ?status=processing), as GET /v2/tasks/{id} shows it', async () => {
+    hostile.closed = null;
+    const id = await startHostile(HOSTILE.hold);
+    const { closed } = await fileOpened();
+    const [task] = (await call('GET', `/v2/images/${id}/tasks`)).json().tasks;
+    assert.equal(task.status, 'processing');
+    assert.equal((await call('GET', `/v2/tasks/${task.id}`, undefined, ADMIN)).json().status, 'processing');
+    for (const query of ['', '?status=processing']) {
+      const listed = (await call('GET', `/v2/tasks${query}`, undefined, ADMIN)).json().tasks.map((t: { id: string }) => t.id);
+      assert.ok(listed.includes(task.id), `GET /v2/tasks${query} lists ${task.id}: ${JSON.stringify(listed)}`);
+    }
+    await call('DELETE', `/v2/images/${id}`);
+    await within(closed, 3000, 'the download stopping');
+  });
+
+  it('ends the task failure with import_interrupted when the stall sweep (or a restart) gives the image back, and the download stops', async () => {
+    hostile.closed = null;
+    const id = await startHostile(HOSTILE.hold);
+    const { closed } = await fileOpened();
+    const doc = await d.images.get(SYSTEM_CALLER, id);
+    // What the sweeper does for a download no process keeps alive.
+    await d.images.abortUpload(SYSTEM_CALLER, id, doc.upload!.run, 'PIR restarted while the data was arriving');
+    const image = (await call('GET', `/v2/images/${id}`)).json();
+    assert.equal(image.status, 'queued');
+    assert.equal(image.pir_failure.code, 'import_interrupted');
+    const task = (await call('GET', `/v2/tasks/${id}.${doc.upload!.run}`, undefined, ADMIN)).json();
+    assert.equal(task.status, 'failure', JSON.stringify(task));
+    assert.match(task.message, /The glance-download stopped before its last byte \(PIR restarted while the data was arriving\); import again/);
+    assert.ok((await call('GET', '/v2/tasks?status=failure', undefined, ADMIN)).json().tasks.some((t: { id: string }) => t.id === task.id));
+    // This process's download notices it lost the image, and stops.
+    await within(closed, 3000, 'the download stopping');
+    // The image can be imported again.
+    record = activeRecord();
+    assert.equal((await glanceDownload(id)).statusCode, 202);
+    assert.equal((await settled(id)).status, 'importing');
+  });
+
+  it('stops the download soon after the image is deleted, with no error logged', async () => {
+    hostile.closed = null;
+    logs.length = 0;
+    const id = await startHostile(HOSTILE.hold);
+    const { closed } = await fileOpened();
+    assert.equal((await call('DELETE', `/v2/images/${id}`)).statusCode, 204);
+    await within(closed, 3000, 'the download stopping');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(logs.filter((l) => l.level >= 50), []);
+    assert.ok(logs.some((l) => /glance-download stopped: the image was deleted/.test(l.msg)), JSON.stringify(logs));
+  });
+
+  it('keeps the heartbeat going while the remote record is slow in coming (the stall sweep must not take the image back)', async () => {
+    const id = await create({ disk_format: 'iso', container_format: 'ovf' });
+    const started = await glanceDownload(id, { glance_image_id: HOSTILE.slowRecord });
+    assert.equal(started.statusCode, 202, started.body);
+    const claimed = (await d.images.get(SYSTEM_CALLER, id)).updated_at;
+    await new Promise((r) => setTimeout(r, 250));
+    const during = await d.images.get(SYSTEM_CALLER, id);
+    assert.equal(during.status, 'uploading');
+    assert.ok(during.updated_at > claimed, `a heartbeat while the record is read (${claimed} → ${during.updated_at})`);
+    const image = await settled(id);
+    assert.equal(image.status, 'importing', JSON.stringify(image.pir_failure));
+  });
+
+  for (const [what, remoteId, code, pattern] of [
+    ['a remote record that never comes (its own short deadline, not the data\'s hour)', HOSTILE.noRecord, 'remote_record_timeout', /did not send the record of image a0000000-0000-4000-8000-000000000003 within 1.5 s/],
+    ['a remote record over 1 MiB (the record\'s cap, not PIR_MAX_IMAGE_SIZE)', HOSTILE.bigRecord, 'remote_record_too_large', /record of image a0000000-0000-4000-8000-000000000004 is larger than 1048576 bytes/],
+    ['a property name the image cannot take (before any data is read)', HOSTILE.longProperty, 'property_name_too_long', /The remote image's properties cannot be copied to this image: A property name is 1 to 255 characters/],
+  ] as const) {
+    it(`fails the task for ${what}`, async () => {
+      hostile.closed = null;
+      const id = await startHostile(remoteId);
+      const image = await settled(id);
+      assert.deepEqual([image.status, image.pir_failure.code], ['queued', code], JSON.stringify(image.pir_failure));
+      assert.match(image.pir_failure.message, pattern);
+      assert.equal(hostile.closed, null, 'the data was not requested');
+    });
+  }
+
+  it('stops reading as soon as the data runs past the remote record\'s size', async () => {
+    hostile.closed = null;
+    const id = await startHostile(HOSTILE.sizeLie);
+    const image = await settled(id);
+    assert.deepEqual([image.status, image.pir_failure.code], ['queued', 'remote_size_mismatch'], JSON.stringify(image.pir_failure));
+    assert.match(image.pir_failure.message, /The remote image is 1024 bytes but its data runs past that/);
+    await within(hostile.closed!, 3000, 'the remote connection closing');
+    // Not read to PIR_MAX_IMAGE_SIZE (1 MiB here): what the socket buffers took, at most.
+    assert.ok(hostile.written < 16 << 20, `${hostile.written} bytes sent`);
+  });
 
   it('is not offered without a catalog (PIR not behind Keystone): not listed, and 400 at the call', async () => {
     const plain = new WebDownloads({ images: d.images, quotas: new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} }), blobs: d.blobs, hashes, upload: { maxImageSize: 1 << 20, heartbeatMs: 60_000, idleMs: 60_000 }, egress: new EgressClient(DEFAULT_EGRESS), log: silent });

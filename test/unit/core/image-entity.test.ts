@@ -71,6 +71,17 @@ describe('the image entity', () => {
     assert.equal(interoperable.status, 'queued');
   });
 
+  it("ends an import call's cut web-download or glance-download as a failed task (import_interrupted), back in queued to import again", () => {
+    for (const kind of ['web-download', 'glance-download'] as const) {
+      const input = { image_id: 'i', import_req: { method: { name: kind } }, backend: [null] } as unknown as NonNullable<ImageDoc['upload']>['input'];
+      const doc = { id: 'i', status: 'uploading', pipeline: null, staging: null, upload: { run: 3, kind, started_at: 't', input, requested: { user_id: 'u', request_id: 'req-1' } } } as unknown as ImageDoc;
+      assert.deepEqual(abortReceiving(doc, 'PIR restarted while the data was arriving').map((e) => e.type), ['image.upload.aborted']);
+      assert.deepEqual([doc.status, doc.upload, doc.failure?.code, doc.failure?.run, doc.failure?.method], ['queued', null, 'import_interrupted', 3, kind]);
+      assert.deepEqual(doc.failure?.requested, { user_id: 'u', request_id: 'req-1', input });
+      assert.equal(doc.failure?.message, `The ${kind} stopped before its last byte (PIR restarted while the data was arriving); import again.`);
+    }
+  });
+
   it("finishes through the sweeper with image.active when a run's stages were all done (it used to skip the event)", async () => {
     const d = await domain();
     const image = await d.images.create(P, { name: 'n', disk_format: 'raw', container_format: 'bare' });
