@@ -112,7 +112,7 @@ export const API_ERRORS = {
   store_unavailable: refusal(409, "DELETE /v2/stores/{store_id}/… names a store that is not configured (GET /v2/info/stores); 409, as Glance's \"The selected store is not available on this node\"."),
   image_not_in_store: refusal(404, 'The image has no copy in that store.'),
   last_store: refusal(403, "The store holds the image's last copy; delete the image instead."),
-  already_in_stores: refusal(400, "copy-image: a store named in stores already holds the image (Glance: \"Image is already present at store\"); with all_stores, such stores are left out instead."),
+  already_in_stores: refusal(400, "copy-image: a store it copies to (named in stores or X-Image-Meta-Store, else the default store) already holds the image (Glance: \"Image is already present at store\"); with all_stores, such stores are left out instead."),
   import_in_progress: refusal(409, 'copy-image: the image is still being placed in other stores (an import or copy is running); try again when os_glance_importing_to_stores is empty.'),
   // members
   members_only_shared: refusal(403, "Only images (and galleries) with visibility 'shared' take members."),

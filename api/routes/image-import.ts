@@ -1,7 +1,6 @@
 /** POST /v2/images/{id}/import and GET /v2/info/import: Glance's interoperable import methods. */
 import type { FastifyInstance } from 'fastify';
 import { badRequest } from '../../core/errors.js';
-import { fail } from '../../core/error-catalog.js';
 import type { ImageService } from '../../core/image-service.js';
 import type { StoreOperations } from '../../core/store-operations.js';
 import type { WebDownloads } from '../../ingest/web-download.js';
@@ -66,9 +65,10 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
     }
     const targets = importTargets(request, body, images.stores);
     if (method.name === 'copy-image') {
-      // Glance: copy-image needs the target stores named (stores or all_stores).
-      if (!targets) throw fail('bad_stores', 'copy-image needs the stores to copy to: stores (or all_stores: true).');
-      await storeOps!.copyImage(request.caller, id, targets.stores, targets.must_succeed, body.all_stores === true);
+      // Naming none copies to the default store, as Glance's get_stores_from_request falls back to
+      // default_backend (then "already present" when the image is there, as it usually is).
+      const { stores, must_succeed } = targets ?? { stores: [images.stores.defaultId], must_succeed: body.all_stores_must_succeed ?? true };
+      await storeOps!.copyImage(request.caller, id, stores, must_succeed, body.all_stores === true);
     } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets, taskImportReq(body));
     else if (method.name === 'glance-download') {
       // The remote Glance is read with the caller's own token, as Glance's flow does.

@@ -1,0 +1,106 @@
+/**
+ * POST /v2/images/{id}/import with copy-image on a two-store PIR, in process with inject(): the
+ * stores it copies to when none are named (Glance's get_stores_from_request).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../../api/app.js';
+import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import type { Caller } from '../../../core/caller.js';
+import { ImageService } from '../../../core/image-service.js';
+import { Quotas, UNLIMITED } from '../../../core/quota.js';
+import { StoreOperations, type CopyImageJob } from '../../../core/store-operations.js';
+import { StoreRegistry } from '../../../core/store-registry.js';
+import { HashPool } from '../../../ingest/hashing/index.js';
+import { WebDownloads } from '../../../ingest/web-download.js';
+import { parseAllowList } from '../../../infra/egress/address-policy.js';
+import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
+import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js';
+import { FsBlobStore } from '../../../infra/storage/fs-blob-store.js';
+import { domain, silent } from '../core/fixtures.js';
+
+const ADMIN = 'admin-token';
+const OWNER = 'owner-token';
+const callers: Record<string, Caller> = {
+  [ADMIN]: { project_id: 'admin', user_id: 'root', roles: ['admin', 'member', 'reader'] },
+  [OWNER]: { project_id: 'p', user_id: 'u', roles: ['member', 'reader'] },
+};
+const authenticator: Authenticator = {
+  challenge: null,
+  async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
+  async close() {},
+};
+const BYTES = Buffer.from('the bytes of a disk image\n'.repeat(64));
+const SHA512 = createHash('sha512').update(BYTES).digest('hex');
+
+describe('copy-image (inject, two stores)', () => {
+  let app: FastifyInstance;
+  let d: Awaited<ReturnType<typeof domain>>;
+  let webDownloads: WebDownloads;
+  let ops: StoreOperations;
+  let cheapDir: string;
+  const jobs: { id: string; data: CopyImageJob }[] = [];
+  const hashes = new HashPool();
+  const call = (method: 'GET' | 'POST', url: string, payload?: object, token = ADMIN, headers: Record<string, string> = {}) =>
+    app.inject({ method, url, payload, headers: { 'x-auth-token': token, ...headers } });
+
+  /** An active image of project p, its bytes in `store` only. */
+  async function activeImage(store: 'fast' | 'cheap' = 'fast'): Promise<string> {
+    const id = (await call('POST', '/v2/images', { name: 'c', disk_format: 'raw', container_format: 'bare' }, OWNER)).json().id as string;
+    await writeFile(join(store === 'fast' ? d.blobs.imagesDir : join(cheapDir, 'images'), id), BYTES);
+    await d.manifest.update(id, (draft) => {
+      Object.assign(draft, { status: 'active', size: BYTES.length, os_hash_algo: 'sha512', os_hash_value: SHA512, stores: [{ store, key: `images/${id}`, at: new Date().toISOString() }] });
+      return [];
+    });
+    return id;
+  }
+
+  before(async () => {
+    d = await domain();
+    cheapDir = await mkdtemp(join(tmpdir(), 'pir-unit-store-'));
+    const cheap = new FsBlobStore(cheapDir);
+    await cheap.init();
+    const stores = new StoreRegistry([
+      { id: 'fast', description: 'f', blobs: d.blobs, properties: {} },
+      { id: 'cheap', description: 'c', blobs: cheap, properties: {} },
+    ], 'fast', true);
+    const images = new ImageService(d.manifest, d.blobs, { stageDeadlineSeconds: 60, stores });
+    ops = new StoreOperations(d.manifest, stores, { enqueue: async (_kind, id, data) => { jobs.push({ id, data: data as CopyImageJob }); } }, silent);
+    const quotas = new Quotas(new SqliteQuotaStore({ path: ':memory:' }), { default: UNLIMITED, projects: {} });
+    const upload = { maxImageSize: 1 << 20, heartbeatMs: 60_000, idleMs: 60_000 };
+    webDownloads = new WebDownloads({ images, quotas, blobs: d.blobs, hashes, upload, egress: new EgressClient({ ...DEFAULT_EGRESS, allowList: parseAllowList('') }), log: silent });
+    app = await buildApp({ images, manifest: d.manifest, blobs: d.blobs, hashes, upload, quotas, webDownloads, authenticator, storeOps: ops, log: silent });
+  });
+  after(async () => {
+    await webDownloads.close();
+    await app.close();
+    await d.close();
+    await hashes.close();
+    await rm(d.dir, { recursive: true, force: true });
+    await rm(cheapDir, { recursive: true, force: true });
+  });
+
+  it('naming no store copies to the default store, as Glance (default_backend): 400 "already present" when it is there', async () => {
+    const there = await activeImage('fast');
+    const refused = await call('POST', `/v2/images/${there}/import`, { method: { name: 'copy-image' } });
+    assert.equal(refused.statusCode, 400, refused.body);
+    assert.equal(refused.json().error.error_code, 'already_in_stores');
+    assert.match(refused.json().error.message, /already present at store 'fast'/);
+    const elsewhere = await activeImage('cheap');
+    const copied = await call('POST', `/v2/images/${elsewhere}/import`, { method: { name: 'copy-image' } });
+    assert.equal(copied.statusCode, 202, copied.body);
+    assert.equal((await call('GET', `/v2/images/${elsewhere}`)).json().os_glance_importing_to_stores, 'fast');
+  });
+
+  it('X-Image-Meta-Store names the store to copy to, as Glance', async () => {
+    const id = await activeImage('fast');
+    const copied = await call('POST', `/v2/images/${id}/import`, { method: { name: 'copy-image' } }, ADMIN, { 'x-image-meta-store': 'cheap' });
+    assert.equal(copied.statusCode, 202, copied.body);
+    assert.equal((await call('GET', `/v2/images/${id}`)).json().os_glance_importing_to_stores, 'cheap');
+  });
+});
