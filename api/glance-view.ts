@@ -1,5 +1,5 @@
 /** The image as Glance's API shows it, with PIR's pipeline progress beside Glance's fields. */
-import type { ImageDoc, ImageMember, PipelineRun, Requester } from '../schemas/image.js';
+import type { CopyTask, ImageDoc, ImageMember, PipelineRun, Requester } from '../schemas/image.js';
 
 /**
  * Glance records an image's size when its bytes are staged (image_data.py stage()), so a client
@@ -77,6 +77,9 @@ export function stripMillis(iso: string): string {
  * shown while it runs (a plain `PUT …/file` upload is no task in Glance, so it shows none).
  */
 function runningImportTask(doc: ImageDoc): string | null {
+  // A copy-image holds the lock while it copies (Glance's copy flow takes it like any import).
+  const copying = doc.copy_tasks?.find((t) => t.status === 'processing');
+  if (copying) return `${doc.id}.${copying.run}`;
   if (doc.import_task) return doc.status === 'importing' || doc.status === 'uploading' ? `${doc.id}.0` : null;
   const downloading = downloadRun(doc);
   if (downloading) return `${doc.id}.${downloading.run}`;
@@ -94,8 +97,23 @@ function downloadRun(doc: ImageDoc): NonNullable<ImageDoc['upload']> | null {
   return doc.status === 'uploading' && upload?.input && (upload.kind === 'web-download' || upload.kind === 'glance-download') ? upload : null;
 }
 
-/** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): one per pipeline run. */
+/** The image's tasks, Glance-style (GET /v2/images/{id}/tasks): its import's (one per pipeline run), then its copy-images'. */
 export function taskViews(doc: ImageDoc): Record<string, unknown>[] {
+  return [...importTaskViews(doc), ...(doc.copy_tasks ?? []).map((task) => withExpiry(copyTaskView(doc, task)))];
+}
+
+/** A copy-image's task (core/store-operations.ts records and settles it). */
+function copyTaskView(doc: ImageDoc, task: CopyTask): Record<string, unknown> {
+  return {
+    ...taskBase(`${doc.id}.${task.run}`, doc), status: task.status,
+    user_id: task.requested.user_id, request_id: task.requested.request_id,
+    input: taskInput(doc, 'copy-image', task.requested),
+    result: task.status === 'success' ? { image_id: doc.id } : null, message: task.message,
+    created_at: stripMillis(task.started_at), updated_at: stripMillis(task.updated_at),
+  };
+}
+
+function importTaskViews(doc: ImageDoc): Record<string, unknown>[] {
   if (doc.import_task) return [withExpiry(legacyImportTask(doc, doc.import_task))];
   const pipeline = doc.pipeline;
   const downloading = downloadRun(doc);

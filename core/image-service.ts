@@ -529,10 +529,9 @@ export class ImageService {
   }
 
   /**
-   * Every image that has a task (a pipeline run, a recorded failure, a legacy import task, or an import call's download). Tasks are derived from
-   * the images, so the admin-only tasks list reads them all and sorts in memory.
+   * Every image that has a task (hasTasks), a chunk at a time: tasks are derived from the images, so
+   * the admin-only tasks list reads them all and keeps what it needs, never the whole catalog.
    */
-  /** Every image that has a task, a chunk at a time: the caller keeps what it needs, never the whole catalog. */
   async *imagesWithTasks(caller: Caller): AsyncGenerator<ImageDoc> {
     this.assertTasksAccess(caller);
     const sort: ListQuery['sort'] = [{ key: 'created_at', dir: 'asc' }];
@@ -541,8 +540,7 @@ export class ImageService {
       const docs = await this.manifest.store.list({
         scope: { project_id: caller.project_id, admin: true }, visibility: 'all', memberStatus: 'all', where: {}, sort, limit: LIST_CHUNK, ...(cursor ? { after: cursor } : {}),
       });
-      // An import call's download has its task (processing) before any pipeline run.
-      for (const doc of docs) if (doc.status !== 'deleted' && (doc.pipeline || doc.failure || doc.import_task || doc.upload?.input)) yield doc;
+      for (const doc of docs) if (doc.status !== 'deleted' && hasTasks(doc)) yield doc;
       if (docs.length < LIST_CHUNK) return;
       cursor = sortValues(docs[docs.length - 1]!, sort);
       // Embedded mode reads SQLite synchronously: let other requests run between chunks, so a
@@ -963,6 +961,11 @@ export class ImageService {
 /** The record of an import's target stores; null: the default store alone, as without multi-store. */
 function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import'] {
   return targets ? { importing: [...targets.stores], failed: [], must_succeed: targets.must_succeed } : null;
+}
+
+/** Whether taskViews shows the image any task: a run, a failure, a legacy import, a download under way, a copy-image. */
+function hasTasks(doc: ImageDoc): boolean {
+  return Boolean(doc.pipeline || doc.failure || doc.import_task || doc.upload?.input || doc.copy_tasks?.length);
 }
 
 /** Who started a run or import, for its task: the caller's user and the call's request id. */

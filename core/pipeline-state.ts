@@ -28,9 +28,10 @@ export function remainingStages(run: PipelineRun): StageName[] {
   return STAGES.slice(STAGES.indexOf(run.stage));
 }
 
-/** The next run number of an image: each upload or import attempt gets its own, never one an abandoned upload had. */
+/** The next run number of an image: each upload, import or copy-image gets its own, never one an abandoned upload had. */
 export function nextRunNumber(doc: ImageDoc): number {
-  return Math.max(doc.pipeline?.run ?? 0, doc.upload?.run ?? 0, doc.aborted_run ?? 0) + 1;
+  const copies = (doc.copy_tasks ?? []).map((t) => t.run);
+  return Math.max(doc.pipeline?.run ?? 0, doc.upload?.run ?? 0, doc.aborted_run ?? 0, ...copies) + 1;
 }
 
 /**

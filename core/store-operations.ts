@@ -17,10 +17,11 @@ import { event } from './events.js';
 import { copiesOf, copyKey, copyVerified, readingOrder } from './image-stores.js';
 import { exponentialBackoff, type JobKind } from './jobs.js';
 import type { Manifest } from './manifest.js';
+import { nextRunNumber } from './pipeline-state.js';
 import { enforce, requireVisible } from './policy.js';
 import type { JobContext, JobQueue } from './ports.js';
 import type { StoreRegistry } from './store-registry.js';
-import type { ImageDoc, StoredCopy } from '../schemas/image.js';
+import type { CopyTask, ImageDoc, StoredCopy } from '../schemas/image.js';
 import type { PirEvent } from '../schemas/events.js';
 
 export interface CopyImageJob {
@@ -52,6 +53,35 @@ export function startsCopies(e: PirEvent): boolean {
 /** One job per image, store and starting event: a repeated event (or the api's direct enqueue) adds none. */
 const copyJobId = (imageId: string, store: string, eventId: string) => `${imageId}.copy.${store}.${eventId}`;
 
+/** Copy tasks an image keeps (Glance keeps each for task_time_to_live): the newest, and any still running. */
+const KEPT_COPY_TASKS = 20;
+
+function keptCopyTasks(tasks: CopyTask[]): CopyTask[] {
+  const over = tasks.length - (KEPT_COPY_TASKS - 1);
+  if (over <= 0) return tasks;
+  const dropped = new Set(tasks.filter((t) => t.status !== 'processing').slice(0, over));
+  return tasks.filter((t) => !dropped.has(t));
+}
+
+/**
+ * Ends the copy-image's task once no store is left importing, in the write that empties the list.
+ * As Glance: a failure only when a store that had to succeed failed (its flow reverts and fails the
+ * task); with all_stores_must_succeed false the image stays active and the task succeeds, the
+ * stores that failed being listed in os_glance_failed_import.
+ */
+function settleCopyTask(draft: ImageDoc, why?: string): void {
+  const plan = draft.store_import;
+  if (!plan || plan.importing.length > 0 || plan.task === undefined) return;
+  const task = draft.copy_tasks?.find((t) => t.run === plan.task);
+  if (!task || task.status !== 'processing') return;
+  const backend = (task.requested.input?.backend ?? []) as string[];
+  const lost = backend.filter((s) => plan.failed.includes(s));
+  const failed = plan.must_succeed && lost.length > 0;
+  task.status = failed ? 'failure' : 'success';
+  task.message = failed ? (why ?? `copy to store${lost.length > 1 ? 's' : ''} ${lost.map((s) => `'${s}'`).join(', ')} failed for good.`) : '';
+  task.updated_at = new Date().toISOString();
+}
+
 export class StoreOperations {
   constructor(
     private readonly manifest: Manifest,
@@ -72,7 +102,7 @@ export class StoreOperations {
    * holding the image are left out, and if none is left nothing is done (returns []); stores named
    * one by one must not hold it yet (400 already_in_stores).
    */
-  async copyImage(caller: Caller, id: string, targets: string[], mustSucceed: boolean, allStores = false): Promise<string[]> {
+  async copyImage(caller: Caller, id: string, targets: string[], mustSucceed: boolean, allStores = false, importReq: Record<string, unknown> = { method: { name: 'copy-image' } }): Promise<string[]> {
     const queue = this.queue;
     if (!queue) throw new Error('copy-image needs a job queue');
     const def = this.stores.defaultId;
@@ -98,11 +128,17 @@ export class StoreOperations {
       if (wanted.length === 0) return null;
       // From now on the record is explicit, whatever the document held before.
       draft.stores = copiesOf(draft, def).map((c) => ({ ...c }));
+      // Its task, in the same write (Glance's api_image_import task; backend: the stores it copies to).
+      const run = nextRunNumber(draft);
+      const now = new Date().toISOString();
+      const requested = { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null, input: { import_req: importReq, backend: wanted } };
+      draft.copy_tasks = [...keptCopyTasks(draft.copy_tasks ?? []), { run, status: 'processing', requested, started_at: now, updated_at: now, message: '' }];
       draft.store_import = {
         importing: wanted,
         failed: (draft.store_import?.failed ?? []).filter((s) => !wanted.includes(s)),
         must_succeed: mustSucceed,
         copied: [],
+        task: run,
       };
       return [event('image.updated', { changes: [IMPORTING_FIELD] })];
     });
@@ -206,6 +242,7 @@ export class StoreOperations {
         } else if (!plan.failed.includes(store)) {
           plan.failed.push(store);
         }
+        settleCopyTask(draft);
         return [];
       });
       return doc;
@@ -237,7 +274,9 @@ export class StoreOperations {
           draft.stores = kept;
           if (undone.some((c) => c.store === def)) delete draft.blob_key;
         }
-        draft.store_import = { importing: [], failed: [...new Set([...plan.failed, store])], must_succeed: plan.must_succeed, copied: [] };
+        draft.store_import = { importing: [], failed: [...new Set([...plan.failed, store])], must_succeed: plan.must_succeed, copied: [], ...(plan.task !== undefined ? { task: plan.task } : {}) };
+        const removed = undone.map((c) => c.store);
+        settleCopyTask(draft, `copy to store '${store}' failed for good; all_stores_must_succeed is true, so the copy-image stopped${removed.length ? ` and removed the copies it made (${removed.join(', ')})` : ''}.`);
         return [];
       });
     } catch (error) {

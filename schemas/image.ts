@@ -167,6 +167,25 @@ export interface StoreImport {
    * must_succeed removes these copies again (Glance reverts the copies of the failed task).
    */
   copied?: string[];
+  /** copy-image: the run number of its task (ImageDoc.copy_tasks), settled when `importing` empties. */
+  task?: number;
+}
+
+/**
+ * A copy-image's task (Glance records an api_image_import task for it too), id `<image>.<run>`:
+ * made in the write that starts the copy, settled in the write that ends it (the last store copied,
+ * failed, reverted or given up), so a crash never leaves it processing for a copy that is over.
+ */
+export interface CopyTask {
+  run: number;
+  status: 'processing' | 'success' | 'failure';
+  /** Who asked, in which request, and Glance's task input (import_req, backend). */
+  requested: Requester;
+  started_at: string;
+  /** When it was settled (its start while processing). */
+  updated_at: string;
+  /** Why it failed (empty otherwise, as Glance's message). */
+  message: string;
 }
 
 /**
@@ -274,6 +293,8 @@ export interface ImageDoc {
   stores?: StoredCopy[];
   /** Stores an import or copy-image is still writing, or failed to (absent: none). */
   store_import?: StoreImport | null;
+  /** The tasks of its copy-image calls, oldest first (absent: none). */
+  copy_tasks?: CopyTask[];
   /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
   share_links?: ShareLink[];
   /** Uses of each share link, by link id (kept apart so counting never bumps updated_at). */

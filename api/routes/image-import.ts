@@ -68,7 +68,7 @@ export async function imageImportRoutes(app: FastifyInstance, images: ImageServi
       // Naming none copies to the default store, as Glance's get_stores_from_request falls back to
       // default_backend (then "already present" when the image is there, as it usually is).
       const { stores, must_succeed } = targets ?? { stores: [images.stores.defaultId], must_succeed: body.all_stores_must_succeed ?? true };
-      await storeOps!.copyImage(request.caller, id, stores, must_succeed, body.all_stores === true);
+      await storeOps!.copyImage(request.caller, id, stores, must_succeed, body.all_stores === true, taskImportReq(body));
     } else if (method.name === 'web-download') await webDownloads.start(request.caller, id, method.uri, targets, taskImportReq(body));
     else if (method.name === 'glance-download') {
       // The remote Glance is read with the caller's own token, as Glance's flow does.

@@ -235,6 +235,10 @@ for (const mode of ['embedded', 'distributed'] as const) {
       assert.equal(image.status, 'active');
       assert.deepEqual(image.stores.split(',').sort(), ['fast', 's3', 'spare']);
       assert.equal(image.os_glance_failed_import, '');
+      // Its task, as Glance's api_image_import: settled in the write that finished the last store.
+      const tasks = (await as('admin').call('GET', `/v2/images/${id}/tasks`)).body as { tasks: { status: string; input: { method: string; backend: string[] } }[] };
+      const copyTask = tasks.tasks.find((t) => t.input.method === 'copy-image');
+      assert.deepEqual([copyTask?.status, copyTask?.input.backend], ['success', ['s3', 'spare']], JSON.stringify(tasks));
       assert.equal(await s3Sha512(id), sha512);
       assert.deepEqual(await readFile(join(dir, 'spare', 'images', id)), bytes);
       // ?prefer= (Glance 2026.1): the preferred store is read first. With spare's copy cut short, the

@@ -63,13 +63,13 @@ describe('copy-image', () => {
       (e: PirError) => e.code === 'already_in_stores' && e.kind === 'bad_request' && /already present at store 'fast'/.test(e.message));
     assert.equal((await d.manifest.get(id))!.store_import, undefined, 'nothing recorded');
     assert.deepEqual(await ops.copyImage(ADMIN, id, ['cheap'], true), ['cheap']);
-    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['cheap'], failed: [], must_succeed: true, copied: [] });
+    assert.deepEqual((await d.manifest.get(id))!.store_import, { importing: ['cheap'], failed: [], must_succeed: true, copied: [], task: 1 });
     assert.equal(jobs.length, 1);
     await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'import_in_progress', 'being copied: the import lock');
     await ops.handle(jobs[0].data, ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
-    assert.deepEqual(doc.store_import, { importing: [], failed: [], must_succeed: true, copied: ['cheap'] });
+    assert.deepEqual(doc.store_import, { importing: [], failed: [], must_succeed: true, copied: ['cheap'], task: 1 });
     assert.deepEqual(await readFile(join(other.imagesDir, id)), BYTES);
     await assert.rejects(ops.copyImage(ADMIN, id, ['cheap'], true), (e: PirError) => e.code === 'already_in_stores' && e.kind === 'bad_request');
     await d.close();
@@ -98,8 +98,10 @@ describe('copy-image', () => {
     assert.deepEqual((await d.manifest.get(id))!.store_import!.importing, ['cheap'], 'still importing while retries remain');
     await ops.handle(jobs[0].data, ctx(COPY_IMAGE_KIND.retry.attempts));
     const doc = (await d.manifest.get(id))!;
-    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false, copied: [] });
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false, copied: [], task: 1 });
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast']);
+    // As Glance: a lenient copy-image leaves the image active, so its task succeeds (the store is listed as failed).
+    assert.deepEqual(doc.copy_tasks!.map((t) => [t.run, t.status, t.message]), [[1, 'success', '']]);
     await d.close();
   });
 
@@ -109,8 +111,16 @@ describe('copy-image', () => {
     await ops.copyImage(ADMIN, id, ['cheap'], false);
     await ops.abandoned(jobs[0].data);
     const doc = (await d.manifest.get(id))!;
-    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false, copied: [] });
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['cheap'], must_succeed: false, copied: [], task: 1 });
+    assert.equal(doc.copy_tasks![0].status, 'success', 'its task is settled, not left processing');
     assert.deepEqual(await ops.copyImage(ADMIN, id, ['cheap'], false), ['cheap'], 'no longer 409 import_in_progress');
+    // One that had to succeed: given up, its task fails.
+    const strict = await activeImage();
+    await ops.copyImage(ADMIN, strict, ['cheap'], true);
+    await ops.abandoned(jobs[jobs.length - 1].data);
+    const [task] = (await d.manifest.get(strict))!.copy_tasks!;
+    assert.equal(task.status, 'failure');
+    assert.match(task.message, /copy to store 'cheap' failed for good/);
     await ops.abandoned({ image_id: 'no-such-image', store: 'cheap' });
     await d.close();
   });
@@ -125,7 +135,9 @@ describe('copy-image', () => {
     await ops.handle(jobs[1].data, ctx(COPY_IMAGE_KIND.retry.attempts));
     const doc = (await d.manifest.get(id))!;
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast'], 'the image is left as it was');
-    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: true, copied: [] });
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: true, copied: [], task: 1 });
+    assert.deepEqual(doc.copy_tasks!.map((t) => [t.status, t.message]),
+      [['failure', "copy to store 'broken' failed for good; all_stores_must_succeed is true, so the copy-image stopped and removed the copies it made (cheap)."]]);
     assert.equal(await exists(join(other.imagesDir, id)), false, "cheap's copy is removed");
     assert.deepEqual(await readFile(join(d.blobs.imagesDir, id)), BYTES, 'the copy from before stays');
     await d.close();
@@ -139,7 +151,8 @@ describe('copy-image', () => {
     await ops.handle(jobs[1].data, ctx(1));
     const doc = (await d.manifest.get(id))!;
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
-    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: false, copied: ['cheap'] });
+    assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: false, copied: ['cheap'], task: 1 });
+    assert.equal(doc.copy_tasks![0].status, 'success', 'as Glance: the image is still active');
     assert.deepEqual(await readFile(join(other.imagesDir, id)), BYTES);
     await d.close();
   });
@@ -179,6 +192,39 @@ describe('copy-image', () => {
     assert.deepEqual(doc.stores!.map((c) => c.store), ['fast', 'cheap']);
     assert.deepEqual(doc.store_import, { importing: [], failed: ['broken'], must_succeed: false });
     assert.deepEqual(await ops.continueImport(id, 'e1'), [], 'nothing left to place');
+    await d.close();
+  });
+
+  it("records its task in the write that starts it (Glance's api_image_import: import_req, backend, who asked), processing until the last store is done", async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    const importReq = { method: { name: 'copy-image' }, all_stores: true };
+    await ops.copyImage({ ...ADMIN, request_id: 'req-1' }, id, ['fast', 'cheap', 'broken'], false, true, importReq);
+    const started = (await d.manifest.get(id))!;
+    assert.equal(started.store_import!.task, 1);
+    const [task] = started.copy_tasks!;
+    assert.deepEqual([task.run, task.status, task.requested], [1, 'processing', { user_id: 'root', request_id: 'req-1', input: { import_req: importReq, backend: ['cheap', 'broken'] } }]);
+    await ops.handle(jobs[0].data, ctx(1));
+    assert.equal((await d.manifest.get(id))!.copy_tasks![0].status, 'processing', 'broken is still being copied');
+    await ops.handle(jobs[1].data, ctx(COPY_IMAGE_KIND.retry.attempts));
+    assert.equal((await d.manifest.get(id))!.copy_tasks![0].status, 'success');
+    // Every store holds it or failed: all_stores with nothing left to copy makes no task, as Glance returns before its task.
+    await d.manifest.update(id, (draft) => { draft.store_import!.failed = []; return []; });
+    await ops.copyImage(ADMIN, id, ['fast', 'cheap'], false, true);
+    assert.equal((await d.manifest.get(id))!.copy_tasks!.length, 1);
+    await d.close();
+  });
+
+  it('keeps its newest copy tasks, never dropping one still running', async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    for (let i = 0; i < 25; i++) {
+      await ops.copyImage(ADMIN, id, ['broken'], false);
+      await ops.abandoned(jobs[jobs.length - 1].data);
+    }
+    const runs = (await d.manifest.get(id))!.copy_tasks!.map((t) => t.run);
+    assert.equal(runs.length, 20);
+    assert.deepEqual([runs[0], runs[19]], [6, 25]);
     await d.close();
   });
 
