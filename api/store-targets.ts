@@ -4,6 +4,9 @@
  * `all_stores_must_succeed`. Unknown stores are 400 unknown_store on uploads and 409
  * unknown_import_store on imports (as Glance: UnknownScheme is a Conflict in import_image);
  * contradictions (all_stores or stores with another way of naming stores) 400 bad_stores.
+ * Without PIR_STORES (Glance without enabled_backends) there is nothing to choose: Glance reads
+ * none of these (its import's stores are [None], its upload ignores the header), so neither does PIR,
+ * except all_stores_must_succeed: false, which Glance refuses there too.
  */
 import type { FastifyRequest } from 'fastify';
 import { fail } from '../core/error-catalog.js';
@@ -26,6 +29,7 @@ export function headerStore(request: FastifyRequest): string | undefined {
 
 /** The targets of PUT …/file or …/stage: the header's store, or undefined (the default store). */
 export function uploadTargets(request: FastifyRequest, stores: StoreRegistry): StoreTargets | undefined {
+  if (!stores.multi) return undefined; // Glance's upload reads the header only with enabled_backends
   const store = headerStore(request);
   if (store === undefined) return undefined;
   return { stores: stores.requireKnown([store]), must_succeed: true };
@@ -33,10 +37,14 @@ export function uploadTargets(request: FastifyRequest, stores: StoreRegistry): S
 
 /** The targets of POST …/import; undefined when the request names none (default store, or the staged header's). */
 export function importTargets(request: FastifyRequest, body: ImportStoreFields, stores: StoreRegistry): StoreTargets | undefined {
-  const header = headerStore(request);
   const mustSucceed = body.all_stores_must_succeed ?? true;
-  // Glance: leniency needs enabled_backends (one store has nothing to be lenient about).
-  if (!mustSucceed && !stores.multi) throw fail('bad_stores', 'All_stores_must_succeed can only be set with enabled_backends (PIR_STORES).');
+  if (!stores.multi) {
+    // Glance: leniency needs enabled_backends (one store has nothing to be lenient about); the
+    // stores named are not read at all there (stores = [None]), so they are ignored, not refused.
+    if (!mustSucceed) throw fail('bad_stores', 'All_stores_must_succeed can only be set with enabled_backends (PIR_STORES).');
+    return undefined;
+  }
+  const header = headerStore(request);
   if (body.all_stores) {
     if (body.stores !== undefined || header !== undefined) {
       throw fail('bad_stores', 'all_stores cannot be combined with stores or X-Image-Meta-Store; send one of them.');

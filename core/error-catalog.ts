@@ -104,10 +104,10 @@ export const API_ERRORS = {
   unsupported_import_method: refusal(400, 'The import method is not offered here (see GET /v2/info/import).'),
   image_deleted: refusal(410, 'The image was deleted while it was being imported, or while its data was arriving (`PUT …/file` or `…/stage`; nothing of it is kept), as Glance\'s 410.'),
   // stores (Glance multi-store)
-  unknown_store: refusal(400, 'X-Image-Meta-Store on an upload or stage, or GET …/file?prefer=, names a store that is not configured (GET /v2/info/stores), or ?prefer= is used without multi-store.'),
-  unknown_import_store: refusal(409, "An import's stores or X-Image-Meta-Store names a store that is not configured (GET /v2/info/stores); 409, as Glance's import answers it."),
+  unknown_store: refusal(400, 'With multi-store, X-Image-Meta-Store on an upload or stage, or GET …/file?prefer=, names a store that is not configured (GET /v2/info/stores); or ?prefer= is used without multi-store (the header is then ignored, as Glance).'),
+  unknown_import_store: refusal(409, "With multi-store, an import's stores or X-Image-Meta-Store names a store that is not configured (GET /v2/info/stores); 409, as Glance's import answers it (one store ignores them, as Glance)."),
   body_not_expected: refusal(400, 'A body was sent to a call that takes none (DELETE /v2/stores/…, GET /v2/info/import, /v2/info/stores, /v2/info/stores/detail), as Glance\'s body_reject routes answer.'),
-  bad_stores: refusal(400, 'all_stores is given together with stores or X-Image-Meta-Store, stores together with X-Image-Meta-Store, stores is empty, or all_stores_must_succeed is false without multi-store.'),
+  bad_stores: refusal(400, 'With multi-store, all_stores is given together with stores or X-Image-Meta-Store, stores together with X-Image-Meta-Store, or stores is empty; or all_stores_must_succeed is false without multi-store.'),
   store_not_found: refusal(404, 'A store PIR looks up by id is not configured (internal: the API answers an unknown store in a URL path with store_unavailable).'),
   store_unavailable: refusal(409, "DELETE /v2/stores/{store_id}/… names a store that is not configured (GET /v2/info/stores); 409, as Glance's \"The selected store is not available on this node\"."),
   image_not_in_store: refusal(404, 'The image has no copy in that store.'),

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FastifyRequest } from 'fastify';
-import { importTargets } from '../../../api/store-targets.js';
+import { importTargets, uploadTargets } from '../../../api/store-targets.js';
 import { PirError } from '../../../core/errors.js';
 import type { BlobStore } from '../../../core/ports.js';
 import { StoreRegistry } from '../../../core/store-registry.js';
@@ -21,6 +21,19 @@ describe('importTargets', () => {
       (e: PirError) => e.code === 'bad_stores' && e.kind === 'bad_request' && /only be set with enabled_backends/.test(e.message));
     assert.equal(importTargets(request(), { all_stores_must_succeed: true }, single), undefined);
     assert.deepEqual(importTargets(request(), { stores: ['cheap'], all_stores_must_succeed: false }, stores), { stores: ['cheap'], must_succeed: false });
+  });
+
+  it('without multi-store the stores named are ignored, not refused, as Glance without enabled_backends (stores = [None])', () => {
+    const single = StoreRegistry.single(blobs);
+    for (const [headers, body] of [
+      [{}, { stores: ['nowhere'] }], [{}, { stores: [] }], [{}, { all_stores: true }], [{ 'x-image-meta-store': 'nowhere' }, {}],
+      [{ 'x-image-meta-store': '' }, {}], [{ 'x-image-meta-store': 'local' }, { stores: ['local'], all_stores: true }],
+    ] as const) {
+      assert.equal(importTargets(request(headers), body as never, single), undefined, JSON.stringify([headers, body]));
+    }
+    // An upload's header too (Glance's upload reads it only with enabled_backends).
+    assert.equal(uploadTargets(request({ 'x-image-meta-store': 'nowhere' }), single), undefined);
+    assert.throws(() => uploadTargets(request({ 'x-image-meta-store': 'nowhere' }), stores), (e: PirError) => e.code === 'unknown_store');
   });
 
   it('stores, or else the header, or else none named', () => {
