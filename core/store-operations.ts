@@ -27,6 +27,18 @@ import type { PirEvent } from '../schemas/events.js';
 export interface CopyImageJob {
   image_id: string;
   store: string;
+  /**
+   * The copy-image's task run (StoreImport.task); absent for a lenient import's placement. A job
+   * acts only on the placement it was made for: a late duplicate of an earlier copy-image's job
+   * must not fail or revert the next copy-image of the same store.
+   */
+  task?: number;
+}
+
+/** Whether the image is still placing `store` for this job (the same copy-image, or the same import). */
+function placing(doc: ImageDoc, job: CopyImageJob): boolean {
+  const plan = doc.store_import;
+  return Boolean(plan?.importing.includes(job.store) && plan.task === job.task);
 }
 
 /** One job per image and target store; retried with backoff (1 s, 2 s, 4 s … capped at a minute). */
@@ -146,7 +158,8 @@ export class StoreOperations {
     // Enqueued here at once; the event (the same job ids) enqueues them if this process dies first.
     const started = [...doc.outbox].reverse().find((e) => e.type === 'image.updated');
     if (started) {
-      for (const store of wanted) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(id, store, started.id), { image_id: id, store });
+      const task = doc.store_import?.task;
+      for (const store of wanted) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(id, store, started.id), { image_id: id, store, ...(task !== undefined ? { task } : {}) });
     }
     return wanted;
   }
@@ -162,7 +175,8 @@ export class StoreOperations {
     const doc = await this.manifest.get(imageId);
     if (!doc || !HOLDS_BYTES.has(doc.status)) return [];
     const stores = doc.store_import?.importing ?? [];
-    for (const store of stores) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(imageId, store, eventId), { image_id: imageId, store });
+    const task = doc.store_import?.task;
+    for (const store of stores) await queue.enqueue(COPY_IMAGE_KIND, copyJobId(imageId, store, eventId), { image_id: imageId, store, ...(task !== undefined ? { task } : {}) });
     if (stores.length) this.log.debug({ image_id: imageId, stores }, 'copy-image jobs enqueued for the stores still importing');
     return stores;
   }
@@ -171,9 +185,9 @@ export class StoreOperations {
   handle = async (job: CopyImageJob, ctx: JobContext): Promise<void> => {
     const { image_id: id, store } = job;
     const doc = await this.manifest.get(id);
-    if (!doc || !doc.store_import?.importing.includes(store)) return; // finished, or the image is gone
+    if (!doc || !placing(doc, job)) return; // finished (or another placement's now), or the image is gone
     if (!HOLDS_BYTES.has(doc.status) || !this.stores.has(store) || doc.size === null || !doc.os_hash_value) {
-      await this.finish(id, store, null);
+      await this.finish(job, null);
       return;
     }
     const key = copyKey(id);
@@ -183,10 +197,10 @@ export class StoreOperations {
       const last = ctx.attempt >= ctx.maxAttempts;
       this.log[last ? 'error' : 'warn']({ image_id: id, store, err: error, attempt: ctx.attempt }, last ? 'copy-image failed for good' : 'copy-image failed; will retry');
       if (!last) throw error;
-      await this.failed(doc, store);
+      await this.failed(doc, job);
       return;
     }
-    const after = await this.finish(id, store, { store, key, at: new Date().toISOString() });
+    const after = await this.finish(job, { store, key, at: new Date().toISOString() });
     // Deleted (or the copy dropped) while it was being written: no bytes may stay behind.
     if (!after || !copiesOf(after, this.stores.defaultId).some((c) => c.store === store)) await this.stores.get(store).delete(key);
     else this.log.info({ image_id: id, store }, 'image copied into store');
@@ -199,15 +213,15 @@ export class StoreOperations {
    */
   abandoned = async (job: CopyImageJob): Promise<void> => {
     const doc = await this.manifest.get(job.image_id);
-    if (!doc || !doc.store_import?.importing.includes(job.store)) return;
+    if (!doc || !placing(doc, job)) return;
     this.log.error({ image_id: job.image_id, store: job.store }, 'copy-image given up: the workers running it died or froze; the store is recorded as failed');
-    await this.failed(doc, job.store);
+    await this.failed(doc, job);
   };
 
   /** A copy that will not be made: reverted (all stores had to succeed and one did) or listed as failed. */
-  private async failed(doc: ImageDoc, store: string): Promise<void> {
-    if (doc.store_import?.must_succeed && doc.store_import.copied) await this.revert(doc.id, store);
-    else await this.finish(doc.id, store, null);
+  private async failed(doc: ImageDoc, job: CopyImageJob): Promise<void> {
+    if (doc.store_import?.must_succeed && doc.store_import.copied) await this.revert(job);
+    else await this.finish(job, null);
   }
 
   /** Streams from the first store that still holds a whole copy (default store first). */
@@ -229,12 +243,13 @@ export class StoreOperations {
   }
 
   /** Takes the store off the importing list: into `stores` with its copy, or into the failed list. */
-  private async finish(id: string, store: string, copy: StoredCopy | null): Promise<ImageDoc | null> {
+  private async finish(job: CopyImageJob, copy: StoredCopy | null): Promise<ImageDoc | null> {
+    const { image_id: id, store } = job;
     const def = this.stores.defaultId;
     try {
       const { doc } = await this.manifest.update(id, (draft) => {
         const plan = draft.store_import;
-        if (!plan?.importing.includes(store)) return null;
+        if (!plan || !placing(draft, job)) return null;
         plan.importing = plan.importing.filter((s) => s !== store);
         if (copy && HOLDS_BYTES.has(draft.status)) {
           draft.stores = [...copiesOf(draft, def).filter((c) => c.store !== store), copy];
@@ -258,13 +273,15 @@ export class StoreOperations {
    * crash leaves), the stores it had not finished are dropped, and `store` is listed as failed.
    * The image keeps the copies it had before the copy-image.
    */
-  private async revert(id: string, store: string): Promise<void> {
+  private async revert(job: CopyImageJob): Promise<void> {
+    const { image_id: id, store } = job;
     const def = this.stores.defaultId;
     let undone: StoredCopy[] = [];
     try {
       await this.manifest.update(id, (draft) => {
+        undone = [];
         const plan = draft.store_import;
-        if (!plan?.importing.includes(store)) return null;
+        if (!plan || !placing(draft, job)) return null;
         const copies = copiesOf(draft, def);
         const made = new Set(plan.copied ?? []);
         const kept = copies.filter((c) => !made.has(c.store));

@@ -215,6 +215,24 @@ describe('copy-image', () => {
     await d.close();
   });
 
+  it("a late duplicate of an earlier copy-image's job leaves the next copy-image of that store alone", async () => {
+    const { d, ops, jobs, activeImage } = await setup();
+    const id = await activeImage();
+    await ops.copyImage(ADMIN, id, ['broken'], true);
+    const stale = jobs[0].data;
+    assert.equal(stale.task, 1, 'the job names its copy-image');
+    await ops.handle(stale, ctx(COPY_IMAGE_KIND.retry.attempts));
+    assert.equal((await d.manifest.get(id))!.copy_tasks![0].status, 'failure');
+    await ops.copyImage(ADMIN, id, ['broken'], true);
+    // The first copy's job runs again (the queue delivered it twice): it is not this copy's.
+    await ops.handle(stale, ctx(COPY_IMAGE_KIND.retry.attempts));
+    await ops.abandoned(stale);
+    const doc = (await d.manifest.get(id))!;
+    assert.deepEqual(doc.store_import!.importing, ['broken'], 'still being copied');
+    assert.deepEqual(doc.copy_tasks!.map((t) => [t.run, t.status]), [[1, 'failure'], [2, 'processing']]);
+    await d.close();
+  });
+
   it('keeps its newest copy tasks, never dropping one still running', async () => {
     const { d, ops, jobs, activeImage } = await setup();
     const id = await activeImage();
