@@ -42,7 +42,10 @@ export function importTargets(request: FastifyRequest, body: ImportStoreFields, 
     // Glance: leniency needs enabled_backends (one store has nothing to be lenient about); the
     // stores named are not read at all there (stores = [None]), so they are ignored, not refused.
     if (!mustSucceed) throw fail('bad_stores', 'All_stores_must_succeed can only be set with enabled_backends (PIR_STORES).');
-    return undefined;
+    // A client that named stores watches them (os_glance_importing_to_stores, then
+    // os_glance_failed_import: tempest's web-download with a bad URL waits for it): the one store.
+    const named = body.all_stores === true || body.stores !== undefined || request.headers['x-image-meta-store'] !== undefined;
+    return named ? { stores: stores.ids, must_succeed: true } : undefined;
   }
   const header = headerStore(request);
   if (body.all_stores) {

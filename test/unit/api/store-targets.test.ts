@@ -23,14 +23,16 @@ describe('importTargets', () => {
     assert.deepEqual(importTargets(request(), { stores: ['cheap'], all_stores_must_succeed: false }, stores), { stores: ['cheap'], must_succeed: false });
   });
 
-  it('without multi-store the stores named are ignored, not refused, as Glance without enabled_backends (stores = [None])', () => {
+  it('without multi-store the stores named are not checked, as Glance without enabled_backends (stores = [None]); an import naming any reports on the one store', () => {
     const single = StoreRegistry.single(blobs);
     for (const [headers, body] of [
       [{}, { stores: ['nowhere'] }], [{}, { stores: [] }], [{}, { all_stores: true }], [{ 'x-image-meta-store': 'nowhere' }, {}],
       [{ 'x-image-meta-store': '' }, {}], [{ 'x-image-meta-store': 'local' }, { stores: ['local'], all_stores: true }],
     ] as const) {
-      assert.equal(importTargets(request(headers), body as never, single), undefined, JSON.stringify([headers, body]));
+      // os_glance_importing_to_stores, then os_glance_failed_import, name the one store, which such a client watches.
+      assert.deepEqual(importTargets(request(headers), body as never, single), { stores: single.ids, must_succeed: true }, JSON.stringify([headers, body]));
     }
+    assert.equal(importTargets(request(), {}, single), undefined);
     // An upload's header too (Glance's upload reads it only with enabled_backends).
     assert.equal(uploadTargets(request({ 'x-image-meta-store': 'nowhere' }), single), undefined);
     assert.throws(() => uploadTargets(request({ 'x-image-meta-store': 'nowhere' }), stores), (e: PirError) => e.code === 'unknown_store');
