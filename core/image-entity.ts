@@ -16,6 +16,7 @@ import { conflict } from './errors.js';
 import { event, type NewEvent } from './events.js';
 import { characters, LIMITS } from './limits.js';
 import { newRun, startStage } from './pipeline-state.js';
+import { keepFinishedTasks } from './task-history.js';
 
 /** Moves `draft` to `to`, refusing a move the state machine does not allow. Private to the entity. */
 function transition(draft: ImageDoc, to: ImageStatus): void {
@@ -40,6 +41,7 @@ export function beginReceiving(draft: ImageDoc, kind: 'upload' | 'stage', run: n
   if (kind === 'upload' && (!draft.disk_format || !draft.container_format)) {
     throw fail('formats_required', 'Set disk_format and container_format on the image (PATCH or at create) before uploading its data.');
   }
+  keepFinishedTasks(draft);
   transition(draft, kind === 'upload' ? 'saving' : 'uploading');
   draft.upload = { run, kind, started_at: new Date().toISOString() };
   draft.failure = null;
@@ -74,6 +76,7 @@ export function requireWebDownloadable(draft: ImageDoc, method: DownloadMethod =
 
 export function beginWebDownload(draft: ImageDoc, run: number, method: DownloadMethod = 'web-download'): NewEvent[] {
   requireWebDownloadable(draft, method);
+  keepFinishedTasks(draft);
   transition(draft, 'uploading');
   draft.upload = { run, kind: method, started_at: new Date().toISOString() };
   draft.failure = null;
@@ -103,12 +106,20 @@ export function adoptRemote(draft: ImageDoc, adoption: RemoteAdoption): void {
  * reason) until the next import.
  */
 export function downloadFailedBackToQueued(draft: ImageDoc, code: string, message: string, beforeRun: Pick<ImportFailure, 'run' | 'method' | 'requested'>): NewEvent[] {
+  const call = callOf(draft, beforeRun); // before backToQueued forgets the upload record
   const events = backToQueued(draft, message);
-  draft.failure = { stage: 'import', code, message, at: new Date().toISOString(), ...beforeRun };
+  draft.failure = { stage: 'import', code, message, at: new Date().toISOString(), ...call };
   // As kill: the stores it was importing to have failed (os_glance_failed_import), so waiters stop.
   const plan = draft.store_import;
   if (plan?.importing.length) draft.store_import = { ...plan, importing: [], failed: [...new Set([...plan.failed, ...plan.importing])] };
   return events;
+}
+
+/** An import that failed before its run, with when its call was made (its upload record's start): its task's created_at. */
+function callOf(draft: ImageDoc, beforeRun?: Pick<ImportFailure, 'run' | 'method' | 'requested'>): Partial<ImportFailure> {
+  if (!beforeRun) return {};
+  const upload = draft.upload;
+  return upload && upload.run === beforeRun.run ? { ...beforeRun, started_at: upload.started_at } : beforeRun;
 }
 
 /**
@@ -121,6 +132,7 @@ export function beginRegistration(draft: ImageDoc, run: number, location: Extern
     throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}${draft.location ? ' and has a location' : ''}; a location can be added only to a queued image with no data. Create a new image to register other bytes.`);
   }
   requireFormatsBefore(draft, 'a location is added', 'set it with PATCH first.');
+  keepFinishedTasks(draft);
   transition(draft, 'uploading');
   draft.upload = { run, kind: 'location', started_at: new Date().toISOString() };
   draft.location = location;
@@ -189,6 +201,7 @@ function backToQueued(draft: ImageDoc, reason: string, expired = false): NewEven
 /** The pipeline starts on staged data, under run number `run`. */
 export function beginImport(draft: ImageDoc, run: number, method: PipelineRun['method'], deadlineSeconds: number, requested: PipelineRun['requested'] = null): NewEvent[] {
   transition(draft, 'importing');
+  keepFinishedTasks(draft);
   draft.pipeline = newRun(run, method, deadlineSeconds);
   if (requested) draft.pipeline.requested = requested;
   const first = draft.pipeline.stage as StageName;
@@ -231,7 +244,7 @@ export function activate(draft: ImageDoc, run: number): NewEvent[] {
  */
 export function kill(draft: ImageDoc, stage: string, code: string, message: string, beforeRun?: Pick<ImportFailure, 'run' | 'method' | 'requested'>): NewEvent[] {
   transition(draft, 'killed');
-  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString(), ...beforeRun };
+  draft.failure = { stage: stage as never, code, message, at: new Date().toISOString(), ...callOf(draft, beforeRun) };
   draft.upload = null;
   draft.staging = null;
   // An import into stores (multi-store): every store still being imported to has failed (Glance moves them

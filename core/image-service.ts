@@ -963,9 +963,9 @@ function importPlan(targets: StoreTargets | undefined): ImageDoc['store_import']
   return targets ? { importing: [...targets.stores], failed: [], must_succeed: targets.must_succeed } : null;
 }
 
-/** Whether taskViews shows the image any task: a run, a failure, a legacy import, a download under way, a copy-image. */
+/** Whether taskViews shows the image any task: a run, a failure, a legacy import, a download under way, a copy-image, an earlier import's. */
 function hasTasks(doc: ImageDoc): boolean {
-  return Boolean(doc.pipeline || doc.failure || doc.import_task || doc.upload?.input || doc.copy_tasks?.length);
+  return Boolean(doc.pipeline || doc.failure || doc.import_task || doc.upload?.input || doc.copy_tasks?.length || doc.earlier_tasks?.length);
 }
 
 /** Who started a run or import, for its task: the caller's user and the call's request id. */

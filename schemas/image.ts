@@ -61,6 +61,8 @@ export interface ImportFailure {
   run?: number;
   method?: 'web-download' | 'glance-download' | 'location';
   requested?: Requester;
+  /** When that import's call was made: its task's created_at (absent in older documents: the image's creation). */
+  started_at?: string;
 }
 
 /** One run of the pipeline over a staged upload. A new import starts a new run. */
@@ -189,6 +191,19 @@ export interface CopyTask {
 }
 
 /**
+ * The finished task of an earlier import run, as its view stood (id `<image>.<run>`, status,
+ * message, input, request_id, user_id, created_at, updated_at, result…) when the next run started:
+ * Glance keeps every import call's task, and PIR derives only the current run's from the image.
+ */
+export interface KeptTask {
+  id: string;
+  status: 'success' | 'failure';
+  created_at: string;
+  updated_at: string;
+  [field: string]: unknown;
+}
+
+/**
  * Where a registered image's bytes live outside PIR's store (Glance's image location), and what
  * they looked like when registered: a read that finds another size, ETag or Last-Modified fails
  * instead of serving different bytes. Read-only for PIR: it never writes or deletes there.
@@ -295,6 +310,8 @@ export interface ImageDoc {
   store_import?: StoreImport | null;
   /** The tasks of its copy-image calls, oldest first (absent: none). */
   copy_tasks?: CopyTask[];
+  /** The finished tasks of its earlier import runs, oldest first (absent: none; core/task-history.ts). */
+  earlier_tasks?: KeptTask[];
   /** Share links of the image (absent: none). Uses are counted in `share_link_uses`. */
   share_links?: ShareLink[];
   /** Uses of each share link, by link id (kept apart so counting never bumps updated_at). */

@@ -90,7 +90,7 @@ type Stored = Omit<ImageDoc, Packed> & Partial<Pick<ImageDoc, Packed>> & {
  */
 const PACKED = [
   'properties', 'location', 'import_task', 'members', 'expected', 'upload', 'expired_upload', 'finished_upload', 'aborted_run', 'staging', 'pipeline', 'blob_key',
-  'failure', 'stores', 'store_import', 'copy_tasks', 'share_links', 'share_link_uses', 'outbox',
+  'failure', 'stores', 'store_import', 'copy_tasks', 'earlier_tasks', 'share_links', 'share_link_uses', 'outbox',
 ] as const satisfies readonly (keyof ImageDoc)[];
 type Packed = (typeof PACKED)[number];
 const isPacked = new Set<string>(PACKED);

@@ -289,6 +289,35 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
     });
   }
 
+  it('keeps the failed task, created when its call was made, when the image is imported again (Glance keeps every import\'s task)', async () => {
+    record = activeRecord();
+    const id = await create({ disk_format: 'iso', container_format: 'ovf' });
+    const createdAt = (await call('GET', `/v2/images/${id}`)).json().created_at as string;
+    // Glance's times are whole seconds: the call comes a second after the image's creation.
+    await new Promise((r) => setTimeout(r, 1100));
+    const calledAt = Date.now();
+    const failed = await glanceDownload(id, { glance_region: 'not a region' });
+    assert.equal(failed.statusCode, 202, failed.body);
+    assert.equal((await settled(id)).status, 'queued');
+    const [failedTask] = (await call('GET', `/v2/images/${id}/tasks`)).json().tasks;
+    assert.equal(failedTask.id, `${id}.1`);
+    assert.equal(failedTask.status, 'failure');
+    assert.ok(Date.parse(failedTask.created_at) >= Math.floor(calledAt / 1000) * 1000 && failedTask.created_at !== createdAt, `${failedTask.created_at} is the call's time, not the image's ${createdAt}`);
+
+    const retried = await glanceDownload(id);
+    assert.equal(retried.statusCode, 202, retried.body);
+    // Kept in the write that started the retry (one manifest write: a crash cannot lose it).
+    assert.deepEqual((await d.manifest.get(id))!.earlier_tasks!.map((t) => [t.id, t.status]), [[`${id}.1`, 'failure']]);
+    assert.equal((await settled(id)).status, 'importing');
+    const tasks = (await call('GET', `/v2/images/${id}/tasks`)).json().tasks;
+    assert.deepEqual(tasks.map((t: { id: string }) => t.id), [`${id}.1`, `${id}.2`]);
+    assert.deepEqual(tasks[0], failedTask, 'as it stood when it failed');
+    assert.equal(tasks[1].request_id, retried.headers['x-openstack-request-id']);
+    assert.deepEqual((await call('GET', `/v2/tasks/${id}.1`, undefined, ADMIN)).json(), failedTask);
+    const listed = (await call('GET', '/v2/tasks?status=failure&limit=1000', undefined, ADMIN)).json().tasks.map((t: { id: string }) => t.id);
+    assert.ok(listed.includes(`${id}.1`), JSON.stringify(listed));
+  });
+
   const startHostile = async (remoteId: string) => {
     const id = await create({ disk_format: 'iso', container_format: 'ovf' });
     const started = await glanceDownload(id, { glance_image_id: remoteId });
