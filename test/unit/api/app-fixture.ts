@@ -15,8 +15,19 @@ import { parseAllowList } from '../../../infra/egress/address-policy.js';
 import { DEFAULT_EGRESS, EgressClient } from '../../../infra/egress/egress-client.js';
 import { SqliteQuotaStore } from '../../../infra/embedded/sqlite-quota-store.js';
 import { domain } from '../core/fixtures.js';
+import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import type { Caller } from '../../../core/caller.js';
 
 export const TOKEN = 'unit-test-token-0123456789abcdefghij';
+
+/** An authenticator that knows these tokens' callers and refuses any other token (401). */
+export function callersAuthenticator(callers: Record<string, Caller>): Authenticator {
+  return {
+    challenge: null,
+    async authenticate(token) { const caller = callers[token]; if (!caller) throw tokenInvalid(); return caller; },
+    async close() {},
+  };
+}
 
 export interface AppFixture {
   app: FastifyInstance;

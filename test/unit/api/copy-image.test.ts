@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../api/app.js';
-import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import { callersAuthenticator } from './app-fixture.js';
 import type { Caller } from '../../../core/caller.js';
 import { ImageService } from '../../../core/image-service.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
@@ -31,11 +31,7 @@ const callers: Record<string, Caller> = {
   [ADMIN]: { project_id: 'admin', user_id: 'root', roles: ['admin', 'member', 'reader'] },
   [OWNER]: { project_id: 'p', user_id: 'u', roles: ['member', 'reader'] },
 };
-const authenticator: Authenticator = {
-  challenge: null,
-  async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
-  async close() {},
-};
+const authenticator = callersAuthenticator(callers);
 const BYTES = Buffer.from('the bytes of a disk image\n'.repeat(64));
 const SHA512 = createHash('sha512').update(BYTES).digest('hex');
 const last = { attempt: COPY_IMAGE_KIND.retry.attempts, maxAttempts: COPY_IMAGE_KIND.retry.attempts, reportProgress: async () => {} };

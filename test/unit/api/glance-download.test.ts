@@ -14,7 +14,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../api/app.js';
-import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import { callersAuthenticator } from './app-fixture.js';
 import { SYSTEM_CALLER, type Caller } from '../../../core/caller.js';
 import { PirError } from '../../../core/errors.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
@@ -105,11 +105,7 @@ const HOSTILE = {
   /** A property name the image cannot take (303 characters). */
   longProperty: 'a0000000-0000-4000-8000-000000000006',
 };
-const authenticator: Authenticator = {
-  challenge: null,
-  async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
-  async close() {},
-};
+const authenticator = callersAuthenticator(callers);
 
 describe('glance-download: imports from a remote Glance (inject)', () => {
   let app: FastifyInstance;

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../../api/app.js';
-import { tokenInvalid, type Authenticator } from '../../../core/authenticator.js';
+import { callersAuthenticator } from './app-fixture.js';
 import type { Caller } from '../../../core/caller.js';
 import { Quotas, UNLIMITED } from '../../../core/quota.js';
 import { HashPool } from '../../../ingest/hashing/index.js';
@@ -23,11 +23,7 @@ const callers: Record<string, Caller> = {
   [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] },
   [OTHER]: { project_id: 'p2', user_id: 'u2', roles: ['member', 'reader'] },
 };
-const authenticator: Authenticator = {
-  challenge: null,
-  async authenticate(token) { const c = callers[token]; if (!c) throw tokenInvalid(); return c; },
-  async close() {},
-};
+const authenticator = callersAuthenticator(callers);
 
 describe('import and info routes (inject)', () => {
   let app: FastifyInstance;
