@@ -185,6 +185,17 @@ export function abortReceiving(draft: ImageDoc, reason: string, expired = false)
   return backToQueued(draft, reason, expired);
 }
 
+/**
+ * A claim whose work never started (its call was refused after the claim, or the claim's own write
+ * was thought lost): back to queued with nothing recorded, as a call Glance refuses makes no task.
+ */
+export function releaseClaim(draft: ImageDoc, reason: string): NewEvent[] {
+  // A legacy task's download has nobody to start it again: it ends, as abortReceiving ends it.
+  if (draft.import_task) return abortReceiving(draft, reason);
+  draft.store_import = null; // the plan this claim made (every claim writes its own); nothing was imported
+  return backToQueued(draft, reason);
+}
+
 function backToQueued(draft: ImageDoc, reason: string, expired = false): NewEvent[] {
   // A registration that never finished leaves no location: the image can be given one again.
   if (draft.upload?.kind === 'location') draft.location = null;

@@ -625,9 +625,11 @@ export class ImageService {
    * retry may already be writing under the next run number (S3: deleting its key would abort the
    * retry's multipart upload).
    */
-  async abortUpload(_caller: Caller, id: string, run: number, reason: string, options: { expired?: boolean } = {}): Promise<void> {
+  /** `neverStarted`: the call that claimed the image was refused before its work began (nothing is recorded). */
+  async abortUpload(_caller: Caller, id: string, run: number, reason: string, options: { expired?: boolean; neverStarted?: boolean } = {}): Promise<void> {
+    const abort = (draft: ImageDoc) => (options.neverStarted ? entity.releaseClaim(draft, reason) : entity.abortReceiving(draft, reason, options.expired));
     try {
-      await this.manifest.update(id, (draft) => (draft.upload?.run === run ? entity.abortReceiving(draft, reason, options.expired) : null));
+      await this.manifest.update(id, (draft) => (draft.upload?.run === run ? abort(draft) : null));
     } finally {
       await removeRunStaging(this.blobs, id, run);
     }

@@ -8,7 +8,7 @@
  * leaves the run number free, and the client's retry takes the same one), so a claim that never
  * landed, or a newer one, is left alone.
  */
-import { abortReceiving } from './image-entity.js';
+import { releaseClaim } from './image-entity.js';
 import type { Manifest } from './manifest.js';
 import type { ImageDoc } from '../schemas/image.js';
 
@@ -33,7 +33,7 @@ export async function releaseLostClaim(manifest: Manifest, id: string, claim: Cl
     await sleep(delay);
     try {
       const { changed } = await manifest.update(id, (draft) =>
-        draft.upload?.run === claim.run && draft.upload.started_at === claim.started_at && !draft.staging ? abortReceiving(draft, 'the write that began this upload failed; the upload never ran') : null);
+        draft.upload?.run === claim.run && draft.upload.started_at === claim.started_at && !draft.staging ? releaseClaim(draft, 'the write that began this upload failed; the upload never ran') : null);
       return changed;
     } catch (error) {
       if ((error as { kind?: string }).kind === 'not_found' || Date.now() >= giveUpAt) return false;

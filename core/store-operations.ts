@@ -18,6 +18,7 @@ import { copiesOf, copyKey, copyVerified, readingOrder } from './image-stores.js
 import { exponentialBackoff, type JobKind } from './jobs.js';
 import type { Manifest } from './manifest.js';
 import { nextRunNumber } from './pipeline-state.js';
+import { newestWithin } from './task-history.js';
 import { enforce, requireVisible } from './policy.js';
 import type { JobContext, JobQueue } from './ports.js';
 import type { StoreRegistry } from './store-registry.js';
@@ -68,11 +69,9 @@ const copyJobId = (imageId: string, store: string, eventId: string) => `${imageI
 /** Copy tasks an image keeps (Glance keeps each for task_time_to_live): the newest, and any still running. */
 const KEPT_COPY_TASKS = 20;
 
+/** Room for the copy task about to be added: the newest, within KEPT_TASKS_BYTES, and every running one. */
 function keptCopyTasks(tasks: CopyTask[]): CopyTask[] {
-  const over = tasks.length - (KEPT_COPY_TASKS - 1);
-  if (over <= 0) return tasks;
-  const dropped = new Set(tasks.filter((t) => t.status !== 'processing').slice(0, over));
-  return tasks.filter((t) => !dropped.has(t));
+  return newestWithin(tasks, KEPT_COPY_TASKS - 1, (t) => t.status === 'processing');
 }
 
 /**

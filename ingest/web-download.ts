@@ -124,7 +124,7 @@ export class WebDownloads {
     try {
       await quotas.reserveFlight(project, imageId, 0);
     } catch (error) {
-      await images.abortUpload(caller, imageId, ticket.run, (error as Error).message);
+      await images.abortUpload(caller, imageId, ticket.run, (error as Error).message, { neverStarted: true });
       await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
       throw error;
     }

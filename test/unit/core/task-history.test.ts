@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { downloadFailedBackToQueued, beginWebDownload } from '../../../core/image-entity.js';
-import { KEPT_EARLIER_TASKS } from '../../../core/task-history.js';
+import { KEPT_EARLIER_TASKS, KEPT_TASKS_BYTES, newestWithin } from '../../../core/task-history.js';
 import { taskViews } from '../../../core/task-views.js';
 import type { ImageDoc } from '../../../schemas/image.js';
 
@@ -46,5 +46,27 @@ describe('task history: the finished tasks of earlier imports', () => {
     assert.equal(kept[0], 'img.6');
     assert.equal(kept.at(-1), `img.${KEPT_EARLIER_TASKS + 5}`);
     assert.ok(doc.earlier_tasks!.every((t) => t.status === 'failure'));
+  });
+
+  it(`weighs the kept tasks: large inputs (8 KiB of a call's body each) keep the list within ${KEPT_TASKS_BYTES} bytes, whatever the count`, () => {
+    const doc = queuedImage();
+    for (let run = 1; run <= KEPT_EARLIER_TASKS + 5; run++) {
+      beginWebDownload(doc, run, 'glance-download');
+      const input = { import_req: { method: { name: 'glance-download', padding: 'x'.repeat(8000) } }, backend: [null] };
+      doc.upload!.input = input;
+      downloadFailedBackToQueued(doc, 'glance_endpoint_not_found', 'no region', { run, method: 'glance-download', requested: { user_id: 'u1', request_id: `req-${run}`, input } });
+    }
+    beginWebDownload(doc, KEPT_EARLIER_TASKS + 6, 'glance-download');
+    const kept = doc.earlier_tasks!;
+    assert.ok(JSON.stringify(kept).length <= KEPT_TASKS_BYTES, `${JSON.stringify(kept).length} bytes kept`);
+    assert.ok(kept.length >= 3 && kept.length < KEPT_EARLIER_TASKS, `${kept.length} kept`);
+    assert.equal(kept.at(-1)!.id, `img.${KEPT_EARLIER_TASKS + 5}`, 'the newest stays');
+  });
+
+  it('newestWithin keeps what must stay (a running task) whatever it weighs, and the order', () => {
+    const big = (id: string, status: string) => ({ id, status, pad: 'x'.repeat(KEPT_TASKS_BYTES) });
+    const tasks = [big('a', 'processing'), { id: 'b', status: 'success' }, big('c', 'success'), { id: 'd', status: 'success' }];
+    assert.deepEqual(newestWithin(tasks, 10, (t) => t.status === 'processing').map((t) => t.id), ['a', 'b', 'd']);
+    assert.deepEqual(newestWithin(tasks, 1).map((t) => t.id), ['d']);
   });
 });
