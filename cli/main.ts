@@ -98,12 +98,14 @@ function stdoutFlushed(): Promise<void> {
   return new Promise((resolve) => process.stdout.write('', () => resolve()));
 }
 
-// A reader that stops early (`pir image list | head`) closes the pipe: end quietly, with the
+// A reader that stops early (`pir image list | head`, `pir … 2>&1 | head`) closes the pipe: end quietly, with the
 // code a shell expects of a command SIGPIPE ended, not with Node's unhandled-error stack trace.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(EXIT.brokenPipe);
-  throw error;
-});
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT.brokenPipe);
+    throw error;
+  });
+}
 
 main(process.argv.slice(2)).finally(markFinished).then(async (code) => {
   await stdoutFlushed();

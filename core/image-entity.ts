@@ -62,11 +62,10 @@ export function requireFormatsBefore(draft: ImageDoc, what: string, next: string
   }
 }
 
-/** web-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
-/** What Glance checks of the image before a web-download's URI (409): queued, with both formats. */
 /** The imports PIR downloads itself: from a URL, or from another region's Glance. */
 export type DownloadMethod = 'web-download' | 'glance-download';
 
+/** What Glance checks of the image before a web-download's URI or a glance-download (409): queued, with both formats. */
 export function requireWebDownloadable(draft: ImageDoc, method: DownloadMethod = 'web-download'): void {
   if (draft.status !== 'queued') {
     throw conflict('invalid_status', `Image ${draft.id} is ${draft.status}; it needs to be in 'queued' state to use the '${method}' method. Create a new image to import again.`);
@@ -74,6 +73,7 @@ export function requireWebDownloadable(draft: ImageDoc, method: DownloadMethod =
   requireFormatsBefore(draft, 'import', 'set it with PATCH first.');
 }
 
+/** A web-download or glance-download claims a queued image with both formats set (Glance answers 409 otherwise); bytes then stream in. */
 export function beginWebDownload(draft: ImageDoc, run: number, method: DownloadMethod = 'web-download'): NewEvent[] {
   requireWebDownloadable(draft, method);
   keepFinishedTasks(draft);

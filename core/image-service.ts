@@ -585,9 +585,9 @@ export class ImageService {
 
   /**
    * Keeps a long upload from looking abandoned to the sweeper. This and the two calls below
-   * continue an upload `beginUpload` authorized: the run number is the ticket.
+   * continue an upload `beginUpload` authorized: the run number is the ticket. Answers whether
+   * the run still holds the image (false once it is deleted, aborted or claimed again).
    */
-  /** Answers whether the run still holds the image (false once it is deleted, aborted or claimed again). */
   async heartbeat(_caller: Caller, id: string, run: number): Promise<boolean> {
     const { doc } = await this.manifest.update(id, (draft) => (draft.upload?.run === run ? [] : null));
     return doc.upload?.run === run && doc.status !== 'deleted';

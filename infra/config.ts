@@ -393,11 +393,6 @@ function logLevel(env: Env): string {
 }
 
 /**
- * The egress settings of web-download: a server that goes silent is given up after
- * PIR_UPLOAD_IDLE_SECONDS, as a client that stops sending an upload is (the other egress users,
- * registered locations, keep the fixed idle timeout).
- */
-/**
  * Glance's [glance_download_properties] extra_properties: comma-separated prefixes (unset: Glance's
  * default; empty: none copied). os_glance is Glance's own namespace, which no prefix may take.
  */
@@ -410,6 +405,11 @@ function glanceDownloadProperties(env: Env): string[] {
   return prefixes;
 }
 
+/**
+ * The egress settings of web-download: a server that goes silent is given up after
+ * PIR_UPLOAD_IDLE_SECONDS, as a client that stops sending an upload is (the other egress users,
+ * registered locations, keep the fixed idle timeout).
+ */
 export function webDownloadEgress(config: Pick<PirConfig, 'egress' | 'uploadIdleSeconds'>): EgressSettings {
   return { ...config.egress, idleTimeoutMs: Math.min(config.uploadIdleSeconds * 1000, config.egress.totalTimeoutMs) };
 }
