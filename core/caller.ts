@@ -3,6 +3,8 @@
  * (infra/identity: tokens file, Keystone) and passed down from the API; the domain's policy
  * module (core/policy.ts) decides what the caller may do. Routes never decide who may.
  */
+import type { ImportInput, Requester } from '../schemas/image.js';
+
 export interface Caller {
   project_id: string;
   user_id: string;
@@ -18,3 +20,8 @@ export function isAdmin(caller: Caller): boolean {
 
 /** The caller the pipeline acts as (workers, sweepers): sees and may change every image. */
 export const SYSTEM_CALLER: Caller = Object.freeze({ project_id: 'admin', user_id: 'pir-system', roles: ['admin'] }) as Caller;
+
+/** Who started a run or import, for its task: the caller's user and the call's request id (and the call's input). */
+export function requestedBy(caller: Caller, input?: ImportInput): Requester {
+  return { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null, ...(input ? { input } : {}) };
+}

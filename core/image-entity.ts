@@ -109,9 +109,7 @@ export function downloadFailedBackToQueued(draft: ImageDoc, code: string, messag
   const call = callOf(draft, beforeRun); // before backToQueued forgets the upload record
   const events = backToQueued(draft, message);
   draft.failure = { stage: 'import', code, message, at: new Date().toISOString(), ...call };
-  // As kill: the stores it was importing to have failed (os_glance_failed_import), so waiters stop.
-  const plan = draft.store_import;
-  if (plan?.importing.length) draft.store_import = { ...plan, importing: [], failed: [...new Set([...plan.failed, ...plan.importing])] };
+  failImportingStores(draft); // as kill
   return events;
 }
 
@@ -250,6 +248,15 @@ export function activate(draft: ImageDoc, run: number): NewEvent[] {
 }
 
 /**
+ * An import into stores (multi-store) that failed: every store still being imported to has failed
+ * (Glance moves them from os_glance_importing_to_stores to os_glance_failed_import), so waiters on those stop.
+ */
+function failImportingStores(draft: ImageDoc): void {
+  const plan = draft.store_import;
+  if (plan?.importing.length) draft.store_import = { ...plan, importing: [], failed: [...new Set([...plan.failed, ...plan.importing])] };
+}
+
+/**
  * Ends an image's pipeline for good, recording why. `beforeRun`: an import that failed before its
  * bytes were in (web-download, location), so before any pipeline run, names its run for its task.
  */
@@ -258,10 +265,7 @@ export function kill(draft: ImageDoc, stage: string, code: string, message: stri
   draft.failure = { stage: stage as never, code, message, at: new Date().toISOString(), ...callOf(draft, beforeRun) };
   draft.upload = null;
   draft.staging = null;
-  // An import into stores (multi-store): every store still being imported to has failed (Glance moves them
-  // from os_glance_importing_to_stores to os_glance_failed_import), so waiters on those stop.
-  const plan = draft.store_import;
-  if (plan?.importing.length) draft.store_import = { ...plan, importing: [], failed: [...new Set([...plan.failed, ...plan.importing])] };
+  failImportingStores(draft);
   return [event('image.killed', { run: draft.pipeline?.run ?? null, stage, code, message })];
 }
 

@@ -6,8 +6,8 @@
  * Workers drive the pipeline stages (workers/stage-runner.ts) through the same entity.
  */
 import { randomUUID } from 'node:crypto';
-import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type Requester, type ImportInput, type Visibility } from '../schemas/image.js';
-import { SYSTEM_CALLER, type Caller } from './caller.js';
+import { IMAGE_STATUSES, type ResumableUpload, type ExternalLocation, type LocationFingerprint, type ShareLink, type ContainerFormat, type DiskFormat, type HashedBlob, type ImageDoc, type ImageMember, type MemberStatus, type ImportInput, type Visibility } from '../schemas/image.js';
+import { requestedBy, SYSTEM_CALLER, type Caller } from './caller.js';
 import { ShareLinkUseCounter } from './share-link-uses.js';
 import { fail } from './error-catalog.js';
 import { conflict, PirError } from './errors.js';
@@ -648,7 +648,7 @@ export class ImageService {
       if (importReq) {
         draft.upload!.input = this.importInput(draft, importReq);
         // Who asked, for the task shown while the bytes come in.
-        draft.upload!.requested = { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null };
+        draft.upload!.requested = requestedBy(caller);
       }
       return events;
     });
@@ -970,7 +970,3 @@ function hasTasks(doc: ImageDoc): boolean {
   return Boolean(doc.pipeline || doc.failure || doc.import_task || doc.upload?.input || doc.copy_tasks?.length || doc.earlier_tasks?.length);
 }
 
-/** Who started a run or import, for its task: the caller's user and the call's request id. */
-function requestedBy(caller: Caller, input?: ImportInput): Requester {
-  return { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null, ...(input ? { input } : {}) };
-}

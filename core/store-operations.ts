@@ -10,7 +10,7 @@
  * are removed again (Glance's revert of the copy task), so the image is left as it was.
  */
 import type { Logger } from 'pino';
-import type { Caller } from './caller.js';
+import { requestedBy, type Caller } from './caller.js';
 import { fail } from './error-catalog.js';
 import { conflict } from './errors.js';
 import { event } from './events.js';
@@ -142,7 +142,7 @@ export class StoreOperations {
       // Its task, in the same write (Glance's api_image_import task; backend: the stores it copies to).
       const run = nextRunNumber(draft);
       const now = new Date().toISOString();
-      const requested = { user_id: caller.user_id ?? null, request_id: caller.request_id ?? null, input: { import_req: importReq, backend: wanted } };
+      const requested = requestedBy(caller, { import_req: importReq, backend: wanted });
       draft.copy_tasks = [...keptCopyTasks(draft.copy_tasks ?? []), { run, status: 'processing', requested, started_at: now, updated_at: now, message: '' }];
       draft.store_import = {
         importing: wanted,

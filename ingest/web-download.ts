@@ -125,7 +125,7 @@ export class WebDownloads {
       await quotas.reserveFlight(project, imageId, 0);
     } catch (error) {
       await images.abortUpload(caller, imageId, ticket.run, (error as Error).message, { neverStarted: true });
-      await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
+      await this.settleQuota(imageId).catch(() => {});
       throw error;
     }
     const run = this.download(caller, imageId, project, ticket, source).finally(() => this.running.delete(run));
@@ -199,7 +199,7 @@ export class WebDownloads {
         // An ordinary delete (or the stall sweep) ended the run: nothing to record, only this run's staging to drop.
         log.info({ image_id: imageId, run: ticket.run, method: source.method }, `${source.method} stopped: the image was deleted or its import ended meanwhile`);
         await images.abortUpload(caller, imageId, ticket.run, `the image was deleted or its ${source.method} ended meanwhile`).catch(() => {});
-        await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch(() => {});
+        await this.settleQuota(imageId).catch(() => {});
         return null;
       }
       const { code, message } = describe(error, upload.maxImageSize);
@@ -211,11 +211,16 @@ export class WebDownloads {
       } catch (failError) {
         log.error({ image_id: imageId, err: failError }, `could not record the ${source.method} failure`);
       }
-      await quotas.settle(imageId, () => images.get(SYSTEM_CALLER, imageId).catch(() => null)).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
+      await this.settleQuota(imageId).catch((e: unknown) => log.warn({ image_id: imageId, err: e }, 'quota settle failed'));
       return { code, message };
     } finally {
       clearInterval(heartbeat);
     }
+  }
+
+  /** Sets the image's quota holds from its state now (the in-flight hold given back once it no longer receives). */
+  private settleQuota(imageId: string): Promise<void> {
+    return this.deps.quotas.settle(imageId, () => this.deps.images.get(SYSTEM_CALLER, imageId).catch(() => null));
   }
 
   /** Whether the run no longer holds the image (deleted, purged, or claimed by another run). */
