@@ -89,7 +89,12 @@ describe('glance-download: the method\'s checks', () => {
 
 const TOKEN = 'inject-token';
 const ADMIN = 'admin-token';
-const callers: Record<string, Caller> = { [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] }, [ADMIN]: { project_id: 'p1', user_id: 'a1', roles: ['admin', 'member', 'reader'] } };
+const OTHER = 'other-project-token';
+const READER = 'reader-token';
+const callers: Record<string, Caller> = {
+  [TOKEN]: { project_id: 'p1', user_id: 'u1', roles: ['member', 'reader'] }, [ADMIN]: { project_id: 'p1', user_id: 'a1', roles: ['admin', 'member', 'reader'] },
+  [OTHER]: { project_id: 'p2', user_id: 'u2', roles: ['member', 'reader'] }, [READER]: { project_id: 'p1', user_id: 'r1', roles: ['reader'] },
+};
 /** Remote images of the fake Glance that behave badly (the hostile remote of the review's repros). */
 const HOSTILE = {
   /** /file sends a first part, then holds the connection open (a download in progress). */
@@ -227,6 +232,27 @@ describe('glance-download: imports from a remote Glance (inject)', () => {
     const noId = await call('POST', `/v2/images/${id}/import`, { method: { name: 'glance-download', glance_region: 'RegionTwo' } });
     assert.deepEqual([noId.statusCode, noId.json().error.message], [400, "'glance_image_id' needs to be set for glance-download import method"]);
     assert.equal((await call('GET', `/v2/images/${id}`)).json().status, 'queued');
+  });
+
+  it("refuses other tenants and readers as any import: 404 where the image is not theirs to see, 403 where they see it but may not change it, and a long hostile field in PIR's 400 shape", async () => {
+    const method = { name: 'glance-download', glance_image_id: REMOTE_ID, glance_region: 'RegionTwo' };
+    const hidden = await create({ disk_format: 'raw', container_format: 'bare' });
+    const seen = await create({ disk_format: 'raw', container_format: 'bare', visibility: 'community' });
+    const answer = async (id: string, token: string) => {
+      const res = await call('POST', `/v2/images/${id}/import`, { method }, token);
+      return [res.statusCode, res.json().error?.code];
+    };
+    assert.deepEqual(await answer(hidden, OTHER), [404, 404]);
+    assert.deepEqual((await answer(seen, OTHER))[0], 403);
+    assert.deepEqual((await answer(hidden, READER))[0], 403);
+    for (const id of [hidden, seen]) {
+      assert.equal((await call('GET', `/v2/images/${id}`)).json().status, 'queued');
+      assert.deepEqual((await call('GET', `/v2/images/${id}/tasks`)).json().tasks, [], 'a refused call leaves no task');
+    }
+    const long = await call('POST', `/v2/images/${hidden}/import`, { method: { ...method, glance_region: 'r'.repeat(100_000) } });
+    assert.equal(long.statusCode, 400);
+    assert.equal(long.json().error.code, 400);
+    assert.ok(long.body.length < 2000, `the refusal echoes ${long.body.length} bytes`);
   });
 
   it("imports the remote image's data, formats and selected properties with the caller's token", async () => {
